@@ -1,0 +1,20 @@
+"""riverguard: online anomaly detection for Telegraf, one River model per series.
+
+The public API is small: :func:`load_config`, :class:`ConfigError`,
+:class:`Engine` and the detector registry in :mod:`riverguard.detectors`.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+from .config import ConfigError
+from .config import load as load_config
+from .engine import Engine
+
+try:
+    __version__ = metadata.version("riverguard")
+except metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+src"
+
+__all__ = ["ConfigError", "Engine", "__version__", "load_config"]

@@ -1,0 +1,180 @@
+"""The ``riverguard`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import BinaryIO
+
+from . import __version__
+from .config import Config, ConfigError, default_config, load
+from .engine import Engine
+from .log import LEVELS, Log
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="riverguard",
+        description="Online anomaly detection for Telegraf: one River model per series.",
+    )
+    parser.add_argument("--version", action="version", version=f"riverguard {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", metavar="PATH", help="riverguard TOML config (default: score every numeric field)")
+        p.add_argument("--log-level", choices=list(LEVELS), default="info", help="stderr verbosity (default: info)")
+
+    run = sub.add_parser("run", help="execd mode: line protocol on stdin, scored metrics on stdout")
+    common(run)
+
+    replay = sub.add_parser("replay", help="score recorded line-protocol files through the same engine")
+    common(replay)
+    replay.add_argument("--output", "-o", metavar="PATH", help="write here instead of stdout")
+    replay.add_argument("files", nargs="+", metavar="FILE", help="line-protocol files ('-' is stdin)")
+
+    check = sub.add_parser("check-config", help="validate a config and print the resolved rules")
+    check.add_argument("path", metavar="PATH")
+
+    sub.add_parser("sample-config", help="print the documented sample config")
+    return parser
+
+
+def _load(path: str | None) -> Config:
+    return load(path) if path else default_config()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "sample-config":
+            sys.stdout.write(sample_config())
+            return EXIT_OK
+        if args.command == "check-config":
+            return _check_config(args.path)
+        log = Log(args.log_level)
+        try:
+            config = _load(args.config)
+        except ConfigError as err:
+            log.error(str(err))
+            return EXIT_CONFIG
+        if args.command == "run":
+            return _run(config, log)
+        if args.command == "replay":
+            return _replay(config, log, args.files, args.output)
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(args.command)
+
+
+def sample_config() -> str:
+    """The documented sample configuration shipped with the package."""
+    return resources.files("riverguard").joinpath("sample.toml").read_text(encoding="utf-8")
+
+
+def _check_config(path: str) -> int:
+    try:
+        config = load(path)
+    except ConfigError as err:
+        print(f"E! {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{config.source}: OK, {len(config.rules)} rule(s)")
+    for rule in config.rules:
+        print(f"rule {rule.index}: {json.dumps(rule.resolved())}")
+    out, state = config.output, config.state
+    print(f"output: {json.dumps({'score_suffix': out.score_suffix, 'flag_suffix': out.flag_suffix})}")
+    print(
+        "state: "
+        + json.dumps(
+            {
+                "path": str(state.path) if state.path else None,
+                "checkpoint_interval_s": state.checkpoint_interval,
+                "max_series": state.max_series,
+                "series_ttl_s": state.series_ttl,
+            }
+        )
+    )
+    return EXIT_OK
+
+
+def _run(config: Config, log: Log) -> int:
+    from .stream import serve
+
+    engine = Engine(config, log)
+    log.debug(f"riverguard {__version__} started with {len(config.rules)} rule(s) from {config.source}")
+    code = serve(engine)
+    log.debug(f"stopped after {engine.metrics} metrics, {len(engine.series)} series, {engine.anomalies} anomalies")
+    return code
+
+
+class _Progress:
+    """A progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self.last = -1
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        percent = min(100, self.done * 100 // self.total)
+        if percent != self.last:
+            self.last = percent
+            bar = "#" * (percent // 4)
+            sys.stderr.write(f"\rreplay [{bar:<25}] {percent:3d}%")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+
+
+def _replay(config: Config, log: Log, files: list[str], output: str | None) -> int:
+    from .stream import replay
+
+    for name in files:
+        if name != "-" and not os.path.isfile(name):
+            log.error(f"cannot read {name}: no such file")
+            return EXIT_FAIL
+    engine = Engine(config, log)
+    progress = None
+    if sys.stderr.isatty() and "-" not in files:
+        progress = _Progress(sum(os.path.getsize(f) for f in files))
+    out: BinaryIO
+    out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
+    try:
+        replay(engine, files, out, progress)
+    except BrokenPipeError:
+        return EXIT_FAIL
+    finally:
+        if progress:
+            progress.close()
+        if output:
+            out.close()
+        else:
+            out.flush()
+    _summary(engine)
+    return EXIT_OK
+
+
+def _summary(engine: Engine) -> None:
+    scored = sum(1 for s in engine.series.values() if s.detector is not None)
+    lines = [
+        f"metrics: {engine.metrics} ({engine.parse_errors} unparsable)",
+        f"series: {len(engine.series)} ({scored} scored)",
+        f"anomalies: {engine.anomalies}",
+    ]
+    top = engine.top_series()
+    if top:
+        lines.append("top series by anomalies:")
+        lines.extend(f"  {count:>6}  {key}" for key, count in top)
+    sys.stderr.write("".join(f"I! [riverguard] {line}\n" for line in lines))
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""riverguard's TOML configuration: rules, output suffixes and state settings.
+
+``load(path)`` reads and validates a file; ``parse(text, source)`` does the
+same for text. Every problem raises :class:`ConfigError`, whose message names
+the file, the rule (index and name) and the key.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import detectors
+
+__all__ = ["Config", "ConfigError", "OutputConfig", "Rule", "StateConfig", "load", "parse", "parse_duration"]
+
+
+class ConfigError(Exception):
+    """A configuration that riverguard cannot use; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``[[rule]]``: which series it matches and how they are scored."""
+
+    index: int
+    name: str
+    measurement: str = "*"
+    tags: dict[str, str] = field(default_factory=dict)
+    fields: tuple[str, ...] = ("*",)
+    detector: str = "default"
+    threshold: float | None = None
+    warmup: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def detector_class(self) -> type[detectors.Detector] | None:
+        """The detector class, or None for ``detector = "off"``."""
+        return None if self.detector == "off" else detectors.resolve(self.detector)
+
+    @property
+    def effective_threshold(self) -> float:
+        cls = self.detector_class
+        if self.threshold is not None:
+            return self.threshold
+        return cls.default_threshold if cls else 1.0
+
+    @property
+    def effective_warmup(self) -> int:
+        cls = self.detector_class
+        if self.warmup is not None:
+            return self.warmup
+        return cls.default_warmup if cls else 0
+
+    def resolved(self) -> dict[str, Any]:
+        """Everything the rule means, defaults filled in (for check-config and fingerprints)."""
+        cls = self.detector_class
+        params = {**cls.defaults(), **self.params} if cls else {}
+        return {
+            "name": self.name,
+            "measurement": self.measurement,
+            "tags": dict(sorted(self.tags.items())),
+            "fields": list(self.fields),
+            "detector": cls.name if cls else "off",
+            "threshold": self.effective_threshold,
+            "warmup": self.effective_warmup,
+            "params": dict(sorted(params.items())),
+        }
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    score_suffix: str = "_anomaly_score"
+    flag_suffix: str = "_anomaly"
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    path: Path | None = None
+    checkpoint_interval: float = 60.0
+    max_series: int = 100_000
+    series_ttl: float = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Config:
+    rules: tuple[Rule, ...]
+    output: OutputConfig = OutputConfig()
+    state: StateConfig = StateConfig()
+    source: str = "<default>"
+
+
+DEFAULT_RULE = Rule(index=0, name="default")
+
+
+def default_config() -> Config:
+    """What ``riverguard run`` uses without ``--config``: every numeric field, default detector."""
+    return Config(rules=(DEFAULT_RULE,))
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Telegraf-style duration such as ``"60s"``, ``"100ms"`` or ``"1h30m"``.
+
+    >>> parse_duration("1h30m"), parse_duration("100ms")
+    (5400.0, 0.1)
+    """
+    pos, total = 0, 0.0
+    while pos < len(text):
+        m = _DURATION_PART.match(text, pos)
+        if m is None:
+            raise ValueError(f'invalid duration "{text}" (expected e.g. "60s", "100ms", "24h")')
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if not text:
+        raise ValueError("empty duration")
+    return total
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate the config file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    return parse(text, source=str(path), base=path.resolve().parent)
+
+
+_RULE_KEYS = {"name", "measurement", "tags", "fields", "detector", "threshold", "warmup", "params"}
+_TOP_KEYS = {"rule", "output", "state"}
+
+
+class _Where:
+    """Builds error messages that name the file, the rule and the key."""
+
+    def __init__(self, source: str, section: str) -> None:
+        self.source = source
+        self.section = section
+
+    def error(self, key: str | None, message: str) -> ConfigError:
+        where = f"{self.source}: {self.section}"
+        if key is not None:
+            where += f", key '{key}'"
+        return ConfigError(f"{where}: {message}")
+
+
+def parse(text: str, source: str = "<string>", base: Path | None = None) -> Config:
+    """Validate config ``text``; ``base`` is the folder relative paths resolve against."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: invalid TOML: {err}") from None
+    top = _Where(source, "top level")
+    _check_keys(doc, _TOP_KEYS, top)
+    raw_rules = doc.get("rule", [])
+    if not isinstance(raw_rules, list):
+        raise top.error("rule", "must be an array of tables ([[rule]])")
+    rules = tuple(_parse_rule(i, raw, source) for i, raw in enumerate(raw_rules, start=1))
+    output = _parse_output(doc.get("output", {}), _Where(source, "[output]"))
+    state = _parse_state(doc.get("state", {}), _Where(source, "[state]"), base or Path.cwd())
+    return Config(rules=rules, output=output, state=state, source=source)
+
+
+def _check_keys(table: Any, allowed: set[str], where: _Where) -> None:
+    if not isinstance(table, dict):
+        raise where.error(None, "must be a table")
+    for key in table:
+        if key not in allowed:
+            raise where.error(key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
+def _glob(value: Any, key: str, where: _Where) -> str:
+    if not isinstance(value, str) or not value:
+        raise where.error(key, f"expected a non-empty glob string, got {value!r}")
+    if value.count("[") != value.count("]"):
+        raise where.error(key, f"invalid glob {value!r}: unbalanced brackets")
+    try:
+        re.compile(fnmatch.translate(value))
+    except re.error as err:
+        raise where.error(key, f"invalid glob {value!r}: {err}") from None
+    return value
+
+
+def _parse_rule(index: int, raw: Any, source: str) -> Rule:
+    name = raw.get("name") if isinstance(raw, dict) else None
+    label = f"rule {index}" + (f' "{name}"' if isinstance(name, str) else "")
+    where = _Where(source, label)
+    _check_keys(raw, _RULE_KEYS, where)
+    if name is None:
+        name = f"rule-{index}"
+    elif not isinstance(name, str) or not name:
+        raise where.error("name", f"expected a non-empty string, got {name!r}")
+    measurement = _glob(raw.get("measurement", "*"), "measurement", where)
+    tags = raw.get("tags", {})
+    if not isinstance(tags, dict):
+        raise where.error("tags", "expected a table of tag key to glob")
+    tags = {str(k): _glob(v, f"tags.{k}", where) for k, v in tags.items()}
+    fields = raw.get("fields", ["*"])
+    if not isinstance(fields, list) or not fields:
+        raise where.error("fields", f"expected a non-empty list of globs, got {fields!r}")
+    fields = tuple(_glob(f, "fields", where) for f in fields)
+    detector = raw.get("detector", "default")
+    if not isinstance(detector, str):
+        raise where.error("detector", f"expected a string, got {detector!r}")
+    if detector not in ("default", "off") and detector not in detectors.REGISTRY:
+        known = ", ".join(["default", "off", *sorted(detectors.REGISTRY)])
+        raise where.error("detector", f'unknown detector "{detector}" (known: {known})')
+    threshold = raw.get("threshold")
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+            raise where.error("threshold", f"expected a number in [0, 1], got {threshold!r}")
+        threshold = float(threshold)
+    warmup = raw.get("warmup")
+    if warmup is not None and (isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0):
+        raise where.error("warmup", f"expected an integer >= 0, got {warmup!r}")
+    params = raw.get("params", {})
+    if not isinstance(params, dict):
+        raise where.error("params", "expected a table")
+    rule = Rule(index, name, measurement, tags, fields, detector, threshold, warmup, dict(params))
+    cls = rule.detector_class
+    if cls is None:
+        if params:
+            raise where.error("params", 'detector "off" takes no parameters')
+        return rule
+    defaults = cls.defaults()
+    for key, value in params.items():
+        if key not in defaults:
+            raise where.error(
+                f"params.{key}",
+                f'unknown parameter for detector "{cls.name}" (known: {", ".join(sorted(defaults))})',
+            )
+        expected = type(defaults[key])
+        ok = isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise where.error(f"params.{key}", f"expected {expected.__name__}, got {value!r}")
+    try:
+        cls(**params)
+    except (ValueError, TypeError) as err:
+        raise where.error("params", str(err)) from None
+    return rule
+
+
+def _parse_output(raw: Any, where: _Where) -> OutputConfig:
+    _check_keys(raw, {"score_suffix", "flag_suffix"}, where)
+    values = {}
+    for key in ("score_suffix", "flag_suffix"):
+        if key in raw:
+            value = raw[key]
+            if not isinstance(value, str) or not value or "\n" in value:
+                raise where.error(key, f"expected a non-empty one-line string, got {value!r}")
+            values[key] = value
+    out = OutputConfig(**values)
+    if out.score_suffix == out.flag_suffix:
+        raise where.error("flag_suffix", "must differ from score_suffix")
+    return out
+
+
+def _parse_state(raw: Any, where: _Where, base: Path) -> StateConfig:
+    _check_keys(raw, {"path", "checkpoint_interval", "max_series", "series_ttl"}, where)
+    values: dict[str, Any] = {}
+    if "path" in raw:
+        if not isinstance(raw["path"], str) or not raw["path"]:
+            raise where.error("path", f"expected a non-empty string, got {raw['path']!r}")
+        values["path"] = (base / raw["path"]).resolve()
+    for key in ("checkpoint_interval", "series_ttl"):
+        if key in raw:
+            value = raw[key]
+            if not isinstance(value, str):
+                raise where.error(key, f'expected a duration string such as "60s", got {value!r}')
+            try:
+                seconds = parse_duration(value)
+            except ValueError as err:
+                raise where.error(key, str(err)) from None
+            if seconds <= 0 or not math.isfinite(seconds):
+                raise where.error(key, "must be greater than zero")
+            values[key] = seconds
+    if "max_series" in raw:
+        value = raw["max_series"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise where.error("max_series", f"expected an integer >= 1, got {value!r}")
+        values["max_series"] = value
+    return StateConfig(**values)

@@ -1,0 +1,59 @@
+"""What every detector provides.
+
+A detector watches one series. For each sample it is asked for a score first
+(``score_one``) and then taught the sample (``learn_one``); the score is a
+float in [0, 1], higher meaning more anomalous. ``t`` is the metric's event
+time in seconds (None when the metric carries no timestamp).
+
+Settings are stored under their own names (the ``__init__`` parameters) and
+learned state lives in attributes that start with an underscore, as in River.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from typing import Any, ClassVar
+
+
+class Detector(abc.ABC):
+    """Base class of riverguard's detectors."""
+
+    #: The name used in rules (``detector = "..."``).
+    name: ClassVar[str]
+    #: A score at or above this sets the flag, unless the rule sets ``threshold``.
+    default_threshold: ClassVar[float]
+    #: Samples a series sees before it may be flagged, unless the rule sets ``warmup``.
+    default_warmup: ClassVar[int]
+
+    @abc.abstractmethod
+    def score_one(self, x: float, t: float | None = None) -> float:
+        """Score ``x`` against what was learned so far, in [0, 1]."""
+
+    @abc.abstractmethod
+    def learn_one(self, x: float, t: float | None = None) -> None:
+        """Update the model with ``x``."""
+
+    def process(self, x: float, t: float | None = None) -> float:
+        """Score ``x``, then learn it."""
+        score = self.score_one(x, t)
+        self.learn_one(x, t)
+        return score
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The detector's parameters and their default values."""
+        sig = inspect.signature(cls.__init__)
+        return {
+            name: p.default
+            for name, p in sig.parameters.items()
+            if name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        }
+
+    def params(self) -> dict[str, Any]:
+        """The settings this instance was built with."""
+        return {name: getattr(self, name) for name in self.defaults()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"

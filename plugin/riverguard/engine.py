@@ -1,0 +1,214 @@
+"""The scoring engine: one detector per series, fields added to each metric.
+
+A series is measurement + canonical (sorted) tag set + field key. The first
+rule that matches a field decides its detector; the decision is made once per
+series and kept with the series.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .config import Config, Rule
+from .detectors import Detector
+from .lineprotocol import Metric, ParseError, Record, escape_key, unescape
+from .log import Log, RateLimit
+
+__all__ = ["Engine", "Series", "series_key"]
+
+_SCORE_DIGITS = 6
+
+
+class Series:
+    """What riverguard keeps for one series."""
+
+    __slots__ = ("rule", "detector", "seen", "last_time", "anomalies", "failed")
+
+    def __init__(self, rule: Rule | None, detector: Detector | None) -> None:
+        self.rule = rule
+        self.detector = detector
+        self.seen = 0
+        self.last_time: int | None = None
+        self.anomalies = 0
+        self.failed = False
+
+
+def series_key(metric: Metric, field_key: bytes) -> bytes:
+    """Measurement, sorted tags and field key, as one byte string (escaping kept)."""
+    tags = metric.tags
+    if len(tags) > 1:
+        tags = sorted(tags)
+    parts = [metric.measurement]
+    parts.extend(k + b"=" + v for k, v in tags)
+    return b",".join(parts) + b" " + field_key
+
+
+def _matcher(glob: str) -> Callable[[str], Any]:
+    return re.compile(fnmatch.translate(glob)).match
+
+
+class _CompiledRule:
+    __slots__ = ("rule", "measurement", "tags", "fields")
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.measurement = _matcher(rule.measurement)
+        self.tags = [(key, _matcher(glob)) for key, glob in rule.tags.items()]
+        self.fields = [_matcher(glob) for glob in rule.fields]
+
+    def matches_metric(self, measurement: str, tags: dict[str, str]) -> bool:
+        if not self.measurement(measurement):
+            return False
+        for key, match in self.tags:
+            value = tags.get(key)
+            if value is None or not match(value):
+                return False
+        return True
+
+    def matches_field(self, name: str) -> bool:
+        return any(match(name) for match in self.fields)
+
+
+class Engine:
+    """Scores metrics and returns them with anomaly fields added.
+
+    >>> from riverguard.config import default_config
+    >>> from riverguard.lineprotocol import Splitter
+    >>> engine = Engine(default_config())
+    >>> records, _, _ = Splitter().split(b"cpu,host=a idle=97.5 1\\n")
+    >>> engine.process(records[0])
+    b'cpu,host=a idle=97.5,idle_anomaly_score=0.0,idle_anomaly=false 1\\n'
+    """
+
+    def __init__(self, config: Config, log: Log | None = None) -> None:
+        self.config = config
+        self.log = log or Log("error")
+        self._rules = [_CompiledRule(rule) for rule in config.rules]
+        self.score_suffix = escape_key(config.output.score_suffix)
+        self.flag_suffix = escape_key(config.output.flag_suffix)
+        self.series: dict[bytes, Series] = {}
+        self.metrics = 0
+        self.parse_errors = 0
+        self.anomalies = 0
+        self._error_limit = RateLimit(burst=10, period=1.0)
+
+    # -- rules ---------------------------------------------------------------
+
+    def _new_series(self, metric: Metric, field_key: bytes) -> Series:
+        measurement = unescape(metric.measurement)
+        tags = {unescape(k): unescape(v) for k, v in metric.tags}
+        name = unescape(field_key)
+        for compiled in self._rules:
+            if compiled.matches_metric(measurement, tags) and compiled.matches_field(name):
+                rule = compiled.rule
+                cls = rule.detector_class
+                return Series(rule, cls(**rule.params) if cls else None)
+        return Series(None, None)
+
+    # -- scoring -------------------------------------------------------------
+
+    def process(self, record: Record) -> bytes:
+        """The output bytes for one record (always newline-terminated)."""
+        data = record.data
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        metric = record.metric
+        if metric is None:
+            if record.error is not None:
+                self.metrics += 1
+                self.parse_errors += 1
+                self._report_parse_error(record.data, record.error)
+            return data
+        self.metrics += 1
+        extra = self._score(metric)
+        if not extra:
+            return data
+        at = metric.fields_end
+        return data[:at] + extra + data[at:]
+
+    def _score(self, metric: Metric) -> bytes:
+        score_suffix, flag_suffix = self.score_suffix, self.flag_suffix
+        keys = {f.key for f in metric.fields}
+        timestamp = metric.timestamp
+        t = None if timestamp is None else timestamp / 1e9
+        prefix: bytes | None = None
+        out: list[bytes] = []
+        for field in metric.fields:
+            if field.number is None:
+                continue
+            key = field.key
+            score_key = key + score_suffix
+            if score_key in keys or key.endswith(score_suffix):
+                continue  # already scored upstream, or a score itself
+            if prefix is None:
+                prefix = series_key(metric, b"")
+            skey = prefix + key
+            series = self.series.get(skey)
+            if series is None:
+                series = self.series[skey] = self._new_series(metric, key)
+            detector = series.detector
+            if detector is None:
+                continue
+            try:
+                score = detector.process(field.number, t)
+                if not 0.0 <= score <= 1.0:
+                    score = min(1.0, max(0.0, score)) if math.isfinite(score) else _raise_nonfinite(score)
+            except Exception as err:  # noqa: BLE001 - no detector error may reach the stream
+                if not series.failed:
+                    series.failed = True
+                    self.log.error(
+                        f"detector {series.rule.detector!r} failed on series {skey.decode('utf-8', 'backslashreplace')}: "
+                        f"{type(err).__name__}: {err}; the field passes unscored"
+                    )
+                continue
+            rule = series.rule
+            series.seen += 1
+            series.last_time = timestamp
+            if series.seen <= rule.effective_warmup:
+                score = 0.0
+            score = round(score, _SCORE_DIGITS)
+            flag = score >= rule.effective_threshold
+            if flag:
+                series.anomalies += 1
+                self.anomalies += 1
+            out.append(b",")
+            out.append(score_key)
+            out.append(b"=")
+            out.append(repr(score).encode())
+            flag_key = key + flag_suffix
+            if flag_key not in keys:
+                out.append(b",")
+                out.append(flag_key)
+                out.append(b"=true" if flag else b"=false")
+        return b"".join(out)
+
+    def _report_parse_error(self, data: bytes, error: ParseError) -> None:
+        if not self._error_limit.allow():
+            return
+        held = self._error_limit.take_suppressed()
+        if held:
+            self.log.warn(f"{held} more unparsable metrics were not reported (rate limit)")
+        snippet = data[:120].rstrip(b"\n").decode("utf-8", "backslashreplace")
+        self.log.error(f"metric {self.metrics}: not line protocol: {error}; passed through unchanged: {snippet}")
+
+    def flush_log(self) -> None:
+        """Report parse errors held back by the rate limit."""
+        held = self._error_limit.take_suppressed()
+        if held:
+            self.log.warn(f"{held} more unparsable metrics were not reported (rate limit)")
+
+    def top_series(self, n: int = 5) -> list[tuple[str, int]]:
+        """The ``n`` series with the most anomalies, most first."""
+        ranked = sorted(
+            ((s.anomalies, k) for k, s in self.series.items() if s.anomalies),
+            key=lambda item: (-item[0], item[1]),
+        )
+        return [(k.decode("utf-8", "backslashreplace"), a) for a, k in ranked[:n]]
+
+
+def _raise_nonfinite(score: float) -> float:
+    raise ValueError(f"detector returned a non-finite score ({score})")

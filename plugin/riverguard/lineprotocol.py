@@ -1,0 +1,293 @@
+"""InfluxDB line protocol: split a byte stream into metrics, parse them, add fields.
+
+riverguard never re-serialises a user's metric. It finds where each metric
+starts and ends, reads what it needs (measurement, tags, numeric fields,
+timestamp), and writes the original bytes back with new fields inserted
+after the last field. Everything works on ``bytes``: names keep their escaping
+and non-UTF-8 bytes pass through untouched.
+
+>>> m = parse(b'cpu,host=a usage_idle=97.5,n=3i,msg="x" 1700000000000000000')
+>>> m.measurement, m.tags, m.timestamp
+(b'cpu', [(b'host', b'a')], 1700000000000000000)
+>>> [(f.key, f.kind, f.number) for f in m.fields]
+[(b'usage_idle', 'f', 97.5), (b'n', 'i', 3.0), (b'msg', 's', None)]
+>>> insert_fields(m, b',x=1')
+b'cpu,host=a usage_idle=97.5,n=3i,msg="x",x=1 1700000000000000000'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+__all__ = [
+    "Field",
+    "Metric",
+    "ParseError",
+    "Record",
+    "Splitter",
+    "escape_key",
+    "insert_fields",
+    "parse",
+    "unescape",
+]
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_UINT64_MAX = 2**64 - 1
+
+# A name may hold any byte but its delimiters; a backslash escapes the next byte.
+_MEASUREMENT = re.compile(rb"(?:[^\\, \n]|\\[^\n])+")
+_KEY = rb"(?:[^\\,= \n]|\\[^\n])+"
+_TAG = re.compile(rb",(" + _KEY + rb")=(" + _KEY + rb")")
+_FIELD_KEY = re.compile(rb"(" + _KEY + rb")=")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_BARE = re.compile(rb'[^, \n"]+')
+_FLOAT = re.compile(rb"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_SIGNED = re.compile(rb"[+-]?[0-9]+i")
+_UNSIGNED = re.compile(rb"\+?[0-9]+u")
+_SPACES = re.compile(rb" +")
+_TIMESTAMP = re.compile(rb"-?[0-9]+")
+_TRAILER = re.compile(rb" *\r?")
+_BOOLEANS = {
+    b"t": True, b"T": True, b"true": True, b"True": True, b"TRUE": True,
+    b"f": False, b"F": False, b"false": False, b"False": False, b"FALSE": False,
+}
+_UNESCAPE = re.compile(rb"\\([,= \\\"])")
+
+
+class ParseError(ValueError):
+    """A metric that is not valid line protocol: ``reason`` at byte ``pos``."""
+
+    def __init__(self, reason: str, pos: int, *, open_quote: bool = False) -> None:
+        super().__init__(f"{reason} at column {pos + 1}")
+        self.reason = reason
+        self.pos = pos
+        self.open_quote = open_quote
+
+
+class Field(NamedTuple):
+    """One field: raw escaped key, kind (``f i u s b``), numeric value or None."""
+
+    key: bytes
+    kind: str
+    number: float | None
+
+
+@dataclass(slots=True)
+class Metric:
+    """A parsed metric. ``raw`` excludes the terminating newline."""
+
+    raw: bytes
+    measurement: bytes
+    tags: list[tuple[bytes, bytes]]
+    fields: list[Field]
+    fields_end: int
+    timestamp: int | None
+
+
+def parse(line: bytes) -> Metric:
+    """Parse one metric (without its newline). Raise :class:`ParseError`."""
+    n = len(line)
+    m = _MEASUREMENT.match(line, 0)
+    if m is None:
+        raise ParseError("missing measurement name", 0)
+    measurement = m.group()
+    pos = m.end()
+    tags: list[tuple[bytes, bytes]] = []
+    while pos < n and line[pos] == 0x2C:  # ','
+        t = _TAG.match(line, pos)
+        if t is None:
+            raise ParseError("invalid tag (expected key=value)", pos + 1)
+        tags.append((t.group(1), t.group(2)))
+        pos = t.end()
+    s = _SPACES.match(line, pos)
+    if s is None:
+        if pos < n and line[pos] == 0x5C:  # trailing backslash
+            raise ParseError("backslash at end of name", pos)
+        raise ParseError("expected a space before the field set", pos)
+    pos = s.end()
+    fields: list[Field] = []
+    while True:
+        k = _FIELD_KEY.match(line, pos)
+        if k is None:
+            raise ParseError("invalid field (expected key=value)", pos)
+        key = k.group(1)
+        pos = k.end()
+        if pos < n and line[pos] == 0x22:  # '"'
+            v = _STRING.match(line, pos)
+            if v is None:
+                raise ParseError("unterminated string value", pos, open_quote=True)
+            fields.append(Field(key, "s", None))
+        else:
+            v = _BARE.match(line, pos)
+            if v is None:
+                raise ParseError("missing field value", pos)
+            fields.append(_bare_field(key, v.group(), pos))
+        pos = v.end()
+        if pos < n and line[pos] == 0x2C:
+            pos += 1
+            continue
+        break
+    fields_end = pos
+    timestamp = None
+    if pos < n:
+        s = _SPACES.match(line, pos)
+        if s is None:
+            raise ParseError("expected ',' or a space after the field value", pos)
+        pos = s.end()
+        ts = _TIMESTAMP.match(line, pos)
+        if ts is not None:
+            timestamp = int(ts.group())
+            if not _INT64_MIN <= timestamp <= _INT64_MAX:
+                raise ParseError("timestamp out of range", pos)
+            pos = ts.end()
+        trailer = _TRAILER.match(line, pos)
+        pos = trailer.end() if trailer else pos
+        if pos < n:
+            raise ParseError("unexpected data after the timestamp", pos)
+    return Metric(line, measurement, tags, fields, fields_end, timestamp)
+
+
+def _bare_field(key: bytes, token: bytes, pos: int) -> Field:
+    last = token[-1]
+    if last == 0x69:  # 'i'
+        if _SIGNED.fullmatch(token):
+            value = int(token[:-1])
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                raise ParseError("integer out of range", pos)
+            return Field(key, "i", float(value))
+    elif last == 0x75:  # 'u'
+        if _UNSIGNED.fullmatch(token):
+            value = int(token[:-1])
+            if value > _UINT64_MAX:
+                raise ParseError("unsigned integer out of range", pos)
+            return Field(key, "u", float(value))
+    elif _FLOAT.fullmatch(token):
+        number = float(token)
+        if number in (float("inf"), float("-inf")):
+            raise ParseError("float out of range", pos)
+        return Field(key, "f", number)
+    elif token in _BOOLEANS:
+        return Field(key, "b", None)
+    raise ParseError(f"invalid field value {token[:40]!r}", pos)
+
+
+def insert_fields(metric: Metric, extra: bytes) -> bytes:
+    """The metric's original bytes with ``extra`` (``,k=v...``) after its last field."""
+    raw, at = metric.raw, metric.fields_end
+    return raw[:at] + extra + raw[at:]
+
+
+def unescape(raw: bytes) -> str:
+    """A name as text: escapes removed, invalid UTF-8 kept as backslash escapes."""
+    if b"\\" in raw:
+        raw = _UNESCAPE.sub(rb"\1", raw)
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def escape_key(text: str) -> bytes:
+    """Escape a tag or field key for line protocol."""
+    return (
+        text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+    ).encode()
+
+
+class Record(NamedTuple):
+    """One metric (or comment/blank line) cut from the stream.
+
+    ``data`` holds the bytes including the newline (if any); ``metric`` is the
+    parsed metric, ``error`` the reason it did not parse; both are None for a
+    comment or blank line.
+    """
+
+    data: bytes
+    metric: Metric | None
+    error: ParseError | None
+
+
+# A metric whose string value opens a quote and crosses newlines may span at most this much.
+MAX_MULTILINE = 8 * 1024 * 1024
+
+
+class Splitter:
+    """Cut complete metrics off the front of a growing buffer.
+
+    A metric ends at a newline outside a quoted string field value. A quote
+    left open at the end of a physical line joins the following lines only if
+    the joined text is a valid metric: otherwise the first physical line is a
+    malformed metric on its own and the next line starts afresh, so an
+    unterminated quote never swallows the metrics after it.
+    """
+
+    def split(self, buf: bytes, *, final: bool = False, force: bool = False) -> tuple[list[Record], int, bool]:
+        """Return ``(records, consumed, pending)``.
+
+        ``final`` says no more input will come. ``pending`` says the first
+        unconsumed metric waits for more input to close an open quote; pass
+        ``force=True`` to give up waiting and treat its first line as malformed.
+        """
+        records: list[Record] = []
+        pos, n = 0, len(buf)
+        find = buf.find
+        while pos < n:
+            nl = find(b"\n", pos)
+            if nl < 0:
+                if not final:
+                    return records, pos, False
+                nl = n
+            line = buf[pos:nl]
+            first = line[:1]
+            if first in (b"#", b"") or not line.strip():
+                records.append(Record(buf[pos : nl + 1], None, None))
+                pos = nl + 1
+                continue
+            try:
+                records.append(Record(buf[pos : nl + 1], parse(line), None))
+                pos = nl + 1
+                continue
+            except ParseError as err:
+                if not err.open_quote:
+                    records.append(Record(buf[pos : nl + 1], None, err))
+                    pos = nl + 1
+                    continue
+                outcome = self._multiline(buf, pos, err, final or force)
+            if outcome is None:  # waiting for input that may close the quote
+                return records, pos, True
+            if isinstance(outcome, Record):
+                records.append(outcome)
+                pos += len(outcome.data)
+            else:
+                records.append(Record(buf[pos : nl + 1], None, err))
+                pos = nl + 1
+        return records, pos, False
+
+    @staticmethod
+    def _multiline(buf: bytes, start: int, err: ParseError, final: bool) -> Record | bool | None:
+        """Try to read a metric whose string value spans lines.
+
+        Returns the record, False when the joined text is not a metric, or
+        None when more input is needed to decide.
+        """
+        n = len(buf)
+        while True:
+            close = _STRING.match(buf, start + err.pos)
+            if close is None:
+                if final or n - start > MAX_MULTILINE:
+                    return False
+                return None
+            nl = buf.find(b"\n", close.end())
+            if nl < 0:
+                if not final:
+                    return None
+                nl = n
+            if nl - start > MAX_MULTILINE:
+                return False
+            try:
+                metric = parse(buf[start:nl])
+            except ParseError as again:
+                if again.open_quote and again.pos > err.pos:
+                    err = again
+                    continue
+                return False
+            return Record(buf[start : nl + 1], metric, None)

@@ -1,0 +1,76 @@
+"""Logging to stderr with Telegraf's level prefixes (``E! W! I! D!``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+LEVELS = {"error": 0, "warn": 1, "info": 2, "debug": 3}
+_PREFIX = {0: "E! ", 1: "W! ", 2: "I! ", 3: "D! "}
+
+
+class Log:
+    """Writes one line per message; Telegraf maps the prefix to its own log level."""
+
+    def __init__(self, level: str = "info", stream: TextIO | None = None) -> None:
+        self.level = LEVELS[level]
+        self.stream = stream if stream is not None else sys.stderr
+
+    def _write(self, level: int, message: str) -> None:
+        if level <= self.level:
+            text = message.replace("\r", "\\r").replace("\n", "\\n")
+            try:
+                self.stream.write(_PREFIX[level] + "[riverguard] " + text + "\n")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # stderr gone: nothing sensible left to do
+
+    def error(self, message: str) -> None:
+        self._write(0, message)
+
+    def warn(self, message: str) -> None:
+        self._write(1, message)
+
+    def info(self, message: str) -> None:
+        self._write(2, message)
+
+    def debug(self, message: str) -> None:
+        self._write(3, message)
+
+
+class RateLimit:
+    """Allow ``burst`` events per ``period`` seconds; count what was held back.
+
+    >>> clock = iter([0.0, 0.1, 0.2, 5.0]).__next__
+    >>> rl = RateLimit(burst=2, period=1.0, clock=clock)
+    >>> [rl.allow() for _ in range(3)], rl.suppressed
+    ([True, True, False], 1)
+    >>> rl.allow(), rl.take_suppressed(), rl.suppressed
+    (True, 1, 0)
+    """
+
+    def __init__(self, burst: int = 10, period: float = 1.0, clock=time.monotonic) -> None:
+        self.burst = burst
+        self.period = period
+        self.clock = clock
+        self._window_start = float("-inf")
+        self._count = 0
+        self.suppressed = 0
+        self._reported = 0
+
+    def allow(self) -> bool:
+        now = self.clock()
+        if now - self._window_start >= self.period:
+            self._window_start = now
+            self._count = 0
+        if self._count < self.burst:
+            self._count += 1
+            return True
+        self.suppressed += 1
+        return False
+
+    def take_suppressed(self) -> int:
+        """Events suppressed since the last call (to report them once)."""
+        n, self.suppressed = self.suppressed, 0
+        return n

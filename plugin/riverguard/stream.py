@@ -1,0 +1,220 @@
+"""The stream loops: execd mode (stdin to stdout, as Telegraf drives it) and replay.
+
+Execd mode reads whatever input is available, processes every complete
+metric, and flushes the output as soon as no more input is waiting, so a
+single metric comes back within milliseconds while a burst is written in
+large batches. EOF, SIGTERM and SIGINT all end the loop the same way: the
+metrics read so far are written, the exit hook runs (the state checkpoint),
+and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO
+
+from .engine import Engine
+from .lineprotocol import Splitter
+
+__all__ = ["QUOTE_GRACE", "replay", "serve"]
+
+#: How long a metric whose quote is still open at the end of the input waits
+#: for the rest of it before its first line is treated as malformed.
+QUOTE_GRACE = 0.1
+_READ_SIZE = 1 << 20
+_BATCH_BYTES = 4 << 20
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except InterruptedError:
+            continue
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        view = view[written:]
+
+
+class _Signals:
+    """Turns SIGTERM/SIGINT into a readable file descriptor for select()."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+        self._old_fd = signal.set_wakeup_fd(self._w)
+        self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = signum
+
+    @property
+    def fd(self) -> int:
+        return self._r
+
+    def drain(self) -> None:
+        try:
+            while os.read(self._r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self._old_fd)
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        os.close(self._r)
+        os.close(self._w)
+
+
+def serve(
+    engine: Engine,
+    infd: int = 0,
+    outfd: int = 1,
+    *,
+    tick: Callable[[], None] | None = None,
+    tick_interval: float | None = None,
+) -> int:
+    """Run execd mode until EOF or a signal; return the exit code.
+
+    ``tick`` (the periodic checkpoint) runs every ``tick_interval`` seconds of
+    wall clock, between batches, never in the middle of one.
+    """
+    log = engine.log
+    splitter = Splitter()
+    signals = _Signals()
+    buf = b""
+    out: list[bytes] = []
+    out_bytes = 0
+    eof = False
+    pending_since: float | None = None
+    next_tick = time.monotonic() + tick_interval if tick and tick_interval else None
+    try:
+        while True:
+            now = time.monotonic()
+            deadlines = [d for d in (next_tick, pending_since and pending_since + QUOTE_GRACE) if d]
+            timeout = max(0.0, min(deadlines) - now) if deadlines else None
+            if out:
+                timeout = 0.0
+            try:
+                ready, _, _ = select.select([infd, signals.fd], [], [], timeout)
+            except InterruptedError:
+                ready = []
+            if signals.fd in ready:
+                signals.drain()
+            if signals.received is not None:
+                log.info(f"received {signal.Signals(signals.received).name}: finishing")
+                break
+            if infd in ready:
+                try:
+                    data = os.read(infd, _READ_SIZE)
+                except BlockingIOError:
+                    data = None
+                except OSError as err:
+                    if err.errno != errno.EIO:
+                        raise
+                    data = b""
+                if data == b"":
+                    eof = True
+                elif data:
+                    buf = buf + data if buf else data
+            if buf:
+                now = time.monotonic()
+                force = pending_since is not None and now >= pending_since + QUOTE_GRACE
+                records, consumed, pending = splitter.split(buf, final=eof, force=force)
+                if consumed:
+                    buf = buf[consumed:]
+                    pending_since = None
+                if pending and pending_since is None:
+                    pending_since = now
+                for record in records:
+                    chunk = engine.process(record)
+                    out.append(chunk)
+                    out_bytes += len(chunk)
+            more_waiting = infd in ready and not eof and _readable(infd)
+            if out and (not more_waiting or out_bytes >= _BATCH_BYTES):
+                _write_all(outfd, b"".join(out))
+                out, out_bytes = [], 0
+                engine.flush_log()
+            if eof:
+                break
+            if next_tick is not None and time.monotonic() >= next_tick:
+                tick()  # type: ignore[misc]
+                next_tick = time.monotonic() + tick_interval  # type: ignore[operator]
+        # Finish: whatever is left (a signal mid-stream) goes out, processed or as it is.
+        if buf:
+            records, consumed, _ = splitter.split(buf, final=True)
+            out.extend(engine.process(record) for record in records)
+        if out:
+            _write_all(outfd, b"".join(out))
+        engine.flush_log()
+        return 0
+    except BrokenPipeError:
+        log.error("stdout was closed: stopping")
+        return 1
+    finally:
+        signals.close()
+
+
+def _readable(fd: int) -> bool:
+    try:
+        ready, _, _ = select.select([fd], [], [], 0)
+    except InterruptedError:
+        return False
+    return bool(ready)
+
+
+def _chunks(stream: BinaryIO, size: int = _READ_SIZE) -> Iterator[bytes]:
+    while chunk := stream.read(size):
+        yield chunk
+
+
+def process_chunks(engine: Engine, chunks: Iterable[bytes], write: Callable[[bytes], object]) -> None:
+    """Run ``chunks`` (one input stream, in order) through ``engine``, writing the output."""
+    splitter = Splitter()
+    buf = b""
+    for chunk in chunks:
+        buf = buf + chunk if buf else chunk
+        records, consumed, _ = splitter.split(buf)
+        if records:
+            write(b"".join([engine.process(r) for r in records]))
+        buf = buf[consumed:]
+    if buf:
+        records, _, _ = splitter.split(buf, final=True)
+        write(b"".join([engine.process(r) for r in records]))
+
+
+def replay(
+    engine: Engine,
+    inputs: list[str],
+    output: BinaryIO,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Replay recorded line-protocol files (``-`` is stdin) through ``engine``."""
+    for name in inputs:
+        stream = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+        try:
+            chunks: Iterable[bytes] = _chunks(stream)
+            if progress is not None:
+                chunks = _counted(chunks, progress)
+            process_chunks(engine, chunks, output.write)
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+    engine.flush_log()
+
+
+def _counted(chunks: Iterable[bytes], progress: Callable[[int], None]) -> Iterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+        progress(len(chunk))
