@@ -53,8 +53,8 @@ class HST(Detector):
     """
 
     name = "hst"
-    default_threshold = 0.999
-    default_warmup = 100
+    default_threshold = 0.97
+    default_warmup = 200
 
     def __init__(self, n_trees: int = 10, height: int = 6, window_size: int = 100, seed: int = 42) -> None:
         if n_trees < 1 or height < 1 or window_size < 1:
