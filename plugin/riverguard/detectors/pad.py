@@ -39,7 +39,7 @@ class PAD(Detector):
     >>> det = PAD()
     >>> wave = [det.process(10 + math.sin(i / 5)) for i in range(200)]
     >>> round(max(wave[50:]), 2)
-    0.86
+    0.6
     >>> det.process(30.0)
     1.0
 
