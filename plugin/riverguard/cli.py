@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -30,11 +31,16 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--config", metavar="PATH", help="riverguard TOML config (default: score every numeric field)")
         p.add_argument("--log-level", choices=list(LEVELS), default="info", help="stderr verbosity (default: info)")
 
+    def state_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--state", metavar="PATH", help="checkpoint file (overrides [state] path in the config)")
+
     run = sub.add_parser("run", help="execd mode: line protocol on stdin, scored metrics on stdout")
     common(run)
+    state_option(run)
 
     replay = sub.add_parser("replay", help="score recorded line-protocol files through the same engine")
     common(replay)
+    state_option(replay)
     replay.add_argument("--output", "-o", metavar="PATH", help="write here instead of stdout")
     replay.add_argument("files", nargs="+", metavar="FILE", help="line-protocol files ('-' is stdin)")
 
@@ -42,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", metavar="PATH")
 
     sub.add_parser("sample-config", help="print the documented sample config")
+
+    state = sub.add_parser("state", help="work with checkpoint files")
+    state_sub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
+    inspect = state_sub.add_parser("inspect", help="print a summary of a checkpoint as JSON")
+    inspect.add_argument("path", metavar="PATH")
     return parser
 
 
@@ -57,12 +68,18 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "check-config":
             return _check_config(args.path)
+        if args.command == "state":
+            return _state_inspect(args.path)
         log = Log(args.log_level)
         try:
             config = _load(args.config)
         except ConfigError as err:
             log.error(str(err))
             return EXIT_CONFIG
+        if getattr(args, "state", None):
+            config = dataclasses.replace(
+                config, state=dataclasses.replace(config.state, path=Path(args.state).resolve())
+            )
         if args.command == "run":
             return _run(config, log)
         if args.command == "replay":
@@ -102,12 +119,45 @@ def _check_config(path: str) -> int:
     return EXIT_OK
 
 
+def _state_inspect(path: str) -> int:
+    from .state import CheckpointError, inspect
+
+    try:
+        summary = inspect(Path(path))
+    except FileNotFoundError:
+        print(f"{path}: no such file", file=sys.stderr)
+        return EXIT_FAIL
+    except (CheckpointError, OSError) as err:
+        print(f"{path}: {err}", file=sys.stderr)
+        return EXIT_FAIL
+    print(json.dumps(summary, indent=2))
+    return EXIT_OK
+
+
+def _state_store(engine: Engine):  # type: ignore[no-untyped-def]
+    """The engine's checkpoint store, restored, or None when no state path is set."""
+    if engine.config.state.path is None:
+        return None
+    from .state import StateStore
+
+    store = StateStore(engine, engine.config.state.path)
+    store.restore()
+    return store
+
+
 def _run(config: Config, log: Log) -> int:
     from .stream import serve
 
     engine = Engine(config, log)
+    store = _state_store(engine)
     log.debug(f"riverguard {__version__} started with {len(config.rules)} rule(s) from {config.source}")
-    code = serve(engine)
+    code = serve(
+        engine,
+        tick=store.save if store else None,
+        tick_interval=config.state.checkpoint_interval if store else None,
+    )
+    if store:
+        store.save()
     log.debug(f"stopped after {engine.metrics} metrics, {len(engine.series)} series, {engine.anomalies} anomalies")
     return code
 
@@ -141,6 +191,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None) -> i
             log.error(f"cannot read {name}: no such file")
             return EXIT_FAIL
     engine = Engine(config, log)
+    store = _state_store(engine)
     progress = None
     if sys.stderr.isatty() and "-" not in files:
         progress = _Progress(sum(os.path.getsize(f) for f in files))
@@ -157,6 +208,8 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None) -> i
             out.close()
         else:
             out.flush()
+    if store:
+        store.save()
     _summary(engine)
     return EXIT_OK
 

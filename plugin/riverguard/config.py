@@ -8,6 +8,8 @@ the file, the rule (index and name) and the key.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import math
 import re
 import tomllib
@@ -56,6 +58,13 @@ class Rule:
         if self.warmup is not None:
             return self.warmup
         return cls.default_warmup if cls else 0
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the rule's detector and parameters: state learned under another does not carry over."""
+        resolved = self.resolved()
+        text = json.dumps({"detector": resolved["detector"], "params": resolved["params"]}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def resolved(self) -> dict[str, Any]:
         """Everything the rule means, defaults filled in (for check-config and fingerprints)."""

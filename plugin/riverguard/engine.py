@@ -90,15 +90,22 @@ class Engine:
         self._rules = [_CompiledRule(rule) for rule in config.rules]
         self.score_suffix = escape_key(config.output.score_suffix)
         self.flag_suffix = escape_key(config.output.flag_suffix)
+        #: Series by key, least recently seen first.
         self.series: dict[bytes, Series] = {}
+        self.max_series = config.state.max_series
+        self._ttl_ns = int(config.state.series_ttl * 1e9)
+        #: The latest event time seen (ns): series idle for ``series_ttl`` before it expire.
+        self.now: int | None = None
         self.metrics = 0
         self.parse_errors = 0
         self.anomalies = 0
+        self.evicted = 0
+        self.expired = 0
         self._error_limit = RateLimit(burst=10, period=1.0)
 
     # -- rules ---------------------------------------------------------------
 
-    def _new_series(self, metric: Metric, field_key: bytes) -> Series:
+    def new_series(self, metric: Metric, field_key: bytes) -> Series:
         measurement = unescape(metric.measurement)
         tags = {unescape(k): unescape(v) for k, v in metric.tags}
         name = unescape(field_key)
@@ -124,6 +131,11 @@ class Engine:
                 self._report_parse_error(record.data, record.error)
             return data
         self.metrics += 1
+        timestamp = metric.timestamp
+        if timestamp is not None and (self.now is None or timestamp > self.now):
+            self.now = timestamp
+        if not self.metrics & 0xFFF:
+            self.expire()
         extra = self._score(metric)
         if not extra:
             return data
@@ -147,9 +159,17 @@ class Engine:
             if prefix is None:
                 prefix = series_key(metric, b"")
             skey = prefix + key
-            series = self.series.get(skey)
+            series = self.series.pop(skey, None)
             if series is None:
-                series = self.series[skey] = self._new_series(metric, key)
+                series = self.new_series(metric, key)
+                self.series[skey] = series
+                if len(self.series) > self.max_series:
+                    del self.series[next(iter(self.series))]
+                    self.evicted += 1
+            else:
+                self.series[skey] = series  # now the most recently seen
+            if timestamp is not None:
+                series.last_time = timestamp
             detector = series.detector
             if detector is None:
                 continue
@@ -167,7 +187,6 @@ class Engine:
                 continue
             rule = series.rule
             series.seen += 1
-            series.last_time = timestamp
             if series.seen <= rule.effective_warmup:
                 score = 0.0
             score = round(score, _SCORE_DIGITS)
@@ -200,6 +219,23 @@ class Engine:
         held = self._error_limit.take_suppressed()
         if held:
             self.log.warn(f"{held} more unparsable metrics were not reported (rate limit)")
+
+    def expire(self) -> int:
+        """Drop series idle for longer than ``series_ttl`` of event time; return how many."""
+        if self.now is None:
+            return 0
+        horizon = self.now - self._ttl_ns
+        dropped = 0
+        series = self.series
+        while series:
+            key = next(iter(series))
+            last = series[key].last_time
+            if last is None or last >= horizon:
+                break
+            del series[key]
+            dropped += 1
+        self.expired += dropped
+        return dropped
 
     def top_series(self, n: int = 5) -> list[tuple[str, int]]:
         """The ``n`` series with the most anomalies, most first."""

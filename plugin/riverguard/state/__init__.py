@@ -1,0 +1,142 @@
+"""Durable per-series state: msgpack checkpoints that survive restarts, crashes and tampering.
+
+:class:`StateStore` saves an :class:`~riverguard.engine.Engine`'s series to a
+checkpoint file and restores them at start. A series comes back only if the
+rule that now matches it has the same detector and parameters as when it was
+saved. A file that cannot be used is renamed aside and riverguard starts
+fresh: it never crash-loops under Telegraf.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..engine import Engine
+from ..lineprotocol import ParseError, parse
+from .codec import StateCodecError, decode, encode
+from .store import FORMAT, VERSION, CheckpointError, read, set_aside, write
+
+__all__ = ["CheckpointError", "StateStore", "inspect"]
+
+
+class StateStore:
+    """Checkpoints ``engine`` to ``path``."""
+
+    def __init__(self, engine: Engine, path: Path) -> None:
+        self.engine = engine
+        self.path = Path(path)
+        self.log = engine.log
+
+    def restore(self) -> int:
+        """Load the checkpoint into the engine; return the number of series restored."""
+        engine, log = self.engine, self.log
+        started = time.monotonic()
+        try:
+            checkpoint = read(self.path)
+            restored, changed, dropped = self._apply(checkpoint.records)
+        except FileNotFoundError:
+            log.info(f"no checkpoint at {self.path} yet: starting fresh")
+            return 0
+        except (CheckpointError, StateCodecError, OSError) as err:
+            engine.series.clear()
+            try:
+                aside = set_aside(self.path)
+                where = f"renamed to {aside.name}"
+            except OSError as move_err:
+                where = f"could not rename it: {move_err}"
+            log.warn(f"checkpoint {self.path} is unusable ({err}); {where}; starting fresh")
+            return 0
+        log.info(
+            f"restored {restored} series from {self.path} in {time.monotonic() - started:.2f}s"
+            + (f"; {changed} start fresh because their rule or parameters changed" if changed else "")
+            + (f"; {dropped} no longer match a scoring rule" if dropped else "")
+        )
+        return restored
+
+    def _apply(self, records: list[list[Any]]) -> tuple[int, int, int]:
+        engine = self.engine
+        series_map: dict[bytes, Any] = {}
+        restored = changed = dropped = 0
+        for key, _name, fingerprint, seen, last_time, anomalies, state in records:
+            try:
+                metric = parse(key + b"=0")
+            except ParseError as err:
+                raise CheckpointError(f"bad series key {key[:80]!r}: {err}") from None
+            field_key = metric.fields[-1].key
+            series = engine.new_series(metric, field_key)
+            if series.detector is None:
+                dropped += 1
+                continue
+            if series.rule is None or series.rule.fingerprint != fingerprint:
+                changed += 1
+                continue
+            detector = decode(state)
+            if type(detector) is not type(series.detector):
+                raise CheckpointError(f"series {key[:80]!r} holds a {type(detector).__name__}, not a detector")
+            series.detector = detector
+            series.seen = seen
+            series.last_time = last_time
+            series.anomalies = anomalies
+            series_map[key] = series
+            restored += 1
+        engine.series.clear()
+        engine.series.update(series_map)
+        times = [s.last_time for s in series_map.values() if s.last_time is not None]
+        if times:
+            engine.now = max(times)
+        return restored, changed, dropped
+
+    def save(self) -> bool:
+        """Write a checkpoint; log and return False on failure (processing goes on)."""
+        engine = self.engine
+        started = time.monotonic()
+        try:
+            records = [
+                [key, s.rule.detector_class.name, s.rule.fingerprint, s.seen, s.last_time, s.anomalies, encode(s.detector)]
+                for key, s in engine.series.items()
+                if s.detector is not None and s.rule is not None and s.rule.detector_class is not None
+            ]
+            header = {
+                "riverguard": __version__,
+                "rules": {str(r.index): r.fingerprint for r in engine.config.rules if r.detector != "off"},
+            }
+            size = write(self.path, header, records)
+        except (OSError, StateCodecError, ValueError, TypeError) as err:
+            self.log.error(f"checkpoint to {self.path} failed: {err}")
+            return False
+        self.log.debug(f"checkpoint: {len(records)} series, {size} bytes in {time.monotonic() - started:.2f}s")
+        return True
+
+
+def _iso(ns: int | None) -> str | None:
+    if ns is None:
+        return None
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def inspect(path: Path) -> dict[str, Any]:
+    """Summary of a checkpoint (raises FileNotFoundError or CheckpointError)."""
+    checkpoint = read(Path(path))
+    detectors = Counter(record[1] for record in checkpoint.records)
+    times = [record[4] for record in checkpoint.records if record[4] is not None]
+    for record in checkpoint.records:
+        try:
+            decode(record[6])
+        except StateCodecError as err:
+            raise CheckpointError(f"series {record[0][:80]!r}: {err}") from None
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "riverguard": checkpoint.header.get("riverguard"),
+        "created": checkpoint.header.get("created"),
+        "series": len(checkpoint.records),
+        "detectors": dict(sorted(detectors.items())),
+        "oldest": _iso(min(times)) if times else None,
+        "newest": _iso(max(times)) if times else None,
+        "bytes": checkpoint.size,
+    }

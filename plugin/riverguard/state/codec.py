@@ -1,0 +1,325 @@
+"""Detector state as plain msgpack data, and back, through an explicit allowlist.
+
+No pickle. ``encode`` turns a detector (and the River objects inside it) into
+nested lists, maps, numbers, strings and bytes. Every msgpack map in the
+result is a tagged node ``{"\\x00": kind, ...}``; objects name their class as
+``"module:QualName"``. ``decode`` rebuilds objects only for classes in
+:data:`ALLOWED` and never calls a function named by the data: objects are
+created with ``cls.__new__`` and their attributes set directly; the only
+methods it calls are the ``__setstate__``/``setstate`` of the few allowlisted
+classes whose state is opaque (River's Rust statistics, ``random.Random``).
+
+>>> from riverguard.detectors import ZScore
+>>> det = ZScore()
+>>> for x in (1.0, 2.0, 4.0):
+...     det.learn_one(x)
+>>> clone = decode(encode(det))
+>>> clone.score_one(10.0) == det.score_one(10.0)
+True
+>>> decode({"\\x00": "obj", "c": "os:system", "i": 0, "d": []})
+Traceback (most recent call last):
+...
+riverguard.state.codec.StateCodecError: class 'os:system' is not allowed in a checkpoint
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import random
+from typing import Any
+
+from river import anomaly, compose, linear_model, optim, preprocessing, stats, time_series
+from river.anomaly import hst as _hst
+from river.time_series import holt_winters as _hw
+from river.time_series import snarimax as _snarimax
+from river.tree import padded as _padded
+
+from .. import detectors
+
+__all__ = ["ALLOWED", "StateCodecError", "decode", "encode"]
+
+_TAG = "\x00"
+_MAX_DEPTH = 200
+
+
+class StateCodecError(ValueError):
+    """State that cannot be encoded, or data that is not a valid encoding."""
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _rust_classes() -> list[type]:
+    """River's Rust-backed statistics: opaque state via __getstate__/__setstate__."""
+    return [type(stats.EWMean(0.5)._ewmean), type(stats.EWVar(0.5)._ewvar)]  # type: ignore[attr-defined]
+
+
+_OBJECT_CLASSES: list[type] = [
+    *detectors.REGISTRY.values(),
+    *getattr(detectors, "STATE_CLASSES", ()),
+    anomaly.HalfSpaceTrees,
+    anomaly.PredictiveAnomalyDetection,
+    _padded.PaddedBranch,
+    _padded.PaddedLeaf,
+    preprocessing.MinMaxScaler,
+    preprocessing.StandardScaler,
+    stats.EWMean,
+    stats.EWVar,
+    stats.Mean,
+    stats.Var,
+    stats.Min,
+    stats.Max,
+    time_series.HoltWinters,
+    time_series.SNARIMAX,
+    _hw.AdditiveLevel,
+    _hw.MultiplicativeLevel,
+    _hw.Trend,
+    _hw.AdditiveSeason,
+    _hw.MultiplicativeSeason,
+    _snarimax.Differencer,
+    compose.Pipeline,
+    linear_model.LinearRegression,
+    optim.SGD,
+    optim.schedulers.Constant,
+    optim.losses.Squared,
+    optim.initializers.Zeros,
+]
+_RUST_CLASSES = _rust_classes()
+_VECTORDICT = type(linear_model.LinearRegression()._weights)
+
+#: Classes a checkpoint may construct, by ``"module:QualName"``.
+ALLOWED: dict[str, type] = {_name(c): c for c in [*_OBJECT_CLASSES, *_RUST_CLASSES, _VECTORDICT, random.Random]}
+
+#: Callables a ``defaultdict`` may use as its factory (classes only).
+_FACTORIES: dict[str, type] = {_name(c): c for c in (float, int, list, dict, tuple, stats.Min, stats.Max, stats.Mean, stats.Var)}
+_FRAMES = {c for c in _OBJECT_CLASSES}
+
+
+def encode(obj: Any) -> Any:
+    """Plain msgpack-ready data for ``obj``."""
+    return _Encoder().encode(obj, 0)
+
+
+def decode(data: Any) -> Any:
+    """Rebuild what :func:`encode` produced; raise :class:`StateCodecError` on anything else."""
+    return _Decoder().decode(data, 0)
+
+
+class _Encoder:
+    def __init__(self) -> None:
+        self.memo: dict[int, int] = {}
+        self.keep: list[Any] = []  # keep encoded objects alive so ids stay unique
+
+    def encode(self, obj: Any, depth: int) -> Any:
+        if depth > _MAX_DEPTH:
+            raise StateCodecError("state nested too deeply")
+        t = type(obj)
+        if obj is None or t in (bool, float, str, bytes):
+            return obj
+        if t is int:
+            if -(2**63) <= obj < 2**64:
+                return obj
+            return {_TAG: "bigint", "v": str(obj)}
+        d = depth + 1
+        if t is list:
+            return [self.encode(v, d) for v in obj]
+        if t is tuple:
+            return {_TAG: "tuple", "v": [self.encode(v, d) for v in obj]}
+        if t is dict:
+            return {_TAG: "dict", "v": self._items(obj, d)}
+        if t is collections.OrderedDict:
+            return {_TAG: "odict", "v": self._items(obj, d)}
+        if t is collections.Counter:
+            return {_TAG: "counter", "v": self._items(obj, d)}
+        if t is collections.defaultdict:
+            return {_TAG: "ddict", "f": self._factory(obj.default_factory, d), "v": self._items(obj, d)}
+        if t is collections.deque:
+            return {_TAG: "deque", "m": obj.maxlen, "v": [self.encode(v, d) for v in obj]}
+        if t in (set, frozenset):
+            items = sorted((self.encode(v, d) for v in obj), key=repr)
+            return {_TAG: "set" if t is set else "frozenset", "v": items}
+        key = id(obj)
+        if key in self.memo:
+            return {_TAG: "ref", "i": self.memo[key]}
+        name = _name(t)
+        if name not in ALLOWED:
+            raise StateCodecError(f"class {name!r} is not allowed in a checkpoint")
+        index = self.memo[key] = len(self.memo)
+        self.keep.append(obj)
+        if t in _RUST_CLASSES:
+            return {_TAG: "rust", "c": name, "i": index, "a": list(obj.__getnewargs__()), "s": obj.__getstate__()}
+        if t is random.Random:
+            version, internal, gauss = obj.getstate()
+            return {_TAG: "random", "c": name, "i": index, "s": [version, list(internal), gauss]}
+        if t is _VECTORDICT:
+            return {_TAG: "vdict", "c": name, "i": index, "v": self._items(obj.to_dict(), d)}
+        node: dict[str, Any] = {_TAG: "obj", "c": name, "i": index, "d": self._items(vars(obj), d)}
+        if isinstance(obj, collections.deque):
+            node["m"] = obj.maxlen
+            node["q"] = [self.encode(v, d) for v in obj]
+        return node
+
+    def _items(self, mapping: Any, depth: int) -> list[Any]:
+        out: list[Any] = []
+        for k, v in mapping.items():
+            out.append(self.encode(k, depth))
+            out.append(self.encode(v, depth))
+        return out
+
+    def _factory(self, factory: Any, depth: int) -> Any:
+        if factory is None:
+            return None
+        if isinstance(factory, functools.partial) and not factory.keywords:
+            return {_TAG: "partial", "f": self._factory(factory.func, depth), "a": [self.encode(a, depth) for a in factory.args]}
+        name = _name(factory) if isinstance(factory, type) else repr(factory)
+        if name not in _FACTORIES:
+            raise StateCodecError(f"defaultdict factory {name} is not allowed in a checkpoint")
+        return {_TAG: "class", "c": name}
+
+
+class _Decoder:
+    def __init__(self) -> None:
+        self.memo: dict[int, Any] = {}
+
+    def decode(self, data: Any, depth: int) -> Any:
+        if depth > _MAX_DEPTH:
+            raise StateCodecError("state nested too deeply")
+        t = type(data)
+        if data is None or t in (bool, int, float, str, bytes):
+            return data
+        d = depth + 1
+        if t is list:
+            return [self.decode(v, d) for v in data]
+        if t is not dict:
+            raise StateCodecError(f"unexpected {t.__name__} in state")
+        kind = data.get(_TAG)
+        try:
+            handler = getattr(self, f"_k_{kind}")
+        except (AttributeError, TypeError):
+            raise StateCodecError(f"unknown node kind {kind!r}") from None
+        try:
+            return handler(data, d)
+        except StateCodecError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError, AttributeError) as err:
+            raise StateCodecError(f"malformed {kind!r} node: {type(err).__name__}: {err}") from None
+
+    def _list(self, data: Any, depth: int) -> list[Any]:
+        if type(data) is not list:
+            raise StateCodecError("expected a list")
+        return [self.decode(v, depth) for v in data]
+
+    def _pairs(self, data: Any, depth: int) -> list[tuple[Any, Any]]:
+        items = self._list(data, depth)
+        if len(items) % 2:
+            raise StateCodecError("odd number of items in a mapping")
+        return list(zip(items[::2], items[1::2]))
+
+    def _cls(self, name: Any) -> type:
+        cls = ALLOWED.get(name) if isinstance(name, str) else None
+        if cls is None:
+            raise StateCodecError(f"class {name!r} is not allowed in a checkpoint")
+        return cls
+
+    def _remember(self, data: dict[str, Any], obj: Any) -> Any:
+        index = data["i"]
+        if type(index) is not int or index in self.memo:
+            raise StateCodecError("bad object index")
+        self.memo[index] = obj
+        return obj
+
+    def _k_bigint(self, data: dict[str, Any], depth: int) -> int:
+        return int(str(data["v"]))
+
+    def _k_tuple(self, data: dict[str, Any], depth: int) -> tuple[Any, ...]:
+        return tuple(self._list(data["v"], depth))
+
+    def _k_dict(self, data: dict[str, Any], depth: int) -> dict[Any, Any]:
+        return dict(self._pairs(data["v"], depth))
+
+    def _k_odict(self, data: dict[str, Any], depth: int) -> collections.OrderedDict[Any, Any]:
+        return collections.OrderedDict(self._pairs(data["v"], depth))
+
+    def _k_counter(self, data: dict[str, Any], depth: int) -> collections.Counter[Any]:
+        return collections.Counter(dict(self._pairs(data["v"], depth)))
+
+    def _k_ddict(self, data: dict[str, Any], depth: int) -> collections.defaultdict[Any, Any]:
+        factory = self._factory(data["f"], depth)
+        return collections.defaultdict(factory, self._pairs(data["v"], depth))
+
+    def _k_deque(self, data: dict[str, Any], depth: int) -> collections.deque[Any]:
+        maxlen = data["m"]
+        if maxlen is not None and type(maxlen) is not int:
+            raise StateCodecError("bad deque maxlen")
+        return collections.deque(self._list(data["v"], depth), maxlen)
+
+    def _k_set(self, data: dict[str, Any], depth: int) -> set[Any]:
+        return set(self._list(data["v"], depth))
+
+    def _k_frozenset(self, data: dict[str, Any], depth: int) -> frozenset[Any]:
+        return frozenset(self._list(data["v"], depth))
+
+    def _k_ref(self, data: dict[str, Any], depth: int) -> Any:
+        index = data["i"]
+        if type(index) is not int or index not in self.memo:
+            raise StateCodecError("reference to an unknown object")
+        return self.memo[index]
+
+    def _k_rust(self, data: dict[str, Any], depth: int) -> Any:
+        cls = self._cls(data["c"])
+        if cls not in _RUST_CLASSES:
+            raise StateCodecError(f"{data['c']!r} is not an opaque-state class")
+        args = self._list(data["a"], depth)
+        if not all(type(a) in (int, float) for a in args) or type(data["s"]) is not bytes:
+            raise StateCodecError("bad opaque state")
+        obj = cls.__new__(cls, *args)
+        obj.__setstate__(data["s"])
+        return self._remember(data, obj)
+
+    def _k_random(self, data: dict[str, Any], depth: int) -> random.Random:
+        if self._cls(data["c"]) is not random.Random:
+            raise StateCodecError("bad random state class")
+        version, internal, gauss = data["s"]
+        if type(internal) is not list or not all(type(v) is int for v in internal):
+            raise StateCodecError("bad random state")
+        obj = random.Random()
+        obj.setstate((version, tuple(internal), gauss))
+        return self._remember(data, obj)
+
+    def _k_vdict(self, data: dict[str, Any], depth: int) -> Any:
+        if self._cls(data["c"]) is not _VECTORDICT:
+            raise StateCodecError("bad vector class")
+        pairs = self._pairs(data["v"], depth)
+        if not all(type(v) in (int, float) for _, v in pairs):
+            raise StateCodecError("bad vector values")
+        return self._remember(data, _VECTORDICT(dict(pairs)))
+
+    def _k_obj(self, data: dict[str, Any], depth: int) -> Any:
+        cls = self._cls(data["c"])
+        if cls not in _FRAMES:
+            raise StateCodecError(f"{data['c']!r} cannot be rebuilt from attributes")
+        obj = cls.__new__(cls)
+        self._remember(data, obj)
+        if isinstance(obj, collections.deque):
+            maxlen = data["m"]
+            if maxlen is not None and type(maxlen) is not int:
+                raise StateCodecError("bad deque maxlen")
+            collections.deque.__init__(obj, self._list(data["q"], depth), maxlen)
+        for key, value in self._pairs(data["d"], depth):
+            if type(key) is not str or key.startswith("__"):
+                raise StateCodecError(f"bad attribute name {key!r}")
+            obj.__dict__[key] = value
+        return obj
+
+    def _factory(self, data: Any, depth: int) -> Any:
+        if data is None:
+            return None
+        if type(data) is not dict:
+            raise StateCodecError("bad defaultdict factory")
+        if data.get(_TAG) == "partial":
+            return functools.partial(self._factory(data["f"], depth), *self._list(data["a"], depth))
+        if data.get(_TAG) == "class" and data.get("c") in _FACTORIES:
+            return _FACTORIES[data["c"]]
+        raise StateCodecError(f"defaultdict factory {data.get('c')!r} is not allowed")

@@ -1,0 +1,157 @@
+"""Checkpoint files: msgpack, written atomically, read with limits and checks.
+
+A checkpoint is three msgpack objects in a row:
+
+1. a header map: ``format``, ``version``, ``riverguard`` (version), ``created``
+   (UTC), ``rules`` (a fingerprint of each rule's detector and parameters),
+   ``series`` (the record count);
+2. the body, a byte string holding one msgpack array of records
+   ``[series key, detector name, rule fingerprint, samples seen, last
+   timestamp (ns or nil), anomalies, detector state]``;
+3. a trailer map with the body's SHA-256, so truncation and corruption are
+   caught before anything is decoded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+__all__ = ["FORMAT", "VERSION", "Checkpoint", "CheckpointError", "read", "set_aside", "write"]
+
+FORMAT = "riverguard-state"
+VERSION = 1
+
+_HEADER_LIMITS = dict(max_str_len=1 << 16, max_bin_len=1 << 16, max_array_len=1 << 16, max_map_len=1 << 16, max_ext_len=0)
+_BODY_LIMITS = dict(
+    max_str_len=1 << 20,
+    max_bin_len=1 << 20,
+    max_array_len=1 << 26,
+    max_map_len=1 << 20,
+    max_ext_len=0,
+)
+_MAX_FILE = 1 << 34
+
+
+class CheckpointError(Exception):
+    """A checkpoint file that cannot be used; the message says what is wrong."""
+
+
+class Checkpoint:
+    """A checkpoint read from disk: its header and its (not yet decoded) records."""
+
+    def __init__(self, header: dict[str, Any], records: list[list[Any]], size: int) -> None:
+        self.header = header
+        self.records = records
+        self.size = size
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write(path: Path, header: dict[str, Any], records: Iterable[list[Any]]) -> int:
+    """Write a checkpoint atomically (temporary file, fsync, rename, fsync folder); return its size."""
+    records = list(records)
+    body = msgpack.packb(records, use_bin_type=True)
+    head = {"format": FORMAT, "version": VERSION, "created": _now(), **header, "series": len(records)}
+    data = b"".join(
+        (
+            msgpack.packb(head, use_bin_type=True),
+            msgpack.packb(body, use_bin_type=True),
+            msgpack.packb({"sha256": hashlib.sha256(body).hexdigest()}, use_bin_type=True),
+        )
+    )
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{path.name}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return len(data)
+
+
+def read(path: Path) -> Checkpoint:
+    """Read and check a checkpoint; raise FileNotFoundError or :class:`CheckpointError`."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0:
+            raise CheckpointError("the file is empty")
+        if size > _MAX_FILE:
+            raise CheckpointError(f"the file is too large ({size} bytes)")
+        data = f.read()
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=len(data) + 1, **_HEADER_LIMITS)
+    unpacker.feed(data)
+    try:
+        header = next(unpacker)
+    except (StopIteration, ValueError, msgpack.UnpackException, msgpack.ExtraData) as err:
+        raise CheckpointError(f"not a riverguard checkpoint (unreadable header: {err or 'truncated'})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CheckpointError("not a riverguard checkpoint (foreign format)")
+    if header.get("version") != VERSION:
+        raise CheckpointError(f"unsupported checkpoint version {header.get('version')!r} (this riverguard reads {VERSION})")
+    body_unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(data) + 1, max_bin_len=_MAX_FILE, max_str_len=1 << 16)
+    body_unpacker.feed(data[unpacker.tell() :])
+    try:
+        body = next(body_unpacker)
+        trailer = next(body_unpacker)
+    except (StopIteration, ValueError, msgpack.UnpackException) as err:
+        raise CheckpointError(f"the file is truncated or corrupt ({err or 'missing data'})") from None
+    if not isinstance(body, bytes) or not isinstance(trailer, dict):
+        raise CheckpointError("the file is corrupt (unexpected layout)")
+    if trailer.get("sha256") != hashlib.sha256(body).hexdigest():
+        raise CheckpointError("the file is corrupt (checksum mismatch)")
+    if unpacker.tell() + body_unpacker.tell() != len(data):
+        raise CheckpointError("the file is corrupt (data after the end)")
+    try:
+        records = msgpack.unpackb(body, raw=False, strict_map_key=False, **_BODY_LIMITS)
+    except (ValueError, msgpack.UnpackException, TypeError) as err:
+        raise CheckpointError(f"the file is corrupt (body: {err})") from None
+    if not isinstance(records, list) or len(records) != header.get("series"):
+        raise CheckpointError("the file is corrupt (record count does not match the header)")
+    for record in records:
+        if (
+            not isinstance(record, list)
+            or len(record) != 7
+            or not isinstance(record[0], bytes)
+            or not isinstance(record[1], str)
+            or not isinstance(record[2], str)
+            or type(record[3]) is not int
+            or not (record[4] is None or type(record[4]) is int)
+            or type(record[5]) is not int
+        ):
+            raise CheckpointError("the file is corrupt (malformed series record)")
+    return Checkpoint(header, records, size)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename an unusable checkpoint to ``<name>.corrupt-<UTC time>``; return the new path."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    os.replace(path, target)
+    return target
