@@ -8,6 +8,7 @@ the file, the rule (index and name) and the key.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import math
@@ -59,7 +60,7 @@ class Rule:
             return self.warmup
         return cls.default_warmup if cls else 0
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
         """Identifies the rule's detector and parameters: state learned under another does not carry over."""
         resolved = self.resolved()

@@ -56,12 +56,13 @@ class _CompiledRule:
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
-        self.measurement = _matcher(rule.measurement)
+        # None stands for "*": it matches everything without a regex call.
+        self.measurement = None if rule.measurement == "*" else _matcher(rule.measurement)
         self.tags = [(key, _matcher(glob)) for key, glob in rule.tags.items()]
-        self.fields = [_matcher(glob) for glob in rule.fields]
+        self.fields = None if "*" in rule.fields else [_matcher(glob) for glob in rule.fields]
 
     def matches_metric(self, measurement: str, tags: dict[str, str]) -> bool:
-        if not self.measurement(measurement):
+        if self.measurement is not None and not self.measurement(measurement):
             return False
         for key, match in self.tags:
             value = tags.get(key)
@@ -70,7 +71,12 @@ class _CompiledRule:
         return True
 
     def matches_field(self, name: str) -> bool:
-        return any(match(name) for match in self.fields)
+        if self.fields is None:
+            return True
+        for match in self.fields:
+            if match(name):
+                return True
+        return False
 
 
 class Engine:
@@ -105,16 +111,21 @@ class Engine:
 
     # -- rules ---------------------------------------------------------------
 
-    def new_series(self, metric: Metric, field_key: bytes) -> Series:
+    def route(self, metric: Metric, field_key: bytes) -> Rule | None:
+        """The first rule that matches the field, or None."""
         measurement = unescape(metric.measurement)
         tags = {unescape(k): unescape(v) for k, v in metric.tags}
         name = unescape(field_key)
         for compiled in self._rules:
             if compiled.matches_metric(measurement, tags) and compiled.matches_field(name):
-                rule = compiled.rule
-                cls = rule.detector_class
-                return Series(rule, cls(**rule.params) if cls else None)
-        return Series(None, None)
+                return compiled.rule
+        return None
+
+    def new_series(self, metric: Metric, field_key: bytes) -> Series:
+        """A fresh series for the field, with the detector its rule names (None: unscored)."""
+        rule = self.route(metric, field_key)
+        cls = rule.detector_class if rule else None
+        return Series(rule, cls(**rule.params) if cls else None)
 
     # -- scoring -------------------------------------------------------------
 

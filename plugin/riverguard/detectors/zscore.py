@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from river import stats
 
@@ -70,6 +71,17 @@ class ZScore(Detector):
         if std == 0.0:
             return 0.0 if deviation == 0.0 else 1.0
         return math.erf(deviation / std / _SQRT2)
+
+    def dump_state(self) -> list[Any]:
+        return [self._n, self._mean._ewmean.__getstate__(), self._var._ewvar.__getstate__()]
+
+    def load_state(self, state: list[Any]) -> None:
+        n, mean, var = state
+        if type(n) is not int or type(mean) is not bytes or type(var) is not bytes:
+            raise ValueError("bad zscore state")
+        self._n = n
+        self._mean._ewmean.__setstate__(mean)
+        self._var._ewvar.__setstate__(var)
 
     def learn_one(self, x: float, t: float | None = None) -> None:
         self._mean.update(x)

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..engine import Engine
-from ..lineprotocol import ParseError, parse
+from ..detectors import Detector
+from ..engine import Engine, Series
+from ..lineprotocol import Metric, ParseError, parse
 from .codec import StateCodecError, decode, encode
 from .store import FORMAT, VERSION, CheckpointError, read, set_aside, write
 
@@ -62,23 +63,26 @@ class StateStore:
         engine = self.engine
         series_map: dict[bytes, Any] = {}
         restored = changed = dropped = 0
+        metrics: dict[bytes, Metric] = {}
         for key, _name, fingerprint, seen, last_time, anomalies, state in records:
-            try:
-                metric = parse(key + b"=0")
-            except ParseError as err:
-                raise CheckpointError(f"bad series key {key[:80]!r}: {err}") from None
-            field_key = metric.fields[-1].key
-            series = engine.new_series(metric, field_key)
-            if series.detector is None:
+            prefix, _, field_key = key.partition(b" ")
+            metric = metrics.get(prefix)
+            if metric is None:
+                try:
+                    metric = metrics[prefix] = parse(prefix + b" x=0")
+                except ParseError as err:
+                    raise CheckpointError(f"bad series key {key[:80]!r}: {err}") from None
+            if not field_key:
+                raise CheckpointError(f"bad series key {key[:80]!r}: no field")
+            rule = engine.route(metric, field_key)
+            cls = rule.detector_class if rule else None
+            if rule is None or cls is None:
                 dropped += 1
                 continue
-            if series.rule is None or series.rule.fingerprint != fingerprint:
+            if rule.fingerprint != fingerprint:
                 changed += 1
                 continue
-            detector = decode(state)
-            if type(detector) is not type(series.detector):
-                raise CheckpointError(f"series {key[:80]!r} holds a {type(detector).__name__}, not a detector")
-            series.detector = detector
+            series = Series(rule, _decode_detector(state, cls, rule.params, key))
             series.seen = seen
             series.last_time = last_time
             series.anomalies = anomalies
@@ -97,7 +101,7 @@ class StateStore:
         started = time.monotonic()
         try:
             records = [
-                [key, s.rule.detector_class.name, s.rule.fingerprint, s.seen, s.last_time, s.anomalies, encode(s.detector)]
+                [key, s.rule.detector_class.name, s.rule.fingerprint, s.seen, s.last_time, s.anomalies, _encode_detector(s.detector)]
                 for key, s in engine.series.items()
                 if s.detector is not None and s.rule is not None and s.rule.detector_class is not None
             ]
@@ -113,6 +117,29 @@ class StateStore:
         return True
 
 
+def _encode_detector(detector: Detector) -> Any:
+    """A detector's compact state (``[state]``) or, without one, its generic encoding (a map)."""
+    compact = detector.dump_state()
+    return [compact] if compact is not None else encode(detector)
+
+
+def _decode_detector(data: Any, cls: type[Detector], params: dict[str, Any], key: bytes) -> Detector:
+    """Rebuild a detector of class ``cls`` from what :func:`_encode_detector` wrote."""
+    if type(data) is list:
+        if len(data) != 1 or type(data[0]) is not list:
+            raise CheckpointError(f"series {key[:80]!r}: malformed detector state")
+        detector = cls(**params)
+        try:
+            detector.load_state(data[0])
+        except (ValueError, TypeError, NotImplementedError) as err:
+            raise CheckpointError(f"series {key[:80]!r}: bad {cls.name} state: {err}") from None
+        return detector
+    detector = decode(data)
+    if type(detector) is not cls:
+        raise CheckpointError(f"series {key[:80]!r} holds a {type(detector).__name__}, not a {cls.name} detector")
+    return detector
+
+
 def _iso(ns: int | None) -> str | None:
     if ns is None:
         return None
@@ -125,10 +152,11 @@ def inspect(path: Path) -> dict[str, Any]:
     detectors = Counter(record[1] for record in checkpoint.records)
     times = [record[4] for record in checkpoint.records if record[4] is not None]
     for record in checkpoint.records:
-        try:
-            decode(record[6])
-        except StateCodecError as err:
-            raise CheckpointError(f"series {record[0][:80]!r}: {err}") from None
+        if type(record[6]) is not list:  # compact states are plain data; generic ones must decode
+            try:
+                decode(record[6])
+            except StateCodecError as err:
+                raise CheckpointError(f"series {record[0][:80]!r}: {err}") from None
     return {
         "format": FORMAT,
         "version": VERSION,

@@ -94,7 +94,7 @@ ALLOWED: dict[str, type] = {_name(c): c for c in [*_OBJECT_CLASSES, *_RUST_CLASS
 
 #: Callables a ``defaultdict`` may use as its factory (classes only).
 _FACTORIES: dict[str, type] = {_name(c): c for c in (float, int, list, dict, tuple, stats.Min, stats.Max, stats.Mean, stats.Var)}
-_FRAMES = {c for c in _OBJECT_CLASSES}
+_FRAMES = set(_OBJECT_CLASSES)
 
 
 def encode(obj: Any) -> Any:
