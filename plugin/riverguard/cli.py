@@ -43,11 +43,17 @@ def _parser() -> argparse.ArgumentParser:
     state_option(replay)
     replay.add_argument("--output", "-o", metavar="PATH", help="write here instead of stdout")
     replay.add_argument("files", nargs="+", metavar="FILE", help="line-protocol files ('-' is stdin)")
+    from .influx import add_arguments as _influx_arguments
+
+    _influx_arguments(replay)
 
     check = sub.add_parser("check-config", help="validate a config and print the resolved rules")
     check.add_argument("path", metavar="PATH")
 
     sub.add_parser("sample-config", help="print the documented sample config")
+    from .collect import add_parser as _collect_parser
+
+    _collect_parser(sub)
 
     state = sub.add_parser("state", help="work with checkpoint files")
     state_sub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
@@ -68,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "check-config":
             return _check_config(args.path)
+        if args.command == "collect":
+            from .collect import main as _collect
+
+            return _collect(args)
         if args.command == "state":
             return _state_inspect(args.path)
         log = Log(args.log_level)
@@ -83,7 +93,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(config, log)
         if args.command == "replay":
-            return _replay(config, log, args.files, args.output)
+            from .influx import OptionError, WriteError, from_args
+
+            try:
+                sink = from_args(args, log)
+            except OptionError as err:
+                log.error(str(err))
+                return EXIT_CONFIG
+            try:
+                return _replay(config, log, args.files, sink or args.output)
+            except WriteError as err:
+                log.error(str(err))
+                return EXIT_FAIL
     except KeyboardInterrupt:
         return 130
     raise AssertionError(args.command)
@@ -196,7 +217,10 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None) -> i
     if sys.stderr.isatty() and "-" not in files:
         progress = _Progress(sum(os.path.getsize(f) for f in files))
     out: BinaryIO
-    out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
+    if output is not None and not isinstance(output, str):
+        out = output  # a sink such as riverguard.influx.InfluxWriter (--influx-url)
+    else:
+        out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
     try:
         replay(engine, files, out, progress)
     except BrokenPipeError:

@@ -1,0 +1,321 @@
+"""Write line protocol to InfluxDB over HTTP, in batches, with bounded retries.
+
+Used by ``riverguard replay --influx-url URL`` to backfill or re-score
+recorded data. Standard library only (``urllib``).
+
+- InfluxDB 1.x: ``--db NAME`` (and optionally ``--rp``) -> ``POST /write``.
+- InfluxDB 2.x: ``--bucket NAME --org ORG --token-env VAR`` -> ``POST /api/v2/write``
+  with ``Authorization: Token <value of $VAR>``. ``--token-env`` works with
+  ``--db`` too (InfluxDB 1.8+ accepts ``Token user:password``).
+
+Batches hold at most ``batch_size`` metrics (5000 by default, as Telegraf's
+influxdb outputs). A batch answered with 5xx or 429, or lost to a connection
+error or timeout, is retried with exponential backoff (``Retry-After`` is
+honoured, capped), at most ``retries`` times; any other 4xx stops at once
+with InfluxDB's own message. Comment and blank lines are not sent.
+
+>>> w = InfluxWriter("http://127.0.0.1:8086", db="metrics", batch_size=2, post=lambda body: calls.append(body))
+>>> calls = []
+>>> w.write(b"a x=1 1\\n# comment\\nb x=2 2\\nc x=3 3\\n")
+>>> calls
+[b'a x=1 1\\nb x=2 2\\n']
+>>> w.close(); calls[-1], w.lines, w.batches
+(b'c x=3 3\\n', 3, 2)
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import time
+import urllib.parse
+from collections.abc import Callable
+
+from .lineprotocol import Splitter
+from .log import Log
+
+__all__ = ["DEFAULT_BATCH_SIZE", "InfluxWriter", "WriteError", "add_arguments", "from_args"]
+
+DEFAULT_BATCH_SIZE = 5000
+DEFAULT_RETRIES = 5
+_MAX_BACKOFF = 30.0
+_MAX_MESSAGE = 500
+
+
+class WriteError(Exception):
+    """A batch InfluxDB refused (4xx) or that could not be delivered after the retries."""
+
+
+class OptionError(Exception):
+    """Inconsistent ``--influx-*`` options."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``--influx-url`` option group to ``riverguard replay``."""
+    group = parser.add_argument_group(
+        "write to InfluxDB (backfill / re-scoring)",
+        "with --influx-url the scored output goes to InfluxDB instead of stdout",
+    )
+    group.add_argument("--influx-url", metavar="URL", help="InfluxDB base URL, e.g. http://localhost:8086")
+    group.add_argument("--db", metavar="NAME", help="InfluxDB 1.x database (POST /write)")
+    group.add_argument("--rp", metavar="NAME", help="InfluxDB 1.x retention policy (default: the database's)")
+    group.add_argument("--bucket", metavar="NAME", help="InfluxDB 2.x bucket (POST /api/v2/write)")
+    group.add_argument("--org", metavar="ORG", help="InfluxDB 2.x organisation (name or id)")
+    group.add_argument(
+        "--token-env", metavar="VAR", help="environment variable holding the API token (sent as 'Token ...')"
+    )
+    group.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+        help=f"metrics per write request (default: {DEFAULT_BATCH_SIZE})",
+    )
+    group.add_argument(
+        "--retries", type=int, default=DEFAULT_RETRIES, metavar="N",
+        help=f"retries of a batch on 5xx/429/connection errors (default: {DEFAULT_RETRIES})",
+    )
+    group.add_argument(
+        "--precision", choices=["ns", "us", "ms", "s"], default="ns",
+        help="timestamp precision of the input (default: ns)",
+    )
+
+
+def from_args(args: argparse.Namespace, log: Log) -> InfluxWriter | None:
+    """The writer the ``replay`` options ask for, or None without ``--influx-url``.
+
+    Raises :class:`OptionError` for inconsistent options.
+    """
+    url = getattr(args, "influx_url", None)
+    if not url:
+        for opt in ("db", "rp", "bucket", "org", "token_env"):
+            if getattr(args, opt, None):
+                raise OptionError(f"--{opt.replace('_', '-')} needs --influx-url")
+        return None
+    if getattr(args, "output", None):
+        raise OptionError("--output and --influx-url exclude each other")
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise OptionError(f"--influx-url {url!r}: expected http://host:port or https://host:port")
+    if bool(args.db) == bool(args.bucket):
+        raise OptionError("give exactly one of --db (InfluxDB 1.x) or --bucket (InfluxDB 2.x)")
+    if args.bucket and not args.org:
+        raise OptionError("--bucket needs --org")
+    if args.bucket and not args.token_env:
+        raise OptionError("--bucket needs --token-env VAR (the environment variable holding the token)")
+    if args.db and (args.org):
+        raise OptionError("--org goes with --bucket (InfluxDB 2.x), not --db")
+    if args.rp and not args.db:
+        raise OptionError("--rp goes with --db (InfluxDB 1.x)")
+    token = None
+    if args.token_env:
+        token = os.environ.get(args.token_env)
+        if not token:
+            raise OptionError(f"--token-env {args.token_env}: that environment variable is not set or empty")
+    if args.batch_size < 1:
+        raise OptionError("--batch-size must be at least 1")
+    if args.retries < 0:
+        raise OptionError("--retries must be at least 0")
+    return InfluxWriter(
+        url,
+        db=args.db,
+        rp=args.rp,
+        bucket=args.bucket,
+        org=args.org,
+        token=token,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        retries=args.retries,
+        log=log,
+    )
+
+
+class InfluxWriter:
+    """A binary sink (``write``/``flush``/``close``) that posts line protocol in batches.
+
+    ``write`` must receive whole metrics (riverguard's replay always does);
+    a metric whose string value spans lines is kept in one piece.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        db: str | None = None,
+        rp: str | None = None,
+        bucket: str | None = None,
+        org: str | None = None,
+        token: str | None = None,
+        precision: str = "ns",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = 0.5,
+        timeout: float = 30.0,
+        log: Log | None = None,
+        post: Callable[[bytes], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        base = url.rstrip("/")
+        if bucket is not None:
+            query = {"bucket": bucket, "org": org or "", "precision": precision}
+            self.endpoint = f"{base}/api/v2/write?{urllib.parse.urlencode(query)}"
+            self.target = f"bucket {bucket!r}"
+        else:
+            query = {"db": db or "", "precision": precision}
+            if rp:
+                query["rp"] = rp
+            self.endpoint = f"{base}/write?{urllib.parse.urlencode(query)}"
+            self.target = f"database {db!r}"
+        self.url = base
+        self.headers = {"Content-Type": "text/plain; charset=utf-8", "User-Agent": "riverguard"}
+        if token:
+            self.headers["Authorization"] = f"Token {token}"
+        self.batch_size = batch_size
+        self.retries = retries
+        self.backoff = backoff
+        self.timeout = timeout
+        self.log = log or Log("error")
+        self._post = post or self._http_post
+        self._sleep = sleep
+        self._pending: list[bytes] = []
+        self._failed = False
+        self._closed = False
+        #: metrics and requests written so far, retries that were needed, seconds spent posting
+        self.lines = 0
+        self.batches = 0
+        self.retried = 0
+        self.post_seconds = 0.0
+
+    # -- the sink --------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self._failed:
+            return
+        pending = self._pending
+        if b'"' in data:  # a string value may hold a newline: cut at metric boundaries only
+            records, _, _ = Splitter().split(data, final=True)
+            lines = [r.data.rstrip(b"\n") for r in records]
+        else:
+            lines = data.split(b"\n")
+        for line in lines:
+            if line and line[:1] != b"#" and line.strip():
+                pending.append(line)
+        while len(pending) >= self.batch_size:
+            batch = pending[: self.batch_size]
+            del pending[: self.batch_size]
+            self._send(batch)
+
+    def flush(self) -> None:
+        if self._pending and not self._failed:
+            batch, self._pending = self._pending, []
+            self._send(batch)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.flush()
+        if not self._failed and self.batches:
+            rate = self.lines / self.post_seconds if self.post_seconds > 0 else 0.0
+            self.log.info(
+                f"wrote {self.lines} metrics in {self.batches} batch(es) to {self.target} at {self.url}"
+                f" ({self.retried} retried, {rate:,.0f} metrics/s while posting)"
+            )
+
+    # -- posting ---------------------------------------------------------------
+
+    def _send(self, batch: list[bytes]) -> None:
+        body = b"\n".join(batch) + b"\n"
+        delay = self.backoff
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            try:
+                self._post(body)
+                self.post_seconds += time.monotonic() - started
+                self.lines += len(batch)
+                self.batches += 1
+                return
+            except _Retryable as err:
+                self.post_seconds += time.monotonic() - started
+                if attempt >= self.retries:
+                    self._failed = True
+                    raise WriteError(
+                        f"{self.target} at {self.url}: giving up after {attempt + 1} attempt(s): {err}"
+                    ) from None
+                attempt += 1
+                self.retried += 1
+                wait = min(err.retry_after if err.retry_after is not None else delay, _MAX_BACKOFF)
+                self.log.warn(f"write to {self.url} failed ({err}); retry {attempt}/{self.retries} in {wait:g}s")
+                self._sleep(wait)
+                delay = min(delay * 2, _MAX_BACKOFF)
+            except WriteError:
+                self._failed = True
+                raise
+
+    def _http_post(self, body: bytes) -> None:
+        """One POST; raises _Retryable or WriteError unless InfluxDB answered 2xx.
+
+        InfluxDB may answer (404 database not found, 401...) and close the
+        connection before reading a large body: the send then fails with a
+        broken pipe, but the answer is already there to be read.
+        """
+        parts = urllib.parse.urlsplit(self.endpoint)
+        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        conn = cls(parts.netloc, timeout=self.timeout)
+        path = parts.path + ("?" + parts.query if parts.query else "")
+        try:
+            send_error: OSError | None = None
+            try:
+                conn.request("POST", path, body=body, headers=self.headers)
+            except (ConnectionRefusedError, socket.gaierror) as err:
+                raise _Retryable(f"cannot connect: {err}") from None
+            except (BrokenPipeError, ConnectionResetError) as err:
+                send_error = err
+            except (OSError, http.client.HTTPException) as err:
+                raise _Retryable(f"connection error: {err!r}") from None
+            try:
+                resp = conn.getresponse()
+                payload = resp.read()
+            except (OSError, http.client.HTTPException) as err:
+                raise _Retryable(f"connection error: {send_error or err!r}") from None
+            status = resp.status
+            if 200 <= status < 300:
+                return
+            message = _message(payload, resp.reason)
+            if status >= 500 or status == 429:
+                raise _Retryable(f"HTTP {status}: {message}", _retry_after(resp.getheader("Retry-After")))
+            raise WriteError(f"InfluxDB refused the write to {self.target} (HTTP {status}): {message}")
+        finally:
+            conn.close()
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _message(raw: bytes, reason: str) -> str:
+    """InfluxDB's own error message: ``{"error": ...}`` (1.x) or ``{"message": ...}`` (2.x)."""
+    text = raw.decode("utf-8", "replace").strip()
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict):
+        for key in ("error", "message"):
+            if isinstance(doc.get(key), str):
+                text = doc[key]
+                break
+    text = text or reason or "no message"
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

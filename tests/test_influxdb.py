@@ -1,0 +1,288 @@
+"""riverguard's output in a real InfluxDB (1.x, ``influxd``), and ``replay --influx-url``.
+
+Without influxd these tests skip (fail with CI=true): see tests/influx.py.
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+try:
+    from tests.influx import InfluxServer, free_port, influxdb  # noqa: F401  (fixture)
+    from tests.data.injected import HOSTS, generate
+except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
+    from influx import InfluxServer, free_port, influxdb  # type: ignore[no-redef]  # noqa: F401
+    from data.injected import HOSTS, generate  # type: ignore[no-redef]
+
+pytestmark = pytest.mark.influxdb
+
+RIVERGUARD = str(Path(sys.executable).with_name("riverguard"))
+BATCH = 5000  # lines per write, as Telegraf's influxdb output (metric_batch_size)
+
+RESCORE_CONFIG = """\
+[[rule]]
+name = "cpu-hst"
+measurement = "cpu"
+detector = "hst"
+
+[[rule]]
+name = "rest"
+detector = "zscore"
+threshold = 0.99
+"""
+
+
+def _replay(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [RIVERGUARD, "replay", *args], capture_output=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    text, injected = generate()
+    path = tmp_path_factory.mktemp("lp") / "injected.lp"
+    path.write_text(text, encoding="utf-8")
+    return path, injected
+
+
+@pytest.fixture(scope="module")
+def scored(recording, tmp_path_factory) -> tuple[bytes, float]:
+    """riverguard's output for the recording (the real CLI), and how long the replay took."""
+    path, _ = recording
+    started = time.monotonic()
+    proc = _replay(str(path))
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout, elapsed
+
+
+def _post_batches(server: InfluxServer, db: str, output: bytes) -> list[int]:
+    lines = output.splitlines()
+    statuses = []
+    for i in range(0, len(lines), BATCH):
+        r = server.write(db, b"\n".join(lines[i : i + BATCH]) + b"\n")
+        assert r.status == 204, (r.status, r.body)
+        statuses.append(r.status)
+    return statuses
+
+
+@pytest.fixture(scope="module")
+def stored(influxdb: InfluxServer, scored) -> str:
+    db = "rg_telegraf"
+    influxdb.create_db(db)
+    output, replay_s = scored
+    started = time.monotonic()
+    statuses = _post_batches(influxdb, db, output)
+    write_s = time.monotonic() - started
+    n = len(output.splitlines())
+    print(
+        f"\nreplay: {n} metrics in {replay_s:.2f}s ({n / replay_s:,.0f}/s, process start included);"
+        f" write: {len(statuses)} batches in {write_s:.2f}s ({n / write_s:,.0f} metrics/s)"
+    )
+    return db
+
+
+def test_every_metric_is_stored(influxdb: InfluxServer, stored: str, scored) -> None:
+    output, _ = scored
+    assert len(output.splitlines()) == 12000
+    # One row per metric: series x timestamps (count of a field present in every line).
+    for measurement, field in (("cpu", "usage_user"), ("mem", "used_percent")):
+        rows = influxdb.rows(f'SELECT count("{field}") FROM "{measurement}"', stored)
+        assert rows[0][1] == 6000, (measurement, rows)
+    for measurement, field in (("cpu", "usage_user_anomaly_score"), ("mem", "used_percent_anomaly")):
+        rows = influxdb.rows(f'SELECT count("{field}") FROM "{measurement}"', stored)
+        assert rows[0][1] == 6000, (measurement, field, rows)
+
+
+def test_added_fields_are_float_and_boolean(influxdb: InfluxServer, stored: str) -> None:
+    kinds = {}
+    for measurement in ("cpu", "mem"):
+        for series in influxdb.query(f'SHOW FIELD KEYS FROM "{measurement}"', stored)["series"]:
+            kinds.update({(measurement, key): kind for key, kind in series["values"]})
+    expected = {
+        ("cpu", "usage_user"): "float",
+        ("cpu", "usage_user_anomaly_score"): "float",
+        ("cpu", "usage_user_anomaly"): "boolean",
+        ("cpu", "usage_system_anomaly_score"): "float",
+        ("cpu", "usage_system_anomaly"): "boolean",
+        ("cpu", "procs"): "integer",
+        ("cpu", "procs_anomaly_score"): "float",  # an integer field's score is a float
+        ("cpu", "procs_anomaly"): "boolean",
+        ("cpu", "state"): "string",  # strings pass through unscored
+        ("mem", "used_percent_anomaly_score"): "float",
+        ("mem", "used_percent_anomaly"): "boolean",
+        ("mem", "used_anomaly_score"): "float",
+    }
+    assert {k: kinds.get(k) for k in expected} == expected
+    assert ("cpu", "state_anomaly") not in kinds
+
+
+def test_injected_anomalies_are_flagged_where_injected(influxdb: InfluxServer, stored: str, recording) -> None:
+    _, injected = recording
+    for measurement, field in (("cpu", "usage_user"), ("mem", "used_percent")):
+        result = influxdb.query(
+            f'SELECT "{field}", "{field}_anomaly_score" FROM "{measurement}" '
+            f'WHERE "{field}_anomaly" = true GROUP BY "host"',
+            stored,
+        )
+        flagged = {
+            series["tags"]["host"]: [row[0] for row in series["values"]] for series in result.get("series", [])
+        }
+        want = {host: injected[(measurement, host, field)] for host in HOSTS if (measurement, host, field) in injected}
+        assert flagged == want, (measurement, field)
+        scores = [row[2] for s in result["series"] for row in s["values"]]
+        assert all(0.999 <= s <= 1.0 for s in scores)
+    # Nowhere else: the only other flag is mem "used", which moves with used_percent.
+    total = influxdb.rows('SELECT count("usage_system_anomaly_score") FROM "cpu" WHERE "usage_system_anomaly" = true', stored)
+    assert total == []
+
+
+def test_second_replay_into_the_same_database_has_no_type_conflict(
+    influxdb: InfluxServer, stored: str, recording, tmp_path: Path
+) -> None:
+    path, _ = recording
+    again = _replay(str(path))
+    assert again.returncode == 0
+    assert set(_post_batches(influxdb, stored, again.stdout)) == {204}
+    # Re-scoring with other detectors (hst scores, a lower threshold) writes the same types too.
+    config = tmp_path / "rescore.toml"
+    config.write_text(RESCORE_CONFIG, encoding="utf-8")
+    rescored = _replay("--config", str(config), str(path))
+    assert rescored.returncode == 0, rescored.stderr.decode()
+    assert set(_post_batches(influxdb, stored, rescored.stdout)) == {204}
+    rows = influxdb.rows('SELECT count("usage_user") FROM "cpu"', stored)
+    assert rows[0][1] == 6000  # same points overwritten, none added
+
+
+# -- riverguard replay --influx-url ---------------------------------------------
+
+
+def test_backfill_v1_writes_everything(influxdb: InfluxServer, recording) -> None:
+    path, injected = recording
+    influxdb.create_db("rg_backfill")
+    started = time.monotonic()
+    proc = _replay("--influx-url", influxdb.url, "--db", "rg_backfill", "--batch-size", "4000", str(path))
+    elapsed = time.monotonic() - started
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0, stderr
+    assert proc.stdout == b""
+    assert "wrote 12000 metrics in 3 batch(es) to database 'rg_backfill'" in stderr
+    print(f"\nreplay --influx-url: 12000 metrics in {elapsed:.2f}s ({12000 / elapsed:,.0f}/s end to end)")
+    rows = influxdb.rows('SELECT count("usage_user_anomaly") FROM "cpu"', "rg_backfill")
+    assert rows[0][1] == 6000
+    rows = influxdb.rows('SELECT "usage_user" FROM "cpu" WHERE "usage_user_anomaly" = true AND "host" = \'h2\'', "rg_backfill")
+    assert [r[0] for r in rows] == injected[("cpu", "h2", "usage_user")]
+    # Backfilling the same file again: no conflict, nothing duplicated.
+    proc = _replay("--influx-url", influxdb.url, "--db", "rg_backfill", str(path))
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert influxdb.rows('SELECT count("usage_user") FROM "cpu"', "rg_backfill")[0][1] == 6000
+
+
+def test_backfill_shows_influxdbs_message_on_4xx(influxdb: InfluxServer, recording) -> None:
+    path, _ = recording
+    proc = _replay("--influx-url", influxdb.url, "--db", "no_such_db", str(path))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert 'E! [riverguard] InfluxDB refused the write to database \'no_such_db\' (HTTP 404): database not found: "no_such_db"' in stderr
+    assert "retry" not in stderr  # a 4xx is not retried
+
+
+class _Scripted(http.server.BaseHTTPRequestHandler):
+    """Answers each POST with the next status of ``server.statuses`` (then 204)."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.requests.append((self.path, dict(self.headers), body))  # type: ignore[attr-defined]
+        status = self.server.statuses.pop(0) if self.server.statuses else 204  # type: ignore[attr-defined]
+        payload = b'{"code":"unavailable","message":"try later"}' if status != 204 else b""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def scripted():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
+    server.requests, server.statuses = [], []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _small(tmp_path: Path, n: int = 10) -> Path:
+    path = tmp_path / "small.lp"
+    path.write_text("".join(f"cpu,host=a idle={90 + i % 3}.5 {1700000000000000000 + i}\n" for i in range(n)))
+    return path
+
+
+def test_backfill_retries_503_then_succeeds(scripted, tmp_path: Path) -> None:
+    scripted.statuses = [503, 503]
+    url = f"http://127.0.0.1:{scripted.server_address[1]}"
+    proc = _replay("--influx-url", url, "--db", "x", str(_small(tmp_path)))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0, stderr
+    assert len(scripted.requests) == 3
+    assert {body for _, _, body in scripted.requests} == {scripted.requests[0][2]}  # the same batch each time
+    assert stderr.count("W! [riverguard] write to") == 2
+    assert "HTTP 503: try later" in stderr
+    assert "wrote 10 metrics in 1 batch(es)" in stderr
+
+
+def test_backfill_v2_request(scripted, tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{scripted.server_address[1]}/"
+    proc = _replay(
+        "--influx-url", url, "--bucket", "tele graf", "--org", "acme", "--token-env", "RG_TEST_TOKEN",
+        "--batch-size", "4", str(_small(tmp_path)), env={"RG_TEST_TOKEN": "s3cret=="},
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert [len(body.splitlines()) for _, _, body in scripted.requests] == [4, 4, 2]
+    path, headers, body = scripted.requests[0]
+    assert path == "/api/v2/write?bucket=tele+graf&org=acme&precision=ns"
+    assert headers["Authorization"] == "Token s3cret=="
+    assert body.startswith(b"cpu,host=a idle=90.5,idle_anomaly_score=0.0,idle_anomaly=false 1700000000000000000\n")
+
+
+def test_backfill_gives_up_after_bounded_retries(scripted, tmp_path: Path) -> None:
+    scripted.statuses = [500] * 10
+    url = f"http://127.0.0.1:{scripted.server_address[1]}"
+    proc = _replay("--influx-url", url, "--db", "x", "--retries", "1", str(_small(tmp_path)))
+    assert proc.returncode == 1
+    assert len(scripted.requests) == 2
+    assert "giving up after 2 attempt(s): HTTP 500: try later" in proc.stderr.decode()
+
+
+def test_backfill_connection_refused(tmp_path: Path) -> None:
+    proc = _replay("--influx-url", f"http://127.0.0.1:{free_port()}", "--db", "x", "--retries", "0", str(_small(tmp_path)))
+    assert proc.returncode == 1
+    assert "cannot connect" in proc.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--db", "a", "--bucket", "b"], "exactly one of --db"),
+        (["--bucket", "b", "--org", "o"], "--bucket needs --token-env"),
+        (["--bucket", "b", "--org", "o", "--token-env", "RG_UNSET_VAR_XYZ"], "RG_UNSET_VAR_XYZ"),
+        (["--db", "a", "--output", "x.lp"], "exclude each other"),
+    ],
+)
+def test_backfill_option_errors(args: list[str], message: str, tmp_path: Path) -> None:
+    proc = _replay("--influx-url", "http://127.0.0.1:1", *args, str(_small(tmp_path)))
+    assert proc.returncode == 2
+    assert message in proc.stderr.decode()
