@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
 
     _collect_parser(sub)
 
+    evaluate = sub.add_parser("evaluate", help="detection quality on the NAB corpus (Numenta Anomaly Benchmark)")
+    common(evaluate)
+    from .evaluate import add_arguments as _evaluate_arguments
+
+    _evaluate_arguments(evaluate)
+
     state = sub.add_parser("state", help="work with checkpoint files")
     state_sub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     inspect = state_sub.add_parser("inspect", help="print a summary of a checkpoint as JSON")
@@ -90,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             config = dataclasses.replace(
                 config, state=dataclasses.replace(config.state, path=Path(args.state).resolve())
             )
+        if args.command == "evaluate":
+            from .evaluate import main as _evaluate
+
+            return _evaluate(args, config, log)
         if args.command == "run":
             return _run(config, log)
         if args.command == "replay":

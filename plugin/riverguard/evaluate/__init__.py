@@ -1,0 +1,158 @@
+"""``riverguard evaluate``: detection quality on the Numenta Anomaly Benchmark (NAB).
+
+- :mod:`.nab` — a pure NAB scorer (windows, rewards, profiles, threshold sweep);
+- :mod:`.corpus` — NAB's folder layout (CSV files by category, windows JSON,
+  published reference outputs);
+- :mod:`.runner` — CSV rows as line protocol through riverguard's engine, the
+  scores and flags read back from the output fields;
+- :mod:`.report` — per-profile, per-category tables and JSON.
+
+This module stays light (no numpy) so that building the CLI parser is cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Config
+    from ..log import Log
+
+__all__ = ["PROFILE_NAMES", "add_arguments", "main"]
+
+#: NAB's application profiles (cost weights in :data:`riverguard.evaluate.nab.PROFILES`).
+PROFILE_NAMES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+
+EXIT_OK, EXIT_FAIL = 0, 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``evaluate`` subcommand's own options (``--config``/``--log-level`` come from the CLI)."""
+    parser.add_argument(
+        "--nab",
+        metavar="PATH",
+        help="NAB corpus folder (data/, windows.json); default: $RIVERGUARD_NAB, else ../shared/nab beside the repo",
+    )
+    parser.add_argument(
+        "--profile",
+        action="append",
+        choices=PROFILE_NAMES,
+        metavar="NAME",
+        help=f"NAB profile, repeatable ({', '.join(PROFILE_NAMES)}; default: all three)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--detector",
+        metavar="NAME",
+        help="score with this registered detector (default parameters) instead of the config's rules",
+    )
+    parser.add_argument(
+        "--reference",
+        metavar="DETECTOR_DIR",
+        help="score published NAB outputs (a folder, or a name under <nab>/reference/) instead of riverguard",
+    )
+
+
+class _Progress:
+    """A progress bar on stderr (only drawn when stderr is a terminal)."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self.last = -1
+        self.label = label
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        percent = min(100, self.done * 100 // self.total)
+        if percent != self.last:
+            self.last = percent
+            bar = "#" * (percent // 4)
+            sys.stderr.write(f"\r{self.label} [{bar:<25}] {percent:3d}%")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def main(args: argparse.Namespace, config: Config, log: Log) -> int:
+    """Run ``riverguard evaluate``; return the exit code."""
+    from pathlib import Path
+
+    from .. import detectors
+    from ..config import Config as _Config
+    from ..config import Rule
+    from .corpus import NabError, default_nab_path, load_corpus, load_reference, resolve_reference
+    from .report import evaluate_scores, format_tables
+    from .runner import run_corpus
+
+    if args.reference and args.detector:
+        log.error("--reference scores published outputs; it cannot be combined with --detector")
+        return EXIT_FAIL
+    root = Path(args.nab) if args.nab else default_nab_path()
+    profiles = list(dict.fromkeys(args.profile or PROFILE_NAMES))
+    started = time.perf_counter()
+    try:
+        files = load_corpus(root)
+    except NabError as err:
+        log.error(f"{err} (set --nab or $RIVERGUARD_NAB)")
+        return EXIT_FAIL
+    rows = sum(f.rows for f in files)
+    report: dict[str, Any] = {"nab": str(root), "files": len(files), "rows": rows}
+    if args.reference:
+        try:
+            ref = resolve_reference(root, args.reference)
+            scores = load_reference(files, ref)
+        except NabError as err:
+            log.error(str(err))
+            return EXIT_FAIL
+        report.update(source="reference", detector=ref.name)
+        report["title"] = f"NAB: published outputs of {ref.name} ({len(files)} files, {rows} rows)"
+        flags = None
+    else:
+        if args.detector:
+            if args.detector not in detectors.REGISTRY and args.detector != "default":
+                log.error(f'unknown detector "{args.detector}" (known: {", ".join(sorted(detectors.REGISTRY))})')
+                return EXIT_FAIL
+            rule = Rule(index=1, name=f"evaluate-{args.detector}", detector=args.detector)
+            config = _Config(rules=(rule,), output=config.output, state=config.state, source=config.source)
+        progress = _Progress(rows, "evaluate") if sys.stderr.isatty() else None
+        try:
+            runs = run_corpus(config, files, log, progress)
+        finally:
+            if progress:
+                progress.close()
+        scores = [r.scores for r in runs]
+        flags = [r.flags for r in runs]
+        thresholds = sorted(set().union(*(r.thresholds for r in runs)))
+        unscored = sum(r.unscored for r in runs)
+        names = sorted({(r.detector_class.name if r.detector_class else "off") for r in config.rules}) or ["none"]
+        report.update(
+            source="riverguard",
+            config=config.source,
+            detector=args.detector or ",".join(names),
+            configured_thresholds=thresholds,
+            unscored_rows=unscored,
+        )
+        report["title"] = (
+            f"NAB: riverguard, config {config.source}"
+            + (f", detector {args.detector}" if args.detector else "")
+            + f" ({len(files)} files, {rows} rows)"
+        )
+        if unscored:
+            log.warn(f"{unscored} of {rows} rows carried no score (no rule matched, or the detector failed)")
+    report["profiles"] = evaluate_scores(files, scores, flags, profiles)
+    report["seconds"] = round(time.perf_counter() - started, 3)
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_tables(report))
+        sys.stdout.write(f"\n{report['seconds']:.1f} s\n")
+    sys.stdout.flush()
+    return EXIT_OK

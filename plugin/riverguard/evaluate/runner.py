@@ -1,0 +1,219 @@
+"""Run NAB files through riverguard's engine and read the scores back from its output.
+
+Each CSV becomes line protocol (``nab,category=<c>,file=<f> value=<v> <ns>``),
+goes through :class:`riverguard.engine.Engine` exactly as in ``riverguard
+run``/``replay`` (:func:`riverguard.stream.process_chunks`), and the score and
+flag of every row are read from the fields the engine added to the output
+lines (``value<score_suffix>`` and ``value<flag_suffix>``).
+
+>>> from riverguard.config import default_config
+>>> from riverguard.engine import Engine
+>>> out = run_lines(Engine(default_config()), b"nab,file=a value=1.5 1000\\n")
+>>> out
+b'nab,file=a value=1.5,value_anomaly_score=0.0,value_anomaly=false 1000\\n'
+>>> read_output(out, "_anomaly_score", "_anomaly")
+[OutputRow(series=b'nab,file=a', timestamp=1000, score=0.0, flag=False)]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from ..config import Config
+from ..engine import Engine
+from ..lineprotocol import ParseError, escape_key
+from ..log import Log
+from ..stream import process_chunks
+from .corpus import NabFile
+
+__all__ = ["FIELD", "MEASUREMENT", "FileRun", "OutputRow", "read_output", "run_file", "run_lines", "to_line_protocol"]
+
+MEASUREMENT = "nab"
+FIELD = "value"
+_CHUNK = 1 << 16
+
+# Field-set tokens (same grammar as riverguard.lineprotocol).
+_FIELD_KEY = re.compile(rb"((?:[^\\,= \n]|\\[^\n])+)=")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_BARE = re.compile(rb'[^, \n"]+')
+_HEAD = re.compile(rb"((?:[^\\ \n]|\\[^\n])+) +")
+_FLOAT = re.compile(rb"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_TIMESTAMP = re.compile(rb"-?[0-9]+")
+_TRUE = {b"t", b"T", b"true", b"True", b"TRUE"}
+_FALSE = {b"f", b"F", b"false", b"False", b"FALSE"}
+
+
+def _escape_measurement(text: str) -> bytes:
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").encode()
+
+
+def _series(f: NabFile, measurement: str = MEASUREMENT) -> bytes:
+    """Measurement and tags of the file's metrics, escaped."""
+    return (
+        _escape_measurement(measurement) + b",category=" + escape_key(f.category) + b",file=" + escape_key(f.name)
+    )
+
+
+def to_line_protocol(f: NabFile, measurement: str = MEASUREMENT) -> bytes:
+    """The file as line protocol, one metric per row, nanosecond timestamps.
+
+    >>> import numpy as np
+    >>> from pathlib import Path
+    >>> f = NabFile("c/x y.csv", "c", "x y.csv", Path("x"), np.array([0, 300_000_000_000]), ["1", "2.5"])
+    >>> print(to_line_protocol(f).decode(), end="")
+    nab,category=c,file=x\\ y.csv value=1.0 0
+    nab,category=c,file=x\\ y.csv value=2.5 300000000000
+    """
+    head = _series(f, measurement) + b" " + escape_key(FIELD) + b"="
+    lines = []
+    for i, (text, ts) in enumerate(zip(f.values, f.timestamps.tolist(), strict=True)):
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{f.path}: row {i + 1}: value {text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{f.path}: row {i + 1}: value {text!r} is not finite")
+        lines.append(head + repr(value).encode() + b" " + str(ts).encode() + b"\n")
+    return b"".join(lines)
+
+
+def run_lines(engine: Engine, data: bytes) -> bytes:
+    """``data`` through ``engine`` the way ``riverguard replay`` streams it."""
+    out: list[bytes] = []
+    chunks = (data[i : i + _CHUNK] for i in range(0, len(data), _CHUNK))
+    process_chunks(engine, chunks, out.append)
+    return b"".join(out)
+
+
+class OutputRow(NamedTuple):
+    """What the output says about one metric: score/flag are None when absent.
+
+    ``series`` is the metric's measurement and tag set exactly as written
+    (escaped bytes), e.g. ``b"nab,category=c,file=f.csv"``.
+    """
+
+    series: bytes
+    timestamp: int | None
+    score: float | None
+    flag: bool | None
+
+
+def _fields(line: bytes) -> tuple[bytes, dict[bytes, bytes], int | None]:
+    """Measurement and tags, the field set as raw key -> raw value text, and the timestamp."""
+    h = _HEAD.match(line)
+    if h is None:
+        raise ParseError("expected a space before the field set", 0)
+    pos = h.end()
+    n = len(line)
+    fields: dict[bytes, bytes] = {}
+    while True:
+        k = _FIELD_KEY.match(line, pos)
+        if k is None:
+            raise ParseError("invalid field (expected key=value)", pos)
+        pos = k.end()
+        v = (_STRING if line[pos : pos + 1] == b'"' else _BARE).match(line, pos)
+        if v is None:
+            raise ParseError("missing field value", pos)
+        fields[k.group(1)] = v.group()
+        pos = v.end()
+        if pos < n and line[pos] == 0x2C:  # ','
+            pos += 1
+            continue
+        break
+    rest = line[pos:].strip(b" \r")
+    if not rest:
+        return h.group(1), fields, None
+    if not _TIMESTAMP.fullmatch(rest):
+        raise ParseError("unexpected data after the field set", pos)
+    return h.group(1), fields, int(rest)
+
+
+def read_output(data: bytes, score_suffix: str, flag_suffix: str, field: str = FIELD) -> list[OutputRow]:
+    """Each output metric's series, timestamp, and the score and flag added for ``field``.
+
+    The values are read from the text of the added fields (``<field><score_suffix>``
+    and ``<field><flag_suffix>``, keys escaped as the engine writes them).
+    """
+    score_key = escape_key(field + score_suffix)
+    flag_key = escape_key(field + flag_suffix)
+    rows = []
+    for line in data.split(b"\n"):
+        if not line or line.startswith(b"#"):
+            continue
+        try:
+            series, fields, timestamp = _fields(line)
+        except ParseError as err:
+            raise ValueError(f"riverguard wrote a line that is not line protocol ({err}): {line[:120]!r}") from None
+        score: float | None = None
+        flag: bool | None = None
+        text = fields.get(score_key)
+        if text is not None:
+            if not _FLOAT.fullmatch(text):
+                raise ValueError(f"score {text!r} is not a float in {line[:120]!r}")
+            score = float(text)
+            if not 0.0 <= score <= 1.0:
+                raise ValueError(f"score {text!r} out of [0, 1] in {line[:120]!r}")
+        text = fields.get(flag_key)
+        if text is not None:
+            if text in _TRUE:
+                flag = True
+            elif text in _FALSE:
+                flag = False
+            else:
+                raise ValueError(f"flag {text!r} is not a boolean in {line[:120]!r}")
+        rows.append(OutputRow(series, timestamp, score, flag))
+    return rows
+
+
+class FileRun(NamedTuple):
+    """One file's scores and flags as read from riverguard's output."""
+
+    scores: np.ndarray
+    flags: np.ndarray
+    unscored: int  # rows whose output carried no score (no rule matched, or the detector failed)
+    thresholds: frozenset[float]  # the thresholds of the rules that scored the file
+
+
+def run_file(config: Config, f: NabFile, log: Log | None = None) -> FileRun:
+    """Run one file through a fresh engine; scores and flags come from the output lines."""
+    engine = Engine(config, log or Log("error"))
+    out = run_lines(engine, to_line_protocol(f))
+    rows = read_output(out, config.output.score_suffix, config.output.flag_suffix)
+    if len(rows) != f.rows:
+        raise ValueError(f"{f.key}: riverguard wrote {len(rows)} metrics for {f.rows} rows")
+    series = _series(f)
+    scores = np.zeros(f.rows)
+    flags = np.zeros(f.rows, dtype=bool)
+    unscored = 0
+    for i, (row, ts) in enumerate(zip(rows, f.timestamps.tolist(), strict=True)):
+        if row.timestamp != ts or row.series != series:
+            raise ValueError(f"{f.key}: output metric {i + 1} does not match input row {i + 1}")
+        if row.score is None:
+            unscored += 1
+            continue
+        scores[i] = row.score
+        flags[i] = bool(row.flag)
+    thresholds = frozenset(
+        s.rule.effective_threshold for s in engine.series.values() if s.rule is not None and s.detector is not None
+    )
+    return FileRun(scores, flags, unscored, thresholds)
+
+
+def run_corpus(
+    config: Config,
+    files: list[NabFile],
+    log: Log | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[FileRun]:
+    """:func:`run_file` for each file; ``progress`` is called with each file's row count."""
+    runs = []
+    for f in files:
+        runs.append(run_file(config, f, log))
+        if progress:
+            progress(f.rows)
+    return runs

@@ -1,0 +1,274 @@
+"""``riverguard evaluate``: the NAB scorer against NAB's published figures, the engine runner, the CLI.
+
+The NAB corpus is looked up at ``$RIVERGUARD_NAB``, else ``../shared/nab``
+beside the repository. Without it these tests skip, except under ``CI=true``
+where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from riverguard.config import parse
+from riverguard.detectors import ZScore
+from riverguard.evaluate import nab
+from riverguard.evaluate.corpus import NabError, NabFile, load_corpus, load_reference, parse_timestamp
+from riverguard.evaluate.report import evaluate_scores
+from riverguard.evaluate.runner import read_output, run_file, to_line_protocol
+from riverguard.lineprotocol import Splitter, unescape
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).with_name("riverguard")
+RIVERGUARD = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "riverguard"]
+
+#: NAB's official scorer on these 41 files, swept threshold (shared/nab/README.md).
+REFERENCE = {
+    "windowedGaussian": {"standard": 42.58, "reward_low_FP_rate": 26.43, "reward_low_FN_rate": 49.50},
+    "numenta": {"standard": 68.94, "reward_low_FP_rate": 62.19, "reward_low_FN_rate": 73.48},
+    "contextOSE": {"standard": 69.34, "reward_low_FP_rate": 66.74, "reward_low_FN_rate": 72.37},
+}
+SUBSET = ("realAdExchange/exchange-2_cpc_results.csv", "artificialWithAnomaly/art_daily_jumpsup.csv")
+
+
+def _nab_path() -> Path:
+    env = os.environ.get("RIVERGUARD_NAB")
+    path = Path(env) if env else ROOT.parent / "shared" / "nab"
+    if not (path / "windows.json").is_file() or not (path / "data").is_dir():
+        message = (
+            f"NAB corpus not found at {path} (expected data/ and windows.json): "
+            "set RIVERGUARD_NAB or put shared/nab beside the repository"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="module")
+def nab_root() -> Path:
+    return _nab_path()
+
+
+@pytest.fixture(scope="module")
+def corpus(nab_root: Path) -> list[NabFile]:
+    return load_corpus(nab_root)
+
+
+@pytest.fixture(scope="module")
+def prepared(corpus: list[NabFile]) -> list[nab.ScoredFile]:
+    return [nab.prepare(f.labels()) for f in corpus]
+
+
+@pytest.fixture()
+def subset(nab_root: Path, tmp_path: Path) -> Path:
+    """A NAB-layout folder with two of the corpus files and their windows."""
+    windows = json.loads((nab_root / "windows.json").read_text())
+    root = tmp_path / "nab"
+    for key in SUBSET:
+        dest = root / "data" / key
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(nab_root / "data" / key, dest)
+    (root / "windows.json").write_text(json.dumps({key: windows[key] for key in SUBSET}))
+    return root
+
+
+def evaluate_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*RIVERGUARD, "evaluate", *args], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+
+
+# -- the corpus ---------------------------------------------------------------
+
+
+def test_corpus_layout(corpus: list[NabFile], prepared: list[nab.ScoredFile]):
+    assert len(corpus) == 41
+    assert sorted({f.category for f in corpus}) == [
+        "artificialNoAnomaly", "artificialWithAnomaly", "realAdExchange",
+        "realKnownCause", "realTraffic", "realTweets",
+    ]
+    assert sum(p.n_windows for p in prepared) == 86
+    # every window bound falls exactly on a row, as NAB requires
+    for f, p in zip(corpus, prepared):
+        for (start, end), (lo, hi) in zip(sorted(f.windows), p.bounds):
+            assert (f.timestamps[lo], f.timestamps[hi]) == (start, end), f.key
+
+
+# -- the key test: NAB's published figures -----------------------------------
+
+
+@pytest.mark.parametrize("detector", sorted(REFERENCE))
+def test_reference_outputs_reproduce_nab_figures(detector, nab_root, corpus, prepared):
+    scores = load_reference(corpus, nab_root / "reference" / detector)
+    for profile_name, expected in REFERENCE[detector].items():
+        profile = nab.PROFILES[profile_name]
+        best = nab.sweep(prepared, scores, profile)
+        assert best.score == pytest.approx(expected, abs=0.05), (detector, profile_name, best.score)
+        # the per-file scorer at the swept threshold gives the same corpus score
+        per_file = nab.score_corpus(prepared, [s >= best.threshold for s in scores], profile)
+        raw = sum(s.raw for s in per_file)
+        assert nab.normalise(raw, 86, profile) == pytest.approx(best.score, abs=1e-9)
+
+
+def test_reference_report_structure(nab_root, corpus):
+    scores = load_reference(corpus, nab_root / "reference" / "numenta")
+    report = evaluate_scores(corpus, scores, None, ["standard"])
+    swept = report["standard"]["swept"]
+    assert "configured" not in report["standard"]
+    assert swept["score"] == pytest.approx(68.94, abs=0.05)
+    assert swept["windows"] == 86
+    assert sum(c["windows"] for c in swept["categories"].values()) == 86
+    assert sum(c["false_positives"] for c in swept["categories"].values()) == swept["false_positives"]
+    assert swept["categories"]["artificialNoAnomaly"]["score"] is None  # no windows: no normalised score
+
+
+# -- the runner: CSV -> line protocol -> engine -> output fields --------------
+
+
+def _file(values: list[float], category: str = "cat", name: str = "f.csv") -> NabFile:
+    ts = np.arange(len(values), dtype=np.int64) * 300_000_000_000 + 1_400_000_000_000_000_000
+    return NabFile(f"{category}/{name}", category, name, Path(name), ts, [repr(v) for v in values])
+
+
+def test_line_protocol_escapes_tags_and_uses_nanoseconds():
+    f = _file([1.0, 2.5], category="odd cat,x=y", name="a b=c,d.csv")
+    data = to_line_protocol(f)
+    records, _, _ = Splitter().split(data, final=True)
+    assert len(records) == 2
+    metric = records[1].metric
+    assert metric is not None
+    assert unescape(metric.measurement) == "nab"
+    assert {unescape(k): unescape(v) for k, v in metric.tags} == {"category": "odd cat,x=y", "file": "a b=c,d.csv"}
+    assert [(fl.key, fl.number) for fl in metric.fields] == [(b"value", 2.5)]
+    assert metric.timestamp == 1_400_000_300_000_000_000
+    assert parse_timestamp("2014-04-10 16:15:00") == 1397146500 * 10**9  # UTC
+
+
+def test_scores_and_flags_come_from_the_output_fields():
+    # custom suffixes that need escaping; threshold and warm-up from the rule
+    config = parse(
+        """
+        [output]
+        score_suffix = " score,x"
+        flag_suffix = "=flag"
+        [[rule]]
+        measurement = "nab"
+        detector = "zscore"
+        threshold = 0.9
+        warmup = 5
+        [rule.params]
+        fading_factor = 0.1
+        """
+    )
+    rng = np.random.default_rng(3)
+    values = [float(v) for v in np.round(rng.normal(10, 1, 120), 3)]
+    values[80] = 30.0
+    f = _file(values)
+    run = run_file(config, f)
+    # the same detector driven directly (only to check the runner)
+    det = ZScore(fading_factor=0.1)
+    expected = []
+    for i, (x, ts) in enumerate(zip(values, f.timestamps)):
+        s = det.process(float(x), int(ts) / 1e9)
+        expected.append(0.0 if i < 5 else round(s, 6))
+    assert np.array_equal(run.scores, np.array(expected))
+    assert np.array_equal(run.flags, np.array(expected) >= 0.9)
+    assert run.flags[80] and not run.flags[:5].any()
+    assert run.unscored == 0 and run.thresholds == frozenset({0.9})
+
+
+def test_read_output_reads_added_field_text():
+    out = (
+        b"nab,file=a value=1.0,value\\ score\\,x=0.25,value\\=flag=true 5\n"
+        b"nab,file=a value=2.0,note=\"a b,c=d\",value\\ score\\,x=1e-05,value\\=flag=F 6\n"
+        b"nab,file=a value=3.0 7\n"
+    )
+    rows = read_output(out, " score,x", "=flag")
+    assert [(r.series, r.timestamp, r.score, r.flag) for r in rows] == [
+        (b"nab,file=a", 5, 0.25, True),
+        (b"nab,file=a", 6, 1e-05, False),
+        (b"nab,file=a", 7, None, None),
+    ]
+    with pytest.raises(ValueError, match="out of"):
+        read_output(b"nab value=1.0,value_anomaly_score=1.5 1\n", "_anomaly_score", "_anomaly")
+
+
+def test_rows_no_rule_scores_are_counted_unscored():
+    config = parse('[[rule]]\nmeasurement = "cpu"\n')
+    run = run_file(config, _file([1.0] * 50))
+    assert run.unscored == 50 and not run.flags.any() and run.thresholds == frozenset()
+
+
+# -- the command --------------------------------------------------------------
+
+
+def test_cli_tables_and_json_on_a_subset(subset: Path, tmp_path: Path):
+    result = evaluate_cli("--nab", str(subset))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for text in ("profile standard", "profile reward_low_FP_rate", "profile reward_low_FN_rate",
+                 "configured (threshold 0.999)", "swept (threshold", "realAdExchange",
+                 "artificialWithAnomaly", "corpus", "windows"):
+        assert text in out, text
+    assert "\r" not in result.stderr  # no progress bar when stderr is not a terminal
+
+    result = evaluate_cli("--nab", str(subset), "--json", "--profile", "standard", "--profile", "reward_low_FN_rate")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["files"] == 2 and report["source"] == "riverguard" and report["detector"] == "zscore"
+    assert list(report["profiles"]) == ["standard", "reward_low_FN_rate"]
+    for entry in report["profiles"].values():
+        for key in ("configured", "swept"):
+            data = entry[key]
+            assert data["windows"] == 2 and 0 <= data["hits"] <= 2
+            assert set(data["categories"]) == {"realAdExchange", "artificialWithAnomaly"}
+            assert math.isfinite(data["score"])
+    assert report["configured_thresholds"] == [0.999]
+
+    # the same detector under other output suffixes gives the same figures
+    config = tmp_path / "suffixes.toml"
+    config.write_text('[output]\nscore_suffix = "_s"\nflag_suffix = "_f"\n[[rule]]\ndetector = "default"\n')
+    other = evaluate_cli("--nab", str(subset), "--json", "--profile", "standard", "--profile",
+                         "reward_low_FN_rate", "--config", str(config))
+    assert other.returncode == 0, other.stderr
+    assert json.loads(other.stdout)["profiles"] == report["profiles"]
+
+
+def test_cli_detector_and_env(subset: Path):
+    env = {**os.environ, "RIVERGUARD_NAB": str(subset)}
+    result = evaluate_cli("--detector", "pad", "--json", "--profile", "standard", env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["detector"] == "pad" and report["nab"] == str(subset)
+    assert report["configured_thresholds"] == [1.0]
+
+
+def test_cli_reference_on_a_subset(subset: Path, nab_root: Path):
+    result = evaluate_cli("--nab", str(subset), "--reference", str(nab_root / "reference" / "numenta"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["source"] == "reference" and report["detector"] == "numenta"
+    files = load_corpus(subset)
+    scores = load_reference(files, nab_root / "reference" / "numenta")
+    best = nab.sweep([nab.prepare(f.labels()) for f in files], scores, nab.PROFILES["standard"])
+    assert report["profiles"]["standard"]["swept"]["score"] == pytest.approx(best.score, abs=1e-4)
+    assert "configured" not in report["profiles"]["standard"]
+    table = evaluate_cli("--nab", str(subset), "--reference", str(nab_root / "reference" / "numenta"))
+    assert "published outputs of numenta" in table.stdout and "configured" not in table.stdout
+
+
+def test_cli_reports_a_missing_corpus(tmp_path: Path):
+    result = evaluate_cli("--nab", str(tmp_path / "nowhere"))
+    assert result.returncode == 1
+    assert "no NAB corpus here" in result.stderr
+    with pytest.raises(NabError):
+        load_corpus(tmp_path)
