@@ -42,7 +42,7 @@ _KEY = rb"(?:[^\\,= \n]|\\[^\n])+"
 _TAG = re.compile(rb",(" + _KEY + rb")=(" + _KEY + rb")")
 _FIELD_KEY = re.compile(rb"(" + _KEY + rb")=")
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
-_BARE = re.compile(rb'[^, \n"]+')
+_BARE = re.compile(rb'[^, \r\n"]+')
 _FLOAT = re.compile(rb"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _SIGNED = re.compile(rb"[+-]?[0-9]+i")
 _UNSIGNED = re.compile(rb"\+?[0-9]+u")
@@ -131,7 +131,7 @@ def parse(line: bytes) -> Metric:
         break
     fields_end = pos
     timestamp = None
-    if pos < n:
+    if pos < n and line[pos:] != b"\r":  # CRLF line ending without a timestamp
         s = _SPACES.match(line, pos)
         if s is None:
             raise ParseError("expected ',' or a space after the field value", pos)
@@ -251,6 +251,7 @@ class Splitter:
                     records.append(Record(buf[pos : nl + 1], None, err))
                     pos = nl + 1
                     continue
+                error = err  # `err` is unbound after the except block
                 outcome = self._multiline(buf, pos, err, final or force)
             if outcome is None:  # waiting for input that may close the quote
                 return records, pos, True
@@ -258,7 +259,7 @@ class Splitter:
                 records.append(outcome)
                 pos += len(outcome.data)
             else:
-                records.append(Record(buf[pos : nl + 1], None, err))
+                records.append(Record(buf[pos : nl + 1], None, error))
                 pos = nl + 1
         return records, pos, False
 

@@ -114,6 +114,8 @@ def serve(
                 signals.drain()
             if signals.received is not None:
                 log.info(f"received {signal.Signals(signals.received).name}: finishing")
+                if not eof:  # metrics already written to us still come back
+                    buf = _drain(infd, buf)
                 break
             if infd in ready:
                 try:
@@ -164,6 +166,21 @@ def serve(
         return 1
     finally:
         signals.close()
+
+
+def _drain(fd: int, buf: bytes, limit: int = 64 * _READ_SIZE) -> bytes:
+    """Append what ``fd`` holds right now (without waiting, at most ``limit`` bytes) to ``buf``."""
+    parts, total = [buf], 0
+    while total < limit and _readable(fd):
+        try:
+            data = os.read(fd, _READ_SIZE)
+        except (BlockingIOError, OSError):
+            break
+        if not data:
+            break
+        parts.append(data)
+        total += len(data)
+    return b"".join(parts)
 
 
 def _readable(fd: int) -> bool:

@@ -1,0 +1,179 @@
+"""Shared helpers: run the real ``riverguard`` process the way Telegraf does.
+
+Telegraf's execd processor starts the command once, writes line protocol to
+its stdin (one metric per write when traffic is light), reads metrics back
+from its stdout as a stream and logs its stderr. :class:`Proc` does the same
+with unbuffered pipes and background reader threads, so a test can assert
+how long each metric takes to come back.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+#: The console script installed next to the interpreter running the tests.
+SCRIPT = Path(sys.executable).with_name("riverguard")
+RIVERGUARD: list[str] = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "riverguard"]
+PYTHON_M: list[str] = [sys.executable, "-m", "riverguard"]
+LOG_PREFIXES = (b"E! ", b"W! ", b"I! ", b"D! ")
+
+
+def run_cli(args: list[str], *, input: bytes = b"", cwd: Path | None = None, timeout: float = 30,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run ``riverguard ARGS`` to completion and capture its output."""
+    return subprocess.run(
+        [*RIVERGUARD, *args], input=input, capture_output=True, cwd=cwd, timeout=timeout, env=env, check=False
+    )
+
+
+class _Reader(threading.Thread):
+    """Reads a pipe into a growing buffer, remembering when each chunk arrived."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(daemon=True)
+        self.fd = fd
+        self.data = bytearray()
+        self.cond = threading.Condition()
+        self.closed = False
+
+    def run(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except OSError:
+                chunk = b""
+            with self.cond:
+                if not chunk:
+                    self.closed = True
+                    self.cond.notify_all()
+                    return
+                self.data += chunk
+                self.cond.notify_all()
+
+    def wait_for(self, predicate: Callable[[bytes], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not predicate(bytes(self.data)):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    return predicate(bytes(self.data))
+                self.cond.wait(left)
+            return True
+
+
+class Proc:
+    """A running ``riverguard`` with unbuffered stdin/stdout/stderr pipes."""
+
+    def __init__(self, args: list[str], cmd: list[str] | None = None, cwd: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.popen = subprocess.Popen(
+            [*(cmd or RIVERGUARD), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            cwd=cwd,
+            env=env,
+        )
+        self.out = _Reader(self.popen.stdout.fileno())
+        self.err = _Reader(self.popen.stderr.fileno())
+        self.out.start()
+        self.err.start()
+
+    @property
+    def stdout(self) -> bytes:
+        with self.out.cond:
+            return bytes(self.out.data)
+
+    @property
+    def stderr(self) -> bytes:
+        with self.err.cond:
+            return bytes(self.err.data)
+
+    def write(self, data: bytes) -> None:
+        """One write to stdin (the pipe is unbuffered: it is sent as it is)."""
+        self.popen.stdin.write(data)
+
+    def wait_lines(self, n: int, timeout: float) -> bool:
+        """Wait until stdout holds at least ``n`` newline-terminated lines."""
+        return self.out.wait_for(lambda d: d.count(b"\n") >= n, timeout)
+
+    def wait_stderr(self, predicate: Callable[[bytes], bool], timeout: float) -> bool:
+        return self.err.wait_for(predicate, timeout)
+
+    def close_stdin(self) -> None:
+        self.popen.stdin.close()
+
+    def terminate(self) -> None:
+        self.popen.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float) -> int:
+        """Exit code; raises ``subprocess.TimeoutExpired`` if still running. Readers are joined."""
+        code = self.popen.wait(timeout)
+        self.out.join(5)
+        self.err.join(5)
+        return code
+
+    def ready(self, timeout: float = 30.0) -> None:
+        """Block until the process answers (imports done), using a metric that is then discarded."""
+        self.write(b"# ready\n")
+        assert self.wait_lines(1, timeout), f"riverguard did not start: {self.stderr!r}"
+        with self.out.cond:
+            assert bytes(self.out.data) == b"# ready\n"
+            del self.out.data[:]
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(5)
+        for pipe in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def start() -> Iterator[Callable[..., Proc]]:
+    """Start ``riverguard ARGS``; every process started is killed at teardown if still alive."""
+    procs: list[Proc] = []
+
+    def _start(*args: str, cmd: list[str] | None = None, cwd: Path | None = None,
+               env: dict[str, str] | None = None) -> Proc:
+        proc = Proc(list(args), cmd=cmd, cwd=cwd, env=env)
+        procs.append(proc)
+        return proc
+
+    yield _start
+    for proc in procs:
+        proc.kill()
+
+
+def strip_added(data: bytes, score_suffix: bytes = b"_anomaly_score", flag_suffix: bytes = b"_anomaly") -> bytes:
+    """``data`` with every ``,K<score_suffix>=<float>`` and ``,K<flag_suffix>=<bool>`` riverguard added removed.
+
+    Only the exact shapes riverguard writes are removed (a float in [0, 1] written
+    by Python's repr, and the literal ``true``/``false``), so this cannot hide a
+    malformed addition.
+    """
+    import re
+
+    key = rb"(?:[^\\,= \n]|\\[^\n])+"
+    score = re.escape(score_suffix)
+    flag = re.escape(flag_suffix)
+    pattern = re.compile(
+        rb"," + key + score + rb"=(?:0\.0|1\.0|0\.[0-9]+|[1-9](?:\.[0-9]+)?e-[0-9]+)"
+        rb"(?:," + key + flag + rb"=(?:true|false))?(?=[ \n\r]|,|$)"
+    )
+    return pattern.sub(b"", data)

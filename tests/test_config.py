@@ -1,0 +1,285 @@
+"""Configuration: a bad file stops riverguard at once with one message saying where and why."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from conftest import RIVERGUARD, ROOT
+from riverguard import cli, config, detectors
+from riverguard.config import ConfigError, load, parse_duration
+
+SAMPLE = ROOT / "plugin" / "riverguard" / "sample.toml"
+
+# name -> (config text, fragments the one error message must contain)
+BAD = {
+    "unknown-rule-key": (
+        '[[rule]]\nname = "cpu"\nfeilds = ["x"]\n',
+        ['rule 1 "cpu"', "key 'feilds'", "unknown key"],
+    ),
+    "unknown-detector": (
+        '[[rule]]\nname = "first"\n\n[[rule]]\nname = "second"\ndetector = "isolation"\n',
+        ['rule 2 "second"', "key 'detector'", 'unknown detector "isolation"', "zscore"],
+    ),
+    "wrong-type": (
+        '[[rule]]\nname = "w"\nwarmup = 1.5\n',
+        ['rule 1 "w"', "key 'warmup'", "1.5"],
+    ),
+    "threshold-out-of-range": (
+        '[[rule]]\nname = "t"\nthreshold = 1.5\n',
+        ['rule 1 "t"', "key 'threshold'", "[0, 1]"],
+    ),
+    "bad-glob": (
+        '[[rule]]\nname = "g"\nmeasurement = "cpu[0-9"\n',
+        ['rule 1 "g"', "key 'measurement'", "cpu[0-9"],
+    ),
+    "unknown-detector-parameter": (
+        '[[rule]]\nname = "p"\ndetector = "zscore"\n[rule.params]\nfading = 0.1\n',
+        ['rule 1 "p"', "key 'params.fading'", "fading_factor"],
+    ),
+    "bad-duration": (
+        '[state]\ncheckpoint_interval = "60 seconds"\n',
+        ["[state]", "key 'checkpoint_interval'", "60 seconds"],
+    ),
+    "invalid-toml": (
+        '[[rule]]\nname = "x"\nthreshold = \n',
+        ["invalid TOML", "line 3", "column"],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, int, bytes, bytes]]:
+    """``riverguard run --config BAD`` as a real process, side by side, stdin left open.
+
+    Three kinds are enough here (the process is slow to start); every kind
+    goes through the same command in-process below.
+    """
+    folder = tmp_path_factory.mktemp("bad")
+    procs = {}
+    for name in SUBPROCESS:
+        text = BAD[name][0]
+        path = folder / f"{name}.toml"
+        path.write_text(text)
+        procs[name] = (
+            path,
+            subprocess.Popen(
+                [*RIVERGUARD, "run", "--config", str(path)],
+                stdin=subprocess.PIPE,  # never written nor closed: riverguard must not wait for input
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            ),
+        )
+    results = {}
+    try:
+        for name, (path, proc) in procs.items():
+            code = proc.wait(60)
+            results[name] = (path, code, proc.stdout.read(), proc.stderr.read())
+    finally:
+        for _, proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                pipe.close()
+    return results
+
+
+SUBPROCESS = ["unknown-detector", "bad-duration", "invalid-toml"]
+
+
+@pytest.mark.parametrize("name", SUBPROCESS)
+def test_bad_config_stops_run_with_exit_2_and_one_message(name: str, bad_runs) -> None:
+    path, code, out, err = bad_runs[name]
+    assert code == 2
+    assert out == b""
+    lines = err.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("E! ")
+    assert str(path) in lines[0]
+    for fragment in BAD[name][1]:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize("command", ["run", "replay"])
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_config_run_and_replay_in_process(
+    name: str, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD[name][0])
+    data = tmp_path / "in.lp"
+    data.write_bytes(b"m v=1 1\n")
+
+    def no_input(*args: object, **kwargs: object) -> None:
+        raise AssertionError("input was read before the config was validated")
+
+    monkeypatch.setattr("riverguard.stream.serve", no_input)
+    monkeypatch.setattr("riverguard.stream.replay", no_input)
+    args = ["run", "--config", str(path)] if command == "run" else ["replay", "--config", str(path), str(data)]
+    assert cli.main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"E! [riverguard] {path}: ")
+    for fragment in BAD[name][1]:
+        assert fragment in line
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_bad_config_check_config(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD[name][0])
+    assert cli.main(["check-config", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"E! {path}: ")
+    for fragment in BAD[name][1]:
+        assert fragment in line
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("colour = 1\n", ["top level", "key 'colour'"]),
+        ("rule = 3\n", ["top level", "key 'rule'", "[[rule]]"]),
+        ('[[rule]]\ndetector = "nope"\n', ["rule 1,", "key 'detector'"]),  # no name: index only
+        ('[[rule]]\nname = ""\n', ["rule 1", "key 'name'"]),
+        ('[[rule]]\nname = "f"\nfields = "usage_*"\n', ['rule 1 "f"', "key 'fields'"]),
+        ('[[rule]]\nname = "f"\nfields = []\n', ['rule 1 "f"', "key 'fields'"]),
+        ('[[rule]]\nname = "t"\ntags = { host = "web[" }\n', ['rule 1 "t"', "key 'tags.host'"]),
+        ('[[rule]]\nname = "t"\ntags = "host"\n', ['rule 1 "t"', "key 'tags'"]),
+        ('[[rule]]\nname = "t"\nthreshold = -0.1\n', ["key 'threshold'"]),
+        ('[[rule]]\nname = "t"\nthreshold = "high"\n', ["key 'threshold'"]),
+        ('[[rule]]\nname = "t"\nthreshold = true\n', ["key 'threshold'"]),
+        ('[[rule]]\nname = "w"\nwarmup = -1\n', ["key 'warmup'"]),
+        ('[[rule]]\nname = "d"\ndetector = 3\n', ["key 'detector'"]),
+        ('[[rule]]\nname = "p"\ndetector = "zscore"\nparams = { fading_factor = "fast" }\n',
+         ["key 'params.fading_factor'", "expected float"]),
+        ('[[rule]]\nname = "p"\ndetector = "zscore"\nparams = { fading_factor = 2.0 }\n', ["key 'params'", "(0, 1)"]),
+        ('[[rule]]\nname = "p"\ndetector = "hst"\nparams = { n_trees = 2.5 }\n', ["key 'params.n_trees'", "int"]),
+        ('[[rule]]\nname = "p"\ndetector = "pad"\nparams = { forecaster = "prophet" }\n', ["key 'params'"]),
+        ('[[rule]]\nname = "o"\ndetector = "off"\nparams = { x = 1 }\n', ['rule 1 "o"', "key 'params'"]),
+        ('[[rule]]\nname = "a"\n[[rule]]\nname = "b"\n[[rule]]\nname = "c"\nbogus = 1\n', ['rule 3 "c"', "key 'bogus'"]),
+        ('[output]\nscore_suffix = "_x"\nflag_suffix = "_x"\n', ["[output]", "key 'flag_suffix'"]),
+        ('[output]\nscore_suffix = ""\n', ["[output]", "key 'score_suffix'"]),
+        ('[output]\nprefix = "a"\n', ["[output]", "key 'prefix'"]),
+        ('[state]\nseries_ttl = "1d"\n', ["[state]", "key 'series_ttl'", "1d"]),
+        ('[state]\nseries_ttl = "0s"\n', ["[state]", "key 'series_ttl'", "greater than zero"]),
+        ('[state]\ncheckpoint_interval = 60\n', ["[state]", "key 'checkpoint_interval'"]),
+        ('[state]\ncheckpoint_interval = ""\n', ["[state]", "key 'checkpoint_interval'"]),
+        ('[state]\nmax_series = 0\n', ["[state]", "key 'max_series'"]),
+        ('[state]\npath = 5\n', ["[state]", "key 'path'"]),
+        ("[[rule]\n", ["invalid TOML", "line 1"]),
+        ('[[rule]]\nname = "a"\nname = "b"\n', ["invalid TOML", "line 3"]),
+    ],
+)
+def test_more_bad_configs(text: str, fragments: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse(text, source="my.toml")
+    message = str(info.value)
+    assert message.startswith("my.toml: ")
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.toml"
+    assert cli.main(["check-config", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_check_config_on_the_sample(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["check-config", str(SAMPLE)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{SAMPLE}: OK, 3 rule(s)"
+    rules = [json.loads(line.split(": ", 1)[1]) for line in out if line.startswith("rule ")]
+    assert [r["name"] for r in rules] == ["skip-counters", "cpu-total", "everything-else"]
+    default = detectors.resolve("default")
+    assert [r["detector"] for r in rules] == ["off", "zscore", default.name]  # "default" is resolved
+    assert rules[1]["tags"] == {"cpu": "cpu-total"}
+    assert rules[1]["params"] == {"fading_factor": 0.02, "min_std": 0.0}  # defaults filled in
+    assert rules[2]["threshold"] == default.default_threshold and rules[2]["warmup"] == default.default_warmup
+    assert rules[2]["params"] == default.defaults()
+    assert rules[2]["measurement"] == "*" and rules[2]["fields"] == ["*"]
+    assert any(line.startswith("output: ") for line in out)
+    state = json.loads(next(line for line in out if line.startswith("state: ")).split(": ", 1)[1])
+    assert state["checkpoint_interval_s"] == 60.0 and state["series_ttl_s"] == 86400.0
+
+
+def test_sample_config_command_prints_a_valid_config(tmp_path: Path) -> None:
+    result = subprocess.run([*RIVERGUARD, "sample-config"], capture_output=True, timeout=60, check=False)
+    assert result.returncode == 0 and result.stderr == b""
+    assert result.stdout == SAMPLE.read_bytes()
+    path = tmp_path / "riverguard.toml"
+    path.write_bytes(result.stdout)
+    tomllib.loads(result.stdout.decode())
+    loaded = load(path)
+    assert [r.name for r in loaded.rules] == ["skip-counters", "cpu-total", "everything-else"]
+
+
+def test_relative_state_path_resolves_against_the_config_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "etc" / "riverguard"
+    folder.mkdir(parents=True)
+    path = folder / "riverguard.toml"
+    path.write_text('[state]\npath = "state/rg.msgpack"\n')
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load("../etc/riverguard/riverguard.toml").state.path == folder / "state" / "rg.msgpack"
+    assert cli.main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    state = json.loads(next(line for line in out.splitlines() if line.startswith("state: ")).split(": ", 1)[1])
+    assert state["path"] == str(folder / "state" / "rg.msgpack")
+    absolute = tmp_path / "abs.msgpack"
+    path.write_text(f'[state]\npath = "{absolute}"\n')
+    assert load(path).state.path == absolute
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("60s", 60.0),
+        ("100ms", 0.1),
+        ("24h", 86400.0),
+        ("1h30m", 5400.0),
+        ("1m", 60.0),
+        ("1.5s", 1.5),
+        ("500us", 0.0005),
+        ("500µs", 0.0005),
+        ("10ns", 1e-8),
+        ("2h0m5s", 7205.0),
+    ],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["", "60", "s", "60 s", "-5s", "1d", "1h30", "1.2.3s", "5S", "1m 30s"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_state_durations_are_seconds() -> None:
+    cfg = config.parse('[state]\ncheckpoint_interval = "100ms"\nseries_ttl = "1h30m"\nmax_series = 7\n')
+    assert (cfg.state.checkpoint_interval, cfg.state.series_ttl, cfg.state.max_series) == (0.1, 5400.0, 7)
+
+
+def test_defaults_without_rules_score_nothing() -> None:
+    cfg = config.parse("")
+    assert cfg.rules == ()
+    assert (cfg.output.score_suffix, cfg.output.flag_suffix) == ("_anomaly_score", "_anomaly")
+
+
+def test_integer_threshold_and_float_params_accept_ints() -> None:
+    (rule,) = config.parse('[[rule]]\nname = "x"\ndetector = "zscore"\nthreshold = 1\nparams = { min_std = 2 }\n').rules
+    assert rule.effective_threshold == 1.0
+    assert rule.params == {"min_std": 2}

@@ -1,0 +1,237 @@
+"""The contract with Telegraf's ``[[processors.execd]]``, checked on the real process.
+
+Telegraf starts ``riverguard run`` once, writes metrics to its stdin as they
+arrive and reads them back from stdout as a stream: every metric must come
+back, in order, promptly, with nothing else on stdout; problems go to stderr
+as log lines Telegraf understands; stopping (EOF or SIGTERM) exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import LOG_PREFIXES, PYTHON_M, Proc, strip_added
+
+ADDED = re.compile(rb",v_anomaly_score=(0\.0|1\.0|0\.[0-9]+|[0-9.]+e-[0-9]+),v_anomaly=(true|false)")
+
+
+@pytest.fixture(scope="module")
+def shared():
+    """One long-running ``riverguard run`` for the tests that only need a live stream.
+
+    Each test uses its own measurement names (fresh series) and looks only at
+    the output written after its own first write.
+    """
+    proc = Proc(["run"])
+    proc.ready()
+    yield proc
+    proc.close_stdin()
+    code = proc.wait(5)
+    proc.kill()
+    assert code == 0
+    check_log_lines(proc.stderr)
+
+
+class View:
+    """The part of a shared process's output produced after this view was taken."""
+
+    def __init__(self, proc: Proc) -> None:
+        self.proc = proc
+        self.out0 = len(proc.stdout)
+        self.err0 = len(proc.stderr)
+
+    @property
+    def stdout(self) -> bytes:
+        return self.proc.stdout[self.out0 :]
+
+    @property
+    def stderr(self) -> bytes:
+        return self.proc.stderr[self.err0 :]
+
+    def write(self, data: bytes) -> None:
+        self.proc.write(data)
+
+    def wait_lines(self, n: int, timeout: float) -> bool:
+        return self.proc.out.wait_for(lambda d: d[self.out0 :].count(b"\n") >= n, timeout)
+
+    def wait_stderr(self, predicate, timeout: float) -> bool:
+        return self.proc.err.wait_for(lambda d: predicate(d[self.err0 :]), timeout)
+
+
+def check_log_lines(stderr: bytes) -> None:
+    for line in stderr.splitlines():
+        assert line.startswith(LOG_PREFIXES), f"stderr line without a Telegraf level prefix: {line!r}"
+
+
+def test_each_metric_comes_back_within_one_second_without_more_input(shared) -> None:
+    proc = View(shared)
+    latencies = []
+    for i in range(20):
+        sent = time.monotonic()
+        proc.write(b"lat,host=a v=%d %d\n" % (i % 3, i))
+        assert proc.wait_lines(i + 1, timeout=5), f"metric {i} did not come back: {proc.stdout!r}"
+        latencies.append(time.monotonic() - sent)
+    assert max(latencies) < 1.0, latencies
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 20
+    for i, line in enumerate(lines):
+        assert strip_added(line) == b"lat,host=a v=%d %d" % (i % 3, i)
+        assert ADDED.search(line), line
+
+
+def test_500_metrics_one_per_write_keep_order_and_count(shared) -> None:
+    proc = View(shared)
+    sent = [b'ord,id=%d v=%d,s="x%d" %d\n' % (i % 7, i % 11, i, i) for i in range(500)]
+    for line in sent:
+        proc.write(line)
+    assert proc.wait_lines(500, timeout=10)
+    time.sleep(0.05)
+    out = proc.stdout
+    assert out.count(b"\n") == 500
+    assert [strip_added(line) for line in out.splitlines(keepends=True)] == sent
+    assert all(ADDED.search(line) for line in out.splitlines())
+
+
+def test_burst_in_one_write_comes_back_whole(shared) -> None:
+    proc = View(shared)
+    data = b"".join(b"burst v=%d %d\n" % (i % 5, i) for i in range(5000))
+    proc.write(data)
+    assert proc.wait_lines(5000, timeout=10)
+    assert strip_added(proc.stdout) == data
+
+
+def test_multiline_string_metric_comes_back_whole(shared) -> None:
+    proc = View(shared)
+    metric = b'multi,app=x msg="one\ntwo\n\nthree \\"q\\"",n=1i 1\n'
+    assert metric.count(b"\n") == 4
+    sent = time.monotonic()
+    proc.write(metric)
+    assert proc.wait_lines(4, timeout=5)
+    assert time.monotonic() - sent < 1.0
+    expected = metric.replace(b",n=1i 1", b",n=1i,n_anomaly_score=0.0,n_anomaly=false 1")
+    assert proc.stdout == expected
+    # Written in pieces back to back (a pipe may split a write): still one metric.
+    proc.write(metric[:16])
+    proc.write(metric[16:30])
+    proc.write(metric[30:])
+    assert proc.wait_lines(8, timeout=5)
+    assert proc.stdout == expected * 2  # same series, same value: scores 0.0 again
+    proc.write(b"multi v=1 2\n")
+    assert proc.wait_lines(9, timeout=5)
+    assert proc.stdout.endswith(b"\nmulti v=1,v_anomaly_score=0.0,v_anomaly=false 2\n")
+
+
+def test_malformed_line_comes_back_unchanged_with_an_error_and_next_is_scored(shared) -> None:
+    proc = View(shared)
+    bad = b"bad usage=1_0 1\n"
+    proc.write(bad)
+    assert proc.wait_lines(1, timeout=1)
+    assert proc.stdout == bad
+    assert proc.wait_stderr(lambda e: b"E! " in e, timeout=5)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(b"E! ")]
+    assert len(errors) == 1 and b"column 11" in errors[0] and b"bad usage=1_0 1" in errors[0]
+    proc.write(b"bad usage=1 2\n")
+    assert proc.wait_lines(2, timeout=1)
+    assert proc.stdout == bad + b"bad usage=1,usage_anomaly_score=0.0,usage_anomaly=false 2\n"
+    check_log_lines(proc.stderr)
+
+
+def test_unterminated_quote_comes_back_promptly_and_does_not_swallow_the_next_metric(shared) -> None:
+    proc = View(shared)
+    bad = b'quote msg="never closed,v=1 1\n'
+    sent = time.monotonic()
+    proc.write(bad)
+    assert proc.wait_lines(1, timeout=1), "an open quote held the metric back for more than 1 s"
+    assert time.monotonic() - sent < 1.0
+    assert proc.stdout == bad
+    proc.write(b"quote v=1 2\n")
+    assert proc.wait_lines(2, timeout=1)
+    assert proc.stdout == bad + b"quote v=1,v_anomaly_score=0.0,v_anomaly=false 2\n"
+    assert proc.wait_stderr(lambda e: b"unterminated" in e, timeout=5)
+    # Both at once: the open quote must not join the metric after it.
+    proc.write(bad + b"quote v=1 3\n")
+    assert proc.wait_lines(4, timeout=1)
+    assert proc.stdout.endswith(bad + b"quote v=1,v_anomaly_score=0.0,v_anomaly=false 3\n")
+
+
+def test_closing_stdin_flushes_everything_and_exits_zero_within_one_second(start) -> None:
+    proc = start("run")
+    proc.ready()
+    proc.write(b"m v=1 1\nm v=2 2\n")
+    assert proc.wait_lines(2, timeout=5)
+    proc.write(b'm v=3 3\nm s="open')  # no newline at the end, an open quote
+    closed = time.monotonic()
+    proc.close_stdin()
+    assert proc.wait(1.0) == 0
+    assert time.monotonic() - closed < 1.0
+    assert strip_added(proc.stdout) == b'm v=1 1\nm v=2 2\nm v=3 3\nm s="open\n'
+    check_log_lines(proc.stderr)
+
+
+def test_sigterm_mid_stream_exits_zero_and_returns_everything_written(start) -> None:
+    proc = start("run")
+    proc.ready()
+    data = b"".join(b"m,host=h%d v=%d %d\n" % (i % 3, i % 13, i) for i in range(20_000))
+    proc.write(data)  # returns once all of it is in the pipe or read
+    proc.terminate()
+    assert proc.wait(5) == 0
+    assert strip_added(proc.stdout) == data
+    assert b"SIGTERM" in proc.stderr
+    check_log_lines(proc.stderr)
+
+
+def test_flood_of_bad_lines_is_rate_limited_on_stderr(start) -> None:
+    proc = start("run")
+    proc.ready()
+    bad = b"".join(b"bad line number %d\n" % i for i in range(10_000))
+    proc.write(bad)
+    assert proc.wait_lines(10_000, timeout=10)
+    proc.write(b"m v=1 1\n")
+    assert proc.wait_lines(10_001, timeout=5)
+    proc.close_stdin()
+    assert proc.wait(5) == 0
+    assert proc.stdout == bad + b"m v=1,v_anomaly_score=0.0,v_anomaly=false 1\n"
+    lines = proc.stderr.splitlines()
+    check_log_lines(proc.stderr)
+    errors = [line for line in lines if line.startswith(b"E! ")]
+    assert 1 <= len(errors) <= 50, len(errors)
+    # What was held back is reported as a count, not silently dropped.
+    held = [int(m.group(1)) for line in lines if (m := re.search(rb"(\d+) more unparsable", line))]
+    assert len(errors) + sum(held) == 10_000
+
+
+def test_same_output_run_after_run_and_with_python_dash_m(start, tmp_path: Path) -> None:
+    """Determinism (whatever the hash seed), and ``python -m riverguard`` is the same command."""
+    config = tmp_path / "riverguard.toml"
+    config.write_text(
+        '[[rule]]\nname = "hst"\nmeasurement = "a"\ndetector = "hst"\nwarmup = 5\n'
+        '[[rule]]\nname = "pad"\nmeasurement = "b"\ndetector = "pad"\nwarmup = 5\n'
+        '[[rule]]\nname = "rest"\nwarmup = 5\n'
+    )
+    lines = [b"# recorded\n", b"a v=oops 0\n"]
+    for i in range(600):
+        x = (i * 7919) % 101 / 10 + (50 if i % 97 == 0 else 0)
+        lines.append(b"a,h=%d v=%r,w=%di %d\n" % (i % 4, x, i % 9, i))
+        lines.append(b"b,h=%d v=%r %d\n" % (i % 3, -x, i))
+        lines.append(b'c,h=%d v=%r,s="%d" %d\n' % (i % 5, x * 2, i, i))
+    data = b"".join(lines)
+    runs = []
+    for cmd, seed in ((None, "0"), (PYTHON_M, "12345")):
+        proc = start("run", "--config", str(config), cmd=cmd, env={**os.environ, "PYTHONHASHSEED": seed})
+        proc.write(data)
+        proc.close_stdin()
+        assert proc.wait(30) == 0, proc.stderr
+        check_log_lines(proc.stderr)
+        runs.append((proc.stdout, [line for line in proc.stderr.splitlines() if line.startswith(b"E! ")]))
+    assert runs[0] == runs[1]
+    out, errors = runs[0]
+    assert len(errors) == 1 and b"oops" in errors[0]
+    assert strip_added(out) == data
+    for name in (b"a", b"b", b"c"):  # real scores from each detector, not all zeros
+        flagged = [line for line in out.splitlines() if line.startswith(name + b",") and b"_anomaly=true" in line]
+        assert flagged, name

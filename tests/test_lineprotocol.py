@@ -1,0 +1,406 @@
+"""The line-protocol codec: what parses, what does not, and how a stream is cut into metrics."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from riverguard.config import default_config
+from riverguard.engine import Engine
+from riverguard.lineprotocol import ParseError, Splitter, escape_key, insert_fields, parse, unescape
+
+# -- escaping ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "measurement"),
+    [
+        (rb"cpu\,load v=1", rb"cpu\,load"),
+        (rb"cpu\ load v=1", rb"cpu\ load"),
+        (rb"a\,b\ c\,d v=1", rb"a\,b\ c\,d"),
+        (rb"cpu=x v=1", rb"cpu=x"),  # '=' needs no escape in a measurement
+        (rb'"cpu" v=1', rb'"cpu"'),  # neither does a quote
+        (rb"c\pu v=1", rb"c\pu"),  # a backslash before an ordinary byte is kept
+    ],
+)
+def test_measurement_escapes(line: bytes, measurement: bytes) -> None:
+    m = parse(line)
+    assert m.measurement == measurement
+    assert [f.key for f in m.fields] == [b"v"]
+
+
+@pytest.mark.parametrize(
+    ("line", "tags"),
+    [
+        (rb"m,k\,1=v v=1", [(rb"k\,1", b"v")]),
+        (rb"m,k\=1=v v=1", [(rb"k\=1", b"v")]),
+        (rb"m,k\ 1=v v=1", [(rb"k\ 1", b"v")]),
+        (rb"m,k=v\,1 v=1", [(b"k", rb"v\,1")]),
+        (rb"m,k=v\=1 v=1", [(b"k", rb"v\=1")]),
+        (rb"m,k=v\ 1 v=1", [(b"k", rb"v\ 1")]),
+        (rb"m,a\ b\=c\,d=e\ f\=g\,h v=1", [(rb"a\ b\=c\,d", rb"e\ f\=g\,h")]),
+        (b"m,a=1,b=2,c=3 v=1", [(b"a", b"1"), (b"b", b"2"), (b"c", b"3")]),
+    ],
+)
+def test_tag_escapes(line: bytes, tags: list[tuple[bytes, bytes]]) -> None:
+    assert parse(line).tags == tags
+
+
+@pytest.mark.parametrize(
+    ("line", "key"),
+    [
+        (rb"m f\,1=1", rb"f\,1"),
+        (rb"m f\=1=1", rb"f\=1"),
+        (rb"m f\ 1=1", rb"f\ 1"),
+        (rb"m my\ field=1", rb"my\ field"),
+    ],
+)
+def test_field_key_escapes(line: bytes, key: bytes) -> None:
+    (field,) = parse(line).fields
+    assert field.key == key
+    assert field.number == 1.0
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        rb"m,k,1=v v=1",  # unescaped comma in a tag key
+        rb"m,k=v,1 v=1",  # unescaped comma in a tag value
+        rb"m,k=1=v v=1",  # unescaped '=' in a tag value
+        rb"m,k 1=v v=1",  # unescaped space in a tag key
+        rb"m,k=v 1 v=1",  # unescaped space in a tag value
+        rb"m f 1=1",  # unescaped space in a field key
+        rb"m f,1=1",  # unescaped comma in a field key
+        rb"m,=v v=1",  # empty tag key
+        rb"m,k= v=1",  # empty tag value
+        rb"m =1",  # empty field key
+        rb"m,k v=1",  # tag without '='
+        rb"cpu\ v=1",  # escaped space: the measurement swallows the field set
+        rb"cpu v\=1",  # escaped '=': no field value
+        b"cpu\\",  # backslash at end of the name
+    ],
+)
+def test_invalid_escaping(line: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse(line)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        rb'"plain"',
+        rb'""',
+        rb'"with \"quote\""',
+        rb'"back\\slash"',
+        rb'"ends in backslash\\"',
+        rb'"comma, space and = sign"',
+        rb'"not an escape: \n \t \a"',
+    ],
+)
+def test_string_values(value: bytes) -> None:
+    line = b"m s=" + value + b",v=2 5"
+    m = parse(line)
+    assert [(f.key, f.kind, f.number) for f in m.fields] == [(b"s", "s", None), (b"v", "f", 2.0)]
+    assert m.timestamp == 5
+    assert m.fields_end == len(line) - 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        rb'"unterminated',
+        rb'"escaped quote at end\"',
+        rb'"odd backslashes\\\"',
+    ],
+)
+def test_unterminated_string(value: bytes) -> None:
+    with pytest.raises(ParseError) as info:
+        parse(b"m s=" + value + b" 1")
+    assert info.value.open_quote
+
+
+def test_string_value_must_be_followed_by_delimiter() -> None:
+    with pytest.raises(ParseError):
+        parse(b'm s="a"b 1')
+
+
+# -- field types -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "number"),
+    [
+        (b"1", 1.0),
+        (b"1.", 1.0),
+        (b".5", 0.5),
+        (b"-1.5e10", -1.5e10),
+        (b"1E-3", 0.001),
+        (b"+1", 1.0),
+        (b"-0", 0.0),
+        (b"1e+2", 100.0),
+        (b"1.7976931348623157e308", 1.7976931348623157e308),
+        (b"5e-324", 5e-324),
+    ],
+)
+def test_float_forms(token: bytes, number: float) -> None:
+    (field,) = parse(b"m v=" + token).fields
+    assert field.kind == "f"
+    assert field.number == number
+
+
+@pytest.mark.parametrize(
+    ("token", "kind", "number"),
+    [
+        (b"1i", "i", 1.0),
+        (b"-1i", "i", -1.0),
+        (b"+7i", "i", 7.0),
+        (b"0i", "i", 0.0),
+        (b"9223372036854775807i", "i", 9223372036854775807.0),
+        (b"-9223372036854775808i", "i", -9223372036854775808.0),
+        (b"0u", "u", 0.0),
+        (b"42u", "u", 42.0),
+        (b"18446744073709551615u", "u", 18446744073709551615.0),
+    ],
+)
+def test_integer_forms(token: bytes, kind: str, number: float) -> None:
+    (field,) = parse(b"m v=" + token).fields
+    assert (field.kind, field.number) == (kind, number)
+
+
+@pytest.mark.parametrize("token", [b"t", b"T", b"true", b"True", b"TRUE", b"f", b"F", b"false", b"False", b"FALSE"])
+def test_boolean_spellings(token: bytes) -> None:
+    (field,) = parse(b"m v=" + token + b" 1").fields
+    assert (field.kind, field.number) == ("b", None)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        b"1_0",
+        b"nan",
+        b"NaN",
+        b"inf",
+        b"-inf",
+        b"Infinity",
+        b"1.2.3",
+        b"-1u",
+        b"1.5i",
+        b"1.5u",
+        b"1e",
+        b"e5",
+        b".",
+        b"-",
+        b"+",
+        b"0x10",
+        b"tRUE",
+        b"yes",
+        b"1e400",  # overflows a float64
+        b"9223372036854775808i",
+        b"-9223372036854775809i",
+        b"18446744073709551616u",
+        b"1i1",
+        b"i",
+        b"u",
+    ],
+)
+def test_invalid_values(token: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse(b"m v=" + token + b" 1")
+
+
+@pytest.mark.parametrize("line", [b"m", b"m ", b"m v", b"m v=", b"m v=1,", b"m v=1,,w=2", b"m,", b"", b" v=1", b",t=1 v=1"])
+def test_missing_parts(line: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse(line)
+
+
+# -- timestamps ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "timestamp"),
+    [
+        (b"m v=1", None),
+        (b"m v=1 ", None),
+        (b"m v=1 0", 0),
+        (b"m v=1 1700000000000000000", 1700000000000000000),
+        (b"m v=1 -1", -1),
+        (b"m v=1 -9223372036854775808", -(2**63)),
+        (b"m v=1 9223372036854775807", 2**63 - 1),
+        (b"m v=1 5\r", 5),
+    ],
+)
+def test_timestamps(line: bytes, timestamp: int | None) -> None:
+    m = parse(line)
+    assert m.timestamp == timestamp
+    assert m.fields_end == 5
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"m v=1 1.5", b"m v=1 abc", b"m v=1 1 2", b"m v=1 9223372036854775808", b"m v=1 -9223372036854775809", b"m v=1 +5"],
+)
+def test_invalid_timestamps(line: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse(line)
+
+
+def test_crlf_line_ending_with_and_without_timestamp() -> None:
+    with_ts = parse(b"m v=1 5\r")
+    without = parse(b"m v=1\r")
+    assert (with_ts.fields, with_ts.fields_end) == (without.fields, without.fields_end)
+    assert insert_fields(without, b",x=1") == b"m v=1,x=1\r"
+
+
+# -- error positions -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "column"),
+    [
+        (b" v=1", 1),  # missing measurement
+        (b"m,=a v=1", 3),  # bad tag: points just after the comma
+        (b"m v=abc 1", 5),  # the bad value
+        (b"m v=1,w=x 1", 9),
+        (b"m v=1 12x", 9),  # the byte after the timestamp digits
+        (b"m v=1 1 x", 9),
+        (b'm v=1,s="open', 9),  # the opening quote
+        (b"mmmm", 5),  # end of line: no field set
+    ],
+)
+def test_error_column(line: bytes, column: int) -> None:
+    with pytest.raises(ParseError) as info:
+        parse(line)
+    assert f"at column {column}" in str(info.value)
+    assert info.value.pos == column - 1
+
+
+# -- insert_fields / names --------------------------------------------------------------
+
+
+def test_insert_fields_keeps_every_other_byte() -> None:
+    line = rb'm\ x,t\=1=a\,b s="q \" x",v=1i,w=2 -5'
+    m = parse(line)
+    out = insert_fields(m, b",new=1")
+    assert out == rb'm\ x,t\=1=a\,b s="q \" x",v=1i,w=2,new=1 -5'
+
+
+def test_unescape_and_escape_key_round_trip() -> None:
+    assert unescape(rb"my\ field\,x\=y") == "my field,x=y"
+    assert escape_key("my field,x=y") == rb"my\ field\,x\=y"
+    assert unescape(escape_key("a b,c=d")) == "a b,c=d"
+    assert unescape(b"caf\xc3\xa9\xff") == "café\\xff"
+
+
+# -- non-UTF-8 and long lines --------------------------------------------------------------
+
+
+def test_non_utf8_bytes_parse_and_pass_through() -> None:
+    line = b"m\xff,h\xfe=\xc3\x28 v\xfd=1,s=\"\x80\x81\" 1"
+    m = parse(line)
+    assert m.measurement == b"m\xff"
+    assert m.tags == [(b"h\xfe", b"\xc3\x28")]
+    assert [(f.key, f.number) for f in m.fields] == [(b"v\xfd", 1.0), (b"s", None)]
+    out = Engine(default_config()).process(Splitter().split(line + b"\n")[0][0])
+    assert out == b'm\xff,h\xfe=\xc3\x28 v\xfd=1,s="\x80\x81",v\xfd_anomaly_score=0.0,v\xfd_anomaly=false 1\n'
+
+
+@pytest.mark.parametrize("size", [1 << 20, (1 << 20) + 1, 3 << 20])
+def test_long_lines(size: int) -> None:
+    head = b"m,host=a s=\""
+    tail = b'",v=2 1'
+    line = head + b"x" * (size - len(head) - len(tail)) + tail
+    assert len(line) == size
+    records, consumed, pending = Splitter().split(line + b"\nm v=3 2\n")
+    assert consumed == size + 1 + 8 and not pending
+    assert [r.data for r in records] == [line + b"\n", b"m v=3 2\n"]
+    assert [f.number for f in records[0].metric.fields] == [None, 2.0]
+    assert records[0].metric.fields_end == size - 2
+
+
+def test_long_line_with_many_fields() -> None:
+    fields = b",".join(b"f%d=%di" % (i, i) for i in range(100_000))
+    line = b"m " + fields + b" 1"
+    assert len(line) > 1 << 20
+    m = parse(line)
+    assert len(m.fields) == 100_000
+    assert m.fields[-1] == (b"f99999", "i", 99999.0)
+
+
+# -- the Splitter ---------------------------------------------------------------------------
+
+
+def split_all(data: bytes) -> list:
+    records, consumed, pending = Splitter().split(data, final=True)
+    assert consumed == len(data) and not pending
+    assert b"".join(r.data for r in records) == data
+    return records
+
+
+def test_comments_and_blank_lines_pass_through() -> None:
+    data = b"# a comment\n\n   \n\r\nm v=1\n#m v=2\n"
+    records = split_all(data)
+    assert [(r.data, r.metric is None, r.error) for r in records] == [
+        (b"# a comment\n", True, None),
+        (b"\n", True, None),
+        (b"   \n", True, None),
+        (b"\r\n", True, None),
+        (b"m v=1\n", False, None),
+        (b"#m v=2\n", True, None),
+    ]
+    engine = Engine(default_config())
+    out = b"".join(engine.process(r) for r in records)
+    assert out == data.replace(b"m v=1\n", b"m v=1,v_anomaly_score=0.0,v_anomaly=false\n")
+    assert engine.parse_errors == 0
+
+
+def test_string_value_spanning_lines_is_one_metric() -> None:
+    metric = b'log,host=a msg="line one\nline two\n\nline \\"four\\"",code=3i 1\n'
+    data = b"m v=1 0\n" + metric + b"m v=2 2\n"
+    records = split_all(data)
+    assert [r.data for r in records] == [b"m v=1 0\n", metric, b"m v=2 2\n"]
+    m = records[1].metric
+    assert m is not None and m.timestamp == 1
+    assert [(f.key, f.kind) for f in m.fields] == [(b"msg", "s"), (b"code", "i")]
+
+
+def test_unterminated_quote_does_not_swallow_following_lines() -> None:
+    bad = b'm s="never closed,v=1 1\n'
+    good = [b"m v=1 2\n", b"m,t=x v=2 3\n", b'm s="closed" 4\n', b"m v=3 5\n"]
+    records = split_all(bad + b"".join(good))
+    assert [r.data for r in records] == [bad, *good]
+    assert records[0].metric is None and records[0].error is not None
+    assert all(r.metric is not None for r in records[1:])
+
+
+def test_unterminated_quote_waits_for_more_input_then_gives_up_when_forced() -> None:
+    splitter = Splitter()
+    data = b'm s="open\n'
+    records, consumed, pending = splitter.split(data)
+    assert (records, consumed, pending) == ([], 0, True)
+    # The rest arrives: it is one metric.
+    records, consumed, pending = splitter.split(data + b'still" 1\n')
+    assert [r.data for r in records] == [b'm s="open\nstill" 1\n'] and not pending
+    # Or it never does: forcing turns the first line into a malformed metric.
+    records, consumed, pending = splitter.split(data + b"m v=1\n", force=True)
+    assert [(r.data, r.metric is None) for r in records] == [(data, True), (b"m v=1\n", False)]
+
+
+def test_incomplete_last_line_waits_unless_final() -> None:
+    records, consumed, pending = Splitter().split(b"m v=1\nm v=")
+    assert [r.data for r in records] == [b"m v=1\n"] and consumed == 6 and not pending
+    records, consumed, _ = Splitter().split(b"m v=1 5", final=True)
+    assert records[0].data == b"m v=1 5" and records[0].metric.timestamp == 5
+
+
+def test_malformed_line_is_one_record_and_next_line_parses() -> None:
+    records = split_all(b"m v=1_0 1\nm v=2 2\n")
+    assert records[0].metric is None and "invalid field value" in str(records[0].error)
+    assert records[1].metric is not None
+
+
+def test_parse_error_message_format() -> None:
+    with pytest.raises(ParseError) as info:
+        parse(b"m v=nan")
+    assert re.fullmatch(r"invalid field value b'nan' at column 5", str(info.value))
