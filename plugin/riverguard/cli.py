@@ -189,7 +189,10 @@ def _run(config: Config, log: Log) -> int:
     )
     if store:
         store.save()
-    log.debug(f"stopped after {engine.metrics} metrics, {len(engine.series)} series, {engine.anomalies} anomalies")
+    log.info(
+        f"stopped after {engine.metrics} metrics: {len(engine.series)} series, {engine.anomalies} anomalies, "
+        f"{engine.evicted} series evicted (max_series), {engine.expired} expired (series_ttl)"
+    )
     return code
 
 
@@ -255,6 +258,8 @@ def _summary(engine: Engine) -> None:
         f"series: {len(engine.series)} ({scored} scored)",
         f"anomalies: {engine.anomalies}",
     ]
+    if engine.evicted or engine.expired:
+        lines.append(f"series dropped: {engine.evicted} evicted (max_series), {engine.expired} expired (series_ttl)")
     top = engine.top_series()
     if top:
         lines.append("top series by anomalies:")

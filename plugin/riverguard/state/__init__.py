@@ -99,6 +99,7 @@ class StateStore:
         """Write a checkpoint; log and return False on failure (processing goes on)."""
         engine = self.engine
         started = time.monotonic()
+        engine.expire()
         try:
             records = [
                 [key, s.rule.detector_class.name, s.rule.fingerprint, s.seen, s.last_time, s.anomalies, _encode_detector(s.detector)]

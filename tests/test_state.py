@@ -1,0 +1,371 @@
+"""Model state survives restarts, crashes and tampering (msgpack checkpoints).
+
+Every test drives the real ``riverguard`` process and real files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from riverguard.detectors import REGISTRY, resolve
+from riverguard.state import inspect as read_checkpoint
+from riverguard.state import store
+
+RG = [sys.executable, "-m", "riverguard"]
+T0 = 1_700_000_000_000_000_000
+STEP = 10_000_000_000  # 10 s
+
+
+def stream(samples: int, hosts: int = 2, seed: int = 1, start: int = 0) -> bytes:
+    """A Telegraf-like cpu stream with noise, a spike and a level shift."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(start, start + samples):
+        for h in range(hosts):
+            idle = 80.0 + rng.gauss(0.0, 2.0) + (25.0 if i == 400 else 0.0) + (-10.0 if i > 500 else 0.0)
+            lines.append(f"cpu,cpu=cpu-total,host=h{h} usage_idle={idle:.3f},procs={200 + rng.randint(0, 5)}i {T0 + i * STEP}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def run(args: list[str], data: bytes = b"", timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*RG, *args], input=data, capture_output=True, timeout=timeout, check=False)
+
+
+def write_config(folder: Path, detector: str = "default", extra: str = "", params: str = "") -> Path:
+    path = folder / "riverguard.toml"
+    path.write_text(f'{extra}\n[[rule]]\nname = "all"\ndetector = "{detector}"\n{params}\n')
+    return path
+
+
+def inspect(path: Path) -> subprocess.CompletedProcess[bytes]:
+    return run(["state", "inspect", str(path)])
+
+
+@pytest.mark.parametrize("detector", sorted(REGISTRY))
+def test_restart_is_invisible_in_the_output(tmp_path: Path, detector: str) -> None:
+    """One process over the whole file == two processes with a checkpoint between them."""
+    config = write_config(tmp_path, detector)
+    data = stream(600)
+    full = tmp_path / "full.lp"
+    full.write_bytes(data)
+    whole = run(["replay", "--config", str(config), str(full)])
+    assert whole.returncode == 0, whole.stderr
+    lines = data.splitlines(keepends=True)
+    for split in (1, 731, len(lines) - 1):
+        state = tmp_path / f"{detector}-{split}.msgpack"
+        first, rest = tmp_path / "first.lp", tmp_path / "rest.lp"
+        first.write_bytes(b"".join(lines[:split]))
+        rest.write_bytes(b"".join(lines[split:]))
+        a = run(["replay", "--config", str(config), "--state", str(state), str(first)])
+        b = run(["replay", "--config", str(config), "--state", str(state), str(rest)])
+        assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
+        assert b"restored 4 series" in b.stderr or split == 1, b.stderr
+        assert a.stdout + b.stdout == whole.stdout, f"output differs after a restart at line {split}"
+
+
+def test_execd_mode_checkpoints_at_eof_and_restores(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    state = tmp_path / "state.msgpack"
+    data = stream(300)
+    lines = data.splitlines(keepends=True)
+    whole = run(["run", "--config", str(config)], data)
+    a = run(["run", "--config", str(config), "--state", str(state)], b"".join(lines[:333]))
+    b = run(["run", "--config", str(config), "--state", str(state)], b"".join(lines[333:]))
+    assert a.returncode == b.returncode == 0
+    assert a.stdout + b.stdout == whole.stdout
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+
+
+def test_state_path_from_config_resolves_against_its_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    config = write_config(folder, extra='[state]\npath = "data/rg.msgpack"')
+    result = run(["run", "--config", str(config)], stream(50))
+    assert result.returncode == 0, result.stderr
+    assert (folder / "data" / "rg.msgpack").is_file()
+
+
+def test_missing_file_is_normal_and_inspect_reports(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    state = tmp_path / "s.msgpack"
+    result = run(["run", "--config", str(config), "--state", str(state)], stream(100))
+    assert result.returncode == 0
+    assert b"W! " not in result.stderr and b"E! " not in result.stderr
+    assert b"I! [riverguard] no checkpoint" in result.stderr
+    report = inspect(state)
+    assert report.returncode == 0, report.stderr
+    summary = json.loads(report.stdout)
+    assert summary["format"] == "riverguard-state" and summary["version"] == 1
+    assert summary["series"] == 4
+    assert summary["detectors"] == {resolve("default").name: 4}
+    assert summary["oldest"] == summary["newest"] == "2023-11-14T22:29:50Z"
+    assert summary["bytes"] == state.stat().st_size
+
+
+def test_inspect_fails_cleanly_on_a_bad_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.msgpack"
+    bad.write_bytes(b"\x00garbage")
+    report = inspect(bad)
+    assert report.returncode == 1
+    assert b"not a riverguard checkpoint" in report.stderr
+    assert inspect(tmp_path / "missing").returncode == 1
+
+
+def test_changed_rule_starts_fresh_and_says_so(tmp_path: Path) -> None:
+    state = tmp_path / "s.msgpack"
+    config = write_config(tmp_path, "zscore", params="[rule.params]\nfading_factor = 0.02")
+    assert run(["run", "--config", str(config), "--state", str(state)], stream(200)).returncode == 0
+    config = write_config(tmp_path, "zscore", params="[rule.params]\nfading_factor = 0.05")
+    later = stream(100, start=200)
+    changed = run(["run", "--config", str(config), "--state", str(state)], later)
+    fresh = run(["run", "--config", str(config)], later)
+    assert changed.stdout == fresh.stdout  # nothing carried over from the old parameters
+    info = [line for line in changed.stderr.splitlines() if line.startswith(b"I! ") and b"restored" in line]
+    assert info and b"restored 0 series" in info[0] and b"4 start fresh" in info[0], changed.stderr
+
+
+def test_sigterm_writes_a_checkpoint(tmp_path: Path) -> None:
+    state = tmp_path / "s.msgpack"
+    config = write_config(tmp_path)
+    proc = subprocess.Popen(
+        [*RG, "run", "--config", str(config), "--state", str(state)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin and proc.stdout
+    proc.stdin.write(stream(20))
+    proc.stdin.flush()
+    for _ in range(40):
+        proc.stdout.readline()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=5) == 0
+    assert json.loads(inspect(state).stdout)["series"] == 4
+
+
+def test_periodic_checkpoint_while_running(tmp_path: Path) -> None:
+    state = tmp_path / "s.msgpack"
+    config = write_config(tmp_path, extra='[state]\ncheckpoint_interval = "100ms"')
+    proc = subprocess.Popen(
+        [*RG, "run", "--config", str(config), "--state", str(state)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdin and proc.stdout
+    try:
+        proc.stdin.write(stream(5))
+        proc.stdin.flush()
+        for _ in range(10):
+            proc.stdout.readline()
+        deadline = time.monotonic() + 5
+        while not state.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert state.exists(), "no checkpoint within 5 s with checkpoint_interval = 100ms and stdin still open"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
+    state = tmp_path / "s.msgpack"
+    config = write_config(tmp_path, extra='[state]\ncheckpoint_interval = "100ms"')
+    rng = random.Random(20261128)
+    data = stream(400, hosts=50)
+    loaded = 0
+    for _trial in range(15):
+        proc = subprocess.Popen(
+            [*RG, "run", "--config", str(config), "--state", str(state)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def drain(proc: subprocess.Popen[bytes] = proc) -> None:
+            assert proc.stdout
+            while proc.stdout.read1(1 << 16):
+                pass
+
+        def feed(proc: subprocess.Popen[bytes] = proc) -> None:
+            try:
+                assert proc.stdin
+                proc.stdin.write(data)
+                proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+
+        feeder, drainer = threading.Thread(target=feed), threading.Thread(target=drain)
+        feeder.start()
+        assert proc.stdout
+        first = proc.stdout.readline()  # the process is up and scoring
+        drainer.start()
+        time.sleep(rng.uniform(0.0, 0.8))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        feeder.join()
+        drainer.join()
+        assert first
+        if state.exists():
+            assert read_checkpoint(state)["series"] > 0  # raises if the file is unreadable
+            loaded += 1
+        assert not list(tmp_path.glob("*.corrupt-*"))
+    assert loaded >= 10, "the kills should mostly land after the first checkpoint"
+
+
+def _valid_file(tmp_path: Path, config: Path) -> Path:
+    state = tmp_path / "s.msgpack"
+    assert run(["run", "--config", str(config), "--state", str(state)], stream(50)).returncode == 0
+    return state
+
+
+def _crafted(state: Node) -> tuple[dict[str, object], list[list[object]]]:
+    key = b"cpu,cpu=cpu-total,host=h0 usage_idle"
+    from riverguard.config import Rule
+
+    fingerprint = Rule(index=1, name="all").fingerprint
+    return {"riverguard": "0.1.0", "rules": {}}, [[key, "zscore", fingerprint, 60, T0, 0, state]]
+
+
+Node = object
+SENTINEL = "/tmp/riverguard-pwned"
+_PAYLOADS: dict[str, Node] = {
+    "os.system": {"\x00": "obj", "c": "os:system", "i": 0, "d": ["command", f"touch {SENTINEL}"]},
+    "posix.system": {"\x00": "obj", "c": "posix:system", "i": 0, "d": []},
+    "subprocess.Popen": {"\x00": "obj", "c": "subprocess:Popen", "i": 0, "d": ["args", ["touch", SENTINEL]]},
+    "builtins.eval": {"\x00": "rust", "c": "builtins:eval", "i": 0, "a": [f"__import__('os').system('touch {SENTINEL}')"], "s": b""},
+    "off-allowlist class": {"\x00": "obj", "c": "river.linear_model.log_reg:LogisticRegression", "i": 0, "d": []},
+    "factory naming a function": {
+        "\x00": "obj",
+        "c": "riverguard.detectors.zscore:ZScore",
+        "i": 0,
+        "d": ["_mean", {"\x00": "ddict", "f": {"\x00": "class", "c": "os:system"}, "v": []}],
+    },
+    "dunder attribute": {"\x00": "obj", "c": "riverguard.detectors.zscore:ZScore", "i": 0, "d": ["__class__", None]},
+    "compact state of the wrong shape": [["not", "bytes", None]],
+    "unknown node kind": {"\x00": "pickle", "v": b"cos\nsystem\n."},
+}
+
+
+@pytest.mark.parametrize("name", sorted(_PAYLOADS))
+def test_crafted_payload_never_executes_and_processing_goes_on(tmp_path: Path, name: str) -> None:
+    config = write_config(tmp_path)
+    state = tmp_path / "s.msgpack"
+    header, records = _crafted(_PAYLOADS[name])
+    store.write(state, header, records)
+    _expect_set_aside(tmp_path, config, state)
+    assert not os.path.exists(SENTINEL)
+
+
+def _damaged(tmp_path: Path, config: Path) -> dict[str, bytes]:
+    valid = _valid_file(tmp_path, config).read_bytes()
+    body_flip = bytearray(valid)
+    body_flip[len(valid) // 2] ^= 0xFF
+    head = {"format": "riverguard-state", "version": 99, "series": 0}
+    other_version = msgpack.packb(head) + msgpack.packb(msgpack.packb([])) + msgpack.packb({"sha256": ""})
+    return {
+        "truncated": valid[: len(valid) // 2],
+        "truncated header": valid[:5],
+        "random bytes": random.Random(3).randbytes(4096),
+        "empty": b"",
+        "flipped byte": bytes(body_flip),
+        "other format version": other_version,
+        "foreign msgpack": msgpack.packb({"hello": "world"}),
+        "trailing garbage": valid + b"\x01",
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["truncated", "truncated header", "random bytes", "empty", "flipped byte", "other format version", "foreign msgpack", "trailing garbage"],
+)
+def test_damaged_file_is_set_aside_and_processing_goes_on(tmp_path: Path, name: str) -> None:
+    config = write_config(tmp_path)
+    content = _damaged(tmp_path, config)[name]
+    state = tmp_path / "s.msgpack"
+    state.write_bytes(content)
+    _expect_set_aside(tmp_path, config, state)
+
+
+def _expect_set_aside(tmp_path: Path, config: Path, state: Path) -> None:
+    data = stream(60)
+    result = run(["run", "--config", str(config), "--state", str(state)], data)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == len(data.splitlines())
+    assert result.stdout == run(["run", "--config", str(config)], data).stdout  # started fresh
+    warnings = [line for line in result.stderr.splitlines() if line.startswith(b"W! ")]
+    assert len(warnings) == 1 and b"unusable" in warnings[0] and b"starting fresh" in warnings[0], result.stderr
+    aside = list(tmp_path.glob("s.msgpack.corrupt-*"))
+    assert len(aside) == 1, "the unusable file should be renamed aside"
+    assert inspect(state).returncode == 0  # a fresh checkpoint was written at exit
+
+
+def test_ttl_drops_idle_series(tmp_path: Path) -> None:
+    state = tmp_path / "s.msgpack"
+    config = write_config(tmp_path, extra='[state]\nseries_ttl = "1h"')
+    old = f"cpu,host=old v=1 {T0}\n".encode()
+    recent = b"".join(f"cpu,host=new v={i} {T0 + 7200 * 10**9 + i}\n".encode() for i in range(5))
+    assert run(["run", "--config", str(config), "--state", str(state)], old + recent).returncode == 0
+    summary = json.loads(inspect(state).stdout)
+    assert summary["series"] == 1
+    assert summary["oldest"].startswith("2023-11-15T00:13:20")
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_one_million_series_keep_memory_bounded(tmp_path: Path) -> None:
+    state = tmp_path / "s.msgpack"
+    config = write_config(tmp_path, extra="[state]\nmax_series = 10000")
+    proc = subprocess.Popen(
+        [*RG, "run", "--config", str(config), "--state", str(state)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdin and proc.stdout and proc.stderr
+    total, chunk = 1_000_000, 50_000
+    rss: dict[int, int] = {}
+    out_lines = 0
+
+    def drain() -> None:
+        nonlocal out_lines
+        assert proc.stdout
+        for block in iter(lambda: proc.stdout.read1(1 << 20), b""):
+            out_lines += block.count(b"\n")
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    for start in range(0, total, chunk):
+        proc.stdin.write(b"".join(b"m,id=%d v=1.5 %d\n" % (i, T0 + i) for i in range(start, start + chunk)))
+        proc.stdin.flush()
+        done = start + chunk
+        if done in (100_000, total):
+            while out_lines < done:
+                time.sleep(0.05)
+            rss[done] = _rss_kib(proc.pid)
+    proc.stdin.close()
+    assert proc.wait(timeout=60) == 0
+    reader.join()
+    stderr = proc.stderr.read().decode()
+    assert out_lines == total
+    assert "990000 series evicted" in stderr, stderr
+    assert json.loads(inspect(state).stdout)["series"] == 10_000
+    print(f"\nRSS after 100k series: {rss[100_000] / 1024:.1f} MiB; after 1M: {rss[total] / 1024:.1f} MiB")
+    assert rss[total] < rss[100_000] * 1.2 + 8 * 1024, rss
