@@ -18,33 +18,46 @@ from .detectors import Detector
 from .lineprotocol import Metric, ParseError, Record, escape_key, unescape
 from .log import Log, RateLimit
 
-__all__ = ["Engine", "Series", "series_key"]
+__all__ = ["Engine", "Series", "format_score", "series_key"]
 
-_SCORE_DIGITS = 6
 
 
 class Series:
-    """What riverguard keeps for one series."""
+    """What riverguard keeps for one series (its rule's threshold and warm-up copied in for speed)."""
 
-    __slots__ = ("rule", "detector", "seen", "last_time", "anomalies", "failed")
+    __slots__ = ("rule", "detector", "threshold", "warmup", "seen", "last_time", "anomalies", "failed")
 
     def __init__(self, rule: Rule | None, detector: Detector | None) -> None:
         self.rule = rule
         self.detector = detector
+        self.threshold = rule.effective_threshold if rule else 1.0
+        self.warmup = rule.effective_warmup if rule else 0
         self.seen = 0
         self.last_time: int | None = None
         self.anomalies = 0
         self.failed = False
 
 
+def format_score(score: float) -> bytes:
+    """A score as line protocol: 6 significant digits, always with a decimal point or exponent.
+
+    >>> format_score(0.0), format_score(0.5), format_score(0.123456789), format_score(1.5e-07)
+    (b'0.0', b'0.5', b'0.123457', b'1.5e-07')
+    """
+    text = b"%.6g" % score
+    if b"." not in text and b"e" not in text:
+        text += b".0"
+    return text
+
+
 def series_key(metric: Metric, field_key: bytes) -> bytes:
-    """Measurement, sorted tags and field key, as one byte string (escaping kept)."""
-    tags = metric.tags
-    if len(tags) > 1:
-        tags = sorted(tags)
-    parts = [metric.measurement]
-    parts.extend(k + b"=" + v for k, v in tags)
-    return b",".join(parts) + b" " + field_key
+    """Measurement, sorted tags and field key, as one byte string (escaping kept).
+
+    >>> from riverguard.lineprotocol import parse
+    >>> series_key(parse(b"cpu,z=1,a=2 v=1"), b"v") == series_key(parse(b"cpu,a=2,z=1 v=1"), b"v")
+    True
+    """
+    return Engine._prefix(metric) + field_key
 
 
 def _matcher(glob: str) -> Callable[[str], Any]:
@@ -155,66 +168,78 @@ class Engine:
 
     def _score(self, metric: Metric) -> bytes:
         score_suffix, flag_suffix = self.score_suffix, self.flag_suffix
-        keys = {f.key for f in metric.fields}
+        raw = metric.raw
+        # Only a metric that already mentions a suffix can hold an added field already.
+        keys = {f[0] for f in metric.fields} if score_suffix in raw or flag_suffix in raw else None
         timestamp = metric.timestamp
         t = None if timestamp is None else timestamp / 1e9
         prefix: bytes | None = None
+        all_series = self.series
         out: list[bytes] = []
-        for field in metric.fields:
-            if field.number is None:
+        for key, _kind, number in metric.fields:
+            if number is None:
                 continue
-            key = field.key
-            score_key = key + score_suffix
-            if score_key in keys or key.endswith(score_suffix):
+            if keys is not None and (key + score_suffix in keys or key.endswith(score_suffix)):
                 continue  # already scored upstream, or a score itself
             if prefix is None:
-                prefix = series_key(metric, b"")
+                prefix = self._prefix(metric)
             skey = prefix + key
-            series = self.series.pop(skey, None)
+            series = all_series.pop(skey, None)
             if series is None:
                 series = self.new_series(metric, key)
-                self.series[skey] = series
-                if len(self.series) > self.max_series:
-                    del self.series[next(iter(self.series))]
+                all_series[skey] = series
+                if len(all_series) > self.max_series:
+                    del all_series[next(iter(all_series))]
                     self.evicted += 1
             else:
-                self.series[skey] = series  # now the most recently seen
+                all_series[skey] = series  # now the most recently seen
             if timestamp is not None:
                 series.last_time = timestamp
             detector = series.detector
             if detector is None:
                 continue
             try:
-                score = detector.process(field.number, t)
+                score = detector.process(number, t)
                 if not 0.0 <= score <= 1.0:
                     score = min(1.0, max(0.0, score)) if math.isfinite(score) else _raise_nonfinite(score)
             except Exception as err:  # noqa: BLE001 - no detector error may reach the stream
-                if not series.failed:
-                    series.failed = True
-                    self.log.error(
-                        f"detector {series.rule.detector!r} failed on series {skey.decode('utf-8', 'backslashreplace')}: "
-                        f"{type(err).__name__}: {err}; the field passes unscored"
-                    )
+                self._detector_failed(series, skey, err)
                 continue
-            rule = series.rule
             series.seen += 1
-            if series.seen <= rule.effective_warmup:
-                score = 0.0
-            score = round(score, _SCORE_DIGITS)
-            flag = score >= rule.effective_threshold
-            if flag:
-                series.anomalies += 1
-                self.anomalies += 1
-            out.append(b",")
-            out.append(score_key)
-            out.append(b"=")
-            out.append(repr(score).encode())
-            flag_key = key + flag_suffix
-            if flag_key not in keys:
-                out.append(b",")
-                out.append(flag_key)
-                out.append(b"=true" if flag else b"=false")
+            if series.seen <= series.warmup:
+                text, flag = b"0.0", False
+            else:
+                text = format_score(score)
+                flag = float(text) >= series.threshold
+                if flag:
+                    series.anomalies += 1
+                    self.anomalies += 1
+            out.append(b",%s%s=%s" % (key, score_suffix, text))
+            if keys is None or key + flag_suffix not in keys:
+                out.append(b",%s%s=%s" % (key, flag_suffix, b"true" if flag else b"false"))
         return b"".join(out)
+
+    @staticmethod
+    def _prefix(metric: Metric) -> bytes:
+        """Measurement and canonical (sorted) tags: the series key without the field."""
+        tags = metric.tags
+        if len(tags) > 1:
+            for i in range(1, len(tags)):
+                if tags[i - 1] > tags[i]:
+                    tags = sorted(tags)
+                    break
+        if not tags:
+            return metric.measurement + b" "
+        return b"%s,%s " % (metric.measurement, b",".join([k + b"=" + v for k, v in tags]))
+
+    def _detector_failed(self, series: Series, skey: bytes, err: Exception) -> None:
+        if not series.failed:
+            series.failed = True
+            name = series.rule.detector if series.rule else "?"
+            self.log.error(
+                f"detector {name!r} failed on series {skey.decode('utf-8', 'backslashreplace')}: "
+                f"{type(err).__name__}: {err}; the field passes unscored"
+            )
 
     def _report_parse_error(self, data: bytes, error: ParseError) -> None:
         if not self._error_limit.allow():
