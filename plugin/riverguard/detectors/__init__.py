@@ -1,9 +1,9 @@
 """The detector registry: one module per detector, each built on River.
 
 >>> sorted(REGISTRY)
-['hst', 'pad', 'zscore']
+['hst', 'pad', 'sentinel', 'zscore']
 >>> resolve("default").name
-'zscore'
+'sentinel'
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ from __future__ import annotations
 from .base import Detector
 from .hst import HST
 from .pad import PAD
+from .sentinel import Sentinel
 from .zscore import ZScore
 
-__all__ = ["DEFAULT", "HST", "PAD", "REGISTRY", "Detector", "ZScore", "resolve"]
+__all__ = ["DEFAULT", "HST", "PAD", "REGISTRY", "Detector", "Sentinel", "ZScore", "resolve"]
 
-REGISTRY: dict[str, type[Detector]] = {cls.name: cls for cls in (ZScore, HST, PAD)}
+REGISTRY: dict[str, type[Detector]] = {cls.name: cls for cls in (Sentinel, ZScore, HST, PAD)}
 
 #: The recommended detector, used by ``detector = "default"`` and without a config.
-DEFAULT = "zscore"
+DEFAULT = "sentinel"
 
 
 def resolve(name: str) -> type[Detector]:

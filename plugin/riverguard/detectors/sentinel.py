@@ -1,0 +1,285 @@
+"""Sentinel: sequence surprise, prediction error and new extremes, calibrated into a likelihood."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .base import Detector
+
+_SQRT1_2 = math.sqrt(0.5)
+
+
+class Sentinel(Detector):
+    """Anomaly likelihood of recent surprise, with new-extreme detection and suppression.
+
+    Each sample goes through four cheap steps, all strictly online:
+
+    1. **Surprise.** Two raw scores in [0, 1], the larger is kept:
+
+       - *sequence surprise*: the value is quantised into ``bins`` levels of
+         the range seen so far, and a second-order Markov model (decayed counts
+         of level ``b`` after the two previous levels) gives the probability of
+         the observed level in its context; the raw score is
+         ``1 - gain * P(level | context)`` (a context never seen scores 1);
+       - *prediction error*: the distance from an exponentially weighted mean,
+         in exponentially weighted standard deviations, divided by ``z_scale``
+         and capped at 1.
+    2. **Likelihood.** The raw score's short exponential average (weight
+       ``short``, about ``1 / short`` samples) is compared with the long-run
+       mean and variance of that average (weight ``long``): the Gaussian tail
+       probability ``p`` of the current average is reported on a log scale,
+       ``score = -log10(p) / -log10(pmin)``. ``p = 1e-6`` scores 0.5 and
+       ``p = 1e-12`` scores 1.0, so strong detections stay distinct after
+       rounding to 6 decimals (as in HTM's anomaly likelihood).
+    3. **New extremes.** A value more than ``margin`` of the range seen so far
+       above the maximum or below the minimum scores ``extreme``.
+    4. **Suppression.** Once the score reaches ``fire``, the next ``suppress``
+       scores are multiplied by ``damp``: a run of detections is reported
+       once, strong new extremes still get through.
+
+    The event time ``t`` is not needed: the detector counts samples. It keeps
+    about 2 KiB per series (the count table is a ``bytearray``) and uses no
+    randomness, so it is deterministic.
+
+    Parameters
+    ----------
+    bins
+        Quantisation levels of the range seen so far (2 to 15).
+    gain
+        How strongly a frequent transition lowers the sequence surprise: a
+        level seen with probability ``1 / gain`` or more in its context scores 0.
+    prior
+        Pseudo-count added to every level when estimating the probability.
+    fading
+        Weight of the newest sample in the mean and variance of the values.
+    z_scale
+        Standard deviations of prediction error that make a raw score of 1.
+    short
+        Weight of the newest raw score in its short average, in (0, 1].
+    long
+        Weight of the newest short average in its long-run mean and variance.
+    min_sd
+        Floor under the long-run standard deviation of the short average.
+    pmin
+        Smallest tail probability told apart; it scores 1.0.
+    margin
+        Fraction of the range seen so far beyond which a new extreme is flagged.
+    extreme
+        The score of a new extreme, in [0, 1].
+    fire
+        Score at or above which suppression starts.
+    suppress
+        Samples suppressed after a score reaches ``fire``.
+    damp
+        Factor applied to suppressed scores, in [0, 1].
+
+    Examples
+    --------
+    >>> import random
+    >>> from riverguard.detectors import Sentinel
+    >>> rng = random.Random(7)
+    >>> det = Sentinel()
+    >>> normal = [det.process(10.0 + rng.gauss(0.0, 1.0), 60.0 * i) for i in range(1000)]
+    >>> sum(score >= det.default_threshold for score in normal[det.default_warmup:])
+    5
+    >>> det.process(25.0, 60000.0)  # a new extreme
+    1.0
+    >>> [round(det.process(10.0 + rng.gauss(0.0, 1.0)), 3) for _ in range(3)]  # suppressed
+    [0.014, 0.015, 0.022]
+
+    References
+    ----------
+    [^1]: Ahmad, S., Lavin, A., Purdy, S. and Agha, Z., 2017. Unsupervised
+    real-time anomaly detection for streaming data. Neurocomputing, 262.
+    (Anomaly likelihood and the new-extreme "spatial anomaly" check.)
+    [^2]: Smirnov, M., 2016. Contextual Anomaly Detector (CAD OSE), NAB.
+    [^3]: Lavin, A. and Ahmad, S., 2015. Evaluating real-time anomaly detection
+    algorithms: the Numenta Anomaly Benchmark. ICMLA.
+    """
+
+    name = "sentinel"
+    default_threshold = 0.5
+    default_warmup = 50
+
+    def __init__(
+        self,
+        bins: int = 12,
+        gain: float = 4.0,
+        prior: float = 0.1,
+        fading: float = 0.05,
+        z_scale: float = 4.0,
+        short: float = 0.2,
+        long: float = 0.002,
+        min_sd: float = 0.05,
+        pmin: float = 1e-12,
+        margin: float = 0.05,
+        extreme: float = 1.0,
+        fire: float = 0.5,
+        suppress: int = 200,
+        damp: float = 0.5,
+    ) -> None:
+        if type(bins) is not int or not 2 <= bins <= 15:
+            raise ValueError("bins must be an integer in [2, 15]")
+        if not gain > 0.0 or not prior > 0.0 or not z_scale > 0.0:
+            raise ValueError("gain, prior and z_scale must be > 0")
+        if not 0.0 < fading < 1.0 or not 0.0 < short <= 1.0 or not 0.0 < long < 1.0:
+            raise ValueError("fading and long must be in (0, 1), short in (0, 1]")
+        if not min_sd > 0.0 or not 0.0 < pmin < 0.5 or not margin >= 0.0:
+            raise ValueError("min_sd must be > 0, pmin in (0, 0.5), margin >= 0")
+        if not 0.0 <= extreme <= 1.0 or not 0.0 <= damp <= 1.0 or not 0.0 < fire:
+            raise ValueError("extreme and damp must be in [0, 1], fire > 0")
+        if type(suppress) is not int or suppress < 0:
+            raise ValueError("suppress must be an integer >= 0")
+        self.bins = bins
+        self.gain = gain
+        self.prior = prior
+        self.fading = fading
+        self.z_scale = z_scale
+        self.short = short
+        self.long = long
+        self.min_sd = min_sd
+        self.pmin = pmin
+        self.margin = margin
+        self.extreme = extreme
+        self.fire = fire
+        self.suppress = suppress
+        self.damp = damp
+        self._scale = -1.0 / math.log10(pmin)
+        self._n = 0
+        self._lo = self._hi = 0.0  # range seen so far
+        self._mean = self._var = 0.0  # EW mean and variance of the values
+        self._b1 = self._b2 = 0  # the two previous levels
+        self._counts = bytearray(bins**3)  # decayed counts of (b2, b1) -> b
+        self._totals = bytearray(bins**2)  # their sum per context (<= 255)
+        self._avg = 0.0  # short average of the raw score
+        self._mu = self._s2 = 0.0  # long-run mean and variance of the short average
+        self._quiet = 0  # suppressed samples left
+
+    def score_one(self, x: float, t: float | None = None) -> float:
+        """Score ``x`` without learning it (the likelihood as if ``x`` were next)."""
+        probe = type(self)(**self.params())
+        probe.load_state(self.dump_state())
+        return probe.process(x, t)
+
+    def learn_one(self, x: float, t: float | None = None) -> None:
+        self.process(x, t)
+
+    def process(self, x: float, t: float | None = None) -> float:
+        n = self._n
+        self._n = n + 1
+        if n == 0:
+            self._lo = self._hi = self._mean = x
+            return 0.0
+        lo = self._lo
+        hi = self._hi
+        span = hi - lo
+        bins = self.bins
+        # 3. new extremes (relative to the range before this value)
+        ext = 0.0
+        if x > hi:
+            self._hi = x
+            ext = (x - hi) / span if span > 0.0 else 1.0
+        elif x < lo:
+            self._lo = x
+            ext = (lo - x) / span if span > 0.0 else 1.0
+        # 1a. sequence surprise: P(level | two previous levels)
+        if span > 0.0:
+            b = int((x - lo) / span * bins)
+            b = 0 if b < 0 else (bins - 1 if b >= bins else b)
+        else:
+            b = 0
+        row = self._b2 * bins + self._b1
+        i = row * bins + b
+        counts = self._counts
+        totals = self._totals
+        c = counts[i]
+        total = totals[row]
+        prior = self.prior
+        raw = 1.0 - self.gain * (c + prior) / (total + prior * bins)
+        if total == 255:  # halve the context's counts (forget slowly)
+            base = row * bins
+            total = 0
+            for j in range(base, base + bins):
+                h = counts[j] >> 1
+                counts[j] = h
+                total += h
+            c = counts[i]
+        counts[i] = c + 1
+        totals[row] = total + 1
+        self._b2 = self._b1
+        self._b1 = b
+        # 1b. prediction error against the EW mean
+        d = x - self._mean
+        var = self._var
+        if var > 0.0:
+            z = abs(d) / (math.sqrt(var) * self.z_scale)
+            if z > 1.0:
+                z = 1.0
+        else:
+            z = 0.0 if d == 0.0 else 1.0
+        if z > raw:
+            raw = z
+        elif raw < 0.0:
+            raw = 0.0
+        a = self.fading
+        self._mean += a * d
+        self._var = (1.0 - a) * (var + a * d * d)
+        # 2. likelihood of the short average against its long-run distribution
+        avg = self._avg + self.short * (raw - self._avg)
+        self._avg = avg
+        mu = self._mu
+        s2 = self._s2
+        sd = math.sqrt(s2)
+        if sd < self.min_sd:
+            sd = self.min_sd
+        dm = avg - mu
+        p = 0.5 * math.erfc(dm / sd * _SQRT1_2)
+        lam = self.long if n * self.long > 1.0 else 1.0 / n
+        self._mu = mu + lam * dm
+        self._s2 = (1.0 - lam) * (s2 + lam * dm * dm)
+        score = -math.log10(p) * self._scale if p > self.pmin else 1.0
+        if ext > self.margin and self.extreme > score:
+            score = self.extreme
+        # 4. suppression
+        if self._quiet:
+            self._quiet -= 1
+            score *= self.damp
+        elif score >= self.fire:
+            self._quiet = self.suppress
+        return score
+
+    def dump_state(self) -> list[Any]:
+        return [
+            self._n, float(self._lo), float(self._hi), float(self._mean), float(self._var), self._b1, self._b2,
+            bytes(self._counts), float(self._avg), float(self._mu), float(self._s2), self._quiet,
+        ]  # fmt: skip
+
+    def load_state(self, state: list[Any]) -> None:
+        try:
+            n, lo, hi, mean, var, b1, b2, counts, avg, mu, s2, quiet = state
+        except (TypeError, ValueError):
+            raise ValueError("bad sentinel state") from None
+        bins = self.bins
+        ints = (n, b1, b2, quiet)
+        floats = (lo, hi, mean, var, avg, mu, s2)
+        if (
+            any(type(v) is not int or v < 0 for v in ints)
+            or any(type(v) is not float for v in floats)
+            or type(counts) is not bytes
+            or len(counts) != bins**3
+            or b1 >= bins
+            or b2 >= bins
+        ):
+            raise ValueError("bad sentinel state")
+        totals = bytearray(bins**2)
+        for row in range(bins**2):
+            total = sum(counts[row * bins : (row + 1) * bins])
+            if total > 255:
+                raise ValueError("bad sentinel state")
+            totals[row] = total
+        self._n, self._lo, self._hi, self._mean, self._var = n, lo, hi, mean, var
+        self._b1, self._b2, self._quiet = b1, b2, quiet
+        self._avg, self._mu, self._s2 = avg, mu, s2
+        self._counts = bytearray(counts)
+        self._totals = totals

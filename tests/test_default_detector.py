@@ -1,0 +1,183 @@
+"""The default detector (``sentinel``): restarts, determinism, score range, speed, state size, NAB quality.
+
+The NAB test runs the real evaluation (the engine path of ``riverguard
+evaluate``) on the full corpus at ``$RIVERGUARD_NAB`` or ``../shared/nab``
+(about 10 s); without the corpus it skips, except under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from riverguard.config import Config, Rule
+from riverguard.detectors import DEFAULT, REGISTRY, Sentinel, resolve
+from riverguard.evaluate.corpus import load_corpus
+from riverguard.evaluate.report import evaluate_scores
+from riverguard.evaluate.runner import run_corpus
+from riverguard.state import codec
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+
+
+def _series(n: int, seed: int = 3) -> list[tuple[float, float]]:
+    """A daily-ish wave with noise, a level shift, spikes and a flat stretch; 5-minute event times."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        x = 50.0 + 10.0 * math.sin(2 * math.pi * i / 288) + rng.gauss(0.0, 2.0)
+        if i > n // 2:
+            x += 15.0
+        if i % 997 == 500:
+            x += 80.0
+        if n // 3 < i < n // 3 + 50:
+            x = 42.0
+        out.append((x, 1.7e9 + 300.0 * i))
+    return out
+
+
+def test_is_the_registered_default():
+    assert DEFAULT == "sentinel"
+    assert resolve("default") is Sentinel
+    assert {"sentinel", "zscore", "hst", "pad"} <= set(REGISTRY)
+    assert set(Sentinel.defaults()) >= {"bins", "suppress", "margin", "pmin"}
+
+
+@pytest.mark.parametrize("cut", [1, 2, 57, 400, 1500, 2999])
+def test_restore_is_invisible(cut: int):
+    data = _series(3000)
+    whole = Sentinel()
+    expected = [whole.process(x, t) for x, t in data]
+    first = Sentinel()
+    for x, t in data[:cut]:
+        first.process(x, t)
+    # Through the checkpoint codec's plain-data form, as a restart would.
+    state = msgpack.unpackb(msgpack.packb(first.dump_state()))
+    restored = Sentinel(**first.params())
+    restored.load_state(state)
+    assert [restored.process(x, t) for x, t in data[cut:]] == expected[cut:]
+    assert restored.dump_state() == whole.dump_state()
+
+
+def test_state_is_plain_compact_data():
+    det = Sentinel()
+    for x, t in _series(5000):
+        det.process(x, t)
+    state = det.dump_state()
+    assert all(type(v) in (int, float, bytes) for v in state)
+    assert len(msgpack.packb(state)) <= 4096
+    if hasattr(codec, "encode"):  # the allowlisted checkpoint codec accepts it
+        codec.encode(state)
+
+
+def test_integer_values_dump_floats():
+    det = Sentinel()
+    for i in range(100):
+        det.process(i % 7)
+    restored = Sentinel()
+    restored.load_state(det.dump_state())
+    assert restored.process(3) == det.process(3)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [None, [], [1, 2], ["x"] * 12, [0, 0.0, 0.0, 0.0, 0.0, 0, 0, b"\0" * 3, 0.0, 0.0, 0.0, 0]],
+)
+def test_bad_state_is_rejected(bad):
+    with pytest.raises(ValueError):
+        Sentinel().load_state(bad)
+
+
+def test_deterministic():
+    data = _series(4000)
+    runs = [[Sentinel().process(x, t) for x, t in data] for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_scores_in_range_and_finite(seed: int):
+    rng = random.Random(seed)
+    det = Sentinel()
+    values = [rng.choice([0.0, 1.0, 1e12, -1e12, 5.0, rng.gauss(0, 1), rng.expovariate(0.1)]) for _ in range(3000)]
+    values += [7.0] * 500 + [7.0 + 1e-9 * i for i in range(500)]
+    for x in values:
+        s = det.process(x, None)
+        assert math.isfinite(s) and 0.0 <= s <= 1.0
+
+
+def test_score_one_does_not_learn():
+    det = Sentinel()
+    for x, t in _series(800):
+        det.process(x, t)
+    before = det.dump_state()
+    s = det.score_one(500.0)
+    assert det.dump_state() == before
+    assert s == det.process(500.0)
+
+
+def test_top_scores_stay_distinct():
+    """Log-scaled likelihood: the strongest scores are told apart after rounding to 6 decimals.
+
+    (New extremes all score ``extreme``; they are switched off here to look at the likelihood.)
+    """
+    det = Sentinel(suppress=0, extreme=0.0)
+    scores = sorted(round(det.process(x, t), 6) for x, t in _series(6000))
+    top = scores[-20:]
+    assert len(set(top)) == len(top)
+
+
+def test_speed_and_memory():
+    data = _series(50_000)
+    det = Sentinel()
+    process = det.process
+    start = time.perf_counter()
+    for x, t in data:
+        process(x, t)
+    per_sample = (time.perf_counter() - start) / len(data)
+    assert per_sample < 5e-6 * (4 if os.environ.get("CI") == "true" else 1)
+    assert len(msgpack.packb(det.dump_state())) < 4096
+
+
+# -- NAB quality ----------------------------------------------------------------
+
+
+def _nab_path() -> Path:
+    env = os.environ.get("RIVERGUARD_NAB")
+    path = Path(env) if env else ROOT.parent / "shared" / "nab"
+    if not (path / "windows.json").is_file() or not (path / "data").is_dir():
+        message = f"NAB corpus not found at {path}: set RIVERGUARD_NAB or put shared/nab beside the repository"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="module")
+def nab_report() -> dict:
+    files = load_corpus(_nab_path())
+    rule = Rule(index=1, name="evaluate-sentinel", detector="sentinel")
+    runs = run_corpus(Config(rules=(rule,)), files)
+    return evaluate_scores(files, [r.scores for r in runs], [r.flags for r in runs], PROFILES)
+
+
+def test_nab_quality_measured(nab_report):
+    """Regression floor at the measured scores (57.31 / 57.31 / 50.84 when written)."""
+    std, low_fp = nab_report["standard"], nab_report["reward_low_FP_rate"]
+    assert std["swept"]["score"] >= 57.0
+    assert std["configured"]["score"] >= 57.0
+    assert low_fp["swept"]["score"] >= 50.5
+    assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 61.0
+
+
+@pytest.mark.xfail(reason="issue 4 targets not reached yet (measured 57.3 / 57.3 / 50.8)", strict=False)
+def test_nab_quality_targets(nab_report):
+    assert nab_report["standard"]["swept"]["score"] >= 75.0
+    assert nab_report["standard"]["configured"]["score"] >= 70.0
+    assert nab_report["reward_low_FP_rate"]["swept"]["score"] >= 65.0
