@@ -19,8 +19,10 @@ import numpy as np
 import pytest
 
 from riverguard.config import parse
-from riverguard.detectors import ZScore
+from riverguard.detectors import ZScore, resolve
 from riverguard.engine import format_score
+
+DEFAULT_THRESHOLD = resolve("default").default_threshold
 from riverguard.evaluate import nab
 from riverguard.evaluate.corpus import NabError, NabFile, load_corpus, load_reference, parse_timestamp
 from riverguard.evaluate.report import evaluate_scores
@@ -217,7 +219,7 @@ def test_cli_tables_and_json_on_a_subset(subset: Path, tmp_path: Path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for text in ("profile standard", "profile reward_low_FP_rate", "profile reward_low_FN_rate",
-                 "configured (threshold 0.999)", "swept (threshold", "realAdExchange",
+                 f"configured (threshold {DEFAULT_THRESHOLD})", "swept (threshold", "realAdExchange",
                  "artificialWithAnomaly", "corpus", "windows"):
         assert text in out, text
     assert "\r" not in result.stderr  # no progress bar when stderr is not a terminal
@@ -225,7 +227,7 @@ def test_cli_tables_and_json_on_a_subset(subset: Path, tmp_path: Path):
     result = evaluate_cli("--nab", str(subset), "--json", "--profile", "standard", "--profile", "reward_low_FN_rate")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["files"] == 2 and report["source"] == "riverguard" and report["detector"] == "zscore"
+    assert report["files"] == 2 and report["source"] == "riverguard" and report["detector"] == resolve("default").name
     assert list(report["profiles"]) == ["standard", "reward_low_FN_rate"]
     for entry in report["profiles"].values():
         for key in ("configured", "swept"):
@@ -233,7 +235,7 @@ def test_cli_tables_and_json_on_a_subset(subset: Path, tmp_path: Path):
             assert data["windows"] == 2 and 0 <= data["hits"] <= 2
             assert set(data["categories"]) == {"realAdExchange", "artificialWithAnomaly"}
             assert math.isfinite(data["score"])
-    assert report["configured_thresholds"] == [0.999]
+    assert report["configured_thresholds"] == [DEFAULT_THRESHOLD]
 
     # the same detector under other output suffixes gives the same figures
     config = tmp_path / "suffixes.toml"
