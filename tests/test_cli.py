@@ -121,10 +121,30 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit) as info:
         cli.main(argv)
     assert info.value.code == 2
-    assert "usage: riverguard" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("E! [riverguard] riverguard") and "--help" in err and err.count("\n") == 1
 
 
 def test_sample_config_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["sample-config"]) == 0
     assert capsys.readouterr().out == cli.sample_config()
     assert "[[rule]]" in cli.sample_config()
+
+
+def test_usage_errors_carry_a_telegraf_level_prefix() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "riverguard", "frobnicate"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith("E! ") and "invalid choice" in result.stderr
+
+
+def test_a_field_given_twice_is_scored_once() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "riverguard", "run"], input=b"m v=1,v=2 1\n", capture_output=True, check=True
+    )
+    assert result.stdout == b"m v=1,v=2,v_anomaly_score=0.0,v_anomaly=false 1\n"

@@ -7,9 +7,10 @@ import dataclasses
 import json
 import os
 import sys
+import traceback
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from . import __version__
 from .config import Config, ConfigError, default_config, load
@@ -19,8 +20,15 @@ from .log import LEVELS, Log
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """Usage errors as one ``E! `` line (Telegraf reads stderr by level prefix), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_CONFIG, f"E! [riverguard] {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog="riverguard",
         description="Online anomaly detection for Telegraf: one River model per series.",
     )
@@ -75,48 +83,58 @@ def _load(path: str | None) -> Config:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "sample-config":
-            sys.stdout.write(sample_config())
-            return EXIT_OK
-        if args.command == "check-config":
-            return _check_config(args.path)
-        if args.command == "collect":
-            from .collect import main as _collect
-
-            return _collect(args)
-        if args.command == "state":
-            return _state_inspect(args.path)
-        log = Log(args.log_level)
-        try:
-            config = _load(args.config)
-        except ConfigError as err:
-            log.error(str(err))
-            return EXIT_CONFIG
-        if getattr(args, "state", None):
-            config = dataclasses.replace(
-                config, state=dataclasses.replace(config.state, path=Path(args.state).resolve())
-            )
-        if args.command == "evaluate":
-            from .evaluate import main as _evaluate
-
-            return _evaluate(args, config, log)
-        if args.command == "run":
-            return _run(config, log)
-        if args.command == "replay":
-            from .influx import OptionError, WriteError, from_args
-
-            try:
-                sink = from_args(args, log)
-            except OptionError as err:
-                log.error(str(err))
-                return EXIT_CONFIG
-            try:
-                return _replay(config, log, args.files, sink or args.output)
-            except WriteError as err:
-                log.error(str(err))
-                return EXIT_FAIL
+        return _main(args)
     except KeyboardInterrupt:
         return 130
+    except Exception as err:  # noqa: BLE001 - a crash still speaks Telegraf's log format
+        log = Log("error")
+        log.error(f"riverguard stopped on an unexpected error: {type(err).__name__}: {err}")
+        for line in traceback.format_exc().rstrip().splitlines():
+            log.error(line)
+        return EXIT_FAIL
+
+
+def _main(args: argparse.Namespace) -> int:
+    if args.command == "sample-config":
+        sys.stdout.write(sample_config())
+        return EXIT_OK
+    if args.command == "check-config":
+        return _check_config(args.path)
+    if args.command == "collect":
+        from .collect import main as _collect
+
+        return _collect(args)
+    if args.command == "state":
+        return _state_inspect(args.path)
+    log = Log(args.log_level)
+    try:
+        config = _load(args.config)
+    except ConfigError as err:
+        log.error(str(err))
+        return EXIT_CONFIG
+    if getattr(args, "state", None):
+        config = dataclasses.replace(
+            config, state=dataclasses.replace(config.state, path=Path(args.state).resolve())
+        )
+    if args.command == "evaluate":
+        from .evaluate import main as _evaluate
+
+        return _evaluate(args, config, log)
+    if args.command == "run":
+        return _run(config, log)
+    if args.command == "replay":
+        from .influx import OptionError, WriteError, from_args
+
+        try:
+            sink = from_args(args, log)
+        except OptionError as err:
+            log.error(str(err))
+            return EXIT_CONFIG
+        try:
+            return _replay(config, log, args.files, sink or args.output)
+        except WriteError as err:
+            log.error(str(err))
+            return EXIT_FAIL
     raise AssertionError(args.command)
 
 

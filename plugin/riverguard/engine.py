@@ -169,14 +169,21 @@ class Engine:
     def _score(self, metric: Metric) -> bytes:
         score_suffix, flag_suffix = self.score_suffix, self.flag_suffix
         raw = metric.raw
-        # Only a metric that already mentions a suffix can hold an added field already.
-        keys = {f[0] for f in metric.fields} if score_suffix in raw or flag_suffix in raw else None
+        fields = metric.fields
+        # Only a metric that mentions a suffix can hold an added field already; a field
+        # key given twice is scored once, at its last occurrence (the value InfluxDB keeps).
+        keys = {f[0] for f in fields} if score_suffix in raw or flag_suffix in raw else None
+        if len(fields) > 1:
+            distinct = keys if keys is not None else {f[0] for f in fields}
+            if len(distinct) != len(fields):
+                last = {f[0]: i for i, f in enumerate(fields)}
+                fields = [f for i, f in enumerate(fields) if last[f[0]] == i]
         timestamp = metric.timestamp
         t = None if timestamp is None else timestamp / 1e9
         prefix: bytes | None = None
         all_series = self.series
         out: list[bytes] = []
-        for key, _kind, number in metric.fields:
+        for key, _kind, number in fields:
             if number is None:
                 continue
             if keys is not None and (key + score_suffix in keys or key.endswith(score_suffix)):

@@ -26,7 +26,7 @@ __all__ = ["QUOTE_GRACE", "replay", "serve"]
 
 #: How long a metric whose quote is still open at the end of the input waits
 #: for the rest of it before its first line is treated as malformed.
-QUOTE_GRACE = 0.1
+QUOTE_GRACE = 0.25
 _READ_SIZE = 1 << 20
 _BATCH_BYTES = 4 << 20
 
