@@ -15,7 +15,7 @@ from typing import BinaryIO, NoReturn
 from . import __version__
 from .config import Config, ConfigError, default_config, load
 from .engine import Engine
-from .log import LEVELS, Log
+from .log import LEVELS, Log, Progress
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -214,27 +214,6 @@ def _run(config: Config, log: Log) -> int:
     return code
 
 
-class _Progress:
-    """A progress bar on stderr, drawn only when stderr is a terminal."""
-
-    def __init__(self, total: int) -> None:
-        self.total = max(total, 1)
-        self.done = 0
-        self.last = -1
-
-    def __call__(self, n: int) -> None:
-        self.done += n
-        percent = min(100, self.done * 100 // self.total)
-        if percent != self.last:
-            self.last = percent
-            bar = "#" * (percent // 4)
-            sys.stderr.write(f"\rreplay [{bar:<25}] {percent:3d}%")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-
-
 def _replay(config: Config, log: Log, files: list[str], output: str | None) -> int:
     from .stream import replay
 
@@ -246,7 +225,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None) -> i
     store = _state_store(engine)
     progress = None
     if sys.stderr.isatty() and "-" not in files:
-        progress = _Progress(sum(os.path.getsize(f) for f in files))
+        progress = Progress(sum(os.path.getsize(f) for f in files), "replay")
     out: BinaryIO
     if output is not None and not isinstance(output, str):
         out = output  # a sink such as riverguard.influx.InfluxWriter (--influx-url)

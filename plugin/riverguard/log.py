@@ -74,3 +74,26 @@ class RateLimit:
         """Events suppressed since the last call (to report them once)."""
         n, self.suppressed = self.suppressed, 0
         return n
+
+
+class Progress:
+    """A progress bar on stderr; callers create it only when stderr is a terminal."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self.last = -1
+        self.label = label
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        percent = min(100, self.done * 100 // self.total)
+        if percent != self.last:
+            self.last = percent
+            bar = "#" * (percent // 4)
+            sys.stderr.write(f"\r{self.label} [{bar:<25}] {percent:3d}%")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+        sys.stderr.flush()

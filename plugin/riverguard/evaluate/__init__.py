@@ -18,6 +18,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..log import Progress
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
     from ..log import Log
@@ -55,29 +57,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DETECTOR_DIR",
         help="score published NAB outputs (a folder, or a name under <nab>/reference/) instead of riverguard",
     )
-
-
-class _Progress:
-    """A progress bar on stderr (only drawn when stderr is a terminal)."""
-
-    def __init__(self, total: int, label: str) -> None:
-        self.total = max(total, 1)
-        self.done = 0
-        self.last = -1
-        self.label = label
-
-    def __call__(self, n: int) -> None:
-        self.done += n
-        percent = min(100, self.done * 100 // self.total)
-        if percent != self.last:
-            self.last = percent
-            bar = "#" * (percent // 4)
-            sys.stderr.write(f"\r{self.label} [{bar:<25}] {percent:3d}%")
-            sys.stderr.flush()
-
-    def close(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()
 
 
 def main(args: argparse.Namespace, config: Config, log: Log) -> int:
@@ -121,7 +100,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
                 return EXIT_FAIL
             rule = Rule(index=1, name=f"evaluate-{args.detector}", detector=args.detector)
             config = _Config(rules=(rule,), output=config.output, state=config.state, source=config.source)
-        progress = _Progress(rows, "evaluate") if sys.stderr.isatty() else None
+        progress = Progress(rows, "evaluate") if sys.stderr.isatty() else None
         try:
             runs = run_corpus(config, files, log, progress)
         finally:
