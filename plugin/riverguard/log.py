@@ -57,7 +57,6 @@ class RateLimit:
         self._window_start = float("-inf")
         self._count = 0
         self.suppressed = 0
-        self._reported = 0
 
     def allow(self) -> bool:
         now = self.clock()
