@@ -1,0 +1,499 @@
+"""The benchmark driver: throughput, memory, latency and checkpoint figures for riverguard.
+
+Everything that involves the stream goes through the real ``riverguard run``
+process, fed on stdin by a writer and drained on stdout by a reader thread,
+as Telegraf's execd processor does. Process start-up is excluded: each
+process first echoes a comment line (``# ready``) and the clock starts only
+once that line is back. A minimal Python pass-through (reads stdin in chunks,
+writes every line back with two fixed fields added, flushing when the input is
+drained) runs the same streams in the same run, as the baseline for ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .bench_stream import Stream, numeric_fields
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = Path(sys.executable).with_name("riverguard")
+RIVERGUARD = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "riverguard"]
+READY = b"# ready\n"
+TIMEOUT = 600.0
+
+#: The baseline: the least a Python execd processor has to do.
+PASSTHROUGH = r"""
+import os, select
+ADD = b",value_anomaly_score=0.0,value_anomaly=false "
+def write_all(data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view):]
+buf = b""
+out = []
+while True:
+    data = os.read(0, 1 << 20)
+    if not data:
+        break
+    buf += data
+    *lines, buf = buf.split(b"\n")
+    for line in lines:
+        head, sep, ts = line.rpartition(b" ")
+        out.append(head + ADD + ts + b"\n" if sep else line + b"\n")
+    if out and not select.select([0], [], [], 0)[0]:
+        write_all(b"".join(out))
+        out = []
+if buf:
+    out.append(buf + b"\n")
+write_all(b"".join(out))
+"""
+PASSTHROUGH_CMD = [sys.executable, "-c", PASSTHROUGH]
+
+TARGETS = {
+    "throughput_default": (">=", 150_000, "numeric fields/s, default detector, end to end"),
+    "bytes_per_series": ("<=", 4096, "RSS bytes per series (100 000 series)"),
+    "latency_p99_ms": ("<=", 20.0, "ms, p99 of a 1 000-metric batch"),
+    "checkpoint_save_s": ("<=", 2.0, "s, save 100 000 series"),
+    "checkpoint_load_s": ("<=", 2.0, "s, load 100 000 series"),
+}
+
+# (hosts, rounds) of the throughput streams; a host is 46 series (2 cores + cpu-total, mem, 2 disks).
+FULL = {
+    # hst builds its trees on a series' first sample (about 7 ms each): fewer series, more samples.
+    "throughput": {"default": (200, 120), "zscore": (200, 60), "hst": (20, 150), "pad": (100, 100)},
+    "latency": {"hosts": 167, "warm_rounds": 60, "batches": 200},
+    "memory": (1_000, 10_000, 100_000),
+    "checkpoint": 100_000,
+}
+QUICK = {
+    "throughput": {"default": (40, 60), "zscore": (40, 30), "hst": (5, 40), "pad": (10, 40)},
+    "latency": {"hosts": 167, "warm_rounds": 5, "batches": 20},
+    "memory": (1_000, 5_000, 10_000),
+    "checkpoint": 10_000,
+}
+
+
+# -- the process driver ---------------------------------------------------------
+
+
+class _Reader(threading.Thread):
+    """Drains a pipe, counting lines; notes the instant the count reaches ``target``."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(daemon=True)
+        self.fd = fd
+        self.lines = 0
+        self.target: int | None = None
+        self.reached_at: float | None = None
+        self.cond = threading.Condition()
+        self.closed = False
+
+    def run(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.fd, 1 << 20)
+            except OSError:
+                chunk = b""
+            now = time.perf_counter()
+            with self.cond:
+                if not chunk:
+                    self.closed = True
+                    self.cond.notify_all()
+                    return
+                self.lines += chunk.count(b"\n")
+                if self.target is not None and self.reached_at is None and self.lines >= self.target:
+                    self.reached_at = now
+                    self.cond.notify_all()
+
+    def expect(self, lines: int) -> None:
+        """Watch for ``lines`` more lines than read so far... counted from the current target."""
+        with self.cond:
+            base = self.target if self.target is not None else 0
+            self.target = base + lines
+            self.reached_at = None
+            if self.lines >= self.target:
+                self.reached_at = time.perf_counter()
+
+    def wait(self, timeout: float = TIMEOUT) -> float:
+        """The instant the target was reached."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self.reached_at is None:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.closed:
+                    raise RuntimeError(f"only {self.lines} of {self.target} lines came back")
+                self.cond.wait(left)
+            return self.reached_at
+
+
+class Process:
+    """A running processor (riverguard or the pass-through), started and warmed up."""
+
+    def __init__(self, cmd: list[str], tmp: Path) -> None:
+        self.errpath = tmp / f"stderr-{time.monotonic_ns()}.log"
+        self.errfile = open(self.errpath, "wb")  # noqa: SIM115
+        self.popen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errfile,
+                                      bufsize=0, cwd=ROOT)
+        self.stdin = self.popen.stdin.fileno()
+        self.reader = _Reader(self.popen.stdout.fileno())
+        self.reader.start()
+        started = time.perf_counter()
+        self.reader.expect(1)
+        self.write(READY)
+        self.startup_s = self.reader.wait(120) - started
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.stdin, view[: 1 << 16]):]
+
+    def rss(self) -> int:
+        """Resident set size in bytes (VmRSS)."""
+        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
+
+    def close(self) -> int:
+        self.popen.stdin.close()
+        code = self.popen.wait(120)
+        self.reader.join(10)
+        self.errfile.close()
+        return code
+
+    def stderr(self) -> str:
+        return self.errpath.read_text(errors="replace")
+
+
+def stream_through(cmd: list[str], data: bytes, tmp: Path) -> dict[str, Any]:
+    """Seconds from the first byte written to the last output line read (start-up excluded)."""
+    proc = Process(cmd, tmp)
+    lines = data.count(b"\n")
+    proc.reader.expect(lines)
+    writer = threading.Thread(target=proc.write, args=(data,), daemon=True)
+    t0 = time.perf_counter()
+    writer.start()
+    t1 = proc.reader.wait()
+    writer.join()
+    code = proc.close()
+    if code != 0:
+        raise RuntimeError(f"{cmd[:3]} exited {code}: {proc.stderr()[-2000:]}")
+    return {"seconds": t1 - t0, "startup_s": proc.startup_s}
+
+
+def _config(tmp: Path, detector: str) -> Path:
+    path = tmp / f"{detector}.toml"
+    path.write_text(f'[[rule]]\nname = "all"\ndetector = "{detector}"\n')
+    return path
+
+
+# -- the measurements -----------------------------------------------------------------
+
+
+def bench_throughput(sizes: dict[str, tuple[int, int]], tmp: Path, say: Any) -> dict[str, Any]:
+    from riverguard.detectors import DEFAULT, REGISTRY
+
+    out: dict[str, Any] = {}
+    baseline: dict[tuple[int, int], float] = {}
+    names = ["default"] + sorted(n for n in REGISTRY if n != DEFAULT)
+    for name in names:
+        hosts, rounds = sizes[name]
+        stream = Stream(hosts, seed=7)
+        data = stream.generate(rounds)
+        fields = numeric_fields(data)
+        metrics = data.count(b"\n")
+        if (hosts, rounds) not in baseline:
+            run = stream_through(PASSTHROUGH_CMD, data, tmp)
+            baseline[(hosts, rounds)] = fields / run["seconds"]
+        cmd = [*RIVERGUARD, "run"] + ([] if name == "default" else ["--config", str(_config(tmp, name))])
+        run = stream_through(cmd, data, tmp)
+        rate = fields / run["seconds"]
+        label = f"default ({DEFAULT})" if name == "default" else name
+        out[name] = {
+            "detector": label,
+            "series": stream.series,
+            "samples_per_series": rounds,
+            "metrics": metrics,
+            "numeric_fields": fields,
+            "seconds": round(run["seconds"], 3),
+            "fields_per_s": round(rate),
+            "metrics_per_s": round(metrics / run["seconds"]),
+            "passthrough_fields_per_s": round(baseline[(hosts, rounds)]),
+            "ratio_to_passthrough": round(rate / baseline[(hosts, rounds)], 4),
+            "startup_s": round(run["startup_s"], 3),
+        }
+        say(f"  throughput {label}: {rate:,.0f} fields/s ({fields:,} fields in {run['seconds']:.2f} s, "
+            f"pass-through {baseline[(hosts, rounds)]:,.0f} fields/s)")
+    return out
+
+
+def bench_latency(params: dict[str, int], tmp: Path, say: Any) -> dict[str, Any]:
+    """Batches of 1 000 metrics against a warmed-up process: write, then wait for the batch's last line."""
+    out: dict[str, Any] = {}
+    for label, cmd in (("riverguard", [*RIVERGUARD, "run"]), ("passthrough", PASSTHROUGH_CMD)):
+        stream = Stream(params["hosts"], seed=11)
+        warm = stream.generate(params["warm_rounds"])
+        lines: list[bytes] = []
+        batches: list[bytes] = []
+        while len(batches) < params["batches"]:
+            while len(lines) < 1000:
+                lines.extend(stream.next_round())
+            batches.append(b"".join(lines[:1000]))
+            del lines[:1000]
+        proc = Process(cmd, tmp)
+        proc.reader.expect(warm.count(b"\n"))
+        proc.write(warm)
+        proc.reader.wait()
+        samples = []
+        for batch in batches:
+            time.sleep(0.01)  # an idle gap, as between Telegraf flushes
+            proc.reader.expect(1000)
+            t0 = time.perf_counter()
+            proc.write(batch)
+            samples.append((proc.reader.wait() - t0) * 1000)
+        proc.close()
+        samples.sort()
+        out[label] = {
+            "batches": len(samples),
+            "metrics_per_batch": 1000,
+            "numeric_fields_per_batch": round(numeric_fields(b"".join(batches)) / len(batches)),
+            "warm_samples_per_series": params["warm_rounds"],
+            "series": stream.series,
+            "p50_ms": round(_percentile(samples, 50), 2),
+            "p99_ms": round(_percentile(samples, 99), 2),
+            "max_ms": round(samples[-1], 2),
+        }
+        say(f"  latency {label}: p50 {out[label]['p50_ms']} ms, p99 {out[label]['p99_ms']} ms")
+    return out
+
+
+def _percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def bench_memory(levels: tuple[int, ...], tmp: Path, say: Any) -> dict[str, Any]:
+    """RSS of one riverguard process (default config) after it has seen 3 samples of each of K series."""
+    proc = Process([*RIVERGUARD, "run"], tmp)
+    rss: dict[int, int] = {"0": proc.rss()}  # type: ignore[dict-item]
+    round_no = 0
+    for k in levels:
+        stream = Stream(math.ceil(k / 46), seed=5).trim(k)
+        stream.round = round_no
+        for _ in range(3):
+            data = b"".join(stream.next_round())
+            proc.reader.expect(data.count(b"\n"))
+            proc.write(data)
+            proc.reader.wait()
+        round_no = stream.round
+        time.sleep(0.3)
+        rss[k] = proc.rss()
+        say(f"  memory: {k:,} series -> RSS {rss[k] / 2**20:.1f} MiB")
+    proc.close()
+    base = levels[0]
+    out: dict[str, Any] = {
+        "definition": "series = measurement + tag set + field; 3 samples each; RSS from /proc/<pid>/status VmRSS",
+        "rss_bytes": {str(k): v for k, v in rss.items()},
+    }
+    for k in levels[1:]:
+        out[f"bytes_per_series_{k}"] = round((rss[k] - rss[base]) / (k - base))
+    return out
+
+
+def bench_checkpoint(n: int, tmp: Path, say: Any) -> dict[str, Any]:
+    """In-process: an Engine (default config) fed ``n`` series x 3 samples, then StateStore save and restore."""
+    from riverguard.config import default_config
+    from riverguard.engine import Engine
+    from riverguard.log import Log
+    from riverguard.state import StateStore
+    from riverguard.stream import process_chunks
+
+    stream = Stream(math.ceil(n / 46), seed=3).trim(n)
+    data = stream.generate(3)
+    log = Log("error")
+    engine = Engine(default_config(), log)
+    process_chunks(engine, [data[i : i + (1 << 20)] for i in range(0, len(data), 1 << 20)], lambda b: None)
+    assert len(engine.series) == n, len(engine.series)
+    path = tmp / "checkpoint.msgpack"
+    gc.collect()
+    t0 = time.perf_counter()
+    ok = StateStore(engine, path).save()
+    save_s = time.perf_counter() - t0
+    assert ok, "checkpoint save failed"
+    size = path.stat().st_size
+    del engine
+    gc.collect()
+    fresh = Engine(default_config(), log)
+    t0 = time.perf_counter()
+    restored = StateStore(fresh, path).restore()
+    load_s = time.perf_counter() - t0
+    assert restored == n, restored
+    say(f"  checkpoint: {n:,} series, save {save_s:.2f} s, load {load_s:.2f} s, {size / 2**20:.1f} MiB")
+    return {"series": n, "save_s": round(save_s, 3), "load_s": round(load_s, 3), "bytes": size,
+            "bytes_per_series": round(size / n)}
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        from riverguard import __version__ as version
+    except ImportError:  # pragma: no cover
+        version = "?"
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "riverguard": version,
+        "loadavg_at_start": os.getloadavg(),
+        "git": _git(),
+    }
+
+
+def _git() -> str:
+    """The commit benchmarked, with `+dirty` if plugin/ has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "plugin"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return head + ("+dirty" if dirty else "")
+
+
+def _verdict(key: str, value: float) -> str:
+    op, limit, _ = TARGETS[key]
+    ok = value >= limit if op == ">=" else value <= limit
+    return "PASS" if ok else "FAIL"
+
+
+def table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, dict[str, Any]]]:
+    rows: list[list[str]] = []
+    verdicts: dict[str, dict[str, Any]] = {}
+
+    def target(key: str, value: float) -> str:
+        op, limit, unit = TARGETS[key]
+        v = _verdict(key, value)
+        verdicts[key] = {"value": value, "target": f"{op} {limit}", "unit": unit, "result": v}
+        return f"{op} {limit:,} {v}"
+
+    for name, r in results.get("throughput", {}).items():
+        rows.append([
+            f"throughput, {r['detector']} ({r['series']:,} series x {r['samples_per_series']})",
+            f"{r['fields_per_s']:,} fields/s",
+            f"{r['passthrough_fields_per_s']:,} fields/s",
+            f"{r['ratio_to_passthrough']:.3f}",
+            target("throughput_default", r["fields_per_s"]) if name == "default" else "",
+        ])
+    lat = results.get("latency")
+    if lat:
+        rg, pt = lat["riverguard"], lat["passthrough"]
+        for q in ("p50", "p99"):
+            rows.append([
+                f"latency {q}, batch of 1 000 metrics (~{rg['numeric_fields_per_batch']:,} fields)",
+                f"{rg[q + '_ms']:.1f} ms", f"{pt[q + '_ms']:.1f} ms", f"{rg[q + '_ms'] / pt[q + '_ms']:.1f}x",
+                target("latency_p99_ms", rg["p99_ms"]) if q == "p99" else "",
+            ])
+    mem = results.get("memory")
+    if mem:
+        keys = sorted((k for k in mem if k.startswith("bytes_per_series_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+        for k in keys:
+            n = int(k.rsplit("_", 1)[1])
+            rows.append([f"memory per series at {n:,} series (RSS growth)", f"{mem[k]:,} B", "", "",
+                         target("bytes_per_series", mem[k]) if k == keys[-1] else ""])
+    cp = results.get("checkpoint")
+    if cp:
+        rows.append([f"checkpoint save, {cp['series']:,} series", f"{cp['save_s']:.2f} s", "", "",
+                     target("checkpoint_save_s", cp["save_s"])])
+        rows.append([f"checkpoint load, {cp['series']:,} series", f"{cp['load_s']:.2f} s", "", "",
+                     target("checkpoint_load_s", cp["load_s"])])
+        rows.append(["checkpoint file size", f"{cp['bytes'] / 2**20:.1f} MiB ({cp['bytes_per_series']:,} B/series)",
+                     "", "", ""])
+    return rows, verdicts
+
+
+def render(rows: list[list[str]]) -> str:
+    head = ["measure", "riverguard", "pass-through", "ratio", "target"]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [head, ["-" * w for w in widths], *rows]]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small, fast run (figures are not comparable)")
+    parser.add_argument("--output", default=str(ROOT / "bench-results.json"), help="JSON results (default: %(default)s)")
+    parser.add_argument("--only", action="append", choices=["throughput", "latency", "memory", "checkpoint"],
+                        help="run only these parts (repeatable)")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    parts = args.only or ["throughput", "latency", "memory", "checkpoint"]
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    info = machine()
+    say(f"riverguard {info['riverguard']} benchmark ({'quick' if args.quick else 'full'}) on {info['nproc']} x "
+        f"{info['cpu_model']}, Python {info['python']}, load average {info['loadavg_at_start']}")
+    results: dict[str, Any] = {}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="riverguard-bench-") as name:
+        tmp = Path(name)
+        if "throughput" in parts:
+            results["throughput"] = bench_throughput(plan["throughput"], tmp, say)
+        if "latency" in parts:
+            results["latency"] = bench_latency(plan["latency"], tmp, say)
+        if "memory" in parts:
+            results["memory"] = bench_memory(plan["memory"], tmp, say)
+        if "checkpoint" in parts:
+            results["checkpoint"] = bench_checkpoint(plan["checkpoint"], tmp, say)
+    info["loadavg_at_end"] = os.getloadavg()
+    rows, verdicts = table(results)
+    elapsed = time.monotonic() - started
+    report = {
+        "mode": "quick" if args.quick else "full",
+        "command": " ".join(["python -m tests.benchmarks", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": info,
+        "seconds": round(elapsed, 1),
+        "results": results,
+        "targets": verdicts,
+        "stream": "tests/benchmarks/bench_stream.py: cpu (10 fields), mem (6), disk (5) per host, seeded",
+    }
+    print()
+    print(f"machine: {info['nproc']} CPUs, {info['cpu_model']}, Python {info['python']}, "
+          f"riverguard {info['riverguard']} at {info['git']}, load average {info['loadavg_at_start'][0]:.2f} at start, {info['loadavg_at_end'][0]:.2f} at end")
+    print(render(rows))
+    print()
+    for key, v in verdicts.items():
+        print(f"{v['result']}  {key}: {v['value']:,} (target {v['target']} {v['unit']})")
+    if args.quick:
+        print("(quick run: smaller streams and fewer series than the targets are defined for)")
+    print(f"bench time {elapsed:.0f} s; JSON written to {args.output}")
+    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
