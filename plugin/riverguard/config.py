@@ -41,19 +41,19 @@ class Rule:
     warmup: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def detector_class(self) -> type[detectors.Detector] | None:
         """The detector class, or None for ``detector = "off"``."""
         return None if self.detector == "off" else detectors.resolve(self.detector)
 
-    @property
+    @functools.cached_property
     def effective_threshold(self) -> float:
         cls = self.detector_class
         if self.threshold is not None:
             return self.threshold
         return cls.default_threshold if cls else 1.0
 
-    @property
+    @functools.cached_property
     def effective_warmup(self) -> int:
         cls = self.detector_class
         if self.warmup is not None:

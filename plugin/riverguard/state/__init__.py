@@ -102,9 +102,9 @@ class StateStore:
         engine.expire()
         try:
             records = [
-                [key, s.rule.detector_class.name, s.rule.fingerprint, s.seen, s.last_time, s.anomalies, _encode_detector(s.detector)]
+                [key, s.rule.detector_class.name, s.rule.fingerprint, s.seen, s.last_time, s.anomalies, _encode_detector(s.detector)]  # type: ignore[union-attr]
                 for key, s in engine.series.items()
-                if s.detector is not None and s.rule is not None and s.rule.detector_class is not None
+                if s.detector is not None
             ]
             header = {
                 "riverguard": __version__,
