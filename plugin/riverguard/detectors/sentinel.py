@@ -1,4 +1,4 @@
-"""Sentinel: sequence surprise, prediction error and new extremes, calibrated into a likelihood."""
+"""Sentinel: sequence surprise, prediction error, new extremes and stuck values, calibrated into likelihoods."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ _SQRT1_2 = math.sqrt(0.5)
 class Sentinel(Detector):
     """Anomaly likelihood of recent surprise, with new-extreme detection and suppression.
 
-    Each sample goes through four cheap steps, all strictly online:
+    Each sample goes through six cheap steps, all strictly online:
 
     1. **Surprise.** Two raw scores in [0, 1], the larger is kept:
 
@@ -33,8 +33,19 @@ class Sentinel(Detector):
        ``p = 1e-12`` scores 1.0, so strong detections stay distinct after
        rounding to 6 decimals (as in HTM's anomaly likelihood).
     3. **New extremes.** A value more than ``margin`` of the range seen so far
-       above the maximum or below the minimum scores ``extreme``.
-    4. **Suppression.** Once the score reaches ``fire``, the next ``suppress``
+       above the maximum or below the minimum, and more than ``extreme_sd``
+       long-run standard deviations from the long-run mean, scores ``extreme``
+       (the second condition keeps a noisy series whose range is still
+       growing with a slow drift from firing).
+    4. **Stuck value.** "The same value as the previous one" is modelled as a
+       two-state Markov chain (decayed counts, weight ``repeat_decay``): a run
+       of ``L`` repeats has probability ``P(repeat | new) * P(repeat |
+       repeat) ** (L - 1)``, with both estimated before the run started; its
+       ``-log10`` goes through the same log scale. A series that repeats
+       values often (or is constant) expects long runs and does not fire; a
+       run is reported once, and only if it started after ``learn`` samples.
+    5. **Minimum history.** Nothing scores above 0 before ``learn`` samples.
+    6. **Suppression.** Once the score reaches ``fire``, the next ``suppress``
        scores are multiplied by ``damp``: a run of detections is reported
        once, strong new extremes still get through.
 
@@ -73,6 +84,13 @@ class Sentinel(Detector):
         Samples suppressed after a score reaches ``fire``.
     damp
         Factor applied to suppressed scores, in [0, 1].
+    extreme_sd
+        Long-run standard deviations from the long-run mean a new extreme needs.
+    learn
+        Samples seen before anything may score above 0 (and before a run of
+        repeats may be scored).
+    repeat_decay
+        Weight of the newest step in the repeat statistics.
 
     Examples
     --------
@@ -82,7 +100,7 @@ class Sentinel(Detector):
     >>> det = Sentinel()
     >>> normal = [det.process(10.0 + rng.gauss(0.0, 1.0), 60.0 * i) for i in range(1000)]
     >>> sum(score >= det.default_threshold for score in normal[det.default_warmup:])
-    5
+    1
     >>> det.process(25.0, 60000.0)  # a new extreme
     1.0
     >>> [round(det.process(10.0 + rng.gauss(0.0, 1.0)), 3) for _ in range(3)]  # suppressed
@@ -118,6 +136,9 @@ class Sentinel(Detector):
         fire: float = 0.5,
         suppress: int = 200,
         damp: float = 0.5,
+        extreme_sd: float = 3.0,
+        learn: int = 200,
+        repeat_decay: float = 0.001,
     ) -> None:
         if type(bins) is not int or not 2 <= bins <= 15:
             raise ValueError("bins must be an integer in [2, 15]")
@@ -129,6 +150,8 @@ class Sentinel(Detector):
             raise ValueError("min_sd must be > 0, pmin in (0, 0.5), margin >= 0")
         if not 0.0 <= extreme <= 1.0 or not 0.0 <= damp <= 1.0 or not 0.0 < fire:
             raise ValueError("extreme and damp must be in [0, 1], fire > 0")
+        if not extreme_sd >= 0.0 or type(learn) is not int or learn < 0 or not 0.0 < repeat_decay < 1.0:
+            raise ValueError("extreme_sd must be >= 0, learn an integer >= 0, repeat_decay in (0, 1)")
         if type(suppress) is not int or suppress < 0:
             raise ValueError("suppress must be an integer >= 0")
         self.bins = bins
@@ -145,6 +168,10 @@ class Sentinel(Detector):
         self.fire = fire
         self.suppress = suppress
         self.damp = damp
+        self.extreme_sd = extreme_sd
+        self.learn = learn
+        self.repeat_decay = repeat_decay
+        self._lmean = self._lvar = 0.0  # long-run mean and variance of the values
         self._scale = -1.0 / math.log10(pmin)
         self._n = 0
         self._lo = self._hi = 0.0  # range seen so far
@@ -155,6 +182,13 @@ class Sentinel(Detector):
         self._avg = 0.0  # short average of the raw score
         self._mu = self._s2 = 0.0  # long-run mean and variance of the short average
         self._quiet = 0  # suppressed samples left
+        self._prev = 0.0  # the previous value
+        # repeats ("same value as the previous one") as a two-state Markov chain:
+        # decayed counts of steps from a non-repeat (c0, k0 of them repeats) and from a repeat (c1, k1)
+        self._c0 = self._k0 = self._c1 = self._k1 = 0.0
+        self._rep = False  # the previous step was a repeat
+        self._run = 0.0  # -log10 probability of the current run of repeats (-1: not scored)
+        self._step = 0.0  # -log10 P(repeat | repeat) frozen at the start of the run
 
     def score_one(self, x: float, t: float | None = None) -> float:
         """Score ``x`` without learning it (the likelihood as if ``x`` were next)."""
@@ -169,8 +203,38 @@ class Sentinel(Detector):
         n = self._n
         self._n = n + 1
         if n == 0:
-            self._lo = self._hi = self._mean = x
+            self._lo = self._hi = self._mean = self._prev = self._lmean = x
             return 0.0
+        # 4. stuck value: probability of the current run of repeats
+        stuck = 0.0
+        rep = x == self._prev
+        self._prev = x
+        r = self.repeat_decay
+        keep = 1.0 - r
+        if self._rep:
+            c1 = self._c1 * keep + 1.0
+            k1 = self._k1 * keep + rep
+            if rep:
+                run = self._run
+                if run >= 0.0:
+                    run += self._step
+                    stuck = run * self._scale
+                    if stuck >= self.fire:
+                        run = -1.0  # a stuck run is reported once
+                    self._run = run
+            # the counts before this step decide P(repeat | repeat) for the rest of the run
+            self._c1, self._k1 = c1, k1
+        else:
+            if rep:
+                if n > self.learn:
+                    self._run = -math.log10((self._k0 + 0.5) / (self._c0 + 1.0))
+                    self._step = -math.log10((self._k1 + 0.5) / (self._c1 + 1.0))
+                    stuck = self._run * self._scale
+                else:
+                    self._run = -1.0
+            self._c0 = self._c0 * keep + 1.0
+            self._k0 = self._k0 * keep + rep
+        self._rep = rep
         lo = self._lo
         hi = self._hi
         span = hi - lo
@@ -179,10 +243,17 @@ class Sentinel(Detector):
         ext = 0.0
         if x > hi:
             self._hi = x
-            ext = (x - hi) / span if span > 0.0 else 1.0
+            ext = x - hi
         elif x < lo:
             self._lo = x
-            ext = (lo - x) / span if span > 0.0 else 1.0
+            ext = lo - x
+        # ... that is also far from the long-run mean, in long-run standard deviations
+        lam = self.long if n * self.long > 1.0 else 1.0 / n
+        dl = x - self._lmean
+        if ext > 0.0:
+            far = dl * dl > self.extreme_sd * self.extreme_sd * self._lvar
+        self._lmean += lam * dl
+        self._lvar = (1.0 - lam) * (self._lvar + lam * dl * dl)
         # 1a. sequence surprise: P(level | two previous levels)
         if span > 0.0:
             b = int((x - lo) / span * bins)
@@ -239,9 +310,13 @@ class Sentinel(Detector):
         self._mu = mu + lam * dm
         self._s2 = (1.0 - lam) * (s2 + lam * dm * dm)
         score = -math.log10(p) * self._scale if p > self.pmin else 1.0
-        if ext > self.margin and self.extreme > score:
+        if ext > self.margin * span and far and self.extreme > score:
             score = self.extreme
-        # 4. suppression
+        if stuck > score:
+            score = stuck if stuck < 1.0 else 1.0
+        if n < self.learn:
+            score = 0.0
+        # 6. suppression
         if self._quiet:
             self._quiet -= 1
             score *= self.damp
@@ -253,16 +328,19 @@ class Sentinel(Detector):
         return [
             self._n, float(self._lo), float(self._hi), float(self._mean), float(self._var), self._b1, self._b2,
             bytes(self._counts), float(self._avg), float(self._mu), float(self._s2), self._quiet,
+            float(self._lmean), float(self._lvar), float(self._prev), float(self._c0), float(self._k0),
+            float(self._c1), float(self._k1), int(self._rep), float(self._run), float(self._step),
         ]  # fmt: skip
 
     def load_state(self, state: list[Any]) -> None:
         try:
-            n, lo, hi, mean, var, b1, b2, counts, avg, mu, s2, quiet = state
+            (n, lo, hi, mean, var, b1, b2, counts, avg, mu, s2, quiet,
+             lmean, lvar, prev, c0, k0, c1, k1, rep, run, step) = state  # fmt: skip
         except (TypeError, ValueError):
             raise ValueError("bad sentinel state") from None
         bins = self.bins
-        ints = (n, b1, b2, quiet)
-        floats = (lo, hi, mean, var, avg, mu, s2)
+        ints = (n, b1, b2, quiet, rep)
+        floats = (lo, hi, mean, var, avg, mu, s2, lmean, lvar, prev, c0, k0, c1, k1, run, step)
         if (
             any(type(v) is not int or v < 0 for v in ints)
             or any(type(v) is not float for v in floats)
@@ -270,6 +348,7 @@ class Sentinel(Detector):
             or len(counts) != bins**3
             or b1 >= bins
             or b2 >= bins
+            or rep > 1
         ):
             raise ValueError("bad sentinel state")
         totals = bytearray(bins**2)
@@ -281,5 +360,8 @@ class Sentinel(Detector):
         self._n, self._lo, self._hi, self._mean, self._var = n, lo, hi, mean, var
         self._b1, self._b2, self._quiet = b1, b2, quiet
         self._avg, self._mu, self._s2 = avg, mu, s2
+        self._lmean, self._lvar, self._prev = lmean, lvar, prev
+        self._c0, self._k0, self._c1, self._k1 = c0, k0, c1, k1
+        self._rep, self._run, self._step = bool(rep), run, step
         self._counts = bytearray(counts)
         self._totals = totals
