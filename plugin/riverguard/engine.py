@@ -121,6 +121,7 @@ class Engine:
         self.evicted = 0
         self.expired = 0
         self._error_limit = RateLimit(burst=10, period=1.0)
+        self._names: dict[bytes, tuple[bytes, bytes, bytes]] = {}
 
     # -- rules ---------------------------------------------------------------
 
@@ -217,14 +218,31 @@ class Engine:
                 text, flag = b"0.0", False
             else:
                 text = format_score(score)
-                flag = float(text) >= series.threshold
+                threshold = series.threshold
+                # The flag follows the written score; compare the text only near the threshold.
+                if score < threshold - 1e-5:
+                    flag = False
+                elif score > threshold + 1e-5:
+                    flag = True
+                else:
+                    flag = float(text) >= threshold
                 if flag:
                     series.anomalies += 1
                     self.anomalies += 1
-            out.append(b",%s%s=%s" % (key, score_suffix, text))
+            names = self._names.get(key)
+            if names is None:
+                names = self._names[key] = self._added_names(key)
+            out.append(names[0] + text)
             if keys is None or key + flag_suffix not in keys:
-                out.append(b",%s%s=%s" % (key, flag_suffix, b"true" if flag else b"false"))
+                out.append(names[1] if flag else names[2])
         return b"".join(out)
+
+    def _added_names(self, key: bytes) -> tuple[bytes, bytes, bytes]:
+        """``,K_score=``, ``,K_flag=true`` and ``,K_flag=false`` for field key ``K``."""
+        if len(self._names) >= 65536:  # field keys are few; a flood of distinct ones must not grow this forever
+            self._names.clear()
+        flag = b",%s%s=" % (key, self.flag_suffix)
+        return b",%s%s=" % (key, self.score_suffix), flag + b"true", flag + b"false"
 
     @staticmethod
     def _prefix(metric: Metric) -> bytes:

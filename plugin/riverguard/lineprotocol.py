@@ -300,6 +300,8 @@ class Record(NamedTuple):
     error: ParseError | None
 
 
+_new_record = tuple.__new__
+
 # A metric whose string value opens a quote and crosses newlines may span at most this much.
 MAX_MULTILINE = 8 * 1024 * 1024
 
@@ -337,7 +339,7 @@ class Splitter:
                 pos = nl + 1
                 continue
             try:
-                records.append(Record(buf[pos : nl + 1], parse(line), None))
+                records.append(_new_record(Record, (buf[pos : nl + 1], parse(line), None)))
                 pos = nl + 1
                 continue
             except ParseError as err:
