@@ -91,6 +91,9 @@ class Sentinel(Detector):
         repeats may be scored).
     repeat_decay
         Weight of the newest step in the repeat statistics.
+    value_long
+        Weight of the newest value in the long-run mean and variance of the
+        values (used by the new-extreme check).
 
     Examples
     --------
@@ -98,13 +101,13 @@ class Sentinel(Detector):
     >>> from riverguard.detectors import Sentinel
     >>> rng = random.Random(7)
     >>> det = Sentinel()
-    >>> normal = [det.process(10.0 + rng.gauss(0.0, 1.0), 60.0 * i) for i in range(1000)]
+    >>> normal = [det.process(10.0 + rng.gauss(0.0, 1.0), 60.0 * i) for i in range(1500)]
     >>> sum(score >= det.default_threshold for score in normal[det.default_warmup:])
     1
-    >>> det.process(25.0, 60000.0)  # a new extreme
+    >>> det.process(25.0, 90000.0)  # a new extreme
     1.0
     >>> [round(det.process(10.0 + rng.gauss(0.0, 1.0)), 3) for _ in range(3)]  # suppressed
-    [0.014, 0.015, 0.022]
+    [0.026, 0.025, 0.033]
 
     References
     ----------
@@ -128,17 +131,18 @@ class Sentinel(Detector):
         fading: float = 0.05,
         z_scale: float = 4.0,
         short: float = 0.2,
-        long: float = 0.002,
+        long: float = 0.001,
         min_sd: float = 0.05,
         pmin: float = 1e-12,
         margin: float = 0.05,
         extreme: float = 1.0,
         fire: float = 0.5,
-        suppress: int = 200,
+        suppress: int = 400,
         damp: float = 0.5,
         extreme_sd: float = 3.0,
         learn: int = 200,
         repeat_decay: float = 0.001,
+        value_long: float = 0.002,
     ) -> None:
         if type(bins) is not int or not 2 <= bins <= 15:
             raise ValueError("bins must be an integer in [2, 15]")
@@ -152,6 +156,8 @@ class Sentinel(Detector):
             raise ValueError("extreme and damp must be in [0, 1], fire > 0")
         if not extreme_sd >= 0.0 or type(learn) is not int or learn < 0 or not 0.0 < repeat_decay < 1.0:
             raise ValueError("extreme_sd must be >= 0, learn an integer >= 0, repeat_decay in (0, 1)")
+        if not 0.0 < value_long < 1.0:
+            raise ValueError("value_long must be in (0, 1)")
         if type(suppress) is not int or suppress < 0:
             raise ValueError("suppress must be an integer >= 0")
         self.bins = bins
@@ -171,6 +177,7 @@ class Sentinel(Detector):
         self.extreme_sd = extreme_sd
         self.learn = learn
         self.repeat_decay = repeat_decay
+        self.value_long = value_long
         self._lmean = self._lvar = 0.0  # long-run mean and variance of the values
         self._scale = -1.0 / math.log10(pmin)
         self._n = 0
@@ -248,7 +255,7 @@ class Sentinel(Detector):
             self._lo = x
             ext = lo - x
         # ... that is also far from the long-run mean, in long-run standard deviations
-        lam = self.long if n * self.long > 1.0 else 1.0 / n
+        lam = self.value_long if n * self.value_long > 1.0 else 1.0 / n
         dl = x - self._lmean
         if ext > 0.0:
             far = dl * dl > self.extreme_sd * self.extreme_sd * self._lvar
