@@ -20,6 +20,9 @@ from typing import Any, ClassVar
 class Detector(abc.ABC):
     """Base class of riverguard's detectors."""
 
+    # Empty, so a detector that declares __slots__ has no per-instance __dict__ (memory per series).
+    __slots__ = ()
+
     #: The name used in rules (``detector = "..."``).
     name: ClassVar[str]
     #: A score at or above this sets the flag, unless the rule sets ``threshold``.

@@ -10,6 +10,9 @@ from .base import Detector
 _SQRT1_2 = math.sqrt(0.5)
 
 
+_INT, _FLOAT = {int}, {float}
+
+
 class Sentinel(Detector):
     """Anomaly likelihood of recent surprise, with new-extreme detection and suppression.
 
@@ -118,6 +121,51 @@ class Sentinel(Detector):
     [^3]: Lavin, A. and Ahmad, S., 2015. Evaluating real-time anomaly detection
     algorithms: the Numenta Anomaly Benchmark. ICMLA.
     """
+
+    __slots__ = (
+        "bins",
+        "gain",
+        "prior",
+        "fading",
+        "z_scale",
+        "short",
+        "long",
+        "min_sd",
+        "pmin",
+        "margin",
+        "extreme",
+        "fire",
+        "suppress",
+        "damp",
+        "extreme_sd",
+        "learn",
+        "repeat_decay",
+        "value_long",
+        "_avg",
+        "_b1",
+        "_b2",
+        "_c0",
+        "_c1",
+        "_counts",
+        "_hi",
+        "_k0",
+        "_k1",
+        "_lmean",
+        "_lo",
+        "_lvar",
+        "_mean",
+        "_mu",
+        "_n",
+        "_prev",
+        "_quiet",
+        "_rep",
+        "_run",
+        "_s2",
+        "_scale",
+        "_step",
+        "_totals",
+        "_var",
+    )
 
     name = "sentinel"
     default_threshold = 0.5
@@ -334,36 +382,31 @@ class Sentinel(Detector):
     def dump_state(self) -> list[Any]:
         return [
             self._n, float(self._lo), float(self._hi), float(self._mean), float(self._var), self._b1, self._b2,
-            bytes(self._counts), float(self._avg), float(self._mu), float(self._s2), self._quiet,
+            bytes(self._counts), bytes(self._totals), float(self._avg), float(self._mu), float(self._s2), self._quiet,
             float(self._lmean), float(self._lvar), float(self._prev), float(self._c0), float(self._k0),
             float(self._c1), float(self._k1), int(self._rep), float(self._run), float(self._step),
         ]  # fmt: skip
 
     def load_state(self, state: list[Any]) -> None:
         try:
-            (n, lo, hi, mean, var, b1, b2, counts, avg, mu, s2, quiet,
+            (n, lo, hi, mean, var, b1, b2, counts, totals, avg, mu, s2, quiet,
              lmean, lvar, prev, c0, k0, c1, k1, rep, run, step) = state  # fmt: skip
         except (TypeError, ValueError):
             raise ValueError("bad sentinel state") from None
         bins = self.bins
-        ints = (n, b1, b2, quiet, rep)
-        floats = (lo, hi, mean, var, avg, mu, s2, lmean, lvar, prev, c0, k0, c1, k1, run, step)
         if (
-            any(type(v) is not int or v < 0 for v in ints)
-            or any(type(v) is not float for v in floats)
+            {type(n), type(b1), type(b2), type(quiet), type(rep)} != _INT
+            or min(n, b1, b2, quiet, rep) < 0
+            or {type(v) for v in (lo, hi, mean, var, avg, mu, s2, lmean, lvar, prev, c0, k0, c1, k1, run, step)} != _FLOAT
             or type(counts) is not bytes
             or len(counts) != bins**3
+            or type(totals) is not bytes
+            or len(totals) != bins**2
             or b1 >= bins
             or b2 >= bins
             or rep > 1
         ):
             raise ValueError("bad sentinel state")
-        totals = bytearray(bins**2)
-        for row in range(bins**2):
-            total = sum(counts[row * bins : (row + 1) * bins])
-            if total > 255:
-                raise ValueError("bad sentinel state")
-            totals[row] = total
         self._n, self._lo, self._hi, self._mean, self._var = n, lo, hi, mean, var
         self._b1, self._b2, self._quiet = b1, b2, quiet
         self._avg, self._mu, self._s2 = avg, mu, s2
@@ -371,4 +414,7 @@ class Sentinel(Detector):
         self._c0, self._k0, self._c1, self._k1 = c0, k0, c1, k1
         self._rep, self._run, self._step = bool(rep), run, step
         self._counts = bytearray(counts)
-        self._totals = totals
+        # The per-context totals are saved rather than re-summed (144 sums per series made
+        # loading 100 000 series take seconds). Totals that disagree with the counts can only
+        # come from a tampered file: they skew that series' scores or fail it (logged, unscored).
+        self._totals = bytearray(totals)

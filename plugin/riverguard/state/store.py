@@ -131,15 +131,16 @@ def read(path: Path) -> Checkpoint:
     if not isinstance(records, list) or len(records) != header.get("series"):
         raise CheckpointError("the file is corrupt (record count does not match the header)")
     for record in records:
+        if type(record) is not list or len(record) != 7:
+            raise CheckpointError("the file is corrupt (malformed series record)")
+        key, name, fingerprint, seen, last, anomalies, _state = record
         if (
-            not isinstance(record, list)
-            or len(record) != 7
-            or not isinstance(record[0], bytes)
-            or not isinstance(record[1], str)
-            or not isinstance(record[2], str)
-            or type(record[3]) is not int
-            or not (record[4] is None or type(record[4]) is int)
-            or type(record[5]) is not int
+            type(key) is not bytes
+            or type(name) is not str
+            or type(fingerprint) is not str
+            or type(seen) is not int
+            or (last is not None and type(last) is not int)
+            or type(anomalies) is not int
         ):
             raise CheckpointError("the file is corrupt (malformed series record)")
     return Checkpoint(header, records, size)
