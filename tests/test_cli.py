@@ -13,7 +13,7 @@ from riverguard import __version__, cli
 from riverguard.detectors import resolve
 
 
-def _stream(n: int = 60) -> bytes:
+def _stream(n: int = 300) -> bytes:
     lines = [b"# recorded on host a\n"]
     for i in range(n):
         value = 500 if i == n - 5 else 10 + (i % 3)
@@ -52,12 +52,12 @@ def test_run_and_replay_give_the_same_bytes(tmp_path: Path) -> None:
 
     # Defaults without --config: every numeric field, the default detector and its warm-up.
     warmup = resolve("default").default_warmup
-    assert 0 < warmup < 55
+    assert 0 < warmup < 295
     cpu = [line for line in run_out.splitlines() if line.startswith(b"cpu,") and b"_anomaly_score" in line]
-    assert len(cpu) == 60
+    assert len(cpu) == 300
     assert all(b"usage_anomaly_score=0.0,usage_anomaly=false" in line for line in cpu[:warmup])
     flagged = [i for i, line in enumerate(cpu) if b"usage_anomaly=true" in line]
-    assert 55 in flagged  # the 500 spike
+    assert 295 in flagged  # the 500 spike
     assert b"state_anomaly" not in run_out  # strings are never scored
     assert all(b"used_anomaly_score=" in line for line in run_out.splitlines() if line.startswith(b"mem,"))
 
@@ -66,7 +66,7 @@ def test_run_and_replay_give_the_same_bytes(tmp_path: Path) -> None:
             assert line.startswith(LOG_PREFIXES), line
     assert b"D! " in run_err  # --log-level debug is honoured
     summary = replay_err.decode()
-    assert "I! [riverguard] metrics: 121 (1 unparsable)" in summary
+    assert "I! [riverguard] metrics: 601 (1 unparsable)" in summary
     assert "series: 2 (2 scored)" in summary
     assert re.search(r"anomalies: [1-9]", summary)
     assert "cpu,host=a usage" in summary  # top series by anomalies
