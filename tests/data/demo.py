@@ -134,9 +134,10 @@ def main(argv: list[str]) -> int:
     print(f"\nflags elsewhere: {len(found.elsewhere)} of {found.scored} scored values")
     for series, index in found.elsewhere[:10]:
         print(f"  {series} @ {index}")
-    print("\nexample output line:")
+    spike = START + INJECTIONS[0].first * STEP
+    print("\nthe spike, as riverguard wrote it:")
     for line in result.stdout.decode().splitlines():
-        if "usage_user_anomaly=true" in line:
+        if line.startswith("cpu,cpu=cpu-total,host=web1 ") and line.endswith(f" {spike}"):
             print("  " + line)
             break
     return 0
