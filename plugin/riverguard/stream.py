@@ -11,6 +11,7 @@ and the process exits 0.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import select
 import signal
@@ -22,13 +23,49 @@ from typing import BinaryIO
 from .engine import Engine
 from .lineprotocol import Splitter
 
-__all__ = ["QUOTE_GRACE", "replay", "serve"]
+__all__ = ["QUOTE_GRACE", "ManualGC", "process_chunks", "replay", "serve"]
 
 #: How long a metric whose quote is still open at the end of the input waits
 #: for the rest of it before its first line is treated as malformed.
 QUOTE_GRACE = 0.25
 _READ_SIZE = 1 << 20
 _BATCH_BYTES = 4 << 20
+
+
+class ManualGC:
+    """Cyclic garbage collection on riverguard's schedule instead of Python's.
+
+    Every metric allocates short-lived containers, and Python's collector
+    answers by rescanning the long-lived series models again and again: with
+    thousands of series that is about a third of the run time. riverguard's
+    per-metric objects free themselves by reference counting, so automatic
+    collection is off while the stream runs and a full collection happens
+    every ``every`` metrics (and when :meth:`collect` is called, at each
+    checkpoint), which keeps any cyclic garbage bounded.
+    """
+
+    def __init__(self, engine: Engine, every: int = 1_000_000) -> None:
+        self.engine = engine
+        self.every = every
+        self._next = engine.metrics + every
+        self._was_enabled = gc.isenabled()
+
+    def __enter__(self) -> ManualGC:
+        gc.disable()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._was_enabled:
+            gc.enable()
+
+    def step(self) -> None:
+        """Collect if ``every`` metrics went by since the last collection."""
+        if self.engine.metrics >= self._next:
+            self.collect()
+
+    def collect(self) -> None:
+        gc.collect()
+        self._next = self.engine.metrics + self.every
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -99,7 +136,9 @@ def serve(
     eof = False
     pending_since: float | None = None
     next_tick = time.monotonic() + tick_interval if tick and tick_interval else None
+    collector = ManualGC(engine)
     try:
+        collector.__enter__()
         while True:
             now = time.monotonic()
             deadlines = [d for d in (next_tick, pending_since and pending_since + QUOTE_GRACE) if d]
@@ -148,10 +187,12 @@ def serve(
                 _write_all(outfd, b"".join(out))
                 out, out_bytes = [], 0
                 engine.flush_log()
+                collector.step()
             if eof:
                 break
             if next_tick is not None and time.monotonic() >= next_tick:
                 tick()  # type: ignore[misc]
+                collector.collect()
                 next_tick = time.monotonic() + tick_interval  # type: ignore[operator]
         # Finish: whatever is left (a signal mid-stream) goes out, processed or as it is.
         if buf:
@@ -165,6 +206,7 @@ def serve(
         log.error("stdout was closed: stopping")
         return 1
     finally:
+        collector.__exit__()
         signals.close()
 
 
@@ -200,15 +242,17 @@ def process_chunks(engine: Engine, chunks: Iterable[bytes], write: Callable[[byt
     """Run ``chunks`` (one input stream, in order) through ``engine``, writing the output."""
     splitter = Splitter()
     buf = b""
-    for chunk in chunks:
-        buf = buf + chunk if buf else chunk
-        records, consumed, _ = splitter.split(buf)
-        if records:
+    with ManualGC(engine) as collector:
+        for chunk in chunks:
+            buf = buf + chunk if buf else chunk
+            records, consumed, _ = splitter.split(buf)
+            if records:
+                write(b"".join([engine.process(r) for r in records]))
+                collector.step()
+            buf = buf[consumed:]
+        if buf:
+            records, _, _ = splitter.split(buf, final=True)
             write(b"".join([engine.process(r) for r in records]))
-        buf = buf[consumed:]
-    if buf:
-        records, _, _ = splitter.split(buf, final=True)
-        write(b"".join([engine.process(r) for r in records]))
 
 
 def replay(

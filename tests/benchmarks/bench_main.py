@@ -210,7 +210,7 @@ def bench_throughput(sizes: dict[str, tuple[int, int]], tmp: Path, say: Any) -> 
     baseline: dict[tuple[int, int], float] = {}
     names = ["default"] + sorted(n for n in REGISTRY if n != DEFAULT)
     for name in names:
-        hosts, rounds = sizes[name]
+        hosts, rounds = sizes.get(name, sizes["default"])  # a new detector: the default's size
         stream = Stream(hosts, seed=7)
         data = stream.generate(rounds)
         fields = numeric_fields(data)
