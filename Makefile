@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(PY) tests/data/demo.py
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 bench: $(STAMP)
 	$(PY) -m tests.benchmarks
