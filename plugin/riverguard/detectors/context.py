@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import functools
-import math
+import math  # noqa: F401 (the Examples use it)
 from typing import Any
 
-from .base import Detector
+from ._likelihood import _Likelihood
 
-_SQRT1_2 = math.sqrt(0.5)
 #: ``bytes.translate`` table that halves every count (the table's slow forgetting).
 _HALVE = bytes(i >> 1 for i in range(256))
 #: Odd 32-bit multipliers (fixed: hashing must not depend on the process).
@@ -21,7 +20,7 @@ def _plan(orders: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
     return tuple(((1 << (4 * (k + 1))) - 1, _MULT[j]) for j, k in enumerate(orders))
 
 
-class Context(Detector):
+class Context(_Likelihood):
     """Novelty of the recent pattern of quantised values, as an anomaly likelihood.
 
     A compact, strictly online take on the Contextual Anomaly Detector (CAD
@@ -122,48 +121,13 @@ class Context(Detector):
         "orders",
         "table_bits",
         "halve_every",
-        "fading",
-        "z_scale",
-        "short",
-        "long",
-        "min_sd",
-        "pmin",
-        "margin",
-        "extreme",
-        "fire",
-        "suppress",
-        "damp",
-        "extreme_sd",
-        "learn",
-        "repeat_decay",
-        "value_long",
         "_hashes",
         "_shift",
         "_tmask",
         "_inv",
-        "_scale",
         "_hmask",
-        "_n",
-        "_lo",
-        "_hi",
-        "_mean",
-        "_var",
-        "_lmean",
-        "_lvar",
         "_hist",
         "_table",
-        "_avg",
-        "_mu",
-        "_s2",
-        "_quiet",
-        "_prev",
-        "_c0",
-        "_k0",
-        "_c1",
-        "_k1",
-        "_rep",
-        "_run",
-        "_step",
     )
 
     name = "context"
@@ -203,115 +167,23 @@ class Context(Detector):
             raise ValueError("halve_every must be an integer >= 1")
         if not z_scale > 0.0 or not 0.0 < fading < 1.0 or not 0.0 < short <= 1.0 or not 0.0 < long < 1.0:
             raise ValueError("z_scale must be > 0, fading and long in (0, 1), short in (0, 1]")
-        if not min_sd > 0.0 or not 0.0 < pmin < 0.5 or not margin >= 0.0:
-            raise ValueError("min_sd must be > 0, pmin in (0, 0.5), margin >= 0")
-        if not 0.0 <= extreme <= 1.0 or not 0.0 <= damp <= 1.0 or not 0.0 < fire:
-            raise ValueError("extreme and damp must be in [0, 1], fire > 0")
-        if not extreme_sd >= 0.0 or type(learn) is not int or learn < 0 or not 0.0 < repeat_decay < 1.0:
-            raise ValueError("extreme_sd must be >= 0, learn an integer >= 0, repeat_decay in (0, 1)")
-        if not 0.0 < value_long < 1.0:
-            raise ValueError("value_long must be in (0, 1)")
-        if type(suppress) is not int or suppress < 0:
-            raise ValueError("suppress must be an integer >= 0")
         self.levels = levels
         self.orders = orders
         self.table_bits = table_bits
         self.halve_every = halve_every
-        self.fading = fading
-        self.z_scale = z_scale
-        self.short = short
-        self.long = long
-        self.min_sd = min_sd
-        self.pmin = pmin
-        self.margin = margin
-        self.extreme = extreme
-        self.fire = fire
-        self.suppress = suppress
-        self.damp = damp
-        self.extreme_sd = extreme_sd
-        self.learn = learn
-        self.repeat_decay = repeat_decay
-        self.value_long = value_long
+        self._setup(
+            fading, z_scale, short, long, min_sd, pmin, margin, extreme, fire, suppress, damp, extreme_sd, learn,
+            repeat_decay, value_long,
+        )  # fmt: skip
         self._hashes = _plan(orders)  # shared between instances
         self._shift = 32 - table_bits
         self._tmask = (1 << table_bits) - 1
         self._inv = 1.0 / len(orders)
-        self._scale = -1.0 / math.log10(pmin)
         self._hmask = (1 << (4 * (max(orders) + 1))) - 1
-        self._n = 0
-        self._lo = self._hi = 0.0  # range seen so far
-        self._mean = self._var = 0.0  # EW mean and variance of the values
-        self._lmean = self._lvar = 0.0  # long-run mean and variance of the values
         self._hist = 0  # the previous levels, 4 bits each, newest lowest
         self._table = bytearray(1 << table_bits)
-        self._avg = 0.0
-        self._mu = self._s2 = 0.0
-        self._quiet = 0
-        self._prev = 0.0
-        self._c0 = self._k0 = self._c1 = self._k1 = 0.0
-        self._rep = False
-        self._run = 0.0
-        self._step = 0.0
 
-    def score_one(self, x: float, t: float | None = None) -> float:
-        """Score ``x`` without learning it (the likelihood as if ``x`` were next)."""
-        probe = type(self)(**self.params())
-        probe.load_state(self.dump_state())
-        return probe.process(x, t)
-
-    def learn_one(self, x: float, t: float | None = None) -> None:
-        self.process(x, t)
-
-    def process(self, x: float, t: float | None = None) -> float:
-        n = self._n
-        self._n = n + 1
-        if n == 0:
-            self._lo = self._hi = self._mean = self._prev = self._lmean = x
-            return 0.0
-        # 4. stuck value
-        stuck = 0.0
-        rep = x == self._prev
-        self._prev = x
-        keep = 1.0 - self.repeat_decay
-        if self._rep:
-            c1 = self._c1 * keep + 1.0
-            k1 = self._k1 * keep + rep
-            if rep:
-                run = self._run
-                if run >= 0.0:
-                    run += self._step
-                    stuck = run * self._scale
-                    if stuck >= self.fire:
-                        run = -1.0
-                    self._run = run
-            self._c1, self._k1 = c1, k1
-        else:
-            if rep:
-                if n > self.learn:
-                    self._run = -math.log10((self._k0 + 0.5) / (self._c0 + 1.0))
-                    self._step = -math.log10((self._k1 + 0.5) / (self._c1 + 1.0))
-                    stuck = self._run * self._scale
-                else:
-                    self._run = -1.0
-            self._c0 = self._c0 * keep + 1.0
-            self._k0 = self._k0 * keep + rep
-        self._rep = rep
-        lo = self._lo
-        hi = self._hi
-        span = hi - lo
-        # 3. new extremes
-        ext = 0.0
-        if x > hi:
-            self._hi = x
-            ext = x - hi
-        elif x < lo:
-            self._lo = x
-            ext = lo - x
-        lam = self.value_long if n * self.value_long > 1.0 else 1.0 / n
-        dl = x - self._lmean
-        far = ext > 0.0 and dl * dl > self.extreme_sd * self.extreme_sd * self._lvar
-        self._lmean += lam * dl
-        self._lvar = (1.0 - lam) * (self._lvar + lam * dl * dl)
+    def _surprise(self, x: float, lo: float, span: float, n: int) -> float:
         # 1a. context novelty
         levels = self.levels
         if span > 0.0:
@@ -334,78 +206,23 @@ class Context(Detector):
                 table[i] = c + 1
         if n % self.halve_every == 0:
             self._table = table.translate(_HALVE)
-        raw = unseen * self._inv
-        # 1b. prediction error
-        d = x - self._mean
-        var = self._var
-        if var > 0.0:
-            z = abs(d) / (math.sqrt(var) * self.z_scale)
-            if z > 1.0:
-                z = 1.0
-        else:
-            z = 0.0 if d == 0.0 else 1.0
-        if z > raw:
-            raw = z
-        a = self.fading
-        self._mean += a * d
-        self._var = (1.0 - a) * (var + a * d * d)
-        # 2. likelihood
-        avg = self._avg + self.short * (raw - self._avg)
-        self._avg = avg
-        mu = self._mu
-        s2 = self._s2
-        sd = math.sqrt(s2)
-        if sd < self.min_sd:
-            sd = self.min_sd
-        dm = avg - mu
-        p = 0.5 * math.erfc(dm / sd * _SQRT1_2)
-        lam = self.long if n * self.long > 1.0 else 1.0 / n
-        self._mu = mu + lam * dm
-        self._s2 = (1.0 - lam) * (s2 + lam * dm * dm)
-        score = -math.log10(p) * self._scale if p > self.pmin else 1.0
-        if ext > self.margin * span and far and self.extreme > score:
-            score = self.extreme
-        if stuck > score:
-            score = stuck if stuck < 1.0 else 1.0
-        if n < self.learn:
-            score = 0.0
-        # 6. suppression
-        if self._quiet:
-            self._quiet -= 1
-            score *= self.damp
-        elif score >= self.fire:
-            self._quiet = self.suppress
-        return score
+        return unseen * self._inv
 
-    def dump_state(self) -> list[Any]:
-        return [
-            self._n, float(self._lo), float(self._hi), float(self._mean), float(self._var), self._hist,
-            bytes(self._table), float(self._avg), float(self._mu), float(self._s2), self._quiet,
-            float(self._lmean), float(self._lvar), float(self._prev), float(self._c0), float(self._k0),
-            float(self._c1), float(self._k1), int(self._rep), float(self._run), float(self._step),
-        ]  # fmt: skip
+    def _dump_surprise(self) -> list[Any]:
+        return [self._hist, bytes(self._table)]
 
-    def load_state(self, state: list[Any]) -> None:
-        try:
-            (n, lo, hi, mean, var, hist, table, avg, mu, s2, quiet,
-             lmean, lvar, prev, c0, k0, c1, k1, rep, run, step) = state  # fmt: skip
-        except (TypeError, ValueError):
-            raise ValueError("bad context state") from None
-        ints = (n, hist, quiet, rep)
-        floats = (lo, hi, mean, var, avg, mu, s2, lmean, lvar, prev, c0, k0, c1, k1, run, step)
+    def _load_surprise(self, part: list[Any]) -> bool:
+        if len(part) != 2:
+            return False
+        hist, table = part
         if (
-            any(type(v) is not int or v < 0 for v in ints)
-            or any(type(v) is not float for v in floats)
+            type(hist) is not int
+            or hist < 0
             or type(table) is not bytes
             or len(table) != 1 << self.table_bits
             or hist > self._hmask
-            or rep > 1
         ):
-            raise ValueError("bad context state")
-        self._n, self._lo, self._hi, self._mean, self._var = n, lo, hi, mean, var
-        self._hist, self._quiet = hist, quiet
-        self._avg, self._mu, self._s2 = avg, mu, s2
-        self._lmean, self._lvar, self._prev = lmean, lvar, prev
-        self._c0, self._k0, self._c1, self._k1 = c0, k0, c1, k1
-        self._rep, self._run, self._step = bool(rep), run, step
+            return False
+        self._hist = hist
         self._table = bytearray(table)
+        return True

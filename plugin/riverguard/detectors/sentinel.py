@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from .base import Detector
-
-_SQRT1_2 = math.sqrt(0.5)
+from ._likelihood import _INT, _Likelihood
 
 
-_INT, _FLOAT = {int}, {float}
-
-
-class Sentinel(Detector):
+class Sentinel(_Likelihood):
     """Anomaly likelihood of recent surprise, with new-extreme detection and suppression.
 
     Each sample goes through six cheap steps, all strictly online:
@@ -122,50 +116,7 @@ class Sentinel(Detector):
     algorithms: the Numenta Anomaly Benchmark. ICMLA.
     """
 
-    __slots__ = (
-        "bins",
-        "gain",
-        "prior",
-        "fading",
-        "z_scale",
-        "short",
-        "long",
-        "min_sd",
-        "pmin",
-        "margin",
-        "extreme",
-        "fire",
-        "suppress",
-        "damp",
-        "extreme_sd",
-        "learn",
-        "repeat_decay",
-        "value_long",
-        "_avg",
-        "_b1",
-        "_b2",
-        "_c0",
-        "_c1",
-        "_counts",
-        "_hi",
-        "_k0",
-        "_k1",
-        "_lmean",
-        "_lo",
-        "_lvar",
-        "_mean",
-        "_mu",
-        "_n",
-        "_prev",
-        "_quiet",
-        "_rep",
-        "_run",
-        "_s2",
-        "_scale",
-        "_step",
-        "_totals",
-        "_var",
-    )
+    __slots__ = ("bins", "gain", "prior", "_b1", "_b2", "_counts", "_totals")
 
     name = "sentinel"
     default_threshold = 0.5
@@ -198,118 +149,20 @@ class Sentinel(Detector):
             raise ValueError("gain, prior and z_scale must be > 0")
         if not 0.0 < fading < 1.0 or not 0.0 < short <= 1.0 or not 0.0 < long < 1.0:
             raise ValueError("fading and long must be in (0, 1), short in (0, 1]")
-        if not min_sd > 0.0 or not 0.0 < pmin < 0.5 or not margin >= 0.0:
-            raise ValueError("min_sd must be > 0, pmin in (0, 0.5), margin >= 0")
-        if not 0.0 <= extreme <= 1.0 or not 0.0 <= damp <= 1.0 or not 0.0 < fire:
-            raise ValueError("extreme and damp must be in [0, 1], fire > 0")
-        if not extreme_sd >= 0.0 or type(learn) is not int or learn < 0 or not 0.0 < repeat_decay < 1.0:
-            raise ValueError("extreme_sd must be >= 0, learn an integer >= 0, repeat_decay in (0, 1)")
-        if not 0.0 < value_long < 1.0:
-            raise ValueError("value_long must be in (0, 1)")
-        if type(suppress) is not int or suppress < 0:
-            raise ValueError("suppress must be an integer >= 0")
         self.bins = bins
         self.gain = gain
         self.prior = prior
-        self.fading = fading
-        self.z_scale = z_scale
-        self.short = short
-        self.long = long
-        self.min_sd = min_sd
-        self.pmin = pmin
-        self.margin = margin
-        self.extreme = extreme
-        self.fire = fire
-        self.suppress = suppress
-        self.damp = damp
-        self.extreme_sd = extreme_sd
-        self.learn = learn
-        self.repeat_decay = repeat_decay
-        self.value_long = value_long
-        self._lmean = self._lvar = 0.0  # long-run mean and variance of the values
-        self._scale = -1.0 / math.log10(pmin)
-        self._n = 0
-        self._lo = self._hi = 0.0  # range seen so far
-        self._mean = self._var = 0.0  # EW mean and variance of the values
+        self._setup(
+            fading, z_scale, short, long, min_sd, pmin, margin, extreme, fire, suppress, damp, extreme_sd, learn,
+            repeat_decay, value_long,
+        )  # fmt: skip
         self._b1 = self._b2 = 0  # the two previous levels
         self._counts = bytearray(bins**3)  # decayed counts of (b2, b1) -> b
         self._totals = bytearray(bins**2)  # their sum per context (<= 255)
-        self._avg = 0.0  # short average of the raw score
-        self._mu = self._s2 = 0.0  # long-run mean and variance of the short average
-        self._quiet = 0  # suppressed samples left
-        self._prev = 0.0  # the previous value
-        # repeats ("same value as the previous one") as a two-state Markov chain:
-        # decayed counts of steps from a non-repeat (c0, k0 of them repeats) and from a repeat (c1, k1)
-        self._c0 = self._k0 = self._c1 = self._k1 = 0.0
-        self._rep = False  # the previous step was a repeat
-        self._run = 0.0  # -log10 probability of the current run of repeats (-1: not scored)
-        self._step = 0.0  # -log10 P(repeat | repeat) frozen at the start of the run
 
-    def score_one(self, x: float, t: float | None = None) -> float:
-        """Score ``x`` without learning it (the likelihood as if ``x`` were next)."""
-        probe = type(self)(**self.params())
-        probe.load_state(self.dump_state())
-        return probe.process(x, t)
-
-    def learn_one(self, x: float, t: float | None = None) -> None:
-        self.process(x, t)
-
-    def process(self, x: float, t: float | None = None) -> float:
-        n = self._n
-        self._n = n + 1
-        if n == 0:
-            self._lo = self._hi = self._mean = self._prev = self._lmean = x
-            return 0.0
-        # 4. stuck value: probability of the current run of repeats
-        stuck = 0.0
-        rep = x == self._prev
-        self._prev = x
-        r = self.repeat_decay
-        keep = 1.0 - r
-        if self._rep:
-            c1 = self._c1 * keep + 1.0
-            k1 = self._k1 * keep + rep
-            if rep:
-                run = self._run
-                if run >= 0.0:
-                    run += self._step
-                    stuck = run * self._scale
-                    if stuck >= self.fire:
-                        run = -1.0  # a stuck run is reported once
-                    self._run = run
-            # the counts before this step decide P(repeat | repeat) for the rest of the run
-            self._c1, self._k1 = c1, k1
-        else:
-            if rep:
-                if n > self.learn:
-                    self._run = -math.log10((self._k0 + 0.5) / (self._c0 + 1.0))
-                    self._step = -math.log10((self._k1 + 0.5) / (self._c1 + 1.0))
-                    stuck = self._run * self._scale
-                else:
-                    self._run = -1.0
-            self._c0 = self._c0 * keep + 1.0
-            self._k0 = self._k0 * keep + rep
-        self._rep = rep
-        lo = self._lo
-        hi = self._hi
-        span = hi - lo
-        bins = self.bins
-        # 3. new extremes (relative to the range before this value)
-        ext = 0.0
-        if x > hi:
-            self._hi = x
-            ext = x - hi
-        elif x < lo:
-            self._lo = x
-            ext = lo - x
-        # ... that is also far from the long-run mean, in long-run standard deviations
-        lam = self.value_long if n * self.value_long > 1.0 else 1.0 / n
-        dl = x - self._lmean
-        if ext > 0.0:
-            far = dl * dl > self.extreme_sd * self.extreme_sd * self._lvar
-        self._lmean += lam * dl
-        self._lvar = (1.0 - lam) * (self._lvar + lam * dl * dl)
+    def _surprise(self, x: float, lo: float, span: float, n: int) -> float:
         # 1a. sequence surprise: P(level | two previous levels)
+        bins = self.bins
         if span > 0.0:
             b = int((x - lo) / span * bins)
             b = 0 if b < 0 else (bins - 1 if b >= bins else b)
@@ -335,86 +188,31 @@ class Sentinel(Detector):
         totals[row] = total + 1
         self._b2 = self._b1
         self._b1 = b
-        # 1b. prediction error against the EW mean
-        d = x - self._mean
-        var = self._var
-        if var > 0.0:
-            z = abs(d) / (math.sqrt(var) * self.z_scale)
-            if z > 1.0:
-                z = 1.0
-        else:
-            z = 0.0 if d == 0.0 else 1.0
-        if z > raw:
-            raw = z
-        elif raw < 0.0:
-            raw = 0.0
-        a = self.fading
-        self._mean += a * d
-        self._var = (1.0 - a) * (var + a * d * d)
-        # 2. likelihood of the short average against its long-run distribution
-        avg = self._avg + self.short * (raw - self._avg)
-        self._avg = avg
-        mu = self._mu
-        s2 = self._s2
-        sd = math.sqrt(s2)
-        if sd < self.min_sd:
-            sd = self.min_sd
-        dm = avg - mu
-        p = 0.5 * math.erfc(dm / sd * _SQRT1_2)
-        lam = self.long if n * self.long > 1.0 else 1.0 / n
-        self._mu = mu + lam * dm
-        self._s2 = (1.0 - lam) * (s2 + lam * dm * dm)
-        score = -math.log10(p) * self._scale if p > self.pmin else 1.0
-        if ext > self.margin * span and far and self.extreme > score:
-            score = self.extreme
-        if stuck > score:
-            score = stuck if stuck < 1.0 else 1.0
-        if n < self.learn:
-            score = 0.0
-        # 6. suppression
-        if self._quiet:
-            self._quiet -= 1
-            score *= self.damp
-        elif score >= self.fire:
-            self._quiet = self.suppress
-        return score
+        return raw
 
-    def dump_state(self) -> list[Any]:
-        return [
-            self._n, float(self._lo), float(self._hi), float(self._mean), float(self._var), self._b1, self._b2,
-            bytes(self._counts), bytes(self._totals), float(self._avg), float(self._mu), float(self._s2), self._quiet,
-            float(self._lmean), float(self._lvar), float(self._prev), float(self._c0), float(self._k0),
-            float(self._c1), float(self._k1), int(self._rep), float(self._run), float(self._step),
-        ]  # fmt: skip
+    def _dump_surprise(self) -> list[Any]:
+        return [self._b1, self._b2, bytes(self._counts), bytes(self._totals)]
 
-    def load_state(self, state: list[Any]) -> None:
-        try:
-            (n, lo, hi, mean, var, b1, b2, counts, totals, avg, mu, s2, quiet,
-             lmean, lvar, prev, c0, k0, c1, k1, rep, run, step) = state  # fmt: skip
-        except (TypeError, ValueError):
-            raise ValueError("bad sentinel state") from None
+    def _load_surprise(self, part: list[Any]) -> bool:
+        if len(part) != 4:
+            return False
+        b1, b2, counts, totals = part
         bins = self.bins
         if (
-            {type(n), type(b1), type(b2), type(quiet), type(rep)} != _INT
-            or min(n, b1, b2, quiet, rep) < 0
-            or {type(v) for v in (lo, hi, mean, var, avg, mu, s2, lmean, lvar, prev, c0, k0, c1, k1, run, step)} != _FLOAT
+            {type(b1), type(b2)} != _INT
+            or min(b1, b2) < 0
             or type(counts) is not bytes
             or len(counts) != bins**3
             or type(totals) is not bytes
             or len(totals) != bins**2
             or b1 >= bins
             or b2 >= bins
-            or rep > 1
         ):
-            raise ValueError("bad sentinel state")
-        self._n, self._lo, self._hi, self._mean, self._var = n, lo, hi, mean, var
-        self._b1, self._b2, self._quiet = b1, b2, quiet
-        self._avg, self._mu, self._s2 = avg, mu, s2
-        self._lmean, self._lvar, self._prev = lmean, lvar, prev
-        self._c0, self._k0, self._c1, self._k1 = c0, k0, c1, k1
-        self._rep, self._run, self._step = bool(rep), run, step
+            return False
+        self._b1, self._b2 = b1, b2
         self._counts = bytearray(counts)
         # The per-context totals are saved rather than re-summed (144 sums per series made
         # loading 100 000 series take seconds). Totals that disagree with the counts can only
         # come from a tampered file: they skew that series' scores or fail it (logged, unscored).
         self._totals = bytearray(totals)
+        return True
