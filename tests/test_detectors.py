@@ -42,9 +42,6 @@ STREAMS: dict[str, list[float]] = {
 
 # Known detector bugs (see the report of the tests commit); strict: when fixed, the xfail fails.
 KNOWN_BAD = {
-    ("zscore", "huge"): "zscore: EWVar overflows to inf/nan on values near 1e300, scores become nan",
-    ("zscore", "huge-alternating-sign"): "zscore: EWVar overflows to inf/nan, scores become nan",
-    ("zscore", "quiet-then-huge-then-quiet"): "zscore: one huge value poisons the series with nan forever",
     ("pad", "huge"): "pad: Holt-Winters squared error raises OverflowError on values near 1e300",
     ("pad", "huge-alternating-sign"): "pad: OverflowError on values near 1e300",
     ("pad", "quiet-then-huge-then-quiet"): "pad: OverflowError on a huge value",

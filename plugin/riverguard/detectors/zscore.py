@@ -70,7 +70,8 @@ class ZScore(Detector):
         std = max(math.sqrt(max(self._var.get(), 0.0)), self.min_std)
         if std == 0.0:
             return 0.0 if deviation == 0.0 else 1.0
-        return math.erf(deviation / std / _SQRT2)
+        z = deviation / std
+        return 1.0 if z != z else math.erf(z / _SQRT2)  # inf / inf: as far out as it gets
 
     def dump_state(self) -> list[Any]:
         return [self._n, self._mean._ewmean.__getstate__(), self._var._ewvar.__getstate__()]
@@ -87,3 +88,11 @@ class ZScore(Detector):
         self._mean.update(x)
         self._var.update(x)
         self._n += 1
+        if not (math.isfinite(self._mean.get()) and math.isfinite(self._var.get())):
+            # Values near the float limit overflow the running moments: start over from this
+            # value rather than carry inf/nan (which would leave the series unscored for good).
+            self._mean = stats.EWMean(self.fading_factor)
+            self._var = stats.EWVar(self.fading_factor)
+            self._mean.update(x)
+            self._var.update(x)
+            self._n = 1
