@@ -78,14 +78,24 @@ class HST(Detector):
         return {k: min(1.0, max(0.0, v)) for k, v in scaled.items()}
 
     def score_one(self, x: float, t: float | None = None) -> float:
+        return self._calibrated(x, learn=False)
+
+    def process(self, x: float, t: float | None = None) -> float:
+        score = self._calibrated(x, learn=True)
+        self.learn_one(x, t)
+        return score
+
+    def _calibrated(self, x: float, learn: bool) -> float:
+        """The raw tree score against its own history; ``learn`` also adds it to that history."""
         if self._n == 0:
             return 0.0
         raw = float(self._trees.score_one(self._features(x)))
         mean, std = self._raw_mean.get(), math.sqrt(max(self._raw_var.get(), 0.0))
         if self._n < self.window_size:  # the first window's trees are still empty
             return 0.0
-        self._raw_mean.update(raw)
-        self._raw_var.update(raw)
+        if learn:
+            self._raw_mean.update(raw)
+            self._raw_var.update(raw)
         if raw <= mean:
             return 0.0
         return 1.0 if std == 0.0 else math.erf((raw - mean) / std / math.sqrt(2.0))
