@@ -44,6 +44,9 @@ _FIELD_KEY = re.compile(rb"(" + _KEY + rb")=")
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _BARE = re.compile(rb'[^, \r\n"]+')
 _FLOAT = re.compile(rb"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: A float field value as line protocol writes it.
+FLOAT = _FLOAT
+_HEAD = re.compile(rb"((?:[^\\ \n]|\\[^\n])+) +")
 _SIGNED = re.compile(rb"[+-]?[0-9]+i")
 _UNSIGNED = re.compile(rb"\+?[0-9]+u")
 _SPACES = re.compile(rb" +")
@@ -278,6 +281,48 @@ def unescape(raw: bytes) -> str:
     if b"\\" in raw:
         raw = _UNESCAPE.sub(rb"\1", raw)
     return raw.decode("utf-8", "backslashreplace")
+
+
+def escape_measurement(text: str) -> bytes:
+    """Escape a measurement name for line protocol."""
+    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").encode()
+
+
+def raw_fields(line: bytes) -> tuple[bytes, dict[bytes, bytes], int | None]:
+    """Measurement and tags as written, each field's raw value text by raw key, and the timestamp.
+
+    For readers of riverguard's own output (``riverguard evaluate``), which need
+    the text of boolean fields that :func:`parse` does not keep.
+
+    >>> raw_fields(b'm,t=1 a=1.5,b=true,s="x y" 7')
+    (b'm,t=1', {b'a': b'1.5', b'b': b'true', b's': b'"x y"'}, 7)
+    """
+    h = _HEAD.match(line)
+    if h is None:
+        raise ParseError("expected a space before the field set", 0)
+    pos = h.end()
+    n = len(line)
+    fields: dict[bytes, bytes] = {}
+    while True:
+        k = _FIELD_KEY.match(line, pos)
+        if k is None:
+            raise ParseError("invalid field (expected key=value)", pos)
+        pos = k.end()
+        v = (_STRING if line[pos : pos + 1] == b'"' else _BARE).match(line, pos)
+        if v is None:
+            raise ParseError("missing field value", pos)
+        fields[k.group(1)] = v.group()
+        pos = v.end()
+        if pos < n and line[pos] == 0x2C:  # ','
+            pos += 1
+            continue
+        break
+    rest = line[pos:].strip(b" \r")
+    if not rest:
+        return h.group(1), fields, None
+    if not _TIMESTAMP.fullmatch(rest):
+        raise ParseError("unexpected data after the field set", pos)
+    return h.group(1), fields, int(rest)
 
 
 def escape_key(text: str) -> bytes:

@@ -18,7 +18,6 @@ b'nab,file=a value=1.5,value_anomaly_score=0.0,value_anomaly=false 1000\\n'
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -26,7 +25,7 @@ import numpy as np
 
 from ..config import Config
 from ..engine import Engine
-from ..lineprotocol import ParseError, escape_key
+from ..lineprotocol import FLOAT, ParseError, escape_key, escape_measurement, raw_fields
 from ..log import Log
 from ..stream import process_chunks
 from .corpus import NabFile
@@ -37,25 +36,14 @@ MEASUREMENT = "nab"
 FIELD = "value"
 _CHUNK = 1 << 16
 
-# Field-set tokens (same grammar as riverguard.lineprotocol).
-_FIELD_KEY = re.compile(rb"((?:[^\\,= \n]|\\[^\n])+)=")
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
-_BARE = re.compile(rb'[^, \n"]+')
-_HEAD = re.compile(rb"((?:[^\\ \n]|\\[^\n])+) +")
-_FLOAT = re.compile(rb"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_TIMESTAMP = re.compile(rb"-?[0-9]+")
 _TRUE = {b"t", b"T", b"true", b"True", b"TRUE"}
 _FALSE = {b"f", b"F", b"false", b"False", b"FALSE"}
-
-
-def _escape_measurement(text: str) -> bytes:
-    return text.replace("\\", "\\\\").replace(",", "\\,").replace(" ", "\\ ").encode()
 
 
 def _series(f: NabFile, measurement: str = MEASUREMENT) -> bytes:
     """Measurement and tags of the file's metrics, escaped."""
     return (
-        _escape_measurement(measurement) + b",category=" + escape_key(f.category) + b",file=" + escape_key(f.name)
+        escape_measurement(measurement) + b",category=" + escape_key(f.category) + b",file=" + escape_key(f.name)
     )
 
 
@@ -103,36 +91,6 @@ class OutputRow(NamedTuple):
     flag: bool | None
 
 
-def _fields(line: bytes) -> tuple[bytes, dict[bytes, bytes], int | None]:
-    """Measurement and tags, the field set as raw key -> raw value text, and the timestamp."""
-    h = _HEAD.match(line)
-    if h is None:
-        raise ParseError("expected a space before the field set", 0)
-    pos = h.end()
-    n = len(line)
-    fields: dict[bytes, bytes] = {}
-    while True:
-        k = _FIELD_KEY.match(line, pos)
-        if k is None:
-            raise ParseError("invalid field (expected key=value)", pos)
-        pos = k.end()
-        v = (_STRING if line[pos : pos + 1] == b'"' else _BARE).match(line, pos)
-        if v is None:
-            raise ParseError("missing field value", pos)
-        fields[k.group(1)] = v.group()
-        pos = v.end()
-        if pos < n and line[pos] == 0x2C:  # ','
-            pos += 1
-            continue
-        break
-    rest = line[pos:].strip(b" \r")
-    if not rest:
-        return h.group(1), fields, None
-    if not _TIMESTAMP.fullmatch(rest):
-        raise ParseError("unexpected data after the field set", pos)
-    return h.group(1), fields, int(rest)
-
-
 def read_output(data: bytes, score_suffix: str, flag_suffix: str, field: str = FIELD) -> list[OutputRow]:
     """Each output metric's series, timestamp, and the score and flag added for ``field``.
 
@@ -146,14 +104,14 @@ def read_output(data: bytes, score_suffix: str, flag_suffix: str, field: str = F
         if not line or line.startswith(b"#"):
             continue
         try:
-            series, fields, timestamp = _fields(line)
+            series, fields, timestamp = raw_fields(line)
         except ParseError as err:
             raise ValueError(f"riverguard wrote a line that is not line protocol ({err}): {line[:120]!r}") from None
         score: float | None = None
         flag: bool | None = None
         text = fields.get(score_key)
         if text is not None:
-            if not _FLOAT.fullmatch(text):
+            if not FLOAT.fullmatch(text):
                 raise ValueError(f"score {text!r} is not a float in {line[:120]!r}")
             score = float(text)
             if not 0.0 <= score <= 1.0:
