@@ -209,7 +209,9 @@ class Engine:
             try:
                 score = detector.process(number, t)
                 if not 0.0 <= score <= 1.0:
-                    score = min(1.0, max(0.0, score)) if math.isfinite(score) else _raise_nonfinite(score)
+                    if not math.isfinite(score):
+                        raise ValueError(f"detector returned a non-finite score ({score})")
+                    score = 1.0 if score > 1.0 else 0.0
             except Exception as err:  # noqa: BLE001 - no detector error may reach the stream
                 self._detector_failed(series, skey, err)
                 continue
@@ -305,7 +307,3 @@ class Engine:
             key=lambda item: (-item[0], item[1]),
         )
         return [(k.decode("utf-8", "backslashreplace"), a) for a, k in ranked[:n]]
-
-
-def _raise_nonfinite(score: float) -> float:
-    raise ValueError(f"detector returned a non-finite score ({score})")

@@ -58,7 +58,6 @@ def _rust_classes() -> list[type]:
 
 _OBJECT_CLASSES: list[type] = [
     *detectors.REGISTRY.values(),
-    *getattr(detectors, "STATE_CLASSES", ()),
     anomaly.HalfSpaceTrees,
     anomaly.PredictiveAnomalyDetection,
     _padded.PaddedBranch,
