@@ -177,3 +177,20 @@ def strip_added(data: bytes, score_suffix: bytes = b"_anomaly_score", flag_suffi
         rb"(?:," + key + flag + rb"=(?:true|false))?(?=[ \n\r]|,|$)"
     )
     return pattern.sub(b"", data)
+
+
+@pytest.fixture(scope="session")
+def nab_root() -> Path:
+    """The NAB corpus where ``riverguard evaluate`` looks for it; skipped when absent, failed in CI."""
+    from riverguard.evaluate.corpus import default_nab_path
+
+    path = default_nab_path()
+    if not (path / "windows.json").is_file() or not (path / "data").is_dir():
+        message = (
+            f"NAB corpus not found at {path} (expected data/ and windows.json): "
+            "set RIVERGUARD_NAB or put shared/nab beside the repository"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

@@ -23,7 +23,6 @@ from riverguard.evaluate.report import evaluate_scores
 from riverguard.evaluate.runner import run_corpus
 from riverguard.state import codec
 
-ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 
 
@@ -121,20 +120,9 @@ def test_speed_and_memory():
 # -- NAB quality ----------------------------------------------------------------
 
 
-def _nab_path() -> Path:
-    env = os.environ.get("RIVERGUARD_NAB")
-    path = Path(env) if env else ROOT.parent / "shared" / "nab"
-    if not (path / "windows.json").is_file() or not (path / "data").is_dir():
-        message = f"NAB corpus not found at {path}: set RIVERGUARD_NAB or put shared/nab beside the repository"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
 @pytest.fixture(scope="module")
-def nab_report() -> dict:
-    files = load_corpus(_nab_path())
+def nab_report(nab_root: Path) -> dict:
+    files = load_corpus(nab_root)
     rule = Rule(index=1, name="evaluate-sentinel", detector="sentinel")
     runs = run_corpus(Config(rules=(rule,)), files)
     return evaluate_scores(files, [r.scores for r in runs], [r.flags for r in runs], PROFILES)

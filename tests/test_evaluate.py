@@ -29,7 +29,6 @@ from riverguard.evaluate.report import evaluate_scores
 from riverguard.evaluate.runner import read_output, run_file, to_line_protocol
 from riverguard.lineprotocol import Splitter, unescape
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).with_name("riverguard")
 RIVERGUARD = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "riverguard"]
 
@@ -42,23 +41,6 @@ REFERENCE = {
 SUBSET = ("realAdExchange/exchange-2_cpc_results.csv", "artificialWithAnomaly/art_daily_jumpsup.csv")
 
 
-def _nab_path() -> Path:
-    env = os.environ.get("RIVERGUARD_NAB")
-    path = Path(env) if env else ROOT.parent / "shared" / "nab"
-    if not (path / "windows.json").is_file() or not (path / "data").is_dir():
-        message = (
-            f"NAB corpus not found at {path} (expected data/ and windows.json): "
-            "set RIVERGUARD_NAB or put shared/nab beside the repository"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-@pytest.fixture(scope="module")
-def nab_root() -> Path:
-    return _nab_path()
 
 
 @pytest.fixture(scope="module")
