@@ -51,6 +51,8 @@ class _Likelihood(Detector):
         "_prev",
         "_quiet",
         "_rep",
+        "_rhi",
+        "_rlo",
         "_run",
         "_s2",
         "_scale",
@@ -105,6 +107,7 @@ class _Likelihood(Detector):
         self._scale = -1.0 / math.log10(pmin)
         self._n = 0
         self._lo = self._hi = 0.0  # range seen so far
+        self._rlo = self._rhi = 0.0  # the range as it was when the current excursion beyond it began
         self._mean = self._var = 0.0  # EW mean and variance of the values
         self._lmean = self._lvar = 0.0  # long-run mean and variance of the values
         self._avg = 0.0  # short average of the raw score
@@ -146,7 +149,7 @@ class _Likelihood(Detector):
         n = self._n
         self._n = n + 1
         if n == 0:
-            self._lo = self._hi = self._mean = self._prev = self._lmean = x
+            self._lo = self._hi = self._rlo = self._rhi = self._mean = self._prev = self._lmean = x
             return 0.0
         # 4. stuck value: probability of the current run of repeats
         stuck = 0.0
@@ -180,14 +183,22 @@ class _Likelihood(Detector):
         lo = self._lo
         hi = self._hi
         span = hi - lo
-        # 3. new extremes (relative to the range before this value)
-        ext = 0.0
         if x > hi:
             self._hi = x
-            ext = x - hi
         elif x < lo:
             self._lo = x
-            ext = lo - x
+        # 3. new extremes: how far beyond the range as it was when the current excursion
+        # began (a slow slide to a new low is measured from where it left the range)
+        rlo = self._rlo
+        rhi = self._rhi
+        ext = 0.0
+        if x > rhi:
+            ext = x - rhi
+        elif x < rlo:
+            ext = rlo - x
+        else:  # back inside: the reference catches up with the range
+            self._rlo = self._lo
+            self._rhi = self._hi
         # ... that is also far from the long-run mean, in long-run standard deviations
         lam = self.value_long if n * self.value_long > 1.0 else 1.0 / n
         dl = x - self._lmean
@@ -227,9 +238,12 @@ class _Likelihood(Detector):
         self._mu = mu + lam * dm
         self._s2 = (1.0 - lam) * (s2 + lam * dm * dm)
         score = -math.log10(p) * self._scale if p > self.pmin else 1.0
-        # ext > 0 whenever this holds (margin and span are >= 0), so far is set
-        if ext > self.margin * span and far and self.extreme > score:
-            score = self.extreme
+        # ext > 0 whenever this holds (margin and the span are >= 0), so far is set
+        if ext > self.margin * (rhi - rlo) and far:
+            if self.extreme > score:
+                score = self.extreme
+            self._rlo = self._lo  # the next excursion is measured from here
+            self._rhi = self._hi
         if stuck > score:
             score = stuck if stuck < 1.0 else 1.0
         # 5. minimum history
@@ -249,20 +263,22 @@ class _Likelihood(Detector):
             float(self._avg), float(self._mu), float(self._s2), self._quiet,
             float(self._lmean), float(self._lvar), float(self._prev), float(self._c0), float(self._k0),
             float(self._c1), float(self._k1), int(self._rep), float(self._run), float(self._step),
+            float(self._rlo), float(self._rhi),
         ]  # fmt: skip
 
     def load_state(self, state: list[Any]) -> None:
         bad = f"bad {self.name} state"
         try:
             (n, lo, hi, mean, var, *part, avg, mu, s2, quiet,
-             lmean, lvar, prev, c0, k0, c1, k1, rep, run, step) = state  # fmt: skip
+             lmean, lvar, prev, c0, k0, c1, k1, rep, run, step, rlo, rhi) = state  # fmt: skip
         except (TypeError, ValueError):
             raise ValueError(bad) from None
         if (
             {type(n), type(quiet), type(rep)} != _INT
             or min(n, quiet, rep) < 0
             or rep > 1
-            or {type(v) for v in (lo, hi, mean, var, avg, mu, s2, lmean, lvar, prev, c0, k0, c1, k1, run, step)} != _FLOAT
+            or {type(v) for v in (lo, hi, rlo, rhi, mean, var, avg, mu, s2, lmean, lvar, prev, c0, k0, c1, k1, run, step)}
+            != _FLOAT
             or not self._load_surprise(part)  # last: it restores its part when it is valid
         ):
             raise ValueError(bad)
@@ -272,3 +288,4 @@ class _Likelihood(Detector):
         self._lmean, self._lvar, self._prev = lmean, lvar, prev
         self._c0, self._k0, self._c1, self._k1 = c0, k0, c1, k1
         self._rep, self._run, self._step = bool(rep), run, step
+        self._rlo, self._rhi = rlo, rhi

@@ -41,9 +41,10 @@ class Context(_Likelihood):
        ``short``) is compared with the long-run mean and variance of that
        average (weight ``long``): the Gaussian tail probability ``p`` is put on
        a log scale, ``score = -log10(p) / -log10(pmin)``.
-    3. **New extremes.** A value more than ``margin`` of the range seen so far
-       beyond it, and more than ``extreme_sd`` long-run standard deviations
-       from the long-run mean, scores ``extreme``.
+    3. **New extremes.** A value more than ``margin`` of the range beyond it,
+       and more than ``extreme_sd`` long-run standard deviations from the
+       long-run mean, scores ``extreme``; the range is taken as it was when the
+       current excursion beyond it began (see Sentinel).
     4. **Stuck value.** A run of repeats is scored by its probability under a
        two-state repeat Markov chain, reported once per run.
     5. **Minimum history.** Nothing scores above 0 before ``learn`` samples.

@@ -29,11 +29,14 @@ class Sentinel(_Likelihood):
        ``score = -log10(p) / -log10(pmin)``. ``p = 1e-6`` scores 0.5 and
        ``p = 1e-12`` scores 1.0, so strong detections stay distinct after
        rounding to 6 decimals (as in HTM's anomaly likelihood).
-    3. **New extremes.** A value more than ``margin`` of the range seen so far
-       above the maximum or below the minimum, and more than ``extreme_sd``
-       long-run standard deviations from the long-run mean, scores ``extreme``
-       (the second condition keeps a noisy series whose range is still
-       growing with a slow drift from firing).
+    3. **New extremes.** A value more than ``margin`` of the range above the
+       maximum or below the minimum, and more than ``extreme_sd`` long-run
+       standard deviations from the long-run mean, scores ``extreme`` (the
+       second condition keeps a noisy series whose range is still growing with
+       a slow drift from firing). The range is taken as it was when the current
+       excursion beyond it began, so a slow slide to a new low is measured from
+       where it left the range rather than step by step; after a detection, or
+       once the value is back inside, the reference catches up with the range.
     4. **Stuck value.** "The same value as the previous one" is modelled as a
        two-state Markov chain (decayed counts, weight ``repeat_decay``): a run
        of ``L`` repeats has probability ``P(repeat | new) * P(repeat |
