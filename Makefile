@@ -2,11 +2,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Reinstall (and rebuild the compiled hot path) whenever the build inputs change.
+BUILD_INPUTS := pyproject.toml setup.py plugin/riverguard/_hotpath.pyx
+STAMP := $(VENV)/.installed-$(shell cat $(BUILD_INPUTS) | cksum | cut -d' ' -f1)
 
 .PHONY: demo test bench install clean
 
-$(STAMP): pyproject.toml
+$(STAMP): $(BUILD_INPUTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -25,4 +27,4 @@ bench: $(STAMP)
 	$(PY) -m tests.benchmarks
 
 clean:
-	rm -rf $(VENV) build plugin/*.egg-info
+	rm -rf $(VENV) build plugin/*.egg-info plugin/riverguard/_hotpath.c plugin/riverguard/_hotpath.*.so

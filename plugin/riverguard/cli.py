@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="riverguard",
         description="Online anomaly detection for Telegraf: one River model per series.",
     )
-    parser.add_argument("--version", action="version", version=f"riverguard {__version__}")
+    parser.add_argument("--version", action="version", version=f"riverguard {__version__} ({_hot_path()})")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -194,12 +194,18 @@ def _state_store(engine: Engine):  # type: ignore[no-untyped-def]
     return store
 
 
+def _hot_path() -> str:
+    from .engine import ACCELERATED
+
+    return "compiled hot path" if ACCELERATED else "pure Python: no compiled hot path"
+
+
 def _run(config: Config, log: Log) -> int:
     from .stream import serve
 
     engine = Engine(config, log)
     store = _state_store(engine)
-    log.debug(f"riverguard {__version__} started with {len(config.rules)} rule(s) from {config.source}")
+    log.debug(f"riverguard {__version__} ({_hot_path()}) started with {len(config.rules)} rule(s) from {config.source}")
     code = serve(
         engine,
         tick=store.save if store else None,

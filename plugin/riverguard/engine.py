@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import os
 import re
 from collections.abc import Callable
 from typing import Any
 
 from .config import Config, Rule
 from .detectors import Detector
-from .lineprotocol import Metric, ParseError, Record, escape_key, unescape
+from .lineprotocol import Metric, ParseError, Record, Splitter, escape_key, unescape
 from .log import Log, RateLimit
 
-__all__ = ["Engine", "Series", "format_score", "series_key"]
-
+__all__ = ["ACCELERATED", "Engine", "Series", "checked_score", "format_score", "series_key"]
 
 
 class Series:
@@ -48,6 +48,19 @@ def format_score(score: float) -> bytes:
     if b"." not in text and b"e" not in text:
         text += b".0"
     return text
+
+
+def checked_score(score: Any) -> Any:
+    """A detector's score as written: NaN and infinities raise ValueError, the rest is clamped to [0, 1].
+
+    >>> checked_score(0.25), checked_score(7.0), checked_score(-1)
+    (0.25, 1.0, 0.0)
+    """
+    if not 0.0 <= score <= 1.0:
+        if not math.isfinite(score):
+            raise ValueError(f"detector returned a non-finite score ({score})")
+        score = 1.0 if score > 1.0 else 0.0
+    return score
 
 
 def series_key(metric: Metric, field_key: bytes) -> bytes:
@@ -103,8 +116,13 @@ class Engine:
     b'cpu,host=a idle=97.5,idle_anomaly_score=0.0,idle_anomaly=false 1\\n'
     """
 
-    def __init__(self, config: Config, log: Log | None = None) -> None:
+    def __init__(self, config: Config, log: Log | None = None, *, accelerate: bool | None = None) -> None:
         self.config = config
+        if accelerate is None:
+            accelerate = not os.environ.get("RIVERGUARD_PURE_PYTHON")
+        #: The compiled path for plain metrics (:mod:`riverguard._hotpath`), or None: pure Python.
+        self._run_plain = _run_plain if accelerate else None
+        self._splitter = Splitter()
         self.log = log or Log("error")
         self._rules = [_CompiledRule(rule) for rule in config.rules]
         self.score_suffix = escape_key(config.output.score_suffix)
@@ -142,6 +160,37 @@ class Engine:
         return Series(rule, cls(**rule.params) if cls else None)
 
     # -- scoring -------------------------------------------------------------
+
+    def feed(self, buf: bytes, *, final: bool = False, force: bool = False) -> tuple[list[bytes], int, bool]:
+        """Process the complete metrics at the front of ``buf``: ``(output chunks, bytes consumed, pending)``.
+
+        ``final`` and ``force`` are :meth:`Splitter.split`'s. Plain metrics go
+        through the compiled path when it is built; the rest, one metric at a
+        time, through :meth:`process`. Both give the same bytes.
+
+        >>> from riverguard.config import default_config
+        >>> Engine(default_config()).feed(b"cpu,host=a idle=97.5 1\\ncpu,host=a idle=9")
+        ([b'cpu,host=a idle=97.5,idle_anomaly_score=0.0,idle_anomaly=false 1\\n'], 23, False)
+        """
+        out: list[bytes] = []
+        run = self._run_plain
+        split = self._splitter.split
+        process = self.process
+        if run is None:
+            records, consumed, pending = split(buf, final=final, force=force)
+            out.extend([process(r) for r in records])
+            return out, consumed, pending
+        pos, n = 0, len(buf)
+        while pos < n:
+            pos = run(self, buf, pos, out)
+            if pos >= n:
+                break
+            records, consumed, pending = split(buf, final=final, force=force, start=pos, limit=1)
+            out.extend([process(r) for r in records])
+            if pending or consumed == pos:
+                return out, consumed, pending
+            pos = consumed
+        return out, pos, False
 
     def process(self, record: Record) -> bytes:
         """The output bytes for one record (always newline-terminated)."""
@@ -207,11 +256,7 @@ class Engine:
             if detector is None:
                 continue
             try:
-                score = detector.process(number, t)
-                if not 0.0 <= score <= 1.0:
-                    if not math.isfinite(score):
-                        raise ValueError(f"detector returned a non-finite score ({score})")
-                    score = 1.0 if score > 1.0 else 0.0
+                score = checked_score(detector.process(number, t))
             except Exception as err:  # noqa: BLE001 - no detector error may reach the stream
                 self._detector_failed(series, skey, err)
                 continue
@@ -307,3 +352,11 @@ class Engine:
             key=lambda item: (-item[0], item[1]),
         )
         return [(k.decode("utf-8", "backslashreplace"), a) for a, k in ranked[:n]]
+
+
+ACCELERATED: bool
+try:
+    from ._hotpath import run as _run_plain
+except ImportError:  # no C compiler at install time: the pure-Python path does everything
+    _run_plain = None
+ACCELERATED = _run_plain is not None

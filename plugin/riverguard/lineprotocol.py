@@ -361,17 +361,21 @@ class Splitter:
     unterminated quote never swallows the metrics after it.
     """
 
-    def split(self, buf: bytes, *, final: bool = False, force: bool = False) -> tuple[list[Record], int, bool]:
-        """Return ``(records, consumed, pending)``.
+    def split(
+        self, buf: bytes, *, final: bool = False, force: bool = False, start: int = 0, limit: int | None = None
+    ) -> tuple[list[Record], int, bool]:
+        """Return ``(records, consumed, pending)``: metrics cut from ``buf[start:]``, and where they end.
 
         ``final`` says no more input will come. ``pending`` says the first
         unconsumed metric waits for more input to close an open quote; pass
         ``force=True`` to give up waiting and treat its first line as malformed.
+        ``limit`` stops after that many records; ``consumed`` counts from the
+        start of ``buf``.
         """
         records: list[Record] = []
-        pos, n = 0, len(buf)
+        pos, n = start, len(buf)
         find = buf.find
-        while pos < n:
+        while pos < n and (limit is None or len(records) < limit):
             nl = find(b"\n", pos)
             if nl < 0:
                 if not final:

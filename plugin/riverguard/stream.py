@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 from .engine import Engine
-from .lineprotocol import Splitter
 
 __all__ = ["QUOTE_GRACE", "ManualGC", "process_chunks", "replay", "serve"]
 
@@ -128,7 +127,6 @@ def serve(
     wall clock, between batches, never in the middle of one.
     """
     log = engine.log
-    splitter = Splitter()
     signals = _Signals()
     buf = b""
     out: list[bytes] = []
@@ -172,14 +170,13 @@ def serve(
             if buf:
                 now = time.monotonic()
                 force = pending_since is not None and now >= pending_since + QUOTE_GRACE
-                records, consumed, pending = splitter.split(buf, final=eof, force=force)
+                chunks, consumed, pending = engine.feed(buf, final=eof, force=force)
                 if consumed:
                     buf = buf[consumed:]
                     pending_since = None
                 if pending and pending_since is None:
                     pending_since = now
-                for record in records:
-                    chunk = engine.process(record)
+                for chunk in chunks:
                     out.append(chunk)
                     out_bytes += len(chunk)
             more_waiting = infd in ready and not eof and _readable(infd)
@@ -196,8 +193,7 @@ def serve(
                 next_tick = time.monotonic() + tick_interval  # type: ignore[operator]
         # Finish: whatever is left (a signal mid-stream) goes out, processed or as it is.
         if buf:
-            records, consumed, _ = splitter.split(buf, final=True)
-            out.extend(engine.process(record) for record in records)
+            out.extend(engine.feed(buf, final=True)[0])
         if out:
             _write_all(outfd, b"".join(out))
         engine.flush_log()
@@ -240,19 +236,17 @@ def _chunks(stream: BinaryIO, size: int = _READ_SIZE) -> Iterator[bytes]:
 
 def process_chunks(engine: Engine, chunks: Iterable[bytes], write: Callable[[bytes], object]) -> None:
     """Run ``chunks`` (one input stream, in order) through ``engine``, writing the output."""
-    splitter = Splitter()
     buf = b""
     with ManualGC(engine) as collector:
         for chunk in chunks:
             buf = buf + chunk if buf else chunk
-            records, consumed, _ = splitter.split(buf)
-            if records:
-                write(b"".join([engine.process(r) for r in records]))
+            out, consumed, _ = engine.feed(buf)
+            if out:
+                write(b"".join(out))
                 collector.step()
             buf = buf[consumed:]
         if buf:
-            records, _, _ = splitter.split(buf, final=True)
-            write(b"".join([engine.process(r) for r in records]))
+            write(b"".join(engine.feed(buf, final=True)[0]))
 
 
 def replay(

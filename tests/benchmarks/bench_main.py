@@ -142,11 +142,11 @@ class _Reader(threading.Thread):
 class Process:
     """A running processor (riverguard or the pass-through), started and warmed up."""
 
-    def __init__(self, cmd: list[str], tmp: Path) -> None:
+    def __init__(self, cmd: list[str], tmp: Path, env: dict[str, str] | None = None) -> None:
         self.errpath = tmp / f"stderr-{time.monotonic_ns()}.log"
         self.errfile = open(self.errpath, "wb")  # noqa: SIM115
         self.popen = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errfile,
-                                      bufsize=0, cwd=ROOT)
+                                      bufsize=0, cwd=ROOT, env={**os.environ, **(env or {})})
         self.stdin = self.popen.stdin.fileno()
         self.reader = _Reader(self.popen.stdout.fileno())
         self.reader.start()
@@ -178,9 +178,9 @@ class Process:
         return self.errpath.read_text(errors="replace")
 
 
-def stream_through(cmd: list[str], data: bytes, tmp: Path) -> dict[str, Any]:
+def stream_through(cmd: list[str], data: bytes, tmp: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Seconds from the first byte written to the last output line read (start-up excluded)."""
-    proc = Process(cmd, tmp)
+    proc = Process(cmd, tmp, env)
     lines = data.count(b"\n")
     proc.reader.expect(lines)
     writer = threading.Thread(target=proc.write, args=(data,), daemon=True)
@@ -208,8 +208,15 @@ def bench_throughput(sizes: dict[str, tuple[int, int]], tmp: Path, say: Any) -> 
 
     out: dict[str, Any] = {}
     baseline: dict[tuple[int, int], float] = {}
-    names = ["default"] + sorted(n for n in REGISTRY if n != DEFAULT)
+    from riverguard.engine import ACCELERATED
+
+    # The default detector also without the compiled hot path (RIVERGUARD_PURE_PYTHON=1), when it is built.
+    names = ["default"] + (["default-pure"] if ACCELERATED else []) + sorted(n for n in REGISTRY if n != DEFAULT)
     for name in names:
+        pure = name == "default-pure"
+        env = {"RIVERGUARD_PURE_PYTHON": "1"} if pure else None
+        if pure:
+            name = "default"
         hosts, rounds = sizes.get(name, sizes["default"])  # a new detector: the default's size
         stream = Stream(hosts, seed=7)
         data = stream.generate(rounds)
@@ -219,9 +226,11 @@ def bench_throughput(sizes: dict[str, tuple[int, int]], tmp: Path, say: Any) -> 
             run = stream_through(PASSTHROUGH_CMD, data, tmp)
             baseline[(hosts, rounds)] = fields / run["seconds"]
         cmd = [*RIVERGUARD, "run"] + ([] if name == "default" else ["--config", str(_config(tmp, name))])
-        run = stream_through(cmd, data, tmp)
+        run = stream_through(cmd, data, tmp, env)
         rate = fields / run["seconds"]
         label = f"default ({DEFAULT})" if name == "default" else name
+        if pure:
+            name, label = "default-pure", f"{label}, pure Python"
         out[name] = {
             "detector": label,
             "series": stream.series,
@@ -361,8 +370,9 @@ def machine() -> dict[str, Any]:
         pass
     try:
         from riverguard import __version__ as version
+        from riverguard.engine import ACCELERATED as accelerated
     except ImportError:  # pragma: no cover
-        version = "?"
+        version, accelerated = "?", False
     return {
         "nproc": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
@@ -370,6 +380,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "riverguard": version,
+        "hot_path": "compiled" if accelerated else "pure Python",
         "loadavg_at_start": os.getloadavg(),
         "git": _git(),
     }
@@ -460,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
 
     info = machine()
     say(f"riverguard {info['riverguard']} benchmark ({'quick' if args.quick else 'full'}) on {info['nproc']} x "
-        f"{info['cpu_model']}, Python {info['python']}, load average {info['loadavg_at_start']}")
+        f"{info['cpu_model']}, Python {info['python']}, {info['hot_path']} hot path, load average {info['loadavg_at_start']}")
     results: dict[str, Any] = {}
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="riverguard-bench-") as name:

@@ -1,0 +1,300 @@
+"""The compiled hot path (``riverguard._hotpath``) and the pure-Python engine give the same result.
+
+``Engine.feed`` sends plain metrics through C when the extension is built and
+everything else through Python. Here the same streams go through an engine
+with the compiled path and one without, cut at arbitrary chunk boundaries,
+and the output bytes and everything the engine keeps (counters, series and
+their LRU order, detector state) must be identical. In CI the extension
+must be built: a silent fallback to pure Python would test nothing here.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import ROOT
+from test_property import BOOLEAN, KEY, MEASUREMENT, SETTINGS, STREAM, TIMESTAMP, UNIT
+from riverguard import config as rg_config
+from riverguard import detectors
+from riverguard.detectors import Detector
+from riverguard.engine import ACCELERATED, Engine
+
+needs_accel = pytest.mark.skipif(
+    not ACCELERATED and not os.environ.get("CI"),
+    reason="compiled hot path not built (no Cython or C compiler at install time)",
+)
+
+CONFIG = """
+[output]
+score_suffix = "{score}"
+flag_suffix = "{flag}"
+[state]
+max_series = {max_series}
+series_ttl = "{ttl}"
+[[rule]]
+name = "quiet"
+measurement = "q*"
+detector = "off"
+[[rule]]
+name = "z"
+measurement = "z*"
+detector = "zscore"
+warmup = 2
+threshold = 0.9
+[[rule]]
+name = "odd"
+measurement = "odd*"
+detector = "odd"
+warmup = 0
+[[rule]]
+name = "rest"
+detector = "default"
+warmup = {warmup}
+threshold = 0.02
+"""
+
+
+class Odd(Detector):
+    """A detector that misbehaves on purpose: raises, returns NaN, out-of-range scores, ints."""
+
+    name = "odd"
+    default_threshold = 0.5
+    default_warmup = 0
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def learn_one(self, x: float, t: float | None = None) -> None:
+        self.n += 1
+
+    def score_one(self, x: float, t: float | None = None) -> Any:
+        kind = self.n % 7
+        if kind == 0:
+            raise RuntimeError("odd failure")
+        return [float("nan"), 2.5, -0.5, 1, 0.5, 0.4999995][kind - 1]
+
+    def process(self, x: float, t: float | None = None) -> Any:
+        self.learn_one(x, t)
+        return self.score_one(x, t)
+
+    def dump_state(self) -> Any:
+        return [self.n]
+
+    def load_state(self, state: Any) -> None:
+        (self.n,) = state
+
+
+@pytest.fixture(autouse=True)
+def _odd_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(detectors.REGISTRY, "odd", Odd)
+
+
+def _config(max_series: int = 1000, ttl: str = "24h", warmup: int = 3, suffixes: tuple[str, str] = ("_anomaly_score", "_anomaly")) -> rg_config.Config:
+    text = CONFIG.format(max_series=max_series, ttl=ttl, warmup=warmup, score=suffixes[0], flag=suffixes[1])
+    return rg_config.parse(text)
+
+
+def _state(engine: Engine) -> dict[str, Any]:
+    return {
+        "counters": (engine.metrics, engine.parse_errors, engine.anomalies, engine.evicted, engine.expired, engine.now),
+        "series": [
+            (key, s.seen, s.last_time, s.anomalies, s.failed, s.detector.dump_state() if s.detector else None)
+            for key, s in engine.series.items()
+        ],
+    }
+
+
+def _run(engine: Engine, data: bytes, cuts: list[int]) -> bytes:
+    """Feed ``data`` in pieces cut at ``cuts``, as the stream loop does; return all output."""
+    out: list[bytes] = []
+    buf = b""
+    last = 0
+    for cut in sorted(set(cuts)) + [len(data)]:
+        buf += data[last:cut]
+        last = cut
+        chunks, consumed, _ = engine.feed(buf)
+        out.extend(chunks)
+        buf = buf[consumed:]
+    chunks, consumed, pending = engine.feed(buf, final=True)
+    assert consumed == len(buf) and not pending
+    out.extend(chunks)
+    return b"".join(out)
+
+
+def assert_same(data: bytes, config: rg_config.Config, cuts: list[int] = ()) -> bytes:
+    fast = Engine(config, accelerate=True)
+    slow = Engine(config, accelerate=False)
+    assert fast._run_plain is not None and slow._run_plain is None
+    expected = _run(slow, data, [])
+    assert _run(fast, data, list(cuts)) == expected
+    assert _state(fast) == _state(slow)
+    return expected
+
+
+def test_ci_builds_the_compiled_path() -> None:
+    """CI installs from a clean clone: the extension must be there (else every check below is moot)."""
+    if os.environ.get("CI"):
+        assert ACCELERATED, "riverguard._hotpath was not built in CI"
+    elif not ACCELERATED:
+        pytest.skip("compiled hot path not built here")
+    from riverguard import _hotpath
+
+    source = ROOT / "plugin" / "riverguard" / "_hotpath.pyx"
+    built = Path(_hotpath.__file__)
+    assert built.stat().st_mtime >= source.stat().st_mtime, "_hotpath.pyx changed since the build: `make install`"
+
+
+# -- generated streams ----------------------------------------------------------
+
+PLAIN_VALUE = st.one_of(
+    st.floats(-1e6, 1e6).map(lambda f: repr(f).encode()),
+    st.sampled_from([b"1", b"1.", b".5", b"-1.5e3", b"1E-3", b"+1", b"-0", b"0.0", b"1e400", b"1e", b"--1", b"1.2.3"]),
+    st.integers(-(2**63) - 1, 2**63).map(lambda i: b"%di" % i),
+    st.integers(-1, 2**64).map(lambda i: b"%du" % i),
+    st.sampled_from([b"i", b"-i", b"+5i", b"u", b"-0i", b"007i", b"18446744073709551615u", b"-9223372036854775808i"]),
+    BOOLEAN,
+)
+
+
+@st.composite
+def telegraf_stream(draw: st.DrawFn) -> bytes:
+    """Series that repeat (so detectors learn, warm up and flag), mostly plain, some not."""
+    measurements = draw(st.lists(st.sampled_from([b"cpu", b"mem", b"zed", b"quiet", b"odd", b"d=isk"]), min_size=1, max_size=3))
+    hosts = draw(st.lists(st.sampled_from([b"a", b"b", b"web-01", b"x=1"]), min_size=1, max_size=3))
+    keys = [b"v", b"w", b"usage_idle", b"v_anomaly_score", b"v_anomaly"]
+    lines = []
+    ts = draw(st.integers(0, 10**12))
+    for _ in range(draw(st.integers(1, 120))):
+        m = draw(st.sampled_from(measurements))
+        host = draw(st.sampled_from(hosts))
+        shape = draw(st.sampled_from(["plain"] * 8 + ["unsorted", "dupkey", "notime", "crlf", "tab", "space", "nts", "other"]))
+        tags = b",host=" + host + b",region=eu"
+        if shape == "unsorted":
+            tags = b",region=eu,host=" + host
+        nfields = draw(st.integers(1, 4))
+        chosen = draw(st.lists(st.sampled_from(keys), min_size=nfields, max_size=nfields, unique=shape != "dupkey"))
+        if shape != "dupkey" and draw(st.integers(0, 9)):
+            chosen = [k for k in chosen if b"anomaly" not in k] or [b"v"]
+        values = [draw(st.one_of(PLAIN_VALUE, st.floats(0, 100).map(lambda f: b"%.3f" % f))) for _ in chosen]
+        fieldset = b",".join(k + b"=" + v for k, v in zip(chosen, values))
+        ts += draw(st.sampled_from([0, 10**9, 10**10, 10**13]))
+        tail = b" %d" % ts
+        if shape == "notime":
+            tail = b""
+        elif shape == "nts":
+            tail = b" -%d" % ts
+        line = m + tags + b" " + fieldset + tail
+        if shape == "crlf":
+            line += b"\r"
+        elif shape == "tab":
+            line = line.replace(b",region", b",re\tgion")
+        elif shape == "space":
+            line += b" "
+        elif shape == "other":
+            line = draw(UNIT)
+        lines.append(line)
+    return b"".join(line + b"\n" for line in lines)
+
+
+@needs_accel
+@settings(max_examples=150, **SETTINGS)
+@given(data=telegraf_stream(), cuts=st.lists(st.integers(0, 20000), max_size=6), warmup=st.integers(0, 5))
+def test_same_output_and_state_on_telegraf_like_streams(data: bytes, cuts: list[int], warmup: int) -> None:
+    assert_same(data, _config(warmup=warmup), [c % (len(data) + 1) for c in cuts])
+
+
+@needs_accel
+@settings(max_examples=150, **SETTINGS)
+@given(units=STREAM, cuts=st.lists(st.integers(0, 5000), max_size=4))
+def test_same_output_on_any_stream(units: list[bytes], cuts: list[int]) -> None:
+    """The property suite's streams: escapes, strings across lines, malformed metrics, comments."""
+    data = b"".join(u + b"\n" for u in units)
+    assert_same(data, _config(), [c % (len(data) + 1) for c in cuts])
+
+
+@needs_accel
+@settings(max_examples=60, **SETTINGS)
+@given(data=telegraf_stream(), max_series=st.integers(1, 6))
+def test_same_eviction_and_expiry(data: bytes, max_series: int) -> None:
+    """LRU eviction and event-time expiry happen at the same metric, to the same series."""
+    assert_same(data, _config(max_series=max_series, ttl="20s"))
+
+
+@needs_accel
+@settings(max_examples=40, **SETTINGS)
+@given(data=telegraf_stream())
+def test_same_with_other_suffixes(data: bytes) -> None:
+    assert_same(data, _config(suffixes=("_s", "_v")))
+
+
+# -- cases written out --------------------------------------------------------------
+
+EDGES = [
+    b"cpu,host=a v=1 1",
+    b"cpu,host=a v=1.5,w=2i,x=3u,b=true,c=F 2",
+    b"cpu,host=a v=-9223372036854775808i,w=9223372036854775807i,x=18446744073709551615u 3",
+    b"cpu,host=a v=9223372036854775808i 4",  # out of range: Python reports it
+    b"cpu,host=a v=18446744073709551616u 5",
+    b"cpu,host=a v=1e400 6",
+    b"cpu,host=a v=-0 7",
+    b"cpu,host=a v=-0i 8",
+    b"cpu,host=a v=.5,w=5.,x=+1,y=1E-3 9",
+    b"cpu,region=eu,host=a v=1 10",  # unsorted tags
+    b"cpu,host=a v=1,v=2 11",  # a key twice
+    b"cpu,host=a v=1,v_anomaly_score=0.5 12",
+    b"cpu,host=a v=1 -9223372036854775808",
+    b"cpu,host=a v=1 9223372036854775808",
+    b"cpu,host=a v=1 -0",
+    b"cpu,host=a v=1",
+    b"cpu,host=a v=1 ",
+    b"cpu,host=a  v=1",
+    b"cpu,host=a v=1 1\r",
+    b"cpu,host=a,host=a v=1 13",
+    b"cpu,host= v=1 14",
+    b"cpu,=a v=1 15",
+    b"cpu, v=1 16",
+    b"c=pu,host=a v=1 17",
+    b"cpu,host=a=b v=1 18",
+    b"cpu v=1 19",
+    b"cpu,host=a v=1,w= 20",
+    b"cpu,host=a v==1 21",
+    b"cpu,host=a =1 22",
+    b"cpu,host=a v=1, 23",
+    b'cpu,host=a v=1,s="x" 24',
+    b"cpu\\,x,host=a v=1 25",
+    b"# cpu,host=a v=1 26",
+    b"",
+    b"   ",
+    b"odd,host=a v=1 27",
+    b"cpu,host=\xff\xfe v=1 28",
+    b"cpu,host=a v=0x1 29",
+    b"cpu,host=a v=1_0 30",
+    b"cpu,host=a v=00012.5000 31",
+    b"cpu,host=a v=1 00000000000000000000031",
+]
+
+
+@needs_accel
+def test_edge_lines_agree() -> None:
+    lines = EDGES * 3 + [b"odd,host=a v=%d %d" % (i, 100 + i) for i in range(20)]
+    data = b"".join(line + b"\n" for line in lines)
+    out = assert_same(data, _config(warmup=0))
+    assert out.count(b"\n") == data.count(b"\n")
+    assert b"odd failure" not in out
+    assert b"v_anomaly_score=1.0,v_anomaly=true" in out  # Odd's 2.5 clamps, its int 1 scores 1.0
+
+
+@needs_accel
+def test_same_on_the_recorded_demo() -> None:
+    """6 h of 3 hosts with injected anomalies: scores above threshold, warm-up, many series."""
+    data = (ROOT / "tests" / "data" / "demo.lp").read_bytes()
+    rng = random.Random(3)
+    out = assert_same(data, rg_config.default_config(), [rng.randrange(len(data)) for _ in range(30)])
+    assert b"_anomaly=true" in out
