@@ -110,7 +110,10 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(["--version"])
     assert info.value.code == 0
-    assert capsys.readouterr().out.strip() == f"riverguard {__version__}"
+    from riverguard.engine import ACCELERATED
+
+    hot_path = "compiled hot path" if ACCELERATED else "pure Python: no compiled hot path"
+    assert capsys.readouterr().out.strip() == f"riverguard {__version__} ({hot_path})"
 
 
 @pytest.mark.parametrize(

@@ -145,11 +145,20 @@ class Engine:
 
     def route(self, metric: Metric, field_key: bytes) -> Rule | None:
         """The first rule that matches the field, or None."""
+        return self.route_field(self.candidates(metric), field_key)
+
+    def candidates(self, metric: Metric) -> list[_CompiledRule]:
+        """The rules whose measurement and tag conditions the metric meets, in order."""
         measurement = unescape(metric.measurement)
         tags = {unescape(k): unescape(v) for k, v in metric.tags}
+        return [compiled for compiled in self._rules if compiled.matches_metric(measurement, tags)]
+
+    @staticmethod
+    def route_field(candidates: list[_CompiledRule], field_key: bytes) -> Rule | None:
+        """The first of :meth:`candidates` whose field globs match ``field_key``, or None."""
         name = unescape(field_key)
-        for compiled in self._rules:
-            if compiled.matches_metric(measurement, tags) and compiled.matches_field(name):
+        for compiled in candidates:
+            if compiled.matches_field(name):
                 return compiled.rule
         return None
 

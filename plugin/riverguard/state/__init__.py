@@ -21,7 +21,7 @@ from typing import Any
 from .. import __version__
 from ..detectors import Detector
 from ..engine import Engine, Series
-from ..lineprotocol import Metric, ParseError, parse
+from ..lineprotocol import ParseError, parse
 from .codec import StateCodecError, decode, encode
 from .store import FORMAT, VERSION, CheckpointError, read, set_aside, write
 
@@ -72,18 +72,19 @@ class StateStore:
         engine = self.engine
         series_map: dict[bytes, Any] = {}
         restored = changed = dropped = 0
-        metrics: dict[bytes, Metric] = {}
+        # Series of one measurement + tag set share the rules their tags allow (checked once).
+        candidates: dict[bytes, list[Any]] = {}
         for key, _name, fingerprint, seen, last_time, anomalies, state in records:
             prefix, _, field_key = key.partition(b" ")
-            metric = metrics.get(prefix)
-            if metric is None:
+            allowed = candidates.get(prefix)
+            if allowed is None:
                 try:
-                    metric = metrics[prefix] = parse(prefix + b" x=0")
+                    allowed = candidates[prefix] = engine.candidates(parse(prefix + b" x=0"))
                 except ParseError as err:
                     raise CheckpointError(f"bad series key {key[:80]!r}: {err}") from None
             if not field_key:
                 raise CheckpointError(f"bad series key {key[:80]!r}: no field")
-            rule = engine.route(metric, field_key)
+            rule = engine.route_field(allowed, field_key)
             cls = rule.detector_class if rule else None
             if rule is None or cls is None:
                 dropped += 1

@@ -56,27 +56,41 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _bin_header(size: int) -> bytes:
+    """The msgpack bin header for ``size`` bytes (what ``packb`` would write before them)."""
+    if size < 1 << 8:
+        return b"\xc4" + size.to_bytes(1, "big")
+    if size < 1 << 16:
+        return b"\xc5" + size.to_bytes(2, "big")
+    if size < 1 << 32:
+        return b"\xc6" + size.to_bytes(4, "big")
+    raise ValueError(f"checkpoint body too large ({size} bytes)")
+
+
 def write(path: Path, header: dict[str, Any], records: Iterable[list[Any]]) -> int:
-    """Write a checkpoint atomically (temporary file, fsync, rename, fsync folder); return its size."""
+    """Write a checkpoint atomically (temporary file, fsync, rename, fsync folder); return its size.
+
+    The body is packed once and written as it is (never copied into a bigger buffer).
+    """
     records = list(records)
     body = msgpack.packb(records, use_bin_type=True)
     head = {"format": FORMAT, "version": VERSION, "created": _now(), **header, "series": len(records)}
-    data = b"".join(
-        (
-            msgpack.packb(head, use_bin_type=True),
-            msgpack.packb(body, use_bin_type=True),
-            msgpack.packb({"sha256": hashlib.sha256(body).hexdigest()}, use_bin_type=True),
-        )
-    )
+    parts = [
+        msgpack.packb(head, use_bin_type=True),
+        _bin_header(len(body)),
+        body,
+        msgpack.packb({"sha256": hashlib.sha256(body).hexdigest()}, use_bin_type=True),
+    ]
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{path.name}.tmp-{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view) :]
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -89,7 +103,7 @@ def write(path: Path, header: dict[str, Any], records: Iterable[list[Any]]) -> i
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return len(data)
+    return sum(len(part) for part in parts)
 
 
 def read(path: Path) -> Checkpoint:
@@ -101,8 +115,9 @@ def read(path: Path) -> Checkpoint:
         if size > _MAX_FILE:
             raise CheckpointError(f"the file is too large ({size} bytes)")
         data = f.read()
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=len(data) + 1, **_HEADER_LIMITS)
-    unpacker.feed(data)
+    # The header is small: read it from the first bytes only.
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=1 << 21, **_HEADER_LIMITS)
+    unpacker.feed(data[: 1 << 20])
     try:
         header = next(unpacker)
     except (StopIteration, ValueError, msgpack.UnpackException, msgpack.ExtraData) as err:
@@ -111,19 +126,27 @@ def read(path: Path) -> Checkpoint:
         raise CheckpointError("not a riverguard checkpoint (foreign format)")
     if header.get("version") != VERSION:
         raise CheckpointError(f"unsupported checkpoint version {header.get('version')!r} (this riverguard reads {VERSION})")
-    body_unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(data) + 1, max_bin_len=_MAX_FILE, max_str_len=1 << 16)
-    body_unpacker.feed(data[unpacker.tell() :])
+    # The body is a msgpack bin: used in place (a view), never copied.
+    pos = unpacker.tell()
+    widths = {0xC4: 1, 0xC5: 2, 0xC6: 4}
+    width = widths.get(data[pos]) if pos < size else None
+    if width is None:
+        raise CheckpointError("the file is truncated or corrupt (no body after the header)")
+    start = pos + 1 + width
+    end = start + int.from_bytes(data[pos + 1 : start], "big")
+    if end > size:
+        raise CheckpointError("the file is truncated or corrupt (body cut short)")
+    body = memoryview(data)[start:end]
     try:
-        body = next(body_unpacker)
-        trailer = next(body_unpacker)
-    except (StopIteration, ValueError, msgpack.UnpackException) as err:
-        raise CheckpointError(f"the file is truncated or corrupt ({err or 'missing data'})") from None
-    if not isinstance(body, bytes) or not isinstance(trailer, dict):
+        trailer = msgpack.unpackb(data[end:], raw=False, **_HEADER_LIMITS)
+    except msgpack.ExtraData:
+        raise CheckpointError("the file is corrupt (data after the end)") from None
+    except (ValueError, msgpack.UnpackException) as err:
+        raise CheckpointError(f"the file is truncated or corrupt ({err or 'missing trailer'})") from None
+    if not isinstance(trailer, dict):
         raise CheckpointError("the file is corrupt (unexpected layout)")
     if trailer.get("sha256") != hashlib.sha256(body).hexdigest():
         raise CheckpointError("the file is corrupt (checksum mismatch)")
-    if unpacker.tell() + body_unpacker.tell() != len(data):
-        raise CheckpointError("the file is corrupt (data after the end)")
     try:
         records = msgpack.unpackb(body, raw=False, strict_map_key=False, **_BODY_LIMITS)
     except (ValueError, msgpack.UnpackException, TypeError) as err:
