@@ -9,12 +9,32 @@ parameters and then calls :meth:`_Likelihood._setup` with the shared ones.
 from __future__ import annotations
 
 import math
+import sys
+from array import array
 from typing import Any
 
 from .base import Detector
 
 _SQRT1_2 = math.sqrt(0.5)
 _INT, _FLOAT = {int}, {float}
+_DAY = 86400.0
+_SWAP = sys.byteorder != "little"  # the slot ranges are saved little-endian
+
+
+def _pack(a: array) -> bytes:
+    """An ``array('d')`` as little-endian bytes."""
+    if _SWAP:
+        a = array("d", a)
+        a.byteswap()
+    return a.tobytes()
+
+
+def _unpack(b: bytes) -> array:
+    """The inverse of :func:`_pack`."""
+    a = array("d", b)
+    if _SWAP:
+        a.byteswap()
+    return a
 
 
 class _Likelihood(Detector):
@@ -36,9 +56,19 @@ class _Likelihood(Detector):
         "learn",
         "repeat_decay",
         "value_long",
+        "day_slots",
+        "weekend_slots",
+        "day_margin",
+        "day_visits",
+        "day_score",
+        "_day_width",
         "_avg",
         "_c0",
         "_c1",
+        "_dhi",
+        "_dlo",
+        "_dslot",
+        "_dvis",
         "_hi",
         "_k0",
         "_k1",
@@ -77,8 +107,19 @@ class _Likelihood(Detector):
         learn: int,
         repeat_decay: float,
         value_long: float,
+        day_slots: int,
+        weekend_slots: bool,
+        day_margin: float,
+        day_visits: int,
+        day_score: float,
     ) -> None:
         """Check the shared parameters the subclass has not checked, store them and start the shared state."""
+        if type(day_slots) is not int or not 0 <= day_slots <= 96 or type(weekend_slots) is not bool:
+            raise ValueError("day_slots must be an integer in [0, 96], weekend_slots a boolean")
+        if not day_margin >= 0.0 or type(day_visits) is not int or not 1 <= day_visits <= 255:
+            raise ValueError("day_margin must be >= 0, day_visits an integer in [1, 255]")
+        if not 0.0 <= day_score <= 1.0:
+            raise ValueError("day_score must be in [0, 1]")
         if not min_sd > 0.0 or not 0.0 < pmin < 0.5 or not margin >= 0.0:
             raise ValueError("min_sd must be > 0, pmin in (0, 0.5), margin >= 0")
         if not 0.0 <= extreme <= 1.0 or not 0.0 <= damp <= 1.0 or not 0.0 < fire:
@@ -104,6 +145,12 @@ class _Likelihood(Detector):
         self.learn = learn
         self.repeat_decay = repeat_decay
         self.value_long = value_long
+        self.day_slots = day_slots
+        self.weekend_slots = weekend_slots
+        self.day_margin = day_margin
+        self.day_visits = day_visits
+        self.day_score = day_score
+        self._day_width = _DAY / day_slots if day_slots else 0.0
         self._scale = -1.0 / math.log10(pmin)
         self._n = 0
         self._lo = self._hi = 0.0  # range seen so far
@@ -120,6 +167,12 @@ class _Likelihood(Detector):
         self._rep = False  # the previous step was a repeat
         self._run = 0.0  # -log10 probability of the current run of repeats (-1: not scored)
         self._step = 0.0  # -log10 P(repeat | repeat) frozen at the start of the run
+        # time-of-day slots (and weekend ones): the range seen in each, and passes through it (<= 255)
+        slots = day_slots * (2 if weekend_slots else 1)
+        self._dlo = array("d", bytes(8 * slots))
+        self._dhi = array("d", bytes(8 * slots))
+        self._dvis = bytearray(slots)
+        self._dslot = -1  # the previous sample's slot (-1: none yet)
 
     def _surprise(self, x: float, lo: float, span: float, n: int) -> float:
         """Step 1a: learn ``x`` in the sequence model and return its raw surprise (at most 1).
@@ -238,6 +291,30 @@ class _Likelihood(Detector):
         self._mu = mu + lam * dm
         self._s2 = (1.0 - lam) * (s2 + lam * dm * dm)
         score = -math.log10(p) * self._scale if p > self.pmin else 1.0
+        # 3b. new extremes for the time of day: beyond the range seen in this slot on earlier days
+        if self._day_width and t is not None and -1e15 < t < 1e15:
+            day = t // _DAY
+            slot = int((t - day * _DAY) // self._day_width)
+            if self.weekend_slots and (int(day) + 3) % 7 >= 5:  # 1970-01-01 was a Thursday
+                slot += self.day_slots
+            vis = self._dvis[slot]
+            if vis:
+                dlo = self._dlo[slot]
+                dhi = self._dhi[slot]
+                if x < dlo:
+                    if vis >= self.day_visits and dlo - x > self.day_margin * span and self.day_score > score:
+                        score = self.day_score
+                    self._dlo[slot] = x
+                elif x > dhi:
+                    if vis >= self.day_visits and x - dhi > self.day_margin * span and self.day_score > score:
+                        score = self.day_score
+                    self._dhi[slot] = x
+            else:
+                self._dlo[slot] = self._dhi[slot] = x
+            if slot != self._dslot:
+                self._dslot = slot
+                if vis < 255:
+                    self._dvis[slot] = vis + 1
         # ext > 0 whenever this holds (margin and the span are >= 0), so far is set
         if ext > self.margin * (rhi - rlo) and far:
             if self.extreme > score:
@@ -263,14 +340,14 @@ class _Likelihood(Detector):
             float(self._avg), float(self._mu), float(self._s2), self._quiet,
             float(self._lmean), float(self._lvar), float(self._prev), float(self._c0), float(self._k0),
             float(self._c1), float(self._k1), int(self._rep), float(self._run), float(self._step),
-            float(self._rlo), float(self._rhi),
+            float(self._rlo), float(self._rhi), _pack(self._dlo), _pack(self._dhi), bytes(self._dvis), self._dslot,
         ]  # fmt: skip
 
     def load_state(self, state: list[Any]) -> None:
         bad = f"bad {self.name} state"
         try:
             (n, lo, hi, mean, var, *part, avg, mu, s2, quiet,
-             lmean, lvar, prev, c0, k0, c1, k1, rep, run, step, rlo, rhi) = state  # fmt: skip
+             lmean, lvar, prev, c0, k0, c1, k1, rep, run, step, rlo, rhi, dlo, dhi, dvis, dslot) = state  # fmt: skip
         except (TypeError, ValueError):
             raise ValueError(bad) from None
         if (
@@ -279,6 +356,12 @@ class _Likelihood(Detector):
             or rep > 1
             or {type(v) for v in (lo, hi, rlo, rhi, mean, var, avg, mu, s2, lmean, lvar, prev, c0, k0, c1, k1, run, step)}
             != _FLOAT
+            or {type(dlo), type(dhi), type(dvis)} != {bytes}
+            or len(dlo) != 8 * len(self._dvis)
+            or len(dhi) != len(dlo)
+            or len(dvis) != len(self._dvis)
+            or type(dslot) is not int
+            or not -1 <= dslot < len(dvis)
             or not self._load_surprise(part)  # last: it restores its part when it is valid
         ):
             raise ValueError(bad)
@@ -289,3 +372,4 @@ class _Likelihood(Detector):
         self._c0, self._k0, self._c1, self._k1 = c0, k0, c1, k1
         self._rep, self._run, self._step = bool(rep), run, step
         self._rlo, self._rhi = rlo, rhi
+        self._dlo, self._dhi, self._dvis, self._dslot = _unpack(dlo), _unpack(dhi), bytearray(dvis), dslot

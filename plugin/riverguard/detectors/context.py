@@ -44,15 +44,17 @@ class Context(_Likelihood):
     3. **New extremes.** A value more than ``margin`` of the range beyond it,
        and more than ``extreme_sd`` long-run standard deviations from the
        long-run mean, scores ``extreme``; the range is taken as it was when the
-       current excursion beyond it began (see Sentinel).
+       current excursion beyond it began (see Sentinel). A value beyond the
+       range seen at this time of day on earlier days scores ``day_score``
+       (see Sentinel).
     4. **Stuck value.** A run of repeats is scored by its probability under a
        two-state repeat Markov chain, reported once per run.
     5. **Minimum history.** Nothing scores above 0 before ``learn`` samples.
     6. **Suppression.** Once the score reaches ``fire``, the next ``suppress``
        scores are multiplied by ``damp``.
 
-    The event time ``t`` is not needed. State is the count table (2 KiB by
-    default) and about thirty numbers.
+    Without event times the time-of-day check is skipped. State is the count
+    table (1 KiB by default), the slot ranges (0.8 KiB) and about thirty numbers.
 
     Parameters
     ----------
@@ -94,6 +96,16 @@ class Context(_Likelihood):
         Weight of the newest step in the repeat statistics.
     value_long
         Weight of the newest value in the long-run mean and variance of the values.
+    day_slots
+        Time-of-day slots per day (0 to 96; 0 turns the time-of-day step off).
+    weekend_slots
+        Give Saturdays and Sundays (UTC) slots of their own.
+    day_margin
+        Fraction of the range seen so far beyond a slot's range that is flagged.
+    day_visits
+        Passes through a slot before it is checked (1 to 255).
+    day_score
+        The score of a time-of-day extreme, in [0, 1].
 
     Examples
     --------
@@ -139,7 +151,7 @@ class Context(_Likelihood):
         self,
         levels: int = 6,
         orders: tuple[int, ...] = (1, 2, 3, 5, 7),
-        table_bits: int = 11,
+        table_bits: int = 10,
         halve_every: int = 4096,
         fading: float = 0.05,
         z_scale: float = 4.0,
@@ -156,6 +168,11 @@ class Context(_Likelihood):
         learn: int = 200,
         repeat_decay: float = 0.001,
         value_long: float = 0.002,
+        day_slots: int = 24,
+        weekend_slots: bool = True,
+        day_margin: float = 0.1,
+        day_visits: int = 7,
+        day_score: float = 0.6,
     ) -> None:
         orders = tuple(orders)
         if type(levels) is not int or not 2 <= levels <= 16:
@@ -174,7 +191,7 @@ class Context(_Likelihood):
         self.halve_every = halve_every
         self._setup(
             fading, z_scale, short, long, min_sd, pmin, margin, extreme, fire, suppress, damp, extreme_sd, learn,
-            repeat_decay, value_long,
+            repeat_decay, value_long, day_slots, weekend_slots, day_margin, day_visits, day_score,
         )  # fmt: skip
         self._hashes = _plan(orders)  # shared between instances
         self._shift = 32 - table_bits

@@ -37,6 +37,16 @@ class Sentinel(_Likelihood):
        excursion beyond it began, so a slow slide to a new low is measured from
        where it left the range rather than step by step; after a detection, or
        once the value is back inside, the reference catches up with the range.
+
+       *For the time of day*: the event time ``t`` (UTC) picks one of
+       ``day_slots`` slots of the day (with ``weekend_slots``, Saturdays and
+       Sundays have their own). Each slot keeps the range of the values seen
+       in it; once the series has passed through the slot ``day_visits``
+       times (on as many days), a value more than ``day_margin`` of the range
+       seen so far beyond the slot's range scores ``day_score`` (a dip at an
+       hour that is normally busy, a missing daily peak). With the defaults
+       ``day_score * damp`` is below ``fire``: these are not reported while
+       suppressed.
     4. **Stuck value.** "The same value as the previous one" is modelled as a
        two-state Markov chain (decayed counts, weight ``repeat_decay``): a run
        of ``L`` repeats has probability ``P(repeat | new) * P(repeat |
@@ -49,8 +59,9 @@ class Sentinel(_Likelihood):
        scores are multiplied by ``damp``: a run of detections is reported
        once, strong new extremes still get through.
 
-    The event time ``t`` is not needed: the detector counts samples. It keeps
-    about 2 KiB per series (the count table is a ``bytearray``) and uses no
+    Without event times the time-of-day step is skipped; everything else
+    counts samples. The detector keeps about 2 KiB of state per series (the
+    count table is a ``bytearray``, the slot ranges an ``array``) and uses no
     randomness, so it is deterministic.
 
     Parameters
@@ -94,6 +105,16 @@ class Sentinel(_Likelihood):
     value_long
         Weight of the newest value in the long-run mean and variance of the
         values (used by the new-extreme check).
+    day_slots
+        Time-of-day slots per day (0 to 96; 0 turns the time-of-day step off).
+    weekend_slots
+        Give Saturdays and Sundays (UTC) slots of their own.
+    day_margin
+        Fraction of the range seen so far beyond a slot's range that is flagged.
+    day_visits
+        Passes through a slot before it is checked (1 to 255).
+    day_score
+        The score of a time-of-day extreme, in [0, 1].
 
     Examples
     --------
@@ -107,7 +128,7 @@ class Sentinel(_Likelihood):
     >>> det.process(25.0, 90000.0)  # a new extreme
     1.0
     >>> [round(det.process(10.0 + rng.gauss(0.0, 1.0)), 3) for _ in range(3)]  # suppressed
-    [0.026, 0.025, 0.033]
+    [0.043, 0.052, 0.061]
 
     References
     ----------
@@ -127,7 +148,7 @@ class Sentinel(_Likelihood):
 
     def __init__(
         self,
-        bins: int = 12,
+        bins: int = 10,
         gain: float = 4.0,
         prior: float = 0.1,
         fading: float = 0.05,
@@ -145,6 +166,11 @@ class Sentinel(_Likelihood):
         learn: int = 200,
         repeat_decay: float = 0.001,
         value_long: float = 0.002,
+        day_slots: int = 24,
+        weekend_slots: bool = True,
+        day_margin: float = 0.1,
+        day_visits: int = 7,
+        day_score: float = 0.6,
     ) -> None:
         if type(bins) is not int or not 2 <= bins <= 15:
             raise ValueError("bins must be an integer in [2, 15]")
@@ -157,7 +183,7 @@ class Sentinel(_Likelihood):
         self.prior = prior
         self._setup(
             fading, z_scale, short, long, min_sd, pmin, margin, extreme, fire, suppress, damp, extreme_sd, learn,
-            repeat_decay, value_long,
+            repeat_decay, value_long, day_slots, weekend_slots, day_margin, day_visits, day_score,
         )  # fmt: skip
         self._b1 = self._b2 = 0  # the two previous levels
         self._counts = bytearray(bins**3)  # decayed counts of (b2, b1) -> b
