@@ -295,6 +295,8 @@ class _Likelihood(Detector):
         if self._day_width and t is not None and -1e15 < t < 1e15:
             day = t // _DAY
             slot = int((t - day * _DAY) // self._day_width)
+            if slot >= self.day_slots:  # rounding, with a width that does not divide the day
+                slot = self.day_slots - 1
             if self.weekend_slots and (int(day) + 3) % 7 >= 5:  # 1970-01-01 was a Thursday
                 slot += self.day_slots
             vis = self._dvis[slot]
