@@ -143,3 +143,24 @@ def test_nab_quality_targets(nab_report):
     assert nab_report["standard"]["swept"]["score"] >= 75.0
     assert nab_report["standard"]["configured"]["score"] >= 70.0
     assert nab_report["reward_low_FP_rate"]["swept"]["score"] >= 65.0
+
+
+def test_time_of_day_extreme():
+    """A daily square wave: a low value at an hour that is always high is flagged (within the range seen)."""
+    rng = random.Random(5)
+
+    def value(i: int) -> float:
+        return (80.0 if (i % 288) >= 144 else 20.0) + rng.gauss(0.0, 1.0)
+
+    det = Sentinel()
+    t0 = 19674 * 86400.0  # Monday 2023-11-13, 00:00 UTC
+    scores = [det.process(value(i), t0 + 300.0 * i) for i in range(288 * 14)]
+    assert max(scores[288 * 7 :]) < det.default_threshold
+    i = 288 * 14 + 200  # Monday 16:40, normally high
+    assert det.process(20.0, t0 + 300.0 * i) == det.day_score
+    # without event times there is no time of day
+    blind = Sentinel()
+    rng = random.Random(5)
+    for i in range(288 * 14):
+        blind.process(value(i), None)
+    assert blind.process(20.0, None) < blind.default_threshold
