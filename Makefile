@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Reinstall (and rebuild the compiled hot path) whenever the build inputs change.
-BUILD_INPUTS := pyproject.toml setup.py plugin/riverguard/_hotpath.pyx
+BUILD_INPUTS := pyproject.toml setup.py $(wildcard plugin/riverguard/*.pyx plugin/riverguard/*/*.pyx)
 STAMP := $(VENV)/.installed-$(shell cat $(BUILD_INPUTS) | cksum | cut -d' ' -f1)
 
 .PHONY: demo test bench install clean
@@ -27,4 +27,4 @@ bench: $(STAMP)
 	$(PY) -m tests.benchmarks
 
 clean:
-	rm -rf $(VENV) build plugin/*.egg-info plugin/riverguard/_hotpath.c plugin/riverguard/_hotpath.*.so
+	rm -rf $(VENV) build plugin/*.egg-info plugin/riverguard/*.c plugin/riverguard/*/*.c plugin/riverguard/*.so plugin/riverguard/*/*.so

@@ -31,7 +31,13 @@ except ImportError:
     ext_modules = []
 else:
     ext_modules = cythonize(
-        [Extension("riverguard._hotpath", ["plugin/riverguard/_hotpath.pyx"], extra_compile_args=["-O2"])],
+        [
+            Extension(name, [path], extra_compile_args=["-O2", "-ffp-contract=off"])
+            for name, path in (
+                ("riverguard._hotpath", "plugin/riverguard/_hotpath.pyx"),
+                ("riverguard.detectors._sentinel_c", "plugin/riverguard/detectors/_sentinel_c.pyx"),
+            )
+        ],
         language_level=3,
         quiet=True,
     )

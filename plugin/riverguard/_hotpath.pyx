@@ -28,6 +28,7 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy
 
+from .detectors._sentinel_c cimport Sentinel as CompiledSentinel
 from .lineprotocol import parse as _parse
 
 cdef extern from "Python.h":
@@ -344,6 +345,28 @@ cdef bint _distinct(const unsigned char *b, Line *line, FieldTok *fields) nogil:
     return True
 
 
+cdef class Series:
+    """Compiled twin of :class:`riverguard.engine.Series` (the same attributes, read from C directly)."""
+
+    cdef public object rule, detector, last_time
+    #: The three added-field prefixes of this series' field key (cached by the compiled path).
+    cdef public object names
+    cdef public double threshold
+    cdef public long long warmup, seen, anomalies
+    cdef public bint failed
+
+    def __init__(self, rule, detector):
+        self.rule = rule
+        self.detector = detector
+        self.threshold = rule.effective_threshold if rule else 1.0
+        self.warmup = rule.effective_warmup if rule else 0
+        self.seen = 0
+        self.last_time = None
+        self.anomalies = 0
+        self.failed = False
+        self.names = None
+
+
 def run(engine, bytes buf, Py_ssize_t pos, list out):
     """Score the plain metrics of ``buf`` from ``pos``; append the output to ``out``.
 
@@ -365,7 +388,8 @@ def run(engine, bytes buf, Py_ssize_t pos, list out):
     cdef long long metrics
     cdef double score, threshold
     cdef bint flag, missing
-    cdef long seen
+    cdef long long seen
+    cdef Series series
     cdef PyObject *found
     cdef bytes score_suffix = engine.score_suffix
     cdef bytes flag_suffix = engine.flag_suffix
@@ -437,7 +461,7 @@ def run(engine, bytes buf, Py_ssize_t pos, list out):
                 if fields[k].kind != NUMBER:
                     continue
                 skey = skeys[k]
-                series = <object>PyDict_GetItem(all_series, skey)
+                series = <Series>PyDict_GetItem(all_series, skey)
                 PyDict_DelItem(all_series, skey)
                 PyDict_SetItem(all_series, skey, series)  # now the most recently seen
                 if ts_obj is not None:
@@ -446,26 +470,34 @@ def run(engine, bytes buf, Py_ssize_t pos, list out):
                 if detector is None:
                     continue
                 try:
-                    score_obj = detector.process(fields[k].number, t_obj)
-                    if PyFloat_CheckExact(score_obj):
-                        score = PyFloat_AS_DOUBLE(score_obj)
+                    if type(detector) is CompiledSentinel:  # a C call, no Python objects
+                        score = (<CompiledSentinel>detector).process(fields[k].number, t_obj)
                         if not 0.0 <= score <= 1.0:
-                            score = PyFloat_AsDouble(_checked_score(score_obj))
+                            score = PyFloat_AsDouble(_checked_score(score))
                     else:
-                        score_obj = _checked_score(score_obj)
-                        score = PyFloat_AsDouble(score_obj)
+                        score_obj = detector.process(fields[k].number, t_obj)
+                        if PyFloat_CheckExact(score_obj):
+                            score = PyFloat_AS_DOUBLE(score_obj)
+                            if not 0.0 <= score <= 1.0:
+                                score = PyFloat_AsDouble(_checked_score(score_obj))
+                        else:
+                            score_obj = _checked_score(score_obj)
+                            score = PyFloat_AsDouble(score_obj)
                 except Exception as err:  # no detector error may reach the stream
                     engine._detector_failed(series, skey, err)
                     continue
                 seen = series.seen + 1
                 series.seen = seen
-                key = PyBytes_FromStringAndSize(b + fields[k].key, fields[k].key_len)
-                found = PyDict_GetItem(names_dict, key)
-                if found == NULL:
-                    names = engine._added_names(key)
-                    names_dict[key] = names
-                else:
-                    names = <object>found
+                names = series.names
+                if names is None:
+                    key = PyBytes_FromStringAndSize(b + fields[k].key, fields[k].key_len)
+                    found = PyDict_GetItem(names_dict, key)
+                    if found == NULL:
+                        names = engine._added_names(key)
+                        names_dict[key] = names
+                    else:
+                        names = <object>found
+                    series.names = names
                 _put_bytes(&ob, <object>PyTuple_GET_ITEM(names, 0))
                 if seen <= series.warmup:
                     _put(&ob, b"0.0", 3)

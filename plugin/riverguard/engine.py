@@ -25,7 +25,7 @@ __all__ = ["ACCELERATED", "Engine", "Series", "checked_score", "format_score", "
 class Series:
     """What riverguard keeps for one series (its rule's threshold and warm-up copied in for speed)."""
 
-    __slots__ = ("rule", "detector", "threshold", "warmup", "seen", "last_time", "anomalies", "failed")
+    __slots__ = ("rule", "detector", "threshold", "warmup", "seen", "last_time", "anomalies", "failed", "names")
 
     def __init__(self, rule: Rule | None, detector: Detector | None) -> None:
         self.rule = rule
@@ -36,6 +36,7 @@ class Series:
         self.last_time: int | None = None
         self.anomalies = 0
         self.failed = False
+        self.names: tuple[bytes, bytes, bytes] | None = None  # used by the compiled path
 
 
 def format_score(score: float) -> bytes:
@@ -365,6 +366,7 @@ class Engine:
 
 ACCELERATED: bool
 try:
+    from ._hotpath import Series  # type: ignore[assignment]  # noqa: F811 - the compiled twin, same attributes
     from ._hotpath import run as _run_plain
 except ImportError:  # no C compiler at install time: the pure-Python path does everything
     _run_plain = None

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import os
+
 from .base import Detector
 from .context import Context
 from .hst import HST
@@ -15,9 +17,22 @@ from .pad import PAD
 from .sentinel import Sentinel
 from .zscore import ZScore
 
-__all__ = ["DEFAULT", "Context", "HST", "PAD", "REGISTRY", "Detector", "Sentinel", "ZScore", "resolve"]
+__all__ = ["COMPILED", "DEFAULT", "Context", "HST", "PAD", "REGISTRY", "Detector", "Sentinel", "ZScore", "resolve"]
 
 REGISTRY: dict[str, type[Detector]] = {cls.name: cls for cls in (Sentinel, ZScore, HST, PAD, Context)}
+
+#: ``sentinel``'s compiled twin (same scores and state, ~10x faster), used when it was built,
+#: unless RIVERGUARD_PURE_PYTHON is set. :class:`Sentinel` above stays the definition.
+COMPILED: dict[str, type] = {}
+try:
+    from ._sentinel_c import Sentinel as _CompiledSentinel
+except ImportError:  # built without a C compiler
+    pass
+else:
+    Detector.register(_CompiledSentinel)
+    COMPILED["sentinel"] = _CompiledSentinel
+if not os.environ.get("RIVERGUARD_PURE_PYTHON"):
+    REGISTRY.update(COMPILED)  # type: ignore[arg-type]
 
 #: The recommended detector, used by ``detector = "default"`` and without a config.
 DEFAULT = "sentinel"

@@ -355,6 +355,7 @@ class _Likelihood(Detector):
         if (
             {type(n), type(quiet), type(rep)} != _INT
             or min(n, quiet, rep) < 0
+            or max(n, quiet) >= 1 << 62  # no real series gets there: a tampered file (the compiled twin keeps int64)
             or rep > 1
             or {type(v) for v in (lo, hi, rlo, rhi, mean, var, avg, mu, s2, lmean, lvar, prev, c0, k0, c1, k1, run, step)}
             != _FLOAT

@@ -164,6 +164,8 @@ def read(path: Path) -> Checkpoint:
             or type(seen) is not int
             or (last is not None and type(last) is not int)
             or type(anomalies) is not int
+            or not 0 <= seen < 1 << 63
+            or not 0 <= anomalies < 1 << 63
         ):
             raise CheckpointError("the file is corrupt (malformed series record)")
     return Checkpoint(header, records, size)

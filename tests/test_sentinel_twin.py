@@ -1,0 +1,240 @@
+"""``sentinel``'s compiled twin gives the very same scores and state as the Python definition.
+
+The registry runs ``riverguard.detectors._sentinel_c.Sentinel`` when it was
+built; ``riverguard.detectors.sentinel.Sentinel`` is the definition. Every
+score must be the same double (compared bit for bit), ``dump_state`` the
+same list, a state must load into either, a damaged state must be refused by
+both, and errors must leave both in the same state. In CI the twin must be
+built.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from test_property import SETTINGS
+from riverguard.detectors import COMPILED, REGISTRY
+from riverguard.detectors.sentinel import Sentinel as Reference
+
+Twin = COMPILED.get("sentinel")
+needs_twin = pytest.mark.skipif(Twin is None and not os.environ.get("CI"), reason="compiled twin not built")
+
+
+def bits(score: float) -> bytes:
+    return struct.pack("<d", score)
+
+
+def packed(state: list[Any]) -> bytes:
+    """A state as bytes: floats compared bit for bit (NaN included)."""
+    return msgpack.packb(state, use_bin_type=True)
+
+
+def test_ci_builds_the_twin_and_registers_it() -> None:
+    if Twin is None:
+        assert not os.environ.get("CI"), "riverguard.detectors._sentinel_c was not built in CI"
+        pytest.skip("compiled twin not built here")
+    assert REGISTRY["sentinel"] is Twin or os.environ.get("RIVERGUARD_PURE_PYTHON")
+    assert Twin.name == Reference.name
+    assert (Twin.default_threshold, Twin.default_warmup) == (Reference.default_threshold, Reference.default_warmup)
+    assert Twin.defaults() == Reference.defaults()
+
+
+PARAMS = st.fixed_dictionaries(
+    {},
+    optional={
+        "bins": st.integers(2, 15),
+        "learn": st.sampled_from([0, 1, 5, 50]),
+        "suppress": st.sampled_from([0, 3, 400]),
+        "day_slots": st.sampled_from([0, 1, 7, 24, 96]),
+        "weekend_slots": st.booleans(),
+        "day_visits": st.sampled_from([1, 2, 7]),
+        "day_margin": st.sampled_from([0.0, 0.1]),
+        "short": st.sampled_from([1.0, 0.2]),
+        "extreme_sd": st.sampled_from([0.0, 3.0]),
+        "fire": st.sampled_from([0.3, 0.5, 2.0]),
+        "repeat_decay": st.sampled_from([0.001, 0.5]),
+    },
+)
+
+
+@st.composite
+def series(draw: st.DrawFn) -> list[tuple[float, float | None]]:
+    """Values (walks, repeats, jumps, extreme magnitudes) with event times (regular, irregular, odd or none)."""
+    n = draw(st.integers(1, 700))
+    rng_seed = draw(st.integers(0, 2**32 - 1))
+    import random
+
+    rng = random.Random(rng_seed)
+    timing = draw(st.sampled_from(["regular", "irregular", "none", "odd"]))
+    scale = draw(st.sampled_from([1e-300, 1e-6, 1.0, 1e6, 1e300]))
+    t = draw(st.sampled_from([0.0, -86400.0 * 3 - 0.5, 1.7e9, 1e15 - 1e6, -1e15 + 5.0]))
+    step = draw(st.sampled_from([1.0, 60.0, 300.0, 3600.0, 86399.9999]))
+    x = 0.0
+    out: list[tuple[float, float | None]] = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.02:
+            x = rng.uniform(-1.0, 1.0) * scale * rng.choice([1.0, 1e3, 1e8])
+        elif r < 0.25:
+            pass  # a repeat
+        elif r < 0.3:
+            x = rng.choice([0.0, -0.0, 1.7976931348623157e308, -1.7976931348623157e308, 5e-324, x])
+        else:
+            x += rng.gauss(0.0, 1.0) * scale
+        if timing == "none":
+            stamp = None
+        elif timing == "regular":
+            t += step
+            stamp = t
+        elif timing == "irregular":
+            t += rng.expovariate(1.0 / step)
+            stamp = t
+        else:
+            stamp = rng.choice([None, t, -t, 1e15, -1e15, 1e300, 0.0, -0.0, 86400.0 * rng.randint(-5, 5)])
+        out.append((x, stamp))
+    return out
+
+
+def _step(det: Any, x: float, t: float | None) -> tuple[str, Any]:
+    try:
+        return "ok", bits(det.process(x, t))
+    except Exception as err:  # noqa: BLE001 - the two must fail alike
+        return "error", type(err).__name__
+
+
+def assert_same_run(params: dict[str, Any], data: list[tuple[float, float | None]], split: int | None = None) -> None:
+    ref, twin = Reference(**params), Twin(**params)
+    for i, (x, t) in enumerate(data):
+        if split is not None and i == split:  # swap states across implementations mid-run
+            ref_state, twin_state = ref.dump_state(), twin.dump_state()
+            assert packed(ref_state) == packed(twin_state)
+            ref, twin = Reference(**params), Twin(**params)
+            ref.load_state(twin_state)
+            twin.load_state(ref_state)
+        assert _step(ref, x, t) == _step(twin, x, t), (i, x, t)
+    assert packed(ref.dump_state()) == packed(twin.dump_state())
+    if data:
+        x, t = data[-1]
+        assert _result(ref.score_one, x, t) == _result(twin.score_one, x, t)
+        assert packed(ref.dump_state()) == packed(twin.dump_state())  # score_one learns nothing
+
+
+def _result(fn: Any, x: float, t: float | None) -> tuple[str, Any]:
+    try:
+        return "ok", bits(fn(x, t))
+    except Exception as err:  # noqa: BLE001
+        return "error", type(err).__name__
+
+
+@needs_twin
+@settings(max_examples=300, **SETTINGS)
+@given(params=PARAMS, data=series())
+def test_same_scores_and_state(params: dict[str, Any], data: list[tuple[float, float | None]]) -> None:
+    assert_same_run(params, data)
+
+
+@needs_twin
+@settings(max_examples=100, **SETTINGS)
+@given(params=PARAMS, data=series(), where=st.floats(0.0, 1.0))
+def test_states_move_between_the_two(params: dict[str, Any], data: list[tuple[float, float | None]], where: float) -> None:
+    assert_same_run(params, data, split=int(where * len(data)))
+
+
+def test_long_realistic_series_bit_for_bit() -> None:
+    """Two weeks of 5-minute samples with a daily cycle, noise and incidents (past learn, day visits, suppression)."""
+    if Twin is None:
+        pytest.skip("compiled twin not built here")
+    import math
+    import random
+
+    rng = random.Random(11)
+    data = []
+    for i in range(4032):
+        t = 1.7e9 + 300.0 * i
+        x = 50.0 + 20.0 * math.sin(2 * math.pi * t / 86400.0) + rng.gauss(0.0, 2.0)
+        if i in (2000, 3000):
+            x += 80.0
+        if 3500 <= i < 3600:
+            x = 12.5
+        data.append((round(x, 2), t))
+    ref, twin = Reference(), Twin()
+    fired = 0
+    for x, t in data:
+        a, b = ref.process(x, t), twin.process(x, t)
+        assert bits(a) == bits(b)
+        fired += a >= Reference.default_threshold
+    assert fired >= 2
+    assert packed(ref.dump_state()) == packed(twin.dump_state())
+
+
+# -- parameters and damaged states ------------------------------------------------------
+
+
+@needs_twin
+@pytest.mark.parametrize(
+    "params",
+    [{"bins": 1}, {"bins": 2.0}, {"gain": 0.0}, {"fading": 1.0}, {"day_slots": 97}, {"weekend_slots": 1},
+     {"day_visits": 0}, {"day_score": 2.0}, {"suppress": -1}, {"learn": 1.5}, {"pmin": 0.5}, {"nope": 1}],
+)
+def test_same_parameter_errors(params: dict[str, Any]) -> None:
+    with pytest.raises(Exception) as ref_err:
+        Reference(**params)
+    with pytest.raises(Exception) as twin_err:
+        Twin(**params)
+    assert (type(twin_err.value), str(twin_err.value)) == (type(ref_err.value), str(ref_err.value))
+
+
+def _mutations(state: list[Any]) -> list[list[Any]]:
+    out: list[list[Any]] = [state[:-1], state + [0], [], state[:5] + state[6:]]
+    for i, v in enumerate(state):
+        for new in (None, True, -1, 2**63, 1, 0.5, float("nan"), b"", b"\x00" * 8, "x", [v]):
+            if new is v or (type(new) is type(v) and new == v):
+                continue
+            changed = list(state)
+            changed[i] = new
+            out.append(changed)
+        if type(v) is bytes and v:
+            for b in (v[:-1], v + b"\x00", bytes([255]) * len(v)):
+                changed = list(state)
+                changed[i] = b
+                out.append(changed)
+    return out
+
+
+@needs_twin
+def test_damaged_states_are_refused_alike() -> None:
+    """Every one-element change of a real state: both refuse it, or both take it and then agree."""
+    import random
+
+    rng = random.Random(5)
+    warm = [(10.0 + rng.gauss(0.0, 1.0), 1.7e9 + 60.0 * i) for i in range(400)]
+    ref = Reference(learn=20, day_visits=1)
+    for x, t in warm:
+        ref.process(x, t)
+    params = ref.params()
+    refused = 0
+    for state in _mutations(ref.dump_state()):
+        a, b = Reference(**params), Twin(**params)
+        outcome = []
+        for det in (a, b):
+            try:
+                det.load_state(state)
+                outcome.append("ok")
+            except ValueError:
+                outcome.append("refused")
+        assert outcome[0] == outcome[1], state
+        if outcome[0] == "refused":
+            refused += 1
+            continue
+        assert packed(a.dump_state()) == packed(b.dump_state())
+        for x, t in warm[:50]:  # a tampered but well-typed state: both go on (or fail) alike
+            assert _step(a, x, t) == _step(b, x, t)
+        assert packed(a.dump_state()) == packed(b.dump_state())
+    assert refused > 200
