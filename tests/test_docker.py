@@ -121,10 +121,24 @@ def test_execd_command_is_the_installed_console_script() -> None:
 
 def test_dockerfile_copies_existing_paths() -> None:
     for line in _dockerfile().splitlines():
-        if line.startswith("COPY "):
+        if line.startswith("COPY ") and "--from=" not in line:  # (--from copies between build stages)
             sources = [s for s in line.split()[1:-1] if not s.startswith("--")]
             for source in sources:
                 assert (ROOT / source).exists(), line
+
+
+def test_dockerfile_builds_the_compiled_hot_path() -> None:
+    """The build stage copies every build input (setup.py, the .pyx files) and has a C compiler."""
+    text = _dockerfile()
+    copied = {source for line in text.splitlines() if line.startswith("COPY ") and "--from" not in line
+              for source in line.split()[1:-1]}
+    setup_inputs = {"pyproject.toml", "setup.py", "plugin"}
+    assert setup_inputs <= copied
+    assert list((ROOT / "plugin").rglob("*.pyx")), "the compiled sources live under plugin/"
+    assert re.search(r"apt-get install[^\n]*\bgcc\b[^\n]*", text.replace("\\\n", " "))
+    assert "python3-dev" in text
+    assert "COPY --from=build /opt/riverguard /opt/riverguard" in text
+    assert 'grep -q "(compiled hot path)"' in text
 
 
 def test_docker_riverguard_config_passes_check_config() -> None:

@@ -298,3 +298,34 @@ def test_same_on_the_recorded_demo() -> None:
     rng = random.Random(3)
     out = assert_same(data, rg_config.default_config(), [rng.randrange(len(data)) for _ in range(30)])
     assert b"_anomaly=true" in out
+
+
+def test_installs_and_runs_without_a_c_compiler(tmp_path: Path) -> None:
+    """No compiler: the install still succeeds, riverguard says it runs in pure Python, and the output is the same."""
+    import shutil
+    import subprocess
+    import sys
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "plugin", src / "plugin", ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__"))
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    target = tmp_path / "site"
+    env = {**os.environ, "CC": "false", "LDSHARED": "false"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(src)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not list(target.rglob("*.so"))
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    version = subprocess.run([sys.executable, "-m", "riverguard", "--version"], capture_output=True, text=True,
+                             env=env, timeout=60)
+    assert "(pure Python: no compiled hot path)" in version.stdout
+    demo = ROOT / "tests" / "data" / "demo.lp"
+    pure = subprocess.run([sys.executable, "-m", "riverguard", "replay", str(demo), "--log-level", "error"],
+                          capture_output=True, env=env, timeout=300)
+    assert pure.returncode == 0, pure.stderr
+    compiled = subprocess.run([sys.executable, "-m", "riverguard", "replay", str(demo), "--log-level", "error"],
+                              capture_output=True, timeout=300)
+    assert pure.stdout == compiled.stdout
