@@ -329,3 +329,28 @@ def test_installs_and_runs_without_a_c_compiler(tmp_path: Path) -> None:
     compiled = subprocess.run([sys.executable, "-m", "riverguard", "replay", str(demo), "--log-level", "error"],
                               capture_output=True, timeout=300)
     assert pure.stdout == compiled.stdout
+
+
+DECIMAL = st.builds(
+    lambda sign, whole, frac, exp: sign + whole + (b"." + frac if frac is not None else b"") + exp,
+    st.sampled_from([b"", b"-", b"+"]),
+    st.text("0123456789", min_size=1, max_size=22).map(str.encode),
+    st.one_of(st.none(), st.text("0123456789", max_size=22).map(str.encode)),
+    st.one_of(st.just(b""), st.integers(-340, 340).map(lambda e: b"e%d" % e), st.integers(-30, 30).map(lambda e: b"E%+d" % e)),
+)
+
+
+@needs_accel
+@settings(max_examples=3000, **SETTINGS)
+@given(token=st.one_of(DECIMAL, st.floats(allow_nan=False, allow_infinity=False).map(lambda f: repr(f).encode()),
+                       st.floats(allow_nan=False, allow_infinity=False).map(lambda f: b"%.17g" % f)))
+def test_compiled_float_parsing_is_pythons(token: bytes) -> None:
+    """The compiled parser's shortcut for short decimals gives the same double as float(), bit for bit."""
+    import struct
+
+    from riverguard._hotpath import float_value
+
+    value = float_value(token)
+    if value is None:
+        return  # left to Python (not the codec's FLOAT grammar, or too long)
+    assert struct.pack("<d", value) == struct.pack("<d", float(token)), token
