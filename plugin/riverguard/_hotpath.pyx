@@ -130,6 +130,19 @@ cdef double[23] _POW10 = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10
                          1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22]
 
 
+cdef Py_ssize_t _digits(const unsigned char *b, Py_ssize_t i, Py_ssize_t end, uint64_t *m, int *sig) noexcept nogil:
+    """Add the decimal digits at ``b[i:]`` to ``m`` (leading zeros skipped); the position after them,
+    or -1 past 18 significant digits (``m`` could overflow)."""
+    while i < end and _digit(b[i]):
+        if m[0] or b[i] != 48:
+            if sig[0] == 18:
+                return -1
+            m[0] = m[0] * 10 + (b[i] - 48)
+            sig[0] += 1
+        i += 1
+    return i
+
+
 cdef bint _fast_decimal(const unsigned char *b, Py_ssize_t i, Py_ssize_t end, double *out) noexcept nogil:
     """Clinger's fast path for a token :func:`_float_token` accepted: a mantissa below 2**53 and a power of
     ten up to 22 are both exact doubles, so one multiplication or division gives the correctly rounded
@@ -139,28 +152,21 @@ cdef bint _fast_decimal(const unsigned char *b, Py_ssize_t i, Py_ssize_t end, do
     cdef int digits = 0, frac = 0
     cdef long e = 0
     cdef double v
+    cdef Py_ssize_t start
     if b[i] == 45:
         negative = True
         i += 1
     elif b[i] == 43:
         i += 1
-    while i < end and _digit(b[i]):
-        if m or b[i] != 48:
-            if digits == 18:
-                return False
-            m = m * 10 + (b[i] - 48)
-            digits += 1
-        i += 1
+    i = _digits(b, i, end, &m, &digits)
+    if i < 0:
+        return False
     if i < end and b[i] == 46:
-        i += 1
-        while i < end and _digit(b[i]):
-            if m or b[i] != 48:
-                if digits == 18:
-                    return False
-                m = m * 10 + (b[i] - 48)
-                digits += 1
-            frac += 1
-            i += 1
+        start = i + 1
+        i = _digits(b, start, end, &m, &digits)
+        if i < 0:
+            return False
+        frac = <int>(i - start)
     if i < end:  # an exponent
         i += 1
         if b[i] == 45:
