@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Reinstall (and rebuild the compiled hot path) whenever the build inputs change.
-BUILD_INPUTS := pyproject.toml setup.py $(wildcard plugin/riverguard/*.pyx plugin/riverguard/*/*.pyx)
+BUILD_INPUTS := pyproject.toml setup.py $(wildcard plugin/riverguard/*.pyx plugin/riverguard/*/*.pyx plugin/riverguard/*/*.pxd)
 STAMP := $(VENV)/.installed-$(shell cat $(BUILD_INPUTS) | cksum | cut -d' ' -f1)
 
 .PHONY: demo test bench install clean

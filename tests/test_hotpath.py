@@ -145,10 +145,12 @@ def test_ci_builds_the_compiled_path() -> None:
     elif not ACCELERATED:
         pytest.skip("compiled hot path not built here")
     from riverguard import _hotpath
+    from riverguard.detectors import _sentinel_c
 
-    source = ROOT / "plugin" / "riverguard" / "_hotpath.pyx"
-    built = Path(_hotpath.__file__)
-    assert built.stat().st_mtime >= source.stat().st_mtime, "_hotpath.pyx changed since the build: `make install`"
+    for module in (_hotpath, _sentinel_c):
+        built = Path(module.__file__)
+        for source in built.parent.glob(module.__name__.rsplit(".", 1)[1] + ".p[yx][xd]"):
+            assert built.stat().st_mtime >= source.stat().st_mtime, f"{source.name} changed since the build: `make install`"
 
 
 # -- generated streams ----------------------------------------------------------
