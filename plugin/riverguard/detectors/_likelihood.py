@@ -61,6 +61,7 @@ class _Likelihood(Detector):
         "day_margin",
         "day_visits",
         "day_score",
+        "day_detrend",
         "_day_width",
         "_avg",
         "_c0",
@@ -112,6 +113,7 @@ class _Likelihood(Detector):
         day_margin: float,
         day_visits: int,
         day_score: float,
+        day_detrend: bool,
     ) -> None:
         """Check the shared parameters the subclass has not checked, store them and start the shared state."""
         if type(day_slots) is not int or not 0 <= day_slots <= 96 or type(weekend_slots) is not bool:
@@ -120,6 +122,8 @@ class _Likelihood(Detector):
             raise ValueError("day_margin must be >= 0, day_visits an integer in [1, 255]")
         if not 0.0 <= day_score <= 1.0:
             raise ValueError("day_score must be in [0, 1]")
+        if type(day_detrend) is not bool:
+            raise ValueError("day_detrend must be a boolean")
         if not min_sd > 0.0 or not 0.0 < pmin < 0.5 or not margin >= 0.0:
             raise ValueError("min_sd must be > 0, pmin in (0, 0.5), margin >= 0")
         if not 0.0 <= extreme <= 1.0 or not 0.0 <= damp <= 1.0 or not 0.0 < fire:
@@ -150,6 +154,7 @@ class _Likelihood(Detector):
         self.day_margin = day_margin
         self.day_visits = day_visits
         self.day_score = day_score
+        self.day_detrend = day_detrend
         self._day_width = _DAY / day_slots if day_slots else 0.0
         self._scale = -1.0 / math.log10(pmin)
         self._n = 0
@@ -299,20 +304,23 @@ class _Likelihood(Detector):
                 slot = self.day_slots - 1
             if self.weekend_slots and (int(day) + 3) % 7 >= 5:  # 1970-01-01 was a Thursday
                 slot += self.day_slots
+            # the slots keep the range of the value's deviation from the long-run mean (day_detrend),
+            # so a series that grows or sinks over weeks does not set a new record for the hour every day
+            v = x - self._lmean if self.day_detrend else x
             vis = self._dvis[slot]
             if vis:
                 dlo = self._dlo[slot]
                 dhi = self._dhi[slot]
-                if x < dlo:
-                    if vis >= self.day_visits and dlo - x > self.day_margin * span and self.day_score > score:
+                if v < dlo:
+                    if vis >= self.day_visits and dlo - v > self.day_margin * span and self.day_score > score:
                         score = self.day_score
-                    self._dlo[slot] = x
-                elif x > dhi:
-                    if vis >= self.day_visits and x - dhi > self.day_margin * span and self.day_score > score:
+                    self._dlo[slot] = v
+                elif v > dhi:
+                    if vis >= self.day_visits and v - dhi > self.day_margin * span and self.day_score > score:
                         score = self.day_score
-                    self._dhi[slot] = x
+                    self._dhi[slot] = v
             else:
-                self._dlo[slot] = self._dhi[slot] = x
+                self._dlo[slot] = self._dhi[slot] = v
             if slot != self._dslot:
                 self._dslot = slot
                 if vis < 255:

@@ -16,6 +16,7 @@ cdef class Sentinel:
     cdef readonly double day_margin
     cdef readonly int day_visits
     cdef readonly double day_score
+    cdef readonly bint day_detrend
     cdef double _day_width, _scale
     cdef dict _params
     cdef Py_ssize_t _ncounts, _ntotals

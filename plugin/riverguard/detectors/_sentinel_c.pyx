@@ -167,6 +167,7 @@ cdef class Sentinel:
         self.day_margin = p["day_margin"]
         self.day_visits = p["day_visits"]
         self.day_score = p["day_score"]
+        self.day_detrend = p["day_detrend"]
         self._day_width = _DAY / self.day_slots if self.day_slots else 0.0
         self._scale = -1.0 / log10(self.pmin)
         self._n = 0
@@ -252,7 +253,7 @@ cdef class Sentinel:
     cpdef double process(self, double x, object t=None) except? -1.0:
         cdef int64_t n = self._n
         cdef double stuck, keep, c1, k1, run, lo, hi, span, rlo, rhi, ext, lam, dl, raw, d, var, z, a
-        cdef double avg, mu, s2, sd, dm, p, score, tt, day, dlo, dhi
+        cdef double avg, mu, s2, sd, dm, p, score, tt, day, dlo, dhi, v
         cdef bint rep, far = False
         cdef int64_t slot
         cdef Py_ssize_t si
@@ -359,24 +360,25 @@ cdef class Sentinel:
                     slot = self.day_slots - 1
                 if self.weekend_slots and ((_to_int(day) + 3) % 7 + 7) % 7 >= 5:
                     slot += self.day_slots
+                v = x - self._lmean if self.day_detrend else x
                 si = _index(slot, self._slots, "bytearray")
                 vis = self._dvis[si]
                 if vis:
                     si = _index(slot, self._slots, "array")
                     dlo = self._dlo[si]
                     dhi = self._dhi[si]
-                    if x < dlo:
-                        if vis >= self.day_visits and dlo - x > self.day_margin * span and self.day_score > score:
+                    if v < dlo:
+                        if vis >= self.day_visits and dlo - v > self.day_margin * span and self.day_score > score:
                             score = self.day_score
-                        self._dlo[si] = x
-                    elif x > dhi:
-                        if vis >= self.day_visits and x - dhi > self.day_margin * span and self.day_score > score:
+                        self._dlo[si] = v
+                    elif v > dhi:
+                        if vis >= self.day_visits and v - dhi > self.day_margin * span and self.day_score > score:
                             score = self.day_score
-                        self._dhi[si] = x
+                        self._dhi[si] = v
                 else:
                     si = _index(slot, self._slots, "array")
-                    self._dhi[si] = x
-                    self._dlo[si] = x
+                    self._dhi[si] = v
+                    self._dlo[si] = v
                 if slot != self._dslot:
                     self._dslot = slot
                     if vis < 255:

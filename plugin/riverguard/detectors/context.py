@@ -106,6 +106,9 @@ class Context(_Likelihood):
         Passes through a slot before it is checked (1 to 255).
     day_score
         The score of a time-of-day extreme, in [0, 1].
+    day_detrend
+        Compare the value's deviation from the long-run mean with the slot's
+        range of deviations, rather than the value itself.
 
     Examples
     --------
@@ -173,6 +176,7 @@ class Context(_Likelihood):
         day_margin: float = 0.1,
         day_visits: int = 7,
         day_score: float = 0.6,
+        day_detrend: bool = True,
     ) -> None:
         orders = tuple(orders)
         if type(levels) is not int or not 2 <= levels <= 16:
@@ -192,6 +196,7 @@ class Context(_Likelihood):
         self._setup(
             fading, z_scale, short, long, min_sd, pmin, margin, extreme, fire, suppress, damp, extreme_sd, learn,
             repeat_decay, value_long, day_slots, weekend_slots, day_margin, day_visits, day_score,
+            day_detrend,
         )  # fmt: skip
         self._hashes = _plan(orders)  # shared between instances
         self._shift = 32 - table_bits

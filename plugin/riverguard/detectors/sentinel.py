@@ -44,7 +44,11 @@ class Sentinel(_Likelihood):
        in it; once the series has passed through the slot ``day_visits``
        times (on as many days), a value more than ``day_margin`` of the range
        seen so far beyond the slot's range scores ``day_score`` (a dip at an
-       hour that is normally busy, a missing daily peak). With the defaults
+       hour that is normally busy, a missing daily peak). With
+       ``day_detrend`` the slots keep the value's deviation from the long-run
+       mean (weight ``value_long``) instead of the value, so a series that
+       rises or sinks over weeks does not set a new record for the hour every
+       day. With the defaults
        ``day_score * damp`` is below ``fire``: these are not reported while
        suppressed.
     4. **Stuck value.** "The same value as the previous one" is modelled as a
@@ -115,6 +119,9 @@ class Sentinel(_Likelihood):
         Passes through a slot before it is checked (1 to 255).
     day_score
         The score of a time-of-day extreme, in [0, 1].
+    day_detrend
+        Compare the value's deviation from the long-run mean with the slot's
+        range of deviations, rather than the value itself.
 
     Examples
     --------
@@ -171,6 +178,7 @@ class Sentinel(_Likelihood):
         day_margin: float = 0.1,
         day_visits: int = 7,
         day_score: float = 0.6,
+        day_detrend: bool = True,
     ) -> None:
         if type(bins) is not int or not 2 <= bins <= 15:
             raise ValueError("bins must be an integer in [2, 15]")
@@ -184,6 +192,7 @@ class Sentinel(_Likelihood):
         self._setup(
             fading, z_scale, short, long, min_sd, pmin, margin, extreme, fire, suppress, damp, extreme_sd, learn,
             repeat_decay, value_long, day_slots, weekend_slots, day_margin, day_visits, day_score,
+            day_detrend,
         )  # fmt: skip
         self._b1 = self._b2 = 0  # the two previous levels
         self._counts = bytearray(bins**3)  # decayed counts of (b2, b1) -> b
