@@ -115,20 +115,20 @@ class StateStore:
         started = time.monotonic()
         engine.expire()
         try:
-            records = [
+            scored = [(key, s) for key, s in engine.series.items() if s.detector is not None]
+            records = (  # encoded one at a time, as they are packed
                 [key, s.rule.detector_class.name, s.rule.fingerprint, s.seen, s.last_time, s.anomalies, _encode_detector(s.detector)]  # type: ignore[union-attr]
-                for key, s in engine.series.items()
-                if s.detector is not None
-            ]
+                for key, s in scored
+            )
             header = {
                 "riverguard": __version__,
                 "rules": {str(r.index): r.fingerprint for r in engine.config.rules if r.detector != "off"},
             }
-            size = write(self.path, header, records)
+            size = write(self.path, header, records, len(scored))
         except (OSError, StateCodecError, ValueError, TypeError) as err:
             self.log.error(f"checkpoint to {self.path} failed: {err}")
             return False
-        self.log.debug(f"checkpoint: {len(records)} series, {size} bytes in {time.monotonic() - started:.2f}s")
+        self.log.debug(f"checkpoint: {len(scored)} series, {size} bytes in {time.monotonic() - started:.2f}s")
         return True
 
 

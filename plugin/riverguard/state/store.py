@@ -68,20 +68,27 @@ def _bin_header(size: int) -> bytes:
     raise ValueError(f"checkpoint body too large ({size} bytes)")
 
 
-def write(path: Path, header: dict[str, Any], records: Iterable[list[Any]]) -> int:
+def write(path: Path, header: dict[str, Any], records: Iterable[list[Any]], count: int | None = None) -> int:
     """Write a checkpoint atomically (temporary file, fsync, rename, fsync folder); return its size.
 
-    The body is packed once and written as it is (never copied into a bigger buffer).
+    ``records`` may be a generator of ``count`` records: each is packed as it comes, so the
+    records never all exist at once. The body is packed once and written as it is.
     """
-    records = list(records)
+    if count is None:
+        records = list(records)
+        count = len(records)
     # Packed into the packer's own buffer and used through a view: never copied into a new
     # 200 MB object (on this kind of machine first-touching that much memory costs ~0.5 s).
     packer = msgpack.Packer(use_bin_type=True, autoreset=False)
-    packer.pack_array_header(len(records))
+    packer.pack_array_header(count)
+    packed = 0
     for record in records:
         packer.pack(record)
+        packed += 1
+    if packed != count:
+        raise ValueError(f"{packed} records for a count of {count}")
     body = packer.getbuffer()
-    head = {"format": FORMAT, "version": VERSION, "created": _now(), **header, "series": len(records)}
+    head = {"format": FORMAT, "version": VERSION, "created": _now(), **header, "series": count}
     parts = [
         msgpack.packb(head, use_bin_type=True),
         _bin_header(len(body)),
