@@ -355,6 +355,25 @@ def test_comments_and_blank_lines_pass_through() -> None:
     assert engine.parse_errors == 0
 
 
+def test_leading_spaces_and_tabs_are_skipped_as_influxdb_does() -> None:
+    """InfluxDB ignores whitespace before a metric (or a comment): the same series, fields added in place."""
+    data = b"  cpu,host=a v=1 1\n\tcpu,host=a v=2 2\n \t# note\n \tlog msg=\"a\nb\",v=3 3\ncpu,host=a v=4 4\n"
+    records = split_all(data)
+    assert [r.data for r in records] == [
+        b"  cpu,host=a v=1 1\n", b"\tcpu,host=a v=2 2\n", b" \t# note\n", b' \tlog msg="a\nb",v=3 3\n', b"cpu,host=a v=4 4\n"
+    ]
+    assert [r.metric.measurement if r.metric else None for r in records] == [b"cpu", b"cpu", None, b"log", b"cpu"]
+    assert all(r.error is None for r in records)
+    engine = Engine(default_config())
+    out = [engine.process(r) for r in records]
+    assert out[0] == b"  cpu,host=a v=1,v_anomaly_score=0.0,v_anomaly=false 1\n"
+    assert out[1] == b"\tcpu,host=a v=2,v_anomaly_score=0.0,v_anomaly=false 2\n"
+    assert out[2] == b" \t# note\n"
+    assert out[3] == b' \tlog msg="a\nb",v=3,v_anomaly_score=0.0,v_anomaly=false 3\n'
+    assert list(engine.series) == [b"log v", b"cpu,host=a v"]  # least recently seen first
+    assert engine.series[b"cpu,host=a v"].seen == 3
+
+
 def test_string_value_spanning_lines_is_one_metric() -> None:
     metric = b'log,host=a msg="line one\nline two\n\nline \\"four\\"",code=3i 1\n'
     data = b"m v=1 0\n" + metric + b"m v=2 2\n"

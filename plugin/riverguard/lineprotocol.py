@@ -332,6 +332,12 @@ def escape_key(text: str) -> bytes:
     ).encode()
 
 
+def _keep_lead(metric: Metric, lead: bytes) -> None:
+    """Make a metric parsed after leading whitespace describe the whole line (raw and offsets)."""
+    metric.raw = lead + metric.raw
+    metric.fields_end += len(lead)
+
+
 class Record(NamedTuple):
     """One metric (or comment/blank line) cut from the stream.
 
@@ -383,12 +389,19 @@ class Splitter:
                 nl = n
             line = buf[pos:nl]
             first = line[:1]
+            lead = 0
+            if first == b" " or first == b"\t":  # InfluxDB skips leading spaces and tabs
+                lead = len(line) - len(line.lstrip(b" \t"))
+                first = line[lead : lead + 1]
             if first in (b"#", b"") or not line.strip():
                 records.append(Record(buf[pos : nl + 1], None, None))
                 pos = nl + 1
                 continue
             try:
-                records.append(_new_record(Record, (buf[pos : nl + 1], parse(line), None)))
+                metric = parse(line[lead:] if lead else line)
+                if lead:
+                    _keep_lead(metric, line[:lead])
+                records.append(_new_record(Record, (buf[pos : nl + 1], metric, None)))
                 pos = nl + 1
                 continue
             except ParseError as err:
@@ -397,10 +410,13 @@ class Splitter:
                     pos = nl + 1
                     continue
                 error = err  # `err` is unbound after the except block
-                outcome = self._multiline(buf, pos, err, final or force)
+                outcome = self._multiline(buf, pos + lead, err, final or force)
             if outcome is None:  # waiting for input that may close the quote
                 return records, pos, True
             if isinstance(outcome, Record):
+                if lead:
+                    _keep_lead(outcome.metric, line[:lead])  # type: ignore[arg-type]
+                    outcome = Record(line[:lead] + outcome.data, outcome.metric, None)
                 records.append(outcome)
                 pos += len(outcome.data)
             else:
