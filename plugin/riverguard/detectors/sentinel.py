@@ -26,8 +26,8 @@ class Sentinel(_Likelihood):
        ``short``, about ``1 / short`` samples) is compared with the long-run
        mean and variance of that average (weight ``long``): the Gaussian tail
        probability ``p`` of the current average is reported on a log scale,
-       ``score = -log10(p) / -log10(pmin)``. ``p = 1e-6`` scores 0.5 and
-       ``p = 1e-12`` scores 1.0, so strong detections stay distinct after
+       ``score = -log10(p) / -log10(pmin)``. ``p = 10 ** -6.5`` scores 0.5 and
+       ``p = 1e-13`` scores 1.0, so strong detections stay distinct after
        rounding to 6 decimals (as in HTM's anomaly likelihood).
     3. **New extremes.** A value more than ``margin`` of the range above the
        maximum or below the minimum, and more than ``extreme_sd`` long-run
@@ -135,7 +135,7 @@ class Sentinel(_Likelihood):
     >>> det.process(25.0, 90000.0)  # a new extreme
     1.0
     >>> [round(det.process(10.0 + rng.gauss(0.0, 1.0)), 3) for _ in range(3)]  # suppressed
-    [0.043, 0.052, 0.061]
+    [0.04, 0.048, 0.057]
 
     References
     ----------
@@ -163,7 +163,7 @@ class Sentinel(_Likelihood):
         short: float = 0.2,
         long: float = 0.001,
         min_sd: float = 0.05,
-        pmin: float = 1e-12,
+        pmin: float = 1e-13,
         margin: float = 0.05,
         extreme: float = 1.0,
         fire: float = 0.5,
