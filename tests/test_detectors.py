@@ -46,11 +46,7 @@ STREAMS: dict[str, list[float]] = {
 }
 
 # Known detector bugs (see the report of the tests commit); strict: when fixed, the xfail fails.
-KNOWN_BAD = {
-    ("pad", "huge"): "pad: Holt-Winters squared error raises OverflowError on values near 1e300",
-    ("pad", "huge-alternating-sign"): "pad: OverflowError on values near 1e300",
-    ("pad", "quiet-then-huge-then-quiet"): "pad: OverflowError on a huge value",
-}
+KNOWN_BAD: dict[tuple[str, str], str] = {}  # none left: pad's squared error no longer overflows
 
 
 def _cases() -> list:
@@ -83,20 +79,7 @@ def test_scores_are_finite_and_in_unit_interval(name: str, stream: str) -> None:
         assert math.isfinite(score) and 0.0 <= score <= 1.0, (i, x, score)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(
-                strict=True, reason="River's PredictiveAnomalyDetection updates its error statistics in score_one"
-            ),
-        )
-        if n == "pad"
-        else n
-        for n in NAMES
-    ],
-)
+@pytest.mark.parametrize("name", NAMES)
 def test_score_one_does_not_learn(name: str) -> None:
     """Scoring a value leaves the model as it was: what ``process`` returns next is unchanged."""
     data = _noisy(600, 21)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from river import anomaly, time_series
 
 from .base import Detector
@@ -84,16 +86,38 @@ class PAD(Detector):
         self._pad = anomaly.PredictiveAnomalyDetection(model, horizon=1, n_std=n_std)
         self._n = 0
 
-    def score_one(self, x: float, t: float | None = None) -> float:
+    def _error(self, x: float) -> tuple[float, float] | None:
+        """The one-step forecast and its squared error for ``x``; None before the forecaster can predict.
+
+        The error is infinite where squaring overflows (values near 1e300), not an OverflowError.
+        """
         try:
             predicted = self._pad.predictive_model.forecast(1)[0]
         except (IndexError, ValueError, ZeroDivisionError):
-            return 0.0  # nothing learned yet
-        score = float(self._pad.score_one(None, x))
+            return None  # nothing learned yet
+        try:
+            return predicted, (predicted - x) ** 2  # as River computes it
+        except OverflowError:
+            return predicted, math.inf
+
+    def score_one(self, x: float, t: float | None = None) -> float:
+        """River's score (the error against the mean plus ``n_std`` deviations of past errors), learning nothing."""
+        forecast = self._error(x)
+        if forecast is None:
+            return 0.0
+        predicted, error = forecast
         if predicted == x:
             return 0.0
+        pad = self._pad
+        threshold = pad.dynamic_mae.get() + pad.n_std * math.sqrt(pad.dynamic_se_variance.get())
+        score = 1.0 if error >= threshold else error / threshold
         return min(1.0, max(0.0, score))
 
     def learn_one(self, x: float, t: float | None = None) -> None:
+        """Move the error statistics (as River's ``score_one`` does), then teach the forecaster ``x``."""
+        forecast = self._error(x)
+        if forecast is not None and math.isfinite(forecast[1]):  # an overflowing error would poison the statistics
+            self._pad.dynamic_mae.update(forecast[1])
+            self._pad.dynamic_se_variance.update(forecast[1])
         self._pad.learn_one(None, float(x))
         self._n += 1
