@@ -62,6 +62,7 @@ class _Likelihood(Detector):
         "day_visits",
         "day_score",
         "day_detrend",
+        "day_through",
         "_day_width",
         "_avg",
         "_c0",
@@ -80,6 +81,7 @@ class _Likelihood(Detector):
         "_mu",
         "_n",
         "_prev",
+        "_qday",
         "_quiet",
         "_rep",
         "_rhi",
@@ -114,6 +116,7 @@ class _Likelihood(Detector):
         day_visits: int,
         day_score: float,
         day_detrend: bool,
+        day_through: bool,
     ) -> None:
         """Check the shared parameters the subclass has not checked, store them and start the shared state."""
         if type(day_slots) is not int or not 0 <= day_slots <= 96 or type(weekend_slots) is not bool:
@@ -122,8 +125,8 @@ class _Likelihood(Detector):
             raise ValueError("day_margin must be >= 0, day_visits an integer in [1, 255]")
         if not 0.0 <= day_score <= 1.0:
             raise ValueError("day_score must be in [0, 1]")
-        if type(day_detrend) is not bool:
-            raise ValueError("day_detrend must be a boolean")
+        if type(day_detrend) is not bool or type(day_through) is not bool:
+            raise ValueError("day_detrend and day_through must be booleans")
         if not min_sd > 0.0 or not 0.0 < pmin < 0.5 or not margin >= 0.0:
             raise ValueError("min_sd must be > 0, pmin in (0, 0.5), margin >= 0")
         if not 0.0 <= extreme <= 1.0 or not 0.0 <= damp <= 1.0 or not 0.0 < fire:
@@ -155,6 +158,7 @@ class _Likelihood(Detector):
         self.day_visits = day_visits
         self.day_score = day_score
         self.day_detrend = day_detrend
+        self.day_through = day_through
         self._day_width = _DAY / day_slots if day_slots else 0.0
         self._scale = -1.0 / math.log10(pmin)
         self._n = 0
@@ -165,6 +169,7 @@ class _Likelihood(Detector):
         self._avg = 0.0  # short average of the raw score
         self._mu = self._s2 = 0.0  # long-run mean and variance of the short average
         self._quiet = 0  # suppressed samples left
+        self._qday = False  # the suppression was started by a time-of-day extreme
         self._prev = 0.0  # the previous value
         # repeats ("same value as the previous one") as a two-state Markov chain:
         # decayed counts of steps from a non-repeat (c0, k0 of them repeats) and from a repeat (c1, k1)
@@ -296,6 +301,7 @@ class _Likelihood(Detector):
         self._mu = mu + lam * dm
         self._s2 = (1.0 - lam) * (s2 + lam * dm * dm)
         score = -math.log10(p) * self._scale if p > self.pmin else 1.0
+        tod = False  # the score is a time-of-day extreme
         # 3b. new extremes for the time of day: beyond the range seen in this slot on earlier days
         if self._day_width and t is not None and -1e15 < t < 1e15:
             day = t // _DAY
@@ -314,10 +320,12 @@ class _Likelihood(Detector):
                 if v < dlo:
                     if vis >= self.day_visits and dlo - v > self.day_margin * span and self.day_score > score:
                         score = self.day_score
+                        tod = True
                     self._dlo[slot] = v
                 elif v > dhi:
                     if vis >= self.day_visits and v - dhi > self.day_margin * span and self.day_score > score:
                         score = self.day_score
+                        tod = True
                     self._dhi[slot] = v
             else:
                 self._dlo[slot] = self._dhi[slot] = v
@@ -329,19 +337,28 @@ class _Likelihood(Detector):
         if ext > self.margin * (rhi - rlo) and far:
             if self.extreme > score:
                 score = self.extreme
+                tod = False
             self._rlo = self._lo  # the next excursion is measured from here
             self._rhi = self._hi
         if stuck > score:
             score = stuck if stuck < 1.0 else 1.0
+            tod = False
         # 5. minimum history
         if n < self.learn:
             score = 0.0
-        # 6. suppression
+        # 6. suppression (a time-of-day extreme gets through a suppression that another kind of
+        # report started, and starts its own)
         if self._quiet:
             self._quiet -= 1
-            score *= self.damp
+            if tod and not self._qday and self.day_through:
+                if score >= self.fire:
+                    self._quiet = self.suppress
+                    self._qday = True
+            else:
+                score *= self.damp
         elif score >= self.fire:
             self._quiet = self.suppress
+            self._qday = tod
         return score
 
     def dump_state(self) -> list[Any]:
@@ -351,20 +368,22 @@ class _Likelihood(Detector):
             float(self._lmean), float(self._lvar), float(self._prev), float(self._c0), float(self._k0),
             float(self._c1), float(self._k1), int(self._rep), float(self._run), float(self._step),
             float(self._rlo), float(self._rhi), _pack(self._dlo), _pack(self._dhi), bytes(self._dvis), self._dslot,
+            int(self._qday),
         ]  # fmt: skip
 
     def load_state(self, state: list[Any]) -> None:
         bad = f"bad {self.name} state"
         try:
             (n, lo, hi, mean, var, *part, avg, mu, s2, quiet,
-             lmean, lvar, prev, c0, k0, c1, k1, rep, run, step, rlo, rhi, dlo, dhi, dvis, dslot) = state  # fmt: skip
+             lmean, lvar, prev, c0, k0, c1, k1, rep, run, step, rlo, rhi, dlo, dhi, dvis, dslot, qday) = state  # fmt: skip
         except (TypeError, ValueError):
             raise ValueError(bad) from None
         if (
-            {type(n), type(quiet), type(rep)} != _INT
-            or min(n, quiet, rep) < 0
+            {type(n), type(quiet), type(rep), type(qday)} != _INT
+            or min(n, quiet, rep, qday) < 0
             or max(n, quiet) >= 1 << 62  # no real series gets there: a tampered file (the compiled twin keeps int64)
             or rep > 1
+            or qday > 1
             or {type(v) for v in (lo, hi, rlo, rhi, mean, var, avg, mu, s2, lmean, lvar, prev, c0, k0, c1, k1, run, step)}
             != _FLOAT
             or {type(dlo), type(dhi), type(dvis)} != {bytes}
@@ -377,7 +396,7 @@ class _Likelihood(Detector):
         ):
             raise ValueError(bad)
         self._n, self._lo, self._hi, self._mean, self._var = n, lo, hi, mean, var
-        self._quiet = quiet
+        self._quiet, self._qday = quiet, bool(qday)
         self._avg, self._mu, self._s2 = avg, mu, s2
         self._lmean, self._lvar, self._prev = lmean, lvar, prev
         self._c0, self._k0, self._c1, self._k1 = c0, k0, c1, k1

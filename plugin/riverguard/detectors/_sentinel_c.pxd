@@ -16,7 +16,7 @@ cdef class Sentinel:
     cdef readonly double day_margin
     cdef readonly int day_visits
     cdef readonly double day_score
-    cdef readonly bint day_detrend
+    cdef readonly bint day_detrend, day_through
     cdef double _day_width, _scale
     cdef dict _params
     cdef Py_ssize_t _ncounts, _ntotals
@@ -24,7 +24,7 @@ cdef class Sentinel:
     cdef int64_t _n, _quiet
     cdef double _lo, _hi, _rlo, _rhi, _mean, _var, _lmean, _lvar, _avg, _mu, _s2, _prev
     cdef double _c0, _k0, _c1, _k1, _run, _step
-    cdef bint _rep
+    cdef bint _rep, _qday
     cdef int _b1, _b2, _slots
     cdef int64_t _dslot
     cdef unsigned char *_counts

@@ -168,6 +168,7 @@ cdef class Sentinel:
         self.day_visits = p["day_visits"]
         self.day_score = p["day_score"]
         self.day_detrend = p["day_detrend"]
+        self.day_through = p["day_through"]
         self._day_width = _DAY / self.day_slots if self.day_slots else 0.0
         self._scale = -1.0 / log10(self.pmin)
         self._n = 0
@@ -175,6 +176,7 @@ cdef class Sentinel:
         self._mean = self._var = self._lmean = self._lvar = 0.0
         self._avg = self._mu = self._s2 = 0.0
         self._quiet = 0
+        self._qday = False
         self._prev = 0.0
         self._c0 = self._k0 = self._c1 = self._k1 = 0.0
         self._rep = False
@@ -254,7 +256,7 @@ cdef class Sentinel:
         cdef int64_t n = self._n
         cdef double stuck, keep, c1, k1, run, lo, hi, span, rlo, rhi, ext, lam, dl, raw, d, var, z, a
         cdef double avg, mu, s2, sd, dm, p, score, tt, day, dlo, dhi, v
-        cdef bint rep, far = False
+        cdef bint rep, far = False, tod
         cdef int64_t slot
         cdef Py_ssize_t si
         cdef int vis
@@ -350,6 +352,7 @@ cdef class Sentinel:
         self._mu = mu + lam * dm
         self._s2 = (1.0 - lam) * (s2 + lam * dm * dm)
         score = -_log10(p) * self._scale if p > self.pmin else 1.0
+        tod = False
         # 3b. time of day
         if self._day_width and t is not None:
             tt = t
@@ -370,10 +373,12 @@ cdef class Sentinel:
                     if v < dlo:
                         if vis >= self.day_visits and dlo - v > self.day_margin * span and self.day_score > score:
                             score = self.day_score
+                            tod = True
                         self._dlo[si] = v
                     elif v > dhi:
                         if vis >= self.day_visits and v - dhi > self.day_margin * span and self.day_score > score:
                             score = self.day_score
+                            tod = True
                         self._dhi[si] = v
                 else:
                     si = _index(slot, self._slots, "array")
@@ -386,19 +391,27 @@ cdef class Sentinel:
         if ext > self.margin * (rhi - rlo) and far:
             if self.extreme > score:
                 score = self.extreme
+                tod = False
             self._rlo = self._lo
             self._rhi = self._hi
         if stuck > score:
             score = stuck if stuck < 1.0 else 1.0
+            tod = False
         # 5. minimum history
         if n < self.learn:
             score = 0.0
         # 6. suppression
         if self._quiet:
             self._quiet -= 1
-            score *= self.damp
+            if tod and not self._qday and self.day_through:
+                if score >= self.fire:
+                    self._quiet = self.suppress
+                    self._qday = True
+            else:
+                score *= self.damp
         elif score >= self.fire:
             self._quiet = self.suppress
+            self._qday = tod
         return score
 
     # -- state ------------------------------------------------------------------------
@@ -414,6 +427,7 @@ cdef class Sentinel:
             self._c1, self._k1, int(self._rep), self._run, self._step,
             self._rlo, self._rhi, _pack(self._dlo, self._slots), _pack(self._dhi, self._slots),
             PyBytes_FromStringAndSize(<char *>self._dvis, self._slots), self._dslot,
+            int(self._qday),
         ]
 
     def load_state(self, state):
@@ -422,14 +436,14 @@ cdef class Sentinel:
             values = list(state)
         except TypeError:
             raise ValueError(bad) from None
-        if len(values) != 29:
+        if len(values) != 30:
             raise ValueError(bad)
         (n, lo, hi, mean, var, b1, b2, counts, totals, avg, mu, s2, quiet,
-         lmean, lvar, prev, c0, k0, c1, k1, rep, run, step, rlo, rhi, dlo, dhi, dvis, dslot) = values
-        for v in (n, quiet, rep, dslot, b1, b2):
+         lmean, lvar, prev, c0, k0, c1, k1, rep, run, step, rlo, rhi, dlo, dhi, dvis, dslot, qday) = values
+        for v in (n, quiet, rep, dslot, b1, b2, qday):
             if type(v) is not int:
                 raise ValueError(bad)
-        if min(n, quiet, rep) < 0 or rep > 1 or max(n, quiet) >= 1 << 62:
+        if min(n, quiet, rep, qday) < 0 or rep > 1 or qday > 1 or max(n, quiet) >= 1 << 62:
             raise ValueError(bad)
         for v in (lo, hi, rlo, rhi, mean, var, avg, mu, s2, lmean, lvar, prev, c0, k0, c1, k1, run, step):
             if type(v) is not float:
@@ -445,7 +459,7 @@ cdef class Sentinel:
             raise ValueError(bad)
         self._n = n
         self._lo, self._hi, self._mean, self._var = lo, hi, mean, var
-        self._quiet = quiet
+        self._quiet, self._qday = quiet, qday == 1
         self._avg, self._mu, self._s2 = avg, mu, s2
         self._lmean, self._lvar, self._prev = lmean, lvar, prev
         self._c0, self._k0, self._c1, self._k1 = c0, k0, c1, k1

@@ -51,7 +51,8 @@ class Context(_Likelihood):
        two-state repeat Markov chain, reported once per run.
     5. **Minimum history.** Nothing scores above 0 before ``learn`` samples.
     6. **Suppression.** Once the score reaches ``fire``, the next ``suppress``
-       scores are multiplied by ``damp``.
+       scores are multiplied by ``damp`` (with ``day_through``, not a
+       time-of-day extreme in a suppression another kind of report started).
 
     Without event times the time-of-day check is skipped. State is the count
     table (1 KiB by default), the slot ranges (0.8 KiB) and about thirty numbers.
@@ -109,6 +110,9 @@ class Context(_Likelihood):
     day_detrend
         Compare the value's deviation from the long-run mean with the slot's
         range of deviations, rather than the value itself.
+    day_through
+        Let a time-of-day extreme through a suppression that another kind of
+        report started (it is not damped, and starts a suppression of its own).
 
     Examples
     --------
@@ -177,6 +181,7 @@ class Context(_Likelihood):
         day_visits: int = 7,
         day_score: float = 0.6,
         day_detrend: bool = True,
+        day_through: bool = True,
     ) -> None:
         orders = tuple(orders)
         if type(levels) is not int or not 2 <= levels <= 16:
@@ -196,7 +201,7 @@ class Context(_Likelihood):
         self._setup(
             fading, z_scale, short, long, min_sd, pmin, margin, extreme, fire, suppress, damp, extreme_sd, learn,
             repeat_decay, value_long, day_slots, weekend_slots, day_margin, day_visits, day_score,
-            day_detrend,
+            day_detrend, day_through,
         )  # fmt: skip
         self._hashes = _plan(orders)  # shared between instances
         self._shift = 32 - table_bits

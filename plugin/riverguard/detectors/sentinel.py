@@ -50,7 +50,7 @@ class Sentinel(_Likelihood):
        rises or sinks over weeks does not set a new record for the hour every
        day. With the defaults
        ``day_score * damp`` is below ``fire``: these are not reported while
-       suppressed.
+       a suppression started by one of them lasts (see step 6).
     4. **Stuck value.** "The same value as the previous one" is modelled as a
        two-state Markov chain (decayed counts, weight ``repeat_decay``): a run
        of ``L`` repeats has probability ``P(repeat | new) * P(repeat |
@@ -61,7 +61,11 @@ class Sentinel(_Likelihood):
     5. **Minimum history.** Nothing scores above 0 before ``learn`` samples.
     6. **Suppression.** Once the score reaches ``fire``, the next ``suppress``
        scores are multiplied by ``damp``: a run of detections is reported
-       once, strong new extremes still get through.
+       once, strong new extremes still get through. With ``day_through``, a
+       suppression started by a likelihood, a new extreme or a stuck value
+       does not damp a time-of-day extreme: it is a different kind of
+       evidence (a daily pattern broken), reported and followed by a
+       suppression of its own, during which time-of-day extremes are damped.
 
     Without event times the time-of-day step is skipped; everything else
     counts samples. The detector keeps about 2 KiB of state per series (the
@@ -122,6 +126,9 @@ class Sentinel(_Likelihood):
     day_detrend
         Compare the value's deviation from the long-run mean with the slot's
         range of deviations, rather than the value itself.
+    day_through
+        Let a time-of-day extreme through a suppression that another kind of
+        report started (it is not damped, and starts a suppression of its own).
 
     Examples
     --------
@@ -179,6 +186,7 @@ class Sentinel(_Likelihood):
         day_visits: int = 7,
         day_score: float = 0.6,
         day_detrend: bool = True,
+        day_through: bool = True,
     ) -> None:
         if type(bins) is not int or not 2 <= bins <= 15:
             raise ValueError("bins must be an integer in [2, 15]")
@@ -192,7 +200,7 @@ class Sentinel(_Likelihood):
         self._setup(
             fading, z_scale, short, long, min_sd, pmin, margin, extreme, fire, suppress, damp, extreme_sd, learn,
             repeat_decay, value_long, day_slots, weekend_slots, day_margin, day_visits, day_score,
-            day_detrend,
+            day_detrend, day_through,
         )  # fmt: skip
         self._b1 = self._b2 = 0  # the two previous levels
         self._counts = bytearray(bins**3)  # decayed counts of (b2, b1) -> b
