@@ -63,6 +63,7 @@ class _Likelihood(Detector):
         "day_score",
         "day_detrend",
         "day_through",
+        "stuck_longest",
         "_day_width",
         "_avg",
         "_c0",
@@ -75,8 +76,10 @@ class _Likelihood(Detector):
         "_k0",
         "_k1",
         "_lmean",
+        "_len",
         "_lo",
         "_lvar",
+        "_maxlen",
         "_mean",
         "_mu",
         "_n",
@@ -117,6 +120,7 @@ class _Likelihood(Detector):
         day_score: float,
         day_detrend: bool,
         day_through: bool,
+        stuck_longest: bool,
     ) -> None:
         """Check the shared parameters the subclass has not checked, store them and start the shared state."""
         if type(day_slots) is not int or not 0 <= day_slots <= 96 or type(weekend_slots) is not bool:
@@ -125,8 +129,8 @@ class _Likelihood(Detector):
             raise ValueError("day_margin must be >= 0, day_visits an integer in [1, 255]")
         if not 0.0 <= day_score <= 1.0:
             raise ValueError("day_score must be in [0, 1]")
-        if type(day_detrend) is not bool or type(day_through) is not bool:
-            raise ValueError("day_detrend and day_through must be booleans")
+        if type(day_detrend) is not bool or type(day_through) is not bool or type(stuck_longest) is not bool:
+            raise ValueError("day_detrend, day_through and stuck_longest must be booleans")
         if not min_sd > 0.0 or not 0.0 < pmin < 0.5 or not margin >= 0.0:
             raise ValueError("min_sd must be > 0, pmin in (0, 0.5), margin >= 0")
         if not 0.0 <= extreme <= 1.0 or not 0.0 <= damp <= 1.0 or not 0.0 < fire:
@@ -159,6 +163,7 @@ class _Likelihood(Detector):
         self.day_score = day_score
         self.day_detrend = day_detrend
         self.day_through = day_through
+        self.stuck_longest = stuck_longest
         self._day_width = _DAY / day_slots if day_slots else 0.0
         self._scale = -1.0 / math.log10(pmin)
         self._n = 0
@@ -177,6 +182,8 @@ class _Likelihood(Detector):
         self._rep = False  # the previous step was a repeat
         self._run = 0.0  # -log10 probability of the current run of repeats (-1: not scored)
         self._step = 0.0  # -log10 P(repeat | repeat) frozen at the start of the run
+        self._len = 0  # repeats in the current run
+        self._maxlen = 0  # repeats in the longest run that has ended
         # time-of-day slots (and weekend ones): the range seen in each, and passes through it (<= 255)
         slots = day_slots * (2 if weekend_slots else 1)
         self._dlo = array("d", bytes(8 * slots))
@@ -218,6 +225,14 @@ class _Likelihood(Detector):
         stuck = 0.0
         rep = x == self._prev
         self._prev = x
+        if rep:
+            self._len += 1
+        else:
+            if self._len > self._maxlen:
+                self._maxlen = self._len
+            self._len = 0
+        # with stuck_longest, a run is scored only while it is longer than every run before it
+        longest = self._len > self._maxlen or not self.stuck_longest
         keep = 1.0 - self.repeat_decay
         if self._rep:
             c1 = self._c1 * keep + 1.0
@@ -226,7 +241,7 @@ class _Likelihood(Detector):
                 run = self._run
                 if run >= 0.0:
                     run += self._step
-                    stuck = run * self._scale
+                    stuck = run * self._scale if longest else 0.0
                     if stuck >= self.fire:
                         run = -1.0  # a stuck run is reported once
                     self._run = run
@@ -237,7 +252,7 @@ class _Likelihood(Detector):
                 if n > self.learn:
                     self._run = -math.log10((self._k0 + 0.5) / (self._c0 + 1.0))
                     self._step = -math.log10((self._k1 + 0.5) / (self._c1 + 1.0))
-                    stuck = self._run * self._scale
+                    stuck = self._run * self._scale if longest else 0.0
                 else:
                     self._run = -1.0
             self._c0 = self._c0 * keep + 1.0
@@ -368,20 +383,20 @@ class _Likelihood(Detector):
             float(self._lmean), float(self._lvar), float(self._prev), float(self._c0), float(self._k0),
             float(self._c1), float(self._k1), int(self._rep), float(self._run), float(self._step),
             float(self._rlo), float(self._rhi), _pack(self._dlo), _pack(self._dhi), bytes(self._dvis), self._dslot,
-            int(self._qday),
+            self._len, self._maxlen, int(self._qday),
         ]  # fmt: skip
 
     def load_state(self, state: list[Any]) -> None:
         bad = f"bad {self.name} state"
         try:
             (n, lo, hi, mean, var, *part, avg, mu, s2, quiet,
-             lmean, lvar, prev, c0, k0, c1, k1, rep, run, step, rlo, rhi, dlo, dhi, dvis, dslot, qday) = state  # fmt: skip
+             lmean, lvar, prev, c0, k0, c1, k1, rep, run, step, rlo, rhi, dlo, dhi, dvis, dslot, rlen, maxlen, qday) = state  # fmt: skip
         except (TypeError, ValueError):
             raise ValueError(bad) from None
         if (
-            {type(n), type(quiet), type(rep), type(qday)} != _INT
-            or min(n, quiet, rep, qday) < 0
-            or max(n, quiet) >= 1 << 62  # no real series gets there: a tampered file (the compiled twin keeps int64)
+            {type(n), type(quiet), type(rep), type(qday), type(rlen), type(maxlen)} != _INT
+            or min(n, quiet, rep, qday, rlen, maxlen) < 0
+            or max(n, quiet, rlen, maxlen) >= 1 << 62  # no real series gets there: a tampered file (the compiled twin keeps int64)
             or rep > 1
             or qday > 1
             or {type(v) for v in (lo, hi, rlo, rhi, mean, var, avg, mu, s2, lmean, lvar, prev, c0, k0, c1, k1, run, step)}
@@ -401,5 +416,6 @@ class _Likelihood(Detector):
         self._lmean, self._lvar, self._prev = lmean, lvar, prev
         self._c0, self._k0, self._c1, self._k1 = c0, k0, c1, k1
         self._rep, self._run, self._step = bool(rep), run, step
+        self._len, self._maxlen = rlen, maxlen
         self._rlo, self._rhi = rlo, rhi
         self._dlo, self._dhi, self._dvis, self._dslot = _unpack(dlo), _unpack(dhi), bytearray(dvis), dslot

@@ -16,12 +16,12 @@ cdef class Sentinel:
     cdef readonly double day_margin
     cdef readonly int day_visits
     cdef readonly double day_score
-    cdef readonly bint day_detrend, day_through
+    cdef readonly bint day_detrend, day_through, stuck_longest
     cdef double _day_width, _scale
     cdef dict _params
     cdef Py_ssize_t _ncounts, _ntotals
     # learned state
-    cdef int64_t _n, _quiet
+    cdef int64_t _n, _quiet, _len, _maxlen
     cdef double _lo, _hi, _rlo, _rhi, _mean, _var, _lmean, _lvar, _avg, _mu, _s2, _prev
     cdef double _c0, _k0, _c1, _k1, _run, _step
     cdef bint _rep, _qday

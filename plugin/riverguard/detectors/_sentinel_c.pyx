@@ -169,6 +169,7 @@ cdef class Sentinel:
         self.day_score = p["day_score"]
         self.day_detrend = p["day_detrend"]
         self.day_through = p["day_through"]
+        self.stuck_longest = p["stuck_longest"]
         self._day_width = _DAY / self.day_slots if self.day_slots else 0.0
         self._scale = -1.0 / log10(self.pmin)
         self._n = 0
@@ -181,6 +182,7 @@ cdef class Sentinel:
         self._c0 = self._k0 = self._c1 = self._k1 = 0.0
         self._rep = False
         self._run = self._step = 0.0
+        self._len = self._maxlen = 0
         self._b1 = self._b2 = 0
         slots = self.day_slots * (2 if self.weekend_slots else 1)
         self._slots = slots
@@ -256,7 +258,7 @@ cdef class Sentinel:
         cdef int64_t n = self._n
         cdef double stuck, keep, c1, k1, run, lo, hi, span, rlo, rhi, ext, lam, dl, raw, d, var, z, a
         cdef double avg, mu, s2, sd, dm, p, score, tt, day, dlo, dhi, v
-        cdef bint rep, far = False, tod
+        cdef bint rep, far = False, tod, longest
         cdef int64_t slot
         cdef Py_ssize_t si
         cdef int vis
@@ -268,6 +270,13 @@ cdef class Sentinel:
         stuck = 0.0
         rep = x == self._prev
         self._prev = x
+        if rep:
+            self._len += 1
+        else:
+            if self._len > self._maxlen:
+                self._maxlen = self._len
+            self._len = 0
+        longest = self._len > self._maxlen or not self.stuck_longest
         keep = 1.0 - self.repeat_decay
         if self._rep:
             c1 = self._c1 * keep + 1.0
@@ -276,7 +285,7 @@ cdef class Sentinel:
                 run = self._run
                 if run >= 0.0:
                     run += self._step
-                    stuck = run * self._scale
+                    stuck = run * self._scale if longest else 0.0
                     if stuck >= self.fire:
                         run = -1.0
                     self._run = run
@@ -287,7 +296,7 @@ cdef class Sentinel:
                 if n > self.learn:
                     self._run = -_log10((self._k0 + 0.5) / (self._c0 + 1.0))
                     self._step = -_log10((self._k1 + 0.5) / (self._c1 + 1.0))
-                    stuck = self._run * self._scale
+                    stuck = self._run * self._scale if longest else 0.0
                 else:
                     self._run = -1.0
             self._c0 = self._c0 * keep + 1.0
@@ -427,7 +436,7 @@ cdef class Sentinel:
             self._c1, self._k1, int(self._rep), self._run, self._step,
             self._rlo, self._rhi, _pack(self._dlo, self._slots), _pack(self._dhi, self._slots),
             PyBytes_FromStringAndSize(<char *>self._dvis, self._slots), self._dslot,
-            int(self._qday),
+            self._len, self._maxlen, int(self._qday),
         ]
 
     def load_state(self, state):
@@ -436,14 +445,14 @@ cdef class Sentinel:
             values = list(state)
         except TypeError:
             raise ValueError(bad) from None
-        if len(values) != 30:
+        if len(values) != 32:
             raise ValueError(bad)
         (n, lo, hi, mean, var, b1, b2, counts, totals, avg, mu, s2, quiet,
-         lmean, lvar, prev, c0, k0, c1, k1, rep, run, step, rlo, rhi, dlo, dhi, dvis, dslot, qday) = values
-        for v in (n, quiet, rep, dslot, b1, b2, qday):
+         lmean, lvar, prev, c0, k0, c1, k1, rep, run, step, rlo, rhi, dlo, dhi, dvis, dslot, rlen, maxlen, qday) = values
+        for v in (n, quiet, rep, dslot, b1, b2, qday, rlen, maxlen):
             if type(v) is not int:
                 raise ValueError(bad)
-        if min(n, quiet, rep, qday) < 0 or rep > 1 or qday > 1 or max(n, quiet) >= 1 << 62:
+        if min(n, quiet, rep, qday, rlen, maxlen) < 0 or rep > 1 or qday > 1 or max(n, quiet, rlen, maxlen) >= 1 << 62:
             raise ValueError(bad)
         for v in (lo, hi, rlo, rhi, mean, var, avg, mu, s2, lmean, lvar, prev, c0, k0, c1, k1, run, step):
             if type(v) is not float:
@@ -464,6 +473,7 @@ cdef class Sentinel:
         self._lmean, self._lvar, self._prev = lmean, lvar, prev
         self._c0, self._k0, self._c1, self._k1 = c0, k0, c1, k1
         self._rep, self._run, self._step = rep == 1, run, step
+        self._len, self._maxlen = rlen, maxlen
         self._rlo, self._rhi = rlo, rhi
         self._b1, self._b2 = b1, b2
         memcpy(self._counts, PyBytes_AS_STRING(counts), self._ncounts)

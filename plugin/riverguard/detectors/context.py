@@ -113,6 +113,9 @@ class Context(_Likelihood):
     day_through
         Let a time-of-day extreme through a suppression that another kind of
         report started (it is not damped, and starts a suppression of its own).
+    stuck_longest
+        Score a run of repeats only while it is longer than every run that has
+        ended before it (a series that idles at a floor every night does not fire).
 
     Examples
     --------
@@ -182,6 +185,7 @@ class Context(_Likelihood):
         day_score: float = 0.6,
         day_detrend: bool = True,
         day_through: bool = True,
+        stuck_longest: bool = True,
     ) -> None:
         orders = tuple(orders)
         if type(levels) is not int or not 2 <= levels <= 16:
@@ -201,7 +205,7 @@ class Context(_Likelihood):
         self._setup(
             fading, z_scale, short, long, min_sd, pmin, margin, extreme, fire, suppress, damp, extreme_sd, learn,
             repeat_decay, value_long, day_slots, weekend_slots, day_margin, day_visits, day_score,
-            day_detrend, day_through,
+            day_detrend, day_through, stuck_longest,
         )  # fmt: skip
         self._hashes = _plan(orders)  # shared between instances
         self._shift = 32 - table_bits

@@ -57,7 +57,8 @@ class Sentinel(_Likelihood):
        repeat) ** (L - 1)``, with both estimated before the run started; its
        ``-log10`` goes through the same log scale. A series that repeats
        values often (or is constant) expects long runs and does not fire; a
-       run is reported once, and only if it started after ``learn`` samples.
+       run is reported once, and only if it started after ``learn`` samples;
+       with ``stuck_longest``, only while it is longer than every earlier run.
     5. **Minimum history.** Nothing scores above 0 before ``learn`` samples.
     6. **Suppression.** Once the score reaches ``fire``, the next ``suppress``
        scores are multiplied by ``damp``: a run of detections is reported
@@ -129,6 +130,9 @@ class Sentinel(_Likelihood):
     day_through
         Let a time-of-day extreme through a suppression that another kind of
         report started (it is not damped, and starts a suppression of its own).
+    stuck_longest
+        Score a run of repeats only while it is longer than every run that has
+        ended before it (a series that idles at a floor every night does not fire).
 
     Examples
     --------
@@ -187,6 +191,7 @@ class Sentinel(_Likelihood):
         day_score: float = 0.6,
         day_detrend: bool = True,
         day_through: bool = True,
+        stuck_longest: bool = True,
     ) -> None:
         if type(bins) is not int or not 2 <= bins <= 15:
             raise ValueError("bins must be an integer in [2, 15]")
@@ -200,7 +205,7 @@ class Sentinel(_Likelihood):
         self._setup(
             fading, z_scale, short, long, min_sd, pmin, margin, extreme, fire, suppress, damp, extreme_sd, learn,
             repeat_decay, value_long, day_slots, weekend_slots, day_margin, day_visits, day_score,
-            day_detrend, day_through,
+            day_detrend, day_through, stuck_longest,
         )  # fmt: skip
         self._b1 = self._b2 = 0  # the two previous levels
         self._counts = bytearray(bins**3)  # decayed counts of (b2, b1) -> b
