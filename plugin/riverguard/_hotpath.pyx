@@ -23,7 +23,7 @@ from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_AsDouble, PyFloat_CheckExa
 from cpython.long cimport PyLong_FromLongLong
 from cpython.ref cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM
-from libc.math cimport isfinite, isinf
+from libc.math cimport isinf
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from cpython.mem cimport PyMem_Free
@@ -196,21 +196,11 @@ cdef bint _fast_decimal(const unsigned char *b, Py_ssize_t i, Py_ssize_t end, do
     return True
 
 
-cdef bint _int_token(const unsigned char *b, Py_ssize_t i, Py_ssize_t end, bint signed, double *out) nogil:
-    """Digits (a leading ``-`` if ``signed``) within int64 / uint64, as the float Python's ``float(int(..))`` gives."""
-    cdef bint negative = False
-    cdef uint64_t acc = 0, limit, d
-    if signed and i < end and b[i] == 45:
-        negative = True
-        i += 1
+cdef inline bint _magnitude(const unsigned char *b, Py_ssize_t i, Py_ssize_t end, uint64_t limit, uint64_t *out) nogil:
+    """``b[i:end]``: one or more digits and nothing else, at most ``limit``."""
+    cdef uint64_t acc = 0, d
     if i >= end:
         return False
-    if signed:
-        limit = (<uint64_t>1) << 63
-        if not negative:
-            limit -= 1
-    else:
-        limit = <uint64_t>0xFFFFFFFFFFFFFFFF
     while i < end:
         if not _digit(b[i]):
             return False
@@ -219,15 +209,39 @@ cdef bint _int_token(const unsigned char *b, Py_ssize_t i, Py_ssize_t end, bint 
             return False
         acc = acc * 10 + d
         i += 1
+    out[0] = acc
+    return True
+
+
+cdef inline bint _int64(const unsigned char *b, Py_ssize_t i, Py_ssize_t end, int64_t *out) nogil:
+    """``b[i:end]``: an optional ``-`` and digits, within int64 (what ``int()`` reads there)."""
+    cdef bint negative = i < end and b[i] == 45
+    cdef uint64_t acc
     if negative:
-        if acc == ((<uint64_t>1) << 63):
-            out[0] = -9223372036854775808.0
-        else:
-            out[0] = <double>(-<int64_t>acc)
-    elif signed:
-        out[0] = <double><int64_t>acc
+        i += 1
+    if not _magnitude(b, i, end, ((<uint64_t>1) << 63) - (0 if negative else 1), &acc):
+        return False
+    if not negative:
+        out[0] = <int64_t>acc
+    elif acc == ((<uint64_t>1) << 63):
+        out[0] = <int64_t>(-9223372036854775807) - 1
     else:
-        out[0] = <double>acc
+        out[0] = -<int64_t>acc
+    return True
+
+
+cdef bint _int_token(const unsigned char *b, Py_ssize_t i, Py_ssize_t end, bint signed, double *out) nogil:
+    """An ``i`` (int64) or ``u`` (uint64) value's digits, as the float Python's ``float(int(..))`` gives."""
+    cdef int64_t value
+    cdef uint64_t magnitude
+    if signed:
+        if not _int64(b, i, end, &value):
+            return False
+        out[0] = <double>value
+    else:
+        if not _magnitude(b, i, end, <uint64_t>0xFFFFFFFFFFFFFFFF, &magnitude):
+            return False
+        out[0] = <double>magnitude
     return True
 
 
@@ -271,8 +285,6 @@ cdef int _plain(const unsigned char *b, Py_ssize_t start, Py_ssize_t end, Line *
     cdef Py_ssize_t prev_value = 0, prev_value_len = 0, key_len, value_len
     cdef unsigned char c, last
     cdef int order, ntags = 0, nf = 0
-    cdef uint64_t acc, d
-    cdef bint negative
     cdef double number
     cdef char tmp[MAX_NUMBER + 1]
     if end <= start or b[start] == 35:  # '#'
@@ -297,33 +309,8 @@ cdef int _plain(const unsigned char *b, Py_ssize_t start, Py_ssize_t end, Line *
     # timestamp
     line.has_ts = spaces == 2
     line.ts = 0
-    if spaces == 2:
-        i = sp2 + 1
-        if i >= end:
-            return False
-        negative = b[i] == 45
-        if negative:
-            i += 1
-            if i >= end:
-                return False
-        acc = 0
-        while i < end:
-            if not _digit(b[i]):
-                return False
-            d = b[i] - 48
-            if acc > ((((<uint64_t>1) << 63) - d) // 10):
-                return False
-            acc = acc * 10 + d
-            i += 1
-        if negative:
-            if acc == ((<uint64_t>1) << 63):
-                line.ts = <int64_t>(-9223372036854775807) - 1
-            else:
-                line.ts = -<int64_t>acc
-        else:
-            if acc > (((<uint64_t>1) << 63) - 1):
-                return False
-            line.ts = <int64_t>acc
+    if spaces == 2 and not _int64(b, sp2 + 1, end, &line.ts):
+        return False
     # measurement and tags: items split by ',', every tag key=value, non-empty, no '=' in the value
     i = start
     while i < sp1 and b[i] != 44:
@@ -486,7 +473,6 @@ def run(engine, bytes buf, Py_ssize_t pos, list out):
     cdef dict names_dict = engine._names
     cdef PyObject *found_series[MAX_FIELDS]
     cdef list skeys = [None] * MAX_FIELDS
-    cdef list keys = [None] * MAX_FIELDS
     ob.data = NULL
     ob.len = ob.cap = 0
     try:
