@@ -9,7 +9,9 @@ how long each metric takes to come back.
 
 from __future__ import annotations
 
+import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -194,3 +196,19 @@ def nab_root() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def realistic_series(n: int, seed: int = 3) -> list[tuple[float, float]]:
+    """A daily-ish wave with noise, a level shift, spikes and a flat stretch; 5-minute event times."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        x = 50.0 + 10.0 * math.sin(2 * math.pi * i / 288) + rng.gauss(0.0, 2.0)
+        if i > n // 2:
+            x += 15.0
+        if i % 997 == 500:
+            x += 80.0
+        if n // 3 < i < n // 3 + 50:
+            x = 42.0
+        out.append((x, 1.7e9 + 300.0 * i))
+    return out

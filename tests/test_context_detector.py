@@ -14,34 +14,19 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import msgpack
 import pytest
 
+from conftest import realistic_series
 from riverguard.config import Config, Rule
 from riverguard.detectors import REGISTRY, Context
 from riverguard.evaluate.corpus import load_corpus
 from riverguard.evaluate.report import evaluate_scores
 from riverguard.evaluate.runner import run_corpus
-from riverguard.state import codec
 
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 SLACK = 4 if os.environ.get("CI") == "true" else 1
 
 
-def _series(n: int, seed: int = 3) -> list[tuple[float, float]]:
-    """A daily-ish wave with noise, a level shift, spikes and a flat stretch; 5-minute event times."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        x = 50.0 + 10.0 * math.sin(2 * math.pi * i / 288) + rng.gauss(0.0, 2.0)
-        if i > n // 2:
-            x += 15.0
-        if i % 997 == 500:
-            x += 80.0
-        if n // 3 < i < n // 3 + 50:
-            x = 42.0
-        out.append((x, 1.7e9 + 300.0 * i))
-    return out
 
 
 def test_is_registered():
@@ -49,34 +34,8 @@ def test_is_registered():
     assert set(Context.defaults()) >= {"levels", "orders", "table_bits", "suppress"}
 
 
-@pytest.mark.parametrize("cut", [1, 2, 57, 400, 1500, 4095, 4097, 5999])
-def test_restore_is_invisible(cut: int):
-    data = _series(6000)
-    whole = Context()
-    expected = [whole.process(x, t) for x, t in data]
-    first = Context()
-    for x, t in data[:cut]:
-        first.process(x, t)
-    state = msgpack.unpackb(msgpack.packb(first.dump_state()))
-    restored = Context(**first.params())
-    restored.load_state(state)
-    assert [restored.process(x, t) for x, t in data[cut:]] == expected[cut:]
-    assert restored.dump_state() == whole.dump_state()
-
-
-def test_state_is_plain_compact_data():
-    det = Context()
-    for x, t in _series(5000):
-        det.process(x, t)
-    state = det.dump_state()
-    assert all(type(v) in (int, float, bytes) for v in state)
-    assert len(msgpack.packb(state)) <= 4096
-    if hasattr(codec, "encode"):
-        codec.encode(state)
-
-
 def test_live_instance_is_small():
-    data = _series(5000)
+    data = realistic_series(5000)
     Context().process(1.0)  # the shared hash plan is built once per process, not per series
     tracemalloc.start()
     try:
@@ -120,7 +79,7 @@ def test_bad_parameters_are_rejected():
 
 
 def test_speed():
-    data = _series(200_000)
+    data = realistic_series(200_000)
     best = math.inf
     for _ in range(2):  # other jobs may load the machine: keep the better of two runs
         process = Context().process

@@ -16,30 +16,16 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from conftest import realistic_series
 from riverguard.config import Config, Rule
 from riverguard.detectors import COMPILED, DEFAULT, REGISTRY, Sentinel, resolve
 from riverguard.evaluate.corpus import load_corpus
 from riverguard.evaluate.report import evaluate_scores
 from riverguard.evaluate.runner import run_corpus
-from riverguard.state import codec
 
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 
 
-def _series(n: int, seed: int = 3) -> list[tuple[float, float]]:
-    """A daily-ish wave with noise, a level shift, spikes and a flat stretch; 5-minute event times."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        x = 50.0 + 10.0 * math.sin(2 * math.pi * i / 288) + rng.gauss(0.0, 2.0)
-        if i > n // 2:
-            x += 15.0
-        if i % 997 == 500:
-            x += 80.0
-        if n // 3 < i < n // 3 + 50:
-            x = 42.0
-        out.append((x, 1.7e9 + 300.0 * i))
-    return out
 
 
 def test_is_the_registered_default():
@@ -48,33 +34,6 @@ def test_is_the_registered_default():
     assert resolve("default") in (Sentinel, COMPILED.get("sentinel"))
     assert {"sentinel", "zscore", "hst", "pad"} <= set(REGISTRY)
     assert set(Sentinel.defaults()) >= {"bins", "suppress", "margin", "pmin"}
-
-
-@pytest.mark.parametrize("cut", [1, 2, 57, 400, 1500, 2999])
-def test_restore_is_invisible(cut: int):
-    data = _series(3000)
-    whole = Sentinel()
-    expected = [whole.process(x, t) for x, t in data]
-    first = Sentinel()
-    for x, t in data[:cut]:
-        first.process(x, t)
-    # Through the checkpoint codec's plain-data form, as a restart would.
-    state = msgpack.unpackb(msgpack.packb(first.dump_state()))
-    restored = Sentinel(**first.params())
-    restored.load_state(state)
-    assert [restored.process(x, t) for x, t in data[cut:]] == expected[cut:]
-    assert restored.dump_state() == whole.dump_state()
-
-
-def test_state_is_plain_compact_data():
-    det = Sentinel()
-    for x, t in _series(5000):
-        det.process(x, t)
-    state = det.dump_state()
-    assert all(type(v) in (int, float, bytes) for v in state)
-    assert len(msgpack.packb(state)) <= 4096
-    if hasattr(codec, "encode"):  # the allowlisted checkpoint codec accepts it
-        codec.encode(state)
 
 
 def test_integer_values_dump_floats():
@@ -102,13 +61,13 @@ def test_top_scores_stay_distinct():
     off here to look at the likelihood.)
     """
     det = Sentinel(suppress=0, extreme=0.0, day_score=0.0)
-    scores = sorted(round(det.process(x, t), 6) for x, t in _series(6000))
+    scores = sorted(round(det.process(x, t), 6) for x, t in realistic_series(6000))
     top = scores[-20:]
     assert len(set(top)) == len(top)
 
 
 def test_speed_and_memory():
-    data = _series(50_000)
+    data = realistic_series(50_000)
     det = Sentinel()
     process = det.process
     start = time.perf_counter()

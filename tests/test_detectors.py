@@ -8,14 +8,17 @@ import random
 import re
 import statistics
 
+import msgpack
 import pytest
 
+from conftest import realistic_series
 from riverguard import config as config_mod
 from riverguard import detectors
 from riverguard.detectors import REGISTRY, Detector
 from riverguard.engine import Engine
 from riverguard.lineprotocol import Splitter
 from riverguard.log import Log
+from riverguard.state import codec
 
 NAMES = sorted(REGISTRY)
 
@@ -227,3 +230,35 @@ def test_adversarial_values_never_break_the_stream(name: str) -> None:
     stripped = re.sub(rb",v_anomaly_score=[^,]+,v_anomaly=(?:true|false)", b"", out)
     assert stripped == data
     assert len(stream.getvalue().splitlines()) <= 1  # a failing series is reported once
+
+
+# Detectors that save a compact plain-data state (the rest go through the generic checkpoint codec).
+COMPACT = [name for name in NAMES if REGISTRY[name]().dump_state() is not None]
+
+
+@pytest.mark.parametrize("cut", [1, 2, 57, 400, 1500, 2999])
+@pytest.mark.parametrize("name", COMPACT)
+def test_compact_state_restores_invisibly(name: str, cut: int) -> None:
+    """Through msgpack, as a restart would: the rest of the series scores exactly as without the restart."""
+    cls = REGISTRY[name]
+    data = realistic_series(3000)
+    whole = cls()
+    expected = [whole.process(x, t) for x, t in data]
+    first = cls()
+    for x, t in data[:cut]:
+        first.process(x, t)
+    restored = cls(**first.params())
+    restored.load_state(msgpack.unpackb(msgpack.packb(first.dump_state())))
+    assert [restored.process(x, t) for x, t in data[cut:]] == expected[cut:]
+    assert restored.dump_state() == whole.dump_state()
+
+
+@pytest.mark.parametrize("name", COMPACT)
+def test_compact_state_is_small_plain_data(name: str) -> None:
+    det = REGISTRY[name]()
+    for x, t in realistic_series(5000):
+        det.process(x, t)
+    state = det.dump_state()
+    assert all(type(v) in (int, float, bytes) for v in state)
+    assert len(msgpack.packb(state)) <= 4096
+    codec.encode(state)  # the allowlisted checkpoint codec accepts it
