@@ -72,7 +72,7 @@ TARGETS = {
 
 # (hosts, rounds) of the throughput streams; a host is 46 series (2 cores + cpu-total, mem, 2 disks).
 FULL = {
-    # hst builds its trees on a series' first sample (about 7 ms each): fewer series, more samples.
+    # hst builds its trees on a series' first sample (about 3 ms each): fewer series, more samples.
     "throughput": {"default": (200, 120), "zscore": (200, 60), "hst": (20, 150), "pad": (100, 100)},
     "latency": {"hosts": 167, "warm_rounds": 60, "batches": 200},
     "memory": (1_000, 10_000, 100_000),
