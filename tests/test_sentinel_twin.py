@@ -59,6 +59,8 @@ PARAMS = st.fixed_dictionaries(
         "stuck_longest": st.booleans(),
         "day_visits": st.sampled_from([1, 2, 7]),
         "day_margin": st.sampled_from([0.0, 0.1]),
+        "day_fading": st.sampled_from([0.0, 0.02, 0.5]),
+        "z_scale": st.sampled_from([4.0, 1e-300]),
         "short": st.sampled_from([1.0, 0.2]),
         "extreme_sd": st.sampled_from([0.0, 3.0]),
         "fire": st.sampled_from([0.3, 0.5, 2.0]),
@@ -184,7 +186,8 @@ def test_long_realistic_series_bit_for_bit() -> None:
 @pytest.mark.parametrize(
     "params",
     [{"bins": 1}, {"bins": 2.0}, {"gain": 0.0}, {"fading": 1.0}, {"day_slots": 97}, {"weekend_slots": 1},
-     {"day_visits": 0}, {"day_score": 2.0}, {"day_detrend": 1}, {"day_through": 0}, {"stuck_longest": 0}, {"suppress": -1}, {"learn": 1.5}, {"pmin": 0.5}, {"nope": 1}],
+     {"day_visits": 0}, {"day_score": 2.0}, {"day_fading": 1.0},
+     {"day_fading": -0.1}, {"day_detrend": 1}, {"day_through": 0}, {"stuck_longest": 0}, {"suppress": -1}, {"learn": 1.5}, {"pmin": 0.5}, {"nope": 1}],
 )
 def test_same_parameter_errors(params: dict[str, Any]) -> None:
     with pytest.raises(Exception) as ref_err:

@@ -61,6 +61,7 @@ class _Likelihood(Detector):
         "day_margin",
         "day_visits",
         "day_score",
+        "day_fading",
         "day_detrend",
         "day_through",
         "stuck_longest",
@@ -71,6 +72,7 @@ class _Likelihood(Detector):
         "_dhi",
         "_dlo",
         "_dslot",
+        "_dstat",
         "_dvis",
         "_hi",
         "_k0",
@@ -118,6 +120,7 @@ class _Likelihood(Detector):
         day_margin: float,
         day_visits: int,
         day_score: float,
+        day_fading: float,
         day_detrend: bool,
         day_through: bool,
         stuck_longest: bool,
@@ -127,8 +130,8 @@ class _Likelihood(Detector):
             raise ValueError("day_slots must be an integer in [0, 96], weekend_slots a boolean")
         if not day_margin >= 0.0 or type(day_visits) is not int or not 1 <= day_visits <= 255:
             raise ValueError("day_margin must be >= 0, day_visits an integer in [1, 255]")
-        if not 0.0 <= day_score <= 1.0:
-            raise ValueError("day_score must be in [0, 1]")
+        if not 0.0 <= day_score <= 1.0 or not 0.0 <= day_fading < 1.0:
+            raise ValueError("day_score must be in [0, 1], day_fading in [0, 1)")
         if type(day_detrend) is not bool or type(day_through) is not bool or type(stuck_longest) is not bool:
             raise ValueError("day_detrend, day_through and stuck_longest must be booleans")
         if not min_sd > 0.0 or not 0.0 < pmin < 0.5 or not margin >= 0.0:
@@ -161,6 +164,7 @@ class _Likelihood(Detector):
         self.day_margin = day_margin
         self.day_visits = day_visits
         self.day_score = day_score
+        self.day_fading = day_fading
         self.day_detrend = day_detrend
         self.day_through = day_through
         self.stuck_longest = stuck_longest
@@ -190,6 +194,8 @@ class _Likelihood(Detector):
         self._dhi = array("d", bytes(8 * slots))
         self._dvis = bytearray(slots)
         self._dslot = -1  # the previous sample's slot (-1: none yet)
+        # and the EW mean and variance of the value in each slot (interleaved: mean, variance)
+        self._dstat = array("d", bytes(16 * slots))
 
     def _surprise(self, x: float, lo: float, span: float, n: int) -> float:
         """Step 1a: learn ``x`` in the sequence model and return its raw surprise (at most 1).
@@ -295,6 +301,35 @@ class _Likelihood(Detector):
                 z = 1.0
         else:
             z = 0.0 if d == 0.0 else 1.0
+        # the time-of-day slot of the event time (-1: none), and what the slots keep: the value's
+        # deviation from the long-run mean (day_detrend), so a series that grows or sinks over weeks
+        # does not set a new record for the hour every day
+        slot = -1
+        if self._day_width and t is not None and -1e15 < t < 1e15:
+            day = t // _DAY
+            slot = int((t - day * _DAY) // self._day_width)
+            if slot >= self.day_slots:  # rounding, with a width that does not divide the day
+                slot = self.day_slots - 1
+            if self.weekend_slots and (int(day) + 3) % 7 >= 5:  # 1970-01-01 was a Thursday
+                slot += self.day_slots
+            v = x - self._lmean if self.day_detrend else x
+            # ... and the prediction error against the slot's EW mean, in the slot's EW standard deviations
+            if self.day_fading:
+                stat = self._dstat
+                i = 2 * slot
+                if self._dvis[slot]:
+                    ds = v - stat[i]
+                    dvar = stat[i + 1]
+                    if self._dvis[slot] >= self.day_visits and dvar > 0.0:
+                        zs = abs(ds) / (math.sqrt(dvar) * self.z_scale)
+                        if zs > z:
+                            z = zs if zs < 1.0 else 1.0
+                    a = self.day_fading
+                    stat[i] += a * ds
+                    stat[i + 1] = (1.0 - a) * (dvar + a * ds * ds)
+                else:  # a slot starts at the value, with the variance of the recent values
+                    stat[i] = v
+                    stat[i + 1] = var
         if z > raw:
             raw = z
         elif raw < 0.0:
@@ -318,16 +353,7 @@ class _Likelihood(Detector):
         score = -math.log10(p) * self._scale if p > self.pmin else 1.0
         tod = False  # the score is a time-of-day extreme
         # 3b. new extremes for the time of day: beyond the range seen in this slot on earlier days
-        if self._day_width and t is not None and -1e15 < t < 1e15:
-            day = t // _DAY
-            slot = int((t - day * _DAY) // self._day_width)
-            if slot >= self.day_slots:  # rounding, with a width that does not divide the day
-                slot = self.day_slots - 1
-            if self.weekend_slots and (int(day) + 3) % 7 >= 5:  # 1970-01-01 was a Thursday
-                slot += self.day_slots
-            # the slots keep the range of the value's deviation from the long-run mean (day_detrend),
-            # so a series that grows or sinks over weeks does not set a new record for the hour every day
-            v = x - self._lmean if self.day_detrend else x
+        if slot >= 0:
             vis = self._dvis[slot]
             if vis:
                 dlo = self._dlo[slot]
@@ -383,14 +409,14 @@ class _Likelihood(Detector):
             float(self._lmean), float(self._lvar), float(self._prev), float(self._c0), float(self._k0),
             float(self._c1), float(self._k1), int(self._rep), float(self._run), float(self._step),
             float(self._rlo), float(self._rhi), _pack(self._dlo), _pack(self._dhi), bytes(self._dvis), self._dslot,
-            self._len, self._maxlen, int(self._qday),
+            self._len, self._maxlen, int(self._qday), _pack(self._dstat),
         ]  # fmt: skip
 
     def load_state(self, state: list[Any]) -> None:
         bad = f"bad {self.name} state"
         try:
             (n, lo, hi, mean, var, *part, avg, mu, s2, quiet,
-             lmean, lvar, prev, c0, k0, c1, k1, rep, run, step, rlo, rhi, dlo, dhi, dvis, dslot, rlen, maxlen, qday) = state  # fmt: skip
+             lmean, lvar, prev, c0, k0, c1, k1, rep, run, step, rlo, rhi, dlo, dhi, dvis, dslot, rlen, maxlen, qday, dstat) = state  # fmt: skip
         except (TypeError, ValueError):
             raise ValueError(bad) from None
         if (
@@ -401,8 +427,9 @@ class _Likelihood(Detector):
             or qday > 1
             or {type(v) for v in (lo, hi, rlo, rhi, mean, var, avg, mu, s2, lmean, lvar, prev, c0, k0, c1, k1, run, step)}
             != _FLOAT
-            or {type(dlo), type(dhi), type(dvis)} != {bytes}
+            or {type(dlo), type(dhi), type(dvis), type(dstat)} != {bytes}
             or len(dlo) != 8 * len(self._dvis)
+            or len(dstat) != 2 * len(dlo)
             or len(dhi) != len(dlo)
             or len(dvis) != len(self._dvis)
             or type(dslot) is not int
@@ -419,3 +446,4 @@ class _Likelihood(Detector):
         self._len, self._maxlen = rlen, maxlen
         self._rlo, self._rhi = rlo, rhi
         self._dlo, self._dhi, self._dvis, self._dslot = _unpack(dlo), _unpack(dhi), bytearray(dvis), dslot
+        self._dstat = _unpack(dstat)

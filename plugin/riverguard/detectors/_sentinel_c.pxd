@@ -15,7 +15,7 @@ cdef class Sentinel:
     cdef readonly bint weekend_slots
     cdef readonly double day_margin
     cdef readonly int day_visits
-    cdef readonly double day_score
+    cdef readonly double day_score, day_fading
     cdef readonly bint day_detrend, day_through, stuck_longest
     cdef double _day_width, _scale
     cdef dict _params
@@ -32,6 +32,7 @@ cdef class Sentinel:
     cdef unsigned char *_dvis
     cdef double *_dlo
     cdef double *_dhi
+    cdef double *_dstat
 
 
     cdef _configure(self, dict p)

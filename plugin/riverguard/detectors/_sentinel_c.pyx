@@ -121,7 +121,7 @@ cdef class Sentinel:
 
     def __cinit__(self, *args, **kwargs):
         self._counts = self._totals = self._dvis = NULL
-        self._dlo = self._dhi = NULL
+        self._dlo = self._dhi = self._dstat = NULL
 
     def __dealloc__(self):
         PyMem_Free(self._counts)
@@ -129,6 +129,7 @@ cdef class Sentinel:
         PyMem_Free(self._dvis)
         PyMem_Free(self._dlo)
         PyMem_Free(self._dhi)
+        PyMem_Free(self._dstat)
 
     def __init__(self, **params):
         # types and reprs in the key: 2 and 2.0, True and 1, 0.0 and -0.0 are different settings
@@ -167,6 +168,7 @@ cdef class Sentinel:
         self.day_margin = p["day_margin"]
         self.day_visits = p["day_visits"]
         self.day_score = p["day_score"]
+        self.day_fading = p["day_fading"]
         self.day_detrend = p["day_detrend"]
         self.day_through = p["day_through"]
         self.stuck_longest = p["stuck_longest"]
@@ -192,13 +194,15 @@ cdef class Sentinel:
         self._dvis = <unsigned char *>PyMem_Malloc(slots + 1)
         self._dlo = <double *>PyMem_Malloc(8 * slots + 8)
         self._dhi = <double *>PyMem_Malloc(8 * slots + 8)
-        if not (self._counts and self._totals and self._dvis and self._dlo and self._dhi):
+        self._dstat = <double *>PyMem_Malloc(16 * slots + 8)
+        if not (self._counts and self._totals and self._dvis and self._dlo and self._dhi and self._dstat):
             raise MemoryError()
         memset(self._counts, 0, self._ncounts)
         memset(self._totals, 0, self._ntotals)
         memset(self._dvis, 0, slots)
         memset(self._dlo, 0, 8 * slots)
         memset(self._dhi, 0, 8 * slots)
+        memset(self._dstat, 0, 16 * slots)
 
     @classmethod
     def defaults(cls):
@@ -257,10 +261,10 @@ cdef class Sentinel:
     cpdef double process(self, double x, object t=None) except? -1.0:
         cdef int64_t n = self._n
         cdef double stuck, keep, c1, k1, run, lo, hi, span, rlo, rhi, ext, lam, dl, raw, d, var, z, a
-        cdef double avg, mu, s2, sd, dm, p, score, tt, day, dlo, dhi, v
+        cdef double avg, mu, s2, sd, dm, p, score, tt, day, dlo, dhi, v = 0.0, ds, dvar, zs
         cdef bint rep, far = False, tod, longest
-        cdef int64_t slot
-        cdef Py_ssize_t si
+        cdef int64_t slot = -1
+        cdef Py_ssize_t si, i
         cdef int vis
         self._n = n + 1
         if n == 0:
@@ -340,6 +344,36 @@ cdef class Sentinel:
                 z = 1.0
         else:
             z = 0.0 if d == 0.0 else 1.0
+        # the time-of-day slot (-1: none) and the prediction error against the slot's mean
+        if self._day_width and t is not None:
+            tt = t
+            if -1e15 < tt < 1e15:
+                day = _floordiv(tt, _DAY)
+                slot = _to_int(_floordiv(tt - day * _DAY, self._day_width))
+                if slot >= self.day_slots:
+                    slot = self.day_slots - 1
+                if self.weekend_slots and ((_to_int(day) + 3) % 7 + 7) % 7 >= 5:
+                    slot += self.day_slots
+                v = x - self._lmean if self.day_detrend else x
+                if self.day_fading:
+                    i = _index(2 * slot, 2 * self._slots, "array")
+                    vis = self._dvis[_index(slot, self._slots, "bytearray")]
+                    if vis:
+                        ds = v - self._dstat[i]
+                        dvar = self._dstat[i + 1]
+                        if vis >= self.day_visits and dvar > 0.0:
+                            zs = _sqrt(dvar) * self.z_scale
+                            if zs == 0.0:
+                                raise ZeroDivisionError("float division by zero")
+                            zs = abs(ds) / zs
+                            if zs > z:
+                                z = zs if zs < 1.0 else 1.0
+                        a = self.day_fading
+                        self._dstat[i] += a * ds
+                        self._dstat[i + 1] = (1.0 - a) * (dvar + a * ds * ds)
+                    else:
+                        self._dstat[i] = v
+                        self._dstat[i + 1] = var
         if z > raw:
             raw = z
         elif raw < 0.0:
@@ -363,40 +397,31 @@ cdef class Sentinel:
         score = -_log10(p) * self._scale if p > self.pmin else 1.0
         tod = False
         # 3b. time of day
-        if self._day_width and t is not None:
-            tt = t
-            if -1e15 < tt < 1e15:
-                day = _floordiv(tt, _DAY)
-                slot = _to_int(_floordiv(tt - day * _DAY, self._day_width))
-                if slot >= self.day_slots:
-                    slot = self.day_slots - 1
-                if self.weekend_slots and ((_to_int(day) + 3) % 7 + 7) % 7 >= 5:
-                    slot += self.day_slots
-                v = x - self._lmean if self.day_detrend else x
-                si = _index(slot, self._slots, "bytearray")
-                vis = self._dvis[si]
-                if vis:
-                    si = _index(slot, self._slots, "array")
-                    dlo = self._dlo[si]
-                    dhi = self._dhi[si]
-                    if v < dlo:
-                        if vis >= self.day_visits and dlo - v > self.day_margin * span and self.day_score > score:
-                            score = self.day_score
-                            tod = True
-                        self._dlo[si] = v
-                    elif v > dhi:
-                        if vis >= self.day_visits and v - dhi > self.day_margin * span and self.day_score > score:
-                            score = self.day_score
-                            tod = True
-                        self._dhi[si] = v
-                else:
-                    si = _index(slot, self._slots, "array")
-                    self._dhi[si] = v
+        if slot >= 0:
+            si = _index(slot, self._slots, "bytearray")
+            vis = self._dvis[si]
+            if vis:
+                si = _index(slot, self._slots, "array")
+                dlo = self._dlo[si]
+                dhi = self._dhi[si]
+                if v < dlo:
+                    if vis >= self.day_visits and dlo - v > self.day_margin * span and self.day_score > score:
+                        score = self.day_score
+                        tod = True
                     self._dlo[si] = v
-                if slot != self._dslot:
-                    self._dslot = slot
-                    if vis < 255:
-                        self._dvis[_index(slot, self._slots, "bytearray")] = vis + 1
+                elif v > dhi:
+                    if vis >= self.day_visits and v - dhi > self.day_margin * span and self.day_score > score:
+                        score = self.day_score
+                        tod = True
+                    self._dhi[si] = v
+            else:
+                si = _index(slot, self._slots, "array")
+                self._dhi[si] = v
+                self._dlo[si] = v
+            if slot != self._dslot:
+                self._dslot = slot
+                if vis < 255:
+                    self._dvis[_index(slot, self._slots, "bytearray")] = vis + 1
         if ext > self.margin * (rhi - rlo) and far:
             if self.extreme > score:
                 score = self.extreme
@@ -436,7 +461,7 @@ cdef class Sentinel:
             self._c1, self._k1, int(self._rep), self._run, self._step,
             self._rlo, self._rhi, _pack(self._dlo, self._slots), _pack(self._dhi, self._slots),
             PyBytes_FromStringAndSize(<char *>self._dvis, self._slots), self._dslot,
-            self._len, self._maxlen, int(self._qday),
+            self._len, self._maxlen, int(self._qday), _pack(self._dstat, 2 * self._slots),
         ]
 
     def load_state(self, state):
@@ -445,10 +470,10 @@ cdef class Sentinel:
             values = list(state)
         except TypeError:
             raise ValueError(bad) from None
-        if len(values) != 32:
+        if len(values) != 33:
             raise ValueError(bad)
         (n, lo, hi, mean, var, b1, b2, counts, totals, avg, mu, s2, quiet,
-         lmean, lvar, prev, c0, k0, c1, k1, rep, run, step, rlo, rhi, dlo, dhi, dvis, dslot, rlen, maxlen, qday) = values
+         lmean, lvar, prev, c0, k0, c1, k1, rep, run, step, rlo, rhi, dlo, dhi, dvis, dslot, rlen, maxlen, qday, dstat) = values
         for v in (n, quiet, rep, dslot, b1, b2, qday, rlen, maxlen):
             if type(v) is not int:
                 raise ValueError(bad)
@@ -457,9 +482,10 @@ cdef class Sentinel:
         for v in (lo, hi, rlo, rhi, mean, var, avg, mu, s2, lmean, lvar, prev, c0, k0, c1, k1, run, step):
             if type(v) is not float:
                 raise ValueError(bad)
-        if type(dlo) is not bytes or type(dhi) is not bytes or type(dvis) is not bytes:
+        if type(dlo) is not bytes or type(dhi) is not bytes or type(dvis) is not bytes or type(dstat) is not bytes:
             raise ValueError(bad)
-        if len(dlo) != 8 * self._slots or len(dhi) != len(dlo) or len(dvis) != self._slots:
+        if (len(dlo) != 8 * self._slots or len(dhi) != len(dlo) or len(dvis) != self._slots
+                or len(dstat) != 2 * len(dlo)):
             raise ValueError(bad)
         if not -1 <= dslot < len(dvis):
             raise ValueError(bad)
@@ -480,5 +506,6 @@ cdef class Sentinel:
         memcpy(self._totals, PyBytes_AS_STRING(totals), self._ntotals)
         _unpack(dlo, self._dlo, self._slots)
         _unpack(dhi, self._dhi, self._slots)
+        _unpack(dstat, self._dstat, 2 * self._slots)
         memcpy(self._dvis, PyBytes_AS_STRING(dvis), self._slots)
         self._dslot = dslot

@@ -34,7 +34,9 @@ class Context(_Likelihood):
 
     1. **Surprise.** The raw score is the fraction of the sample's contexts
        never seen (count 0), or its distance from an exponentially weighted
-       mean in ``z_scale`` standard deviations (capped at 1) when larger.
+       mean in ``z_scale`` standard deviations (capped at 1) when larger, or
+       from the mean of the time-of-day slot in that slot's standard
+       deviations (weight ``day_fading``; see Sentinel).
        Long orders see a whole daily shape (a flat middle, a missing dip), short
        ones a single unusual step.
     2. **Likelihood.** The raw score's short exponential average (weight
@@ -55,7 +57,8 @@ class Context(_Likelihood):
        time-of-day extreme in a suppression another kind of report started).
 
     Without event times the time-of-day check is skipped. State is the count
-    table (1 KiB by default), the slot ranges (0.8 KiB) and about thirty numbers.
+    table (1 KiB by default), the slot ranges, means and variances (0.8 KiB with 12 two-hour
+    slots, weekends apart) and about thirty numbers.
 
     Parameters
     ----------
@@ -107,6 +110,9 @@ class Context(_Likelihood):
         Passes through a slot before it is checked (1 to 255).
     day_score
         The score of a time-of-day extreme, in [0, 1].
+    day_fading
+        Weight of the newest sample in each time-of-day slot's mean and
+        variance, for the prediction error against the slot (0 turns it off).
     day_detrend
         Compare the value's deviation from the long-run mean with the slot's
         range of deviations, rather than the value itself.
@@ -178,11 +184,12 @@ class Context(_Likelihood):
         learn: int = 200,
         repeat_decay: float = 0.001,
         value_long: float = 0.002,
-        day_slots: int = 24,
+        day_slots: int = 12,  # two-hour slots: the slot means and variances keep a series within 4 KiB
         weekend_slots: bool = True,
         day_margin: float = 0.1,
         day_visits: int = 7,
         day_score: float = 0.6,
+        day_fading: float = 0.02,
         day_detrend: bool = True,
         day_through: bool = True,
         stuck_longest: bool = True,
@@ -205,7 +212,7 @@ class Context(_Likelihood):
         self._setup(
             fading, z_scale, short, long, min_sd, pmin, margin, extreme, fire, suppress, damp, extreme_sd, learn,
             repeat_decay, value_long, day_slots, weekend_slots, day_margin, day_visits, day_score,
-            day_detrend, day_through, stuck_longest,
+            day_fading, day_detrend, day_through, stuck_longest,
         )  # fmt: skip
         self._hashes = _plan(orders)  # shared between instances
         self._shift = 32 - table_bits

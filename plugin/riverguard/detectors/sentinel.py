@@ -19,9 +19,14 @@ class Sentinel(_Likelihood):
          of level ``b`` after the two previous levels) gives the probability of
          the observed level in its context; the raw score is
          ``1 - gain * P(level | context)`` (a context never seen scores 1);
-       - *prediction error*: the distance from an exponentially weighted mean,
-         in exponentially weighted standard deviations, divided by ``z_scale``
-         and capped at 1.
+       - *prediction error*: the distance from an exponentially weighted
+         mean, in exponentially weighted standard deviations, divided by ``z_scale``
+         and capped at 1; with event times, the larger of that and the same
+         distance from the mean of the time-of-day slot (see step 3) in that
+         slot's standard deviations (weight ``day_fading``; a slot starts at
+         its first value with the variance of the recent values, and counts
+         once the series has passed through it ``day_visits`` times): a value
+         normal for the series but not for the hour, such as a holiday.
     2. **Likelihood.** The raw score's short exponential average (weight
        ``short``, about ``1 / short`` samples) is compared with the long-run
        mean and variance of that average (weight ``long``): the Gaussian tail
@@ -69,9 +74,9 @@ class Sentinel(_Likelihood):
        suppression of its own, during which time-of-day extremes are damped.
 
     Without event times the time-of-day step is skipped; everything else
-    counts samples. The detector keeps about 2 KiB of state per series (the
-    count table is a ``bytearray``, the slot ranges an ``array``) and uses no
-    randomness, so it is deterministic.
+    counts samples. The detector keeps about 2.9 KiB of state per series (the
+    count table is a ``bytearray``; the slot ranges, means and variances are
+    ``array`` objects) and uses no randomness, so it is deterministic.
 
     Parameters
     ----------
@@ -124,6 +129,9 @@ class Sentinel(_Likelihood):
         Passes through a slot before it is checked (1 to 255).
     day_score
         The score of a time-of-day extreme, in [0, 1].
+    day_fading
+        Weight of the newest sample in each time-of-day slot's mean and
+        variance, for the prediction error against the slot (0 turns it off).
     day_detrend
         Compare the value's deviation from the long-run mean with the slot's
         range of deviations, rather than the value itself.
@@ -189,6 +197,7 @@ class Sentinel(_Likelihood):
         day_margin: float = 0.1,
         day_visits: int = 7,
         day_score: float = 0.6,
+        day_fading: float = 0.02,
         day_detrend: bool = True,
         day_through: bool = True,
         stuck_longest: bool = True,
@@ -205,7 +214,7 @@ class Sentinel(_Likelihood):
         self._setup(
             fading, z_scale, short, long, min_sd, pmin, margin, extreme, fire, suppress, damp, extreme_sd, learn,
             repeat_decay, value_long, day_slots, weekend_slots, day_margin, day_visits, day_score,
-            day_detrend, day_through, stuck_longest,
+            day_fading, day_detrend, day_through, stuck_longest,
         )  # fmt: skip
         self._b1 = self._b2 = 0  # the two previous levels
         self._counts = bytearray(bins**3)  # decayed counts of (b2, b1) -> b
