@@ -466,11 +466,9 @@ def run(engine, bytes buf, Py_ssize_t pos, list out):
     cdef bint flag, missing
     cdef long long seen
     cdef Series series
-    cdef PyObject *found
     cdef bytes score_suffix = engine.score_suffix
     cdef bytes flag_suffix = engine.flag_suffix
     cdef dict all_series = engine.series
-    cdef dict names_dict = engine._names
     cdef PyObject *found_series[MAX_FIELDS]
     cdef list skeys = [None] * MAX_FIELDS
     ob.data = NULL
@@ -567,15 +565,8 @@ def run(engine, bytes buf, Py_ssize_t pos, list out):
                 seen = series.seen + 1
                 series.seen = seen
                 names = series.names
-                if names is None:
-                    key = PyBytes_FromStringAndSize(b + fields[k].key, fields[k].key_len)
-                    found = PyDict_GetItem(names_dict, key)
-                    if found == NULL:
-                        names = engine._added_names(key)
-                        names_dict[key] = names
-                    else:
-                        names = <object>found
-                    series.names = names
+                if names is None:  # a new series (as Engine._score)
+                    names = series.names = engine.added_names(PyBytes_FromStringAndSize(b + fields[k].key, fields[k].key_len))
                 _put_bytes(&ob, <object>PyTuple_GET_ITEM(names, 0))
                 if seen <= series.warmup:
                     _put(&ob, b"0.0", 3)

@@ -36,7 +36,7 @@ class Series:
         self.last_time: int | None = None
         self.anomalies = 0
         self.failed = False
-        self.names: tuple[bytes, bytes, bytes] | None = None  # used by the compiled path
+        self.names: tuple[bytes, bytes, bytes] | None = None  # its added-field prefixes (Engine.added_names)
 
 
 def format_score(score: float) -> bytes:
@@ -286,20 +286,26 @@ class Engine:
                 if flag:
                     series.anomalies += 1
                     self.anomalies += 1
-            names = self._names.get(key)
+            names = series.names
             if names is None:
-                names = self._names[key] = self._added_names(key)
+                names = series.names = self.added_names(key)
             out.append(names[0] + text)
             if keys is None or key + flag_suffix not in keys:
                 out.append(names[1] if flag else names[2])
         return b"".join(out)
 
-    def _added_names(self, key: bytes) -> tuple[bytes, bytes, bytes]:
-        """``,K_score=``, ``,K_flag=true`` and ``,K_flag=false`` for field key ``K``."""
-        if len(self._names) >= 65536:  # field keys are few; a flood of distinct ones must not grow this forever
-            self._names.clear()
-        flag = b",%s%s=" % (key, self.flag_suffix)
-        return b",%s%s=" % (key, self.score_suffix), flag + b"true", flag + b"false"
+    def added_names(self, key: bytes) -> tuple[bytes, bytes, bytes]:
+        """``,K_score=``, ``,K_flag=true`` and ``,K_flag=false`` for field key ``K`` (shared between series).
+
+        Each series keeps its tuple (``Series.names``), so this runs once per new series.
+        """
+        names = self._names.get(key)
+        if names is None:
+            if len(self._names) >= 65536:  # field keys are few; a flood of distinct ones must not grow this forever
+                self._names.clear()
+            flag = b",%s%s=" % (key, self.flag_suffix)
+            names = self._names[key] = (b",%s%s=" % (key, self.score_suffix), flag + b"true", flag + b"false")
+        return names
 
     @staticmethod
     def _prefix(metric: Metric) -> bytes:
