@@ -313,14 +313,15 @@ class _Likelihood(Detector):
             if self.weekend_slots and (int(day) + 3) % 7 >= 5:  # 1970-01-01 was a Thursday
                 slot += self.day_slots
             v = x - self._lmean if self.day_detrend else x
+            vis = self._dvis[slot]  # passes through the slot before this sample
             # ... and the prediction error against the slot's EW mean, in the slot's EW standard deviations
             if self.day_fading:
                 stat = self._dstat
                 i = 2 * slot
-                if self._dvis[slot]:
+                if vis:
                     ds = v - stat[i]
                     dvar = stat[i + 1]
-                    if self._dvis[slot] >= self.day_visits and dvar > 0.0:
+                    if vis >= self.day_visits and dvar > 0.0:
                         zs = abs(ds) / (math.sqrt(dvar) * self.z_scale)
                         if zs > z:
                             z = zs if zs < 1.0 else 1.0
@@ -354,7 +355,6 @@ class _Likelihood(Detector):
         tod = False  # the score is a time-of-day extreme
         # 3b. new extremes for the time of day: beyond the range seen in this slot on earlier days
         if slot >= 0:
-            vis = self._dvis[slot]
             if vis:
                 dlo = self._dlo[slot]
                 dhi = self._dhi[slot]

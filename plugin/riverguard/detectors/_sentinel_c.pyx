@@ -355,9 +355,9 @@ cdef class Sentinel:
                 if self.weekend_slots and ((_to_int(day) + 3) % 7 + 7) % 7 >= 5:
                     slot += self.day_slots
                 v = x - self._lmean if self.day_detrend else x
+                vis = self._dvis[_index(slot, self._slots, "bytearray")]
                 if self.day_fading:
                     i = _index(2 * slot, 2 * self._slots, "array")
-                    vis = self._dvis[_index(slot, self._slots, "bytearray")]
                     if vis:
                         ds = v - self._dstat[i]
                         dvar = self._dstat[i + 1]
@@ -398,10 +398,8 @@ cdef class Sentinel:
         tod = False
         # 3b. time of day
         if slot >= 0:
-            si = _index(slot, self._slots, "bytearray")
-            vis = self._dvis[si]
+            si = _index(slot, self._slots, "array")
             if vis:
-                si = _index(slot, self._slots, "array")
                 dlo = self._dlo[si]
                 dhi = self._dhi[si]
                 if v < dlo:
@@ -415,7 +413,6 @@ cdef class Sentinel:
                         tod = True
                     self._dhi[si] = v
             else:
-                si = _index(slot, self._slots, "array")
                 self._dhi[si] = v
                 self._dlo[si] = v
             if slot != self._dslot:
