@@ -70,58 +70,16 @@ class Context(_Likelihood):
         The count table has ``2 ** table_bits`` entries (6 to 12).
     halve_every
         Samples between halvings of the count table.
-    fading
-        Weight of the newest sample in the mean and variance of the values.
-    z_scale
-        Standard deviations of prediction error that make a raw score of 1.
-    short
-        Weight of the newest raw score in its short average, in (0, 1].
-    long
-        Weight of the newest short average in its long-run mean and variance.
-    min_sd
-        Floor under the long-run standard deviation of the short average.
-    pmin
-        Smallest tail probability told apart; it scores 1.0.
-    margin
-        Fraction of the range seen so far beyond which a new extreme is flagged.
-    extreme
-        The score of a new extreme, in [0, 1].
-    fire
-        Score at or above which suppression starts.
-    suppress
-        Samples suppressed after a score reaches ``fire``.
-    damp
-        Factor applied to suppressed scores, in [0, 1].
-    extreme_sd
-        Long-run standard deviations from the long-run mean a new extreme needs.
-    learn
-        Samples seen before anything may score above 0.
-    repeat_decay
-        Weight of the newest step in the repeat statistics.
-    value_long
-        Weight of the newest value in the long-run mean and variance of the values.
-    day_slots
-        Time-of-day slots per day (0 to 96; 0 turns the time-of-day step off).
-    weekend_slots
-        Give Saturdays and Sundays (UTC) slots of their own.
-    day_margin
-        Fraction of the range seen so far beyond a slot's range that is flagged.
-    day_visits
-        Passes through a slot before it is checked (1 to 255).
-    day_score
-        The score of a time-of-day extreme, in [0, 1].
-    day_fading
-        Weight of the newest sample in each time-of-day slot's mean and
-        variance, for the prediction error against the slot (0 turns it off).
-    day_detrend
-        Compare the value's deviation from the long-run mean with the slot's
-        range of deviations, rather than the value itself.
-    day_through
-        Let a time-of-day extreme through a suppression that another kind of
-        report started (it is not damped, and starts a suppression of its own).
-    stuck_longest
-        Score a run of repeats only while it is longer than every run that has
-        ended before it (a series that idles at a floor every night does not fire).
+    (the others)
+        The steps shared with :class:`~riverguard.detectors.Sentinel` take its
+        parameters, with the same names and meanings (see its documentation):
+        ``fading``, ``z_scale``, ``short``, ``long``, ``min_sd``, ``pmin``,
+        ``margin``, ``extreme``, ``fire``, ``suppress``, ``damp``,
+        ``extreme_sd``, ``learn``, ``repeat_decay``, ``value_long``,
+        ``day_slots``, ``weekend_slots``, ``day_margin``, ``day_visits``,
+        ``day_score``, ``day_fading``, ``day_detrend``, ``day_through`` and
+        ``stuck_longest``. Only two defaults differ: ``pmin`` is 1e-12 and
+        ``day_slots`` 12 (two-hour slots keep a series within 4 KiB).
 
     Examples
     --------
