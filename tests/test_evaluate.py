@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,8 @@ from riverguard.evaluate.corpus import NabError, NabFile, load_corpus, load_refe
 from riverguard.evaluate.report import evaluate_scores
 from riverguard.evaluate.runner import read_output, run_file, to_line_protocol
 from riverguard.lineprotocol import Splitter, unescape
+
+from benchmarks import nab_tuning  # tests/benchmarks, as pytest imports it
 
 SCRIPT = Path(sys.executable).with_name("riverguard")
 RIVERGUARD = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "riverguard"]
@@ -262,38 +265,26 @@ def test_cli_reports_a_missing_corpus(tmp_path: Path):
 # -- the held-out tuning study (tests/benchmarks/nab_tuning.py) ---------------
 
 
-def _tuning_study():
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    try:
-        from tests.benchmarks import nab_tuning
-    finally:
-        sys.path.pop(0)
-    return nab_tuning
-
-
 def test_tuning_study_scores_what_the_engine_writes(corpus: list[NabFile]):
     # The study calls the detector directly for speed; its scores must be the engine's, row for row.
-    study = _tuning_study()
     files = [f for f in corpus if f.key in SUBSET]
-    direct = study.Corpus(files).scores({}, range(len(files)))
-    config = parse(f'[[rule]]\nmeasurement = "nab"\ndetector = "{study.DETECTOR}"\n')
+    direct = nab_tuning.Corpus(files).scores({}, range(len(files)))
+    config = parse(f'[[rule]]\nmeasurement = "nab"\ndetector = "{nab_tuning.DETECTOR}"\n')
     for f, scores in zip(files, direct, strict=True):
         np.testing.assert_array_equal(run_file(config, f).scores, scores)
 
 
 def test_tuning_study_halves_hold_every_category_and_never_share_a_file(corpus: list[NabFile]):
-    study = _tuning_study()
-    a, b = study.halves(corpus)
+    a, b = nab_tuning.halves(corpus)
     assert sorted(a + b) == list(range(len(corpus))) and not set(a) & set(b)
     for half in (a, b):
         assert {corpus[i].category for i in half} == {f.category for f in corpus}
-    assert study.halves(corpus) == (a, b)
+    assert nab_tuning.halves(corpus) == (a, b)
 
 
 def test_tuning_study_steps_stay_within_what_the_detector_accepts():
-    study = _tuning_study()
-    rng = __import__("random").Random(5)
+    rng = random.Random(5)
     params: dict = {}
     for _ in range(300):
-        params = study.nudge(params, rng)
-        study.REGISTRY[study.DETECTOR](**params)  # raises ValueError on a refused setting
+        params = nab_tuning.nudge(params, rng)
+        nab_tuning.REGISTRY[nab_tuning.DETECTOR](**params)  # raises ValueError on a refused setting

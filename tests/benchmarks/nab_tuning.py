@@ -93,7 +93,7 @@ class Corpus:
 
 def nudge(params: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     """One to three parameters moved one step from ``params`` (defaults where unset)."""
-    defaults = REGISTRY[DETECTOR]().params()
+    defaults = REGISTRY[DETECTOR].defaults()
     cand = dict(params)
     for _ in range(rng.choice([1, 1, 2, 2, 3])):
         name = rng.choice(sorted(CONTINUOUS) + sorted(INTEGER))
@@ -114,11 +114,14 @@ def nudge(params: dict[str, Any], rng: random.Random) -> dict[str, Any]:
     return cand
 
 
-def search(corpus: Corpus, idx: Sequence[int], iterations: int, seed: int) -> tuple[dict[str, Any], dict[str, float]]:
-    """Random local search on the standard swept score of the files ``idx``; the best parameters and scores."""
+def search(
+    corpus: Corpus, idx: Sequence[int], start: dict[str, float], iterations: int, seed: int
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """Random local search from the defaults (scoring ``start`` on the files ``idx``) on the standard
+    swept score; the best parameters and their scores."""
     rng = random.Random(seed)
     best: dict[str, Any] = {}
-    best_scores = corpus.swept(best, idx)
+    best_scores = start
     for _ in range(iterations):
         cand = nudge(best, rng)
         try:
@@ -146,9 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="search seed (default 1)")
     args = parser.parse_args(argv)
     corpus = Corpus(load_corpus(default_nab_path()))
-    everything = list(range(len(corpus.files)))
     a, b = halves(corpus.files)
-    direct = corpus.swept({}, everything)
+    parts = {"A": a, "B": b, "all": list(range(len(corpus.files)))}
+    defaults = {name: corpus.swept({}, idx) for name, idx in parts.items()}
+    direct = defaults["all"]
     through_engine = engine_score()
     print(f"defaults, whole corpus: direct {direct['standard']:.2f}, riverguard evaluate {through_engine:.2f}")
     if abs(direct["standard"] - through_engine) > 0.005:
@@ -156,14 +160,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"halves: A {len(a)} files, B {len(b)} files; {args.iterations} search steps, seed {args.seed}")
     print("tuned on | tuned params                              | score on tuned half        | score on the other half")
-    for name, tune, hold in (("A", a, b), ("B", b, a), ("all", everything, [])):
-        before_tune, before_hold = corpus.swept({}, tune), corpus.swept({}, hold) if hold else None
-        params, after_tune = search(corpus, tune, args.iterations, args.seed)
-        after_hold = corpus.swept(params, hold) if hold else None
-        fmt = lambda s: "/".join(f"{s[p]:.2f}" for p in PROFILES)  # noqa: E731
-        held = f"{fmt(before_hold)} -> {fmt(after_hold)}" if before_hold and after_hold else "-"
+
+    def fmt(scores: dict[str, float]) -> str:
+        return "/".join(f"{scores[p]:.2f}" for p in PROFILES)
+
+    for name, other in (("A", "B"), ("B", "A"), ("all", None)):
+        params, tuned = search(corpus, parts[name], defaults[name], args.iterations, args.seed)
+        held = "-" if other is None else f"{fmt(defaults[other])} -> {fmt(corpus.swept(params, parts[other]))}"
         print(f"{name:8s} | {json.dumps(params, sort_keys=True)}")
-        print(f"{'':8s} | {'':41s} | {fmt(before_tune)} -> {fmt(after_tune)} | {held}", flush=True)
+        print(f"{'':8s} | {'':41s} | {fmt(defaults[name])} -> {fmt(tuned)} | {held}", flush=True)
     return 0
 
 
