@@ -265,7 +265,7 @@ cdef class Sentinel:
         cdef bint rep, far = False, tod, longest
         cdef int64_t slot = -1
         cdef Py_ssize_t si, i
-        cdef int vis
+        cdef int vis = 0  # set with the slot (slot >= 0)
         self._n = n + 1
         if n == 0:
             self._lo = self._hi = self._rlo = self._rhi = self._mean = self._prev = self._lmean = x
