@@ -1,4 +1,7 @@
-"""riverguard: online anomaly detection for Telegraf, one River model per series.
+"""riverguard: online anomaly detection for Telegraf, one detector per series.
+
+The default detector, ``sentinel``, is riverguard's own, as are ``context``
+and ``zscore``; ``hst`` and ``pad`` wrap River models.
 
 The public API is small: :func:`load_config`, :class:`ConfigError`,
 :class:`Engine` and the detector registry in :mod:`riverguard.detectors`.

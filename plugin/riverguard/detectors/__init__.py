@@ -1,4 +1,9 @@
-"""The detector registry: one module per detector, each built on River.
+"""The detector registry: one module per detector.
+
+``sentinel`` (the default), ``context`` and ``zscore`` are riverguard's own,
+written in River's idiom (``zscore`` keeps its moments with ``river.stats``);
+``hst`` and ``pad`` wrap River's ``HalfSpaceTrees`` and
+``PredictiveAnomalyDetection``.
 
 >>> sorted(REGISTRY)
 ['context', 'hst', 'pad', 'sentinel', 'zscore']
