@@ -1,6 +1,6 @@
 """The compiled hot path (``riverguard._hotpath``) and the pure-Python engine give the same result.
 
-``Engine.feed`` sends plain metrics through C when the extension is built and
+``stream.feed`` sends plain metrics through C when the extension is built and
 everything else through Python. Here the same streams go through an engine
 with the compiled path and one without, cut at arbitrary chunk boundaries,
 and the output bytes and everything the engine keeps (counters, series and
@@ -25,6 +25,7 @@ from riverguard import config as rg_config
 from riverguard import detectors
 from riverguard.detectors import Detector
 from riverguard.engine import ACCELERATED, Engine
+from riverguard.stream import feed
 
 needs_accel = pytest.mark.skipif(
     not ACCELERATED and not os.environ.get("CI"),
@@ -119,10 +120,10 @@ def _run(engine: Engine, data: bytes, cuts: list[int]) -> bytes:
     for cut in sorted(set(cuts)) + [len(data)]:
         buf += data[last:cut]
         last = cut
-        chunks, consumed, _ = engine.feed(buf)
+        chunks, consumed, _ = feed(engine, buf)
         out.extend(chunks)
         buf = buf[consumed:]
-    chunks, consumed, pending = engine.feed(buf, final=True)
+    chunks, consumed, pending = feed(engine, buf, final=True)
     assert consumed == len(buf) and not pending
     out.extend(chunks)
     return b"".join(out)
@@ -131,7 +132,7 @@ def _run(engine: Engine, data: bytes, cuts: list[int]) -> bytes:
 def assert_same(data: bytes, config: rg_config.Config, cuts: list[int] = ()) -> bytes:
     fast = Engine(config, accelerate=True)
     slow = Engine(config, accelerate=False)
-    assert fast._run_plain is not None and slow._run_plain is None
+    assert fast.run_plain is not None and slow.run_plain is None
     expected = _run(slow, data, [])
     assert _run(fast, data, list(cuts)) == expected
     assert _state(fast) == _state(slow)

@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Compiled twin of the engine for plain metrics (the common case), built when a C compiler is there.
 
-:meth:`riverguard.engine.Engine.feed` calls :func:`run` on the input buffer.
+:func:`riverguard.stream.feed` calls :func:`run` on the input buffer.
 ``run`` handles, entirely in C, every metric that is *plain*: one physical
 line with no backslash, no double quote and no control byte; measurement,
 sorted tags, numeric or boolean fields with distinct keys, an optional

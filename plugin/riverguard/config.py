@@ -20,7 +20,17 @@ from typing import Any
 
 from . import detectors
 
-__all__ = ["Config", "ConfigError", "OutputConfig", "Rule", "StateConfig", "load", "parse", "parse_duration"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "OutputConfig",
+    "Rule",
+    "StateConfig",
+    "default_config",
+    "load",
+    "parse",
+    "parse_duration",
+]
 
 
 class ConfigError(Exception):

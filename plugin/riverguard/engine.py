@@ -16,7 +16,7 @@ from typing import Any
 
 from .config import Config, Rule
 from .detectors import Detector
-from .lineprotocol import Metric, ParseError, Record, Splitter, escape_key, unescape
+from .lineprotocol import Metric, ParseError, Record, escape_key, insert_fields, unescape
 from .log import Log, RateLimit
 
 __all__ = ["ACCELERATED", "Engine", "Series", "checked_score", "format_score", "series_key"]
@@ -122,8 +122,7 @@ class Engine:
         if accelerate is None:
             accelerate = not os.environ.get("RIVERGUARD_PURE_PYTHON")
         #: The compiled path for plain metrics (:mod:`riverguard._hotpath`), or None: pure Python.
-        self._run_plain = _run_plain if accelerate else None
-        self._splitter = Splitter()
+        self.run_plain = _run_plain if accelerate else None
         self.log = log or Log("error")
         self._rules = [_CompiledRule(rule) for rule in config.rules]
         self.score_suffix = escape_key(config.output.score_suffix)
@@ -171,37 +170,6 @@ class Engine:
 
     # -- scoring -------------------------------------------------------------
 
-    def feed(self, buf: bytes, *, final: bool = False, force: bool = False) -> tuple[list[bytes], int, bool]:
-        """Process the complete metrics at the front of ``buf``: ``(output chunks, bytes consumed, pending)``.
-
-        ``final`` and ``force`` are :meth:`Splitter.split`'s. Plain metrics go
-        through the compiled path when it is built; the rest, one metric at a
-        time, through :meth:`process`. Both give the same bytes.
-
-        >>> from riverguard.config import default_config
-        >>> Engine(default_config()).feed(b"cpu,host=a idle=97.5 1\\ncpu,host=a idle=9")
-        ([b'cpu,host=a idle=97.5,idle_anomaly_score=0.0,idle_anomaly=false 1\\n'], 23, False)
-        """
-        out: list[bytes] = []
-        run = self._run_plain
-        split = self._splitter.split
-        process = self.process
-        if run is None:
-            records, consumed, pending = split(buf, final=final, force=force)
-            out.extend([process(r) for r in records])
-            return out, consumed, pending
-        pos, n = 0, len(buf)
-        while pos < n:
-            pos = run(self, buf, pos, out)
-            if pos >= n:
-                break
-            records, consumed, pending = split(buf, final=final, force=force, start=pos, limit=1)
-            out.extend([process(r) for r in records])
-            if pending or consumed == pos:
-                return out, consumed, pending
-            pos = consumed
-        return out, pos, False
-
     def process(self, record: Record) -> bytes:
         """The output bytes for one record (always newline-terminated)."""
         data = record.data
@@ -223,8 +191,7 @@ class Engine:
         extra = self._score(metric)
         if not extra:
             return data
-        at = metric.fields_end
-        return data[:at] + extra + data[at:]
+        return insert_fields(metric, extra) + b"\n"
 
     def _score(self, metric: Metric) -> bytes:
         score_suffix, flag_suffix = self.score_suffix, self.flag_suffix

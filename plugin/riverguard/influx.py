@@ -37,7 +37,7 @@ from collections.abc import Callable
 from .lineprotocol import Splitter
 from .log import Log
 
-__all__ = ["DEFAULT_BATCH_SIZE", "InfluxWriter", "WriteError", "add_arguments", "from_args"]
+__all__ = ["DEFAULT_BATCH_SIZE", "InfluxWriter", "OptionError", "WriteError", "add_arguments", "from_args"]
 
 DEFAULT_BATCH_SIZE = 5000
 DEFAULT_RETRIES = 5

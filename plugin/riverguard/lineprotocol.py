@@ -22,14 +22,17 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 __all__ = [
+    "FLOAT",
     "Field",
     "Metric",
     "ParseError",
     "Record",
     "Splitter",
     "escape_key",
+    "escape_measurement",
     "insert_fields",
     "parse",
+    "raw_fields",
     "unescape",
 ]
 

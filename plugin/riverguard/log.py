@@ -6,6 +6,8 @@ import sys
 import time
 from typing import TextIO
 
+__all__ = ["LEVELS", "Log", "Progress", "RateLimit"]
+
 LEVELS = {"error": 0, "warn": 1, "info": 2, "debug": 3}
 _PREFIX = {0: "E! ", 1: "W! ", 2: "I! ", 3: "D! "}
 

@@ -1,5 +1,9 @@
 """The stream loops: execd mode (stdin to stdout, as Telegraf drives it) and replay.
 
+Both keep the input bytes not yet processed and hand them to :func:`feed`,
+which cuts them into metrics (a partial line waits for its end, a string
+value may span lines) and runs each through the engine.
+
 Execd mode reads whatever input is available, processes every complete
 metric, and flushes the output as soon as no more input is waiting, so a
 single metric comes back within milliseconds while a burst is written in
@@ -21,14 +25,49 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
 from .engine import Engine
+from .lineprotocol import Splitter
 
-__all__ = ["QUOTE_GRACE", "ManualGC", "process_chunks", "replay", "serve"]
+__all__ = ["QUOTE_GRACE", "ManualGC", "feed", "process_chunks", "replay", "serve"]
 
 #: How long a metric whose quote is still open at the end of the input waits
 #: for the rest of it before its first line is treated as malformed.
 QUOTE_GRACE = 0.25
 _READ_SIZE = 1 << 20
 _BATCH_BYTES = 4 << 20
+_split = Splitter().split
+
+
+def feed(engine: Engine, buf: bytes, *, final: bool = False, force: bool = False) -> tuple[list[bytes], int, bool]:
+    """Process the complete metrics at the front of ``buf``: ``(output chunks, bytes consumed, pending)``.
+
+    ``final`` and ``force`` are :meth:`Splitter.split`'s: a metric whose quote
+    is still open is ``pending`` (it waits for more input) unless one of them
+    is set. Plain metrics go through the engine's compiled path when it is
+    built; the rest, one metric at a time, through :meth:`Engine.process`.
+    Both give the same bytes.
+
+    >>> from riverguard.config import default_config
+    >>> feed(Engine(default_config()), b"cpu,host=a idle=97.5 1\\ncpu,host=a idle=9")
+    ([b'cpu,host=a idle=97.5,idle_anomaly_score=0.0,idle_anomaly=false 1\\n'], 23, False)
+    """
+    out: list[bytes] = []
+    run = engine.run_plain
+    process = engine.process
+    if run is None:
+        records, consumed, pending = _split(buf, final=final, force=force)
+        out.extend([process(r) for r in records])
+        return out, consumed, pending
+    pos, n = 0, len(buf)
+    while pos < n:
+        pos = run(engine, buf, pos, out)
+        if pos >= n:
+            break
+        records, consumed, pending = _split(buf, final=final, force=force, start=pos, limit=1)
+        out.extend([process(r) for r in records])
+        if pending or consumed == pos:
+            return out, consumed, pending
+        pos = consumed
+    return out, pos, False
 
 
 class ManualGC:
@@ -170,7 +209,7 @@ def serve(
             if buf:
                 now = time.monotonic()
                 force = pending_since is not None and now >= pending_since + QUOTE_GRACE
-                chunks, consumed, pending = engine.feed(buf, final=eof, force=force)
+                chunks, consumed, pending = feed(engine, buf, final=eof, force=force)
                 if consumed:
                     buf = buf[consumed:]
                     pending_since = None
@@ -193,7 +232,7 @@ def serve(
                 next_tick = time.monotonic() + tick_interval  # type: ignore[operator]
         # Finish: whatever is left (a signal mid-stream) goes out, processed or as it is.
         if buf:
-            out.extend(engine.feed(buf, final=True)[0])
+            out.extend(feed(engine, buf, final=True)[0])
         if out:
             _write_all(outfd, b"".join(out))
         engine.flush_log()
@@ -240,13 +279,13 @@ def process_chunks(engine: Engine, chunks: Iterable[bytes], write: Callable[[byt
     with ManualGC(engine) as collector:
         for chunk in chunks:
             buf = buf + chunk if buf else chunk
-            out, consumed, _ = engine.feed(buf)
+            out, consumed, _ = feed(engine, buf)
             if out:
                 write(b"".join(out))
                 collector.step()
             buf = buf[consumed:]
         if buf:
-            write(b"".join(engine.feed(buf, final=True)[0]))
+            write(b"".join(feed(engine, buf, final=True)[0]))
 
 
 def replay(
