@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _collect_parser(sub)
 
-    evaluate = sub.add_parser("evaluate", help="detection quality on the NAB corpus (Numenta Anomaly Benchmark)")
+    evaluate = sub.add_parser("evaluate", help="detection quality on labelled data: a NAB-layout corpus or your own timestamp,value,label CSV files")
     common(evaluate)
     from .evaluate import add_arguments as _evaluate_arguments
 

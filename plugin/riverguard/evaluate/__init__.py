@@ -1,8 +1,9 @@
-"""``riverguard evaluate``: detection quality on the Numenta Anomaly Benchmark (NAB).
+"""``riverguard evaluate``: detection quality on labelled data (NAB's layout, or a user's CSV files).
 
 - :mod:`.nab` — a pure NAB scorer (windows, rewards, profiles, threshold sweep);
+- :mod:`.events` — event-wise figures (incidents caught, false alarms, delay);
 - :mod:`.corpus` — NAB's folder layout (CSV files by category, windows JSON,
-  published reference outputs);
+  published reference outputs) and labelled ``timestamp,value,label`` CSV files;
 - :mod:`.runner` — CSV rows as line protocol through riverguard's engine, the
   scores and flags read back from the output fields;
 - :mod:`.report` — per-profile, per-category tables and JSON.
@@ -29,15 +30,23 @@ __all__ = ["PROFILE_NAMES", "add_arguments", "main"]
 #: NAB's application profiles (cost weights in :data:`riverguard.evaluate.nab.PROFILES`).
 PROFILE_NAMES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 
-EXIT_OK, EXIT_FAIL = 0, 1
+EXIT_OK, EXIT_FAIL, EXIT_DATA = 0, 1, 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``evaluate`` subcommand's own options (``--config``/``--log-level`` come from the CLI)."""
-    parser.add_argument(
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
         "--nab",
         metavar="PATH",
-        help="NAB corpus folder (data/, windows.json); default: $RIVERGUARD_NAB, else ../shared/nab beside the repo",
+        help="a folder in NAB's layout (data/<category>/*.csv and windows.json, or a NAB checkout with "
+        "labels/combined_windows.json); default: $RIVERGUARD_NAB, else shared/nab in or above the current folder",
+    )
+    source.add_argument(
+        "--labels",
+        nargs="+",
+        metavar="FILE.csv",
+        help="your own labelled series: CSV files with timestamp,value,label (label 0/1), one series per file",
     )
     parser.add_argument(
         "--profile",
@@ -66,33 +75,46 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     from .. import detectors
     from ..config import Config as _Config
     from ..config import Rule
-    from .corpus import NabError, default_nab_path, load_corpus, load_reference, resolve_reference
-    from .report import evaluate_scores, format_tables
+    from . import nab
+    from .corpus import DataError, NabError, default_nab_path, load_corpus, load_labels, load_reference, resolve_reference
+    from .report import evaluate_events, evaluate_scores, format_tables
     from .runner import run_corpus
 
-    if args.reference and args.detector:
-        log.error("--reference scores published outputs; it cannot be combined with --detector")
+    if args.reference and (args.detector or args.labels):
+        log.error("--reference scores published outputs of a NAB-layout folder; it cannot be combined with "
+                  + ("--detector" if args.detector else "--labels"))
         return EXIT_FAIL
     root = Path(args.nab) if args.nab else default_nab_path()
     profiles = list(dict.fromkeys(args.profile or PROFILE_NAMES))
     started = time.perf_counter()
     try:
-        files = load_corpus(root)
+        files = load_labels(args.labels) if args.labels else load_corpus(root)
+    except DataError as err:
+        log.error(str(err))
+        return EXIT_DATA
     except NabError as err:
         log.error(f"{err} (set --nab or $RIVERGUARD_NAB)")
         return EXIT_FAIL
     rows = sum(f.rows for f in files)
-    report: dict[str, Any] = {"nab": str(root), "files": len(files), "rows": rows}
+    what = "labelled files" if args.labels else "NAB"
+    report: dict[str, Any] = {"files": len(files), "rows": rows}
+    if args.labels:
+        report["labels"] = [f.key for f in files]
+    else:
+        report["nab"] = str(root)
     if args.reference:
         try:
             ref = resolve_reference(root, args.reference)
             scores = load_reference(files, ref)
         except NabError as err:
             log.error(str(err))
-            return EXIT_FAIL
+            return EXIT_DATA if isinstance(err, DataError) else EXIT_FAIL
         report.update(source="reference", detector=ref.name)
         report["title"] = f"NAB: published outputs of {ref.name} ({len(files)} files, {rows} rows)"
+        # the event-wise figures need flags: the standard profile's swept threshold
+        best = nab.sweep([nab.prepare(f.labels()) for f in files], scores, nab.PROFILES["standard"])
         flags = None
+        event_flags, event_threshold = [s >= best.threshold for s in scores], best.threshold
     else:
         if args.detector:
             if args.detector not in detectors.REGISTRY and args.detector != "default":
@@ -119,13 +141,19 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
             unscored_rows=unscored,
         )
         report["title"] = (
-            f"NAB: riverguard, config {config.source}"
+            f"{what}: riverguard, config {config.source}"
             + (f", detector {args.detector}" if args.detector else "")
-            + f" ({len(files)} files, {rows} rows)"
+            + f" ({len(files)} file{'s' if len(files) != 1 else ''}, {rows} rows)"
         )
         if unscored:
             log.warn(f"{unscored} of {rows} rows carried no score (no rule matched, or the detector failed)")
-    report["profiles"] = evaluate_scores(files, scores, flags, profiles)
+        event_flags, event_threshold = flags, (thresholds[0] if len(thresholds) == 1 else None)
+    per_file: list[dict[str, Any]] = [
+        {"file": f.key, "category": f.category, "rows": f.rows, "windows": len(f.windows)} for f in files
+    ]
+    report["profiles"] = evaluate_scores(files, scores, flags, profiles, per_file)
+    report["events"] = {"threshold": event_threshold, **evaluate_events(files, event_flags, per_file)}
+    report["per_file"] = per_file
     report["seconds"] = round(time.perf_counter() - started, 3)
     if args.json:
         json.dump(report, sys.stdout, indent=2)

@@ -1,33 +1,75 @@
-"""NAB's folder layout: ``data/<category>/<file>.csv``, ``windows.json``, ``reference/``.
+"""Labelled series: NAB's folder layout, or a user's own ``timestamp,value,label`` CSV files.
+
+- NAB layout: ``data/<category>/<file>.csv`` (``timestamp,value``), the windows
+  in ``windows.json`` (or ``labels/combined_windows.json`` in a NAB checkout),
+  published detector outputs in ``reference/`` (or ``results/``).
+- Labelled CSV (:func:`load_labels`): one series per file, ``label`` 0/1 per
+  row; each run of labelled rows is an *event*, and NAB windows are built
+  around the events the way ``shared/cmd`` was converted.
+
+A row with an empty value is a gap (no sample, as Telegraf would send none).
+A bad row raises :class:`DataError` saying ``file:line: reason``.
 
 >>> parse_timestamp("1970-01-01 00:00:01"), parse_timestamp("2014-04-10 16:15:00.000000")
 (1000000000, 1397146500000000000)
+>>> parse_timestamp("2014-04-10T16:15:00Z") == parse_timestamp("2014-04-10 18:15:00+02:00")
+True
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from .nab import FileLabels
+from .nab import FileLabels, probation_length
 
-__all__ = ["NabError", "NabFile", "default_nab_path", "load_corpus", "load_reference", "parse_timestamp"]
+__all__ = [
+    "DataError",
+    "NabError",
+    "NabFile",
+    "default_corpus_path",
+    "default_nab_path",
+    "load_corpus",
+    "load_labels",
+    "load_reference",
+    "parse_timestamp",
+]
 
 ENV_VAR = "RIVERGUARD_NAB"
+#: Where a NAB checkout keeps its windows, and where this repository's corpora keep them.
+WINDOWS_FILES = ("windows.json", "labels/combined_windows.json")
+#: Where published detector outputs live: this repository's corpora, a NAB checkout.
+REFERENCE_DIRS = ("reference", "results")
+#: NAB's labeller: a window is this fraction of the file's rows, shared among its events.
+WINDOW_FRACTION = 0.10
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class NabError(Exception):
-    """The NAB folder is missing or not in NAB's layout; the message says what."""
+    """The corpus is missing or not in NAB's layout; the message says what."""
+
+
+class DataError(NabError):
+    """A file's content is wrong; the message starts with ``file:line:`` where a row is at fault."""
 
 
 @dataclass
 class NabFile:
-    """One labelled series: ``key`` is ``"<category>/<file>.csv"`` as in windows.json."""
+    """One labelled series: ``key`` is ``"<category>/<file>.csv"`` as in windows.json (or the path given).
+
+    ``windows`` are NAB's scoring windows, ``events`` the labelled incidents
+    the event-wise figures count (a NAB corpus's events are its windows).
+    """
 
     key: str
     category: str
@@ -36,6 +78,7 @@ class NabFile:
     timestamps: np.ndarray  # int64 nanoseconds since the epoch, UTC
     values: list[str]  # the CSV's value text, row by row
     windows: list[tuple[int, int]] = field(default_factory=list)  # inclusive, ns
+    events: list[tuple[int, int]] | None = None  # inclusive, ns; None: the windows
 
     @property
     def rows(self) -> int:
@@ -44,65 +87,169 @@ class NabFile:
     def labels(self) -> FileLabels:
         return FileLabels(self.key, self.timestamps, self.windows)
 
+    def incidents(self) -> list[tuple[int, int]]:
+        """The events the event-wise figures count."""
+        return list(self.windows) if self.events is None else list(self.events)
+
 
 def parse_timestamp(text: str) -> int:
-    """Nanoseconds since the epoch of a NAB timestamp (``YYYY-MM-DD HH:MM:SS[.ffffff]``, UTC)."""
+    """Nanoseconds since the epoch of an ISO 8601 timestamp (``T`` or space; ``Z``, an offset, or none: UTC)."""
     try:
-        return int(np.datetime64(text.strip().replace(" ", "T"), "ns").astype(np.int64))
-    except ValueError as err:
-        raise ValueError(f"invalid timestamp {text!r}") from err
+        stamp = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"invalid timestamp {text!r}") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    delta = stamp - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
 
 
-def _parse_timestamps(texts: list[str], where: str) -> np.ndarray:
+def _decode(path: Path) -> str:
     try:
-        return np.array([t.strip().replace(" ", "T") for t in texts], dtype="datetime64[ns]").astype(np.int64)
-    except ValueError as err:
-        raise NabError(f"{where}: invalid timestamp: {err}") from None
-
-
-def _read_csv(path: Path, columns: tuple[str, ...]) -> dict[str, list[str]]:
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            header = [h.strip() for h in next(reader, [])]
-            missing = [c for c in columns if c not in header]
-            if missing:
-                raise NabError(f"{path}: missing column(s) {', '.join(missing)} (header: {','.join(header)})")
-            index = [header.index(c) for c in columns]
-            out: dict[str, list[str]] = {c: [] for c in columns}
-            for lineno, row in enumerate(reader, start=2):
-                if not row:
-                    continue
-                if len(row) < len(header):
-                    raise NabError(f"{path}:{lineno}: expected {len(header)} columns, got {len(row)}")
-                for c, i in zip(columns, index, strict=True):
-                    out[c].append(row[i])
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, not a CSV file") from None
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
     except OSError as err:
-        raise NabError(f"{path}: cannot read: {err}") from None
-    return out
+        raise DataError(f"{path}: cannot read: {err.strerror or err}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text") from None
+
+
+def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of each non-blank CSV row, the header included."""
+    text = _decode(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    lineno = 1
+    try:
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                yield lineno, row
+            lineno = reader.line_num + 1
+    except csv.Error as err:
+        raise DataError(f"{path}:{reader.line_num}: {err}") from None
+
+
+def _header(path: Path, rows: Iterator[tuple[int, list[str]]], columns: tuple[str, ...]) -> list[int]:
+    """The index of each of ``columns`` in the header (names compared case-insensitively)."""
+    first = next(rows, None)
+    if first is None:
+        raise DataError(f"{path}: empty file (expected a header {','.join(columns)} and rows)")
+    lineno, header = first
+    names = [h.strip().lower() for h in header]
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise DataError(
+            f"{path}:{lineno}: missing column(s) {', '.join(missing)} in the header "
+            f"(expected {','.join(columns)}, got {','.join(h.strip() for h in header)})"
+        )
+    return [names.index(c) for c in columns]
+
+
+def _cells(path: Path, lineno: int, row: list[str], index: list[int]) -> list[str]:
+    if len(row) <= max(index):
+        raise DataError(f"{path}:{lineno}: expected {max(index) + 1} columns, got {len(row)}")
+    return [row[i].strip() for i in index]
+
+
+def _value(path: Path, lineno: int, text: str) -> None:
+    """Refuse a value that is not a finite number."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise DataError(f"{path}:{lineno}: value {text!r} is not a number") from None
+    if not math.isfinite(number):
+        raise DataError(f"{path}:{lineno}: value {text!r} is not finite")
+
+
+def _timestamp(path: Path, lineno: int, text: str) -> int:
+    if not text:
+        raise DataError(f"{path}:{lineno}: empty timestamp")
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        raise DataError(f"{path}:{lineno}: timestamp {text!r} is not ISO 8601 (e.g. 2024-05-01 12:00:00)") from None
+
+
+def _read_nab_csv(path: Path) -> tuple[np.ndarray, list[str]]:
+    """A NAB data file's samples: every row (as NAB scores them), except gaps (empty values)."""
+    rows = _rows(path)
+    index = _header(path, rows, ("timestamp", "value"))
+    stamps: list[str] = []
+    values: list[str] = []
+    lines: list[int] = []
+    for lineno, row in rows:
+        stamp, value = _cells(path, lineno, row, index)
+        if not value:
+            continue  # a gap
+        _value(path, lineno, value)
+        stamps.append(stamp)
+        values.append(value)
+        lines.append(lineno)
+    try:  # fast path: NAB's own format, parsed at once
+        ts = np.array([s.replace(" ", "T") for s in stamps], dtype="datetime64[ns]").astype(np.int64)
+    except ValueError:
+        ts = np.array([_timestamp(path, ln, s) for ln, s in zip(lines, stamps, strict=True)], dtype=np.int64)
+    return ts, values
+
+
+def _find_upwards(start: Path, name: str) -> Iterator[Path]:
+    for base in (start, *start.parents):
+        yield base / "shared" / name
+
+
+def default_corpus_path(name: str = "nab", env_var: str | None = None) -> Path:
+    """Where a corpus under ``shared/<name>`` is looked for when no path is given.
+
+    ``$<env_var>`` if set; else the first ``shared/<name>`` holding a ``data``
+    folder beside the current directory or one of its parents, then beside
+    the source checkout riverguard runs from (never inside an installed
+    package or its virtual environment).
+    """
+    if env_var and os.environ.get(env_var):
+        return Path(os.environ[env_var])
+    candidates = list(_find_upwards(Path.cwd(), name))
+    source = Path(__file__).resolve().parents[3]
+    if (source / "pyproject.toml").is_file():  # an editable install or a run from the source tree
+        candidates += _find_upwards(source, name)
+    prefixes = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    for path in candidates:
+        resolved = path.resolve()
+        if any(resolved.is_relative_to(p) for p in prefixes if p != Path("/")):
+            continue
+        if (path / "data").is_dir():
+            return path
+    return candidates[1] if len(candidates) > 1 else candidates[0]  # ../shared/<name>, for the message
 
 
 def default_nab_path() -> Path:
-    """``$RIVERGUARD_NAB``, else ``../shared/nab`` beside the repository."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[3]
-    return repo.parent / "shared" / "nab"
+    """``$RIVERGUARD_NAB``, else ``shared/nab`` found as :func:`default_corpus_path` says."""
+    return default_corpus_path("nab", ENV_VAR)
+
+
+def _windows_file(root: Path) -> Path:
+    for name in WINDOWS_FILES:
+        if (root / name).is_file():
+            return root / name
+    raise NabError(f"{root}: no windows file (expected {' or '.join(str(root / n) for n in WINDOWS_FILES)})")
 
 
 def load_corpus(root: str | Path) -> list[NabFile]:
-    """Every CSV under ``root/data`` with its windows from ``root/windows.json``, sorted by key."""
+    """Every CSV under ``root/data`` with its windows (``windows.json`` or ``labels/combined_windows.json``)."""
     root = Path(root)
     data = root / "data"
-    windows_path = root / "windows.json"
     if not data.is_dir():
         raise NabError(f"{root}: no NAB corpus here (expected {data}/<category>/<file>.csv)")
+    windows_path = _windows_file(root)
     try:
         windows = json.loads(windows_path.read_text(encoding="utf-8"))
     except OSError as err:
         raise NabError(f"{windows_path}: cannot read: {err}") from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise NabError(f"{windows_path}: invalid JSON: {err}") from None
     if not isinstance(windows, dict):
         raise NabError(f"{windows_path}: expected an object of file -> windows")
@@ -111,27 +258,140 @@ def load_corpus(root: str | Path) -> list[NabFile]:
         key = f"{path.parent.name}/{path.name}"
         if key not in windows:
             raise NabError(f"{windows_path}: no entry for {key}")
-        cols = _read_csv(path, ("timestamp", "value"))
-        ts = _parse_timestamps(cols["timestamp"], str(path))
+        ts, values = _read_nab_csv(path)
+        if not values:
+            raise DataError(f"{path}: no values")
         try:
             bounds = [(parse_timestamp(a), parse_timestamp(b)) for a, b in windows[key]]
-        except (ValueError, TypeError) as err:
+        except (ValueError, TypeError, AttributeError) as err:
             raise NabError(f"{windows_path}: {key}: invalid window: {err}") from None
-        files.append(NabFile(key, path.parent.name, path.name, path, ts, cols["value"], bounds))
+        files.append(NabFile(key, path.parent.name, path.name, path, ts, values, bounds))
     if not files:
         raise NabError(f"{data}: no CSV files (expected {data}/<category>/<file>.csv)")
     return files
 
 
+# -- a user's own labelled CSV files -------------------------------------------
+
+
+def _label(path: Path, lineno: int, text: str) -> bool:
+    if text in ("0", "1"):
+        return text == "1"
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if number in (0.0, 1.0):
+        return number == 1.0
+    raise DataError(f"{path}:{lineno}: label {text!r} is not 0 or 1")
+
+
+def _read_labelled_csv(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """Rows merged by timestamp, in time order: (timestamps, values with '' for gaps, labels, is_gap)."""
+    rows = _rows(path)
+    index = _header(path, rows, ("timestamp", "value", "label"))
+    merged: dict[int, list] = {}  # timestamp -> [value text ('' = none yet), label]
+    for lineno, row in rows:
+        stamp_text, value, label_text = _cells(path, lineno, row, index)
+        stamp = _timestamp(path, lineno, stamp_text)
+        label = _label(path, lineno, label_text)
+        if value:
+            _value(path, lineno, value)
+        entry = merged.get(stamp)
+        if entry is None:
+            merged[stamp] = [value, label]
+        else:  # a repeated timestamp keeps its last value (as InfluxDB does) and the union of the labels
+            if value:
+                entry[0] = value
+            entry[1] = entry[1] or label
+    if not merged:
+        raise DataError(f"{path}: no rows after the header")
+    order = sorted(merged)
+    ts = np.array(order, dtype=np.int64)
+    values = [merged[t][0] for t in order]
+    labels = np.array([merged[t][1] for t in order], dtype=bool)
+    gap = np.array([not v for v in values], dtype=bool)
+    return ts, values, labels, gap
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) index of each run of True.
+
+    >>> _runs(np.array([0, 1, 1, 0, 1], dtype=bool))
+    [(1, 2), (4, 4)]
+    """
+    padded = np.concatenate(([False], mask, [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def label_windows(samples: np.ndarray, events: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """NAB windows around labelled events, as ``shared/cmd`` was converted.
+
+    Each event gets ``int(0.10 * rows / events)`` rows centred on its first
+    sample, extended to cover the whole event; overlapping windows are merged;
+    a window that starts in the probationary period is dropped. ``samples``
+    are the sample timestamps, the events and windows inclusive timestamp spans.
+
+    >>> label_windows(np.arange(100), [(50, 51), (90, 90)])
+    [(48, 52), (88, 92)]
+    """
+    rows = len(samples)
+    if not events or not rows:
+        return []
+    width = int(WINDOW_FRACTION * rows / len(events))
+    spans: list[list[int]] = []
+    for start, end in events:
+        first = int(np.searchsorted(samples, start, side="left"))
+        last = int(np.searchsorted(samples, end, side="right")) - 1
+        if first >= rows:
+            continue  # after the last sample: no row to hold a window
+        last = max(first, last)
+        lo = max(0, first - width // 2)
+        hi = min(rows - 1, max(last, first + width // 2))
+        if spans and lo <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], hi)
+        else:
+            spans.append([lo, hi])
+    probation = probation_length(rows)
+    return [(int(samples[lo]), int(samples[hi])) for lo, hi in spans if lo >= probation]
+
+
+def load_labels(paths: list[str | Path]) -> list[NabFile]:
+    """A user's labelled CSV files (``timestamp,value,label``), one series per file.
+
+    Each run of labelled rows (a gap's label included) is an event; the NAB
+    windows come from :func:`label_windows`. Keys are the paths as given.
+    """
+    files = []
+    seen: set[str] = set()
+    for given in paths:
+        path = Path(given)
+        key = str(given)
+        if key in seen:
+            continue
+        seen.add(key)
+        ts, values, labels, gap = _read_labelled_csv(path)
+        events = [(int(ts[a]), int(ts[b])) for a, b in _runs(labels)]
+        samples = ts[~gap]
+        if not len(samples):
+            raise DataError(f"{path}: no values (every row is a gap)")
+        kept = [v for v in values if v]
+        category = path.parent.name or "."
+        files.append(NabFile(key, category, path.name, path, samples, kept, label_windows(samples, events), events))
+    return files
+
+
 def resolve_reference(root: str | Path, detector: str | Path) -> Path:
-    """A reference detector folder: a path as given, or a name under ``root/reference``."""
+    """A reference detector folder: a path as given, or a name under ``root/reference`` (or ``root/results``)."""
     path = Path(detector)
     if path.is_dir():
         return path
-    candidate = Path(root) / "reference" / str(detector)
-    if candidate.is_dir():
-        return candidate
-    raise NabError(f"no reference outputs at {path} or {candidate}")
+    candidates = [Path(root) / sub / str(detector) for sub in REFERENCE_DIRS]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise NabError(f"no reference outputs at {path} or {' or '.join(map(str, candidates))}")
 
 
 def load_reference(corpus: list[NabFile], detector_dir: str | Path) -> list[np.ndarray]:
@@ -143,15 +403,20 @@ def load_reference(corpus: list[NabFile], detector_dir: str | Path) -> list[np.n
         path = detector_dir / f.category / f"{detector}_{f.name}"
         if not path.is_file():
             raise NabError(f"{detector_dir}: no output for {f.key} (expected {path})")
-        cols = _read_csv(path, ("timestamp", "anomaly_score"))
-        ts = _parse_timestamps(cols["timestamp"], str(path))
+        rows = _rows(path)
+        index = _header(path, rows, ("timestamp", "anomaly_score"))
+        stamps, values = [], []
+        for lineno, row in rows:
+            stamp, score = _cells(path, lineno, row, index)
+            stamps.append(_timestamp(path, lineno, stamp))
+            try:
+                values.append(float(score))
+            except ValueError:
+                raise DataError(f"{path}:{lineno}: anomaly_score {score!r} is not a number") from None
+            if math.isnan(values[-1]):
+                raise DataError(f"{path}:{lineno}: anomaly_score is NaN")
+        ts = np.array(stamps, dtype=np.int64)
         if len(ts) != f.rows or not np.array_equal(ts, f.timestamps):
             raise NabError(f"{path}: its timestamps differ from {f.path}")
-        try:
-            s = np.array([float(x) for x in cols["anomaly_score"]], dtype=np.float64)
-        except ValueError as err:
-            raise NabError(f"{path}: invalid anomaly_score: {err}") from None
-        if np.any(np.isnan(s)):
-            raise NabError(f"{path}: anomaly_score holds NaN")
-        scores.append(s)
+        scores.append(np.array(values, dtype=np.float64))
     return scores

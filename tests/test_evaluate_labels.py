@@ -1,0 +1,310 @@
+"""``riverguard evaluate --labels``: a user's own labelled CSV files, and the event-wise rules.
+
+Every test writes real files and runs the real ``riverguard evaluate``.
+The event-wise rules are checked with ``zscore`` on a constant series: a
+value that differs from a series that has never varied scores 1.0, and the
+constant values after it score low, so each flag lands exactly where the
+file puts a spike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from conftest import RIVERGUARD
+
+MINUTE = 60
+START = 1_700_000_000  # 2023-11-14 22:13:20 UTC
+ROWS = 1000  # probation: the first 150 rows
+ZSCORE = '[[rule]]\ndetector = "zscore"\nthreshold = 0.999\nwarmup = 10\n'
+
+
+def evaluate(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*RIVERGUARD, "evaluate", *args], capture_output=True, text=True, timeout=120, cwd=cwd, env=env, check=False
+    )
+
+
+def stamp(i: int, style: str = "space") -> str:
+    t = datetime.fromtimestamp(START + MINUTE * i, UTC)
+    if style == "T":
+        return t.strftime("%Y-%m-%dT%H:%M:%S")
+    if style == "Z":
+        return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if style == "offset":  # the same instant, written in UTC+02:00
+        return datetime.fromtimestamp(START + MINUTE * i + 7200).strftime("%Y-%m-%d %H:%M:%S") + "+02:00"
+    return t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def series(path: Path, *, spikes: dict[int, float] = {}, labels: set[int] = set(), gaps: set[int] = set(),
+           extra: dict[int, list[str]] = {}, style: str = "space", rows: int = ROWS) -> Path:  # noqa: B006
+    """A constant series of 10 with ``spikes``, ``labels`` (row numbers), ``gaps`` (empty values) and
+    ``extra`` rows written before row i (``value,label`` pairs at row i's timestamp)."""
+    lines = ["timestamp,value,label"]
+    for i in range(rows):
+        for more in extra.get(i, []):
+            lines.append(f"{stamp(i, style)},{more}")
+        value = "" if i in gaps else repr(spikes.get(i, 10.0))
+        lines.append(f"{stamp(i, style)},{value},{int(i in labels)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def report(*files: Path, config: Path) -> dict:
+    result = evaluate("--labels", *map(str, files), "--config", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture()
+def zscore(tmp_path: Path) -> Path:
+    path = tmp_path / "zscore.toml"
+    path.write_text(ZSCORE)
+    return path
+
+
+def per_file(data: dict) -> dict[str, dict]:
+    return {Path(f["file"]).name: f["events"] for f in data["per_file"]}
+
+
+# -- the event-wise rules ---------------------------------------------------------
+
+
+def test_a_flag_inside_an_event_catches_it(tmp_path: Path, zscore: Path):
+    f = series(tmp_path / "inside.csv", spikes={301: 50.0}, labels={300, 301, 302})
+    ev = report(f, config=zscore)["events"]
+    assert (ev["events"], ev["caught"], ev["false_alarms"]) == (1, 1, 0)
+    assert ev["median_delay_s"] == 60.0  # from the event's first row to the flag
+    assert ev["recall"] == ev["precision"] == ev["f1"] == 1.0
+
+
+def test_a_flag_within_the_tolerance_after_an_event_catches_it_and_later_is_a_false_alarm(tmp_path: Path, zscore):
+    # tolerance: 5 sample intervals (5 minutes here) after the event's last row
+    f = series(tmp_path / "after.csv", spikes={306: 50.0, 607: 50.0}, labels={300, 301, 600, 601})
+    ev = report(f, config=zscore)["events"]
+    assert (ev["events"], ev["caught"], ev["false_alarms"]) == (2, 1, 1)
+    assert ev["median_delay_s"] == 360.0
+    assert ev["recall"] == 0.5 and ev["precision"] == 0.5 and ev["f1"] == 0.5
+
+
+def test_a_long_run_of_flags_counts_once_per_tolerance_it_lasts(tmp_path: Path, zscore: Path):
+    # an isolated flag: 1; eleven flags in a row lasting 10 minutes: 1 + 10 // 5 = 3
+    run = {800 + k: float(2 ** (k + 6)) for k in range(11)}
+    f = series(tmp_path / "run.csv", spikes={500: 50.0, **run})
+    data = report(f, config=zscore)
+    ev = data["events"]
+    assert (ev["events"], ev["caught"], ev["false_alarms"]) == (0, 0, 4)
+    assert ev["recall"] is None and ev["precision"] == 0.0 and ev["f1"] is None
+    # one series, judged from row 150 to row 999: 849 minutes
+    assert ev["series_days"] == round(849 / 1440, 3)
+    assert ev["false_alarms_per_day"] == round(4 / (849 / 1440), 4)
+    assert data["profiles"]["standard"]["configured"]["false_positives"] == 12  # NAB counts every flagged row
+
+
+def test_probation_flags_and_events_are_not_judged(tmp_path: Path, zscore: Path):
+    f = series(tmp_path / "probation.csv", spikes={100: 50.0, 120: 50.0}, labels={100, 101, 400})
+    ev = report(f, config=zscore)["events"]
+    assert (ev["events"], ev["caught"], ev["false_alarms"]) == (1, 0, 0)  # only the event at row 400 counts
+    assert ev["recall"] == 0.0 and ev["median_delay_s"] is None
+
+
+def test_gaps_repeated_timestamps_and_the_corpus_figures(tmp_path: Path, zscore: Path):
+    # rows 300-302 are gaps labelled as an incident; the flag just after catches it
+    gap = series(tmp_path / "gap.csv", spikes={303: 50.0}, labels={300, 301, 302}, gaps={300, 301, 302},
+                 # row 500: a spike, then 10 at the same time (kept: no flag); row 700: 10, then a spike (kept)
+                 extra={500: ["1000.0,0"], 700: ["10.0,1"]}, style="Z")
+    text = gap.read_text().replace(f"{stamp(700, 'Z')},10.0,0", f"{stamp(700, 'Z')},1000.0,0")
+    gap.write_text(text)
+    others = [
+        series(tmp_path / "inside.csv", spikes={301: 50.0}, labels={300, 301, 302}),
+        series(tmp_path / "after.csv", spikes={306: 50.0, 607: 50.0}, labels={300, 301, 600, 601}),
+    ]
+    data = report(gap, *others, config=zscore)
+    files = per_file(data)
+    assert data["per_file"][0]["rows"] == ROWS - 3  # three gaps; the two repeated timestamps are one sample each
+    assert (files["gap.csv"]["events"], files["gap.csv"]["caught"], files["gap.csv"]["false_alarms"]) == (2, 2, 0)
+    assert sorted([files["gap.csv"]["median_delay_s"]]) == [90.0]  # delays 180 s and 0 s
+    ev = data["events"]
+    assert (ev["events"], ev["caught"], ev["false_alarms"]) == (5, 4, 1)
+    assert ev["recall"] == 0.8 and ev["precision"] == 0.8 and ev["f1"] == 0.8
+    assert ev["median_delay_s"] == 120.0  # of 180, 0, 60, 360
+    assert ev["tolerance_intervals"] == 5 and ev["threshold"] == 0.999
+    assert set(ev["categories"]) == {tmp_path.name}
+    # the tables say the same
+    table = evaluate("--labels", str(gap), *map(str, others), "--config", str(zscore))
+    assert table.returncode == 0, table.stderr
+    corpus_line = [line for line in table.stdout.splitlines() if line.startswith("corpus")][-1]
+    assert corpus_line.split()[1:7] == ["5", "4", "0.800", "1", "0.800", "0.800"]
+    assert "within 5 sample intervals" in table.stdout
+
+
+@pytest.mark.parametrize("style", ["T", "Z", "offset"])
+def test_timestamp_styles_give_the_same_figures(tmp_path: Path, zscore: Path, style: str):
+    kwargs = {"spikes": {306: 50.0, 607: 50.0, 800: 30.0}, "labels": {300, 301, 600, 601}}
+    plain = report(series(tmp_path / "plain.csv", **kwargs), config=zscore)
+    other = report(series(tmp_path / "other.csv", style=style, **kwargs), config=zscore)
+    for data in (plain, other):
+        data.pop("labels"), data.pop("seconds"), data["per_file"][0].pop("file")
+    assert plain == other
+
+
+def test_the_default_detector_on_a_labelled_file(tmp_path: Path):
+    # no config: the default detector, its configured threshold, NAB windows built around the events
+    import random
+
+    rng = random.Random(4)
+    spikes = {i: 10.0 + rng.gauss(0.0, 1.0) for i in range(3000)}
+    spikes.update({2000 + k: 40.0 for k in range(3)})
+    f = series(tmp_path / "mine.csv", spikes=spikes, labels={2000, 2001, 2002}, rows=3000)
+    result = evaluate("--labels", str(f), "--json", "--profile", "standard")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["labels"] == [str(f)] and data["per_file"][0]["windows"] == 1
+    assert data["events"]["caught"] == 1 and data["profiles"]["standard"]["configured"]["hits"] == 1
+
+
+# -- bad rows: file:line: reason, exit 2, never a traceback ------------------------
+
+HEADER = "timestamp,value,label\n"
+GOOD = "2024-01-01 00:00:00,1.5,0\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (HEADER + GOOD + "2024-01-01 00:01:00,abc,0\n", ":3: value 'abc' is not a number"),
+        (HEADER + GOOD + "2024-01-01 00:01:00,nan,0\n", ":3: value 'nan' is not finite"),
+        (HEADER + GOOD + "2024-01-01 00:01:00,inf,0\n", ":3: value 'inf' is not finite"),
+        (HEADER + GOOD + "yesterday,1,0\n", ":3: timestamp 'yesterday' is not ISO 8601"),
+        (HEADER + GOOD + "2024-13-01 00:00:00,1,0\n", ":3: timestamp '2024-13-01 00:00:00' is not ISO 8601"),
+        (HEADER + GOOD + ",1,0\n", ":3: empty timestamp"),
+        (HEADER + GOOD + "2024-01-01 00:01:00,1,2\n", ":3: label '2' is not 0 or 1"),
+        (HEADER + GOOD + "2024-01-01 00:01:00,1,\n", ":3: label '' is not 0 or 1"),
+        (HEADER + GOOD + "\n2024-01-01 00:01:00,1\n", ":4: expected 3 columns, got 2"),
+        ("timestamp,value\n" + GOOD, ":1: missing column(s) label in the header"),
+        ("", ": empty file"),
+        (HEADER, ": no rows after the header"),
+        (HEADER + "2024-01-01 00:00:00,,0\n", ": no values (every row is a gap)"),
+        (HEADER + GOOD + '2024-01-01 00:01:00,"1\n', ":3: expected 3 columns, got 2"),  # an unclosed quote
+        (HEADER + GOOD + "2024-01-01 00:01:00,1\0,0\n", ":3: value '1\\x00' is not a number"),
+    ],
+)
+def test_a_bad_row_says_file_and_line(tmp_path: Path, content: str, message: str):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    result = evaluate("--labels", str(path))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr == f"E! [riverguard] {path}{message}" + result.stderr.split(message, 1)[1]
+    assert result.stderr.count("\n") == 1
+
+
+def test_binary_missing_and_folder_inputs(tmp_path: Path):
+    binary = tmp_path / "bin.csv"
+    binary.write_bytes(HEADER.encode() + GOOD.encode() + b"2024-01-01 00:01:00,\xff\xfe,0\n")
+    cases = {
+        str(binary): f"{binary}:3: not UTF-8 text",
+        str(tmp_path / "missing.csv"): f"{tmp_path / 'missing.csv'}: no such file",
+        str(tmp_path): f"{tmp_path}: is a folder, not a CSV file",
+    }
+    for arg, message in cases.items():
+        result = evaluate("--labels", arg)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr == f"E! [riverguard] {message}\n"
+
+
+def test_a_bad_row_in_a_nab_layout_folder_and_a_gap_there(tmp_path: Path):
+    root = tmp_path / "corpus"
+    (root / "data" / "cat").mkdir(parents=True)
+    rows = [f"{stamp(i)},{10 + i % 7}" for i in range(400)]
+    rows[200] = f"{stamp(200)},"  # a gap: no sample
+    (root / "data" / "cat" / "a.csv").write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    (root / "windows.json").write_text(json.dumps({"cat/a.csv": [[stamp(300), stamp(310)]]}))
+    result = evaluate("--nab", str(root), "--json", "--profile", "standard")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["rows"] == 399 and data["events"]["events"] == 1 and data["per_file"][0]["windows"] == 1
+    rows[250] = f"{stamp(250)},12a"
+    (root / "data" / "cat" / "a.csv").write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    result = evaluate("--nab", str(root))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr == f"E! [riverguard] {root / 'data' / 'cat' / 'a.csv'}:252: value '12a' is not a number\n"
+
+
+def test_labels_and_nab_are_exclusive(tmp_path: Path):
+    result = evaluate("--labels", "x.csv", "--nab", str(tmp_path))
+    assert result.returncode == 2 and "not allowed with argument" in result.stderr
+
+
+# -- NAB layouts and where the corpus is found ------------------------------------
+
+
+def test_a_standard_nab_checkout(nab_root: Path, tmp_path: Path):
+    """labels/combined_windows.json and results/<detector>/, as in github.com/numenta/NAB."""
+    keys = ("realAdExchange/exchange-2_cpc_results.csv", "artificialWithAnomaly/art_daily_jumpsup.csv")
+    windows = json.loads((nab_root / "windows.json").read_text())
+    checkout = tmp_path / "NAB"
+    for key in keys:
+        category, name = key.split("/")
+        (checkout / "data" / category).mkdir(parents=True, exist_ok=True)
+        shutil.copy(nab_root / "data" / key, checkout / "data" / key)
+        (checkout / "results" / "numenta" / category).mkdir(parents=True, exist_ok=True)
+        shutil.copy(nab_root / "reference" / "numenta" / category / f"numenta_{name}",
+                    checkout / "results" / "numenta" / category)
+    (checkout / "data" / "README.md").write_text("not a data file\n")
+    (checkout / "labels").mkdir()
+    (checkout / "labels" / "combined_windows.json").write_text(json.dumps({k: windows[k] for k in keys}))
+    result = evaluate("--nab", str(checkout), "--json", "--profile", "standard")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["files"] == 2 and data["profiles"]["standard"]["swept"]["windows"] == 2
+    assert [f["file"] for f in data["per_file"]] == sorted(keys)
+    ref = evaluate("--nab", str(checkout), "--reference", "numenta", "--json", "--profile", "standard")
+    assert ref.returncode == 0, ref.stderr
+    assert json.loads(ref.stdout)["events"]["events"] == 2
+
+
+def test_the_default_corpus_is_found_from_the_working_folder(nab_root: Path, tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if k != "RIVERGUARD_NAB"}
+    work = tmp_path / "project" / "sub"
+    work.mkdir(parents=True)
+    shared = tmp_path / "project" / "shared" / "nab"
+    (shared / "data" / "cat").mkdir(parents=True)
+    (shared / "data" / "cat" / "a.csv").write_text(
+        "timestamp,value\n" + "".join(f"{stamp(i)},{i % 5}\n" for i in range(300))
+    )
+    (shared / "windows.json").write_text(json.dumps({"cat/a.csv": []}))
+    result = evaluate("--json", "--profile", "standard", cwd=work, env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["nab"] == str(shared)
+
+
+def test_the_default_corpus_path_is_never_inside_an_installed_package(tmp_path: Path):
+    """An installed copy (site-packages in a virtual environment) looks beside the working folder,
+    not at <venv>/lib/shared/nab, where the path relative to the module used to point."""
+    import riverguard
+
+    venv = tmp_path / "venv"
+    site = venv / "lib" / "python3.11" / "site-packages"
+    shutil.copytree(Path(riverguard.__file__).parent, site / "riverguard",
+                    ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__"))
+    (venv / "lib" / "shared" / "nab" / "data").mkdir(parents=True)  # where the old lookup went
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "RIVERGUARD_NAB"}
+    env["PYTHONPATH"] = str(site)
+    out = subprocess.run(
+        [sys.executable, "-c", "from riverguard.evaluate.corpus import default_nab_path; print(default_nab_path())"],
+        capture_output=True, text=True, cwd=work, env=env, check=True,
+    ).stdout.strip()
+    assert not Path(out).is_relative_to(venv), out
+    assert out == str(tmp_path / "shared" / "nab")  # nothing found: ../shared/nab, named in the error message
