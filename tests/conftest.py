@@ -181,21 +181,32 @@ def strip_added(data: bytes, score_suffix: bytes = b"_anomaly_score", flag_suffi
     return pattern.sub(b"", data)
 
 
-@pytest.fixture(scope="session")
-def nab_root() -> Path:
-    """The NAB corpus where ``riverguard evaluate`` looks for it; skipped when absent, failed in CI."""
-    from riverguard.evaluate.corpus import default_nab_path
+def _corpus(name: str, env_var: str) -> Path:
+    """A corpus where ``riverguard evaluate`` looks for it; skipped when absent, failed in CI."""
+    from riverguard.evaluate.corpus import default_corpus_path
 
-    path = default_nab_path()
+    path = default_corpus_path(name, env_var)
     if not (path / "windows.json").is_file() or not (path / "data").is_dir():
         message = (
-            f"NAB corpus not found at {path} (expected data/ and windows.json): "
-            "set RIVERGUARD_NAB or put shared/nab beside the repository"
+            f"corpus {name} not found at {path} (expected data/ and windows.json): "
+            f"set {env_var} or put shared/{name} beside the repository"
         )
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def nab_root() -> Path:
+    """The NAB development corpus (``$RIVERGUARD_NAB`` or ``shared/nab``)."""
+    return _corpus("nab", "RIVERGUARD_NAB")
+
+
+@pytest.fixture(scope="session")
+def cmd_root() -> Path:
+    """The Cloud Monitoring Dataset in NAB's layout (``$RIVERGUARD_CMD`` or ``shared/cmd``)."""
+    return _corpus("cmd", "RIVERGUARD_CMD")
 
 
 def realistic_series(n: int, seed: int = 3) -> list[tuple[float, float]]:

@@ -273,6 +273,18 @@ def test_a_standard_nab_checkout(nab_root: Path, tmp_path: Path):
     assert json.loads(ref.stdout)["events"]["events"] == 2
 
 
+def test_the_cloud_monitoring_corpus(cmd_root: Path):
+    result = evaluate("--nab", str(cmd_root), "--json", "--profile", "standard")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert (data["files"], data["rows"], data["profiles"]["standard"]["swept"]["windows"]) == (60, 225162, 214)
+    assert data["events"]["events"] == 214 and len(data["per_file"]) == 60
+    assert sum(f["events"]["false_alarms"] for f in data["per_file"]) == data["events"]["false_alarms"]
+    assert sum(f["nab"]["standard"]["configured"]["hits"] for f in data["per_file"]) == (
+        data["profiles"]["standard"]["configured"]["hits"]
+    )
+
+
 def test_the_default_corpus_is_found_from_the_working_folder(nab_root: Path, tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if k != "RIVERGUARD_NAB"}
     work = tmp_path / "project" / "sub"
