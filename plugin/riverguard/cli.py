@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
+import signal
+import stat
 import sys
 import traceback
 from importlib import resources
@@ -112,6 +115,10 @@ def _main(args: argparse.Namespace) -> int:
     except ConfigError as err:
         log.error(str(err))
         return EXIT_CONFIG
+    if args.command == "replay" and not args.state and config.state.path is not None:
+        # The config may be the one a running Telegraf uses: its models are not replay's to touch.
+        log.info(f"replay leaves the checkpoint {config.state.path} of [state] path alone (give --state to use one)")
+        config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=None))
     if getattr(args, "state", None):
         config = dataclasses.replace(
             config, state=dataclasses.replace(config.state, path=Path(args.state).resolve())
@@ -134,6 +141,8 @@ def _main(args: argparse.Namespace) -> int:
             return _replay(config, log, args.files, sink or args.output)
         except WriteError as err:
             log.error(str(err))
+            if sink is not None:
+                log.error(sink.resume_hint())
             return EXIT_FAIL
     raise AssertionError(args.command)
 
@@ -183,13 +192,21 @@ def _state_inspect(path: str) -> int:
     return EXIT_OK
 
 
+class _StateUnavailable(Exception):
+    """The checkpoint cannot be used by this process (locked by another, or no lock file possible)."""
+
+
 def _state_store(engine: Engine):  # type: ignore[no-untyped-def]
-    """The engine's checkpoint store, restored, or None when no state path is set."""
+    """The engine's checkpoint store, locked and restored, or None when no state path is set."""
     if engine.config.state.path is None:
         return None
-    from .state import StateStore
+    from .state import LockError, StateStore
 
     store = StateStore(engine, engine.config.state.path)
+    try:
+        store.lock()
+    except LockError as err:
+        raise _StateUnavailable(str(err)) from None
     store.restore()
     return store
 
@@ -204,50 +221,158 @@ def _run(config: Config, log: Log) -> int:
     from .stream import serve
 
     engine = Engine(config, log)
-    store = _state_store(engine)
+    try:
+        store = _state_store(engine)
+    except _StateUnavailable as err:
+        log.error(str(err))
+        return EXIT_CONFIG
     log.debug(f"riverguard {__version__} ({_hot_path()}) started with {len(config.rules)} rule(s) from {config.source}")
     code = serve(
         engine,
         tick=store.save if store else None,
         tick_interval=config.state.checkpoint_interval if store else None,
     )
-    if store:
-        store.save()
+    saved = store.save() if store else True
     log.info(
         f"stopped after {engine.metrics} metrics: {len(engine.series)} series, {engine.anomalies} anomalies, "
         f"{engine.evicted} series evicted (max_series), {engine.expired} expired (series_ttl)"
     )
+    if not saved:
+        log.error("the final checkpoint failed: the models learned since the last one are lost")
+        return code or EXIT_FAIL
     return code
 
 
-def _replay(config: Config, log: Log, files: list[str], output: str | None) -> int:
-    from .stream import replay
-
+def _check_inputs(files: list[str]) -> str | None:
+    """Why an input cannot be read, or None."""
     for name in files:
-        if name != "-" and not os.path.isfile(name):
-            log.error(f"cannot read {name}: no such file")
-            return EXIT_FAIL
+        if name == "-":
+            continue
+        if os.path.isdir(name):
+            return f"cannot read {name}: it is a folder (give the files in it, e.g. {name.rstrip('/')}/*.lp)"
+        try:
+            with open(name, "rb"):
+                pass
+        except OSError as err:
+            reason = "no such file" if isinstance(err, FileNotFoundError) else (err.strerror or str(err))
+            return f"cannot read {name}: {reason}"
+    return None
+
+
+def _check_output(output: str, files: list[str]) -> str | None:
+    """Why ``-o output`` must be refused, or None: a folder, a missing folder, or one of the inputs."""
+    target = Path(output)
+    if target.is_dir():
+        return f"--output {output} is a folder: give a file name"
+    if not target.parent.is_dir():
+        return f"--output {output}: the folder {target.parent} does not exist"
+    try:
+        out_stat = os.stat(target)
+    except OSError:
+        return None
+    for name in files:
+        try:
+            in_stat = os.fstat(0) if name == "-" else os.stat(name)
+        except OSError:
+            continue
+        if (in_stat.st_dev, in_stat.st_ino) == (out_stat.st_dev, out_stat.st_ino):
+            shown = "stdin" if name == "-" else name
+            return f"--output {output} is the input file {shown}: refusing to overwrite what is being read"
+    return None
+
+
+class _OutputFile:
+    """``--output PATH`` written through a temporary file beside it, renamed over it only on success.
+
+    A failed replay leaves the old file (or none) in place. A device or FIFO is written directly.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.tmp: Path | None = None
+        self.mode: int | None = None
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            self.file = open(self.path, "wb")  # noqa: SIM115
+            return
+        self.mode = stat.S_IMODE(st.st_mode) if st is not None else None
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.file = open(self.tmp, "wb")  # noqa: SIM115
+
+    def write(self, data: bytes) -> int:
+        return self.file.write(data)
+
+    def finish(self, ok: bool) -> None:
+        """Close; on success put the new file in place, otherwise drop it."""
+        try:
+            self.file.close()
+        finally:
+            if self.tmp is not None:
+                if ok:
+                    if self.mode is not None:
+                        os.chmod(self.tmp, self.mode)
+                    os.replace(self.tmp, self.path)
+                else:
+                    self.tmp.unlink(missing_ok=True)
+
+
+def _replay(config: Config, log: Log, files: list[str], output: str | None) -> int:
+    from .stream import InputError, replay
+
+    problem = _check_inputs(files)
+    if problem:
+        log.error(problem)
+        return EXIT_FAIL
+    if isinstance(output, str):
+        problem = _check_output(output, files)
+        if problem:
+            log.error(problem)
+            return EXIT_CONFIG
     engine = Engine(config, log)
-    store = _state_store(engine)
+    try:
+        store = _state_store(engine)
+    except _StateUnavailable as err:
+        log.error(str(err))
+        return EXIT_CONFIG
     progress = None
     if sys.stderr.isatty() and "-" not in files:
         progress = Progress(sum(os.path.getsize(f) for f in files), "replay")
-    out: BinaryIO
+    out: BinaryIO | _OutputFile
     if output is not None and not isinstance(output, str):
         out = output  # a sink such as riverguard.influx.InfluxWriter (--influx-url)
+        engine.drop_unparsable = True  # InfluxDB would refuse the whole batch: never send them
+    elif output:
+        try:
+            out = _OutputFile(output)
+        except OSError as err:
+            log.error(f"cannot write --output {output}: {err.strerror or err}")
+            return EXIT_FAIL
     else:
-        out = open(output, "wb") if output else sys.stdout.buffer  # noqa: SIM115
+        out = sys.stdout.buffer
+    ok = False
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stopped: the finally below drops a half-written output
+        signal.signal(sig, signal.default_int_handler)
     try:
-        replay(engine, files, out, progress)
+        replay(engine, files, out, progress)  # type: ignore[arg-type]
+        ok = True
     except BrokenPipeError:
+        return EXIT_FAIL
+    except InputError as err:
+        log.error(str(err))
         return EXIT_FAIL
     finally:
         if progress:
             progress.close()
-        if output:
-            out.close()
+        if isinstance(out, _OutputFile):
+            out.finish(ok)
+        elif out is sys.stdout.buffer:
+            with contextlib.suppress(BrokenPipeError):
+                out.flush()
         else:
-            out.flush()
+            out.close()
     if store:
         store.save()
     _summary(engine)
@@ -257,7 +382,8 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None) -> i
 def _summary(engine: Engine) -> None:
     scored = sum(1 for s in engine.series.values() if s.detector is not None)
     lines = [
-        f"metrics: {engine.metrics} ({engine.parse_errors} unparsable)",
+        f"metrics: {engine.metrics} ({engine.parse_errors} unparsable"
+        + (", not sent to InfluxDB)" if engine.drop_unparsable else ")"),
         f"series: {len(engine.series)} ({scored} scored)",
         f"anomalies: {engine.anomalies}",
     ]

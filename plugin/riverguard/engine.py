@@ -138,6 +138,8 @@ class Engine:
         self.anomalies = 0
         self.evicted = 0
         self.expired = 0
+        #: Unparsable metrics are dropped from the output instead of passed through (backfill to InfluxDB).
+        self.drop_unparsable = False
         self._error_limit = RateLimit(burst=10, period=1.0)
         self._names: dict[bytes, tuple[bytes, bytes, bytes]] = {}
 
@@ -181,6 +183,8 @@ class Engine:
                 self.metrics += 1
                 self.parse_errors += 1
                 self._report_parse_error(record.data, record.error)
+                if self.drop_unparsable:
+                    return b""
             return data
         self.metrics += 1
         timestamp = metric.timestamp

@@ -3,7 +3,9 @@
 Used by ``riverguard replay --influx-url URL`` to backfill or re-score
 recorded data. Standard library only (``urllib``).
 
-- InfluxDB 1.x: ``--db NAME`` (and optionally ``--rp``) -> ``POST /write``.
+- InfluxDB 1.x: ``--db NAME`` (and optionally ``--rp``) -> ``POST /write``;
+  ``--username NAME --password-env VAR`` authenticate with HTTP Basic auth
+  (every 1.x release accepts it).
 - InfluxDB 2.x: ``--bucket NAME --org ORG --token-env VAR`` -> ``POST /api/v2/write``
   with ``Authorization: Token <value of $VAR>``. ``--token-env`` works with
   ``--db`` too (InfluxDB 1.8+ accepts ``Token user:password``).
@@ -13,6 +15,9 @@ influxdb outputs). A batch answered with 5xx or 429, or lost to a connection
 error or timeout, is retried with exponential backoff (``Retry-After`` is
 honoured, capped), at most ``retries`` times; any other 4xx stops at once
 with InfluxDB's own message. Comment and blank lines are not sent.
+``--skip-metrics N`` sends nothing for the first ``N`` metrics (they are
+still scored, so the models are the same): a backfill that stopped resumes
+where InfluxDB's acknowledgements ended, and says so when it stops.
 
 >>> w = InfluxWriter("http://127.0.0.1:8086", db="metrics", batch_size=2, post=lambda body: calls.append(body))
 >>> calls = []
@@ -26,6 +31,7 @@ with InfluxDB's own message. Comment and blank lines are not sent.
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -67,6 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--token-env", metavar="VAR", help="environment variable holding the API token (sent as 'Token ...')"
     )
+    group.add_argument("--username", metavar="NAME", help="InfluxDB 1.x user (HTTP Basic auth, with --password-env)")
+    group.add_argument("--password-env", metavar="VAR", help="environment variable holding the --username's password")
+    group.add_argument(
+        "--skip-metrics", type=int, default=0, metavar="N",
+        help="score but do not send the first N metrics (resume a backfill that stopped; it prints N)",
+    )
     group.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
         help=f"metrics per write request (default: {DEFAULT_BATCH_SIZE})",
@@ -88,7 +100,7 @@ def from_args(args: argparse.Namespace, log: Log) -> InfluxWriter | None:
     """
     url = getattr(args, "influx_url", None)
     if not url:
-        for opt in ("db", "rp", "bucket", "org", "token_env"):
+        for opt in ("db", "rp", "bucket", "org", "token_env", "username", "password_env", "skip_metrics"):
             if getattr(args, opt, None):
                 raise OptionError(f"--{opt.replace('_', '-')} needs --influx-url")
         return None
@@ -107,6 +119,20 @@ def from_args(args: argparse.Namespace, log: Log) -> InfluxWriter | None:
         raise OptionError("--org goes with --bucket (InfluxDB 2.x), not --db")
     if args.rp and not args.db:
         raise OptionError("--rp goes with --db (InfluxDB 1.x)")
+    if bool(args.username) != bool(args.password_env):
+        raise OptionError("--username and --password-env go together")
+    if args.username and not args.db:
+        raise OptionError("--username goes with --db (InfluxDB 1.x); InfluxDB 2.x uses --token-env")
+    if args.username and args.token_env:
+        raise OptionError("give --username/--password-env or --token-env, not both")
+    basic = None
+    if args.username:
+        password = os.environ.get(args.password_env)
+        if password is None:
+            raise OptionError(f"--password-env {args.password_env}: that environment variable is not set")
+        basic = (args.username, password)
+    if args.skip_metrics < 0:
+        raise OptionError("--skip-metrics must be at least 0")
     token = None
     if args.token_env:
         token = os.environ.get(args.token_env)
@@ -123,6 +149,8 @@ def from_args(args: argparse.Namespace, log: Log) -> InfluxWriter | None:
         bucket=args.bucket,
         org=args.org,
         token=token,
+        basic=basic,
+        skip=args.skip_metrics,
         precision=args.precision,
         batch_size=args.batch_size,
         retries=args.retries,
@@ -146,6 +174,8 @@ class InfluxWriter:
         bucket: str | None = None,
         org: str | None = None,
         token: str | None = None,
+        basic: tuple[str, str] | None = None,
+        skip: int = 0,
         precision: str = "ns",
         batch_size: int = DEFAULT_BATCH_SIZE,
         retries: int = DEFAULT_RETRIES,
@@ -170,6 +200,11 @@ class InfluxWriter:
         self.headers = {"Content-Type": "text/plain; charset=utf-8", "User-Agent": "riverguard"}
         if token:
             self.headers["Authorization"] = f"Token {token}"
+        elif basic:
+            pair = f"{basic[0]}:{basic[1]}".encode()
+            self.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        #: Metrics still to be skipped (``--skip-metrics``) and how many were asked for.
+        self.skip = self.skipped_total = skip
         self.batch_size = batch_size
         self.retries = retries
         self.backoff = backoff
@@ -200,6 +235,10 @@ class InfluxWriter:
         for line in lines:
             if line and line[:1] != b"#" and line.strip():
                 pending.append(line)
+        if self.skip:
+            dropped = min(self.skip, len(pending))
+            del pending[:dropped]
+            self.skip -= dropped
         while len(pending) >= self.batch_size:
             batch = pending[: self.batch_size]
             del pending[: self.batch_size]
@@ -221,6 +260,20 @@ class InfluxWriter:
                 f"wrote {self.lines} metrics in {self.batches} batch(es) to {self.target} at {self.url}"
                 f" ({self.retried} retried, {rate:,.0f} metrics/s while posting)"
             )
+
+    @property
+    def acknowledged(self) -> int:
+        """Metrics InfluxDB has acknowledged, counting those skipped with ``--skip-metrics``."""
+        return self.skipped_total - self.skip + self.lines
+
+    def resume_hint(self) -> str:
+        """What to say when a backfill stops: how far it got and how to go on from there."""
+        done = self.acknowledged
+        return (
+            f"backfill stopped: {done} metrics acknowledged by InfluxDB"
+            + (f" (the first {self.skipped_total - self.skip} skipped with --skip-metrics)" if self.skipped_total else "")
+            + f"; to resume, run the same command with --skip-metrics {done}"
+        )
 
     # -- posting ---------------------------------------------------------------
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import errno
 import gc
+import gzip
 import os
+import zlib
 import select
 import signal
 import sys
@@ -27,7 +29,7 @@ from typing import BinaryIO
 from .engine import Engine
 from .lineprotocol import Splitter
 
-__all__ = ["QUOTE_GRACE", "ManualGC", "feed", "process_chunks", "replay", "serve"]
+__all__ = ["QUOTE_GRACE", "InputError", "ManualGC", "feed", "process_chunks", "replay", "serve"]
 
 #: How long a metric whose quote is still open at the end of the input waits
 #: for the rest of it before its first line is treated as malformed.
@@ -269,7 +271,10 @@ def _readable(fd: int) -> bool:
 
 
 def _chunks(stream: BinaryIO, size: int = _READ_SIZE) -> Iterator[bytes]:
-    while chunk := stream.read(size):
+    # One system call per chunk (read1): a signal that lands while a read returns data is
+    # handled before the next read, which may block on a pipe (read() would loop on inside C).
+    read = getattr(stream, "read1", stream.read)
+    while chunk := read(size):
         yield chunk
 
 
@@ -288,17 +293,50 @@ def process_chunks(engine: Engine, chunks: Iterable[bytes], write: Callable[[byt
             write(b"".join(feed(engine, buf, final=True)[0]))
 
 
+class InputError(Exception):
+    """A replay input that is not line protocol at all (binary data, broken gzip)."""
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _text_chunks(name: str, stream: BinaryIO) -> Iterator[bytes]:
+    """The chunks of one input, gunzipped when it starts with gzip's magic bytes.
+
+    Raise :class:`InputError` at the first NUL byte (binary data) or at broken gzip data.
+    """
+    raw = stream
+    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+    compressed = head == _GZIP_MAGIC
+    if compressed:
+        stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+    offset = 0
+    try:
+        for chunk in _chunks(stream):
+            nul = chunk.find(b"\x00")
+            if nul >= 0:
+                where = f"byte {offset + nul}" + (" after gunzip" if compressed else "")
+                raise InputError(f"{name}: binary data (a NUL byte at {where}), not line protocol: stopped")
+            offset += len(chunk)
+            yield chunk
+    except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+        raise InputError(f"{name}: broken gzip data after {offset} bytes ({err or 'truncated'}): stopped") from None
+
+
 def replay(
     engine: Engine,
     inputs: list[str],
     output: BinaryIO,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Replay recorded line-protocol files (``-`` is stdin) through ``engine``."""
+    """Replay recorded line-protocol files (``-`` is stdin; gzip is read as such) through ``engine``.
+
+    Raise :class:`InputError` on an input that is binary data.
+    """
     for name in inputs:
         stream = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
         try:
-            chunks: Iterable[bytes] = _chunks(stream)
+            chunks: Iterable[bytes] = _text_chunks("stdin" if name == "-" else name, stream)
             if progress is not None:
                 chunks = _counted(chunks, progress)
             process_chunks(engine, chunks, output.write)

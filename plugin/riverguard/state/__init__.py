@@ -4,14 +4,19 @@
 checkpoint file and restores them at start. A series comes back only if the
 rule that now matches it has the same detector and parameters as when it was
 saved. A file that cannot be used is renamed aside and riverguard starts
-fresh: it never crash-loops under Telegraf.
+fresh: it never crash-loops under Telegraf. A state path that names a folder
+means ``riverguard.msgpack`` inside it: a folder is never renamed or replaced.
+One process at a time uses a checkpoint: :meth:`StateStore.lock` takes an
+exclusive ``flock`` on ``<checkpoint>.lock`` beside it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import gc
+import os
 import time
 from collections.abc import Iterator
 from collections import Counter
@@ -25,16 +30,73 @@ from ..lineprotocol import ParseError, parse
 from .codec import StateCodecError, decode, encode
 from .store import FORMAT, VERSION, CheckpointError, read, set_aside, write
 
-__all__ = ["CheckpointError", "StateStore", "inspect"]
+__all__ = ["FOLDER_FILE", "LOCK_WAIT", "CheckpointError", "LockError", "StateStore", "inspect", "state_file"]
+
+#: The checkpoint's name when the state path is a folder.
+FOLDER_FILE = "riverguard.msgpack"
+#: How long a second process waits for the lock (a restart's overlap) before giving up.
+LOCK_WAIT = 10.0
+
+
+class LockError(Exception):
+    """The checkpoint is in use by another process, or its lock file cannot be created."""
+
+
+def state_file(path: Path) -> Path:
+    """The checkpoint file for a state path: ``riverguard.msgpack`` inside it when it is a folder."""
+    path = Path(path)
+    return path / FOLDER_FILE if path.is_dir() else path
 
 
 class StateStore:
-    """Checkpoints ``engine`` to ``path``."""
+    """Checkpoints ``engine`` to ``path`` (a file, or a folder to hold ``riverguard.msgpack``)."""
 
     def __init__(self, engine: Engine, path: Path) -> None:
         self.engine = engine
-        self.path = Path(path)
+        self.path = state_file(path)
         self.log = engine.log
+        self._lock_fd: int | None = None
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def lock(self, wait: float = LOCK_WAIT) -> None:
+        """Take the exclusive lock on the checkpoint, waiting up to ``wait`` seconds; raise :class:`LockError`.
+
+        The lock file holds the PID of the process that has it; the lock goes
+        with the process (``flock``), so a crashed holder never blocks a restart.
+        """
+        lock_path = self.lock_path
+        try:
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as err:
+            raise LockError(f"cannot create the lock file {lock_path}: {err.strerror or err}") from None
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _holder(fd)
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockError(
+                        f"checkpoint {self.path} is in use by another riverguard (PID {holder}, lock {lock_path}); "
+                        f"waited {wait:g}s: stop that process or give this one another --state"
+                    ) from None
+                if not told:
+                    self.log.info(f"checkpoint {self.path} is in use by PID {holder}: waiting up to {wait:g}s")
+                    told = True
+                time.sleep(0.05)
+            except OSError as err:
+                os.close(fd)
+                raise LockError(f"cannot lock {lock_path}: {err.strerror or err}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
 
     def restore(self) -> int:
         """Load the checkpoint into the engine; return the number of series restored."""
@@ -132,6 +194,15 @@ class StateStore:
         return True
 
 
+def _holder(fd: int) -> str:
+    """The PID written in a lock file (``?`` when it cannot be read)."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        text = ""
+    return text if text.isdigit() else "?"
+
+
 @contextlib.contextmanager
 def _no_gc() -> Iterator[None]:
     """Pause the cyclic garbage collector: checkpoints create or walk millions of objects
@@ -176,7 +247,7 @@ def _iso(ns: int | None) -> str | None:
 
 def inspect(path: Path) -> dict[str, Any]:
     """Summary of a checkpoint (raises FileNotFoundError or CheckpointError)."""
-    checkpoint = read(Path(path))
+    checkpoint = read(state_file(Path(path)))
     detectors = Counter(record[1] for record in checkpoint.records)
     times = [record[4] for record in checkpoint.records if record[4] is not None]
     for record in checkpoint.records:

@@ -195,6 +195,8 @@ def _parse(data: mmap.mmap, size: int) -> Checkpoint:
 
 def set_aside(path: Path) -> Path:
     """Rename an unusable checkpoint to ``<name>.corrupt-<UTC time>``; return the new path."""
+    if path.is_dir():  # a folder is never renamed
+        raise IsADirectoryError(f"{path} is a folder")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
     n = 1

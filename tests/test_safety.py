@@ -1,0 +1,306 @@
+"""Operator safety: ordinary mistakes lose no data and no models (issue 15).
+
+Every test drives the real ``riverguard`` process through pipes and real
+files; the backfill tests write to a real InfluxDB (tests/influx.py).
+"""
+
+from __future__ import annotations
+
+import http.server
+import os
+import random
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+try:
+    from tests.conftest import RIVERGUARD, Proc, run_cli
+    from tests.influx import InfluxServer, influxdb  # noqa: F401  (fixture)
+except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
+    from conftest import RIVERGUARD, Proc, run_cli  # type: ignore[no-redef]
+    from influx import InfluxServer, influxdb  # type: ignore[no-redef]  # noqa: F401
+
+T0 = 1_700_000_000_000_000_000
+STEP = 10_000_000_000
+
+
+def stream(samples: int, hosts: int = 2, seed: int = 1, start: int = 0) -> bytes:
+    rng = random.Random(seed)
+    lines = []
+    for i in range(start, start + samples):
+        for h in range(hosts):
+            lines.append(f"cpu,host=h{h} usage_idle={80.0 + rng.gauss(0.0, 2.0):.3f} {T0 + i * STEP}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def config(folder: Path, text: str = "", name: str = "riverguard.toml") -> Path:
+    path = folder / name
+    path.write_text(text + '\n[[rule]]\nname = "all"\n')
+    return path
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+# -- 1. replay never destroys its input or an old output -------------------------------
+
+
+def test_replay_refuses_an_output_that_is_one_of_its_inputs(tmp_path: Path) -> None:
+    data = stream(50)
+    source = tmp_path / "same.lp"
+    source.write_bytes(data)
+    os.link(source, tmp_path / "alias.lp")  # another name, the same file (compared by inode)
+    for output in ("same.lp", "alias.lp", "./same.lp"):
+        proc = run_cli(["replay", "-o", output, "same.lp"], cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert f"--output {output} is the input file same.lp".encode() in proc.stderr
+        assert b"Traceback" not in proc.stderr
+        assert source.read_bytes() == data
+
+
+def test_an_interrupted_replay_leaves_the_old_output_in_place(tmp_path: Path) -> None:
+    old = b"cpu v=1 1\n"
+    out = tmp_path / "out.lp"
+    out.write_bytes(old)
+    proc = subprocess.Popen(
+        [*RIVERGUARD, "replay", "-o", str(out), "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
+    )
+    try:
+        proc.stdin.write(stream(2000))
+        proc.stdin.flush()
+        # Writing has begun (a temporary file beside the output, or, before the fix, the output itself).
+        assert wait_for(lambda: out.read_bytes() != old or any(tmp_path.glob(".out.lp.tmp-*")), 60)
+        proc.send_signal(signal.SIGTERM)  # as a supervisor stops it
+        proc.wait(30)
+    finally:
+        proc.kill()
+        proc.stdin.close()
+        proc.stderr.close()
+    assert proc.returncode != 0
+    assert out.read_bytes() == old
+    assert not list(tmp_path.glob(".out.lp.tmp-*"))
+
+
+# -- 2. a state folder is used, never renamed or replaced ------------------------------
+
+
+def test_state_folder_holds_the_checkpoint_and_stays_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "state"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    first = run_cli(["run", "--state", str(folder)], input=stream(300))
+    assert first.returncode == 0, first.stderr
+    assert folder.is_dir() and (folder / "notes.txt").read_text() == "mine\n"
+    assert (folder / "riverguard.msgpack").is_file()
+    assert not list(tmp_path.glob("state.corrupt-*"))
+    second = run_cli(["run", "--state", str(folder)], input=stream(10, start=300))
+    assert second.returncode == 0, second.stderr
+    assert b"restored 2 series from " + str(folder / "riverguard.msgpack").encode() in second.stderr
+    inspect = run_cli(["state", "inspect", str(folder)])
+    assert inspect.returncode == 0 and b'"series": 2' in inspect.stdout
+
+
+# -- 3. replay leaves the live checkpoint of the config alone --------------------------
+
+
+def test_replay_with_a_production_config_leaves_its_checkpoint_alone(tmp_path: Path) -> None:
+    prod = config(tmp_path, '[state]\npath = "live.msgpack"\n', "prod.toml")
+    live = tmp_path / "live.msgpack"
+    assert run_cli(["run", "--config", str(prod)], input=stream(300)).returncode == 0
+    before = live.read_bytes()
+    test_lp = tmp_path / "test.lp"
+    test_lp.write_bytes(stream(300, seed=7))
+    replayed = run_cli(["replay", "--config", str(prod), str(test_lp)])
+    assert replayed.returncode == 0, replayed.stderr
+    assert live.read_bytes() == before  # the running Telegraf's models, untouched
+    fresh = run_cli(["replay", "--config", str(config(tmp_path, "", "plain.toml")), str(test_lp)])
+    assert replayed.stdout == fresh.stdout  # and not used either: replay starts from nothing
+    assert b"give --state to use one" in replayed.stderr
+    # --state on the command line still restores and saves.
+    own = tmp_path / "own.msgpack"
+    assert run_cli(["replay", "--config", str(prod), "--state", str(own), str(test_lp)]).returncode == 0
+    assert own.is_file() and live.read_bytes() == before
+
+
+# -- 4. one process per checkpoint -----------------------------------------------------
+
+
+def test_second_process_on_the_same_state_waits_then_exits_2_naming_the_holder(tmp_path: Path, start) -> None:
+    state = tmp_path / "rg.msgpack"
+    holder = start("run", "--state", str(state))
+    holder.ready()
+    started = time.monotonic()
+    second = run_cli(["run", "--state", str(state)], input=stream(10), timeout=60)
+    waited = time.monotonic() - started
+    assert second.returncode == 2, second.stderr
+    assert f"in use by another riverguard (PID {holder.popen.pid}".encode() in second.stderr
+    assert second.stdout == b""  # it scored nothing with a copy of the models
+    assert waited >= 10
+    holder.close_stdin()
+    assert holder.wait(30) == 0
+
+
+def test_a_restart_overlapping_the_old_process_gets_its_models(tmp_path: Path, start) -> None:
+    state = tmp_path / "rg.msgpack"
+    old = start("run", "--state", str(state))
+    old.ready()
+    old.write(stream(300))
+    assert old.wait_lines(600, 60)
+    new = start("run", "--state", str(state))
+    assert new.wait_stderr(lambda e: b"is in use by PID" in e, 30), new.stderr
+    old.close_stdin()  # the old one checkpoints and exits; the new one then takes over
+    assert old.wait(30) == 0
+    assert new.wait_stderr(lambda e: b"restored 2 series" in e, 30), new.stderr
+    new.close_stdin()
+    assert new.wait(30) == 0
+
+
+# -- 5. backfill sends only line protocol and can be resumed ---------------------------
+
+
+def _backfill(url: str, db: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return run_cli(["replay", "--influx-url", url, "--db", db, *args], timeout=120)
+
+
+def test_backfill_skips_unparsable_lines_and_writes_the_rest(influxdb: InfluxServer, tmp_path: Path) -> None:
+    lines = stream(100).splitlines(keepends=True)
+    lines.insert(50, b"cpu,host=h0 usage_idle=not-a-number 1\n")
+    lines.insert(120, b"this is not line protocol\n")
+    path = tmp_path / "mixed.lp"
+    path.write_bytes(b"".join(lines))
+    influxdb.create_db("rg_mixed")
+    proc = _backfill(influxdb.url, "rg_mixed", "--batch-size", "1000", str(path))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0, stderr
+    assert "metrics: 202 (2 unparsable, not sent to InfluxDB)" in stderr
+    assert "wrote 200 metrics in 1 batch(es)" in stderr
+    assert influxdb.rows('SELECT count("usage_idle") FROM "cpu"', "rg_mixed")[0][1] == 200
+
+
+class _Proxy(http.server.BaseHTTPRequestHandler):
+    """Forwards the first ``server.allow`` writes to InfluxDB, then answers 503."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        server = self.server
+        if server.allow > 0:  # type: ignore[attr-defined]
+            server.allow -= 1  # type: ignore[attr-defined]
+            req = urllib.request.Request(server.target + self.path, data=body, method="POST")  # type: ignore[attr-defined]
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                status = resp.status
+        else:
+            status = 503
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_stopped_backfill_says_how_to_resume_and_resuming_completes_it(influxdb: InfluxServer, tmp_path: Path) -> None:
+    path = tmp_path / "rec.lp"
+    path.write_bytes(b"# recorded\n" + stream(300))  # 600 metrics
+    influxdb.create_db("rg_whole")
+    influxdb.create_db("rg_resumed")
+    assert _backfill(influxdb.url, "rg_whole", "--batch-size", "100", str(path)).returncode == 0
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    proxy.allow, proxy.target = 2, influxdb.url  # type: ignore[attr-defined]
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{proxy.server_address[1]}"
+        stopped = _backfill(url, "rg_resumed", "--batch-size", "100", "--retries", "0", str(path))
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    stderr = stopped.stderr.decode()
+    assert stopped.returncode == 1, stderr
+    assert "200 metrics acknowledged by InfluxDB; to resume, run the same command with --skip-metrics 200" in stderr
+    resumed = _backfill(influxdb.url, "rg_resumed", "--batch-size", "100", "--skip-metrics", "200", str(path))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "wrote 400 metrics" in resumed.stderr.decode()
+    query = 'SELECT "usage_idle", "usage_idle_anomaly_score", "usage_idle_anomaly" FROM "cpu" GROUP BY "host"'
+    whole = influxdb.query(query, "rg_whole")
+    assert len([v for s in whole["series"] for v in s["values"]]) == 600
+    assert influxdb.query(query, "rg_resumed") == whole  # the same points, the same scores
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.seen.append((self.path, dict(self.headers)))  # type: ignore[attr-defined]
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_influxdb_1x_username_and_password_from_the_environment(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.seen = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    path = tmp_path / "a.lp"
+    path.write_bytes(stream(5))
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        env = {**os.environ, "RG_TEST_PASSWORD": "pa:ss"}
+        proc = run_cli(
+            ["replay", "--influx-url", url, "--db", "telegraf", "--username", "rg", "--password-env",
+             "RG_TEST_PASSWORD", str(path)], env=env,
+        )
+        missing = run_cli(["replay", "--influx-url", url, "--db", "telegraf", "--username", "rg", str(path)])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 0, proc.stderr
+    (where, headers), = server.seen  # type: ignore[attr-defined]
+    assert where == "/write?db=telegraf&precision=ns"
+    assert headers["Authorization"] == "Basic cmc6cGE6c3M="  # base64("rg:pa:ss")
+    assert b"pa:ss" not in proc.stderr
+    assert missing.returncode == 2 and b"--username and --password-env go together" in missing.stderr
+
+
+# -- 7. gzip and binary input ----------------------------------------------------------
+
+
+def test_gzip_input_is_read_by_its_magic_bytes(tmp_path: Path) -> None:
+    import gzip
+
+    data = stream(200)
+    plain = tmp_path / "plain.lp"
+    plain.write_bytes(data)
+    packed = tmp_path / "looks-plain.lp"  # the name says nothing: the content does
+    packed.write_bytes(gzip.compress(data))
+    expected = run_cli(["replay", str(plain)])
+    got = run_cli(["replay", str(packed)])
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == expected.stdout and b"E!" not in got.stderr
+    piped = run_cli(["replay", "-"], input=gzip.compress(data))
+    assert piped.stdout == expected.stdout
+
+
+def test_binary_input_stops_replay_with_one_message(tmp_path: Path) -> None:
+    binary = tmp_path / "core.lp"
+    binary.write_bytes(b"cpu v=1 1\n" + bytes(range(256)) * 40)
+    out = tmp_path / "out.lp"
+    proc = run_cli(["replay", "-o", str(out), str(binary)])
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(b"E! ")]
+    assert errors == [b"E! [riverguard] " + str(binary).encode() + b": binary data (a NUL byte at byte 10), not line protocol: stopped"]
+    assert not out.exists()
