@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 from .config import parse_duration
+from .lineprotocol import format_line
 
 __all__ = ["add_parser", "cpu_lines", "main", "mem_line"]
 
@@ -73,38 +74,32 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--host", default=None, metavar="NAME", help="value of the host tag (default: this host's name)")
 
 
-def _escape_tag(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-
-def _float(value: float) -> str:
+def _float(value: float) -> float:
     value = float(value)
-    if not math.isfinite(value):
-        value = 0.0
-    return repr(value)
+    return value if math.isfinite(value) else 0.0
 
 
 def _times(t: Any) -> dict[str, float]:
     return {name: float(getattr(t, name, 0.0)) for name in _CPU_FIELDS}
 
 
-def cpu_lines(previous: list[dict[str, float]], current: list[dict[str, float]], names: list[str], host: str, ts: int) -> list[str]:
+def cpu_lines(previous: list[dict[str, float]], current: list[dict[str, float]], names: list[str], host: str, ts: int) -> list[bytes]:
     """Telegraf ``cpu`` lines for the change from ``previous`` to ``current`` cpu times.
 
     >>> a = {"user": 10.0, "system": 5.0, "idle": 85.0}
     >>> b = {"user": 12.0, "system": 5.5, "idle": 87.5}
     >>> cpu_lines([a], [b], ["cpu-total"], "h", 1)[0][:80]
-    'cpu,cpu=cpu-total,host=h usage_user=40.0,usage_system=10.0,usage_idle=50.0,usage'
+    b'cpu,cpu=cpu-total,host=h usage_user=40.0,usage_system=10.0,usage_idle=50.0,usage'
     """
     out = []
     for prev, cur, name in zip(previous, current, names):
         total = sum(cur.get(k, 0.0) for k in _TOTAL_PARTS) - sum(prev.get(k, 0.0) for k in _TOTAL_PARTS)
-        fields = []
+        fields: dict[str, float | int] = {}
         for key in _CPU_FIELDS:
             delta = cur.get(key, 0.0) - prev.get(key, 0.0)
             usage = 100.0 * delta / total if total > 0 else 0.0
-            fields.append(f"usage_{key}={_float(min(max(usage, 0.0), 100.0))}")
-        out.append(f"cpu,cpu={name},host={host} {','.join(fields)} {ts}")
+            fields[f"usage_{key}"] = _float(min(max(usage, 0.0), 100.0))
+        out.append(format_line("cpu", {"cpu": name, "host": host}, fields, ts))
     return out
 
 
@@ -126,7 +121,7 @@ def _meminfo() -> dict[str, int]:
     return values
 
 
-def mem_line(host: str, ts: int) -> str:
+def mem_line(host: str, ts: int) -> bytes:
     """A Telegraf ``mem`` line: byte counts as integers (``i``), percentages as floats."""
     import psutil
 
@@ -144,10 +139,10 @@ def mem_line(host: str, ts: int) -> str:
     for name, value in _meminfo().items():
         ints.setdefault(name, value)
     total = vm.total or 1
-    fields = [f"{k}={v}i" for k, v in sorted(ints.items())]
-    fields.append(f"used_percent={_float(100.0 * vm.used / total)}")
-    fields.append(f"available_percent={_float(100.0 * vm.available / total)}")
-    return f"mem,host={host} {','.join(fields)} {ts}"
+    fields: dict[str, float | int] = dict(sorted(ints.items()))
+    fields["used_percent"] = _float(100.0 * vm.used / total)
+    fields["available_percent"] = _float(100.0 * vm.available / total)
+    return format_line("mem", {"host": host}, fields, ts)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -164,13 +159,13 @@ def main(args: argparse.Namespace) -> int:
     if interval <= 0 or args.count < 0:
         sys.stderr.write("E! [riverguard] --interval must be > 0 and --count >= 0\n")
         return 2
-    host = _escape_tag(args.host or socket.gethostname() or "localhost")
+    host = args.host or socket.gethostname() or "localhost"
 
     def sample() -> tuple[list[dict[str, float]], list[str]]:
         per = [_times(t) for t in psutil.cpu_times(percpu=True)]
         return [_times(psutil.cpu_times()), *per], ["cpu-total", *(f"cpu{i}" for i in range(len(per)))]
 
-    out = sys.stdout
+    out = sys.stdout.buffer
     previous, names = sample()
     next_at = time.monotonic() + interval
     written = 0
@@ -185,7 +180,7 @@ def main(args: argparse.Namespace) -> int:
             lines = cpu_lines(previous, current, cur_names, host, ts) if cur_names == names else []
             previous, names = current, cur_names
             lines.append(mem_line(host, ts))
-            out.write("\n".join(lines) + "\n")
+            out.write(b"".join(lines))
             out.flush()
             written += 1
     except BrokenPipeError:

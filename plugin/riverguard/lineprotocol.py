@@ -17,6 +17,7 @@ b'cpu,host=a usage_idle=97.5,n=3i,msg="x",x=1 1700000000000000000'
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -30,6 +31,8 @@ __all__ = [
     "Splitter",
     "escape_key",
     "escape_measurement",
+    "format_line",
+    "format_value",
     "insert_fields",
     "parse",
     "raw_fields",
@@ -333,6 +336,51 @@ def escape_key(text: str) -> bytes:
     return (
         text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
     ).encode()
+
+
+def format_value(value: float | int | bool | str) -> bytes:
+    """A field value as line protocol, exactly: floats round-trip (``repr``), ints get ``i``.
+
+    >>> [format_value(v) for v in (0.1, 40.0, 1e300, 7, True, 'a "b"')]
+    [b'0.1', b'40.0', b'1e+300', b'7i', b'true', b'"a \\\\"b\\\\""']
+    """
+    t = type(value)
+    if t is bool:
+        return b"true" if value else b"false"
+    if t is int:
+        return b"%di" % value
+    if t is float:
+        if value != value or value in (math.inf, -math.inf):
+            raise ValueError(f"{value} cannot be written as line protocol")
+        return repr(value).encode()
+    if t is str:
+        return b'"' + value.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"'
+    raise TypeError(f"cannot write a {t.__name__} as a field value")
+
+
+def format_line(
+    measurement: str,
+    tags: dict[str, str],
+    fields: dict[str, float | int | bool | str],
+    timestamp: int | None = None,
+) -> bytes:
+    """One newline-terminated line of line protocol built from values (tags sorted, as Telegraf writes them).
+
+    Floats are written so they read back as the same float (never rounded to 6
+    digits); NaN and infinities raise ValueError, since InfluxDB refuses them.
+
+    >>> format_line("cpu load", {"host": "a b", "cpu": "cpu0"}, {"idle": 97.5, "n": 3}, 1)
+    b'cpu\\\\ load,cpu=cpu0,host=a\\\\ b idle=97.5,n=3i 1\\n'
+    """
+    if not fields:
+        raise ValueError("a line needs at least one field")
+    head = escape_measurement(measurement)
+    for key in sorted(tags):
+        head += b"," + escape_key(key) + b"=" + escape_key(tags[key])
+    body = b",".join(escape_key(k) + b"=" + format_value(v) for k, v in fields.items())
+    if timestamp is None:
+        return b"%s %s\n" % (head, body)
+    return b"%s %s %d\n" % (head, body, timestamp)
 
 
 def _keep_lead(metric: Metric, lead: bytes) -> None:
