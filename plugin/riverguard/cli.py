@@ -162,7 +162,7 @@ def _check_config(path: str) -> int:
     for rule in config.rules:
         print(f"rule {rule.index}: {json.dumps(rule.resolved())}")
     out, state = config.output, config.state
-    print(f"output: {json.dumps({'score_suffix': out.score_suffix, 'flag_suffix': out.flag_suffix})}")
+    print(f"output: {json.dumps(dataclasses.asdict(out))}")
     print(
         "state: "
         + json.dumps(

@@ -14,6 +14,7 @@ import json
 import math
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,17 @@ class Rule:
     threshold: float | None = None
     warmup: int | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    #: "field": one model per field; "metric": one model per measurement + tag set, fed all its matching fields.
+    scope: str = "field"
+
+    @functools.cached_property
+    def new_detector(self) -> Callable[[], detectors.Detector]:
+        """Makes a fresh detector for a new series (the rule's model is built and checked once, here)."""
+        cls = self.detector_class
+        if cls is None:
+            raise ValueError('detector "off" makes no detector')
+        factory = getattr(cls, "factory", None)  # (the compiled twins are not Detector subclasses)
+        return factory(self.params) if factory else functools.partial(cls, **self.params)
 
     @functools.cached_property
     def detector_class(self) -> type[detectors.Detector] | None:
@@ -74,7 +86,10 @@ class Rule:
     def fingerprint(self) -> str:
         """Identifies the rule's detector and parameters: state learned under another does not carry over."""
         resolved = self.resolved()
-        text = json.dumps({"detector": resolved["detector"], "params": resolved["params"]}, sort_keys=True)
+        what = {"detector": resolved["detector"], "params": resolved["params"]}
+        if self.scope != "field":  # (field-scope fingerprints stay what they were before scopes existed)
+            what["scope"] = self.scope
+        text = json.dumps(what, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def resolved(self) -> dict[str, Any]:
@@ -87,6 +102,7 @@ class Rule:
             "tags": dict(sorted(self.tags.items())),
             "fields": list(self.fields),
             "detector": cls.name if cls else "off",
+            "scope": self.scope,
             "threshold": self.effective_threshold,
             "warmup": self.effective_warmup,
             "params": dict(sorted(params.items())),
@@ -97,6 +113,9 @@ class Rule:
 class OutputConfig:
     score_suffix: str = "_anomaly_score"
     flag_suffix: str = "_anomaly"
+    #: The metric-level fields a ``scope = "metric"`` rule adds.
+    metric_score_field: str = "anomaly_score"
+    metric_flag_field: str = "anomaly"
 
 
 @dataclass(frozen=True)
@@ -155,7 +174,7 @@ def load(path: str | Path) -> Config:
     return parse(text, source=str(path), base=path.resolve().parent)
 
 
-_RULE_KEYS = {"name", "measurement", "tags", "fields", "detector", "threshold", "warmup", "params"}
+_RULE_KEYS = {"name", "measurement", "tags", "fields", "detector", "threshold", "warmup", "params", "scope"}
 _TOP_KEYS = {"rule", "output", "state"}
 
 
@@ -245,12 +264,22 @@ def _parse_rule(index: int, raw: Any, source: str) -> Rule:
     params = raw.get("params", {})
     if not isinstance(params, dict):
         raise where.error("params", "expected a table")
-    rule = Rule(index, name, measurement, tags, fields, detector, threshold, warmup, dict(params))
+    scope = raw.get("scope", "field")
+    if scope not in ("field", "metric"):
+        raise where.error("scope", f'expected "field" or "metric", got {scope!r}')
+    rule = Rule(index, name, measurement, tags, fields, detector, threshold, warmup, dict(params), scope)
     cls = rule.detector_class
     if cls is None:
         if params:
             raise where.error("params", 'detector "off" takes no parameters')
+        if scope == "metric":
+            raise where.error("scope", 'detector "off" has no model to share: use scope = "field"')
         return rule
+    if scope == "metric" and not getattr(cls, "multivariate", False):
+        several = ", ".join(sorted(n for n in detectors.REGISTRY if n in _MULTIVARIATE))
+        raise where.error(
+            "scope", f'detector "{cls.name}" models one field at a time; scope = "metric" needs one that takes several ({several})'
+        )
     defaults = cls.defaults()
     for key, value in params.items():
         if key not in defaults:
@@ -258,6 +287,8 @@ def _parse_rule(index: int, raw: Any, source: str) -> Rule:
                 f"params.{key}",
                 f'unknown parameter for detector "{cls.name}" (known: {", ".join(sorted(defaults))})',
             )
+        if defaults[key] is None:
+            continue  # a River model spec: the detector checks it, naming the key
         expected = type(defaults[key])
         ok = isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -265,16 +296,22 @@ def _parse_rule(index: int, raw: Any, source: str) -> Rule:
         if not ok:
             raise where.error(f"params.{key}", f"expected {expected.__name__}, got {value!r}")
     try:
-        cls(**params)
+        rule.new_detector()
     except (ValueError, TypeError) as err:
-        raise where.error("params", str(err)) from None
+        key = getattr(err, "key", None)
+        raise where.error(f"params.{key}" if key else "params", str(err)) from None
     return rule
 
 
+#: Detectors that take several features at once (named here so the message needs no River import).
+_MULTIVARIATE = ("hst", "river")
+
+
 def _parse_output(raw: Any, where: _Where) -> OutputConfig:
-    _check_keys(raw, {"score_suffix", "flag_suffix"}, where)
+    names = ("score_suffix", "flag_suffix", "metric_score_field", "metric_flag_field")
+    _check_keys(raw, set(names), where)
     values = {}
-    for key in ("score_suffix", "flag_suffix"):
+    for key in names:
         if key in raw:
             value = raw[key]
             if not isinstance(value, str) or not value or "\n" in value:
@@ -283,6 +320,8 @@ def _parse_output(raw: Any, where: _Where) -> OutputConfig:
     out = OutputConfig(**values)
     if out.score_suffix == out.flag_suffix:
         raise where.error("flag_suffix", "must differ from score_suffix")
+    if out.metric_score_field == out.metric_flag_field:
+        raise where.error("metric_flag_field", "must differ from metric_score_field")
     return out
 
 

@@ -19,7 +19,7 @@ from .detectors import Detector
 from .lineprotocol import Metric, ParseError, Record, escape_key, insert_fields, unescape
 from .log import Log, RateLimit
 
-__all__ = ["ACCELERATED", "Engine", "Series", "checked_score", "format_score", "series_key"]
+__all__ = ["ACCELERATED", "Engine", "MetricSeries", "Series", "checked_score", "format_score", "series_key"]
 
 
 class Series:
@@ -72,6 +72,17 @@ def series_key(metric: Metric, field_key: bytes) -> bytes:
     True
     """
     return Engine._prefix(metric) + field_key
+
+
+def series_name(skey: bytes) -> str:
+    """A series key as text; a ``scope = "metric"`` model's key reads ``measurement,tags (metric)``.
+
+    >>> series_name(b"cpu,host=a idle"), series_name(b"cpu,host=a \\n")
+    ('cpu,host=a idle', 'cpu,host=a (metric)')
+    """
+    if skey.endswith(b" \n"):
+        skey = skey[:-1] + b"(metric)"
+    return skey.decode("utf-8", "backslashreplace")
 
 
 def _matcher(glob: str) -> Callable[[str], Any]:
@@ -142,6 +153,15 @@ class Engine:
         self.drop_unparsable = False
         self._error_limit = RateLimit(burst=10, period=1.0)
         self._names: dict[bytes, tuple[bytes, bytes, bytes]] = {}
+        #: Whether any rule has ``scope = "metric"`` (a field without a series may then belong to a metric's model).
+        self._metric_scope = any(rule.scope == "metric" for rule in config.rules)
+        out = config.output
+        self._metric_names = (
+            b",%s=" % escape_key(out.metric_score_field),
+            b",%s=true" % escape_key(out.metric_flag_field),
+            b",%s=false" % escape_key(out.metric_flag_field),
+        )
+        self._metric_keys = (escape_key(out.metric_score_field), escape_key(out.metric_flag_field))
 
     # -- rules ---------------------------------------------------------------
 
@@ -165,10 +185,15 @@ class Engine:
         return None
 
     def new_series(self, metric: Metric, field_key: bytes) -> Series:
-        """A fresh series for the field, with the detector its rule names (None: unscored)."""
+        """A fresh series for the field, with the detector its rule names (None: unscored).
+
+        A field that a ``scope = "metric"`` rule takes but that is not in its metric's model
+        (another metric-scope rule's metric model took the metric first) passes unscored.
+        """
         rule = self.route(metric, field_key)
-        cls = rule.detector_class if rule else None
-        return Series(rule, cls(**rule.params) if cls else None)
+        if rule is None or rule.detector_class is None or rule.scope == "metric":
+            return Series(rule, None)
+        return Series(rule, rule.new_detector())
 
     # -- scoring -------------------------------------------------------------
 
@@ -214,6 +239,7 @@ class Engine:
         prefix: bytes | None = None
         all_series = self.series
         out: list[bytes] = []
+        together: dict[str, float] | None = None  # the fields a metric-scope model takes, by name
         for key, _kind, number in fields:
             if number is None:
                 continue
@@ -224,6 +250,12 @@ class Engine:
             skey = prefix + key
             series = all_series.pop(skey, None)
             if series is None:
+                if self._metric_scope and self._joins_metric(metric, prefix, key):
+                    if key not in self._metric_keys:
+                        if together is None:
+                            together = {}
+                        together[unescape(key)] = number
+                    continue
                 series = self.new_series(metric, key)
                 all_series[skey] = series
                 if len(all_series) > self.max_series:
@@ -263,7 +295,72 @@ class Engine:
             out.append(names[0] + text)
             if keys is None or key + flag_suffix not in keys:
                 out.append(names[1] if flag else names[2])
+        if together is not None:
+            out.append(self._score_metric(metric, prefix, together, t))  # type: ignore[arg-type]
         return b"".join(out)
+
+    # -- scope = "metric" ----------------------------------------------------
+    # A metric model's series key is the metric's prefix and a newline (no field key can hold
+    # one). Its fields never get a series of their own, so the compiled path, which only takes
+    # lines whose every field has a series, always hands such metrics to this Python path.
+
+    def _joins_metric(self, metric: Metric, prefix: bytes, key: bytes) -> bool:
+        """Whether field ``key`` goes to its metric's model (creating that model on first use)."""
+        mseries = self.series.get(prefix + b"\n")
+        if mseries is not None:
+            joins = mseries.fields.get(key)
+            if joins is None:
+                if len(mseries.fields) >= 4096:  # field keys are few; a flood of distinct ones must not grow this
+                    mseries.fields.clear()
+                joins = mseries.fields[key] = self.route(metric, key) is mseries.rule
+            return joins
+        rule = self.route(metric, key)
+        if rule is None or rule.scope != "metric":
+            return False
+        mseries = MetricSeries(rule, rule.new_detector())
+        mseries.fields[key] = True
+        self._add_series(prefix + b"\n", mseries)
+        return True
+
+    def _add_series(self, skey: bytes, series: Series) -> None:
+        all_series = self.series
+        all_series[skey] = series
+        if len(all_series) > self.max_series:
+            del all_series[next(iter(all_series))]
+            self.evicted += 1
+
+    def _score_metric(self, metric: Metric, prefix: bytes, together: dict[str, float], t: float | None) -> bytes:
+        """The metric-level score and flag of the metric's model, fed ``together`` (sorted by name)."""
+        mkey = prefix + b"\n"
+        series = self.series.pop(mkey, None)
+        if series is None:  # evicted by a field series created after it, in this same metric
+            return b""
+        self.series[mkey] = series  # now the most recently seen
+        if metric.timestamp is not None:
+            series.last_time = metric.timestamp
+        keys = {f[0] for f in metric.fields}
+        if self._metric_keys[0] in keys:
+            return b""  # already scored upstream
+        try:
+            score = checked_score(series.detector.process(dict(sorted(together.items())), t))
+        except Exception as err:  # noqa: BLE001 - no detector error may reach the stream
+            self._detector_failed(series, mkey, err)
+            return b""
+        series.seen += 1
+        flag = False
+        if series.seen <= series.warmup:
+            text = b"0.0"
+        else:
+            text = format_score(score)
+            flag = float(text) >= series.threshold
+            if flag:
+                series.anomalies += 1
+                self.anomalies += 1
+        names = self._metric_names
+        out = names[0] + text
+        if self._metric_keys[1] not in keys:
+            out += names[1] if flag else names[2]
+        return out
 
     def added_names(self, key: bytes) -> tuple[bytes, bytes, bytes]:
         """``,K_score=``, ``,K_flag=true`` and ``,K_flag=false`` for field key ``K`` (shared between series).
@@ -296,7 +393,7 @@ class Engine:
             series.failed = True
             name = series.rule.detector if series.rule else "?"
             self.log.error(
-                f"detector {name!r} failed on series {skey.decode('utf-8', 'backslashreplace')}: "
+                f"detector {name!r} failed on series {series_name(skey)}: "
                 f"{type(err).__name__}: {err}; the field passes unscored"
             )
 
@@ -338,7 +435,7 @@ class Engine:
             ((s.anomalies, k) for k, s in self.series.items() if s.anomalies),
             key=lambda item: (-item[0], item[1]),
         )
-        return [(k.decode("utf-8", "backslashreplace"), a) for a, k in ranked[:n]]
+        return [(series_name(k), a) for a, k in ranked[:n]]
 
 
 ACCELERATED: bool
@@ -348,3 +445,14 @@ try:
 except ImportError:  # no C compiler at install time: the pure-Python path does everything
     _run_plain = None
 ACCELERATED = _run_plain is not None
+
+
+class MetricSeries(Series):  # type: ignore[valid-type,misc]
+    """The series of a ``scope = "metric"`` model: one per measurement + tag set."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, rule: Rule | None, detector: Detector | None) -> None:
+        super().__init__(rule, detector)
+        #: Field key -> whether the field goes to this model (the routing, decided once per key).
+        self.fields: dict[bytes, bool] = {}

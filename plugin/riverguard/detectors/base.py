@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import functools
 import inspect
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 
@@ -29,6 +30,8 @@ class Detector(abc.ABC):
     default_threshold: ClassVar[float]
     #: Samples a series sees before it may be flagged, unless the rule sets ``warmup``.
     default_warmup: ClassVar[int]
+    #: True for a detector that takes a dict of several features (``scope = "metric"``).
+    multivariate: ClassVar[bool] = False
 
     @abc.abstractmethod
     def score_one(self, x: float, t: float | None = None) -> float:
@@ -43,6 +46,11 @@ class Detector(abc.ABC):
         score = self.score_one(x, t)
         self.learn_one(x, t)
         return score
+
+    @classmethod
+    def factory(cls, params: dict[str, Any]) -> Callable[[], Detector]:
+        """What makes a fresh detector for each new series of a rule with ``params`` (built once per rule)."""
+        return functools.partial(cls, **params)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

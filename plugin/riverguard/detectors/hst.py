@@ -12,6 +12,8 @@ from .base import Detector
 class HST(Detector):
     """``river.anomaly.HalfSpaceTrees`` on two features: the value and its last change.
 
+    With ``scope = "metric"`` the features are the metric's fields instead.
+
     Half-space trees assume features in [0, 1], so each feature goes through
     an online ``river.preprocessing.MinMaxScaler`` first; a value beyond the
     range seen so far is clipped to the edge, where the trees hold the least
@@ -55,6 +57,7 @@ class HST(Detector):
     name = "hst"
     default_threshold = 0.97
     default_warmup = 200
+    multivariate = True
 
     def __init__(self, n_trees: int = 10, height: int = 6, window_size: int = 100, seed: int = 42) -> None:
         if n_trees < 1 or height < 1 or window_size < 1:
@@ -72,20 +75,25 @@ class HST(Detector):
         self._last: float | None = None
         self._n = 0
 
-    def _features(self, x: float) -> dict[str, float]:
-        raw = {"x": x, "dx": 0.0 if self._last is None else x - self._last}
-        scaled = self._scaler.transform_one(raw)
+    def _raw(self, x: float | dict[str, float]) -> dict[str, float]:
+        """One field: its value and its change; several (``scope = "metric"``): the fields themselves."""
+        if isinstance(x, dict):
+            return x
+        return {"x": x, "dx": 0.0 if self._last is None else x - self._last}
+
+    def _features(self, x: float | dict[str, float]) -> dict[str, float]:
+        scaled = self._scaler.transform_one(self._raw(x))
         return {k: min(1.0, max(0.0, v)) for k, v in scaled.items()}
 
-    def score_one(self, x: float, t: float | None = None) -> float:
+    def score_one(self, x: float | dict[str, float], t: float | None = None) -> float:  # type: ignore[override]
         return self._calibrated(x, learn=False)
 
-    def process(self, x: float, t: float | None = None) -> float:
+    def process(self, x: float | dict[str, float], t: float | None = None) -> float:  # type: ignore[override]
         score = self._calibrated(x, learn=True)
         self.learn_one(x, t)
         return score
 
-    def _calibrated(self, x: float, learn: bool) -> float:
+    def _calibrated(self, x: float | dict[str, float], learn: bool) -> float:
         """The raw tree score against its own history; ``learn`` also adds it to that history."""
         if self._n == 0:
             return 0.0
@@ -100,9 +108,9 @@ class HST(Detector):
             return 0.0
         return 1.0 if std == 0.0 else math.erf((raw - mean) / std / math.sqrt(2.0))
 
-    def learn_one(self, x: float, t: float | None = None) -> None:
-        raw = {"x": x, "dx": 0.0 if self._last is None else x - self._last}
-        self._scaler.learn_one(raw)
+    def learn_one(self, x: float | dict[str, float], t: float | None = None) -> None:  # type: ignore[override]
+        self._scaler.learn_one(self._raw(x))
         self._trees.learn_one(self._features(x))
-        self._last = x
+        if not isinstance(x, dict):
+            self._last = x
         self._n += 1

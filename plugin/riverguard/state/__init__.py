@@ -25,7 +25,8 @@ from typing import Any
 
 from .. import __version__
 from ..detectors import Detector
-from ..engine import Engine, Series
+from ..config import Rule
+from ..engine import Engine, MetricSeries, Series
 from ..lineprotocol import ParseError, parse
 from .codec import StateCodecError, decode, encode
 from .store import FORMAT, VERSION, CheckpointError, read, set_aside, write
@@ -133,7 +134,7 @@ class StateStore:
     def _apply(self, records: list[list[Any]]) -> tuple[int, int, int]:
         engine = self.engine
         series_map: dict[bytes, Any] = {}
-        restored = changed = dropped = 0
+        restored = changed = dropped = unsaved = 0
         # Series of one measurement + tag set share the rules their tags allow (checked once).
         candidates: dict[bytes, list[Any]] = {}
         for key, _name, fingerprint, seen, last_time, anomalies, state in records:
@@ -146,15 +147,27 @@ class StateStore:
                     raise CheckpointError(f"bad series key {key[:80]!r}: {err}") from None
             if not field_key:
                 raise CheckpointError(f"bad series key {key[:80]!r}: no field")
-            rule = engine.route_field(allowed, field_key)
-            cls = rule.detector_class if rule else None
-            if rule is None or cls is None:
-                dropped += 1
+            if field_key == b"\n":  # a scope = "metric" model (see Engine._joins_metric)
+                metric_rules = [c.rule for c in allowed if c.rule.scope == "metric" and c.rule.detector_class]
+                rule = next((r for r in metric_rules if r.fingerprint == fingerprint), None)
+                if rule is None:
+                    changed += bool(metric_rules)
+                    dropped += not metric_rules
+                    continue
+                make: type[Series] = MetricSeries
+            else:
+                rule = engine.route_field(allowed, field_key)
+                make = Series
+                if rule is None or rule.detector_class is None or rule.scope != "field":
+                    dropped += 1
+                    continue
+                if rule.fingerprint != fingerprint:
+                    changed += 1
+                    continue
+            if state is None:  # its model could not be saved: it starts fresh
+                unsaved += 1
                 continue
-            if rule.fingerprint != fingerprint:
-                changed += 1
-                continue
-            series = Series(rule, _decode_detector(state, cls, rule.params, key))
+            series = make(rule, _decode_detector(state, rule, key))
             series.seen = seen
             series.last_time = last_time
             series.anomalies = anomalies
@@ -165,6 +178,8 @@ class StateStore:
         times = [s.last_time for s in series_map.values() if s.last_time is not None]
         if times:
             engine.now = max(times)
+        if unsaved:
+            self.log.warn(f"{unsaved} series were checkpointed without their model (it could not be saved): they start fresh")
         return restored, changed, dropped
 
     def save(self) -> bool:
@@ -178,8 +193,9 @@ class StateStore:
         engine.expire()
         try:
             scored = [(key, s) for key, s in engine.series.items() if s.detector is not None]
+            unsaved: list[str] = []
             records = (  # encoded one at a time, as they are packed
-                [key, s.rule.detector_class.name, s.rule.fingerprint, s.seen, s.last_time, s.anomalies, _encode_detector(s.detector)]  # type: ignore[union-attr]
+                [key, s.rule.detector_class.name, s.rule.fingerprint, s.seen, s.last_time, s.anomalies, _encode_detector(s.detector, key, unsaved)]  # type: ignore[union-attr]
                 for key, s in scored
             )
             header = {
@@ -190,6 +206,11 @@ class StateStore:
         except (OSError, StateCodecError, ValueError, TypeError) as err:
             self.log.error(f"checkpoint to {self.path} failed: {err}")
             return False
+        if unsaved:
+            self.log.warn(
+                f"checkpoint: the models of {len(unsaved)} series could not be saved and will start fresh"
+                f" after a restart (the others are saved); first: {unsaved[0]}"
+            )
         self.log.debug(f"checkpoint: {len(scored)} series, {size} bytes in {time.monotonic() - started:.2f}s")
         return True
 
@@ -216,21 +237,28 @@ def _no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _encode_detector(detector: Detector) -> Any:
-    """A detector's compact state (``[state]``) or, without one, its generic encoding (a map)."""
-    compact = detector.dump_state()
-    return [compact] if compact is not None else encode(detector)
+def _encode_detector(detector: Detector, key: bytes, unsaved: list[str]) -> Any:
+    """A detector's compact state (``[state]``) or, without one, its generic encoding (a map);
+    None, with the series noted in ``unsaved``, for a model the codec cannot save."""
+    try:
+        compact = detector.dump_state()
+        return [compact] if compact is not None else encode(detector)
+    except (StateCodecError, ValueError, TypeError) as err:
+        unsaved.append(f"{key.decode('utf-8', 'backslashreplace')!r}: {err}")
+        return None
 
 
-def _decode_detector(data: Any, cls: type[Detector], params: dict[str, Any], key: bytes) -> Detector:
-    """Rebuild a detector of class ``cls`` from what :func:`_encode_detector` wrote."""
+def _decode_detector(data: Any, rule: Rule, key: bytes) -> Detector:
+    """Rebuild the detector of ``rule`` from what :func:`_encode_detector` wrote."""
+    cls = rule.detector_class
+    assert cls is not None
     if type(data) is list:
         if len(data) != 1 or type(data[0]) is not list:
             raise CheckpointError(f"series {key[:80]!r}: malformed detector state")
-        detector = cls(**params)
+        detector = rule.new_detector()
         try:
             detector.load_state(data[0])
-        except (ValueError, TypeError, NotImplementedError) as err:
+        except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError) as err:
             raise CheckpointError(f"series {key[:80]!r}: bad {cls.name} state: {err}") from None
         return detector
     detector = decode(data)
@@ -251,7 +279,7 @@ def inspect(path: Path) -> dict[str, Any]:
     detectors = Counter(record[1] for record in checkpoint.records)
     times = [record[4] for record in checkpoint.records if record[4] is not None]
     for record in checkpoint.records:
-        if type(record[6]) is not list:  # compact states are plain data; generic ones must decode
+        if type(record[6]) is not list and record[6] is not None:  # compact states are checked on restore; generic ones must decode
             try:
                 decode(record[6])
             except StateCodecError as err:

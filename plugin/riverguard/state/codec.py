@@ -3,8 +3,9 @@
 No pickle. ``encode`` turns a detector (and the River objects inside it) into
 nested lists, maps, numbers, strings and bytes. Every msgpack map in the
 result is a tagged node ``{"\\x00": kind, ...}``; objects name their class as
-``"module:QualName"``. ``decode`` rebuilds objects only for classes in
-:data:`ALLOWED` and never calls a function named by the data: objects are
+``"module:QualName"``. ``decode`` rebuilds objects only for classes in an
+:class:`Allowlist` (the built-in detectors' by default; a ``detector =
+"river"`` rule has its own, the classes of its spec) and never calls a function named by the data: objects are
 created with ``cls.__new__`` and their attributes set directly; the only
 methods it calls are the ``__setstate__``/``setstate`` of the few allowlisted
 classes whose state is opaque (River's Rust statistics, ``random.Random``).
@@ -29,15 +30,7 @@ import functools
 import random
 from typing import Any
 
-from river import anomaly, compose, linear_model, optim, preprocessing, stats, time_series
-from river.anomaly import hst as _hst
-from river.time_series import holt_winters as _hw
-from river.time_series import snarimax as _snarimax
-from river.tree import padded as _padded
-
-from .. import detectors
-
-__all__ = ["ALLOWED", "StateCodecError", "decode", "encode"]
+__all__ = ["ALLOWED", "Allowlist", "StateCodecError", "allowlist", "classes_in", "decode", "encode"]
 
 _TAG = "\x00"
 _MAX_DEPTH = 200
@@ -51,63 +44,113 @@ def _name(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def _rust_classes() -> list[type]:
-    """River's Rust-backed statistics: opaque state via __getstate__/__setstate__."""
-    return [type(stats.EWMean(0.5)._ewmean), type(stats.EWVar(0.5)._ewvar)]  # type: ignore[attr-defined]
+class Allowlist:
+    """What a checkpoint may construct: classes by ``"module:QualName"``, and ``defaultdict`` factories.
+
+    ``frames`` are the classes rebuilt from their attributes; the opaque ones
+    (River's Rust statistics, its ``VectorDict``, ``random.Random``) are rebuilt
+    from their own state through the few methods named above.
+    """
+
+    def __init__(self, frames: list[type], factories: list[type]) -> None:
+        opaque = _opaque()
+        self.frames = set(frames)
+        self.rust = set(opaque[:2])
+        self.vectordict = opaque[2]
+        self.classes: dict[str, type] = {_name(c): c for c in [*frames, *opaque, random.Random]}
+        self.factories: dict[str, type] = {_name(c): c for c in (float, int, list, dict, tuple, *factories)}
 
 
-_OBJECT_CLASSES: list[type] = [
-    *detectors.REGISTRY.values(),
-    anomaly.HalfSpaceTrees,
-    anomaly.PredictiveAnomalyDetection,
-    _padded.PaddedBranch,
-    _padded.PaddedLeaf,
-    preprocessing.MinMaxScaler,
-    preprocessing.StandardScaler,
-    stats.EWMean,
-    stats.EWVar,
-    stats.Mean,
-    stats.Var,
-    stats.Min,
-    stats.Max,
-    time_series.HoltWinters,
-    time_series.SNARIMAX,
-    _hw.AdditiveLevel,
-    _hw.MultiplicativeLevel,
-    _hw.Trend,
-    _hw.AdditiveSeason,
-    _hw.MultiplicativeSeason,
-    _snarimax.Differencer,
-    compose.Pipeline,
-    linear_model.LinearRegression,
-    optim.SGD,
-    optim.schedulers.Constant,
-    optim.losses.Squared,
-    optim.initializers.Zeros,
-]
-_RUST_CLASSES = _rust_classes()
-_VECTORDICT = type(linear_model.LinearRegression()._weights)
+@functools.cache
+def _opaque() -> tuple[type, type, type]:
+    """River's Rust-backed statistics (opaque state via __getstate__/__setstate__) and its VectorDict."""
+    from river import linear_model, stats
 
-#: Classes a checkpoint may construct, by ``"module:QualName"``.
-ALLOWED: dict[str, type] = {_name(c): c for c in [*_OBJECT_CLASSES, *_RUST_CLASSES, _VECTORDICT, random.Random]}
-
-#: Callables a ``defaultdict`` may use as its factory (classes only).
-_FACTORIES: dict[str, type] = {_name(c): c for c in (float, int, list, dict, tuple, stats.Min, stats.Max, stats.Mean, stats.Var)}
-_FRAMES = set(_OBJECT_CLASSES)
+    return (
+        type(stats.EWMean(0.5)._ewmean),  # type: ignore[attr-defined]
+        type(stats.EWVar(0.5)._ewvar),  # type: ignore[attr-defined]
+        type(linear_model.LinearRegression()._weights),
+    )
 
 
-def encode(obj: Any) -> Any:
-    """Plain msgpack-ready data for ``obj``."""
-    return _Encoder().encode(obj, 0)
+@functools.cache
+def _default() -> Allowlist:
+    """The built-in detectors and the River classes inside them (imported on first use)."""
+    from river import anomaly, compose, linear_model, optim, preprocessing, stats, time_series
+    from river.time_series import holt_winters as _hw
+    from river.time_series import snarimax as _snarimax
+    from river.tree import padded as _padded
+
+    from .. import detectors
+
+    frames: list[type] = [
+        *(detectors.REGISTRY[name] for name in detectors.REGISTRY if name != "river"),
+        anomaly.HalfSpaceTrees,
+        anomaly.PredictiveAnomalyDetection,
+        _padded.PaddedBranch,
+        _padded.PaddedLeaf,
+        preprocessing.MinMaxScaler,
+        preprocessing.StandardScaler,
+        stats.EWMean,
+        stats.EWVar,
+        stats.Mean,
+        stats.Var,
+        stats.Min,
+        stats.Max,
+        time_series.HoltWinters,
+        time_series.SNARIMAX,
+        _hw.AdditiveLevel,
+        _hw.MultiplicativeLevel,
+        _hw.Trend,
+        _hw.AdditiveSeason,
+        _hw.MultiplicativeSeason,
+        _snarimax.Differencer,
+        compose.Pipeline,
+        linear_model.LinearRegression,
+        optim.SGD,
+        optim.schedulers.Constant,
+        optim.losses.Squared,
+        optim.initializers.Zeros,
+    ]
+    return Allowlist(frames, [stats.Min, stats.Max, stats.Mean, stats.Var])
 
 
-def decode(data: Any) -> Any:
-    """Rebuild what :func:`encode` produced; raise :class:`StateCodecError` on anything else."""
-    return _Decoder().decode(data, 0)
+def allowlist(frames: list[type], factories: list[type] = ()) -> Allowlist:  # type: ignore[assignment]
+    """An allowlist of exactly these classes (plus the opaque River helpers), e.g. one rule's models."""
+    return Allowlist(list(frames), list(factories))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ALLOWED":  # classes the default allowlist may construct, by "module:QualName"
+        return _default().classes
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def encode(obj: Any, allowed: Allowlist | None = None) -> Any:
+    """Plain msgpack-ready data for ``obj``, whose classes must all be in ``allowed`` (default: the built-in ones)."""
+    return _Encoder(allowed or _default()).encode(obj, 0)
+
+
+def decode(data: Any, allowed: Allowlist | None = None) -> Any:
+    """Rebuild what :func:`encode` produced, constructing only classes in ``allowed``; raise
+    :class:`StateCodecError` on anything else."""
+    return _Decoder(allowed or _default()).decode(data, 0)
+
+
+def classes_in(obj: Any) -> tuple[list[type], list[type]]:
+    """The classes of the objects reachable from ``obj`` (not the plain containers) and the
+    classes used as ``defaultdict`` factories, each in the order first met."""
+    encoder = _Encoder(None)
+    encoder.encode(obj, 0)
+    return list(encoder.found), list(encoder.found_factories)
 
 
 class _Encoder:
-    def __init__(self) -> None:
+    def __init__(self, allowed: Allowlist | None) -> None:
+        """``allowed`` None: accept every class and record it in ``found`` (see :func:`classes_in`)."""
+        self.allowed = allowed
+        self.found: dict[type, None] = {}
+        self.found_factories: dict[type, None] = {}
         self.memo: dict[int, int] = {}
         self.keep: list[Any] = []  # keep encoded objects alive so ids stay unique
 
@@ -143,16 +186,19 @@ class _Encoder:
         if key in self.memo:
             return {_TAG: "ref", "i": self.memo[key]}
         name = _name(t)
-        if name not in ALLOWED:
+        allowed = self.allowed
+        if allowed is None:
+            self.found[t] = None
+        elif allowed.classes.get(name) is not t:
             raise StateCodecError(f"class {name!r} is not allowed in a checkpoint")
         index = self.memo[key] = len(self.memo)
         self.keep.append(obj)
-        if t in _RUST_CLASSES:
+        if t in (allowed.rust if allowed is not None else _opaque()[:2]):
             return {_TAG: "rust", "c": name, "i": index, "a": list(obj.__getnewargs__()), "s": obj.__getstate__()}
         if t is random.Random:
             version, internal, gauss = obj.getstate()
             return {_TAG: "random", "c": name, "i": index, "s": [version, list(internal), gauss]}
-        if t is _VECTORDICT:
+        if t is _opaque()[2]:
             return {_TAG: "vdict", "c": name, "i": index, "v": self._items(obj.to_dict(), d)}
         node: dict[str, Any] = {_TAG: "obj", "c": name, "i": index, "d": self._items(vars(obj), d)}
         if isinstance(obj, collections.deque):
@@ -173,13 +219,16 @@ class _Encoder:
         if isinstance(factory, functools.partial) and not factory.keywords:
             return {_TAG: "partial", "f": self._factory(factory.func, depth), "a": [self.encode(a, depth) for a in factory.args]}
         name = _name(factory) if isinstance(factory, type) else repr(factory)
-        if name not in _FACTORIES:
+        if self.allowed is None and isinstance(factory, type):
+            self.found_factories[factory] = None
+        elif self.allowed is None or self.allowed.factories.get(name) is not factory:
             raise StateCodecError(f"defaultdict factory {name} is not allowed in a checkpoint")
         return {_TAG: "class", "c": name}
 
 
 class _Decoder:
-    def __init__(self) -> None:
+    def __init__(self, allowed: Allowlist) -> None:
+        self.allowed = allowed
         self.memo: dict[int, Any] = {}
 
     def decode(self, data: Any, depth: int) -> Any:
@@ -217,7 +266,7 @@ class _Decoder:
         return list(zip(items[::2], items[1::2]))
 
     def _cls(self, name: Any) -> type:
-        cls = ALLOWED.get(name) if isinstance(name, str) else None
+        cls = self.allowed.classes.get(name) if isinstance(name, str) else None
         if cls is None:
             raise StateCodecError(f"class {name!r} is not allowed in a checkpoint")
         return cls
@@ -268,7 +317,7 @@ class _Decoder:
 
     def _k_rust(self, data: dict[str, Any], depth: int) -> Any:
         cls = self._cls(data["c"])
-        if cls not in _RUST_CLASSES:
+        if cls not in self.allowed.rust:
             raise StateCodecError(f"{data['c']!r} is not an opaque-state class")
         args = self._list(data["a"], depth)
         if not all(type(a) in (int, float) for a in args) or type(data["s"]) is not bytes:
@@ -288,16 +337,17 @@ class _Decoder:
         return self._remember(data, obj)
 
     def _k_vdict(self, data: dict[str, Any], depth: int) -> Any:
-        if self._cls(data["c"]) is not _VECTORDICT:
+        cls = self._cls(data["c"])
+        if cls is not self.allowed.vectordict:
             raise StateCodecError("bad vector class")
         pairs = self._pairs(data["v"], depth)
         if not all(type(v) in (int, float) for _, v in pairs):
             raise StateCodecError("bad vector values")
-        return self._remember(data, _VECTORDICT(dict(pairs)))
+        return self._remember(data, cls(dict(pairs)))
 
     def _k_obj(self, data: dict[str, Any], depth: int) -> Any:
         cls = self._cls(data["c"])
-        if cls not in _FRAMES:
+        if cls not in self.allowed.frames:
             raise StateCodecError(f"{data['c']!r} cannot be rebuilt from attributes")
         obj = cls.__new__(cls)
         self._remember(data, obj)
@@ -319,6 +369,7 @@ class _Decoder:
             raise StateCodecError("bad defaultdict factory")
         if data.get(_TAG) == "partial":
             return functools.partial(self._factory(data["f"], depth), *self._list(data["a"], depth))
-        if data.get(_TAG) == "class" and data.get("c") in _FACTORIES:
-            return _FACTORIES[data["c"]]
+        factory = self.allowed.factories.get(data.get("c")) if data.get(_TAG) == "class" else None
+        if factory is not None:
+            return factory
         raise StateCodecError(f"defaultdict factory {data.get('c')!r} is not allowed")
