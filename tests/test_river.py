@@ -242,13 +242,14 @@ def test_one_unsaveable_model_does_not_stop_the_checkpoint_of_the_others(tmp_pat
     from riverguard.engine import Engine
     from riverguard.log import Log
     from riverguard.state import StateStore
+    from riverguard.stream import feed
 
     config = _config(tmp_path, SVM_RULE + f'[state]\npath = "{tmp_path / "s.msgpack"}"\n')
     import io
 
     errors = io.StringIO()
     engine = Engine(load(config), Log("info", stream=errors))
-    out, _, _ = engine.feed(b"sensor,room=a temp=1.5,hum=2.5 1\nsensor,room=b temp=1.5,hum=2.5 1\n")
+    feed(engine, b"sensor,room=a temp=1.5,hum=2.5 1\nsensor,room=b temp=1.5,hum=2.5 1\n", final=True)
     broken = engine.series[b"sensor,room=a temp"].detector
     broken._model["StandardScaler"].oddity = object()  # nothing the rule's allowlist can rebuild
     assert StateStore(engine, tmp_path / "s.msgpack").save()
