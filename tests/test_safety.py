@@ -304,3 +304,106 @@ def test_binary_input_stops_replay_with_one_message(tmp_path: Path) -> None:
     errors = [line for line in proc.stderr.splitlines() if line.startswith(b"E! ")]
     assert errors == [b"E! [riverguard] " + str(binary).encode() + b": binary data (a NUL byte at byte 10), not line protocol: stopped"]
     assert not out.exists()
+# -- 6. SIGHUP: checkpoint, reload the config, go on ------------------------------------
+
+
+def two_measurements(samples: int, start: int = 0) -> bytes:
+    rng = random.Random(start)
+    lines = []
+    for i in range(start, start + samples):
+        for h in range(2):
+            ts = T0 + i * STEP
+            lines.append(f"cpu,host=h{h} usage_idle={80.0 + rng.gauss(0.0, 2.0):.3f} {ts}")
+            lines.append(f"mem,host=h{h} used_percent={40.0 + rng.gauss(0.0, 1.0):.3f} {ts}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+RULES = '[[rule]]\nname = "cpu"\nmeasurement = "cpu"\n\n[[rule]]\nname = "mem"\nmeasurement = "mem"\ndetector = "{mem}"\n'
+
+
+def test_sighup_checkpoints_reloads_and_keeps_unchanged_models(tmp_path: Path, start) -> None:
+    conf = tmp_path / "rg.toml"
+    conf.write_text(RULES.format(mem="default"))
+    state = tmp_path / "rg.msgpack"
+    first, second = two_measurements(300), two_measurements(300, start=300)
+    reference = run_cli(["replay", "--config", str(conf), "-"], input=first + second).stdout.splitlines()
+
+    proc = start("run", "--config", str(conf), "--state", str(state))
+    proc.ready()
+    proc.write(first)
+    assert proc.wait_lines(1200, 60)
+    conf.write_text(RULES.format(mem="zscore"))  # mem's rule changes, cpu's does not
+    proc.popen.send_signal(signal.SIGHUP)
+    assert proc.wait_stderr(lambda e: b"reloaded" in e, 30), proc.stderr
+    assert proc.popen.poll() is None  # still running
+    assert b"checkpoint written" in proc.stderr and state.is_file()
+    assert b"2 series keep their models, 2 start fresh" in proc.stderr
+    inspect = run_cli(["state", "inspect", str(state)])
+    assert b'"series": 4' in inspect.stdout  # the checkpoint taken at the SIGHUP
+    proc.write(second)
+    assert proc.wait_lines(2400, 60)
+
+    conf.write_text("[[rule]]\nname = 1\n")  # an invalid config: keep running on the old one
+    proc.popen.send_signal(signal.SIGHUP)
+    assert proc.wait_stderr(lambda e: b"still running on the previous config" in e, 30), proc.stderr
+    proc.write(b"cpu,host=h0 usage_idle=80.5 " + str(T0 + 600 * STEP).encode() + b"\n")
+    assert proc.wait_lines(2401, 30)
+    proc.close_stdin()
+    assert proc.wait(30) == 0
+    out = proc.stdout.splitlines()
+    cpu = [line for line in out[:2400] if line.startswith(b"cpu")]
+    assert cpu == [line for line in reference if line.startswith(b"cpu")]  # cpu never noticed the reload
+    mem_after = [line for line in out[1200:2400] if line.startswith(b"mem")]
+    assert mem_after != [line for line in reference[1200:] if line.startswith(b"mem")]  # mem: a fresh zscore
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(b"E! ")]
+    assert len(errors) == 1 and b"rg.toml" in errors[0]
+
+
+# -- 8. trouble is visible while running -----------------------------------------------
+
+
+def test_evictions_of_unscored_series_warn_while_running(tmp_path: Path, start) -> None:
+    conf = config(tmp_path, "[state]\nmax_series = 5\n")
+    proc = start("run", "--config", str(conf))
+    proc.ready()
+    rounds = [
+        "".join(f"cpu,host=h{h} usage_idle={80 + r % 3}.5 {T0 + r * STEP}\n" for h in range(20)).encode()
+        for r in range(30)
+    ]
+    proc.write(rounds[0])
+    assert proc.wait_stderr(lambda e: b"W! " in e, 30), proc.stderr  # while it runs, not at exit
+    for r in rounds[1:]:
+        proc.write(r)
+    assert proc.wait_lines(600, 30)
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")]
+    assert len(warnings) == 1, warnings  # at most once a minute
+    assert re.search(rb"W! \[riverguard\] [0-9]+ series evicted before they were scored", warnings[0])
+    assert b"max_series = 5" in warnings[0]
+    proc.close_stdin()
+    assert proc.wait(30) == 0
+    assert b"595 series evicted (max_series, 595 before they were scored)" in proc.stderr
+
+
+def test_a_failing_checkpoint_is_an_error_at_once_and_a_failed_exit(tmp_path: Path, start) -> None:
+    conf = config(tmp_path, '[state]\npath = "rg.msgpack"\ncheckpoint_interval = "1s"\n')
+    state = tmp_path / "rg.msgpack"
+    proc = start("run", "--config", str(conf))
+    proc.ready()
+    proc.write(stream(50))
+    assert wait_for(state.is_file, 30)
+    state.unlink()
+    state.mkdir()  # the next checkpoint cannot be renamed into place
+    assert proc.wait_stderr(lambda e: b"E! [riverguard] checkpoint to" in e, 10), proc.stderr
+    assert proc.popen.poll() is None
+    assert not list(tmp_path.glob(".rg.msgpack.tmp-*"))  # no temporary file left behind
+    proc.close_stdin()
+    assert proc.wait(30) == 1
+    assert b"the final checkpoint failed" in proc.stderr
+    assert state.is_dir()
+
+
+def test_an_unwritable_state_path_fails_at_start(tmp_path: Path) -> None:
+    proc = run_cli(["run", "--state", "/proc/riverguard-test/state.msgpack"], input=stream(5))
+    assert proc.returncode == 2
+    assert b"E! [riverguard] cannot create the lock file /proc/riverguard-test/state.msgpack.lock" in proc.stderr
+    assert proc.stdout == b""

@@ -128,7 +128,7 @@ def _main(args: argparse.Namespace) -> int:
 
         return _evaluate(args, config, log)
     if args.command == "run":
-        return _run(config, log)
+        return _run(config, log, args)
     if args.command == "replay":
         from .influx import OptionError, WriteError, from_args
 
@@ -217,7 +217,37 @@ def _hot_path() -> str:
     return "compiled hot path" if ACCELERATED else "pure Python: no compiled hot path"
 
 
-def _run(config: Config, log: Log) -> int:
+def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """What SIGHUP does: checkpoint, then read the config again; an invalid one changes nothing."""
+    log = engine.log
+
+    def reload() -> None:
+        if store is not None:
+            if store.save():
+                log.info(f"received SIGHUP: checkpoint written to {store.path}")
+        old = engine.config
+        try:
+            config = _load(args.config)
+        except ConfigError as err:
+            log.error(f"received SIGHUP: {err}; still running on the previous config")
+            return
+        if args.state or config.state.path == old.state.path:
+            config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=old.state.path))
+        else:
+            log.warn(f"received SIGHUP: [state] path changed to {config.state.path}: it takes effect at the next start")
+            config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=old.state.path))
+        if config.state.checkpoint_interval != old.state.checkpoint_interval:
+            log.warn("received SIGHUP: a new [state] checkpoint_interval takes effect at the next start")
+        kept, fresh = engine.reconfigure(config)
+        log.info(
+            f"received SIGHUP: config {config.source} reloaded, {len(config.rules)} rule(s); "
+            f"{kept} series keep their models, {fresh} start fresh because their rule changed"
+        )
+
+    return reload
+
+
+def _run(config: Config, log: Log, args: argparse.Namespace) -> int:
     from .stream import serve
 
     engine = Engine(config, log)
@@ -231,11 +261,13 @@ def _run(config: Config, log: Log) -> int:
         engine,
         tick=store.save if store else None,
         tick_interval=config.state.checkpoint_interval if store else None,
+        reload=_reloader(engine, store, args),
     )
     saved = store.save() if store else True
     log.info(
         f"stopped after {engine.metrics} metrics: {len(engine.series)} series, {engine.anomalies} anomalies, "
-        f"{engine.evicted} series evicted (max_series), {engine.expired} expired (series_ttl)"
+        f"{engine.evicted} series evicted (max_series, {engine.evicted_unscored} before they were scored), "
+        f"{engine.expired} expired (series_ttl)"
     )
     if not saved:
         log.error("the final checkpoint failed: the models learned since the last one are lost")

@@ -11,12 +11,13 @@ import fnmatch
 import math
 import os
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 from .config import Config, Rule
 from .detectors import Detector
-from .lineprotocol import Metric, ParseError, Record, escape_key, insert_fields, unescape
+from .lineprotocol import Metric, ParseError, Record, escape_key, insert_fields, parse, unescape
 from .log import Log, RateLimit
 
 __all__ = ["ACCELERATED", "Engine", "MetricSeries", "Series", "checked_score", "format_score", "series_key"]
@@ -129,19 +130,14 @@ class Engine:
     """
 
     def __init__(self, config: Config, log: Log | None = None, *, accelerate: bool | None = None) -> None:
-        self.config = config
         if accelerate is None:
             accelerate = not os.environ.get("RIVERGUARD_PURE_PYTHON")
         #: The compiled path for plain metrics (:mod:`riverguard._hotpath`), or None: pure Python.
         self.run_plain = _run_plain if accelerate else None
         self.log = log or Log("error")
-        self._rules = [_CompiledRule(rule) for rule in config.rules]
-        self.score_suffix = escape_key(config.output.score_suffix)
-        self.flag_suffix = escape_key(config.output.flag_suffix)
         #: Series by key, least recently seen first.
         self.series: dict[bytes, Series] = {}
-        self.max_series = config.state.max_series
-        self._ttl_ns = int(config.state.series_ttl * 1e9)
+        self._configure(config)
         #: The latest event time seen (ns): series idle for ``series_ttl`` before it expire.
         self.now: int | None = None
         self.metrics = 0
@@ -149,9 +145,22 @@ class Engine:
         self.anomalies = 0
         self.evicted = 0
         self.expired = 0
+        #: Series evicted while still warming up (never scored): ``max_series`` is too small.
+        self.evicted_unscored = 0
+        self._unscored_unreported = 0
+        self._next_eviction_warning = 0.0
         #: Unparsable metrics are dropped from the output instead of passed through (backfill to InfluxDB).
         self.drop_unparsable = False
         self._error_limit = RateLimit(burst=10, period=1.0)
+
+    def _configure(self, config: Config) -> None:
+        """What the engine derives from its config (at start, and again on SIGHUP)."""
+        self.config = config
+        self._rules = [_CompiledRule(rule) for rule in config.rules]
+        self.score_suffix = escape_key(config.output.score_suffix)
+        self.flag_suffix = escape_key(config.output.flag_suffix)
+        self.max_series = config.state.max_series
+        self._ttl_ns = int(config.state.series_ttl * 1e9)
         self._names: dict[bytes, tuple[bytes, bytes, bytes]] = {}
         #: Whether any rule has ``scope = "metric"`` (a field without a series may then belong to a metric's model).
         self._metric_scope = any(rule.scope == "metric" for rule in config.rules)
@@ -259,8 +268,7 @@ class Engine:
                 series = self.new_series(metric, key)
                 all_series[skey] = series
                 if len(all_series) > self.max_series:
-                    del all_series[next(iter(all_series))]
-                    self.evicted += 1
+                    self._evict_oldest()
             else:
                 all_series[skey] = series  # now the most recently seen
             if timestamp is not None:
@@ -326,8 +334,70 @@ class Engine:
         all_series = self.series
         all_series[skey] = series
         if len(all_series) > self.max_series:
-            del all_series[next(iter(all_series))]
-            self.evicted += 1
+            self._evict_oldest()
+
+    def _evict_oldest(self) -> None:
+        series = self.series
+        gone = series.pop(next(iter(series)))
+        self.evicted += 1
+        if gone.detector is not None and gone.seen <= gone.warmup:
+            self.evicted_unscored += 1
+            self._unscored_unreported += 1
+
+    def _report_evictions(self) -> None:
+        """A ``W!`` line, at most once a minute, while series are evicted before they could be scored."""
+        if not self._unscored_unreported:
+            return
+        now = time.monotonic()
+        if now < self._next_eviction_warning:
+            return
+        self._next_eviction_warning = now + 60.0
+        count, self._unscored_unreported = self._unscored_unreported, 0
+        self.log.warn(
+            f"{count} series evicted before they were scored ({self.evicted_unscored} since start): "
+            f"max_series = {self.max_series} is too small for the series coming in; raise [state] max_series"
+        )
+
+    def reconfigure(self, config: Config) -> tuple[int, int]:
+        """Use ``config`` from now on; return ``(kept, fresh)``.
+
+        A series keeps its model when the rule that now matches it has the same detector and
+        parameters (its threshold and warm-up follow the new rule), as across a restart; a
+        series whose rule changed starts fresh at its next sample.
+        """
+        self._configure(config)
+        kept: dict[bytes, Series] = {}
+        fresh = 0
+        cache: dict[bytes, list[Any]] = {}
+        for key, series in self.series.items():
+            if series.detector is None:
+                continue  # unscored: routed again at its next sample
+            prefix, _, field_key = key.partition(b" ")
+            allowed = cache.get(prefix)
+            if allowed is None:
+                allowed = cache[prefix] = self.candidates(parse(prefix + b" x=0"))
+            if field_key == b"\n":  # a scope = "metric" model
+                rule = next((c.rule for c in allowed if c.rule.scope == "metric"
+                             and c.rule.fingerprint == series.rule.fingerprint), None)
+                if rule is not None:
+                    series.fields.clear()  # which fields join it is decided again
+            else:
+                rule = self.route_field(allowed, field_key)
+                if rule is not None and rule.scope != "field":
+                    rule = None
+            if rule is None or rule.fingerprint != series.rule.fingerprint:
+                fresh += 1
+                continue
+            series.rule = rule
+            series.threshold = rule.effective_threshold
+            series.warmup = rule.effective_warmup
+            series.names = None
+            kept[key] = series
+        self.series.clear()
+        self.series.update(kept)
+        while len(self.series) > self.max_series:
+            self._evict_oldest()
+        return len(kept), fresh
 
     def _score_metric(self, metric: Metric, prefix: bytes, together: dict[str, float], t: float | None) -> bytes:
         """The metric-level score and flag of the metric's model, fed ``together`` (sorted by name)."""
@@ -407,10 +477,11 @@ class Engine:
         self.log.error(f"metric {self.metrics}: not line protocol: {error}; passed through unchanged: {snippet}")
 
     def flush_log(self) -> None:
-        """Report parse errors held back by the rate limit."""
+        """Report parse errors held back by the rate limit, and evictions of unscored series."""
         held = self._error_limit.take_suppressed()
         if held:
             self.log.warn(f"{held} more unparsable metrics were not reported (rate limit)")
+        self._report_evictions()
 
     def expire(self) -> int:
         """Drop series idle for longer than ``series_ttl`` of event time; return how many."""

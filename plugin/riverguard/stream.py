@@ -122,18 +122,24 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class _Signals:
-    """Turns SIGTERM/SIGINT into a readable file descriptor for select()."""
+    """Turns SIGTERM/SIGINT (stop) and SIGHUP (reload) into a readable file descriptor for select()."""
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.hangup = False
         self._r, self._w = os.pipe()
         os.set_blocking(self._r, False)
         os.set_blocking(self._w, False)
         self._old_fd = signal.set_wakeup_fd(self._w)
-        self._old = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        self._old = {
+            sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        }
 
     def _handle(self, signum: int, frame: object) -> None:
-        self.received = signum
+        if signum == signal.SIGHUP:
+            self.hangup = True
+        else:
+            self.received = signum
 
     @property
     def fd(self) -> int:
@@ -161,6 +167,7 @@ def serve(
     *,
     tick: Callable[[], None] | None = None,
     tick_interval: float | None = None,
+    reload: Callable[[], None] | None = None,
 ) -> int:
     """Run execd mode until EOF or a signal; return the exit code.
 
@@ -190,6 +197,13 @@ def serve(
                 ready = []
             if signals.fd in ready:
                 signals.drain()
+            if signals.hangup:  # between batches: the engine holds no half-processed metric
+                signals.hangup = False
+                if reload is not None:
+                    reload()
+                    collector.collect()
+                else:
+                    log.info("received SIGHUP: nothing to reload")
             if signals.received is not None:
                 log.info(f"received {signal.Signals(signals.received).name}: finishing")
                 if not eof:  # metrics already written to us still come back
