@@ -197,16 +197,15 @@ def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_check_config_on_the_sample(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check-config", str(SAMPLE)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"{SAMPLE}: OK, 3 rule(s)"
+    assert out[0] == f"{SAMPLE}: OK, 2 rule(s)"
     rules = [json.loads(line.split(": ", 1)[1]) for line in out if line.startswith("rule ")]
-    assert [r["name"] for r in rules] == ["skip-counters", "cpu-total", "everything-else"]
+    assert [r["name"] for r in rules] == ["skip-counters", "everything-else"]
     default = detectors.resolve("default")
-    assert [r["detector"] for r in rules] == ["off", "zscore", default.name]  # "default" is resolved
-    assert rules[1]["tags"] == {"cpu": "cpu-total"}
-    assert rules[1]["params"] == {"fading_factor": 0.02, "min_std": 0.0}  # defaults filled in
-    assert rules[2]["threshold"] == default.default_threshold and rules[2]["warmup"] == default.default_warmup
-    assert rules[2]["params"] == default.defaults()
-    assert rules[2]["measurement"] == "*" and rules[2]["fields"] == ["*"]
+    assert [r["detector"] for r in rules] == ["off", default.name]  # "default" is resolved
+    assert rules[0]["fields"] == ["bytes_*", "packets_*", "err_*", "drop_*"]
+    assert rules[1]["threshold"] == default.default_threshold and rules[1]["warmup"] == default.default_warmup
+    assert rules[1]["params"] == default.defaults()  # defaults filled in
+    assert rules[1]["measurement"] == "*" and rules[1]["fields"] == ["*"]
     assert any(line.startswith("output: ") for line in out)
     state = json.loads(next(line for line in out if line.startswith("state: ")).split(": ", 1)[1])
     assert state["checkpoint_interval_s"] == 60.0 and state["series_ttl_s"] == 86400.0
@@ -220,7 +219,7 @@ def test_sample_config_command_prints_a_valid_config(tmp_path: Path) -> None:
     path.write_bytes(result.stdout)
     tomllib.loads(result.stdout.decode())
     loaded = load(path)
-    assert [r.name for r in loaded.rules] == ["skip-counters", "cpu-total", "everything-else"]
+    assert [r.name for r in loaded.rules] == ["skip-counters", "everything-else"]
 
 
 def test_relative_state_path_resolves_against_the_config_folder(
