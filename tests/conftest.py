@@ -162,8 +162,14 @@ def start() -> Iterator[Callable[..., Proc]]:
         proc.kill()
 
 
-def strip_added(data: bytes, score_suffix: bytes = b"_anomaly_score", flag_suffix: bytes = b"_anomaly") -> bytes:
-    """``data`` with every ``,K<score_suffix>=<float>`` and ``,K<flag_suffix>=<bool>`` riverguard added removed.
+def strip_added(
+    data: bytes,
+    score_suffix: bytes = b"_anomaly_score",
+    flag_suffix: bytes = b"_anomaly",
+    metric_fields: tuple[bytes, bytes] = (b"anomaly_score", b"anomaly"),
+) -> bytes:
+    """``data`` with every ``,K<score_suffix>=<float>`` and ``,K<flag_suffix>=<bool>`` riverguard added removed,
+    and every metric-level pair (``scope = "metric"``) at the end of the fields.
 
     Only the exact shapes riverguard writes are removed (a float in [0, 1] written
     by Python's repr, and the literal ``true``/``false``), so this cannot hide a
@@ -174,11 +180,12 @@ def strip_added(data: bytes, score_suffix: bytes = b"_anomaly_score", flag_suffi
     key = rb"(?:[^\\,= \n]|\\[^\n])+"
     score = re.escape(score_suffix)
     flag = re.escape(flag_suffix)
-    pattern = re.compile(
-        rb"," + key + score + rb"=(?:0\.0|1\.0|0\.[0-9]+|[1-9](?:\.[0-9]+)?e-[0-9]+)"
-        rb"(?:," + key + flag + rb"=(?:true|false))?(?=[ \n\r]|,|$)"
+    value = rb"=(?:0\.0|1\.0|0\.[0-9]+|[1-9](?:\.[0-9]+)?e-[0-9]+)"
+    pattern = re.compile(rb"," + key + score + value + rb"(?:," + key + flag + rb"=(?:true|false))?(?=[ \n\r]|,|$)")
+    metric = re.compile(  # a scope = "metric" rule's pair, always both, after the last field
+        rb"," + re.escape(metric_fields[0]) + value + rb"," + re.escape(metric_fields[1]) + rb"=(?:true|false)(?=[ \n\r]|$)"
     )
-    return pattern.sub(b"", data)
+    return metric.sub(b"", pattern.sub(b"", data))
 
 
 def _corpus(name: str, env_var: str) -> Path:

@@ -84,7 +84,10 @@ def test_every_input_metric_comes_back(name: str, results: dict[str, subprocess.
 
     config = load(CASES_DIR / name / "riverguard.toml")
     out = strip_added(
-        results[name].stdout, config.output.score_suffix.encode(), config.output.flag_suffix.encode()
+        results[name].stdout,
+        config.output.score_suffix.encode(),
+        config.output.flag_suffix.encode(),
+        (config.output.metric_score_field.encode(), config.output.metric_flag_field.encode()),
     )
     data = (CASES_DIR / name / "input.lp").read_bytes()
     if name == "existing_added_fields":

@@ -121,6 +121,9 @@ def test_metric_scope_needs_a_detector_that_takes_several_fields(tmp_path: Path)
     assert result.returncode == 2
     assert b"key 'scope'" in result.stderr and b'detector "sentinel" models one field at a time' in result.stderr
     assert b"(hst, river)" in result.stderr
+    config.write_text('[[rule]]\nname = "m"\nscope = "metric"\ndetector = "river"\n[rule.params]\nmodel = {class = "anomaly.GaussianScorer"}\n')
+    result = run_cli(["check-config", str(config)])
+    assert result.returncode == 2 and b"key 'scope'" in result.stderr and b"learns from a target" in result.stderr
 
 
 def test_both_rules_score_through_run_and_replay_alike(tmp_path: Path) -> None:

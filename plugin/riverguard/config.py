@@ -296,10 +296,12 @@ def _parse_rule(index: int, raw: Any, source: str) -> Rule:
         if not ok:
             raise where.error(f"params.{key}", f"expected {expected.__name__}, got {value!r}")
     try:
-        rule.new_detector()
+        sample = rule.new_detector()
     except (ValueError, TypeError) as err:
         key = getattr(err, "key", None)
         raise where.error(f"params.{key}" if key else "params", str(err)) from None
+    if scope == "metric" and getattr(sample, "univariate", False):
+        raise where.error("scope", f"this {cls.name} model learns from a target and watches one field at a time: use scope = \"field\"")
     return rule
 
 

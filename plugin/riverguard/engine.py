@@ -259,12 +259,14 @@ class Engine:
             skey = prefix + key
             series = all_series.pop(skey, None)
             if series is None:
-                if self._metric_scope and self._joins_metric(metric, prefix, key):
-                    if key not in self._metric_keys:
+                if self._metric_scope:
+                    if key in self._metric_keys:
+                        continue  # a metric-level score or flag already there: never scored itself
+                    if self._joins_metric(metric, prefix, key):
                         if together is None:
                             together = {}
                         together[unescape(key)] = number
-                    continue
+                        continue
                 series = self.new_series(metric, key)
                 all_series[skey] = series
                 if len(all_series) > self.max_series:

@@ -210,6 +210,11 @@ class RiverModel(Detector):
         prototype._allowed = codec.allowlist(frames, factories)
         return prototype._fresh
 
+    @property
+    def univariate(self) -> bool:
+        """True for a model that learns from a target (it watches one field: no ``scope = "metric"``)."""
+        return self._supervised
+
     def _fresh(self) -> RiverModel:
         new = object.__new__(type(self))
         new.model, new.window = self.model, self.window
