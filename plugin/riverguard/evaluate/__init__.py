@@ -121,6 +121,11 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
                 log.error(f'unknown detector "{args.detector}" (known: {", ".join(sorted(detectors.REGISTRY))})')
                 return EXIT_FAIL
             rule = Rule(index=1, name=f"evaluate-{args.detector}", detector=args.detector)
+            try:
+                rule.new_detector()  # a detector with a required parameter (river's model) has no defaults to run
+            except (ValueError, TypeError) as err:
+                log.error(f"--detector {args.detector}: {err}; give the rule with --config instead")
+                return EXIT_FAIL
             config = _Config(rules=(rule,), output=config.output, state=config.state, source=config.source)
         progress = Progress(rows, "evaluate") if sys.stderr.isatty() else None
         try:
