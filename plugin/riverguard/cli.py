@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
 
     _influx_arguments(replay)
 
+    pull = sub.add_parser("pull", help="score points stored in InfluxDB and write them back (once, or --follow)")
+    common(pull)
+    state_option(pull)
+    from .pull import add_arguments as _pull_arguments
+
+    _pull_arguments(pull)
+
     check = sub.add_parser("check-config", help="validate a config and print the resolved rules")
     check.add_argument("path", metavar="PATH")
 
@@ -129,6 +136,10 @@ def _main(args: argparse.Namespace) -> int:
         return _evaluate(args, config, log)
     if args.command == "run":
         return _run(config, log, args)
+    if args.command == "pull":
+        from .pull import main as _pull
+
+        return _pull(args, config, log)
     if args.command == "replay":
         from .influx import OptionError, WriteError, from_args
 

@@ -59,12 +59,16 @@ class OptionError(Exception):
     """Inconsistent ``--influx-*`` options."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``--influx-url`` option group to ``riverguard replay``."""
-    group = parser.add_argument_group(
-        "write to InfluxDB (backfill / re-scoring)",
-        "with --influx-url the scored output goes to InfluxDB instead of stdout",
-    )
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    title: str = "write to InfluxDB (backfill / re-scoring)",
+    description: str = "with --influx-url the scored output goes to InfluxDB instead of stdout",
+    *,
+    replay: bool = True,
+) -> None:
+    """Add the ``--influx-url`` option group to ``riverguard replay``, or (``replay=False``) to ``pull``,
+    whose input has no precision and no metrics to skip."""
+    group = parser.add_argument_group(title, description)
     group.add_argument("--influx-url", metavar="URL", help="InfluxDB base URL, e.g. http://localhost:8086")
     group.add_argument("--db", metavar="NAME", help="InfluxDB 1.x database (POST /write)")
     group.add_argument("--rp", metavar="NAME", help="InfluxDB 1.x retention policy (default: the database's)")
@@ -75,10 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--username", metavar="NAME", help="InfluxDB 1.x user (HTTP Basic auth, with --password-env)")
     group.add_argument("--password-env", metavar="VAR", help="environment variable holding the --username's password")
-    group.add_argument(
-        "--skip-metrics", type=int, default=0, metavar="N",
-        help="score but do not send the first N metrics (resume a backfill that stopped; it prints N)",
-    )
+    if replay:
+        group.add_argument(
+            "--skip-metrics", type=int, default=0, metavar="N",
+            help="score but do not send the first N metrics (resume a backfill that stopped; it prints N)",
+        )
     group.add_argument(
         "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
         help=f"metrics per write request (default: {DEFAULT_BATCH_SIZE})",
@@ -87,10 +92,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--retries", type=int, default=DEFAULT_RETRIES, metavar="N",
         help=f"retries of a batch on 5xx/429/connection errors (default: {DEFAULT_RETRIES})",
     )
-    group.add_argument(
-        "--precision", choices=["ns", "us", "ms", "s"], default="ns",
-        help="timestamp precision of the input (default: ns)",
-    )
+    if replay:
+        group.add_argument(
+            "--precision", choices=["ns", "us", "ms", "s"], default="ns",
+            help="timestamp precision of the input (default: ns)",
+        )
 
 
 def from_args(args: argparse.Namespace, log: Log) -> InfluxWriter | None:
@@ -131,7 +137,7 @@ def from_args(args: argparse.Namespace, log: Log) -> InfluxWriter | None:
         if password is None:
             raise OptionError(f"--password-env {args.password_env}: that environment variable is not set")
         basic = (args.username, password)
-    if args.skip_metrics < 0:
+    if getattr(args, "skip_metrics", 0) < 0:
         raise OptionError("--skip-metrics must be at least 0")
     token = None
     if args.token_env:
@@ -150,8 +156,8 @@ def from_args(args: argparse.Namespace, log: Log) -> InfluxWriter | None:
         org=args.org,
         token=token,
         basic=basic,
-        skip=args.skip_metrics,
-        precision=args.precision,
+        skip=getattr(args, "skip_metrics", 0),
+        precision=getattr(args, "precision", "ns"),
         batch_size=args.batch_size,
         retries=args.retries,
         log=log,

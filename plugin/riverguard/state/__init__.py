@@ -56,6 +56,10 @@ class StateStore:
         self.engine = engine
         self.path = state_file(path)
         self.log = engine.log
+        #: The restored checkpoint's header (empty until :meth:`restore` read one).
+        self.header: dict[str, Any] = {}
+        #: More header entries to save with the models (``riverguard pull`` keeps its high-water marks here).
+        self.extra: dict[str, Any] = {}
         self._lock_fd: int | None = None
 
     @property
@@ -110,8 +114,10 @@ class StateStore:
         engine, log = self.engine, self.log
         started = time.monotonic()
         try:
+            self.header = {}
             checkpoint = read(self.path)
             restored, changed, dropped = self._apply(checkpoint.records)
+            self.header = checkpoint.header
         except FileNotFoundError:
             log.info(f"no checkpoint at {self.path} yet: starting fresh")
             return 0
@@ -199,6 +205,7 @@ class StateStore:
                 for key, s in scored
             )
             header = {
+                **self.extra,
                 "riverguard": __version__,
                 "rules": {str(r.index): r.fingerprint for r in engine.config.rules if r.detector != "off"},
             }

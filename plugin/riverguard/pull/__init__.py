@@ -1,0 +1,525 @@
+"""``riverguard pull``: score points already stored in InfluxDB and write them back.
+
+The same engine, rules, state and added fields as ``riverguard run``; the
+input is a query instead of stdin. Each measurement is read in time order
+(InfluxDB 1.x: :mod:`.v1`, InfluxQL streamed with ``chunked=true``; 2.x:
+:mod:`.v2`, Flux paged by time), every point rebuilt as the line protocol it
+was stored as (:mod:`.points`), fed to the engine in batches that end on a
+complete timestamp, and written back with the backfill writer
+(:class:`riverguard.influx.InfluxWriter`: batches, retries with backoff).
+
+Exactly once: after every batch the measurement's *high-water mark* (the
+time of the newest point scored) moves on. A commit (writer flushed, then
+the models and the marks saved together in the state file) happens every
+``checkpoint_interval`` and at the end of each pass, so a restart resumes
+from the last commit with the models of that moment. The next pass reads
+only what is newer than the mark; a point that turns up older than the mark
+(written late) is counted and reported, not scored, and a point that
+already carries a score field is never scored again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..config import Config, parse_duration
+from ..engine import Engine
+from ..influx import InfluxWriter, OptionError, WriteError, from_args
+from ..lineprotocol import ParseError, parse
+from ..log import Log, Progress
+from ..stream import ManualGC
+from .source import ReadError, Row
+
+__all__ = ["MARKS_VERSION", "Puller", "add_arguments", "main", "parse_time"]
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+#: Version of the ``pull`` entry of the state file's header: ``{"version": 1, "marks": {source: ns}}``.
+MARKS_VERSION = 1
+_MAX_BACKOFF = 60.0
+_REPORT = 5  # unrebuildable / late points described one by one per pass; the rest are counted
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``riverguard pull``'s options (``--config``, ``--state``, ``--log-level`` come from the CLI)."""
+    from ..influx import add_arguments as connection
+
+    connection(
+        parser,
+        "InfluxDB to read from (and write back to)",
+        "1.x: --db (InfluxQL); 2.x: --bucket/--org/--token-env (Flux)",
+        replay=False,
+    )
+    group = parser.add_argument_group("what to score")
+    group.add_argument(
+        "--measurement", "-m", action="append", metavar="NAME",
+        help="measurement to score (repeatable; default: every measurement)",
+    )
+    group.add_argument(
+        "--since", metavar="WHEN",
+        help="start here when the state has no mark yet: a duration back from now (30d, 12h) or an RFC 3339 time"
+        " (default: the first point)",
+    )
+    group.add_argument("--until", metavar="WHEN", help="stop here (one-off pull; same forms as --since)")
+    group.add_argument(
+        "--delay", default="10s", metavar="DURATION",
+        help="leave points newer than now minus this for a later pass, so that metrics still on their way"
+        " from slower agents are not late (default: 10s)",
+    )
+    group.add_argument(
+        "--late-window", default="1m", metavar="DURATION",
+        help="look this far behind the mark for points written late, to count and report them (default: 1m; 0s: off)",
+    )
+    group.add_argument("--follow", action="store_true", help="keep going: a pass every --every (needs a state file)")
+    group.add_argument("--every", default="10s", metavar="DURATION", help="time between passes with --follow (default: 10s)")
+    group.add_argument(
+        "--chunk-size", type=int, default=10000, metavar="N",
+        help="points per chunk read (1.x chunk_size; 2.x pages hold about this many) (default: 10000)",
+    )
+    group.add_argument("--to-db", metavar="NAME", help="write the scored points to this 1.x database instead")
+    group.add_argument("--to-bucket", metavar="NAME", help="write the scored points to this 2.x bucket instead")
+
+
+_DAYS = re.compile(r"([0-9]+)([dw])")
+
+
+def parse_time(text: str, now_ns: int) -> int:
+    """Nanoseconds since the epoch: ``30d``/``2w``/``12h``/``90s`` back from ``now_ns``, an RFC 3339 time, or ns.
+
+    >>> parse_time("1d", 10**18) == 10**18 - 86400 * 10**9, parse_time("1970-01-01T00:00:01.5Z", 0)
+    (True, 1500000000)
+    """
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    match = _DAYS.fullmatch(text)
+    if match:
+        return now_ns - int(match.group(1)) * (86400 if match.group(2) == "d" else 604800) * 10**9
+    if text[:1].isdigit() and ("-" in text[:5]):
+        return rfc3339_ns(text)
+    return now_ns - int(round(parse_duration(text) * 1e9))
+
+
+def rfc3339_ns(text: str) -> int:
+    """An RFC 3339 time, with nanoseconds kept, as ns since the epoch.
+
+    >>> rfc3339_ns("2023-11-14T22:13:20.123456789Z"), rfc3339_ns("2023-11-14T23:13:20+01:00")
+    (1700000000123456789, 1700000000000000000)
+    """
+    main, frac = text, ""
+    match = re.fullmatch(r"([^.]+)\.([0-9]+)(.*)", text)
+    if match:
+        main, frac = match.group(1) + match.group(3), match.group(2)
+    try:
+        stamp = dt.datetime.fromisoformat(main.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an RFC 3339 time") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.timezone.utc)
+    delta = stamp - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    seconds = delta.days * 86400 + delta.seconds
+    return seconds * 10**9 + int((frac + "000000000")[:9])
+
+
+def _iso(ns: int | None) -> str:
+    if ns is None:
+        return "the beginning"
+    seconds, rest = divmod(ns, 10**9)
+    stamp = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{rest:09d}Z".replace(".000000000Z", "Z")
+
+
+class Puller:
+    """Runs passes of ``source`` through ``engine``, writing with writers from ``new_writer``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        source: Any,
+        new_writer: Callable[[], InfluxWriter],
+        *,
+        store: Any = None,
+        measurements: list[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        delay_ns: int = 0,
+        late_ns: int = 0,
+        checkpoint_interval: float = 60.0,
+        dest: Any = None,
+        progress: bool = False,
+        stop: threading.Event | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.engine = engine
+        self.log: Log = engine.log
+        self.source = source
+        self.new_writer = new_writer
+        self.writer: InfluxWriter | None = None
+        self.store = store
+        self.measurements = measurements
+        self.since = since
+        self.until = until
+        self.delay_ns = delay_ns
+        self.late_ns = late_ns
+        self.checkpoint_interval = checkpoint_interval
+        self.dest = dest  # the source reading the --to-db / --to-bucket target (late-point check)
+        self.progress = progress
+        self.stop = stop or threading.Event()
+        self.clock = clock
+        #: High-water mark per source key: the time of the newest point scored and committed.
+        self.marks: dict[str, int] = {}
+        self._pending: dict[str, int] = {}  # marks fed but not yet committed
+        self._written_before = 0  # the writer's count at the last commit
+        self._late_seen: dict[bytes, int] = {}  # late points already reported (this process), by line
+        # Totals over the process's life.
+        self.read = 0
+        self.already = 0
+        self.late = 0
+        self.skipped = 0
+        self.written = 0
+        self._next_commit = 0.0
+
+    # -- marks and commits -----------------------------------------------------
+
+    def load_marks(self) -> None:
+        """The marks saved with the models (after the store restored them)."""
+        self.marks = {}
+        if self.store is None:
+            return
+        entry = self.store.header.get("pull")
+        if entry is None:
+            return
+        if (
+            not isinstance(entry, dict)
+            or entry.get("version") != MARKS_VERSION
+            or not isinstance(entry.get("marks"), dict)
+            or not all(isinstance(k, str) and type(v) is int for k, v in entry["marks"].items())
+        ):
+            self.log.warn(f"state file {self.store.path}: its pull marks are unreadable; starting from --since")
+            return
+        self.marks = dict(entry["marks"])
+        for key, mark in sorted(self.marks.items()):
+            self.log.info(f"resuming {key} after {_iso(mark)} (the newest point already scored)")
+
+    def commit(self) -> None:
+        """Flush the writes, then save the models and the marks together (raises WriteError)."""
+        if self.writer is not None:
+            self.writer.flush()
+            self.written += self.writer.lines - self._written_before
+            self._written_before = self.writer.lines
+        self.marks.update(self._pending)
+        self._pending.clear()
+        if self.store is not None:
+            self.store.extra["pull"] = {"version": MARKS_VERSION, "marks": dict(self.marks)}
+            self.store.save()
+        self._next_commit = time.monotonic() + self.checkpoint_interval
+
+    def recover(self) -> None:
+        """After a failed write: back to the last commit (models and marks from the state file)."""
+        self._pending.clear()
+        self.writer = None
+        if self.store is not None:
+            self.store.restore()
+            self.load_marks()
+
+    # -- passes ----------------------------------------------------------------
+
+    def run_pass(self) -> None:
+        """Score everything newer than the marks in every measurement, then commit."""
+        now = self.clock()
+        hi = now - self.delay_ns
+        if self.until is not None:
+            hi = min(hi, self.until)
+        self.writer = self.new_writer()
+        self._written_before = 0
+        self._next_commit = time.monotonic() + self.checkpoint_interval
+        names = self.measurements or self.source.measurements()
+        for name in names:
+            if self.stop.is_set():
+                break
+            self._measurement(name, hi)
+        self.commit()
+        self.engine.flush_log()
+
+    def _measurement(self, name: str, hi: int) -> None:
+        key = self.source.key(name)
+        mark = self.marks.get(key)
+        lo = mark if mark is not None else self.since
+        if mark is not None and self.late_ns > 0:
+            self._late_check(name, mark)
+        if lo is not None and lo >= hi:
+            return
+        bar = None
+        done = 0
+        if self.progress:  # a bar over the time span to read
+            first = self.source.first_time(name, lo, hi)
+            if first is None:
+                return
+            done = first - 1
+            bar = Progress(max(hi - done, 1), f"pull {name}")
+        engine, writer, log = self.engine, self.writer, self.log
+        assert writer is not None
+        reported = skipped = already = count = 0
+        try:
+            with ManualGC(engine) as collector:
+                for batch in self.source.rows(name, lo, hi):
+                    lines = []
+                    for row in batch:
+                        if row.line is None:
+                            skipped += 1
+                            if reported < _REPORT:
+                                reported += 1
+                                log.error(f"{name} point at {_iso(row.time)} cannot be rebuilt: {row.error}; skipped")
+                        elif row.scored:
+                            already += 1
+                        else:
+                            lines.append(row.line)
+                    count += len(batch)
+                    if lines:
+                        out, _, _ = engine.feed(b"".join(lines), final=True)
+                        writer.write(b"".join(out))
+                        collector.step()
+                    last = batch[-1].time
+                    self._pending[key] = last
+                    if bar is not None:
+                        bar(last - done)
+                        done = last
+                    if time.monotonic() >= self._next_commit:
+                        self.commit()
+                    if self.stop.is_set():
+                        break
+        finally:
+            if bar is not None:
+                bar.close()
+            self.read += count
+            self.already += already
+            self.skipped += skipped
+        if skipped > reported:
+            log.error(f"{name}: {skipped} point(s) in all could not be rebuilt as line protocol and were skipped")
+        if count:
+            log.debug(f"{name}: read {count} point(s) after {_iso(lo)}; {already} already scored")
+
+    def _late_check(self, name: str, mark: int) -> None:
+        """Count points in the late window behind the mark that were never scored (written late)."""
+        lo = mark - self.late_ns
+        scored_elsewhere: set[tuple[bytes, int]] | None = None
+        if self.dest is not None:  # --to-db: the scores are in the other database
+            scored_elsewhere = {
+                _identity(row.line) for batch in self.dest.rows(name, lo, mark) for row in batch
+                if row.line is not None and row.scored
+            }
+        late: list[bytes] = []
+        for batch in self.source.rows(name, lo, mark):
+            for row in batch:
+                if row.line is None or row.scored or row.line in self._late_seen:
+                    continue
+                if scored_elsewhere is not None and _identity(row.line) in scored_elsewhere:
+                    continue
+                if self._scorable(row.line):
+                    late.append(row.line)
+        # Forget what fell out of the window; remember what is reported now.
+        self._late_seen = {line: t for line, t in self._late_seen.items() if t > lo}
+        for line in late:
+            self._late_seen[line] = mark
+        if late:
+            self.late += len(late)
+            examples = "; ".join(line.rstrip(b"\n").decode("utf-8", "backslashreplace")[:160] for line in late[:_REPORT])
+            self.log.warn(
+                f"{name}: {len(late)} point(s) written late (older than {_iso(mark)}, the newest point already"
+                f" scored) are not scored: {examples}"
+            )
+
+    def _scorable(self, line: bytes) -> bool:
+        """Whether a rule would score one of the point's numeric fields."""
+        try:
+            metric = parse(line.rstrip(b"\n"))
+        except ParseError:
+            return False
+        candidates = self.engine.candidates(metric)
+        suffixes = (self.engine.score_suffix, self.engine.flag_suffix)
+        for key, _kind, number in metric.fields:
+            if number is None or key.endswith(suffixes):
+                continue
+            rule = self.engine.route_field(candidates, key)
+            if rule is not None and rule.detector_class is not None:
+                return True
+        return False
+
+    def summary(self) -> str:
+        return (
+            f"pulled {self.read} point(s) from {self.source.label}: wrote {self.written},"
+            f" {self.already} already scored, {self.late} written late (not scored),"
+            f" {self.skipped} skipped (cannot be rebuilt)"
+        )
+
+    def where(self) -> str:
+        """How far the pull got, for a message on failure."""
+        if not self.marks:
+            return "nothing was committed"
+        return "committed up to " + ", ".join(f"{k} {_iso(v)}" for k, v in sorted(self.marks.items()))
+
+
+def _identity(line: bytes) -> tuple[bytes, int]:
+    """A point's series (measurement and tags, as written) and time: what makes it one point in InfluxDB."""
+    metric = parse(line.rstrip(b"\n"))
+    return Engine._prefix(metric), metric.timestamp or 0
+
+
+# -- the command ---------------------------------------------------------------
+
+
+def _sources(args: argparse.Namespace, writer_args: argparse.Namespace, headers: dict[str, str], score_suffix: str):  # type: ignore[no-untyped-def]
+    """The source to read, and the one reading the --to-db/--to-bucket target (or None)."""
+    if args.db:
+        from .v1 import InfluxQLSource
+
+        def v1(db: str) -> InfluxQLSource:
+            return InfluxQLSource(
+                args.influx_url, db, args.rp, headers=headers, chunk_size=args.chunk_size, score_suffix=score_suffix
+            )
+
+        return v1(args.db), (v1(args.to_db) if args.to_db else None)
+    from .v2 import FluxSource
+
+    def v2(bucket: str) -> FluxSource:
+        return FluxSource(
+            args.influx_url, bucket, args.org, headers=headers, chunk_size=args.chunk_size, score_suffix=score_suffix
+        )
+
+    return v2(args.bucket), (v2(args.to_bucket) if args.to_bucket else None)
+
+
+def _options(args: argparse.Namespace, config: Config, now: int) -> dict[str, Any]:
+    if not args.influx_url:
+        raise OptionError("pull needs --influx-url")
+    if args.to_db and not args.db:
+        raise OptionError("--to-db goes with --db (InfluxDB 1.x); use --to-bucket with --bucket")
+    if args.to_bucket and not args.bucket:
+        raise OptionError("--to-bucket goes with --bucket (InfluxDB 2.x); use --to-db with --db")
+    if args.chunk_size < 1:
+        raise OptionError("--chunk-size must be at least 1")
+    if args.follow and config.state.path is None:
+        raise OptionError("--follow needs a state file (--state PATH or [state] path): it keeps the high-water mark")
+    if args.follow and args.until:
+        raise OptionError("--until and --follow exclude each other")
+    out: dict[str, Any] = {}
+    for name in ("delay", "late_window", "every"):
+        try:
+            out[name] = parse_duration(getattr(args, name))
+        except ValueError as err:
+            raise OptionError(f"--{name.replace('_', '-')}: {err}") from None
+    if args.follow and out["every"] <= 0:
+        raise OptionError("--every must be more than 0s")
+    for name in ("since", "until"):
+        value = getattr(args, name)
+        try:
+            out[name] = parse_time(value, now) if value else None
+        except ValueError as err:
+            raise OptionError(f"--{name}: {err}") from None
+    return out
+
+
+def main(args: argparse.Namespace, config: Config, log: Log) -> int:
+    now = time.time_ns()
+    writer_args = argparse.Namespace(**vars(args))
+    if args.to_db:
+        writer_args.db = args.to_db
+    if args.to_bucket:
+        writer_args.bucket = args.to_bucket
+    try:
+        options = _options(args, config, now)
+        template = from_args(writer_args, log)
+    except OptionError as err:
+        log.error(str(err))
+        return EXIT_CONFIG
+    assert template is not None
+    headers = {k: v for k, v in template.headers.items() if k == "Authorization"}
+    engine = Engine(config, log)
+    source, dest = _sources(args, writer_args, headers, config.output.score_suffix)
+    store = None
+    if config.state.path is not None:
+        from ..state import StateStore
+
+        store = StateStore(engine, config.state.path)
+        store.restore()
+
+    def new_writer() -> InfluxWriter:
+        writer = from_args(writer_args, log)
+        assert writer is not None
+        return writer
+
+    puller = Puller(
+        engine,
+        source,
+        new_writer,
+        store=store,
+        measurements=args.measurement,
+        since=options["since"],
+        until=options["until"],
+        delay_ns=int(options["delay"] * 1e9),
+        late_ns=int(options["late_window"] * 1e9),
+        checkpoint_interval=config.state.checkpoint_interval,
+        dest=dest,
+        progress=sys.stderr.isatty() and not args.follow,
+    )
+    puller.load_marks()
+    if args.follow:
+        return _follow(puller, options["every"])
+    try:
+        puller.run_pass()
+    except (ReadError, WriteError) as err:
+        _salvage(puller, err)
+        log.error(f"pull stopped: {err}; {puller.where()}; run it again to resume from there")
+        log.info(puller.summary())
+        return EXIT_FAIL
+    log.info(puller.summary())
+    from ..cli import _summary
+
+    _summary(engine)
+    return EXIT_OK
+
+
+def _salvage(puller: Puller, err: Exception) -> None:
+    """After a failed read, commit what was scored (the writes still work); after a failed write, recover."""
+    if isinstance(err, ReadError):
+        try:
+            puller.commit()
+            return
+        except WriteError as again:
+            puller.log.warn(f"could not write what was scored before the failure: {again}")
+    puller.recover()
+
+
+def _follow(puller: Puller, every: float) -> int:
+    """Passes every ``every`` seconds until SIGTERM/SIGINT; a failed pass is retried with backoff."""
+    log, stop = puller.log, puller.stop
+    old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    backoff = 1.0
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                puller.run_pass()
+                backoff = 1.0
+            except (ReadError, WriteError) as err:
+                _salvage(puller, err)
+                wait = min(backoff, _MAX_BACKOFF)
+                if isinstance(err, ReadError) and err.retry_after is not None:
+                    wait = min(max(wait, err.retry_after), _MAX_BACKOFF)
+                log.warn(f"pass failed: {err}; {puller.where()}; retrying in {wait:g}s")
+                backoff *= 2
+                stop.wait(wait)
+                continue
+            stop.wait(max(0.0, every - (time.monotonic() - started)))
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    log.info("stopping: " + puller.summary())
+    return EXIT_OK

@@ -1,0 +1,215 @@
+"""Stored points back to line protocol, exactly as InfluxDB holds them.
+
+A :class:`Layout` describes the columns one query returns (which are tags,
+which are fields and of what type) and turns each row into one metric of line
+protocol: tags sorted by key, empty tags left out, every field written with
+its stored type (``1i`` stays an integer, ``1u`` unsigned, a float is written
+with :func:`repr`, which round-trips every IEEE double bit for bit, never with
+``%g``). A name or value that line protocol cannot carry raises
+:class:`RebuildError`: the caller reports the point and skips it.
+
+>>> layout = Layout("cpu", tags=["host"], fields=[("usage", "float"), ("n", "integer"), ("s", "string")])
+>>> layout.line(1700000000000000000, ["a", 0.1, 3, 'say "hi"'])
+b'cpu,host=a usage=0.1,n=3i,s="say \\\\"hi\\\\"" 1700000000000000000\\n'
+>>> layout.line(5, ["", 2, None, None])
+b'cpu usage=2.0 5\\n'
+>>> layout.line(5, ["a\\nb", 2, None, None])
+Traceback (most recent call last):
+...
+riverguard.pull.points.RebuildError: tag host: a newline cannot be written as line protocol
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["KINDS", "Layout", "RebuildError"]
+
+#: InfluxDB 1.x field types (SHOW FIELD KEYS) and 2.x annotated-CSV datatypes, as line-protocol kinds.
+KINDS = {
+    "float": "f", "double": "f",
+    "integer": "i", "long": "i",
+    "unsigned": "u", "unsignedLong": "u",
+    "string": "s",
+    "boolean": "b",
+}
+
+
+class RebuildError(ValueError):
+    """A stored point that cannot be written back as line protocol (the message says why)."""
+
+
+def _check_name(text: str, what: str) -> None:
+    if "\n" in text:
+        raise RebuildError(f"{what}: a newline cannot be written as line protocol")
+    if "\\" in text:
+        # A backslash stays literal in line protocol except before the characters it escapes.
+        for i, ch in enumerate(text):
+            if ch == "\\" and (i + 1 == len(text) or text[i + 1] in ",= "):
+                raise RebuildError(f"{what} {text[:60]!r}: this backslash cannot be written as line protocol")
+
+
+def escape_measurement(text: str) -> bytes:
+    _check_name(text, "measurement")
+    if not text or text.startswith("#"):
+        raise RebuildError(f"measurement {text!r} cannot start a line of line protocol")
+    return text.replace(",", "\\,").replace(" ", "\\ ").encode()
+
+
+def escape_name(text: str, what: str) -> bytes:
+    """A tag key, tag value or field key, escaped for line protocol."""
+    if "\\" in text or "\n" in text:
+        _check_name(text, what)
+    return text.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ").encode()
+
+
+def _string(value: Any) -> bytes:
+    if type(value) is not str:
+        raise TypeError
+    return b'"' + value.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"'
+
+
+def _float(value: Any) -> bytes:
+    if type(value) is float:
+        return repr(value).encode()
+    if type(value) is int:  # JSON writes an integral float without a decimal point ("3")
+        return repr(float(value)).encode()
+    raise TypeError
+
+
+def _integer(value: Any) -> bytes:
+    if type(value) is not int:
+        raise TypeError
+    return b"%di" % value
+
+
+def _unsigned(value: Any) -> bytes:
+    if type(value) is not int or value < 0:
+        raise TypeError
+    return b"%du" % value
+
+
+def _boolean(value: Any) -> bytes:
+    if value is True:
+        return b"true"
+    if value is False:
+        return b"false"
+    raise TypeError
+
+
+_FORMAT = {"f": _float, "i": _integer, "u": _unsigned, "s": _string, "b": _boolean}
+
+
+class Layout:
+    """The columns of one query's rows: tag values, then field values, in the given order.
+
+    ``tags``: tag keys; ``fields``: ``(key, type)`` with a type of :data:`KINDS`.
+    A field key that appears with two types (1.x keeps a field's type per
+    shard) is written with the type its value shows, and a value that could be
+    either (an integral number) raises :class:`RebuildError`.
+    """
+
+    def __init__(
+        self,
+        measurement: str,
+        tags: Sequence[str],
+        fields: Sequence[tuple[str, str]],
+        score_suffix: str = "",
+        offset: int = 0,
+    ) -> None:
+        self.measurement = measurement
+        #: Tag keys in column order; row[offset + i] is tag i, then come the fields.
+        self.tags = list(tags)
+        #: Why no row of this layout can be rebuilt (a name line protocol cannot carry), or None.
+        self.error: RebuildError | None = None
+
+        def name(text: str, what: str) -> bytes:
+            try:
+                return escape_measurement(text) if what == "measurement" else escape_name(text, what)
+            except RebuildError as err:
+                self.error = self.error or err
+                return b""
+
+        self.head = name(measurement, "measurement")
+        # Tag columns in key order, so the tag set comes out sorted (as Telegraf writes it).
+        order = sorted(range(len(tags)), key=lambda i: tags[i].encode())
+        self.tag_columns = [(offset + i, b"," + name(tags[i], "tag key") + b"=", tags[i]) for i in order]
+        types: dict[str, set[str]] = {}
+        for key, kind in fields:
+            types.setdefault(key, set()).add(KINDS[kind])
+        #: Field keys in column order (a key stored with several types is one column).
+        self.field_keys = list(types)
+        self.fields: list[tuple[int, bytes, Any, str]] = []
+        for j, key in enumerate(self.field_keys):
+            codes = types[key]
+            fmt = _FORMAT[next(iter(codes))] if len(codes) == 1 else _ambiguous(key, codes)
+            self.fields.append((offset + len(tags) + j, name(key, "field key") + b"=", fmt, key))
+        #: Columns of fields that are riverguard's own scores (``F<score_suffix>``).
+        self.score_columns = [
+            offset + len(tags) + j for j, key in enumerate(self.field_keys) if score_suffix and key.endswith(score_suffix)
+        ]
+
+    def line(self, time: int, row: Sequence[Any]) -> bytes:
+        """One metric of line protocol (newline-terminated); raises :class:`RebuildError`."""
+        if self.error is not None:
+            raise self.error
+        parts = [self.head]
+        for i, prefix, key in self.tag_columns:
+            value = row[i]
+            if value:  # null and "" mean: no such tag on this point
+                if type(value) is not str:
+                    raise RebuildError(f"tag {key}: not a string ({value!r})")
+                parts.append(prefix)
+                parts.append(escape_name(value, f"tag {key}"))
+        parts.append(b" ")
+        first = True
+        for i, prefix, fmt, key in self.fields:
+            value = row[i]
+            if value is None:
+                continue
+            try:
+                text = fmt(value)
+            except TypeError:
+                raise RebuildError(f"field {key}: unexpected value {value!r} for its type") from None
+            if first:
+                first = False
+            else:
+                parts.append(b",")
+            parts.append(prefix)
+            parts.append(text)
+        if first:
+            raise RebuildError("no field value")
+        parts.append(b" %d\n" % time)
+        return b"".join(parts)
+
+    def scored(self, row: Sequence[Any]) -> bool:
+        """Whether the row already carries one of riverguard's score fields."""
+        for i in self.score_columns:
+            if row[i] is not None:
+                return True
+        return False
+
+
+def _ambiguous(key: str, kinds: set[str]) -> Any:
+    """The formatter for a field stored with several types: the value's own type decides."""
+
+    def fmt(value: Any) -> bytes:
+        if type(value) is float:
+            if "f" in kinds:
+                return _float(value)
+        elif type(value) is int:
+            numeric = kinds & {"f", "i", "u"}
+            if len(numeric) == 1:
+                return _FORMAT[numeric.pop()](value)
+            raise RebuildError(
+                f"field {key}: stored as {' and '.join(sorted(kinds))} in different shards; "
+                f"the value {value} could be either"
+            )
+        elif type(value) is str and "s" in kinds:
+            return _string(value)
+        elif type(value) is bool and "b" in kinds:
+            return _boolean(value)
+        raise TypeError
+
+    return fmt

@@ -1,0 +1,109 @@
+"""What every InfluxDB source shares: the rows it yields, HTTP with clear errors, batching on time.
+
+A source yields *batches* of rows, each row ``(time, line, scored, error)``:
+the point's time (ns), its line protocol (None when it cannot be rebuilt),
+whether it already carries a riverguard score field, and why it could not be
+rebuilt. Rows come in time order, and every batch ends on a complete
+timestamp: all points of the batch's last time are in it, so "everything up
+to this time was scored" is true after each batch.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+from ..influx import _message, _retry_after
+
+__all__ = ["ReadError", "Row", "complete_batches", "open_request"]
+
+
+class Row(NamedTuple):
+    time: int
+    line: bytes | None
+    scored: bool
+    error: str | None
+
+
+class ReadError(Exception):
+    """A query that failed; ``retryable`` for a server that is down or overloaded."""
+
+    def __init__(self, message: str, retryable: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def open_request(
+    url: str, *, body: bytes | None, headers: dict[str, str], timeout: float
+) -> http.client.HTTPResponse:
+    """POST ``body`` to ``url``; the open response when InfluxDB answered 2xx, else :class:`ReadError`."""
+    parts = urllib.parse.urlsplit(url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.netloc, timeout=timeout)
+    path = parts.path + ("?" + parts.query if parts.query else "")
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        resp = conn.getresponse()
+    except (ConnectionRefusedError, socket.gaierror) as err:
+        conn.close()
+        raise ReadError(f"cannot connect to {parts.netloc}: {err}", retryable=True) from None
+    except (OSError, http.client.HTTPException) as err:
+        conn.close()
+        raise ReadError(f"connection error: {err!r}", retryable=True) from None
+    if 200 <= resp.status < 300:
+        return resp
+    try:
+        payload = resp.read()
+    except (OSError, http.client.HTTPException):
+        payload = b""
+    finally:
+        conn.close()
+    message = _message(payload, resp.reason)
+    retryable = resp.status >= 500 or resp.status == 429
+    raise ReadError(
+        f"HTTP {resp.status}: {message}", retryable=retryable, retry_after=_retry_after(resp.getheader("Retry-After"))
+    )
+
+
+def read_line(resp: http.client.HTTPResponse) -> bytes:
+    """One line of a streamed answer; a connection lost half-way is a retryable :class:`ReadError`."""
+    try:
+        return resp.readline()
+    except (OSError, http.client.HTTPException) as err:
+        raise ReadError(f"connection lost while reading: {err!r}", retryable=True) from None
+
+
+def json_document(line: bytes) -> dict:
+    """One JSON document of InfluxDB's answer, with ``-0`` kept as the float ``-0.0``.
+
+    JSON (and InfluxDB, which writes an integral float without a decimal
+    point) spells the float -0.0 as ``-0``, which Python's parser reads as the
+    integer 0: only a document that holds the token pays for the slower path.
+    """
+    try:
+        if b"-0," in line or b"-0]" in line:
+            return json.loads(line, parse_int=_int_keeping_negative_zero)
+        return json.loads(line)
+    except ValueError as err:
+        raise ReadError(f"InfluxDB sent something that is not JSON ({err}): {line[:200]!r}") from None
+
+
+def _int_keeping_negative_zero(text: str) -> int | float:
+    return -0.0 if text == "-0" else int(text)
+
+
+def complete_batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    """Cut time-ordered rows into batches of about ``size`` that end on a complete timestamp."""
+    batch: list[Row] = []
+    for row in rows:
+        if len(batch) >= size and row.time != batch[-1].time:
+            yield batch
+            batch = []
+        batch.append(row)
+    if batch:
+        yield batch

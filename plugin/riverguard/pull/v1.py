@@ -1,0 +1,152 @@
+"""Read points from InfluxDB 1.x with InfluxQL, streamed (``chunked=true``), in time order.
+
+The schema comes first: ``SHOW TAG KEYS`` and ``SHOW FIELD KEYS`` say which
+columns are tags and what type each field has (JSON alone cannot tell the
+float 3.0 from the integer 3). The points are then selected with every tag and
+field named and aliased (``"host"::tag AS "t0"``, ``"usage"::field AS "f0"``),
+so a tag and a field of the same name cannot be confused, without
+``GROUP BY``: one stream for the whole measurement, ordered by time across
+its series, as Telegraf would have delivered them.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+from .points import KINDS, Layout, RebuildError
+from .source import ReadError, Row, complete_batches, json_document, open_request, read_line
+
+__all__ = ["InfluxQLSource", "quote_ident"]
+
+
+def quote_ident(name: str) -> str:
+    """An InfluxQL identifier in double quotes.
+
+    >>> quote_ident('cpu "total"')
+    '"cpu \\\\"total\\\\""'
+    """
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class InfluxQLSource:
+    """Points of database ``db`` (retention policy ``rp``) at ``url``."""
+
+    def __init__(
+        self,
+        url: str,
+        db: str,
+        rp: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        chunk_size: int = 10000,
+        score_suffix: str = "_anomaly_score",
+        timeout: float = 60.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.db = db
+        self.rp = rp
+        self.headers = {"User-Agent": "riverguard", "Accept": "application/json", **(headers or {})}
+        self.headers["Content-Type"] = "application/x-www-form-urlencoded"
+        self.chunk_size = chunk_size
+        self.score_suffix = score_suffix
+        self.timeout = timeout
+        self.label = f"database {db!r}" + (f" (retention policy {rp!r})" if rp else "")
+
+    def key(self, measurement: str) -> str:
+        """The name of this measurement's high-water mark in the state file."""
+        return f"influxql:{self.db}/{self.rp or ''}/{measurement}"
+
+    # -- queries ---------------------------------------------------------------
+
+    def _post(self, query: str, chunked: bool = False):  # type: ignore[no-untyped-def]
+        params = {"db": self.db, "q": query, "epoch": "ns"}
+        if chunked:
+            params.update(chunked="true", chunk_size=str(self.chunk_size))
+        return open_request(
+            self.url + "/query", body=urllib.parse.urlencode(params).encode(), headers=self.headers,
+            timeout=self.timeout,
+        )
+
+    def _results(self, query: str, chunked: bool = False) -> Iterator[dict[str, Any]]:
+        """Each result document of ``query`` (one per chunk when chunked); errors raise :class:`ReadError`."""
+        resp = self._post(query, chunked)
+        try:
+            while True:
+                line = read_line(resp)
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                doc = json_document(line)
+                if "error" in doc:
+                    raise ReadError(f"InfluxDB: {doc['error']}")
+                for result in doc.get("results", ()):
+                    if "error" in result:
+                        raise ReadError(f"InfluxDB refused {query[:200]!r}: {result['error']}")
+                    yield result
+                if not chunked:
+                    return
+        finally:
+            resp.close()
+
+    def _values(self, query: str) -> list[list[Any]]:
+        return [row for result in self._results(query) for s in result.get("series", ()) for row in s["values"]]
+
+    def _from(self, measurement: str) -> str:
+        if self.rp:
+            return f"{quote_ident(self.db)}.{quote_ident(self.rp)}.{quote_ident(measurement)}"
+        return quote_ident(measurement)
+
+    def measurements(self) -> list[str]:
+        return [row[0] for row in self._values("SHOW MEASUREMENTS")]
+
+    def layout(self, measurement: str) -> Layout | None:
+        """The measurement's tags and typed fields, or None when it has no field."""
+        source = self._from(measurement)
+        tags = [row[0] for row in self._values(f"SHOW TAG KEYS FROM {source}")]
+        fields = [(row[0], row[1]) for row in self._values(f"SHOW FIELD KEYS FROM {source}")]
+        unknown = sorted({kind for _, kind in fields if kind not in KINDS})
+        if unknown:
+            raise ReadError(f"measurement {measurement!r}: unknown field type(s) {', '.join(unknown)}")
+        if not fields:
+            return None
+        return Layout(measurement, tags, fields, self.score_suffix, offset=1)
+
+    @staticmethod
+    def _where(lo: int | None, hi: int | None) -> str:
+        terms = []
+        if lo is not None:
+            terms.append(f"time > {lo}")
+        if hi is not None:
+            terms.append(f"time <= {hi}")
+        return (" WHERE " + " AND ".join(terms)) if terms else ""
+
+    def first_time(self, measurement: str, lo: int | None, hi: int | None) -> int | None:
+        """The time of the measurement's first point in ``(lo, hi]``, or None."""
+        rows = self._values(f"SELECT * FROM {self._from(measurement)}{self._where(lo, hi)} ORDER BY time ASC LIMIT 1")
+        return rows[0][0] if rows else None
+
+    def rows(self, measurement: str, lo: int | None, hi: int | None) -> Iterator[list[Row]]:
+        """The measurement's points in ``(lo, hi]`` (ns; None: unbounded), batched on complete timestamps."""
+        layout = self.layout(measurement)
+        if layout is None:
+            return iter(())
+        return complete_batches(self._rows(layout, lo, hi), self.chunk_size)
+
+    def _rows(self, layout: Layout, lo: int | None, hi: int | None) -> Iterator[Row]:
+        select = [f"{quote_ident(key)}::tag AS \"t{i}\"" for i, key in enumerate(layout.tags)]
+        select += [f"{quote_ident(key)}::field AS \"f{j}\"" for j, key in enumerate(layout.field_keys)]
+        query = (
+            f"SELECT {', '.join(select)} FROM {self._from(layout.measurement)}{self._where(lo, hi)} ORDER BY time ASC"
+        )
+        line, scored = layout.line, layout.scored
+        for result in self._results(query, chunked=True):
+            for series in result.get("series", ()):
+                for values in series["values"]:
+                    time = values[0]
+                    try:
+                        yield Row(time, line(time, values), scored(values), None)
+                    except RebuildError as err:
+                        yield Row(time, None, False, str(err))

@@ -1,0 +1,317 @@
+"""Read points from InfluxDB 2.x with Flux, paged by time, from annotated CSV.
+
+Each page is one query over ``[start, stop)``::
+
+    from(bucket: "B") |> range(start: time(v: START), stop: time(v: STOP))
+      |> filter(fn: (r) => r._measurement == "M")
+      |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+
+The pivot gives one table per series with a column per field. The annotated
+CSV says the rest: ``#group`` true marks the tags (the group key, less
+``_start``, ``_stop`` and ``_measurement``), ``#datatype`` each field's type
+(``double``, ``long``, ``unsignedLong``, ``string``, ``boolean``). A page's
+rows are sorted by time, and the page length adapts so a page holds about
+``chunk_size`` points: a year never sits in memory.
+
+Tested against recorded answers only: no InfluxDB 2.x server was available.
+"""
+
+from __future__ import annotations
+
+import calendar
+import codecs
+import csv
+import json
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from .points import KINDS, Layout, RebuildError
+from .source import ReadError, Row, complete_batches, open_request
+
+__all__ = ["FluxSource", "flux_string", "read_annotated_csv"]
+
+_MIN_PAGE = 10**9  # 1 s
+_MAX_PAGE = 366 * 86400 * 10**9
+_FIRST_PAGE = 3600 * 10**9
+_META = {"", "result", "table", "_start", "_stop", "_measurement", "_time", "_field", "_value"}
+
+
+def flux_string(text: str) -> str:
+    """A Flux string literal.
+
+    >>> print(flux_string('cpu "a" ${x}'))
+    "cpu \\"a\\" \\${x}"
+    """
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${") + '"'
+
+
+def rfc3339_ns(text: str) -> int:
+    """A Flux ``dateTime:RFC3339`` / ``RFC3339Nano`` cell (UTC, ``Z``) as ns since the epoch.
+
+    >>> rfc3339_ns("2023-11-14T22:13:20.000000001Z"), rfc3339_ns("1970-01-01T00:00:00Z")
+    (1700000000000000001, 0)
+    """
+    try:
+        if text[-1] != "Z" or text[10] != "T":
+            raise ValueError
+        seconds = calendar.timegm(
+            (int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]), int(text[17:19]))
+        )
+        frac = text[19:-1]
+        nanos = int((frac[1:] + "000000000")[:9]) if frac else 0
+        if frac and (frac[0] != "." or not frac[1:].isdigit()):
+            raise ValueError
+    except (ValueError, IndexError):
+        raise ReadError(f"unexpected time {text[:40]!r} in the annotated CSV") from None
+    return seconds * 10**9 + nanos
+
+
+def _boolean(cell: str) -> bool:
+    if cell == "true":
+        return True
+    if cell == "false":
+        return False
+    raise ValueError(cell)
+
+
+def _unsigned(cell: str) -> int:
+    value = int(cell)
+    if value < 0:
+        raise ValueError(cell)
+    return value
+
+
+_PARSE = {"double": float, "long": int, "unsignedLong": _unsigned, "string": str, "boolean": _boolean}
+
+
+class _Table:
+    """One table's columns: where the time, measurement, tags and typed fields are."""
+
+    def __init__(self, header: list[str], datatypes: list[str], groups: list[str], score_suffix: str) -> None:
+        if "_time" not in header or "_measurement" not in header:
+            raise ReadError(f"the answer has no _time or _measurement column (columns: {', '.join(header)[:200]})")
+        self.time = header.index("_time")
+        self.measurement = header.index("_measurement")
+        self.tags = [i for i, name in enumerate(header) if groups[i] == "true" and name not in _META]
+        self.fields = [i for i, name in enumerate(header) if groups[i] != "true" and name not in _META]
+        for i in self.fields:
+            if datatypes[i] not in KINDS:
+                raise ReadError(f"field {header[i]!r} has a datatype riverguard cannot write: {datatypes[i]!r}")
+        self.header = header
+        self.parsers = [_PARSE[datatypes[i]] for i in self.fields]
+        self.datatypes = datatypes
+        self.score_suffix = score_suffix
+        self._layouts: dict[str, Layout] = {}
+
+    def layout(self, measurement: str) -> Layout:
+        layout = self._layouts.get(measurement)
+        if layout is None:
+            layout = self._layouts[measurement] = Layout(
+                measurement,
+                [self.header[i] for i in self.tags],
+                [(self.header[i], self.datatypes[i]) for i in self.fields],
+                self.score_suffix,
+            )
+        return layout
+
+    def row(self, cells: list[str]) -> Row:
+        time = rfc3339_ns(cells[self.time])
+        values: list[Any] = [cells[i] for i in self.tags]
+        for i, parse in zip(self.fields, self.parsers):
+            cell = cells[i]
+            if cell == "":
+                values.append(None)  # null (and, unavoidably, an empty string: the CSV cannot tell them apart)
+                continue
+            try:
+                values.append(parse(cell))
+            except ValueError:
+                return Row(time, None, False, f"field {self.header[i]}: {cell[:40]!r} is not a {self.datatypes[i]}")
+        layout = self.layout(cells[self.measurement])
+        try:
+            return Row(time, layout.line(time, values), layout.scored(values), None)
+        except RebuildError as err:
+            return Row(time, None, False, str(err))
+
+
+def read_annotated_csv(lines: Iterable[str], score_suffix: str = "_anomaly_score") -> Iterator[Row]:
+    """The rows of a Flux answer in annotated CSV (``#datatype``, ``#group``, ``#default``), table by table.
+
+    An error table (columns ``error``, ``reference``) raises :class:`ReadError` with Flux's message.
+    """
+    datatypes: list[str] = []
+    groups: list[str] = []
+    table: _Table | None = None
+    header: list[str] | None = None
+    for cells in csv.reader(lines):
+        if not cells or cells == [""]:  # a blank line ends a table (its annotations too)
+            datatypes, groups, table, header = [], [], None, None
+            continue
+        first = cells[0]
+        if first.startswith("#"):
+            if first == "#datatype":
+                datatypes, table, header = cells, None, None
+            elif first == "#group":
+                groups = cells
+            continue
+        if header is None:
+            header = cells
+            if "error" in header and "reference" in header and "_time" not in header:
+                table = None
+                continue
+            if len(datatypes) != len(header) or len(groups) != len(header):
+                raise ReadError("the answer is not annotated CSV with #datatype and #group annotations")
+            table = _Table(header, datatypes, groups, score_suffix)
+            continue
+        if table is None:  # a row of an error table
+            message = cells[header.index("error")] if len(cells) == len(header) else ",".join(cells)
+            raise ReadError(f"InfluxDB (Flux): {message}")
+        if len(cells) != len(header):
+            raise ReadError(f"a CSV row has {len(cells)} cells for {len(header)} columns")
+        yield table.row(cells)
+
+
+class FluxSource:
+    """Points of bucket ``bucket`` of organisation ``org`` at ``url``."""
+
+    def __init__(
+        self,
+        url: str,
+        bucket: str,
+        org: str,
+        *,
+        headers: dict[str, str] | None = None,
+        chunk_size: int = 10000,
+        score_suffix: str = "_anomaly_score",
+        timeout: float = 60.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.bucket = bucket
+        self.org = org
+        self.headers = {
+            "User-Agent": "riverguard",
+            **(headers or {}),
+            "Content-Type": "application/json",
+            "Accept": "application/csv",
+            "Accept-Encoding": "identity",
+        }
+        self.chunk_size = chunk_size
+        self.score_suffix = score_suffix
+        self.timeout = timeout
+        self.label = f"bucket {bucket!r}"
+        #: Page length (ns) for the next query; it adapts to the data's density.
+        self.page = _FIRST_PAGE
+
+    def key(self, measurement: str) -> str:
+        return f"flux:{self.org}/{self.bucket}/{measurement}"
+
+    # -- queries ---------------------------------------------------------------
+
+    def request_body(self, flux: str) -> bytes:
+        """The JSON of ``POST /api/v2/query``: the query and the annotated-CSV dialect."""
+        dialect = {
+            "header": True,
+            "delimiter": ",",
+            "annotations": ["datatype", "group", "default"],
+            "dateTimeFormat": "RFC3339Nano",
+        }
+        return json.dumps({"query": flux, "type": "flux", "dialect": dialect}).encode()
+
+    def _lines(self, flux: str) -> Iterator[str]:
+        resp = open_request(
+            f"{self.url}/api/v2/query?{urllib.parse.urlencode({'org': self.org})}",
+            body=self.request_body(flux),
+            headers=self.headers,
+            timeout=self.timeout,
+        )
+        decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+        try:
+            while True:
+                try:
+                    raw = resp.readline()
+                except OSError as err:
+                    raise ReadError(f"connection lost while reading: {err!r}", retryable=True) from None
+                if not raw:
+                    return
+                yield decode(raw)
+        finally:
+            resp.close()
+
+    def _from(self, measurement: str, start: int, stop: int) -> str:
+        return (
+            f"from(bucket: {flux_string(self.bucket)})\n"
+            f"  |> range(start: time(v: {start}), stop: time(v: {stop}))\n"
+            f"  |> filter(fn: (r) => r._measurement == {flux_string(measurement)})\n"
+        )
+
+    def page_query(self, measurement: str, start: int, stop: int) -> str:
+        """Flux for the points of ``measurement`` in ``[start, stop)`` (ns), one column per field."""
+        return self._from(measurement, start, stop) + (
+            '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
+        )
+
+    def measurements(self) -> list[str]:
+        flux = f'import "influxdata/influxdb/schema"\nschema.measurements(bucket: {flux_string(self.bucket)})\n'
+        names: list[str] = []
+        header: list[str] | None = None
+        for cells in csv.reader(self._lines(flux)):
+            if not cells or cells == [""]:
+                header = None
+            elif cells[0].startswith("#"):
+                continue
+            elif header is None:
+                header = cells
+            elif "_value" in header:
+                names.append(cells[header.index("_value")])
+            elif "error" in header:
+                raise ReadError(f"InfluxDB (Flux): {cells[header.index('error')]}")
+        return names
+
+    def first_time(self, measurement: str, lo: int | None, hi: int | None) -> int | None:
+        start = 0 if lo is None else lo + 1
+        stop = (hi + 1) if hi is not None else 2**62
+        flux = self._from(measurement, start, stop) + '  |> first()\n  |> group()\n  |> min(column: "_time")\n'
+        times = []
+        header: list[str] | None = None
+        for cells in csv.reader(self._lines(flux)):
+            if not cells or cells == [""]:
+                header = None
+            elif cells[0].startswith("#"):
+                continue
+            elif header is None:
+                header = cells
+            elif "_time" in header:
+                times.append(rfc3339_ns(cells[header.index("_time")]))
+            elif "error" in header:
+                raise ReadError(f"InfluxDB (Flux): {cells[header.index('error')]}")
+        return min(times) if times else None
+
+    def rows(self, measurement: str, lo: int | None, hi: int | None) -> Iterator[list[Row]]:
+        """The measurement's points in ``(lo, hi]`` (ns), batched on complete timestamps."""
+        return complete_batches(self._pages(measurement, lo, hi), self.chunk_size)
+
+    def _pages(self, measurement: str, lo: int | None, hi: int | None) -> Iterator[Row]:
+        if lo is None:
+            lo = self.first_time(measurement, None, hi)
+            if lo is None:
+                return
+            lo -= 1
+        if hi is None:
+            raise ValueError("a 2.x pull needs an upper bound")
+        start = lo + 1  # range() includes its start, excludes its stop: (lo, hi] is [lo + 1, hi + 1)
+        end = hi + 1
+        while start < end:
+            stop = min(start + self.page, end)
+            rows = list(read_annotated_csv(self._lines(self.page_query(measurement, start, stop)), self.score_suffix))
+            rows.sort(key=_time)  # a table per series: merge them in time order (stable)
+            yield from rows
+            start = stop
+            # Aim for about chunk_size points per page.
+            if len(rows) > 2 * self.chunk_size:
+                self.page = max(_MIN_PAGE, self.page // 2)
+            elif len(rows) < self.chunk_size // 2:
+                self.page = min(_MAX_PAGE, self.page * 2)
+
+
+def _time(row: Row) -> int:
+    return row.time

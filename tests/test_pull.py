@@ -1,0 +1,318 @@
+"""``riverguard pull`` against a real InfluxDB 1.x server (``influxd``, see tests/influx.py).
+
+Scores read from the database must be the scores ``riverguard replay`` gives
+for the same points: same engine, each point once, in time order per series.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import struct
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from riverguard.detectors import resolve
+from riverguard.lineprotocol import raw_fields
+
+try:
+    from tests.data.injected import HOSTS, generate
+    from tests.influx import InfluxServer, free_port, influxdb  # noqa: F401  (fixture)
+except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
+    from data.injected import HOSTS, generate  # type: ignore[no-redef]
+    from influx import InfluxServer, free_port, influxdb  # type: ignore[no-redef]  # noqa: F401
+
+pytestmark = pytest.mark.influxdb
+
+RIVERGUARD = str(Path(sys.executable).with_name("riverguard"))
+
+
+def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RIVERGUARD, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _pull(server: InfluxServer, db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return _run("pull", "--influx-url", server.url, "--db", db, "--delay", "0s", *args)
+
+
+def _store(server: InfluxServer, db: str, text: str, batch: int = 5000) -> None:
+    server.create_db(db)
+    lines = text.splitlines()
+    for i in range(0, len(lines), batch):
+        r = server.write(db, ("\n".join(lines[i : i + batch]) + "\n").encode())
+        assert r.status == 204, r.body
+
+
+def _field_types(server: InfluxServer, db: str, measurement: str) -> dict[str, str]:
+    result = server.query(f'SHOW FIELD KEYS FROM "{measurement}"', db)
+    return {key: kind for series in result.get("series", []) for key, kind in series["values"]}
+
+
+def _raw_json(server: InfluxServer, q: str, db: str) -> list[dict]:
+    """Series of a query with every number kept as the text InfluxDB sent."""
+    r = server.request("POST", "/query?" + urllib.parse.urlencode({"q": q, "db": db, "epoch": "ns"}))
+    assert r.status == 200, r.body
+    doc = json.loads(r.body, parse_float=str, parse_int=str)
+    return doc["results"][0].get("series", [])
+
+
+def _replay_scores(text: str) -> dict[tuple[bytes, int, bytes], float]:
+    """What ``riverguard replay`` scores for ``text``: (series, time, field) -> score."""
+    proc = subprocess.run([RIVERGUARD, "replay", "-"], input=text.encode(), capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    scores = {}
+    for line in proc.stdout.splitlines():
+        head, fields, ts = raw_fields(line)
+        for key, value in fields.items():
+            if key.endswith(b"_anomaly_score"):
+                scores[(head, ts, key)] = float(value)
+    return scores
+
+
+# -- one-off pull ------------------------------------------------------------------
+
+
+def test_one_off_pull_scores_stored_points_like_replay(influxdb: InfluxServer) -> None:
+    text, injected = generate()
+    db = "rg_pull_raw"
+    _store(influxdb, db, text)
+    before = {m: _field_types(influxdb, db, m) for m in ("cpu", "mem")}
+    proc = _pull(influxdb, db)
+    assert proc.returncode == 0, proc.stderr
+    assert "pulled 12000 point(s) from database 'rg_pull_raw': wrote 12000, 0 already scored" in proc.stderr
+    # Field types unchanged (procs and used stay integers, state a string); the added ones float and boolean.
+    for m in ("cpu", "mem"):
+        after = _field_types(influxdb, db, m)
+        assert {k: after[k] for k in before[m]} == before[m]
+        for key in before[m]:
+            if before[m][key] in ("float", "integer"):
+                assert after[key + "_anomaly_score"] == "float" and after[key + "_anomaly"] == "boolean"
+    assert before["cpu"]["procs"] == "integer" and before["mem"]["used"] == "integer"
+    assert influxdb.rows('SELECT count("usage_user") FROM "cpu"', db)[0][1] == 6000  # rewritten, not added
+    # The injected anomalies are flagged where they were injected.
+    threshold = resolve("default").default_threshold
+    for measurement, field in (("cpu", "usage_user"), ("mem", "used_percent")):
+        result = influxdb.query(
+            f'SELECT "{field}_anomaly_score" FROM "{measurement}" WHERE "{field}_anomaly" = true GROUP BY "host"', db
+        )
+        flagged = {s["tags"]["host"]: {row[0] for row in s["values"]} for s in result.get("series", [])}
+        for host in HOSTS:
+            assert set(injected.get((measurement, host, field), [])) <= flagged.get(host, set())
+        assert all(row[1] >= threshold for s in result["series"] for row in s["values"])
+    # Every score is the one replay gives for the same points.
+    want = _replay_scores(text)
+    got = {}
+    for m, fields in (("cpu", ("usage_user", "usage_system", "procs")), ("mem", ("used_percent", "used"))):
+        cols = ", ".join(f'"{f}_anomaly_score"' for f in fields)
+        for series in influxdb.query(f'SELECT {cols} FROM "{m}" GROUP BY *', db)["series"]:
+            tags = ",".join(f"{k}={v}" for k, v in sorted(series["tags"].items()))
+            for row in series["values"]:
+                for f, value in zip(fields, row[1:]):
+                    got[(f"{m},{tags}".encode(), row[0], f"{f}_anomaly_score".encode())] = value
+    assert len(got) == len(want) == 30000
+    assert got == want
+    # Pulled again: everything already carries its score; nothing is scored twice.
+    again = _pull(influxdb, db)
+    assert again.returncode == 0, again.stderr
+    assert "pulled 12000 point(s) from database 'rg_pull_raw': wrote 0, 12000 already scored" in again.stderr
+
+
+def _exact_values(n: int = 300, seed: int = 11) -> list[float]:
+    rng = random.Random(seed)
+    special = [-0.0, 0.0, 5e-324, 2.2250738585072014e-308, 1e300, -1.7976931348623157e308, 0.1, 1 / 3,
+               123456789012345680.0, 2.0**53 + 2, 1e21, 1e-7, 3.0]
+    values = list(special)
+    while len(values) < n:
+        x = struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
+        if math.isfinite(x):
+            values.append(x)
+    return values
+
+
+def test_pull_round_trips_every_value_bit_for_bit(influxdb: InfluxServer) -> None:
+    floats = _exact_values()
+    ints = [-(2**63), 2**63 - 1, 0, -1, 2**53 + 1]
+    strings = ['say "hi"', "back\\slash\\", "line\nbreak", "comma, = and space", "", "ünïcødé ✓"]
+    tags = ["plain", "with space", "a,b=c", "back\\slash", "ünï"]
+    lines = []
+    for i, x in enumerate(floats):
+        tag = tags[i % len(tags)].replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+        s = strings[i % len(strings)].replace("\\", "\\\\").replace('"', '\\"')
+        lines.append(
+            f'exact,kind={tag} f={x!r},n={ints[i % len(ints)]}i,s="{s}",b={"true" if i % 2 else "false"} {1_600_000_000_000_000_000 + i}'
+        )
+    src, dst = "rg_exact_src", "rg_exact_dst"
+    _store(influxdb, src, "\n".join(lines) + "\n")
+    influxdb.create_db(dst)
+    proc = _pull(influxdb, src, "--to-db", dst)
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {len(floats)}," in proc.stderr
+    # Same types, and the very same JSON text for every stored value (tags, strings, ints, floats).
+    assert {k: v for k, v in _field_types(influxdb, dst, "exact").items() if "_anomaly" not in k} == _field_types(
+        influxdb, src, "exact"
+    )
+    q = 'SELECT "f", "n", "s", "b" FROM "exact" GROUP BY *'
+    assert _raw_json(influxdb, q, dst) == _raw_json(influxdb, q, src)
+    # ... and bit for bit the doubles that were written.
+    got = [row[1] for s in _raw_json(influxdb, 'SELECT "f" FROM "exact"', dst) for row in s["values"]]
+    pack = lambda x: struct.pack("<d", float(x))  # noqa: E731
+    assert [pack(x) for x in got] == [pack(x) for x in floats]
+    # The source database got nothing: --to-db writes elsewhere.
+    assert not any("_anomaly" in k for k in _field_types(influxdb, src, "exact"))
+
+
+def test_integer_field_stays_an_integer(influxdb: InfluxServer) -> None:
+    db = "rg_int"
+    _store(influxdb, db, "".join(f"counts,host=a requests={1000 + i * 7}i {1_650_000_000_000_000_000 + i * 10**9}\n" for i in range(50)))
+    proc = _pull(influxdb, db)
+    assert proc.returncode == 0, proc.stderr
+    assert _field_types(influxdb, db, "counts")["requests"] == "integer"
+    values = _raw_json(influxdb, 'SELECT "requests" FROM "counts"', db)[0]["values"]
+    assert [v for _, v in values] == [str(1000 + i * 7) for i in range(50)]
+    # InfluxDB still refuses a float for it: the field is an integer, not a float holding integral values.
+    assert influxdb.write(db, b"counts,host=a requests=1.5 1650000000000000000\n").status == 400
+
+
+def test_a_point_that_cannot_be_rebuilt_is_reported_and_skipped(influxdb: InfluxServer) -> None:
+    db = "rg_rebuild"
+    # This tag value is stored as 'e\\,f': a backslash before a comma, which line protocol cannot write.
+    body = "odd,host=e\\\\\\,f v=3 1000000000\n" + "".join(f"odd,host=g v={i}.5 {2000000000 + i}\n" for i in range(5))
+    _store(influxdb, db, body)
+    assert influxdb.query('SHOW TAG VALUES FROM "odd" WITH KEY = "host"', db)["series"][0]["values"][0][1] == "e\\\\,f"
+    proc = _pull(influxdb, db)
+    assert proc.returncode == 0, proc.stderr
+    assert "E! [riverguard] odd point at 1970-01-01T00:00:01Z cannot be rebuilt: tag host 'e\\\\\\\\,f'" in proc.stderr
+    assert "wrote 5, 0 already scored, 0 written late (not scored), 1 skipped (cannot be rebuilt)" in proc.stderr
+    assert influxdb.rows('SELECT count("v_anomaly_score") FROM "odd"', db)[0][1] == 5
+
+
+def test_one_off_pull_with_the_server_down_exits_1_saying_how_far_it_got(tmp_path: Path) -> None:
+    proc = _run(
+        "pull", "--influx-url", f"http://127.0.0.1:{free_port()}", "--db", "x", "--measurement", "cpu",
+        "--state", str(tmp_path / "s.msgpack"), "--retries", "0",
+    )
+    assert proc.returncode == 1
+    assert "E! [riverguard] pull stopped: cannot connect to 127.0.0.1:" in proc.stderr
+    assert "nothing was committed; run it again to resume from there" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_follow_with_the_server_down_retries_with_backoff(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [RIVERGUARD, "pull", "--influx-url", f"http://127.0.0.1:{free_port()}", "--db", "x", "-m", "cpu",
+         "--follow", "--every", "0.1s", "--state", str(tmp_path / "s.msgpack")],
+        stderr=subprocess.PIPE, text=True,
+    )
+    seen = []
+    try:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            seen.append(line)
+            if sum("pass failed" in x for x in seen) == 3:
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, rest = proc.communicate(timeout=20)
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 0, stderr
+    waits = [line.rsplit("retrying in ", 1)[1] for line in stderr.splitlines() if "pass failed" in line]
+    assert waits[:3] == ["1s", "2s", "4s"], stderr  # exponential backoff, not a pass every 0.1 s
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--db", "a", "--follow"], "--follow needs a state file"),
+        (["--db", "a", "--to-bucket", "b"], "--to-bucket goes with --bucket"),
+        (["--db", "a", "--since", "yesterday"], "--since"),
+        (["--db", "a", "--bucket", "b"], "exactly one of --db"),
+    ],
+)
+def test_pull_option_errors(args: list[str], message: str) -> None:
+    proc = _run("pull", "--influx-url", "http://127.0.0.1:1", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+
+
+# -- --follow ----------------------------------------------------------------------
+
+
+class _Puller:
+    """``riverguard pull --follow`` in the background, its stderr in a file."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = log
+        with open(log, "ab") as err:
+            self.proc = subprocess.Popen([RIVERGUARD, "pull", *args], stderr=err, stdout=subprocess.DEVNULL)
+
+    def stop(self) -> str:
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(30) == 0, self.log.read_text()
+        return self.log.read_text()
+
+
+def test_follow_scores_each_point_exactly_once_across_a_restart(influxdb: InfluxServer, tmp_path: Path) -> None:
+    db = "rg_follow"
+    influxdb.create_db(db)
+    state, log = tmp_path / "pull.msgpack", tmp_path / "pull.log"
+    args = ["--influx-url", influxdb.url, "--db", db, "-m", "live", "--follow", "--every", "0.2s",
+            "--delay", "1s", "--state", str(state)]
+    rng = random.Random(5)
+    written: list[str] = []
+
+    def write_for(seconds: float) -> None:  # as agents do: each point written when its time comes
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            t = time.time_ns()
+            batch = [f"live,host=h{h} v={50 + rng.gauss(0, 1) + (40 if rng.random() < 0.01 else 0):.4f} {t}" for h in range(3)]
+            assert influxdb.write(db, ("\n".join(batch) + "\n").encode()).status == 204
+            written.extend(batch)
+            time.sleep(0.03)
+
+    puller = _Puller(args, log)
+    write_for(2.5)
+    puller.stop()  # SIGTERM mid-stream: commits and exits 0
+    write_for(1.5)  # points that arrive while it is down
+    puller = _Puller(args, log)
+    write_for(2.5)
+
+    def scored() -> int:
+        rows = influxdb.rows('SELECT count("v_anomaly_score") FROM "live"', db)
+        return rows[0][1] if rows else 0
+
+    deadline = time.monotonic() + 60
+    while scored() < len(written) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert scored() == len(written)
+    # A point written late (older than the newest point scored) is counted and reported, not scored.
+    newest = max(int(line.rsplit(" ", 1)[1]) for line in written)
+    assert influxdb.write(db, f"live,host=h0 v=50.5 {newest - 5 * 10**8}\n".encode()).status == 204
+    deadline = time.monotonic() + 30
+    while "written late" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)  # a few more passes: reported once, not again
+    stderr = puller.stop()
+    assert stderr.count("point(s) written late") == 1, stderr
+    assert f"v=50.5 {newest - 5 * 10**8}" in stderr
+    assert scored() == len(written)
+    # Each point was written back once over the two runs ...
+    assert "resuming influxql:rg_follow//live after" in stderr
+    totals = [int(line.split(": wrote ")[1].split(",")[0]) for line in stderr.splitlines() if "stopping: pulled" in line]
+    assert len(totals) == 2 and sum(totals) == len(written) and all(totals), stderr
+    # ... and scored once, in order: the scores are those of one replay of the same points.
+    ordered = sorted(written, key=lambda s: int(s.rsplit(" ", 1)[1]))
+    want = _replay_scores("".join(line + "\n" for line in ordered))
+    got = {}
+    for series in influxdb.query('SELECT "v_anomaly_score" FROM "live" GROUP BY "host"', db)["series"]:
+        for t, score in series["values"]:
+            if score is not None:
+                got[(f"live,host={series['tags']['host']}".encode(), t, b"v_anomaly_score")] = score
+    assert got == want
+    assert os.path.getsize(state) > 0
