@@ -249,8 +249,13 @@ class _Puller:
 
     def __init__(self, args: list[str], log: Path) -> None:
         self.log = log
+        started = log.read_text().count("I! [riverguard] following") if log.exists() else 0
         with open(log, "ab") as err:
             self.proc = subprocess.Popen([RIVERGUARD, "pull", *args], stderr=err, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60  # ready: it handles SIGTERM from here on
+        while log.read_text().count("I! [riverguard] following") == started and time.monotonic() < deadline:
+            assert self.proc.poll() is None, log.read_text()
+            time.sleep(0.05)
 
     def stop(self) -> str:
         self.proc.send_signal(signal.SIGTERM)

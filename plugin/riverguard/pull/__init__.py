@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import queue
 import re
 import signal
 import sys
@@ -161,7 +162,7 @@ class Puller:
         self.log: Log = engine.log
         self.source = source
         self.new_writer = new_writer
-        self.writer: InfluxWriter | None = None
+        self.writer: _Pipelined | None = None
         self.store = store
         self.measurements = measurements
         self.since = since
@@ -224,10 +225,15 @@ class Puller:
     def recover(self) -> None:
         """After a failed write: back to the last commit (models and marks from the state file)."""
         self._pending.clear()
-        self.writer = None
+        self._close_writer()
         if self.store is not None:
             self.store.restore()
             self.load_marks()
+
+    def _close_writer(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
     # -- passes ----------------------------------------------------------------
 
@@ -237,7 +243,8 @@ class Puller:
         hi = now - self.delay_ns
         if self.until is not None:
             hi = min(hi, self.until)
-        self.writer = self.new_writer()
+        self._close_writer()
+        self.writer = _Pipelined(self.new_writer())
         self._written_before = 0
         self._next_commit = time.monotonic() + self.checkpoint_interval
         names = self.measurements or self.source.measurements()
@@ -246,6 +253,7 @@ class Puller:
                 break
             self._measurement(name, hi)
         self.commit()
+        self._close_writer()
         self.engine.flush_log()
 
     def _measurement(self, name: str, hi: int) -> None:
@@ -364,6 +372,61 @@ class Puller:
         if not self.marks:
             return "nothing was committed"
         return "committed up to " + ", ".join(f"{k} {_iso(v)}" for k, v in sorted(self.marks.items()))
+
+
+class _Pipelined:
+    """A writer that posts from a thread, so InfluxDB ingests a batch while the next one is read and scored.
+
+    ``flush`` waits until everything written so far is in InfluxDB; a failure
+    is raised in the caller's thread at its next ``write`` or ``flush``.
+    """
+
+    def __init__(self, writer: InfluxWriter, depth: int = 4) -> None:
+        self.writer = writer
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="riverguard-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            try:
+                if self._error is None:
+                    if isinstance(item, threading.Event):
+                        self.writer.flush()
+                    else:
+                        self.writer.write(item)
+            except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+                self._error = err
+            finally:
+                if isinstance(item, threading.Event):
+                    item.set()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def lines(self) -> int:
+        return self.writer.lines
+
+    def write(self, data: bytes) -> None:
+        self._raise()
+        self._queue.put(data)
+
+    def flush(self) -> None:
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait()
+        self._raise()
+
+    def close(self) -> None:
+        """Stop the thread (after what is queued); does not flush."""
+        self._queue.put(None)
+        self._thread.join()
 
 
 def _identity(line: bytes) -> tuple[bytes, int]:
@@ -502,6 +565,7 @@ def _follow(puller: Puller, every: float) -> int:
     log, stop = puller.log, puller.stop
     old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     backoff = 1.0
+    log.info(f"following {puller.source.label}: a pass every {every:g}s until SIGTERM")
     try:
         while not stop.is_set():
             started = time.monotonic()

@@ -50,59 +50,60 @@ def _check_name(text: str, what: str) -> None:
                 raise RebuildError(f"{what} {text[:60]!r}: this backslash cannot be written as line protocol")
 
 
-def escape_measurement(text: str) -> bytes:
+def escape_measurement(text: str) -> str:
     _check_name(text, "measurement")
     if not text or text.startswith("#"):
         raise RebuildError(f"measurement {text!r} cannot start a line of line protocol")
-    return text.replace(",", "\\,").replace(" ", "\\ ").encode()
+    return text.replace(",", "\\,").replace(" ", "\\ ")
 
 
-def escape_name(text: str, what: str) -> bytes:
+def escape_name(text: str, what: str) -> str:
     """A tag key, tag value or field key, escaped for line protocol."""
     if "\\" in text or "\n" in text:
         _check_name(text, what)
-    return text.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ").encode()
+    return text.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
-def _string(value: Any) -> bytes:
+def _string(value: Any) -> str:
     if type(value) is not str:
         raise TypeError
-    return b'"' + value.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"'
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _float(value: Any) -> bytes:
+def _float(value: Any) -> str:
     if type(value) is float:
-        return repr(value).encode()
+        return repr(value)
     if type(value) is int:  # JSON writes an integral float without a decimal point ("3")
-        return repr(float(value)).encode()
+        return repr(float(value))
     raise TypeError
 
 
-def _integer(value: Any) -> bytes:
+def _integer(value: Any) -> str:
     if type(value) is not int:
         raise TypeError
-    return b"%di" % value
+    return f"{value}i"
 
 
-def _unsigned(value: Any) -> bytes:
+def _unsigned(value: Any) -> str:
     if type(value) is not int or value < 0:
         raise TypeError
-    return b"%du" % value
+    return f"{value}u"
 
 
-def _boolean(value: Any) -> bytes:
+def _boolean(value: Any) -> str:
     if value is True:
-        return b"true"
+        return "true"
     if value is False:
-        return b"false"
+        return "false"
     raise TypeError
 
 
 _FORMAT = {"f": _float, "i": _integer, "u": _unsigned, "s": _string, "b": _boolean}
+_HEADS = 100_000  # measurement + tag sets remembered per layout (rebuilt when more come)
 
 
 class Layout:
-    """The columns of one query's rows: tag values, then field values, in the given order.
+    """The columns of one query's rows: ``offset`` columns first, then the tags, then the fields.
 
     ``tags``: tag keys; ``fields``: ``(key, type)`` with a type of :data:`KINDS`.
     A field key that appears with two types (1.x keeps a field's type per
@@ -119,69 +120,81 @@ class Layout:
         offset: int = 0,
     ) -> None:
         self.measurement = measurement
-        #: Tag keys in column order; row[offset + i] is tag i, then come the fields.
+        #: Tag keys in column order.
         self.tags = list(tags)
         #: Why no row of this layout can be rebuilt (a name line protocol cannot carry), or None.
         self.error: RebuildError | None = None
 
-        def name(text: str, what: str) -> bytes:
+        def name(text: str, what: str) -> str:
             try:
                 return escape_measurement(text) if what == "measurement" else escape_name(text, what)
             except RebuildError as err:
                 self.error = self.error or err
-                return b""
+                return ""
 
-        self.head = name(measurement, "measurement")
-        # Tag columns in key order, so the tag set comes out sorted (as Telegraf writes it).
-        order = sorted(range(len(tags)), key=lambda i: tags[i].encode())
-        self.tag_columns = [(offset + i, b"," + name(tags[i], "tag key") + b"=", tags[i]) for i in order]
+        self._measurement = name(measurement, "measurement")
+        # Tags are written in key order, so the tag set comes out sorted (as Telegraf writes it).
+        self._tag_order = sorted(range(len(tags)), key=lambda i: tags[i].encode())
+        self._tag_prefixes = ["," + name(key, "tag key") + "=" for key in tags]
+        self._tags = slice(offset, offset + len(tags))
+        self._heads: dict[tuple[Any, ...], str] = {}
         types: dict[str, set[str]] = {}
         for key, kind in fields:
             types.setdefault(key, set()).add(KINDS[kind])
         #: Field keys in column order (a key stored with several types is one column).
         self.field_keys = list(types)
-        self.fields: list[tuple[int, bytes, Any, str]] = []
-        for j, key in enumerate(self.field_keys):
-            codes = types[key]
-            fmt = _FORMAT[next(iter(codes))] if len(codes) == 1 else _ambiguous(key, codes)
-            self.fields.append((offset + len(tags) + j, name(key, "field key") + b"=", fmt, key))
+        self._fields = slice(offset + len(tags), offset + len(tags) + len(types))
+        self._field_columns = [
+            (name(key, "field key") + "=", _FORMAT[next(iter(codes))] if len(codes) == 1 else _ambiguous(key, codes), key)
+            for key, codes in types.items()
+        ]
         #: Columns of fields that are riverguard's own scores (``F<score_suffix>``).
         self.score_columns = [
             offset + len(tags) + j for j, key in enumerate(self.field_keys) if score_suffix and key.endswith(score_suffix)
         ]
 
+    def _head(self, values: tuple[Any, ...]) -> str:
+        """Measurement and tag set for these tag values (remembered)."""
+        parts = [self._measurement]
+        for i in self._tag_order:
+            value = values[i]
+            if value:  # null and "" mean: no such tag on this point
+                key = self.tags[i]
+                if type(value) is not str:
+                    raise RebuildError(f"tag {key}: not a string ({value!r})")
+                parts.append(self._tag_prefixes[i])
+                parts.append(escape_name(value, f"tag {key}"))
+        parts.append(" ")
+        if len(self._heads) >= _HEADS:
+            self._heads.clear()
+        head = self._heads[values] = "".join(parts)
+        return head
+
     def line(self, time: int, row: Sequence[Any]) -> bytes:
         """One metric of line protocol (newline-terminated); raises :class:`RebuildError`."""
         if self.error is not None:
             raise self.error
-        parts = [self.head]
-        for i, prefix, key in self.tag_columns:
-            value = row[i]
-            if value:  # null and "" mean: no such tag on this point
-                if type(value) is not str:
-                    raise RebuildError(f"tag {key}: not a string ({value!r})")
-                parts.append(prefix)
-                parts.append(escape_name(value, f"tag {key}"))
-        parts.append(b" ")
-        first = True
-        for i, prefix, fmt, key in self.fields:
-            value = row[i]
+        values = tuple(row[self._tags])
+        head = self._heads.get(values)
+        if head is None:
+            head = self._head(values)
+        out = []
+        for (prefix, fmt, key), value in zip(self._field_columns, row[self._fields]):
             if value is None:
                 continue
+            if fmt is _float and type(value) is float:  # the common case, without a call
+                out.append(prefix + repr(value))
+                continue
             try:
-                text = fmt(value)
+                out.append(prefix + fmt(value))
             except TypeError:
                 raise RebuildError(f"field {key}: unexpected value {value!r} for its type") from None
-            if first:
-                first = False
-            else:
-                parts.append(b",")
-            parts.append(prefix)
-            parts.append(text)
-        if first:
+        if not out:
             raise RebuildError("no field value")
-        parts.append(b" %d\n" % time)
-        return b"".join(parts)
+        try:
+            return f"{head}{','.join(out)} {time}\n".encode()
+        except UnicodeEncodeError as err:
+            raise RebuildError(f"not valid Unicode: {err}") from None
 
     def scored(self, row: Sequence[Any]) -> bool:
         """Whether the row already carries one of riverguard's score fields."""
@@ -194,7 +207,7 @@ class Layout:
 def _ambiguous(key: str, kinds: set[str]) -> Any:
     """The formatter for a field stored with several types: the value's own type decides."""
 
-    def fmt(value: Any) -> bytes:
+    def fmt(value: Any) -> str:
         if type(value) is float:
             if "f" in kinds:
                 return _float(value)
