@@ -14,22 +14,27 @@ install it — except when ``CI=true``, where they fail: CI must run them.
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-__all__ = ["InfluxServer", "free_port", "influxdb"]
+__all__ = ["InfluxServer", "QuietHandler", "free_port", "influxdb", "local_server"]
 
 INSTALL_HINT = (
     "influxd (InfluxDB 1.x) is not installed: `sudo apt-get install influxdb` "
@@ -229,3 +234,36 @@ def influxdb(tmp_path_factory: pytest.TempPathFactory):
         yield server
     finally:
         server.stop()
+
+
+# -- stand-ins for what cannot run here (a 2.x server, a server that fails on cue) -------------
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler that logs nothing and answers with :meth:`answer`."""
+
+    def answer(self, status: int, payload: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def local_server(handler: type[http.server.BaseHTTPRequestHandler], **attributes: Any) -> Iterator[Any]:
+    """An HTTP server on a free loopback port, in a thread; ``attributes`` are set on it, and ``url``."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    for name, value in attributes.items():
+        setattr(server, name, value)
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

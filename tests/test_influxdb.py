@@ -5,11 +5,9 @@ Without influxd these tests skip (fail with CI=true): see tests/influx.py.
 
 from __future__ import annotations
 
-import http.server
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -18,10 +16,10 @@ import pytest
 from riverguard.detectors import resolve
 
 try:
-    from tests.influx import InfluxServer, free_port, influxdb  # noqa: F401  (fixture)
+    from tests.influx import InfluxServer, QuietHandler, free_port, influxdb, local_server  # noqa: F401  (fixture)
     from tests.data.injected import HOSTS, generate
 except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
-    from influx import InfluxServer, free_port, influxdb  # type: ignore[no-redef]  # noqa: F401
+    from influx import InfluxServer, QuietHandler, free_port, influxdb, local_server  # type: ignore[no-redef]  # noqa: F401
     from data.injected import HOSTS, generate  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.influxdb
@@ -202,33 +200,20 @@ def test_backfill_shows_influxdbs_message_on_4xx(influxdb: InfluxServer, recordi
     assert "retry" not in stderr  # a 4xx is not retried
 
 
-class _Scripted(http.server.BaseHTTPRequestHandler):
+class _Scripted(QuietHandler):
     """Answers each POST with the next status of ``server.statuses`` (then 204)."""
 
     def do_POST(self) -> None:  # noqa: N802
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.requests.append((self.path, dict(self.headers), body))  # type: ignore[attr-defined]
         status = self.server.statuses.pop(0) if self.server.statuses else 204  # type: ignore[attr-defined]
-        payload = b'{"code":"unavailable","message":"try later"}' if status != 204 else b""
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.answer(status, b'{"code":"unavailable","message":"try later"}' if status != 204 else b"")
 
 
 @pytest.fixture
 def scripted():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
-    server.requests, server.statuses = [], []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with local_server(_Scripted, requests=[], statuses=[]) as server:
+        yield server
 
 
 def _small(tmp_path: Path, n: int = 10) -> Path:

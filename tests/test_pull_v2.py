@@ -13,14 +13,12 @@ It is a stand-in, not InfluxDB: behaviour of a real 2.x server was not tested.
 from __future__ import annotations
 
 import csv
-import http.server
 import io
 import json
 import re
 import struct
 import subprocess
 import sys
-import threading
 import urllib.parse
 from pathlib import Path
 
@@ -29,6 +27,11 @@ import pytest
 from riverguard.lineprotocol import parse, raw_fields, unescape
 from riverguard.pull.source import ReadError
 from riverguard.pull.v2 import read_annotated_csv
+
+try:
+    from tests.influx import QuietHandler, local_server
+except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
+    from influx import QuietHandler, local_server  # type: ignore[no-redef]
 
 RIVERGUARD = str(Path(sys.executable).with_name("riverguard"))
 TYPES = {"f": "double", "i": "long", "u": "unsignedLong", "s": "string", "b": "boolean"}
@@ -91,7 +94,7 @@ class Store:
         return out.getvalue()
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     def do_POST(self) -> None:  # noqa: N802
         server = self.server
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -99,47 +102,30 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         path = urllib.parse.urlsplit(self.path)
         if path.path == "/api/v2/write":
             server.store.write(body)  # type: ignore[attr-defined]
-            return self._answer(204, b"", "text/plain")
+            return self.answer(204, b"", "text/plain")
         query = json.loads(body)["query"]
         if server.error:  # type: ignore[attr-defined]
             text = '#datatype,string,string\r\n#group,true,true\r\n#default,,\r\n,error,reference\r\n,"%s",\r\n\r\n' % server.error  # type: ignore[attr-defined]
-            return self._answer(200, text.encode(), "text/csv")
+            return self.answer(200, text.encode(), "text/csv")
         if "schema.measurements" in query:
             names = sorted({m for m, _, _ in server.store.points})  # type: ignore[attr-defined]
             text = "#datatype,string,long,string\r\n#group,false,false,false\r\n#default,_result,,\r\n,result,table,_value\r\n"
             text += "".join(f",,0,{m}\r\n" for m in names) + "\r\n"
-            return self._answer(200, text.encode(), "text/csv")
+            return self.answer(200, text.encode(), "text/csv")
         start, stop = (int(x) for x in re.search(r"range\(start: time\(v: (-?\d+)\), stop: time\(v: (-?\d+)\)\)", query).groups())
         measurement = json.loads(re.search(r'r\._measurement == ("(?:[^"\\]|\\.)*")', query).group(1))
         if "first()" in query:
             times = [t for m, _, t in server.store.points if m == measurement and start <= t < stop]  # type: ignore[attr-defined]
             text = "#datatype,string,long,dateTime:RFC3339\r\n#group,false,false,false\r\n#default,_result,,\r\n,result,table,_time\r\n"
             text += (f",,0,{_rfc3339(min(times))}\r\n" if times else "") + "\r\n"
-            return self._answer(200, text.encode(), "text/csv")
+            return self.answer(200, text.encode(), "text/csv")
         server.pages.append((start, stop))  # type: ignore[attr-defined]
-        return self._answer(200, server.store.page(measurement, start, stop).encode(), "text/csv")  # type: ignore[attr-defined]
-
-    def _answer(self, status: int, payload: bytes, kind: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
+        return self.answer(200, server.store.page(measurement, start, stop).encode(), "text/csv")  # type: ignore[attr-defined]
 
 @pytest.fixture
 def influx2():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.requests, server.pages, server.store, server.error = [], [], Store(), None  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"  # type: ignore[attr-defined]
-    yield server
-    server.shutdown()
-    server.server_close()
+    with local_server(_Handler, requests=[], pages=[], store=Store(), error=None) as server:
+        yield server
 
 
 START = 1_700_000_000_000_000_000

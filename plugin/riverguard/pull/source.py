@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from ..influx import _message, _retry_after
 
-__all__ = ["ReadError", "Row", "complete_batches", "open_request"]
+__all__ = ["ReadError", "Row", "Source", "complete_batches", "open_request"]
 
 
 class Row(NamedTuple):
@@ -36,6 +36,46 @@ class ReadError(Exception):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+class Source:
+    """What the 1.x and 2.x readers share: the server, the request headers, the chunk size.
+
+    A source names a measurement's high-water mark (``key``), lists the
+    measurements, finds the first point's time (for the progress bar) and
+    yields the points of a time range as batches of :class:`Row` (``rows``).
+    """
+
+    #: Headers of every query request (the Accept and Content-Type of the API).
+    request_headers: dict[str, str] = {}
+    label = ""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        chunk_size: int = 10000,
+        score_suffix: str = "_anomaly_score",
+        timeout: float = 60.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.headers = {"User-Agent": "riverguard", **(headers or {}), **self.request_headers}
+        self.chunk_size = chunk_size
+        self.score_suffix = score_suffix
+        self.timeout = timeout
+
+    def key(self, measurement: str) -> str:  # pragma: no cover - each source has its own
+        raise NotImplementedError
+
+    def measurements(self) -> list[str]:  # pragma: no cover
+        raise NotImplementedError
+
+    def first_time(self, measurement: str, lo: int | None, hi: int | None) -> int | None:  # pragma: no cover
+        raise NotImplementedError
+
+    def rows(self, measurement: str, lo: int | None, hi: int | None) -> Iterator[list[Row]]:  # pragma: no cover
+        raise NotImplementedError
 
 
 def open_request(

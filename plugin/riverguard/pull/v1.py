@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .points import KINDS, Layout, RebuildError
-from .source import ReadError, Row, complete_batches, json_document, open_request, read_line
+from .source import ReadError, Row, Source, complete_batches, json_document, open_request, read_line
 
 __all__ = ["InfluxQLSource", "quote_ident"]
 
@@ -30,28 +30,15 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class InfluxQLSource:
+class InfluxQLSource(Source):
     """Points of database ``db`` (retention policy ``rp``) at ``url``."""
 
-    def __init__(
-        self,
-        url: str,
-        db: str,
-        rp: str | None = None,
-        *,
-        headers: dict[str, str] | None = None,
-        chunk_size: int = 10000,
-        score_suffix: str = "_anomaly_score",
-        timeout: float = 60.0,
-    ) -> None:
-        self.url = url.rstrip("/")
+    request_headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
+
+    def __init__(self, url: str, db: str, rp: str | None = None, **options: Any) -> None:
+        super().__init__(url, **options)
         self.db = db
         self.rp = rp
-        self.headers = {"User-Agent": "riverguard", "Accept": "application/json", **(headers or {})}
-        self.headers["Content-Type"] = "application/x-www-form-urlencoded"
-        self.chunk_size = chunk_size
-        self.score_suffix = score_suffix
-        self.timeout = timeout
         self.label = f"database {db!r}" + (f" (retention policy {rp!r})" if rp else "")
 
     def key(self, measurement: str) -> str:

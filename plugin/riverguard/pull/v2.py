@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .points import KINDS, Layout, RebuildError
-from .source import ReadError, Row, complete_batches, open_request
+from .source import ReadError, Row, Source, complete_batches, open_request
 
 __all__ = ["FluxSource", "flux_string", "read_annotated_csv"]
 
@@ -171,33 +171,15 @@ def read_annotated_csv(lines: Iterable[str], score_suffix: str = "_anomaly_score
         yield table.row(cells)
 
 
-class FluxSource:
+class FluxSource(Source):
     """Points of bucket ``bucket`` of organisation ``org`` at ``url``."""
 
-    def __init__(
-        self,
-        url: str,
-        bucket: str,
-        org: str,
-        *,
-        headers: dict[str, str] | None = None,
-        chunk_size: int = 10000,
-        score_suffix: str = "_anomaly_score",
-        timeout: float = 60.0,
-    ) -> None:
-        self.url = url.rstrip("/")
+    request_headers = {"Content-Type": "application/json", "Accept": "application/csv", "Accept-Encoding": "identity"}
+
+    def __init__(self, url: str, bucket: str, org: str, **options: Any) -> None:
+        super().__init__(url, **options)
         self.bucket = bucket
         self.org = org
-        self.headers = {
-            "User-Agent": "riverguard",
-            **(headers or {}),
-            "Content-Type": "application/json",
-            "Accept": "application/csv",
-            "Accept-Encoding": "identity",
-        }
-        self.chunk_size = chunk_size
-        self.score_suffix = score_suffix
-        self.timeout = timeout
         self.label = f"bucket {bucket!r}"
         #: Page length (ns) for the next query; it adapts to the data's density.
         self.page = _FIRST_PAGE
@@ -250,9 +232,9 @@ class FluxSource:
             '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
         )
 
-    def measurements(self) -> list[str]:
-        flux = f'import "influxdata/influxdb/schema"\nschema.measurements(bucket: {flux_string(self.bucket)})\n'
-        names: list[str] = []
+    def _column(self, flux: str, name: str) -> list[str]:
+        """The cells of column ``name`` in every table of the answer to ``flux``."""
+        cells_out: list[str] = []
         header: list[str] | None = None
         for cells in csv.reader(self._lines(flux)):
             if not cells or cells == [""]:
@@ -261,29 +243,21 @@ class FluxSource:
                 continue
             elif header is None:
                 header = cells
-            elif "_value" in header:
-                names.append(cells[header.index("_value")])
+            elif name in header:
+                cells_out.append(cells[header.index(name)])
             elif "error" in header:
                 raise ReadError(f"InfluxDB (Flux): {cells[header.index('error')]}")
-        return names
+        return cells_out
+
+    def measurements(self) -> list[str]:
+        flux = f'import "influxdata/influxdb/schema"\nschema.measurements(bucket: {flux_string(self.bucket)})\n'
+        return self._column(flux, "_value")
 
     def first_time(self, measurement: str, lo: int | None, hi: int | None) -> int | None:
         start = 0 if lo is None else lo + 1
         stop = (hi + 1) if hi is not None else 2**62
         flux = self._from(measurement, start, stop) + '  |> first()\n  |> group()\n  |> min(column: "_time")\n'
-        times = []
-        header: list[str] | None = None
-        for cells in csv.reader(self._lines(flux)):
-            if not cells or cells == [""]:
-                header = None
-            elif cells[0].startswith("#"):
-                continue
-            elif header is None:
-                header = cells
-            elif "_time" in header:
-                times.append(rfc3339_ns(cells[header.index("_time")]))
-            elif "error" in header:
-                raise ReadError(f"InfluxDB (Flux): {cells[header.index('error')]}")
+        times = [rfc3339_ns(cell) for cell in self._column(flux, "_time")]
         return min(times) if times else None
 
     def rows(self, measurement: str, lo: int | None, hi: int | None) -> Iterator[list[Row]]:
