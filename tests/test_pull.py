@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -25,10 +26,10 @@ from riverguard.lineprotocol import raw_fields
 
 try:
     from tests.data.injected import HOSTS, generate
-    from tests.influx import InfluxServer, free_port, influxdb  # noqa: F401  (fixture)
+    from tests.influx import InfluxServer, QuietHandler, free_port, influxdb, local_server  # noqa: F401  (fixture)
 except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
     from data.injected import HOSTS, generate  # type: ignore[no-redef]
-    from influx import InfluxServer, free_port, influxdb  # type: ignore[no-redef]  # noqa: F401
+    from influx import InfluxServer, QuietHandler, free_port, influxdb, local_server  # type: ignore[no-redef]  # noqa: F401
 
 pytestmark = pytest.mark.influxdb
 
@@ -321,3 +322,71 @@ def test_follow_scores_each_point_exactly_once_across_a_restart(influxdb: Influx
                 got[(f"live,host={series['tags']['host']}".encode(), t, b"v_anomaly_score")] = score
     assert got == want
     assert os.path.getsize(state) > 0
+
+
+class _Breaks(QuietHandler):
+    """A 1.x server whose chunked answer to SELECT stops after its first chunk (the connection drops)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path.startswith("/write"):
+            self.server.writes.append(body)  # type: ignore[attr-defined]
+            return self.answer(204, b"")
+        q = urllib.parse.parse_qs(body.decode())["q"][0]
+        if q.startswith("SHOW TAG KEYS"):
+            return self.answer(200, b'{"results":[{"statement_id":0,"series":[{"name":"m","columns":["tagKey"],"values":[["host"]]}]}]}\n')
+        if q.startswith("SHOW FIELD KEYS"):
+            return self.answer(200, b'{"results":[{"statement_id":0,"series":[{"name":"m","columns":["fieldKey","fieldType"],"values":[["v","float"]]}]}]}\n')
+        rows = ",".join(f'[{t},"a",{t}.5]' for t in range(1, 4))
+        chunk = ('{"results":[{"statement_id":0,"series":[{"name":"m","columns":["time","t0","f0"],"values":[%s],"partial":true}],"partial":true}]}\n' % rows).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        self.wfile.flush()
+        self.close_connection = True  # ... and no more: the server went away
+
+
+def test_one_off_pull_cut_off_mid_stream_commits_what_it_wrote(tmp_path: Path) -> None:
+    state = tmp_path / "s.msgpack"
+    with local_server(_Breaks, writes=[]) as server:
+        proc = _run("pull", "--influx-url", server.url, "--db", "x", "-m", "m", "--delay", "0s",
+                    "--state", str(state), "--chunk-size", "2")
+        writes = b"".join(server.writes)
+    assert proc.returncode == 1, proc.stderr
+    assert "E! [riverguard] pull stopped: connection lost while reading" in proc.stderr
+    # Points at time 3 may go on in the lost part of the answer: they wait for the next run.
+    assert "committed up to influxql:x//m 1970-01-01T00:00:00.000000002Z; run it again to resume" in proc.stderr
+    assert [line.split(b",", 2)[1] for line in writes.splitlines()] == [b"host=a v=1.5", b"host=a v=2.5"]
+    inspect = _run("state", "inspect", str(state))
+    assert inspect.returncode == 0 and json.loads(inspect.stdout)["series"] == 1
+
+
+def test_progress_bar_on_a_terminal(influxdb: InfluxServer) -> None:
+    import pty
+
+    db = "rg_progress"
+    _store(influxdb, db, "".join(f"tty,host=a v={i % 5}.5 {1_600_000_000_000_000_000 + i * 10**9}\n" for i in range(3000)))
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [RIVERGUARD, "pull", "--influx-url", influxdb.url, "--db", db, "--delay", "0s", "--chunk-size", "500"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
+    )
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # EIO: the process closed the terminal
+            break
+        if not data:
+            break
+        seen += data
+    os.close(master)
+    assert proc.wait(60) == 0, seen
+    text = seen.decode()
+    assert "\rpull tty [" in text and "100%" in text
+    assert len(set(re.findall(r"\] +(\d+)%", text))) > 2  # it moves

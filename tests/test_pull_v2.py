@@ -114,10 +114,11 @@ class _Handler(QuietHandler):
             return self.answer(200, text.encode(), "text/csv")
         start, stop = (int(x) for x in re.search(r"range\(start: time\(v: (-?\d+)\), stop: time\(v: (-?\d+)\)\)", query).groups())
         measurement = json.loads(re.search(r'r\._measurement == ("(?:[^"\\]|\\.)*")', query).group(1))
-        if "first()" in query:
+        if "first()" in query or "last()" in query:
             times = [t for m, _, t in server.store.points if m == measurement and start <= t < stop]  # type: ignore[attr-defined]
             text = "#datatype,string,long,dateTime:RFC3339\r\n#group,false,false,false\r\n#default,_result,,\r\n,result,table,_time\r\n"
-            text += (f",,0,{_rfc3339(min(times))}\r\n" if times else "") + "\r\n"
+            pick = min if "first()" in query else max
+            text += (f",,0,{_rfc3339(pick(times))}\r\n" if times else "") + "\r\n"
             return self.answer(200, text.encode(), "text/csv")
         server.pages.append((start, stop))  # type: ignore[attr-defined]
         return self.answer(200, server.store.page(measurement, start, stop).encode(), "text/csv")  # type: ignore[attr-defined]

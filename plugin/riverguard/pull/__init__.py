@@ -36,7 +36,7 @@ from ..engine import Engine
 from ..influx import InfluxWriter, OptionError, WriteError, from_args
 from ..lineprotocol import ParseError, parse
 from ..log import Log, Progress
-from ..stream import ManualGC
+from ..stream import ManualGC, feed
 from .source import ReadError, Row
 
 __all__ = ["MARKS_VERSION", "Puller", "add_arguments", "main", "parse_time"]
@@ -267,11 +267,11 @@ class Puller:
         bar = None
         done = 0
         if self.progress:  # a bar over the time span to read
-            first = self.source.first_time(name, lo, hi)
-            if first is None:
+            ends = self.source.time_range(name, lo, hi)
+            if ends is None:
                 return
-            done = first - 1
-            bar = Progress(max(hi - done, 1), f"pull {name}")
+            done = ends[0] - 1
+            bar = Progress(max(ends[1] - done, 1), f"pull {name}")
         engine, writer, log = self.engine, self.writer, self.log
         assert writer is not None
         reported = skipped = already = count = 0
@@ -291,7 +291,7 @@ class Puller:
                             lines.append(row.line)
                     count += len(batch)
                     if lines:
-                        out, _, _ = engine.feed(b"".join(lines), final=True)
+                        out, _, _ = feed(engine, b"".join(lines), final=True)
                         writer.write(b"".join(out))
                         collector.step()
                     last = batch[-1].time

@@ -42,7 +42,7 @@ class Source:
     """What the 1.x and 2.x readers share: the server, the request headers, the chunk size.
 
     A source names a measurement's high-water mark (``key``), lists the
-    measurements, finds the first point's time (for the progress bar) and
+    measurements, finds the first and last points' times (for the progress bar) and
     yields the points of a time range as batches of :class:`Row` (``rows``).
     """
 
@@ -71,7 +71,7 @@ class Source:
     def measurements(self) -> list[str]:  # pragma: no cover
         raise NotImplementedError
 
-    def first_time(self, measurement: str, lo: int | None, hi: int | None) -> int | None:  # pragma: no cover
+    def time_range(self, measurement: str, lo: int | None, hi: int | None) -> tuple[int, int] | None:  # pragma: no cover
         raise NotImplementedError
 
     def rows(self, measurement: str, lo: int | None, hi: int | None) -> Iterator[list[Row]]:  # pragma: no cover

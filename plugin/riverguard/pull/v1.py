@@ -59,19 +59,24 @@ class InfluxQLSource(Source):
     def _results(self, query: str, chunked: bool = False) -> Iterator[dict[str, Any]]:
         """Each result document of ``query`` (one per chunk when chunked); errors raise :class:`ReadError`."""
         resp = self._post(query, chunked)
+        partial = False  # the last chunk said more were coming
         try:
             while True:
                 line = read_line(resp)
                 if not line:
+                    if partial:  # the connection ended cleanly, but the answer did not
+                        raise ReadError("connection lost while reading: the answer ended before its last chunk", True)
                     return
                 if not line.strip():
                     continue
                 doc = json_document(line)
                 if "error" in doc:
                     raise ReadError(f"InfluxDB: {doc['error']}")
+                partial = False
                 for result in doc.get("results", ()):
                     if "error" in result:
                         raise ReadError(f"InfluxDB refused {query[:200]!r}: {result['error']}")
+                    partial = partial or bool(result.get("partial"))
                     yield result
                 if not chunked:
                     return
@@ -110,10 +115,12 @@ class InfluxQLSource(Source):
             terms.append(f"time <= {hi}")
         return (" WHERE " + " AND ".join(terms)) if terms else ""
 
-    def first_time(self, measurement: str, lo: int | None, hi: int | None) -> int | None:
-        """The time of the measurement's first point in ``(lo, hi]``, or None."""
-        rows = self._values(f"SELECT * FROM {self._from(measurement)}{self._where(lo, hi)} ORDER BY time ASC LIMIT 1")
-        return rows[0][0] if rows else None
+    def time_range(self, measurement: str, lo: int | None, hi: int | None) -> tuple[int, int] | None:
+        """The times of the measurement's first and last points in ``(lo, hi]``, or None."""
+        where = f"SELECT * FROM {self._from(measurement)}{self._where(lo, hi)} ORDER BY time"
+        first = self._values(f"{where} ASC LIMIT 1")
+        last = self._values(f"{where} DESC LIMIT 1")
+        return (first[0][0], last[0][0]) if first and last else None
 
     def rows(self, measurement: str, lo: int | None, hi: int | None) -> Iterator[list[Row]]:
         """The measurement's points in ``(lo, hi]`` (ns; None: unbounded), batched on complete timestamps."""

@@ -253,12 +253,18 @@ class FluxSource(Source):
         flux = f'import "influxdata/influxdb/schema"\nschema.measurements(bucket: {flux_string(self.bucket)})\n'
         return self._column(flux, "_value")
 
-    def first_time(self, measurement: str, lo: int | None, hi: int | None) -> int | None:
+    def time_range(self, measurement: str, lo: int | None, hi: int | None) -> tuple[int, int] | None:
+        """The times of the measurement's first and last points in ``(lo, hi]``, or None."""
         start = 0 if lo is None else lo + 1
         stop = (hi + 1) if hi is not None else 2**62
-        flux = self._from(measurement, start, stop) + '  |> first()\n  |> group()\n  |> min(column: "_time")\n'
-        times = [rfc3339_ns(cell) for cell in self._column(flux, "_time")]
-        return min(times) if times else None
+        ends = []
+        for pick, keep in (("first", "min"), ("last", "max")):
+            flux = self._from(measurement, start, stop) + f'  |> {pick}()\n  |> group()\n  |> {keep}(column: "_time")\n'
+            times = [rfc3339_ns(cell) for cell in self._column(flux, "_time")]
+            if not times:
+                return None
+            ends.append(min(times) if pick == "first" else max(times))
+        return ends[0], ends[1]
 
     def rows(self, measurement: str, lo: int | None, hi: int | None) -> Iterator[list[Row]]:
         """The measurement's points in ``(lo, hi]`` (ns), batched on complete timestamps."""
@@ -266,10 +272,10 @@ class FluxSource(Source):
 
     def _pages(self, measurement: str, lo: int | None, hi: int | None) -> Iterator[Row]:
         if lo is None:
-            lo = self.first_time(measurement, None, hi)
-            if lo is None:
+            ends = self.time_range(measurement, None, hi)
+            if ends is None:
                 return
-            lo -= 1
+            lo = ends[0] - 1
         if hi is None:
             raise ValueError("a 2.x pull needs an upper bound")
         start = lo + 1  # range() includes its start, excludes its stop: (lo, hi] is [lo + 1, hi + 1)
