@@ -362,7 +362,9 @@ def test_one_off_pull_cut_off_mid_stream_commits_what_it_wrote(tmp_path: Path) -
     assert "committed up to influxql:x//m 1970-01-01T00:00:00.000000002Z; run it again to resume" in proc.stderr
     assert [line.split(b",", 2)[1] for line in writes.splitlines()] == [b"host=a v=1.5", b"host=a v=2.5"]
     inspect = _run("state", "inspect", str(state))
-    assert inspect.returncode == 0 and json.loads(inspect.stdout)["series"] == 1
+    summary = json.loads(inspect.stdout)
+    assert inspect.returncode == 0 and summary["series"] == 1
+    assert list(summary["pull_marks"]) == ["influxql:x//m"]  # the mark is saved with the model
 
 
 def test_progress_bar_on_a_terminal(influxdb: InfluxServer) -> None:

@@ -291,7 +291,7 @@ def inspect(path: Path) -> dict[str, Any]:
                 decode(record[6])
             except StateCodecError as err:
                 raise CheckpointError(f"series {record[0][:80]!r}: {err}") from None
-    return {
+    summary = {
         "format": FORMAT,
         "version": VERSION,
         "riverguard": checkpoint.header.get("riverguard"),
@@ -302,3 +302,7 @@ def inspect(path: Path) -> dict[str, Any]:
         "newest": _iso(max(times)) if times else None,
         "bytes": checkpoint.size,
     }
+    pull = checkpoint.header.get("pull")
+    if isinstance(pull, dict) and isinstance(pull.get("marks"), dict):  # riverguard pull's high-water marks
+        summary["pull_marks"] = {str(k): _iso(v) if type(v) is int else None for k, v in sorted(pull["marks"].items())}
+    return summary
