@@ -332,10 +332,9 @@ class Puller:
                     continue
                 if self._scorable(row.line):
                     late.append(row.line)
-        # Forget what fell out of the window; remember what is reported now.
+                    self._late_seen[row.line] = row.time
+        # Forget what fell out of the window: the next checks cannot see it again.
         self._late_seen = {line: t for line, t in self._late_seen.items() if t > lo}
-        for line in late:
-            self._late_seen[line] = mark
         if late:
             self.late += len(late)
             examples = "; ".join(line.rstrip(b"\n").decode("utf-8", "backslashreplace")[:160] for line in late[:_REPORT])
