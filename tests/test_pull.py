@@ -230,7 +230,7 @@ def test_follow_with_the_server_down_retries_with_backoff(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--db", "a", "--follow"], "--follow needs a state file"),
+        (["--db", "a", "--follow"], "--follow needs --state PATH"),
         (["--db", "a", "--to-bucket", "b"], "--to-bucket goes with --bucket"),
         (["--db", "a", "--since", "yesterday"], "--since"),
         (["--db", "a", "--bucket", "b"], "exactly one of --db"),

@@ -122,9 +122,11 @@ def _main(args: argparse.Namespace) -> int:
     except ConfigError as err:
         log.error(str(err))
         return EXIT_CONFIG
-    if args.command == "replay" and not args.state and config.state.path is not None:
+    if args.command in ("replay", "pull") and not args.state and config.state.path is not None:
         # The config may be the one a running Telegraf uses: its models are not replay's to touch.
-        log.info(f"replay leaves the checkpoint {config.state.path} of [state] path alone (give --state to use one)")
+        log.info(
+            f"{args.command} leaves the checkpoint {config.state.path} of [state] path alone (give --state to use one)"
+        )
         config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=None))
     if getattr(args, "state", None):
         config = dataclasses.replace(

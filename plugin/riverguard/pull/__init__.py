@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--late-window", default="1m", metavar="DURATION",
         help="look this far behind the mark for points written late, to count and report them (default: 1m; 0s: off)",
     )
-    group.add_argument("--follow", action="store_true", help="keep going: a pass every --every (needs a state file)")
+    group.add_argument("--follow", action="store_true", help="keep going: a pass every --every (needs --state)")
     group.add_argument("--every", default="10s", metavar="DURATION", help="time between passes with --follow (default: 10s)")
     group.add_argument(
         "--chunk-size", type=int, default=10000, metavar="N",
@@ -468,7 +468,7 @@ def _options(args: argparse.Namespace, config: Config, now: int) -> dict[str, An
     if args.chunk_size < 1:
         raise OptionError("--chunk-size must be at least 1")
     if args.follow and config.state.path is None:
-        raise OptionError("--follow needs a state file (--state PATH or [state] path): it keeps the high-water mark")
+        raise OptionError("--follow needs --state PATH: the state file keeps the high-water marks with the models")
     if args.follow and args.until:
         raise OptionError("--until and --follow exclude each other")
     out: dict[str, Any] = {}
@@ -505,12 +505,13 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     headers = {k: v for k, v in template.headers.items() if k == "Authorization"}
     engine = Engine(config, log)
     source, dest = _sources(args, writer_args, headers, config.output.score_suffix)
-    store = None
-    if config.state.path is not None:
-        from ..state import StateStore
+    from ..cli import _state_store, _StateUnavailable, _summary
 
-        store = StateStore(engine, config.state.path)
-        store.restore()
+    try:
+        store = _state_store(engine)  # locked: one process per state file
+    except _StateUnavailable as err:
+        log.error(str(err))
+        return EXIT_CONFIG
 
     def new_writer() -> InfluxWriter:
         writer = from_args(writer_args, log)
@@ -542,8 +543,6 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         log.info(puller.summary())
         return EXIT_FAIL
     log.info(puller.summary())
-    from ..cli import _summary
-
     _summary(engine)
     return EXIT_OK
 
