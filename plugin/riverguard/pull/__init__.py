@@ -437,23 +437,25 @@ def _identity(line: bytes) -> tuple[bytes, int]:
 # -- the command ---------------------------------------------------------------
 
 
-def _sources(args: argparse.Namespace, writer_args: argparse.Namespace, headers: dict[str, str], score_suffix: str):  # type: ignore[no-untyped-def]
+def _sources(args: argparse.Namespace, headers: dict[str, str], config: Config):  # type: ignore[no-untyped-def]
     """The source to read, and the one reading the --to-db/--to-bucket target (or None)."""
+    options = dict(
+        headers=headers,
+        chunk_size=args.chunk_size,
+        score_suffix=config.output.score_suffix,
+        score_field=config.output.metric_score_field,
+    )
     if args.db:
         from .v1 import InfluxQLSource
 
         def v1(db: str) -> InfluxQLSource:
-            return InfluxQLSource(
-                args.influx_url, db, args.rp, headers=headers, chunk_size=args.chunk_size, score_suffix=score_suffix
-            )
+            return InfluxQLSource(args.influx_url, db, args.rp, **options)
 
         return v1(args.db), (v1(args.to_db) if args.to_db else None)
     from .v2 import FluxSource
 
     def v2(bucket: str) -> FluxSource:
-        return FluxSource(
-            args.influx_url, bucket, args.org, headers=headers, chunk_size=args.chunk_size, score_suffix=score_suffix
-        )
+        return FluxSource(args.influx_url, bucket, args.org, **options)
 
     return v2(args.bucket), (v2(args.to_bucket) if args.to_bucket else None)
 
@@ -504,7 +506,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     assert template is not None
     headers = {k: v for k, v in template.headers.items() if k == "Authorization"}
     engine = Engine(config, log)
-    source, dest = _sources(args, writer_args, headers, config.output.score_suffix)
+    source, dest = _sources(args, headers, config)
     from ..cli import _state_store, _StateUnavailable, _summary
 
     try:

@@ -17,6 +17,13 @@ b'cpu usage=2.0 5\\n'
 Traceback (most recent call last):
 ...
 riverguard.pull.points.RebuildError: tag host: a newline cannot be written as line protocol
+
+A point that already carries a score (a field's, or a whole metric's) is ``scored``:
+
+>>> scored = Layout("m", [], [("v", "float"), ("v_anomaly_score", "float"), ("anomaly_score", "float")],
+...                 "_anomaly_score", score_field="anomaly_score")
+>>> scored.scored([1.0, None, None]), scored.scored([1.0, 0.5, None]), scored.scored([1.0, None, 0.5])
+(False, True, True)
 """
 
 from __future__ import annotations
@@ -118,6 +125,7 @@ class Layout:
         fields: Sequence[tuple[str, str]],
         score_suffix: str = "",
         offset: int = 0,
+        score_field: str = "",
     ) -> None:
         self.measurement = measurement
         #: Tag keys in column order.
@@ -148,9 +156,11 @@ class Layout:
             (name(key, "field key") + "=", _FORMAT[next(iter(codes))] if len(codes) == 1 else _ambiguous(key, codes), key)
             for key, codes in types.items()
         ]
-        #: Columns of fields that are riverguard's own scores (``F<score_suffix>``).
+        #: Columns of fields that are riverguard's own scores (``F<score_suffix>``, or a whole metric's ``score_field``).
         self.score_columns = [
-            offset + len(tags) + j for j, key in enumerate(self.field_keys) if score_suffix and key.endswith(score_suffix)
+            offset + len(tags) + j
+            for j, key in enumerate(self.field_keys)
+            if (score_suffix and key.endswith(score_suffix)) or (score_field and key == score_field)
         ]
 
     def _head(self, values: tuple[Any, ...]) -> str:

@@ -57,12 +57,15 @@ class Source:
         headers: dict[str, str] | None = None,
         chunk_size: int = 10000,
         score_suffix: str = "_anomaly_score",
+        score_field: str = "anomaly_score",
         timeout: float = 60.0,
     ) -> None:
         self.url = url.rstrip("/")
         self.headers = {"User-Agent": "riverguard", **(headers or {}), **self.request_headers}
         self.chunk_size = chunk_size
+        #: What marks a point already scored: a field ending with ``score_suffix``, or ``score_field`` itself.
         self.score_suffix = score_suffix
+        self.score_field = score_field
         self.timeout = timeout
 
     def key(self, measurement: str) -> str:  # pragma: no cover - each source has its own

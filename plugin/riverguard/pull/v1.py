@@ -104,7 +104,7 @@ class InfluxQLSource(Source):
             raise ReadError(f"measurement {measurement!r}: unknown field type(s) {', '.join(unknown)}")
         if not fields:
             return None
-        return Layout(measurement, tags, fields, self.score_suffix, offset=1)
+        return Layout(measurement, tags, fields, self.score_suffix, offset=1, score_field=self.score_field)
 
     @staticmethod
     def _where(lo: int | None, hi: int | None) -> str:

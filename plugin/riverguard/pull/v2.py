@@ -88,7 +88,9 @@ _PARSE = {"double": float, "long": int, "unsignedLong": _unsigned, "string": str
 class _Table:
     """One table's columns: where the time, measurement, tags and typed fields are."""
 
-    def __init__(self, header: list[str], datatypes: list[str], groups: list[str], score_suffix: str) -> None:
+    def __init__(
+        self, header: list[str], datatypes: list[str], groups: list[str], score_suffix: str, score_field: str = ""
+    ) -> None:
         if "_time" not in header or "_measurement" not in header:
             raise ReadError(f"the answer has no _time or _measurement column (columns: {', '.join(header)[:200]})")
         self.time = header.index("_time")
@@ -102,6 +104,7 @@ class _Table:
         self.parsers = [_PARSE[datatypes[i]] for i in self.fields]
         self.datatypes = datatypes
         self.score_suffix = score_suffix
+        self.score_field = score_field
         self._layouts: dict[str, Layout] = {}
 
     def layout(self, measurement: str) -> Layout:
@@ -112,6 +115,7 @@ class _Table:
                 [self.header[i] for i in self.tags],
                 [(self.header[i], self.datatypes[i]) for i in self.fields],
                 self.score_suffix,
+                score_field=self.score_field,
             )
         return layout
 
@@ -134,7 +138,9 @@ class _Table:
             return Row(time, None, False, str(err))
 
 
-def read_annotated_csv(lines: Iterable[str], score_suffix: str = "_anomaly_score") -> Iterator[Row]:
+def read_annotated_csv(
+    lines: Iterable[str], score_suffix: str = "_anomaly_score", score_field: str = "anomaly_score"
+) -> Iterator[Row]:
     """The rows of a Flux answer in annotated CSV (``#datatype``, ``#group``, ``#default``), table by table.
 
     An error table (columns ``error``, ``reference``) raises :class:`ReadError` with Flux's message.
@@ -161,7 +167,7 @@ def read_annotated_csv(lines: Iterable[str], score_suffix: str = "_anomaly_score
                 continue
             if len(datatypes) != len(header) or len(groups) != len(header):
                 raise ReadError("the answer is not annotated CSV with #datatype and #group annotations")
-            table = _Table(header, datatypes, groups, score_suffix)
+            table = _Table(header, datatypes, groups, score_suffix, score_field)
             continue
         if table is None:  # a row of an error table
             message = cells[header.index("error")] if len(cells) == len(header) else ",".join(cells)
@@ -282,7 +288,9 @@ class FluxSource(Source):
         end = hi + 1
         while start < end:
             stop = min(start + self.page, end)
-            rows = list(read_annotated_csv(self._lines(self.page_query(measurement, start, stop)), self.score_suffix))
+            rows = list(read_annotated_csv(
+                self._lines(self.page_query(measurement, start, stop)), self.score_suffix, self.score_field
+            ))
             rows.sort(key=_time)  # a table per series: merge them in time order (stable)
             yield from rows
             start = stop
