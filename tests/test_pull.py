@@ -392,3 +392,27 @@ def test_progress_bar_on_a_terminal(influxdb: InfluxServer) -> None:
     text = seen.decode()
     assert "\rpull tty [" in text and "100%" in text
     assert len(set(re.findall(r"\] +(\d+)%", text))) > 2  # it moves
+
+
+def test_pull_reads_and_writes_with_the_same_credentials(tmp_path: Path) -> None:
+    with local_server(_Breaks, writes=[]) as server:
+        seen = []
+        original = _Breaks.do_POST
+
+        def recording(self: _Breaks) -> None:
+            seen.append((self.path.split("?")[0], self.headers.get("Authorization")))
+            original(self)
+
+        _Breaks.do_POST = recording  # type: ignore[method-assign]
+        try:
+            proc = subprocess.run(
+                [RIVERGUARD, "pull", "--influx-url", server.url, "--db", "x", "-m", "m", "--delay", "0s",
+                 "--chunk-size", "2", "--username", "ada", "--password-env", "RG_PW"],
+                capture_output=True, text=True, timeout=60, env={**os.environ, "RG_PW": "s3cret"},
+            )
+        finally:
+            _Breaks.do_POST = original  # type: ignore[method-assign]
+    assert proc.returncode == 1, proc.stderr  # the stand-in drops the answer; what matters is who asked
+    basic = "Basic YWRhOnMzY3JldA=="  # base64("ada:s3cret")
+    assert {path for path, _ in seen} == {"/query", "/write"}
+    assert {auth for _, auth in seen} == {basic}
