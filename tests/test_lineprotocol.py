@@ -422,4 +422,4 @@ def test_malformed_line_is_one_record_and_next_line_parses() -> None:
 def test_parse_error_message_format() -> None:
     with pytest.raises(ParseError) as info:
         parse(b"m v=nan")
-    assert re.fullmatch(r"invalid field value b'nan' at column 5", str(info.value))
+    assert re.fullmatch(r'invalid field value "nan" at column 5', str(info.value))

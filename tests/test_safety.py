@@ -7,6 +7,7 @@ files; the backfill tests write to a real InfluxDB (tests/influx.py).
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import random
 import re
@@ -407,3 +408,76 @@ def test_an_unwritable_state_path_fails_at_start(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert b"E! [riverguard] cannot create the lock file /proc/riverguard-test/state.msgpack.lock" in proc.stderr
     assert proc.stdout == b""
+
+
+# -- rough edges -----------------------------------------------------------------------
+
+
+def test_output_path_mistakes_are_messages_not_tracebacks(tmp_path: Path) -> None:
+    source = tmp_path / "a.lp"
+    source.write_bytes(stream(5))
+    for output, message in (
+        ("/nonexistent/x.lp", b"--output /nonexistent/x.lp: the folder /nonexistent does not exist"),
+        (str(tmp_path), b"is a folder: give a file name"),
+    ):
+        proc = run_cli(["replay", "-o", output, str(source)])
+        assert proc.returncode == 2 and message in proc.stderr and b"Traceback" not in proc.stderr
+    folder = run_cli(["replay", str(tmp_path)])
+    assert folder.returncode == 1 and b"it is a folder" in folder.stderr
+
+
+def test_usage_errors_point_to_the_subcommands_help() -> None:
+    proc = run_cli(["run", "--bogus"])
+    assert proc.returncode == 2
+    assert proc.stderr == b"E! [riverguard] riverguard run: unrecognized arguments: --bogus (see riverguard run --help)\n"
+
+
+def test_collect_count_zero_is_refused() -> None:
+    proc = run_cli(["collect", "--count", "0"], timeout=30)
+    assert proc.returncode == 2 and b"--count >= 1" in proc.stderr
+
+
+def test_bad_values_are_shown_as_text() -> None:
+    proc = run_cli(["run"], input=b"cpu v=abc\xff 1\n")
+    assert b'invalid field value "abc\\xff"' in proc.stderr
+    assert b"b'" not in proc.stderr
+
+
+def test_state_inspect_lists_series_and_survives_a_closed_pipe(tmp_path: Path) -> None:
+    state = tmp_path / "rg.msgpack"
+    data = "".join(f"cpu,host=h{h:04d} usage_idle={h % 7}.5 {T0 + i * STEP}\n" for i in range(3) for h in range(3000))
+    assert run_cli(["run", "--state", str(state)], input=data.encode(), timeout=120).returncode == 0
+    listed = run_cli(["state", "inspect", str(state), "--series", "cpu,host=h000*"])
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [r["key"] for r in rows] == [f"cpu,host=h{h:04d} usage_idle" for h in range(10)]
+    assert rows[0] == {"key": "cpu,host=h0000 usage_idle", "detector": "sentinel", "samples": 3,
+                       "last": "2023-11-14T22:13:40Z", "anomalies": 0}
+    piped = subprocess.run(
+        f"{' '.join(RIVERGUARD)} state inspect {state} --series | head -n 1", shell=True, capture_output=True, timeout=60
+    )
+    assert piped.stdout.count(b"\n") == 1
+    assert piped.stderr == b""
+
+
+def test_check_config_reports_every_error_and_warns_about_hidden_rules(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[[rule]]\nname = "a"\ndetector = "nope"\n\n[[rule]]\nname = "b"\nthreshold = 5\n\n'
+        '[[rule]]\nname = "c"\n\n[[rule]]\nname = "c"\n\n[state]\nmax_series = 0\n'
+    )
+    proc = run_cli(["check-config", str(bad)])
+    assert proc.returncode == 2
+    errors = proc.stderr.decode().splitlines()
+    assert len(errors) == 4 and all(line.startswith("E! ") for line in errors)
+    assert 'unknown detector "nope"' in errors[0] and "threshold" in errors[1]
+    assert 'rule 4 "c": duplicate name (rule 3 has it)' in errors[2] and "max_series" in errors[3]
+    hidden = tmp_path / "hidden.toml"
+    hidden.write_text('[[rule]]\nname = "all"\n\n[[rule]]\nname = "cpu"\nmeasurement = "cpu"\ndetector = "zscore"\n')
+    proc = run_cli(["check-config", str(hidden)])
+    assert proc.returncode == 0
+    assert b'W! ' + str(hidden).encode() + b': rule 2 "cpu" is never used: rule 1 "all" before it matches every field' in proc.stderr
+    empty = tmp_path / "empty.toml"
+    empty.write_text("# nothing yet\n")
+    proc = run_cli(["check-config", str(empty)])
+    assert proc.returncode == 0 and b"W! " in proc.stderr and b"this config scores nothing" in proc.stderr

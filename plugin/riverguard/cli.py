@@ -17,6 +17,7 @@ from typing import BinaryIO, NoReturn
 
 from . import __version__
 from .config import Config, ConfigError, default_config, load
+from .config import warnings as config_warnings
 from .engine import Engine
 from .log import LEVELS, Log, Progress
 
@@ -83,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     state_sub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     inspect = state_sub.add_parser("inspect", help="print a summary of a checkpoint as JSON")
     inspect.add_argument("path", metavar="PATH")
+    inspect.add_argument(
+        "--series", nargs="?", const="*", metavar="GLOB",
+        help="list the series (matching GLOB) instead, one JSON object per line: key, detector, samples, "
+        "last time, anomalies",
+    )
+    parser.commands = {**sub.choices, "state": inspect}  # type: ignore[attr-defined]  # for usage errors
     return parser
 
 
@@ -91,11 +98,18 @@ def _load(path: str | None) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # told by the subcommand's parser, so the hint is `riverguard run --help`
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # type: ignore[attr-defined]
     try:
         return _main(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `riverguard ... | head`: the reader is gone, nothing to say
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAIL
     except Exception as err:  # noqa: BLE001 - a crash still speaks Telegraf's log format
         log = Log("error")
         log.error(f"riverguard stopped on an unexpected error: {type(err).__name__}: {err}")
@@ -115,13 +129,16 @@ def _main(args: argparse.Namespace) -> int:
 
         return _collect(args)
     if args.command == "state":
-        return _state_inspect(args.path)
+        return _state_inspect(args.path, args.series)
     log = Log(args.log_level)
     try:
         config = _load(args.config)
     except ConfigError as err:
-        log.error(str(err))
+        for line in err.errors:
+            log.error(line)
         return EXIT_CONFIG
+    for line in config_warnings(config):
+        log.warn(line)
     if args.command in ("replay", "pull") and not args.state and config.state.path is not None:
         # The config may be the one a running Telegraf uses: its models are not replay's to touch.
         log.info(
@@ -169,8 +186,11 @@ def _check_config(path: str) -> int:
     try:
         config = load(path)
     except ConfigError as err:
-        print(f"E! {err}", file=sys.stderr)
+        for line in err.errors:
+            print(f"E! {line}", file=sys.stderr)
         return EXIT_CONFIG
+    for line in config_warnings(config):
+        print(f"W! {line}", file=sys.stderr)
     print(f"{config.source}: OK, {len(config.rules)} rule(s)")
     for rule in config.rules:
         print(f"rule {rule.index}: {json.dumps(rule.resolved())}")
@@ -190,18 +210,24 @@ def _check_config(path: str) -> int:
     return EXIT_OK
 
 
-def _state_inspect(path: str) -> int:
-    from .state import CheckpointError, inspect
+def _state_inspect(path: str, series: str | None = None) -> int:
+    from .state import CheckpointError, inspect, list_series
 
     try:
-        summary = inspect(Path(path))
+        if series is not None:
+            rows = list(list_series(Path(path), series))
+        else:
+            summary = inspect(Path(path))
     except FileNotFoundError:
         print(f"{path}: no such file", file=sys.stderr)
         return EXIT_FAIL
     except (CheckpointError, OSError) as err:
         print(f"{path}: {err}", file=sys.stderr)
         return EXIT_FAIL
-    print(json.dumps(summary, indent=2))
+    if series is not None:
+        sys.stdout.writelines(json.dumps(row) + "\n" for row in rows)
+    else:
+        print(json.dumps(summary, indent=2))
     return EXIT_OK
 
 

@@ -70,7 +70,7 @@ def add_parser(sub: Any) -> None:
     """Add the ``collect`` subcommand to the CLI's subparsers."""
     p = sub.add_parser("collect", help="print this host's cpu and mem metrics as line protocol (needs psutil)")
     p.add_argument("--interval", default="1s", metavar="DURATION", help='time between batches (default: "1s")')
-    p.add_argument("--count", type=int, default=0, metavar="N", help="stop after N batches (default: run until killed)")
+    p.add_argument("--count", type=int, default=None, metavar="N", help="stop after N batches (default: run until killed)")
     p.add_argument("--host", default=None, metavar="NAME", help="value of the host tag (default: this host's name)")
 
 
@@ -156,8 +156,8 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as err:
         sys.stderr.write(f"E! [riverguard] --interval: {err}\n")
         return 2
-    if interval <= 0 or args.count < 0:
-        sys.stderr.write("E! [riverguard] --interval must be > 0 and --count >= 0\n")
+    if interval <= 0 or (args.count is not None and args.count < 1):
+        sys.stderr.write("E! [riverguard] --interval must be > 0 and --count >= 1 (leave --count out to run until stopped)\n")
         return 2
     host = args.host or socket.gethostname() or "localhost"
 
@@ -170,7 +170,7 @@ def main(args: argparse.Namespace) -> int:
     next_at = time.monotonic() + interval
     written = 0
     try:
-        while args.count == 0 or written < args.count:
+        while args.count is None or written < args.count:
             time.sleep(max(0.0, next_at - time.monotonic()))
             next_at += interval
             if next_at < time.monotonic():  # fell behind (suspend, slow pipe): skip ahead

@@ -30,12 +30,19 @@ __all__ = [
     "default_config",
     "load",
     "parse",
-    "parse_duration",
+    "parse_duration", "warnings",
 ]
 
 
 class ConfigError(Exception):
-    """A configuration that riverguard cannot use; the message says where and why."""
+    """A configuration that riverguard cannot use; the message says where and why.
+
+    ``errors`` holds every problem found (one line each); the message joins them.
+    """
+
+    def __init__(self, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or [message]
 
 
 @dataclass(frozen=True)
@@ -203,10 +210,49 @@ def parse(text: str, source: str = "<string>", base: Path | None = None) -> Conf
     raw_rules = doc.get("rule", [])
     if not isinstance(raw_rules, list):
         raise top.error("rule", "must be an array of tables ([[rule]])")
-    rules = tuple(_parse_rule(i, raw, source) for i, raw in enumerate(raw_rules, start=1))
-    output = _parse_output(doc.get("output", {}), _Where(source, "[output]"))
-    state = _parse_state(doc.get("state", {}), _Where(source, "[state]"), base or Path.cwd())
-    return Config(rules=rules, output=output, state=state, source=source)
+    errors: list[str] = []
+    parsed: list[Rule] = []
+    for i, raw in enumerate(raw_rules, start=1):  # every rule is checked: all problems at once
+        try:
+            parsed.append(_parse_rule(i, raw, source))
+        except ConfigError as err:
+            errors.append(str(err))
+    first: dict[str, int] = {}
+    for rule in parsed:
+        if rule.name in first:
+            errors.append(f'{source}: rule {rule.index} "{rule.name}": duplicate name (rule {first[rule.name]} has it)')
+        first.setdefault(rule.name, rule.index)
+    sections = {}
+    for name, make in (
+        ("output", lambda: _parse_output(doc.get("output", {}), _Where(source, "[output]"))),
+        ("state", lambda: _parse_state(doc.get("state", {}), _Where(source, "[state]"), base or Path.cwd())),
+    ):
+        try:
+            sections[name] = make()
+        except ConfigError as err:
+            errors.append(str(err))
+    if errors:
+        raise ConfigError("\n".join(errors), errors)
+    return Config(rules=tuple(parsed), output=sections["output"], state=sections["state"], source=source)
+
+
+def warnings(config: Config) -> list[str]:
+    """What is valid but probably not meant: no rule at all, rules an earlier catch-all hides."""
+    found = []
+    if not config.rules:
+        found.append(
+            f"{config.source}: no [[rule]]: this config scores nothing "
+            "(without --config riverguard scores every numeric field with the default detector)"
+        )
+    for i, rule in enumerate(config.rules):
+        if rule.measurement == "*" and not rule.tags and "*" in rule.fields:
+            found.extend(
+                f'{config.source}: rule {later.index} "{later.name}" is never used: '
+                f'rule {rule.index} "{rule.name}" before it matches every field'
+                for later in config.rules[i + 1 :]
+            )
+            break
+    return found
 
 
 def _check_keys(table: Any, allowed: set[str], where: _Where) -> None:

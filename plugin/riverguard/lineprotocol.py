@@ -273,7 +273,8 @@ def _bare_field(key: bytes, token: bytes, pos: int) -> Field:
         return Field(key, "f", number)
     elif token in _BOOLEANS:
         return Field(key, "b", None)
-    raise ParseError(f"invalid field value {token[:40]!r}", pos)
+    shown = token[:40].decode("utf-8", "backslashreplace")
+    raise ParseError(f'invalid field value "{shown}"', pos)
 
 
 def insert_fields(metric: Metric, extra: bytes) -> bytes:

@@ -17,6 +17,7 @@ import datetime as dt
 import fcntl
 import gc
 import os
+import re
 import time
 from collections.abc import Iterator
 from collections import Counter
@@ -31,7 +32,7 @@ from ..lineprotocol import ParseError, parse
 from .codec import StateCodecError, decode, encode
 from .store import FORMAT, VERSION, CheckpointError, read, set_aside, write
 
-__all__ = ["FOLDER_FILE", "LOCK_WAIT", "CheckpointError", "LockError", "StateStore", "inspect", "state_file"]
+__all__ = ["list_series", "FOLDER_FILE", "LOCK_WAIT", "CheckpointError", "LockError", "StateStore", "inspect", "state_file"]
 
 #: The checkpoint's name when the state path is a folder.
 FOLDER_FILE = "riverguard.msgpack"
@@ -306,3 +307,18 @@ def inspect(path: Path) -> dict[str, Any]:
     if isinstance(pull, dict) and isinstance(pull.get("marks"), dict):  # riverguard pull's high-water marks
         summary["pull_marks"] = {str(k): _iso(v) if type(v) is int else None for k, v in sorted(pull["marks"].items())}
     return summary
+
+
+def list_series(path: Path, glob: str = "*") -> Iterator[dict[str, Any]]:
+    """The series of a checkpoint whose key matches ``glob``, sorted by key (raises as :func:`inspect`)."""
+    import fnmatch
+
+    checkpoint = read(state_file(Path(path)))
+    match = re.compile(fnmatch.translate(glob)).match
+    rows = []
+    for key, name, _fingerprint, seen, last_time, anomalies, _state in checkpoint.records:
+        text = key.decode("utf-8", "backslashreplace").replace("\n", "")
+        if match(text):
+            rows.append({"key": text, "detector": name, "samples": seen, "last": _iso(last_time), "anomalies": anomalies})
+    rows.sort(key=lambda row: row["key"])
+    yield from rows
