@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Reinstall (and rebuild the compiled hot path) whenever the build inputs change.
-BUILD_INPUTS := pyproject.toml setup.py $(wildcard plugin/riverguard/*.pyx plugin/riverguard/*/*.pyx plugin/riverguard/*/*.pxd)
+# The compiled modules: every .pyx, and every .py with a .pxd beside it (Cython pure-Python mode).
+PXDS := $(wildcard plugin/riverguard/*.pxd plugin/riverguard/*/*.pxd)
+BUILD_INPUTS := pyproject.toml setup.py $(wildcard plugin/riverguard/*.pyx plugin/riverguard/*/*.pyx) $(PXDS) $(wildcard $(PXDS:.pxd=.py))
 STAMP := $(VENV)/.installed-$(shell cat $(BUILD_INPUTS) | cksum | cut -d' ' -f1)
 
 .PHONY: demo test bench install clean

@@ -1,9 +1,13 @@
-"""Build the optional compiled hot path (riverguard._hotpath); everything else is in pyproject.toml.
+"""Compile riverguard's hot modules when Cython and a C compiler are there; everything else is in pyproject.toml.
 
-Without Cython or a C compiler the build carries on and riverguard runs in
-pure Python (the same output, more slowly); `riverguard --version` and
-`make bench` say which path is in use.
+A module is compiled when a ``.pxd`` sits beside its ``.py`` (Cython's
+pure-Python mode: the ``.py`` is the definition, the ``.pxd`` adds C types),
+or when it is a ``.pyx``. Without Cython or a C compiler the build carries on
+and riverguard runs the same ``.py`` files in pure Python (the same output,
+more slowly); `riverguard --version` and `make bench` say which path is in use.
 """
+
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -30,13 +34,18 @@ try:
 except ImportError:
     ext_modules = []
 else:
+    sources = sorted(
+        [pxd.with_suffix(".py") for pxd in Path("plugin/riverguard").rglob("*.pxd") if pxd.with_suffix(".py").exists()]
+        + list(Path("plugin/riverguard").rglob("*.pyx"))
+    )
     ext_modules = cythonize(
         [
-            Extension(name, [path], extra_compile_args=["-O2", "-ffp-contract=off"])
-            for name, path in (
-                ("riverguard._hotpath", "plugin/riverguard/_hotpath.pyx"),
-                ("riverguard.detectors._sentinel_c", "plugin/riverguard/detectors/_sentinel_c.pyx"),
+            Extension(
+                ".".join(path.relative_to("plugin").with_suffix("").parts),
+                [str(path)],
+                extra_compile_args=["-O2", "-ffp-contract=off"],
             )
+            for path in sources
         ],
         language_level=3,
         quiet=True,

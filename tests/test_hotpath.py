@@ -1,11 +1,13 @@
-"""The compiled hot path (``riverguard._hotpath``) and the pure-Python engine give the same result.
+"""The compiled and the uncompiled build of the hot path (``riverguard._hotpath``) give the same result.
 
-``stream.feed`` sends plain metrics through C when the extension is built and
-everything else through Python. Here the same streams go through an engine
-with the compiled path and one without, cut at arbitrary chunk boundaries,
-and the output bytes and everything the engine keeps (counters, series and
-their LRU order, detector state) must be identical. In CI the extension
-must be built: a silent fallback to pure Python would test nothing here.
+``_hotpath.py`` (and the plain-line parser it calls, ``_plainline.py``) is one
+source that runs as plain Python and is compiled by Cython when a C compiler
+is there. Here the same streams go through an engine with the compiled build
+and one with the same files imported uncompiled, cut at arbitrary chunk
+boundaries, and the output bytes and everything the engine keeps (counters,
+series and their LRU order, detector state) must be identical. In CI the
+extension must be built: a silent fallback to pure Python would test nothing
+here.
 """
 
 from __future__ import annotations
@@ -24,8 +26,12 @@ from test_property import BOOLEAN, KEY, MEASUREMENT, SETTINGS, STREAM, TIMESTAMP
 from riverguard import config as rg_config
 from riverguard import detectors
 from riverguard.detectors import Detector
+from riverguard._compiled import is_compiled, uncompiled
 from riverguard.engine import ACCELERATED, Engine
 from riverguard.stream import feed
+
+#: The uncompiled build of the hot path (and of the modules it imports), beside the compiled one.
+UNCOMPILED = uncompiled("_hotpath")
 
 needs_accel = pytest.mark.skipif(
     not ACCELERATED and not os.environ.get("CI"),
@@ -130,9 +136,9 @@ def _run(engine: Engine, data: bytes, cuts: list[int]) -> bytes:
 
 
 def assert_same(data: bytes, config: rg_config.Config, cuts: list[int] = ()) -> bytes:
-    fast = Engine(config, accelerate=True)
-    slow = Engine(config, accelerate=False)
-    assert fast.run_plain is not None and slow.run_plain is None
+    fast = Engine(config)
+    slow = Engine(config, hotpath=UNCOMPILED)
+    assert is_compiled(fast._hot) and not is_compiled(slow._hot)
     expected = _run(slow, data, [])
     assert _run(fast, data, list(cuts)) == expected
     assert _state(fast) == _state(slow)
@@ -145,13 +151,28 @@ def test_ci_builds_the_compiled_path() -> None:
         assert ACCELERATED, "riverguard._hotpath was not built in CI"
     elif not ACCELERATED:
         pytest.skip("compiled hot path not built here")
-    from riverguard import _hotpath
-    from riverguard.detectors import _sentinel_c
+    from riverguard import _hotpath, _plainline
 
-    for module in (_hotpath, _sentinel_c):
+    for module in (_hotpath, _plainline):
+        assert is_compiled(module), module.__name__
         built = Path(module.__file__)
-        for source in built.parent.glob(module.__name__.rsplit(".", 1)[1] + ".p[yx][xd]"):
+        for source in built.parent.glob(module.__name__.rsplit(".", 1)[1] + ".p[yx]*"):
             assert built.stat().st_mtime >= source.stat().st_mtime, f"{source.name} changed since the build: `make install`"
+
+
+@pytest.mark.parametrize("name", ["_hotpath", "_plainline"])
+@pytest.mark.parametrize("build", ["compiled", "uncompiled"])
+def test_doctests_of_both_builds(name: str, build: str) -> None:
+    """The examples in the docstrings hold in both builds (pytest collects neither .py: see pyproject.toml)."""
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"riverguard.{name}") if build == "compiled" else uncompiled(name)
+    if build == "compiled" and not is_compiled(module):
+        pytest.skip("not compiled here")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    assert result.attempted >= 2, "no doctest found"
 
 
 # -- generated streams ----------------------------------------------------------
@@ -348,12 +369,13 @@ DECIMAL = st.builds(
 @given(token=st.one_of(DECIMAL, st.floats(allow_nan=False, allow_infinity=False).map(lambda f: repr(f).encode()),
                        st.floats(allow_nan=False, allow_infinity=False).map(lambda f: b"%.17g" % f)))
 def test_compiled_float_parsing_is_pythons(token: bytes) -> None:
-    """The compiled parser's shortcut for short decimals gives the same double as float(), bit for bit."""
+    """The plain-line parser's shortcut for short decimals gives the same double as float(), bit for bit, in both builds."""
     import struct
 
-    from riverguard._hotpath import float_value
+    from riverguard import _plainline
 
-    value = float_value(token)
-    if value is None:
-        return  # left to Python (not the codec's FLOAT grammar, or too long)
-    assert struct.pack("<d", value) == struct.pack("<d", float(token)), token
+    for module in (_plainline, uncompiled("_plainline")):
+        value = module.number_value(token)
+        if value is None:
+            continue  # left to the general parser (not the codec's FLOAT grammar, too long, or out of range)
+        assert struct.pack("<d", value) == struct.pack("<d", float(token)), (module.__name__, token)

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from importlib import metadata
 
-from .config import ConfigError
-from .config import load as load_config
-from .engine import Engine
+from ._compiled import prefer_sources
+
+prefer_sources()  # RIVERGUARD_PURE_PYTHON=1: the modules below load from their .py files, never compiled
+
+from .config import ConfigError  # noqa: E402
+from .config import load as load_config  # noqa: E402
+from .engine import Engine  # noqa: E402
 
 try:
     __version__ = metadata.version("riverguard")

@@ -8,13 +8,15 @@ series and kept with the series.
 from __future__ import annotations
 
 import fnmatch
-import math
-import os
 import re
 import time
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
+from . import _hotpath
+from ._compiled import is_compiled
+from ._hotpath import Series, checked_score, format_score
 from .config import Config, Rule
 from .detectors import Detector
 from .lineprotocol import Metric, ParseError, Record, escape_key, insert_fields, parse, unescape
@@ -22,47 +24,9 @@ from .log import Log, RateLimit
 
 __all__ = ["ACCELERATED", "Engine", "MetricSeries", "Series", "checked_score", "format_score", "series_key"]
 
-
-class Series:
-    """What riverguard keeps for one series (its rule's threshold and warm-up copied in for speed)."""
-
-    __slots__ = ("rule", "detector", "threshold", "warmup", "seen", "last_time", "anomalies", "failed", "names")
-
-    def __init__(self, rule: Rule | None, detector: Detector | None) -> None:
-        self.rule = rule
-        self.detector = detector
-        self.threshold = rule.effective_threshold if rule else 1.0
-        self.warmup = rule.effective_warmup if rule else 0
-        self.seen = 0
-        self.last_time: int | None = None
-        self.anomalies = 0
-        self.failed = False
-        self.names: tuple[bytes, bytes, bytes] | None = None  # its added-field prefixes (Engine.added_names)
-
-
-def format_score(score: float) -> bytes:
-    """A score as line protocol: 6 significant digits, always with a decimal point or exponent.
-
-    >>> format_score(0.0), format_score(0.5), format_score(0.123456789), format_score(1.5e-07)
-    (b'0.0', b'0.5', b'0.123457', b'1.5e-07')
-    """
-    text = b"%.6g" % score
-    if b"." not in text and b"e" not in text:
-        text += b".0"
-    return text
-
-
-def checked_score(score: Any) -> Any:
-    """A detector's score as written: NaN and infinities raise ValueError, the rest is clamped to [0, 1].
-
-    >>> checked_score(0.25), checked_score(7.0), checked_score(-1)
-    (0.25, 1.0, 0.0)
-    """
-    if not 0.0 <= score <= 1.0:
-        if not math.isfinite(score):
-            raise ValueError(f"detector returned a non-finite score ({score})")
-        score = 1.0 if score > 1.0 else 0.0
-    return score
+#: Whether the hot path (:mod:`riverguard._hotpath`) runs compiled; False without a C compiler at
+#: install time, or under RIVERGUARD_PURE_PYTHON=1. Both give the same bytes.
+ACCELERATED = is_compiled(_hotpath)
 
 
 def series_key(metric: Metric, field_key: bytes) -> bytes:
@@ -129,11 +93,11 @@ class Engine:
     b'cpu,host=a idle=97.5,idle_anomaly_score=0.0,idle_anomaly=false 1\\n'
     """
 
-    def __init__(self, config: Config, log: Log | None = None, *, accelerate: bool | None = None) -> None:
-        if accelerate is None:
-            accelerate = not os.environ.get("RIVERGUARD_PURE_PYTHON")
-        #: The compiled path for plain metrics (:mod:`riverguard._hotpath`), or None: pure Python.
-        self.run_plain = _run_plain if accelerate else None
+    def __init__(self, config: Config, log: Log | None = None, *, hotpath: ModuleType = _hotpath) -> None:
+        #: The per-field scoring loop: :mod:`riverguard._hotpath` (tests pass its uncompiled build).
+        self._hot = hotpath
+        #: Scores the plain metrics at the front of a buffer (:func:`riverguard._hotpath.run`).
+        self.run_plain = hotpath.run
         self.log = log or Log("error")
         #: Series by key, least recently seen first.
         self.series: dict[bytes, Series] = {}
@@ -201,8 +165,8 @@ class Engine:
         """
         rule = self.route(metric, field_key)
         if rule is None or rule.detector_class is None or rule.scope == "metric":
-            return Series(rule, None)
-        return Series(rule, rule.new_detector())
+            return self._hot.Series(rule, None)
+        return self._hot.Series(rule, rule.new_detector())
 
     # -- scoring -------------------------------------------------------------
 
@@ -226,93 +190,15 @@ class Engine:
             self.now = timestamp
         if not self.metrics & 0xFFF:
             self.expire()
-        extra = self._score(metric)
+        extra = self._hot.score(self, metric)
         if not extra:
             return data
         return insert_fields(metric, extra) + b"\n"
 
-    def _score(self, metric: Metric) -> bytes:
-        score_suffix, flag_suffix = self.score_suffix, self.flag_suffix
-        raw = metric.raw
-        fields = metric.fields
-        # Only a metric that mentions a suffix can hold an added field already; a field
-        # key given twice is scored once, at its last occurrence (the value InfluxDB keeps).
-        keys = {f[0] for f in fields} if score_suffix in raw or flag_suffix in raw else None
-        if len(fields) > 1:
-            distinct = keys if keys is not None else {f[0] for f in fields}
-            if len(distinct) != len(fields):
-                last = {f[0]: i for i, f in enumerate(fields)}
-                fields = [f for i, f in enumerate(fields) if last[f[0]] == i]
-        timestamp = metric.timestamp
-        t = None if timestamp is None else timestamp / 1e9
-        prefix: bytes | None = None
-        all_series = self.series
-        out: list[bytes] = []
-        together: dict[str, float] | None = None  # the fields a metric-scope model takes, by name
-        for key, _kind, number in fields:
-            if number is None:
-                continue
-            if keys is not None and (key + score_suffix in keys or key.endswith(score_suffix)):
-                continue  # already scored upstream, or a score itself
-            if prefix is None:
-                prefix = self._prefix(metric)
-            skey = prefix + key
-            series = all_series.pop(skey, None)
-            if series is None:
-                if self._metric_scope:
-                    if key in self._metric_keys:
-                        continue  # a metric-level score or flag already there: never scored itself
-                    if self._joins_metric(metric, prefix, key):
-                        if together is None:
-                            together = {}
-                        together[unescape(key)] = number
-                        continue
-                series = self.new_series(metric, key)
-                all_series[skey] = series
-                if len(all_series) > self.max_series:
-                    self._evict_oldest()
-            else:
-                all_series[skey] = series  # now the most recently seen
-            if timestamp is not None:
-                series.last_time = timestamp
-            detector = series.detector
-            if detector is None:
-                continue
-            try:
-                score = checked_score(detector.process(number, t))
-            except Exception as err:  # noqa: BLE001 - no detector error may reach the stream
-                self._detector_failed(series, skey, err)
-                continue
-            series.seen += 1
-            if series.seen <= series.warmup:
-                text, flag = b"0.0", False
-            else:
-                text = format_score(score)
-                threshold = series.threshold
-                # The flag follows the written score; compare the text only near the threshold.
-                if score < threshold - 1e-5:
-                    flag = False
-                elif score > threshold + 1e-5:
-                    flag = True
-                else:
-                    flag = float(text) >= threshold
-                if flag:
-                    series.anomalies += 1
-                    self.anomalies += 1
-            names = series.names
-            if names is None:
-                names = series.names = self.added_names(key)
-            out.append(names[0] + text)
-            if keys is None or key + flag_suffix not in keys:
-                out.append(names[1] if flag else names[2])
-        if together is not None:
-            out.append(self._score_metric(metric, prefix, together, t))  # type: ignore[arg-type]
-        return b"".join(out)
-
     # -- scope = "metric" ----------------------------------------------------
     # A metric model's series key is the metric's prefix and a newline (no field key can hold
-    # one). Its fields never get a series of their own, so the compiled path, which only takes
-    # lines whose every field has a series, always hands such metrics to this Python path.
+    # one). Its fields never get a series of their own, so _hotpath.run, which only takes lines
+    # whose every field has a series, always hands such metrics to _hotpath.score, which calls these.
 
     def _joins_metric(self, metric: Metric, prefix: bytes, key: bytes) -> bool:
         """Whether field ``key`` goes to its metric's model (creating that model on first use)."""
@@ -509,15 +395,6 @@ class Engine:
             key=lambda item: (-item[0], item[1]),
         )
         return [(series_name(k), a) for a, k in ranked[:n]]
-
-
-ACCELERATED: bool
-try:
-    from ._hotpath import Series  # type: ignore[assignment]  # noqa: F811 - the compiled twin, same attributes
-    from ._hotpath import run as _run_plain
-except ImportError:  # no C compiler at install time: the pure-Python path does everything
-    _run_plain = None
-ACCELERATED = _run_plain is not None
 
 
 class MetricSeries(Series):  # type: ignore[valid-type,misc]

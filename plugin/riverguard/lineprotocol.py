@@ -22,6 +22,9 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ._plainline import Plain, scan
+from ._plainline import fields as plain_fields
+
 __all__ = [
     "FLOAT",
     "Field",
@@ -96,98 +99,30 @@ class Metric:
 
 
 _new_field = tuple.__new__
-_PLAIN_FLOATS = re.compile(rb"[^,= ]+=[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?(?:,[^,= ]+=[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)*")
-_INF, _NINF = float("inf"), float("-inf")
-_DIGITS_END = frozenset(b"0123456789.")
-_NUMBER_START = frozenset(b"0123456789.+-")
+_PLAIN = Plain()
 
 
 def parse(line: bytes) -> Metric:
     """Parse one metric (without its newline). Raise :class:`ParseError`."""
-    if b"\\" not in line and b'"' not in line:
-        metric = _parse_plain(line)
-        if metric is not None:
-            return metric
+    metric = _parse_plain(line)
+    if metric is not None:
+        return metric
     return _parse_general(line)
 
 
 def _parse_plain(line: bytes) -> Metric | None:
-    """Fast path for the common metric: no escapes, no strings, single spaces.
+    """The metric :func:`riverguard._plainline.scan` reads from a plain line, or None for any other line.
 
-    Returns None whenever the line is anything but plain, valid and simple;
-    the general parser then decides (and finds the error, if any). Both give
+    The general parser then decides (and finds the error, if any). Both give
     the same result on every line this accepts.
     """
-    parts = line.split(b" ")
-    count = len(parts)
-    if count == 2:
-        head, fieldset = parts
-        timestamp = None
-    elif count == 3:
-        head, fieldset, ts = parts
-        if not ts.isdigit():
-            if not (ts[:1] == b"-" and ts[1:].isdigit()):
-                return None
-        timestamp = int(ts)
-        if not _INT64_MIN <= timestamp <= _INT64_MAX:
-            return None
-    else:
+    p = _PLAIN
+    if not scan(line, 0, len(line), p):
         return None
-    if b"," in head:
-        items = head.split(b",")
-        measurement = items[0]
-        tags = []
-        for item in items[1:]:
-            key, eq, value = item.partition(b"=")
-            if not key or not value or b"=" in value:
-                return None
-            tags.append((key, value))
-    else:
-        measurement = head
-        tags = []
-    if not measurement:
-        return None
-    if _PLAIN_FLOATS.fullmatch(fieldset):  # every field a plain float: one C-level check
-        fields = []
-        append = fields.append
-        for item in fieldset.split(b","):
-            key, _, value = item.partition(b"=")
-            number = float(value)
-            if number in (_INF, _NINF):
-                return None
-            append(_new_field(Field, (key, "f", number)))
-        return Metric(line, measurement, tags, fields, len(head) + 1 + len(fieldset), timestamp)
-    fields = []
-    append = fields.append
-    for item in fieldset.split(b","):
-        key, eq, value = item.partition(b"=")
-        if not key or not value or b"=" in value:
-            return None
-        last = value[-1]
-        if last in _DIGITS_END:
-            if value[0] not in _NUMBER_START or b"_" in value or (b"x" in value or b"X" in value):
-                return None
-            try:
-                number = float(value)
-            except ValueError:
-                return None
-            if number in (_INF, _NINF):
-                return None
-            append(_new_field(Field, (key, "f", number)))
-        elif last == 0x69 or last == 0x75:  # 'i' / 'u'
-            digits = value[:-1]
-            if not digits.isdigit():
-                if last == 0x75 or not (digits[:1] == b"-" and digits[1:].isdigit()):
-                    return None
-            number_int = int(digits)
-            if not (_INT64_MIN <= number_int <= _INT64_MAX if last == 0x69 else number_int <= _UINT64_MAX):
-                return None
-            append(_new_field(Field, (key, "i" if last == 0x69 else "u", float(number_int))))
-        elif value in _BOOLEANS:
-            append(_new_field(Field, (key, "b", None)))
-        else:
-            return None
-    return Metric(line, measurement, tags, fields, len(head) + 1 + len(fieldset), timestamp)
+    items = line[: p.head_end].split(b",")
+    tags = [tuple(item.split(b"=")) for item in items[1:]]
+    fields = [_new_field(Field, f) for f in plain_fields(line, p)]
+    return Metric(line, items[0], tags, fields, p.fields_end, p.ts if p.has_ts else None)  # type: ignore[arg-type]
 
 
 def _parse_general(line: bytes) -> Metric:

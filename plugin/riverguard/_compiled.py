@@ -1,0 +1,80 @@
+"""What riverguard needs of Cython's pure-Python mode when Cython is not installed.
+
+The hot modules (``_plainline.py``, ``_hotpath.py``) are plain Python files
+that Cython compiles when a C compiler is there; their types live in a
+``.pxd`` beside them. They ``import cython`` for ``cython.compiled`` (the
+branches it guards are the only ones that use the rest of ``cython``);
+without Cython they import this module instead, and run as the plain Python
+they are.
+
+``RIVERGUARD_PURE_PYTHON=1`` runs those same files uncompiled even where the
+compiled build exists: :func:`prefer_sources` (called by
+``riverguard/__init__.py``) makes every ``riverguard`` module load from its
+``.py`` file rather than from a compiled extension beside it.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any
+
+__all__ = ["PURE_PYTHON", "compiled", "is_compiled", "prefer_sources", "uncompiled"]
+
+#: Uncompiled: this module stands in for ``cython`` only when Cython is not there.
+compiled = False
+
+#: True when RIVERGUARD_PURE_PYTHON asks for the uncompiled sources.
+PURE_PYTHON = bool(os.environ.get("RIVERGUARD_PURE_PYTHON"))
+
+
+def is_compiled(module: ModuleType) -> bool:
+    """Whether ``module`` was loaded from a compiled extension."""
+    return isinstance(getattr(module, "__loader__", None), importlib.machinery.ExtensionFileLoader)
+
+
+class _SourceFinder(importlib.abc.MetaPathFinder):
+    """Finds the modules under ``prefix`` as ``.py`` files only (compiled extensions beside them are skipped)."""
+
+    def __init__(self, prefix: str = "riverguard.") -> None:
+        self.prefix = prefix
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None) -> Any:
+        if not fullname.startswith(self.prefix) or not path:
+            return None
+        name = fullname.rpartition(".")[2]
+        for entry in path:
+            source = os.path.join(entry, name + ".py")
+            if os.path.isfile(source):
+                return importlib.util.spec_from_file_location(fullname, source)
+        return None  # a package, or not riverguard's: the ordinary finders decide
+
+
+_UNCOMPILED = "riverguard._uncompiled"
+
+
+def uncompiled(name: str) -> ModuleType:
+    """``riverguard.<name>`` imported from its source as plain Python, beside the compiled one.
+
+    The copy lives in ``riverguard._uncompiled``: its relative imports load
+    uncompiled copies too. For tests that compare the two builds of one
+    source in one process (tests/test_hotpath.py).
+    """
+    if _UNCOMPILED not in sys.modules:
+        package = ModuleType(_UNCOMPILED)
+        package.__path__ = [os.path.dirname(os.path.abspath(__file__))]
+        package.__package__ = _UNCOMPILED
+        sys.modules[_UNCOMPILED] = package
+        sys.meta_path.insert(0, _SourceFinder(_UNCOMPILED + "."))
+    return importlib.import_module(f"{_UNCOMPILED}.{name}")
+
+
+def prefer_sources() -> None:
+    """Under RIVERGUARD_PURE_PYTHON, load riverguard's modules from their Python sources."""
+    if PURE_PYTHON and not any(isinstance(f, _SourceFinder) and f.prefix == "riverguard." for f in sys.meta_path):
+        sys.meta_path.insert(0, _SourceFinder())

@@ -1,0 +1,60 @@
+# Types for _hotpath.py (Cython pure-Python mode): this file adds C types and nothing else.
+cimport cython
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_Free
+from libc.string cimport memchr, memcmp, memcpy
+
+from riverguard._plainline cimport Plain, scan
+from riverguard.detectors._sentinel_c cimport Sentinel as CompiledSentinel
+
+cdef extern from "Python.h":
+    char *PyOS_double_to_string(double val, char format_code, int precision, int flags, int *type) except NULL
+
+cdef int _BOOLEAN
+cdef Plain _LINE
+
+cdef class Series:
+    cdef public object rule, detector, last_time, names
+    cdef public double threshold
+    cdef public long long warmup, seen, anomalies
+    cdef public bint failed
+
+@cython.locals(size=Py_ssize_t, n=Py_ssize_t)
+cdef int _put(bytearray ob, bytes data, Py_ssize_t start, Py_ssize_t stop) except -1
+
+@cython.locals(out=bytes)
+cdef bytes _join(bytes b, Py_ssize_t a, Py_ssize_t a_len, Py_ssize_t c, Py_ssize_t c_len)
+
+@cython.locals(at="const void *")
+cdef Py_ssize_t _find_byte(bytes b, int c, Py_ssize_t start, Py_ssize_t end) except? -2
+
+@cython.locals(size=Py_ssize_t, p="char *", q="char *", i=Py_ssize_t)
+cdef bint _contains(bytes b, Py_ssize_t start, Py_ssize_t end, bytes needle) except -1
+
+@cython.locals(s="char *", text=bytes, n=Py_ssize_t)
+cpdef bytes format_score(double score)
+
+cpdef object checked_score(object score)
+
+@cython.locals(score=double)
+cdef double _process(object detector, double x, object t) except? -1.0
+
+@cython.locals(score=double, threshold=double, flag=bint, text=bytes, names=tuple, prefix=bytes, suffix=bytes)
+cdef int _field(object engine, Series series, bytes skey, bytes kb, Py_ssize_t key, Py_ssize_t key_len, double number,
+                object t, object timestamp, bytearray ob, bint with_flag) except -1
+
+@cython.locals(score_suffix=bytes, flag_suffix=bytes, raw=bytes, fields=list, all_series=dict, ob=bytearray,
+               series=Series, skey=bytes, key=bytes, with_flag=bint, extra=bytes)
+cpdef bytes score(object engine, object metric)
+
+@cython.locals(i=Py_ssize_t, j=Py_ssize_t)
+cdef bint _distinct(bytes b, Plain line) except -1
+
+@cython.locals(k=Py_ssize_t)
+cdef bint _same(bytes b, Py_ssize_t i, Py_ssize_t j, Py_ssize_t n) except -1
+
+@cython.locals(line=Plain, n=Py_ssize_t, nl=Py_ssize_t, head=Py_ssize_t, k=Py_ssize_t, metrics="long long",
+               flags="long long", missing=bint, score_suffix=bytes, flag_suffix=bytes, all_series=dict, found=list,
+               skeys=list, ob=bytearray, skey=bytes, series=Series, extra=bytes)
+cpdef Py_ssize_t run(object engine, bytes buf, Py_ssize_t pos, list out) except -1

@@ -1,0 +1,351 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, annotation_typing=False
+"""Per-field scoring, the engine's inner loop: one source, compiled when a C compiler is there.
+
+:func:`riverguard.stream.feed` calls :func:`run` on the input buffer. ``run``
+takes every metric that :func:`riverguard._plainline.scan` reads as *plain*
+(nearly every metric Telegraf writes), whose field keys are distinct, none
+named like riverguard's added fields, and whose series are all known; it
+stops at the first line that is anything else and returns its position:
+``Splitter`` and :meth:`Engine.process <riverguard.engine.Engine.process>`
+take that one, scoring it with :func:`score`. A plain line with a new series
+goes to :func:`score` too (the rules that route a new series live in the
+engine). Both score each value with :func:`_field`, the one definition of
+what a series keeps and what is written.
+
+This file runs as plain Python, and Cython compiles it (types in
+``_hotpath.pxd``): compiled, ``run`` creates no Python object per field
+but the series key, and calls the compiled default detector at C level.
+``RIVERGUARD_PURE_PYTHON=1`` runs this same file uncompiled;
+tests/test_hotpath.py checks that both builds write the same bytes and leave
+the engine in the same state.
+
+The few ``if cython.compiled:`` branches below are byte primitives (append
+to the output, join two slices, find a byte or a substring, a double as
+text) that Python spells with slices, ``find`` and ``%``; everything else
+runs the same code in both builds.
+"""
+
+from __future__ import annotations
+
+import math
+
+try:
+    import cython
+except ImportError:  # Cython is not installed: this runs as the plain Python it is
+    from . import _compiled as cython
+
+from .lineprotocol import parse, unescape
+
+from ._plainline import MAX_FIELDS
+
+if not cython.compiled:  # compiled, they come through _hotpath.pxd (C-level calls)
+    from ._plainline import Plain, scan
+
+__all__ = ["Series", "checked_score", "format_score", "run", "score"]
+
+_BOOLEAN = 98  # the kind code of a boolean field in a Plain record ("b")
+
+
+class Series:
+    """What riverguard keeps for one series (its rule's threshold and warm-up copied in for speed)."""
+
+    if not cython.compiled:  # compiled, the attributes are C fields (_hotpath.pxd)
+        __slots__ = ("rule", "detector", "threshold", "warmup", "seen", "last_time", "anomalies", "failed", "names")
+
+    def __init__(self, rule, detector) -> None:
+        self.rule = rule
+        self.detector = detector
+        self.threshold = rule.effective_threshold if rule else 1.0
+        self.warmup = rule.effective_warmup if rule else 0
+        self.seen = 0
+        self.last_time = None
+        self.anomalies = 0
+        self.failed = False
+        self.names = None  # its added-field prefixes (Engine.added_names)
+
+
+# -- byte-copying primitives: C when compiled, slices in Python ---------------------------
+
+
+def _put(ob: bytearray, data: bytes, start: int, stop: int) -> None:
+    """Append ``data[start:stop]`` to ``ob``."""
+    if cython.compiled:
+        size = stop - start
+        n = PyByteArray_GET_SIZE(ob)
+        PyByteArray_Resize(ob, n + size)
+        memcpy(PyByteArray_AS_STRING(ob) + n, PyBytes_AS_STRING(data) + start, size)
+    else:
+        ob += data[start:stop]
+
+
+def _join(b: bytes, a: int, a_len: int, c: int, c_len: int) -> bytes:
+    """``b[a:a + a_len] + b[c:c + c_len]``."""
+    if cython.compiled:
+        out = PyBytes_FromStringAndSize(cython.NULL, a_len + c_len)
+        memcpy(PyBytes_AS_STRING(out), PyBytes_AS_STRING(b) + a, a_len)
+        memcpy(PyBytes_AS_STRING(out) + a_len, PyBytes_AS_STRING(b) + c, c_len)
+        return out
+    return b[a:a + a_len] + b[c:c + c_len]
+
+
+def _find_byte(b: bytes, c: int, start: int, end: int) -> int:
+    """The first position of byte ``c`` in ``b[start:end]``, or -1."""
+    if cython.compiled:
+        at = memchr(PyBytes_AS_STRING(b) + start, c, end - start)
+        return -1 if at == cython.NULL else cython.cast(cython.p_char, at) - PyBytes_AS_STRING(b)
+    return b.find(c, start, end)
+
+
+def _contains(b: bytes, start: int, end: int, needle: bytes) -> bool:
+    """Whether ``needle`` occurs in ``b[start:end]``."""
+    if cython.compiled:
+        size = len(needle)
+        p = PyBytes_AS_STRING(b)
+        q = PyBytes_AS_STRING(needle)
+        for i in range(start, end - size + 1):
+            if p[i] == q[0] and memcmp(p + i, q, size) == 0:
+                return True
+        return size == 0
+    return b.find(needle, start, end) >= 0
+
+
+def format_score(score: float) -> bytes:
+    """A score as line protocol: 6 significant digits, always with a decimal point or exponent.
+
+    >>> format_score(0.0), format_score(0.5), format_score(0.123456789), format_score(1.5e-07)
+    (b'0.0', b'0.5', b'0.123457', b'1.5e-07')
+    """
+    if cython.compiled:
+        s = PyOS_double_to_string(score, 103, 6, 0, cython.NULL)  # what b"%.6g" % score calls ('g')
+        try:
+            text = s
+        finally:
+            PyMem_Free(s)
+    else:
+        text = b"%.6g" % score
+    n = len(text)
+    if _find_byte(text, 46, 0, n) < 0 and _find_byte(text, 101, 0, n) < 0:  # no "." and no "e"
+        text += b".0"
+    return text
+
+
+# -- scoring ---------------------------------------------------------------------------
+
+
+def checked_score(score: object) -> object:
+    """A detector's score as written: NaN and infinities raise ValueError, the rest is clamped to [0, 1].
+
+    >>> checked_score(0.25), checked_score(7.0), checked_score(-1)
+    (0.25, 1.0, 0.0)
+    """
+    if not 0.0 <= score <= 1.0:
+        if not math.isfinite(score):
+            raise ValueError(f"detector returned a non-finite score ({score})")
+        score = 1.0 if score > 1.0 else 0.0
+    return score
+
+
+def _process(detector: object, x: float, t: object) -> float:
+    """The detector's checked score for ``x`` (it learns ``x`` too)."""
+    if cython.compiled:
+        if type(detector) is CompiledSentinel:  # a C call, no Python objects
+            score = cython.cast(CompiledSentinel, detector).process(x, t)
+            if 0.0 <= score <= 1.0:
+                return score
+            return checked_score(score)
+    return checked_score(detector.process(x, t))
+
+
+def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: int, number: float, t: object,
+           timestamp: object, ob: bytearray, with_flag: bool) -> int:
+    """Score ``number`` in ``series`` and append its added fields to ``ob``; 1 if it is flagged, else 0.
+
+    The field key is ``kb[key:key + key_len]``; ``with_flag`` is False when
+    the metric already holds the flag field (only the score is added).
+    """
+    if timestamp is not None:
+        series.last_time = timestamp
+    detector = series.detector
+    if detector is None:
+        return 0
+    try:
+        score = _process(detector, number, t)
+    except Exception as err:  # noqa: BLE001 - no detector error may reach the stream
+        engine._detector_failed(series, skey, err)
+        return 0
+    series.seen += 1
+    flag = False
+    if series.seen <= series.warmup:
+        text = b"0.0"
+    else:
+        text = format_score(score)
+        threshold = series.threshold
+        # The flag follows the written score; compare the text only near the threshold.
+        if score < threshold - 1e-5:
+            flag = False
+        elif score > threshold + 1e-5:
+            flag = True
+        else:
+            flag = float(text) >= threshold
+        if flag:
+            series.anomalies += 1
+    names = series.names
+    if names is None:
+        names = series.names = engine.added_names(kb[key:key + key_len])
+    prefix = names[0]
+    _put(ob, prefix, 0, len(prefix))
+    _put(ob, text, 0, len(text))
+    if with_flag:
+        suffix = names[1] if flag else names[2]
+        _put(ob, suffix, 0, len(suffix))
+    return 1 if flag else 0
+
+
+def score(engine, metric) -> bytes:
+    """The fields to add to ``metric`` (``,K_score=...,K_flag=...`` for each numeric field); its series learn.
+
+    A field key given twice is scored once, at its last occurrence (the
+    value InfluxDB keeps); a field that is itself an added field, or whose
+    score field is already there, is left alone.
+    """
+    score_suffix = engine.score_suffix
+    flag_suffix = engine.flag_suffix
+    raw = metric.raw
+    fields = metric.fields
+    # Only a metric that mentions a suffix can hold an added field already.
+    keys = {f[0] for f in fields} if score_suffix in raw or flag_suffix in raw else None
+    if len(fields) > 1:
+        distinct = keys if keys is not None else {f[0] for f in fields}
+        if len(distinct) != len(fields):
+            last = {f[0]: i for i, f in enumerate(fields)}
+            fields = [f for i, f in enumerate(fields) if last[f[0]] == i]
+    timestamp = metric.timestamp
+    t = None if timestamp is None else timestamp / 1e9
+    prefix = None
+    all_series = engine.series
+    ob = bytearray()
+    together = None  # the fields a scope = "metric" model takes, by name
+    for key, _kind, number in fields:
+        if number is None:
+            continue
+        if keys is not None and (key + score_suffix in keys or key.endswith(score_suffix)):
+            continue  # already scored upstream, or a score itself
+        if prefix is None:
+            prefix = engine._prefix(metric)
+        skey = prefix + key
+        series = all_series.pop(skey, None)
+        if series is None:
+            if engine._metric_scope:
+                if key in engine._metric_keys:
+                    continue  # a metric-level score or flag already there: never scored itself
+                if engine._joins_metric(metric, prefix, key):
+                    if together is None:
+                        together = {}
+                    together[unescape(key)] = number
+                    continue
+            series = engine.new_series(metric, key)
+            all_series[skey] = series
+            if len(all_series) > engine.max_series:
+                engine._evict_oldest()
+        else:
+            all_series[skey] = series  # now the most recently seen
+        with_flag = keys is None or key + flag_suffix not in keys
+        engine.anomalies += _field(engine, series, skey, key, 0, len(key), number, t, timestamp, ob, with_flag)
+    if together is not None:
+        extra = engine._score_metric(metric, prefix, together, t)
+        _put(ob, extra, 0, len(extra))
+    return bytes(ob)
+
+
+def _distinct(b: bytes, line: Plain) -> bool:
+    """Whether the line's field keys are all different."""
+    for i in range(1, line.nfields):
+        for j in range(i):
+            if line.key_len[i] == line.key_len[j] and _same(b, line.key[i], line.key[j], line.key_len[i]):
+                return False
+    return True
+
+
+def _same(b: bytes, i: int, j: int, n: int) -> bool:
+    for k in range(n):
+        if b[i + k] != b[j + k]:
+            return False
+    return True
+
+
+_LINE = Plain()
+
+
+def run(engine, buf: bytes, pos: int, out: list) -> int:
+    """Score the plain metrics of ``buf`` from ``pos``; append the output (one bytes object) to ``out``.
+
+    Return the position of the first line left to the engine (not plain, or
+    not newline-terminated); ``len(buf)`` when all were handled. Every change
+    to the engine (counters, clock, series order, detector state) is what
+    :meth:`Engine.process <riverguard.engine.Engine.process>` makes of the same line.
+    """
+    line = _LINE
+    n = len(buf)
+    score_suffix = engine.score_suffix
+    flag_suffix = engine.flag_suffix
+    all_series = engine.series
+    found = [None] * MAX_FIELDS
+    skeys = [None] * MAX_FIELDS
+    ob = bytearray()
+    try:
+        while pos < n:
+            nl = _find_byte(buf, 10, pos, n)  # the newline
+            if nl < 0:
+                break
+            if not scan(buf, pos, nl, line) or not _distinct(buf, line):
+                break
+            if _contains(buf, pos, nl, score_suffix) or _contains(buf, pos, nl, flag_suffix):
+                break
+            # -- as Engine.process: count, advance the clock, expire now and then
+            metrics = engine.metrics + 1
+            engine.metrics = metrics
+            timestamp = None
+            t = None
+            if line.has_ts:
+                timestamp = line.ts
+                now = engine.now
+                if now is None or timestamp > now:
+                    engine.now = timestamp
+                t = line.ts / 1e9
+            if not metrics & 0xFFF:
+                engine.expire()
+            # -- the series keys; a new series sends the line to score() (the rules live in the engine)
+            head = line.head_end - pos + 1
+            missing = False
+            for k in range(line.nfields):
+                if line.kind[k] == _BOOLEAN:
+                    continue
+                skey = _join(buf, pos, head, line.key[k], line.key_len[k])
+                skeys[k] = skey
+                series = all_series.get(skey)
+                found[k] = series
+                if series is None:
+                    missing = True
+            _put(ob, buf, pos, line.fields_end)
+            if missing:
+                extra = score(engine, parse(buf[pos:nl]))
+                _put(ob, extra, 0, len(extra))
+            else:
+                flags = 0
+                for k in range(line.nfields):
+                    if line.kind[k] == _BOOLEAN:
+                        continue
+                    skey = skeys[k]
+                    series = found[k]
+                    del all_series[skey]
+                    all_series[skey] = series  # now the most recently seen
+                    flags += _field(engine, series, skey, buf, line.key[k], line.key_len[k], line.number[k], t,
+                                    timestamp, ob, True)
+                if flags:
+                    engine.anomalies += flags
+            _put(ob, buf, line.fields_end, nl + 1)
+            pos = nl + 1
+    finally:
+        if len(ob):
+            out.append(bytes(ob))
+    return pos
