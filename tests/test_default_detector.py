@@ -1,4 +1,4 @@
-"""The default detector (``sentinel``): restarts, determinism, score range, speed, state size, NAB quality.
+"""The default detector (``sentinel``): restarts, determinism, score range, state size, NAB quality.
 
 The NAB test runs the real evaluation (the engine path of ``riverguard
 evaluate``) on the full corpus at ``$RIVERGUARD_NAB`` or ``../shared/nab``
@@ -8,9 +8,7 @@ evaluate``) on the full corpus at ``$RIVERGUARD_NAB`` or ``../shared/nab``
 from __future__ import annotations
 
 import math
-import os
 import random
-import time
 from pathlib import Path
 
 import msgpack
@@ -67,15 +65,14 @@ def test_top_scores_stay_distinct():
     assert len(set(top)) == len(top)
 
 
-def test_speed_and_memory():
-    data = realistic_series(50_000)
+def test_state_stays_small_on_a_long_series():
+    """50 000 samples (about half a year at 5 minutes): the saved state stays under 4 KiB.
+
+    The per-sample cost is measured by ``make bench`` (tests/benchmarks/bench_main.py).
+    """
     det = Sentinel()
-    process = det.process
-    start = time.perf_counter()
-    for x, t in data:
-        process(x, t)
-    per_sample = (time.perf_counter() - start) / len(data)
-    assert per_sample < 5e-6 * (4 if os.environ.get("CI") == "true" else 1)
+    for x, t in realistic_series(50_000):
+        det.process(x, t)
     assert len(msgpack.packb(det.dump_state())) < 4096
 
 

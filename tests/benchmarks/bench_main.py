@@ -68,6 +68,8 @@ TARGETS = {
     "latency_p99_ms": ("<=", 20.0, "ms, p99 of a 1 000-metric batch"),
     "checkpoint_save_s": ("<=", 2.0, "s, save 100 000 series"),
     "checkpoint_load_s": ("<=", 2.0, "s, load 100 000 series"),
+    "sentinel_us_per_sample": ("<=", 5.0, "us per sample, sentinel in process"),
+    "context_us_per_sample": ("<=", 5.0, "us per sample, context in process"),
 }
 
 # (hosts, rounds) of the throughput streams; a host is 46 series (2 cores + cpu-total, mem, 2 disks).
@@ -77,12 +79,14 @@ FULL = {
     "latency": {"hosts": 167, "warm_rounds": 60, "batches": 200},
     "memory": (1_000, 10_000, 100_000),
     "checkpoint": 100_000,
+    "detectors": (200_000, 5),
 }
 QUICK = {
     "throughput": {"default": (40, 60), "zscore": (40, 30), "hst": (5, 40), "pad": (10, 40)},
     "latency": {"hosts": 167, "warm_rounds": 5, "batches": 20},
     "memory": (1_000, 5_000, 10_000),
     "checkpoint": 10_000,
+    "detectors": (20_000, 3),
 }
 
 
@@ -356,6 +360,65 @@ def bench_checkpoint(n: int, tmp: Path, say: Any) -> dict[str, Any]:
             "bytes_per_series": round(size / n)}
 
 
+class _EwmaZ:
+    """The baseline of the in-process detector costs: an exponentially weighted z-score in plain Python.
+
+    About the least an online detector does per sample (two running moments and
+    one distance), written here so that it does not change when riverguard does.
+    """
+
+    def __init__(self, alpha: float = 0.02) -> None:
+        self.alpha, self.mean, self.var = alpha, 0.0, 0.0
+
+    def process(self, x: float, t: float | None = None) -> float:
+        d = x - self.mean
+        self.mean += self.alpha * d
+        self.var = (1.0 - self.alpha) * (self.var + self.alpha * d * d)
+        return abs(d) / math.sqrt(self.var) if self.var > 0.0 else 0.0
+
+
+def bench_detectors(params: tuple[int, int], say: Any) -> dict[str, Any]:
+    """In process, per sample: ``process(x, t)`` of sentinel and context on one long realistic series.
+
+    The series is the tests' ``realistic_series`` (a daily wave, noise, a level
+    shift, spikes, a flat stretch; 5-minute times). Each detector starts fresh
+    in every round; rounds interleave the detectors and the baseline, and the
+    best round of each counts (the machine is shared).
+    """
+    from riverguard.detectors import REGISTRY
+    from tests.conftest import realistic_series
+
+    samples, rounds = params
+    data = realistic_series(samples)
+    makers = {"baseline": _EwmaZ, "sentinel": REGISTRY["sentinel"], "context": REGISTRY["context"]}
+    best = {name: math.inf for name in makers}
+    for _ in range(rounds):
+        for name, make in makers.items():
+            process = make().process
+            gc.collect()
+            t0 = time.perf_counter()
+            for x, t in data:
+                process(x, t)
+            best[name] = min(best[name], (time.perf_counter() - t0) / samples)
+    out: dict[str, Any] = {"samples": samples, "rounds": rounds,
+                           "baseline": "plain-Python EWMA z-score (tests/benchmarks/bench_main.py: _EwmaZ)",
+                           "baseline_us_per_sample": round(best["baseline"] * 1e6, 3)}
+    for name in ("sentinel", "context"):
+        cls = makers[name]
+        out[name] = {"class": f"{cls.__module__}.{cls.__qualname__}", "compiled": _compiled(cls),
+                     "us_per_sample": round(best[name] * 1e6, 3),
+                     "ratio_to_baseline": round(best[name] / best["baseline"], 2)}
+        say(f"  detector {name}: {best[name] * 1e6:.2f} us per sample "
+            f"({best[name] / best['baseline']:.1f} x the baseline's {best['baseline'] * 1e6:.2f} us)")
+    return out
+
+
+def _compiled(cls: type) -> bool:
+    """Whether the class comes from an extension module rather than from its .py source."""
+    module = sys.modules.get(cls.__module__)
+    return not str(getattr(module, "__file__", "")).endswith(".py")
+
+
 # -- report ---------------------------------------------------------------------------------
 
 
@@ -446,6 +509,13 @@ def table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, dict[str,
                      target("checkpoint_load_s", cp["load_s"])])
         rows.append(["checkpoint file size", f"{cp['bytes'] / 2**20:.1f} MiB ({cp['bytes_per_series']:,} B/series)",
                      "", "", ""])
+    det = results.get("detectors")
+    if det:
+        for name in ("sentinel", "context"):
+            d = det[name]
+            rows.append([f"{name} in process ({'compiled' if d['compiled'] else 'Python'}), per sample",
+                         f"{d['us_per_sample']:.2f} us", f"{det['baseline_us_per_sample']:.2f} us (EWMA z)",
+                         f"{d['ratio_to_baseline']:.1f}x", target(f"{name}_us_per_sample", d["us_per_sample"])])
     return rows, verdicts
 
 
@@ -460,11 +530,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small, fast run (figures are not comparable)")
     parser.add_argument("--output", default=str(ROOT / "bench-results.json"), help="JSON results (default: %(default)s)")
-    parser.add_argument("--only", action="append", choices=["throughput", "latency", "memory", "checkpoint"],
+    parser.add_argument("--only", action="append", choices=["throughput", "latency", "memory", "checkpoint", "detectors"],
                         help="run only these parts (repeatable)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    parts = args.only or ["throughput", "latency", "memory", "checkpoint"]
+    parts = args.only or ["throughput", "latency", "memory", "checkpoint", "detectors"]
 
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
@@ -484,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
             results["memory"] = bench_memory(plan["memory"], tmp, say)
         if "checkpoint" in parts:
             results["checkpoint"] = bench_checkpoint(plan["checkpoint"], tmp, say)
+        if "detectors" in parts:
+            results["detectors"] = bench_detectors(plan["detectors"], say)
     info["loadavg_at_end"] = os.getloadavg()
     rows, verdicts = table(results)
     elapsed = time.monotonic() - started
