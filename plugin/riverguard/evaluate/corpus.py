@@ -43,6 +43,7 @@ __all__ = [
     "load_labels",
     "load_reference",
     "parse_timestamp",
+    "parse_value",
 ]
 
 ENV_VAR = "RIVERGUARD_NAB"
@@ -156,14 +157,27 @@ def _cells(path: Path, lineno: int, row: list[str], index: list[int]) -> list[st
     return [row[i].strip() for i in index]
 
 
-def _value(path: Path, lineno: int, text: str) -> None:
-    """Refuse a value that is not a finite number."""
+def parse_value(text: str) -> float:
+    """A sample's value: a finite number, else ValueError saying why.
+
+    >>> parse_value("2.5"), parse_value(" 1e3 ")
+    (2.5, 1000.0)
+    """
     try:
         number = float(text)
     except ValueError:
-        raise DataError(f"{path}:{lineno}: value {text!r} is not a number") from None
+        raise ValueError(f"value {text!r} is not a number") from None
     if not math.isfinite(number):
-        raise DataError(f"{path}:{lineno}: value {text!r} is not finite")
+        raise ValueError(f"value {text!r} is not finite")
+    return number
+
+
+def _value(path: Path, lineno: int, text: str) -> None:
+    """Refuse a value that is not a finite number."""
+    try:
+        parse_value(text)
+    except ValueError as err:
+        raise DataError(f"{path}:{lineno}: {err}") from None
 
 
 def _timestamp(path: Path, lineno: int, text: str) -> int:

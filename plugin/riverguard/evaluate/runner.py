@@ -17,7 +17,6 @@ b'nab,file=a value=1.5,value_anomaly_score=0.0,value_anomaly=false 1000\\n'
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -28,7 +27,7 @@ from ..engine import Engine
 from ..lineprotocol import FLOAT, ParseError, escape_key, escape_measurement, raw_fields
 from ..log import Log
 from ..stream import process_chunks
-from .corpus import NabFile
+from .corpus import NabFile, parse_value
 
 __all__ = ["FIELD", "MEASUREMENT", "FileRun", "OutputRow", "read_output", "run_file", "run_lines", "to_line_protocol"]
 
@@ -61,11 +60,9 @@ def to_line_protocol(f: NabFile, measurement: str = MEASUREMENT) -> bytes:
     lines = []
     for i, (text, ts) in enumerate(zip(f.values, f.timestamps.tolist(), strict=True)):
         try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{f.path}: row {i + 1}: value {text!r} is not a number") from None
-        if not math.isfinite(value):
-            raise ValueError(f"{f.path}: row {i + 1}: value {text!r} is not finite")
+            value = parse_value(text)
+        except ValueError as err:
+            raise ValueError(f"{f.path}: row {i + 1}: {err}") from None
         lines.append(head + repr(value).encode() + b" " + str(ts).encode() + b"\n")
     return b"".join(lines)
 
