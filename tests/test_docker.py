@@ -187,3 +187,26 @@ def test_dashboard_is_valid_and_plots_every_scored_field_with_its_anomalies() ->
     # Every query reads the bucket variable the template defines.
     variables = {item["spec"]["name"] for item in doc if item["kind"] == "Variable"}
     assert all("from(bucket: v.bucket)" in q for q in queries) and "bucket" in variables
+
+
+def test_health_monitor_is_on_in_docker_and_in_the_sample_and_plotted() -> None:
+    """[monitor] is on where the README says (docker/, the sample config that telegraf.d/ installs),
+    and the dashboard has a panel on the measurement's real fields."""
+    from riverguard.cli import sample_config
+    from riverguard.monitor import COUNTERS, GAUGES
+
+    assert _riverguard_config()["monitor"]["interval"] == "60s"
+    assert tomllib.loads(sample_config())["monitor"]["interval"] == "60s"
+    assert "riverguard sample-config" in (ROOT / "telegraf.d" / "riverguard.conf").read_text(encoding="utf-8")
+    assert "[monitor]" in (ROOT / "telegraf.d" / "riverguard.conf").read_text(encoding="utf-8")
+    doc = json.loads((DOCKER / "dashboard.json").read_text(encoding="utf-8"))
+    dashboard = next(item for item in doc if item["kind"] == "Dashboard")
+    queries = [q["query"] for chart in dashboard["spec"]["charts"] for q in chart["queries"]]
+    health = [q for q in queries if 'r._measurement == "riverguard"' in q]
+    plotted = {name for q in health for name in re.findall(r'r\._field == "([a-z_]+)"', q)}
+    assert {"metrics", "anomalies", "lag_seconds", "rss_bytes", "series", "checkpoint_failures"} <= plotted
+    assert plotted <= set(COUNTERS) | set(GAUGES), plotted - set(COUNTERS) - set(GAUGES)
+    # charts do not overlap on the dashboard's grid
+    cells = [(x, y) for c in dashboard["spec"]["charts"]
+             for x in range(c["xPos"], c["xPos"] + c["width"]) for y in range(c["yPos"], c["yPos"] + c["height"])]
+    assert len(cells) == len(set(cells))

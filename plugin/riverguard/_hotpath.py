@@ -173,6 +173,7 @@ def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: in
     except Exception as err:  # noqa: BLE001 - no detector error may reach the stream
         engine._detector_failed(series, skey, err)
         return 0
+    engine.fields_scored += 1
     series.seen += 1
     flag = False
     if series.seen <= series.warmup:

@@ -207,6 +207,7 @@ def _check_config(path: str) -> int:
             }
         )
     )
+    print(f"monitor: {json.dumps({'interval_s': config.monitor.interval})}")
     return EXIT_OK
 
 
@@ -287,7 +288,7 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
 
 
 def _run(config: Config, log: Log, args: argparse.Namespace) -> int:
-    from .stream import serve
+    from .stream import serve, write_line
 
     engine = Engine(config, log)
     try:
@@ -295,14 +296,22 @@ def _run(config: Config, log: Log, args: argparse.Namespace) -> int:
     except _StateUnavailable as err:
         log.error(str(err))
         return EXIT_CONFIG
+    monitor = None
+    if config.monitor.interval is not None:
+        from .monitor import Monitor
+
+        monitor = Monitor(engine, config.monitor.interval, store)
     log.debug(f"riverguard {__version__} ({_hot_path()}) started with {len(config.rules)} rule(s) from {config.source}")
     code = serve(
         engine,
         tick=store.save if store else None,
         tick_interval=config.state.checkpoint_interval if store else None,
         reload=_reloader(engine, store, args),
+        monitor=monitor,
     )
     saved = store.save() if store else True
+    if monitor is not None and code == EXIT_OK:  # the last line, after the last checkpoint
+        code = write_line(1, monitor.line(), log)
     log.info(
         f"stopped after {engine.metrics} metrics: {len(engine.series)} series, {engine.anomalies} anomalies, "
         f"{engine.evicted} series evicted (max_series, {engine.evicted_unscored} before they were scored), "

@@ -24,6 +24,7 @@ from . import detectors
 __all__ = [
     "Config",
     "ConfigError",
+    "MonitorConfig",
     "OutputConfig",
     "Rule",
     "StateConfig",
@@ -134,10 +135,17 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    #: Seconds between two ``riverguard`` health lines on stdout; None: off.
+    interval: float | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     rules: tuple[Rule, ...]
     output: OutputConfig = OutputConfig()
     state: StateConfig = StateConfig()
+    monitor: MonitorConfig = MonitorConfig()
     source: str = "<default>"
 
 
@@ -182,7 +190,7 @@ def load(path: str | Path) -> Config:
 
 
 _RULE_KEYS = {"name", "measurement", "tags", "fields", "detector", "threshold", "warmup", "params", "scope"}
-_TOP_KEYS = {"rule", "output", "state"}
+_TOP_KEYS = {"rule", "output", "state", "monitor"}
 
 
 class _Where:
@@ -226,6 +234,7 @@ def parse(text: str, source: str = "<string>", base: Path | None = None) -> Conf
     for name, make in (
         ("output", lambda: _parse_output(doc.get("output", {}), _Where(source, "[output]"))),
         ("state", lambda: _parse_state(doc.get("state", {}), _Where(source, "[state]"), base or Path.cwd())),
+        ("monitor", lambda: _parse_monitor(doc.get("monitor", {}), _Where(source, "[monitor]"))),
     ):
         try:
             sections[name] = make()
@@ -233,7 +242,8 @@ def parse(text: str, source: str = "<string>", base: Path | None = None) -> Conf
             errors.append(str(err))
     if errors:
         raise ConfigError("\n".join(errors), errors)
-    return Config(rules=tuple(parsed), output=sections["output"], state=sections["state"], source=source)
+    return Config(rules=tuple(parsed), output=sections["output"], state=sections["state"],
+                  monitor=sections["monitor"], source=source)
 
 
 def warnings(config: Config) -> list[str]:
@@ -382,19 +392,30 @@ def _parse_state(raw: Any, where: _Where, base: Path) -> StateConfig:
         values["path"] = (base / raw["path"]).resolve()
     for key in ("checkpoint_interval", "series_ttl"):
         if key in raw:
-            value = raw[key]
-            if not isinstance(value, str):
-                raise where.error(key, f'expected a duration string such as "60s", got {value!r}')
-            try:
-                seconds = parse_duration(value)
-            except ValueError as err:
-                raise where.error(key, str(err)) from None
-            if seconds <= 0 or not math.isfinite(seconds):
-                raise where.error(key, "must be greater than zero")
-            values[key] = seconds
+            values[key] = _duration(raw[key], key, where)
     if "max_series" in raw:
         value = raw["max_series"]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise where.error("max_series", f"expected an integer >= 1, got {value!r}")
         values["max_series"] = value
     return StateConfig(**values)
+
+
+def _duration(value: Any, key: str, where: _Where) -> float:
+    """A positive duration string (``"60s"``) in seconds."""
+    if not isinstance(value, str):
+        raise where.error(key, f'expected a duration string such as "60s", got {value!r}')
+    try:
+        seconds = parse_duration(value)
+    except ValueError as err:
+        raise where.error(key, str(err)) from None
+    if seconds <= 0 or not math.isfinite(seconds):
+        raise where.error(key, "must be greater than zero")
+    return seconds
+
+
+def _parse_monitor(raw: Any, where: _Where) -> MonitorConfig:
+    _check_keys(raw, {"interval"}, where)
+    if "interval" not in raw:
+        return MonitorConfig()
+    return MonitorConfig(interval=_duration(raw["interval"], "interval", where))

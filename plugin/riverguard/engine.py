@@ -22,7 +22,14 @@ from .detectors import Detector
 from .lineprotocol import Metric, ParseError, Record, escape_key, insert_fields, parse, unescape
 from .log import Log, RateLimit
 
-__all__ = ["ACCELERATED", "Engine", "MetricSeries", "Series", "checked_score", "format_score", "series_key"]
+__all__ = [
+    "ACCELERATED", "MONITOR_MEASUREMENT", "Engine", "MetricSeries", "Series", "checked_score", "format_score",
+    "series_key",
+]
+
+
+#: riverguard's own health metrics (:mod:`riverguard.monitor`): never scored, also when fed back in.
+MONITOR_MEASUREMENT = "riverguard"
 
 #: Whether the hot path (:mod:`riverguard._hotpath`) runs compiled; False without a C compiler at
 #: install time, or under RIVERGUARD_PURE_PYTHON=1. Both give the same bytes.
@@ -105,6 +112,8 @@ class Engine:
         #: The latest event time seen (ns): series idle for ``series_ttl`` before it expire.
         self.now: int | None = None
         self.metrics = 0
+        #: Field values that went through a detector (scored), since start.
+        self.fields_scored = 0
         self.parse_errors = 0
         self.anomalies = 0
         self.evicted = 0
@@ -143,8 +152,10 @@ class Engine:
         return self.route_field(self.candidates(metric), field_key)
 
     def candidates(self, metric: Metric) -> list[_CompiledRule]:
-        """The rules whose measurement and tag conditions the metric meets, in order."""
+        """The rules whose measurement and tag conditions the metric meets, in order (none for riverguard's own)."""
         measurement = unescape(metric.measurement)
+        if measurement == MONITOR_MEASUREMENT:
+            return []
         tags = {unescape(k): unescape(v) for k, v in metric.tags}
         return [compiled for compiled in self._rules if compiled.matches_metric(measurement, tags)]
 
@@ -304,6 +315,7 @@ class Engine:
         except Exception as err:  # noqa: BLE001 - no detector error may reach the stream
             self._detector_failed(series, mkey, err)
             return b""
+        self.fields_scored += len(together)  # each field the metric's model took
         series.seen += 1
         flag = False
         if series.seen <= series.warmup:

@@ -24,12 +24,15 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .engine import Engine
 from .lineprotocol import Splitter
 
-__all__ = ["QUOTE_GRACE", "InputError", "ManualGC", "feed", "process_chunks", "replay", "serve"]
+if TYPE_CHECKING:
+    from .monitor import Monitor
+
+__all__ = ["QUOTE_GRACE", "InputError", "ManualGC", "feed", "process_chunks", "replay", "serve", "write_line"]
 
 #: How long a metric whose quote is still open at the end of the input waits
 #: for the rest of it before its first line is treated as malformed.
@@ -121,6 +124,16 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def write_line(fd: int, data: bytes, log) -> int:  # type: ignore[no-untyped-def]
+    """Write ``data`` to ``fd`` outside the loop (the monitor's last line); the exit code."""
+    try:
+        _write_all(fd, data)
+    except BrokenPipeError:
+        log.error("stdout was closed: stopping")
+        return 1
+    return 0
+
+
 class _Signals:
     """Turns SIGTERM/SIGINT (stop) and SIGHUP (reload) into a readable file descriptor for select()."""
 
@@ -168,11 +181,13 @@ def serve(
     tick: Callable[[], None] | None = None,
     tick_interval: float | None = None,
     reload: Callable[[], None] | None = None,
+    monitor: Monitor | None = None,
 ) -> int:
     """Run execd mode until EOF or a signal; return the exit code.
 
     ``tick`` (the periodic checkpoint) runs every ``tick_interval`` seconds of
-    wall clock, between batches, never in the middle of one.
+    wall clock, between batches, never in the middle of one. ``monitor``'s
+    line goes out, flushed, after the complete metrics processed when it is due.
     """
     log = engine.log
     signals = _Signals()
@@ -188,6 +203,8 @@ def serve(
         while True:
             now = time.monotonic()
             deadlines = [d for d in (next_tick, pending_since and pending_since + QUOTE_GRACE) if d]
+            if monitor is not None:
+                deadlines.append(monitor.deadline)
             timeout = max(0.0, min(deadlines) - now) if deadlines else None
             if out:
                 timeout = 0.0
@@ -235,7 +252,10 @@ def serve(
                     out.append(chunk)
                     out_bytes += len(chunk)
             more_waiting = infd in ready and not eof and _readable(infd)
-            if out and (not more_waiting or out_bytes >= _BATCH_BYTES):
+            report = monitor is not None and monitor.due()
+            if report:
+                out.append(monitor.line())  # type: ignore[union-attr]
+            if out and (not more_waiting or out_bytes >= _BATCH_BYTES or report):
                 _write_all(outfd, b"".join(out))
                 out, out_bytes = [], 0
                 engine.flush_log()

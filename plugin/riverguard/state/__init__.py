@@ -62,6 +62,11 @@ class StateStore:
         #: More header entries to save with the models (``riverguard pull`` keeps its high-water marks here).
         self.extra: dict[str, Any] = {}
         self._lock_fd: int | None = None
+        #: Checkpoints written and failed since start; the last one's duration (s) and size (bytes).
+        self.checkpoints = 0
+        self.failures = 0
+        self.last_seconds = 0.0
+        self.last_bytes = 0
 
     @property
     def lock_path(self) -> Path:
@@ -212,14 +217,18 @@ class StateStore:
             }
             size = write(self.path, header, records, len(scored))
         except (OSError, StateCodecError, ValueError, TypeError) as err:
+            self.failures += 1
             self.log.error(f"checkpoint to {self.path} failed: {err}")
             return False
+        self.checkpoints += 1
+        self.last_seconds = time.monotonic() - started
+        self.last_bytes = size
         if unsaved:
             self.log.warn(
                 f"checkpoint: the models of {len(unsaved)} series could not be saved and will start fresh"
                 f" after a restart (the others are saved); first: {unsaved[0]}"
             )
-        self.log.debug(f"checkpoint: {len(scored)} series, {size} bytes in {time.monotonic() - started:.2f}s")
+        self.log.debug(f"checkpoint: {len(scored)} series, {size} bytes in {self.last_seconds:.2f}s")
         return True
 
 

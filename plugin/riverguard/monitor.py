@@ -1,0 +1,117 @@
+"""riverguard's own health: one line of measurement ``riverguard`` on stdout each interval.
+
+With ``[monitor] interval = "60s"`` the stream loop writes, between two
+metrics and flushed, a line such as::
+
+    riverguard,mode=compiled,version=0.1.0 metrics=1200i,fields_scored=3600i,anomalies=3i,...,lag_seconds=0.41 1764288000000000000
+
+Telegraf forwards it with everything else (the way ``inputs.internal``
+reports Telegraf's own health). Counters count since the process started;
+gauges are read when the line is written. ``lag_seconds`` (wall clock minus
+the newest event time seen) is left out until a timestamped metric arrived:
+there is no lag to speak of before, and a made-up 0 would read as "on time".
+Metrics of measurement ``riverguard`` are never scored, so feeding
+riverguard's output back into riverguard scores none of these fields.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import time
+from typing import Any
+
+from . import __version__
+from ._compiled import is_compiled
+from .engine import MONITOR_MEASUREMENT, Engine
+
+__all__ = ["COUNTERS", "GAUGES", "Monitor", "rss_bytes"]
+
+#: Integer counters since start, in the order written (engine attribute, or the store's for checkpoints).
+COUNTERS = ("metrics", "fields_scored", "anomalies", "parse_errors", "evicted", "expired", "checkpoints",
+            "checkpoint_failures")
+#: Gauges: series (int), checkpoint_seconds (float), checkpoint_bytes (int), rss_bytes (int); then lag_seconds.
+GAUGES = ("series", "checkpoint_seconds", "checkpoint_bytes", "rss_bytes", "lag_seconds")
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_bytes() -> int:
+    """The process's resident set size now (Linux ``/proc/self/statm``; elsewhere the peak)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _float(value: float) -> bytes:
+    """A float as line protocol, always with a decimal point or exponent.
+
+    >>> _float(0.5), _float(3.0), _float(1e20)
+    (b'0.5', b'3.0', b'1e+20')
+    """
+    return repr(float(value)).encode()
+
+
+def _tag(value: str) -> bytes:
+    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ").encode()
+
+
+class Monitor:
+    """Builds the ``riverguard`` line for ``engine`` (and its checkpoint ``store``, if any).
+
+    >>> from riverguard.config import default_config
+    >>> monitor = Monitor(Engine(default_config()), interval=60.0, clock=lambda: 2.5)
+    >>> line = monitor.line(wall_ns=3_000_000_000)
+    >>> line.startswith(b"riverguard,mode="), line.split(b" ")[1][:40], line.split(b" ")[2]
+    (True, b'metrics=0i,fields_scored=0i,anomalies=0i', b'3000000000\n')
+    """
+
+    def __init__(self, engine: Engine, interval: float, store: Any = None, clock=time.monotonic) -> None:
+        self.engine = engine
+        self.store = store
+        self.interval = interval
+        self.clock = clock
+        mode = "compiled" if getattr(engine, "_run_plain", None) is not None else "pure"
+        self._head = b"%s,mode=%s,version=%s " % (_tag(MONITOR_MEASUREMENT), _tag(mode), _tag(__version__))
+        #: When the next line is due (``clock`` seconds).
+        self.deadline = clock() + interval
+
+    def due(self) -> bool:
+        return self.clock() >= self.deadline
+
+    def fields(self, wall_ns: int) -> dict[str, int | float]:
+        """The line's fields by name: ints are counters or byte/series counts, floats are seconds."""
+        engine, store = self.engine, self.store
+        values: dict[str, int | float] = {
+            "metrics": engine.metrics,
+            "fields_scored": engine.fields_scored,
+            "anomalies": engine.anomalies,
+            "parse_errors": engine.parse_errors,
+            "evicted": engine.evicted,
+            "expired": engine.expired,
+            "checkpoints": store.checkpoints if store else 0,
+            "checkpoint_failures": store.failures if store else 0,
+            "series": len(engine.series),
+            "checkpoint_seconds": float(store.last_seconds) if store else 0.0,
+            "checkpoint_bytes": store.last_bytes if store else 0,
+            "rss_bytes": rss_bytes(),
+        }
+        if engine.now is not None:
+            lag = (wall_ns - engine.now) / 1e9
+            if math.isfinite(lag):
+                values["lag_seconds"] = lag
+        return values
+
+    def line(self, wall_ns: int | None = None) -> bytes:
+        """The next line (newline-terminated); the following one is due an interval from now."""
+        if wall_ns is None:
+            wall_ns = time.time_ns()
+        self.deadline = self.clock() + self.interval
+        parts = [
+            b"%s=%s" % (name.encode(), _float(value) if isinstance(value, float) else b"%di" % value)
+            for name, value in self.fields(wall_ns).items()
+        ]
+        return self._head + b",".join(parts) + b" %d\n" % wall_ns

@@ -1,0 +1,150 @@
+"""``[monitor]``: riverguard's health line (measurement ``riverguard``), checked on the real process."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from riverguard import __version__
+from riverguard.monitor import COUNTERS, GAUGES
+
+INT_FIELDS = {*COUNTERS, "series", "checkpoint_bytes", "rss_bytes"}
+FLOAT_FIELDS = {"checkpoint_seconds", "lag_seconds"}
+LINE = re.compile(rb"^riverguard,mode=(compiled|pure),version=(\S+) (\S+) ([0-9]+)$")
+
+
+def parse_monitor(line: bytes) -> tuple[dict[str, str], dict[str, int | float], int]:
+    """Tags, fields and timestamp of one ``riverguard`` line; asserts the types the README promises."""
+    m = LINE.match(line)
+    assert m, line
+    fields: dict[str, int | float] = {}
+    for item in m.group(3).split(b","):
+        name, _, value = item.decode().partition("=")
+        if name in INT_FIELDS:
+            assert re.fullmatch(r"-?[0-9]+i", value), item
+            fields[name] = int(value[:-1])
+        else:
+            assert name in FLOAT_FIELDS, item
+            assert re.fullmatch(r"-?[0-9]+\.[0-9]+(e[-+][0-9]+)?|-?[0-9](\.[0-9]+)?e[-+][0-9]+", value), item
+            fields[name] = float(value)
+    assert set(fields) >= set(COUNTERS) | (set(GAUGES) - {"lag_seconds"}), fields
+    return {"mode": m.group(1).decode(), "version": m.group(2).decode()}, fields, int(m.group(4))
+
+
+def monitor_lines(out: bytes) -> list[bytes]:
+    return [line for line in out.splitlines() if line.startswith(b"riverguard,")]
+
+
+def _config(tmp_path: Path, monitor: str = 'interval = "0.2s"') -> Path:
+    path = tmp_path / "rg.toml"
+    path.write_text(
+        f'[monitor]\n{monitor}\n[state]\npath = "state.msgpack"\ncheckpoint_interval = "0.3s"\n'
+        '[[rule]]\nname = "all"\nwarmup = 0\nthreshold = 0.3\ndetector = "zscore"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def _wait_monitor(proc, n: int, timeout: float = 10.0) -> bool:
+    return proc.out.wait_for(lambda d: len(monitor_lines(d)) >= n and d.endswith(b"\n"), timeout)
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["compiled", "pure"])
+def test_a_line_each_interval_between_whole_metrics_and_one_at_exit(start, tmp_path: Path, pure: bool) -> None:
+    env = {**os.environ, "RIVERGUARD_PURE_PYTHON": "1"} if pure else None
+    proc = start("run", "--config", str(_config(tmp_path)), cwd=tmp_path, env=env)
+    proc.ready()
+    # Before any timestamped metric: lines come while stdin is idle, without lag_seconds.
+    assert _wait_monitor(proc, 2), proc.stderr
+    tags, fields, _ = parse_monitor(monitor_lines(proc.stdout)[0])
+    assert tags == {"mode": "pure" if pure else "compiled", "version": __version__}
+    assert "lag_seconds" not in fields and fields["metrics"] == 0
+    now = time.time_ns()
+    sent = [b"load,host=a v=%d %d\n" % (i % 5, now + i) for i in range(40)]
+    sent += [b"load,host=a v=5000 %d\n" % (now + 40), b"this is not line protocol\n"]
+    proc.write(b"".join(sent))
+    # Half a metric, then silence: the lines due meanwhile go out before it, never inside it.
+    before = len(monitor_lines(proc.stdout))
+    proc.write(b"split,host=a v=1")
+    assert _wait_monitor(proc, before + 2), proc.stderr
+    proc.write(b"2 %d\n" % (now + 41))
+    assert proc.wait_lines(3 + len(sent) + before + 2, timeout=10), proc.stdout
+    proc.close_stdin()
+    assert proc.wait(10) == 0, proc.stderr
+    out = proc.stdout
+    assert out.endswith(b"\n")
+    lines = out.splitlines()
+    assert re.match(rb"^split,host=a v=12,v_anomaly_score=[0-9.e-]+,v_anomaly=(true|false) [0-9]+$",
+                    [x for x in lines if x.startswith(b"split")][0])
+    data = [x for x in lines if not x.startswith(b"riverguard,")]
+    assert len(data) == len(sent) + 1  # every metric once, in order, nothing merged with a health line
+    assert [x.split(b" ")[0] for x in data[:2]] == [b"load,host=a", b"load,host=a"]
+    health = [parse_monitor(x) for x in monitor_lines(out)]
+    assert lines[-1].startswith(b"riverguard,")  # the last line: written at exit, after the last checkpoint
+    _, last, stamp = health[-1]
+    assert abs(stamp - time.time_ns()) < 60e9
+    assert last["metrics"] == len(sent) + 1 and last["parse_errors"] == 1
+    assert last["fields_scored"] == 42  # the 41 load values and the split one; the bad line has none
+    assert last["anomalies"] == out.count(b"_anomaly=true") >= 1
+    assert last["series"] == 2 and last["evicted"] == 0 and last["expired"] == 0
+    assert last["checkpoints"] >= 2 and last["checkpoint_failures"] == 0  # periodic ones and the one at exit
+    assert last["checkpoint_bytes"] == (tmp_path / "state.msgpack").stat().st_size
+    assert 0.0 < last["checkpoint_seconds"] < 10.0 and last["rss_bytes"] > 10 << 20
+    assert -1.0 < last["lag_seconds"] < 60.0  # wall clock minus the newest event time (now + 41 ns)
+    counts = [h[1]["metrics"] for h in health]
+    assert counts == sorted(counts)  # counters since start only grow
+
+
+def test_health_lines_fed_back_are_passed_through_unscored(start, tmp_path: Path) -> None:
+    """riverguard's output (health lines included) through riverguard again: its own fields get no score."""
+    proc = start("run", "--config", str(_config(tmp_path)), cwd=tmp_path)
+    proc.ready()
+    assert _wait_monitor(proc, 3), proc.stderr
+    proc.write(b"cpu v=1 %d\n" % time.time_ns())
+    proc.close_stdin()
+    assert proc.wait(10) == 0, proc.stderr
+    first = proc.stdout
+    assert len(monitor_lines(first)) >= 4
+    again = tmp_path / "again"
+    again.mkdir()
+    fresh = b"cpu2 v=1 %d\n" % time.time_ns()
+    second = run_cli(["run", "--config", str(_config(again, 'interval = "1h"'))], input=first + fresh, cwd=again)
+    assert second.returncode == 0, second.stderr
+    # Everything fed back comes back byte for byte (the metrics were scored already, the health lines
+    # are never scored); only the fresh metric gets fields, and riverguard's own exit line follows.
+    assert second.stdout.startswith(first)
+    rest = second.stdout[len(first):].splitlines()
+    assert len(rest) == 2 and rest[0].startswith(b"cpu2 v=1,v_anomaly_score=")
+    assert parse_monitor(rest[1])[1]["fields_scored"] == 1
+
+
+def test_off_without_a_monitor_section(start, tmp_path: Path) -> None:
+    config = tmp_path / "rg.toml"
+    config.write_text('[[rule]]\nname = "all"\n', encoding="utf-8")
+    proc = start("run", "--config", str(config), cwd=tmp_path)
+    proc.ready()
+    time.sleep(0.5)
+    proc.close_stdin()
+    assert proc.wait(10) == 0
+    assert proc.stdout == b""
+
+
+@pytest.mark.parametrize("value", ['"0s"', '"soon"', "60", '""'])
+def test_a_bad_interval_is_refused_with_a_clear_message(tmp_path: Path, value: str) -> None:
+    config = tmp_path / "rg.toml"
+    config.write_text(f"[monitor]\ninterval = {value}\n", encoding="utf-8")
+    result = run_cli(["run", "--config", str(config)])
+    assert result.returncode == 2
+    assert f"{config}: [monitor], key 'interval'" in result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+
+
+def test_check_config_shows_the_interval(tmp_path: Path) -> None:
+    result = run_cli(["check-config", str(_config(tmp_path))])
+    assert result.returncode == 0, result.stderr
+    assert b'monitor: {"interval_s": 0.2}' in result.stdout
