@@ -148,3 +148,13 @@ def test_check_config_shows_the_interval(tmp_path: Path) -> None:
     result = run_cli(["check-config", str(_config(tmp_path))])
     assert result.returncode == 0, result.stderr
     assert b'monitor: {"interval_s": 0.2}' in result.stdout
+
+
+def test_the_readme_documents_every_field_and_its_example_line_has_the_real_shape() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## riverguard's own health (", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", section, re.M))
+    assert documented == set(COUNTERS) | set(GAUGES)
+    example = re.search(r"```\n(riverguard,.*)\n```", section).group(1).encode()
+    tags, fields, _ = parse_monitor(example)
+    assert list(fields) == [*COUNTERS, *GAUGES]
