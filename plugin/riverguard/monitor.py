@@ -60,7 +60,7 @@ def _tag(value: str) -> bytes:
 
 
 class Monitor:
-    """Builds the ``riverguard`` line for ``engine`` (and its checkpoint ``store``, if any).
+    r"""Builds the ``riverguard`` line for ``engine`` (and its checkpoint ``store``, if any).
 
     >>> from riverguard.config import default_config
     >>> monitor = Monitor(Engine(default_config()), interval=60.0, clock=lambda: 2.5)
