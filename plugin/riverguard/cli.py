@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     state_option(replay)
     replay.add_argument("--output", "-o", metavar="PATH", help="write here instead of stdout")
     replay.add_argument("files", nargs="+", metavar="FILE", help="line-protocol files ('-' is stdin)")
+    report = replay.add_argument_group("report (needs pip install 'riverguard[report]')")
+    report.add_argument("--report", metavar="PATH", help="also write a self-contained HTML report of the replay here")
+    report.add_argument("--report-top", metavar="N", type=_count, default=12,
+                        help="plot the N series with the most anomalies (default: 12)")
+    report.add_argument("--report-series", metavar="GLOB", action="append", default=[],
+                        help="also plot the series matching GLOB ('measurement,tags field'; repeatable)")
     from .influx import add_arguments as _influx_arguments
 
     _influx_arguments(replay)
@@ -91,6 +97,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.commands = {**sub.choices, "state": inspect}  # type: ignore[attr-defined]  # for usage errors
     return parser
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
 
 
 def _load(path: str | None) -> Config:
@@ -167,8 +183,16 @@ def _main(args: argparse.Namespace) -> int:
         except OptionError as err:
             log.error(str(err))
             return EXIT_CONFIG
+        if args.report:
+            from .report import MissingExtra, check_extra
+
+            try:
+                check_extra()
+            except MissingExtra as err:
+                log.error(str(err))
+                return EXIT_CONFIG
         try:
-            return _replay(config, log, args.files, sink or args.output)
+            return _replay(config, log, args.files, sink or args.output, args)
         except WriteError as err:
             log.error(str(err))
             if sink is not None:
@@ -399,7 +423,20 @@ class _OutputFile:
                     self.tmp.unlink(missing_ok=True)
 
 
-def _replay(config: Config, log: Log, files: list[str], output: str | None) -> int:
+class _Tee:
+    """Writes to ``out`` and hands the same bytes (whole metrics) to the report's collector."""
+
+    def __init__(self, out, collector) -> None:  # type: ignore[no-untyped-def]
+        self.out = out
+        self.collector = collector
+
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.collector.feed(data)
+
+
+def _replay(config: Config, log: Log, files: list[str], output: str | None,
+            args: argparse.Namespace | None = None) -> int:
     from .stream import InputError, replay
 
     problem = _check_inputs(files)
@@ -432,11 +469,16 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None) -> i
             return EXIT_FAIL
     else:
         out = sys.stdout.buffer
+    collector = None
+    if args is not None and args.report:
+        from .report import Collector
+
+        collector = Collector(config.output.score_suffix, config.output.flag_suffix)
     ok = False
     for sig in (signal.SIGINT, signal.SIGTERM):  # stopped: the finally below drops a half-written output
         signal.signal(sig, signal.default_int_handler)
     try:
-        replay(engine, files, out, progress)  # type: ignore[arg-type]
+        replay(engine, files, _Tee(out, collector) if collector else out, progress)  # type: ignore[arg-type]
         ok = True
     except BrokenPipeError:
         return EXIT_FAIL
@@ -456,6 +498,25 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None) -> i
     if store:
         store.save()
     _summary(engine)
+    if collector is not None:
+        return _write_report(collector, args, log)  # type: ignore[arg-type]
+    return EXIT_OK
+
+
+def _write_report(collector, args: argparse.Namespace, log: Log) -> int:  # type: ignore[no-untyped-def]
+    import time
+
+    from .report import write
+
+    started = time.monotonic()
+    try:
+        plotted = write(args.report, collector, top=args.report_top, globs=args.report_series, sources=args.files)
+    except OSError as err:
+        log.error(f"cannot write the report to {args.report}: {err}")
+        return EXIT_FAIL
+    size = os.path.getsize(args.report)
+    log.info(f"report: {plotted} series plotted, {size / 1e6:.1f} MB in {time.monotonic() - started:.1f}s: "
+             f"{os.path.abspath(args.report)}")
     return EXIT_OK
 
 

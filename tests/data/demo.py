@@ -2,7 +2,9 @@
 
 ``python tests/data/demo.py`` (what ``make demo`` runs) replays ``demo.lp``
 with the default detector and prints which injected anomalies were flagged and
-how many flags landed elsewhere. ``python tests/data/demo.py --write`` rebuilds
+how many flags landed elsewhere; it also writes the replay's HTML report to
+``demo-report.html`` (in the current folder; ``--report PATH`` to choose) and
+prints its path. ``python tests/data/demo.py --write`` rebuilds
 ``demo.lp`` from the seeded generator below (the file is committed so the demo
 is a replay of a recording, byte for byte the same everywhere).
 
@@ -120,10 +122,15 @@ def main(argv: list[str]) -> int:
         print(f"wrote {RECORDING}")
         return 0
     print(f"replaying {RECORDING.relative_to(Path.cwd()) if RECORDING.is_relative_to(Path.cwd()) else RECORDING}")
-    print("  $ riverguard replay tests/data/demo.lp   (default detector, no config)\n")
+    report = Path(argv[argv.index("--report") + 1] if "--report" in argv else "demo-report.html").resolve()
+    print(f"  $ riverguard replay --report {report.name} tests/data/demo.lp   (default detector, no config)\n")
     result = subprocess.run(
-        [sys.executable, "-m", "riverguard", "replay", str(RECORDING)], capture_output=True, check=True
+        [sys.executable, "-m", "riverguard", "replay", "--report", str(report), str(RECORDING)],
+        capture_output=True, check=False,
     )
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr.decode())
+        return result.returncode
     sys.stderr.write(result.stderr.decode())
     found = flags(result.stdout)
     print("\ninjected anomaly                                  flagged at sample")
@@ -140,6 +147,7 @@ def main(argv: list[str]) -> int:
         if line.startswith("cpu,cpu=cpu-total,host=web1 ") and line.endswith(f" {spike}"):
             print("  " + line)
             break
+    print(f"\nthe report (open it in a browser): {report}")
     return 0
 
 

@@ -1,0 +1,251 @@
+"""``riverguard replay --report``: the HTML report, opened in a real headless Chromium.
+
+The browser tests load the report from disk the way a person would, fail on any
+console error or request that leaves the file, wait until every plot's canvas
+is painted, and save a screenshot in the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from browser import Browser, available
+from conftest import ROOT, run_cli
+from riverguard.report import BAND_COLOR
+
+DEMO = ROOT / "tests" / "data" / "demo.lp"
+BAND_RGB = tuple(int(BAND_COLOR[i : i + 2], 16) for i in (1, 3, 5))  # drawn at alpha 0.5 over white
+
+#: Per canvas (through Bokeh's shadow roots): its size, how many sampled pixels are painted
+#: (neither transparent nor white) and how many have the band's colour.
+CANVASES_JS = """(() => {
+  const found = [], stack = [document];
+  while (stack.length) {
+    const root = stack.pop();
+    for (const el of root.querySelectorAll('*')) {
+      if (el.shadowRoot) stack.push(el.shadowRoot);
+      if (el.tagName === 'CANVAS') found.push(el);
+    }
+  }
+  const band = [%d, %d, %d].map(c => Math.round(c * 0.5 + 255 * 0.5));
+  return found.filter(c => c.width >= 100 && c.height >= 60).map(c => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let painted = 0, banded = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i + 3] > 0 && !(d[i] > 245 && d[i + 1] > 245 && d[i + 2] > 245)) painted++;
+      if (Math.abs(d[i] - band[0]) < 6 && Math.abs(d[i + 1] - band[1]) < 6 && Math.abs(d[i + 2] - band[2]) < 6) banded++;
+    }
+    return [c.width, c.height, painted, banded];
+  });
+})()""" % BAND_RGB
+
+#: The flagged points each plot holds (the marker sources carry a "score" column).
+FLAGGED_JS = """(() => {
+  let n = 0;
+  for (const doc of Bokeh.documents)
+    for (const m of doc.all_models)
+      if (m.type === 'ColumnDataSource' && 'score' in m.data) n += m.data.x.length;
+  return n;
+})()"""
+
+
+@pytest.fixture(scope="module")
+def chromium() -> None:
+    if not available():
+        message = "headless Chromium not found (Debian package chromium; .ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def replay_report(tmp: Path, *args: str, files: list[Path] | None = None, config: Path | None = None):
+    report = tmp / "report.html"
+    cmd = ["replay", "--report", str(report), "--output", str(tmp / "scored.lp"), *args]
+    if config:
+        cmd += ["--config", str(config)]
+    result = run_cli([*cmd, *[str(f) for f in files or [DEMO]]], timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    return report, result.stderr.decode()
+
+
+def open_rendered(browser: Browser, report: Path, plots: int, timeout: float = 60.0) -> list[list[int]]:
+    """Load ``report``, wait until ``2 * plots`` canvases (value and score) are painted; return those.
+
+    (Bokeh gives each plot a second canvas for overlays such as a zoom box: empty until used.)
+    """
+    browser.open(report.as_uri())
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        canvases = browser.evaluate(CANVASES_JS)
+        painted = [c for c in canvases if c[2] > 500]
+        done = len(painted) >= 2 * plots and canvases == last  # painted, and no longer changing
+        if done or time.monotonic() > deadline:
+            assert len(canvases) == 4 * plots, canvases
+            return painted
+        last = canvases
+        time.sleep(0.3)
+
+
+def check_page(browser: Browser) -> None:
+    assert browser.errors() == []
+    leaving = [u for u in browser.requests() if not u.startswith(("file:", "data:"))]
+    assert leaving == [], "the report must work offline"
+
+
+@pytest.fixture(scope="module")
+def demo_report(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("demo-report")
+    return replay_report(tmp)
+
+
+def test_demo_report_renders_every_plot_offline_without_errors(chromium, demo_report) -> None:
+    report, stderr = demo_report
+    plotted = int(re.search(r"report: (\d+) series plotted", stderr).group(1))
+    assert plotted == 12  # --report-top's default; the demo has 16 series with flags
+    page = report.read_text(encoding="utf-8")
+    assert not re.search(r"<script[^>]+src=|<link[^>]+href=", page), "scripts and styles must be inline"
+    with Browser(width=1280, height=1000) as browser:
+        canvases = open_rendered(browser, report, plotted)
+        check_page(browser)
+        assert len(canvases) == 2 * plotted, canvases  # every value and score plot painted
+        assert all(banded < 50 for *_, banded in canvases), "no band without band fields"
+        shot = browser.screenshot(report.with_name("demo-report.png"))
+        assert len(shot) > 50_000 and report.with_name("demo-report.png").is_file()
+        # Summary = the replay's own summary; every flag of every plotted series is drawn.
+        summary = browser.evaluate("[...document.querySelectorAll('#summary td')].map(td => td.textContent)")
+        metrics = int(re.search(r"metrics: (\d+)", stderr).group(1))
+        anomalies = int(re.search(r"anomalies: (\d+)", stderr).group(1))
+        assert summary[0] == f"{metrics:,}" and summary[2] == f"{anomalies:,}"
+        rows = browser.evaluate("[...document.querySelectorAll('#top-series tr')].slice(1)"
+                                ".map(tr => [...tr.children].map(td => td.textContent))")
+        top = re.findall(r"I! \[riverguard\] +(\d+)  (.+)", stderr)
+        assert [(r[0], r[2]) for r in rows[: len(top)]] == top
+        assert browser.evaluate(FLAGGED_JS) == sum(int(r[0]) for r in rows[:plotted])
+
+
+def _explained(path: Path, suffix: str, band: bool) -> Path:
+    """A hand-written scored recording, as riverguard with ``explain`` would write it (suffix ``suffix``).
+
+    One series, 600 samples of a slow wave; the band is left out for the first 30 (warm-up) and is
+    +-3 around the expected value; three values jump out of it and are flagged.
+    """
+    lines = []
+    for i in range(600):
+        expected = 50 + 10 * ((i % 200) / 100 - 1) ** 2
+        value = expected + ((i * 7919) % 13 - 6) / 4
+        out = i in (250, 400, 401)
+        if out:
+            value += 15
+        fields = f"v={value:.3f},v{suffix}_score={0.97 if out else 0.05},v{suffix}={'true' if out else 'false'}"
+        if band and i >= 30:
+            fields += f",v{suffix}_expected={expected:.3f},v{suffix}_lower={expected - 3:.3f},v{suffix}_upper={expected + 3:.3f}"
+            if out:
+                fields += f',v{suffix}_reason="spike"'
+        lines.append(f"svc,host=a {fields} {1_764_288_000_000_000_000 + i * 10_000_000_000}\n")
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def test_band_fields_in_the_output_are_drawn_as_a_band(chromium, tmp_path: Path) -> None:
+    """F<flag_suffix>_lower/_upper (what [output] explain writes), with configured suffixes: the
+    input is already scored, so riverguard passes it through and the report draws what it carries."""
+    config = tmp_path / "rg.toml"
+    config.write_text('[output]\nscore_suffix = "_outlier_score"\nflag_suffix = "_outlier"\n', encoding="utf-8")
+    found = {}
+    for band in (True, False):
+        tmp = tmp_path / ("band" if band else "plain")
+        tmp.mkdir()
+        report, stderr = replay_report(tmp, config=config, files=[_explained(tmp / "in.lp", "_outlier", band)])
+        assert "report: 1 series plotted" in stderr
+        assert ('"name":"VArea"' in report.read_text(encoding="utf-8")) is band
+        with Browser(width=1100, height=700) as browser:
+            canvases = open_rendered(browser, report, 1)
+            check_page(browser)
+            browser.screenshot(tmp / "report.png")
+            assert len(canvases) == 2, canvases
+            assert browser.evaluate(FLAGGED_JS) == 3
+            found[band] = max(c[3] for c in canvases)
+    assert found[True] > 2000 and found[False] < 50, found
+
+
+def test_a_million_points_are_downsampled_but_every_flag_is_kept() -> None:
+    """In process: one series of 1 000 000 samples with 700 flags (some adjacent) and extremes."""
+    import numpy as np
+
+    from riverguard.report import BUCKETS, Collector, prepare
+
+    n = 1_000_000
+    rng = np.random.default_rng(7)
+    collector = Collector("_anomaly_score", "_anomaly")
+    flagged = set(rng.choice(n, 600, replace=False).tolist()) | set(range(5000, 5100))
+    values = rng.normal(size=n)
+    values[123_457], values[765_433] = 40.0, -35.0
+    values = values.tolist()
+    chunk = []
+    for i in range(n):
+        flag = i in flagged
+        chunk.append(b"m v=%r,v_anomaly_score=%s,v_anomaly=%s %d\n"
+                     % (values[i], b"0.9" if flag else b"0.1", b"true" if flag else b"false", i * 1_000_000))
+        if len(chunk) == 50_000:
+            collector.feed(b"".join(chunk))
+            chunk = []
+    drawn = prepare(collector.series["m v"], use_time=True)
+    assert len(drawn.x) <= 2 * BUCKETS and len(drawn.score_x) <= 2 * BUCKETS
+    assert len(drawn.flag_x) == len(flagged) == 700
+    assert drawn.y.max() == 40.0 and drawn.y.min() == -35.0  # a bucket's extremes are kept
+    times = drawn.flag_x.astype("datetime64[ms]").astype(np.int64)
+    assert sorted(times.tolist()) == [i for i in sorted(flagged)]  # at their own times (1 ms apart)
+
+
+def test_report_series_adds_matching_series_to_the_top(tmp_path: Path) -> None:
+    report, stderr = replay_report(tmp_path, "--report-top", "1", "--report-series", "http,*",
+                                   "--report-series", "mem,host=web3 used")
+    assert "report: 5 series plotted" in stderr  # the top one, the 3 http series, mem web3 used
+    titles = re.findall(r'<div class="series-title" id="s\d+">([^&]+) &mdash;', report.read_text(encoding="utf-8"))
+    assert titles[1:] == ["http,host=web1 requests", "http,host=web2 requests", "http,host=web3 requests",
+                          "mem,host=web3 used"]
+
+
+def test_without_the_extra_a_clear_message_and_exit_2(tmp_path: Path) -> None:
+    """As if bokeh were not installed: a package of that name that fails to import shadows it."""
+    fake = tmp_path / "site" / "bokeh"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise ImportError("No module named \'bokeh\'")\n', encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    result = run_cli(["replay", "--report", str(tmp_path / "r.html"), str(DEMO)], env=env, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.decode() == (
+        "E! [riverguard] --report needs the optional plotting extra: "
+        "pip install 'riverguard[report]' (Bokeh)\n"
+    )
+    assert result.stdout == b"" and not (tmp_path / "r.html").exists()  # refused before any work
+
+
+def test_bad_report_options_are_usage_errors(tmp_path: Path) -> None:
+    data = tmp_path / "in.lp"
+    data.write_text("m v=1 1\n", encoding="utf-8")
+    result = run_cli(["replay", "--report", str(tmp_path / "r.html"), "--report-top", "-3", str(data)])
+    assert result.returncode == 2 and b"--report-top" in result.stderr and b"Traceback" not in result.stderr
+    result = run_cli(["replay", "--report", str(tmp_path / "no" / "such" / "r.html"), str(data)], timeout=120)
+    assert result.returncode == 1 and b"cannot write the report" in result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+def test_without_timestamps_the_axis_is_the_metric_number(tmp_path: Path) -> None:
+    data = tmp_path / "plain.lp"
+    data.write_text("".join(f"m v={i % 7}\n" for i in range(300)) + "m v=900\n", encoding="utf-8")
+    report, _ = replay_report(tmp_path, files=[data])
+    page = report.read_text(encoding="utf-8")
+    assert "the x axis is the metric&#x27;s number" in page
+    assert '"name":"DatetimeAxis"' not in page
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__]))
