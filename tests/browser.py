@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from riverguard.report import BAND_COLOR
+
 CHROMIUM = os.environ.get("RIVERGUARD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
     "--headless",
@@ -33,6 +35,50 @@ FLAGS = [
     "--hide-scrollbars",
     "--mute-audio",
 ]
+
+
+#: Per canvas (through shadow roots, where Bokeh draws): its size, how many pixels are painted
+#: (not white once composited over the white page) and how many have the report's band colour.
+CANVASES_JS = """(() => {
+  const found = [], stack = [document];
+  while (stack.length) {
+    const root = stack.pop();
+    for (const el of root.querySelectorAll('*')) {
+      if (el.shadowRoot) stack.push(el.shadowRoot);
+      if (el.tagName === 'CANVAS') found.push(el);
+    }
+  }
+  const band = [%d, %d, %d].map(c => Math.round(c * 0.5 + 255 * 0.5));  // drawn at alpha 0.5 over white
+  return found.filter(c => c.width >= 100 && c.height >= 60).map(c => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let painted = 0, banded = 0;
+    for (let i = 0; i < d.length; i += 4) {
+      const a = d[i + 3] / 255, rgb = [0, 1, 2].map(k => d[i + k] * a + 255 * (1 - a));  // as seen on white
+      if (a > 0 && !(rgb[0] > 245 && rgb[1] > 245 && rgb[2] > 245)) painted++;
+      if ([0, 1, 2].every(k => Math.abs(rgb[k] - band[k]) < 6)) banded++;
+    }
+    return [c.width, c.height, painted, banded];
+  });
+})()""" % tuple(int(BAND_COLOR[i : i + 2], 16) for i in (1, 3, 5))
+
+
+def open_rendered(browser: Browser, path: Path, plots: int, timeout: float = 60.0) -> list[list[int]]:
+    """Load the report at ``path``, wait until ``2 * plots`` canvases (value and score) are painted
+    and no longer change; return those (Bokeh gives each plot a second canvas for overlays such as
+    a zoom box, empty until used)."""
+    browser.open(Path(path).resolve().as_uri())
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        canvases = browser.evaluate(CANVASES_JS)
+        painted = [c for c in canvases if c[2] > 500]
+        if len(painted) >= 2 * plots and canvases == last:
+            assert len(canvases) == 4 * plots, canvases
+            return painted
+        if time.monotonic() > deadline:
+            raise BrowserError(f"not every plot was painted within {timeout}s: {canvases}")
+        last = canvases
+        time.sleep(0.3)
 
 
 def available() -> bool:

@@ -15,46 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from browser import Browser, available
+from browser import Browser, available, open_rendered
 from conftest import ROOT, run_cli
-from riverguard.report import BAND_COLOR
 
 DEMO = ROOT / "tests" / "data" / "demo.lp"
-BAND_RGB = tuple(int(BAND_COLOR[i : i + 2], 16) for i in (1, 3, 5))  # drawn at alpha 0.5 over white
-
-#: Per canvas (through Bokeh's shadow roots): its size, how many sampled pixels are painted
-#: (neither transparent nor white) and how many have the band's colour.
-CANVASES_JS = """(() => {
-  const found = [], stack = [document];
-  while (stack.length) {
-    const root = stack.pop();
-    for (const el of root.querySelectorAll('*')) {
-      if (el.shadowRoot) stack.push(el.shadowRoot);
-      if (el.tagName === 'CANVAS') found.push(el);
-    }
-  }
-  const band = [%d, %d, %d].map(c => Math.round(c * 0.5 + 255 * 0.5));
-  return found.filter(c => c.width >= 100 && c.height >= 60).map(c => {
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    let painted = 0, banded = 0;
-    for (let i = 0; i < d.length; i += 4) {
-      if (d[i + 3] > 0 && !(d[i] > 245 && d[i + 1] > 245 && d[i + 2] > 245)) painted++;
-      if (Math.abs(d[i] - band[0]) < 6 && Math.abs(d[i + 1] - band[1]) < 6 && Math.abs(d[i + 2] - band[2]) < 6) banded++;
-    }
-    return [c.width, c.height, painted, banded];
-  });
-})()""" % BAND_RGB
-
-#: The flagged points each plot holds (the marker sources carry a "score" column).
-FLAGGED_JS = """(() => {
-  let n = 0;
-  for (const doc of Bokeh.documents)
-    for (const m of doc.all_models)
-      if (m.type === 'ColumnDataSource' && 'score' in m.data) n += m.data.x.length;
-  return n;
-})()"""
-
-
 @pytest.fixture(scope="module")
 def chromium() -> None:
     if not available():
@@ -72,25 +36,6 @@ def replay_report(tmp: Path, *args: str, files: list[Path] | None = None, config
     result = run_cli([*cmd, *[str(f) for f in files or [DEMO]]], timeout=300)
     assert result.returncode == 0, result.stderr.decode()
     return report, result.stderr.decode()
-
-
-def open_rendered(browser: Browser, report: Path, plots: int, timeout: float = 60.0) -> list[list[int]]:
-    """Load ``report``, wait until ``2 * plots`` canvases (value and score) are painted; return those.
-
-    (Bokeh gives each plot a second canvas for overlays such as a zoom box: empty until used.)
-    """
-    browser.open(report.as_uri())
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        canvases = browser.evaluate(CANVASES_JS)
-        painted = [c for c in canvases if c[2] > 500]
-        done = len(painted) >= 2 * plots and canvases == last  # painted, and no longer changing
-        if done or time.monotonic() > deadline:
-            assert len(canvases) == 4 * plots, canvases
-            return painted
-        last = canvases
-        time.sleep(0.3)
 
 
 def check_page(browser: Browser) -> None:

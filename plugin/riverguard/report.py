@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .lineprotocol import ParseError, Splitter, raw_fields
+from .lineprotocol import ParseError, raw_fields
 
 __all__ = ["BUCKETS", "Collector", "MissingExtra", "SeriesData", "check_extra", "downsample", "write"]
 
@@ -98,17 +98,18 @@ class Collector:
         self.anomalies = 0
         self.timed = 0  # scored metrics with a timestamp
         self.untimed = 0  # and without
-        self._splitter = Splitter()
 
     def feed(self, data: bytes) -> None:
         """Take whole output metrics (newline-terminated)."""
-        if b'"' in data:  # a string field may hold a newline: split as the engine does
-            records, _, _ = self._splitter.split(data, final=True)
-            lines: Iterable[bytes] = (r.data.rstrip(b"\n") for r in records)
-        else:
-            lines = data.split(b"\n")
         score_suffix = self.score_suffix
-        for line in lines:
+        held = b""
+        for line in data.split(b"\n"):
+            if held:  # a string field holding a newline: the metric goes on
+                line = held + b"\n" + line
+                held = b""
+            if b'"' in line and (line.count(b'"') - line.count(b'\\"')) % 2:
+                held = line
+                continue
             if not line or line[0] == 0x23:  # '#'
                 continue
             self.metrics += 1
@@ -117,9 +118,17 @@ class Collector:
                     self._line(line)
                 except (ParseError, ValueError):
                     pass  # not ours to judge: the replay passed it through
+        if held:
+            self.metrics += 1
 
     def _line(self, line: bytes) -> None:
-        head, fields, ts = raw_fields(line)
+        parts = line.split(b" ")
+        if len(parts) == 3 and b'"' not in line and b"\\" not in line:  # the common, plain metric
+            head = parts[0]
+            fields = dict(item.split(b"=", 1) for item in parts[1].split(b","))  # type: ignore[misc]
+            ts: int | None = int(parts[2])
+        else:
+            head, fields, ts = raw_fields(line)
         score_suffix, flag_suffix = self.score_suffix, self.flag_suffix
         cut = len(score_suffix)
         found = False
@@ -199,7 +208,7 @@ def downsample(x: Any, y: Any, buckets: int = BUCKETS) -> tuple[Any, Any]:
     >>> import numpy as np
     >>> x, y = downsample(np.arange(10), np.array([0, 5, 1, 1, 1, 1, -3, 1, 1, 1.0]), buckets=2)
     >>> x.tolist(), y.tolist()
-    ([0, 1, 6, 7], [0.0, 5.0, -3.0, 1.0])
+    ([0, 1, 5, 6], [0.0, 5.0, 1.0, -3.0])
     """
     import numpy as np
 
@@ -343,6 +352,7 @@ def _plot(d: Drawn, series: SeriesData, use_time: bool, x_range: Any) -> Any:
     where = [("time", "@x{%F %T}")] if use_time else [("metric", "@x")]
     value.add_tools(HoverTool(renderers=[marks], tooltips=[("value", "@y"), ("score", "@score{0.000}"), *where],
                               formatters={"@x": "datetime"} if use_time else {}))
+    value.add_layout(value.legend[0], "above")  # never over the data (a flag may sit in a corner)
     value.legend.location = "top_left"
     value.legend.orientation = "horizontal"
     value.legend.background_fill_alpha = 0.6
@@ -367,6 +377,7 @@ def write(
     buckets: int = BUCKETS,
 ) -> int:
     """Write the report to ``path``; return the number of series plotted."""
+    from bokeh.document import Document
     from bokeh.embed import components
     from bokeh.embed.bundle import bundle_for_objs_and_resources
     from bokeh.resources import INLINE
@@ -395,6 +406,10 @@ def write(
     sections = []
     scripts = ""
     if plots:
+        document = Document()
+        with document.models.freeze():  # one recomputation of the model graph, not one per plot
+            for plot in plots.values():
+                document.add_root(plot)
         script, divs = components(plots)
         js, css = bundle_for_objs_and_resources(list(plots.values()), INLINE)
         scripts = css + "\n" + js + "\n" + script

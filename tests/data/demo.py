@@ -22,6 +22,7 @@ is never scored. Injected (sample index, series):
 from __future__ import annotations
 
 import math
+import os
 import random
 import subprocess
 import sys
@@ -125,7 +126,7 @@ def main(argv: list[str]) -> int:
     report = Path(argv[argv.index("--report") + 1] if "--report" in argv else "demo-report.html").resolve()
     print(f"  $ riverguard replay --report {report.name} tests/data/demo.lp   (default detector, no config)\n")
     result = subprocess.run(
-        [sys.executable, "-m", "riverguard", "replay", "--report", str(report), str(RECORDING)],
+        [sys.executable, "-m", "riverguard", "replay", "--report", str(report), os.path.relpath(RECORDING)],
         capture_output=True, check=False,
     )
     if result.returncode != 0:
