@@ -71,6 +71,9 @@ class SeriesData:
         return len(self.flags)
 
 
+_PAIR = re.compile(rb"([^,=]+)=([^,]*)").findall
+
+
 def _number(raw: bytes) -> float:
     if raw[-1:] in (b"i", b"u"):
         raw = raw[:-1]
@@ -94,6 +97,7 @@ class Collector:
         self.lower_suffix = self.flag_suffix + b"_lower"
         self.upper_suffix = self.flag_suffix + b"_upper"
         self.series: dict[str, SeriesData] = {}
+        self._index: dict[bytes, SeriesData] = {}  # the same, by raw name
         self.metrics = 0
         self.anomalies = 0
         self.timed = 0  # scored metrics with a timestamp
@@ -125,34 +129,34 @@ class Collector:
         parts = line.split(b" ")
         if len(parts) == 3 and b'"' not in line and b"\\" not in line:  # the common, plain metric
             head = parts[0]
-            fields = dict(item.split(b"=", 1) for item in parts[1].split(b","))  # type: ignore[misc]
+            fields = dict(_PAIR(parts[1]))
             ts: int | None = int(parts[2])
         else:
             head, fields, ts = raw_fields(line)
         score_suffix, flag_suffix = self.score_suffix, self.flag_suffix
         cut = len(score_suffix)
+        band = self.lower_suffix in line or self.upper_suffix in line
+        index = self._index
         found = False
-        for key, raw in fields.items():
-            if not key.endswith(score_suffix) or len(key) == cut:
-                continue
+        for key in [k for k in fields if k.endswith(score_suffix)]:
             base = key[:-cut]
             value = fields.get(base)
-            if value is None:
+            if value is None or not base:
                 continue
-            number = _number(value)
-            score = float(raw)
+            number = float(value[:-1]) if value[-1:] in (b"i", b"u") else float(value)
+            score = float(fields[key])
             if not (math.isfinite(number) and math.isfinite(score)):
                 continue
-            name = (head + b" " + base).decode("utf-8", "backslashreplace")
-            series = self.series.get(name)
+            name = head + b" " + base
+            series = index.get(name)
             if series is None:
-                series = self.series[name] = SeriesData(name)
+                series = index[name] = self.series[name.decode("utf-8", "backslashreplace")] = SeriesData(
+                    name.decode("utf-8", "backslashreplace"))
             if fields.get(base + flag_suffix) == b"true":
                 series.flags.append(len(series.values))
                 self.anomalies += 1
-            lower, upper = fields.get(base + self.lower_suffix), fields.get(base + self.upper_suffix)
-            if lower is not None or upper is not None or series.lower is not None:
-                self._band(series, lower, upper)
+            if band or series.lower is not None:
+                self._band(series, fields.get(base + self.lower_suffix), fields.get(base + self.upper_suffix))
             series.times.append(_NO_TIME if ts is None else ts)
             series.positions.append(self.metrics)
             series.values.append(number)
