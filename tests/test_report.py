@@ -19,6 +19,16 @@ from browser import Browser, available, open_rendered
 from conftest import ROOT, run_cli
 
 DEMO = ROOT / "tests" / "data" / "demo.lp"
+#: The flagged points the page holds (the marker sources carry a "score" column).
+FLAGGED_JS = """(() => {
+  let n = 0;
+  for (const doc of Bokeh.documents)
+    for (const m of doc.all_models)
+      if (m.type === 'ColumnDataSource' && 'score' in m.data) n += m.data.x.length;
+  return n;
+})()"""
+
+
 @pytest.fixture(scope="module")
 def chromium() -> None:
     if not available():
