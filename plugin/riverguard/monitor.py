@@ -74,7 +74,7 @@ class Monitor:
         self.store = store
         self.interval = interval
         self.clock = clock
-        mode = "compiled" if engine.run_plain is not None else "pure"
+        mode = "compiled" if is_compiled(engine._hot) else "pure"
         self._head = b"%s,mode=%s,version=%s " % (_tag(MONITOR_MEASUREMENT), _tag(mode), _tag(__version__))
         #: When the next line is due (``clock`` seconds).
         self.deadline = clock() + interval
