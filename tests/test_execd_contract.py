@@ -159,7 +159,9 @@ def test_unterminated_quote_comes_back_promptly_and_does_not_swallow_the_next_me
     assert proc.stdout.endswith(bad + b"quote v=1,v_anomaly_score=0.0,v_anomaly=false 3\n")
 
 
-def test_closing_stdin_flushes_everything_and_exits_zero_within_one_second(start) -> None:
+def test_closing_stdin_flushes_everything_and_exits_zero_before_telegrafs_sigterm(start) -> None:
+    # Telegraf sends SIGTERM 5 s after closing stdin; 4 s leaves room on a loaded CI machine
+    # (a quiet one exits in about 0.3 s) while still failing a process that waits for input.
     proc = start("run")
     proc.ready()
     proc.write(b"m v=1 1\nm v=2 2\n")
@@ -167,8 +169,8 @@ def test_closing_stdin_flushes_everything_and_exits_zero_within_one_second(start
     proc.write(b'm v=3 3\nm s="open')  # no newline at the end, an open quote
     closed = time.monotonic()
     proc.close_stdin()
-    assert proc.wait(1.0) == 0
-    assert time.monotonic() - closed < 1.0
+    assert proc.wait(4.0) == 0
+    assert time.monotonic() - closed < 4.0
     assert strip_added(proc.stdout) == b'm v=1 1\nm v=2 2\nm v=3 3\nm s="open\n'
     check_log_lines(proc.stderr)
 
