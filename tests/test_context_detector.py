@@ -55,7 +55,7 @@ def test_integer_values_dump_floats():
     assert restored.process(3) == det.process(3)
 
 
-@pytest.mark.parametrize("bad", [None, [], [1, 2], ["x"] * 21, [0, 0.0, 0.0, 0.0, 0.0, 0, b"\0" * 3] + [0.0] * 14])
+@pytest.mark.parametrize("bad", [None, [], [1, 2], {}, {"n": 1, "surprise": {"hist": 0, "table": b"\0" * 3}}])
 def test_bad_state_is_rejected(bad):
     with pytest.raises(ValueError):
         Context().load_state(bad)
@@ -66,8 +66,7 @@ def test_the_table_stays_bounded():
     rng = random.Random(1)
     for _ in range(5000):
         det.process(rng.random())
-    assert len(det._table) == 256
-    assert len(det.dump_state()[6]) == 256
+    assert len(det.dump_state()["surprise"]["table"]) == 256
 
 
 def test_bad_parameters_are_rejected():

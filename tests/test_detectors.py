@@ -15,6 +15,7 @@ from conftest import realistic_series
 from riverguard import config as config_mod
 from riverguard import detectors
 from riverguard.detectors import REGISTRY, Detector
+from riverguard.detectors.params import Param
 from riverguard.engine import Engine
 from riverguard.lineprotocol import Splitter
 from riverguard.log import Log
@@ -158,8 +159,10 @@ class Boom(Detector):
     default_threshold = 0.5
     default_warmup = 0
 
-    def __init__(self, when: str = "always") -> None:
-        self.when = when
+    PARAMS = (Param("when", "always", "When it breaks.", choices=("always", "nan")),)
+    when: str
+
+    def _start(self) -> None:
         self._n = 0
 
     def score_one(self, x: float, t: float | None = None) -> float:
@@ -261,6 +264,10 @@ def test_compact_state_is_small_plain_data(name: str) -> None:
     for x, t in realistic_series(5000):
         det.process(x, t)
     state = det.dump_state()
-    assert all(type(v) in (int, float, bytes) for v in state)
+
+    def plain(v: object) -> bool:
+        return type(v) in (int, float, bool, bytes) or (type(v) is dict and all(type(k) is str and plain(x) for k, x in v.items()))
+
+    assert type(state) is dict and plain(state)
     assert len(msgpack.packb(state)) <= 4096
     codec.encode(state)  # the allowlisted checkpoint codec accepts it

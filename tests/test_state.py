@@ -140,6 +140,20 @@ def test_changed_rule_starts_fresh_and_says_so(tmp_path: Path) -> None:
     assert info and b"restored 0 series" in info[0] and b"4 start fresh" in info[0], changed.stderr
 
 
+def test_checkpoint_with_positional_states_starts_fresh_and_says_so(tmp_path: Path) -> None:
+    """A checkpoint written before detector states were saved by name (riverguard 0.1.0 up to the
+    detector refactor): its series start fresh with the usual I! line; the file is not set aside."""
+    data = Path(__file__).parent / "data"
+    state = tmp_path / "s.msgpack"
+    state.write_bytes((data / "checkpoint-positional-state.msgpack").read_bytes())
+    proc = run(["replay", "--state", str(state), str(data / "checkpoint-positional-state.lp")])
+    assert proc.returncode == 0, proc.stderr
+    assert b"restored 0 series" in proc.stderr and b"2 start fresh because their rule or parameters changed" in proc.stderr
+    assert b"W!" not in proc.stderr and b"unusable" not in proc.stderr
+    assert not list(tmp_path.glob("*.corrupt-*"))
+    assert read_checkpoint(state)["series"] == 2  # rewritten in the new layout
+
+
 def test_sigterm_writes_a_checkpoint(tmp_path: Path) -> None:
     state = tmp_path / "s.msgpack"
     config = write_config(tmp_path)

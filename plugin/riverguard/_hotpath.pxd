@@ -6,7 +6,7 @@ from cpython.mem cimport PyMem_Free
 from libc.string cimport memchr, memcmp, memcpy
 
 from riverguard._plainline cimport Plain, scan
-from riverguard.detectors._sentinel_c cimport Sentinel as CompiledSentinel
+from riverguard.detectors.sentinel cimport Sentinel as CompiledSentinel
 
 cdef extern from "Python.h":
     char *PyOS_double_to_string(double val, char format_code, int precision, int flags, int *type) except NULL

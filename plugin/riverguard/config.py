@@ -97,6 +97,10 @@ class Rule:
         what = {"detector": resolved["detector"], "params": resolved["params"]}
         if self.scope != "field":  # (field-scope fingerprints stay what they were before scopes existed)
             what["scope"] = self.scope
+        # the layout of the detector's saved state too: a checkpoint in another layout starts fresh
+        layout = getattr(self.detector_class, "STATE_LAYOUT", "")
+        if layout:
+            what["state"] = layout
         text = json.dumps(what, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -336,21 +340,20 @@ def _parse_rule(index: int, raw: Any, source: str) -> Rule:
         raise where.error(
             "scope", f'detector "{cls.name}" models one field at a time; scope = "metric" needs one that takes several ({several})'
         )
-    defaults = cls.defaults()
+    declared = {p.name: p for p in cls.PARAMS}
+    checked = {}
     for key, value in params.items():
-        if key not in defaults:
+        param = declared.get(key)
+        if param is None:
             raise where.error(
                 f"params.{key}",
-                f'unknown parameter for detector "{cls.name}" (known: {", ".join(sorted(defaults))})',
+                f'unknown parameter for detector "{cls.name}" (known: {", ".join(sorted(declared))})',
             )
-        if defaults[key] is None:
-            continue  # a River model spec: the detector checks it, naming the key
-        expected = type(defaults[key])
-        ok = isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool)
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if not ok:
-            raise where.error(f"params.{key}", f"expected {expected.__name__}, got {value!r}")
+        try:
+            checked[key] = param.check(value)  # (a TOML array becomes the tuple a list parameter holds)
+        except ValueError as err:
+            raise where.error(f"params.{key}", str(err)) from None
+    rule = Rule(index, name, measurement, tags, fields, detector, threshold, warmup, checked, scope)
     try:
         sample = rule.new_detector()
     except (ValueError, TypeError) as err:

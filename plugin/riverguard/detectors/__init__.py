@@ -1,8 +1,9 @@
 """The detector registry: one module per detector.
 
 ``sentinel`` (the default), ``context`` and ``zscore`` are riverguard's own,
-written in River's idiom (``zscore`` keeps its moments with ``river.stats``);
-``hst`` and ``pad`` wrap River's ``HalfSpaceTrees`` and
+written in River's idiom (``sentinel`` and ``context`` are built from the steps
+in :mod:`riverguard.detectors.steps`; ``zscore`` keeps its moments with
+``river.stats``); ``hst`` and ``pad`` wrap River's ``HalfSpaceTrees`` and
 ``PredictiveAnomalyDetection``.
 
 A detector's module is imported the first time the detector is asked for, so
@@ -17,15 +18,32 @@ a rule set that does not use River's models never imports River (start-up).
 from __future__ import annotations
 
 import importlib
-import os
+import types
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+from .._compiled import is_compiled
+from .._compiled import uncompiled as _uncompiled
+
+#: Modules written in Cython's pure-Python mode: compiled at install time when a C compiler is there,
+#: plain Python otherwise (or with RIVERGUARD_PURE_PYTHON set).
+COMPILED_MODULES = ("steps", "sentinel", "context")
+
+
+def uncompiled(module: str) -> types.ModuleType:
+    """This folder's module ``module`` imported from its source as plain Python, beside the compiled one."""
+    return _uncompiled(f"detectors.{module}")
+
+
+from . import context as _context_module, sentinel as _sentinel_module
 from .base import Detector
 from .context import Context
 from .sentinel import Sentinel
 
-__all__ = ["COMPILED", "DEFAULT", "Context", "HST", "PAD", "REGISTRY", "Detector", "RiverModel", "Sentinel", "ZScore", "resolve"]
+__all__ = [
+    "COMPILED", "COMPILED_MODULES", "DEFAULT", "REGISTRY", "Context", "Detector", "HST", "PAD", "RiverModel",
+    "Sentinel", "ZScore", "is_compiled", "resolve", "steps_of", "uncompiled",
+]  # fmt: skip
 
 #: Detectors whose module imports River: loaded on first use (name -> module, class).
 _LAZY = {"zscore": ("zscore", "ZScore"), "hst": ("hst", "HST"), "pad": ("pad", "PAD"), "river": ("river_spec", "RiverModel")}
@@ -66,18 +84,13 @@ class _Registry(MutableMapping[str, "type[Detector]"]):
 
 REGISTRY: MutableMapping[str, type[Detector]] = _Registry({cls.name: cls for cls in (Sentinel, Context)}, _LAZY)
 
-#: ``sentinel``'s compiled twin (same scores and state, ~10x faster), used when it was built,
-#: unless RIVERGUARD_PURE_PYTHON is set. :class:`Sentinel` above stays the definition.
-COMPILED: dict[str, type] = {}
-try:
-    from ._sentinel_c import Sentinel as _CompiledSentinel
-except ImportError:  # built without a C compiler
-    pass
-else:
-    Detector.register(_CompiledSentinel)
-    COMPILED["sentinel"] = _CompiledSentinel
-if not os.environ.get("RIVERGUARD_PURE_PYTHON"):
-    REGISTRY.update(COMPILED)  # type: ignore[arg-type]
+Detector.register(Sentinel)
+Detector.register(Context)
+
+#: The detectors running compiled (for ``riverguard --version`` and the benchmarks).
+COMPILED: dict[str, type] = {
+    cls.name: cls for cls, module in ((Sentinel, _sentinel_module), (Context, _context_module)) if is_compiled(module)
+}
 
 #: The recommended detector, used by ``detector = "default"`` and without a config.
 DEFAULT = "sentinel"
@@ -94,3 +107,17 @@ def __getattr__(name: str) -> Any:
         if attr == name:
             return getattr(importlib.import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def steps_of(cls: type) -> list[tuple[str, tuple[Any, ...]]]:
+    """``(step name, its parameters)`` for each step of ``cls`` (one group for a detector without steps)."""
+    steps = getattr(cls, "STEPS", None)
+    if not steps:
+        return [(cls.name, tuple(cls.PARAMS))]
+    groups = [(type_.__name__, tuple(type_.PARAMS)) for _, type_ in steps]
+    declared = {p.name for _, params in groups for p in params}
+    own = tuple(p for p in cls.PARAMS if p.name not in declared)
+    # the detector's own defaults where they differ from the step's
+    by_name = {p.name: p for p in cls.PARAMS}
+    groups = [(name, tuple(by_name[p.name] for p in params)) for name, params in groups]
+    return [g for g in groups if g[1]] + ([(cls.name, own)] if own else [])

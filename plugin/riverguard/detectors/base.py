@@ -5,17 +5,23 @@ A detector watches one series. For each sample it is asked for a score first
 float in [0, 1], higher meaning more anomalous. ``t`` is the metric's event
 time in seconds (None when the metric carries no timestamp).
 
-Settings are stored under their own names (the ``__init__`` parameters) and
-learned state lives in attributes that start with an underscore, as in River.
+Settings are declared once in ``PARAMS`` (:class:`~riverguard.detectors.params.Param`)
+and stored under their own names; learned state lives in attributes that start
+with an underscore, as in River. ``sentinel`` and ``context`` are compiled
+classes (they cannot inherit from this one): they provide the same methods and
+are registered as virtual subclasses.
 """
 
 from __future__ import annotations
 
 import abc
 import functools
-import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
+
+from .params import Param, resolve, signature
+
+__all__ = ["Detector"]
 
 
 class Detector(abc.ABC):
@@ -32,6 +38,20 @@ class Detector(abc.ABC):
     default_warmup: ClassVar[int]
     #: True for a detector that takes a dict of several features (``scope = "metric"``).
     multivariate: ClassVar[bool] = False
+    #: The parameters, each declared once (name, default, valid range, doc).
+    PARAMS: ClassVar[tuple[Param, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = signature(cls.PARAMS)  # type: ignore[attr-defined]  # for help() and inspect
+
+    def __init__(self, **params: Any) -> None:
+        for name, value in resolve(type(self).PARAMS, params, type(self).name).items():
+            setattr(self, name, value)
+        self._start()
+
+    def _start(self) -> None:
+        """Set up the learned state (the settings are stored)."""
 
     @abc.abstractmethod
     def score_one(self, x: float, t: float | None = None) -> float:
@@ -55,10 +75,10 @@ class Detector(abc.ABC):
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         """The detector's parameters and their default values."""
-        return dict(_defaults(cls))
+        return {p.name: p.default for p in cls.PARAMS}
 
-    def dump_state(self) -> list[Any] | None:
-        """Learned state as plain data (numbers, strings, bytes, lists), or None.
+    def dump_state(self) -> dict[str, Any] | None:
+        """Learned state as a mapping of names to plain data (numbers, booleans, bytes, mappings), or None.
 
         None (the default) lets the checkpoint codec walk the object's
         attributes instead. Detectors that live on the hot path override this
@@ -67,7 +87,7 @@ class Detector(abc.ABC):
         """
         return None
 
-    def load_state(self, state: list[Any]) -> None:
+    def load_state(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`dump_state` returned; raise ValueError on bad data."""
         raise NotImplementedError
 
@@ -78,13 +98,3 @@ class Detector(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
-
-
-@functools.cache
-def _defaults(cls: type) -> tuple[tuple[str, Any], ...]:
-    sig = inspect.signature(cls.__init__)  # type: ignore[misc]
-    return tuple(
-        (name, p.default)
-        for name, p in sig.parameters.items()
-        if name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    )

@@ -1,26 +1,122 @@
-"""Context: novelty of recent value patterns (CAD OSE style), calibrated into likelihoods."""
+# cython: infer_types=True, annotation_typing=False, warn.unreachable=False
+"""Context: novelty of recent value patterns (CAD OSE style), calibrated into likelihoods.
 
-from __future__ import annotations
+Plain Python, compiled with Cython when a C compiler is there at install time
+(``context.pxd`` beside it only adds C types; see :mod:`riverguard.detectors.steps`).
+"""
 
-import functools
+try:
+    import cython
+except ImportError:  # no Cython: this module runs as the plain Python it is
+    from riverguard import _compiled as cython  # type: ignore[no-redef]
+
 import math  # noqa: F401 (the Examples use it)
-from typing import Any
 
-from ._likelihood import _Likelihood
+from .params import Param
+from .steps import Pipeline, Surprise, compose
 
-#: ``bytes.translate`` table that halves every count (the table's slow forgetting).
-_HALVE = bytes(i >> 1 for i in range(256))
+if cython.compiled:
+    from cython.cimports.riverguard.detectors._pyfloat import to_int
+    from cython.cimports.riverguard.detectors.steps import _bytes, _dump_bytes, _free, _load_bytes
+else:
+    from .steps import _bytes, _dump_bytes, _free, _load_bytes
+
+    to_int = int
+
+__all__ = ["Context", "Patterns"]
+
 #: Odd 32-bit multipliers (fixed: hashing must not depend on the process).
 _MULT = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1, 0xD3A2646C | 1, 0xFD7046C5, 0xB55A4F09)
 
 
-@functools.cache
-def _plan(orders: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
-    """Per order: (mask of its history bits, hash multiplier)."""
-    return tuple(((1 << (4 * (k + 1))) - 1, _MULT[j]) for j, k in enumerate(orders))
+_PLANS = {}
 
 
-class Context(_Likelihood):
+def _plan(orders):
+    """Per order: (mask of its history bits, hash multiplier); one tuple per setting, shared by its series."""
+    plan = _PLANS.get(orders)
+    if plan is None:
+        plan = _PLANS[orders] = tuple(((1 << (4 * (k + 1))) - 1, _MULT[j]) for j, k in enumerate(orders))
+    return plan
+
+
+class Patterns(Surprise):
+    """Step 1a of context: the fraction of the sample's recent level patterns never seen.
+
+    Each sample is quantised into ``levels`` levels of the range seen so far;
+    the ``k`` previous levels followed by the current one form a context for
+    each ``k`` in ``orders``. Every context is hashed (fixed multiplicative
+    hashing of integers) into one shared table of ``2 ** table_bits``
+    saturating byte counts, halved every ``halve_every`` samples so that old
+    patterns fade.
+    """
+
+    PARAMS = (
+        Param("levels", 6, "Quantisation levels of the range seen so far.", low=2, high=16),
+        Param("orders", (1, 2, 3, 5, 7), "Context lengths: the number of previous levels in each context.",
+              items=Param("order", 0, "", low=0, high=7), length=(1, 8)),
+        Param("table_bits", 10, "The count table has 2 ** table_bits entries.", low=6, high=12),
+        Param("halve_every", 4096, "Samples between halvings of the count table.", low=1),
+    )  # fmt: skip
+    # the previous levels, 4 bits each, newest lowest; the count table
+    STATE = ("hist",)
+    BUFFERS = ("table",)
+
+    def __init__(self, values):
+        Surprise.__init__(self, values)
+        orders = self.orders
+        self._shift = 32 - self.table_bits
+        self._tmask = (1 << self.table_bits) - 1
+        self._inv = 1.0 / len(orders)
+        self._hmask = (1 << (4 * (max(orders) + 1))) - 1
+        self._plan = _plan(orders)  # shared between instances
+        self._hist = 0
+        self._size = 1 << self.table_bits
+        self._table = _bytes(self._size)
+
+    def __dealloc__(self):
+        _free(self._table)
+
+    def raw(self, x, lo, span, n):
+        levels = self.levels
+        if span > 0.0:
+            q = to_int((x - lo) / span * levels)
+            q = 0 if q < 0 else (levels - 1 if q >= levels else q)
+        else:
+            q = 0
+        hist = ((self._hist << 4) | q) & self._hmask
+        self._hist = hist
+        table = self._table
+        shift = self._shift
+        tmask = self._tmask
+        unseen = 0
+        for mask, mult in self._plan:
+            i = (((hist & mask) * mult) >> shift) & tmask
+            c = table[i]
+            if c == 0:
+                unseen += 1
+            if c < 255:
+                table[i] = c + 1
+        if n % self.halve_every == 0:  # old patterns fade
+            for i in range(self._size):
+                table[i] = table[i] >> 1
+        return unseen * self._inv
+
+    def _dump_extra(self, out):
+        out["table"] = _dump_bytes(self._table, self._size)
+
+    def _check_extra(self, state):
+        table = state.get("table")
+        return type(table) is bytes and len(table) == self._size and state["hist"] <= self._hmask
+
+    def _load_extra(self, state):
+        _load_bytes(self._table, state["table"], self._size)
+
+
+_STEPS, _PARAMS, _LAYOUT = compose(Patterns, pmin=1e-12, day_slots=12)
+
+
+class Context(Pipeline):
     """Novelty of the recent pattern of quantised values, as an anomaly likelihood.
 
     A compact, strictly online take on the Contextual Anomaly Detector (CAD
@@ -57,29 +153,17 @@ class Context(_Likelihood):
        time-of-day extreme in a suppression another kind of report started).
 
     Without event times the time-of-day check is skipped. State is the count
-    table (1 KiB by default), the slot ranges, means and variances (0.8 KiB with 12 two-hour
-    slots, weekends apart) and about thirty numbers.
+    table (1 KiB by default), the slot ranges, means and variances (0.8 KiB
+    with 12 two-hour slots, weekends apart) and about thirty numbers.
 
     Parameters
     ----------
-    levels
-        Quantisation levels of the range seen so far (2 to 16).
-    orders
-        Context lengths: the number of previous levels in each context (1 to 7).
-    table_bits
-        The count table has ``2 ** table_bits`` entries (6 to 12).
-    halve_every
-        Samples between halvings of the count table.
-    (the others)
-        The steps shared with :class:`~riverguard.detectors.Sentinel` take its
-        parameters, with the same names and meanings (see its documentation):
-        ``fading``, ``z_scale``, ``short``, ``long``, ``min_sd``, ``pmin``,
-        ``margin``, ``extreme``, ``fire``, ``suppress``, ``damp``,
-        ``extreme_sd``, ``learn``, ``repeat_decay``, ``value_long``,
-        ``day_slots``, ``weekend_slots``, ``day_margin``, ``day_visits``,
-        ``day_score``, ``day_fading``, ``day_detrend``, ``day_through`` and
-        ``stuck_longest``. Only two defaults differ: ``pmin`` is 1e-12 and
-        ``day_slots`` 12 (two-hour slots keep a series within 4 KiB).
+    Declared once in the ``PARAMS`` of the step that uses them
+    (:class:`Patterns` here, the steps shared with sentinel in
+    :mod:`riverguard.detectors.steps`); ``Context.PARAMS`` lists them all,
+    ``docs/parameters.md`` shows them as a table. Two defaults differ from
+    sentinel's: ``pmin`` is 1e-12 and ``day_slots`` 12 (two-hour slots keep
+    a series within 4 KiB).
 
     Examples
     --------
@@ -103,123 +187,9 @@ class Context(_Likelihood):
     algorithms: the Numenta Anomaly Benchmark. ICMLA.
     """
 
-    __slots__ = (
-        "levels",
-        "orders",
-        "table_bits",
-        "halve_every",
-        "_hashes",
-        "_shift",
-        "_tmask",
-        "_inv",
-        "_hmask",
-        "_hist",
-        "_table",
-    )
-
+    STEPS = _STEPS
+    PARAMS = _PARAMS
+    STATE_LAYOUT = _LAYOUT
     name = "context"
     default_threshold = 0.5
     default_warmup = 50
-
-    def __init__(
-        self,
-        levels: int = 6,
-        orders: tuple[int, ...] = (1, 2, 3, 5, 7),
-        table_bits: int = 10,
-        halve_every: int = 4096,
-        fading: float = 0.05,
-        z_scale: float = 4.0,
-        short: float = 0.2,
-        long: float = 0.001,
-        min_sd: float = 0.05,
-        pmin: float = 1e-12,
-        margin: float = 0.05,
-        extreme: float = 1.0,
-        fire: float = 0.5,
-        suppress: int = 400,
-        damp: float = 0.5,
-        extreme_sd: float = 3.0,
-        learn: int = 200,
-        repeat_decay: float = 0.001,
-        value_long: float = 0.002,
-        day_slots: int = 12,  # two-hour slots: the slot means and variances keep a series within 4 KiB
-        weekend_slots: bool = True,
-        day_margin: float = 0.1,
-        day_visits: int = 7,
-        day_score: float = 0.6,
-        day_fading: float = 0.02,
-        day_detrend: bool = True,
-        day_through: bool = True,
-        stuck_longest: bool = True,
-    ) -> None:
-        orders = tuple(orders)
-        if type(levels) is not int or not 2 <= levels <= 16:
-            raise ValueError("levels must be an integer in [2, 16]")
-        if not orders or len(orders) > 8 or any(type(k) is not int or not 0 <= k <= 7 for k in orders):
-            raise ValueError("orders must be 1 to 8 integers in [0, 7]")
-        if type(table_bits) is not int or not 6 <= table_bits <= 12:
-            raise ValueError("table_bits must be an integer in [6, 12]")
-        if type(halve_every) is not int or halve_every < 1:
-            raise ValueError("halve_every must be an integer >= 1")
-        if not z_scale > 0.0 or not 0.0 < fading < 1.0 or not 0.0 < short <= 1.0 or not 0.0 < long < 1.0:
-            raise ValueError("z_scale must be > 0, fading and long in (0, 1), short in (0, 1]")
-        self.levels = levels
-        self.orders = orders
-        self.table_bits = table_bits
-        self.halve_every = halve_every
-        self._setup(
-            fading, z_scale, short, long, min_sd, pmin, margin, extreme, fire, suppress, damp, extreme_sd, learn,
-            repeat_decay, value_long, day_slots, weekend_slots, day_margin, day_visits, day_score,
-            day_fading, day_detrend, day_through, stuck_longest,
-        )  # fmt: skip
-        self._hashes = _plan(orders)  # shared between instances
-        self._shift = 32 - table_bits
-        self._tmask = (1 << table_bits) - 1
-        self._inv = 1.0 / len(orders)
-        self._hmask = (1 << (4 * (max(orders) + 1))) - 1
-        self._hist = 0  # the previous levels, 4 bits each, newest lowest
-        self._table = bytearray(1 << table_bits)
-
-    def _surprise(self, x: float, lo: float, span: float, n: int) -> float:
-        # 1a. context novelty
-        levels = self.levels
-        if span > 0.0:
-            q = int((x - lo) / span * levels)
-            q = 0 if q < 0 else (levels - 1 if q >= levels else q)
-        else:
-            q = 0
-        hist = ((self._hist << 4) | q) & self._hmask
-        self._hist = hist
-        table = self._table
-        shift = self._shift
-        tmask = self._tmask
-        unseen = 0
-        for mask, mult in self._hashes:
-            i = (((hist & mask) * mult) >> shift) & tmask
-            c = table[i]
-            if c == 0:
-                unseen += 1
-            if c < 255:
-                table[i] = c + 1
-        if n % self.halve_every == 0:
-            self._table = table.translate(_HALVE)
-        return unseen * self._inv
-
-    def _dump_surprise(self) -> list[Any]:
-        return [self._hist, bytes(self._table)]
-
-    def _load_surprise(self, part: list[Any]) -> bool:
-        if len(part) != 2:
-            return False
-        hist, table = part
-        if (
-            type(hist) is not int
-            or hist < 0
-            or type(table) is not bytes
-            or len(table) != 1 << self.table_bits
-            or hist > self._hmask
-        ):
-            return False
-        self._hist = hist
-        self._table = bytearray(table)
-        return True

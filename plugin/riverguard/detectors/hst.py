@@ -7,6 +7,9 @@ import math
 from river import anomaly, preprocessing, stats
 
 from .base import Detector
+from .params import Param
+
+__all__ = ["HST"]
 
 
 class HST(Detector):
@@ -26,15 +29,9 @@ class HST(Detector):
 
     Parameters
     ----------
-    n_trees
-        Number of trees.
-    height
-        Height of each tree (memory grows as ``n_trees * 2 ** height``).
-    window_size
-        Samples per reference window; scores mean little before the first
-        window is complete, hence the default warm-up.
-    seed
-        Seed of the trees' random split points.
+    Declared in ``HST.PARAMS`` (see ``docs/parameters.md``); scores mean
+    little before the first window of ``window_size`` samples is complete,
+    hence the default warm-up.
 
     Examples
     --------
@@ -59,15 +56,20 @@ class HST(Detector):
     default_warmup = 200
     multivariate = True
 
-    def __init__(self, n_trees: int = 10, height: int = 6, window_size: int = 100, seed: int = 42) -> None:
-        if n_trees < 1 or height < 1 or window_size < 1:
-            raise ValueError("n_trees, height and window_size must be >= 1")
-        self.n_trees = n_trees
-        self.height = height
-        self.window_size = window_size
-        self.seed = seed
+    PARAMS = (
+        Param("n_trees", 10, "Number of trees.", low=1),
+        Param("height", 6, "Height of each tree (memory grows as n_trees * 2 ** height).", low=1),
+        Param("window_size", 100, "Samples per reference window.", low=1),
+        Param("seed", 42, "Seed of the trees' random split points."),
+    )
+    n_trees: int
+    height: int
+    window_size: int
+    seed: int
+
+    def _start(self) -> None:
         self._trees = anomaly.HalfSpaceTrees(
-            n_trees=n_trees, height=height, window_size=window_size, seed=seed
+            n_trees=self.n_trees, height=self.height, window_size=self.window_size, seed=self.seed
         )
         self._scaler = preprocessing.MinMaxScaler()
         self._raw_mean = stats.EWMean(0.02)

@@ -7,6 +7,9 @@ import math
 from river import anomaly, time_series
 
 from .base import Detector
+from .params import Param
+
+__all__ = ["FORECASTERS", "PAD"]
 
 FORECASTERS = ("holtwinters", "snarimax")
 
@@ -23,16 +26,7 @@ class PAD(Detector):
 
     Parameters
     ----------
-    forecaster
-        ``"holtwinters"`` (level and trend smoothing) or ``"snarimax"``.
-    alpha
-        Holt-Winters level smoothing, in (0, 1].
-    beta
-        Holt-Winters trend smoothing, in [0, 1]; 0 means no trend.
-    p, d, q
-        SNARIMAX orders (auto-regressive, differencing, moving average).
-    n_std
-        Standard deviations of the squared error above its mean that score 1.0.
+    Declared in ``PAD.PARAMS`` (see ``docs/parameters.md``).
 
     Examples
     --------
@@ -55,35 +49,32 @@ class PAD(Detector):
     default_threshold = 1.0
     default_warmup = 30
 
-    def __init__(
-        self,
-        forecaster: str = "holtwinters",
-        alpha: float = 0.3,
-        beta: float = 0.1,
-        p: int = 2,
-        d: int = 1,
-        q: int = 1,
-        n_std: float = 3.0,
-    ) -> None:
-        if forecaster not in FORECASTERS:
-            raise ValueError(f"forecaster must be one of {', '.join(FORECASTERS)}")
-        if not 0.0 < alpha <= 1.0 or not 0.0 <= beta <= 1.0:
-            raise ValueError("alpha must be in (0, 1] and beta in [0, 1]")
-        if min(p, d, q) < 0 or n_std <= 0:
-            raise ValueError("p, d, q must be >= 0 and n_std > 0")
-        self.forecaster = forecaster
-        self.alpha = alpha
-        self.beta = beta
-        self.p = p
-        self.d = d
-        self.q = q
-        self.n_std = n_std
+    PARAMS = (
+        Param("forecaster", "holtwinters", "The forecaster: level and trend smoothing, or SNARIMAX.",
+              choices=FORECASTERS),
+        Param("alpha", 0.3, "Holt-Winters level smoothing.", low=0.0, high=1.0, low_open=True),
+        Param("beta", 0.1, "Holt-Winters trend smoothing (0: no trend).", low=0.0, high=1.0),
+        Param("p", 2, "SNARIMAX auto-regressive order.", low=0),
+        Param("d", 1, "SNARIMAX differencing order.", low=0),
+        Param("q", 1, "SNARIMAX moving-average order.", low=0),
+        Param("n_std", 3.0, "Standard deviations of the squared error above its mean that score 1.0.",
+              low=0.0, low_open=True),
+    )  # fmt: skip
+    forecaster: str
+    alpha: float
+    beta: float
+    p: int
+    d: int
+    q: int
+    n_std: float
+
+    def _start(self) -> None:
         model: time_series.base.Forecaster
-        if forecaster == "holtwinters":
-            model = time_series.HoltWinters(alpha=alpha, beta=beta or None)
+        if self.forecaster == "holtwinters":
+            model = time_series.HoltWinters(alpha=self.alpha, beta=self.beta or None)
         else:
-            model = time_series.SNARIMAX(p=p, d=d, q=q)
-        self._pad = anomaly.PredictiveAnomalyDetection(model, horizon=1, n_std=n_std)
+            model = time_series.SNARIMAX(p=self.p, d=self.d, q=self.q)
+        self._pad = anomaly.PredictiveAnomalyDetection(model, horizon=1, n_std=self.n_std)
         self._n = 0
 
     def _error(self, x: float) -> tuple[float, float] | None:

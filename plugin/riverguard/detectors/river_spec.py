@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .base import Detector
+from .params import Param
 
 __all__ = ["ParamError", "RiverModel", "build"]
 
@@ -158,6 +159,11 @@ class RiverModel(Detector):
     default_warmup = 0  # the calibration cannot reach the default threshold before 999 raw scores
     #: Takes several features at once (``scope = "metric"``).
     multivariate = True
+    PARAMS = (
+        Param("model", None, "The River model (or pipeline) that scores each sample.",
+              values='a River model spec, e.g. [{class = "preprocessing.MinMaxScaler"}, {class = "anomaly.HalfSpaceTrees"}]'),
+        Param("window", 1000, "Raw scores remembered to rank the newest one against.", low=1),
+    )  # fmt: skip
 
     def __init__(self, model: Any = None, window: int = 1000) -> None:
         if model is None:

@@ -1,14 +1,123 @@
-"""Sentinel: sequence surprise, prediction error, new extremes and stuck values, calibrated into likelihoods."""
+# cython: infer_types=True, annotation_typing=False, warn.unreachable=False
+"""Sentinel, riverguard's default detector: sequence surprise, prediction error, new extremes and stuck values, calibrated into likelihoods.
 
-from __future__ import annotations
+Plain Python, compiled with Cython when a C compiler is there at install time
+(``sentinel.pxd`` beside it only adds C types; see :mod:`riverguard.detectors.steps`).
+"""
 
-from typing import Any
+try:
+    import cython
+except ImportError:  # no Cython: this module runs as the plain Python it is
+    from riverguard import _compiled as cython  # type: ignore[no-redef]
 
-from ._likelihood import _INT, _Likelihood
+from .params import Param
+from .steps import Pipeline, Surprise, compose
+
+if cython.compiled:
+    from cython.cimports.riverguard.detectors._pyfloat import to_int
+    from cython.cimports.riverguard.detectors.steps import _bytes, _dump_bytes, _free, _load_bytes
+else:
+    from .steps import _bytes, _dump_bytes, _free, _load_bytes
+
+    to_int = int
+
+__all__ = ["Sentinel", "Transitions"]
 
 
-class Sentinel(_Likelihood):
-    """Anomaly likelihood of recent surprise, with new-extreme detection and suppression.
+class Transitions(Surprise):
+    """Step 1a of sentinel: sequence surprise from a second-order Markov model of quantised levels.
+
+    The value is quantised into ``bins`` levels of the range seen so far; decayed
+    counts of level ``b`` after the two previous levels give the probability of
+    the observed level in its context, and the raw score is
+    ``1 - gain * P(level | context)`` (a context never seen scores 1).
+    """
+
+    PARAMS = (
+        Param("bins", 10, "Quantisation levels of the range seen so far.", low=2, high=15),
+        Param("gain", 4.0, "A level seen with probability 1 / gain or more in its context scores 0.",
+              low=0.0, low_open=True),
+        Param("prior", 0.1, "Pseudo-count added to every level when estimating the probability.",
+              low=0.0, low_open=True),
+    )  # fmt: skip
+    # the two previous levels (b1 the newest); counts of each level after each pair of levels
+    # (bins ** 3 saturating bytes) and their totals per pair (bins ** 2)
+    STATE = ("b1", "b2")
+    BUFFERS = ("counts", "totals")
+
+    def __init__(self, values):
+        Surprise.__init__(self, values)
+        self._b1 = 0
+        self._b2 = 0
+        self._ncounts = self.bins * self.bins * self.bins
+        self._ntotals = self.bins * self.bins
+        self._counts = _bytes(self._ncounts)
+        self._totals = _bytes(self._ntotals)
+
+    def __dealloc__(self):
+        _free(self._counts)
+        _free(self._totals)
+
+    def raw(self, x, lo, span, n):
+        bins = self.bins
+        if span > 0.0:
+            b = to_int((x - lo) / span * bins)
+            b = 0 if b < 0 else (bins - 1 if b >= bins else b)
+        else:
+            b = 0
+        row = self._b2 * bins + self._b1
+        i = row * bins + b
+        counts = self._counts
+        totals = self._totals
+        c = counts[i]
+        total = totals[row]
+        prior = self.prior
+        raw = 1.0 - self.gain * (c + prior) / (total + prior * bins)
+        if total == 255:  # halve the context's counts (forget slowly)
+            base = row * bins
+            total = 0
+            for j in range(base, base + bins):
+                h = counts[j] >> 1
+                counts[j] = h
+                total += h
+            c = counts[i]
+        if c >= 255 or total >= 255:  # only from a tampered state (a count cannot pass a total of 255)
+            raise ValueError("byte must be in range(0, 256)")
+        counts[i] = c + 1
+        totals[row] = total + 1
+        self._b2 = self._b1
+        self._b1 = b
+        return raw
+
+    def _dump_extra(self, out):
+        out["counts"] = _dump_bytes(self._counts, self._ncounts)
+        out["totals"] = _dump_bytes(self._totals, self._ntotals)
+
+    def _check_extra(self, state):
+        counts = state.get("counts")
+        totals = state.get("totals")
+        return (
+            type(counts) is bytes
+            and len(counts) == self._ncounts
+            and type(totals) is bytes
+            and len(totals) == self._ntotals
+            and state["b1"] < self.bins
+            and state["b2"] < self.bins
+        )
+
+    def _load_extra(self, state):
+        _load_bytes(self._counts, state["counts"], self._ncounts)
+        # The per-context totals are saved rather than re-summed (144 sums per series made
+        # loading 100 000 series take seconds). Totals that disagree with the counts can only
+        # come from a tampered file: they skew that series' scores or fail it (logged, unscored).
+        _load_bytes(self._totals, state["totals"], self._ntotals)
+
+
+_STEPS, _PARAMS, _LAYOUT = compose(Transitions)
+
+
+class Sentinel(Pipeline):
+    """riverguard's default detector: anomaly likelihood of recent surprise, new extremes, stuck values.
 
     Each sample goes through six cheap steps, all strictly online:
 
@@ -75,72 +184,18 @@ class Sentinel(_Likelihood):
 
     Without event times the time-of-day step is skipped; everything else
     counts samples. The detector keeps about 2.9 KiB of state per series (the
-    count table is a ``bytearray``; the slot ranges, means and variances are
-    ``array`` objects) and uses no randomness, so it is deterministic.
+    count table, the slot ranges, means and variances are C arrays when
+    compiled, a ``bytearray`` and ``array`` objects when not) and uses no
+    randomness, so it is deterministic.
 
     Parameters
     ----------
-    bins
-        Quantisation levels of the range seen so far (2 to 15).
-    gain
-        How strongly a frequent transition lowers the sequence surprise: a
-        level seen with probability ``1 / gain`` or more in its context scores 0.
-    prior
-        Pseudo-count added to every level when estimating the probability.
-    fading
-        Weight of the newest sample in the mean and variance of the values.
-    z_scale
-        Standard deviations of prediction error that make a raw score of 1.
-    short
-        Weight of the newest raw score in its short average, in (0, 1].
-    long
-        Weight of the newest short average in its long-run mean and variance.
-    min_sd
-        Floor under the long-run standard deviation of the short average.
-    pmin
-        Smallest tail probability told apart; it scores 1.0.
-    margin
-        Fraction of the range seen so far beyond which a new extreme is flagged.
-    extreme
-        The score of a new extreme, in [0, 1].
-    fire
-        Score at or above which suppression starts.
-    suppress
-        Samples suppressed after a score reaches ``fire``.
-    damp
-        Factor applied to suppressed scores, in [0, 1].
-    extreme_sd
-        Long-run standard deviations from the long-run mean a new extreme needs.
-    learn
-        Samples seen before anything may score above 0 (and before a run of
-        repeats may be scored).
-    repeat_decay
-        Weight of the newest step in the repeat statistics.
-    value_long
-        Weight of the newest value in the long-run mean and variance of the
-        values (used by the new-extreme check).
-    day_slots
-        Time-of-day slots per day (0 to 96; 0 turns the time-of-day step off).
-    weekend_slots
-        Give Saturdays and Sundays (UTC) slots of their own.
-    day_margin
-        Fraction of the range seen so far beyond a slot's range that is flagged.
-    day_visits
-        Passes through a slot before it is checked (1 to 255).
-    day_score
-        The score of a time-of-day extreme, in [0, 1].
-    day_fading
-        Weight of the newest sample in each time-of-day slot's mean and
-        variance, for the prediction error against the slot (0 turns it off).
-    day_detrend
-        Compare the value's deviation from the long-run mean with the slot's
-        range of deviations, rather than the value itself.
-    day_through
-        Let a time-of-day extreme through a suppression that another kind of
-        report started (it is not damped, and starts a suppression of its own).
-    stuck_longest
-        Score a run of repeats only while it is longer than every run that has
-        ended before it (a series that idles at a floor every night does not fire).
+    Each is declared once, with its default, valid range and meaning, in
+    the ``PARAMS`` of the step that uses it (:class:`Transitions` here, the
+    shared steps in :mod:`riverguard.detectors.steps`); ``Sentinel.PARAMS``
+    lists them all and ``docs/parameters.md`` shows them as a table. Read
+    them back under their own names (``det.bins``); ``learn`` is set from
+    the rule's ``warmup``.
 
     Examples
     --------
@@ -166,113 +221,9 @@ class Sentinel(_Likelihood):
     algorithms: the Numenta Anomaly Benchmark. ICMLA.
     """
 
-    __slots__ = ("bins", "gain", "prior", "_b1", "_b2", "_counts", "_totals")
-
+    STEPS = _STEPS
+    PARAMS = _PARAMS
+    STATE_LAYOUT = _LAYOUT
     name = "sentinel"
     default_threshold = 0.5
     default_warmup = 50
-
-    def __init__(
-        self,
-        bins: int = 10,
-        gain: float = 4.0,
-        prior: float = 0.1,
-        fading: float = 0.05,
-        z_scale: float = 4.0,
-        short: float = 0.2,
-        long: float = 0.001,
-        min_sd: float = 0.05,
-        pmin: float = 1e-13,
-        margin: float = 0.05,
-        extreme: float = 1.0,
-        fire: float = 0.5,
-        suppress: int = 400,
-        damp: float = 0.5,
-        extreme_sd: float = 3.0,
-        learn: int = 200,
-        repeat_decay: float = 0.001,
-        value_long: float = 0.002,
-        day_slots: int = 24,
-        weekend_slots: bool = True,
-        day_margin: float = 0.1,
-        day_visits: int = 7,
-        day_score: float = 0.6,
-        day_fading: float = 0.02,
-        day_detrend: bool = True,
-        day_through: bool = True,
-        stuck_longest: bool = True,
-    ) -> None:
-        if type(bins) is not int or not 2 <= bins <= 15:
-            raise ValueError("bins must be an integer in [2, 15]")
-        if not gain > 0.0 or not prior > 0.0 or not z_scale > 0.0:
-            raise ValueError("gain, prior and z_scale must be > 0")
-        if not 0.0 < fading < 1.0 or not 0.0 < short <= 1.0 or not 0.0 < long < 1.0:
-            raise ValueError("fading and long must be in (0, 1), short in (0, 1]")
-        self.bins = bins
-        self.gain = gain
-        self.prior = prior
-        self._setup(
-            fading, z_scale, short, long, min_sd, pmin, margin, extreme, fire, suppress, damp, extreme_sd, learn,
-            repeat_decay, value_long, day_slots, weekend_slots, day_margin, day_visits, day_score,
-            day_fading, day_detrend, day_through, stuck_longest,
-        )  # fmt: skip
-        self._b1 = self._b2 = 0  # the two previous levels
-        self._counts = bytearray(bins**3)  # decayed counts of (b2, b1) -> b
-        self._totals = bytearray(bins**2)  # their sum per context (<= 255)
-
-    def _surprise(self, x: float, lo: float, span: float, n: int) -> float:
-        # 1a. sequence surprise: P(level | two previous levels)
-        bins = self.bins
-        if span > 0.0:
-            b = int((x - lo) / span * bins)
-            b = 0 if b < 0 else (bins - 1 if b >= bins else b)
-        else:
-            b = 0
-        row = self._b2 * bins + self._b1
-        i = row * bins + b
-        counts = self._counts
-        totals = self._totals
-        c = counts[i]
-        total = totals[row]
-        prior = self.prior
-        raw = 1.0 - self.gain * (c + prior) / (total + prior * bins)
-        if total == 255:  # halve the context's counts (forget slowly)
-            base = row * bins
-            total = 0
-            for j in range(base, base + bins):
-                h = counts[j] >> 1
-                counts[j] = h
-                total += h
-            c = counts[i]
-        counts[i] = c + 1
-        totals[row] = total + 1
-        self._b2 = self._b1
-        self._b1 = b
-        return raw
-
-    def _dump_surprise(self) -> list[Any]:
-        return [self._b1, self._b2, bytes(self._counts), bytes(self._totals)]
-
-    def _load_surprise(self, part: list[Any]) -> bool:
-        if len(part) != 4:
-            return False
-        b1, b2, counts, totals = part
-        bins = self.bins
-        if (
-            {type(b1), type(b2)} != _INT
-            or min(b1, b2) < 0
-            or type(counts) is not bytes
-            or len(counts) != bins**3
-            or type(totals) is not bytes
-            or len(totals) != bins**2
-            or b1 >= bins
-            or b2 >= bins
-        ):
-            return False
-        self._b1, self._b2 = b1, b2
-        self._counts = bytearray(counts)
-        # The per-context totals are saved rather than re-summed (144 sums per series made
-        # loading 100 000 series take seconds). Totals that disagree with the counts can only
-        # come from a tampered file: they skew that series' scores or fail it (logged, unscored).
-        self._totals = bytearray(totals)
-        return True

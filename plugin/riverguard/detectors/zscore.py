@@ -8,6 +8,9 @@ from typing import Any
 from river import stats
 
 from .base import Detector
+from .params import Param
+
+__all__ = ["ZScore"]
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -24,12 +27,7 @@ class ZScore(Detector):
 
     Parameters
     ----------
-    fading_factor
-        Weight of the newest sample in the mean and variance, in (0, 1).
-        Smaller values remember longer (about ``1 / fading_factor`` samples).
-    min_std
-        A floor under the standard deviation, in the series' own unit, so a
-        nearly constant series is not flagged for tiny wiggles. 0 disables it.
+    Declared in ``ZScore.PARAMS`` (see ``docs/parameters.md``).
 
     Examples
     --------
@@ -52,15 +50,19 @@ class ZScore(Detector):
     default_threshold = 0.999
     default_warmup = 30
 
-    def __init__(self, fading_factor: float = 0.02, min_std: float = 0.0) -> None:
-        if not 0.0 < fading_factor < 1.0:
-            raise ValueError("fading_factor must be in (0, 1)")
-        if not min_std >= 0.0:
-            raise ValueError("min_std must be >= 0")
-        self.fading_factor = fading_factor
-        self.min_std = min_std
-        self._mean = stats.EWMean(fading_factor)
-        self._var = stats.EWVar(fading_factor)
+    PARAMS = (
+        Param("fading_factor", 0.02, "Weight of the newest sample in the mean and variance "
+              "(about 1 / fading_factor samples are remembered).", low=0.0, high=1.0, low_open=True, high_open=True),
+        Param("min_std", 0.0, "Floor under the standard deviation, in the series' own unit (0: none), so a nearly "
+              "constant series is not flagged for tiny wiggles.", low=0.0),
+    )  # fmt: skip
+    STATE_LAYOUT = "n,mean,var"
+    fading_factor: float
+    min_std: float
+
+    def _start(self) -> None:
+        self._mean = stats.EWMean(self.fading_factor)
+        self._var = stats.EWVar(self.fading_factor)
         self._n = 0
 
     def score_one(self, x: float, t: float | None = None) -> float:
@@ -73,11 +75,13 @@ class ZScore(Detector):
         z = deviation / std
         return 1.0 if z != z else math.erf(z / _SQRT2)  # inf / inf: as far out as it gets
 
-    def dump_state(self) -> list[Any]:
-        return [self._n, self._mean._ewmean.__getstate__(), self._var._ewvar.__getstate__()]
+    def dump_state(self) -> dict[str, Any]:
+        return {"n": self._n, "mean": self._mean._ewmean.__getstate__(), "var": self._var._ewvar.__getstate__()}
 
-    def load_state(self, state: list[Any]) -> None:
-        n, mean, var = state
+    def load_state(self, state: dict[str, Any]) -> None:
+        if type(state) is not dict or set(state) != {"n", "mean", "var"}:
+            raise ValueError("bad zscore state")
+        n, mean, var = state["n"], state["mean"], state["var"]
         if type(n) is not int or type(mean) is not bytes or type(var) is not bytes:
             raise ValueError("bad zscore state")
         self._n = n

@@ -255,7 +255,7 @@ def _no_gc() -> Iterator[None]:
 
 
 def _encode_detector(detector: Detector, key: bytes, unsaved: list[str]) -> Any:
-    """A detector's compact state (``[state]``) or, without one, its generic encoding (a map);
+    """A detector's compact state (``[state]``, by name where the detector saves one) or, without one, its generic encoding (a map);
     None, with the series noted in ``unsaved``, for a model the codec cannot save."""
     try:
         compact = detector.dump_state()
@@ -270,7 +270,7 @@ def _decode_detector(data: Any, rule: Rule, key: bytes) -> Detector:
     cls = rule.detector_class
     assert cls is not None
     if type(data) is list:
-        if len(data) != 1 or type(data[0]) is not list:
+        if len(data) != 1 or type(data[0]) not in (dict, list):
             raise CheckpointError(f"series {key[:80]!r}: malformed detector state")
         detector = rule.new_detector()
         try:

@@ -1,15 +1,17 @@
-"""``sentinel``'s compiled twin gives the very same scores and state as the Python definition.
+"""The compiled detector modules give the very same scores and state as their source run as plain Python.
 
-The registry runs ``riverguard.detectors._sentinel_c.Sentinel`` when it was
-built; ``riverguard.detectors.sentinel.Sentinel`` is the definition. Every
-score must be the same double (compared bit for bit), ``dump_state`` the
-same list, a state must load into either, a damaged state must be refused by
-both, and errors must leave both in the same state. In CI the twin must be
-built.
+``riverguard/detectors/steps.py``, ``sentinel.py`` and ``context.py`` are one
+source each: compiled with Cython when a C compiler is there (the registry
+uses them), importable uncompiled (``riverguard.detectors.uncompiled``, and
+the whole program with ``RIVERGUARD_PURE_PYTHON=1``). Every score must be the
+same double (compared bit for bit), ``dump_state`` the same mapping, a state
+must load into either, a damaged state must be refused by both, and errors
+must leave both in the same state. In CI the modules must be compiled.
 """
 
 from __future__ import annotations
 
+import doctest
 import os
 import struct
 from typing import Any
@@ -20,30 +22,53 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from test_property import SETTINGS
-from riverguard.detectors import COMPILED, REGISTRY
-from riverguard.detectors.sentinel import Sentinel as Reference
+from riverguard import detectors
+from riverguard.detectors import COMPILED_MODULES, is_compiled, uncompiled
 
-Twin = COMPILED.get("sentinel")
-needs_twin = pytest.mark.skipif(Twin is None and not os.environ.get("CI"), reason="compiled twin not built")
+COMPILED = {name: detectors.REGISTRY[name] for name in ("sentinel", "context")}
+PURE = {name: getattr(uncompiled(name), cls.__name__) for name, cls in COMPILED.items()}
+BUILT = is_compiled(detectors.steps)
+needs_build = pytest.mark.skipif(not BUILT and not os.environ.get("CI"), reason="detector modules not compiled")
 
 
 def bits(score: float) -> bytes:
     return struct.pack("<d", score)
 
 
-def packed(state: list[Any]) -> bytes:
+def packed(state: Any) -> bytes:
     """A state as bytes: floats compared bit for bit (NaN included)."""
     return msgpack.packb(state, use_bin_type=True)
 
 
-def test_ci_builds_the_twin_and_registers_it() -> None:
-    if Twin is None:
-        assert not os.environ.get("CI"), "riverguard.detectors._sentinel_c was not built in CI"
-        pytest.skip("compiled twin not built here")
-    assert REGISTRY["sentinel"] is Twin or os.environ.get("RIVERGUARD_PURE_PYTHON")
-    assert Twin.name == Reference.name
-    assert (Twin.default_threshold, Twin.default_warmup) == (Reference.default_threshold, Reference.default_warmup)
-    assert Twin.defaults() == Reference.defaults()
+def test_ci_compiles_the_detector_modules() -> None:
+    if os.environ.get("RIVERGUARD_PURE_PYTHON"):
+        assert not any(is_compiled(getattr(detectors, m)) for m in COMPILED_MODULES)
+        pytest.skip("RIVERGUARD_PURE_PYTHON: the uncompiled modules are in use")
+    if not BUILT:
+        assert not os.environ.get("CI"), "riverguard.detectors.steps was not compiled in CI"
+        pytest.skip("detector modules not compiled here")
+    assert all(is_compiled(getattr(detectors, m)) for m in COMPILED_MODULES)
+    for name, cls in COMPILED.items():
+        assert not is_compiled(uncompiled(name))
+        assert PURE[name].defaults() == cls.defaults()
+        assert PURE[name].STATE_LAYOUT == cls.STATE_LAYOUT
+
+
+@pytest.mark.parametrize("module", COMPILED_MODULES)
+@pytest.mark.parametrize("build", ["compiled", "uncompiled"])
+def test_doctests(module: str, build: str) -> None:
+    """The modules' examples hold in both builds (pytest's --doctest-modules cannot collect them)."""
+    mod = getattr(detectors, module) if build == "compiled" else uncompiled(module)
+    if build == "compiled" and not is_compiled(mod):
+        pytest.skip("not compiled here")
+    finder = doctest.DocTestFinder()
+    tests = [t for t in finder.find(mod, mod.__name__) if t.examples]
+    if module != "steps":
+        assert tests, f"no examples found in {mod.__name__}"
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for test in tests:
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
 
 
 PARAMS = st.fixed_dictionaries(
@@ -114,7 +139,10 @@ def _step(det: Any, x: float, t: float | None) -> tuple[str, Any]:
         return "error", type(err).__name__
 
 
-def assert_same_run(params: dict[str, Any], data: list[tuple[float, float | None]], split: int | None = None) -> None:
+def assert_same_run(
+    params: dict[str, Any], data: list[tuple[float, float | None]], split: int | None = None, name: str = "sentinel"
+) -> None:
+    Reference, Twin = PURE[name], COMPILED[name]
     ref, twin = Reference(**params), Twin(**params)
     for i, (x, t) in enumerate(data):
         if split is not None and i == split:  # swap states across implementations mid-run
@@ -138,24 +166,46 @@ def _result(fn: Any, x: float, t: float | None) -> tuple[str, Any]:
         return "error", type(err).__name__
 
 
-@needs_twin
+CONTEXT_PARAMS = st.fixed_dictionaries(
+    {},
+    optional={
+        "levels": st.integers(2, 16),
+        "orders": st.lists(st.integers(0, 7), min_size=1, max_size=8).map(tuple),
+        "table_bits": st.integers(6, 12),
+        "halve_every": st.sampled_from([1, 7, 4096]),
+        "learn": st.sampled_from([0, 5, 50]),
+        "day_slots": st.sampled_from([0, 5, 12]),
+        "day_fading": st.sampled_from([0.0, 0.02]),
+    },
+)
+
+
+@needs_build
 @settings(max_examples=300, **SETTINGS)
 @given(params=PARAMS, data=series())
 def test_same_scores_and_state(params: dict[str, Any], data: list[tuple[float, float | None]]) -> None:
     assert_same_run(params, data)
 
 
-@needs_twin
+@needs_build
+@settings(max_examples=100, **SETTINGS)
+@given(params=CONTEXT_PARAMS, data=series())
+def test_context_same_scores_and_state(params: dict[str, Any], data: list[tuple[float, float | None]]) -> None:
+    assert_same_run(params, data, name="context")
+
+
+@needs_build
 @settings(max_examples=100, **SETTINGS)
 @given(params=PARAMS, data=series(), where=st.floats(0.0, 1.0))
 def test_states_move_between_the_two(params: dict[str, Any], data: list[tuple[float, float | None]], where: float) -> None:
     assert_same_run(params, data, split=int(where * len(data)))
 
 
-def test_long_realistic_series_bit_for_bit() -> None:
+@needs_build
+@pytest.mark.parametrize("name", ["sentinel", "context"])
+def test_long_realistic_series_bit_for_bit(name: str) -> None:
     """Two weeks of 5-minute samples with a daily cycle, noise and incidents (past learn, day visits, suppression)."""
-    if Twin is None:
-        pytest.skip("compiled twin not built here")
+    Reference, Twin = PURE[name], COMPILED[name]
     import math
     import random
 
@@ -182,7 +232,7 @@ def test_long_realistic_series_bit_for_bit() -> None:
 # -- parameters and damaged states ------------------------------------------------------
 
 
-@needs_twin
+@needs_build
 @pytest.mark.parametrize(
     "params",
     [{"bins": 1}, {"bins": 2.0}, {"gain": 0.0}, {"fading": 1.0}, {"day_slots": 97}, {"weekend_slots": 1},
@@ -190,6 +240,7 @@ def test_long_realistic_series_bit_for_bit() -> None:
      {"day_fading": -0.1}, {"day_detrend": 1}, {"day_through": 0}, {"stuck_longest": 0}, {"suppress": -1}, {"learn": 1.5}, {"pmin": 0.5}, {"nope": 1}],
 )
 def test_same_parameter_errors(params: dict[str, Any]) -> None:
+    Reference, Twin = PURE["sentinel"], COMPILED["sentinel"]
     with pytest.raises(Exception) as ref_err:
         Reference(**params)
     with pytest.raises(Exception) as twin_err:
@@ -197,28 +248,34 @@ def test_same_parameter_errors(params: dict[str, Any]) -> None:
     assert (type(twin_err.value), str(twin_err.value)) == (type(ref_err.value), str(ref_err.value))
 
 
-def _mutations(state: list[Any]) -> list[list[Any]]:
-    out: list[list[Any]] = [state[:-1], state + [0], [], state[:5] + state[6:]]
-    for i, v in enumerate(state):
-        for new in (None, True, -1, 2**63, 1, 0.5, float("nan"), b"", b"\x00" * 8, "x", [v]):
-            if new is v or (type(new) is type(v) and new == v):
-                continue
-            changed = list(state)
-            changed[i] = new
-            out.append(changed)
-        if type(v) is bytes and v:
-            for b in (v[:-1], v + b"\x00", bytes([255]) * len(v)):
-                changed = list(state)
-                changed[i] = b
-                out.append(changed)
+def _mutations(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every one-entry change of a state (a mapping of step name to that step's mapping)."""
+    out: list[dict[str, Any]] = [{}, {k: v for k, v in state.items() if k != "n"}, {**state, "extra": 0}]
+    for name, part in state.items():
+        if type(part) is not dict:
+            for new in (None, True, -1, 2**63, 0.5, "x"):
+                out.append({**state, name: new})
+            continue
+        out.append({**state, name: {k: v for i, (k, v) in enumerate(part.items()) if i}})
+        out.append({**state, name: {**part, "extra": 0}})
+        for key, v in part.items():
+            news = [None, True, False, -1, -2, 2**63, 1, 0.5, -0.5, float("nan"), float("inf"), b"", b"\x00" * 8, "x", [v]]
+            if type(v) is bytes and v:
+                news += [v[:-1], v + b"\x00", bytes([255]) * len(v)]
+            for new in news:
+                if new is v or (type(new) is type(v) and new == v):
+                    continue
+                out.append({**state, name: {**part, key: new}})
     return out
 
 
-@needs_twin
-def test_damaged_states_are_refused_alike() -> None:
-    """Every one-element change of a real state: both refuse it, or both take it and then agree."""
+@needs_build
+@pytest.mark.parametrize("name", ["sentinel", "context"])
+def test_damaged_states_are_refused_alike(name: str) -> None:
+    """Every one-entry change of a real state: both refuse it, or both take it and then agree."""
     import random
 
+    Reference, Twin = PURE[name], COMPILED[name]
     rng = random.Random(5)
     warm = [(10.0 + rng.gauss(0.0, 1.0), 1.7e9 + 60.0 * i) for i in range(400)]
     ref = Reference(learn=20, day_visits=1)
@@ -243,4 +300,4 @@ def test_damaged_states_are_refused_alike() -> None:
         for x, t in warm[:50]:  # a tampered but well-typed state: both go on (or fail) alike
             assert _step(a, x, t) == _step(b, x, t)
         assert packed(a.dump_state()) == packed(b.dump_state())
-    assert refused > 200
+    assert refused > 150

@@ -1,0 +1,28 @@
+# cython: language_level=3
+# C types for context.py (Cython pure-Python mode): nothing here but declarations.
+
+cimport cython
+from libc.stdint cimport int64_t, uint64_t
+
+from riverguard.detectors.steps cimport Pipeline, Surprise
+
+
+cdef class Patterns(Surprise):
+    cdef public int levels, table_bits
+    cdef public tuple orders
+    cdef public int64_t halve_every
+    cdef public int64_t _hist
+    cdef Py_ssize_t _size
+    cdef int _shift
+    cdef uint64_t _tmask, _hmask
+    cdef double _inv
+    cdef tuple _plan
+    cdef unsigned char *_table
+
+    @cython.locals(levels=int, q=int64_t, hist=uint64_t, table="unsigned char *", shift=int, tmask=uint64_t,
+                   unseen=int, mask=uint64_t, mult=uint64_t, i=Py_ssize_t, c=int)
+    cdef double raw(self, double x, double lo, double span, int64_t n) except? -2.0
+
+
+cdef class Context(Pipeline):
+    pass

@@ -1,0 +1,29 @@
+# cython: language_level=3
+# C types for sentinel.py (Cython pure-Python mode): nothing here but declarations.
+#
+# The compiled hot path (riverguard._hotpath) does
+#     from .detectors.sentinel cimport Sentinel
+# and calls (<Sentinel>detector).process(x, t) at C level (declared on steps.Pipeline).
+
+cimport cython
+from libc.stdint cimport int64_t
+
+from riverguard.detectors.steps cimport Pipeline, Surprise
+
+
+cdef class Transitions(Surprise):
+    cdef public int bins
+    cdef public double gain, prior
+    cdef public int64_t _b1, _b2
+    cdef Py_ssize_t _ncounts, _ntotals
+    cdef unsigned char *_counts
+    cdef unsigned char *_totals
+
+    @cython.locals(bins=int, b=int64_t, row=int64_t, i=int64_t, c=int64_t, total=int64_t, prior=double,
+                   raw=double, base=int64_t, j=int64_t, h=int64_t, counts="unsigned char *",
+                   totals="unsigned char *")
+    cdef double raw(self, double x, double lo, double span, int64_t n) except? -2.0
+
+
+cdef class Sentinel(Pipeline):
+    pass

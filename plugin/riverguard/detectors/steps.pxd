@@ -1,0 +1,114 @@
+# cython: language_level=3
+# C types for steps.py (Cython pure-Python mode): nothing here but declarations.
+# Every parameter in a step's PARAMS and every name in its STATE ("_" + name) is declared here
+# (tests/test_params.py checks it).
+
+cimport cython
+from libc.stdint cimport int64_t
+
+cdef double _SQRT1_2, _DAY
+cdef bint _LITTLE
+cdef int64_t _MAX_COUNT
+
+cdef unsigned char *_bytes(Py_ssize_t n) except NULL
+cdef double *_doubles(Py_ssize_t n) except NULL
+cdef void _free(void *p) noexcept
+cdef bytes _dump_bytes(unsigned char *buf, Py_ssize_t n)
+cdef int _load_bytes(unsigned char *buf, bytes data, Py_ssize_t n) except -1
+cdef bytes _dump_doubles(double *buf, Py_ssize_t n)
+cdef int _load_doubles(double *buf, bytes data, Py_ssize_t n) except -1
+
+
+cdef class Step:
+    pass
+
+
+cdef class Surprise(Step):
+    cdef double raw(self, double x, double lo, double span, int64_t n) except? -2.0
+
+
+cdef class PredictionError(Step):
+    cdef public double fading, z_scale
+    cdef public double _mean, _var
+
+    @cython.locals(d=double, var=double, z=double)
+    cdef double score(self, double x) except? -1.0
+    @cython.locals(d=double, var=double, a=double)
+    cdef void learn(self, double x) noexcept
+
+
+cdef class TimeOfDay(Step):
+    cdef public int day_slots, day_visits
+    cdef public bint weekend_slots, day_detrend
+    cdef public double day_margin, day_score, day_fading
+    cdef public int64_t _slot
+    cdef bint hit
+    cdef double _width
+    cdef Py_ssize_t _slots
+    cdef double *_lo
+    cdef double *_hi
+    cdef unsigned char *_visits
+    cdef double *_stat
+
+    @cython.locals(tt=double, day=double, slot=int64_t, v=double, vis=int, i=Py_ssize_t, ds=double,
+                   dvar=double, zs=double, a=double, dlo=double, dhi=double)
+    cdef double observe(self, double x, double lmean, object t, double span, double var, double z_scale,
+                        double z) except? -1.0
+
+
+cdef class Likelihood(Step):
+    cdef public double short, long, min_sd, pmin
+    cdef public double _avg, _mu, _s2
+    cdef readonly double scale
+
+    @cython.locals(avg=double, mu=double, s2=double, sd=double, dm=double, p=double, lam=double)
+    cdef double score(self, double raw, int64_t n) except? -1.0
+
+
+cdef class Extremes(Step):
+    cdef public double margin, extreme, extreme_sd, value_long
+    cdef public double _lo, _hi, _rlo, _rhi, _lmean, _lvar
+
+    cdef void first(self, double x) noexcept
+    @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, lam=double, dl=double, far=bint)
+    cdef bint observe(self, double x, int64_t n) except -1
+
+
+cdef class Stuck(Step):
+    cdef public double repeat_decay
+    cdef public bint stuck_longest
+    cdef readonly double scale, fire
+    cdef public double _prev, _c0, _k0, _c1, _k1, _run, _step
+    cdef public bint _rep
+    cdef public int64_t _len, _maxlen
+
+    cdef void first(self, double x) noexcept
+    @cython.locals(stuck=double, rep=bint, longest=bint, keep=double, c1=double, k1=double, run=double)
+    cdef double score(self, double x, bint scoring) except? -1.0
+
+
+cdef class Suppression(Step):
+    cdef public double fire, damp
+    cdef public int64_t suppress
+    cdef public bint day_through
+    cdef public int64_t _quiet
+    cdef public bint _qday
+
+    cdef double apply(self, double score, bint tod) noexcept
+
+
+cdef class Pipeline:
+    cdef dict _values
+    cdef readonly int64_t learn
+    cdef int64_t _n
+    cdef readonly Surprise surprise
+    cdef readonly PredictionError error
+    cdef readonly TimeOfDay day
+    cdef readonly Likelihood likelihood
+    cdef readonly Extremes extremes
+    cdef readonly Stuck stuck
+    cdef readonly Suppression suppression
+
+    @cython.locals(n=int64_t, stuck=double, lo=double, span=double, new_extreme=bint, raw=double, var=double,
+                   z=double, score=double, tod=bint)
+    cpdef double process(self, double x, object t=*) except? -1.0

@@ -1,0 +1,700 @@
+# cython: infer_types=True, annotation_typing=False, warn.unreachable=False
+"""The steps of riverguard's own likelihood detectors (``sentinel``, ``context``), one class each.
+
+A :class:`Pipeline` runs one sample through its steps (see
+:class:`~riverguard.detectors.sentinel.Sentinel` for what each does):
+
+1. a *surprise* step (:class:`Surprise`; the detector's own: sentinel's
+   level transitions, context's patterns) and the :class:`PredictionError`
+   give a raw score in [0, 1];
+2. :class:`Likelihood` turns its short average into a log-scaled tail probability;
+3. :class:`Extremes` (new extremes of the range) and :class:`TimeOfDay`
+   (the range and mean of each time-of-day slot) may raise the score;
+4. :class:`Stuck` scores a run of repeated values;
+5. nothing scores before ``learn`` samples (the rule's ``warmup``);
+6. :class:`Suppression` damps the scores after a report.
+
+Each step declares its parameters (``PARAMS``, see
+:mod:`riverguard.detectors.params`) and its learned state (``STATE``, saved
+and restored by name). A new statistic is one more name in ``STATE`` (and
+its type in ``steps.pxd``); a new parameter one more :class:`Param` (and its
+type in ``steps.pxd``): the constructor, validation, config checks, the rule
+fingerprint and the docs follow.
+
+This module is plain Python, and is compiled with Cython (pure-Python mode:
+``steps.pxd`` beside it only adds C types) when a C compiler is there at
+install time. ``RIVERGUARD_PURE_PYTHON=1`` runs this source uncompiled.
+"""
+
+try:
+    import cython
+except ImportError:  # no Cython: this module runs as the plain Python it is
+    from riverguard import _compiled as cython  # type: ignore[no-redef]
+
+from .params import Param, resolve
+
+if cython.compiled:
+    from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
+    from cython.cimports.cpython.mem import PyMem_Calloc, PyMem_Free
+    from cython.cimports.libc.math import erfc
+    from cython.cimports.libc.string import memcpy
+    from cython.cimports.riverguard.detectors._pyfloat import floordiv, log10, sqrt, to_int
+else:
+    from array import array
+    from math import erfc, log10, sqrt
+    from operator import floordiv
+
+    to_int = int
+
+import sys
+
+__all__ = [
+    "Extremes", "Likelihood", "Pipeline", "PredictionError", "Step", "Stuck", "Suppression", "Surprise", "TimeOfDay",
+]  # fmt: skip
+
+_SQRT1_2 = 0.7071067811865476  # math.sqrt(0.5)
+_DAY = 86400.0
+_LITTLE = sys.byteorder == "little"  # buffers are saved little-endian
+_MAX_COUNT = 1 << 62  # no real series counts this far: a larger count comes from a tampered file
+
+
+# -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
+
+
+def _bytes(n):
+    """A zeroed buffer of ``n`` bytes."""
+    if cython.compiled:
+        p = PyMem_Calloc(n + 1, 1)
+        if not p:
+            raise MemoryError()
+        return cython.cast(cython.p_uchar, p)
+    return bytearray(n)
+
+
+def _doubles(n):
+    """A zeroed buffer of ``n`` doubles."""
+    if cython.compiled:
+        p = PyMem_Calloc(n + 1, 8)
+        if not p:
+            raise MemoryError()
+        return cython.cast(cython.p_double, p)
+    return array("d", bytes(8 * n))
+
+
+def _free(p):
+    if cython.compiled:
+        PyMem_Free(p)
+
+
+def _dump_bytes(buf, n):
+    if cython.compiled:
+        return PyBytes_FromStringAndSize(cython.cast(cython.p_char, buf), n)
+    return bytes(buf)
+
+
+def _load_bytes(buf, data, n):
+    """Copy ``data`` (bytes of length ``n``, checked by the caller) into ``buf``."""
+    if cython.compiled:
+        memcpy(buf, PyBytes_AS_STRING(data), n)
+    else:
+        buf[:] = data
+
+
+def _dump_doubles(buf, n):
+    """``n`` doubles as little-endian bytes."""
+    if cython.compiled:
+        out = PyBytes_FromStringAndSize(cython.cast(cython.p_char, buf), 8 * n)
+        return out if _LITTLE else _swapped(out)
+    return buf.tobytes() if _LITTLE else _swapped(buf.tobytes())
+
+
+def _load_doubles(buf, data, n):
+    """Copy what :func:`_dump_doubles` gave (checked by the caller) into ``buf``."""
+    if not _LITTLE:
+        data = _swapped(data)
+    if cython.compiled:
+        memcpy(buf, PyBytes_AS_STRING(data), 8 * n)
+    else:
+        buf[:] = array("d", data)
+
+
+def _swapped(data):
+    """8-byte words of ``data`` with their bytes reversed (big-endian machines only)."""
+    return b"".join([data[i : i + 8][::-1] for i in range(0, len(data), 8)])
+
+
+# -- steps ---------------------------------------------------------------------------------------------
+
+
+class Step:
+    """One step: parameters (``PARAMS``, stored under their names) and learned state (``STATE``).
+
+    A scalar in ``STATE`` lives in the attribute ``"_" + name``; its type is
+    the type it has in a fresh step (float, int >= 0, or bool). Buffers are
+    the step's own (:meth:`_dump_extra`, :meth:`_load_extra`).
+    """
+
+    PARAMS = ()
+    STATE = ()
+    SIGNED = ()  # names in STATE whose int may also be -1 ("none")
+    BUFFERS = ()  # names of the step's own arrays in its state (bytes)
+
+    def __init__(self, values):
+        for p in self.PARAMS:
+            setattr(self, p.name, values[p.name])
+
+    def dump(self):
+        """The learned state by name (plain data)."""
+        out = {name: getattr(self, "_" + name) for name in self.STATE}
+        self._dump_extra(out)
+        return out
+
+    def _dump_extra(self, out):
+        pass
+
+    def check(self, state):
+        """True if ``state`` (what :meth:`dump` gives) fits this step; changes nothing."""
+        if type(state) is not dict or len(state) != len(self.STATE) + len(self.BUFFERS):
+            return False
+        for name in self.STATE:
+            if name not in state:
+                return False
+            v = state[name]
+            kind = type(getattr(self, "_" + name))
+            if type(v) is not kind or (kind is int and not (-1 if name in self.SIGNED else 0) <= v < _MAX_COUNT):
+                return False
+        return self._check_extra(state)
+
+    def _check_extra(self, state):
+        return True
+
+    def load(self, state):
+        """Restore what :meth:`check` accepted."""
+        for name in self.STATE:
+            setattr(self, "_" + name, state[name])
+        self._load_extra(state)
+
+    def _load_extra(self, state):
+        pass
+
+
+class Surprise(Step):
+    """Step 1a, the detector's own: how unexpected a value is given the recent ones (a raw score <= 1)."""
+
+    def raw(self, x, lo, span, n):
+        """Learn ``x`` and return its surprise; ``lo``, ``span`` are the range before it, ``n`` >= 1 samples before it."""
+        raise NotImplementedError
+
+
+class PredictionError(Step):
+    """Step 1b: distance from an exponentially weighted mean, in its standard deviations."""
+
+    PARAMS = (
+        Param("fading", 0.05, "Weight of the newest sample in the mean and variance of the values.",
+              low=0.0, high=1.0, low_open=True, high_open=True),
+        Param("z_scale", 4.0, "Standard deviations of prediction error that make a raw score of 1.", low=0.0, low_open=True),
+    )  # fmt: skip
+    STATE = ("mean", "var")
+
+    def __init__(self, values):
+        Step.__init__(self, values)
+        self._mean = 0.0
+        self._var = 0.0
+
+    def score(self, x):
+        """The raw score of ``x`` (capped at 1); :meth:`learn` follows."""
+        d = x - self._mean
+        var = self._var
+        if var > 0.0:
+            z = abs(d) / (sqrt(var) * self.z_scale)
+            if z > 1.0:
+                z = 1.0
+        else:
+            z = 0.0 if d == 0.0 else 1.0
+        return z
+
+    def learn(self, x):
+        d = x - self._mean
+        var = self._var
+        a = self.fading
+        self._mean += a * d
+        self._var = (1.0 - a) * (var + a * d * d)
+
+
+class TimeOfDay(Step):
+    """Steps 1b and 3 for the hour: the mean, variance and range of each time-of-day slot.
+
+    :meth:`observe` returns the prediction error against the slot's mean (if
+    larger than ``z``) and sets ``hit`` when the value is beyond the slot's range.
+    """
+
+    PARAMS = (
+        Param("day_slots", 24, "Time-of-day slots per day (0 turns the time-of-day step off).", low=0, high=96),
+        Param("weekend_slots", True, "Give Saturdays and Sundays (UTC) slots of their own."),
+        Param("day_margin", 0.1, "Fraction of the range seen so far beyond a slot's range that is flagged.", low=0.0),
+        Param("day_visits", 7, "Passes through a slot before it is checked.", low=1, high=255),
+        Param("day_score", 0.6, "The score of a time-of-day extreme.", low=0.0, high=1.0),
+        Param("day_fading", 0.02, "Weight of the newest sample in each slot's mean and variance (0: off).",
+              low=0.0, high=1.0, high_open=True),
+        Param("day_detrend", True, "Slots keep the value's deviation from the long-run mean, not the value."),
+    )  # fmt: skip
+    STATE = ("slot",)
+    SIGNED = ("slot",)
+    BUFFERS = ("lo", "hi", "visits", "stat")
+
+    def __init__(self, values):
+        Step.__init__(self, values)
+        self._width = _DAY / self.day_slots if self.day_slots else 0.0
+        self._slots = self.day_slots * (2 if self.weekend_slots else 1)
+        self._slot = -1  # the previous sample's slot (-1: none yet)
+        self.hit = False
+        # per slot: the range seen, the passes through it (<= 255), and the mean and variance (interleaved)
+        self._lo = _doubles(self._slots)
+        self._hi = _doubles(self._slots)
+        self._visits = _bytes(self._slots)
+        self._stat = _doubles(2 * self._slots)
+
+    def __dealloc__(self):
+        _free(self._lo)
+        _free(self._hi)
+        _free(self._visits)
+        _free(self._stat)
+
+    def observe(self, x, lmean, t, span, var, z_scale, z):
+        """Learn ``x`` in its slot (event time ``t``); return the larger of ``z`` and the error against the slot.
+
+        ``lmean`` is the long-run mean, ``span`` the range before ``x``, ``var``
+        the variance of the values (PredictionError's, before ``x``).
+        """
+        self.hit = False
+        if not self._width or t is None:
+            return z
+        tt = t
+        if not -1e15 < tt < 1e15:
+            return z
+        day = floordiv(tt, _DAY)
+        slot = to_int(floordiv(tt - day * _DAY, self._width))
+        if slot >= self.day_slots:  # rounding, with a width that does not divide the day
+            slot = self.day_slots - 1
+        if self.weekend_slots and (to_int(day) + 3) % 7 >= 5:  # 1970-01-01 was a Thursday
+            slot += self.day_slots
+        if not 0 <= slot < self._slots:
+            raise IndexError("time-of-day slot out of range")
+        # the slots keep the value's deviation from the long-run mean (day_detrend), so a series
+        # that grows or sinks over weeks does not set a new record for the hour every day
+        v = x - lmean if self.day_detrend else x
+        vis = self._visits[slot]  # passes through the slot before this sample
+        # the prediction error against the slot's EW mean, in the slot's EW standard deviations
+        if self.day_fading:
+            i = 2 * slot
+            if vis:
+                ds = v - self._stat[i]
+                dvar = self._stat[i + 1]
+                if vis >= self.day_visits and dvar > 0.0:
+                    zs = abs(ds) / (sqrt(dvar) * z_scale)
+                    if zs > z:
+                        z = zs if zs < 1.0 else 1.0
+                a = self.day_fading
+                self._stat[i] += a * ds
+                self._stat[i + 1] = (1.0 - a) * (dvar + a * ds * ds)
+            else:  # a slot starts at the value, with the variance of the recent values
+                self._stat[i] = v
+                self._stat[i + 1] = var
+        # new extremes for the time of day: beyond the range seen in this slot on earlier days
+        if vis:
+            dlo = self._lo[slot]
+            dhi = self._hi[slot]
+            if v < dlo:
+                self.hit = vis >= self.day_visits and dlo - v > self.day_margin * span
+                self._lo[slot] = v
+            elif v > dhi:
+                self.hit = vis >= self.day_visits and v - dhi > self.day_margin * span
+                self._hi[slot] = v
+        else:
+            self._lo[slot] = v
+            self._hi[slot] = v
+        if slot != self._slot:
+            self._slot = slot
+            if vis < 255:
+                self._visits[slot] = vis + 1
+        return z
+
+    def _dump_extra(self, out):
+        out["lo"] = _dump_doubles(self._lo, self._slots)
+        out["hi"] = _dump_doubles(self._hi, self._slots)
+        out["visits"] = _dump_bytes(self._visits, self._slots)
+        out["stat"] = _dump_doubles(self._stat, 2 * self._slots)
+
+    def _check_extra(self, state):
+        n = self._slots
+        sizes = {"lo": 8 * n, "hi": 8 * n, "visits": n, "stat": 16 * n}
+        for name, size in sizes.items():
+            data = state.get(name)
+            if type(data) is not bytes or len(data) != size:
+                return False
+        return state["slot"] < n
+
+    def _load_extra(self, state):
+        n = self._slots
+        _load_doubles(self._lo, state["lo"], n)
+        _load_doubles(self._hi, state["hi"], n)
+        _load_bytes(self._visits, state["visits"], n)
+        _load_doubles(self._stat, state["stat"], 2 * n)
+
+
+class Likelihood(Step):
+    """Step 2: the raw score's short average against its long-run mean and variance, on a log scale."""
+
+    PARAMS = (
+        Param("short", 0.2, "Weight of the newest raw score in its short average.", low=0.0, high=1.0, low_open=True),
+        Param("long", 0.001, "Weight of the newest short average in its long-run mean and variance.",
+              low=0.0, high=1.0, low_open=True, high_open=True),
+        Param("min_sd", 0.05, "Floor under the long-run standard deviation of the short average.", low=0.0, low_open=True),
+        Param("pmin", 1e-13, "Smallest tail probability told apart; it scores 1.0.",
+              low=0.0, high=0.5, low_open=True, high_open=True),
+    )  # fmt: skip
+    STATE = ("avg", "mu", "s2")
+
+    def __init__(self, values):
+        Step.__init__(self, values)
+        self.scale = -1.0 / log10(self.pmin)  # -log10(p) * scale: the score of tail probability p
+        self._avg = 0.0
+        self._mu = 0.0
+        self._s2 = 0.0
+
+    def score(self, raw, n):
+        """Learn ``raw`` (the ``n``-th, n >= 1) and return the likelihood score of its short average."""
+        avg = self._avg + self.short * (raw - self._avg)
+        self._avg = avg
+        mu = self._mu
+        s2 = self._s2
+        sd = sqrt(s2)
+        if sd < self.min_sd:
+            sd = self.min_sd
+        dm = avg - mu
+        p = 0.5 * erfc(dm / sd * _SQRT1_2)
+        lam = self.long if n * self.long > 1.0 else 1.0 / n
+        self._mu = mu + lam * dm
+        self._s2 = (1.0 - lam) * (s2 + lam * dm * dm)
+        return -log10(p) * self.scale if p > self.pmin else 1.0
+
+
+class Extremes(Step):
+    """Step 3: the range seen so far, the long-run mean and variance, and new extremes beyond them."""
+
+    PARAMS = (
+        Param("margin", 0.05, "Fraction of the range seen so far beyond which a new extreme is flagged.", low=0.0),
+        Param("extreme", 1.0, "The score of a new extreme.", low=0.0, high=1.0),
+        Param("extreme_sd", 3.0, "Long-run standard deviations from the long-run mean a new extreme needs.", low=0.0),
+        Param("value_long", 0.002, "Weight of the newest value in the long-run mean and variance of the values.",
+              low=0.0, high=1.0, low_open=True, high_open=True),
+    )  # fmt: skip
+    # the range seen so far (lo, hi); the range as it was when the current excursion beyond it began
+    # (rlo, rhi); the long-run mean and variance of the values (lmean, lvar)
+    STATE = ("lo", "hi", "rlo", "rhi", "lmean", "lvar")
+
+    def __init__(self, values):
+        Step.__init__(self, values)
+        self._lo = 0.0
+        self._hi = 0.0
+        self._rlo = 0.0
+        self._rhi = 0.0
+        self._lmean = 0.0
+        self._lvar = 0.0
+
+    def first(self, x):
+        self._lo = self._hi = self._rlo = self._rhi = self._lmean = x
+
+    def observe(self, x, n):
+        """Learn ``x`` (n >= 1 samples before it); True if it is a new extreme.
+
+        A new extreme is beyond the range as it was when the current excursion
+        began (a slow slide to a new low is measured from where it left the
+        range) by more than ``margin`` of that range, and far from the
+        long-run mean; the next excursion is measured from the range as it is now.
+        """
+        lo = self._lo
+        hi = self._hi
+        if x > hi:
+            self._hi = x
+        elif x < lo:
+            self._lo = x
+        rlo = self._rlo
+        rhi = self._rhi
+        ext = 0.0
+        if x > rhi:
+            ext = x - rhi
+        elif x < rlo:
+            ext = rlo - x
+        else:  # back inside: the reference catches up with the range
+            self._rlo = self._lo
+            self._rhi = self._hi
+        lam = self.value_long if n * self.value_long > 1.0 else 1.0 / n
+        dl = x - self._lmean
+        far = False
+        if ext > 0.0:
+            far = dl * dl > self.extreme_sd * self.extreme_sd * self._lvar
+        self._lmean += lam * dl
+        self._lvar = (1.0 - lam) * (self._lvar + lam * dl * dl)
+        if ext > self.margin * (rhi - rlo) and far:
+            self._rlo = self._lo
+            self._rhi = self._hi
+            return True
+        return False
+
+
+class Stuck(Step):
+    """Step 4: a run of repeated values, scored by its probability under a two-state repeat Markov chain."""
+
+    PARAMS = (
+        Param("repeat_decay", 0.001, "Weight of the newest step in the repeat statistics.",
+              low=0.0, high=1.0, low_open=True, high_open=True),
+        Param("stuck_longest", True, "Score a run of repeats only while it is longer than every earlier run."),
+    )  # fmt: skip
+    # the previous value; decayed counts of steps from a non-repeat (c0, k0 of them repeats) and from
+    # a repeat (c1, k1); whether the previous step was a repeat; -log10 probability of the current run
+    # (-1: not scored) and -log10 P(repeat | repeat) frozen at its start; its length, the longest ended run
+    STATE = ("prev", "c0", "k0", "c1", "k1", "rep", "run", "step", "len", "maxlen")
+
+    def __init__(self, values):
+        Step.__init__(self, values)
+        self.scale = -1.0 / log10(values["pmin"])  # the likelihood's log scale
+        self.fire = values["fire"]  # a run is reported once: when it reaches this score
+        self._prev = 0.0
+        self._c0 = 0.0
+        self._k0 = 0.0
+        self._c1 = 0.0
+        self._k1 = 0.0
+        self._rep = False
+        self._run = 0.0
+        self._step = 0.0
+        self._len = 0
+        self._maxlen = 0
+
+    def first(self, x):
+        self._prev = x
+
+    def score(self, x, scoring):
+        """Learn ``x``; the score of the run of repeats it continues (0.0 if none). ``scoring``: a new run may be scored."""
+        stuck = 0.0
+        rep = x == self._prev
+        self._prev = x
+        if rep:
+            self._len += 1
+        else:
+            if self._len > self._maxlen:
+                self._maxlen = self._len
+            self._len = 0
+        # with stuck_longest, a run is scored only while it is longer than every run before it
+        longest = self._len > self._maxlen or not self.stuck_longest
+        keep = 1.0 - self.repeat_decay
+        if self._rep:
+            c1 = self._c1 * keep + 1.0
+            k1 = self._k1 * keep + rep
+            if rep:
+                run = self._run
+                if run >= 0.0:
+                    run += self._step
+                    stuck = run * self.scale if longest else 0.0
+                    if stuck >= self.fire:
+                        run = -1.0  # a stuck run is reported once
+                    self._run = run
+            # the counts before this step decide P(repeat | repeat) for the rest of the run
+            self._c1 = c1
+            self._k1 = k1
+        else:
+            if rep:
+                if scoring:
+                    self._run = -log10((self._k0 + 0.5) / (self._c0 + 1.0))
+                    self._step = -log10((self._k1 + 0.5) / (self._c1 + 1.0))
+                    stuck = self._run * self.scale if longest else 0.0
+                else:
+                    self._run = -1.0
+            self._c0 = self._c0 * keep + 1.0
+            self._k0 = self._k0 * keep + rep
+        self._rep = rep
+        return stuck
+
+
+class Suppression(Step):
+    """Step 6: after a report, the next scores are damped, so a run of detections is reported once."""
+
+    PARAMS = (
+        Param("fire", 0.5, "Score at or above which suppression starts.", low=0.0, low_open=True),
+        Param("suppress", 400, "Samples suppressed after a score reaches fire.", low=0),
+        Param("damp", 0.5, "Factor applied to suppressed scores.", low=0.0, high=1.0),
+        Param("day_through", True, "A time-of-day extreme gets through a suppression another kind of report started."),
+    )  # fmt: skip
+    # samples still suppressed; whether a time-of-day extreme started the suppression
+    STATE = ("quiet", "qday")
+
+    def __init__(self, values):
+        Step.__init__(self, values)
+        self._quiet = 0
+        self._qday = False
+
+    def apply(self, score, tod):
+        """The score as reported; ``tod``: it is a time-of-day extreme."""
+        if self._quiet:
+            self._quiet -= 1
+            if tod and not self._qday and self.day_through:
+                if score >= self.fire:
+                    self._quiet = self.suppress
+                    self._qday = True
+            else:
+                score *= self.damp
+        elif score >= self.fire:
+            self._quiet = self.suppress
+            self._qday = tod
+        return score
+
+
+# -- the detector ----------------------------------------------------------------------------------
+
+
+class Pipeline:
+    """Surprise -> likelihood, with new extremes, the time of day, stuck values and suppression.
+
+    A detector names its steps in ``STEPS``: ``(attribute, step class)``,
+    the first being its :class:`Surprise`. Its ``PARAMS`` are the steps'
+    (and ``learn``), with the detector's own defaults where they differ.
+    Settings are read under their own names (``det.bins``); the learned state
+    is :meth:`dump_state`'s mapping of step name to that step's state.
+    """
+
+    STEPS = ()
+    LEARN = Param("learn", 200, "Samples seen before anything scores above 0 (set by the rule's warmup).", low=0)
+    PARAMS = ()
+
+    def __init__(self, **params):
+        values = resolve(type(self).PARAMS, params, type(self).name)
+        self._values = values
+        self.learn = values["learn"]
+        self._n = 0
+        steps = type(self).STEPS
+        self.surprise = steps[0][1](values)
+        self.error = PredictionError(values)
+        self.day = TimeOfDay(values)
+        self.likelihood = Likelihood(values)
+        self.extremes = Extremes(values)
+        self.stuck = Stuck(values)
+        self.suppression = Suppression(values)
+
+    def __getattr__(self, name):
+        """A setting, read from the step that holds it (``det.pmin``)."""
+        values = self._values
+        if name in values:
+            return values[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @classmethod
+    def defaults(cls):
+        """The detector's parameters and their default values."""
+        return {p.name: p.default for p in cls.PARAMS}
+
+    def params(self):
+        """The settings this instance was built with."""
+        return dict(self._values)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"{type(self).__name__}({args})"
+
+    def score_one(self, x, t=None):
+        """Score ``x`` without learning it (the likelihood as if ``x`` were next)."""
+        probe = type(self)(**self._values)
+        probe.load_state(self.dump_state())
+        return probe.process(x, t)
+
+    def learn_one(self, x, t=None):
+        self.process(x, t)
+
+    def process(self, x, t=None):
+        """Score ``x`` (event time ``t`` in seconds, or None), then learn it."""
+        x = float(x)  # (an integer field's value: compiled, x is a C double already)
+        n = self._n
+        self._n = n + 1
+        extremes = self.extremes
+        if n == 0:
+            extremes.first(x)
+            self.error._mean = x
+            self.stuck.first(x)
+            return 0.0
+        stuck = self.stuck.score(x, n > self.learn)  # 4. a run of repeats
+        lo = extremes._lo  # the range before x
+        span = extremes._hi - lo
+        new_extreme = extremes.observe(x, n)  # 3. new extremes
+        raw = self.surprise.raw(x, lo, span, n)  # 1a. surprise
+        error = self.error
+        var = error._var
+        z = error.score(x)  # 1b. prediction error, for the series and for the time of day
+        day = self.day
+        z = day.observe(x, extremes._lmean, t, span, var, error.z_scale, z)
+        if z > raw:
+            raw = z
+        elif raw < 0.0:
+            raw = 0.0
+        error.learn(x)
+        score = self.likelihood.score(raw, n)  # 2. likelihood
+        tod = False  # the score is a time-of-day extreme
+        if day.hit and day.day_score > score:
+            score = day.day_score
+            tod = True
+        if new_extreme and extremes.extreme > score:
+            score = extremes.extreme
+            tod = False
+        if stuck > score:
+            score = stuck if stuck < 1.0 else 1.0
+            tod = False
+        if n < self.learn:  # 5. minimum history
+            score = 0.0
+        return self.suppression.apply(score, tod)  # 6. suppression
+
+    def dump_state(self):
+        """The learned state: ``{"n": samples, step name: that step's state}``."""
+        out = {"n": self._n}
+        for name, _ in type(self).STEPS:
+            out[name] = getattr(self, name).dump()
+        return out
+
+    def load_state(self, state):
+        """Restore what :meth:`dump_state` gave; ValueError (changing nothing) if it does not fit."""
+        steps = type(self).STEPS
+        if (
+            type(state) is not dict
+            or len(state) != len(steps) + 1
+            or type(state.get("n")) is not int
+            or not 0 <= state["n"] < _MAX_COUNT
+        ):
+            raise ValueError(f"bad {type(self).name} state")
+        for name, _ in steps:
+            if not getattr(self, name).check(state.get(name)):
+                raise ValueError(f"bad {type(self).name} state ({name})")
+        self._n = state["n"]
+        for name, _ in steps:
+            getattr(self, name).load(state[name])
+
+
+def compose(surprise, **defaults):
+    """``(STEPS, PARAMS, STATE_LAYOUT)`` of a pipeline whose surprise step is ``surprise``.
+
+    ``defaults`` override the steps' defaults. ``STATE_LAYOUT`` names every
+    part of the saved state; it goes into the rule fingerprint, so a
+    checkpoint saved in another layout starts fresh rather than failing to load.
+    """
+    steps = (
+        ("surprise", surprise),
+        ("error", PredictionError),
+        ("day", TimeOfDay),
+        ("likelihood", Likelihood),
+        ("extremes", Extremes),
+        ("stuck", Stuck),
+        ("suppression", Suppression),
+    )
+    params = [p for _, step in steps for p in step.PARAMS] + [Pipeline.LEARN]
+    unknown = set(defaults) - {p.name for p in params}
+    if unknown:
+        raise TypeError(f"no such parameters: {', '.join(sorted(unknown))}")
+    params = [p.but(default=defaults[p.name]) if p.name in defaults else p for p in params]
+    layout = ";".join(["n"] + [f"{name}:{','.join(step.STATE + step.BUFFERS)}" for name, step in steps])
+    return steps, tuple(params), layout

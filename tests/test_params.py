@@ -1,0 +1,116 @@
+"""Each detector parameter is declared once; the constructor, validation, config, fingerprint and docs follow it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from riverguard import config
+from riverguard.detectors import REGISTRY, steps_of
+from riverguard.detectors.params import Param, markdown
+from riverguard.detectors.steps import Pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+DETECTORS = ROOT / "plugin" / "riverguard" / "detectors"
+NAMES = sorted(REGISTRY)
+
+
+def test_docs_table_is_in_sync() -> None:
+    expected = markdown([REGISTRY[name] for name in NAMES], steps_of)
+    assert (ROOT / "docs" / "parameters.md").read_text() == expected, (
+        "docs/parameters.md is stale: python -m riverguard.detectors > docs/parameters.md"
+    )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_parameter_is_declared_once_with_a_valid_default(name: str) -> None:
+    cls = REGISTRY[name]
+    names = [p.name for p in cls.PARAMS]
+    assert len(names) == len(set(names))
+    assert cls.defaults() == {p.name: p.default for p in cls.PARAMS}
+    for p in cls.PARAMS:
+        assert p.check(p.default) == p.default, p.name
+        assert p.doc and p.doc.endswith("."), p.name
+    det = cls()
+    assert det.params() == cls.defaults()
+    assert {n: getattr(det, n) for n in names} == cls.defaults()  # settings read under their own names
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_out_of_range_values_are_refused_naming_the_parameter_and_range(name: str) -> None:
+    cls = REGISTRY[name]
+    for p in cls.PARAMS:
+        for bad in _outside(p):
+            with pytest.raises(ValueError, match=rf"^{p.name} must be {re.escape(p.describe())}, got "):
+                cls(**{p.name: bad})
+            text = f'[[rule]]\nname = "r"\ndetector = "{name}"\n[rule.params]\n{p.name} = {_toml(bad)}\n'
+            with pytest.raises(config.ConfigError, match=rf"key 'params.{p.name}': {p.name} must be "):
+                config.parse(text)
+
+
+def _outside(p: Param) -> list[object]:
+    """Values just outside ``p``'s range, and one of the wrong type."""
+    out: list[object] = ["x" if p.kind is not str else 1]
+    if p.low is not None:
+        out.append(p.low if p.low_open else (p.low - 1 if p.kind is int else p.low - 0.5))
+    if p.high is not None:
+        out.append(p.high if p.high_open else (p.high + 1 if p.kind is int else p.high + 0.5))
+    if p.choices:
+        out.append("nope")
+    return out
+
+
+def _toml(v: object) -> str:
+    return f'"{v}"' if isinstance(v, str) else repr(v)
+
+
+def test_a_toml_array_sets_a_list_parameter() -> None:
+    rule = config.parse('[[rule]]\nname = "c"\ndetector = "context"\nparams = { orders = [1, 3] }\n').rules[0]
+    assert rule.params["orders"] == (1, 3)
+    assert REGISTRY["context"](**rule.params).orders == (1, 3)
+
+
+def test_fingerprint_follows_parameters_and_state_layout() -> None:
+    rule = config.parse('[[rule]]\nname = "s"\n').rules[0]
+    other = config.parse('[[rule]]\nname = "s"\nparams = { suppress = 3 }\n').rules[0]
+    assert rule.fingerprint != other.fingerprint
+    assert "n;surprise:b1,b2,counts,totals;" in REGISTRY["sentinel"].STATE_LAYOUT
+
+
+def _pxd_attributes(path: Path) -> dict[str, dict[str, str]]:
+    """``{class: {attribute: C type}}`` declared in a .pxd (``cdef [public|readonly] TYPE a, b``)."""
+    out: dict[str, dict[str, str]] = {}
+    current = ""
+    for line in path.read_text().splitlines():
+        m = re.match(r"cdef class (\w+)", line)
+        if m:
+            current = m.group(1)
+            out[current] = {}
+            continue
+        m = re.match(r"    cdef (?:public |readonly )?([\w ]+?) (\*?\w+(?:, \w+)*)$", line)
+        if m and current:
+            for attr in m.group(2).split(", "):
+                out[current][attr] = m.group(1)
+    return out
+
+
+C_TYPES = {bool: {"bint"}, int: {"int", "int64_t"}, float: {"double"}, tuple: {"tuple"}, str: {"str"}}
+
+
+@pytest.mark.parametrize("name", ["sentinel", "context"])
+def test_pxd_types_every_declared_parameter_and_state_name(name: str) -> None:
+    """The .pxd beside a compiled module only adds types: each declared parameter and state name has one."""
+    cls = REGISTRY[name]
+    declared = {**_pxd_attributes(DETECTORS / "steps.pxd"), **_pxd_attributes(DETECTORS / f"{name}.pxd")}
+    fresh = cls()
+    for attr, step_cls in cls.STEPS:
+        attrs = declared[step_cls.__name__]
+        step = getattr(fresh, attr)
+        for p in step_cls.PARAMS:
+            assert attrs.get(p.name) in C_TYPES[p.kind], (step_cls.__name__, p.name)
+        for state in step_cls.STATE:
+            kind = type(getattr(step, "_" + state))
+            assert attrs.get("_" + state) in C_TYPES[kind], (step_cls.__name__, state)
+    assert issubclass(cls, Pipeline)
