@@ -301,3 +301,22 @@ def test_damaged_states_are_refused_alike(name: str) -> None:
             assert _step(a, x, t) == _step(b, x, t)
         assert packed(a.dump_state()) == packed(b.dump_state())
     assert refused > 150
+
+
+def test_runs_without_cython_installed() -> None:
+    """Uncompiled, with no ``cython`` module at all: the modules import ``riverguard._cython`` instead."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['cython'] = None\n"  # import cython -> ImportError
+        "from riverguard.detectors import REGISTRY, is_compiled, steps\n"
+        "assert not is_compiled(steps) and steps.cython.__name__ == 'riverguard._cython'\n"
+        "det = REGISTRY['sentinel']()\n"
+        "print(sum(det.process(float(i % 17), 60.0 * i) for i in range(500)))\n"
+    )
+    env = {**os.environ, "RIVERGUARD_PURE_PYTHON": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    det = COMPILED["sentinel"]()
+    assert float(proc.stdout) == sum(det.process(float(i % 17), 60.0 * i) for i in range(500))
