@@ -304,14 +304,14 @@ def test_damaged_states_are_refused_alike(name: str) -> None:
 
 
 def test_runs_without_cython_installed() -> None:
-    """Uncompiled, with no ``cython`` module at all: the modules import ``riverguard._cython`` instead."""
+    """Uncompiled, with no ``cython`` module at all: the modules import ``riverguard._compiled`` instead."""
     import subprocess
     import sys
 
     code = (
         "import sys; sys.modules['cython'] = None\n"  # import cython -> ImportError
         "from riverguard.detectors import REGISTRY, is_compiled, steps\n"
-        "assert not is_compiled(steps) and steps.cython.__name__ == 'riverguard._cython'\n"
+        "assert not is_compiled(steps) and steps.cython.__name__ == 'riverguard._compiled'\n"
         "det = REGISTRY['sentinel']()\n"
         "print(sum(det.process(float(i % 17), 60.0 * i) for i in range(500)))\n"
     )

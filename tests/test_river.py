@@ -98,7 +98,7 @@ BAD_SPECS = {
         'River has no "time_series.Nope"',
     ),
     "no model": ("window = 10", "params.model", "required"),
-    "bad window": ('model = {class = "anomaly.HalfSpaceTrees"}\nwindow = 0', "params.window", "expected an integer >= 1"),
+    "bad window": ('model = {class = "anomaly.HalfSpaceTrees"}\nwindow = 0', "params.window", "window must be an integer >= 1, got 0"),
 }
 
 
