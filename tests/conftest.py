@@ -169,6 +169,7 @@ def strip_added(
     metric_fields: tuple[bytes, bytes] = (b"anomaly_score", b"anomaly"),
 ) -> bytes:
     """``data`` with every ``,K<score_suffix>=<float>`` and ``,K<flag_suffix>=<bool>`` riverguard added removed,
+    the explanation fields after them (``,K<flag_suffix>_expected=<float>`` ... ``_reason="<word>"``),
     and every metric-level pair (``scope = "metric"``) at the end of the fields.
 
     Only the exact shapes riverguard writes are removed (a float in [0, 1] written
@@ -181,7 +182,12 @@ def strip_added(
     score = re.escape(score_suffix)
     flag = re.escape(flag_suffix)
     value = rb"=(?:0\.0|1\.0|0\.[0-9]+|[1-9](?:\.[0-9]+)?e-[0-9]+)"
-    pattern = re.compile(rb"," + key + score + value + rb"(?:," + key + flag + rb"=(?:true|false))?(?=[ \n\r]|,|$)")
+    number = rb"=-?[0-9]+(?:\.[0-9]+(?:e[-+][0-9]+)?|e[-+][0-9]+)"  # an explanation value (format_value)
+    explained = b"".join(rb"(?:," + key + flag + part + number + rb")?" for part in (b"_expected", b"_lower", b"_upper"))
+    pattern = re.compile(
+        rb"," + key + score + value + rb"(?:," + key + flag + rb"=(?:true|false))?" + explained
+        + rb'(?:,' + key + flag + rb'_reason="[a-z_]+")?(?=[ \n\r]|,|$)'
+    )
     metric = re.compile(  # a scope = "metric" rule's pair, always both, after the last field
         rb"," + re.escape(metric_fields[0]) + value + rb"," + re.escape(metric_fields[1]) + rb"=(?:true|false)(?=[ \n\r]|$)"
     )

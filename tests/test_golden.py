@@ -90,6 +90,6 @@ def test_every_input_metric_comes_back(name: str, results: dict[str, subprocess.
         (config.output.metric_score_field.encode(), config.output.metric_flag_field.encode()),
     )
     data = (CASES_DIR / name / "input.lp").read_bytes()
-    if name == "existing_added_fields":
+    if config.output.score_suffix.encode() in data:
         pytest.skip("its input already holds fields shaped like added ones")
     assert out == data

@@ -42,6 +42,7 @@ CONFIG = """
 [output]
 score_suffix = "{score}"
 flag_suffix = "{flag}"
+explain = {explain}
 [state]
 max_series = {max_series}
 series_ttl = "{ttl}"
@@ -103,8 +104,9 @@ def _odd_registered(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(detectors.REGISTRY, "odd", Odd)
 
 
-def _config(max_series: int = 1000, ttl: str = "24h", warmup: int = 3, suffixes: tuple[str, str] = ("_anomaly_score", "_anomaly")) -> rg_config.Config:
-    text = CONFIG.format(max_series=max_series, ttl=ttl, warmup=warmup, score=suffixes[0], flag=suffixes[1])
+def _config(max_series: int = 1000, ttl: str = "24h", warmup: int = 3, suffixes: tuple[str, str] = ("_anomaly_score", "_anomaly"), explain: bool = False) -> rg_config.Config:
+    text = CONFIG.format(max_series=max_series, ttl=ttl, warmup=warmup, score=suffixes[0], flag=suffixes[1],
+                         explain=str(explain).lower())
     return rg_config.parse(text)
 
 
@@ -192,7 +194,7 @@ def telegraf_stream(draw: st.DrawFn) -> bytes:
     """Series that repeat (so detectors learn, warm up and flag), mostly plain, some not."""
     measurements = draw(st.lists(st.sampled_from([b"cpu", b"mem", b"zed", b"quiet", b"odd", b"d=isk"]), min_size=1, max_size=3))
     hosts = draw(st.lists(st.sampled_from([b"a", b"b", b"web-01", b"x=1"]), min_size=1, max_size=3))
-    keys = [b"v", b"w", b"usage_idle", b"v_anomaly_score", b"v_anomaly"]
+    keys = [b"v", b"w", b"usage_idle", b"v_anomaly_score", b"v_anomaly", b"v_anomaly_upper", b"w_anomaly_expected"]
     lines = []
     ts = draw(st.integers(0, 10**12))
     for _ in range(draw(st.integers(1, 120))):
@@ -256,6 +258,14 @@ def test_same_eviction_and_expiry(data: bytes, max_series: int) -> None:
 @given(data=telegraf_stream())
 def test_same_with_other_suffixes(data: bytes) -> None:
     assert_same(data, _config(suffixes=("_s", "_v")))
+
+
+@needs_accel
+@settings(max_examples=60, **SETTINGS)
+@given(data=telegraf_stream(), warmup=st.integers(0, 5))
+def test_same_with_explanations(data: bytes, warmup: int) -> None:
+    """[output] explain = true: the explanation fields, also on metrics that hold such names already."""
+    assert_same(data, _config(warmup=warmup, explain=True))
 
 
 # -- cases written out --------------------------------------------------------------

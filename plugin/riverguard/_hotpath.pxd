@@ -15,7 +15,7 @@ cdef int _BOOLEAN
 cdef Plain _LINE
 
 cdef class Series:
-    cdef public object rule, detector, last_time, names
+    cdef public object rule, detector, last_time, names, explain
     cdef public double threshold
     cdef public long long warmup, seen, anomalies
     cdef public bint failed
@@ -40,9 +40,10 @@ cpdef object checked_score(object score)
 @cython.locals(score=double)
 cdef double _process(object detector, double x, object t) except? -1.0
 
-@cython.locals(score=double, threshold=double, flag=bint, text=bytes, names=tuple, prefix=bytes, suffix=bytes)
+@cython.locals(score=double, threshold=double, flag=bint, text=bytes, names=tuple, prefix=bytes, suffix=bytes,
+               extra=bytes)
 cdef int _field(object engine, Series series, bytes skey, bytes kb, Py_ssize_t key, Py_ssize_t key_len, double number,
-                object t, object timestamp, bytearray ob, bint with_flag) except -1
+                object t, object timestamp, bytearray ob, bint with_flag, object keys) except -1
 
 @cython.locals(score_suffix=bytes, flag_suffix=bytes, raw=bytes, fields=list, all_series=dict, ob=bytearray,
                series=Series, skey=bytes, key=bytes, with_flag=bint, extra=bytes)

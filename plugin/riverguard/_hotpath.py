@@ -50,7 +50,8 @@ class Series:
     """What riverguard keeps for one series (its rule's threshold and warm-up copied in for speed)."""
 
     if not cython.compiled:  # compiled, the attributes are C fields (_hotpath.pxd)
-        __slots__ = ("rule", "detector", "threshold", "warmup", "seen", "last_time", "anomalies", "failed", "names")
+        __slots__ = ("rule", "detector", "threshold", "warmup", "seen", "last_time", "anomalies", "failed", "names",
+                     "explain")
 
     def __init__(self, rule, detector) -> None:
         self.rule = rule
@@ -62,6 +63,7 @@ class Series:
         self.anomalies = 0
         self.failed = False
         self.names = None  # its added-field prefixes (Engine.added_names)
+        self.explain = None  # its explanation-field prefixes (Engine.explain_names) when its rule explains
 
 
 # -- byte-copying primitives: C when compiled, slices in Python ---------------------------
@@ -157,18 +159,23 @@ def _process(detector: object, x: float, t: object) -> float:
 
 
 def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: int, number: float, t: object,
-           timestamp: object, ob: bytearray, with_flag: bool) -> int:
+           timestamp: object, ob: bytearray, with_flag: bool, keys: object) -> int:
     """Score ``number`` in ``series`` and append its added fields to ``ob``; 1 if it is flagged, else 0.
 
     The field key is ``kb[key:key + key_len]``; ``with_flag`` is False when
-    the metric already holds the flag field (only the score is added).
+    the metric already holds the flag field (only the score is added);
+    ``keys`` the metric's field keys when it may hold added names (else None).
     """
     if timestamp is not None:
         series.last_time = timestamp
     detector = series.detector
     if detector is None:
         return 0
+    explain = series.explain
+    band = None
     try:
+        if explain is not None:  # what the detector expected, before it learns the value
+            band = detector.explain(series.threshold, t)
         score = _process(detector, number, t)
     except Exception as err:  # noqa: BLE001 - no detector error may reach the stream
         engine._detector_failed(series, skey, err)
@@ -199,6 +206,9 @@ def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: in
     if with_flag:
         suffix = names[1] if flag else names[2]
         _put(ob, suffix, 0, len(suffix))
+    if explain is not None:
+        extra = engine.explained(explain, band, detector, number, flag, series.seen <= series.warmup, keys)
+        _put(ob, extra, 0, len(extra))
     return 1 if flag else 0
 
 
@@ -229,8 +239,10 @@ def score(engine, metric) -> bytes:
     for key, _kind, number in fields:
         if number is None:
             continue
-        if keys is not None and (key + score_suffix in keys or key.endswith(score_suffix)):
-            continue  # already scored upstream, or a score itself
+        if keys is not None and (
+            key + score_suffix in keys or key.endswith(score_suffix) or engine.added_upstream(key, keys)
+        ):
+            continue  # already scored upstream, or a score or an explanation value added upstream
         if prefix is None:
             prefix = engine._prefix(metric)
         skey = prefix + key
@@ -251,7 +263,7 @@ def score(engine, metric) -> bytes:
         else:
             all_series[skey] = series  # now the most recently seen
         with_flag = keys is None or key + flag_suffix not in keys
-        engine.anomalies += _field(engine, series, skey, key, 0, len(key), number, t, timestamp, ob, with_flag)
+        engine.anomalies += _field(engine, series, skey, key, 0, len(key), number, t, timestamp, ob, with_flag, keys)
     if together is not None:
         extra = engine._score_metric(metric, prefix, together, t)
         _put(ob, extra, 0, len(extra))
@@ -341,7 +353,7 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                     del all_series[skey]
                     all_series[skey] = series  # now the most recently seen
                     flags += _field(engine, series, skey, buf, line.key[k], line.key_len[k], line.number[k], t,
-                                    timestamp, ob, True)
+                                    timestamp, ob, True, None)
                 if flags:
                     engine.anomalies += flags
             _put(ob, buf, line.fields_end, nl + 1)

@@ -22,6 +22,7 @@ from typing import Any
 from . import detectors
 
 __all__ = [
+    "EXPLAIN_SUFFIXES",
     "Config",
     "ConfigError",
     "MonitorConfig",
@@ -70,6 +71,8 @@ class Rule:
             raise ValueError('detector "off" makes no detector')
         factory = getattr(cls, "factory", None)  # (the compiled twins are not Detector subclasses)
         return factory(self.params) if factory else functools.partial(cls, **self.params)
+    #: Write the explanation fields for this rule's series (None: ``[output] explain`` decides).
+    explain: bool | None = None
 
     @functools.cached_property
     def detector_class(self) -> type[detectors.Detector] | None:
@@ -101,7 +104,7 @@ class Rule:
         layout = getattr(self.detector_class, "STATE_LAYOUT", "")
         if layout:
             what["state"] = layout
-        text = json.dumps(what, sort_keys=True)
+        text = json.dumps(what, sort_keys=True)  # not explain: it changes no state
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def resolved(self) -> dict[str, Any]:
@@ -118,7 +121,12 @@ class Rule:
             "threshold": self.effective_threshold,
             "warmup": self.effective_warmup,
             "params": dict(sorted(params.items())),
+            "explain": self.explain,  # None: as [output] explain
         }
+
+
+#: The explanation fields of a scored field F are F<flag_suffix><one of these>.
+EXPLAIN_SUFFIXES = ("_expected", "_lower", "_upper", "_reason")
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,14 @@ class OutputConfig:
     #: The metric-level fields a ``scope = "metric"`` rule adds.
     metric_score_field: str = "anomaly_score"
     metric_flag_field: str = "anomaly"
+    #: Add F<flag_suffix>_expected, _lower, _upper (and _reason when flagged) for every scored field F.
+    explain: bool = False
+
+    @property
+    def explain_suffixes(self) -> tuple[str, str, str, str]:
+        """The suffixes of the expected value, the band's edges and the reason (after the field key)."""
+        flag = self.flag_suffix
+        return (flag + "_expected", flag + "_lower", flag + "_upper", flag + "_reason")
 
 
 @dataclass(frozen=True)
@@ -193,7 +209,7 @@ def load(path: str | Path) -> Config:
     return parse(text, source=str(path), base=path.resolve().parent)
 
 
-_RULE_KEYS = {"name", "measurement", "tags", "fields", "detector", "threshold", "warmup", "params", "scope"}
+_RULE_KEYS = {"name", "measurement", "tags", "fields", "detector", "threshold", "warmup", "params", "scope", "explain"}
 _TOP_KEYS = {"rule", "output", "state", "monitor"}
 
 
@@ -327,7 +343,10 @@ def _parse_rule(index: int, raw: Any, source: str) -> Rule:
     scope = raw.get("scope", "field")
     if scope not in ("field", "metric"):
         raise where.error("scope", f'expected "field" or "metric", got {scope!r}')
-    rule = Rule(index, name, measurement, tags, fields, detector, threshold, warmup, dict(params), scope)
+    explain = raw.get("explain")
+    if explain is not None and not isinstance(explain, bool):
+        raise where.error("explain", f"expected true or false, got {explain!r}")
+    rule = Rule(index, name, measurement, tags, fields, detector, threshold, warmup, dict(params), scope, explain)
     cls = rule.detector_class
     if cls is None:
         if params:
@@ -370,19 +389,25 @@ _MULTIVARIATE = ("hst", "river")
 
 def _parse_output(raw: Any, where: _Where) -> OutputConfig:
     names = ("score_suffix", "flag_suffix", "metric_score_field", "metric_flag_field")
-    _check_keys(raw, set(names), where)
-    values = {}
+    _check_keys(raw, {*names, "explain"}, where)
+    values: dict[str, Any] = {}
     for key in names:
         if key in raw:
             value = raw[key]
             if not isinstance(value, str) or not value or "\n" in value:
                 raise where.error(key, f"expected a non-empty one-line string, got {value!r}")
             values[key] = value
+    if "explain" in raw:
+        if not isinstance(raw["explain"], bool):
+            raise where.error("explain", f"expected true or false, got {raw['explain']!r}")
+        values["explain"] = raw["explain"]
     out = OutputConfig(**values)
     if out.score_suffix == out.flag_suffix:
         raise where.error("flag_suffix", "must differ from score_suffix")
     if out.metric_score_field == out.metric_flag_field:
         raise where.error("metric_flag_field", "must differ from metric_score_field")
+    if out.score_suffix in out.explain_suffixes:
+        raise where.error("score_suffix", f"must differ from the explanation suffixes {', '.join(out.explain_suffixes)}")
     return out
 
 

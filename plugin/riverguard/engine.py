@@ -7,6 +7,7 @@ series and kept with the series.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 import time
@@ -30,6 +31,21 @@ __all__ = [
 
 #: riverguard's own health metrics (:mod:`riverguard.monitor`): never scored, also when fed back in.
 MONITOR_MEASUREMENT = "riverguard"
+
+def format_value(value: float) -> bytes:
+    """An explanation value as line protocol: 12 significant digits, always with a decimal point or exponent.
+
+    (12 digits keep any band a user can read and drop the noise of the last bits.)
+    The caller leaves NaN and infinities out.
+
+    >>> format_value(97.5), format_value(3.0), format_value(1.0330080000000001), format_value(-1e16)
+    (b'97.5', b'3.0', b'1.033008', b'-1e+16')
+    """
+    text = b"%.12g" % value
+    if b"." not in text and b"e" not in text:
+        text += b".0"
+    return text
+
 
 #: Whether the hot path (:mod:`riverguard._hotpath`) runs compiled; False without a C compiler at
 #: install time, or under RIVERGUARD_PURE_PYTHON=1. Both give the same bytes.
@@ -129,9 +145,17 @@ class Engine:
     def _configure(self, config: Config) -> None:
         """What the engine derives from its config (at start, and again on SIGHUP)."""
         self.config = config
-        self._rules = [_CompiledRule(rule) for rule in config.rules]
+        explain = config.output.explain
+        # A rule without its own ``explain`` takes [output] explain's.
+        self._rules = [
+            _CompiledRule(rule if rule.explain is not None else dataclasses.replace(rule, explain=explain))
+            for rule in config.rules
+        ]
         self.score_suffix = escape_key(config.output.score_suffix)
         self.flag_suffix = escape_key(config.output.flag_suffix)
+        #: The explanation fields' suffixes: expected, lower, upper (floats) and reason (string).
+        self.explain_suffixes = tuple(escape_key(s) for s in config.output.explain_suffixes)
+        self._explain_names: dict[bytes, tuple[bytes, bytes, bytes, bytes]] = {}
         self.max_series = config.state.max_series
         self._ttl_ns = int(config.state.series_ttl * 1e9)
         self._names: dict[bytes, tuple[bytes, bytes, bytes]] = {}
@@ -177,7 +201,14 @@ class Engine:
         rule = self.route(metric, field_key)
         if rule is None or rule.detector_class is None or rule.scope == "metric":
             return self._hot.Series(rule, None)
-        return self._hot.Series(rule, rule.new_detector())
+        return self.make_series(rule, rule.new_detector(), field_key)
+
+    def make_series(self, rule: Rule | None, detector: Detector | None, field_key: bytes) -> Series:
+        """A series of field ``field_key`` scored by ``detector`` under ``rule`` (new or restored)."""
+        series = self._hot.Series(rule, detector)
+        if detector is not None and rule is not None and rule.explain:
+            series.explain = self.explain_names(field_key)
+        return series
 
     # -- scoring -------------------------------------------------------------
 
@@ -291,6 +322,8 @@ class Engine:
             series.threshold = rule.effective_threshold
             series.warmup = rule.effective_warmup
             series.names = None
+            if field_key != b"\n":
+                series.explain = self.explain_names(field_key) if rule.explain else None
             kept[key] = series
         self.series.clear()
         self.series.update(kept)
@@ -331,6 +364,59 @@ class Engine:
         if self._metric_keys[1] not in keys:
             out += names[1] if flag else names[2]
         return out
+
+    # -- explanations ([output] explain) ---------------------------------------
+
+    def explained(
+        self, names: tuple[bytes, bytes, bytes, bytes], band: Any, detector: Detector, x: float, flag: bool,
+        warm: bool, keys: set[bytes] | None,
+    ) -> bytes:
+        """The explanation fields of one scored value.
+
+        ``band`` is what ``detector.explain`` said before it learned ``x``. The
+        expected value is written when it is finite; the band only after the
+        warm-up (nothing is flagged before) and each edge only when finite; the
+        reason only when ``flag``. A name the metric already has (``keys``) is not added.
+        """
+        out = []
+        if band is not None:
+            for name, value in zip(names, band[:1] if warm else band):  # in the warm-up, the expected value only
+                if value is None or value - value != 0.0:  # None, NaN or an infinity: left out
+                    continue
+                if keys is not None and name[1:-1] in keys:
+                    continue
+                out.append(name + format_value(float(value)))
+        if flag:
+            name = names[3]
+            if keys is None or name[1:-2] not in keys:
+                out.append(b'%s%s"' % (name, self._reason(detector, x, band)))
+        return b"".join(out)
+
+    @staticmethod
+    def _reason(detector: Detector, x: float, band: Any) -> bytes:
+        """The detector's reason for flagging ``x`` (the base class's if its own fails)."""
+        try:
+            return detector.reason(x, band).encode()
+        except Exception:  # noqa: BLE001 - no detector error may reach the stream
+            return Detector.reason(detector, x, band).encode()
+
+    def added_upstream(self, key: bytes, keys: set[bytes]) -> bool:
+        """Whether field ``key`` is an explanation value riverguard added upstream (never scored)."""
+        for suffix in self.explain_suffixes[:3]:
+            if key.endswith(suffix) and key[: -len(suffix)] + self.score_suffix in keys:
+                return True
+        return False
+
+    def explain_names(self, key: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+        """``,K_expected=``, ``,K_lower=``, ``,K_upper=`` and ``,K_reason="`` for field key ``K``
+        (with the flag suffix before each: ``K_anomaly_expected``)."""
+        names = self._explain_names.get(key)
+        if names is None:
+            if len(self._explain_names) >= 65536:
+                self._explain_names.clear()
+            e, lo, hi, why = (b",%s%s=" % (key, suffix) for suffix in self.explain_suffixes)
+            names = self._explain_names[key] = (e, lo, hi, why + b'"')
+        return names
 
     def added_names(self, key: bytes) -> tuple[bytes, bytes, bytes]:
         """``,K_score=``, ``,K_flag=true`` and ``,K_flag=false`` for field key ``K`` (shared between series).

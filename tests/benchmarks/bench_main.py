@@ -62,6 +62,9 @@ write_all(b"".join(out))
 """
 PASSTHROUGH_CMD = [sys.executable, "-c", PASSTHROUGH]
 
+#: Throughput with [output] explain = true, as a fraction of without (issue 14).
+EXPLAIN_RATIO = 0.6
+
 TARGETS = {
     "throughput_default": (">=", 150_000, "numeric fields/s, default detector, end to end"),
     "bytes_per_series": ("<=", 4096, "RSS bytes per series (100 000 series)"),
@@ -204,9 +207,10 @@ _REQUIRED_PARAMS = {
 }
 
 
-def _config(tmp: Path, detector: str) -> Path:
-    path = tmp / f"{detector}.toml"
-    path.write_text(f'[[rule]]\nname = "all"\ndetector = "{detector}"\n' + _REQUIRED_PARAMS.get(detector, ""))
+def _config(tmp: Path, detector: str, explain: bool = False) -> Path:
+    path = tmp / f"{detector}{'-explain' if explain else ''}.toml"
+    head = "[output]\nexplain = true\n" if explain else ""
+    path.write_text(f'{head}[[rule]]\nname = "all"\ndetector = "{detector}"\n' + _REQUIRED_PARAMS.get(detector, ""))
     return path
 
 
@@ -220,13 +224,16 @@ def bench_throughput(sizes: dict[str, tuple[int, int]], tmp: Path, say: Any) -> 
     baseline: dict[tuple[int, int], float] = {}
     from riverguard.engine import ACCELERATED
 
-    # The default detector also without the compiled hot path (RIVERGUARD_PURE_PYTHON=1), when it is built.
-    names = ["default"] + (["default-pure"] if ACCELERATED else []) + sorted(n for n in REGISTRY if n != DEFAULT)
-    for name in names:
-        pure = name == "default-pure"
+    # The default detector also with explanations ([output] explain = true, interleaved with the runs
+    # without: their ratio is the cost of explaining) and without the compiled hot path
+    # (RIVERGUARD_PURE_PYTHON=1), when it is built.
+    names = ["default", "default-explain", "default-again", "default-explain-again"]
+    names += (["default-pure"] if ACCELERATED else []) + sorted(n for n in REGISTRY if n != DEFAULT)
+    for run_name in names:
+        pure = run_name == "default-pure"
+        explain = "explain" in run_name
         env = {"RIVERGUARD_PURE_PYTHON": "1"} if pure else None
-        if pure:
-            name = "default"
+        name = "default" if run_name.startswith("default") else run_name
         hosts, rounds = sizes.get(name, sizes["default"])  # a new detector: the default's size
         stream = Stream(hosts, seed=7)
         data = stream.generate(rounds)
@@ -235,12 +242,18 @@ def bench_throughput(sizes: dict[str, tuple[int, int]], tmp: Path, say: Any) -> 
         if (hosts, rounds) not in baseline:
             run = stream_through(PASSTHROUGH_CMD, data, tmp)
             baseline[(hosts, rounds)] = fields / run["seconds"]
-        cmd = [*RIVERGUARD, "run"] + ([] if name == "default" else ["--config", str(_config(tmp, name))])
-        run = stream_through(cmd, data, tmp, env)
+        if explain:
+            config = ["--config", str(_config(tmp, DEFAULT, explain=True))]
+        else:
+            config = [] if name == "default" else ["--config", str(_config(tmp, name))]
+        run = stream_through([*RIVERGUARD, "run", *config], data, tmp, env)
         rate = fields / run["seconds"]
         label = f"default ({DEFAULT})" if name == "default" else name
+        if explain:
+            label += ", explain = true"
         if pure:
-            name, label = "default-pure", f"{label}, pure Python"
+            label += ", pure Python"
+        name = run_name
         out[name] = {
             "detector": label,
             "series": stream.series,
@@ -256,6 +269,14 @@ def bench_throughput(sizes: dict[str, tuple[int, int]], tmp: Path, say: Any) -> 
         }
         say(f"  throughput {label}: {rate:,.0f} fields/s ({fields:,} fields in {run['seconds']:.2f} s, "
             f"pass-through {baseline[(hosts, rounds)]:,.0f} fields/s)")
+    # explain on / off, each the better of its two interleaved runs
+    for name in ("default", "default-explain"):
+        again = out.pop(name + "-again")
+        if again["fields_per_s"] > out[name]["fields_per_s"]:
+            out[name] = again
+    on, off = out["default-explain"]["fields_per_s"], out["default"]["fields_per_s"]
+    out["explain_ratio"] = round(on / off, 4)
+    say(f"  explain = true / false: {on:,} / {off:,} fields/s = {on / off:.3f} (target >= {EXPLAIN_RATIO})")
     return out
 
 
@@ -484,6 +505,12 @@ def table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, dict[str,
         return f"{op} {limit:,} {v}"
 
     for name, r in results.get("throughput", {}).items():
+        if name == "explain_ratio":
+            ok = "PASS" if r >= EXPLAIN_RATIO else "FAIL"
+            verdicts["explain_ratio"] = {"value": r, "target": f">= {EXPLAIN_RATIO}", "unit": "explain on / off",
+                                         "result": ok}
+            rows.append(["throughput ratio, explain = true / false", f"{r:.3f}", "", "", f">= {EXPLAIN_RATIO} {ok}"])
+            continue
         rows.append([
             f"throughput, {r['detector']} ({r['series']:,} series x {r['samples_per_series']})",
             f"{r['fields_per_s']:,} fields/s",

@@ -10,18 +10,56 @@ and stored under their own names; learned state lives in attributes that start
 with an underscore, as in River. ``sentinel`` and ``context`` are compiled
 classes (they cannot inherit from this one): they provide the same methods and
 are registered as virtual subclasses.
+
+A detector may also explain itself (``[output] explain``): before a sample is
+scored, :meth:`Detector.explain` gives the value it expects and the band of
+values it would not flag at that moment; after a sample was flagged,
+:meth:`Detector.reason` names the kind of evidence (one of :data:`REASONS`).
 """
 
 from __future__ import annotations
 
 import abc
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from .params import Param, resolve, signature
 
-__all__ = ["Detector"]
+__all__ = ["REASONS", "Detector", "Explanation", "flag_limit", "flagged", "outside"]
+
+
+#: The words :meth:`Detector.reason` may return (the README lists them with their meaning).
+REASONS = ("spike", "dip", "level_shift", "stuck", "time_of_day", "novelty")
+
+#: What :meth:`Detector.explain` returns: the expected value and the band's lower and upper edges.
+#: An element that is None or not finite is not written (no band yet, or a side without a limit).
+Explanation = tuple[float | None, float | None, float | None]
+
+
+def outside(x: float, explanation: Explanation) -> str | None:
+    """``spike`` above the band, ``dip`` below it, None inside it (or beyond an edge that was left out)."""
+    _, lower, upper = explanation
+    if upper is not None and x > upper:
+        return "spike"
+    if lower is not None and x < lower:
+        return "dip"
+    return None
+
+
+def flagged(score: float, threshold: float) -> bool:
+    """Whether ``score`` sets the flag at ``threshold``, as the engine decides it (on the written score).
+
+    >>> flagged(0.9989996, 0.999), flagged(0.9989994, 0.999)
+    (True, False)
+    """
+    if score < threshold - 1e-5:
+        return False
+    if score > threshold + 1e-5:
+        return True
+    text = b"%.6g" % score
+    return float(text) >= threshold
 
 
 class Detector(abc.ABC):
@@ -67,6 +105,35 @@ class Detector(abc.ABC):
         self.learn_one(x, t)
         return score
 
+    def explain(self, threshold: float, t: float | None = None) -> Explanation | None:
+        """Before the next sample (at event time ``t``) is scored: ``(expected, lower, upper)``, or None.
+
+        ``expected`` is the value the detector expects at this moment;
+        ``lower`` and ``upper`` bound the values that would score below
+        ``threshold`` (not be flagged) at this moment. Where a detector's
+        evidence is not a band of values, the closest honest approximation
+        (its docstring says which). Learns nothing. The default: nothing to say.
+        """
+        return None
+
+    def reason(self, x: float, explanation: Explanation | None) -> str:
+        """Why ``x``, just scored and flagged, was flagged: one of :data:`REASONS` (or a word of the detector's own).
+
+        ``explanation`` is what :meth:`explain` returned before ``x`` was scored.
+        The default: ``spike`` above the band, ``dip`` below it, ``novelty``
+        inside it (the value was not unusual, the way it came was); without a
+        band, ``spike`` or ``dip`` as ``x`` is above or below the expected value.
+        """
+        if explanation is None:
+            return "novelty"
+        beyond = outside(x, explanation)
+        if beyond is not None:
+            return beyond
+        expected, lower, upper = explanation
+        if lower is not None and upper is not None and lower - upper == lower - upper:  # both finite
+            return "novelty"
+        return "dip" if expected is not None and x < expected else "spike"
+
     @classmethod
     def factory(cls, params: dict[str, Any]) -> Callable[[], Detector]:
         """What makes a fresh detector for each new series of a rule with ``params`` (built once per rule)."""
@@ -98,3 +165,41 @@ class Detector(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+@functools.cache
+def flag_limit(score: Callable[[float], float], threshold: float) -> float:
+    """The smallest ``u >= 0`` whose ``score(u)`` is flagged at ``threshold`` (``score`` non-decreasing), or inf.
+
+    For detectors whose score grows with one distance: the band's half-width in that distance.
+
+    >>> round(flag_limit(lambda u: min(u, 1.0), 0.5), 12)
+    0.4999995
+    """
+    if flagged(score(0.0), threshold):
+        return 0.0
+    hi = 1.0
+    while not flagged(score(hi), threshold):
+        hi *= 2.0
+        if hi > 1e300:
+            return math.inf
+    lo = 0.0
+    for _ in range(200):  # to the float's resolution
+        mid = 0.5 * (lo + hi)
+        if mid <= lo or mid >= hi:
+            break
+        if flagged(score(mid), threshold):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+@functools.cache
+def _defaults(cls: type) -> tuple[tuple[str, Any], ...]:
+    sig = inspect.signature(cls.__init__)  # type: ignore[misc]
+    return tuple(
+        (name, p.default)
+        for name, p in sig.parameters.items()
+        if name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    )

@@ -6,10 +6,15 @@ import math
 
 from river import anomaly, preprocessing, stats
 
-from .base import Detector
+from .base import Detector, Explanation, flagged
 from .params import Param
 
 __all__ = ["HST"]
+
+
+#: hst's band is found by scoring this many values, evenly spaced over the range seen widened by a
+#: quarter on each side.
+GRID = 17
 
 
 class HST(Detector):
@@ -26,6 +31,16 @@ class HST(Detector):
     raw score ``z`` deviations above its usual level, 0 below it. The trees
     are built from ``seed``: every series with the same settings behaves
     identically.
+
+    Explained (``[output] explain``) by probing: ``GRID`` values evenly spaced
+    over the range seen so far, widened by a quarter of it on each side, are
+    scored as if they came next (their change from the last value included).
+    The expected value is the probe with the lowest score (the nearest to the
+    last value among equals); the band runs from it to the last probes on
+    either side that are not flagged, and an edge that reaches the end of the
+    probes is left out (no limit found). An approximation to a grid step:
+    half-space trees score regions of the (value, change) plane, not a
+    distance. It costs ``GRID`` tree walks per sample.
 
     Parameters
     ----------
@@ -94,6 +109,28 @@ class HST(Detector):
         score = self._calibrated(x, learn=True)
         self.learn_one(x, t)
         return score
+
+    def explain(self, threshold: float, t: float | None = None) -> Explanation | None:
+        if self._n < self.window_size or self._last is None:
+            return None  # nothing is flagged yet
+        lo = self._scaler.min["x"].get()
+        hi = self._scaler.max["x"].get()
+        span = hi - lo
+        if not span > 0.0 or not math.isfinite(span):
+            return None
+        start, step = lo - span / 4.0, span * 1.5 / (GRID - 1)
+        probes = [start + i * step for i in range(GRID)]
+        scores = [self._calibrated(p, learn=False) for p in probes]
+        last = self._last
+        best = min(range(GRID), key=lambda i: (scores[i], abs(probes[i] - last)))
+        if flagged(scores[best], threshold):
+            return probes[best], None, None
+        i = j = best
+        while i > 0 and not flagged(scores[i - 1], threshold):
+            i -= 1
+        while j < GRID - 1 and not flagged(scores[j + 1], threshold):
+            j += 1
+        return probes[best], probes[i] if i > 0 else None, probes[j] if j < GRID - 1 else None
 
     def _calibrated(self, x: float | dict[str, float], learn: bool) -> float:
         """The raw tree score against its own history; ``learn`` also adds it to that history."""

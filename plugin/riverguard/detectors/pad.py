@@ -6,10 +6,15 @@ import math
 
 from river import anomaly, time_series
 
-from .base import Detector
+from .base import Detector, Explanation, flag_limit
 from .params import Param
 
 __all__ = ["FORECASTERS", "PAD"]
+
+
+
+def _ratio(r: float) -> float:
+    return r if r < 1.0 else 1.0
 
 FORECASTERS = ("holtwinters", "snarimax")
 
@@ -23,6 +28,10 @@ class PAD(Detector):
     below it the ratio. Until the forecaster has learned enough to predict
     (Holt-Winters needs two values) the score is 0.0, and an exact prediction
     scores 0.0 (River would report 1.0 on a constant series).
+
+    Explained (``[output] explain``) as the forecast, and the forecast plus or
+    minus the error whose square scores the rule's threshold: exact, the band
+    is this detector's whole evidence.
 
     Parameters
     ----------
@@ -90,6 +99,18 @@ class PAD(Detector):
             return predicted, (predicted - x) ** 2  # as River computes it
         except OverflowError:
             return predicted, math.inf
+
+    def explain(self, threshold: float, t: float | None = None) -> Explanation | None:
+        try:
+            predicted = float(self._pad.predictive_model.forecast(1)[0])
+        except (IndexError, ValueError, ZeroDivisionError, TypeError):
+            return None  # nothing learned yet
+        pad = self._pad
+        limit = pad.dynamic_mae.get() + pad.n_std * math.sqrt(max(pad.dynamic_se_variance.get(), 0.0))
+        if not limit > 0.0:  # no error seen yet: any miss scores 1.0
+            return predicted, predicted, predicted
+        half = math.sqrt(flag_limit(_ratio, threshold) * limit)
+        return predicted, predicted - half, predicted + half
 
     def score_one(self, x: float, t: float | None = None) -> float:
         """River's score (the error against the mean plus ``n_std`` deviations of past errors), learning nothing."""

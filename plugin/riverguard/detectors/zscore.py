@@ -7,12 +7,16 @@ from typing import Any
 
 from river import stats
 
-from .base import Detector
+from .base import Detector, Explanation, flag_limit
 from .params import Param
 
 __all__ = ["ZScore"]
 
 _SQRT2 = math.sqrt(2.0)
+
+
+def _tail(z: float) -> float:
+    return math.erf(z / _SQRT2)
 
 
 class ZScore(Detector):
@@ -24,6 +28,10 @@ class ZScore(Detector):
     closer to the mean than it does (two-sided). A score of 0.999 is about
     3.3 standard deviations. A series that has not varied yet scores 1.0 on
     its first change.
+
+    Explained (``[output] explain``) as the mean, and the mean plus or minus
+    the distance in standard deviations that scores the rule's threshold
+    (3.29 at 0.999): exact, the band is this detector's whole evidence.
 
     Parameters
     ----------
@@ -74,6 +82,16 @@ class ZScore(Detector):
             return 0.0 if deviation == 0.0 else 1.0
         z = deviation / std
         return 1.0 if z != z else math.erf(z / _SQRT2)  # inf / inf: as far out as it gets
+
+    def explain(self, threshold: float, t: float | None = None) -> Explanation | None:
+        if self._n == 0:
+            return None
+        mean = self._mean.get()
+        std = max(math.sqrt(max(self._var.get(), 0.0)), self.min_std)
+        if std == 0.0:  # any change scores 1.0
+            return mean, mean, mean
+        half = flag_limit(_tail, threshold) * std
+        return mean, mean - half, mean + half
 
     def dump_state(self) -> dict[str, Any]:
         return {"n": self._n, "mean": self._mean._ewmean.__getstate__(), "var": self._var._ewvar.__getstate__()}

@@ -179,7 +179,10 @@ class StateStore:
             if state is None:  # its model could not be saved: it starts fresh
                 unsaved += 1
                 continue
-            series = make(rule, _decode_detector(state, rule, key))
+            if make is Series:
+                series = engine.make_series(rule, _decode_detector(state, rule, key), field_key)
+            else:
+                series = make(rule, _decode_detector(state, rule, key))
             series.seen = seen
             series.last_time = last_time
             series.anomalies = anomalies
