@@ -32,8 +32,16 @@ cdef Py_ssize_t _find_byte(bytes b, int c, Py_ssize_t start, Py_ssize_t end) exc
 @cython.locals(size=Py_ssize_t, p="char *", q="char *", i=Py_ssize_t)
 cdef bint _contains(bytes b, Py_ssize_t start, Py_ssize_t end, bytes needle) except -1
 
-@cython.locals(s="char *", text=bytes, n=Py_ssize_t)
 cpdef bytes format_score(double score)
+
+cpdef bytes format_band(double value)
+
+@cython.locals(s="char *", text=bytes, n=Py_ssize_t)
+cdef bytes _format(double value, int digits)
+
+@cython.locals(j=Py_ssize_t, v=double, name=bytes, text=bytes, why=bytes)
+cdef int _explained(object engine, tuple names, object band, object detector, double x, bint flag, bint warm,
+                    object keys, bytearray ob) except -1
 
 cpdef object checked_score(object score)
 

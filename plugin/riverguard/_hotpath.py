@@ -41,7 +41,7 @@ from ._plainline import MAX_FIELDS
 if not cython.compiled:  # compiled, they come through _hotpath.pxd (C-level calls)
     from ._plainline import Plain, scan
 
-__all__ = ["Series", "checked_score", "format_score", "run", "score"]
+__all__ = ["Series", "checked_score", "format_score", "format_band", "run", "score"]
 
 _BOOLEAN = 98  # the kind code of a boolean field in a Plain record ("b")
 
@@ -117,14 +117,29 @@ def format_score(score: float) -> bytes:
     >>> format_score(0.0), format_score(0.5), format_score(0.123456789), format_score(1.5e-07)
     (b'0.0', b'0.5', b'0.123457', b'1.5e-07')
     """
+    return _format(score, 6)
+
+
+def format_band(value: float) -> bytes:
+    """An explanation value: 12 significant digits (a band a user reads, without the noise of the last
+    bits), always with a decimal point or exponent; the caller leaves NaN and infinities out.
+
+    >>> format_band(97.5), format_band(3.0), format_band(1.0330080000000001), format_band(-1e16)
+    (b'97.5', b'3.0', b'1.033008', b'-1e+16')
+    """
+    return _format(value, 12)
+
+
+def _format(value: float, digits: int) -> bytes:
+    """``b"%.<digits>g" % value``, with ``.0`` added when it has neither a point nor an exponent."""
     if cython.compiled:
-        s = PyOS_double_to_string(score, 103, 6, 0, cython.NULL)  # what b"%.6g" % score calls ('g')
+        s = PyOS_double_to_string(value, 103, digits, 0, cython.NULL)  # what b"%.<digits>g" calls ('g')
         try:
             text = s
         finally:
             PyMem_Free(s)
     else:
-        text = b"%.6g" % score
+        text = b"%.*g" % (digits, value)
     n = len(text)
     if _find_byte(text, 46, 0, n) < 0 and _find_byte(text, 101, 0, n) < 0:  # no "." and no "e"
         text += b".0"
@@ -207,9 +222,40 @@ def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: in
         suffix = names[1] if flag else names[2]
         _put(ob, suffix, 0, len(suffix))
     if explain is not None:
-        extra = engine.explained(explain, band, detector, number, flag, series.seen <= series.warmup, keys)
-        _put(ob, extra, 0, len(extra))
+        _explained(engine, explain, band, detector, number, flag, series.seen <= series.warmup, keys, ob)
     return 1 if flag else 0
+
+
+def _explained(engine, names: tuple, band: object, detector: object, x: float, flag: bool, warm: bool,
+               keys: object, ob: bytearray) -> None:
+    """Append the explanation fields of one scored value to ``ob``.
+
+    ``band`` is what ``detector.explain`` said before it learned ``x``. The
+    expected value is written when it is finite; the band only after the
+    warm-up (nothing is flagged before) and each edge only when finite; the
+    reason only when ``flag``. A name the metric already has (``keys``) is not added.
+    """
+    if band is not None:
+        for j in range(1 if warm else 3):  # in the warm-up, the expected value only
+            value = band[j]
+            if value is None:
+                continue
+            v = float(value)
+            if v - v != 0.0:  # NaN or an infinity: left out
+                continue
+            name = names[j]
+            if keys is not None and name[1:len(name) - 1] in keys:
+                continue
+            _put(ob, name, 0, len(name))
+            text = _format(v, 12)
+            _put(ob, text, 0, len(text))
+    if flag:
+        name = names[3]
+        if keys is None or name[1:len(name) - 2] not in keys:
+            _put(ob, name, 0, len(name))
+            why = engine._reason(detector, x, band)
+            _put(ob, why, 0, len(why))
+            _put(ob, b'"', 0, 1)
 
 
 def score(engine, metric) -> bytes:

@@ -32,21 +32,6 @@ __all__ = [
 #: riverguard's own health metrics (:mod:`riverguard.monitor`): never scored, also when fed back in.
 MONITOR_MEASUREMENT = "riverguard"
 
-def format_value(value: float) -> bytes:
-    """An explanation value as line protocol: 12 significant digits, always with a decimal point or exponent.
-
-    (12 digits keep any band a user can read and drop the noise of the last bits.)
-    The caller leaves NaN and infinities out.
-
-    >>> format_value(97.5), format_value(3.0), format_value(1.0330080000000001), format_value(-1e16)
-    (b'97.5', b'3.0', b'1.033008', b'-1e+16')
-    """
-    text = b"%.12g" % value
-    if b"." not in text and b"e" not in text:
-        text += b".0"
-    return text
-
-
 #: Whether the hot path (:mod:`riverguard._hotpath`) runs compiled; False without a C compiler at
 #: install time, or under RIVERGUARD_PURE_PYTHON=1. Both give the same bytes.
 ACCELERATED = is_compiled(_hotpath)
@@ -366,31 +351,6 @@ class Engine:
         return out
 
     # -- explanations ([output] explain) ---------------------------------------
-
-    def explained(
-        self, names: tuple[bytes, bytes, bytes, bytes], band: Any, detector: Detector, x: float, flag: bool,
-        warm: bool, keys: set[bytes] | None,
-    ) -> bytes:
-        """The explanation fields of one scored value.
-
-        ``band`` is what ``detector.explain`` said before it learned ``x``. The
-        expected value is written when it is finite; the band only after the
-        warm-up (nothing is flagged before) and each edge only when finite; the
-        reason only when ``flag``. A name the metric already has (``keys``) is not added.
-        """
-        out = []
-        if band is not None:
-            for name, value in zip(names, band[:1] if warm else band):  # in the warm-up, the expected value only
-                if value is None or value - value != 0.0:  # None, NaN or an infinity: left out
-                    continue
-                if keys is not None and name[1:-1] in keys:
-                    continue
-                out.append(name + format_value(float(value)))
-        if flag:
-            name = names[3]
-            if keys is None or name[1:-2] not in keys:
-                out.append(b'%s%s"' % (name, self._reason(detector, x, band)))
-        return b"".join(out)
 
     @staticmethod
     def _reason(detector: Detector, x: float, band: Any) -> bytes:
