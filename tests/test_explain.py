@@ -72,7 +72,7 @@ def test_explaining_changes_no_score(name: str, accelerate: bool) -> None:
     data = _stream(400 if name == "hst" else 600)
     plain = _run(_engine(_config(name, explain=""), accelerate), data)
     explained = _run(_engine(_config(name), accelerate), data)
-    assert explained != plain
+    assert explained != plain or name not in BANDED
     assert strip_added(explained) == strip_added(plain)
     assert strip_added(explained) == data
     # ... the score and flag fields themselves are untouched
@@ -100,13 +100,12 @@ def test_fields_are_finite_floats_and_reasons_come_with_flags(name: str) -> None
                 bands += 1
                 assert float(lower) <= float(upper), line
             reason = found.get((key, b"reason"))
-            assert (reason is not None) == flag, line
+            assert (reason is not None) == (flag and name in BANDED), line
             if reason is not None:
                 reasons += 1
                 assert reason.strip(b'"').decode() in REASONS, line
     if name in BANDED:
-        assert bands > 20
-    assert reasons > 0
+        assert bands > 20 and reasons > 0
 
 
 def test_off_by_default_and_per_rule() -> None:
@@ -144,7 +143,7 @@ def test_band_is_what_would_not_be_flagged(name: str) -> None:
 def test_explain_learns_nothing() -> None:
     """Asking for an explanation leaves every detector's state as it was."""
     data = [10.0 + math.sin(i / 5.0) for i in range(300)]
-    for name in DETECTORS:
+    for name in BANDED:
         a, b = REGISTRY[name](), REGISTRY[name]()
         for i, x in enumerate(data):
             t = 1_700_000_000.0 + 60 * i

@@ -372,7 +372,7 @@ def _parse_rule(index: int, raw: Any, source: str) -> Rule:
             checked[key] = param.check(value)  # (a TOML array becomes the tuple a list parameter holds)
         except ValueError as err:
             raise where.error(f"params.{key}", str(err)) from None
-    rule = Rule(index, name, measurement, tags, fields, detector, threshold, warmup, checked, scope)
+    rule = Rule(index, name, measurement, tags, fields, detector, threshold, warmup, checked, scope, explain)
     try:
         sample = rule.new_detector()
     except (ValueError, TypeError) as err:

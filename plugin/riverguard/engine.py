@@ -191,7 +191,7 @@ class Engine:
     def make_series(self, rule: Rule | None, detector: Detector | None, field_key: bytes) -> Series:
         """A series of field ``field_key`` scored by ``detector`` under ``rule`` (new or restored)."""
         series = self._hot.Series(rule, detector)
-        if detector is not None and rule is not None and rule.explain:
+        if detector is not None and rule is not None and rule.explain and hasattr(detector, "explain"):
             series.explain = self.explain_names(field_key)
         return series
 
