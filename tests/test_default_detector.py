@@ -1,8 +1,9 @@
-"""The default detector (``sentinel``): restarts, determinism, score range, state size, NAB quality.
+"""The default detector (``sentinel``): restarts, determinism, score range, state size, quality.
 
-The NAB test runs the real evaluation (the engine path of ``riverguard
-evaluate``) on the full corpus at ``$RIVERGUARD_NAB`` or ``../shared/nab``
-(about 10 s); without the corpus it skips, except under ``CI=true``.
+The quality tests run the real evaluation (the engine path of ``riverguard
+evaluate``) on both corpora, NAB (``$RIVERGUARD_NAB`` or ``shared/nab``) and the
+Cloud Monitoring Dataset (``$RIVERGUARD_CMD`` or ``shared/cmd``), about 10 s
+each; without them they skip, except under ``CI=true``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from riverguard.config import Config, Rule
 from riverguard.detectors import DEFAULT, REGISTRY, Sentinel, resolve
 from riverguard.evaluate.corpus import load_corpus
 from riverguard.evaluate import nab
-from riverguard.evaluate.report import evaluate_scores
+from riverguard.evaluate.report import evaluate_events, evaluate_scores
 from riverguard.evaluate.runner import run_corpus, run_file
 
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
@@ -78,25 +79,85 @@ def test_state_stays_small_on_a_long_series():
 # -- NAB quality ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def nab_report(nab_root: Path) -> dict:
-    files = load_corpus(nab_root)
+def _report(root: Path) -> dict:
+    files = load_corpus(root)
     rule = Rule(index=1, name="evaluate-sentinel", detector="sentinel")
     runs = run_corpus(Config(rules=(rule,)), files)
-    return evaluate_scores(files, [r.scores for r in runs], [r.flags for r in runs], PROFILES)
+    report = evaluate_scores(files, [r.scores for r in runs], [r.flags for r in runs], PROFILES)
+    report["events"] = evaluate_events(files, [r.flags for r in runs])
+    return report
+
+
+@pytest.fixture(scope="module")
+def nab_report(nab_root: Path) -> dict:
+    return _report(nab_root)
+
+
+@pytest.fixture(scope="module")
+def cmd_report(cmd_root: Path) -> dict:
+    return _report(cmd_root)
 
 
 def test_nab_quality_measured(nab_report):
-    """Regression floor at the measured scores (75.79 / 75.79 / 67.28 / 80.76 when written).
-
-    The floors are above issue 4's targets: >= 75 swept and >= 70 at the shipped threshold
-    (standard), >= 65 on reward_low_FP.
-    """
+    """Regression floor at the measured scores (74.97 / 74.97 / 67.87 / 79.44 when written; issue 12
+    asks for >= 74 standard at the shipped threshold), and the false alarms per series-day no higher
+    than before suppress_time (0.074 then, 0.062 when written)."""
     std, low_fp = nab_report["standard"], nab_report["reward_low_FP_rate"]
-    assert std["swept"]["score"] >= 75.5
-    assert std["configured"]["score"] >= 75.5
-    assert low_fp["swept"]["score"] >= 67.0
-    assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 80.4
+    assert std["swept"]["score"] >= 74.9
+    assert std["configured"]["score"] >= 74.9
+    assert low_fp["swept"]["score"] >= 67.8
+    assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 79.4
+    assert nab_report["events"]["false_alarms_per_day"] <= 0.074
+    assert nab_report["events"]["f1"] >= 0.55
+
+
+def test_cloud_monitoring_quality_measured(cmd_report):
+    """Regression floor on the second corpus (38.85 / 36.67 / 40.86 at 0.5 when written, 31.40 /
+    29.24 / 33.09 before suppress_time and learn_time); false alarms per series-day no higher than
+    before (0.043)."""
+    assert cmd_report["standard"]["configured"]["score"] >= 38.8
+    assert cmd_report["reward_low_FP_rate"]["configured"]["score"] >= 36.6
+    assert cmd_report["reward_low_FN_rate"]["configured"]["score"] >= 40.8
+    assert cmd_report["events"]["false_alarms_per_day"] <= 0.0434
+    assert cmd_report["events"]["f1"] >= 0.5
+
+
+def _hourly(days: int, incidents: dict[int, float], seed: int = 2) -> list[tuple[float, float]]:
+    """An hourly daily cycle with noise; ``incidents`` adds a value at an hour."""
+    rng = random.Random(seed)
+    t0 = 19674 * 86400.0  # Monday 2023-11-13, 00:00 UTC
+    return [
+        (50.0 + 10.0 * math.sin(2 * math.pi * i / 24) + rng.gauss(0.0, 1.0) + incidents.get(i, 0.0), t0 + 3600.0 * i)
+        for i in range(24 * days)
+    ]
+
+
+def test_a_distinct_incident_after_a_detection_is_reported():
+    """Hourly data: 400 samples of suppression are 16 days. It ends after suppress_time (3 days) of
+    event time, so a second incident 5 days after the first is reported at full score (two dips at
+    the busiest hour, inside the series' range: time-of-day extremes)."""
+    first, second = 24 * 9 + 6, 24 * 14 + 5  # a Wednesday 06:00 and the Monday after, 05:00
+    data = _hourly(30, {first: -15.0, second: -15.0})
+    scores = {}
+    for suppress_time in (259200.0, 0.0):  # 0: samples only, as before
+        det = Sentinel(suppress_time=suppress_time)
+        out = [det.process(x, t) for x, t in data]
+        scores[suppress_time] = (out[first], out[second])
+    assert scores[259200.0][0] >= 0.5 and scores[259200.0][1] >= 0.5
+    assert scores[0.0][0] >= 0.5 and scores[0.0][1] < 0.5  # hidden by the 400-sample suppression
+
+
+def test_scoring_starts_after_learn_time_in_a_slow_series():
+    """Hourly data: 200 samples of learning are 8 days. With learn_time (3 days) an incident on day 4
+    is reported; nothing scores before 3 days, nor before learn // 4 samples in a faster series."""
+    data = _hourly(10, {24 * 4: 40.0})
+    det = Sentinel()
+    out = [det.process(x, t) for x, t in data]
+    assert max(out[: 24 * 3]) == 0.0 and out[24 * 4] >= 0.5
+    old = Sentinel(learn_time=0.0)
+    assert [old.process(x, t) for x, t in data][24 * 4] == 0.0
+    fast = Sentinel()  # one sample a second: 200 samples come long before 3 days
+    assert [fast.process(10.0 + (i % 3), float(i)) for i in range(100)] == [0.0] * 100
 
 
 def test_holidays_in_nyc_taxi_are_caught_by_the_hour_of_day_prediction_error(nab_root: Path):
@@ -146,7 +207,7 @@ def test_time_of_day_follows_a_trend():
     flags = {}
     for detrend in (True, False):
         rng = random.Random(3)
-        det = Sentinel(day_detrend=detrend)
+        det = Sentinel(day_detrend=detrend, day_margin=0.1)
         scores = [
             det.process(100.0 + 2.0 * i / 288 + 20.0 * math.sin(2 * math.pi * i / 288) + rng.gauss(0.0, 1.0),
                         t0 + 300.0 * i)

@@ -81,7 +81,7 @@ def test_fingerprint_follows_parameters_and_state_layout() -> None:
     rule = config.parse('[[rule]]\nname = "s"\n').rules[0]
     other = config.parse('[[rule]]\nname = "s"\nparams = { suppress = 3 }\n').rules[0]
     assert rule.fingerprint != other.fingerprint
-    assert "n;surprise:b1,b2,counts,totals;" in REGISTRY["sentinel"].STATE_LAYOUT
+    assert "n;t0;surprise:b1,b2,counts,totals;" in REGISTRY["sentinel"].STATE_LAYOUT
 
 
 def _pxd_attributes(path: Path) -> dict[str, dict[str, str]]:

@@ -113,7 +113,9 @@ class Transitions(Surprise):
         _load_bytes(self._totals, state["totals"], self._ntotals)
 
 
-_STEPS, _PARAMS, _LAYOUT = compose(Transitions)
+# Suppression and learning are also bounded in event time (3 days), and the time-of-day margin is
+# wider: issue 12, docs/detection.md "Two corpora".
+_STEPS, _PARAMS, _LAYOUT = compose(Transitions, day_margin=0.18, suppress_time=259200.0, learn_time=259200.0)
 
 
 class Sentinel(Pipeline):
@@ -173,16 +175,21 @@ class Sentinel(Pipeline):
        values often (or is constant) expects long runs and does not fire; a
        run is reported once, and only if it started after ``learn`` samples;
        with ``stuck_longest``, only while it is longer than every earlier run.
-    5. **Minimum history.** Nothing scores above 0 before ``learn`` samples.
+    5. **Minimum history.** Nothing scores above 0 before ``learn`` samples,
+       or, with event times, before ``learn_time`` seconds (3 days; and
+       ``learn // 4`` samples): 200 samples are 17 hours at 5 minutes but 8
+       days hourly.
     6. **Suppression.** Once the score reaches ``fire``, the next ``suppress``
-       scores are multiplied by ``damp``: a run of detections is reported
-       once, strong new extremes still get through. With ``day_through``, a
+       scores are multiplied by ``damp``, or, with event times, those of the
+       next ``suppress_time`` seconds (3 days) if that ends first: a run of
+       detections is reported once, a distinct incident days later is
+       reported again, strong new extremes still get through. With ``day_through``, a
        suppression started by a likelihood, a new extreme or a stuck value
        does not damp a time-of-day extreme: it is a different kind of
        evidence (a daily pattern broken), reported and followed by a
        suppression of its own, during which time-of-day extremes are damped.
 
-    Without event times the time-of-day step is skipped; everything else
+    Without event times the time-of-day step is skipped and everything else
     counts samples. The detector keeps about 2.9 KiB of state per series (the
     count table, the slot ranges, means and variances are C arrays when
     compiled, a ``bytearray`` and ``array`` objects when not) and uses no

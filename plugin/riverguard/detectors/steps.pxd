@@ -6,7 +6,7 @@
 cimport cython
 from libc.stdint cimport int64_t
 
-cdef double _SQRT1_2, _DAY
+cdef double _SQRT1_2, _DAY, _NAN
 cdef bint _LITTLE
 cdef int64_t _MAX_COUNT
 
@@ -88,19 +88,23 @@ cdef class Stuck(Step):
 
 
 cdef class Suppression(Step):
-    cdef public double fire, damp
+    cdef public double fire, damp, suppress_time
     cdef public int64_t suppress
     cdef public bint day_through
     cdef public int64_t _quiet
     cdef public bint _qday
+    cdef public double _tfire
 
-    cdef double apply(self, double score, bint tod) noexcept
+    @cython.locals(quiet=int64_t)
+    cdef double apply(self, double score, bint tod, double now) noexcept
 
 
 cdef class Pipeline:
     cdef dict _values
     cdef readonly int64_t learn
+    cdef readonly double learn_time
     cdef int64_t _n
+    cdef double _t0
     cdef readonly Surprise surprise
     cdef readonly PredictionError error
     cdef readonly TimeOfDay day
@@ -110,5 +114,5 @@ cdef class Pipeline:
     cdef readonly Suppression suppression
 
     @cython.locals(n=int64_t, stuck=double, lo=double, span=double, new_extreme=bint, raw=double, var=double,
-                   z=double, score=double, tod=bint)
+                   z=double, score=double, tod=bint, now=double)
     cpdef double process(self, double x, object t=*) except? -1.0

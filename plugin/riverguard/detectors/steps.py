@@ -11,8 +11,10 @@ A :class:`Pipeline` runs one sample through its steps (see
 3. :class:`Extremes` (new extremes of the range) and :class:`TimeOfDay`
    (the range and mean of each time-of-day slot) may raise the score;
 4. :class:`Stuck` scores a run of repeated values;
-5. nothing scores before ``learn`` samples (the rule's ``warmup``);
-6. :class:`Suppression` damps the scores after a report.
+5. nothing scores before ``learn`` samples (the rule's ``warmup``), or
+   ``learn_time`` seconds of event time (and ``learn // 4`` samples);
+6. :class:`Suppression` damps the scores after a report, for ``suppress``
+   samples or ``suppress_time`` seconds of event time, whichever ends first.
 
 Each step declares its parameters (``PARAMS``, see
 :mod:`riverguard.detectors.params`) and its learned state (``STATE``, saved
@@ -54,6 +56,7 @@ __all__ = [
 
 _SQRT1_2 = 0.7071067811865476  # math.sqrt(0.5)
 _DAY = 86400.0
+_NAN = float("nan")  # "no event time"
 _LITTLE = sys.byteorder == "little"  # buffers are saved little-endian
 _MAX_COUNT = 1 << 62  # no real series counts this far: a larger count comes from a tampered file
 
@@ -517,35 +520,51 @@ class Stuck(Step):
 
 
 class Suppression(Step):
-    """Step 6: after a report, the next scores are damped, so a run of detections is reported once."""
+    """Step 6: after a report, the next scores are damped, so a run of detections is reported once.
+
+    The suppression lasts ``suppress`` samples, or ``suppress_time`` seconds of
+    event time if that ends first: 400 samples are 33 hours at 5 minutes but 16
+    days hourly, which would hide every later incident.
+    """
 
     PARAMS = (
         Param("fire", 0.5, "Score at or above which suppression starts.", low=0.0, low_open=True),
         Param("suppress", 400, "Samples suppressed after a score reaches fire.", low=0),
+        Param("suppress_time", 0.0, "Seconds of event time after which a suppression ends even if suppress "
+              "samples have not passed (0: samples only).", low=0.0),
         Param("damp", 0.5, "Factor applied to suppressed scores.", low=0.0, high=1.0),
         Param("day_through", True, "A time-of-day extreme gets through a suppression another kind of report started."),
     )  # fmt: skip
-    # samples still suppressed; whether a time-of-day extreme started the suppression
-    STATE = ("quiet", "qday")
+    # samples still suppressed; whether a time-of-day extreme started the suppression; the event
+    # time of the report that started it (NaN: none)
+    STATE = ("quiet", "qday", "tfire")
 
     def __init__(self, values):
         Step.__init__(self, values)
         self._quiet = 0
         self._qday = False
+        self._tfire = _NAN
 
-    def apply(self, score, tod):
-        """The score as reported; ``tod``: it is a time-of-day extreme."""
-        if self._quiet:
-            self._quiet -= 1
+    def apply(self, score, tod, now):
+        """The score as reported; ``tod``: it is a time-of-day extreme; ``now``: the event time (NaN: none)."""
+        quiet = self._quiet
+        if quiet and self.suppress_time and now - self._tfire >= self.suppress_time:
+            quiet = 0  # suppress_time has passed (never true without event times: NaN)
+        if quiet:
+            self._quiet = quiet - 1
             if tod and not self._qday and self.day_through:
                 if score >= self.fire:
                     self._quiet = self.suppress
                     self._qday = True
+                    self._tfire = now
             else:
                 score *= self.damp
-        elif score >= self.fire:
-            self._quiet = self.suppress
-            self._qday = tod
+        else:
+            self._quiet = 0
+            if score >= self.fire:
+                self._quiet = self.suppress
+                self._qday = tod
+                self._tfire = now
         return score
 
 
@@ -564,13 +583,17 @@ class Pipeline:
 
     STEPS = ()
     LEARN = Param("learn", 200, "Samples seen before anything scores above 0 (set by the rule's warmup).", low=0)
+    LEARN_TIME = Param("learn_time", 0.0, "Seconds of event time after the first sample after which scoring may "
+                       "start before learn samples, once learn // 4 have been seen (0: samples only).", low=0.0)
     PARAMS = ()
 
     def __init__(self, **params):
         values = resolve(type(self).PARAMS, params, type(self).name)
         self._values = values
         self.learn = values["learn"]
+        self.learn_time = values["learn_time"]
         self._n = 0
+        self._t0 = _NAN  # the first event time seen (NaN: none yet)
         steps = type(self).STEPS
         self.surprise = steps[0][1](values)
         self.error = PredictionError(values)
@@ -614,6 +637,9 @@ class Pipeline:
         x = float(x)  # (an integer field's value: compiled, x is a C double already)
         n = self._n
         self._n = n + 1
+        now = _NAN if t is None else t
+        if self._t0 != self._t0:  # the first event time seen
+            self._t0 = now
         extremes = self.extremes
         if n == 0:
             extremes.first(x)
@@ -646,13 +672,14 @@ class Pipeline:
         if stuck > score:
             score = stuck if stuck < 1.0 else 1.0
             tod = False
-        if n < self.learn:  # 5. minimum history
+        # 5. minimum history: learn samples, or learn_time of event time (and a quarter of them)
+        if n < self.learn and not (self.learn_time and n >= self.learn // 4 and now - self._t0 >= self.learn_time):
             score = 0.0
-        return self.suppression.apply(score, tod)  # 6. suppression
+        return self.suppression.apply(score, tod, now)  # 6. suppression
 
     def dump_state(self):
         """The learned state: ``{"n": samples, step name: that step's state}``."""
-        out = {"n": self._n}
+        out = {"n": self._n, "t0": self._t0}
         for name, _ in type(self).STEPS:
             out[name] = getattr(self, name).dump()
         return out
@@ -662,15 +689,17 @@ class Pipeline:
         steps = type(self).STEPS
         if (
             type(state) is not dict
-            or len(state) != len(steps) + 1
+            or len(state) != len(steps) + 2
             or type(state.get("n")) is not int
             or not 0 <= state["n"] < _MAX_COUNT
+            or type(state.get("t0")) is not float
         ):
             raise ValueError(f"bad {type(self).name} state")
         for name, _ in steps:
             if not getattr(self, name).check(state.get(name)):
                 raise ValueError(f"bad {type(self).name} state ({name})")
         self._n = state["n"]
+        self._t0 = state["t0"]
         for name, _ in steps:
             getattr(self, name).load(state[name])
 
@@ -691,10 +720,10 @@ def compose(surprise, **defaults):
         ("stuck", Stuck),
         ("suppression", Suppression),
     )
-    params = [p for _, step in steps for p in step.PARAMS] + [Pipeline.LEARN]
+    params = [p for _, step in steps for p in step.PARAMS] + [Pipeline.LEARN, Pipeline.LEARN_TIME]
     unknown = set(defaults) - {p.name for p in params}
     if unknown:
         raise TypeError(f"no such parameters: {', '.join(sorted(unknown))}")
     params = [p.but(default=defaults[p.name]) if p.name in defaults else p for p in params]
-    layout = ";".join(["n"] + [f"{name}:{','.join(step.STATE + step.BUFFERS)}" for name, step in steps])
+    layout = ";".join(["n", "t0"] + [f"{name}:{','.join(step.STATE + step.BUFFERS)}" for name, step in steps])
     return steps, tuple(params), layout
