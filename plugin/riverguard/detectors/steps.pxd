@@ -6,7 +6,7 @@
 cimport cython
 from libc.stdint cimport int64_t
 
-cdef double _SQRT1_2, _DAY, _NAN
+cdef double _SQRT1_2, _DAY, _NAN, _INF
 cdef bint _LITTLE
 cdef int64_t _MAX_COUNT
 

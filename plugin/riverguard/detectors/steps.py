@@ -56,7 +56,8 @@ __all__ = [
 
 _SQRT1_2 = 0.7071067811865476  # math.sqrt(0.5)
 _DAY = 86400.0
-_NAN = float("nan")  # "no event time"
+_NAN = float("nan")  # "no event time" (never saved in the state, where infinity stands for it)
+_INF = float("inf")
 _LITTLE = sys.byteorder == "little"  # buffers are saved little-endian
 _MAX_COUNT = 1 << 62  # no real series counts this far: a larger count comes from a tampered file
 
@@ -536,14 +537,14 @@ class Suppression(Step):
         Param("day_through", True, "A time-of-day extreme gets through a suppression another kind of report started."),
     )  # fmt: skip
     # samples still suppressed; whether a time-of-day extreme started the suppression; the event
-    # time of the report that started it (NaN: none)
+    # time of the report that started it (inf: none)
     STATE = ("quiet", "qday", "tfire")
 
     def __init__(self, values):
         Step.__init__(self, values)
         self._quiet = 0
         self._qday = False
-        self._tfire = _NAN
+        self._tfire = _INF
 
     def apply(self, score, tod, now):
         """The score as reported; ``tod``: it is a time-of-day extreme; ``now``: the event time (NaN: none)."""
@@ -556,7 +557,7 @@ class Suppression(Step):
                 if score >= self.fire:
                     self._quiet = self.suppress
                     self._qday = True
-                    self._tfire = now
+                    self._tfire = now if now == now else _INF
             else:
                 score *= self.damp
         else:
@@ -564,7 +565,7 @@ class Suppression(Step):
             if score >= self.fire:
                 self._quiet = self.suppress
                 self._qday = tod
-                self._tfire = now
+                self._tfire = now if now == now else _INF
         return score
 
 
@@ -593,7 +594,7 @@ class Pipeline:
         self.learn = values["learn"]
         self.learn_time = values["learn_time"]
         self._n = 0
-        self._t0 = _NAN  # the first event time seen (NaN: none yet)
+        self._t0 = _INF  # the first event time seen (inf: none yet)
         steps = type(self).STEPS
         self.surprise = steps[0][1](values)
         self.error = PredictionError(values)
@@ -638,7 +639,7 @@ class Pipeline:
         n = self._n
         self._n = n + 1
         now = _NAN if t is None else t
-        if self._t0 != self._t0:  # the first event time seen
+        if self._t0 == _INF and now == now:  # the first event time seen
             self._t0 = now
         extremes = self.extremes
         if n == 0:
