@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from riverguard.config import default_config
 from riverguard.engine import Engine
-from riverguard.lineprotocol import ParseError, Splitter, escape_key, insert_fields, parse, unescape
+from riverguard.lineprotocol import (
+    ParseError, Splitter, build_line, escape_key, insert_fields, parse, raw_fields, unescape,
+)
 
 # -- escaping ------------------------------------------------------------------
 
@@ -423,3 +428,75 @@ def test_parse_error_message_format() -> None:
     with pytest.raises(ParseError) as info:
         parse(b"m v=nan")
     assert re.fullmatch(r'invalid field value "nan" at column 5', str(info.value))
+
+
+# -- build_line: riverguard's own values, read back by the parser -----------------------------------------
+
+_NAME = st.text(st.sampled_from(list("aZ0_-.é€ ,=\"\\'\t\r")), min_size=1, max_size=8)
+_OWN_VALUE = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(-(2**63), 2**63 - 1),
+    st.booleans(),
+    st.text(st.sampled_from(list("ab ,=\"\\\n")), max_size=8),
+)
+
+
+@settings(max_examples=400, derandomize=True, deadline=None, database=None)
+@given(
+    measurement=_NAME.filter(lambda s: not s.startswith("#")),
+    tags=st.dictionaries(_NAME, _NAME, max_size=3),
+    fields=st.dictionaries(_NAME, _OWN_VALUE, min_size=1, max_size=4),
+    timestamp=st.one_of(st.none(), st.integers(0, 2**62)),
+)
+def test_build_line_reads_back_through_the_parser(measurement, tags, fields, timestamp) -> None:
+    """Names with spaces, commas, equals signs, quotes and backslashes come back as they were."""
+    line = build_line(measurement, tags, fields, timestamp)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1 + sum(v.count("\n") for v in fields.values() if type(v) is str)
+    m = parse(line[:-1])
+    assert unescape(m.measurement) == measurement
+    assert [(unescape(k), unescape(v)) for k, v in m.tags] == sorted(tags.items())  # sorted, as Telegraf sends them
+    assert [unescape(f.key) for f in m.fields] == list(fields)
+    assert m.timestamp == timestamp
+    _, raw, _ = raw_fields(line[:-1])
+    for f, value in zip(m.fields, fields.values()):
+        if type(value) is bool:
+            assert f.kind == "b" and raw[f.key] == (b"t" if value else b"f")
+        elif type(value) is int:
+            assert f.kind == "i" and f.number == float(value) and raw[f.key] == b"%di" % value
+        elif type(value) is float:  # the library writes %g: 6 significant digits, never a user's value
+            assert f.kind == "f" and f.number == float("%g" % value)
+        else:
+            assert f.kind == "s" and unescape(raw[f.key][1:-1]) == value
+
+
+@pytest.mark.parametrize(
+    ("measurement", "tags", "fields", "error"),
+    [
+        ("m", {}, {}, ValueError),
+        ("", {}, {"v": 1}, ValueError),
+        ("#m", {}, {"v": 1}, ValueError),  # a comment line
+        ("m\nx", {}, {"v": 1}, ValueError),
+        ("m", {"a\nb": "c"}, {"v": 1}, ValueError),
+        ("m", {}, {"v\n": 1}, ValueError),
+        ("m", {}, {"": 1}, ValueError),
+        ("m", {}, {"v": math.nan}, ValueError),
+        ("m", {}, {"v": -math.inf}, ValueError),
+        ("m", {}, {"v": 2**63}, ValueError),
+        ("m", {}, {"v": None}, TypeError),
+        ("m", {}, {"v": [1]}, TypeError),
+    ],
+)
+def test_build_line_refuses_what_line_protocol_cannot_carry(measurement, tags, fields, error) -> None:
+    with pytest.raises(error):
+        build_line(measurement, tags, fields)
+
+
+def test_build_line_writes_numbers_of_other_types_as_numbers() -> None:
+    """An int subclass or a numpy number is a number (the library alone would quote it as a string)."""
+    np = pytest.importorskip("numpy")
+
+    class Count(int):
+        pass
+
+    line = build_line("m", {"host": "h", "empty": ""}, {"a": Count(3), "b": np.int64(4), "c": np.float64(0.5)}, 1)
+    assert line == b"m,host=h a=3i,b=4i,c=0.5 1\n"  # and the empty tag is left out

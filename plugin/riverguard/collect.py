@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from .config import parse_duration
-from .lineprotocol import format_line
+from .lineprotocol import build_line
 
 __all__ = ["add_parser", "cpu_lines", "main", "mem_line"]
 
@@ -89,7 +89,7 @@ def cpu_lines(previous: list[dict[str, float]], current: list[dict[str, float]],
     >>> a = {"user": 10.0, "system": 5.0, "idle": 85.0}
     >>> b = {"user": 12.0, "system": 5.5, "idle": 87.5}
     >>> cpu_lines([a], [b], ["cpu-total"], "h", 1)[0][:80]
-    b'cpu,cpu=cpu-total,host=h usage_user=40.0,usage_system=10.0,usage_idle=50.0,usage'
+    b'cpu,cpu=cpu-total,host=h usage_user=40,usage_system=10,usage_idle=50,usage_nice='
     """
     out = []
     for prev, cur, name in zip(previous, current, names):
@@ -99,7 +99,7 @@ def cpu_lines(previous: list[dict[str, float]], current: list[dict[str, float]],
             delta = cur.get(key, 0.0) - prev.get(key, 0.0)
             usage = 100.0 * delta / total if total > 0 else 0.0
             fields[f"usage_{key}"] = _float(min(max(usage, 0.0), 100.0))
-        out.append(format_line("cpu", {"cpu": name, "host": host}, fields, ts))
+        out.append(build_line("cpu", {"cpu": name, "host": host}, fields, ts))
     return out
 
 
@@ -142,7 +142,7 @@ def mem_line(host: str, ts: int) -> bytes:
     fields: dict[str, float | int] = dict(sorted(ints.items()))
     fields["used_percent"] = _float(100.0 * vm.used / total)
     fields["available_percent"] = _float(100.0 * vm.available / total)
-    return format_line("mem", {"host": host}, fields, ts)
+    return build_line("mem", {"host": host}, fields, ts)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -160,6 +160,11 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write("E! [riverguard] --interval must be > 0 and --count >= 1 (leave --count out to run until stopped)\n")
         return 2
     host = args.host or socket.gethostname() or "localhost"
+    try:
+        build_line("cpu", {"host": host}, {"usage_idle": 0.0})
+    except ValueError as err:
+        sys.stderr.write(f"E! [riverguard] --host: {err}\n")
+        return 2
 
     def sample() -> tuple[list[dict[str, float]], list[str]]:
         per = [_times(t) for t in psutil.cpu_times(percpu=True)]

@@ -18,6 +18,7 @@ b'cpu,host=a usage_idle=97.5,n=3i,msg="x",x=1 1700000000000000000'
 from __future__ import annotations
 
 import math
+import operator
 import re
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -32,10 +33,9 @@ __all__ = [
     "ParseError",
     "Record",
     "Splitter",
+    "build_line",
     "escape_key",
     "escape_measurement",
-    "format_line",
-    "format_value",
     "insert_fields",
     "parse",
     "raw_fields",
@@ -274,49 +274,70 @@ def escape_key(text: str) -> bytes:
     ).encode()
 
 
-def format_value(value: float | int | bool | str) -> bytes:
-    """A field value as line protocol, exactly: floats round-trip (``repr``), ints get ``i``.
-
-    >>> [format_value(v) for v in (0.1, 40.0, 1e300, 7, True, 'a "b"')]
-    [b'0.1', b'40.0', b'1e+300', b'7i', b'true', b'"a \\\\"b\\\\""']
-    """
-    t = type(value)
-    if t is bool:
-        return b"true" if value else b"false"
-    if t is int:
-        return b"%di" % value
-    if t is float:
-        if value != value or value in (math.inf, -math.inf):
-            raise ValueError(f"{value} cannot be written as line protocol")
-        return repr(value).encode()
-    if t is str:
-        return b'"' + value.replace("\\", "\\\\").replace('"', '\\"').encode() + b'"'
-    raise TypeError(f"cannot write a {t.__name__} as a field value")
-
-
-def format_line(
+def build_line(
     measurement: str,
     tags: dict[str, str],
     fields: dict[str, float | int | bool | str],
     timestamp: int | None = None,
 ) -> bytes:
-    """One newline-terminated line of line protocol built from values (tags sorted, as Telegraf writes them).
+    r"""One newline-terminated line of riverguard's OWN values (``collect``, self-monitoring), never a user's.
 
-    Floats are written so they read back as the same float (never rounded to 6
-    digits); NaN and infinities raise ValueError, since InfluxDB refuses them.
+    Built by the ``influx-line-protocol`` library, which writes floats with
+    ``%g``: 6 significant digits, fine for percentages and seconds, wrong for a
+    user's values (riverguard never re-serialises those: it inserts its fields
+    into the user's bytes). Around the library:
 
-    >>> format_line("cpu load", {"host": "a b", "cpu": "cpu0"}, {"idle": 97.5, "n": 3}, 1)
-    b'cpu\\\\ load,cpu=cpu0,host=a\\\\ b idle=97.5,n=3i 1\\n'
+    - tags sorted by key, as Telegraf sends them; a tag with an empty value is
+      left out (InfluxDB has no empty tags);
+    - the measurement's backslashes are escaped (the library escapes only its
+      commas and spaces, so ``a\ b`` would end the measurement at the space);
+    - ints are written with ``i``, bools as ``t``/``f``; an int subclass or a
+      numpy number is converted first (the library would quote it as a string);
+    - NaN and infinities (InfluxDB refuses them), ints outside int64, newlines
+      and empty names raise ValueError; any other value type TypeError.
+
+    >>> build_line("cpu", {"host": "a b", "cpu": "cpu0"}, {"idle": 97.123456789, "n": 3, "ok": True}, 1)
+    b'cpu,cpu=cpu0,host=a\\ b idle=97.1235,n=3i,ok=t 1\n'
     """
+    from influx_line_protocol import Metric as LibraryMetric  # here: `run` never builds a line
+
     if not fields:
         raise ValueError("a line needs at least one field")
-    head = escape_measurement(measurement)
+    if _name(measurement, "measurement").startswith("#"):
+        raise ValueError(f"measurement {measurement!r} would make the line a comment")
+    line = LibraryMetric(measurement.replace("\\", "\\\\"))  # see the docstring
     for key in sorted(tags):
-        head += b"," + escape_key(key) + b"=" + escape_key(tags[key])
-    body = b",".join(escape_key(k) + b"=" + format_value(v) for k, v in fields.items())
-    if timestamp is None:
-        return b"%s %s\n" % (head, body)
-    return b"%s %s %d\n" % (head, body, timestamp)
+        if tags[key]:
+            line.add_tag(_name(key, "tag key"), _name(tags[key], "tag value"))
+    for key, value in fields.items():
+        line.add_value(_name(key, "field key"), _own_value(key, value))
+    if timestamp is not None:
+        line.with_timestamp(operator.index(timestamp))
+    return str(line).encode() + b"\n"
+
+
+def _name(text: str, what: str) -> str:
+    if not text or "\n" in text:
+        raise ValueError(f"{what} {text!r}: line protocol has no empty names and no newlines in them")
+    return text
+
+
+def _own_value(key: str, value: object) -> float | int | bool | str:
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int) or (hasattr(value, "__index__") and not isinstance(value, float)):
+        number = operator.index(value)  # type: ignore[arg-type]
+        if not _INT64_MIN <= number <= _INT64_MAX:
+            raise ValueError(f"field {key!r}: {number} is outside the int64 range")
+        return number
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, float) or hasattr(value, "__float__"):
+        number = float(value)  # type: ignore[arg-type]
+        if not math.isfinite(number):
+            raise ValueError(f"field {key!r}: {number} cannot be written as line protocol")
+        return number
+    raise TypeError(f"field {key!r}: cannot write a {type(value).__name__} as a field value")
 
 
 def _keep_lead(metric: Metric, lead: bytes) -> None:
