@@ -30,7 +30,7 @@ def parse_monitor(line: bytes) -> tuple[dict[str, str], dict[str, int | float], 
             fields[name] = int(value[:-1])
         else:
             assert name in FLOAT_FIELDS, item
-            assert re.fullmatch(r"-?[0-9]+\.[0-9]+(e[-+][0-9]+)?|-?[0-9](\.[0-9]+)?e[-+][0-9]+", value), item
+            assert re.fullmatch(r"-?[0-9]+(\.[0-9]+)?(e[-+][0-9]+)?", value), item  # %g: a float in line protocol
             fields[name] = float(value)
     assert set(fields) >= set(COUNTERS) | (set(GAUGES) - {"lag_seconds"}), fields
     return {"mode": m.group(1).decode(), "version": m.group(2).decode()}, fields, int(m.group(4))

@@ -25,6 +25,7 @@ from typing import Any
 from . import __version__
 from ._compiled import is_compiled
 from .engine import MONITOR_MEASUREMENT, Engine
+from .lineprotocol import build_line
 
 __all__ = ["COUNTERS", "GAUGES", "Monitor", "rss_bytes"]
 
@@ -46,19 +47,6 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _float(value: float) -> bytes:
-    """A float as line protocol, always with a decimal point or exponent.
-
-    >>> _float(0.5), _float(3.0), _float(1e20)
-    (b'0.5', b'3.0', b'1e+20')
-    """
-    return repr(float(value)).encode()
-
-
-def _tag(value: str) -> bytes:
-    return value.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ").encode()
-
-
 class Monitor:
     r"""Builds the ``riverguard`` line for ``engine`` (and its checkpoint ``store``, if any).
 
@@ -74,8 +62,7 @@ class Monitor:
         self.store = store
         self.interval = interval
         self.clock = clock
-        mode = "compiled" if is_compiled(engine._hot) else "pure"
-        self._head = b"%s,mode=%s,version=%s " % (_tag(MONITOR_MEASUREMENT), _tag(mode), _tag(__version__))
+        self._tags = {"mode": "compiled" if is_compiled(engine._hot) else "pure", "version": __version__}
         #: When the next line is due (``clock`` seconds).
         self.deadline = clock() + interval
 
@@ -110,8 +97,4 @@ class Monitor:
         if wall_ns is None:
             wall_ns = time.time_ns()
         self.deadline = self.clock() + self.interval
-        parts = [
-            b"%s=%s" % (name.encode(), _float(value) if isinstance(value, float) else b"%di" % value)
-            for name, value in self.fields(wall_ns).items()
-        ]
-        return self._head + b",".join(parts) + b" %d\n" % wall_ns
+        return build_line(MONITOR_MEASUREMENT, self._tags, self.fields(wall_ns), wall_ns)
