@@ -208,7 +208,10 @@ def test_check_config_on_the_sample(capsys: pytest.CaptureFixture[str]) -> None:
     assert [r["detector"] for r in rules] == ["off", default.name]  # "default" is resolved
     assert rules[0]["fields"] == ["bytes_*", "packets_*", "err_*", "drop_*"]
     assert rules[1]["threshold"] == default.default_threshold and rules[1]["warmup"] == default.default_warmup
-    assert rules[1]["params"] == default.defaults()  # defaults filled in
+    # defaults filled in; the one the rule's warmup sets is shown as the warmup
+    learns_by = default.WARMUP_PARAM
+    assert rules[1]["params"] == {k: v for k, v in default.defaults().items() if k != learns_by}
+    assert rules[1]["warmup"] == default.defaults()[learns_by]
     assert rules[1]["measurement"] == "*" and rules[1]["fields"] == ["*"]
     assert any(line.startswith("output: ") for line in out)
     state = json.loads(next(line for line in out if line.startswith("state: ")).split(": ", 1)[1])

@@ -57,7 +57,7 @@ class Series:
         self.rule = rule
         self.detector = detector
         self.threshold = rule.effective_threshold if rule else 1.0
-        self.warmup = rule.effective_warmup if rule else 0
+        self.warmup = rule.held_back if rule else 0
         self.seen = 0
         self.last_time = None
         self.anomalies = 0

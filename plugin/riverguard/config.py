@@ -70,7 +70,8 @@ class Rule:
         if cls is None:
             raise ValueError('detector "off" makes no detector')
         factory = getattr(cls, "factory", None)  # (the compiled twins are not Detector subclasses)
-        return factory(self.params) if factory else functools.partial(cls, **self.params)
+        params = self.detector_params
+        return factory(params) if factory else functools.partial(cls, **params)
     #: Write the explanation fields for this rule's series (None: ``[output] explain`` decides).
     explain: bool | None = None
 
@@ -94,10 +95,33 @@ class Rule:
         return cls.default_warmup if cls else 0
 
     @functools.cached_property
+    def held_back(self) -> int:
+        """Samples the engine itself writes 0.0 / false for: the warm-up, or, for a detector that learns
+        for the warm-up and holds itself back (sentinel, context), the fewest after which it may score
+        (a quarter of them once ``learn_time`` of event time has passed: steps.py, rule 5)."""
+        if getattr(self.detector_class, "WARMUP_PARAM", None) is None:
+            return self.effective_warmup
+        learn_time = {**self.detector_class.defaults(), **self.params}.get("learn_time")
+        return self.effective_warmup // 4 if learn_time else self.effective_warmup
+
+    @property
+    def detector_params(self) -> dict[str, Any]:
+        """What the detector is built with: ``params``, and the rule's warm-up where the detector learns by it."""
+        cls = self.detector_class
+        name = getattr(cls, "WARMUP_PARAM", None)
+        return {**self.params, name: self.effective_warmup} if name else dict(self.params)
+
+    @functools.cached_property
     def fingerprint(self) -> str:
         """Identifies the rule's detector and parameters: state learned under another does not carry over."""
         resolved = self.resolved()
-        what = {"detector": resolved["detector"], "params": resolved["params"]}
+        params = resolved["params"]
+        name = getattr(self.detector_class, "WARMUP_PARAM", None)
+        if name:
+            # The warm-up is left out (a changed warmup keeps the learned state, as the README says): a constant
+            # stands in its place, so that checkpoints written when it was still a param keep their models.
+            params = {**params, name: self.detector_class.defaults()[name]}
+        what = {"detector": resolved["detector"], "params": dict(sorted(params.items()))}
         if self.scope != "field":  # (field-scope fingerprints stay what they were before scopes existed)
             what["scope"] = self.scope
         # the layout of the detector's saved state too: a checkpoint in another layout starts fresh
@@ -111,6 +135,7 @@ class Rule:
         """Everything the rule means, defaults filled in (for check-config and fingerprints)."""
         cls = self.detector_class
         params = {**cls.defaults(), **self.params} if cls else {}
+        params.pop(getattr(cls, "WARMUP_PARAM", None), None)  # shown as the rule's warmup
         return {
             "name": self.name,
             "measurement": self.measurement,
@@ -363,6 +388,12 @@ def _parse_rule(index: int, raw: Any, source: str) -> Rule:
     checked = {}
     for key, value in params.items():
         param = declared.get(key)
+        if key == getattr(cls, "WARMUP_PARAM", None):
+            raise where.error(
+                f"params.{key}",
+                f"set the rule's warmup instead (samples before a series may be scored or flagged; "
+                f'"{cls.name}" learns for that long)',
+            )
         if param is None:
             raise where.error(
                 f"params.{key}",

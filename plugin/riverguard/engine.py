@@ -277,7 +277,8 @@ class Engine:
         """Use ``config`` from now on; return ``(kept, fresh)``.
 
         A series keeps its model when the rule that now matches it has the same detector and
-        parameters (its threshold and warm-up follow the new rule), as across a restart; a
+        parameters (its threshold and warm-up follow the new rule, the warm-up a detector
+        learns for too), as across a restart; a
         series whose rule changed starts fresh at its next sample.
         """
         self._configure(config)
@@ -303,9 +304,13 @@ class Engine:
             if rule is None or rule.fingerprint != series.rule.fingerprint:
                 fresh += 1
                 continue
+            if rule.detector_params != series.rule.detector_params:  # a detector that learns for the warm-up
+                detector = rule.new_detector()
+                detector.load_state(series.detector.dump_state())
+                series.detector = detector
             series.rule = rule
             series.threshold = rule.effective_threshold
-            series.warmup = rule.effective_warmup
+            series.warmup = rule.held_back
             series.names = None
             if field_key != b"\n":
                 series.explain = self.explain_names(field_key) if rule.explain else None

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from riverguard.config import Rule
 from riverguard.detectors import REGISTRY
 from riverguard.engine import format_score
 from riverguard.evaluate import events, nab
@@ -75,7 +76,7 @@ class Corpus:
         self.values = [[float(v) for v in f.values] for f in files]
         self.times = [(f.timestamps / 1e9).tolist() for f in files]
         self.cls = REGISTRY[DETECTOR]
-        self.warmup = self.cls.default_warmup
+        self.warmup = Rule(0, "study", detector=DETECTOR).held_back  # the samples the engine holds back
 
     def scores(self, params: dict[str, Any], idx: Sequence[int]) -> list[np.ndarray]:
         out = []

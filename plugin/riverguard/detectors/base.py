@@ -72,8 +72,10 @@ class Detector(abc.ABC):
     name: ClassVar[str]
     #: A score at or above this sets the flag, unless the rule sets ``threshold``.
     default_threshold: ClassVar[float]
-    #: Samples a series sees before it may be flagged, unless the rule sets ``warmup``.
+    #: Samples a series sees before it may be scored or flagged, unless the rule sets ``warmup``.
     default_warmup: ClassVar[int]
+    #: The parameter that the rule's ``warmup`` sets (the detector's own learning length), or None.
+    WARMUP_PARAM: ClassVar[str | None] = None
     #: True for a detector that takes a dict of several features (``scope = "metric"``).
     multivariate: ClassVar[bool] = False
     #: The parameters, each declared once (name, default, valid range, doc).

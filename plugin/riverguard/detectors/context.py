@@ -192,4 +192,4 @@ class Context(Pipeline):
     STATE_LAYOUT = _LAYOUT
     name = "context"
     default_threshold = 0.5
-    default_warmup = 50
+    default_warmup = Pipeline.LEARN.default  # the rule's warmup is the detector's learn

@@ -172,6 +172,8 @@ def markdown(detectors: Iterable[Any], group: Callable[[Any], Iterable[tuple[str
         out += ["", f"## {cls.name}", "", "| step | parameter | default | valid values | meaning |", "|---|---|---|---|---|"]
         for step, params in group(cls):
             for p in params:
+                if p.name == getattr(cls, "WARMUP_PARAM", None):
+                    continue  # set by the rule's warmup, not in params
                 default = list(p.default) if isinstance(p.default, tuple) else p.default
                 if default is None:
                     default = "(required)"

@@ -175,7 +175,8 @@ class Sentinel(Pipeline):
        values often (or is constant) expects long runs and does not fire; a
        run is reported once, and only if it started after ``learn`` samples;
        with ``stuck_longest``, only while it is longer than every earlier run.
-    5. **Minimum history.** Nothing scores above 0 before ``learn`` samples,
+    5. **Minimum history.** Nothing scores above 0 before ``learn`` samples (in a rule, its
+       ``warmup``: 200 by default),
        or, with event times, before ``learn_time`` seconds (3 days; and
        ``learn // 4`` samples): 200 samples are 17 hours at 5 minutes but 8
        days hourly.
@@ -233,4 +234,4 @@ class Sentinel(Pipeline):
     STATE_LAYOUT = _LAYOUT
     name = "sentinel"
     default_threshold = 0.5
-    default_warmup = 50
+    default_warmup = Pipeline.LEARN.default  # the rule's warmup is the detector's learn

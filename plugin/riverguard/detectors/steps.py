@@ -583,7 +583,8 @@ class Pipeline:
     """
 
     STEPS = ()
-    LEARN = Param("learn", 200, "Samples seen before anything scores above 0 (set by the rule's warmup).", low=0)
+    LEARN = Param("learn", 200, "Samples before anything scores above 0 (a rule sets it by its warmup, not in params).", low=0)
+    WARMUP_PARAM = "learn"
     LEARN_TIME = Param("learn_time", 0.0, "Seconds of event time after the first sample after which scoring may "
                        "start before learn samples, once learn // 4 have been seen (0: samples only).", low=0.0)
     PARAMS = ()

@@ -1,0 +1,96 @@
+"""A rule's ``warmup`` is when a series may first be scored or flagged, for the default detector too (issue 15, item 9)."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+RG = [sys.executable, "-m", "riverguard"]
+
+
+def _stream(n: int, spike: int) -> bytes:
+    rng = random.Random(3)
+    lines = []
+    for i in range(n):
+        v = 500.0 if i == spike else 50.0 + rng.gauss(0.0, 1.0)
+        lines.append(b"m,host=a v=%r %d" % (round(v, 3), 1_700_000_000_000_000_000 + i * 10_000_000_000))
+    return b"\n".join(lines) + b"\n"
+
+
+def _scores(out: bytes) -> list[tuple[float, bool]]:
+    got = []
+    for line in out.splitlines():
+        fields = dict(kv.split(b"=") for kv in line.split(b" ")[1].split(b","))
+        got.append((float(fields[b"v_anomaly_score"]), fields[b"v_anomaly"] == b"true"))
+    return got
+
+
+def _run(tmp_path: Path, rule: str, data: bytes) -> list[tuple[float, bool]]:
+    config = tmp_path / "rg.toml"
+    config.write_text('[[rule]]\nname = "all"\n' + rule)
+    proc = subprocess.run([*RG, "run", "--config", str(config)], input=data, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return _scores(proc.stdout)
+
+
+def test_a_short_warmup_lets_the_default_detector_score_sooner(tmp_path: Path) -> None:
+    """warmup = 10: zeros for 10 samples, then scores; a spike at sample 60 is flagged (it was not before
+    sample 201 whatever the warmup, when the detector's own learn = 200 held it back)."""
+    got = _run(tmp_path, "warmup = 10\n", _stream(120, spike=60))
+    assert got[:10] == [(0.0, False)] * 10
+    assert any(score > 0.0 for score, _ in got[10:60])
+    assert got[60] == (1.0, True)
+
+
+def test_the_default_warmup_is_what_check_config_shows(tmp_path: Path) -> None:
+    """Default: 200 samples of 0.0 / false, then the spike at 220 is flagged; check-config says warmup = 200."""
+    got = _run(tmp_path, "", _stream(260, spike=220))
+    assert got[:200] == [(0.0, False)] * 200
+    assert got[220] == (1.0, True)
+    config = tmp_path / "rg.toml"
+    shown = subprocess.run([*RG, "check-config", str(config)], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert '"warmup": 200' in shown.stdout and '"learn"' not in shown.stdout
+
+
+def test_learn_is_not_a_separate_knob(tmp_path: Path) -> None:
+    config = tmp_path / "rg.toml"
+    config.write_text('[[rule]]\nname = "all"\n[rule.params]\nlearn = 10\n')
+    proc = subprocess.run([*RG, "check-config", str(config)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "params.learn" in proc.stderr and "warmup" in proc.stderr
+
+
+def test_a_changed_warmup_keeps_the_learned_models_and_takes_effect(tmp_path: Path) -> None:
+    """150 samples under the default warmup (200: all zeros), checkpointed; restarted with warmup = 10, the
+    series keeps its model (the warm-up is not in the fingerprint) and scores at once, its 150 samples being
+    past the new warm-up."""
+    data = _stream(300, spike=170)
+    lines = data.splitlines(keepends=True)
+    state = tmp_path / "state.msgpack"
+    config = tmp_path / "rg.toml"
+    config.write_text('[[rule]]\nname = "all"\n')
+    first = subprocess.run([*RG, "run", "--config", str(config), "--state", str(state)],
+                           input=b"".join(lines[:150]), capture_output=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert _scores(first.stdout) == [(0.0, False)] * 150
+    config.write_text('[[rule]]\nname = "all"\nwarmup = 10\n')
+    second = subprocess.run([*RG, "run", "--config", str(config), "--state", str(state)],
+                            input=b"".join(lines[150:]), capture_output=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert b"restored 1 series" in second.stderr and b"start fresh" not in second.stderr
+    got = _scores(second.stdout)
+    assert any(score > 0.0 for score, _ in got[:20])
+    assert got[20] == (1.0, True)
+
+
+def test_checkpoints_of_the_default_rule_keep_matching() -> None:
+    """The default rule's fingerprint is the one checkpoints were written with when ``learn`` was a param
+    (measured on the commit before this change): an upgrade keeps every model."""
+    from riverguard.config import Rule
+
+    assert Rule(index=1, name="all").fingerprint == "5985375fd679d575"
+    assert Rule(index=1, name="all", detector="context").fingerprint == "26c90e8c99d03381"
+    assert Rule(index=1, name="all", warmup=10).fingerprint == "5985375fd679d575"
