@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .points import KINDS, Layout, RebuildError
-from .source import ReadError, Row, Source, complete_batches, open_request
+from .source import ReadError, Row, Source, complete_batches, open_request, read_line
 
 __all__ = ["FluxSource", "flux_string", "read_annotated_csv"]
 
@@ -215,10 +215,7 @@ class FluxSource(Source):
         decode = codecs.getincrementaldecoder("utf-8")("replace").decode
         try:
             while True:
-                try:
-                    raw = resp.readline()
-                except OSError as err:
-                    raise ReadError(f"connection lost while reading: {err!r}", retryable=True) from None
+                raw = read_line(resp)
                 if not raw:
                     return
                 yield decode(raw)
