@@ -69,7 +69,7 @@ class Rule:
         cls = self.detector_class
         if cls is None:
             raise ValueError('detector "off" makes no detector')
-        factory = getattr(cls, "factory", None)  # (the compiled twins are not Detector subclasses)
+        factory = getattr(cls, "factory", None)  # (compiled detectors are cdef classes without it)
         params = self.detector_params
         return factory(params) if factory else functools.partial(cls, **params)
     #: Write the explanation fields for this rule's series (None: ``[output] explain`` decides).
@@ -168,7 +168,7 @@ class OutputConfig:
     def explain_suffixes(self) -> tuple[str, str, str, str]:
         """The suffixes of the expected value, the band's edges and the reason (after the field key)."""
         flag = self.flag_suffix
-        return (flag + "_expected", flag + "_lower", flag + "_upper", flag + "_reason")
+        return tuple(flag + suffix for suffix in EXPLAIN_SUFFIXES)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

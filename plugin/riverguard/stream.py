@@ -47,8 +47,8 @@ def feed(engine: Engine, buf: bytes, *, final: bool = False, force: bool = False
 
     ``final`` and ``force`` are :meth:`Splitter.split`'s: a metric whose quote
     is still open is ``pending`` (it waits for more input) unless one of them
-    is set. Plain metrics go through the engine's compiled path when it is
-    built; the rest, one metric at a time, through :meth:`Engine.process`.
+    is set. Plain metrics go through the hot path's ``run`` (compiled when
+    built); the rest, one metric at a time, through :meth:`Engine.process`.
     Both give the same bytes.
 
     >>> from riverguard.config import default_config
@@ -58,10 +58,6 @@ def feed(engine: Engine, buf: bytes, *, final: bool = False, force: bool = False
     out: list[bytes] = []
     run = engine.run_plain
     process = engine.process
-    if run is None:
-        records, consumed, pending = _split(buf, final=final, force=force)
-        out.extend([process(r) for r in records])
-        return out, consumed, pending
     pos, n = 0, len(buf)
     while pos < n:
         pos = run(engine, buf, pos, out)

@@ -25,7 +25,7 @@ import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from .params import Param, resolve, signature
+from .params import Param, defaults, resolve, signature
 
 __all__ = ["REASONS", "Detector", "Explanation", "flag_limit", "flagged", "outside"]
 
@@ -144,7 +144,7 @@ class Detector(abc.ABC):
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         """The detector's parameters and their default values."""
-        return {p.name: p.default for p in cls.PARAMS}
+        return defaults(cls.PARAMS)
 
     def dump_state(self) -> dict[str, Any] | None:
         """Learned state as a mapping of names to plain data (numbers, booleans, bytes, mappings), or None.

@@ -33,7 +33,7 @@ try:
 except ImportError:  # no Cython: this module runs as the plain Python it is
     from riverguard import _compiled as cython  # type: ignore[no-redef]
 
-from .params import Param, resolve
+from .params import Param, defaults, resolve
 
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -615,7 +615,7 @@ class Pipeline:
     @classmethod
     def defaults(cls):
         """The detector's parameters and their default values."""
-        return {p.name: p.default for p in cls.PARAMS}
+        return defaults(cls.PARAMS)
 
     def params(self):
         """The settings this instance was built with."""
