@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -225,6 +226,116 @@ def test_follow_with_the_server_down_retries_with_backoff(tmp_path: Path) -> Non
     assert proc.returncode == 0, stderr
     waits = [line.rsplit("retrying in ", 1)[1] for line in stderr.splitlines() if "pass failed" in line]
     assert waits[:3] == ["1s", "2s", "4s"], stderr  # exponential backoff, not a pass every 0.1 s
+
+
+class _Scripted(QuietHandler):
+    """A 1.x server with one measurement ``m`` (three points, times 1-3) that honours ``time > N``.
+
+    Requests to ``/query`` and ``/write`` are answered with the next status of
+    ``server.reads`` / ``server.writes_status`` first, InfluxDB's error
+    message with it; then normally. Written bodies go to ``server.writes``.
+    """
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        server: Any = self.server
+        write = self.path.startswith("/write")
+        server.requests.append("write" if write else "query")
+        script = server.write_statuses if write else server.reads
+        if script:
+            status, message = script.pop(0) if len(script) > 1 or not server.forever else script[0]
+            return self.answer(status, json.dumps({"error": message}).encode())
+        if write:
+            server.writes.append(body)
+            return self.answer(204, b"")
+        q = urllib.parse.parse_qs(body.decode())["q"][0]
+        if q.startswith("SHOW TAG KEYS"):
+            series = {"name": "m", "columns": ["tagKey"], "values": [["host"]]}
+        elif q.startswith("SHOW FIELD KEYS"):
+            series = {"name": "m", "columns": ["fieldKey", "fieldType"], "values": [["v", "float"]]}
+        else:
+            after = re.search(r"time > (-?[0-9]+)", q)
+            times = [t for t in (1, 2, 3) if after is None or t > int(after.group(1))]
+            series = {"name": "m", "columns": ["time", "t0", "f0"], "values": [[t, "a", t + 0.5] for t in times]}
+        result = {"statement_id": 0, "series": [series]} if series["values"] else {"statement_id": 0}
+        self.answer(200, json.dumps({"results": [result]}).encode() + b"\n")
+
+
+def _follow_stub(server: Any, tmp_path: Path, *more: str) -> list[str]:
+    return [RIVERGUARD, "pull", "--influx-url", server.url, "--db", "x", "-m", "m", "--follow", "--every", "0.1s",
+            "--delay", "0s", "--late-window", "0s", "--state", str(tmp_path / "s.msgpack"), *more]
+
+
+@pytest.mark.parametrize(
+    "reads, writes, message",
+    [
+        ([(401, "authorization failed")], [], "E! [riverguard] pull stopped: HTTP 401: authorization failed;"),
+        ([(404, "page not found")], [], "E! [riverguard] pull stopped: HTTP 404: page not found;"),
+        (
+            [], [(400, "partial write: field type conflict")],
+            "E! [riverguard] pull stopped: InfluxDB refused the write to database 'x' (HTTP 400):"
+            " partial write: field type conflict;",
+        ),
+    ],
+    ids=["read-401", "read-404", "write-400"],
+)
+def test_follow_stops_on_a_failure_retrying_cannot_mend(tmp_path: Path, reads, writes, message: str) -> None:
+    with local_server(_Scripted, requests=[], writes=[], reads=reads, write_statuses=writes, forever=True) as server:
+        proc = subprocess.run(_follow_stub(server, tmp_path), capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
+    assert len(errors) == 1 and errors[0].startswith(message), proc.stderr
+    assert "retrying cannot help: fix this and start again" in errors[0]
+    assert "pass failed" not in proc.stderr and "retry" not in proc.stderr.replace("retrying cannot", "")
+    assert server.requests.count("write" if writes else "query") == 1  # asked once, not again
+    assert "Traceback" not in proc.stderr
+
+
+def test_follow_retries_a_passing_failure_and_goes_on(tmp_path: Path) -> None:
+    reads = [(503, "overloaded")]  # the first pass cannot read ...
+    writes = [(503, "try later")]  # ... the second cannot write (--retries 0: the writer gives up at once)
+    with local_server(_Scripted, requests=[], writes=[], reads=reads, write_statuses=writes, forever=False) as server:
+        proc = subprocess.Popen(_follow_stub(server, tmp_path, "--retries", "0"), stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not server.writes and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    failed = [line for line in stderr.splitlines() if "pass failed" in line]
+    assert len(failed) == 2, stderr
+    assert "HTTP 503: overloaded" in failed[0] and failed[0].endswith("retrying in 1s")
+    assert "HTTP 503: try later" in failed[1] and failed[1].endswith("retrying in 2s")
+    assert "E! " not in stderr
+    # The third pass wrote the three points, once.
+    assert server.writes == [b"".join(b"m,host=a v=%d.5,v_anomaly_score=0.0,v_anomaly=false %d\n" % (t, t) for t in (1, 2, 3))]
+
+
+class _CutShort(QuietHandler):
+    """A server whose every answer stops in the middle of its JSON (the connection ends cleanly there)."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.answer(200, b'{"results":[{"statement_id":0,"ser')
+
+
+def test_follow_takes_an_answer_cut_short_for_a_lost_connection(tmp_path: Path) -> None:
+    with local_server(_CutShort) as server:
+        proc = subprocess.Popen(_follow_stub(server, tmp_path), stderr=subprocess.PIPE, text=True)
+        seen = []
+        try:
+            for line in proc.stderr:  # type: ignore[union-attr]
+                seen.append(line)
+                if "pass failed" in line or line.startswith("E! "):
+                    break
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, rest = proc.communicate(timeout=20)
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 0, stderr  # retried (then stopped by SIGTERM), not given up
+    assert "W! [riverguard] pass failed: connection lost while reading: the answer ended inside a line" in stderr
 
 
 @pytest.mark.parametrize(

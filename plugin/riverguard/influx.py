@@ -43,16 +43,54 @@ from collections.abc import Callable
 from .lineprotocol import Splitter
 from .log import Log
 
-__all__ = ["DEFAULT_BATCH_SIZE", "InfluxWriter", "OptionError", "WriteError", "add_arguments", "from_args"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE", "MAX_BACKOFF", "InfluxError", "InfluxWriter", "OptionError", "WriteError",
+    "add_arguments", "from_args", "retry_wait", "retryable_status",
+]
 
 DEFAULT_BATCH_SIZE = 5000
 DEFAULT_RETRIES = 5
-_MAX_BACKOFF = 30.0
+#: The longest wait before asking InfluxDB again, for whoever waits: a batch's retries here and
+#: ``pull --follow``'s next pass after a failed one. A longer ``Retry-After`` is cut to this.
+MAX_BACKOFF = 60.0
 _MAX_MESSAGE = 500
 
 
-class WriteError(Exception):
+class InfluxError(Exception):
+    """A request to InfluxDB that failed.
+
+    ``retryable``: the same request may succeed later (the server could not be
+    reached, timed out, answered 5xx or 429); otherwise it never will (any
+    other 4xx: bad credentials, no such database, a point refused).
+    ``retry_after``: the server's ``Retry-After``, in seconds, if it sent one.
+    """
+
+    def __init__(self, message: str, retryable: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+class WriteError(InfluxError):
     """A batch InfluxDB refused (4xx) or that could not be delivered after the retries."""
+
+
+def retryable_status(status: int) -> bool:
+    """Whether an HTTP answer means "try again later" (5xx, 429 Too Many Requests) rather than "never".
+
+    >>> [s for s in (400, 401, 404, 413, 429, 500, 503) if retryable_status(s)]
+    [429, 500, 503]
+    """
+    return status >= 500 or status == 429
+
+
+def retry_wait(backoff: float, retry_after: float | None) -> float:
+    """Seconds before the next attempt: the backoff or the server's ``Retry-After``, the longer, capped.
+
+    >>> retry_wait(2.0, None), retry_wait(2.0, 7.0), retry_wait(2.0, 0.0), retry_wait(128.0, None)
+    (2.0, 7.0, 2.0, 60.0)
+    """
+    return min(max(backoff, retry_after or 0.0), MAX_BACKOFF)
 
 
 class OptionError(Exception):
@@ -295,25 +333,25 @@ class InfluxWriter:
                 self.lines += len(batch)
                 self.batches += 1
                 return
-            except _Retryable as err:
+            except WriteError as err:
                 self.post_seconds += time.monotonic() - started
+                if not err.retryable:
+                    self._failed = True
+                    raise
                 if attempt >= self.retries:
                     self._failed = True
                     raise WriteError(
-                        f"{self.target} at {self.url}: giving up after {attempt + 1} attempt(s): {err}"
+                        f"{self.target} at {self.url}: giving up after {attempt + 1} attempt(s): {err}", retryable=True
                     ) from None
                 attempt += 1
                 self.retried += 1
-                wait = min(err.retry_after if err.retry_after is not None else delay, _MAX_BACKOFF)
+                wait = retry_wait(delay, err.retry_after)
                 self.log.warn(f"write to {self.url} failed ({err}); retry {attempt}/{self.retries} in {wait:g}s")
                 self._sleep(wait)
-                delay = min(delay * 2, _MAX_BACKOFF)
-            except WriteError:
-                self._failed = True
-                raise
+                delay = min(delay * 2, MAX_BACKOFF)
 
     def _http_post(self, body: bytes) -> None:
-        """One POST; raises _Retryable or WriteError unless InfluxDB answered 2xx.
+        """One POST; raises :class:`WriteError` (``retryable`` or not) unless InfluxDB answered 2xx.
 
         InfluxDB may answer (404 database not found, 401...) and close the
         connection before reading a large body: the send then fails with a
@@ -328,31 +366,25 @@ class InfluxWriter:
             try:
                 conn.request("POST", path, body=body, headers=self.headers)
             except (ConnectionRefusedError, socket.gaierror) as err:
-                raise _Retryable(f"cannot connect: {err}") from None
+                raise WriteError(f"cannot connect: {err}", retryable=True) from None
             except (BrokenPipeError, ConnectionResetError) as err:
                 send_error = err
             except (OSError, http.client.HTTPException) as err:
-                raise _Retryable(f"connection error: {err!r}") from None
+                raise WriteError(f"connection error: {err!r}", retryable=True) from None
             try:
                 resp = conn.getresponse()
                 payload = resp.read()
             except (OSError, http.client.HTTPException) as err:
-                raise _Retryable(f"connection error: {send_error or err!r}") from None
+                raise WriteError(f"connection error: {send_error or err!r}", retryable=True) from None
             status = resp.status
             if 200 <= status < 300:
                 return
             message = _message(payload, resp.reason)
-            if status >= 500 or status == 429:
-                raise _Retryable(f"HTTP {status}: {message}", _retry_after(resp.getheader("Retry-After")))
+            if retryable_status(status):
+                raise WriteError(f"HTTP {status}: {message}", True, _retry_after(resp.getheader("Retry-After")))
             raise WriteError(f"InfluxDB refused the write to {self.target} (HTTP {status}): {message}")
         finally:
             conn.close()
-
-
-class _Retryable(Exception):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def _message(raw: bytes, reason: str) -> str:

@@ -33,7 +33,7 @@ from typing import Any
 
 from ..config import Config, parse_duration
 from ..engine import Engine
-from ..influx import InfluxWriter, OptionError, WriteError, from_args
+from ..influx import InfluxWriter, OptionError, WriteError, from_args, retry_wait
 from ..lineprotocol import ParseError, parse
 from ..log import Log, Progress
 from ..stream import ManualGC, feed
@@ -44,7 +44,6 @@ __all__ = ["MARKS_VERSION", "Puller", "add_arguments", "main", "parse_time"]
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 #: Version of the ``pull`` entry of the state file's header: ``{"version": 1, "marks": {source: ns}}``.
 MARKS_VERSION = 1
-_MAX_BACKOFF = 60.0
 _REPORT = 5  # unrebuildable / late points described one by one per pass; the rest are counted
 
 
@@ -561,10 +560,16 @@ def _salvage(puller: Puller, err: Exception) -> None:
 
 
 def _follow(puller: Puller, every: float) -> int:
-    """Passes every ``every`` seconds until SIGTERM/SIGINT; a failed pass is retried with backoff."""
+    """Passes every ``every`` seconds until SIGTERM/SIGINT.
+
+    A pass that failed for a passing reason (server down, 5xx, 429, timeout,
+    the writer's retries spent) is tried again with backoff; one that cannot
+    succeed by retrying (401, 404, a write refused with 4xx) stops with exit 1.
+    """
     log, stop = puller.log, puller.stop
     old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     backoff = 1.0
+    code = EXIT_OK
     log.info(f"following {puller.source.label}: a pass every {every:g}s until SIGTERM")
     try:
         while not stop.is_set():
@@ -574,9 +579,11 @@ def _follow(puller: Puller, every: float) -> int:
                 backoff = 1.0
             except (ReadError, WriteError) as err:
                 _salvage(puller, err)
-                wait = min(backoff, _MAX_BACKOFF)
-                if isinstance(err, ReadError) and err.retry_after is not None:
-                    wait = min(max(wait, err.retry_after), _MAX_BACKOFF)
+                if not err.retryable:
+                    log.error(f"pull stopped: {err}; {puller.where()}; retrying cannot help: fix this and start again")
+                    code = EXIT_FAIL
+                    break
+                wait = retry_wait(backoff, err.retry_after)
                 log.warn(f"pass failed: {err}; {puller.where()}; retrying in {wait:g}s")
                 backoff *= 2
                 stop.wait(wait)
@@ -586,4 +593,4 @@ def _follow(puller: Puller, every: float) -> int:
         for sig, handler in old.items():
             signal.signal(sig, handler)
     log.info("stopping: " + puller.summary())
-    return EXIT_OK
+    return code

@@ -17,7 +17,7 @@ import urllib.parse
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from ..influx import _message, _retry_after
+from ..influx import InfluxError, _message, _retry_after, retryable_status
 
 __all__ = ["ReadError", "Row", "Source", "complete_batches", "open_request"]
 
@@ -29,13 +29,8 @@ class Row(NamedTuple):
     error: str | None
 
 
-class ReadError(Exception):
+class ReadError(InfluxError):
     """A query that failed; ``retryable`` for a server that is down or overloaded."""
-
-    def __init__(self, message: str, retryable: bool = False, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 class Source:
@@ -107,9 +102,10 @@ def open_request(
     finally:
         conn.close()
     message = _message(payload, resp.reason)
-    retryable = resp.status >= 500 or resp.status == 429
     raise ReadError(
-        f"HTTP {resp.status}: {message}", retryable=retryable, retry_after=_retry_after(resp.getheader("Retry-After"))
+        f"HTTP {resp.status}: {message}",
+        retryable=retryable_status(resp.status),
+        retry_after=_retry_after(resp.getheader("Retry-After")),
     )
 
 
@@ -133,6 +129,8 @@ def json_document(line: bytes) -> dict:
             return json.loads(line, parse_int=_int_keeping_negative_zero)
         return json.loads(line)
     except ValueError as err:
+        if not line.endswith(b"\n"):  # the answer stopped half-way through a line
+            raise ReadError(f"connection lost while reading: the answer ended inside a line ({err})", True) from None
         raise ReadError(f"InfluxDB sent something that is not JSON ({err}): {line[:200]!r}") from None
 
 

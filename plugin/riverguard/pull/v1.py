@@ -30,6 +30,19 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+#: Query errors of InfluxDB 1.x that say the server is busy, not that the query is wrong: retried.
+_BUSY = ("max-concurrent-queries limit exceeded", "query-timeout limit exceeded", "query interrupted")
+
+
+def _busy(error: object) -> bool:
+    """Whether InfluxDB's error message says the server is busy (so ``pull --follow`` tries again).
+
+    >>> _busy("max-concurrent-queries limit exceeded(20, 20)"), _busy("database not found: x")
+    (True, False)
+    """
+    return isinstance(error, str) and any(text in error for text in _BUSY)
+
+
 class InfluxQLSource(Source):
     """Points of database ``db`` (retention policy ``rp``) at ``url``."""
 
@@ -71,11 +84,11 @@ class InfluxQLSource(Source):
                     continue
                 doc = json_document(line)
                 if "error" in doc:
-                    raise ReadError(f"InfluxDB: {doc['error']}")
+                    raise ReadError(f"InfluxDB: {doc['error']}", _busy(doc["error"]))
                 partial = False
                 for result in doc.get("results", ()):
                     if "error" in result:
-                        raise ReadError(f"InfluxDB refused {query[:200]!r}: {result['error']}")
+                        raise ReadError(f"InfluxDB refused {query[:200]!r}: {result['error']}", _busy(result["error"]))
                     partial = partial or bool(result.get("partial"))
                     yield result
                 if not chunked:
