@@ -152,7 +152,7 @@ def test_check_config_shows_the_interval(tmp_path: Path) -> None:
 
 def test_the_readme_documents_every_field_and_its_example_line_has_the_real_shape() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## riverguard's own health (", 1)[1].split("\n## ", 1)[0]
+    section = re.split(r"\n#+ riverguard's own health \(", readme, maxsplit=1)[1].split("\n#", 1)[0]
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", section, re.M))
     assert documented == set(COUNTERS) | set(GAUGES)
     example = re.search(r"```\n(riverguard,.*)\n```", section).group(1).encode()

@@ -1,9 +1,9 @@
-"""The README's task → Telegraf → riverguard → InfluxDB recipe, checked as far as it can be without Telegraf.
+"""The task → Telegraf → riverguard → InfluxDB recipe, checked as far as it can be without Telegraf.
 
 No Telegraf and no InfluxDB 2.x here: the Telegraf config is parsed and
 cross-checked against the task's Flux; the Flux's line-protocol expression is
 evaluated on sample rows (translated to Python, piece by piece, so a change to
-it in the README is what gets evaluated); the lines it makes go to a real
+it in docs/influxdb.md is what gets evaluated); the lines it makes go to a real
 InfluxDB 1.x (the same line-protocol grammar as Telegraf's ``influx`` data
 format) and through ``riverguard run``, and the scores, filtered as the
 output's ``fieldinclude`` says, are written back to the stored points.
@@ -30,13 +30,14 @@ try:
 except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
     from influx import InfluxServer, influxdb  # type: ignore[no-redef]  # noqa: F401
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+#: The recipe lives in docs/influxdb.md ("The other route"), linked from the README.
+RECIPE = (Path(__file__).resolve().parents[1] / "docs" / "influxdb.md").read_text(encoding="utf-8")
 RIVERGUARD = str(Path(sys.executable).with_name("riverguard"))
 
 
 def _block(marker: str, lang: str) -> str:
-    match = re.search(rf"<!-- {marker}:.*?-->\n```{lang}\n(.*?)```", README, re.S)
-    assert match, f"the README lost its {marker} block"
+    match = re.search(rf"<!-- {marker}:.*?-->\n```{lang}\n(.*?)```", RECIPE, re.S)
+    assert match, f"docs/influxdb.md lost its {marker} block"
     return match.group(1)
 
 

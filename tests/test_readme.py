@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -45,3 +46,54 @@ def test_explain_example_is_real_output(tmp_path: Path) -> None:
     path = tmp_path / "riverguard.toml"
     path.write_text(config.group(1))
     _check_diff("example-explain", ["--config", str(path)])
+
+
+def test_quickstart_commands_run_as_written(tmp_path: Path) -> None:
+    """The "Try it" block, run line by line by a shell in a folder holding a copy of tests/data, as a newcomer would."""
+    block = re.search(r"<!-- quickstart:.*?-->\n```sh\n(.*?)```", README, re.S)
+    assert block, "the README lost its quickstart block"
+    data = tmp_path / "tests" / "data"
+    data.mkdir(parents=True)
+    (data / "demo.lp").write_bytes((Path(__file__).resolve().parent / "data" / "demo.lp").read_bytes())
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block.group(1)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    demo = (data / "demo.lp").read_text().splitlines()
+    scored = (tmp_path / "scored.lp").read_text().splitlines()
+    assert len(scored) == len(demo)
+    assert "usage_user_anomaly=true" in "\n".join(scored)
+
+
+def _indented_block(marker: str, lang: str) -> str:
+    """A fenced block inside a numbered list item (indented three spaces), dedented."""
+    block = re.search(rf"<!-- {marker}:.*?-->\n *```{lang}\n(.*?) *```", README, re.S)
+    assert block, f"the README lost its {marker} block"
+    return "".join(line[3:] + "\n" for line in block.group(1).splitlines())
+
+
+def test_telegraf_execd_block_is_the_shipped_telegraf_d_file() -> None:
+    import tomllib
+
+    shown = tomllib.loads(_indented_block("telegraf-execd", "toml"))["processors"]["execd"]
+    root = Path(__file__).resolve().parents[1]
+    shipped = tomllib.loads((root / "telegraf.d" / "riverguard.conf").read_text(encoding="utf-8"))["processors"]["execd"]
+    assert len(shown) == len(shipped) == 1
+    assert shown[0] == {key: shipped[0][key] for key in shown[0]}
+    assert set(shipped[0]) - set(shown[0]) == {"data_format"} and shipped[0]["data_format"] == "influx"
+
+
+def test_telegraf_setup_commands_give_a_config_with_the_state_path(tmp_path: Path) -> None:
+    """Step 2 of "Run with Telegraf", with /etc and /var/lib moved into tmp_path, without sudo and the telegraf user."""
+    commands = _indented_block("telegraf-setup", "sh")
+    commands = commands.replace("sudo ", "").replace("-o telegraf -g telegraf ", "")
+    commands = commands.replace("/opt/riverguard/bin/", "").replace("/etc/", f"{tmp_path}/etc/")
+    commands = commands.replace("/var/lib/", f"{tmp_path}/var/lib/")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", commands], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    state = tmp_path / "var" / "lib" / "riverguard" / "riverguard.msgpack"
+    assert f'"path": "{state}"' in result.stdout  # check-config's resolved [state]
+    assert "Traceback" not in result.stderr

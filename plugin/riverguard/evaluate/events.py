@@ -3,7 +3,7 @@
 NAB's profiles reward an early detection inside a window and charge each
 flagged row outside one; an operator counts differently: was each incident
 noticed, how many alerts were raised for nothing, how long it took. The rules
-(also in the README):
+(also in docs/detection.md, "Event-wise figures"):
 
 - **Event**: a run of labelled rows (a NAB corpus: one anomaly window), the
   span from its first to its last timestamp.
