@@ -97,3 +97,16 @@ def test_telegraf_setup_commands_give_a_config_with_the_state_path(tmp_path: Pat
     state = tmp_path / "var" / "lib" / "riverguard" / "riverguard.msgpack"
     assert f'"path": "{state}"' in result.stdout  # check-config's resolved [state]
     assert "Traceback" not in result.stderr
+
+
+def test_river_api_example_runs() -> None:
+    """The "Use riverguard's detectors from River" example is a doctest that passes."""
+    import doctest
+
+    block = re.search(r"<!-- river-api-example:.*?-->\n```python\n(.*?)```", README, re.S)
+    assert block, "the README lost its river-api-example block"
+    test = doctest.DocTestParser().get_doctest(block.group(1), {}, "README river-api-example", "README.md", 0)
+    runner = doctest.DocTestRunner()
+    runner.run(test)
+    assert runner.summarize(verbose=False).attempted >= 5
+    assert not runner.failures
