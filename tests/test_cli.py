@@ -81,7 +81,7 @@ def test_replay_to_stdout(tmp_path: Path, capsysbinary: pytest.CaptureFixture[by
         b"m v=1,v_anomaly_score=0.0,v_anomaly=false 1\nm v=oops 2\nm v=1,v_anomaly_score=0.0,v_anomaly=false 3\n"
     )
     err = captured.err.decode().splitlines()
-    assert err[0].startswith('E! [riverguard] metric 2: not line protocol: invalid field value "oops" at column 5')
+    assert err[0].startswith(f'E! [riverguard] {path}:2: not line protocol: invalid field value "oops" at column 5')
     assert "I! [riverguard] metrics: 3 (1 unparsable)" in err
 
 

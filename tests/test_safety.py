@@ -186,6 +186,9 @@ def test_backfill_skips_unparsable_lines_and_writes_the_rest(influxdb: InfluxSer
     stderr = proc.stderr.decode()
     assert proc.returncode == 0, stderr
     assert "metrics: 202 (2 unparsable, not sent to InfluxDB)" in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("E! ")]
+    assert [e.split(" not line protocol")[0] for e in errors] == [f"E! [riverguard] {path}:51:", f"E! [riverguard] {path}:121:"]
+    assert all("; not sent to InfluxDB: " in e for e in errors), errors
     assert "wrote 200 metrics in 1 batch(es)" in stderr
     assert influxdb.rows('SELECT count("usage_idle") FROM "cpu"', "rg_mixed")[0][1] == 200
 
@@ -294,6 +297,48 @@ def test_gzip_input_is_read_by_its_magic_bytes(tmp_path: Path) -> None:
     assert got.stdout == expected.stdout and b"E!" not in got.stderr
     piped = run_cli(["replay", "-"], input=gzip.compress(data))
     assert piped.stdout == expected.stdout
+
+
+# A file with the physical lines a bad-line message has to count: comments, blank lines, a string value
+# holding raw newlines (one metric over three lines), and two bad lines, at lines 7 and 9.
+LINES = (
+    b"# recorded by hand\n"  # 1
+    b"cpu,host=a v=1 1\n"  # 2
+    b"\n"  # 3
+    b'log,host=a msg="first\nsecond\nthird",n=1 2\n'  # 4-6
+    b"cpu,host=a v=oops 3\n"  # 7
+    b"cpu,host=a v=2 4\n"  # 8
+    b"not line protocol\n"  # 9
+    b"cpu,host=a v=3 5"  # 10, no newline at the end
+)
+
+
+def _bad_lines(stderr: bytes) -> list[str]:
+    """``NAME:LINE`` of each bad-line message."""
+    return [line.split(b": not line protocol")[0].split(b"] ", 1)[1].decode() for line in stderr.splitlines()
+            if b"not line protocol" in line]
+
+
+def test_bad_lines_are_reported_by_file_and_line(tmp_path: Path) -> None:
+    import gzip
+
+    (tmp_path / "recorded.lp").write_bytes(LINES)
+    (tmp_path / "recorded.lp.gz").write_bytes(gzip.compress(LINES))
+    (tmp_path / "other.lp").write_bytes(b"cpu,host=b v=1 1\ncpu,host=b v= 2\n")
+    proc = run_cli(["replay", "recorded.lp", "recorded.lp.gz", "other.lp"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # Each file counts from 1; gzip input counts the lines it holds, not bytes of the file.
+    assert _bad_lines(proc.stderr) == ["recorded.lp:7", "recorded.lp:9", "recorded.lp.gz:7", "recorded.lp.gz:9", "other.lp:2"]
+    assert proc.stdout.count(b"\n") == 2 * 10 + 2  # and nothing is lost
+    # The README's example is this message.
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = re.search(r"<!-- bad-line-message:.*?-->\n *```\n *(E!.*)\n", readme).group(1)  # type: ignore[union-attr]
+    assert example.encode() in proc.stderr.splitlines()
+    # stdin counts its lines the same way, for replay - and for Telegraf's execd (run).
+    for args in (["replay", "-"], ["run"]):
+        proc = run_cli(args, input=LINES + b"\n" + LINES)
+        assert proc.returncode == 0, proc.stderr
+        assert _bad_lines(proc.stderr) == ["stdin:7", "stdin:9", "stdin:17", "stdin:19"], args
 
 
 def test_binary_input_stops_replay_with_one_message(tmp_path: Path) -> None:

@@ -125,6 +125,12 @@ class Engine:
         self._next_eviction_warning = 0.0
         #: Unparsable metrics are dropped from the output instead of passed through (backfill to InfluxDB).
         self.drop_unparsable = False
+        #: The input a bad line is reported in (``NAME:LINE``; :meth:`start_input`); None: ``metric N``.
+        self.source: str | None = None
+        # Physical lines that are not a metric of their own (comments, blank lines, the lines a string
+        # value with a raw newline spans), and the lines read before the current input.
+        self._extra_lines = 0
+        self._line_origin = 0
         self._error_limit = RateLimit(burst=10, period=1.0)
 
     def _configure(self, config: Config) -> None:
@@ -204,13 +210,15 @@ class Engine:
             data += b"\n"
         metric = record.metric
         if metric is None:
-            if record.error is not None:
-                self.metrics += 1
-                self.parse_errors += 1
-                self._report_parse_error(record.data, record.error)
-                if self.drop_unparsable:
-                    return b""
-            return data
+            if record.error is None:  # a comment or a blank line
+                self._extra_lines += 1
+                return data
+            self.metrics += 1
+            self.parse_errors += 1
+            self._report_parse_error(record.data, record.error)
+            return b"" if self.drop_unparsable else data
+        if b"\n" in metric.raw:  # a string value holding a newline: one metric, several lines
+            self._extra_lines += metric.raw.count(b"\n")
         self.metrics += 1
         timestamp = metric.timestamp
         if timestamp is not None and (self.now is None or timestamp > self.now):
@@ -425,7 +433,18 @@ class Engine:
         if held:
             self.log.warn(f"{held} more unparsable metrics were not reported (rate limit)")
         snippet = data[:120].rstrip(b"\n").decode("utf-8", "backslashreplace")
-        self.log.error(f"metric {self.metrics}: not line protocol: {error}; passed through unchanged: {snippet}")
+        where = f"metric {self.metrics}" if self.source is None else f"{self.source}:{self.line()}"
+        fate = "not sent to InfluxDB" if self.drop_unparsable else "passed through unchanged"
+        self.log.error(f"{where}: not line protocol: {error}; {fate}: {snippet}")
+
+    def start_input(self, name: str) -> None:
+        """Report bad lines from here on as ``name:LINE``, counting physical lines from 1 (replay: per file)."""
+        self.source = name
+        self._line_origin = self.metrics + self._extra_lines
+
+    def line(self) -> int:
+        """The physical line of the current input where the last metric counted starts."""
+        return self.metrics + self._extra_lines - self._line_origin
 
     def flush_log(self) -> None:
         """Report parse errors held back by the rate limit, and evictions of unscored series."""

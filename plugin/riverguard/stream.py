@@ -186,6 +186,7 @@ def serve(
     line goes out, flushed, after the complete metrics processed when it is due.
     """
     log = engine.log
+    engine.start_input("stdin")
     signals = _Signals()
     buf = b""
     out: list[bytes] = []
@@ -365,8 +366,10 @@ def replay(
     """
     for name in inputs:
         stream = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
+        shown = "stdin" if name == "-" else name
+        engine.start_input(shown)
         try:
-            chunks: Iterable[bytes] = _text_chunks("stdin" if name == "-" else name, stream)
+            chunks: Iterable[bytes] = _text_chunks(shown, stream)
             if progress is not None:
                 chunks = _counted(chunks, progress)
             process_chunks(engine, chunks, output.write)
