@@ -88,6 +88,9 @@ def test_telegraf_execd_block_is_the_shipped_telegraf_d_file() -> None:
 def test_telegraf_setup_commands_give_a_config_with_the_state_path(tmp_path: Path) -> None:
     """Step 2 of "Run with Telegraf", with /etc and /var/lib moved into tmp_path, without sudo and the telegraf user."""
     commands = _indented_block("telegraf-setup", "sh")
+    header = (Path(__file__).resolve().parents[1] / "telegraf.d" / "riverguard.conf").read_text(encoding="utf-8")
+    for line in commands.splitlines():  # telegraf.d/riverguard.conf's header gives the same steps
+        assert line.startswith("#") or f"#   {line}\n" in header, line
     commands = commands.replace("sudo ", "").replace("-o telegraf -g telegraf ", "")
     commands = commands.replace("/opt/riverguard/bin/", "").replace("/etc/", f"{tmp_path}/etc/")
     commands = commands.replace("/var/lib/", f"{tmp_path}/var/lib/")
