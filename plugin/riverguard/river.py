@@ -103,7 +103,7 @@ class _RiverFacing(base.AnomalyDetector):
         cls.__init__ = __init__  # type: ignore[method-assign]
         cls.__signature__ = inspect.Signature(keywords)  # type: ignore[attr-defined]
         if cls.__doc__:
-            cls.__doc__ = cls.__doc__.replace("{settings}", _settings(detector.PARAMS))
+            cls.__doc__ = cls.__doc__.replace("{settings}", _settings(declared))
 
     def _time(self, x: dict[Any, Any], t: float | None) -> float | None:
         if t is not None:
@@ -166,9 +166,6 @@ class Sentinel(_RiverFacing, _sentinel.Sentinel):
 
     Parameters
     ----------
-    time_key
-        The key of ``x`` that holds the value's time (a ``datetime``, naive
-        meaning UTC, or seconds since the epoch); None: no time in ``x``.
     {settings}
 
     Examples
@@ -210,8 +207,6 @@ class Context(_RiverFacing, _context.Context):
 
     Parameters
     ----------
-    time_key
-        The key of ``x`` that holds the value's time; None: no time in ``x``.
     {settings}
 
     Examples
@@ -247,8 +242,6 @@ class ZScore(_RiverFacing, _zscore.ZScore):
 
     Parameters
     ----------
-    time_key
-        The key of ``x`` that holds the value's time (ignored by this detector).
     {settings}
 
     Examples
@@ -282,8 +275,6 @@ class PAD(_RiverFacing, _pad.PAD):
 
     Parameters
     ----------
-    time_key
-        The key of ``x`` that holds the value's time (ignored by this detector).
     {settings}
 
     Examples
@@ -315,13 +306,11 @@ class HST(_RiverFacing, _hst.HST):
     online to [0, 1] (a value beyond the range seen is clipped), with the raw
     score calibrated against its own running mean and deviation, as
     riverguard's ``scope = "metric"`` rules do. A feature missing from ``x``
-    is simply absent. (riverguard's per-field rules feed the value and its
+    is simply absent; the time under ``time_key`` is not a feature. (riverguard's per-field rules feed the value and its
     change; here the features are what ``x`` holds.)
 
     Parameters
     ----------
-    time_key
-        The key of ``x`` that holds the time, left out of the features.
     {settings}
 
     Examples
