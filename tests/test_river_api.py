@@ -213,7 +213,7 @@ def test_the_time_from_x_from_t_and_none() -> None:
             ("key", by_key, {"v": v, "at": aware}, {}),
             ("naive", by_naive, {"v": v, "at": aware.replace(tzinfo=None)}, {}),
             ("seconds", by_seconds, {"v": v, "at": t}, {}),
-            ("t", by_t, {"v": v}, {"t": t}),
+            ("t", by_t, {"v": v}, {"t": aware if int(t) // 3600 % 2 else t}),  # seconds or a datetime
             ("none", untimed, {"v": v}, {}),
             ("t_wins", t_wins, {"v": v, "at": 0.0}, {"t": t}),
         ):

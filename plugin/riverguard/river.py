@@ -29,9 +29,9 @@ passes estimators nothing but ``x``: its filters (``anomaly.QuantileFilter``),
 UTC, or seconds since the epoch); in a pipeline, pass it around the scaling
 with a union, ``(compose.Select("v") | preprocessing.StandardScaler()) +
 compose.Select("at")``. Called directly, ``learn_one`` and ``score_one``
-also take a keyword ``t`` (seconds), as riverguard's engine calls its
-detectors; where both are given, ``t`` wins. Without either, the time-of-day
-step is skipped and everything counts samples.
+also take a keyword ``t`` (seconds, as riverguard's engine calls its
+detectors, or a ``datetime``); where both are given, ``t`` wins. Without
+either, the time-of-day step is skipped and everything counts samples.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ class _RiverFacing(base.AnomalyDetector):
 
     def _time(self, x: dict[Any, Any], t: float | None) -> float | None:
         if t is not None:
-            return float(t)
+            return _seconds(t)
         key = self.time_key
         if key is not None and key in x:
             return _seconds(x[key])
