@@ -114,8 +114,11 @@ class Transitions(Surprise):
 
 
 # Suppression and learning are also bounded in event time (3 days), and the time-of-day margin is
-# wider: issue 12, docs/detection.md "Two corpora".
-_STEPS, _PARAMS, _LAYOUT = compose(Transitions, day_margin=0.18, suppress_time=259200.0, learn_time=259200.0)
+# wider; a time-of-day slot must have seen a spread of values, and a climb already reported is not
+# reported again: issue 12, docs/detection.md "Two corpora".
+_STEPS, _PARAMS, _LAYOUT = compose(
+    Transitions, day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True
+)
 
 
 class Sentinel(Pipeline):
@@ -158,9 +161,11 @@ class Sentinel(Pipeline):
        ``day_slots`` slots of the day (with ``weekend_slots``, Saturdays and
        Sundays have their own). Each slot keeps the range of the values seen
        in it; once the series has passed through the slot ``day_visits``
-       times (on as many days), a value more than ``day_margin`` of the range
-       seen so far beyond the slot's range scores ``day_score`` (a dip at an
-       hour that is normally busy, a missing daily peak). With
+       times (on as many days), and the values seen in it spread over more
+       than ``day_width`` of the range seen so far, a value more than
+       ``day_margin`` of the range beyond the slot's range scores
+       ``day_score`` (a dip at an hour that is normally busy, a missing daily
+       peak; an hour that has only seen zeros says nothing about a stray 1). With
        ``day_detrend`` the slots keep the value's deviation from the long-run
        mean (weight ``value_long``) instead of the value, so a series that
        rises or sinks over weeks does not set a new record for the hour every
@@ -184,7 +189,9 @@ class Sentinel(Pipeline):
        scores are multiplied by ``damp``, or, with event times, those of the
        next ``suppress_time`` seconds (3 days) if that ends first: a run of
        detections is reported once, a distinct incident days later is
-       reported again, strong new extremes still get through. With ``day_through``, a
+       reported again, strong new extremes still get through, except (with
+       ``extreme_once``) one that continues the climb of the new extreme before
+       it, no value having come back inside the range. With ``day_through``, a
        suppression started by a likelihood, a new extreme or a stuck value
        does not damp a time-of-day extreme: it is a different kind of
        evidence (a daily pattern broken), reported and followed by a

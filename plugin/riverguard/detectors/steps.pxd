@@ -40,7 +40,7 @@ cdef class PredictionError(Step):
 cdef class TimeOfDay(Step):
     cdef public int day_slots, day_visits
     cdef public bint weekend_slots, day_detrend
-    cdef public double day_margin, day_score, day_fading
+    cdef public double day_margin, day_score, day_fading, day_width
     cdef public int64_t _slot
     cdef bint hit
     cdef double _width
@@ -51,7 +51,7 @@ cdef class TimeOfDay(Step):
     cdef double *_stat
 
     @cython.locals(tt=double, day=double, slot=int64_t, v=double, vis=int, i=Py_ssize_t, ds=double,
-                   dvar=double, zs=double, a=double, dlo=double, dhi=double)
+                   dvar=double, zs=double, a=double, dlo=double, dhi=double, known=bint)
     cdef double observe(self, double x, double lmean, object t, double span, double var, double z_scale,
                         double z) except? -1.0
 
@@ -67,7 +67,10 @@ cdef class Likelihood(Step):
 
 cdef class Extremes(Step):
     cdef public double margin, extreme, extreme_sd, value_long
+    cdef public bint extreme_once
     cdef public double _lo, _hi, _rlo, _rhi, _lmean, _lvar
+    cdef public bint _climb
+    cdef bint again
 
     cdef void first(self, double x) noexcept
     @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, lam=double, dl=double, far=bint)
@@ -95,6 +98,7 @@ cdef class Suppression(Step):
     cdef public bint _qday
     cdef public double _tfire
 
+    cdef bint active(self, double now) noexcept
     @cython.locals(quiet=int64_t)
     cdef double apply(self, double score, bint tod, double now) noexcept
 

@@ -241,6 +241,8 @@ class TimeOfDay(Step):
         Param("day_fading", 0.02, "Weight of the newest sample in each slot's mean and variance (0: off).",
               low=0.0, high=1.0, high_open=True),
         Param("day_detrend", True, "Slots keep the value's deviation from the long-run mean, not the value."),
+        Param("day_width", 0.0, "A slot is checked only once the values seen in it spread over more than this "
+              "fraction of the range seen so far.", low=0.0, high=1.0),
     )  # fmt: skip
     STATE = ("slot",)
     SIGNED = ("slot",)
@@ -304,15 +306,19 @@ class TimeOfDay(Step):
             else:  # a slot starts at the value, with the variance of the recent values
                 self._stat[i] = v
                 self._stat[i + 1] = var
-        # new extremes for the time of day: beyond the range seen in this slot on earlier days
+        # new extremes for the time of day: beyond the range seen in this slot on earlier days, once
+        # the slot has been visited day_visits times and its values spread over day_width of the
+        # range (a slot that has only seen one value, such as the zeros of a sparse count, says
+        # nothing about what is unusual at that hour)
         if vis:
             dlo = self._lo[slot]
             dhi = self._hi[slot]
+            known = vis >= self.day_visits and dhi - dlo > self.day_width * span
             if v < dlo:
-                self.hit = vis >= self.day_visits and dlo - v > self.day_margin * span
+                self.hit = known and dlo - v > self.day_margin * span
                 self._lo[slot] = v
             elif v > dhi:
-                self.hit = vis >= self.day_visits and v - dhi > self.day_margin * span
+                self.hit = known and v - dhi > self.day_margin * span
                 self._hi[slot] = v
         else:
             self._lo[slot] = v
@@ -392,10 +398,13 @@ class Extremes(Step):
         Param("extreme_sd", 3.0, "Long-run standard deviations from the long-run mean a new extreme needs.", low=0.0),
         Param("value_long", 0.002, "Weight of the newest value in the long-run mean and variance of the values.",
               low=0.0, high=1.0, low_open=True, high_open=True),
+        Param("extreme_once", False, "A new extreme that continues a climb already reported (no value back inside "
+              "the range since) is not reported again while the suppression lasts."),
     )  # fmt: skip
     # the range seen so far (lo, hi); the range as it was when the current excursion beyond it began
-    # (rlo, rhi); the long-run mean and variance of the values (lmean, lvar)
-    STATE = ("lo", "hi", "rlo", "rhi", "lmean", "lvar")
+    # (rlo, rhi); the long-run mean and variance of the values (lmean, lvar); whether the values
+    # have stayed beyond the range since the last new extreme (climb)
+    STATE = ("lo", "hi", "rlo", "rhi", "lmean", "lvar", "climb")
 
     def __init__(self, values):
         Step.__init__(self, values)
@@ -405,6 +414,8 @@ class Extremes(Step):
         self._rhi = 0.0
         self._lmean = 0.0
         self._lvar = 0.0
+        self._climb = False
+        self.again = False
 
     def first(self, x):
         self._lo = self._hi = self._rlo = self._rhi = self._lmean = x
@@ -416,6 +427,8 @@ class Extremes(Step):
         began (a slow slide to a new low is measured from where it left the
         range) by more than ``margin`` of that range, and far from the
         long-run mean; the next excursion is measured from the range as it is now.
+        ``again`` says whether a new extreme continues the climb of the previous
+        one (no value back inside the range in between).
         """
         lo = self._lo
         hi = self._hi
@@ -433,6 +446,7 @@ class Extremes(Step):
         else:  # back inside: the reference catches up with the range
             self._rlo = self._lo
             self._rhi = self._hi
+            self._climb = False
         lam = self.value_long if n * self.value_long > 1.0 else 1.0 / n
         dl = x - self._lmean
         far = False
@@ -443,6 +457,8 @@ class Extremes(Step):
         if ext > self.margin * (rhi - rlo) and far:
             self._rlo = self._lo
             self._rhi = self._hi
+            self.again = self._climb
+            self._climb = True
             return True
         return False
 
@@ -545,6 +561,10 @@ class Suppression(Step):
         self._quiet = 0
         self._qday = False
         self._tfire = _INF
+
+    def active(self, now):
+        """True while a suppression lasts at event time ``now`` (NaN: none)."""
+        return self._quiet > 0 and not (self.suppress_time and now - self._tfire >= self.suppress_time)
 
     def apply(self, score, tod, now):
         """The score as reported; ``tod``: it is a time-of-day extreme; ``now``: the event time (NaN: none)."""
@@ -652,6 +672,8 @@ class Pipeline:
         lo = extremes._lo  # the range before x
         span = extremes._hi - lo
         new_extreme = extremes.observe(x, n)  # 3. new extremes
+        if new_extreme and extremes.again and extremes.extreme_once and self.suppression.active(now):
+            new_extreme = False  # the climb that was reported goes on: not a distinct incident
         raw = self.surprise.raw(x, lo, span, n)  # 1a. surprise
         error = self.error
         var = error._var
