@@ -1,12 +1,16 @@
-"""The README's sample config and Example are what riverguard really does."""
+"""The README's sample config, examples, commands and messages are what riverguard really does."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
@@ -113,3 +117,93 @@ def test_river_api_example_runs() -> None:
     runner.run(test)
     assert runner.summarize(verbose=False).attempted >= 5
     assert not runner.failures
+
+
+def _messages_table() -> list[str]:
+    """The messages quoted (in backticks, starting with a log prefix) in "Messages and troubleshooting"."""
+    table = re.search(r"<!-- messages:.*?-->\n(.*?)\n\n", README, re.S)
+    assert table, "the README lost its messages table"
+    return re.findall(r"^\| `([EWI]! .*?)` ", table.group(1), re.M)
+
+
+def _pattern(message: str) -> str:
+    """The README's message as a regex: `...`, PATH, NAME, <time> and numbers of 3+ digits stand for anything."""
+    pattern = re.escape(message)
+    for placeholder, anything in (
+        (re.escape("..."), r".*"), ("PATH", r"\S+"), ("NAME", r"\S+"), (re.escape("<time>"), r"\S+")
+    ):
+        pattern = pattern.replace(placeholder, anything)
+    return re.sub(r"\d{3,}", r"\\d+", pattern)
+
+
+def _provoke(fragment: str, tmp: Path) -> str:
+    """Make riverguard say the message containing ``fragment``, the way a user would meet it; its stderr."""
+    rg = [sys.executable, "-m", "riverguard"]
+
+    def run(args: list[str], stdin: str = "") -> str:
+        return subprocess.run(rg + args, input=stdin, capture_output=True, text=True, cwd=tmp, timeout=60).stderr
+
+    config = tmp / "riverguard.toml"
+    if fragment == "no [[rule]]":
+        config.write_text("[state]\nmax_series = 100\n")
+        return run(["run", "--config", "riverguard.toml"], "cpu v=1\n")
+    if fragment == "not line protocol":
+        return run(["run"], "cpu,host=a usage_idle=97.2 1700000000000000000\nthis is not lp\n")
+    if fragment == "unknown detector":
+        config.write_text('[[rule]]\nname = "a"\ndetector = "zscroe"\n')
+        return run(["check-config", "riverguard.toml"])
+    if fragment == "unrecognized arguments":
+        return run(["run", "--bogus"])
+    if fragment == "no checkpoint at":
+        return run(["run", "--state", "state.msgpack"], "cpu v=1\n")
+    if fragment == "is unusable":
+        (tmp / "state.msgpack").write_bytes(b"not a checkpoint")
+        return run(["run", "--state", "state.msgpack"], "cpu v=1\n")
+    if fragment == "is in use by another riverguard":
+        holder = subprocess.Popen(rg + ["run", "--state", "held.msgpack"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
+        try:
+            while not (tmp / "held.msgpack.lock").exists():
+                time.sleep(0.05)
+            return run(["run", "--state", "held.msgpack"], "cpu v=1\n")
+        finally:
+            holder.communicate(timeout=30)
+    if fragment == "cannot create the lock file":
+        (tmp / "a-file").write_text("")
+        return run(["run", "--state", "a-file/state.msgpack"], "cpu v=1\n")
+    if fragment == "checkpoint to":  # the state folder disappears (a file takes its place) while riverguard runs
+        (tmp / "gone").mkdir()
+        proc = subprocess.Popen(rg + ["run", "--state", "gone/state.msgpack"], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp, text=True)
+        while not (tmp / "gone" / "state.msgpack.lock").exists():
+            time.sleep(0.05)
+        shutil.rmtree(tmp / "gone")
+        (tmp / "gone").write_text("")
+        return proc.communicate("cpu v=1\n", timeout=30)[1]
+    if fragment == "evicted before they were scored":
+        config.write_text('[state]\nmax_series = 2\n\n[[rule]]\nname = "all"\n')
+        lines = "".join(f"cpu,host=h{h} v={i % 7} {1700000000000000000 + i * 10**10}\n" for i in range(50) for h in range(5))
+        return run(["run", "--config", "riverguard.toml"], lines)
+    if fragment == "--report needs":  # Bokeh cannot be imported
+        (tmp / "no-bokeh" / "bokeh").mkdir(parents=True)
+        (tmp / "no-bokeh" / "bokeh" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+        (tmp / "in.lp").write_text("cpu v=1\n")
+        env = {**os.environ, "PYTHONPATH": f"{tmp / 'no-bokeh'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        return subprocess.run(rg + ["replay", "--report", "r.html", "in.lp"], capture_output=True, text=True,
+                              cwd=tmp, env=env, timeout=60).stderr
+    raise AssertionError(f"no way to provoke this README message yet: add one to _provoke ({fragment!r})")
+
+
+_FRAGMENTS = (
+    "no [[rule]]", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
+    "is unusable", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
+    "evicted before they were scored", "--report needs",
+)
+
+
+@pytest.mark.parametrize("message", _messages_table(), ids=lambda message: message[3:60])
+def test_every_message_in_the_troubleshooting_table_is_what_riverguard_says(message: str, tmp_path: Path) -> None:
+    fragment = next((f for f in _FRAGMENTS if f in message), message)
+    stderr = _provoke(fragment, tmp_path)
+    assert re.search(_pattern(message), stderr, re.M), f"the README says\n  {message}\nriverguard said\n{stderr}"
+    assert "Traceback" not in stderr
