@@ -9,6 +9,7 @@ and only with a flag; no name the metric already has is added.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import re
@@ -25,8 +26,8 @@ from riverguard.lineprotocol import Splitter
 from riverguard.state import StateStore
 from riverguard.stream import feed
 
-#: The detectors that give a band (sentinel's and context's explanation was not ported to the steps pipeline).
-BANDED = ("zscore", "pad", "hst")
+#: The detectors that give a band.
+BANDED = ("sentinel", "context", "zscore", "pad", "hst")
 DETECTORS = sorted(n for n in REGISTRY if n != "river")  # river needs a model spec: it does not explain (base class)
 FIELD = re.compile(rb",([^,= ]+?)_anomaly_(expected|lower|upper|reason)=([^, ]+)")
 FLOAT = re.compile(rb"-?[0-9]+(\.[0-9]+(e[-+][0-9]+)?|e[-+][0-9]+)\Z")
@@ -233,3 +234,170 @@ def test_splitter_sees_one_metric_per_line() -> None:
     records, _, _ = Splitter().split(out, final=True)
     assert len(records) == 4 and all(r.metric is not None for r in records)
     assert b'v_anomaly_reason="spike"' in out
+
+
+# -- sentinel and context: the steps pipeline -----------------------------------------------------------
+
+PIPELINES = ("sentinel", "context")
+#: sha256 (first 16 hex digits) of their output on _stream(600) with warmup = 20, explain off, as main
+#: wrote it before they explained themselves (a522b83; the same at c67c245).
+SENTINEL_DIGEST = "8fc2a394874f30ed"
+CONTEXT_DIGEST = "61ebcb994c6640b5"
+
+
+def _restless(n: int, seed: int) -> list[float]:
+    """A daily wave with level steps, bursts of noise, rare spikes and a stuck stretch (600 s apart)."""
+    rng = random.Random(seed)
+    level, out = 50.0, []
+    for i in range(n):
+        if i % 700 == 350:
+            level += rng.choice([-3.0, 3.0])
+        x = level + 10.0 * math.sin(2 * math.pi * i / 144) + rng.gauss(0.0, 1.0 if i % 1000 < 900 else 4.0)
+        if rng.random() < 0.002:
+            x += rng.choice([-40.0, 40.0])
+        if 3000 <= i < 3050:
+            x = 47.0
+        out.append(round(x, 2))
+    return out
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+@pytest.mark.parametrize("stamped", [True, False])
+@pytest.mark.parametrize("name", PIPELINES)
+def test_pipeline_band_is_exact(name: str, stamped: bool, threshold: float) -> None:
+    """Just inside each edge not flagged, just outside flagged (a repeat of the last value excepted: stuck).
+
+    The band covers every step that reads the value (prediction error of the
+    series and of the hour, the surprise of each level, new extremes,
+    time-of-day extremes) and the suppression in progress; at 0.3 the
+    likelihood's part (the surprise levels included) narrows it often.
+    """
+    det = REGISTRY[name](learn=100)
+    checked = zero_width = 0
+    for i, x in enumerate(_restless(4000, seed=2)):
+        t = 1_700_000_000.0 + 600 * i if stamped else None
+        band = det.explain(threshold, t)
+        if band is not None and i % 3 == 0 and (band[1] is not None or band[2] is not None):
+            expected, lower, upper = band
+            if lower is not None and upper is not None and lower == upper:
+                zero_width += 1  # every value would be flagged: the probes on either side are
+                probes = [(lower - 1e-6, True), (upper + 1e-6, True)]
+            else:
+                eps = 1e-7 * (upper - lower if lower is not None and upper is not None else abs(expected) + 1.0)
+                probes = []
+                if lower is not None:
+                    probes += [(lower + eps, False), (lower - eps, True)]
+                if upper is not None:
+                    probes += [(upper - eps, False), (upper + eps, True)]
+            for probe, flag in probes:
+                if probe != det.stuck._prev:
+                    assert flagged(det.score_one(probe, t), threshold) is flag, (i, probe, band)
+            checked += 1
+        det.process(x, t)
+    assert checked > 1000
+
+
+def test_pipeline_band_omitted_while_learning() -> None:
+    """Before ``learn`` samples nothing is flagged: the expected value only, never a band, never NaN."""
+    for name in PIPELINES:
+        det = REGISTRY[name](learn=50)
+        assert det.explain(0.5) is None  # nothing seen yet
+        for i in range(120):
+            band = det.explain(0.5, 60.0 * i)
+            if 0 < i < 50:
+                assert band is not None and band[1] is None and band[2] is None and math.isfinite(band[0])
+            if i > 60:
+                assert band is not None and band[1] is not None and band[2] is not None
+            det.process(10.0 + math.sin(i), 60.0 * i)
+
+
+def _first_reasons(name: str, values: list[float], times: list[float] | None = None) -> list[tuple[int, str]]:
+    det = REGISTRY[name]()
+    out = []
+    for i, x in enumerate(values):
+        t = None if times is None else times[i]
+        band = det.explain(det.default_threshold, t)
+        if flagged(det.process(x, t), det.default_threshold):
+            out.append((i, det.reason(x, band)))
+    return out
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_pipeline_reasons_name_the_evidence(name: str) -> None:
+    rng = random.Random(4)
+    base = [50.0 + rng.gauss(0.0, 1.0) for _ in range(1500)]
+    spike, dip, stuck, shift = list(base), list(base), list(base), list(base)
+    spike[1000] += 15.0
+    dip[1000] -= 15.0
+    stuck[1000:1100] = [stuck[999]] * 100
+    for i in range(1000, 1500):
+        shift[i] += 2.5  # within the range seen: flagged once the level has moved
+    assert _first_reasons(name, spike) == [(1000, "spike")]
+    assert _first_reasons(name, dip) == [(1000, "dip")]
+    assert [why for _, why in _first_reasons(name, stuck)] == ["stuck"]
+    flags = _first_reasons(name, shift)
+    assert flags and all(i > 1000 and why == "level_shift" for i, why in flags)
+    # hourly, busy from 9 to 17 each day; one day's afternoon stays quiet
+    hours = 24 * 40
+    times = [1_700_000_000.0 + 3600 * i for i in range(hours)]
+    daily = [50.0 + (20.0 if 9 <= i % 24 < 17 else 0.0) + rng.gauss(0.0, 1.0) for i in range(hours)]
+    for i in range(24 * 35 + 10, 24 * 35 + 14):
+        daily[i] -= 20.0
+    assert _first_reasons(name, daily, times) == [(24 * 35 + 10, "time_of_day")]
+
+
+def test_pipeline_explanations_same_compiled_and_pure() -> None:
+    """One source: the compiled and the uncompiled detector explain with the very same doubles."""
+    for name in PIPELINES:
+        compiled = REGISTRY[name](learn=100)
+        pure = getattr(uncompiled(f"detectors.{name}"), type(compiled).__name__)(learn=100)
+        for i, x in enumerate(_restless(2500, seed=9)):
+            t = 1_700_000_000.0 + 600 * i if i % 2 else None
+            for threshold in (0.5, 0.3):
+                assert compiled.explain(threshold, t) == pure.explain(threshold, t), (name, i)
+            assert compiled.process(x, t) == pure.process(x, t)
+            assert compiled.reason(x) == pure.reason(x)
+
+
+def test_band_text_is_what_percent_g_writes() -> None:
+    """The compiled hot path's fast conversion of band values gives ``%.12g``'s bytes (and ``.0``)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from riverguard import _hotpath
+
+    def want(v: float) -> bytes:
+        text = b"%.12g" % v
+        return text if b"." in text or b"e" in text else text + b".0"
+
+    tricky = [9.9999999999995, 9.99999999999949, 99999999999.99999, 1e-4, 9.99999999999e-5, 1e11, 1e15, -0.0,
+              0.0, 5e-324, 123456789012.5, 0.1 + 0.2, 1e14 * (1 - 1e-16), 1000.0 * (1 + 2.3e-16)]
+    for v in tricky + [10.0 ** k * f for k in range(-6, 16) for f in (1.0, 1.0 - 1e-15, 1.0 + 1e-15, -1.0)]:
+        assert _hotpath.format_band(v) == want(v), v
+
+    @settings(max_examples=3000, deadline=None)
+    @given(st.floats(allow_nan=False, allow_infinity=False) | st.floats(min_value=-1e16, max_value=1e16))
+    def same(v: float) -> None:
+        assert _hotpath.format_band(v) == want(v)
+
+    same()
+
+
+def test_pipeline_explain_off_is_todays_output() -> None:
+    """With explain off, sentinel's and context's output is byte for byte what it was before explanations."""
+    data = _stream(600)
+    for name in PIPELINES:
+        out = _run(Engine(_config(name, explain="", rule="warmup = 20\n")), data)
+        assert FIELD.search(out) is None
+        digest = hashlib.sha256(out).hexdigest()[:16]
+        assert digest == {"sentinel": SENTINEL_DIGEST, "context": CONTEXT_DIGEST}[name], (name, digest)
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_pipeline_fields_same_from_either_hot_path(name: str) -> None:
+    """The compiled hot path reads the pipeline's explanation in C; the Python one asks explain(): same bytes."""
+    data = _stream(600)
+    config = _config(name, rule="warmup = 20\n")
+    out = _run(_engine(config, True), data)
+    assert out == _run(_engine(config, False), data)
+    assert b"v_anomaly_lower=" in out and b"v_anomaly_reason=" in out

@@ -44,12 +44,13 @@ def test_example_diff_is_real_output() -> None:
     _check_diff("example", [])
 
 
-def test_explain_example_is_real_output(tmp_path: Path) -> None:
-    config = re.search(r"<!-- example-explain-config:.*?-->\n```toml\n(.*?)```", README, re.S)
-    assert config, "the README lost its explain config"
+@pytest.mark.parametrize("name", ["example-explain", "example-explain-default"])
+def test_explain_example_is_real_output(tmp_path: Path, name: str) -> None:
+    config = re.search(rf"<!-- {name}-config:.*?-->\n```toml\n(.*?)```", README, re.S)
+    assert config, f"the README lost its {name} config"
     path = tmp_path / "riverguard.toml"
     path.write_text(config.group(1))
-    _check_diff("example-explain", ["--config", str(path)])
+    _check_diff(name, ["--config", str(path)])
 
 
 def test_quickstart_commands_run_as_written(tmp_path: Path) -> None:

@@ -3,15 +3,18 @@ cimport cython
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free
-from libc.string cimport memchr, memcmp, memcpy
+from libc.math cimport floor, log10
+from libc.string cimport memchr, memcmp, memcpy, strlen
 
 from riverguard._plainline cimport Plain, scan
 from riverguard.detectors.sentinel cimport Sentinel as CompiledSentinel
+from riverguard.detectors.steps cimport Pipeline as CompiledPipeline
 
 cdef extern from "Python.h":
     char *PyOS_double_to_string(double val, char format_code, int precision, int flags, int *type) except NULL
 
 cdef int _BOOLEAN
+cdef double _NAN
 cdef Plain _LINE
 
 cdef class Series:
@@ -34,14 +37,27 @@ cdef bint _contains(bytes b, Py_ssize_t start, Py_ssize_t end, bytes needle) exc
 
 cpdef bytes format_score(double score)
 
+@cython.locals(ob=bytearray)
 cpdef bytes format_band(double value)
 
 @cython.locals(s="char *", text=bytes, n=Py_ssize_t)
 cdef bytes _format(double value, int digits)
 
-@cython.locals(j=Py_ssize_t, v=double, name=bytes, text=bytes, why=bytes)
-cdef int _explained(object engine, tuple names, object band, object detector, double x, bint flag, bint warm,
-                    object keys, bytearray ob) except -1
+@cython.locals(p=double)
+cdef double _pow10(int k) noexcept
+
+@cython.locals(av=double, e=int, top="long long", k=int, scaled=double, whole=double, frac=double, m="long long",
+               n=int, last=int, i=int, dig="char[16]")
+cdef int _quick_g(double value, int digits, char *buf) noexcept
+
+@cython.locals(s="char *", size=Py_ssize_t, n=Py_ssize_t, buf="char[40]")
+cdef int _put_g(bytearray ob, double value, int digits) except -1
+
+cdef double _value(object value) except? -1.0
+
+@cython.locals(j=Py_ssize_t, v=double, name=bytes, why=bytes, band=object)
+cdef int _explained(object engine, tuple names, int has, double e0, double e1, double e2, object detector, double x,
+                    bint flag, bint warm, object keys, bytearray ob) except -1
 
 cpdef object checked_score(object score)
 
@@ -49,7 +65,7 @@ cpdef object checked_score(object score)
 cdef double _process(object detector, double x, object t) except? -1.0
 
 @cython.locals(score=double, threshold=double, flag=bint, text=bytes, names=tuple, prefix=bytes, suffix=bytes,
-               extra=bytes)
+               extra=bytes, has=int, e0=double, e1=double, e2=double, pipeline=CompiledPipeline, band=object)
 cdef int _field(object engine, Series series, bytes skey, bytes kb, Py_ssize_t key, Py_ssize_t key_len, double number,
                 object t, object timestamp, bytearray ob, bint with_flag, object keys) except -1
 

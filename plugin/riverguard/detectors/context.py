@@ -102,6 +102,30 @@ class Patterns(Surprise):
                 table[i] = table[i] >> 1
         return unseen * self._inv
 
+    def peek(self, lo, span, out):
+        levels = self.levels
+        table = self._table
+        shift = self._shift
+        tmask = self._tmask
+        for q in range(levels):
+            hist = ((self._hist << 4) | q) & self._hmask
+            unseen = 0
+            for j in range(len(self._plan)):
+                mask, mult = self._plan[j]
+                i = (((hist & mask) * mult) >> shift) & tmask
+                if table[i] == 0:
+                    # raw() counts a context as it goes: one that an earlier order of this sample
+                    # hashed to the same entry has been seen by then
+                    seen = False
+                    for k in range(j):
+                        mask2, mult2 = self._plan[k]
+                        if (((hist & mask2) * mult2) >> shift) & tmask == i:
+                            seen = True
+                    if not seen:
+                        unseen += 1
+            out[q] = unseen * self._inv
+        return levels
+
     def _dump_extra(self, out):
         out["table"] = _dump_bytes(self._table, self._size)
 

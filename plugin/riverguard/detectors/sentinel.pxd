@@ -23,6 +23,8 @@ cdef class Transitions(Surprise):
                    raw=double, base=int64_t, j=int64_t, h=int64_t, counts="unsigned char *",
                    totals="unsigned char *")
     cdef double raw(self, double x, double lo, double span, int64_t n) except? -2.0
+    @cython.locals(bins=int, row=int64_t, prior=double, total=double, counts="unsigned char *", b=int)
+    cdef int peek(self, double lo, double span, double *out) except -1
 
 
 cdef class Sentinel(Pipeline):

@@ -89,6 +89,16 @@ class Transitions(Surprise):
         self._b1 = b
         return raw
 
+    def peek(self, lo, span, out):
+        bins = self.bins
+        row = (self._b2 * bins + self._b1) * bins
+        prior = self.prior
+        total = self._totals[self._b2 * bins + self._b1] + prior * bins
+        counts = self._counts
+        for b in range(bins):
+            out[b] = 1.0 - self.gain * (counts[row + b] + prior) / total
+        return bins
+
     def _dump_extra(self, out):
         out["counts"] = _dump_bytes(self._counts, self._ncounts)
         out["totals"] = _dump_bytes(self._totals, self._ntotals)

@@ -7,12 +7,16 @@ cimport cython
 from libc.stdint cimport int64_t
 
 cdef double _SQRT1_2, _DAY, _NAN, _INF
+cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK
+cdef double *_LEVELS
+cdef double *_CUTS
 cdef bint _LITTLE
 cdef int64_t _MAX_COUNT
 
 cdef unsigned char *_bytes(Py_ssize_t n) except NULL
 cdef double *_doubles(Py_ssize_t n) except NULL
 cdef void _free(void *p) noexcept
+cdef int _cut(double *cuts, int m, double a, double b) noexcept
 cdef bytes _dump_bytes(unsigned char *buf, Py_ssize_t n)
 cdef int _load_bytes(unsigned char *buf, bytes data, Py_ssize_t n) except -1
 cdef bytes _dump_doubles(double *buf, Py_ssize_t n)
@@ -25,6 +29,7 @@ cdef class Step:
 
 cdef class Surprise(Step):
     cdef double raw(self, double x, double lo, double span, int64_t n) except? -2.0
+    cdef int peek(self, double lo, double span, double *out) except -1
 
 
 cdef class PredictionError(Step):
@@ -50,7 +55,9 @@ cdef class TimeOfDay(Step):
     cdef unsigned char *_visits
     cdef double *_stat
 
-    @cython.locals(tt=double, day=double, slot=int64_t, v=double, vis=int, i=Py_ssize_t, ds=double,
+    @cython.locals(tt=double, day=double, slot=int64_t)
+    cdef int64_t slot_at(self, object t) except? -2
+    @cython.locals(slot=int64_t, v=double, vis=int, i=Py_ssize_t, ds=double,
                    dvar=double, zs=double, a=double, dlo=double, dhi=double, known=bint)
     cdef double observe(self, double x, double lmean, object t, double span, double var, double z_scale,
                         double z) except? -1.0
@@ -60,8 +67,9 @@ cdef class Likelihood(Step):
     cdef public double short, long, min_sd, pmin
     cdef public double _avg, _mu, _s2
     cdef readonly double scale
+    cdef readonly bint built
 
-    @cython.locals(avg=double, mu=double, s2=double, sd=double, dm=double, p=double, lam=double)
+    @cython.locals(prev=double, avg=double, mu=double, s2=double, sd=double, dm=double, p=double, lam=double)
     cdef double score(self, double raw, int64_t n) except? -1.0
 
 
@@ -116,7 +124,25 @@ cdef class Pipeline:
     cdef readonly Extremes extremes
     cdef readonly Stuck stuck
     cdef readonly Suppression suppression
+    cdef readonly int _why
+    cdef double _xthr, _xeff, _xu, _xud
+    cdef readonly double _ex, _elo, _ehi
 
     @cython.locals(n=int64_t, stuck=double, lo=double, span=double, new_extreme=bint, raw=double, var=double,
-                   z=double, score=double, tod=bint, now=double)
+                   z0=double, z=double, score=double, tod=bint, now=double, why=int)
     cpdef double process(self, double x, object t=*) except? -1.0
+
+    @cython.locals(n=int64_t, error=PredictionError, mean=double, now=double, t0=double, eff=double,
+                   sup=Suppression, quiet=bint, f=double, dlo=double, dhi=double, through=bint, ext=Extremes,
+                   lo=double, span=double,
+                   lmean=double, cuts="double *", m=int, u=double, rmax=double, lik=Likelihood, sd=double,
+                   zl=double, zu=double, nb=int, zh=double, b=int64_t, sl=double, su=double, tl=double, tu=double,
+                   day=TimeOfDay, slot=int64_t, lam=double, shrink=double, base=double, vis=int, dvar=double,
+                   c=double, h=double, dm=double, xl=double, xu=double, far=double, mx=double, d=double,
+                   i=int, j=int, v=double, best=double, start=double, end=double, inside=bint, k=int,
+                   left=double, right=double, x=double, ok=bint, dl=double, q=double, dist=double, bad=bint,
+                   xon=bint, lower=double, upper=double, hole=bint, up=double, down=double)
+    cdef int explain_into(self, double threshold, object t) except -1
+    @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
+    cpdef str reason(self, double x, object explanation=*)
+    cdef int _limits(self, double threshold) except -1

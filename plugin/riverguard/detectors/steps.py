@@ -33,6 +33,7 @@ try:
 except ImportError:  # no Cython: this module runs as the plain Python it is
     from riverguard import _compiled as cython  # type: ignore[no-redef]
 
+from .base import flagged
 from .params import Param, defaults, resolve
 
 if cython.compiled:
@@ -62,6 +63,14 @@ _LITTLE = sys.byteorder == "little"  # buffers are saved little-endian
 _MAX_COUNT = 1 << 62  # no real series counts this far: a larger count comes from a tampered file
 
 
+# which evidence a score came from (Pipeline._why, for the reason of a flag)
+_WHY_SURPRISE = 1
+_WHY_ERROR = 2
+_WHY_HOUR = 3
+_WHY_EXTREME = 4
+_WHY_STUCK = 5
+
+
 # -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
 
 
@@ -83,6 +92,17 @@ def _doubles(n):
             raise MemoryError()
         return cython.cast(cython.p_double, p)
     return array("d", bytes(8 * n))
+
+
+def _cut(cuts, m, a, b):
+    """Add ``a`` and ``b`` to the ``m`` cut points in ``cuts`` where finite; the new count."""
+    if -_INF < a < _INF:
+        cuts[m] = a
+        m += 1
+    if -_INF < b < _INF:
+        cuts[m] = b
+        m += 1
+    return m
 
 
 def _free(p):
@@ -125,6 +145,70 @@ def _load_doubles(buf, data, n):
 def _swapped(data):
     """8-byte words of ``data`` with their bytes reversed (big-endian machines only)."""
     return b"".join([data[i : i + 8][::-1] for i in range(0, len(data), 8)])
+
+
+# scratch space of Pipeline.explain_into: the surprise of each level, and the band's cut points
+_LEVELS = _doubles(16)
+_CUTS = _doubles(32)
+
+# -- what a threshold implies (explanations) ---------------------------------------------------------
+
+_LIMITS = {}
+
+
+def _limits_for(threshold, damp, scale, pmin):
+    """``(eff, u, ud)`` for a rule's threshold: the smallest score flagged (as written, 6 digits), and the
+    smallest ``(short average - mean) / sd`` whose likelihood score reaches ``eff``, as is (``u``) and
+    damped (``ud``); inf: never, -inf: always."""
+    key = (threshold, damp, scale, pmin)
+    got = _LIMITS.get(key)
+    if got is None:
+        if len(_LIMITS) >= 256:
+            _LIMITS.clear()
+        eff = _smallest(threshold)
+        got = _LIMITS[key] = (eff, _likely_limit(eff, 1.0, scale, pmin), _likely_limit(eff, damp, scale, pmin))
+    return got
+
+
+def _smallest(threshold):
+    """The smallest score the engine flags at ``threshold`` (its written, rounded text is compared)."""
+    if flagged(0.0, threshold):
+        return 0.0
+    if not flagged(1.0, threshold):
+        return _INF
+    lo = 0.0
+    hi = 1.0
+    while True:
+        mid = 0.5 * (lo + hi)
+        if mid <= lo or mid >= hi:
+            return hi
+        if flagged(mid, threshold):
+            hi = mid
+        else:
+            lo = mid
+
+
+def _likely(u, f, scale, pmin):
+    """:meth:`Likelihood.score` of a short average ``u`` standard deviations above its mean, times ``f``."""
+    p = 0.5 * erfc(u * _SQRT1_2)
+    return (-log10(p) * scale if p > pmin else 1.0) * f
+
+
+def _likely_limit(eff, f, scale, pmin):
+    if _likely(-40.0, f, scale, pmin) >= eff:
+        return -_INF
+    if _likely(40.0, f, scale, pmin) < eff:
+        return _INF
+    lo = -40.0
+    hi = 40.0
+    while True:
+        mid = 0.5 * (lo + hi)
+        if mid <= lo or mid >= hi:
+            return hi
+        if _likely(mid, f, scale, pmin) >= eff:
+            hi = mid
+        else:
+            lo = mid
 
 
 # -- steps ---------------------------------------------------------------------------------------------
@@ -187,6 +271,14 @@ class Surprise(Step):
 
     def raw(self, x, lo, span, n):
         """Learn ``x`` and return its surprise; ``lo``, ``span`` are the range before it, ``n`` >= 1 samples before it."""
+        raise NotImplementedError
+
+    def peek(self, lo, span, out):
+        """The surprise :meth:`raw` would give a value of each level, into ``out[level]``; learns nothing.
+
+        Returns the number of levels: level ``b`` holds the values whose
+        ``int((x - lo) / span * levels)`` is ``b`` (clamped to the first and last).
+        """
         raise NotImplementedError
 
 
@@ -266,18 +358,13 @@ class TimeOfDay(Step):
         _free(self._visits)
         _free(self._stat)
 
-    def observe(self, x, lmean, t, span, var, z_scale, z):
-        """Learn ``x`` in its slot (event time ``t``); return the larger of ``z`` and the error against the slot.
-
-        ``lmean`` is the long-run mean, ``span`` the range before ``x``, ``var``
-        the variance of the values (PredictionError's, before ``x``).
-        """
-        self.hit = False
+    def slot_at(self, t):
+        """The slot of event time ``t`` (seconds, or None), or -1 when there is none (no time, or the step is off)."""
         if not self._width or t is None:
-            return z
+            return -1
         tt = t
         if not -1e15 < tt < 1e15:
-            return z
+            return -1
         day = floordiv(tt, _DAY)
         slot = to_int(floordiv(tt - day * _DAY, self._width))
         if slot >= self.day_slots:  # rounding, with a width that does not divide the day
@@ -286,6 +373,18 @@ class TimeOfDay(Step):
             slot += self.day_slots
         if not 0 <= slot < self._slots:
             raise IndexError("time-of-day slot out of range")
+        return slot
+
+    def observe(self, x, lmean, t, span, var, z_scale, z):
+        """Learn ``x`` in its slot (event time ``t``); return the larger of ``z`` and the error against the slot.
+
+        ``lmean`` is the long-run mean, ``span`` the range before ``x``, ``var``
+        the variance of the values (PredictionError's, before ``x``).
+        """
+        self.hit = False
+        slot = self.slot_at(t)
+        if slot < 0:
+            return z
         # the slots keep the value's deviation from the long-run mean (day_detrend), so a series
         # that grows or sinks over weeks does not set a new record for the hour every day
         v = x - lmean if self.day_detrend else x
@@ -368,15 +467,19 @@ class Likelihood(Step):
     def __init__(self, values):
         Step.__init__(self, values)
         self.scale = -1.0 / log10(self.pmin)  # -log10(p) * scale: the score of tail probability p
+        self.built = False  # (the last sample's, for the reason of a flag; not state)
         self._avg = 0.0
         self._mu = 0.0
         self._s2 = 0.0
 
     def score(self, raw, n):
         """Learn ``raw`` (the ``n``-th, n >= 1) and return the likelihood score of its short average."""
-        avg = self._avg + self.short * (raw - self._avg)
+        prev = self._avg
+        avg = prev + self.short * (raw - prev)
         self._avg = avg
         mu = self._mu
+        # most of the evidence came from earlier samples: a run of them, not this one alone
+        self.built = (1.0 - self.short) * (prev - mu) >= self.short * (raw - mu)
         s2 = self._s2
         sd = sqrt(s2)
         if sd < self.min_sd:
@@ -616,6 +719,14 @@ class Pipeline:
         self.learn_time = values["learn_time"]
         self._n = 0
         self._t0 = _INF  # the first event time seen (inf: none yet)
+        self._why = 0  # the evidence of the last score (for reason; not state)
+        self._xthr = _NAN  # explain's threshold, and what it implies (for explain_into; not state)
+        self._xeff = _INF
+        self._xu = _INF
+        self._xud = _INF
+        self._ex = _NAN  # explain_into's answer
+        self._elo = _NAN
+        self._ehi = _NAN
         steps = type(self).STEPS
         self.surprise = steps[0][1](values)
         self.error = PredictionError(values)
@@ -677,9 +788,11 @@ class Pipeline:
         raw = self.surprise.raw(x, lo, span, n)  # 1a. surprise
         error = self.error
         var = error._var
-        z = error.score(x)  # 1b. prediction error, for the series and for the time of day
+        z0 = error.score(x)  # 1b. prediction error, for the series and for the time of day
         day = self.day
-        z = day.observe(x, extremes._lmean, t, span, var, error.z_scale, z)
+        z = day.observe(x, extremes._lmean, t, span, var, error.z_scale, z0)
+        # which evidence the score comes from (for the reason of a flag)
+        why = _WHY_SURPRISE if raw >= z else (_WHY_HOUR if z > z0 else _WHY_ERROR)
         if z > raw:
             raw = z
         elif raw < 0.0:
@@ -690,16 +803,284 @@ class Pipeline:
         if day.hit and day.day_score > score:
             score = day.day_score
             tod = True
+            why = _WHY_HOUR
         if new_extreme and extremes.extreme > score:
             score = extremes.extreme
             tod = False
+            why = _WHY_EXTREME
         if stuck > score:
             score = stuck if stuck < 1.0 else 1.0
             tod = False
+            why = _WHY_STUCK
+        self._why = why
         # 5. minimum history: learn samples, or learn_time of event time (and a quarter of them)
         if n < self.learn and not (self.learn_time and n >= self.learn // 4 and now - self._t0 >= self.learn_time):
             score = 0.0
         return self.suppression.apply(score, tod, now)  # 6. suppression
+
+    # -- explanations ([output] explain) ------------------------------------------------------
+
+    def explain(self, threshold, t=None):
+        """Before the next sample (event time ``t``): ``(expected, lower, upper)``, None before any sample.
+
+        ``expected`` is the exponentially weighted mean of the values (weight
+        ``fading``). ``lower`` and ``upper`` bound the values around it that
+        would not score ``threshold`` at this moment, with every step that
+        reads the value: the prediction error (the series' and the time-of-day
+        slot's) and the surprise of each level through the likelihood of the
+        short average, new extremes, time-of-day extremes, and the damping of
+        a suppression in progress. A repeat of the previous value may still be
+        flagged inside (stuck). When the expected value itself would be
+        flagged, the nearest such range; when every value would be,
+        ``lower == upper == expected``. An edge is None when nothing on that
+        side would be flagged; both are None before the detector scores
+        (``learn``). Learns nothing.
+        """
+        k = self.explain_into(threshold, t)
+        if k == 0:
+            return None
+        lower = self._elo
+        upper = self._ehi
+        return (self._ex, lower if lower == lower else None, upper if upper == upper else None)
+
+    def reason(self, x, explanation=None):
+        """Why ``x``, just processed and flagged, was: the evidence that made the score.
+
+        ``stuck`` (a run of repeats), ``time_of_day`` (beyond the range of the
+        slot, or far from the slot's mean), ``novelty`` (an unusual sequence of
+        levels or pattern); for a new extreme or the likelihood of prediction
+        errors, ``level_shift`` when the recent level (the expected value) had
+        moved more than one long-run standard deviation from the long-run
+        mean towards ``x``, or the likelihood was built up over earlier
+        samples more than by ``x``; else ``spike`` or ``dip`` as ``x`` is
+        above or below the expected value.
+        """
+        why = self._why
+        if why == _WHY_STUCK:
+            return "stuck"
+        if why == _WHY_HOUR:
+            return "time_of_day"
+        if why == _WHY_SURPRISE:
+            return "novelty"
+        expected = self.error._mean  # (it has learned x: still on the same side of x)
+        if explanation is not None and explanation[0] is not None:
+            expected = explanation[0]
+        # the recent level had moved from the long-run mean by more than a long-run standard deviation,
+        # towards x; or the likelihood of the errors was built up over earlier samples
+        ext = self.extremes
+        moved = expected - ext._lmean
+        if (moved * moved > ext._lvar and (moved > 0.0) == (x > ext._lmean)) or (
+            why == _WHY_ERROR and self.likelihood.built
+        ):
+            return "level_shift"
+        return "spike" if x >= expected else "dip"
+
+    def explain_into(self, threshold, t):
+        """:meth:`explain` into ``_ex``, ``_elo``, ``_ehi`` (NaN: none); 0 before any sample, 1 for the expected
+        value alone (no band yet), 2 with the band."""
+        n = self._n
+        self._elo = _NAN
+        self._ehi = _NAN
+        if n == 0:
+            self._ex = _NAN
+            return 0
+        error = self.error
+        mean = error._mean
+        self._ex = mean
+        now = _NAN if t is None else t
+        t0 = self._t0
+        if t0 == _INF and now == now:
+            t0 = now
+        if n < self.learn and not (self.learn_time and n >= self.learn // 4 and now - t0 >= self.learn_time):
+            return 1  # 5. nothing is scored yet
+        if threshold != self._xthr:
+            self._limits(threshold)
+        eff = self._xeff  # the smallest score flagged at threshold
+        sup = self.suppression
+        quiet = sup.active(now)
+        f = sup.damp if quiet else 1.0
+        through = quiet and sup.day_through and not sup._qday
+        ext = self.extremes
+        lo = ext._lo
+        span = ext._hi - lo
+        lmean = ext._lmean
+        # 1 + 2. the likelihood: a raw score of rmax or more is flagged (rmax > 1: none is)
+        u = self._xud if quiet else self._xu
+        rmax = _INF
+        if u < _INF:
+            lik = self.likelihood
+            sd = sqrt(lik._s2)
+            if sd < lik.min_sd:
+                sd = lik.min_sd
+            rmax = lik._avg + (lik._mu + u * sd - lik._avg) / lik.short
+        if rmax <= 0.0 or rmax != rmax:
+            self._elo = mean  # flagged whatever the value
+            self._ehi = mean
+            return 2
+        zl = -_INF  # the series' prediction error: zl < x < zu
+        zu = _INF
+        nb = 0  # levels of the surprise that some value is flagged at (0: none)
+        if rmax <= 1.0:
+            zh = rmax * error.z_scale * sqrt(error._var)
+            if zh == 0.0:  # a series that never varied: any change scores 1
+                self._elo = mean
+                self._ehi = mean
+                return 2
+            zl = mean - zh
+            zu = mean + zh
+            nb = self.surprise.peek(lo, span, _LEVELS)
+            bad = False
+            for b in range(nb):
+                if _LEVELS[b] >= rmax:
+                    bad = True
+            if not bad:
+                nb = 0
+            elif not span > 0.0:  # every value is of the first level
+                if _LEVELS[0] >= rmax:
+                    self._elo = mean
+                    self._ehi = mean
+                    return 2
+                nb = 0
+        # 1b + 3. the time-of-day slot: its prediction error (with the likelihood) and its range
+        sl = -_INF  # sl < x < su
+        su = _INF
+        tl = -_INF  # tl <= x <= tu
+        tu = _INF
+        day = self.day
+        slot = day.slot_at(t)
+        lam = ext.value_long if n * ext.value_long > 1.0 else 1.0 / n
+        shrink = (1.0 - lam) if day.day_detrend else 1.0  # the slot keeps (x - lmean') = shrink * (x - lmean)
+        base = lmean if day.day_detrend else 0.0
+        if slot >= 0 and shrink > 0.0:
+            vis = day._visits[slot]
+            if vis and vis >= day.day_visits:
+                if rmax <= 1.0 and day.day_fading:
+                    dvar = day._stat[2 * slot + 1]
+                    if dvar > 0.0:
+                        c = day._stat[2 * slot]
+                        h = rmax * error.z_scale * sqrt(dvar)
+                        sl = base + (c - h) / shrink
+                        su = base + (c + h) / shrink
+                dlo = day._lo[slot]
+                dhi = day._hi[slot]
+                if dhi - dlo > day.day_width * span and (day.day_score if through else day.day_score * f) >= eff:
+                    dm = day.day_margin * span
+                    tl = base + (dlo - dm) / shrink
+                    tu = base + (dhi + dm) / shrink
+        # 3. new extremes: beyond the reference range by its margin (xl, xu), and far (d) from the long-run mean
+        # (with extreme_once, not while a suppression lasts and the values have stayed beyond the range
+        # since the last new extreme: it would continue that climb)
+        xon = ext.extreme * f >= eff and not (ext.extreme_once and ext._climb and quiet)
+        xl = -_INF
+        xu = _INF
+        d = 0.0
+        lower = zl if zl > sl else sl
+        if tl > lower:
+            lower = tl
+        upper = zu if zu < su else su
+        if tu < upper:
+            upper = tu
+        hole = False
+        if xon:
+            mx = ext.margin * (ext._rhi - ext._rlo)
+            xl = ext._rlo - mx
+            xu = ext._rhi + mx
+            d = ext.extreme_sd * sqrt(ext._lvar)
+            # above xu, the values within d of the long-run mean are not flagged
+            if lmean + d <= xu:
+                up = xu
+            elif lmean - d <= xu:
+                up = lmean + d
+            else:
+                up = _NAN
+                hole = True
+            if lmean - d >= xl:
+                down = xl
+            elif lmean + d >= xl:
+                down = lmean - d
+            else:
+                down = _NAN
+                hole = True
+            if up < upper:
+                upper = up
+            if down > lower:
+                lower = down
+        if not nb and not hole:  # every constraint is an interval: the band is where they overlap
+            if lower > upper:
+                self._elo = mean  # every value would be flagged
+                self._ehi = mean
+            else:
+                self._elo = lower if lower > -_INF else _NAN
+                self._ehi = upper if upper < _INF else _NAN
+            return 2
+        # otherwise the segments between the sorted cut points: each is flagged or not as a whole, and
+        # the band is the run of unflagged ones that holds the expected value (or the nearest to it)
+        cuts = _CUTS
+        m = 0
+        m = _cut(cuts, _cut(cuts, m, zl, zu), sl, su)
+        m = _cut(cuts, _cut(cuts, m, tl, tu), xl, xu)
+        if xon:
+            m = _cut(cuts, m, lmean - d, lmean + d)
+        if nb:
+            for b in range(1, nb):
+                cuts[m] = lo + b * span / nb
+                m += 1
+        for i in range(1, m):
+            v = cuts[i]
+            j = i - 1
+            while j >= 0 and cuts[j] > v:
+                cuts[j + 1] = cuts[j]
+                j -= 1
+            cuts[j + 1] = v
+        far = d * d
+        best = _INF
+        start = _NAN
+        inside = False
+        for k in range(m + 1):
+            left = -_INF if k == 0 else cuts[k - 1]
+            right = _INF if k == m else cuts[k]
+            if k == 0:
+                x = right - 1.0 - abs(right)
+            elif k == m:
+                x = left + 1.0 + abs(left)
+            else:
+                x = 0.5 * (left + right)
+            ok = left <= right and zl < x < zu and sl < x < su and tl <= x <= tu
+            if ok and xon and (x > xu or x < xl):
+                dl = x - lmean
+                ok = dl * dl <= far
+            if ok and nb:
+                b = 0  # the level of x, as the surprise step finds it
+                q = (x - lo) / span * nb
+                if q >= nb:
+                    b = nb - 1
+                elif q >= 1.0:
+                    b = to_int(q)
+                ok = _LEVELS[b] < rmax
+            if ok and not inside:
+                start = left
+                inside = True
+            if inside and (not ok or k == m):
+                end = right if ok else left
+                dist = 0.0 if start <= mean <= end else (start - mean if mean < start else mean - end)
+                if dist < best:
+                    best = dist
+                    self._elo = start if start > -_INF else _NAN
+                    self._ehi = end if end < _INF else _NAN
+                inside = False
+        if best == _INF:  # every value would be flagged
+            self._elo = mean
+            self._ehi = mean
+        return 2
+
+    def _limits(self, threshold):
+        """Cache what :meth:`explain_into` needs of ``threshold``: the smallest score flagged, and the
+        smallest standardised short average that the likelihood flags, without and with the damping."""
+        got = _limits_for(threshold, self.suppression.damp, self.likelihood.scale, self.likelihood.pmin)
+        self._xeff = got[0]
+        self._xu = got[1]
+        self._xud = got[2]
+        self._xthr = threshold
 
     def dump_state(self):
         """The learned state: ``{"n": samples, step name: that step's state}``."""
