@@ -401,3 +401,18 @@ def test_pipeline_fields_same_from_either_hot_path(name: str) -> None:
     out = _run(_engine(config, True), data)
     assert out == _run(_engine(config, False), data)
     assert b"v_anomaly_lower=" in out and b"v_anomaly_reason=" in out
+
+
+@pytest.mark.parametrize("accelerate", [False, True])
+@pytest.mark.parametrize("name", DETECTORS)
+def test_a_config_reload_keeps_models_and_what_they_write(name: str, accelerate: bool) -> None:
+    """SIGHUP's reload with the same config (explain on): every kept series goes on writing what it
+    would have written without the reload, also one whose detector does not explain itself (yet)."""
+    config = _config(name, rule="warmup = 5\n")
+    data = _stream(300)
+    cut = data.index(b"\n", len(data) // 2) + 1
+    whole = _run(_engine(config, accelerate), data)
+    engine = _engine(config, accelerate)
+    head = _run(engine, data[:cut])
+    assert engine.reconfigure(_config(name, rule="warmup = 5\n")) == (2, 0)
+    assert head + _run(engine, data[cut:]) == whole

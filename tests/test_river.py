@@ -297,3 +297,33 @@ def test_evaluate_asks_for_a_config_for_river(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith(b"E! ") and result.stderr.count(b"\n") == 1, result.stderr
     assert b"--detector river: required: a River model spec" in result.stderr and b"--config" in result.stderr
+
+
+def test_a_restored_series_is_rebuilt_from_its_state_without_cloning_the_rule_model() -> None:
+    """Restoring a series decodes its model from the checkpoint; the rule's prototype is not cloned
+    for it (a clone per restored series was built and thrown away). A new series gets a clone."""
+    from riverguard import config as rg_config
+
+    rule = rg_config.parse(
+        '[[rule]]\nname = "r"\ndetector = "river"\n[rule.params]\n'
+        'model = [{class = "preprocessing.StandardScaler"}, {class = "anomaly.OneClassSVM", nu = 0.2}]\n'
+    ).rules[0]
+    factory = rule.new_detector
+    trained = factory()
+    rng = random.Random(3)
+    for _ in range(50):
+        trained.process(rng.gauss(10.0, 1.0))
+    state = trained.dump_state()
+    clones = []
+    prototype = factory.prototype._model
+    original = type(prototype).clone
+    type(prototype).clone = lambda self, *a, **k: clones.append(self) or original(self, *a, **k)
+    try:
+        restored = factory.restore(state)
+        assert clones == []
+        fresh = factory()
+        assert len(clones) == 1 and fresh._model is not prototype
+    finally:
+        type(prototype).clone = original
+    assert restored.dump_state() == state
+    assert restored.process(3.0) == trained.process(3.0)

@@ -154,6 +154,24 @@ def test_checkpoint_with_positional_states_starts_fresh_and_says_so(tmp_path: Pa
     assert read_checkpoint(state)["series"] == 2  # rewritten in the new layout
 
 
+def test_checkpoint_with_states_by_name_from_0c32038_keeps_its_models(tmp_path: Path) -> None:
+    """A checkpoint written by 0c32038 (states saved by name, one mapping per step; a sentinel and a
+    context series, 300 samples each) still restores its models: the next 100 samples come out
+    byte for byte as that version wrote them in one uninterrupted run of all 400. (Loading was
+    sped up without changing what is saved; regenerate these files when the layout changes.)"""
+    data = Path(__file__).parent / "data"
+    state = tmp_path / "s.msgpack"
+    state.write_bytes((data / "checkpoint-by-name-state.msgpack").read_bytes())
+    config = tmp_path / "rules.toml"
+    config.write_text('[[rule]]\nname = "w"\nfields = ["w"]\ndetector = "context"\nwarmup = 50\n\n'
+                      '[[rule]]\nname = "rest"\nwarmup = 50\n')
+    proc = run(["replay", "--config", str(config), "--state", str(state), str(data / "checkpoint-by-name-state.lp")])
+    assert proc.returncode == 0, proc.stderr
+    assert b"restored 2 series" in proc.stderr and b"start fresh" not in proc.stderr, proc.stderr
+    assert proc.stdout == (data / "checkpoint-by-name-state.out").read_bytes()
+    assert b"w_anomaly=true" in proc.stdout  # the state carried what it takes to flag the incident at sample 350
+
+
 def test_sigterm_writes_a_checkpoint(tmp_path: Path) -> None:
     state = tmp_path / "s.msgpack"
     config = write_config(tmp_path)

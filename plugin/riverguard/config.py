@@ -14,12 +14,12 @@ import json
 import math
 import re
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import detectors
+from .detectors.base import Factory
 
 __all__ = [
     "EXPLAIN_SUFFIXES",
@@ -64,14 +64,15 @@ class Rule:
     scope: str = "field"
 
     @functools.cached_property
-    def new_detector(self) -> Callable[[], detectors.Detector]:
-        """Makes a fresh detector for a new series (the rule's model is built and checked once, here)."""
+    def new_detector(self) -> Factory:
+        """Makes a fresh detector for a new series, or (``.restore(state)``) a checkpointed one.
+
+        The rule's settings are resolved, and its model built and checked, once, here.
+        """
         cls = self.detector_class
         if cls is None:
             raise ValueError('detector "off" makes no detector')
-        factory = getattr(cls, "factory", None)  # (compiled detectors are cdef classes without it)
-        params = self.detector_params
-        return factory(params) if factory else functools.partial(cls, **params)
+        return cls.factory(self.detector_params)
     #: Write the explanation fields for this rule's series (None: ``[output] explain`` decides).
     explain: bool | None = None
 

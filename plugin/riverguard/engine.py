@@ -197,9 +197,19 @@ class Engine:
     def make_series(self, rule: Rule | None, detector: Detector | None, field_key: bytes) -> Series:
         """A series of field ``field_key`` scored by ``detector`` under ``rule`` (new or restored)."""
         series = self._hot.Series(rule, detector)
-        if detector is not None and rule is not None and rule.explain and hasattr(detector, "explain"):
-            series.explain = self.explain_names(field_key)
+        if rule is not None and detector is not None:
+            self._bind(series, rule, field_key)
         return series
+
+    def _bind(self, series: Series, rule: Rule, field_key: bytes) -> None:
+        """Put a scored series under ``rule`` (at its creation, and again when a new config keeps its model)."""
+        series.rule = rule
+        series.threshold = rule.effective_threshold
+        series.warmup = rule.held_back
+        series.names = None  # its added-field names, set again at its next sample
+        if field_key != b"\n":  # (a scope = "metric" model writes no explanation; nor a detector without explain)
+            explains = rule.explain and hasattr(series.detector, "explain")
+            series.explain = self.explain_names(field_key) if explains else None
 
     # -- scoring -------------------------------------------------------------
 
@@ -313,15 +323,8 @@ class Engine:
                 fresh += 1
                 continue
             if rule.detector_params != series.rule.detector_params:  # a detector that learns for the warm-up
-                detector = rule.new_detector()
-                detector.load_state(series.detector.dump_state())
-                series.detector = detector
-            series.rule = rule
-            series.threshold = rule.effective_threshold
-            series.warmup = rule.held_back
-            series.names = None
-            if field_key != b"\n":
-                series.explain = self.explain_names(field_key) if rule.explain else None
+                series.detector = rule.new_detector.restore(series.detector.dump_state())
+            self._bind(series, rule, field_key)
             kept[key] = series
         self.series.clear()
         self.series.update(kept)

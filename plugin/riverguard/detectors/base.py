@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from .params import Param, defaults, resolve, signature
 
-__all__ = ["REASONS", "Detector", "Explanation", "flag_limit", "flagged", "outside"]
+__all__ = ["REASONS", "Detector", "Explanation", "Factory", "flag_limit", "flagged", "outside"]
 
 
 #: The words :meth:`Detector.reason` may return (the README lists them with their meaning).
@@ -86,7 +86,11 @@ class Detector(abc.ABC):
         cls.__signature__ = signature(cls.PARAMS)  # type: ignore[attr-defined]  # for help() and inspect
 
     def __init__(self, **params: Any) -> None:
-        for name, value in resolve(type(self).PARAMS, params, type(self).name).items():
+        self._setup(resolve(type(self).PARAMS, params, type(self).name))
+
+    def _setup(self, values: dict[str, Any]) -> None:
+        """Store the resolved settings and set up the learned state."""
+        for name, value in values.items():
             setattr(self, name, value)
         self._start()
 
@@ -137,9 +141,9 @@ class Detector(abc.ABC):
         return "dip" if expected is not None and x < expected else "spike"
 
     @classmethod
-    def factory(cls, params: dict[str, Any]) -> Callable[[], Detector]:
-        """What makes a fresh detector for each new series of a rule with ``params`` (built once per rule)."""
-        return functools.partial(cls, **params)
+    def factory(cls, params: dict[str, Any]) -> Factory:
+        """What makes the detectors of a rule with ``params`` (built once per rule, the settings resolved there)."""
+        return Factory(cls, resolve(cls.PARAMS, params, cls.name))
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -169,6 +173,39 @@ class Detector(abc.ABC):
         return f"{type(self).__name__}({args})"
 
 
+class Factory:
+    """Makes the detectors of one rule, whose settings were resolved and checked once.
+
+    Calling it gives a fresh detector for a new series; :meth:`restore` one
+    with a checkpointed state. A detector class whose constructor resolves its
+    keywords and hands them to ``_setup(values)`` (:class:`Detector`'s and
+    the steps pipeline's do) is built through ``_setup`` directly, with the
+    settings resolved here (shared by the rule's series: never changed); one
+    with a constructor of its own is called with them.
+    """
+
+    __slots__ = ("cls", "values", "_direct")
+
+    def __init__(self, cls: Any, values: dict[str, Any]) -> None:
+        self.cls = cls
+        self.values = values
+        init = next(vars(k) for k in cls.__mro__ if "__init__" in vars(k))
+        self._direct = "_setup" in init
+
+    def __call__(self) -> Any:
+        if not self._direct:
+            return self.cls(**self.values)
+        detector = self.cls.__new__(self.cls)
+        detector._setup(self.values)
+        return detector
+
+    def restore(self, state: Any) -> Any:
+        """A detector holding ``state`` (what its ``dump_state`` gave); ValueError if it does not fit."""
+        detector = self()
+        detector.load_state(state)
+        return detector
+
+
 @functools.cache
 def flag_limit(score: Callable[[float], float], threshold: float) -> float:
     """The smallest ``u >= 0`` whose ``score(u)`` is flagged at ``threshold`` (``score`` non-decreasing), or inf.
@@ -196,12 +233,3 @@ def flag_limit(score: Callable[[float], float], threshold: float) -> float:
             lo = mid
     return hi
 
-
-@functools.cache
-def _defaults(cls: type) -> tuple[tuple[str, Any], ...]:
-    sig = inspect.signature(cls.__init__)  # type: ignore[misc]
-    return tuple(
-        (name, p.default)
-        for name, p in sig.parameters.items()
-        if name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    )

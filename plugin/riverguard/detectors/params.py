@@ -120,29 +120,16 @@ def _num(v: float | None) -> str:
     return repr(v) if isinstance(v, float) and not v.is_integer() else str(int(v))  # type: ignore[arg-type]
 
 
-_RESOLVED: dict[tuple[Any, ...], tuple[tuple[Param, ...], dict[str, Any]]] = {}
-
-
 def resolve(params: Iterable[Param], given: dict[str, Any], owner: str = "detector") -> dict[str, Any]:
-    """Every parameter's value: ``given`` validated, defaults filled in (cached: series share settings)."""
-    if type(params) is not tuple:
-        params = tuple(params)
-    # The declarations by identity (hashing ~30 Params per series cost a third of a checkpoint's
-    # restore); the cached entry keeps them alive, so the id cannot be reused while it is there.
-    # Types and reprs of the given values: 2 and 2.0, True and 1, 0.0 and -0.0 are different settings.
-    key = (id(params), tuple((k, type(v), repr(v)) for k, v in sorted(given.items())))
-    cached = _RESOLVED.get(key)
-    values = cached[1] if cached is not None and cached[0] is params else None
-    if values is None:
-        known = {p.name: p for p in params}
-        for name in given:
-            if name not in known:
-                raise TypeError(f"{owner} got an unexpected parameter {name!r} (known: {', '.join(sorted(known))})")
-        values = {p.name: p.check(given[p.name]) if p.name in given else p.default for p in params}
-        if len(_RESOLVED) > 4096:  # a handful of rules in practice; never grow without bound
-            _RESOLVED.clear()
-        _RESOLVED[key] = (params, values)
-    return dict(values)
+    """Every parameter's value: ``given`` validated, defaults filled in.
+
+    Run once per rule (a detector class's ``factory``), not per series.
+    """
+    known = {p.name: p for p in params}
+    for name in given:
+        if name not in known:
+            raise TypeError(f"{owner} got an unexpected parameter {name!r} (known: {', '.join(sorted(known))})")
+    return {name: p.check(given[name]) if name in given else p.default for name, p in known.items()}
 
 
 def defaults(params: Iterable[Param]) -> dict[str, Any]:

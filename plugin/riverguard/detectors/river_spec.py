@@ -7,10 +7,9 @@ import collections
 import importlib
 import inspect
 import math
-from collections.abc import Callable
 from typing import Any
 
-from .base import Detector
+from .base import Detector, Factory
 from .params import Param
 
 __all__ = ["ParamError", "RiverModel", "build"]
@@ -195,11 +194,12 @@ class RiverModel(Detector):
             raise ParamError("model", f"{type(final).__name__} is not an anomaly detector (the model, or a pipeline's last step, must be one)")
 
     @classmethod
-    def factory(cls, params: dict[str, Any]) -> Callable[[], RiverModel]:
-        """Build and check the rule's model once; each series then gets a ``clone()`` of it.
+    def factory(cls, params: dict[str, Any]) -> Factory:  # type: ignore[override]
+        """Build and check the rule's model once; each new series then gets a ``clone()`` of it.
 
         The check runs a clone on two samples, and records the classes it then holds:
-        they, and only they, may be rebuilt from this rule's checkpointed series.
+        they, and only they, may be rebuilt from this rule's checkpointed series
+        (which are rebuilt from their state, not cloned first).
         """
         from ..state import codec
 
@@ -214,17 +214,19 @@ class RiverModel(Detector):
             raise ParamError("model", f"the model fails on a sample: {type(err).__name__}: {err}") from None
         frames, factories = codec.classes_in(trial._model)
         prototype._allowed = codec.allowlist(frames, factories)
-        return prototype._fresh
+        return _Factory(prototype)
 
     @property
     def univariate(self) -> bool:
         """True for a model that learns from a target (it watches one field: no ``scope = "metric"``)."""
         return self._supervised
 
-    def _fresh(self) -> RiverModel:
+    def _fresh(self, clone: bool = True) -> RiverModel:
+        """A series' detector with this one's settings, nothing learned: a clone of this one's model,
+        or (``clone`` False) no model until :meth:`load_state` gives it one."""
         new = object.__new__(type(self))
         new.model, new.window = self.model, self.window
-        new._model = self._model.clone()
+        new._model = self._model.clone() if clone else None
         new._supervised, new._skeleton, new._allowed = self._supervised, self._skeleton, self._allowed
         new._history = collections.deque()
         new._sorted = []
@@ -305,3 +307,22 @@ def _supervised(model: Any) -> bool:
 
     inner = getattr(model, "anomaly_detector", model) if isinstance(model, base.AnomalyFilter) else model
     return isinstance(inner, base.SupervisedAnomalyDetector)
+
+
+class _Factory(Factory):
+    """A rule's river models: a clone of the checked prototype for a new series; a checkpointed
+    series gets the model its state holds (decoded through the rule's allowlist), without a clone."""
+
+    __slots__ = ("prototype",)
+
+    def __init__(self, prototype: RiverModel) -> None:
+        super().__init__(RiverModel, prototype.params())
+        self.prototype = prototype
+
+    def __call__(self) -> RiverModel:
+        return self.prototype._fresh()
+
+    def restore(self, state: Any) -> RiverModel:
+        detector = self.prototype._fresh(clone=False)
+        detector.load_state(state)
+        return detector

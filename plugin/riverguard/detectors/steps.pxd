@@ -23,8 +23,16 @@ cdef bytes _dump_doubles(double *buf, Py_ssize_t n)
 cdef int _load_doubles(double *buf, bytes data, Py_ssize_t n) except -1
 
 
+cdef dict _SETTINGS, _LOADERS
+cdef tuple _settings(Step step)
+cdef tuple _loader(Step step)
+
+
 cdef class Step:
-    pass
+    @cython.locals(scalars=tuple, buffers=Py_ssize_t, out=dict)
+    cpdef dict dump(self)
+    @cython.locals(scalars=tuple, buffers=Py_ssize_t, d=dict)
+    cpdef bint load(self, object state) except -1
 
 
 cdef class Surprise(Step):

@@ -33,7 +33,7 @@ try:
 except ImportError:  # no Cython: this module runs as the plain Python it is
     from riverguard import _compiled as cython  # type: ignore[no-redef]
 
-from .base import flagged
+from .base import Factory, flagged
 from .params import Param, defaults, resolve
 
 if cython.compiled:
@@ -219,7 +219,9 @@ class Step:
 
     A scalar in ``STATE`` lives in the attribute ``"_" + name``; its type is
     the type it has in a fresh step (float, int >= 0, or bool). Buffers are
-    the step's own (:meth:`_dump_extra`, :meth:`_load_extra`).
+    the step's own (:meth:`_dump_extra`, :meth:`_check_extra`, :meth:`_load_extra`).
+    :meth:`dump` and :meth:`load` go through the step class's loader
+    (:func:`_loader`), derived once from ``STATE``.
     """
 
     PARAMS = ()
@@ -228,42 +230,79 @@ class Step:
     BUFFERS = ()  # names of the step's own arrays in its state (bytes)
 
     def __init__(self, values):
-        for p in self.PARAMS:
-            setattr(self, p.name, values[p.name])
+        for name in _settings(self):
+            setattr(self, name, values[name])
 
     def dump(self):
         """The learned state by name (plain data)."""
-        out = {name: getattr(self, "_" + name) for name in self.STATE}
-        self._dump_extra(out)
+        scalars, buffers = _loader(self)
+        out = {}
+        for name, attr, _, _ in scalars:
+            out[name] = getattr(self, attr)
+        if buffers:
+            self._dump_extra(out)
         return out
 
     def _dump_extra(self, out):
         pass
 
-    def check(self, state):
-        """True if ``state`` (what :meth:`dump` gives) fits this step; changes nothing."""
-        if type(state) is not dict or len(state) != len(self.STATE) + len(self.BUFFERS):
+    def load(self, state):
+        """Restore what :meth:`dump` gave; False if it does not fit (the step is then partly
+        restored: a detector restores into a fresh instance, see :meth:`Pipeline.load_state`)."""
+        if type(state) is not dict:
             return False
-        for name in self.STATE:
-            if name not in state:
+        scalars, buffers = _loader(self)
+        d = state
+        if len(d) != len(scalars) + buffers:
+            return False
+        for name, attr, kind, low in scalars:
+            v = d.get(name)  # (None, of no kind here, when missing)
+            if type(v) is not kind or (kind is int and not low <= v < _MAX_COUNT):
                 return False
-            v = state[name]
-            kind = type(getattr(self, "_" + name))
-            if type(v) is not kind or (kind is int and not (-1 if name in self.SIGNED else 0) <= v < _MAX_COUNT):
+            setattr(self, attr, v)
+        if buffers:
+            if not self._check_extra(d):
                 return False
-        return self._check_extra(state)
-
-    def _check_extra(self, state):
+            self._load_extra(d)
         return True
 
-    def load(self, state):
-        """Restore what :meth:`check` accepted."""
-        for name in self.STATE:
-            setattr(self, "_" + name, state[name])
-        self._load_extra(state)
+    def _check_extra(self, state):
+        """Whether the step's own buffers in ``state`` fit (its scalars are checked and restored)."""
+        return True
 
     def _load_extra(self, state):
         pass
+
+
+_SETTINGS = {}
+_LOADERS = {}
+
+
+def _settings(step):
+    """The names in the step class's ``PARAMS`` (worked out once per class)."""
+    cls = type(step)
+    names = _SETTINGS.get(cls)
+    if names is None:
+        names = _SETTINGS[cls] = tuple(sys.intern(p.name) for p in cls.PARAMS)
+    return names
+
+
+def _loader(step):
+    """The step class's saved state: ``((name, attribute, type, lowest int) for each name in STATE, len(BUFFERS))``.
+
+    Derived once per class from ``STATE``, ``SIGNED``, ``BUFFERS`` and the types of a
+    step's attributes (C types when compiled), so that saving or loading a series
+    neither builds attribute names nor works out what each name must hold.
+    """
+    cls = type(step)
+    loader = _LOADERS.get(cls)
+    if loader is None:
+        scalars = tuple(
+            (name, sys.intern("_" + name), type(getattr(step, "_" + name)), -1 if name in cls.SIGNED else 0)
+            for name in cls.STATE
+        )
+        loader = _LOADERS[cls] = (scalars, len(cls.BUFFERS))
+    return loader
 
 
 class Surprise(Step):
@@ -436,8 +475,7 @@ class TimeOfDay(Step):
 
     def _check_extra(self, state):
         n = self._slots
-        sizes = {"lo": 8 * n, "hi": 8 * n, "visits": n, "stat": 16 * n}
-        for name, size in sizes.items():
+        for name, size in (("lo", 8 * n), ("hi", 8 * n), ("visits", n), ("stat", 16 * n)):
             data = state.get(name)
             if type(data) is not bytes or len(data) != size:
                 return False
@@ -713,7 +751,15 @@ class Pipeline:
     PARAMS = ()
 
     def __init__(self, **params):
-        values = resolve(type(self).PARAMS, params, type(self).name)
+        self._setup(resolve(type(self).PARAMS, params, type(self).name))
+
+    @classmethod
+    def factory(cls, params):
+        """What makes the detectors of a rule with ``params``: resolved once, each series built from them."""
+        return Factory(cls, resolve(cls.PARAMS, params, cls.name))
+
+    def _setup(self, values):
+        """Build the steps from resolved settings (``values`` is shared, never changed)."""
         self._values = values
         self.learn = values["learn"]
         self.learn_time = values["learn_time"]
@@ -758,9 +804,7 @@ class Pipeline:
 
     def score_one(self, x, t=None):
         """Score ``x`` without learning it (the likelihood as if ``x`` were next)."""
-        probe = type(self)(**self._values)
-        probe.load_state(self.dump_state())
-        return probe.process(x, t)
+        return Factory(type(self), self._values).restore(self.dump_state()).process(x, t)
 
     def learn_one(self, x, t=None):
         self.process(x, t)
@@ -1090,7 +1134,11 @@ class Pipeline:
         return out
 
     def load_state(self, state):
-        """Restore what :meth:`dump_state` gave; ValueError (changing nothing) if it does not fit."""
+        """Restore what :meth:`dump_state` gave; ValueError if it does not fit.
+
+        The detector is then partly restored: restore into a fresh one
+        (``Sentinel.factory(params).restore(state)``), as checkpoints do.
+        """
         steps = type(self).STEPS
         if (
             type(state) is not dict
@@ -1100,13 +1148,11 @@ class Pipeline:
             or type(state.get("t0")) is not float
         ):
             raise ValueError(f"bad {type(self).name} state")
-        for name, _ in steps:
-            if not getattr(self, name).check(state.get(name)):
-                raise ValueError(f"bad {type(self).name} state ({name})")
         self._n = state["n"]
         self._t0 = state["t0"]
         for name, _ in steps:
-            getattr(self, name).load(state[name])
+            if not getattr(self, name).load(state.get(name)):
+                raise ValueError(f"bad {type(self).name} state ({name})")
 
 
 def compose(surprise, **defaults):

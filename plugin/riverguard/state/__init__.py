@@ -147,16 +147,20 @@ class StateStore:
         engine = self.engine
         series_map: dict[bytes, Any] = {}
         restored = changed = dropped = unsaved = 0
-        # Series of one measurement + tag set share the rules their tags allow (checked once).
-        candidates: dict[bytes, list[Any]] = {}
+        # Series of one measurement + tag set share the rules their tags allow (checked once), and
+        # a field key is routed once for each such set of rules (most series share a few).
+        candidates: dict[bytes, tuple[list[Any], tuple[int, ...]]] = {}
+        routes: dict[tuple[tuple[int, ...], bytes], Rule | None] = {}
         for key, _name, fingerprint, seen, last_time, anomalies, state in records:
             prefix, _, field_key = key.partition(b" ")
-            allowed = candidates.get(prefix)
-            if allowed is None:
+            found = candidates.get(prefix)
+            if found is None:
                 try:
-                    allowed = candidates[prefix] = engine.candidates(parse(prefix + b" x=0"))
+                    allowed = engine.candidates(parse(prefix + b" x=0"))
                 except ParseError as err:
                     raise CheckpointError(f"bad series key {key[:80]!r}: {err}") from None
+                found = candidates[prefix] = (allowed, tuple(c.rule.index for c in allowed))
+            allowed, rules = found
             if not field_key:
                 raise CheckpointError(f"bad series key {key[:80]!r}: no field")
             if field_key == b"\n":  # a scope = "metric" model (see Engine._joins_metric)
@@ -168,7 +172,8 @@ class StateStore:
                     continue
                 make: type[Series] = MetricSeries
             else:
-                rule = engine.route_field(allowed, field_key)
+                route = (rules, field_key)
+                rule = routes[route] if route in routes else routes.setdefault(route, engine.route_field(allowed, field_key))
                 make = Series
                 if rule is None or rule.detector_class is None or rule.scope != "field":
                     dropped += 1
@@ -275,12 +280,10 @@ def _decode_detector(data: Any, rule: Rule, key: bytes) -> Detector:
     if type(data) is list:
         if len(data) != 1 or type(data[0]) not in (dict, list):
             raise CheckpointError(f"series {key[:80]!r}: malformed detector state")
-        detector = rule.new_detector()
         try:
-            detector.load_state(data[0])
+            return rule.new_detector.restore(data[0])
         except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError) as err:
             raise CheckpointError(f"series {key[:80]!r}: bad {cls.name} state: {err}") from None
-        return detector
     detector = decode(data)
     if type(detector) is not cls:
         raise CheckpointError(f"series {key[:80]!r} holds a {type(detector).__name__}, not a {cls.name} detector")
