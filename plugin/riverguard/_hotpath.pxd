@@ -3,7 +3,7 @@ cimport cython
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free
-from libc.math cimport floor, log10
+from libc.math cimport floor, ilogb
 from libc.string cimport memchr, memcmp, memcpy, strlen
 
 from riverguard._plainline cimport Plain, scan
@@ -15,6 +15,8 @@ cdef extern from "Python.h":
 
 cdef int _BOOLEAN
 cdef double _NAN
+cdef double _p
+cdef int _k
 cdef Plain _LINE
 
 cdef class Series:
@@ -43,8 +45,9 @@ cpdef bytes format_band(double value)
 @cython.locals(s="char *", text=bytes, n=Py_ssize_t)
 cdef bytes _format(double value, int digits)
 
-@cython.locals(p=double)
-cdef double _pow10(int k) noexcept
+cdef double _P10[23]
+
+cdef int _ilogb(double av) noexcept
 
 @cython.locals(av=double, e=int, top="long long", k=int, scaled=double, whole=double, frac=double, m="long long",
                n=int, last=int, i=int, dig="char[16]")

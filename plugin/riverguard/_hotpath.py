@@ -39,7 +39,7 @@ from .lineprotocol import parse, unescape
 from ._plainline import MAX_FIELDS
 
 if not cython.compiled:  # compiled, they come through _hotpath.pxd (C-level calls)
-    from math import floor, log10
+    from math import floor
 
     from ._plainline import Plain, scan
 
@@ -151,12 +151,18 @@ def _format(value: float, digits: int) -> bytes:
     return text
 
 
-def _pow10(k: int) -> float:
-    """``10.0 ** k`` for 0 <= k <= 22, exactly (each product is a power of ten a double holds)."""
-    p = 1.0
-    for _ in range(k):
-        p *= 10.0
-    return p
+if cython.compiled:  # 10.0 ** k for 0 <= k <= 22, exactly (each product is a power of ten a double holds)
+    _p = 1.0
+    for _k in range(23):
+        _P10[_k] = _p
+        _p *= 10.0
+
+
+def _ilogb(av: float) -> int:
+    """``floor(log2(av))`` for a positive finite ``av``."""
+    if cython.compiled:
+        return ilogb(av)
+    return math.frexp(av)[1] - 1
 
 
 def _quick_g(value: float, digits: int, buf: bytearray) -> int:
@@ -171,11 +177,11 @@ def _quick_g(value: float, digits: int, buf: bytearray) -> int:
     av = -value if value < 0.0 else value
     if not 1e-4 <= av < 1e15 or digits > 15:
         return 0
-    e = cython.cast(cython.int, floor(log10(av)))  # the decimal exponent, or one off near a power of ten
-    top = cython.cast(cython.longlong, _pow10(digits))
+    e = (_ilogb(av) * 1233) >> 12  # floor(log10(2 ** ilogb)): the decimal exponent, or one below it
+    top = cython.cast(cython.longlong, _P10[digits])
     for _ in range(2):
         k = digits - 1 - e
-        scaled = av * _pow10(k) if k >= 0 else av / _pow10(-k)
+        scaled = av * _P10[k] if k >= 0 else av / _P10[-k]
         whole = floor(scaled)
         frac = scaled - whole
         if 0.4999 < frac < 0.5001:
