@@ -67,13 +67,16 @@ cpdef object checked_score(object score)
 @cython.locals(score=double)
 cdef double _process(object detector, double x, object t) except? -1.0
 
-@cython.locals(score=double, threshold=double, flag=bint, text=bytes, names=tuple, prefix=bytes, suffix=bytes,
-               extra=bytes, has=int, e0=double, e1=double, e2=double, pipeline=CompiledPipeline, band=object)
+@cython.locals(score=double, flag=int, names=tuple, has=int, e0=double, e1=double, e2=double,
+               pipeline=CompiledPipeline, band=object)
 cdef int _field(object engine, Series series, bytes skey, bytes kb, Py_ssize_t key, Py_ssize_t key_len, double number,
                 object t, object timestamp, bytearray ob, bint with_flag, object keys) except -1
 
+@cython.locals(threshold=double, flag=bint, text=bytes, prefix=bytes, suffix=bytes)
+cpdef int verdict(Series series, double score, tuple names, bint with_flag, bytearray ob) except -1
+
 @cython.locals(score_suffix=bytes, flag_suffix=bytes, raw=bytes, fields=list, all_series=dict, ob=bytearray,
-               series=Series, skey=bytes, key=bytes, with_flag=bint, extra=bytes)
+               series=Series, skey=bytes, key=bytes, with_flag=bint)
 cpdef bytes score(object engine, object metric)
 
 @cython.locals(i=Py_ssize_t, j=Py_ssize_t)

@@ -43,7 +43,7 @@ if not cython.compiled:  # compiled, they come through _hotpath.pxd (C-level cal
 
     from ._plainline import Plain, scan
 
-__all__ = ["Series", "checked_score", "format_score", "format_band", "run", "score"]
+__all__ = ["Series", "checked_score", "format_score", "format_band", "run", "score", "verdict"]
 
 _BOOLEAN = 98  # the kind code of a boolean field in a Plain record ("b")
 _NAN = float("nan")  # "no value" in an explanation
@@ -330,6 +330,24 @@ def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: in
         engine._detector_failed(series, skey, err)
         return 0
     engine.fields_scored += 1
+    names = series.names
+    if names is None:
+        names = series.names = engine.added_names(kb[key:key + key_len])
+    flag = verdict(series, score, names, with_flag, ob)
+    if explain is not None:
+        _explained(engine, explain, has, e0, e1, e2, detector, number, flag, series.seen <= series.warmup, keys, ob)
+    return flag
+
+
+def verdict(series: Series, score: float, names: tuple, with_flag: bool, ob: bytearray) -> int:
+    """Count one scored sample of ``series``; append its score field, and its flag field when ``with_flag``,
+    to ``ob``. Return 1 if it is flagged, else 0.
+
+    ``names`` is ``(",K_score=", ",K_flag=true", ",K_flag=false")``. In the
+    warm-up the score is written as 0.0 and nothing is flagged; after it,
+    the flag follows the written score. A field's series (:func:`_field`)
+    and a metric's model (``Engine._score_metric``) both end here.
+    """
     series.seen += 1
     flag = False
     if series.seen <= series.warmup:
@@ -346,17 +364,12 @@ def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: in
             flag = float(text) >= threshold
         if flag:
             series.anomalies += 1
-    names = series.names
-    if names is None:
-        names = series.names = engine.added_names(kb[key:key + key_len])
     prefix = names[0]
     _put(ob, prefix, 0, len(prefix))
     _put(ob, text, 0, len(text))
     if with_flag:
         suffix = names[1] if flag else names[2]
         _put(ob, suffix, 0, len(suffix))
-    if explain is not None:
-        _explained(engine, explain, has, e0, e1, e2, detector, number, flag, series.seen <= series.warmup, keys, ob)
     return 1 if flag else 0
 
 
@@ -452,8 +465,7 @@ def score(engine, metric) -> bytes:
         with_flag = keys is None or key + flag_suffix not in keys
         engine.anomalies += _field(engine, series, skey, key, 0, len(key), number, t, timestamp, ob, with_flag, keys)
     if together is not None:
-        extra = engine._score_metric(metric, prefix, together, t)
-        _put(ob, extra, 0, len(extra))
+        engine._score_metric(metric, prefix, together, t, ob)
     return bytes(ob)
 
 

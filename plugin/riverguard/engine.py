@@ -332,39 +332,27 @@ class Engine:
             self._evict_oldest()
         return len(kept), fresh
 
-    def _score_metric(self, metric: Metric, prefix: bytes, together: dict[str, float], t: float | None) -> bytes:
-        """The metric-level score and flag of the metric's model, fed ``together`` (sorted by name)."""
+    def _score_metric(
+        self, metric: Metric, prefix: bytes, together: dict[str, float], t: float | None, ob: bytearray
+    ) -> None:
+        """Append the metric-level score and flag of the metric's model, fed ``together`` (sorted by name), to ``ob``."""
         mkey = prefix + b"\n"
         series = self.series.pop(mkey, None)
         if series is None:  # evicted by a field series created after it, in this same metric
-            return b""
+            return
         self.series[mkey] = series  # now the most recently seen
         if metric.timestamp is not None:
             series.last_time = metric.timestamp
         keys = {f[0] for f in metric.fields}
         if self._metric_keys[0] in keys:
-            return b""  # already scored upstream
+            return  # already scored upstream
         try:
             score = checked_score(series.detector.process(dict(sorted(together.items())), t))
         except Exception as err:  # noqa: BLE001 - no detector error may reach the stream
             self._detector_failed(series, mkey, err)
-            return b""
+            return
         self.fields_scored += len(together)  # each field the metric's model took
-        series.seen += 1
-        flag = False
-        if series.seen <= series.warmup:
-            text = b"0.0"
-        else:
-            text = format_score(score)
-            flag = float(text) >= series.threshold
-            if flag:
-                series.anomalies += 1
-                self.anomalies += 1
-        names = self._metric_names
-        out = names[0] + text
-        if self._metric_keys[1] not in keys:
-            out += names[1] if flag else names[2]
-        return out
+        self.anomalies += self._hot.verdict(series, score, self._metric_names, self._metric_keys[1] not in keys, ob)
 
     # -- explanations ([output] explain) ---------------------------------------
 
