@@ -36,7 +36,7 @@ except ImportError:  # Cython is not installed: this runs as the plain Python it
 
 from .lineprotocol import parse, unescape
 
-from ._plainline import MAX_FIELDS
+from ._plainline import BOOLEAN, MAX_FIELDS
 
 if not cython.compiled:  # compiled, they come through _hotpath.pxd (C-level calls)
     from math import floor
@@ -45,7 +45,7 @@ if not cython.compiled:  # compiled, they come through _hotpath.pxd (C-level cal
 
 __all__ = ["Series", "checked_score", "format_score", "format_band", "run", "score", "verdict"]
 
-_BOOLEAN = 98  # the kind code of a boolean field in a Plain record ("b")
+_BOOLEAN = BOOLEAN  # (a C copy in the compiled build)
 _NAN = float("nan")  # "no value" in an explanation
 
 

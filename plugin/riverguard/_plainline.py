@@ -31,7 +31,7 @@ try:
 except ImportError:  # Cython is not installed: this runs as the plain Python it is
     from . import _compiled as cython  # noqa: F401 - what the compiled build reads of cython
 
-__all__ = ["MAX_FIELDS", "Plain", "fields", "number_value", "scan"]
+__all__ = ["BOOLEAN", "MAX_FIELDS", "Plain", "fields", "number_value", "scan"]
 
 #: A line with more fields than this is left to the general parser.
 MAX_FIELDS = 64
@@ -42,6 +42,8 @@ _MAX_NUMBER = MAX_NUMBER
 
 # Field kinds, as the codec's Field.kind letters.
 KIND_FLOAT, KIND_INT, KIND_UINT, KIND_BOOL = 102, 105, 117, 98  # f i u b
+#: The kind code of a boolean field in a :class:`Plain` record (KIND_BOOL, which compiled is C-only).
+BOOLEAN = KIND_BOOL
 
 _INT64_MAX = 9223372036854775807
 _INF = float("inf")

@@ -381,7 +381,8 @@ def _parse_rule(index: int, raw: Any, source: str) -> Rule:
             raise where.error("scope", 'detector "off" has no model to share: use scope = "field"')
         return rule
     if scope == "metric" and not getattr(cls, "multivariate", False):
-        several = ", ".join(sorted(n for n in detectors.REGISTRY if n in _MULTIVARIATE))
+        # On this error path only: it loads every registered detector (River's included).
+        several = ", ".join(sorted(n for n, c in detectors.REGISTRY.items() if getattr(c, "multivariate", False)))
         raise where.error(
             "scope", f'detector "{cls.name}" models one field at a time; scope = "metric" needs one that takes several ({several})'
         )
@@ -414,9 +415,6 @@ def _parse_rule(index: int, raw: Any, source: str) -> Rule:
         raise where.error("scope", f"this {cls.name} model learns from a target and watches one field at a time: use scope = \"field\"")
     return rule
 
-
-#: Detectors that take several features at once (named here so the message needs no River import).
-_MULTIVARIATE = ("hst", "river")
 
 
 def _parse_output(raw: Any, where: _Where) -> OutputConfig:

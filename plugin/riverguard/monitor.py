@@ -20,6 +20,7 @@ import math
 import os
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import __version__
@@ -29,11 +30,20 @@ from .lineprotocol import build_line
 
 __all__ = ["COUNTERS", "GAUGES", "Monitor", "rss_bytes"]
 
-#: Integer counters since start, in the order written (engine attribute, or the store's for checkpoints).
-COUNTERS = ("metrics", "fields_scored", "anomalies", "parse_errors", "evicted", "expired", "checkpoints",
-            "checkpoint_failures")
-#: Gauges: series (int), checkpoint_seconds (float), checkpoint_bytes (int), rss_bytes (int); then lag_seconds.
-GAUGES = ("series", "checkpoint_seconds", "checkpoint_bytes", "rss_bytes", "lag_seconds")
+# The line's fields, in the order written: each name once, with where its value comes from.
+#: Integer counters since start: the engine's attributes of these names ...
+_ENGINE_COUNTERS = ("metrics", "fields_scored", "anomalies", "parse_errors", "evicted", "expired")
+#: ... then the checkpoint store's (0 without one): field name -> the store's attribute.
+_STORE_COUNTERS = {"checkpoints": "checkpoints", "checkpoint_failures": "failures"}
+#: Gauges, read when the line is written: ints, but checkpoint_seconds (a float); then lag_seconds.
+_GAUGES: dict[str, Callable[[Engine, Any], int | float]] = {
+    "series": lambda engine, store: len(engine.series),
+    "checkpoint_seconds": lambda engine, store: float(store.last_seconds) if store else 0.0,
+    "checkpoint_bytes": lambda engine, store: store.last_bytes if store else 0,
+    "rss_bytes": lambda engine, store: rss_bytes(),
+}
+COUNTERS = (*_ENGINE_COUNTERS, *_STORE_COUNTERS)
+GAUGES = (*_GAUGES, "lag_seconds")
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -72,20 +82,11 @@ class Monitor:
     def fields(self, wall_ns: int) -> dict[str, int | float]:
         """The line's fields by name: ints are counters or byte/series counts, floats are seconds."""
         engine, store = self.engine, self.store
-        values: dict[str, int | float] = {
-            "metrics": engine.metrics,
-            "fields_scored": engine.fields_scored,
-            "anomalies": engine.anomalies,
-            "parse_errors": engine.parse_errors,
-            "evicted": engine.evicted,
-            "expired": engine.expired,
-            "checkpoints": store.checkpoints if store else 0,
-            "checkpoint_failures": store.failures if store else 0,
-            "series": len(engine.series),
-            "checkpoint_seconds": float(store.last_seconds) if store else 0.0,
-            "checkpoint_bytes": store.last_bytes if store else 0,
-            "rss_bytes": rss_bytes(),
-        }
+        values: dict[str, int | float] = {name: getattr(engine, name) for name in _ENGINE_COUNTERS}
+        for name, attr in _STORE_COUNTERS.items():
+            values[name] = getattr(store, attr) if store else 0
+        for name, read in _GAUGES.items():
+            values[name] = read(engine, store)
         if engine.now is not None:
             lag = (wall_ns - engine.now) / 1e9
             if math.isfinite(lag):
