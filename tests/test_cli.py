@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import LOG_PREFIXES, RIVERGUARD, strip_added
+from conftest import LOG_PREFIXES, RIVERGUARD, ROOT, strip_added
 from riverguard import __version__, cli
 from riverguard.detectors import resolve
 
@@ -75,7 +77,7 @@ def test_run_and_replay_give_the_same_bytes(tmp_path: Path) -> None:
 def test_replay_to_stdout(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     path = tmp_path / "in.lp"
     path.write_bytes(b"m v=1 1\nm v=oops 2\nm v=1 3")  # no newline at the end of the file
-    assert cli.main(["replay", "--log-level", "error", str(path)]) == 0
+    assert cli.main(["replay", str(path)]) == 0
     captured = capsysbinary.readouterr()
     assert captured.out == (
         b"m v=1,v_anomaly_score=0.0,v_anomaly=false 1\nm v=oops 2\nm v=1,v_anomaly_score=0.0,v_anomaly=false 3\n"
@@ -151,3 +153,69 @@ def test_a_field_given_twice_is_scored_once() -> None:
         [sys.executable, "-m", "riverguard", "run"], input=b"m v=1,v=2 1\n", capture_output=True, check=True
     )
     assert result.stdout == b"m v=1,v=2,v_anomaly_score=0.0,v_anomaly=false 1\n"
+
+
+# -- what a newcomer trying the README met ------------------------------------------
+
+
+def test_missing_extras_name_the_checkout_never_pypi(tmp_path: Path) -> None:
+    """riverguard comes from a checkout: `pip install 'riverguard[collect]'` would fetch PyPI's namesake."""
+    fake = tmp_path / "site" / "psutil"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
+    result = subprocess.run([*RIVERGUARD, "collect", "--count", "1"], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    pip = Path(sys.executable).with_name("pip")
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"E! [riverguard] collect needs the optional collect extra (psutil): {pip} install '{ROOT}[collect]'\n"
+    )
+    usage = subprocess.run([*RIVERGUARD, "replay", "--help"], capture_output=True, text=True, timeout=60).stdout
+    assert "riverguard[" not in usage and "pip install '/path/to/this/checkout[report]'" in usage
+    assert "pip install '/path/to/this/checkout[report,collect]'" in (ROOT / "README.md").read_text()
+
+
+def test_log_level_error_keeps_the_replay_summary_quiet(tmp_path: Path) -> None:
+    (tmp_path / "in.lp").write_bytes(_stream(20))
+    quiet = subprocess.run([*RIVERGUARD, "replay", "--log-level", "error", "in.lp"], cwd=tmp_path,
+                           capture_output=True, timeout=60)
+    assert quiet.returncode == 0
+    (line,) = quiet.stderr.splitlines()  # the one bad line in the stream is an error: it stays
+    assert line.startswith(b"E! [riverguard] in.lp:42: not line protocol")
+    told = subprocess.run([*RIVERGUARD, "replay", "in.lp"], cwd=tmp_path, capture_output=True, timeout=60)
+    assert b"I! [riverguard] metrics: 41 (1 unparsable)\n" in told.stderr and quiet.stdout == told.stdout
+
+
+def test_state_help_says_what_each_command_does_with_the_config_path() -> None:
+    """replay and pull never touch the config's [state] path; only run lets --state override it."""
+    def state_help(command: str) -> str:
+        usage = subprocess.run([*RIVERGUARD, command, "--help"], capture_output=True, text=True, timeout=60).stdout
+        found = re.search(r"^  --state PATH\s+(.*?)(?:\n  -|\n\n|\Z)", usage, re.S | re.M)
+        assert found, usage
+        return " ".join(found.group(1).split())
+
+    assert state_help("run") == "checkpoint file (overrides [state] path in the config)"
+    for command in ("replay", "pull"):
+        assert state_help(command) == (
+            "checkpoint file to restore the models from and save them to (without it nothing is kept; "
+            "the config's [state] path is never used)"
+        ), command
+
+
+def test_check_config_and_run_report_a_config_the_same_way(tmp_path: Path) -> None:
+    config = tmp_path / "rg.toml"
+    config.write_text('[[rule]]\nname = "a"\ndetector = "zscroe"\n\n[[rule]]\nname = "b"\nthreshold = 5\n')
+    checked = subprocess.run([*RIVERGUARD, "check-config", str(config)], capture_output=True, timeout=60)
+    ran = subprocess.run([*RIVERGUARD, "run", "--log-level", "warn", "--config", str(config)],
+                         capture_output=True, timeout=60)
+    assert checked.returncode == ran.returncode == 2
+    assert checked.stderr == ran.stderr and len(ran.stderr.splitlines()) == 2
+    assert ran.stderr.startswith(f'E! [riverguard] {config}: rule 1 "a", key \'detector\': unknown detector'.encode())
+    config.write_text('[[rule]]\nname = "all"\n\n[[rule]]\nname = "cpu"\nmeasurement = "cpu"\n')
+    checked = subprocess.run([*RIVERGUARD, "check-config", str(config)], capture_output=True, timeout=60)
+    ran = subprocess.run([*RIVERGUARD, "run", "--log-level", "warn", "--config", str(config)],
+                         capture_output=True, timeout=60)
+    assert checked.returncode == ran.returncode == 0
+    assert checked.stderr == ran.stderr == (
+        f'W! [riverguard] {config}: rule 2 "cpu" is never used: rule 1 "all" before it matches every field\n'.encode()
+    )

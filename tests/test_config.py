@@ -137,7 +137,7 @@ def test_bad_config_check_config(name: str, tmp_path: Path, capsys: pytest.Captu
     captured = capsys.readouterr()
     assert captured.out == ""
     (line,) = captured.err.splitlines()
-    assert line.startswith(f"E! {path}: ")
+    assert line.startswith(f"E! [riverguard] {path}: ")
     for fragment in BAD[name][1]:
         assert fragment in line
 

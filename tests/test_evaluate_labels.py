@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -170,6 +171,17 @@ def test_the_default_detector_on_a_labelled_file(tmp_path: Path):
     data = json.loads(result.stdout)
     assert data["labels"] == [str(f)] and data["per_file"][0]["windows"] == 1
     assert data["events"]["caught"] == 1 and data["profiles"]["standard"]["configured"]["hits"] == 1
+
+
+def test_a_file_in_the_working_folder_is_in_that_folders_category(tmp_path: Path, zscore: Path):
+    folder = tmp_path / "disk-latency"
+    folder.mkdir()
+    f = series(folder / "host1.csv", spikes={500: 50.0}, labels={500})
+    result = evaluate("--config", str(zscore), "--labels", f.name, "--json", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert [row["category"] for row in json.loads(result.stdout)["per_file"]] == ["disk-latency"]
+    table = evaluate("--config", str(zscore), "--labels", f.name, cwd=folder).stdout
+    assert re.search(r"^disk-latency ", table, re.M) and not re.search(r"^\. ", table, re.M), table
 
 
 # -- bad rows: file:line: reason, exit 2, never a traceback ------------------------

@@ -402,10 +402,30 @@ def test_sighup_checkpoints_reloads_and_keeps_unchanged_models(tmp_path: Path, s
     mem_after = [line for line in out[1200:2400] if line.startswith(b"mem")]
     assert mem_after != [line for line in reference[1200:] if line.startswith(b"mem")]  # mem: a fresh zscore
     errors = [line for line in proc.stderr.splitlines() if line.startswith(b"E! ")]
-    assert len(errors) == 1 and b"rg.toml" in errors[0]
+    assert len(errors) == 2 and all(b"rg.toml" in line for line in errors)  # the problem, then what riverguard did
 
 
 # -- 8. trouble is visible while running -----------------------------------------------
+
+
+def test_sighup_reload_warns_and_refuses_as_start_up_does(tmp_path: Path, start) -> None:
+    """A reload reads the config through the same path as start-up: same warnings, same errors."""
+    conf = tmp_path / "rg.toml"
+    conf.write_text(RULES.format(mem="default"))
+    proc = start("run", "--config", str(conf))
+    proc.ready()
+    hidden = '[[rule]]\nname = "all"\n\n[[rule]]\nname = "cpu"\nmeasurement = "cpu"\n'
+    invalid = "[[rule]]\nname = 1\n"
+    for text in (hidden, invalid):
+        conf.write_text(text)
+        at_start = run_cli(["check-config", str(conf)]).stderr
+        assert at_start.startswith((b"W! [riverguard] ", b"E! [riverguard] ")), at_start
+        proc.popen.send_signal(signal.SIGHUP)
+        done = b"reloaded" if text is hidden else b"still running on the previous config"
+        assert proc.wait_stderr(lambda e: e.count(done) == 1, 30), proc.stderr
+        assert at_start in proc.stderr
+    proc.close_stdin()
+    assert proc.wait(30) == 0
 
 
 def test_evictions_of_unscored_series_warn_while_running(tmp_path: Path, start) -> None:
@@ -446,6 +466,17 @@ def test_a_failing_checkpoint_is_an_error_at_once_and_a_failed_exit(tmp_path: Pa
     assert proc.wait(30) == 1
     assert b"the final checkpoint failed" in proc.stderr
     assert state.is_dir()
+
+
+def test_a_state_path_under_a_file_says_that_file_is_not_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    for state in ("a-file/x.msgpack", "a-file/deeper/x.msgpack"):
+        proc = run_cli(["run", "--state", state], input=stream(5), cwd=tmp_path)
+        assert proc.returncode == 2 and proc.stdout == b""
+        assert proc.stderr.decode() == (
+            f"E! [riverguard] cannot create the lock file {tmp_path / state}.lock: "
+            f"{tmp_path / 'a-file'} is a file, not a folder\n"
+        )
 
 
 def test_an_unwritable_state_path_fails_at_start(tmp_path: Path) -> None:
@@ -521,7 +552,7 @@ def test_check_config_reports_every_error_and_warns_about_hidden_rules(tmp_path:
     hidden.write_text('[[rule]]\nname = "all"\n\n[[rule]]\nname = "cpu"\nmeasurement = "cpu"\ndetector = "zscore"\n')
     proc = run_cli(["check-config", str(hidden)])
     assert proc.returncode == 0
-    assert b'W! ' + str(hidden).encode() + b': rule 2 "cpu" is never used: rule 1 "all" before it matches every field' in proc.stderr
+    assert b'W! [riverguard] ' + str(hidden).encode() + b': rule 2 "cpu" is never used: rule 1 "all" before it matches every field' in proc.stderr
     empty = tmp_path / "empty.toml"
     empty.write_text("# nothing yet\n")
     proc = run_cli(["check-config", str(empty)])

@@ -43,19 +43,23 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--config", metavar="PATH", help="riverguard TOML config (default: score every numeric field)")
         p.add_argument("--log-level", choices=list(LEVELS), default="info", help="stderr verbosity (default: info)")
 
-    def state_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--state", metavar="PATH", help="checkpoint file (overrides [state] path in the config)")
+    def state_option(p: argparse.ArgumentParser, help: str) -> None:
+        p.add_argument("--state", metavar="PATH", help=help)
+
+    # replay and pull may be given the config a running Telegraf uses: its checkpoint is not theirs to touch
+    own_state = ("checkpoint file to restore the models from and save them to (without it nothing is kept; "
+                 "the config's [state] path is never used)")
 
     run = sub.add_parser("run", help="execd mode: line protocol on stdin, scored metrics on stdout")
     common(run)
-    state_option(run)
+    state_option(run, "checkpoint file (overrides [state] path in the config)")
 
     replay = sub.add_parser("replay", help="score recorded line-protocol files through the same engine")
     common(replay)
-    state_option(replay)
+    state_option(replay, own_state)
     replay.add_argument("--output", "-o", metavar="PATH", help="write here instead of stdout")
     replay.add_argument("files", nargs="+", metavar="FILE", help="line-protocol files ('-' is stdin)")
-    report = replay.add_argument_group("report (needs pip install 'riverguard[report]')")
+    report = replay.add_argument_group("report (needs the report extra: pip install '/path/to/this/checkout[report]')")
     report.add_argument("--report", metavar="PATH", help="also write a self-contained HTML report of the replay here")
     report.add_argument("--report-top", metavar="N", type=_count, default=12,
                         help="plot the N series with the most anomalies (default: 12)")
@@ -67,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
     pull = sub.add_parser("pull", help="score points stored in InfluxDB and write them back (once, or --follow)")
     common(pull)
-    state_option(pull)
+    state_option(pull, own_state)
     from .pull import add_arguments as _pull_arguments
 
     _pull_arguments(pull)
@@ -109,8 +113,20 @@ def _count(text: str) -> int:
     return value
 
 
-def _load(path: str | None) -> Config:
-    return load(path) if path else default_config()
+def _load(path: str | None, log: Log) -> Config | None:
+    """The config at ``path`` (the default without one), its problems and warnings logged; None if refused.
+
+    Start-up, ``check-config`` and a SIGHUP reload all read a config through here.
+    """
+    try:
+        config = load(path) if path else default_config()
+    except ConfigError as err:
+        for line in err.errors:
+            log.error(line)
+        return None
+    for line in config_warnings(config):
+        log.warn(line)
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,14 +163,9 @@ def _main(args: argparse.Namespace) -> int:
     if args.command == "state":
         return _state_inspect(args.path, args.series)
     log = Log(args.log_level)
-    try:
-        config = _load(args.config)
-    except ConfigError as err:
-        for line in err.errors:
-            log.error(line)
+    config = _load(args.config, log)
+    if config is None:
         return EXIT_CONFIG
-    for line in config_warnings(config):
-        log.warn(line)
     if args.command in ("replay", "pull") and not args.state and config.state.path is not None:
         # The config may be the one a running Telegraf uses: its models are not replay's to touch.
         log.info(
@@ -207,14 +218,9 @@ def sample_config() -> str:
 
 
 def _check_config(path: str) -> int:
-    try:
-        config = load(path)
-    except ConfigError as err:
-        for line in err.errors:
-            print(f"E! {line}", file=sys.stderr)
+    config = _load(path, Log())
+    if config is None:
         return EXIT_CONFIG
-    for line in config_warnings(config):
-        print(f"W! {line}", file=sys.stderr)
     print(f"{config.source}: OK, {len(config.rules)} rule(s)")
     for rule in config.rules:
         print(f"rule {rule.index}: {json.dumps(rule.resolved())}")
@@ -290,10 +296,9 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
             if store.save():
                 log.info(f"received SIGHUP: checkpoint written to {store.path}")
         old = engine.config
-        try:
-            config = _load(args.config)
-        except ConfigError as err:
-            log.error(f"received SIGHUP: {err}; still running on the previous config")
+        config = _load(args.config, log)
+        if config is None:
+            log.error(f"received SIGHUP: {args.config} is refused (above); still running on the previous config")
             return
         if args.state or config.state.path == old.state.path:
             config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=old.state.path))
@@ -534,8 +539,8 @@ def _summary(engine: Engine) -> None:
     if top:
         lines.append("top series by anomalies:")
         lines.extend(f"  {count:>6}  {key}" for key, count in top)
-    sys.stderr.write("".join(f"I! [riverguard] {line}\n" for line in lines))
-    sys.stderr.flush()
+    for line in lines:
+        engine.log.info(line)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,7 +11,7 @@ interval as a percentage of the change of the total (user + system + nice +
 iowait + irq + softirq + steal + idle; guest time is part of user time).
 The first batch is written one interval after the start.
 
-Needs psutil: ``pip install 'riverguard[collect]'``.
+Needs psutil: the ``collect`` extra (README, Install).
 """
 
 from __future__ import annotations
@@ -149,7 +149,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         import psutil
     except ImportError:
-        sys.stderr.write("E! [riverguard] collect needs psutil: pip install 'riverguard[collect]'\n")
+        from ._extras import install_command
+
+        sys.stderr.write(f"E! [riverguard] collect needs the optional collect extra (psutil): {install_command('collect')}\n")
         return 1
     try:
         interval = parse_duration(args.interval)

@@ -5,8 +5,8 @@ sees exactly what a user gets, fields added upstream included) and keeps, for
 each scored series, its times, values, scores, the positions of its flags and,
 where the output carries them, the band fields ``F<flag_suffix>_lower`` and
 ``F<flag_suffix>_upper`` (what ``[output] explain`` writes). :func:`write`
-renders the summary and the chosen series with Bokeh (the optional extra
-``riverguard[report]``), every script inline: the page needs no network.
+renders the summary and the chosen series with Bokeh (the optional
+``report`` extra), every script inline: the page needs no network.
 
 What is drawn is downsampled (per bucket of consecutive samples, the lowest
 and the highest value at their own times), the flagged points never are: each
@@ -46,9 +46,9 @@ def check_extra() -> None:
     try:
         import bokeh  # noqa: F401
     except ImportError:
-        raise MissingExtra(
-            "--report needs the optional plotting extra: pip install 'riverguard[report]' (Bokeh)"
-        ) from None
+        from ._extras import install_command
+
+        raise MissingExtra(f"--report needs the optional report extra (Bokeh): {install_command('report')}") from None
 
 
 class SeriesData:

@@ -375,7 +375,8 @@ def load_labels(paths: list[str | Path]) -> list[NabFile]:
     """A user's labelled CSV files (``timestamp,value,label``), one series per file.
 
     Each run of labelled rows (a gap's label included) is an event; the NAB
-    windows come from :func:`label_windows`. Keys are the paths as given.
+    windows come from :func:`label_windows`. Keys are the paths as given; the
+    category is the name of the file's folder (the file's stem in ``/``).
     """
     files = []
     seen: set[str] = set()
@@ -391,7 +392,7 @@ def load_labels(paths: list[str | Path]) -> list[NabFile]:
         if not len(samples):
             raise DataError(f"{path}: no values (every row is a gap)")
         kept = [v for v in values if v]
-        category = path.parent.name or "."
+        category = path.absolute().parent.name or path.stem  # the folder's own name, even for "x.csv"
         files.append(NabFile(key, category, path.name, path, samples, kept, label_windows(samples, events), events))
     return files
 

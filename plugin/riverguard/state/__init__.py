@@ -83,7 +83,10 @@ class StateStore:
             lock_path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as err:
-            raise LockError(f"cannot create the lock file {lock_path}: {err.strerror or err}") from None
+            # a file where a folder should be gives EEXIST or ENOTDIR: name the file, not the symptom
+            blocker = next((p for p in lock_path.parents if p.exists()), None)
+            reason = f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir() else err.strerror or err
+            raise LockError(f"cannot create the lock file {lock_path}: {reason}") from None
         deadline = time.monotonic() + wait
         told = False
         while True:
