@@ -1,6 +1,6 @@
 """The HTML report of a 1 M-metric replay: its cost, size and time to open (``make bench`` does not run it).
 
-    python -m tests.benchmarks.bench_report [--metrics 1000000] [--hosts 10] [--repeat 2]
+    python -m tests.benchmarks.bench_report [--metrics 1000000] [--hosts 10] [--repeat 2] [--explain]
 
 A seeded Telegraf-like recording (bench_stream: cpu, mem and disk metrics of
 ``hosts`` hosts, 7.7 numeric fields per metric) is replayed by the real
@@ -10,6 +10,8 @@ report is then opened in headless Chromium, timed until every plot's canvas
 is painted. With plotly installed, the same drawn data (the same series,
 downsampled the same way) is also written as a Plotly page and opened the
 same way: the comparison behind the choice of Bokeh (docs/design.md).
+With ``--explain``, every run is made twice, alternately: without and with
+``[output] explain = true`` (the report then also draws the band).
 """
 
 from __future__ import annotations
@@ -107,31 +109,45 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics", type=int, default=1_000_000)
     parser.add_argument("--hosts", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=2, help="alternating runs of each (default: 2)")
+    parser.add_argument("--explain", action="store_true", help="also with [output] explain = true, alternately")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="riverguard-bench-report-") as tmp:
         folder = Path(tmp)
         recording = folder / "in.lp"
         metrics = _recording(recording, args.metrics, args.hosts)
         print(f"recording: {metrics:,} metrics, {recording.stat().st_size / 1e6:.0f} MB")
-        plain, report = [], []
+        explained = folder / "explain.toml"
+        explained.write_text('[output]\nexplain = true\n\n[[rule]]\nname = "all"\n')
+        modes = {"explain off": []}
+        if args.explain:
+            modes["explain on"] = ["--config", str(explained)]
+        plain: dict[str, list[float]] = {mode: [] for mode in modes}
+        report: dict[str, list[float]] = {mode: [] for mode in modes}
         for _ in range(args.repeat):
-            plain.append(_timed(["replay", "-o", "/dev/null", str(recording)]))
-            report.append(_timed(["replay", "--report", str(folder / "report.html"), "-o",
-                                  str(folder / "scored.lp"), str(recording)]))
-            print(f"  replay {plain[-1]:.1f} s, with --report {report[-1]:.1f} s")
-        a, b = statistics.median(plain), statistics.median(report)
-        size = (folder / "report.html").stat().st_size
-        print(f"replay alone {a:.1f} s; with --report {b:.1f} s (x{b / a:.2f}, +{b - a:.1f} s); "
-              f"report {size / 1e6:.2f} MB")
-        opened = [_open_time(folder / "report.html", 12) for _ in range(args.repeat)]
-        print(f"Bokeh report opens (every plot painted) in {statistics.median(opened):.2f} s "
-              f"(runs: {', '.join(f'{t:.2f}' for t in opened)})")
+            for mode, config in modes.items():
+                tag = mode.replace(" ", "-")
+                plain[mode].append(_timed(["replay", *config, "-o", "/dev/null", str(recording)]))
+                report[mode].append(_timed(["replay", *config, "--report", str(folder / f"report-{tag}.html"), "-o",
+                                            str(folder / f"scored-{tag}.lp"), str(recording)]))
+                print(f"  {mode}: replay {plain[mode][-1]:.1f} s, with --report {report[mode][-1]:.1f} s", flush=True)
+        for mode in modes:
+            tag = mode.replace(" ", "-")
+            a, b = statistics.median(plain[mode]), statistics.median(report[mode])
+            size = (folder / f"report-{tag}.html").stat().st_size
+            scored = (folder / f"scored-{tag}.lp").stat().st_size
+            print(f"{mode}: replay alone {a:.1f} s; with --report {b:.1f} s (x{b / a:.2f}, +{b - a:.1f} s); "
+                  f"report {size / 1e6:.2f} MB; scored output {scored / 1e6:.0f} MB")
+            opened = [_open_time(folder / f"report-{tag}.html", 12) for _ in range(args.repeat)]
+            print(f"{mode}: Bokeh report opens (every plot painted) in {statistics.median(opened):.2f} s "
+                  f"(runs: {', '.join(f'{t:.2f}' for t in opened)})", flush=True)
+        if args.explain:
+            return 0
         try:
             import plotly  # noqa: F401
         except ImportError:
             print("plotly not installed: no comparison")
             return 0
-        render, plots = _plotly_page(folder / "scored.lp", folder / "plotly.html", 12)
+        render, plots = _plotly_page(folder / "scored-explain-off.lp", folder / "plotly.html", 12)
         popened = [_plotly_open_time(folder / "plotly.html", plots) for _ in range(args.repeat)]
         print(f"the same {plots} series with Plotly: {(folder / 'plotly.html').stat().st_size / 1e6:.2f} MB, "
               f"rendered in {render:.2f} s, opens in {statistics.median(popened):.2f} s "
