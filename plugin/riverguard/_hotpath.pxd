@@ -42,7 +42,7 @@ cpdef bytes format_score(double score)
 @cython.locals(ob=bytearray)
 cpdef bytes format_band(double value)
 
-@cython.locals(s="char *", text=bytes, n=Py_ssize_t)
+@cython.locals(s="char *", text=bytes, n=Py_ssize_t, bare=bint)
 cdef bytes _format(double value, int digits)
 
 cdef double _P10[23]
@@ -76,7 +76,7 @@ cdef int _field(object engine, Series series, bytes skey, bytes kb, Py_ssize_t k
 cpdef int verdict(Series series, double score, tuple names, bint with_flag, bytearray ob) except -1
 
 @cython.locals(score_suffix=bytes, flag_suffix=bytes, raw=bytes, fields=list, all_series=dict, ob=bytearray,
-               series=Series, skey=bytes, key=bytes, with_flag=bint)
+               series=Series, skey=bytes, key=bytes, with_flag=bint, scored=int)
 cpdef bytes score(object engine, object metric)
 
 @cython.locals(i=Py_ssize_t, j=Py_ssize_t)
@@ -87,5 +87,6 @@ cdef bint _same(bytes b, Py_ssize_t i, Py_ssize_t j, Py_ssize_t n) except -1
 
 @cython.locals(line=Plain, n=Py_ssize_t, nl=Py_ssize_t, head=Py_ssize_t, k=Py_ssize_t, metrics="long long",
                flags="long long", missing=bint, score_suffix=bytes, flag_suffix=bytes, all_series=dict, found=list,
-               skeys=list, ob=bytearray, skey=bytes, series=Series, extra=bytes)
+               skeys=list, ob=bytearray, skey=bytes, series=Series, extra=bytes, scored=int,
+               fields_scored="long long")
 cpdef Py_ssize_t run(object engine, bytes buf, Py_ssize_t pos, list out) except -1

@@ -137,14 +137,19 @@ def format_band(value: float) -> bytes:
 
 def _format(value: float, digits: int) -> bytes:
     """``b"%.<digits>g" % value``, with ``.0`` added when it has neither a point nor an exponent."""
-    if cython.compiled:
+    if cython.compiled:  # one bytes object, ".0" included (no concatenation: a score of 0 has no point)
         s = PyOS_double_to_string(value, 103, digits, 0, cython.NULL)  # what b"%.<digits>g" calls ('g')
+        n = strlen(s)
+        bare = memchr(s, 46, n) == cython.NULL and memchr(s, 101, n) == cython.NULL  # no "." and no "e"
         try:
-            text = s
+            text = PyBytes_FromStringAndSize(cython.NULL, n + 2 if bare else n)
+            memcpy(PyBytes_AS_STRING(text), s, n)
         finally:
             PyMem_Free(s)
-    else:
-        text = b"%.*g" % (digits, value)
+        if bare:
+            memcpy(PyBytes_AS_STRING(text) + n, b".0", 2)
+        return text
+    text = b"%.*g" % (digits, value)
     n = len(text)
     if _find_byte(text, 46, 0, n) < 0 and _find_byte(text, 101, 0, n) < 0:  # no "." and no "e"
         text += b".0"
@@ -293,7 +298,8 @@ def _process(detector: object, x: float, t: object) -> float:
 
 def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: int, number: float, t: object,
            timestamp: object, ob: bytearray, with_flag: bool, keys: object) -> int:
-    """Score ``number`` in ``series`` and append its added fields to ``ob``; 1 if it is flagged, else 0.
+    """Score ``number`` in ``series`` and append its added fields to ``ob``; 3 if it is flagged, 2 if it
+    is scored and not flagged, 0 if it is not scored (no detector, or the detector failed).
 
     The field key is ``kb[key:key + key_len]``; ``with_flag`` is False when
     the metric already holds the flag field (only the score is added);
@@ -329,14 +335,13 @@ def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: in
     except Exception as err:  # noqa: BLE001 - no detector error may reach the stream
         engine._detector_failed(series, skey, err)
         return 0
-    engine.fields_scored += 1
     names = series.names
     if names is None:
         names = series.names = engine.added_names(kb[key:key + key_len])
     flag = verdict(series, score, names, with_flag, ob)
     if explain is not None:
         _explained(engine, explain, has, e0, e1, e2, detector, number, flag, series.seen <= series.warmup, keys, ob)
-    return flag
+    return 2 | flag  # the caller counts engine.fields_scored (run: once per call, not a Python update per field)
 
 
 def verdict(series: Series, score: float, names: tuple, with_flag: bool, ob: bytearray) -> int:
@@ -463,7 +468,9 @@ def score(engine, metric) -> bytes:
         else:
             all_series[skey] = series  # now the most recently seen
         with_flag = keys is None or key + flag_suffix not in keys
-        engine.anomalies += _field(engine, series, skey, key, 0, len(key), number, t, timestamp, ob, with_flag, keys)
+        scored = _field(engine, series, skey, key, 0, len(key), number, t, timestamp, ob, with_flag, keys)
+        engine.anomalies += scored & 1
+        engine.fields_scored += scored >> 1
     if together is not None:
         engine._score_metric(metric, prefix, together, t, ob)
     return bytes(ob)
@@ -504,6 +511,7 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
     found = [None] * MAX_FIELDS
     skeys = [None] * MAX_FIELDS
     ob = bytearray()
+    fields_scored = 0
     try:
         while pos < n:
             nl = _find_byte(buf, 10, pos, n)  # the newline
@@ -551,13 +559,17 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                     series = found[k]
                     del all_series[skey]
                     all_series[skey] = series  # now the most recently seen
-                    flags += _field(engine, series, skey, buf, line.key[k], line.key_len[k], line.number[k], t,
+                    scored = _field(engine, series, skey, buf, line.key[k], line.key_len[k], line.number[k], t,
                                     timestamp, ob, True, None)
+                    flags += scored & 1
+                    fields_scored += scored >> 1
                 if flags:
                     engine.anomalies += flags
             _put(ob, buf, line.fields_end, nl + 1)
             pos = nl + 1
     finally:
+        if fields_scored:
+            engine.fields_scored += fields_scored
         if len(ob):
             out.append(bytes(ob))
     return pos
