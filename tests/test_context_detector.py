@@ -10,6 +10,8 @@ evaluate``) on the full corpus at ``$RIVERGUARD_NAB`` or ``../shared/nab``
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -93,3 +95,30 @@ def test_nab_quality_measured(nab_report):
     assert std["configured"]["score"] >= 75.9
     assert low_fp["swept"]["score"] >= 67.3
     assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 80.7
+
+
+def test_day_width_zero_checks_every_slot(tmp_path: Path) -> None:
+    """``day_width = 0`` (context's default) means off: a slot whose values were all equal is checked.
+
+    An hourly series at exactly 0 from 02:00 to 04:00 every day and 50..70 otherwise; a 30 at 03:00
+    on day 20 is a time-of-day extreme (0.6, flagged), as a522b83 wrote it before day_width came.
+    Before width 0 meant off, such a slot was never checked: 0.102 (0.105 here), not flagged.
+    """
+    rng = random.Random(3)
+    t0 = 1_699_920_000  # a midnight (UTC)
+    lines = []
+    for h in range(24 * 25):
+        x = 0.0 if 2 <= h % 24 < 4 else round(rng.uniform(50.0, 70.0), 1)
+        if h == 24 * 20 + 3:
+            x = 30.0
+        lines.append(b"m v=%r %d" % (x, (t0 + 3600 * h) * 10**9))
+    config = tmp_path / "rg.toml"
+    config.write_text('[[rule]]\nname = "all"\ndetector = "context"\n[rule.params]\nday_detrend = false\n')
+    proc = subprocess.run([sys.executable, "-m", "riverguard", "run", "--config", str(config)],
+                          input=b"\n".join(lines) + b"\n", capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert len(out) == len(lines)
+    flagged = [i for i, line in enumerate(out) if b"v_anomaly=true" in line]
+    assert flagged == [24 * 20 + 3]
+    assert b"v_anomaly_score=0.6" in out[24 * 20 + 3]

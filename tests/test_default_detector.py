@@ -195,6 +195,24 @@ def test_a_climb_is_reported_once():
     assert got[True][1] < 0.5 and got[True][2] >= 0.5
 
 
+def test_a_new_extreme_on_the_other_side_of_a_climb_is_reported():
+    """A climb to new highs does not hide a new low that follows it: the low is a distinct incident
+    (before the climb kept its side, ``extreme_once`` damped the -20 to 0.036 at this seed). The
+    band of what is not flagged says the same: its lower edge stays while the climb goes on."""
+    got = {}
+    for once in (True, False):
+        rng = random.Random(1)
+        det = Sentinel(extreme_once=once)
+        for i in range(1000):
+            det.process(10.0 + rng.gauss(0.0, 1.0), 60.0 * i)
+        climb = [det.process(v, 60.0 * (1000 + k)) for k, v in enumerate([25.0, 30.0])]
+        band = det.explain(det.default_threshold, 60.0 * 1002)
+        got[once] = (climb, band, det.process(-20.0, 60.0 * 1002))
+    assert got[True][0][0] == 1.0 and got[True][0][1] < 0.5  # the climb: reported once
+    assert got[True][2] >= 0.5 and got[True][2] == got[False][2]
+    assert got[True][1][1] is not None and -20.0 < got[True][1][1]
+
+
 def test_scoring_starts_after_learn_time_in_a_slow_series():
     """Hourly data: 200 samples of learning are 8 days. With learn_time (3 days) an incident on day 4
     is reported; nothing scores before 3 days, nor before learn // 4 samples in a faster series."""

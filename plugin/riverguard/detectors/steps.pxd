@@ -65,6 +65,7 @@ cdef class TimeOfDay(Step):
 
     @cython.locals(tt=double, day=double, slot=int64_t)
     cdef int64_t slot_at(self, object t) except? -2
+    cdef inline bint _known(self, int vis, double dlo, double dhi, double span) noexcept
     @cython.locals(slot=int64_t, v=double, vis=int, i=Py_ssize_t, ds=double,
                    dvar=double, zs=double, a=double, dlo=double, dhi=double, known=bint)
     cdef double observe(self, double x, double lmean, object t, double span, double var, double z_scale,
@@ -85,11 +86,12 @@ cdef class Extremes(Step):
     cdef public double margin, extreme, extreme_sd, value_long
     cdef public bint extreme_once
     cdef public double _lo, _hi, _rlo, _rhi, _lmean, _lvar
-    cdef public bint _climb
+    cdef public int _climb
     cdef bint again
 
     cdef void first(self, double x) noexcept
-    @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, lam=double, dl=double, far=bint)
+    @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, side=int, lam=double, dl=double,
+                   far=bint)
     cdef bint observe(self, double x, int64_t n) except -1
 
 

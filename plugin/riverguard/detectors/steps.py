@@ -373,7 +373,7 @@ class TimeOfDay(Step):
               low=0.0, high=1.0, high_open=True),
         Param("day_detrend", True, "Slots keep the value's deviation from the long-run mean, not the value."),
         Param("day_width", 0.0, "A slot is checked only once the values seen in it spread over more than this "
-              "fraction of the range seen so far.", low=0.0, high=1.0),
+              "fraction of the range seen so far (0: off, every slot is checked).", low=0.0, high=1.0),
     )  # fmt: skip
     STATE = ("slot",)
     SIGNED = ("slot",)
@@ -414,6 +414,12 @@ class TimeOfDay(Step):
             raise IndexError("time-of-day slot out of range")
         return slot
 
+    def _known(self, vis, dlo, dhi, span):
+        """Whether a slot visited ``vis`` times whose values spread over ``dlo``..``dhi`` is checked
+        (``span``: the range seen so far): visited ``day_visits`` times, and its values spread over
+        more than ``day_width`` of the range (width 0: whatever their spread)."""
+        return vis >= self.day_visits and (not self.day_width or dhi - dlo > self.day_width * span)
+
     def observe(self, x, lmean, t, span, var, z_scale, z):
         """Learn ``x`` in its slot (event time ``t``); return the larger of ``z`` and the error against the slot.
 
@@ -451,7 +457,7 @@ class TimeOfDay(Step):
         if vis:
             dlo = self._lo[slot]
             dhi = self._hi[slot]
-            known = vis >= self.day_visits and dhi - dlo > self.day_width * span
+            known = self._known(vis, dlo, dhi, span)
             if v < dlo:
                 self.hit = known and dlo - v > self.day_margin * span
                 self._lo[slot] = v
@@ -544,8 +550,10 @@ class Extremes(Step):
     )  # fmt: skip
     # the range seen so far (lo, hi); the range as it was when the current excursion beyond it began
     # (rlo, rhi); the long-run mean and variance of the values (lmean, lvar); whether the values
-    # have stayed beyond the range since the last new extreme (climb)
+    # have stayed beyond the range, on the side of the last new extreme, since it (climb: +1 above,
+    # -1 below, 0 not)
     STATE = ("lo", "hi", "rlo", "rhi", "lmean", "lvar", "climb")
+    SIGNED = ("climb",)
 
     def __init__(self, values):
         Step.__init__(self, values)
@@ -555,7 +563,7 @@ class Extremes(Step):
         self._rhi = 0.0
         self._lmean = 0.0
         self._lvar = 0.0
-        self._climb = False
+        self._climb = 0
         self.again = False
 
     def first(self, x):
@@ -569,7 +577,8 @@ class Extremes(Step):
         range) by more than ``margin`` of that range, and far from the
         long-run mean; the next excursion is measured from the range as it is now.
         ``again`` says whether a new extreme continues the climb of the previous
-        one (no value back inside the range in between).
+        one (on the same side, no value back inside the range or beyond its
+        other side in between).
         """
         lo = self._lo
         hi = self._hi
@@ -580,14 +589,18 @@ class Extremes(Step):
         rlo = self._rlo
         rhi = self._rhi
         ext = 0.0
+        side = 0
         if x > rhi:
             ext = x - rhi
+            side = 1
         elif x < rlo:
             ext = rlo - x
+            side = -1
         else:  # back inside: the reference catches up with the range
             self._rlo = self._lo
             self._rhi = self._hi
-            self._climb = False
+        if side != self._climb:  # back inside, or beyond the other side: the climb is over
+            self._climb = 0
         lam = self.value_long if n * self.value_long > 1.0 else 1.0 / n
         dl = x - self._lmean
         far = False
@@ -598,8 +611,8 @@ class Extremes(Step):
         if ext > self.margin * (rhi - rlo) and far:
             self._rlo = self._lo
             self._rhi = self._hi
-            self.again = self._climb
-            self._climb = True
+            self.again = self._climb != 0
+            self._climb = side
             return True
         return False
 
@@ -1007,14 +1020,14 @@ class Pipeline:
                         su = base + (c + h) / shrink
                 dlo = day._lo[slot]
                 dhi = day._hi[slot]
-                if dhi - dlo > day.day_width * span and (day.day_score if through else day.day_score * f) >= eff:
+                if day._known(vis, dlo, dhi, span) and (day.day_score if through else day.day_score * f) >= eff:
                     dm = day.day_margin * span
                     tl = base + (dlo - dm) / shrink
                     tu = base + (dhi + dm) / shrink
         # 3. new extremes: beyond the reference range by its margin (xl, xu), and far (d) from the long-run mean
-        # (with extreme_once, not while a suppression lasts and the values have stayed beyond the range
-        # since the last new extreme: it would continue that climb)
-        xon = ext.extreme * f >= eff and not (ext.extreme_once and ext._climb and quiet)
+        # (with extreme_once, not on the side of the last new extreme while a suppression lasts and the
+        # values have stayed beyond the range there since: it would continue that climb)
+        xon = ext.extreme * f >= eff
         xl = -_INF
         xu = _INF
         d = 0.0
@@ -1029,6 +1042,11 @@ class Pipeline:
             mx = ext.margin * (ext._rhi - ext._rlo)
             xl = ext._rlo - mx
             xu = ext._rhi + mx
+            if ext.extreme_once and quiet:
+                if ext._climb > 0:
+                    xu = _INF
+                elif ext._climb < 0:
+                    xl = -_INF
             d = ext.extreme_sd * sqrt(ext._lvar)
             # above xu, the values within d of the long-run mean are not flagged
             if lmean + d <= xu:
