@@ -260,6 +260,33 @@ def test_one_value_only(cls: type) -> None:
         det.score_one({"v": 1.0, "at": "yesterday"})
 
 
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("cls", RIVER_CLASSES, ids=lambda c: c.__name__)
+def test_a_nan_or_inf_is_a_missing_value(cls: type, bad: float) -> None:
+    """A NaN or infinite value scores 0.0 and teaches nothing (HST: that feature is left out), so a
+    later spike scores as it would without it. Before, one NaN set sentinel's long-run mean to NaN
+    for good (a spike of 300 then scored 0.20, not 1.0) and one inf made ZScore score 1.0 ever after."""
+    rng = random.Random(5)
+    clean, spoiled = cls(), cls()
+    for i in range(1200):
+        x = {"v": float(i % 7)} if cls is not rg.HST else {"v": float(i % 7), "w": rng.gauss(0.0, 1.0)}
+        for det in (clean, spoiled):
+            det.learn_one(x)
+    before = pickle.dumps(spoiled)
+    assert spoiled.score_one({"v": bad}) == 0.0
+    spoiled.learn_one({"v": bad})
+    assert pickle.dumps(spoiled) == before
+    if cls is rg.HST:  # the finite feature is still learned, the other left out
+        spoiled.learn_one({"v": bad, "w": 0.5})
+        clean.learn_one({"w": 0.5})
+        assert pickle.dumps(spoiled) == pickle.dumps(clean)
+    spike = {"v": 300.0} if cls is not rg.HST else {"v": 300.0, "w": 0.0}
+    assert spoiled.score_one(spike) == clean.score_one(spike)
+    if cls in (rg.Sentinel, rg.ZScore):
+        assert clean.score_one(spike) == 1.0
+        assert spoiled.score_one({"v": 3.0}) == clean.score_one({"v": 3.0}) < 0.5
+
+
 @pytest.mark.parametrize("cls", RIVER_CLASSES, ids=lambda c: c.__name__)
 def test_pickle_and_deepcopy_keep_what_was_learned(cls: type) -> None:
     det = cls()

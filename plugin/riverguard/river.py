@@ -17,8 +17,11 @@ fast). Import it from River code only::
 
 **The value.** ``sentinel``, ``context``, ``zscore`` and ``pad`` watch one
 value: ``x`` holds one feature (any name), besides the time (below). A dict
-without it (a missing value, River's way) scores 0.0 and teaches nothing;
-a dict with two is a ValueError. ``HST`` takes every feature of ``x``.
+without it (a missing value, River's way) scores 0.0 and teaches nothing,
+and so does a value that is NaN or infinite (a missing value too: one
+would otherwise spoil the learned means for good); a dict with two is a
+ValueError. ``HST`` takes every feature of ``x``, a NaN or infinite one
+left out as missing.
 
 **The time.** riverguard's default detectors use the value's event time
 (the time of day, and learning and suppression bounded in days). River
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import inspect
+import math
 from typing import Any, ClassVar
 
 from river import base
@@ -123,7 +127,8 @@ class _RiverFacing(base.AnomalyDetector):
                 f"{type(self).__name__} watches one value, x has {len(found)}: {found!r} "
                 f"(set time_key for the time, or use HST for several features)"
             )
-        return float(x[found[0]])
+        value = float(x[found[0]])
+        return value if math.isfinite(value) else None  # NaN, inf: missing
 
     def learn_one(self, x: dict[Any, Any], t: float | None = None) -> None:  # type: ignore[override]
         value = self._value(x)
@@ -336,8 +341,13 @@ class HST(_RiverFacing, _hst.HST):
     """
 
     def _value(self, x: dict[Any, Any]) -> Any:
-        """Every feature but the time (a new dict: ``x`` is never kept or changed)."""
-        features = {k: float(v) for k, v in x.items() if k != self.time_key}
+        """Every finite feature but the time (a new dict: ``x`` is never kept or changed)."""
+        features = {}
+        for k, v in x.items():
+            if k != self.time_key:
+                value = float(v)
+                if math.isfinite(value):  # NaN, inf: missing
+                    features[k] = value
         return features or None
 
     def learn_one(self, x: dict[Any, Any], t: float | None = None) -> None:  # type: ignore[override]
