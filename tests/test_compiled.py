@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from test_property import SETTINGS
 from riverguard import detectors
+from riverguard._compiled import PURE_PYTHON
 from riverguard.detectors import COMPILED_MODULES, is_compiled, uncompiled
 
 COMPILED = {name: detectors.REGISTRY[name] for name in ("sentinel", "context")}
@@ -41,7 +42,7 @@ def packed(state: Any) -> bytes:
 
 
 def test_ci_compiles_the_detector_modules() -> None:
-    if os.environ.get("RIVERGUARD_PURE_PYTHON"):
+    if PURE_PYTHON:
         assert not any(is_compiled(getattr(detectors, m)) for m in COMPILED_MODULES)
         pytest.skip("RIVERGUARD_PURE_PYTHON: the uncompiled modules are in use")
     if not BUILT:
@@ -320,3 +321,21 @@ def test_runs_without_cython_installed() -> None:
     assert proc.returncode == 0, proc.stderr
     det = COMPILED["sentinel"]()
     assert float(proc.stdout) == sum(det.process(float(i % 17), 60.0 * i) for i in range(500))
+
+
+@pytest.mark.parametrize("value", [None, "", "0", "1", "yes"])
+def test_only_a_set_pure_python_selects_the_sources(value: str | None) -> None:
+    """RIVERGUARD_PURE_PYTHON: unset, empty or "0" keeps the compiled modules; another value (such as
+    "1") loads the Python sources. Before, "0" selected the sources too (any non-empty string)."""
+    import subprocess
+    import sys
+
+    if not BUILT:
+        pytest.skip("detector modules not compiled here")
+    env = {k: v for k, v in os.environ.items() if k != "RIVERGUARD_PURE_PYTHON"}
+    if value is not None:
+        env["RIVERGUARD_PURE_PYTHON"] = value
+    code = "from riverguard.detectors import is_compiled, steps; print(is_compiled(steps))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(value in (None, "", "0"))

@@ -7,8 +7,8 @@ branches it guards are the only ones that use the rest of ``cython``);
 without Cython they import this module instead, and run as the plain Python
 they are.
 
-``RIVERGUARD_PURE_PYTHON=1`` runs those same files uncompiled even where the
-compiled build exists: :func:`prefer_sources` (called by
+``RIVERGUARD_PURE_PYTHON=1`` (any value but ``0`` or empty) runs those same
+files uncompiled even where the compiled build exists: :func:`prefer_sources` (called by
 ``riverguard/__init__.py``) makes every ``riverguard`` module load from its
 ``.py`` file rather than from a compiled extension beside it.
 """
@@ -29,8 +29,8 @@ __all__ = ["PURE_PYTHON", "compiled", "is_compiled", "prefer_sources", "uncompil
 #: Uncompiled: this module stands in for ``cython`` only when Cython is not there.
 compiled = False
 
-#: True when RIVERGUARD_PURE_PYTHON asks for the uncompiled sources.
-PURE_PYTHON = bool(os.environ.get("RIVERGUARD_PURE_PYTHON"))
+#: True when RIVERGUARD_PURE_PYTHON asks for the uncompiled sources ("0", empty or unset: it does not).
+PURE_PYTHON = os.environ.get("RIVERGUARD_PURE_PYTHON", "") not in ("", "0")
 
 
 def is_compiled(module: ModuleType) -> bool:
