@@ -90,6 +90,7 @@ cdef class Extremes(Step):
     cdef bint again
 
     cdef void first(self, double x) noexcept
+    cpdef bint load(self, object state) except -1
     @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, side=int, lam=double, dl=double,
                    far=bint)
     cdef bint observe(self, double x, int64_t n) except -1

@@ -569,6 +569,13 @@ class Extremes(Step):
     def first(self, x):
         self._lo = self._hi = self._rlo = self._rhi = self._lmean = x
 
+    def load(self, state):
+        """Also a state from before the climb kept its side (``climb`` a bool): a climb then in progress
+        is forgotten (its next new extreme is reported), the rest of the model kept."""
+        if type(state) is dict and type(state.get("climb")) is bool:
+            state = {**state, "climb": 0}
+        return Step.load(self, state)
+
     def observe(self, x, n):
         """Learn ``x`` (n >= 1 samples before it); True if it is a new extreme.
 
