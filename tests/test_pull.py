@@ -314,28 +314,82 @@ def test_follow_retries_a_passing_failure_and_goes_on(tmp_path: Path) -> None:
 
 
 class _CutShort(QuietHandler):
-    """A server whose every answer stops in the middle of its JSON (the connection ends cleanly there)."""
+    """A server whose every answer stops in the middle of its JSON: fewer bytes than its Content-Length."""
 
     def do_POST(self) -> None:  # noqa: N802
         self.rfile.read(int(self.headers["Content-Length"]))
-        self.answer(200, b'{"results":[{"statement_id":0,"ser')
+        payload = b'{"results":[{"statement_id":0,"ser'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload) + 40))
+        self.end_headers()
+        self.wfile.write(payload)
+        self.close_connection = True
 
 
-def test_follow_takes_an_answer_cut_short_for_a_lost_connection(tmp_path: Path) -> None:
-    with local_server(_CutShort) as server:
-        proc = subprocess.Popen(_follow_stub(server, tmp_path), stderr=subprocess.PIPE, text=True)
-        seen = []
-        try:
-            for line in proc.stderr:  # type: ignore[union-attr]
-                seen.append(line)
-                if "pass failed" in line or line.startswith("E! "):
-                    break
-        finally:
+class _ChunkCut(QuietHandler):
+    """A server whose every chunked answer stops inside its first chunk."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.write(b'80\r\n{"results":[{"statement_id":0,"ser')
+        self.wfile.flush()
+        self.close_connection = True
+
+
+class _NotJson(QuietHandler):
+    """A proxy's page in a complete 200 answer (its Content-Length met), no final newline."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.requests.append("query")  # type: ignore[attr-defined]
+        self.answer(200, b"<html><body>Welcome to the proxy</body></html>", "text/html")
+
+
+def _follow_until_reported(server: Any, tmp_path: Path) -> tuple[int | None, str]:
+    """Run ``pull --follow`` against ``server`` until it reports a failed pass or stops; (exit code, stderr)."""
+    proc = subprocess.Popen(_follow_stub(server, tmp_path), stderr=subprocess.PIPE, text=True)
+    seen = []
+    stopped = False  # it stopped by itself (an E! line): let it exit, no SIGTERM
+    try:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            seen.append(line)
+            stopped = line.startswith("E! ")
+            if "pass failed" in line or stopped:
+                break
+    finally:
+        if not stopped:
             proc.send_signal(signal.SIGTERM)
-            _, rest = proc.communicate(timeout=20)
-    stderr = "".join(seen) + rest
-    assert proc.returncode == 0, stderr  # retried (then stopped by SIGTERM), not given up
-    assert "W! [riverguard] pass failed: connection lost while reading: the answer ended inside a line" in stderr
+        _, rest = proc.communicate(timeout=20)
+    return proc.returncode, "".join(seen) + rest
+
+
+@pytest.mark.parametrize("handler", [_CutShort, _ChunkCut], ids=["content-length", "chunked"])
+def test_follow_takes_an_answer_cut_short_for_a_lost_connection(tmp_path: Path, handler: type) -> None:
+    with local_server(handler) as server:
+        returncode, stderr = _follow_until_reported(server, tmp_path)
+    assert returncode == 0, stderr  # retried (then stopped by SIGTERM), not given up
+    assert "W! [riverguard] pass failed: connection lost while reading" in stderr
+
+
+def test_follow_stops_on_a_complete_answer_that_is_not_json(tmp_path: Path) -> None:
+    """A 200 with a proxy's page is not a lost connection: asking again would get the same page, so
+    pull stops with a message saying what came (before, it was retried for ever as "connection lost")."""
+    with local_server(_NotJson, requests=[]) as server:
+        returncode, stderr = _follow_until_reported(server, tmp_path)
+    assert returncode == 1, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("E! ")]
+    assert len(errors) == 1, stderr
+    assert errors[0].startswith("E! [riverguard] pull stopped: the answer is not InfluxDB's JSON")
+    assert "Welcome to the proxy" in errors[0] and "retrying cannot help" in errors[0]
+    assert "pass failed" not in stderr and server.requests == ["query"]
+    assert "Traceback" not in stderr
 
 
 @pytest.mark.parametrize(

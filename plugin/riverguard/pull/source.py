@@ -110,11 +110,22 @@ def open_request(
 
 
 def read_line(resp: http.client.HTTPResponse) -> bytes:
-    """One line of a streamed answer; a connection lost half-way is a retryable :class:`ReadError`."""
+    """One line of a streamed answer (b"" at its end); an answer cut short is a retryable :class:`ReadError`.
+
+    Cut short: a chunked answer that stops before its last chunk (http.client
+    raises), or one that ends before its Content-Length (http.client returns
+    what came: the bytes still owed say so). An answer that ends without one
+    of these (closed by the server, no length given) is taken as complete.
+    """
     try:
-        return resp.readline()
+        line = resp.readline()
     except (OSError, http.client.HTTPException) as err:
         raise ReadError(f"connection lost while reading: {err!r}", retryable=True) from None
+    if resp.length and not line.endswith(b"\n"):  # (readline stops at the Content-Length, or earlier at the end)
+        raise ReadError(
+            f"connection lost while reading: the answer ended {resp.length} bytes before its Content-Length", True
+        )
+    return line
 
 
 def json_document(line: bytes) -> dict:
@@ -128,10 +139,10 @@ def json_document(line: bytes) -> dict:
         if b"-0," in line or b"-0]" in line:
             return json.loads(line, parse_int=_int_keeping_negative_zero)
         return json.loads(line)
-    except ValueError as err:
-        if not line.endswith(b"\n"):  # the answer stopped half-way through a line
-            raise ReadError(f"connection lost while reading: the answer ended inside a line ({err})", True) from None
-        raise ReadError(f"InfluxDB sent something that is not JSON ({err}): {line[:200]!r}") from None
+    except ValueError as err:  # a complete answer (read_line tells one cut short): asking again gives the same
+        raise ReadError(
+            f"the answer is not InfluxDB's JSON ({err}): {line[:200]!r}; is the URL InfluxDB's, not a proxy's page?"
+        ) from None
 
 
 def _int_keeping_negative_zero(text: str) -> int | float:
