@@ -729,9 +729,7 @@ class Suppression(Step):
 
     def apply(self, score, tod, now):
         """The score as reported; ``tod``: it is a time-of-day extreme; ``now``: the event time (NaN: none)."""
-        quiet = self._quiet
-        if quiet and self.suppress_time and now - self._tfire >= self.suppress_time:
-            quiet = 0  # suppress_time has passed (never true without event times: NaN)
+        quiet = self._quiet if self.active(now) else 0  # (suppress_time passed: 0; never without event times)
         if quiet:
             self._quiet = quiet - 1
             if tod and not self._qday and self.day_through:
