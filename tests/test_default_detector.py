@@ -176,16 +176,22 @@ def test_a_sparse_count_sets_no_record_for_the_hour():
     assert len([i for i in flagged[0.0] if i >= 24 * 10]) >= 4
 
 
+def _steady(once: bool) -> tuple[Sentinel, random.Random]:
+    """A seeded Sentinel (``extreme_once=once``) after 1000 samples of N(10, 1) a minute apart; its generator."""
+    rng = random.Random(1)
+    det = Sentinel(extreme_once=once)
+    for i in range(1000):
+        det.process(10.0 + rng.gauss(0.0, 1.0), 60.0 * i)
+    return det, rng
+
+
 def test_a_climb_is_reported_once():
     """A value climbing to a new extreme at every sample is one incident: the first new extreme is
     reported, the rest of the climb is damped by the suppression it started (``extreme_once``); once
     the values are back inside the range, a new extreme is a distinct incident and gets through."""
     got = {}
     for once in (True, False):
-        rng = random.Random(1)
-        det = Sentinel(extreme_once=once)
-        for i in range(1000):
-            det.process(10.0 + rng.gauss(0.0, 1.0), 60.0 * i)
+        det, rng = _steady(once)
         climb = [det.process(v, 60.0 * (1000 + k)) for k, v in enumerate([20.0, 25.0, 30.0, 35.0])]
         back = max(det.process(10.0 + rng.gauss(0.0, 1.0), 60.0 * (1004 + k)) for k in range(20))
         again = det.process(45.0, 60.0 * 1024)
@@ -201,10 +207,7 @@ def test_a_new_extreme_on_the_other_side_of_a_climb_is_reported():
     band of what is not flagged says the same: its lower edge stays while the climb goes on."""
     got = {}
     for once in (True, False):
-        rng = random.Random(1)
-        det = Sentinel(extreme_once=once)
-        for i in range(1000):
-            det.process(10.0 + rng.gauss(0.0, 1.0), 60.0 * i)
+        det, _ = _steady(once)
         climb = [det.process(v, 60.0 * (1000 + k)) for k, v in enumerate([25.0, 30.0])]
         band = det.explain(det.default_threshold, 60.0 * 1002)
         got[once] = (climb, band, det.process(-20.0, 60.0 * 1002))
