@@ -154,8 +154,8 @@ def test_checkpoint_with_positional_states_starts_fresh_and_says_so(tmp_path: Pa
     assert read_checkpoint(state)["series"] == 2  # rewritten in the new layout
 
 
-def test_checkpoint_with_states_by_name_from_0c32038_keeps_its_models(tmp_path: Path) -> None:
-    """A checkpoint written by 0c32038 (states saved by name, one mapping per step; a sentinel and a
+def test_checkpoint_with_states_by_name_from_0c40294_keeps_its_models(tmp_path: Path) -> None:
+    """A checkpoint written by 0c40294 (states saved by name, one mapping per step; a sentinel and a
     context series, 300 samples each) still restores its models: the next 100 samples come out
     byte for byte as that version wrote them in one uninterrupted run of all 400. (Loading was
     sped up without changing what is saved; regenerate these files when the layout changes.)"""
