@@ -12,6 +12,11 @@ from riverguard.detectors.steps cimport Pipeline as CompiledPipeline
 
 cdef extern from "Python.h":
     char *PyOS_double_to_string(double val, char format_code, int precision, int flags, int *type) except NULL
+    ctypedef struct PyByteArrayObject:
+        Py_ssize_t ob_alloc
+        char *ob_bytes
+        char *ob_start
+    void Py_SET_SIZE(object o, Py_ssize_t size)
 
 cdef int _BOOLEAN
 cdef double _NAN
@@ -25,7 +30,10 @@ cdef class Series:
     cdef public long long warmup, seen, anomalies
     cdef public bint failed
 
-@cython.locals(size=Py_ssize_t, n=Py_ssize_t)
+@cython.locals(n=Py_ssize_t, need=Py_ssize_t, o="PyByteArrayObject *")
+cdef char *_room(bytearray ob, Py_ssize_t size) except NULL
+
+@cython.locals(size=Py_ssize_t)
 cdef int _put(bytearray ob, bytes data, Py_ssize_t start, Py_ssize_t stop) except -1
 
 @cython.locals(out=bytes)
@@ -34,7 +42,7 @@ cdef bytes _join(bytes b, Py_ssize_t a, Py_ssize_t a_len, Py_ssize_t c, Py_ssize
 @cython.locals(at="const void *")
 cdef Py_ssize_t _find_byte(bytes b, int c, Py_ssize_t start, Py_ssize_t end) except? -2
 
-@cython.locals(size=Py_ssize_t, p="char *", q="char *", i=Py_ssize_t)
+@cython.locals(size=Py_ssize_t, p="char *", q="char *", i=Py_ssize_t, last=Py_ssize_t, at="const void *")
 cdef bint _contains(bytes b, Py_ssize_t start, Py_ssize_t end, bytes needle) except -1
 
 cpdef bytes format_score(double score)
@@ -53,7 +61,7 @@ cdef int _ilogb(double av) noexcept
                n=int, last=int, i=int, dig="char[16]")
 cdef int _quick_g(double value, int digits, char *buf) noexcept
 
-@cython.locals(s="char *", size=Py_ssize_t, n=Py_ssize_t, buf="char[40]")
+@cython.locals(s="char *", size=Py_ssize_t, buf="char[40]")
 cdef int _put_g(bytearray ob, double value, int digits) except -1
 
 cdef double _value(object value) except? -1.0

@@ -72,13 +72,28 @@ class Series:
 # -- byte-copying primitives: C when compiled, slices in Python ---------------------------
 
 
+def _room(ob: bytearray, size: int):
+    """Compiled only: make ``ob`` ``size`` bytes longer and return where they start (for the caller to fill).
+
+    ``ob``'s length stays its used size; when it must grow, its capacity
+    grows by half (bytearray's own growth is an eighth: a realloc every few
+    appends, most of what writing a field cost).
+    """
+    n = PyByteArray_GET_SIZE(ob)
+    need = n + size
+    o = cython.cast(cython.pointer(PyByteArrayObject), ob)
+    if need + (o.ob_start - o.ob_bytes) >= o.ob_alloc:
+        PyByteArray_Resize(ob, need + (need >> 1) + 64)  # (never ob's size: it allocates)
+    Py_SET_SIZE(ob, need)  # ob is the caller's own, never exported: no check is due
+    o.ob_start[need] = 0  # bytearray's trailing NUL
+    return o.ob_start + n
+
+
 def _put(ob: bytearray, data: bytes, start: int, stop: int) -> None:
     """Append ``data[start:stop]`` to ``ob``."""
     if cython.compiled:
         size = stop - start
-        n = PyByteArray_GET_SIZE(ob)
-        PyByteArray_Resize(ob, n + size)
-        memcpy(PyByteArray_AS_STRING(ob) + n, PyBytes_AS_STRING(data) + start, size)
+        memcpy(_room(ob, size), PyBytes_AS_STRING(data) + start, size)
     else:
         ob += data[start:stop]
 
@@ -105,12 +120,21 @@ def _contains(b: bytes, start: int, end: int, needle: bytes) -> bool:
     """Whether ``needle`` occurs in ``b[start:end]``."""
     if cython.compiled:
         size = len(needle)
+        if size == 0:
+            return True
         p = PyBytes_AS_STRING(b)
         q = PyBytes_AS_STRING(needle)
-        for i in range(start, end - size + 1):
-            if p[i] == q[0] and memcmp(p + i, q, size) == 0:
+        i = start
+        last = end - size  # the last position a match can start at
+        while i <= last:
+            at = memchr(p + i, q[0], last - i + 1)  # the next candidate: the needle's first byte
+            if at == cython.NULL:
+                return False
+            i = cython.cast(cython.p_char, at) - p
+            if memcmp(p + i, q, size) == 0:
                 return True
-        return size == 0
+            i += 1
+        return False
     return b.find(needle, start, end) >= 0
 
 
@@ -262,9 +286,7 @@ def _put_g(ob: bytearray, value: float, digits: int) -> None:
                 buf[size] = 46  # ".0"
                 buf[size + 1] = 48
                 size += 2
-        n = PyByteArray_GET_SIZE(ob)
-        PyByteArray_Resize(ob, n + size)
-        memcpy(PyByteArray_AS_STRING(ob) + n, buf, size)
+        memcpy(_room(ob, size), buf, size)
     else:
         ob += _format(value, digits)
 
