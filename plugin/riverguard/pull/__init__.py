@@ -36,6 +36,7 @@ from ..engine import Engine
 from ..influx import InfluxWriter, OptionError, WriteError, from_args, retry_wait
 from ..lineprotocol import ParseError, parse
 from ..log import Log, Progress
+from ..state import iso_ns
 from ..stream import ManualGC, feed
 from .source import ReadError, Row
 
@@ -129,11 +130,7 @@ def rfc3339_ns(text: str) -> int:
 
 
 def _iso(ns: int | None) -> str:
-    if ns is None:
-        return "the beginning"
-    seconds, rest = divmod(ns, 10**9)
-    stamp = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{rest:09d}Z".replace(".000000000Z", "Z")
+    return "the beginning" if ns is None else iso_ns(ns)
 
 
 class Puller:

@@ -27,7 +27,7 @@ from typing import Any
 from .. import __version__
 from ..detectors import Detector
 from ..config import Rule
-from ..engine import Engine, MetricSeries, Series
+from ..engine import Engine, MetricSeries
 from ..lineprotocol import ParseError, parse
 from .codec import StateCodecError, decode, encode
 from .store import FORMAT, VERSION, CheckpointError, read, set_aside, write
@@ -173,11 +173,11 @@ class StateStore:
                     changed += bool(metric_rules)
                     dropped += not metric_rules
                     continue
-                make: type[Series] = MetricSeries
             else:
                 route = (rules, field_key)
-                rule = routes[route] if route in routes else routes.setdefault(route, engine.route_field(allowed, field_key))
-                make = Series
+                if route not in routes:
+                    routes[route] = engine.route_field(allowed, field_key)
+                rule = routes[route]
                 if rule is None or rule.detector_class is None or rule.scope != "field":
                     dropped += 1
                     continue
@@ -187,10 +187,8 @@ class StateStore:
             if state is None:  # its model could not be saved: it starts fresh
                 unsaved += 1
                 continue
-            if make is Series:
-                series = engine.make_series(rule, _decode_detector(state, rule, key), field_key)
-            else:
-                series = make(rule, _decode_detector(state, rule, key))
+            detector = _decode_detector(state, rule, key)
+            series = MetricSeries(rule, detector) if field_key == b"\n" else engine.make_series(rule, detector, field_key)
             series.seen = seen
             series.last_time = last_time
             series.anomalies = anomalies
@@ -299,6 +297,13 @@ def _iso(ns: int | None) -> str | None:
     return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def iso_ns(ns: int) -> str:
+    """``ns`` (nanoseconds since the epoch) in RFC 3339 to the nanosecond, as pull reads and logs its marks."""
+    seconds, rest = divmod(ns, 10**9)
+    stamp = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{rest:09d}Z".replace(".000000000Z", "Z")
+
+
 def inspect(path: Path) -> dict[str, Any]:
     """Summary of a checkpoint (raises FileNotFoundError or CheckpointError)."""
     checkpoint = read(state_file(Path(path)))
@@ -323,7 +328,7 @@ def inspect(path: Path) -> dict[str, Any]:
     }
     pull = checkpoint.header.get("pull")
     if isinstance(pull, dict) and isinstance(pull.get("marks"), dict):  # riverguard pull's high-water marks
-        summary["pull_marks"] = {str(k): _iso(v) if type(v) is int else None for k, v in sorted(pull["marks"].items())}
+        summary["pull_marks"] = {str(k): iso_ns(v) if type(v) is int else None for k, v in sorted(pull["marks"].items())}
     return summary
 
 
