@@ -300,11 +300,9 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
         if config is None:
             log.error(f"received SIGHUP: {args.config} is refused (above); still running on the previous config")
             return
-        if args.state or config.state.path == old.state.path:
-            config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=old.state.path))
-        else:
+        if not args.state and config.state.path != old.state.path:
             log.warn(f"received SIGHUP: [state] path changed to {config.state.path}: it takes effect at the next start")
-            config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=old.state.path))
+        config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=old.state.path))
         if config.state.checkpoint_interval != old.state.checkpoint_interval:
             log.warn("received SIGHUP: a new [state] checkpoint_interval takes effect at the next start")
         kept, fresh = engine.reconfigure(config)

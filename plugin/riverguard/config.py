@@ -73,6 +73,7 @@ class Rule:
         if cls is None:
             raise ValueError('detector "off" makes no detector')
         return cls.factory(self.detector_params)
+
     #: Write the explanation fields for this rule's series (None: ``[output] explain`` decides).
     explain: bool | None = None
 
@@ -122,7 +123,7 @@ class Rule:
             # The warm-up is left out (a changed warmup keeps the learned state, as the README says): a constant
             # stands in its place, so that checkpoints written when it was still a param keep their models.
             params = {**params, name: self.detector_class.defaults()[name]}
-        what = {"detector": resolved["detector"], "params": dict(sorted(params.items()))}
+        what = {"detector": resolved["detector"], "params": params}  # (json.dumps below sorts the keys)
         if self.scope != "field":  # (field-scope fingerprints stay what they were before scopes existed)
             what["scope"] = self.scope
         # the layout of the detector's saved state too: a checkpoint in another layout starts fresh

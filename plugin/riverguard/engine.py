@@ -207,9 +207,8 @@ class Engine:
         series.threshold = rule.effective_threshold
         series.warmup = rule.held_back
         series.names = None  # its added-field names, set again at its next sample
-        if field_key != b"\n":  # (a scope = "metric" model writes no explanation; nor a detector without explain)
-            explains = rule.explain and hasattr(series.detector, "explain")
-            series.explain = self.explain_names(field_key) if explains else None
+        if field_key != b"\n":  # (a scope = "metric" model writes no explanation)
+            series.explain = self.explain_names(field_key) if rule.explain else None
 
     # -- scoring -------------------------------------------------------------
 

@@ -143,7 +143,7 @@ class Collector:
             value = fields.get(base)
             if value is None or not base:
                 continue
-            number = float(value[:-1]) if value[-1:] in (b"i", b"u") else float(value)
+            number = _number(value)
             score = float(fields[key])
             if not (math.isfinite(number) and math.isfinite(score)):
                 continue
