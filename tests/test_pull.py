@@ -15,6 +15,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -207,6 +208,14 @@ def test_one_off_pull_with_the_server_down_exits_1_saying_how_far_it_got(tmp_pat
     assert "Traceback" not in proc.stderr
 
 
+def _watchdog(proc: subprocess.Popen, seconds: float = 60.0) -> threading.Timer:
+    """Kill ``proc`` after ``seconds``: a pull that goes quiet fails the test (its stderr ends) instead of hanging it."""
+    timer = threading.Timer(seconds, proc.kill)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
 def test_follow_with_the_server_down_retries_with_backoff(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [RIVERGUARD, "pull", "--influx-url", f"http://127.0.0.1:{free_port()}", "--db", "x", "-m", "cpu",
@@ -214,12 +223,14 @@ def test_follow_with_the_server_down_retries_with_backoff(tmp_path: Path) -> Non
         stderr=subprocess.PIPE, text=True,
     )
     seen = []
+    watchdog = _watchdog(proc)
     try:
         for line in proc.stderr:  # type: ignore[union-attr]
             seen.append(line)
             if sum("pass failed" in x for x in seen) == 3:
                 break
     finally:
+        watchdog.cancel()
         proc.send_signal(signal.SIGTERM)
         _, rest = proc.communicate(timeout=20)
     stderr = "".join(seen) + rest
@@ -357,6 +368,7 @@ def _follow_until_reported(server: Any, tmp_path: Path) -> tuple[int | None, str
     proc = subprocess.Popen(_follow_stub(server, tmp_path), stderr=subprocess.PIPE, text=True)
     seen = []
     stopped = False  # it stopped by itself (an E! line): let it exit, no SIGTERM
+    watchdog = _watchdog(proc)
     try:
         for line in proc.stderr:  # type: ignore[union-attr]
             seen.append(line)
@@ -364,6 +376,7 @@ def _follow_until_reported(server: Any, tmp_path: Path) -> tuple[int | None, str
             if "pass failed" in line or stopped:
                 break
     finally:
+        watchdog.cancel()
         if not stopped:
             proc.send_signal(signal.SIGTERM)
         _, rest = proc.communicate(timeout=20)
