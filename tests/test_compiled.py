@@ -91,6 +91,10 @@ PARAMS = st.fixed_dictionaries(
         "extreme_sd": st.sampled_from([0.0, 3.0]),
         "fire": st.sampled_from([0.3, 0.5, 2.0]),
         "repeat_decay": st.sampled_from([0.001, 0.5]),
+        "spike": st.sampled_from([0.0, 0.0, 3.0, 12.0]),
+        "spike_record": st.sampled_from([0.0, 0.5]),
+        "spike_fading": st.sampled_from([0.02, 0.5]),
+        "spike_score": st.sampled_from([0.9, 1.0]),
     },
 )
 
@@ -177,6 +181,7 @@ CONTEXT_PARAMS = st.fixed_dictionaries(
         "learn": st.sampled_from([0, 5, 50]),
         "day_slots": st.sampled_from([0, 5, 12]),
         "day_fading": st.sampled_from([0.0, 0.02]),
+        "spike": st.sampled_from([0.0, 4.0, 12.0]),
     },
 )
 
@@ -203,8 +208,9 @@ def test_states_move_between_the_two(params: dict[str, Any], data: list[tuple[fl
 
 
 @needs_build
+@pytest.mark.parametrize("params", [{}, {"spike": 12.0}])
 @pytest.mark.parametrize("name", ["sentinel", "context"])
-def test_long_realistic_series_bit_for_bit(name: str) -> None:
+def test_long_realistic_series_bit_for_bit(name: str, params: dict[str, Any]) -> None:
     """Two weeks of 5-minute samples with a daily cycle, noise and incidents (past learn, day visits, suppression)."""
     Reference, Twin = PURE[name], COMPILED[name]
     import math
@@ -220,7 +226,7 @@ def test_long_realistic_series_bit_for_bit(name: str) -> None:
         if 3500 <= i < 3600:
             x = 12.5
         data.append((round(x, 2), t))
-    ref, twin = Reference(), Twin()
+    ref, twin = Reference(**params), Twin(**params)
     fired = 0
     for x, t in data:
         a, b = ref.process(x, t), twin.process(x, t)
@@ -238,7 +244,7 @@ def test_long_realistic_series_bit_for_bit(name: str) -> None:
     "params",
     [{"bins": 1}, {"bins": 2.0}, {"gain": 0.0}, {"fading": 1.0}, {"day_slots": 97}, {"weekend_slots": 1},
      {"day_visits": 0}, {"day_score": 2.0}, {"day_fading": 1.0},
-     {"day_fading": -0.1}, {"day_detrend": 1}, {"day_through": 0}, {"stuck_longest": 0}, {"suppress": -1}, {"learn": 1.5}, {"pmin": 0.5}, {"nope": 1}],
+     {"day_fading": -0.1}, {"day_detrend": 1}, {"day_through": 0}, {"stuck_longest": 0}, {"suppress": -1}, {"learn": 1.5}, {"pmin": 0.5}, {"spike": -1.0}, {"spike_fading": 0.0}, {"spike_score": 1.5}, {"nope": 1}],
 )
 def test_same_parameter_errors(params: dict[str, Any]) -> None:
     Reference, Twin = PURE["sentinel"], COMPILED["sentinel"]
@@ -271,15 +277,16 @@ def _mutations(state: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @needs_build
+@pytest.mark.parametrize("spike", [0.0, 12.0])
 @pytest.mark.parametrize("name", ["sentinel", "context"])
-def test_damaged_states_are_refused_alike(name: str) -> None:
+def test_damaged_states_are_refused_alike(name: str, spike: float) -> None:
     """Every one-entry change of a real state: both refuse it, or both take it and then agree."""
     import random
 
     Reference, Twin = PURE[name], COMPILED[name]
     rng = random.Random(5)
     warm = [(10.0 + rng.gauss(0.0, 1.0), 1.7e9 + 60.0 * i) for i in range(400)]
-    ref = Reference(learn=20, day_visits=1)
+    ref = Reference(learn=20, day_visits=1, spike=spike)
     for x, t in warm:
         ref.process(x, t)
     params = ref.params()

@@ -262,24 +262,33 @@ def _restless(n: int, seed: int) -> list[float]:
     return out
 
 
+@pytest.mark.parametrize("spike", [0.0, 4.0])
 @pytest.mark.parametrize("threshold", [0.5, 0.3])
 @pytest.mark.parametrize("stamped", [True, False])
 @pytest.mark.parametrize("name", PIPELINES)
-def test_pipeline_band_is_exact(name: str, stamped: bool, threshold: float) -> None:
+def test_pipeline_band_is_exact(name: str, stamped: bool, threshold: float, spike: float) -> None:
     """Just inside each edge not flagged, just outside flagged (a repeat of the last value excepted: stuck).
 
     The band covers every step that reads the value (prediction error of the
     series and of the hour, the surprise of each level, new extremes,
-    time-of-day extremes) and the suppression in progress; at 0.3 the
-    likelihood's part (the surprise levels included) narrows it often.
+    time-of-day extremes, and spikes when the rule sets ``spike``) and the
+    suppression in progress; at 0.3 the likelihood's part (the surprise
+    levels included) narrows it often. With ``spike = 4`` the spike step's
+    bound is the edge in hundreds of probes: at 0.3 also in suppressions
+    (0.9 damped to 0.45 is flagged), at 0.5 not there, where a spike instead
+    hides a time-of-day extreme that would have got through.
     """
-    det = REGISTRY[name](learn=100)
-    checked = zero_width = 0
+    det = REGISTRY[name](learn=100, spike=spike)
+    checked = zero_width = spiky = 0
     for i, x in enumerate(_restless(4000, seed=2)):
         t = 1_700_000_000.0 + 600 * i if stamped else None
         band = det.explain(threshold, t)
         if band is not None and i % 3 == 0 and (band[1] is not None or band[2] is not None):
             expected, lower, upper = band
+            if spike:  # the spike step's bound: reach() mads from its mean
+                step = det.spikes
+                reach = max(step.spike, step.spike_record * step._top) * step._mad
+                spiky += lower == step._mean - reach or upper == step._mean + reach
             if lower is not None and upper is not None and lower == upper:
                 zero_width += 1  # every value would be flagged: the probes on either side are
                 probes = [(lower - 1e-6, True), (upper + 1e-6, True)]
@@ -296,6 +305,7 @@ def test_pipeline_band_is_exact(name: str, stamped: bool, threshold: float) -> N
             checked += 1
         det.process(x, t)
     assert checked > 1000
+    assert spiky > 100 if spike else spiky == 0
 
 
 def test_pipeline_band_omitted_while_learning() -> None:
@@ -347,11 +357,12 @@ def test_pipeline_reasons_name_the_evidence(name: str) -> None:
     assert _first_reasons(name, daily, times) == [(24 * 35 + 10, "time_of_day")]
 
 
-def test_pipeline_explanations_same_compiled_and_pure() -> None:
+@pytest.mark.parametrize("params", [{}, {"spike": 4.0}, {"spike": 12.0, "spike_record": 0.0, "spike_score": 1.0}])
+def test_pipeline_explanations_same_compiled_and_pure(params: dict) -> None:
     """One source: the compiled and the uncompiled detector explain with the very same doubles."""
     for name in PIPELINES:
-        compiled = REGISTRY[name](learn=100)
-        pure = getattr(uncompiled(f"detectors.{name}"), type(compiled).__name__)(learn=100)
+        compiled = REGISTRY[name](learn=100, **params)
+        pure = getattr(uncompiled(f"detectors.{name}"), type(compiled).__name__)(learn=100, **params)
         for i, x in enumerate(_restless(2500, seed=9)):
             t = 1_700_000_000.0 + 600 * i if i % 2 else None
             for threshold in (0.5, 0.3):

@@ -86,6 +86,29 @@ def test_fingerprint_follows_parameters_and_state_layout() -> None:
     assert "n;t0;surprise:b1,b2,counts,totals;" in REGISTRY["sentinel"].STATE_LAYOUT
 
 
+@pytest.mark.parametrize("name", ["sentinel", "context"])
+def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(name: str) -> None:
+    """The spike step is off while ``spike`` is 0: its settings change nothing then, so they stay out of the
+    fingerprint (a checkpoint of the release before it keeps its models; test_warmup pins those values), and
+    it holds no state. Switched on, its settings and its state's layout are in the fingerprint."""
+    cls = REGISTRY[name]
+    rule = config.parse(f'[[rule]]\nname = "s"\ndetector = "{name}"\n').rules[0]
+    for same in ("spike = 0.0", "spike_record = 0.9", "spike_fading = 0.5, spike_score = 0.2"):
+        text = f'[[rule]]\nname = "s"\ndetector = "{name}"\nparams = {{ {same} }}\n'
+        assert config.parse(text).rules[0].fingerprint == rule.fingerprint, same
+    on = [
+        config.parse(f'[[rule]]\nname = "s"\ndetector = "{name}"\nparams = {{ {p} }}\n').rules[0].fingerprint
+        for p in ("spike = 12.0", "spike = 12", "spike = 16.0", "spike = 12.0, spike_record = 0.9")
+    ]
+    assert rule.fingerprint not in on and on[0] == on[1] and len(set(on)) == 3
+    params, layout = cls.state_identity({**cls.defaults(), "spike": 12.0})
+    assert layout == cls.STATE_LAYOUT.replace(";suppression:", ";spikes:mean,mad,top;suppression:")
+    assert {"spike", "spike_fading", "spike_record", "spike_score"} <= set(params)
+    params, layout = cls.state_identity(cls.defaults())
+    assert layout == cls.STATE_LAYOUT and "spike" not in params and "spikes" not in cls().dump_state()
+    assert list(cls(spike=12.0).dump_state()) == ["n", "t0"] + [a for a, _ in cls.STEPS]
+
+
 def _pxd_attributes(path: Path) -> dict[str, dict[str, str]]:
     """``{class: {attribute: C type}}`` declared in a .pxd (``cdef [public|readonly] TYPE a, b``)."""
     out: dict[str, dict[str, str]] = {}
@@ -111,7 +134,7 @@ def test_pxd_types_every_declared_parameter_and_state_name(name: str) -> None:
     """The .pxd beside a compiled module only adds types: each declared parameter and state name has one."""
     cls = REGISTRY[name]
     declared = {**_pxd_attributes(DETECTORS / "steps.pxd"), **_pxd_attributes(DETECTORS / f"{name}.pxd")}
-    fresh = cls()
+    fresh = cls(**{s.SWITCH: 1.0 for _, s in cls.STEPS if s.SWITCH})  # (a step that is off is left out)
     for attr, step_cls in cls.STEPS:
         attrs = declared[step_cls.__name__]
         step = getattr(fresh, attr)

@@ -118,16 +118,22 @@ class Rule:
         """Identifies the rule's detector and parameters: state learned under another does not carry over."""
         resolved = self.resolved()
         params = resolved["params"]
-        name = getattr(self.detector_class, "WARMUP_PARAM", None)
+        cls = self.detector_class
+        name = getattr(cls, "WARMUP_PARAM", None)
         if name:
             # The warm-up is left out (a changed warmup keeps the learned state, as the README says): a constant
             # stands in its place, so that checkpoints written when it was still a param keep their models.
-            params = {**params, name: self.detector_class.defaults()[name]}
+            params = {**params, name: cls.defaults()[name]}
+        # the layout of the detector's saved state too: a checkpoint in another layout starts fresh (a detector
+        # built from steps gives it per rule, leaving out the steps it has off and their settings)
+        identity = getattr(cls, "state_identity", None)
+        if identity is not None:
+            params, layout = identity(params)
+        else:
+            layout = getattr(cls, "STATE_LAYOUT", "")
         what = {"detector": resolved["detector"], "params": params}  # (json.dumps below sorts the keys)
         if self.scope != "field":  # (field-scope fingerprints stay what they were before scopes existed)
             what["scope"] = self.scope
-        # the layout of the detector's saved state too: a checkpoint in another layout starts fresh
-        layout = getattr(self.detector_class, "STATE_LAYOUT", "")
         if layout:
             what["state"] = layout
         text = json.dumps(what, sort_keys=True)  # not explain: it changes no state

@@ -190,6 +190,12 @@ class Sentinel(Pipeline):
        values often (or is constant) expects long runs and does not fire; a
        run is reported once, and only if it started after ``learn`` samples;
        with ``stuck_longest``, only while it is longer than every earlier run.
+
+       *Spikes* (off unless a rule sets ``spike``, see
+       :class:`~riverguard.detectors.steps.Spike`): a value ``spike`` or more
+       exponentially weighted mean absolute deviations from the recent level
+       scores ``spike_score``, even inside the range seen so far. Off, the step
+       is left out: no state, no cost, the same scores and fingerprint.
     5. **Minimum history.** Nothing scores above 0 before ``learn`` samples (in a rule, its
        ``warmup``: 200 by default),
        or, with event times, before ``learn_time`` seconds (3 days; and

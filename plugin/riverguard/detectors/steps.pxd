@@ -7,7 +7,7 @@ cimport cython
 from libc.stdint cimport int64_t
 
 cdef double _SQRT1_2, _DAY, _NAN, _INF
-cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK
+cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE
 cdef double *_LEVELS
 cdef double *_CUTS
 cdef bint _LITTLE
@@ -109,6 +109,17 @@ cdef class Stuck(Step):
     cdef double score(self, double x, bint scoring) except? -1.0
 
 
+cdef class Spike(Step):
+    cdef public double spike, spike_fading, spike_record, spike_score
+    cdef public double _mean, _mad, _top
+
+    cdef void first(self, double x) noexcept
+    @cython.locals(k=double)
+    cdef inline double reach(self) noexcept
+    @cython.locals(mean=double, mad=double, d=double, ad=double, z=double, out=double, a=double)
+    cdef double score(self, double x, bint counting) noexcept
+
+
 cdef class Suppression(Step):
     cdef public double fire, damp, suppress_time
     cdef public int64_t suppress
@@ -134,13 +145,14 @@ cdef class Pipeline:
     cdef readonly Likelihood likelihood
     cdef readonly Extremes extremes
     cdef readonly Stuck stuck
+    cdef readonly Spike spikes
     cdef readonly Suppression suppression
     cdef readonly int _why
     cdef double _xthr, _xeff, _xu, _xud
     cdef readonly double _ex, _elo, _ehi
 
     @cython.locals(n=int64_t, stuck=double, lo=double, span=double, new_extreme=bint, raw=double, var=double,
-                   z0=double, z=double, score=double, tod=bint, now=double, why=int)
+                   z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double)
     cpdef double process(self, double x, object t=*) except? -1.0
 
     @cython.locals(n=int64_t, error=PredictionError, mean=double, now=double, t0=double, eff=double,
@@ -152,7 +164,8 @@ cdef class Pipeline:
                    c=double, h=double, dm=double, xl=double, xu=double, far=double, mx=double, d=double,
                    i=int, j=int, v=double, best=double, start=double, end=double, inside=bint, k=int,
                    left=double, right=double, x=double, ok=bint, dl=double, q=double, dist=double, bad=bint,
-                   xon=bint, lower=double, upper=double, hole=bint, up=double, down=double)
+                   xon=bint, lower=double, upper=double, hole=bint, up=double, down=double, pl=double, pu=double,
+                   spon=bint, mask=bint, spk=Spike, w=double)
     cdef int explain_into(self, double threshold, object t) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)

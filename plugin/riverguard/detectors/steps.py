@@ -10,7 +10,9 @@ A :class:`Pipeline` runs one sample through its steps (see
 2. :class:`Likelihood` turns its short average into a log-scaled tail probability;
 3. :class:`Extremes` (new extremes of the range) and :class:`TimeOfDay`
    (the range and mean of each time-of-day slot) may raise the score;
-4. :class:`Stuck` scores a run of repeated values;
+4. :class:`Stuck` scores a run of repeated values, and :class:`Spike` (off
+   unless a rule sets ``spike``) a value far from the recent level in robust
+   deviations;
 5. nothing scores before ``learn`` samples (the rule's ``warmup``), or
    ``learn_time`` seconds of event time (and ``learn // 4`` samples);
 6. :class:`Suppression` damps the scores after a report, for ``suppress``
@@ -21,7 +23,10 @@ Each step declares its parameters (``PARAMS``, see
 and restored by name). A new statistic is one more name in ``STATE`` (and
 its type in ``steps.pxd``); a new parameter one more :class:`Param` (and its
 type in ``steps.pxd``): the constructor, validation, config checks, the rule
-fingerprint and the docs follow.
+fingerprint and the docs follow. A step with a ``SWITCH`` (a parameter that is
+0 while the step is off) is left out of the pipeline while it is off: it then
+holds no state, costs nothing, and leaves the rule fingerprint as it was
+before the step existed (:meth:`Pipeline.state_identity`).
 
 This module is plain Python, and is compiled with Cython (pure-Python mode:
 ``steps.pxd`` beside it only adds C types) when a C compiler is there at
@@ -52,7 +57,8 @@ else:
 import sys
 
 __all__ = [
-    "Extremes", "Likelihood", "Pipeline", "PredictionError", "Step", "Stuck", "Suppression", "Surprise", "TimeOfDay",
+    "Extremes", "Likelihood", "Pipeline", "PredictionError", "Spike", "Step", "Stuck", "Suppression", "Surprise",
+    "TimeOfDay",
 ]  # fmt: skip
 
 _SQRT1_2 = 0.7071067811865476  # math.sqrt(0.5)
@@ -69,6 +75,7 @@ _WHY_ERROR = 2
 _WHY_HOUR = 3
 _WHY_EXTREME = 4
 _WHY_STUCK = 5
+_WHY_SPIKE = 6
 
 
 # -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
@@ -228,6 +235,7 @@ class Step:
     STATE = ()
     SIGNED = ()  # names in STATE whose int may also be -1 ("none")
     BUFFERS = ()  # names of the step's own arrays in its state (bytes)
+    SWITCH = None  # a parameter that is 0 while the step is off: the pipeline then leaves the step out
 
     def __init__(self, values):
         for name in _settings(self):
@@ -697,6 +705,73 @@ class Stuck(Step):
         return stuck
 
 
+class Spike(Step):
+    """Step 4b, off unless ``spike`` > 0: a value far from the recent level, in robust deviations.
+
+    The deviation ``z = |x - mean| / mad`` uses an exponentially weighted mean
+    and mean absolute deviation (weight ``spike_fading``), which a single
+    spike moves far less than it moves a variance. A value ``spike`` or more
+    of them away scores ``spike_score``, if ``z`` is also at least
+    ``spike_record`` times the largest ``z`` seen since ``learn // 4``
+    samples (a series whose spikes are routine does not report each one).
+    Below 1.0, a spike reported inside a suppression is damped under the
+    threshold. While ``spike`` is 0 the pipeline leaves this step out. See
+    docs/detection.md ("A spike step, opt-in") for what it gains and costs on
+    each corpus: a choice for series whose incidents are short spikes, not the default.
+    """
+
+    PARAMS = (
+        Param("spike", 0.0, "Robust deviations (|x - EW mean| / EW mean absolute deviation) that make a spike "
+              "(0: the spike step is off).", low=0.0),
+        Param("spike_fading", 0.02, "Weight of the newest sample in the spike step's mean and mean absolute deviation.",
+              low=0.0, high=1.0, low_open=True, high_open=True),
+        Param("spike_record", 0.5, "A spike must also reach this fraction of the largest deviation seen so far (0: any).",
+              low=0.0),
+        Param("spike_score", 0.9, "The score of a spike.", low=0.0, high=1.0),
+    )  # fmt: skip
+    # the EW mean and mean absolute deviation of the values; the largest deviation seen (in mads)
+    STATE = ("mean", "mad", "top")
+    SWITCH = "spike"
+
+    def __init__(self, values):
+        Step.__init__(self, values)
+        self._mean = 0.0
+        self._mad = 0.0
+        self._top = 0.0
+
+    def first(self, x):
+        self._mean = x
+
+    def reach(self):
+        """The smallest deviation (in mads) that is a spike now: ``spike``, or ``spike_record`` of the largest seen."""
+        k = self.spike_record * self._top
+        return k if k > self.spike else self.spike
+
+    def score(self, x, counting):
+        """Learn ``x``; ``spike_score`` if it is a spike, else 0.0. ``counting``: spikes count (and the largest is kept)."""
+        mean = self._mean
+        mad = self._mad
+        d = x - mean
+        ad = abs(d)
+        z = ad / mad if mad > 0.0 else 0.0
+        out = 0.0
+        if counting:
+            if z >= self.reach():
+                out = self.spike_score
+            if z > self._top:
+                self._top = z
+        a = self.spike_fading
+        mean += a * d
+        mad += a * (ad - mad)
+        if mad - mad == 0.0 and mean - mean == 0.0:
+            self._mean = mean
+            self._mad = mad
+        else:  # values near the float limit overflowed: start over from this value
+            self._mean = x
+            self._mad = 0.0
+        return out
+
+
 class Suppression(Step):
     """Step 6: after a report, the next scores are damped, so a run of detections is reported once.
 
@@ -798,6 +873,7 @@ class Pipeline:
         self.likelihood = Likelihood(values)
         self.extremes = Extremes(values)
         self.stuck = Stuck(values)
+        self.spikes = Spike(values) if values["spike"] else None  # (off: left out, see Step.SWITCH)
         self.suppression = Suppression(values)
 
     def __getattr__(self, name):
@@ -815,6 +891,18 @@ class Pipeline:
     def params(self):
         """The settings this instance was built with."""
         return dict(self._values)
+
+    @classmethod
+    def state_identity(cls, params):
+        """``(params, layout)`` that identify the learned state of a rule with ``params`` (every setting): the
+        settings of a step that is off are left out (they change nothing), and the layout holds the steps that
+        are on. A rule that switches no step on keeps the fingerprint it had before such steps existed."""
+        out = dict(params)
+        for _, step in cls.STEPS:
+            if step.SWITCH is not None and not params[step.SWITCH]:
+                for p in step.PARAMS:
+                    del out[p.name]
+        return out, _layout(cls.STEPS, params)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
@@ -840,6 +928,8 @@ class Pipeline:
             extremes.first(x)
             self.error._mean = x
             self.stuck.first(x)
+            if self.spikes is not None:
+                self.spikes.first(x)
             return 0.0
         stuck = self.stuck.score(x, n > self.learn)  # 4. a run of repeats
         lo = extremes._lo  # the range before x
@@ -874,6 +964,13 @@ class Pipeline:
             score = stuck if stuck < 1.0 else 1.0
             tod = False
             why = _WHY_STUCK
+        spikes = self.spikes
+        if spikes is not None:  # 4b. a spike (off unless the rule sets spike)
+            spike = spikes.score(x, n >= self.learn // 4)
+            if spike > score:
+                score = spike
+                tod = False
+                why = _WHY_SPIKE
         self._why = why
         # 5. minimum history: learn samples, or learn_time of event time (and a quarter of them)
         if n < self.learn and not (self.learn_time and n >= self.learn // 4 and now - self._t0 >= self.learn_time):
@@ -890,8 +987,8 @@ class Pipeline:
         would not score ``threshold`` at this moment, with every step that
         reads the value: the prediction error (the series' and the time-of-day
         slot's) and the surprise of each level through the likelihood of the
-        short average, new extremes, time-of-day extremes, and the damping of
-        a suppression in progress. A repeat of the previous value may still be
+        short average, new extremes, time-of-day extremes, spikes (when the
+        spike step is on), and the damping of a suppression in progress. A repeat of the previous value may still be
         flagged inside (stuck). When the expected value itself would be
         flagged, the nearest such range; when every value would be,
         ``lower == upper == expected``. An edge is None when nothing on that
@@ -910,7 +1007,8 @@ class Pipeline:
 
         ``stuck`` (a run of repeats), ``time_of_day`` (beyond the range of the
         slot, or far from the slot's mean), ``novelty`` (an unusual sequence of
-        levels or pattern); for a new extreme or the likelihood of prediction
+        levels or pattern); ``spike`` or ``dip`` for a spike (step 4b: one
+        sample, never a level shift); for a new extreme or the likelihood of prediction
         errors, ``level_shift`` when the recent level (the expected value) had
         moved more than one long-run standard deviation from the long-run
         mean towards ``x``, or the likelihood was built up over earlier
@@ -927,6 +1025,8 @@ class Pipeline:
         expected = self.error._mean  # (it has learned x: still on the same side of x)
         if explanation is not None and explanation[0] is not None:
             expected = explanation[0]
+        if why == _WHY_SPIKE:
+            return "spike" if x >= expected else "dip"
         # the recent level had moved from the long-run mean by more than a long-run standard deviation,
         # towards x; or the likelihood of the errors was built up over earlier samples
         ext = self.extremes
@@ -1072,6 +1172,27 @@ class Pipeline:
                 upper = up
             if down > lower:
                 lower = down
+        # 4b. spikes: a value reach() mads or more from the spike step's mean (pl < x < pu: not a spike) scores
+        # spike_score, damped in any suppression; where it is not flagged it may still hide a time-of-day extreme
+        # that would get through a suppression (mask: the spike outscores it, and is damped)
+        pl = -_INF
+        pu = _INF
+        spon = False
+        mask = False
+        spk = self.spikes
+        if spk is not None and spk._mad > 0.0:
+            w = spk.reach() * spk._mad
+            spon = spk.spike_score * f >= eff
+            mask = not spon and through and spk.spike_score > day.day_score and (tl > -_INF or tu < _INF)
+            if spon or mask:
+                pl = spk._mean - w
+                pu = spk._mean + w
+            if spon:
+                if pl > lower:
+                    lower = pl
+                if pu < upper:
+                    upper = pu
+            hole = hole or mask
         if not nb and not hole:  # every constraint is an interval: the band is where they overlap
             if lower > upper:
                 self._elo = mean  # every value would be flagged
@@ -1088,6 +1209,7 @@ class Pipeline:
         m = _cut(cuts, _cut(cuts, m, tl, tu), xl, xu)
         if xon:
             m = _cut(cuts, m, lmean - d, lmean + d)
+        m = _cut(cuts, m, pl, pu)
         if nb:
             for b in range(1, nb):
                 cuts[m] = lo + b * span / nb
@@ -1112,7 +1234,9 @@ class Pipeline:
                 x = left + 1.0 + abs(left)
             else:
                 x = 0.5 * (left + right)
-            ok = left <= right and zl < x < zu and sl < x < su and tl <= x <= tu
+            ok = left <= right and zl < x < zu and sl < x < su and (tl <= x <= tu or (mask and not pl < x < pu))
+            if ok and spon:
+                ok = pl < x < pu
             if ok and xon and (x > xu or x < xl):
                 dl = x - lmean
                 ok = dl * dl <= far
@@ -1153,7 +1277,9 @@ class Pipeline:
         """The learned state: ``{"n": samples, step name: that step's state}``."""
         out = {"n": self._n, "t0": self._t0}
         for name, _ in type(self).STEPS:
-            out[name] = getattr(self, name).dump()
+            step = getattr(self, name)
+            if step is not None:  # (a step that is off holds no state)
+                out[name] = step.dump()
         return out
 
     def load_state(self, state):
@@ -1165,7 +1291,6 @@ class Pipeline:
         steps = type(self).STEPS
         if (
             type(state) is not dict
-            or len(state) != len(steps) + 2
             or type(state.get("n")) is not int
             or not 0 <= state["n"] < _MAX_COUNT
             or type(state.get("t0")) is not float
@@ -1173,17 +1298,25 @@ class Pipeline:
             raise ValueError(f"bad {type(self).name} state")
         self._n = state["n"]
         self._t0 = state["t0"]
+        k = 2
         for name, _ in steps:
-            if not getattr(self, name).load(state.get(name)):
-                raise ValueError(f"bad {type(self).name} state ({name})")
+            step = getattr(self, name)
+            if step is not None:  # (a step that is off holds no state)
+                if not step.load(state.get(name)):
+                    raise ValueError(f"bad {type(self).name} state ({name})")
+                k += 1
+        if len(state) != k:
+            raise ValueError(f"bad {type(self).name} state")
 
 
 def compose(surprise, **defaults):
     """``(STEPS, PARAMS, STATE_LAYOUT)`` of a pipeline whose surprise step is ``surprise``.
 
     ``defaults`` override the steps' defaults. ``STATE_LAYOUT`` names every
-    part of the saved state; it goes into the rule fingerprint, so a
-    checkpoint saved in another layout starts fresh rather than failing to load.
+    part of the saved state with the steps that have a ``SWITCH`` off (as by
+    default); it goes into the rule fingerprint (through
+    :meth:`Pipeline.state_identity`, which adds the steps a rule switches on),
+    so a checkpoint saved in another layout starts fresh rather than failing to load.
     """
     steps = (
         ("surprise", surprise),
@@ -1192,6 +1325,7 @@ def compose(surprise, **defaults):
         ("likelihood", Likelihood),
         ("extremes", Extremes),
         ("stuck", Stuck),
+        ("spikes", Spike),
         ("suppression", Suppression),
     )
     params = [p for _, step in steps for p in step.PARAMS] + [Pipeline.LEARN, Pipeline.LEARN_TIME]
@@ -1199,5 +1333,16 @@ def compose(surprise, **defaults):
     if unknown:
         raise TypeError(f"no such parameters: {', '.join(sorted(unknown))}")
     params = [p.but(default=defaults[p.name]) if p.name in defaults else p for p in params]
-    layout = ";".join(["n", "t0"] + [f"{name}:{','.join(step.STATE + step.BUFFERS)}" for name, step in steps])
-    return steps, tuple(params), layout
+    return steps, tuple(params), _layout(steps, None)
+
+
+def _layout(steps, values):
+    """The saved state's layout with the steps on under ``values`` (None: every step with a ``SWITCH`` off)."""
+    return ";".join(
+        ["n", "t0"]
+        + [
+            f"{name}:{','.join(step.STATE + step.BUFFERS)}"
+            for name, step in steps
+            if step.SWITCH is None or (values is not None and values[step.SWITCH])
+        ]
+    )

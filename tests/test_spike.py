@@ -1,0 +1,142 @@
+"""The opt-in spike step (``[rule.params] spike``) of ``sentinel`` and ``context``, through the real process.
+
+What a user relies on: without ``spike`` (or with ``spike = 0``) nothing
+changes, not the output and not the checkpoint; with it, a short spike that
+stays inside the range already seen (which the likelihood averages away) is
+flagged at its sample with reason ``spike`` (``dip`` below), a later spike
+smaller than half the largest one seen is not (``spike_record``), and a
+restart from a checkpoint changes no byte of the output.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from riverguard.detectors import REGISTRY
+
+T0 = 19674 * 86400  # Monday 2023-11-13, 00:00 UTC
+EXPLAIN = "[output]\nexplain = true\n\n"
+
+
+def _minutes() -> tuple[bytes, int, int]:
+    """Three days of two series at one sample a minute around 100 (sd 2), host a then host b on alternate
+    lines; an early burst to 300 and a drop to -100 set the range; on day 2 a spike of +150 (host a) and
+    a dip of -150 (host b) stay inside it (no new extreme), and on day 3 a spike of +40 (host a) is under
+    half the largest deviation seen. Returns the line protocol and the line numbers of host a's spike and
+    small spike (host b's dip is on the line after the spike)."""
+    rng = random.Random(3)
+    lines = []
+    spike, small = 1440 + 600, 2 * 1440 + 600
+    for i in range(3 * 1440):
+        for host, jump in ((b"a", 150.0), (b"b", -150.0)):
+            x = 100.0 + rng.gauss(0.0, 2.0)
+            if 300 <= i < 310:
+                x += 200.0
+            if 320 <= i < 330:
+                x -= 200.0
+            if i == spike:
+                x += jump
+            if i == small and host == b"a":
+                x += 40.0
+            lines.append(b"api,host=%s latency=%.3f %d\n" % (host, x, (T0 + 60 * i) * 10**9))
+    return b"".join(lines), 2 * spike, 2 * small
+
+
+def _config(tmp_path: Path, detector: str, params: str = "", extra: str = EXPLAIN) -> Path:
+    path = tmp_path / f"{detector}-{len(list(tmp_path.glob('*.toml')))}.toml"
+    path.write_text(f'{extra}[[rule]]\nname = "all"\ndetector = "{detector}"\n{params}')
+    return path
+
+
+def _run(args: list[str], data: bytes) -> bytes:
+    proc = run_cli(args, input=data, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert b"Traceback" not in proc.stderr
+    return proc.stdout
+
+
+@pytest.mark.parametrize("detector", ["sentinel", "context"])
+def test_a_spike_inside_the_range_is_missed_by_default_and_flagged_with_spike_on(tmp_path: Path, detector: str) -> None:
+    data, spike, small = _minutes()
+    dip = spike + 1
+    default = _run(["run", "--config", str(_config(tmp_path, detector))], data).splitlines()
+    on = _run(["run", "--config", str(_config(tmp_path, detector, "[rule.params]\nspike = 12\n"))], data).splitlines()
+    assert len(default) == len(on) == len(data.splitlines())
+    for i in (spike, dip, small):
+        assert b"latency_anomaly=false" in default[i], default[i]
+    assert b",latency_anomaly_score=0.9,latency_anomaly=true," in on[spike], on[spike]
+    assert on[spike].count(b'latency_anomaly_reason="spike"') == 1
+    assert b",latency_anomaly_score=0.9,latency_anomaly=true," in on[dip], on[dip]
+    assert on[dip].count(b'latency_anomaly_reason="dip"') == 1
+    assert b"latency_anomaly=false" in on[small], on[small]  # under half the largest deviation seen
+    # the band written before the spike left it out: its upper edge is below the spike
+    upper = float(re.search(rb"latency_anomaly_upper=([^, ]+)", on[spike]).group(1))
+    value = float(re.search(rb" latency=([^, ]+)", on[spike]).group(1))
+    assert value > upper
+    # spike_record = 0: every spike of 12 deviations counts, the small one too
+    every = _run(["run", "--config", str(_config(tmp_path, detector, "[rule.params]\nspike = 12\nspike_record = 0\n"))], data)
+    assert b"latency_anomaly=true" in every.splitlines()[small]
+
+
+@pytest.mark.parametrize("detector", ["sentinel", "context"])
+def test_spike_zero_is_the_output_and_checkpoint_without_it(tmp_path: Path, detector: str) -> None:
+    """``spike = 0`` (the default) with other spike settings: the same bytes as no setting, and a checkpoint
+    written without them goes on (same fingerprint) to the same output as one run over the whole input."""
+    data, *_ = _minutes()
+    lines = data.splitlines(keepends=True)
+    plain = _config(tmp_path, detector)
+    off = tmp_path / "off.toml"
+    off.write_text(f'{EXPLAIN}[[rule]]\nname = "all"\ndetector = "{detector}"\n'
+                   "[rule.params]\nspike = 0.0\nspike_record = 0.9\nspike_score = 1.0\n")
+    whole = _run(["run", "--config", str(plain)], data)
+    assert _run(["run", "--config", str(off)], data) == whole
+    state = tmp_path / "s.msgpack"
+    head = _run(["run", "--config", str(plain), "--state", str(state)], b"".join(lines[:2000]))
+    proc = run_cli(["run", "--config", str(off), "--state", str(state)], input=b"".join(lines[2000:]), timeout=120)
+    assert proc.returncode == 0 and b"restored 2 series" in proc.stderr, proc.stderr
+    assert head + proc.stdout == whole
+
+
+@pytest.mark.parametrize("detector", ["sentinel", "context"])
+def test_restart_with_spike_on_is_invisible_in_the_output(tmp_path: Path, detector: str) -> None:
+    """One process over the whole input == two with a checkpoint between them, the spike step on (its
+    state is saved and restored), at cuts before, at and after the spike; a checkpoint of the rule
+    without spike starts fresh under a rule with it (another fingerprint)."""
+    data, spike, _ = _minutes()
+    dip = spike + 1
+    lines = data.splitlines(keepends=True)
+    config = _config(tmp_path, detector, "[rule.params]\nspike = 12.0\n")
+    whole = _run(["run", "--config", str(config)], data)
+    assert whole.count(b'latency_anomaly_reason="spike"') >= 1
+    for cut in (400, spike, dip, dip + 9):
+        state = tmp_path / f"s{cut}.msgpack"
+        a = _run(["run", "--config", str(config), "--state", str(state)], b"".join(lines[:cut]))
+        proc = run_cli(["run", "--config", str(config), "--state", str(state)], input=b"".join(lines[cut:]), timeout=120)
+        assert proc.returncode == 0 and b"restored 2 series" in proc.stderr, proc.stderr
+        assert a + proc.stdout == whole, f"output differs after a restart at line {cut}"
+    state = tmp_path / "plain.msgpack"
+    _run(["run", "--config", str(_config(tmp_path, detector)), "--state", str(state)], b"".join(lines[:2000]))
+    proc = run_cli(["run", "--config", str(config), "--state", str(state)], input=b"".join(lines[2000:]), timeout=120)
+    assert proc.returncode == 0 and b"restored 0 series" in proc.stderr and b"2 start fresh" in proc.stderr, proc.stderr
+
+
+def test_spike_parameters_are_checked_in_the_config(tmp_path: Path) -> None:
+    """A bad value names the parameter and its range, as for every parameter (one E! line, exit 2)."""
+    path = _config(tmp_path, "sentinel", "[rule.params]\nspike = -1.0\n", extra="")
+    proc = run_cli(["check-config", str(path)])
+    assert proc.returncode == 2
+    assert b"key 'params.spike': spike must be a number >= 0, got -1.0" in proc.stderr
+    assert b"Traceback" not in proc.stderr
+
+
+def test_the_spike_step_holds_no_state_while_off() -> None:
+    for name in ("sentinel", "context"):
+        cls = REGISTRY[name]
+        assert cls.defaults()["spike"] == 0.0
+        assert cls().spikes is None and "spikes" not in cls().dump_state()
+        assert cls(spike=12.0).spikes is not None and "spikes" in cls(spike=12.0).dump_state()
