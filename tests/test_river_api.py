@@ -186,6 +186,25 @@ def test_same_scores_as_the_engine(name: str) -> None:
     assert max(expected) > 0.5  # the stream is not trivially scored 0
 
 
+@pytest.mark.parametrize("cls", [rg.Sentinel, rg.Context], ids=lambda c: c.__name__)
+def test_score_one_resolves_no_setting_and_learns_nothing(cls: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sentinel's and context's score_one score a twin built from the settings already resolved: the
+    constructor, which checks every setting again, is not called (it cost two thirds of a score_one)."""
+    from riverguard.detectors import steps
+
+    det = cls(time_key="at")
+    start = dt.datetime(2026, 11, 2)
+    for i, (x, _) in enumerate(_labelled(400, ("v",))):
+        det.learn_one({**x, "at": start + dt.timedelta(minutes=i)})
+    resolved: list[str] = []
+    monkeypatch.setattr(steps, "resolve", lambda *args: resolved.append(args[-1]) or dict(det.params()))
+    before = det.dump_state()
+    scores = [det.score_one({"v": v, "at": start + dt.timedelta(days=1)}) for v in (50.0, 150.0, 50.0)]
+    assert resolved == []
+    assert det.dump_state() == before  # nothing learned
+    assert scores[0] == scores[2] < 0.5 <= scores[1]
+
+
 def test_hst_same_scores_as_a_metric_scope_rule() -> None:
     engine = detectors.resolve("hst")()
     river_facing = rg.HST()
