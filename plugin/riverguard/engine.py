@@ -292,6 +292,40 @@ class Engine:
             f"max_series = {self.max_series} is too small for the series coming in; raise [state] max_series"
         )
 
+    def rules_for_key(self, key: bytes, cache: dict[Any, Any]) -> tuple[bytes, tuple[Rule, ...]]:
+        """Series ``key``'s field key, and the rules that may hold its model (a checkpoint's, or one kept across a reload).
+
+        A field's series: the rule its field routes to, if that rule scores
+        fields one by one. A ``scope = "metric"`` model (field key ``"\\n"``):
+        every metric-scope rule its measurement and tags allow (which one made
+        it depends on the fields that came first: callers tell by its
+        fingerprint). ``cache`` is the caller's, for one pass over many keys:
+        the rules each measurement + tag set allows, and each field key's
+        route through them (shared by the tag sets that allow the same
+        rules). :class:`ParseError` for a key whose measurement and tags do
+        not parse; the field key is empty for a key without one.
+        """
+        prefix, _, field_key = key.partition(b" ")
+        found = cache.get(prefix)
+        if found is None:
+            allowed = self.candidates(parse(prefix + b" x=0"))
+            indices = tuple(c.rule.index for c in allowed)
+            routes = cache.get(indices)
+            if routes is None:
+                routes = cache[indices] = {}
+            found = cache[prefix] = (allowed, routes)
+        allowed, routes = found
+        rules = routes.get(field_key)
+        if rules is None:
+            if field_key == b"\n":
+                rules = tuple(c.rule for c in allowed if c.rule.scope == "metric" and c.rule.detector_class)
+            else:
+                rule = self.route_field(allowed, field_key)
+                ok = rule is not None and rule.scope == "field" and rule.detector_class is not None
+                rules = (rule,) if ok else ()
+            routes[field_key] = rules
+        return field_key, rules
+
     def reconfigure(self, config: Config) -> tuple[int, int]:
         """Use ``config`` from now on; return ``(kept, fresh)``.
 
@@ -303,26 +337,20 @@ class Engine:
         self._configure(config)
         kept: dict[bytes, Series] = {}
         fresh = 0
-        cache: dict[bytes, list[Any]] = {}
+        cache: dict[Any, Any] = {}
         for key, series in self.series.items():
             if series.detector is None:
                 continue  # unscored: routed again at its next sample
-            prefix, _, field_key = key.partition(b" ")
-            allowed = cache.get(prefix)
-            if allowed is None:
-                allowed = cache[prefix] = self.candidates(parse(prefix + b" x=0"))
-            if field_key == b"\n":  # a scope = "metric" model
-                rule = next((c.rule for c in allowed if c.rule.scope == "metric"
-                             and c.rule.fingerprint == series.rule.fingerprint), None)
-                if rule is not None:
-                    series.fields.clear()  # which fields join it is decided again
+            fingerprint = series.rule.fingerprint
+            field_key, rules = self.rules_for_key(key, cache)
+            for rule in rules:
+                if rule.fingerprint == fingerprint:
+                    break
             else:
-                rule = self.route_field(allowed, field_key)
-                if rule is not None and rule.scope != "field":
-                    rule = None
-            if rule is None or rule.fingerprint != series.rule.fingerprint:
                 fresh += 1
                 continue
+            if field_key == b"\n":
+                series.fields.clear()  # which fields join a metric's model is decided again
             if rule.detector_params != series.rule.detector_params:  # a detector that learns for the warm-up
                 series.detector = rule.new_detector.restore(series.detector.dump_state())
             self._bind(series, rule, field_key)

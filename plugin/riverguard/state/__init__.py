@@ -28,7 +28,7 @@ from .. import __version__
 from ..detectors import Detector
 from ..config import Rule
 from ..engine import Engine, MetricSeries
-from ..lineprotocol import ParseError, parse
+from ..lineprotocol import ParseError
 from .codec import StateCodecError, decode, encode
 from .store import FORMAT, VERSION, CheckpointError, read, set_aside, write
 
@@ -150,40 +150,21 @@ class StateStore:
         engine = self.engine
         series_map: dict[bytes, Any] = {}
         restored = changed = dropped = unsaved = 0
-        # Series of one measurement + tag set share the rules their tags allow (checked once), and
-        # a field key is routed once for each such set of rules (most series share a few).
-        candidates: dict[bytes, tuple[list[Any], tuple[int, ...]]] = {}
-        routes: dict[tuple[tuple[int, ...], bytes], Rule | None] = {}
+        cache: dict[Any, Any] = {}
         for key, _name, fingerprint, seen, last_time, anomalies, state in records:
-            prefix, _, field_key = key.partition(b" ")
-            found = candidates.get(prefix)
-            if found is None:
-                try:
-                    allowed = engine.candidates(parse(prefix + b" x=0"))
-                except ParseError as err:
-                    raise CheckpointError(f"bad series key {key[:80]!r}: {err}") from None
-                found = candidates[prefix] = (allowed, tuple(c.rule.index for c in allowed))
-            allowed, rules = found
+            try:
+                field_key, rules = engine.rules_for_key(key, cache)
+            except ParseError as err:
+                raise CheckpointError(f"bad series key {key[:80]!r}: {err}") from None
             if not field_key:
                 raise CheckpointError(f"bad series key {key[:80]!r}: no field")
-            if field_key == b"\n":  # a scope = "metric" model (see Engine._joins_metric)
-                metric_rules = [c.rule for c in allowed if c.rule.scope == "metric" and c.rule.detector_class]
-                rule = next((r for r in metric_rules if r.fingerprint == fingerprint), None)
-                if rule is None:
-                    changed += bool(metric_rules)
-                    dropped += not metric_rules
-                    continue
+            for rule in rules:
+                if rule.fingerprint == fingerprint:
+                    break
             else:
-                route = (rules, field_key)
-                if route not in routes:
-                    routes[route] = engine.route_field(allowed, field_key)
-                rule = routes[route]
-                if rule is None or rule.detector_class is None or rule.scope != "field":
-                    dropped += 1
-                    continue
-                if rule.fingerprint != fingerprint:
-                    changed += 1
-                    continue
+                changed += bool(rules)
+                dropped += not rules
+                continue
             if state is None:  # its model could not be saved: it starts fresh
                 unsaved += 1
                 continue
