@@ -58,6 +58,24 @@ def series_name(skey: bytes) -> str:
     return skey.decode("utf-8", "backslashreplace")
 
 
+#: A series key's measurement and tags: up to the first space that no backslash escapes.
+_KEY_PREFIX = re.compile(rb"(?:[^\\ ]|\\.)*", re.S)
+
+
+def _split_key(key: bytes) -> tuple[bytes, bytes]:
+    """A series key's measurement and tags (with the space after them), and its field key (b"" for none).
+
+    >>> _split_key(b"cpu,host=my\\ box idle"), _split_key(b"cpu,host=a \\n")
+    ((b'cpu,host=my\\\\ box ', b'idle'), (b'cpu,host=a ', b'\\n'))
+    """
+    at = key.find(b" ")
+    if at < 0 or key.find(b"\\", 0, at) >= 0:  # (an escaped space may come first)
+        at = _KEY_PREFIX.match(key).end()  # type: ignore[union-attr]
+        if at == len(key):
+            return key, b""
+    return key[: at + 1], key[at + 1 :]
+
+
 def _matcher(glob: str) -> Callable[[str], Any]:
     return re.compile(fnmatch.translate(glob)).match
 
@@ -303,12 +321,14 @@ class Engine:
         the rules each measurement + tag set allows, and each field key's
         route through them (shared by the tag sets that allow the same
         rules). :class:`ParseError` for a key whose measurement and tags do
-        not parse; the field key is empty for a key without one.
+        not parse; for a key without a field key, ``(b"", ())``.
         """
-        prefix, _, field_key = key.partition(b" ")
+        prefix, field_key = _split_key(key)
+        if not field_key:
+            return field_key, ()
         found = cache.get(prefix)
         if found is None:
-            allowed = self.candidates(parse(prefix + b" x=0"))
+            allowed = self.candidates(parse(prefix + b"x=0"))
             indices = tuple(c.rule.index for c in allowed)
             routes = cache.get(indices)
             if routes is None:
