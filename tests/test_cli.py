@@ -202,6 +202,24 @@ def test_state_help_says_what_each_command_does_with_the_config_path() -> None:
         ), command
 
 
+def test_check_config_shows_whether_each_rule_explains(tmp_path: Path) -> None:
+    """A rule's explain is its own, else [output] explain's: check-config prints the value that applies,
+    and run writes explanation fields for exactly those rules' fields."""
+    config = tmp_path / "rg.toml"
+    rules = '[[rule]]\nname = "cpu"\nmeasurement = "cpu"\nexplain = {cpu}\n\n[[rule]]\nname = "rest"\n'
+    data = b"".join(b"cpu,host=a v=%d %d\nmem,host=a v=%d %d\n" % (i % 7, i, i % 5, i) for i in range(30))
+    for output, cpu, want in (("true", "false", (False, True)), ("false", "true", (True, False))):
+        config.write_text(f"[output]\nexplain = {output}\n\n" + rules.format(cpu=cpu))
+        checked = subprocess.run([*RIVERGUARD, "check-config", str(config)], capture_output=True, timeout=60)
+        assert checked.returncode == 0, checked.stderr
+        shown = [line for line in checked.stdout.splitlines() if line.startswith(b"rule ")]
+        assert [b'"explain": true' in line for line in shown] == list(want), shown
+        assert [b'"explain": false' in line for line in shown] == [not w for w in want], shown
+        ran = subprocess.run([*RIVERGUARD, "run", "--config", str(config)], input=data, capture_output=True, timeout=60)
+        out = ran.stdout.splitlines()
+        assert [any(b"v_anomaly_expected=" in line for line in out if line.startswith(m)) for m in (b"cpu", b"mem")] == list(want)
+
+
 def test_check_config_and_run_report_a_config_the_same_way(tmp_path: Path) -> None:
     config = tmp_path / "rg.toml"
     config.write_text('[[rule]]\nname = "a"\ndetector = "zscroe"\n\n[[rule]]\nname = "b"\nthreshold = 5\n')

@@ -74,8 +74,9 @@ class Rule:
             raise ValueError('detector "off" makes no detector')
         return cls.factory(self.detector_params)
 
-    #: Write the explanation fields for this rule's series (None: ``[output] explain`` decides).
-    explain: bool | None = None
+    #: Write the explanation fields for this rule's series: the rule's own ``explain``, else
+    #: ``[output] explain``'s (:func:`parse` resolves it).
+    explain: bool = False
 
     @functools.cached_property
     def detector_class(self) -> type[detectors.Detector] | None:
@@ -154,7 +155,7 @@ class Rule:
             "threshold": self.effective_threshold,
             "warmup": self.effective_warmup,
             "params": dict(sorted(params.items())),
-            "explain": self.explain,  # None: as [output] explain
+            "explain": self.explain,
         }
 
 
@@ -272,17 +273,6 @@ def parse(text: str, source: str = "<string>", base: Path | None = None) -> Conf
     if not isinstance(raw_rules, list):
         raise top.error("rule", "must be an array of tables ([[rule]])")
     errors: list[str] = []
-    parsed: list[Rule] = []
-    for i, raw in enumerate(raw_rules, start=1):  # every rule is checked: all problems at once
-        try:
-            parsed.append(_parse_rule(i, raw, source))
-        except ConfigError as err:
-            errors.append(str(err))
-    first: dict[str, int] = {}
-    for rule in parsed:
-        if rule.name in first:
-            errors.append(f'{source}: rule {rule.index} "{rule.name}": duplicate name (rule {first[rule.name]} has it)')
-        first.setdefault(rule.name, rule.index)
     sections = {}
     for name, make in (
         ("output", lambda: _parse_output(doc.get("output", {}), _Where(source, "[output]"))),
@@ -293,6 +283,20 @@ def parse(text: str, source: str = "<string>", base: Path | None = None) -> Conf
             sections[name] = make()
         except ConfigError as err:
             errors.append(str(err))
+    rule_errors: list[str] = []
+    parsed: list[Rule] = []
+    explain = sections["output"].explain if "output" in sections else False  # a rule's own explain, else this
+    for i, raw in enumerate(raw_rules, start=1):  # every rule is checked: all problems at once
+        try:
+            parsed.append(_parse_rule(i, raw, source, explain))
+        except ConfigError as err:
+            rule_errors.append(str(err))
+    first: dict[str, int] = {}
+    for rule in parsed:
+        if rule.name in first:
+            rule_errors.append(f'{source}: rule {rule.index} "{rule.name}": duplicate name (rule {first[rule.name]} has it)')
+        first.setdefault(rule.name, rule.index)
+    errors = rule_errors + errors  # (in the order of the file's usual layout: rules, then the sections)
     if errors:
         raise ConfigError("\n".join(errors), errors)
     return Config(rules=tuple(parsed), output=sections["output"], state=sections["state"],
@@ -338,7 +342,7 @@ def _glob(value: Any, key: str, where: _Where) -> str:
     return value
 
 
-def _parse_rule(index: int, raw: Any, source: str) -> Rule:
+def _parse_rule(index: int, raw: Any, source: str, explain_default: bool = False) -> Rule:
     name = raw.get("name") if isinstance(raw, dict) else None
     label = f"rule {index}" + (f' "{name}"' if isinstance(name, str) else "")
     where = _Where(source, label)
@@ -376,8 +380,8 @@ def _parse_rule(index: int, raw: Any, source: str) -> Rule:
     scope = raw.get("scope", "field")
     if scope not in ("field", "metric"):
         raise where.error("scope", f'expected "field" or "metric", got {scope!r}')
-    explain = raw.get("explain")
-    if explain is not None and not isinstance(explain, bool):
+    explain = raw.get("explain", explain_default)
+    if not isinstance(explain, bool):
         raise where.error("explain", f"expected true or false, got {explain!r}")
     rule = Rule(index, name, measurement, tags, fields, detector, threshold, warmup, dict(params), scope, explain)
     cls = rule.detector_class

@@ -7,7 +7,6 @@ series and kept with the series.
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import re
 import time
@@ -154,12 +153,7 @@ class Engine:
     def _configure(self, config: Config) -> None:
         """What the engine derives from its config (at start, and again on SIGHUP)."""
         self.config = config
-        explain = config.output.explain
-        # A rule without its own ``explain`` takes [output] explain's.
-        self._rules = [
-            _CompiledRule(rule if rule.explain is not None else dataclasses.replace(rule, explain=explain))
-            for rule in config.rules
-        ]
+        self._rules = [_CompiledRule(rule) for rule in config.rules]
         self.score_suffix = escape_key(config.output.score_suffix)
         self.flag_suffix = escape_key(config.output.flag_suffix)
         #: The explanation fields' suffixes: expected, lower, upper (floats) and reason (string).
