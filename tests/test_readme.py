@@ -53,6 +53,30 @@ def test_explain_example_is_real_output(tmp_path: Path, name: str) -> None:
     _check_diff(name, ["--config", str(path)])
 
 
+def test_spike_example_config_flags_a_short_spike_the_default_misses(tmp_path: Path) -> None:
+    """"Series whose incidents are short spikes": the README's rule, on crash rates a minute apart whose spike
+    and dip stay inside the range seen, flags them (score 0.9); the same rule without its params does not."""
+    from test_spike import spiky_minutes
+
+    config = re.search(r"<!-- example-spike-config:.*?-->\n```toml\n(.*?)```", README, re.S)
+    assert config, "the README lost its example-spike-config block"
+    assert "spike = " in config.group(1)
+    data, spike, _ = spiky_minutes(b"crashes", b"rate")
+    outputs = []
+    for name, text in (("spike", config.group(1)), ("default", config.group(1).split("[rule.params]")[0])):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text)
+        result = subprocess.run([sys.executable, "-m", "riverguard", "run", "--config", str(path)], input=data,
+                                capture_output=True, check=True)
+        outputs.append(result.stdout.splitlines())
+    on, off = outputs
+    for i in (spike, spike + 1):  # host a's spike, host b's dip
+        assert b",rate_anomaly_score=0.9,rate_anomaly=true " in on[i], on[i]
+        assert b",rate_anomaly=false " in off[i], off[i]
+    flags = [{i for i, line in enumerate(lines) if b"rate_anomaly=true" in line} for lines in (on, off)]
+    assert flags[0] == flags[1] | {spike, spike + 1}  # (both flag the early burst and drop that set the range)
+
+
 def test_quickstart_commands_run_as_written(tmp_path: Path) -> None:
     """The "Try it" block, run line by line by a shell in a folder holding a copy of tests/data, as a newcomer would."""
     block = re.search(r"<!-- quickstart:.*?-->\n```sh\n(.*?)```", README, re.S)

@@ -23,7 +23,7 @@ T0 = 19674 * 86400  # Monday 2023-11-13, 00:00 UTC
 EXPLAIN = "[output]\nexplain = true\n\n"
 
 
-def _minutes() -> tuple[bytes, int, int]:
+def spiky_minutes(series: bytes = b"api", field: bytes = b"latency") -> tuple[bytes, int, int]:
     """Three days of two series at one sample a minute around 100 (sd 2), host a then host b on alternate
     lines; an early burst to 300 and a drop to -100 set the range; on day 2 a spike of +150 (host a) and
     a dip of -150 (host b) stay inside it (no new extreme), and on day 3 a spike of +40 (host a) is under
@@ -43,7 +43,7 @@ def _minutes() -> tuple[bytes, int, int]:
                 x += jump
             if i == small and host == b"a":
                 x += 40.0
-            lines.append(b"api,host=%s latency=%.3f %d\n" % (host, x, (T0 + 60 * i) * 10**9))
+            lines.append(b"%s,host=%s %s=%.3f %d\n" % (series, host, field, x, (T0 + 60 * i) * 10**9))
     return b"".join(lines), 2 * spike, 2 * small
 
 
@@ -62,7 +62,7 @@ def _run(args: list[str], data: bytes) -> bytes:
 
 @pytest.mark.parametrize("detector", ["sentinel", "context"])
 def test_a_spike_inside_the_range_is_missed_by_default_and_flagged_with_spike_on(tmp_path: Path, detector: str) -> None:
-    data, spike, small = _minutes()
+    data, spike, small = spiky_minutes()
     dip = spike + 1
     default = _run(["run", "--config", str(_config(tmp_path, detector))], data).splitlines()
     on = _run(["run", "--config", str(_config(tmp_path, detector, "[rule.params]\nspike = 12\n"))], data).splitlines()
@@ -87,7 +87,7 @@ def test_a_spike_inside_the_range_is_missed_by_default_and_flagged_with_spike_on
 def test_spike_zero_is_the_output_and_checkpoint_without_it(tmp_path: Path, detector: str) -> None:
     """``spike = 0`` (the default) with other spike settings: the same bytes as no setting, and a checkpoint
     written without them goes on (same fingerprint) to the same output as one run over the whole input."""
-    data, *_ = _minutes()
+    data, *_ = spiky_minutes()
     lines = data.splitlines(keepends=True)
     plain = _config(tmp_path, detector)
     off = tmp_path / "off.toml"
@@ -107,7 +107,7 @@ def test_restart_with_spike_on_is_invisible_in_the_output(tmp_path: Path, detect
     """One process over the whole input == two with a checkpoint between them, the spike step on (its
     state is saved and restored), at cuts before, at and after the spike; a checkpoint of the rule
     without spike starts fresh under a rule with it (another fingerprint)."""
-    data, spike, _ = _minutes()
+    data, spike, _ = spiky_minutes()
     dip = spike + 1
     lines = data.splitlines(keepends=True)
     config = _config(tmp_path, detector, "[rule.params]\nspike = 12.0\n")
