@@ -64,7 +64,7 @@ _KEY_PREFIX = re.compile(rb"(?:[^\\ ]|\\.)*", re.S)
 def _split_key(key: bytes) -> tuple[bytes, bytes]:
     """A series key's measurement and tags (with the space after them), and its field key (b"" for none).
 
-    >>> _split_key(b"cpu,host=my\\ box idle"), _split_key(b"cpu,host=a \\n")
+    >>> _split_key(rb"cpu,host=my\\ box idle"), _split_key(b"cpu,host=a \\n")
     ((b'cpu,host=my\\\\ box ', b'idle'), (b'cpu,host=a ', b'\\n'))
     """
     at = key.find(b" ")
