@@ -14,6 +14,7 @@ from __future__ import annotations
 import doctest
 import os
 import struct
+import tempfile
 from typing import Any
 
 import msgpack
@@ -21,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import run_cli
 from test_property import SETTINGS
 from riverguard import detectors
 from riverguard._compiled import PURE_PYTHON
@@ -234,6 +236,36 @@ def test_long_realistic_series_bit_for_bit(name: str, params: dict[str, Any]) ->
         fired += a >= Reference.default_threshold
     assert fired >= 2
     assert packed(ref.dump_state()) == packed(twin.dump_state())
+
+
+@pytest.mark.parametrize("name", ["sentinel", "context"])
+def test_a_value_far_beyond_a_tiny_range_is_scored(name: str) -> None:
+    """Its level is the last one, not an int(inf) error: the quantisation clamps before converting.
+
+    (Before the level was computed once for every caller, 1e300 after a range of one ulp raised
+    OverflowError inside the surprise step and the field passed unscored.)
+    """
+    values = [1.0, 1.0000000000000002] * 6 + [1e300, 1.0, -1e300, 1.0]
+    runs = []
+    for cls in (PURE[name], COMPILED[name]):
+        det = cls(learn=4)
+        runs.append([bits(det.process(x)) for x in values])
+        assert struct.unpack("<d", runs[-1][12])[0] == 1.0  # a new extreme, past learn
+    assert runs[0] == runs[1]
+    text = b"".join(b"m v=%r %d\n" % (x, i + 1) for i, x in enumerate(values))
+    config = f'[[rule]]\nname = "all"\ndetector = "{name}"\nwarmup = 4\n'
+    for pure in ("1", "0"):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "rules.toml")
+            with open(path, "w") as f:
+                f.write(config)
+            done = run_cli(["run", "--config", path], input=text, env={**os.environ, "RIVERGUARD_PURE_PYTHON": pure})
+        assert done.returncode == 0, done.stderr
+        assert b"E! " not in done.stderr, done.stderr
+        lines = done.stdout.splitlines()
+        assert len(lines) == len(values)
+        assert all(b"v_anomaly_score=" in line for line in lines)
+        assert b"v_anomaly_score=1.0,v_anomaly=true" in lines[12]
 
 
 # -- parameters and damaged states ------------------------------------------------------

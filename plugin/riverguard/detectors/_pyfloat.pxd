@@ -43,6 +43,11 @@ cdef inline int64_t to_int(double v) except? -1:
     return <int64_t>v
 
 
+cdef inline int64_t int_within(double v) noexcept:
+    """Python's ``int(v)`` for a float the caller knows is within int64 (no checks: it stays inlined)."""
+    return <int64_t>v
+
+
 cdef inline double sqrt(double v) except? -1.0:
     """``math.sqrt``: ValueError below 0."""
     if v < 0.0:

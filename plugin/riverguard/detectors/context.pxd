@@ -19,13 +19,13 @@ cdef class Patterns(Surprise):
     cdef tuple _plan
     cdef unsigned char *_table
 
-    @cython.locals(levels=int, q=int64_t, hist=uint64_t, table="unsigned char *", shift=int, tmask=uint64_t,
+    @cython.locals(hist=uint64_t, table="unsigned char *", shift=int, tmask=uint64_t,
                    unseen=int, mask=uint64_t, mult=uint64_t, i=Py_ssize_t, c=int)
-    cdef double raw(self, double x, double lo, double span, int64_t n) except? -2.0
+    cdef double raw(self, int q, int64_t n) except? -2.0
     @cython.locals(levels=int, table="unsigned char *", shift=int, tmask=uint64_t, q=int, hist=uint64_t,
                    unseen=int, j=Py_ssize_t, k=Py_ssize_t, mask=uint64_t, mult=uint64_t, mask2=uint64_t,
                    mult2=uint64_t, i=uint64_t, seen=bint)
-    cdef int peek(self, double lo, double span, double *out) except -1
+    cdef int peek(self, double *out) except -1
 
 
 cdef class Context(Pipeline):

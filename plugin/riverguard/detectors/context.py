@@ -16,12 +16,9 @@ from .params import Param
 from .steps import Pipeline, Surprise, compose
 
 if cython.compiled:
-    from cython.cimports.riverguard.detectors._pyfloat import to_int
     from cython.cimports.riverguard.detectors.steps import _bytes, _dump_bytes, _free, _load_bytes
 else:
     from .steps import _bytes, _dump_bytes, _free, _load_bytes
-
-    to_int = int
 
 __all__ = ["Context", "Patterns"]
 
@@ -65,6 +62,7 @@ class Patterns(Surprise):
     def __init__(self, values):
         Surprise.__init__(self, values)
         orders = self.orders
+        self.nlevels = self.levels
         self._shift = 32 - self.table_bits
         self._tmask = (1 << self.table_bits) - 1
         self._inv = 1.0 / len(orders)
@@ -77,13 +75,7 @@ class Patterns(Surprise):
     def __dealloc__(self):
         _free(self._table)
 
-    def raw(self, x, lo, span, n):
-        levels = self.levels
-        if span > 0.0:
-            q = to_int((x - lo) / span * levels)
-            q = 0 if q < 0 else (levels - 1 if q >= levels else q)
-        else:
-            q = 0
+    def raw(self, q, n):
         hist = ((self._hist << 4) | q) & self._hmask
         self._hist = hist
         table = self._table
@@ -102,7 +94,7 @@ class Patterns(Surprise):
                 table[i] = table[i] >> 1
         return unseen * self._inv
 
-    def peek(self, lo, span, out):
+    def peek(self, out):
         levels = self.levels
         table = self._table
         shift = self._shift

@@ -19,12 +19,12 @@ cdef class Transitions(Surprise):
     cdef unsigned char *_counts
     cdef unsigned char *_totals
 
-    @cython.locals(bins=int, b=int64_t, row=int64_t, i=int64_t, c=int64_t, total=int64_t, prior=double,
+    @cython.locals(bins=int, row=int64_t, i=int64_t, c=int64_t, total=int64_t, prior=double,
                    raw=double, base=int64_t, j=int64_t, h=int64_t, counts="unsigned char *",
                    totals="unsigned char *")
-    cdef double raw(self, double x, double lo, double span, int64_t n) except? -2.0
+    cdef double raw(self, int b, int64_t n) except? -2.0
     @cython.locals(bins=int, row=int64_t, prior=double, total=double, counts="unsigned char *", b=int)
-    cdef int peek(self, double lo, double span, double *out) except -1
+    cdef int peek(self, double *out) except -1
 
 
 cdef class Sentinel(Pipeline):

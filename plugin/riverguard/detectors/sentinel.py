@@ -14,12 +14,9 @@ from .params import Param
 from .steps import Pipeline, Surprise, compose
 
 if cython.compiled:
-    from cython.cimports.riverguard.detectors._pyfloat import to_int
     from cython.cimports.riverguard.detectors.steps import _bytes, _dump_bytes, _free, _load_bytes
 else:
     from .steps import _bytes, _dump_bytes, _free, _load_bytes
-
-    to_int = int
 
 __all__ = ["Sentinel", "Transitions"]
 
@@ -27,7 +24,8 @@ __all__ = ["Sentinel", "Transitions"]
 class Transitions(Surprise):
     """Step 1a of sentinel: sequence surprise from a second-order Markov model of quantised levels.
 
-    The value is quantised into ``bins`` levels of the range seen so far; decayed
+    The value is quantised into ``bins`` levels of the range seen so far
+    (:func:`~riverguard.detectors.steps._level`); decayed
     counts of level ``b`` after the two previous levels give the probability of
     the observed level in its context, and the raw score is
     ``1 - gain * P(level | context)`` (a context never seen scores 1).
@@ -47,6 +45,7 @@ class Transitions(Surprise):
 
     def __init__(self, values):
         Surprise.__init__(self, values)
+        self.nlevels = self.bins
         self._b1 = 0
         self._b2 = 0
         self._ncounts = self.bins * self.bins * self.bins
@@ -58,13 +57,8 @@ class Transitions(Surprise):
         _free(self._counts)
         _free(self._totals)
 
-    def raw(self, x, lo, span, n):
+    def raw(self, b, n):
         bins = self.bins
-        if span > 0.0:
-            b = to_int((x - lo) / span * bins)
-            b = 0 if b < 0 else (bins - 1 if b >= bins else b)
-        else:
-            b = 0
         row = self._b2 * bins + self._b1
         i = row * bins + b
         counts = self._counts
@@ -89,7 +83,7 @@ class Transitions(Surprise):
         self._b1 = b
         return raw
 
-    def peek(self, lo, span, out):
+    def peek(self, out):
         bins = self.bins
         row = (self._b2 * bins + self._b1) * bins
         prior = self.prior

@@ -17,6 +17,8 @@ cdef unsigned char *_bytes(Py_ssize_t n) except NULL
 cdef double *_doubles(Py_ssize_t n) except NULL
 cdef void _free(void *p) noexcept
 cdef int _cut(double *cuts, int m, double a, double b) noexcept
+@cython.locals(q=double)
+cdef inline int _level(double x, double lo, double span, int levels) noexcept
 cdef bytes _dump_bytes(unsigned char *buf, Py_ssize_t n)
 cdef int _load_bytes(unsigned char *buf, bytes data, Py_ssize_t n) except -1
 cdef bytes _dump_doubles(double *buf, Py_ssize_t n)
@@ -36,8 +38,10 @@ cdef class Step:
 
 
 cdef class Surprise(Step):
-    cdef double raw(self, double x, double lo, double span, int64_t n) except? -2.0
-    cdef int peek(self, double lo, double span, double *out) except -1
+    cdef readonly int nlevels
+
+    cdef double raw(self, int b, int64_t n) except? -2.0
+    cdef int peek(self, double *out) except -1
 
 
 cdef class PredictionError(Step):
@@ -152,8 +156,10 @@ cdef class Pipeline:
     cdef readonly double _ex, _elo, _ehi
 
     @cython.locals(n=int64_t, stuck=double, lo=double, span=double, new_extreme=bint, raw=double, var=double,
-                   z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double)
+                   z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double,
+                   surprise=Surprise)
     cpdef double process(self, double x, object t=*) except? -1.0
+    cdef inline bint _warming(self, int64_t n, double now, double t0) noexcept
 
     @cython.locals(n=int64_t, error=PredictionError, mean=double, now=double, t0=double, eff=double,
                    sup=Suppression, quiet=bint, f=double, dlo=double, dhi=double, through=bint, ext=Extremes,
@@ -163,7 +169,7 @@ cdef class Pipeline:
                    day=TimeOfDay, slot=int64_t, lam=double, shrink=double, base=double, vis=int, dvar=double,
                    c=double, h=double, dm=double, xl=double, xu=double, far=double, mx=double, d=double,
                    i=int, j=int, v=double, best=double, start=double, end=double, inside=bint, k=int,
-                   left=double, right=double, x=double, ok=bint, dl=double, q=double, dist=double, bad=bint,
+                   left=double, right=double, x=double, ok=bint, dl=double, dist=double, bad=bint,
                    xon=bint, lower=double, upper=double, hole=bint, up=double, down=double, pl=double, pu=double,
                    spon=bint, mask=bint, spk=Spike, w=double)
     cdef int explain_into(self, double threshold, object t) except -1

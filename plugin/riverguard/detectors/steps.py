@@ -46,13 +46,13 @@ if cython.compiled:
     from cython.cimports.cpython.mem import PyMem_Calloc, PyMem_Free
     from cython.cimports.libc.math import erfc
     from cython.cimports.libc.string import memcpy
-    from cython.cimports.riverguard.detectors._pyfloat import floordiv, log10, sqrt, to_int
+    from cython.cimports.riverguard.detectors._pyfloat import floordiv, int_within, log10, sqrt, to_int
 else:
     from array import array
     from math import erfc, log10, sqrt
     from operator import floordiv
 
-    to_int = int
+    to_int = int_within = int
 
 import sys
 
@@ -313,19 +313,35 @@ def _loader(step):
     return loader
 
 
-class Surprise(Step):
-    """Step 1a, the detector's own: how unexpected a value is given the recent ones (a raw score <= 1)."""
+def _level(x, lo, span, levels):
+    """The level of ``x`` among ``levels`` equal parts of the range ``lo .. lo + span`` seen before it.
 
-    def raw(self, x, lo, span, n):
-        """Learn ``x`` and return its surprise; ``lo``, ``span`` are the range before it, ``n`` >= 1 samples before it."""
+    ``int((x - lo) / span * levels)`` clamped to ``0 .. levels - 1``; 0 when the
+    range is empty. Clamped before the conversion, so a value however far
+    beyond a tiny range gets the last level.
+    """
+    if span > 0.0:
+        q = (x - lo) / span * levels
+        if q >= levels:
+            return levels - 1
+        if q >= 1.0:
+            return int_within(q)  # (1 <= q < levels)
+    return 0
+
+
+class Surprise(Step):
+    """Step 1a, the detector's own: how unexpected a value is given the recent ones (a raw score <= 1).
+
+    It sees the value as its level: :func:`_level` of the range seen before it,
+    in ``nlevels`` levels (set by the step's ``__init__``).
+    """
+
+    def raw(self, b, n):
+        """Learn a value of level ``b`` and return its surprise; ``n`` >= 1 samples before it."""
         raise NotImplementedError
 
-    def peek(self, lo, span, out):
-        """The surprise :meth:`raw` would give a value of each level, into ``out[level]``; learns nothing.
-
-        Returns the number of levels: level ``b`` holds the values whose
-        ``int((x - lo) / span * levels)`` is ``b`` (clamped to the first and last).
-        """
+    def peek(self, out):
+        """The surprise :meth:`raw` would give a value of each level, into ``out[level]``; learns nothing."""
         raise NotImplementedError
 
 
@@ -947,7 +963,8 @@ class Pipeline:
         new_extreme = extremes.observe(x, n)  # 3. new extremes
         if new_extreme and extremes.again and extremes.extreme_once and self.suppression.active(now):
             new_extreme = False  # the climb that was reported goes on: not a distinct incident
-        raw = self.surprise.raw(x, lo, span, n)  # 1a. surprise
+        surprise = self.surprise
+        raw = surprise.raw(_level(x, lo, span, surprise.nlevels), n)  # 1a. surprise
         error = self.error
         var = error._var
         z0 = error.score(x)  # 1b. prediction error, for the series and for the time of day
@@ -982,10 +999,14 @@ class Pipeline:
                 tod = False
                 why = _WHY_SPIKE
         self._why = why
-        # 5. minimum history: learn samples, or learn_time of event time (and a quarter of them)
-        if n < self.learn and not (self.learn_time and n >= self.learn // 4 and now - self._t0 >= self.learn_time):
+        if self._warming(n, now, self._t0):  # 5. minimum history
             score = 0.0
         return self.suppression.apply(score, tod, now)  # 6. suppression
+
+    def _warming(self, n, now, t0):
+        """Whether a sample after ``n`` others (at event time ``now``; the first was at ``t0``) scores 0: fewer
+        than ``learn`` samples before it, unless ``learn_time`` seconds of event time and a quarter of them."""
+        return n < self.learn and not (self.learn_time and n >= self.learn // 4 and now - t0 >= self.learn_time)
 
     # -- explanations ([output] explain) ------------------------------------------------------
 
@@ -1063,7 +1084,7 @@ class Pipeline:
         t0 = self._t0
         if t0 == _INF and now == now:
             t0 = now
-        if n < self.learn and not (self.learn_time and n >= self.learn // 4 and now - t0 >= self.learn_time):
+        if self._warming(n, now, t0):
             return 1  # 5. nothing is scored yet
         if threshold != self._xthr:
             self._limits(threshold)
@@ -1100,7 +1121,7 @@ class Pipeline:
                 return 2
             zl = mean - zh
             zu = mean + zh
-            nb = self.surprise.peek(lo, span, _LEVELS)
+            nb = self.surprise.peek(_LEVELS)
             bad = False
             for b in range(nb):
                 if _LEVELS[b] >= rmax:
@@ -1251,13 +1272,7 @@ class Pipeline:
                 dl = x - lmean
                 ok = dl * dl <= far
             if ok and nb:
-                b = 0  # the level of x, as the surprise step finds it
-                q = (x - lo) / span * nb
-                if q >= nb:
-                    b = nb - 1
-                elif q >= 1.0:
-                    b = to_int(q)
-                ok = _LEVELS[b] < rmax
+                ok = _LEVELS[_level(x, lo, span, nb)] < rmax  # x's level, as the surprise step sees it
             if ok and not inside:
                 start = left
                 inside = True
