@@ -326,6 +326,36 @@ def test_edge_lines_agree() -> None:
 
 
 @needs_accel
+def test_appending_grows_a_passed_bytearray_as_python_does() -> None:
+    """``verdict`` appends to the caller's bytearray: the compiled build sets its size itself (growing
+    it by half), and must do what ``ob += data`` does, also for a bytearray whose start has been cut
+    (``del ob[:k]``) and while a view of it is held (BufferError, the bytearray and the view unchanged)."""
+    import riverguard._hotpath as compiled
+
+    names = (b",v_anomaly_score=", b",v_anomaly=true", b",v_anomaly=false")
+    results = []
+    for hot in (UNCOMPILED, compiled):
+        series = hot.Series(None, None)
+        ob = bytearray(b"head,")
+        del ob[:2]  # its bytes now start past its allocation's start
+        refused = 0
+        for i in range(3000):  # many regrowths
+            hot.verdict(series, i / 3000.0, names, i % 2 == 0, ob)
+            if i % 500 == 7:
+                view = memoryview(ob)
+                before = bytes(ob)
+                with pytest.raises(BufferError):
+                    hot.verdict(series, 0.5, names, True, ob)
+                refused += 1
+                assert bytes(ob) == before and bytes(view) == before
+                view.release()
+        assert refused == 6
+        results.append((bytes(ob), series.seen, series.anomalies))
+    assert results[0] == results[1]
+    assert results[0][0].startswith(b"ad,,v_anomaly_score=0.0,v_anomaly=false,v_anomaly_score=0.000333")
+
+
+@needs_accel
 def test_same_on_the_recorded_demo() -> None:
     """6 h of 3 hosts with injected anomalies: scores above threshold, warm-up, many series."""
     data = (ROOT / "tests" / "data" / "demo.lp").read_bytes()

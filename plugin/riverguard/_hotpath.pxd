@@ -14,6 +14,7 @@ cdef extern from "Python.h":
     char *PyOS_double_to_string(double val, char format_code, int precision, int flags, int *type) except NULL
     ctypedef struct PyByteArrayObject:
         Py_ssize_t ob_alloc
+        Py_ssize_t ob_exports
         char *ob_bytes
         char *ob_start
     void Py_SET_SIZE(object o, Py_ssize_t size)

@@ -78,13 +78,19 @@ def _room(ob: bytearray, size: int):
     ``ob``'s length stays its used size; when it must grow, its capacity
     grows by half (bytearray's own growth is an eighth: a realloc every few
     appends, most of what writing a field cost).
+
+    Within the capacity the size is set directly. Anything else goes through
+    ``PyByteArray_Resize``, and so does a bytearray of which a view is held
+    (``ob_exports``): it refuses with BufferError, as ``ob += data`` does.
+    So a caller's ``ob`` (``verdict`` takes one from Python) behaves as in
+    the uncompiled build (tests/test_hotpath.py).
     """
     n = PyByteArray_GET_SIZE(ob)
     need = n + size
     o = cython.cast(cython.pointer(PyByteArrayObject), ob)
-    if need + (o.ob_start - o.ob_bytes) >= o.ob_alloc:
+    if o.ob_exports or need + (o.ob_start - o.ob_bytes) >= o.ob_alloc:
         PyByteArray_Resize(ob, need + (need >> 1) + 64)  # (never ob's size: it allocates)
-    Py_SET_SIZE(ob, need)  # ob is the caller's own, never exported: no check is due
+    Py_SET_SIZE(ob, need)
     o.ob_start[need] = 0  # bytearray's trailing NUL
     return o.ob_start + n
 
