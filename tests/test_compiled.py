@@ -4,7 +4,7 @@
 source each: compiled with Cython when a C compiler is there (the registry
 uses them), importable uncompiled (``riverguard.detectors.uncompiled``, and
 the whole program with ``RIVERGUARD_PURE_PYTHON=1``). Every score must be the
-same double (compared bit for bit), ``dump_state`` the same mapping, a state
+same double (compared bit for bit), ``dump_state`` the same record, a state
 must load into either, a damaged state must be refused by both, and errors
 must leave both in the same state. In CI the modules must be compiled.
 """
@@ -287,24 +287,23 @@ def test_same_parameter_errors(params: dict[str, Any]) -> None:
     assert (type(twin_err.value), str(twin_err.value)) == (type(ref_err.value), str(ref_err.value))
 
 
-def _mutations(state: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every one-entry change of a state (a mapping of step name to that step's mapping)."""
-    out: list[dict[str, Any]] = [{}, {k: v for k, v in state.items() if k != "n"}, {**state, "extra": 0}]
-    for name, part in state.items():
-        if type(part) is not dict:
-            for new in (None, True, -1, 2**63, 0.5, "x"):
-                out.append({**state, name: new})
-            continue
-        out.append({**state, name: {k: v for i, (k, v) in enumerate(part.items()) if i}})
-        out.append({**state, name: {**part, "extra": 0}})
-        for key, v in part.items():
-            news = [None, True, False, -1, -2, 2**63, 1, 0.5, -0.5, float("nan"), float("inf"), b"", b"\x00" * 8, "x", [v]]
-            if type(v) is bytes and v:
-                news += [v[:-1], v + b"\x00", bytes([255]) * len(v)]
-            for new in news:
-                if new is v or (type(new) is type(v) and new == v):
-                    continue
-                out.append({**state, name: {**part, key: new}})
+def _mutations(state: list[bytes]) -> list[Any]:
+    """Every one-part change of a flat record ``[scalars, *buffers]``: each 8-byte scalar set to odd
+    integers and doubles, each buffer cut, grown, filled with 255 or of another type, parts missing,
+    extra or of another type."""
+    scalars, buffers = state[0], state[1:]
+    out: list[Any] = [None, {}, [], "x", state[:-1], [*state, b""], [scalars[:-1], *buffers],
+                      [scalars + bytes(8), *buffers], [bytearray(scalars), *buffers], {"n": 1}]  # fmt: skip
+    odd = [struct.pack("<q", v) for v in (-2, -1, 0, 1, 2, 7, 255, 2**62, 2**63 - 1)]
+    odd += [struct.pack("<d", v) for v in (float("nan"), float("inf"), -0.5, 0.5, 1e300)]
+    for i in range(0, len(scalars), 8):
+        for new in odd:
+            if new != scalars[i : i + 8]:
+                out.append([scalars[:i] + new + scalars[i + 8 :], *buffers])
+    for j, buf in enumerate(buffers):
+        for part in (buf[:-1], buf + b"\x00", bytes([255]) * len(buf), bytearray(buf), None, 0):
+            if part != buf or type(part) is not bytes:
+                out.append([scalars, *buffers[:j], part, *buffers[j + 1 :]])
     return out
 
 
@@ -340,7 +339,7 @@ def test_damaged_states_are_refused_alike(name: str, spike: float) -> None:
         for x, t in warm[:50]:  # a tampered but well-typed state: both go on (or fail) alike
             assert _step(a, x, t) == _step(b, x, t)
         assert packed(a.dump_state()) == packed(b.dump_state())
-    assert refused > 150
+    assert refused > 100
 
 
 def test_runs_without_cython_installed() -> None:

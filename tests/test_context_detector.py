@@ -68,7 +68,7 @@ def test_the_table_stays_bounded():
     rng = random.Random(1)
     for _ in range(5000):
         det.process(rng.random())
-    assert len(det.dump_state()["surprise"]["table"]) == 256
+    assert len(det.state_by_name()["surprise"]["table"]) == 256
 
 
 def test_bad_parameters_are_rejected():

@@ -266,8 +266,12 @@ def test_compact_state_is_small_plain_data(name: str) -> None:
     state = det.dump_state()
 
     def plain(v: object) -> bool:
-        return type(v) in (int, float, bool, bytes) or (type(v) is dict and all(type(k) is str and plain(x) for k, x in v.items()))
+        return (
+            type(v) in (int, float, bool, bytes)
+            or (type(v) is dict and all(type(k) is str and plain(x) for k, x in v.items()))
+            or (type(v) is list and all(plain(x) for x in v))
+        )
 
-    assert type(state) is dict and plain(state)
+    assert type(state) in (dict, list) and plain(state)  # by name (zscore) or a flat record (sentinel, context)
     assert len(msgpack.packb(state)) <= 4096
     codec.encode(state)  # the allowlisted checkpoint codec accepts it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,35 @@ def test_fingerprint_follows_parameters_and_state_layout() -> None:
     rule = config.parse('[[rule]]\nname = "s"\n').rules[0]
     other = config.parse('[[rule]]\nname = "s"\nparams = { suppress = 3 }\n').rules[0]
     assert rule.fingerprint != other.fingerprint
-    assert "n;t0;surprise:b1,b2,counts,totals;" in REGISTRY["sentinel"].STATE_LAYOUT
+    assert REGISTRY["sentinel"].STATE_LAYOUT.startswith("record 2: n:q t0:d surprise.b1:q surprise.b2:q error.mean:d ")
+
+
+@pytest.mark.parametrize("params", [{}, {"spike": 12.0}])
+@pytest.mark.parametrize("name", ["sentinel", "context"])
+def test_the_state_record_follows_the_steps_declarations(name: str, params: dict[str, float]) -> None:
+    """The state layout lists every name in the ``STATE`` and ``BUFFERS`` of the steps that are on, in
+    order, and the record that ``dump_state`` saves holds exactly those values there (8 bytes per
+    scalar, then the buffers); ``state_by_name`` reads them back under their names."""
+    cls = REGISTRY[name]
+    det = cls(**params)
+    for i in range(500):
+        det.process(10.0 + (i * 7919) % 13 + (30.0 if i == 400 else 0.0), 1.7e9 + 300.0 * i)
+    steps = [(s, step) for s, step in cls.STEPS if getattr(det, s) is not None]
+    assert len(steps) == len(cls.STEPS) - (not params)
+    layout = cls.state_identity({**cls.defaults(), **params})[1]
+    scalars, buffers = layout.split(": ", 1)[1].split(" | ")
+    fields = [f.split(":") for f in scalars.split()]
+    assert [f[0] for f in fields] == ["n", "t0"] + [f"{s}.{n}" for s, step in steps for n in step.STATE]
+    assert [b.split(":")[0] for b in buffers.split()] == [f"{s}.{n}" for s, step in steps for n in step.BUFFERS]
+    named = det.state_by_name()
+    record = det.dump_state()
+    values = struct.unpack("<" + "".join("d" if code == "d" else "q" for _, code in fields), record[0])
+    for (field, code), value in zip(fields, values):
+        step, _, key = field.rpartition(".")
+        held = named[step][key] if step else named[key]
+        assert type(held) is {"d": float, "q": int, "?": bool}[code] and held == value, field
+    assert record[1:] == [named[s][n] for s, step in steps for n in step.BUFFERS]
+    assert named["n"] == 500 and named["extremes"]["hi"] >= 40.0 and named["day"]["slot"] >= 0  # a real state
 
 
 @pytest.mark.parametrize("name", ["sentinel", "context"])
@@ -102,11 +131,12 @@ def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(name: 
     ]
     assert rule.fingerprint not in on and on[0] == on[1] and len(set(on)) == 3
     params, layout = cls.state_identity({**cls.defaults(), "spike": 12.0})
-    assert layout == cls.STATE_LAYOUT.replace(";suppression:", ";spikes:mean,mad,top;suppression:")
+    spikes = " spikes.mean:d spikes.mad:d spikes.top:d suppression.quiet:q"
+    assert layout == cls.STATE_LAYOUT.replace(" suppression.quiet:q", spikes)
     assert {"spike", "spike_fading", "spike_record", "spike_score"} <= set(params)
     params, layout = cls.state_identity(cls.defaults())
-    assert layout == cls.STATE_LAYOUT and "spike" not in params and "spikes" not in cls().dump_state()
-    assert list(cls(spike=12.0).dump_state()) == ["n", "t0"] + [a for a, _ in cls.STEPS]
+    assert layout == cls.STATE_LAYOUT and "spike" not in params and "spikes" not in cls().state_by_name()
+    assert list(cls(spike=12.0).state_by_name()) == ["n", "t0"] + [a for a, _ in cls.STEPS]
 
 
 def _pxd_attributes(path: Path) -> dict[str, dict[str, str]]:

@@ -138,5 +138,6 @@ def test_the_spike_step_holds_no_state_while_off() -> None:
     for name in ("sentinel", "context"):
         cls = REGISTRY[name]
         assert cls.defaults()["spike"] == 0.0
-        assert cls().spikes is None and "spikes" not in cls().dump_state()
-        assert cls(spike=12.0).spikes is not None and "spikes" in cls(spike=12.0).dump_state()
+        assert cls().spikes is None and "spikes" not in cls().state_by_name()
+        assert cls(spike=12.0).spikes is not None and "spikes" in cls(spike=12.0).state_by_name()
+        assert len(cls(spike=12.0).dump_state()[0]) == len(cls().dump_state()[0]) + 3 * 8  # mean, mad, top

@@ -184,18 +184,47 @@ def test_checkpoint_with_positional_states_starts_fresh_and_says_so(tmp_path: Pa
     assert read_checkpoint(state)["series"] == 2  # rewritten in the new layout
 
 
-def test_checkpoint_with_states_by_name_from_0c40294_keeps_its_models(tmp_path: Path) -> None:
-    """A checkpoint written by 0c40294 (states saved by name, one mapping per step; a sentinel and a
-    context series, 300 samples each) still restores its models: the next 100 samples come out
-    byte for byte as that version wrote them in one uninterrupted run of all 400. (Loading was
-    sped up without changing what is saved; regenerate these files when the layout changes.)"""
+#: The rules the checkpoint-*-state.msgpack files were written with (a context and a sentinel series).
+FIXTURE_RULES = ('[[rule]]\nname = "w"\nfields = ["w"]\ndetector = "context"\nwarmup = 50\n\n'
+                 '[[rule]]\nname = "rest"\nwarmup = 50\n')
+
+
+def test_checkpoint_with_states_by_name_from_0c40294_starts_fresh_and_says_so(tmp_path: Path) -> None:
+    """A checkpoint written by 0c40294 (states saved by name, one mapping per step) is in another state
+    layout than the flat record: its series start fresh with the usual I! line, nothing is misread,
+    the file is not set aside, and the output is that of a fresh start."""
     data = Path(__file__).parent / "data"
     state = tmp_path / "s.msgpack"
     state.write_bytes((data / "checkpoint-by-name-state.msgpack").read_bytes())
     config = tmp_path / "rules.toml"
-    config.write_text('[[rule]]\nname = "w"\nfields = ["w"]\ndetector = "context"\nwarmup = 50\n\n'
-                      '[[rule]]\nname = "rest"\nwarmup = 50\n')
-    proc = run(["replay", "--config", str(config), "--state", str(state), str(data / "checkpoint-by-name-state.lp")])
+    config.write_text(FIXTURE_RULES)
+    later = str(data / "checkpoint-by-name-state.lp")
+    proc = run(["replay", "--config", str(config), "--state", str(state), later])
+    fresh = run(["replay", "--config", str(config), later])
+    assert proc.returncode == 0, proc.stderr
+    assert b"restored 0 series" in proc.stderr and b"2 start fresh because their rule or parameters changed" in proc.stderr
+    assert b"W!" not in proc.stderr and b"unusable" not in proc.stderr
+    assert not list(tmp_path.glob("*.corrupt-*"))
+    assert proc.stdout == fresh.stdout != (data / "checkpoint-by-name-state.out").read_bytes()
+    assert read_checkpoint(state)["series"] == 2  # rewritten in the new layout
+
+
+@pytest.mark.parametrize("pure", [False, True])
+def test_checkpoint_with_flat_records_keeps_its_models(tmp_path: Path, pure: bool) -> None:
+    """The same two models as the 0c40294 checkpoint above (300 samples each), saved as flat records
+    (``STATE_LAYOUT`` "record 2"; converted once from that file, name by name): the next 100 samples
+    come out byte for byte as 0c40294 wrote them in one uninterrupted run of all 400, compiled and
+    pure. Regenerate these files when the layout changes."""
+    data = Path(__file__).parent / "data"
+    state = tmp_path / "s.msgpack"
+    state.write_bytes((data / "checkpoint-record-state.msgpack").read_bytes())
+    config = tmp_path / "rules.toml"
+    config.write_text(FIXTURE_RULES)
+    env = {**os.environ, "RIVERGUARD_PURE_PYTHON": "1" if pure else ""}
+    proc = subprocess.run(
+        [*RG, "replay", "--config", str(config), "--state", str(state), str(data / "checkpoint-by-name-state.lp")],
+        capture_output=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert b"restored 2 series" in proc.stderr and b"start fresh" not in proc.stderr, proc.stderr
     assert proc.stdout == (data / "checkpoint-by-name-state.out").read_bytes()

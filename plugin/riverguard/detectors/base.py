@@ -150,17 +150,20 @@ class Detector(abc.ABC):
         """The detector's parameters and their default values."""
         return defaults(cls.PARAMS)
 
-    def dump_state(self) -> dict[str, Any] | None:
-        """Learned state as a mapping of names to plain data (numbers, booleans, bytes, mappings), or None.
+    def dump_state(self) -> dict[str, Any] | list[Any] | None:
+        """Learned state as plain data (numbers, booleans, bytes, lists, mappings), or None.
 
         None (the default) lets the checkpoint codec walk the object's
         attributes instead. Detectors that live on the hot path override this
         and :meth:`load_state` with a compact form: a checkpoint of 100 000
         series must save and load in well under Telegraf's 5 s grace period.
+        ``zscore`` saves a mapping by name; ``sentinel`` and ``context`` save
+        one flat record in the order their ``STATE_LAYOUT`` names (read it by
+        name with their ``state_by_name()``).
         """
         return None
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_state(self, state: Any) -> None:
         """Restore what :meth:`dump_state` returned; raise ValueError on bad data."""
         raise NotImplementedError
 

@@ -26,6 +26,9 @@ cdef class Patterns(Surprise):
                    unseen=int, j=Py_ssize_t, k=Py_ssize_t, mask=uint64_t, mult=uint64_t, mask2=uint64_t,
                    mult2=uint64_t, i=uint64_t, seen=bint)
     cdef int peek(self, double *out) except -1
+    cpdef bytes _dump_buffer(self, str name)
+    cpdef bint _load_buffer(self, str name, object data) except -1
+    cdef bint _fits(self) except -1
 
 
 cdef class Context(Pipeline):

@@ -16,9 +16,9 @@ from .params import Param
 from .steps import Pipeline, Surprise, compose
 
 if cython.compiled:
-    from cython.cimports.riverguard.detectors.steps import _bytes, _dump_bytes, _free, _load_bytes
+    from cython.cimports.riverguard.detectors.steps import _bytes, _configure, _dump_bytes, _free, _load_bytes
 else:
-    from .steps import _bytes, _dump_bytes, _free, _load_bytes
+    from .steps import _bytes, _configure, _dump_bytes, _free, _load_bytes
 
 __all__ = ["Context", "Patterns"]
 
@@ -60,7 +60,7 @@ class Patterns(Surprise):
     BUFFERS = ("table",)
 
     def __init__(self, values):
-        Surprise.__init__(self, values)
+        _configure(self, values)
         orders = self.orders
         self.nlevels = self.levels
         self._shift = 32 - self.table_bits
@@ -118,15 +118,14 @@ class Patterns(Surprise):
             out[q] = unseen * self._inv
         return levels
 
-    def _dump_extra(self, out):
-        out["table"] = _dump_bytes(self._table, self._size)
+    def _dump_buffer(self, name):
+        return _dump_bytes(self._table, self._size)
 
-    def _check_extra(self, state):
-        table = state.get("table")
-        return type(table) is bytes and len(table) == self._size and state["hist"] <= self._hmask
+    def _load_buffer(self, name, data):
+        return _load_bytes(self._table, data, self._size)
 
-    def _load_extra(self, state):
-        _load_bytes(self._table, state["table"], self._size)
+    def _fits(self):
+        return self._hist <= self._hmask
 
 
 _STEPS, _PARAMS, _LAYOUT = compose(Patterns, pmin=1e-12, day_slots=12)

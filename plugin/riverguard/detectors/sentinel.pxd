@@ -25,6 +25,9 @@ cdef class Transitions(Surprise):
     cdef double raw(self, int b, int64_t n) except? -2.0
     @cython.locals(bins=int, row=int64_t, prior=double, total=double, counts="unsigned char *", b=int)
     cdef int peek(self, double *out) except -1
+    cpdef bytes _dump_buffer(self, str name)
+    cpdef bint _load_buffer(self, str name, object data) except -1
+    cdef bint _fits(self) except -1
 
 
 cdef class Sentinel(Pipeline):

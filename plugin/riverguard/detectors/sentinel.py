@@ -14,9 +14,9 @@ from .params import Param
 from .steps import Pipeline, Surprise, compose
 
 if cython.compiled:
-    from cython.cimports.riverguard.detectors.steps import _bytes, _dump_bytes, _free, _load_bytes
+    from cython.cimports.riverguard.detectors.steps import _bytes, _configure, _dump_bytes, _free, _load_bytes
 else:
-    from .steps import _bytes, _dump_bytes, _free, _load_bytes
+    from .steps import _bytes, _configure, _dump_bytes, _free, _load_bytes
 
 __all__ = ["Sentinel", "Transitions"]
 
@@ -44,7 +44,7 @@ class Transitions(Surprise):
     BUFFERS = ("counts", "totals")
 
     def __init__(self, values):
-        Surprise.__init__(self, values)
+        _configure(self, values)
         self.nlevels = self.bins
         self._b1 = 0
         self._b2 = 0
@@ -93,28 +93,21 @@ class Transitions(Surprise):
             out[b] = 1.0 - self.gain * (counts[row + b] + prior) / total
         return bins
 
-    def _dump_extra(self, out):
-        out["counts"] = _dump_bytes(self._counts, self._ncounts)
-        out["totals"] = _dump_bytes(self._totals, self._ntotals)
+    def _dump_buffer(self, name):
+        if name == "counts":
+            return _dump_bytes(self._counts, self._ncounts)
+        return _dump_bytes(self._totals, self._ntotals)
 
-    def _check_extra(self, state):
-        counts = state.get("counts")
-        totals = state.get("totals")
-        return (
-            type(counts) is bytes
-            and len(counts) == self._ncounts
-            and type(totals) is bytes
-            and len(totals) == self._ntotals
-            and state["b1"] < self.bins
-            and state["b2"] < self.bins
-        )
-
-    def _load_extra(self, state):
-        _load_bytes(self._counts, state["counts"], self._ncounts)
+    def _load_buffer(self, name, data):
+        if name == "counts":
+            return _load_bytes(self._counts, data, self._ncounts)
         # The per-context totals are saved rather than re-summed (144 sums per series made
         # loading 100 000 series take seconds). Totals that disagree with the counts can only
         # come from a tampered file: they skew that series' scores or fail it (logged, unscored).
-        _load_bytes(self._totals, state["totals"], self._ntotals)
+        return _load_bytes(self._totals, data, self._ntotals)
+
+    def _fits(self):
+        return self._b1 < self.bins and self._b2 < self.bins
 
 
 # Suppression and learning are also bounded in event time (3 days), and the time-of-day margin is

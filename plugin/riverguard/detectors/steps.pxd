@@ -11,7 +11,7 @@ cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SP
 cdef double *_LEVELS
 cdef double *_CUTS
 cdef bint _LITTLE
-cdef int64_t _MAX_COUNT
+cdef int64_t _MAX_COUNT, _MAX_SIGNED
 
 cdef unsigned char *_bytes(Py_ssize_t n) except NULL
 cdef double *_doubles(Py_ssize_t n) except NULL
@@ -20,21 +20,22 @@ cdef int _cut(double *cuts, int m, double a, double b) noexcept
 @cython.locals(q=double)
 cdef inline int _level(double x, double lo, double span, int levels) noexcept
 cdef bytes _dump_bytes(unsigned char *buf, Py_ssize_t n)
-cdef int _load_bytes(unsigned char *buf, bytes data, Py_ssize_t n) except -1
+cdef bint _load_bytes(unsigned char *buf, object data, Py_ssize_t n) except -1
 cdef bytes _dump_doubles(double *buf, Py_ssize_t n)
-cdef int _load_doubles(double *buf, bytes data, Py_ssize_t n) except -1
+cdef bint _load_doubles(double *buf, object data, Py_ssize_t n) except -1
 
 
-cdef dict _SETTINGS, _LOADERS
-cdef tuple _settings(Step step)
-cdef tuple _loader(Step step)
+cdef dict _SETTINGS, _RECORDS
+cdef int _RECORD, _FLOAT, _INT, _BOOL
+@cython.locals(names=tuple)
+cdef int _configure(Step step, dict values) except -1
+cdef tuple _record(object det)
 
 
 cdef class Step:
-    @cython.locals(scalars=tuple, buffers=Py_ssize_t, out=dict)
-    cpdef dict dump(self)
-    @cython.locals(scalars=tuple, buffers=Py_ssize_t, d=dict)
-    cpdef bint load(self, object state) except -1
+    cpdef bytes _dump_buffer(self, str name)
+    cpdef bint _load_buffer(self, str name, object data) except -1
+    cdef bint _fits(self) except -1
 
 
 cdef class Surprise(Step):
@@ -74,6 +75,9 @@ cdef class TimeOfDay(Step):
                    dvar=double, zs=double, a=double, dlo=double, dhi=double, known=bint)
     cdef double observe(self, double x, double lmean, object t, double span, double var, double z_scale,
                         double z) except? -1.0
+    cpdef bytes _dump_buffer(self, str name)
+    cpdef bint _load_buffer(self, str name, object data) except -1
+    cdef bint _fits(self) except -1
 
 
 cdef class Likelihood(Step):
@@ -94,7 +98,6 @@ cdef class Extremes(Step):
     cdef bint again
 
     cdef void first(self, double x) noexcept
-    cpdef bint load(self, object state) except -1
     @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, side=int, lam=double, dl=double,
                    far=bint)
     cdef bint observe(self, double x, int64_t n) except -1
@@ -176,3 +179,8 @@ cdef class Pipeline:
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)
     cdef int _limits(self, double threshold) except -1
+    @cython.locals(scalars=tuple, buffers=tuple, values=list, step=Step, fields=tuple)
+    cpdef list dump_state(self)
+    @cython.locals(scalars=tuple, buffers=tuple, values=tuple, step=Step, fields=tuple, i=Py_ssize_t, kind=int,
+                   low=int64_t, high=int64_t, q=int64_t, n=int64_t)
+    cpdef load_state(self, object state)

@@ -19,9 +19,10 @@ A :class:`Pipeline` runs one sample through its steps (see
    samples or ``suppress_time`` seconds of event time, whichever ends first.
 
 Each step declares its parameters (``PARAMS``, see
-:mod:`riverguard.detectors.params`) and its learned state (``STATE``, saved
-and restored by name). A new statistic is one more name in ``STATE`` (and
-its type in ``steps.pxd``); a new parameter one more :class:`Param` (and its
+:mod:`riverguard.detectors.params`) and its learned state (``STATE``,
+``BUFFERS``), saved in one flat record whose layout is derived from those
+names. A new statistic is one more name in ``STATE`` (and its type in
+``steps.pxd``); a new parameter one more :class:`Param` (and its
 type in ``steps.pxd``): the constructor, validation, config checks, the rule
 fingerprint and the docs follow. A step with a ``SWITCH`` (a parameter that is
 0 while the step is off) is left out of the pipeline while it is off: it then
@@ -55,6 +56,7 @@ else:
     to_int = int_within = int
 
 import sys
+from struct import Struct
 
 __all__ = [
     "Extremes", "Likelihood", "Pipeline", "PredictionError", "Spike", "Step", "Stuck", "Suppression", "Surprise",
@@ -67,6 +69,7 @@ _NAN = float("nan")  # "no event time" (never saved in the state, where infinity
 _INF = float("inf")
 _LITTLE = sys.byteorder == "little"  # buffers are saved little-endian
 _MAX_COUNT = 1 << 62  # no real series counts this far: a larger count comes from a tampered file
+_MAX_SIGNED = 1 << 31  # a SIGNED int in a step's STATE is an index or a side (a C int)
 
 
 # which evidence a score came from (Pipeline._why, for the reason of a flag)
@@ -124,11 +127,14 @@ def _dump_bytes(buf, n):
 
 
 def _load_bytes(buf, data, n):
-    """Copy ``data`` (bytes of length ``n``, checked by the caller) into ``buf``."""
+    """Copy ``data`` into ``buf`` if it is ``n`` bytes; whether it was."""
+    if type(data) is not bytes or len(data) != n:
+        return False
     if cython.compiled:
         memcpy(buf, PyBytes_AS_STRING(data), n)
     else:
         buf[:] = data
+    return True
 
 
 def _dump_doubles(buf, n):
@@ -140,13 +146,16 @@ def _dump_doubles(buf, n):
 
 
 def _load_doubles(buf, data, n):
-    """Copy what :func:`_dump_doubles` gave (checked by the caller) into ``buf``."""
+    """Copy what :func:`_dump_doubles` gave into ``buf`` if it is ``n`` doubles; whether it was."""
+    if type(data) is not bytes or len(data) != 8 * n:
+        return False
     if not _LITTLE:
         data = _swapped(data)
     if cython.compiled:
         memcpy(buf, PyBytes_AS_STRING(data), 8 * n)
     else:
         buf[:] = array("d", data)
+    return True
 
 
 def _swapped(data):
@@ -222,13 +231,13 @@ def _likely_limit(eff, f, scale, pmin):
 
 
 class Step:
-    """One step: parameters (``PARAMS``, stored under their names) and learned state (``STATE``).
+    """One step: parameters (``PARAMS``, stored under their names) and learned state (``STATE``, ``BUFFERS``).
 
     A scalar in ``STATE`` lives in the attribute ``"_" + name``; its type is
-    the type it has in a fresh step (float, int >= 0, or bool). Buffers are
-    the step's own (:meth:`_dump_extra`, :meth:`_check_extra`, :meth:`_load_extra`).
-    :meth:`dump` and :meth:`load` go through the step class's loader
-    (:func:`_loader`), derived once from ``STATE``.
+    the type it has in a fresh step (float, int >= 0, or bool). ``BUFFERS``
+    names the step's own arrays, saved as bytes through :meth:`_dump_buffer`
+    and :meth:`_load_buffer`. The detector saves every step's state in one
+    flat record whose layout is derived from these names (:func:`_describe`).
     """
 
     PARAMS = ()
@@ -238,79 +247,100 @@ class Step:
     SWITCH = None  # a parameter that is 0 while the step is off: the pipeline then leaves the step out
 
     def __init__(self, values):
-        for name in _settings(self):
-            setattr(self, name, values[name])
+        _configure(self, values)
 
-    def dump(self):
-        """The learned state by name (plain data)."""
-        scalars, buffers = _loader(self)
-        out = {}
-        for name, attr, _, _ in scalars:
-            out[name] = getattr(self, attr)
-        if buffers:
-            self._dump_extra(out)
-        return out
+    def _dump_buffer(self, name):
+        """The buffer ``name`` (one of ``BUFFERS``) as bytes."""
+        raise KeyError(name)
 
-    def _dump_extra(self, out):
-        pass
+    def _load_buffer(self, name, data):
+        """Restore what :meth:`_dump_buffer` gave for ``name``; False if ``data`` does not fit."""
+        raise KeyError(name)
 
-    def load(self, state):
-        """Restore what :meth:`dump` gave; False if it does not fit (the step is then partly
-        restored: a detector restores into a fresh instance, see :meth:`Pipeline.load_state`)."""
-        if type(state) is not dict:
-            return False
-        scalars, buffers = _loader(self)
-        d = state
-        if len(d) != len(scalars) + buffers:
-            return False
-        for name, attr, kind, low in scalars:
-            v = d.get(name)  # (None, of no kind here, when missing)
-            if type(v) is not kind or (kind is int and not low <= v < _MAX_COUNT):
-                return False
-            setattr(self, attr, v)
-        if buffers:
-            if not self._check_extra(d):
-                return False
-            self._load_extra(d)
+    def _fits(self):
+        """Whether the restored scalars fit the settings (a tampered file may hold any number)."""
         return True
-
-    def _check_extra(self, state):
-        """Whether the step's own buffers in ``state`` fit (its scalars are checked and restored)."""
-        return True
-
-    def _load_extra(self, state):
-        pass
 
 
 _SETTINGS = {}
-_LOADERS = {}
 
 
-def _settings(step):
-    """The names in the step class's ``PARAMS`` (worked out once per class)."""
+def _configure(step, values):
+    """Store the step's settings from ``values`` under their own names (what a step's ``__init__``
+    does first: a plain function call, which costs less per series than ``Step.__init__``)."""
     cls = type(step)
     names = _SETTINGS.get(cls)
     if names is None:
         names = _SETTINGS[cls] = tuple(sys.intern(p.name) for p in cls.PARAMS)
-    return names
+    for name in names:
+        setattr(step, name, values[name])
 
 
-def _loader(step):
-    """The step class's saved state: ``((name, attribute, type, lowest int) for each name in STATE, len(BUFFERS))``.
+# -- the saved state: one flat record -----------------------------------------------------------------
 
-    Derived once per class from ``STATE``, ``SIGNED``, ``BUFFERS`` and the types of a
-    step's attributes (C types when compiled), so that saving or loading a series
-    neither builds attribute names nor works out what each name must hold.
+#: The version of the record's form; it is in ``STATE_LAYOUT`` (and so in the rule fingerprint).
+_RECORD = 2
+# the kinds of scalar in a record
+_FLOAT = 0
+_INT = 1
+_BOOL = 2
+_RECORDS = {}
+
+
+def _describe(steps):
+    """How the state of a pipeline with ``steps`` (``(attribute, step)`` pairs, steps built; None for a
+    step that is off, which holds no state) is saved.
+
+    Returns ``(scalars, (step attribute, ((attribute, kind, lowest, highest + 1), ...)) per step,
+    (step attribute, buffer name) per buffer, layout)``, ``kind`` being ``_FLOAT``, ``_INT`` or
+    ``_BOOL`` (the bounds are for the integers that a saved int or bool may hold). The record
+    (:meth:`Pipeline.dump_state`) is ``[scalars, *buffers]``: ``scalars`` packs ``n``, ``t0`` and
+    every step's ``STATE`` in order, 8 bytes each, little-endian (a float as a double, an int as
+    int64, a bool as 0 or 1); then each step's ``BUFFERS`` as bytes. ``layout`` names every part
+    with its type (buffers with their size in bytes), all derived from the steps' declarations.
     """
-    cls = type(step)
-    loader = _LOADERS.get(cls)
-    if loader is None:
-        scalars = tuple(
-            (name, sys.intern("_" + name), type(getattr(step, "_" + name)), -1 if name in cls.SIGNED else 0)
-            for name in cls.STATE
-        )
-        loader = _LOADERS[cls] = (scalars, len(cls.BUFFERS))
-    return loader
+    steps = [(name, step) for name, step in steps if step is not None]
+    codes = "<qd"
+    names = [f"record {_RECORD}:", "n:q", "t0:d"]
+    scalars = []
+    buffers = []
+    for name, step in steps:
+        cls = type(step)
+        mine = []
+        for s in cls.STATE:
+            attr = sys.intern("_" + s)
+            kind = type(getattr(step, attr))
+            if kind is float:
+                mine.append((attr, _FLOAT, 0, 0))
+            elif kind is bool:
+                mine.append((attr, _BOOL, 0, 2))
+            elif kind is not int:
+                raise TypeError(f"{cls.__name__}.{attr} is a {kind.__name__}: a scalar in STATE must be a float, int or bool")
+            elif s in cls.SIGNED:  # a small number (an index, a side), or -1
+                mine.append((attr, _INT, -1, _MAX_SIGNED))
+            else:
+                mine.append((attr, _INT, 0, _MAX_COUNT))
+            codes += "d" if kind is float else "q"
+            names.append(f"{name}.{s}:{'d' if kind is float else ('?' if kind is bool else 'q')}")
+        scalars.append((sys.intern(name), tuple(mine)))
+        for b in cls.BUFFERS:
+            buffers.append((sys.intern(name), sys.intern(b)))
+    sizes = [f"{name}.{b}:{len(step._dump_buffer(b))}" for name, step in steps for b in type(step).BUFFERS]
+    return Struct(codes), tuple(scalars), tuple(buffers), " ".join(names + ["|"] + sizes)
+
+
+def _record(det):
+    """:func:`_describe` of the detector (worked out once per class and set of steps that are on)."""
+    cls = type(det)
+    known = _RECORDS.get(cls)
+    if known is None:
+        known = _RECORDS[cls] = ({}, tuple(sys.intern(name) for name, step in cls.STEPS if step.SWITCH is not None))
+    records, switched = known
+    on = tuple([getattr(det, name) is not None for name in switched])
+    rec = records.get(on)
+    if rec is None:
+        rec = records[on] = _describe([(name, getattr(det, name)) for name, _ in cls.STEPS])
+    return rec
 
 
 def _level(x, lo, span, levels):
@@ -356,7 +386,7 @@ class PredictionError(Step):
     STATE = ("mean", "var")
 
     def __init__(self, values):
-        Step.__init__(self, values)
+        _configure(self, values)
         self._mean = 0.0
         self._var = 0.0
 
@@ -404,7 +434,7 @@ class TimeOfDay(Step):
     BUFFERS = ("lo", "hi", "visits", "stat")
 
     def __init__(self, values):
-        Step.__init__(self, values)
+        _configure(self, values)
         self._width = _DAY / self.day_slots if self.day_slots else 0.0
         self._slots = self.day_slots * (2 if self.weekend_slots else 1)
         self._slot = -1  # the previous sample's slot (-1: none yet)
@@ -497,26 +527,22 @@ class TimeOfDay(Step):
                 self._visits[slot] = vis + 1
         return z
 
-    def _dump_extra(self, out):
-        out["lo"] = _dump_doubles(self._lo, self._slots)
-        out["hi"] = _dump_doubles(self._hi, self._slots)
-        out["visits"] = _dump_bytes(self._visits, self._slots)
-        out["stat"] = _dump_doubles(self._stat, 2 * self._slots)
+    def _dump_buffer(self, name):
+        if name == "visits":
+            return _dump_bytes(self._visits, self._slots)
+        if name == "stat":
+            return _dump_doubles(self._stat, 2 * self._slots)
+        return _dump_doubles(self._lo if name == "lo" else self._hi, self._slots)
 
-    def _check_extra(self, state):
-        n = self._slots
-        for name, size in (("lo", 8 * n), ("hi", 8 * n), ("visits", n), ("stat", 16 * n)):
-            data = state.get(name)
-            if type(data) is not bytes or len(data) != size:
-                return False
-        return state["slot"] < n
+    def _load_buffer(self, name, data):
+        if name == "visits":
+            return _load_bytes(self._visits, data, self._slots)
+        if name == "stat":
+            return _load_doubles(self._stat, data, 2 * self._slots)
+        return _load_doubles(self._lo if name == "lo" else self._hi, data, self._slots)
 
-    def _load_extra(self, state):
-        n = self._slots
-        _load_doubles(self._lo, state["lo"], n)
-        _load_doubles(self._hi, state["hi"], n)
-        _load_bytes(self._visits, state["visits"], n)
-        _load_doubles(self._stat, state["stat"], 2 * n)
+    def _fits(self):
+        return self._slot < self._slots
 
 
 class Likelihood(Step):
@@ -533,7 +559,7 @@ class Likelihood(Step):
     STATE = ("avg", "mu", "s2")
 
     def __init__(self, values):
-        Step.__init__(self, values)
+        _configure(self, values)
         self.scale = -1.0 / log10(self.pmin)  # -log10(p) * scale: the score of tail probability p
         self.built = False  # (the last sample's, for the reason of a flag; not state)
         self._avg = 0.0
@@ -580,7 +606,7 @@ class Extremes(Step):
     SIGNED = ("climb",)
 
     def __init__(self, values):
-        Step.__init__(self, values)
+        _configure(self, values)
         self._lo = 0.0
         self._hi = 0.0
         self._rlo = 0.0
@@ -592,13 +618,6 @@ class Extremes(Step):
 
     def first(self, x):
         self._lo = self._hi = self._rlo = self._rhi = self._lmean = x
-
-    def load(self, state):
-        """Also a state from before the climb kept its side (``climb`` a bool): a climb then in progress
-        is forgotten (its next new extreme is reported), the rest of the model kept."""
-        if type(state) is dict and type(state.get("climb")) is bool:
-            state = {**state, "climb": 0}
-        return Step.load(self, state)
 
     def observe(self, x, n):
         """Learn ``x`` (n >= 1 samples before it); True if it is a new extreme.
@@ -662,7 +681,7 @@ class Stuck(Step):
     STATE = ("prev", "c0", "k0", "c1", "k1", "rep", "run", "step", "len", "maxlen")
 
     def __init__(self, values):
-        Step.__init__(self, values)
+        _configure(self, values)
         self.scale = -1.0 / log10(values["pmin"])  # the likelihood's log scale
         self.fire = values["fire"]  # a run is reported once: when it reaches this score
         self._prev = 0.0
@@ -750,7 +769,7 @@ class Spike(Step):
     SWITCH = "spike"
 
     def __init__(self, values):
-        Step.__init__(self, values)
+        _configure(self, values)
         self._mean = 0.0
         self._mad = 0.0
         self._top = 0.0
@@ -809,7 +828,7 @@ class Suppression(Step):
     STATE = ("quiet", "qday", "tfire")
 
     def __init__(self, values):
-        Step.__init__(self, values)
+        _configure(self, values)
         self._quiet = 0
         self._qday = False
         self._tfire = _INF
@@ -849,7 +868,8 @@ class Pipeline:
     the first being its :class:`Surprise`. Its ``PARAMS`` are the steps'
     (and ``learn``), with the detector's own defaults where they differ.
     Settings are read under their own names (``det.bins``); the learned state
-    is :meth:`dump_state`'s mapping of step name to that step's state.
+    is saved as one flat record (:meth:`dump_state`) and read by name with
+    :meth:`state_by_name`.
     """
 
     STEPS = ()
@@ -1299,12 +1319,17 @@ class Pipeline:
         self._xthr = threshold
 
     def dump_state(self):
-        """The learned state: ``{"n": samples, step name: that step's state}``."""
-        out = {"n": self._n, "t0": self._t0}
-        for name, _ in type(self).STEPS:
+        """The learned state as one flat record, ``[scalars, *buffers]`` (plain bytes; see :func:`_describe`
+        and ``STATE_LAYOUT``); :meth:`state_by_name` shows it by name."""
+        packer, scalars, buffers, _ = _record(self)
+        values = [self._n, self._t0]
+        for name, fields in scalars:
             step = getattr(self, name)
-            if step is not None:  # (a step that is off holds no state)
-                out[name] = step.dump()
+            for attr, _, _, _ in fields:
+                values.append(getattr(step, attr))
+        out = [packer.pack(*values)]
+        for name, buffer in buffers:
+            out.append(getattr(self, name)._dump_buffer(buffer))
         return out
 
     def load_state(self, state):
@@ -1313,35 +1338,64 @@ class Pipeline:
         The detector is then partly restored: restore into a fresh one
         (``Sentinel.factory(params).restore(state)``), as checkpoints do.
         """
-        steps = type(self).STEPS
+        packer, scalars, buffers, _ = _record(self)
+        form = type(state)
         if (
-            type(state) is not dict
-            or type(state.get("n")) is not int
-            or not 0 <= state["n"] < _MAX_COUNT
-            or type(state.get("t0")) is not float
+            (form is not list and form is not tuple)
+            or len(state) != len(buffers) + 1
+            or type(state[0]) is not bytes
+            or len(state[0]) != packer.size
         ):
             raise ValueError(f"bad {type(self).name} state")
-        self._n = state["n"]
-        self._t0 = state["t0"]
-        k = 2
-        for name, _ in steps:
+        values = packer.unpack(state[0])
+        n = values[0]
+        if not 0 <= n < _MAX_COUNT:
+            raise ValueError(f"bad {type(self).name} state (n)")
+        self._n = n
+        self._t0 = values[1]
+        i = 2
+        for name, fields in scalars:
             step = getattr(self, name)
-            if step is not None:  # (a step that is off holds no state)
-                if not step.load(state.get(name)):
-                    raise ValueError(f"bad {type(self).name} state ({name})")
-                k += 1
-        if len(state) != k:
-            raise ValueError(f"bad {type(self).name} state")
+            for attr, kind, low, high in fields:
+                v = values[i]
+                i += 1
+                if kind != _FLOAT:
+                    q = v
+                    if q < low or q >= high:
+                        raise ValueError(f"bad {type(self).name} state ({name})")
+                    if kind == _BOOL:
+                        v = q == 1
+                setattr(step, attr, v)
+            if not step._fits():
+                raise ValueError(f"bad {type(self).name} state ({name})")
+        i = 1
+        for name, buffer in buffers:
+            if not getattr(self, name)._load_buffer(buffer, state[i]):
+                raise ValueError(f"bad {type(self).name} state ({name}.{buffer})")
+            i += 1
+
+    def state_by_name(self):
+        """The learned state by name, for reading: ``{"n": .., "t0": .., step: {name: value}}``, every name
+        from the steps' ``STATE`` and ``BUFFERS`` (what :meth:`dump_state` saves, in its order)."""
+        _, scalars, buffers, _ = _record(self)
+        out = {"n": self._n, "t0": self._t0}
+        for name, fields in scalars:
+            step = getattr(self, name)
+            out[name] = {field[0][1:]: getattr(step, field[0]) for field in fields}
+        for name, buffer in buffers:
+            out[name][buffer] = getattr(self, name)._dump_buffer(buffer)
+        return out
 
 
 def compose(surprise, **defaults):
     """``(STEPS, PARAMS, STATE_LAYOUT)`` of a pipeline whose surprise step is ``surprise``.
 
     ``defaults`` override the steps' defaults. ``STATE_LAYOUT`` names every
-    part of the saved state with the steps that have a ``SWITCH`` off (as by
-    default); it goes into the rule fingerprint (through
-    :meth:`Pipeline.state_identity`, which adds the steps a rule switches on),
-    so a checkpoint saved in another layout starts fresh rather than failing to load.
+    part of the saved record, in order, with its type (:func:`_describe`), for
+    the steps that have a ``SWITCH`` off (as by default); it goes into the rule
+    fingerprint (through :meth:`Pipeline.state_identity`, which adds the steps
+    a rule switches on), so a checkpoint saved in another layout starts fresh
+    rather than being misread.
     """
     steps = (
         ("surprise", surprise),
@@ -1358,16 +1412,14 @@ def compose(surprise, **defaults):
     if unknown:
         raise TypeError(f"no such parameters: {', '.join(sorted(unknown))}")
     params = [p.but(default=defaults[p.name]) if p.name in defaults else p for p in params]
-    return steps, tuple(params), _layout(steps, None)
+    return steps, tuple(params), _layout(steps, {p.name: p.default for p in params})
 
 
 def _layout(steps, values):
-    """The saved state's layout with the steps on under ``values`` (None: every step with a ``SWITCH`` off)."""
-    return ";".join(
-        ["n", "t0"]
-        + [
-            f"{name}:{','.join(step.STATE + step.BUFFERS)}"
-            for name, step in steps
-            if step.SWITCH is None or (values is not None and values[step.SWITCH])
-        ]
-    )
+    """The saved record's layout (:func:`_describe`) with the steps on under ``values`` (every setting)."""
+    return _describe([(name, _built(step, values)) for name, step in steps])[3]
+
+
+def _built(step, values):
+    """A ``step`` built with ``values``, or None if it has a ``SWITCH`` that ``values`` turns off."""
+    return step(values) if step.SWITCH is None or values[step.SWITCH] else None

@@ -245,7 +245,7 @@ def _no_gc() -> Iterator[None]:
 
 
 def _encode_detector(detector: Detector, key: bytes, unsaved: list[str]) -> Any:
-    """A detector's compact state (``[state]``, by name where the detector saves one) or, without one, its generic encoding (a map);
+    """A detector's compact state (``[state]``, where the detector saves one: ``dump_state()``) or, without one, its generic encoding (a map);
     None, with the series noted in ``unsaved``, for a model the codec cannot save."""
     try:
         compact = detector.dump_state()
