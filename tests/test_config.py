@@ -289,3 +289,36 @@ def test_integer_threshold_and_float_params_accept_ints() -> None:
     (rule,) = config.parse('[[rule]]\nname = "x"\ndetector = "zscore"\nthreshold = 1\nparams = { min_std = 2 }\n').rules
     assert rule.effective_threshold == 1.0
     assert rule.params == {"min_std": 2}
+
+
+def test_a_metric_scope_rule_of_a_univariate_detector_names_those_that_take_several(tmp_path: Path) -> None:
+    """The message lists the detectors scope = "metric" takes, from their declarations, without importing
+    River (which made check-config on this error take about 3 s); a detector registered by a program is listed."""
+    path = tmp_path / "rg.toml"
+    path.write_text('[[rule]]\nname = "m"\nscope = "metric"\n')
+    import sys
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "riverguard", "check-config", str(path)],
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.decode().splitlines()
+    assert lines[-1].startswith("E! ") and lines[-1].endswith("needs one that takes several (hst, river)"), lines[-1]
+    imported = {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")}
+    assert "riverguard.config" in imported and "river" not in imported
+
+    class Several(detectors.Detector):
+        name = "several"
+        multivariate = True
+
+    detectors.REGISTRY["several"] = Several  # type: ignore[assignment]
+    try:
+        with pytest.raises(ConfigError, match=r"takes several \(hst, river, several\)"):
+            config.parse(path.read_text())
+    finally:
+        del detectors.REGISTRY["several"]
+
+
+def test_the_lazy_detectors_declare_whether_they_take_several_features() -> None:
+    """The registry's word for a detector not imported yet is the class's own ``multivariate``."""
+    for name, (_, _, several) in detectors._LAZY.items():
+        assert detectors.REGISTRY[name].multivariate is several, name

@@ -392,8 +392,7 @@ def _parse_rule(index: int, raw: Any, source: str, explain_default: bool = False
             raise where.error("scope", 'detector "off" has no model to share: use scope = "field"')
         return rule
     if scope == "metric" and not getattr(cls, "multivariate", False):
-        # On this error path only: it loads every registered detector (River's included).
-        several = ", ".join(sorted(n for n, c in detectors.REGISTRY.items() if getattr(c, "multivariate", False)))
+        several = ", ".join(detectors.REGISTRY.multivariate())
         raise where.error(
             "scope", f'detector "{cls.name}" models one field at a time; scope = "metric" needs one that takes several ({several})'
         )

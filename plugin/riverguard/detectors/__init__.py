@@ -45,8 +45,13 @@ __all__ = [
     "Sentinel", "ZScore", "is_compiled", "resolve", "steps_of", "uncompiled",
 ]  # fmt: skip
 
-#: Detectors whose module imports River: loaded on first use (name -> module, class).
-_LAZY = {"zscore": ("zscore", "ZScore"), "hst": ("hst", "HST"), "pad": ("pad", "PAD"), "river": ("river_spec", "RiverModel")}
+#: Detectors whose module imports River: loaded on first use (name -> module, class, and the class's
+#: ``multivariate``, so that listing the detectors ``scope = "metric"`` takes imports nothing; a test
+#: holds it equal to the class's).
+_LAZY = {
+    "zscore": ("zscore", "ZScore", False), "hst": ("hst", "HST", True), "pad": ("pad", "PAD", False),
+    "river": ("river_spec", "RiverModel", True),
+}  # fmt: skip
 
 
 class _Registry(MutableMapping[str, "type[Detector]"]):
@@ -59,7 +64,7 @@ class _Registry(MutableMapping[str, "type[Detector]"]):
     def __getitem__(self, name: str) -> type[Detector]:
         cls = self._loaded.get(name)
         if cls is None:
-            module, attr = self._lazy[name]  # KeyError for an unknown name
+            module, attr, _ = self._lazy[name]  # KeyError for an unknown name
             cls = self._loaded[name] = getattr(importlib.import_module(f".{module}", __name__), attr)
         return cls
 
@@ -81,8 +86,14 @@ class _Registry(MutableMapping[str, "type[Detector]"]):
     def __len__(self) -> int:
         return len(set(self._loaded) | set(self._lazy))
 
+    def multivariate(self) -> list[str]:
+        """The names of the detectors that take several features (``scope = "metric"``), sorted; imports none."""
+        names = {name for name, cls in self._loaded.items() if getattr(cls, "multivariate", False)}
+        names.update(name for name, (_, _, several) in self._lazy.items() if several and name not in self._loaded)
+        return sorted(names)
 
-REGISTRY: MutableMapping[str, type[Detector]] = _Registry({cls.name: cls for cls in (Sentinel, Context)}, _LAZY)
+
+REGISTRY: _Registry = _Registry({cls.name: cls for cls in (Sentinel, Context)}, _LAZY)
 
 Detector.register(Sentinel)
 Detector.register(Context)
@@ -103,7 +114,7 @@ def resolve(name: str) -> type[Detector]:
 
 def __getattr__(name: str) -> Any:
     """``detectors.HST`` and the other River-based classes, imported on first use."""
-    for module, attr in _LAZY.values():
+    for module, attr, _ in _LAZY.values():
         if attr == name:
             return getattr(importlib.import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
