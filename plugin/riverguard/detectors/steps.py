@@ -175,7 +175,12 @@ _LIMITS = {}
 def _limits_for(threshold, damp, scale, pmin):
     """``(eff, u, ud)`` for a rule's threshold: the smallest score flagged (as written, 6 digits), and the
     smallest ``(short average - mean) / sd`` whose likelihood score reaches ``eff``, as is (``u``) and
-    damped (``ud``); inf: never, -inf: always."""
+    damped (``ud``); inf: never, -inf: always.
+
+    >>> eff, u, ud = _limits_for(0.5, 0.5, 0.1, 1e-12)  # flagged from 0.4999995 (written as 0.5)
+    >>> round(eff, 12), round(u, 3), round(ud, 3)
+    (0.4999995, 4.265, 6.361)
+    """
     key = (threshold, damp, scale, pmin)
     got = _LIMITS.get(key)
     if got is None:
