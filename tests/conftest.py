@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,11 +32,14 @@ PYTHON_M: list[str] = [sys.executable, "-m", "riverguard"]
 LOG_PREFIXES = (b"E! ", b"W! ", b"I! ", b"D! ")
 
 
-def run_cli(args: list[str], *, input: bytes = b"", cwd: Path | None = None, timeout: float = 30,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run ``riverguard ARGS`` to completion and capture its output."""
+def run_cli(args: list[str], *, input: bytes | None = None, cwd: Path | None = None, timeout: float = 30,
+            env: dict[str, str] | None = None, text: bool = False) -> subprocess.CompletedProcess[Any]:
+    """Run ``riverguard ARGS`` to completion and capture its output (as str with ``text``)."""
+    if input is None:
+        input = "" if text else b""
     return subprocess.run(
-        [*RIVERGUARD, *args], input=input, capture_output=True, cwd=cwd, timeout=timeout, env=env, check=False
+        [*RIVERGUARD, *args], input=input, capture_output=True, cwd=cwd, timeout=timeout, env=env, check=False,
+        text=text,
     )
 
 

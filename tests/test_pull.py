@@ -14,7 +14,6 @@ import re
 import signal
 import struct
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from conftest import RIVERGUARD, run_cli
 
 from riverguard.detectors import resolve
 from riverguard.lineprotocol import raw_fields
@@ -35,11 +36,8 @@ except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
 
 pytestmark = pytest.mark.influxdb
 
-RIVERGUARD = str(Path(sys.executable).with_name("riverguard"))
-
-
 def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([RIVERGUARD, *args], capture_output=True, text=True, timeout=timeout)
+    return run_cli(list(args), timeout=timeout, text=True)
 
 
 def _pull(server: InfluxServer, db: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -69,7 +67,7 @@ def _raw_json(server: InfluxServer, q: str, db: str) -> list[dict]:
 
 def _replay_scores(text: str) -> dict[tuple[bytes, int, bytes], float]:
     """What ``riverguard replay`` scores for ``text``: (series, time, field) -> score."""
-    proc = subprocess.run([RIVERGUARD, "replay", "-"], input=text.encode(), capture_output=True, timeout=120)
+    proc = run_cli(["replay", "-"], input=text.encode(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     scores = {}
     for line in proc.stdout.splitlines():
@@ -218,7 +216,7 @@ def _watchdog(proc: subprocess.Popen, seconds: float = 60.0) -> threading.Timer:
 
 def test_follow_with_the_server_down_retries_with_backoff(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [RIVERGUARD, "pull", "--influx-url", f"http://127.0.0.1:{free_port()}", "--db", "x", "-m", "cpu",
+        [*RIVERGUARD, "pull", "--influx-url", f"http://127.0.0.1:{free_port()}", "--db", "x", "-m", "cpu",
          "--follow", "--every", "0.1s", "--state", str(tmp_path / "s.msgpack")],
         stderr=subprocess.PIPE, text=True,
     )
@@ -273,7 +271,7 @@ class _Scripted(QuietHandler):
 
 
 def _follow_stub(server: Any, tmp_path: Path, *more: str) -> list[str]:
-    return [RIVERGUARD, "pull", "--influx-url", server.url, "--db", "x", "-m", "m", "--follow", "--every", "0.1s",
+    return [*RIVERGUARD, "pull", "--influx-url", server.url, "--db", "x", "-m", "m", "--follow", "--every", "0.1s",
             "--delay", "0s", "--late-window", "0s", "--state", str(tmp_path / "s.msgpack"), *more]
 
 
@@ -430,7 +428,7 @@ class _Puller:
         self.log = log
         started = log.read_text().count("I! [riverguard] following") if log.exists() else 0
         with open(log, "ab") as err:
-            self.proc = subprocess.Popen([RIVERGUARD, "pull", *args], stderr=err, stdout=subprocess.DEVNULL)
+            self.proc = subprocess.Popen([*RIVERGUARD, "pull", *args], stderr=err, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 60  # ready: it handles SIGTERM from here on
         while log.read_text().count("I! [riverguard] following") == started and time.monotonic() < deadline:
             assert self.proc.poll() is None, log.read_text()
@@ -553,7 +551,7 @@ def test_progress_bar_on_a_terminal(influxdb: InfluxServer) -> None:
     _store(influxdb, db, "".join(f"tty,host=a v={i % 5}.5 {1_600_000_000_000_000_000 + i * 10**9}\n" for i in range(3000)))
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [RIVERGUARD, "pull", "--influx-url", influxdb.url, "--db", db, "--delay", "0s", "--chunk-size", "500"],
+        [*RIVERGUARD, "pull", "--influx-url", influxdb.url, "--db", db, "--delay", "0s", "--chunk-size", "500"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
     )
     os.close(slave)
@@ -585,7 +583,7 @@ def test_pull_reads_and_writes_with_the_same_credentials(tmp_path: Path) -> None
         _Breaks.do_POST = recording  # type: ignore[method-assign]
         try:
             proc = subprocess.run(
-                [RIVERGUARD, "pull", "--influx-url", server.url, "--db", "x", "-m", "m", "--delay", "0s",
+                [*RIVERGUARD, "pull", "--influx-url", server.url, "--db", "x", "-m", "m", "--delay", "0s",
                  "--chunk-size", "2", "--username", "ada", "--password-env", "RG_PW"],
                 capture_output=True, text=True, timeout=60, env={**os.environ, "RG_PW": "s3cret"},
             )

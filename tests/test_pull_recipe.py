@@ -15,12 +15,13 @@ import ast
 import fnmatch
 import re
 import subprocess
-import sys
 import tomllib
 import urllib.parse
 from pathlib import Path
 
 import pytest
+
+from conftest import RIVERGUARD
 
 from riverguard.config import default_config
 from riverguard.lineprotocol import parse, raw_fields
@@ -32,7 +33,6 @@ except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
 
 #: The recipe lives in docs/influxdb.md ("The other route"), linked from the README.
 RECIPE = (Path(__file__).resolve().parents[1] / "docs" / "influxdb.md").read_text(encoding="utf-8")
-RIVERGUARD = str(Path(sys.executable).with_name("riverguard"))
 
 
 def _block(marker: str, lang: str) -> str:
@@ -133,7 +133,7 @@ def test_recipe_adds_the_scores_to_the_stored_points(influxdb: InfluxServer, tmp
     assert influxdb.write(db, stored).status == 204  # the points the task reads, and what the listener accepts
     # Telegraf: listener -> execd riverguard run -> output with fieldinclude.
     (execd,) = TELEGRAF["processors"]["execd"]
-    command = [RIVERGUARD, *execd["command"][1:]]
+    command = [*RIVERGUARD, *execd["command"][1:]]
     command[command.index("--config") + 1] = str(tmp_path / "riverguard.toml")
     command[command.index("--state") + 1] = str(tmp_path / "task.msgpack")
     (tmp_path / "riverguard.toml").write_text('[[rule]]\nname = "all"\n', encoding="utf-8")

@@ -18,11 +18,11 @@ import json
 import re
 import struct
 import subprocess
-import sys
 import urllib.parse
-from pathlib import Path
 
 import pytest
+
+from conftest import run_cli
 
 from riverguard.lineprotocol import parse, raw_fields, unescape
 from riverguard.pull.source import ReadError
@@ -33,7 +33,6 @@ try:
 except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
     from influx import QuietHandler, local_server  # type: ignore[no-redef]
 
-RIVERGUARD = str(Path(sys.executable).with_name("riverguard"))
 TYPES = {"f": "double", "i": "long", "u": "unsignedLong", "s": "string", "b": "boolean"}
 
 
@@ -152,10 +151,10 @@ def _points(n: int = 400) -> list[str]:
 
 
 def _pull(server, *args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [RIVERGUARD, "pull", "--influx-url", server.url, "--bucket", "tele graf", "--org", "acme",
+    return run_cli(
+        ["pull", "--influx-url", server.url, "--bucket", "tele graf", "--org", "acme",
          "--token-env", "RG_TOKEN", "--delay", "0s", "--since", "2023-11-14T00:00:00Z", *args],
-        capture_output=True, text=True, timeout=120, env={**__import__("os").environ, "RG_TOKEN": "s3cret==", **(env or {})},
+        text=True, timeout=120, env={**__import__("os").environ, "RG_TOKEN": "s3cret==", **(env or {})},
     )
 
 
@@ -198,7 +197,7 @@ def test_v2_pull_requests_pages_and_writes_the_points_back_exactly(influx2) -> N
     # The injected anomaly is flagged; the scores are those replay gives for the same points.
     assert written[(b"cpu,host=a", START + 350 * 10**9)][b"usage_anomaly"] == b"true"
     ordered = sorted(lines, key=lambda s: int(s.rsplit(" ", 1)[1]))
-    replay = subprocess.run([RIVERGUARD, "replay", "-"], input="\n".join(ordered).encode() + b"\n", capture_output=True)
+    replay = run_cli(["replay", "-"], input="\n".join(ordered).encode() + b"\n", timeout=120)
     for record in _records(replay.stdout):
         head, fields, ts = raw_fields(record)
         assert written[(head, ts)] == fields

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 from pathlib import Path
 
-RG = [sys.executable, "-m", "riverguard"]
+from conftest import run_cli
 
 
 def _stream(n: int, spike: int) -> bytes:
@@ -30,7 +28,7 @@ def _scores(out: bytes) -> list[tuple[float, bool]]:
 def _run(tmp_path: Path, rule: str, data: bytes) -> list[tuple[float, bool]]:
     config = tmp_path / "rg.toml"
     config.write_text('[[rule]]\nname = "all"\n' + rule)
-    proc = subprocess.run([*RG, "run", "--config", str(config)], input=data, capture_output=True, timeout=120)
+    proc = run_cli(["run", "--config", str(config)], input=data, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return _scores(proc.stdout)
 
@@ -50,7 +48,7 @@ def test_the_default_warmup_is_what_check_config_shows(tmp_path: Path) -> None:
     assert got[:200] == [(0.0, False)] * 200
     assert got[220] == (1.0, True)
     config = tmp_path / "rg.toml"
-    shown = subprocess.run([*RG, "check-config", str(config)], capture_output=True, text=True, timeout=60)
+    shown = run_cli(["check-config", str(config)], text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     assert '"warmup": 200' in shown.stdout and '"learn"' not in shown.stdout
 
@@ -58,7 +56,7 @@ def test_the_default_warmup_is_what_check_config_shows(tmp_path: Path) -> None:
 def test_learn_is_not_a_separate_knob(tmp_path: Path) -> None:
     config = tmp_path / "rg.toml"
     config.write_text('[[rule]]\nname = "all"\n[rule.params]\nlearn = 10\n')
-    proc = subprocess.run([*RG, "check-config", str(config)], capture_output=True, text=True, timeout=60)
+    proc = run_cli(["check-config", str(config)], text=True, timeout=60)
     assert proc.returncode != 0
     assert "params.learn" in proc.stderr and "warmup" in proc.stderr
 
@@ -72,13 +70,11 @@ def test_a_changed_warmup_keeps_the_learned_models_and_takes_effect(tmp_path: Pa
     state = tmp_path / "state.msgpack"
     config = tmp_path / "rg.toml"
     config.write_text('[[rule]]\nname = "all"\n')
-    first = subprocess.run([*RG, "run", "--config", str(config), "--state", str(state)],
-                           input=b"".join(lines[:150]), capture_output=True, timeout=120)
+    first = run_cli(["run", "--config", str(config), "--state", str(state)], input=b"".join(lines[:150]), timeout=120)
     assert first.returncode == 0, first.stderr
     assert _scores(first.stdout) == [(0.0, False)] * 150
     config.write_text('[[rule]]\nname = "all"\nwarmup = 10\n')
-    second = subprocess.run([*RG, "run", "--config", str(config), "--state", str(state)],
-                            input=b"".join(lines[150:]), capture_output=True, timeout=120)
+    second = run_cli(["run", "--config", str(config), "--state", str(state)], input=b"".join(lines[150:]), timeout=120)
     assert second.returncode == 0, second.stderr
     assert b"restored 1 series" in second.stderr and b"start fresh" not in second.stderr
     got = _scores(second.stdout)
