@@ -428,3 +428,14 @@ def test_a_config_reload_keeps_models_and_what_they_write(name: str, accelerate:
     head = _run(engine, data[:cut])
     assert engine.reconfigure(_config(name, rule="warmup = 5\n")) == (2, 0)
     assert head + _run(engine, data[cut:]) == whole
+
+
+@pytest.mark.parametrize("lower, upper", [(-math.inf, 5.0), (0.0, math.inf), (-math.inf, math.inf)])
+def test_an_infinite_edge_is_a_side_without_a_limit_for_the_default_reason(lower: float, upper: float) -> None:
+    """Detector.reason: an infinite edge (flag_limit's "never") reads as a missing one, as the engine
+    writes it: a flagged value inside the band is spike or dip by the expected value, not novelty."""
+    det = REGISTRY["zscore"]()
+    for x, want in ((3.0, "spike"), (0.5, "dip")):
+        missing = (1.0, None if math.isinf(lower) else lower, None if math.isinf(upper) else upper)
+        assert Detector.reason(det, x, (1.0, lower, upper)) == Detector.reason(det, x, missing) == want
+    assert Detector.reason(det, 3.0, (1.0, 0.0, 5.0)) == "novelty"  # both edges: inside is novelty

@@ -136,7 +136,7 @@ class Detector(abc.ABC):
         if beyond is not None:
             return beyond
         expected, lower, upper = explanation
-        if lower is not None and upper is not None and lower - upper == lower - upper:  # both finite
+        if lower is not None and upper is not None and math.isfinite(lower) and math.isfinite(upper):
             return "novelty"
         return "dip" if expected is not None and x < expected else "spike"
 
