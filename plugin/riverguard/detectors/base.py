@@ -180,11 +180,13 @@ class Factory:
     """Makes the detectors of one rule, whose settings were resolved and checked once.
 
     Calling it gives a fresh detector for a new series; :meth:`restore` one
-    with a checkpointed state. A detector class whose constructor resolves its
-    keywords and hands them to ``_setup(values)`` (:class:`Detector`'s and
-    the steps pipeline's do) is built through ``_setup`` directly, with the
-    settings resolved here (shared by the rule's series: never changed); one
-    with a constructor of its own is called with them.
+    with a checkpointed state. When the class that defines the detector's
+    ``__init__`` also defines ``_setup`` (:class:`Detector` and the steps
+    pipeline do: their constructor only resolves its keywords and hands them
+    to ``_setup(values)``), the detector is built with ``__new__`` and
+    ``_setup``, from the settings resolved here (shared by the rule's series:
+    never changed). Otherwise (a subclass with a constructor of its own) the
+    constructor is called with them.
     """
 
     __slots__ = ("cls", "values", "_direct")
