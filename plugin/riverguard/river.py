@@ -51,7 +51,7 @@ from .detectors import hst as _hst
 from .detectors import pad as _pad
 from .detectors import sentinel as _sentinel
 from .detectors import zscore as _zscore
-from .detectors.params import Param
+from .detectors.params import Param, signature
 
 __all__ = ["HST", "PAD", "Context", "Sentinel", "ZScore"]
 
@@ -93,19 +93,18 @@ class _RiverFacing(base.AnomalyDetector):
         cls._detector = next(b for b in cls.__mro__ if hasattr(b, "PARAMS") and not issubclass(b, _RiverFacing))
         detector = cls._detector
         declared = (*detector.PARAMS, TIME_KEY)
-        keywords = [inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=p.default) for p in declared]
+        keywords = signature(declared)
 
         def __init__(self: _RiverFacing, **params: Any) -> None:
             self.time_key = params.pop("time_key", None)
             detector.__init__(self, **params)
 
         # River reads the settings from the constructor's signature (clone, _get_params, repr).
-        __init__.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *keywords]
-        )
+        self_ = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        __init__.__signature__ = keywords.replace(parameters=[self_, *keywords.parameters.values()])  # type: ignore[attr-defined]
         __init__.__doc__ = f"A {cls.__name__} with the given settings (see the class docstring)."
         cls.__init__ = __init__  # type: ignore[method-assign]
-        cls.__signature__ = inspect.Signature(keywords)  # type: ignore[attr-defined]
+        cls.__signature__ = keywords  # type: ignore[attr-defined]
         if cls.__doc__:
             cls.__doc__ = cls.__doc__.replace("{settings}", _settings(declared))
 
