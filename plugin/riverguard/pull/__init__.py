@@ -109,7 +109,10 @@ def parse_time(text: str, now_ns: int) -> int:
 
 
 def rfc3339_ns(text: str) -> int:
-    """An RFC 3339 time, with nanoseconds kept, as ns since the epoch.
+    """An RFC 3339 time a user gives (any offset, or none for UTC), with nanoseconds kept, as ns since the epoch.
+
+    ValueError for anything else. The cells of a Flux answer are read by
+    :func:`riverguard.pull.v2.csv_time_ns`, which takes only InfluxDB's form.
 
     >>> rfc3339_ns("2023-11-14T22:13:20.123456789Z"), rfc3339_ns("2023-11-14T23:13:20+01:00")
     (1700000000123456789, 1700000000000000000)

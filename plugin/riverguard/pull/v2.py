@@ -46,10 +46,14 @@ def flux_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${") + '"'
 
 
-def rfc3339_ns(text: str) -> int:
+def csv_time_ns(text: str) -> int:
     """A Flux ``dateTime:RFC3339`` / ``RFC3339Nano`` cell (UTC, ``Z``) as ns since the epoch.
 
-    >>> rfc3339_ns("2023-11-14T22:13:20.000000001Z"), rfc3339_ns("1970-01-01T00:00:00Z")
+    Only the form InfluxDB writes, read by position (a cell per point); anything
+    else is a :class:`ReadError`. A time a user gives, with any offset, is
+    :func:`riverguard.pull.rfc3339_ns`'s.
+
+    >>> csv_time_ns("2023-11-14T22:13:20.000000001Z"), csv_time_ns("1970-01-01T00:00:00Z")
     (1700000000000000001, 0)
     """
     try:
@@ -120,7 +124,7 @@ class _Table:
         return layout
 
     def row(self, cells: list[str]) -> Row:
-        time = rfc3339_ns(cells[self.time])
+        time = csv_time_ns(cells[self.time])
         values: list[Any] = [cells[i] for i in self.tags]
         for i, parse in zip(self.fields, self.parsers):
             cell = cells[i]
@@ -263,7 +267,7 @@ class FluxSource(Source):
         ends = []
         for pick, keep in (("first", "min"), ("last", "max")):
             flux = self._from(measurement, start, stop) + f'  |> {pick}()\n  |> group()\n  |> {keep}(column: "_time")\n'
-            times = [rfc3339_ns(cell) for cell in self._column(flux, "_time")]
+            times = [csv_time_ns(cell) for cell in self._column(flux, "_time")]
             if not times:
                 return None
             ends.append(min(times) if pick == "first" else max(times))
