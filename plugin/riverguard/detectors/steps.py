@@ -39,7 +39,7 @@ try:
 except ImportError:  # no Cython: this module runs as the plain Python it is
     from riverguard import _compiled as cython  # type: ignore[no-redef]
 
-from .base import Factory, flagged
+from .base import Factory, flag_limit
 from .params import Param, defaults, resolve
 
 if cython.compiled:
@@ -186,27 +186,14 @@ def _limits_for(threshold, damp, scale, pmin):
     if got is None:
         if len(_LIMITS) >= 256:
             _LIMITS.clear()
-        eff = _smallest(threshold)
+        eff = flag_limit(_itself, threshold)
         got = _LIMITS[key] = (eff, _likely_limit(eff, 1.0, scale, pmin), _likely_limit(eff, damp, scale, pmin))
     return got
 
 
-def _smallest(threshold):
-    """The smallest score the engine flags at ``threshold`` (its written, rounded text is compared)."""
-    if flagged(0.0, threshold):
-        return 0.0
-    if not flagged(1.0, threshold):
-        return _INF
-    lo = 0.0
-    hi = 1.0
-    while True:
-        mid = 0.5 * (lo + hi)
-        if mid <= lo or mid >= hi:
-            return hi
-        if flagged(mid, threshold):
-            hi = mid
-        else:
-            lo = mid
+def _itself(score):
+    """A score as a function of itself: ``flag_limit(_itself, threshold)`` is the smallest score flagged."""
+    return score
 
 
 def _likely(u, f, scale, pmin):
