@@ -45,7 +45,7 @@ from .log import Log
 
 __all__ = [
     "DEFAULT_BATCH_SIZE", "MAX_BACKOFF", "InfluxError", "InfluxWriter", "OptionError", "WriteError",
-    "add_arguments", "from_args", "retry_wait", "retryable_status",
+    "add_arguments", "from_args", "post", "refusal", "retry_wait", "retryable_status",
 ]
 
 DEFAULT_BATCH_SIZE = 5000
@@ -351,40 +351,60 @@ class InfluxWriter:
                 delay = min(delay * 2, MAX_BACKOFF)
 
     def _http_post(self, body: bytes) -> None:
-        """One POST; raises :class:`WriteError` (``retryable`` or not) unless InfluxDB answered 2xx.
-
-        InfluxDB may answer (404 database not found, 401...) and close the
-        connection before reading a large body: the send then fails with a
-        broken pipe, but the answer is already there to be read.
-        """
-        parts = urllib.parse.urlsplit(self.endpoint)
-        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        conn = cls(parts.netloc, timeout=self.timeout)
-        path = parts.path + ("?" + parts.query if parts.query else "")
+        """One POST; raises :class:`WriteError` (``retryable`` or not) unless InfluxDB answered 2xx."""
+        conn, resp = post(self.endpoint, body, self.headers, self.timeout, WriteError)
         try:
-            send_error: OSError | None = None
-            try:
-                conn.request("POST", path, body=body, headers=self.headers)
-            except (ConnectionRefusedError, socket.gaierror) as err:
-                raise WriteError(f"cannot connect: {err}", retryable=True) from None
-            except (BrokenPipeError, ConnectionResetError) as err:
-                send_error = err
-            except (OSError, http.client.HTTPException) as err:
-                raise WriteError(f"connection error: {err!r}", retryable=True) from None
-            try:
-                resp = conn.getresponse()
-                payload = resp.read()
-            except (OSError, http.client.HTTPException) as err:
-                raise WriteError(f"connection error: {send_error or err!r}", retryable=True) from None
-            status = resp.status
-            if 200 <= status < 300:
-                return
-            message = _message(payload, resp.reason)
-            if retryable_status(status):
-                raise WriteError(f"HTTP {status}: {message}", True, _retry_after(resp.getheader("Retry-After")))
-            raise WriteError(f"InfluxDB refused the write to {self.target} (HTTP {status}): {message}")
+            payload = resp.read()
+        except (OSError, http.client.HTTPException) as err:
+            raise WriteError(f"connection error: {err!r}", retryable=True) from None
         finally:
             conn.close()
+        status = resp.status
+        if 200 <= status < 300:
+            return
+        message, retryable, retry_after = refusal(resp, payload)
+        if retryable:
+            raise WriteError(f"HTTP {status}: {message}", True, retry_after)
+        raise WriteError(f"InfluxDB refused the write to {self.target} (HTTP {status}): {message}")
+
+
+def post(
+    url: str, body: bytes | None, headers: dict[str, str], timeout: float, error: type[InfluxError]
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    """POST ``body`` to ``url``: the connection (for the caller to close) and InfluxDB's answer, whatever its status.
+
+    No answer (connection refused, name unknown, reset, timed out) is a
+    retryable ``error``. InfluxDB may answer (404 database not found,
+    401...) and close the connection before reading a large body: the send
+    then fails with a broken pipe, but the answer is there to be read.
+    """
+    parts = urllib.parse.urlsplit(url)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.netloc, timeout=timeout)
+    path = parts.path + ("?" + parts.query if parts.query else "")
+    try:
+        send_error: OSError | None = None
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+        except (ConnectionRefusedError, socket.gaierror) as err:
+            raise error(f"cannot connect to {parts.netloc}: {err}", retryable=True) from None
+        except (BrokenPipeError, ConnectionResetError) as err:
+            send_error = err
+        except (OSError, http.client.HTTPException) as err:
+            raise error(f"connection error: {err!r}", retryable=True) from None
+        try:
+            return conn, conn.getresponse()
+        except (OSError, http.client.HTTPException) as err:
+            raise error(f"connection error: {send_error or err!r}", retryable=True) from None
+    except InfluxError:
+        conn.close()
+        raise
+
+
+def refusal(resp: http.client.HTTPResponse, payload: bytes) -> tuple[str, bool, float | None]:
+    """What an answer other than 2xx says: InfluxDB's message, whether to ask again later (5xx, 429), and
+    the server's ``Retry-After`` in seconds (None without one)."""
+    return _message(payload, resp.reason), retryable_status(resp.status), _retry_after(resp.getheader("Retry-After"))
 
 
 def _message(raw: bytes, reason: str) -> str:

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
-import urllib.parse
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from ..influx import InfluxError, _message, _retry_after, retryable_status
+from ..influx import InfluxError, post, refusal
 
 __all__ = ["ReadError", "Row", "Source", "complete_batches", "open_request"]
 
@@ -80,19 +78,7 @@ def open_request(
     url: str, *, body: bytes | None, headers: dict[str, str], timeout: float
 ) -> http.client.HTTPResponse:
     """POST ``body`` to ``url``; the open response when InfluxDB answered 2xx, else :class:`ReadError`."""
-    parts = urllib.parse.urlsplit(url)
-    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = cls(parts.netloc, timeout=timeout)
-    path = parts.path + ("?" + parts.query if parts.query else "")
-    try:
-        conn.request("POST", path, body=body, headers=headers)
-        resp = conn.getresponse()
-    except (ConnectionRefusedError, socket.gaierror) as err:
-        conn.close()
-        raise ReadError(f"cannot connect to {parts.netloc}: {err}", retryable=True) from None
-    except (OSError, http.client.HTTPException) as err:
-        conn.close()
-        raise ReadError(f"connection error: {err!r}", retryable=True) from None
+    conn, resp = post(url, body, headers, timeout, ReadError)
     if 200 <= resp.status < 300:
         return resp
     try:
@@ -101,12 +87,8 @@ def open_request(
         payload = b""
     finally:
         conn.close()
-    message = _message(payload, resp.reason)
-    raise ReadError(
-        f"HTTP {resp.status}: {message}",
-        retryable=retryable_status(resp.status),
-        retry_after=_retry_after(resp.getheader("Retry-After")),
-    )
+    message, retryable, retry_after = refusal(resp, payload)
+    raise ReadError(f"HTTP {resp.status}: {message}", retryable=retryable, retry_after=retry_after)
 
 
 def read_line(resp: http.client.HTTPResponse) -> bytes:
