@@ -56,17 +56,26 @@ class Series:
         __slots__ = ("rule", "detector", "threshold", "warmup", "seen", "last_time", "anomalies", "failed", "names",
                      "explain")
 
-    def __init__(self, rule, detector) -> None:
-        self.rule = rule
+    def __init__(self, rule, detector, explain=None) -> None:
         self.detector = detector
-        self.threshold = rule.effective_threshold if rule else 1.0
-        self.warmup = rule.held_back if rule else 0
         self.seen = 0
         self.last_time = None
         self.anomalies = 0
         self.failed = False
-        self.names = None  # its added-field prefixes (Engine.added_names)
-        self.explain = None  # its explanation-field prefixes (Engine.explain_names) when its rule explains
+        self.bind(rule, explain)
+
+    def bind(self, rule, explain) -> None:
+        """Put the series under ``rule`` (at its creation, and again when a new config keeps its model).
+
+        ``explain``: its explanation-field prefixes (``Engine.explain_names``) when its
+        rule explains, else None. Its added-field prefixes (``Engine.added_names``) are
+        set again at its next sample.
+        """
+        self.rule = rule
+        self.threshold = rule.effective_threshold if rule else 1.0
+        self.warmup = rule.held_back if rule else 0
+        self.names = None
+        self.explain = explain
 
 
 # -- byte-copying primitives: C when compiled, slices in Python ---------------------------

@@ -208,19 +208,15 @@ class Engine:
 
     def make_series(self, rule: Rule | None, detector: Detector | None, field_key: bytes) -> Series:
         """A series of field ``field_key`` scored by ``detector`` under ``rule`` (new or restored)."""
-        series = self._hot.Series(rule, detector)
-        if rule is not None and detector is not None:
-            self._bind(series, rule, field_key)
-        return series
+        if rule is None or detector is None or not rule.explain:
+            return self._hot.Series(rule, detector, None)
+        return self._hot.Series(rule, detector, self._explain(rule, field_key))
 
-    def _bind(self, series: Series, rule: Rule, field_key: bytes) -> None:
-        """Put a scored series under ``rule`` (at its creation, and again when a new config keeps its model)."""
-        series.rule = rule
-        series.threshold = rule.effective_threshold
-        series.warmup = rule.held_back
-        series.names = None  # its added-field names, set again at its next sample
-        if field_key != b"\n":  # (a scope = "metric" model writes no explanation)
-            series.explain = self.explain_names(field_key) if rule.explain else None
+    def _explain(self, rule: Rule, field_key: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:
+        """The explanation-field prefixes of field ``field_key``'s series under ``rule``, or None."""
+        if rule.explain and field_key != b"\n":  # (a scope = "metric" model writes no explanation)
+            return self.explain_names(field_key)
+        return None
 
     # -- scoring -------------------------------------------------------------
 
@@ -367,7 +363,7 @@ class Engine:
                 series.fields.clear()  # which fields join a metric's model is decided again
             if rule.detector_params != series.rule.detector_params:  # a detector that learns for the warm-up
                 series.detector = rule.new_detector.restore(series.detector.dump_state())
-            self._bind(series, rule, field_key)
+            series.bind(rule, self._explain(rule, field_key))
             kept[key] = series
         self.series.clear()
         self.series.update(kept)
