@@ -23,7 +23,7 @@ cdef class Transitions(Surprise):
                    raw=double, base=int64_t, j=int64_t, h=int64_t, counts="unsigned char *",
                    totals="unsigned char *")
     cdef double raw(self, int b, int64_t n) except? -2.0
-    @cython.locals(bins=int, row=int64_t, prior=double, total=double, counts="unsigned char *", b=int)
+    @cython.locals(bins=int, row=int64_t, first=int64_t, prior=double, total=double, counts="unsigned char *", b=int)
     cdef int peek(self, double *out) except -1
     cpdef bytes _dump_buffer(self, str name)
     cpdef bint _load_buffer(self, str name, object data) except -1

@@ -85,12 +85,13 @@ class Transitions(Surprise):
 
     def peek(self, out):
         bins = self.bins
-        row = (self._b2 * bins + self._b1) * bins
+        row = self._b2 * bins + self._b1  # the context (as in raw): its total, and its counts from first
+        first = row * bins
         prior = self.prior
-        total = self._totals[self._b2 * bins + self._b1] + prior * bins
+        total = self._totals[row] + prior * bins
         counts = self._counts
         for b in range(bins):
-            out[b] = 1.0 - self.gain * (counts[row + b] + prior) / total
+            out[b] = 1.0 - self.gain * (counts[first + b] + prior) / total
         return bins
 
     def _dump_buffer(self, name):
