@@ -1321,7 +1321,8 @@ class Pipeline:
                 values.append(getattr(step, attr))
         out = [packer.pack(*values)]
         for name, buffer in buffers:
-            out.append(getattr(self, name)._dump_buffer(buffer))
+            step = getattr(self, name)
+            out.append(step._dump_buffer(buffer))
         return out
 
     def load_state(self, state):
@@ -1362,7 +1363,8 @@ class Pipeline:
                 raise ValueError(f"bad {type(self).name} state ({name})")
         i = 1
         for name, buffer in buffers:
-            if not getattr(self, name)._load_buffer(buffer, state[i]):
+            step = getattr(self, name)
+            if not step._load_buffer(buffer, state[i]):
                 raise ValueError(f"bad {type(self).name} state ({name}.{buffer})")
             i += 1
 
