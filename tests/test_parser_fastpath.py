@@ -40,3 +40,41 @@ def test_fast_path_takes_telegraf_shaped_metrics() -> None:
 def test_edge_values_fall_back_to_the_general_parser() -> None:
     for value in (b"1e999", b"9223372036854775808i", b"-1u", b"1_0", b"nan", b"0x10"):
         assert _parse_plain(b"m v=" + value) is None
+
+
+# -- the compiled and the uncompiled build of the plain-line parser ---------------------------------
+# Uncompiled, scan reads numbers with the codec's FLOAT and TIMESTAMP regular expressions, float() and
+# int(), and skips an item's ordinary bytes with one regular expression; compiled, with C loops. Both
+# must accept the same lines and read the same values.
+
+_CHAR = st.sampled_from([*"abcdefgh" * 8, "=", ",", " ", "\\", '"', "\t", "\x00", "\x7f", "\xff", "é"])
+_NAME = st.text(alphabet=_CHAR, min_size=1, max_size=4).map(str.encode)
+_VALUE = st.one_of(
+    _TOKEN,
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.integers(-(2**64), 2**64).map(lambda i: f"{i}i"),
+    st.integers(-5, 2**65).map(lambda i: f"{i}u"),
+    st.sampled_from(["t", "true", "FALSE", "Tru"]),
+)
+
+
+def _read(module: object, line: bytes) -> object:
+    plain = module.Plain()
+    if not module.scan(line, 0, len(line), plain):
+        return None
+    return (module.fields(line, plain), plain.head_end, plain.fields_end, plain.has_ts, plain.ts)
+
+
+@settings(max_examples=3000, derandomize=True, deadline=None)
+@given(st.lists(st.tuples(_NAME, _NAME), max_size=3).map(sorted), st.lists(st.tuples(_NAME, _VALUE), min_size=1, max_size=3),
+       st.sampled_from([b"", b" 5", b" -12", b" 1x", b"  5", b" 9223372036854775808", b" -9223372036854775808"]))
+def test_compiled_and_uncompiled_scan_agree(tags: list, fields: list, timestamp: bytes) -> None:
+    from riverguard import _plainline
+    from riverguard._compiled import uncompiled
+
+    pure = uncompiled("_plainline")
+    head = b"m" + b"".join(b",%s=%s" % tag for tag in tags)
+    line = head + b" " + b",".join(b"%s=%s" % (key, value.encode()) for key, value in fields) + timestamp
+    assert _read(_plainline, line) == _read(pure, line)
+    for _, value in fields:
+        assert _plainline.number_value(value.encode()) == pure.number_value(value.encode())

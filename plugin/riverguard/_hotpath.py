@@ -523,6 +523,9 @@ def _distinct(b: bytes, line: Plain) -> bool:
 
 
 def _same(b: bytes, i: int, j: int, n: int) -> bool:
+    """Whether ``b[i:i + n] == b[j:j + n]`` (uncompiled: that comparison itself)."""
+    if not cython.compiled:
+        return b[i : i + n] == b[j : j + n]
     for k in range(n):
         if b[i + k] != b[j + k]:
             return False

@@ -12,6 +12,7 @@ cdef Py_ssize_t _MAX_FIELDS, _MAX_NUMBER
 cdef double _INF
 cdef int KIND_FLOAT, KIND_INT, KIND_UINT, KIND_BOOL
 cdef double _POW10[23]
+cdef unsigned char _STOPS[256]
 
 @cython.final
 cdef class Plain:
@@ -49,8 +50,9 @@ cpdef list fields(bytes b, Plain line)
 @cython.locals(n=Py_ssize_t, v=double)
 cpdef object number_value(bytes token)
 
-@cython.locals(c=uchar)
 cdef Py_ssize_t _item(bytes b, Py_ssize_t i, Py_ssize_t end, Plain line) except -2
+@cython.locals(c=uchar)
+cdef inline Py_ssize_t _ordinary(bytes b, Py_ssize_t i, Py_ssize_t end) noexcept
 
 @cython.locals(sp1=Py_ssize_t, i=Py_ssize_t,
                item=Py_ssize_t, eq=Py_ssize_t, key_len=Py_ssize_t, value_len=Py_ssize_t, prev_key=Py_ssize_t,

@@ -26,12 +26,14 @@ False
 
 from __future__ import annotations
 
+import re
+
 try:
     import cython
 except ImportError:  # Cython is not installed: this runs as the plain Python it is
     from . import _compiled as cython  # noqa: F401 - what the compiled build reads of cython
 
-__all__ = ["BOOLEAN", "MAX_FIELDS", "Plain", "fields", "number_value", "scan"]
+__all__ = ["BOOLEAN", "FLOAT", "MAX_FIELDS", "TIMESTAMP", "Plain", "fields", "number_value", "scan"]
 
 #: A line with more fields than this is left to the general parser.
 MAX_FIELDS = 64
@@ -47,6 +49,19 @@ BOOLEAN = KIND_BOOL
 
 _INT64_MAX = 9223372036854775807
 _INF = float("inf")
+#: A float field value as line protocol writes it (the codec's grammar, :mod:`riverguard.lineprotocol`).
+FLOAT = re.compile(rb"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+#: A timestamp: an optional '-' and digits (the codec's grammar).
+TIMESTAMP = re.compile(rb"-?[0-9]+")
+
+#: The bytes that end an item (',' and a space), split it ('='), or make a line not plain (a backslash,
+#: a double quote, control bytes); any other byte is an item's ordinary content (:func:`_ordinary`).
+_SPECIAL = b',= "\\' + bytes(range(32))
+_ORDINARY = re.compile(b"[^" + b"".join(b"\\x%02x" % c for c in _SPECIAL) + b"]*")  # uncompiled
+if cython.compiled:  # a table: one load per byte
+    for _c in _SPECIAL:
+        _STOPS[_c] = 1
+
 # 10**0 .. 10**22: every one an exact double.
 _POW10 = (1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
           1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22)
@@ -80,7 +95,12 @@ class Plain:
 
 
 def _float_token(b: bytes, i: int, end: int) -> bool:
-    """``[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+)?``: the codec's FLOAT, exactly."""
+    """``[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+)?``: the codec's :data:`FLOAT`, exactly.
+
+    Uncompiled, the regular expression itself; compiled, this loop.
+    """
+    if not cython.compiled:
+        return FLOAT.fullmatch(b, i, end) is not None
     whole = 0
     frac = 0
     expo = 0
@@ -113,10 +133,13 @@ def _float_token(b: bytes, i: int, end: int) -> bool:
 def _decimal(b: bytes, i: int, end: int) -> float:
     """The double ``float()`` reads from a token :func:`_float_token` accepted.
 
-    Clinger's fast path first: a mantissa below 2**53 and a power of ten up
-    to 22 are both exact doubles, so one multiplication or division gives the
-    correctly rounded value. Anything else goes to ``float()`` itself.
+    Uncompiled, ``float()`` itself. Compiled, Clinger's fast path first: a
+    mantissa below 2**53 and a power of ten up to 22 are both exact doubles,
+    so one multiplication or division gives the correctly rounded value.
+    Anything else goes to ``float()``.
     """
+    if not cython.compiled:
+        return float(b[i:end])
     negative = False
     exp_negative = False
     m = 0
@@ -172,7 +195,16 @@ def _decimal(b: bytes, i: int, end: int) -> float:
 
 
 def _int64(b: bytes, i: int, end: int, line: Plain) -> bool:
-    """``b[i:end]``: an optional ``-`` and one or more digits, nothing else, within int64; the value in ``line.value``."""
+    """``b[i:end]``: an optional ``-`` and one or more digits (:data:`TIMESTAMP`), nothing else, within int64;
+    the value in ``line.value``. Uncompiled, the regular expression and ``int()``; compiled, this loop."""
+    if not cython.compiled:
+        if TIMESTAMP.fullmatch(b, i, end) is None:
+            return False
+        value = int(b[i:end])
+        if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+            return False
+        line.value = value
+        return True
     negative = i < end and b[i] == 45
     if negative:
         i += 1
@@ -223,7 +255,11 @@ def _boolean(b: bytes, i: int, end: int) -> bool:
 
 
 def _compare(b: bytes, i: int, ni: int, j: int, nj: int) -> int:
-    """How ``b[i:i+ni]`` compares to ``b[j:j+nj]`` as bytes: <0, 0, >0."""
+    """How ``b[i:i+ni]`` compares to ``b[j:j+nj]`` as bytes: <0, 0, >0 (uncompiled: as the bytes objects do)."""
+    if not cython.compiled:
+        x = b[i : i + ni]
+        y = b[j : j + nj]
+        return (x > y) - (x < y)
     k = 0
     while k < ni and k < nj:
         if b[i + k] != b[j + k]:
@@ -269,18 +305,27 @@ def _item(b: bytes, i: int, end: int, line: Plain) -> int:
     -1 if the item holds a backslash, a quote, a control byte or two '='.
     """
     line.eq = -1
-    while i < end:
-        c = b[i]
-        if c == 44 or c == 32:  # , and space
-            break
-        if c == 61:  # =
-            if line.eq >= 0:
-                return -1
-            line.eq = i
-        elif c == 92 or c == 34 or c < 32:  # backslash, quote, control bytes (\r, \t ...)
-            return -1
-        i += 1
+    i = _ordinary(b, i, end)
+    if i < end and b[i] == 61:  # =
+        line.eq = i
+        i = _ordinary(b, i + 1, end)
+        if i < end and b[i] == 61:
+            return -1  # a second '='
+    if i < end and b[i] != 44 and b[i] != 32:  # not a ',' or a space: a backslash, a quote, a control byte
+        return -1
     return i
+
+
+def _ordinary(b: bytes, i: int, end: int) -> int:
+    """The first position from ``i`` of a byte of :data:`_SPECIAL` in ``b[:end]``, or ``end``."""
+    if cython.compiled:
+        while i < end:
+            c = b[i]
+            if _STOPS[c]:
+                break
+            i += 1
+        return i
+    return _ORDINARY.match(b, i, end).end()
 
 
 def scan(b: bytes, start: int, end: int, line: Plain) -> bool:

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ._plainline import Plain, scan
+from ._plainline import FLOAT, TIMESTAMP, Plain, scan
 from ._plainline import fields as plain_fields
 
 __all__ = [
@@ -52,14 +52,12 @@ _TAG = re.compile(rb",(" + _KEY + rb")=(" + _KEY + rb")")
 _FIELD_KEY = re.compile(rb"(" + _KEY + rb")=")
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _BARE = re.compile(rb'[^, \r\n"]+')
-_FLOAT = re.compile(rb"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-#: A float field value as line protocol writes it.
-FLOAT = _FLOAT
+_FLOAT = FLOAT  # (defined beside the plain-line parser, which reads it too)
 _HEAD = re.compile(rb"((?:[^\\ \n]|\\[^\n])+) +")
 _SIGNED = re.compile(rb"[+-]?[0-9]+i")
 _UNSIGNED = re.compile(rb"\+?[0-9]+u")
 _SPACES = re.compile(rb" +")
-_TIMESTAMP = re.compile(rb"-?[0-9]+")
+_TIMESTAMP = TIMESTAMP
 _TRAILER = re.compile(rb" *\r?")
 _BOOLEANS = {
     b"t": True, b"T": True, b"true": True, b"True": True, b"TRUE": True,
