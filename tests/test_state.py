@@ -231,6 +231,29 @@ def test_checkpoint_with_flat_records_keeps_its_models(tmp_path: Path, pure: boo
     assert b"w_anomaly=true" in proc.stdout  # the state carried what it takes to flag the incident at sample 350
 
 
+def test_inspect_shows_each_series_state_by_name(tmp_path: Path) -> None:
+    """``state inspect --with-state``: each series' learned state under the names its steps declare, read
+    through the layout the checkpoint's header says it was saved in; a checkpoint saved by name
+    (0c40294) is shown as saved."""
+    config = write_config(tmp_path)
+    state = tmp_path / "s.msgpack"
+    assert run(["run", "--config", str(config), "--state", str(state)], stream(300)).returncode == 0
+    listed = run(["state", "inspect", str(state), "--series", "*usage_idle", "--with-state"])
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    cls = REGISTRY[resolve("default").name]
+    assert len(rows) == 2
+    for row in rows:
+        named = row["state"]
+        assert list(named) == ["n", "t0"] + [name for name, step in cls.STEPS if step.SWITCH is None]
+        assert named["n"] == row["samples"] == 300 and named["t0"] == T0 / 1e9
+        assert list(named["stuck"]) == list(cls.STEPS[5][1].STATE) and type(named["stuck"]["rep"]) is bool
+        assert named["surprise"]["counts"] == "<1000 bytes>" and 60.0 < named["error"]["mean"] < 90.0
+    old = run(["state", "inspect", str(Path(__file__).parent / "data" / "checkpoint-by-name-state.msgpack"), "--with-state"])
+    assert old.returncode == 0, old.stderr
+    assert [json.loads(line)["state"]["n"] for line in old.stdout.splitlines()] == [300, 300]
+
+
 def test_sigterm_writes_a_checkpoint(tmp_path: Path) -> None:
     state = tmp_path / "s.msgpack"
     config = write_config(tmp_path)

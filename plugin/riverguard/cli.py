@@ -99,6 +99,11 @@ def _parser() -> argparse.ArgumentParser:
         help="list the series (matching GLOB) instead, one JSON object per line: key, detector, samples, "
         "last time, anomalies",
     )
+    inspect.add_argument(
+        "--with-state", action="store_true",
+        help="list the series (as --series) with each one's learned detector state by name (sentinel, "
+        "context, zscore; a buffer as its size)",
+    )
     parser.commands = {**sub.choices, "state": inspect}  # type: ignore[attr-defined]  # for usage errors
     return parser
 
@@ -161,7 +166,7 @@ def _main(args: argparse.Namespace) -> int:
 
         return _collect(args)
     if args.command == "state":
-        return _state_inspect(args.path, args.series)
+        return _state_inspect(args.path, args.series, args.with_state)
     log = Log(args.log_level)
     config = _load(args.config, log)
     if config is None:
@@ -241,12 +246,14 @@ def _check_config(path: str) -> int:
     return EXIT_OK
 
 
-def _state_inspect(path: str, series: str | None = None) -> int:
+def _state_inspect(path: str, series: str | None = None, with_state: bool = False) -> int:
     from .state import CheckpointError, inspect, list_series
 
+    if with_state and series is None:
+        series = "*"
     try:
         if series is not None:
-            rows = list(list_series(Path(path), series))
+            rows = list(list_series(Path(path), series, with_state))
         else:
             summary = inspect(Path(path))
     except FileNotFoundError:

@@ -117,8 +117,24 @@ class Rule:
     @functools.cached_property
     def fingerprint(self) -> str:
         """Identifies the rule's detector and parameters: state learned under another does not carry over."""
-        resolved = self.resolved()
-        params = resolved["params"]
+        params, layout = self._state_identity
+        what = {"detector": self.resolved()["detector"], "params": params}  # (json.dumps below sorts the keys)
+        if self.scope != "field":  # (field-scope fingerprints stay what they were before scopes existed)
+            what["scope"] = self.scope
+        if layout:
+            what["state"] = layout
+        text = json.dumps(what, sort_keys=True)  # not explain: it changes no state
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def state_layout(self) -> str:
+        """The layout of the rule's saved detector state ("" where the detector names none)."""
+        return self._state_identity[1]
+
+    @functools.cached_property
+    def _state_identity(self) -> tuple[dict[str, Any], str]:
+        """``(params, state layout)`` that identify what the rule's detectors learn (for :attr:`fingerprint`)."""
+        params = self.resolved()["params"]
         cls = self.detector_class
         name = getattr(cls, "WARMUP_PARAM", None)
         if name:
@@ -129,16 +145,8 @@ class Rule:
         # built from steps gives it per rule, leaving out the steps it has off and their settings)
         identity = getattr(cls, "state_identity", None)
         if identity is not None:
-            params, layout = identity(params)
-        else:
-            layout = getattr(cls, "STATE_LAYOUT", "")
-        what = {"detector": resolved["detector"], "params": params}  # (json.dumps below sorts the keys)
-        if self.scope != "field":  # (field-scope fingerprints stay what they were before scopes existed)
-            what["scope"] = self.scope
-        if layout:
-            what["state"] = layout
-        text = json.dumps(what, sort_keys=True)  # not explain: it changes no state
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+            return identity(params)
+        return params, getattr(cls, "STATE_LAYOUT", "")
 
     def resolved(self) -> dict[str, Any]:
         """Everything the rule means, defaults filled in (for check-config and fingerprints)."""

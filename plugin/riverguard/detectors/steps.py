@@ -57,10 +57,11 @@ else:
 
 import sys
 from struct import Struct
+from struct import error as StructError
 
 __all__ = [
     "Extremes", "Likelihood", "Pipeline", "PredictionError", "Spike", "Step", "Stuck", "Suppression", "Surprise",
-    "TimeOfDay",
+    "TimeOfDay", "read_record",
 ]  # fmt: skip
 
 _SQRT1_2 = 0.7071067811865476  # math.sqrt(0.5)
@@ -1370,15 +1371,34 @@ class Pipeline:
 
     def state_by_name(self):
         """The learned state by name, for reading: ``{"n": .., "t0": .., step: {name: value}}``, every name
-        from the steps' ``STATE`` and ``BUFFERS`` (what :meth:`dump_state` saves, in its order)."""
-        _, scalars, buffers, _ = _record(self)
-        out = {"n": self._n, "t0": self._t0}
-        for name, fields in scalars:
-            step = getattr(self, name)
-            out[name] = {field[0][1:]: getattr(step, field[0]) for field in fields}
-        for name, buffer in buffers:
-            out[name][buffer] = getattr(self, name)._dump_buffer(buffer)
-        return out
+        from the steps' ``STATE`` and ``BUFFERS`` (what :meth:`dump_state` saves, read by :func:`read_record`)."""
+        return read_record(_record(self)[3], self.dump_state())
+
+
+def read_record(layout, record):
+    """A record that :meth:`Pipeline.dump_state` saved, by name: ``{"n": .., "t0": .., step: {name: value}}``.
+
+    ``layout`` is the layout it was saved in (``STATE_LAYOUT``, or a rule's
+    :meth:`Pipeline.state_identity`); buffers are given as the bytes saved.
+    ValueError if the record does not fit the layout.
+    """
+    head, _, tail = layout.partition(" | ")
+    fields = [f.rsplit(":", 1) for f in head.split(": ", 1)[1].split()]
+    buffers = [b.rsplit(":", 1) for b in tail.split()]
+    if type(record) is not list or len(record) != 1 + len(buffers) or type(record[0]) is not bytes:
+        raise ValueError("the record does not fit its layout")
+    try:
+        values = Struct("<" + "".join(["d" if code == "d" else "q" for _, code in fields])).unpack(record[0])
+    except StructError:
+        raise ValueError("the record does not fit its layout") from None
+    out = {}
+    for (name, code), v in zip(fields, values):
+        step, _, key = name.rpartition(".")
+        (out.setdefault(step, {}) if step else out)[key] = (v == 1) if code == "?" else v
+    for (name, _), data in zip(buffers, record[1:]):
+        step, _, key = name.rpartition(".")
+        out.setdefault(step, {})[key] = data
+    return out
 
 
 def compose(surprise, **defaults):

@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import gc
+import math
 import os
 import re
 import time
@@ -204,6 +205,8 @@ class StateStore:
                 **self.extra,
                 "riverguard": __version__,
                 "rules": {str(r.index): r.fingerprint for r in engine.config.rules if r.detector != "off"},
+                # how each rule's detector states are laid out (state inspect --series --with-state reads them by name)
+                "layouts": {r.fingerprint: r.state_layout for r in engine.config.rules if r.state_layout},
             }
             size = write(self.path, header, records, len(scored))
         except (OSError, StateCodecError, ValueError, TypeError) as err:
@@ -313,16 +316,49 @@ def inspect(path: Path) -> dict[str, Any]:
     return summary
 
 
-def list_series(path: Path, glob: str = "*") -> Iterator[dict[str, Any]]:
-    """The series of a checkpoint whose key matches ``glob``, sorted by key (raises as :func:`inspect`)."""
+def list_series(path: Path, glob: str = "*", with_state: bool = False) -> Iterator[dict[str, Any]]:
+    """The series of a checkpoint whose key matches ``glob``, sorted by key (raises as :func:`inspect`);
+    ``with_state``: each with its detector's learned state by name (:func:`_named`)."""
     import fnmatch
 
     checkpoint = read(state_file(Path(path)))
+    layouts = checkpoint.header.get("layouts")
+    layouts = layouts if isinstance(layouts, dict) else {}
     match = re.compile(fnmatch.translate(glob)).match
     rows = []
-    for key, name, _fingerprint, seen, last_time, anomalies, _state in checkpoint.records:
+    for key, name, fingerprint, seen, last_time, anomalies, state in checkpoint.records:
         text = key.decode("utf-8", "backslashreplace").replace("\n", "")
         if match(text):
-            rows.append({"key": text, "detector": name, "samples": seen, "last": _iso(last_time), "anomalies": anomalies})
+            row = {"key": text, "detector": name, "samples": seen, "last": _iso(last_time), "anomalies": anomalies}
+            if with_state:
+                row["state"] = _named(state, layouts.get(fingerprint))
+            rows.append(row)
     rows.sort(key=lambda row: row["key"])
     yield from rows
+
+
+def _named(state: Any, layout: Any) -> Any:
+    """A saved detector state by name, as JSON (a buffer as ``"<N bytes>"``), or None: a flat record read
+    through the layout it was saved in, a state saved by name as it is; None for a model saved through
+    the generic codec (hst, pad, river), without its layout, or that does not fit it."""
+    if type(state) is not list or len(state) != 1:
+        return None
+    compact = state[0]
+    if type(compact) is list:
+        if type(layout) is not str:
+            return None
+        from ..detectors.steps import read_record
+
+        try:
+            compact = read_record(layout, compact)
+        except ValueError:
+            return None
+
+    def plain(v: Any) -> Any:
+        if type(v) is dict:
+            return {str(k): plain(x) for k, x in v.items()}
+        if type(v) is bytes:
+            return f"<{len(v)} bytes>"
+        return v if type(v) in (int, bool, str) or (type(v) is float and math.isfinite(v)) else repr(v)
+
+    return plain(compact)
