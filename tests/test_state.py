@@ -254,6 +254,18 @@ def test_inspect_shows_each_series_state_by_name(tmp_path: Path) -> None:
     assert [json.loads(line)["state"]["n"] for line in old.stdout.splitlines()] == [300, 300]
 
 
+@pytest.mark.parametrize("layout", ["record 3 | x:4", "", "record 2: n:q t0 | a:4", "record 2: n:q | a"])
+def test_inspect_shows_no_state_for_a_header_layout_it_cannot_read(layout: str) -> None:
+    """A damaged or foreign layout in a checkpoint's header: ``state inspect --with-state`` shows that
+    series' state as null (ValueError inside), never a traceback."""
+    from riverguard.detectors.steps import read_record
+    from riverguard.state import _named
+
+    with pytest.raises(ValueError):
+        read_record(layout, [b"", b""])
+    assert _named([[b"", b""]], layout) is None
+
+
 def test_sigterm_writes_a_checkpoint(tmp_path: Path) -> None:
     state = tmp_path / "s.msgpack"
     config = write_config(tmp_path)

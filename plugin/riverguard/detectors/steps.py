@@ -1383,8 +1383,11 @@ def read_record(layout, record):
     ValueError if the record does not fit the layout.
     """
     head, _, tail = layout.partition(" | ")
-    fields = [f.rsplit(":", 1) for f in head.split(": ", 1)[1].split()]
+    _, known, names = head.partition(": ")
+    fields = [f.rsplit(":", 1) for f in names.split()]
     buffers = [b.rsplit(":", 1) for b in tail.split()]
+    if not known or any(len(part) != 2 for part in fields + buffers):
+        raise ValueError(f"not a state layout: {layout[:60]!r}")
     if type(record) is not list or len(record) != 1 + len(buffers) or type(record[0]) is not bytes:
         raise ValueError("the record does not fit its layout")
     try:
