@@ -353,10 +353,8 @@ class Engine:
                 continue  # unscored: routed again at its next sample
             fingerprint = series.rule.fingerprint
             field_key, rules = self.rules_for_key(key, cache)
-            for rule in rules:
-                if rule.fingerprint == fingerprint:
-                    break
-            else:
+            rule = next((r for r in rules if r.fingerprint == fingerprint), None)
+            if rule is None:
                 fresh += 1
                 continue
             if field_key == b"\n":

@@ -159,10 +159,8 @@ class StateStore:
                 raise CheckpointError(f"bad series key {key[:80]!r}: {err}") from None
             if not field_key:
                 raise CheckpointError(f"bad series key {key[:80]!r}: no field")
-            for rule in rules:
-                if rule.fingerprint == fingerprint:
-                    break
-            else:
+            rule = next((r for r in rules if r.fingerprint == fingerprint), None)
+            if rule is None:
                 changed += bool(rules)
                 dropped += not rules
                 continue
