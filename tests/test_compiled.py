@@ -96,6 +96,7 @@ PARAMS = st.fixed_dictionaries(
         "spike": st.sampled_from([0.0, 0.0, 3.0, 12.0]),
         "spike_record": st.sampled_from([0.0, 0.5]),
         "spike_fading": st.sampled_from([0.02, 0.5]),
+        "spike_forget": st.sampled_from([0.0, 0.001, 0.3]),
         "spike_score": st.sampled_from([0.9, 1.0]),
     },
 )

@@ -118,7 +118,7 @@ def test_the_state_record_follows_the_steps_declarations(name: str, params: dict
 @pytest.mark.parametrize("name", ["sentinel", "context"])
 def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(name: str) -> None:
     """The spike step is off while ``spike`` is 0: its settings change nothing then, so they stay out of the
-    fingerprint (a checkpoint of the release before it keeps its models; test_warmup pins those values), and
+    fingerprint (the same as a rule without ``spike``; test_warmup pins those values), and
     it holds no state. Switched on, its settings and its state's layout are in the fingerprint."""
     cls = REGISTRY[name]
     rule = config.parse(f'[[rule]]\nname = "s"\ndetector = "{name}"\n').rules[0]
@@ -131,9 +131,9 @@ def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(name: 
     ]
     assert rule.fingerprint not in on and on[0] == on[1] and len(set(on)) == 3
     params, layout = cls.state_identity({**cls.defaults(), "spike": 12.0})
-    spikes = " spikes.mean:d spikes.mad:d spikes.top:d suppression.quiet:q"
+    spikes = " spikes.mean:d spikes.mad:d spikes.top:d spikes.last:d suppression.quiet:q"
     assert layout == cls.STATE_LAYOUT.replace(" suppression.quiet:q", spikes)
-    assert {"spike", "spike_fading", "spike_record", "spike_score"} <= set(params)
+    assert {"spike", "spike_fading", "spike_record", "spike_score", "spike_forget"} <= set(params)
     params, layout = cls.state_identity(cls.defaults())
     assert layout == cls.STATE_LAYOUT and "spike" not in params and "spikes" not in cls().state_by_name()
     assert list(cls(spike=12.0).state_by_name()) == ["n", "t0"] + [a for a, _ in cls.STEPS]

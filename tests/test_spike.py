@@ -4,7 +4,7 @@ What a user relies on: without ``spike`` (or with ``spike = 0``) nothing
 changes, not the output and not the checkpoint; with it, a short spike that
 stays inside the range already seen (which the likelihood averages away) is
 flagged at its sample with reason ``spike`` (``dip`` below), a later spike
-smaller than half the largest one seen is not (``spike_record``), and a
+smaller than half the largest one seen recently is not (``spike_record``), and a
 restart from a checkpoint changes no byte of the output.
 """
 
@@ -26,12 +26,12 @@ EXPLAIN = "[output]\nexplain = true\n\n"
 def spiky_minutes(series: bytes = b"api", field: bytes = b"latency") -> tuple[bytes, int, int]:
     """Three days of two series at one sample a minute around 100 (sd 2), host a then host b on alternate
     lines; an early burst to 300 and a drop to -100 set the range; on day 2 a spike of +150 (host a) and
-    a dip of -150 (host b) stay inside it (no new extreme), and on day 3 a spike of +40 (host a) is under
-    half the largest deviation seen. Returns the line protocol and the line numbers of host a's spike and
+    a dip of -150 (host b) stay inside it (no new extreme), and 450 minutes later (after the suppression) a spike of +40 (host a)
+    is under half the largest deviation seen (which fades over about 1 000 samples). Returns the line protocol and the line numbers of host a's spike and
     small spike (host b's dip is on the line after the spike)."""
     rng = random.Random(3)
     lines = []
-    spike, small = 1440 + 600, 2 * 1440 + 600
+    spike, small = 1440 + 600, 1440 + 1050
     for i in range(3 * 1440):
         for host, jump in ((b"a", 150.0), (b"b", -150.0)):
             x = 100.0 + rng.gauss(0.0, 2.0)
@@ -140,4 +140,44 @@ def test_the_spike_step_holds_no_state_while_off() -> None:
         assert cls.defaults()["spike"] == 0.0
         assert cls().spikes is None and "spikes" not in cls().state_by_name()
         assert cls(spike=12.0).spikes is not None and "spikes" in cls(spike=12.0).state_by_name()
-        assert len(cls(spike=12.0).dump_state()[0]) == len(cls().dump_state()[0]) + 3 * 8  # mean, mad, top
+        assert len(cls(spike=12.0).dump_state()[0]) == len(cls().dump_state()[0]) + 4 * 8  # mean, mad, top, last
+
+
+def crash_minutes(flat: bool = False, incident: bool = False) -> bytes:
+    """4 500 one-minute samples around 10 (sd 1), a burst to 300 and -100 at samples 20-21 (before the spike
+    step counts), a spike to 25 at sample 3 700; ``flat``: samples 1 500-2 999 are exactly 10.0;
+    ``incident``: +290 at sample 100 (once the step counts, a deviation hundreds of mads wide)."""
+    rng = random.Random(5)
+    lines = []
+    for i in range(4500):
+        if i == 20:
+            x = 300.0
+        elif i == 21:
+            x = -100.0
+        elif flat and 1500 <= i < 3000:
+            x = 10.0
+        else:
+            x = round(10 + rng.gauss(0, 1), 3)
+        if incident and i == 100:
+            x += 290.0
+        if i == 3700:
+            x = 25.0
+        lines.append(b"crashes,host=a rate=%r %d\n" % (x, (1_700_000_000 + 60 * i) * 10**9))
+    return b"".join(lines)
+
+
+@pytest.mark.parametrize("case", ["flat", "incident"])
+def test_a_flat_stretch_or_a_huge_incident_does_not_silence_later_spikes(tmp_path: Path, case: str) -> None:
+    """After 1 500 exact repeats the first ordinary value is no spike (the scale did not shrink to 0 over
+    the repeats), and the spike 700 samples later is flagged; after an incident of +290 early on, the
+    spike 3 600 samples later is flagged too (the largest deviation seen fades). As without either."""
+    config = _config(tmp_path, "sentinel", "[rule.params]\nspike = 12.0\n")
+    plain = _run(["run", "--config", str(config)], crash_minutes()).splitlines()
+    out = _run(["run", "--config", str(config)], crash_minutes(**{case: True})).splitlines()
+    assert [i for i, line in enumerate(plain) if b'reason="spike"' in line or b'reason="dip"' in line] == [3700]
+    assert b'rate_anomaly_score=0.9,rate_anomaly=true,' in out[3700] and b'reason="spike"' in out[3700], out[3700]
+    assert b'reason="dip"' not in out[3000] and b"rate_anomaly=false" in out[3000], out[3000]
+    assert not [line for line in out[101:3700] if b'reason="spike"' in line or b'reason="dip"' in line]
+    if case == "incident":  # spike_forget = 0: the largest deviation seen never fades, and the spike is missed
+        never = _config(tmp_path, "sentinel", "[rule.params]\nspike = 12.0\nspike_forget = 0.0\n")
+        assert b"rate_anomaly=false" in _run(["run", "--config", str(never)], crash_minutes(incident=True)).splitlines()[3700]

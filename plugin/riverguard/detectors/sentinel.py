@@ -183,7 +183,8 @@ class Sentinel(Pipeline):
        :class:`~riverguard.detectors.steps.Spike`): a value ``spike`` or more
        exponentially weighted mean absolute deviations from the recent level
        scores ``spike_score``, even inside the range seen so far. Off, the step
-       is left out: no state, no cost, the same scores and fingerprint.
+       is left out: no state, no cost, the same scores, state and fingerprint
+       as a rule without ``spike``.
     5. **Minimum history.** Nothing scores above 0 before ``learn`` samples (in a rule, its
        ``warmup``: 200 by default),
        or, with event times, before ``learn_time`` seconds (3 days; and

@@ -742,6 +742,12 @@ class Spike(Step):
     of them away scores ``spike_score``, if ``z`` is also at least
     ``spike_record`` times the largest ``z`` seen since ``learn // 4``
     samples (a series whose spikes are routine does not report each one).
+    That largest ``z`` fades by ``spike_forget`` each sample (a memory of
+    about 1 000 samples by default), so one huge incident does not silence
+    the step for good. An exact repeat of the previous value moves the mean
+    but not the mean absolute deviation: a flat stretch does not shrink the
+    scale toward 0, which would make the first ordinary value after it a
+    huge ``z`` (a false spike, and a record no later spike could reach).
     Below 1.0, a spike reported inside a suppression is damped under the
     threshold. While ``spike`` is 0 the pipeline leaves this step out. See
     docs/detection.md ("A spike step, opt-in") for what it gains and costs on
@@ -756,9 +762,12 @@ class Spike(Step):
         Param("spike_record", 0.5, "A spike must also reach this fraction of the largest deviation seen so far (0: any).",
               low=0.0),
         Param("spike_score", 0.9, "The score of a spike.", low=0.0, high=1.0),
+        Param("spike_forget", 0.001, "Fraction by which the largest deviation seen (for spike_record) fades each "
+              "sample (0: never).", low=0.0, high=1.0, high_open=True),
     )  # fmt: skip
-    # the EW mean and mean absolute deviation of the values; the largest deviation seen (in mads)
-    STATE = ("mean", "mad", "top")
+    # the EW mean and mean absolute deviation of the values; the largest deviation seen (in mads, fading);
+    # the previous value
+    STATE = ("mean", "mad", "top", "last")
     SWITCH = "spike"
 
     def __init__(self, values):
@@ -766,9 +775,11 @@ class Spike(Step):
         self._mean = 0.0
         self._mad = 0.0
         self._top = 0.0
+        self._last = 0.0
 
     def first(self, x):
         self._mean = x
+        self._last = x
 
     def reach(self):
         """The smallest deviation (in mads) that is a spike now: ``spike``, or ``spike_record`` of the largest seen."""
@@ -786,11 +797,13 @@ class Spike(Step):
         if counting:
             if z >= self.reach():
                 out = self.spike_score
-            if z > self._top:
-                self._top = z
+            top = self._top * (1.0 - self.spike_forget)
+            self._top = z if z > top else top
         a = self.spike_fading
         mean += a * d
-        mad += a * (ad - mad)
+        if x != self._last:  # (a repeat leaves the scale as it is)
+            mad += a * (ad - mad)
+        self._last = x
         if mad - mad == 0.0 and mean - mean == 0.0:
             self._mean = mean
             self._mad = mad
@@ -925,7 +938,8 @@ class Pipeline:
     def state_identity(cls, params):
         """``(params, layout)`` that identify the learned state of a rule with ``params`` (every setting): the
         settings of a step that is off are left out (they change nothing), and the layout holds the steps that
-        are on. A rule that switches no step on keeps the fingerprint it had before such steps existed."""
+        are on. A rule that switches no step on has the same fingerprint as a rule without those settings
+        (without ``spike``)."""
         out = dict(params)
         for _, step in cls.STEPS:
             if step.SWITCH is not None and not params[step.SWITCH]:
