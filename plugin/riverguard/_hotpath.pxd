@@ -31,7 +31,6 @@ cdef class Series:
     cdef public long long warmup, seen, anomalies
     cdef public bint failed
 
-    cpdef bind(self, object rule, object explain)
 
 @cython.locals(n=Py_ssize_t, need=Py_ssize_t, o="PyByteArrayObject *")
 cdef char *_room(bytearray ob, Py_ssize_t size) except NULL

@@ -15,7 +15,6 @@ cdef class Transitions(Surprise):
     cdef public int bins
     cdef public double gain, prior
     cdef public int64_t _b1, _b2
-    cdef Py_ssize_t _ncounts, _ntotals
     cdef unsigned char *_counts
     cdef unsigned char *_totals
 

@@ -48,10 +48,8 @@ class Transitions(Surprise):
         self.nlevels = self.bins
         self._b1 = 0
         self._b2 = 0
-        self._ncounts = self.bins * self.bins * self.bins
-        self._ntotals = self.bins * self.bins
-        self._counts = _bytes(self._ncounts)
-        self._totals = _bytes(self._ntotals)
+        self._counts = _bytes(self.bins * self.bins * self.bins)
+        self._totals = _bytes(self.bins * self.bins)
 
     def __dealloc__(self):
         _free(self._counts)
@@ -96,16 +94,16 @@ class Transitions(Surprise):
 
     def _dump_buffer(self, name):
         if name == "counts":
-            return _dump_bytes(self._counts, self._ncounts)
-        return _dump_bytes(self._totals, self._ntotals)
+            return _dump_bytes(self._counts, self.bins * self.bins * self.bins)
+        return _dump_bytes(self._totals, self.bins * self.bins)
 
     def _load_buffer(self, name, data):
         if name == "counts":
-            return _load_bytes(self._counts, data, self._ncounts)
+            return _load_bytes(self._counts, data, self.bins * self.bins * self.bins)
         # The per-context totals are saved rather than re-summed (144 sums per series made
         # loading 100 000 series take seconds). Totals that disagree with the counts can only
         # come from a tampered file: they skew that series' scores or fail it (logged, unscored).
-        return _load_bytes(self._totals, data, self._ntotals)
+        return _load_bytes(self._totals, data, self.bins * self.bins)
 
     def _fits(self):
         return self._b1 < self.bins and self._b2 < self.bins

@@ -9,6 +9,7 @@ from libc.stdint cimport int64_t
 cdef double _SQRT1_2, _DAY, _NAN, _INF
 cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE
 cdef double *_LEVELS
+cdef double _XTHR, _XDAMP, _XSCALE, _XPMIN, _XEFF, _XU, _XUD
 cdef double *_CUTS
 cdef bint _LITTLE
 cdef int64_t _MAX_COUNT, _MAX_SIGNED
@@ -17,6 +18,7 @@ cdef unsigned char *_bytes(Py_ssize_t n) except NULL
 cdef double *_doubles(Py_ssize_t n) except NULL
 cdef void _free(void *p) noexcept
 cdef int _cut(double *cuts, int m, double a, double b) noexcept
+cdef int _limits(double threshold, double damp, double scale, double pmin) except -1
 @cython.locals(q=double)
 cdef inline int _level(double x, double lo, double span, int levels) noexcept
 cdef bytes _dump_bytes(unsigned char *buf, Py_ssize_t n)
@@ -56,13 +58,14 @@ cdef class PredictionError(Step):
 
 
 cdef class TimeOfDay(Step):
+    # (the 4-byte fields side by side: 128 bytes an object, not 144)
     cdef public int day_slots, day_visits
     cdef public bint weekend_slots, day_detrend
+    cdef bint hit
+    cdef int _slots
     cdef public double day_margin, day_score, day_fading, day_width
     cdef public int64_t _slot
-    cdef bint hit
     cdef double _width
-    cdef Py_ssize_t _slots
     cdef double *_lo
     cdef double *_hi
     cdef unsigned char *_visits
@@ -105,11 +108,11 @@ cdef class Extremes(Step):
 
 cdef class Stuck(Step):
     cdef public double repeat_decay
-    cdef public bint stuck_longest
     cdef readonly double scale, fire
     cdef public double _prev, _c0, _k0, _c1, _k1, _run, _step
-    cdef public bint _rep
     cdef public int64_t _len, _maxlen
+    # (the 4-byte fields side by side, no padding between them: 128 bytes an object, not 144)
+    cdef public bint stuck_longest, _rep
 
     cdef void first(self, double x) noexcept
     @cython.locals(stuck=double, rep=bint, longest=bint, keep=double, c1=double, k1=double, run=double)
@@ -130,10 +133,10 @@ cdef class Spike(Step):
 cdef class Suppression(Step):
     cdef public double fire, damp, suppress_time
     cdef public int64_t suppress
-    cdef public bint day_through
     cdef public int64_t _quiet
-    cdef public bint _qday
     cdef public double _tfire
+    # (the 4-byte fields side by side: 80 bytes an object, not 96)
+    cdef public bint day_through, _qday
 
     cdef bint active(self, double now) noexcept
     @cython.locals(quiet=int64_t)
@@ -155,7 +158,6 @@ cdef class Pipeline:
     cdef readonly Spike spikes
     cdef readonly Suppression suppression
     cdef readonly int _why
-    cdef double _xthr, _xeff, _xu, _xud
     cdef readonly double _ex, _elo, _ehi
 
     @cython.locals(n=int64_t, stuck=double, lo=double, span=double, new_extreme=bint, raw=double, var=double,
@@ -178,7 +180,6 @@ cdef class Pipeline:
     cdef int explain_into(self, double threshold, object t) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)
-    cdef int _limits(self, double threshold) except -1
     @cython.locals(scalars=tuple, buffers=tuple, values=list, step=Step, fields=tuple)
     cpdef list dump_state(self)
     @cython.locals(scalars=tuple, buffers=tuple, values=tuple, step=Step, fields=tuple, i=Py_ssize_t, kind=int,

@@ -86,9 +86,13 @@ _WHY_SPIKE = 6
 
 
 def _bytes(n):
-    """A zeroed buffer of ``n`` bytes."""
+    """A zeroed buffer of ``n`` bytes.
+
+    Compiled, exactly ``n`` (a byte more costs 16 with the allocator's
+    rounding, per buffer and series); at least 1, so that 0 is not NULL.
+    """
     if cython.compiled:
-        p = PyMem_Calloc(n + 1, 1)
+        p = PyMem_Calloc(n if n else 1, 1)
         if not p:
             raise MemoryError()
         return cython.cast(cython.p_uchar, p)
@@ -96,9 +100,9 @@ def _bytes(n):
 
 
 def _doubles(n):
-    """A zeroed buffer of ``n`` doubles."""
+    """A zeroed buffer of ``n`` doubles (compiled, exactly ``n``, at least 1: see :func:`_bytes`)."""
     if cython.compiled:
-        p = PyMem_Calloc(n + 1, 8)
+        p = PyMem_Calloc(n if n else 1, 8)
         if not p:
             raise MemoryError()
         return cython.cast(cython.p_double, p)
@@ -190,6 +194,35 @@ def _limits_for(threshold, damp, scale, pmin):
         eff = flag_limit(_itself, threshold)
         got = _LIMITS[key] = (eff, _likely_limit(eff, 1.0, scale, pmin), _likely_limit(eff, damp, scale, pmin))
     return got
+
+
+# the last threshold explained, the settings its limits depend on, and the limits (_limits_for): kept once,
+# not in every series (32 bytes each), for a rule's series explain one after another with the same
+_XTHR = _NAN
+_XDAMP = _NAN
+_XSCALE = _NAN
+_XPMIN = _NAN
+_XEFF = _INF
+_XU = _INF
+_XUD = _INF
+
+
+def _limits(threshold, damp, scale, pmin):
+    """Set what :meth:`Pipeline.explain_into` needs of ``threshold`` (``_XEFF``, ``_XU``, ``_XUD``: the smallest
+    score flagged, and the smallest standardised short average that the likelihood flags, without and with the
+    damping) under the settings ``damp``, ``scale`` and ``pmin``, unless they are those of the last call."""
+    global _XTHR, _XDAMP, _XSCALE, _XPMIN, _XEFF, _XU, _XUD
+    if threshold == _XTHR and damp == _XDAMP and scale == _XSCALE and pmin == _XPMIN:
+        return 0
+    got = _limits_for(threshold, damp, scale, pmin)
+    _XEFF = got[0]
+    _XU = got[1]
+    _XUD = got[2]
+    _XTHR = threshold
+    _XDAMP = damp
+    _XSCALE = scale
+    _XPMIN = pmin
+    return 1
 
 
 def _itself(score):
@@ -901,10 +934,6 @@ class Pipeline:
         self._n = 0
         self._t0 = _INF  # the first event time seen (inf: none yet)
         self._why = 0  # the evidence of the last score (for reason; not state)
-        self._xthr = _NAN  # explain's threshold, and what it implies (for explain_into; not state)
-        self._xeff = _INF
-        self._xu = _INF
-        self._xud = _INF
         self._ex = _NAN  # explain_into's answer
         self._elo = _NAN
         self._ehi = _NAN
@@ -1113,10 +1142,10 @@ class Pipeline:
             t0 = now
         if self._warming(n, now, t0):
             return 1  # 5. nothing is scored yet
-        if threshold != self._xthr:
-            self._limits(threshold)
-        eff = self._xeff  # the smallest score flagged at threshold
         sup = self.suppression
+        lik = self.likelihood
+        _limits(threshold, sup.damp, lik.scale, lik.pmin)
+        eff = _XEFF  # the smallest score flagged at threshold
         quiet = sup.active(now)
         f = sup.damp if quiet else 1.0
         through = quiet and sup.day_through and not sup._qday
@@ -1125,10 +1154,9 @@ class Pipeline:
         span = ext._hi - lo
         lmean = ext._lmean
         # 1 + 2. the likelihood: a raw score of rmax or more is flagged (rmax > 1: none is)
-        u = self._xud if quiet else self._xu
+        u = _XUD if quiet else _XU
         rmax = _INF
         if u < _INF:
-            lik = self.likelihood
             sd = sqrt(lik._s2)
             if sd < lik.min_sd:
                 sd = lik.min_sd
@@ -1315,15 +1343,6 @@ class Pipeline:
             self._elo = mean
             self._ehi = mean
         return 2
-
-    def _limits(self, threshold):
-        """Cache what :meth:`explain_into` needs of ``threshold``: the smallest score flagged, and the
-        smallest standardised short average that the likelihood flags, without and with the damping."""
-        got = _limits_for(threshold, self.suppression.damp, self.likelihood.scale, self.likelihood.pmin)
-        self._xeff = got[0]
-        self._xu = got[1]
-        self._xud = got[2]
-        self._xthr = threshold
 
     def dump_state(self):
         """The learned state as one flat record, ``[scalars, *buffers]`` (plain bytes; see :func:`_describe`
