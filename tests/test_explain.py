@@ -439,3 +439,30 @@ def test_an_infinite_edge_is_a_side_without_a_limit_for_the_default_reason(lower
         missing = (1.0, None if math.isinf(lower) else lower, None if math.isinf(upper) else upper)
         assert Detector.reason(det, x, (1.0, lower, upper)) == Detector.reason(det, x, missing) == want
     assert Detector.reason(det, 3.0, (1.0, 0.0, 5.0)) == "novelty"  # both edges: inside is novelty
+
+
+def test_rules_with_other_settings_explain_alike_in_any_order() -> None:
+    """What a threshold implies is kept once per process, for the last threshold and settings explained (not in
+    every series): series of rules with other thresholds, ``damp`` or ``pmin`` explained in turn, as the engine
+    does, get what each gets with nothing kept (the uncompiled build, its cache emptied before every call). A
+    cache keyed on the threshold alone fails here (the ``pmin`` rule's band, once)."""
+    settings = [{"learn": 100}, {"learn": 100, "damp": 0.9}, {"learn": 100, "pmin": 1e-8}, {"learn": 100}]
+    thresholds = [0.3, 0.3, 0.3, 0.5]
+    steps = uncompiled("detectors.steps")
+    for name in PIPELINES:
+        compiled = [REGISTRY[name](**p) for p in settings]
+        pure = [getattr(uncompiled(f"detectors.{name}"), type(compiled[0]).__name__)(**p) for p in settings]
+        differ = 0
+        for i, x in enumerate(_restless(3000, seed=2)):
+            t = 1_700_000_000.0 + 600 * i
+            got = [det.explain(thresholds[k], t) for k, det in enumerate(compiled)]
+            want = []
+            for k, det in enumerate(pure):
+                steps._XTHR = math.nan  # nothing kept from the call before
+                want.append(det.explain(thresholds[k], t))
+            assert got == want, (name, i)
+            differ += len({str(w) for w in want}) > 1
+            for a, b in zip(compiled, pure):
+                a.process(x, t)
+                b.process(x, t)
+        assert differ > 500, name  # the settings and thresholds do change the bands
