@@ -131,7 +131,7 @@ def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(name: 
     ]
     assert rule.fingerprint not in on and on[0] == on[1] and len(set(on)) == 3
     params, layout = cls.state_identity({**cls.defaults(), "spike": 12.0})
-    spikes = " spikes.mean:d spikes.mad:d spikes.top:d spikes.last:d suppression.quiet:q"
+    spikes = " spikes.mean:d spikes.mad:d spikes.top:d suppression.quiet:q"
     assert layout == cls.STATE_LAYOUT.replace(" suppression.quiet:q", spikes)
     assert {"spike", "spike_fading", "spike_record", "spike_score", "spike_forget"} <= set(params)
     params, layout = cls.state_identity(cls.defaults())

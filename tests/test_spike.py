@@ -140,7 +140,7 @@ def test_the_spike_step_holds_no_state_while_off() -> None:
         assert cls.defaults()["spike"] == 0.0
         assert cls().spikes is None and "spikes" not in cls().state_by_name()
         assert cls(spike=12.0).spikes is not None and "spikes" in cls(spike=12.0).state_by_name()
-        assert len(cls(spike=12.0).dump_state()[0]) == len(cls().dump_state()[0]) + 4 * 8  # mean, mad, top, last
+        assert len(cls(spike=12.0).dump_state()[0]) == len(cls().dump_state()[0]) + 3 * 8  # mean, mad, top
 
 
 def crash_minutes(flat: bool = False, incident: bool = False) -> bytes:

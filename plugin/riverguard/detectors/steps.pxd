@@ -121,13 +121,13 @@ cdef class Stuck(Step):
 
 cdef class Spike(Step):
     cdef public double spike, spike_fading, spike_record, spike_score, spike_forget
-    cdef public double _mean, _mad, _top, _last
+    cdef public double _mean, _mad, _top
 
     cdef void first(self, double x) noexcept
     @cython.locals(k=double)
     cdef inline double reach(self) noexcept
     @cython.locals(mean=double, mad=double, d=double, ad=double, z=double, out=double, a=double, top=double)
-    cdef double score(self, double x, bint counting) noexcept
+    cdef double score(self, double x, bint counting, bint repeat) noexcept
 
 
 cdef class Suppression(Step):

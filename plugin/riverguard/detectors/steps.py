@@ -798,9 +798,8 @@ class Spike(Step):
         Param("spike_forget", 0.001, "Fraction by which the largest deviation seen (for spike_record) fades each "
               "sample (0: never).", low=0.0, high=1.0, high_open=True),
     )  # fmt: skip
-    # the EW mean and mean absolute deviation of the values; the largest deviation seen (in mads, fading);
-    # the previous value
-    STATE = ("mean", "mad", "top", "last")
+    # the EW mean and mean absolute deviation of the values; the largest deviation seen (in mads, fading)
+    STATE = ("mean", "mad", "top")
     SWITCH = "spike"
 
     def __init__(self, values):
@@ -808,19 +807,18 @@ class Spike(Step):
         self._mean = 0.0
         self._mad = 0.0
         self._top = 0.0
-        self._last = 0.0
 
     def first(self, x):
         self._mean = x
-        self._last = x
 
     def reach(self):
         """The smallest deviation (in mads) that is a spike now: ``spike``, or ``spike_record`` of the largest seen."""
         k = self.spike_record * self._top
         return k if k > self.spike else self.spike
 
-    def score(self, x, counting):
-        """Learn ``x``; ``spike_score`` if it is a spike, else 0.0. ``counting``: spikes count (and the largest is kept)."""
+    def score(self, x, counting, repeat):
+        """Learn ``x``; ``spike_score`` if it is a spike, else 0.0. ``counting``: spikes count (and the largest is
+        kept); ``repeat``: ``x`` repeats the previous value exactly (the stuck step's verdict)."""
         mean = self._mean
         mad = self._mad
         d = x - mean
@@ -834,9 +832,8 @@ class Spike(Step):
             self._top = z if z > top else top
         a = self.spike_fading
         mean += a * d
-        if x != self._last:  # (a repeat leaves the scale as it is)
+        if not repeat:  # (a repeat leaves the scale as it is)
             mad += a * (ad - mad)
-        self._last = x
         if mad - mad == 0.0 and mean - mean == 0.0:
             self._mean = mean
             self._mad = mad
@@ -1049,7 +1046,7 @@ class Pipeline:
             why = _WHY_STUCK
         spikes = self.spikes
         if spikes is not None:  # 4b. a spike (off unless the rule sets spike)
-            spike = spikes.score(x, n >= self.learn // 4)
+            spike = spikes.score(x, n >= self.learn // 4, self.stuck._rep)
             if spike > score:
                 score = spike
                 tod = False
