@@ -262,11 +262,11 @@ def _restless(n: int, seed: int) -> list[float]:
     return out
 
 
-@pytest.mark.parametrize("spike", [0.0, 4.0])
+@pytest.mark.parametrize(("spike", "spike_time"), [(0.0, 0.0), (4.0, 0.0), (4.0, 1200.0)])
 @pytest.mark.parametrize("threshold", [0.5, 0.3])
 @pytest.mark.parametrize("stamped", [True, False])
 @pytest.mark.parametrize("name", PIPELINES)
-def test_pipeline_band_is_exact(name: str, stamped: bool, threshold: float, spike: float) -> None:
+def test_pipeline_band_is_exact(name: str, stamped: bool, threshold: float, spike: float, spike_time: float) -> None:
     """Just inside each edge not flagged, just outside flagged (a repeat of the last value excepted: stuck).
 
     The band covers every step that reads the value (prediction error of the
@@ -276,9 +276,12 @@ def test_pipeline_band_is_exact(name: str, stamped: bool, threshold: float, spik
     levels included) narrows it often. With ``spike = 4`` the spike step's
     bound is the edge in hundreds of probes: at 0.3 also in suppressions
     (0.9 damped to 0.45 is flagged), at 0.5 not there, where a spike instead
-    hides a time-of-day extreme that would have got through.
+    hides a time-of-day extreme that would have got through. With
+    ``spike_time = 1200`` (two samples) the bound is the edge only while a
+    spike has already lasted a sample, and never without event times.
     """
-    det = REGISTRY[name](learn=100, spike=spike)
+    det = REGISTRY[name](learn=100, spike=spike, spike_time=spike_time)
+    lasting = 0
     checked = zero_width = spiky = 0
     for i, x in enumerate(_restless(4000, seed=2)):
         t = 1_700_000_000.0 + 600 * i if stamped else None
@@ -289,6 +292,7 @@ def test_pipeline_band_is_exact(name: str, stamped: bool, threshold: float, spik
                 step = det.spikes
                 reach = max(step.spike, step.spike_record * step._top) * step._mad
                 spiky += lower == step._mean - reach or upper == step._mean + reach
+                lasting += t is not None and t - step._calm >= 1200.0
             if lower is not None and upper is not None and lower == upper:
                 zero_width += 1  # every value would be flagged: the probes on either side are
                 probes = [(lower - 1e-6, True), (upper + 1e-6, True)]
@@ -305,7 +309,12 @@ def test_pipeline_band_is_exact(name: str, stamped: bool, threshold: float, spik
             checked += 1
         det.process(x, t)
     assert checked > 1000
-    assert spiky > 100 if spike else spiky == 0
+    if not spike or (spike_time and not stamped):
+        assert spiky == 0
+    elif spike_time:  # only the probes while a spike lasts can have the spike's bound as an edge
+        assert 0 < spiky <= lasting < checked // 10, (spiky, lasting)
+    else:
+        assert spiky > 100
 
 
 def test_pipeline_band_omitted_while_learning() -> None:

@@ -87,7 +87,7 @@ def test_fingerprint_follows_parameters_and_state_layout() -> None:
     assert REGISTRY["sentinel"].STATE_LAYOUT.startswith("record 2: n:q t0:d surprise.b1:q surprise.b2:q error.mean:d ")
 
 
-@pytest.mark.parametrize("params", [{}, {"spike": 12.0}])
+@pytest.mark.parametrize("params", [{}, {"spike": 0.0}, {"spike": 12.0}])
 @pytest.mark.parametrize("name", ["sentinel", "context"])
 def test_the_state_record_follows_the_steps_declarations(name: str, params: dict[str, float]) -> None:
     """The state layout lists every name in the ``STATE`` and ``BUFFERS`` of the steps that are on, in
@@ -98,7 +98,7 @@ def test_the_state_record_follows_the_steps_declarations(name: str, params: dict
     for i in range(500):
         det.process(10.0 + (i * 7919) % 13 + (30.0 if i == 400 else 0.0), 1.7e9 + 300.0 * i)
     steps = [(s, step) for s, step in cls.STEPS if getattr(det, s) is not None]
-    assert len(steps) == len(cls.STEPS) - (not params)
+    assert len(steps) == len(cls.STEPS) - (not det.spike)  # the spike step is off (left out) at 0
     layout = cls.state_identity({**cls.defaults(), **params})[1]
     scalars, buffers = layout.split(": ", 1)[1].split(" | ")
     fields = [f.split(":") for f in scalars.split()]
@@ -117,25 +117,29 @@ def test_the_state_record_follows_the_steps_declarations(name: str, params: dict
 
 @pytest.mark.parametrize("name", ["sentinel", "context"])
 def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(name: str) -> None:
-    """The spike step is off while ``spike`` is 0: its settings change nothing then, so they stay out of the
-    fingerprint (the same as a rule without ``spike``; test_warmup pins those values), and
-    it holds no state. Switched on, its settings and its state's layout are in the fingerprint."""
+    """The spike step is off while ``spike`` is 0 (``context``'s default; ``sentinel``'s is 12): its other
+    settings change nothing then, so they stay out of the fingerprint, and it holds no state. Switched
+    on, its settings and its state's layout are in the fingerprint (test_warmup pins the defaults')."""
     cls = REGISTRY[name]
-    rule = config.parse(f'[[rule]]\nname = "s"\ndetector = "{name}"\n').rules[0]
-    for same in ("spike = 0.0", "spike_record = 0.9", "spike_fading = 0.5, spike_score = 0.2"):
-        text = f'[[rule]]\nname = "s"\ndetector = "{name}"\nparams = {{ {same} }}\n'
-        assert config.parse(text).rules[0].fingerprint == rule.fingerprint, same
-    on = [
-        config.parse(f'[[rule]]\nname = "s"\ndetector = "{name}"\nparams = {{ {p} }}\n').rules[0].fingerprint
-        for p in ("spike = 12.0", "spike = 12", "spike = 16.0", "spike = 12.0, spike_record = 0.9")
-    ]
-    assert rule.fingerprint not in on and on[0] == on[1] and len(set(on)) == 3
+
+    def fingerprint(params: str) -> str:
+        return config.parse(f'[[rule]]\nname = "s"\ndetector = "{name}"\nparams = {{ {params} }}\n').rules[0].fingerprint
+
+    off = fingerprint("spike = 0.0")
+    for same in ("spike = 0.0, spike_record = 0.9", "spike = 0.0, spike_fading = 0.5, spike_score = 0.2",
+                 "spike = 0.0, spike_time = 60.0"):
+        assert fingerprint(same) == off, same
+    on = [fingerprint(p) for p in ("spike = 12.0", "spike = 12", "spike = 16.0", "spike = 12.0, spike_record = 0.9")]
+    assert off not in on and on[0] == on[1] and len(set(on)) == 3
+    plain = config.parse(f'[[rule]]\nname = "s"\ndetector = "{name}"\n').rules[0].fingerprint
+    assert plain == (on[0] if name == "sentinel" else off)
     params, layout = cls.state_identity({**cls.defaults(), "spike": 12.0})
-    spikes = " spikes.mean:d spikes.mad:d spikes.top:d suppression.quiet:q"
-    assert layout == cls.STATE_LAYOUT.replace(" suppression.quiet:q", spikes)
-    assert {"spike", "spike_fading", "spike_record", "spike_score", "spike_forget"} <= set(params)
-    params, layout = cls.state_identity(cls.defaults())
-    assert layout == cls.STATE_LAYOUT and "spike" not in params and "spikes" not in cls().state_by_name()
+    params_off, layout_off = cls.state_identity({**cls.defaults(), "spike": 0.0})
+    spikes = " spikes.mean:d spikes.mad:d spikes.top:d spikes.calm:d suppression.quiet:q"
+    assert layout == layout_off.replace(" suppression.quiet:q", spikes)
+    assert cls.STATE_LAYOUT == (layout if name == "sentinel" else layout_off)
+    assert {"spike", "spike_fading", "spike_record", "spike_score", "spike_forget", "spike_time"} <= set(params)
+    assert "spike" not in params_off and "spikes" not in cls(spike=0.0).state_by_name()
     assert list(cls(spike=12.0).state_by_name()) == ["n", "t0"] + [a for a, _ in cls.STEPS]
 
 

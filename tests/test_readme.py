@@ -53,15 +53,16 @@ def test_explain_example_is_real_output(tmp_path: Path, name: str) -> None:
     _check_diff(name, ["--config", str(path)])
 
 
-def test_spike_example_config_flags_a_short_spike_the_default_misses(tmp_path: Path) -> None:
-    """"Series whose incidents are short spikes": the README's rule, on crash rates a minute apart whose spike
-    and dip stay inside the range seen, flags them (score 0.9); the same rule without its params does not."""
-    from test_spike import spiky_minutes
+def test_spike_example_config_flags_a_one_minute_spike_the_default_leaves(tmp_path: Path) -> None:
+    """"Spikes": the README's rule (``spike_time = 0``), on crash rates a minute apart whose one-minute spike
+    and dip stay inside the range seen, flags them (score 0.9); the same rule without its params (the
+    default, ``spike_time`` half an hour) does not."""
+    from test_spike import MINUTE, spiky
 
     config = re.search(r"<!-- example-spike-config:.*?-->\n```toml\n(.*?)```", README, re.S)
     assert config, "the README lost its example-spike-config block"
-    assert "spike = " in config.group(1)
-    data, spike, _ = spiky_minutes(b"crashes", b"rate")
+    assert "spike_time = 0" in config.group(1)
+    data, spike, _ = spiky(MINUTE, b"crashes", b"rate")
     outputs = []
     for name, text in (("spike", config.group(1)), ("default", config.group(1).split("[rule.params]")[0])):
         path = tmp_path / f"{name}.toml"

@@ -1,11 +1,13 @@
-"""The opt-in spike step (``[rule.params] spike``) of ``sentinel`` and ``context``, through the real process.
+"""The spike step of ``sentinel`` (on by default) and ``context`` (``[rule.params] spike``), through the real process.
 
-What a user relies on: without ``spike`` (or with ``spike = 0``) nothing
-changes, not the output and not the checkpoint; with it, a short spike that
-stays inside the range already seen (which the likelihood averages away) is
-flagged at its sample with reason ``spike`` (``dip`` below), a later spike
-smaller than half the largest one seen recently is not (``spike_record``), and a
-restart from a checkpoint changes no byte of the output.
+What a user relies on: a short spike that stays inside the range already
+seen (which the likelihood averages away) is flagged at its sample with
+reason ``spike`` (``dip`` below) once it has lasted ``spike_time`` (30
+minutes): at once in an hourly series, not for a one-minute blip in a
+per-minute series unless ``spike_time = 0``; a later spike smaller than half
+the largest one seen recently is not (``spike_record``); ``spike = 0`` leaves
+the step out (the output and checkpoint of a rule without it); and a restart
+from a checkpoint changes no byte of the output.
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ from riverguard.detectors import REGISTRY
 
 T0 = 19674 * 86400  # Monday 2023-11-13, 00:00 UTC
 EXPLAIN = "[output]\nexplain = true\n\n"
+HOUR, MINUTE = 3600, 60
 
 
-def spiky_minutes(series: bytes = b"api", field: bytes = b"latency") -> tuple[bytes, int, int]:
-    """Three days of two series at one sample a minute around 100 (sd 2), host a then host b on alternate
-    lines; an early burst to 300 and a drop to -100 set the range; on day 2 a spike of +150 (host a) and
-    a dip of -150 (host b) stay inside it (no new extreme), and 450 minutes later (after the suppression) a spike of +40 (host a)
-    is under half the largest deviation seen (which fades over about 1 000 samples). Returns the line protocol and the line numbers of host a's spike and
-    small spike (host b's dip is on the line after the spike)."""
+def spiky(step: int = HOUR, series: bytes = b"api", field: bytes = b"latency") -> tuple[bytes, int, int]:
+    """4 320 samples ``step`` seconds apart of two series around 100 (sd 2), host a then host b on
+    alternate lines; an early burst to 300 and a drop to -100 set the range; at sample 2 040 a spike of
+    +150 (host a) and a dip of -150 (host b) stay inside it (no new extreme), and 450 samples later (after
+    the suppression) a spike of +40 (host a) is under half the largest deviation seen (which fades over
+    about 1 000 samples). Returns the line protocol and the line numbers of host a's spike and small
+    spike (host b's dip is on the line after the spike)."""
     rng = random.Random(3)
     lines = []
     spike, small = 1440 + 600, 1440 + 1050
@@ -43,7 +47,7 @@ def spiky_minutes(series: bytes = b"api", field: bytes = b"latency") -> tuple[by
                 x += jump
             if i == small and host == b"a":
                 x += 40.0
-            lines.append(b"%s,host=%s %s=%.3f %d\n" % (series, host, field, x, (T0 + 60 * i) * 10**9))
+            lines.append(b"%s,host=%s %s=%.3f %d\n" % (series, host, field, x, (T0 + step * i) * 10**9))
     return b"".join(lines), 2 * spike, 2 * small
 
 
@@ -60,15 +64,25 @@ def _run(args: list[str], data: bytes) -> bytes:
     return proc.stdout
 
 
-@pytest.mark.parametrize("detector", ["sentinel", "context"])
-def test_a_spike_inside_the_range_is_missed_by_default_and_flagged_with_spike_on(tmp_path: Path, detector: str) -> None:
-    data, spike, small = spiky_minutes()
+#: the rule settings that switch the spike step on, for each detector (``sentinel``: its default)
+ON = {"sentinel": "", "context": "[rule.params]\nspike = 12\n"}
+OFF = {"sentinel": "[rule.params]\nspike = 0\n", "context": ""}
+
+
+@pytest.mark.parametrize(
+    ("detector", "step", "params"),
+    [("sentinel", HOUR, ""), ("context", MINUTE, "spike = 12\nspike_time = 0\n")],  # (context: a time-of-day
+)  # extreme at that hour anyway)
+def test_a_spike_inside_the_range_is_flagged_with_the_spike_step(
+    tmp_path: Path, detector: str, step: int, params: str
+) -> None:
+    data, spike, small = spiky(step)
     dip = spike + 1
-    default = _run(["run", "--config", str(_config(tmp_path, detector))], data).splitlines()
-    on = _run(["run", "--config", str(_config(tmp_path, detector, "[rule.params]\nspike = 12\n"))], data).splitlines()
-    assert len(default) == len(on) == len(data.splitlines())
+    off = _run(["run", "--config", str(_config(tmp_path, detector, OFF[detector]))], data).splitlines()
+    on = _run(["run", "--config", str(_config(tmp_path, detector, "[rule.params]\n" + params))], data).splitlines()
+    assert len(off) == len(on) == len(data.splitlines())
     for i in (spike, dip, small):
-        assert b"latency_anomaly=false" in default[i], default[i]
+        assert b"latency_anomaly=false" in off[i], off[i]
     assert b",latency_anomaly_score=0.9,latency_anomaly=true," in on[spike], on[spike]
     assert on[spike].count(b'latency_anomaly_reason="spike"') == 1
     assert b",latency_anomaly_score=0.9,latency_anomaly=true," in on[dip], on[dip]
@@ -79,20 +93,52 @@ def test_a_spike_inside_the_range_is_missed_by_default_and_flagged_with_spike_on
     value = float(re.search(rb" latency=([^, ]+)", on[spike]).group(1))
     assert value > upper
     # spike_record = 0: every spike of 12 deviations counts, the small one too
-    every = _run(["run", "--config", str(_config(tmp_path, detector, "[rule.params]\nspike = 12\nspike_record = 0\n"))], data)
+    every = _run(["run", "--config", str(_config(tmp_path, detector, f"[rule.params]\n{params}spike_record = 0\n"))], data)
     assert b"latency_anomaly=true" in every.splitlines()[small]
 
 
+def test_a_one_minute_blip_is_no_spike_until_spike_time_is_0(tmp_path: Path) -> None:
+    """The same values a minute apart: the spike and the dip last one minute, not the 30 of ``spike_time``,
+    and the default reports neither (nor anything else there); with ``spike_time = 0`` one sample is enough."""
+    data, spike, _ = spiky(MINUTE)
+    default = _run(["run", "--config", str(_config(tmp_path, "sentinel"))], data).splitlines()
+    for i in (spike, spike + 1):
+        assert b"latency_anomaly=false" in default[i], default[i]
+    at_once = _run(["run", "--config", str(_config(tmp_path, "sentinel", "[rule.params]\nspike_time = 0\n"))], data)
+    assert at_once.splitlines()[spike].count(b'latency_anomaly_reason="spike"') == 1
+    assert at_once.splitlines()[spike + 1].count(b'latency_anomaly_reason="dip"') == 1
+
+
+def test_a_spike_is_reported_once_it_has_lasted_spike_time() -> None:
+    """One sample a minute, ``spike_time`` 3 minutes: a one-minute blip of +150 is not reported; an
+    excursion of +150 for five minutes is, at its third minute (three minutes after the last calm sample)."""
+    rng = random.Random(8)
+    det = REGISTRY["sentinel"](spike_time=180.0)
+    scores = []
+    for i in range(3000):
+        x = 100.0 + rng.gauss(0.0, 2.0)
+        if i in (20, 21):
+            x += 300.0 if i == 20 else -300.0  # the range, before anything counts
+        if i == 1000 or 2000 <= i < 2005:
+            x += 150.0
+        score = det.process(x, T0 + MINUTE * i)
+        scores.append((score, det._why))
+    assert scores[1000][0] < 0.5
+    assert [i for i in range(1990, 2010) if scores[i][0] >= 0.5] == [2002]
+    assert scores[2002][0] == 0.9  # the spike step's score
+
+
 @pytest.mark.parametrize("detector", ["sentinel", "context"])
-def test_spike_zero_is_the_output_and_checkpoint_without_it(tmp_path: Path, detector: str) -> None:
-    """``spike = 0`` (the default) with other spike settings: the same bytes as no setting, and a checkpoint
-    written without them goes on (same fingerprint) to the same output as one run over the whole input."""
-    data, *_ = spiky_minutes()
+def test_spike_zero_is_the_output_and_checkpoint_without_the_step(tmp_path: Path, detector: str) -> None:
+    """``spike = 0`` with other spike settings: the same bytes as ``spike = 0`` alone (``context``: as no
+    setting), and a checkpoint written without them goes on (same fingerprint) to the same output as one
+    run over the whole input."""
+    data, *_ = spiky()
     lines = data.splitlines(keepends=True)
-    plain = _config(tmp_path, detector)
+    plain = _config(tmp_path, detector, OFF[detector])
     off = tmp_path / "off.toml"
     off.write_text(f'{EXPLAIN}[[rule]]\nname = "all"\ndetector = "{detector}"\n'
-                   "[rule.params]\nspike = 0.0\nspike_record = 0.9\nspike_score = 1.0\n")
+                   "[rule.params]\nspike = 0.0\nspike_record = 0.9\nspike_score = 1.0\nspike_time = 60.0\n")
     whole = _run(["run", "--config", str(plain)], data)
     assert _run(["run", "--config", str(off)], data) == whole
     state = tmp_path / "s.msgpack"
@@ -103,14 +149,14 @@ def test_spike_zero_is_the_output_and_checkpoint_without_it(tmp_path: Path, dete
 
 
 @pytest.mark.parametrize("detector", ["sentinel", "context"])
-def test_restart_with_spike_on_is_invisible_in_the_output(tmp_path: Path, detector: str) -> None:
+def test_restart_with_the_spike_step_is_invisible_in_the_output(tmp_path: Path, detector: str) -> None:
     """One process over the whole input == two with a checkpoint between them, the spike step on (its
     state is saved and restored), at cuts before, at and after the spike; a checkpoint of the rule
-    without spike starts fresh under a rule with it (another fingerprint)."""
-    data, spike, _ = spiky_minutes()
+    without the step starts fresh under a rule with it (another fingerprint)."""
+    data, spike, _ = spiky()
     dip = spike + 1
     lines = data.splitlines(keepends=True)
-    config = _config(tmp_path, detector, "[rule.params]\nspike = 12.0\n")
+    config = _config(tmp_path, detector, ON[detector])
     whole = _run(["run", "--config", str(config)], data)
     assert whole.count(b'latency_anomaly_reason="spike"') >= 1
     for cut in (400, spike, dip, dip + 9):
@@ -120,7 +166,7 @@ def test_restart_with_spike_on_is_invisible_in_the_output(tmp_path: Path, detect
         assert proc.returncode == 0 and b"restored 2 series" in proc.stderr, proc.stderr
         assert a + proc.stdout == whole, f"output differs after a restart at line {cut}"
     state = tmp_path / "plain.msgpack"
-    _run(["run", "--config", str(_config(tmp_path, detector)), "--state", str(state)], b"".join(lines[:2000]))
+    _run(["run", "--config", str(_config(tmp_path, detector, OFF[detector])), "--state", str(state)], b"".join(lines[:2000]))
     proc = run_cli(["run", "--config", str(config), "--state", str(state)], input=b"".join(lines[2000:]), timeout=120)
     assert proc.returncode == 0 and b"restored 0 series" in proc.stderr and b"2 start fresh" in proc.stderr, proc.stderr
 
@@ -135,12 +181,12 @@ def test_spike_parameters_are_checked_in_the_config(tmp_path: Path) -> None:
 
 
 def test_the_spike_step_holds_no_state_while_off() -> None:
-    for name in ("sentinel", "context"):
+    for name, default in (("sentinel", 12.0), ("context", 0.0)):
         cls = REGISTRY[name]
-        assert cls.defaults()["spike"] == 0.0
-        assert cls().spikes is None and "spikes" not in cls().state_by_name()
+        assert cls.defaults()["spike"] == default
+        assert cls(spike=0.0).spikes is None and "spikes" not in cls(spike=0.0).state_by_name()
         assert cls(spike=12.0).spikes is not None and "spikes" in cls(spike=12.0).state_by_name()
-        assert len(cls(spike=12.0).dump_state()[0]) == len(cls().dump_state()[0]) + 3 * 8  # mean, mad, top
+        assert len(cls(spike=12.0).dump_state()[0]) == len(cls(spike=0.0).dump_state()[0]) + 4 * 8  # mean, mad, top, calm
 
 
 def crash_minutes(flat: bool = False, incident: bool = False) -> bytes:
@@ -171,7 +217,7 @@ def test_a_flat_stretch_or_a_huge_incident_does_not_silence_later_spikes(tmp_pat
     """After 1 500 exact repeats the first ordinary value is no spike (the scale did not shrink to 0 over
     the repeats), and the spike 700 samples later is flagged; after an incident of +290 early on, the
     spike 3 600 samples later is flagged too (the largest deviation seen fades). As without either."""
-    config = _config(tmp_path, "sentinel", "[rule.params]\nspike = 12.0\n")
+    config = _config(tmp_path, "sentinel", "[rule.params]\nspike_time = 0.0\n")  # one-minute spikes
     plain = _run(["run", "--config", str(config)], crash_minutes()).splitlines()
     out = _run(["run", "--config", str(config)], crash_minutes(**{case: True})).splitlines()
     assert [i for i, line in enumerate(plain) if b'reason="spike"' in line or b'reason="dip"' in line] == [3700]
@@ -179,5 +225,5 @@ def test_a_flat_stretch_or_a_huge_incident_does_not_silence_later_spikes(tmp_pat
     assert b'reason="dip"' not in out[3000] and b"rate_anomaly=false" in out[3000], out[3000]
     assert not [line for line in out[101:3700] if b'reason="spike"' in line or b'reason="dip"' in line]
     if case == "incident":  # spike_forget = 0: the largest deviation seen never fades, and the spike is missed
-        never = _config(tmp_path, "sentinel", "[rule.params]\nspike = 12.0\nspike_forget = 0.0\n")
+        never = _config(tmp_path, "sentinel", "[rule.params]\nspike_time = 0.0\nspike_forget = 0.0\n")
         assert b"rate_anomaly=false" in _run(["run", "--config", str(never)], crash_minutes(incident=True)).splitlines()[3700]

@@ -111,14 +111,16 @@ class Transitions(Surprise):
 
 # Suppression and learning are also bounded in event time (3 days), and the time-of-day margin is
 # wider; a time-of-day slot must have seen a spread of values, and a climb already reported is not
-# reported again: issue 12, docs/detection.md "Two corpora".
+# reported again: issue 12, docs/detection.md "Two corpora"; spikes that last half an hour are
+# reported: docs/detection.md "Spikes that last".
 _STEPS, _PARAMS, _LAYOUT = compose(
-    Transitions, day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True
+    Transitions, day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True,
+    spike=12.0,
 )
 
 
 class Sentinel(Pipeline):
-    """riverguard's default detector: anomaly likelihood of recent surprise, new extremes, stuck values.
+    """riverguard's default detector: anomaly likelihood of recent surprise, new extremes, spikes, stuck values.
 
     Each sample goes through six cheap steps, all strictly online:
 
@@ -177,12 +179,13 @@ class Sentinel(Pipeline):
        run is reported once, and only if it started after ``learn`` samples;
        with ``stuck_longest``, only while it is longer than every earlier run.
 
-       *Spikes* (off unless a rule sets ``spike``, see
-       :class:`~riverguard.detectors.steps.Spike`): a value ``spike`` or more
-       exponentially weighted mean absolute deviations from the recent level
-       scores ``spike_score``, even inside the range seen so far. Off, the step
-       is left out: no state, no cost, the same scores, state and fingerprint
-       as a rule without ``spike``.
+       *Spikes that last* (:class:`~riverguard.detectors.steps.Spike`): a
+       value ``spike`` (12) or more exponentially weighted mean absolute
+       deviations from the recent level scores ``spike_score``, even inside
+       the range seen so far, once it has lasted ``spike_time`` (half an
+       hour of event time since the last sample that was not a spike: one
+       sample of an hourly series; ``0``: one sample at any rate). With
+       ``spike = 0`` the step is left out: no state, no cost.
     5. **Minimum history.** Nothing scores above 0 before ``learn`` samples (in a rule, its
        ``warmup``: 200 by default),
        or, with event times, before ``learn_time`` seconds (3 days; and

@@ -120,14 +120,15 @@ cdef class Stuck(Step):
 
 
 cdef class Spike(Step):
-    cdef public double spike, spike_fading, spike_record, spike_score, spike_forget
-    cdef public double _mean, _mad, _top
+    cdef public double spike, spike_fading, spike_record, spike_score, spike_forget, spike_time
+    cdef public double _mean, _mad, _top, _calm
 
-    cdef void first(self, double x) noexcept
+    cdef void first(self, double x, double now) noexcept
+    cdef inline bint lasting(self, double now) noexcept
     @cython.locals(k=double)
     cdef inline double reach(self) noexcept
     @cython.locals(mean=double, mad=double, d=double, ad=double, z=double, out=double, a=double, top=double)
-    cdef double score(self, double x, bint counting, bint repeat) noexcept
+    cdef double score(self, double x, bint counting, bint repeat, double now) noexcept
 
 
 cdef class Suppression(Step):

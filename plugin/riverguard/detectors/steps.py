@@ -767,14 +767,24 @@ class Stuck(Step):
 
 
 class Spike(Step):
-    """Step 4b, off unless ``spike`` > 0: a value far from the recent level, in robust deviations.
+    """Step 4b, off when ``spike`` is 0: a value far from the recent level, in robust deviations, for long enough.
 
     The deviation ``z = |x - mean| / mad`` uses an exponentially weighted mean
     and mean absolute deviation (weight ``spike_fading``), which a single
     spike moves far less than it moves a variance. A value ``spike`` or more
     of them away scores ``spike_score``, if ``z`` is also at least
     ``spike_record`` times the largest ``z`` seen since ``learn // 4``
-    samples (a series whose spikes are routine does not report each one).
+    samples (a series whose spikes are routine does not report each one),
+    and if the spike has lasted ``spike_time`` seconds of event time: the
+    time since the last sample that was not a spike (a spike still too short
+    leaves the largest ``z`` seen alone, so the rest of its run is judged
+    against the record as it stood when the run began). One sample of an hourly
+    series stands for an hour, and a spike in it is reported at once; a
+    series sampled every 5 minutes must stay out for 6 samples in a row at
+    the default 30 minutes, as single-sample bursts are routine at fine
+    sampling (tweet counts, CPU) and a sustained change there is the other
+    steps' to judge. Without event times, or with ``spike_time`` 0, one
+    sample is enough.
     That largest ``z`` fades by ``spike_forget`` each sample (a memory of
     about 1 000 samples by default), so one huge incident does not silence
     the step for good. An exact repeat of the previous value moves the mean
@@ -783,8 +793,8 @@ class Spike(Step):
     huge ``z`` (a false spike, and a record no later spike could reach).
     Below 1.0, a spike reported inside a suppression is damped under the
     threshold. While ``spike`` is 0 the pipeline leaves this step out. See
-    docs/detection.md ("A spike step, opt-in") for what it gains and costs on
-    each corpus: a choice for series whose incidents are short spikes, not the default.
+    docs/detection.md ("Spikes that last") for what it gains and costs on
+    each corpus.
     """
 
     PARAMS = (
@@ -797,9 +807,12 @@ class Spike(Step):
         Param("spike_score", 0.9, "The score of a spike.", low=0.0, high=1.0),
         Param("spike_forget", 0.001, "Fraction by which the largest deviation seen (for spike_record) fades each "
               "sample (0: never).", low=0.0, high=1.0, high_open=True),
+        Param("spike_time", 1800.0, "Seconds of event time a spike must have lasted, since the last sample that was "
+              "not one (0: one sample is enough).", low=0.0),
     )  # fmt: skip
-    # the EW mean and mean absolute deviation of the values; the largest deviation seen (in mads, fading)
-    STATE = ("mean", "mad", "top")
+    # the EW mean and mean absolute deviation of the values; the largest deviation seen (in mads, fading);
+    # the event time of the last sample that was not a spike (NaN: none known)
+    STATE = ("mean", "mad", "top", "calm")
     SWITCH = "spike"
 
     def __init__(self, values):
@@ -807,18 +820,25 @@ class Spike(Step):
         self._mean = 0.0
         self._mad = 0.0
         self._top = 0.0
+        self._calm = _NAN
 
-    def first(self, x):
+    def first(self, x, now):
         self._mean = x
+        self._calm = now
+
+    def lasting(self, now):
+        """Whether a spike at event time ``now`` (NaN: none) has lasted ``spike_time`` since the last calm sample."""
+        return self.spike_time == 0.0 or now - self._calm >= self.spike_time
 
     def reach(self):
         """The smallest deviation (in mads) that is a spike now: ``spike``, or ``spike_record`` of the largest seen."""
         k = self.spike_record * self._top
         return k if k > self.spike else self.spike
 
-    def score(self, x, counting, repeat):
+    def score(self, x, counting, repeat, now):
         """Learn ``x``; ``spike_score`` if it is a spike, else 0.0. ``counting``: spikes count (and the largest is
-        kept); ``repeat``: ``x`` repeats the previous value exactly (the stuck step's verdict)."""
+        kept); ``repeat``: ``x`` repeats the previous value exactly (the stuck step's verdict); ``now``: its event
+        time (NaN: none)."""
         mean = self._mean
         mad = self._mad
         d = x - mean
@@ -826,10 +846,20 @@ class Spike(Step):
         z = ad / mad if mad > 0.0 else 0.0
         out = 0.0
         if counting:
-            if z >= self.reach():
-                out = self.spike_score
             top = self._top * (1.0 - self.spike_forget)
-            self._top = z if z > top else top
+            if z < self.reach():
+                self._calm = now
+                if z > top:
+                    top = z
+            elif self.lasting(now):
+                out = self.spike_score
+                if z > top:
+                    top = z
+            # (a spike that has not lasted yet leaves the largest deviation seen alone: the rest of its
+            # run is judged against the record as it stood when the run began)
+            self._top = top
+        else:
+            self._calm = now
         a = self.spike_fading
         mean += a * d
         if not repeat:  # (a repeat leaves the scale as it is)
@@ -1008,7 +1038,7 @@ class Pipeline:
             self.error._mean = x
             self.stuck.first(x)
             if self.spikes is not None:
-                self.spikes.first(x)
+                self.spikes.first(x, now)
             return 0.0
         stuck = self.stuck.score(x, n > self.learn)  # 4. a run of repeats
         lo = extremes._lo  # the range before x
@@ -1046,7 +1076,7 @@ class Pipeline:
             why = _WHY_STUCK
         spikes = self.spikes
         if spikes is not None:  # 4b. a spike (off unless the rule sets spike)
-            spike = spikes.score(x, n >= self.learn // 4, self.stuck._rep)
+            spike = spikes.score(x, n >= self.learn // 4, self.stuck._rep, now)
             if spike > score:
                 score = spike
                 tod = False
@@ -1263,7 +1293,7 @@ class Pipeline:
         spon = False
         mask = False
         spk = self.spikes
-        if spk is not None and spk._mad > 0.0:
+        if spk is not None and spk._mad > 0.0 and spk.lasting(now):
             w = spk.reach() * spk._mad
             spon = spk.spike_score * f >= eff
             mask = not spon and through and spk.spike_score > day.day_score and (tl > -_INF or tu < _INF)
