@@ -213,9 +213,11 @@ def test_checkpoint_with_states_by_name_from_0c40294_starts_fresh_and_says_so(tm
 @pytest.mark.parametrize("pure", [False, True])
 def test_checkpoint_with_flat_records_keeps_its_models(tmp_path: Path, pure: bool) -> None:
     """The same two models as the 0c40294 checkpoint above (300 samples each), saved as flat records
-    (``STATE_LAYOUT`` "record 2"; converted once from that file, name by name): the next 100 samples
-    come out byte for byte as 0c40294 wrote them in one uninterrupted run of all 400, compiled and
-    pure. Regenerate these files when the layout changes."""
+    (``STATE_LAYOUT`` "record 2"; converted once from that file, name by name, and given the series'
+    last event time as ``likelihood.tp`` when that was added): the next 100 samples come out byte for
+    byte as 0c40294 wrote them in one uninterrupted run of all 400, compiled and pure (``long_time``
+    bounds the likelihood's weight only after 1 000 samples). Regenerate these files when the layout
+    changes."""
     data = Path(__file__).parent / "data"
     state = tmp_path / "s.msgpack"
     state.write_bytes((data / "checkpoint-record-state.msgpack").read_bytes())

@@ -87,11 +87,12 @@ def test_checkpoints_of_the_default_rule_keep_matching() -> None:
     pinned so that a change of them is deliberate: they changed when ``learn`` became the warm-up
     (they did not), and with issue 12's sparse-slot and climb rules (a new setting and a new
     ``extremes`` state, ``climb``), after which older checkpoints start fresh, again when the state
-    became one flat record (its layout is in the fingerprint), and when the spike step became part of
-    sentinel (``spike = 0`` is the rule before, and keeps its checkpoints)."""
+    became one flat record (its layout is in the fingerprint), when the spike step became part of
+    sentinel, and when the likelihood kept the previous sample's event time (``likelihood.tp``, for
+    ``long_time``)."""
     from riverguard.config import Rule
 
-    assert Rule(index=1, name="all").fingerprint == "93efa0f4d1f0b8b0"
-    assert Rule(index=1, name="all", params={"spike": 0.0}).fingerprint == "39801bac4e7b6441"
-    assert Rule(index=1, name="all", detector="context").fingerprint == "759d5f22ff223a10"
-    assert Rule(index=1, name="all", warmup=10).fingerprint == "93efa0f4d1f0b8b0"
+    assert Rule(index=1, name="all").fingerprint == "3d7be55e3badae16"
+    assert Rule(index=1, name="all", params={"spike": 0.0}).fingerprint == "01202004933c220d"
+    assert Rule(index=1, name="all", detector="context").fingerprint == "0143f2ec095ef649"
+    assert Rule(index=1, name="all", warmup=10).fingerprint == "3d7be55e3badae16"

@@ -112,10 +112,11 @@ class Transitions(Surprise):
 # Suppression and learning are also bounded in event time (3 days), and the time-of-day margin is
 # wider; a time-of-day slot must have seen a spread of values, and a climb already reported is not
 # reported again: issue 12, docs/detection.md "Two corpora"; spikes that last half an hour are
-# reported: docs/detection.md "Spikes that last".
+# reported, and the likelihood remembers at least two days: docs/detection.md "Spikes that last" and
+# "A likelihood that remembers days".
 _STEPS, _PARAMS, _LAYOUT = compose(
     Transitions, day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True,
-    spike=12.0,
+    spike=12.0, long_time=172800.0,
 )
 
 
@@ -141,7 +142,9 @@ class Sentinel(Pipeline):
          normal for the series but not for the hour, such as a holiday.
     2. **Likelihood.** The raw score's short exponential average (weight
        ``short``, about ``1 / short`` samples) is compared with the long-run
-       mean and variance of that average (weight ``long``): the Gaussian tail
+       mean and variance of that average (weight ``long``, and at most a
+       sample's interval over ``long_time``: a memory of at least 1 000
+       samples and two days of event time): the Gaussian tail
        probability ``p`` of the current average is reported on a log scale,
        ``score = -log10(p) / -log10(pmin)``. ``p = 10 ** -6.5`` scores 0.5 and
        ``p = 1e-13`` scores 1.0, so strong detections stay distinct after
@@ -230,7 +233,7 @@ class Sentinel(Pipeline):
     >>> det.process(25.0, 90000.0)  # a new extreme
     1.0
     >>> [round(det.process(10.0 + rng.gauss(0.0, 1.0)), 3) for _ in range(3)]  # suppressed
-    [0.04, 0.048, 0.057]
+    [0.034, 0.041, 0.049]
 
     References
     ----------

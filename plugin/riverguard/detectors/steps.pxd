@@ -84,13 +84,14 @@ cdef class TimeOfDay(Step):
 
 
 cdef class Likelihood(Step):
-    cdef public double short, long, min_sd, pmin
-    cdef public double _avg, _mu, _s2
+    cdef public double short, long, min_sd, pmin, long_time
+    cdef public double _avg, _mu, _s2, _tp
     cdef readonly double scale
     cdef readonly bint built
 
-    @cython.locals(prev=double, avg=double, mu=double, s2=double, sd=double, dm=double, p=double, lam=double)
-    cdef double score(self, double raw, int64_t n) except? -1.0
+    @cython.locals(prev=double, avg=double, mu=double, s2=double, sd=double, dm=double, p=double, lam=double,
+                   w=double)
+    cdef double score(self, double raw, int64_t n, double now) except? -1.0
 
 
 cdef class Extremes(Step):

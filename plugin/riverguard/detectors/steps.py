@@ -572,7 +572,16 @@ class TimeOfDay(Step):
 
 
 class Likelihood(Step):
-    """Step 2: the raw score's short average against its long-run mean and variance, on a log scale."""
+    """Step 2: the raw score's short average against its long-run mean and variance, on a log scale.
+
+    The long-run mean and variance weigh each sample by ``long`` (about the
+    last ``1 / long`` samples) and, with ``long_time``, by at most its
+    interval over ``long_time``: they remember at least ``long_time``
+    seconds of event time, so at fine sampling (``1 / long`` samples are
+    under 3 hours at 10 seconds) a daily rhythm is not taken for a change
+    every few hours. Coarser sampling, where ``1 / long`` samples span more
+    than ``long_time``, is not affected.
+    """
 
     PARAMS = (
         Param("short", 0.2, "Weight of the newest raw score in its short average.", low=0.0, high=1.0, low_open=True),
@@ -581,8 +590,11 @@ class Likelihood(Step):
         Param("min_sd", 0.05, "Floor under the long-run standard deviation of the short average.", low=0.0, low_open=True),
         Param("pmin", 1e-13, "Smallest tail probability told apart; it scores 1.0.",
               low=0.0, high=0.5, low_open=True, high_open=True),
+        Param("long_time", 0.0, "Seconds of event time the long-run mean and variance of the short average "
+              "remember at least: a sample weighs at most its interval over long_time (0: samples only).", low=0.0),
     )  # fmt: skip
-    STATE = ("avg", "mu", "s2")
+    # the short average; the long-run mean and variance of it; the event time of the previous sample (NaN: none)
+    STATE = ("avg", "mu", "s2", "tp")
 
     def __init__(self, values):
         _configure(self, values)
@@ -591,9 +603,11 @@ class Likelihood(Step):
         self._avg = 0.0
         self._mu = 0.0
         self._s2 = 0.0
+        self._tp = _NAN
 
-    def score(self, raw, n):
-        """Learn ``raw`` (the ``n``-th, n >= 1) and return the likelihood score of its short average."""
+    def score(self, raw, n, now):
+        """Learn ``raw`` (the ``n``-th, n >= 1, at event time ``now``, NaN: none) and return the likelihood score
+        of its short average."""
         prev = self._avg
         avg = prev + self.short * (raw - prev)
         self._avg = avg
@@ -607,6 +621,11 @@ class Likelihood(Step):
         dm = avg - mu
         p = 0.5 * erfc(dm / sd * _SQRT1_2)
         lam = self.long if n * self.long > 1.0 else 1.0 / n
+        if self.long_time and n * self.long > 1.0:
+            w = (now - self._tp) / self.long_time  # (NaN without event times: no bound)
+            if w < lam:
+                lam = w if w > 0.0 else 0.0  # (a repeated or earlier timestamp: not learned)
+        self._tp = now
         self._mu = mu + lam * dm
         self._s2 = (1.0 - lam) * (s2 + lam * dm * dm)
         return -log10(p) * self.scale if p > self.pmin else 1.0
@@ -1060,7 +1079,7 @@ class Pipeline:
         elif raw < 0.0:
             raw = 0.0
         error.learn(x)
-        score = self.likelihood.score(raw, n)  # 2. likelihood
+        score = self.likelihood.score(raw, n, now)  # 2. likelihood
         tod = False  # the score is a time-of-day extreme
         if day.hit and day.day_score > score:
             score = day.day_score
