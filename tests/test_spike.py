@@ -109,6 +109,49 @@ def test_a_one_minute_blip_is_no_spike_until_spike_time_is_0(tmp_path: Path) -> 
     assert at_once.splitlines()[spike + 1].count(b'latency_anomaly_reason="dip"') == 1
 
 
+def blip(times: list[int | None]) -> bytes:
+    """3 000 samples of a series around 100 (sd 2) at the given event times (s; None: no timestamp), a
+    burst to 300 and -100 at samples 30-31 (the range), and a blip of +150 at sample 2 000 (inside it)."""
+    rng = random.Random(3)
+    lines = []
+    for i, t in enumerate(times):
+        x = 100.0 + rng.gauss(0.0, 2.0)
+        if i in (30, 31):
+            x = 300.0 if i == 30 else -100.0
+        if i == 2000:
+            x += 150.0
+        stamp = b"" if t is None else b" %d" % (t * 10**9)
+        lines.append(b"api,host=a latency=%.3f%s\n" % (x, stamp))
+    return b"".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("case", "flagged"),
+    [("hourly", True), ("no timestamps", True), ("per minute", False), ("after a gap", False), ("after a late sample", False)],
+)
+def test_what_a_sample_stands_for(tmp_path: Path, case: str, flagged: bool) -> None:
+    """A one-sample blip is a lasting spike in an hourly series (it stands for an hour), and without
+    timestamps (samples only: one is enough); not a minute apart, nor right after a 40-minute gap in that
+    per-minute series (a sample stands for at most twice the usual interval), nor after one sample that
+    came an hour late (a late sample adds no time)."""
+    times: list[int | None]
+    if case == "hourly":
+        times = [T0 + HOUR * i for i in range(3000)]
+    elif case == "no timestamps":
+        times = [None] * 3000
+    else:
+        times = [T0 + MINUTE * i + (2400 if case == "after a gap" and i >= 2000 else 0) for i in range(3000)]
+        if case == "after a late sample":
+            times[1999] -= HOUR
+    out = _run(["run", "--config", str(_config(tmp_path, "sentinel"))], blip(times)).splitlines()
+    assert len(out) == 3000
+    if flagged:
+        assert b",latency_anomaly_score=0.9,latency_anomaly=true," in out[2000], out[2000]
+        assert out[2000].count(b'latency_anomaly_reason="spike"') == 1
+    else:
+        assert b"latency_anomaly=false" in out[2000], out[2000]
+
+
 def test_a_spike_is_reported_once_it_has_lasted_spike_time() -> None:
     """One sample a minute, ``spike_time`` 3 minutes: a one-minute blip of +150 is not reported; an
     excursion of +150 for five minutes is, at its third minute (three minutes after the last calm sample)."""
@@ -186,7 +229,7 @@ def test_the_spike_step_holds_no_state_while_off() -> None:
         assert cls.defaults()["spike"] == default
         assert cls(spike=0.0).spikes is None and "spikes" not in cls(spike=0.0).state_by_name()
         assert cls(spike=12.0).spikes is not None and "spikes" in cls(spike=12.0).state_by_name()
-        assert len(cls(spike=12.0).dump_state()[0]) == len(cls(spike=0.0).dump_state()[0]) + 4 * 8  # mean, mad, top, calm
+        assert len(cls(spike=12.0).dump_state()[0]) == len(cls(spike=0.0).dump_state()[0]) + 5 * 8  # mean, mad, top, run, gap
 
 
 def crash_minutes(flat: bool = False, incident: bool = False) -> bytes:

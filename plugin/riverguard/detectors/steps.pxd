@@ -8,6 +8,7 @@ from libc.stdint cimport int64_t
 
 cdef double _SQRT1_2, _DAY, _NAN, _INF
 cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE
+cdef double _RHYTHM, _ROUNDING
 cdef double *_LEVELS
 cdef double _XTHR, _XDAMP, _XSCALE, _XPMIN, _XEFF, _XU, _XUD
 cdef double *_CUTS
@@ -85,13 +86,13 @@ cdef class TimeOfDay(Step):
 
 cdef class Likelihood(Step):
     cdef public double short, long, min_sd, pmin, long_time
-    cdef public double _avg, _mu, _s2, _tp
+    cdef public double _avg, _mu, _s2
     cdef readonly double scale
     cdef readonly bint built
 
     @cython.locals(prev=double, avg=double, mu=double, s2=double, sd=double, dm=double, p=double, lam=double,
                    w=double)
-    cdef double score(self, double raw, int64_t n, double now) except? -1.0
+    cdef double score(self, double raw, int64_t n, double dt) except? -1.0
 
 
 cdef class Extremes(Step):
@@ -122,14 +123,19 @@ cdef class Stuck(Step):
 
 cdef class Spike(Step):
     cdef public double spike, spike_fading, spike_record, spike_score, spike_forget, spike_time
-    cdef public double _mean, _mad, _top, _calm
+    cdef public double _mean, _mad, _top, _run, _gap
 
-    cdef void first(self, double x, double now) noexcept
-    cdef inline bint lasting(self, double now) noexcept
+    cdef void first(self, double x) noexcept
+    @cython.locals(g=double)
+    cdef inline double span(self, double dt) noexcept
+    cdef inline bint lasting(self, double dt) noexcept
+    @cython.locals(floor=double)
+    cdef inline double unit(self) noexcept
     @cython.locals(k=double)
     cdef inline double reach(self) noexcept
-    @cython.locals(mean=double, mad=double, d=double, ad=double, z=double, out=double, a=double, top=double)
-    cdef double score(self, double x, bint counting, bint repeat, double now) noexcept
+    @cython.locals(mean=double, mad=double, d=double, ad=double, z=double, out=double, a=double, top=double,
+                   lasting=bint, g=double, unit=double)
+    cdef double score(self, double x, bint counting, bint repeat, double dt) noexcept
 
 
 cdef class Suppression(Step):
@@ -150,7 +156,7 @@ cdef class Pipeline:
     cdef readonly int64_t learn
     cdef readonly double learn_time
     cdef int64_t _n
-    cdef double _t0
+    cdef double _t0, _t1
     cdef readonly Surprise surprise
     cdef readonly PredictionError error
     cdef readonly TimeOfDay day
@@ -164,6 +170,7 @@ cdef class Pipeline:
 
     @cython.locals(n=int64_t, stuck=double, lo=double, span=double, new_extreme=bint, raw=double, var=double,
                    z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double,
+                   t1=double, dt=double,
                    surprise=Surprise)
     cpdef double process(self, double x, object t=*) except? -1.0
     cdef inline bint _warming(self, int64_t n, double now, double t0) noexcept

@@ -80,6 +80,10 @@ _WHY_HOUR = 3
 _WHY_EXTREME = 4
 _WHY_STUCK = 5
 _WHY_SPIKE = 6
+#: weight of the newest interval in the spike step's usual interval of a series
+_RHYTHM = 0.1
+#: a deviation smaller than this fraction of the level is rounding, not a spike
+_ROUNDING = 1e-9
 
 
 # -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
@@ -320,14 +324,14 @@ def _describe(steps):
     Returns ``(scalars, (step attribute, ((attribute, kind, lowest, highest + 1), ...)) per step,
     (step attribute, buffer name) per buffer, layout)``, ``kind`` being ``_FLOAT``, ``_INT`` or
     ``_BOOL`` (the bounds are for the integers that a saved int or bool may hold). The record
-    (:meth:`Pipeline.dump_state`) is ``[scalars, *buffers]``: ``scalars`` packs ``n``, ``t0`` and
+    (:meth:`Pipeline.dump_state`) is ``[scalars, *buffers]``: ``scalars`` packs ``n``, ``t0``, ``t1`` and
     every step's ``STATE`` in order, 8 bytes each, little-endian (a float as a double, an int as
     int64, a bool as 0 or 1); then each step's ``BUFFERS`` as bytes. ``layout`` names every part
     with its type (buffers with their size in bytes), all derived from the steps' declarations.
     """
     steps = [(name, step) for name, step in steps if step is not None]
-    codes = "<qd"
-    names = [f"record {_RECORD}:", "n:q", "t0:d"]
+    codes = "<qdd"
+    names = [f"record {_RECORD}:", "n:q", "t0:d", "t1:d"]
     scalars = []
     buffers = []
     for name, step in steps:
@@ -593,8 +597,7 @@ class Likelihood(Step):
         Param("long_time", 0.0, "Seconds of event time the long-run mean and variance of the short average "
               "remember at least: a sample weighs at most its interval over long_time (0: samples only).", low=0.0),
     )  # fmt: skip
-    # the short average; the long-run mean and variance of it; the event time of the previous sample (NaN: none)
-    STATE = ("avg", "mu", "s2", "tp")
+    STATE = ("avg", "mu", "s2")
 
     def __init__(self, values):
         _configure(self, values)
@@ -603,11 +606,10 @@ class Likelihood(Step):
         self._avg = 0.0
         self._mu = 0.0
         self._s2 = 0.0
-        self._tp = _NAN
 
-    def score(self, raw, n, now):
-        """Learn ``raw`` (the ``n``-th, n >= 1, at event time ``now``, NaN: none) and return the likelihood score
-        of its short average."""
+    def score(self, raw, n, dt):
+        """Learn ``raw`` (the ``n``-th, n >= 1, ``dt`` seconds after the previous one, NaN: unknown) and return
+        the likelihood score of its short average."""
         prev = self._avg
         avg = prev + self.short * (raw - prev)
         self._avg = avg
@@ -622,10 +624,9 @@ class Likelihood(Step):
         p = 0.5 * erfc(dm / sd * _SQRT1_2)
         lam = self.long if n * self.long > 1.0 else 1.0 / n
         if self.long_time and n * self.long > 1.0:
-            w = (now - self._tp) / self.long_time  # (NaN without event times: no bound)
+            w = dt / self.long_time  # (NaN without event times: no bound)
             if w < lam:
                 lam = w if w > 0.0 else 0.0  # (a repeated or earlier timestamp: not learned)
-        self._tp = now
         self._mu = mu + lam * dm
         self._s2 = (1.0 - lam) * (s2 + lam * dm * dm)
         return -log10(p) * self.scale if p > self.pmin else 1.0
@@ -794,16 +795,21 @@ class Spike(Step):
     of them away scores ``spike_score``, if ``z`` is also at least
     ``spike_record`` times the largest ``z`` seen since ``learn // 4``
     samples (a series whose spikes are routine does not report each one),
-    and if the spike has lasted ``spike_time`` seconds of event time: the
-    time since the last sample that was not a spike (a spike still too short
-    leaves the largest ``z`` seen alone, so the rest of its run is judged
-    against the record as it stood when the run began). One sample of an hourly
-    series stands for an hour, and a spike in it is reported at once; a
-    series sampled every 5 minutes must stay out for 6 samples in a row at
-    the default 30 minutes, as single-sample bursts are routine at fine
-    sampling (tweet counts, CPU) and a sustained change there is the other
-    steps' to judge. Without event times, or with ``spike_time`` 0, one
-    sample is enough.
+    and if the spike has lasted ``spike_time`` seconds of event time: each
+    sample of the run stands for its interval since the previous sample, at
+    most twice the series' usual interval (an exponentially weighted mean of
+    the intervals, each clipped at 4 times it), so the first sample after a
+    gap is not a lasting spike, and a late sample adds nothing. A spike still
+    too short leaves the largest ``z`` seen alone, so the rest of its run is
+    judged against the record as it stood when the run began. One sample of
+    an hourly series stands for an hour, and a spike in it is reported at
+    once; at 5 minutes a spike would have to stay out for 6 samples in a row,
+    which the mean and mean absolute deviation, following a lasting change,
+    do not allow at the default ``spike_fading`` (the deviation of the sixth
+    sample of a jump is at most about 10), so there single-sample bursts,
+    routine at fine sampling (tweet counts, CPU), are not reported, and a
+    sustained change is the other steps' to judge. Without event times, or
+    with ``spike_time`` 0, one sample is enough.
     That largest ``z`` fades by ``spike_forget`` each sample (a memory of
     about 1 000 samples by default), so one huge incident does not silence
     the step for good. An exact repeat of the previous value moves the mean
@@ -830,8 +836,8 @@ class Spike(Step):
               "not one (0: one sample is enough).", low=0.0),
     )  # fmt: skip
     # the EW mean and mean absolute deviation of the values; the largest deviation seen (in mads, fading);
-    # the event time of the last sample that was not a spike (NaN: none known)
-    STATE = ("mean", "mad", "top", "calm")
+    # the event time the current run of spikes has lasted (NaN: unknown), the series' usual interval (0: none yet)
+    STATE = ("mean", "mad", "top", "run", "gap")
     SWITCH = "spike"
 
     def __init__(self, values):
@@ -839,46 +845,73 @@ class Spike(Step):
         self._mean = 0.0
         self._mad = 0.0
         self._top = 0.0
-        self._calm = _NAN
+        self._run = 0.0
+        self._gap = 0.0
 
-    def first(self, x, now):
+    def first(self, x):
         self._mean = x
-        self._calm = now
 
-    def lasting(self, now):
-        """Whether a spike at event time ``now`` (NaN: none) has lasted ``spike_time`` since the last calm sample."""
-        return self.spike_time == 0.0 or now - self._calm >= self.spike_time
+    def span(self, dt):
+        """The event time that a spike ``dt`` seconds after the previous sample stands for: ``dt``, at most
+        twice the usual interval; 0 for a late sample, NaN without event times."""
+        g = self._gap + self._gap
+        if g > 0.0 and dt > g:
+            return g
+        if dt < 0.0:
+            return 0.0
+        return dt
+
+    def lasting(self, dt):
+        """Whether a spike ``dt`` seconds after the previous sample has lasted ``spike_time`` (without event
+        times: yes)."""
+        return self.spike_time == 0.0 or not self._run + self.span(dt) < self.spike_time
+
+    def unit(self):
+        """The scale of a deviation: the mean absolute deviation, at least ``1e-9`` of the mean's size (a
+        series that moves by a rounding error has no spikes at that scale)."""
+        floor = _ROUNDING * abs(self._mean)
+        return self._mad if self._mad > floor else floor
 
     def reach(self):
         """The smallest deviation (in mads) that is a spike now: ``spike``, or ``spike_record`` of the largest seen."""
         k = self.spike_record * self._top
         return k if k > self.spike else self.spike
 
-    def score(self, x, counting, repeat, now):
+    def score(self, x, counting, repeat, dt):
         """Learn ``x``; ``spike_score`` if it is a spike, else 0.0. ``counting``: spikes count (and the largest is
-        kept); ``repeat``: ``x`` repeats the previous value exactly (the stuck step's verdict); ``now``: its event
-        time (NaN: none)."""
+        kept); ``repeat``: ``x`` repeats the previous value exactly (the stuck step's verdict); ``dt``: seconds
+        since the previous sample (NaN: unknown)."""
         mean = self._mean
         mad = self._mad
         d = x - mean
         ad = abs(d)
-        z = ad / mad if mad > 0.0 else 0.0
+        unit = self.unit()
+        z = ad / unit if unit > 0.0 else 0.0
         out = 0.0
         if counting:
             top = self._top * (1.0 - self.spike_forget)
-            if z < self.reach():
-                self._calm = now
+            if z >= self.reach():
+                lasting = self.lasting(dt)
+                self._run += self.span(dt)
+                if lasting:
+                    out = self.spike_score
+                    if z > top:
+                        top = z
+                # (a spike that has not lasted yet leaves the largest deviation seen alone: the rest of its
+                # run is judged against the record as it stood when the run began)
+            else:
+                self._run = 0.0
                 if z > top:
                     top = z
-            elif self.lasting(now):
-                out = self.spike_score
-                if z > top:
-                    top = z
-            # (a spike that has not lasted yet leaves the largest deviation seen alone: the rest of its
-            # run is judged against the record as it stood when the run began)
             self._top = top
         else:
-            self._calm = now
+            self._run = 0.0
+        if dt > 0.0:  # the series' usual interval, each clipped at 4 times it (a gap moves it little)
+            g = self._gap
+            if g > 0.0:
+                self._gap = g + _RHYTHM * ((dt if dt < 4.0 * g else 4.0 * g) - g)
+            else:
+                self._gap = dt
         a = self.spike_fading
         mean += a * d
         if not repeat:  # (a repeat leaves the scale as it is)
@@ -979,6 +1012,7 @@ class Pipeline:
         self.learn_time = values["learn_time"]
         self._n = 0
         self._t0 = _INF  # the first event time seen (inf: none yet)
+        self._t1 = _NAN  # the latest event time seen (NaN: none yet)
         self._why = 0  # the evidence of the last score (for reason; not state)
         self._ex = _NAN  # explain_into's answer
         self._elo = _NAN
@@ -1051,13 +1085,17 @@ class Pipeline:
         now = _NAN if t is None else t
         if self._t0 == _INF and now == now:  # the first event time seen
             self._t0 = now
+        t1 = self._t1
+        dt = now - t1  # seconds since the latest sample (NaN: unknown; < 0: a late sample)
+        if now > t1 or t1 != t1:
+            self._t1 = now
         extremes = self.extremes
         if n == 0:
             extremes.first(x)
             self.error._mean = x
             self.stuck.first(x)
             if self.spikes is not None:
-                self.spikes.first(x, now)
+                self.spikes.first(x)
             return 0.0
         stuck = self.stuck.score(x, n > self.learn)  # 4. a run of repeats
         lo = extremes._lo  # the range before x
@@ -1079,7 +1117,7 @@ class Pipeline:
         elif raw < 0.0:
             raw = 0.0
         error.learn(x)
-        score = self.likelihood.score(raw, n, now)  # 2. likelihood
+        score = self.likelihood.score(raw, n, dt)  # 2. likelihood
         tod = False  # the score is a time-of-day extreme
         if day.hit and day.day_score > score:
             score = day.day_score
@@ -1095,7 +1133,7 @@ class Pipeline:
             why = _WHY_STUCK
         spikes = self.spikes
         if spikes is not None:  # 4b. a spike (off unless the rule sets spike)
-            spike = spikes.score(x, n >= self.learn // 4, self.stuck._rep, now)
+            spike = spikes.score(x, n >= self.learn // 4, self.stuck._rep, dt)
             if spike > score:
                 score = spike
                 tod = False
@@ -1312,8 +1350,8 @@ class Pipeline:
         spon = False
         mask = False
         spk = self.spikes
-        if spk is not None and spk._mad > 0.0 and spk.lasting(now):
-            w = spk.reach() * spk._mad
+        if spk is not None and spk.unit() > 0.0 and spk.lasting(now - self._t1):
+            w = spk.reach() * spk.unit()
             spon = spk.spike_score * f >= eff
             mask = not spon and through and spk.spike_score > day.day_score and (tl > -_INF or tu < _INF)
             if spon or mask:
@@ -1394,7 +1432,7 @@ class Pipeline:
         """The learned state as one flat record, ``[scalars, *buffers]`` (plain bytes; see :func:`_describe`
         and ``STATE_LAYOUT``); :meth:`state_by_name` shows it by name."""
         packer, scalars, buffers, _ = _record(self)
-        values = [self._n, self._t0]
+        values = [self._n, self._t0, self._t1]
         for name, fields in scalars:
             step = getattr(self, name)
             for attr, _, _, _ in fields:
@@ -1426,7 +1464,8 @@ class Pipeline:
             raise ValueError(f"bad {type(self).name} state (n)")
         self._n = n
         self._t0 = values[1]
-        i = 2
+        self._t1 = values[2]
+        i = 3
         for name, fields in scalars:
             step = getattr(self, name)
             for attr, kind, low, high in fields:
@@ -1449,13 +1488,13 @@ class Pipeline:
             i += 1
 
     def state_by_name(self):
-        """The learned state by name, for reading: ``{"n": .., "t0": .., step: {name: value}}``, every name
+        """The learned state by name, for reading: ``{"n": .., "t0": .., "t1": .., step: {name: value}}``, every name
         from the steps' ``STATE`` and ``BUFFERS`` (what :meth:`dump_state` saves, read by :func:`read_record`)."""
         return read_record(_record(self)[3], self.dump_state())
 
 
 def read_record(layout, record):
-    """A record that :meth:`Pipeline.dump_state` saved, by name: ``{"n": .., "t0": .., step: {name: value}}``.
+    """A record that :meth:`Pipeline.dump_state` saved, by name: ``{"n": .., "t0": .., "t1": .., step: {name: value}}``.
 
     ``layout`` is the layout it was saved in (``STATE_LAYOUT``, or a rule's
     :meth:`Pipeline.state_identity`); buffers are given as the bytes saved.
