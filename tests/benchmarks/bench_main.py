@@ -338,9 +338,18 @@ def _percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[rank - 1]
 
 
-def bench_memory(levels: tuple[int, ...], tmp: Path, say: Any) -> dict[str, Any]:
-    """RSS of one riverguard process (default config) after it has seen 3 samples of each of K series."""
-    proc = Process([*RIVERGUARD, "run"], tmp)
+def bench_memory(levels: tuple[int, ...], tmp: Path, say: Any, params: str | None = None) -> dict[str, Any]:
+    """RSS of one riverguard process after it has seen 3 samples of each of K series.
+
+    The default config, or with ``params`` (the inside of a TOML inline table, e.g. ``spike = 0.0,
+    suppress = 100``) one rule of the default detector with those ``params``.
+    """
+    cmd = [*RIVERGUARD, "run"]
+    if params is not None:
+        path = tmp / f"memory-{len(list(tmp.glob('memory-*.toml')))}.toml"
+        path.write_text(f'[[rule]]\nname = "all"\nparams = {{ {params} }}\n')
+        cmd += ["--config", str(path)]
+    proc = Process(cmd, tmp)
     rss: dict[int, int] = {"0": proc.rss()}  # type: ignore[dict-item]
     round_no = 0
     for k in levels:
@@ -354,11 +363,12 @@ def bench_memory(levels: tuple[int, ...], tmp: Path, say: Any) -> dict[str, Any]
         round_no = stream.round
         time.sleep(0.3)
         rss[k] = proc.rss()
-        say(f"  memory: {k:,} series -> RSS {rss[k] / 2**20:.1f} MiB")
+        say(f"  memory{'' if params is None else f' ({params})'}: {k:,} series -> RSS {rss[k] / 2**20:.1f} MiB")
     proc.close()
     base = levels[0]
     out: dict[str, Any] = {
         "definition": "series = measurement + tag set + field; 3 samples each; RSS from /proc/<pid>/status VmRSS",
+        "params": params,
         "rss_bytes": {str(k): v for k, v in rss.items()},
     }
     for k in levels[1:]:
@@ -543,13 +553,17 @@ def table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, dict[str,
                 f"{rg[q + '_ms']:.1f} ms", f"{pt[q + '_ms']:.1f} ms", f"{rg[q + '_ms'] / pt[q + '_ms']:.1f}x",
                 target("latency_p99_ms", rg["p99_ms"]) if q == "p99" else "",
             ])
-    mem = results.get("memory")
-    if mem:
+    # the target holds for the default config; a run with other rule params (--memory-params) is shown beside it
+    for mem in [results.get("memory"), *results.get("memory_params", [])]:
+        if not mem:
+            continue
         keys = sorted((k for k in mem if k.startswith("bytes_per_series_")), key=lambda k: int(k.rsplit("_", 1)[1]))
+        given = mem.get("params")
         for k in keys:
             n = int(k.rsplit("_", 1)[1])
-            rows.append([f"memory per series at {n:,} series (RSS growth)", f"{mem[k]:,} B", "", "",
-                         target("bytes_per_series", mem[k]) if k == keys[-1] else ""])
+            rows.append([f"memory per series at {n:,} series (RSS growth){'' if given is None else f', {given}'}",
+                         f"{mem[k]:,} B", "", "", target("bytes_per_series", mem[k]) if k == keys[-1] and given is None
+                         else ""])
     cp = results.get("checkpoint")
     if cp:
         rows.append([f"checkpoint save, {cp['series']:,} series", f"{cp['save_s']:.2f} s", "", "",
@@ -581,6 +595,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(ROOT / "bench-results.json"), help="JSON results (default: %(default)s)")
     parser.add_argument("--only", action="append", choices=["throughput", "latency", "memory", "checkpoint", "detectors"],
                         help="run only these parts (repeatable)")
+    parser.add_argument("--memory-params", action="append", default=[], metavar="TOML",
+                        help="also measure memory with a rule of the default detector with these params, "
+                             "e.g. 'spike = 0.0, suppress = 100' (repeatable)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     parts = args.only or ["throughput", "latency", "memory", "checkpoint", "detectors"]
@@ -601,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
             results["latency"] = bench_latency(plan["latency"], tmp, say)
         if "memory" in parts:
             results["memory"] = bench_memory(plan["memory"], tmp, say)
+            if args.memory_params:
+                results["memory_params"] = [bench_memory(plan["memory"], tmp, say, p) for p in args.memory_params]
         if "checkpoint" in parts:
             results["checkpoint"] = bench_checkpoint(plan["checkpoint"], tmp, say)
         if "detectors" in parts:
