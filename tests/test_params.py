@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from pathlib import Path
@@ -12,6 +13,9 @@ from riverguard import config
 from riverguard.detectors import REGISTRY, steps_of
 from riverguard.detectors.params import Param, markdown
 from riverguard.detectors.steps import Pipeline
+from riverguard.engine import Engine
+from riverguard.log import Log
+from riverguard.stream import process_chunks
 
 ROOT = Path(__file__).resolve().parents[1]
 DETECTORS = ROOT / "plugin" / "riverguard" / "detectors"
@@ -165,16 +169,86 @@ C_TYPES = {bool: {"bint"}, int: {"int", "int64_t"}, float: {"double"}, tuple: {"
 
 @pytest.mark.parametrize("name", ["sentinel", "context"])
 def test_pxd_types_every_declared_parameter_and_state_name(name: str) -> None:
-    """The .pxd beside a compiled module only adds types: each declared parameter and state name has one."""
+    """The .pxd beside a compiled module only adds types: each declared parameter has one in the detector's
+    settings class (``Settings``, or its subclass with the surprise step's), each state name in its step's."""
     cls = REGISTRY[name]
     declared = {**_pxd_attributes(DETECTORS / "steps.pxd"), **_pxd_attributes(DETECTORS / f"{name}.pxd")}
+    settings = {**declared["Settings"], **declared[cls.SETTINGS.__name__]}
+    for p in cls.PARAMS:
+        assert settings.get(p.name) in C_TYPES[p.kind], (cls.SETTINGS.__name__, p.name)
     fresh = cls(**{s.SWITCH: 1.0 for _, s in cls.STEPS if s.SWITCH})  # (a step that is off is left out)
     for attr, step_cls in cls.STEPS:
         attrs = declared[step_cls.__name__]
         step = getattr(fresh, attr)
-        for p in step_cls.PARAMS:
-            assert attrs.get(p.name) in C_TYPES[p.kind], (step_cls.__name__, p.name)
+        assert not set(attrs) & {p.name for p in cls.PARAMS}, step_cls.__name__  # (the rule's, not the step's)
         for state in step_cls.STATE:
             kind = type(getattr(step, "_" + state))
             assert attrs.get("_" + state) in C_TYPES[kind], (step_cls.__name__, state)
     assert issubclass(cls, Pipeline)
+
+
+def _wave(i: int, phase: float) -> float:
+    """A daily wave with a spike now and then, one sample every 5 minutes."""
+    return 10.0 + 3.0 * math.sin(i / 288.0 * 2.0 * math.pi + phase) + (25.0 if i % 997 == 500 else 0.0) + (i * 7919) % 13 / 10.0
+
+
+@pytest.mark.parametrize("params", [{"spike": 0.0}, {"spike": 12.0}])
+@pytest.mark.parametrize("name", ["sentinel", "context"])
+def test_a_rules_series_share_its_settings_and_keep_their_state_apart(name: str, params: dict[str, float]) -> None:
+    """The settings are kept once per rule: every step of every series of a rule refers to the one settings
+    object the rule's factory made. What each series learns stays its own: a series fed beside another scores
+    what it scores alone, and a series made after both starts from nothing."""
+    cls = REGISTRY[name]
+    make = cls.factory(params)
+    a, b, alone = make(), make(), make()
+    assert a.cfg is b.cfg and type(a.cfg) is cls.SETTINGS and a.cfg.values == cls(**params).params()
+    for det in (a, b):
+        steps = [getattr(det, s) for s, _ in cls.STEPS if getattr(det, s) is not None]
+        assert len(steps) == len(cls.STEPS) - (not params["spike"]) and all(step.cfg is a.cfg for step in steps)
+    scores = []
+    for i in range(3000):
+        t = 1.7e9 + 300.0 * i
+        scores.append(a.process(_wave(i, 0.0), t))
+        b.process(_wave(i, 2.0) * 3.0, t)
+        assert scores[-1] == alone.process(_wave(i, 0.0), t), i
+    assert max(scores) >= 0.5  # (the spikes were scored)
+    assert a.dump_state() == alone.dump_state() != b.dump_state()
+    assert make().dump_state() == cls(**params).dump_state()
+
+
+@pytest.mark.parametrize("name", ["sentinel", "context"])
+def test_a_setting_reads_back_under_its_own_name_from_the_detector_and_its_step(name: str) -> None:
+    """River's idiom: ``det.spike``, and ``det.spikes.spike`` on the step that uses it, with the type declared;
+    a step has no other step's settings."""
+    cls = REGISTRY[name]
+    det = cls(spike=12.0, suppress=7, weekend_slots=False)
+    values = det.params()
+    for attr, step_cls in cls.STEPS:
+        step = getattr(det, attr)
+        for p in step_cls.PARAMS:
+            for got in (getattr(step, p.name), getattr(det, p.name)):
+                assert got == values[p.name] and type(got) is p.kind, (attr, p.name)
+        with pytest.raises(AttributeError, match="no attribute 'no_such_setting'"):
+            step.no_such_setting  # noqa: B018
+    assert (det.spike, det.spikes.spike, det.suppression.suppress, det.day.weekend_slots) == (12.0, 12.0, 7, False)
+    with pytest.raises(AttributeError):
+        det.error.spike  # noqa: B018  (the spike step's, not the prediction error's)
+
+
+def test_a_reload_gives_a_rules_series_the_new_settings() -> None:
+    """SIGHUP's reload: the series of a rule whose warm-up changed keep what they learned, in detectors that
+    share the new rule's settings; the series of a rule whose parameters changed start fresh on the new ones."""
+    text = '[[rule]]\nname = "a"\nfields = ["a*"]\nwarmup = {w}\n[[rule]]\nname = "b"\nfields = ["b"]\n{p}'
+    engine = Engine(config.parse(text.format(w=50, p="")), Log("error"))
+    data = b"".join(b"m a1=%d,a2=%d,b=%d %d\n" % (i % 7, i % 5, i % 3, (1_700_000_000 + 60 * i) * 10**9)
+                    for i in range(100))
+    process_chunks(engine, [data], lambda _: None)
+    old = sorted((s.rule.name, s.detector.learn, s.detector.suppress) for s in engine.series.values())
+    assert old == [("a", 50, 400), ("a", 50, 400), ("b", 200, 400)]
+    assert engine.reconfigure(config.parse(text.format(w=80, p="params = { suppress = 3 }\n"))) == (2, 1)
+    kept = [s.detector for s in engine.series.values()]
+    assert len(kept) == 2 and kept[0].cfg is kept[1].cfg and kept[0].learn == kept[0].cfg.learn == 80
+    assert all(d.state_by_name()["n"] == 100 for d in kept)  # what they learned
+    process_chunks(engine, [b"m a1=1,a2=1,b=1 1700009000000000000\n"], lambda _: None)
+    fresh = [s.detector for s in engine.series.values() if s.rule.name == "b"]
+    assert len(fresh) == 1 and fresh[0].suppression.suppress == 3 and fresh[0].state_by_name()["n"] == 1

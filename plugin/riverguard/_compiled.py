@@ -24,10 +24,18 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-__all__ = ["PURE_PYTHON", "compiled", "is_compiled", "prefer_sources", "uncompiled"]
+__all__ = ["PURE_PYTHON", "cclass", "compiled", "is_compiled", "no_gc", "prefer_sources", "uncompiled"]
 
 #: Uncompiled: this module stands in for ``cython`` only when Cython is not there.
 compiled = False
+
+
+def _as_is(cls: Any) -> Any:
+    return cls
+
+
+#: Class decorators that only mean something compiled (an extension type, not tracked by the cyclic GC).
+cclass = no_gc = _as_is
 
 #: True when RIVERGUARD_PURE_PYTHON asks for the uncompiled sources ("0", empty or unset: it does not).
 PURE_PYTHON = os.environ.get("RIVERGUARD_PURE_PYTHON", "") not in ("", "0")

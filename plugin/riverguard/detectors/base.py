@@ -88,6 +88,13 @@ class Detector(abc.ABC):
     def __init__(self, **params: Any) -> None:
         self._setup(resolve(type(self).PARAMS, params, type(self).name))
 
+    @classmethod
+    def shared_settings(cls, values: dict[str, Any]) -> Any:
+        """What ``_setup`` is given for every series of a rule whose resolved settings are ``values``, made
+        once per rule by its :class:`Factory`: here ``values`` itself (the steps pipeline makes one
+        settings object that the rule's series share)."""
+        return values
+
     def _setup(self, values: dict[str, Any]) -> None:
         """Store the resolved settings and set up the learned state."""
         for name, value in values.items():
@@ -183,25 +190,26 @@ class Factory:
     with a checkpointed state. When the class that defines the detector's
     ``__init__`` also defines ``_setup`` (:class:`Detector` and the steps
     pipeline do: their constructor only resolves its keywords and hands them
-    to ``_setup(values)``), the detector is built with ``__new__`` and
-    ``_setup``, from the settings resolved here (shared by the rule's series:
-    never changed). Otherwise (a subclass with a constructor of its own) the
-    constructor is called with them.
+    to ``_setup``), the detector is built with ``__new__`` and ``_setup``,
+    from what ``shared_settings`` made of the settings resolved here, once:
+    shared by the rule's series, never changed. Otherwise (a subclass with a
+    constructor of its own) the constructor is called with them.
     """
 
-    __slots__ = ("cls", "values", "_direct")
+    __slots__ = ("cls", "values", "_shared")
 
     def __init__(self, cls: Any, values: dict[str, Any]) -> None:
         self.cls = cls
         self.values = values
         init = next(vars(k) for k in cls.__mro__ if "__init__" in vars(k))
-        self._direct = "_setup" in init
+        self._shared = cls.shared_settings(values) if "_setup" in init else None
 
     def __call__(self) -> Any:
-        if not self._direct:
+        shared = self._shared
+        if shared is None:
             return self.cls(**self.values)
         detector = self.cls.__new__(self.cls)
-        detector._setup(self.values)
+        detector._setup(shared)
         return detector
 
     def restore(self, state: Any) -> Any:

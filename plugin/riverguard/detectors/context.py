@@ -13,14 +13,14 @@ except ImportError:  # no Cython: this module runs as the plain Python it is
 import math  # noqa: F401 (the Examples use it)
 
 from .params import Param
-from .steps import Pipeline, Surprise, compose
+from .steps import Pipeline, Settings, Surprise, compose
 
 if cython.compiled:
-    from cython.cimports.riverguard.detectors.steps import _bytes, _configure, _dump_bytes, _free, _load_bytes
+    from cython.cimports.riverguard.detectors.steps import _bytes, _dump_bytes, _free, _load_bytes
 else:
-    from .steps import _bytes, _configure, _dump_bytes, _free, _load_bytes
+    from .steps import _bytes, _dump_bytes, _free, _load_bytes
 
-__all__ = ["Context", "Patterns"]
+__all__ = ["Context", "ContextSettings", "Patterns"]
 
 #: Odd 32-bit multipliers (fixed: hashing must not depend on the process).
 _MULT = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1, 0xD3A2646C | 1, 0xFD7046C5, 0xB55A4F09)
@@ -37,6 +37,24 @@ def _plan(orders):
     return plan
 
 
+class ContextSettings(Settings):
+    """Context's settings (one object per rule): the shared steps' and :class:`Patterns`' (``levels``, ...),
+    and what follows from Patterns' for its table and hashing."""
+
+    def __init__(self, values):
+        Settings.__init__(self, values)
+        orders = self.orders
+        self.nlevels = self.levels
+        self.size = 1 << self.table_bits
+        self.shift = 32 - self.table_bits
+        self.tmask = (1 << self.table_bits) - 1
+        self.inv = 1.0 / len(orders)
+        self.hmask = (1 << (4 * (max(orders) + 1))) - 1
+        self.plan = _plan(orders)
+
+
+@cython.no_gc
+@cython.cclass
 class Patterns(Surprise):
     """Step 1a of context: the fraction of the sample's recent level patterns never seen.
 
@@ -59,78 +77,73 @@ class Patterns(Surprise):
     STATE = ("hist",)
     BUFFERS = ("table",)
 
-    def __init__(self, values):
-        _configure(self, values)
-        orders = self.orders
-        self.nlevels = self.levels
-        self._shift = 32 - self.table_bits
-        self._tmask = (1 << self.table_bits) - 1
-        self._inv = 1.0 / len(orders)
-        self._hmask = (1 << (4 * (max(orders) + 1))) - 1
-        self._plan = _plan(orders)  # shared between instances
+    def __init__(self, cfg):
+        self.cfg = cfg
         self._hist = 0
-        self._size = 1 << self.table_bits
-        self._table = _bytes(self._size)
+        self._table = _bytes(cfg.size)
 
     def __dealloc__(self):
         _free(self._table)
 
     def raw(self, q, n):
-        hist = ((self._hist << 4) | q) & self._hmask
+        hist = ((self._hist << 4) | q) & self.cfg.hmask
         self._hist = hist
         table = self._table
-        shift = self._shift
-        tmask = self._tmask
+        shift = self.cfg.shift
+        tmask = self.cfg.tmask
         unseen = 0
-        for mask, mult in self._plan:
+        for mask, mult in self.cfg.plan:
             i = (((hist & mask) * mult) >> shift) & tmask
             c = table[i]
             if c == 0:
                 unseen += 1
             if c < 255:
                 table[i] = c + 1
-        if n % self.halve_every == 0:  # old patterns fade
-            for i in range(self._size):
+        if n % self.cfg.halve_every == 0:  # old patterns fade
+            for i in range(self.cfg.size):
                 table[i] = table[i] >> 1
-        return unseen * self._inv
+        return unseen * self.cfg.inv
 
     def peek(self, out):
-        levels = self.levels
+        plan = self.cfg.plan
+        levels = self.cfg.levels
         table = self._table
-        shift = self._shift
-        tmask = self._tmask
+        shift = self.cfg.shift
+        tmask = self.cfg.tmask
         for q in range(levels):
-            hist = ((self._hist << 4) | q) & self._hmask
+            hist = ((self._hist << 4) | q) & self.cfg.hmask
             unseen = 0
-            for j in range(len(self._plan)):
-                mask, mult = self._plan[j]
+            for j in range(len(plan)):
+                mask, mult = plan[j]
                 i = (((hist & mask) * mult) >> shift) & tmask
                 if table[i] == 0:
                     # raw() counts a context as it goes: one that an earlier order of this sample
                     # hashed to the same entry has been seen by then
                     seen = False
                     for k in range(j):
-                        mask2, mult2 = self._plan[k]
+                        mask2, mult2 = plan[k]
                         if (((hist & mask2) * mult2) >> shift) & tmask == i:
                             seen = True
                     if not seen:
                         unseen += 1
-            out[q] = unseen * self._inv
+            out[q] = unseen * self.cfg.inv
         return levels
 
     def _dump_buffer(self, name):
-        return _dump_bytes(self._table, self._size)
+        return _dump_bytes(self._table, self.cfg.size)
 
     def _load_buffer(self, name, data):
-        return _load_bytes(self._table, data, self._size)
+        return _load_bytes(self._table, data, self.cfg.size)
 
     def _fits(self):
-        return self._hist <= self._hmask
+        return self._hist <= self.cfg.hmask
 
 
-_STEPS, _PARAMS, _LAYOUT = compose(Patterns, pmin=1e-12, day_slots=12)
+_STEPS, _PARAMS, _LAYOUT = compose(Patterns, ContextSettings, pmin=1e-12, day_slots=12)
 
 
+@cython.no_gc
+@cython.cclass
 class Context(Pipeline):
     """Novelty of the recent pattern of quantised values, as an anomaly likelihood.
 
@@ -203,6 +216,7 @@ class Context(Pipeline):
     """
 
     STEPS = _STEPS
+    SETTINGS = ContextSettings
     PARAMS = _PARAMS
     STATE_LAYOUT = _LAYOUT
     name = "context"

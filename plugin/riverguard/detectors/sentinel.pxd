@@ -8,12 +8,16 @@
 cimport cython
 from libc.stdint cimport int64_t
 
-from riverguard.detectors.steps cimport Pipeline, Surprise
+from riverguard.detectors.steps cimport Pipeline, Settings, Surprise
+
+
+cdef class SentinelSettings(Settings):
+    cdef public int bins
+    cdef public double gain, prior
 
 
 cdef class Transitions(Surprise):
-    cdef public int bins
-    cdef public double gain, prior
+    cdef readonly SentinelSettings cfg
     cdef public int64_t _b1, _b2
     cdef unsigned char *_counts
     cdef unsigned char *_totals
@@ -22,10 +26,14 @@ cdef class Transitions(Surprise):
                    raw=double, base=int64_t, j=int64_t, h=int64_t, counts="unsigned char *",
                    totals="unsigned char *")
     cdef double raw(self, int b, int64_t n) except? -2.0
-    @cython.locals(bins=int, row=int64_t, first=int64_t, prior=double, total=double, counts="unsigned char *", b=int)
+    @cython.locals(bins=int, row=int64_t, first=int64_t, prior=double, total=double,
+                   counts="unsigned char *", b=int)
     cdef int peek(self, double *out) except -1
+    @cython.locals(bins=Py_ssize_t)
     cpdef bytes _dump_buffer(self, str name)
+    @cython.locals(bins=Py_ssize_t)
     cpdef bint _load_buffer(self, str name, object data) except -1
+    @cython.locals(bins=int)
     cdef bint _fits(self) except -1
 
 

@@ -11,16 +11,26 @@ except ImportError:  # no Cython: this module runs as the plain Python it is
     from riverguard import _compiled as cython  # type: ignore[no-redef]
 
 from .params import Param
-from .steps import Pipeline, Surprise, compose
+from .steps import Pipeline, Settings, Surprise, compose
 
 if cython.compiled:
-    from cython.cimports.riverguard.detectors.steps import _bytes, _configure, _dump_bytes, _free, _load_bytes
+    from cython.cimports.riverguard.detectors.steps import _bytes, _dump_bytes, _free, _load_bytes
 else:
-    from .steps import _bytes, _configure, _dump_bytes, _free, _load_bytes
+    from .steps import _bytes, _dump_bytes, _free, _load_bytes
 
-__all__ = ["Sentinel", "Transitions"]
+__all__ = ["Sentinel", "SentinelSettings", "Transitions"]
 
 
+class SentinelSettings(Settings):
+    """Sentinel's settings (one object per rule): the shared steps' and :class:`Transitions`' (``bins``, ...)."""
+
+    def __init__(self, values):
+        Settings.__init__(self, values)
+        self.nlevels = self.bins
+
+
+@cython.no_gc
+@cython.cclass
 class Transitions(Surprise):
     """Step 1a of sentinel: sequence surprise from a second-order Markov model of quantised levels.
 
@@ -43,28 +53,28 @@ class Transitions(Surprise):
     STATE = ("b1", "b2")
     BUFFERS = ("counts", "totals")
 
-    def __init__(self, values):
-        _configure(self, values)
-        self.nlevels = self.bins
+    def __init__(self, cfg):
+        self.cfg = cfg
+        bins = cfg.bins
         self._b1 = 0
         self._b2 = 0
-        self._counts = _bytes(self.bins * self.bins * self.bins)
-        self._totals = _bytes(self.bins * self.bins)
+        self._counts = _bytes(bins * bins * bins)
+        self._totals = _bytes(bins * bins)
 
     def __dealloc__(self):
         _free(self._counts)
         _free(self._totals)
 
     def raw(self, b, n):
-        bins = self.bins
+        bins = self.cfg.bins
         row = self._b2 * bins + self._b1
         i = row * bins + b
         counts = self._counts
         totals = self._totals
         c = counts[i]
         total = totals[row]
-        prior = self.prior
-        raw = 1.0 - self.gain * (c + prior) / (total + prior * bins)
+        prior = self.cfg.prior
+        raw = 1.0 - self.cfg.gain * (c + prior) / (total + prior * bins)
         if total == 255:  # halve the context's counts (forget slowly)
             base = row * bins
             total = 0
@@ -82,31 +92,34 @@ class Transitions(Surprise):
         return raw
 
     def peek(self, out):
-        bins = self.bins
+        bins = self.cfg.bins
         row = self._b2 * bins + self._b1  # the context (as in raw): its total, and its counts from first
         first = row * bins
-        prior = self.prior
+        prior = self.cfg.prior
         total = self._totals[row] + prior * bins
         counts = self._counts
         for b in range(bins):
-            out[b] = 1.0 - self.gain * (counts[first + b] + prior) / total
+            out[b] = 1.0 - self.cfg.gain * (counts[first + b] + prior) / total
         return bins
 
     def _dump_buffer(self, name):
+        bins = self.cfg.bins
         if name == "counts":
-            return _dump_bytes(self._counts, self.bins * self.bins * self.bins)
-        return _dump_bytes(self._totals, self.bins * self.bins)
+            return _dump_bytes(self._counts, bins * bins * bins)
+        return _dump_bytes(self._totals, bins * bins)
 
     def _load_buffer(self, name, data):
+        bins = self.cfg.bins
         if name == "counts":
-            return _load_bytes(self._counts, data, self.bins * self.bins * self.bins)
+            return _load_bytes(self._counts, data, bins * bins * bins)
         # The per-context totals are saved rather than re-summed (144 sums per series made
         # loading 100 000 series take seconds). Totals that disagree with the counts can only
         # come from a tampered file: they skew that series' scores or fail it (logged, unscored).
-        return _load_bytes(self._totals, data, self.bins * self.bins)
+        return _load_bytes(self._totals, data, bins * bins)
 
     def _fits(self):
-        return self._b1 < self.bins and self._b2 < self.bins
+        bins = self.cfg.bins
+        return self._b1 < bins and self._b2 < bins
 
 
 # Suppression and learning are also bounded in event time (3 days), and the time-of-day margin is
@@ -115,11 +128,14 @@ class Transitions(Surprise):
 # reported, and the likelihood remembers at least two days: docs/detection.md "Spikes that last" and
 # "A likelihood that remembers days".
 _STEPS, _PARAMS, _LAYOUT = compose(
-    Transitions, day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True,
-    spike=12.0, long_time=172800.0,
+    Transitions, SentinelSettings,
+    day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True, spike=12.0,
+    long_time=172800.0,
 )
 
 
+@cython.no_gc
+@cython.cclass
 class Sentinel(Pipeline):
     """riverguard's default detector: anomaly likelihood of recent surprise, new extremes, spikes, stuck values.
 
@@ -246,6 +262,7 @@ class Sentinel(Pipeline):
     """
 
     STEPS = _STEPS
+    SETTINGS = SentinelSettings
     PARAMS = _PARAMS
     STATE_LAYOUT = _LAYOUT
     name = "sentinel"

@@ -28,11 +28,40 @@ cdef bytes _dump_doubles(double *buf, Py_ssize_t n)
 cdef bint _load_doubles(double *buf, object data, Py_ssize_t n) except -1
 
 
-cdef dict _SETTINGS, _RECORDS
+cdef dict _RECORDS
 cdef int _RECORD, _FLOAT, _INT, _BOOL
-@cython.locals(names=tuple)
-cdef int _configure(Step step, dict values) except -1
 cdef tuple _record(object det)
+
+
+cdef class Settings:
+    # every setting of the shared steps (a detector's own surprise step adds its own in a subclass), and what
+    # follows from them; one object per rule, which every step of every series of the rule refers to
+    cdef readonly dict values
+    cdef readonly int nlevels, slots
+    cdef readonly double width, scale
+    # PredictionError
+    cdef public double fading, z_scale
+    # TimeOfDay
+    cdef public int day_slots, day_visits
+    cdef public bint weekend_slots, day_detrend
+    cdef public double day_margin, day_score, day_fading, day_width
+    # Likelihood
+    cdef public double short, long, min_sd, pmin, long_time
+    # Extremes
+    cdef public double margin, extreme, extreme_sd, value_long
+    cdef public bint extreme_once
+    # Stuck
+    cdef public double repeat_decay
+    cdef public bint stuck_longest
+    # Spike
+    cdef public double spike, spike_fading, spike_record, spike_score, spike_forget, spike_time
+    # Suppression
+    cdef public double fire, damp, suppress_time
+    cdef public int64_t suppress
+    cdef public bint day_through
+    # Pipeline
+    cdef public int64_t learn
+    cdef public double learn_time
 
 
 cdef class Step:
@@ -42,14 +71,12 @@ cdef class Step:
 
 
 cdef class Surprise(Step):
-    cdef readonly int nlevels
-
     cdef double raw(self, int b, int64_t n) except? -2.0
     cdef int peek(self, double *out) except -1
 
 
 cdef class PredictionError(Step):
-    cdef public double fading, z_scale
+    cdef readonly Settings cfg
     cdef public double _mean, _var
 
     @cython.locals(d=double, var=double, z=double)
@@ -59,62 +86,55 @@ cdef class PredictionError(Step):
 
 
 cdef class TimeOfDay(Step):
-    # (the 4-byte fields side by side: 128 bytes an object, not 144)
-    cdef public int day_slots, day_visits
-    cdef public bint weekend_slots, day_detrend
+    cdef readonly Settings cfg
     cdef bint hit
-    cdef int _slots
-    cdef public double day_margin, day_score, day_fading, day_width
     cdef public int64_t _slot
-    cdef double _width
     cdef double *_lo
     cdef double *_hi
     cdef unsigned char *_visits
     cdef double *_stat
 
-    @cython.locals(tt=double, day=double, slot=int64_t)
+    @cython.locals(width=double, tt=double, day=double, slot=int64_t, per_day=int)
     cdef int64_t slot_at(self, object t) except? -2
     cdef inline bint _known(self, int vis, double dlo, double dhi, double span) noexcept
     @cython.locals(slot=int64_t, v=double, vis=int, i=Py_ssize_t, ds=double,
                    dvar=double, zs=double, a=double, dlo=double, dhi=double, known=bint)
     cdef double observe(self, double x, double lmean, object t, double span, double var, double z_scale,
                         double z) except? -1.0
+    @cython.locals(slots=Py_ssize_t)
     cpdef bytes _dump_buffer(self, str name)
+    @cython.locals(slots=Py_ssize_t)
     cpdef bint _load_buffer(self, str name, object data) except -1
     cdef bint _fits(self) except -1
 
 
 cdef class Likelihood(Step):
-    cdef public double short, long, min_sd, pmin, long_time
+    cdef readonly Settings cfg
     cdef public double _avg, _mu, _s2
-    cdef readonly double scale
     cdef readonly bint built
 
-    @cython.locals(prev=double, avg=double, mu=double, s2=double, sd=double, dm=double, p=double, lam=double,
-                   w=double)
+    @cython.locals(short=double, prev=double, avg=double, mu=double, s2=double, sd=double, dm=double, p=double,
+                   lam=double, w=double)
     cdef double score(self, double raw, int64_t n, double dt) except? -1.0
 
 
 cdef class Extremes(Step):
-    cdef public double margin, extreme, extreme_sd, value_long
-    cdef public bint extreme_once
+    cdef readonly Settings cfg
     cdef public double _lo, _hi, _rlo, _rhi, _lmean, _lvar
     cdef public int _climb
     cdef bint again
 
     cdef void first(self, double x) noexcept
-    @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, side=int, lam=double, dl=double,
-                   far=bint)
+    @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, side=int, lam=double,
+                   dl=double, far=bint)
     cdef bint observe(self, double x, int64_t n) except -1
 
 
 cdef class Stuck(Step):
-    cdef public double repeat_decay
-    cdef readonly double scale, fire
+    cdef readonly Settings cfg
     cdef public double _prev, _c0, _k0, _c1, _k1, _run, _step
     cdef public int64_t _len, _maxlen
-    # (the 4-byte fields side by side, no padding between them: 128 bytes an object, not 144)
-    cdef public bint stuck_longest, _rep
+    cdef public bint _rep
 
     cdef void first(self, double x) noexcept
     @cython.locals(stuck=double, rep=bint, longest=bint, keep=double, c1=double, k1=double, run=double)
@@ -122,7 +142,7 @@ cdef class Stuck(Step):
 
 
 cdef class Spike(Step):
-    cdef public double spike, spike_fading, spike_record, spike_score, spike_forget, spike_time
+    cdef readonly Settings cfg
     cdef public double _mean, _mad, _top, _run, _gap
 
     cdef void first(self, double x) noexcept
@@ -139,22 +159,19 @@ cdef class Spike(Step):
 
 
 cdef class Suppression(Step):
-    cdef public double fire, damp, suppress_time
-    cdef public int64_t suppress
+    cdef readonly Settings cfg
     cdef public int64_t _quiet
     cdef public double _tfire
-    # (the 4-byte fields side by side: 80 bytes an object, not 96)
-    cdef public bint day_through, _qday
+    cdef public bint _qday
 
     cdef bint active(self, double now) noexcept
     @cython.locals(quiet=int64_t)
     cdef double apply(self, double score, bint tod, double now) noexcept
 
 
+@cython.no_gc  # (also in steps.py: this one tells the modules that cimport it, whose subclasses inherit it)
 cdef class Pipeline:
-    cdef dict _values
-    cdef readonly int64_t learn
-    cdef readonly double learn_time
+    cdef readonly Settings cfg
     cdef int64_t _n
     cdef double _t0, _t1
     cdef readonly Surprise surprise

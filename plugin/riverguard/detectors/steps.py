@@ -22,9 +22,12 @@ Each step declares its parameters (``PARAMS``, see
 :mod:`riverguard.detectors.params`) and its learned state (``STATE``,
 ``BUFFERS``), saved in one flat record whose layout is derived from those
 names. A new statistic is one more name in ``STATE`` (and its type in
-``steps.pxd``); a new parameter one more :class:`Param` (and its
-type in ``steps.pxd``): the constructor, validation, config checks, the rule
-fingerprint and the docs follow. A step with a ``SWITCH`` (a parameter that is
+the step's class in ``steps.pxd``); a new parameter one more :class:`Param`
+(and its type in ``Settings`` in ``steps.pxd``): the constructor, validation,
+config checks, the rule fingerprint and the docs follow. The settings live
+once per rule, in one :class:`Settings` object that every step of every
+series of the rule refers to (``cfg``); a series holds only its learned
+state. A step with a ``SWITCH`` (a parameter that is
 0 while the step is off) is left out of the pipeline while it is off: it then
 holds no state, costs nothing, and leaves the rule fingerprint as it was
 before the step existed (:meth:`Pipeline.state_identity`).
@@ -260,14 +263,40 @@ def _likely_limit(eff, f, scale, pmin):
 # -- steps ---------------------------------------------------------------------------------------------
 
 
-class Step:
-    """One step: parameters (``PARAMS``, stored under their names) and learned state (``STATE``, ``BUFFERS``).
+class Settings:
+    """The settings of one rule's detectors, resolved (``values``), each also under its own name, and what
+    follows from them: one object per rule, which every step of every series of the rule refers to (``cfg``).
 
-    A scalar in ``STATE`` lives in the attribute ``"_" + name``; its type is
-    the type it has in a fresh step (float, int >= 0, or bool). ``BUFFERS``
-    names the step's own arrays, saved as bytes through :meth:`_dump_buffer`
-    and :meth:`_load_buffer`. The detector saves every step's state in one
-    flat record whose layout is derived from these names (:func:`_describe`).
+    A series holds only its learned state: the settings are the same for every
+    series of a rule, and a copy in each step of each series cost about 250
+    bytes a series (docs/performance.md). Never changed once made (a rule whose settings change makes
+    new detectors, see ``Engine.reconfigure``). A detector whose surprise step
+    has settings of its own subclasses it (``SentinelSettings``).
+    """
+
+    def __init__(self, values):
+        self.values = values
+        for name, value in values.items():
+            setattr(self, name, value)
+        self.slots = self.day_slots * (2 if self.weekend_slots else 1)  # TimeOfDay's slots (weekends apart)
+        self.width = _DAY / self.day_slots if self.day_slots else 0.0  # and their length in seconds
+        self.scale = -1.0 / log10(self.pmin)  # -log10(p) * scale: the score of tail probability p
+        self.nlevels = 0  # the surprise step's levels (its subclass sets them)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.values!r})"
+
+
+class Step:
+    """One step: parameters (``PARAMS``) and learned state (``STATE``, ``BUFFERS``).
+
+    The settings are the rule's, shared (``cfg``, a :class:`Settings`); a
+    step reads one back under its own name (``det.spikes.spike``). A scalar
+    in ``STATE`` lives in the attribute ``"_" + name``; its type is the type
+    it has in a fresh step (float, int >= 0, or bool). ``BUFFERS`` names the
+    step's own arrays, saved as bytes through :meth:`_dump_buffer` and
+    :meth:`_load_buffer`. The detector saves every step's state in one flat
+    record whose layout is derived from these names (:func:`_describe`).
     """
 
     PARAMS = ()
@@ -276,8 +305,11 @@ class Step:
     BUFFERS = ()  # names of the step's own arrays in its state (bytes)
     SWITCH = None  # a parameter that is 0 while the step is off: the pipeline then leaves the step out
 
-    def __init__(self, values):
-        _configure(self, values)
+    def __getattr__(self, name):
+        """A setting of this step, read under its own name (``step.spike``) from the rule's settings."""
+        if name in _names(type(self)):
+            return getattr(self.cfg, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _dump_buffer(self, name):
         """The buffer ``name`` (one of ``BUFFERS``) as bytes."""
@@ -292,18 +324,15 @@ class Step:
         return True
 
 
-_SETTINGS = {}
+_NAMES = {}
 
 
-def _configure(step, values):
-    """Store the step's settings from ``values`` under their own names (what a step's ``__init__``
-    does first: a plain function call, which costs less per series than ``Step.__init__``)."""
-    cls = type(step)
-    names = _SETTINGS.get(cls)
+def _names(cls):
+    """The names of a step class's settings (a set, worked out once per class)."""
+    names = _NAMES.get(cls)
     if names is None:
-        names = _SETTINGS[cls] = tuple(sys.intern(p.name) for p in cls.PARAMS)
-    for name in names:
-        setattr(step, name, values[name])
+        names = _NAMES[cls] = frozenset(p.name for p in cls.PARAMS)
+    return names
 
 
 # -- the saved state: one flat record -----------------------------------------------------------------
@@ -393,7 +422,7 @@ class Surprise(Step):
     """Step 1a, the detector's own: how unexpected a value is given the recent ones (a raw score <= 1).
 
     It sees the value as its level: :func:`_level` of the range seen before it,
-    in ``nlevels`` levels (set by the step's ``__init__``).
+    in ``cfg.nlevels`` levels (set by the detector's :class:`Settings`).
     """
 
     def raw(self, b, n):
@@ -405,6 +434,8 @@ class Surprise(Step):
         raise NotImplementedError
 
 
+@cython.no_gc
+@cython.cclass
 class PredictionError(Step):
     """Step 1b: distance from an exponentially weighted mean, in its standard deviations."""
 
@@ -415,8 +446,8 @@ class PredictionError(Step):
     )  # fmt: skip
     STATE = ("mean", "var")
 
-    def __init__(self, values):
-        _configure(self, values)
+    def __init__(self, cfg):
+        self.cfg = cfg
         self._mean = 0.0
         self._var = 0.0
 
@@ -425,7 +456,7 @@ class PredictionError(Step):
         d = x - self._mean
         var = self._var
         if var > 0.0:
-            z = abs(d) / (sqrt(var) * self.z_scale)
+            z = abs(d) / (sqrt(var) * self.cfg.z_scale)
             if z > 1.0:
                 z = 1.0
         else:
@@ -435,11 +466,13 @@ class PredictionError(Step):
     def learn(self, x):
         d = x - self._mean
         var = self._var
-        a = self.fading
+        a = self.cfg.fading
         self._mean += a * d
         self._var = (1.0 - a) * (var + a * d * d)
 
 
+@cython.no_gc
+@cython.cclass
 class TimeOfDay(Step):
     """Steps 1b and 3 for the hour: the mean, variance and range of each time-of-day slot.
 
@@ -463,17 +496,16 @@ class TimeOfDay(Step):
     SIGNED = ("slot",)
     BUFFERS = ("lo", "hi", "visits", "stat")
 
-    def __init__(self, values):
-        _configure(self, values)
-        self._width = _DAY / self.day_slots if self.day_slots else 0.0
-        self._slots = self.day_slots * (2 if self.weekend_slots else 1)
+    def __init__(self, cfg):
+        self.cfg = cfg
         self._slot = -1  # the previous sample's slot (-1: none yet)
         self.hit = False
         # per slot: the range seen, the passes through it (<= 255), and the mean and variance (interleaved)
-        self._lo = _doubles(self._slots)
-        self._hi = _doubles(self._slots)
-        self._visits = _bytes(self._slots)
-        self._stat = _doubles(2 * self._slots)
+        slots = cfg.slots
+        self._lo = _doubles(slots)
+        self._hi = _doubles(slots)
+        self._visits = _bytes(slots)
+        self._stat = _doubles(2 * slots)
 
     def __dealloc__(self):
         _free(self._lo)
@@ -483,18 +515,20 @@ class TimeOfDay(Step):
 
     def slot_at(self, t):
         """The slot of event time ``t`` (seconds, or None), or -1 when there is none (no time, or the step is off)."""
-        if not self._width or t is None:
+        width = self.cfg.width
+        if not width or t is None:
             return -1
         tt = t
         if not -1e15 < tt < 1e15:
             return -1
         day = floordiv(tt, _DAY)
-        slot = to_int(floordiv(tt - day * _DAY, self._width))
-        if slot >= self.day_slots:  # rounding, with a width that does not divide the day
-            slot = self.day_slots - 1
-        if self.weekend_slots and (to_int(day) + 3) % 7 >= 5:  # 1970-01-01 was a Thursday
-            slot += self.day_slots
-        if not 0 <= slot < self._slots:
+        slot = to_int(floordiv(tt - day * _DAY, width))
+        per_day = self.cfg.day_slots
+        if slot >= per_day:  # rounding, with a width that does not divide the day
+            slot = per_day - 1
+        if self.cfg.weekend_slots and (to_int(day) + 3) % 7 >= 5:  # 1970-01-01 was a Thursday
+            slot += per_day
+        if not 0 <= slot < self.cfg.slots:
             raise IndexError("time-of-day slot out of range")
         return slot
 
@@ -502,7 +536,7 @@ class TimeOfDay(Step):
         """Whether a slot visited ``vis`` times whose values spread over ``dlo``..``dhi`` is checked
         (``span``: the range seen so far): visited ``day_visits`` times, and its values spread over
         more than ``day_width`` of the range (width 0: whatever their spread)."""
-        return vis >= self.day_visits and (not self.day_width or dhi - dlo > self.day_width * span)
+        return vis >= self.cfg.day_visits and (not self.cfg.day_width or dhi - dlo > self.cfg.day_width * span)
 
     def observe(self, x, lmean, t, span, var, z_scale, z):
         """Learn ``x`` in its slot (event time ``t``); return the larger of ``z`` and the error against the slot.
@@ -516,19 +550,19 @@ class TimeOfDay(Step):
             return z
         # the slots keep the value's deviation from the long-run mean (day_detrend), so a series
         # that grows or sinks over weeks does not set a new record for the hour every day
-        v = x - lmean if self.day_detrend else x
+        v = x - lmean if self.cfg.day_detrend else x
         vis = self._visits[slot]  # passes through the slot before this sample
         # the prediction error against the slot's EW mean, in the slot's EW standard deviations
-        if self.day_fading:
+        if self.cfg.day_fading:
             i = 2 * slot
             if vis:
                 ds = v - self._stat[i]
                 dvar = self._stat[i + 1]
-                if vis >= self.day_visits and dvar > 0.0:
+                if vis >= self.cfg.day_visits and dvar > 0.0:
                     zs = abs(ds) / (sqrt(dvar) * z_scale)
                     if zs > z:
                         z = zs if zs < 1.0 else 1.0
-                a = self.day_fading
+                a = self.cfg.day_fading
                 self._stat[i] += a * ds
                 self._stat[i + 1] = (1.0 - a) * (dvar + a * ds * ds)
             else:  # a slot starts at the value, with the variance of the recent values
@@ -543,10 +577,10 @@ class TimeOfDay(Step):
             dhi = self._hi[slot]
             known = self._known(vis, dlo, dhi, span)
             if v < dlo:
-                self.hit = known and dlo - v > self.day_margin * span
+                self.hit = known and dlo - v > self.cfg.day_margin * span
                 self._lo[slot] = v
             elif v > dhi:
-                self.hit = known and v - dhi > self.day_margin * span
+                self.hit = known and v - dhi > self.cfg.day_margin * span
                 self._hi[slot] = v
         else:
             self._lo[slot] = v
@@ -558,23 +592,27 @@ class TimeOfDay(Step):
         return z
 
     def _dump_buffer(self, name):
+        slots = self.cfg.slots
         if name == "visits":
-            return _dump_bytes(self._visits, self._slots)
+            return _dump_bytes(self._visits, slots)
         if name == "stat":
-            return _dump_doubles(self._stat, 2 * self._slots)
-        return _dump_doubles(self._lo if name == "lo" else self._hi, self._slots)
+            return _dump_doubles(self._stat, 2 * slots)
+        return _dump_doubles(self._lo if name == "lo" else self._hi, slots)
 
     def _load_buffer(self, name, data):
+        slots = self.cfg.slots
         if name == "visits":
-            return _load_bytes(self._visits, data, self._slots)
+            return _load_bytes(self._visits, data, slots)
         if name == "stat":
-            return _load_doubles(self._stat, data, 2 * self._slots)
-        return _load_doubles(self._lo if name == "lo" else self._hi, data, self._slots)
+            return _load_doubles(self._stat, data, 2 * slots)
+        return _load_doubles(self._lo if name == "lo" else self._hi, data, slots)
 
     def _fits(self):
-        return self._slot < self._slots
+        return self._slot < self.cfg.slots
 
 
+@cython.no_gc
+@cython.cclass
 class Likelihood(Step):
     """Step 2: the raw score's short average against its long-run mean and variance, on a log scale.
 
@@ -599,9 +637,8 @@ class Likelihood(Step):
     )  # fmt: skip
     STATE = ("avg", "mu", "s2")
 
-    def __init__(self, values):
-        _configure(self, values)
-        self.scale = -1.0 / log10(self.pmin)  # -log10(p) * scale: the score of tail probability p
+    def __init__(self, cfg):
+        self.cfg = cfg
         self.built = False  # (the last sample's, for the reason of a flag; not state)
         self._avg = 0.0
         self._mu = 0.0
@@ -610,28 +647,31 @@ class Likelihood(Step):
     def score(self, raw, n, dt):
         """Learn ``raw`` (the ``n``-th, n >= 1, ``dt`` seconds after the previous one, NaN: unknown) and return
         the likelihood score of its short average."""
+        short = self.cfg.short
         prev = self._avg
-        avg = prev + self.short * (raw - prev)
+        avg = prev + short * (raw - prev)
         self._avg = avg
         mu = self._mu
         # most of the evidence came from earlier samples: a run of them, not this one alone
-        self.built = (1.0 - self.short) * (prev - mu) >= self.short * (raw - mu)
+        self.built = (1.0 - short) * (prev - mu) >= short * (raw - mu)
         s2 = self._s2
         sd = sqrt(s2)
-        if sd < self.min_sd:
-            sd = self.min_sd
+        if sd < self.cfg.min_sd:
+            sd = self.cfg.min_sd
         dm = avg - mu
         p = 0.5 * erfc(dm / sd * _SQRT1_2)
-        lam = self.long if n * self.long > 1.0 else 1.0 / n
-        if self.long_time and n * self.long > 1.0:
-            w = dt / self.long_time  # (NaN without event times: no bound)
+        lam = self.cfg.long if n * self.cfg.long > 1.0 else 1.0 / n
+        if self.cfg.long_time and n * self.cfg.long > 1.0:
+            w = dt / self.cfg.long_time  # (NaN without event times: no bound)
             if w < lam:
                 lam = w if w > 0.0 else 0.0  # (a repeated or earlier timestamp: not learned)
         self._mu = mu + lam * dm
         self._s2 = (1.0 - lam) * (s2 + lam * dm * dm)
-        return -log10(p) * self.scale if p > self.pmin else 1.0
+        return -log10(p) * self.cfg.scale if p > self.cfg.pmin else 1.0
 
 
+@cython.no_gc
+@cython.cclass
 class Extremes(Step):
     """Step 3: the range seen so far, the long-run mean and variance, and new extremes beyond them."""
 
@@ -651,8 +691,8 @@ class Extremes(Step):
     STATE = ("lo", "hi", "rlo", "rhi", "lmean", "lvar", "climb")
     SIGNED = ("climb",)
 
-    def __init__(self, values):
-        _configure(self, values)
+    def __init__(self, cfg):
+        self.cfg = cfg
         self._lo = 0.0
         self._hi = 0.0
         self._rlo = 0.0
@@ -697,14 +737,14 @@ class Extremes(Step):
             self._rhi = self._hi
         if side != self._climb:  # back inside, or beyond the other side: the climb is over
             self._climb = 0
-        lam = self.value_long if n * self.value_long > 1.0 else 1.0 / n
+        lam = self.cfg.value_long if n * self.cfg.value_long > 1.0 else 1.0 / n
         dl = x - self._lmean
         far = False
         if ext > 0.0:
-            far = dl * dl > self.extreme_sd * self.extreme_sd * self._lvar
+            far = dl * dl > self.cfg.extreme_sd * self.cfg.extreme_sd * self._lvar
         self._lmean += lam * dl
         self._lvar = (1.0 - lam) * (self._lvar + lam * dl * dl)
-        if ext > self.margin * (rhi - rlo) and far:
+        if ext > self.cfg.margin * (rhi - rlo) and far:
             self._rlo = self._lo
             self._rhi = self._hi
             self.again = self._climb != 0
@@ -713,6 +753,8 @@ class Extremes(Step):
         return False
 
 
+@cython.no_gc
+@cython.cclass
 class Stuck(Step):
     """Step 4: a run of repeated values, scored by its probability under a two-state repeat Markov chain."""
 
@@ -726,10 +768,8 @@ class Stuck(Step):
     # (-1: not scored) and -log10 P(repeat | repeat) frozen at its start; its length, the longest ended run
     STATE = ("prev", "c0", "k0", "c1", "k1", "rep", "run", "step", "len", "maxlen")
 
-    def __init__(self, values):
-        _configure(self, values)
-        self.scale = -1.0 / log10(values["pmin"])  # the likelihood's log scale
-        self.fire = values["fire"]  # a run is reported once: when it reaches this score
+    def __init__(self, cfg):
+        self.cfg = cfg  # (its log scale is the likelihood's; a run is reported once: when it reaches fire)
         self._prev = 0.0
         self._c0 = 0.0
         self._k0 = 0.0
@@ -756,8 +796,8 @@ class Stuck(Step):
                 self._maxlen = self._len
             self._len = 0
         # with stuck_longest, a run is scored only while it is longer than every run before it
-        longest = self._len > self._maxlen or not self.stuck_longest
-        keep = 1.0 - self.repeat_decay
+        longest = self._len > self._maxlen or not self.cfg.stuck_longest
+        keep = 1.0 - self.cfg.repeat_decay
         if self._rep:
             c1 = self._c1 * keep + 1.0
             k1 = self._k1 * keep + rep
@@ -765,8 +805,8 @@ class Stuck(Step):
                 run = self._run
                 if run >= 0.0:
                     run += self._step
-                    stuck = run * self.scale if longest else 0.0
-                    if stuck >= self.fire:
+                    stuck = run * self.cfg.scale if longest else 0.0
+                    if stuck >= self.cfg.fire:
                         run = -1.0  # a stuck run is reported once
                     self._run = run
             # the counts before this step decide P(repeat | repeat) for the rest of the run
@@ -777,7 +817,7 @@ class Stuck(Step):
                 if scoring:
                     self._run = -log10((self._k0 + 0.5) / (self._c0 + 1.0))
                     self._step = -log10((self._k1 + 0.5) / (self._c1 + 1.0))
-                    stuck = self._run * self.scale if longest else 0.0
+                    stuck = self._run * self.cfg.scale if longest else 0.0
                 else:
                     self._run = -1.0
             self._c0 = self._c0 * keep + 1.0
@@ -786,6 +826,8 @@ class Stuck(Step):
         return stuck
 
 
+@cython.no_gc
+@cython.cclass
 class Spike(Step):
     """Step 4b, off when ``spike`` is 0: a value far from the recent level, in robust deviations, for long enough.
 
@@ -840,8 +882,8 @@ class Spike(Step):
     STATE = ("mean", "mad", "top", "run", "gap")
     SWITCH = "spike"
 
-    def __init__(self, values):
-        _configure(self, values)
+    def __init__(self, cfg):
+        self.cfg = cfg
         self._mean = 0.0
         self._mad = 0.0
         self._top = 0.0
@@ -864,7 +906,7 @@ class Spike(Step):
     def lasting(self, dt):
         """Whether a spike ``dt`` seconds after the previous sample has lasted ``spike_time`` (without event
         times: yes)."""
-        return self.spike_time == 0.0 or not self._run + self.span(dt) < self.spike_time
+        return self.cfg.spike_time == 0.0 or not self._run + self.span(dt) < self.cfg.spike_time
 
     def unit(self):
         """The scale of a deviation: the mean absolute deviation, at least ``1e-9`` of the mean's size (a
@@ -874,8 +916,8 @@ class Spike(Step):
 
     def reach(self):
         """The smallest deviation (in mads) that is a spike now: ``spike``, or ``spike_record`` of the largest seen."""
-        k = self.spike_record * self._top
-        return k if k > self.spike else self.spike
+        k = self.cfg.spike_record * self._top
+        return k if k > self.cfg.spike else self.cfg.spike
 
     def score(self, x, counting, repeat, dt):
         """Learn ``x``; ``spike_score`` if it is a spike, else 0.0. ``counting``: spikes count (and the largest is
@@ -889,12 +931,12 @@ class Spike(Step):
         z = ad / unit if unit > 0.0 else 0.0
         out = 0.0
         if counting:
-            top = self._top * (1.0 - self.spike_forget)
+            top = self._top * (1.0 - self.cfg.spike_forget)
             if z >= self.reach():
                 lasting = self.lasting(dt)
                 self._run += self.span(dt)
                 if lasting:
-                    out = self.spike_score
+                    out = self.cfg.spike_score
                     if z > top:
                         top = z
                 # (a spike that has not lasted yet leaves the largest deviation seen alone: the rest of its
@@ -912,7 +954,7 @@ class Spike(Step):
                 self._gap = g + _RHYTHM * ((dt if dt < 4.0 * g else 4.0 * g) - g)
             else:
                 self._gap = dt
-        a = self.spike_fading
+        a = self.cfg.spike_fading
         mean += a * d
         if not repeat:  # (a repeat leaves the scale as it is)
             mad += a * (ad - mad)
@@ -925,6 +967,8 @@ class Spike(Step):
         return out
 
 
+@cython.no_gc
+@cython.cclass
 class Suppression(Step):
     """Step 6: after a report, the next scores are damped, so a run of detections is reported once.
 
@@ -945,32 +989,32 @@ class Suppression(Step):
     # time of the report that started it (inf: none)
     STATE = ("quiet", "qday", "tfire")
 
-    def __init__(self, values):
-        _configure(self, values)
+    def __init__(self, cfg):
+        self.cfg = cfg
         self._quiet = 0
         self._qday = False
         self._tfire = _INF
 
     def active(self, now):
         """True while a suppression lasts at event time ``now`` (NaN: none)."""
-        return self._quiet > 0 and not (self.suppress_time and now - self._tfire >= self.suppress_time)
+        return self._quiet > 0 and not (self.cfg.suppress_time and now - self._tfire >= self.cfg.suppress_time)
 
     def apply(self, score, tod, now):
         """The score as reported; ``tod``: it is a time-of-day extreme; ``now``: the event time (NaN: none)."""
         quiet = self._quiet if self.active(now) else 0  # (suppress_time passed: 0; never without event times)
         if quiet:
             self._quiet = quiet - 1
-            if tod and not self._qday and self.day_through:
-                if score >= self.fire:
-                    self._quiet = self.suppress
+            if tod and not self._qday and self.cfg.day_through:
+                if score >= self.cfg.fire:
+                    self._quiet = self.cfg.suppress
                     self._qday = True
                     self._tfire = now if now == now else _INF
             else:
-                score *= self.damp
+                score *= self.cfg.damp
         else:
             self._quiet = 0
-            if score >= self.fire:
-                self._quiet = self.suppress
+            if score >= self.cfg.fire:
+                self._quiet = self.cfg.suppress
                 self._qday = tod
                 self._tfire = now if now == now else _INF
         return score
@@ -979,18 +1023,23 @@ class Suppression(Step):
 # -- the detector ----------------------------------------------------------------------------------
 
 
+@cython.no_gc
+@cython.cclass
 class Pipeline:
     """Surprise -> likelihood, with new extremes, the time of day, stuck values and suppression.
 
     A detector names its steps in ``STEPS``: ``(attribute, step class)``,
     the first being its :class:`Surprise`. Its ``PARAMS`` are the steps'
-    (and ``learn``), with the detector's own defaults where they differ.
-    Settings are read under their own names (``det.bins``); the learned state
-    is saved as one flat record (:meth:`dump_state`) and read by name with
+    (and ``learn``), with the detector's own defaults where they differ; its
+    ``SETTINGS``, the :class:`Settings` class that holds them, one object per
+    rule shared by the rule's series and their steps (``cfg``). Settings are
+    read under their own names (``det.bins``); the learned state is saved as
+    one flat record (:meth:`dump_state`) and read by name with
     :meth:`state_by_name`.
     """
 
     STEPS = ()
+    SETTINGS = Settings
     LEARN = Param("learn", 200, "Samples before anything scores above 0 (a rule sets it by its warmup, not in params).", low=0)
     WARMUP_PARAM = "learn"
     LEARN_TIME = Param("learn_time", 0.0, "Seconds of event time after the first sample after which scoring may "
@@ -998,18 +1047,21 @@ class Pipeline:
     PARAMS = ()
 
     def __init__(self, **params):
-        self._setup(resolve(type(self).PARAMS, params, type(self).name))
+        self._setup(type(self).shared_settings(resolve(type(self).PARAMS, params, type(self).name)))
 
     @classmethod
     def factory(cls, params):
         """What makes the detectors of a rule with ``params``: resolved once, each series built from them."""
         return Factory(cls, resolve(cls.PARAMS, params, cls.name))
 
-    def _setup(self, values):
-        """Build the steps from resolved settings (``values`` is shared, never changed)."""
-        self._values = values
-        self.learn = values["learn"]
-        self.learn_time = values["learn_time"]
+    @classmethod
+    def shared_settings(cls, values):
+        """The :class:`Settings` of resolved ``values``, made once per rule (by its factory) for all its series."""
+        return cls.SETTINGS(values)
+
+    def _setup(self, cfg):
+        """Build the steps on the rule's settings ``cfg`` (shared, never changed)."""
+        self.cfg = cfg
         self._n = 0
         self._t0 = _INF  # the first event time seen (inf: none yet)
         self._t1 = _NAN  # the latest event time seen (NaN: none yet)
@@ -1018,18 +1070,18 @@ class Pipeline:
         self._elo = _NAN
         self._ehi = _NAN
         steps = type(self).STEPS
-        self.surprise = steps[0][1](values)
-        self.error = PredictionError(values)
-        self.day = TimeOfDay(values)
-        self.likelihood = Likelihood(values)
-        self.extremes = Extremes(values)
-        self.stuck = Stuck(values)
-        self.spikes = Spike(values) if values["spike"] else None  # (off: left out, see Step.SWITCH)
-        self.suppression = Suppression(values)
+        self.surprise = steps[0][1](cfg)
+        self.error = PredictionError(cfg)
+        self.day = TimeOfDay(cfg)
+        self.likelihood = Likelihood(cfg)
+        self.extremes = Extremes(cfg)
+        self.stuck = Stuck(cfg)
+        self.spikes = Spike(cfg) if cfg.spike else None  # (off: left out, see Step.SWITCH)
+        self.suppression = Suppression(cfg)
 
     def __getattr__(self, name):
-        """A setting, read from the step that holds it (``det.pmin``)."""
-        values = self._values
+        """A setting, read under its own name (``det.pmin``) from the rule's settings."""
+        values = self.cfg.values
         if name in values:
             return values[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
@@ -1041,7 +1093,7 @@ class Pipeline:
 
     def params(self):
         """The settings this instance was built with."""
-        return dict(self._values)
+        return dict(self.cfg.values)
 
     @classmethod
     def state_identity(cls, params):
@@ -1054,10 +1106,10 @@ class Pipeline:
             if step.SWITCH is not None and not params[step.SWITCH]:
                 for p in step.PARAMS:
                     del out[p.name]
-        return out, _layout(cls.STEPS, params)
+        return out, _layout(cls.STEPS, cls.SETTINGS(params))
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self.cfg.values.items())
         return f"{type(self).__name__}({args})"
 
     def score_one(self, x, t=None):
@@ -1070,7 +1122,7 @@ class Pipeline:
         """
         cls = type(self)
         twin = cls.__new__(cls)
-        twin._setup(self._values)
+        twin._setup(self.cfg)
         twin.load_state(self.dump_state())
         return twin.process(x, t)
 
@@ -1097,19 +1149,19 @@ class Pipeline:
             if self.spikes is not None:
                 self.spikes.first(x)
             return 0.0
-        stuck = self.stuck.score(x, n > self.learn)  # 4. a run of repeats
+        stuck = self.stuck.score(x, n > self.cfg.learn)  # 4. a run of repeats
         lo = extremes._lo  # the range before x
         span = extremes._hi - lo
         new_extreme = extremes.observe(x, n)  # 3. new extremes
-        if new_extreme and extremes.again and extremes.extreme_once and self.suppression.active(now):
+        if new_extreme and extremes.again and self.cfg.extreme_once and self.suppression.active(now):
             new_extreme = False  # the climb that was reported goes on: not a distinct incident
         surprise = self.surprise
-        raw = surprise.raw(_level(x, lo, span, surprise.nlevels), n)  # 1a. surprise
+        raw = surprise.raw(_level(x, lo, span, self.cfg.nlevels), n)  # 1a. surprise
         error = self.error
         var = error._var
         z0 = error.score(x)  # 1b. prediction error, for the series and for the time of day
         day = self.day
-        z = day.observe(x, extremes._lmean, t, span, var, error.z_scale, z0)
+        z = day.observe(x, extremes._lmean, t, span, var, self.cfg.z_scale, z0)
         # which evidence the score comes from (for the reason of a flag)
         why = _WHY_SURPRISE if raw >= z else (_WHY_HOUR if z > z0 else _WHY_ERROR)
         if z > raw:
@@ -1119,12 +1171,12 @@ class Pipeline:
         error.learn(x)
         score = self.likelihood.score(raw, n, dt)  # 2. likelihood
         tod = False  # the score is a time-of-day extreme
-        if day.hit and day.day_score > score:
-            score = day.day_score
+        if day.hit and self.cfg.day_score > score:
+            score = self.cfg.day_score
             tod = True
             why = _WHY_HOUR
-        if new_extreme and extremes.extreme > score:
-            score = extremes.extreme
+        if new_extreme and self.cfg.extreme > score:
+            score = self.cfg.extreme
             tod = False
             why = _WHY_EXTREME
         if stuck > score:
@@ -1133,7 +1185,7 @@ class Pipeline:
             why = _WHY_STUCK
         spikes = self.spikes
         if spikes is not None:  # 4b. a spike (off unless the rule sets spike)
-            spike = spikes.score(x, n >= self.learn // 4, self.stuck._rep, dt)
+            spike = spikes.score(x, n >= self.cfg.learn // 4, self.stuck._rep, dt)
             if spike > score:
                 score = spike
                 tod = False
@@ -1146,7 +1198,7 @@ class Pipeline:
     def _warming(self, n, now, t0):
         """Whether a sample after ``n`` others (at event time ``now``; the first was at ``t0``) scores 0: fewer
         than ``learn`` samples before it, unless ``learn_time`` seconds of event time and a quarter of them."""
-        return n < self.learn and not (self.learn_time and n >= self.learn // 4 and now - t0 >= self.learn_time)
+        return n < self.cfg.learn and not (self.cfg.learn_time and n >= self.cfg.learn // 4 and now - t0 >= self.cfg.learn_time)
 
     # -- explanations ([output] explain) ------------------------------------------------------
 
@@ -1228,11 +1280,11 @@ class Pipeline:
             return 1  # 5. nothing is scored yet
         sup = self.suppression
         lik = self.likelihood
-        _limits(threshold, sup.damp, lik.scale, lik.pmin)
+        _limits(threshold, self.cfg.damp, self.cfg.scale, self.cfg.pmin)
         eff = _XEFF  # the smallest score flagged at threshold
         quiet = sup.active(now)
-        f = sup.damp if quiet else 1.0
-        through = quiet and sup.day_through and not sup._qday
+        f = self.cfg.damp if quiet else 1.0
+        through = quiet and self.cfg.day_through and not sup._qday
         ext = self.extremes
         lo = ext._lo
         span = ext._hi - lo
@@ -1242,9 +1294,9 @@ class Pipeline:
         rmax = _INF
         if u < _INF:
             sd = sqrt(lik._s2)
-            if sd < lik.min_sd:
-                sd = lik.min_sd
-            rmax = lik._avg + (lik._mu + u * sd - lik._avg) / lik.short
+            if sd < self.cfg.min_sd:
+                sd = self.cfg.min_sd
+            rmax = lik._avg + (lik._mu + u * sd - lik._avg) / self.cfg.short
         if rmax <= 0.0 or rmax != rmax:
             self._elo = mean  # flagged whatever the value
             self._ehi = mean
@@ -1253,7 +1305,7 @@ class Pipeline:
         zu = _INF
         nb = 0  # levels of the surprise that some value is flagged at (0: none)
         if rmax <= 1.0:
-            zh = rmax * error.z_scale * sqrt(error._var)
+            zh = rmax * self.cfg.z_scale * sqrt(error._var)
             if zh == 0.0:  # a series that never varied: any change scores 1
                 self._elo = mean
                 self._ehi = mean
@@ -1280,29 +1332,29 @@ class Pipeline:
         tu = _INF
         day = self.day
         slot = day.slot_at(t)
-        lam = ext.value_long if n * ext.value_long > 1.0 else 1.0 / n
-        shrink = (1.0 - lam) if day.day_detrend else 1.0  # the slot keeps (x - lmean') = shrink * (x - lmean)
-        base = lmean if day.day_detrend else 0.0
+        lam = self.cfg.value_long if n * self.cfg.value_long > 1.0 else 1.0 / n
+        shrink = (1.0 - lam) if self.cfg.day_detrend else 1.0  # the slot keeps (x - lmean') = shrink * (x - lmean)
+        base = lmean if self.cfg.day_detrend else 0.0
         if slot >= 0 and shrink > 0.0:
             vis = day._visits[slot]
-            if vis and vis >= day.day_visits:
-                if rmax <= 1.0 and day.day_fading:
+            if vis and vis >= self.cfg.day_visits:
+                if rmax <= 1.0 and self.cfg.day_fading:
                     dvar = day._stat[2 * slot + 1]
                     if dvar > 0.0:
                         c = day._stat[2 * slot]
-                        h = rmax * error.z_scale * sqrt(dvar)
+                        h = rmax * self.cfg.z_scale * sqrt(dvar)
                         sl = base + (c - h) / shrink
                         su = base + (c + h) / shrink
                 dlo = day._lo[slot]
                 dhi = day._hi[slot]
-                if day._known(vis, dlo, dhi, span) and (day.day_score if through else day.day_score * f) >= eff:
-                    dm = day.day_margin * span
+                if day._known(vis, dlo, dhi, span) and (self.cfg.day_score if through else self.cfg.day_score * f) >= eff:
+                    dm = self.cfg.day_margin * span
                     tl = base + (dlo - dm) / shrink
                     tu = base + (dhi + dm) / shrink
         # 3. new extremes: beyond the reference range by its margin (xl, xu), and far (d) from the long-run mean
         # (with extreme_once, not on the side of the last new extreme while a suppression lasts and the
         # values have stayed beyond the range there since: it would continue that climb)
-        xon = ext.extreme * f >= eff
+        xon = self.cfg.extreme * f >= eff
         xl = -_INF
         xu = _INF
         d = 0.0
@@ -1314,15 +1366,15 @@ class Pipeline:
             upper = tu
         hole = False
         if xon:
-            mx = ext.margin * (ext._rhi - ext._rlo)
+            mx = self.cfg.margin * (ext._rhi - ext._rlo)
             xl = ext._rlo - mx
             xu = ext._rhi + mx
-            if ext.extreme_once and quiet:
+            if self.cfg.extreme_once and quiet:
                 if ext._climb > 0:
                     xu = _INF
                 elif ext._climb < 0:
                     xl = -_INF
-            d = ext.extreme_sd * sqrt(ext._lvar)
+            d = self.cfg.extreme_sd * sqrt(ext._lvar)
             # above xu, the values within d of the long-run mean are not flagged
             if lmean + d <= xu:
                 up = xu
@@ -1352,8 +1404,8 @@ class Pipeline:
         spk = self.spikes
         if spk is not None and spk.unit() > 0.0 and spk.lasting(now - self._t1):
             w = spk.reach() * spk.unit()
-            spon = spk.spike_score * f >= eff
-            mask = not spon and through and spk.spike_score > day.day_score and (tl > -_INF or tu < _INF)
+            spon = self.cfg.spike_score * f >= eff
+            mask = not spon and through and self.cfg.spike_score > self.cfg.day_score and (tl > -_INF or tu < _INF)
             if spon or mask:
                 pl = spk._mean - w
                 pu = spk._mean + w
@@ -1522,10 +1574,11 @@ def read_record(layout, record):
     return out
 
 
-def compose(surprise, **defaults):
+def compose(surprise, settings, **defaults):
     """``(STEPS, PARAMS, STATE_LAYOUT)`` of a pipeline whose surprise step is ``surprise``.
 
-    ``defaults`` override the steps' defaults. ``STATE_LAYOUT`` names every
+    ``settings`` is the pipeline's ``SETTINGS`` (:class:`Settings`, or its
+    subclass with the surprise step's own); ``defaults`` override the steps' defaults. ``STATE_LAYOUT`` names every
     part of the saved record, in order, with its type (:func:`_describe`), for
     the steps that have a ``SWITCH`` off (as by default); it goes into the rule
     fingerprint (through :meth:`Pipeline.state_identity`, which adds the steps
@@ -1547,14 +1600,14 @@ def compose(surprise, **defaults):
     if unknown:
         raise TypeError(f"no such parameters: {', '.join(sorted(unknown))}")
     params = [p.but(default=defaults[p.name]) if p.name in defaults else p for p in params]
-    return steps, tuple(params), _layout(steps, {p.name: p.default for p in params})
+    return steps, tuple(params), _layout(steps, settings({p.name: p.default for p in params}))
 
 
-def _layout(steps, values):
-    """The saved record's layout (:func:`_describe`) with the steps on under ``values`` (every setting)."""
-    return _describe([(name, _built(step, values)) for name, step in steps])[3]
+def _layout(steps, cfg):
+    """The saved record's layout (:func:`_describe`) with the steps on under the settings ``cfg``."""
+    return _describe([(name, _built(step, cfg)) for name, step in steps])[3]
 
 
-def _built(step, values):
-    """A ``step`` built with ``values``, or None if it has a ``SWITCH`` that ``values`` turns off."""
-    return step(values) if step.SWITCH is None or values[step.SWITCH] else None
+def _built(step, cfg):
+    """A ``step`` built on ``cfg``, or None if it has a ``SWITCH`` that ``cfg`` turns off."""
+    return step(cfg) if step.SWITCH is None or cfg.values[step.SWITCH] else None
