@@ -354,10 +354,10 @@ def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: in
         try:
             if cython.compiled and isinstance(detector, CompiledPipeline):  # a C call, no tuple
                 pipeline = cython.cast(CompiledPipeline, detector)
-                has = pipeline.explain_into(series.threshold, t)
-                e0 = pipeline._ex
-                e1 = pipeline._elo
-                e2 = pipeline._ehi
+                has = pipeline.explain_into(series.threshold, t, answer)
+                e0 = answer[0]
+                e1 = answer[1]
+                e2 = answer[2]
             else:
                 band = detector.explain(series.threshold, t)
                 if band is not None:

@@ -12,6 +12,7 @@ cdef double _RHYTHM, _ROUNDING
 cdef double *_LEVELS
 cdef double _XTHR, _XDAMP, _XSCALE, _XPMIN, _XEFF, _XU, _XUD
 cdef double *_CUTS
+cdef double *_BAND
 cdef bint _LITTLE
 cdef int64_t _MAX_COUNT, _MAX_SIGNED
 
@@ -183,7 +184,6 @@ cdef class Pipeline:
     cdef readonly Spike spikes
     cdef readonly Suppression suppression
     cdef readonly int _why
-    cdef readonly double _ex, _elo, _ehi
 
     @cython.locals(n=int64_t, stuck=double, lo=double, span=double, new_extreme=bint, raw=double, var=double,
                    z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double,
@@ -203,7 +203,7 @@ cdef class Pipeline:
                    left=double, right=double, x=double, ok=bint, dl=double, dist=double, bad=bint,
                    xon=bint, lower=double, upper=double, hole=bint, up=double, down=double, pl=double, pu=double,
                    spon=bint, mask=bint, spk=Spike, w=double)
-    cdef int explain_into(self, double threshold, object t) except -1
+    cdef int explain_into(self, double threshold, object t, double *out) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)
     @cython.locals(scalars=tuple, buffers=tuple, values=list, step=Step, fields=tuple)

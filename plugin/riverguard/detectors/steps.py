@@ -175,9 +175,11 @@ def _swapped(data):
     return b"".join([data[i : i + 8][::-1] for i in range(0, len(data), 8)])
 
 
-# scratch space of Pipeline.explain_into: the surprise of each level, and the band's cut points
+# scratch space of Pipeline.explain_into: the surprise of each level, and the band's cut points; and its answer
+# for Pipeline.explain (the expected value and the band's edges)
 _LEVELS = _doubles(16)
 _CUTS = _doubles(32)
+_BAND = _doubles(3)
 
 # -- what a threshold implies (explanations) ---------------------------------------------------------
 
@@ -1066,9 +1068,6 @@ class Pipeline:
         self._t0 = _INF  # the first event time seen (inf: none yet)
         self._t1 = _NAN  # the latest event time seen (NaN: none yet)
         self._why = 0  # the evidence of the last score (for reason; not state)
-        self._ex = _NAN  # explain_into's answer
-        self._elo = _NAN
-        self._ehi = _NAN
         steps = type(self).STEPS
         self.surprise = steps[0][1](cfg)
         self.error = PredictionError(cfg)
@@ -1218,12 +1217,12 @@ class Pipeline:
         side would be flagged; both are None before the detector scores
         (``learn``). Learns nothing.
         """
-        k = self.explain_into(threshold, t)
+        k = self.explain_into(threshold, t, _BAND)
         if k == 0:
             return None
-        lower = self._elo
-        upper = self._ehi
-        return (self._ex, lower if lower == lower else None, upper if upper == upper else None)
+        lower = _BAND[1]
+        upper = _BAND[2]
+        return (_BAND[0], lower if lower == lower else None, upper if upper == upper else None)
 
     def reason(self, x, explanation=None):
         """Why ``x``, just processed and flagged, was: the evidence that made the score.
@@ -1260,18 +1259,19 @@ class Pipeline:
             return "level_shift"
         return "spike" if x >= expected else "dip"
 
-    def explain_into(self, threshold, t):
-        """:meth:`explain` into ``_ex``, ``_elo``, ``_ehi`` (NaN: none); 0 before any sample, 1 for the expected
-        value alone (no band yet), 2 with the band."""
+    def explain_into(self, threshold, t, out):
+        """:meth:`explain` into ``out[0]``, ``out[1]``, ``out[2]`` (the expected value, the band's lower and upper
+        edges; NaN: none; the caller's, not kept in every series); 0 before any sample, 1 for the expected value
+        alone (no band yet), 2 with the band."""
         n = self._n
-        self._elo = _NAN
-        self._ehi = _NAN
+        out[1] = _NAN
+        out[2] = _NAN
         if n == 0:
-            self._ex = _NAN
+            out[0] = _NAN
             return 0
         error = self.error
         mean = error._mean
-        self._ex = mean
+        out[0] = mean
         now = _NAN if t is None else t
         t0 = self._t0
         if t0 == _INF and now == now:
@@ -1298,8 +1298,8 @@ class Pipeline:
                 sd = self.cfg.min_sd
             rmax = lik._avg + (lik._mu + u * sd - lik._avg) / self.cfg.short
         if rmax <= 0.0 or rmax != rmax:
-            self._elo = mean  # flagged whatever the value
-            self._ehi = mean
+            out[1] = mean  # flagged whatever the value
+            out[2] = mean
             return 2
         zl = -_INF  # the series' prediction error: zl < x < zu
         zu = _INF
@@ -1307,8 +1307,8 @@ class Pipeline:
         if rmax <= 1.0:
             zh = rmax * self.cfg.z_scale * sqrt(error._var)
             if zh == 0.0:  # a series that never varied: any change scores 1
-                self._elo = mean
-                self._ehi = mean
+                out[1] = mean
+                out[2] = mean
                 return 2
             zl = mean - zh
             zu = mean + zh
@@ -1321,8 +1321,8 @@ class Pipeline:
                 nb = 0
             elif not span > 0.0:  # every value is of the first level
                 if _LEVELS[0] >= rmax:
-                    self._elo = mean
-                    self._ehi = mean
+                    out[1] = mean
+                    out[2] = mean
                     return 2
                 nb = 0
         # 1b + 3. the time-of-day slot: its prediction error (with the likelihood) and its range
@@ -1417,11 +1417,11 @@ class Pipeline:
             hole = hole or mask
         if not nb and not hole:  # every constraint is an interval: the band is where they overlap
             if lower > upper:
-                self._elo = mean  # every value would be flagged
-                self._ehi = mean
+                out[1] = mean  # every value would be flagged
+                out[2] = mean
             else:
-                self._elo = lower if lower > -_INF else _NAN
-                self._ehi = upper if upper < _INF else _NAN
+                out[1] = lower if lower > -_INF else _NAN
+                out[2] = upper if upper < _INF else _NAN
             return 2
         # otherwise the segments between the sorted cut points: each is flagged or not as a whole, and
         # the band is the run of unflagged ones that holds the expected value (or the nearest to it)
@@ -1472,12 +1472,12 @@ class Pipeline:
                 dist = 0.0 if start <= mean <= end else (start - mean if mean < start else mean - end)
                 if dist < best:
                     best = dist
-                    self._elo = start if start > -_INF else _NAN
-                    self._ehi = end if end < _INF else _NAN
+                    out[1] = start if start > -_INF else _NAN
+                    out[2] = end if end < _INF else _NAN
                 inside = False
         if best == _INF:  # every value would be flagged
-            self._elo = mean
-            self._ehi = mean
+            out[1] = mean
+            out[2] = mean
         return 2
 
     def dump_state(self):
