@@ -150,12 +150,13 @@ cdef class Spike(Step):
     @cython.locals(g=double)
     cdef inline double span(self, double dt) noexcept
     cdef inline bint lasting(self, double dt) noexcept
+    cdef inline bint _lasts(self, double run) noexcept
     @cython.locals(floor=double)
     cdef inline double unit(self) noexcept
     @cython.locals(k=double)
     cdef inline double reach(self) noexcept
     @cython.locals(mean=double, mad=double, d=double, ad=double, z=double, out=double, a=double, top=double,
-                   lasting=bint, g=double, unit=double)
+                   run=double, g=double, unit=double)
     cdef double score(self, double x, bint counting, bint repeat, double dt) noexcept
 
 
@@ -202,7 +203,7 @@ cdef class Pipeline:
                    i=int, j=int, v=double, best=double, start=double, end=double, inside=bint, k=int,
                    left=double, right=double, x=double, ok=bint, dl=double, dist=double, bad=bint,
                    xon=bint, lower=double, upper=double, hole=bint, up=double, down=double, pl=double, pu=double,
-                   spon=bint, mask=bint, spk=Spike, w=double)
+                   spon=bint, mask=bint, spk=Spike, w=double, unit=double)
     cdef int explain_into(self, double threshold, object t, double *out) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)

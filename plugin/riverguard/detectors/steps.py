@@ -352,8 +352,9 @@ def _describe(steps):
     """How the state of a pipeline with ``steps`` (``(attribute, step)`` pairs, steps built; None for a
     step that is off, which holds no state) is saved.
 
-    Returns ``(scalars, (step attribute, ((attribute, kind, lowest, highest + 1), ...)) per step,
-    (step attribute, buffer name) per buffer, layout)``, ``kind`` being ``_FLOAT``, ``_INT`` or
+    Returns ``(packer, scalars, buffers, layout)``: ``packer`` a ``Struct`` of the record's scalars,
+    ``scalars`` ``(step attribute, ((attribute, kind, lowest, highest + 1), ...))`` per step,
+    ``buffers`` ``(step attribute, buffer name)`` per buffer, ``kind`` being ``_FLOAT``, ``_INT`` or
     ``_BOOL`` (the bounds are for the integers that a saved int or bool may hold). The record
     (:meth:`Pipeline.dump_state`) is ``[scalars, *buffers]``: ``scalars`` packs ``n``, ``t0``, ``t1`` and
     every step's ``STATE`` in order, 8 bytes each, little-endian (a float as a double, an int as
@@ -662,11 +663,14 @@ class Likelihood(Step):
             sd = self.cfg.min_sd
         dm = avg - mu
         p = 0.5 * erfc(dm / sd * _SQRT1_2)
-        lam = self.cfg.long if n * self.cfg.long > 1.0 else 1.0 / n
-        if self.cfg.long_time and n * self.cfg.long > 1.0:
-            w = dt / self.cfg.long_time  # (NaN without event times: no bound)
-            if w < lam:
-                lam = w if w > 0.0 else 0.0  # (a repeated or earlier timestamp: not learned)
+        if n * self.cfg.long > 1.0:
+            lam = self.cfg.long
+            if self.cfg.long_time:
+                w = dt / self.cfg.long_time  # (NaN without event times: no bound)
+                if w < lam:
+                    lam = w if w > 0.0 else 0.0  # (a repeated or earlier timestamp: not learned)
+        else:
+            lam = 1.0 / n
         self._mu = mu + lam * dm
         self._s2 = (1.0 - lam) * (s2 + lam * dm * dm)
         return -log10(p) * self.cfg.scale if p > self.cfg.pmin else 1.0
@@ -876,8 +880,8 @@ class Spike(Step):
         Param("spike_score", 0.9, "The score of a spike.", low=0.0, high=1.0),
         Param("spike_forget", 0.001, "Fraction by which the largest deviation seen (for spike_record) fades each "
               "sample (0: never).", low=0.0, high=1.0, high_open=True),
-        Param("spike_time", 1800.0, "Seconds of event time a spike must have lasted, since the last sample that was "
-              "not one (0: one sample is enough).", low=0.0),
+        Param("spike_time", 1800.0, "Seconds of event time a run of spikes must have lasted, each sample counting "
+              "its interval, at most twice the usual one (0: one sample is enough).", low=0.0),
     )  # fmt: skip
     # the EW mean and mean absolute deviation of the values; the largest deviation seen (in mads, fading);
     # the event time the current run of spikes has lasted (NaN: unknown), the series' usual interval (0: none yet)
@@ -908,7 +912,11 @@ class Spike(Step):
     def lasting(self, dt):
         """Whether a spike ``dt`` seconds after the previous sample has lasted ``spike_time`` (without event
         times: yes)."""
-        return self.cfg.spike_time == 0.0 or not self._run + self.span(dt) < self.cfg.spike_time
+        return self._lasts(self._run + self.span(dt))
+
+    def _lasts(self, run):
+        """Whether a run of spikes that has lasted ``run`` seconds (NaN: unknown, as good as lasting) counts."""
+        return self.cfg.spike_time == 0.0 or not run < self.cfg.spike_time
 
     def unit(self):
         """The scale of a deviation: the mean absolute deviation, at least ``1e-9`` of the mean's size (a
@@ -935,9 +943,9 @@ class Spike(Step):
         if counting:
             top = self._top * (1.0 - self.cfg.spike_forget)
             if z >= self.reach():
-                lasting = self.lasting(dt)
-                self._run += self.span(dt)
-                if lasting:
+                run = self._run + self.span(dt)
+                self._run = run
+                if self._lasts(run):
                     out = self.cfg.spike_score
                     if z > top:
                         top = z
@@ -1183,7 +1191,7 @@ class Pipeline:
             tod = False
             why = _WHY_STUCK
         spikes = self.spikes
-        if spikes is not None:  # 4b. a spike (off unless the rule sets spike)
+        if spikes is not None:  # 4b. a spike that lasts (on in sentinel, opt-in in context)
             spike = spikes.score(x, n >= self.cfg.learn // 4, self.stuck._rep, dt)
             if spike > score:
                 score = spike
@@ -1402,8 +1410,9 @@ class Pipeline:
         spon = False
         mask = False
         spk = self.spikes
-        if spk is not None and spk.unit() > 0.0 and spk.lasting(now - self._t1):
-            w = spk.reach() * spk.unit()
+        unit = spk.unit() if spk is not None else 0.0
+        if unit > 0.0 and spk.lasting(now - self._t1):
+            w = spk.reach() * unit
             spon = self.cfg.spike_score * f >= eff
             mask = not spon and through and self.cfg.spike_score > self.cfg.day_score and (tl > -_INF or tu < _INF)
             if spon or mask:
