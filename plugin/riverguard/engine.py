@@ -206,10 +206,8 @@ class Engine:
             return self._hot.Series(rule, None)
         return self.make_series(rule, rule.new_detector(), field_key)
 
-    def make_series(self, rule: Rule | None, detector: Detector | None, field_key: bytes) -> Series:
+    def make_series(self, rule: Rule, detector: Detector, field_key: bytes) -> Series:
         """A series of field ``field_key`` scored by ``detector`` under ``rule`` (new or restored)."""
-        if rule is None or detector is None or not rule.explain:
-            return self._hot.Series(rule, detector, None)
         return self._hot.Series(rule, detector, self._explain(rule, field_key))
 
     def _explain(self, rule: Rule, field_key: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:

@@ -52,12 +52,10 @@ _TAG = re.compile(rb",(" + _KEY + rb")=(" + _KEY + rb")")
 _FIELD_KEY = re.compile(rb"(" + _KEY + rb")=")
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
 _BARE = re.compile(rb'[^, \r\n"]+')
-_FLOAT = FLOAT  # (defined beside the plain-line parser, which reads it too)
 _HEAD = re.compile(rb"((?:[^\\ \n]|\\[^\n])+) +")
 _SIGNED = re.compile(rb"[+-]?[0-9]+i")
 _UNSIGNED = re.compile(rb"\+?[0-9]+u")
 _SPACES = re.compile(rb" +")
-_TIMESTAMP = TIMESTAMP
 _TRAILER = re.compile(rb" *\r?")
 _BOOLEANS = {
     b"t": True, b"T": True, b"true": True, b"True": True, b"TRUE": True,
@@ -174,7 +172,7 @@ def _parse_general(line: bytes) -> Metric:
         if s is None:
             raise ParseError("expected ',' or a space after the field value", pos)
         pos = s.end()
-        ts = _TIMESTAMP.match(line, pos)
+        ts = TIMESTAMP.match(line, pos)
         if ts is not None:
             timestamp = int(ts.group())
             if not _INT64_MIN <= timestamp <= _INT64_MAX:
@@ -201,7 +199,7 @@ def _bare_field(key: bytes, token: bytes, pos: int) -> Field:
             if value > _UINT64_MAX:
                 raise ParseError("unsigned integer out of range", pos)
             return Field(key, "u", float(value))
-    elif _FLOAT.fullmatch(token):
+    elif FLOAT.fullmatch(token):
         number = float(token)
         if number in (float("inf"), float("-inf")):
             raise ParseError("float out of range", pos)
@@ -262,7 +260,7 @@ def raw_fields(line: bytes) -> tuple[bytes, dict[bytes, bytes], int | None]:
     rest = line[pos:].strip(b" \r")
     if not rest:
         return h.group(1), fields, None
-    if not _TIMESTAMP.fullmatch(rest):
+    if not TIMESTAMP.fullmatch(rest):
         raise ParseError("unexpected data after the field set", pos)
     return h.group(1), fields, int(rest)
 
