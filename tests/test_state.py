@@ -261,12 +261,18 @@ def test_inspect_shows_each_series_state_by_name(tmp_path: Path) -> None:
 def test_inspect_shows_no_state_for_a_header_layout_it_cannot_read(layout: str) -> None:
     """A damaged or foreign layout in a checkpoint's header: ``state inspect --with-state`` shows that
     series' state as null (ValueError inside), never a traceback."""
+    from riverguard.detectors import Sentinel
     from riverguard.detectors.steps import read_record
     from riverguard.state import _named
 
+    det = Sentinel()
+    for i in range(300):
+        det.process(50.0 + i % 7, T0 / 1e9 + 60.0 * i)
+    record = det.dump_state()
+    assert _named([record], Sentinel.STATE_LAYOUT)["n"] == 300  # the record itself is sound
     with pytest.raises(ValueError):
-        read_record(layout, [b"", b""])
-    assert _named([[b"", b""]], layout) is None
+        read_record(layout, record)
+    assert _named([record], layout) is None
 
 
 def test_sigterm_writes_a_checkpoint(tmp_path: Path) -> None:
