@@ -5,10 +5,14 @@ Without influxd these tests skip (fail with CI=true): see tests/influx.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -262,6 +266,83 @@ def test_backfill_connection_refused(tmp_path: Path) -> None:
     proc = _replay("--influx-url", f"http://127.0.0.1:{free_port()}", "--db", "x", "--retries", "0", str(_small(tmp_path)))
     assert proc.returncode == 1
     assert "cannot connect" in proc.stderr.decode()
+
+
+@contextlib.contextmanager
+def _answers_then_closes(answer: bytes, read_body: bool) -> Iterator[str]:
+    """A bare TCP server on a loopback port (its URL): for each request it reads the head (and, with
+    ``read_body``, the body), sends ``answer`` byte for byte and closes the connection. Without
+    ``read_body`` it closes with the body unread, as InfluxDB does after a 401 or 404: the client's
+    send then fails with a broken pipe or a reset."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(30)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next(int(h[15:]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:"))
+                while read_body and len(body) < length:
+                    body += conn.recv(1 << 20)
+                conn.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(10)
+        listener.close()
+
+
+def _large(tmp_path: Path) -> Path:
+    """4 000 metrics with a 4 KiB string field: one 16 MiB write, more than the loopback's socket buffers hold."""
+    path = tmp_path / "large.lp"
+    note = "x" * 4096
+    path.write_text("".join(f'big,host=a v={i % 7}.5,note="{note}" {1700000000000000000 + i}\n' for i in range(4000)))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("answer", "read_body", "message"),
+    [
+        # the server answers 401 and closes before reading the body; its answer's own body never comes
+        (b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 100\r\n\r\n", False,
+         "E! [riverguard] InfluxDB refused the write to database 'x' (HTTP 401): Unauthorized"),
+        # it reads the body, answers 400 and closes halfway through its message: what came is said
+        (b'HTTP/1.1 400 Bad Request\r\nContent-Length: 100\r\n\r\n{"error":"partial write: type conflict', True,
+         'E! [riverguard] InfluxDB refused the write to database \'x\' (HTTP 400): {"error":"partial write: type conflict'),
+    ],
+)
+def test_backfill_says_what_influxdb_answered_before_the_connection_broke(
+    tmp_path: Path, answer: bytes, read_body: bool, message: str
+) -> None:
+    path = _large(tmp_path)
+    with _answers_then_closes(answer, read_body) as url:
+        proc = _replay("--influx-url", url, "--db", "x", "--retries", "2", str(path))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert message in stderr.splitlines()
+    assert "retry" not in stderr and "connection error" not in stderr  # a 4xx answered is not retried
+
+
+def test_backfill_says_the_send_error_when_the_server_closed_without_answering(tmp_path: Path) -> None:
+    with _answers_then_closes(b"", read_body=False) as url:
+        proc = _replay("--influx-url", url, "--db", "x", "--retries", "0", str(_large(tmp_path)))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    sent = ("BrokenPipeError(32, 'Broken pipe')", "ConnectionResetError(104, 'Connection reset by peer')")
+    assert any(f"giving up after 1 attempt(s): connection error: {e}" in stderr for e in sent), stderr
 
 
 @pytest.mark.parametrize(

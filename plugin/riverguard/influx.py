@@ -45,7 +45,7 @@ from .log import Log
 
 __all__ = [
     "DEFAULT_BATCH_SIZE", "MAX_BACKOFF", "InfluxError", "InfluxWriter", "OptionError", "WriteError",
-    "add_arguments", "from_args", "post", "refusal", "retry_wait", "retryable_status",
+    "add_arguments", "from_args", "post", "retry_wait", "retryable_status",
 ]
 
 DEFAULT_BATCH_SIZE = 5000
@@ -352,31 +352,31 @@ class InfluxWriter:
 
     def _http_post(self, body: bytes) -> None:
         """One POST; raises :class:`WriteError` (``retryable`` or not) unless InfluxDB answered 2xx."""
-        conn, resp = post(self.endpoint, body, self.headers, self.timeout, WriteError)
-        try:
-            payload = resp.read()
-        except (OSError, http.client.HTTPException) as err:
-            raise WriteError(f"connection error: {err!r}", retryable=True) from None
-        finally:
-            conn.close()
-        status = resp.status
-        if 200 <= status < 300:
-            return
-        message, retryable, retry_after = refusal(resp, payload)
-        if retryable:
-            raise WriteError(f"HTTP {status}: {message}", True, retry_after)
-        raise WriteError(f"InfluxDB refused the write to {self.target} (HTTP {status}): {message}")
+        conn, _ = post(self.endpoint, body, self.headers, self.timeout, WriteError, refused=f"the write to {self.target}")
+        conn.close()
 
 
 def post(
-    url: str, body: bytes | None, headers: dict[str, str], timeout: float, error: type[InfluxError]
+    url: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    timeout: float,
+    error: type[InfluxError],
+    *,
+    refused: str | None = None,
 ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-    """POST ``body`` to ``url``: the connection (for the caller to close) and InfluxDB's answer, whatever its status.
+    """POST ``body`` to ``url``: the connection (for the caller to close) and InfluxDB's 2xx answer, unread.
 
-    No answer (connection refused, name unknown, reset, timed out) is a
-    retryable ``error``. InfluxDB may answer (404 database not found,
-    401...) and close the connection before reading a large body: the send
-    then fails with a broken pipe, but the answer is there to be read.
+    Any other outcome raises ``error``. No answer (connection refused, name
+    unknown, reset, timed out) is retryable. An answer other than 2xx says
+    InfluxDB's message (``HTTP 404: database not found``), is retryable for
+    5xx and 429 with the server's ``Retry-After``, and for any other 4xx names
+    what was ``refused`` if given (``InfluxDB refused the write to ... (HTTP
+    404): ...``). InfluxDB may answer (404 database not found, 401...) and
+    close the connection before reading a large body: the send then fails
+    with a broken pipe, but the answer is there to be read; when it is not
+    (or only its start is), the message says what did come, and the send
+    error when nothing did.
     """
     parts = urllib.parse.urlsplit(url)
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -393,18 +393,28 @@ def post(
         except (OSError, http.client.HTTPException) as err:
             raise error(f"connection error: {err!r}", retryable=True) from None
         try:
-            return conn, conn.getresponse()
+            resp = conn.getresponse()
         except (OSError, http.client.HTTPException) as err:
             raise error(f"connection error: {send_error or err!r}", retryable=True) from None
+        if 200 <= resp.status < 300:
+            return conn, resp
+        try:
+            payload = resp.read()
+        except http.client.IncompleteRead as err:  # the answer's start came: say it
+            payload = err.partial
+        except (OSError, http.client.HTTPException):
+            payload = b""
     except InfluxError:
         conn.close()
         raise
-
-
-def refusal(resp: http.client.HTTPResponse, payload: bytes) -> tuple[str, bool, float | None]:
-    """What an answer other than 2xx says: InfluxDB's message, whether to ask again later (5xx, 429), and
-    the server's ``Retry-After`` in seconds (None without one)."""
-    return _message(payload, resp.reason), retryable_status(resp.status), _retry_after(resp.getheader("Retry-After"))
+    conn.close()
+    status = resp.status
+    message = _message(payload, resp.reason)
+    if retryable_status(status):
+        raise error(f"HTTP {status}: {message}", True, _retry_after(resp.getheader("Retry-After")))
+    if refused:
+        raise error(f"InfluxDB refused {refused} (HTTP {status}): {message}")
+    raise error(f"HTTP {status}: {message}")
 
 
 def _message(raw: bytes, reason: str) -> str:

@@ -15,9 +15,9 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from ..influx import InfluxError, post, refusal
+from ..influx import InfluxError, post
 
-__all__ = ["ReadError", "Row", "Source", "complete_batches", "open_request"]
+__all__ = ["ReadError", "Row", "Source", "complete_batches"]
 
 
 class Row(NamedTuple):
@@ -61,6 +61,10 @@ class Source:
         self.score_field = score_field
         self.timeout = timeout
 
+    def request(self, url: str, body: bytes) -> http.client.HTTPResponse:
+        """POST a query; InfluxDB's 2xx answer, open to be read, or :class:`ReadError` (as :func:`influx.post`)."""
+        return post(url, body, self.headers, self.timeout, ReadError)[1]
+
     def key(self, measurement: str) -> str:  # pragma: no cover - each source has its own
         raise NotImplementedError
 
@@ -72,23 +76,6 @@ class Source:
 
     def rows(self, measurement: str, lo: int | None, hi: int | None) -> Iterator[list[Row]]:  # pragma: no cover
         raise NotImplementedError
-
-
-def open_request(
-    url: str, *, body: bytes | None, headers: dict[str, str], timeout: float
-) -> http.client.HTTPResponse:
-    """POST ``body`` to ``url``; the open response when InfluxDB answered 2xx, else :class:`ReadError`."""
-    conn, resp = post(url, body, headers, timeout, ReadError)
-    if 200 <= resp.status < 300:
-        return resp
-    try:
-        payload = resp.read()
-    except (OSError, http.client.HTTPException):
-        payload = b""
-    finally:
-        conn.close()
-    message, retryable, retry_after = refusal(resp, payload)
-    raise ReadError(f"HTTP {resp.status}: {message}", retryable=retryable, retry_after=retry_after)
 
 
 def read_line(resp: http.client.HTTPResponse) -> bytes:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .points import KINDS, Layout, RebuildError
-from .source import ReadError, Row, Source, complete_batches, json_document, open_request, read_line
+from .source import ReadError, Row, Source, complete_batches, json_document, read_line
 
 __all__ = ["InfluxQLSource", "quote_ident"]
 
@@ -64,10 +64,7 @@ class InfluxQLSource(Source):
         params = {"db": self.db, "q": query, "epoch": "ns"}
         if chunked:
             params.update(chunked="true", chunk_size=str(self.chunk_size))
-        return open_request(
-            self.url + "/query", body=urllib.parse.urlencode(params).encode(), headers=self.headers,
-            timeout=self.timeout,
-        )
+        return self.request(self.url + "/query", urllib.parse.urlencode(params).encode())
 
     def _results(self, query: str, chunked: bool = False) -> Iterator[dict[str, Any]]:
         """Each result document of ``query`` (one per chunk when chunked); errors raise :class:`ReadError`."""

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .points import KINDS, Layout, RebuildError
-from .source import ReadError, Row, Source, complete_batches, open_request, read_line
+from .source import ReadError, Row, Source, complete_batches, read_line
 
 __all__ = ["FluxSource", "flux_string", "read_annotated_csv"]
 
@@ -210,12 +210,8 @@ class FluxSource(Source):
         return json.dumps({"query": flux, "type": "flux", "dialect": dialect}).encode()
 
     def _lines(self, flux: str) -> Iterator[str]:
-        resp = open_request(
-            f"{self.url}/api/v2/query?{urllib.parse.urlencode({'org': self.org})}",
-            body=self.request_body(flux),
-            headers=self.headers,
-            timeout=self.timeout,
-        )
+        url = f"{self.url}/api/v2/query?{urllib.parse.urlencode({'org': self.org})}"
+        resp = self.request(url, self.request_body(flux))
         decode = codecs.getincrementaldecoder("utf-8")("replace").decode
         try:
             while True:
