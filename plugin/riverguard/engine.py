@@ -298,22 +298,25 @@ class Engine:
             f"max_series = {self.max_series} is too small for the series coming in; raise [state] max_series"
         )
 
-    def rules_for_key(self, key: bytes, cache: dict[Any, Any]) -> tuple[bytes, tuple[Rule, ...]]:
-        """Series ``key``'s field key, and the rules that may hold its model (a checkpoint's, or one kept across a reload).
+    def rule_for(self, key: bytes, fingerprint: str, cache: dict[Any, Any]) -> tuple[bytes, Rule | None, bool]:
+        """Series ``key``'s field key, the rule with ``fingerprint`` that may hold its model (a checkpoint's,
+        or one kept across a reload) or None, and whether any rule may hold it (None and False: no rule
+        routes the series any more; None and True: its rule or parameters changed).
 
-        A field's series: the rule its field routes to, if that rule scores
-        fields one by one. A ``scope = "metric"`` model (field key ``"\\n"``):
-        every metric-scope rule its measurement and tags allow (which one made
-        it depends on the fields that came first: callers tell by its
-        fingerprint). ``cache`` is the caller's, for one pass over many keys:
-        the rules each measurement + tag set allows, and each field key's
-        route through them (shared by the tag sets that allow the same
-        rules). :class:`ParseError` for a key whose measurement and tags do
-        not parse; for a key without a field key, ``(b"", ())``.
+        The rules that may hold it: for a field's series, the rule its field
+        routes to, if that rule scores fields one by one; for a ``scope =
+        "metric"`` model (field key ``"\\n"``), every metric-scope rule its
+        measurement and tags allow (which one made it depends on the fields
+        that came first: the fingerprint tells). ``cache`` is the caller's,
+        for one pass over many keys: the rules each measurement + tag set
+        allows, and each field key's route through them (shared by the tag
+        sets that allow the same rules). :class:`ParseError` for a key whose
+        measurement and tags do not parse; for a key without a field key,
+        ``(b"", None, False)``.
         """
         prefix, field_key = _split_key(key)
         if not field_key:
-            return field_key, ()
+            return field_key, None, False
         found = cache.get(prefix)
         if found is None:
             allowed = self.candidates(parse(prefix + b"x=0"))
@@ -332,7 +335,7 @@ class Engine:
                 ok = rule is not None and rule.scope == "field" and rule.detector_class is not None
                 rules = (rule,) if ok else ()
             routes[field_key] = rules
-        return field_key, rules
+        return field_key, next((r for r in rules if r.fingerprint == fingerprint), None), bool(rules)
 
     def reconfigure(self, config: Config) -> tuple[int, int]:
         """Use ``config`` from now on; return ``(kept, fresh)``.
@@ -349,9 +352,7 @@ class Engine:
         for key, series in self.series.items():
             if series.detector is None:
                 continue  # unscored: routed again at its next sample
-            fingerprint = series.rule.fingerprint
-            field_key, rules = self.rules_for_key(key, cache)
-            rule = next((r for r in rules if r.fingerprint == fingerprint), None)
+            field_key, rule, _ = self.rule_for(key, series.rule.fingerprint, cache)
             if rule is None:
                 fresh += 1
                 continue

@@ -154,15 +154,14 @@ class StateStore:
         cache: dict[Any, Any] = {}
         for key, _name, fingerprint, seen, last_time, anomalies, state in records:
             try:
-                field_key, rules = engine.rules_for_key(key, cache)
+                field_key, rule, routed = engine.rule_for(key, fingerprint, cache)
             except ParseError as err:
                 raise CheckpointError(f"bad series key {key[:80]!r}: {err}") from None
             if not field_key:
                 raise CheckpointError(f"bad series key {key[:80]!r}: no field")
-            rule = next((r for r in rules if r.fingerprint == fingerprint), None)
             if rule is None:
-                changed += bool(rules)
-                dropped += not rules
+                changed += routed
+                dropped += not routed
                 continue
             if state is None:  # its model could not be saved: it starts fresh
                 unsaved += 1
