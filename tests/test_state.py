@@ -257,6 +257,30 @@ def test_inspect_shows_each_series_state_by_name(tmp_path: Path) -> None:
     assert [json.loads(line)["state"]["n"] for line in old.stdout.splitlines()] == [300, 300]
 
 
+def test_inspect_prints_json_that_reads_back_as_saved(tmp_path: Path) -> None:
+    """Every form of ``state inspect`` prints JSON: a state saved by name that holds a nil and a list
+    (none of today's detectors saves one; a checkpoint from another build, or edited) shows them as null
+    and an array, not as Python's text ``"None"``; a float that is not finite as its name."""
+    config = write_config(tmp_path, "zscore")
+    state = tmp_path / "s.msgpack"
+    assert run(["run", "--config", str(config), "--state", str(state)], stream(50)).returncode == 0
+    checkpoint = store.read(state)
+    records = [list(r) for r in checkpoint.records]
+    saved = records[0][6][0]
+    records[0][6] = [{**saved, "last": None, "recent": [1.5, None, float("inf")], "gap": float("nan")}]
+    store.write(state, checkpoint.header, records)
+    summary = json.loads(inspect(state).stdout)
+    assert summary["series"] == 4 and summary["detectors"] == {"zscore": 4}
+    for args in (["--series"], ["--with-state"]):
+        listed = run(["state", "inspect", str(state), *args])
+        assert listed.returncode == 0, listed.stderr
+        rows = {row["key"]: row for row in map(json.loads, listed.stdout.splitlines())}
+        assert len(rows) == 4 and all(row["samples"] == 50 for row in rows.values())
+    edited = rows[records[0][0].decode()]["state"]
+    assert edited["last"] is None and edited["recent"] == [1.5, None, "inf"] and edited["gap"] == "nan"
+    assert edited["n"] == saved["n"] == 50 and edited["mean"] == f"<{len(saved['mean'])} bytes>"
+
+
 @pytest.mark.parametrize("layout", ["record 3 | x:4", "", "record 2: n:q t0 | a:4", "record 2: n:q | a"])
 def test_inspect_shows_no_state_for_a_header_layout_it_cannot_read(layout: str) -> None:
     """A damaged or foreign layout in a checkpoint's header: ``state inspect --with-state`` shows that

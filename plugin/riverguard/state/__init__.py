@@ -335,7 +335,8 @@ def list_series(path: Path, glob: str = "*", with_state: bool = False) -> Iterat
 
 
 def _named(state: Any, layout: Any) -> Any:
-    """A saved detector state by name, as JSON (a buffer as ``"<N bytes>"``), or None: a flat record read
+    """A saved detector state by name, as JSON (a buffer as ``"<N bytes>"``, a nil as null, a float that is
+    not finite as a string such as ``"inf"``), or None: a flat record read
     through the layout it was saved in, a state saved by name as it is; None for a model saved through
     the generic codec (hst, pad, river), without its layout, or that does not fit it."""
     if type(state) is not list or len(state) != 1:
@@ -351,11 +352,15 @@ def _named(state: Any, layout: Any) -> Any:
         except ValueError:
             return None
 
-    def plain(v: Any) -> Any:
+    def plain(v: Any) -> Any:  # what JSON can hold as it is; a float that is not finite as its repr ("inf")
         if type(v) is dict:
             return {str(k): plain(x) for k, x in v.items()}
+        if type(v) in (list, tuple):
+            return [plain(x) for x in v]
         if type(v) is bytes:
             return f"<{len(v)} bytes>"
-        return v if type(v) in (int, bool, str) or (type(v) is float and math.isfinite(v)) else repr(v)
+        if v is None or type(v) in (int, bool, str) or (type(v) is float and math.isfinite(v)):
+            return v
+        return repr(v)
 
     return plain(compact)
