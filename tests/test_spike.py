@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,32 @@ EXPLAIN = "[output]\nexplain = true\n\n"
 HOUR, MINUTE = 3600, 60
 
 
+def samples(
+    times: list[int] | list[int | None],
+    value: Callable[[int, bytes, Callable[[float], float]], float],
+    *,
+    seed: int,
+    hosts: tuple[bytes, ...] = (b"a",),
+    series: bytes = b"api",
+    field: bytes = b"latency",
+    fmt: bytes = b"%.3f",
+) -> bytes:
+    """Line protocol of ``series,host=H field=value(i, H, gauss)`` at each event time ``times[i]`` (s; None:
+    no timestamp), one line per host in ``hosts`` order; ``gauss(sd)`` draws noise from a generator seeded
+    with ``seed``, so a stream is the same bytes on every run."""
+    rng = random.Random(seed)
+
+    def gauss(sd: float) -> float:
+        return rng.gauss(0.0, sd)
+
+    lines = []
+    for i, t in enumerate(times):
+        stamp = b"" if t is None else b" %d" % (t * 10**9)
+        for host in hosts:
+            lines.append(b"%s,host=%s %s=%s%s\n" % (series, host, field, fmt % value(i, host, gauss), stamp))
+    return b"".join(lines)
+
+
 def spiky(step: int = HOUR, series: bytes = b"api", field: bytes = b"latency") -> tuple[bytes, int, int]:
     """4 320 samples ``step`` seconds apart of two series around 100 (sd 2), host a then host b on
     alternate lines; an early burst to 300 and a drop to -100 set the range; at sample 2 040 a spike of
@@ -33,22 +60,23 @@ def spiky(step: int = HOUR, series: bytes = b"api", field: bytes = b"latency") -
     the suppression) a spike of +40 (host a) is under half the largest deviation seen (which fades over
     about 1 000 samples). Returns the line protocol and the line numbers of host a's spike and small
     spike (host b's dip is on the line after the spike)."""
-    rng = random.Random(3)
-    lines = []
     spike, small = 1440 + 600, 1440 + 1050
-    for i in range(3 * 1440):
-        for host, jump in ((b"a", 150.0), (b"b", -150.0)):
-            x = 100.0 + rng.gauss(0.0, 2.0)
-            if 300 <= i < 310:
-                x += 200.0
-            if 320 <= i < 330:
-                x -= 200.0
-            if i == spike:
-                x += jump
-            if i == small and host == b"a":
-                x += 40.0
-            lines.append(b"%s,host=%s %s=%.3f %d\n" % (series, host, field, x, (T0 + step * i) * 10**9))
-    return b"".join(lines), 2 * spike, 2 * small
+
+    def value(i: int, host: bytes, gauss: Callable[[float], float]) -> float:
+        x = 100.0 + gauss(2.0)
+        if 300 <= i < 310:
+            x += 200.0
+        if 320 <= i < 330:
+            x -= 200.0
+        if i == spike:
+            x += 150.0 if host == b"a" else -150.0
+        if i == small and host == b"a":
+            x += 40.0
+        return x
+
+    times = [T0 + step * i for i in range(3 * 1440)]
+    data = samples(times, value, seed=3, hosts=(b"a", b"b"), series=series, field=field)
+    return data, 2 * spike, 2 * small
 
 
 def _config(tmp_path: Path, detector: str, params: str = "", extra: str = EXPLAIN) -> Path:
@@ -112,17 +140,16 @@ def test_a_one_minute_blip_is_no_spike_until_spike_time_is_0(tmp_path: Path) -> 
 def blip(times: list[int | None]) -> bytes:
     """3 000 samples of a series around 100 (sd 2) at the given event times (s; None: no timestamp), a
     burst to 300 and -100 at samples 30-31 (the range), and a blip of +150 at sample 2 000 (inside it)."""
-    rng = random.Random(3)
-    lines = []
-    for i, t in enumerate(times):
-        x = 100.0 + rng.gauss(0.0, 2.0)
+
+    def value(i: int, host: bytes, gauss: Callable[[float], float]) -> float:
+        x = 100.0 + gauss(2.0)
         if i in (30, 31):
             x = 300.0 if i == 30 else -100.0
         if i == 2000:
             x += 150.0
-        stamp = b"" if t is None else b" %d" % (t * 10**9)
-        lines.append(b"api,host=a latency=%.3f%s\n" % (x, stamp))
-    return b"".join(lines)
+        return x
+
+    return samples(times, value, seed=3)
 
 
 @pytest.mark.parametrize(
@@ -248,9 +275,8 @@ def crash_minutes(flat: bool = False, incident: bool = False) -> bytes:
     """4 500 one-minute samples around 10 (sd 1), a burst to 300 and -100 at samples 20-21 (before the spike
     step counts), a spike to 25 at sample 3 700; ``flat``: samples 1 500-2 999 are exactly 10.0;
     ``incident``: +290 at sample 100 (once the step counts, a deviation hundreds of mads wide)."""
-    rng = random.Random(5)
-    lines = []
-    for i in range(4500):
+
+    def value(i: int, host: bytes, gauss: Callable[[float], float]) -> float:
         if i == 20:
             x = 300.0
         elif i == 21:
@@ -258,13 +284,15 @@ def crash_minutes(flat: bool = False, incident: bool = False) -> bytes:
         elif flat and 1500 <= i < 3000:
             x = 10.0
         else:
-            x = round(10 + rng.gauss(0, 1), 3)
+            x = round(10 + gauss(1.0), 3)
         if incident and i == 100:
             x += 290.0
         if i == 3700:
             x = 25.0
-        lines.append(b"crashes,host=a rate=%r %d\n" % (x, (1_700_000_000 + 60 * i) * 10**9))
-    return b"".join(lines)
+        return x
+
+    times = [1_700_000_000 + 60 * i for i in range(4500)]
+    return samples(times, value, seed=5, series=b"crashes", field=b"rate", fmt=b"%r")
 
 
 @pytest.mark.parametrize("case", ["flat", "incident"])

@@ -170,13 +170,24 @@ def test_changed_rule_starts_fresh_and_says_so(tmp_path: Path) -> None:
     assert info and b"restored 0 series" in info[0] and b"4 start fresh" in info[0], changed.stderr
 
 
+DATA = Path(__file__).parent / "data"
+
+
+def _fixture(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A copy of ``tests/data/checkpoint-NAME-state.msgpack`` to run on, and a config file holding the
+    rules the fixtures were written with (:data:`FIXTURE_RULES`)."""
+    state = tmp_path / "s.msgpack"
+    state.write_bytes((DATA / f"checkpoint-{name}-state.msgpack").read_bytes())
+    config = tmp_path / "rules.toml"
+    config.write_text(FIXTURE_RULES)
+    return state, config
+
+
 def test_checkpoint_with_positional_states_starts_fresh_and_says_so(tmp_path: Path) -> None:
     """A checkpoint written before detector states were saved by name (riverguard 0.1.0 up to the
     detector refactor): its series start fresh with the usual I! line; the file is not set aside."""
-    data = Path(__file__).parent / "data"
-    state = tmp_path / "s.msgpack"
-    state.write_bytes((data / "checkpoint-positional-state.msgpack").read_bytes())
-    proc = run(["replay", "--state", str(state), str(data / "checkpoint-positional-state.lp")])
+    state, _ = _fixture(tmp_path, "positional")
+    proc = run(["replay", "--state", str(state), str(DATA / "checkpoint-positional-state.lp")])
     assert proc.returncode == 0, proc.stderr
     assert b"restored 0 series" in proc.stderr and b"2 start fresh because their rule or parameters changed" in proc.stderr
     assert b"W!" not in proc.stderr and b"unusable" not in proc.stderr
@@ -194,19 +205,15 @@ def test_checkpoint_with_states_by_name_from_0c40294_starts_fresh_and_says_so(tm
     """A checkpoint written by 0c40294 (states saved by name, one mapping per step) is in another state
     layout than the flat record: its series start fresh with the usual I! line, nothing is misread,
     the file is not set aside, and the output is that of a fresh start."""
-    data = Path(__file__).parent / "data"
-    state = tmp_path / "s.msgpack"
-    state.write_bytes((data / "checkpoint-by-name-state.msgpack").read_bytes())
-    config = tmp_path / "rules.toml"
-    config.write_text(FIXTURE_RULES)
-    later = str(data / "checkpoint-by-name-state.lp")
+    state, config = _fixture(tmp_path, "by-name")
+    later = str(DATA / "checkpoint-by-name-state.lp")
     proc = run(["replay", "--config", str(config), "--state", str(state), later])
     fresh = run(["replay", "--config", str(config), later])
     assert proc.returncode == 0, proc.stderr
     assert b"restored 0 series" in proc.stderr and b"2 start fresh because their rule or parameters changed" in proc.stderr
     assert b"W!" not in proc.stderr and b"unusable" not in proc.stderr
     assert not list(tmp_path.glob("*.corrupt-*"))
-    assert proc.stdout == fresh.stdout != (data / "checkpoint-by-name-state.out").read_bytes()
+    assert proc.stdout == fresh.stdout != (DATA / "checkpoint-by-name-state.out").read_bytes()
     assert read_checkpoint(state)["series"] == 2  # rewritten in the new layout
 
 
@@ -218,19 +225,15 @@ def test_checkpoint_with_flat_records_keeps_its_models(tmp_path: Path, pure: boo
     byte as 0c40294 wrote them in one uninterrupted run of all 400, compiled and pure (``long_time``
     bounds the likelihood's weight only after 1 000 samples). Regenerate these files when the layout
     changes."""
-    data = Path(__file__).parent / "data"
-    state = tmp_path / "s.msgpack"
-    state.write_bytes((data / "checkpoint-record-state.msgpack").read_bytes())
-    config = tmp_path / "rules.toml"
-    config.write_text(FIXTURE_RULES)
+    state, config = _fixture(tmp_path, "record")
     env = {**os.environ, "RIVERGUARD_PURE_PYTHON": "1" if pure else ""}
     proc = subprocess.run(
-        [*RG, "replay", "--config", str(config), "--state", str(state), str(data / "checkpoint-by-name-state.lp")],
+        [*RG, "replay", "--config", str(config), "--state", str(state), str(DATA / "checkpoint-by-name-state.lp")],
         capture_output=True, timeout=120, check=False, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert b"restored 2 series" in proc.stderr and b"start fresh" not in proc.stderr, proc.stderr
-    assert proc.stdout == (data / "checkpoint-by-name-state.out").read_bytes()
+    assert proc.stdout == (DATA / "checkpoint-by-name-state.out").read_bytes()
     assert b"w_anomaly=true" in proc.stdout  # the state carried what it takes to flag the incident at sample 350
 
 
@@ -252,7 +255,7 @@ def test_inspect_shows_each_series_state_by_name(tmp_path: Path) -> None:
         assert named["n"] == row["samples"] == 300 and named["t0"] == T0 / 1e9
         assert list(named["stuck"]) == list(cls.STEPS[5][1].STATE) and type(named["stuck"]["rep"]) is bool
         assert named["surprise"]["counts"] == "<1000 bytes>" and 60.0 < named["error"]["mean"] < 90.0
-    old = run(["state", "inspect", str(Path(__file__).parent / "data" / "checkpoint-by-name-state.msgpack"), "--with-state"])
+    old = run(["state", "inspect", str(DATA / "checkpoint-by-name-state.msgpack"), "--with-state"])
     assert old.returncode == 0, old.stderr
     assert [json.loads(line)["state"]["n"] for line in old.stdout.splitlines()] == [300, 300]
 
@@ -299,15 +302,18 @@ def test_inspect_shows_no_state_for_a_header_layout_it_cannot_read(layout: str) 
     assert _named([record], layout) is None
 
 
+def _start(config: Path, state: Path, stderr: int = subprocess.PIPE) -> subprocess.Popen[bytes]:
+    """``riverguard run --config CONFIG --state STATE`` with its stdin and stdout on pipes, as Telegraf starts it."""
+    return subprocess.Popen(
+        [*RG, "run", "--config", str(config), "--state", str(state)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+    )
+
+
 def test_sigterm_writes_a_checkpoint(tmp_path: Path) -> None:
     state = tmp_path / "s.msgpack"
     config = write_config(tmp_path)
-    proc = subprocess.Popen(
-        [*RG, "run", "--config", str(config), "--state", str(state)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = _start(config, state)
     assert proc.stdin and proc.stdout
     proc.stdin.write(stream(20))
     proc.stdin.flush()
@@ -321,12 +327,7 @@ def test_sigterm_writes_a_checkpoint(tmp_path: Path) -> None:
 def test_periodic_checkpoint_while_running(tmp_path: Path) -> None:
     state = tmp_path / "s.msgpack"
     config = write_config(tmp_path, extra='[state]\ncheckpoint_interval = "100ms"')
-    proc = subprocess.Popen(
-        [*RG, "run", "--config", str(config), "--state", str(state)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _start(config, state, subprocess.DEVNULL)
     assert proc.stdin and proc.stdout
     try:
         proc.stdin.write(stream(5))
@@ -349,12 +350,7 @@ def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint(tmp_path: Path) -> No
     data = stream(400, hosts=50)
     loaded = 0
     for _trial in range(15):
-        proc = subprocess.Popen(
-            [*RG, "run", "--config", str(config), "--state", str(state)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = _start(config, state, subprocess.DEVNULL)
 
         def drain(proc: subprocess.Popen[bytes] = proc) -> None:
             assert proc.stdout
@@ -496,12 +492,7 @@ def _rss_kib(pid: int) -> int:
 def test_one_million_series_keep_memory_bounded(tmp_path: Path) -> None:
     state = tmp_path / "s.msgpack"
     config = write_config(tmp_path, extra="[state]\nmax_series = 10000")
-    proc = subprocess.Popen(
-        [*RG, "run", "--config", str(config), "--state", str(state)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = _start(config, state)
     assert proc.stdin and proc.stdout and proc.stderr
     total, chunk = 1_000_000, 50_000
     rss: dict[int, int] = {}
