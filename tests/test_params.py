@@ -88,7 +88,7 @@ def test_fingerprint_follows_parameters_and_state_layout() -> None:
     rule = config.parse('[[rule]]\nname = "s"\n').rules[0]
     other = config.parse('[[rule]]\nname = "s"\nparams = { suppress = 3 }\n').rules[0]
     assert rule.fingerprint != other.fingerprint
-    assert REGISTRY["sentinel"].STATE_LAYOUT.startswith("record 2: n:q t0:d t1:d surprise.b1:q surprise.b2:q error.mean:d ")
+    assert REGISTRY["sentinel"].STATE_LAYOUT.startswith("record 2: n:q t0:d t1:d gap:d surprise.b1:q surprise.b2:q error.mean:d ")
 
 
 @pytest.mark.parametrize("params", [{}, {"spike": 0.0}, {"spike": 12.0}])
@@ -106,7 +106,7 @@ def test_the_state_record_follows_the_steps_declarations(name: str, params: dict
     layout = cls.state_identity({**cls.defaults(), **params})[1]
     scalars, buffers = layout.split(": ", 1)[1].split(" | ")
     fields = [f.split(":") for f in scalars.split()]
-    assert [f[0] for f in fields] == ["n", "t0", "t1"] + [f"{s}.{n}" for s, step in steps for n in step.STATE]
+    assert [f[0] for f in fields] == ["n", "t0", "t1", "gap"] + [f"{s}.{n}" for s, step in steps for n in step.STATE]
     assert [b.split(":")[0] for b in buffers.split()] == [f"{s}.{n}" for s, step in steps for n in step.BUFFERS]
     named = det.state_by_name()
     record = det.dump_state()
@@ -139,12 +139,12 @@ def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(name: 
     assert plain == (on[0] if name == "sentinel" else off)
     params, layout = cls.state_identity({**cls.defaults(), "spike": 12.0})
     params_off, layout_off = cls.state_identity({**cls.defaults(), "spike": 0.0})
-    spikes = " spikes.mean:d spikes.mad:d spikes.top:d spikes.run:d spikes.gap:d suppression.quiet:q"
+    spikes = " spikes.mean:d spikes.mad:d spikes.top:d spikes.run:d suppression.quiet:q"
     assert layout == layout_off.replace(" suppression.quiet:q", spikes)
     assert cls.STATE_LAYOUT == (layout if name == "sentinel" else layout_off)
     assert {"spike", "spike_fading", "spike_record", "spike_score", "spike_forget", "spike_time"} <= set(params)
     assert "spike" not in params_off and "spikes" not in cls(spike=0.0).state_by_name()
-    assert list(cls(spike=12.0).state_by_name()) == ["n", "t0", "t1"] + [a for a, _ in cls.STEPS]
+    assert list(cls(spike=12.0).state_by_name()) == ["n", "t0", "t1", "gap"] + [a for a, _ in cls.STEPS]
 
 
 def _pxd_attributes(path: Path) -> dict[str, dict[str, str]]:

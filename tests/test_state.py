@@ -220,8 +220,9 @@ def test_checkpoint_with_states_by_name_from_0c40294_starts_fresh_and_says_so(tm
 @pytest.mark.parametrize("pure", [False, True])
 def test_checkpoint_with_flat_records_keeps_its_models(tmp_path: Path, pure: bool) -> None:
     """The same two models as the 0c40294 checkpoint above (300 samples each), saved as flat records
-    (``STATE_LAYOUT`` "record 2"; converted once from that file, name by name, and given the series'
-    last event time as ``t1`` when that was added): the next 100 samples come out byte for
+    (``STATE_LAYOUT`` "record 2"; converted once from that file, name by name, given the series'
+    last event time as ``t1`` when that was added, and its interval, 600 s, as ``gap`` when the
+    pipeline took that over from the spike step): the next 100 samples come out byte for
     byte as 0c40294 wrote them in one uninterrupted run of all 400, compiled and pure (``long_time``
     bounds the likelihood's weight only after 1 000 samples). Regenerate these files when the layout
     changes."""
@@ -251,7 +252,7 @@ def test_inspect_shows_each_series_state_by_name(tmp_path: Path) -> None:
     assert len(rows) == 2
     for row in rows:
         named = row["state"]
-        assert list(named) == ["n", "t0", "t1"] + [n for n, step in cls.STEPS if step.SWITCH is None or cls.defaults()[step.SWITCH]]
+        assert list(named) == ["n", "t0", "t1", "gap"] + [n for n, step in cls.STEPS if step.SWITCH is None or cls.defaults()[step.SWITCH]]
         assert named["n"] == row["samples"] == 300 and named["t0"] == T0 / 1e9
         assert list(named["stuck"]) == list(cls.STEPS[5][1].STATE) and type(named["stuck"]["rep"]) is bool
         assert named["surprise"]["counts"] == "<1000 bytes>" and 60.0 < named["error"]["mean"] < 90.0

@@ -88,11 +88,12 @@ def test_checkpoints_of_the_default_rule_keep_matching() -> None:
     (they did not), and with issue 12's sparse-slot and climb rules (a new setting and a new
     ``extremes`` state, ``climb``), after which older checkpoints start fresh, again when the state
     became one flat record (its layout is in the fingerprint), when the spike step became part of
-    sentinel, and when the pipeline kept the latest event time (``t1``, for ``long_time`` and the spike
-    step's span of time)."""
+    sentinel, when the pipeline kept the latest event time (``t1``, for ``long_time`` and the spike
+    step's span of time), and when it kept the series' usual interval (``gap``, moved from the spike
+    step) and new extremes had to last (``extreme_time``; the ``extremes`` state ``run`` and ``calm``)."""
     from riverguard.config import Rule
 
-    assert Rule(index=1, name="all").fingerprint == "0e07592e82b46547"
-    assert Rule(index=1, name="all", params={"spike": 0.0}).fingerprint == "5110eb1b7c11aea3"
-    assert Rule(index=1, name="all", detector="context").fingerprint == "594d5bea6ee25187"
-    assert Rule(index=1, name="all", warmup=10).fingerprint == "0e07592e82b46547"
+    assert Rule(index=1, name="all").fingerprint == "e893085255428a18"
+    assert Rule(index=1, name="all", params={"spike": 0.0}).fingerprint == "c8ef6873d0caec20"
+    assert Rule(index=1, name="all", detector="context").fingerprint == "bf03ae7ae5038bc0"
+    assert Rule(index=1, name="all", warmup=10).fingerprint == "e893085255428a18"

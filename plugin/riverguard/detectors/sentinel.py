@@ -126,11 +126,12 @@ class Transitions(Surprise):
 # wider; a time-of-day slot must have seen a spread of values, and a climb already reported is not
 # reported again: issue 12, docs/detection.md "Two corpora"; spikes that last half an hour are
 # reported, and the likelihood remembers at least two days: docs/detection.md "Spikes that last" and
-# "A likelihood that remembers days".
+# "A likelihood that remembers days"; a new extreme must have lasted a minute: docs/detection.md
+# "Extremes that last a minute".
 _STEPS, _PARAMS, _LAYOUT = compose(
     Transitions, SentinelSettings,
     day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True, spike=12.0,
-    long_time=172800.0,
+    long_time=172800.0, extreme_time=60.0,
 )
 
 
@@ -172,7 +173,15 @@ class Sentinel(Pipeline):
        a slow drift from firing). The range is taken as it was when the current
        excursion beyond it began, so a slow slide to a new low is measured from
        where it left the range rather than step by step; after a detection, or
-       once the value is back inside, the reference catches up with the range.
+       once the excursion is over, the reference catches up with the range.
+       The excursion must have lasted ``extreme_time`` (a minute) of event
+       time, each sample standing for its interval (at most twice the usual
+       one), and it is over once the values have been back inside as long: one
+       sample of a series sampled every minute or slower is enough, while at
+       10 s a lone record, which noise sets now and then, is learned, not
+       reported, unless it is also a spike (step 4b's measure, however
+       short); a change that keeps the values beyond the range is reported
+       after a minute.
 
        *For the time of day*: the event time ``t`` (UTC) picks one of
        ``day_slots`` slots of the day (with ``weekend_slots``, Saturdays and

@@ -21,6 +21,7 @@ cdef double *_doubles(Py_ssize_t n) except NULL
 cdef void _free(void *p) noexcept
 cdef int _cut(double *cuts, int m, double a, double b) noexcept
 cdef int _limits(double threshold, double damp, double scale, double pmin) except -1
+cdef inline bint _lasts(double run, double need) noexcept
 @cython.locals(q=double)
 cdef inline int _level(double x, double lo, double span, int levels) noexcept
 cdef bytes _dump_bytes(unsigned char *buf, Py_ssize_t n)
@@ -49,7 +50,7 @@ cdef class Settings:
     # Likelihood
     cdef public double short, long, min_sd, pmin, long_time
     # Extremes
-    cdef public double margin, extreme, extreme_sd, value_long
+    cdef public double margin, extreme, extreme_sd, value_long, extreme_time
     cdef public bint extreme_once
     # Stuck
     cdef public double repeat_decay
@@ -121,14 +122,14 @@ cdef class Likelihood(Step):
 
 cdef class Extremes(Step):
     cdef readonly Settings cfg
-    cdef public double _lo, _hi, _rlo, _rhi, _lmean, _lvar
+    cdef public double _lo, _hi, _rlo, _rhi, _lmean, _lvar, _run, _calm
     cdef public int _climb
     cdef bint again
 
     cdef void first(self, double x) noexcept
     @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, side=int, lam=double,
-                   dl=double, far=bint)
-    cdef bint observe(self, double x, int64_t n) except -1
+                   dl=double, far=bint, need=double, calm=double)
+    cdef bint observe(self, double x, int64_t n, double span, bint sharp) except -1
 
 
 cdef class Stuck(Step):
@@ -144,20 +145,19 @@ cdef class Stuck(Step):
 
 cdef class Spike(Step):
     cdef readonly Settings cfg
-    cdef public double _mean, _mad, _top, _run, _gap
+    cdef public double _mean, _mad, _top, _run
 
     cdef void first(self, double x) noexcept
-    @cython.locals(g=double)
-    cdef inline double span(self, double dt) noexcept
-    cdef inline bint lasting(self, double dt) noexcept
-    cdef inline bint _lasts(self, double run) noexcept
+    cdef inline bint lasting(self, double span) noexcept
+    @cython.locals(unit=double)
+    cdef inline bint sharp(self, double x) noexcept
     @cython.locals(floor=double)
     cdef inline double unit(self) noexcept
     @cython.locals(k=double)
     cdef inline double reach(self) noexcept
     @cython.locals(mean=double, mad=double, d=double, ad=double, z=double, out=double, a=double, top=double,
-                   run=double, g=double, unit=double)
-    cdef double score(self, double x, bint counting, bint repeat, double dt) noexcept
+                   run=double, unit=double)
+    cdef double score(self, double x, bint counting, bint repeat, double span) noexcept
 
 
 cdef class Suppression(Step):
@@ -175,7 +175,7 @@ cdef class Suppression(Step):
 cdef class Pipeline:
     cdef readonly Settings cfg
     cdef int64_t _n
-    cdef double _t0, _t1
+    cdef double _t0, _t1, _gap
     cdef readonly Surprise surprise
     cdef readonly PredictionError error
     cdef readonly TimeOfDay day
@@ -186,11 +186,15 @@ cdef class Pipeline:
     cdef readonly Suppression suppression
     cdef readonly int _why
 
-    @cython.locals(n=int64_t, stuck=double, lo=double, span=double, new_extreme=bint, raw=double, var=double,
+    @cython.locals(n=int64_t, stuck=double, lo=double, width=double, new_extreme=bint, raw=double, var=double,
                    z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double,
-                   t1=double, dt=double,
+                   t1=double, dt=double, span=double, sharp=bint,
                    surprise=Surprise)
     cpdef double process(self, double x, object t=*) except? -1.0
+    @cython.locals(g=double)
+    cdef inline double span(self, double dt) noexcept
+    @cython.locals(g=double)
+    cdef inline void _rhythm(self, double dt) noexcept
     cdef inline bint _warming(self, int64_t n, double now, double t0) noexcept
 
     @cython.locals(n=int64_t, error=PredictionError, mean=double, now=double, t0=double, eff=double,
@@ -203,7 +207,7 @@ cdef class Pipeline:
                    i=int, j=int, v=double, best=double, start=double, end=double, inside=bint, k=int,
                    left=double, right=double, x=double, ok=bint, dl=double, dist=double, bad=bint,
                    xon=bint, lower=double, upper=double, hole=bint, up=double, down=double, pl=double, pu=double,
-                   spon=bint, mask=bint, spk=Spike, w=double, unit=double)
+                   spon=bint, mask=bint, spk=Spike, w=double, unit=double, sp=double, ql=double, qu=double)
     cdef int explain_into(self, double threshold, object t, double *out) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)

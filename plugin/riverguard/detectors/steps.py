@@ -83,7 +83,7 @@ _WHY_HOUR = 3
 _WHY_EXTREME = 4
 _WHY_STUCK = 5
 _WHY_SPIKE = 6
-#: weight of the newest interval in the spike step's usual interval of a series
+#: weight of the newest interval in the usual interval of a series (Pipeline.span)
 _RHYTHM = 0.1
 #: a deviation smaller than this fraction of the level is rounding, not a spike
 _ROUNDING = 1e-9
@@ -356,14 +356,14 @@ def _describe(steps):
     ``scalars`` ``(step attribute, ((attribute, kind, lowest, highest + 1), ...))`` per step,
     ``buffers`` ``(step attribute, buffer name)`` per buffer, ``kind`` being ``_FLOAT``, ``_INT`` or
     ``_BOOL`` (the bounds are for the integers that a saved int or bool may hold). The record
-    (:meth:`Pipeline.dump_state`) is ``[scalars, *buffers]``: ``scalars`` packs ``n``, ``t0``, ``t1`` and
+    (:meth:`Pipeline.dump_state`) is ``[scalars, *buffers]``: ``scalars`` packs ``n``, ``t0``, ``t1``, ``gap`` and
     every step's ``STATE`` in order, 8 bytes each, little-endian (a float as a double, an int as
     int64, a bool as 0 or 1); then each step's ``BUFFERS`` as bytes. ``layout`` names every part
     with its type (buffers with their size in bytes), all derived from the steps' declarations.
     """
     steps = [(name, step) for name, step in steps if step is not None]
-    codes = "<qdd"
-    names = [f"record {_RECORD}:", "n:q", "t0:d", "t1:d"]
+    codes = "<qddd"
+    names = [f"record {_RECORD}:", "n:q", "t0:d", "t1:d", "gap:d"]
     scalars = []
     buffers = []
     for name, step in steps:
@@ -403,6 +403,12 @@ def _record(det):
     if rec is None:
         rec = records[on] = _describe([(name, getattr(det, name)) for name, _ in cls.STEPS])
     return rec
+
+
+def _lasts(run, need):
+    """Whether something that has lasted ``run`` seconds of event time (NaN: unknown, as good as lasting) has
+    lasted ``need`` (0: anything has)."""
+    return need == 0.0 or not run < need
 
 
 def _level(x, lo, span, levels):
@@ -687,14 +693,18 @@ class Extremes(Step):
         Param("extreme_sd", 3.0, "Long-run standard deviations from the long-run mean a new extreme needs.", low=0.0),
         Param("value_long", 0.002, "Weight of the newest value in the long-run mean and variance of the values.",
               low=0.0, high=1.0, low_open=True, high_open=True),
+        Param("extreme_time", 0.0, "Seconds of event time an excursion beyond the range must have lasted for a "
+              "new extreme, each sample counting its interval, at most twice the usual one; it ends once the values "
+              "have been back inside as long (0: one sample).", low=0.0),
         Param("extreme_once", False, "A new extreme that continues a climb already reported (no value back inside "
               "the range since) is not reported again while the suppression lasts."),
     )  # fmt: skip
     # the range seen so far (lo, hi); the range as it was when the current excursion beyond it began
     # (rlo, rhi); the long-run mean and variance of the values (lmean, lvar); whether the values
     # have stayed beyond the range, on the side of the last new extreme, since it (climb: +1 above,
-    # -1 below, 0 not)
-    STATE = ("lo", "hi", "rlo", "rhi", "lmean", "lvar", "climb")
+    # -1 below, 0 not); the event time the current excursion has lasted (run; 0: none, NaN: unknown)
+    # and the time the values have been back inside during it (calm)
+    STATE = ("lo", "hi", "rlo", "rhi", "lmean", "lvar", "climb", "run", "calm")
     SIGNED = ("climb",)
 
     def __init__(self, cfg):
@@ -706,18 +716,29 @@ class Extremes(Step):
         self._lmean = 0.0
         self._lvar = 0.0
         self._climb = 0
+        self._run = 0.0
+        self._calm = 0.0
         self.again = False
 
     def first(self, x):
         self._lo = self._hi = self._rlo = self._rhi = self._lmean = x
 
-    def observe(self, x, n):
-        """Learn ``x`` (n >= 1 samples before it); True if it is a new extreme.
+    def observe(self, x, n, span, sharp):
+        """Learn ``x`` (n >= 1 samples before it, ``span`` the event time it stands for: see
+        :meth:`Pipeline.span`; ``sharp``: it is a spike, :meth:`Spike.sharp`); True if it is a new extreme.
 
         A new extreme is beyond the range as it was when the current excursion
         began (a slow slide to a new low is measured from where it left the
         range) by more than ``margin`` of that range, and far from the
-        long-run mean; the next excursion is measured from the range as it is now.
+        long-run mean, once the excursion has lasted ``extreme_time``; the
+        next excursion is measured from the range as it is now. An excursion
+        begins with a value beyond the range and ends once the values have
+        been back inside for ``extreme_time`` (at once with 0, or with any
+        sample of a series sampled at least that slowly); until then the
+        values it set are measured from the range before it, so a lone
+        record of a finely sampled series is learned, not reported, unless
+        it is also ``sharp``: far from the recent level, as the spike step
+        measures it.
         ``again`` says whether a new extreme continues the climb of the previous
         one (on the same side, no value back inside the range or beyond its
         other side in between).
@@ -738,7 +759,19 @@ class Extremes(Step):
         elif x < rlo:
             ext = rlo - x
             side = -1
-        else:  # back inside: the reference catches up with the range
+        need = self.cfg.extreme_time
+        if side != 0:  # the excursion goes on, or begins with the interval this value stands for
+            self._run += span
+            self._calm = 0.0
+        elif self._run != 0.0:  # back inside during an excursion: it ends once calm for extreme_time
+            calm = self._calm + span
+            if _lasts(calm, need):
+                self._run = 0.0
+                self._calm = 0.0
+            else:
+                self._run += span
+                self._calm = calm
+        if self._run == 0.0:  # no excursion: the reference catches up with the range
             self._rlo = self._lo
             self._rhi = self._hi
         if side != self._climb:  # back inside, or beyond the other side: the climb is over
@@ -750,7 +783,7 @@ class Extremes(Step):
             far = dl * dl > self.cfg.extreme_sd * self.cfg.extreme_sd * self._lvar
         self._lmean += lam * dl
         self._lvar = (1.0 - lam) * (self._lvar + lam * dl * dl)
-        if ext > self.cfg.margin * (rhi - rlo) and far:
+        if ext > self.cfg.margin * (rhi - rlo) and far and (sharp or _lasts(self._run, need)):
             self._rlo = self._lo
             self._rhi = self._hi
             self.again = self._climb != 0
@@ -845,8 +878,9 @@ class Spike(Step):
     samples (a series whose spikes are routine does not report each one),
     and if the spike has lasted ``spike_time`` seconds of event time: each
     sample of the run stands for its interval since the previous sample, at
-    most twice the series' usual interval (an exponentially weighted mean of
-    the intervals, each clipped at 4 times it), so the first sample after a
+    most twice the series' usual interval (:meth:`Pipeline.span`: an
+    exponentially weighted mean of the intervals, each clipped at 4 times
+    it), so the first sample after a
     gap is not a lasting spike, and a late sample adds nothing. A spike still
     too short leaves the largest ``z`` seen alone, so the rest of its run is
     judged against the record as it stood when the run began. One sample of
@@ -884,8 +918,8 @@ class Spike(Step):
               "its interval, at most twice the usual one (0: one sample is enough).", low=0.0),
     )  # fmt: skip
     # the EW mean and mean absolute deviation of the values; the largest deviation seen (in mads, fading);
-    # the event time the current run of spikes has lasted (NaN: unknown), the series' usual interval (0: none yet)
-    STATE = ("mean", "mad", "top", "run", "gap")
+    # the event time the current run of spikes has lasted (NaN: unknown)
+    STATE = ("mean", "mad", "top", "run")
     SWITCH = "spike"
 
     def __init__(self, cfg):
@@ -894,29 +928,19 @@ class Spike(Step):
         self._mad = 0.0
         self._top = 0.0
         self._run = 0.0
-        self._gap = 0.0
 
     def first(self, x):
         self._mean = x
 
-    def span(self, dt):
-        """The event time that a spike ``dt`` seconds after the previous sample stands for: ``dt``, at most
-        twice the usual interval; 0 for a late sample, NaN without event times."""
-        g = self._gap + self._gap
-        if g > 0.0 and dt > g:
-            return g
-        if dt < 0.0:
-            return 0.0
-        return dt
+    def lasting(self, span):
+        """Whether a spike that stands for ``span`` seconds (:meth:`Pipeline.span`) has lasted ``spike_time``
+        (without event times: yes)."""
+        return _lasts(self._run + span, self.cfg.spike_time)
 
-    def lasting(self, dt):
-        """Whether a spike ``dt`` seconds after the previous sample has lasted ``spike_time`` (without event
-        times: yes)."""
-        return self._lasts(self._run + self.span(dt))
-
-    def _lasts(self, run):
-        """Whether a run of spikes that has lasted ``run`` seconds (NaN: unknown, as good as lasting) counts."""
-        return self.cfg.spike_time == 0.0 or not run < self.cfg.spike_time
+    def sharp(self, x):
+        """Whether ``x`` would be a spike, however long (before it is learned; ``spike_record`` included)."""
+        unit = self.unit()
+        return unit > 0.0 and abs(x - self._mean) >= self.reach() * unit
 
     def unit(self):
         """The scale of a deviation: the mean absolute deviation, at least ``1e-9`` of the mean's size (a
@@ -929,10 +953,10 @@ class Spike(Step):
         k = self.cfg.spike_record * self._top
         return k if k > self.cfg.spike else self.cfg.spike
 
-    def score(self, x, counting, repeat, dt):
+    def score(self, x, counting, repeat, span):
         """Learn ``x``; ``spike_score`` if it is a spike, else 0.0. ``counting``: spikes count (and the largest is
-        kept); ``repeat``: ``x`` repeats the previous value exactly (the stuck step's verdict); ``dt``: seconds
-        since the previous sample (NaN: unknown)."""
+        kept); ``repeat``: ``x`` repeats the previous value exactly (the stuck step's verdict); ``span``: the
+        event time ``x`` stands for (:meth:`Pipeline.span`; NaN: unknown)."""
         mean = self._mean
         mad = self._mad
         d = x - mean
@@ -943,9 +967,9 @@ class Spike(Step):
         if counting:
             top = self._top * (1.0 - self.cfg.spike_forget)
             if z >= self.reach():
-                run = self._run + self.span(dt)
+                run = self._run + span
                 self._run = run
-                if self._lasts(run):
+                if _lasts(run, self.cfg.spike_time):
                     out = self.cfg.spike_score
                     if z > top:
                         top = z
@@ -958,12 +982,6 @@ class Spike(Step):
             self._top = top
         else:
             self._run = 0.0
-        if dt > 0.0:  # the series' usual interval, each clipped at 4 times it (a gap moves it little)
-            g = self._gap
-            if g > 0.0:
-                self._gap = g + _RHYTHM * ((dt if dt < 4.0 * g else 4.0 * g) - g)
-            else:
-                self._gap = dt
         a = self.cfg.spike_fading
         mean += a * d
         if not repeat:  # (a repeat leaves the scale as it is)
@@ -1075,6 +1093,7 @@ class Pipeline:
         self._n = 0
         self._t0 = _INF  # the first event time seen (inf: none yet)
         self._t1 = _NAN  # the latest event time seen (NaN: none yet)
+        self._gap = 0.0  # the series' usual interval between samples (0: none yet; see span)
         self._why = 0  # the evidence of the last score (for reason; not state)
         steps = type(self).STEPS
         self.surprise = steps[0][1](cfg)
@@ -1148,6 +1167,9 @@ class Pipeline:
         dt = now - t1  # seconds since the latest sample (NaN: unknown; < 0: a late sample)
         if now > t1 or t1 != t1:
             self._t1 = now
+        span = self.span(dt)
+        if dt > 0.0:
+            self._rhythm(dt)
         extremes = self.extremes
         if n == 0:
             extremes.first(x)
@@ -1158,17 +1180,19 @@ class Pipeline:
             return 0.0
         stuck = self.stuck.score(x, n > self.cfg.learn)  # 4. a run of repeats
         lo = extremes._lo  # the range before x
-        span = extremes._hi - lo
-        new_extreme = extremes.observe(x, n)  # 3. new extremes
+        width = extremes._hi - lo
+        spikes = self.spikes
+        sharp = spikes is not None and n >= self.cfg.learn // 4 and spikes.sharp(x)
+        new_extreme = extremes.observe(x, n, span, sharp)  # 3. new extremes
         if new_extreme and extremes.again and self.cfg.extreme_once and self.suppression.active(now):
             new_extreme = False  # the climb that was reported goes on: not a distinct incident
         surprise = self.surprise
-        raw = surprise.raw(_level(x, lo, span, self.cfg.nlevels), n)  # 1a. surprise
+        raw = surprise.raw(_level(x, lo, width, self.cfg.nlevels), n)  # 1a. surprise
         error = self.error
         var = error._var
         z0 = error.score(x)  # 1b. prediction error, for the series and for the time of day
         day = self.day
-        z = day.observe(x, extremes._lmean, t, span, var, self.cfg.z_scale, z0)
+        z = day.observe(x, extremes._lmean, t, width, var, self.cfg.z_scale, z0)
         # which evidence the score comes from (for the reason of a flag)
         why = _WHY_SURPRISE if raw >= z else (_WHY_HOUR if z > z0 else _WHY_ERROR)
         if z > raw:
@@ -1190,9 +1214,8 @@ class Pipeline:
             score = stuck if stuck < 1.0 else 1.0
             tod = False
             why = _WHY_STUCK
-        spikes = self.spikes
         if spikes is not None:  # 4b. a spike that lasts (on in sentinel, opt-in in context)
-            spike = spikes.score(x, n >= self.cfg.learn // 4, self.stuck._rep, dt)
+            spike = spikes.score(x, n >= self.cfg.learn // 4, self.stuck._rep, span)
             if spike > score:
                 score = spike
                 tod = False
@@ -1201,6 +1224,26 @@ class Pipeline:
         if self._warming(n, now, self._t0):  # 5. minimum history
             score = 0.0
         return self.suppression.apply(score, tod, now)  # 6. suppression
+
+    def span(self, dt):
+        """The event time that a sample ``dt`` seconds after the latest one stands for (in the duration of an
+        excursion or a spike): ``dt``, at most twice the series' usual interval (so the first sample after a
+        gap is not a lasting change); 0 for a late sample, NaN without event times."""
+        g = self._gap + self._gap
+        if g > 0.0 and dt > g:
+            return g
+        if dt < 0.0:
+            return 0.0
+        return dt
+
+    def _rhythm(self, dt):
+        """Learn an interval of ``dt`` > 0 seconds into the usual interval: an exponentially weighted mean of
+        the intervals, each clipped at 4 times it (a gap moves it little)."""
+        g = self._gap
+        if g > 0.0:
+            self._gap = g + _RHYTHM * ((dt if dt < 4.0 * g else 4.0 * g) - g)
+        else:
+            self._gap = dt
 
     def _warming(self, n, now, t0):
         """Whether a sample after ``n`` others (at event time ``now``; the first was at ``t0``) scores 0: fewer
@@ -1373,10 +1416,26 @@ class Pipeline:
         if tu < upper:
             upper = tu
         hole = False
+        spk = self.spikes
+        sp = self.span(now - self._t1)  # the event time the next sample stands for
+        ql = _INF  # an excursion that has not lasted yet: a new extreme only if also a spike (x <= ql, x >= qu)
+        qu = -_INF
+        if xon and not _lasts(ext._run + sp, self.cfg.extreme_time):
+            unit = spk.unit() if spk is not None and n >= self.cfg.learn // 4 else 0.0
+            if unit > 0.0:
+                w = spk.reach() * unit
+                ql = spk._mean - w
+                qu = spk._mean + w
+            else:
+                xon = False
         if xon:
             mx = self.cfg.margin * (ext._rhi - ext._rlo)
             xl = ext._rlo - mx
             xu = ext._rhi + mx
+            if qu > xu:
+                xu = qu
+            if ql < xl:
+                xl = ql
             if self.cfg.extreme_once and quiet:
                 if ext._climb > 0:
                     xu = _INF
@@ -1409,9 +1468,8 @@ class Pipeline:
         pu = _INF
         spon = False
         mask = False
-        spk = self.spikes
         unit = spk.unit() if spk is not None else 0.0
-        if unit > 0.0 and spk.lasting(now - self._t1):
+        if unit > 0.0 and spk.lasting(sp):
             w = spk.reach() * unit
             spon = self.cfg.spike_score * f >= eff
             mask = not spon and through and self.cfg.spike_score > self.cfg.day_score and (tl > -_INF or tu < _INF)
@@ -1493,7 +1551,7 @@ class Pipeline:
         """The learned state as one flat record, ``[scalars, *buffers]`` (plain bytes; see :func:`_describe`
         and ``STATE_LAYOUT``); :meth:`state_by_name` shows it by name."""
         packer, scalars, buffers, _ = _record(self)
-        values = [self._n, self._t0, self._t1]
+        values = [self._n, self._t0, self._t1, self._gap]
         for name, fields in scalars:
             step = getattr(self, name)
             for attr, _, _, _ in fields:
@@ -1526,7 +1584,8 @@ class Pipeline:
         self._n = n
         self._t0 = values[1]
         self._t1 = values[2]
-        i = 3
+        self._gap = values[3]
+        i = 4
         for name, fields in scalars:
             step = getattr(self, name)
             for attr, kind, low, high in fields:
