@@ -392,6 +392,30 @@ def test_pipeline_explanations_same_compiled_and_pure(params: dict) -> None:
             assert compiled.reason(x) == pure.reason(x)
 
 
+@pytest.mark.parametrize("name", PIPELINES)
+def test_rules_explained_interleaved_explain_as_each_alone(name: str) -> None:
+    """A rule's limits for explaining are kept in its settings: two rules whose thresholds, ``pmin`` and ``damp``
+    differ, their series explained one after the other (as the engine does), explain exactly as each alone."""
+    cls = REGISTRY[name]
+    rules = [(0.5, {"learn": 100}), (0.9, {"learn": 100, "pmin": 1e-10, "damp": 0.2})]
+    data = _restless(2500, seed=5)
+
+    def run(which: list[int]) -> dict[int, list]:
+        made = {k: cls.factory(rules[k][1])() for k in which}
+        out: dict[int, list] = {k: [] for k in which}
+        for i, x in enumerate(data):
+            t = 1_700_000_000.0 + 600 * i
+            for k in which:
+                out[k].append(made[k].explain(rules[k][0], t))
+                made[k].process(x if k == 0 else 2.0 * x, t)
+        return out
+
+    both = run([0, 1])
+    assert both[0] == run([0])[0] and both[1] == run([1])[1]
+    halved = [None if e is None else tuple(None if v is None else v / 2.0 for v in e) for e in both[1]]
+    assert sum(a != b for a, b in zip(both[0], halved)) > 1000  # (the two rules' bands differ)
+
+
 def test_band_text_is_what_percent_g_writes() -> None:
     """The compiled hot path's fast conversion of band values gives ``%.12g``'s bytes (and ``.0``)."""
     from hypothesis import given, settings

@@ -10,7 +10,6 @@ cdef double _SQRT1_2, _DAY, _NAN, _INF
 cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE
 cdef double _RHYTHM, _ROUNDING
 cdef double *_LEVELS
-cdef double _XTHR, _XDAMP, _XSCALE, _XPMIN, _XEFF, _XU, _XUD
 cdef double *_CUTS
 cdef double *_BAND
 cdef bint _LITTLE
@@ -20,7 +19,6 @@ cdef unsigned char *_bytes(Py_ssize_t n) except NULL
 cdef double *_doubles(Py_ssize_t n) except NULL
 cdef void _free(void *p) noexcept
 cdef int _cut(double *cuts, int m, double a, double b) noexcept
-cdef int _limits(double threshold, double damp, double scale, double pmin) except -1
 cdef inline bint _lasts(double run, double need) noexcept
 @cython.locals(q=double)
 cdef inline int _level(double x, double lo, double span, int levels) noexcept
@@ -41,6 +39,8 @@ cdef class Settings:
     cdef readonly dict values
     cdef readonly int nlevels, slots
     cdef readonly double width, scale
+    # explain_into's limits for the last threshold explained (limits)
+    cdef readonly double xthr, xeff, xu, xud
     # PredictionError
     cdef public double fading, z_scale
     # TimeOfDay
@@ -64,6 +64,8 @@ cdef class Settings:
     # Pipeline
     cdef public int64_t learn
     cdef public double learn_time
+
+    cdef int limits(self, double threshold) except -1
 
 
 cdef class Step:
@@ -206,7 +208,7 @@ cdef class Pipeline:
                    c=double, h=double, dm=double, xl=double, xu=double, far=double, mx=double, d=double,
                    i=int, j=int, v=double, best=double, start=double, end=double, inside=bint, k=int,
                    left=double, right=double, x=double, ok=bint, dl=double, dist=double, bad=bint,
-                   xon=bint, lower=double, upper=double, hole=bint, up=double, down=double, pl=double, pu=double,
+                   xon=bint, lower=double, upper=double, hole=bint, up=double, down=double, pl=double, pu=double, cfg=Settings,
                    spon=bint, mask=bint, spk=Spike, w=double, unit=double, sp=double, ql=double, qu=double)
     cdef int explain_into(self, double threshold, object t, double *out) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)

@@ -183,55 +183,17 @@ _BAND = _doubles(3)
 
 # -- what a threshold implies (explanations) ---------------------------------------------------------
 
-_LIMITS = {}
-
-
 def _limits_for(threshold, damp, scale, pmin):
     """``(eff, u, ud)`` for a rule's threshold: the smallest score flagged (as written, 6 digits), and the
     smallest ``(short average - mean) / sd`` whose likelihood score reaches ``eff``, as is (``u``) and
-    damped (``ud``); inf: never, -inf: always.
+    damped (``ud``); inf: never, -inf: always. Worked out once per rule and threshold (:meth:`Settings.limits`).
 
     >>> eff, u, ud = _limits_for(0.5, 0.5, 0.1, 1e-12)  # flagged from 0.4999995 (written as 0.5)
     >>> round(eff, 12), round(u, 3), round(ud, 3)
     (0.4999995, 4.265, 6.361)
     """
-    key = (threshold, damp, scale, pmin)
-    got = _LIMITS.get(key)
-    if got is None:
-        if len(_LIMITS) >= 256:
-            _LIMITS.clear()
-        eff = flag_limit(_itself, threshold)
-        got = _LIMITS[key] = (eff, _likely_limit(eff, 1.0, scale, pmin), _likely_limit(eff, damp, scale, pmin))
-    return got
-
-
-# the last threshold explained, the settings its limits depend on, and the limits (_limits_for): kept once,
-# not in every series (32 bytes each), for a rule's series explain one after another with the same
-_XTHR = _NAN
-_XDAMP = _NAN
-_XSCALE = _NAN
-_XPMIN = _NAN
-_XEFF = _INF
-_XU = _INF
-_XUD = _INF
-
-
-def _limits(threshold, damp, scale, pmin):
-    """Set what :meth:`Pipeline.explain_into` needs of ``threshold`` (``_XEFF``, ``_XU``, ``_XUD``: the smallest
-    score flagged, and the smallest standardised short average that the likelihood flags, without and with the
-    damping) under the settings ``damp``, ``scale`` and ``pmin``, unless they are those of the last call."""
-    global _XTHR, _XDAMP, _XSCALE, _XPMIN, _XEFF, _XU, _XUD
-    if threshold == _XTHR and damp == _XDAMP and scale == _XSCALE and pmin == _XPMIN:
-        return 0
-    got = _limits_for(threshold, damp, scale, pmin)
-    _XEFF = got[0]
-    _XU = got[1]
-    _XUD = got[2]
-    _XTHR = threshold
-    _XDAMP = damp
-    _XSCALE = scale
-    _XPMIN = pmin
-    return 1
+    eff = flag_limit(_itself, threshold)
+    return eff, _likely_limit(eff, 1.0, scale, pmin), _likely_limit(eff, damp, scale, pmin)
 
 
 def _itself(score):
@@ -284,6 +246,22 @@ class Settings:
         self.width = _DAY / self.day_slots if self.day_slots else 0.0  # and their length in seconds
         self.scale = -1.0 / log10(self.pmin)  # -log10(p) * scale: the score of tail probability p
         self.nlevels = 0  # the surprise step's levels (its subclass sets them)
+        # what explain_into needs of a threshold (limits): the last threshold explained (NaN: none yet), the
+        # smallest score flagged at it, and the smallest standardised short average the likelihood flags, without
+        # and with the damping (_limits_for)
+        self.xthr = _NAN
+        self.xeff = _INF
+        self.xu = _INF
+        self.xud = _INF
+
+    def limits(self, threshold):
+        """Set ``xthr`` to ``threshold`` and ``xeff``, ``xu`` and ``xud`` to its limits (:func:`_limits_for`).
+
+        :meth:`Pipeline.explain_into` calls it when ``threshold`` is not ``xthr``: once per rule, whose series
+        all explain at the rule's threshold."""
+        self.xeff, self.xu, self.xud = _limits_for(threshold, self.damp, self.scale, self.pmin)
+        self.xthr = threshold
+        return 0
 
     def __repr__(self):
         return f"{type(self).__name__}({self.values!r})"
@@ -1331,8 +1309,10 @@ class Pipeline:
             return 1  # 5. nothing is scored yet
         sup = self.suppression
         lik = self.likelihood
-        _limits(threshold, self.cfg.damp, self.cfg.scale, self.cfg.pmin)
-        eff = _XEFF  # the smallest score flagged at threshold
+        cfg = self.cfg
+        if threshold != cfg.xthr:
+            cfg.limits(threshold)
+        eff = cfg.xeff  # the smallest score flagged at threshold
         quiet = sup.active(now)
         f = self.cfg.damp if quiet else 1.0
         through = quiet and self.cfg.day_through and not sup._qday
@@ -1341,7 +1321,7 @@ class Pipeline:
         span = ext._hi - lo
         lmean = ext._lmean
         # 1 + 2. the likelihood: a raw score of rmax or more is flagged (rmax > 1: none is)
-        u = _XUD if quiet else _XU
+        u = cfg.xud if quiet else cfg.xu
         rmax = _INF
         if u < _INF:
             sd = sqrt(lik._s2)
