@@ -14,6 +14,7 @@ from riverguard.detectors.steps cimport Pipeline, Settings, Surprise
 cdef class SentinelSettings(Settings):
     cdef public int bins
     cdef public double gain, prior
+    cdef readonly double prior_mass  # prior * bins
 
 
 cdef class Transitions(Surprise):

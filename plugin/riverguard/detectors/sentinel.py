@@ -27,6 +27,7 @@ class SentinelSettings(Settings):
     def __init__(self, values):
         Settings.__init__(self, values)
         self.nlevels = self.bins
+        self.prior_mass = self.prior * self.bins  # the prior of a whole context (Transitions)
 
 
 @cython.no_gc
@@ -74,7 +75,7 @@ class Transitions(Surprise):
         c = counts[i]
         total = totals[row]
         prior = self.cfg.prior
-        raw = 1.0 - self.cfg.gain * (c + prior) / (total + prior * bins)
+        raw = 1.0 - self.cfg.gain * (c + prior) / (total + self.cfg.prior_mass)
         if total == 255:  # halve the context's counts (forget slowly)
             base = row * bins
             total = 0
@@ -96,7 +97,7 @@ class Transitions(Surprise):
         row = self._b2 * bins + self._b1  # the context (as in raw): its total, and its counts from first
         first = row * bins
         prior = self.cfg.prior
-        total = self._totals[row] + prior * bins
+        total = self._totals[row] + self.cfg.prior_mass
         counts = self._counts
         for b in range(bins):
             out[b] = 1.0 - self.cfg.gain * (counts[first + b] + prior) / total

@@ -41,6 +41,9 @@ cdef class Settings:
     cdef readonly double width, scale
     # explain_into's limits for the last threshold explained (limits)
     cdef readonly double xthr, xeff, xu, xud
+    # 1 - fading, 1 - day_fading, 1 - short, extreme_sd ** 2, 1 - repeat_decay, 1 - spike_forget, learn // 4
+    cdef readonly double fading_keep, day_fading_keep, short_keep, extreme_sd_sq, repeat_decay_keep, spike_forget_keep
+    cdef readonly int64_t learn_quarter
     # PredictionError
     cdef public double fading, z_scale
     # TimeOfDay

@@ -246,6 +246,14 @@ class Settings:
         self.width = _DAY / self.day_slots if self.day_slots else 0.0  # and their length in seconds
         self.scale = -1.0 / log10(self.pmin)  # -log10(p) * scale: the score of tail probability p
         self.nlevels = 0  # the surprise step's levels (its subclass sets them)
+        # what the steps work out of their settings per sample, worked out once here
+        self.fading_keep = 1.0 - self.fading  # PredictionError: the weight the older values keep
+        self.day_fading_keep = 1.0 - self.day_fading  # TimeOfDay: the same in a slot
+        self.short_keep = 1.0 - self.short  # Likelihood: the weight the earlier raw scores keep in the average
+        self.extreme_sd_sq = self.extreme_sd * self.extreme_sd  # Extremes: far, in long-run variances
+        self.repeat_decay_keep = 1.0 - self.repeat_decay  # Stuck: the weight the earlier steps keep
+        self.spike_forget_keep = 1.0 - self.spike_forget  # Spike: what the largest deviation keeps per sample
+        self.learn_quarter = self.learn // 4  # spikes count, and learn_time may end the learning, from here
         # what explain_into needs of a threshold (limits): the last threshold explained (NaN: none yet), the
         # smallest score flagged at it, and the smallest standardised short average the likelihood flags, without
         # and with the damping (_limits_for)
@@ -455,7 +463,7 @@ class PredictionError(Step):
         var = self._var
         a = self.cfg.fading
         self._mean += a * d
-        self._var = (1.0 - a) * (var + a * d * d)
+        self._var = self.cfg.fading_keep * (var + a * d * d)
 
 
 @cython.no_gc
@@ -551,7 +559,7 @@ class TimeOfDay(Step):
                         z = zs if zs < 1.0 else 1.0
                 a = self.cfg.day_fading
                 self._stat[i] += a * ds
-                self._stat[i + 1] = (1.0 - a) * (dvar + a * ds * ds)
+                self._stat[i + 1] = self.cfg.day_fading_keep * (dvar + a * ds * ds)
             else:  # a slot starts at the value, with the variance of the recent values
                 self._stat[i] = v
                 self._stat[i + 1] = var
@@ -640,7 +648,7 @@ class Likelihood(Step):
         self._avg = avg
         mu = self._mu
         # most of the evidence came from earlier samples: a run of them, not this one alone
-        self.built = (1.0 - short) * (prev - mu) >= short * (raw - mu)
+        self.built = self.cfg.short_keep * (prev - mu) >= short * (raw - mu)
         s2 = self._s2
         sd = sqrt(s2)
         if sd < self.cfg.min_sd:
@@ -758,7 +766,7 @@ class Extremes(Step):
         dl = x - self._lmean
         far = False
         if ext > 0.0:
-            far = dl * dl > self.cfg.extreme_sd * self.cfg.extreme_sd * self._lvar
+            far = dl * dl > self.cfg.extreme_sd_sq * self._lvar
         self._lmean += lam * dl
         self._lvar = (1.0 - lam) * (self._lvar + lam * dl * dl)
         if ext > self.cfg.margin * (rhi - rlo) and far and (sharp or _lasts(self._run, need)):
@@ -814,7 +822,7 @@ class Stuck(Step):
             self._len = 0
         # with stuck_longest, a run is scored only while it is longer than every run before it
         longest = self._len > self._maxlen or not self.cfg.stuck_longest
-        keep = 1.0 - self.cfg.repeat_decay
+        keep = self.cfg.repeat_decay_keep
         if self._rep:
             c1 = self._c1 * keep + 1.0
             k1 = self._k1 * keep + rep
@@ -943,7 +951,7 @@ class Spike(Step):
         z = ad / unit if unit > 0.0 else 0.0
         out = 0.0
         if counting:
-            top = self._top * (1.0 - self.cfg.spike_forget)
+            top = self._top * self.cfg.spike_forget_keep
             if z >= self.reach():
                 run = self._run + span
                 self._run = run
@@ -1160,7 +1168,7 @@ class Pipeline:
         lo = extremes._lo  # the range before x
         width = extremes._hi - lo
         spikes = self.spikes
-        sharp = spikes is not None and n >= self.cfg.learn // 4 and spikes.sharp(x)
+        sharp = spikes is not None and n >= self.cfg.learn_quarter and spikes.sharp(x)
         new_extreme = extremes.observe(x, n, span, sharp)  # 3. new extremes
         if new_extreme and extremes.again and self.cfg.extreme_once and self.suppression.active(now):
             new_extreme = False  # the climb that was reported goes on: not a distinct incident
@@ -1193,7 +1201,7 @@ class Pipeline:
             tod = False
             why = _WHY_STUCK
         if spikes is not None:  # 4b. a spike that lasts (on in sentinel, opt-in in context)
-            spike = spikes.score(x, n >= self.cfg.learn // 4, self.stuck._rep, span)
+            spike = spikes.score(x, n >= self.cfg.learn_quarter, self.stuck._rep, span)
             if spike > score:
                 score = spike
                 tod = False
@@ -1226,7 +1234,7 @@ class Pipeline:
     def _warming(self, n, now, t0):
         """Whether a sample after ``n`` others (at event time ``now``; the first was at ``t0``) scores 0: fewer
         than ``learn`` samples before it, unless ``learn_time`` seconds of event time and a quarter of them."""
-        return n < self.cfg.learn and not (self.cfg.learn_time and n >= self.cfg.learn // 4 and now - t0 >= self.cfg.learn_time)
+        return n < self.cfg.learn and not (self.cfg.learn_time and n >= self.cfg.learn_quarter and now - t0 >= self.cfg.learn_time)
 
     # -- explanations ([output] explain) ------------------------------------------------------
 
@@ -1401,7 +1409,7 @@ class Pipeline:
         ql = _INF  # an excursion that has not lasted yet: a new extreme only if also a spike (x <= ql, x >= qu)
         qu = -_INF
         if xon and not _lasts(ext._run + sp, self.cfg.extreme_time):
-            unit = spk.unit() if spk is not None and n >= self.cfg.learn // 4 else 0.0
+            unit = spk.unit() if spk is not None and n >= self.cfg.learn_quarter else 0.0
             if unit > 0.0:
                 w = spk.reach() * unit
                 ql = spk._mean - w
