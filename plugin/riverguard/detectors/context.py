@@ -41,10 +41,11 @@ class ContextSettings(Settings):
     """Context's settings (one object per rule): the shared steps' and :class:`Patterns`' (``levels``, ...),
     and what follows from Patterns' for its table and hashing."""
 
+    LEVELS = "levels"
+
     def __init__(self, values):
         Settings.__init__(self, values)
         orders = self.orders
-        self.nlevels = self.levels
         self.size = 1 << self.table_bits
         self.shift = 32 - self.table_bits
         self.tmask = (1 << self.table_bits) - 1
@@ -139,7 +140,7 @@ class Patterns(Surprise):
         return self._hist <= self.cfg.hmask
 
 
-_STEPS, _PARAMS, _LAYOUT = compose(Patterns, ContextSettings, pmin=1e-12, day_slots=12)
+_STEPS, _SETTINGS, _PARAMS, _LAYOUT = compose(Patterns, ContextSettings, pmin=1e-12, day_slots=12)
 
 
 @cython.no_gc
@@ -216,7 +217,7 @@ class Context(Pipeline):
     """
 
     STEPS = _STEPS
-    SETTINGS = ContextSettings
+    SETTINGS = _SETTINGS
     PARAMS = _PARAMS
     STATE_LAYOUT = _LAYOUT
     name = "context"

@@ -24,9 +24,10 @@ __all__ = ["Sentinel", "SentinelSettings", "Transitions"]
 class SentinelSettings(Settings):
     """Sentinel's settings (one object per rule): the shared steps' and :class:`Transitions`' (``bins``, ...)."""
 
+    LEVELS = "bins"
+
     def __init__(self, values):
         Settings.__init__(self, values)
-        self.nlevels = self.bins
         self.prior_mass = self.prior * self.bins  # the prior of a whole context (Transitions)
 
 
@@ -129,7 +130,7 @@ class Transitions(Surprise):
 # reported, and the likelihood remembers at least two days: docs/detection.md "Spikes that last" and
 # "A likelihood that remembers days"; a new extreme must have lasted a minute: docs/detection.md
 # "Extremes that last a minute".
-_STEPS, _PARAMS, _LAYOUT = compose(
+_STEPS, _SETTINGS, _PARAMS, _LAYOUT = compose(
     Transitions, SentinelSettings,
     day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True, spike=12.0,
     long_time=172800.0, extreme_time=60.0,
@@ -272,7 +273,7 @@ class Sentinel(Pipeline):
     """
 
     STEPS = _STEPS
-    SETTINGS = SentinelSettings
+    SETTINGS = _SETTINGS
     PARAMS = _PARAMS
     STATE_LAYOUT = _LAYOUT
     name = "sentinel"

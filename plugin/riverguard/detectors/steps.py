@@ -235,8 +235,12 @@ class Settings:
     series of a rule, and a copy in each step of each series cost about 250
     bytes a series (docs/performance.md). Never changed once made (a rule whose settings change makes
     new detectors, see ``Engine.reconfigure``). A detector whose surprise step
-    has settings of its own subclasses it (``SentinelSettings``).
+    has settings of its own subclasses it (``SentinelSettings``), and names in
+    ``LEVELS`` the one that counts the surprise step's levels (``nlevels``,
+    which the pipeline reads through this class, per sample).
     """
+
+    LEVELS = None
 
     def __init__(self, values):
         self.values = values
@@ -245,7 +249,7 @@ class Settings:
         self.slots = self.day_slots * (2 if self.weekend_slots else 1)  # TimeOfDay's slots (weekends apart)
         self.width = _DAY / self.day_slots if self.day_slots else 0.0  # and their length in seconds
         self.scale = -1.0 / log10(self.pmin)  # -log10(p) * scale: the score of tail probability p
-        self.nlevels = 0  # the surprise step's levels (its subclass sets them)
+        self.nlevels = values[self.LEVELS] if self.LEVELS else 0  # the surprise step's levels
         # what the steps work out of their settings per sample, worked out once here
         self.fading_keep = 1.0 - self.fading  # PredictionError: the weight the older values keep
         self.day_fading_keep = 1.0 - self.day_fading  # TimeOfDay: the same in a slot
@@ -417,7 +421,7 @@ class Surprise(Step):
     """Step 1a, the detector's own: how unexpected a value is given the recent ones (a raw score <= 1).
 
     It sees the value as its level: :func:`_level` of the range seen before it,
-    in ``cfg.nlevels`` levels (set by the detector's :class:`Settings`).
+    in ``cfg.nlevels`` levels (the setting its :class:`Settings` names in ``LEVELS``).
     """
 
     def raw(self, b, n):
@@ -1631,10 +1635,10 @@ def read_record(layout, record):
 
 
 def compose(surprise, settings, **defaults):
-    """``(STEPS, PARAMS, STATE_LAYOUT)`` of a pipeline whose surprise step is ``surprise``.
+    """``(STEPS, SETTINGS, PARAMS, STATE_LAYOUT)`` of a pipeline whose surprise step is ``surprise``.
 
-    ``settings`` is the pipeline's ``SETTINGS`` (:class:`Settings`, or its
-    subclass with the surprise step's own); ``defaults`` override the steps' defaults. ``STATE_LAYOUT`` names every
+    ``settings`` is the :class:`Settings` subclass with the surprise step's own
+    settings, which the pipeline takes as its ``SETTINGS``; ``defaults`` override the steps' defaults. ``STATE_LAYOUT`` names every
     part of the saved record, in order, with its type (:func:`_describe`), for
     the steps that have a ``SWITCH`` off (as by default); it goes into the rule
     fingerprint (through :meth:`Pipeline.state_identity`, which adds the steps
@@ -1656,7 +1660,7 @@ def compose(surprise, settings, **defaults):
     if unknown:
         raise TypeError(f"no such parameters: {', '.join(sorted(unknown))}")
     params = [p.but(default=defaults[p.name]) if p.name in defaults else p for p in params]
-    return steps, tuple(params), _layout(steps, settings({p.name: p.default for p in params}))
+    return steps, settings, tuple(params), _layout(steps, settings({p.name: p.default for p in params}))
 
 
 def _layout(steps, cfg):
