@@ -275,3 +275,30 @@ def test_compact_state_is_small_plain_data(name: str) -> None:
     assert type(state) in (dict, list) and plain(state)  # by name (zscore) or a flat record (sentinel, context)
     assert len(msgpack.packb(state)) <= 4096
     codec.encode(state)  # the allowlisted checkpoint codec accepts it
+
+
+def test_a_detector_is_built_alike_by_its_constructor_and_by_a_rules_factory() -> None:
+    """Both ways of building a detector hand ``_setup`` what ``shared_settings`` makes of the resolved settings
+    (a detector that keeps its settings in an object of its own gets that object either way)."""
+
+    class Scaled(Detector):
+        name = "scaled"
+        default_threshold = 0.5
+        default_warmup = 0
+        PARAMS = (Param("k", 2.0, "A factor.", low=0.0),)
+
+        @classmethod
+        def shared_settings(cls, values: dict) -> dict:
+            return {**values, "k2": values["k"] * values["k"]}
+
+        def score_one(self, x: float, t: float | None = None) -> float:
+            return min(1.0, abs(x) / self.k2)
+
+        def learn_one(self, x: float, t: float | None = None) -> None:
+            pass
+
+    built, made = Scaled(k=3.0), Scaled.factory({"k": 3.0})()
+    assert built.k2 == made.k2 == 9.0 and built.score_one(4.5) == made.score_one(4.5) == 0.5
+    for name in ("sentinel", "context"):  # the steps pipeline: one Settings object per rule either way
+        cls = REGISTRY[name]
+        assert type(cls(spike=5.0).cfg) is type(cls.factory({"spike": 5.0})().cfg) is cls.SETTINGS

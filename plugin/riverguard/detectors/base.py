@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from .params import Param, defaults, resolve, signature
 
-__all__ = ["REASONS", "Detector", "Explanation", "Factory", "flag_limit", "flagged", "outside"]
+__all__ = ["REASONS", "Detector", "Explanation", "Factory", "flag_limit", "flagged", "outside", "settings_from"]
 
 
 #: The words :meth:`Detector.reason` may return (the README lists them with their meaning).
@@ -86,7 +86,7 @@ class Detector(abc.ABC):
         cls.__signature__ = signature(cls.PARAMS)  # type: ignore[attr-defined]  # for help() and inspect
 
     def __init__(self, **params: Any) -> None:
-        self._setup(resolve(type(self).PARAMS, params, type(self).name))
+        self._setup(settings_from(type(self), params))
 
     @classmethod
     def shared_settings(cls, values: dict[str, Any]) -> Any:
@@ -181,6 +181,13 @@ class Detector(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+def settings_from(cls: Any, params: dict[str, Any]) -> Any:
+    """What ``_setup`` is given by the constructor of detector class ``cls`` called with ``params``: the
+    resolved and checked settings, made into ``cls.shared_settings`` of them, as a :class:`Factory` does for
+    a rule (so both ways of building a detector build it alike; the steps pipeline's constructor too)."""
+    return cls.shared_settings(resolve(cls.PARAMS, params, cls.name))
 
 
 class Factory:

@@ -42,7 +42,7 @@ try:
 except ImportError:  # no Cython: this module runs as the plain Python it is
     from riverguard import _compiled as cython  # type: ignore[no-redef]
 
-from .base import Factory, flag_limit
+from .base import Factory, flag_limit, settings_from
 from .params import Param, defaults, resolve
 
 if cython.compiled:
@@ -1065,7 +1065,7 @@ class Pipeline:
     PARAMS = ()
 
     def __init__(self, **params):
-        self._setup(type(self).shared_settings(resolve(type(self).PARAMS, params, type(self).name)))
+        self._setup(settings_from(type(self), params))
 
     @classmethod
     def factory(cls, params):
