@@ -31,8 +31,7 @@ cdef class Patterns(Surprise):
                    hist=uint64_t, unseen=int, j=Py_ssize_t, k=Py_ssize_t, mask=uint64_t, mult=uint64_t,
                    mask2=uint64_t, mult2=uint64_t, i=uint64_t, seen=bint, plan=tuple)
     cdef int peek(self, double *out) except -1
-    cpdef bytes _dump_buffer(self, str name)
-    cpdef bint _load_buffer(self, str name, object data) except -1
+    cdef object _buffer(self, str name, object data)
     cdef bint _fits(self) except -1
 
 

@@ -16,9 +16,9 @@ from .params import Param
 from .steps import Pipeline, Settings, Surprise, compose
 
 if cython.compiled:
-    from cython.cimports.riverguard.detectors.steps import _bytes, _dump_bytes, _free, _load_bytes
+    from cython.cimports.riverguard.detectors.steps import _bytes, _bytes_io, _free
 else:
-    from .steps import _bytes, _dump_bytes, _free, _load_bytes
+    from .steps import _bytes, _bytes_io, _free
 
 __all__ = ["Context", "ContextSettings", "Patterns"]
 
@@ -130,11 +130,8 @@ class Patterns(Surprise):
             out[q] = unseen * self.cfg.inv
         return levels
 
-    def _dump_buffer(self, name):
-        return _dump_bytes(self._table, self.cfg.size)
-
-    def _load_buffer(self, name, data):
-        return _load_bytes(self._table, data, self.cfg.size)
+    def _buffer(self, name, data):
+        return _bytes_io(self._table, self.cfg.size, data)
 
     def _fits(self):
         return self._hist <= self.cfg.hmask

@@ -31,9 +31,7 @@ cdef class Transitions(Surprise):
                    counts="unsigned char *", b=int)
     cdef int peek(self, double *out) except -1
     @cython.locals(bins=Py_ssize_t)
-    cpdef bytes _dump_buffer(self, str name)
-    @cython.locals(bins=Py_ssize_t)
-    cpdef bint _load_buffer(self, str name, object data) except -1
+    cdef object _buffer(self, str name, object data)
     @cython.locals(bins=int)
     cdef bint _fits(self) except -1
 

@@ -14,9 +14,9 @@ from .params import Param
 from .steps import Pipeline, Settings, Surprise, compose
 
 if cython.compiled:
-    from cython.cimports.riverguard.detectors.steps import _bytes, _dump_bytes, _free, _load_bytes
+    from cython.cimports.riverguard.detectors.steps import _bytes, _bytes_io, _free
 else:
-    from .steps import _bytes, _dump_bytes, _free, _load_bytes
+    from .steps import _bytes, _bytes_io, _free
 
 __all__ = ["Sentinel", "SentinelSettings", "Transitions"]
 
@@ -104,20 +104,14 @@ class Transitions(Surprise):
             out[b] = 1.0 - self.cfg.gain * (counts[first + b] + prior) / total
         return bins
 
-    def _dump_buffer(self, name):
+    def _buffer(self, name, data):
         bins = self.cfg.bins
         if name == "counts":
-            return _dump_bytes(self._counts, bins * bins * bins)
-        return _dump_bytes(self._totals, bins * bins)
-
-    def _load_buffer(self, name, data):
-        bins = self.cfg.bins
-        if name == "counts":
-            return _load_bytes(self._counts, data, bins * bins * bins)
+            return _bytes_io(self._counts, bins * bins * bins, data)
         # The per-context totals are saved rather than re-summed (144 sums per series made
         # loading 100 000 series take seconds). Totals that disagree with the counts can only
         # come from a tampered file: they skew that series' scores or fail it (logged, unscored).
-        return _load_bytes(self._totals, data, bins * bins)
+        return _bytes_io(self._totals, bins * bins, data)
 
     def _fits(self):
         bins = self.cfg.bins

@@ -22,10 +22,9 @@ cdef int _cut(double *cuts, int m, double a, double b) noexcept
 cdef inline bint _lasts(double run, double need) noexcept
 @cython.locals(q=double)
 cdef inline int _level(double x, double lo, double span, int levels) noexcept
-cdef bytes _dump_bytes(unsigned char *buf, Py_ssize_t n)
-cdef bint _load_bytes(unsigned char *buf, object data, Py_ssize_t n) except -1
-cdef bytes _dump_doubles(double *buf, Py_ssize_t n)
-cdef bint _load_doubles(double *buf, object data, Py_ssize_t n) except -1
+cdef object _bytes_io(unsigned char *buf, Py_ssize_t n, object data)
+@cython.locals(out=bytes)
+cdef object _doubles_io(double *buf, Py_ssize_t n, object data)
 
 
 cdef dict _RECORDS
@@ -74,6 +73,7 @@ cdef class Settings:
 cdef class Step:
     cpdef bytes _dump_buffer(self, str name)
     cpdef bint _load_buffer(self, str name, object data) except -1
+    cdef object _buffer(self, str name, object data)
     cdef bint _fits(self) except -1
 
 
@@ -109,9 +109,7 @@ cdef class TimeOfDay(Step):
     cdef double observe(self, double x, double lmean, object t, double span, double var, double z_scale,
                         double z) except? -1.0
     @cython.locals(slots=Py_ssize_t)
-    cpdef bytes _dump_buffer(self, str name)
-    @cython.locals(slots=Py_ssize_t)
-    cpdef bint _load_buffer(self, str name, object data) except -1
+    cdef object _buffer(self, str name, object data)
     cdef bint _fits(self) except -1
 
 

@@ -132,14 +132,13 @@ def _free(p):
         PyMem_Free(p)
 
 
-def _dump_bytes(buf, n):
-    if cython.compiled:
-        return PyBytes_FromStringAndSize(cython.cast(cython.p_char, buf), n)
-    return bytes(buf)
-
-
-def _load_bytes(buf, data, n):
-    """Copy ``data`` into ``buf`` if it is ``n`` bytes; whether it was."""
+def _bytes_io(buf, n, data):
+    """Save or restore ``buf``, ``n`` bytes: with ``data`` None, ``buf`` as bytes; else copy ``data`` into
+    ``buf`` if it is ``n`` bytes, and whether it was."""
+    if data is None:
+        if cython.compiled:
+            return PyBytes_FromStringAndSize(cython.cast(cython.p_char, buf), n)
+        return bytes(buf)
     if type(data) is not bytes or len(data) != n:
         return False
     if cython.compiled:
@@ -149,16 +148,15 @@ def _load_bytes(buf, data, n):
     return True
 
 
-def _dump_doubles(buf, n):
-    """``n`` doubles as little-endian bytes."""
-    if cython.compiled:
-        out = PyBytes_FromStringAndSize(cython.cast(cython.p_char, buf), 8 * n)
+def _doubles_io(buf, n, data):
+    """Save or restore ``buf``, ``n`` doubles, as little-endian bytes: with ``data`` None, ``buf`` as bytes;
+    else copy ``data`` into ``buf`` if it is ``n`` doubles, and whether it was."""
+    if data is None:
+        if cython.compiled:
+            out = PyBytes_FromStringAndSize(cython.cast(cython.p_char, buf), 8 * n)
+        else:
+            out = buf.tobytes()
         return out if _LITTLE else _swapped(out)
-    return buf.tobytes() if _LITTLE else _swapped(buf.tobytes())
-
-
-def _load_doubles(buf, data, n):
-    """Copy what :func:`_dump_doubles` gave into ``buf`` if it is ``n`` doubles; whether it was."""
     if type(data) is not bytes or len(data) != 8 * n:
         return False
     if not _LITTLE:
@@ -287,7 +285,7 @@ class Step:
     in ``STATE`` lives in the attribute ``"_" + name``; its type is the type
     it has in a fresh step (float, int >= 0, or bool). ``BUFFERS`` names the
     step's own arrays, saved as bytes through :meth:`_dump_buffer` and
-    :meth:`_load_buffer`. The detector saves every step's state in one flat
+    :meth:`_load_buffer`, which a step with buffers provides as one :meth:`_buffer`. The detector saves every step's state in one flat
     record whose layout is derived from these names (:func:`_describe`).
     """
 
@@ -305,10 +303,17 @@ class Step:
 
     def _dump_buffer(self, name):
         """The buffer ``name`` (one of ``BUFFERS``) as bytes."""
-        raise KeyError(name)
+        return self._buffer(name, None)
 
     def _load_buffer(self, name, data):
         """Restore what :meth:`_dump_buffer` gave for ``name``; False if ``data`` does not fit."""
+        if data is None:
+            return False
+        return self._buffer(name, data)
+
+    def _buffer(self, name, data):
+        """The buffer ``name`` (one of ``BUFFERS``) as bytes (``data`` None), or ``data`` restored into it and
+        whether it fit: :func:`_bytes_io` or :func:`_doubles_io` of the array that ``name`` is, and its size."""
         raise KeyError(name)
 
     def _fits(self):
@@ -590,21 +595,13 @@ class TimeOfDay(Step):
                 self._visits[slot] = vis + 1
         return z
 
-    def _dump_buffer(self, name):
+    def _buffer(self, name, data):
         slots = self.cfg.slots
         if name == "visits":
-            return _dump_bytes(self._visits, slots)
+            return _bytes_io(self._visits, slots, data)
         if name == "stat":
-            return _dump_doubles(self._stat, 2 * slots)
-        return _dump_doubles(self._lo if name == "lo" else self._hi, slots)
-
-    def _load_buffer(self, name, data):
-        slots = self.cfg.slots
-        if name == "visits":
-            return _load_bytes(self._visits, data, slots)
-        if name == "stat":
-            return _load_doubles(self._stat, data, 2 * slots)
-        return _load_doubles(self._lo if name == "lo" else self._hi, data, slots)
+            return _doubles_io(self._stat, 2 * slots, data)
+        return _doubles_io(self._lo if name == "lo" else self._hi, slots, data)
 
     def _fits(self):
         return self._slot < self.cfg.slots
