@@ -19,7 +19,7 @@ cdef unsigned char *_bytes(Py_ssize_t n) except NULL
 cdef double *_doubles(Py_ssize_t n) except NULL
 cdef void _free(void *p) noexcept
 cdef int _cut(double *cuts, int m, double a, double b) noexcept
-cdef inline bint _lasts(double run, double need) noexcept
+cdef inline bint _lasts(double run, double need, double slack) noexcept
 @cython.locals(q=double)
 cdef inline int _level(double x, double lo, double span, int levels) noexcept
 cdef object _bytes_io(unsigned char *buf, Py_ssize_t n, object data)
@@ -128,11 +128,15 @@ cdef class Extremes(Step):
     cdef public double _lo, _hi, _rlo, _rhi, _lmean, _lvar, _run, _calm
     cdef public int _climb
     cdef bint again
+    cdef int held
 
     cdef void first(self, double x) noexcept
     @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, side=int, lam=double,
                    dl=double, far=bint, need=double, calm=double)
-    cdef bint observe(self, double x, int64_t n, double span, bint sharp) except -1
+    cdef bint observe(self, double x, int64_t n, double span, double slack) except -1
+    cdef void report(self, int side) noexcept
+    @cython.locals(run=double, calm=double)
+    cdef bint _fits(self) except -1
 
 
 cdef class Stuck(Step):
@@ -152,7 +156,11 @@ cdef class Spike(Step):
 
     cdef void first(self, double x) noexcept
     cdef inline bint lasting(self, double span) noexcept
+    @cython.locals(run=double)
+    cdef bint _fits(self) except -1
     @cython.locals(unit=double)
+    cdef inline double width(self) noexcept
+    @cython.locals(w=double)
     cdef inline bint sharp(self, double x) noexcept
     @cython.locals(floor=double)
     cdef inline double unit(self) noexcept
@@ -191,7 +199,7 @@ cdef class Pipeline:
 
     @cython.locals(n=int64_t, stuck=double, lo=double, width=double, new_extreme=bint, raw=double, var=double,
                    z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double,
-                   t1=double, dt=double, span=double, sharp=bint,
+                   t1=double, dt=double, span=double, slack=double,
                    surprise=Surprise)
     cpdef double process(self, double x, object t=*) except? -1.0
     @cython.locals(g=double)
@@ -210,7 +218,7 @@ cdef class Pipeline:
                    i=int, j=int, v=double, best=double, start=double, end=double, inside=bint, k=int,
                    left=double, right=double, x=double, ok=bint, dl=double, dist=double, bad=bint,
                    xon=bint, lower=double, upper=double, hole=bint, up=double, down=double, pl=double, pu=double, cfg=Settings,
-                   spon=bint, mask=bint, spk=Spike, w=double, unit=double, sp=double, ql=double, qu=double)
+                   spon=bint, mask=bint, spk=Spike, w=double, sp=double, slack=double, ql=double, qu=double, width=double)
     cdef int explain_into(self, double threshold, object t, double *out) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)

@@ -400,10 +400,11 @@ def _record(det):
     return rec
 
 
-def _lasts(run, need):
+def _lasts(run, need, slack):
     """Whether something that has lasted ``run`` seconds of event time (NaN: unknown, as good as lasting) has
-    lasted ``need`` (0: anything has)."""
-    return need == 0.0 or not run < need
+    lasted ``need`` (0: anything has), give or take ``slack`` (for an excursion, half the usual interval: a
+    sample a minute apart lasts a minute though the clock put it 59.9 s after the one before)."""
+    return need == 0.0 or not run < need - slack
 
 
 def _level(x, lo, span, levels):
@@ -689,8 +690,8 @@ class Extremes(Step):
     # the range seen so far (lo, hi); the range as it was when the current excursion beyond it began
     # (rlo, rhi); the long-run mean and variance of the values (lmean, lvar); whether the values
     # have stayed beyond the range, on the side of the last new extreme, since it (climb: +1 above,
-    # -1 below, 0 not); the event time the current excursion has lasted (run; 0: none, NaN: unknown)
-    # and the time the values have been back inside during it (calm)
+    # -1 below, 0 not); the event time the current excursion beyond the range has lasted (run; NaN:
+    # unknown) and the time the values have been back inside during it (calm; -1: no excursion)
     STATE = ("lo", "hi", "rlo", "rhi", "lmean", "lvar", "climb", "run", "calm")
     SIGNED = ("climb",)
 
@@ -704,28 +705,31 @@ class Extremes(Step):
         self._lvar = 0.0
         self._climb = 0
         self._run = 0.0
-        self._calm = 0.0
+        self._calm = -1.0
         self.again = False
+        self.held = 0
 
     def first(self, x):
         self._lo = self._hi = self._rlo = self._rhi = self._lmean = x
 
-    def observe(self, x, n, span, sharp):
-        """Learn ``x`` (n >= 1 samples before it, ``span`` the event time it stands for: see
-        :meth:`Pipeline.span`; ``sharp``: it is a spike, :meth:`Spike.sharp`); True if it is a new extreme.
+    def observe(self, x, n, span, slack):
+        """Learn ``x`` (n >= 1 samples before it, ``span`` the event time it stands for and ``slack`` half the
+        usual interval: see :meth:`Pipeline.span`); True if it is a new extreme (else ``held`` is the side
+        of a new extreme that its excursion has not lasted long enough for, 0 if none: :meth:`report`
+        reports it).
 
         A new extreme is beyond the range as it was when the current excursion
         began (a slow slide to a new low is measured from where it left the
         range) by more than ``margin`` of that range, and far from the
         long-run mean, once the excursion has lasted ``extreme_time``; the
         next excursion is measured from the range as it is now. An excursion
-        begins with a value beyond the range and ends once the values have
+        begins with a value beyond the range (either side; a swing from one
+        side to the other goes on with it) and ends once the values have
         been back inside for ``extreme_time`` (at once with 0, or with any
         sample of a series sampled at least that slowly); until then the
         values it set are measured from the range before it, so a lone
-        record of a finely sampled series is learned, not reported, unless
-        it is also ``sharp``: far from the recent level, as the spike step
-        measures it.
+        record of a finely sampled series is learned, not reported (the
+        pipeline reports it still if it is also a spike).
         ``again`` says whether a new extreme continues the climb of the previous
         one (on the same side, no value back inside the range or beyond its
         other side in between).
@@ -748,17 +752,17 @@ class Extremes(Step):
             side = -1
         need = self.cfg.extreme_time
         if side != 0:  # the excursion goes on, or begins with the interval this value stands for
-            self._run += span
+            self._run = span if self._calm < 0.0 else self._run + span
             self._calm = 0.0
-        elif self._run != 0.0:  # back inside during an excursion: it ends once calm for extreme_time
+        elif not self._calm < 0.0:  # back inside during an excursion: it ends once calm for extreme_time
             calm = self._calm + span
-            if _lasts(calm, need):
+            if _lasts(calm, need, slack):
                 self._run = 0.0
-                self._calm = 0.0
+                self._calm = -1.0
             else:
                 self._run += span
                 self._calm = calm
-        if self._run == 0.0:  # no excursion: the reference catches up with the range
+        if self._calm < 0.0:  # no excursion: the reference catches up with the range
             self._rlo = self._lo
             self._rhi = self._hi
         if side != self._climb:  # back inside, or beyond the other side: the climb is over
@@ -770,13 +774,27 @@ class Extremes(Step):
             far = dl * dl > self.cfg.extreme_sd_sq * self._lvar
         self._lmean += lam * dl
         self._lvar = (1.0 - lam) * (self._lvar + lam * dl * dl)
-        if ext > self.cfg.margin * (rhi - rlo) and far and (sharp or _lasts(self._run, need)):
-            self._rlo = self._lo
-            self._rhi = self._hi
-            self.again = self._climb != 0
-            self._climb = side
-            return True
+        self.held = 0
+        if ext > self.cfg.margin * (rhi - rlo) and far:
+            if _lasts(self._run, need, slack):
+                self.report(side)
+                return True
+            self.held = side
         return False
+
+    def _fits(self):
+        run = self._run
+        calm = self._calm
+        return (run != run or 0.0 <= run < _INF) and (calm != calm or calm == -1.0 or 0.0 <= calm < _INF)
+
+    def report(self, side):
+        """Report a new extreme on ``side`` (+1 above, -1 below): the next excursion is measured from the range
+        as it is now, and ``again`` says whether it continues the climb of the previous one."""
+        self._rlo = self._lo
+        self._rhi = self._hi
+        self.again = self._climb != 0
+        self._climb = side
+        self.held = 0
 
 
 @cython.no_gc
@@ -919,15 +937,24 @@ class Spike(Step):
     def first(self, x):
         self._mean = x
 
+    def _fits(self):
+        run = self._run
+        return run != run or 0.0 <= run < _INF
+
     def lasting(self, span):
         """Whether a spike that stands for ``span`` seconds (:meth:`Pipeline.span`) has lasted ``spike_time``
         (without event times: yes)."""
-        return _lasts(self._run + span, self.cfg.spike_time)
+        return _lasts(self._run + span, self.cfg.spike_time, 0.0)
+
+    def width(self):
+        """How far from the mean a value is a spike now (``reach()`` scales), 0.0 while the scale is 0."""
+        unit = self.unit()
+        return self.reach() * unit if unit > 0.0 else 0.0
 
     def sharp(self, x):
         """Whether ``x`` would be a spike, however long (before it is learned; ``spike_record`` included)."""
-        unit = self.unit()
-        return unit > 0.0 and abs(x - self._mean) >= self.reach() * unit
+        w = self.width()
+        return w > 0.0 and abs(x - self._mean) >= w
 
     def unit(self):
         """The scale of a deviation: the mean absolute deviation, at least ``1e-9`` of the mean's size (a
@@ -956,7 +983,7 @@ class Spike(Step):
             if z >= self.reach():
                 run = self._run + span
                 self._run = run
-                if _lasts(run, self.cfg.spike_time):
+                if _lasts(run, self.cfg.spike_time, 0.0):
                     out = self.cfg.spike_score
                     if z > top:
                         top = z
@@ -1155,6 +1182,7 @@ class Pipeline:
         if now > t1 or t1 != t1:
             self._t1 = now
         span = self.span(dt)
+        slack = 0.5 * self._gap
         if dt > 0.0:
             self._rhythm(dt)
         extremes = self.extremes
@@ -1169,8 +1197,10 @@ class Pipeline:
         lo = extremes._lo  # the range before x
         width = extremes._hi - lo
         spikes = self.spikes
-        sharp = spikes is not None and n >= self.cfg.learn_quarter and spikes.sharp(x)
-        new_extreme = extremes.observe(x, n, span, sharp)  # 3. new extremes
+        new_extreme = extremes.observe(x, n, span, slack)  # 3. new extremes
+        if extremes.held and spikes is not None and n >= self.cfg.learn_quarter and spikes.sharp(x):
+            extremes.report(extremes.held)  # too short an excursion, but a spike: at once
+            new_extreme = True
         if new_extreme and extremes.again and self.cfg.extreme_once and self.suppression.active(now):
             new_extreme = False  # the climb that was reported goes on: not a distinct incident
         surprise = self.surprise
@@ -1327,7 +1357,7 @@ class Pipeline:
         through = quiet and self.cfg.day_through and not sup._qday
         ext = self.extremes
         lo = ext._lo
-        span = ext._hi - lo
+        width = ext._hi - lo
         lmean = ext._lmean
         # 1 + 2. the likelihood: a raw score of rmax or more is flagged (rmax > 1: none is)
         u = cfg.xud if quiet else cfg.xu
@@ -1359,7 +1389,7 @@ class Pipeline:
                     bad = True
             if not bad:
                 nb = 0
-            elif not span > 0.0:  # every value is of the first level
+            elif not width > 0.0:  # every value is of the first level
                 if _LEVELS[0] >= rmax:
                     out[1] = mean
                     out[2] = mean
@@ -1387,8 +1417,8 @@ class Pipeline:
                         su = base + (c + h) / shrink
                 dlo = day._lo[slot]
                 dhi = day._hi[slot]
-                if day._known(vis, dlo, dhi, span) and (self.cfg.day_score if through else self.cfg.day_score * f) >= eff:
-                    dm = self.cfg.day_margin * span
+                if day._known(vis, dlo, dhi, width) and (self.cfg.day_score if through else self.cfg.day_score * f) >= eff:
+                    dm = self.cfg.day_margin * width
                     tl = base + (dlo - dm) / shrink
                     tu = base + (dhi + dm) / shrink
         # 3. new extremes: beyond the reference range by its margin (xl, xu), and far (d) from the long-run mean
@@ -1406,13 +1436,13 @@ class Pipeline:
             upper = tu
         hole = False
         spk = self.spikes
-        sp = self.span(now - self._t1)  # the event time the next sample stands for
+        sp = self.span(now - self._t1)  # the event time the next sample stands for, give or take slack
+        slack = 0.5 * self._gap
         ql = _INF  # an excursion that has not lasted yet: a new extreme only if also a spike (x <= ql, x >= qu)
         qu = -_INF
-        if xon and not _lasts(ext._run + sp, self.cfg.extreme_time):
-            unit = spk.unit() if spk is not None and n >= self.cfg.learn_quarter else 0.0
-            if unit > 0.0:
-                w = spk.reach() * unit
+        if xon and not _lasts(ext._run + sp, self.cfg.extreme_time, slack):
+            w = spk.width() if spk is not None and n >= self.cfg.learn_quarter else 0.0
+            if w > 0.0:
                 ql = spk._mean - w
                 qu = spk._mean + w
             else:
@@ -1457,9 +1487,8 @@ class Pipeline:
         pu = _INF
         spon = False
         mask = False
-        unit = spk.unit() if spk is not None else 0.0
-        if unit > 0.0 and spk.lasting(sp):
-            w = spk.reach() * unit
+        w = spk.width() if spk is not None else 0.0
+        if w > 0.0 and spk.lasting(sp):
             spon = self.cfg.spike_score * f >= eff
             mask = not spon and through and self.cfg.spike_score > self.cfg.day_score and (tl > -_INF or tu < _INF)
             if spon or mask:
@@ -1490,7 +1519,7 @@ class Pipeline:
         m = _cut(cuts, m, pl, pu)
         if nb:
             for b in range(1, nb):
-                cuts[m] = lo + b * span / nb
+                cuts[m] = lo + b * width / nb
                 m += 1
         for i in range(1, m):
             v = cuts[i]
@@ -1519,7 +1548,7 @@ class Pipeline:
                 dl = x - lmean
                 ok = dl * dl <= far
             if ok and nb:
-                ok = _LEVELS[_level(x, lo, span, nb)] < rmax  # x's level, as the surprise step sees it
+                ok = _LEVELS[_level(x, lo, width, nb)] < rmax  # x's level, as the surprise step sees it
             if ok and not inside:
                 start = left
                 inside = True
@@ -1574,6 +1603,8 @@ class Pipeline:
         self._t0 = values[1]
         self._t1 = values[2]
         self._gap = values[3]
+        if not 0.0 <= self._gap < _INF:
+            raise ValueError(f"bad {type(self).name} state (gap)")
         i = 4
         for name, fields in scalars:
             step = getattr(self, name)
@@ -1597,13 +1628,13 @@ class Pipeline:
             i += 1
 
     def state_by_name(self):
-        """The learned state by name, for reading: ``{"n": .., "t0": .., "t1": .., step: {name: value}}``, every name
+        """The learned state by name, for reading: ``{"n": .., "t0": .., "t1": .., "gap": .., step: {name: value}}``, every name
         from the steps' ``STATE`` and ``BUFFERS`` (what :meth:`dump_state` saves, read by :func:`read_record`)."""
         return read_record(_record(self)[3], self.dump_state())
 
 
 def read_record(layout, record):
-    """A record that :meth:`Pipeline.dump_state` saved, by name: ``{"n": .., "t0": .., "t1": .., step: {name: value}}``.
+    """A record that :meth:`Pipeline.dump_state` saved, by name: ``{"n": .., "t0": .., "t1": .., "gap": .., step: {name: value}}``.
 
     ``layout`` is the layout it was saved in (``STATE_LAYOUT``, or a rule's
     :meth:`Pipeline.state_identity`); buffers are given as the bytes saved.
