@@ -162,6 +162,8 @@ def test_bad_config_check_config(name: str, tmp_path: Path, capsys: pytest.Captu
          ["key 'params.fading_factor'", "fading_factor must be a number in (0, 1), got 'fast'"]),
         ('[[rule]]\nname = "p"\ndetector = "zscore"\nparams = { fading_factor = 2.0 }\n',
          ["key 'params.fading_factor'", "(0, 1)"]),
+        ('[[rule]]\nname = "p"\nparams = { spike = inf }\n',
+         ["key 'params.spike'", "spike must be a number >= 0, got inf: not a finite number"]),
         ('[[rule]]\nname = "p"\ndetector = "hst"\nparams = { n_trees = 2.5 }\n', ["key 'params.n_trees'", "an integer"]),
         ('[[rule]]\nname = "p"\ndetector = "pad"\nparams = { forecaster = "prophet" }\n',
          ["key 'params.forecaster'", "one of holtwinters, snarimax"]),

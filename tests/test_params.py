@@ -71,6 +71,8 @@ def _outside(p: Param) -> list[object]:
         out.append(p.high if p.high_open else (p.high + 1 if p.kind is int else p.high + 0.5))
     if p.choices:
         out.append("nope")
+    if p.kind is float:  # (TOML writes inf and nan: no setting takes them)
+        out += [float("inf"), float("-inf"), float("nan")]
     return out
 
 

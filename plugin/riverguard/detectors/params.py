@@ -102,9 +102,10 @@ class Param:
         if ok and kind is str:
             ok = value in self.choices
         if ok and kind in (int, float):
+            if not math.isfinite(value):  # (TOML's inf and nan: no setting means "infinitely")
+                raise ValueError(f"{self.name} must be {self.describe()}, got {value!r}: not a finite number")
             ok = not (
-                math.isnan(value)
-                or (self.low is not None and (value < self.low or (self.low_open and value == self.low)))
+                (self.low is not None and (value < self.low or (self.low_open and value == self.low)))
                 or (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
             )
         if not ok:
