@@ -310,3 +310,16 @@ def test_a_flat_stretch_or_a_huge_incident_does_not_silence_later_spikes(tmp_pat
     if case == "incident":  # spike_forget = 0: the largest deviation seen never fades, and the spike is missed
         never = _config(tmp_path, "sentinel", "[rule.params]\nspike_time = 0.0\nspike_forget = 0.0\n")
         assert b"rate_anomaly=false" in _run(["run", "--config", str(never)], crash_minutes(incident=True)).splitlines()[3700]
+
+
+def test_one_outage_does_not_make_later_gaps_count_as_lasting_time(tmp_path: Path) -> None:
+    """A per-minute series goes silent for 10 hours once; ten samples later, a blip comes 31 minutes after
+    the sample before it. The usual interval learns each interval clipped at 4 times itself, so the outage
+    barely moves it (to 78 s, not an hour): the blip stands for twice the usual interval, not half an
+    hour, and is not a lasting spike (were the outage learned whole, the blip would stand for 31 minutes
+    and be reported)."""
+    times = [T0 + MINUTE * i + (10 * HOUR if i >= 1990 else 0) + (31 * MINUTE if i >= 2000 else 0) for i in range(3000)]
+    out = _run(["run", "--config", str(_config(tmp_path, "sentinel"))], blip(times)).splitlines()
+    assert b"latency_anomaly=false" in out[2000], out[2000]
+    hourly = [T0 + HOUR * i for i in range(3000)]  # (the same blip an hour after the sample before is reported)
+    assert b"latency_anomaly=true" in _run(["run", "--config", str(_config(tmp_path, "sentinel"))], blip(hourly)).splitlines()[2000]
