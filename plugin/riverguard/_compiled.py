@@ -1,9 +1,11 @@
 """What riverguard needs of Cython's pure-Python mode when Cython is not installed.
 
-The hot modules (``_plainline.py``, ``_hotpath.py``) are plain Python files
-that Cython compiles when a C compiler is there; their types live in a
-``.pxd`` beside them. They ``import cython`` for ``cython.compiled`` (the
-branches it guards are the only ones that use the rest of ``cython``);
+The hot modules (``_plainline.py``, ``_hotpath.py``, and the detectors'
+``steps.py``, ``sentinel.py``, ``context.py``) are plain Python files that
+Cython compiles when a C compiler is there; their types live in a ``.pxd``
+beside them. They ``import cython`` for ``cython.compiled`` (the branches it
+guards use the rest of ``cython``) and for the class decorators
+``@cython.cclass`` and ``@cython.no_gc``, which stand in here as no-ops;
 without Cython they import this module instead, and run as the plain Python
 they are.
 

@@ -101,15 +101,16 @@ class Param:
             ok = type(value) is kind
         if ok and kind is str:
             ok = value in self.choices
+        finite = True
         if ok and kind in (int, float):
-            if not math.isfinite(value):  # (TOML's inf and nan: no setting means "infinitely")
-                raise ValueError(f"{self.name} must be {self.describe()}, got {value!r}: not a finite number")
-            ok = not (
+            finite = math.isfinite(value)  # (TOML's inf and nan: no setting means "infinitely")
+            ok = finite and not (
                 (self.low is not None and (value < self.low or (self.low_open and value == self.low)))
                 or (self.high is not None and (value > self.high or (self.high_open and value == self.high)))
             )
         if not ok:
-            raise ValueError(f"{self.name} must be {self.describe()}, got {value!r}")
+            why = "" if finite else ": not a finite number"
+            raise ValueError(f"{self.name} must be {self.describe()}, got {value!r}{why}")
         return value
 
     def but(self, **changes: Any) -> Param:

@@ -19,6 +19,7 @@ cdef unsigned char *_bytes(Py_ssize_t n) except NULL
 cdef double *_doubles(Py_ssize_t n) except NULL
 cdef void _free(void *p) noexcept
 cdef int _cut(double *cuts, int m, double a, double b) noexcept
+cdef inline bint _duration(double v) noexcept
 cdef inline bint _lasts(double run, double need, double slack) noexcept
 @cython.locals(q=double)
 cdef inline int _level(double x, double lo, double span, int levels) noexcept
@@ -135,7 +136,6 @@ cdef class Extremes(Step):
                    dl=double, far=bint, need=double, calm=double)
     cdef bint observe(self, double x, int64_t n, double span, double slack) except -1
     cdef void report(self, int side) noexcept
-    @cython.locals(run=double, calm=double)
     cdef bint _fits(self) except -1
 
 
@@ -156,7 +156,6 @@ cdef class Spike(Step):
 
     cdef void first(self, double x) noexcept
     cdef inline bint lasting(self, double span) noexcept
-    @cython.locals(run=double)
     cdef bint _fits(self) except -1
     @cython.locals(unit=double)
     cdef inline double width(self) noexcept

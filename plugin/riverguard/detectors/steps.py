@@ -400,6 +400,11 @@ def _record(det):
     return rec
 
 
+def _duration(v):
+    """Whether ``v`` is a duration a restored state may hold: a finite number >= 0, or NaN (unknown)."""
+    return v != v or 0.0 <= v < _INF
+
+
 def _lasts(run, need, slack):
     """Whether something that has lasted ``run`` seconds of event time (NaN: unknown, as good as lasting) has
     lasted ``need`` (0: anything has), give or take ``slack`` (for an excursion, half the usual interval: a
@@ -783,9 +788,7 @@ class Extremes(Step):
         return False
 
     def _fits(self):
-        run = self._run
-        calm = self._calm
-        return (run != run or 0.0 <= run < _INF) and (calm != calm or calm == -1.0 or 0.0 <= calm < _INF)
+        return _duration(self._run) and (self._calm == -1.0 or _duration(self._calm))
 
     def report(self, side):
         """Report a new extreme on ``side`` (+1 above, -1 below): the next excursion is measured from the range
@@ -938,8 +941,7 @@ class Spike(Step):
         self._mean = x
 
     def _fits(self):
-        run = self._run
-        return run != run or 0.0 <= run < _INF
+        return _duration(self._run)
 
     def lasting(self, span):
         """Whether a spike that stands for ``span`` seconds (:meth:`Pipeline.span`) has lasted ``spike_time``
