@@ -229,8 +229,9 @@ def test_a_restart_with_uneven_intervals_changes_nothing(tmp_path: Path, case: s
 
 @pytest.mark.parametrize(("field", "value"), [("run", -1.0), ("run", float("inf")), ("calm", -0.5), ("calm", float("inf"))])
 def test_a_tampered_excursion_is_refused(field: str, value: float) -> None:
-    """A checkpoint whose excursion state no run could have written does not load (the series starts fresh
-    with the usual message): a negative or infinite duration would hide or hasten every later new extreme."""
+    """A record whose excursion state no run could have written does not load (``load_state`` refuses it,
+    as the checkpoint restore's other refusals: tests/test_state.py): a negative or infinite duration
+    would hide or hasten every later new extreme."""
     from riverguard.detectors.steps import read_record
 
     det = REGISTRY["sentinel"]()

@@ -189,6 +189,7 @@ def test_a_late_sample_moves_no_clock() -> None:
     assert after["t1"] == before["t1"] == T0 + MINUTE * 299
     assert after["gap"] == before["gap"] == pytest.approx(MINUTE)
     assert det.process(250.0, T0 + MINUTE * 300) < 0.5  # a one-minute blip: 120 s at most, not 30 minutes
+    assert det.spikes._run == pytest.approx(MINUTE)  # (measured from the latest sample: 120 s, the cap, if not)
 
 
 def test_a_spike_is_reported_once_it_has_lasted_spike_time() -> None:
