@@ -5,14 +5,10 @@ Without influxd these tests skip (fail with CI=true): see tests/influx.py.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -268,41 +264,17 @@ def test_backfill_connection_refused(tmp_path: Path) -> None:
     assert "cannot connect" in proc.stderr.decode()
 
 
-@contextlib.contextmanager
-def _answers_then_closes(answer: bytes, read_body: bool) -> Iterator[str]:
-    """A bare TCP server on a loopback port (its URL): for each request it reads the head (and, with
-    ``read_body``, the body), sends ``answer`` byte for byte and closes the connection. Without
-    ``read_body`` it closes with the body unread, as InfluxDB does after a 401 or 404: the client's
-    send then fails with a broken pipe or a reset."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.1)
-    stop = threading.Event()
+class _AnswersThenCloses(QuietHandler):
+    """For each POST it reads the head (and, with ``server.read_body``, the body), sends
+    ``server.reply`` byte for byte and closes the connection. Without ``read_body`` it closes with
+    the body unread, as InfluxDB does after a 401 or 404: the client's send then fails with a broken
+    pipe or a reset."""
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.settimeout(30)
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = next(int(h[15:]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:"))
-                while read_body and len(body) < length:
-                    body += conn.recv(1 << 20)
-                conn.sendall(answer)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        stop.set()
-        thread.join(10)
-        listener.close()
+    def do_POST(self) -> None:  # noqa: N802
+        if self.server.read_body:  # type: ignore[attr-defined]
+            self.rfile.read(int(self.headers["Content-Length"]))
+        self.wfile.write(self.server.reply)  # type: ignore[attr-defined]
+        self.close_connection = True
 
 
 def _large(tmp_path: Path) -> Path:
@@ -328,8 +300,8 @@ def test_backfill_says_what_influxdb_answered_before_the_connection_broke(
     tmp_path: Path, answer: bytes, read_body: bool, message: str
 ) -> None:
     path = _large(tmp_path)
-    with _answers_then_closes(answer, read_body) as url:
-        proc = _replay("--influx-url", url, "--db", "x", "--retries", "2", str(path))
+    with local_server(_AnswersThenCloses, reply=answer, read_body=read_body) as server:
+        proc = _replay("--influx-url", server.url, "--db", "x", "--retries", "2", str(path))
     stderr = proc.stderr.decode()
     assert proc.returncode == 1, stderr
     assert message in stderr.splitlines()
@@ -337,8 +309,8 @@ def test_backfill_says_what_influxdb_answered_before_the_connection_broke(
 
 
 def test_backfill_says_the_send_error_when_the_server_closed_without_answering(tmp_path: Path) -> None:
-    with _answers_then_closes(b"", read_body=False) as url:
-        proc = _replay("--influx-url", url, "--db", "x", "--retries", "0", str(_large(tmp_path)))
+    with local_server(_AnswersThenCloses, reply=b"", read_body=False) as server:
+        proc = _replay("--influx-url", server.url, "--db", "x", "--retries", "0", str(_large(tmp_path)))
     stderr = proc.stderr.decode()
     assert proc.returncode == 1, stderr
     sent = ("BrokenPipeError(32, 'Broken pipe')", "ConnectionResetError(104, 'Connection reset by peer')")
