@@ -15,6 +15,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from benchmarks.noise_alarms import series  # tests/benchmarks, as pytest imports it
 from conftest import realistic_series, run_cli
 from riverguard.config import Config, Rule
 from riverguard.detectors import DEFAULT, REGISTRY, Sentinel, resolve
@@ -315,14 +316,11 @@ def test_time_of_day_extreme_gets_through_another_suppression():
 
 
 def _daily_every_10_seconds(seed: int, days: int = 5) -> bytes:
-    """A daily sine of amplitude 10 around 50 with noise (sd 1), one sample every 10 s: no incident at all."""
-    rng = random.Random(seed)
+    """A daily sine of amplitude 10 around 50 with noise (sd 1), one sample every 10 s: no incident at all
+    (the ``daily`` family of the ``noise_alarms`` benchmark)."""
     t0 = 19674 * 86400  # Monday 2023-11-13, 00:00 UTC
-    return b"".join(
-        b"sensor,host=a temp=%.3f %d\n" % (50 + 10 * math.sin(2 * math.pi * i * 10 / 86400) + rng.gauss(0, 1),
-                                            (t0 + 10 * i) * 10**9)
-        for i in range(days * 8640)
-    )
+    xs = series("daily", days * 8640, 10, seed)
+    return b"".join(b"sensor,host=a temp=%.3f %d\n" % (x, (t0 + 10 * i) * 10**9) for i, x in enumerate(xs))
 
 
 def test_a_daily_rhythm_at_10_seconds_is_not_taken_for_a_change(tmp_path: Path) -> None:

@@ -135,7 +135,7 @@ def test_a_quiet_server_at_10_s_raises_few_flags(tmp_path: Path) -> None:
     from tests.benchmarks.noise_alarms import FAMILIES, series
 
     n = 8640
-    data = {(f, s): series(f, n, 10, s) for f in FAMILIES for s in range(2)}
+    data = {(f, s): series(f, n, 10, f"{f}/{s}") for f in FAMILIES for s in range(2)}
     text = b"".join(
         b"noise,family=%s,seed=%d v=%r %d\n" % (f.encode(), s, xs[i], (T0 + 10 * i) * 10**9)
         for i in range(n) for (f, s), xs in data.items()

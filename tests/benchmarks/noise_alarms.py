@@ -31,9 +31,10 @@ KINDS = {1: "likelihood (surprise)", 2: "likelihood (error)", 3: "hour", 4: "ext
 DAY = 86400
 
 
-def series(family: str, n: int, step: int, seed: int) -> list[float]:
-    """``n`` values of one noise-only series of ``family``, ``step`` seconds apart."""
-    rng = random.Random(f"{family}/{seed}")
+def series(family: str, n: int, step: int, seed: int | str) -> list[float]:
+    """``n`` values of one noise-only series of ``family``, ``step`` seconds apart, drawn by a generator
+    seeded with ``seed`` (this script's series ``k`` of a family: ``f"{family}/{k}"``)."""
+    rng = random.Random(seed)
     ar = 0.0
     out = []
     for i in range(n):
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for family in FAMILIES:
         for seed in range(args.per_family):
             det = cls(**params)
-            for i, x in enumerate(series(family, n, args.step, seed)):
+            for i, x in enumerate(series(family, n, args.step, f"{family}/{seed}")):
                 if det.process(x, 1.7e9 + args.step * i) >= cls.default_threshold:
                     when = "first day" if i * args.step < DAY else "later"
                     counts[(family, KINDS.get(det._why, str(det._why)), when)] += 1
