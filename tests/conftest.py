@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +240,29 @@ def realistic_series(n: int, seed: int = 3) -> list[tuple[float, float]]:
             x = 42.0
         out.append((x, 1.7e9 + 300.0 * i))
     return out
+
+
+def samples(
+    times: Sequence[float | None],
+    value: Callable[[int, bytes, Callable[[float], float]], float],
+    *,
+    series: bytes,
+    field: bytes,
+    seed: int = 0,
+    hosts: tuple[bytes, ...] = (b"a",),
+    fmt: bytes = b"%.3f",
+) -> bytes:
+    """Line protocol of ``series,host=H field=value(i, H, gauss)`` at each event time ``times[i]`` (s; None:
+    no timestamp), one line per host in ``hosts`` order; ``gauss(sd)`` draws noise from a generator seeded
+    with ``seed``, so a stream is the same bytes on every run."""
+    rng = random.Random(seed)
+
+    def gauss(sd: float) -> float:
+        return rng.gauss(0.0, sd)
+
+    lines = []
+    for i, t in enumerate(times):
+        stamp = b"" if t is None else b" %d" % (t * 10**9)
+        for host in hosts:
+            lines.append(b"%s,host=%s %s=%s%s\n" % (series, host, field, fmt % value(i, host, gauss), stamp))
+    return b"".join(lines)

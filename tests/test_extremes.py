@@ -15,11 +15,12 @@ even with uneven intervals, changes no byte of the output.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, samples
 from riverguard.detectors import REGISTRY
 
 T0 = 19674 * 86400  # Monday 2023-11-13, 00:00 UTC
@@ -43,10 +44,15 @@ def values(case: str) -> list[float]:
     return [round(x, 3) for x in out]
 
 
+def stamped(xs: list[float], times: Sequence[float | None]) -> bytes:
+    """Line protocol at the given event times (seconds after ``T0``; None: no timestamp)."""
+    at = [None if t is None else T0 + t for t in times]
+    return samples(at, lambda i, _host, _gauss: xs[i], series=b"host", field=b"cpu")
+
+
 def lines(xs: list[float], step: int | None) -> bytes:
     """Line protocol, ``step`` seconds apart (None: no timestamps)."""
-    stamp = [b"" if step is None else b" %d" % ((T0 + step * i) * 10**9) for i in range(len(xs))]
-    return b"".join(b"host,host=a cpu=%.3f%s\n" % (x, s) for x, s in zip(xs, stamp))
+    return stamped(xs, [None] * len(xs) if step is None else [step * i for i in range(len(xs))])
 
 
 def run(tmp_path: Path, data: bytes, params: str = "", state: Path | None = None) -> list[bytes]:
@@ -160,11 +166,6 @@ def test_sensor_runs_at_1_s_catch_as_many_incidents_with_fewer_false_alarms() ->
         figures.append((int(line[2]), int(line[4])))  # events caught, false alarms (event-wise)
     (caught, false), (caught0, false0) = figures
     assert caught >= caught0 >= 22 and false <= 9 < false0, figures
-
-
-def stamped(xs: list[float], times: list[float]) -> bytes:
-    """Line protocol at the given event times (seconds)."""
-    return b"".join(b"host,host=a cpu=%.3f %d\n" % (x, round((T0 + t) * 1e9)) for x, t in zip(xs, times))
 
 
 def test_a_late_first_sample_still_begins_the_excursion(tmp_path: Path) -> None:

@@ -19,38 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, samples
 from riverguard.detectors import REGISTRY
 
 T0 = 19674 * 86400  # Monday 2023-11-13, 00:00 UTC
 EXPLAIN = "[output]\nexplain = true\n\n"
 HOUR, MINUTE = 3600, 60
-
-
-def samples(
-    times: list[int] | list[int | None],
-    value: Callable[[int, bytes, Callable[[float], float]], float],
-    *,
-    seed: int,
-    hosts: tuple[bytes, ...] = (b"a",),
-    series: bytes = b"api",
-    field: bytes = b"latency",
-    fmt: bytes = b"%.3f",
-) -> bytes:
-    """Line protocol of ``series,host=H field=value(i, H, gauss)`` at each event time ``times[i]`` (s; None:
-    no timestamp), one line per host in ``hosts`` order; ``gauss(sd)`` draws noise from a generator seeded
-    with ``seed``, so a stream is the same bytes on every run."""
-    rng = random.Random(seed)
-
-    def gauss(sd: float) -> float:
-        return rng.gauss(0.0, sd)
-
-    lines = []
-    for i, t in enumerate(times):
-        stamp = b"" if t is None else b" %d" % (t * 10**9)
-        for host in hosts:
-            lines.append(b"%s,host=%s %s=%s%s\n" % (series, host, field, fmt % value(i, host, gauss), stamp))
-    return b"".join(lines)
 
 
 def spiky(step: int = HOUR, series: bytes = b"api", field: bytes = b"latency") -> tuple[bytes, int, int]:
@@ -149,7 +123,7 @@ def blip(times: list[int | None]) -> bytes:
             x += 150.0
         return x
 
-    return samples(times, value, seed=3)
+    return samples(times, value, seed=3, series=b"api", field=b"latency")
 
 
 @pytest.mark.parametrize(
