@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from riverguard.detectors import REGISTRY
 
 FAMILIES = ("gauss", "ar", "counts", "daily", "lognormal")
-#: the detector's ``_why`` codes (steps._WHY_*) by name
+#: the detector's ``_why`` codes (steps._WHY_*) by name: a copy, as the compiled steps module has no
+#: such attributes to import (steps.pxd declares them ``cdef int``, C globals)
 KINDS = {1: "likelihood (surprise)", 2: "likelihood (error)", 3: "hour", 4: "extreme", 5: "stuck", 6: "spike"}
 DAY = 86400
 
