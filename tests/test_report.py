@@ -11,12 +11,13 @@ import os
 import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from browser import Browser, available, open_rendered
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, samples
 
 DEMO = ROOT / "tests" / "data" / "demo.lp"
 #: The flagged points the page holds (the marker sources carry a "score" column).
@@ -160,6 +161,34 @@ def test_a_million_points_are_downsampled_but_every_flag_is_kept() -> None:
     assert drawn.y.max() == 40.0 and drawn.y.min() == -35.0  # a bucket's extremes are kept
     times = drawn.flag_x.astype("datetime64[ms]").astype(np.int64)
     assert sorted(times.tolist()) == [i for i in sorted(flagged)]  # at their own times (1 ms apart)
+
+
+def test_the_default_top_plots_the_12_most_flagged_series(tmp_path: Path) -> None:
+    """With more series flagged than ``--report-top``'s default (the demo flags 7), the report plots the 12
+    with the most flags, most first, lists those 12 in its table of top series, and leaves the others out.
+    16 series of bounded noise; host hK gets K + 1 spikes, each larger than the one before."""
+    hosts = tuple(b"h%02d" % k for k in range(16))
+
+    def value(i: int, host: bytes, _gauss: object) -> float:
+        j = (i - 1000) // 150  # from sample 1 000, one spike every 150 samples
+        spike = i >= 1000 and (i - 1000) % 150 == 0 and j <= int(host[1:])
+        return 100.0 + (i * 7919 % 13) / 10 + (60.0 + 30.0 * j if spike else 0.0)
+
+    data = tmp_path / "many.lp"
+    times = [1_700_000_000 + 300 * i for i in range(3500)]
+    data.write_bytes(samples(times, value, hosts=hosts, series=b"svc", field=b"latency"))
+    report, stderr = replay_report(tmp_path, files=[data])
+    flags: Counter[str] = Counter()  # per series, the flags in what the replay wrote
+    for line in report.with_name("scored.lp").read_text(encoding="utf-8").splitlines():
+        flags.update(f"{line.split(' ', 1)[0]} {field}" for field in re.findall(r"[ ,](\w+)_anomaly=true", line))
+    most = sorted(flags, key=lambda key: (-flags[key], key))
+    assert len(most) > 12, flags
+    assert "report: 12 series plotted" in stderr
+    page = report.read_text(encoding="utf-8")
+    titles = re.findall(r'<div class="series-title" id="s\d+">([^&]+) &mdash; [\d,]+ samples, (\d+) flagged', page)
+    assert titles == [(key, str(flags[key])) for key in most[:12]]
+    table = page.split('id="top-series"', 1)[1].split("</table>", 1)[0]
+    assert re.findall(r'<a href="#s\d+">([^<]+)</a>', table) == most[:12] and table.count("<tr>") == 1 + 12
 
 
 def test_report_series_adds_matching_series_to_the_top(tmp_path: Path) -> None:
