@@ -255,3 +255,17 @@ def test_a_reload_gives_a_rules_series_the_new_settings() -> None:
     process_chunks(engine, [b"m a1=1,a2=1,b=1 1700009000000000000\n"], lambda _: None)
     fresh = [s.detector for s in engine.series.values() if s.rule.name == "b"]
     assert len(fresh) == 1 and fresh[0].suppression.suppress == 3 and fresh[0].state_by_name()["n"] == 1
+
+
+def test_a_state_learned_from_integer_event_times_is_saved_in_the_declared_layout() -> None:
+    """Uncompiled, integer event times make integer durations (the excursion's ``extremes.run``). The record's
+    layout comes from the steps' declarations (the types a fresh step holds), not from what one series holds
+    when the layout is first worked out: a detector fed so is saved in the layout every other one is."""
+    from riverguard.detectors.steps import _describe
+
+    cls = REGISTRY["sentinel"]
+    det = cls()
+    for i in range(253):
+        det.process(10.0 + (i * 7919) % 13 + (30.0 if i >= 250 else 0.0), 1_700_000_000 + 10 * i)
+    assert det.state_by_name()["extremes"]["run"] > 0  # (an excursion is on: 3 samples into it)
+    assert _describe([(name, getattr(det, name)) for name, _ in cls.STEPS])[3] == cls.STATE_LAYOUT

@@ -363,10 +363,11 @@ def _describe(steps):
     buffers = []
     for name, step in steps:
         cls = type(step)
-        mine = []
+        fresh = cls(step.cfg)  # (the types a fresh step has: a learned value may be an int where a float is kept,
+        mine = []  # such as a duration from integer event times, uncompiled)
         for s in cls.STATE:
             attr = sys.intern("_" + s)
-            kind = type(getattr(step, attr))
+            kind = type(getattr(fresh, attr))
             if kind is float:
                 mine.append((attr, _FLOAT, 0, 0))
             elif kind is bool:
