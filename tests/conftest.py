@@ -266,3 +266,15 @@ def samples(
         for host in hosts:
             lines.append(b"%s,host=%s %s=%s%s\n" % (series, host, field, fmt % value(i, host, gauss), stamp))
     return b"".join(lines)
+
+
+def run_rule(tmp_path: Path, data: bytes, rule: str = "", state: Path | None = None) -> list[bytes]:
+    """``riverguard run`` of ``data`` under one rule named ``all`` (``rule``: more of its keys and tables, such
+    as ``[rule.params]``), explanations on, checkpointing to ``state`` if given: the output lines. A config
+    file of its own in ``tmp_path`` each call."""
+    config = tmp_path / f"r{len(list(tmp_path.glob('*.toml')))}.toml"
+    config.write_text(f'[output]\nexplain = true\n\n[[rule]]\nname = "all"\n{rule}')
+    args = ["run", "--config", str(config)] + (["--state", str(state)] if state else [])
+    proc = run_cli(args, input=data, timeout=120)
+    assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr
+    return proc.stdout.splitlines(keepends=True)

@@ -262,6 +262,27 @@ def _restless(n: int, seed: int) -> list[float]:
     return out
 
 
+def _probe_band(det: Detector, band: tuple[float, float | None, float | None], threshold: float,
+                t: float | None, where: object) -> bool:
+    """Just inside each edge of ``band`` not flagged, just outside flagged (``det.score_one``; a repeat of the
+    last value excepted: stuck); True if every value would be flagged (the edges meet)."""
+    expected, lower, upper = band
+    meet = lower is not None and upper is not None and lower == upper
+    if meet:  # every value would be flagged: the probes on either side are
+        probes = [(lower - 1e-6, True), (upper + 1e-6, True)]
+    else:
+        eps = 1e-7 * (upper - lower if lower is not None and upper is not None else abs(expected) + 1.0)
+        probes = []
+        if lower is not None:
+            probes += [(lower + eps, False), (lower - eps, True)]
+        if upper is not None:
+            probes += [(upper - eps, False), (upper + eps, True)]
+    for probe, flag in probes:
+        if probe != det.stuck._prev:
+            assert flagged(det.score_one(probe, t), threshold) is flag, (where, probe, band)
+    return meet
+
+
 @pytest.mark.parametrize(
     ("spike", "spike_time", "extreme_time"),
     [(0.0, 0.0, 0.0), (4.0, 0.0, 0.0), (4.0, 1200.0, 0.0), (0.0, 0.0, 1200.0), (12.0, 0.0, 1200.0),
@@ -305,19 +326,7 @@ def test_pipeline_band_is_exact(
                 spiky += lower == step._mean - reach or upper == step._mean + reach
                 lasting += t is not None and step._run + 600.0 >= 1200.0  # (a sample stands for its 600 s)
             gated += t is not None and det.extremes._run + 600.0 < extreme_time
-            if lower is not None and upper is not None and lower == upper:
-                zero_width += 1  # every value would be flagged: the probes on either side are
-                probes = [(lower - 1e-6, True), (upper + 1e-6, True)]
-            else:
-                eps = 1e-7 * (upper - lower if lower is not None and upper is not None else abs(expected) + 1.0)
-                probes = []
-                if lower is not None:
-                    probes += [(lower + eps, False), (lower - eps, True)]
-                if upper is not None:
-                    probes += [(upper - eps, False), (upper + eps, True)]
-            for probe, flag in probes:
-                if probe != det.stuck._prev:
-                    assert flagged(det.score_one(probe, t), threshold) is flag, (i, probe, band)
+            zero_width += _probe_band(det, band, threshold, t, i)
             checked += 1
         det.process(x, t)
     assert checked > (300 if extreme_time and not spike and stamped else 1000)  # (the gate leaves many bands open)
@@ -331,6 +340,51 @@ def test_pipeline_band_is_exact(
         assert lasting < checked // 10 and spiky > lasting, (spiky, lasting)
     else:  # one sample is enough (without event times: samples only)
         assert spiky > (100 if spike == 4.0 else 0), spiky
+
+
+def _shift_edges(det: Detector, t: float) -> tuple[float, float]:
+    """Where the shift step would flag the next value, sampled at ``t`` (docs/detection.md, "Level shifts"):
+    at or above the first, at or below the second (inf: no value), once its shift has lasted."""
+    step, state = det.shifts, det.state_by_name()
+    lmean = det.extremes._lmean
+    unit = max(step._dev, 1e-9 * abs(lmean))
+    span = min(t - state["t1"], 2 * state["gap"])
+    window = max(step.shift_time, step.shift_samples * state["gap"])
+    a = max(span / (window + span), 1.0 / state["n"])
+    r = max(step.shift, step.shift_record * step._top) * unit
+    up, down = r - (step._mean - lmean), -r - (step._mean - lmean)
+    hu = math.inf if up > unit else (step._mean + up / a if up > -unit else -math.inf)
+    hl = -math.inf if down < -unit else (step._mean + down / a if down < unit else math.inf)
+    return max(hu, step._mean), min(hl, step._mean)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_pipeline_band_is_exact_with_level_shifts(threshold: float) -> None:
+    """A sensor sampled every second (AR noise) whose level rises by 4 sd for 4 minutes once an hour, for 6
+    hours: the band's edges are exact (probed at every sample while a shift is on, at every 50th otherwise),
+    also where the shift step's bound is the edge, which happens at each report of a shift (at 0.3 also
+    after it, in the suppression: the damped 0.45 is flagged)."""
+    rng = random.Random(3)
+    det = REGISTRY["sentinel"]()
+    ar = 0.0
+    checked = shifty = 0
+    reports = []
+    for i in range(6 * 3600):
+        ar = 0.9 * ar + 0.44 * rng.gauss(0.0, 1.0)
+        x = round(20.0 + 0.5 * ar + (2.0 if i % 3600 >= 3360 else 0.0), 3)
+        t = 1_700_000_000.0 + i
+        on = det.shifts._run > 0.0
+        band = det.explain(threshold, t) if on or i % 50 == 0 else None
+        if band is not None and (band[1] is not None or band[2] is not None):
+            _probe_band(det, band, threshold, t, i)
+            checked += 1
+            if det.shifts._run + 1.0 >= 30.0:  # (the shift has lasted: its bound may be an edge)
+                hu, hl = _shift_edges(det, t)
+                shifty += band[2] == hu or band[1] == hl
+        if det.process(x, t) >= threshold and det.reason(x) == "level_shift":
+            reports.append(i)
+    assert len(reports) >= 5 and checked > 1000, (reports, checked)
+    assert shifty >= (5 if threshold == 0.5 else 100), shifty
 
 
 def test_pipeline_band_omitted_while_learning() -> None:

@@ -104,7 +104,7 @@ def test_the_state_record_follows_the_steps_declarations(name: str, params: dict
     for i in range(500):
         det.process(10.0 + (i * 7919) % 13 + (30.0 if i == 400 else 0.0), 1.7e9 + 300.0 * i)
     steps = [(s, step) for s, step in cls.STEPS if getattr(det, s) is not None]
-    assert len(steps) == len(cls.STEPS) - (not det.spike)  # the spike step is off (left out) at 0
+    assert len(steps) == len(cls.STEPS) - _off(cls, det.cfg.values)  # a step switched off is left out
     layout = cls.state_identity({**cls.defaults(), **params})[1]
     scalars, buffers = layout.split(": ", 1)[1].split(" | ")
     fields = [f.split(":") for f in scalars.split()]
@@ -121,32 +121,54 @@ def test_the_state_record_follows_the_steps_declarations(name: str, params: dict
     assert named["n"] == 500 and named["extremes"]["hi"] >= 40.0 and named["day"]["slot"] >= 0  # a real state
 
 
+#: the steps that can be off: (their switch, the pipeline attribute, a value that switches it on, the settings
+#: other than the switch that a rule may give, the names of its state)
+SWITCHED = [
+    ("spike", "spikes", 12.0, ("spike_fading = 0.5, spike_score = 0.2", "spike_record = 0.9", "spike_time = 60.0"),
+     ("mean", "mad", "top", "run")),
+    ("shift", "shifts", 8.0, ("shift_time = 30.0, shift_score = 0.2", "shift_record = 0.9", "shift_samples = 5.0"),
+     ("mean", "dev", "top", "run")),
+]
+
+
+def _off(cls: type, values: dict[str, object]) -> int:
+    """How many of ``cls``'s steps ``values`` switch off (each is then left out)."""
+    return sum(1 for _, step in cls.STEPS if step.SWITCH is not None and not values[step.SWITCH])
+
+
+@pytest.mark.parametrize(("switch", "attr", "value", "others", "state"), SWITCHED)
 @pytest.mark.parametrize("name", ["sentinel", "context"])
-def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(name: str) -> None:
-    """The spike step is off while ``spike`` is 0 (``context``'s default; ``sentinel``'s is 12): its other
-    settings change nothing then, so they stay out of the fingerprint, and it holds no state. Switched
-    on, its settings and its state's layout are in the fingerprint (test_warmup pins the defaults')."""
+def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(
+    name: str, switch: str, attr: str, value: float, others: tuple[str, ...], state: tuple[str, ...]
+) -> None:
+    """A step with a switch (the spike step while ``spike`` is 0, ``context``'s default; the shift step while
+    ``shift`` is 0, also ``context``'s default; ``sentinel`` has both on) is off: its other settings change
+    nothing then, so they stay out of the fingerprint, and it holds no state. Switched on, its settings and
+    its state's layout are in the fingerprint (test_warmup pins the defaults')."""
     cls = REGISTRY[name]
 
     def fingerprint(params: str) -> str:
         return config.parse(f'[[rule]]\nname = "s"\ndetector = "{name}"\nparams = {{ {params} }}\n').rules[0].fingerprint
 
-    off = fingerprint("spike = 0.0")
-    for same in ("spike = 0.0, spike_record = 0.9", "spike = 0.0, spike_fading = 0.5, spike_score = 0.2",
-                 "spike = 0.0, spike_time = 60.0"):
-        assert fingerprint(same) == off, same
-    on = [fingerprint(p) for p in ("spike = 12.0", "spike = 12", "spike = 16.0", "spike = 12.0, spike_record = 0.9")]
+    off = fingerprint(f"{switch} = 0.0")
+    for same in others:
+        assert fingerprint(f"{switch} = 0.0, {same}") == off, same
+    whole = int(value)
+    on = [fingerprint(p) for p in (f"{switch} = {value}", f"{switch} = {whole}", f"{switch} = {value * 2}",
+                                   f"{switch} = {value}, {others[1]}")]
     assert off not in on and on[0] == on[1] and len(set(on)) == 3
     plain = config.parse(f'[[rule]]\nname = "s"\ndetector = "{name}"\n').rules[0].fingerprint
-    assert plain == (on[0] if name == "sentinel" else off)
-    params, layout = cls.state_identity({**cls.defaults(), "spike": 12.0})
-    params_off, layout_off = cls.state_identity({**cls.defaults(), "spike": 0.0})
-    spikes = " spikes.mean:d spikes.mad:d spikes.top:d spikes.run:d suppression.quiet:q"
-    assert layout == layout_off.replace(" suppression.quiet:q", spikes)
-    assert cls.STATE_LAYOUT == (layout if name == "sentinel" else layout_off)
-    assert {"spike", "spike_fading", "spike_record", "spike_score", "spike_forget", "spike_time"} <= set(params)
-    assert "spike" not in params_off and "spikes" not in cls(spike=0.0).state_by_name()
-    assert list(cls(spike=12.0).state_by_name()) == ["n", "t0", "t1", "gap"] + [a for a, _ in cls.STEPS]
+    default_on = bool(cls.defaults()[switch])
+    assert plain == (on[0] if cls.defaults()[switch] == value else off)
+    params, layout = cls.state_identity({**cls.defaults(), switch: value})
+    params_off, layout_off = cls.state_identity({**cls.defaults(), switch: 0.0})
+    names = "".join(f" {attr}.{n}:d" for n in state)
+    assert layout.replace(names, "") == layout_off and names in layout
+    assert cls.STATE_LAYOUT == (layout if default_on else layout_off)
+    assert {p.name for _, step in cls.STEPS if step.SWITCH == switch for p in step.PARAMS} <= set(params)
+    assert switch not in params_off and attr not in cls(**{switch: 0.0}).state_by_name()
+    both = {s.SWITCH: 1.0 for _, s in cls.STEPS if s.SWITCH}
+    assert list(cls(**both).state_by_name()) == ["n", "t0", "t1", "gap"] + [a for a, _ in cls.STEPS]
 
 
 def _pxd_attributes(path: Path) -> dict[str, dict[str, str]]:
@@ -206,7 +228,7 @@ def test_a_rules_series_share_its_settings_and_keep_their_state_apart(name: str,
     assert a.cfg is b.cfg and type(a.cfg) is cls.SETTINGS and a.cfg.values == cls(**params).params()
     for det in (a, b):
         steps = [getattr(det, s) for s, _ in cls.STEPS if getattr(det, s) is not None]
-        assert len(steps) == len(cls.STEPS) - (not params["spike"]) and all(step.cfg is a.cfg for step in steps)
+        assert len(steps) == len(cls.STEPS) - _off(cls, a.cfg.values) and all(step.cfg is a.cfg for step in steps)
     scores = []
     for i in range(3000):
         t = 1.7e9 + 300.0 * i
@@ -220,10 +242,10 @@ def test_a_rules_series_share_its_settings_and_keep_their_state_apart(name: str,
 
 @pytest.mark.parametrize("name", ["sentinel", "context"])
 def test_a_setting_reads_back_under_its_own_name_from_the_detector_and_its_step(name: str) -> None:
-    """River's idiom: ``det.spike``, and ``det.spikes.spike`` on the step that uses it, with the type declared;
+    """River's idiom: ``det.spike``, and ``det.spikes.spike`` on the step that uses it (both switched steps on), with the type declared;
     a step has no other step's settings."""
     cls = REGISTRY[name]
-    given = {"spike": 12.0, "suppress": 7, "weekend_slots": False}
+    given = {"spike": 12.0, "shift": 8.0, "suppress": 7, "weekend_slots": False}
     det = cls(**given)
     values = {**cls.defaults(), **given}  # (not det.params(): the detector's own reads come from the same dict)
     for attr, step_cls in cls.STEPS:
@@ -234,6 +256,7 @@ def test_a_setting_reads_back_under_its_own_name_from_the_detector_and_its_step(
         with pytest.raises(AttributeError, match="no attribute 'no_such_setting'"):
             step.no_such_setting  # noqa: B018
     assert (det.spike, det.spikes.spike, det.suppression.suppress, det.day.weekend_slots) == (12.0, 12.0, 7, False)
+    assert (det.shift, det.shifts.shift) == (8.0, 8.0)
     with pytest.raises(AttributeError):
         det.error.spike  # noqa: B018  (the spike step's, not the prediction error's)
 

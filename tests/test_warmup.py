@@ -90,10 +90,12 @@ def test_checkpoints_of_the_default_rule_keep_matching() -> None:
     became one flat record (its layout is in the fingerprint), when the spike step became part of
     sentinel, when the pipeline kept the latest event time (``t1``, for ``long_time`` and the spike
     step's span of time), and when it kept the series' usual interval (``gap``, moved from the spike
-    step) and new extremes had to last (``extreme_time``; the ``extremes`` state ``run`` and ``calm``)."""
+    step) and new extremes had to last (``extreme_time``; the ``extremes`` state ``run`` and ``calm``), and
+    when the shift step became part of sentinel (``shift = 0`` is the rule as it was before)."""
     from riverguard.config import Rule
 
-    assert Rule(index=1, name="all").fingerprint == "e893085255428a18"
-    assert Rule(index=1, name="all", params={"spike": 0.0}).fingerprint == "c8ef6873d0caec20"
+    assert Rule(index=1, name="all").fingerprint == "e30fc56982c5cfd2"
+    assert Rule(index=1, name="all", params={"spike": 0.0}).fingerprint == "d2ca630e4ae620f9"
+    assert Rule(index=1, name="all", params={"shift": 0.0}).fingerprint == "e893085255428a18"
     assert Rule(index=1, name="all", detector="context").fingerprint == "bf03ae7ae5038bc0"
-    assert Rule(index=1, name="all", warmup=10).fingerprint == "e893085255428a18"
+    assert Rule(index=1, name="all", warmup=10).fingerprint == "e30fc56982c5cfd2"

@@ -13,7 +13,7 @@ cdef class ContextSettings(Settings):
     cdef public int64_t halve_every
     # what follows from them, for Patterns
     cdef readonly Py_ssize_t size
-    cdef readonly int shift
+    cdef readonly int hash_shift
     cdef readonly uint64_t tmask, hmask
     cdef readonly double inv
     cdef readonly tuple plan

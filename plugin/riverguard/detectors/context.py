@@ -47,7 +47,7 @@ class ContextSettings(Settings):
         Settings.__init__(self, values)
         orders = self.orders
         self.size = 1 << self.table_bits
-        self.shift = 32 - self.table_bits
+        self.hash_shift = 32 - self.table_bits
         self.tmask = (1 << self.table_bits) - 1
         self.inv = 1.0 / len(orders)
         self.hmask = (1 << (4 * (max(orders) + 1))) - 1
@@ -90,7 +90,7 @@ class Patterns(Surprise):
         hist = ((self._hist << 4) | q) & self.cfg.hmask
         self._hist = hist
         table = self._table
-        shift = self.cfg.shift
+        shift = self.cfg.hash_shift
         tmask = self.cfg.tmask
         unseen = 0
         for mask, mult in self.cfg.plan:
@@ -109,7 +109,7 @@ class Patterns(Surprise):
         plan = self.cfg.plan
         levels = self.cfg.levels
         table = self._table
-        shift = self.cfg.shift
+        shift = self.cfg.hash_shift
         tmask = self.cfg.tmask
         for q in range(levels):
             hist = ((self._hist << 4) | q) & self.cfg.hmask

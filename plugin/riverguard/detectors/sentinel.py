@@ -123,11 +123,11 @@ class Transitions(Surprise):
 # reported again: issue 12, docs/detection.md "Two corpora"; spikes that last half an hour are
 # reported, and the likelihood remembers at least two days: docs/detection.md "Spikes that last" and
 # "A likelihood that remembers days"; a new extreme must have lasted a minute: docs/detection.md
-# "Extremes that last a minute".
+# "Extremes that last a minute"; a level that stays away is reported: docs/detection.md "Level shifts".
 _STEPS, _SETTINGS, _PARAMS, _LAYOUT = compose(
     Transitions, SentinelSettings,
     day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True, spike=12.0,
-    long_time=172800.0, extreme_time=60.0,
+    long_time=172800.0, extreme_time=60.0, shift=8.0,
 )
 
 
@@ -210,6 +210,18 @@ class Sentinel(Pipeline):
        hour of event time since the last sample that was not a spike: one
        sample of an hourly series; ``0``: one sample at any rate). With
        ``spike = 0`` the step is left out: no state, no cost.
+
+       *Level shifts* (:class:`~riverguard.detectors.steps.Shift`): the
+       recent level (an exponentially weighted mean over 2 minutes, or 20
+       usual intervals if longer) ``shift`` (8) or more of its typical
+       distances from the long-run mean scores ``shift_score`` once that has
+       lasted ``shift_time_last`` (30 s of event time), and if it is at least
+       half the largest such distance seen lately: a level that stays away,
+       such as 2 to 4 standard deviations of a sensor sampled every second
+       for a few minutes, which the recent mean of the prediction error soon
+       absorbs. One outlier barely moves it (a value counts at most 4
+       long-run standard deviations away). With ``shift = 0`` the step is
+       left out.
     5. **Minimum history.** Nothing scores above 0 before ``learn`` samples (in a rule, its
        ``warmup``: 200 by default),
        or, with event times, before ``learn_time`` seconds (3 days; and

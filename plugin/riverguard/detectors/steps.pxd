@@ -7,8 +7,8 @@ cimport cython
 from libc.stdint cimport int64_t
 
 cdef double _SQRT1_2, _DAY, _NAN, _INF
-cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE
-cdef double _RHYTHM, _ROUNDING
+cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE, _WHY_SHIFT
+cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY
 cdef double *_LEVELS
 cdef double *_CUTS
 cdef double *_BAND
@@ -21,6 +21,10 @@ cdef void _free(void *p) noexcept
 cdef int _cut(double *cuts, int m, double a, double b) noexcept
 cdef inline bint _duration(double v) noexcept
 cdef inline bint _lasts(double run, double need, double slack) noexcept
+@cython.locals(floor=double)
+cdef inline double _scale(double s, double level) noexcept
+@cython.locals(r=double)
+cdef inline double _reach(double k, double record, double top) noexcept
 @cython.locals(q=double)
 cdef inline int _level(double x, double lo, double span, int levels) noexcept
 cdef object _bytes_io(unsigned char *buf, Py_ssize_t n, object data)
@@ -41,8 +45,10 @@ cdef class Settings:
     cdef readonly double width, scale
     # explain_into's limits for the last threshold explained (limits)
     cdef readonly double xthr, xeff, xu, xud
-    # 1 - fading, 1 - day_fading, 1 - short, extreme_sd ** 2, 1 - repeat_decay, 1 - spike_forget, learn // 4
+    # 1 - fading, 1 - day_fading, 1 - short, extreme_sd ** 2, 1 - repeat_decay, 1 - spike_forget, 1 - shift_forget,
+    # learn // 4
     cdef readonly double fading_keep, day_fading_keep, short_keep, extreme_sd_sq, repeat_decay_keep, spike_forget_keep
+    cdef readonly double shift_forget_keep
     cdef readonly int64_t learn_quarter
     # PredictionError
     cdef public double fading, z_scale
@@ -60,6 +66,8 @@ cdef class Settings:
     cdef public bint stuck_longest
     # Spike
     cdef public double spike, spike_fading, spike_record, spike_score, spike_forget, spike_time
+    # Shift
+    cdef public double shift, shift_time, shift_samples, shift_record, shift_forget, shift_score, shift_time_last
     # Suppression
     cdef public double fire, damp, suppress_time
     cdef public int64_t suppress
@@ -161,13 +169,30 @@ cdef class Spike(Step):
     cdef inline double width(self) noexcept
     @cython.locals(w=double)
     cdef inline bint sharp(self, double x) noexcept
-    @cython.locals(floor=double)
     cdef inline double unit(self) noexcept
-    @cython.locals(k=double)
     cdef inline double reach(self) noexcept
     @cython.locals(mean=double, mad=double, d=double, ad=double, z=double, out=double, a=double, top=double,
                    run=double, unit=double)
     cdef double score(self, double x, bint counting, bint repeat, double span) noexcept
+
+
+cdef class Shift(Step):
+    cdef readonly Settings cfg
+    cdef public double _mean, _dev, _top, _run
+
+    cdef void first(self, double x) noexcept
+    cdef bint _fits(self) except -1
+    @cython.locals(w=double)
+    cdef inline double window(self, double gap) noexcept
+    cdef inline double unit(self, double lmean) noexcept
+    cdef inline double reach(self) noexcept
+    @cython.locals(a=double)
+    cdef inline double weight(self, int64_t n, double span, double gap) noexcept
+    @cython.locals(step=double)
+    cdef inline double move(self, double x, double a, double unit) noexcept
+    @cython.locals(cfg=Settings, mean=double, a=double, c=double, m=double, d=double, ad=double, unit=double,
+                   z=double, out=double, top=double, run=double, lam=double)
+    cdef double score(self, double x, double lmean, int64_t n, bint counting, double span, double gap) noexcept
 
 
 cdef class Suppression(Step):
@@ -193,12 +218,14 @@ cdef class Pipeline:
     cdef readonly Extremes extremes
     cdef readonly Stuck stuck
     cdef readonly Spike spikes
+    cdef readonly Shift shifts
     cdef readonly Suppression suppression
     cdef readonly int _why
 
     @cython.locals(n=int64_t, stuck=double, lo=double, width=double, new_extreme=bint, raw=double, var=double,
                    z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double,
-                   t1=double, dt=double, span=double, slack=double,
+                   t1=double, dt=double, span=double, slack=double, gap=double, lmean=double,
+                   shifts=Shift, shift=double,
                    surprise=Surprise)
     cpdef double process(self, double x, object t=*) except? -1.0
     @cython.locals(g=double)
@@ -217,7 +244,9 @@ cdef class Pipeline:
                    i=int, j=int, v=double, best=double, start=double, end=double, inside=bint, k=int,
                    left=double, right=double, x=double, ok=bint, dl=double, dist=double, bad=bint,
                    xon=bint, lower=double, upper=double, hole=bint, up=double, down=double, pl=double, pu=double, cfg=Settings,
-                   spon=bint, mask=bint, spk=Spike, w=double, sp=double, slack=double, ql=double, qu=double, width=double)
+                   spon=bint, mask=bint, spk=Spike, w=double, sp=double, slack=double, ql=double, qu=double, width=double,
+                   hl=double, hu=double, hon=bint, hmask=bint, shf=Shift, unit=double, a=double, keep=double, r=double,
+                   level=double)
     cdef int explain_into(self, double threshold, object t, double *out) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)

@@ -83,10 +83,20 @@ _WHY_HOUR = 3
 _WHY_EXTREME = 4
 _WHY_STUCK = 5
 _WHY_SPIKE = 6
+_WHY_SHIFT = 7
+#: the evidence of each of those codes, by name (for reports and benchmarks: the codes are C ints when compiled)
+EVIDENCE = {
+    _WHY_SURPRISE: "likelihood (surprise)", _WHY_ERROR: "likelihood (error)", _WHY_HOUR: "hour",
+    _WHY_EXTREME: "extreme", _WHY_STUCK: "stuck", _WHY_SPIKE: "spike", _WHY_SHIFT: "shift",
+}  # fmt: skip
 #: weight of the newest interval in the usual interval of a series (Pipeline.span)
 _RHYTHM = 0.1
 #: a deviation smaller than this fraction of the level is rounding, not a spike
 _ROUNDING = 1e-9
+#: the shift step: the most a distance counts in the typical distance (in typical distances), and the windows
+#: the typical distance spans
+_SHIFT_DEV_CLIP = 3.0
+_SHIFT_MEMORY = 30.0
 
 
 # -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
@@ -255,6 +265,7 @@ class Settings:
         self.extreme_sd_sq = self.extreme_sd * self.extreme_sd  # Extremes: far, in long-run variances
         self.repeat_decay_keep = 1.0 - self.repeat_decay  # Stuck: the weight the earlier steps keep
         self.spike_forget_keep = 1.0 - self.spike_forget  # Spike: what the largest deviation keeps per sample
+        self.shift_forget_keep = 1.0 - self.shift_forget  # Shift: what the largest distance keeps per sample
         self.learn_quarter = self.learn // 4  # spikes count, and learn_time may end the learning, from here
         # what explain_into needs of a threshold (limits): the last threshold explained (NaN: none yet), the
         # smallest score flagged at it, and the smallest standardised short average the likelihood flags, without
@@ -411,6 +422,19 @@ def _lasts(run, need, slack):
     lasted ``need`` (0: anything has), give or take ``slack`` (for an excursion, half the usual interval: a
     sample a minute apart lasts a minute though the clock put it 59.9 s after the one before)."""
     return need == 0.0 or not run < need - slack
+
+
+def _scale(s, level):
+    """A step's scale ``s``, at least ``1e-9`` of the size of ``level`` (a series that moves by a rounding error
+    has no spikes or shifts at that scale)."""
+    floor = _ROUNDING * abs(level)
+    return s if s > floor else floor
+
+
+def _reach(k, record, top):
+    """The smallest deviation (in a step's scale) that counts now: ``k``, or ``record`` of the largest seen."""
+    r = record * top
+    return r if r > k else k
 
 
 def _level(x, lo, span, levels):
@@ -960,15 +984,12 @@ class Spike(Step):
         return w > 0.0 and abs(x - self._mean) >= w
 
     def unit(self):
-        """The scale of a deviation: the mean absolute deviation, at least ``1e-9`` of the mean's size (a
-        series that moves by a rounding error has no spikes at that scale)."""
-        floor = _ROUNDING * abs(self._mean)
-        return self._mad if self._mad > floor else floor
+        """The scale of a deviation: the mean absolute deviation, at least ``1e-9`` of the mean's size."""
+        return _scale(self._mad, self._mean)
 
     def reach(self):
         """The smallest deviation (in mads) that is a spike now: ``spike``, or ``spike_record`` of the largest seen."""
-        k = self.cfg.spike_record * self._top
-        return k if k > self.cfg.spike else self.cfg.spike
+        return _reach(self.cfg.spike, self.cfg.spike_record, self._top)
 
     def score(self, x, counting, repeat, span):
         """Learn ``x``; ``spike_score`` if it is a spike, else 0.0. ``counting``: spikes count (and the largest is
@@ -1009,6 +1030,146 @@ class Spike(Step):
         else:  # values near the float limit overflowed: start over from this value
             self._mean = x
             self._mad = 0.0
+        return out
+
+
+@cython.no_gc
+@cython.cclass
+class Shift(Step):
+    """Step 4c, off when ``shift`` is 0: the recent level far from the long-run mean, for long enough.
+
+    The recent level is an exponentially weighted mean of the values over a
+    window of event time: ``shift_time`` seconds, or ``shift_samples`` of
+    the series' usual intervals if that is longer (2 minutes at 1 s, 200 s
+    at 10 s, 20 minutes at one sample a minute, 20 hours hourly), so it
+    always averages many samples. Its distance from the long-run mean (the
+    new-extremes step's, which remembers about 500 samples) is measured in
+    its own typical size: the mean of that distance over the last 30
+    windows (from the first sample on; each distance counts at most 3
+    typical sizes, so a shift in progress barely widens the scale that
+    judges it). Once the step counts (``learn // 4`` samples), one sample
+    moves the recent level by one typical size at most, so a lone outlier
+    is never a level shift: it takes ``shift`` samples at least.
+
+    A distance of ``shift`` typical sizes or more scores ``shift_score`` if
+    it is also at least ``shift_record`` times the largest distance seen
+    lately (fading by ``shift_forget`` a sample: a series whose level moves
+    routinely does not report each move), once it has lasted
+    ``shift_time_last`` seconds of event time (each sample counting its
+    interval, at most twice the usual one), at a value at least as far out
+    as the recent level was (not at one that has fallen back below the
+    lagging level). The spike step sees one value far out,
+    the likelihood sees surprise that the recent mean soon absorbs; this
+    step sees a level that stays away, such as 2 to 4 standard deviations
+    of a sensor sampled every second, for a few minutes. Without event
+    times it is not used; a late sample is not learned. See
+    docs/detection.md ("Level shifts").
+    """
+
+    PARAMS = (
+        Param("shift", 0.0, "Typical distances of the recent level from the long-run mean that make a level "
+              "shift (0: the shift step is off).", low=0.0),
+        Param("shift_time", 120.0, "Seconds of event time the recent level spans at least.", low=0.0, low_open=True),
+        Param("shift_samples", 20.0, "Usual intervals the recent level spans at least.", low=0.0),
+        Param("shift_record", 0.5, "A shift must also reach this fraction of the largest distance seen lately "
+              "(0: any).", low=0.0),
+        Param("shift_forget", 0.001, "Fraction by which the largest distance seen (for shift_record) fades each "
+              "sample (0: never).", low=0.0, high=1.0, high_open=True),
+        Param("shift_score", 0.9, "The score of a level shift.", low=0.0, high=1.0),
+        Param("shift_time_last", 30.0, "Seconds of event time a shift must have lasted, each sample counting its "
+              "interval, at most twice the usual one (0: one sample).", low=0.0),
+    )  # fmt: skip
+    # the recent level; the typical distance of the recent level from the long-run mean; the largest
+    # distance seen (in typical distances, fading); the event time the current shift has lasted
+    STATE = ("mean", "dev", "top", "run")
+    SWITCH = "shift"
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self._mean = 0.0
+        self._dev = 0.0
+        self._top = 0.0
+        self._run = 0.0
+
+    def first(self, x):
+        self._mean = x
+
+    def _fits(self):
+        return _duration(self._run) and 0.0 <= self._dev < _INF and self._top >= 0.0
+
+    def window(self, gap):
+        """The event time (seconds) the recent level spans, for a series whose usual interval is ``gap``."""
+        w = self.cfg.shift_samples * gap
+        return w if w > self.cfg.shift_time else self.cfg.shift_time
+
+    def unit(self, lmean):
+        """The typical distance of the recent level from the long-run mean ``lmean``, at least ``1e-9`` of its size."""
+        return _scale(self._dev, lmean)
+
+    def reach(self):
+        """The smallest distance (in typical distances) that is a shift now: ``shift``, or ``shift_record`` of
+        the largest seen."""
+        return _reach(self.cfg.shift, self.cfg.shift_record, self._top)
+
+    def weight(self, n, span, gap):
+        """The weight of a value standing for ``span`` seconds (``n`` >= 1 samples before it) in the recent
+        level: its share of the window, at least ``1 / n`` (the first samples are averaged)."""
+        a = span / (self.window(gap) + span)
+        return a if a * n >= 1.0 else 1.0 / n
+
+    def move(self, x, a, unit):
+        """How far ``x`` moves the recent level, its weight being ``a``: one typical distance ``unit`` at most."""
+        step = a * (x - self._mean)
+        if step > unit:
+            return unit
+        if step < -unit:
+            return -unit
+        return step
+
+    def score(self, x, lmean, n, counting, span, gap):
+        """Learn ``x``; ``shift_score`` if the recent level has moved far enough for long enough, else 0.0.
+        ``lmean``: the long-run mean before ``x``; ``n`` >= 1: samples before it;
+        ``counting``: shifts count (and the largest is kept); ``span``: the event time ``x`` stands for
+        (:meth:`Pipeline.span`; NaN without event times, 0 for a late sample: not learned); ``gap``: the
+        usual interval before ``x``."""
+        if not span > 0.0:
+            return 0.0
+        cfg = self.cfg
+        mean = self._mean
+        unit = self.unit(lmean)
+        a = self.weight(n, span, gap)
+        # (while the typical distance settles, every value moves the level as far as it weighs)
+        m = mean + (self.move(x, a, unit) if counting else a * (x - mean))
+        d = m - lmean
+        if not d - d == 0.0:  # values near the float limit overflowed: start over from this value
+            self._mean = x
+            self._dev = 0.0
+            self._run = 0.0
+            return 0.0
+        ad = abs(d)
+        z = ad / unit if unit > 0.0 else 0.0
+        out = 0.0
+        if counting:
+            top = self._top * cfg.shift_forget_keep
+            if z >= self.reach():
+                run = self._run + span
+                self._run = run
+                # reported at a value as far out as the recent level was (not once the values are back)
+                if _lasts(run, cfg.shift_time_last, 0.0) and (x >= mean if d > 0.0 else x <= mean):
+                    out = cfg.shift_score
+            else:
+                self._run = 0.0
+            if z > top:
+                top = z
+            self._top = top
+            c = _SHIFT_DEV_CLIP * unit
+            if ad > c:
+                ad = c
+        lam = span / (_SHIFT_MEMORY * self.window(gap))
+        if lam * n < 1.0:
+            lam = 1.0 / n
+        self._mean = m
+        self._dev += lam * (ad - self._dev)
         return out
 
 
@@ -1120,6 +1281,7 @@ class Pipeline:
         self.extremes = Extremes(cfg)
         self.stuck = Stuck(cfg)
         self.spikes = Spike(cfg) if cfg.spike else None  # (off: left out, see Step.SWITCH)
+        self.shifts = Shift(cfg) if cfg.shift else None
         self.suppression = Suppression(cfg)
 
     def __getattr__(self, name):
@@ -1185,7 +1347,8 @@ class Pipeline:
         if now > t1 or t1 != t1:
             self._t1 = now
         span = self.span(dt)
-        slack = 0.5 * self._gap
+        gap = self._gap  # the usual interval before this sample
+        slack = 0.5 * gap
         if dt > 0.0:
             self._rhythm(dt)
         extremes = self.extremes
@@ -1195,9 +1358,12 @@ class Pipeline:
             self.stuck.first(x)
             if self.spikes is not None:
                 self.spikes.first(x)
+            if self.shifts is not None:
+                self.shifts.first(x)
             return 0.0
         stuck = self.stuck.score(x, n > self.cfg.learn)  # 4. a run of repeats
         lo = extremes._lo  # the range before x
+        lmean = extremes._lmean  # the long-run mean before x
         width = extremes._hi - lo
         spikes = self.spikes
         new_extreme = extremes.observe(x, n, span, slack)  # 3. new extremes
@@ -1240,6 +1406,13 @@ class Pipeline:
                 score = spike
                 tod = False
                 why = _WHY_SPIKE
+        shifts = self.shifts
+        if shifts is not None:
+            shift = shifts.score(x, lmean, n, n >= self.cfg.learn_quarter, span, gap)
+            if shift > score:
+                score = shift
+                tod = False
+                why = _WHY_SHIFT
         self._why = why
         if self._warming(n, now, self._t0):  # 5. minimum history
             score = 0.0
@@ -1320,6 +1493,8 @@ class Pipeline:
             expected = explanation[0]
         if why == _WHY_SPIKE:
             return "spike" if x >= expected else "dip"
+        if why == _WHY_SHIFT:
+            return "level_shift"
         # the recent level had moved from the long-run mean by more than a long-run standard deviation,
         # towards x; or the likelihood of the errors was built up over earlier samples
         ext = self.extremes
@@ -1503,6 +1678,42 @@ class Pipeline:
                 if pu < upper:
                     upper = pu
             hole = hole or mask
+        # 4c. level shifts: a value that leaves the recent level reach() typical distances or more from the
+        # long-run mean, and is at least as far out as the recent level was, scores shift_score once the shift
+        # has lasted, damped in any suppression (hl < x < hu: not a shift); where it is not flagged it may still
+        # hide a time-of-day extreme, as a spike does (hmask)
+        hl = -_INF
+        hu = _INF
+        hon = False
+        hmask = False
+        shf = self.shifts
+        if shf is not None and n >= self.cfg.learn_quarter and sp > 0.0 and _lasts(shf._run + sp, self.cfg.shift_time_last, 0.0):
+            hon = self.cfg.shift_score * f >= eff
+            hmask = not hon and through and self.cfg.shift_score > self.cfg.day_score and (tl > -_INF or tu < _INF)
+            unit = shf.unit(lmean)
+            if (hon or hmask) and unit > 0.0:
+                # x moves the recent level by a * (x - level), one typical distance at most: a shift upwards
+                # needs a move of r - (level - lmean) or more, downwards one of -r - (level - lmean) or less
+                a = shf.weight(n, sp, self._gap)
+                level = shf._mean
+                r = shf.reach() * unit
+                keep = level - lmean
+                up = r - keep
+                down = -r - keep
+                hu = _INF if up > unit else (level + up / a if up > -unit else -_INF)
+                hl = -_INF if down < -unit else (level + down / a if down < unit else _INF)
+                if hu < level:  # (and x at least as far out as the level was)
+                    hu = level
+                if hl > level:
+                    hl = level
+            else:
+                hmask = False
+            if hon:
+                if hl > lower:
+                    lower = hl
+                if hu < upper:
+                    upper = hu
+            hole = hole or hmask
         if not nb and not hole:  # every constraint is an interval: the band is where they overlap
             if lower > upper:
                 out[1] = mean  # every value would be flagged
@@ -1520,6 +1731,7 @@ class Pipeline:
         if xon:
             m = _cut(cuts, m, lmean - d, lmean + d)
         m = _cut(cuts, m, pl, pu)
+        m = _cut(cuts, m, hl, hu)
         if nb:
             for b in range(1, nb):
                 cuts[m] = lo + b * width / nb
@@ -1544,9 +1756,13 @@ class Pipeline:
                 x = left + 1.0 + abs(left)
             else:
                 x = 0.5 * (left + right)
-            ok = left <= right and zl < x < zu and sl < x < su and (tl <= x <= tu or (mask and not pl < x < pu))
+            ok = left <= right and zl < x < zu and sl < x < su and (
+                tl <= x <= tu or (mask and not pl < x < pu) or (hmask and not hl < x < hu)
+            )
             if ok and spon:
                 ok = pl < x < pu
+            if ok and hon:
+                ok = hl < x < hu
             if ok and xon and (x > xu or x < xl):
                 dl = x - lmean
                 ok = dl * dl <= far
@@ -1684,6 +1900,7 @@ def compose(surprise, settings, **defaults):
         ("extremes", Extremes),
         ("stuck", Stuck),
         ("spikes", Spike),
+        ("shifts", Shift),
         ("suppression", Suppression),
     )
     params = [p for _, step in steps for p in step.PARAMS] + [Pipeline.LEARN, Pipeline.LEARN_TIME]
