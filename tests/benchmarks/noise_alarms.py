@@ -7,7 +7,8 @@ seconds for ``--days`` days. Every flag at the shipped threshold is a false
 alarm: the script prints them per series-day, by family and by the kind of
 evidence that made the score (``likelihood`` of the sequence surprise or of
 the prediction error, ``extreme``, ``hour`` for a time-of-day extreme,
-``stuck``, ``spike``), split into the first day and the days after. Labelled
+``stuck``, ``spike``, ``shift`` for a level shift), split into the first day
+and the days after. Labelled
 corpora sample every 5 minutes or every hour; this shows what a user at
 Telegraf's 10 s interval sees on a quiet server. ``--params`` takes the
 detector's parameters as JSON. Deterministic.
@@ -24,11 +25,9 @@ from collections import Counter
 from collections.abc import Sequence
 
 from riverguard.detectors import REGISTRY
+from riverguard.detectors.steps import EVIDENCE as KINDS  # the detector's ``_why`` codes by name
 
 FAMILIES = ("gauss", "ar", "counts", "daily", "lognormal")
-#: the detector's ``_why`` codes (steps._WHY_*) by name: a copy, as the compiled steps module has no
-#: such attributes to import (steps.pxd declares them ``cdef int``, C globals)
-KINDS = {1: "likelihood (surprise)", 2: "likelihood (error)", 3: "hour", 4: "extreme", 5: "stuck", 6: "spike"}
 DAY = 86400
 
 
