@@ -219,9 +219,10 @@ class Sentinel(Pipeline):
        half the largest such distance seen lately: a level that stays away,
        such as 2 to 4 standard deviations of a sensor sampled every second
        for a few minutes, which the recent mean of the prediction error soon
-       absorbs. One outlier barely moves it (a value counts at most 4
-       long-run standard deviations away). With ``shift = 0`` the step is
-       left out.
+       absorbs. One sample moves the recent level by one typical distance
+       at most, so a lone outlier is never a level shift. A shift is
+       reported once; the step then waits for the level to come back. With
+       ``shift = 0`` the step is left out.
     5. **Minimum history.** Nothing scores above 0 before ``learn`` samples (in a rule, its
        ``warmup``: 200 by default),
        or, with event times, before ``learn_time`` seconds (3 days; and

@@ -10,9 +10,10 @@ A :class:`Pipeline` runs one sample through its steps (see
 2. :class:`Likelihood` turns its short average into a log-scaled tail probability;
 3. :class:`Extremes` (new extremes of the range) and :class:`TimeOfDay`
    (the range and mean of each time-of-day slot) may raise the score;
-4. :class:`Stuck` scores a run of repeated values, and :class:`Spike` (off
+4. :class:`Stuck` scores a run of repeated values, :class:`Spike` (off
    unless a rule sets ``spike``) a value far from the recent level in robust
-   deviations;
+   deviations, and :class:`Shift` (off unless a rule sets ``shift``) a recent
+   level far from the long-run mean;
 5. nothing scores before ``learn`` samples (the rule's ``warmup``), or
    ``learn_time`` seconds of event time (and ``learn // 4`` samples);
 6. :class:`Suppression` damps the scores after a report, for ``suppress``
@@ -1058,7 +1059,10 @@ class Shift(Step):
     ``shift_time_last`` seconds of event time (each sample counting its
     interval, at most twice the usual one), at a value at least as far out
     as the recent level was (not at one that has fallen back below the
-    lagging level). The spike step sees one value far out,
+    lagging level). A shift is reported once (``run`` is then -1): the step
+    waits for the distance to fall under ``shift`` again, so a level that
+    stays away for an hour is not reported again each time the suppression
+    after the report ends. The spike step sees one value far out,
     the likelihood sees surprise that the recent mean soon absorbs; this
     step sees a level that stays away, such as 2 to 4 standard deviations
     of a sensor sampled every second, for a few minutes. Without event
@@ -1080,7 +1084,7 @@ class Shift(Step):
               "interval, at most twice the usual one (0: one sample).", low=0.0),
     )  # fmt: skip
     # the recent level; the typical distance of the recent level from the long-run mean; the largest
-    # distance seen (in typical distances, fading); the event time the current shift has lasted
+    # distance seen (in typical distances, fading); the event time the current shift has lasted (-1: reported)
     STATE = ("mean", "dev", "top", "run")
     SWITCH = "shift"
 
@@ -1095,7 +1099,7 @@ class Shift(Step):
         self._mean = x
 
     def _fits(self):
-        return _duration(self._run) and 0.0 <= self._dev < _INF and self._top >= 0.0
+        return (self._run == -1.0 or _duration(self._run)) and 0.0 <= self._dev < _INF and 0.0 <= self._top < _INF
 
     def window(self, gap):
         """The event time (seconds) the recent level spans, for a series whose usual interval is ``gap``."""
@@ -1152,14 +1156,16 @@ class Shift(Step):
         if counting:
             top = self._top * cfg.shift_forget_keep
             if z >= self.reach():
-                run = self._run + span
-                self._run = run
-                # reported at a value as far out as the recent level was (not once the values are back)
-                if _lasts(run, cfg.shift_time_last, 0.0) and (x >= mean if d > 0.0 else x <= mean):
-                    out = cfg.shift_score
+                if self._run >= 0.0:  # (-1: this shift was reported; once is enough)
+                    run = self._run + span
+                    self._run = run
+                    # reported at a value as far out as the recent level was (not once the values are back)
+                    if _lasts(run, cfg.shift_time_last, 0.0) and (x >= mean if d > 0.0 else x <= mean):
+                        out = cfg.shift_score
+                        self._run = -1.0
             else:
                 self._run = 0.0
-            if z > top:
+            if z > top and z < _INF:
                 top = z
             self._top = top
             c = _SHIFT_DEV_CLIP * unit
@@ -1232,7 +1238,7 @@ class Suppression(Step):
 @cython.no_gc
 @cython.cclass
 class Pipeline:
-    """Surprise -> likelihood, with new extremes, the time of day, stuck values and suppression.
+    """Surprise -> likelihood, with new extremes, the time of day, stuck values, spikes, level shifts and suppression.
 
     A detector names its steps in ``STEPS``: ``(attribute, step class)``,
     the first being its :class:`Surprise`. Its ``PARAMS`` are the steps'
@@ -1453,8 +1459,8 @@ class Pipeline:
         would not score ``threshold`` at this moment, with every step that
         reads the value: the prediction error (the series' and the time-of-day
         slot's) and the surprise of each level through the likelihood of the
-        short average, new extremes, time-of-day extremes, spikes (when the
-        spike step is on), and the damping of a suppression in progress. A repeat of the previous value may still be
+        short average, new extremes, time-of-day extremes, spikes and level
+        shifts (when those steps are on), and the damping of a suppression in progress. A repeat of the previous value may still be
         flagged inside (stuck). When the expected value itself would be
         flagged, the nearest such range; when every value would be,
         ``lower == upper == expected``. An edge is None when nothing on that
@@ -1687,7 +1693,10 @@ class Pipeline:
         hon = False
         hmask = False
         shf = self.shifts
-        if shf is not None and n >= self.cfg.learn_quarter and sp > 0.0 and _lasts(shf._run + sp, self.cfg.shift_time_last, 0.0):
+        if (
+            shf is not None and n >= self.cfg.learn_quarter and sp > 0.0 and shf._run >= 0.0
+            and _lasts(shf._run + sp, self.cfg.shift_time_last, 0.0)
+        ):
             hon = self.cfg.shift_score * f >= eff
             hmask = not hon and through and self.cfg.shift_score > self.cfg.day_score and (tl > -_INF or tu < _INF)
             unit = shf.unit(lmean)
