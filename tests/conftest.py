@@ -278,3 +278,12 @@ def run_rule(tmp_path: Path, data: bytes, rule: str = "", state: Path | None = N
     proc = run_cli(args, input=data, timeout=120)
     assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr
     return proc.stdout.splitlines(keepends=True)
+
+
+def sensor_runs(params: str = "{}") -> tuple[int, int]:
+    """``python -m tests.benchmarks.sensor_runs --params PARAMS`` (28 labelled runs of 20 minutes at 1 s, scored
+    by ``riverguard evaluate --labels``): the events caught and the event-wise false alarms it prints."""
+    proc = subprocess.run([sys.executable, "-m", "tests.benchmarks.sensor_runs", "--params", params],
+                          capture_output=True, check=True, timeout=300, cwd=Path(__file__).parent.parent)
+    line = [ln for ln in proc.stdout.decode().splitlines() if ln.startswith("corpus")][-1].split()
+    return int(line[2]), int(line[4])
