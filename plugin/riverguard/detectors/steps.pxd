@@ -246,7 +246,7 @@ cdef class Pipeline:
                    xon=bint, lower=double, upper=double, hole=bint, up=double, down=double, pl=double, pu=double, cfg=Settings,
                    spon=bint, mask=bint, spk=Spike, w=double, sp=double, slack=double, ql=double, qu=double, width=double,
                    hl=double, hu=double, hon=bint, hmask=bint, shf=Shift, unit=double, a=double, keep=double, r=double,
-                   level=double)
+                   level=double, xmask=bint)
     cdef int explain_into(self, double threshold, object t, double *out) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)

@@ -1624,14 +1624,18 @@ class Pipeline:
         slack = 0.5 * self._gap
         ql = _INF  # an excursion that has not lasted yet: a new extreme only if also a spike (x <= ql, x >= qu)
         qu = -_INF
-        if xon and not _lasts(ext._run + sp, self.cfg.extreme_time, slack):
+        # a new extreme not flagged (damped) still hides a time-of-day extreme that would get through a
+        # suppression (xmask), as a spike or a level shift does
+        xmask = not xon and through and self.cfg.extreme > self.cfg.day_score and (tl > -_INF or tu < _INF)
+        if (xon or xmask) and not _lasts(ext._run + sp, self.cfg.extreme_time, slack):
             w = spk.width() if spk is not None and n >= self.cfg.learn_quarter else 0.0
             if w > 0.0:
                 ql = spk._mean - w
                 qu = spk._mean + w
             else:
                 xon = False
-        if xon:
+                xmask = False
+        if xon or xmask:
             mx = self.cfg.margin * (ext._rhi - ext._rlo)
             xl = ext._rlo - mx
             xu = ext._rhi + mx
@@ -1645,6 +1649,7 @@ class Pipeline:
                 elif ext._climb < 0:
                     xl = -_INF
             d = self.cfg.extreme_sd * sqrt(ext._lvar)
+        if xon:
             # above xu, the values within d of the long-run mean are not flagged
             if lmean + d <= xu:
                 up = xu
@@ -1664,6 +1669,7 @@ class Pipeline:
                 upper = up
             if down > lower:
                 lower = down
+        hole = hole or xmask
         # 4b. spikes: a value reach() mads or more from the spike step's mean (pl < x < pu: not a spike) scores
         # spike_score, damped in any suppression; where it is not flagged it may still hide a time-of-day extreme
         # that would get through a suppression (mask: the spike outscores it, and is damped)
@@ -1737,7 +1743,7 @@ class Pipeline:
         m = 0
         m = _cut(cuts, _cut(cuts, m, zl, zu), sl, su)
         m = _cut(cuts, _cut(cuts, m, tl, tu), xl, xu)
-        if xon:
+        if xon or xmask:
             m = _cut(cuts, m, lmean - d, lmean + d)
         m = _cut(cuts, m, pl, pu)
         m = _cut(cuts, m, hl, hu)
@@ -1765,15 +1771,16 @@ class Pipeline:
                 x = left + 1.0 + abs(left)
             else:
                 x = 0.5 * (left + right)
+            dl = x - lmean
             ok = left <= right and zl < x < zu and sl < x < su and (
                 tl <= x <= tu or (mask and not pl < x < pu) or (hmask and not hl < x < hu)
+                or (xmask and (x > xu or x < xl) and dl * dl > far)
             )
             if ok and spon:
                 ok = pl < x < pu
             if ok and hon:
                 ok = hl < x < hu
             if ok and xon and (x > xu or x < xl):
-                dl = x - lmean
                 ok = dl * dl <= far
             if ok and nb:
                 ok = _LEVELS[_level(x, lo, width, nb)] < rmax  # x's level, as the surprise step sees it
