@@ -23,6 +23,9 @@ cdef inline bint _duration(double v) noexcept
 cdef inline bint _lasts(double run, double need, double slack) noexcept
 @cython.locals(floor=double)
 cdef inline double _scale(double s, double level) noexcept
+@cython.locals(w=double)
+cdef inline double _share(double part, double whole, int64_t n) noexcept
+cdef inline bint _hides(double score, bint on, bint through, bint hour, double day_score) noexcept
 @cython.locals(r=double)
 cdef inline double _reach(double k, double record, double top) noexcept
 @cython.locals(q=double)
@@ -186,12 +189,11 @@ cdef class Shift(Step):
     cdef inline double window(self, double gap) noexcept
     cdef inline double unit(self, double lmean) noexcept
     cdef inline double reach(self) noexcept
-    @cython.locals(a=double)
-    cdef inline double weight(self, int64_t n, double span, double gap) noexcept
+    cdef inline double weight(self, int64_t n, double span, double window) noexcept
     @cython.locals(step=double)
     cdef inline double move(self, double x, double a, double unit) noexcept
     @cython.locals(cfg=Settings, mean=double, a=double, c=double, m=double, d=double, ad=double, unit=double,
-                   z=double, out=double, top=double, run=double, lam=double)
+                   z=double, out=double, top=double, run=double, window=double)
     cdef double score(self, double x, double lmean, int64_t n, bint counting, double span, double gap) noexcept
 
 
@@ -246,7 +248,7 @@ cdef class Pipeline:
                    xon=bint, lower=double, upper=double, hole=bint, up=double, down=double, pl=double, pu=double, cfg=Settings,
                    spon=bint, mask=bint, spk=Spike, w=double, sp=double, slack=double, ql=double, qu=double, width=double,
                    hl=double, hu=double, hon=bint, hmask=bint, shf=Shift, unit=double, a=double, keep=double, r=double,
-                   level=double, xmask=bint)
+                   level=double, xmask=bint, hour=bint)
     cdef int explain_into(self, double threshold, object t, double *out) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)

@@ -432,6 +432,20 @@ def _scale(s, level):
     return s if s > floor else floor
 
 
+def _share(part, whole, n):
+    """The weight of the newest of ``n`` >= 1 samples in an exponentially weighted mean: ``part / whole`` (the
+    event time it stands for, over the time the mean spans), at least ``1 / n`` (the first samples are averaged)."""
+    w = part / whole
+    return w if w * n >= 1.0 else 1.0 / n
+
+
+def _hides(score, on, through, hour, day_score):
+    """Whether a step's ``score``, not flagged (``on`` False: damped in a suppression), still hides a time-of-day
+    extreme that would get through the suppression (``through``; ``hour``: the slot's range bounds some value):
+    it outscores it, so the pipeline reports it instead, damped (:meth:`Pipeline.explain_into`)."""
+    return not on and through and score > day_score and hour
+
+
 def _reach(k, record, top):
     """The smallest deviation (in a step's scale) that counts now: ``k``, or ``record`` of the largest seen."""
     r = record * top
@@ -1115,11 +1129,10 @@ class Shift(Step):
         the largest seen."""
         return _reach(self.cfg.shift, self.cfg.shift_record, self._top)
 
-    def weight(self, n, span, gap):
+    def weight(self, n, span, window):
         """The weight of a value standing for ``span`` seconds (``n`` >= 1 samples before it) in the recent
-        level: its share of the window, at least ``1 / n`` (the first samples are averaged)."""
-        a = span / (self.window(gap) + span)
-        return a if a * n >= 1.0 else 1.0 / n
+        level, which spans ``window`` (:meth:`window`)."""
+        return _share(span, window + span, n)
 
     def move(self, x, a, unit):
         """How far ``x`` moves the recent level, its weight being ``a``: one typical distance ``unit`` at most."""
@@ -1141,7 +1154,8 @@ class Shift(Step):
         cfg = self.cfg
         mean = self._mean
         unit = self.unit(lmean)
-        a = self.weight(n, span, gap)
+        window = self.window(gap)
+        a = self.weight(n, span, window)
         # (while the typical distance settles, every value moves the level as far as it weighs)
         m = mean + (self.move(x, a, unit) if counting else a * (x - mean))
         d = m - lmean
@@ -1171,11 +1185,8 @@ class Shift(Step):
             c = _SHIFT_DEV_CLIP * unit
             if ad > c:
                 ad = c
-        lam = span / (_SHIFT_MEMORY * self.window(gap))
-        if lam * n < 1.0:
-            lam = 1.0 / n
         self._mean = m
-        self._dev += lam * (ad - self._dev)
+        self._dev += _share(span, _SHIFT_MEMORY * window, n) * (ad - self._dev)
         return out
 
 
@@ -1626,7 +1637,8 @@ class Pipeline:
         qu = -_INF
         # a new extreme not flagged (damped) still hides a time-of-day extreme that would get through a
         # suppression (xmask), as a spike or a level shift does
-        xmask = not xon and through and self.cfg.extreme > self.cfg.day_score and (tl > -_INF or tu < _INF)
+        hour = tl > -_INF or tu < _INF
+        xmask = _hides(self.cfg.extreme, xon, through, hour, self.cfg.day_score)
         if (xon or xmask) and not _lasts(ext._run + sp, self.cfg.extreme_time, slack):
             w = spk.width() if spk is not None and n >= self.cfg.learn_quarter else 0.0
             if w > 0.0:
@@ -1680,7 +1692,7 @@ class Pipeline:
         w = spk.width() if spk is not None else 0.0
         if w > 0.0 and spk.lasting(sp):
             spon = self.cfg.spike_score * f >= eff
-            mask = not spon and through and self.cfg.spike_score > self.cfg.day_score and (tl > -_INF or tu < _INF)
+            mask = _hides(self.cfg.spike_score, spon, through, hour, self.cfg.day_score)
             if spon or mask:
                 pl = spk._mean - w
                 pu = spk._mean + w
@@ -1704,12 +1716,12 @@ class Pipeline:
             and _lasts(shf._run + sp, self.cfg.shift_time_last, 0.0)
         ):
             hon = self.cfg.shift_score * f >= eff
-            hmask = not hon and through and self.cfg.shift_score > self.cfg.day_score and (tl > -_INF or tu < _INF)
+            hmask = _hides(self.cfg.shift_score, hon, through, hour, self.cfg.day_score)
             unit = shf.unit(lmean)
             if (hon or hmask) and unit > 0.0:
                 # x moves the recent level by a * (x - level), one typical distance at most: a shift upwards
                 # needs a move of r - (level - lmean) or more, downwards one of -r - (level - lmean) or less
-                a = shf.weight(n, sp, self._gap)
+                a = shf.weight(n, sp, shf.window(self._gap))
                 level = shf._mean
                 r = shf.reach() * unit
                 keep = level - lmean
