@@ -47,7 +47,7 @@ cdef class Settings:
     cdef readonly int nlevels, slots
     cdef readonly double width, scale
     # explain_into's limits for the last threshold explained (limits)
-    cdef readonly double xthr, xeff, xu, xud
+    cdef readonly double xthr, xeff, xu, xud, xday
     # 1 - fading, 1 - day_fading, 1 - short, extreme_sd ** 2, 1 - repeat_decay, 1 - spike_forget, 1 - shift_forget,
     # learn // 4
     cdef readonly double fading_keep, day_fading_keep, short_keep, extreme_sd_sq, repeat_decay_keep, spike_forget_keep
@@ -248,7 +248,8 @@ cdef class Pipeline:
                    xon=bint, lower=double, upper=double, hole=bint, up=double, down=double, pl=double, pu=double, cfg=Settings,
                    spon=bint, mask=bint, spk=Spike, w=double, sp=double, slack=double, ql=double, qu=double, width=double,
                    hl=double, hu=double, hon=bint, hmask=bint, shf=Shift, unit=double, a=double, keep=double, r=double,
-                   level=double, xmask=bint, hour=bint)
+                   level=double, xmask=bint, hour=bint, rday=double, ry=double, yall=bint, yl=double, yu=double,
+                   yh=double, vl=double, vu=double, ymask=bint)
     cdef int explain_into(self, double threshold, object t, double *out) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)

@@ -184,10 +184,10 @@ def _swapped(data):
     return b"".join([data[i : i + 8][::-1] for i in range(0, len(data), 8)])
 
 
-# scratch space of Pipeline.explain_into: the surprise of each level, and the band's cut points; and its answer
-# for Pipeline.explain (the expected value and the band's edges)
+# scratch space of Pipeline.explain_into: the surprise of each level, and the band's cut points (9 pairs and the
+# inner edges of at most 16 levels: 33); and its answer for Pipeline.explain (the expected value and the band's edges)
 _LEVELS = _doubles(16)
-_CUTS = _doubles(32)
+_CUTS = _doubles(40)
 _BAND = _doubles(3)
 
 # -- what a threshold implies (explanations) ---------------------------------------------------------
@@ -270,18 +270,22 @@ class Settings:
         self.learn_quarter = self.learn // 4  # spikes count, and learn_time may end the learning, from here
         # what explain_into needs of a threshold (limits): the last threshold explained (NaN: none yet), the
         # smallest score flagged at it, and the smallest standardised short average the likelihood flags, without
-        # and with the damping (_limits_for)
+        # and with the damping (_limits_for); and the smallest one whose likelihood score, undamped, outscores a
+        # time-of-day extreme (day_score; the same at any threshold)
         self.xthr = _NAN
         self.xeff = _INF
         self.xu = _INF
         self.xud = _INF
+        self.xday = _INF
 
     def limits(self, threshold):
-        """Set ``xthr`` to ``threshold`` and ``xeff``, ``xu`` and ``xud`` to its limits (:func:`_limits_for`).
+        """Set ``xthr`` to ``threshold`` and ``xeff``, ``xu`` and ``xud`` to its limits (:func:`_limits_for`), and
+        ``xday`` (the same limit for ``day_score``, undamped).
 
         :meth:`Pipeline.explain_into` calls it when ``threshold`` is not ``xthr``: once per rule, whose series
         all explain at the rule's threshold."""
         self.xeff, self.xu, self.xud = _limits_for(threshold, self.damp, self.scale, self.pmin)
+        self.xday = _likely_limit(self.day_score, 1.0, self.scale, self.pmin)
         self.xthr = threshold
         return 0
 
@@ -1554,14 +1558,19 @@ class Pipeline:
         lo = ext._lo
         width = ext._hi - lo
         lmean = ext._lmean
-        # 1 + 2. the likelihood: a raw score of rmax or more is flagged (rmax > 1: none is)
+        # 1 + 2. the likelihood: a raw score of rmax or more is flagged (rmax > 1: none is); in a suppression that a
+        # time-of-day extreme gets through, one of rday or more outscores that extreme (day_score), so the pipeline
+        # reports the likelihood instead, damped: it hides the extreme (ymask), as a spike does
+        sd = sqrt(lik._s2)
+        if sd < self.cfg.min_sd:
+            sd = self.cfg.min_sd
         u = cfg.xud if quiet else cfg.xu
         rmax = _INF
         if u < _INF:
-            sd = sqrt(lik._s2)
-            if sd < self.cfg.min_sd:
-                sd = self.cfg.min_sd
             rmax = lik._avg + (lik._mu + u * sd - lik._avg) / self.cfg.short
+        rday = _INF
+        if through:
+            rday = lik._avg + (lik._mu + cfg.xday * sd - lik._avg) / self.cfg.short
         if rmax <= 0.0 or rmax != rmax:
             out[1] = mean  # flagged whatever the value
             out[2] = mean
@@ -1577,10 +1586,19 @@ class Pipeline:
                 return 2
             zl = mean - zh
             zu = mean + zh
+        yall = rday <= 0.0  # every value's raw score hides a time-of-day extreme
+        yl = -_INF  # a raw score under rday, from the series' prediction error: yl < x < yu
+        yu = _INF
+        if rday <= 1.0 and not yall:
+            yh = rday * self.cfg.z_scale * sqrt(error._var)
+            yl = mean - yh
+            yu = mean + yh
+        ry = rmax if rmax < rday else rday
+        if ry <= 1.0:
             nb = self.surprise.peek(_LEVELS)
             bad = False
             for b in range(nb):
-                if _LEVELS[b] >= rmax:
+                if _LEVELS[b] >= ry:
                     bad = True
             if not bad:
                 nb = 0
@@ -1589,12 +1607,15 @@ class Pipeline:
                     out[1] = mean
                     out[2] = mean
                     return 2
+                yall = yall or _LEVELS[0] >= rday
                 nb = 0
         # 1b + 3. the time-of-day slot: its prediction error (with the likelihood) and its range
         sl = -_INF  # sl < x < su
         su = _INF
         tl = -_INF  # tl <= x <= tu
         tu = _INF
+        vl = -_INF  # a raw score under rday, from the slot's prediction error: vl < x < vu
+        vu = _INF
         day = self.day
         slot = day.slot_at(t)
         lam = self.cfg.value_long if n * self.cfg.value_long > 1.0 else 1.0 / n
@@ -1603,19 +1624,28 @@ class Pipeline:
         if slot >= 0 and shrink > 0.0:
             vis = day._visits[slot]
             if vis and vis >= self.cfg.day_visits:
-                if rmax <= 1.0 and self.cfg.day_fading:
+                if ry <= 1.0 and self.cfg.day_fading:
                     dvar = day._stat[2 * slot + 1]
                     if dvar > 0.0:
                         c = day._stat[2 * slot]
-                        h = rmax * self.cfg.z_scale * sqrt(dvar)
-                        sl = base + (c - h) / shrink
-                        su = base + (c + h) / shrink
+                        if rmax <= 1.0:
+                            h = rmax * self.cfg.z_scale * sqrt(dvar)
+                            sl = base + (c - h) / shrink
+                            su = base + (c + h) / shrink
+                        if rday <= 1.0 and not yall:
+                            h = rday * self.cfg.z_scale * sqrt(dvar)
+                            vl = base + (c - h) / shrink
+                            vu = base + (c + h) / shrink
                 dlo = day._lo[slot]
                 dhi = day._hi[slot]
-                if day._known(vis, dlo, dhi, width) and (self.cfg.day_score if through else self.cfg.day_score * f) >= eff:
+                if (
+                    day._known(vis, dlo, dhi, width) and not yall
+                    and (self.cfg.day_score if through else self.cfg.day_score * f) >= eff
+                ):
                     dm = self.cfg.day_margin * width
                     tl = base + (dlo - dm) / shrink
                     tu = base + (dhi + dm) / shrink
+        ymask = rday <= 1.0 and (tl > -_INF or tu < _INF)
         # 3. new extremes: beyond the reference range by its margin (xl, xu), and far (d) from the long-run mean
         # (with extreme_once, not on the side of the last new extreme while a suppression lasts and the
         # values have stayed beyond the range there since: it would continue that climb)
@@ -1741,7 +1771,7 @@ class Pipeline:
                 if hu < upper:
                     upper = hu
             hole = hole or hmask
-        if not nb and not hole:  # every constraint is an interval: the band is where they overlap
+        if not nb and not hole and not ymask:  # every constraint is an interval: the band is where they overlap
             if lower > upper:
                 out[1] = mean  # every value would be flagged
                 out[2] = mean
@@ -1759,6 +1789,8 @@ class Pipeline:
             m = _cut(cuts, m, lmean - d, lmean + d)
         m = _cut(cuts, m, pl, pu)
         m = _cut(cuts, m, hl, hu)
+        if ymask:
+            m = _cut(cuts, _cut(cuts, m, yl, yu), vl, vu)
         if nb:
             for b in range(1, nb):
                 cuts[m] = lo + b * width / nb
@@ -1787,6 +1819,9 @@ class Pipeline:
             ok = left <= right and zl < x < zu and sl < x < su and (
                 tl <= x <= tu or (mask and not pl < x < pu) or (hmask and not hl < x < hu)
                 or (xmask and (x > xu or x < xl) and dl * dl > far)
+                or (ymask and not (yl < x < yu and vl < x < vu and (
+                    not nb or _LEVELS[_level(x, lo, width, nb)] < rday
+                )))
             )
             if ok and spon:
                 ok = pl < x < pu
