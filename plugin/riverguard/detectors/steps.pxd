@@ -147,6 +147,7 @@ cdef class Extremes(Step):
                    dl=double, far=bint, need=double, calm=double)
     cdef bint observe(self, double x, int64_t n, double span, double slack) except -1
     cdef void report(self, int side) noexcept
+    cdef void settle(self) noexcept
     cdef bint _fits(self) except -1
 
 

@@ -831,6 +831,17 @@ class Extremes(Step):
             self.held = side
         return False
 
+    def settle(self):
+        """End any excursion: the reference is the range seen so far. The pipeline calls this while the series
+        learns, so scoring starts from the range, not from a reference that an excursion begun with the second
+        sample still holds (at 1 s or 10 s, noise keeps going beyond the first value on one side or the other,
+        so that excursion would never end, and the first far value after the learning would be reported however
+        short, measured from the first value)."""
+        self._run = 0.0
+        self._calm = -1.0
+        self._rlo = self._lo
+        self._rhi = self._hi
+
     def _fits(self):
         return _duration(self._run) and (self._calm == -1.0 or _duration(self._calm))
 
@@ -1437,6 +1448,7 @@ class Pipeline:
         self._why = why
         if self._warming(n, now, self._t0):  # 5. minimum history
             score = 0.0
+            extremes.settle()  # (no excursion outlives the learning: see Extremes.settle)
         return self.suppression.apply(score, tod, now)  # 6. suppression
 
     def span(self, dt):
