@@ -466,6 +466,36 @@ def test_pipeline_band_is_exact_where_the_likelihood_hides_an_hour(name: str, st
     assert checked >= 1000 and hidden >= 1, (checked, hidden)  # (the case is there: sentinel 3, context 20)
 
 
+def test_pipeline_band_is_exact_where_a_level_shift_hides_an_hour() -> None:
+    """White noise (sd 1) every 10 s for 8 days, then every 3 hours a value 30 sd up (beyond the range and a
+    spike: reported at once as a new extreme, which starts a suppression) and, 5 minutes later, a level 3 sd
+    lower or higher, in turn, for 10 minutes. The shift step reports that level inside the suppression, damped
+    (0.9 to 0.45: not flagged at 0.5). At that sample a value beyond the hour slot's range would be a
+    time-of-day extreme that gets through (0.6), but it also completes the shift, which outscores it and is
+    damped: not flagged. The band knows the shift hides the hour (hmask); without it the band ended at the
+    hour's range there, and this test failed at sample 69 161."""
+    rng = random.Random(0)
+    det = REGISTRY["sentinel"]()
+    checked = hidden = damped = 0
+    for i in range(int(8.5 * 8640)):
+        t = 1_700_006_400.0 + 10.0 * i
+        x = 50.0 + rng.gauss(0.0, 1.0)
+        if i >= 8 * 8640:
+            phase, cycle = (i - 8 * 8640) % 1080, (i - 8 * 8640) // 1080
+            x += 30.0 if phase == 0 else (3.0 if cycle % 2 else -3.0) if 30 <= phase < 90 else 0.0
+        x = round(x, 3)
+        if det.suppression._quiet > 0:
+            band = det.explain(0.5, t)
+            if band is not None and (band[1] is not None or band[2] is not None):
+                _probe_band(det, band, 0.5, t, i)
+                checked += 1
+                hour = _hour_edges(det, t) if not det.suppression._qday else None
+                if hour is not None and band[1] is not None and band[2] is not None:
+                    hidden += band[1] < hour[0] or band[2] > hour[1]  # (values beyond the hour's range not flagged)
+        score = det.process(x, t)
+        damped += score == det.shift_score * det.damp and det.reason(x) == "level_shift"
+    assert checked >= 1000 and hidden >= 1 and damped >= 1, (checked, hidden, damped)
+
 def test_pipeline_band_omitted_while_learning() -> None:
     """Before ``learn`` samples nothing is flagged: the expected value only, never a band, never NaN."""
     for name in PIPELINES:
