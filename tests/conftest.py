@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from benchmarks.sensor_runs import figures as sensor_figures  # tests/benchmarks, as pytest imports it
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -280,10 +281,8 @@ def run_rule(tmp_path: Path, data: bytes, rule: str = "", state: Path | None = N
     return proc.stdout.splitlines(keepends=True)
 
 
-def sensor_runs(params: str = "{}") -> tuple[int, int]:
-    """``python -m tests.benchmarks.sensor_runs --params PARAMS`` (28 labelled runs of 20 minutes at 1 s, scored
-    by ``riverguard evaluate --labels``): the events caught and the event-wise false alarms it prints."""
-    proc = subprocess.run([sys.executable, "-m", "tests.benchmarks.sensor_runs", "--params", params],
-                          capture_output=True, check=True, timeout=300, cwd=Path(__file__).parent.parent)
-    line = [ln for ln in proc.stdout.decode().splitlines() if ln.startswith("corpus")][-1].split()
-    return int(line[2]), int(line[4])
+def sensor_runs(params: dict[str, Any] | None = None) -> tuple[int, int]:
+    """``python -m tests.benchmarks.sensor_runs`` with ``params`` (28 labelled runs of 20 minutes at 1 s, scored
+    as ``riverguard evaluate --labels`` does): the events caught and the event-wise false alarms it prints."""
+    got = sensor_figures(params)
+    return got["caught"], got["false_alarms"]

@@ -163,7 +163,7 @@ def test_sensor_runs_at_1_s_catch_as_many_incidents_with_fewer_false_alarms() ->
     catches nearly as many incidents as without it (25 of 28 against 24; 22 either way before the shift
     step) with fewer false alarms (15 with ``extreme_time = 0``, none by default: 9 before the learning
     left no excursion behind)."""
-    figures = [sensor_runs(params) for params in ("{}", '{"extreme_time": 0}')]
+    figures = [sensor_runs(params) for params in ({}, {"extreme_time": 0})]
     (caught, false), (caught0, false0) = figures
     assert caught >= caught0 >= 22 and false == 0 < false0, figures
 

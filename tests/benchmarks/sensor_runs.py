@@ -11,6 +11,8 @@ half a standard deviation). The script writes them as CSV files
 ``riverguard evaluate --labels`` on them with the default detector, or with
 ``--params`` (JSON) as its rule's params. Synthetic and small: it shows what
 a change does at 1 s, not what the held-out corpus will say. Deterministic.
+:func:`figures` gives the event-wise figures it prints, as data (the tests'
+``conftest.sensor_runs``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 KINDS = ("shift2", "shift4", "var3", "drift", "stuck", "spikes", "freq")
 SIGNALS = ("noise", "ar", "cycle", "quantised")
@@ -80,6 +83,28 @@ def write_runs(folder: Path) -> list[Path]:
     return paths
 
 
+def rules(params: dict[str, Any]) -> str:
+    """The config of the runs: one rule, the default detector, ``params`` as its ``[rule.params]``."""
+    table = "".join(f"{k} = {json.dumps(v)}\n" for k, v in params.items())
+    return '[[rule]]\nname = "all"\n' + ("[rule.params]\n" + table if params else "")
+
+
+def figures(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The event-wise figures of the 28 runs under :func:`rules` with ``params``, as data: what ``riverguard
+    evaluate --labels`` prints for the corpus (``events``, ``caught``, ``false_alarms``, ``recall``,
+    ``precision``, ``f1``, ``false_alarms_per_day``, ``median_delay_s``: :func:`riverguard.evaluate.events.summary`),
+    worked out by the same code in this process."""
+    from riverguard.config import parse
+    from riverguard.evaluate.corpus import load_labels
+    from riverguard.evaluate.report import evaluate_events
+    from riverguard.evaluate.runner import run_corpus
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = load_labels(write_runs(Path(tmp)))
+    runs = run_corpus(parse(rules(params or {})), files)
+    return evaluate_events(files, [r.flags for r in runs])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.sensor_runs", description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="{}", help="the default detector's parameters, as JSON")
@@ -91,8 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         paths = write_runs(folder)
         config = Path(tmp) / "rules.toml"
-        config.write_text('[[rule]]\nname = "all"\n'
-                          + ("[rule.params]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in params.items()) if params else ""))
+        config.write_text(rules(params))
         print(f"sentinel {json.dumps(params)}: {len(paths)} runs at 1 s", flush=True)
         return subprocess.run([sys.executable, "-m", "riverguard", "evaluate", "--config", str(config),
                                "--profile", "standard", "--labels", *map(str, paths)], check=False).returncode
