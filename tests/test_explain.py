@@ -392,32 +392,6 @@ def test_pipeline_band_is_exact_with_level_shifts(threshold: float, last: float)
     assert shifty >= 5, shifty
 
 
-def test_pipeline_band_is_exact_where_a_new_extreme_hides_an_hour() -> None:
-    """Threshold 0.55, per-minute AR noise for 16 days, then for 5 days a level 3 sd higher or lower, in turn,
-    from 10:00 to 11:00 and 12:00 to 16:00: inside a suppression that something else started, a time-of-day
-    extreme (0.6) gets through and is flagged, but a value that is also a new extreme scores 1.0 damped to 0.5
-    and is not. The band (probed at every sample of the suppression) knows the new extreme hides the hour, as
-    a spike or a level shift does (before it knew, the review's probe at every sample of these 16 days found
-    173 wrong bands; this test fails at sample 18 012 then)."""
-    rng = random.Random(0)
-    det = REGISTRY["sentinel"]()
-    ar = 0.0
-    checked = 0
-    for i in range(16 * 1440):
-        t = 1_700_000_000.0 + 60.0 * i
-        ar = 0.8 * ar + 0.6 * rng.gauss(0.0, 1.0)
-        h = t % 86400 / 3600
-        up = i * 60 > 11 * 86400 and (10 <= h < 11 or 12 <= h < 16)
-        x = round(50 + ar + ((3.0 if int(t // 86400) % 2 else -3.0) if up else 0.0), 3)
-        if det.suppression._quiet > 0:
-            band = det.explain(0.55, t)
-            if band is not None and (band[1] is not None or band[2] is not None):
-                _probe_band(det, band, 0.55, t, i)
-                checked += 1
-        det.process(x, t)
-    assert checked >= 300, checked  # (one suppression of 400 samples)
-
-
 def _hour_edges(det: Detector, t: float) -> tuple[float, float] | None:
     """Beyond which values the time-of-day slot of ``t`` would score ``day_score`` (docs/detection.md, step 3),
     or None while the slot is not checked (fewer than ``day_visits`` passes, or too narrow a spread)."""
@@ -437,6 +411,42 @@ def _hour_edges(det: Detector, t: float) -> tuple[float, float] | None:
     return base + (lo - margin) / shrink, base + (hi + margin) / shrink
 
 
+def _probe_if_suppressed(det: Detector, threshold: float, t: float, where: object) -> tuple[bool, bool]:
+    """In a suppression, :func:`_probe_band` the band at ``threshold``: whether it was probed, and whether it
+    reaches beyond the range of the hour (where a time-of-day extreme would get through, unless hidden)."""
+    if det.suppression._quiet <= 0:
+        return False, False
+    band = det.explain(threshold, t)
+    if band is None or (band[1] is None and band[2] is None):
+        return False, False
+    _probe_band(det, band, threshold, t, where)
+    hour = _hour_edges(det, t) if not det.suppression._qday else None
+    edges = hour is not None and band[1] is not None and band[2] is not None
+    return True, edges and (band[1] < hour[0] or band[2] > hour[1])
+
+
+def test_pipeline_band_is_exact_where_a_new_extreme_hides_an_hour() -> None:
+    """Threshold 0.55, per-minute AR noise for 16 days, then for 5 days a level 3 sd higher or lower, in turn,
+    from 10:00 to 11:00 and 12:00 to 16:00: inside a suppression that something else started, a time-of-day
+    extreme (0.6) gets through and is flagged, but a value that is also a new extreme scores 1.0 damped to 0.5
+    and is not. The band (probed at every sample of the suppression) knows the new extreme hides the hour, as
+    a spike or a level shift does (before it knew, the review's probe at every sample of these 16 days found
+    173 wrong bands; this test fails at sample 18 012 then)."""
+    rng = random.Random(0)
+    det = REGISTRY["sentinel"]()
+    ar = 0.0
+    checked = 0
+    for i in range(16 * 1440):
+        t = 1_700_000_000.0 + 60.0 * i
+        ar = 0.8 * ar + 0.6 * rng.gauss(0.0, 1.0)
+        h = t % 86400 / 3600
+        up = i * 60 > 11 * 86400 and (10 <= h < 11 or 12 <= h < 16)
+        x = round(50 + ar + ((3.0 if int(t // 86400) % 2 else -3.0) if up else 0.0), 3)
+        checked += _probe_if_suppressed(det, 0.55, t, i)[0]
+        det.process(x, t)
+    assert checked >= 300, checked  # (one suppression of 400 samples)
+
+
 @pytest.mark.parametrize(("name", "step"), [("sentinel", 10.0), ("context", 60.0)])
 def test_pipeline_band_is_exact_where_the_likelihood_hides_an_hour(name: str, step: float) -> None:
     """A level of 50 before noon (UTC) and 60 after, noise of sd 1, for 9.5 days: each midnight's drop is
@@ -454,14 +464,9 @@ def test_pipeline_band_is_exact_where_the_likelihood_hides_an_hour(name: str, st
     for i in range(int(9.5 * 86400 / step)):
         t = 1_700_006_400.0 + step * i  # (midnight UTC)
         x = round((50.0 if t % 86400 < 43200 else 60.0) + rng.gauss(0.0, 1.0), 3)
-        if det.suppression._quiet > 0:
-            band = det.explain(0.5, t)
-            if band is not None and (band[1] is not None or band[2] is not None):
-                _probe_band(det, band, 0.5, t, i)
-                checked += 1
-                hour = _hour_edges(det, t) if not det.suppression._qday else None
-                if hour is not None and band[1] is not None and band[2] is not None:
-                    hidden += band[1] < hour[0] or band[2] > hour[1]  # (values beyond the hour's range not flagged)
+        probed, beyond = _probe_if_suppressed(det, 0.5, t, i)
+        checked += probed
+        hidden += beyond  # (values beyond the hour's range not flagged)
         det.process(x, t)
     assert checked >= 1000 and hidden >= 1, (checked, hidden)  # (the case is there: sentinel 3, context 20)
 
@@ -484,17 +489,13 @@ def test_pipeline_band_is_exact_where_a_level_shift_hides_an_hour() -> None:
             phase, cycle = (i - 8 * 8640) % 1080, (i - 8 * 8640) // 1080
             x += 30.0 if phase == 0 else (3.0 if cycle % 2 else -3.0) if 30 <= phase < 90 else 0.0
         x = round(x, 3)
-        if det.suppression._quiet > 0:
-            band = det.explain(0.5, t)
-            if band is not None and (band[1] is not None or band[2] is not None):
-                _probe_band(det, band, 0.5, t, i)
-                checked += 1
-                hour = _hour_edges(det, t) if not det.suppression._qday else None
-                if hour is not None and band[1] is not None and band[2] is not None:
-                    hidden += band[1] < hour[0] or band[2] > hour[1]  # (values beyond the hour's range not flagged)
+        probed, beyond = _probe_if_suppressed(det, 0.5, t, i)
+        checked += probed
+        hidden += beyond  # (values beyond the hour's range not flagged)
         score = det.process(x, t)
         damped += score == det.shift_score * det.damp and det.reason(x) == "level_shift"
     assert checked >= 1000 and hidden >= 1 and damped >= 1, (checked, hidden, damped)
+
 
 def test_pipeline_band_omitted_while_learning() -> None:
     """Before ``learn`` samples nothing is flagged: the expected value only, never a band, never NaN."""
