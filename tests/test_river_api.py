@@ -190,14 +190,14 @@ def test_same_scores_as_the_engine(name: str) -> None:
 def test_score_one_resolves_no_setting_and_learns_nothing(cls: type, monkeypatch: pytest.MonkeyPatch) -> None:
     """sentinel's and context's score_one score a twin built from the settings already resolved: the
     constructor, which checks every setting again, is not called (it cost two thirds of a score_one)."""
-    from riverguard.detectors import steps
+    from riverguard.detectors import base
 
     det = cls(time_key="at")
     start = dt.datetime(2026, 11, 2)
     for i, (x, _) in enumerate(_labelled(400, ("v",))):
         det.learn_one({**x, "at": start + dt.timedelta(minutes=i)})
     resolved: list[str] = []
-    monkeypatch.setattr(steps, "resolve", lambda *args: resolved.append(args[-1]) or dict(det.params()))
+    monkeypatch.setattr(base, "resolve", lambda *args: resolved.append(args[-1]) or dict(det.params()))
     before = det.dump_state()
     scores = [det.score_one({"v": v, "at": start + dt.timedelta(days=1)}) for v in (50.0, 150.0, 50.0)]
     assert resolved == []

@@ -43,8 +43,8 @@ try:
 except ImportError:  # no Cython: this module runs as the plain Python it is
     from riverguard import _compiled as cython  # type: ignore[no-redef]
 
-from .base import Factory, flag_limit, settings_from
-from .params import Param, defaults, resolve
+from .base import Detector, flag_limit, settings_from
+from .params import Param
 
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -1284,13 +1284,12 @@ class Pipeline:
                        "start before learn samples, once learn // 4 have been seen (0: samples only).", low=0.0)
     PARAMS = ()
 
+    # what makes a rule's detectors, and the defaults: Detector's own (a compiled class cannot inherit from it)
+    factory = vars(Detector)["factory"]
+    defaults = vars(Detector)["defaults"]
+
     def __init__(self, **params):
         self._setup(settings_from(type(self), params))
-
-    @classmethod
-    def factory(cls, params):
-        """What makes the detectors of a rule with ``params``: resolved once, each series built from them."""
-        return Factory(cls, resolve(cls.PARAMS, params, cls.name))
 
     @classmethod
     def shared_settings(cls, values):
@@ -1322,11 +1321,6 @@ class Pipeline:
         if name in values:
             return values[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-
-    @classmethod
-    def defaults(cls):
-        """The detector's parameters and their default values."""
-        return defaults(cls.PARAMS)
 
     def params(self):
         """The settings this instance was built with."""
