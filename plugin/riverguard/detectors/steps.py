@@ -556,16 +556,21 @@ class TimeOfDay(Step):
         self.hit = False
         # per slot: the range seen, the passes through it (<= 255), and the mean and variance (interleaved)
         slots = cfg.slots
-        self._lo = _doubles(slots)
-        self._hi = _doubles(slots)
-        self._visits = _bytes(slots)
-        self._stat = _doubles(2 * slots)
+        if cython.compiled:  # one block (lo, hi, stat, visits): one allocation's overhead per series, not four
+            n = cython.cast(cython.Py_ssize_t, slots)
+            lo = _doubles(4 * n + (n + 7) // 8)
+            self._lo = lo
+            self._hi = lo + n
+            self._stat = lo + 2 * n
+            self._visits = cython.cast(cython.p_uchar, lo + 4 * n)
+        else:
+            self._lo = _doubles(slots)
+            self._hi = _doubles(slots)
+            self._visits = _bytes(slots)
+            self._stat = _doubles(2 * slots)
 
     def __dealloc__(self):
-        _free(self._lo)
-        _free(self._hi)
-        _free(self._visits)
-        _free(self._stat)
+        _free(self._lo)  # (the whole block)
 
     def slot_at(self, t):
         """The slot of event time ``t`` (seconds, or None), or -1 when there is none (no time, or the step is off)."""
