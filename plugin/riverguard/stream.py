@@ -38,9 +38,9 @@ __all__ = ["QUOTE_GRACE", "InputError", "ManualGC", "feed", "process_chunks", "r
 #: for the rest of it before its first line is treated as malformed.
 QUOTE_GRACE = 0.25
 _READ_SIZE = 1 << 20
-#: Output held back while more input is waiting, at most (then written, in one writev). It was 4 MiB:
-#: with the join of the chunks, up to 8 MiB of buffers that glibc keeps after a burst, 96 B per series at
-#: 100 000 series (docs/performance.md, "Where the bytes of a series go").
+#: Output held back while more input is waiting, at most (then written, in one writev). With 4 MiB and a
+#: join of the chunks, the freed buffers that glibc kept after a burst of 100 000 series came to 96 B per
+#: series; 25 B now (docs/performance.md, "Where the bytes of a series go").
 _BATCH_BYTES = 256 << 10
 _IOV_MAX = 1024  # buffers per writev (Linux's IOV_MAX)
 _split = Splitter().split

@@ -106,10 +106,10 @@ cdef class PredictionError(Step):
 
 cdef class TimeOfDay(Step):
     cdef readonly Settings cfg
+    # _slot an int beside hit: the step fits 64 bytes; _lo holds every slot's low, then every slot's high
     cdef bint hit
-    cdef public int64_t _slot
+    cdef public int _slot
     cdef double *_lo
-    cdef double *_hi
     cdef unsigned char *_visits
     cdef double *_stat
 
@@ -120,7 +120,7 @@ cdef class TimeOfDay(Step):
                    dvar=double, zs=double, a=double, dlo=double, dhi=double, known=bint)
     cdef double observe(self, double x, double lmean, object t, double span, double var, double z_scale,
                         double z) except? -1.0
-    @cython.locals(slots=Py_ssize_t)
+    @cython.locals(slots=Py_ssize_t, at=Py_ssize_t)
     cdef object _buffer(self, str name, object data)
     cdef bint _fits(self) except -1
 

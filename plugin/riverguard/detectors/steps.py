@@ -554,18 +554,17 @@ class TimeOfDay(Step):
         self.cfg = cfg
         self._slot = -1  # the previous sample's slot (-1: none yet)
         self.hit = False
-        # per slot: the range seen, the passes through it (<= 255), and the mean and variance (interleaved)
+        # per slot: the range seen (_lo: every slot's low, then every slot's high), the passes through it
+        # (<= 255), and the mean and variance (interleaved)
         slots = cfg.slots
         if cython.compiled:  # one block (lo, hi, stat, visits): one allocation's overhead per series, not four
             n = cython.cast(cython.Py_ssize_t, slots)
             lo = _doubles(4 * n + (n + 7) // 8)
             self._lo = lo
-            self._hi = lo + n
             self._stat = lo + 2 * n
             self._visits = cython.cast(cython.p_uchar, lo + 4 * n)
         else:
-            self._lo = _doubles(slots)
-            self._hi = _doubles(slots)
+            self._lo = _doubles(2 * slots)
             self._visits = _bytes(slots)
             self._stat = _doubles(2 * slots)
 
@@ -633,17 +632,17 @@ class TimeOfDay(Step):
         # nothing about what is unusual at that hour)
         if vis:
             dlo = self._lo[slot]
-            dhi = self._hi[slot]
+            dhi = self._lo[self.cfg.slots + slot]
             known = self._known(vis, dlo, dhi, span)
             if v < dlo:
                 self.hit = known and dlo - v > self.cfg.day_margin * span
                 self._lo[slot] = v
             elif v > dhi:
                 self.hit = known and v - dhi > self.cfg.day_margin * span
-                self._hi[slot] = v
+                self._lo[self.cfg.slots + slot] = v
         else:
             self._lo[slot] = v
-            self._hi[slot] = v
+            self._lo[self.cfg.slots + slot] = v
         if slot != self._slot:
             self._slot = slot
             if vis < 255:
@@ -656,7 +655,10 @@ class TimeOfDay(Step):
             return _bytes_io(self._visits, slots, data)
         if name == "stat":
             return _doubles_io(self._stat, 2 * slots, data)
-        return _doubles_io(self._lo if name == "lo" else self._hi, slots, data)
+        at = 0 if name == "lo" else slots  # the highs follow the lows
+        if cython.compiled:
+            return _doubles_io(self._lo + at, slots, data)
+        return _doubles_io(memoryview(self._lo)[at : at + slots], slots, data)
 
     def _fits(self):
         return self._slot < self.cfg.slots
@@ -1648,7 +1650,7 @@ class Pipeline:
                             vl = base + (c - h) / shrink
                             vu = base + (c + h) / shrink
                 dlo = day._lo[slot]
-                dhi = day._hi[slot]
+                dhi = day._lo[self.cfg.slots + slot]
                 if (
                     day._known(vis, dlo, dhi, width) and not yall
                     and (self.cfg.day_score if through else self.cfg.day_score * f) >= eff
