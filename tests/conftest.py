@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from benchmarks.sensor_runs import figures as sensor_figures  # tests/benchmarks, as pytest imports it
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -284,5 +283,9 @@ def run_rule(tmp_path: Path, data: bytes, rule: str = "", state: Path | None = N
 def sensor_runs(params: dict[str, Any] | None = None) -> tuple[int, int]:
     """``python -m tests.benchmarks.sensor_runs`` with ``params`` (28 labelled runs of 20 minutes at 1 s, scored
     as ``riverguard evaluate --labels`` does): the events caught and the event-wise false alarms it prints."""
-    got = sensor_figures(params)
+    # Imported here, as pytest imports tests/benchmarks (``benchmarks``): ``python -m tests.benchmarks`` imports
+    # this module too (for realistic_series), where ``benchmarks`` is not importable.
+    from benchmarks.sensor_runs import figures
+
+    got = figures(params)
     return got["caught"], got["false_alarms"]

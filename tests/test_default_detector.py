@@ -8,8 +8,11 @@ each; without them they skip, except under ``CI=true``.
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import msgpack
@@ -75,6 +78,18 @@ def test_state_stays_small_on_a_long_series():
     for x, t in realistic_series(50_000):
         det.process(x, t)
     assert len(msgpack.packb(det.dump_state())) < 4096
+
+
+def test_the_detector_benchmark_runs_as_make_bench_does(tmp_path: Path):
+    """``python -m tests.benchmarks --only detectors`` (``make bench``) runs from the repository root to its
+    JSON; it imports this suite's conftest (``realistic_series``), outside pytest's import path."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks", "--quick", "--only", "detectors", "--output", str(out)],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["results"]["detectors"]
 
 
 # -- NAB quality ----------------------------------------------------------------
