@@ -280,12 +280,13 @@ def run_rule(tmp_path: Path, data: bytes, rule: str = "", state: Path | None = N
     return proc.stdout.splitlines(keepends=True)
 
 
-def sensor_runs(params: dict[str, Any] | None = None) -> tuple[int, int]:
+def sensor_runs(params: dict[str, Any] | None = None, long: bool = False) -> tuple[int, int]:
     """``python -m tests.benchmarks.sensor_runs`` with ``params`` (28 labelled runs of 20 minutes at 1 s, scored
-    as ``riverguard evaluate --labels`` does): the events caught and the event-wise false alarms it prints."""
+    as ``riverguard evaluate --labels`` does; with ``long``, ``--long``: 28 runs of 4 hours with 4 incidents
+    each): the events caught and the event-wise false alarms it prints."""
     # Imported here, as pytest imports tests/benchmarks (``benchmarks``): ``python -m tests.benchmarks`` imports
     # this module too (for realistic_series), where ``benchmarks`` is not importable.
     from benchmarks.sensor_runs import figures
 
-    got = figures(params)
+    got = figures(params, long)
     return got["caught"], got["false_alarms"]

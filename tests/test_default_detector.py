@@ -129,16 +129,17 @@ def test_nab_quality_measured(nab_report):
 
 
 def test_cloud_monitoring_quality_measured(cmd_report):
-    """Regression floor on the second corpus (44.85 / 43.00 / 47.04 at 0.5 when written, with level shifts;
-    43.51 / 41.71 / 45.52 with ``long_time``; 43.32 / 41.47 / 45.39 with spikes that last; 39.22 / 37.42 /
+    """Regression floor on the second corpus (44.70 / 42.70 / 46.94 at 0.5 when written, with bursts of
+    change: 6 more false alarms, all in per-minute series, for 15 more of 112 incidents in the long sensor
+    runs at 1 s; 44.85 / 43.00 / 47.04 with level shifts; 43.51 / 41.71 / 45.52 with ``long_time``; 43.32 / 41.47 / 45.39 with spikes that last; 39.22 / 37.42 /
     41.10 before, 38.85 / 36.67 / 40.86 before the sparse-slot and climb rules, 31.40 / 29.24 / 33.09 before
     suppress_time and learn_time); false alarms per series-day no higher than when issue 12 was filed
-    (0.043; 0.0388 when written, 0.0377 before level shifts)."""
-    assert cmd_report["standard"]["configured"]["score"] >= 44.85
-    assert cmd_report["reward_low_FP_rate"]["configured"]["score"] >= 43.0
-    assert cmd_report["reward_low_FN_rate"]["configured"]["score"] >= 47.03
-    assert cmd_report["events"]["false_alarms_per_day"] <= 0.0388
-    assert cmd_report["events"]["f1"] >= 0.5598
+    (0.043; 0.0422 when written, 0.0388 before bursts of change, 0.0377 before level shifts)."""
+    assert cmd_report["standard"]["configured"]["score"] >= 44.70
+    assert cmd_report["reward_low_FP_rate"]["configured"]["score"] >= 42.70
+    assert cmd_report["reward_low_FN_rate"]["configured"]["score"] >= 46.93
+    assert cmd_report["events"]["false_alarms_per_day"] <= 0.0422
+    assert cmd_report["events"]["f1"] >= 0.5514
 
 
 def test_readme_detection_table_is_what_evaluate_prints(nab_report, cmd_report):

@@ -14,6 +14,8 @@ import math
 import random
 import re
 import struct
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -312,7 +314,7 @@ def test_pipeline_band_is_exact(
     is also a spike (with ``spike = 12``, the edge is then the farther of
     the two bounds).
     """
-    det = REGISTRY[name](learn=100, spike=spike, spike_time=spike_time, extreme_time=extreme_time)
+    det = REGISTRY[name](learn=100, spike=spike, spike_time=spike_time, extreme_time=extreme_time, spread=0.0)
     gated = 0
     lasting = 0
     checked = zero_width = spiky = 0
@@ -369,27 +371,109 @@ def test_pipeline_band_is_exact_with_level_shifts(threshold: float, last: float)
     after it the step waits for the level to come back). With ``shift_time_last`` 30 s the edge is then the
     recent level (the value must be as far out); with 0 it is also where the value would move the level
     far enough, on either side."""
-    rng = random.Random(3)
     det = REGISTRY["sentinel"](shift_time_last=last)
+    reports, checked, shifty = _probe_hourly_incidents(
+        det, threshold, last, lambda e, i: e + ((2.0 if i // 3600 % 2 else -2.0) if i % 3600 >= 3360 else 0.0),
+        det.shifts, lambda t: _shift_edges(det, t)[::-1], "level_shift",
+    )
+    assert len(reports) >= 5 and checked > 1000, (reports, checked)
+    assert shifty >= 5, shifty
+
+
+def _probe_hourly_incidents(det: Detector, threshold: float, last: float, incident: Callable[[float, int], float],
+                            step: Any, edges: Callable[[float], tuple[float, float]], reason: str
+                            ) -> tuple[list[int], int, int]:
+    """6 hours at 1 s of AR noise (sd 0.5 around 20, seeded) with ``incident(e, i)`` in place of the noise ``e``
+    at sample ``i``, through ``det``: the band probed (:func:`_probe_band`) at every sample near an incident (the last
+    5 minutes of each hour) or while ``step`` has one on, at every 50th otherwise. The samples flagged with
+    ``reason``; the bands probed; and how many of them had an edge at ``edges(t)`` (lower, upper: where
+    ``step`` would flag the next value) once its incident had lasted ``last`` seconds."""
+    rng = random.Random(3)
     ar = 0.0
-    checked = shifty = 0
+    checked = at_edge = 0
     reports = []
     for i in range(6 * 3600):
         ar = 0.9 * ar + 0.44 * rng.gauss(0.0, 1.0)
-        x = round(20.0 + 0.5 * ar + ((2.0 if i // 3600 % 2 else -2.0) if i % 3600 >= 3360 else 0.0), 3)
+        x = round(20.0 + incident(0.5 * ar, i), 3)
         t = 1_700_000_000.0 + i
-        on = i % 3600 >= 3300 or det.shifts._run != 0.0  # (near a shift, or one on: -1, reported)
+        on = i % 3600 >= 3300 or step._run != 0.0  # (near an incident, or one on: -1, reported)
         band = det.explain(threshold, t) if on or i % 50 == 0 else None
         if band is not None and (band[1] is not None or band[2] is not None):
             _probe_band(det, band, threshold, t, i)
             checked += 1
-            if det.shifts._run + 1.0 >= last:  # (the shift has lasted: its bound may be an edge)
-                hu, hl = _shift_edges(det, t)
-                shifty += band[2] == hu or band[1] == hl
-        if det.process(x, t) >= threshold and det.reason(x) == "level_shift":
+            if step._run + 1.0 >= last:  # (the incident has lasted: its bound may be an edge)
+                lo, hi = edges(t)
+                at_edge += band[1] == lo or band[2] == hi
+        if det.process(x, t) >= threshold and det.reason(x) == reason:
             reports.append(i)
-    assert len(reports) >= 5 and checked > 1000, (reports, checked)
-    assert shifty >= 5, shifty
+    return reports, checked, at_edge
+
+
+def _spread_edges(det: Detector, t: float) -> tuple[float, float]:
+    """Where the spread step would flag the next value, sampled at ``t`` (docs/detection.md, "Bursts of
+    change"): at or below the first, at or above the second (a change from the latest value of the needed
+    size or more; inf: no value), once its burst has lasted."""
+    step, state = det.spreads, det.state_by_name()
+    unit = max(step._dev, 1e-9 * abs(step._long))
+    span = min(t - state["t1"], 2 * state["gap"])
+    window = max(det.shift_time, det.shift_samples * state["gap"])
+    a = max(span / (window + span), 1.0 / state["n"])
+    up = max(det.spread, det.shift_record * step._top) * unit - (step._mean - step._long)
+    if up > unit:
+        return -math.inf, math.inf
+    need = max(step._mean + up / a if up > -unit else step._mean, step._mean)
+    return det.stuck._prev - need, det.stuck._prev + need
+
+
+@pytest.mark.parametrize("last", [30.0, 0.0])
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_pipeline_band_is_exact_with_bursts_of_change(threshold: float, last: float) -> None:
+    """A sensor sampled every second (AR noise) whose noise is 3 times as large for 4 minutes once an hour,
+    for 6 hours: each burst is reported (reason ``volatility``) and the band's edges are exact (probed at
+    every sample near a burst or while one is on, at every 50th otherwise), also where the spread step's
+    bound is the edge: a change from the latest value large enough to complete the burst."""
+    det = REGISTRY["sentinel"](shift_time_last=last)
+    reports, checked, edges = _probe_hourly_incidents(
+        det, threshold, last, lambda e, i: e * (3.0 if i % 3600 >= 3360 else 1.0),
+        det.spreads, lambda t: _spread_edges(det, t), "volatility",
+    )
+    assert len({i // 3600 for i in reports}) == 6 and checked > 1000, (reports, checked)
+    assert edges >= 5, edges
+
+
+def test_pipeline_band_is_exact_where_a_burst_of_change_hides_an_hour() -> None:
+    """White noise (sd 1) every 10 s for 8 days, then every 3 hours a value 30 sd up (beyond the range and a
+    spike: reported at once, which starts a suppression) and, 5 minutes later, 10 minutes of noise 4 times
+    as large. The spread step reports the burst inside the suppression, damped (0.9 to 0.45: not flagged at
+    0.5); a value beyond the hour slot's range that also completes the burst is reported as the burst,
+    damped, not as a time-of-day extreme that would get through (0.6). The band knows (gmask)."""
+    det = REGISTRY["sentinel"](shift=0.0)
+    checked, hidden, damped = _probe_incidents_in_suppressions(det, lambda e, _cycle: 3.0 * e, "volatility")
+    assert checked >= 1000 and hidden >= 1 and damped >= 1, (checked, hidden, damped)
+
+
+def _probe_incidents_in_suppressions(det: Detector, incident: Callable[[float, int], float], reason: str
+                                     ) -> tuple[int, int, int]:
+    """White noise ``e`` (sd 1) every 10 s for 8 days, then every 3 hours a value 30 sd up and, 5 minutes
+    later, ``incident(e, cycle)`` added for 10 minutes (``cycle``: the how-manyth 3 hours), through ``det``,
+    the band probed in every suppression (:func:`_probe_if_suppressed`): the bands probed, the values beyond
+    the hour's range not flagged, and the reports of the incident (``reason``) damped."""
+    rng = random.Random(0)
+    checked = hidden = damped = 0
+    for i in range(int(8.5 * 8640)):
+        t = 1_700_006_400.0 + 10.0 * i
+        e = rng.gauss(0.0, 1.0)
+        x = 50.0 + e
+        if i >= 8 * 8640:
+            phase, cycle = (i - 8 * 8640) % 1080, (i - 8 * 8640) // 1080
+            x += 30.0 if phase == 0 else incident(e, cycle) if 30 <= phase < 90 else 0.0
+        x = round(x, 3)
+        probed, beyond = _probe_if_suppressed(det, 0.5, t, i)
+        checked += probed
+        hidden += beyond  # (values beyond the hour's range not flagged)
+        score = det.process(x, t)
+        damped += score == det.shift_score * det.damp and det.reason(x) == reason
+    return checked, hidden, damped
 
 
 def _hour_edges(det: Detector, t: float) -> tuple[float, float] | None:
@@ -479,21 +563,10 @@ def test_pipeline_band_is_exact_where_a_level_shift_hides_an_hour() -> None:
     time-of-day extreme that gets through (0.6), but it also completes the shift, which outscores it and is
     damped: not flagged. The band knows the shift hides the hour (hmask); without it the band ended at the
     hour's range there, and this test failed at sample 69 161."""
-    rng = random.Random(0)
     det = REGISTRY["sentinel"]()
-    checked = hidden = damped = 0
-    for i in range(int(8.5 * 8640)):
-        t = 1_700_006_400.0 + 10.0 * i
-        x = 50.0 + rng.gauss(0.0, 1.0)
-        if i >= 8 * 8640:
-            phase, cycle = (i - 8 * 8640) % 1080, (i - 8 * 8640) // 1080
-            x += 30.0 if phase == 0 else (3.0 if cycle % 2 else -3.0) if 30 <= phase < 90 else 0.0
-        x = round(x, 3)
-        probed, beyond = _probe_if_suppressed(det, 0.5, t, i)
-        checked += probed
-        hidden += beyond  # (values beyond the hour's range not flagged)
-        score = det.process(x, t)
-        damped += score == det.shift_score * det.damp and det.reason(x) == "level_shift"
+    checked, hidden, damped = _probe_incidents_in_suppressions(
+        det, lambda _e, cycle: 3.0 if cycle % 2 else -3.0, "level_shift"
+    )
     assert checked >= 1000 and hidden >= 1 and damped >= 1, (checked, hidden, damped)
 
 

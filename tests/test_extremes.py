@@ -89,7 +89,7 @@ def test_an_excursion_is_flagged_once_it_has_lasted_a_minute(tmp_path: Path, ste
     at its seventh sample (the samples back inside do not end it: they are not calm for a minute), and is
     flagged there, not before; 1 s apart it lasts 30 s, and it is no new extreme (the shift step, off here,
     reports it as a level shift: test_shift)."""
-    out = run(tmp_path, lines(values("excursion"), step), "[rule.params]\nshift = 0\n")
+    out = run(tmp_path, lines(values("excursion"), step), "[rule.params]\nshift = 0\nspread = 0\n")
     got = [i for i in flags(out) if i >= AT]
     if first is None:
         assert got == []

@@ -128,6 +128,7 @@ SWITCHED = [
      ("mean", "mad", "top", "run")),
     ("shift", "shifts", 8.0, ("shift_time = 30.0, shift_score = 0.2", "shift_record = 0.9", "shift_samples = 5.0"),
      ("mean", "dev", "top", "run")),
+    ("spread", "spreads", 8.0, (), ("mean", "dev", "top", "run", "long")),  # (its other settings are the shift step's)
 ]
 
 
@@ -142,7 +143,8 @@ def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(
     name: str, switch: str, attr: str, value: float, others: tuple[str, ...], state: tuple[str, ...]
 ) -> None:
     """A step with a switch (the spike step while ``spike`` is 0, ``context``'s default; the shift step while
-    ``shift`` is 0, also ``context``'s default; ``sentinel`` has both on) is off: its other settings change
+    ``shift`` is 0, and the spread step while ``spread`` is 0, also ``context``'s defaults; ``sentinel`` has
+    all three on) is off: its other settings change
     nothing then, so they stay out of the fingerprint, and it holds no state. Switched on, its settings and
     its state's layout are in the fingerprint (test_warmup pins the defaults')."""
     cls = REGISTRY[name]
@@ -155,8 +157,8 @@ def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(
         assert fingerprint(f"{switch} = 0.0, {same}") == off, same
     whole = int(value)
     on = [fingerprint(p) for p in (f"{switch} = {value}", f"{switch} = {whole}", f"{switch} = {value * 2}",
-                                   f"{switch} = {value}, {others[1]}")]
-    assert off not in on and on[0] == on[1] and len(set(on)) == 3
+                                   *(f"{switch} = {value}, {o}" for o in others[1:2]))]
+    assert off not in on and on[0] == on[1] and len(set(on)) == 2 + bool(others)
     plain = config.parse(f'[[rule]]\nname = "s"\ndetector = "{name}"\n').rules[0].fingerprint
     default_on = bool(cls.defaults()[switch])
     assert plain == (on[0] if cls.defaults()[switch] == value else off)
@@ -202,7 +204,7 @@ def test_pxd_types_every_declared_parameter_and_state_name(name: str) -> None:
         assert settings.get(p.name) in C_TYPES[p.kind], (cls.SETTINGS.__name__, p.name)
     fresh = cls(**{s.SWITCH: 1.0 for _, s in cls.STEPS if s.SWITCH})  # (a step that is off is left out)
     for attr, step_cls in cls.STEPS:
-        attrs = declared[step_cls.__name__]
+        attrs = {k: v for c in reversed(step_cls.__mro__) for k, v in declared.get(c.__name__, {}).items()}  # (and its bases')
         step = getattr(fresh, attr)
         assert not set(attrs) & {p.name for p in cls.PARAMS}, step_cls.__name__  # (the rule's, not the step's)
         for state in step_cls.STATE:
@@ -242,10 +244,10 @@ def test_a_rules_series_share_its_settings_and_keep_their_state_apart(name: str,
 
 @pytest.mark.parametrize("name", ["sentinel", "context"])
 def test_a_setting_reads_back_under_its_own_name_from_the_detector_and_its_step(name: str) -> None:
-    """River's idiom: ``det.spike``, and ``det.spikes.spike`` on the step that uses it (both switched steps on), with the type declared;
+    """River's idiom: ``det.spike``, and ``det.spikes.spike`` on the step that uses it (the switched steps on), with the type declared;
     a step has no other step's settings."""
     cls = REGISTRY[name]
-    given = {"spike": 12.0, "shift": 8.0, "suppress": 7, "weekend_slots": False}
+    given = {"spike": 12.0, "shift": 8.0, "spread": 8.0, "suppress": 7, "weekend_slots": False}
     det = cls(**given)
     values = {**cls.defaults(), **given}  # (not det.params(): the detector's own reads come from the same dict)
     for attr, step_cls in cls.STEPS:
@@ -257,6 +259,7 @@ def test_a_setting_reads_back_under_its_own_name_from_the_detector_and_its_step(
             step.no_such_setting  # noqa: B018
     assert (det.spike, det.spikes.spike, det.suppression.suppress, det.day.weekend_slots) == (12.0, 12.0, 7, False)
     assert (det.shift, det.shifts.shift) == (8.0, 8.0)
+    assert (det.spread, det.spreads.spread) == (8.0, 8.0)
     with pytest.raises(AttributeError):
         det.error.spike  # noqa: B018  (the spike step's, not the prediction error's)
 

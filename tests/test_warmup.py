@@ -91,11 +91,14 @@ def test_checkpoints_of_the_default_rule_keep_matching() -> None:
     sentinel, when the pipeline kept the latest event time (``t1``, for ``long_time`` and the spike
     step's span of time), and when it kept the series' usual interval (``gap``, moved from the spike
     step) and new extremes had to last (``extreme_time``; the ``extremes`` state ``run`` and ``calm``), and
-    when the shift step became part of sentinel (``shift = 0`` is the rule as it was before)."""
+    when the shift step became part of sentinel (``shift = 0`` is the rule as it was before), and when the
+    spread step did (``spread = 0`` is the rule as it was before; ``context``, where it is off, keeps its
+    fingerprint)."""
     from riverguard.config import Rule
 
-    assert Rule(index=1, name="all").fingerprint == "e30fc56982c5cfd2"
-    assert Rule(index=1, name="all", params={"spike": 0.0}).fingerprint == "d2ca630e4ae620f9"
-    assert Rule(index=1, name="all", params={"shift": 0.0}).fingerprint == "e893085255428a18"
+    assert Rule(index=1, name="all").fingerprint == "6001b8bcb7895a56"
+    assert Rule(index=1, name="all", params={"spread": 0.0}).fingerprint == "e30fc56982c5cfd2"
+    assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0}).fingerprint == "d2ca630e4ae620f9"
+    assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0}).fingerprint == "e893085255428a18"
     assert Rule(index=1, name="all", detector="context").fingerprint == "bf03ae7ae5038bc0"
-    assert Rule(index=1, name="all", warmup=10).fingerprint == "e30fc56982c5cfd2"
+    assert Rule(index=1, name="all", warmup=10).fingerprint == "6001b8bcb7895a56"

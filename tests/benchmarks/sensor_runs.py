@@ -2,7 +2,9 @@
 
 A stand-in for the industrial IoT corpus measured before each release
 (not given out): 28 seeded runs of about 20 minutes at 1 s, each with one
-anomaly of 2 to 6 minutes in its second half, of seven kinds (a level shift
+anomaly of 2 to 6 minutes in its second half (with ``--long``: 28 runs of
+about 4 hours, each with 4 incidents of its kind, which a detector must
+report again and again), of seven kinds (a level shift
 of 2 or 4 standard deviations, variance times 3, a drift to 6 standard
 deviations, a stuck value, sparse spikes of 8, an added oscillation) on four
 kinds of signal (white noise, AR(1), a one-minute cycle, values quantised to
@@ -33,17 +35,24 @@ KINDS = ("shift2", "shift4", "var3", "drift", "stuck", "spikes", "freq")
 SIGNALS = ("noise", "ar", "cycle", "quantised")
 
 
-def write_runs(folder: Path) -> list[Path]:
-    """Write the 28 runs into ``folder``; their paths."""
-    rng = random.Random(3)
+def write_runs(folder: Path, long: bool = False, seed: int | None = None) -> list[Path]:
+    """Write the 28 runs into ``folder``; their paths. With ``long``, runs of about 4 hours with 4 incidents
+    of their kind each (starting on a multiple of 10 minutes, from 30 minutes on, in turn). ``seed``: the
+    generator's (3 for the short runs, 100 for the long ones)."""
+    rng = random.Random((100 if long else 3) if seed is None else seed)
     base = datetime.datetime(2020, 3, 1, 10, 0, 0)
     paths = []
     for f in range(28):
         kind = KINDS[f % len(KINDS)]
         signal = SIGNALS[(f // len(KINDS)) % len(SIGNALS)]
-        n = rng.randint(1000, 1300)
-        start = rng.randint(int(n * 0.5), int(n * 0.7))
-        length = rng.randint(120, 360)
+        if long:
+            n = rng.randint(12000, 16000)
+            starts = sorted(rng.sample(range(1800, n - 400, 600), 4))
+            incidents = [(start, rng.randint(120, 360)) for start in starts]
+        else:
+            n = rng.randint(1000, 1300)
+            start = rng.randint(int(n * 0.5), int(n * 0.7))
+            incidents = [(start, rng.randint(120, 360))]
         level = rng.uniform(5, 100)
         sd = level * rng.uniform(0.01, 0.05)
         ar = 0.0
@@ -56,8 +65,10 @@ def write_runs(folder: Path) -> list[Path]:
             x = level + sd * e
             if signal == "cycle":
                 x += 3 * sd * math.sin(2 * math.pi * i / 60)
-            anomalous = start <= i < start + length
-            if anomalous:
+            inside = [(start, length) for start, length in incidents if start <= i < start + length]
+            anomalous = bool(inside)
+            if inside:
+                start, length = inside[0]
                 k = i - start
                 if kind == "shift2":
                     x += 2 * sd
@@ -89,7 +100,7 @@ def rules(params: dict[str, Any]) -> str:
     return '[[rule]]\nname = "all"\n' + ("[rule.params]\n" + table if params else "")
 
 
-def figures(params: dict[str, Any] | None = None) -> dict[str, Any]:
+def figures(params: dict[str, Any] | None = None, long: bool = False) -> dict[str, Any]:
     """The event-wise figures of the 28 runs under :func:`rules` with ``params``, as data: what ``riverguard
     evaluate --labels`` prints for the corpus (``events``, ``caught``, ``false_alarms``, ``recall``,
     ``precision``, ``f1``, ``false_alarms_per_day``, ``median_delay_s``: :func:`riverguard.evaluate.events.summary`),
@@ -100,7 +111,7 @@ def figures(params: dict[str, Any] | None = None) -> dict[str, Any]:
     from riverguard.evaluate.runner import run_corpus
 
     with tempfile.TemporaryDirectory() as tmp:
-        files = load_labels(write_runs(Path(tmp)))
+        files = load_labels(write_runs(Path(tmp), long))
     runs = run_corpus(parse(rules(params or {})), files)
     return evaluate_events(files, [r.flags for r in runs])
 
@@ -109,15 +120,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.sensor_runs", description=__doc__.split("\n")[0])
     parser.add_argument("--params", default="{}", help="the default detector's parameters, as JSON")
     parser.add_argument("--out", type=Path, help="write the CSV files here and keep them")
+    parser.add_argument("--long", action="store_true", help="runs of about 4 hours with 4 incidents each")
+    parser.add_argument("--seed", type=int, help="the generator's seed (default 3; 100 with --long)")
     args = parser.parse_args(argv)
     params = json.loads(args.params)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.out or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        paths = write_runs(folder)
+        paths = write_runs(folder, args.long, args.seed)
         config = Path(tmp) / "rules.toml"
         config.write_text(rules(params))
-        print(f"sentinel {json.dumps(params)}: {len(paths)} runs at 1 s", flush=True)
+        print(f"sentinel {json.dumps(params)}: {len(paths)} {'long ' if args.long else ''}runs at 1 s", flush=True)
         return subprocess.run([sys.executable, "-m", "riverguard", "evaluate", "--config", str(config),
                                "--profile", "standard", "--labels", *map(str, paths)], check=False).returncode
 

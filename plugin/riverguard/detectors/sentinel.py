@@ -123,11 +123,12 @@ class Transitions(Surprise):
 # reported again: issue 12, docs/detection.md "Two corpora"; spikes that last half an hour are
 # reported, and the likelihood remembers at least two days: docs/detection.md "Spikes that last" and
 # "A likelihood that remembers days"; a new extreme must have lasted a minute: docs/detection.md
-# "Extremes that last a minute"; a level that stays away is reported: docs/detection.md "Level shifts".
+# "Extremes that last a minute"; a level that stays away is reported: docs/detection.md "Level shifts";
+# so is a burst of change, again and again: docs/detection.md "Bursts of change".
 _STEPS, _SETTINGS, _PARAMS, _LAYOUT = compose(
     Transitions, SentinelSettings,
     day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True, spike=12.0,
-    long_time=172800.0, extreme_time=60.0, shift=8.0,
+    long_time=172800.0, extreme_time=60.0, shift=8.0, spread=8.0,
 )
 
 
@@ -223,6 +224,15 @@ class Sentinel(Pipeline):
        at most, so a lone outlier is never a level shift. A shift is
        reported once; the step then waits for the level to come back. With
        ``shift = 0`` the step is left out.
+
+       *Bursts of change* (:class:`~riverguard.detectors.steps.Spread`): the
+       same rule applied to the size of each change, ``|x - previous
+       value|``, measured from its own long-run mean: its recent mean
+       ``spread`` (8) or more typical distances above it (a rise only) scores
+       ``shift_score``: noise that grows, an oscillation, vibration, judged
+       against what is usual now, so a burst like one reported an hour ago is
+       reported again (a new extreme cannot: the range holds the first).
+       With ``spread = 0`` the step is left out.
     5. **Minimum history.** Nothing scores above 0 before ``learn`` samples (in a rule, its
        ``warmup``: 200 by default),
        or, with event times, before ``learn_time`` seconds (3 days; and

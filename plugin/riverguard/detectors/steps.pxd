@@ -25,6 +25,7 @@ cdef inline bint _lasts(double run, double need, double slack) noexcept
 cdef inline double _scale(double s, double level) noexcept
 @cython.locals(w=double)
 cdef inline double _share(double part, double whole, int64_t n) noexcept
+cdef inline double _long_weight(Settings cfg, int64_t n) noexcept
 cdef inline bint _hides(double score, bint on, bint through, bint hour, double day_score) noexcept
 @cython.locals(r=double)
 cdef inline double _reach(double k, double record, double top) noexcept
@@ -71,6 +72,8 @@ cdef class Settings:
     cdef public double spike, spike_fading, spike_record, spike_score, spike_forget, spike_time
     # Shift
     cdef public double shift, shift_time, shift_samples, shift_record, shift_forget, shift_score, shift_time_last
+    # Spread
+    cdef public double spread
     # Suppression
     cdef public double fire, damp, suppress_time
     cdef public int64_t suppress
@@ -191,11 +194,27 @@ cdef class Shift(Step):
     cdef inline double unit(self, double lmean) noexcept
     cdef inline double reach(self) noexcept
     cdef inline double weight(self, int64_t n, double span, double window) noexcept
+    cdef inline bint ready(self, double span) noexcept
+    @cython.locals(level=double, up=double, hu=double)
+    cdef inline double upper(self, double a, double unit, double lmean, double r) noexcept
+    @cython.locals(level=double, down=double, hl=double)
+    cdef inline double lower(self, double a, double unit, double lmean, double r) noexcept
     @cython.locals(step=double)
     cdef inline double move(self, double x, double a, double unit) noexcept
+    cdef double score(self, double x, double lmean, int64_t n, bint counting, double span, double gap) noexcept
     @cython.locals(cfg=Settings, mean=double, a=double, c=double, m=double, d=double, ad=double, unit=double,
                    z=double, out=double, top=double, run=double, window=double)
-    cdef double score(self, double x, double lmean, int64_t n, bint counting, double span, double gap) noexcept
+    cdef double judge(self, double x, double lmean, int64_t n, bint counting, double span, double gap, double reach,
+                      bint up) noexcept
+
+
+cdef class Spread(Shift):
+    cdef public double _long
+
+    cdef inline double reach_up(self) noexcept
+
+    @cython.locals(y=double, ylong=double, out=double)
+    cdef double observe(self, double x, double prev, int64_t n, bint counting, double span, double gap) noexcept
 
 
 cdef class Suppression(Step):
@@ -222,13 +241,14 @@ cdef class Pipeline:
     cdef readonly Stuck stuck
     cdef readonly Spike spikes
     cdef readonly Shift shifts
+    cdef readonly Spread spreads
     cdef readonly Suppression suppression
     cdef readonly int _why
 
     @cython.locals(n=int64_t, stuck=double, lo=double, width=double, new_extreme=bint, raw=double, var=double,
                    z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double,
                    t1=double, dt=double, span=double, slack=double, gap=double, lmean=double,
-                   shifts=Shift, shift=double,
+                   shifts=Shift, shift=double, spreads=Spread, spread=double, prev=double,
                    surprise=Surprise)
     cpdef double process(self, double x, object t=*) except? -1.0
     @cython.locals(g=double)
@@ -250,7 +270,7 @@ cdef class Pipeline:
                    spon=bint, mask=bint, spk=Spike, w=double, sp=double, slack=double, ql=double, qu=double, width=double,
                    hl=double, hu=double, hon=bint, hmask=bint, shf=Shift, unit=double, a=double, keep=double, r=double,
                    level=double, xmask=bint, hour=bint, rday=double, ry=double, yall=bint, yl=double, yu=double,
-                   yh=double, vl=double, vu=double, ymask=bint)
+                   yh=double, vl=double, vu=double, ymask=bint, gl=double, gu=double, gon=bint, gmask=bint, spr=Spread, ymin=double)
     cdef int explain_into(self, double threshold, object t, double *out) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)

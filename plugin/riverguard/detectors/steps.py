@@ -85,10 +85,12 @@ _WHY_EXTREME = 4
 _WHY_STUCK = 5
 _WHY_SPIKE = 6
 _WHY_SHIFT = 7
+_WHY_SPREAD = 8
 #: the evidence of each of those codes, by name (for reports and benchmarks: the codes are C ints when compiled)
 EVIDENCE = {
     _WHY_SURPRISE: "likelihood (surprise)", _WHY_ERROR: "likelihood (error)", _WHY_HOUR: "hour",
     _WHY_EXTREME: "extreme", _WHY_STUCK: "stuck", _WHY_SPIKE: "spike", _WHY_SHIFT: "shift",
+    _WHY_SPREAD: "spread",
 }  # fmt: skip
 #: weight of the newest interval in the usual interval of a series (Pipeline.span)
 _RHYTHM = 0.1
@@ -266,7 +268,7 @@ class Settings:
         self.extreme_sd_sq = self.extreme_sd * self.extreme_sd  # Extremes: far, in long-run variances
         self.repeat_decay_keep = 1.0 - self.repeat_decay  # Stuck: the weight the earlier steps keep
         self.spike_forget_keep = 1.0 - self.spike_forget  # Spike: what the largest deviation keeps per sample
-        self.shift_forget_keep = 1.0 - self.shift_forget  # Shift: what the largest distance keeps per sample
+        self.shift_forget_keep = 1.0 - self.shift_forget  # Shift, Spread: what the largest distance keeps per sample
         self.learn_quarter = self.learn // 4  # spikes count, and learn_time may end the learning, from here
         # what explain_into needs of a threshold (limits): the last threshold explained (NaN: none yet), the
         # smallest score flagged at it, and the smallest standardised short average the likelihood flags, without
@@ -420,6 +422,12 @@ def _record(det):
 def _duration(v):
     """Whether ``v`` is a duration a restored state may hold: a finite number >= 0, or NaN (unknown)."""
     return v != v or 0.0 <= v < _INF
+
+
+def _long_weight(cfg, n):
+    """The weight of the newest of ``n`` >= 1 values in a long-run mean: ``value_long``, or the running mean's
+    ``1 / n`` while that is larger."""
+    return cfg.value_long if n * cfg.value_long > 1.0 else 1.0 / n
 
 
 def _lasts(run, need, slack):
@@ -823,7 +831,7 @@ class Extremes(Step):
             self._rhi = self._hi
         if side != self._climb:  # back inside, or beyond the other side: the climb is over
             self._climb = 0
-        lam = self.cfg.value_long if n * self.cfg.value_long > 1.0 else 1.0 / n
+        lam = _long_weight(self.cfg, n)
         dl = x - self._lmean
         far = False
         if ext > 0.0:
@@ -1151,6 +1159,28 @@ class Shift(Step):
         the largest seen."""
         return _reach(self.cfg.shift, self.cfg.shift_record, self._top)
 
+    def ready(self, span):
+        """Whether the next value, standing for ``span`` seconds, may complete a shift: a shift in progress that
+        has lasted (``shift_time_last``) with it, not one reported already."""
+        return span > 0.0 and self._run >= 0.0 and _lasts(self._run + span, self.cfg.shift_time_last, 0.0)
+
+    def upper(self, a, unit, lmean, r):
+        """The smallest next value (weight ``a``) that moves the recent level ``r`` or more above ``lmean``, at
+        least the recent level (a value as far out as the level was); inf: none. A value moves the level by
+        ``a * (x - level)``, one typical distance ``unit`` at most."""
+        level = self._mean
+        up = r - (level - lmean)
+        hu = _INF if up > unit else (level + up / a if up > -unit else -_INF)
+        return hu if hu > level else level
+
+    def lower(self, a, unit, lmean, r):
+        """The largest next value that moves the recent level ``r`` or more below ``lmean``, at most the recent
+        level; -inf: none (:meth:`upper`, downwards)."""
+        level = self._mean
+        down = -r - (level - lmean)
+        hl = -_INF if down < -unit else (level + down / a if down < unit else _INF)
+        return hl if hl < level else level
+
     def weight(self, n, span, window):
         """The weight of a value standing for ``span`` seconds (``n`` >= 1 samples before it) in the recent
         level, which spans ``window`` (:meth:`window`)."""
@@ -1171,6 +1201,11 @@ class Shift(Step):
         ``counting``: shifts count (and the largest is kept); ``span``: the event time ``x`` stands for
         (:meth:`Pipeline.span`; NaN without event times, 0 for a late sample: not learned); ``gap``: the
         usual interval before ``x``."""
+        return self.judge(x, lmean, n, counting, span, gap, self.reach(), False)
+
+    def judge(self, x, lmean, n, counting, span, gap, reach, up):
+        """:meth:`score`, with ``reach`` the smallest distance (in typical distances) that is a shift, and with
+        ``up`` only a level above ``lmean`` (:class:`Spread`)."""
         if not span > 0.0:
             return 0.0
         cfg = self.cfg
@@ -1191,7 +1226,7 @@ class Shift(Step):
         out = 0.0
         if counting:
             top = self._top * cfg.shift_forget_keep
-            if z >= self.reach():
+            if z >= reach and (d > 0.0 or not up):
                 if self._run >= 0.0:  # (-1: this shift was reported; once is enough)
                     run = self._run + span
                     self._run = run
@@ -1201,7 +1236,7 @@ class Shift(Step):
                         self._run = -1.0
             else:
                 self._run = 0.0
-            if z > top and z < _INF:
+            if z > top and z < _INF and (d > 0.0 or not up):
                 top = z
             self._top = top
             c = _SHIFT_DEV_CLIP * unit
@@ -1209,6 +1244,66 @@ class Shift(Step):
                 ad = c
         self._mean = m
         self._dev += _share(span, _SHIFT_MEMORY * window, n) * (ad - self._dev)
+        return out
+
+
+@cython.no_gc
+@cython.cclass
+class Spread(Shift):
+    """Step 4d, off when ``spread`` is 0: the values change from one sample to the next far more than usual,
+    for long enough.
+
+    The level shift step (:class:`Shift`, whose settings it shares but
+    ``shift``) applied to the size of each change, ``|x - previous value|``:
+    its recent mean (over ``shift_time`` or ``shift_samples`` usual
+    intervals), measured from its own long-run mean (weight ``value_long``,
+    as the values' long-run mean) in its own typical distance, ``spread``
+    typical distances or more above it for ``shift_time_last`` seconds of
+    event time, at least ``shift_record`` of the largest such distance seen
+    lately, scores ``shift_score``. Only a rise counts (noisier values,
+    oscillation, a burst of spikes, vibration); calmer values are no
+    incident here (a stuck value is :class:`Stuck`'s). Reported once, until
+    the recent size falls under ``spread`` typical distances again; one sample
+    moves the recent size by one typical distance at most, so a lone jump is
+    never a spread. Unlike a new extreme it judges each burst against what
+    is usual now, not against every value seen: a burst like one reported
+    an hour ago is reported again. Without event times it is not used. See
+    docs/detection.md ("Bursts of change").
+    """
+
+    PARAMS = (
+        Param("spread", 0.0, "Typical distances above its long-run mean that the recent mean size of the "
+              "sample-to-sample change must reach (0: the spread step is off).", low=0.0),
+    )  # fmt: skip
+    # the Shift step's state for the size of the change; and that size's long-run mean
+    STATE = ("mean", "dev", "top", "run", "long")
+    SWITCH = "spread"
+
+    def __init__(self, cfg):
+        Shift.__init__(self, cfg)
+        self._long = 0.0
+
+    def first(self, x):
+        self._mean = 0.0
+        self._long = 0.0
+
+    def _fits(self):
+        return Shift._fits(self) and 0.0 <= self._long < _INF and 0.0 <= self._mean < _INF
+
+    def reach_up(self):
+        """The smallest rise (in typical distances) that is a burst now: ``spread``, or ``shift_record`` of the
+        largest seen."""
+        return _reach(self.cfg.spread, self.cfg.shift_record, self._top)
+
+    def observe(self, x, prev, n, counting, span, gap):
+        """Learn the change from ``prev`` (the value before ``x``) to ``x``; ``shift_score`` if the recent size of
+        the changes has risen far enough for long enough, else 0.0 (the arguments as :meth:`Shift.score`'s)."""
+        y = abs(x - prev)
+        if not (span > 0.0 and y < _INF):
+            return 0.0
+        ylong = self._long
+        out = self.judge(y, ylong, n, counting, span, gap, self.reach_up(), True)
+        self._long = ylong + _long_weight(self.cfg, n) * (y - ylong)
         return out
 
 
@@ -1320,6 +1415,7 @@ class Pipeline:
         self.stuck = Stuck(cfg)
         self.spikes = Spike(cfg) if cfg.spike else None  # (off: left out, see Step.SWITCH)
         self.shifts = Shift(cfg) if cfg.shift else None
+        self.spreads = Spread(cfg) if cfg.spread else None
         self.suppression = Suppression(cfg)
 
     def __getattr__(self, name):
@@ -1393,7 +1489,10 @@ class Pipeline:
                 self.spikes.first(x)
             if self.shifts is not None:
                 self.shifts.first(x)
+            if self.spreads is not None:
+                self.spreads.first(x)
             return 0.0
+        prev = self.stuck._prev  # the value before x
         stuck = self.stuck.score(x, n > self.cfg.learn)  # 4. a run of repeats
         lo = extremes._lo  # the range before x
         lmean = extremes._lmean  # the long-run mean before x
@@ -1446,6 +1545,13 @@ class Pipeline:
                 score = shift
                 tod = False
                 why = _WHY_SHIFT
+        spreads = self.spreads
+        if spreads is not None:
+            spread = spreads.observe(x, prev, n, n >= self.cfg.learn_quarter, span, gap)
+            if spread > score:
+                score = spread
+                tod = False
+                why = _WHY_SPREAD
         self._why = why
         if self._warming(n, now, self._t0):  # 5. minimum history
             score = 0.0
@@ -1529,6 +1635,8 @@ class Pipeline:
             return "spike" if x >= expected else "dip"
         if why == _WHY_SHIFT:
             return "level_shift"
+        if why == _WHY_SPREAD:
+            return "volatility"
         # the recent level had moved from the long-run mean by more than a long-run standard deviation,
         # towards x; or the likelihood of the errors was built up over earlier samples
         ext = self.extremes
@@ -1631,7 +1739,7 @@ class Pipeline:
         vu = _INF
         day = self.day
         slot = day.slot_at(t)
-        lam = self.cfg.value_long if n * self.cfg.value_long > 1.0 else 1.0 / n
+        lam = _long_weight(self.cfg, n)
         shrink = (1.0 - lam) if self.cfg.day_detrend else 1.0  # the slot keeps (x - lmean') = shrink * (x - lmean)
         base = lmean if self.cfg.day_detrend else 0.0
         if slot >= 0 and shrink > 0.0:
@@ -1754,28 +1862,15 @@ class Pipeline:
         hon = False
         hmask = False
         shf = self.shifts
-        if (
-            shf is not None and n >= self.cfg.learn_quarter and sp > 0.0 and shf._run >= 0.0
-            and _lasts(shf._run + sp, self.cfg.shift_time_last, 0.0)
-        ):
+        if shf is not None and n >= self.cfg.learn_quarter and shf.ready(sp):
             hon = self.cfg.shift_score * f >= eff
             hmask = _hides(self.cfg.shift_score, hon, through, hour, self.cfg.day_score)
             unit = shf.unit(lmean)
             if (hon or hmask) and unit > 0.0:
-                # x moves the recent level by a * (x - level), one typical distance at most: a shift upwards
-                # needs a move of r - (level - lmean) or more, downwards one of -r - (level - lmean) or less
                 a = shf.weight(n, sp, shf.window(self._gap))
-                level = shf._mean
                 r = shf.reach() * unit
-                keep = level - lmean
-                up = r - keep
-                down = -r - keep
-                hu = _INF if up > unit else (level + up / a if up > -unit else -_INF)
-                hl = -_INF if down < -unit else (level + down / a if down < unit else _INF)
-                if hu < level:  # (and x at least as far out as the level was)
-                    hu = level
-                if hl > level:
-                    hl = level
+                hu = shf.upper(a, unit, lmean, r)
+                hl = shf.lower(a, unit, lmean, r)
             else:
                 hmask = False
             if hon:
@@ -1784,6 +1879,32 @@ class Pipeline:
                 if hu < upper:
                     upper = hu
             hole = hole or hmask
+        # 4d. spread: a value whose change from the latest one lifts the recent size of the changes reach
+        # typical distances or more above its long-run mean, and is at least as large as that size was, scores
+        # shift_score once that has lasted, damped in any suppression (gl < x < gu: not a spread); where it is
+        # not flagged it may still hide a time-of-day extreme, as a level shift does (gmask)
+        gl = -_INF
+        gu = _INF
+        gon = False
+        gmask = False
+        spr = self.spreads
+        if spr is not None and n >= self.cfg.learn_quarter and spr.ready(sp):
+            gon = self.cfg.shift_score * f >= eff
+            gmask = _hides(self.cfg.shift_score, gon, through, hour, self.cfg.day_score)
+            unit = spr.unit(spr._long)
+            if (gon or gmask) and unit > 0.0:
+                # a change of ymin or more from the latest value (inf: none) completes the burst
+                ymin = spr.upper(spr.weight(n, sp, spr.window(self._gap)), unit, spr._long, spr.reach_up() * unit)
+                gl = self.stuck._prev - ymin
+                gu = self.stuck._prev + ymin
+            else:
+                gmask = False
+            if gon:
+                if gl > lower:
+                    lower = gl
+                if gu < upper:
+                    upper = gu
+            hole = hole or gmask
         if not nb and not hole and not ymask:  # every constraint is an interval: the band is where they overlap
             if lower > upper:
                 out[1] = mean  # every value would be flagged
@@ -1801,7 +1922,7 @@ class Pipeline:
         if xon or xmask:
             m = _cut(cuts, m, lmean - d, lmean + d)
         m = _cut(cuts, m, pl, pu)
-        m = _cut(cuts, m, hl, hu)
+        m = _cut(cuts, _cut(cuts, m, hl, hu), gl, gu)
         if ymask:
             m = _cut(cuts, _cut(cuts, m, yl, yu), vl, vu)
         if nb:
@@ -1830,7 +1951,7 @@ class Pipeline:
                 x = 0.5 * (left + right)
             dl = x - lmean
             ok = left <= right and zl < x < zu and sl < x < su and (
-                tl <= x <= tu or (mask and not pl < x < pu) or (hmask and not hl < x < hu)
+                tl <= x <= tu or (mask and not pl < x < pu) or (hmask and not hl < x < hu) or (gmask and not gl < x < gu)
                 or (xmask and (x > xu or x < xl) and dl * dl > far)
                 or (ymask and not (yl < x < yu and vl < x < vu and (
                     not nb or _LEVELS[_level(x, lo, width, nb)] < rday
@@ -1840,6 +1961,8 @@ class Pipeline:
                 ok = pl < x < pu
             if ok and hon:
                 ok = hl < x < hu
+            if ok and gon:
+                ok = gl < x < gu
             if ok and xon and (x > xu or x < xl):
                 ok = dl * dl <= far
             if ok and nb:
@@ -1977,6 +2100,7 @@ def compose(surprise, settings, **defaults):
         ("stuck", Stuck),
         ("spikes", Spike),
         ("shifts", Shift),
+        ("spreads", Spread),
         ("suppression", Suppression),
     )
     params = [p for _, step in steps for p in step.PARAMS] + [Pipeline.LEARN, Pipeline.LEARN_TIME]
