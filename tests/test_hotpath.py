@@ -115,7 +115,7 @@ def _state(engine: Engine) -> dict[str, Any]:
         "counters": (engine.metrics, engine.parse_errors, engine.anomalies, engine.evicted, engine.expired, engine.now),
         "series": [
             (key, s.seen, s.last_time, s.anomalies, s.failed, s.detector.dump_state() if s.detector else None)
-            for key, s in engine.series.items()
+            for key, s in engine.lru()
         ],
     }
 
@@ -251,6 +251,78 @@ def test_same_output_on_any_stream(units: list[bytes], cuts: list[int]) -> None:
 def test_same_eviction_and_expiry(data: bytes, max_series: int) -> None:
     """LRU eviction and event-time expiry happen at the same metric, to the same series."""
     assert_same(data, _config(max_series=max_series, ttl="20s"))
+
+
+def _lru_stream(seed: int, n: int) -> list[tuple[bytes, list[bytes], int | None]]:
+    """``n`` metrics (series prefix, field keys, timestamp in ns or None) over a few hundred series: time
+    mostly moves on, at times goes back or is missing; hosts come and go (eviction), some fall silent (expiry)."""
+    rng = random.Random(seed)
+    ts = 10**18
+    out = []
+    for i in range(n):
+        host = rng.randrange(40) if rng.random() < 0.8 else rng.randrange(40 + i // 50, 90 + i // 50)
+        prefix = b"%s,host=h%d " % (rng.choice([b"quiet", b"zed"]), host)
+        fields = rng.sample([b"a", b"b", b"c"], rng.randint(1, 3))
+        ts += rng.choice([0, 10**9, 10**9, 3 * 10**9])
+        r = rng.random()
+        stamp = None if r < 0.03 else ts - rng.randrange(60 * 10**9) if r < 0.08 else ts
+        out.append((prefix, fields, stamp))
+    return out
+
+
+def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: int, ttl_ns: int) -> tuple[list[tuple[bytes, int | None]], int, int]:
+    """What the engine kept up to 2026-11-30: its series dict as the LRU order (each sample moved its series
+    to the end), eviction from the front past ``max_series``, and expiry every 4096 metrics of the front
+    series last seen (event time) before ``ttl_ns`` ago, stopping at the first that is not. The series left
+    (key, last time), least recently seen first; evicted; expired."""
+    series: dict[bytes, int | None] = {}
+    now = None
+    evicted = expired = 0
+    for metrics, (prefix, fields, stamp) in enumerate(stream, 1):
+        if stamp is not None and (now is None or stamp > now):
+            now = stamp
+        if not metrics & 0xFFF and now is not None:
+            while series:
+                key = next(iter(series))
+                if series[key] is None or series[key] >= now - ttl_ns:
+                    break
+                del series[key]
+                expired += 1
+        for field in fields:
+            key = prefix + field
+            last = series.pop(key, None)
+            series[key] = last
+            if len(series) > max_series:
+                del series[next(iter(series))]
+                evicted += 1
+            if stamp is not None:
+                series[key] = stamp
+    return list(series.items()), evicted, expired
+
+
+@pytest.mark.parametrize("build", ["compiled", "uncompiled"])
+@pytest.mark.parametrize(("seed", "max_series", "ttl"), [(1, 100, "20s"), (2, 1000, "30s"), (3, 60, "1h")])
+def test_evicts_and_expires_as_an_lru_dict_did(build: str, seed: int, max_series: int, ttl: str) -> None:
+    """The series stay in their dict in the order they were created and carry a stamp of when they were last
+    seen, instead of moving to the dict's end at each sample: the same series are evicted and expired, at the
+    same metric, and the checkpoint's order (least recently seen first) is the same as before."""
+    if build == "compiled" and not ACCELERATED:
+        pytest.skip("compiled hot path not built here")
+    stream = _lru_stream(seed, 20_000)
+    config = _config(max_series=max_series, ttl=ttl)
+    engine = Engine(config) if build == "compiled" else Engine(config, hotpath=UNCOMPILED)
+    data = b"".join(
+        prefix + b",".join(f + b"=%d" % (i % 7) for f in fields) + (b"" if t is None else b" %d" % t) + b"\n"
+        for i, (prefix, fields, t) in enumerate(stream)
+    )
+    step = 20_000 // 8
+    lines = data.splitlines(keepends=True)
+    for k in range(0, len(lines), step):  # in pieces, each checked against the old engine's
+        _run(engine, b"".join(lines[k : k + step]), [1000, 5000])
+        kept, evicted, expired = _old_lru(stream[: k + step], max_series, int(rg_config.parse_duration(ttl) * 1e9))
+        assert [(key, s.last_time) for key, s in engine.lru()] == kept
+        assert (engine.evicted, engine.expired) == (evicted, expired)
+    assert engine.evicted > 1000 and (engine.expired > 50) == (ttl != "1h")
 
 
 @needs_accel

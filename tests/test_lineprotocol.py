@@ -375,7 +375,7 @@ def test_leading_spaces_and_tabs_are_skipped_as_influxdb_does() -> None:
     assert out[1] == b"\tcpu,host=a v=2,v_anomaly_score=0.0,v_anomaly=false 2\n"
     assert out[2] == b" \t# note\n"
     assert out[3] == b' \tlog msg="a\nb",v=3,v_anomaly_score=0.0,v_anomaly=false 3\n'
-    assert list(engine.series) == [b"log v", b"cpu,host=a v"]  # least recently seen first
+    assert [key for key, _ in engine.lru()] == [b"log v", b"cpu,host=a v"]  # least recently seen first
     assert engine.series[b"cpu,host=a v"].seen == 3
 
 

@@ -31,6 +31,13 @@ cdef class Series:
     cdef public double threshold
     cdef public long long warmup, seen, anomalies
     cdef public bint failed
+    cdef public unsigned long long used
+
+cdef unsigned long long _clock
+
+cpdef unsigned long long clock()
+
+cpdef void touch(Series series)
 
 
 @cython.locals(n=Py_ssize_t, need=Py_ssize_t, o="PyByteArrayObject *")

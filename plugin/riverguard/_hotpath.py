@@ -56,9 +56,13 @@ class Series:
 
     if not cython.compiled:  # compiled, the attributes are C fields (_hotpath.pxd)
         __slots__ = ("rule", "detector", "threshold", "warmup", "seen", "last_time", "anomalies", "failed", "names",
-                     "explain")
+                     "explain", "used")
 
     def __init__(self, rule, detector, explain=None) -> None:
+        global _clock
+        #: When the series was last seen: a stamp of :func:`clock`, the engine's order of eviction and expiry.
+        self.used = _clock
+        _clock += 1
         self.detector = detector
         self.seen = 0
         self.last_time = None
@@ -78,6 +82,23 @@ class Series:
         self.warmup = rule.held_back if rule else 0
         self.names = None
         self.explain = explain
+
+
+#: The next stamp :class:`Series` ``used`` takes: the order in which series were last seen (one clock for
+#: every engine of the process; each engine only compares its own series' stamps).
+_clock = 0
+
+
+def clock() -> int:
+    """The next stamp: every series seen so far has a smaller ``used``."""
+    return _clock
+
+
+def touch(series: Series) -> None:
+    """Mark ``series`` as seen now (the most recently seen of its engine)."""
+    global _clock
+    series.used = _clock
+    _clock += 1
 
 
 # -- byte-copying primitives: C when compiled, slices in Python ---------------------------
@@ -343,7 +364,11 @@ def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: in
     The field key is ``kb[key:key + key_len]``; ``with_flag`` is False when
     the metric already holds the flag field (only the score is added);
     ``keys`` the metric's field keys when it may hold added names (else None).
+    The series is now the most recently seen of its engine (:func:`touch`).
     """
+    global _clock
+    series.used = _clock
+    _clock += 1
     if timestamp is not None:
         series.last_time = timestamp
     detector = series.detector
@@ -490,7 +515,7 @@ def score(engine, metric) -> bytes:
         if prefix is None:
             prefix = engine._prefix(metric)
         skey = prefix + key
-        series = all_series.pop(skey, None)
+        series = all_series.get(skey)
         if series is None:
             if engine._metric_scope:
                 if key in engine._metric_keys:
@@ -504,8 +529,6 @@ def score(engine, metric) -> bytes:
             all_series[skey] = series
             if len(all_series) > engine.max_series:
                 engine._evict_oldest()
-        else:
-            all_series[skey] = series  # now the most recently seen
         with_flag = keys is None or key + flag_suffix not in keys
         scored = _field(engine, series, skey, key, 0, len(key), number, t, timestamp, ob, with_flag, keys)
         engine.anomalies += scored & 1
@@ -578,6 +601,9 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                     stamp_ns = line.ts
                     stamp = stamp_ns
                     stamp_s = stamp_ns / 1e9
+                    low = engine.low
+                    if low is None or stamp < low:
+                        engine.low = stamp
                 timestamp = stamp
                 now = engine.now
                 if now is None or timestamp > now:
@@ -608,8 +634,6 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                         continue
                     skey = skeys[k]
                     series = found[k]
-                    del all_series[skey]
-                    all_series[skey] = series  # now the most recently seen
                     scored = _field(engine, series, skey, buf, line.key[k], line.key_len[k], line.number[k], t,
                                     timestamp, ob, True, None)
                     flags += scored & 1

@@ -124,8 +124,18 @@ class Engine:
         #: Scores the plain metrics at the front of a buffer (:func:`riverguard._hotpath.run`).
         self.run_plain = hotpath.run
         self.log = log or Log("error")
-        #: Series by key, least recently seen first.
+        #: Series by key, in the order they were created (each series' ``used`` stamp orders them by when
+        #: they were last seen: :meth:`lru`). Moving a series to the end at each sample would leave a dead
+        #: entry each time, and CPython would keep a table twice as large.
         self.series: dict[bytes, Series] = {}
+        #: Keys of series, least recently seen first as of stamp ``_queue_clock`` (None where taken); a series
+        #: seen since (``used >= _queue_clock``) is skipped. Built when a series must be evicted or may expire.
+        self._queue: list[bytes | None] = []
+        self._queue_at = 0
+        self._queue_clock = 0
+        #: No series' ``last_time`` is older (None: none has one); checked again when expiry might drop one.
+        self.low: int | None = None
+        self._low_checked = 0
         self._configure(config)
         #: The latest event time seen (ns): series idle for ``series_ttl`` before it expire.
         self.now: int | None = None
@@ -236,8 +246,11 @@ class Engine:
             self._extra_lines += metric.raw.count(b"\n")
         self.metrics += 1
         timestamp = metric.timestamp
-        if timestamp is not None and (self.now is None or timestamp > self.now):
-            self.now = timestamp
+        if timestamp is not None:
+            if self.now is None or timestamp > self.now:
+                self.now = timestamp
+            if self.low is None or timestamp < self.low:
+                self.low = timestamp
         if not self.metrics & 0xFFF:
             self.expire()
         extra = self._hot.score(self, metric)
@@ -276,9 +289,59 @@ class Engine:
         if len(all_series) > self.max_series:
             self._evict_oldest()
 
-    def _evict_oldest(self) -> None:
+    def lru(self) -> list[tuple[bytes, Series]]:
+        """The series, least recently seen first."""
         series = self.series
-        gone = series.pop(next(iter(series)))
+        keys = list(series)
+        stamps = [s.used for s in series.values()]
+        return [(keys[i], series[keys[i]]) for i in sorted(range(len(keys)), key=stamps.__getitem__)]
+
+    def adopt(self, series: dict[bytes, Series]) -> None:
+        """Hold ``series`` (least recently seen first) instead of the series held."""
+        touch = self._hot.touch
+        for s in series.values():
+            touch(s)
+        self.series.clear()
+        self.series.update(series)
+        self._queue = []
+        self._check_low()
+
+    def _check_low(self) -> None:
+        """Set ``low`` to the least last timestamp of a series (None: none has one)."""
+        times = [s.last_time for s in self.series.values() if s.last_time is not None]
+        self.low = min(times) if times else None
+        self._low_checked = self.metrics
+
+    def _oldest(self) -> tuple[bytes, Series] | None:
+        """The least recently seen series (key, series), or None if there is none."""
+        series = self.series
+        queue = self._queue
+        at = self._queue_at
+        while True:
+            if at >= len(queue):
+                if not series:
+                    return None
+                queue = self._queue = [key for key, _ in self.lru()]
+                self._queue_clock = self._hot.clock()
+                at = 0
+            key = queue[at]
+            found = series.get(key) if key is not None else None
+            if found is not None and found.used < self._queue_clock:
+                self._queue_at = at
+                return key, found
+            queue[at] = None  # seen since: it comes later (the queue must not keep a dropped series' key)
+            at += 1
+
+    def _drop_oldest(self, key: bytes) -> Series:
+        """Drop series ``key``, which :meth:`_oldest` just gave."""
+        self._queue[self._queue_at] = None
+        self._queue_at += 1
+        return self.series.pop(key)
+
+    def _evict_oldest(self) -> None:
+        found = self._oldest()
+        assert found is not None
+        gone = self._drop_oldest(found[0])
         self.evicted += 1
         if gone.detector is not None and gone.seen <= gone.warmup:
             self.evicted_unscored += 1
@@ -349,7 +412,7 @@ class Engine:
         kept: dict[bytes, Series] = {}
         fresh = 0
         cache: dict[Any, Any] = {}
-        for key, series in self.series.items():
+        for key, series in self.lru():
             if series.detector is None:
                 continue  # unscored: routed again at its next sample
             field_key, rule, _ = self.rule_for(key, series.rule.fingerprint, cache)
@@ -362,8 +425,7 @@ class Engine:
                 series.detector = rule.new_detector.restore(series.detector.dump_state())
             series.bind(rule, self._explain(rule, field_key))
             kept[key] = series
-        self.series.clear()
-        self.series.update(kept)
+        self.adopt(kept)
         while len(self.series) > self.max_series:
             self._evict_oldest()
         return len(kept), fresh
@@ -373,10 +435,10 @@ class Engine:
     ) -> None:
         """Append the metric-level score and flag of the metric's model, fed ``together`` (sorted by name), to ``ob``."""
         mkey = prefix + b"\n"
-        series = self.series.pop(mkey, None)
+        series = self.series.get(mkey)
         if series is None:  # evicted by a field series created after it, in this same metric
             return
-        self.series[mkey] = series  # now the most recently seen
+        self._hot.touch(series)  # now the most recently seen
         if metric.timestamp is not None:
             series.last_time = metric.timestamp
         keys = {f[0] for f in metric.fields}
@@ -485,16 +547,23 @@ class Engine:
         if self.now is None:
             return 0
         horizon = self.now - self._ttl_ns
+        if self.low is None or self.low >= horizon:
+            return 0  # no series was last seen before the horizon
         dropped = 0
-        series = self.series
-        while series:
-            key = next(iter(series))
-            last = series[key].last_time
+        while True:
+            found = self._oldest()
+            if found is None:
+                break
+            last = found[1].last_time
             if last is None or last >= horizon:
                 break
-            del series[key]
+            self._drop_oldest(found[0])
             dropped += 1
         self.expired += dropped
+        if dropped or self.metrics - self._low_checked >= len(self.series):  # (a scan per series at most)
+            self._check_low()
+            if self.low is None or self.low >= horizon:
+                self._queue = []  # not needed until a series must be evicted or may expire
         return dropped
 
     def top_series(self, n: int = 5) -> list[tuple[str, int]]:

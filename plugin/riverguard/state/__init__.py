@@ -132,7 +132,7 @@ class StateStore:
             log.info(f"no checkpoint at {self.path} yet: starting fresh")
             return 0
         except (CheckpointError, StateCodecError, OSError) as err:
-            engine.series.clear()
+            engine.adopt({})
             try:
                 aside = set_aside(self.path)
                 where = f"renamed to {aside.name}"
@@ -173,8 +173,7 @@ class StateStore:
             series.anomalies = anomalies
             series_map[key] = series
             restored += 1
-        engine.series.clear()
-        engine.series.update(series_map)
+        engine.adopt(series_map)
         times = [s.last_time for s in series_map.values() if s.last_time is not None]
         if times:
             engine.now = max(times)
@@ -192,7 +191,7 @@ class StateStore:
         started = time.monotonic()
         engine.expire()
         try:
-            scored = [(key, s) for key, s in engine.series.items() if s.detector is not None]
+            scored = [(key, s) for key, s in engine.lru() if s.detector is not None]
             unsaved: list[str] = []
             records = (  # encoded one at a time, as they are packed
                 [key, s.rule.detector_class.name, s.rule.fingerprint, s.seen, s.last_time, s.anomalies, _encode_detector(s.detector, key, unsaved)]  # type: ignore[union-attr]
