@@ -300,12 +300,14 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
     return list(series.items()), evicted, expired
 
 
+@pytest.mark.parametrize("wrap", [False, True])
 @pytest.mark.parametrize("build", ["compiled", "uncompiled"])
 @pytest.mark.parametrize(("seed", "max_series", "ttl"), [(1, 100, "20s"), (2, 1000, "30s"), (3, 60, "1h")])
-def test_evicts_and_expires_as_an_lru_dict_did(build: str, seed: int, max_series: int, ttl: str) -> None:
+def test_evicts_and_expires_as_an_lru_dict_did(build: str, seed: int, max_series: int, ttl: str, wrap: bool) -> None:
     """The series stay in their dict in the order they were created and carry a stamp of when they were last
     seen, instead of moving to the dict's end at each sample: the same series are evicted and expired, at the
-    same metric, and the checkpoint's order (least recently seen first) is the same as before."""
+    same metric, and the checkpoint's order (least recently seen first) is the same as before. With ``wrap``,
+    the 32-bit stamp clock reaches its end in each piece (every engine numbers its series again)."""
     if build == "compiled" and not ACCELERATED:
         pytest.skip("compiled hot path not built here")
     stream = _lru_stream(seed, 20_000)
@@ -318,11 +320,15 @@ def test_evicts_and_expires_as_an_lru_dict_did(build: str, seed: int, max_series
     step = 20_000 // 8
     lines = data.splitlines(keepends=True)
     for k in range(0, len(lines), step):  # in pieces, each checked against the old engine's
+        if wrap:
+            engine._hot.set_clock(2**32 - 1 - 3000)  # about 5 000 samples a piece: the end comes in this one
         _run(engine, b"".join(lines[k : k + step]), [1000, 5000])
         kept, evicted, expired = _old_lru(stream[: k + step], max_series, int(rg_config.parse_duration(ttl) * 1e9))
         assert [(key, s.last_time) for key, s in engine.lru()] == kept
         assert (engine.evicted, engine.expired) == (evicted, expired)
     assert engine.evicted > 1000 and (engine.expired > 50) == (ttl != "1h")
+    if wrap:
+        assert engine._hot.clock() < 2**20  # it reached its end, and counts on from the series held
 
 
 @needs_accel

@@ -31,13 +31,19 @@ cdef class Series:
     cdef public double threshold
     cdef public long long warmup, seen, anomalies
     cdef public bint failed
-    cdef public unsigned long long used
+    cdef public unsigned int used  # (in the padding after failed: a Series stays 96 B)
 
-cdef unsigned long long _clock
+cdef unsigned int _clock
+cdef unsigned int _CLOCK_END
 
-cpdef unsigned long long clock()
+cpdef unsigned int clock()
+
+cpdef void set_clock(unsigned int value)
 
 cpdef void touch(Series series)
+
+@cython.locals(top=Py_ssize_t)
+cdef void _renumber()
 
 
 @cython.locals(n=Py_ssize_t, need=Py_ssize_t, o="PyByteArrayObject *")

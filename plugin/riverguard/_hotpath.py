@@ -28,6 +28,7 @@ runs the same code in both builds.
 from __future__ import annotations
 
 import math
+import weakref
 
 try:
     import cython
@@ -59,10 +60,8 @@ class Series:
                      "explain", "used")
 
     def __init__(self, rule, detector, explain=None) -> None:
-        global _clock
         #: When the series was last seen: a stamp of :func:`clock`, the engine's order of eviction and expiry.
-        self.used = _clock
-        _clock += 1
+        touch(self)
         self.detector = detector
         self.seen = 0
         self.last_time = None
@@ -85,8 +84,13 @@ class Series:
 
 
 #: The next stamp :class:`Series` ``used`` takes: the order in which series were last seen (one clock for
-#: every engine of the process; each engine only compares its own series' stamps).
+#: every engine of the process; each engine only compares its own series' stamps). A stamp is 32 bits, in
+#: the padding at the end of a compiled ``Series``: when the clock reaches ``_CLOCK_END``, every engine
+#: (``ENGINES``) numbers its series again from 0 in the same order (:func:`_renumber`).
 _clock = 0
+_CLOCK_END = 0xFFFFFFFF
+#: The engines whose series take stamps (:class:`riverguard.engine.Engine` adds itself).
+ENGINES = weakref.WeakSet()
 
 
 def clock() -> int:
@@ -94,11 +98,29 @@ def clock() -> int:
     return _clock
 
 
+def set_clock(value: int) -> None:
+    """Tests: move the clock on to ``value`` (< 2^32), to reach the end of its range sooner."""
+    global _clock
+    if value > _clock:
+        _clock = value
+
+
 def touch(series: Series) -> None:
     """Mark ``series`` as seen now (the most recently seen of its engine)."""
     global _clock
+    if _clock >= _CLOCK_END:
+        _renumber()
     series.used = _clock
     _clock += 1
+
+
+def _renumber() -> None:
+    """Number each engine's series from 0, least recently seen first; the clock goes on after the largest."""
+    global _clock
+    top = 0
+    for engine in list(ENGINES):
+        top = max(top, engine.renumber())
+    _clock = top
 
 
 # -- byte-copying primitives: C when compiled, slices in Python ---------------------------
@@ -366,9 +388,7 @@ def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: in
     ``keys`` the metric's field keys when it may hold added names (else None).
     The series is now the most recently seen of its engine (:func:`touch`).
     """
-    global _clock
-    series.used = _clock
-    _clock += 1
+    touch(series)
     if timestamp is not None:
         series.last_time = timestamp
     detector = series.detector

@@ -136,6 +136,7 @@ class Engine:
         #: No series' ``last_time`` is older (None: none has one); checked again when expiry might drop one.
         self.low: int | None = None
         self._low_checked = 0
+        hotpath.ENGINES.add(self)  # (its series are numbered again when the stamp clock reaches its end)
         self._configure(config)
         #: The latest event time seen (ns): series idle for ``series_ttl`` before it expire.
         self.now: int | None = None
@@ -298,13 +299,21 @@ class Engine:
 
     def adopt(self, series: dict[bytes, Series]) -> None:
         """Hold ``series`` (least recently seen first) instead of the series held."""
-        touch = self._hot.touch
-        for s in series.values():
-            touch(s)
         self.series.clear()
         self.series.update(series)
+        touch = self._hot.touch
+        for s in series.values():  # (held first: the clock may renumber them as it goes)
+            touch(s)
         self._queue = []
         self._check_low()
+
+    def renumber(self) -> int:
+        """Stamp the series 0, 1, ... least recently seen first (the stamp clock is at its end); how many."""
+        held = self.lru()
+        for i, (_, s) in enumerate(held):
+            s.used = i
+        self._queue = []
+        return len(held)
 
     def _check_low(self) -> None:
         """Set ``low`` to the least last timestamp of a series (None: none has one)."""
