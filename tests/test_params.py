@@ -128,7 +128,7 @@ SWITCHED = [
      ("mean", "mad", "top", "run")),
     ("shift", "shifts", 8.0, ("shift_time = 30.0, shift_score = 0.2", "shift_record = 0.9", "shift_samples = 5.0"),
      ("mean", "dev", "top", "run")),
-    ("spread", "spreads", 8.0, (), ("mean", "dev", "top", "run", "long")),  # (its other settings are the shift step's)
+    ("spread", "spreads", 10.0, (), ("mean", "dev", "top", "run", "long")),  # (its other settings are the shift step's)
 ]
 
 
@@ -152,9 +152,12 @@ def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(
     def fingerprint(params: str) -> str:
         return config.parse(f'[[rule]]\nname = "s"\ndetector = "{name}"\nparams = {{ {params} }}\n').rules[0].fingerprint
 
-    off = fingerprint(f"{switch} = 0.0")
+    # (with the steps that also read its settings off too: Step.USES, test below)
+    mine = {p.name for _, s in cls.STEPS if s.SWITCH == switch for p in s.PARAMS}
+    users = "".join(f", {s.SWITCH} = 0.0" for _, s in cls.STEPS if s.SWITCH and set(s.USES) & mine)
+    off = fingerprint(f"{switch} = 0.0{users}")
     for same in others:
-        assert fingerprint(f"{switch} = 0.0, {same}") == off, same
+        assert fingerprint(f"{switch} = 0.0{users}, {same}") == off, same
     whole = int(value)
     on = [fingerprint(p) for p in (f"{switch} = {value}", f"{switch} = {whole}", f"{switch} = {value * 2}",
                                    *(f"{switch} = {value}, {o}" for o in others[1:2]))]
@@ -171,6 +174,23 @@ def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(
     assert switch not in params_off and attr not in cls(**{switch: 0.0}).state_by_name()
     both = {s.SWITCH: 1.0 for _, s in cls.STEPS if s.SWITCH}
     assert list(cls(**both).state_by_name()) == ["n", "t0", "t1", "gap"] + [a for a, _ in cls.STEPS]
+
+
+@pytest.mark.parametrize("name", ["sentinel", "context"])
+def test_settings_a_step_shares_stay_in_the_fingerprint_while_it_is_on(name: str) -> None:
+    """The spread step reads the shift step's settings (``Spread.USES``): with the shift step off and the
+    spread step on, ``shift_time`` still changes the fingerprint (a model learned over one window is not
+    restored under another); with both off it does not."""
+
+    def fingerprint(params: str) -> str:
+        return config.parse(f'[[rule]]\nname = "s"\ndetector = "{name}"\nparams = {{ {params} }}\n').rules[0].fingerprint
+
+    for other in ("shift_time = 60.0", "shift_time_last = 0.0", "shift_record = 0.9"):
+        assert fingerprint(f"shift = 0.0, spread = 10.0") != fingerprint(f"shift = 0.0, spread = 10.0, {other}"), other
+        assert fingerprint("shift = 0.0, spread = 0.0") == fingerprint(f"shift = 0.0, spread = 0.0, {other}"), other
+    spread = dict(REGISTRY[name].STEPS)["spreads"]
+    shift = dict(REGISTRY[name].STEPS)["shifts"]
+    assert set(spread.USES) == {p.name for p in shift.PARAMS} - {"shift"}
 
 
 def _pxd_attributes(path: Path) -> dict[str, dict[str, str]]:
@@ -247,7 +267,7 @@ def test_a_setting_reads_back_under_its_own_name_from_the_detector_and_its_step(
     """River's idiom: ``det.spike``, and ``det.spikes.spike`` on the step that uses it (the switched steps on), with the type declared;
     a step has no other step's settings."""
     cls = REGISTRY[name]
-    given = {"spike": 12.0, "shift": 8.0, "spread": 8.0, "suppress": 7, "weekend_slots": False}
+    given = {"spike": 12.0, "shift": 8.0, "spread": 9.0, "suppress": 7, "weekend_slots": False}
     det = cls(**given)
     values = {**cls.defaults(), **given}  # (not det.params(): the detector's own reads come from the same dict)
     for attr, step_cls in cls.STEPS:
@@ -259,7 +279,7 @@ def test_a_setting_reads_back_under_its_own_name_from_the_detector_and_its_step(
             step.no_such_setting  # noqa: B018
     assert (det.spike, det.spikes.spike, det.suppression.suppress, det.day.weekend_slots) == (12.0, 12.0, 7, False)
     assert (det.shift, det.shifts.shift) == (8.0, 8.0)
-    assert (det.spread, det.spreads.spread) == (8.0, 8.0)
+    assert (det.spread, det.spreads.spread) == (9.0, 9.0)
     with pytest.raises(AttributeError):
         det.error.spike  # noqa: B018  (the spike step's, not the prediction error's)
 

@@ -50,7 +50,7 @@ def reasons(out: list[bytes]) -> list[tuple[int, str]]:
 
 def test_each_burst_is_reported_again(tmp_path: Path) -> None:
     """Noise three times as large for 4 minutes, once an hour for 4 hours: every burst is flagged within its
-    first 2 minutes (the first as the new extreme it also is, the three after it as ``volatility``), and
+    first 3 minutes (the first as the new extreme it also is, the three after it as ``volatility``), and
     nothing outside the bursts; without the step (``spread = 0``) the three after the first, inside the
     range it set, are missed."""
     out = run(tmp_path, lines(values(3.0)))
@@ -58,7 +58,7 @@ def test_each_burst_is_reported_again(tmp_path: Path) -> None:
     got = reasons(out)
     assert all(i % 3600 >= 3360 for i, _ in got), got
     first = {h: min((i, why) for i, why in got if i // 3600 == h) for h in range(HOURS)}
-    assert all(i % 3600 < 3480 for i, _ in first.values()), got
+    assert all(i % 3600 < 3540 for i, _ in first.values()), got
     assert [first[h][1] for h in range(1, HOURS)] == ["volatility"] * (HOURS - 1), got
     off = reasons(run(tmp_path, lines(values(3.0)), "[rule.params]\nspread = 0\n"))
     assert off and {i // 3600 for i, _ in off} == {0}, off
@@ -94,7 +94,19 @@ def test_a_restart_in_a_burst_changes_nothing(tmp_path: Path) -> None:
 
 def test_sensor_runs_at_1_s_catch_repeated_incidents() -> None:
     """``python -m tests.benchmarks.sensor_runs``: with the step, the 28 runs of 20 minutes (one incident
-    each) lose nothing and gain one, and on the 28 runs of 4 hours with 4 incidents each (``--long``) 67
+    each) are caught as without it, and on the 28 runs of 4 hours with 4 incidents each (``--long``) 61
     of 112 are caught against 52 without it, with the same one false alarm."""
-    assert [sensor_runs(params) for params in ({}, {"spread": 0})] == [(26, 0), (25, 0)]
-    assert [sensor_runs(params, long=True) for params in ({}, {"spread": 0})] == [(67, 1), (52, 1)]
+    assert [sensor_runs(params) for params in ({}, {"spread": 0})] == [(25, 0), (25, 0)]
+    assert [sensor_runs(params, long=True) for params in ({}, {"spread": 0})] == [(61, 1), (52, 1)]
+
+
+def test_a_lone_jump_does_not_blind_the_step_for_hours(tmp_path: Path) -> None:
+    """One value 40 sd away at the middle of each hour, and the bursts of the first test: the bursts after the
+    first jump are still reported as ``volatility`` (2 of the 3 after the first hour). The size of that jump
+    enters the long-run mean of the changes only up to what moves the recent size by 3 typical distances;
+    learned whole, it raised that mean for hours and no later burst was reported."""
+    xs = values(3.0)
+    for h in range(HOURS):
+        xs[h * 3600 + 1800] += 20.0
+    got = reasons(run(tmp_path, lines(xs)))
+    assert len({i // 3600 for i, why in got if why == "volatility" and i >= 3600}) >= 2, got

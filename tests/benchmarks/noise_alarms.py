@@ -7,7 +7,7 @@ seconds for ``--days`` days. Every flag at the shipped threshold is a false
 alarm: the script prints them per series-day, by family and by the kind of
 evidence that made the score (``likelihood`` of the sequence surprise or of
 the prediction error, ``extreme``, ``hour`` for a time-of-day extreme,
-``stuck``, ``spike``, ``shift`` for a level shift), split into the first day
+``stuck``, ``spike``, ``shift`` for a level shift, ``spread`` for a burst of change), split into the first day
 and the days after. Labelled
 corpora sample every 5 minutes or every hour; this shows what a user at
 Telegraf's 10 s interval sees on a quiet server. ``--params`` takes the

@@ -128,7 +128,7 @@ class Transitions(Surprise):
 _STEPS, _SETTINGS, _PARAMS, _LAYOUT = compose(
     Transitions, SentinelSettings,
     day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True, spike=12.0,
-    long_time=172800.0, extreme_time=60.0, shift=8.0, spread=8.0,
+    long_time=172800.0, extreme_time=60.0, shift=8.0, spread=10.0,
 )
 
 
@@ -228,7 +228,7 @@ class Sentinel(Pipeline):
        *Bursts of change* (:class:`~riverguard.detectors.steps.Spread`): the
        same rule applied to the size of each change, ``|x - previous
        value|``, measured from its own long-run mean: its recent mean
-       ``spread`` (8) or more typical distances above it (a rise only) scores
+       ``spread`` (10) or more typical distances above it (a rise only) scores
        ``shift_score``: noise that grows, an oscillation, vibration, judged
        against what is usual now, so a burst like one reported an hour ago is
        reported again (a new extreme cannot: the range holds the first).

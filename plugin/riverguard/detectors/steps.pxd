@@ -213,7 +213,7 @@ cdef class Spread(Shift):
 
     cdef inline double reach_up(self) noexcept
 
-    @cython.locals(y=double, ylong=double, out=double)
+    @cython.locals(y=double, ylong=double, out=double, c=double, yl=double)
     cdef double observe(self, double x, double prev, int64_t n, bint counting, double span, double gap) noexcept
 
 

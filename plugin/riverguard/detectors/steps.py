@@ -12,8 +12,10 @@ A :class:`Pipeline` runs one sample through its steps (see
    (the range and mean of each time-of-day slot) may raise the score;
 4. :class:`Stuck` scores a run of repeated values, :class:`Spike` (off
    unless a rule sets ``spike``) a value far from the recent level in robust
-   deviations, and :class:`Shift` (off unless a rule sets ``shift``) a recent
-   level far from the long-run mean;
+   deviations, :class:`Shift` (off unless a rule sets ``shift``) a recent
+   level far from the long-run mean, and :class:`Spread` (off unless a rule
+   sets ``spread``) a recent size of the sample-to-sample change far above
+   its long-run mean;
 5. nothing scores before ``learn`` samples (the rule's ``warmup``), or
    ``learn_time`` seconds of event time (and ``learn // 4`` samples);
 6. :class:`Suppression` damps the scores after a report, for ``suppress``
@@ -312,6 +314,7 @@ class Step:
     SIGNED = ()  # names in STATE whose int may also be -1 ("none")
     BUFFERS = ()  # names of the step's own arrays in its state (bytes)
     SWITCH = None  # a parameter that is 0 while the step is off: the pipeline then leaves the step out
+    USES = ()  # the names of other steps' settings it also reads (kept in the fingerprint while it is on)
 
     def __getattr__(self, name):
         """A setting of this step, read under its own name (``step.spike``) from the rule's settings."""
@@ -1257,10 +1260,12 @@ class Spread(Shift):
     ``shift``) applied to the size of each change, ``|x - previous value|``:
     its recent mean (over ``shift_time`` or ``shift_samples`` usual
     intervals), measured from its own long-run mean (weight ``value_long``,
-    as the values' long-run mean) in its own typical distance, ``spread``
-    typical distances or more above it for ``shift_time_last`` seconds of
-    event time, at least ``shift_record`` of the largest such distance seen
-    lately, scores ``shift_score``. Only a rise counts (noisier values,
+    as the values' long-run mean, each change counting at most what moves the
+    recent size by 3 typical distances, so one spike does not raise it for
+    hours) in its own typical distance, ``spread`` typical distances or more
+    above it for ``shift_time_last`` seconds of event time, at least
+    ``shift_record`` of the largest such distance seen lately, scores
+    ``shift_score`` at a change at least as large as the recent size. Only a rise counts (noisier values,
     oscillation, a burst of spikes, vibration); calmer values are no
     incident here (a stuck value is :class:`Stuck`'s). Reported once, until
     the recent size falls under ``spread`` typical distances again; one sample
@@ -1278,6 +1283,7 @@ class Spread(Shift):
     # the Shift step's state for the size of the change; and that size's long-run mean
     STATE = ("mean", "dev", "top", "run", "long")
     SWITCH = "spread"
+    USES = ("shift_time", "shift_samples", "shift_record", "shift_forget", "shift_score", "shift_time_last")
 
     def __init__(self, cfg):
         Shift.__init__(self, cfg)
@@ -1302,8 +1308,17 @@ class Spread(Shift):
         if not (span > 0.0 and y < _INF):
             return 0.0
         ylong = self._long
+        if counting:  # (the long-run mean learns a change at most _SHIFT_DEV_CLIP typical moves of the recent size
+            # above it, so one spike does not raise it for hours: the recent size moves one typical distance at most)
+            c = self._mean + _SHIFT_DEV_CLIP * self.unit(ylong) / self.weight(n, span, self.window(gap))
+            if y > c:
+                yl = c
+            else:
+                yl = y
+        else:
+            yl = y
         out = self.judge(y, ylong, n, counting, span, gap, self.reach_up(), True)
-        self._long = ylong + _long_weight(self.cfg, n) * (y - ylong)
+        self._long = ylong + _long_weight(self.cfg, n) * (yl - ylong)
         return out
 
 
@@ -1436,10 +1451,13 @@ class Pipeline:
         are on. A rule that switches no step on has the same fingerprint as a rule without those settings
         (without ``spike``)."""
         out = dict(params)
+        on = [step for _, step in cls.STEPS if step.SWITCH is None or params[step.SWITCH]]
+        used = {name for step in on for name in step.USES}
         for _, step in cls.STEPS:
-            if step.SWITCH is not None and not params[step.SWITCH]:
+            if step not in on:
                 for p in step.PARAMS:
-                    del out[p.name]
+                    if p.name not in used:
+                        del out[p.name]
         return out, _layout(cls.STEPS, cls.SETTINGS(params))
 
     def __repr__(self):
