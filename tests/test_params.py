@@ -128,7 +128,7 @@ SWITCHED = [
      ("mean", "mad", "top", "run")),
     ("shift", "shifts", 8.0, ("shift_time = 30.0, shift_score = 0.2", "shift_record = 0.9", "shift_samples = 5.0"),
      ("mean", "dev", "top", "run")),
-    ("spread", "spreads", 10.0, (), ("mean", "dev", "top", "run", "long")),  # (its other settings are the shift step's)
+    ("spread", "spreads", 10.0, (), ("mean", "dev", "top", "run", "long", "last")),  # (its other settings are the shift step's)
 ]
 
 

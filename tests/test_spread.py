@@ -80,6 +80,22 @@ def test_a_lone_jump_is_no_burst(tmp_path: Path) -> None:
     assert got and all(why != "volatility" for _, why in got), got
 
 
+def test_late_samples_are_no_burst(tmp_path: Path) -> None:
+    """For 10 minutes each sample is followed by a late one, the value of 5 minutes earlier again (a second
+    source delivering a backlog): nothing is flagged. The change is measured from the latest value in time
+    order; measured from the late one (the value before in the stream), it looked like a burst."""
+    xs = values(1.0)
+    times = list(range(len(xs)))
+    order = []
+    for i in range(len(xs)):
+        order.append(i)
+        if 3600 <= i < 4200:
+            order.append(i - 300)
+    data = samples([T0 + times[i] for i in order], lambda k, _host, _gauss: xs[order[k]], series=b"sensor",
+                   field=b"temp")
+    assert reasons(run(tmp_path, data)) == []
+
+
 def test_a_restart_in_a_burst_changes_nothing(tmp_path: Path) -> None:
     """A checkpoint and restart in the middle of the second burst: the output is byte for byte the same as
     one uninterrupted run."""

@@ -96,9 +96,9 @@ def test_checkpoints_of_the_default_rule_keep_matching() -> None:
     fingerprint)."""
     from riverguard.config import Rule
 
-    assert Rule(index=1, name="all").fingerprint == "f73f6211d6e6b15d"
+    assert Rule(index=1, name="all").fingerprint == "9fc7468ca96a17b2"
     assert Rule(index=1, name="all", params={"spread": 0.0}).fingerprint == "e30fc56982c5cfd2"
     assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0}).fingerprint == "d2ca630e4ae620f9"
     assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0}).fingerprint == "e893085255428a18"
     assert Rule(index=1, name="all", detector="context").fingerprint == "bf03ae7ae5038bc0"
-    assert Rule(index=1, name="all", warmup=10).fingerprint == "f73f6211d6e6b15d"
+    assert Rule(index=1, name="all", warmup=10).fingerprint == "9fc7468ca96a17b2"

@@ -209,12 +209,12 @@ cdef class Shift(Step):
 
 
 cdef class Spread(Shift):
-    cdef public double _long
+    cdef public double _long, _last
 
     cdef inline double reach_up(self) noexcept
 
     @cython.locals(y=double, ylong=double, out=double, c=double, yl=double)
-    cdef double observe(self, double x, double prev, int64_t n, bint counting, double span, double gap) noexcept
+    cdef double observe(self, double x, int64_t n, bint counting, double span, double gap) noexcept
 
 
 cdef class Suppression(Step):
@@ -248,7 +248,7 @@ cdef class Pipeline:
     @cython.locals(n=int64_t, stuck=double, lo=double, width=double, new_extreme=bint, raw=double, var=double,
                    z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double,
                    t1=double, dt=double, span=double, slack=double, gap=double, lmean=double,
-                   shifts=Shift, shift=double, spreads=Spread, spread=double, prev=double,
+                   shifts=Shift, shift=double, spreads=Spread, spread=double,
                    surprise=Surprise)
     cpdef double process(self, double x, object t=*) except? -1.0
     @cython.locals(g=double)

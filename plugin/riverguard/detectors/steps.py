@@ -1280,31 +1280,38 @@ class Spread(Shift):
         Param("spread", 0.0, "Typical distances above its long-run mean that the recent mean size of the "
               "sample-to-sample change must reach (0: the spread step is off).", low=0.0),
     )  # fmt: skip
-    # the Shift step's state for the size of the change; and that size's long-run mean
-    STATE = ("mean", "dev", "top", "run", "long")
+    # the Shift step's state for the size of the change; that size's long-run mean; the latest value in
+    # time order (a late sample is not the value the next change is measured from)
+    STATE = ("mean", "dev", "top", "run", "long", "last")
     SWITCH = "spread"
     USES = ("shift_time", "shift_samples", "shift_record", "shift_forget", "shift_score", "shift_time_last")
 
     def __init__(self, cfg):
         Shift.__init__(self, cfg)
         self._long = 0.0
+        self._last = 0.0
 
     def first(self, x):
         self._mean = 0.0
         self._long = 0.0
+        self._last = x
 
     def _fits(self):
-        return Shift._fits(self) and 0.0 <= self._long < _INF and 0.0 <= self._mean < _INF
+        return Shift._fits(self) and 0.0 <= self._long < _INF and 0.0 <= self._mean < _INF and self._last == self._last
 
     def reach_up(self):
         """The smallest rise (in typical distances) that is a burst now: ``spread``, or ``shift_record`` of the
         largest seen."""
         return _reach(self.cfg.spread, self.cfg.shift_record, self._top)
 
-    def observe(self, x, prev, n, counting, span, gap):
-        """Learn the change from ``prev`` (the value before ``x``) to ``x``; ``shift_score`` if the recent size of
-        the changes has risen far enough for long enough, else 0.0 (the arguments as :meth:`Shift.score`'s)."""
-        y = abs(x - prev)
+    def observe(self, x, n, counting, span, gap):
+        """Learn the change from the latest value in time order to ``x``; ``shift_score`` if the recent size of
+        the changes has risen far enough for long enough, else 0.0 (the arguments as :meth:`Shift.score`'s; a
+        late sample, ``span`` 0, is not learned, and the next change is measured from the value before it)."""
+        if span == 0.0:
+            return 0.0
+        y = abs(x - self._last)
+        self._last = x
         if not (span > 0.0 and y < _INF):
             return 0.0
         ylong = self._long
@@ -1510,7 +1517,6 @@ class Pipeline:
             if self.spreads is not None:
                 self.spreads.first(x)
             return 0.0
-        prev = self.stuck._prev  # the value before x
         stuck = self.stuck.score(x, n > self.cfg.learn)  # 4. a run of repeats
         lo = extremes._lo  # the range before x
         lmean = extremes._lmean  # the long-run mean before x
@@ -1565,7 +1571,7 @@ class Pipeline:
                 why = _WHY_SHIFT
         spreads = self.spreads
         if spreads is not None:
-            spread = spreads.observe(x, prev, n, n >= self.cfg.learn_quarter, span, gap)
+            spread = spreads.observe(x, n, n >= self.cfg.learn_quarter, span, gap)
             if spread > score:
                 score = spread
                 tod = False
@@ -1913,8 +1919,8 @@ class Pipeline:
             if (gon or gmask) and unit > 0.0:
                 # a change of ymin or more from the latest value (inf: none) completes the burst
                 ymin = spr.upper(spr.weight(n, sp, spr.window(self._gap)), unit, spr._long, spr.reach_up() * unit)
-                gl = self.stuck._prev - ymin
-                gu = self.stuck._prev + ymin
+                gl = spr._last - ymin
+                gu = spr._last + ymin
             else:
                 gmask = False
             if gon:
