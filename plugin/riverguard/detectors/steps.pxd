@@ -268,8 +268,8 @@ cdef class Pipeline:
                    left=double, right=double, x=double, ok=bint, dl=double, dist=double, bad=bint,
                    xon=bint, lower=double, upper=double, hole=bint, up=double, down=double, pl=double, pu=double, cfg=Settings,
                    spon=bint, mask=bint, spk=Spike, w=double, sp=double, slack=double, ql=double, qu=double, width=double,
-                   hl=double, hu=double, hon=bint, hmask=bint, shf=Shift, unit=double, a=double, keep=double, r=double,
-                   level=double, xmask=bint, hour=bint, rday=double, ry=double, yall=bint, yl=double, yu=double,
+                   hl=double, hu=double, hon=bint, hmask=bint, shf=Shift, unit=double, a=double, r=double,
+                   xmask=bint, hour=bint, rday=double, ry=double, yall=bint, yl=double, yu=double,
                    yh=double, vl=double, vu=double, ymask=bint, gl=double, gu=double, gon=bint, gmask=bint, spr=Spread, ymin=double)
     cdef int explain_into(self, double threshold, object t, double *out) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)

@@ -188,8 +188,8 @@ def _swapped(data):
     return b"".join([data[i : i + 8][::-1] for i in range(0, len(data), 8)])
 
 
-# scratch space of Pipeline.explain_into: the surprise of each level, and the band's cut points (9 pairs and the
-# inner edges of at most 16 levels: 33); and its answer for Pipeline.explain (the expected value and the band's edges)
+# scratch space of Pipeline.explain_into: the surprise of each level, and the band's cut points (10 pairs and the
+# inner edges of at most 16 levels: 35); and its answer for Pipeline.explain (the expected value and the band's edges)
 _LEVELS = _doubles(16)
 _CUTS = _doubles(40)
 _BAND = _doubles(3)
