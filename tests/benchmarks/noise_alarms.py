@@ -21,7 +21,8 @@ two decimals. After the flags, the script prints the *alarms*, what a user is
 paged for: runs of flags of one series, a flag more than ``ALARM_GAP`` seconds
 of event time after the previous one beginning a new alarm, counted under the
 kind of evidence of that first flag; then, per family, flags and alarms per
-series-day and the alarms per series-day of each kind.
+series-day and the alarms per series-day of each kind (docs/detection.md, "A quiet
+server (benchmark)").
 """
 
 from __future__ import annotations
