@@ -115,17 +115,17 @@ def cmd_report(cmd_root: Path) -> dict:
 
 
 def test_nab_quality_measured(nab_report):
-    """Regression floor at the measured scores (77.93 / 77.93 / 70.72 / 82.57 when written, with bursts of
-    change; 77.00 / 77.00 / 69.79 / 81.57 with level shifts; 76.04 / 76.04 / 68.96 / 80.54 with spikes that last; 75.06 / 68.11 / 79.50 before; issue 12 asks
+    """Regression floor at the measured scores (77.99 / 77.99 / 70.85 / 82.62 when written, with the likelihood
+    kept under the threshold in a suppression; 77.93 / 77.93 / 70.72 / 82.57 with bursts of change; 77.00 / 77.00 / 69.79 / 81.57 with level shifts; 76.04 / 76.04 / 68.96 / 80.54 with spikes that last; 75.06 / 68.11 / 79.50 before; issue 12 asks
     for >= 74 standard at the shipped threshold), and the false alarms per series-day no higher than when
     issue 12 was filed (0.074; 0.0637 when written, 0.0621 before level shifts)."""
     std, low_fp = nab_report["standard"], nab_report["reward_low_FP_rate"]
-    assert std["swept"]["score"] >= 77.92
-    assert std["configured"]["score"] >= 77.92
-    assert low_fp["swept"]["score"] >= 70.72
-    assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 82.57
-    assert nab_report["events"]["false_alarms_per_day"] <= 0.0637
-    assert nab_report["events"]["f1"] >= 0.560
+    assert std["swept"]["score"] >= 77.98
+    assert std["configured"]["score"] >= 77.98
+    assert low_fp["swept"]["score"] >= 70.84
+    assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 82.61
+    assert nab_report["events"]["false_alarms_per_day"] <= 0.0633
+    assert nab_report["events"]["f1"] >= 0.561
 
 
 def test_cloud_monitoring_quality_measured(cmd_report):
@@ -356,3 +356,23 @@ def test_a_daily_rhythm_at_10_seconds_is_not_taken_for_a_change(tmp_path: Path) 
         flags[name] = [i for i, line in enumerate(lines) if b"temp_anomaly=true" in line]
     assert [i for i in flags["default"] if i >= 8640] == []
     assert len([i for i in flags["samples only"] if i >= 8640]) >= 5
+
+
+def test_a_step_is_one_flagged_row(tmp_path: Path) -> None:
+    """An integer gauge (logged-in users, replicas) at 1 for almost 2 hours, then at 3, every 10 s, through
+    the real process: the step is reported once, as a new extreme. The suppression it starts halves the
+    scores that follow; the likelihood, at its cap of 1.0 while the prediction error of the new level fades,
+    was halved to exactly the threshold (0.5) and flagged the next 9 rows of the same step."""
+    t0 = 1_700_000_000
+    data = b"".join(b"system,host=a n_users=%di %d\n" % (1 if i < 700 else 3, (t0 + 10 * i) * 10**9)
+                    for i in range(1000))
+    path = tmp_path / "rules.toml"
+    path.write_text('[[rule]]\nname = "all"\n')
+    proc = run_cli(["run", "--config", str(path)], input=data, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1000
+    assert [i for i, line in enumerate(lines) if b"n_users_anomaly=true" in line] == [700]
+    # the scores after it are damped below the threshold, not to it
+    after = [float(line.split(b"n_users_anomaly_score=")[1].split(b",")[0].split(b" ")[0]) for line in lines[701:720]]
+    assert max(after) < 0.5 and max(after) > 0.4, after

@@ -176,7 +176,8 @@ class Context(Pipeline):
     5. **Minimum history.** Nothing scores above 0 before ``learn`` samples.
     6. **Suppression.** Once the score reaches ``fire``, the next ``suppress``
        scores are multiplied by ``damp`` (with ``day_through``, not a
-       time-of-day extreme in a suppression another kind of report started).
+       time-of-day extreme in a suppression another kind of report started),
+       and the likelihood's stay under ``fire``.
 
     Without event times the time-of-day check is skipped. State is the count
     table (1 KiB by default), the slot ranges, means and variances (0.8 KiB

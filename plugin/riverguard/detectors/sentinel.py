@@ -242,7 +242,9 @@ class Sentinel(Pipeline):
        scores are multiplied by ``damp``, or, with event times, those of the
        next ``suppress_time`` seconds (3 days) if that ends first: a run of
        detections is reported once, a distinct incident days later is
-       reported again, strong new extremes still get through, except (with
+       reported again, strong new extremes still get through (a damped
+       likelihood score stays under ``fire``: at its cap of 1.0 it would
+       otherwise be reported again at each sample the incident lasts), except (with
        ``extreme_once``) one that continues the climb of the new extreme before
        it, no value having come back inside the range. With ``day_through``, a
        suppression started by a likelihood, a new extreme or a stuck value

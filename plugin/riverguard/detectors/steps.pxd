@@ -54,6 +54,8 @@ cdef class Settings:
     cdef readonly double fading_keep, day_fading_keep, short_keep, extreme_sd_sq, repeat_decay_keep, spike_forget_keep
     cdef readonly double shift_forget_keep
     cdef readonly int64_t learn_quarter
+    # Suppression: the largest score not flagged at fire, where a damped likelihood score stops
+    cdef readonly double fire_below
     # PredictionError
     cdef public double fading, z_scale
     # TimeOfDay
@@ -225,7 +227,7 @@ cdef class Suppression(Step):
 
     cdef bint active(self, double now) noexcept
     @cython.locals(quiet=int64_t)
-    cdef double apply(self, double score, bint tod, double now) noexcept
+    cdef double apply(self, double score, bint tod, bint likely, double now) noexcept
 
 
 @cython.no_gc  # (also in steps.py: this one tells the modules that cimport it, whose subclasses inherit it)

@@ -62,6 +62,7 @@ else:
     to_int = int_within = int
 
 import sys
+from math import nextafter
 from struct import Struct
 from struct import error as StructError
 
@@ -196,17 +197,27 @@ _BAND = _doubles(3)
 
 # -- what a threshold implies (explanations) ---------------------------------------------------------
 
-def _limits_for(threshold, damp, scale, pmin):
+def _limits_for(threshold, damp, scale, pmin, below):
     """``(eff, u, ud)`` for a rule's threshold: the smallest score flagged (as written, 6 digits), and the
     smallest ``(short average - mean) / sd`` whose likelihood score reaches ``eff``, as is (``u``) and
-    damped (``ud``); inf: never, -inf: always. Worked out once per rule and threshold (:meth:`Settings.limits`).
+    damped (``ud``: a damped likelihood score is at most ``below``, :func:`_below`); inf: never, -inf: always.
+    Worked out once per rule and threshold (:meth:`Settings.limits`).
 
-    >>> eff, u, ud = _limits_for(0.5, 0.5, 0.1, 1e-12)  # flagged from 0.4999995 (written as 0.5)
+    >>> eff, u, ud = _limits_for(0.5, 0.5, 0.1, 1e-12, 1.0)  # flagged from 0.4999995 (written as 0.5)
     >>> round(eff, 12), round(u, 3), round(ud, 3)
     (0.4999995, 4.265, 6.361)
+    >>> _limits_for(0.5, 0.5, 0.1, 1e-12, _below(0.5))[2]  # damped, the likelihood stays under fire = 0.5
+    inf
     """
     eff = flag_limit(_itself, threshold)
-    return eff, _likely_limit(eff, 1.0, scale, pmin), _likely_limit(eff, damp, scale, pmin)
+    ud = _likely_limit(eff, damp, scale, pmin) if eff <= below else _INF
+    return eff, _likely_limit(eff, 1.0, scale, pmin), ud
+
+
+def _below(fire):
+    """The largest score not flagged at ``fire`` (as written, 6 digits): where a damped likelihood score stops
+    (:meth:`Suppression.apply`)."""
+    return nextafter(flag_limit(_itself, fire), 0.0)
 
 
 def _itself(score):
@@ -272,6 +283,7 @@ class Settings:
         self.spike_forget_keep = 1.0 - self.spike_forget  # Spike: what the largest deviation keeps per sample
         self.shift_forget_keep = 1.0 - self.shift_forget  # Shift, Spread: what the largest distance keeps per sample
         self.learn_quarter = self.learn // 4  # spikes count, and learn_time may end the learning, from here
+        self.fire_below = _below(self.fire)  # Suppression: where a damped likelihood score stops
         # what explain_into needs of a threshold (limits): the last threshold explained (NaN: none yet), the
         # smallest score flagged at it, and the smallest standardised short average the likelihood flags, without
         # and with the damping (_limits_for); and the smallest one whose likelihood score, undamped, outscores a
@@ -288,7 +300,7 @@ class Settings:
 
         :meth:`Pipeline.explain_into` calls it when ``threshold`` is not ``xthr``: once per rule, whose series
         all explain at the rule's threshold."""
-        self.xeff, self.xu, self.xud = _limits_for(threshold, self.damp, self.scale, self.pmin)
+        self.xeff, self.xu, self.xud = _limits_for(threshold, self.damp, self.scale, self.pmin, self.fire_below)
         self.xday = _likely_limit(self.day_score, 1.0, self.scale, self.pmin)
         self.xthr = threshold
         return 0
@@ -1336,7 +1348,10 @@ class Suppression(Step):
 
     The suppression lasts ``suppress`` samples, or ``suppress_time`` seconds of
     event time if that ends first: 400 samples are 33 hours at 5 minutes but 16
-    days hourly, which would hide every later incident.
+    days hourly, which would hide every later incident. A damped likelihood
+    score stays under ``fire``: the likelihood at its cap (1.0), damped by
+    0.5, would otherwise be reported again at each sample while the incident
+    that started the suppression lasts (a new extreme, 1.0, still gets through).
     """
 
     PARAMS = (
@@ -1361,8 +1376,9 @@ class Suppression(Step):
         """True while a suppression lasts at event time ``now`` (NaN: none)."""
         return self._quiet > 0 and not (self.cfg.suppress_time and now - self._tfire >= self.cfg.suppress_time)
 
-    def apply(self, score, tod, now):
-        """The score as reported; ``tod``: it is a time-of-day extreme; ``now``: the event time (NaN: none)."""
+    def apply(self, score, tod, likely, now):
+        """The score as reported; ``tod``: it is a time-of-day extreme; ``likely``: it is the likelihood's;
+        ``now``: the event time (NaN: none)."""
         quiet = self._quiet if self.active(now) else 0  # (suppress_time passed: 0; never without event times)
         if quiet:
             self._quiet = quiet - 1
@@ -1373,6 +1389,8 @@ class Suppression(Step):
                     self._tfire = now if now == now else _INF
             else:
                 score *= self.cfg.damp
+                if likely and score > self.cfg.fire_below:
+                    score = self.cfg.fire_below
         else:
             self._quiet = 0
             if score >= self.cfg.fire:
@@ -1548,7 +1566,7 @@ class Pipeline:
             score = self.cfg.day_score
             tod = True
             why = _WHY_HOUR
-        if new_extreme and self.cfg.extreme > score:
+        if new_extreme and self.cfg.extreme >= score:  # (a tie: the extreme, which gets through a suppression)
             score = self.cfg.extreme
             tod = False
             why = _WHY_EXTREME
@@ -1580,7 +1598,8 @@ class Pipeline:
         if self._warming(n, now, self._t0):  # 5. minimum history
             score = 0.0
             extremes.settle()  # (no excursion outlives the learning: see Extremes.settle)
-        return self.suppression.apply(score, tod, now)  # 6. suppression
+        likely = why == _WHY_SURPRISE or why == _WHY_ERROR or (why == _WHY_HOUR and not tod)
+        return self.suppression.apply(score, tod, likely, now)  # 6. suppression
 
     def span(self, dt):
         """The event time that a sample ``dt`` seconds after the latest one stands for (in the duration of an
