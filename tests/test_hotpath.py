@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -431,6 +432,48 @@ def test_appending_grows_a_passed_bytearray_as_python_does() -> None:
         results.append((bytes(ob), series.seen, series.anomalies))
     assert results[0] == results[1]
     assert results[0][0].startswith(b"ad,,v_anomaly_score=0.0,v_anomaly=false,v_anomaly_score=0.000333")
+
+
+def _reload_stream(rounds: int) -> bytes:
+    """Hosts with two zscore fields and two default-detector fields, a jump now and then (flags to set)."""
+    rng = random.Random(12)
+    lines = []
+    for r in range(rounds):
+        ts = 1_700_000_000_000_000_000 + r * 10_000_000_000
+        for h in range(4):
+            jump = 40.0 if r % 37 == 36 else 0.0
+            lines.append(b"zq,host=h%d a=%.3f,b=%.3f %d\n" % (h, rng.gauss(10, 1) + jump, rng.gauss(5, 1), ts))
+            lines.append(b"cpu,host=h%d user=%.3f,idle=%.3f %d\n" % (h, rng.gauss(30, 2) + jump, rng.gauss(60, 2), ts))
+    return b"".join(lines)
+
+
+@pytest.mark.parametrize("build", ["compiled", "uncompiled"])
+def test_a_reload_gives_kept_series_their_new_threshold_and_field_names(build: str) -> None:
+    """The series of one field key under one rule share what they take from it (a binding: the threshold,
+    warm-up and added-field names). A reload (SIGHUP) that changes the thresholds, the suffixes and explain
+    keeps the models, and from the next sample each kept series writes what an engine started with the new
+    config writes: its new flag, names and explanation fields."""
+    if build == "compiled" and not ACCELERATED:
+        pytest.skip("compiled hot path not built")
+    hot = {} if build == "compiled" else {"hotpath": UNCOMPILED}
+    before = _config(warmup=3)
+    text = CONFIG.format(max_series=1000, ttl="24h", warmup=3, score="_s", flag="_f", explain="true")
+    after = rg_config.parse(text.replace("threshold = 0.9", "threshold = 0.2").replace("threshold = 0.02", "threshold = 0.5"))
+    data = _reload_stream(300)
+    cut = data.index(b"\n", len(data) // 2) + 1
+    whole = _run(Engine(after, **hot), data, [])
+    engine = Engine(before, **hot)
+    head = _run(engine, data[:cut], [])
+    assert engine.reconfigure(after) == (16, 0)
+    tail = _run(engine, data[cut:], [])
+    assert tail == whole[len(whole) - len(tail):]
+    assert b"a_f=true" in tail and b"user_s=" in tail and b"user_anomaly_score=" in head
+    bindings = {}
+    for key, series in engine.series.items():
+        bindings.setdefault((series.rule.name, key.rsplit(b" ", 1)[1]), set()).add(id(series.binding))
+    assert len(bindings) == 4 and all(len(ids) == 1 for ids in bindings.values())
+    if build == "compiled":
+        assert sys.getsizeof(next(iter(engine.series.values()))) == 64  # (96 B when a series held these itself)
 
 
 @needs_accel

@@ -26,12 +26,19 @@ cdef int _k
 cdef Plain _LINE
 
 @cython.no_gc
-cdef class Series:
-    cdef public object rule, detector, last_time, names, explain
+cdef class Binding:
+    cdef public object rule, names, explain
     cdef public double threshold
-    cdef public long long warmup, seen, anomalies
+    cdef public long long warmup
+
+@cython.no_gc
+cdef class Series:
+    # 64 B: a header, 3 pointers, 2 counts, and failed and used (in the padding after failed)
+    cdef public Binding binding
+    cdef public object detector, last_time
+    cdef public long long seen, anomalies
     cdef public bint failed
-    cdef public unsigned int used  # (in the padding after failed: a Series stays 96 B)
+    cdef public unsigned int used
 
 cdef unsigned int _clock
 cdef unsigned int _CLOCK_END

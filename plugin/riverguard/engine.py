@@ -16,7 +16,7 @@ from typing import Any
 
 from . import _hotpath
 from ._compiled import is_compiled
-from ._hotpath import Series, checked_score, format_score
+from ._hotpath import Binding, Series, checked_score, format_score
 from .config import Config, Rule
 from .detectors import Detector
 from .lineprotocol import Metric, ParseError, Record, escape_key, parse, unescape
@@ -173,6 +173,7 @@ class Engine:
         self.max_series = config.state.max_series
         self._ttl_ns = int(config.state.series_ttl * 1e9)
         self._names: dict[bytes, tuple[bytes, bytes, bytes]] = {}
+        self._bindings: dict[tuple[int, bytes], Any] = {}
         #: Whether any rule has ``scope = "metric"`` (a field without a series may then belong to a metric's model).
         self._metric_scope = any(rule.scope == "metric" for rule in config.rules)
         out = config.output
@@ -214,12 +215,33 @@ class Engine:
         """
         rule = self.route(metric, field_key)
         if rule is None or rule.detector_class is None or rule.scope == "metric":
-            return self._hot.Series(rule, None)
+            return self._hot.Series(self.bound(rule, field_key), None)
         return self.make_series(rule, rule.new_detector(), field_key)
 
     def make_series(self, rule: Rule, detector: Detector, field_key: bytes) -> Series:
         """A series of field ``field_key`` scored by ``detector`` under ``rule`` (new or restored)."""
-        return self._hot.Series(rule, detector, self._explain(rule, field_key))
+        return self._hot.Series(self.bound(rule, field_key), detector)
+
+    def bound(self, rule: Rule | None, field_key: bytes) -> Any:
+        """The :class:`~riverguard._hotpath.Binding` of the series of field ``field_key`` under ``rule``
+        (a ``scope = "metric"`` model's: field key ``"\\n"``), shared by all of them.
+
+        One per rule and field key while there are fewer than 65 536 (as :meth:`added_names`): a flood
+        of distinct field keys gives each series its own, and never grows this without bound.
+        """
+        if rule is None:
+            return None  # (the hot path's UNBOUND)
+        key = (id(rule), field_key)  # (the binding holds the rule: its id is not reused while it is here)
+        binding = self._bindings.get(key)
+        if binding is None:
+            if len(self._bindings) >= 65536:
+                self._bindings.clear()
+            if field_key == b"\n":  # a metric's model: a compiled or uncompiled MetricSeries whatever the hot path
+                binding = _hotpath.Binding(rule)
+            else:
+                binding = self._hot.Binding(rule, self.added_names(field_key), self._explain(rule, field_key))
+            self._bindings[key] = binding
+        return binding
 
     def _explain(self, rule: Rule, field_key: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:
         """The explanation-field prefixes of field ``field_key``'s series under ``rule``, or None."""
@@ -352,7 +374,7 @@ class Engine:
         assert found is not None
         gone = self._drop_oldest(found[0])
         self.evicted += 1
-        if gone.detector is not None and gone.seen <= gone.warmup:
+        if gone.detector is not None and gone.seen <= gone.binding.warmup:
             self.evicted_unscored += 1
             self._unscored_unreported += 1
 
@@ -432,7 +454,7 @@ class Engine:
                 series.fields.clear()  # which fields join a metric's model is decided again
             if rule.detector_params != series.rule.detector_params:  # a detector that learns for the warm-up
                 series.detector = rule.new_detector.restore(series.detector.dump_state())
-            series.bind(rule, self._explain(rule, field_key))
+            series.binding = self.bound(rule, field_key)
             kept[key] = series
         self.adopt(kept)
         while len(self.series) > self.max_series:
@@ -492,7 +514,7 @@ class Engine:
     def added_names(self, key: bytes) -> tuple[bytes, bytes, bytes]:
         """``,K_score=``, ``,K_flag=true`` and ``,K_flag=false`` for field key ``K`` (shared between series).
 
-        Each series keeps its tuple (``Series.names``), so this runs once per new series.
+        The series of a field share it through their binding (:meth:`bound`), so this runs once per new binding.
         """
         names = self._names.get(key)
         if names is None:
@@ -590,6 +612,6 @@ class MetricSeries(Series):  # type: ignore[valid-type,misc]
     __slots__ = ("fields",)
 
     def __init__(self, rule: Rule | None, detector: Detector | None) -> None:
-        super().__init__(rule, detector)
+        super().__init__(None if rule is None else Binding(rule), detector)
         #: Field key -> whether the field goes to this model (the routing, decided once per key).
         self.fields: dict[bytes, bool] = {}
