@@ -115,17 +115,17 @@ def cmd_report(cmd_root: Path) -> dict:
 
 
 def test_nab_quality_measured(nab_report):
-    """Regression floor at the measured scores (78.06 / 78.06 / 70.98 / 82.66 when written, with changes that
-    are routine; 77.99 / 77.99 / 70.85 / 82.62 with the likelihood kept under the threshold in a suppression; 77.93 / 77.93 / 70.72 / 82.57 with bursts of change; 77.00 / 77.00 / 69.79 / 81.57 with level shifts; 76.04 / 76.04 / 68.96 / 80.54 with spikes that last; 75.06 / 68.11 / 79.50 before; issue 12 asks
+    """Regression floor at the measured scores (77.99 / 77.99 / 70.85 / 82.62 when written, with the likelihood
+    kept under the threshold in a suppression; 77.93 / 77.93 / 70.72 / 82.57 with bursts of change; 77.00 / 77.00 / 69.79 / 81.57 with level shifts; 76.04 / 76.04 / 68.96 / 80.54 with spikes that last; 75.06 / 68.11 / 79.50 before; issue 12 asks
     for >= 74 standard at the shipped threshold), and the false alarms per series-day no higher than when
     issue 12 was filed (0.074; 0.0637 when written, 0.0621 before level shifts)."""
     std, low_fp = nab_report["standard"], nab_report["reward_low_FP_rate"]
-    assert std["swept"]["score"] >= 78.05
-    assert std["configured"]["score"] >= 78.05
-    assert low_fp["swept"]["score"] >= 70.97
-    assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 82.65
+    assert std["swept"]["score"] >= 77.98
+    assert std["configured"]["score"] >= 77.98
+    assert low_fp["swept"]["score"] >= 70.84
+    assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 82.61
     assert nab_report["events"]["false_alarms_per_day"] <= 0.0633
-    assert nab_report["events"]["f1"] >= 0.563
+    assert nab_report["events"]["f1"] >= 0.561
 
 
 def test_cloud_monitoring_quality_measured(cmd_report):
@@ -340,26 +340,20 @@ def _daily_every_10_seconds(seed: int, days: int = 5) -> bytes:
     return b"".join(b"sensor,host=a temp=%.3f %d\n" % (x, (t0 + 10 * i) * 10**9) for i, x in enumerate(xs))
 
 
-def _flagged_rows(tmp_path: Path, data: bytes, field: bytes, variants: dict[str, str]) -> dict[str, list[int]]:
-    """Run ``data`` through the real process once per variant (name -> the rule's ``[rule.params]`` lines,
-    "" for none): the rows whose ``field`` is flagged, per variant."""
-    flags = {}
-    for name, params in variants.items():
-        path = tmp_path / f"{len(flags)}.toml"
-        path.write_text('[[rule]]\nname = "all"\n' + (f"[rule.params]\n{params}\n" if params else ""))
-        proc = run_cli(["run", "--config", str(path)], input=data, timeout=120)
-        assert proc.returncode == 0, proc.stderr
-        lines = proc.stdout.splitlines()
-        assert len(lines) == data.count(b"\n")
-        flags[name] = [i for i, line in enumerate(lines) if field + b"_anomaly=true" in line]
-    return flags
-
-
 def test_a_daily_rhythm_at_10_seconds_is_not_taken_for_a_change(tmp_path: Path) -> None:
     """At Telegraf's 10 s, 1 / long samples of the likelihood's long-run memory are under 3 hours: a daily
     rhythm looked like a change every few hours (7 flags after the first day of this noise-only series).
     With ``long_time`` (two days) the memory spans days whatever the sampling: none after the first day."""
-    flags = _flagged_rows(tmp_path, _daily_every_10_seconds(2), b"temp", {"default": "", "samples only": "long_time = 0.0"})
+    data = _daily_every_10_seconds(2)
+    flags = {}
+    for name, params in (("default", ""), ("samples only", "[rule.params]\nlong_time = 0.0\n")):
+        path = tmp_path / f"{len(flags)}.toml"
+        path.write_text('[[rule]]\nname = "all"\n' + params)
+        proc = run_cli(["run", "--config", str(path)], input=data, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert len(lines) == 5 * 8640
+        flags[name] = [i for i, line in enumerate(lines) if b"temp_anomaly=true" in line]
     assert [i for i in flags["default"] if i >= 8640] == []
     assert len([i for i in flags["samples only"] if i >= 8640]) >= 5
 
@@ -382,17 +376,3 @@ def test_a_step_is_one_flagged_row(tmp_path: Path) -> None:
     # the scores after it are damped below the threshold, not to it
     after = [float(line.split(b"n_users_anomaly_score=")[1].split(b",")[0].split(b" ")[0]) for line in lines[701:720]]
     assert max(after) < 0.5 and max(after) > 0.4, after
-
-
-def test_a_routine_change_is_not_reported_again_and_again(tmp_path: Path) -> None:
-    """An integer gauge (replicas, logged-in users) at 1 and 2 in turn every 3 hours, every 10 s, for 3 days,
-    through the real process: its first changes are reported (the first as a new extreme, the next two by
-    the likelihood), then the likelihood's reaching ``fire`` is routine for the series (``routine = 2``
-    occasions in its memory) and the other 20 changes are not. With ``routine = 0`` the likelihood, whose
-    Gaussian tail takes each change of a series that is exact in between for a 1e-13 event, reported all."""
-    t0 = 1_700_000_000
-    data = b"".join(b"kube,deploy=web replicas=%di %d\n" % (1 + (i // 1080) % 2, (t0 + 10 * i) * 10**9)
-                    for i in range(3 * 8640))
-    flags = _flagged_rows(tmp_path, data, b"replicas", {"default": "", "never routine": "routine = 0.0"})
-    assert flags["default"] == [1080, 2161, 3241]
-    assert len(flags["never routine"]) == 23 and flags["never routine"][:3] == flags["default"]

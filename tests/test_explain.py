@@ -753,28 +753,3 @@ def test_rules_with_other_settings_explain_alike_in_any_order() -> None:
                 a.process(x, t)
                 b.process(x, t)
         assert differ > 500, name  # the settings and thresholds do change the bands
-
-
-def test_pipeline_band_is_exact_where_the_likelihood_is_routine() -> None:
-    """A gauge that is exact between changes, at 10 s: 1 and 2 in turn every 3 hours, for 3 days. After its
-    first changes the likelihood's reaching ``fire`` is routine (``routine``), and its score stops under
-    fire: undamped, a threshold of 0.3 still flags it and 0.5 does not; damped in a suppression, 0.2 does.
-    The band, probed at every 7th sample after the first change at 0.2, 0.3 and 0.5, knows where the
-    likelihood stops (bands narrower than a millionth, which the value's error makes at once after a change
-    at 0.2 and 0.3, are not probed: a float cannot step just inside them)."""
-    det = REGISTRY["sentinel"]()
-    checked = {0.2: 0, 0.3: 0, 0.5: 0}
-    routine = 0
-    for i in range(3 * 8640):
-        t = 1_700_000_000.0 + 10.0 * i
-        if i > 1080 and i % 7 == 0:
-            on = det.likelihood._hot >= det.routine
-            routine += on
-            for threshold in checked:
-                band = det.explain(threshold, t)
-                if band is None or (band[1] is not None and band[2] is not None and band[2] - band[1] < 1e-6):
-                    continue
-                _probe_band(det, band, threshold, t, (i, threshold))
-                checked[threshold] += on
-        det.process(float(1 + (i // 1080) % 2), t)
-    assert routine >= 2000 and min(checked.values()) >= 500, (routine, checked)

@@ -223,8 +223,7 @@ def test_checkpoint_with_flat_records_keeps_its_models(tmp_path: Path, pure: boo
     """The same two models as the 0c40294 checkpoint above (300 samples each), saved as flat records
     (``STATE_LAYOUT`` "record 2"; converted once from that file, name by name, given the series'
     last event time as ``t1`` when that was added, and its interval, 600 s, as ``gap`` when the
-    pipeline took that over from the spike step, and ``hot`` 0 and ``at`` False when the likelihood began
-    counting the occasions it reached ``fire``): the next 100 samples come out byte for
+    pipeline took that over from the spike step): the next 100 samples come out byte for
     byte as 0c40294 wrote them in one uninterrupted run of all 400, compiled and pure (``long_time``
     bounds the likelihood's weight only after 1 000 samples). Regenerate these files when the layout
     changes."""

@@ -93,13 +93,12 @@ def test_checkpoints_of_the_default_rule_keep_matching() -> None:
     step) and new extremes had to last (``extreme_time``; the ``extremes`` state ``run`` and ``calm``), and
     when the shift step became part of sentinel (``shift = 0`` is the rule as it was before), and when the
     spread step did (``spread = 0`` is the rule as it was before; ``context``, where it is off, keeps its
-    fingerprint), and when the likelihood counted the samples at which it reached ``fire`` (``routine``; the
-    ``likelihood`` state ``hot``, in ``context`` too, where ``routine`` is 0)."""
+    fingerprint)."""
     from riverguard.config import Rule
 
-    assert Rule(index=1, name="all").fingerprint == "5222745f2d7126b2"
-    assert Rule(index=1, name="all", params={"spread": 0.0}).fingerprint == "b8c565d1cb38342c"
-    assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0}).fingerprint == "3a435732c3c73382"
-    assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0}).fingerprint == "855e749422d42f4e"
-    assert Rule(index=1, name="all", detector="context").fingerprint == "983aa97d2683dd06"
-    assert Rule(index=1, name="all", warmup=10).fingerprint == "5222745f2d7126b2"
+    assert Rule(index=1, name="all").fingerprint == "9fc7468ca96a17b2"
+    assert Rule(index=1, name="all", params={"spread": 0.0}).fingerprint == "e30fc56982c5cfd2"
+    assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0}).fingerprint == "d2ca630e4ae620f9"
+    assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0}).fingerprint == "e893085255428a18"
+    assert Rule(index=1, name="all", detector="context").fingerprint == "bf03ae7ae5038bc0"
+    assert Rule(index=1, name="all", warmup=10).fingerprint == "9fc7468ca96a17b2"

@@ -124,12 +124,11 @@ class Transitions(Surprise):
 # reported, and the likelihood remembers at least two days: docs/detection.md "Spikes that last" and
 # "A likelihood that remembers days"; a new extreme must have lasted a minute: docs/detection.md
 # "Extremes that last a minute"; a level that stays away is reported: docs/detection.md "Level shifts";
-# so is a burst of change, again and again: docs/detection.md "Bursts of change"; the likelihood's reaching
-# fire becomes routine after 2 occasions: docs/detection.md "Changes that are routine".
+# so is a burst of change, again and again: docs/detection.md "Bursts of change".
 _STEPS, _SETTINGS, _PARAMS, _LAYOUT = compose(
     Transitions, SentinelSettings,
     day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True, spike=12.0,
-    long_time=172800.0, extreme_time=60.0, shift=8.0, spread=10.0, routine=2.0,
+    long_time=172800.0, extreme_time=60.0, shift=8.0, spread=10.0,
 )
 
 
@@ -163,12 +162,7 @@ class Sentinel(Pipeline):
        probability ``p`` of the current average is reported on a log scale,
        ``score = -log10(p) / -log10(pmin)``. ``p = 10 ** -6.5`` scores 0.5 and
        ``p = 1e-13`` scores 1.0, so strong detections stay distinct after
-       rounding to 6 decimals (as in HTM's anomaly likelihood). Once the
-       score has reached ``fire`` on ``routine`` (2) occasions that its
-       memory still holds, that is routine for the series and the score stays
-       under ``fire`` until they fade: the Gaussian tail takes every change
-       of a series that is exact between rare changes (an integer gauge, an
-       error counter) for a 1e-13 event, however often such changes come.
+       rounding to 6 decimals (as in HTM's anomaly likelihood).
     3. **New extremes.** A value more than ``margin`` of the range above the
        maximum or below the minimum, and more than ``extreme_sd`` long-run
        standard deviations from the long-run mean, scores ``extreme`` (the

@@ -49,8 +49,6 @@ cdef class Settings:
     cdef readonly double width, scale
     # explain_into's limits for the last threshold explained (limits)
     cdef readonly double xthr, xeff, xu, xud, xday
-    # the same where the likelihood's reaching fire is routine (Likelihood.routine)
-    cdef readonly double xur, xudr, xdayr
     # 1 - fading, 1 - day_fading, 1 - short, extreme_sd ** 2, 1 - repeat_decay, 1 - spike_forget, 1 - shift_forget,
     # learn // 4
     cdef readonly double fading_keep, day_fading_keep, short_keep, extreme_sd_sq, repeat_decay_keep, spike_forget_keep
@@ -65,7 +63,7 @@ cdef class Settings:
     cdef public bint weekend_slots, day_detrend
     cdef public double day_margin, day_score, day_fading, day_width
     # Likelihood
-    cdef public double short, long, min_sd, pmin, long_time, routine
+    cdef public double short, long, min_sd, pmin, long_time
     # Extremes
     cdef public double margin, extreme, extreme_sd, value_long, extreme_time
     cdef public bint extreme_once
@@ -134,14 +132,12 @@ cdef class TimeOfDay(Step):
 
 cdef class Likelihood(Step):
     cdef readonly Settings cfg
-    cdef public double _avg, _mu, _s2, _hot
+    cdef public double _avg, _mu, _s2
     cdef readonly bint built
-    cdef public bint _at
 
     @cython.locals(short=double, prev=double, avg=double, mu=double, s2=double, sd=double, dm=double, p=double,
-                   lam=double, w=double, out=double, hot=double, at=bint)
+                   lam=double, w=double)
     cdef double score(self, double raw, int64_t n, double dt) except? -1.0
-    cdef bint routine_now(self) noexcept
 
 
 cdef class Extremes(Step):
@@ -264,8 +260,7 @@ cdef class Pipeline:
     cdef inline bint _warming(self, int64_t n, double now, double t0) noexcept
 
     @cython.locals(n=int64_t, error=PredictionError, mean=double, now=double, t0=double, eff=double,
-                   sup=Suppression, quiet=bint, routine=bint, xday=double, f=double, dlo=double, dhi=double,
-                   through=bint, ext=Extremes,
+                   sup=Suppression, quiet=bint, f=double, dlo=double, dhi=double, through=bint, ext=Extremes,
                    lo=double, span=double,
                    lmean=double, cuts="double *", m=int, u=double, rmax=double, lik=Likelihood, sd=double,
                    zl=double, zu=double, nb=int, zh=double, b=int64_t, sl=double, su=double, tl=double, tu=double,

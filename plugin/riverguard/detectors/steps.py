@@ -293,23 +293,15 @@ class Settings:
         self.xu = _INF
         self.xud = _INF
         self.xday = _INF
-        self.xur = _INF
-        self.xudr = _INF
-        self.xdayr = _INF
 
     def limits(self, threshold):
         """Set ``xthr`` to ``threshold`` and ``xeff``, ``xu`` and ``xud`` to its limits (:func:`_limits_for`), and
-        ``xday`` (the same limit for ``day_score``, undamped); ``xur``, ``xudr`` and ``xdayr``: the same where
-        the likelihood's reaching ``fire`` is routine (:class:`Likelihood`).
+        ``xday`` (the same limit for ``day_score``, undamped).
 
         :meth:`Pipeline.explain_into` calls it when ``threshold`` is not ``xthr``: once per rule, whose series
         all explain at the rule's threshold."""
         self.xeff, self.xu, self.xud = _limits_for(threshold, self.damp, self.scale, self.pmin, self.fire_below)
         self.xday = _likely_limit(self.day_score, 1.0, self.scale, self.pmin)
-        # where reaching fire is routine, the likelihood's score stops at fire_below (then damped, in a suppression)
-        self.xur = self.xu if self.xeff <= self.fire_below else _INF
-        self.xudr = self.xud if self.xeff <= self.fire_below * self.damp else _INF
-        self.xdayr = self.xday if self.day_score <= self.fire_below else _INF
         self.xthr = threshold
         return 0
 
@@ -707,16 +699,6 @@ class Likelihood(Step):
     under 3 hours at 10 seconds) a daily rhythm is not taken for a change
     every few hours. Coarser sampling, where ``1 / long`` samples span more
     than ``long_time``, is not affected.
-
-    With ``routine``, the likelihood also counts the occasions on which its
-    score reached ``fire`` (a sample at or above it after one below), with
-    the same memory (``hot``; ``at``: the last score was at or above it);
-    once ``routine`` of them are remembered, reaching ``fire`` is routine for
-    the series, and the score stays under ``fire`` (at the largest score not
-    flagged at it) until they fade: a series that is perfectly predictable
-    between rare changes (an integer gauge, an error counter that steps now
-    and then) has its first changes reported, not every one. The count goes
-    on while a suppression damps the score.
     """
 
     PARAMS = (
@@ -728,12 +710,8 @@ class Likelihood(Step):
               low=0.0, high=0.5, low_open=True, high_open=True),
         Param("long_time", 0.0, "Seconds of event time the long-run mean and variance of the short average "
               "remember at least: a sample weighs at most its interval over long_time (0: samples only).", low=0.0),
-        Param("routine", 0.0, "Occasions of reaching fire, in the long-run memory, from which that is routine for the "
-              "series: the score then stays under fire (0: never).", low=0.0),
     )  # fmt: skip
-    # the short average; the long-run mean and variance of it; the occasions it reached fire (decayed alike);
-    # whether the last score was at or above fire
-    STATE = ("avg", "mu", "s2", "hot", "at")
+    STATE = ("avg", "mu", "s2")
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -741,8 +719,6 @@ class Likelihood(Step):
         self._avg = 0.0
         self._mu = 0.0
         self._s2 = 0.0
-        self._hot = 0.0
-        self._at = False
 
     def score(self, raw, n, dt):
         """Learn ``raw`` (the ``n``-th, n >= 1, ``dt`` seconds after the previous one, NaN: unknown) and return
@@ -770,19 +746,7 @@ class Likelihood(Step):
             lam = 1.0 / n
         self._mu = mu + lam * dm
         self._s2 = (1.0 - lam) * (s2 + lam * dm * dm)
-        out = -log10(p) * self.cfg.scale if p > self.cfg.pmin else 1.0
-        if self.cfg.routine:
-            hot = self._hot
-            at = out >= self.cfg.fire
-            self._hot = (1.0 - lam) * hot + (1.0 if at and not self._at else 0.0)
-            self._at = at
-            if hot >= self.cfg.routine and out > self.cfg.fire_below:
-                out = self.cfg.fire_below
-        return out
-
-    def routine_now(self):
-        """Whether reaching ``fire`` is routine for the series now (:attr:`routine`): the next score stays under it."""
-        return self.cfg.routine and self._hot >= self.cfg.routine
+        return -log10(p) * self.cfg.scale if p > self.cfg.pmin else 1.0
 
 
 @cython.no_gc
@@ -1764,18 +1728,13 @@ class Pipeline:
         sd = sqrt(lik._s2)
         if sd < self.cfg.min_sd:
             sd = self.cfg.min_sd
-        routine = lik.routine_now()  # (then the likelihood's score stops under fire)
-        if routine:
-            u = cfg.xudr if quiet else cfg.xur
-        else:
-            u = cfg.xud if quiet else cfg.xu
+        u = cfg.xud if quiet else cfg.xu
         rmax = _INF
         if u < _INF:
             rmax = lik._avg + (lik._mu + u * sd - lik._avg) / self.cfg.short
         rday = _INF
-        xday = cfg.xdayr if routine else cfg.xday
-        if through and xday < _INF:
-            rday = lik._avg + (lik._mu + xday * sd - lik._avg) / self.cfg.short
+        if through:
+            rday = lik._avg + (lik._mu + cfg.xday * sd - lik._avg) / self.cfg.short
         if rmax <= 0.0 or rmax != rmax:
             out[1] = mean  # flagged whatever the value
             out[2] = mean
