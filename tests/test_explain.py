@@ -753,3 +753,29 @@ def test_rules_with_other_settings_explain_alike_in_any_order() -> None:
                 a.process(x, t)
                 b.process(x, t)
         assert differ > 500, name  # the settings and thresholds do change the bands
+
+
+@pytest.mark.parametrize(("damp", "fire"), [(0.9, 0.5), (0.5, 0.3), (0.8, 0.7)])
+def test_pipeline_band_is_exact_with_other_damping(damp: float, fire: float) -> None:
+    """An exact gauge at 1.0 for 900 samples (10 s), then 3.0, then noise around 2: in the suppression the step
+    starts, the likelihood's score stops where, damped, it stays under ``fire`` (``quiet_cap``), before the
+    steps are compared, so a spike (0.9) or a level shift that the likelihood would outscore is reported as
+    itself, damped: with ``damp = 0.9`` a value just under 1.0 scores 0.81. When the likelihood was stopped
+    after the comparison, it scored 0.4999995 there, below the spike it had outscored, and the band (probed at
+    0.3 and 0.5 at every sample of the suppression) was wrong (the review's probe: 20 wrong bands in 6 000
+    samples with ``damp = 0.9`` or ``fire = 0.3``)."""
+    rng = random.Random(5)
+    det = REGISTRY["sentinel"](damp=damp, fire=fire)
+    t0 = 1_700_000_000.0
+    checked = 0
+    for i in range(1500):
+        t = t0 + 10.0 * i
+        if i > 900 and det.suppression._quiet > 0:
+            for threshold in (0.3, 0.5):
+                band = det.explain(threshold, t)
+                if band is None or (band[1] is not None and band[2] is not None and band[2] - band[1] < 1e-6):
+                    continue
+                _probe_band(det, band, threshold, t, (i, threshold))
+                checked += 1
+        det.process(1.0 if i < 900 else (3.0 if i < 1000 else round(2.0 + rng.gauss(0.0, 0.3), 3)), t)
+    assert checked >= 500, checked

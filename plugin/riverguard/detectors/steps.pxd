@@ -48,14 +48,15 @@ cdef class Settings:
     cdef readonly int nlevels, slots
     cdef readonly double width, scale
     # explain_into's limits for the last threshold explained (limits)
-    cdef readonly double xthr, xeff, xu, xud, xday
+    cdef readonly double xthr, xeff, xu, xud, xday, xdayq
     # 1 - fading, 1 - day_fading, 1 - short, extreme_sd ** 2, 1 - repeat_decay, 1 - spike_forget, 1 - shift_forget,
     # learn // 4
     cdef readonly double fading_keep, day_fading_keep, short_keep, extreme_sd_sq, repeat_decay_keep, spike_forget_keep
     cdef readonly double shift_forget_keep
     cdef readonly int64_t learn_quarter
-    # Suppression: the largest score not flagged at fire, where a damped likelihood score stops
-    cdef readonly double fire_below
+    # Suppression: the largest score not flagged at fire, where a damped likelihood score stops; Pipeline: the
+    # largest likelihood score that, damped, stays there
+    cdef readonly double fire_below, quiet_cap
     # PredictionError
     cdef public double fading, z_scale
     # TimeOfDay
@@ -227,7 +228,7 @@ cdef class Suppression(Step):
 
     cdef bint active(self, double now) noexcept
     @cython.locals(quiet=int64_t)
-    cdef double apply(self, double score, bint tod, bint likely, double now) noexcept
+    cdef double apply(self, double score, bint tod, double now) noexcept
 
 
 @cython.no_gc  # (also in steps.py: this one tells the modules that cimport it, whose subclasses inherit it)

@@ -214,6 +214,23 @@ def _limits_for(threshold, damp, scale, pmin, below):
     return eff, _likely_limit(eff, 1.0, scale, pmin), ud
 
 
+def _quiet_cap(below, damp):
+    """The largest score that, multiplied by ``damp``, is at most ``below`` (inf for ``damp`` 0).
+
+    >>> c = _quiet_cap(_below(0.5), 0.9)
+    >>> c * 0.9 <= _below(0.5) < nextafter(c, 1.0) * 0.9
+    True
+    """
+    if not damp > 0.0:
+        return _INF
+    cap = below / damp
+    while cap * damp > below:
+        cap = nextafter(cap, 0.0)
+    while nextafter(cap, _INF) * damp <= below:
+        cap = nextafter(cap, _INF)
+    return cap
+
+
 def _below(fire):
     """The largest score not flagged at ``fire`` (as written, 6 digits): where a damped likelihood score stops
     (:meth:`Suppression.apply`)."""
@@ -284,6 +301,8 @@ class Settings:
         self.shift_forget_keep = 1.0 - self.shift_forget  # Shift, Spread: what the largest distance keeps per sample
         self.learn_quarter = self.learn // 4  # spikes count, and learn_time may end the learning, from here
         self.fire_below = _below(self.fire)  # Suppression: where a damped likelihood score stops
+        # Pipeline: the largest likelihood score that, damped, is not flagged at fire (in a suppression)
+        self.quiet_cap = _quiet_cap(self.fire_below, self.damp)
         # what explain_into needs of a threshold (limits): the last threshold explained (NaN: none yet), the
         # smallest score flagged at it, and the smallest standardised short average the likelihood flags, without
         # and with the damping (_limits_for); and the smallest one whose likelihood score, undamped, outscores a
@@ -293,15 +312,19 @@ class Settings:
         self.xu = _INF
         self.xud = _INF
         self.xday = _INF
+        self.xdayq = _INF
 
     def limits(self, threshold):
         """Set ``xthr`` to ``threshold`` and ``xeff``, ``xu`` and ``xud`` to its limits (:func:`_limits_for`), and
-        ``xday`` (the same limit for ``day_score``, undamped).
+        ``xday`` (the same limit for ``day_score``, undamped; ``xdayq`` in a suppression, where the likelihood's
+        score stops at ``quiet_cap``).
 
         :meth:`Pipeline.explain_into` calls it when ``threshold`` is not ``xthr``: once per rule, whose series
         all explain at the rule's threshold."""
         self.xeff, self.xu, self.xud = _limits_for(threshold, self.damp, self.scale, self.pmin, self.fire_below)
         self.xday = _likely_limit(self.day_score, 1.0, self.scale, self.pmin)
+        # in a suppression the likelihood's score stops at quiet_cap: above it, it hides no time-of-day extreme
+        self.xdayq = self.xday if self.day_score <= self.quiet_cap else _INF
         self.xthr = threshold
         return 0
 
@@ -1348,10 +1371,11 @@ class Suppression(Step):
 
     The suppression lasts ``suppress`` samples, or ``suppress_time`` seconds of
     event time if that ends first: 400 samples are 33 hours at 5 minutes but 16
-    days hourly, which would hide every later incident. A damped likelihood
-    score stays under ``fire``: the likelihood at its cap (1.0), damped by
-    0.5, would otherwise be reported again at each sample while the incident
-    that started the suppression lasts (a new extreme, 1.0, still gets through).
+    days hourly, which would hide every later incident. In a suppression the
+    pipeline stops the likelihood's score at ``quiet_cap``, so that damped it
+    stays under ``fire``: the likelihood at its cap (1.0), damped by 0.5,
+    would otherwise be reported again at each sample while the incident that
+    started the suppression lasts (a new extreme, 1.0, still gets through).
     """
 
     PARAMS = (
@@ -1376,9 +1400,8 @@ class Suppression(Step):
         """True while a suppression lasts at event time ``now`` (NaN: none)."""
         return self._quiet > 0 and not (self.cfg.suppress_time and now - self._tfire >= self.cfg.suppress_time)
 
-    def apply(self, score, tod, likely, now):
-        """The score as reported; ``tod``: it is a time-of-day extreme; ``likely``: it is the likelihood's;
-        ``now``: the event time (NaN: none)."""
+    def apply(self, score, tod, now):
+        """The score as reported; ``tod``: it is a time-of-day extreme; ``now``: the event time (NaN: none)."""
         quiet = self._quiet if self.active(now) else 0  # (suppress_time passed: 0; never without event times)
         if quiet:
             self._quiet = quiet - 1
@@ -1389,8 +1412,6 @@ class Suppression(Step):
                     self._tfire = now if now == now else _INF
             else:
                 score *= self.cfg.damp
-                if likely and score > self.cfg.fire_below:
-                    score = self.cfg.fire_below
         else:
             self._quiet = 0
             if score >= self.cfg.fire:
@@ -1561,6 +1582,8 @@ class Pipeline:
             raw = 0.0
         error.learn(x)
         score = self.likelihood.score(raw, n, dt)  # 2. likelihood
+        if score > self.cfg.quiet_cap and self.suppression.active(now):
+            score = self.cfg.quiet_cap  # damped, it stays under fire (Suppression), before any other step outscores it
         tod = False  # the score is a time-of-day extreme
         if day.hit and self.cfg.day_score > score:
             score = self.cfg.day_score
@@ -1598,8 +1621,7 @@ class Pipeline:
         if self._warming(n, now, self._t0):  # 5. minimum history
             score = 0.0
             extremes.settle()  # (no excursion outlives the learning: see Extremes.settle)
-        likely = why == _WHY_SURPRISE or why == _WHY_ERROR or (why == _WHY_HOUR and not tod)
-        return self.suppression.apply(score, tod, likely, now)  # 6. suppression
+        return self.suppression.apply(score, tod, now)  # 6. suppression
 
     def span(self, dt):
         """The event time that a sample ``dt`` seconds after the latest one stands for (in the duration of an
@@ -1733,8 +1755,8 @@ class Pipeline:
         if u < _INF:
             rmax = lik._avg + (lik._mu + u * sd - lik._avg) / self.cfg.short
         rday = _INF
-        if through:
-            rday = lik._avg + (lik._mu + cfg.xday * sd - lik._avg) / self.cfg.short
+        if through and cfg.xdayq < _INF:
+            rday = lik._avg + (lik._mu + cfg.xdayq * sd - lik._avg) / self.cfg.short
         if rmax <= 0.0 or rmax != rmax:
             out[1] = mean  # flagged whatever the value
             out[2] = mean
