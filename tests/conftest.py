@@ -290,3 +290,14 @@ def sensor_runs(params: dict[str, Any] | None = None, long: bool = False) -> tup
 
     got = figures(params, long)
     return got["caught"], got["false_alarms"]
+
+
+def benchmark_lines(module: str, *args: str) -> list[str]:
+    """The output lines of ``python -m tests.benchmarks.<module> *args``, run as a user runs it (from the
+    repository root); it must succeed and write nothing on stderr."""
+    proc = subprocess.run(
+        [sys.executable, "-m", f"tests.benchmarks.{module}", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
+    return proc.stdout.splitlines()

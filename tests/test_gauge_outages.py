@@ -8,13 +8,9 @@ adding up.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 from benchmarks.gauge_outages import AFTER, BASE, BURST, DURATIONS, FAMILIES, MIN_GAP, series
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import benchmark_lines
 
 
 def test_gauges_sit_still_between_incidents_of_5_minutes_to_2_hours_at_least_2_hours_apart():
@@ -45,13 +41,8 @@ def test_the_error_counter_bursts_by_10_to_30_a_sample_for_6_samples():
 
 
 def benchmark(*args: str) -> list[str]:
-    """The benchmark's output lines, run as a user runs it (from the repository root)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.gauge_outages", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0 and not proc.stderr, proc.stderr
-    return proc.stdout.splitlines()
+    """The output lines of ``python -m tests.benchmarks.gauge_outages *args``."""
+    return benchmark_lines("gauge_outages", *args)
 
 
 def test_prints_a_line_per_family_and_totals_that_add_up():

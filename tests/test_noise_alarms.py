@@ -8,23 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 from benchmarks.noise_alarms import ALARM_GAP, BLOCKS, CPUS, FAMILIES, PAGES, SERVER, alarm_starts, series
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import benchmark_lines
 
 
 def benchmark(*args: str) -> list[str]:
-    """The benchmark's output lines, run as a user runs it (from the repository root)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.benchmarks.noise_alarms", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0 and not proc.stderr, proc.stderr
-    return proc.stdout.splitlines()
+    """The output lines of ``python -m tests.benchmarks.noise_alarms *args``."""
+    return benchmark_lines("noise_alarms", *args)
 
 
 def test_the_five_noise_families_are_the_series_they_were():
