@@ -233,7 +233,7 @@ def _quiet_cap(below, damp):
 
 def _below(fire):
     """The largest score not flagged at ``fire`` (as written, 6 digits): where a damped likelihood score stops
-    (:meth:`Suppression.apply`)."""
+    (:func:`_quiet_cap`, :meth:`Pipeline.process`)."""
     return nextafter(flag_limit(_itself, fire), 0.0)
 
 
@@ -300,8 +300,9 @@ class Settings:
         self.spike_forget_keep = 1.0 - self.spike_forget  # Spike: what the largest deviation keeps per sample
         self.shift_forget_keep = 1.0 - self.shift_forget  # Shift, Spread: what the largest distance keeps per sample
         self.learn_quarter = self.learn // 4  # spikes count, and learn_time may end the learning, from here
-        self.fire_below = _below(self.fire)  # Suppression: where a damped likelihood score stops
-        # Pipeline: the largest likelihood score that, damped, is not flagged at fire (in a suppression)
+        # in a suppression: the largest score not flagged at fire, where a damped likelihood score stops, and the
+        # largest likelihood score that, damped, stays there (the pipeline stops it at that before comparing steps)
+        self.fire_below = _below(self.fire)
         self.quiet_cap = _quiet_cap(self.fire_below, self.damp)
         # what explain_into needs of a threshold (limits): the last threshold explained (NaN: none yet), the
         # smallest score flagged at it, and the smallest standardised short average the likelihood flags, without
@@ -1583,7 +1584,7 @@ class Pipeline:
         error.learn(x)
         score = self.likelihood.score(raw, n, dt)  # 2. likelihood
         if score > self.cfg.quiet_cap and self.suppression.active(now):
-            score = self.cfg.quiet_cap  # damped, it stays under fire (Suppression), before any other step outscores it
+            score = self.cfg.quiet_cap  # damped, it stays under fire: before another step may outscore it
         tod = False  # the score is a time-of-day extreme
         if day.hit and self.cfg.day_score > score:
             score = self.cfg.day_score
@@ -1919,57 +1920,52 @@ class Pipeline:
                     upper = pu
             hole = hole or mask
         # 4c. level shifts: a value that leaves the recent level reach() typical distances or more from the
-        # long-run mean, and is at least as far out as the recent level was, scores shift_score once the shift
-        # has lasted, damped in any suppression (hl < x < hu: not a shift); where it is not flagged it may still
-        # hide a time-of-day extreme, as a spike does (hmask)
+        # long-run mean, and is at least as far out as the recent level was (hl < x < hu: not a shift); 4d. bursts
+        # of change: a value whose change from the latest one lifts the recent size of the changes reach_up()
+        # typical distances or more above its long-run mean, and is at least as large as that size was (gl < x <
+        # gu: not a burst). Both score shift_score once they have lasted, damped in any suppression (son: flagged);
+        # where one is not flagged it may still hide a time-of-day extreme, as a spike does (smask)
+        son = self.cfg.shift_score * f >= eff
+        smask = _hides(self.cfg.shift_score, son, through, hour, self.cfg.day_score)
         hl = -_INF
         hu = _INF
         hon = False
         hmask = False
         shf = self.shifts
-        if shf is not None and n >= self.cfg.learn_quarter and shf.ready(sp):
-            hon = self.cfg.shift_score * f >= eff
-            hmask = _hides(self.cfg.shift_score, hon, through, hour, self.cfg.day_score)
+        if (son or smask) and shf is not None and n >= self.cfg.learn_quarter and shf.ready(sp):
             unit = shf.unit(lmean)
-            if (hon or hmask) and unit > 0.0:
+            if unit > 0.0:
                 a = shf.weight(n, sp, shf.window(self._gap))
                 r = shf.reach() * unit
                 hu = shf.upper(a, unit, lmean, r)
                 hl = shf.lower(a, unit, lmean, r)
-            else:
-                hmask = False
-            if hon:
-                if hl > lower:
-                    lower = hl
-                if hu < upper:
-                    upper = hu
-            hole = hole or hmask
-        # 4d. spread: a value whose change from the latest one lifts the recent size of the changes reach
-        # typical distances or more above its long-run mean, and is at least as large as that size was, scores
-        # shift_score once that has lasted, damped in any suppression (gl < x < gu: not a spread); where it is
-        # not flagged it may still hide a time-of-day extreme, as a level shift does (gmask)
+                hon = son
+                hmask = smask
         gl = -_INF
         gu = _INF
         gon = False
         gmask = False
         spr = self.spreads
-        if spr is not None and n >= self.cfg.learn_quarter and spr.ready(sp):
-            gon = self.cfg.shift_score * f >= eff
-            gmask = _hides(self.cfg.shift_score, gon, through, hour, self.cfg.day_score)
+        if (son or smask) and spr is not None and n >= self.cfg.learn_quarter and spr.ready(sp):
             unit = spr.unit(spr._long)
-            if (gon or gmask) and unit > 0.0:
+            if unit > 0.0:
                 # a change of ymin or more from the latest value (inf: none) completes the burst
                 ymin = spr.upper(spr.weight(n, sp, spr.window(self._gap)), unit, spr._long, spr.reach_up() * unit)
                 gl = spr._last - ymin
                 gu = spr._last + ymin
-            else:
-                gmask = False
-            if gon:
-                if gl > lower:
-                    lower = gl
-                if gu < upper:
-                    upper = gu
-            hole = hole or gmask
+                gon = son
+                gmask = smask
+        if hon:
+            if hl > lower:
+                lower = hl
+            if hu < upper:
+                upper = hu
+        if gon:
+            if gl > lower:
+                lower = gl
+            if gu < upper:
+                upper = gu
+        hole = hole or hmask or gmask
         if not nb and not hole and not ymask:  # every constraint is an interval: the band is where they overlap
             if lower > upper:
                 out[1] = mean  # every value would be flagged
