@@ -349,7 +349,7 @@ def _shift_edges(det: Detector, t: float) -> tuple[float, float]:
     """Where the shift step would flag the next value, sampled at ``t`` (docs/detection.md, "Level shifts"):
     at or above the first, at or below the second (inf: no value), once its shift has lasted."""
     step, state = det.shifts, det.state_by_name()
-    lmean = det.extremes._lmean
+    lmean = step._long
     unit = max(step._dev, 1e-9 * abs(lmean))
     span = min(t - state["t1"], 2 * state["gap"])
     window = max(step.shift_time, step.shift_samples * state["gap"])

@@ -93,12 +93,12 @@ def test_checkpoints_of_the_default_rule_keep_matching() -> None:
     step) and new extremes had to last (``extreme_time``; the ``extremes`` state ``run`` and ``calm``), and
     when the shift step became part of sentinel (``shift = 0`` is the rule as it was before), and when the
     spread step did (``spread = 0`` is the rule as it was before; ``context``, where it is off, keeps its
-    fingerprint)."""
+    fingerprint), and when the shift step got a long-run mean of its own (``shifts.long``)."""
     from riverguard.config import Rule
 
-    assert Rule(index=1, name="all").fingerprint == "9fc7468ca96a17b2"
-    assert Rule(index=1, name="all", params={"spread": 0.0}).fingerprint == "e30fc56982c5cfd2"
-    assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0}).fingerprint == "d2ca630e4ae620f9"
+    assert Rule(index=1, name="all").fingerprint == "cb6d334810ebe092"
+    assert Rule(index=1, name="all", params={"spread": 0.0}).fingerprint == "35c5143d6d942985"
+    assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0}).fingerprint == "216ba23591920405"
     assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0}).fingerprint == "e893085255428a18"
     assert Rule(index=1, name="all", detector="context").fingerprint == "bf03ae7ae5038bc0"
-    assert Rule(index=1, name="all", warmup=10).fingerprint == "9fc7468ca96a17b2"
+    assert Rule(index=1, name="all", warmup=10).fingerprint == "cb6d334810ebe092"

@@ -188,7 +188,7 @@ cdef class Spike(Step):
 
 cdef class Shift(Step):
     cdef readonly Settings cfg
-    cdef public double _mean, _dev, _top, _run
+    cdef public double _mean, _dev, _top, _run, _long
 
     cdef void first(self, double x) noexcept
     cdef bint _fits(self) except -1
@@ -204,7 +204,10 @@ cdef class Shift(Step):
     cdef inline double lower(self, double a, double unit, double lmean, double r) noexcept
     @cython.locals(step=double)
     cdef inline double move(self, double x, double a, double unit) noexcept
-    cdef double score(self, double x, double lmean, int64_t n, bint counting, double span, double gap) noexcept
+    @cython.locals(lam=double, span=double, m=double)
+    cdef inline void learn_long(self, double x, int64_t n, double gap) noexcept
+    @cython.locals(out=double)
+    cdef double score(self, double x, int64_t n, bint counting, double span, double gap) noexcept
     @cython.locals(cfg=Settings, mean=double, a=double, c=double, m=double, d=double, ad=double, unit=double,
                    z=double, out=double, top=double, run=double, window=double)
     cdef double judge(self, double x, double lmean, int64_t n, bint counting, double span, double gap, double reach,
@@ -212,7 +215,7 @@ cdef class Shift(Step):
 
 
 cdef class Spread(Shift):
-    cdef public double _long, _last
+    cdef public double _last
 
     cdef inline double reach_up(self) noexcept
 

@@ -103,6 +103,9 @@ _ROUNDING = 1e-9
 #: the typical distance spans
 _SHIFT_DEV_CLIP = 3.0
 _SHIFT_MEMORY = 30.0
+#: the shift step: the windows its long-run mean spans at least (at Telegraf's 10 s and slower, the 1 / value_long
+#: samples it spans are more: 25 windows of 20 intervals)
+_SHIFT_LONG = 24.0
 
 
 # -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
@@ -1127,8 +1130,9 @@ class Shift(Step):
     the series' usual intervals if that is longer (2 minutes at 1 s, 200 s
     at 10 s, 20 minutes at one sample a minute, 20 hours hourly), so it
     always averages many samples. Its distance from the long-run mean (the
-    new-extremes step's, which remembers about 500 samples) is measured in
-    its own typical size: the mean of that distance over the last 30
+    step's own, which remembers about 500 samples as the new-extremes
+    step's does, and at least 24 windows: 48 minutes at 1 s rather than 8)
+    is measured in its own typical size: the mean of that distance over the last 30
     windows (from the first sample on; each distance counts at most 3
     typical sizes, so a shift in progress barely widens the scale that
     judges it). Once the step counts (``learn // 4`` samples), one sample
@@ -1167,8 +1171,9 @@ class Shift(Step):
               "interval, at most twice the usual one (0: one sample).", low=0.0),
     )  # fmt: skip
     # the recent level; the typical distance of the recent level from the long-run mean; the largest
-    # distance seen (in typical distances, fading); the event time the current shift has lasted (-1: reported)
-    STATE = ("mean", "dev", "top", "run")
+    # distance seen (in typical distances, fading); the event time the current shift has lasted (-1: reported);
+    # the long-run mean
+    STATE = ("mean", "dev", "top", "run", "long")
     SWITCH = "shift"
 
     def __init__(self, cfg):
@@ -1177,12 +1182,29 @@ class Shift(Step):
         self._dev = 0.0
         self._top = 0.0
         self._run = 0.0
+        self._long = 0.0
 
     def first(self, x):
         self._mean = x
+        self._long = x
 
     def _fits(self):
         return (self._run == -1.0 or _duration(self._run)) and 0.0 <= self._dev < _INF and 0.0 <= self._top < _INF
+
+    def learn_long(self, x, n, gap):
+        """Learn ``x``, the newest of ``n`` >= 1 values, into the long-run mean: weight ``value_long`` (as the
+        new-extremes step's mean), but at most one over ``_SHIFT_LONG`` windows of the usual interval ``gap``
+        (so that at fine sampling it spans many of the windows the recent level spans, not a few), and the
+        running mean's ``1 / n`` while that is larger. A mean that overflows starts over from ``x``."""
+        lam = self.cfg.value_long
+        if gap > 0.0:
+            span = _SHIFT_LONG * self.window(gap)  # (seconds: 1 / lam samples span less below 5.76 s)
+            if span * lam > gap:
+                lam = gap / span
+        if n * lam <= 1.0:
+            lam = 1.0 / n
+        m = self._long + lam * (x - self._long)
+        self._long = m if m - m == 0.0 else x
 
     def window(self, gap):
         """The event time (seconds) the recent level spans, for a series whose usual interval is ``gap``."""
@@ -1234,13 +1256,16 @@ class Shift(Step):
             return -unit
         return step
 
-    def score(self, x, lmean, n, counting, span, gap):
-        """Learn ``x``; ``shift_score`` if the recent level has moved far enough for long enough, else 0.0.
-        ``lmean``: the long-run mean before ``x``; ``n`` >= 1: samples before it;
+    def score(self, x, n, counting, span, gap):
+        """Learn ``x``; ``shift_score`` if the recent level has moved far enough from the long-run mean for long
+        enough, else 0.0. ``n`` >= 1: samples before it;
         ``counting``: shifts count (and the largest is kept); ``span``: the event time ``x`` stands for
         (:meth:`Pipeline.span`; NaN without event times, 0 for a late sample: not learned); ``gap``: the
         usual interval before ``x``."""
-        return self.judge(x, lmean, n, counting, span, gap, self.reach(), False)
+        out = self.judge(x, self._long, n, counting, span, gap, self.reach(), False)
+        if span > 0.0:  # (as the recent level: nothing without event times, nor from a late sample)
+            self.learn_long(x, n, gap)
+        return out
 
     def judge(self, x, lmean, n, counting, span, gap, reach, up):
         """:meth:`score`, with ``reach`` the smallest distance (in typical distances) that is a shift, and with
@@ -1316,15 +1341,14 @@ class Spread(Shift):
         Param("spread", 0.0, "Typical distances above its long-run mean that the recent mean size of the "
               "sample-to-sample change must reach (0: the spread step is off).", low=0.0),
     )  # fmt: skip
-    # the Shift step's state for the size of the change; that size's long-run mean; the latest value in
-    # time order (a late sample is not the value the next change is measured from)
+    # the Shift step's state for the size of the change; the latest value in time order (a late sample is not
+    # the value the next change is measured from)
     STATE = ("mean", "dev", "top", "run", "long", "last")
     SWITCH = "spread"
     USES = ("shift_time", "shift_samples", "shift_record", "shift_forget", "shift_score", "shift_time_last")
 
     def __init__(self, cfg):
         Shift.__init__(self, cfg)
-        self._long = 0.0
         self._last = 0.0
 
     def first(self, x):
@@ -1606,7 +1630,7 @@ class Pipeline:
                 why = _WHY_SPIKE
         shifts = self.shifts
         if shifts is not None:
-            shift = shifts.score(x, lmean, n, n >= self.cfg.learn_quarter, span, gap)
+            shift = shifts.score(x, n, n >= self.cfg.learn_quarter, span, gap)
             if shift > score:
                 score = shift
                 tod = False
@@ -1933,12 +1957,12 @@ class Pipeline:
         hmask = False
         shf = self.shifts
         if (son or smask) and shf is not None and n >= self.cfg.learn_quarter and shf.ready(sp):
-            unit = shf.unit(lmean)
+            unit = shf.unit(shf._long)
             if unit > 0.0:
                 a = shf.weight(n, sp, shf.window(self._gap))
                 r = shf.reach() * unit
-                hu = shf.upper(a, unit, lmean, r)
-                hl = shf.lower(a, unit, lmean, r)
+                hu = shf.upper(a, unit, shf._long, r)
+                hl = shf.lower(a, unit, shf._long, r)
                 hon = son
                 hmask = smask
         gl = -_INF
