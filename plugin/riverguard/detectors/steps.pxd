@@ -228,6 +228,8 @@ cdef class Suppression(Step):
     cdef public int64_t _quiet
     cdef public double _tfire
     cdef public bint _qday
+    # the pipeline's _why (not state), in the padding after _qday: the pipeline is 144 B instead of 152
+    cdef readonly int _why
 
     cdef bint active(self, double now) noexcept
     @cython.locals(quiet=int64_t)
@@ -249,7 +251,6 @@ cdef class Pipeline:
     cdef readonly Shift shifts
     cdef readonly Spread spreads
     cdef readonly Suppression suppression
-    cdef readonly int _why
 
     @cython.locals(n=int64_t, stuck=double, lo=double, width=double, new_extreme=bint, raw=double, var=double,
                    z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double,

@@ -80,7 +80,7 @@ _MAX_COUNT = 1 << 62  # no real series counts this far: a larger count comes fro
 _MAX_SIGNED = 1 << 31  # a SIGNED int in a step's STATE is an index or a side (a C int)
 
 
-# which evidence a score came from (Pipeline._why, for the reason of a flag)
+# which evidence a score came from (Pipeline._why, kept in Suppression._why, for the reason of a flag)
 _WHY_SURPRISE = 1
 _WHY_ERROR = 2
 _WHY_HOUR = 3
@@ -1420,6 +1420,7 @@ class Suppression(Step):
         self._quiet = 0
         self._qday = False
         self._tfire = _INF
+        self._why = 0  # the pipeline's evidence of its last score (not state: see Pipeline._why)
 
     def active(self, now):
         """True while a suppression lasts at event time ``now`` (NaN: none)."""
@@ -1491,7 +1492,6 @@ class Pipeline:
         self._t0 = _INF  # the first event time seen (inf: none yet)
         self._t1 = _NAN  # the latest event time seen (NaN: none yet)
         self._gap = 0.0  # the series' usual interval between samples (0: none yet; see span)
-        self._why = 0  # the evidence of the last score (for reason; not state)
         steps = type(self).STEPS
         self.surprise = steps[0][1](cfg)
         self.error = PredictionError(cfg)
@@ -1510,6 +1510,13 @@ class Pipeline:
         if name in values:
             return values[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def _why(self):
+        """The evidence of the last score (a ``_WHY_`` code, for the reason of a flag; not state). The
+        suppression step holds it (in the compiled object's padding): the pipeline is 144 B, not 152 (a 160 B
+        block)."""
+        return self.suppression._why
 
     def params(self):
         """The settings this instance was built with."""
@@ -1642,7 +1649,7 @@ class Pipeline:
                 score = spread
                 tod = False
                 why = _WHY_SPREAD
-        self._why = why
+        self.suppression._why = why
         if self._warming(n, now, self._t0):  # 5. minimum history
             score = 0.0
             extremes.settle()  # (no excursion outlives the learning: see Extremes.settle)
@@ -1711,7 +1718,7 @@ class Pipeline:
         samples more than by ``x``; else ``spike`` or ``dip`` as ``x`` is
         above or below the expected value.
         """
-        why = self._why
+        why = self.suppression._why
         if why == _WHY_STUCK:
             return "stuck"
         if why == _WHY_HOUR:
