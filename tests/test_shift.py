@@ -169,6 +169,20 @@ def test_at_10_s_and_slower_the_long_run_mean_is_the_extremes_one(step: int) -> 
         assert det.shifts._long == det.extremes._lmean, i
 
 
+def test_a_first_interval_longer_than_the_memory_does_not_overshoot() -> None:
+    """Two samples a day apart, before the series has a usual interval: the typical distance is the one
+    distance seen (2.0), not 24 times it (a day over the hour its 30 windows span); near the float limit
+    that overshoot was infinite and the state could not be saved and loaded again."""
+    det = REGISTRY["sentinel"]()
+    det.process(10.0, T0)
+    det.process(12.0, T0 + 86400)
+    assert det.shifts._dev == 2.0
+    det = REGISTRY["sentinel"]()
+    det.process(-2.113156635845168e300, -0.0)
+    det.process(-2.9463206571456483e300, 1e15)
+    REGISTRY["sentinel"].factory({})().load_state(det.dump_state())
+
+
 def test_without_event_times_the_step_learns_nothing() -> None:
     det = REGISTRY["sentinel"]()
     for i in range(1000):
@@ -177,11 +191,13 @@ def test_without_event_times_the_step_learns_nothing() -> None:
 
 
 @pytest.mark.parametrize(("field", "value"), [("dev", -1.0), ("dev", math.inf), ("dev", math.nan), ("run", -2.0),
-                                              ("run", math.inf), ("top", math.nan), ("top", -1.0), ("top", math.inf)])
+                                              ("run", math.inf), ("top", math.nan), ("top", -1.0), ("top", math.inf),
+                                              ("long", math.nan), ("long", math.inf), ("long", -math.inf)])
 def test_a_tampered_shift_state_is_refused(field: str, value: float) -> None:
     """A negative, infinite or NaN typical distance, or an infinite largest distance, would silence the step
     for good (or flag every value), a negative duration other than -1 ("reported") or an infinite one would
-    hasten or hide a report: such a state does not load."""
+    hasten or hide a report, and a long-run mean that is not a number would start the step over with no
+    typical distance: such a state does not load."""
     make = REGISTRY["sentinel"].factory({})
     det = make()
     for i in range(300):

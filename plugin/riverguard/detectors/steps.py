@@ -488,9 +488,13 @@ def _scale(s, level):
 
 def _share(part, whole, n):
     """The weight of the newest of ``n`` >= 1 samples in an exponentially weighted mean: ``part / whole`` (the
-    event time it stands for, over the time the mean spans), at least ``1 / n`` (the first samples are averaged)."""
+    event time it stands for, over the time the mean spans), at least ``1 / n`` (the first samples are averaged)
+    and at most 1 (a first interval longer than the whole span, before the usual interval is known, replaces
+    the mean rather than overshooting it)."""
     w = part / whole
-    return w if w * n >= 1.0 else 1.0 / n
+    if w * n >= 1.0:
+        return w if w < 1.0 else 1.0
+    return 1.0 / n
 
 
 def _hides(score, on, through, hour, day_score):
@@ -1186,16 +1190,18 @@ class Shift(Step):
 
     def first(self, x):
         self._mean = x
-        self._long = x
+        self._long = x if x - x == 0.0 else 0.0
 
     def _fits(self):
-        return (self._run == -1.0 or _duration(self._run)) and 0.0 <= self._dev < _INF and 0.0 <= self._top < _INF
+        return ((self._run == -1.0 or _duration(self._run)) and 0.0 <= self._dev < _INF and 0.0 <= self._top < _INF
+                and -_INF < self._long < _INF)
 
     def learn_long(self, x, n, gap):
         """Learn ``x``, the newest of ``n`` >= 1 values, into the long-run mean: weight ``value_long`` (as the
         new-extremes step's mean), but at most one over ``_SHIFT_LONG`` windows of the usual interval ``gap``
         (so that at fine sampling it spans many of the windows the recent level spans, not a few), and the
-        running mean's ``1 / n`` while that is larger. A mean that overflows starts over from ``x``."""
+        running mean's ``1 / n`` while that is larger. A mean that overflows starts over from ``x``; a value
+        that is not finite is not learned."""
         lam = self.cfg.value_long
         if gap > 0.0:
             span = _SHIFT_LONG * self.window(gap)  # (seconds: 1 / lam samples span less below 5.76 s)
@@ -1204,7 +1210,10 @@ class Shift(Step):
         if n * lam <= 1.0:
             lam = 1.0 / n
         m = self._long + lam * (x - self._long)
-        self._long = m if m - m == 0.0 else x
+        if m - m == 0.0:
+            self._long = m
+        elif x - x == 0.0:
+            self._long = x
 
     def window(self, gap):
         """The event time (seconds) the recent level spans, for a series whose usual interval is ``gap``."""
