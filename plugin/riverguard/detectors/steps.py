@@ -1136,10 +1136,10 @@ class Shift(Step):
     always averages many samples. Its distance from the long-run mean (the
     step's own, which remembers about 500 samples as the new-extremes
     step's does, and at least 24 windows: 48 minutes at 1 s rather than 8)
-    is measured in its own typical size: the mean of that distance over the last 30
-    windows (from the first sample on; each distance counts at most 3
-    typical sizes, so a shift in progress barely widens the scale that
-    judges it). Once the step counts (``learn // 4`` samples), one sample
+    is measured in its own typical size: the mean of that distance over
+    the last 30 windows (from the first sample on; each distance counts at
+    most 3 typical sizes, so a shift in progress barely widens the scale
+    that judges it). Once the step counts (``learn // 4`` samples), one sample
     moves the recent level by one typical size at most, so a lone outlier
     is never a level shift: it takes ``shift`` samples at least.
 
@@ -1204,7 +1204,7 @@ class Shift(Step):
         that is not finite is not learned."""
         lam = self.cfg.value_long
         if gap > 0.0:
-            span = _SHIFT_LONG * self.window(gap)  # (seconds: 1 / lam samples span less below 5.76 s)
+            span = _SHIFT_LONG * self.window(gap)  # seconds (more than 1 / lam samples below 5.76 s)
             if span * lam > gap:
                 lam = gap / span
         if n * lam <= 1.0:
