@@ -256,6 +256,75 @@ def test_a_compiled_pipeline_takes_a_144_byte_block(name: str) -> None:
     assert det._why != 0 and det.reason(100.0) == "spike"
 
 
+@needs_build
+def test_a_compiled_sentinel_keeps_its_count_table_and_no_totals() -> None:
+    """Memory per series (issue 12): sentinel's surprise step holds its object and its 1 000 B count table
+    and nothing more. The total of a context's counts is summed from them when needed; it was a
+    100 B table of its own (a 112 B block of CPython's allocator per series)."""
+    import tracemalloc
+
+    step = COMPILED["sentinel"]().surprise
+    cfg, Step = step.cfg, type(step)
+    made: list[Any] = [None] * 200
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(len(made)):
+            made[i] = Step(cfg)
+        per_step = (tracemalloc.get_traced_memory()[0] - before) / len(made)
+    finally:
+        tracemalloc.stop()
+    assert per_step == sys.getsizeof(step) + cfg.bins**3 == 56 + 1000
+
+
+def _totals(counts: bytes, bins: int) -> bytes:
+    """The total of each context's counts (rows of ``bins``), as sentinel saves them."""
+    return bytes(sum(counts[row : row + bins]) for row in range(0, len(counts), bins))
+
+
+@pytest.mark.parametrize("build", ["pure", "compiled"])
+def test_sentinel_saves_each_context_total_and_refuses_a_tampered_one(build: str) -> None:
+    """Sentinel's saved state still has the per-context totals of its count table (``surprise.totals``,
+    the same record and fingerprint as when they were kept beside the counts), now the sum of each
+    context's counts: after contexts seen thousands of times (their counts halved again and again) they
+    are, and a state restores and saves back byte for byte, the checkpoint fixture too. A saved total that
+    is not its context's sum, or counts changed under their totals, can only come from a tampered file:
+    refused, as the other impossible states are."""
+    from riverguard.detectors.steps import read_record
+    from riverguard.state import store
+
+    Detector = (PURE if build == "pure" else COMPILED)["sentinel"]
+    layout = Detector.STATE_LAYOUT
+    det = Detector()
+    for i in range(3000):
+        det.process(float(i % 3) + (0.5 if i % 97 == 0 else 0.0), 1.7e9 + 60.0 * i)
+    record = det.dump_state()
+    saved = read_record(layout, record)["surprise"]
+    counts, totals = saved["counts"], saved["totals"]
+    assert len(totals) == 100 and totals == _totals(counts, 10) and 128 <= max(totals) <= 255
+    fresh = Detector()
+    fresh.load_state(record)
+    assert packed(fresh.dump_state()) == packed(record)
+    k = 1 + [name for name in layout.partition(" | ")[2].split()].index("surprise.totals:100")
+    row = totals.index(max(totals))
+    for part, damaged in [
+        (k, totals[:row] + bytes([totals[row] - 1]) + totals[row + 1 :]),
+        (k, totals[:row] + bytes([totals[row] + 1]) + totals[row + 1 :]),
+        (k, bytes(100)),
+        (k - 1, counts[: row * 10] + bytes([counts[row * 10] ^ 1]) + counts[row * 10 + 1 :]),  # a count changed alone
+        (k - 1, bytes([255]) * 1000),  # contexts of 2 550 (no total can say so)
+    ]:
+        state = list(record)
+        state[part] = damaged
+        with pytest.raises(ValueError, match="surprise.totals"):
+            Detector().load_state(state)
+    fixture = store.read(os.path.join(os.path.dirname(__file__), "data", "checkpoint-record-state.msgpack"))
+    (old,) = [r[6][0] for r in fixture.records if r[1] == "sentinel"]  # (a model: one state)
+    det = Detector(spike=0.0, shift=0.0, spread=0.0)  # the fixture's rule (tests/test_state.py)
+    det.load_state(old)
+    assert packed(det.dump_state()) == packed(old)
+
+
 @pytest.mark.parametrize("name", ["sentinel", "context"])
 def test_a_value_far_beyond_a_tiny_range_is_scored(name: str) -> None:
     """Its level is the last one, not an int(inf) error: the quantisation clamps before converting.

@@ -459,6 +459,26 @@ def test_damaged_file_is_set_aside_and_processing_goes_on(tmp_path: Path, name: 
     _expect_set_aside(tmp_path, config, state)
 
 
+def test_a_context_total_that_disagrees_with_its_counts_sets_the_file_aside(tmp_path: Path) -> None:
+    """Sentinel saves the total of each context's counts (``surprise.totals``) but works it out from the
+    counts: a saved total that is not their sum can only come from an edited file, refused as any other
+    impossible state (the file set aside, one warning, a fresh start)."""
+    config = write_config(tmp_path)
+    state = _valid_file(tmp_path, config)
+    checkpoint = store.read(state)
+    records = [list(r) for r in checkpoint.records]
+    assert {r[1] for r in records} == {"sentinel"}
+    layout = REGISTRY["sentinel"].STATE_LAYOUT.partition(" | ")[2].split()
+    part = 1 + layout.index("surprise.totals:100")
+    saved = list(records[0][6][0])
+    totals = bytearray(saved[part])
+    row = next(i for i, t in enumerate(totals) if t)
+    totals[row] -= 1
+    records[0][6] = [[*saved[:part], bytes(totals), *saved[part + 1 :]]]
+    store.write(state, checkpoint.header, records)
+    _expect_set_aside(tmp_path, config, state)
+
+
 def _expect_set_aside(tmp_path: Path, config: Path, state: Path) -> None:
     data = stream(60)
     result = run(["run", "--config", str(config), "--state", str(state)], data)

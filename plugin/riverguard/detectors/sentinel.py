@@ -14,11 +14,47 @@ from .params import Param
 from .steps import Pipeline, Settings, Surprise, compose
 
 if cython.compiled:
+    from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
     from cython.cimports.riverguard.detectors.steps import _bytes, _bytes_io, _free
 else:
     from .steps import _bytes, _bytes_io, _free
 
 __all__ = ["Sentinel", "SentinelSettings", "Transitions"]
+
+
+def _row_total(counts, first, bins):
+    """The total of the ``bins`` counts of one context, from ``counts[first]``."""
+    if cython.compiled:
+        total = 0
+        for j in range(first, first + bins):
+            total += counts[j]
+        return total
+    return sum(counts[first : first + bins])
+
+
+def _totals(counts, bins, data):
+    """The total of each context's counts (``bins ** 2`` contexts of ``bins`` counts each) as bytes, with ``data``
+    None; else whether ``data`` is those totals (never when one passes 255: only from a tampered state)."""
+    n = bins * bins
+    if cython.compiled:
+        if data is None:
+            out = PyBytes_FromStringAndSize(cython.NULL, n)
+            sums = cython.cast(cython.p_uchar, PyBytes_AS_STRING(out))
+            for row in range(n):
+                sums[row] = _row_total(counts, row * bins, bins)  # <= 255: _buffer refuses counts beyond
+            return out
+        if type(data) is not bytes or len(data) != n:
+            return False
+        sums = cython.cast(cython.p_uchar, PyBytes_AS_STRING(data))
+        for row in range(n):
+            if _row_total(counts, row * bins, bins) != sums[row]:
+                return False
+        return True
+    try:
+        totals = bytes(map(sum, zip(*[counts[j::bins] for j in range(bins)])))  # row by row, at C speed
+    except ValueError:  # a context beyond 255
+        totals = None
+    return totals if data is None else type(data) is bytes and data == totals
 
 
 class SentinelSettings(Settings):
@@ -51,7 +87,8 @@ class Transitions(Surprise):
               low=0.0, low_open=True),
     )  # fmt: skip
     # the two previous levels (b1 the newest); counts of each level after each pair of levels
-    # (bins ** 3 saturating bytes) and their totals per pair (bins ** 2)
+    # (bins ** 3 saturating bytes); "totals", the total of each pair's counts (bins ** 2), is not kept
+    # but summed when needed, and saved as it always was (see _buffer)
     STATE = ("b1", "b2")
     BUFFERS = ("counts", "totals")
 
@@ -61,45 +98,37 @@ class Transitions(Surprise):
         self._b1 = 0
         self._b2 = 0
         self._counts = _bytes(bins * bins * bins)
-        self._totals = _bytes(bins * bins)
 
     def __dealloc__(self):
         _free(self._counts)
-        _free(self._totals)
 
     def raw(self, b, n):
         bins = self.cfg.bins
         row = self._b2 * bins + self._b1
-        i = row * bins + b
+        first = row * bins
+        i = first + b
         counts = self._counts
-        totals = self._totals
         c = counts[i]
-        total = totals[row]
+        total = _row_total(counts, first, bins)
         prior = self.cfg.prior
         raw = 1.0 - self.cfg.gain * (c + prior) / (total + self.cfg.prior_mass)
         if total == 255:  # halve the context's counts (forget slowly)
-            base = row * bins
-            total = 0
-            for j in range(base, base + bins):
-                h = counts[j] >> 1
-                counts[j] = h
-                total += h
+            for j in range(first, first + bins):
+                counts[j] = counts[j] >> 1
             c = counts[i]
-        if c >= 255 or total >= 255:  # only from a tampered state (a count cannot pass a total of 255)
-            raise ValueError("byte must be in range(0, 256)")
+        # c + 1 <= 255: a context's counts total at most 255 (the halving keeps them there, and _buffer refuses
+        # saved counts and totals that do not), so c <= 127 after a halving and c <= total <= 254 without
         counts[i] = c + 1
-        totals[row] = total + 1
         self._b2 = self._b1
         self._b1 = b
         return raw
 
     def peek(self, out):
         bins = self.cfg.bins
-        row = self._b2 * bins + self._b1  # the context (as in raw): its total, and its counts from first
-        first = row * bins
+        first = (self._b2 * bins + self._b1) * bins  # the context (as in raw): its counts from first, and their total
         prior = self.cfg.prior
-        total = self._totals[row] + self.cfg.prior_mass
         counts = self._counts
+        total = _row_total(counts, first, bins) + self.cfg.prior_mass
         for b in range(bins):
             out[b] = 1.0 - self.cfg.gain * (counts[first + b] + prior) / total
         return bins
@@ -108,10 +137,12 @@ class Transitions(Surprise):
         bins = self.cfg.bins
         if name == "counts":
             return _bytes_io(self._counts, bins * bins * bins, data)
-        # The per-context totals are saved rather than re-summed (144 sums per series made
-        # loading 100 000 series take seconds). Totals that disagree with the counts can only
-        # come from a tampered file: they skew that series' scores or fail it (logged, unscored).
-        return _bytes_io(self._totals, bins * bins, data)
+        # "totals" (loaded after "counts"): the total of each context's counts, saved as when it was kept
+        # (the same records and fingerprints). Every total ever kept was that sum: it started at 0 with
+        # the counts, grew by 1 with one of them, and a halving set it to the sum of the halved counts.
+        # Saved totals that are not those sums (or counts of a context beyond 255 in all) can only come
+        # from a tampered file: refused.
+        return _totals(self._counts, bins, data)
 
     def _fits(self):
         bins = self.cfg.bins
