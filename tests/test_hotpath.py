@@ -540,3 +540,25 @@ def test_compiled_float_parsing_is_pythons(token: bytes) -> None:
         if value is None:
             continue  # left to the general parser (not the codec's FLOAT grammar, too long, or out of range)
         assert struct.pack("<d", value) == struct.pack("<d", float(token)), (module.__name__, token)
+
+
+def test_the_metric_models_of_a_rule_share_one_binding_new_and_restored(tmp_path: Path) -> None:
+    """A ``scope = "metric"`` rule's models (one per measurement + tag set) share the rule's binding, as the
+    series of one field do: when first seen and when restored from a checkpoint."""
+    from riverguard.state import StateStore
+
+    config = rg_config.parse('[[rule]]\nname = "m"\nmeasurement = "zq"\nscope = "metric"\ndetector = "hst"\n')
+    data = b"".join(b"zq,host=h%d a=%d,b=%d %d\n" % (h, i % 7, i % 5, 1_700_000_000_000_000_000 + i * 10**10)
+                    for i in range(30) for h in range(3))
+
+    def bindings(engine: Engine) -> set[int]:
+        assert len(engine.series) == 3
+        return {id(series.binding) for series in engine.series.values()}
+
+    engine = Engine(config)
+    _run(engine, data, [])
+    assert len(bindings(engine)) == 1
+    StateStore(engine, tmp_path).save()
+    restored = Engine(config)
+    assert StateStore(restored, tmp_path).restore() == 3
+    assert len(bindings(restored)) == 1

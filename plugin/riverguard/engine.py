@@ -16,7 +16,7 @@ from typing import Any
 
 from . import _hotpath
 from ._compiled import is_compiled
-from ._hotpath import Binding, Series, checked_score, format_score
+from ._hotpath import Series, checked_score, format_score
 from .config import Config, Rule
 from .detectors import Detector
 from .lineprotocol import Metric, ParseError, Record, escape_key, parse, unescape
@@ -219,7 +219,10 @@ class Engine:
         return self.make_series(rule, rule.new_detector(), field_key)
 
     def make_series(self, rule: Rule, detector: Detector, field_key: bytes) -> Series:
-        """A series of field ``field_key`` scored by ``detector`` under ``rule`` (new or restored)."""
+        """A series of field ``field_key`` scored by ``detector`` under ``rule`` (new or restored); with field
+        key ``"\\n"``, a ``scope = "metric"`` model (:class:`MetricSeries`)."""
+        if field_key == b"\n":
+            return MetricSeries(self.bound(rule, field_key), detector)
         return self._hot.Series(self.bound(rule, field_key), detector)
 
     def bound(self, rule: Rule | None, field_key: bytes) -> Any:
@@ -301,7 +304,7 @@ class Engine:
         rule = self.route(metric, key)
         if rule is None or rule.scope != "metric":
             return False
-        mseries = MetricSeries(rule, rule.new_detector())
+        mseries = self.make_series(rule, rule.new_detector(), b"\n")
         mseries.fields[key] = True
         self._add_series(prefix + b"\n", mseries)
         return True
@@ -611,7 +614,9 @@ class MetricSeries(Series):  # type: ignore[valid-type,misc]
 
     __slots__ = ("fields",)
 
-    def __init__(self, rule: Rule | None, detector: Detector | None) -> None:
-        super().__init__(None if rule is None else Binding(rule), detector)
+    def __init__(self, binding: Any, detector: Detector | None) -> None:
+        """``binding``: its rule's, shared by the metric models of that rule (:meth:`Engine.bound`, field key
+        ``"\\n"``)."""
+        super().__init__(binding, detector)
         #: Field key -> whether the field goes to this model (the routing, decided once per key).
         self.fields: dict[bytes, bool] = {}

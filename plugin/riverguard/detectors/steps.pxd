@@ -26,6 +26,7 @@ cdef inline double _scale(double s, double level) noexcept
 @cython.locals(w=double)
 cdef inline double _share(double part, double whole, int64_t n) noexcept
 cdef inline double _long_weight(Settings cfg, int64_t n) noexcept
+cdef inline double _running(double lam, int64_t n) noexcept
 cdef inline bint _hides(double score, bint on, bint through, bint hour, double day_score) noexcept
 @cython.locals(r=double)
 cdef inline double _reach(double k, double record, double top) noexcept

@@ -469,7 +469,13 @@ def _duration(v):
 def _long_weight(cfg, n):
     """The weight of the newest of ``n`` >= 1 values in a long-run mean: ``value_long``, or the running mean's
     ``1 / n`` while that is larger."""
-    return cfg.value_long if n * cfg.value_long > 1.0 else 1.0 / n
+    return _running(cfg.value_long, n)
+
+
+def _running(lam, n):
+    """The weight of the newest of ``n`` >= 1 values in a mean weighted ``lam``: ``lam``, or the running mean's
+    ``1 / n`` while that is larger (the first values are averaged)."""
+    return lam if n * lam > 1.0 else 1.0 / n
 
 
 def _lasts(run, need, slack):
@@ -1207,9 +1213,7 @@ class Shift(Step):
             span = _SHIFT_LONG * self.window(gap)  # seconds (more than 1 / lam samples below 5.76 s)
             if span * lam > gap:
                 lam = gap / span
-        if n * lam <= 1.0:
-            lam = 1.0 / n
-        m = self._long + lam * (x - self._long)
+        m = self._long + _running(lam, n) * (x - self._long)
         if m - m == 0.0:
             self._long = m
         elif x - x == 0.0:

@@ -28,7 +28,7 @@ from typing import Any
 from .. import __version__
 from ..detectors import Detector
 from ..config import Rule
-from ..engine import Engine, MetricSeries
+from ..engine import Engine
 from ..lineprotocol import ParseError
 from .codec import StateCodecError, decode, encode
 from .store import FORMAT, VERSION, CheckpointError, read, set_aside, write
@@ -167,7 +167,7 @@ class StateStore:
                 unsaved += 1
                 continue
             detector = _decode_detector(state, rule, key)
-            series = MetricSeries(rule, detector) if field_key == b"\n" else engine.make_series(rule, detector, field_key)
+            series = engine.make_series(rule, detector, field_key)
             series.seen = seen
             series.last_time = last_time
             series.anomalies = anomalies
