@@ -1336,7 +1336,9 @@ class Spread(Shift):
     intervals), measured from its own long-run mean (weight ``value_long``,
     as the values' long-run mean, each change counting at most what moves the
     recent size by 3 typical distances, so one spike does not raise it for
-    hours) in its own typical distance, ``spread`` typical distances or more
+    hours; a reported burst, while it lasts, is not learned into it at all,
+    so the next burst is not measured against this one) in its own typical
+    distance, ``spread`` typical distances or more
     above it for ``shift_time_last`` seconds of event time, at least
     ``shift_record`` of the largest such distance seen lately, scores
     ``shift_score`` at a change at least as large as the recent size. Only a rise counts (noisier values,
@@ -1380,7 +1382,8 @@ class Spread(Shift):
     def observe(self, x, n, counting, span, gap):
         """Learn the change from the latest value in time order to ``x``; ``shift_score`` if the recent size of
         the changes has risen far enough for long enough, else 0.0 (the arguments as :meth:`Shift.score`'s; a
-        late sample, ``span`` 0, is not learned, and the next change is measured from the value before it)."""
+        late sample, ``span`` 0, is not learned, and the next change is measured from the value before it; nor
+        is a change into the long-run mean while a reported burst lasts)."""
         if span == 0.0:
             return 0.0
         y = abs(x - self._last)
@@ -1398,7 +1401,8 @@ class Spread(Shift):
         else:
             yl = y
         out = self.judge(y, ylong, n, counting, span, gap, self.reach_up(), True)
-        self._long = ylong + _long_weight(self.cfg, n) * (yl - ylong)
+        if self._run != -1.0:  # (a reported burst, while it lasts, is not learned as what is usual)
+            self._long = ylong + _long_weight(self.cfg, n) * (yl - ylong)
         return out
 
 
