@@ -125,7 +125,7 @@ def test_the_state_record_follows_the_steps_declarations(name: str, params: dict
 #: other than the switch that a rule may give, the names of its state)
 SWITCHED = [
     ("spike", "spikes", 12.0, ("spike_fading = 0.5, spike_score = 0.2", "spike_record = 0.9", "spike_time = 60.0"),
-     ("mean", "mad", "top", "run")),
+     ("mean", "mad", "top", "run", "count", "nfar", "tfar", "prev:?", "said:?")),
     ("shift", "shifts", 8.0, ("shift_time = 30.0, shift_score = 0.2", "shift_record = 0.9", "shift_samples = 5.0"),
      ("mean", "dev", "top", "run", "long")),
     ("spread", "spreads", 10.0, (), ("mean", "dev", "top", "run", "long", "last")),  # (its other settings are the shift step's)
@@ -167,7 +167,7 @@ def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(
     assert plain == (on[0] if cls.defaults()[switch] == value else off)
     params, layout = cls.state_identity({**cls.defaults(), switch: value})
     params_off, layout_off = cls.state_identity({**cls.defaults(), switch: 0.0})
-    names = "".join(f" {attr}.{n}:d" for n in state)
+    names = "".join(f" {attr}.{n}" + ("" if ":" in n else ":d") for n in state)  # (a float unless typed)
     assert layout.replace(names, "") == layout_off and names in layout
     assert cls.STATE_LAYOUT == (layout if default_on else layout_off)
     assert {p.name for _, step in cls.STEPS if step.SWITCH == switch for p in step.PARAMS} <= set(params)

@@ -9,6 +9,7 @@ from libc.stdint cimport int64_t
 cdef double _SQRT1_2, _DAY, _NAN, _INF
 cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE, _WHY_SHIFT
 cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY
+cdef double _FAR_COUNT, _FAR_MEMORY, _LN10
 cdef double *_LEVELS
 cdef double *_CUTS
 cdef double *_BAND
@@ -73,7 +74,8 @@ cdef class Settings:
     cdef public double repeat_decay
     cdef public bint stuck_longest
     # Spike
-    cdef public double spike, spike_fading, spike_record, spike_score, spike_forget, spike_time
+    cdef public double spike, spike_fading, spike_record, spike_score, spike_forget, spike_time, far, far_time, far_p
+    cdef readonly double far_nat
     # Shift
     cdef public double shift, shift_time, shift_samples, shift_record, shift_forget, shift_score, shift_time_last
     # Spread
@@ -171,7 +173,8 @@ cdef class Stuck(Step):
 
 cdef class Spike(Step):
     cdef readonly Settings cfg
-    cdef public double _mean, _mad, _top, _run
+    cdef public double _mean, _mad, _top, _run, _count, _nfar, _tfar
+    cdef public bint _prev, _said
 
     cdef void first(self, double x) noexcept
     cdef inline bint lasting(self, double span) noexcept
@@ -182,6 +185,14 @@ cdef class Spike(Step):
     cdef inline bint sharp(self, double x) noexcept
     cdef inline double unit(self) noexcept
     cdef inline double reach(self) noexcept
+    @cython.locals(c=double)
+    cdef inline double far_count(self, double span) noexcept
+    @cython.locals(w=double, t=double, lam=double)
+    cdef bint burst(self, double c) noexcept
+    @cython.locals(unit=double)
+    cdef double far_width(self, bint counting, double span) noexcept
+    @cython.locals(out=bint, far=bint, c=double, n=double, t=double)
+    cdef bint far_out(self, double z, double span) noexcept
     @cython.locals(mean=double, mad=double, d=double, ad=double, z=double, out=double, a=double, top=double,
                    run=double, unit=double)
     cdef double score(self, double x, bint counting, bint repeat, double span) noexcept
@@ -275,7 +286,7 @@ cdef class Pipeline:
                    i=int, j=int, v=double, best=double, start=double, end=double, inside=bint, k=int,
                    left=double, right=double, x=double, ok=bint, dl=double, dist=double, bad=bint,
                    xon=bint, lower=double, upper=double, hole=bint, up=double, down=double, pl=double, pu=double, cfg=Settings,
-                   spon=bint, mask=bint, spk=Spike, w=double, sp=double, slack=double, ql=double, qu=double, width=double,
+                   spon=bint, mask=bint, spk=Spike, w=double, wf=double, sp=double, slack=double, ql=double, qu=double, width=double,
                    hl=double, hu=double, hon=bint, hmask=bint, shf=Shift, unit=double, a=double, r=double,
                    xmask=bint, hour=bint, rday=double, ry=double, yall=bint, yl=double, yu=double,
                    yh=double, vl=double, vu=double, ymask=bint, gl=double, gu=double, gon=bint, gmask=bint, spr=Spread, ymin=double,

@@ -51,12 +51,12 @@ from .params import Param
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
     from cython.cimports.cpython.mem import PyMem_Calloc, PyMem_Free
-    from cython.cimports.libc.math import erfc
+    from cython.cimports.libc.math import erfc, exp, log
     from cython.cimports.libc.string import memcpy
     from cython.cimports.riverguard.detectors._pyfloat import floordiv, int_within, log10, sqrt, to_int
 else:
     from array import array
-    from math import erfc, log10, sqrt
+    from math import erfc, exp, log, log10, sqrt
     from operator import floordiv
 
     to_int = int_within = int
@@ -106,6 +106,13 @@ _SHIFT_MEMORY = 30.0
 #: the shift step: the windows its long-run mean spans at least (at Telegraf's 10 s and slower, the 1 / value_long
 #: samples it spans are more: 25 windows of 20 intervals)
 _SHIFT_LONG = 24.0
+#: the spike step's bursts of far-out values: a burst holds at least this many (a weighted count), and the step
+#: reports it once, until the count falls under half of it again
+_FAR_COUNT = 3.0
+#: and the series' own rate of far-out values remembers this much event time (two days, the likelihood's
+#: long_time in sentinel)
+_FAR_MEMORY = 2.0 * 86400.0
+_LN10 = 2.302585092994046  # math.log(10)
 
 
 # -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
@@ -301,6 +308,7 @@ class Settings:
         self.extreme_sd_sq = self.extreme_sd * self.extreme_sd  # Extremes: far, in long-run variances
         self.repeat_decay_keep = 1.0 - self.repeat_decay  # Stuck: the weight the earlier steps keep
         self.spike_forget_keep = 1.0 - self.spike_forget  # Spike: what the largest deviation keeps per sample
+        self.far_nat = self.far_p * _LN10  # Spike: -ln of the tail probability a burst of far-out values needs
         self.shift_forget_keep = 1.0 - self.shift_forget  # Shift, Spread: what the largest distance keeps per sample
         self.learn_quarter = self.learn // 4  # spikes count, and learn_time may end the learning, from here
         # in a suppression: the largest score not flagged at fire, where a damped likelihood score stops, and the
@@ -1032,6 +1040,22 @@ class Spike(Step):
     threshold. While ``spike`` is 0 the pipeline leaves this step out. See
     docs/detection.md ("Spikes that last") for what it gains and costs on
     each corpus.
+
+    With ``far`` > 0 the step also reports bursts of sparse spikes, which
+    the time gate cannot see at fine sampling (each spike stands for one
+    interval): a value ``far`` or more mads from the mean, the first of a run
+    of such values (a run is one event: a lasting spike, a level change, a
+    smoothed average's burst), is a far-out value; they are counted in event
+    time (an exponentially weighted count over ``far_time`` seconds) and
+    compared with the series' own rate of them (far-out values per second
+    over the last two days of event time, (N + 1) / T: one more than seen,
+    so a young series is not sure of a low rate). A count of 3 or more whose
+    Poisson tail probability under that rate is at most ``10^-far_p`` (a
+    Chernoff bound, ``c ln(c / L) - c + L`` for a count ``c`` where ``L`` is
+    expected) scores ``spike_score``, once, until the count falls under 1.5
+    again. At 5 minutes a ``far_time`` of 300 s holds one sample, and the
+    count never reaches 3; without event times the count is not kept. See
+    docs/detection.md ("Bursts of sparse spikes").
     """
 
     PARAMS = (
@@ -1046,10 +1070,18 @@ class Spike(Step):
               "sample (0: never).", low=0.0, high=1.0, high_open=True),
         Param("spike_time", 1800.0, "Seconds of event time a run of spikes must have lasted, each sample counting "
               "its interval, at most twice the usual one (0: one sample is enough).", low=0.0),
+        Param("far", 0.0, "Mean absolute deviations (as for spike) that make a far-out value, counted for bursts of "
+              "sparse spikes (0: not counted).", low=0.0),
+        Param("far_time", 300.0, "Seconds of event time over which far-out values are counted.", low=0.0,
+              low_open=True),
+        Param("far_p", 2.0, "A burst of far-out values is reported where its count is at most 10^-far_p likely "
+              "under the series' own rate of them.", low=0.0),
     )  # fmt: skip
     # the EW mean and mean absolute deviation of the values; the largest deviation seen (in mads, fading);
-    # the event time the current run of spikes has lasted (NaN: unknown)
-    STATE = ("mean", "mad", "top", "run")
+    # the event time the current run of spikes has lasted (NaN: unknown); the count of far-out values (EW over
+    # far_time), the far-out values and the event time (s) the series' own rate is of; whether the previous
+    # value was far out; whether the current burst was reported
+    STATE = ("mean", "mad", "top", "run", "count", "nfar", "tfar", "prev", "said")
     SWITCH = "spike"
 
     def __init__(self, cfg):
@@ -1058,12 +1090,65 @@ class Spike(Step):
         self._mad = 0.0
         self._top = 0.0
         self._run = 0.0
+        self._count = 0.0
+        self._nfar = 0.0
+        self._tfar = 0.0
+        self._prev = False
+        self._said = False
 
     def first(self, x):
         self._mean = x
 
     def _fits(self):
-        return _duration(self._run)
+        return (_duration(self._run) and 0.0 <= self._count < _INF and 0.0 <= self._nfar < _INF
+                and 0.0 <= self._tfar <= _FAR_MEMORY)
+
+    def far_count(self, span):
+        """The count of far-out values before one that stands for ``span`` > 0 seconds is added."""
+        c = self._count
+        return c * exp(-span / self.cfg.far_time) if c > 0.0 else 0.0  # (none yet, the usual case: no exp)
+
+    def burst(self, c):
+        """Whether a count ``c`` of far-out values is a burst to report: 3 or more, at most ``10^-far_p`` likely
+        under the series' own rate, not reported already."""
+        if self._said or c < _FAR_COUNT:
+            return False
+        w = self.cfg.far_time
+        t = self._tfar
+        lam = (self._nfar + 1.0) / (t if t > w else w) * w  # expected in far_time at the series' own rate
+        return c > lam and c * log(c / lam) - c + lam >= self.cfg.far_nat
+
+    def far_width(self, counting, span):
+        """How far from the mean the next value (standing for ``span``) completes a burst of far-out values;
+        0.0: none does."""
+        if not (self.cfg.far > 0.0 and counting and span > 0.0) or self._prev:
+            return 0.0
+        unit = self.unit()
+        if unit > 0.0 and self.burst(self.far_count(span) + 1.0):
+            return self.cfg.far * unit
+        return 0.0
+
+    def far_out(self, z, span):
+        """Learn a value ``z`` mads from the mean, standing for ``span`` > 0 seconds, into the count of far-out
+        values and the series' own rate of them; whether it completes a burst."""
+        out = z >= self.cfg.far
+        far = out and not self._prev  # (the first of a run: a run is one event)
+        self._prev = out
+        c = self.far_count(span) + (1.0 if far else 0.0)
+        self._count = c
+        out = self.burst(c)
+        if out:
+            self._said = True
+        elif c < 0.5 * _FAR_COUNT:
+            self._said = False
+        n = self._nfar
+        t = self._tfar + span
+        if t > _FAR_MEMORY:  # (the rate forgets what is older than _FAR_MEMORY, exponentially)
+            n *= (_FAR_MEMORY - span) / _FAR_MEMORY if span < _FAR_MEMORY else 0.0
+            t = _FAR_MEMORY
+        self._nfar = n + 1.0 if far else n
+        self._tfar = t
+        return out
 
     def lasting(self, span):
         """Whether a spike that stands for ``span`` seconds (:meth:`Pipeline.span`) has lasted ``spike_time``
@@ -1099,6 +1184,8 @@ class Spike(Step):
         unit = self.unit()
         z = ad / unit if unit > 0.0 else 0.0
         out = 0.0
+        if counting and self.cfg.far > 0.0 and span > 0.0 and self.far_out(z, span):
+            out = self.cfg.spike_score
         if counting:
             top = self._top * self.cfg.spike_forget_keep
             if z >= self.reach():
@@ -1954,8 +2041,14 @@ class Pipeline:
         pu = _INF
         spon = False
         mask = False
-        w = spk.width() if spk is not None else 0.0
-        if w > 0.0 and spk.lasting(sp):
+        w = 0.0
+        if spk is not None:
+            if spk.lasting(sp):
+                w = spk.width()
+            wf = spk.far_width(n >= self.cfg.learn_quarter, sp)  # (a burst of far-out values: nearer)
+            if wf > 0.0 and not (0.0 < w < wf):
+                w = wf
+        if w > 0.0:
             spon = self.cfg.spike_score * f >= eff
             mask = _hides(self.cfg.spike_score, spon, through, hour, self.cfg.day_score)
             if spon or mask:

@@ -1,0 +1,99 @@
+"""Bursts of sparse spikes at 1 s (``far``, ``far_time``, ``far_p``: part of the spike step), through the real process.
+
+What a user relies on: on a sensor sampled every second, a burst of a few
+minutes in which some samples jump far out (8 standard deviations, one
+sample in 20) is flagged again each time it comes back, not only the first
+time (when the range was new), with reason ``spike``, once the series' own
+rate of such values (which the earlier bursts raise) makes the burst unlikely; a series whose
+far-out values come at a steady rate is not flagged for them; ``far = 0``
+leaves the bursts after the first unreported (the default before).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import run_cli, samples
+from riverguard.detectors import REGISTRY
+from test_explain import _probe_band
+
+T0 = 19674 * 86400  # Monday 2023-11-13, 00:00 UTC
+MINUTE = 60
+#: the bursts: (first sample, length), 1 s apart
+BURSTS = ((30 * MINUTE, 240), (70 * MINUTE, 240), (110 * MINUTE, 240), (150 * MINUTE, 240))
+
+
+def sensor(steady: bool = False) -> bytes:
+    """3 hours of a sensor at 1 s around 50 (sd 1), with the four BURSTS of sparse +8 spikes (each sample
+    of a burst jumps with probability 0.05), or (``steady``) the same jumps at the same rate all the time."""
+    rng = random.Random(7)
+
+    def value(i: int, host: bytes, gauss: Callable[[float], float]) -> float:
+        x = 50.0 + gauss(1.0)
+        inside = steady or any(a <= i < a + n for a, n in BURSTS)
+        return x + (8.0 if inside and rng.random() < 0.05 else 0.0)
+
+    return samples([T0 + i for i in range(180 * MINUTE)], value, seed=5, series=b"bench", field=b"temp")
+
+
+def _flags(tmp_path: Path, data: bytes, params: str = "") -> list[tuple[int, str]]:
+    """The flagged lines of ``data`` under the default detector with ``params``: (line, reason)."""
+    config = tmp_path / f"rules-{len(list(tmp_path.glob('*.toml')))}.toml"
+    config.write_text('[output]\nexplain = true\n\n[[rule]]\nname = "all"\n' + (f"[rule.params]\n{params}" if params else ""))
+    proc = run_cli(["run", "--config", str(config)], input=data, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert b"Traceback" not in proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == len(data.splitlines())
+    out = []
+    for i, line in enumerate(lines):
+        if b"temp_anomaly=true" in line:
+            reason = line.split(b'temp_anomaly_reason="')[1].split(b'"')[0].decode() if b"_reason=" in line else ""
+            out.append((i, reason))
+    return out
+
+
+def _bursts_flagged(flags: list[tuple[int, str]]) -> list[bool]:
+    return [any(a <= i < a + n + 5 for i, _ in flags) for a, n in BURSTS]
+
+
+def test_each_burst_of_sparse_spikes_is_flagged(tmp_path: Path) -> None:
+    data = sensor()
+    flags = _flags(tmp_path, data)
+    # the first (a new extreme: the range has not seen such values yet), and the third and fourth; the
+    # second, 40 minutes after the first, is within the rate of far-out values that the first one set
+    assert _bursts_flagged(flags) == [True, False, True, True], flags
+    # nothing between the bursts
+    assert all(any(a <= i < a + n + 5 for a, n in BURSTS) for i, _ in flags), flags
+    assert {r for i, r in flags if i >= BURSTS[1][0]} == {"spike"}, flags
+    # far = 0: the later bursts are inside the range and no step reports them (the default before)
+    assert _bursts_flagged(_flags(tmp_path, data, "far = 0\n"))[1:] == [False, False, False]
+
+
+def test_far_out_values_at_a_steady_rate_are_no_burst(tmp_path: Path) -> None:
+    """The same jumps all the time: the series' own rate of them, so no burst; only the first ones, new
+    to a young range, may be flagged."""
+    flags = _flags(tmp_path, sensor(steady=True))
+    assert all(i < 20 * MINUTE for i, _ in flags), flags
+
+
+def test_the_band_takes_in_a_burst_of_far_out_values() -> None:
+    """``[output] explain``: where the next far-out value would complete a burst, the band's edge is the far-out
+    bound (``far`` mads from the spike step's mean), exact: just inside not flagged, just outside flagged."""
+    det = REGISTRY["sentinel"]()
+    rng = random.Random(7)
+    noise = random.Random(5)
+    at_edge = reports = 0
+    for i in range(180 * MINUTE):
+        inside = any(a <= i < a + n for a, n in BURSTS)
+        x = round(50.0 + noise.gauss(0.0, 1.0) + (8.0 if inside and rng.random() < 0.05 else 0.0), 3)
+        t = float(T0 + i)
+        if inside and i >= BURSTS[1][0]:
+            band = det.explain(0.5, t)
+            assert band is not None
+            _probe_band(det, band, 0.5, t, i)
+            at_edge += band[2] == det.spikes._mean + 6.0 * det.spikes._mad  # (far = 6)
+        reports += det.process(x, t) >= 0.5 and i >= BURSTS[1][0]
+    assert reports >= 2 and at_edge >= 2, (reports, at_edge)
