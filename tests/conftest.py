@@ -268,6 +268,21 @@ def samples(
     return b"".join(lines)
 
 
+def sensor_lines(xs: Sequence[float], t0: int = 19674 * 86400) -> bytes:
+    """Line protocol of ``sensor,host=a temp=x`` for each value of ``xs``, one a second from ``t0`` (a Monday,
+    2023-11-13 00:00 UTC): a sensor sampled every second."""
+    return samples([t0 + i for i in range(len(xs))], lambda i, _host, _gauss: xs[i], series=b"sensor", field=b"temp")
+
+
+def flag_reasons(out: list[bytes]) -> list[tuple[int, str]]:
+    """``(line, reason)`` of each flagged ``temp`` in the output lines of a run with explanations on."""
+    got = []
+    for i, line in enumerate(out):
+        if b" temp_anomaly=true" in line.replace(b",", b" "):
+            got.append((i, line.split(b'temp_anomaly_reason="')[1].split(b'"')[0].decode()))
+    return got
+
+
 def run_rule(tmp_path: Path, data: bytes, rule: str = "", state: Path | None = None) -> list[bytes]:
     """``riverguard run`` of ``data`` under one rule named ``all`` (``rule``: more of its keys and tables, such
     as ``[rule.params]``), explanations on, checkpointing to ``state`` if given: the output lines. A config

@@ -96,13 +96,14 @@ def nab_report(nab_root: Path) -> dict:
 
 
 def test_nab_quality_measured(nab_report):
-    """Regression floor at the measured scores (76.39 / 76.39 / 68.04 / 81.16 when written; 76.20 / 76.20 / 67.65 /
-    81.03 before the likelihood stayed under the threshold in a suppression)."""
+    """Regression floor at the measured scores (77.43 / 77.43 / 68.95 / 82.24 when written, with a reported stuck
+    run leaving the repeat statistics: `rogue_agent_key_hold` gains a window; 76.39 / 76.39 / 68.04 / 81.16
+    before; 76.20 / 76.20 / 67.65 / 81.03 before the likelihood stayed under the threshold in a suppression)."""
     std, low_fp = nab_report["standard"], nab_report["reward_low_FP_rate"]
-    assert std["swept"]["score"] >= 75.9
-    assert std["configured"]["score"] >= 75.9
-    assert low_fp["swept"]["score"] >= 67.3
-    assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 80.7
+    assert std["swept"]["score"] >= 77.42
+    assert std["configured"]["score"] >= 77.42
+    assert low_fp["swept"]["score"] >= 68.94
+    assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 82.23
 
 
 def test_day_width_zero_checks_every_slot(tmp_path: Path) -> None:

@@ -115,17 +115,19 @@ def cmd_report(cmd_root: Path) -> dict:
 
 
 def test_nab_quality_measured(nab_report):
-    """Regression floor at the measured scores (77.99 / 77.99 / 70.85 / 82.62 when written, with the likelihood
+    """Regression floor at the measured scores (78.48 / 78.48 / 71.27 / 82.94 when written, with a reported
+    stuck run leaving the repeat statistics: two windows of ``rogue_agent_key_hold`` caught earlier, one more
+    false alarm there; 77.99 / 77.99 / 70.85 / 82.62 with the likelihood
     kept under the threshold in a suppression; 77.93 / 77.93 / 70.72 / 82.57 with bursts of change; 77.00 / 77.00 / 69.79 / 81.57 with level shifts; 76.04 / 76.04 / 68.96 / 80.54 with spikes that last; 75.06 / 68.11 / 79.50 before; issue 12 asks
     for >= 74 standard at the shipped threshold), and the false alarms per series-day no higher than when
-    issue 12 was filed (0.074; 0.0637 when written, 0.0621 before level shifts)."""
+    issue 12 was filed (0.074; 0.0637 when written, 0.0632 before, 0.0621 before level shifts)."""
     std, low_fp = nab_report["standard"], nab_report["reward_low_FP_rate"]
-    assert std["swept"]["score"] >= 77.98
-    assert std["configured"]["score"] >= 77.98
-    assert low_fp["swept"]["score"] >= 70.84
-    assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 82.61
-    assert nab_report["events"]["false_alarms_per_day"] <= 0.0633
-    assert nab_report["events"]["f1"] >= 0.561
+    assert std["swept"]["score"] >= 78.47
+    assert std["configured"]["score"] >= 78.47
+    assert low_fp["swept"]["score"] >= 71.26
+    assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 82.93
+    assert nab_report["events"]["false_alarms_per_day"] <= 0.0638
+    assert nab_report["events"]["f1"] >= 0.560
 
 
 def test_cloud_monitoring_quality_measured(cmd_report):

@@ -234,6 +234,9 @@ class Sentinel(Pipeline):
        values often (or is constant) expects long runs and does not fire; a
        run is reported once, and only if it started after ``learn`` samples;
        with ``stuck_longest``, only while it is longer than every earlier run.
+       A reported run is an incident, not how the series repeats: when it
+       ends, its repeats leave the statistics (it still sets the record), so
+       a sensor that freezes again, for longer, is reported again.
 
        *Spikes that last* (:class:`~riverguard.detectors.steps.Spike`): a
        value ``spike`` (12) or more exponentially weighted mean absolute

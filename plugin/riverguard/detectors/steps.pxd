@@ -8,7 +8,7 @@ from libc.stdint cimport int64_t
 
 cdef double _SQRT1_2, _DAY, _NAN, _INF
 cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE, _WHY_SHIFT
-cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY
+cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY, _REPORTED
 cdef double _FAR_COUNT, _FAR_MEMORY, _LN10
 cdef double *_LEVELS
 cdef double *_CUTS
@@ -167,8 +167,10 @@ cdef class Stuck(Step):
     cdef public bint _rep
 
     cdef void first(self, double x) noexcept
-    @cython.locals(stuck=double, rep=bint, longest=bint, keep=double, c1=double, k1=double, run=double)
+    @cython.locals(stuck=double, rep=bint, forgot=bint, longest=bint, keep=double, c1=double, k1=double, run=double)
     cdef double score(self, double x, bint scoring) except? -1.0
+    @cython.locals(keep=double, added=double, steps=int64_t)
+    cdef void _forget_run(self) noexcept
 
 
 cdef class Spike(Step):

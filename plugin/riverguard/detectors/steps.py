@@ -106,6 +106,8 @@ _SHIFT_MEMORY = 30.0
 #: the shift step: the windows its long-run mean spans at least (at Telegraf's 10 s and slower, the 1 / value_long
 #: samples it spans are more: 25 windows of 20 intervals)
 _SHIFT_LONG = 24.0
+#: the stuck step: the mark of a run that was reported
+_REPORTED = -2.0
 #: the spike step's bursts of far-out values: a burst holds at least this many (a weighted count), and the step
 #: reports it once, until the count falls under half of it again
 _FAR_COUNT = 3.0
@@ -942,7 +944,8 @@ class Stuck(Step):
     )  # fmt: skip
     # the previous value; decayed counts of steps from a non-repeat (c0, k0 of them repeats) and from
     # a repeat (c1, k1); whether the previous step was a repeat; -log10 probability of the current run
-    # (-1: not scored) and -log10 P(repeat | repeat) frozen at its start; its length, the longest ended run
+    # (-1: not scored, -2: reported) and -log10 P(repeat | repeat) frozen at its start; its length, the
+    # longest ended run
     STATE = ("prev", "c0", "k0", "c1", "k1", "rep", "run", "step", "len", "maxlen")
 
     def __init__(self, cfg):
@@ -966,16 +969,23 @@ class Stuck(Step):
         stuck = 0.0
         rep = x == self._prev
         self._prev = x
+        forgot = False
         if rep:
             self._len += 1
         else:
+            if self._run == _REPORTED:
+                self._forget_run()
+                self._run = -1.0
+                forgot = True
             if self._len > self._maxlen:
                 self._maxlen = self._len
             self._len = 0
         # with stuck_longest, a run is scored only while it is longer than every run before it
         longest = self._len > self._maxlen or not self.cfg.stuck_longest
         keep = self.cfg.repeat_decay_keep
-        if self._rep:
+        if forgot:
+            pass  # the step that ended a reported run is the run's too, and is forgotten with it
+        elif self._rep:
             c1 = self._c1 * keep + 1.0
             k1 = self._k1 * keep + rep
             if rep:
@@ -984,7 +994,7 @@ class Stuck(Step):
                     run += self._step
                     stuck = run * self.cfg.scale if longest else 0.0
                     if stuck >= self.cfg.fire:
-                        run = -1.0  # a stuck run is reported once
+                        run = _REPORTED  # a stuck run is reported once
                     self._run = run
             # the counts before this step decide P(repeat | repeat) for the rest of the run
             self._c1 = c1
@@ -1001,6 +1011,17 @@ class Stuck(Step):
             self._k0 = self._k0 * keep + rep
         self._rep = rep
         return stuck
+
+    def _forget_run(self):
+        """A reported run has ended: it was an incident, not how the series repeats, so its repeat steps
+        leave the repeat statistics (it still sets the record of the longest run: a hold that is routine
+        is reported once, not at every recurrence)."""
+        keep = self.cfg.repeat_decay_keep
+        # the run's len - 1 steps from a repeat each added 1 to c1 and k1, then decayed with the rest
+        steps = self._len - 1
+        added = (1.0 - keep ** steps) / (1.0 - keep) if keep < 1.0 else float(steps)
+        self._c1 = self._c1 - added if self._c1 > added else 0.0
+        self._k1 = self._k1 - added if self._k1 > added else 0.0
 
 
 @cython.no_gc
