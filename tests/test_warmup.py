@@ -94,12 +94,13 @@ def test_checkpoints_of_the_default_rule_keep_matching() -> None:
     when the shift step became part of sentinel (``shift = 0`` is the rule as it was before), and when the
     spread step did (``spread = 0`` is the rule as it was before; ``context``, where it is off, keeps its
     fingerprint), and when the shift step got a long-run mean of its own (``shifts.long``), and when the
-    spike step counted far-out values (``far``; its state ``count``, ``nfar``, ``tfar``, ``prev``, ``said``)."""
+    spike step counted far-out values (``far``; its state ``count``, ``nfar``, ``tfar``, ``prev``, ``said``), and
+    when ``far`` became opt-in (0 in ``sentinel``: the state is kept, its setting differs)."""
     from riverguard.config import Rule
 
-    assert Rule(index=1, name="all").fingerprint == "c0fa5b2cf02b066f"
-    assert Rule(index=1, name="all", params={"spread": 0.0}).fingerprint == "fffb22af6e937fde"
+    assert Rule(index=1, name="all").fingerprint == "042233caffb2aca4"
+    assert Rule(index=1, name="all", params={"spread": 0.0}).fingerprint == "8a77e726df6a349c"
     assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0}).fingerprint == "216ba23591920405"
-    assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0}).fingerprint == "d2226fcec151a3b6"
+    assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0}).fingerprint == "6fcbcce42721c36e"
     assert Rule(index=1, name="all", detector="context").fingerprint == "bf03ae7ae5038bc0"
-    assert Rule(index=1, name="all", warmup=10).fingerprint == "c0fa5b2cf02b066f"
+    assert Rule(index=1, name="all", warmup=10).fingerprint == "042233caffb2aca4"

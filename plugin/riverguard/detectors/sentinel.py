@@ -159,7 +159,7 @@ class Transitions(Surprise):
 _STEPS, _SETTINGS, _PARAMS, _LAYOUT = compose(
     Transitions, SentinelSettings,
     day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True, spike=12.0,
-    far=6.0, long_time=172800.0, extreme_time=60.0, shift=8.0, spread=10.0,
+    long_time=172800.0, extreme_time=60.0, shift=8.0, spread=10.0,
 )
 
 
@@ -243,11 +243,12 @@ class Sentinel(Pipeline):
        deviations from the recent level scores ``spike_score``, even inside
        the range seen so far, once it has lasted ``spike_time`` (half an
        hour of event time since the last sample that was not a spike: one
-       sample of an hourly series; ``0``: one sample at any rate). A burst
-       of sparse spikes scores the same: far-out values (``far``, 6 mads;
-       the first of each run) counted over ``far_time`` (5 minutes of event
-       time), at most ``10^-far_p`` (1 %) likely under the series' own rate
-       of them over two days, 3 at least (at fine sampling only). With
+       sample of an hourly series; ``0``: one sample at any rate). With
+       ``far`` (0: off; 6 mads is the measured choice) a burst of sparse
+       spikes scores the same: far-out values (the first of each run)
+       counted over ``far_time`` (5 minutes of event time), at most
+       ``10^-far_p`` (1 %) likely under the series' own rate of them over
+       two days, 3 at least (at fine sampling only). With
        ``spike = 0`` the step is left out: no state, no cost.
 
        *Level shifts* (:class:`~riverguard.detectors.steps.Shift`): the
