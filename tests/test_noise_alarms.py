@@ -114,3 +114,30 @@ def test_the_noise_families_print_the_same_lines_and_the_alarms_after_them():
                         r"[\d.]+ per series-day", out[0]), out[0]  # fmt: skip
     summary = out.index("per family, per series-day: flags, alarms, alarms by kind")
     assert [line.split()[0] for line in out[summary + 1 :]] == list(FAMILIES)
+
+
+def test_a_routine_is_not_reported_at_every_recurrence():
+    """``--families routine`` at 10 s for 3 days (4 series of each family): the default reports a reading
+    held 5 minutes every hour (72 holds a series) as ``stuck`` at most once a day, and latency-like spikes
+    that come in clusters never as a ``spike``; with the far-out count on (``far = 6``, opt-in for that
+    reason) the clusters are reported as bursts several times a day."""
+    from benchmarks.noise_alarms import ROUTINE, count
+
+    def alarms(params: dict) -> dict[tuple[str, str], int]:
+        got: dict[tuple[str, str], int] = {}
+        for (family, kind, _), k in count(tuple(ROUTINE), 3 * 8640, 10, 4, params)[1].items():
+            got[family, kind] = got.get((family, kind), 0) + k
+        return got
+
+    default, far = alarms({}), alarms({"far": 6.0})
+    assert set(ROUTINE) == {"hourly_hold", "night_zero", "clustered_spikes", "noisy_hour"}
+    assert default.get(("hourly_hold", "stuck"), 0) <= 4 * 3
+    assert default.get(("clustered_spikes", "spike"), 0) == 0
+    assert far.get(("clustered_spikes", "spike"), 0) >= 4 * 3, far
+
+
+def test_the_routine_families_print_their_lines():
+    out = benchmark("--families", "routine", "--step", "60", "--days", "2", "--per-family", "1")
+    assert out[0].startswith("sentinel {}: 4 noise-only series, one sample every 60 s for 2 days:")
+    assert [line.split()[0] for line in out[out.index("per family, per series-day: flags, alarms, alarms by kind") + 1:]] == [
+        "hourly_hold", "night_zero", "clustered_spikes", "noisy_hour"]

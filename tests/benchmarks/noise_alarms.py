@@ -23,6 +23,14 @@ of event time after the previous one beginning a new alarm, counted under the
 kind of evidence of that first flag; then, per family, flags and alarms per
 series-day and the alarms per series-day of each kind (docs/detection.md, "A quiet
 server (benchmark)").
+
+``--families routine`` replays four patterns that recur and are no incident
+(``ROUTINE``): a reading held 5 minutes every hour, a solar output at 0.0
+every night, latency-like spikes that come in clusters, noise three times
+as large for 10 minutes every hour. A change that reports repeated
+incidents again should be measured here too: a routine must not be
+reported at every recurrence (docs/detection.md, "Routine patterns
+(benchmark)").
 """
 
 from __future__ import annotations
@@ -56,6 +64,8 @@ def series(family: str, n: int, step: int, seed: int | str) -> list[float]:
     rng = random.Random(seed)
     if family in SERVER:
         return SERVER[family](rng, n, step)
+    if family in ROUTINE:
+        return ROUTINE[family](rng, n, step)
     ar = 0.0
     out = []
     for i in range(n):
@@ -211,7 +221,74 @@ SERVER: dict[str, Callable[[random.Random, int, int], list[float]]] = {
     for f in (cpu_idle, cpu_iowait, mem_used_pct, disk_used_pct, net_bytes, net_err_in, uptime, load1,
               procs_total, n_users, swap_used, procs_running)
 }  # fmt: skip
-SETS = {"noise": FAMILIES, "server": tuple(SERVER)}
+
+
+# -- routine patterns that are no incident: one function per family, (generator, n, step) -> values --------
+
+
+def _ar(rng: random.Random, n: int) -> list[float]:
+    """``n`` values of AR(1) noise (phi 0.9, sd 1)."""
+    ar = 0.0
+    out = []
+    for _ in range(n):
+        ar = 0.9 * ar + math.sqrt(1.0 - 0.81) * rng.gauss(0.0, 1.0)
+        out.append(ar)
+    return out
+
+
+def hourly_hold(rng: random.Random, n: int, step: int) -> list[float]:
+    """A sensor (AR(1) noise around 20, sd 0.5, three decimals) that holds its reading for the last 5 minutes
+    of every hour, a pump's routine pause: a run of repeats every hour."""
+    out: list[float] = []
+    for i, e in enumerate(_ar(rng, n)):
+        out.append(out[-1] if out and (i * step) % HOUR >= HOUR - 300 else round(20.0 + 0.5 * e, 3))
+    return out
+
+
+def night_zero(rng: random.Random, n: int, step: int) -> list[float]:
+    """A solar panel's output: a half sine over 06:00 to 18:00 UTC (peak 500, noise 20, one decimal), exactly
+    0.0 at night: a run of zeros every night."""
+    out = []
+    for i in range(n):
+        h = (i * step % DAY) / HOUR
+        out.append(round(max(0.0, 500.0 * math.sin((h - 6.0) / 12.0 * math.pi) + rng.gauss(0.0, 20.0)), 1)
+                   if 6.0 <= h < 18.0 else 0.0)  # fmt: skip
+    return out
+
+
+def clustered_spikes(rng: random.Random, n: int, step: int) -> list[float]:
+    """Latency-like: AR(1) noise around 20 (sd 0.5), spikes of 3 to 7 sd once per 30 minutes of event time
+    on average, each bringing another about 20 s later with probability 0.7 (a self-exciting process)."""
+    out = []
+    due: list[float] = []  # event times of the spikes brought by earlier ones
+    for i, e in enumerate(_ar(rng, n)):
+        t = i * step
+        x = 20.0 + 0.5 * e
+        spike = rng.random() < step / (30 * 60)
+        while due and due[0] <= t:
+            due.pop(0)
+            spike = True
+        if spike:
+            x += 0.5 * rng.choice((6.0, 8.0, 10.0, 14.0))
+            if rng.random() < 0.7:
+                due.append(t + rng.expovariate(1.0 / 20.0))
+                due.sort()
+        out.append(round(x, 3))
+    return out
+
+
+def noisy_hour(rng: random.Random, n: int, step: int) -> list[float]:
+    """A sensor (AR(1) noise around 20, sd 0.5) whose noise is three times as large for the first 10 minutes
+    of every hour, a routine that is no incident (a compressor starting, say)."""
+    return [round(20.0 + 0.5 * e * (3.0 if (i * step) % HOUR < 600 else 1.0), 3) for i, e in enumerate(_ar(rng, n))]
+
+
+#: routine patterns that are no incident (``--families routine``) by name: a user expects each to be
+#: reported once at most while it is new, not every time it recurs
+ROUTINE: dict[str, Callable[[random.Random, int, int], list[float]]] = {
+    f.__name__: f for f in (hourly_hold, night_zero, clustered_spikes, noisy_hour)
+}
+SETS = {"noise": FAMILIES, "server": tuple(SERVER), "routine": tuple(ROUTINE)}
 
 
 def count(families: Sequence[str], n: int, step: int, per_family: int, params: dict) -> tuple[Counter, Counter]:
@@ -247,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--days", type=float, default=5.0, help="days of each series (default 5)")
     parser.add_argument("--per-family", type=int, default=8, help="series of each family (default 8)")
     parser.add_argument("--families", choices=tuple(SETS), default="noise",
-                        help="noise: the five noise families (default); server: a quiet server's fields")  # fmt: skip
+                        help="noise: the five noise families (default); server: a quiet server's fields; "
+                             "routine: patterns that recur and are no incident")  # fmt: skip
     parser.add_argument("--params", default="{}", help="the detector's parameters, as JSON")
     args = parser.parse_args(argv)
     params = json.loads(args.params)
