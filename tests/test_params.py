@@ -127,7 +127,7 @@ SWITCHED = [
     ("spike", "spikes", 12.0, ("spike_fading = 0.5, spike_score = 0.2", "spike_record = 0.9", "spike_time = 60.0"),
      ("mean", "mad", "top", "run", "count", "nfar", "tfar", "prev:?", "said:?")),
     ("shift", "shifts", 8.0, ("shift_time = 30.0, shift_score = 0.2", "shift_record = 0.9", "shift_samples = 5.0"),
-     ("mean", "dev", "top", "run", "long")),
+     ("mean", "dev", "top", "run", "long", "ldev")),
     ("spread", "spreads", 10.0, (), ("mean", "dev", "top", "run", "long", "last")),  # (its other settings are the shift step's)
 ]
 

@@ -187,12 +187,13 @@ def test_without_event_times_the_step_learns_nothing() -> None:
     det = REGISTRY["sentinel"]()
     for i in range(1000):
         det.process(20.0 + (5.0 if i >= 500 else 0.0) + (i * 7919) % 13 / 10.0)
-    assert det.state_by_name()["shifts"] == {"mean": 20.0, "dev": 0.0, "top": 0.0, "run": 0.0, "long": 20.0}
+    assert det.state_by_name()["shifts"] == {"mean": 20.0, "dev": 0.0, "top": 0.0, "run": 0.0, "long": 20.0, "ldev": 0.0}
 
 
 @pytest.mark.parametrize(("field", "value"), [("dev", -1.0), ("dev", math.inf), ("dev", math.nan), ("run", -2.0),
                                               ("run", math.inf), ("top", math.nan), ("top", -1.0), ("top", math.inf),
-                                              ("long", math.nan), ("long", math.inf), ("long", -math.inf)])
+                                              ("long", math.nan), ("long", math.inf), ("long", -math.inf),
+                                              ("ldev", -1.0), ("ldev", math.inf), ("ldev", math.nan)])
 def test_a_tampered_shift_state_is_refused(field: str, value: float) -> None:
     """A negative, infinite or NaN typical distance, or an infinite largest distance, would silence the step
     for good (or flag every value), a negative duration other than -1 ("reported") or an infinite one would
@@ -213,3 +214,27 @@ def test_sensor_runs_at_1_s_catch_more_incidents_with_as_few_false_alarms() -> N
     catches 25 incidents against 21 without it (``shift = 0``), with no false alarm either way (the spread
     step off: with it, 26 against 22)."""
     assert [sensor_runs(params) for params in ({"spread": 0}, {"shift": 0, "spread": 0})] == [(25, 0), (21, 0)]
+
+
+def solar(days: int, step: int = 10, seed: int = 1) -> list[float]:
+    """A solar panel's output every ``step`` s: a half sine over 06:00 to 18:00 UTC (peak 500, noise 20, one
+    decimal), exactly 0.0 at night."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(days * 86400 // step):
+        h = (i * step % 86400) / 3600
+        day = 6 <= h < 18
+        out.append(round(max(0.0, 500 * math.sin((h - 6) / 12 * math.pi) + rng.gauss(0, 20)), 1) if day else 0.0)
+    return out
+
+
+def test_a_routine_sunrise_is_not_a_level_shift_every_morning(tmp_path: Path) -> None:
+    """A solar panel at 10 s, six days: after twelve hours of exact zeros the typical distance of the recent
+    level had shrunk to nothing, so each sunrise was a level shift (8 flags on days 2 to 6, at 06:05 to 08:30).
+    The typical distance now stays at a quarter of its two-day mean at least: at most two mornings are
+    reported (two here, on days 4 and 5)."""
+    xs = solar(6)
+    data = b"".join(b"sensor,host=a temp=%r %d\n" % (x, (T0 + 10 * i) * 10**9) for i, x in enumerate(xs))
+    out = run_rule(tmp_path, data)
+    shifts = [i for i, line in enumerate(out) if b'temp_anomaly_reason="level_shift"' in line and i >= 8640]
+    assert len(shifts) <= 2, [(i // 8640, round(i % 8640 / 360, 2)) for i in shifts]

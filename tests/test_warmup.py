@@ -95,12 +95,13 @@ def test_checkpoints_of_the_default_rule_keep_matching() -> None:
     spread step did (``spread = 0`` is the rule as it was before; ``context``, where it is off, keeps its
     fingerprint), and when the shift step got a long-run mean of its own (``shifts.long``), and when the
     spike step counted far-out values (``far``; its state ``count``, ``nfar``, ``tfar``, ``prev``, ``said``), and
-    when ``far`` became opt-in (0 in ``sentinel``: the state is kept, its setting differs)."""
+    when ``far`` became opt-in (0 in ``sentinel``: the state is kept, its setting differs), and when the shift
+    step kept the two-day mean of its typical distance (``shifts.ldev``, the floor under it)."""
     from riverguard.config import Rule
 
-    assert Rule(index=1, name="all").fingerprint == "042233caffb2aca4"
-    assert Rule(index=1, name="all", params={"spread": 0.0}).fingerprint == "8a77e726df6a349c"
-    assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0}).fingerprint == "216ba23591920405"
+    assert Rule(index=1, name="all").fingerprint == "83e5bdf80abaeada"
+    assert Rule(index=1, name="all", params={"spread": 0.0}).fingerprint == "94882c86c98f50b1"
+    assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0}).fingerprint == "6a1c3c35906d368d"
     assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0}).fingerprint == "6fcbcce42721c36e"
     assert Rule(index=1, name="all", detector="context").fingerprint == "bf03ae7ae5038bc0"
-    assert Rule(index=1, name="all", warmup=10).fingerprint == "042233caffb2aca4"
+    assert Rule(index=1, name="all", warmup=10).fingerprint == "83e5bdf80abaeada"

@@ -8,7 +8,7 @@ from libc.stdint cimport int64_t
 
 cdef double _SQRT1_2, _DAY, _NAN, _INF
 cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE, _WHY_SHIFT
-cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY, _REPORTED
+cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY, _SHIFT_FLOOR, _SHIFT_FLOOR_MEMORY, _REPORTED
 cdef double _FAR_COUNT, _FAR_MEMORY, _LN10
 cdef double *_LEVELS
 cdef double *_CUTS
@@ -202,12 +202,13 @@ cdef class Spike(Step):
 
 cdef class Shift(Step):
     cdef readonly Settings cfg
-    cdef public double _mean, _dev, _top, _run, _long
+    cdef public double _mean, _dev, _top, _run, _long, _ldev
 
     cdef void first(self, double x) noexcept
     cdef bint _fits(self) except -1
     @cython.locals(w=double)
     cdef inline double window(self, double gap) noexcept
+    @cython.locals(d=double, f=double)
     cdef inline double unit(self, double lmean) noexcept
     cdef inline double reach(self) noexcept
     cdef inline double weight(self, int64_t n, double span, double window) noexcept

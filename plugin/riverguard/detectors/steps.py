@@ -115,6 +115,10 @@ _FAR_COUNT = 3.0
 #: long_time in sentinel)
 _FAR_MEMORY = 2.0 * 86400.0
 _LN10 = 2.302585092994046  # math.log(10)
+#: the shift step: its typical distance never falls under this share of the same distance's mean over
+#: _SHIFT_FLOOR_MEMORY of event time (a night or hours of a constant value do not shrink it to nothing)
+_SHIFT_FLOOR = 0.25
+_SHIFT_FLOOR_MEMORY = 2.0 * 86400.0
 
 
 # -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
@@ -1253,7 +1257,10 @@ class Shift(Step):
     is measured in its own typical size: the mean of that distance over
     the last 30 windows (from the first sample on; each distance counts at
     most 3 typical sizes, so a shift in progress barely widens the scale
-    that judges it). Once the step counts (``learn // 4`` samples), one sample
+    that judges it), and at least a quarter of that distance's mean over
+    two days of event time, so that hours of a constant value (a night at
+    0, a gauge at 1) do not shrink it to nothing and make the next move,
+    routine or not, a huge shift. Once the step counts (``learn // 4`` samples), one sample
     moves the recent level by one typical size at most, so a lone outlier
     is never a level shift: it takes ``shift`` samples at least.
 
@@ -1290,8 +1297,8 @@ class Shift(Step):
     )  # fmt: skip
     # the recent level; the typical distance of the recent level from the long-run mean; the largest
     # distance seen (in typical distances, fading); the event time the current shift has lasted (-1: reported);
-    # the long-run mean
-    STATE = ("mean", "dev", "top", "run", "long")
+    # the long-run mean; the mean of that distance over two days of event time (under the typical distance's floor)
+    STATE = ("mean", "dev", "top", "run", "long", "ldev")
     SWITCH = "shift"
 
     def __init__(self, cfg):
@@ -1301,6 +1308,7 @@ class Shift(Step):
         self._top = 0.0
         self._run = 0.0
         self._long = 0.0
+        self._ldev = 0.0
 
     def first(self, x):
         self._mean = x
@@ -1308,7 +1316,7 @@ class Shift(Step):
 
     def _fits(self):
         return ((self._run == -1.0 or _duration(self._run)) and 0.0 <= self._dev < _INF and 0.0 <= self._top < _INF
-                and -_INF < self._long < _INF)
+                and -_INF < self._long < _INF and 0.0 <= self._ldev < _INF)
 
     def learn_long(self, x, n, gap):
         """Learn ``x``, the newest of ``n`` >= 1 values, into the long-run mean: weight ``value_long`` (as the
@@ -1333,8 +1341,12 @@ class Shift(Step):
         return w if w > self.cfg.shift_time else self.cfg.shift_time
 
     def unit(self, lmean):
-        """The typical distance of the recent level from the long-run mean ``lmean``, at least ``1e-9`` of its size."""
-        return _scale(self._dev, lmean)
+        """The typical distance of the recent level from the long-run mean ``lmean``: at least ``_SHIFT_FLOOR`` of
+        its mean over two days (the level shift step's; 0 in :class:`Spread`, which does not keep it) and ``1e-9`` of
+        ``lmean``'s size."""
+        d = self._dev
+        f = _SHIFT_FLOOR * self._ldev
+        return _scale(d if d > f else f, lmean)
 
     def reach(self):
         """The smallest distance (in typical distances) that is a shift now: ``shift``, or ``shift_record`` of
@@ -1429,6 +1441,8 @@ class Shift(Step):
                 ad = c
         self._mean = m
         self._dev += _share(span, _SHIFT_MEMORY * window, n) * (ad - self._dev)
+        if not up:  # (the level shift step: the floor under its typical distance remembers two days)
+            self._ldev += _share(span, _SHIFT_FLOOR_MEMORY, n) * (ad - self._ldev)
         return out
 
 
