@@ -8,8 +8,8 @@ from libc.stdint cimport int64_t
 
 cdef double _SQRT1_2, _DAY, _NAN, _INF
 cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE, _WHY_SHIFT
-cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY, _SHIFT_FLOOR, _SHIFT_FLOOR_MEMORY, _REPORTED
-cdef double _FAR_COUNT, _FAR_MEMORY, _LN10
+cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY, _SHIFT_FLOOR, _REPORTED
+cdef double _FAR_COUNT, _LONG_MEMORY, _LN10
 cdef double *_LEVELS
 cdef double *_CUTS
 cdef double *_BAND

@@ -111,14 +111,13 @@ _REPORTED = -2.0
 #: the spike step's bursts of far-out values: a burst holds at least this many (a weighted count), and the step
 #: reports it once, until the count falls under half of it again
 _FAR_COUNT = 3.0
-#: and the series' own rate of far-out values remembers this much event time (two days, the likelihood's
-#: long_time in sentinel)
-_FAR_MEMORY = 2.0 * 86400.0
+#: what a series' own statistics of days remember, in event time: the spike step's rate of far-out values and the
+#: shift step's floor under its typical distance (two days, the likelihood's long_time in sentinel)
+_LONG_MEMORY = 2.0 * _DAY
 _LN10 = 2.302585092994046  # math.log(10)
 #: the shift step: its typical distance never falls under this share of the same distance's mean over
-#: _SHIFT_FLOOR_MEMORY of event time (a night or hours of a constant value do not shrink it to nothing)
+#: _LONG_MEMORY of event time (a night or hours of a constant value do not shrink it to nothing)
 _SHIFT_FLOOR = 0.25
-_SHIFT_FLOOR_MEMORY = 2.0 * 86400.0
 
 
 # -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
@@ -1126,7 +1125,7 @@ class Spike(Step):
 
     def _fits(self):
         return (_duration(self._run) and 0.0 <= self._count < _INF and 0.0 <= self._nfar < _INF
-                and 0.0 <= self._tfar <= _FAR_MEMORY)
+                and 0.0 <= self._tfar <= _LONG_MEMORY)
 
     def far_count(self, span):
         """The count of far-out values before one that stands for ``span`` > 0 seconds is added."""
@@ -1168,9 +1167,9 @@ class Spike(Step):
             self._said = False
         n = self._nfar
         t = self._tfar + span
-        if t > _FAR_MEMORY:  # (the rate forgets what is older than _FAR_MEMORY, exponentially)
-            n *= (_FAR_MEMORY - span) / _FAR_MEMORY if span < _FAR_MEMORY else 0.0
-            t = _FAR_MEMORY
+        if t > _LONG_MEMORY:  # (the rate forgets what is older than _LONG_MEMORY, exponentially)
+            n *= (_LONG_MEMORY - span) / _LONG_MEMORY if span < _LONG_MEMORY else 0.0
+            t = _LONG_MEMORY
         self._nfar = n + 1.0 if far else n
         self._tfar = t
         return out
@@ -1442,7 +1441,7 @@ class Shift(Step):
         self._mean = m
         self._dev += _share(span, _SHIFT_MEMORY * window, n) * (ad - self._dev)
         if not up:  # (the level shift step: the floor under its typical distance remembers two days)
-            self._ldev += _share(span, _SHIFT_FLOOR_MEMORY, n) * (ad - self._ldev)
+            self._ldev += _share(span, _LONG_MEMORY, n) * (ad - self._ldev)
         return out
 
 
