@@ -219,7 +219,9 @@ cdef class Shift(Step):
     cdef inline double lower(self, double a, double unit, double lmean, double r) noexcept
     @cython.locals(step=double)
     cdef inline double move(self, double x, double a, double unit) noexcept
-    @cython.locals(lam=double, span=double, m=double)
+    @cython.locals(lam=double, span=double)
+    cdef inline double long_weight(self, int64_t n, double gap) noexcept
+    @cython.locals(m=double)
     cdef inline void learn_long(self, double x, int64_t n, double gap) noexcept
     @cython.locals(out=double)
     cdef double score(self, double x, int64_t n, bint counting, double span, double gap) noexcept

@@ -1323,16 +1323,23 @@ class Shift(Step):
         (so that at fine sampling it spans many of the windows the recent level spans, not a few), and the
         running mean's ``1 / n`` while that is larger. A mean that overflows starts over from ``x``; a value
         that is not finite is not learned."""
+        m = self._long + self.long_weight(n, gap) * (x - self._long)
+        if m - m == 0.0:
+            self._long = m
+        elif x - x == 0.0:
+            self._long = x
+
+    def long_weight(self, n, gap):
+        """The weight of the newest of ``n`` >= 1 values in the step's long-run mean, for a series whose usual
+        interval is ``gap``: ``value_long``, but at most one over ``_SHIFT_LONG`` windows of the usual interval
+        (so that at fine sampling it spans many of the windows the recent level spans, not a few), and the
+        running mean's ``1 / n`` while that is larger."""
         lam = self.cfg.value_long
         if gap > 0.0:
             span = _SHIFT_LONG * self.window(gap)  # seconds (more than 1 / lam samples below 5.76 s)
             if span * lam > gap:
                 lam = gap / span
-        m = self._long + _running(lam, n) * (x - self._long)
-        if m - m == 0.0:
-            self._long = m
-        elif x - x == 0.0:
-            self._long = x
+        return _running(lam, n)
 
     def window(self, gap):
         """The event time (seconds) the recent level spans, for a series whose usual interval is ``gap``."""
@@ -1454,12 +1461,14 @@ class Spread(Shift):
     The level shift step (:class:`Shift`, whose settings it shares but
     ``shift``) applied to the size of each change, ``|x - previous value|``:
     its recent mean (over ``shift_time`` or ``shift_samples`` usual
-    intervals), measured from its own long-run mean (weight ``value_long``,
-    as the values' long-run mean, each change counting at most what moves the
-    recent size by 3 typical distances, so one spike does not raise it for
-    hours; a reported burst, while it lasts, is not learned into it at all,
-    so the next burst is not measured against this one) in its own typical
-    distance, ``spread`` typical distances or more
+    intervals), measured from its own long-run mean (with the level shift
+    step's weight, :meth:`Shift.long_weight`: ``value_long``, but spanning
+    24 windows at least, 48 minutes at 1 s, so that it does not follow a
+    burst of a few minutes part of the way; each change counting at most
+    what moves the recent size by 3 typical distances, so one spike does not
+    raise it for hours; a reported burst, while it lasts, is not learned
+    into it at all, so the next burst is not measured against this one) in
+    its own typical distance, ``spread`` typical distances or more
     above it for ``shift_time_last`` seconds of event time, at least
     ``shift_record`` of the largest such distance seen lately, scores
     ``shift_score`` at a change at least as large as the recent size. Only a rise counts (noisier values,
@@ -1523,7 +1532,7 @@ class Spread(Shift):
             yl = y
         out = self.judge(y, ylong, n, counting, span, gap, self.reach_up(), True)
         if self._run != -1.0:  # (a reported burst, while it lasts, is not learned as what is usual)
-            self._long = ylong + _long_weight(self.cfg, n) * (yl - ylong)
+            self._long = ylong + self.long_weight(n, gap) * (yl - ylong)
         return out
 
 
