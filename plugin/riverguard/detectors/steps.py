@@ -103,8 +103,8 @@ _ROUNDING = 1e-9
 #: the typical distance spans
 _SHIFT_DEV_CLIP = 3.0
 _SHIFT_MEMORY = 30.0
-#: the shift step: the windows its long-run mean spans at least (at Telegraf's 10 s and slower, the 1 / value_long
-#: samples it spans are more: 25 windows of 20 intervals)
+#: the shift and spread steps: the windows their long-run means span at least (with the default settings, at a
+#: usual interval of 5.76 s and longer, the 1 / value_long samples they span are more: 25 windows of 20 intervals)
 _SHIFT_LONG = 24.0
 #: the stuck step: the mark of a run that was reported
 _REPORTED = -2.0
@@ -1318,11 +1318,9 @@ class Shift(Step):
                 and -_INF < self._long < _INF and 0.0 <= self._ldev < _INF)
 
     def learn_long(self, x, n, gap):
-        """Learn ``x``, the newest of ``n`` >= 1 values, into the long-run mean: weight ``value_long`` (as the
-        new-extremes step's mean), but at most one over ``_SHIFT_LONG`` windows of the usual interval ``gap``
-        (so that at fine sampling it spans many of the windows the recent level spans, not a few), and the
-        running mean's ``1 / n`` while that is larger. A mean that overflows starts over from ``x``; a value
-        that is not finite is not learned."""
+        """Learn ``x``, the newest of ``n`` >= 1 values, into the long-run mean, weighted as :meth:`long_weight`
+        says for the usual interval ``gap``. A mean that overflows starts over from ``x``; a value that is not
+        finite is not learned."""
         m = self._long + self.long_weight(n, gap) * (x - self._long)
         if m - m == 0.0:
             self._long = m
@@ -1330,10 +1328,10 @@ class Shift(Step):
             self._long = x
 
     def long_weight(self, n, gap):
-        """The weight of the newest of ``n`` >= 1 values in the step's long-run mean, for a series whose usual
-        interval is ``gap``: ``value_long``, but at most one over ``_SHIFT_LONG`` windows of the usual interval
-        (so that at fine sampling it spans many of the windows the recent level spans, not a few), and the
-        running mean's ``1 / n`` while that is larger."""
+        """The weight of the newest of ``n`` >= 1 values in the step's long-run mean (the spread step's too), for
+        a series whose usual interval is ``gap``: ``value_long`` (as the new-extremes step's mean), but at most
+        one over ``_SHIFT_LONG`` windows of the usual interval (so that at fine sampling it spans many of the
+        windows the recent level spans, not a few), and the running mean's ``1 / n`` while that is larger."""
         lam = self.cfg.value_long
         if gap > 0.0:
             span = _SHIFT_LONG * self.window(gap)  # seconds (more than 1 / lam samples below 5.76 s)
@@ -1532,7 +1530,7 @@ class Spread(Shift):
             yl = y
         out = self.judge(y, ylong, n, counting, span, gap, self.reach_up(), True)
         if self._run != -1.0:  # (a reported burst, while it lasts, is not learned as what is usual)
-            self._long = ylong + self.long_weight(n, gap) * (yl - ylong)
+            self._long = ylong + Shift.long_weight(self, n, gap) * (yl - ylong)  # (a direct call, not through the table)
         return out
 
 
