@@ -228,7 +228,7 @@ cdef class Shift(Step):
     @cython.locals(cfg=Settings, mean=double, a=double, c=double, m=double, d=double, ad=double, unit=double,
                    z=double, out=double, top=double, run=double, window=double)
     cdef double judge(self, double x, double lmean, int64_t n, bint counting, double span, double gap, double reach,
-                      bint up) noexcept
+                      bint up, bint floor) noexcept
 
 
 cdef class Spread(Shift):

@@ -1399,14 +1399,15 @@ class Shift(Step):
         ``counting``: shifts count (and the largest is kept); ``span``: the event time ``x`` stands for
         (:meth:`Pipeline.span`; NaN without event times, 0 for a late sample: not learned); ``gap``: the
         usual interval before ``x``."""
-        out = self.judge(x, self._long, n, counting, span, gap, self.reach(), False)
+        out = self.judge(x, self._long, n, counting, span, gap, self.reach(), False, True)
         if span > 0.0:  # (as the recent level: nothing without event times, nor from a late sample)
             self.learn_long(x, n, gap)
         return out
 
-    def judge(self, x, lmean, n, counting, span, gap, reach, up):
-        """:meth:`score`, with ``reach`` the smallest distance (in typical distances) that is a shift, and with
-        ``up`` only a level above ``lmean`` (:class:`Spread`)."""
+    def judge(self, x, lmean, n, counting, span, gap, reach, up, floor):
+        """:meth:`score`, with ``reach`` the smallest distance (in typical distances) that is a shift, with ``up``
+        only a level above ``lmean`` (:class:`Spread`), and with ``floor`` the floor under the typical distance
+        kept (the level shift step's; :class:`Spread` does not keep it)."""
         if not span > 0.0:
             return 0.0
         cfg = self.cfg
@@ -1445,7 +1446,7 @@ class Shift(Step):
                 ad = c
         self._mean = m
         self._dev += _share(span, _SHIFT_MEMORY * window, n) * (ad - self._dev)
-        if not up:  # (the level shift step: the floor under its typical distance remembers two days)
+        if floor:  # (the level shift step: the floor under its typical distance remembers two days)
             self._ldev += _share(span, _LONG_MEMORY, n) * (ad - self._ldev)
         return out
 
@@ -1528,7 +1529,7 @@ class Spread(Shift):
                 yl = y
         else:
             yl = y
-        out = self.judge(y, ylong, n, counting, span, gap, self.reach_up(), True)
+        out = self.judge(y, ylong, n, counting, span, gap, self.reach_up(), True, False)
         if self._run != -1.0:  # (a reported burst, while it lasts, is not learned as what is usual)
             self._long = ylong + Shift.long_weight(self, n, gap) * (yl - ylong)  # (a direct call, not through the table)
         return out
