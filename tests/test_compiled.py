@@ -320,7 +320,7 @@ def test_sentinel_saves_each_context_total_and_refuses_a_tampered_one(build: str
             Detector().load_state(state)
     fixture = store.read(os.path.join(os.path.dirname(__file__), "data", "checkpoint-record-state.msgpack"))
     (old,) = [r[6][0] for r in fixture.records if r[1] == "sentinel"]  # (a model: one state)
-    det = Detector(spike=0.0, shift=0.0, spread=0.0)  # the fixture's rule (tests/test_state.py)
+    det = Detector(spike=0.0, shift=0.0, spread=0.0, counter_time=0.0)  # the fixture's rule (tests/test_state.py)
     det.load_state(old)
     assert packed(det.dump_state()) == packed(old)
 

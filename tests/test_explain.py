@@ -442,6 +442,54 @@ def test_pipeline_band_is_exact_with_bursts_of_change(threshold: float, last: fl
     assert edges >= 5, edges
 
 
+def _counter_edge(det: Detector, t: float) -> float:
+    """Where the counter step would flag the next value, sampled at ``t`` (docs/detection.md, "Counters"): above
+    the latest value by the bar (``counter_burst`` times the largest peak of the recent increase) less what
+    is left of the recent increase after the interval."""
+    step, state = det.counter, det.state_by_name()
+    span = min(t - state["t1"], 2 * state["gap"])
+    window = max(det.shift_time, det.shift_samples * state["gap"])
+    w = span / (window + span)
+    a = min(w, 1.0) if w * state["n"] >= 1.0 else 1.0 / state["n"]
+    return step._last + det.counter_burst * step._top - step._rise * (1.0 - a)
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_pipeline_band_is_exact_for_a_counter(threshold: float) -> None:
+    """An error counter every 10 s for 3 days (+1 with a chance of one in 4 hours a sample), from the second
+    day with a burst every 6 hours, 20 errors at once or one a sample for 5 minutes in turn: every burst is
+    reported (reason ``burst``) and the band's edges are exact (probed at every sample of the hour around a
+    burst, at every 20th otherwise), also where the counter step's bound is the upper edge, and no new high is
+    an edge once the series counts (a counter's new high is how it counts)."""
+    det = REGISTRY["sentinel"]()
+    rng = random.Random(5)
+    v = 40.0
+    reports = []
+    checked = at_edge = 0
+    for i in range(3 * 8640):
+        t = 1_700_000_000.0 + 10.0 * i
+        v += rng.random() < 1 / 1440
+        phase = i % 2160
+        if i >= 8640 and phase == 0 and i // 2160 % 2:
+            v += 20.0
+        elif i >= 8640 and phase < 30 and not i // 2160 % 2:
+            v += 1.0
+        near = i >= 8640 and (phase < 180 or phase > 1980)
+        band = det.explain(threshold, t) if near or i % 20 == 0 else None
+        if band is not None and (band[1] is not None or band[2] is not None) and not (
+            band[1] is not None and band[2] is not None and 0.0 < band[2] - band[1] < 1e-9 * abs(band[0])
+        ):  # (a band of a few ulps, around a value the exact counter sits at, rounds the probes onto its edges)
+            _probe_band(det, band, threshold, t, i)
+            checked += 1
+            ctr, gap = det.counter, det.state_by_name()["gap"]
+            counts = ctr is not None and ctr._rises >= 3 and ctr._since >= max(det.counter_time, 20 * gap)  # (Counter.counts)
+            at_edge += counts and band[2] == _counter_edge(det, t)
+        if flagged(det.process(v, t), threshold) and det.reason(v) == "burst":
+            reports.append(i)
+    assert {i // 2160 for i in reports} == set(range(4, 12)), reports
+    assert checked > 2000 and at_edge >= 100, (checked, at_edge)
+
+
 def test_pipeline_band_is_exact_where_a_burst_of_change_hides_an_hour() -> None:
     """White noise (sd 1) every 10 s for 8 days, then every 3 hours a value 30 sd up (beyond the range and a
     spike: reported at once, which starts a suppression) and, 5 minutes later, 10 minutes of noise 4 times

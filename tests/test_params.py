@@ -129,6 +129,8 @@ SWITCHED = [
     ("shift", "shifts", 8.0, ("shift_time = 30.0, shift_score = 0.2", "shift_record = 0.9", "shift_samples = 5.0"),
      ("mean", "dev", "top", "run", "long", "ldev")),
     ("spread", "spreads", 10.0, (), ("mean", "dev", "top", "run", "long", "last")),  # (its other settings are the shift step's)
+    ("counter_time", "counter", 3600.0, ("counter_burst = 2.0", "counter_burst = 8.0"),
+     ("rises:q", "since", "last", "rise", "top", "said:?")),
 ]
 
 
@@ -143,8 +145,8 @@ def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(
     name: str, switch: str, attr: str, value: float, others: tuple[str, ...], state: tuple[str, ...]
 ) -> None:
     """A step with a switch (the spike step while ``spike`` is 0, ``context``'s default; the shift step while
-    ``shift`` is 0, and the spread step while ``spread`` is 0, also ``context``'s defaults; ``sentinel`` has
-    all three on) is off: its other settings change
+    ``shift`` is 0, the spread step while ``spread`` is 0 and the counter step while ``counter_time`` is 0,
+    also ``context``'s defaults; ``sentinel`` has all four on) is off: its other settings change
     nothing then, so they stay out of the fingerprint, and it holds no state. Switched on, its settings and
     its state's layout are in the fingerprint (test_warmup pins the defaults')."""
     cls = REGISTRY[name]
@@ -180,17 +182,22 @@ def test_a_step_that_is_off_leaves_the_fingerprint_and_state_as_they_were(
 def test_settings_a_step_shares_stay_in_the_fingerprint_while_it_is_on(name: str) -> None:
     """The spread step reads the shift step's settings (``Spread.USES``): with the shift step off and the
     spread step on, ``shift_time`` still changes the fingerprint (a model learned over one window is not
-    restored under another); with both off it does not."""
+    restored under another); with both off (and the counter step, which reads the window) it does not. The
+    counter step reads the window and ``extreme`` (``Counter.USES``), not the rest."""
 
     def fingerprint(params: str) -> str:
         return config.parse(f'[[rule]]\nname = "s"\ndetector = "{name}"\nparams = {{ {params} }}\n').rules[0].fingerprint
 
     for other in ("shift_time = 60.0", "shift_time_last = 0.0", "shift_record = 0.9"):
         assert fingerprint(f"shift = 0.0, spread = 10.0") != fingerprint(f"shift = 0.0, spread = 10.0, {other}"), other
-        assert fingerprint("shift = 0.0, spread = 0.0") == fingerprint(f"shift = 0.0, spread = 0.0, {other}"), other
+        off = "shift = 0.0, spread = 0.0, counter_time = 0.0"
+        assert fingerprint(off) == fingerprint(f"{off}, {other}"), other
+        counter = "shift = 0.0, spread = 0.0, counter_time = 3600.0"
+        assert (fingerprint(counter) != fingerprint(f"{counter}, {other}")) == other.startswith("shift_time ="), other
     spread = dict(REGISTRY[name].STEPS)["spreads"]
     shift = dict(REGISTRY[name].STEPS)["shifts"]
     assert set(spread.USES) == {p.name for p in shift.PARAMS} - {"shift"}
+    assert dict(REGISTRY[name].STEPS)["counter"].USES == ("shift_time", "shift_samples", "extreme")
 
 
 def _pxd_attributes(path: Path) -> dict[str, dict[str, str]]:
@@ -267,7 +274,7 @@ def test_a_setting_reads_back_under_its_own_name_from_the_detector_and_its_step(
     """River's idiom: ``det.spike``, and ``det.spikes.spike`` on the step that uses it (the switched steps on), with the type declared;
     a step has no other step's settings."""
     cls = REGISTRY[name]
-    given = {"spike": 12.0, "shift": 8.0, "spread": 9.0, "suppress": 7, "weekend_slots": False}
+    given = {"spike": 12.0, "shift": 8.0, "spread": 9.0, "counter_time": 600.0, "suppress": 7, "weekend_slots": False}
     det = cls(**given)
     values = {**cls.defaults(), **given}  # (not det.params(): the detector's own reads come from the same dict)
     for attr, step_cls in cls.STEPS:
@@ -280,6 +287,7 @@ def test_a_setting_reads_back_under_its_own_name_from_the_detector_and_its_step(
     assert (det.spike, det.spikes.spike, det.suppression.suppress, det.day.weekend_slots) == (12.0, 12.0, 7, False)
     assert (det.shift, det.shifts.shift) == (8.0, 8.0)
     assert (det.spread, det.spreads.spread) == (9.0, 9.0)
+    assert (det.counter_time, det.counter.counter_time, det.counter.counter_burst) == (600.0, 600.0, 4.0)
     with pytest.raises(AttributeError):
         det.error.spike  # noqa: B018  (the spike step's, not the prediction error's)
 

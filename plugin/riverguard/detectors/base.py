@@ -31,7 +31,7 @@ __all__ = ["REASONS", "Detector", "Explanation", "Factory", "flag_limit", "flagg
 
 
 #: The words :meth:`Detector.reason` may return (the README lists them with their meaning).
-REASONS = ("spike", "dip", "level_shift", "volatility", "stuck", "time_of_day", "novelty")
+REASONS = ("spike", "dip", "level_shift", "volatility", "burst", "stuck", "time_of_day", "novelty")
 
 #: What :meth:`Detector.explain` returns: the expected value and the band's lower and upper edges.
 #: An element that is None or not finite is not written (no band yet, or a side without a limit).

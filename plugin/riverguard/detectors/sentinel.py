@@ -155,11 +155,12 @@ class Transitions(Surprise):
 # reported, and the likelihood remembers at least two days: docs/detection.md "Spikes that last" and
 # "A likelihood that remembers days"; a new extreme must have lasted a minute: docs/detection.md
 # "Extremes that last a minute"; a level that stays away is reported: docs/detection.md "Level shifts";
-# so is a burst of change, again and again: docs/detection.md "Bursts of change".
+# so is a burst of change, again and again: docs/detection.md "Bursts of change"; a cumulative counter's
+# new highs are not news, a burst of its increase is: docs/detection.md "Counters".
 _STEPS, _SETTINGS, _PARAMS, _LAYOUT = compose(
     Transitions, SentinelSettings,
     day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True, spike=12.0,
-    long_time=172800.0, extreme_time=60.0, shift=8.0, spread=10.0,
+    long_time=172800.0, extreme_time=60.0, shift=8.0, spread=10.0, counter_time=3600.0,
 )
 
 
@@ -272,6 +273,16 @@ class Sentinel(Pipeline):
        against what is usual now, so a burst like one reported an hour ago is
        reported again (a new extreme cannot: the range holds the first).
        With ``spread = 0`` the step is left out.
+       *Counters* (:class:`~riverguard.detectors.steps.Counter`): a series
+       that has risen for ``counter_time`` (an hour, or 20 usual intervals if
+       longer) without a fall, 3 times at least, counting from its first
+       rise after the last fall, is a cumulative counter (network errors,
+       bytes received): its new highs and a level above the long-run mean
+       are how it counts and are not reported. Its recent increase (its
+       rises summed over the level shifts' window, each fading with the
+       window) more than ``counter_burst`` (4) times the largest earlier
+       peak of it scores ``extreme``: a burst, reported once and not learned
+       as the usual pace. With ``counter_time = 0`` the step is left out.
     5. **Minimum history.** Nothing scores above 0 before ``learn`` samples (in a rule, its
        ``warmup``: 200 by default),
        or, with event times, before ``learn_time`` seconds (3 days; and

@@ -7,9 +7,11 @@ cimport cython
 from libc.stdint cimport int64_t
 
 cdef double _SQRT1_2, _DAY, _NAN, _INF
-cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE, _WHY_SHIFT, _WHY_SPREAD
+cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE, _WHY_SHIFT, _WHY_SPREAD, _WHY_BURST
 cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY, _SHIFT_LONG, _SHIFT_FLOOR, _REPORTED
 cdef double _FAR_COUNT, _LONG_MEMORY, _LN10
+cdef int64_t _COUNTER_RISES
+cdef double _COUNTER_SAMPLES
 cdef double *_LEVELS
 cdef double *_CUTS
 cdef double *_BAND
@@ -26,6 +28,8 @@ cdef inline bint _lasts(double run, double need, double slack) noexcept
 cdef inline double _scale(double s, double level) noexcept
 @cython.locals(w=double)
 cdef inline double _share(double part, double whole, int64_t n) noexcept
+@cython.locals(w=double)
+cdef inline double _window(Settings cfg, double gap) noexcept
 cdef inline double _long_weight(Settings cfg, int64_t n) noexcept
 cdef inline double _running(double lam, int64_t n) noexcept
 cdef inline bint _hides(double score, bint on, bint through, bint hour, double day_score) noexcept
@@ -70,6 +74,8 @@ cdef class Settings:
     # Extremes
     cdef public double margin, extreme, extreme_sd, value_long, extreme_time
     cdef public bint extreme_once
+    # Counter
+    cdef public double counter_time, counter_burst
     # Stuck
     cdef public double repeat_decay
     cdef public bint stuck_longest
@@ -144,6 +150,22 @@ cdef class Likelihood(Step):
     cdef double score(self, double raw, int64_t n, double dt) except? -1.0
 
 
+cdef class Counter(Step):
+    cdef readonly Settings cfg
+    cdef public int64_t _rises
+    cdef public double _since, _last, _rise, _top
+    cdef public bint _said
+
+    cdef void first(self, double x) noexcept
+    cdef bint _fits(self) except -1
+    @cython.locals(need=double)
+    cdef inline bint counts(self, double gap) noexcept
+    cdef inline double bar(self) noexcept
+    cdef inline double fade(self, int64_t n, double span, double gap) noexcept
+    @cython.locals(counts=bint, inc=double, prev=double, r=double, top=double, out=double)
+    cdef double observe(self, double x, int64_t n, bint scoring, double span, double gap) noexcept
+
+
 cdef class Extremes(Step):
     cdef readonly Settings cfg
     cdef public double _lo, _hi, _rlo, _rhi, _lmean, _lvar, _run, _calm
@@ -154,7 +176,7 @@ cdef class Extremes(Step):
     cdef void first(self, double x) noexcept
     @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, side=int, lam=double,
                    dl=double, far=bint, need=double, calm=double)
-    cdef bint observe(self, double x, int64_t n, double span, double slack) except -1
+    cdef bint observe(self, double x, int64_t n, double span, double slack, bint counter) except -1
     cdef void report(self, int side) noexcept
     cdef void settle(self) noexcept
     cdef bint _fits(self) except -1
@@ -206,7 +228,6 @@ cdef class Shift(Step):
 
     cdef void first(self, double x) noexcept
     cdef bint _fits(self) except -1
-    @cython.locals(w=double)
     cdef inline double window(self, double gap) noexcept
     @cython.locals(d=double, f=double)
     cdef inline double unit(self, double lmean) noexcept
@@ -224,11 +245,11 @@ cdef class Shift(Step):
     @cython.locals(m=double)
     cdef inline void learn_long(self, double x, int64_t n, double gap) noexcept
     @cython.locals(out=double)
-    cdef double score(self, double x, int64_t n, bint counting, double span, double gap) noexcept
+    cdef double score(self, double x, int64_t n, bint counting, double span, double gap, int side) noexcept
     @cython.locals(cfg=Settings, mean=double, a=double, c=double, m=double, d=double, ad=double, unit=double,
                    z=double, out=double, top=double, run=double, window=double)
     cdef double judge(self, double x, double lmean, int64_t n, bint counting, double span, double gap, double reach,
-                      bint up, bint floor) noexcept
+                      int side, bint floor) noexcept
 
 
 cdef class Spread(Shift):
@@ -247,6 +268,8 @@ cdef class Suppression(Step):
     cdef public bint _qday
     # the pipeline's _why (not state), in the padding after _qday: the pipeline is 144 B instead of 152
     cdef readonly int _why
+    # the pipeline's counter step (not state: Pipeline.counter), in the padding after _why: the pipeline stays 144 B
+    cdef readonly Counter counter
 
     cdef bint active(self, double now) noexcept
     @cython.locals(quiet=int64_t)
@@ -273,7 +296,7 @@ cdef class Pipeline:
                    z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double,
                    t1=double, dt=double, span=double, slack=double, gap=double, lmean=double,
                    shifts=Shift, shift=double, spreads=Spread, spread=double,
-                   surprise=Surprise)
+                   surprise=Surprise, counter=Counter, counts=bint, burst=double)
     cpdef double process(self, double x, object t=*) except? -1.0
     @cython.locals(g=double)
     cdef inline double span(self, double dt) noexcept
@@ -295,7 +318,7 @@ cdef class Pipeline:
                    hl=double, hu=double, hon=bint, hmask=bint, shf=Shift, unit=double, a=double, r=double,
                    xmask=bint, hour=bint, rday=double, ry=double, yall=bint, yl=double, yu=double,
                    yh=double, vl=double, vu=double, ymask=bint, gl=double, gu=double, gon=bint, gmask=bint, spr=Spread, ymin=double,
-                   son=bint, smask=bint)
+                   son=bint, smask=bint, ctr=Counter, counts=bint, cu=double, con=bint, cmask=bint, need=double)
     cdef int explain_into(self, double threshold, object t, double *out) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)

@@ -67,7 +67,7 @@ from struct import Struct
 from struct import error as StructError
 
 __all__ = [
-    "Extremes", "Likelihood", "Pipeline", "PredictionError", "Spike", "Step", "Stuck", "Suppression", "Surprise",
+    "Counter", "Extremes", "Likelihood", "Pipeline", "PredictionError", "Spike", "Step", "Stuck", "Suppression", "Surprise",
     "TimeOfDay", "read_record",
 ]  # fmt: skip
 
@@ -89,11 +89,12 @@ _WHY_STUCK = 5
 _WHY_SPIKE = 6
 _WHY_SHIFT = 7
 _WHY_SPREAD = 8
+_WHY_BURST = 9
 #: the evidence of each of those codes, by name (for reports and benchmarks: the codes are C ints when compiled)
 EVIDENCE = {
     _WHY_SURPRISE: "likelihood (surprise)", _WHY_ERROR: "likelihood (error)", _WHY_HOUR: "hour",
     _WHY_EXTREME: "extreme", _WHY_STUCK: "stuck", _WHY_SPIKE: "spike", _WHY_SHIFT: "shift",
-    _WHY_SPREAD: "spread",
+    _WHY_SPREAD: "spread", _WHY_BURST: "burst",
 }  # fmt: skip
 #: weight of the newest interval in the usual interval of a series (Pipeline.span)
 _RHYTHM = 0.1
@@ -118,6 +119,9 @@ _LN10 = 2.302585092994046  # math.log(10)
 #: the shift step: its typical distance never falls under this share of the same distance's mean over
 #: _LONG_MEMORY of event time (a night or hours of a constant value do not shrink it to nothing)
 _SHIFT_FLOOR = 0.25
+#: the counter step: the fewest rises that make a counter (a series that has not fallen for counter_time)
+_COUNTER_RISES = 3
+_COUNTER_SAMPLES = 20.0
 
 
 # -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
@@ -505,6 +509,13 @@ def _scale(s, level):
     return s if s > floor else floor
 
 
+def _window(cfg, gap):
+    """The event time (seconds) that the level shift step's recent level spans (and the spread and counter steps'
+    recent means), for a series whose usual interval is ``gap``: ``shift_time``, or ``shift_samples`` intervals."""
+    w = cfg.shift_samples * gap
+    return w if w > cfg.shift_time else cfg.shift_time
+
+
 def _share(part, whole, n):
     """The weight of the newest of ``n`` >= 1 samples in an exponentially weighted mean: ``part / whole`` (the
     event time it stands for, over the time the mean spans), at least ``1 / n`` (the first samples are averaged)
@@ -841,9 +852,10 @@ class Extremes(Step):
     def first(self, x):
         self._lo = self._hi = self._rlo = self._rhi = self._lmean = x
 
-    def observe(self, x, n, span, slack):
+    def observe(self, x, n, span, slack, counter):
         """Learn ``x`` (n >= 1 samples before it, ``span`` the event time it stands for and ``slack`` half the
-        usual interval: see :meth:`Pipeline.span`); True if it is a new extreme (else ``held`` is the side
+        usual interval: see :meth:`Pipeline.span`; ``counter``: the series is a cumulative counter,
+        :class:`Counter`); True if it is a new extreme (else ``held`` is the side
         of a new extreme that its excursion has not lasted long enough for, 0 if none: :meth:`report`
         reports it).
 
@@ -858,7 +870,8 @@ class Extremes(Step):
         sample of a series sampled at least that slowly); until then the
         values it set are measured from the range before it, so a lone
         record of a finely sampled series is learned, not reported (the
-        pipeline reports it still if it is also a spike).
+        pipeline reports it still if it is also a spike). A counter's new high
+        is how it counts: it is no excursion, and the reference follows it.
         ``again`` says whether a new extreme continues the climb of the previous
         one (on the same side, no value back inside the range or beyond its
         other side in between).
@@ -879,6 +892,11 @@ class Extremes(Step):
         elif x < rlo:
             ext = rlo - x
             side = -1
+        if counter and side > 0:  # how a counter counts: no excursion (one in progress is over)
+            ext = 0.0
+            side = 0
+            self._run = 0.0
+            self._calm = -1.0
         need = self.cfg.extreme_time
         if side != 0:  # the excursion goes on, or begins with the interval this value stands for
             self._run = span if self._calm < 0.0 else self._run + span
@@ -1341,8 +1359,7 @@ class Shift(Step):
 
     def window(self, gap):
         """The event time (seconds) the recent level spans, for a series whose usual interval is ``gap``."""
-        w = self.cfg.shift_samples * gap
-        return w if w > self.cfg.shift_time else self.cfg.shift_time
+        return _window(self.cfg, gap)
 
     def unit(self, lmean):
         """The typical distance of the recent level from the long-run mean ``lmean``: at least ``_SHIFT_FLOOR`` of
@@ -1393,21 +1410,23 @@ class Shift(Step):
             return -unit
         return step
 
-    def score(self, x, n, counting, span, gap):
+    def score(self, x, n, counting, span, gap, side):
         """Learn ``x``; ``shift_score`` if the recent level has moved far enough from the long-run mean for long
         enough, else 0.0. ``n`` >= 1: samples before it;
         ``counting``: shifts count (and the largest is kept); ``span``: the event time ``x`` stands for
         (:meth:`Pipeline.span`; NaN without event times, 0 for a late sample: not learned); ``gap``: the
-        usual interval before ``x``."""
-        out = self.judge(x, self._long, n, counting, span, gap, self.reach(), False, True)
+        usual interval before ``x``; ``side``: -1 if only a level below the long-run mean counts (a counter's,
+        :class:`Counter`), else 0."""
+        out = self.judge(x, self._long, n, counting, span, gap, self.reach(), side, True)
         if span > 0.0:  # (as the recent level: nothing without event times, nor from a late sample)
             self.learn_long(x, n, gap)
         return out
 
-    def judge(self, x, lmean, n, counting, span, gap, reach, up, floor):
-        """:meth:`score`, with ``reach`` the smallest distance (in typical distances) that is a shift, with ``up``
-        only a level above ``lmean`` (:class:`Spread`), and with ``floor`` the floor under the typical distance
-        kept (the level shift step's; :class:`Spread` does not keep it)."""
+    def judge(self, x, lmean, n, counting, span, gap, reach, side, floor):
+        """:meth:`score`, with ``reach`` the smallest distance (in typical distances) that is a shift, with ``side``
+        +1 if only a level above ``lmean`` counts (:class:`Spread`), -1 if only one below, 0 if either, and with
+        ``floor`` the floor under the typical distance kept (the level shift step's; :class:`Spread` does not keep
+        it)."""
         if not span > 0.0:
             return 0.0
         cfg = self.cfg
@@ -1428,7 +1447,7 @@ class Shift(Step):
         out = 0.0
         if counting:
             top = self._top * cfg.shift_forget_keep
-            if z >= reach and (d > 0.0 or not up):
+            if z >= reach and (side == 0 or (d > 0.0) == (side > 0)):
                 if self._run >= 0.0:  # (-1: this shift was reported; once is enough)
                     run = self._run + span
                     self._run = run
@@ -1438,7 +1457,7 @@ class Shift(Step):
                         self._run = -1.0
             else:
                 self._run = 0.0
-            if z > top and z < _INF and (d > 0.0 or not up):
+            if z > top and z < _INF and (side == 0 or (d > 0.0) == (side > 0)):
                 top = z
             self._top = top
             c = _SHIFT_DEV_CLIP * unit
@@ -1529,9 +1548,134 @@ class Spread(Shift):
                 yl = y
         else:
             yl = y
-        out = self.judge(y, ylong, n, counting, span, gap, self.reach_up(), True, False)
+        out = self.judge(y, ylong, n, counting, span, gap, self.reach_up(), 1, False)
         if self._run != -1.0:  # (a reported burst, while it lasts, is not learned as what is usual)
             self._long = ylong + Shift.long_weight(self, n, gap) * (yl - ylong)  # (a direct call, not through the table)
+        return out
+
+
+@cython.no_gc
+@cython.cclass
+class Counter(Step):
+    """Step 4e, off when ``counter_time`` is 0: a cumulative counter, and bursts of its increase.
+
+    A series that has risen for ``counter_time`` seconds of event time (or
+    20 usual intervals, if longer) without a fall, 3 times at least, is
+    taken for a cumulative counter, as Telegraf writes network errors,
+    bytes received or context switches (the time runs from the first rise
+    after the last fall, so a gauge that sat still and then climbs in an
+    incident is not one). A counter's new highs are how it counts: while a
+    series is one, the new-extremes step does not report a new high and the
+    level shift step does not report a level above the long-run mean; a
+    fall (a reset), a run of repeats (a counter that stops, :class:`Stuck`)
+    and the likelihood are judged as before. What matters is how fast it
+    counts: its recent increase (the sum of its rises, each fading as the
+    level shift step's recent level fades: about the increase over
+    ``shift_time``, or ``shift_samples`` usual intervals) more than
+    ``counter_burst`` times the largest peak of it seen before scores
+    ``extreme`` (a peak is learned once it is past, so a pace that keeps
+    rising is judged against the peaks before it, not against itself). A
+    burst lasts until the recent increase is back under that largest peak,
+    is reported once, and is not learned as usual, so the next burst is
+    measured against the counter's usual pace, not against this one (a
+    faster pace that lasts hours becomes the usual one, as the two-day
+    memory learns it). Bursts are judged from the first samples on, so one
+    before the series is known to count is not learned either (it is not
+    reported). An error counter that gains one now and then is
+    quiet; ten errors at once, or one every sample for a minute, are a
+    burst. Without event times it is not used; a late sample is not
+    learned. See docs/detection.md ("Counters").
+    """
+
+    PARAMS = (
+        Param("counter_time", 0.0, "Seconds of event time a series must have risen for without a fall (3 rises "
+              "and 20 usual intervals at least) to be taken for a cumulative counter: its new highs and level "
+              "shifts up are not reported, bursts of its increase are (0: the counter step is off).", low=0.0),
+        Param("counter_burst", 4.0, "A counter's recent increase, as a multiple of the largest peak of it seen "
+              "before, that is a burst.", low=1.0),
+    )  # fmt: skip
+    # rises since the last fall (at most _COUNTER_RISES); the event time since the first of them;
+    # the latest value in time order; the recent increase;
+    # the largest peak of the recent increase seen (not of a burst); whether a burst lasts
+    STATE = ("rises", "since", "last", "rise", "top", "said")
+    SWITCH = "counter_time"
+    USES = ("shift_time", "shift_samples", "extreme")
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self._rises = 0
+        self._since = 0.0
+        self._last = 0.0
+        self._rise = 0.0
+        self._top = 0.0
+        self._said = False
+
+    def first(self, x):
+        self._last = x
+
+    def _fits(self):
+        return (self._rises <= _COUNTER_RISES and 0.0 <= self._since < _INF and self._last == self._last
+                and 0.0 <= self._rise < _INF and 0.0 <= self._top < _INF)
+
+    def counts(self, gap):
+        """Whether the series is a counter now (before the next sample; ``gap``: its usual interval):
+        ``_COUNTER_RISES`` rises or more and no fall since the first of them, ``counter_time`` seconds of event
+        time ago or ``_COUNTER_SAMPLES`` usual intervals, whichever is longer."""
+        need = _COUNTER_SAMPLES * gap
+        if need < self.cfg.counter_time:
+            need = self.cfg.counter_time
+        return self._rises >= _COUNTER_RISES and self._since >= need
+
+    def bar(self):
+        """The recent increase above which a burst begins now: ``counter_burst`` times the largest peak seen."""
+        return self.cfg.counter_burst * self._top
+
+    def fade(self, n, span, gap):
+        """What is left of the recent increase after ``span`` seconds (``n`` >= 1 samples before; ``gap`` the usual
+        interval): the weight the level shift step gives the older values."""
+        return 1.0 - _share(span, _window(self.cfg, gap) + span, n)
+
+    def observe(self, x, n, scoring, span, gap):
+        """Learn ``x`` (the arguments as :meth:`Shift.score`'s); ``extreme`` if the counter's recent increase is a
+        burst (:meth:`counts` before ``x``), else 0.0."""
+        if not span > 0.0:  # (no event times, or a late sample: the next rise is measured from the value before it)
+            return 0.0
+        counts = self.counts(gap)
+        inc = x - self._last
+        self._last = x
+        if inc < 0.0:  # a fall: a gauge, or the counter was reset
+            self._rises = 0
+            self._since = 0.0
+            inc = 0.0
+        elif self._rises > 0:  # (the time runs from the first rise: a flat stretch before it is no counting)
+            self._since += span
+            if inc > 0.0 and self._rises < _COUNTER_RISES:
+                self._rises += 1
+        elif inc > 0.0:
+            self._rises = 1
+        if not inc < _INF:  # (a value near the float limit: no increase)
+            inc = 0.0
+        prev = self._rise
+        r = prev * self.fade(n, span, gap) + inc
+        if not r < _INF:  # (increases near the float limit overflowed: start over from this one)
+            r = inc
+        self._rise = r
+        top = self._top
+        out = 0.0
+        if self._said:  # a burst lasts until the pace is back to the usual one, and is not learned as usual; a
+            # faster pace that lasts (hours, as the long memory sees it) becomes the usual one
+            if r <= top:
+                self._said = False
+            else:
+                self._top = top + _share(span, _LONG_MEMORY, n) * (r - top)
+        elif top > 0.0 and r > self.bar():  # (judged from the start: a burst before the series
+            # is known to count is not learned either; it is reported only once it is, and the step counts)
+            self._said = True
+            if counts and scoring:
+                out = self.cfg.extreme
+        elif r < prev and prev > top:  # a peak of the recent increase, learned once it is past (a pace
+            # that keeps rising is judged against the peaks before it, not against itself)
+            self._top = prev
         return out
 
 
@@ -1567,6 +1711,7 @@ class Suppression(Step):
         self._qday = False
         self._tfire = _INF
         self._why = 0  # the pipeline's evidence of its last score (not state: see Pipeline._why)
+        self.counter = None  # the pipeline's counter step (not this step's state: see Pipeline.counter)
 
     def active(self, now):
         """True while a suppression lasts at event time ``now`` (NaN: none)."""
@@ -1649,6 +1794,14 @@ class Pipeline:
         self.shifts = Shift(cfg) if cfg.shift else None
         self.spreads = Spread(cfg) if cfg.spread else None
         self.suppression = Suppression(cfg)
+        self.suppression.counter = Counter(cfg) if cfg.counter_time else None  # (see counter)
+
+    @property
+    def counter(self):
+        """The counter step (:class:`Counter`; None while it is off). The suppression step holds it, in its
+        object's padding, as it holds ``_why``: the pipeline is 144 B, one 144 B block, and one more reference
+        would take a 160 B block."""
+        return self.suppression.counter
 
     def __getattr__(self, name):
         """A setting, read under its own name (``det.pmin``) from the rule's settings."""
@@ -1733,13 +1886,21 @@ class Pipeline:
                 self.shifts.first(x)
             if self.spreads is not None:
                 self.spreads.first(x)
+            if self.suppression.counter is not None:
+                self.suppression.counter.first(x)
             return 0.0
         stuck = self.stuck.score(x, n > self.cfg.learn)  # 4. a run of repeats
         lo = extremes._lo  # the range before x
         lmean = extremes._lmean  # the long-run mean before x
         width = extremes._hi - lo
         spikes = self.spikes
-        new_extreme = extremes.observe(x, n, span, slack)  # 3. new extremes
+        counter = self.suppression.counter
+        counts = False  # the series is a cumulative counter (before x)
+        burst = 0.0
+        if counter is not None:  # 4e. a counter, and a burst of its increase
+            counts = counter.counts(gap)
+            burst = counter.observe(x, n, n >= self.cfg.learn_quarter, span, gap)
+        new_extreme = extremes.observe(x, n, span, slack, counts)  # 3. new extremes
         if extremes.held and spikes is not None and n >= self.cfg.learn_quarter and spikes.sharp(x):
             extremes.report(extremes.held)  # too short an excursion, but a spike: at once
             new_extreme = True
@@ -1783,7 +1944,7 @@ class Pipeline:
                 why = _WHY_SPIKE
         shifts = self.shifts
         if shifts is not None:
-            shift = shifts.score(x, n, n >= self.cfg.learn_quarter, span, gap)
+            shift = shifts.score(x, n, n >= self.cfg.learn_quarter, span, gap, -1 if counts else 0)
             if shift > score:
                 score = shift
                 tod = False
@@ -1795,6 +1956,10 @@ class Pipeline:
                 score = spread
                 tod = False
                 why = _WHY_SPREAD
+        if burst > 0.0 and burst >= score:
+            score = burst
+            tod = False
+            why = _WHY_BURST
         self.suppression._why = why
         if self._warming(n, now, self._t0):  # 5. minimum history
             score = 0.0
@@ -1836,8 +2001,9 @@ class Pipeline:
         would not score ``threshold`` at this moment, with every step that
         reads the value: the prediction error (the series' and the time-of-day
         slot's) and the surprise of each level through the likelihood of the
-        short average, new extremes, time-of-day extremes, spikes and level
-        shifts (when those steps are on), and the damping of a suppression in progress. A repeat of the previous value may still be
+        short average, new extremes (not a counter's new highs), time-of-day
+        extremes, spikes, level shifts, bursts of change and a counter's
+        bursts (when those steps are on), and the damping of a suppression in progress. A repeat of the previous value may still be
         flagged inside (stuck). When the expected value itself would be
         flagged, the nearest such range; when every value would be,
         ``lower == upper == expected``. An edge is None when nothing on that
@@ -1857,7 +2023,9 @@ class Pipeline:
         ``stuck`` (a run of repeats), ``time_of_day`` (beyond the range of the
         slot, or far from the slot's mean), ``novelty`` (an unusual sequence of
         levels or pattern); ``spike`` or ``dip`` for a spike (step 4b: one
-        sample, never a level shift); for a new extreme or the likelihood of prediction
+        sample, never a level shift); ``level_shift`` for a level shift (4c),
+        ``volatility`` for a burst of change (4d), ``burst`` for a burst of a
+        counter's increase (4e); for a new extreme or the likelihood of prediction
         errors, ``level_shift`` when the recent level (the expected value) had
         moved more than one long-run standard deviation from the long-run
         mean towards ``x``, or the likelihood was built up over earlier
@@ -1880,6 +2048,8 @@ class Pipeline:
             return "level_shift"
         if why == _WHY_SPREAD:
             return "volatility"
+        if why == _WHY_BURST:
+            return "burst"
         # the recent level had moved from the long-run mean by more than a long-run standard deviation,
         # towards x; or the likelihood of the errors was built up over earlier samples
         ext = self.extremes
@@ -1922,6 +2092,8 @@ class Pipeline:
         lo = ext._lo
         width = ext._hi - lo
         lmean = ext._lmean
+        ctr = self.suppression.counter
+        counts = ctr is not None and ctr.counts(self._gap)  # a cumulative counter: no new high, no level above
         # 1 + 2. the likelihood: a raw score of rmax or more is flagged (rmax > 1: none is); in a suppression that a
         # time-of-day extreme gets through, one of rday or more outscores that extreme (day_score), so the pipeline
         # reports the likelihood instead, damped: it hides the extreme (ymask), as a spike does
@@ -2054,6 +2226,8 @@ class Pipeline:
                     xu = _INF
                 elif ext._climb < 0:
                     xl = -_INF
+            if counts:  # a counter's new high is how it counts
+                xu = _INF
             d = self.cfg.extreme_sd * sqrt(ext._lvar)
         if xon:
             # above xu, the values within d of the long-run mean are not flagged
@@ -2120,7 +2294,7 @@ class Pipeline:
             if unit > 0.0:
                 a = shf.weight(n, sp, shf.window(self._gap))
                 r = shf.reach() * unit
-                hu = shf.upper(a, unit, shf._long, r)
+                hu = _INF if counts else shf.upper(a, unit, shf._long, r)
                 hl = shf.lower(a, unit, shf._long, r)
                 hon = son
                 hmask = smask
@@ -2138,17 +2312,30 @@ class Pipeline:
                 gu = spr._last + ymin
                 gon = son
                 gmask = smask
+        # 4e. a counter's burst: a value more than cu above the latest one lifts the recent increase over the bar
+        # (cu: none; -inf: every value, its recent increase being over the bar already), scoring extreme
+        cu = _INF
+        con = False
+        cmask = False
+        if counts and n >= self.cfg.learn_quarter and sp > 0.0 and not ctr._said and ctr._top > 0.0:
+            con = self.cfg.extreme * f >= eff
+            cmask = _hides(self.cfg.extreme, con, through, hour, self.cfg.day_score)
+            if con or cmask:
+                need = ctr.bar() - ctr._rise * ctr.fade(n, sp, self._gap)
+                cu = ctr._last + need if need >= 0.0 else -_INF
         if hon:
             if hl > lower:
                 lower = hl
             if hu < upper:
                 upper = hu
+        if con and cu < upper:
+            upper = cu
         if gon:
             if gl > lower:
                 lower = gl
             if gu < upper:
                 upper = gu
-        hole = hole or hmask or gmask
+        hole = hole or hmask or gmask or cmask
         if not nb and not hole and not ymask:  # every constraint is an interval: the band is where they overlap
             if lower > upper:
                 out[1] = mean  # every value would be flagged
@@ -2166,7 +2353,7 @@ class Pipeline:
         if xon or xmask:
             m = _cut(cuts, m, lmean - d, lmean + d)
         m = _cut(cuts, m, pl, pu)
-        m = _cut(cuts, _cut(cuts, m, hl, hu), gl, gu)
+        m = _cut(cuts, _cut(cuts, _cut(cuts, m, hl, hu), gl, gu), cu, _INF)
         if ymask:
             m = _cut(cuts, _cut(cuts, m, yl, yu), vl, vu)
         if nb:
@@ -2196,6 +2383,7 @@ class Pipeline:
             dl = x - lmean
             ok = left <= right and zl < x < zu and sl < x < su and (
                 tl <= x <= tu or (mask and not pl < x < pu) or (hmask and not hl < x < hu) or (gmask and not gl < x < gu)
+                or (cmask and x > cu)
                 or (xmask and (x > xu or x < xl) and dl * dl > far)
                 or (ymask and not (yl < x < yu and vl < x < vu and (
                     not nb or _LEVELS[_level(x, lo, width, nb)] < rday
@@ -2207,6 +2395,8 @@ class Pipeline:
                 ok = hl < x < hu
             if ok and gon:
                 ok = gl < x < gu
+            if ok and con:
+                ok = x <= cu
             if ok and xon and (x > xu or x < xl):
                 ok = dl * dl <= far
             if ok and nb:
@@ -2345,6 +2535,7 @@ def compose(surprise, settings, **defaults):
         ("spikes", Spike),
         ("shifts", Shift),
         ("spreads", Spread),
+        ("counter", Counter),
         ("suppression", Suppression),
     )
     params = [p for _, step in steps for p in step.PARAMS] + [Pipeline.LEARN, Pipeline.LEARN_TIME]
