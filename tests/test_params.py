@@ -129,7 +129,7 @@ SWITCHED = [
     ("shift", "shifts", 8.0, ("shift_time = 30.0, shift_score = 0.2", "shift_record = 0.9", "shift_samples = 5.0"),
      ("mean", "dev", "top", "run", "long", "ldev")),
     ("spread", "spreads", 10.0, (), ("mean", "dev", "top", "run", "long", "last")),  # (its other settings are the shift step's)
-    ("counter_time", "counter", 3600.0, ("counter_burst = 2.0", "counter_burst = 8.0"),
+    ("counter_time", "counter", 86400.0, ("counter_burst = 2.0", "counter_burst = 8.0"),
      ("rises:q", "since", "last", "rise", "top", "said:?")),
 ]
 

@@ -160,7 +160,7 @@ class Transitions(Surprise):
 _STEPS, _SETTINGS, _PARAMS, _LAYOUT = compose(
     Transitions, SentinelSettings,
     day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True, spike=12.0,
-    long_time=172800.0, extreme_time=60.0, shift=8.0, spread=10.0, counter_time=3600.0,
+    long_time=172800.0, extreme_time=60.0, shift=8.0, spread=10.0, counter_time=86400.0,
 )
 
 
@@ -274,9 +274,10 @@ class Sentinel(Pipeline):
        reported again (a new extreme cannot: the range holds the first).
        With ``spread = 0`` the step is left out.
        *Counters* (:class:`~riverguard.detectors.steps.Counter`): a series
-       that has risen for ``counter_time`` (an hour, or 20 usual intervals if
+       that has risen for ``counter_time`` (a day, or 20 usual intervals if
        longer) without a fall, 3 times at least, counting from its first
-       rise after the last fall, is a cumulative counter (network errors,
+       rise after the last fall, is a cumulative counter (a gauge with a
+       daily rhythm falls within a day) (network errors,
        bytes received): its new highs and a level above the long-run mean
        are how it counts and are not reported. Its recent increase (its
        rises summed over the level shifts' window, each fading with the

@@ -1564,7 +1564,8 @@ class Counter(Step):
     taken for a cumulative counter, as Telegraf writes network errors,
     bytes received or context switches (the time runs from the first rise
     after the last fall, so a gauge that sat still and then climbs in an
-    incident is not one). A counter's new highs are how it counts: while a
+    incident is not one; with ``sentinel``'s day, neither is a gauge with a
+    daily rhythm, which falls every day). A counter's new highs are how it counts: while a
     series is one, the new-extremes step does not report a new high and the
     level shift step does not report a level above the long-run mean; a
     fall (a reset), a run of repeats (a counter that stops, :class:`Stuck`)
@@ -1898,7 +1899,7 @@ class Pipeline:
         counts = False  # the series is a cumulative counter (before x)
         burst = 0.0
         if counter is not None:  # 4e. a counter, and a burst of its increase
-            counts = counter.counts(gap)
+            counts = span > 0.0 and counter.counts(gap)  # (without event times the step is not used)
             burst = counter.observe(x, n, n >= self.cfg.learn_quarter, span, gap)
         new_extreme = extremes.observe(x, n, span, slack, counts)  # 3. new extremes
         if extremes.held and spikes is not None and n >= self.cfg.learn_quarter and spikes.sharp(x):
@@ -2093,7 +2094,8 @@ class Pipeline:
         width = ext._hi - lo
         lmean = ext._lmean
         ctr = self.suppression.counter
-        counts = ctr is not None and ctr.counts(self._gap)  # a cumulative counter: no new high, no level above
+        counts = ctr is not None and self.span(now - self._t1) > 0.0 and ctr.counts(self._gap)  # a cumulative
+        # counter: no new high, no level above
         # 1 + 2. the likelihood: a raw score of rmax or more is flagged (rmax > 1: none is); in a suppression that a
         # time-of-day extreme gets through, one of rday or more outscores that extreme (day_score), so the pipeline
         # reports the likelihood instead, damped: it hides the extreme (ymask), as a spike does
