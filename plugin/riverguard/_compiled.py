@@ -4,8 +4,8 @@ The hot modules (``_plainline.py``, ``_hotpath.py``, and the detectors'
 ``steps.py``, ``sentinel.py``, ``context.py``) are plain Python files that
 Cython compiles when a C compiler is there; their types live in a ``.pxd``
 beside them. They ``import cython`` for ``cython.compiled`` (the branches it
-guards use the rest of ``cython``) and for the class decorators
-``@cython.cclass`` and ``@cython.no_gc``, which stand in here as no-ops;
+guards use the rest of ``cython``), for the class decorators
+``@cython.cclass`` and ``@cython.no_gc`` and for ``cython.cast``, which stand in here as no-ops;
 without Cython they import this module instead, and run as the plain Python
 they are.
 
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-__all__ = ["PURE_PYTHON", "cclass", "compiled", "is_compiled", "no_gc", "prefer_sources", "uncompiled"]
+__all__ = ["PURE_PYTHON", "cast", "cclass", "compiled", "is_compiled", "no_gc", "prefer_sources", "uncompiled"]
 
 #: Uncompiled: this module stands in for ``cython`` only when Cython is not there.
 compiled = False
@@ -38,6 +38,11 @@ def _as_is(cls: Any) -> Any:
 
 #: Class decorators that only mean something compiled (an extension type, not tracked by the cyclic GC).
 cclass = no_gc = _as_is
+
+
+def cast(kind: Any, value: Any) -> Any:
+    """``cython.cast``: compiled, a C-level cast to an extension type; uncompiled, the value as it is."""
+    return value
 
 #: True when RIVERGUARD_PURE_PYTHON asks for the uncompiled sources ("0", empty or unset: it does not).
 PURE_PYTHON = os.environ.get("RIVERGUARD_PURE_PYTHON", "") not in ("", "0")

@@ -222,16 +222,14 @@ cdef class Spike(Step):
     cdef double score(self, double x, bint counting, bint repeat, double span) noexcept
 
 
-cdef class Shift(Step):
+cdef class Level(Step):
     cdef readonly Settings cfg
-    cdef public double _mean, _dev, _top, _run, _long, _ldev
+    cdef public double _mean, _dev, _top, _run, _long
 
-    cdef void first(self, double x) noexcept
     cdef bint _fits(self) except -1
     cdef inline double window(self, double gap) noexcept
     @cython.locals(d=double, f=double)
-    cdef inline double unit(self, double lmean) noexcept
-    cdef inline double reach(self) noexcept
+    cdef inline double unit(self, double lmean, bint floor) noexcept
     cdef inline double weight(self, int64_t n, double span, double window) noexcept
     cdef inline bint ready(self, double span) noexcept
     @cython.locals(level=double, up=double, hu=double)
@@ -242,19 +240,29 @@ cdef class Shift(Step):
     cdef inline double move(self, double x, double a, double unit) noexcept
     @cython.locals(lam=double, span=double)
     cdef inline double long_weight(self, int64_t n, double gap) noexcept
-    @cython.locals(m=double)
-    cdef inline void learn_long(self, double x, int64_t n, double gap) noexcept
-    @cython.locals(out=double)
-    cdef double score(self, double x, int64_t n, bint counting, double span, double gap, int side) noexcept
     @cython.locals(cfg=Settings, mean=double, a=double, c=double, m=double, d=double, ad=double, unit=double,
                    z=double, out=double, top=double, run=double, window=double)
     cdef double judge(self, double x, double lmean, int64_t n, bint counting, double span, double gap, double reach,
                       int side, bint floor) noexcept
 
 
-cdef class Spread(Shift):
+cdef class Shift(Level):
+    cdef public double _ldev
+
+    cdef void first(self, double x) noexcept
+    cdef bint _fits(self) except -1
+    cdef inline double reach(self) noexcept
+    @cython.locals(m=double)
+    cdef inline void learn_long(self, double x, int64_t n, double gap) noexcept
+    @cython.locals(out=double)
+    cdef double score(self, double x, int64_t n, bint counting, double span, double gap, int side) noexcept
+
+
+cdef class Spread(Level):
     cdef public double _last
 
+    cdef void first(self, double x) noexcept
+    cdef bint _fits(self) except -1
     cdef inline double reach_up(self) noexcept
 
     @cython.locals(y=double, ylong=double, out=double, c=double, yl=double)

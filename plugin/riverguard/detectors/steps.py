@@ -1261,7 +1261,143 @@ class Spike(Step):
 
 @cython.no_gc
 @cython.cclass
-class Shift(Step):
+class Level(Step):
+    """What the level shift and spread steps share (:class:`Shift`, :class:`Spread`): a recent level over a
+    window of event time, measured from a long-run mean in its own typical distance, judged by :meth:`judge`.
+
+    Not a step of its own. Each subclass keeps what is its own beside it (the
+    level shift step the floor under its typical distance, the spread step
+    the latest value), so neither holds the other's state.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self._mean = 0.0
+        self._dev = 0.0
+        self._top = 0.0
+        self._run = 0.0
+        self._long = 0.0
+
+    def _fits(self):
+        return ((self._run == -1.0 or _duration(self._run)) and 0.0 <= self._dev < _INF and 0.0 <= self._top < _INF
+                and -_INF < self._long < _INF)
+
+    def long_weight(self, n, gap):
+        """The weight of the newest of ``n`` >= 1 values in the step's long-run mean (the spread step's too), for
+        a series whose usual interval is ``gap``: ``value_long`` (as the new-extremes step's mean), but at most
+        one over ``_SHIFT_LONG`` windows of the usual interval (so that at fine sampling it spans many of the
+        windows the recent level spans, not a few), and the running mean's ``1 / n`` while that is larger."""
+        lam = self.cfg.value_long
+        if gap > 0.0:
+            span = _SHIFT_LONG * self.window(gap)  # seconds (more than 1 / lam samples below 5.76 s)
+            if span * lam > gap:
+                lam = gap / span
+        return _running(lam, n)
+
+    def window(self, gap):
+        """The event time (seconds) the recent level spans, for a series whose usual interval is ``gap``."""
+        return _window(self.cfg, gap)
+
+    def unit(self, lmean, floor):
+        """The typical distance of the recent level from the long-run mean ``lmean``: with ``floor`` (the level
+        shift step's) at least ``_SHIFT_FLOOR`` of its mean over two days (:class:`Shift`'s ``ldev``), and at least
+        ``1e-9`` of ``lmean``'s size."""
+        d = self._dev
+        if floor:
+            f = _SHIFT_FLOOR * cython.cast(Shift, self)._ldev
+            if f > d:
+                d = f
+        return _scale(d, lmean)
+
+    def weight(self, n, span, window):
+        """The weight of a value standing for ``span`` seconds (``n`` >= 1 samples before it) in the recent
+        level, which spans ``window`` (:meth:`window`)."""
+        return _share(span, window + span, n)
+
+    def ready(self, span):
+        """Whether the next value, standing for ``span`` seconds, may complete a shift: a shift in progress that
+        has lasted (``shift_time_last``) with it, not one reported already."""
+        return span > 0.0 and self._run >= 0.0 and _lasts(self._run + span, self.cfg.shift_time_last, 0.0)
+
+    def upper(self, a, unit, lmean, r):
+        """The smallest next value (weight ``a``) that moves the recent level ``r`` or more above ``lmean``, at
+        least the recent level (a value as far out as the level was); inf: none. A value moves the level by
+        ``a * (x - level)``, one typical distance ``unit`` at most."""
+        level = self._mean
+        up = r - (level - lmean)
+        hu = _INF if up > unit else (level + up / a if up > -unit else -_INF)
+        return hu if hu > level else level
+
+    def lower(self, a, unit, lmean, r):
+        """The largest next value that moves the recent level ``r`` or more below ``lmean``, at most the recent
+        level; -inf: none (:meth:`upper`, downwards)."""
+        level = self._mean
+        down = -r - (level - lmean)
+        hl = -_INF if down < -unit else (level + down / a if down < unit else _INF)
+        return hl if hl < level else level
+
+    def move(self, x, a, unit):
+        """How far ``x`` moves the recent level, its weight being ``a``: one typical distance ``unit`` at most."""
+        step = a * (x - self._mean)
+        if step > unit:
+            return unit
+        if step < -unit:
+            return -unit
+        return step
+
+    def judge(self, x, lmean, n, counting, span, gap, reach, side, floor):
+        """:meth:`score`, with ``reach`` the smallest distance (in typical distances) that is a shift, with ``side``
+        +1 if only a level above ``lmean`` counts (:class:`Spread`), -1 if only one below, 0 if either, and with
+        ``floor`` the floor under the typical distance kept (the level shift step's; :class:`Spread` does not keep
+        it)."""
+        if not span > 0.0:
+            return 0.0
+        cfg = self.cfg
+        mean = self._mean
+        unit = self.unit(lmean, floor)
+        window = self.window(gap)
+        a = self.weight(n, span, window)
+        # (while the typical distance settles, every value moves the level as far as it weighs)
+        m = mean + (self.move(x, a, unit) if counting else a * (x - mean))
+        d = m - lmean
+        if not d - d == 0.0:  # values near the float limit overflowed: start over from this value
+            self._mean = x
+            self._dev = 0.0
+            self._run = 0.0
+            return 0.0
+        ad = abs(d)
+        z = ad / unit if unit > 0.0 else 0.0
+        out = 0.0
+        if counting:
+            top = self._top * cfg.shift_forget_keep
+            if z >= reach and (side == 0 or (d > 0.0) == (side > 0)):
+                if self._run >= 0.0:  # (-1: this shift was reported; once is enough)
+                    run = self._run + span
+                    self._run = run
+                    # reported at a value as far out as the recent level was (not once the values are back)
+                    if _lasts(run, cfg.shift_time_last, 0.0) and (x >= mean if d > 0.0 else x <= mean):
+                        out = cfg.shift_score
+                        self._run = -1.0
+            else:
+                self._run = 0.0
+            if z > top and z < _INF and (side == 0 or (d > 0.0) == (side > 0)):
+                top = z
+            self._top = top
+            c = _SHIFT_DEV_CLIP * unit
+            if ad > c:
+                ad = c
+        self._mean = m
+        self._dev += _share(span, _SHIFT_MEMORY * window, n) * (ad - self._dev)
+        if floor:  # (the level shift step: the floor under its typical distance remembers two days)
+            cython.cast(Shift, self)._ldev += _share(span, _LONG_MEMORY, n) * (ad - cython.cast(Shift, self)._ldev)
+        return out
+
+
+
+
+@cython.no_gc
+@cython.cclass
+class Shift(Level):
     """Step 4c, off when ``shift`` is 0: the recent level far from the long-run mean, for long enough.
 
     The recent level is an exponentially weighted mean of the values over a
@@ -1319,12 +1455,7 @@ class Shift(Step):
     SWITCH = "shift"
 
     def __init__(self, cfg):
-        self.cfg = cfg
-        self._mean = 0.0
-        self._dev = 0.0
-        self._top = 0.0
-        self._run = 0.0
-        self._long = 0.0
+        Level.__init__(self, cfg)
         self._ldev = 0.0
 
     def first(self, x):
@@ -1332,8 +1463,7 @@ class Shift(Step):
         self._long = x if x - x == 0.0 else 0.0
 
     def _fits(self):
-        return ((self._run == -1.0 or _duration(self._run)) and 0.0 <= self._dev < _INF and 0.0 <= self._top < _INF
-                and -_INF < self._long < _INF and 0.0 <= self._ldev < _INF)
+        return Level._fits(self) and 0.0 <= self._ldev < _INF
 
     def learn_long(self, x, n, gap):
         """Learn ``x``, the newest of ``n`` >= 1 values, into the long-run mean, weighted as :meth:`long_weight`
@@ -1345,70 +1475,10 @@ class Shift(Step):
         elif x - x == 0.0:
             self._long = x
 
-    def long_weight(self, n, gap):
-        """The weight of the newest of ``n`` >= 1 values in the step's long-run mean (the spread step's too), for
-        a series whose usual interval is ``gap``: ``value_long`` (as the new-extremes step's mean), but at most
-        one over ``_SHIFT_LONG`` windows of the usual interval (so that at fine sampling it spans many of the
-        windows the recent level spans, not a few), and the running mean's ``1 / n`` while that is larger."""
-        lam = self.cfg.value_long
-        if gap > 0.0:
-            span = _SHIFT_LONG * self.window(gap)  # seconds (more than 1 / lam samples below 5.76 s)
-            if span * lam > gap:
-                lam = gap / span
-        return _running(lam, n)
-
-    def window(self, gap):
-        """The event time (seconds) the recent level spans, for a series whose usual interval is ``gap``."""
-        return _window(self.cfg, gap)
-
-    def unit(self, lmean):
-        """The typical distance of the recent level from the long-run mean ``lmean``: at least ``_SHIFT_FLOOR`` of
-        its mean over two days (the level shift step's; 0 in :class:`Spread`, which does not keep it) and ``1e-9`` of
-        ``lmean``'s size."""
-        d = self._dev
-        f = _SHIFT_FLOOR * self._ldev
-        return _scale(d if d > f else f, lmean)
-
     def reach(self):
         """The smallest distance (in typical distances) that is a shift now: ``shift``, or ``shift_record`` of
         the largest seen."""
         return _reach(self.cfg.shift, self.cfg.shift_record, self._top)
-
-    def ready(self, span):
-        """Whether the next value, standing for ``span`` seconds, may complete a shift: a shift in progress that
-        has lasted (``shift_time_last``) with it, not one reported already."""
-        return span > 0.0 and self._run >= 0.0 and _lasts(self._run + span, self.cfg.shift_time_last, 0.0)
-
-    def upper(self, a, unit, lmean, r):
-        """The smallest next value (weight ``a``) that moves the recent level ``r`` or more above ``lmean``, at
-        least the recent level (a value as far out as the level was); inf: none. A value moves the level by
-        ``a * (x - level)``, one typical distance ``unit`` at most."""
-        level = self._mean
-        up = r - (level - lmean)
-        hu = _INF if up > unit else (level + up / a if up > -unit else -_INF)
-        return hu if hu > level else level
-
-    def lower(self, a, unit, lmean, r):
-        """The largest next value that moves the recent level ``r`` or more below ``lmean``, at most the recent
-        level; -inf: none (:meth:`upper`, downwards)."""
-        level = self._mean
-        down = -r - (level - lmean)
-        hl = -_INF if down < -unit else (level + down / a if down < unit else _INF)
-        return hl if hl < level else level
-
-    def weight(self, n, span, window):
-        """The weight of a value standing for ``span`` seconds (``n`` >= 1 samples before it) in the recent
-        level, which spans ``window`` (:meth:`window`)."""
-        return _share(span, window + span, n)
-
-    def move(self, x, a, unit):
-        """How far ``x`` moves the recent level, its weight being ``a``: one typical distance ``unit`` at most."""
-        step = a * (x - self._mean)
-        if step > unit:
-            return unit
-        if step < -unit:
-            return -unit
-        return step
 
     def score(self, x, n, counting, span, gap, side):
         """Learn ``x``; ``shift_score`` if the recent level has moved far enough from the long-run mean for long
@@ -1421,58 +1491,9 @@ class Shift(Step):
         if span > 0.0:  # (as the recent level: nothing without event times, nor from a late sample)
             self.learn_long(x, n, gap)
         return out
-
-    def judge(self, x, lmean, n, counting, span, gap, reach, side, floor):
-        """:meth:`score`, with ``reach`` the smallest distance (in typical distances) that is a shift, with ``side``
-        +1 if only a level above ``lmean`` counts (:class:`Spread`), -1 if only one below, 0 if either, and with
-        ``floor`` the floor under the typical distance kept (the level shift step's; :class:`Spread` does not keep
-        it)."""
-        if not span > 0.0:
-            return 0.0
-        cfg = self.cfg
-        mean = self._mean
-        unit = self.unit(lmean)
-        window = self.window(gap)
-        a = self.weight(n, span, window)
-        # (while the typical distance settles, every value moves the level as far as it weighs)
-        m = mean + (self.move(x, a, unit) if counting else a * (x - mean))
-        d = m - lmean
-        if not d - d == 0.0:  # values near the float limit overflowed: start over from this value
-            self._mean = x
-            self._dev = 0.0
-            self._run = 0.0
-            return 0.0
-        ad = abs(d)
-        z = ad / unit if unit > 0.0 else 0.0
-        out = 0.0
-        if counting:
-            top = self._top * cfg.shift_forget_keep
-            if z >= reach and (side == 0 or (d > 0.0) == (side > 0)):
-                if self._run >= 0.0:  # (-1: this shift was reported; once is enough)
-                    run = self._run + span
-                    self._run = run
-                    # reported at a value as far out as the recent level was (not once the values are back)
-                    if _lasts(run, cfg.shift_time_last, 0.0) and (x >= mean if d > 0.0 else x <= mean):
-                        out = cfg.shift_score
-                        self._run = -1.0
-            else:
-                self._run = 0.0
-            if z > top and z < _INF and (side == 0 or (d > 0.0) == (side > 0)):
-                top = z
-            self._top = top
-            c = _SHIFT_DEV_CLIP * unit
-            if ad > c:
-                ad = c
-        self._mean = m
-        self._dev += _share(span, _SHIFT_MEMORY * window, n) * (ad - self._dev)
-        if floor:  # (the level shift step: the floor under its typical distance remembers two days)
-            self._ldev += _share(span, _LONG_MEMORY, n) * (ad - self._ldev)
-        return out
-
-
 @cython.no_gc
 @cython.cclass
-class Spread(Shift):
+class Spread(Level):
     """Step 4d, off when ``spread`` is 0: the values change from one sample to the next far more than usual,
     for long enough.
 
@@ -1511,7 +1532,7 @@ class Spread(Shift):
     USES = ("shift_time", "shift_samples", "shift_record", "shift_forget", "shift_score", "shift_time_last")
 
     def __init__(self, cfg):
-        Shift.__init__(self, cfg)
+        Level.__init__(self, cfg)
         self._last = 0.0
 
     def first(self, x):
@@ -1520,7 +1541,7 @@ class Spread(Shift):
         self._last = x
 
     def _fits(self):
-        return Shift._fits(self) and 0.0 <= self._long < _INF and 0.0 <= self._mean < _INF and self._last == self._last
+        return Level._fits(self) and 0.0 <= self._long < _INF and 0.0 <= self._mean < _INF and self._last == self._last
 
     def reach_up(self):
         """The smallest rise (in typical distances) that is a burst now: ``spread``, or ``shift_record`` of the
@@ -1541,7 +1562,7 @@ class Spread(Shift):
         ylong = self._long
         if counting:  # (the long-run mean learns a change at most _SHIFT_DEV_CLIP typical moves of the recent size
             # above it, so one spike does not raise it for hours: the recent size moves one typical distance at most)
-            c = self._mean + _SHIFT_DEV_CLIP * self.unit(ylong) / self.weight(n, span, self.window(gap))
+            c = self._mean + _SHIFT_DEV_CLIP * self.unit(ylong, False) / self.weight(n, span, self.window(gap))
             if y > c:
                 yl = c
             else:
@@ -1550,7 +1571,7 @@ class Spread(Shift):
             yl = y
         out = self.judge(y, ylong, n, counting, span, gap, self.reach_up(), 1, False)
         if self._run != -1.0:  # (a reported burst, while it lasts, is not learned as what is usual)
-            self._long = ylong + Shift.long_weight(self, n, gap) * (yl - ylong)  # (a direct call, not through the table)
+            self._long = ylong + Level.long_weight(self, n, gap) * (yl - ylong)  # (a direct call, not through the table)
         return out
 
 
@@ -2292,7 +2313,7 @@ class Pipeline:
         hmask = False
         shf = self.shifts
         if (son or smask) and shf is not None and n >= self.cfg.learn_quarter and shf.ready(sp):
-            unit = shf.unit(shf._long)
+            unit = shf.unit(shf._long, True)
             if unit > 0.0:
                 a = shf.weight(n, sp, shf.window(self._gap))
                 r = shf.reach() * unit
@@ -2306,7 +2327,7 @@ class Pipeline:
         gmask = False
         spr = self.spreads
         if (son or smask) and spr is not None and n >= self.cfg.learn_quarter and spr.ready(sp):
-            unit = spr.unit(spr._long)
+            unit = spr.unit(spr._long, False)
             if unit > 0.0:
                 # a change of ymin or more from the latest value (inf: none) completes the burst
                 ymin = spr.upper(spr.weight(n, sp, spr.window(self._gap)), unit, spr._long, spr.reach_up() * unit)
