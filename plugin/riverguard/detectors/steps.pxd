@@ -162,8 +162,8 @@ cdef class Counter(Step):
     cdef inline bint counts(self, double gap) noexcept
     cdef inline double bar(self) noexcept
     cdef inline double fade(self, int64_t n, double span, double gap) noexcept
-    @cython.locals(counts=bint, inc=double, prev=double, r=double, top=double, out=double)
-    cdef double observe(self, double x, int64_t n, bint scoring, double span, double gap) noexcept
+    @cython.locals(inc=double, prev=double, r=double, top=double, out=double)
+    cdef double observe(self, double x, int64_t n, bint scoring, double span, double gap, bint counts) noexcept
 
 
 cdef class Extremes(Step):

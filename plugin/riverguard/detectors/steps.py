@@ -1501,7 +1501,7 @@ class Spread(Level):
     ``shift``) applied to the size of each change, ``|x - previous value|``:
     its recent mean (over ``shift_time`` or ``shift_samples`` usual
     intervals), measured from its own long-run mean (with the level shift
-    step's weight, :meth:`Shift.long_weight`: ``value_long``, but spanning
+    step's weight, :meth:`Level.long_weight`: ``value_long``, but spanning
     24 windows at least, 48 minutes at 1 s, so that it does not follow a
     burst of a few minutes part of the way; each change counting at most
     what moves the recent size by 3 typical distances, so one spike does not
@@ -1657,12 +1657,11 @@ class Counter(Step):
         interval): the weight the level shift step gives the older values."""
         return 1.0 - _share(span, _window(self.cfg, gap) + span, n)
 
-    def observe(self, x, n, scoring, span, gap):
-        """Learn ``x`` (the arguments as :meth:`Shift.score`'s); ``extreme`` if the counter's recent increase is a
-        burst (:meth:`counts` before ``x``), else 0.0."""
+    def observe(self, x, n, scoring, span, gap, counts):
+        """Learn ``x`` (the arguments as :meth:`Shift.score`'s; ``counts``: :meth:`counts` before ``x``, which the
+        pipeline works out once); ``extreme`` if the counter's recent increase is a burst, else 0.0."""
         if not span > 0.0:  # (no event times, or a late sample: the next rise is measured from the value before it)
             return 0.0
-        counts = self.counts(gap)
         inc = x - self._last
         self._last = x
         if inc < 0.0:  # a fall: a gauge, or the counter was reset
@@ -1921,7 +1920,7 @@ class Pipeline:
         burst = 0.0
         if counter is not None:  # 4e. a counter, and a burst of its increase
             counts = span > 0.0 and counter.counts(gap)  # (without event times the step is not used)
-            burst = counter.observe(x, n, n >= self.cfg.learn_quarter, span, gap)
+            burst = counter.observe(x, n, n >= self.cfg.learn_quarter, span, gap, counts)
         new_extreme = extremes.observe(x, n, span, slack, counts)  # 3. new extremes
         if extremes.held and spikes is not None and n >= self.cfg.learn_quarter and spikes.sharp(x):
             extremes.report(extremes.held)  # too short an excursion, but a spike: at once
@@ -2114,9 +2113,9 @@ class Pipeline:
         lo = ext._lo
         width = ext._hi - lo
         lmean = ext._lmean
+        sp = self.span(now - self._t1)  # the event time the next sample stands for, give or take slack
         ctr = self.suppression.counter
-        counts = ctr is not None and self.span(now - self._t1) > 0.0 and ctr.counts(self._gap)  # a cumulative
-        # counter: no new high, no level above
+        counts = ctr is not None and sp > 0.0 and ctr.counts(self._gap)  # a cumulative counter: no new high, no level above
         # 1 + 2. the likelihood: a raw score of rmax or more is flagged (rmax > 1: none is); in a suppression that a
         # time-of-day extreme gets through, one of rday or more outscores that extreme (day_score), so the pipeline
         # reports the likelihood instead, damped: it hides the extreme (ymask), as a spike does
@@ -2220,7 +2219,6 @@ class Pipeline:
             upper = tu
         hole = False
         spk = self.spikes
-        sp = self.span(now - self._t1)  # the event time the next sample stands for, give or take slack
         slack = 0.5 * self._gap
         ql = _INF  # an excursion that has not lasted yet: a new extreme only if also a spike (x <= ql, x >= qu)
         qu = -_INF
