@@ -37,18 +37,20 @@ def values(burst: float, seed: int = 1) -> list[float]:
 
 def test_each_burst_is_reported_again(tmp_path: Path) -> None:
     """Noise three times as large for 4 minutes, once an hour for 4 hours: every burst is flagged within its
-    first 3 minutes (the first as the new extreme it also is, the three after it as ``volatility``), and
-    nothing outside the bursts; without the step (``spread = 0``) the three after the first, inside the
-    range it set, are missed."""
+    first 3 minutes (the first as the new extreme it also is), and nothing outside the bursts; the second
+    and third first as ``volatility``. Without the step (``spread = 0``) the bursts after the first are
+    flagged as new extremes, as soon or a few seconds later (a reported episode is not learned into the
+    range: tests/test_episodes.py); before that rule they were missed, inside the range the first one set."""
     out = run(tmp_path, lines(values(3.0)))
     assert len(out) == HOURS * 3600
     got = reasons(out)
-    assert all(i % 3600 >= 3360 for i, _ in got), got
-    first = {h: min((i, why) for i, why in got if i // 3600 == h) for h in range(HOURS)}
-    assert all(i % 3600 < 3540 for i, _ in first.values()), got
-    assert [first[h][1] for h in range(1, HOURS)] == ["volatility"] * (HOURS - 1), got
     off = reasons(run(tmp_path, lines(values(3.0)), "[rule.params]\nspread = 0\n"))
-    assert off and {i // 3600 for i, _ in off} == {0}, off
+    for flags in (got, off):
+        assert all(i % 3600 >= 3360 for i, _ in flags), flags
+        first = {h: min((i, why) for i, why in flags if i // 3600 == h) for h in range(HOURS)}
+        assert all(i % 3600 < 3540 for i, _ in first.values()), flags
+    first = {h: min((i, why) for i, why in got if i // 3600 == h) for h in range(HOURS)}
+    assert [first[h][1] for h in (1, 2)] == ["volatility"] * 2, got
 
 
 @pytest.mark.parametrize("burst", [1.0, 1 / 3])
@@ -98,13 +100,15 @@ def test_a_restart_in_a_burst_changes_nothing(tmp_path: Path) -> None:
 def test_sensor_runs_at_1_s_catch_repeated_incidents() -> None:
     """``python -m tests.benchmarks.sensor_runs``: with the step, 26 of the 28 runs of 20 minutes (one
     incident each) are caught against 25 without it, and on the 28 runs of 4 hours with 4 incidents each
-    (``--long``) 77 of 112 against 59, with no false alarm either way (25 and 73 while the long-run mean
+    (``--long``) 84 of 112 against 81, with no false alarm either way (77 against 59 while a reported
+    episode was learned into the range of the new-extremes step, which then missed every later incident
+    of a run that the step did not report; 25 and 73 while the long-run mean
     of the changes remembered 500 samples, 8 minutes at 1 s, rather than the level shift step's 24
     windows; 79 and 65 with the spike step's far-out count on, ``far = 6``, its default for a while; 70
     and 56 before a reported stuck run left the repeat statistics; 65 with the step while a reported
     burst was learned into the long-run mean of the changes)."""
     assert [sensor_runs(params) for params in ({}, {"spread": 0})] == [(26, 0), (25, 0)]
-    assert [sensor_runs(params, long=True) for params in ({}, {"spread": 0})] == [(77, 0), (59, 0)]
+    assert [sensor_runs(params, long=True) for params in ({}, {"spread": 0})] == [(84, 0), (81, 0)]
 
 
 def bursts_apart(minutes: int, seed: int = 1) -> tuple[list[float], list[int]]:

@@ -225,8 +225,9 @@ def test_checkpoint_with_flat_records_keeps_its_models(tmp_path: Path, pure: boo
     last event time as ``t1`` when that was added, and its interval, 600 s, as ``gap`` when the
     pipeline took that over from the spike step): the next 100 samples come out byte for
     byte as 0c40294 wrote them in one uninterrupted run of all 400, compiled and pure (``long_time``
-    bounds the likelihood's weight only after 1 000 samples). Regenerate these files when the layout
-    changes."""
+    bounds the likelihood's weight only after 1 000 samples). Carry this file over when the layout
+    changes: ``python tests/data/relayout_fixture.py`` (it was, when the new-extremes step kept the range
+    before a reported episode: those three values at a fresh model's)."""
     state, config = _fixture(tmp_path, "record")
     env = {**os.environ, "RIVERGUARD_PURE_PYTHON": "1" if pure else ""}
     proc = subprocess.run(

@@ -97,13 +97,15 @@ def test_checkpoints_of_the_default_rule_keep_matching() -> None:
     spike step counted far-out values (``far``; its state ``count``, ``nfar``, ``tfar``, ``prev``, ``said``), and
     when ``far`` became opt-in (0 in ``sentinel``: the state is kept, its setting differs), and when the shift
     step kept the two-day mean of its typical distance (``shifts.ldev``, the floor under it), and when the counter
-    step became part of sentinel (``counter_time = 0`` with the steps off before it is each rule as it was)."""
+    step became part of sentinel (``counter_time = 0`` with the steps off before it is each rule as it was), and
+    when the new-extremes step kept the range before a reported episode (``extremes.olo``, ``ohi``, ``owe``: every
+    ``sentinel`` and ``context`` rule, whose checkpoints start fresh once)."""
     from riverguard.config import Rule
 
-    assert Rule(index=1, name="all").fingerprint == "7b05170bc3d7d8d5"
-    assert Rule(index=1, name="all", params={"counter_time": 0.0}).fingerprint == "83e5bdf80abaeada"
-    assert Rule(index=1, name="all", params={"spread": 0.0, "counter_time": 0.0}).fingerprint == "94882c86c98f50b1"
-    assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0, "counter_time": 0.0}).fingerprint == "6a1c3c35906d368d"
-    assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0, "counter_time": 0.0}).fingerprint == "6fcbcce42721c36e"
-    assert Rule(index=1, name="all", detector="context").fingerprint == "bf03ae7ae5038bc0"
-    assert Rule(index=1, name="all", warmup=10).fingerprint == "7b05170bc3d7d8d5"
+    assert Rule(index=1, name="all").fingerprint == "336e6388ff087a26"
+    assert Rule(index=1, name="all", params={"counter_time": 0.0}).fingerprint == "e2368200f63ba493"
+    assert Rule(index=1, name="all", params={"spread": 0.0, "counter_time": 0.0}).fingerprint == "69604eb255f11e11"
+    assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0, "counter_time": 0.0}).fingerprint == "65eb348a0c5b598b"
+    assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0, "counter_time": 0.0}).fingerprint == "03d4010fb40b1a18"
+    assert Rule(index=1, name="all", detector="context").fingerprint == "63d4d654ae30d0de"
+    assert Rule(index=1, name="all", warmup=10).fingerprint == "336e6388ff087a26"

@@ -168,15 +168,16 @@ cdef class Counter(Step):
 
 cdef class Extremes(Step):
     cdef readonly Settings cfg
-    cdef public double _lo, _hi, _rlo, _rhi, _lmean, _lvar, _run, _calm
+    cdef public double _lo, _hi, _rlo, _rhi, _lmean, _lvar, _run, _calm, _olo, _ohi, _owe
     cdef public int _climb
-    cdef bint again
-    cdef int held
+    # (one byte each: with the int above they fill 8 bytes, and the step fits a 128-byte block)
+    cdef signed char again
+    cdef signed char held
 
     cdef void first(self, double x) noexcept
     @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, side=int, lam=double,
-                   dl=double, far=bint, need=double, calm=double)
-    cdef bint observe(self, double x, int64_t n, double span, double slack, bint counter) except -1
+                   dl=double, far=bint, need=double, calm=double, owe=double, inner=double, back=bint)
+    cdef bint observe(self, double x, int64_t n, double span, double slack, bint counter, double level) except -1
     cdef void report(self, int side) noexcept
     cdef void settle(self) noexcept
     cdef bint _fits(self) except -1

@@ -122,6 +122,15 @@ _SHIFT_FLOOR = 0.25
 #: the counter step: the fewest rises that make a counter (a series that has not fallen for counter_time)
 _COUNTER_RISES = 3
 _COUNTER_SAMPLES = 20.0
+#: the new-extremes step: an excursion whose values were beyond the range for this many usual intervals or more
+#: (its spells back inside included, not the calm that ended it) is an episode, not learned into the range once
+#: reported and over
+_EPISODE = 20.0
+#: what an episode not learned owes (seconds of event time), and the debt beyond which the next one is learned
+_EPISODE_COST = 8.0 * 3600.0
+_EPISODE_DEBT = 2.0 * _EPISODE_COST
+#: ... and the recent level is back once inside the range before the episode by this fraction of it, each side
+_EPISODE_INNER = 0.25
 
 
 # -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
@@ -831,8 +840,10 @@ class Extremes(Step):
     # (rlo, rhi); the long-run mean and variance of the values (lmean, lvar); whether the values
     # have stayed beyond the range, on the side of the last new extreme, since it (climb: +1 above,
     # -1 below, 0 not); the event time the current excursion beyond the range has lasted (run; NaN:
-    # unknown) and the time the values have been back inside during it (calm; -1: no excursion)
-    STATE = ("lo", "hi", "rlo", "rhi", "lmean", "lvar", "climb", "run", "calm")
+    # unknown) and the time the values have been back inside during it (calm; -1: no excursion); the range
+    # before the current excursion, once it is reported (olo, ohi; inf, -inf: not reported); the event time
+    # the episodes not learned still owe (owe: see observe)
+    STATE = ("lo", "hi", "rlo", "rhi", "lmean", "lvar", "climb", "run", "calm", "olo", "ohi", "owe")
     SIGNED = ("climb",)
 
     def __init__(self, cfg):
@@ -846,16 +857,19 @@ class Extremes(Step):
         self._climb = 0
         self._run = 0.0
         self._calm = -1.0
+        self._olo = _INF
+        self._ohi = -_INF
+        self._owe = 0.0
         self.again = False
         self.held = 0
 
     def first(self, x):
         self._lo = self._hi = self._rlo = self._rhi = self._lmean = x
 
-    def observe(self, x, n, span, slack, counter):
+    def observe(self, x, n, span, slack, counter, level):
         """Learn ``x`` (n >= 1 samples before it, ``span`` the event time it stands for and ``slack`` half the
         usual interval: see :meth:`Pipeline.span`; ``counter``: the series is a cumulative counter,
-        :class:`Counter`); True if it is a new extreme (else ``held`` is the side
+        :class:`Counter`; ``level``: the recent level before it); True if it is a new extreme (else ``held`` is the side
         of a new extreme that its excursion has not lasted long enough for, 0 if none: :meth:`report`
         reports it).
 
@@ -870,7 +884,16 @@ class Extremes(Step):
         sample of a series sampled at least that slowly); until then the
         values it set are measured from the range before it, so a lone
         record of a finely sampled series is learned, not reported (the
-        pipeline reports it still if it is also a spike). A counter's new high
+        pipeline reports it still if it is also a spike). An excursion that was
+        reported, had values beyond the range for ``_EPISODE`` usual intervals
+        or more, and ended with the recent level back inside the range as it
+        was before it (a level that stays beyond it is learned), was an episode, not the range: the range is that again,
+        so that a like episode later is reported again (the sensor that
+        misbehaves every hour or so at 1 s). Each episode not learned owes
+        ``_EPISODE_COST`` seconds of event time, and one is not learned only
+        while less than ``_EPISODE_DEBT`` is owed: three in a row, then one
+        every 8 hours, so an episode that recurs as a routine is reported
+        four times, then learned. A counter's new high
         is how it counts: it is no excursion, and the reference follows it.
         ``again`` says whether a new extreme continues the climb of the previous
         one (on the same side, no value back inside the range or beyond its
@@ -878,6 +901,9 @@ class Extremes(Step):
         """
         lo = self._lo
         hi = self._hi
+        if span > 0.0 and self._owe > 0.0:  # (the episodes' debt is paid in event time)
+            owe = self._owe - span
+            self._owe = owe if owe > 0.0 else 0.0
         if x > hi:
             self._hi = x
         elif x < lo:
@@ -897,13 +923,28 @@ class Extremes(Step):
             side = 0
             self._run = 0.0
             self._calm = -1.0
+            self._olo = _INF
+            self._ohi = -_INF
         need = self.cfg.extreme_time
         if side != 0:  # the excursion goes on, or begins with the interval this value stands for
             self._run = span if self._calm < 0.0 else self._run + span
             self._calm = 0.0
         elif not self._calm < 0.0:  # back inside during an excursion: it ends once calm for extreme_time
             calm = self._calm + span
+            # (a reported episode: the recent level is back in the middle of the range before it)
+            inner = _EPISODE_INNER * (self._ohi - self._olo)
+            back = self._olo + inner <= level <= self._ohi - inner
+            if back and (x > self._ohi or x < self._olo):
+                calm = 0.0  # a value beyond the range before a reported episode, around a level back: it goes on
             if _lasts(calm, need, slack):
+                # a reported episode is over, the level back: not learned (see above)
+                if (back and self._run - self._calm >= _EPISODE * (slack + slack)
+                        and self._owe < _EPISODE_DEBT):
+                    self._lo = self._olo
+                    self._hi = self._ohi
+                    self._owe += _EPISODE_COST
+                self._olo = _INF
+                self._ohi = -_INF
                 self._run = 0.0
                 self._calm = -1.0
             else:
@@ -937,15 +978,23 @@ class Extremes(Step):
         short, measured from the first value)."""
         self._run = 0.0
         self._calm = -1.0
+        self._olo = _INF
+        self._ohi = -_INF
         self._rlo = self._lo
         self._rhi = self._hi
 
     def _fits(self):
-        return _duration(self._run) and (self._calm == -1.0 or _duration(self._calm))
+        return (_duration(self._run) and (self._calm == -1.0 or _duration(self._calm))
+                and ((self._olo == _INF and self._ohi == -_INF) or (-_INF < self._olo <= self._ohi < _INF))
+                and 0.0 <= self._owe <= _EPISODE_DEBT + _EPISODE_COST)
 
     def report(self, side):
         """Report a new extreme on ``side`` (+1 above, -1 below): the next excursion is measured from the range
-        as it is now, and ``again`` says whether it continues the climb of the previous one."""
+        as it is now, and ``again`` says whether it continues the climb of the previous one; the range before the
+        excursion is kept, if this is its first report."""
+        if self._olo == _INF:
+            self._olo = self._rlo
+            self._ohi = self._rhi
         self._rlo = self._lo
         self._rhi = self._hi
         self.again = self._climb != 0
@@ -1921,7 +1970,8 @@ class Pipeline:
         if counter is not None:  # 4e. a counter, and a burst of its increase
             counts = span > 0.0 and counter.counts(gap)  # (without event times the step is not used)
             burst = counter.observe(x, n, n >= self.cfg.learn_quarter, span, gap, counts)
-        new_extreme = extremes.observe(x, n, span, slack, counts)  # 3. new extremes
+        # 3. new extremes (an episode is over where the recent level is back: the level shift step's, else x)
+        new_extreme = extremes.observe(x, n, span, slack, counts, x if self.shifts is None else self.shifts._mean)
         if extremes.held and spikes is not None and n >= self.cfg.learn_quarter and spikes.sharp(x):
             extremes.report(extremes.held)  # too short an excursion, but a spike: at once
             new_extreme = True
