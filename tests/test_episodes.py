@@ -3,8 +3,9 @@
 What a user relies on: a sensor sampled every second that misbehaves for a
 few minutes (sparse spikes far beyond anything seen), recovers, and does it
 again an hour later is flagged again each time, not only the first time
-(when the range was new); an episode that recurs as a routine, every hour,
-is flagged the first four times and then learned; a level that moves and
+(when the range was new); an episode that recurs as a routine, every hour
+or every 8 hours, is flagged the first four times and then learned; a
+state that no run could have written is refused; a level that moves and
 stays is learned as before (flagged once); and a restart in the middle of
 an episode, or between two, changes no byte of the output.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import flag_reasons as reasons, run_rule as run, sensor_lines as lines
+from riverguard.detectors import REGISTRY
 
 MINUTE = 60
 HOUR = 3600
@@ -54,12 +56,40 @@ def test_an_episode_that_comes_back_is_flagged_again(tmp_path: Path) -> None:
     assert {why for _, why in got} == {"spike"}, got
 
 
-def test_an_episode_that_recurs_every_hour_is_learned_after_four(tmp_path: Path) -> None:
-    """The same episode every hour for 10 hours: the first four are flagged, then it is learned (each episode
-    not learned owes 8 hours of event time, and none is while 16 are owed)."""
-    starts = [40 * MINUTE + HOUR * k for k in range(10)]
+@pytest.mark.parametrize(("every", "times"), [(1, 10), (8, 12)])
+def test_an_episode_that_recurs_is_learned_after_four(tmp_path: Path, every: int, times: int) -> None:
+    """The same episode every hour for 10 hours, or every 8 hours for 4 days: the first four are flagged,
+    then it is learned (each episode not learned owes two days of event time, and none is while four are
+    owed). With a debt of 8 hours, paid as fast, an episode every 8 hours was flagged every time."""
+    starts = [40 * MINUTE + every * HOUR * k for k in range(times)]
     got = reasons(run(tmp_path, lines(sensor(starts, starts[-1] + HOUR))))
     assert flagged(got, starts) == starts[:4], got
+
+
+@pytest.mark.parametrize(
+    ("olo", "ohi", "mid"),
+    [(0.0, 1.0, True), (-1e6, 1e6, True), (-1e6, 1e6, False), (51.0, 49.0, True), (49.0, 50.0, None)],
+)
+def test_a_range_before_an_episode_that_no_run_wrote_is_refused(olo: float, ohi: float, mid: bool | None) -> None:
+    """A saved range before an episode must lie within the range seen, its low end not above its high end,
+    with an excursion in progress (``mid``: the state is taken inside a reported one; None: no excursion at
+    all): a range put back from a tampered checkpoint (-1e6 .. 1e6) would hide every later new extreme. The
+    state as a run wrote it loads."""
+    det = REGISTRY["sentinel"]()
+    cut = 40 * MINUTE + 30 if mid else 30 * MINUTE
+    for i, x in enumerate(sensor([40 * MINUTE], cut)):
+        det.process(x, float(1.7e9 + i))
+    state = det.state_by_name()
+    assert (state["extremes"]["olo"] < state["extremes"]["ohi"]) is bool(mid)  # (mid: reported, and kept)
+    record = det.dump_state()
+    REGISTRY["sentinel"]().load_state(record)
+    det.extremes._olo = olo
+    det.extremes._ohi = ohi
+    if mid is None:
+        det.extremes._run = 0.0
+        det.extremes._calm = -1.0
+    with pytest.raises(ValueError, match="extremes"):
+        REGISTRY["sentinel"]().load_state(det.dump_state())
 
 
 @pytest.mark.parametrize("lift", [8.0, 12.0])

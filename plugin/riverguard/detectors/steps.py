@@ -127,7 +127,7 @@ _COUNTER_SAMPLES = 20.0
 #: reported and over
 _EPISODE = 20.0
 #: what an episode not learned owes (seconds of event time), and the debt beyond which the next one is learned
-_EPISODE_COST = 8.0 * 3600.0
+_EPISODE_COST = _LONG_MEMORY
 _EPISODE_DEBT = 2.0 * _EPISODE_COST
 #: ... and the recent level is back once inside the range before the episode by this fraction of it, each side
 _EPISODE_INNER = 0.25
@@ -886,14 +886,21 @@ class Extremes(Step):
         record of a finely sampled series is learned, not reported (the
         pipeline reports it still if it is also a spike). An excursion that was
         reported, had values beyond the range for ``_EPISODE`` usual intervals
-        or more, and ended with the recent level back inside the range as it
-        was before it (a level that stays beyond it is learned), was an episode, not the range: the range is that again,
-        so that a like episode later is reported again (the sensor that
-        misbehaves every hour or so at 1 s). Each episode not learned owes
-        ``_EPISODE_COST`` seconds of event time, and one is not learned only
-        while less than ``_EPISODE_DEBT`` is owed: three in a row, then one
-        every 8 hours, so an episode that recurs as a routine is reported
-        four times, then learned. A counter's new high
+        or more, and ended with the recent level (``level``) back in the middle
+        of the range as it was before it (``_EPISODE_INNER`` of that range in
+        from either end; a level that stays away is learned), was an episode,
+        not the range: the range is that again, so that a like episode later
+        is reported again (the sensor that misbehaves every hour or so at 1 s).
+        While the level is back in the middle, a value beyond that range keeps
+        the episode going (where an excursion outlasts its first value back
+        inside: ``extreme_time`` more than half the usual interval), so that
+        one incident is one episode. Each episode not learned owes
+        ``_EPISODE_COST`` (two days), paid by the event time each later sample
+        stands for, and one is not learned only while less than
+        ``_EPISODE_DEBT`` (four days) is owed: so an episode that recurs as a
+        routine more often than every two days is reported a few times (four
+        if hourly, five if daily), then learned; rarer ones are reported each
+        time. A counter's new high
         is how it counts: it is no excursion, and the reference follows it.
         ``again`` says whether a new extreme continues the climb of the previous
         one (on the same side, no value back inside the range or beyond its
@@ -985,8 +992,9 @@ class Extremes(Step):
 
     def _fits(self):
         return (_duration(self._run) and (self._calm == -1.0 or _duration(self._calm))
-                and ((self._olo == _INF and self._ohi == -_INF) or (-_INF < self._olo <= self._ohi < _INF))
-                and 0.0 <= self._owe <= _EPISODE_DEBT + _EPISODE_COST)
+                and ((self._olo == _INF and self._ohi == -_INF)
+                     or (self._calm >= 0.0 and self._lo <= self._olo <= self._ohi <= self._hi))
+                and 0.0 <= self._owe < _EPISODE_DEBT + _EPISODE_COST)
 
     def report(self, side):
         """Report a new extreme on ``side`` (+1 above, -1 below): the next excursion is measured from the range
