@@ -190,9 +190,8 @@ cdef class Stuck(Step):
     cdef public bint _rep
 
     cdef void first(self, double x) noexcept
-    @cython.locals(stuck=double, rep=bint, forgot=bint, longest=bint, keep=double, c1=double, k1=double, run=double,
-                   record=bint)
-    cdef double score(self, double x, bint scoring, Extremes debt) except? -1.0
+    @cython.locals(stuck=double, rep=bint, forgot=bint, longest=bint, keep=double, c1=double, k1=double, run=double)
+    cdef double score(self, double x, bint scoring) except? -1.0
     @cython.locals(keep=double, added=double, steps=int64_t)
     cdef void _forget_run(self) noexcept
 

@@ -131,8 +131,6 @@ _EPISODE_COST = _LONG_MEMORY
 _EPISODE_DEBT = 2.0 * _EPISODE_COST
 #: ... and the recent level is back once inside the range before the episode by this fraction of it, each side
 _EPISODE_INNER = 0.25
-#: the stuck step: a series seldom repeats if fewer than this share of the steps from a new value start a run
-_STUCK_RARE = 0.01
 
 
 # -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
@@ -1044,9 +1042,8 @@ class Stuck(Step):
     def first(self, x):
         self._prev = x
 
-    def score(self, x, scoring, debt):
-        """Learn ``x``; the score of the run of repeats it continues (0.0 if none). ``scoring``: a new run may be
-        scored; ``debt``: the new-extremes step, which keeps the series' debt of episodes not learned."""
+    def score(self, x, scoring):
+        """Learn ``x``; the score of the run of repeats it continues (0.0 if none). ``scoring``: a new run may be scored."""
         stuck = 0.0
         rep = x == self._prev
         self._prev = x
@@ -1054,17 +1051,11 @@ class Stuck(Step):
         if rep:
             self._len += 1
         else:
-            record = True
             if self._run == _REPORTED:
                 self._forget_run()
                 self._run = -1.0
                 forgot = True
-                # a reported freeze of a series that seldom repeats was an episode: it sets no record, so
-                # that the next freeze is reported too (owing as an episode of new extremes does)
-                if self._k0 < _STUCK_RARE * self._c0 and debt._owe < _EPISODE_DEBT:
-                    debt._owe += _EPISODE_COST
-                    record = False
-            if record and self._len > self._maxlen:
+            if self._len > self._maxlen:
                 self._maxlen = self._len
             self._len = 0
         # with stuck_longest, a run is scored only while it is longer than every run before it
@@ -1976,7 +1967,7 @@ class Pipeline:
             if self.suppression.counter is not None:
                 self.suppression.counter.first(x)
             return 0.0
-        stuck = self.stuck.score(x, n > self.cfg.learn, self.extremes)  # 4. a run of repeats
+        stuck = self.stuck.score(x, n > self.cfg.learn)  # 4. a run of repeats
         lo = extremes._lo  # the range before x
         lmean = extremes._lmean  # the long-run mean before x
         width = extremes._hi - lo
