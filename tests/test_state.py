@@ -227,7 +227,7 @@ def test_checkpoint_with_flat_records_keeps_its_models(tmp_path: Path, pure: boo
     byte as 0c40294 wrote them in one uninterrupted run of all 400, compiled and pure (``long_time``
     bounds the likelihood's weight only after 1 000 samples). Carry this file over when the layout
     changes: ``python tests/data/relayout_fixture.py`` (it was, when the new-extremes step kept the range
-    before a reported episode: those three values at a fresh model's)."""
+    before a reported episode, and when the stuck step kept a debt: those values at a fresh model's)."""
     state, config = _fixture(tmp_path, "record")
     env = {**os.environ, "RIVERGUARD_PURE_PYTHON": "1" if pure else ""}
     proc = subprocess.run(

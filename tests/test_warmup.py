@@ -99,13 +99,14 @@ def test_checkpoints_of_the_default_rule_keep_matching() -> None:
     step kept the two-day mean of its typical distance (``shifts.ldev``, the floor under it), and when the counter
     step became part of sentinel (``counter_time = 0`` with the steps off before it is each rule as it was), and
     when the new-extremes step kept the range before a reported episode (``extremes.olo``, ``ohi``, ``owe``: every
-    ``sentinel`` and ``context`` rule, whose checkpoints start fresh once)."""
+    ``sentinel`` and ``context`` rule, whose checkpoints start fresh once), and when the stuck step kept a
+    debt of its own for freezes that set no record (``stuck.owe``; its run lengths became C ints)."""
     from riverguard.config import Rule
 
-    assert Rule(index=1, name="all").fingerprint == "336e6388ff087a26"
-    assert Rule(index=1, name="all", params={"counter_time": 0.0}).fingerprint == "e2368200f63ba493"
-    assert Rule(index=1, name="all", params={"spread": 0.0, "counter_time": 0.0}).fingerprint == "69604eb255f11e11"
-    assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0, "counter_time": 0.0}).fingerprint == "65eb348a0c5b598b"
-    assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0, "counter_time": 0.0}).fingerprint == "03d4010fb40b1a18"
-    assert Rule(index=1, name="all", detector="context").fingerprint == "63d4d654ae30d0de"
-    assert Rule(index=1, name="all", warmup=10).fingerprint == "336e6388ff087a26"
+    assert Rule(index=1, name="all").fingerprint == "1c3a365498d9209b"
+    assert Rule(index=1, name="all", params={"counter_time": 0.0}).fingerprint == "be73fdab4701ccaf"
+    assert Rule(index=1, name="all", params={"spread": 0.0, "counter_time": 0.0}).fingerprint == "d866eb6f3a7b5463"
+    assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0, "counter_time": 0.0}).fingerprint == "5408d45e66e6acb7"
+    assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0, "counter_time": 0.0}).fingerprint == "ca066f6bacaaf7fe"
+    assert Rule(index=1, name="all", detector="context").fingerprint == "e23354c949d25b82"
+    assert Rule(index=1, name="all", warmup=10).fingerprint == "1c3a365498d9209b"

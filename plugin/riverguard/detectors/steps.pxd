@@ -185,13 +185,15 @@ cdef class Extremes(Step):
 
 cdef class Stuck(Step):
     cdef readonly Settings cfg
-    cdef public double _prev, _c0, _k0, _c1, _k1, _run, _step
-    cdef public int64_t _len, _maxlen
+    cdef public double _prev, _c0, _k0, _c1, _k1, _run, _step, _owe
+    cdef public int _len, _maxlen
     cdef public bint _rep
 
     cdef void first(self, double x) noexcept
-    @cython.locals(stuck=double, rep=bint, forgot=bint, longest=bint, keep=double, c1=double, k1=double, run=double)
-    cdef double score(self, double x, bint scoring) except? -1.0
+    cdef bint _fits(self) except -1
+    @cython.locals(stuck=double, rep=bint, forgot=bint, longest=bint, keep=double, c1=double, k1=double, run=double,
+                   record=bint, owe=double)
+    cdef double score(self, double x, bint scoring, double span) except? -1.0
     @cython.locals(keep=double, added=double, steps=int64_t)
     cdef void _forget_run(self) noexcept
 

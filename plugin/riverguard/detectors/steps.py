@@ -131,6 +131,10 @@ _EPISODE_COST = _LONG_MEMORY
 _EPISODE_DEBT = 2.0 * _EPISODE_COST
 #: ... and the recent level is back once inside the range before the episode by this fraction of it, each side
 _EPISODE_INNER = 0.25
+#: the stuck step: a series seldom repeats if fewer than this share of the steps from a new value start a run;
+#: the longest run it counts (its lengths are C ints)
+_STUCK_RARE = 0.01
+_MAX_RUN = (1 << 31) - 1
 
 
 # -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
@@ -377,6 +381,7 @@ class Step:
     PARAMS = ()
     STATE = ()
     SIGNED = ()  # names in STATE whose int may also be -1 ("none")
+    SMALL = ()  # names in STATE whose int is a C int (below 2 ** 31)
     BUFFERS = ()  # names of the step's own arrays in its state (bytes)
     SWITCH = None  # a parameter that is 0 while the step is off: the pipeline then leaves the step out
     USES = ()  # the names of other steps' settings it also reads (kept in the fingerprint while it is on)
@@ -462,6 +467,8 @@ def _describe(steps):
                 raise TypeError(f"{cls.__name__}.{attr} is a {kind.__name__}: a scalar in STATE must be a float, int or bool")
             elif s in cls.SIGNED:  # a small number (an index, a side), or -1
                 mine.append((attr, _INT, -1, _MAX_SIGNED))
+            elif s in cls.SMALL:  # a count kept in a C int
+                mine.append((attr, _INT, 0, _MAX_SIGNED))
             else:
                 mine.append((attr, _INT, 0, _MAX_COUNT))
             codes += "d" if kind is float else "q"
@@ -1023,8 +1030,9 @@ class Stuck(Step):
     # the previous value; decayed counts of steps from a non-repeat (c0, k0 of them repeats) and from
     # a repeat (c1, k1); whether the previous step was a repeat; -log10 probability of the current run
     # (-1: not scored, -2: reported) and -log10 P(repeat | repeat) frozen at its start; its length, the
-    # longest ended run
-    STATE = ("prev", "c0", "k0", "c1", "k1", "rep", "run", "step", "len", "maxlen")
+    # longest ended run (C ints); the event time the freezes that set no record still owe
+    STATE = ("prev", "c0", "k0", "c1", "k1", "rep", "run", "step", "len", "maxlen", "owe")
+    SMALL = ("len", "maxlen")
 
     def __init__(self, cfg):
         self.cfg = cfg  # (its log scale is the likelihood's; a run is reported once: when it reaches fire)
@@ -1038,24 +1046,46 @@ class Stuck(Step):
         self._step = 0.0
         self._len = 0
         self._maxlen = 0
+        self._owe = 0.0
 
     def first(self, x):
         self._prev = x
 
-    def score(self, x, scoring):
-        """Learn ``x``; the score of the run of repeats it continues (0.0 if none). ``scoring``: a new run may be scored."""
+    def _fits(self):
+        return 0.0 <= self._owe < _EPISODE_DEBT + _EPISODE_COST
+
+    def score(self, x, scoring, span):
+        """Learn ``x``; the score of the run of repeats it continues (0.0 if none). ``scoring``: a new run may be
+        scored; ``span``: the event time ``x`` stands for (:meth:`Pipeline.span`), which pays the freezes' debt.
+
+        With ``stuck_longest``, a reported freeze of a series that seldom repeats (fewer than ``_STUCK_RARE``
+        of its steps from a new value start a run), more than twice as long as the longest run before it,
+        was an episode (as the new-extremes step's): it sets no record, so that the next freeze is reported
+        too. It owes ``_EPISODE_COST`` (two days, paid by the event time of the samples after it), and none
+        is forgiven while ``_EPISODE_DEBT`` (four days) is owed: a hold that recurs as a routine more often
+        than every two days is reported a few times, then sets the record. A run about as long as the
+        record (a routine hold whose length varies a little) sets it as before."""
         stuck = 0.0
         rep = x == self._prev
         self._prev = x
         forgot = False
+        if span > 0.0 and self._owe > 0.0:  # (the debt is paid in event time)
+            owe = self._owe - span
+            self._owe = owe if owe > 0.0 else 0.0
         if rep:
-            self._len += 1
+            if self._len < _MAX_RUN:
+                self._len += 1
         else:
+            record = True
             if self._run == _REPORTED:
                 self._forget_run()
                 self._run = -1.0
                 forgot = True
-            if self._len > self._maxlen:
+                if (self.cfg.stuck_longest and self._k0 < _STUCK_RARE * self._c0 and self._len - self._maxlen > self._maxlen
+                        and self._owe < _EPISODE_DEBT):
+                    self._owe += _EPISODE_COST
+                    record = False
+            if record and self._len > self._maxlen:
                 self._maxlen = self._len
             self._len = 0
         # with stuck_longest, a run is scored only while it is longer than every run before it
@@ -1967,7 +1997,7 @@ class Pipeline:
             if self.suppression.counter is not None:
                 self.suppression.counter.first(x)
             return 0.0
-        stuck = self.stuck.score(x, n > self.cfg.learn)  # 4. a run of repeats
+        stuck = self.stuck.score(x, n > self.cfg.learn, span)  # 4. a run of repeats
         lo = extremes._lo  # the range before x
         lmean = extremes._lmean  # the long-run mean before x
         width = extremes._hi - lo
