@@ -24,6 +24,7 @@ import pytest
 
 from conftest import flag_reasons as reasons, run_cli, run_rule as run, samples, sensor_lines as lines
 from riverguard.detectors import REGISTRY
+from test_episodes import sensor
 
 #: the freezes: first sample and length (s), each longer than the one before
 FREEZES = ((1800, 120), (3000, 150), (4200, 180), (5400, 240))
@@ -102,26 +103,21 @@ def test_the_smallest_repeat_decay_still_forgets_a_run(tmp_path: Path) -> None:
     assert [why for _, why in reasons(out)][:1] == ["stuck"]
 
 
-def held(n: int, holds: list[int], length: int, spikes: tuple[int, ...] = (), seed: int = 7) -> list[float]:
-    """``n`` samples of noise around 50 (sd 1, three decimals: it never repeats by itself), the reading held
-    for ``length`` samples from each of ``holds`` (a list of first samples), and 4-minute clusters of +8
-    spikes (every 20th sample) from each of ``spikes``."""
-    rng = random.Random(seed)
-    out: list[float] = []
-    for i in range(n):
-        x = round(50.0 + rng.gauss(0.0, 1.0) + (8.0 if any(s <= i < s + 240 for s in spikes) and (i - 3) % 20 == 0 else 0.0), 3)
-        out.append(out[-1] if out and any(h < i < h + length for h in holds) else x)
-    return out
+def hold(xs: list[float], first: int, length: int) -> None:
+    """Hold the reading ``xs[first]`` for ``length`` samples, in place."""
+    xs[first + 1 : first + length] = [xs[first]] * (length - 1)
 
 
 def test_freezes_do_not_spend_what_the_episodes_owe(tmp_path: Path) -> None:
     """A 5-minute hold every hour (the routine) and a cluster of spikes every 3 hours (the incidents) at 1 s
     for 10 hours: each cluster is flagged. (When freezes and episodes shared one debt, the holds spent it and
     the third cluster was learned into the range: 2 of 3.)"""
-    spikes = (5400, 16200, 27000)
-    xs = held(36000, [2880 + 3600 * k for k in range(10)], 300, spikes)
+    spikes = [5400, 16200, 27000]
+    xs = sensor(spikes, 36000)  # (noise around 50, sd 1, three decimals: it never repeats by itself)
+    for k in range(10):
+        hold(xs, 2880 + 3600 * k, 300)
     got = reasons(run(tmp_path, lines(xs)))
-    assert [s for s in spikes if any(s <= i < s + 245 for i, _ in got)] == list(spikes), got
+    assert [s for s in spikes if any(s <= i < s + 245 for i, _ in got)] == spikes, got
 
 
 def test_a_daily_hold_of_varying_length_is_learned(tmp_path: Path) -> None:
@@ -134,9 +130,9 @@ def test_a_daily_hold_of_varying_length_is_learned(tmp_path: Path) -> None:
     day = 8640
     holds = [d * day + 1080 for d in range(20)]
     lengths = [rng.randint(54, 66) for _ in holds]
-    xs = held(20 * day, [], 0)
+    xs = sensor([], 20 * day)
     for h, n in zip(holds, lengths):
-        xs[h + 1 : h + n] = [xs[h]] * (n - 1)
+        hold(xs, h, n)
     data = samples([19674 * 86400 + 10 * i for i in range(len(xs))], lambda i, _h, _g: xs[i], series=b"sensor", field=b"temp")
     stuck = [i // day for i, why in reasons(run(tmp_path, data)) if why == "stuck"]
     assert 1 <= len(stuck) <= 7 and max(stuck) < 8, stuck

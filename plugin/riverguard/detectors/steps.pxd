@@ -24,6 +24,8 @@ cdef void _free(void *p) noexcept
 cdef int _cut(double *cuts, int m, double a, double b) noexcept
 cdef inline bint _duration(double v) noexcept
 cdef inline bint _lasts(double run, double need, double slack) noexcept
+cdef inline double _paid(double owe, double span) noexcept
+cdef inline bint _owing(double owe) noexcept
 @cython.locals(floor=double)
 cdef inline double _scale(double s, double level) noexcept
 @cython.locals(w=double)
@@ -176,7 +178,7 @@ cdef class Extremes(Step):
 
     cdef void first(self, double x) noexcept
     @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, side=int, lam=double,
-                   dl=double, far=bint, need=double, calm=double, owe=double, inner=double, back=bint)
+                   dl=double, far=bint, need=double, calm=double, inner=double, back=bint)
     cdef bint observe(self, double x, int64_t n, double span, double slack, bint counter, double level) except -1
     cdef void report(self, int side) noexcept
     cdef void settle(self) noexcept
@@ -192,7 +194,7 @@ cdef class Stuck(Step):
     cdef void first(self, double x) noexcept
     cdef bint _fits(self) except -1
     @cython.locals(stuck=double, rep=bint, forgot=bint, longest=bint, keep=double, c1=double, k1=double, run=double,
-                   record=bint, owe=double)
+                   record=bint)
     cdef double score(self, double x, bint scoring, double span) except? -1.0
     @cython.locals(keep=double, added=double, steps=int64_t)
     cdef void _forget_run(self) noexcept

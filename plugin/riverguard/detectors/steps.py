@@ -511,6 +511,22 @@ def _running(lam, n):
     return lam if n * lam > 1.0 else 1.0 / n
 
 
+def _paid(owe, span):
+    """A debt of episodes not learned (``owe`` seconds of event time: the new-extremes step's, the stuck
+    step's) after a sample that stands for ``span`` seconds has paid it (NaN, 0: a sample without event
+    time, or a late one, pays nothing)."""
+    if span > 0.0 and owe > 0.0:
+        owe -= span
+        return owe if owe > 0.0 else 0.0
+    return owe
+
+
+def _owing(owe):
+    """Whether ``owe`` is a debt of episodes that a run can have written: one more is forgiven only while less
+    than ``_EPISODE_DEBT`` is owed, and each owes ``_EPISODE_COST``."""
+    return 0.0 <= owe < _EPISODE_DEBT + _EPISODE_COST
+
+
 def _lasts(run, need, slack):
     """Whether something that has lasted ``run`` seconds of event time (NaN: unknown, as good as lasting) has
     lasted ``need`` (0: anything has), give or take ``slack`` (for an excursion, half the usual interval: a
@@ -915,9 +931,7 @@ class Extremes(Step):
         """
         lo = self._lo
         hi = self._hi
-        if span > 0.0 and self._owe > 0.0:  # (the episodes' debt is paid in event time)
-            owe = self._owe - span
-            self._owe = owe if owe > 0.0 else 0.0
+        self._owe = _paid(self._owe, span)
         if x > hi:
             self._hi = x
         elif x < lo:
@@ -946,8 +960,10 @@ class Extremes(Step):
         elif not self._calm < 0.0:  # back inside during an excursion: it ends once calm for extreme_time
             calm = self._calm + span
             # (a reported episode: the recent level is back in the middle of the range before it)
-            inner = _EPISODE_INNER * (self._ohi - self._olo)
-            back = self._olo + inner <= level <= self._ohi - inner
+            back = False
+            if self._olo < _INF:
+                inner = _EPISODE_INNER * (self._ohi - self._olo)
+                back = self._olo + inner <= level <= self._ohi - inner
             if back and (x > self._ohi or x < self._olo):
                 calm = 0.0  # a value beyond the range before a reported episode, around a level back: it goes on
             if _lasts(calm, need, slack):
@@ -1001,7 +1017,7 @@ class Extremes(Step):
         return (_duration(self._run) and (self._calm == -1.0 or _duration(self._calm))
                 and ((self._olo == _INF and self._ohi == -_INF)
                      or (self._calm >= 0.0 and self._lo <= self._olo <= self._ohi <= self._hi))
-                and 0.0 <= self._owe < _EPISODE_DEBT + _EPISODE_COST)
+                and _owing(self._owe))
 
     def report(self, side):
         """Report a new extreme on ``side`` (+1 above, -1 below): the next excursion is measured from the range
@@ -1052,7 +1068,7 @@ class Stuck(Step):
         self._prev = x
 
     def _fits(self):
-        return 0.0 <= self._owe < _EPISODE_DEBT + _EPISODE_COST
+        return _owing(self._owe)
 
     def score(self, x, scoring, span):
         """Learn ``x``; the score of the run of repeats it continues (0.0 if none). ``scoring``: a new run may be
@@ -1069,9 +1085,7 @@ class Stuck(Step):
         rep = x == self._prev
         self._prev = x
         forgot = False
-        if span > 0.0 and self._owe > 0.0:  # (the debt is paid in event time)
-            owe = self._owe - span
-            self._owe = owe if owe > 0.0 else 0.0
+        self._owe = _paid(self._owe, span)
         if rep:
             if self._len < _MAX_RUN:
                 self._len += 1
