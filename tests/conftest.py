@@ -292,6 +292,8 @@ def run_rule(tmp_path: Path, data: bytes, rule: str = "", state: Path | None = N
     args = ["run", "--config", str(config)] + (["--state", str(state)] if state else [])
     proc = run_cli(args, input=data, timeout=120)
     assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr
+    # a detector that raises passes its field through unscored (and logs it): a test reading no flag must not pass
+    assert b"failed on series" not in proc.stderr, proc.stderr
     return proc.stdout.splitlines(keepends=True)
 
 

@@ -4,10 +4,12 @@ What a user relies on: a sensor sampled every second whose value freezes
 (the same reading, exactly, for minutes) is flagged with the reason
 ``stuck``, and so is the next freeze twenty minutes later, within seconds:
 a run that was reported is an incident, not how the series repeats, so it
-leaves the repeat statistics, and in a series that seldom repeats, if
-more than twice as long as every earlier run, it sets no record of the
-longest run (an episode, with a debt of its own, as the new-extremes
-step's: tests/test_episodes.py). A hold that recurs as routine (a pump
+leaves the repeat statistics, and if more than twice as long as every
+earlier run in a series that seldom repeats, or ten times as long at a
+reading inside the range seen (a coarse sensor, whose readings repeat
+often by themselves), it sets no record of the longest run (an episode,
+with a debt of its own, as the new-extremes step's:
+tests/test_episodes.py). A hold that recurs as routine (a pump
 that holds its reading for 5 minutes every hour, or 10 minutes a day give
 or take a minute) is reported a few times, then learned, not every time:
 the debt stops the forgetting, and then a run is reported only while it
@@ -54,6 +56,54 @@ def test_each_freeze_of_a_sensor_is_reported(tmp_path: Path) -> None:
     assert [why for _, why in got] == ["stuck"] * 4, got
     into = [i - s for (i, _), (s, _) in zip(got, FREEZES)]  # seconds into each freeze
     assert all(0 < t < 30 for t in into), got
+
+
+def coarse(seed: int = 4) -> list[float]:
+    """Two hours at 1 s of the AR(1) noise of :func:`frozen`, read in steps of 0.25 (half its sd, as a coarse
+    ADC does): a reading repeats the one before it about one time in four. The value is held for 3 minutes
+    from each of the first samples of :data:`FREEZES`."""
+    rng = random.Random(seed)
+    ar = 0.0
+    out: list[float] = []
+    for i in range(7200):
+        ar = 0.9 * ar + 0.44 * rng.gauss(0.0, 1.0)
+        held = any(s <= i < s + 180 for s, _ in FREEZES)
+        out.append(out[-1] if held else round(4.0 * (20.0 + 0.5 * ar)) / 4.0)
+    return out
+
+
+def test_each_freeze_of_a_coarse_sensor_is_reported(tmp_path: Path) -> None:
+    """A sensor whose readings repeat often by themselves (steps of half its sd) freezes for 3 minutes four
+    times, 20 minutes apart, each at a reading inside its range: each freeze is flagged ``stuck`` within
+    30 s. Before the thirteenth session a freeze was forgiven (set no record) only in a series that seldom
+    repeats, fewer than 1 in 100 of its steps from a new value starting a run: here the first freeze set the
+    record, and the three after it, no longer, were not flagged."""
+    xs = coarse()
+    assert 0.15 < sum(a == b for a, b in zip(xs[:1700], xs[1:1700])) / 1700 < 0.4  # repeats often by itself
+    got = [i for i, why in reasons(run(tmp_path, lines(xs))) if why == "stuck"]
+    into = [[i - s for i in got if s <= i < s + 180] for s, _ in FREEZES]  # seconds into each freeze
+    assert all(len(t) == 1 and 0 < t[0] < 30 for t in into) and len(got) == 4, got
+
+
+def test_each_stall_of_a_busy_counter_is_reported(tmp_path: Path) -> None:
+    """A busy counter (``net bytes_recv``-like: about 5 MB more every 10 s) stalls for 20 minutes at 15:00
+    every day for 7 days: the first five stalls are flagged ``stuck`` while they last, then the debt (two
+    days a stall, none forgiven while four are owed) lets the fifth set the record, and a daily stall is
+    learned as a routine. A counter is always at the top of its range, so a rule that forgave a freeze only
+    at a reading inside the range (a first version of the thirteenth session's) forgave none of its stalls:
+    the first set the record, and the six after it, no longer, were not flagged; a counter never repeats by
+    itself, so its stalls are forgiven as a series' that seldom repeats."""
+    rng = random.Random(5)
+    day = 8640
+    total = 10**9
+    xs = []
+    for i in range(7 * day):
+        if not 5400 <= i % day < 5520:  # (15:00 to 15:20)
+            total += max(0, int(rng.gauss(5e5, 1e5))) * 10
+        xs.append(float(total))
+    data = samples([19674 * 86400 + 10 * i for i in range(len(xs))], lambda i, _h, _g: xs[i], series=b"net", field=b"temp")
+    got = [i for i, why in reasons(run(tmp_path, data)) if why == "stuck"]
+    assert [d for d in range(7) if any(d * day + 5400 < i < d * day + 5520 for i in got)] == list(range(5)), got
 
 
 def test_a_restart_inside_a_reported_freeze_changes_nothing(tmp_path: Path) -> None:

@@ -194,8 +194,8 @@ cdef class Stuck(Step):
     cdef void first(self, double x) noexcept
     cdef bint _fits(self) except -1
     @cython.locals(stuck=double, rep=bint, forgot=bint, longest=bint, keep=double, c1=double, k1=double, run=double,
-                   record=bint)
-    cdef double score(self, double x, bint scoring, double span) except? -1.0
+                   record=bint, v=double)
+    cdef double score(self, double x, bint scoring, double span, double lo, double hi) except? -1.0
     @cython.locals(keep=double, added=double, steps=int64_t)
     cdef void _forget_run(self) noexcept
 

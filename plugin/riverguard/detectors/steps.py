@@ -132,8 +132,10 @@ _EPISODE_DEBT = 2.0 * _EPISODE_COST
 #: ... and the recent level is back once inside the range before the episode by this fraction of it, each side
 _EPISODE_INNER = 0.25
 #: the stuck step: a series seldom repeats if fewer than this share of the steps from a new value start a run;
-#: the longest run it counts (its lengths are C ints)
+#: how many times the longest run before it a freeze at a reading inside the range must last to be forgiven in
+#: a series that repeats more often; the longest run it counts (its lengths are C ints)
 _STUCK_RARE = 0.01
+_STUCK_INSIDE = 10.0
 _MAX_RUN = (1 << 31) - 1
 
 
@@ -1070,19 +1072,24 @@ class Stuck(Step):
     def _fits(self):
         return _owing(self._owe)
 
-    def score(self, x, scoring, span):
+    def score(self, x, scoring, span, lo, hi):
         """Learn ``x``; the score of the run of repeats it continues (0.0 if none). ``scoring``: a new run may be
-        scored; ``span``: the event time ``x`` stands for (:meth:`Pipeline.span`), which pays the freezes' debt.
+        scored; ``span``: the event time ``x`` stands for (:meth:`Pipeline.span`), which pays the freezes' debt;
+        ``lo``, ``hi``: the range seen before ``x`` (:class:`Extremes`).
 
-        With ``stuck_longest``, a reported freeze of a series that seldom repeats (fewer than ``_STUCK_RARE``
-        of its steps from a new value start a run), more than twice as long as the longest run before it,
-        was an episode (as the new-extremes step's): it sets no record, so that the next freeze is reported
-        too. It owes ``_EPISODE_COST`` (two days, paid by the event time of the samples after it), and none
-        is forgiven while ``_EPISODE_DEBT`` (four days) is owed: a hold that recurs as a routine more often
-        than every two days is reported a few times, then sets the record. A run about as long as the
-        record (a routine hold whose length varies a little) sets it as before."""
+        With ``stuck_longest``, a reported freeze was an episode (as the new-extremes step's), and sets no
+        record, so that the next freeze is reported too, if it is more than twice as long as the longest run
+        before it in a series that seldom repeats (fewer than ``_STUCK_RARE`` of its steps from a new value
+        start a run), or ``_STUCK_INSIDE`` times as long at a reading strictly inside the range seen, however
+        often the series repeats by itself (a coarse sensor: its readings repeat one step in four, but it
+        never holds one for minutes; a freeze of a series that rests at the floor or ceiling of its range,
+        zero at night or an idle count, is judged by the first rule alone). It owes ``_EPISODE_COST`` (two days, paid by the event time
+        of the samples after it), and none is forgiven while ``_EPISODE_DEBT`` (four days) is owed: a hold that
+        recurs as a routine more often than every two days is reported a few times, then sets the record. A
+        run about as long as the record (a routine hold whose length varies a little) sets it as before."""
         stuck = 0.0
-        rep = x == self._prev
+        v = self._prev
+        rep = x == v
         self._prev = x
         forgot = False
         self._owe = _paid(self._owe, span)
@@ -1095,8 +1102,9 @@ class Stuck(Step):
                 self._forget_run()
                 self._run = -1.0
                 forgot = True
-                if (self.cfg.stuck_longest and self._k0 < _STUCK_RARE * self._c0 and self._len - self._maxlen > self._maxlen
-                        and self._owe < _EPISODE_DEBT):
+                if self.cfg.stuck_longest and self._owe < _EPISODE_DEBT and (
+                        (self._k0 < _STUCK_RARE * self._c0 and self._len - self._maxlen > self._maxlen)
+                        or (lo < v < hi and self._len > _STUCK_INSIDE * self._maxlen)):
                     self._owe += _EPISODE_COST
                     record = False
             if record and self._len > self._maxlen:
@@ -2011,7 +2019,7 @@ class Pipeline:
             if self.suppression.counter is not None:
                 self.suppression.counter.first(x)
             return 0.0
-        stuck = self.stuck.score(x, n > self.cfg.learn, span)  # 4. a run of repeats
+        stuck = self.stuck.score(x, n > self.cfg.learn, span, extremes._lo, extremes._hi)  # 4. a run of repeats
         lo = extremes._lo  # the range before x
         lmean = extremes._lmean  # the long-run mean before x
         width = extremes._hi - lo
