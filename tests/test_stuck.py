@@ -106,6 +106,34 @@ def test_each_stall_of_a_busy_counter_is_reported(tmp_path: Path) -> None:
     assert [d for d in range(7) if any(d * day + 5400 < i < d * day + 5520 for i in got)] == list(range(5)), got
 
 
+def setpoint(seed: str, n: int, step: int) -> list[float]:
+    """``n`` readings ``step`` seconds apart of a thermostat's setpoint: held exactly, changed 4 times a day
+    on average to one of 8 values from 18 to 23."""
+    rng = random.Random(seed)
+    v = 21.0
+    out = []
+    for _ in range(n):
+        if rng.random() < step * 4 / 86400:
+            v = rng.choice((18.0, 19.0, 20.0, 20.5, 21.0, 21.5, 22.0, 23.0))
+        out.append(v)
+    return out
+
+
+@pytest.mark.parametrize(("step", "days", "most", "before"), [(10, 7, 2, 5), (1, 2, 6, 11)])
+def test_a_setpoint_held_for_hours_is_no_freeze(step: int, days: int, most: int, before: int) -> None:
+    """Eight setpoints held for hours at a time, at 10 s for a week and at 1 s for two days: at most ``most``
+    ``stuck`` flags in all (``before`` while the repeat statistics remembered 1000 samples, 2.8 hours at
+    10 s and 17 minutes at 1 s: by the next change of setpoint the hours it had held were forgotten, and a
+    hold a little longer than any before was a surprise). They remember two days of event time now."""
+    flags = 0
+    for k in range(8):
+        det = REGISTRY["sentinel"]()
+        for i, x in enumerate(setpoint(f"setpoint/{k}", days * 86400 // step, step)):
+            if det.process(x, 1.7e9 + step * i) >= 0.5 and det.reason(x) == "stuck":
+                flags += 1
+    assert flags <= most < before, flags
+
+
 def test_a_restart_inside_a_reported_freeze_changes_nothing(tmp_path: Path) -> None:
     """A checkpoint and restart in the middle of the second freeze (after its report): the output is byte for
     byte the same as one uninterrupted run, so the mark of a reported run is saved with the state."""

@@ -195,9 +195,11 @@ cdef class Stuck(Step):
     cdef bint _fits(self) except -1
     @cython.locals(stuck=double, rep=bint, forgot=bint, longest=bint, keep=double, c1=double, k1=double, run=double,
                    record=bint, v=double)
-    cdef double score(self, double x, bint scoring, double span, double lo, double hi) except? -1.0
-    @cython.locals(keep=double, added=double, steps=int64_t)
-    cdef void _forget_run(self) noexcept
+    cdef double score(self, double x, bint scoring, double span, double lo, double hi, double gap) except? -1.0
+    @cython.locals(lam=double)
+    cdef double _keep(self, double gap) noexcept
+    @cython.locals(added=double, steps=int64_t)
+    cdef void _forget_run(self, double keep) noexcept
 
 
 cdef class Spike(Step):

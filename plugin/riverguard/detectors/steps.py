@@ -1041,7 +1041,8 @@ class Stuck(Step):
     """Step 4: a run of repeated values, scored by its probability under a two-state repeat Markov chain."""
 
     PARAMS = (
-        Param("repeat_decay", 0.001, "Weight of the newest step in the repeat statistics.",
+        Param("repeat_decay", 0.001, "Weight of the newest step in the repeat statistics (at most the usual "
+              "interval over two days, so that they remember two days of event time at least).",
               low=0.0, high=1.0, low_open=True, high_open=True),
         Param("stuck_longest", True, "Score a run of repeats only while it is longer than every earlier run."),
     )  # fmt: skip
@@ -1072,7 +1073,7 @@ class Stuck(Step):
     def _fits(self):
         return _owing(self._owe)
 
-    def score(self, x, scoring, span, lo, hi):
+    def score(self, x, scoring, span, lo, hi, gap):
         """Learn ``x``; the score of the run of repeats it continues (0.0 if none). ``scoring``: a new run may be
         scored; ``span``: the event time ``x`` stands for (:meth:`Pipeline.span`), which pays the freezes' debt;
         ``lo``, ``hi``: the range seen before ``x`` (:class:`Extremes`).
@@ -1099,7 +1100,7 @@ class Stuck(Step):
         else:
             record = True
             if self._run == _REPORTED:
-                self._forget_run()
+                self._forget_run(self._keep(gap))
                 self._run = -1.0
                 forgot = True
                 if self.cfg.stuck_longest and self._owe < _EPISODE_DEBT and (
@@ -1112,7 +1113,7 @@ class Stuck(Step):
             self._len = 0
         # with stuck_longest, a run is scored only while it is longer than every run before it
         longest = self._len > self._maxlen or not self.cfg.stuck_longest
-        keep = self.cfg.repeat_decay_keep
+        keep = self._keep(gap)
         if forgot:
             pass  # the step that ended a reported run is the run's too, and is forgotten with it
         elif self._rep:
@@ -1142,11 +1143,20 @@ class Stuck(Step):
         self._rep = rep
         return stuck
 
-    def _forget_run(self):
+    def _keep(self, gap):
+        """The weight the earlier steps keep at each step of a series whose usual interval is ``gap`` (0:
+        unknown): ``1 - repeat_decay``, but so that the statistics remember at least ``_LONG_MEMORY`` (two
+        days) of event time: a night at 0.0, a setpoint held for hours, a gauge between outages at 1 s or 10 s
+        is remembered from one day to the next, not for 1000 samples (17 minutes at 1 s)."""
+        lam = self.cfg.repeat_decay
+        if gap > 0.0 and gap < lam * _LONG_MEMORY:
+            lam = gap / _LONG_MEMORY
+        return 1.0 - lam
+
+    def _forget_run(self, keep):
         """A reported run has ended: it was an incident, not how the series repeats, so its repeat steps
         leave the repeat statistics (it still sets the record of the longest run: a hold that is routine
         is reported once, not at every recurrence)."""
-        keep = self.cfg.repeat_decay_keep
         # the run's len - 1 steps from a repeat each added 1 to c1 and k1, then decayed with the rest
         steps = self._len - 1
         added = (1.0 - keep ** steps) / (1.0 - keep) if keep < 1.0 else float(steps)
@@ -2019,7 +2029,7 @@ class Pipeline:
             if self.suppression.counter is not None:
                 self.suppression.counter.first(x)
             return 0.0
-        stuck = self.stuck.score(x, n > self.cfg.learn, span, extremes._lo, extremes._hi)  # 4. a run of repeats
+        stuck = self.stuck.score(x, n > self.cfg.learn, span, extremes._lo, extremes._hi, gap)  # 4. a run of repeats
         lo = extremes._lo  # the range before x
         lmean = extremes._lmean  # the long-run mean before x
         width = extremes._hi - lo
