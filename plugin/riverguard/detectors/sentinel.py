@@ -228,7 +228,8 @@ class Sentinel(Pipeline):
        ``day_score * damp`` is below ``fire``: these are not reported while
        a suppression started by one of them lasts (see step 6).
     4. **Stuck value.** "The same value as the previous one" is modelled as a
-       two-state Markov chain (decayed counts, weight ``repeat_decay``): a run
+       two-state Markov chain (decayed counts, weight ``repeat_decay``, at
+       most the usual interval over two days of event time): a run
        of ``L`` repeats has probability ``P(repeat | new) * P(repeat |
        repeat) ** (L - 1)``, with both estimated before the run started; its
        ``-log10`` goes through the same log scale. A series that repeats
@@ -236,8 +237,10 @@ class Sentinel(Pipeline):
        run is reported once, and only if it started after ``learn`` samples;
        with ``stuck_longest``, only while it is longer than every earlier run.
        A reported run is an incident, not how the series repeats: when it
-       ends, its repeats leave the statistics (it still sets the record), so
-       a sensor that freezes again, for longer, is reported again.
+       ends, its repeats leave the statistics, and it sets the record unless
+       it was far longer than every run before it (twice in a series that
+       seldom repeats, ten times at a reading inside the range), while a
+       debt allows, so a sensor that freezes again is reported again.
 
        *Spikes that last* (:class:`~riverguard.detectors.steps.Spike`): a
        value ``spike`` (12) or more exponentially weighted mean absolute

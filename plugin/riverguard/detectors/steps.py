@@ -1155,8 +1155,8 @@ class Stuck(Step):
 
     def _forget_run(self, keep):
         """A reported run has ended: it was an incident, not how the series repeats, so its repeat steps
-        leave the repeat statistics (it still sets the record of the longest run: a hold that is routine
-        is reported once, not at every recurrence)."""
+        leave the repeat statistics (whether it sets the record of the longest run is :meth:`score`'s
+        call), decayed as they were, by ``keep`` (:meth:`_keep`)."""
         # the run's len - 1 steps from a repeat each added 1 to c1 and k1, then decayed with the rest
         steps = self._len - 1
         added = (1.0 - keep ** steps) / (1.0 - keep) if keep < 1.0 else float(steps)
