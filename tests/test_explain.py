@@ -245,7 +245,7 @@ def test_splitter_sees_one_metric_per_line() -> None:
 PIPELINES = ("sentinel", "context")
 #: sha256 (first 16 hex digits) of their output on _stream(600) with warmup = 20, explain off, as main
 #: wrote it before they explained themselves (a522b83; the same at 9488523: 8fc2a394874f30ed and
-#: 61ebcb994c6640b5), since the stuck step's repeat statistics remember two days of event time (7f83995):
+#: 61ebcb994c6640b5), since the stuck step's repeat statistics remember two days of event time:
 #: the stuck stretch's scores rise a little sooner (0.118 rather than 0.107 at its second sample), the
 #: same two flags each.
 SENTINEL_DIGEST = "c2ab16b3fc5cb7f1"

@@ -19,11 +19,13 @@ new-extremes step's episodes owe.
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
 import pytest
 
+from benchmarks.noise_alarms import series  # tests/benchmarks, as pytest imports it
 from conftest import flag_reasons as reasons, run_cli, run_rule as run, samples, sensor_lines as lines
 from riverguard.detectors import REGISTRY
 from test_episodes import sensor
@@ -132,6 +134,46 @@ def test_a_setpoint_held_for_hours_is_no_freeze(step: int, days: int, most: int,
             if det.process(x, 1.7e9 + step * i) >= 0.5 and det.reason(x) == "stuck":
                 flags += 1
     assert flags <= most < before, flags
+
+
+def test_a_night_at_the_floor_is_the_series_at_rest() -> None:
+    """Solar panels at 10 s for 20 days (``noise_alarms --families routine``' ``night_zero``: exactly 0.0 every
+    night): a night's run of zeros comes back to the floor of the range, where the series' longest run was
+    too, so it is the series at rest, not a freeze, and sets the record when reported: 27 ``stuck`` flags in
+    160 panel-days, on 2 to 5 nights of each panel (41 when such a run was forgiven as the freeze of a series
+    that seldom repeats: the longest nights kept beating a record they did not set)."""
+    step = 10
+    flags = 0
+    for k in range(8):
+        det = REGISTRY["sentinel"]()
+        for i, x in enumerate(series("night_zero", 20 * 8640, step, f"night_zero/{k}")):
+            if det.process(x, 1.7e9 + step * i) >= 0.5 and det.reason(x) == "stuck":
+                flags += 1
+    assert 16 <= flags <= 30, flags
+
+
+@pytest.mark.parametrize("start", [0, 2])
+def test_a_sensor_pegged_at_its_highest_reading_is_a_freeze(tmp_path: Path, start: int) -> None:
+    """A temperature sensor at 10 s (a daily wave, three decimals) pegged for 20 minutes at 13:00 each day at
+    the highest reading it has given: it comes back to the ceiling of its range, but its longest run was
+    not there, so the peg is a freeze, flagged ``stuck`` on the first five days (then the debt lets it set
+    the record, as a routine). Taking every return to the floor or ceiling for rest lost all but the first;
+    with ``start`` repeats of its first reading (a duplicated first sample), so did a first version that
+    kept where the longest run had been, not whether it was still the ceiling (the range moves on)."""
+    rng = random.Random(6)
+    day = 8640
+    ar = 0.0
+    xs: list[float] = []
+    for i in range(7 * day):
+        if i < start:
+            xs.append(xs[-1] if xs else 20.0)
+            continue
+        ar = 0.9 * ar + 0.44 * rng.gauss(0.0, 1.0)
+        x = round(20.0 + 3.0 * math.sin(2 * math.pi * i / day) + 0.5 * ar, 3)
+        xs.append(max(xs) if xs and 4680 <= i % day < 4800 else x)  # (13:00 to 13:20)
+    data = samples([19674 * 86400 + 10 * i for i in range(len(xs))], lambda i, _h, _g: xs[i], series=b"sensor", field=b"temp")
+    got = [i for i, why in reasons(run(tmp_path, data)) if why == "stuck"]
+    assert [d for d in range(7) if any(d * day + 4680 < i < d * day + 4800 for i in got)] == list(range(5)), got
 
 
 def test_a_restart_inside_a_reported_freeze_changes_nothing(tmp_path: Path) -> None:

@@ -100,13 +100,14 @@ def test_checkpoints_of_the_default_rule_keep_matching() -> None:
     step became part of sentinel (``counter_time = 0`` with the steps off before it is each rule as it was), and
     when the new-extremes step kept the range before a reported episode (``extremes.olo``, ``ohi``, ``owe``: every
     ``sentinel`` and ``context`` rule, whose checkpoints start fresh once), and when the stuck step kept a
-    debt of its own for freezes that set no record (``stuck.owe``; its run lengths became C ints)."""
+    debt of its own for freezes that set no record (``stuck.owe``; its run lengths became C ints), and when it
+    kept where its runs were (``stuck.rests``: the floor or ceiling, where a series rests)."""
     from riverguard.config import Rule
 
-    assert Rule(index=1, name="all").fingerprint == "1c3a365498d9209b"
-    assert Rule(index=1, name="all", params={"counter_time": 0.0}).fingerprint == "be73fdab4701ccaf"
-    assert Rule(index=1, name="all", params={"spread": 0.0, "counter_time": 0.0}).fingerprint == "d866eb6f3a7b5463"
-    assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0, "counter_time": 0.0}).fingerprint == "5408d45e66e6acb7"
-    assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0, "counter_time": 0.0}).fingerprint == "ca066f6bacaaf7fe"
-    assert Rule(index=1, name="all", detector="context").fingerprint == "e23354c949d25b82"
-    assert Rule(index=1, name="all", warmup=10).fingerprint == "1c3a365498d9209b"
+    assert Rule(index=1, name="all").fingerprint == "1d9629e83c5067fe"
+    assert Rule(index=1, name="all", params={"counter_time": 0.0}).fingerprint == "1ab5aae5c2003710"
+    assert Rule(index=1, name="all", params={"spread": 0.0, "counter_time": 0.0}).fingerprint == "d344bca41a1d886b"
+    assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0, "counter_time": 0.0}).fingerprint == "12b64d08a93bb45b"
+    assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0, "counter_time": 0.0}).fingerprint == "aed72926f08761fc"
+    assert Rule(index=1, name="all", detector="context").fingerprint == "553c4b84308c5224"
+    assert Rule(index=1, name="all", warmup=10).fingerprint == "1d9629e83c5067fe"

@@ -239,8 +239,9 @@ class Sentinel(Pipeline):
        A reported run is an incident, not how the series repeats: when it
        ends, its repeats leave the statistics, and it sets the record unless
        it was far longer than every run before it (twice in a series that
-       seldom repeats, ten times at a reading inside the range), while a
-       debt allows, so a sensor that freezes again is reported again.
+       seldom repeats, unless it is at rest at the floor or ceiling of its
+       range, ten times at a reading inside the range), while a debt
+       allows, so a sensor that freezes again is reported again.
 
        *Spikes that last* (:class:`~riverguard.detectors.steps.Spike`): a
        value ``spike`` (12) or more exponentially weighted mean absolute

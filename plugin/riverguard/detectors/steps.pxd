@@ -188,13 +188,13 @@ cdef class Extremes(Step):
 cdef class Stuck(Step):
     cdef readonly Settings cfg
     cdef public double _prev, _c0, _k0, _c1, _k1, _run, _step, _owe
-    cdef public int _len, _maxlen
+    cdef public int _len, _maxlen, _rests
     cdef public bint _rep
 
     cdef void first(self, double x) noexcept
     cdef bint _fits(self) except -1
     @cython.locals(stuck=double, rep=bint, forgot=bint, longest=bint, keep=double, c1=double, k1=double, run=double,
-                   record=bint, v=double)
+                   record=bint, v=double, rests=int)
     cdef double score(self, double x, bint scoring, double span, double lo, double hi, double gap) except? -1.0
     @cython.locals(lam=double)
     cdef double _keep(self, double gap) noexcept

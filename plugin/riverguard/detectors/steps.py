@@ -1049,9 +1049,11 @@ class Stuck(Step):
     # the previous value; decayed counts of steps from a non-repeat (c0, k0 of them repeats) and from
     # a repeat (c1, k1); whether the previous step was a repeat; -log10 probability of the current run
     # (-1: not scored, -2: reported) and -log10 P(repeat | repeat) frozen at its start; its length, the
-    # longest ended run (C ints); the event time the freezes that set no record still owe
-    STATE = ("prev", "c0", "k0", "c1", "k1", "rep", "run", "step", "len", "maxlen", "owe")
-    SMALL = ("len", "maxlen")
+    # longest ended run (C ints); the event time the freezes that set no record still owe; where the runs
+    # were (rests: 1, 2 if the current run's value came back to the floor, the ceiling of the range seen; 4, 8
+    # if the longest ended run's had, and that floor, ceiling has not moved since: see score)
+    STATE = ("prev", "c0", "k0", "c1", "k1", "rep", "run", "step", "len", "maxlen", "owe", "rests")
+    SMALL = ("len", "maxlen", "rests")
 
     def __init__(self, cfg):
         self.cfg = cfg  # (its log scale is the likelihood's; a run is reported once: when it reaches fire)
@@ -1066,12 +1068,14 @@ class Stuck(Step):
         self._len = 0
         self._maxlen = 0
         self._owe = 0.0
+        self._rests = 0
 
     def first(self, x):
         self._prev = x
+        self._rests = 3  # (the first value is the floor and the ceiling)
 
     def _fits(self):
-        return _owing(self._owe)
+        return _owing(self._owe) and 0 <= self._rests <= 15
 
     def score(self, x, scoring, span, lo, hi, gap):
         """Learn ``x``; the score of the run of repeats it continues (0.0 if none). ``scoring``: a new run may be
@@ -1083,15 +1087,24 @@ class Stuck(Step):
         before it in a series that seldom repeats (fewer than ``_STUCK_RARE`` of its steps from a new value
         start a run), or ``_STUCK_INSIDE`` times as long at a reading strictly inside the range seen, however
         often the series repeats by itself (a coarse sensor: its readings repeat one step in four, but it
-        never holds one for minutes; a freeze of a series that rests at the floor or ceiling of its range,
-        zero at night or an idle count, is judged by the first rule alone). It owes ``_EPISODE_COST`` (two days, paid by the event time
-        of the samples after it), and none is forgiven while ``_EPISODE_DEBT`` (four days) is owed: a hold that
-        recurs as a routine more often than every two days is reported a few times, then sets the record. A
+        never holds one for minutes). A run whose value came back to the floor (or the ceiling) already
+        seen, where the longest run so far was too and the floor has not moved since (``rests``: a solar
+        output at 0.0 each night, an idle count), is the series at rest, not a freeze: it sets the record. A
+        stall at a new high (a counter, a gauge that climbs) or low, or a sensor pegged at its highest
+        reading, is a freeze. A freeze
+        forgiven owes ``_EPISODE_COST`` (two days, paid by the event time of the samples after it), and none
+        is forgiven while ``_EPISODE_DEBT`` (four days) is owed: a hold that recurs as a routine more often
+        than every two days is reported a few times, then sets the record. A
         run about as long as the record (a routine hold whose length varies a little) sets it as before."""
         stuck = 0.0
         v = self._prev
         rep = x == v
         self._prev = x
+        rests = self._rests
+        if x < lo:  # a new low: neither the current run nor the record's is at the floor any more
+            rests &= 10
+        elif x > hi:
+            rests &= 5
         forgot = False
         self._owe = _paid(self._owe, span)
         if rep:
@@ -1104,13 +1117,18 @@ class Stuck(Step):
                 self._run = -1.0
                 forgot = True
                 if self.cfg.stuck_longest and self._owe < _EPISODE_DEBT and (
-                        (self._k0 < _STUCK_RARE * self._c0 and self._len - self._maxlen > self._maxlen)
+                        (self._k0 < _STUCK_RARE * self._c0 and (rests & 5) != 5 and (rests & 10) != 10
+                         and self._len - self._maxlen > self._maxlen)
                         or (lo < v < hi and self._len > _STUCK_INSIDE * self._maxlen)):
                     self._owe += _EPISODE_COST
                     record = False
             if record and self._len > self._maxlen:
                 self._maxlen = self._len
+                rests = (rests & 3) * 5  # (the record's place is the ended run's)
+            # the next run's place: back at the floor (1) or the ceiling (2) seen before it (a night at 0.0)
+            rests = (rests & 12) | (x == lo) | ((x == hi) << 1)
             self._len = 0
+        self._rests = rests
         # with stuck_longest, a run is scored only while it is longer than every run before it
         longest = self._len > self._maxlen or not self.cfg.stuck_longest
         keep = self._keep(gap)
