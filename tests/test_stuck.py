@@ -176,6 +176,25 @@ def test_a_sensor_pegged_at_its_highest_reading_is_a_freeze(tmp_path: Path, star
     assert [d for d in range(7) if any(d * day + 4680 < i < d * day + 4800 for i in got)] == list(range(5)), got
 
 
+def test_a_sensor_that_drops_to_zero_each_day_is_a_freeze_however_it_started(tmp_path: Path) -> None:
+    """The sensor of the test above, whose first reading is 0.0, repeated twice (a driver's default before
+    its first valid reading), drops to 0.0 for 20 minutes at 13:00 each day: each dropout is flagged
+    ``stuck`` on the first five days. The start is a run at the floor, but it ended while the series
+    learned, and a run of the learning tells nothing of where the series rests: when it counted, the first
+    dropout was taken for rest and set the record, and the later ones were not flagged (the third review of
+    the rule: 8 of 56 dropout days, against 40)."""
+    rng = random.Random(6)
+    day = 8640
+    ar = 0.0
+    xs: list[float] = [0.0, 0.0, 0.0]
+    for i in range(3, 7 * day):
+        ar = 0.9 * ar + 0.44 * rng.gauss(0.0, 1.0)
+        xs.append(0.0 if 4680 <= i % day < 4800 else round(20.0 + 3.0 * math.sin(2 * math.pi * i / day) + 0.5 * ar, 3))
+    data = samples([19674 * 86400 + 10 * i for i in range(len(xs))], lambda i, _h, _g: xs[i], series=b"sensor", field=b"temp")
+    got = [i for i, why in reasons(run(tmp_path, data)) if why == "stuck"]
+    assert [d for d in range(7) if any(d * day + 4680 < i < d * day + 4800 for i in got)] == list(range(5)), got
+
+
 def test_a_restart_inside_a_reported_freeze_changes_nothing(tmp_path: Path) -> None:
     """A checkpoint and restart in the middle of the second freeze (after its report): the output is byte for
     byte the same as one uninterrupted run, so the mark of a reported run is saved with the state."""

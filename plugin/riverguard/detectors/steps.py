@@ -1091,7 +1091,8 @@ class Stuck(Step):
         seen, where the longest run so far was too and the floor has not moved since (``rests``: a solar
         output at 0.0 each night, an idle count), is the series at rest, not a freeze: it sets the record. A
         stall at a new high (a counter, a gauge that climbs) or low, or a sensor pegged at its highest
-        reading, is a freeze. A freeze
+        reading, is a freeze; a record set while the series learns (``scoring`` false: a first reading
+        repeated) tells nothing of where it rests. A freeze
         forgiven owes ``_EPISODE_COST`` (two days, paid by the event time of the samples after it), and none
         is forgiven while ``_EPISODE_DEBT`` (four days) is owed: a hold that recurs as a routine more often
         than every two days is reported a few times, then sets the record. A
@@ -1124,7 +1125,9 @@ class Stuck(Step):
                     record = False
             if record and self._len > self._maxlen:
                 self._maxlen = self._len
-                rests = (rests & 3) * 5  # (the record's place is the ended run's)
+                # (the record's place is the ended run's; a run that ended while the series learns, a first
+                # reading repeated, say, tells nothing of where it rests)
+                rests = (rests & 3) * 5 if scoring else 0
             # the next run's place: back at the floor (1) or the ceiling (2) seen before it (a night at 0.0)
             rests = (rests & 12) | (x == lo) | ((x == hi) << 1)
             self._len = 0
