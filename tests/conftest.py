@@ -268,10 +268,11 @@ def samples(
     return b"".join(lines)
 
 
-def sensor_lines(xs: Sequence[float], t0: int = 19674 * 86400) -> bytes:
-    """Line protocol of ``sensor,host=a temp=x`` for each value of ``xs``, one a second from ``t0`` (a Monday,
-    2023-11-13 00:00 UTC): a sensor sampled every second."""
-    return samples([t0 + i for i in range(len(xs))], lambda i, _host, _gauss: xs[i], series=b"sensor", field=b"temp")
+def sensor_lines(xs: Sequence[float], t0: int = 19674 * 86400, step: int = 1) -> bytes:
+    """Line protocol of ``sensor,host=a temp=x`` for each value of ``xs``, one every ``step`` seconds (a
+    second by default) from ``t0`` (a Monday, 2023-11-13 00:00 UTC)."""
+    return samples([t0 + step * i for i in range(len(xs))], lambda i, _host, _gauss: xs[i], series=b"sensor",
+                   field=b"temp")  # fmt: skip
 
 
 def flag_reasons(out: list[bytes]) -> list[tuple[int, str]]:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from benchmarks.noise_alarms import series  # tests/benchmarks, as pytest imports it
-from conftest import flag_reasons as reasons, run_cli, run_rule as run, samples, sensor_lines as lines
+from conftest import flag_reasons as reasons, run_cli, run_rule as run, sensor_lines as lines
 from riverguard.detectors import REGISTRY
 from test_episodes import sensor
 
@@ -87,6 +88,42 @@ def test_each_freeze_of_a_coarse_sensor_is_reported(tmp_path: Path) -> None:
     assert all(len(t) == 1 and 0 < t[0] < 30 for t in into) and len(got) == 4, got
 
 
+#: a day of samples at 10 s
+DAY_10S = 8640
+
+
+def days_stuck(tmp_path: Path, xs: list[float], first: int, length: int) -> list[int]:
+    """The days of ``xs`` (one sample every 10 s, through the real process) on which a sample from the
+    ``first`` of the day to ``length`` after it is flagged ``stuck``."""
+    got = [i for i, why in reasons(run(tmp_path, lines(xs, step=10))) if why == "stuck"]
+    return [d for d in range(len(xs) // DAY_10S) if any(d * DAY_10S + first < i < d * DAY_10S + first + length for i in got)]
+
+
+def stuck_flags(make: Callable[[int], list[float]], step: int) -> int:
+    """``stuck`` flags of the default detector, in process, over the 8 series ``make(k)`` (k = 0 to 7), one
+    sample every ``step`` seconds."""
+    flags = 0
+    for k in range(8):
+        det = REGISTRY["sentinel"]()
+        for i, x in enumerate(make(k)):
+            if det.process(x, 1.7e9 + step * i) >= 0.5 and det.reason(x) == "stuck":
+                flags += 1
+    return flags
+
+
+def wave(seed: int, start: list[float], at_13: Callable[[list[float]], float]) -> list[float]:
+    """A week at 10 s of a temperature sensor (a daily wave of 3 around 20, AR(1) noise of sd 0.5, three
+    decimals) that reads ``start`` first and ``at_13(readings so far)`` from 13:00 to 13:20 each day."""
+    rng = random.Random(seed)
+    ar = 0.0
+    xs = list(start)
+    for i in range(len(xs), 7 * DAY_10S):
+        ar = 0.9 * ar + 0.44 * rng.gauss(0.0, 1.0)
+        x = round(20.0 + 3.0 * math.sin(2 * math.pi * i / DAY_10S) + 0.5 * ar, 3)
+        xs.append(at_13(xs) if 4680 <= i % DAY_10S < 4800 else x)
+    return xs
+
+
 def test_each_stall_of_a_busy_counter_is_reported(tmp_path: Path) -> None:
     """A busy counter (``net bytes_recv``-like: about 5 MB more every 10 s) stalls for 20 minutes at 15:00
     every day for 7 days: the first five stalls are flagged ``stuck`` while they last, then the debt (two
@@ -96,16 +133,13 @@ def test_each_stall_of_a_busy_counter_is_reported(tmp_path: Path) -> None:
     the first set the record, and the six after it, no longer, were not flagged; a counter never repeats by
     itself, so its stalls are forgiven as a series' that seldom repeats."""
     rng = random.Random(5)
-    day = 8640
     total = 10**9
     xs = []
-    for i in range(7 * day):
-        if not 5400 <= i % day < 5520:  # (15:00 to 15:20)
+    for i in range(7 * DAY_10S):
+        if not 5400 <= i % DAY_10S < 5520:  # (15:00 to 15:20)
             total += max(0, int(rng.gauss(5e5, 1e5))) * 10
         xs.append(float(total))
-    data = samples([19674 * 86400 + 10 * i for i in range(len(xs))], lambda i, _h, _g: xs[i], series=b"net", field=b"temp")
-    got = [i for i, why in reasons(run(tmp_path, data)) if why == "stuck"]
-    assert [d for d in range(7) if any(d * day + 5400 < i < d * day + 5520 for i in got)] == list(range(5)), got
+    assert days_stuck(tmp_path, xs, 5400, 120) == list(range(5))
 
 
 def setpoint(seed: str, n: int, step: int) -> list[float]:
@@ -121,19 +155,14 @@ def setpoint(seed: str, n: int, step: int) -> list[float]:
     return out
 
 
-@pytest.mark.parametrize(("step", "days", "most", "before"), [(10, 7, 2, 5), (1, 2, 6, 11)])
-def test_a_setpoint_held_for_hours_is_no_freeze(step: int, days: int, most: int, before: int) -> None:
+@pytest.mark.parametrize(("step", "days", "most"), [(10, 7, 2), (1, 2, 6)])
+def test_a_setpoint_held_for_hours_is_no_freeze(step: int, days: int, most: int) -> None:
     """Eight setpoints held for hours at a time, at 10 s for a week and at 1 s for two days: at most ``most``
-    ``stuck`` flags in all (``before`` while the repeat statistics remembered 1000 samples, 2.8 hours at
-    10 s and 17 minutes at 1 s: by the next change of setpoint the hours it had held were forgotten, and a
-    hold a little longer than any before was a surprise). They remember two days of event time now."""
-    flags = 0
-    for k in range(8):
-        det = REGISTRY["sentinel"]()
-        for i, x in enumerate(setpoint(f"setpoint/{k}", days * 86400 // step, step)):
-            if det.process(x, 1.7e9 + step * i) >= 0.5 and det.reason(x) == "stuck":
-                flags += 1
-    assert flags <= most < before, flags
+    ``stuck`` flags in all (5 and 11 while the repeat statistics remembered 1000 samples, 2.8 hours at 10 s
+    and 17 minutes at 1 s: by the next change of setpoint the hours it had held were forgotten, and a hold
+    a little longer than any before was a surprise). They remember two days of event time now."""
+    flags = stuck_flags(lambda k: setpoint(f"setpoint/{k}", days * 86400 // step, step), step)
+    assert flags <= most, flags
 
 
 def test_a_night_at_the_floor_is_the_series_at_rest() -> None:
@@ -142,13 +171,7 @@ def test_a_night_at_the_floor_is_the_series_at_rest() -> None:
     too, so it is the series at rest, not a freeze, and sets the record when reported: 27 ``stuck`` flags in
     160 panel-days, on 2 to 5 nights of each panel (41 when such a run was forgiven as the freeze of a series
     that seldom repeats: the longest nights kept beating a record they did not set)."""
-    step = 10
-    flags = 0
-    for k in range(8):
-        det = REGISTRY["sentinel"]()
-        for i, x in enumerate(series("night_zero", 20 * 8640, step, f"night_zero/{k}")):
-            if det.process(x, 1.7e9 + step * i) >= 0.5 and det.reason(x) == "stuck":
-                flags += 1
+    flags = stuck_flags(lambda k: series("night_zero", 20 * DAY_10S, 10, f"night_zero/{k}"), 10)
     assert 16 <= flags <= 30, flags
 
 
@@ -160,20 +183,7 @@ def test_a_sensor_pegged_at_its_highest_reading_is_a_freeze(tmp_path: Path, star
     the record, as a routine). Taking every return to the floor or ceiling for rest lost all but the first;
     with ``start`` repeats of its first reading (a duplicated first sample), so did a first version that
     kept where the longest run had been, not whether it was still the ceiling (the range moves on)."""
-    rng = random.Random(6)
-    day = 8640
-    ar = 0.0
-    xs: list[float] = []
-    for i in range(7 * day):
-        if i < start:
-            xs.append(xs[-1] if xs else 20.0)
-            continue
-        ar = 0.9 * ar + 0.44 * rng.gauss(0.0, 1.0)
-        x = round(20.0 + 3.0 * math.sin(2 * math.pi * i / day) + 0.5 * ar, 3)
-        xs.append(max(xs) if xs and 4680 <= i % day < 4800 else x)  # (13:00 to 13:20)
-    data = samples([19674 * 86400 + 10 * i for i in range(len(xs))], lambda i, _h, _g: xs[i], series=b"sensor", field=b"temp")
-    got = [i for i, why in reasons(run(tmp_path, data)) if why == "stuck"]
-    assert [d for d in range(7) if any(d * day + 4680 < i < d * day + 4800 for i in got)] == list(range(5)), got
+    assert days_stuck(tmp_path, wave(6, [20.0] * start, max), 4680, 120) == list(range(5))
 
 
 def test_a_sensor_that_drops_to_zero_each_day_is_a_freeze_however_it_started(tmp_path: Path) -> None:
@@ -183,16 +193,7 @@ def test_a_sensor_that_drops_to_zero_each_day_is_a_freeze_however_it_started(tmp
     learned, and a run of the learning tells nothing of where the series rests: when it counted, the first
     dropout was taken for rest and set the record, and the later ones were not flagged (the third review of
     the rule: 8 of 56 dropout days, against 40)."""
-    rng = random.Random(6)
-    day = 8640
-    ar = 0.0
-    xs: list[float] = [0.0, 0.0, 0.0]
-    for i in range(3, 7 * day):
-        ar = 0.9 * ar + 0.44 * rng.gauss(0.0, 1.0)
-        xs.append(0.0 if 4680 <= i % day < 4800 else round(20.0 + 3.0 * math.sin(2 * math.pi * i / day) + 0.5 * ar, 3))
-    data = samples([19674 * 86400 + 10 * i for i in range(len(xs))], lambda i, _h, _g: xs[i], series=b"sensor", field=b"temp")
-    got = [i for i, why in reasons(run(tmp_path, data)) if why == "stuck"]
-    assert [d for d in range(7) if any(d * day + 4680 < i < d * day + 4800 for i in got)] == list(range(5)), got
+    assert days_stuck(tmp_path, wave(6, [0.0] * 3, lambda _: 0.0), 4680, 120) == list(range(5))
 
 
 def test_a_restart_inside_a_reported_freeze_changes_nothing(tmp_path: Path) -> None:
@@ -266,14 +267,12 @@ def test_a_daily_hold_of_varying_length_is_learned(tmp_path: Path) -> None:
     reported freeze was forgiven, however short against the record, the longest of a routine kept beating a
     record that never learned them: a hold about as long as the record now sets it."""
     rng = random.Random(3)
-    day = 8640
-    holds = [d * day + 1080 for d in range(20)]
+    holds = [d * DAY_10S + 1080 for d in range(20)]
     lengths = [rng.randint(54, 66) for _ in holds]
-    xs = sensor([], 20 * day)
+    xs = sensor([], 20 * DAY_10S)
     for h, n in zip(holds, lengths):
         hold(xs, h, n)
-    data = samples([19674 * 86400 + 10 * i for i in range(len(xs))], lambda i, _h, _g: xs[i], series=b"sensor", field=b"temp")
-    stuck = [i // day for i, why in reasons(run(tmp_path, data)) if why == "stuck"]
+    stuck = [i // DAY_10S for i, why in reasons(run(tmp_path, lines(xs, step=10))) if why == "stuck"]
     assert 1 <= len(stuck) <= 7 and max(stuck) < 8, stuck
 
 

@@ -11,6 +11,7 @@ cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SP
 cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY, _SHIFT_LONG, _SHIFT_FLOOR, _REPORTED
 cdef double _FAR_COUNT, _LONG_MEMORY, _LN10
 cdef int64_t _COUNTER_RISES
+cdef int _RUN_FLOOR, _RUN_CEILING, _RECORD_FLOOR, _RECORD_CEILING
 cdef double _COUNTER_SAMPLES
 cdef double *_LEVELS
 cdef double *_CUTS
@@ -59,7 +60,7 @@ cdef class Settings:
     cdef readonly double xthr, xeff, xu, xud, xday, xdayq
     # 1 - fading, 1 - day_fading, 1 - short, extreme_sd ** 2, 1 - repeat_decay, 1 - spike_forget, 1 - shift_forget,
     # learn // 4
-    cdef readonly double fading_keep, day_fading_keep, short_keep, extreme_sd_sq, repeat_decay_keep, spike_forget_keep
+    cdef readonly double fading_keep, day_fading_keep, short_keep, extreme_sd_sq, spike_forget_keep
     cdef readonly double shift_forget_keep
     cdef readonly int64_t learn_quarter
     # Suppression: the largest score not flagged at fire, where a damped likelihood score stops; Pipeline: the
@@ -196,6 +197,8 @@ cdef class Stuck(Step):
     @cython.locals(stuck=double, rep=bint, forgot=bint, longest=bint, keep=double, c1=double, k1=double, run=double,
                    record=bint, v=double, rests=int)
     cdef double score(self, double x, bint scoring, double span, double lo, double hi, double gap) except? -1.0
+    @cython.locals(at_rest=bint)
+    cdef bint _forgiven(self, double v, double lo, double hi, int rests) noexcept
     @cython.locals(lam=double)
     cdef double _keep(self, double gap) noexcept
     @cython.locals(added=double, steps=int64_t)

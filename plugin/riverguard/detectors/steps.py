@@ -137,6 +137,12 @@ _EPISODE_INNER = 0.25
 _STUCK_RARE = 0.01
 _STUCK_INSIDE = 10.0
 _MAX_RUN = (1 << 31) - 1
+#: the stuck step's ``rests`` bits: the current run's value came back to the floor, to the ceiling of the range
+#: seen; the longest ended run's had, and that floor, that ceiling has not moved since
+_RUN_FLOOR = 1
+_RUN_CEILING = 2
+_RECORD_FLOOR = 4
+_RECORD_CEILING = 8
 
 
 # -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
@@ -330,7 +336,6 @@ class Settings:
         self.day_fading_keep = 1.0 - self.day_fading  # TimeOfDay: the same in a slot
         self.short_keep = 1.0 - self.short  # Likelihood: the weight the earlier raw scores keep in the average
         self.extreme_sd_sq = self.extreme_sd * self.extreme_sd  # Extremes: far, in long-run variances
-        self.repeat_decay_keep = 1.0 - self.repeat_decay  # Stuck: the weight the earlier steps keep
         self.spike_forget_keep = 1.0 - self.spike_forget  # Spike: what the largest deviation keeps per sample
         self.far_nat = self.far_p * _LN10  # Spike: -ln of the tail probability a burst of far-out values needs
         self.shift_forget_keep = 1.0 - self.shift_forget  # Shift, Spread: what the largest distance keeps per sample
@@ -1103,9 +1108,9 @@ class Stuck(Step):
         self._prev = x
         rests = self._rests
         if x < lo:  # a new low: neither the current run nor the record's is at the floor any more
-            rests &= 10
+            rests &= ~(_RUN_FLOOR | _RECORD_FLOOR)
         elif x > hi:
-            rests &= 5
+            rests &= ~(_RUN_CEILING | _RECORD_CEILING)
         forgot = False
         self._owe = _paid(self._owe, span)
         if rep:
@@ -1117,19 +1122,17 @@ class Stuck(Step):
                 self._forget_run(self._keep(gap))
                 self._run = -1.0
                 forgot = True
-                if self.cfg.stuck_longest and self._owe < _EPISODE_DEBT and (
-                        (self._k0 < _STUCK_RARE * self._c0 and (rests & 5) != 5 and (rests & 10) != 10
-                         and self._len - self._maxlen > self._maxlen)
-                        or (lo < v < hi and self._len > _STUCK_INSIDE * self._maxlen)):
+                if self.cfg.stuck_longest and self._owe < _EPISODE_DEBT and self._forgiven(v, lo, hi, rests):
                     self._owe += _EPISODE_COST
                     record = False
             if record and self._len > self._maxlen:
                 self._maxlen = self._len
                 # (the record's place is the ended run's; a run that ended while the series learns, a first
                 # reading repeated, say, tells nothing of where it rests)
-                rests = (rests & 3) * 5 if scoring else 0
-            # the next run's place: back at the floor (1) or the ceiling (2) seen before it (a night at 0.0)
-            rests = (rests & 12) | (x == lo) | ((x == hi) << 1)
+                rests = (rests & (_RUN_FLOOR | _RUN_CEILING)) * (1 + _RECORD_FLOOR) if scoring else 0
+            # the next run's place: back at the floor or the ceiling seen before it (a night at 0.0)
+            rests = ((rests & (_RECORD_FLOOR | _RECORD_CEILING)) | (_RUN_FLOOR if x == lo else 0)
+                     | (_RUN_CEILING if x == hi else 0))
             self._len = 0
         self._rests = rests
         # with stuck_longest, a run is scored only while it is longer than every run before it
@@ -1163,6 +1166,16 @@ class Stuck(Step):
             self._k0 = self._k0 * keep + rep
         self._rep = rep
         return stuck
+
+    def _forgiven(self, v, lo, hi, rests):
+        """Whether the reported run of ``v`` that has just ended (``rests`` its place, ``lo``, ``hi`` the
+        range) was a freeze to forgive (see :meth:`score`): far longer than the record, twice in a series that
+        seldom repeats and is not at rest, ten times at a reading inside the range."""
+        at_rest = ((rests & (_RUN_FLOOR | _RECORD_FLOOR)) == (_RUN_FLOOR | _RECORD_FLOOR)
+                   or (rests & (_RUN_CEILING | _RECORD_CEILING)) == (_RUN_CEILING | _RECORD_CEILING))
+        if self._k0 < _STUCK_RARE * self._c0 and not at_rest and self._len - self._maxlen > self._maxlen:
+            return True
+        return lo < v < hi and self._len > _STUCK_INSIDE * self._maxlen
 
     def _keep(self, gap):
         """The weight the earlier steps keep at each step of a series whose usual interval is ``gap`` (0:
