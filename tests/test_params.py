@@ -125,7 +125,7 @@ def test_the_state_record_follows_the_steps_declarations(name: str, params: dict
 #: other than the switch that a rule may give, the names of its state)
 SWITCHED = [
     ("spike", "spikes", 12.0, ("spike_fading = 0.5, spike_score = 0.2", "spike_record = 0.9", "spike_time = 60.0"),
-     ("mean", "mad", "top", "run", "count", "nfar", "tfar", "prev:?", "said:?")),
+     ("mean", "mad", "top", "run", "count", "peak", "crec", "owe")),
     ("shift", "shifts", 8.0, ("shift_time = 30.0, shift_score = 0.2", "shift_record = 0.9", "shift_samples = 5.0"),
      ("mean", "dev", "top", "run", "long", "ldev")),
     ("spread", "spreads", 10.0, (), ("mean", "dev", "top", "run", "long", "last")),  # (its other settings are the shift step's)

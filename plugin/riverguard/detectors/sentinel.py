@@ -156,11 +156,12 @@ class Transitions(Surprise):
 # "A likelihood that remembers days"; a new extreme must have lasted a minute: docs/detection.md
 # "Extremes that last a minute"; a level that stays away is reported: docs/detection.md "Level shifts";
 # so is a burst of change, again and again: docs/detection.md "Bursts of change"; a cumulative counter's
-# new highs are not news, a burst of its increase is: docs/detection.md "Counters".
+# new highs are not news, a burst of its increase is: docs/detection.md "Counters"; a burst of sparse spikes
+# far beyond the series' own clusters of them is reported: docs/detection.md "Bursts beyond the clusters".
 _STEPS, _SETTINGS, _PARAMS, _LAYOUT = compose(
     Transitions, SentinelSettings,
     day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True, spike=12.0,
-    long_time=172800.0, extreme_time=60.0, shift=8.0, spread=10.0, counter_time=86400.0,
+    long_time=172800.0, extreme_time=60.0, shift=8.0, spread=10.0, counter_time=86400.0, far=6.0,
 )
 
 
@@ -249,11 +250,11 @@ class Sentinel(Pipeline):
        the range seen so far, once it has lasted ``spike_time`` (half an
        hour of event time since the last sample that was not a spike: one
        sample of an hourly series; ``0``: one sample at any rate). With
-       ``far`` (0: off; 6 mads is the measured choice) a burst of sparse
-       spikes scores the same: far-out values (the first of each run)
-       counted over ``far_time`` (5 minutes of event time), at most
-       ``10^-far_p`` (1 %) likely under the series' own rate of them over
-       two days, 3 at least (at fine sampling only). With
+       ``far`` (6) a burst of sparse spikes scores the same: far-out
+       values, ``far`` or more mads out (the first of each run), counted
+       over ``far_time`` (5 minutes of event time), 3 at least and
+       ``far_record`` (2) times the largest count of the series' earlier
+       clusters of them not reported (at fine sampling only). With
        ``spike = 0`` the step is left out: no state, no cost.
 
        *Level shifts* (:class:`~riverguard.detectors.steps.Shift`): the

@@ -9,7 +9,7 @@ from libc.stdint cimport int64_t
 cdef double _SQRT1_2, _DAY, _NAN, _INF
 cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE, _WHY_SHIFT, _WHY_SPREAD, _WHY_BURST
 cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY, _SHIFT_LONG, _SHIFT_FLOOR, _REPORTED
-cdef double _FAR_COUNT, _LONG_MEMORY, _LN10
+cdef double _FAR_COUNT, _FAR_END, _FAR_YOUTH, _LONG_MEMORY
 cdef int64_t _COUNTER_RISES
 cdef int _RUN_FLOOR, _RUN_CEILING, _RECORD_FLOOR, _RECORD_CEILING
 cdef double _COUNTER_SAMPLES
@@ -83,8 +83,7 @@ cdef class Settings:
     cdef public double repeat_decay
     cdef public bint stuck_longest
     # Spike
-    cdef public double spike, spike_fading, spike_record, spike_score, spike_forget, spike_time, far, far_time, far_p
-    cdef readonly double far_nat
+    cdef public double spike, spike_fading, spike_record, spike_score, spike_forget, spike_time, far, far_time, far_record
     # Shift
     cdef public double shift, shift_time, shift_samples, shift_record, shift_forget, shift_score, shift_time_last
     # Spread
@@ -207,8 +206,7 @@ cdef class Stuck(Step):
 
 cdef class Spike(Step):
     cdef readonly Settings cfg
-    cdef public double _mean, _mad, _top, _run, _count, _nfar, _tfar
-    cdef public bint _prev, _said
+    cdef public double _mean, _mad, _top, _run, _count, _peak, _crec, _owe
 
     cdef void first(self, double x) noexcept
     cdef inline bint lasting(self, double span) noexcept
@@ -221,15 +219,16 @@ cdef class Spike(Step):
     cdef inline double reach(self) noexcept
     @cython.locals(c=double)
     cdef inline double far_count(self, double span) noexcept
-    @cython.locals(w=double, t=double, lam=double)
     cdef bint burst(self, double c) noexcept
+    cdef void reported(self) noexcept
+    cdef inline bint far_prev(self) noexcept
     @cython.locals(unit=double)
     cdef double far_width(self, bint counting, double span) noexcept
-    @cython.locals(out=bint, far=bint, c=double, n=double, t=double)
+    @cython.locals(out=bint, far=bint, c=double, rec=double, peak=double, said=bint, top=double)
     cdef bint far_out(self, double z, double span) noexcept
     @cython.locals(mean=double, mad=double, d=double, ad=double, z=double, out=double, a=double, top=double,
                    run=double, unit=double)
-    cdef double score(self, double x, bint counting, bint repeat, double span) noexcept
+    cdef double score(self, double x, bint counting, bint repeat, double span, bint old) noexcept
 
 
 cdef class Level(Step):
@@ -314,7 +313,7 @@ cdef class Pipeline:
                    z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double,
                    t1=double, dt=double, span=double, slack=double, gap=double, lmean=double,
                    shifts=Shift, shift=double, spreads=Spread, spread=double,
-                   surprise=Surprise, counter=Counter, counts=bint, burst=double)
+                   surprise=Surprise, counter=Counter, counts=bint, burst=double, out=double)
     cpdef double process(self, double x, object t=*) except? -1.0
     @cython.locals(g=double)
     cdef inline double span(self, double dt) noexcept

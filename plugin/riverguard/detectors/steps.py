@@ -51,12 +51,12 @@ from .params import Param
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
     from cython.cimports.cpython.mem import PyMem_Calloc, PyMem_Free
-    from cython.cimports.libc.math import erfc, exp, log
+    from cython.cimports.libc.math import copysign, erfc, exp, fabs, log
     from cython.cimports.libc.string import memcpy
     from cython.cimports.riverguard.detectors._pyfloat import floordiv, int_within, log10, sqrt, to_int
 else:
     from array import array
-    from math import erfc, exp, log, log10, sqrt
+    from math import copysign, erfc, exp, fabs, log, log10, sqrt
     from operator import floordiv
 
     to_int = int_within = int
@@ -109,13 +109,16 @@ _SHIFT_MEMORY = 30.0
 _SHIFT_LONG = 24.0
 #: the stuck step: the mark of a run that was reported
 _REPORTED = -2.0
-#: the spike step's bursts of far-out values: a burst holds at least this many (a weighted count), and the step
-#: reports it once, until the count falls under half of it again
+#: the spike step's bursts of far-out values: a burst holds at least this many (a weighted count); a cluster of
+#: far-out values (a burst or not) ends once its count has fallen under this share of its largest
 _FAR_COUNT = 3.0
-#: what a series' own statistics of days remember, in event time: the spike step's rate of far-out values and the
-#: shift step's floor under its typical distance (two days, the likelihood's long_time in sentinel)
+_FAR_END = 0.25
+#: ... and bursts are reported once the series has this many far_time of event time behind it (an hour by
+#: default: a young series has no clusters of its own yet to set the bar)
+_FAR_YOUTH = 12.0
+#: what a series' own statistics of days remember, in event time: the spike step's largest cluster of far-out
+#: values and the shift step's floor under its typical distance (two days, the likelihood's long_time in sentinel)
 _LONG_MEMORY = 2.0 * _DAY
-_LN10 = 2.302585092994046  # math.log(10)
 #: the shift step: its typical distance never falls under this share of the same distance's mean over
 #: _LONG_MEMORY of event time (a night or hours of a constant value do not shrink it to nothing)
 _SHIFT_FLOOR = 0.25
@@ -337,7 +340,6 @@ class Settings:
         self.short_keep = 1.0 - self.short  # Likelihood: the weight the earlier raw scores keep in the average
         self.extreme_sd_sq = self.extreme_sd * self.extreme_sd  # Extremes: far, in long-run variances
         self.spike_forget_keep = 1.0 - self.spike_forget  # Spike: what the largest deviation keeps per sample
-        self.far_nat = self.far_p * _LN10  # Spike: -ln of the tail probability a burst of far-out values needs
         self.shift_forget_keep = 1.0 - self.shift_forget  # Shift, Spread: what the largest distance keeps per sample
         self.learn_quarter = self.learn // 4  # spikes count, and learn_time may end the learning, from here
         # in a suppression: the largest score not flagged at fire, where a damped likelihood score stops, and the
@@ -1241,16 +1243,25 @@ class Spike(Step):
     interval): a value ``far`` or more mads from the mean, the first of a run
     of such values (a run is one event: a lasting spike, a level change, a
     smoothed average's burst), is a far-out value; they are counted in event
-    time (an exponentially weighted count over ``far_time`` seconds) and
-    compared with the series' own rate of them (far-out values per second
-    over the last two days of event time, (N + 1) / T: one more than seen,
-    so a young series is not sure of a low rate). A count of 3 or more whose
-    Poisson tail probability under that rate is at most ``10^-far_p`` (a
-    Chernoff bound, ``c ln(c / L) - c + L`` for a count ``c`` where ``L`` is
-    expected) scores ``spike_score``, once, until the count falls under 1.5
-    again. At 5 minutes a ``far_time`` of 300 s holds one sample, and the
+    time (an exponentially weighted count over ``far_time`` seconds). A
+    *cluster* of them begins with one and ends once the count has fallen
+    under a quarter of its largest. A count of 3 or more that is also
+    ``far_record`` times the largest count of the series' earlier clusters
+    (fading over two days of event time) is a burst: it scores
+    ``spike_score``, once per cluster, once the series has an hour of event
+    time behind it (12 ``far_time``: before, it has no clusters of its own
+    to set the bar). A cluster's largest count becomes that record when it
+    ends, unless it was reported (as a burst, or by any other kind of
+    evidence while it lasted) and is forgiven: as an episode of the
+    new-extremes step, a reported cluster owes two days of event time, paid
+    by the samples after it, and is forgiven while less than four days are
+    owed. So clusters that are the series' routine (latency spikes that
+    bring others) set the bar, a burst far beyond them is reported, and a
+    burst like the last reported one is reported again, until such bursts
+    come back so often that they are the routine (four or five times in a
+    row). At 5 minutes a ``far_time`` of 300 s holds one sample, and the
     count never reaches 3; without event times the count is not kept. See
-    docs/detection.md ("Bursts of sparse spikes").
+    docs/detection.md ("Bursts beyond the clusters").
     """
 
     PARAMS = (
@@ -1269,14 +1280,15 @@ class Spike(Step):
               "sparse spikes (0: not counted).", low=0.0),
         Param("far_time", 300.0, "Seconds of event time over which far-out values are counted.", low=0.0,
               low_open=True),
-        Param("far_p", 2.0, "A burst of far-out values is reported where its count is at most 10^-far_p likely "
-              "under the series' own rate of them.", low=0.0),
+        Param("far_record", 2.0, "A burst of far-out values must also count this many times the largest count of "
+              "the series' earlier clusters of them (0: any).", low=0.0),
     )  # fmt: skip
     # the EW mean and mean absolute deviation of the values; the largest deviation seen (in mads, fading);
     # the event time the current run of spikes has lasted (NaN: unknown); the count of far-out values (EW over
-    # far_time), the far-out values and the event time (s) the series' own rate is of; whether the previous
-    # value was far out; whether the current burst was reported
-    STATE = ("mean", "mad", "top", "run", "count", "nfar", "tfar", "prev", "said")
+    # far_time); the largest count of the current cluster of them (negative: the cluster was reported; 0: none);
+    # the largest count of the earlier clusters (fading); the debt of reported clusters forgiven (seconds of
+    # event time). The count's sign bit says whether the latest value it saw was far out (:meth:`far_prev`).
+    STATE = ("mean", "mad", "top", "run", "count", "peak", "crec", "owe")
     SWITCH = "spike"
 
     def __init__(self, cfg):
@@ -1286,37 +1298,41 @@ class Spike(Step):
         self._top = 0.0
         self._run = 0.0
         self._count = 0.0
-        self._nfar = 0.0
-        self._tfar = 0.0
-        self._prev = False
-        self._said = False
+        self._peak = 0.0
+        self._crec = 0.0
+        self._owe = 0.0
 
     def first(self, x):
         self._mean = x
 
     def _fits(self):
-        return (_duration(self._run) and 0.0 <= self._count < _INF and 0.0 <= self._nfar < _INF
-                and 0.0 <= self._tfar <= _LONG_MEMORY)
+        return (_duration(self._run) and fabs(self._count) < _INF and -_INF < self._peak < _INF
+                and 0.0 <= self._crec < _INF and _owing(self._owe))
 
     def far_count(self, span):
         """The count of far-out values before one that stands for ``span`` > 0 seconds is added."""
-        c = self._count
+        c = fabs(self._count)
         return c * exp(-span / self.cfg.far_time) if c > 0.0 else 0.0  # (none yet, the usual case: no exp)
 
     def burst(self, c):
-        """Whether a count ``c`` of far-out values is a burst to report: 3 or more, at most ``10^-far_p`` likely
-        under the series' own rate, not reported already."""
-        if self._said or c < _FAR_COUNT:
-            return False
-        w = self.cfg.far_time
-        t = self._tfar
-        lam = (self._nfar + 1.0) / (t if t > w else w) * w  # expected in far_time at the series' own rate
-        return c > lam and c * log(c / lam) - c + lam >= self.cfg.far_nat
+        """Whether a count ``c`` of far-out values is a burst to report: 3 or more, ``far_record`` times the
+        largest count of the earlier clusters, in a cluster not reported already."""
+        return self._peak >= 0.0 and c >= _FAR_COUNT and c >= self.cfg.far_record * self._crec
+
+    def reported(self):
+        """The series was reported: the current cluster of far-out values, if any, is a reported one."""
+        if self._peak > 0.0:
+            self._peak = -self._peak
+
+    def far_prev(self):
+        """Whether the latest value the count has seen was far out: the count's sign bit (so the step fits 96
+        bytes; -0.0 too, should a long run of far-out values wear the count down to nothing)."""
+        return copysign(1.0, self._count) < 0.0
 
     def far_width(self, counting, span):
         """How far from the mean the next value (standing for ``span``) completes a burst of far-out values;
         0.0: none does."""
-        if not (self.cfg.far > 0.0 and counting and span > 0.0) or self._prev:
+        if not (self.cfg.far > 0.0 and counting and span > 0.0) or self.far_prev():
             return 0.0
         unit = self.unit()
         if unit > 0.0 and self.burst(self.far_count(span) + 1.0):
@@ -1325,24 +1341,32 @@ class Spike(Step):
 
     def far_out(self, z, span):
         """Learn a value ``z`` mads from the mean, standing for ``span`` > 0 seconds, into the count of far-out
-        values and the series' own rate of them; whether it completes a burst."""
+        values and the clusters of them; whether it completes a burst."""
         out = z >= self.cfg.far
-        far = out and not self._prev  # (the first of a run: a run is one event)
-        self._prev = out
+        far = out and not self.far_prev()  # (the first of a run: a run is one event)
         c = self.far_count(span) + (1.0 if far else 0.0)
-        self._count = c
+        self._count = -c if out else c
         out = self.burst(c)
-        if out:
-            self._said = True
-        elif c < 0.5 * _FAR_COUNT:
-            self._said = False
-        n = self._nfar
-        t = self._tfar + span
-        if t > _LONG_MEMORY:  # (the rate forgets what is older than _LONG_MEMORY, exponentially)
-            n *= (_LONG_MEMORY - span) / _LONG_MEMORY if span < _LONG_MEMORY else 0.0
-            t = _LONG_MEMORY
-        self._nfar = n + 1.0 if far else n
-        self._tfar = t
+        rec = self._crec
+        if rec > 0.0:  # (the record fades over _LONG_MEMORY of event time)
+            rec *= (_LONG_MEMORY - span) / _LONG_MEMORY if span < _LONG_MEMORY else 0.0
+        peak = self._peak
+        if far or peak != 0.0:  # (a cluster begins with a far-out value)
+            said = peak < 0.0 or out
+            top = -peak if peak < 0.0 else peak
+            if c > top:
+                top = c
+            if c < _FAR_END * top:  # the cluster is over: its largest count is the record, or it is forgiven
+                if said and self._owe < _EPISODE_DEBT:  # (forgiven: it owes, as an episode does)
+                    self._owe += _EPISODE_COST
+                elif top > rec:
+                    rec = top
+                peak = 0.0
+            else:
+                peak = -top if said else top
+            self._peak = peak
+        self._crec = rec
+        self._owe = _paid(self._owe, span)
         return out
 
     def lasting(self, span):
@@ -1368,10 +1392,11 @@ class Spike(Step):
         """The smallest deviation (in mads) that is a spike now: ``spike``, or ``spike_record`` of the largest seen."""
         return _reach(self.cfg.spike, self.cfg.spike_record, self._top)
 
-    def score(self, x, counting, repeat, span):
+    def score(self, x, counting, repeat, span, old):
         """Learn ``x``; ``spike_score`` if it is a spike, else 0.0. ``counting``: spikes count (and the largest is
         kept); ``repeat``: ``x`` repeats the previous value exactly (the stuck step's verdict); ``span``: the
-        event time ``x`` stands for (:meth:`Pipeline.span`; NaN: unknown)."""
+        event time ``x`` stands for (:meth:`Pipeline.span`; NaN: unknown); ``old``: the series is old enough
+        for a burst of far-out values to be reported (:meth:`far_out`)."""
         mean = self._mean
         mad = self._mad
         d = x - mean
@@ -1379,7 +1404,7 @@ class Spike(Step):
         unit = self.unit()
         z = ad / unit if unit > 0.0 else 0.0
         out = 0.0
-        if counting and self.cfg.far > 0.0 and span > 0.0 and self.far_out(z, span):
+        if counting and self.cfg.far > 0.0 and span > 0.0 and self.far_out(z, span) and old:
             out = self.cfg.spike_score
         if counting:
             top = self._top * self.cfg.spike_forget_keep
@@ -2112,7 +2137,8 @@ class Pipeline:
             tod = False
             why = _WHY_STUCK
         if spikes is not None:  # 4b. a spike that lasts (on in sentinel, opt-in in context)
-            spike = spikes.score(x, n >= self.cfg.learn_quarter, self.stuck._rep, span)
+            spike = spikes.score(x, n >= self.cfg.learn_quarter, self.stuck._rep, span,
+                                 now - self._t0 >= _FAR_YOUTH * self.cfg.far_time)
             if spike > score:
                 score = spike
                 tod = False
@@ -2139,7 +2165,10 @@ class Pipeline:
         if self._warming(n, now, self._t0):  # 5. minimum history
             score = 0.0
             extremes.settle()  # (no excursion outlives the learning: see Extremes.settle)
-        return self.suppression.apply(score, tod, now)  # 6. suppression
+        out = self.suppression.apply(score, tod, now)  # 6. suppression
+        if out >= self.cfg.fire and spikes is not None:  # (a cluster of far-out values while reported: see Spike)
+            spikes.reported()
+        return out
 
     def span(self, dt):
         """The event time that a sample ``dt`` seconds after the latest one stands for (in the duration of an
@@ -2436,7 +2465,8 @@ class Pipeline:
         if spk is not None:
             if spk.lasting(sp):
                 w = spk.width()
-            wf = spk.far_width(n >= self.cfg.learn_quarter, sp)  # (a burst of far-out values: nearer)
+            # (a burst of far-out values: nearer)
+            wf = spk.far_width(n >= self.cfg.learn_quarter and now - t0 >= _FAR_YOUTH * self.cfg.far_time, sp)
             if wf > 0.0 and not (0.0 < w < wf):
                 w = wf
         if w > 0.0:
