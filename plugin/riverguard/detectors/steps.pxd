@@ -9,7 +9,7 @@ from libc.stdint cimport int64_t
 cdef double _SQRT1_2, _DAY, _NAN, _INF
 cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE, _WHY_SHIFT, _WHY_SPREAD, _WHY_BURST
 cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY, _SHIFT_LONG, _SHIFT_FLOOR, _REPORTED
-cdef double _FAR_COUNT, _FAR_END, _FAR_YOUTH, _LONG_MEMORY
+cdef double _FAR_COUNT, _FAR_END, _FAR_AFTER, _FAR_YOUTH, _LONG_MEMORY
 cdef int64_t _COUNTER_RISES
 cdef int _RUN_FLOOR, _RUN_CEILING, _RECORD_FLOOR, _RECORD_CEILING
 cdef double _COUNTER_SAMPLES
@@ -225,7 +225,7 @@ cdef class Spike(Step):
     @cython.locals(unit=double)
     cdef double far_width(self, bint counting, double span) noexcept
     @cython.locals(out=bint, far=bint, c=double, rec=double, peak=double, said=bint, top=double)
-    cdef bint far_out(self, double z, double span) noexcept
+    cdef bint far_out(self, double z, double span, bint old) noexcept
     @cython.locals(mean=double, mad=double, d=double, ad=double, z=double, out=double, a=double, top=double,
                    run=double, unit=double)
     cdef double score(self, double x, bint counting, bint repeat, double span, bint old) noexcept

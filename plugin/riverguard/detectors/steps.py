@@ -110,9 +110,11 @@ _SHIFT_LONG = 24.0
 #: the stuck step: the mark of a run that was reported
 _REPORTED = -2.0
 #: the spike step's bursts of far-out values: a burst holds at least this many (a weighted count); a cluster of
-#: far-out values (a burst or not) ends once its count has fallen under this share of its largest
+#: far-out values ends once its count has fallen under this share of its largest, a reported one under the second
+#: (the aftermath of a burst, far-out values for about 14 minutes after it, is part of it)
 _FAR_COUNT = 3.0
 _FAR_END = 0.25
+_FAR_AFTER = 0.0625
 #: ... and bursts are reported once the series has this many far_time of event time behind it (an hour by
 #: default: a young series has no clusters of its own yet to set the bar)
 _FAR_YOUTH = 12.0
@@ -1245,22 +1247,24 @@ class Spike(Step):
     smoothed average's burst), is a far-out value; they are counted in event
     time (an exponentially weighted count over ``far_time`` seconds). A
     *cluster* of them begins with one and ends once the count has fallen
-    under a quarter of its largest. A count of 3 or more that is also
+    under a quarter of its largest (a reported one, under a sixteenth: the
+    aftermath of a burst is part of it). A count of 3 or more that is also
     ``far_record`` times the largest count of the series' earlier clusters
     (fading over two days of event time) is a burst: it scores
     ``spike_score``, once per cluster, once the series has an hour of event
-    time behind it (12 ``far_time``: before, it has no clusters of its own
-    to set the bar). A cluster's largest count becomes that record when it
-    ends, unless it was reported (as a burst, or by any other kind of
-    evidence while it lasted) and is forgiven: as an episode of the
-    new-extremes step, a reported cluster owes two days of event time, paid
-    by the samples after it, and is forgiven while less than four days are
-    owed. So clusters that are the series' routine (latency spikes that
-    bring others) set the bar, a burst far beyond them is reported, and a
-    burst like the last reported one is reported again, until such bursts
-    come back so often that they are the routine (four or five times in a
-    row). At 5 minutes a ``far_time`` of 300 s holds one sample, and the
-    count never reaches 3; without event times the count is not kept. See
+    time behind it (12 ``far_time``; until then its clusters set the record
+    as they grow, one that never ends too). A cluster's largest count
+    becomes that record when it ends, unless it was reported (as a burst,
+    or by any other kind of evidence while it lasted) and is forgiven: as
+    an episode of the new-extremes step, a reported cluster owes two days
+    of event time, paid by the samples after it, and is forgiven while less
+    than four days are owed. So clusters that are the series' routine
+    (latency spikes that bring others) set the bar, a burst far beyond them
+    is reported, and a burst like the last reported one is reported again,
+    until such bursts come back so often that they are the routine (a few
+    times in a row). At 5 minutes a ``far_time`` of 300 s holds one sample,
+    and the count never reaches 3; without event times the count is not
+    kept. See
     docs/detection.md ("Bursts beyond the clusters").
     """
 
@@ -1339,14 +1343,16 @@ class Spike(Step):
             return self.cfg.far * unit
         return 0.0
 
-    def far_out(self, z, span):
+    def far_out(self, z, span, old):
         """Learn a value ``z`` mads from the mean, standing for ``span`` > 0 seconds, into the count of far-out
-        values and the clusters of them; whether it completes a burst."""
+        values and the clusters of them; whether it completes a burst (never while the series is not ``old``
+        enough: then a cluster not reported sets the record as it grows, so that one that never ends, far-out
+        values at a steady rate, sets it too)."""
         out = z >= self.cfg.far
         far = out and not self.far_prev()  # (the first of a run: a run is one event)
         c = self.far_count(span) + (1.0 if far else 0.0)
         self._count = -c if out else c
-        out = self.burst(c)
+        out = old and self.burst(c)
         rec = self._crec
         if rec > 0.0:  # (the record fades over _LONG_MEMORY of event time)
             rec *= (_LONG_MEMORY - span) / _LONG_MEMORY if span < _LONG_MEMORY else 0.0
@@ -1356,7 +1362,9 @@ class Spike(Step):
             top = -peak if peak < 0.0 else peak
             if c > top:
                 top = c
-            if c < _FAR_END * top:  # the cluster is over: its largest count is the record, or it is forgiven
+            if not (old or said) and top > rec:  # (young: a cluster is the bar as it grows, one that never ends too)
+                rec = top
+            if c < (_FAR_AFTER if said else _FAR_END) * top:  # over: its largest count is the record, or forgiven
                 if said and self._owe < _EPISODE_DEBT:  # (forgiven: it owes, as an episode does)
                     self._owe += _EPISODE_COST
                 elif top > rec:
@@ -1404,7 +1412,7 @@ class Spike(Step):
         unit = self.unit()
         z = ad / unit if unit > 0.0 else 0.0
         out = 0.0
-        if counting and self.cfg.far > 0.0 and span > 0.0 and self.far_out(z, span) and old:
+        if counting and self.cfg.far > 0.0 and span > 0.0 and self.far_out(z, span, old):
             out = self.cfg.spike_score
         if counting:
             top = self._top * self.cfg.spike_forget_keep
