@@ -131,3 +131,20 @@ def test_bursts_that_recur_as_a_routine_are_reported_a_few_times_then_set_the_ba
         bare = {i // HOUR for i, reason in _flags(tmp_path, hourly_bursts(seed), "far_record = 0.0\n")
                 if reason == "spike"}
         assert len(bare) >= 7, (seed, bare)
+
+
+def test_a_routine_cluster_from_the_first_minutes_is_the_bar_even_after_a_stale_first_sample(tmp_path: Path) -> None:
+    """A cluster of four far-out values (+9 sd, 10 s apart) every 20 minutes from the tenth minute, a routine
+    the series has from its start: its clusters of the first hour set the bar, and none after is a burst.
+    The hour is the series' own (samples times its usual interval): a first sample a day before the rest
+    (backfilled, or a series that paused) does not skip it. (The second review of the burst change: counted
+    from the first timestamp, the hour was over at once, the first clusters were bursts and owed the debt.)"""
+    clusters = {600 + k * 1200 + j * 10 for k in range(12) for j in range(4)}
+
+    def value(i: int, host: bytes, gauss: Callable[[float], float]) -> float:
+        return 50.0 + gauss(1.0) + (9.0 if i - 1 in clusters else 0.0)
+
+    for lead in (0, 86400):
+        times = [T0 - lead] + [T0 + i for i in range(4 * HOUR)]
+        flags = _flags(tmp_path, samples(times, value, seed=1, series=b"bench", field=b"temp"))
+        assert not [f for f in flags if f[1] == "spike"], (lead, flags)

@@ -1251,9 +1251,10 @@ class Spike(Step):
     aftermath of a burst is part of it). A count of 3 or more that is also
     ``far_record`` times the largest count of the series' earlier clusters
     (fading over two days of event time) is a burst: it scores
-    ``spike_score``, once per cluster, once the series has an hour of event
-    time behind it (12 ``far_time``; until then its clusters set the record
-    as they grow, one that never ends too). A cluster's largest count
+    ``spike_score``, once per cluster, once the series has about an hour
+    behind it (its samples times its usual interval: 12 ``far_time``; until
+    then its clusters set the record as they grow, one that never ends too).
+    The record fades only between clusters. A cluster's largest count
     becomes that record when it ends, unless it was reported (as a burst,
     or by any other kind of evidence while it lasted) and is forgiven: as
     an episode of the new-extremes step, a reported cluster owes two days
@@ -1346,15 +1347,15 @@ class Spike(Step):
     def far_out(self, z, span, old):
         """Learn a value ``z`` mads from the mean, standing for ``span`` > 0 seconds, into the count of far-out
         values and the clusters of them; whether it completes a burst (never while the series is not ``old``
-        enough: then a cluster not reported sets the record as it grows, so that one that never ends, far-out
-        values at a steady rate, sets it too)."""
+        enough: then a cluster sets the record as it grows, so that one that never ends, far-out values at a
+        steady rate, sets it too; and the record fades only between clusters)."""
         out = z >= self.cfg.far
         far = out and not self.far_prev()  # (the first of a run: a run is one event)
         c = self.far_count(span) + (1.0 if far else 0.0)
         self._count = -c if out else c
         out = old and self.burst(c)
         rec = self._crec
-        if rec > 0.0:  # (the record fades over _LONG_MEMORY of event time)
+        if rec > 0.0 and self._peak == 0.0:  # (the record fades over _LONG_MEMORY of event time, between clusters)
             rec *= (_LONG_MEMORY - span) / _LONG_MEMORY if span < _LONG_MEMORY else 0.0
         peak = self._peak
         if far or peak != 0.0:  # (a cluster begins with a far-out value)
@@ -1362,7 +1363,7 @@ class Spike(Step):
             top = -peak if peak < 0.0 else peak
             if c > top:
                 top = c
-            if not (old or said) and top > rec:  # (young: a cluster is the bar as it grows, one that never ends too)
+            if not old and top > rec:  # (young: a cluster is the bar as it grows, one that never ends too)
                 rec = top
             if c < (_FAR_AFTER if said else _FAR_END) * top:  # over: its largest count is the record, or forgiven
                 if said and self._owe < _EPISODE_DEBT:  # (forgiven: it owes, as an episode does)
@@ -1404,7 +1405,8 @@ class Spike(Step):
         """Learn ``x``; ``spike_score`` if it is a spike, else 0.0. ``counting``: spikes count (and the largest is
         kept); ``repeat``: ``x`` repeats the previous value exactly (the stuck step's verdict); ``span``: the
         event time ``x`` stands for (:meth:`Pipeline.span`; NaN: unknown); ``old``: the series is old enough
-        for a burst of far-out values to be reported (:meth:`far_out`)."""
+        for a burst of far-out values to be reported (:meth:`far_out`: its samples times its usual interval
+        make an hour)."""
         mean = self._mean
         mad = self._mad
         d = x - mean
@@ -2146,7 +2148,7 @@ class Pipeline:
             why = _WHY_STUCK
         if spikes is not None:  # 4b. a spike that lasts (on in sentinel, opt-in in context)
             spike = spikes.score(x, n >= self.cfg.learn_quarter, self.stuck._rep, span,
-                                 now - self._t0 >= _FAR_YOUTH * self.cfg.far_time)
+                                 n * gap >= _FAR_YOUTH * self.cfg.far_time)
             if spike > score:
                 score = spike
                 tod = False
@@ -2474,7 +2476,7 @@ class Pipeline:
             if spk.lasting(sp):
                 w = spk.width()
             # (a burst of far-out values: nearer)
-            wf = spk.far_width(n >= self.cfg.learn_quarter and now - t0 >= _FAR_YOUTH * self.cfg.far_time, sp)
+            wf = spk.far_width(n >= self.cfg.learn_quarter and n * self._gap >= _FAR_YOUTH * self.cfg.far_time, sp)
             if wf > 0.0 and not (0.0 < w < wf):
                 w = wf
         if w > 0.0:
