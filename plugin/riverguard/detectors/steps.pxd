@@ -319,6 +319,7 @@ cdef class Pipeline:
     cdef inline double span(self, double dt) noexcept
     @cython.locals(g=double)
     cdef inline void _rhythm(self, double dt) noexcept
+    cdef inline bint _grown(self, int64_t n, double gap) noexcept
     cdef inline bint _warming(self, int64_t n, double now, double t0) noexcept
 
     @cython.locals(n=int64_t, error=PredictionError, mean=double, now=double, t0=double, eff=double,

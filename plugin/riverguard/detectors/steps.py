@@ -115,8 +115,8 @@ _REPORTED = -2.0
 _FAR_COUNT = 3.0
 _FAR_END = 0.25
 _FAR_AFTER = 0.0625
-#: ... and bursts are reported once the series has this many far_time of event time behind it (an hour by
-#: default: a young series has no clusters of its own yet to set the bar)
+#: ... and bursts are reported once the series has this many far_time behind it, its samples times its usual
+#: interval (an hour by default: a young series has no clusters of its own yet to set the bar)
 _FAR_YOUTH = 12.0
 #: what a series' own statistics of days remember, in event time: the spike step's largest cluster of far-out
 #: values and the shift step's floor under its typical distance (two days, the likelihood's long_time in sentinel)
@@ -1265,8 +1265,7 @@ class Spike(Step):
     until such bursts come back so often that they are the routine (a few
     times in a row). At 5 minutes a ``far_time`` of 300 s holds one sample,
     and the count never reaches 3; without event times the count is not
-    kept. See
-    docs/detection.md ("Bursts beyond the clusters").
+    kept. See docs/detection.md ("Bursts beyond the clusters").
     """
 
     PARAMS = (
@@ -2147,8 +2146,7 @@ class Pipeline:
             tod = False
             why = _WHY_STUCK
         if spikes is not None:  # 4b. a spike that lasts (on in sentinel, opt-in in context)
-            spike = spikes.score(x, n >= self.cfg.learn_quarter, self.stuck._rep, span,
-                                 n * gap >= _FAR_YOUTH * self.cfg.far_time)
+            spike = spikes.score(x, n >= self.cfg.learn_quarter, self.stuck._rep, span, self._grown(n, gap))
             if spike > score:
                 score = spike
                 tod = False
@@ -2199,6 +2197,12 @@ class Pipeline:
             self._gap = g + _RHYTHM * ((dt if dt < 4.0 * g else 4.0 * g) - g)
         else:
             self._gap = dt
+
+    def _grown(self, n, gap):
+        """Whether a series with ``n`` samples before this one, ``gap`` seconds apart as a rule, is old enough
+        for the spike step to report a burst of far-out values: about an hour of its samples (``_FAR_YOUTH``
+        ``far_time``), however early its first timestamp."""
+        return n * gap >= _FAR_YOUTH * self.cfg.far_time
 
     def _warming(self, n, now, t0):
         """Whether a sample after ``n`` others (at event time ``now``; the first was at ``t0``) scores 0: fewer
@@ -2475,8 +2479,7 @@ class Pipeline:
         if spk is not None:
             if spk.lasting(sp):
                 w = spk.width()
-            # (a burst of far-out values: nearer)
-            wf = spk.far_width(n >= self.cfg.learn_quarter and n * self._gap >= _FAR_YOUTH * self.cfg.far_time, sp)
+            wf = spk.far_width(n >= self.cfg.learn_quarter and self._grown(n, self._gap), sp)  # (a burst: nearer)
             if wf > 0.0 and not (0.0 < w < wf):
                 w = wf
         if w > 0.0:
