@@ -131,7 +131,7 @@ def test_a_routine_is_not_reported_at_every_recurrence():
         return got
 
     default, bare = alarms({}), alarms({"far_record": 0.0})
-    assert set(ROUTINE) == {"hourly_hold", "night_zero", "clustered_spikes", "noisy_hour"}
+    assert set(ROUTINE) == {"hourly_hold", "night_zero", "clustered_spikes", "noisy_hour", "sparse_errors"}
     assert default.get(("hourly_hold", "stuck"), 0) <= 4 * 3
     assert default.get(("clustered_spikes", "spike"), 0) <= 4, default
     assert bare.get(("clustered_spikes", "spike"), 0) >= 4 * 3 * 2, bare
@@ -139,6 +139,6 @@ def test_a_routine_is_not_reported_at_every_recurrence():
 
 def test_the_routine_families_print_their_lines():
     out = benchmark("--families", "routine", "--step", "60", "--days", "2", "--per-family", "1")
-    assert out[0].startswith("sentinel {}: 4 noise-only series, one sample every 60 s for 2 days:")
+    assert out[0].startswith("sentinel {}: 5 noise-only series, one sample every 60 s for 2 days:")
     assert [line.split()[0] for line in out[out.index("per family, per series-day: flags, alarms, alarms by kind") + 1:]] == [
-        "hourly_hold", "night_zero", "clustered_spikes", "noisy_hour"]
+        "hourly_hold", "night_zero", "clustered_spikes", "noisy_hour", "sparse_errors"]

@@ -103,7 +103,9 @@ def test_checkpoints_of_the_default_rule_keep_matching() -> None:
     debt of its own for freezes that set no record (``stuck.owe``; its run lengths became C ints), and when it
     kept where its runs were (``stuck.rests``: the floor or ceiling, where a series rests), and when bursts of
     far-out values had to beat the series' own clusters of them and ``far`` became 6 in sentinel (``spikes.peak``,
-    ``crec``, ``owe`` for ``nfar``, ``tfar``, ``prev``, ``said``; the setting ``far_record`` for ``far_p``)."""
+    ``crec``, ``owe`` for ``nfar``, ``tfar``, ``prev``, ``said``; the setting ``far_record`` for ``far_p``). Not
+    when the likelihood's floor grew at fine sampling (``fine_time``): it changes how a sample is scored, not
+    what the state holds, and is no part of a fingerprint, at any value."""
     from riverguard.config import Rule
 
     assert Rule(index=1, name="all").fingerprint == "f08c5f1428989562"
@@ -113,3 +115,5 @@ def test_checkpoints_of_the_default_rule_keep_matching() -> None:
     assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0, "counter_time": 0.0}).fingerprint == "e7f21cb7a361603d"
     assert Rule(index=1, name="all", detector="context").fingerprint == "553c4b84308c5224"
     assert Rule(index=1, name="all", warmup=10).fingerprint == "f08c5f1428989562"
+    for fine_time in (0.0, 60.0, 300.0):
+        assert Rule(index=1, name="all", params={"fine_time": fine_time}).fingerprint == "f08c5f1428989562"

@@ -24,10 +24,10 @@ kind of evidence of that first flag; then, per family, flags and alarms per
 series-day and the alarms per series-day of each kind (docs/detection.md, "A quiet
 server (benchmark)").
 
-``--families routine`` replays four patterns that recur and are no incident
+``--families routine`` replays five patterns that recur and are no incident
 (``ROUTINE``): a reading held 5 minutes every hour, a solar output at 0.0
 every night, latency-like spikes that come in clusters, noise three times
-as large for 10 minutes every hour. A change that reports repeated
+as large for 10 minutes every hour, a sparse error count. A change that reports repeated
 incidents again should be measured here too: a routine must not be
 reported at every recurrence (docs/detection.md, "Routine patterns
 (benchmark)").
@@ -283,10 +283,25 @@ def noisy_hour(rng: random.Random, n: int, step: int) -> list[float]:
     return [round(20.0 + 0.5 * e * (3.0 if (i * step) % HOUR < 600 else 1.0), 3) for i, e in enumerate(_ar(rng, n))]
 
 
+def sparse_errors(rng: random.Random, n: int, step: int) -> list[float]:
+    """An error count per interval: Poisson at 0.02 a second, 0 most seconds at 1 s, with no incident; two
+    errors a few seconds apart are routine for it."""
+    limit = math.exp(-0.02 * step)
+    out = []
+    for _ in range(n):
+        k = 0
+        p = rng.random()
+        while p > limit:
+            k += 1
+            p *= rng.random()
+        out.append(float(k))
+    return out
+
+
 #: routine patterns that are no incident (``--families routine``) by name: a user expects each to be
 #: reported once at most while it is new, not every time it recurs
 ROUTINE: dict[str, Callable[[random.Random, int, int], list[float]]] = {
-    f.__name__: f for f in (hourly_hold, night_zero, clustered_spikes, noisy_hour)
+    f.__name__: f for f in (hourly_hold, night_zero, clustered_spikes, noisy_hour, sparse_errors)
 }
 SETS = {"noise": FAMILIES, "server": tuple(SERVER), "routine": tuple(ROUTINE)}
 

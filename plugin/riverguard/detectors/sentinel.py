@@ -157,11 +157,13 @@ class Transitions(Surprise):
 # "Extremes that last a minute"; a level that stays away is reported: docs/detection.md "Level shifts";
 # so is a burst of change, again and again: docs/detection.md "Bursts of change"; a cumulative counter's
 # new highs are not news, a burst of its increase is: docs/detection.md "Counters"; a burst of sparse spikes
-# far beyond the series' own clusters of them is reported: docs/detection.md "Bursts beyond the clusters".
+# far beyond the series' own clusters of them is reported: docs/detection.md "Bursts beyond the clusters"; a
+# sparse count at fine sampling is not flagged for chance pairs: docs/detection.md "Sparse counts at fine sampling".
 _STEPS, _SETTINGS, _PARAMS, _LAYOUT = compose(
     Transitions, SentinelSettings,
     day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True, spike=12.0,
     long_time=172800.0, extreme_time=60.0, shift=8.0, spread=10.0, counter_time=86400.0, far=6.0,
+    fine_time=300.0,
 )
 
 
@@ -195,7 +197,12 @@ class Sentinel(Pipeline):
        probability ``p`` of the current average is reported on a log scale,
        ``score = -log10(p) / -log10(pmin)``. ``p = 10 ** -6.5`` scores 0.5 and
        ``p = 1e-13`` scores 1.0, so strong detections stay distinct after
-       rounding to 6 decimals (as in HTM's anomaly likelihood).
+       rounding to 6 decimals (as in HTM's anomaly likelihood). The standard
+       deviation is at least ``min_sd``; for a series sampled finer than
+       ``fine_time`` (5 minutes) whose short average holds less than one
+       surprise on average (a sparse count at 1 s), the floor is wider per
+       decade of finer sampling, as the tail of a few capped scores is far
+       heavier than the Gaussian one.
     3. **New extremes.** A value more than ``margin`` of the range above the
        maximum or below the minimum, and more than ``extreme_sd`` long-run
        standard deviations from the long-run mean, scores ``extreme`` (the

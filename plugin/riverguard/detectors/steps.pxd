@@ -27,6 +27,8 @@ cdef inline bint _duration(double v) noexcept
 cdef inline bint _lasts(double run, double need, double slack) noexcept
 cdef inline double _paid(double owe, double span) noexcept
 cdef inline bint _owing(double owe) noexcept
+@cython.locals(sd=double, floor=double, ft=double)
+cdef inline double _deviation(Settings cfg, double s2, double mu, double gap) except? -1.0
 @cython.locals(floor=double)
 cdef inline double _scale(double s, double level) noexcept
 @cython.locals(w=double)
@@ -62,6 +64,8 @@ cdef class Settings:
     # learn // 4
     cdef readonly double fading_keep, day_fading_keep, short_keep, extreme_sd_sq, spike_forget_keep
     cdef readonly double shift_forget_keep
+    # min_sd ** 2, short / (2 - short) (Likelihood's _deviation)
+    cdef readonly double min_var, poisson
     cdef readonly int64_t learn_quarter
     # Suppression: the largest score not flagged at fire, where a damped likelihood score stops; Pipeline: the
     # largest likelihood score that, damped, stays there
@@ -73,7 +77,7 @@ cdef class Settings:
     cdef public bint weekend_slots, day_detrend
     cdef public double day_margin, day_score, day_fading, day_width
     # Likelihood
-    cdef public double short, long, min_sd, pmin, long_time
+    cdef public double short, long, min_sd, pmin, long_time, fine_time
     # Extremes
     cdef public double margin, extreme, extreme_sd, value_long, extreme_time
     cdef public bint extreme_once
@@ -149,7 +153,7 @@ cdef class Likelihood(Step):
 
     @cython.locals(short=double, prev=double, avg=double, mu=double, s2=double, sd=double, dm=double, p=double,
                    lam=double, w=double)
-    cdef double score(self, double raw, int64_t n, double dt) except? -1.0
+    cdef double score(self, double raw, int64_t n, double dt, double gap) except? -1.0
 
 
 cdef class Counter(Step):

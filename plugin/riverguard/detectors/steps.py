@@ -287,6 +287,34 @@ def _itself(score):
     return score
 
 
+def _deviation(cfg, s2, mu, gap):
+    """The standard deviation :class:`Likelihood` measures its short average's distance in: the long-run one
+    (variance ``s2``), at least ``min_sd``; for a series sampled ``gap`` seconds apart as a rule, finer than
+    ``fine_time``, and surprised rarely, at least the deviation of ``min_sd ** 2 + mu * (poisson - mu) *
+    log10(fine_time / gap)``.
+
+    The short average holds about ``1 / poisson`` samples (9 at ``short`` 0.2), so ``mu / poisson`` raw scores
+    at their cap on average, ``mu`` its long-run mean. Under one, the average is a sum of a few capped steps
+    whose tail is far heavier than the Gaussian one the score puts on it: in a count that is 0 most seconds,
+    two errors a few seconds apart are routine yet seven standard deviations out. ``mu * poisson`` is the
+    short average's variance were its raw scores Poisson at that mean; times ``1 - mu / poisson``, the
+    widening fades out as the count of them becomes large enough for the Gaussian tail to hold (mu at
+    ``poisson`` and above: none); once per decade of sampling finer than ``fine_time``, the interval the
+    likelihood's bar was set at (docs/detection.md, "Sparse counts at fine sampling").
+    """
+    sd = sqrt(s2)
+    floor = cfg.min_sd
+    ft = cfg.fine_time
+    if gap < ft and gap > 0.0 and mu > 0.0 and mu < cfg.poisson:
+        floor = sqrt(cfg.min_var + mu * (cfg.poisson - mu) * log10(ft / gap))
+    return sd if sd >= floor else floor
+
+
+#: settings that change how a sample is scored, not what a series' state holds: left out of a rule's
+#: fingerprint (Pipeline.state_identity), so checkpoints carry over when one changes (an upgrade too)
+_SCORING = frozenset(("fine_time",))
+
+
 def _likely(u, f, scale, pmin):
     """:meth:`Likelihood.score` of a short average ``u`` standard deviations above its mean, times ``f``."""
     p = 0.5 * erfc(u * _SQRT1_2)
@@ -340,6 +368,9 @@ class Settings:
         self.fading_keep = 1.0 - self.fading  # PredictionError: the weight the older values keep
         self.day_fading_keep = 1.0 - self.day_fading  # TimeOfDay: the same in a slot
         self.short_keep = 1.0 - self.short  # Likelihood: the weight the earlier raw scores keep in the average
+        self.min_var = self.min_sd * self.min_sd  # and its floor as a variance, and the variance of the short
+        self.poisson = self.short / (2.0 - self.short)  # average per unit of a Poisson rate of raw scores (also
+        # 1 / the samples it holds: Likelihood's _deviation)
         self.extreme_sd_sq = self.extreme_sd * self.extreme_sd  # Extremes: far, in long-run variances
         self.spike_forget_keep = 1.0 - self.spike_forget  # Spike: what the largest deviation keeps per sample
         self.shift_forget_keep = 1.0 - self.shift_forget  # Shift, Spread: what the largest distance keeps per sample
@@ -814,6 +845,10 @@ class Likelihood(Step):
               low=0.0, high=0.5, low_open=True, high_open=True),
         Param("long_time", 0.0, "Seconds of event time the long-run mean and variance of the short average "
               "remember at least: a sample weighs at most its interval over long_time (0: samples only).", low=0.0),
+        Param("fine_time", 0.0, "Sampling interval in seconds the floor under the standard deviation is set for: "
+              "per decade of finer sampling, a series whose short average holds fewer than one capped raw score "
+              "on average gets a wider floor (its tail is heavier than the Gaussian one; 0: min_sd alone).",
+              low=0.0),
     )  # fmt: skip
     STATE = ("avg", "mu", "s2")
 
@@ -824,9 +859,9 @@ class Likelihood(Step):
         self._mu = 0.0
         self._s2 = 0.0
 
-    def score(self, raw, n, dt):
-        """Learn ``raw`` (the ``n``-th, n >= 1, ``dt`` seconds after the previous one, NaN: unknown) and return
-        the likelihood score of its short average."""
+    def score(self, raw, n, dt, gap):
+        """Learn ``raw`` (the ``n``-th, n >= 1, ``dt`` seconds after the previous one, NaN: unknown; ``gap``
+        seconds apart as a rule) and return the likelihood score of its short average."""
         short = self.cfg.short
         prev = self._avg
         avg = prev + short * (raw - prev)
@@ -835,9 +870,7 @@ class Likelihood(Step):
         # most of the evidence came from earlier samples: a run of them, not this one alone
         self.built = self.cfg.short_keep * (prev - mu) >= short * (raw - mu)
         s2 = self._s2
-        sd = sqrt(s2)
-        if sd < self.cfg.min_sd:
-            sd = self.cfg.min_sd
+        sd = _deviation(self.cfg, s2, mu, gap)
         dm = avg - mu
         p = 0.5 * erfc(dm / sd * _SQRT1_2)
         if n * self.cfg.long > 1.0:
@@ -2034,8 +2067,9 @@ class Pipeline:
         """``(params, layout)`` that identify the learned state of a rule with ``params`` (every setting): the
         settings of a step that is off are left out (they change nothing), and the layout holds the steps that
         are on. A rule that switches no step on has the same fingerprint as a rule without those settings
-        (without ``spike``)."""
-        out = dict(params)
+        (without ``spike``). The settings in ``_SCORING`` are left out too: they change how a sample is scored,
+        not what a series' state holds, so a checkpoint carries over when they change."""
+        out = {name: value for name, value in params.items() if name not in _SCORING}
         on = [step for _, step in cls.STEPS if step.SWITCH is None or params[step.SWITCH]]
         used = {name for step in on for name in step.USES}
         for _, step in cls.STEPS:
@@ -2129,7 +2163,7 @@ class Pipeline:
         elif raw < 0.0:
             raw = 0.0
         error.learn(x)
-        score = self.likelihood.score(raw, n, dt)  # 2. likelihood
+        score = self.likelihood.score(raw, n, dt, gap)  # 2. likelihood
         if score > self.cfg.quiet_cap and self.suppression.active(now):
             score = self.cfg.quiet_cap  # damped, it stays under fire: before another step may outscore it
         tod = False  # the score is a time-of-day extreme
@@ -2316,9 +2350,7 @@ class Pipeline:
         # 1 + 2. the likelihood: a raw score of rmax or more is flagged (rmax > 1: none is); in a suppression that a
         # time-of-day extreme gets through, one of rday or more outscores that extreme (day_score), so the pipeline
         # reports the likelihood instead, damped: it hides the extreme (ymask), as a spike does
-        sd = sqrt(lik._s2)
-        if sd < self.cfg.min_sd:
-            sd = self.cfg.min_sd
+        sd = _deviation(self.cfg, lik._s2, lik._mu, self._gap)
         u = cfg.xud if quiet else cfg.xu
         rmax = _INF
         if u < _INF:
