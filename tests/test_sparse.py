@@ -17,7 +17,8 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import run_cli, samples
+from benchmarks.noise_alarms import poisson
+from conftest import benchmark_lines, run_cli, samples
 from riverguard.detectors import REGISTRY
 from test_explain import _probe_band
 
@@ -25,16 +26,6 @@ T0 = 19674 * 86400  # Monday 2023-11-13, 00:00 UTC
 HOUR = 3600
 #: the storm: first second and length, at 1 s
 STORM = (5 * HOUR, 300)
-
-
-def _poisson(rng: random.Random, lam: float) -> int:
-    k = 0
-    p = rng.random()
-    limit = math.exp(-lam)
-    while p > limit:
-        k += 1
-        p *= rng.random()
-    return k
 
 
 def errors(seed: int, step: int = 1, hours: int = 6, rate: float = 0.02) -> bytes:
@@ -45,7 +36,7 @@ def errors(seed: int, step: int = 1, hours: int = 6, rate: float = 0.02) -> byte
     def value(i: int, host: bytes, gauss: Callable[[float], float]) -> float:
         t = i * step
         storm = STORM[0] <= t < STORM[0] + STORM[1]
-        return float(_poisson(rng, rate * step * (15 if storm else 1)))
+        return float(poisson(rng, rate * step * (15 if storm else 1)))
 
     return samples([T0 + step * i for i in range(hours * HOUR // step)], value, series=b"app", field=b"errors",
                    fmt=b"%.0fi")  # fmt: skip
@@ -113,7 +104,7 @@ def test_a_dense_series_at_1_s_is_scored_as_before(tmp_path: Path) -> None:
         return 20.0 + ar[0]
 
     def busy(i: int, host: bytes, gauss: Callable[[float], float]) -> float:
-        return float(_poisson(rng, 0.2 * (4 if i % HOUR < 30 and i >= HOUR else 1)))
+        return float(poisson(rng, 0.2 * (4 if i % HOUR < 30 and i >= HOUR else 1)))
 
     for value in (gauge, busy):
         data = samples([T0 + i for i in range(4 * HOUR)], value, seed=2, series=b"app", field=b"errors")
@@ -134,5 +125,18 @@ def test_the_band_is_exact_on_a_sparse_count() -> None:
                 if band is not None and (band[1] is not None or band[2] is not None):
                     _probe_band(det, band, 0.5, t, (step, i))
                     probed += 1
-            det.process(float(_poisson(rng, rate * step)), t)
+            det.process(float(poisson(rng, rate * step)), t)
         assert probed >= 20, (step, probed)
+
+
+def test_the_surges_benchmark_shows_the_trade() -> None:
+    """``python -m tests.benchmarks.sparse_surges`` (4 days, one series of each rate and rise): by default under
+    one false alarm per series-day on every row, and the surges of 15 times the rate caught; with
+    ``fine_time = 0`` more than 10 a day on every row."""
+    args = ("--days", "4", "--per-family", "1")
+    on = [line.split() for line in benchmark_lines("sparse_surges", *args)[2:]]
+    off = [line.split() for line in benchmark_lines("sparse_surges", *args, "--params", '{"fine_time": 0.0}')[2:]]
+    assert len(on) == len(off) == 6
+    assert all(float(row[-1]) < 1.0 for row in on), on
+    assert all(float(row[-1]) > 10.0 for row in off), off
+    assert all(row[3] == row[2] for row in on if row[1] == "15"), on

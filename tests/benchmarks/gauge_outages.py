@@ -127,23 +127,32 @@ class Tally:
                 f"{per_day:14.3f} {delay:>16s}")  # fmt: skip
 
 
-def score(xs: Sequence[float], spans: Sequence[tuple[int, int]], step: int, params: dict) -> Tally:
-    """The default detector with ``params`` on one series ``xs`` with incidents ``spans``, tallied."""
+def flags(xs: Sequence[float], step: int, params: dict) -> list[int]:
+    """The samples of ``xs`` (``step`` seconds apart) that the default detector with ``params`` flags."""
     cls = REGISTRY["sentinel"]
     det = cls(**params)
-    flags = [i for i, x in enumerate(xs) if det.process(x, 1.7e9 + step * i) >= cls.default_threshold]
-    tally = Tally(incidents=len(spans), series_days=len(xs) * step / DAY)
+    return [i for i, x in enumerate(xs) if det.process(x, 1.7e9 + step * i) >= cls.default_threshold]
+
+
+def tally(flagged: Sequence[int], spans: Sequence[tuple[int, int]], step: int, days: float) -> Tally:
+    """The incidents ``spans`` caught by the ``flagged`` samples, and the false alarms outside them, of a series
+    of ``days`` series-days."""
+    out = Tally(incidents=len(spans), series_days=days)
     inside = set()
     for a, b in spans:
-        hits = [i for i in flags if a <= i <= b + AFTER]
+        hits = [i for i in flagged if a <= i <= b + AFTER]
         inside.update(hits)
         if hits:
-            tally.caught += 1
-            tally.onset += hits[0] < b
-            tally.delays.append((hits[0] - a) * step)
-    outside = [i * step for i in flags if i not in inside]
-    tally.false_alarms = sum(alarm_starts(outside))
-    return tally
+            out.caught += 1
+            out.onset += hits[0] < b
+            out.delays.append((hits[0] - a) * step)
+    out.false_alarms = sum(alarm_starts([i * step for i in flagged if i not in inside]))
+    return out
+
+
+def score(xs: Sequence[float], spans: Sequence[tuple[int, int]], step: int, params: dict) -> Tally:
+    """The default detector with ``params`` on one series ``xs`` with incidents ``spans``, tallied."""
+    return tally(flags(xs, step, params), spans, step, len(xs) * step / DAY)
 
 
 def measure(n: int, step: int, gap: float, per_family: int, params: dict) -> dict[str, Tally]:

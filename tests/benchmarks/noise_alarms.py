@@ -283,19 +283,21 @@ def noisy_hour(rng: random.Random, n: int, step: int) -> list[float]:
     return [round(20.0 + 0.5 * e * (3.0 if (i * step) % HOUR < 600 else 1.0), 3) for i, e in enumerate(_ar(rng, n))]
 
 
+def poisson(rng: random.Random, lam: float) -> int:
+    """A Poisson draw of mean ``lam`` (Knuth's: a product of uniforms)."""
+    k = 0
+    p = rng.random()
+    limit = math.exp(-lam)
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
 def sparse_errors(rng: random.Random, n: int, step: int) -> list[float]:
     """An error count per interval: Poisson at 0.02 a second, 0 most seconds at 1 s, with no incident; two
     errors a few seconds apart are routine for it."""
-    limit = math.exp(-0.02 * step)
-    out = []
-    for _ in range(n):
-        k = 0
-        p = rng.random()
-        while p > limit:
-            k += 1
-            p *= rng.random()
-        out.append(float(k))
-    return out
+    return [float(poisson(rng, 0.02 * step)) for _ in range(n)]
 
 
 #: routine patterns that are no incident (``--families routine``) by name: a user expects each to be
