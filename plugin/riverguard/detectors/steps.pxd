@@ -26,6 +26,7 @@ cdef int _cut(double *cuts, int m, double a, double b) noexcept
 cdef inline bint _duration(double v) noexcept
 cdef inline bint _lasts(double run, double need, double slack) noexcept
 cdef inline double _paid(double owe, double span) noexcept
+cdef inline bint _forgives(double owe) noexcept
 cdef inline bint _owing(double owe) noexcept
 @cython.locals(sd=double, floor=double, ft=double)
 cdef inline double _deviation(Settings cfg, double s2, double mu, double gap) except? -1.0

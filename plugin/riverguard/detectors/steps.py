@@ -368,9 +368,10 @@ class Settings:
         self.fading_keep = 1.0 - self.fading  # PredictionError: the weight the older values keep
         self.day_fading_keep = 1.0 - self.day_fading  # TimeOfDay: the same in a slot
         self.short_keep = 1.0 - self.short  # Likelihood: the weight the earlier raw scores keep in the average
-        self.min_var = self.min_sd * self.min_sd  # and its floor as a variance, and the variance of the short
-        self.poisson = self.short / (2.0 - self.short)  # average per unit of a Poisson rate of raw scores (also
-        # 1 / the samples it holds: Likelihood's _deviation)
+        # Likelihood's _deviation: the floor as a variance; the short average's variance per unit of a Poisson rate
+        # of raw scores, which is also 1 / the samples it holds
+        self.min_var = self.min_sd * self.min_sd
+        self.poisson = self.short / (2.0 - self.short)
         self.extreme_sd_sq = self.extreme_sd * self.extreme_sd  # Extremes: far, in long-run variances
         self.spike_forget_keep = 1.0 - self.spike_forget  # Spike: what the largest deviation keeps per sample
         self.shift_forget_keep = 1.0 - self.shift_forget  # Shift, Spread: what the largest distance keeps per sample
@@ -563,9 +564,16 @@ def _paid(owe, span):
     return owe
 
 
+def _forgives(owe):
+    """Whether one more reported episode (the new-extremes step's, a freeze of the stuck step, a cluster of the
+    spike step) is forgiven, not learned, with ``owe`` seconds of event time owed: while less than
+    ``_EPISODE_DEBT`` is; a forgiven one owes ``_EPISODE_COST`` more (:func:`_paid` pays it off)."""
+    return owe < _EPISODE_DEBT
+
+
 def _owing(owe):
     """Whether ``owe`` is a debt of episodes that a run can have written: one more is forgiven only while less
-    than ``_EPISODE_DEBT`` is owed, and each owes ``_EPISODE_COST``."""
+    than ``_EPISODE_DEBT`` is owed (:func:`_forgives`), and each owes ``_EPISODE_COST``."""
     return 0.0 <= owe < _EPISODE_DEBT + _EPISODE_COST
 
 
@@ -1013,7 +1021,7 @@ class Extremes(Step):
             if _lasts(calm, need, slack):
                 # a reported episode is over, the level back: not learned (see above)
                 if (back and self._run - self._calm >= _EPISODE * (slack + slack)
-                        and self._owe < _EPISODE_DEBT):
+                        and _forgives(self._owe)):
                     self._lo = self._olo
                     self._hi = self._ohi
                     self._owe += _EPISODE_COST
@@ -1159,7 +1167,7 @@ class Stuck(Step):
                 self._forget_run(self._keep(gap))
                 self._run = -1.0
                 forgot = True
-                if self.cfg.stuck_longest and self._owe < _EPISODE_DEBT and self._forgiven(v, lo, hi, rests):
+                if self.cfg.stuck_longest and _forgives(self._owe) and self._forgiven(v, lo, hi, rests):
                     self._owe += _EPISODE_COST
                     record = False
             if record and self._len > self._maxlen:
@@ -1398,7 +1406,7 @@ class Spike(Step):
             if not old and top > rec:  # (young: a cluster is the bar as it grows, one that never ends too)
                 rec = top
             if c < (_FAR_AFTER if said else _FAR_END) * top:  # over: its largest count is the record, or forgiven
-                if said and self._owe < _EPISODE_DEBT:  # (forgiven: it owes, as an episode does)
+                if said and _forgives(self._owe):  # (forgiven: it owes, as an episode does)
                     self._owe += _EPISODE_COST
                 elif top > rec:
                     rec = top
