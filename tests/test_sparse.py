@@ -12,12 +12,11 @@ the same with the setting off (``fine_time = 0``). docs/detection.md,
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.noise_alarms import poisson
+from benchmarks.noise_alarms import alarm_starts, poisson
 from conftest import benchmark_lines, run_cli, samples
 from riverguard.detectors import REGISTRY
 from test_explain import _probe_band
@@ -53,20 +52,12 @@ def _run(tmp_path: Path, data: bytes, params: str = "") -> list[bytes]:
 
 
 def _alarms(lines: list[bytes]) -> tuple[int, bool]:
-    """Alarms outside the storm (flags more than 10 minutes after the previous flag begin one) and whether the
-    storm (or the five minutes after it) was flagged."""
-    alarms = 0
-    storm = False
-    last = -math.inf
-    for i, line in enumerate(lines):
-        if b"errors_anomaly=true" not in line:
-            continue
-        if STORM[0] <= i < STORM[0] + STORM[1] + 300:
-            storm = True
-        elif i - last > 600:
-            alarms += 1
-        last = i
-    return alarms, storm
+    """Alarms outside the storm (as ``noise_alarms`` counts them: a flag more than 10 minutes after the previous
+    one begins an alarm) and whether the storm (or the five minutes after it) was flagged; 1 s apart."""
+    flags = [i for i, line in enumerate(lines) if b"errors_anomaly=true" in line]
+    storm = [STORM[0] <= i < STORM[0] + STORM[1] + 300 for i in flags]
+    alarms = sum(begins and not during for begins, during in zip(alarm_starts(flags), storm))
+    return alarms, any(storm)
 
 
 def test_chance_pairs_of_sparse_errors_at_1_s_are_not_alarms_and_a_storm_is(tmp_path: Path) -> None:
@@ -114,13 +105,13 @@ def test_a_dense_series_at_1_s_is_scored_as_before(tmp_path: Path) -> None:
 def test_the_band_is_exact_on_a_sparse_count() -> None:
     """``[output] explain``: the band's edges follow the widened floor, just inside not flagged and just outside
     flagged, on a sparse count at 1 s (0.02 a second) and at 10 s (0.002 a second: sparse enough there)."""
-    for step, rate in ((1, 0.02), (10, 0.002)):
+    for step, rate, every in ((1, 0.02, 61), (10, 0.002, 7)):
         det = REGISTRY["sentinel"]()
         rng = random.Random(step)
         probed = 0
         for i in range(4 * HOUR // step):
             t = float(T0 + step * i)
-            if i % 61 == 60 or step == 10 and i % 7 == 6:
+            if i % every == every - 1:
                 band = det.explain(0.5, t)
                 if band is not None and (band[1] is not None or band[2] is not None):
                     _probe_band(det, band, 0.5, t, (step, i))

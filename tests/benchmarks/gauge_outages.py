@@ -120,11 +120,15 @@ class Tally:
         self.delays += other.delays
         self.series_days += other.series_days
 
+    @property
+    def per_day(self) -> float:
+        """False alarms per series-day."""
+        return self.false_alarms / self.series_days if self.series_days else 0.0
+
     def row(self, name: str) -> str:
         delay = f"{statistics.median(self.delays):g}" if self.delays else "-"
-        per_day = self.false_alarms / self.series_days if self.series_days else 0.0
         return (f"  {name:12s} {self.incidents:9d} {self.caught:6d} {self.onset:8d} {self.false_alarms:12d} "
-                f"{per_day:14.3f} {delay:>16s}")  # fmt: skip
+                f"{self.per_day:14.3f} {delay:>16s}")  # fmt: skip
 
 
 def flags(xs: Sequence[float], step: int, params: dict) -> list[int]:
