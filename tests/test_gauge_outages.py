@@ -69,3 +69,16 @@ def test_prints_a_line_per_family_and_totals_that_add_up():
         assert sum(int(rows[f][column]) for f in FAMILIES) == int(rows["all"][column])
     assert (int(head[1]), int(head[2]), int(head[3])) == (int(rows["all"][1]), int(rows["all"][0]), int(rows["all"][3]))
     assert int(rows["all"][0]) >= 10 and int(rows["all"][1]) > 0  # so that the rows above are checked
+
+
+def test_an_outage_after_an_earlier_one_is_judged_against_the_gauge_not_the_last_outage():
+    """Health and replica gauges at 10 s, 4 series each for 5 days, an outage every 6 hours on average:
+    the shift step's long-run mean learns at a tenth of its weight while a shift lasts, so an outage does
+    not leave a mean the next one is measured from: 106 of 140 outages caught, against 82 when the mean
+    learned each outage in full, with 1 false alarm either way."""
+    out = benchmark("--step", "10", "--days", "5", "--per-family", "4")
+    rows = {line.split()[0]: [int(v) for v in line.split()[1:5]] for line in out[2:]}
+    incidents = rows["health"][0] + rows["replicas"][0]
+    caught = rows["health"][1] + rows["replicas"][1]
+    false_alarms = rows["health"][3] + rows["replicas"][3]
+    assert (incidents, caught, false_alarms) == (140, 106, 1), rows

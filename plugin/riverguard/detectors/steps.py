@@ -124,6 +124,10 @@ _LONG_MEMORY = 2.0 * _DAY
 #: the shift step: its typical distance never falls under this share of the same distance's mean over
 #: _LONG_MEMORY of event time (a night or hours of a constant value do not shrink it to nothing)
 _SHIFT_FLOOR = 0.25
+#: the shift step: while the recent level is ``shift`` typical distances or more from a settled long-run mean,
+#: the long-run mean learns at this share of its weight (an incident does not become the mean the next one is
+#: judged against, nor its aftermath a distance that widens the typical one)
+_SHIFT_HOLD = 0.1
 #: the counter step: the fewest rises that make a counter (a series that has not fallen for counter_time)
 _COUNTER_RISES = 3
 _COUNTER_SAMPLES = 20.0
@@ -1643,7 +1647,12 @@ class Shift(Level):
     0, a gauge at 1) do not shrink it to nothing and make the next move,
     routine or not, a huge shift. Once the step counts (``learn // 4`` samples), one sample
     moves the recent level by one typical size at most, so a lone outlier
-    is never a level shift: it takes ``shift`` samples at least.
+    is never a level shift: it takes ``shift`` samples at least. While the
+    recent level is ``shift`` typical sizes or more from the long-run mean
+    (a shift in progress), the long-run mean learns at a tenth of its
+    weight (:meth:`hold`), so an incident does not become the mean the next
+    one is measured from, nor its aftermath a distance that widens the
+    typical size: the same shift an hour later is reported again.
 
     A distance of ``shift`` typical sizes or more scores ``shift_score`` if
     it is also at least ``shift_record`` times the largest distance seen
@@ -1693,11 +1702,11 @@ class Shift(Level):
     def _fits(self):
         return Level._fits(self) and 0.0 <= self._ldev < _INF
 
-    def learn_long(self, x, n, gap):
+    def learn_long(self, x, n, gap, share):
         """Learn ``x``, the newest of ``n`` >= 1 values, into the long-run mean, weighted as :meth:`long_weight`
-        says for the usual interval ``gap``. A mean that overflows starts over from ``x``; a value that is not
-        finite is not learned."""
-        m = self._long + self.long_weight(n, gap) * (x - self._long)
+        says for the usual interval ``gap``, times ``share`` (:meth:`hold`). A mean that overflows starts over
+        from ``x``; a value that is not finite is not learned."""
+        m = self._long + share * self.long_weight(n, gap) * (x - self._long)
         if m - m == 0.0:
             self._long = m
         elif x - x == 0.0:
@@ -1717,8 +1726,23 @@ class Shift(Level):
         :class:`Counter`), else 0."""
         out = self.judge(x, self._long, n, counting, span, gap, self.reach(), side, True)
         if span > 0.0:  # (as the recent level: nothing without event times, nor from a late sample)
-            self.learn_long(x, n, gap)
+            self.learn_long(x, n, gap, self.hold(n, counting, gap, side))
         return out
+
+    def hold(self, n, counting, gap, side):
+        """The share of its weight the long-run mean learns the next value with: ``_SHIFT_HOLD`` while the recent
+        level is ``shift`` typical distances or more away from it on a side that counts (``side``, as for
+        :meth:`score`: a shift in progress, reported or not), once the step counts and the long-run mean has
+        settled (past the running mean of its first values); else 1. A level that stays away for good still
+        becomes the long-run mean, ten times slower, and sooner as the typical distance widens with it."""
+        lmean = self._long
+        if counting and self.long_weight(n, gap) * n > 1.0:
+            d = self._mean - lmean
+            if abs(d) >= self.cfg.shift * self.unit(lmean, True) and (side == 0 or (d > 0.0) == (side > 0)):
+                return _SHIFT_HOLD
+        return 1.0
+
+
 @cython.no_gc
 @cython.cclass
 class Spread(Level):
