@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_rule as run, samples
+from riverguard.detectors import REGISTRY
 
 T0 = 19674 * 86400  # Monday 2023-11-13, 00:00 UTC
 STEP = 10
@@ -159,3 +160,19 @@ def test_a_restart_in_a_counter_changes_nothing(tmp_path: Path) -> None:
     first = run(tmp_path, head, state=state)
     second = run(tmp_path, data[len(head) :], state=state)
     assert first + second == run(tmp_path, data)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_counters_rise_never_holds_the_shift_steps_long_run_mean(seed: int) -> None:
+    """The shift step holds its long-run mean (learns at a tenth of its weight) while the level is a shift
+    on a side that counts; once a series is known to be a counter only a level below the mean counts, so
+    its rise, bursts included, never holds it: from then on (``SETTLED``) each value moves the mean by
+    the weight the new-extremes step's mean learns it with, at 10 s. Without the side rule the bursts are
+    held."""
+    det = REGISTRY["sentinel"]()
+    for i, x in enumerate(errors(seed)):
+        old, ext = det.shifts._long, det.extremes._lmean
+        det.process(float(x), T0 + STEP * i)
+        if i >= SETTLED and x != old and x != ext:
+            got = (det.shifts._long - old) / (x - old)
+            assert got == pytest.approx((det.extremes._lmean - ext) / (x - ext), rel=0.01), i

@@ -274,10 +274,11 @@ class Sentinel(Pipeline):
        for a few minutes, which the recent mean of the prediction error soon
        absorbs. One sample moves the recent level by one typical distance
        at most, so a lone outlier is never a level shift. A shift is
-       reported once; the step then waits for the level to come back. While
-       a shift lasts, the long-run mean learns at a tenth of its weight, so
-       the same shift an hour later is measured from the series' level, not
-       from the last incident's. With ``shift = 0`` the step is left out.
+       reported once; the step then waits for the level to come back within
+       three quarters of that distance. While a shift lasts, the long-run
+       mean learns at a tenth of its weight, so the next shift is measured
+       from the series' level rather than from one pulled towards this
+       incident. With ``shift = 0`` the step is left out.
 
        *Bursts of change* (:class:`~riverguard.detectors.steps.Spread`): the
        same rule applied to the size of each change, ``|x - previous

@@ -257,7 +257,7 @@ cdef class Level(Step):
     @cython.locals(cfg=Settings, mean=double, a=double, c=double, m=double, d=double, ad=double, unit=double,
                    z=double, out=double, top=double, run=double, window=double)
     cdef double judge(self, double x, double lmean, int64_t n, bint counting, double span, double gap, double reach,
-                      int side, bint floor) noexcept
+                      int side, bint floor, double rearm) noexcept
 
 
 cdef class Shift(Level):

@@ -128,6 +128,9 @@ _SHIFT_FLOOR = 0.25
 #: the long-run mean learns at this share of its weight (an incident does not become the mean the next one is
 #: judged against, nor its aftermath a distance that widens the typical one)
 _SHIFT_HOLD = 0.1
+#: ... and a shift that was reported may be reported again once the distance has fallen under this share of the
+#: bar (a lasting change, held near the bar, does not cross it again and again)
+_SHIFT_REARM = 0.75
 #: the counter step: the fewest rises that make a counter (a series that has not fallen for counter_time)
 _COUNTER_RISES = 3
 _COUNTER_SAMPLES = 20.0
@@ -1577,11 +1580,12 @@ class Level(Step):
             return -unit
         return step
 
-    def judge(self, x, lmean, n, counting, span, gap, reach, side, floor):
+    def judge(self, x, lmean, n, counting, span, gap, reach, side, floor, rearm):
         """:meth:`score`, with ``reach`` the smallest distance (in typical distances) that is a shift, with ``side``
-        +1 if only a level above ``lmean`` counts (:class:`Spread`), -1 if only one below, 0 if either, and with
+        +1 if only a level above ``lmean`` counts (:class:`Spread`), -1 if only one below, 0 if either, with
         ``floor`` the floor under the typical distance kept (the level shift step's; :class:`Spread` does not keep
-        it)."""
+        it), and with ``rearm`` the share of ``reach`` the distance must fall under (or cross to a side that does
+        not count) before a shift that was reported may be reported again."""
         if not span > 0.0:
             return 0.0
         cfg = self.cfg
@@ -1610,7 +1614,7 @@ class Level(Step):
                     if _lasts(run, cfg.shift_time_last, 0.0) and (x >= mean if d > 0.0 else x <= mean):
                         out = cfg.shift_score
                         self._run = -1.0
-            else:
+            elif self._run >= 0.0 or z < rearm * reach or (side != 0 and (d > 0.0) != (side > 0)):
                 self._run = 0.0
             if z > top and z < _INF and (side == 0 or (d > 0.0) == (side > 0)):
                 top = z
@@ -1652,7 +1656,7 @@ class Shift(Level):
     (a shift in progress), the long-run mean learns at a tenth of its
     weight (:meth:`hold`), so an incident does not become the mean the next
     one is measured from, nor its aftermath a distance that widens the
-    typical size: the same shift an hour later is reported again.
+    typical size the next one is judged by.
 
     A distance of ``shift`` typical sizes or more scores ``shift_score`` if
     it is also at least ``shift_record`` times the largest distance seen
@@ -1662,9 +1666,11 @@ class Shift(Level):
     interval, at most twice the usual one), at a value at least as far out
     as the recent level was (not at one that has fallen back below the
     lagging level). A shift is reported once (``run`` is then -1): the step
-    waits for the distance to fall under ``shift`` again, so a level that
-    stays away for an hour is not reported again each time the suppression
-    after the report ends. The spike step sees one value far out,
+    waits for the distance to fall under three quarters of the distance
+    that made it (``_SHIFT_REARM``), so a level that stays away for an hour
+    is not reported again each time the suppression after the report ends,
+    nor when noise carries a distance that falls slowly (held) back over
+    the bar. The spike step sees one value far out,
     the likelihood sees surprise that the recent mean soon absorbs; this
     step sees a level that stays away, such as 2 to 4 standard deviations
     of a sensor sampled every second, for a few minutes. Without event
@@ -1724,7 +1730,7 @@ class Shift(Level):
         (:meth:`Pipeline.span`; NaN without event times, 0 for a late sample: not learned); ``gap``: the
         usual interval before ``x``; ``side``: -1 if only a level below the long-run mean counts (a counter's,
         :class:`Counter`), else 0."""
-        out = self.judge(x, self._long, n, counting, span, gap, self.reach(), side, True)
+        out = self.judge(x, self._long, n, counting, span, gap, self.reach(), side, True, _SHIFT_REARM)
         if span > 0.0:  # (as the recent level: nothing without event times, nor from a late sample)
             self.learn_long(x, n, gap, self.hold(n, counting, gap, side))
         return out
@@ -1821,7 +1827,7 @@ class Spread(Level):
                 yl = y
         else:
             yl = y
-        out = self.judge(y, ylong, n, counting, span, gap, self.reach_up(), 1, False)
+        out = self.judge(y, ylong, n, counting, span, gap, self.reach_up(), 1, False, 1.0)
         if self._run != -1.0:  # (a reported burst, while it lasts, is not learned as what is usual)
             self._long = ylong + Level.long_weight(self, n, gap) * (yl - ylong)  # (a direct call, not through the table)
         return out
