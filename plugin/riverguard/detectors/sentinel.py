@@ -275,7 +275,7 @@ class Sentinel(Pipeline):
        absorbs. One sample moves the recent level by one typical distance
        at most, so a lone outlier is never a level shift. A shift is
        reported once; the step then waits for the level to come back within
-       three quarters of that distance. While a shift lasts, the long-run
+       three quarters of the bar. While a shift lasts, the long-run
        mean learns at a tenth of its weight, so the next shift is measured
        from the series' level rather than from one pulled towards this
        incident. With ``shift = 0`` the step is left out.

@@ -1666,8 +1666,8 @@ class Shift(Level):
     interval, at most twice the usual one), at a value at least as far out
     as the recent level was (not at one that has fallen back below the
     lagging level). A shift is reported once (``run`` is then -1): the step
-    waits for the distance to fall under three quarters of the distance
-    that made it (``_SHIFT_REARM``), so a level that stays away for an hour
+    waits for the distance to fall under three quarters of the bar it
+    crossed (``_SHIFT_REARM``), so a level that stays away for an hour
     is not reported again each time the suppression after the report ends,
     nor when noise carries a distance that falls slowly (held) back over
     the bar. The spike step sees one value far out,
