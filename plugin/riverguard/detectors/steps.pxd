@@ -268,7 +268,7 @@ cdef class Shift(Level):
     cdef inline double reach(self) noexcept
     @cython.locals(m=double)
     cdef inline void learn_long(self, double x, int64_t n, double gap, double share) noexcept
-    @cython.locals(lmean=double, d=double)
+    @cython.locals(lmean=double, d=double, unit=double)
     cdef inline double hold(self, int64_t n, bint counting, double gap, int side) noexcept
     @cython.locals(out=double)
     cdef double score(self, double x, int64_t n, bint counting, double span, double gap, int side) noexcept

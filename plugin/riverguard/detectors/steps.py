@@ -1739,12 +1739,14 @@ class Shift(Level):
         """The share of its weight the long-run mean learns the next value with: ``_SHIFT_HOLD`` while the recent
         level is ``shift`` typical distances or more away from it on a side that counts (``side``, as for
         :meth:`score`: a shift in progress, reported or not), once the step counts and the long-run mean has
-        settled (past the running mean of its first values); else 1. A level that stays away for good still
-        becomes the long-run mean, ten times slower, and sooner as the typical distance widens with it."""
+        settled (past the running mean of its first values); else 1, and 1 while the typical distance is 0
+        (:meth:`Level.judge` sees no shift then). A level that stays away for good still becomes the long-run
+        mean, ten times slower, and sooner as the typical distance widens with it."""
         lmean = self._long
         if counting and self.long_weight(n, gap) * n > 1.0:
             d = self._mean - lmean
-            if abs(d) >= self.cfg.shift * self.unit(lmean, True) and (side == 0 or (d > 0.0) == (side > 0)):
+            unit = self.unit(lmean, True)
+            if unit > 0.0 and abs(d) >= self.cfg.shift * unit and (side == 0 or (d > 0.0) == (side > 0)):
                 return _SHIFT_HOLD
         return 1.0
 
