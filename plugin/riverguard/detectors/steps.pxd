@@ -27,6 +27,7 @@ cdef inline bint _duration(double v) noexcept
 cdef inline bint _lasts(double run, double need, double slack) noexcept
 cdef inline double _paid(double owe, double span) noexcept
 cdef inline bint _forgives(double owe) noexcept
+cdef inline bint _on_side(double d, int side) noexcept
 cdef inline bint _owing(double owe) noexcept
 @cython.locals(sd=double, floor=double, ft=double)
 cdef inline double _deviation(Settings cfg, double s2, double mu, double gap) except? -1.0
@@ -255,7 +256,8 @@ cdef class Level(Step):
     @cython.locals(lam=double, span=double)
     cdef inline double long_weight(self, int64_t n, double gap) noexcept
     @cython.locals(cfg=Settings, mean=double, a=double, c=double, m=double, d=double, ad=double, unit=double,
-                   z=double, out=double, top=double, run=double, window=double)
+                   z=double, out=double, top=double, run=double, window=double,
+                   counts=bint)
     cdef double judge(self, double x, double lmean, int64_t n, bint counting, double span, double gap, double reach,
                       int side, bint floor, double rearm) noexcept
 
@@ -266,10 +268,10 @@ cdef class Shift(Level):
     cdef void first(self, double x) noexcept
     cdef bint _fits(self) except -1
     cdef inline double reach(self) noexcept
-    @cython.locals(m=double)
-    cdef inline void learn_long(self, double x, int64_t n, double gap, double share) noexcept
+    @cython.locals(m=double, w=double)
+    cdef inline void learn_long(self, double x, int64_t n, double gap, bint counting, int side) noexcept
     @cython.locals(lmean=double, d=double, unit=double)
-    cdef inline double hold(self, int64_t n, bint counting, double gap, int side) noexcept
+    cdef inline bint holds(self, int side) noexcept
     @cython.locals(out=double)
     cdef double score(self, double x, int64_t n, bint counting, double span, double gap, int side) noexcept
 

@@ -578,6 +578,12 @@ def _forgives(owe):
     return owe < _EPISODE_DEBT
 
 
+def _on_side(d, side):
+    """Whether a distance ``d`` from a long-run mean is on a side that counts: ``side`` +1 above only, -1 below
+    only, 0 either (:meth:`Level.judge`)."""
+    return side == 0 or (d > 0.0) == (side > 0)
+
+
 def _owing(owe):
     """Whether ``owe`` is a debt of episodes that a run can have written: one more is forgiven only while less
     than ``_EPISODE_DEBT`` is owed (:func:`_forgives`), and each owes ``_EPISODE_COST``."""
@@ -1606,7 +1612,8 @@ class Level(Step):
         out = 0.0
         if counting:
             top = self._top * cfg.shift_forget_keep
-            if z >= reach and (side == 0 or (d > 0.0) == (side > 0)):
+            counts = _on_side(d, side)
+            if z >= reach and counts:
                 if self._run >= 0.0:  # (-1: this shift was reported; once is enough)
                     run = self._run + span
                     self._run = run
@@ -1614,9 +1621,9 @@ class Level(Step):
                     if _lasts(run, cfg.shift_time_last, 0.0) and (x >= mean if d > 0.0 else x <= mean):
                         out = cfg.shift_score
                         self._run = -1.0
-            elif self._run >= 0.0 or z < rearm * reach or (side != 0 and (d > 0.0) != (side > 0)):
+            elif self._run >= 0.0 or z < rearm * reach or not counts:
                 self._run = 0.0
-            if z > top and z < _INF and (side == 0 or (d > 0.0) == (side > 0)):
+            if z > top and z < _INF and counts:
                 top = z
             self._top = top
             c = _SHIFT_DEV_CLIP * unit
@@ -1654,7 +1661,7 @@ class Shift(Level):
     is never a level shift: it takes ``shift`` samples at least. While the
     recent level is ``shift`` typical sizes or more from the long-run mean
     (a shift in progress), the long-run mean learns at a tenth of its
-    weight (:meth:`hold`), so an incident does not become the mean the next
+    weight (:meth:`holds`), so an incident does not become the mean the next
     one is measured from, nor its aftermath a distance that widens the
     typical size the next one is judged by.
 
@@ -1708,11 +1715,16 @@ class Shift(Level):
     def _fits(self):
         return Level._fits(self) and 0.0 <= self._ldev < _INF
 
-    def learn_long(self, x, n, gap, share):
+    def learn_long(self, x, n, gap, counting, side):
         """Learn ``x``, the newest of ``n`` >= 1 values, into the long-run mean, weighted as :meth:`long_weight`
-        says for the usual interval ``gap``, times ``share`` (:meth:`hold`). A mean that overflows starts over
-        from ``x``; a value that is not finite is not learned."""
-        m = self._long + share * self.long_weight(n, gap) * (x - self._long)
+        says for the usual interval ``gap``; by ``_SHIFT_HOLD`` of that while the step counts (``counting``),
+        the mean has settled (past the running mean of its first values, whose weight times ``n`` is 1) and
+        the recent level is a shift (:meth:`holds`, ``side`` as for :meth:`score`). A mean that overflows starts
+        over from ``x``; a value that is not finite is not learned."""
+        w = self.long_weight(n, gap)
+        if counting and w * n > 1.0 and self.holds(side):
+            w *= _SHIFT_HOLD
+        m = self._long + w * (x - self._long)
         if m - m == 0.0:
             self._long = m
         elif x - x == 0.0:
@@ -1732,23 +1744,18 @@ class Shift(Level):
         :class:`Counter`), else 0."""
         out = self.judge(x, self._long, n, counting, span, gap, self.reach(), side, True, _SHIFT_REARM)
         if span > 0.0:  # (as the recent level: nothing without event times, nor from a late sample)
-            self.learn_long(x, n, gap, self.hold(n, counting, gap, side))
+            self.learn_long(x, n, gap, counting, side)
         return out
 
-    def hold(self, n, counting, gap, side):
-        """The share of its weight the long-run mean learns the next value with: ``_SHIFT_HOLD`` while the recent
-        level is ``shift`` typical distances or more away from it on a side that counts (``side``, as for
-        :meth:`score`: a shift in progress, reported or not), once the step counts and the long-run mean has
-        settled (past the running mean of its first values); else 1, and 1 while the typical distance is 0
-        (:meth:`Level.judge` sees no shift then). A level that stays away for good still becomes the long-run
-        mean, ten times slower, and sooner as the typical distance widens with it."""
+    def holds(self, side):
+        """Whether the long-run mean is held: the recent level ``shift`` typical distances or more away from it on
+        a side that counts (``side``, as for :meth:`score`: a shift in progress, reported or not); never while
+        the typical distance is 0 (:meth:`Level.judge` sees no shift then). A level that stays away for good
+        still becomes the long-run mean, ten times slower, and sooner as the typical distance widens with it."""
         lmean = self._long
-        if counting and self.long_weight(n, gap) * n > 1.0:
-            d = self._mean - lmean
-            unit = self.unit(lmean, True)
-            if unit > 0.0 and abs(d) >= self.cfg.shift * unit and (side == 0 or (d > 0.0) == (side > 0)):
-                return _SHIFT_HOLD
-        return 1.0
+        d = self._mean - lmean
+        unit = self.unit(lmean, True)
+        return unit > 0.0 and abs(d) >= self.cfg.shift * unit and _on_side(d, side)
 
 
 @cython.no_gc
