@@ -364,6 +364,22 @@ def _shift_edges(det: Detector, t: float) -> tuple[float, float]:
     return max(hu, step._mean), min(hl, step._mean)
 
 
+@pytest.mark.parametrize("step", [1, 10, 60])
+def test_the_band_of_an_exact_zero_is_zero(step: int) -> None:
+    """Hours of exactly 0.0 (a day at 60 s): every other value, however near, is a spike, and so a new extreme
+    at once; the band is [0, 0] at every sampling, and the values just off it are flagged (0.0 itself is a
+    repeat, judged by the stuck step)."""
+    det = REGISTRY["sentinel"]()
+    t0 = 1_700_000_000.0
+    n = int((0.1 if step < 60 else 1.0) * 86400 / step)
+    for i in range(n):
+        det.process(0.0, t0 + step * i)
+    t = t0 + step * n
+    band = det.explain(0.5, t)
+    assert band is not None and band[1] == band[2] == 0.0, band
+    assert _probe_band(det, band, 0.5, t, step)
+
+
 @pytest.mark.parametrize("last", [30.0, 0.0])
 @pytest.mark.parametrize("threshold", [0.5, 0.3])
 def test_pipeline_band_is_exact_with_level_shifts(threshold: float, last: float) -> None:

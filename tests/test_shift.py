@@ -99,6 +99,22 @@ def test_a_lone_outlier_is_never_a_level_shift(tmp_path: Path) -> None:
         assert _shifts(out) == [] and 1500 not in _flags(out), params
 
 
+@pytest.mark.parametrize(("step", "days"), [(1, 0.1), (10, 0.1), (60, 1.0)])
+def test_a_blip_off_an_exact_zero_is_a_spike_not_a_level_shift(tmp_path: Path, step: int, days: float) -> None:
+    """Hours (a day at 60 s) of exactly 0.0, then one 1.0 and 0.0 again (swap in use for one sample, a first
+    error): flagged once, at the blip, with reason ``spike`` (a value off an exact constant is infinitely
+    many deviations out, at 0 as at any other constant). Before, nothing flagged the blip at 1 s or 10 s
+    (its scale was 0, and it did not last a minute), and the level shift step reported it 30 s later, as a
+    shift *down*: the blip had moved the long-run mean above the recent level, which never left 0.0."""
+    n = int(days * 86400 / step)
+    xs = [0.0] * n + [1.0] + [0.0] * 600
+    out = _run(tmp_path, samples([T0 + step * i for i in range(len(xs))], lambda i, _h, _g: xs[i],
+                                 series=b"swap", field=b"used"))
+    got = [(i, line.split(b'used_anomaly_reason="')[1].split(b'"')[0]) for i, line in enumerate(out)
+           if b" used_anomaly=true" in line.replace(b",", b" ")]
+    assert got == [(n, b"spike")], got
+
+
 def test_a_level_that_moves_every_half_hour_is_not_reported_at_each_move(tmp_path: Path) -> None:
     """10 s samples, quiet for a day, then the level moves by 10 sd and back every 30 minutes for two days
     (96 moves): the first is reported (a new extreme), and no later one: the step learns the moves as the
