@@ -584,9 +584,11 @@ def test_pipeline_band_is_exact_where_a_new_extreme_hides_an_hour() -> None:
     extreme (0.6) gets through and is flagged, but a value that is also a new extreme scores 1.0 damped to 0.5
     and is not. The band (probed at every sample of the suppression) knows the new extreme hides the hour, as
     a spike or a level shift does (before it knew, the review's probe at every sample of these 16 days found
-    173 wrong bands; this test fails at sample 18 012 then)."""
+    173 wrong bands; this test fails at sample 18 012 then). ``extreme_time`` 30 s: a lone value is a new
+    extreme at one sample a minute, as it was by default when the review found this (by default now an
+    excursion must span two samples, and the lone record at 10:18 that starts the suppression is learned)."""
     rng = random.Random(0)
-    det = REGISTRY["sentinel"]()
+    det = REGISTRY["sentinel"](extreme_time=30.0)
     ar = 0.0
     checked = 0
     for i in range(16 * 1440):

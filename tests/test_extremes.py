@@ -2,12 +2,13 @@
 
 What a user relies on: at Telegraf's 10 s interval a lone value just beyond
 the range seen so far, which noise sets now and then, is learned, not
-flagged; the same value is flagged where one sample stands for a minute or
-more (5-minute samples), without timestamps, or with ``extreme_time = 0``;
+flagged; at one sample a minute too (a lone value is no excursion: it must span two
+samples); the same value is flagged where one sample stands for two minutes
+or more (5-minute samples), without timestamps, or with ``extreme_time = 0``;
 a lone value that is also a spike (far from the recent level) is flagged at
 once; a change that keeps the values beyond the range, even with some back
 inside, is flagged once it has lasted a minute (give or take half the usual
-interval: a jittery clock at one sample a minute is enough), even when its
+interval: two samples of a jittery clock at one a minute are enough), even when its
 first value came late; and a restart in the middle of such an excursion,
 even with uneven intervals, changes no byte of the output.
 """
@@ -61,12 +62,14 @@ def flags(out: list[bytes], field: bytes = b"cpu") -> list[int]:
 
 @pytest.mark.parametrize(
     ("step", "params", "flagged"),
-    [(10, "", False), (300, "", True), (None, "", True), (10, "[rule.params]\nextreme_time = 0\n", True)],
+    [(10, "", False), (60, "", False), (120, "", True), (300, "", True), (None, "", True),
+     (10, "[rule.params]\nextreme_time = 0\n", True), (60, "[rule.params]\nextreme_time = 0\n", True)],
 )
 def test_a_lone_record_lasts_its_sample(tmp_path: Path, step: int | None, params: str, flagged: bool) -> None:
     """A lone value 25 % of the range beyond it: at 10 s it stands for 10 s, not the minute a new extreme
-    must last, and nothing flags it; at 5 minutes, without timestamps (one sample is enough) or with
-    ``extreme_time = 0`` it is a new extreme (score 1.0)."""
+    must last, and nothing flags it; at one sample a minute it is one sample, not the two an excursion must
+    span, and nothing flags it either; at 2 or 5 minutes (one sample stands for twice the minute), without
+    timestamps (one sample is enough) or with ``extreme_time = 0`` it is a new extreme (score 1.0)."""
     out = run(tmp_path, lines(values("record"), step), params)
     assert len(out) == 3000
     if flagged:
@@ -197,15 +200,18 @@ def test_values_back_inside_for_less_than_a_minute_do_not_end_the_excursion(tmp_
 
 
 @pytest.mark.parametrize("interval", [60.0, 59.9, 60.1])
-def test_one_sample_a_minute_is_enough_despite_jitter(tmp_path: Path, interval: float) -> None:
-    """A lone record in a series sampled about once a minute is a new extreme, whether the clock puts it
-    59.9 s, 60 s or 60.1 s after the sample before (a sample stands for its interval, give or take half the
-    usual one)."""
+def test_two_samples_a_minute_apart_are_enough_despite_jitter(tmp_path: Path, interval: float) -> None:
+    """In a series sampled about once a minute, a record that holds for a second sample is a new extreme at
+    that sample, whether the clock puts the first 59.9 s, 60 s or 60.1 s after the sample before (two samples
+    stand for two usual intervals, give or take half of one); alone, the same record is learned."""
     xs = values("record")
     times = [60.0 * i for i in range(AT)] + [60.0 * (AT - 1) + interval] + [60.0 * (AT - 1) + interval + 60.0 * k
                                                                            for k in range(1, len(xs) - AT)]
     out = run(tmp_path, stamped(xs, times))
-    assert b",cpu_anomaly_score=1.0,cpu_anomaly=true," in out[AT], out[AT]
+    assert AT not in flags(out) and b"cpu_anomaly=false" in out[AT], out[AT]
+    held = xs[: AT + 1] + [xs[AT]] + xs[AT + 2 :]
+    out = run(tmp_path, stamped(held, times))
+    assert AT not in flags(out) and b",cpu_anomaly_score=1.0,cpu_anomaly=true," in out[AT + 1], out[AT + 1]
 
 
 @pytest.mark.parametrize("case", ["excursion", "record"])

@@ -186,7 +186,7 @@ class Sentinel(_RiverFacing, _sentinel.Sentinel):
     ...     scores.append(det.score_one(x))
     ...     det.learn_one(x)
     >>> sum(score >= 0.5 for score in scores)
-    1
+    0
     >>> det.score_one({"temp": 25.0, "at": start + dt.timedelta(days=2)})  # a new extreme
     1.0
     >>> det.clone().time_key  # a fresh detector with the same settings

@@ -212,13 +212,15 @@ class Sentinel(Pipeline):
        where it left the range rather than step by step; after a detection, or
        once the excursion is over, the reference catches up with the range.
        The excursion must have lasted ``extreme_time`` (a minute) of event
-       time, each sample standing for its interval (at most twice the usual
-       one), and it is over once the values have been back inside as long: one
-       sample of a series sampled every minute or slower is enough, while at
-       10 s a lone record, which noise sets now and then, is learned, not
-       reported, unless it is also a spike (step 4b's measure, however
-       short); a change that keeps the values beyond the range is reported
-       after a minute.
+       time and two usual intervals, up to twice ``extreme_time``, each
+       sample standing for its interval (at most twice the usual one), and
+       it is over once the values have been back inside for ``extreme_time``:
+       at 10 s or at one sample a minute a lone record, which noise sets now
+       and then, is learned, not reported, unless it is also a spike (step
+       4b's measure, however short), while one sample of a series sampled
+       every 2 minutes or slower (5 minutes, an hour) is enough; a change
+       that keeps the values beyond the range is reported after a minute
+       (two samples a minute apart).
 
        *For the time of day*: the event time ``t`` (UTC) picks one of
        ``day_slots`` slots of the day (with ``weekend_slots``, Saturdays and
@@ -341,7 +343,7 @@ class Sentinel(Pipeline):
     >>> det = Sentinel()
     >>> normal = [det.process(10.0 + rng.gauss(0.0, 1.0), 60.0 * i) for i in range(1500)]
     >>> sum(score >= det.default_threshold for score in normal[det.default_warmup:])
-    1
+    0
     >>> det.process(25.0, 90000.0)  # a new extreme
     1.0
     >>> [round(det.process(10.0 + rng.gauss(0.0, 1.0)), 3) for _ in range(3)]  # suppressed

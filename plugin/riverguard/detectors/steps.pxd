@@ -28,6 +28,8 @@ cdef inline bint _lasts(double run, double need, double slack) noexcept
 cdef inline double _paid(double owe, double span) noexcept
 cdef inline bint _forgives(double owe) noexcept
 cdef inline bint _on_side(double d, int side) noexcept
+@cython.locals(two=double)
+cdef inline double _lone(double need, double slack) noexcept
 cdef inline bint _owing(double owe) noexcept
 @cython.locals(sd=double, floor=double, ft=double)
 cdef inline double _deviation(Settings cfg, double s2, double mu, double gap) except? -1.0
@@ -184,7 +186,7 @@ cdef class Extremes(Step):
 
     cdef void first(self, double x) noexcept
     @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, side=int, lam=double,
-                   dl=double, far=bint, need=double, calm=double, inner=double, back=bint)
+                   dl=double, far=bint, need=double, last=double, calm=double, inner=double, back=bint)
     cdef bint observe(self, double x, int64_t n, double span, double slack, bint counter, double level) except -1
     cdef void report(self, int side) noexcept
     cdef void settle(self) noexcept

@@ -584,6 +584,19 @@ def _on_side(d, side):
     return side == 0 or (d > 0.0) == (side > 0)
 
 
+def _lone(need, slack):
+    """How long an excursion must have lasted to be a new extreme, for ``extreme_time`` ``need`` and half the
+    usual interval ``slack``: two usual intervals, at least ``need`` and at most twice it (0 with ``need``
+    0). So a lone value beyond the range is no new extreme at one sample a minute, as it is none at 10 s
+    (:meth:`Extremes.observe`); one that stands for twice ``need`` or more (5 minutes, an hour) still is."""
+    two = 4.0 * slack
+    if two < need:
+        return need
+    if two > need + need:
+        return need + need
+    return two
+
+
 def _owing(owe):
     """Whether ``owe`` is a debt of episodes that a run can have written: one more is forgiven only while less
     than ``_EPISODE_DEBT`` is owed (:func:`_forgives`), and each owes ``_EPISODE_COST``."""
@@ -919,8 +932,9 @@ class Extremes(Step):
         Param("value_long", 0.002, "Weight of the newest value in the long-run mean and variance of the values.",
               low=0.0, high=1.0, low_open=True, high_open=True),
         Param("extreme_time", 0.0, "Seconds of event time an excursion beyond the range must have lasted for a "
-              "new extreme, each sample counting its interval, at most twice the usual one; it ends once the values "
-              "have been back inside as long (0: one sample).", low=0.0),
+              "new extreme, and two usual intervals up to twice as long, each sample counting its interval, at most "
+              "twice the usual one; it ends once the values have been back inside for extreme_time (0: one "
+              "sample).", low=0.0),
         Param("extreme_once", False, "A new extreme that continues a climb already reported (no value back inside "
               "the range since) is not reported again while the suppression lasts."),
     )  # fmt: skip
@@ -964,7 +978,10 @@ class Extremes(Step):
         A new extreme is beyond the range as it was when the current excursion
         began (a slow slide to a new low is measured from where it left the
         range) by more than ``margin`` of that range, and far from the
-        long-run mean, once the excursion has lasted ``extreme_time``; the
+        long-run mean, once the excursion has lasted ``extreme_time`` and two
+        usual intervals, up to twice ``extreme_time`` (:func:`_lone`: at one
+        sample a minute a lone value is learned as at 10 s; one that stands
+        for two minutes or more is enough); the
         next excursion is measured from the range as it is now. An excursion
         begins with a value beyond the range (either side; a swing from one
         side to the other goes on with it) and ends once the values have
@@ -1019,6 +1036,7 @@ class Extremes(Step):
             self._olo = _INF
             self._ohi = -_INF
         need = self.cfg.extreme_time
+        last = _lone(need, slack)
         if side != 0:  # the excursion goes on, or begins with the interval this value stands for
             self._run = span if self._calm < 0.0 else self._run + span
             self._calm = 0.0
@@ -1059,7 +1077,7 @@ class Extremes(Step):
         self._lvar = (1.0 - lam) * (self._lvar + lam * dl * dl)
         self.held = 0
         if ext > self.cfg.margin * (rhi - rlo) and far:
-            if _lasts(self._run, need, slack):
+            if _lasts(self._run, last, slack):
                 self.report(side)
                 return True
             self.held = side
@@ -2506,7 +2524,7 @@ class Pipeline:
         # suppression (xmask), as a spike or a level shift does
         hour = tl > -_INF or tu < _INF
         xmask = _hides(self.cfg.extreme, xon, through, hour, self.cfg.day_score)
-        if (xon or xmask) and not _lasts(ext._run + sp, self.cfg.extreme_time, slack):
+        if (xon or xmask) and not _lasts(ext._run + sp, _lone(self.cfg.extreme_time, slack), slack):
             w = spk.width() if spk is not None and n >= self.cfg.learn_quarter else -1.0
             if w > 0.0 or (w == 0.0 and spk.unit() == 0.0):  # (scale 0: every other value is a spike)
                 ql = spk._mean - w
