@@ -214,6 +214,21 @@ def test_two_samples_a_minute_apart_are_enough_despite_jitter(tmp_path: Path, in
     assert AT not in flags(out) and b",cpu_anomaly_score=1.0,cpu_anomaly=true," in out[AT + 1], out[AT + 1]
 
 
+@pytest.mark.parametrize(("step", "first"), [(60, AT + 2), (10, AT + 5)])
+def test_a_value_back_inside_does_not_end_a_change_at_one_sample_a_minute(tmp_path: Path, step: int,
+                                                                           first: int) -> None:
+    """A record, one value back at the level, then the record's level for good: the value back inside does not
+    end the excursion (it is calm for less than the excursion must last: two samples at one a minute, a
+    minute at 10 s), so the change is a new extreme at its third sample a minute apart (at 10 s, once it has
+    lasted a minute), not learned as a lone record and missed."""
+    xs = values("record")
+    level = xs[AT]
+    held = xs[: AT + 1] + [xs[AT + 1]] + [level] * 60 + xs[AT + 62 :]
+    out = run(tmp_path, lines(held, step), "[rule.params]\nshift = 0\nspread = 0\n")
+    got = [i for i in flags(out) if i >= AT]
+    assert got and got[0] == first and b",cpu_anomaly_score=1.0," in out[first], (got, out[got[0]] if got else None)
+
+
 @pytest.mark.parametrize("case", ["excursion", "record"])
 def test_a_restart_with_uneven_intervals_changes_nothing(tmp_path: Path, case: str) -> None:
     """Intervals of 7 to 13 s (the usual interval is learned, and saved): one process over the whole input ==

@@ -214,11 +214,11 @@ class Sentinel(Pipeline):
        The excursion must have lasted ``extreme_time`` (a minute) of event
        time and two usual intervals, up to twice ``extreme_time``, each
        sample standing for its interval (at most twice the usual one), and
-       it is over once the values have been back inside for ``extreme_time``:
+       it is over once the values have been back inside as long:
        at 10 s or at one sample a minute a lone record, which noise sets now
        and then, is learned, not reported, unless it is also a spike (step
        4b's measure, however short), while one sample of a series sampled
-       every 2 minutes or slower (5 minutes, an hour) is enough; a change
+       every 80 s or slower (5 minutes, an hour) is enough; a change
        that keeps the values beyond the range is reported after a minute
        (two samples a minute apart).
 

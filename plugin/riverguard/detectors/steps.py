@@ -933,8 +933,8 @@ class Extremes(Step):
               low=0.0, high=1.0, low_open=True, high_open=True),
         Param("extreme_time", 0.0, "Seconds of event time an excursion beyond the range must have lasted for a "
               "new extreme, and two usual intervals up to twice as long, each sample counting its interval, at most "
-              "twice the usual one; it ends once the values have been back inside for extreme_time (0: one "
-              "sample).", low=0.0),
+              "twice the usual one; it ends once the values have been back inside as long (0: one sample).",
+              low=0.0),
         Param("extreme_once", False, "A new extreme that continues a climb already reported (no value back inside "
               "the range since) is not reported again while the suppression lasts."),
     )  # fmt: skip
@@ -985,8 +985,8 @@ class Extremes(Step):
         next excursion is measured from the range as it is now. An excursion
         begins with a value beyond the range (either side; a swing from one
         side to the other goes on with it) and ends once the values have
-        been back inside for ``extreme_time`` (at once with 0, or with any
-        sample of a series sampled at least that slowly); until then the
+        been back inside as long (at once with 0, or with any sample of a
+        series sampled at least twice that slowly); until then the
         values it set are measured from the range before it, so a lone
         record of a finely sampled series is learned, not reported (the
         pipeline reports it still if it is also a spike). An excursion that was
@@ -1040,7 +1040,7 @@ class Extremes(Step):
         if side != 0:  # the excursion goes on, or begins with the interval this value stands for
             self._run = span if self._calm < 0.0 else self._run + span
             self._calm = 0.0
-        elif not self._calm < 0.0:  # back inside during an excursion: it ends once calm for extreme_time
+        elif not self._calm < 0.0:  # back inside during an excursion: it ends once calm as long as it must last
             calm = self._calm + span
             # (a reported episode: the recent level is back in the middle of the range before it)
             back = False
@@ -1049,7 +1049,7 @@ class Extremes(Step):
                 back = self._olo + inner <= level <= self._ohi - inner
             if back and (x > self._ohi or x < self._olo):
                 calm = 0.0  # a value beyond the range before a reported episode, around a level back: it goes on
-            if _lasts(calm, need, slack):
+            if _lasts(calm, last, slack):
                 # a reported episode is over, the level back: not learned (see above)
                 if (back and self._run - self._calm >= _EPISODE * (slack + slack)
                         and _forgives(self._owe)):
