@@ -195,6 +195,68 @@ def test_a_point_that_cannot_be_rebuilt_is_reported_and_skipped(influxdb: Influx
     assert influxdb.rows('SELECT count("v_anomaly_score") FROM "odd"', db)[0][1] == 5
 
 
+def _databases(server: InfluxServer) -> set[str]:
+    return {row[0] for series in server.query("SHOW DATABASES")["series"] for row in series["values"]}
+
+
+@pytest.mark.parametrize("measurement", [[], ["-m", "cpu"]], ids=["every-measurement", "one-measurement"])
+def test_one_off_pull_from_a_missing_database_exits_1_naming_it(influxdb: InfluxServer, measurement) -> None:
+    """InfluxDB 1.x answers SHOW MEASUREMENTS on a missing database with no measurement, not an error:
+    before, a misspelled --db pulled 0 points and exited 0 without a word."""
+    _store(influxdb, "rg_typo_real", "cpu,host=a v=1 1000000000\n")
+    proc = _pull(influxdb, "rg_typo_reel", *measurement)
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith("E! [riverguard] pull stopped: database not found: rg_typo_reel;"), proc.stderr
+    assert "fix this, then run it again" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert "rg_typo_reel" not in _databases(influxdb)  # nothing written (a write would not create it either)
+
+
+def test_follow_on_a_missing_database_stops_with_exit_1(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """README: --follow stops (exit 1) on what retrying cannot mend, such as a missing database
+    (before, it passed every --every, reading nothing, for ever)."""
+    proc = subprocess.run(
+        [*RIVERGUARD, "pull", "--influx-url", influxdb.url, "--db", "rg_follow_typo", "--follow", "--every", "0.1s",
+         "--delay", "0s", "--state", str(tmp_path / "s.msgpack")],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith("E! [riverguard] pull stopped: database not found: rg_follow_typo;")
+    assert errors[0].endswith("retrying cannot help: fix this and start again")
+    assert "pass failed" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_measurement_not_in_the_database_is_warned_about_once(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """A misspelled --measurement pulled 0 points without a word. It is a warning, not an error: a
+    measurement may not have been written yet, and --follow reads it once it has points."""
+    db = "rg_measurement_typo"
+    _store(influxdb, db, "".join(f"cpu,host=a v={i}.5 {1_000_000_000 + i}\n" for i in range(5)))
+    proc = _pull(influxdb, db, "-m", "cpu", "-m", "cpux")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("W! ")]
+    assert warnings == [
+        f"W! [riverguard] measurement 'cpux' not found in database '{db}': nothing to pull from it"
+        " (check --measurement; it is read once it has points)"
+    ], proc.stderr
+    assert "wrote 5," in proc.stderr  # the other measurement is pulled as usual
+    # --follow says it once, not at every pass, and reads the measurement once it is written.
+    log = tmp_path / "pull.log"
+    puller = _Puller(["--influx-url", influxdb.url, "--db", db, "-m", "later", "--follow", "--every", "0.1s",
+                      "--delay", "0s", "--state", str(tmp_path / "s.msgpack")], log)
+    time.sleep(1)  # several passes
+    assert influxdb.write(db, b"later,host=a v=1.5 1000000000\n").status == 204
+    deadline = time.monotonic() + 30
+    while not influxdb.rows('SELECT count("v_anomaly_score") FROM "later"', db) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stderr = puller.stop()
+    assert stderr.count("W! ") == 1 and "measurement 'later' not found" in stderr, stderr
+    assert influxdb.rows('SELECT count("v_anomaly_score") FROM "later"', db)[0][1] == 1
+
+
 def test_one_off_pull_with_the_server_down_exits_1_saying_how_far_it_got(tmp_path: Path) -> None:
     proc = _run(
         "pull", "--influx-url", f"http://127.0.0.1:{free_port()}", "--db", "x", "--measurement", "cpu",
@@ -258,7 +320,11 @@ class _Scripted(QuietHandler):
             server.writes.append(body)
             return self.answer(204, b"")
         q = urllib.parse.parse_qs(body.decode())["q"][0]
-        if q.startswith("SHOW TAG KEYS"):
+        if q == "SHOW DATABASES":
+            series = {"name": "databases", "columns": ["name"], "values": [["x"]]}
+        elif q == "SHOW MEASUREMENTS":
+            series = {"name": "measurements", "columns": ["name"], "values": [["m"]]}
+        elif q.startswith("SHOW TAG KEYS"):
             series = {"name": "m", "columns": ["tagKey"], "values": [["host"]]}
         elif q.startswith("SHOW FIELD KEYS"):
             series = {"name": "m", "columns": ["fieldKey", "fieldType"], "values": [["v", "float"]]}
@@ -511,6 +577,10 @@ class _Breaks(QuietHandler):
             self.server.writes.append(body)  # type: ignore[attr-defined]
             return self.answer(204, b"")
         q = urllib.parse.parse_qs(body.decode())["q"][0]
+        if q == "SHOW DATABASES":
+            return self.answer(200, b'{"results":[{"statement_id":0,"series":[{"name":"databases","columns":["name"],"values":[["x"]]}]}]}\n')
+        if q == "SHOW MEASUREMENTS":
+            return self.answer(200, b'{"results":[{"statement_id":0,"series":[{"name":"measurements","columns":["name"],"values":[["m"]]}]}]}\n')
         if q.startswith("SHOW TAG KEYS"):
             return self.answer(200, b'{"results":[{"statement_id":0,"series":[{"name":"m","columns":["tagKey"],"values":[["host"]]}]}]}\n')
         if q.startswith("SHOW FIELD KEYS"):

@@ -178,6 +178,7 @@ class Puller:
         self._pending: dict[str, int] = {}  # marks fed but not yet committed
         self._written_before = 0  # the writer's count at the last commit
         self._late_seen: dict[bytes, int] = {}  # late points already reported (this process), by line
+        self._missing_reported: set[str] = set()  # --measurement names said to be missing (this process)
         # Totals over the process's life.
         self.read = 0
         self.already = 0
@@ -246,7 +247,12 @@ class Puller:
         self.writer = _Pipelined(self.new_writer())
         self._written_before = 0
         self._next_commit = time.monotonic() + self.checkpoint_interval
-        names = self.measurements or self.source.measurements()
+        self.source.check()  # (a missing --to-db / --to-bucket: its first write is refused, 404)
+        if self.measurements:
+            names = self.measurements
+            self._warn_missing()
+        else:
+            names = self.source.measurements()
         for name in names:
             if self.stop.is_set():
                 break
@@ -254,6 +260,16 @@ class Puller:
         self.commit()
         self._close_writer()
         self.engine.flush_log()
+
+    def _warn_missing(self) -> None:
+        """Say once which --measurement the source holds nothing of: a typo, or one not written yet."""
+        for name in self.source.missing(self.measurements or []):
+            if name not in self._missing_reported:
+                self._missing_reported.add(name)
+                self.log.warn(
+                    f"measurement {name!r} not found in {self.source.label}: nothing to pull from it"
+                    " (check --measurement; it is read once it has points)"
+                )
 
     def _measurement(self, name: str, hi: int) -> None:
         key = self.source.key(name)
@@ -540,7 +556,8 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         puller.run_pass()
     except (ReadError, WriteError) as err:
         _salvage(puller, err)
-        log.error(f"pull stopped: {err}; {puller.where()}; run it again to resume from there")
+        fix = "" if err.retryable else "fix this, then "
+        log.error(f"pull stopped: {err}; {puller.where()}; {fix}run it again to resume from there")
         log.info(puller.summary())
         return EXIT_FAIL
     log.info(puller.summary())

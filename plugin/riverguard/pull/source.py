@@ -34,9 +34,11 @@ class ReadError(InfluxError):
 class Source:
     """What the 1.x and 2.x readers share: the server, the request headers, the chunk size.
 
-    A source names a measurement's high-water mark (``key``), lists the
-    measurements, finds the first and last points' times (for the progress bar) and
-    yields the points of a time range as batches of :class:`Row` (``rows``).
+    A source names a measurement's high-water mark (``key``), checks that
+    the database or bucket exists (``check``), lists the measurements (and
+    which of some names it does not hold: ``missing``), finds the first and
+    last points' times (for the progress bar) and yields the points of a time
+    range as batches of :class:`Row` (``rows``).
     """
 
     #: Headers of every query request (the Accept and Content-Type of the API).
@@ -68,8 +70,15 @@ class Source:
     def key(self, measurement: str) -> str:  # pragma: no cover - each source has its own
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Raise :class:`ReadError` when what is read is not there (a server that says so itself need not check)."""
+
     def measurements(self) -> list[str]:  # pragma: no cover
         raise NotImplementedError
+
+    def missing(self, names: list[str]) -> list[str]:
+        """Which of ``names`` the source holds no measurement of (none known: a source that cannot tell)."""
+        return []
 
     def time_range(self, measurement: str, lo: int | None, hi: int | None) -> tuple[int, int] | None:  # pragma: no cover
         raise NotImplementedError

@@ -101,8 +101,17 @@ class InfluxQLSource(Source):
             return f"{quote_ident(self.db)}.{quote_ident(self.rp)}.{quote_ident(measurement)}"
         return quote_ident(measurement)
 
+    def check(self) -> None:
+        """A missing database is an error: InfluxDB 1.x answers SHOW MEASUREMENTS on one with no measurement."""
+        if self.db not in {row[0] for row in self._values("SHOW DATABASES")}:
+            raise ReadError(f"database not found: {self.db}")
+
     def measurements(self) -> list[str]:
         return [row[0] for row in self._values("SHOW MEASUREMENTS")]
+
+    def missing(self, names: list[str]) -> list[str]:
+        known = set(self.measurements())
+        return [name for name in names if name not in known]
 
     def layout(self, measurement: str) -> Layout | None:
         """The measurement's tags and typed fields, or None when it has no field."""
