@@ -87,6 +87,31 @@ def test_replay_to_stdout(tmp_path: Path, capsysbinary: pytest.CaptureFixture[by
     assert "I! [riverguard] metrics: 3 (1 unparsable)" in err
 
 
+@pytest.mark.parametrize("option", ["-o", "--output"])
+def test_replay_output_dash_is_stdout(tmp_path: Path, option: str) -> None:
+    """'-' is stdin among replay's inputs and stdout for --output (it wrote a file named '-')."""
+    (tmp_path / "in.lp").write_bytes(b"m v=1 1\n")
+    proc = subprocess.run(
+        [*RIVERGUARD, "replay", option, "-", "-", "in.lp"], cwd=tmp_path, input=b"m v=2 0\n", capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"m v=2,v_anomaly_score=0.0,v_anomaly=false 0\nm v=1,v_anomaly_score=0.0,v_anomaly=false 1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.lp"]
+
+
+def test_replay_report_dash_is_refused(tmp_path: Path) -> None:
+    """The HTML report goes to a file; '--report -' wrote a file named '-'."""
+    (tmp_path / "in.lp").write_bytes(b"m v=1 1\n")
+    proc = subprocess.run(
+        [*RIVERGUARD, "replay", "--report", "-", "-o", "out.lp", "in.lp"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == "E! [riverguard] --report -: the report is an HTML file, not a stream; give it a file name\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.lp"]
+
+
 def test_replay_missing_file_fails_before_writing(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     good = tmp_path / "good.lp"
     good.write_bytes(b"m v=1 1\n")

@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="score recorded line-protocol files through the same engine")
     common(replay)
     state_option(replay, own_state)
-    replay.add_argument("--output", "-o", metavar="PATH", help="write here instead of stdout")
+    replay.add_argument("--output", "-o", metavar="PATH", help="write here instead of stdout ('-' is stdout)")
     replay.add_argument("files", nargs="+", metavar="FILE", help="line-protocol files ('-' is stdin)")
     report = replay.add_argument_group("report (needs the report extra: pip install '/path/to/this/checkout[report]')")
     report.add_argument("--report", metavar="PATH", help="also write a self-contained HTML report of the replay here")
@@ -198,6 +198,9 @@ def _main(args: argparse.Namespace) -> int:
             sink = from_args(args, log)
         except OptionError as err:
             log.error(str(err))
+            return EXIT_CONFIG
+        if args.report == "-":
+            log.error("--report -: the report is an HTML file, not a stream; give it a file name")
             return EXIT_CONFIG
         if args.report:
             from .report import MissingExtra, check_extra
@@ -453,6 +456,8 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
     if problem:
         log.error(problem)
         return EXIT_FAIL
+    if output == "-":  # stdout, as '-' is stdin among the inputs
+        output = None
     if isinstance(output, str):
         problem = _check_output(output, files)
         if problem:
