@@ -191,6 +191,70 @@ def test_backfill_v1_writes_everything(influxdb: InfluxServer, recording) -> Non
     assert influxdb.rows('SELECT count("usage_user") FROM "cpu"', "rg_backfill")[0][1] == 6000
 
 
+RESCORE_INPUT = "".join(
+    f"cpu,host=web1 usage_idle={v} {1_700_000_000_000_000_000 + i * 10 * 10**9}\n"
+    for i, v in enumerate((97.2, 97.0, 97.3, 61.5))
+)
+EXPLAINED = """\
+[output]
+explain = true
+
+[[rule]]
+name = "cpu"
+measurement = "cpu"
+detector = "zscore"
+warmup = 2
+[rule.params]
+min_std = 1.0
+"""
+# The same rule, without explanations, and so wide a spread that the dip at 61.5 is no longer flagged.
+PLAIN = EXPLAINED.replace("[output]\nexplain = true\n\n", "").replace("min_std = 1.0", "min_std = 50.0")
+EXPLANATION = ["usage_idle_anomaly_expected", "usage_idle_anomaly_lower", "usage_idle_anomaly_upper",
+               "usage_idle_anomaly_reason"]
+
+
+def _docs_statement(marker: str) -> str:
+    """The code block after ``<!-- marker: ... -->`` in docs/influxdb.md."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "influxdb.md").read_text(encoding="utf-8")
+    assert f"<!-- {marker}:" in text, f"docs/influxdb.md has no {marker} block"
+    block = text.split(f"<!-- {marker}:", 1)[1].split("```", 2)[1]
+    return block.split("\n", 1)[1].strip()
+
+
+def test_rescoring_a_period_keeps_what_the_new_run_does_not_write(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """docs/influxdb.md, "Re-scoring a period": InfluxDB merges the fields of a point written again,
+    so a backfill without explanations replaces the score and flag but leaves the first run's
+    explanation (a stale reason on a point no longer flagged) until the period is deleted."""
+    db = "rg_rescore"
+    influxdb.create_db(db)
+    (tmp_path / "in.lp").write_text(RESCORE_INPUT, encoding="utf-8")
+    fields = ", ".join(f'"{f}"' for f in ["usage_idle_anomaly_score", "usage_idle_anomaly", *EXPLANATION])
+    query = f'SELECT {fields} FROM "cpu" WHERE time = 1700000030000000000'
+
+    def backfill(config: str) -> list:
+        (tmp_path / "rg.toml").write_text(config, encoding="utf-8")
+        proc = _replay("--config", str(tmp_path / "rg.toml"), "--influx-url", influxdb.url, "--db", db,
+                       str(tmp_path / "in.lp"))
+        assert proc.returncode == 0, proc.stderr.decode()
+        return influxdb.rows(query, db)[0][1:]
+
+    first = backfill(EXPLAINED)
+    assert first[:2] == [1.0, True] and first[-1] == "dip"
+    assert all(isinstance(x, float) for x in first[2:5])
+    second = backfill(PLAIN)
+    plain = _replay("--config", str(tmp_path / "rg.toml"), str(tmp_path / "in.lp")).stdout.splitlines()[-1]
+    assert b"usage_idle_anomaly_score=%r,usage_idle_anomaly=false " % second[0] in plain
+    assert second[1] is False  # the score and the flag are the new run's ...
+    assert second[2:] == first[2:]  # ... the explanation is still the first run's, reason included
+    statement = _docs_statement("rescore-delete")
+    assert statement.startswith('DELETE FROM "cpu" WHERE')
+    influxdb.query(statement, db)
+    assert influxdb.rows('SELECT count("usage_idle") FROM "cpu"', db) == []  # whole points: the values too
+    third = backfill(PLAIN)
+    assert third == second[:2] + [None] * len(EXPLANATION)  # deleted, then backfilled: nothing stale
+    assert influxdb.rows('SELECT count("usage_idle") FROM "cpu"', db)[0][1] == 4
+
+
 def test_backfill_shows_influxdbs_message_on_4xx(influxdb: InfluxServer, recording) -> None:
     path, _ = recording
     proc = _replay("--influx-url", influxdb.url, "--db", "no_such_db", str(path))
