@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -245,6 +246,30 @@ def _slug(heading: str) -> str:
 def _anchors(path: Path) -> set[str]:
     text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
     return {_slug(m.group(1)) for m in re.finditer(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def test_every_profile_name_in_the_readme_is_taken_by_evaluate(tmp_path: Path) -> None:
+    """"Detection quality" names NAB's profiles, and its tables the short names: `--profile` takes
+    each (it refused reward_low_FP and reward_low_FN) and reports them under NAB's names."""
+    listed = re.search(r"It prints NAB's three profiles \((.*?)\) per category", README, re.S)
+    assert listed, "the README lost the sentence naming the profiles"
+    names = re.findall(r"`(\w+)`", listed.group(1))
+    header = re.search(r"^\| corpus \| (.*?) \| recall \|", README, re.M)
+    assert header, "the README lost its table of corpus figures"
+    names += header.group(1).split(" | ")
+    assert {"reward_low_FP", "reward_low_FN_rate"} <= set(names)
+    csv = tmp_path / "cat" / "series.csv"
+    csv.parent.mkdir()
+    csv.write_text("timestamp,value,label\n" + "".join(
+        f"2024-01-01 {i // 60:02d}:{i % 60:02d}:00,{50.0 if i == 400 else 10.0},{int(i == 400)}\n" for i in range(600)
+    ))
+    args = [arg for name in names for arg in ("--profile", name)]
+    result = subprocess.run(
+        [sys.executable, "-m", "riverguard", "evaluate", "--labels", str(csv), "--json", *args],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert list(json.loads(result.stdout)["profiles"]) == ["standard", "reward_low_FP_rate", "reward_low_FN_rate"]
 
 
 def test_every_link_in_the_readme_and_docs_leads_somewhere() -> None:

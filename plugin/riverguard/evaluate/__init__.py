@@ -25,10 +25,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
     from ..log import Log
 
-__all__ = ["PROFILE_NAMES", "add_arguments", "main"]
+__all__ = ["PROFILE_ALIASES", "PROFILE_NAMES", "add_arguments", "main"]
 
 #: NAB's application profiles (cost weights in :data:`riverguard.evaluate.nab.PROFILES`).
 PROFILE_NAMES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+#: The short names the README's tables use, accepted by ``--profile`` for NAB's.
+PROFILE_ALIASES = {"reward_low_FP": "reward_low_FP_rate", "reward_low_FN": "reward_low_FN_rate"}
 
 EXIT_OK, EXIT_FAIL, EXIT_DATA = 0, 1, 2
 
@@ -51,9 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile",
         action="append",
+        type=lambda name: PROFILE_ALIASES.get(name, name),
         choices=PROFILE_NAMES,
         metavar="NAME",
-        help=f"NAB profile, repeatable ({', '.join(PROFILE_NAMES)}; default: all three)",
+        help=f"NAB profile, repeatable ({', '.join(PROFILE_NAMES)}, or reward_low_FP, reward_low_FN for short;"
+        " default: all three)",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
