@@ -80,6 +80,7 @@ def test_check_config_shows_the_river_spec_and_the_metric_scope(tmp_path: Path) 
     assert '"detector": "hst", "scope": "metric"' in out
 
 
+PAD_HINT = 'anomaly.PredictiveAnomalyDetection is not supported (it fails before its forecaster has learned): use detector = "pad" instead'
 BAD_SPECS = {
     "unknown class": ('model = [{class = "anomaly.Nope"}]', "params.model[0].class", 'River has no "anomaly.Nope"'),
     "outside river": ('model = {class = "os.system"}', "params.model.class", "is not a River class"),
@@ -97,6 +98,22 @@ BAD_SPECS = {
         "params.model.predictive_model.class",
         'River has no "time_series.Nope"',
     ),
+    # Refused, as the README says, and with a pointer to pad (it was AttributeError / IndexError from River).
+    "predictive anomaly detection": (
+        'model = {class = "anomaly.PredictiveAnomalyDetection"}', "params.model", PAD_HINT,
+    ),
+    "predictive anomaly detection around holt-winters": (
+        'model = {class = "anomaly.PredictiveAnomalyDetection", predictive_model = {class = "time_series.HoltWinters",'
+        " alpha = 0.3, beta = 0.1, gamma = 0.6, seasonality = 24}}",
+        "params.model",
+        PAD_HINT,
+    ),
+    "predictive anomaly detection in a filter": (
+        'model = {class = "anomaly.ThresholdFilter", threshold = 0.5,'
+        ' anomaly_detector = {class = "anomaly.PredictiveAnomalyDetection"}}',
+        "params.model",
+        PAD_HINT,
+    ),
     "no model": ("window = 10", "params.model", "required"),
     "bad window": ('model = {class = "anomaly.HalfSpaceTrees"}\nwindow = 0', "params.window", "window must be an integer >= 1, got 0"),
 }
@@ -106,7 +123,8 @@ BAD_SPECS = {
 def test_a_bad_spec_is_exit_2_naming_file_rule_and_key(tmp_path: Path, case: str) -> None:
     params, key, message = BAD_SPECS[case]
     config = _config(tmp_path, f'[[rule]]\nname = "mine"\ndetector = "river"\n[rule.params]\n{params}\n')
-    for args in (["check-config", str(config)], ["run", "--config", str(config)])[: 2 if case == "unknown class" else 1]:
+    both = case == "unknown class" or message == PAD_HINT
+    for args in (["check-config", str(config)], ["run", "--config", str(config)])[: 2 if both else 1]:
         result = run_cli(args)
         assert result.returncode == 2, result.stderr
         err = result.stderr.decode()

@@ -126,8 +126,10 @@ class RiverModel(Detector):
 
     A field is fed as ``{"x": value}``; with ``scope = "metric"`` the model gets
     the metric's fields by name. A detector that learns from a target (River's
-    ``SupervisedAnomalyDetector``, e.g. ``anomaly.PredictiveAnomalyDetection``
-    around a forecaster) gets the field's value as ``y`` and no features.
+    ``SupervisedAnomalyDetector``, e.g. ``anomaly.GaussianScorer``) gets the
+    field's value as ``y`` and no features. ``anomaly.PredictiveAnomalyDetection``
+    is refused: it fails before its forecaster has learned (the ``pad``
+    detector is the one to use).
 
     Parameters
     ----------
@@ -182,8 +184,14 @@ class RiverModel(Detector):
 
     @staticmethod
     def _check(model: Any) -> None:
-        from river import base
+        from river import anomaly, base
 
+        if any(isinstance(part, anomaly.PredictiveAnomalyDetection) for part in _parts(model)):
+            raise ParamError(
+                "model",
+                "anomaly.PredictiveAnomalyDetection is not supported (it fails before its forecaster has learned):"
+                ' use detector = "pad" instead, the same detection around a Holt-Winters or SNARIMAX forecaster',
+            )
         final = model
         steps = getattr(model, "steps", None)
         if isinstance(steps, dict):
@@ -300,6 +308,18 @@ class RiverModel(Detector):
 
     def params(self) -> dict[str, Any]:
         return {"model": self.model, "window": self.window}
+
+
+def _parts(model: Any) -> list[Any]:
+    """The model, a pipeline's steps and a filter's detector, nested ones included."""
+    parts = [model]
+    steps = getattr(model, "steps", None)
+    for part in steps.values() if isinstance(steps, dict) else ():
+        parts += _parts(part)
+    inner = getattr(model, "anomaly_detector", None)
+    if inner is not None:
+        parts += _parts(inner)
+    return parts
 
 
 def _supervised(model: Any) -> bool:
