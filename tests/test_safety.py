@@ -557,3 +557,21 @@ def test_check_config_reports_every_error_and_warns_about_hidden_rules(tmp_path:
     empty.write_text("# nothing yet\n")
     proc = run_cli(["check-config", str(empty)])
     assert proc.returncode == 0 and b"W! " in proc.stderr and b"this config scores nothing" in proc.stderr
+
+
+def test_control_bytes_of_a_bad_line_are_escaped_in_the_log() -> None:
+    # A bad line's excerpt is quoted in the E! line: its escape sequences (ESC, CSI, DEL, C1 as UTF-8)
+    # must not reach a terminal or Telegraf's log raw, and the message stays one line.
+    bad = b"bad\xff\x1b[31m line\x07\x7f\xc2\x9b\x08 \x0b\x0c\r 1\n"
+    proc = run_cli(["run"], input=bad)
+    assert proc.returncode == 0
+    assert proc.stdout == bad  # the user's bytes are passed through as they came
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(b"E! ")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].endswith(b"passed through unchanged: bad\\xff\\x1b[31m line\\x07\\x7f\\x9b\\x08 \\x0b\\x0c\\r 1")
+    assert not re.search(rb"[\x00-\x09\x0b-\x1f\x7f]", proc.stderr)  # no control byte but the newlines
+    assert b"\xc2\x80" not in proc.stderr and not re.search(rb"\xc2[\x80-\x9f]", proc.stderr)  # no C1 either
+    # The same for a usage error quoting what was typed.
+    proc = run_cli(["run", "--x\x1b[2J"])
+    assert proc.returncode == 2
+    assert proc.stderr == b"E! [riverguard] riverguard run: unrecognized arguments: --x\\x1b[2J (see riverguard run --help)\n"

@@ -19,7 +19,7 @@ from . import __version__
 from .config import Config, ConfigError, default_config, load
 from .config import warnings as config_warnings
 from .engine import Engine
-from .log import LEVELS, Log, Progress
+from .log import LEVELS, Log, Progress, printable
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -28,7 +28,7 @@ class _ArgumentParser(argparse.ArgumentParser):
     """Usage errors as one ``E! `` line (Telegraf reads stderr by level prefix), exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_CONFIG, f"E! [riverguard] {self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(EXIT_CONFIG, f"E! [riverguard] {self.prog}: {printable(message)} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ from typing import Any
 
 from .config import parse_duration
 from .lineprotocol import build_line
+from .log import printable
 
 __all__ = ["add_parser", "cpu_lines", "main", "mem_line"]
 
@@ -156,7 +157,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         interval = parse_duration(args.interval)
     except ValueError as err:
-        sys.stderr.write(f"E! [riverguard] --interval: {err}\n")
+        sys.stderr.write(f"E! [riverguard] --interval: {printable(str(err))}\n")
         return 2
     if interval <= 0 or (args.count is not None and args.count < 1):
         sys.stderr.write("E! [riverguard] --interval must be > 0 and --count >= 1 (leave --count out to run until stopped)\n")
@@ -165,7 +166,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         build_line("cpu", {"host": host}, {"usage_idle": 0.0})
     except ValueError as err:
-        sys.stderr.write(f"E! [riverguard] --host: {err}\n")
+        sys.stderr.write(f"E! [riverguard] --host: {printable(str(err))}\n")
         return 2
 
     def sample() -> tuple[list[dict[str, float]], list[str]]:

@@ -6,14 +6,31 @@ import sys
 import time
 from typing import TextIO
 
-__all__ = ["LEVELS", "Log", "Progress", "RateLimit"]
+__all__ = ["LEVELS", "Log", "Progress", "RateLimit", "printable"]
 
 LEVELS = {"error": 0, "warn": 1, "info": 2, "debug": 3}
 _PREFIX = {0: "E! ", 1: "W! ", 2: "I! ", 3: "D! "}
+#: Control characters (C0, DEL, C1) as text: a message quotes input bytes, which must neither break the
+#: line nor reach a terminal or Telegraf's log as escape sequences.
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped, as :class:`Log` writes every message."""
+    return text.translate(_CONTROLS)
 
 
 class Log:
-    """Writes one line per message; Telegraf maps the prefix to its own log level."""
+    r"""Writes one line per message; Telegraf maps the prefix to its own log level.
+
+    Control characters are written escaped (``\n``, ``\x1b``), so a message is one line of plain text:
+
+    >>> import io
+    >>> out = io.StringIO()
+    >>> Log("error", out).error("bad\x1b[31m\tline\r\n\x7f\x9b")
+    >>> out.getvalue()
+    'E! [riverguard] bad\\x1b[31m\\tline\\r\\n\\x7f\\x9b\n'
+    """
 
     def __init__(self, level: str = "info", stream: TextIO | None = None) -> None:
         self.level = LEVELS[level]
@@ -21,7 +38,7 @@ class Log:
 
     def _write(self, level: int, message: str) -> None:
         if level <= self.level:
-            text = message.replace("\r", "\\r").replace("\n", "\\n")
+            text = message.translate(_CONTROLS)
             try:
                 self.stream.write(_PREFIX[level] + "[riverguard] " + text + "\n")
                 self.stream.flush()
