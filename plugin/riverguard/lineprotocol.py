@@ -50,7 +50,7 @@ _MEASUREMENT = re.compile(rb"(?:[^\\, \n]|\\[^\n])+")
 _KEY = rb"(?:[^\\,= \n]|\\[^\n])+"
 _TAG = re.compile(rb",(" + _KEY + rb")=(" + _KEY + rb")")
 _FIELD_KEY = re.compile(rb"(" + _KEY + rb")=")
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)  # possessive: no backtracking over a long value
 _BARE = re.compile(rb'[^, \r\n"]+')
 _HEAD = re.compile(rb"((?:[^\\ \n]|\\[^\n])+) +")
 _SIGNED = re.compile(rb"[+-]?[0-9]+i")
