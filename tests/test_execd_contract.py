@@ -126,6 +126,50 @@ def test_multiline_string_metric_comes_back_whole(shared) -> None:
     assert proc.stdout.endswith(b"\nmulti v=1,v_anomaly_score=0.0,v_anomaly=false 2\n")
 
 
+def test_multiline_string_metric_waits_while_its_bytes_keep_arriving(start) -> None:
+    # Its pieces come 0.1 s apart, 0.5 s in all: longer than the 0.25 s an open quote waits after the
+    # last bytes came, but never that long without bytes. Still one metric, scored, and no error.
+    proc = start("run")
+    proc.ready()
+    pieces = [b'slow,h=a s="part1\n', b"part2\n", b"part3\n", b"part4\n", b"part5\n", b'part6",v=1 1\n']
+    for i, piece in enumerate(pieces):
+        if i:
+            time.sleep(0.1)
+        proc.write(piece)
+    assert proc.wait_lines(6, timeout=5)
+    time.sleep(0.1)
+    assert proc.stdout == b"".join(pieces).replace(b",v=1 1", b",v=1,v_anomaly_score=0.0,v_anomaly=false 1")
+    # A metric of 1 MB in one write reaches riverguard in many reads (a pipe holds 64 KiB): one metric.
+    big = b'big,h=a s="a\n' + b"x" * 1_000_000 + b'",v=1 2\n'
+    proc.write(big)
+    assert proc.wait_lines(8, timeout=10)
+    time.sleep(0.1)
+    assert proc.stdout.endswith(big.replace(b",v=1 2", b",v=1,v_anomaly_score=0.0,v_anomaly=false 2"))
+    assert b"E! " not in proc.stderr, proc.stderr
+    # The wait is bounded: an unterminated quote followed by a steady stream of metrics (none closes
+    # it) comes back, as malformed, within QUOTE_HOLD (2 s), and the metrics after it are scored.
+    bad = b'open,h=a msg="never closed,v=1 1\n'
+    sent = time.monotonic()
+    proc.write(bad)
+    follow = []
+    while time.monotonic() - sent < 3.5:
+        time.sleep(0.05)
+        follow.append(b"open,h=a v=1 %d\n" % (len(follow) + 2))
+        proc.write(follow[-1])
+        if bad in proc.stdout:
+            break
+    released = time.monotonic() - sent
+    assert bad in proc.stdout, "an unterminated quote held the output back while metrics kept coming"
+    assert 1.5 < released < 3.5, released
+    assert proc.wait_lines(8 + 1 + len(follow), timeout=5)
+    out = proc.stdout
+    assert out[out.index(bad):] == bad + b"".join(
+        line.replace(b"v=1", b"v=1,v_anomaly_score=0.0,v_anomaly=false") for line in follow
+    )
+    assert proc.wait_stderr(lambda e: b"unterminated string value" in e, timeout=5)
+    check_log_lines(proc.stderr)
+
+
 def test_malformed_line_comes_back_unchanged_with_an_error_and_next_is_scored(shared) -> None:
     proc = View(shared)
     bad = b"bad usage=1_0 1\n"

@@ -32,11 +32,14 @@ from .lineprotocol import Splitter
 if TYPE_CHECKING:
     from .monitor import Monitor
 
-__all__ = ["QUOTE_GRACE", "InputError", "ManualGC", "feed", "process_chunks", "replay", "serve", "write_line"]
+__all__ = ["QUOTE_GRACE", "QUOTE_HOLD", "InputError", "ManualGC", "feed", "process_chunks", "replay", "serve", "write_line"]
 
-#: How long a metric whose quote is still open at the end of the input waits
-#: for the rest of it before its first line is treated as malformed.
+#: How long a metric whose quote is still open at the end of the input waits for more of it, from
+#: the moment its last bytes arrived, before its first line is treated as malformed.
 QUOTE_GRACE = 0.25
+#: How long it waits at most, while its bytes keep arriving without closing the quote (an unterminated
+#: quote followed by a steady stream must not hold the output back for longer).
+QUOTE_HOLD = 2.0
 _READ_SIZE = 1 << 20
 #: Output held back while more input is waiting, at most (then written, in one writev). With 4 MiB and a
 #: join of the chunks, the freed buffers that glibc kept after a burst of 100 000 series came to 96 B per
@@ -202,14 +205,17 @@ def serve(
     out: list[bytes] = []
     out_bytes = 0
     eof = False
+    # A metric at the front of ``buf`` waits for its closing quote: since when, and when its last bytes came.
     pending_since: float | None = None
+    pending_last = 0.0
     next_tick = time.monotonic() + tick_interval if tick and tick_interval else None
     collector = ManualGC(engine)
     try:
         collector.__enter__()
         while True:
             now = time.monotonic()
-            deadlines = [d for d in (next_tick, pending_since and pending_since + QUOTE_GRACE) if d]
+            release = None if pending_since is None else min(pending_last + QUOTE_GRACE, pending_since + QUOTE_HOLD)
+            deadlines = [d for d in (next_tick, release) if d]
             if monitor is not None:
                 deadlines.append(monitor.deadline)
             timeout = max(0.0, min(deadlines) - now) if deadlines else None
@@ -246,15 +252,19 @@ def serve(
                     eof = True
                 elif data:
                     buf = buf + data if buf else data
+                    if pending_since is not None:  # more of the waiting metric, maybe: its wait starts again
+                        pending_last = time.monotonic()
             if buf:
                 now = time.monotonic()
-                force = pending_since is not None and now >= pending_since + QUOTE_GRACE
+                force = pending_since is not None and (
+                    now >= pending_last + QUOTE_GRACE or now >= pending_since + QUOTE_HOLD
+                )
                 chunks, consumed, pending = feed(engine, buf, final=eof, force=force)
                 if consumed:
                     buf = buf[consumed:]
                     pending_since = None
                 if pending and pending_since is None:
-                    pending_since = now
+                    pending_since = pending_last = now
                 for chunk in chunks:
                     out.append(chunk)
                     out_bytes += len(chunk)
