@@ -281,3 +281,95 @@ def test_same_output_run_after_run_and_with_python_dash_m(start, tmp_path: Path)
     for name in (b"a", b"b", b"c"):  # real scores from each detector, not all zeros
         scored = [line for line in out.splitlines() if line.startswith(name + b",") and b"v_anomaly_score=0.0," not in line]
         assert len(scored) > 100, name
+
+
+def _field_types(out: bytes) -> dict[tuple[bytes, bytes], set[str]]:
+    """The types each (measurement, field) takes in ``out``, as InfluxDB reads them."""
+    from riverguard.lineprotocol import raw_fields
+
+    types: dict[tuple[bytes, bytes], set[str]] = {}
+    for line in out.splitlines():
+        head, fields, _ = raw_fields(line)
+        measurement = head.split(b",")[0]
+        for key, text in fields.items():
+            if text.startswith(b'"'):
+                kind = "string"
+            elif text in (b"t", b"T", b"true", b"True", b"TRUE", b"f", b"F", b"false", b"False", b"FALSE"):
+                kind = "boolean"
+            elif text.endswith(b"i"):
+                kind = "integer"
+            elif text.endswith(b"u"):
+                kind = "unsigned"
+            else:
+                kind = "float"
+            types.setdefault((measurement, key), set()).add(kind)
+    return types
+
+
+def test_a_users_field_named_like_an_added_one_of_another_type_is_never_written_over(start, tmp_path: Path) -> None:
+    # InfluxDB refuses a point whose field has another type than the measurement has for it. A user's
+    # float `v_anomaly` or string `x_anomaly_score` must not be followed by riverguard's boolean or float
+    # of that name: from that metric on, v and x are not scored in `cpu` (any host), and one W! says so.
+    state = tmp_path / "state.msgpack"
+    first = (
+        b"cpu,host=a v=1,v_anomaly=0.5 1\n"
+        b"cpu,host=a v=2 2\n"
+        b"cpu,host=a x=1,x_anomaly_score=\"hi\" 3\n"
+        b"cpu,host=a x=2 4\n"
+        b"cpu,host=b v=3,x=3,w=3 5\n"  # another tag set: same measurement, same InfluxDB field types
+        b"cpu,host=a v=4,v_anomaly=0.7 6\n"  # the same clash again: no second W!
+        b"mem,host=a v=1 7\n"  # another measurement: scored as before
+        b"cpu,host=a y=1,y_anomaly_score=0.5,y_anomaly=true 8\n"  # scored upstream: the types riverguard writes
+    )
+    proc = start("run", "--state", str(state))
+    proc.ready()
+    proc.write(first)
+    assert proc.wait_lines(8, timeout=10)
+    proc.close_stdin()
+    assert proc.wait(10) == 0
+    before = proc.stdout
+    assert before.splitlines(keepends=True)[:6] == [
+        b"cpu,host=a v=1,v_anomaly=0.5,v_anomaly_anomaly_score=0.0,v_anomaly_anomaly=false 1\n",  # v_anomaly: a float of the user's
+        b"cpu,host=a v=2 2\n",
+        b"cpu,host=a x=1,x_anomaly_score=\"hi\" 3\n",
+        b"cpu,host=a x=2 4\n",
+        b"cpu,host=b v=3,x=3,w=3,w_anomaly_score=0.0,w_anomaly=false 5\n",
+        b"cpu,host=a v=4,v_anomaly=0.7,v_anomaly_anomaly_score=0.0,v_anomaly_anomaly=false 6\n",
+    ]
+    assert before.splitlines(keepends=True)[6:] == [
+        b"mem,host=a v=1,v_anomaly_score=0.0,v_anomaly=false 7\n",
+        b"cpu,host=a y=1,y_anomaly_score=0.5,y_anomaly=true 8\n",  # passed through byte for byte, as before
+    ]
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")]
+    assert warnings == [
+        b"W! [riverguard] measurement 'cpu': field 'v_anomaly' is a float, and riverguard would write a boolean"
+        b" under that name: from now on field 'v' is not scored there (InfluxDB refuses a field whose type"
+        b" changes); rename the field or set [output] flag_suffix",
+        b"W! [riverguard] measurement 'cpu': field 'x_anomaly_score' is a string, and riverguard would write a"
+        b" float under that name: from now on field 'x' is not scored there (InfluxDB refuses a field whose type"
+        b" changes); rename the field or set [output] score_suffix",
+    ]
+    # After a restart (Telegraf restarts riverguard on every reload) the checkpoint remembers it.
+    proc = start("run", "--state", str(state))
+    proc.ready()
+    proc.write(b"cpu,host=a v=5,x=5 9\ncpu,host=c v=5 10\n")
+    assert proc.wait_lines(2, timeout=10)
+    proc.close_stdin()
+    assert proc.wait(10) == 0
+    assert proc.stdout == b"cpu,host=a v=5,x=5 9\ncpu,host=c v=5 10\n"
+    assert b"W! " not in proc.stderr
+    types = _field_types(before + proc.stdout)
+    assert all(len(kinds) == 1 for kinds in types.values()), types
+
+
+def test_a_users_metric_level_name_of_another_type_is_never_written_over(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    config = tmp_path / "riverguard.toml"
+    config.write_text('[[rule]]\nname = "hosts"\nmeasurement = "cpu"\nscope = "metric"\ndetector = "hst"\n')
+    data = b"cpu,host=a u=1,anomaly=1i 1\ncpu,host=a u=2 2\ncpu,host=b u=3 3\n"
+    proc = run_cli(["run", "--config", str(config)], input=data)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == data  # never `anomaly=false` after the user's integer `anomaly`
+    assert b"W! [riverguard] measurement 'cpu': field 'anomaly' is an integer" in proc.stderr
+    assert b"no metric-level anomaly fields are written there" in proc.stderr

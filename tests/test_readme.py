@@ -211,6 +211,8 @@ def _provoke(fragment: str, tmp: Path) -> str:
         config.write_text('[state]\nmax_series = 2\n\n[[rule]]\nname = "all"\n')
         lines = "".join(f"cpu,host=h{h} v={i % 7} {1700000000000000000 + i * 10**10}\n" for i in range(50) for h in range(5))
         return run(["run", "--config", "riverguard.toml"], lines)
+    if fragment == "would write":
+        return run(["run"], "cpu,host=a v=1,v_anomaly=0.5 1\n")
     if fragment == "--report needs":  # Bokeh cannot be imported
         (tmp / "no-bokeh" / "bokeh").mkdir(parents=True)
         (tmp / "no-bokeh" / "bokeh" / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
@@ -224,7 +226,7 @@ def _provoke(fragment: str, tmp: Path) -> str:
 _FRAGMENTS = (
     "no [[rule]]", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
-    "evicted before they were scored", "--report needs",
+    "evicted before they were scored", "--report needs", "would write",
 )
 
 

@@ -535,6 +535,8 @@ def score(engine, metric) -> bytes:
     fields = metric.fields
     # Only a metric that mentions a suffix can hold an added field already.
     keys = {f[0] for f in fields} if score_suffix in raw or flag_suffix in raw else None
+    if keys is not None or engine._metric_scope:
+        engine.check_names(metric)  # a name riverguard adds, of another type: the user's, not scored for
     if len(fields) > 1:
         distinct = keys if keys is not None else {f[0] for f in fields}
         if len(distinct) != len(fields):

@@ -59,6 +59,8 @@ def series_name(skey: bytes) -> str:
 
 #: A series key's measurement and tags: up to the first space that no backslash escapes.
 _KEY_PREFIX = re.compile(rb"(?:[^\\ ]|\\.)*", re.S)
+#: A series key's measurement: up to the first comma or space that no backslash escapes.
+_KEY_MEASUREMENT = re.compile(rb"(?:[^\\, ]|\\.)*", re.S)
 
 
 def _split_key(key: bytes) -> tuple[bytes, bytes]:
@@ -160,6 +162,11 @@ class Engine:
         self._extra_lines = 0
         self._line_origin = 0
         self._error_limit = RateLimit(burst=10, period=1.0)
+        #: The names of added fields that the user's own fields hold with another type, by measurement
+        #: (escaped, as in the line): the fields they belong to are not scored there (:meth:`check_names`).
+        #: Kept across reloads and, in the checkpoint, across restarts.
+        self.taken: dict[bytes, set[bytes]] = {}
+        self._taken_limit = RateLimit(burst=10, period=1.0)
 
     def _configure(self, config: Config) -> None:
         """What the engine derives from its config (at start, and again on SIGHUP)."""
@@ -216,6 +223,8 @@ class Engine:
         rule = self.route(metric, field_key)
         if rule is None or rule.detector_class is None or rule.scope == "metric":
             return self._hot.Series(self.bound(rule, field_key), None)
+        if self.taken and self.barred(metric.measurement, field_key, rule):
+            return self._hot.Series(None, None)
         return self.make_series(rule, rule.new_detector(), field_key)
 
     def make_series(self, rule: Rule, detector: Detector, field_key: bytes) -> Series:
@@ -304,6 +313,8 @@ class Engine:
         rule = self.route(metric, key)
         if rule is None or rule.scope != "metric":
             return False
+        if self.taken and self.barred(metric.measurement, b"\n", rule):
+            return True  # the measurement's metric-level names are the user's: no model, the field passes unscored
         mseries = self.make_series(rule, rule.new_detector(), b"\n")
         mseries.fields[key] = True
         self._add_series(prefix + b"\n", mseries)
@@ -460,6 +471,7 @@ class Engine:
             series.binding = self.bound(rule, field_key)
             kept[key] = series
         self.adopt(kept)
+        fresh += self.drop_barred()  # (new suffixes or explanations may bar other fields)
         while len(self.series) > self.max_series:
             self._evict_oldest()
         return len(kept), fresh
@@ -485,6 +497,100 @@ class Engine:
             return
         self.fields_scored += len(together)  # each field the metric's model took
         self.anomalies += self._hot.verdict(series, score, self._metric_names, self._metric_keys[1] not in keys, ob)
+
+    # -- added names the user's fields hold ------------------------------------
+    # InfluxDB refuses a field whose type differs from the type the measurement already has for it
+    # (within a shard). A user field named like an added field, of another type than riverguard
+    # writes under that name (an integer `v_anomaly`), would clash with the added field on the
+    # metrics without it: from the first metric that shows it, the field it belongs to is not
+    # scored in that measurement, and nothing is written under that name there.
+
+    #: The most names :attr:`taken` holds (the checkpoint's header holds them).
+    MAX_TAKEN = 4096
+    _KINDS = {"f": "a float", "i": "an integer", "u": "an unsigned integer", "s": "a string", "b": "a boolean"}
+
+    def _added_kind(self, key: bytes) -> tuple[str, bytes, str] | None:
+        """The kind riverguard writes under field name ``key``, what it adds it for (a field key, or
+        ``"\\n"`` for a ``scope = "metric"`` model) and the ``[output]`` key that names it; None for a
+        name riverguard never writes."""
+        if self._metric_scope and key in self._metric_keys:
+            if key == self._metric_keys[0]:
+                return "f", b"\n", "metric_score_field"
+            return "b", b"\n", "metric_flag_field"
+        for suffix, kind, setting in (
+            (self.score_suffix, "f", "score_suffix"), (self.flag_suffix, "b", "flag_suffix"),
+            *((suffix, kind, "flag_suffix") for suffix, kind in zip(self.explain_suffixes, "fffs")),
+        ):
+            if key.endswith(suffix) and len(key) > len(suffix):
+                return kind, key[: -len(suffix)], setting
+        return None
+
+    def check_names(self, metric: Metric) -> None:
+        """Note the fields of ``metric`` that hold an added field's name with another type (:attr:`taken`);
+        the series they bar are dropped (made again, unscored, at their next sample)."""
+        measurement = metric.measurement
+        for key, kind, _ in metric.fields:
+            added = self._added_kind(key)
+            if added is None or added[0] == kind:
+                continue  # not an added name, or of the type riverguard writes (the metric was scored upstream)
+            names = self.taken.get(measurement)
+            if names is not None and key in names:
+                continue
+            if sum(len(n) for n in self.taken.values()) >= self.MAX_TAKEN:
+                continue
+            self.taken.setdefault(measurement, set()).add(key)
+            self.drop_barred(measurement)
+            if self._taken_limit.allow():
+                what = (
+                    "no metric-level anomaly fields are written there" if added[1] == b"\n"
+                    else f"field {unescape(added[1])!r} is not scored there"
+                )
+                self.log.warn(
+                    f"measurement {unescape(measurement)!r}: field {unescape(key)!r} is {self._KINDS[kind]}, "
+                    f"and riverguard would write {self._KINDS[added[0]]} under that name: from now on {what} "
+                    f"(InfluxDB refuses a field whose type changes); rename the field or set [output] {added[2]}"
+                )
+
+    def barred(self, measurement: bytes, field_key: bytes, rule: Rule | None) -> bool:
+        """Whether field ``field_key`` (``"\\n"``: a ``scope = "metric"`` model) of ``measurement`` is not
+        scored, because one of the names it would add there is the user's (:attr:`taken`)."""
+        names = self.taken.get(measurement)
+        if not names:
+            return False
+        if field_key == b"\n":
+            return self._metric_keys[0] in names or self._metric_keys[1] in names
+        if field_key + self.score_suffix in names or field_key + self.flag_suffix in names:
+            return True
+        return bool(rule is not None and rule.explain and any(field_key + s in names for s in self.explain_suffixes))
+
+    def drop_barred(self, measurement: bytes | None = None) -> int:
+        """Drop the series (of ``measurement``; None: of every measurement) that :meth:`barred` bars; how many."""
+        if not self.taken:
+            return 0
+        heads = None if measurement is None else (measurement + b",", measurement + b" ")
+        gone = []
+        for skey, series in self.series.items():
+            if heads is not None and not skey.startswith(heads):
+                continue
+            prefix, field_key = _split_key(skey)
+            m = measurement if heads is not None else _KEY_MEASUREMENT.match(prefix).group()  # type: ignore[union-attr]
+            if self.barred(m, field_key, series.rule):
+                gone.append(skey)
+        for skey in gone:
+            del self.series[skey]
+        return len(gone)
+
+    def taken_pairs(self) -> list[list[bytes]]:
+        """:attr:`taken` as ``[measurement, name]`` pairs, sorted (for the checkpoint)."""
+        return [[m, name] for m in sorted(self.taken) for name in sorted(self.taken[m])]
+
+    def take_pairs(self, pairs: object) -> None:
+        """Add ``[measurement, name]`` pairs (a checkpoint's) to :attr:`taken`; anything else is ignored."""
+        if not isinstance(pairs, list):
+            return
+        for pair in pairs[: self.MAX_TAKEN]:
+            if isinstance(pair, list) and len(pair) == 2 and all(type(x) is bytes and x for x in pair):
+                self.taken.setdefault(pair[0], set()).add(pair[1])
 
     # -- explanations ([output] explain) ---------------------------------------
 

@@ -126,6 +126,7 @@ class StateStore:
         try:
             self.header = {}
             checkpoint = read(self.path)
+            engine.take_pairs(checkpoint.header.get("taken"))  # before the series: it bars some of them
             restored, changed, dropped = self._apply(checkpoint.records)
             self.header = checkpoint.header
         except FileNotFoundError:
@@ -133,6 +134,7 @@ class StateStore:
             return 0
         except (CheckpointError, StateCodecError, OSError) as err:
             engine.adopt({})
+            engine.taken.clear()
             try:
                 aside = set_aside(self.path)
                 where = f"renamed to {aside.name}"
@@ -174,6 +176,9 @@ class StateStore:
             series_map[key] = series
             restored += 1
         engine.adopt(series_map)
+        barred = engine.drop_barred()
+        restored -= barred
+        dropped += barred
         times = [s.last_time for s in series_map.values() if s.last_time is not None]
         if times:
             engine.now = max(times)
@@ -203,6 +208,8 @@ class StateStore:
                 "rules": {str(r.index): r.fingerprint for r in engine.config.rules if r.detector != "off"},
                 # how each rule's detector states are laid out (state inspect --series --with-state reads them by name)
                 "layouts": {r.fingerprint: r.state_layout for r in engine.config.rules if r.state_layout},
+                # names of added fields the user's fields hold with another type, by measurement (Engine.taken)
+                "taken": engine.taken_pairs(),
             }
             size = write(self.path, header, records, len(scored))
         except (OSError, StateCodecError, ValueError, TypeError) as err:

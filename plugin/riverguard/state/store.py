@@ -4,7 +4,8 @@ A checkpoint is three msgpack objects in a row:
 
 1. a header map: ``format``, ``version``, ``riverguard`` (version), ``created``
    (UTC), ``rules`` (a fingerprint of each rule's detector and parameters),
-   ``series`` (the record count);
+   ``taken`` (``[measurement, field name]`` pairs: added-field names the
+   user's own fields hold with another type), ``series`` (the record count);
 2. the body, a byte string holding one msgpack array of records
    ``[series key, detector name, rule fingerprint, samples seen, last
    timestamp (ns or nil), anomalies, detector state]``;
