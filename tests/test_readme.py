@@ -195,6 +195,9 @@ def _provoke(fragment: str, tmp: Path) -> str:
             return run(["run", "--state", "held.msgpack"], "cpu v=1\n")
         finally:
             holder.communicate(timeout=30)
+    if fragment == "not a regular file or a folder":
+        os.mkfifo(tmp / "state.msgpack")
+        return run(["run", "--state", "state.msgpack"], "cpu v=1\n")
     if fragment == "cannot create the lock file":
         (tmp / "a-file").write_text("")
         return run(["run", "--state", "a-file/state.msgpack"], "cpu v=1\n")
@@ -226,7 +229,7 @@ def _provoke(fragment: str, tmp: Path) -> str:
 _FRAGMENTS = (
     "no [[rule]]", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
-    "evicted before they were scored", "--report needs", "would write",
+    "evicted before they were scored", "--report needs", "would write", "not a regular file or a folder",
 )
 
 

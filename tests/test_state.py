@@ -493,6 +493,66 @@ def _expect_set_aside(tmp_path: Path, config: Path, state: Path) -> None:
     assert inspect(state).returncode == 0  # a fresh checkpoint was written at exit
 
 
+def _special(tmp_path: Path, kind: str) -> tuple[Path, Path]:
+    """A state path that is not a regular file (in ``tmp_path`` only) and the node it stands for."""
+    if kind == "fifo":
+        path = tmp_path / "s.msgpack"
+        os.mkfifo(path)
+        return path, path
+    if kind == "device":
+        if os.geteuid() != 0:
+            pytest.skip("mknod needs root")
+        path = tmp_path / "null"
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a /dev/null of our own
+        return path, path
+    if kind == "symlink":  # to a node of our own: never a system path (a regression would rename what it names)
+        target = tmp_path / "node"
+        if os.geteuid() == 0:
+            os.mknod(target, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        else:
+            os.mkfifo(target)
+        path = tmp_path / "s.msgpack"
+        path.symlink_to(target)
+        return path, target
+    assert kind == "fifo in the folder"
+    os.mkfifo(tmp_path / "riverguard.msgpack")
+    return tmp_path, tmp_path / "riverguard.msgpack"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "symlink", "fifo in the folder"])
+@pytest.mark.parametrize("command", ["run", "replay"])
+def test_a_state_path_that_is_not_a_regular_file_is_refused_untouched(tmp_path: Path, kind: str, command: str) -> None:
+    """A device or a FIFO as the checkpoint: exit 2 with one E! line naming it, at once; it is never opened,
+    renamed aside or replaced. (It was: a device was renamed to ``.corrupt-*`` and a regular file written in
+    its place, which as root did that to the real /dev/null; a FIFO blocked the start for ever.)"""
+    state, node = _special(tmp_path, kind)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    modes = os.lstat(node).st_mode
+    data = f"cpu,host=a v=1 {T0}\n".encode()
+    lp = tmp_path / "in.lp"
+    if command == "replay":
+        lp.write_bytes(data)
+        before.append(lp.name)
+        before.sort()
+    args = ["run", "--state", str(state)] if command == "run" else ["replay", "--state", str(state), str(lp)]
+    result = run(args, data if command == "run" else b"", timeout=20)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith(b"E! ")]
+    assert len(errors) == 1 and b"not a regular file or a folder" in errors[0], result.stderr
+    assert (b"character device" if kind == "device" or (kind == "symlink" and os.geteuid() == 0) else b"FIFO") in errors[0]
+    assert result.stdout == b""
+    assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing renamed, created or replaced"
+    assert os.lstat(node).st_mode == modes
+    if kind == "symlink":
+        assert os.readlink(state) == str(node)
+
+
+def test_inspect_refuses_a_fifo_at_once(tmp_path: Path) -> None:
+    state, _ = _special(tmp_path, "fifo")
+    result = run(["state", "inspect", str(state)], timeout=20)
+    assert result.returncode == 1 and b"not a regular file" in result.stderr, result.stderr
+
+
 def test_ttl_drops_idle_series(tmp_path: Path) -> None:
     state = tmp_path / "s.msgpack"
     config = write_config(tmp_path, extra='[state]\nseries_ttl = "1h"')

@@ -19,6 +19,7 @@ import gc
 import math
 import os
 import re
+import stat
 import time
 from collections.abc import Iterator
 from collections import Counter
@@ -78,16 +79,25 @@ class StateStore:
 
         The lock file holds the PID of the process that has it; the lock goes
         with the process (``flock``), so a crashed holder never blocks a restart.
+        A checkpoint or lock path that exists as anything but a regular file (a
+        device, a FIFO, a socket, also through a symlink) is refused before it
+        is opened: it is never read, renamed aside or replaced.
         """
+        _check_regular(self.path, "the checkpoint")
         lock_path = self.lock_path
         try:
             lock_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            _check_regular(lock_path, "the lock file")
+            # (O_NONBLOCK: a FIFO put there since the check must not hang the open)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY, 0o600)
         except OSError as err:
             # a file where a folder should be gives EEXIST or ENOTDIR: name the file, not the symptom
             blocker = next((p for p in lock_path.parents if p.exists()), None)
             reason = f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir() else err.strerror or err
             raise LockError(f"cannot create the lock file {lock_path}: {reason}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            _check_regular(lock_path, "the lock file")
         deadline = time.monotonic() + wait
         told = False
         while True:
@@ -226,6 +236,34 @@ class StateStore:
             )
         self.log.debug(f"checkpoint: {len(scored)} series, {size} bytes in {self.last_seconds:.2f}s")
         return True
+
+
+def _kind(mode: int) -> str:
+    """What a file that is not a regular file or a folder is, in words."""
+    for test, name in (
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _check_regular(path: Path, what: str) -> None:
+    """Raise :class:`LockError` when ``path`` exists (a symlink: where it points) as anything but a regular
+    file or a folder; a missing path, or one that cannot be looked at, is left to the caller."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    raise LockError(
+        f"{what} {path} is {_kind(mode)}, not a regular file or a folder: refusing to read, rename or replace it; "
+        "give --state (or [state] path) a file or a folder"
+    )
 
 
 def _holder(fd: int) -> str:

@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import mmap
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -126,9 +127,18 @@ def write(path: Path, header: dict[str, Any], records: Iterable[list[Any]], coun
 
 
 def read(path: Path) -> Checkpoint:
-    """Read and check a checkpoint; raise FileNotFoundError or :class:`CheckpointError`."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+    """Read and check a checkpoint; raise FileNotFoundError or :class:`CheckpointError`.
+
+    Anything but a regular file (a device, a FIFO) is refused before it is opened, and opened without
+    waiting for a writer, so it can neither hang the caller nor be read from.
+    """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise CheckpointError("not a regular file")
+    with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY), "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise CheckpointError("not a regular file")
+        size = st.st_size
         if size == 0:
             raise CheckpointError("the file is empty")
         if size > _MAX_FILE:
@@ -202,6 +212,8 @@ def set_aside(path: Path) -> Path:
     """Rename an unusable checkpoint to ``<name>.corrupt-<UTC time>``; return the new path."""
     if path.is_dir():  # a folder is never renamed
         raise IsADirectoryError(f"{path} is a folder")
+    if not path.is_symlink() and not stat.S_ISREG(os.stat(path).st_mode):  # nor a device or a FIFO
+        raise OSError(f"{path} is not a regular file")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
     n = 1
