@@ -198,6 +198,10 @@ def _provoke(fragment: str, tmp: Path) -> str:
     if fragment == "not a regular file or a folder":
         os.mkfifo(tmp / "state.msgpack")
         return run(["run", "--state", "state.msgpack"], "cpu v=1\n")
+    if fragment == "ahead of the stream's clock":  # one line two days ahead
+        t0 = 1_700_000_000 * 10**9
+        lines = [f"cpu v=1 {t0 + i * 10**10 + (172800 * 10**9 if i == 5 else 0)}\n" for i in range(10)]
+        return run(["run"], "".join(lines))
     if fragment == "cannot create the lock file":
         (tmp / "a-file").write_text("")
         return run(["run", "--state", "a-file/state.msgpack"], "cpu v=1\n")
@@ -230,6 +234,7 @@ _FRAGMENTS = (
     "no [[rule]]", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evicted before they were scored", "--report needs", "would write", "not a regular file or a folder",
+    "ahead of the stream's clock",
 )
 
 

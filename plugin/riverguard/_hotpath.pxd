@@ -40,6 +40,27 @@ cdef class Series:
     cdef public bint failed
     cdef public unsigned int used
 
+cdef int WINDOW  # (the size of Clock's arrays)
+cdef long long NO_HORIZON
+
+@cython.final
+cdef class Clock:
+    cdef long long ring[127]
+    cdef long long order[127]
+    cdef public int count, at
+    cdef public bint known
+    cdef public long long now, ttl, horizon, newest
+    cdef public long long ahead, behind
+    cpdef void set_ttl(self, long long ttl)
+    cdef void _set(self, long long now)
+    @cython.locals(n=int, i=int, j=int, median="long long")
+    cpdef void advance(self, long long t)
+
+cdef unsigned long long _gap(long long a, long long b) noexcept
+
+@cython.locals(lo=int, hi=int, mid=int)
+cdef int _bisect(long long *order, int n, long long t, bint right) noexcept
+
 cdef unsigned int _clock
 cdef unsigned int _CLOCK_END
 
@@ -99,15 +120,15 @@ cpdef object checked_score(object score)
 cdef double _process(object detector, double x, object t) except? -1.0
 
 @cython.locals(score=double, flag=int, names=tuple, has=int, e0=double, e1=double, e2=double,
-               pipeline=CompiledPipeline, band=object, answer="double[3]")
+               pipeline=CompiledPipeline, band=object, answer="double[3]", last_ns="long long")
 cdef int _field(object engine, Series series, bytes skey, bytes kb, Py_ssize_t key, Py_ssize_t key_len, double number,
-                object t, object timestamp, bytearray ob, bint with_flag, object keys) except -1
+                object t, object timestamp, long long horizon, bytearray ob, bint with_flag, object keys) except -1
 
 @cython.locals(threshold=double, flag=bint, text=bytes, prefix=bytes, suffix=bytes)
 cpdef int verdict(Series series, double score, tuple names, bint with_flag, bytearray ob) except -1
 
 @cython.locals(score_suffix=bytes, flag_suffix=bytes, raw=bytes, fields=list, all_series=dict, ob=bytearray,
-               series=Series, skey=bytes, key=bytes, with_flag=bint, scored=int)
+               series=Series, skey=bytes, key=bytes, with_flag=bint, scored=int, horizon="long long")
 cpdef bytes score(object engine, object metric)
 
 @cython.locals(i=Py_ssize_t, j=Py_ssize_t)
@@ -119,5 +140,5 @@ cdef bint _same(bytes b, Py_ssize_t i, Py_ssize_t j, Py_ssize_t n) except -1
 @cython.locals(line=Plain, n=Py_ssize_t, nl=Py_ssize_t, head=Py_ssize_t, k=Py_ssize_t, metrics="long long",
                flags="long long", missing=bint, score_suffix=bytes, flag_suffix=bytes, all_series=dict, found=list,
                skeys=list, ob=bytearray, skey=bytes, series=Series, extra=bytes, scored=int,
-               fields_scored="long long", stamp_ns="long long")
+               fields_scored="long long", stamp_ns="long long", clock=Clock, horizon="long long")
 cpdef Py_ssize_t run(object engine, bytes buf, Py_ssize_t pos, list out) except -1

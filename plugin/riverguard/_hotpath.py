@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from bisect import bisect_left, insort
 
 try:
     import cython
@@ -44,7 +45,7 @@ if not cython.compiled:  # compiled, they come through _hotpath.pxd (C-level cal
 
     from ._plainline import Plain, scan
 
-__all__ = ["UNBOUND", "Binding", "Series", "checked_score", "format_score", "format_band", "run", "score", "verdict"]
+__all__ = ["UNBOUND", "Binding", "Clock", "Series", "checked_score", "format_score", "format_band", "run", "score", "verdict"]
 
 _BOOLEAN = BOOLEAN  # (a C copy in the compiled build)
 _NAN = float("nan")  # "no value" in an explanation
@@ -102,6 +103,146 @@ class Series:
     def rule(self):
         """The rule the series is under (None: no rule takes it)."""
         return self.binding.rule
+
+
+#: How many of the latest timestamps the stream's :class:`Clock` takes the median of.
+WINDOW = 127
+#: ``Clock.horizon`` before the clock is known: no series is stale.
+NO_HORIZON = -(2**63)
+
+
+@cython.cclass
+class Clock:
+    """The stream's clock that ``series_ttl`` is measured on: the median of the last :data:`WINDOW` metric
+    timestamps (of however many there are, from the third on), and never going back.
+
+    A few timestamps far ahead (a host whose clock runs days ahead, one
+    mistyped line) do not move it; the whole stream moving on does, within
+    about half a window. ``horizon`` is ``now - ttl``: a series last seen
+    before it is stale. ``ahead`` and ``behind`` count the timestamps more
+    than ``ttl`` ahead of or behind it, ``newest`` is the latest one ahead
+    (for the engine's warning). The window and ``now`` go into the
+    checkpoint (:meth:`dump`, :meth:`load`): the clock is a function of the
+    metrics seen, wherever a restart falls.
+    """
+
+    if not cython.compiled:  # compiled, the attributes are C fields and the window two C arrays (_hotpath.pxd)
+        __slots__ = ("ring", "order", "count", "at", "known", "now", "ttl", "horizon", "ahead", "behind", "newest")
+
+    def __init__(self, ttl: int) -> None:
+        if not cython.compiled:
+            self.ring = []  # the window's timestamps as they came
+            self.order = []  # and sorted
+        self.count = 0
+        self.at = 0
+        self.known = False
+        self.now = 0
+        self.ttl = ttl
+        self.horizon = NO_HORIZON
+        self.ahead = 0
+        self.behind = 0
+        self.newest = 0
+
+    def set_ttl(self, ttl: int) -> None:
+        """Measure staleness with ``ttl`` (ns, 0 to 2**63 - 1) from now on."""
+        self.ttl = ttl
+        self._set(self.now)
+
+    def _set(self, now: int) -> None:
+        self.now = now
+        if not self.known:
+            self.horizon = NO_HORIZON
+        elif now >= NO_HORIZON + self.ttl:  # (no overflow)
+            self.horizon = now - self.ttl
+        else:
+            self.horizon = NO_HORIZON
+
+    def advance(self, t: int) -> None:
+        """Take a metric's timestamp ``t`` (ns) into the window, and move ``now`` on to the median if it is later."""
+        if self.known:
+            if t > self.now and _gap(t, self.now) > self.ttl:
+                if self.ahead == 0 or t > self.newest:
+                    self.newest = t
+                self.ahead += 1
+            elif t < self.now and _gap(self.now, t) > self.ttl:
+                self.behind += 1
+        n = self.count
+        if cython.compiled:
+            if n == WINDOW:  # the oldest timestamp leaves the sorted window
+                i = _bisect(self.order, WINDOW, self.ring[self.at], False)
+                for j in range(i, WINDOW - 1):
+                    self.order[j] = self.order[j + 1]
+                n = WINDOW - 1
+            else:
+                self.count = n + 1
+            self.ring[self.at] = t
+            i = _bisect(self.order, n, t, True)
+            j = n
+            while j > i:
+                self.order[j] = self.order[j - 1]
+                j -= 1
+            self.order[i] = t
+        else:
+            ring, order = self.ring, self.order
+            if n == WINDOW:
+                del order[bisect_left(order, ring[self.at])]
+                ring[self.at] = t
+            else:
+                ring.append(t)
+                self.count = n + 1
+            insort(order, t)
+        self.at = self.at + 1 if self.at + 1 < WINDOW else 0
+        n = self.count
+        if n >= 3:  # (one timestamp, or one of two, is no majority)
+            median = self.order[(n - 1) // 2]
+            if not self.known or median > self.now:
+                self.known = True
+                self._set(median)
+
+    def window(self) -> list:
+        """The window's timestamps, oldest first."""
+        n = self.count
+        start = self.at if n == WINDOW else 0
+        return [self.ring[(start + k) % WINDOW] for k in range(n)]
+
+    def dump(self) -> list:
+        """``[now or None, window]``, for a checkpoint."""
+        return [self.now if self.known else None, self.window()]
+
+    def load(self, now: object, window: list) -> None:
+        """Be the clock :meth:`dump` gave ``[now, window]`` (the warning counts start again)."""
+        self.count = 0
+        self.at = 0
+        self.known = False
+        if not cython.compiled:
+            self.ring = []
+            self.order = []
+        for t in window[len(window) - WINDOW if len(window) > WINDOW else 0:]:
+            self.advance(t)
+        self.known = now is not None
+        self._set(0 if now is None else now)
+        self.ahead = 0
+        self.behind = 0
+
+
+def _gap(a: int, b: int) -> int:
+    """``a - b`` for ``a > b`` (compiled: as an unsigned 64-bit number, which holds it)."""
+    if cython.compiled:
+        return cython.cast(cython.ulonglong, a) - cython.cast(cython.ulonglong, b)
+    return a - b
+
+
+def _bisect(order, n: int, t: int, right: bool) -> int:
+    """Compiled only: where ``t`` goes in ``order[:n]`` (sorted): after equal ones if ``right``, else before."""
+    lo = 0
+    hi = n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if order[mid] < t or (right and order[mid] == t):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 #: The next stamp :class:`Series` ``used`` takes: the order in which series were last seen (one clock for
@@ -400,7 +541,7 @@ def _process(detector: object, x: float, t: object) -> float:
 
 
 def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: int, number: float, t: object,
-           timestamp: object, ob: bytearray, with_flag: bool, keys: object) -> int:
+           timestamp: object, horizon: int, ob: bytearray, with_flag: bool, keys: object) -> int:
     """Score ``number`` in ``series`` and append its added fields to ``ob``; 3 if it is flagged, 2 if it
     is scored and not flagged, 0 if it is not scored (no detector, or the detector failed).
 
@@ -408,7 +549,13 @@ def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: in
     the metric already holds the flag field (only the score is added);
     ``keys`` the metric's field keys when it may hold added names (else None).
     The series is now the most recently seen of its engine (:func:`touch`).
+    A series last seen before ``horizon`` (the engine's ``Clock.horizon``)
+    is stale: it starts fresh first (``Engine.restart``).
     """
+    if series.last_time is not None:
+        last_ns = series.last_time
+        if last_ns < horizon:
+            engine.restart(series)
     touch(series)
     if timestamp is not None:
         series.last_time = timestamp
@@ -544,6 +691,7 @@ def score(engine, metric) -> bytes:
             fields = [f for i, f in enumerate(fields) if last[f[0]] == i]
     timestamp = metric.timestamp
     t = None if timestamp is None else timestamp / 1e9
+    horizon = engine.clock.horizon  # (Engine.process moved the clock on)
     prefix = None
     all_series = engine.series
     ob = bytearray()
@@ -573,7 +721,7 @@ def score(engine, metric) -> bytes:
             if len(all_series) > engine.max_series:
                 engine._evict_oldest()
         with_flag = keys is None or key + flag_suffix not in keys
-        scored = _field(engine, series, skey, key, 0, len(key), number, t, timestamp, ob, with_flag, keys)
+        scored = _field(engine, series, skey, key, 0, len(key), number, t, timestamp, horizon, ob, with_flag, keys)
         engine.anomalies += scored & 1
         engine.fields_scored += scored >> 1
     if together is not None:
@@ -625,6 +773,8 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
     stamp = None
     stamp_ns = 0
     stamp_s = None
+    clock = engine.clock
+    horizon = clock.horizon
     try:
         while pos < n:
             nl = _find_byte(buf, 10, pos, n)  # the newline
@@ -652,6 +802,8 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                 if now is None or timestamp > now:
                     engine.now = timestamp
                 t = stamp_s
+                clock.advance(stamp_ns)
+                horizon = clock.horizon
             if not metrics & 0xFFF:
                 engine.expire()
             # -- the series keys; a new series sends the line to score() (the rules live in the engine)
@@ -678,7 +830,7 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                     skey = skeys[k]
                     series = found[k]
                     scored = _field(engine, series, skey, buf, line.key[k], line.key_len[k], line.number[k], t,
-                                    timestamp, ob, True, None)
+                                    timestamp, horizon, ob, True, None)
                     flags += scored & 1
                     fields_scored += scored >> 1
                 if flags:

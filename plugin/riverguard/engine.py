@@ -77,6 +77,27 @@ def _split_key(key: bytes) -> tuple[bytes, bytes]:
     return key[: at + 1], key[at + 1 :]
 
 
+def _iso(ns: int) -> str:
+    """Nanoseconds since the epoch as UTC time to the second, or as a number when out of range."""
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 10**9))
+    except (OverflowError, ValueError, OSError):
+        return f"{ns} ns"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _duration(ns: int) -> str:
+    """A duration for a message: ``24h``, ``90m``, ``45s``."""
+    seconds = ns / 1e9
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def _matcher(glob: str) -> Callable[[str], Any]:
     return re.compile(fnmatch.translate(glob)).match
 
@@ -139,9 +160,15 @@ class Engine:
         self.low: int | None = None
         self._low_checked = 0
         hotpath.ENGINES.add(self)  # (its series are numbered again when the stamp clock reaches its end)
+        #: The stream's clock (:class:`~riverguard._hotpath.Clock`, a median of the latest timestamps): a
+        #: series last seen ``series_ttl`` before it is stale, and starts fresh at its next sample.
+        self.clock = hotpath.Clock(0)
         self._configure(config)
-        #: The latest event time seen (ns): series idle for ``series_ttl`` before it expire.
+        #: The latest event time seen (ns), for the monitor's lag.
         self.now: int | None = None
+        self._ahead_reported = 0
+        self._behind_reported = 0
+        self._next_clock_warning = 0.0
         self.metrics = 0
         #: Field values that went through a detector (scored), since start.
         self.fields_scored = 0
@@ -178,7 +205,8 @@ class Engine:
         self.explain_suffixes = tuple(escape_key(s) for s in config.output.explain_suffixes)
         self._explain_names: dict[bytes, tuple[bytes, bytes, bytes, bytes]] = {}
         self.max_series = config.state.max_series
-        self._ttl_ns = int(config.state.series_ttl * 1e9)
+        self._ttl_ns = min(int(config.state.series_ttl * 1e9), 2**63 - 1)
+        self.clock.set_ttl(self._ttl_ns)
         self._names: dict[bytes, tuple[bytes, bytes, bytes]] = {}
         self._bindings: dict[tuple[int, bytes], Any] = {}
         #: Whether any rule has ``scope = "metric"`` (a field without a series may then belong to a metric's model).
@@ -286,6 +314,7 @@ class Engine:
                 self.now = timestamp
             if self.low is None or timestamp < self.low:
                 self.low = timestamp
+            self.clock.advance(timestamp)
         if not self.metrics & 0xFFF:
             self.expire()
         extra = self._hot.score(self, metric)
@@ -383,9 +412,36 @@ class Engine:
         self._queue_at += 1
         return self.series.pop(key)
 
+    def restart(self, series: Series) -> None:
+        """Start ``series`` fresh, as a new series under its rule: it is stale (last seen before the clock's
+        horizon: ``series_ttl`` without a sample). Whether a series starts fresh is decided at its next sample,
+        so it does not depend on when expiry (:meth:`expire`) ran, nor on a restart in between."""
+        self.expired += 1
+        if series.detector is not None:
+            series.detector = series.rule.new_detector()
+        series.seen = 0
+        series.anomalies = 0
+        series.failed = False
+
     def _evict_oldest(self) -> None:
+        """Make room for one series: drop a stale one if there is one (it would start fresh anyway: nothing
+        it knows is lost), else evict the least recently seen one."""
         found = self._oldest()
         assert found is not None
+        horizon = self.clock.horizon
+        last = found[1].last_time
+        if last is not None and last < horizon:
+            self._drop_oldest(found[0])
+            self.expired += 1
+            return
+        if self.low is not None and self.low < horizon:  # a stale series further on?
+            stale = [key for key, s in self.series.items() if s.last_time is not None and s.last_time < horizon]
+            for key in stale:
+                del self.series[key]  # (the queue skips keys no longer held)
+            self.expired += len(stale)
+            self._check_low()
+            if stale:
+                return
         gone = self._drop_oldest(found[0])
         self.evicted += 1
         if gone.detector is not None and gone.seen <= gone.binding.warmup:
@@ -484,6 +540,8 @@ class Engine:
         series = self.series.get(mkey)
         if series is None:  # evicted by a field series created after it, in this same metric
             return
+        if series.last_time is not None and series.last_time < self.clock.horizon:
+            self.restart(series)
         self._hot.touch(series)  # now the most recently seen
         if metric.timestamp is not None:
             series.last_time = metric.timestamp
@@ -676,17 +734,49 @@ class Engine:
         return self.metrics + self._extra_lines - self._line_origin
 
     def flush_log(self) -> None:
-        """Report parse errors held back by the rate limit, and evictions of unscored series."""
+        """Report parse errors held back by the rate limit, evictions of unscored series, and timestamps far
+        from the stream's clock."""
         held = self._error_limit.take_suppressed()
         if held:
             self.log.warn(f"{held} more unparsable metrics were not reported (rate limit)")
         self._report_evictions()
+        self._report_clock()
+
+    def _report_clock(self) -> None:
+        """A ``W!`` line, at most once a minute, while metrics come with timestamps more than ``series_ttl``
+        ahead of (or behind) the stream's clock: a host's clock is wrong."""
+        clock = self.clock
+        ahead = clock.ahead - self._ahead_reported
+        behind = clock.behind - self._behind_reported
+        if not ahead and not behind:
+            return
+        now = time.monotonic()
+        if now < self._next_clock_warning:
+            return
+        self._next_clock_warning = now + 60.0
+        self._ahead_reported, self._behind_reported = clock.ahead, clock.behind
+        ttl = _duration(self._ttl_ns)
+        if ahead:
+            self.log.warn(
+                f"{_count(ahead, 'metric')} with {'a timestamp' if ahead == 1 else 'timestamps'} more than "
+                f"series_ttl ({ttl}) ahead of the stream's clock "
+                f"({_iso(clock.now)}; the latest: {_iso(clock.newest)}): is a host's clock wrong? "
+                "They do not move the clock series expire by"
+            )
+        if behind:
+            self.log.warn(
+                f"{_count(behind, 'metric')} with {'a timestamp' if behind == 1 else 'timestamps'} more than "
+                f"series_ttl ({ttl}) behind the stream's clock "
+                f"({_iso(clock.now)}): their series start fresh at each such sample; is a host's clock wrong?"
+            )
 
     def expire(self) -> int:
-        """Drop series idle for longer than ``series_ttl`` of event time; return how many."""
-        if self.now is None:
+        """Drop the least recently seen series while they are stale (no sample for ``series_ttl`` on the
+        stream's clock, :attr:`clock`); return how many. Only memory: a stale series starts fresh at its
+        next sample whether it was dropped or not (:meth:`restart`)."""
+        if not self.clock.known:
             return 0
-        horizon = self.now - self._ttl_ns
+        horizon = self.clock.horizon
         if self.low is None or self.low >= horizon:
             return 0  # no series was last seen before the horizon
         dropped = 0

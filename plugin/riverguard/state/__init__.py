@@ -136,8 +136,11 @@ class StateStore:
         try:
             self.header = {}
             checkpoint = read(self.path)
+            clock = _clock(checkpoint.header)
             engine.take_pairs(checkpoint.header.get("taken"))  # before the series: it bars some of them
             restored, changed, dropped = self._apply(checkpoint.records)
+            if clock is not None:
+                engine.clock.load(*clock)
             self.header = checkpoint.header
         except FileNotFoundError:
             log.info(f"no checkpoint at {self.path} yet: starting fresh")
@@ -220,6 +223,8 @@ class StateStore:
                 "layouts": {r.fingerprint: r.state_layout for r in engine.config.rules if r.state_layout},
                 # names of added fields the user's fields hold with another type, by measurement (Engine.taken)
                 "taken": engine.taken_pairs(),
+                # the stream's clock, which decides when a series is stale: [now or nil, latest timestamps]
+                "clock": engine.clock.dump(),
             }
             size = write(self.path, header, records, len(scored))
         except (OSError, StateCodecError, ValueError, TypeError) as err:
@@ -236,6 +241,28 @@ class StateStore:
             )
         self.log.debug(f"checkpoint: {len(scored)} series, {size} bytes in {self.last_seconds:.2f}s")
         return True
+
+
+def _clock(header: dict[str, Any]) -> tuple[int | None, list[int]] | None:
+    """The stream's clock a checkpoint holds (``[now or nil, timestamps]``); None in one written before it
+    was kept (the clock then starts again from the stream). :class:`CheckpointError` when malformed."""
+    clock = header.get("clock")
+    if clock is None:
+        return None
+
+    def int64(v: Any) -> bool:
+        return type(v) is int and -(2**63) <= v < 2**63
+
+    if (
+        type(clock) is not list
+        or len(clock) != 2
+        or not (clock[0] is None or int64(clock[0]))
+        or type(clock[1]) is not list
+        or len(clock[1]) > 4096
+        or not all(int64(t) for t in clock[1])
+    ):
+        raise CheckpointError("the file is corrupt (malformed clock in the header)")
+    return clock[0], clock[1]
 
 
 def _kind(mode: int) -> str:

@@ -1,0 +1,135 @@
+"""series_ttl: measured on a stream clock that a wrong host clock cannot move, and decided per series, so
+that a restart anywhere gives the same bytes.
+
+Every test drives the real ``riverguard`` process, compiled and pure Python.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from conftest import run_cli
+from riverguard.state import store
+
+T = 1_700_000_000_000_000_000
+S = 10**9
+DAYS_2 = 172_800 * S
+
+
+@pytest.fixture(params=["compiled", "pure"])
+def env(request: pytest.FixtureRequest) -> dict[str, str]:
+    return {**os.environ, "RIVERGUARD_PURE_PYTHON": "1" if request.param == "pure" else "0"}
+
+
+def _hosts(skew: dict[tuple[int, int], int], steps: int = 3000, hosts: int = 10) -> list[bytes]:
+    """Ten hosts' cpu every 10 s; ``skew[(host, step)]`` is added to that line's timestamp."""
+    rng = random.Random(2)
+    lines = []
+    for i in range(steps):
+        for h in range(hosts):
+            v = 50 + rng.gauss(0, 1)
+            lines.append(b"cpu,host=h%d v=%.2f %d\n" % (h, v, T + i * 10 * S + skew.get((h, i), 0)))
+    lines.append(b"cpu,host=h0 v=500 %d\n" % (T + steps * 10 * S))
+    return lines
+
+
+def _warnings(stderr: bytes) -> list[bytes]:
+    return [line for line in stderr.splitlines() if line.startswith(b"W! ")]
+
+
+def test_one_timestamp_days_ahead_does_not_blind_every_series(env: dict[str, str]) -> None:
+    """(It expired every series at every sweep from then on: the spike at the end scored 0.0.)"""
+    lines = _hosts({(9, 500): DAYS_2})
+    result = run_cli(["run", "--log-level", "info"], input=b"".join(lines), env=env)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert out[-1].endswith(b"v_anomaly_score=1.0,v_anomaly=true %d" % (T + 3000 * 10 * S)), out[-1]
+    clean = run_cli(["run"], input=b"".join(_hosts({})), env=env).stdout.splitlines()
+    others = [o for o in out if not o.startswith(b"cpu,host=h9 ")]  # (h9's model saw the odd time: its own)
+    assert others == [c for c in clean if not c.startswith(b"cpu,host=h9 ")]
+    assert b" 0 expired (series_ttl)" in result.stderr, result.stderr
+    warned = _warnings(result.stderr)
+    assert len(warned) == 1 and b"1 metric with a timestamp more than series_ttl (24h) ahead" in warned[0], warned
+
+
+def test_a_host_days_ahead_for_good_leaves_the_other_hosts_alone(env: dict[str, str]) -> None:
+    """Host h9's clock runs two days ahead from the first line: the other hosts' lines are scored as without
+    it, and one W! line (not one per line) says so."""
+    skewed = _hosts({(9, i): DAYS_2 for i in range(3000)})
+    result = run_cli(["run", "--log-level", "info"], input=b"".join(skewed), env=env)
+    assert result.returncode == 0, result.stderr
+    without = b"".join(line for line in _hosts({}) if not line.startswith(b"cpu,host=h9 "))
+    alone = run_cli(["run"], input=without, env=env).stdout
+    assert b"".join(o + b"\n" for o in result.stdout.splitlines() if not o.startswith(b"cpu,host=h9 ")) == alone
+    assert result.stdout.splitlines()[-1].endswith(b"v_anomaly=true %d" % (T + 3000 * 10 * S))
+    assert b" 0 expired (series_ttl)" in result.stderr, result.stderr
+    assert len(_warnings(result.stderr)) == 1, result.stderr
+
+
+CONFIG = '[state]\nseries_ttl = "1h"\n[[rule]]\nname = "z"\ndetector = "zscore"\nwarmup = 2\n'
+
+
+def _comeback() -> list[bytes]:
+    """Series b for 10 s, then only a for 5000 s (past the 1 h ttl, and past one expiry sweep at metric
+    4096), then b again with a spike: b starts fresh (its warm-up), whatever sweeps ran."""
+    lines = [b"m,h=b v=%d %d\n" % (1 + i % 2, i * S) for i in range(10)]
+    lines += [b"m,h=a v=%d %d\n" % (i % 5, i * S) for i in range(10, 5010)]
+    lines += [b"m,h=b v=%d %d\n" % (100 + i % 3, (5010 + i) * S) for i in range(5)]
+    return lines
+
+
+@pytest.mark.parametrize("split", [1, 3000, 4095, 4096, 4097, 5010, 5012])
+def test_expiry_gives_the_same_bytes_wherever_a_restart_falls(tmp_path: Path, env: dict[str, str], split: int) -> None:
+    """(The expiry sweep ran every 4096 metrics counted from the process's start: a restart moved it, and
+    series b kept its model in one run and started fresh in the other.)"""
+    config = tmp_path / "ttl.toml"
+    config.write_text(CONFIG)
+    lines = _comeback()
+    whole = run_cli(["run", "--config", str(config)], input=b"".join(lines), env=env)
+    assert whole.returncode == 0, whole.stderr
+    assert whole.stdout.splitlines()[5010].endswith(b"v_anomaly_score=0.0,v_anomaly=false %d" % (5010 * S))
+    state = tmp_path / "s.msgpack"
+    a = run_cli(["run", "--config", str(config), "--state", str(state)], input=b"".join(lines[:split]), env=env)
+    b = run_cli(["run", "--config", str(config), "--state", str(state)], input=b"".join(lines[split:]), env=env)
+    assert a.returncode == 0 and b.returncode == 0, (a.stderr, b.stderr)
+    assert a.stdout + b.stdout == whole.stdout, f"output differs after a restart at line {split}"
+
+
+def test_a_checkpoint_without_the_clock_still_loads(tmp_path: Path, env: dict[str, str]) -> None:
+    """A checkpoint written before the clock was kept restores its series; the clock starts from the stream."""
+    config = tmp_path / "ttl.toml"
+    config.write_text(CONFIG)
+    state = tmp_path / "s.msgpack"
+    lines = _comeback()
+    assert run_cli(["run", "--config", str(config), "--state", str(state)], input=b"".join(lines[:3000]), env=env).returncode == 0
+    checkpoint = store.read(state)
+    assert "clock" in checkpoint.header
+    header = {k: v for k, v in checkpoint.header.items() if k not in ("clock", "format", "version", "created", "series")}
+    store.write(state, header, checkpoint.records)
+    assert "clock" not in msgpack.Unpacker(open(state, "rb"), raw=False).unpack()
+    rest = run_cli(["run", "--config", str(config), "--state", str(state), "--log-level", "info"],
+                   input=b"".join(lines[3000:]), env=env)
+    assert rest.returncode == 0 and b"restored 2 series" in rest.stderr, rest.stderr
+    assert not list(tmp_path.glob("*.corrupt-*"))
+    whole = run_cli(["run", "--config", str(config)], input=b"".join(lines), env=env).stdout
+    assert rest.stdout.splitlines()[-5:] == whole.splitlines()[-5:]  # b is back after 5000 s: it starts fresh
+
+
+def test_a_malformed_clock_sets_the_checkpoint_aside(tmp_path: Path, env: dict[str, str]) -> None:
+    config = tmp_path / "ttl.toml"
+    config.write_text(CONFIG)
+    state = tmp_path / "s.msgpack"
+    assert run_cli(["run", "--config", str(config), "--state", str(state)], input=b"m,h=a v=1 1\n", env=env).returncode == 0
+    checkpoint = store.read(state)
+    header = {k: v for k, v in checkpoint.header.items() if k not in ("format", "version", "created", "series")}
+    store.write(state, {**header, "clock": [None, ["x"]]}, checkpoint.records)
+    result = run_cli(["run", "--config", str(config), "--state", str(state)], input=b"m,h=a v=1 2\n", env=env)
+    assert result.returncode == 0
+    warned = _warnings(result.stderr)
+    assert len(warned) == 1 and b"malformed clock" in warned[0], result.stderr
+    assert len(list(tmp_path.glob("s.msgpack.corrupt-*"))) == 1
