@@ -160,7 +160,9 @@ class Clock:
     def advance(self, t: int) -> None:
         """Take a metric's timestamp ``t`` (ns) into the window, and move ``now`` on to the median if it is later."""
         if self.known:
-            if t > self.now and _gap(t, self.now) > self.ttl:
+            prev = self.ring[self.at - 1 if self.at > 0 else WINDOW - 1] if self.count else t
+            # (ahead: far beyond the clock and a jump from the metric before, not a sparse stream the median trails)
+            if t > self.now and _gap(t, self.now) > self.ttl and t > prev and _gap(t, prev) > self.ttl:
                 if self.ahead == 0 or t > self.newest:
                     self.newest = t
                 self.ahead += 1

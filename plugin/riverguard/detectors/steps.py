@@ -932,8 +932,9 @@ class Extremes(Step):
         Param("value_long", 0.002, "Weight of the newest value in the long-run mean and variance of the values.",
               low=0.0, high=1.0, low_open=True, high_open=True),
         Param("extreme_time", 0.0, "Seconds of event time an excursion beyond the range must have lasted for a "
-              "new extreme, and two usual intervals up to twice as long, each sample counting its interval, at most "
-              "twice the usual one; it ends once the values have been back inside as long (0: one sample).",
+              "new extreme, and two usual intervals (but at most twice extreme_time), each sample counting its "
+              "interval, at most twice the usual one; it ends once the values have been back inside as long (0: "
+              "one sample).",
               low=0.0),
         Param("extreme_once", False, "A new extreme that continues a climb already reported (no value back inside "
               "the range since) is not reported again while the suppression lasts."),
