@@ -38,7 +38,7 @@ class Log:
 
     def _write(self, level: int, message: str) -> None:
         if level <= self.level:
-            text = message.translate(_CONTROLS)
+            text = printable(message)
             try:
                 self.stream.write(_PREFIX[level] + "[riverguard] " + text + "\n")
                 self.stream.flush()

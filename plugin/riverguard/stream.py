@@ -41,6 +41,14 @@ QUOTE_GRACE = 0.25
 #: quote followed by a steady stream must not hold the output back for longer).
 QUOTE_HOLD = 2.0
 _READ_SIZE = 1 << 20
+
+
+def _release(since: float | None, last: float) -> float | None:
+    """When a metric waiting for its closing quote since ``since`` (None: none waits), its bytes last
+    arriving at ``last``, is given up on: :data:`QUOTE_GRACE` after its last bytes, :data:`QUOTE_HOLD` after
+    the wait began at most."""
+    return None if since is None else min(last + QUOTE_GRACE, since + QUOTE_HOLD)
+
 #: Output held back while more input is waiting, at most (then written, in one writev). With 4 MiB and a
 #: join of the chunks, the freed buffers that glibc kept after a burst of 100 000 series came to 96 B per
 #: series; 25 B now (docs/performance.md, "Where the bytes of a series go").
@@ -214,8 +222,7 @@ def serve(
         collector.__enter__()
         while True:
             now = time.monotonic()
-            release = None if pending_since is None else min(pending_last + QUOTE_GRACE, pending_since + QUOTE_HOLD)
-            deadlines = [d for d in (next_tick, release) if d]
+            deadlines = [d for d in (next_tick, _release(pending_since, pending_last)) if d]
             if monitor is not None:
                 deadlines.append(monitor.deadline)
             timeout = max(0.0, min(deadlines) - now) if deadlines else None
@@ -256,9 +263,8 @@ def serve(
                         pending_last = time.monotonic()
             if buf:
                 now = time.monotonic()
-                force = pending_since is not None and (
-                    now >= pending_last + QUOTE_GRACE or now >= pending_since + QUOTE_HOLD
-                )
+                release = _release(pending_since, pending_last)
+                force = release is not None and now >= release
                 chunks, consumed, pending = feed(engine, buf, final=eof, force=force)
                 if consumed:
                     buf = buf[consumed:]
