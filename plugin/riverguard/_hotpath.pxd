@@ -70,6 +70,9 @@ cpdef void set_clock(unsigned int value)
 
 cpdef void touch(Series series)
 
+@cython.locals(last_ns="long long")
+cpdef void arrive(object engine, Series series, object timestamp, long long horizon)
+
 @cython.locals(top=Py_ssize_t)
 cdef void _renumber()
 
@@ -120,7 +123,7 @@ cpdef object checked_score(object score)
 cdef double _process(object detector, double x, object t) except? -1.0
 
 @cython.locals(score=double, flag=int, names=tuple, has=int, e0=double, e1=double, e2=double,
-               pipeline=CompiledPipeline, band=object, answer="double[3]", last_ns="long long")
+               pipeline=CompiledPipeline, band=object, answer="double[3]")
 cdef int _field(object engine, Series series, bytes skey, bytes kb, Py_ssize_t key, Py_ssize_t key_len, double number,
                 object t, object timestamp, long long horizon, bytearray ob, bint with_flag, object keys) except -1
 

@@ -278,6 +278,19 @@ def touch(series: Series) -> None:
     _clock += 1
 
 
+def arrive(engine, series: Series, timestamp: object, horizon: int) -> None:
+    """``series`` has a sample, at ``timestamp`` (ns, or None): stale (last seen before ``horizon``, the
+    engine's ``Clock.horizon``), it starts fresh first (``Engine.restart``); it is now the most recently
+    seen of its engine (:func:`touch`), last seen at ``timestamp``."""
+    if series.last_time is not None:
+        last_ns = series.last_time
+        if last_ns < horizon:
+            engine.restart(series)
+    touch(series)
+    if timestamp is not None:
+        series.last_time = timestamp
+
+
 def _renumber() -> None:
     """Number each engine's series from 0, least recently seen first; the clock goes on after the largest."""
     global _clock
@@ -551,16 +564,9 @@ def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: in
     the metric already holds the flag field (only the score is added);
     ``keys`` the metric's field keys when it may hold added names (else None).
     The series is now the most recently seen of its engine (:func:`touch`).
-    A series last seen before ``horizon`` (the engine's ``Clock.horizon``)
-    is stale: it starts fresh first (``Engine.restart``).
+    A series last seen before ``horizon`` starts fresh first (:func:`arrive`).
     """
-    if series.last_time is not None:
-        last_ns = series.last_time
-        if last_ns < horizon:
-            engine.restart(series)
-    touch(series)
-    if timestamp is not None:
-        series.last_time = timestamp
+    arrive(engine, series, timestamp, horizon)
     detector = series.detector
     if detector is None:
         return 0

@@ -20,7 +20,7 @@ from ._hotpath import Series, checked_score, format_score
 from .config import Config, Rule
 from .detectors import Detector
 from .lineprotocol import Metric, ParseError, Record, escape_key, parse, unescape
-from .log import Log, RateLimit
+from .log import Log, RateLimit, iso_ns
 
 __all__ = [
     "ACCELERATED", "MONITOR_MEASUREMENT", "Engine", "MetricSeries", "Series", "checked_score", "format_score",
@@ -75,14 +75,6 @@ def _split_key(key: bytes) -> tuple[bytes, bytes]:
         if at == len(key):
             return key, b""
     return key[: at + 1], key[at + 1 :]
-
-
-def _iso(ns: int) -> str:
-    """Nanoseconds since the epoch as UTC time to the second, or as a number when out of range."""
-    try:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns // 10**9))
-    except (OverflowError, ValueError, OSError):
-        return f"{ns} ns"
 
 
 def _count(n: int, noun: str) -> str:
@@ -540,11 +532,7 @@ class Engine:
         series = self.series.get(mkey)
         if series is None:  # evicted by a field series created after it, in this same metric
             return
-        if series.last_time is not None and series.last_time < self.clock.horizon:
-            self.restart(series)
-        self._hot.touch(series)  # now the most recently seen
-        if metric.timestamp is not None:
-            series.last_time = metric.timestamp
+        self._hot.arrive(self, series, metric.timestamp, self.clock.horizon)
         keys = {f[0] for f in metric.fields}
         if self._metric_keys[0] in keys:
             return  # already scored upstream
@@ -760,14 +748,14 @@ class Engine:
             self.log.warn(
                 f"{_count(ahead, 'metric')} with {'a timestamp' if ahead == 1 else 'timestamps'} more than "
                 f"series_ttl ({ttl}) ahead of the stream's clock "
-                f"({_iso(clock.now)}; the latest: {_iso(clock.newest)}): is a host's clock wrong? "
+                f"({iso_ns(clock.now)}; the latest: {iso_ns(clock.newest)}): is a host's clock wrong? "
                 "They do not move the clock series expire by"
             )
         if behind:
             self.log.warn(
                 f"{_count(behind, 'metric')} with {'a timestamp' if behind == 1 else 'timestamps'} more than "
                 f"series_ttl ({ttl}) behind the stream's clock "
-                f"({_iso(clock.now)}): their series start fresh at each such sample; is a host's clock wrong?"
+                f"({iso_ns(clock.now)}): their series start fresh at each such sample; is a host's clock wrong?"
             )
 
     def expire(self) -> int:

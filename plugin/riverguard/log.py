@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
 from typing import TextIO
 
-__all__ = ["LEVELS", "Log", "Progress", "RateLimit", "printable"]
+__all__ = ["LEVELS", "Log", "Progress", "RateLimit", "iso_ns", "printable"]
 
 LEVELS = {"error": 0, "warn": 1, "info": 2, "debug": 3}
 _PREFIX = {0: "E! ", 1: "W! ", 2: "I! ", 3: "D! "}
 #: Control characters (C0, DEL, C1) as text: a message quotes input bytes, which must neither break the
 #: line nor reach a terminal or Telegraf's log as escape sequences.
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))} | {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+
+
+def iso_ns(ns: int) -> str:
+    """``ns`` (nanoseconds since the epoch) in RFC 3339 to the nanosecond, as messages and ``state`` show times.
+
+    >>> iso_ns(1_700_000_000 * 10**9), iso_ns(1_700_000_000_000_000_001)
+    ('2023-11-14T22:13:20Z', '2023-11-14T22:13:20.000000001Z')
+    >>> iso_ns(10**30)  # beyond what a calendar date holds: the number
+    '1000000000000000000000000000000 ns'
+    """
+    seconds, rest = divmod(ns, 10**9)
+    try:
+        stamp = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    except (OverflowError, ValueError, OSError):
+        return f"{ns} ns"
+    return f"{stamp}.{rest:09d}Z".replace(".000000000Z", "Z")
 
 
 def printable(text: str) -> str:

@@ -221,6 +221,8 @@ cdef class Spike(Step):
     cdef bint _fits(self) except -1
     @cython.locals(unit=double)
     cdef inline double width(self) noexcept
+    @cython.locals(unit=double, w=double)
+    cdef inline double bar(self) noexcept
     @cython.locals(w=double)
     cdef inline bint sharp(self, double x) noexcept
     cdef inline double unit(self) noexcept

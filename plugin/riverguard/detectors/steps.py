@@ -1460,14 +1460,21 @@ class Spike(Step):
         unit = self.unit()
         return self.reach() * unit if unit > 0.0 else 0.0
 
+    def bar(self):
+        """How far from the mean a value, however long, is a spike now (``spike_record`` included); -1.0 where
+        none is. Where the scale is 0 (an exact constant at 0.0: the scale is at least ``1e-9`` of any other),
+        0.0: any other value is one, infinitely far out, as it is many deviations out beside any other exact
+        constant."""
+        unit = self.unit()
+        if unit > 0.0:
+            w = self.reach() * unit
+            return w if w > 0.0 else -1.0
+        return 0.0
+
     def sharp(self, x):
-        """Whether ``x`` would be a spike, however long (before it is learned; ``spike_record`` included). Where
-        the scale is 0 (an exact constant at 0.0: the scale is at least ``1e-9`` of any other), any other value
-        is one, infinitely far out, as it is many deviations out beside any other exact constant."""
-        w = self.width()
-        if w > 0.0:
-            return abs(x - self._mean) >= w
-        return x != self._mean and self.unit() == 0.0
+        """Whether ``x`` would be a spike, however long (before it is learned): beyond :meth:`bar`."""
+        w = self.bar()
+        return w >= 0.0 and x != self._mean and abs(x - self._mean) >= w
 
     def unit(self):
         """The scale of a deviation: the mean absolute deviation, at least ``1e-9`` of the mean's size."""
@@ -2526,8 +2533,8 @@ class Pipeline:
         hour = tl > -_INF or tu < _INF
         xmask = _hides(self.cfg.extreme, xon, through, hour, self.cfg.day_score)
         if (xon or xmask) and not _lasts(ext._run + sp, _lone(self.cfg.extreme_time, slack), slack):
-            w = spk.width() if spk is not None and n >= self.cfg.learn_quarter else -1.0
-            if w > 0.0 or (w == 0.0 and spk.unit() == 0.0):  # (scale 0: every other value is a spike)
+            w = spk.bar() if spk is not None and n >= self.cfg.learn_quarter else -1.0
+            if w >= 0.0:
                 ql = spk._mean - w
                 qu = spk._mean + w
             else:

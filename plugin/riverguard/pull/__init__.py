@@ -35,8 +35,7 @@ from ..config import Config, parse_duration
 from ..engine import Engine
 from ..influx import InfluxWriter, OptionError, WriteError, from_args, retry_wait
 from ..lineprotocol import ParseError, parse
-from ..log import Log, Progress
-from ..state import iso_ns
+from ..log import Log, Progress, iso_ns
 from ..stream import ManualGC, feed
 from .source import ReadError, Row
 

@@ -13,7 +13,6 @@ exclusive ``flock`` on ``<checkpoint>.lock`` beside it.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import gc
 import math
@@ -31,6 +30,7 @@ from ..detectors import Detector
 from ..config import Rule
 from ..engine import Engine
 from ..lineprotocol import ParseError
+from ..log import iso_ns
 from .codec import StateCodecError, decode, encode
 from .store import FORMAT, VERSION, CheckpointError, read, set_aside, write
 
@@ -343,19 +343,6 @@ def _decode_detector(data: Any, rule: Rule, key: bytes) -> Detector:
     return detector
 
 
-def _iso(ns: int | None) -> str | None:
-    if ns is None:
-        return None
-    return dt.datetime.fromtimestamp(ns / 1e9, dt.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def iso_ns(ns: int) -> str:
-    """``ns`` (nanoseconds since the epoch) in RFC 3339 to the nanosecond, as pull reads and logs its marks."""
-    seconds, rest = divmod(ns, 10**9)
-    stamp = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{rest:09d}Z".replace(".000000000Z", "Z")
-
-
 def inspect(path: Path) -> dict[str, Any]:
     """Summary of a checkpoint (raises FileNotFoundError or CheckpointError)."""
     checkpoint = read(state_file(Path(path)))
@@ -374,8 +361,8 @@ def inspect(path: Path) -> dict[str, Any]:
         "created": checkpoint.header.get("created"),
         "series": len(checkpoint.records),
         "detectors": dict(sorted(detectors.items())),
-        "oldest": _iso(min(times)) if times else None,
-        "newest": _iso(max(times)) if times else None,
+        "oldest": iso_ns(min(times)) if times else None,
+        "newest": iso_ns(max(times)) if times else None,
         "bytes": checkpoint.size,
     }
     pull = checkpoint.header.get("pull")
@@ -397,7 +384,7 @@ def list_series(path: Path, glob: str = "*", with_state: bool = False) -> Iterat
     for key, name, fingerprint, seen, last_time, anomalies, state in checkpoint.records:
         text = key.decode("utf-8", "backslashreplace").replace("\n", "")
         if match(text):
-            row = {"key": text, "detector": name, "samples": seen, "last": _iso(last_time), "anomalies": anomalies}
+            row = {"key": text, "detector": name, "samples": seen, "last": None if last_time is None else iso_ns(last_time), "anomalies": anomalies}
             if with_state:
                 row["state"] = _named(state, layouts.get(fingerprint))
             rows.append(row)
