@@ -318,6 +318,43 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
     return list(series.items()), evicted, expired
 
 
+@pytest.mark.parametrize("shape", ["rising", "jumbled", "batches"])
+@pytest.mark.parametrize("build", ["compiled", "uncompiled"])
+def test_clock_is_the_running_highest_median_of_the_latest_127(build: str, shape: str) -> None:
+    """The stream's clock (``Clock``, which ``series_ttl`` is measured on), timestamp by timestamp, against
+    its definition written out: ``now`` is the highest median so far of the latest 127 timestamps (from the
+    third on), and the window holds them in arrival order, whether timestamps rise with jitter and
+    repeats, come in any order, or in batches sharing one timestamp (Telegraf's gathers)."""
+    hot = sys.modules["riverguard._hotpath"] if build == "compiled" else UNCOMPILED
+    if build == "compiled" and not ACCELERATED:
+        pytest.skip("hot path not compiled here")
+    rng = random.Random(shape)
+    if shape == "rising":  # the median moves at most steps: a window kept out of order shows at once
+        stamps = [i * 1000 + rng.choice((0, 0, rng.randrange(-300_000, 300_000))) for i in range(5000)]
+    elif shape == "jumbled":
+        stamps = [rng.randrange(0, 200_000) * 1000 for _ in range(5000)]
+    else:
+        stamps = [b * 10**10 + rng.choice((0, -(10**10))) for b in range(500) for _ in range(rng.randrange(1, 40))]
+    clock = hot.Clock(10**18)
+    window: list[int] = []
+    now = None
+    for k, stamp in enumerate(stamps):
+        clock.advance(stamp)
+        window = [*window, stamp][-127:]
+        if len(window) >= 3:
+            median = sorted(window)[(len(window) - 1) // 2]
+            now = median if now is None else max(now, median)
+        assert (clock.now if clock.known else None) == now, f"at timestamp {k}"
+    assert clock.window() == window
+    again = hot.Clock(10**18)
+    again.load(*clock.dump())
+    for stamp in stamps[:300]:  # restored, it goes on as the clock that was never stopped
+        clock.advance(stamp + 10**12)
+        again.advance(stamp + 10**12)
+        assert again.now == clock.now
+    assert again.window() == clock.window()
+
+
 @pytest.mark.parametrize("wrap", [False, True])
 @pytest.mark.parametrize("build", ["compiled", "uncompiled"])
 @pytest.mark.parametrize(("seed", "max_series", "ttl"), [(1, 100, "20s"), (2, 1000, "30s"), (3, 60, "1h")])

@@ -4,7 +4,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyBy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free
 from libc.math cimport floor, ilogb
-from libc.string cimport memchr, memcmp, memcpy, strlen
+from libc.string cimport memchr, memcmp, memcpy, memmove, strlen
 
 from riverguard._plainline cimport Plain, scan
 from riverguard.detectors.sentinel cimport Sentinel as CompiledSentinel

@@ -169,20 +169,19 @@ class Clock:
             elif t < self.now and _gap(self.now, t) > self.ttl:
                 self.behind += 1
         n = self.count
-        if cython.compiled:
-            if n == WINDOW:  # the oldest timestamp leaves the sorted window
-                i = _bisect(self.order, WINDOW, self.ring[self.at], False)
-                for j in range(i, WINDOW - 1):
-                    self.order[j] = self.order[j + 1]
-                n = WINDOW - 1
+        if cython.compiled:  # one move of the timestamps between where the oldest leaves and where t goes
+            i = _bisect(self.order, n, t, True)  # (after equal ones)
+            if n == WINDOW:
+                j = _bisect(self.order, WINDOW, self.ring[self.at], False)  # the oldest, leaving
+                if j < i:  # order[j + 1:i] moves down by one
+                    memmove(cython.address(self.order[j]), cython.address(self.order[j + 1]), (i - 1 - j) * 8)
+                    i -= 1
+                else:  # order[i:j] moves up by one
+                    memmove(cython.address(self.order[i + 1]), cython.address(self.order[i]), (j - i) * 8)
             else:
+                memmove(cython.address(self.order[i + 1]), cython.address(self.order[i]), (n - i) * 8)
                 self.count = n + 1
             self.ring[self.at] = t
-            i = _bisect(self.order, n, t, True)
-            j = n
-            while j > i:
-                self.order[j] = self.order[j - 1]
-                j -= 1
             self.order[i] = t
         else:
             ring, order = self.ring, self.order
