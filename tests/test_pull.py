@@ -230,6 +230,59 @@ def test_follow_on_a_missing_database_stops_with_exit_1(influxdb: InfluxServer, 
     assert "pass failed" not in proc.stderr and "Traceback" not in proc.stderr
 
 
+def _database_with_policies(server: InfluxServer, db: str, text: str) -> None:
+    """``db`` with the default policy ``autogen`` and a second one, ``short``; ``text`` written to autogen."""
+    server.create_db(db)
+    server.query(f'CREATE RETENTION POLICY "short" ON "{db}" DURATION 1h REPLICATION 1')
+    if text:
+        assert server.write(db, text.encode()).status == 204
+
+
+@pytest.mark.parametrize("stored", ["", "cpu,host=a v=1.5 1000000000\n"], ids=["no-points-yet", "with-points"])
+def test_one_off_pull_from_a_missing_retention_policy_exits_1_naming_it(influxdb: InfluxServer, stored: str) -> None:
+    """A misspelled --rp on a database with no points yet pulled 0 points and exited 0 without a word (1.x
+    lists a database's measurements whatever the policy); with points, the pull stopped on InfluxDB's
+    refusal of a SHOW FIELD KEYS query, naming neither the database nor the policies it has."""
+    db = f"rg_rp_typo_{'points' if stored else 'empty'}"
+    _database_with_policies(influxdb, db, stored)
+    proc = _pull(influxdb, db, "--rp", "autogn")
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith(
+        f"E! [riverguard] pull stopped: retention policy 'autogn' not found in database '{db}'"
+        " (its retention policies: 'autogen', 'short'); nothing was committed; fix this, then run it again"
+    ), proc.stderr
+    assert "Traceback" not in proc.stderr
+    if stored:  # nothing was scored
+        assert influxdb.rows('SELECT * FROM "cpu"', db) == [[1_000_000_000, "a", 1.5]]
+    # The right policy pulls as usual.
+    proc = _pull(influxdb, db, "--rp", "autogen")
+    assert proc.returncode == 0, proc.stderr
+    assert f"pulled {1 if stored else 0} point(s) from database '{db}' (retention policy 'autogen')" in proc.stderr
+
+
+def test_follow_on_a_missing_retention_policy_stops_with_exit_1(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """As a missing database: before, --follow with a misspelled --rp passed every --every, reading nothing,
+    for ever (the database had no points yet, so nothing was refused)."""
+    db = "rg_follow_rp_typo"
+    _database_with_policies(influxdb, db, "")
+    proc = subprocess.run(
+        [*RIVERGUARD, "pull", "--influx-url", influxdb.url, "--db", db, "--rp", "shrot", "--follow", "--every", "0.1s",
+         "--delay", "0s", "--state", str(tmp_path / "s.msgpack")],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith(
+        f"E! [riverguard] pull stopped: retention policy 'shrot' not found in database '{db}'"
+        " (its retention policies: 'autogen', 'short');"
+    ), proc.stderr
+    assert errors[0].endswith("retrying cannot help: fix this and start again")
+    assert "pass failed" not in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_a_measurement_not_in_the_database_is_warned_about_once(influxdb: InfluxServer, tmp_path: Path) -> None:
     """A misspelled --measurement pulled 0 points without a word. It is a warning, not an error: a
     measurement may not have been written yet, and --follow reads it once it has points."""

@@ -102,9 +102,22 @@ class InfluxQLSource(Source):
         return quote_ident(measurement)
 
     def check(self) -> None:
-        """A missing database is an error: InfluxDB 1.x answers SHOW MEASUREMENTS on one with no measurement."""
+        """A missing database or retention policy is an error, though InfluxDB 1.x does not always say so.
+
+        It answers SHOW MEASUREMENTS on a missing database with no measurement,
+        and lists a database's measurements whatever the policy: a misspelled
+        ``rp`` is refused only by a query of a measurement's points or fields,
+        so one of a database with no points yet would read nothing for ever.
+        """
         if self.db not in {row[0] for row in self._values("SHOW DATABASES")}:
             raise ReadError(f"database not found: {self.db}")
+        if self.rp:
+            policies = [row[0] for row in self._values(f"SHOW RETENTION POLICIES ON {quote_ident(self.db)}")]
+            if self.rp not in policies:
+                has = ", ".join(map(repr, policies)) if policies else "none"
+                raise ReadError(
+                    f"retention policy {self.rp!r} not found in database {self.db!r} (its retention policies: {has})"
+                )
 
     def measurements(self) -> list[str]:
         return [row[0] for row in self._values("SHOW MEASUREMENTS")]
