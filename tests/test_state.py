@@ -131,6 +131,20 @@ def test_state_path_from_config_resolves_against_its_folder(tmp_path: Path) -> N
     assert (folder / "data" / "rg.msgpack").is_file()
 
 
+def test_inspect_gives_sample_times_to_the_nanosecond(tmp_path: Path) -> None:
+    """The oldest and newest sample and each series' last are the timestamps as written, to the nanosecond
+    (they went through a float: .123456789 came out as .123457)."""
+    state = tmp_path / "s.msgpack"
+    lines = b"".join(b"m,host=a v=%d %d\n" % (i, 1_700_000_000_123_456_789 + i * 10**9) for i in range(3))
+    result = run(["run", "--config", str(write_config(tmp_path)), "--state", str(state)], lines)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(inspect(state).stdout)
+    assert (summary["oldest"], summary["newest"]) == ("2023-11-14T22:13:22.123456789Z",) * 2
+    listed = subprocess.run([sys.executable, "-m", "riverguard", "state", "inspect", str(state), "--series"],
+                            capture_output=True, text=True, check=True)
+    assert [json.loads(line)["last"] for line in listed.stdout.splitlines()] == ["2023-11-14T22:13:22.123456789Z"]
+
+
 def test_missing_file_is_normal_and_inspect_reports(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     state = tmp_path / "s.msgpack"
