@@ -283,6 +283,30 @@ def test_follow_on_a_missing_retention_policy_stops_with_exit_1(influxdb: Influx
     assert "pass failed" not in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_follow_to_a_database_without_the_retention_policy_stops_with_exit_1(influxdb: InfluxServer,
+                                                                             tmp_path: Path) -> None:
+    """--rp names the policy read and written: where the --to-db database lacks it, InfluxDB refuses each write
+    with a 500 (retention policy not found), which --follow retried with backoff for ever."""
+    src, dst = "rg_rp_source", "rg_rp_target"
+    _database_with_policies(influxdb, src, "")
+    stored = influxdb.request("POST", f"/write?db={src}&rp=short", f"cpu,host=a v=1.5 {time.time_ns()}\n".encode())
+    assert stored.status == 204, stored.body
+    influxdb.create_db(dst)  # autogen only
+    proc = subprocess.run(
+        [*RIVERGUARD, "pull", "--influx-url", influxdb.url, "--db", src, "--rp", "short", "--to-db", dst,
+         "--follow", "--every", "0.1s", "--delay", "0s", "--retries", "1", "--state", str(tmp_path / "s.msgpack")],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith(
+        f"E! [riverguard] pull stopped: retention policy 'short' not found in database '{dst}'"
+        " (its retention policies: 'autogen');"
+    ), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_a_measurement_not_in_the_database_is_warned_about_once(influxdb: InfluxServer, tmp_path: Path) -> None:
     """A misspelled --measurement pulled 0 points without a word. It is a warning, not an error: a
     measurement may not have been written yet, and --follow reads it once it has points."""

@@ -246,7 +246,9 @@ class Puller:
         self.writer = _Pipelined(self.new_writer())
         self._written_before = 0
         self._next_commit = time.monotonic() + self.checkpoint_interval
-        self.source.check()  # (a missing --to-db / --to-bucket: its first write is refused, 404)
+        self.source.check()
+        if self.dest is not None:  # --to-db / --to-bucket: a policy it lacks is refused as a 500, which is retried
+            self.dest.check()
         if self.measurements:
             names = self.measurements
             self._warn_missing()
