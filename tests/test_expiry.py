@@ -144,3 +144,44 @@ def test_an_hourly_series_alone_is_not_warned_about(env: dict[str, str]) -> None
     steady = b"".join(b"m,h=a v=%.3f %d\n" % (50 + rng.gauss(0, 1), T + i * 3600 * S) for i in range(400))
     result = run_cli(["run"], input=steady, env=env)
     assert result.returncode == 0 and b"W!" not in result.stderr, result.stderr
+
+
+def test_the_warning_gives_the_clock_as_it_was_when_the_timestamp_came(env: dict[str, str]) -> None:
+    """The whole stream moves on two days (a replay of two recordings one after the other): the first metric
+    of the second is ahead, and the warning, written after the clock has followed, gave the clock as it was
+    then, later than the timestamp it called two days ahead of it; and said such timestamps do not move the
+    clock, though the stream moving on as a whole did."""
+    first = [b"cpu,host=a v=%d %d\n" % (i % 7, T + i * 10 * S) for i in range(300)]
+    second = [b"cpu,host=a v=%d %d\n" % (i % 7, T + DAYS_2 + i * 10 * S) for i in range(300)]
+    result = run_cli(["run"], input=b"".join(first + second), env=env)
+    assert result.returncode == 0, result.stderr
+    warned = _warnings(result.stderr)
+    assert len(warned) == 1, warned
+    assert (
+        b"1 metric with a timestamp more than series_ttl (24h) ahead of the stream's clock (the latest: %s, when"
+        b" the clock was %s): is a host's clock wrong? A few such timestamps do not move the clock series expire"
+        b" by; the whole stream moving on does" % (_iso(T + DAYS_2), _iso(T + 236 * 10 * S))
+    ) in warned[0], warned
+
+
+def test_riverguards_own_health_metrics_do_not_move_the_clock(env: dict[str, str]) -> None:
+    """Replaying riverguard's own output: its health metric, stamped with the wall clock at the end of a run
+    (here a year later than the data), passes through unscored, as documented, and no longer counts as a
+    timestamp far ahead ("is a host's clock wrong?") nor moves the clock series expire by."""
+    lines = [b"cpu,host=a v=%d %d\n" % (i % 7, T + i * 10 * S) for i in range(300)]
+    health = b"riverguard,host=x metrics=300i,lag_seconds=0 %d\n" % (T + 365 * 86400 * S)
+    later = [b"cpu,host=a v=%d %d\n" % (i % 7, T + (300 + i) * 10 * S) for i in range(300)]
+    result = run_cli(["run"], input=b"".join(lines + [health] * 200 + later), env=env)
+    assert result.returncode == 0, result.stderr
+    assert _warnings(result.stderr) == []
+    out = result.stdout.splitlines()
+    assert out[300:500] == [health.rstrip(b"\n")] * 200
+    plain = run_cli(["run"], input=b"".join(lines + later), env=env).stdout.splitlines()
+    assert out[:300] + out[500:] == plain  # the clock stayed with the data: no series started fresh
+    assert b" 0 expired (series_ttl)" in result.stderr, result.stderr
+
+
+def _iso(ns: int) -> bytes:
+    from riverguard.log import iso_ns
+
+    return iso_ns(ns).encode()

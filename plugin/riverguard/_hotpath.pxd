@@ -49,7 +49,7 @@ cdef class Clock:
     cdef long long order[127]
     cdef public int count, at
     cdef public bint known
-    cdef public long long now, ttl, horizon, newest
+    cdef public long long now, ttl, horizon, newest, then
     cdef public long long ahead, behind
     cpdef void set_ttl(self, long long ttl)
     cdef void _set(self, long long now)
@@ -91,6 +91,11 @@ cdef Py_ssize_t _find_byte(bytes b, int c, Py_ssize_t start, Py_ssize_t end) exc
 
 @cython.locals(size=Py_ssize_t, p="char *", q="char *", i=Py_ssize_t, last=Py_ssize_t, at="const void *")
 cdef bint _contains(bytes b, Py_ssize_t start, Py_ssize_t end, bytes needle) except -1
+
+cdef bytes _OWN
+
+@cython.locals(p="char *")
+cdef bint _own(bytes b, Py_ssize_t start, Py_ssize_t end) except -1
 
 cpdef bytes format_score(double score)
 

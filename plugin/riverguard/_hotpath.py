@@ -121,13 +121,14 @@ class Clock:
     about half a window. ``horizon`` is ``now - ttl``: a series last seen
     before it is stale. ``ahead`` and ``behind`` count the timestamps more
     than ``ttl`` ahead of or behind it, ``newest`` is the latest one ahead
-    (for the engine's warning). The window and ``now`` go into the
+    and ``then`` the clock when it came (for the engine's warning). The window and ``now`` go into the
     checkpoint (:meth:`dump`, :meth:`load`): the clock is a function of the
     metrics seen, wherever a restart falls.
     """
 
     if not cython.compiled:  # compiled, the attributes are C fields and the window two C arrays (_hotpath.pxd)
-        __slots__ = ("ring", "order", "count", "at", "known", "now", "ttl", "horizon", "ahead", "behind", "newest")
+        __slots__ = ("ring", "order", "count", "at", "known", "now", "ttl", "horizon", "ahead", "behind", "newest",
+                     "then")
 
     def __init__(self, ttl: int) -> None:
         if not cython.compiled:
@@ -142,6 +143,7 @@ class Clock:
         self.ahead = 0
         self.behind = 0
         self.newest = 0
+        self.then = 0
 
     def set_ttl(self, ttl: int) -> None:
         """Measure staleness with ``ttl`` (ns, 0 to 2**63 - 1) from now on."""
@@ -165,6 +167,7 @@ class Clock:
             if t > self.now and _gap(t, self.now) > self.ttl and t > prev and _gap(t, prev) > self.ttl:
                 if self.ahead == 0 or t > self.newest:
                     self.newest = t
+                    self.then = self.now
                 self.ahead += 1
             elif t < self.now and _gap(self.now, t) > self.ttl:
                 self.behind += 1
@@ -372,6 +375,20 @@ def _contains(b: bytes, start: int, end: int, needle: bytes) -> bool:
             i += 1
         return False
     return b.find(needle, start, end) >= 0
+
+
+#: riverguard's own health metrics' measurement (``engine.MONITOR_MEASUREMENT``) as it starts a line.
+_OWN = b"riverguard"
+
+
+def _own(b: bytes, start: int, end: int) -> bool:
+    """Whether the line ``b[start:end]`` is one of riverguard's own health metrics (measurement ``riverguard``)."""
+    if end - start <= 10:
+        return False
+    if cython.compiled:
+        p = PyBytes_AS_STRING(b) + start
+        return memcmp(p, PyBytes_AS_STRING(_OWN), 10) == 0 and (p[10] == 44 or p[10] == 32)  # "," or " "
+    return b.startswith(_OWN, start) and b[start + 10] in b", "
 
 
 def format_score(score: float) -> bytes:
@@ -789,7 +806,7 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                 break
             if not scan(buf, pos, nl, line) or not _distinct(buf, line):
                 break
-            if _contains(buf, pos, nl, score_suffix) or _contains(buf, pos, nl, flag_suffix):
+            if _contains(buf, pos, nl, score_suffix) or _contains(buf, pos, nl, flag_suffix) or _own(buf, pos, nl):
                 break
             # -- as Engine.process: count, advance the clock, expire now and then
             metrics = engine.metrics + 1

@@ -28,8 +28,10 @@ __all__ = [
 ]
 
 
-#: riverguard's own health metrics (:mod:`riverguard.monitor`): never scored, also when fed back in.
+#: riverguard's own health metrics (:mod:`riverguard.monitor`): never scored, also when fed back in, and their
+#: timestamps (the wall clock) do not move the stream's clock.
 MONITOR_MEASUREMENT = "riverguard"
+_MONITOR = MONITOR_MEASUREMENT.encode()
 
 #: Whether the hot path (:mod:`riverguard._hotpath`) runs compiled; False without a C compiler at
 #: install time, or under RIVERGUARD_PURE_PYTHON=1. Both give the same bytes.
@@ -301,7 +303,7 @@ class Engine:
             self._extra_lines += metric.raw.count(b"\n")
         self.metrics += 1
         timestamp = metric.timestamp
-        if timestamp is not None:
+        if timestamp is not None and metric.measurement != _MONITOR:  # (its own: stamped with the wall clock)
             if self.now is None or timestamp > self.now:
                 self.now = timestamp
             if self.low is None or timestamp < self.low:
@@ -747,9 +749,9 @@ class Engine:
         if ahead:
             self.log.warn(
                 f"{_count(ahead, 'metric')} with {'a timestamp' if ahead == 1 else 'timestamps'} more than "
-                f"series_ttl ({ttl}) ahead of the stream's clock "
-                f"({iso_ns(clock.now)}; the latest: {iso_ns(clock.newest)}): is a host's clock wrong? "
-                "They do not move the clock series expire by"
+                f"series_ttl ({ttl}) ahead of the stream's clock (the latest: {iso_ns(clock.newest)}, when the "
+                f"clock was {iso_ns(clock.then)}): is a host's clock wrong? A few such timestamps do not move the "
+                "clock series expire by; the whole stream moving on does"
             )
         if behind:
             self.log.warn(
