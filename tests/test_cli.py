@@ -100,6 +100,35 @@ def test_replay_output_dash_is_stdout(tmp_path: Path, option: str) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.lp"]
 
 
+@pytest.mark.parametrize(("precision", "unit"), [("s", 10**9), ("ms", 10**6), ("us", 10**3)])
+def test_replay_precision_is_the_unit_the_models_read_timestamps_in(tmp_path: Path, precision: str,
+                                                                     unit: int) -> None:
+    """The demo recording with timestamps in seconds (or ms, us), replayed with ``--precision``, is scored
+    exactly as in nanoseconds, and keeps its timestamps as written; the state holds them in nanoseconds.
+    Before, ``--precision`` only told InfluxDB: the models read seconds as nanoseconds (10 422 of the demo's
+    scores differed, and state inspect gave 1970). A timestamp that is out of range in nanoseconds is a bad
+    line, passed through."""
+    demo = (ROOT / "tests" / "data" / "demo.lp").read_bytes().splitlines(keepends=True)
+    coarse = [b"%s %d\n" % (line.rsplit(b" ", 1)[0], int(line.rsplit(b" ", 1)[1]) // unit) for line in demo]
+    (tmp_path / "demo.lp").write_bytes(b"".join(coarse) + b"m v=1 %d\n" % (2**63 // unit + 1))
+    proc = subprocess.run(
+        [*RIVERGUARD, "replay", "--precision", precision, "--state", "st", "-o", "out.lp", "demo.lp"], cwd=tmp_path,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"demo.lp:{len(demo) + 1}: not line protocol: timestamp out of range at this --precision" in proc.stderr
+    fine = subprocess.run([*RIVERGUARD, "replay", "-"], input=b"".join(demo), capture_output=True, timeout=120)
+    out = (tmp_path / "out.lp").read_bytes().splitlines()
+    assert out[-1] == b"m v=1 %d" % (2**63 // unit + 1)
+    assert [line.rsplit(b" ", 1)[0] for line in out[:-1]] == [line.rsplit(b" ", 1)[0] for line in fine.stdout.splitlines()]
+    assert [line.rsplit(b" ", 1)[1] for line in out[:-1]] == [line.rsplit(b" ", 1)[1].rstrip(b"\n") for line in coarse]
+    newest = max(int(line.rsplit(b" ", 1)[1]) for line in demo) // unit * unit
+    inspected = subprocess.run([*RIVERGUARD, "state", "inspect", "st"], cwd=tmp_path, capture_output=True, text=True)
+    from riverguard.log import iso_ns
+
+    assert f'"newest": "{iso_ns(newest)}"' in inspected.stdout, inspected.stdout
+
+
 def test_replay_report_dash_is_refused(tmp_path: Path) -> None:
     """The HTML report goes to a file; '--report -' wrote a file named '-'."""
     (tmp_path / "in.lp").write_bytes(b"m v=1 1\n")

@@ -448,6 +448,10 @@ class _Tee:
         self.collector.feed(data)
 
 
+#: Nanoseconds in one unit of ``replay --precision``.
+_UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9}
+
+
 def _replay(config: Config, log: Log, files: list[str], output: str | None,
             args: argparse.Namespace | None = None) -> int:
     from .stream import InputError, replay
@@ -463,7 +467,8 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
         if problem:
             log.error(problem)
             return EXIT_CONFIG
-    engine = Engine(config, log)
+    unit = _UNITS[getattr(args, "precision", None) or "ns"]
+    engine = Engine(config, log, time_unit=unit)
     try:
         store = _state_store(engine)
     except _StateUnavailable as err:
@@ -488,7 +493,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
     if args is not None and args.report:
         from .report import Collector
 
-        collector = Collector(config.output.score_suffix, config.output.flag_suffix)
+        collector = Collector(config.output.score_suffix, config.output.flag_suffix, unit)
     ok = False
     for sig in (signal.SIGINT, signal.SIGTERM):  # stopped: the finally below drops a half-written output
         signal.signal(sig, signal.default_int_handler)

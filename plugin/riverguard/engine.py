@@ -79,6 +79,11 @@ def _split_key(key: bytes) -> tuple[bytes, bytes]:
     return key[: at + 1], key[at + 1 :]
 
 
+def _none_plain(engine: Engine, buf: bytes, pos: int, out: list[bytes]) -> int:
+    """:attr:`Engine.run_plain` where timestamps are not nanoseconds: no metric taken (all go to ``process``)."""
+    return pos
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
@@ -135,11 +140,17 @@ class Engine:
     b'cpu,host=a idle=97.5,idle_anomaly_score=0.0,idle_anomaly=false 1\\n'
     """
 
-    def __init__(self, config: Config, log: Log | None = None, *, hotpath: ModuleType = _hotpath) -> None:
+    def __init__(
+        self, config: Config, log: Log | None = None, *, hotpath: ModuleType = _hotpath, time_unit: int = 1
+    ) -> None:
         #: The per-field scoring loop: :mod:`riverguard._hotpath` (tests pass its uncompiled build).
         self._hot = hotpath
-        #: Scores the plain metrics at the front of a buffer (:func:`riverguard._hotpath.run`).
-        self.run_plain = hotpath.run
+        #: Nanoseconds in one unit of the input's timestamps (``replay --precision``: 10**9 for seconds).
+        #: The models see nanoseconds; the output keeps the timestamps as written.
+        self.time_unit = time_unit
+        #: Scores the plain metrics at the front of a buffer (:func:`riverguard._hotpath.run`), which reads
+        #: timestamps as nanoseconds: in other units every metric goes through :meth:`process`.
+        self.run_plain = hotpath.run if time_unit == 1 else _none_plain
         self.log = log or Log("error")
         #: Series by key, in the order they were created (each series' ``used`` stamp orders them by when
         #: they were last seen: :meth:`lru`). Moving a series to the end at each sample would leave a dead
@@ -303,6 +314,14 @@ class Engine:
             self._extra_lines += metric.raw.count(b"\n")
         self.metrics += 1
         timestamp = metric.timestamp
+        if timestamp is not None and self.time_unit != 1:
+            timestamp *= self.time_unit
+            if not -(2**63) <= timestamp < 2**63:
+                self.parse_errors += 1
+                at = metric.raw.rfind(b" ") + 1
+                self._report_parse_error(record.data, ParseError("timestamp out of range at this --precision", at))
+                return b"" if self.drop_unparsable else data
+            metric.timestamp = timestamp
         if timestamp is not None and metric.measurement != _MONITOR:  # (its own: stamped with the wall clock)
             if self.now is None or timestamp > self.now:
                 self.now = timestamp

@@ -133,7 +133,7 @@ def add_arguments(
     if replay:
         group.add_argument(
             "--precision", choices=["ns", "us", "ms", "s"], default="ns",
-            help="timestamp precision of the input (default: ns)",
+            help="the unit of the input's timestamps, for the models' event time and for InfluxDB (default: ns)",
         )
 
 

@@ -91,7 +91,8 @@ class Collector:
     (2, [1.0, 9.0], [0.1, 0.9], [1], [10, 20])
     """
 
-    def __init__(self, score_suffix: str, flag_suffix: str) -> None:
+    def __init__(self, score_suffix: str, flag_suffix: str, time_unit: int = 1) -> None:
+        self.time_unit = time_unit  # nanoseconds in one unit of the timestamps (replay --precision)
         self.score_suffix = score_suffix.encode()
         self.flag_suffix = flag_suffix.encode()
         self.lower_suffix = self.flag_suffix + b"_lower"
@@ -157,7 +158,7 @@ class Collector:
                 self.anomalies += 1
             if band or series.lower is not None:
                 self._band(series, fields.get(base + self.lower_suffix), fields.get(base + self.upper_suffix))
-            series.times.append(_NO_TIME if ts is None else ts)
+            series.times.append(_NO_TIME if ts is None else ts * self.time_unit)
             series.positions.append(self.metrics)
             series.values.append(number)
             series.scores.append(score)
