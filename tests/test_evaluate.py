@@ -208,6 +208,7 @@ def test_cli_tables_and_json_on_a_subset(subset: Path, tmp_path: Path):
                  "artificialWithAnomaly", "corpus", "windows"):
         assert text in out, text
     assert "\r" not in result.stderr  # no progress bar when stderr is not a terminal
+    assert out.startswith("nab (NAB layout): riverguard, config <default> (2 files, ")  # the folder's name
 
     result = evaluate_cli("--nab", str(subset), "--json", "--profile", "standard", "--profile", "reward_low_FN_rate")
     assert result.returncode == 0, result.stderr
@@ -251,7 +252,8 @@ def test_cli_reference_on_a_subset(subset: Path, nab_root: Path):
     assert report["profiles"]["standard"]["swept"]["score"] == pytest.approx(best.score, abs=1e-4)
     assert "configured" not in report["profiles"]["standard"]
     table = evaluate_cli("--nab", str(subset), "--reference", str(nab_root / "reference" / "numenta"))
-    assert "published outputs of numenta" in table.stdout and "configured" not in table.stdout
+    assert table.stdout.startswith("nab (NAB layout): published outputs of numenta (2 files")
+    assert "configured" not in table.stdout
 
 
 def test_cli_reports_a_missing_corpus(tmp_path: Path):

@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..log import Progress
@@ -100,7 +101,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         log.error(f"{err} (set --nab or $RIVERGUARD_NAB)")
         return EXIT_FAIL
     rows = sum(f.rows for f in files)
-    what = "labelled files" if args.labels else "NAB"
+    what = "labelled files" if args.labels else f"{Path(root).resolve().name} (NAB layout)"
     report: dict[str, Any] = {"files": len(files), "rows": rows}
     if args.labels:
         report["labels"] = [f.key for f in files]
@@ -114,7 +115,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
             log.error(str(err))
             return EXIT_DATA if isinstance(err, DataError) else EXIT_FAIL
         report.update(source="reference", detector=ref.name)
-        report["title"] = f"NAB: published outputs of {ref.name} ({len(files)} files, {rows} rows)"
+        report["title"] = f"{what}: published outputs of {ref.name} ({len(files)} files, {rows} rows)"
         # the event-wise figures need flags: the standard profile's swept threshold
         best = nab.sweep([nab.prepare(f.labels()) for f in files], scores, nab.PROFILES["standard"])
         flags = None
