@@ -290,3 +290,21 @@ def test_tuning_study_steps_stay_within_what_the_detector_accepts():
     for _ in range(300):
         params = nab_tuning.nudge(params, rng)
         nab_tuning.REGISTRY[nab_tuning.DETECTOR](**params)  # raises ValueError on a refused setting
+
+
+def test_joint_study_keeps_only_sets_within_the_targets(corpus: list[NabFile], cmd_root: Path,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    """``nab_tuning --joint`` (the feasibility study): a set is kept only within the NAB target and both
+    false-alarm budgets, and the figures it reports are the set's own; with a NAB target no set can meet,
+    it keeps nothing (the defaults)."""
+    corpora = {"nab": nab_tuning.Corpus([f for f in corpus if f.key in SUBSET]),
+               "cmd": nab_tuning.Corpus(load_corpus(cmd_root)[40:52])}  # (the latency series: a set is found)
+    before = {name: corp.figures({}, range(len(corp.files))) for name, corp in corpora.items()}
+    params, got = nab_tuning.joint(corpora, iterations=6, seed=2)
+    assert params and got["cmd"]["shipped"] > before["cmd"]["shipped"]
+    assert got["nab"]["shipped"] >= nab_tuning.TARGETS["nab"]
+    for name, corp in corpora.items():
+        assert got[name] == corp.figures(params, range(len(corp.files)))
+        assert got[name]["fa_day"] <= nab_tuning.BUDGETS[name]
+    monkeypatch.setitem(nab_tuning.TARGETS, "nab", 101.0)
+    assert nab_tuning.joint(corpora, iterations=3, seed=3)[0] == {}
