@@ -230,6 +230,14 @@ def test_cli_tables_and_json_on_a_subset(subset: Path, tmp_path: Path):
                          "reward_low_FN_rate", "--config", str(config))
     assert other.returncode == 0, other.stderr
     assert json.loads(other.stdout)["profiles"] == report["profiles"]
+    assert "W! " not in other.stderr
+    # --detector with a config: its rules are not used, and a W! line says so (they were dropped silently)
+    both = evaluate_cli("--nab", str(subset), "--json", "--profile", "standard", "--profile", "reward_low_FN_rate",
+                        "--config", str(config), "--detector", "default")
+    assert both.returncode == 0, both.stderr
+    assert json.loads(both.stdout)["profiles"] == report["profiles"]
+    assert f"W! [riverguard] --detector default scores every series instead of the 1 rule(s) of {config}; only its" \
+        " [output] settings are used" in both.stderr, both.stderr
 
 
 def test_cli_detector_and_env(subset: Path):

@@ -125,6 +125,9 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
             if args.detector not in detectors.REGISTRY and args.detector != "default":
                 log.error(f'unknown detector "{args.detector}" (known: {", ".join(sorted(detectors.REGISTRY))})')
                 return EXIT_FAIL
+            if config.source != "<default>" and config.rules:
+                log.warn(f"--detector {args.detector} scores every series instead of the {len(config.rules)} rule(s) "
+                         f"of {config.source}; only its [output] settings are used")
             rule = Rule(index=1, name=f"evaluate-{args.detector}", detector=args.detector, explain=config.output.explain)
             try:
                 rule.new_detector()  # a detector with a required parameter (river's model) has no defaults to run
