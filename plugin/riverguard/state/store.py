@@ -9,8 +9,9 @@ A checkpoint is three msgpack objects in a row:
 2. the body, a byte string holding one msgpack array of records
    ``[series key, detector name, rule fingerprint, samples seen, last
    timestamp (ns or nil), anomalies, detector state]``;
-3. a trailer map with the body's SHA-256, so truncation and corruption are
-   caught before anything is decoded.
+3. a trailer map with the body's SHA-256 and the header's (``header_sha256``;
+   checkpoints written before it have none, and are read without it), so
+   truncation and corruption are caught before anything is decoded.
 """
 
 from __future__ import annotations
@@ -90,13 +91,10 @@ def write(path: Path, header: dict[str, Any], records: Iterable[list[Any]], coun
     if packed != count:
         raise ValueError(f"{packed} records for a count of {count}")
     body = packer.getbuffer()
-    head = {"format": FORMAT, "version": VERSION, "created": _now(), **header, "series": count}
-    parts = [
-        msgpack.packb(head, use_bin_type=True),
-        _bin_header(len(body)),
-        body,
-        msgpack.packb({"sha256": hashlib.sha256(body).hexdigest()}, use_bin_type=True),
-    ]
+    head = msgpack.packb({"format": FORMAT, "version": VERSION, "created": _now(), **header, "series": count},
+                         use_bin_type=True)
+    trailer = {"sha256": hashlib.sha256(body).hexdigest(), "header_sha256": hashlib.sha256(head).hexdigest()}
+    parts = [head, _bin_header(len(body)), body, msgpack.packb(trailer, use_bin_type=True)]
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{path.name}.tmp-{os.getpid()}"
@@ -181,6 +179,8 @@ def _parse(data: mmap.mmap, size: int) -> Checkpoint:
         raise CheckpointError(f"the file is truncated or corrupt ({err or 'missing trailer'})") from None
     if not isinstance(trailer, dict):
         raise CheckpointError("the file is corrupt (unexpected layout)")
+    if "header_sha256" in trailer and trailer["header_sha256"] != hashlib.sha256(data[:pos]).hexdigest():
+        raise CheckpointError("the file is corrupt (header checksum mismatch)")
     with memoryview(data) as view, view[start:end] as body:  # released before the map is closed
         if trailer.get("sha256") != hashlib.sha256(body).hexdigest():
             raise CheckpointError("the file is corrupt (checksum mismatch)")
