@@ -186,13 +186,16 @@ def _provoke(fragment: str, tmp: Path) -> str:
     if fragment == "is unusable":
         (tmp / "state.msgpack").write_bytes(b"not a checkpoint")
         return run(["run", "--state", "state.msgpack"], "cpu v=1\n")
-    if fragment == "is in use by another riverguard":
+    if fragment in ("is in use by another riverguard", "passing every metric through unscored"):
         holder = subprocess.Popen(rg + ["run", "--state", "held.msgpack"], stdin=subprocess.PIPE,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
         try:
             while not (tmp / "held.msgpack.lock").exists():
                 time.sleep(0.05)
-            return run(["run", "--state", "held.msgpack"], "cpu v=1\n")
+            if fragment == "passing every metric through unscored":  # a second run: its metrics pass through
+                return run(["run", "--state", "held.msgpack"], "cpu v=1\n")
+            (tmp / "in.lp").write_text("cpu v=1\n")  # a one-shot command: exit 2
+            return run(["replay", "--state", "held.msgpack", "in.lp"])
         finally:
             holder.communicate(timeout=30)
     if fragment == "not a regular file or a folder":
@@ -232,7 +235,7 @@ def _provoke(fragment: str, tmp: Path) -> str:
 
 _FRAGMENTS = (
     "no [[rule]]", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
-    "is unusable", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
+    "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evicted before they were scored", "--report needs", "would write", "not a regular file or a folder",
     "ahead of the stream's clock",
 )

@@ -138,12 +138,15 @@ def test_replay_with_a_production_config_leaves_its_checkpoint_alone(tmp_path: P
 # -- 4. one process per checkpoint -----------------------------------------------------
 
 
-def test_second_process_on_the_same_state_waits_then_exits_2_naming_the_holder(tmp_path: Path, start) -> None:
+def test_replay_on_a_state_in_use_waits_then_exits_2_naming_the_holder(tmp_path: Path, start) -> None:
+    """A one-shot command fails loudly (a second ``run`` passes its metrics through: tests/test_state.py)."""
     state = tmp_path / "rg.msgpack"
     holder = start("run", "--state", str(state))
     holder.ready()
+    recording = tmp_path / "in.lp"
+    recording.write_bytes(stream(10))
     started = time.monotonic()
-    second = run_cli(["run", "--state", str(state)], input=stream(10), timeout=60)
+    second = run_cli(["replay", "--state", str(state), str(recording)], timeout=60)
     waited = time.monotonic() - started
     assert second.returncode == 2, second.stderr
     assert f"in use by another riverguard (PID {holder.popen.pid}".encode() in second.stderr
@@ -161,11 +164,15 @@ def test_a_restart_overlapping_the_old_process_gets_its_models(tmp_path: Path, s
     assert old.wait_lines(600, 60)
     new = start("run", "--state", str(state))
     assert new.wait_stderr(lambda e: b"is in use by PID" in e, 30), new.stderr
+    more = stream(20, seed=3, start=300)
+    new.write(more)  # sent while it waits: scored once it has the models
     old.close_stdin()  # the old one checkpoints and exits; the new one then takes over
     assert old.wait(30) == 0
     assert new.wait_stderr(lambda e: b"restored 2 series" in e, 30), new.stderr
     new.close_stdin()
     assert new.wait(30) == 0
+    whole = run_cli(["run"], input=stream(300) + more)
+    assert new.stdout == b"".join(whole.stdout.splitlines(keepends=True)[600:])
 
 
 # -- 5. backfill sends only line protocol and can be resumed ---------------------------

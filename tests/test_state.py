@@ -360,6 +360,71 @@ def test_periodic_checkpoint_while_running(tmp_path: Path) -> None:
         proc.wait()
 
 
+# -- a checkpoint in use: Telegraf's second copy of the processor, after the aggregators ---------------
+
+
+def test_a_second_run_on_a_checkpoint_in_use_passes_every_metric_through(tmp_path: Path, start) -> None:
+    """With aggregators Telegraf starts a second copy of each processor, here on the same [state] path. It
+    waited 10 s for the lock, then exited 2 without reading stdin: every metric sent to it was lost, and
+    Telegraf restarted it every restart_delay (a crash loop). Now it says why in one W! line and passes
+    every metric through unscored, byte for byte, for its whole life (SIGHUP too). replay, a one-shot
+    command, still fails loudly (exit 2)."""
+    config = write_config(tmp_path, extra='[state]\npath = "rg.msgpack"\n')
+    holder = start("run", "--config", str(config))
+    holder.ready()
+    holder.write(stream(300))
+    assert holder.wait_lines(600, 60), holder.stderr
+    data = stream(20, seed=5, start=300)
+    lines = data.splitlines(keepends=True)
+    second = start("run", "--config", str(config))
+    second.write(b"".join(lines[:20]))  # while it waits for the lock: read, and not lost
+    assert second.wait_stderr(lambda e: b"W! " in e, 60), second.stderr
+    assert second.wait_lines(20, 30), second.stderr
+    second.popen.send_signal(signal.SIGHUP)
+    second.write(b"".join(lines[20:]))
+    assert second.wait_lines(40, 30), second.stderr
+    assert second.popen.poll() is None, second.stderr  # still running: nothing for Telegraf to restart
+    second.close_stdin()
+    assert second.wait(30) == 0, second.stderr
+    assert second.stdout == data  # every metric, as it came: unscored
+    log = second.stderr.splitlines()
+    warned = [line for line in log if line.startswith(b"W! ")]
+    assert len(warned) == 1, second.stderr
+    assert f"in use by another riverguard (PID {holder.popen.pid}".encode() in warned[0]
+    assert b"skip_processors_after_aggregators = true" in warned[0] and b"its own --state" in warned[0]
+    assert not any(line.startswith(b"E! ") for line in log), second.stderr
+
+    recording = tmp_path / "more.lp"
+    recording.write_bytes(data)
+    replayed = run(["replay", "--config", str(config), "--state", str(tmp_path / "rg.msgpack"), str(recording)])
+    assert replayed.returncode == 2 and replayed.stdout == b"", replayed.stderr
+    assert b"E! [riverguard] checkpoint" in replayed.stderr and b"in use by another riverguard" in replayed.stderr
+
+    holder.close_stdin()  # the holder's models were never touched by the others
+    assert holder.wait(30) == 0, holder.stderr
+    after = run(["run", "--config", str(config)], data)  # the next start scores again, with the holder's models
+    assert after.returncode == 0 and b"restored 4 series" in after.stderr, after.stderr
+    assert after.stdout.count(b"usage_idle_anomaly_score=") == 40
+
+
+def test_sigterm_while_waiting_for_the_lock_gives_back_what_was_read(tmp_path: Path, start) -> None:
+    """Stopped while it waits for a checkpoint in use, riverguard writes back the metrics it was sent
+    (it was killed by the signal, exit -15, and they were lost)."""
+    state = tmp_path / "rg.msgpack"
+    holder = start("run", "--state", str(state))
+    holder.ready()
+    data = stream(10)
+    second = start("run", "--state", str(state))
+    second.write(data)
+    assert second.wait_stderr(lambda e: b"waiting up to 10s" in e, 30), second.stderr
+    second.terminate()
+    assert second.wait(30) == 0, second.stderr
+    assert second.stdout == data
+    assert b"passing every metric through unscored" in second.stderr
+    holder.close_stdin()
+    assert holder.wait(30) == 0
+
+
 def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     state = tmp_path / "s.msgpack"
     config = write_config(tmp_path, extra='[state]\ncheckpoint_interval = "100ms"')

@@ -276,15 +276,26 @@ class _StateUnavailable(Exception):
     """The checkpoint cannot be used by this process (locked by another, or no lock file possible)."""
 
 
-def _state_store(engine: Engine):  # type: ignore[no-untyped-def]
-    """The engine's checkpoint store, locked and restored, or None when no state path is set."""
+class _StateBusy(_StateUnavailable):
+    """The checkpoint is in use by another live process: ``busy`` is the :class:`~riverguard.state.LockBusy`."""
+
+    def __init__(self, busy) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(str(busy))
+        self.busy = busy
+
+
+def _state_store(engine: Engine, idle=None):  # type: ignore[no-untyped-def]
+    """The engine's checkpoint store, locked and restored, or None when no state path is set.
+    ``idle``: what to do between two tries at the lock (:meth:`~riverguard.state.StateStore.lock`)."""
     if engine.config.state.path is None:
         return None
-    from .state import LockError, StateStore
+    from .state import LockBusy, LockError, StateStore
 
     store = StateStore(engine, engine.config.state.path)
     try:
-        store.lock()
+        store.lock(idle=idle)
+    except LockBusy as err:
+        raise _StateBusy(err) from None
     except LockError as err:
         raise _StateUnavailable(str(err)) from None
     store.restore()
@@ -325,12 +336,28 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
 
 
 def _run(config: Config, log: Log, args: argparse.Namespace) -> int:
-    from .stream import serve, write_line
+    from .stream import Held, passthrough, serve, write_line
 
     engine = Engine(config, log)
+    # While it waits for the checkpoint's lock, the input is read into memory (Telegraf is not held up).
+    held = Held() if config.state.path is not None else None
     try:
-        store = _state_store(engine)
+        store = _state_store(engine, idle=held.wait if held else None)
+    except _StateBusy as err:
+        # Under Telegraf, most likely the processor's second copy, after the aggregators: exiting would
+        # lose every metric sent to it and crash-loop; scoring on throwaway models would change the output
+        # from one start to the next. Every metric goes back unscored, as it came.
+        busy = err.busy
+        log.warn(
+            f"checkpoint {busy.path} is in use by another riverguard (PID {busy.holder}, lock "
+            f"{busy.lock_path}); waited {busy.waited:.0f}s: passing every metric through unscored until this "
+            "process stops. Under Telegraf this is most likely the processor's second copy, after the aggregators: set "
+            "[agent] skip_processors_after_aggregators = true in telegraf.conf, or give this copy its own --state"
+        )
+        return passthrough(log, held)
     except _StateUnavailable as err:
+        if held is not None:
+            held.signals.close()
         log.error(str(err))
         return EXIT_CONFIG
     monitor = None
@@ -345,6 +372,7 @@ def _run(config: Config, log: Log, args: argparse.Namespace) -> int:
         tick_interval=config.state.checkpoint_interval if store else None,
         reload=_reloader(engine, store, args),
         monitor=monitor,
+        held=held,
     )
     saved = store.save() if store else True
     if monitor is not None and code == EXIT_OK:  # the last line, after the last checkpoint

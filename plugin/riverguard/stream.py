@@ -32,7 +32,10 @@ from .lineprotocol import Splitter
 if TYPE_CHECKING:
     from .monitor import Monitor
 
-__all__ = ["QUOTE_GRACE", "QUOTE_HOLD", "InputError", "ManualGC", "feed", "process_chunks", "replay", "serve", "write_line"]
+__all__ = [
+    "QUOTE_GRACE", "QUOTE_HOLD", "Held", "InputError", "ManualGC", "feed", "passthrough", "process_chunks", "replay",
+    "serve", "write_line",
+]
 
 #: How long a metric whose quote is still open at the end of the input waits for more of it, from
 #: the moment its last bytes arrived, before its first line is treated as malformed.
@@ -190,6 +193,105 @@ class _Signals:
         os.close(self._w)
 
 
+class Held:
+    """Execd mode's input while ``run`` waits before it can score (for the checkpoint's lock): stdin is read
+    into memory meanwhile, so Telegraf is not held up, and the stop signals are caught from the start.
+
+    :func:`serve` or :func:`passthrough` then takes what was read (and the signals) over: not a byte is lost.
+    """
+
+    #: Read at most this much while waiting; beyond it the input waits in the pipe.
+    LIMIT = 256 << 20
+
+    def __init__(self, infd: int = 0) -> None:
+        self.infd = infd
+        self.signals = _Signals()
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.eof = False
+
+    def wait(self, timeout: float) -> bool:
+        """Read the input for up to ``timeout`` seconds; True once SIGTERM or SIGINT came (stop waiting)."""
+        fds = [self.signals.fd]
+        if not self.eof and self.size < self.LIMIT:
+            fds.append(self.infd)
+        try:
+            ready, _, _ = select.select(fds, [], [], timeout)
+        except InterruptedError:
+            ready = []
+        if self.signals.fd in ready:
+            self.signals.drain()
+        if self.infd in ready:
+            data = _read(self.infd)
+            if data == b"":
+                self.eof = True
+            elif data:
+                self.chunks.append(data)
+                self.size += len(data)
+        return self.signals.received is not None
+
+    def take(self) -> bytes:
+        """What was read, once."""
+        data = b"".join(self.chunks)
+        self.chunks, self.size = [], 0
+        return data
+
+
+def _read(fd: int) -> bytes | None:
+    """One read of ``fd``: its bytes, ``b""`` at its end, None when nothing was there after all."""
+    try:
+        return os.read(fd, _READ_SIZE)
+    except BlockingIOError:
+        return None
+    except OSError as err:
+        if err.errno != errno.EIO:
+            raise
+        return b""
+
+
+def passthrough(log, held: Held, outfd: int = 1) -> int:  # type: ignore[no-untyped-def]
+    """Copy the input to the output as it is, unscored, until EOF or SIGTERM/SIGINT; return the exit code.
+
+    For a ``run`` that cannot have the models (their checkpoint is in use by another riverguard): every
+    metric still comes back, byte for byte, so Telegraf loses none. SIGHUP changes nothing.
+    """
+    infd, signals = held.infd, held.signals
+    lines = 0
+    eof = held.eof
+    try:
+        data = held.take()
+        while True:
+            if data:
+                lines += data.count(b"\n")
+                _write_chunks(outfd, [data])
+            if eof:
+                break
+            if signals.received is not None:
+                log.info(f"received {signal.Signals(signals.received).name}: finishing")
+                data = _drain(infd, b"")  # what was already written to us still comes back
+                eof = True
+                continue
+            try:
+                ready, _, _ = select.select([infd, signals.fd], [], [])
+            except InterruptedError:
+                ready = []
+            if signals.fd in ready:
+                signals.drain()
+            if signals.hangup:
+                signals.hangup = False
+                log.info("received SIGHUP: nothing to reload: this riverguard passes metrics through unscored")
+            data = _read(infd) if infd in ready else None
+            if data == b"":
+                eof = True
+        log.info(f"stopped after passing {lines} lines through unscored")
+        return 0
+    except BrokenPipeError:
+        log.error("stdout was closed: stopping")
+        return 1
+    finally:
+        signals.close()
+
+
 def serve(
     engine: Engine,
     infd: int = 0,
@@ -199,20 +301,23 @@ def serve(
     tick_interval: float | None = None,
     reload: Callable[[], None] | None = None,
     monitor: Monitor | None = None,
+    held: Held | None = None,
 ) -> int:
     """Run execd mode until EOF or a signal; return the exit code.
 
     ``tick`` (the periodic checkpoint) runs every ``tick_interval`` seconds of
     wall clock, between batches, never in the middle of one. ``monitor``'s
     line goes out, flushed, after the complete metrics processed when it is due.
+    ``held``: the input read (and the signals caught) before, processed first.
     """
     log = engine.log
     engine.start_input("stdin")
-    signals = _Signals()
-    buf = b""
+    signals = held.signals if held is not None else _Signals()
+    buf = held.take() if held is not None else b""
     out: list[bytes] = []
     out_bytes = 0
-    eof = False
+    eof = held.eof if held is not None else False
+    first = bool(buf) or eof
     # A metric at the front of ``buf`` waits for its closing quote: since when, and when its last bytes came.
     pending_since: float | None = None
     pending_last = 0.0
@@ -226,8 +331,9 @@ def serve(
             if monitor is not None:
                 deadlines.append(monitor.deadline)
             timeout = max(0.0, min(deadlines) - now) if deadlines else None
-            if out:
+            if out or first:  # (the input held before is processed at once)
                 timeout = 0.0
+                first = False
             try:
                 ready, _, _ = select.select([infd, signals.fd], [], [], timeout)
             except InterruptedError:
@@ -246,15 +352,8 @@ def serve(
                 if not eof:  # metrics already written to us still come back
                     buf = _drain(infd, buf)
                 break
-            if infd in ready:
-                try:
-                    data = os.read(infd, _READ_SIZE)
-                except BlockingIOError:
-                    data = None
-                except OSError as err:
-                    if err.errno != errno.EIO:
-                        raise
-                    data = b""
+            if infd in ready and not eof:
+                data = _read(infd)
                 if data == b"":
                     eof = True
                 elif data:

@@ -20,7 +20,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,10 @@ from ..log import iso_ns
 from .codec import StateCodecError, decode, encode
 from .store import FORMAT, VERSION, CheckpointError, read, set_aside, write
 
-__all__ = ["list_series", "FOLDER_FILE", "LOCK_WAIT", "CheckpointError", "LockError", "StateStore", "inspect", "state_file"]
+__all__ = [
+    "list_series", "FOLDER_FILE", "LOCK_WAIT", "CheckpointError", "LockBusy", "LockError", "StateStore", "inspect",
+    "state_file",
+]
 
 #: The checkpoint's name when the state path is a folder.
 FOLDER_FILE = "riverguard.msgpack"
@@ -44,6 +47,18 @@ LOCK_WAIT = 10.0
 
 class LockError(Exception):
     """The checkpoint is in use by another process, or its lock file cannot be created."""
+
+
+class LockBusy(LockError):
+    """The checkpoint ``path`` is in use by another live process (it holds the lock): ``holder`` (its PID, or
+    ``?``), ``lock_path``, and ``waited`` (seconds)."""
+
+    def __init__(self, message: str, path: Path, holder: str, lock_path: Path, waited: float) -> None:
+        super().__init__(message)
+        self.path = path
+        self.holder = holder
+        self.lock_path = lock_path
+        self.waited = waited
 
 
 def state_file(path: Path) -> Path:
@@ -74,8 +89,12 @@ class StateStore:
     def lock_path(self) -> Path:
         return self.path.with_name(self.path.name + ".lock")
 
-    def lock(self, wait: float = LOCK_WAIT) -> None:
-        """Take the exclusive lock on the checkpoint, waiting up to ``wait`` seconds; raise :class:`LockError`.
+    def lock(self, wait: float = LOCK_WAIT, idle: Callable[[float], bool] | None = None) -> None:
+        """Take the exclusive lock on the checkpoint, waiting up to ``wait`` seconds; raise :class:`LockError`
+        (:class:`LockBusy` when another process holds it).
+
+        ``idle(seconds)`` is called between two tries instead of sleeping (``run`` reads its input
+        meanwhile); when it returns True the wait ends at once (:class:`LockBusy`).
 
         The lock file holds the PID of the process that has it; the lock goes
         with the process (``flock``), so a crashed holder never blocks a restart.
@@ -98,24 +117,33 @@ class StateStore:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             _check_regular(lock_path, "the lock file")
-        deadline = time.monotonic() + wait
-        told = False
+        started = time.monotonic()
+        deadline = started + wait
+        told = stop = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 holder = _holder(fd)
-                if time.monotonic() >= deadline:
+                if stop or time.monotonic() >= deadline:
                     os.close(fd)
-                    raise LockError(
+                    waited = time.monotonic() - started
+                    raise LockBusy(
                         f"checkpoint {self.path} is in use by another riverguard (PID {holder}, lock {lock_path}); "
-                        f"waited {wait:g}s: stop that process or give this one another --state"
+                        f"waited {wait if not stop else waited:.3g}s: stop that process or give this one another --state",
+                        self.path,
+                        holder,
+                        lock_path,
+                        waited,
                     ) from None
                 if not told:
                     self.log.info(f"checkpoint {self.path} is in use by PID {holder}: waiting up to {wait:g}s")
                     told = True
-                time.sleep(0.05)
+                if idle is None:
+                    time.sleep(0.05)
+                else:
+                    stop = idle(0.05)
             except OSError as err:
                 os.close(fd)
                 raise LockError(f"cannot lock {lock_path}: {err.strerror or err}") from None
