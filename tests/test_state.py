@@ -425,6 +425,53 @@ def test_sigterm_while_waiting_for_the_lock_gives_back_what_was_read(tmp_path: P
     assert holder.wait(30) == 0
 
 
+def _hosts(hosts: range, samples: range) -> bytes:
+    """One field per host, hosts in turn at each 10 s step (so the last host is the most recently seen)."""
+    return b"".join(
+        b"m,host=h%d v=%d %d\n" % (h, (i * 7 + h * 3) % 11, T0 + i * STEP) for i in samples for h in hosts
+    )
+
+
+def test_a_lowered_max_series_applies_to_a_restored_checkpoint(tmp_path: Path, start) -> None:
+    """After a restart with a lower [state] max_series, the restored checkpoint is cut to the max_series
+    most recently seen series, with an I! line. (It restored them all and the limit was never enforced:
+    after 1000 series restored with max_series = 10 and 5 new ones, 1000 were held and the 5 evicted.)
+    The output is what a process that got the lower max_series by SIGHUP at that point writes."""
+    zscore = '[[rule]]\nname = "all"\ndetector = "zscore"\n'
+    big, small = tmp_path / "big.toml", tmp_path / "small.toml"
+    big.write_text("[state]\nmax_series = 1000\n\n" + zscore)
+    small.write_text("[state]\nmax_series = 10\n\n" + zscore)
+    first = _hosts(range(1000), range(40))  # 40 samples: past zscore's warm-up of 30
+    then = _hosts(range(990, 1000), range(40, 50)) + _hosts(range(5), range(50, 52))
+    state = tmp_path / "rg.msgpack"
+    a = run(["run", "--config", str(big), "--state", str(state)], first)
+    assert a.returncode == 0, a.stderr
+    b = run(["run", "--config", str(small), "--state", str(state)], then)
+    assert b.returncode == 0, b.stderr
+    assert b"restored 10 series" in b.stderr, b.stderr
+    assert b"I! [riverguard] [state] max_series = 10 holds fewer series than the checkpoint: kept the 10 most " \
+           b"recently seen, dropped 990" in b.stderr, b.stderr
+    assert b"W! " not in b.stderr.split(b"max_series = 10 holds")[0]
+    listed = run(["state", "inspect", str(state), "--series"])
+    keys = sorted(json.loads(row)["key"] for row in listed.stdout.splitlines())
+    assert len(keys) == 10 and keys == sorted(f"m,host=h{h} v" for h in (*range(995, 1000), *range(5))), keys
+    out = b.stdout.splitlines()
+    assert b"v_anomaly_score=0.0," not in out[0] and out[0].startswith(b"m,host=h990 ")  # kept: its model goes on
+    assert b"v_anomaly_score=0.0," in out[-1] and out[-1].startswith(b"m,host=h4 ")  # dropped: starts afresh
+
+    proc = start("run", "--config", str(big), "--log-level", "info")
+    proc.ready()
+    proc.write(first)
+    assert proc.wait_lines(40_000, 120), proc.stderr
+    big.write_text(small.read_text())
+    proc.popen.send_signal(signal.SIGHUP)
+    assert proc.wait_stderr(lambda e: b"reloaded" in e, 30), proc.stderr
+    proc.write(then)
+    proc.close_stdin()
+    assert proc.wait(60) == 0, proc.stderr
+    assert proc.stdout == a.stdout + b.stdout
+
+
 def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     state = tmp_path / "s.msgpack"
     config = write_config(tmp_path, extra='[state]\ncheckpoint_interval = "100ms"')

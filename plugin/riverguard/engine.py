@@ -461,6 +461,21 @@ class Engine:
             self.evicted_unscored += 1
             self._unscored_unreported += 1
 
+    def shrink(self) -> int:
+        """Drop series until at most ``max_series`` are held, the way a new series makes room (a stale one
+        first, else the least recently seen: :meth:`_evict_oldest`); return how many were dropped. For a
+        restored checkpoint that holds more series than a lowered ``max_series``: they are not counted as
+        evicted or expired by the stream (nor warned about as evicted before they were scored)."""
+        held = len(self.series)
+        if held <= self.max_series:
+            return 0
+        counts = self.evicted, self.expired, self.evicted_unscored, self._unscored_unreported
+        while len(self.series) > self.max_series:
+            self._evict_oldest()
+        self.evicted, self.expired, self.evicted_unscored, self._unscored_unreported = counts
+        self._check_low()
+        return held - len(self.series)
+
     def _report_evictions(self) -> None:
         """A ``W!`` line, at most once a minute, while series are evicted before they could be scored."""
         if not self._unscored_unreported:

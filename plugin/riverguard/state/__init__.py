@@ -169,6 +169,8 @@ class StateStore:
             restored, changed, dropped = self._apply(checkpoint.records)
             if clock is not None:
                 engine.clock.load(*clock)
+            over = engine.shrink()  # a lowered max_series applies to the restored series too
+            restored -= over
             self.header = checkpoint.header
         except FileNotFoundError:
             log.info(f"no checkpoint at {self.path} yet: starting fresh")
@@ -188,6 +190,11 @@ class StateStore:
             + (f"; {changed} start fresh because their rule or parameters changed" if changed else "")
             + (f"; {dropped} no longer match a scoring rule" if dropped else "")
         )
+        if over:
+            log.info(
+                f"[state] max_series = {engine.max_series} holds fewer series than the checkpoint: kept the "
+                f"{len(engine.series)} most recently seen, dropped {over} (stale ones first, then the least recently seen)"
+            )
         return restored
 
     def _apply(self, records: list[list[Any]]) -> tuple[int, int, int]:
