@@ -23,6 +23,11 @@ from riverguard.detectors import REGISTRY, resolve
 from riverguard.state import inspect as read_checkpoint
 from riverguard.state import store
 
+try:
+    from tests.conftest import strip_added
+except ImportError:  # tests/ itself on sys.path
+    from conftest import strip_added  # type: ignore[no-redef]
+
 RG = [sys.executable, "-m", "riverguard"]
 T0 = 1_700_000_000_000_000_000
 STEP = 10_000_000_000  # 10 s
@@ -409,7 +414,9 @@ def test_a_second_run_on_a_checkpoint_in_use_passes_every_metric_through(tmp_pat
 
 def test_sigterm_while_waiting_for_the_lock_gives_back_what_was_read(tmp_path: Path, start) -> None:
     """Stopped while it waits for a checkpoint in use, riverguard writes back the metrics it was sent
-    (it was killed by the signal, exit -15, and they were lost)."""
+    (it was killed by the signal, exit -15, and they were lost). It waits 2 s more for the lock (it may
+    come: test_sigterm_during_start_up_and_restore_still_returns_the_input_and_saves_it), not the rest of
+    the 10 s: Telegraf's SIGKILL follows its SIGTERM by 5 s."""
     state = tmp_path / "rg.msgpack"
     holder = start("run", "--state", str(state))
     holder.ready()
@@ -417,8 +424,10 @@ def test_sigterm_while_waiting_for_the_lock_gives_back_what_was_read(tmp_path: P
     second = start("run", "--state", str(state))
     second.write(data)
     assert second.wait_stderr(lambda e: b"waiting up to 10s" in e, 30), second.stderr
+    stopped = time.monotonic()
     second.terminate()
     assert second.wait(30) == 0, second.stderr
+    assert 2 <= time.monotonic() - stopped < 8, second.stderr
     assert second.stdout == data
     assert b"passing every metric through unscored" in second.stderr
     holder.close_stdin()
@@ -510,6 +519,121 @@ def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint(tmp_path: Path) -> No
             loaded += 1
         assert not list(tmp_path.glob("*.corrupt-*"))
     assert loaded >= 10, "the kills should mostly land after the first checkpoint"
+
+
+# -- stopping: SIGTERM at any moment ------------------------------------------------------------------------
+
+
+def series_lines(n: int, start: int = 0) -> bytes:
+    """One metric on each of ``n`` new series: ``n`` models to checkpoint (about 3 KB each with the default detector)."""
+    return b"".join(b"cpu,host=h%d v=%d %d\n" % (i, i % 10, T0 + i) for i in range(start, start + n))
+
+
+#: Room for the series these tests make (the default max_series is 10 000).
+MANY_SERIES = "[state]\nmax_series = 300000"
+
+
+def _sigterm_until_done(proc, every: float = 0.01, timeout: float = 60) -> int:  # type: ignore[no-untyped-def]
+    """Send SIGTERM every ``every`` seconds, as an impatient supervisor would, until ``run`` has said its last
+    line (sent after the final checkpoint) or exited; its exit code."""
+    deadline = time.monotonic() + timeout
+    while proc.popen.poll() is None and b"I! [riverguard] stopped after" not in proc.stderr:
+        assert time.monotonic() < deadline, proc.stderr
+        proc.popen.send_signal(signal.SIGTERM)
+        time.sleep(every)
+    return proc.wait(30)
+
+
+def test_sigterm_during_the_final_checkpoint_waits_for_it(tmp_path: Path, start) -> None:  # type: ignore[no-untyped-def]
+    # Telegraf closes stdin, then sends SIGTERM 5 s later: with many series that lands inside the final
+    # checkpoint. It used to end the process there (exit -15, no checkpoint, a temporary file left behind).
+    folder = tmp_path / "state"
+    folder.mkdir()
+    config = write_config(tmp_path, extra=MANY_SERIES)
+    data = series_lines(3000)  # a checkpoint of about 10 MB: a few tenths of a second to write
+    proc = start("run", "--config", str(config), "--state", str(folder), "--log-level", "debug")
+    proc.write(data)
+    assert proc.wait_lines(3000, timeout=60), proc.stderr
+    proc.close_stdin()
+    assert _sigterm_until_done(proc) == 0, proc.stderr
+    assert read_checkpoint(folder / "riverguard.msgpack")["series"] == 3000
+    assert not [p.name for p in folder.iterdir() if ".tmp-" in p.name]
+    # said once however many came, with the time it took
+    assert proc.stderr.count(b"while writing the checkpoint") == 1, proc.stderr
+    assert b"D! [riverguard] checkpoint: 3000 series" in proc.stderr
+
+
+def test_sigterm_during_start_up_and_restore_still_returns_the_input_and_saves_it(tmp_path: Path, start) -> None:  # type: ignore[no-untyped-def]
+    # Telegraf may stop riverguard while it starts: waiting for the lock (a restart's overlap), restoring the
+    # models. It used to end at once there: the metrics already written to its stdin were lost, nothing logged.
+    import fcntl
+
+    state = tmp_path / "s.msgpack"
+    config = write_config(tmp_path, extra=MANY_SERIES)
+    assert run(["run", "--config", str(config), "--state", str(state)], series_lines(3000)).returncode == 0
+    fd = os.open(f"{state}.lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as the process before it would, still writing its final checkpoint
+    try:
+        proc = start("run", "--config", str(config), "--state", str(state))
+        data = series_lines(200, start=3000)
+        proc.write(data)
+        assert proc.wait_stderr(lambda err: b"is in use by PID" in err, 60), proc.stderr
+        proc.popen.send_signal(signal.SIGTERM)
+    finally:
+        os.close(fd)  # the lock is free: it restores the 3000 series, under more SIGTERMs
+    assert _sigterm_until_done(proc) == 0, proc.stderr
+    assert strip_added(proc.stdout) == data
+    assert b"I! [riverguard] restored 3000 series" in proc.stderr
+    assert b"I! [riverguard] received SIGTERM: finishing" in proc.stderr
+    assert read_checkpoint(state)["series"] == 3200
+    assert not list(tmp_path.glob(".s.msgpack.tmp-*"))
+
+
+def test_sigterm_during_a_replays_final_checkpoint_leaves_output_and_checkpoint_together(tmp_path: Path) -> None:
+    # replay puts its --output in place, then checkpoints: a stop in between used to leave the new output with
+    # the old models (the checkpoint given up). It now waits for the checkpoint; the exit code stays 130.
+    config = write_config(tmp_path, extra=MANY_SERIES)
+    source, out, state = tmp_path / "in.lp", tmp_path / "out.lp", tmp_path / "s.msgpack"
+    source.write_bytes(series_lines(6000))  # a checkpoint of half a second or so
+    proc = subprocess.Popen([*RG, "replay", "--config", str(config), "--state", str(state), "-o", str(out), str(source)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not out.exists() and proc.poll() is None:  # in place: the checkpoint comes next
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGTERM)  # as a supervisor stops it (its handler ends with the process)
+        stderr = proc.stderr.read()  # type: ignore[union-attr]
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert proc.returncode == 130, stderr
+    assert out.read_bytes().count(b"\n") == 6000
+    assert read_checkpoint(state)["series"] == 6000, stderr
+    assert stderr.count(b"I! [riverguard] received SIGTERM while writing the output and the checkpoint") == 1, stderr
+    assert not list(tmp_path.glob(".s.msgpack.tmp-*"))
+
+
+def test_a_stop_during_a_checkpoint_takes_effect_once_it_is_written(tmp_path: Path) -> None:
+    # Where nothing else handles SIGTERM (a one-off pull) it still ends the process, but after the checkpoint.
+    script = (
+        "import sys, time\n"
+        "from riverguard.log import Log\n"
+        "from riverguard.signals import checkpointing\n"
+        "with checkpointing(Log(), 'the checkpoint x'):\n"
+        "    print('writing', flush=True)\n"
+        "    time.sleep(0.5)\n"
+        "    print('written', flush=True)\n"
+        "print('after', flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout and proc.stdout.readline() == b"writing\n"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM
+    assert out == b"written\n"
+    assert err.startswith(b"I! [riverguard] received SIGTERM while writing the checkpoint x: completed it first")
 
 
 def _valid_file(tmp_path: Path, config: Path) -> Path:

@@ -13,13 +13,16 @@ import sys
 import traceback
 from importlib import resources
 from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 from . import __version__
 from .config import Config, ConfigError, default_config, load
 from .config import warnings as config_warnings
 from .engine import Engine
 from .log import LEVELS, Log, Progress, printable
+
+if TYPE_CHECKING:
+    from .signals import Signals
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -167,6 +170,21 @@ def _main(args: argparse.Namespace) -> int:
         return _collect(args)
     if args.command == "state":
         return _state_inspect(args.path, args.series, args.with_state)
+    if args.command == "run":
+        from .signals import Signals
+
+        # From start-up to exit (the restore and the final checkpoint included) a SIGTERM or SIGINT
+        # only asks run to finish: the input already written comes back, the models are saved, exit 0.
+        # The handlers stay until the process exits (main is the command: it exits next).
+        signals = Signals()
+        try:
+            return _configured(args, signals)
+        finally:
+            signals.close(keep_handlers=True)
+    return _configured(args)
+
+
+def _configured(args: argparse.Namespace, signals: Signals | None = None) -> int:
     log = Log(args.log_level)
     config = _load(args.config, log)
     if config is None:
@@ -186,7 +204,7 @@ def _main(args: argparse.Namespace) -> int:
 
         return _evaluate(args, config, log)
     if args.command == "run":
-        return _run(config, log, args)
+        return _run(config, log, args, signals)
     if args.command == "pull":
         from .pull import main as _pull
 
@@ -335,18 +353,24 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
     return reload
 
 
-def _run(config: Config, log: Log, args: argparse.Namespace) -> int:
+def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | None = None) -> int:
+    from .signals import Signals
     from .stream import Held, passthrough, serve, write_line
 
+    if signals is None:  # (called on its own: the handlers are put back at the end)
+        with Signals() as own:
+            return _run(config, log, args, own)
     engine = Engine(config, log)
-    # While it waits for the checkpoint's lock, the input is read into memory (Telegraf is not held up).
-    held = Held() if config.state.path is not None else None
+    # While it waits for the checkpoint's lock, the input is read into memory (Telegraf is not held up),
+    # under the process's signals: a stop there waits Held.STOP_GRACE more for the lock, then ends the wait.
+    held = Held(signals) if config.state.path is not None else None
     try:
         store = _state_store(engine, idle=held.wait if held else None)
     except _StateBusy as err:
         # Under Telegraf, most likely the processor's second copy, after the aggregators: exiting would
         # lose every metric sent to it and crash-loop; scoring on throwaway models would change the output
-        # from one start to the next. Every metric goes back unscored, as it came.
+        # from one start to the next. Every metric goes back unscored, as it came. Without the lock it
+        # touches no file of the checkpoint's (the holder's temporary ones included).
         busy = err.busy
         log.warn(
             f"checkpoint {busy.path} is in use by another riverguard (PID {busy.holder}, lock "
@@ -356,8 +380,6 @@ def _run(config: Config, log: Log, args: argparse.Namespace) -> int:
         )
         return passthrough(log, held)
     except _StateUnavailable as err:
-        if held is not None:
-            held.signals.close()
         log.error(str(err))
         return EXIT_CONFIG
     monitor = None
@@ -372,8 +394,10 @@ def _run(config: Config, log: Log, args: argparse.Namespace) -> int:
         tick_interval=config.state.checkpoint_interval if store else None,
         reload=_reloader(engine, store, args),
         monitor=monitor,
+        signals=signals,
         held=held,
     )
+    # A SIGTERM now (Telegraf's, 5 s after it closed stdin) waits for this checkpoint: see signals.checkpointing.
     saved = store.save() if store else True
     if monitor is not None and code == EXIT_OK:  # the last line, after the last checkpoint
         code = write_line(1, monitor.line(), log)
@@ -482,6 +506,7 @@ _UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9}
 
 def _replay(config: Config, log: Log, files: list[str], output: str | None,
             args: argparse.Namespace | None = None) -> int:
+    from .signals import checkpointing
     from .stream import InputError, replay
 
     problem = _check_inputs(files)
@@ -525,8 +550,14 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
     ok = False
     for sig in (signal.SIGINT, signal.SIGTERM):  # stopped: the finally below drops a half-written output
         signal.signal(sig, signal.default_int_handler)
+    # Once all the input is scored, a stop waits until the output is in place and the checkpoint written
+    # (then exits 130): the new output never goes with the old models. Not over a sink's last batch,
+    # which may take its retries; the checkpoint after it is held back all the same (StateStore.save).
+    committing = contextlib.ExitStack()
     try:
         replay(engine, files, _Tee(out, collector) if collector else out, progress)  # type: ignore[arg-type]
+        if store is not None and (isinstance(out, _OutputFile) or out is sys.stdout.buffer):
+            committing.enter_context(checkpointing(log, f"the output and the checkpoint {store.path}"))
         ok = True
     except BrokenPipeError:
         return EXIT_FAIL
@@ -534,17 +565,18 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
         log.error(str(err))
         return EXIT_FAIL
     finally:
-        if progress:
-            progress.close()
-        if isinstance(out, _OutputFile):
-            out.finish(ok)
-        elif out is sys.stdout.buffer:
-            with contextlib.suppress(BrokenPipeError):
-                out.flush()
-        else:
-            out.close()
-    if store:
-        store.save()
+        with committing:
+            if progress:
+                progress.close()
+            if isinstance(out, _OutputFile):
+                out.finish(ok)
+            elif out is sys.stdout.buffer:
+                with contextlib.suppress(BrokenPipeError):
+                    out.flush()
+            else:
+                out.close()
+            if ok and store:
+                store.save()
     _summary(engine)
     if collector is not None:
         return _write_report(collector, args, log)  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from .engine import Engine
 from .lineprotocol import Splitter
+from .signals import Signals
 
 if TYPE_CHECKING:
     from .monitor import Monitor
@@ -154,64 +155,33 @@ def write_line(fd: int, data: bytes, log) -> int:  # type: ignore[no-untyped-def
     return 0
 
 
-class _Signals:
-    """Turns SIGTERM/SIGINT (stop) and SIGHUP (reload) into a readable file descriptor for select()."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self.hangup = False
-        self._r, self._w = os.pipe()
-        os.set_blocking(self._r, False)
-        os.set_blocking(self._w, False)
-        self._old_fd = signal.set_wakeup_fd(self._w)
-        self._old = {
-            sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-        }
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if signum == signal.SIGHUP:
-            self.hangup = True
-        else:
-            self.received = signum
-
-    @property
-    def fd(self) -> int:
-        return self._r
-
-    def drain(self) -> None:
-        try:
-            while os.read(self._r, 512):
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        signal.set_wakeup_fd(self._old_fd)
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-        os.close(self._r)
-        os.close(self._w)
-
-
 class Held:
     """Execd mode's input while ``run`` waits before it can score (for the checkpoint's lock): stdin is read
-    into memory meanwhile, so Telegraf is not held up, and the stop signals are caught from the start.
+    into memory meanwhile, so Telegraf is not held up. ``signals`` are the process's
+    (:class:`~riverguard.signals.Signals`, installed by ``run`` at start): a stop during the wait is seen
+    here, then by :func:`serve` or :func:`passthrough`.
 
-    :func:`serve` or :func:`passthrough` then takes what was read (and the signals) over: not a byte is lost.
+    :func:`serve` or :func:`passthrough` then takes what was read over: not a byte is lost.
     """
 
     #: Read at most this much while waiting; beyond it the input waits in the pipe.
     LIMIT = 256 << 20
+    #: After SIGTERM or SIGINT, how much longer the lock is waited for (seconds): a holder finishing its final
+    #: checkpoint (a restart's overlap) hands the models over and what was read is scored and saved; else it goes
+    #: back unscored, well within the 5 s Telegraf leaves before its SIGKILL.
+    STOP_GRACE = 2.0
 
-    def __init__(self, infd: int = 0) -> None:
+    def __init__(self, signals: Signals, infd: int = 0) -> None:
         self.infd = infd
-        self.signals = _Signals()
+        self.signals = signals
         self.chunks: list[bytes] = []
         self.size = 0
         self.eof = False
+        self._stopped: float | None = None  # when the wait saw the stop signal
 
     def wait(self, timeout: float) -> bool:
-        """Read the input for up to ``timeout`` seconds; True once SIGTERM or SIGINT came (stop waiting)."""
+        """Read the input for up to ``timeout`` seconds; True once :attr:`STOP_GRACE` has passed since SIGTERM
+        or SIGINT came (stop waiting)."""
         fds = [self.signals.fd]
         if not self.eof and self.size < self.LIMIT:
             fds.append(self.infd)
@@ -228,7 +198,12 @@ class Held:
             elif data:
                 self.chunks.append(data)
                 self.size += len(data)
-        return self.signals.received is not None
+        if self.signals.received is None:
+            return False
+        now = time.monotonic()
+        if self._stopped is None:
+            self._stopped = now
+        return now - self._stopped >= self.STOP_GRACE
 
     def take(self) -> bytes:
         """What was read, once."""
@@ -253,7 +228,9 @@ def passthrough(log, held: Held, outfd: int = 1) -> int:  # type: ignore[no-unty
     """Copy the input to the output as it is, unscored, until EOF or SIGTERM/SIGINT; return the exit code.
 
     For a ``run`` that cannot have the models (their checkpoint is in use by another riverguard): every
-    metric still comes back, byte for byte, so Telegraf loses none. SIGHUP changes nothing.
+    metric still comes back, byte for byte, so Telegraf loses none. SIGHUP changes nothing. The signals are
+    the process's (``held.signals``): ``run`` put them in place at start and leaves them until it exits.
+    This process does not hold the checkpoint's lock, so it touches no file beside the checkpoint.
     """
     infd, signals = held.infd, held.signals
     lines = 0
@@ -288,8 +265,6 @@ def passthrough(log, held: Held, outfd: int = 1) -> int:  # type: ignore[no-unty
     except BrokenPipeError:
         log.error("stdout was closed: stopping")
         return 1
-    finally:
-        signals.close()
 
 
 def serve(
@@ -301,6 +276,7 @@ def serve(
     tick_interval: float | None = None,
     reload: Callable[[], None] | None = None,
     monitor: Monitor | None = None,
+    signals: Signals | None = None,
     held: Held | None = None,
 ) -> int:
     """Run execd mode until EOF or a signal; return the exit code.
@@ -308,11 +284,19 @@ def serve(
     ``tick`` (the periodic checkpoint) runs every ``tick_interval`` seconds of
     wall clock, between batches, never in the middle of one. ``monitor``'s
     line goes out, flushed, after the complete metrics processed when it is due.
-    ``held``: the input read (and the signals caught) before, processed first.
+    ``signals`` are the process's (``riverguard run`` installs them at start, so a
+    stop requested before the loop began ends it at once, the input already
+    written still processed); without them the loop installs its own for its run.
+    ``held``: the input read before (while ``run`` waited for the checkpoint's
+    lock, under the same ``signals``), processed first.
     """
     log = engine.log
     engine.start_input("stdin")
-    signals = held.signals if held is not None else _Signals()
+    if signals is None and held is not None:
+        signals = held.signals
+    own_signals = signals is None
+    if signals is None:
+        signals = Signals()
     buf = held.take() if held is not None else b""
     out: list[bytes] = []
     out_bytes = 0
@@ -331,7 +315,8 @@ def serve(
             if monitor is not None:
                 deadlines.append(monitor.deadline)
             timeout = max(0.0, min(deadlines) - now) if deadlines else None
-            if out or first:  # (the input held before is processed at once)
+            # (the input held before, and a stop requested before the loop began, are dealt with at once)
+            if out or first or signals.received is not None:
                 timeout = 0.0
                 first = False
             try:
@@ -400,7 +385,8 @@ def serve(
         return 1
     finally:
         collector.__exit__()
-        signals.close()
+        if own_signals:
+            signals.close()
 
 
 def _drain(fd: int, buf: bytes, limit: int = 64 * _READ_SIZE) -> bytes:

@@ -31,6 +31,7 @@ from ..config import Rule
 from ..engine import Engine
 from ..lineprotocol import ParseError
 from ..log import iso_ns
+from ..signals import checkpointing
 from .codec import StateCodecError, decode, encode
 from .store import FORMAT, VERSION, CheckpointError, read, set_aside, write
 
@@ -235,8 +236,11 @@ class StateStore:
         return restored, changed, dropped
 
     def save(self) -> bool:
-        """Write a checkpoint; log and return False on failure (processing goes on)."""
-        with _no_gc():
+        """Write a checkpoint; log and return False on failure (processing goes on).
+
+        A SIGTERM or SIGINT waits until it is written (:func:`~riverguard.signals.checkpointing`).
+        """
+        with checkpointing(self.log, f"the checkpoint {self.path}"), _no_gc():
             return self._save()
 
     def _save(self) -> bool:

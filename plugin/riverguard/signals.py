@@ -1,0 +1,127 @@
+"""How riverguard takes SIGTERM, SIGINT and SIGHUP.
+
+:class:`Signals` is installed by ``riverguard run`` when it starts, before
+the checkpoint is restored, and stays until it exits: a stop signal at any
+moment (start-up, the wait for the checkpoint's lock, restore, mid-stream,
+a checkpoint) only records the request, and the stream loop then finishes
+(what is already in stdin is read and written out, the final checkpoint is
+written, exit 0). The signals also wake the loop's ``select()`` through a
+pipe. They are the only ones: the lock wait (``stream.Held``), the
+pass-through of a ``run`` whose checkpoint is in use by another riverguard
+(``stream.passthrough``) and ``stream.serve`` all use this one instance.
+
+:func:`checkpointing` holds SIGTERM and SIGINT back while a checkpoint is
+written, in every command: the checkpoint completes (or fails as a whole)
+and the signal then takes effect as it would have, so a stop never leaves a
+half-written temporary file behind or output whose models were not saved.
+SIGKILL stays the hard limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .log import Log
+
+__all__ = ["STOP_SIGNALS", "Signals", "checkpointing"]
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_holding = False  # a checkpointing() block is running
+
+
+class Signals:
+    """Turns SIGTERM/SIGINT (stop) and SIGHUP (reload) into flags and a readable file descriptor for select()."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.hangup = False
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+        self._old_fd = signal.set_wakeup_fd(self._w)
+        self._old = {sig: signal.signal(sig, self._handle) for sig in (*STOP_SIGNALS, signal.SIGHUP)}
+        self._closed = False
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGHUP:
+            self.hangup = True
+        elif self.received is None:
+            self.received = signum
+
+    @property
+    def fd(self) -> int:
+        return self._r
+
+    def drain(self) -> None:
+        try:
+            while os.read(self._r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self, keep_handlers: bool = False) -> None:
+        """Put back the wake-up fd and the handlers found at install.
+
+        ``keep_handlers``: leave these handlers in place (they only set flags), for a process about to
+        exit: a SIGTERM after the final checkpoint then has nothing to stop, rather than ending it with -15.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        signal.set_wakeup_fd(self._old_fd)
+        if not keep_handlers:
+            for sig, handler in self._old.items():
+                signal.signal(sig, handler)
+        os.close(self._r)
+        os.close(self._w)
+
+    def __enter__(self) -> Signals:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextlib.contextmanager
+def checkpointing(log: Log, what: str) -> Iterator[None]:
+    """Hold SIGTERM/SIGINT back while the body (a checkpoint) runs; then let them act, said in one ``I!`` line.
+
+    A held signal is raised again once the handlers in force before are back, so it does what it would
+    have done (a stop flag, KeyboardInterrupt, or the default: the process ends), only after the body.
+    Outside the main thread (where no handler can be set) nothing is held back; within another such
+    block, this one is that block's part (``replay`` holds them from its output to its checkpoint).
+    """
+    global _holding
+    if _holding or threading.current_thread() is not threading.main_thread():
+        yield  # (within another: that one holds them and says so)
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        if signum not in held:
+            held.append(signum)
+
+    started = time.monotonic()
+    old: dict[int, Any] = {}
+    _holding = True
+    try:
+        for sig in STOP_SIGNALS:
+            if signal.getsignal(sig) not in (None, signal.SIG_IGN):  # (None: set outside Python, left alone)
+                old[sig] = signal.signal(sig, hold)
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        _holding = False
+        if held:
+            names = " and ".join(signal.Signals(sig).name for sig in held)
+            log.info(f"received {names} while writing {what}: completed it first ({time.monotonic() - started:.1f}s)")
+            for sig in held:
+                signal.raise_signal(sig)
