@@ -381,6 +381,10 @@ def test_a_second_run_on_a_checkpoint_in_use_passes_every_metric_through(tmp_pat
     assert holder.wait_lines(600, 60), holder.stderr
     data = stream(20, seed=5, start=300)
     lines = data.splitlines(keepends=True)
+    # A temporary checkpoint beside the one in use (the holder's, being written, or one a killed process left):
+    # only a holder of the lock may remove it, and the second never holds it. (No PID is that high.)
+    writing = tmp_path / ".rg.msgpack.tmp-4194305"
+    writing.write_bytes(b"x" * 3000)
     second = start("run", "--config", str(config))
     second.write(b"".join(lines[:20]))  # while it waits for the lock: read, and not lost
     assert second.wait_stderr(lambda e: b"W! " in e, 60), second.stderr
@@ -398,6 +402,7 @@ def test_a_second_run_on_a_checkpoint_in_use_passes_every_metric_through(tmp_pat
     assert f"in use by another riverguard (PID {holder.popen.pid}".encode() in warned[0]
     assert b"skip_processors_after_aggregators = true" in warned[0] and b"its own --state" in warned[0]
     assert not any(line.startswith(b"E! ") for line in log), second.stderr
+    assert writing.read_bytes() == b"x" * 3000 and b"temporary checkpoint" not in second.stderr
 
     recording = tmp_path / "more.lp"
     recording.write_bytes(data)
@@ -409,6 +414,7 @@ def test_a_second_run_on_a_checkpoint_in_use_passes_every_metric_through(tmp_pat
     assert holder.wait(30) == 0, holder.stderr
     after = run(["run", "--config", str(config)], data)  # the next start scores again, with the holder's models
     assert after.returncode == 0 and b"restored 4 series" in after.stderr, after.stderr
+    assert b"removed 1 temporary checkpoint file(s) (3000 bytes)" in after.stderr and not writing.exists()
     assert after.stdout.count(b"usage_idle_anomaly_score=") == 40
 
 
@@ -521,7 +527,7 @@ def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint(tmp_path: Path) -> No
     assert loaded >= 10, "the kills should mostly land after the first checkpoint"
 
 
-# -- stopping: SIGTERM at any moment ------------------------------------------------------------------------
+# -- stopping: SIGTERM at any moment, temporary files of killed processes ------------------------------------
 
 
 def series_lines(n: int, start: int = 0) -> bytes:
@@ -634,6 +640,31 @@ def test_a_stop_during_a_checkpoint_takes_effect_once_it_is_written(tmp_path: Pa
     assert proc.returncode == -signal.SIGTERM
     assert out == b"written\n"
     assert err.startswith(b"I! [riverguard] received SIGTERM while writing the checkpoint x: completed it first")
+
+
+def test_start_up_removes_the_temporary_files_of_killed_processes(tmp_path: Path) -> None:
+    # A process killed while it wrote a checkpoint leaves its .<name>.tmp-<pid>, a checkpoint's size; each
+    # start has another PID, so a crash loop used to fill the disk. Only the lock's holder writes them.
+    folder = tmp_path / "state"
+    folder.mkdir()
+    config = write_config(tmp_path)
+    orphans = {".riverguard.msgpack.tmp-4242": 3000, ".riverguard.msgpack.tmp-17": 1500}
+    kept = ["riverguard.msgpack.tmp-4242", ".riverguard.msgpack.tmp-4242.bak", ".riverguard.msgpack.tmp-x",
+            ".other.msgpack.tmp-4242", "notes.txt"]
+    for name, size in orphans.items():
+        (folder / name).write_bytes(b"\0" * size)
+    for name in kept:
+        (folder / name).write_text("mine\n")
+    (folder / ".riverguard.msgpack.tmp-99").mkdir()  # not a file: not the store's
+    first = run(["run", "--config", str(config), "--state", str(folder)], stream(20))
+    assert first.returncode == 0, first.stderr
+    assert b"I! [riverguard] removed 2 temporary checkpoint file(s) (4500 bytes)" in first.stderr
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [*kept, ".riverguard.msgpack.tmp-99", "riverguard.msgpack", "riverguard.msgpack.lock"]
+    )
+    assert read_checkpoint(folder / "riverguard.msgpack")["series"] == 4
+    second = run(["run", "--config", str(config), "--state", str(folder)], stream(5, start=20))
+    assert second.returncode == 0 and b"temporary checkpoint" not in second.stderr, second.stderr
 
 
 def _valid_file(tmp_path: Path, config: Path) -> Path:

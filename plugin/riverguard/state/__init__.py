@@ -33,7 +33,7 @@ from ..lineprotocol import ParseError
 from ..log import iso_ns
 from ..signals import checkpointing
 from .codec import StateCodecError, decode, encode
-from .store import FORMAT, VERSION, CheckpointError, read, set_aside, write
+from .store import FORMAT, VERSION, CheckpointError, orphans, read, set_aside, write
 
 __all__ = [
     "list_series", "FOLDER_FILE", "LOCK_WAIT", "CheckpointError", "LockBusy", "LockError", "StateStore", "inspect",
@@ -151,6 +151,29 @@ class StateStore:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
+        self._remove_orphans()
+
+    def _remove_orphans(self) -> None:
+        """Delete the temporary checkpoint files of processes killed while they wrote one (``.<name>.tmp-<pid>``).
+
+        Only the lock's holder writes them, so with the lock taken every one is an orphan; a crash loop
+        would otherwise fill the disk with them, one checkpoint's size each.
+        """
+        count = size = 0
+        for path in orphans(self.path):
+            try:
+                length = os.lstat(path).st_size
+                path.unlink()
+            except OSError as err:
+                self.log.warn(f"cannot remove the temporary checkpoint file {path}: {err.strerror or err}")
+                continue
+            count += 1
+            size += length
+        if count:
+            self.log.info(
+                f"removed {count} temporary checkpoint file(s) ({size} bytes) left in {self.path.parent} "
+                "by processes killed while writing a checkpoint"
+            )
 
     def restore(self) -> int:
         """Load the checkpoint into the engine; return the number of series restored."""

@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import mmap
 import os
+import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["FORMAT", "VERSION", "Checkpoint", "CheckpointError", "read", "set_aside", "write"]
+__all__ = ["FORMAT", "VERSION", "Checkpoint", "CheckpointError", "orphans", "read", "set_aside", "temp_path", "write"]
 
 FORMAT = "riverguard-state"
 VERSION = 1
@@ -71,6 +72,34 @@ def _bin_header(size: int) -> bytes:
     raise ValueError(f"checkpoint body too large ({size} bytes)")
 
 
+def temp_path(path: Path, pid: int | None = None) -> Path:
+    """Where :func:`write` puts the checkpoint ``path`` before renaming it: ``.<name>.tmp-<pid>`` beside it."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid() if pid is None else pid}")
+
+
+def orphans(path: Path) -> list[Path]:
+    """The temporary files of checkpoint ``path`` (:func:`temp_path`, any PID) beside it: regular files only.
+
+    A process killed while it wrote a checkpoint leaves one; only the holder of the lock writes them, so at
+    start-up, once the lock is taken, every one is an orphan.
+    """
+    pattern = re.compile(re.escape(f".{path.name}.tmp-") + r"[0-9]+")
+    found = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return []
+    for name in names:
+        if pattern.fullmatch(name):
+            candidate = path.parent / name
+            try:
+                if stat.S_ISREG(os.lstat(candidate).st_mode):
+                    found.append(candidate)
+            except OSError:
+                continue
+    return sorted(found)
+
+
 def write(path: Path, header: dict[str, Any], records: Iterable[list[Any]], count: int | None = None) -> int:
     """Write a checkpoint atomically (temporary file, fsync, rename, fsync folder); return its size.
 
@@ -97,7 +126,7 @@ def write(path: Path, header: dict[str, Any], records: Iterable[list[Any]], coun
     parts = [head, _bin_header(len(body)), body, msgpack.packb(trailer, use_bin_type=True)]
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{path.name}.tmp-{os.getpid()}"
+    tmp = temp_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)
