@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -217,6 +218,30 @@ def _provoke(fragment: str, tmp: Path) -> str:
         shutil.rmtree(tmp / "gone")
         (tmp / "gone").write_text("")
         return proc.communicate("cpu v=1\n", timeout=30)[1]
+    if fragment == "temporary checkpoint file(s)":  # left by processes killed while writing a checkpoint
+        (tmp / ".state.msgpack.tmp-111").write_bytes(b"x" * 3000)
+        (tmp / ".state.msgpack.tmp-222").write_bytes(b"x" * 1500)
+        return run(["run", "--state", "state.msgpack"], "cpu v=1\n")
+    if fragment == "while writing the checkpoint":  # Telegraf's SIGTERM lands in the final checkpoint
+        lines = "".join(f"cpu,host=h{i} v={i % 10} {1700000000000000000 + i}\n" for i in range(3000))
+        config.write_text("[state]\nmax_series = 10000\n")
+        err = tmp / "stderr"
+        with err.open("wb") as stderr:
+            proc = subprocess.Popen(rg + ["run", "--config", "riverguard.toml", "--state", "state.msgpack",
+                                          "--log-level", "debug"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr, cwd=tmp)
+            proc.stdin.write(lines.encode())  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]  (Telegraf's shutdown: stdin closes, SIGTERM follows)
+            deadline = time.monotonic() + 60
+            while b"started with" not in err.read_bytes():  # its handlers are in place
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.01)
+            while proc.poll() is None and b"stopped after" not in err.read_bytes():
+                assert time.monotonic() < deadline
+                proc.send_signal(signal.SIGTERM)  # again and again, as an impatient supervisor would
+                time.sleep(0.01)
+            proc.wait(30)
+        return err.read_text()
     if fragment == "evicted before they were scored":
         config.write_text('[state]\nmax_series = 2\n\n[[rule]]\nname = "all"\n')
         lines = "".join(f"cpu,host=h{h} v={i % 7} {1700000000000000000 + i * 10**10}\n" for i in range(50) for h in range(5))
@@ -237,7 +262,7 @@ _FRAGMENTS = (
     "no [[rule]]", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evicted before they were scored", "--report needs", "would write", "not a regular file or a folder",
-    "ahead of the stream's clock",
+    "ahead of the stream's clock", "temporary checkpoint file(s)", "while writing the checkpoint",
 )
 
 
