@@ -324,3 +324,117 @@ def test_the_lazy_detectors_declare_whether_they_take_several_features() -> None
     """The registry's word for a detector not imported yet is the class's own ``multivariate``."""
     for name, (_, _, several) in detectors._LAZY.items():
         assert detectors.REGISTRY[name].multivariate is several, name
+
+
+# -- every problem gets its own line ---------------------------------------------------------------
+
+# Six problems, each on its own (the README's check-config example of a newcomer's typos).
+EVERY = (
+    '[state]\nmax_series = -1\nseries_ttl = "1 day"\n'
+    '[[rule]]\nname = "a"\nmeasurment = "cpu"\ntreshold = 0.3\nwarmup = "10"\n[rule.params]\nfadng = 0.1\n'
+)
+RULE_KEYS = "detector, explain, fields, measurement, name, params, scope, tags, threshold, warmup"
+
+
+def _sentinel_params() -> str:
+    """The parameters a sentinel rule may set in params: all but the one its warmup sets."""
+    cls = detectors.resolve("sentinel")
+    return ", ".join(sorted(p.name for p in cls.PARAMS if p.name != cls.WARMUP_PARAM))
+
+
+def _every_lines(path: Path) -> list[str]:
+    return [
+        f"E! [riverguard] {path}: [state], key 'max_series': expected an integer >= 1, got -1",
+        f"E! [riverguard] {path}: [state], key 'series_ttl': invalid duration \"1 day\" "
+        '(expected e.g. "60s", "100ms", "24h")',
+        f"E! [riverguard] {path}: rule 1 \"a\", key 'measurment': unknown key (allowed: {RULE_KEYS})",
+        f"E! [riverguard] {path}: rule 1 \"a\", key 'treshold': unknown key (allowed: {RULE_KEYS})",
+        f"E! [riverguard] {path}: rule 1 \"a\", key 'warmup': expected an integer >= 0, got '10'",
+        f"E! [riverguard] {path}: rule 1 \"a\", key 'params.fadng': unknown parameter for detector \"sentinel\" "
+        f"(known: {_sentinel_params()})",
+    ]
+
+
+def _check_config(path: Path) -> tuple[int, bytes, list[str]]:
+    proc = subprocess.run([*RIVERGUARD, "check-config", str(path)], capture_output=True, timeout=60, check=False)
+    return proc.returncode, proc.stdout, proc.stderr.decode().splitlines()
+
+
+def test_check_config_gives_every_problem_its_own_line_in_file_order(tmp_path: Path) -> None:
+    """It gave two lines for these six problems: one per section or rule."""
+    path = tmp_path / "rg.toml"
+    path.write_text(EVERY)
+    code, out, lines = _check_config(path)
+    assert (code, out) == (2, b"")
+    assert lines == _every_lines(path)
+
+
+def test_an_unknown_top_level_key_hides_no_other_problem(tmp_path: Path) -> None:
+    """It was the only line printed."""
+    path = tmp_path / "rg.toml"
+    path.write_text(EVERY + "[outptu]\nexplain = true\n")
+    code, out, lines = _check_config(path)
+    assert (code, out) == (2, b"")
+    allowed = "monitor, output, rule, state"
+    assert lines == [*_every_lines(path), f"E! [riverguard] {path}: top level, key 'outptu': unknown key (allowed: {allowed})"]
+
+
+def test_start_up_gives_every_problem_its_own_line(tmp_path: Path) -> None:
+    path = tmp_path / "rg.toml"
+    path.write_text(EVERY)
+    proc = subprocess.run([*RIVERGUARD, "run", "--config", str(path)], input=b"m v=1 1\n", capture_output=True,
+                          timeout=60, check=False)
+    assert (proc.returncode, proc.stdout) == (2, b"")
+    assert proc.stderr.decode().splitlines() == _every_lines(path)
+
+
+def test_problems_come_in_file_order_across_interleaved_sections(tmp_path: Path) -> None:
+    """Rules, sections and unknown keys in any order: each line where its key is in the file."""
+    path = tmp_path / "rg.toml"
+    path.write_text(
+        'colour = "red"\n'
+        '[[rule]]\nname = "a"\nwarmup = -1\nthreshold = 2\n'
+        '[output]\nscore_suffix = ""\nprefix = "x"\n'
+        '[[rule]]\nname = "a"\ndetector = "nope"\nparams = { x = 1 }\nexplain = "yes"\n'
+        '[outptu]\n'
+        '[state]\ncheckpoint_interval = 60\n'
+        '[[rule]]\nname = "c"\ndetector = "zscore"\n[rule.params]\nfading_factor = 2.0\nmin_std = -1\n'
+    )
+    code, _, lines = _check_config(path)
+    assert code == 2
+    where = [line.removeprefix(f"E! [riverguard] {path}: ").split(": ")[0] for line in lines]
+    assert where == [
+        "top level, key 'colour'",
+        "rule 1 \"a\", key 'warmup'",
+        "rule 1 \"a\", key 'threshold'",
+        "[output], key 'score_suffix'",
+        "[output], key 'prefix'",
+        'rule 2 "a"',  # duplicate name
+        "rule 2 \"a\", key 'detector'",  # (an unknown detector: its params go unchecked)
+        "rule 2 \"a\", key 'explain'",
+        "top level, key 'outptu'",
+        "[state], key 'checkpoint_interval'",
+        "rule 3 \"c\", key 'params.fading_factor'",
+        "rule 3 \"c\", key 'params.min_std'",
+    ], lines
+    assert 'rule 2 "a": duplicate name (rule 1 has it)' in lines[5]
+
+
+def test_the_unknown_parameter_message_lists_only_parameters_that_can_be_set() -> None:
+    """sentinel's list named learn, which params refuses ("set the rule's warmup instead")."""
+    with pytest.raises(ConfigError) as info:
+        config.parse('[[rule]]\nname = "s"\ndetector = "sentinel"\n[rule.params]\nlearnn = 5\n', source="my.toml")
+    known = str(info.value).split("(known: ")[1].rstrip(")").split(", ")
+    assert "learn" not in known and "learn_time" in known and "spike" in known
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    """A config saved with a UTF-8 BOM (Notepad) was refused: "invalid TOML: Invalid statement (at line 1, column 1)"."""
+    path = tmp_path / "rg.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'[[rule]]\nname = "bom"\n')
+    code, out, lines = _check_config(path)
+    assert (code, lines) == (0, [])
+    assert out.decode().splitlines()[0] == f"{path}: OK, 1 rule(s)"
+    path.write_bytes(b"\xef\xbb\xbf" + b'[[rule]]\nname = 1\n')  # and its problems are told as without one
+    code, _, lines = _check_config(path)
+    assert code == 2 and lines == [f"E! [riverguard] {path}: rule 1, key 'name': expected a non-empty string, got 1"]

@@ -423,14 +423,24 @@ def test_sighup_reload_warns_and_refuses_as_start_up_does(tmp_path: Path, start)
     proc.ready()
     hidden = '[[rule]]\nname = "all"\n\n[[rule]]\nname = "cpu"\nmeasurement = "cpu"\n'
     invalid = "[[rule]]\nname = 1\n"
-    for text in (hidden, invalid):
+    # six problems: every one gets its own line (the reload, as check-config, gave two)
+    several = (
+        '[state]\nmax_series = -1\nseries_ttl = "1 day"\n'
+        '[[rule]]\nname = "a"\nmeasurment = "cpu"\ntreshold = 0.3\nwarmup = "10"\n[rule.params]\nfadng = 0.1\n'
+    )
+    refused = 0
+    for text, problems in ((hidden, 0), (invalid, 1), (several, 6)):
         conf.write_text(text)
         at_start = run_cli(["check-config", str(conf)]).stderr
         assert at_start.startswith((b"W! [riverguard] ", b"E! [riverguard] ")), at_start
+        assert at_start.count(b"E! ") == problems, at_start
         proc.popen.send_signal(signal.SIGHUP)
         done = b"reloaded" if text is hidden else b"still running on the previous config"
-        assert proc.wait_stderr(lambda e: e.count(done) == 1, 30), proc.stderr
+        refused += text is not hidden
+        assert proc.wait_stderr(lambda e: e.count(done) == (refused or 1), 30), proc.stderr
         assert at_start in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(b"E! ")]
+    assert len(errors) == 1 + 1 + 6 + 1, errors  # each problem, then what riverguard did
     proc.close_stdin()
     assert proc.wait(30) == 0
 

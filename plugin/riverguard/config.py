@@ -1,8 +1,9 @@
 """riverguard's TOML configuration: rules, output suffixes and state settings.
 
 ``load(path)`` reads and validates a file; ``parse(text, source)`` does the
-same for text. Every problem raises :class:`ConfigError`, whose message names
-the file, the rule (index and name) and the key.
+same for text. The problems found raise one :class:`ConfigError`: every one
+it can find, in file order, each a line that names the file, the rule (index
+and name) and the key.
 """
 
 from __future__ import annotations
@@ -254,61 +255,154 @@ def load(path: str | Path) -> Config:
 _RULE_KEYS = {"name", "measurement", "tags", "fields", "detector", "threshold", "warmup", "params", "scope", "explain"}
 _TOP_KEYS = {"rule", "output", "state", "monitor"}
 
+#: A table header line: ``[name...]`` or ``[[name...]]``, with the first part of its key.
+_HEADER = re.compile(r"""\s*\[(\[?)\s*("[^"\n]*"|'[^'\n]*'|[A-Za-z0-9_-]+)\s*(\]?)""")
+_MULTILINE_QUOTES = re.compile(r'"""|' + "'''")
+
+
+def _headers(text: str) -> list[tuple[str, bool]]:
+    """``(first part of the key, whether it is exactly [[that]])`` for each table header of ``text``, in order.
+
+    A light scan (multi-line strings are skipped, not parsed): :func:`parse` checks its count of
+    ``[[rule]]`` against the rules TOML read, and orders by the document's keys where it is off.
+    """
+    found = []
+    quote = None  # the multi-line string's delimiter while inside one
+    for line in text.splitlines():
+        if quote is None and (m := _HEADER.match(line)):
+            array = m.group(1) == "[" and m.group(3) == "]" and line[m.end():].lstrip().startswith("]")
+            found.append((m.group(2).strip("\"'"), array))
+        pos = 0
+        while True:  # (a multi-line string may open and close on one line, several times)
+            if quote is None:
+                m = _MULTILINE_QUOTES.search(line, pos)
+                if m is None:
+                    break
+                quote, pos = m.group(), m.end()
+            else:
+                end = line.find(quote, pos)
+                if end < 0:
+                    break
+                quote, pos = None, end + 3
+    return found
+
+
+class _Problems:
+    """Every problem found in one config, each with its place in the file so that they are listed in file order.
+
+    A place is the block's (the top-level key's, or the ``[[rule]]``'s) then the key's within the block:
+    TOML keeps each table's keys in the file's order, and headers give the blocks' lines.
+    """
+
+    def __init__(self, source: str, text: str, doc: dict[str, Any]) -> None:
+        self.source = source
+        self.found: list[tuple[tuple[Any, ...], int, str]] = []
+        self._doc_order = {key: i for i, key in enumerate(doc)}
+        rules = doc.get("rule")
+        self._lines: dict[Any, int] = {}  # the header that opens each block: its index among the headers
+        headers = _headers(text)
+        if not isinstance(rules, list) or sum(array for name, array in headers if name == "rule") == len(rules):
+            count = 0
+            for at, (name, array) in enumerate(headers):
+                if name == "rule" and array:
+                    count += 1
+                    self._lines[("rule", count)] = at
+                self._lines.setdefault(name, at)
+        # else: the scan is off (a header-like line in a string?): blocks in the document's order, rules together
+
+    def block(self, key: str, rule: int = 0) -> tuple[int, int, int]:
+        """The place of top-level ``key`` (of its ``rule``-th table for ``rule``): blocks that no header
+        opens (keys set before the first header, inline tables) come first, as TOML requires."""
+        line = self._lines.get(("rule", rule) if rule else key, -1)
+        return (line, self._doc_order.get(key, len(self._doc_order)), rule)
+
+    def add(self, place: tuple[Any, ...], message: str) -> None:
+        self.found.append((place, len(self.found), message))
+
+    def messages(self) -> list[str]:
+        return [message for _, _, message in sorted(self.found)]
+
+
+def _place_in(table: Any, key: str | None) -> tuple[int, ...]:
+    """Where ``key`` (dotted for a nested one: ``params.fading``) stands in ``table``; missing keys go last."""
+    if key is None or not isinstance(table, dict):
+        return ()
+    keys = list(table)
+    if key in table:
+        return (keys.index(key),)
+    head, _, rest = key.partition(".")
+    if head in table and rest:
+        return (keys.index(head), *_place_in(table[head], rest))
+    return (len(keys),)
+
 
 class _Where:
-    """Builds error messages that name the file, the rule and the key."""
+    """Notes problems in one section or rule: each message names the file, the section or rule and the key."""
 
-    def __init__(self, source: str, section: str) -> None:
-        self.source = source
+    def __init__(self, problems: _Problems, section: str, block: tuple[int, ...], table: Any) -> None:
+        self.problems = problems
         self.section = section
+        self.block = block
+        self.table = table
+        self.count = 0  # problems noted here
 
-    def error(self, key: str | None, message: str) -> ConfigError:
-        where = f"{self.source}: {self.section}"
+    def add(self, key: str | None, message: str, *, at: str | None = None) -> None:
+        """A problem with ``key`` (None: the whole section); ``at``: a key to place it by, not named."""
+        where = f"{self.problems.source}: {self.section}"
         if key is not None:
             where += f", key '{key}'"
-        return ConfigError(f"{where}: {message}")
+        self.problems.add((self.block, _place_in(self.table, key or at)), f"{where}: {message}")
+        self.count += 1
 
 
 def parse(text: str, source: str = "<string>", base: Path | None = None) -> Config:
-    """Validate config ``text``; ``base`` is the folder relative paths resolve against."""
+    """Validate config ``text``; ``base`` is the folder relative paths resolve against.
+
+    Every problem found is reported (each section, each key of each rule, each rule's params once its detector
+    is known), in file order: :class:`ConfigError`'s ``errors`` has one line for each.
+    """
+    text = text.removeprefix("\ufeff")  # a byte-order mark (some Windows editors write one) is not TOML's
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{source}: invalid TOML: {err}") from None
-    top = _Where(source, "top level")
-    _check_keys(doc, _TOP_KEYS, top)
+    problems = _Problems(source, text, doc)
+    for key in doc:
+        if key not in _TOP_KEYS:
+            _Where(problems, "top level", problems.block(key), None).add(
+                key, f"unknown key (allowed: {', '.join(sorted(_TOP_KEYS))})"
+            )
     raw_rules = doc.get("rule", [])
     if not isinstance(raw_rules, list):
-        raise top.error("rule", "must be an array of tables ([[rule]])")
-    errors: list[str] = []
-    sections = {}
-    for name, make in (
-        ("output", lambda: _parse_output(doc.get("output", {}), _Where(source, "[output]"))),
-        ("state", lambda: _parse_state(doc.get("state", {}), _Where(source, "[state]"), base or Path.cwd())),
-        ("monitor", lambda: _parse_monitor(doc.get("monitor", {}), _Where(source, "[monitor]"))),
-    ):
-        try:
-            sections[name] = make()
-        except ConfigError as err:
-            errors.append(str(err))
-    rule_errors: list[str] = []
+        _Where(problems, "top level", problems.block("rule"), None).add("rule", "must be an array of tables ([[rule]])")
+        raw_rules = []
+
+    def where(name: str) -> _Where:
+        return _Where(problems, f"[{name}]", problems.block(name), doc.get(name))
+
+    output = _parse_output(doc.get("output", {}), where("output"))
+    state = _parse_state(doc.get("state", {}), where("state"), base or Path.cwd())
+    monitor = _parse_monitor(doc.get("monitor", {}), where("monitor"))
+    explain = output.explain if output is not None else False  # a rule's own explain, else this
     parsed: list[Rule] = []
-    explain = sections["output"].explain if "output" in sections else False  # a rule's own explain, else this
-    for i, raw in enumerate(raw_rules, start=1):  # every rule is checked: all problems at once
-        try:
-            parsed.append(_parse_rule(i, raw, source, explain))
-        except ConfigError as err:
-            rule_errors.append(str(err))
     first: dict[str, int] = {}
-    for rule in parsed:
-        if rule.name in first:
-            rule_errors.append(f'{source}: rule {rule.index} "{rule.name}": duplicate name (rule {first[rule.name]} has it)')
-        first.setdefault(rule.name, rule.index)
-    errors = rule_errors + errors  # (in the order of the file's usual layout: rules, then the sections)
+    for i, raw in enumerate(raw_rules, start=1):  # every rule is checked: all problems at once
+        name = raw.get("name") if isinstance(raw, dict) else None
+        label = f"rule {i}" + (f' "{name}"' if isinstance(name, str) else "")
+        rule_where = _Where(problems, label, problems.block("rule", i), raw)
+        rule = _parse_rule(i, raw, rule_where, explain)
+        if rule is not None:
+            parsed.append(rule)
+        if isinstance(raw, dict) and (name := raw.get("name", f"rule-{i}")) and isinstance(name, str):
+            if name in first:  # (told whatever else is wrong with either rule)
+                named = _Where(problems, f'rule {i} "{name}"', rule_where.block, raw)
+                named.add(None, f"duplicate name (rule {first[name]} has it)", at="name")
+            first.setdefault(name, i)
+    errors = problems.messages()
     if errors:
         raise ConfigError("\n".join(errors), errors)
-    return Config(rules=tuple(parsed), output=sections["output"], state=sections["state"],
-                  monitor=sections["monitor"], source=source)
+    assert output is not None and state is not None and monitor is not None
+    return Config(rules=tuple(parsed), output=output, state=state, monitor=monitor, source=source)
 
 
 def warnings(config: Config) -> list[str]:
@@ -330,168 +424,217 @@ def warnings(config: Config) -> list[str]:
     return found
 
 
-def _check_keys(table: Any, allowed: set[str], where: _Where) -> None:
+def _check_keys(table: Any, allowed: set[str], where: _Where) -> bool:
+    """Note each unknown key of ``table``; False (noted) if it is not a table at all."""
     if not isinstance(table, dict):
-        raise where.error(None, "must be a table")
+        where.add(None, "must be a table")
+        return False
     for key in table:
         if key not in allowed:
-            raise where.error(key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+            where.add(key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+    return True
 
 
-def _glob(value: Any, key: str, where: _Where) -> str:
+def _glob(value: Any, key: str, where: _Where) -> bool:
+    """Whether ``value`` is a usable glob (noting why not)."""
     if not isinstance(value, str) or not value:
-        raise where.error(key, f"expected a non-empty glob string, got {value!r}")
+        where.add(key, f"expected a non-empty glob string, got {value!r}")
+        return False
     if value.count("[") != value.count("]"):
-        raise where.error(key, f"invalid glob {value!r}: unbalanced brackets")
+        where.add(key, f"invalid glob {value!r}: unbalanced brackets")
+        return False
     try:
         re.compile(fnmatch.translate(value))
     except re.error as err:
-        raise where.error(key, f"invalid glob {value!r}: {err}") from None
-    return value
+        where.add(key, f"invalid glob {value!r}: {err}")
+        return False
+    return True
 
 
-def _parse_rule(index: int, raw: Any, source: str, explain_default: bool = False) -> Rule:
-    name = raw.get("name") if isinstance(raw, dict) else None
-    label = f"rule {index}" + (f' "{name}"' if isinstance(name, str) else "")
-    where = _Where(source, label)
-    _check_keys(raw, _RULE_KEYS, where)
+def _parse_rule(index: int, raw: Any, where: _Where, explain_default: bool = False) -> Rule | None:
+    """The rule, or None once its problems are noted: every key is checked, each on its own; the params
+    once the detector is known, and the detector built from them once each of them is valid."""
+    if not _check_keys(raw, _RULE_KEYS, where):
+        return None
+    name = raw.get("name")
     if name is None:
         name = f"rule-{index}"
     elif not isinstance(name, str) or not name:
-        raise where.error("name", f"expected a non-empty string, got {name!r}")
-    measurement = _glob(raw.get("measurement", "*"), "measurement", where)
+        where.add("name", f"expected a non-empty string, got {name!r}")
+    measurement = raw.get("measurement", "*")
+    _glob(measurement, "measurement", where)
     tags = raw.get("tags", {})
     if not isinstance(tags, dict):
-        raise where.error("tags", "expected a table of tag key to glob")
-    tags = {str(k): _glob(v, f"tags.{k}", where) for k, v in tags.items()}
+        where.add("tags", "expected a table of tag key to glob")
+    else:
+        tags = {str(k): v for k, v in tags.items() if _glob(v, f"tags.{k}", where)}
     fields = raw.get("fields", ["*"])
     if not isinstance(fields, list) or not fields:
-        raise where.error("fields", f"expected a non-empty list of globs, got {fields!r}")
-    fields = tuple(_glob(f, "fields", where) for f in fields)
+        where.add("fields", f"expected a non-empty list of globs, got {fields!r}")
+    else:
+        fields = tuple(f for f in fields if _glob(f, "fields", where))
     detector = raw.get("detector", "default")
+    known_detector = False
     if not isinstance(detector, str):
-        raise where.error("detector", f"expected a string, got {detector!r}")
-    if detector not in ("default", "off") and detector not in detectors.REGISTRY:
+        where.add("detector", f"expected a string, got {detector!r}")
+    elif detector not in ("default", "off") and detector not in detectors.REGISTRY:
         known = ", ".join(["default", "off", *sorted(detectors.REGISTRY)])
-        raise where.error("detector", f'unknown detector "{detector}" (known: {known})')
+        where.add("detector", f'unknown detector "{detector}" (known: {known})')
+    else:
+        known_detector = True
     threshold = raw.get("threshold")
     if threshold is not None:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
-            raise where.error("threshold", f"expected a number in [0, 1], got {threshold!r}")
-        threshold = float(threshold)
+            where.add("threshold", f"expected a number in [0, 1], got {threshold!r}")
+            threshold = None
+        else:
+            threshold = float(threshold)
     warmup = raw.get("warmup")
     if warmup is not None and (isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0):
-        raise where.error("warmup", f"expected an integer >= 0, got {warmup!r}")
+        where.add("warmup", f"expected an integer >= 0, got {warmup!r}")
+        warmup = None  # (the detector's own, to check the params with)
     params = raw.get("params", {})
     if not isinstance(params, dict):
-        raise where.error("params", "expected a table")
+        where.add("params", "expected a table")
+        params = None
     scope = raw.get("scope", "field")
     if scope not in ("field", "metric"):
-        raise where.error("scope", f'expected "field" or "metric", got {scope!r}')
+        where.add("scope", f'expected "field" or "metric", got {scope!r}')
+        scope = None
     explain = raw.get("explain", explain_default)
     if not isinstance(explain, bool):
-        raise where.error("explain", f"expected true or false, got {explain!r}")
-    rule = Rule(index, name, measurement, tags, fields, detector, threshold, warmup, dict(params), scope, explain)
-    cls = rule.detector_class
-    if cls is None:
+        where.add("explain", f"expected true or false, got {explain!r}")
+    if not known_detector:
+        return None  # its params and scope cannot be checked against it
+    if detector == "off":
         if params:
-            raise where.error("params", 'detector "off" takes no parameters')
+            where.add("params", 'detector "off" takes no parameters')
         if scope == "metric":
-            raise where.error("scope", 'detector "off" has no model to share: use scope = "field"')
-        return rule
-    if scope == "metric" and not getattr(cls, "multivariate", False):
+            where.add("scope", 'detector "off" has no model to share: use scope = "field"')
+    else:
+        params = _check_params(detector, params, scope, where, warmup)
+    if where.count:
+        return None
+    return Rule(index, name, measurement, tags, fields, detector, threshold, warmup, dict(params), scope, explain)
+
+
+def _check_params(detector: str, params: dict[str, Any] | None, scope: str | None, where: _Where,
+                  warmup: int | None) -> dict[str, Any] | None:
+    """The rule's ``params`` checked against its detector (None if any is refused), and its ``scope``."""
+    cls = detectors.resolve(detector)
+    shared = scope == "metric" and getattr(cls, "multivariate", False)  # (the model itself is checked below)
+    if scope == "metric" and not shared:
         several = ", ".join(detectors.REGISTRY.multivariate())
-        raise where.error(
+        where.add(
             "scope", f'detector "{cls.name}" models one field at a time; scope = "metric" needs one that takes several ({several})'
         )
-    declared = {p.name: p for p in cls.PARAMS}
-    checked = {}
+    if params is None:
+        return None
+    learns_by = getattr(cls, "WARMUP_PARAM", None)
+    declared = {p.name: p for p in cls.PARAMS if p.name != learns_by}  # (a rule sets that one by its warmup)
+    checked: dict[str, Any] = {}
+    before = where.count
     for key, value in params.items():
         param = declared.get(key)
-        if key == getattr(cls, "WARMUP_PARAM", None):
-            raise where.error(
+        if key == learns_by:
+            where.add(
                 f"params.{key}",
                 f"set the rule's warmup instead (samples before a series may be scored or flagged; "
                 f'"{cls.name}" learns for that long)',
             )
-        if param is None:
-            raise where.error(
+        elif param is None:
+            where.add(
                 f"params.{key}",
                 f'unknown parameter for detector "{cls.name}" (known: {", ".join(sorted(declared))})',
             )
-        try:
-            checked[key] = param.check(value)  # (a TOML array becomes the tuple a list parameter holds)
-        except ValueError as err:
-            raise where.error(f"params.{key}", str(err)) from None
-    rule = Rule(index, name, measurement, tags, fields, detector, threshold, warmup, checked, scope, explain)
+        else:
+            try:
+                checked[key] = param.check(value)  # (a TOML array becomes the tuple a list parameter holds)
+            except ValueError as err:
+                where.add(f"params.{key}", str(err))
+    if where.count > before:
+        return None  # (a detector built without those would be checked on what the rule does not say)
+    rule = Rule(0, "", detector=detector, warmup=warmup, params=checked, scope=scope or "field")
     try:
         sample = rule.new_detector()
     except (ValueError, TypeError) as err:
         key = getattr(err, "key", None)
-        raise where.error(f"params.{key}" if key else "params", str(err)) from None
-    if scope == "metric" and getattr(sample, "univariate", False):
-        raise where.error("scope", f"this {cls.name} model learns from a target and watches one field at a time: use scope = \"field\"")
-    return rule
+        where.add(f"params.{key}" if key else "params", str(err))
+        return None
+    if shared and getattr(sample, "univariate", False):
+        where.add("scope", f"this {cls.name} model learns from a target and watches one field at a time: use scope = \"field\"")
+    return checked
 
 
-
-def _parse_output(raw: Any, where: _Where) -> OutputConfig:
+def _parse_output(raw: Any, where: _Where) -> OutputConfig | None:
     names = ("score_suffix", "flag_suffix", "metric_score_field", "metric_flag_field")
-    _check_keys(raw, {*names, "explain"}, where)
+    if not _check_keys(raw, {*names, "explain"}, where):
+        return None
     values: dict[str, Any] = {}
     for key in names:
         if key in raw:
             value = raw[key]
             if not isinstance(value, str) or not value or "\n" in value:
-                raise where.error(key, f"expected a non-empty one-line string, got {value!r}")
-            values[key] = value
+                where.add(key, f"expected a non-empty one-line string, got {value!r}")
+            else:
+                values[key] = value
     if "explain" in raw:
         if not isinstance(raw["explain"], bool):
-            raise where.error("explain", f"expected true or false, got {raw['explain']!r}")
-        values["explain"] = raw["explain"]
+            where.add("explain", f"expected true or false, got {raw['explain']!r}")
+        else:
+            values["explain"] = raw["explain"]
     out = OutputConfig(**values)
-    if out.score_suffix == out.flag_suffix:
-        raise where.error("flag_suffix", "must differ from score_suffix")
-    if out.metric_score_field == out.metric_flag_field:
-        raise where.error("metric_flag_field", "must differ from metric_score_field")
-    if out.score_suffix in out.explain_suffixes:
-        raise where.error("score_suffix", f"must differ from the explanation suffixes {', '.join(out.explain_suffixes)}")
-    return out
+    refused = {*names, "explain"} & (set(raw) - set(values))  # (not compared with each other: told already)
+    if not {"score_suffix", "flag_suffix"} & refused and out.score_suffix == out.flag_suffix:
+        where.add("flag_suffix", "must differ from score_suffix")
+    if not {"metric_score_field", "metric_flag_field"} & refused and out.metric_score_field == out.metric_flag_field:
+        where.add("metric_flag_field", "must differ from metric_score_field")
+    if not {"score_suffix", "flag_suffix"} & refused and out.score_suffix in out.explain_suffixes:
+        where.add("score_suffix", f"must differ from the explanation suffixes {', '.join(out.explain_suffixes)}")
+    return None if where.count else out
 
 
-def _parse_state(raw: Any, where: _Where, base: Path) -> StateConfig:
-    _check_keys(raw, {"path", "checkpoint_interval", "max_series", "series_ttl"}, where)
+def _parse_state(raw: Any, where: _Where, base: Path) -> StateConfig | None:
+    if not _check_keys(raw, {"path", "checkpoint_interval", "max_series", "series_ttl"}, where):
+        return None
     values: dict[str, Any] = {}
     if "path" in raw:
         if not isinstance(raw["path"], str) or not raw["path"]:
-            raise where.error("path", f"expected a non-empty string, got {raw['path']!r}")
-        values["path"] = (base / raw["path"]).resolve()
+            where.add("path", f"expected a non-empty string, got {raw['path']!r}")
+        else:
+            values["path"] = (base / raw["path"]).resolve()
     for key in ("checkpoint_interval", "series_ttl"):
         if key in raw:
             values[key] = _duration(raw[key], key, where)
     if "max_series" in raw:
         value = raw["max_series"]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise where.error("max_series", f"expected an integer >= 1, got {value!r}")
-        values["max_series"] = value
-    return StateConfig(**values)
+            where.add("max_series", f"expected an integer >= 1, got {value!r}")
+        else:
+            values["max_series"] = value
+    return None if where.count else StateConfig(**values)
 
 
-def _duration(value: Any, key: str, where: _Where) -> float:
-    """A positive duration string (``"60s"``) in seconds."""
+def _duration(value: Any, key: str, where: _Where) -> float | None:
+    """A positive duration string (``"60s"``) in seconds; None (noted) if it is not one."""
     if not isinstance(value, str):
-        raise where.error(key, f'expected a duration string such as "60s", got {value!r}')
+        where.add(key, f'expected a duration string such as "60s", got {value!r}')
+        return None
     try:
         seconds = parse_duration(value)
     except ValueError as err:
-        raise where.error(key, str(err)) from None
+        where.add(key, str(err))
+        return None
     if seconds <= 0 or not math.isfinite(seconds):
-        raise where.error(key, "must be greater than zero")
+        where.add(key, "must be greater than zero")
+        return None
     return seconds
 
 
-def _parse_monitor(raw: Any, where: _Where) -> MonitorConfig:
-    _check_keys(raw, {"interval"}, where)
+def _parse_monitor(raw: Any, where: _Where) -> MonitorConfig | None:
+    if not _check_keys(raw, {"interval"}, where):
+        return None
     if "interval" not in raw:
         return MonitorConfig()
-    return MonitorConfig(interval=_duration(raw["interval"], "interval", where))
+    interval = _duration(raw["interval"], "interval", where)
+    return None if interval is None else MonitorConfig(interval=interval)
