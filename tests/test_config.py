@@ -194,6 +194,57 @@ def test_more_bad_configs(text: str, fragments: list[str]) -> None:
         assert fragment in message
 
 
+#: Values that passed check-config and then crashed ``run`` (OverflowError from select, a traceback, exit 1),
+#: crashed check-config itself (a C long), or hung the first metric (hst's height): each is now exit 2 with one
+#: line naming the key and its range.
+HUGE = {
+    "checkpoint-interval": ('[state]\ncheckpoint_interval = "100000000h"\n',
+                            ["[state]", "key 'checkpoint_interval'", 'at most "87600h"']),
+    "monitor-interval": ('[monitor]\ninterval = "100000000h"\n', ["[monitor]", "key 'interval'", 'at most "87600h"']),
+    "series-ttl": ('[state]\nseries_ttl = "87601h"\n', ["[state]", "key 'series_ttl'", 'at most "87600h"']),
+    "max-series": ("[state]\nmax_series = 9223372036854775808\n", ["[state]", "key 'max_series'", "[1, 1000000000]"]),
+    "warmup": ('[[rule]]\nname = "w"\nwarmup = 9223372036854775808\n',
+               ['rule 1 "w"', "key 'warmup'", "an integer in [0, 1000000000], got 9223372036854775808"]),
+    "suppress": ('[[rule]]\nname = "s"\nparams = { suppress = 9223372036854775808 }\n',
+                 ["key 'params.suppress'", "suppress must be an integer in [0, 1000000000]"]),
+    "hst-height": ('[[rule]]\nname = "h"\ndetector = "hst"\nparams = { height = 40 }\n',
+                   ["key 'params.height'", "height must be an integer in [1, 12], got 40"]),
+    "hst-trees": ('[[rule]]\nname = "h"\ndetector = "hst"\nparams = { n_trees = 100000 }\n',
+                  ["key 'params.n_trees'", "n_trees must be an integer in [1, 100]"]),
+    "snarimax-order": ('[[rule]]\nname = "p"\ndetector = "pad"\nparams = { forecaster = "snarimax", d = 1000000000 }\n',
+                       ["key 'params.d'", "d must be an integer in [0, 10]"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HUGE))
+def test_a_huge_duration_or_integer_is_exit_2_naming_the_key(name: str, tmp_path: Path) -> None:
+    text, fragments = HUGE[name]
+    path = tmp_path / "huge.toml"
+    path.write_text(text)
+    result = subprocess.run([*RIVERGUARD, "check-config", str(path)], capture_output=True, timeout=60, check=False)
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert err.startswith(f"E! [riverguard] {path}: ") and err.count("\n") == 1, err  # one line, no traceback
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_the_longest_durations_run(tmp_path: Path) -> None:
+    """The bounds themselves are taken, and run scores with them (the wait's time arithmetic stays in range)."""
+    path = tmp_path / "long.toml"
+    path.write_text(
+        '[[rule]]\nname = "all"\nwarmup = 1000000000\n'
+        f'[state]\npath = "{tmp_path / "state"}"\ncheckpoint_interval = "87600h"\nseries_ttl = "87600h"\n'
+        'max_series = 1000000000\n[monitor]\ninterval = "87600h"\n'
+    )
+    result = subprocess.run(
+        [*RIVERGUARD, "run", "--config", str(path)], input=b"m v=1 1700000000000000000\n",
+        capture_output=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.startswith(b"m v=1,v_anomaly_score=0.0,v_anomaly=false 1700000000000000000\n")
+
+
 def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope.toml"
     assert cli.main(["check-config", str(missing)]) == 2

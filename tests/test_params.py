@@ -62,6 +62,17 @@ def test_out_of_range_values_are_refused_naming_the_parameter_and_range(name: st
                 config.parse(text)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_every_integer_parameter_has_a_bounded_range(name: str) -> None:
+    """A huge integer is refused by check-config naming it, not an OverflowError (a C long) or a model that
+    grows with it (hst's height): every integer parameter, a list's items too, declares both ends."""
+    for p in REGISTRY[name].PARAMS:
+        for q in (p, p.items) if p.items is not None else (p,):
+            if q.kind is int:
+                assert q.low is not None and q.high is not None, f"{name}: {q.name} has no bounded range"
+                assert q.high <= 2**63 - 1 and q.low >= -(2**63), q.name
+
+
 def _outside(p: Param) -> list[object]:
     """Values just outside ``p``'s range, and one of the wrong type."""
     out: list[object] = ["x" if p.kind is not str else 1]

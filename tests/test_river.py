@@ -115,7 +115,7 @@ BAD_SPECS = {
         PAD_HINT,
     ),
     "no model": ("window = 10", "params.model", "required"),
-    "bad window": ('model = {class = "anomaly.HalfSpaceTrees"}\nwindow = 0', "params.window", "window must be an integer >= 1, got 0"),
+    "bad window": ('model = {class = "anomaly.HalfSpaceTrees"}\nwindow = 0', "params.window", "window must be an integer in [1, 1000000], got 0"),
 }
 
 

@@ -220,6 +220,12 @@ def default_config() -> Config:
     return Config(rules=(DEFAULT_RULE,))
 
 
+#: The longest duration a setting takes: 10 years. Longer ones (a typo, or a stand-in for "never") would
+#: overflow the time arithmetic of the stream's wait (select) and of the series' clock.
+_MAX_DURATION = 87600 * 3600.0
+#: The most samples or series an integer setting counts (a billion).
+_MAX_COUNT = detectors.params.MAX_COUNT
+
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
 
@@ -490,8 +496,8 @@ def _parse_rule(index: int, raw: Any, where: _Where, explain_default: bool = Fal
         else:
             threshold = float(threshold)
     warmup = raw.get("warmup")
-    if warmup is not None and (isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0):
-        where.add("warmup", f"expected an integer >= 0, got {warmup!r}")
+    if warmup is not None and (isinstance(warmup, bool) or not isinstance(warmup, int) or not 0 <= warmup <= _MAX_COUNT):
+        where.add("warmup", f"expected an integer in [0, {_MAX_COUNT}], got {warmup!r}")
         warmup = None  # (the detector's own, to check the params with)
     params = raw.get("params", {})
     if not isinstance(params, dict):
@@ -608,8 +614,8 @@ def _parse_state(raw: Any, where: _Where, base: Path) -> StateConfig | None:
             values[key] = _duration(raw[key], key, where)
     if "max_series" in raw:
         value = raw["max_series"]
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            where.add("max_series", f"expected an integer >= 1, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_COUNT:
+            where.add("max_series", f"expected an integer in [1, {_MAX_COUNT}], got {value!r}")
         else:
             values["max_series"] = value
     return None if where.count else StateConfig(**values)
@@ -627,6 +633,9 @@ def _duration(value: Any, key: str, where: _Where) -> float | None:
         return None
     if seconds <= 0 or not math.isfinite(seconds):
         where.add(key, "must be greater than zero")
+        return None
+    if seconds > _MAX_DURATION:
+        where.add(key, f'must be at most "87600h" (10 years), got "{value}"')
         return None
     return seconds
 

@@ -12,7 +12,7 @@ except ImportError:  # no Cython: this module runs as the plain Python it is
 
 import math  # noqa: F401 (the Examples use it)
 
-from .params import Param
+from .params import MAX_COUNT, Param
 from .steps import Pipeline, Settings, Surprise, compose
 
 if cython.compiled:
@@ -72,7 +72,7 @@ class Patterns(Surprise):
         Param("orders", (1, 2, 3, 5, 7), "Context lengths: the number of previous levels in each context.",
               items=Param("order", 0, "", low=0, high=7), length=(1, 8)),
         Param("table_bits", 10, "The count table has 2 ** table_bits entries.", low=6, high=12),
-        Param("halve_every", 4096, "Samples between halvings of the count table.", low=1),
+        Param("halve_every", 4096, "Samples between halvings of the count table.", low=1, high=MAX_COUNT),
     )  # fmt: skip
     # the previous levels, 4 bits each, newest lowest; the count table
     STATE = ("hist",)

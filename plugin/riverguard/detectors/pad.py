@@ -63,9 +63,9 @@ class PAD(Detector):
               choices=FORECASTERS),
         Param("alpha", 0.3, "Holt-Winters level smoothing.", low=0.0, high=1.0, low_open=True),
         Param("beta", 0.1, "Holt-Winters trend smoothing (0: no trend).", low=0.0, high=1.0),
-        Param("p", 2, "SNARIMAX auto-regressive order.", low=0),
-        Param("d", 1, "SNARIMAX differencing order.", low=0),
-        Param("q", 1, "SNARIMAX moving-average order.", low=0),
+        Param("p", 2, "SNARIMAX auto-regressive order (the time per sample grows with p + q).", low=0, high=100),
+        Param("d", 1, "SNARIMAX differencing order.", low=0, high=10),
+        Param("q", 1, "SNARIMAX moving-average order.", low=0, high=100),
         Param("n_std", 3.0, "Standard deviations of the squared error above its mean that score 1.0.",
               low=0.0, low_open=True),
     )  # fmt: skip

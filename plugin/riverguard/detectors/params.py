@@ -26,7 +26,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["Param", "defaults", "markdown", "resolve", "signature"]
+__all__ = ["MAX_COUNT", "Param", "defaults", "markdown", "resolve", "signature"]
+
+#: The upper bound of every count of samples a setting takes (a rule's ``warmup``, ``suppress``, a window,
+#: ``[state] max_series``): a billion, 30 years of one sample a second. Every integer setting has a bounded
+#: range, so that a huge one is refused by ``check-config`` (naming it) and never reaches C (a C long) or
+#: memory that grows with it.
+MAX_COUNT = 1_000_000_000
 
 _KIND_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "one of", tuple: "a list"}
 

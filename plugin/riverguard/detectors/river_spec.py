@@ -163,14 +163,15 @@ class RiverModel(Detector):
     PARAMS = (
         Param("model", None, "The River model (or pipeline) that scores each sample.",
               values='a River model spec, e.g. [{class = "preprocessing.MinMaxScaler"}, {class = "anomaly.HalfSpaceTrees"}]'),
-        Param("window", 1000, "Raw scores remembered to rank the newest one against.", low=1),
+        Param("window", 1000, "Raw scores remembered to rank the newest one against (a threshold 1 - a needs "
+              "window >= 1/a - 1).", low=1, high=1_000_000),
     )  # fmt: skip
 
     def __init__(self, model: Any = None, window: int = 1000) -> None:
         if model is None:
             raise ParamError("model", 'required: a River model spec such as [{class = "preprocessing.MinMaxScaler"}, {class = "anomaly.HalfSpaceTrees"}]')
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ParamError("window", f"expected an integer >= 1, got {window!r}")
+        if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 1_000_000:
+            raise ParamError("window", f"expected an integer in [1, 1000000], got {window!r}")
         self.model = model
         self.window = window
         self._model = build(model)

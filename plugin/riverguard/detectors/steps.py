@@ -46,7 +46,7 @@ except ImportError:  # no Cython: this module runs as the plain Python it is
     from riverguard import _compiled as cython  # type: ignore[no-redef]
 
 from .base import Detector, flag_limit, settings_from
-from .params import Param
+from .params import MAX_COUNT, Param
 
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -2013,7 +2013,7 @@ class Suppression(Step):
 
     PARAMS = (
         Param("fire", 0.5, "Score at or above which suppression starts.", low=0.0, low_open=True),
-        Param("suppress", 400, "Samples suppressed after a score reaches fire.", low=0),
+        Param("suppress", 400, "Samples suppressed after a score reaches fire.", low=0, high=MAX_COUNT),
         Param("suppress_time", 0.0, "Seconds of event time after which a suppression ends even if suppress "
               "samples have not passed (0: samples only).", low=0.0),
         Param("damp", 0.5, "Factor applied to suppressed scores.", low=0.0, high=1.0),
@@ -2076,7 +2076,8 @@ class Pipeline:
 
     STEPS = ()
     SETTINGS = Settings
-    LEARN = Param("learn", 200, "Samples before anything scores above 0 (a rule sets it by its warmup, not in params).", low=0)
+    LEARN = Param("learn", 200, "Samples before anything scores above 0 (a rule sets it by its warmup, not in params).", low=0,
+                  high=MAX_COUNT)
     WARMUP_PARAM = "learn"
     LEARN_TIME = Param("learn_time", 0.0, "Seconds of event time after the first sample after which scoring may "
                        "start before learn samples, once learn // 4 have been seen (0: samples only).", low=0.0)
