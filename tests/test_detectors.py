@@ -202,7 +202,7 @@ def test_failing_detector_passes_field_unscored_and_logs_once_per_series(boom: t
     assert out == expected
     log = stream.getvalue().splitlines()
     assert len(log) == 2, log  # once per series, not once per sample
-    assert all(line.startswith("E! ") and "kaboom" in line and "boom" in line for line in log)
+    assert all(line.startswith("W! ") and "kaboom" in line and "boom" in line and "starts fresh" in line for line in log)
     assert any("host=a" in line for line in log) and any("host=b" in line for line in log)
 
 
@@ -218,7 +218,7 @@ def test_non_finite_score_is_treated_as_a_failure(boom: type[Boom]) -> None:
         b"m v=2,v_anomaly_score=0.25,v_anomaly=false 4\n"
     )
     (line,) = stream.getvalue().splitlines()
-    assert line.startswith("E! ") and "non-finite" in line
+    assert line.startswith("W! ") and "non-finite" in line
 
 
 @pytest.mark.parametrize("name", NAMES)

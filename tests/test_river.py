@@ -217,6 +217,45 @@ def test_a_changed_spec_starts_those_series_fresh(tmp_path: Path) -> None:
     assert b"restored 0 series" in result.stderr and b"2 start fresh because their rule or parameters changed" in result.stderr
 
 
+def _huge_among_noise(hosts: int, samples: int, at: int, seed: int, start: int = 0) -> bytes:
+    """N(0, 1) sensor readings of ``hosts`` rooms, one 1e308 (huge but finite) in each at sample ``at``."""
+    rng = random.Random(seed)
+    lines = []
+    for i in range(start, start + samples):
+        for h in range(hosts):
+            value = 1e308 if i == at else rng.gauss(0.0, 1.0)
+            lines.append(f"sensor,room=r{h} temp={value!r} {T0 + i * STEP}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_a_model_that_fails_starts_fresh_and_is_not_checkpointed(tmp_path: Path) -> None:
+    """One 1e308 leaves the README's scaler at inf and every later raw score NaN: the series starts fresh with
+    a new model (one W! per series, rate-limited) instead of passing every later sample unscored, and the
+    checkpoint holds the fresh model, so a restart scores from the first sample."""
+    config = _config(tmp_path, SVM_RULE)
+    rooms = 15
+    first, state = tmp_path / "first.lp", tmp_path / "s.msgpack"
+    first.write_bytes(_huge_among_noise(rooms, 150, at=100, seed=5))
+    result = _replay(config, first, state)
+    err = result.stderr.decode()
+    failed = re.findall(r"^W! \[riverguard\] detector 'river' failed on series (sensor,room=r\d+) temp: ValueError: "
+                        r".*; the field passes unscored and the series starts fresh with a new model$", err, re.M)
+    held = sum(int(n) for n in re.findall(r"^W! \[riverguard\] (\d+) more series whose detector failed were not "
+                                          r"reported \(rate limit\)$", err, re.M))
+    assert len(failed) == len(set(failed)) and len(failed) + held == rooms, err  # one line per series, or counted
+    assert "E! " not in err, err
+    lines = result.stdout.splitlines()
+    unscored = [line for line in lines if b"temp_anomaly_score=" not in line]
+    assert len(unscored) == rooms, unscored  # the sample each model failed on, and no other
+    assert all(b"temp_anomaly_score=" in line for line in lines[-5 * rooms:])
+    rest = tmp_path / "rest.lp"
+    rest.write_bytes(_huge_among_noise(rooms, 50, at=-1, seed=6, start=150))
+    again = _replay(config, rest, state)
+    assert f"restored {rooms} series".encode() in again.stderr, again.stderr
+    assert b"failed" not in again.stderr, again.stderr
+    assert all(b"temp_anomaly_score=" in line for line in again.stdout.splitlines())
+
+
 def _svm_checkpoint(tmp_path: Path) -> tuple[Path, Path, dict, list]:
     config = _config(tmp_path, SVM_RULE)
     path = tmp_path / "data.lp"

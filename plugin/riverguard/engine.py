@@ -199,6 +199,7 @@ class Engine:
         #: Kept across reloads and, in the checkpoint, across restarts.
         self.taken: dict[bytes, set[bytes]] = {}
         self._taken_limit = RateLimit(burst=10, period=1.0)
+        self._failure_limit = RateLimit(burst=10, period=1.0)
 
     def _configure(self, config: Config) -> None:
         """What the engine derives from its config (at start, and again on SIGHUP)."""
@@ -729,13 +730,27 @@ class Engine:
         return b"%s,%s " % (metric.measurement, b",".join([k + b"=" + v for k, v in tags]))
 
     def _detector_failed(self, series: Series, skey: bytes, err: Exception) -> None:
-        if not series.failed:
-            series.failed = True
-            name = series.rule.detector if series.rule else "?"
-            self.log.error(
-                f"detector {name!r} failed on series {series_name(skey)}: "
-                f"{type(err).__name__}: {err}; the field passes unscored"
-            )
+        """A detector raised (or scored NaN): the sample passes unscored and the series starts fresh with a
+        new model, as a new series under its rule. A model that failed once cannot be trusted to score again
+        (one huge value leaves a River scaler's statistics at inf, and every score after it NaN), and it must
+        not be checkpointed. One ``W!`` line per series (``failed`` stays set), rate-limited across series."""
+        if series.detector is not None and series.rule is not None:
+            series.detector = series.rule.new_detector()
+            series.seen = 0
+        if series.failed:
+            return
+        series.failed = True
+        if not self._failure_limit.allow():
+            return
+        held = self._failure_limit.take_suppressed()
+        if held:
+            self.log.warn(f"{held} more series whose detector failed were not reported (rate limit)")
+        name = series.rule.detector if series.rule else "?"
+        what = "the metric passes" if skey.endswith(b"\n") else "the field passes"
+        self.log.warn(
+            f"detector {name!r} failed on series {series_name(skey)}: {type(err).__name__}: {err}; "
+            f"{what} unscored and the series starts fresh with a new model"
+        )
 
     def _report_parse_error(self, data: bytes, error: ParseError) -> None:
         if not self._error_limit.allow():
@@ -763,6 +778,9 @@ class Engine:
         held = self._error_limit.take_suppressed()
         if held:
             self.log.warn(f"{held} more unparsable metrics were not reported (rate limit)")
+        held = self._failure_limit.take_suppressed()
+        if held:
+            self.log.warn(f"{held} more series whose detector failed were not reported (rate limit)")
         self._report_evictions()
         self._report_clock()
 
