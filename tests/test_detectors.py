@@ -11,7 +11,7 @@ import statistics
 import msgpack
 import pytest
 
-from conftest import realistic_series
+from conftest import realistic_series, run_cli
 from riverguard import config as config_mod
 from riverguard import detectors
 from riverguard.detectors import REGISTRY, Detector
@@ -302,3 +302,33 @@ def test_a_detector_is_built_alike_by_its_constructor_and_by_a_rules_factory() -
     for name in ("sentinel", "context"):  # the steps pipeline: one Settings object per rule either way
         cls = REGISTRY[name]
         assert type(cls(spike=5.0).cfg) is type(cls.factory({"spike": 5.0})().cfg) is cls.SETTINGS
+
+
+def _pad_replay(tmp_path, values: list[float], name: str) -> tuple[list[bytes], bytes]:
+    """``riverguard replay`` of ``values`` under a pad rule: the output lines and stderr."""
+    cfg = tmp_path / "pad.toml"
+    cfg.write_text('[[rule]]\nname = "pad"\ndetector = "pad"\n')
+    data = tmp_path / f"{name}.lp"
+    data.write_bytes(b"".join(b"m v=%r %d\n" % (v, 1_700_000_000_000_000_000 + i * 10**10) for i, v in enumerate(values)))
+    result = run_cli(["replay", "--config", str(cfg), str(data)], timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines(), result.stderr
+
+
+def test_pad_is_not_spoiled_by_a_huge_finite_value(tmp_path) -> None:
+    """One 1e308 among N(10, 1) scores 1.0 and is not learned: the 1000 values after it score as they would
+    without it (they all scored 1.0: the forecast was ~1e230 for 1000 samples); alternating +-1e308 scores
+    without an error (it was a ZeroDivisionError)."""
+    rng = random.Random(3)
+    plain = [10.0 + rng.gauss(0.0, 1.0) for _ in range(1200)]
+    spoiled = plain[:200] + [1e308] + plain[200:]
+    without, _ = _pad_replay(tmp_path, plain, "plain")
+    with_huge, err = _pad_replay(tmp_path, spoiled, "huge")
+    assert b"W! " not in err and b"E! " not in err, err
+    assert with_huge[200].startswith(b"m v=1e+308,v_anomaly_score=1.0,v_anomaly=true ")
+    scores = [re.sub(rb" \d+$", b"", line).split(b",", 1)[1] for line in without[200:]]
+    assert [re.sub(rb" \d+$", b"", line).split(b",", 1)[1] for line in with_huge[201:]] == scores
+    assert sum(b"v_anomaly=true" in line for line in with_huge[201:]) < 100
+    alternating, err = _pad_replay(tmp_path, [1e308 * (-1) ** i for i in range(200)] + plain[:200], "alternating")
+    assert b"failed" not in err, err
+    assert all(b"v_anomaly_score=" in line for line in alternating)

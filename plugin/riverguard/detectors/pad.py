@@ -16,6 +16,14 @@ __all__ = ["FORECASTERS", "PAD"]
 def _ratio(r: float) -> float:
     return r if r < 1.0 else 1.0
 
+
+#: A squared error above this is not learned (the value is more than 1e75 from the forecast): the error
+#: statistics square it again (their variance), and the forecaster would carry the value for ~1000 samples.
+FAR = 1e150
+#: After this many such values in a row the forecaster starts over from the next value (the series moved
+#: that far, or the forecaster learned a huge value before it could predict).
+FAR_RUN = 3
+
 FORECASTERS = ("holtwinters", "snarimax")
 
 
@@ -28,6 +36,12 @@ class PAD(Detector):
     below it the ratio. Until the forecaster has learned enough to predict
     (Holt-Winters needs two values) the score is 0.0, and an exact prediction
     scores 0.0 (River would report 1.0 on a constant series).
+
+    Values near the float's limit never spoil it: a value whose squared error
+    exceeds ``FAR`` (1e150, more than 1e75 from the forecast) scores 1.0 and
+    is learned by neither the forecaster nor the error statistics; after
+    ``FAR_RUN`` such values in a row, or a forecast that is no longer finite,
+    the forecaster starts over (the error statistics stay).
 
     Explained (``[output] explain``) as the forecast, and the forecast plus or
     minus the error whose square scores the rule's threshold: exact, the band
@@ -77,24 +91,30 @@ class PAD(Detector):
     q: int
     n_std: float
 
+    #: Values in a row too far from the forecast to learn (a class default: checkpoints from before it lack it).
+    _far = 0
+
     def _start(self) -> None:
-        model: time_series.base.Forecaster
-        if self.forecaster == "holtwinters":
-            model = time_series.HoltWinters(alpha=self.alpha, beta=self.beta or None)
-        else:
-            model = time_series.SNARIMAX(p=self.p, d=self.d, q=self.q)
-        self._pad = anomaly.PredictiveAnomalyDetection(model, horizon=1, n_std=self.n_std)
+        self._pad = anomaly.PredictiveAnomalyDetection(self._forecaster(), horizon=1, n_std=self.n_std)
         self._n = 0
+
+    def _forecaster(self) -> time_series.base.Forecaster:
+        if self.forecaster == "holtwinters":
+            return time_series.HoltWinters(alpha=self.alpha, beta=self.beta or None)
+        return time_series.SNARIMAX(p=self.p, d=self.d, q=self.q)
 
     def _error(self, x: float) -> tuple[float, float] | None:
         """The one-step forecast and its squared error for ``x``; None before the forecaster can predict.
 
-        The error is infinite where squaring overflows (values near 1e300), not an OverflowError.
+        The error is infinite where squaring overflows (values near 1e300), not an OverflowError, and
+        where the forecast is not finite (the forecaster is spoiled: :meth:`learn_one` starts it over).
         """
         try:
             predicted = self._pad.predictive_model.forecast(1)[0]
         except (IndexError, ValueError, ZeroDivisionError):
             return None  # nothing learned yet
+        if not math.isfinite(predicted):
+            return predicted, math.inf
         try:
             return predicted, (predicted - x) ** 2  # as River computes it
         except OverflowError:
@@ -105,6 +125,8 @@ class PAD(Detector):
             predicted = float(self._pad.predictive_model.forecast(1)[0])
         except (IndexError, ValueError, ZeroDivisionError, TypeError):
             return None  # nothing learned yet
+        if not math.isfinite(predicted):
+            return None  # spoiled: the next learn_one starts it over
         pad = self._pad
         limit = pad.dynamic_mae.get() + pad.n_std * math.sqrt(max(pad.dynamic_se_variance.get(), 0.0))
         if not limit > 0.0:  # no error seen yet: any miss scores 1.0
@@ -118,7 +140,7 @@ class PAD(Detector):
         if forecast is None:
             return 0.0
         predicted, error = forecast
-        if predicted == x:
+        if predicted == x or not math.isfinite(predicted):  # (a spoiled forecaster predicts nothing)
             return 0.0
         pad = self._pad
         threshold = pad.dynamic_mae.get() + pad.n_std * math.sqrt(pad.dynamic_se_variance.get())
@@ -128,8 +150,18 @@ class PAD(Detector):
     def learn_one(self, x: float, t: float | None = None) -> None:
         """Move the error statistics (as River's ``score_one`` does), then teach the forecaster ``x``."""
         forecast = self._error(x)
-        if forecast is not None and math.isfinite(forecast[1]):  # an overflowing error would poison the statistics
-            self._pad.dynamic_mae.update(forecast[1])
-            self._pad.dynamic_se_variance.update(forecast[1])
+        if forecast is not None:
+            predicted, error = forecast
+            if error <= FAR:
+                self._pad.dynamic_mae.update(error)
+                self._pad.dynamic_se_variance.update(error)
+                self._far = 0
+            elif not math.isfinite(predicted) or self._far + 1 >= FAR_RUN:
+                self._pad.predictive_model = self._forecaster()  # it learns x afresh
+                self._far = 0
+            else:  # too far to learn: it would overflow the statistics and stay in the forecast
+                self._far += 1
+                self._n += 1
+                return
         self._pad.learn_one(None, float(x))
         self._n += 1
