@@ -395,12 +395,12 @@ def _sentinel_params() -> str:
 
 def _every_lines(path: Path) -> list[str]:
     return [
-        f"E! [riverguard] {path}: [state], key 'max_series': expected an integer >= 1, got -1",
+        f"E! [riverguard] {path}: [state], key 'max_series': expected an integer in [1, 1000000000], got -1",
         f"E! [riverguard] {path}: [state], key 'series_ttl': invalid duration \"1 day\" "
         '(expected e.g. "60s", "100ms", "24h")',
         f"E! [riverguard] {path}: rule 1 \"a\", key 'measurment': unknown key (allowed: {RULE_KEYS})",
         f"E! [riverguard] {path}: rule 1 \"a\", key 'treshold': unknown key (allowed: {RULE_KEYS})",
-        f"E! [riverguard] {path}: rule 1 \"a\", key 'warmup': expected an integer >= 0, got '10'",
+        f"E! [riverguard] {path}: rule 1 \"a\", key 'warmup': expected an integer in [0, 1000000000], got '10'",
         f"E! [riverguard] {path}: rule 1 \"a\", key 'params.fadng': unknown parameter for detector \"sentinel\" "
         f"(known: {_sentinel_params()})",
     ]
