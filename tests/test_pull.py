@@ -553,12 +553,41 @@ def test_follow_stops_on_a_complete_answer_that_is_not_json(tmp_path: Path) -> N
         (["--db", "a", "--to-bucket", "b"], "--to-bucket goes with --bucket"),
         (["--db", "a", "--since", "yesterday"], "--since"),
         (["--db", "a", "--bucket", "b"], "exactly one of --db"),
+        (["--db", "a", "--delay", "5"], '--delay: invalid duration "5"'),
+        (["--db", "a", "--late-window", "5"], '--late-window: invalid duration "5"'),
+        (["--db", "a", "--state", "s.msgpack", "--follow", "--every", "5"], '--every: invalid duration "5"'),
     ],
 )
 def test_pull_option_errors(args: list[str], message: str) -> None:
     proc = _run("pull", "--influx-url", "http://127.0.0.1:1", *args)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
+
+
+_FORMS = "a duration back from now (30d, 12h, 90s) nor an RFC 3339 time (2025-11-28T00:00:00Z)"
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--since", "30", 'has no unit: give a duration back from now (30d, 12h, 90s) or an RFC 3339 time'),
+        ("--since", "0", "has no unit"),
+        ("--since", "-5", "has no unit"),
+        ("--since", "1764288000000000000", "has no unit"),
+        ("--until", "30", "has no unit"),
+        ("--since", "banana", "is neither " + _FORMS),
+        ("--until", "banana", "is neither " + _FORMS),
+        ("--since", "2025-13-45", "is neither " + _FORMS),
+    ],
+    ids=["since-30", "since-0", "since-negative", "since-ns", "until-30", "since-banana", "until-banana", "since-bad-date"],
+)
+def test_since_and_until_refuse_what_is_neither_a_duration_nor_a_time(option: str, value: str, message: str) -> None:
+    """A bare number was read as nanoseconds since 1970: ``--since 30`` pulled the whole history, ``--until 30``
+    nothing, both with exit 0. Refused now, as ``--delay 5`` is, with the two forms the option takes."""
+    proc = _run("pull", "--influx-url", "http://127.0.0.1:1", "--db", "a", option, value)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr  # one line, and nothing read (the URL leads nowhere)
+    assert proc.stderr.startswith(f'E! [riverguard] {option}: "{value}" {message}'), proc.stderr
 
 
 # -- --follow ----------------------------------------------------------------------

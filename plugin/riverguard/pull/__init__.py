@@ -64,8 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--since", metavar="WHEN",
-        help="start here when the state has no mark yet: a duration back from now (30d, 12h) or an RFC 3339 time"
-        " (default: the first point)",
+        help="start here when the state has no mark yet: a duration back from now (30d, 12h)"
+        " or an RFC 3339 time (2025-11-28T00:00:00Z); not a bare number (default: the first point)",
     )
     group.add_argument("--until", metavar="WHEN", help="stop here (one-off pull; same forms as --since)")
     group.add_argument(
@@ -88,23 +88,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 _DAYS = re.compile(r"([0-9]+)([dw])")
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)")
+_FORMS = "a duration back from now (30d, 12h, 90s) {} an RFC 3339 time (2025-11-28T00:00:00Z)"
 
 
 def parse_time(text: str, now_ns: int) -> int:
-    """Nanoseconds since the epoch: ``30d``/``2w``/``12h``/``90s`` back from ``now_ns``, an RFC 3339 time, or ns.
+    """Nanoseconds since the epoch: ``30d``/``2w``/``12h``/``90s`` back from ``now_ns``, or an RFC 3339 time.
+
+    A bare number is refused (ValueError), as a duration without its unit is
+    elsewhere: ``--since 30`` was read as 30 ns after 1970 and pulled the
+    whole history.
 
     >>> parse_time("1d", 10**18) == 10**18 - 86400 * 10**9, parse_time("1970-01-01T00:00:01.5Z", 0)
     (True, 1500000000)
+    >>> parse_time("30", 0)
+    Traceback (most recent call last):
+    ValueError: "30" has no unit: give a duration back from now (30d, 12h, 90s) or an RFC 3339 time (2025-11-28T00:00:00Z)
     """
     text = text.strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
+    if _NUMBER.fullmatch(text):
+        raise ValueError(f'"{text}" has no unit: give {_FORMS.format("or")}')
     match = _DAYS.fullmatch(text)
     if match:
         return now_ns - int(match.group(1)) * (86400 if match.group(2) == "d" else 604800) * 10**9
-    if text[:1].isdigit() and ("-" in text[:5]):
-        return rfc3339_ns(text)
-    return now_ns - int(round(parse_duration(text) * 1e9))
+    try:
+        if text[:1].isdigit() and ("-" in text[:5]):
+            return rfc3339_ns(text)
+        return now_ns - int(round(parse_duration(text) * 1e9))
+    except ValueError:
+        raise ValueError(f'"{text}" is neither {_FORMS.format("nor")}') from None
 
 
 def rfc3339_ns(text: str) -> int:
