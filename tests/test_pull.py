@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from conftest import RIVERGUARD, run_cli
+from conftest import RIVERGUARD, ROOT, run_cli
 
 from riverguard.detectors import resolve
 from riverguard.lineprotocol import raw_fields
@@ -670,6 +670,91 @@ def test_follow_scores_each_point_exactly_once_across_a_restart(influxdb: Influx
                 got[(f"live,host={series['tags']['host']}".encode(), t, b"v_anomaly_score")] = score
     assert got == want
     assert os.path.getsize(state) > 0
+
+
+#: The demo recording's mem points: 2160 timestamps 10 s apart from 2025-11-28T00:00:00Z, three hosts.
+_DEMO_MEM = "".join(
+    line + "\n" for line in (ROOT / "tests" / "data" / "demo.lp").read_text().splitlines() if line.startswith("mem,")
+)
+_T0 = 1_764_288_000_000_000_000  # 2025-11-28T00:00:00Z
+
+
+def _mem_scores(server: InfluxServer, db: str) -> dict[tuple[bytes, int, bytes], float]:
+    got = {}
+    fields = ("used_percent", "used")
+    cols = ", ".join(f'"{f}_anomaly_score"' for f in fields)
+    for series in server.query(f'SELECT {cols} FROM "mem" GROUP BY *', db).get("series", []):
+        tags = ",".join(f"{k}={v}" for k, v in sorted(series["tags"].items()))
+        for row in series["values"]:
+            for f, value in zip(fields, row[1:]):
+                if value is not None:
+                    got[(f"mem,{tags}".encode(), row[0], f"{f}_anomaly_score".encode())] = value
+    return got
+
+
+def test_since_includes_its_own_time_and_a_mark_does_not(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """``--since 2025-11-28`` read 6477 of the demo's 6480 mem points: the bound was exclusive, so the three
+    points at exactly 2025-11-28T00:00:00Z (one per series: Telegraf's times are round) were never scored.
+    --since is included now; resuming from the state's mark (the newest point already scored) still reads
+    only what is newer, so a point is scored once across runs."""
+    src = "rg_since_src"
+    _store(influxdb, src, _DEMO_MEM)
+    assert len(_DEMO_MEM.splitlines()) == 6480
+    want = _replay_scores(_DEMO_MEM)
+    # One-off, no state: every point from --since on, the first three included.
+    influxdb.create_db("rg_since_once")
+    proc = _pull(influxdb, src, "-m", "mem", "--since", "2025-11-28", "--to-db", "rg_since_once", "--log-level", "debug")
+    assert proc.returncode == 0, proc.stderr
+    assert "pulled 6480 point(s) from database 'rg_since_src': wrote 6480," in proc.stderr
+    assert "D! [riverguard] mem: read 6480 point(s) from 2025-11-28T00:00:00Z; 0 already scored" in proc.stderr
+    assert influxdb.rows('SELECT count("used_anomaly_score") FROM "mem"', "rg_since_once")[0][1] == 6480
+    assert _mem_scores(influxdb, "rg_since_once") == want
+    # An RFC 3339 --since between two points, and an --until on one: both ends as given, [since, until].
+    influxdb.create_db("rg_since_span")
+    proc = _pull(influxdb, src, "-m", "mem", "--since", "2025-11-28T00:00:05Z", "--until", "2025-11-28T00:01:00Z",
+                 "--to-db", "rg_since_span")
+    assert proc.returncode == 0, proc.stderr
+    assert "pulled 18 point(s)" in proc.stderr  # 00:00:10 ... 00:01:00, three hosts
+    # With --state: a first run up to 01:00, then one that resumes after its mark (--since is then left alone).
+    dst, state = "rg_since_twice", tmp_path / "pull.msgpack"
+    influxdb.create_db(dst)
+    first = _pull(influxdb, src, "-m", "mem", "--since", "2025-11-28", "--until", "2025-11-28T01:00:00Z",
+                  "--to-db", dst, "--state", str(state))
+    assert first.returncode == 0, first.stderr
+    assert "pulled 1083 point(s)" in first.stderr  # 361 times (00:00:00 and 01:00:00 included) x 3 hosts
+    inspect = _run("state", "inspect", str(state))
+    assert json.loads(inspect.stdout)["pull_marks"] == {"influxql:rg_since_src//mem": "2025-11-28T01:00:00Z"}
+    second = _pull(influxdb, src, "-m", "mem", "--since", "2025-11-28", "--to-db", dst, "--state", str(state),
+                   "--log-level", "debug")
+    assert second.returncode == 0, second.stderr
+    assert "resuming influxql:rg_since_src//mem after 2025-11-28T01:00:00Z" in second.stderr
+    assert "D! [riverguard] mem: read 5397 point(s) after 2025-11-28T01:00:00Z; 0 already scored" in second.stderr
+    assert "pulled 5397 point(s)" in second.stderr  # the points at the mark are not read again
+    assert _mem_scores(influxdb, dst) == want  # each point scored once, in order, over the two runs
+
+
+def test_follow_starts_at_since_included_then_goes_on_after_its_marks(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """--follow's first pass reads from --since, that time included; the passes after it read only what is
+    newer than the mark, so across many passes every point is read and written once."""
+    src, dst = "rg_since_follow_src", "rg_since_follow_dst"
+    _store(influxdb, src, _DEMO_MEM)
+    influxdb.create_db(dst)
+    log = tmp_path / "pull.log"
+    puller = _Puller(["--influx-url", influxdb.url, "--db", src, "-m", "mem", "--since", "2025-11-28", "--to-db", dst,
+                      "--follow", "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack")], log)
+
+    def scored() -> int:
+        rows = influxdb.rows('SELECT count("used_anomaly_score") FROM "mem"', dst)
+        return rows[0][1] if rows else 0
+
+    deadline = time.monotonic() + 20
+    while scored() < 6480 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # a few more passes, which read nothing
+    stderr = puller.stop()
+    assert scored() == 6480, stderr
+    assert "stopping: pulled 6480 point(s) from database 'rg_since_follow_src': wrote 6480," in stderr
+    assert influxdb.rows(f'SELECT "used_anomaly_score" FROM "mem" WHERE time = {_T0}', dst)[0][0] == _T0
 
 
 class _Breaks(QuietHandler):

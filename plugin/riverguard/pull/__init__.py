@@ -15,7 +15,9 @@ the models and the marks saved together in the state file) happens every
 from the last commit with the models of that moment. The next pass reads
 only what is newer than the mark; a point that turns up older than the mark
 (written late) is counted and reported, not scored, and a point that
-already carries a score field is never scored again.
+already carries a score field is never scored again. Without a mark (no
+``--state``, or a measurement not read before) a pass starts at ``--since``,
+points at that very time included.
 """
 
 from __future__ import annotations
@@ -64,10 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--since", metavar="WHEN",
-        help="start here when the state has no mark yet: a duration back from now (30d, 12h)"
+        help="start here, this time included, when the state has no mark yet: a duration back from now (30d, 12h)"
         " or an RFC 3339 time (2025-11-28T00:00:00Z); not a bare number (default: the first point)",
     )
-    group.add_argument("--until", metavar="WHEN", help="stop here (one-off pull; same forms as --since)")
+    group.add_argument("--until", metavar="WHEN", help="stop here, this time included (one-off pull; same forms as --since)")
     group.add_argument(
         "--delay", default="10s", metavar="DURATION",
         help="leave points newer than now minus this for a later pass, so that metrics still on their way"
@@ -287,7 +289,14 @@ class Puller:
     def _measurement(self, name: str, hi: int) -> None:
         key = self.source.key(name)
         mark = self.marks.get(key)
-        lo = mark if mark is not None else self.since
+        # Sources read (lo, hi]. A mark is the newest point already scored: what is newer. --since is where to
+        # start, so its own points are read too (Telegraf's times are round: a round --since is a point's time).
+        if mark is not None:
+            lo: int | None = mark
+            start = f"after {_iso(mark)}"
+        else:
+            lo = None if self.since is None else self.since - 1
+            start = f"from {_iso(self.since)}"
         if mark is not None and self.late_ns > 0:
             self._late_check(name, mark)
         if lo is not None and lo >= hi:
@@ -340,7 +349,7 @@ class Puller:
         if skipped > reported:
             log.error(f"{name}: {skipped} point(s) in all could not be rebuilt as line protocol and were skipped")
         if count:
-            log.debug(f"{name}: read {count} point(s) after {_iso(lo)}; {already} already scored")
+            log.debug(f"{name}: read {count} point(s) {start}; {already} already scored")
 
     def _late_check(self, name: str, mark: int) -> None:
         """Count points in the late window behind the mark that were never scored (written late)."""
