@@ -240,6 +240,24 @@ def test_log_level_error_keeps_the_replay_summary_quiet(tmp_path: Path) -> None:
     assert b"I! [riverguard] metrics: 41 (1 unparsable)\n" in told.stderr and quiet.stdout == told.stdout
 
 
+def test_the_summary_says_how_many_series_with_anomalies_it_leaves_out(tmp_path: Path) -> None:
+    """The summary lists the 5 series with the most anomalies; the demo flags 6, and the sixth
+    (mem,host=web2 used_percent, the level shift) was left out without a word."""
+    demo = subprocess.run([*RIVERGUARD, "replay", "-o", str(tmp_path / "out.lp"), str(ROOT / "tests/data/demo.lp")],
+                          capture_output=True, text=True, timeout=120)
+    assert demo.returncode == 0, demo.stderr
+    lines = demo.stderr.splitlines()
+    top = lines.index("I! [riverguard] top series by anomalies:")
+    listed = [re.fullmatch(r"I! \[riverguard\] +(\d+)  (.+)", line) for line in lines[top + 1 : top + 6]]
+    assert all(listed) and "mem,host=web2 used_percent" not in demo.stderr, demo.stderr
+    assert lines[top + 6 :] == ["I! [riverguard]      ...  and 1 more series"], demo.stderr
+    # Five or fewer: all of them, and no such line.
+    (tmp_path / "in.lp").write_bytes(_stream())
+    few = subprocess.run([*RIVERGUARD, "replay", "in.lp"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert few.returncode == 0 and "I! [riverguard]        1  cpu,host=a usage" in few.stderr, few.stderr
+    assert "more series" not in few.stderr
+
+
 def test_state_help_says_what_each_command_does_with_the_config_path() -> None:
     """replay and pull never touch the config's [state] path; only run lets --state override it."""
     def state_help(command: str) -> str:

@@ -614,6 +614,9 @@ def _summary(engine: Engine) -> None:
     if top:
         lines.append("top series by anomalies:")
         lines.extend(f"  {count:>6}  {key}" for key, count in top)
+        more = sum(1 for s in engine.series.values() if s.anomalies) - len(top)
+        if more:
+            lines.append(f"  {'...':>6}  and {more} more series")
     for line in lines:
         engine.log.info(line)
 
