@@ -221,9 +221,25 @@ def test_bad_report_options_are_usage_errors(tmp_path: Path) -> None:
     data.write_text("m v=1 1\n", encoding="utf-8")
     result = run_cli(["replay", "--report", str(tmp_path / "r.html"), "--report-top", "-3", str(data)])
     assert result.returncode == 2 and b"--report-top" in result.stderr and b"Traceback" not in result.stderr
-    result = run_cli(["replay", "--report", str(tmp_path / "no" / "such" / "r.html"), str(data)], timeout=120)
-    assert result.returncode == 1 and b"cannot write the report" in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("where", ["missing-folder", "folder", "input"])
+def test_a_report_path_that_cannot_be_written_is_refused_before_the_replay(tmp_path: Path, where: str) -> None:
+    """As --output is: a missing folder replayed everything, then failed with exit 1; a folder the same; the
+    input file itself was replaced by the report. Now refused up front, exit 2, nothing written."""
+    data = tmp_path / "in.lp"
+    data.write_text("m v=1 1\n", encoding="utf-8")
+    report, message = {
+        "missing-folder": (tmp_path / "no" / "such" / "r.html", f"the folder {tmp_path / 'no' / 'such'} does not exist"),
+        "folder": (tmp_path, "is a folder: give a file name"),
+        "input": (data, f"is the input file {data}: refusing to overwrite what is being read"),
+    }[where]
+    result = run_cli(["replay", "--report", str(report), "-o", str(tmp_path / "out.lp"), str(data)], timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.decode().startswith(f"E! [riverguard] --report {report}") and message in result.stderr.decode()
+    assert result.stderr.count(b"\n") == 1, result.stderr  # no replay, no summary
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.lp"] and data.read_text() == "m v=1 1\n"
 
 
 def test_without_timestamps_the_axis_is_the_metric_number(tmp_path: Path) -> None:

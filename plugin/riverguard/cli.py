@@ -428,13 +428,13 @@ def _check_inputs(files: list[str]) -> str | None:
     return None
 
 
-def _check_output(output: str, files: list[str]) -> str | None:
-    """Why ``-o output`` must be refused, or None: a folder, a missing folder, or one of the inputs."""
+def _check_output(output: str, files: list[str], option: str = "--output") -> str | None:
+    """Why ``-o output`` (or ``--report``) must be refused, or None: a folder, a missing folder, or one of the inputs."""
     target = Path(output)
     if target.is_dir():
-        return f"--output {output} is a folder: give a file name"
+        return f"{option} {output} is a folder: give a file name"
     if not target.parent.is_dir():
-        return f"--output {output}: the folder {target.parent} does not exist"
+        return f"{option} {output}: the folder {target.parent} does not exist"
     try:
         out_stat = os.stat(target)
     except OSError:
@@ -446,7 +446,7 @@ def _check_output(output: str, files: list[str]) -> str | None:
             continue
         if (in_stat.st_dev, in_stat.st_ino) == (out_stat.st_dev, out_stat.st_ino):
             shown = "stdin" if name == "-" else name
-            return f"--output {output} is the input file {shown}: refusing to overwrite what is being read"
+            return f"{option} {output} is the input file {shown}: refusing to overwrite what is being read"
     return None
 
 
@@ -517,6 +517,11 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
         output = None
     if isinstance(output, str):
         problem = _check_output(output, files)
+        if problem:
+            log.error(problem)
+            return EXIT_CONFIG
+    if args is not None and args.report:  # written at the end: refused now, not after the whole replay
+        problem = _check_output(args.report, files, "--report")
         if problem:
             log.error(problem)
             return EXIT_CONFIG
