@@ -242,6 +242,20 @@ def test_a_report_path_that_cannot_be_written_is_refused_before_the_replay(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.lp"] and data.read_text() == "m v=1 1\n"
 
 
+def test_a_report_series_glob_that_matches_nothing_is_warned_about(tmp_path: Path) -> None:
+    """A --report-series glob that names no series (here a tag left out: the demo's cpu series carry
+    cpu=cpu-total) drew nothing, without a word. One W! line at the end names every such glob."""
+    report, stderr = replay_report(tmp_path, "--report-top", "1", "--report-series", "cpu,host=web1 usage_user",
+                                   "--report-series", "http,*", "--report-series", "disk,*")
+    assert "report: 4 series plotted" in stderr  # the top one and the 3 http series
+    warnings = [line for line in stderr.splitlines() if line.startswith("W! ")]
+    assert warnings == [
+        "W! [riverguard] --report-series 'cpu,host=web1 usage_user', 'disk,*' matched no scored series"
+        " (a series is named 'measurement,tags field', as in the summary: 'cpu,cpu=cpu-total,host=web1 usage_idle')"
+    ], stderr
+    assert stderr.splitlines()[-1] == warnings[0]
+
+
 def test_without_timestamps_the_axis_is_the_metric_number(tmp_path: Path) -> None:
     data = tmp_path / "plain.lp"
     data.write_text("".join(f"m v={i % 7}\n" for i in range(300)) + "m v=900\n", encoding="utf-8")

@@ -602,6 +602,13 @@ def _write_report(collector, args: argparse.Namespace, log: Log) -> int:  # type
     size = os.path.getsize(args.report)
     log.info(f"report: {plotted} series plotted, {size / 1e6:.1f} MB in {time.monotonic() - started:.1f}s: "
              f"{os.path.abspath(args.report)}")
+    unmatched = collector.unmatched(args.report_series)
+    if unmatched:
+        example = min(collector.series, default=None)
+        log.warn(
+            "--report-series " + ", ".join(repr(glob) for glob in unmatched) + " matched no scored series"
+            + (f" (a series is named 'measurement,tags field', as in the summary: {example!r})" if example else "")
+        )
     return EXIT_OK
 
 

@@ -190,6 +190,11 @@ class Collector:
         match = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)).match
         return [self.series[k] for k in sorted(self.series) if match(k)]
 
+    def unmatched(self, globs: list[str]) -> list[str]:
+        """The globs among ``globs`` that match no series' name (each once, in their order)."""
+        matches = {g: re.compile(fnmatch.translate(g)).match for g in dict.fromkeys(globs)}
+        return [g for g, match in matches.items() if not any(match(k) for k in self.series)]
+
 
 @dataclass
 class Drawn:
