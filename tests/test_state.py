@@ -697,6 +697,10 @@ _PAYLOADS: dict[str, Node] = {
     },
     "dunder attribute": {"\x00": "obj", "c": "riverguard.detectors.zscore:ZScore", "i": 0, "d": ["__class__", None]},
     "compact state of the wrong shape": [["not", "bytes", None]],
+    # River's Rust statistics panic on bytes they cannot parse (a BaseException): it stopped the process.
+    "opaque state that does not parse": {"\x00": "rust", "c": "river._river_rust.stats:RsEWMean", "i": 0, "a": [0.5], "s": b"\xff"},
+    "function by name": {"\x00": "obj", "c": "riverguard.detectors.zscore:ZScore", "i": 0, "d": ["f", {"\x00": "func", "c": "posix:system"}]},
+    "slot not declared": {"\x00": "obj", "c": "riverguard.detectors.zscore:ZScore", "i": 0, "d": [], "s": ["__class__", None]},
     "unknown node kind": {"\x00": "pickle", "v": b"cos\nsystem\n."},
 }
 

@@ -206,9 +206,10 @@ class RiverModel(Detector):
     def factory(cls, params: dict[str, Any]) -> Factory:  # type: ignore[override]
         """Build and check the rule's model once; each new series then gets a ``clone()`` of it.
 
-        The check runs a clone on two samples, and records the classes it then holds:
-        they, and only they, may be rebuilt from this rule's checkpointed series
-        (which are rebuilt from their state, not cloned first).
+        The check runs a clone on two samples, and records the classes (and functions) it
+        then holds: they, and only they, may be rebuilt from this rule's checkpointed series
+        (which are rebuilt from their state, not cloned first). A model holding something a
+        checkpoint cannot keep is refused here, naming what and where.
         """
         from ..state import codec
 
@@ -221,8 +222,11 @@ class RiverModel(Detector):
                 trial._model.score_one(None, 1.0)
         except Exception as err:  # noqa: BLE001 - whatever the model raises on a sample
             raise ParamError("model", f"the model fails on a sample: {type(err).__name__}: {err}") from None
-        frames, factories = codec.classes_in(trial._model)
-        prototype._allowed = codec.allowlist(frames, factories)
+        try:
+            frames, factories, functions = codec.classes_in(trial._model)
+        except codec.StateCodecError as err:
+            raise ParamError("model", f"{_label(prototype.model)} cannot be checkpointed: {err}") from None
+        prototype._allowed = codec.allowlist(frames, factories, functions)
         return _Factory(prototype)
 
     @property
@@ -309,6 +313,15 @@ class RiverModel(Detector):
 
     def params(self) -> dict[str, Any]:
         return {"model": self.model, "window": self.window}
+
+
+def _label(spec: Any) -> str:
+    """The spec as a message names it: its class (``anomaly.LODA``), or ``the pipeline`` for a list."""
+    if _is_spec(spec):
+        return str(spec["class"])
+    if isinstance(spec, list) and len(spec) == 1 and _is_spec(spec[0]):
+        return str(spec[0]["class"])
+    return "the pipeline"
 
 
 def _parts(model: Any) -> list[Any]:
