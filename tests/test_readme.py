@@ -223,8 +223,9 @@ def _provoke(fragment: str, tmp: Path) -> str:
         (tmp / ".state.msgpack.tmp-222").write_bytes(b"x" * 1500)
         return run(["run", "--state", "state.msgpack"], "cpu v=1\n")
     if fragment == "while writing the checkpoint":  # Telegraf's SIGTERM lands in the final checkpoint
-        lines = "".join(f"cpu,host=h{i} v={i % 10} {1700000000000000000 + i}\n" for i in range(3000))
-        config.write_text("[state]\nmax_series = 10000\n")
+        lines = "".join(f"cpu,host=h{i} v={i % 10} {1700000000000000000 + i}\n" for i in range(20000))
+        # (a rule: without one nothing is scored, the checkpoint is empty and over before a SIGTERM can land)
+        config.write_text('[state]\nmax_series = 30000\n\n[[rule]]\nname = "all"\n')
         err = tmp / "stderr"
         with err.open("wb") as stderr:
             proc = subprocess.Popen(rg + ["run", "--config", "riverguard.toml", "--state", "state.msgpack",
