@@ -552,6 +552,9 @@ def test_follow_stops_on_a_complete_answer_that_is_not_json(tmp_path: Path) -> N
         (["--db", "a", "--follow"], "--follow needs --state PATH"),
         (["--db", "a", "--to-bucket", "b"], "--to-bucket goes with --bucket"),
         (["--db", "a", "--since", "yesterday"], "--since"),
+        (["--db", "a", "--since", "1d", "--until", "2025-11-28"],  # (read nothing, exit 0, without a word)
+         "--since (1d) is later than --until (2025-11-28): nothing to pull"),
+        (["--db", "a", "--since", "2025-11-28T00:00:01Z", "--until", "2025-11-28"], "is later than --until"),
         (["--db", "a", "--bucket", "b"], "exactly one of --db"),
         (["--db", "a", "--delay", "5"], '--delay: invalid duration "5"'),
         (["--db", "a", "--late-window", "5"], '--late-window: invalid duration "5"'),

@@ -524,6 +524,8 @@ def _options(args: argparse.Namespace, config: Config, now: int) -> dict[str, An
             out[name] = parse_time(value, now) if value else None
         except ValueError as err:
             raise OptionError(f"--{name}: {err}") from None
+    if out["since"] is not None and out["until"] is not None and out["since"] > out["until"]:
+        raise OptionError(f"--since ({args.since}) is later than --until ({args.until}): nothing to pull")
     return out
 
 
