@@ -333,6 +333,11 @@ class _Encoder:
 
     def _attributes(self, mapping: dict[str, Any], depth: int) -> list[Any]:
         """An object's attributes as key, value pairs; an error inside one says which (when finding classes)."""
+        return self._pairs(mapping, depth, ".{}".format)
+
+    def _pairs(self, mapping: Any, depth: int, where: Any) -> list[Any]:
+        """``mapping``'s key, value pairs, encoded; an error inside a value says which (``where(key)``, when
+        finding classes)."""
         out: list[Any] = []
         for k, v in mapping.items():
             out.append(self.encode(k, depth))
@@ -340,7 +345,7 @@ class _Encoder:
                 out.append(self.encode(v, depth))
             except StateCodecError as err:
                 if self.allowed is None:
-                    err.path.insert(0, f".{k}")
+                    err.path.insert(0, where(k))
                 raise
         return out
 
@@ -357,16 +362,8 @@ class _Encoder:
         return {_TAG: "func", "c": name}
 
     def _items(self, mapping: Any, depth: int) -> list[Any]:
-        out: list[Any] = []
-        for k, v in mapping.items():
-            out.append(self.encode(k, depth))
-            try:
-                out.append(self.encode(v, depth))
-            except StateCodecError as err:
-                if self.allowed is None:
-                    err.path.insert(0, f"[{k!r}]")
-                raise
-        return out
+        """A mapping's items as key, value pairs (an error inside one says ``[key]``)."""
+        return self._pairs(mapping, depth, "[{!r}]".format)
 
     def _factory(self, factory: Any, depth: int) -> Any:
         if factory is None:
