@@ -214,20 +214,49 @@ def test_one_off_pull_from_a_missing_database_exits_1_naming_it(influxdb: Influx
     assert "rg_typo_reel" not in _databases(influxdb)  # nothing written (a write would not create it either)
 
 
-def test_follow_on_a_missing_database_stops_with_exit_1(influxdb: InfluxServer, tmp_path: Path) -> None:
-    """README: --follow stops (exit 1) on what retrying cannot mend, such as a missing database
-    (before, it passed every --every, reading nothing, for ever)."""
+def _follow_stops(influxdb: InfluxServer, tmp_path: Path, *args: str) -> tuple[str, str]:
+    """Run ``pull --follow`` (passes every 0.1 s) that must stop with exit 1 and one E! line: (that line, stderr)."""
     proc = subprocess.run(
-        [*RIVERGUARD, "pull", "--influx-url", influxdb.url, "--db", "rg_follow_typo", "--follow", "--every", "0.1s",
-         "--delay", "0s", "--state", str(tmp_path / "s.msgpack")],
+        [*RIVERGUARD, "pull", "--influx-url", influxdb.url, *args, "--follow", "--every", "0.1s", "--delay", "0s",
+         "--state", str(tmp_path / "s.msgpack")],
         capture_output=True, text=True, timeout=30,
     )
     assert proc.returncode == 1, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
     assert len(errors) == 1, proc.stderr
-    assert errors[0].startswith("E! [riverguard] pull stopped: database not found: rg_follow_typo;")
-    assert errors[0].endswith("retrying cannot help: fix this and start again")
-    assert "pass failed" not in proc.stderr and "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr
+    return errors[0], proc.stderr
+
+
+def test_follow_on_a_missing_database_stops_with_exit_1(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """README: --follow stops (exit 1) on what retrying cannot mend, such as a missing database
+    (before, it passed every --every, reading nothing, for ever)."""
+    error, stderr = _follow_stops(influxdb, tmp_path, "--db", "rg_follow_typo")
+    assert error.startswith("E! [riverguard] pull stopped: database not found: rg_follow_typo;"), stderr
+    assert error.endswith("retrying cannot help: fix this and start again")
+    assert "pass failed" not in stderr
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["one-off", "follow"])
+def test_a_pull_from_a_server_with_no_database_at_all_names_the_missing_one(influxdb: InfluxServer, tmp_path: Path,
+                                                                            follow: bool) -> None:
+    """A new InfluxDB answers SHOW DATABASES with a series that has no values: pull stopped on a traceback
+    (KeyError: 'values') instead of saying that the database is not found."""
+    fresh = InfluxServer(influxdb.binary, tmp_path / "fresh")
+    fresh.root.mkdir()
+    fresh.start()
+    try:
+        if follow:
+            error, stderr = _follow_stops(fresh, tmp_path, "--db", "telegraf")
+        else:
+            proc = _pull(fresh, "telegraf")
+            assert proc.returncode == 1, proc.stderr
+            errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
+            assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+            error = errors[0]
+    finally:
+        fresh.stop()
+    assert error.startswith("E! [riverguard] pull stopped: database not found: telegraf"), error
 
 
 def _database_with_policies(server: InfluxServer, db: str, text: str) -> None:
@@ -267,20 +296,13 @@ def test_follow_on_a_missing_retention_policy_stops_with_exit_1(influxdb: Influx
     for ever (the database had no points yet, so nothing was refused)."""
     db = "rg_follow_rp_typo"
     _database_with_policies(influxdb, db, "")
-    proc = subprocess.run(
-        [*RIVERGUARD, "pull", "--influx-url", influxdb.url, "--db", db, "--rp", "shrot", "--follow", "--every", "0.1s",
-         "--delay", "0s", "--state", str(tmp_path / "s.msgpack")],
-        capture_output=True, text=True, timeout=30,
-    )
-    assert proc.returncode == 1, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
-    assert len(errors) == 1, proc.stderr
-    assert errors[0].startswith(
+    error, stderr = _follow_stops(influxdb, tmp_path, "--db", db, "--rp", "shrot")
+    assert error.startswith(
         f"E! [riverguard] pull stopped: retention policy 'shrot' not found in database '{db}'"
         " (its retention policies: 'autogen', 'short');"
-    ), proc.stderr
-    assert errors[0].endswith("retrying cannot help: fix this and start again")
-    assert "pass failed" not in proc.stderr and "Traceback" not in proc.stderr
+    ), stderr
+    assert error.endswith("retrying cannot help: fix this and start again")
+    assert "pass failed" not in stderr
 
 
 def test_follow_to_a_database_without_the_retention_policy_stops_with_exit_1(influxdb: InfluxServer,
@@ -292,19 +314,11 @@ def test_follow_to_a_database_without_the_retention_policy_stops_with_exit_1(inf
     stored = influxdb.request("POST", f"/write?db={src}&rp=short", f"cpu,host=a v=1.5 {time.time_ns()}\n".encode())
     assert stored.status == 204, stored.body
     influxdb.create_db(dst)  # autogen only
-    proc = subprocess.run(
-        [*RIVERGUARD, "pull", "--influx-url", influxdb.url, "--db", src, "--rp", "short", "--to-db", dst,
-         "--follow", "--every", "0.1s", "--delay", "0s", "--retries", "1", "--state", str(tmp_path / "s.msgpack")],
-        capture_output=True, text=True, timeout=30,
-    )
-    assert proc.returncode == 1, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
-    assert len(errors) == 1, proc.stderr
-    assert errors[0].startswith(
+    error, stderr = _follow_stops(influxdb, tmp_path, "--db", src, "--rp", "short", "--to-db", dst, "--retries", "1")
+    assert error.startswith(
         f"E! [riverguard] pull stopped: retention policy 'short' not found in database '{dst}'"
         " (its retention policies: 'autogen');"
-    ), proc.stderr
-    assert "Traceback" not in proc.stderr
+    ), stderr
 
 
 def test_a_measurement_not_in_the_database_is_warned_about_once(influxdb: InfluxServer, tmp_path: Path) -> None:

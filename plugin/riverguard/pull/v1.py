@@ -94,7 +94,7 @@ class InfluxQLSource(Source):
             resp.close()
 
     def _values(self, query: str) -> list[list[Any]]:
-        return [row for result in self._results(query) for s in result.get("series", ()) for row in s["values"]]
+        return [row for result in self._results(query) for s in result.get("series", ()) for row in s.get("values", ())]
 
     def _from(self, measurement: str) -> str:
         if self.rp:
@@ -170,7 +170,7 @@ class InfluxQLSource(Source):
         line, scored = layout.line, layout.scored
         for result in self._results(query, chunked=True):
             for series in result.get("series", ()):
-                for values in series["values"]:
+                for values in series.get("values", ()):
                     time = values[0]
                     try:
                         yield Row(time, line(time, values), scored(values), None)
