@@ -136,6 +136,28 @@ def test_state_path_from_config_resolves_against_its_folder(tmp_path: Path) -> N
     assert (folder / "data" / "rg.msgpack").is_file()
 
 
+@pytest.mark.parametrize("where", ["--state", "config"])
+def test_a_state_path_ending_in_a_slash_is_a_folder_even_before_it_exists(tmp_path: Path, where: str) -> None:
+    """``--state /var/lib/riverguard/`` (or ``[state] path = "state/"``) names a folder: the checkpoint is
+    riverguard.msgpack in it, the folder made if missing. (Before, the slash was dropped: a file named
+    ``riverguard`` took the folder's place, and a later ``install -d`` of the folder failed.)"""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    folder = (etc if where == "config" else tmp_path) / "state"
+    config = write_config(etc, extra='[state]\npath = "state/"' if where == "config" else "")
+    args = ["run", "--config", str(config)] + (["--state", f"{folder}/"] if where == "--state" else [])
+    first = run(args, stream(50))
+    assert first.returncode == 0, first.stderr
+    assert folder.is_dir(), f"{folder} is not a folder"
+    assert read_checkpoint(folder / "riverguard.msgpack")["series"] == 4
+    assert f"no checkpoint at {folder / 'riverguard.msgpack'} yet".encode() in first.stderr, first.stderr
+    again = run(args, stream(50, start=50))
+    assert b"restored 4 series" in again.stderr, again.stderr
+    checked = run(["check-config", str(config)])
+    if where == "config":
+        assert f'"path": "{folder / "riverguard.msgpack"}"'.encode() in checked.stdout, checked.stdout
+
+
 def test_inspect_gives_sample_times_to_the_nanosecond(tmp_path: Path) -> None:
     """The oldest and newest sample and each series' last are the timestamps as written, to the nanosecond
     (they went through a float: .123456789 came out as .123457)."""

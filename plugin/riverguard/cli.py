@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 from . import __version__
-from .config import Config, ConfigError, default_config, load
+from .config import Config, ConfigError, default_config, load, state_path
 from .config import warnings as config_warnings
 from .engine import Engine
 from .log import LEVELS, Log, Progress, printable
@@ -197,7 +197,7 @@ def _configured(args: argparse.Namespace, signals: Signals | None = None) -> int
         config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=None))
     if getattr(args, "state", None):
         config = dataclasses.replace(
-            config, state=dataclasses.replace(config.state, path=Path(args.state).resolve())
+            config, state=dataclasses.replace(config.state, path=state_path(args.state, Path.cwd()))
         )
     if args.command == "evaluate":
         from .evaluate import main as _evaluate

@@ -600,6 +600,22 @@ def _parse_output(raw: Any, where: _Where) -> OutputConfig | None:
     return None if where.count else out
 
 
+#: The checkpoint's name in a state folder (``riverguard.state.FOLDER_FILE``).
+STATE_FOLDER_FILE = "riverguard.msgpack"
+
+
+def state_path(raw: str, base: Path) -> Path:
+    """A state path as written (``[state] path``, ``--state``), resolved against ``base``. One that ends with
+    a slash names a folder, also before it exists: the checkpoint is ``riverguard.msgpack`` in it (resolved, the
+    slash would be lost and a file would take the folder's name).
+
+    >>> str(state_path("state/", Path("/etc/riverguard"))), str(state_path("rg.msgpack", Path("/etc")))
+    ('/etc/riverguard/state/riverguard.msgpack', '/etc/rg.msgpack')
+    """
+    path = (base / raw).resolve()
+    return path / STATE_FOLDER_FILE if raw.endswith("/") else path
+
+
 def _parse_state(raw: Any, where: _Where, base: Path) -> StateConfig | None:
     if not _check_keys(raw, {"path", "checkpoint_interval", "max_series", "series_ttl"}, where):
         return None
@@ -608,7 +624,7 @@ def _parse_state(raw: Any, where: _Where, base: Path) -> StateConfig | None:
         if not isinstance(raw["path"], str) or not raw["path"]:
             where.add("path", f"expected a non-empty string, got {raw['path']!r}")
         else:
-            values["path"] = (base / raw["path"]).resolve()
+            values["path"] = state_path(raw["path"], base)
     for key in ("checkpoint_interval", "series_ttl"):
         if key in raw:
             values[key] = _duration(raw[key], key, where)

@@ -27,7 +27,7 @@ from typing import Any
 
 from .. import __version__
 from ..detectors import Detector
-from ..config import Rule
+from ..config import STATE_FOLDER_FILE, Rule
 from ..engine import Engine
 from ..lineprotocol import ParseError
 from ..log import iso_ns
@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: The checkpoint's name when the state path is a folder.
-FOLDER_FILE = "riverguard.msgpack"
+FOLDER_FILE = STATE_FOLDER_FILE
 #: How long a second process waits for the lock (a restart's overlap) before giving up.
 LOCK_WAIT = 10.0
 
