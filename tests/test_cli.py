@@ -141,6 +141,21 @@ def test_replay_report_dash_is_refused(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.lp"]
 
 
+@pytest.mark.parametrize("option", [["--report-top", "3"], ["--report-series", "cpu,* usage_*"]])
+def test_replay_report_options_without_report_are_refused(tmp_path: Path, option: list[str]) -> None:
+    """--report-top and --report-series only shape the report: without --report they were taken and
+    silently ignored (exit 0, no report, no word), where --db or --skip-metrics without --influx-url is
+    refused."""
+    (tmp_path / "in.lp").write_bytes(b"m v=1 1\n")
+    proc = subprocess.run(
+        [*RIVERGUARD, "replay", *option, "-o", "out.lp", "in.lp"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == f"E! [riverguard] {option[0]} needs --report\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.lp"]
+
+
 def test_replay_missing_file_fails_before_writing(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     good = tmp_path / "good.lp"
     good.write_bytes(b"m v=1 1\n")

@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("files", nargs="+", metavar="FILE", help="line-protocol files ('-' is stdin)")
     report = replay.add_argument_group("report (needs the report extra: pip install '/path/to/this/checkout[report]')")
     report.add_argument("--report", metavar="PATH", help="also write a self-contained HTML report of the replay here")
-    report.add_argument("--report-top", metavar="N", type=_count, default=12,
+    report.add_argument("--report-top", metavar="N", type=_count, default=None,  # None: not given (12)
                         help="plot the N series with the most anomalies (default: 12)")
     report.add_argument("--report-series", metavar="GLOB", action="append", default=[],
                         help="also plot the series matching GLOB ('measurement,tags field'; repeatable)")
@@ -217,6 +217,10 @@ def _configured(args: argparse.Namespace, signals: Signals | None = None) -> int
         except OptionError as err:
             log.error(str(err))
             return EXIT_CONFIG
+        for given, option in ((args.report_top is not None, "--report-top"), (args.report_series, "--report-series")):
+            if given and not args.report:  # as --db needs --influx-url: not taken and ignored
+                log.error(f"{option} needs --report")
+                return EXIT_CONFIG
         if args.report == "-":
             log.error("--report -: the report is an HTML file, not a stream; give it a file name")
             return EXIT_CONFIG
@@ -595,7 +599,8 @@ def _write_report(collector, args: argparse.Namespace, log: Log) -> int:  # type
 
     started = time.monotonic()
     try:
-        plotted = write(args.report, collector, top=args.report_top, globs=args.report_series, sources=args.files)
+        top = 12 if args.report_top is None else args.report_top
+        plotted = write(args.report, collector, top=top, globs=args.report_series, sources=args.files)
     except OSError as err:
         log.error(f"cannot write the report to {args.report}: {err}")
         return EXIT_FAIL
