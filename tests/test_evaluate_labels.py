@@ -332,3 +332,18 @@ def test_the_default_corpus_path_is_never_inside_an_installed_package(tmp_path: 
     ).stdout.strip()
     assert not Path(out).is_relative_to(venv), out
     assert out == str(tmp_path / "shared" / "nab")  # nothing found: ../shared/nab, named in the error message
+
+
+def test_profile_takes_several_names_as_the_synopsis_shows(tmp_path: Path, zscore: Path):
+    """The README's synopsis is ``[--profile NAME ...]``: ``--profile standard reward_low_FP`` was
+    ``unrecognized arguments: reward_low_FP`` (exit 2); only ``--profile A --profile B`` worked."""
+    f = series(tmp_path / "host1.csv", spikes={500: 50.0}, labels={500})
+    several = evaluate("--config", str(zscore), "--labels", str(f), "--json", "--profile", "standard", "reward_low_FP")
+    assert several.returncode == 0, several.stderr
+    assert list(json.loads(several.stdout)["profiles"]) == ["standard", "reward_low_FP_rate"]
+    repeated = evaluate("--config", str(zscore), "--labels", str(f), "--json", "--profile", "standard",
+                        "--profile", "reward_low_FP_rate")
+    assert repeated.returncode == 0, repeated.stderr
+    assert json.loads(repeated.stdout)["profiles"] == json.loads(several.stdout)["profiles"]
+    bad = evaluate("--labels", str(f), "--profile", "standard", "nosuch")
+    assert bad.returncode == 2 and "nosuch" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr

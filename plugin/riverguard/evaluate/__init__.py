@@ -53,11 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--profile",
-        action="append",
+        action="extend",
+        nargs="+",
         type=lambda name: PROFILE_ALIASES.get(name, name),
         choices=PROFILE_NAMES,
         metavar="NAME",
-        help=f"NAB profile, repeatable ({', '.join(PROFILE_NAMES)}, or reward_low_FP, reward_low_FN for short;"
+        help=f"NAB profile(s), repeatable ({', '.join(PROFILE_NAMES)}, or reward_low_FP, reward_low_FN for short;"
         " default: all three)",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
