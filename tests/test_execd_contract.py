@@ -373,3 +373,36 @@ def test_a_users_metric_level_name_of_another_type_is_never_written_over(tmp_pat
     assert proc.stdout == data  # never `anomaly=false` after the user's integer `anomaly`
     assert b"W! [riverguard] measurement 'cpu': field 'anomaly' is an integer" in proc.stderr
     assert b"no metric-level anomaly fields are written there" in proc.stderr
+
+
+def test_a_per_field_name_in_a_metric_scored_whole_is_no_clash(tmp_path: Path) -> None:
+    # A scope = "metric" rule writes `anomaly_score` and `anomaly`, never `x_anomaly_score`: a user's string
+    # `x_anomaly_score` or integer `y_anomaly` there clashes with nothing. No W!, and x goes on being scored.
+    from conftest import run_cli
+
+    config = tmp_path / "riverguard.toml"
+    config.write_text('[[rule]]\nname = "hosts"\nmeasurement = "cpu"\nscope = "metric"\ndetector = "hst"\n')
+    data = b'cpu,host=a u=1,x=1,x_anomaly_score="hi" 1\ncpu,host=a u=2,y_anomaly=1i 2\ncpu,host=a u=3,x=3 3\n'
+    proc = run_cli(["run", "--config", str(config)], input=data)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        b'cpu,host=a u=1,x=1,x_anomaly_score="hi",anomaly_score=0.0,anomaly=false 1',
+        b"cpu,host=a u=2,y_anomaly=1i,anomaly_score=0.0,anomaly=false 2",
+        b"cpu,host=a u=3,x=3,anomaly_score=0.0,anomaly=false 3",
+    ]
+    assert b"W! " not in proc.stderr, proc.stderr
+    # Where another tag set scores x one by one, the clash is real there, and the W! says where x is still scored.
+    config.write_text(
+        '[[rule]]\nname = "hosts"\nmeasurement = "cpu"\ntags = {host = "a"}\nscope = "metric"\ndetector = "hst"\n'
+        '[[rule]]\nname = "rest"\n'
+    )
+    data = b'cpu,host=a u=1,x=1,x_anomaly_score="hi" 1\ncpu,host=b x=2 2\n'
+    proc = run_cli(["run", "--config", str(config)], input=data)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b'cpu,host=a u=1,x=1,x_anomaly_score="hi",anomaly_score=0.0,anomaly=false 1\ncpu,host=b x=2 2\n'
+    assert [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")] == [
+        b"W! [riverguard] measurement 'cpu': field 'x_anomaly_score' is a string, and riverguard would write a"
+        b" float under that name: from now on field 'x' is scored there only in the metric models of"
+        b' scope = "metric" rules (InfluxDB refuses a field whose type changes); rename the field or set'
+        b" [output] score_suffix",
+    ]

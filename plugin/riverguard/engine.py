@@ -224,6 +224,7 @@ class Engine:
             b",%s=false" % escape_key(out.metric_flag_field),
         )
         self._metric_keys = (escape_key(out.metric_score_field), escape_key(out.metric_flag_field))
+        self._field_scopes: dict[tuple[bytes, bytes], tuple[bool, bool]] = {}
 
     # -- rules ---------------------------------------------------------------
 
@@ -608,9 +609,37 @@ class Engine:
                 return kind, key[: -len(suffix)], setting
         return None
 
+    def field_scopes(self, measurement: bytes, field_key: bytes) -> tuple[bool, bool]:
+        """Whether, on some tag set of ``measurement``, field ``field_key`` could be scored one by one (so
+        riverguard writes its per-field added names there), and whether it could go into a ``scope =
+        "metric"`` model (which writes only the metric-level names); by the rules, whatever the tags."""
+        found = self._field_scopes.get((measurement, field_key))
+        if found is None:
+            name, alone, whole = unescape(measurement), False, False
+            for compiled in self._rules:
+                if compiled.measurement is not None and not compiled.measurement(name):
+                    continue
+                if not compiled.matches_field(unescape(field_key)):
+                    continue
+                if compiled.rule.detector_class is not None:
+                    if compiled.rule.scope == "metric":
+                        whole = True
+                    else:
+                        alone = True
+                if not compiled.tags:
+                    break  # every tag set that comes this far stops at this rule
+            if len(self._field_scopes) >= 4096:
+                self._field_scopes.clear()
+            found = self._field_scopes[(measurement, field_key)] = (alone, whole)
+        return found
+
     def check_names(self, metric: Metric) -> None:
         """Note the fields of ``metric`` that hold an added field's name with another type (:attr:`taken`);
-        the series they bar are dropped (made again, unscored, at their next sample)."""
+        the series they bar are dropped (made again, unscored, at their next sample).
+
+        A per-field added name (``x_anomaly_score``) is no clash in a measurement where no rule scores
+        ``x`` one by one (a ``scope = "metric"`` rule takes it, or none does): nothing is written under
+        that name there, so it is left alone, without a warning."""
         measurement = metric.measurement
         for key, kind, _ in metric.fields:
             added = self._added_kind(key)
@@ -621,13 +650,19 @@ class Engine:
                 continue
             if sum(len(n) for n in self.taken.values()) >= self.MAX_TAKEN:
                 continue
+            alone, whole = (False, False) if added[1] == b"\n" else self.field_scopes(measurement, added[1])
+            if added[1] != b"\n" and not alone:
+                continue  # riverguard never writes this name in this measurement: no clash
             self.taken.setdefault(measurement, set()).add(key)
             self.drop_barred(measurement)
             if self._taken_limit.allow():
-                what = (
-                    "no metric-level anomaly fields are written there" if added[1] == b"\n"
-                    else f"field {unescape(added[1])!r} is not scored there"
-                )
+                if added[1] == b"\n":
+                    what = "no metric-level anomaly fields are written there"
+                elif whole:
+                    what = (f"field {unescape(added[1])!r} is scored there only in the metric models of "
+                            'scope = "metric" rules')
+                else:
+                    what = f"field {unescape(added[1])!r} is not scored there"
                 self.log.warn(
                     f"measurement {unescape(measurement)!r}: field {unescape(key)!r} is {self._KINDS[kind]}, "
                     f"and riverguard would write {self._KINDS[added[0]]} under that name: from now on {what} "
