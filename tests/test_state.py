@@ -211,6 +211,58 @@ def test_changed_rule_starts_fresh_and_says_so(tmp_path: Path) -> None:
     assert info and b"restored 0 series" in info[0] and b"4 start fresh" in info[0], changed.stderr
 
 
+def test_a_changed_scope_drops_the_models_it_cannot_use_and_says_why(tmp_path: Path) -> None:
+    """A rule whose scope changed between restarts cannot use the other scope's models (one field's model
+    cannot score a metric's fields together, nor the reverse): they are dropped, each count with its own
+    reason in the restore's I! line; the series whose rule is unchanged keep their models."""
+    state = tmp_path / "s.msgpack"
+    before = tmp_path / "before.toml"
+    before.write_text(
+        '[[rule]]\nname = "cpu"\nmeasurement = "cpu"\ndetector = "hst"\n'
+        '[[rule]]\nname = "mem"\nmeasurement = "mem"\nscope = "metric"\ndetector = "hst"\n'
+        '[[rule]]\nname = "disk"\nmeasurement = "disk"\n'
+        '[[rule]]\nname = "net"\nmeasurement = "net"\n'
+    )
+    after = tmp_path / "after.toml"
+    after.write_text(  # cpu: field -> metric; mem: metric -> field; disk: off; net: unchanged
+        '[[rule]]\nname = "cpu"\nmeasurement = "cpu"\nscope = "metric"\ndetector = "hst"\n'
+        '[[rule]]\nname = "mem"\nmeasurement = "mem"\ndetector = "hst"\n'
+        '[[rule]]\nname = "disk"\nmeasurement = "disk"\ndetector = "off"\n'
+        '[[rule]]\nname = "net"\nmeasurement = "net"\n'
+    )
+    data = b"".join(
+        b"cpu,host=h%d u=%d,v=2 %d\nmem,host=h0 a=%d,b=3 %d\ndisk,host=h0 free=%d %d\nnet,host=h0 rx=%d %d\n"
+        % (i % 2, i % 7, i, i % 5, i, i % 3, i, i % 4, i) for i in range(1, 41)
+    )
+    first = run(["run", "--config", str(before), "--state", str(state)], data)
+    assert first.returncode == 0, first.stderr
+    assert read_checkpoint(state)["series"] == 7  # cpu: 2 hosts x 2 fields; mem: 1 metric model; disk; net
+    proc = run(["run", "--config", str(after), "--state", str(state)])
+    assert proc.returncode == 0, proc.stderr
+    info = [line for line in proc.stderr.splitlines() if b"restored" in line]
+    assert len(info) == 1 and info[0].startswith(b"I! [riverguard] restored 1 series from "), proc.stderr
+    assert info[0].split(b"s; ", 1)[1] == (
+        b'4 field models dropped: a scope = "metric" rule now takes their fields into a metric\'s model; '
+        b'1 metric models dropped: no scope = "metric" rule takes their metric any more; '
+        b"1 no longer match a scoring rule"
+    ), info
+    assert read_checkpoint(state)["series"] == 1  # net's, with its samples
+    kept = [json.loads(line) for line in run(["state", "inspect", str(state), "--series"]).stdout.splitlines()]
+    assert [(s["key"], s["samples"]) for s in kept] == [("net,host=h0 rx", 40)]
+    # A model barred by a field of the user's (here: `explain` turned on, whose w_anomaly_expected is the
+    # user's string) is dropped for that reason, not for matching no rule.
+    state.unlink()
+    before.write_text('[[rule]]\nname = "all"\n')
+    after.write_text('[output]\nexplain = true\n[[rule]]\nname = "all"\n')
+    first = run(["run", "--config", str(before), "--state", str(state)], b'cpu w=1 1\ncpu w=2,w_anomaly_expected="x" 2\n')
+    assert first.returncode == 0 and read_checkpoint(state)["series"] == 1, first.stderr
+    proc = run(["run", "--config", str(after), "--state", str(state)])
+    info = [line for line in proc.stderr.splitlines() if b"restored" in line]
+    assert len(info) == 1 and info[0].split(b"s; ", 1)[1] == (
+        b"1 dropped: a field of yours holds one of their added names with another type"
+    ), proc.stderr
+
+
 DATA = Path(__file__).parent / "data"
 
 

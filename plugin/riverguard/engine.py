@@ -492,25 +492,33 @@ class Engine:
             f"max_series = {self.max_series} is too small for the series coming in; raise [state] max_series"
         )
 
-    def rule_for(self, key: bytes, fingerprint: str, cache: dict[Any, Any]) -> tuple[bytes, Rule | None, bool]:
+    #: Why :meth:`rule_for` found no rule to hold a series' model.
+    CHANGED = "changed"  # a rule of the series' scope takes it, with another detector or other parameters
+    TO_METRIC = "to-metric"  # a field's series, whose field a scope = "metric" rule now takes into a metric's model
+    NO_METRIC = "no-metric"  # a scope = "metric" model, whose metric no scope = "metric" rule takes any more
+    UNMATCHED = "unmatched"  # a field's series that no scoring rule takes any more (none, or detector "off")
+
+    def rule_for(self, key: bytes, fingerprint: str, cache: dict[Any, Any]) -> tuple[bytes, Rule | None, str]:
         """Series ``key``'s field key, the rule with ``fingerprint`` that may hold its model (a checkpoint's,
-        or one kept across a reload) or None, and whether any rule may hold it (None and False: no rule
-        routes the series any more; None and True: its rule or parameters changed).
+        or one kept across a reload) or None, and, when None, why (:attr:`CHANGED`, :attr:`TO_METRIC`,
+        :attr:`NO_METRIC` or :attr:`UNMATCHED`; ``""`` with a rule).
 
         The rules that may hold it: for a field's series, the rule its field
         routes to, if that rule scores fields one by one; for a ``scope =
         "metric"`` model (field key ``"\\n"``), every metric-scope rule its
         measurement and tags allow (which one made it depends on the fields
-        that came first: the fingerprint tells). ``cache`` is the caller's,
-        for one pass over many keys: the rules each measurement + tag set
-        allows, and each field key's route through them (shared by the tag
-        sets that allow the same rules). :class:`ParseError` for a key whose
-        measurement and tags do not parse; for a key without a field key,
-        ``(b"", None, False)``.
+        that came first: the fingerprint tells). A rule whose scope changed
+        holds none of the other scope's models: a field's model cannot score
+        a metric's fields together, nor a metric's model one field. ``cache``
+        is the caller's, for one pass over many keys: the rules each
+        measurement + tag set allows, and each field key's route through them
+        (shared by the tag sets that allow the same rules). :class:`ParseError`
+        for a key whose measurement and tags do not parse; for a key without a
+        field key, ``(b"", None, UNMATCHED)``.
         """
         prefix, field_key = _split_key(key)
         if not field_key:
-            return field_key, None, False
+            return field_key, None, self.UNMATCHED
         found = cache.get(prefix)
         if found is None:
             allowed = self.candidates(parse(prefix + b"x=0"))
@@ -520,16 +528,20 @@ class Engine:
                 routes = cache[indices] = {}
             found = cache[prefix] = (allowed, routes)
         allowed, routes = found
-        rules = routes.get(field_key)
-        if rules is None:
+        route = routes.get(field_key)
+        if route is None:
             if field_key == b"\n":
                 rules = tuple(c.rule for c in allowed if c.rule.scope == "metric" and c.rule.detector_class)
+                why = self.CHANGED if rules else self.NO_METRIC
             else:
                 rule = self.route_field(allowed, field_key)
-                ok = rule is not None and rule.scope == "field" and rule.detector_class is not None
-                rules = (rule,) if ok else ()
-            routes[field_key] = rules
-        return field_key, next((r for r in rules if r.fingerprint == fingerprint), None), bool(rules)
+                scores = rule is not None and rule.detector_class is not None
+                rules = (rule,) if scores and rule.scope == "field" else ()  # type: ignore[union-attr]
+                why = self.CHANGED if rules else self.TO_METRIC if scores else self.UNMATCHED
+            route = routes[field_key] = (rules, why)
+        rules, why = route
+        held = next((r for r in rules if r.fingerprint == fingerprint), None)
+        return field_key, held, "" if held is not None else why
 
     def reconfigure(self, config: Config) -> tuple[int, int]:
         """Use ``config`` from now on; return ``(kept, fresh)``.

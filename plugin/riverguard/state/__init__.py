@@ -190,7 +190,7 @@ class StateStore:
             checkpoint = read(self.path)
             clock = _clock(checkpoint.header)
             engine.take_pairs(checkpoint.header.get("taken"))  # before the series: it bars some of them
-            restored, changed, dropped = self._apply(checkpoint.records)
+            restored, dropped = self._apply(checkpoint.records)
             if clock is not None:
                 engine.clock.load(*clock)
             over = engine.shrink()  # a lowered max_series applies to the restored series too
@@ -211,8 +211,7 @@ class StateStore:
             return 0
         log.info(
             f"restored {restored} series from {self.path} in {time.monotonic() - started:.2f}s"
-            + (f"; {changed} start fresh because their rule or parameters changed" if changed else "")
-            + (f"; {dropped} no longer match a scoring rule" if dropped else "")
+            + "".join(f"; {dropped[why]} {text}" for why, text in _DROPPED if dropped[why])
         )
         if over:
             log.info(
@@ -221,21 +220,23 @@ class StateStore:
             )
         return restored
 
-    def _apply(self, records: list[list[Any]]) -> tuple[int, int, int]:
+    def _apply(self, records: list[list[Any]]) -> tuple[int, Counter[str]]:
+        """Restore ``records`` into the engine; the number restored and the number of models not
+        restored, by reason (:data:`_DROPPED`)."""
         engine = self.engine
         series_map: dict[bytes, Any] = {}
-        restored = changed = dropped = unsaved = 0
+        restored = unsaved = 0
+        dropped: Counter[str] = Counter()
         cache: dict[Any, Any] = {}
         for key, _name, fingerprint, seen, last_time, anomalies, state in records:
             try:
-                field_key, rule, routed = engine.rule_for(key, fingerprint, cache)
+                field_key, rule, why = engine.rule_for(key, fingerprint, cache)
             except ParseError as err:
                 raise CheckpointError(f"bad series key {key[:80]!r}: {err}") from None
             if not field_key:
                 raise CheckpointError(f"bad series key {key[:80]!r}: no field")
             if rule is None:
-                changed += routed
-                dropped += not routed
+                dropped[why] += 1
                 continue
             if state is None:  # its model could not be saved: it starts fresh
                 unsaved += 1
@@ -250,13 +251,13 @@ class StateStore:
         engine.adopt(series_map)
         barred = engine.drop_barred()
         restored -= barred
-        dropped += barred
+        dropped[_BARRED] += barred
         times = [s.last_time for s in series_map.values() if s.last_time is not None]
         if times:
             engine.now = max(times)
         if unsaved:
             self.log.warn(f"{unsaved} series were checkpointed without their model (it could not be saved): they start fresh")
-        return restored, changed, dropped
+        return restored, dropped
 
     def save(self) -> bool:
         """Write a checkpoint; log and return False on failure (processing goes on).
@@ -303,6 +304,18 @@ class StateStore:
             )
         self.log.debug(f"checkpoint: {len(scored)} series, {size} bytes in {self.last_seconds:.2f}s")
         return True
+
+
+#: A restored model barred by a field of the user's holding one of its added names (Engine.taken).
+_BARRED = "barred"
+#: Why models of a checkpoint were not restored, as the restore's I! line says it, in its order.
+_DROPPED = (
+    (Engine.CHANGED, "start fresh because their rule or parameters changed"),
+    (Engine.TO_METRIC, 'field models dropped: a scope = "metric" rule now takes their fields into a metric\'s model'),
+    (Engine.NO_METRIC, 'metric models dropped: no scope = "metric" rule takes their metric any more'),
+    (Engine.UNMATCHED, "no longer match a scoring rule"),
+    (_BARRED, "dropped: a field of yours holds one of their added names with another type"),
+)
 
 
 def _clock(header: dict[str, Any]) -> tuple[int | None, list[int]] | None:
