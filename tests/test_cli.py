@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -160,7 +161,7 @@ def test_replay_missing_file_fails_before_writing(tmp_path: Path, capsysbinary: 
     good = tmp_path / "good.lp"
     good.write_bytes(b"m v=1 1\n")
     missing = tmp_path / "missing.lp"
-    assert cli.main(["replay", str(good), str(missing)]) == 1
+    assert cli.main(["replay", str(good), str(missing)]) == 2
     captured = capsysbinary.readouterr()
     assert captured.out == b""
     assert captured.err.startswith(b"E! ") and str(missing).encode() in captured.err
@@ -235,7 +236,7 @@ def test_missing_extras_name_the_checkout_never_pypi(tmp_path: Path) -> None:
     result = subprocess.run([*RIVERGUARD, "collect", "--count", "1"], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
     pip = Path(sys.executable).with_name("pip")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a missing extra, as for replay --report
     assert result.stderr == (
         f"E! [riverguard] collect needs the optional collect extra (psutil): {pip} install '{ROOT}[collect]'\n"
     )
@@ -324,3 +325,87 @@ def test_check_config_and_run_report_a_config_the_same_way(tmp_path: Path) -> No
     assert checked.stderr == ran.stderr == (
         f'W! [riverguard] {config}: rule 2 "cpu" is never used: rule 1 "all" before it matches every field\n'.encode()
     )
+
+
+# -- exit codes (README, "Exit codes") ---------------------------------------------
+
+#: Every usage error of every command: what was given is wrong (command line, config, a file or folder named,
+#: a checkpoint that cannot be used, a missing extra), so nothing is done: exit 2, one E! line or message.
+#: In the folder the test runs in: in.lp (a good recording), good.csv (labelled), bad.toml (an unknown detector),
+#: garbage.msgpack, dir/ (a folder), fifo (a named pipe); `hidden` names the extras made unimportable.
+USAGE_ERRORS = [
+    (["frobnicate"], (), "invalid choice"),
+    (["run", "--bogus"], (), "unrecognized arguments: --bogus"),
+    (["replay", "--precision", "h", "in.lp"], (), "invalid choice"),
+    (["check-config", "bad.toml"], (), 'unknown detector "zscroe"'),
+    (["run", "--config", "bad.toml"], (), 'unknown detector "zscroe"'),
+    (["run", "--config", "missing.toml"], (), "missing.toml"),
+    (["run", "--state", "fifo"], (), "not a regular file"),
+    (["replay", "missing.lp"], (), "cannot read missing.lp: no such file"),
+    (["replay", "dir"], (), "it is a folder"),
+    (["replay", "-o", "dir", "in.lp"], (), "is a folder: give a file name"),
+    (["replay", "-o", "in.lp", "in.lp"], (), "refusing to overwrite what is being read"),
+    (["replay", "--report", "-", "in.lp"], (), "the report is an HTML file"),
+    (["replay", "--report", "r.html", "in.lp"], ("bokeh",), "needs the optional report extra"),
+    (["replay", "--state", "fifo", "in.lp"], (), "not a regular file"),
+    (["replay", "--influx-url", "http://127.0.0.1:1", "in.lp"], (), "--db"),
+    (["pull", "--influx-url", "http://127.0.0.1:1", "--db", "a", "--since", "30"], (), "has no unit"),
+    (["collect", "--count", "1"], ("psutil",), "needs the optional collect extra"),
+    (["collect", "--interval", "soon"], (), '--interval: invalid duration "soon"'),
+    (["collect", "--count", "0"], (), "--count >= 1"),
+    (["evaluate", "--detector", "nosuch", "--labels", "good.csv"], (), 'unknown detector "nosuch"'),
+    (["evaluate", "--config", "bad.toml", "--labels", "good.csv"], (), 'unknown detector "zscroe"'),
+    (["evaluate", "--reference", "numenta", "--labels", "good.csv"], (), "cannot be combined with --labels"),
+    (["evaluate", "--nab", "dir"], (), "no NAB corpus here"),
+    (["evaluate", "--labels", "missing.csv"], (), "missing.csv: no such file"),
+    (["evaluate", "--labels", "in.lp"], (), "in.lp"),
+    (["state", "inspect", "missing.msgpack"], (), "no such file"),
+    (["state", "inspect", "garbage.msgpack"], (), "not a riverguard checkpoint"),
+    (["state", "inspect", "fifo"], (), "not a regular file"),
+]
+
+
+@pytest.mark.parametrize("args, hidden, message", USAGE_ERRORS, ids=[" ".join(c[0]) + "".join(f" (no {h})" for h in c[1]) for c in USAGE_ERRORS])
+def test_every_usage_error_exits_2(tmp_path: Path, args: list[str], hidden: tuple[str, ...], message: str) -> None:
+    """An unknown --detector was exit 1 and an unknown detector in the config exit 2; a missing collect extra
+    exit 1 and a missing report extra exit 2; a missing replay input 1, a missing evaluate input 2. One rule now."""
+    (tmp_path / "in.lp").write_bytes(b"cpu,host=a v=1 1\ncpu,host=a v=2 2\n")
+    (tmp_path / "good.csv").write_text("timestamp,value,label\n" + "".join(
+        f"2024-01-01 00:{i:02d}:00,{i % 3}.5,0\n" for i in range(30)))
+    (tmp_path / "bad.toml").write_text('[[rule]]\nname = "a"\ndetector = "zscroe"\n')
+    (tmp_path / "garbage.msgpack").write_bytes(b"\x00garbage")
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "fifo")
+    env = dict(os.environ)
+    for name in hidden:  # as if the extra were not installed: a package of that name that fails to import
+        (tmp_path / "site" / name).mkdir(parents=True)
+        (tmp_path / "site" / name / "__init__.py").write_text(f"raise ImportError('{name} hidden by the test')\n")
+        env["PYTHONPATH"] = str(tmp_path / "site")
+    env.pop("RIVERGUARD_NAB", None)
+    result = subprocess.run([*RIVERGUARD, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env,
+                            input="")
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_failures_while_running_exit_1_and_a_stop_130(tmp_path: Path) -> None:
+    """What was given was fine, and something failed while running: exit 1. Interrupted: 130."""
+    binary = tmp_path / "core.lp"
+    binary.write_bytes(b"cpu v=1 1\n" + bytes(range(256)))
+    result = subprocess.run([*RIVERGUARD, "replay", "-o", str(tmp_path / "out.lp"), str(binary)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1 and "binary data" in result.stderr, result.stderr
+    state = tmp_path / "s.msgpack"
+    config = tmp_path / "rg.toml"
+    config.write_text('[[rule]]\nname = "all"\n')
+    proc = subprocess.Popen([*RIVERGUARD, "replay", "--state", str(state), "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(b"cpu v=1 1\n")  # type: ignore[union-attr]
+    proc.stdin.flush()  # type: ignore[union-attr]
+    assert proc.stdout.readline() == b"cpu v=1,v_anomaly_score=0.0,v_anomaly=false 1\n"  # type: ignore[union-attr]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 130, proc.stderr.read()  # type: ignore[union-attr]
+    proc.stdin.close()  # type: ignore[union-attr]
+    proc.stdout.close()  # type: ignore[union-attr]
+    proc.stderr.close()  # type: ignore[union-attr]

@@ -266,7 +266,7 @@ def test_cli_reference_on_a_subset(subset: Path, nab_root: Path):
 
 def test_cli_reports_a_missing_corpus(tmp_path: Path):
     result = evaluate_cli("--nab", str(tmp_path / "nowhere"))
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "no NAB corpus here" in result.stderr
     with pytest.raises(NabError):
         load_corpus(tmp_path)

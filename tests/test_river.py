@@ -351,7 +351,7 @@ def test_evaluate_asks_for_a_config_for_river(tmp_path: Path) -> None:
     labels = tmp_path / "one.csv"
     labels.write_text("timestamp,value,label\n" + "".join(f"2024-01-01 00:{i:02d}:00,{i % 3}.5,0\n" for i in range(30)))
     result = run_cli(["evaluate", "--detector", "river", "--labels", str(labels)], timeout=120)
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(b"E! ") and result.stderr.count(b"\n") == 1, result.stderr
     assert b"--detector river: required: a River model spec" in result.stderr and b"--config" in result.stderr
 

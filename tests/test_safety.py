@@ -516,7 +516,7 @@ def test_output_path_mistakes_are_messages_not_tracebacks(tmp_path: Path) -> Non
         proc = run_cli(["replay", "-o", output, str(source)])
         assert proc.returncode == 2 and message in proc.stderr and b"Traceback" not in proc.stderr
     folder = run_cli(["replay", str(tmp_path)])
-    assert folder.returncode == 1 and b"it is a folder" in folder.stderr
+    assert folder.returncode == 2 and b"it is a folder" in folder.stderr
 
 
 def test_usage_errors_point_to_the_subcommands_help() -> None:

@@ -193,9 +193,9 @@ def test_inspect_fails_cleanly_on_a_bad_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.msgpack"
     bad.write_bytes(b"\x00garbage")
     report = inspect(bad)
-    assert report.returncode == 1
+    assert report.returncode == 2
     assert b"not a riverguard checkpoint" in report.stderr
-    assert inspect(tmp_path / "missing").returncode == 1
+    assert inspect(tmp_path / "missing").returncode == 2
 
 
 def test_changed_rule_starts_fresh_and_says_so(tmp_path: Path) -> None:
@@ -930,7 +930,7 @@ def test_a_state_path_that_is_not_a_regular_file_is_refused_untouched(tmp_path: 
 def test_inspect_refuses_a_fifo_at_once(tmp_path: Path) -> None:
     state, _ = _special(tmp_path, "fifo")
     result = run(["state", "inspect", str(state)], timeout=20)
-    assert result.returncode == 1 and b"not a regular file" in result.stderr, result.stderr
+    assert result.returncode == 2 and b"not a regular file" in result.stderr, result.stderr
 
 
 def test_ttl_drops_idle_series(tmp_path: Path) -> None:

@@ -24,6 +24,10 @@ from .log import LEVELS, Log, Progress, printable
 if TYPE_CHECKING:
     from .signals import Signals
 
+#: The exit codes (README, "Exit codes"): 2 when what was given is wrong and nothing was done (the command
+#: line, the config, a file or folder named, a checkpoint that cannot be used, a missing extra), 1 when
+#: something failed while running (a write, a server, a broken pipe, a bad input found midway, the final
+#: checkpoint, an unexpected error), 130 when interrupted (SIGINT; a replay stopped by SIGTERM).
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
 
@@ -283,10 +287,10 @@ def _state_inspect(path: str, series: str | None = None, with_state: bool = Fals
             summary = inspect(Path(path))
     except FileNotFoundError:
         print(f"{path}: no such file", file=sys.stderr)
-        return EXIT_FAIL
-    except (CheckpointError, OSError) as err:
+        return EXIT_CONFIG
+    except (CheckpointError, OSError) as err:  # the file given is not a checkpoint it can read
         print(f"{path}: {err}", file=sys.stderr)
-        return EXIT_FAIL
+        return EXIT_CONFIG
     if series is not None:
         sys.stdout.writelines(json.dumps(row) + "\n" for row in rows)
     else:
@@ -516,7 +520,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
     problem = _check_inputs(files)
     if problem:
         log.error(problem)
-        return EXIT_FAIL
+        return EXIT_CONFIG
     if output == "-":  # stdout, as '-' is stdin among the inputs
         output = None
     if isinstance(output, str):
@@ -548,7 +552,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
             out = _OutputFile(output)
         except OSError as err:
             log.error(f"cannot write --output {output}: {err.strerror or err}")
-            return EXIT_FAIL
+            return EXIT_CONFIG
     else:
         out = sys.stdout.buffer
     collector = None

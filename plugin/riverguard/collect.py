@@ -153,7 +153,7 @@ def main(args: argparse.Namespace) -> int:
         from ._extras import install_command
 
         sys.stderr.write(f"E! [riverguard] collect needs the optional collect extra (psutil): {install_command('collect')}\n")
-        return 1
+        return 2  # a missing extra is a usage error, as for replay --report (README, Exit codes)
     try:
         interval = parse_duration(args.interval)
     except ValueError as err:

@@ -33,7 +33,8 @@ PROFILE_NAMES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 #: The short names the README's tables use, accepted by ``--profile`` for NAB's.
 PROFILE_ALIASES = {"reward_low_FP": "reward_low_FP_rate", "reward_low_FN": "reward_low_FN_rate"}
 
-EXIT_OK, EXIT_FAIL, EXIT_DATA = 0, 1, 2
+#: README, "Exit codes": 2 for what the command line or the data given gets wrong, 1 for a failure while running.
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +90,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     if args.reference and (args.detector or args.labels):
         log.error("--reference scores published outputs of a NAB-layout folder; it cannot be combined with "
                   + ("--detector" if args.detector else "--labels"))
-        return EXIT_FAIL
+        return EXIT_USAGE
     root = Path(args.nab) if args.nab else default_nab_path()
     profiles = list(dict.fromkeys(args.profile or PROFILE_NAMES))
     started = time.perf_counter()
@@ -97,10 +98,10 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         files = load_labels(args.labels) if args.labels else load_corpus(root)
     except DataError as err:
         log.error(str(err))
-        return EXIT_DATA
+        return EXIT_USAGE
     except NabError as err:
         log.error(f"{err} (set --nab or $RIVERGUARD_NAB)")
-        return EXIT_FAIL
+        return EXIT_USAGE
     rows = sum(f.rows for f in files)
     what = "labelled files" if args.labels else f"{Path(root).resolve().name} (NAB layout)"
     report: dict[str, Any] = {"files": len(files), "rows": rows}
@@ -114,7 +115,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
             scores = load_reference(files, ref)
         except NabError as err:
             log.error(str(err))
-            return EXIT_DATA if isinstance(err, DataError) else EXIT_FAIL
+            return EXIT_USAGE
         report.update(source="reference", detector=ref.name)
         report["title"] = f"{what}: published outputs of {ref.name} ({len(files)} files, {rows} rows)"
         # the event-wise figures need flags: the standard profile's swept threshold
@@ -125,7 +126,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         if args.detector:
             if args.detector not in detectors.REGISTRY and args.detector != "default":
                 log.error(f'unknown detector "{args.detector}" (known: {", ".join(sorted(detectors.REGISTRY))})')
-                return EXIT_FAIL
+                return EXIT_USAGE
             if config.source != "<default>" and config.rules:
                 log.warn(f"--detector {args.detector} scores every series instead of the {len(config.rules)} rule(s) "
                          f"of {config.source}; only its [output] settings are used")
@@ -134,7 +135,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
                 rule.new_detector()  # a detector with a required parameter (river's model) has no defaults to run
             except (ValueError, TypeError) as err:
                 log.error(f"--detector {args.detector}: {err}; give the rule with --config instead")
-                return EXIT_FAIL
+                return EXIT_USAGE
             config = _Config(rules=(rule,), output=config.output, state=config.state, source=config.source)
         progress = Progress(rows, "evaluate") if sys.stderr.isatty() else None
         try:
