@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 try:
-    from tests.conftest import RIVERGUARD, Proc, run_cli
+    from tests.conftest import RIVERGUARD, Proc, run_cli, strip_added
     from tests.influx import InfluxServer, influxdb  # noqa: F401  (fixture)
 except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
-    from conftest import RIVERGUARD, Proc, run_cli  # type: ignore[no-redef]
+    from conftest import RIVERGUARD, Proc, run_cli, strip_added  # type: ignore[no-redef]
     from influx import InfluxServer, influxdb  # type: ignore[no-redef]  # noqa: F401
 
 T0 = 1_700_000_000_000_000_000
@@ -592,3 +592,33 @@ def test_control_bytes_of_a_bad_line_are_escaped_in_the_log() -> None:
     proc = run_cli(["run", "--x\x1b[2J"])
     assert proc.returncode == 2
     assert proc.stderr == b"E! [riverguard] riverguard run: unrecognized arguments: --x\\x1b[2J (see riverguard run --help)\n"
+
+
+@pytest.mark.parametrize("pure", ["0", "1"])
+def test_integers_of_thousands_of_digits_are_bad_lines_not_a_crash(tmp_path: Path, pure: str) -> None:
+    # Python's int() refuses more than 4300 digits with a ValueError: an integer field, an unsigned one
+    # or a timestamp that long stopped the stream (exit 1, the metrics read with it lost).
+    many = b"9" * 5000
+    zeros = b"0" * 5000  # leading zeros: a small number, as InfluxDB reads it
+    bad = [b"m v=" + many + b"i 2", b"m v=-" + many + b"i 2", b"m v=" + many + b"u 2", b"m v=1 " + many,
+           b"m v=1 -" + many, b'm s="x",v=' + many + b"i 2", b'm s="x",v=1 ' + many]
+    good = [b"m v=1 1", b"m v=" + zeros + b"7i 3", b"m v=" + zeros + b"7u 4", b"m v=8 " + zeros + b"5",
+            b'm s="x",v=1 ' + zeros + b"6", b"m v=2 7"]
+    data = b"\n".join([good[0], *bad, *good[1:]]) + b"\n"
+    env = {**os.environ, "RIVERGUARD_PURE_PYTHON": pure}
+    (tmp_path / "long.lp").write_bytes(data)
+    for args in (["run"], ["replay", "long.lp"]):
+        proc = subprocess.run([*RIVERGUARD, *args], input=data if args == ["run"] else b"", capture_output=True,
+                              cwd=tmp_path, env=env, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert b"Traceback" not in proc.stderr
+        lines = proc.stdout.splitlines()
+        assert len(lines) == len(bad) + len(good)
+        assert lines[1 : 1 + len(bad)] == bad  # passed through unchanged
+        for line in [lines[0], *lines[1 + len(bad) :]]:
+            assert b",v_anomaly_score=0.0,v_anomaly=false " in line, line[:100]
+        assert strip_added(proc.stdout) == data
+        reasons = [line.split(b": not line protocol: ")[1].split(b" at column")[0]
+                   for line in proc.stderr.splitlines() if b"not line protocol" in line]
+        assert reasons == [b"integer out of range"] * 2 + [b"unsigned integer out of range"] + \
+            [b"timestamp out of range"] * 2 + [b"integer out of range", b"timestamp out of range"], proc.stderr

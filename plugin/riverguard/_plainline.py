@@ -200,7 +200,15 @@ def _int64(b: bytes, i: int, end: int, line: Plain) -> bool:
     if not cython.compiled:
         if TIMESTAMP.fullmatch(b, i, end) is None:
             return False
-        value = int(b[i:end])
+        text = b[i:end]
+        if end - i > 19:  # int() refuses more than 4300 digits (ValueError); leading zeros count there, not here
+            negative = text[:1] == b"-"
+            text = text[1:] if negative else text
+            text = text.lstrip(b"0")
+            if len(text) > 19:
+                return False
+            text = (b"-" if negative else b"") + (text or b"0")
+        value = int(text)
         if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
             return False
         line.value = value
