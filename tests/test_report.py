@@ -267,3 +267,37 @@ def test_without_timestamps_the_axis_is_the_metric_number(tmp_path: Path) -> Non
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__]))
+
+
+def test_string_values_and_an_open_quote_do_not_hide_metrics_from_the_report(tmp_path: Path) -> None:
+    """The report cut the output into metrics by counting quotes, ``\\"`` taken for an escaped quote: a
+    string value ending in an escaped backslash (``path="C:\\\\temp\\\\"``) joined each of its metrics to the
+    next one, and one bad line with an unterminated quote (passed through unchanged) joined every metric
+    after it into one. The report showed 600 metrics of 1 200 and one series of two at half its samples,
+    or, after the open quote, 1 metric and no series at all, while the replay scored them all."""
+    def value(i: int, _host: bytes, gauss) -> float:  # type: ignore[no-untyped-def]
+        return 10.0 + gauss(1.0) + (40.0 if i in (450, 520) else 0.0)
+
+    times = [1_700_000_000 + 10 * i for i in range(600)]
+    plain = samples(times, value, series=b"dev", field=b"v", hosts=(b"a", b"b")).splitlines(keepends=True)
+    quoted = b"".join(line.replace(b" v=", b' path="C:\\\\temp\\\\",v=') if b"host=a" in line else line
+                      for line in plain)
+    cases = {
+        "escaped-backslash": quoted,
+        "open-quote": b'dev,host=c note="oops 1\n' + b"".join(plain),
+        "multi-line": b'dev,host=c note="two\nlines",v=1 1\n' + b"".join(plain),
+    }
+    for name, data in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "in.lp").write_bytes(data)
+        report, stderr = replay_report(folder, files=[folder / "in.lp"])
+        metrics = int(re.search(r"metrics: (\d+)", stderr).group(1))  # type: ignore[union-attr]
+        anomalies = int(re.search(r"anomalies: (\d+)", stderr).group(1))  # type: ignore[union-attr]
+        assert metrics == 1201 if name != "escaped-backslash" else metrics == 1200, stderr
+        page = report.read_text(encoding="utf-8")
+        summary = re.findall(r'<td class="n">([\d,]+)</td>', page.split('id="top-series"', 1)[0])
+        assert int(summary[0].replace(",", "")) == metrics, (name, summary)
+        assert int(summary[2]) == anomalies > 0, (name, summary)
+        titles = re.findall(r'<div class="series-title" id="s\d+">([^&]+) &mdash; ([\d,]+) samples', page)
+        assert sorted(titles) == [("dev,host=a v", "600"), ("dev,host=b v", "600")], (name, titles)

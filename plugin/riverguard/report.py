@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .lineprotocol import ParseError, raw_fields
+from .lineprotocol import ParseError, Splitter, raw_fields
 
 __all__ = ["BUCKETS", "Collector", "MissingExtra", "SeriesData", "check_extra", "downsample", "write"]
 
@@ -71,6 +71,7 @@ class SeriesData:
         return len(self.flags)
 
 
+_split = Splitter().split
 _PAIR = re.compile(rb"([^,=]+)=([^,]*)").findall
 
 
@@ -105,16 +106,24 @@ class Collector:
         self.untimed = 0  # and without
 
     def feed(self, data: bytes) -> None:
-        """Take whole output metrics (newline-terminated)."""
+        """Take whole output metrics (newline-terminated).
+
+        A line with a double quote is cut as the replay cut its input
+        (:class:`~riverguard.lineprotocol.Splitter`): a string value may hold
+        a newline (and ``\\"`` end it), and a quote left open on a bad line
+        that was passed through must not swallow the metrics after it.
+        """
         score_suffix = self.score_suffix
-        held = b""
-        for line in data.split(b"\n"):
-            if held:  # a string field holding a newline: the metric goes on
-                line = held + b"\n" + line
-                held = b""
-            if b'"' in line and (line.count(b'"') - line.count(b'\\"')) % 2:
-                held = line
-                continue
+        pos, n = 0, len(data)
+        find = data.find
+        while pos < n:
+            nl = find(b"\n", pos)
+            end = n if nl < 0 else nl
+            if find(b'"', pos, end) >= 0:
+                _, consumed, _ = _split(data, final=True, start=pos, limit=1)
+                end = consumed - 1 if data[consumed - 1 : consumed] == b"\n" else consumed
+            line = data[pos:end]
+            pos = end + 1
             if not line or line[0] == 0x23:  # '#'
                 continue
             self.metrics += 1
@@ -123,8 +132,6 @@ class Collector:
                     self._line(line)
                 except (ParseError, ValueError):
                     pass  # not ours to judge: the replay passed it through
-        if held:
-            self.metrics += 1
 
     def _line(self, line: bytes) -> None:
         parts = line.split(b" ")
