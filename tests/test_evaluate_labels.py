@@ -199,6 +199,9 @@ GOOD = "2024-01-01 00:00:00,1.5,0\n"
         (HEADER + GOOD + "yesterday,1,0\n", ":3: timestamp 'yesterday' is not ISO 8601"),
         (HEADER + GOOD + "2024-13-01 00:00:00,1,0\n", ":3: timestamp '2024-13-01 00:00:00' is not ISO 8601"),
         (HEADER + GOOD + ",1,0\n", ":3: empty timestamp"),
+        # beyond int64 nanoseconds: a traceback (OverflowError, exit 1) before
+        (HEADER + GOOD + "9999-01-01 00:00:00,1,0\n", ":3: timestamp '9999-01-01 00:00:00' is outside the nanosecond"),
+        (HEADER + "1600-01-01T00:00:00+02:00,1,0\n" + GOOD, ":2: timestamp '1600-01-01T00:00:00+02:00' is outside"),
         (HEADER + GOOD + "2024-01-01 00:01:00,1,2\n", ":3: label '2' is not 0 or 1"),
         (HEADER + GOOD + "2024-01-01 00:01:00,1,\n", ":3: label '' is not 0 or 1"),
         (HEADER + GOOD + "\n2024-01-01 00:01:00,1\n", ":4: expected 3 columns, got 2"),
@@ -250,6 +253,26 @@ def test_a_bad_row_in_a_nab_layout_folder_and_a_gap_there(tmp_path: Path):
     result = evaluate("--nab", str(root))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr == f"E! [riverguard] {root / 'data' / 'cat' / 'a.csv'}:252: value '12a' is not a number\n"
+
+
+def test_a_time_beyond_nanoseconds_in_a_nab_layout_folder_is_a_bad_row(tmp_path: Path):
+    """numpy read 9999-01-01 as nanoseconds without a word, wrapped around to 1815: the file was scored with
+    its rows out of order in time. It is a bad row, as in --labels."""
+    root = tmp_path / "corpus"
+    (root / "data" / "cat").mkdir(parents=True)
+    rows = [f"{stamp(i)},{10 + i % 7}" for i in range(400)]
+    rows[250] = "9999-01-01 00:00:00,12"
+    (root / "data" / "cat" / "a.csv").write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    (root / "windows.json").write_text(json.dumps({"cat/a.csv": [[stamp(300), stamp(310)]]}))
+    result = evaluate("--nab", str(root))
+    assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == ""
+    assert result.stderr == (
+        f"E! [riverguard] {root / 'data' / 'cat' / 'a.csv'}:252: timestamp '9999-01-01 00:00:00' is outside the "
+        "nanosecond range of line protocol (1677-09-21 00:12:43 to 2262-04-11 23:47:16 UTC)\n"
+    )
+    rows[250] = f"{stamp(250)},12"  # the same file within the range: scored
+    (root / "data" / "cat" / "a.csv").write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    assert evaluate("--nab", str(root)).returncode == 0
 
 
 def test_labels_and_nab_are_exclusive(tmp_path: Path):

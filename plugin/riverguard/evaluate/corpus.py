@@ -102,7 +102,18 @@ def parse_timestamp(text: str) -> int:
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=UTC)
     delta = stamp - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    ns = (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+    if not -(2**63) <= ns < 2**63:
+        raise OutOfRange(f"timestamp {text.strip()!r} is outside the nanosecond range of line protocol ({_RANGE})")
+    return ns
+
+
+#: The times a nanosecond timestamp (int64) holds, as line protocol and InfluxDB read them.
+_RANGE = "1677-09-21 00:12:43 to 2262-04-11 23:47:16 UTC"
+
+
+class OutOfRange(ValueError):
+    """A valid ISO 8601 time that no nanosecond timestamp holds."""
 
 
 def _decode(path: Path) -> str:
@@ -185,6 +196,8 @@ def _timestamp(path: Path, lineno: int, text: str) -> int:
         raise DataError(f"{path}:{lineno}: empty timestamp")
     try:
         return parse_timestamp(text)
+    except OutOfRange as err:
+        raise DataError(f"{path}:{lineno}: {err}") from None
     except ValueError:
         raise DataError(f"{path}:{lineno}: timestamp {text!r} is not ISO 8601 (e.g. 2024-05-01 12:00:00)") from None
 
@@ -205,7 +218,13 @@ def _read_nab_csv(path: Path) -> tuple[np.ndarray, list[str]]:
         values.append(value)
         lines.append(lineno)
     try:  # fast path: NAB's own format, parsed at once
-        ts = np.array([s.replace(" ", "T") for s in stamps], dtype="datetime64[ns]").astype(np.int64)
+        iso = [s.replace(" ", "T") for s in stamps]
+        ts = np.array(iso, dtype="datetime64[ns]").astype(np.int64)
+        # numpy wraps a time beyond the nanosecond range (1677 to 2262) around silently: to the second, the
+        # same times again; any that differs is read row by row below, which says which and why
+        seconds = np.array(iso, dtype="datetime64[s]").astype(np.int64)
+        if not np.array_equal(np.floor_divide(ts, 10**9), seconds):
+            raise ValueError("out of range")
     except ValueError:
         ts = np.array([_timestamp(path, ln, s) for ln, s in zip(lines, stamps, strict=True)], dtype=np.int64)
     return ts, values
