@@ -200,6 +200,26 @@ def test_backfill_skips_unparsable_lines_and_writes_the_rest(influxdb: InfluxSer
     assert influxdb.rows('SELECT count("usage_idle") FROM "cpu"', "rg_mixed")[0][1] == 200
 
 
+def test_backfill_of_a_recording_with_crlf_line_endings_writes_every_metric(influxdb: InfluxServer,
+                                                                             tmp_path: Path) -> None:
+    # riverguard reads a line ending in CRLF (and writes the CR back on stdout), but InfluxDB 1.x refuses
+    # such a line ("bad timestamp"): the backfill of a recording saved with Windows line endings wrote
+    # nothing and stopped, exit 1.
+    data = stream(60).replace(b"\n", b"\r\n") + b'cpu,host=h0 note="two\r\nlines",usage_idle=80 ' + b"%d\r\n" % (T0 + 60 * STEP)
+    path = tmp_path / "windows.lp"
+    path.write_bytes(data)
+    influxdb.create_db("rg_crlf")
+    proc = _backfill(influxdb.url, "rg_crlf", str(path))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0, stderr
+    assert "metrics: 121 (0 unparsable" in stderr and "wrote 121 metrics in 1 batch(es)" in stderr
+    assert influxdb.rows('SELECT count("usage_idle_anomaly_score") FROM "cpu"', "rg_crlf")[0][1] == 121
+    assert influxdb.rows('SELECT "note" FROM "cpu" WHERE "note" != \'\'', "rg_crlf")[0][1] == "two\r\nlines"
+    # the output file keeps the line endings as they came
+    proc = run_cli(["replay", "-o", str(tmp_path / "out.lp"), str(path)])
+    assert proc.returncode == 0 and strip_added((tmp_path / "out.lp").read_bytes()) == data
+
+
 class _Proxy(http.server.BaseHTTPRequestHandler):
     """Forwards the first ``server.allow`` writes to InfluxDB, then answers 503."""
 

@@ -278,7 +278,8 @@ class InfluxWriter:
             lines = data.split(b"\n")
         for line in lines:
             if line and line[:1] != b"#" and line.strip():
-                pending.append(line)
+                # a CRLF line ending: riverguard reads the line, InfluxDB refuses it ("bad timestamp")
+                pending.append(line[:-1] if line[-1:] == b"\r" else line)
         if self.skip:
             dropped = min(self.skip, len(pending))
             del pending[:dropped]
