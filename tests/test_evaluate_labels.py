@@ -184,6 +184,23 @@ def test_a_file_in_the_working_folder_is_in_that_folders_category(tmp_path: Path
     assert re.search(r"^disk-latency ", table, re.M) and not re.search(r"^\. ", table, re.M), table
 
 
+def test_file_and_folder_names_that_line_protocol_cannot_carry_as_they_are(tmp_path: Path, zscore: Path):
+    """A file's folder and name become the tags of its metrics. A name that is not UTF-8 stopped evaluate
+    with a traceback (UnicodeEncodeError, exit 1), and one holding a newline cut each metric in two (an E!
+    line per row, then a traceback); both are scored now, as any other name."""
+    folders = {"not-utf8": tmp_path / os.fsdecode(b"disk-\xff"), "newline": tmp_path / "plain"}
+    names = {"not-utf8": os.fsdecode(b"host\xfe.csv"), "newline": "host\n1.csv"}
+    for case, folder in folders.items():
+        folder.mkdir()
+        f = series(folder / names[case], spikes={500: 50.0}, labels={500})
+        result = evaluate("--config", str(zscore), "--labels", str(f), "--json")
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.count("E! ") == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert [row["category"] for row in data["per_file"]] == [folder.name]
+        assert data["events"]["caught"] == 1 and data["per_file"][0]["windows"] == 1, data
+
+
 # -- bad rows: file:line: reason, exit 2, never a traceback ------------------------
 
 HEADER = "timestamp,value,label\n"

@@ -41,9 +41,19 @@ _FALSE = {b"f", b"F", b"false", b"False", b"FALSE"}
 
 def _series(f: NabFile, measurement: str = MEASUREMENT) -> bytes:
     """Measurement and tags of the file's metrics, escaped."""
-    return (
-        escape_measurement(measurement) + b",category=" + escape_key(f.category) + b",file=" + escape_key(f.name)
-    )
+    return escape_measurement(measurement) + b",category=" + _tag(f.category) + b",file=" + _tag(f.name)
+
+
+def _tag(name: str) -> bytes:
+    r"""A folder or file name as a tag value: escaped as :func:`escape_key` does; a newline or carriage return,
+    which no line can hold, written as ``\n`` or ``\r``; a name that is not UTF-8 (the surrogates of
+    ``os.fsdecode``) as its bytes.
+
+    >>> _tag("a b,c.csv"), _tag("new\nline.csv"), _tag("f\udcff.csv")
+    (b'a\\ b\\,c.csv', b'new\\nline.csv', b'f\xff.csv')
+    """
+    text = name.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+    return text.replace("\n", "\\n").replace("\r", "\\r").encode("utf-8", "surrogateescape")
 
 
 def to_line_protocol(f: NabFile, measurement: str = MEASUREMENT) -> bytes:
