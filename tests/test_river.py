@@ -91,7 +91,12 @@ BAD_SPECS = {
         "params.model[1].nuu",
         "unknown parameter for anomaly.OneClassSVM",
     ),
-    "bad parameter value": ('model = {class = "anomaly.HalfSpaceTrees", n_trees = "ten"}', "params.model", "the model fails on a sample"),
+    "bad parameter value": (
+        'model = {class = "anomaly.HalfSpaceTrees", n_trees = "ten"}', "params.model.n_trees", "n_trees must be an integer in [1, 100], got 'ten'",
+    ),
+    "bad parameter value River refuses": (
+        'model = {class = "anomaly.OneClassSVM", clip_gradient = "x"}', "params.model", "the model fails on a sample",
+    ),
     "not an anomaly detector": ('model = {class = "preprocessing.StandardScaler"}', "params.model", "is not an anomaly detector"),
     "nested spec of the wrong kind": (
         'model = {class = "anomaly.PredictiveAnomalyDetection", predictive_model = {class = "time_series.Nope"}}',

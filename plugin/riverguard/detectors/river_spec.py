@@ -7,10 +7,11 @@ import collections
 import importlib
 import inspect
 import math
+import re
 from typing import Any
 
 from .base import Detector, Factory
-from .params import Param
+from .params import MAX_COUNT, Param
 
 __all__ = ["ParamError", "RiverModel", "build"]
 
@@ -20,6 +21,69 @@ _PACKAGES = frozenset(
     "feature_selection forest imblearn linear_model misc model_selection multiclass multioutput "
     "naive_bayes neighbors optim preprocessing proba reco rules sketch stats time_series tree".split()
 )
+
+
+#: Measured bounds of the River parameters whose cost grows with them, by class: each series pays it
+#: again (a clone builds nothing until its first sample; HalfSpaceTrees, RandomTreesEmbedding and the
+#: projectors build their trees or weights there). Figures: one series, one field, the first sample
+#: (trees) or each sample once the window is full (LODA, LocalOutlierFactor), on the 2-core dev machine.
+#: The defaults are River's, there only for the parameter's type.
+_TREES = "each series builds n_trees trees of 2 ** (height + 1) nodes at its first sample (10 trees of height 12: 0.5 s, 19 MB; 16: 13 s, 310 MB)"
+_PROJECTION = "each series draws n_components weights per field and computes them all at each sample (10000: 17 ms a sample; 100000: 0.36 s, 51 MB)"
+_BOUNDS: dict[str, tuple[Param, ...]] = {
+    "anomaly.HalfSpaceTrees": (
+        Param("n_trees", 10, _TREES, low=1, high=100),
+        Param("height", 8, _TREES, low=1, high=12),
+        Param("window_size", 250, "a count of samples", low=1, high=MAX_COUNT),
+    ),
+    "feature_extraction.RandomTreesEmbedding": (
+        Param("n_trees", 10, _TREES, low=1, high=100),
+        Param("height", 8, _TREES, low=1, high=12),
+    ),
+    "anomaly.LODA": (
+        Param("n_bins", 10, "each of the n_random_cuts histograms of a series keeps up to n_bins bins", low=1, high=1000),
+        Param("n_random_cuts", 100, "each sample is projected and counted n_random_cuts times "
+              "(1000: 2 ms a sample; 10000: 31 ms and 17 MB a series after 300 samples; 100000: over 60 ms)", low=1, high=1000),
+    ),
+    "anomaly.LocalOutlierFactor": (
+        Param("n_neighbors", 10, "each sample updates the distances to its n_neighbors nearest "
+              "(100: 15 ms a sample once the window is full; 1000: 40 ms after 300 samples)", low=1, high=100),
+    ),
+    "neighbors.LazySearch": (
+        Param("window_size", 50, "a LocalOutlierFactor compares each sample with every one in the window "
+              "(1000: 1.1 ms a sample once full; 3000: 11 ms)", low=1, high=3000),
+    ),
+    "anomaly.GaussianScorer": (
+        Param("window_size", 1000, "a count of samples", low=1, high=MAX_COUNT),
+        Param("grace_period", 100, "a count of samples", low=0, high=MAX_COUNT),
+    ),
+    "feature_extraction.RBFSampler": (Param("n_components", 100, _PROJECTION, low=1, high=10_000),),
+    "preprocessing.GaussianRandomProjector": (Param("n_components", 10, _PROJECTION, low=1, high=10_000),),
+    "preprocessing.SparseRandomProjector": (Param("n_components", 10, _PROJECTION, low=1, high=10_000),),
+    "feature_extraction.PolynomialExtender": (
+        Param("degree", 2, "the features of a series grow as fields ** degree (8 fields, degree 5: 1286 features, "
+              "0.6 s at the first sample; degree 8: 12869 features, 9 s)", low=1, high=5),
+    ),
+    "sketch.Histogram": (Param("max_bins", 256, "a series keeps up to max_bins bins", low=1, high=10_000),),
+    # (The pad detector's bounds: a forecaster only builds here, inside a refused PredictiveAnomalyDetection.)
+    "time_series.SNARIMAX": (
+        Param("p", 2, "the time per sample grows with the orders", low=0, high=100),
+        Param("d", 1, "the time to build grows fast with it (1000: 0.11 s; 100000: over 20 s)", low=0, high=10),
+        Param("q", 1, "the time per sample grows with the orders", low=0, high=100),
+        Param("sp", 0, "the time per sample grows with the orders", low=0, high=100),
+        Param("sd", 0, "the time to build grows fast with it (1000: 0.11 s)", low=0, high=10),
+        Param("sq", 0, "the time per sample grows with the orders", low=0, high=100),
+    ),
+}  # fmt: skip
+
+#: A River parameter that reads as a size or a count: for a class without measured bounds, an integer
+#: given to it may be at most ``_GENERAL_FACTOR`` times River's default (a positive integer).
+_SIZE_NAME = re.compile(
+    r"^(n|num|number|max|maximum)_|(^|_)(size|capacity|height|depth|degree|k|maxlen|window|components|factors|"
+    r"bins|clusters|models|trees|estimators|neighbors|iters|sweeps)$"
+)
+_GENERAL_FACTOR = 100
+_resolved_bounds: dict[type, dict[str, Param]] | None = None
 
 
 class ParamError(ValueError):
@@ -76,12 +140,62 @@ def build(spec: Any, key: str = "model", seed: int = 0) -> Any:
         if name not in known:
             raise ParamError(f"{key}.{name}", f'unknown parameter for {spec["class"]} (known: {", ".join(sorted(known))})')
         params[name] = _value(value, f"{key}.{name}", seed)
+    _check_bounds(cls, spec, signature, key)
     if "seed" in known and "seed" not in params:
         params["seed"] = seed
     try:
         return cls(**params)
     except Exception as err:  # noqa: BLE001 - whatever River raises on bad settings
         raise ParamError(key, f'{spec["class"]} refuses these parameters: {type(err).__name__}: {err}') from None
+
+
+def _bounds(cls: type) -> dict[str, Param]:
+    """The measured bounds of ``cls``'s parameters (by name), if it is one of ``_BOUNDS``'s classes."""
+    global _resolved_bounds
+    if _resolved_bounds is None:
+        _resolved_bounds = {}
+        for name, params in _BOUNDS.items():
+            try:
+                _resolved_bounds[_resolve(name, name)] = {p.name: p for p in params}
+            except ParamError:  # a class this River does not have
+                pass
+    return _resolved_bounds.get(cls, {})
+
+
+def _check_bounds(cls: type, spec: dict[str, Any], signature: inspect.Signature, key: str) -> None:
+    """Refuse, before anything is built, a size or count that would take unreasonable time or memory.
+
+    A parameter of ``_BOUNDS`` takes an integer in its measured range. Any other integer is at most
+    ``MAX_COUNT`` in size (``seed``: a 64-bit integer), and one given to a parameter named as a size
+    or count (``n_models``, ``capacity``, ``k``...) at most ``_GENERAL_FACTOR`` times River's default.
+    """
+    measured = _bounds(cls)
+    for name, value in spec.items():
+        param = measured.get(name)
+        if param is not None:
+            try:
+                param.check(value)
+            except ValueError as err:
+                why = f": {param.doc}" if type(value) in (int, float) else ""  # (a size out of range: its cost)
+                raise ParamError(f"{key}.{name}", f"{err}{why}") from None
+            continue
+        if type(value) is not int:
+            continue
+        if name == "seed":
+            if not -(2**63) <= value < 2**63:
+                raise ParamError(f"{key}.{name}", f"seed must be an integer in [-{2**63}, {2**63 - 1}], got {value!r}")
+            continue
+        default = signature.parameters[name].default
+        if _SIZE_NAME.search(name) and type(default) is int and default > 0:
+            high = min(_GENERAL_FACTOR * default, MAX_COUNT)
+            if value > high:
+                raise ParamError(
+                    f"{key}.{name}",
+                    f"{name} must be an integer <= {high}, got {value!r}: a size or count of {spec['class']}, at most "
+                    f"{_GENERAL_FACTOR} times River's default ({default}) so that a series' model stays small",
+                )
+        if not -MAX_COUNT <= value <= MAX_COUNT:
+            raise ParamError(f"{key}.{name}", f"{name} must be an integer in [-{MAX_COUNT}, {MAX_COUNT}], got {value!r}")
 
 
 def _value(value: Any, key: str, seed: int) -> Any:
