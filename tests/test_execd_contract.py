@@ -406,3 +406,40 @@ def test_a_per_field_name_in_a_metric_scored_whole_is_no_clash(tmp_path: Path) -
         b' scope = "metric" rules (InfluxDB refuses a field whose type changes); rename the field or set'
         b" [output] score_suffix",
     ]
+
+
+def test_an_explanation_name_is_no_clash_where_nothing_is_explained(tmp_path: Path) -> None:
+    # With explain off riverguard writes no `w_anomaly_expected`: a user's string of that name clashes with
+    # nothing. No W!, nothing noted, and w goes on being scored.
+    from conftest import run_cli
+
+    config = tmp_path / "riverguard.toml"
+    config.write_text('[[rule]]\nname = "all"\n')
+    data = b'cpu w=1 1\ncpu w=2,w_anomaly_expected="x" 2\ncpu w=3 3\n'
+    proc = run_cli(["run", "--config", str(config)], input=data)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        b"cpu w=1,w_anomaly_score=0.0,w_anomaly=false 1",
+        b'cpu w=2,w_anomaly_expected="x",w_anomaly_score=0.0,w_anomaly=false 2',
+        b"cpu w=3,w_anomaly_score=0.0,w_anomaly=false 3",
+    ]
+    assert b"W! " not in proc.stderr, proc.stderr
+    # Where one rule explains w (host a) and another scores it without explaining (host b), the clash is real
+    # under the first only: w is no longer scored there, and still scored under the second; the W! says so.
+    config.write_text(
+        '[[rule]]\nname = "explained"\ntags = {host = "a"}\nexplain = true\n[[rule]]\nname = "rest"\n'
+    )
+    data = b'cpu,host=a w=1 1\ncpu,host=b w=2,w_anomaly_expected="x" 2\ncpu,host=a w=3 3\ncpu,host=b w=4 4\n'
+    proc = run_cli(["run", "--config", str(config)], input=data)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        b"cpu,host=a w=1,w_anomaly_score=0.0,w_anomaly=false 1",
+        b'cpu,host=b w=2,w_anomaly_expected="x",w_anomaly_score=0.0,w_anomaly=false 2',
+        b"cpu,host=a w=3 3",
+        b"cpu,host=b w=4,w_anomaly_score=0.0,w_anomaly=false 4",
+    ]
+    assert [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")] == [
+        b"W! [riverguard] measurement 'cpu': field 'w_anomaly_expected' is a string, and riverguard would write a"
+        b" float under that name: from now on field 'w' is not scored there by rules with explain = true"
+        b" (InfluxDB refuses a field whose type changes); rename the field or set [output] flag_suffix",
+    ]

@@ -249,12 +249,14 @@ def test_a_changed_scope_drops_the_models_it_cannot_use_and_says_why(tmp_path: P
     assert read_checkpoint(state)["series"] == 1  # net's, with its samples
     kept = [json.loads(line) for line in run(["state", "inspect", str(state), "--series"]).stdout.splitlines()]
     assert [(s["key"], s["samples"]) for s in kept] == [("net,host=h0 rx", 40)]
-    # A model barred by a field of the user's (here: `explain` turned on, whose w_anomaly_expected is the
-    # user's string) is dropped for that reason, not for matching no rule.
+    # A model barred by a field of the user's (here: `explain` turned on for host b's rule too, while the
+    # user's string w_anomaly_expected was noted under host a's, which explains w) is dropped for that
+    # reason, not for matching no rule.
     state.unlink()
-    before.write_text('[[rule]]\nname = "all"\n')
-    after.write_text('[output]\nexplain = true\n[[rule]]\nname = "all"\n')
-    first = run(["run", "--config", str(before), "--state", str(state)], b'cpu w=1 1\ncpu w=2,w_anomaly_expected="x" 2\n')
+    before.write_text('[[rule]]\nname = "a"\ntags = {host = "a"}\nexplain = true\n[[rule]]\nname = "all"\n')
+    after.write_text('[output]\nexplain = true\n[[rule]]\nname = "a"\ntags = {host = "a"}\n[[rule]]\nname = "all"\n')
+    first = run(["run", "--config", str(before), "--state", str(state)],
+                b'cpu,host=b w=1 1\ncpu,host=a w=2,w_anomaly_expected="x" 2\n')
     assert first.returncode == 0 and read_checkpoint(state)["series"] == 1, first.stderr
     proc = run(["run", "--config", str(after), "--state", str(state)])
     info = [line for line in proc.stderr.splitlines() if b"restored" in line]

@@ -605,44 +605,49 @@ class Engine:
     MAX_TAKEN = 4096
     _KINDS = {"f": "a float", "i": "an integer", "u": "an unsigned integer", "s": "a string", "b": "a boolean"}
 
-    def _added_kind(self, key: bytes) -> tuple[str, bytes, str] | None:
+    def _added_kind(self, key: bytes) -> tuple[str, bytes, str, bool] | None:
         """The kind riverguard writes under field name ``key``, what it adds it for (a field key, or
-        ``"\\n"`` for a ``scope = "metric"`` model) and the ``[output]`` key that names it; None for a
-        name riverguard never writes."""
+        ``"\\n"`` for a ``scope = "metric"`` model), the ``[output]`` key that names it and whether it is an
+        explanation field (written only by rules with ``explain = true``); None for a name riverguard never
+        writes."""
         if self._metric_scope and key in self._metric_keys:
             if key == self._metric_keys[0]:
-                return "f", b"\n", "metric_score_field"
-            return "b", b"\n", "metric_flag_field"
-        for suffix, kind, setting in (
-            (self.score_suffix, "f", "score_suffix"), (self.flag_suffix, "b", "flag_suffix"),
-            *((suffix, kind, "flag_suffix") for suffix, kind in zip(self.explain_suffixes, "fffs")),
+                return "f", b"\n", "metric_score_field", False
+            return "b", b"\n", "metric_flag_field", False
+        for suffix, kind, setting, explanation in (
+            (self.score_suffix, "f", "score_suffix", False), (self.flag_suffix, "b", "flag_suffix", False),
+            *((suffix, kind, "flag_suffix", True) for suffix, kind in zip(self.explain_suffixes, "fffs")),
         ):
             if key.endswith(suffix) and len(key) > len(suffix):
-                return kind, key[: -len(suffix)], setting
+                return kind, key[: -len(suffix)], setting, explanation
         return None
 
-    def field_scopes(self, measurement: bytes, field_key: bytes) -> tuple[bool, bool]:
-        """Whether, on some tag set of ``measurement``, field ``field_key`` could be scored one by one (so
-        riverguard writes its per-field added names there), and whether it could go into a ``scope =
-        "metric"`` model (which writes only the metric-level names); by the rules, whatever the tags."""
+    def field_scopes(self, measurement: bytes, field_key: bytes) -> tuple[bool, bool, bool]:
+        """Whether, on some tag set of ``measurement``, field ``field_key`` could be scored one by one by a
+        rule without ``explain`` (riverguard writes its score and flag there), by a rule with ``explain =
+        true`` (its explanation fields too), and whether it could go into a ``scope = "metric"`` model (which
+        writes only the metric-level names); by the rules, whatever the tags."""
         found = self._field_scopes.get((measurement, field_key))
         if found is None:
-            name, alone, whole = unescape(measurement), False, False
+            name, plain, explained, whole = unescape(measurement), False, False, False
             for compiled in self._rules:
                 if compiled.measurement is not None and not compiled.measurement(name):
                     continue
                 if not compiled.matches_field(unescape(field_key)):
                     continue
-                if compiled.rule.detector_class is not None:
-                    if compiled.rule.scope == "metric":
+                rule = compiled.rule
+                if rule.detector_class is not None:
+                    if rule.scope == "metric":
                         whole = True
+                    elif rule.explain:
+                        explained = True
                     else:
-                        alone = True
+                        plain = True
                 if not compiled.tags:
                     break  # every tag set that comes this far stops at this rule
             if len(self._field_scopes) >= 4096:
                 self._field_scopes.clear()
-            found = self._field_scopes[(measurement, field_key)] = (alone, whole)
+            found = self._field_scopes[(measurement, field_key)] = (plain, explained, whole)
         return found
 
     def check_names(self, metric: Metric) -> None:
@@ -650,8 +655,9 @@ class Engine:
         the series they bar are dropped (made again, unscored, at their next sample).
 
         A per-field added name (``x_anomaly_score``) is no clash in a measurement where no rule scores
-        ``x`` one by one (a ``scope = "metric"`` rule takes it, or none does): nothing is written under
-        that name there, so it is left alone, without a warning."""
+        ``x`` one by one (a ``scope = "metric"`` rule takes it, or none does), nor an explanation name
+        (``x_anomaly_expected``) where no rule with ``explain = true`` does: nothing is written under that
+        name there, so it is left alone, without a warning."""
         measurement = metric.measurement
         for key, kind, _ in metric.fields:
             added = self._added_kind(key)
@@ -662,14 +668,18 @@ class Engine:
                 continue
             if sum(len(n) for n in self.taken.values()) >= self.MAX_TAKEN:
                 continue
-            alone, whole = (False, False) if added[1] == b"\n" else self.field_scopes(measurement, added[1])
-            if added[1] != b"\n" and not alone:
+            plain, explained, whole = (
+                (False, False, False) if added[1] == b"\n" else self.field_scopes(measurement, added[1])
+            )
+            if added[1] != b"\n" and not (explained if added[3] else plain or explained):
                 continue  # riverguard never writes this name in this measurement: no clash
             self.taken.setdefault(measurement, set()).add(key)
             self.drop_barred(measurement)
             if self._taken_limit.allow():
                 if added[1] == b"\n":
                     what = "no metric-level anomaly fields are written there"
+                elif added[3] and (plain or whole):  # (barred only under the rules that explain it)
+                    what = f"field {unescape(added[1])!r} is not scored there by rules with explain = true"
                 elif whole:
                     what = (f"field {unescape(added[1])!r} is scored there only in the metric models of "
                             'scope = "metric" rules')
