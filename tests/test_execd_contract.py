@@ -443,3 +443,27 @@ def test_an_explanation_name_is_no_clash_where_nothing_is_explained(tmp_path: Pa
         b" float under that name: from now on field 'w' is not scored there by rules with explain = true"
         b" (InfluxDB refuses a field whose type changes); rename the field or set [output] flag_suffix",
     ]
+
+
+def test_a_name_that_is_two_added_names_is_checked_as_each(tmp_path: Path) -> None:
+    # With score_suffix = "_lower", `w_anomaly_lower` is both w's explanation (a float) and the score of a field
+    # `w_anomaly` (a float too): a user's string of that name clashes with w's band edge, written after the
+    # warm-up on the metrics without it. W is no longer scored, and the W! says so.
+    from conftest import run_cli
+
+    config = tmp_path / "riverguard.toml"
+    config.write_text(
+        '[output]\nexplain = true\nscore_suffix = "_lower"\n'
+        '[[rule]]\nname = "w"\nfields = ["w"]\ndetector = "zscore"\nwarmup = 3\n'
+    )
+    data = b"".join(b"cpu w=%d %d\n" % (i, i) for i in range(1, 6)) + b'cpu w=6,w_anomaly_lower="s" 6\ncpu w=7 7\n'
+    proc = run_cli(["run", "--config", str(config)], input=data)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert b",w_anomaly_lower=" in out[4]  # riverguard's float, after the warm-up
+    assert out[5:] == [b'cpu w=6,w_anomaly_lower="s" 6', b"cpu w=7 7"]  # never a float under the user's string's name
+    assert [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")] == [
+        b"W! [riverguard] measurement 'cpu': field 'w_anomaly_lower' is a string, and riverguard would write a"
+        b" float under that name: from now on field 'w' is not scored there (InfluxDB refuses a field whose type"
+        b" changes); rename the field or set [output] flag_suffix",
+    ]

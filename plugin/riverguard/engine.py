@@ -605,22 +605,25 @@ class Engine:
     MAX_TAKEN = 4096
     _KINDS = {"f": "a float", "i": "an integer", "u": "an unsigned integer", "s": "a string", "b": "a boolean"}
 
-    def _added_kind(self, key: bytes) -> tuple[str, bytes, str, bool] | None:
-        """The kind riverguard writes under field name ``key``, what it adds it for (a field key, or
-        ``"\\n"`` for a ``scope = "metric"`` model), the ``[output]`` key that names it and whether it is an
-        explanation field (written only by rules with ``explain = true``); None for a name riverguard never
-        writes."""
+    def _added_kinds(self, key: bytes) -> list[tuple[str, bytes, str, bool]]:
+        """Every added field riverguard may write under field name ``key``: its kind, what it adds it for
+        (a field key, or ``"\\n"`` for a ``scope = "metric"`` model), the ``[output]`` key that names it and
+        whether it is an explanation field (written only by rules with ``explain = true``). Empty for a name
+        riverguard never writes; more than one where the names overlap (``score_suffix = "_lower"``: field
+        ``w``'s ``w_anomaly_lower`` is also field ``w_anomaly``'s score)."""
+        found = []
         if self._metric_scope and key in self._metric_keys:
             if key == self._metric_keys[0]:
-                return "f", b"\n", "metric_score_field", False
-            return "b", b"\n", "metric_flag_field", False
+                found.append(("f", b"\n", "metric_score_field", False))
+            else:
+                found.append(("b", b"\n", "metric_flag_field", False))
         for suffix, kind, setting, explanation in (
             (self.score_suffix, "f", "score_suffix", False), (self.flag_suffix, "b", "flag_suffix", False),
             *((suffix, kind, "flag_suffix", True) for suffix, kind in zip(self.explain_suffixes, "fffs")),
         ):
             if key.endswith(suffix) and len(key) > len(suffix):
-                return kind, key[: -len(suffix)], setting, explanation
-        return None
+                found.append((kind, key[: -len(suffix)], setting, explanation))
+        return found
 
     def field_scopes(self, measurement: bytes, field_key: bytes) -> tuple[bool, bool, bool]:
         """Whether, on some tag set of ``measurement``, field ``field_key`` could be scored one by one by a
@@ -657,39 +660,44 @@ class Engine:
         A per-field added name (``x_anomaly_score``) is no clash in a measurement where no rule scores
         ``x`` one by one (a ``scope = "metric"`` rule takes it, or none does), nor an explanation name
         (``x_anomaly_expected``) where no rule with ``explain = true`` does: nothing is written under that
-        name there, so it is left alone, without a warning."""
+        name there, so it is left alone, without a warning. A name that is several added names (the
+        suffixes overlap) is checked as each of them."""
         measurement = metric.measurement
         for key, kind, _ in metric.fields:
-            added = self._added_kind(key)
-            if added is None or added[0] == kind:
-                continue  # not an added name, or of the type riverguard writes (the metric was scored upstream)
             names = self.taken.get(measurement)
             if names is not None and key in names:
                 continue
-            if sum(len(n) for n in self.taken.values()) >= self.MAX_TAKEN:
+            clashes = [(added, self._clash(measurement, added)) for added in self._added_kinds(key) if added[0] != kind]
+            clashes = [(added, what) for added, what in clashes if what]  # (same kind: the metric was scored upstream)
+            if not clashes or sum(len(n) for n in self.taken.values()) >= self.MAX_TAKEN:
                 continue
-            plain, explained, whole = (
-                (False, False, False) if added[1] == b"\n" else self.field_scopes(measurement, added[1])
-            )
-            if added[1] != b"\n" and not (explained if added[3] else plain or explained):
-                continue  # riverguard never writes this name in this measurement: no clash
             self.taken.setdefault(measurement, set()).add(key)
             self.drop_barred(measurement)
             if self._taken_limit.allow():
-                if added[1] == b"\n":
-                    what = "no metric-level anomaly fields are written there"
-                elif added[3] and (plain or whole):  # (barred only under the rules that explain it)
-                    what = f"field {unescape(added[1])!r} is not scored there by rules with explain = true"
-                elif whole:
-                    what = (f"field {unescape(added[1])!r} is scored there only in the metric models of "
-                            'scope = "metric" rules')
-                else:
-                    what = f"field {unescape(added[1])!r} is not scored there"
+                added = clashes[0][0]
                 self.log.warn(
                     f"measurement {unescape(measurement)!r}: field {unescape(key)!r} is {self._KINDS[kind]}, "
-                    f"and riverguard would write {self._KINDS[added[0]]} under that name: from now on {what} "
-                    f"(InfluxDB refuses a field whose type changes); rename the field or set [output] {added[2]}"
+                    f"and riverguard would write {self._KINDS[added[0]]} under that name: from now on "
+                    f"{'; '.join(what for _, what in clashes)} (InfluxDB refuses a field whose type changes); "
+                    f"rename the field or set [output] {' or '.join(dict.fromkeys(a[2] for a, _ in clashes))}"
                 )
+
+    def _clash(self, measurement: bytes, added: tuple[str, bytes, str, bool]) -> str:
+        """What a field of the user's holding ``added``'s name (:meth:`_added_kinds`) with another type
+        stops in ``measurement``, as :meth:`check_names` says it; ``""`` when the rules in force never
+        write that name there (no clash)."""
+        _, field_key, _, explanation = added
+        if field_key == b"\n":
+            return "no metric-level anomaly fields are written there"
+        plain, explained, whole = self.field_scopes(measurement, field_key)
+        field = unescape(field_key)
+        if not (explained if explanation else plain or explained):
+            return ""  # riverguard never writes this name in this measurement
+        if explanation and (plain or whole):  # (barred only under the rules that explain it)
+            return f"field {field!r} is not scored there by rules with explain = true"
+        if whole:
+            return f'field {field!r} is scored there only in the metric models of scope = "metric" rules'
+        return f"field {field!r} is not scored there"
 
     def barred(self, measurement: bytes, field_key: bytes, rule: Rule | None) -> bool:
         """Whether field ``field_key`` (``"\\n"``: a ``scope = "metric"`` model) of ``measurement`` is not
