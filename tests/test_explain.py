@@ -14,6 +14,7 @@ import math
 import random
 import re
 import struct
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -783,7 +784,7 @@ def test_a_config_reload_keeps_models_and_what_they_write(name: str, accelerate:
     whole = _run(_engine(config, accelerate), data)
     engine = _engine(config, accelerate)
     head = _run(engine, data[:cut])
-    assert engine.reconfigure(_config(name, rule="warmup = 5\n")) == (2, 0)
+    assert engine.reconfigure(_config(name, rule="warmup = 5\n")) == (2, Counter())
     assert head + _run(engine, data[cut:]) == whole
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -518,7 +519,7 @@ def test_a_reload_gives_kept_series_their_new_threshold_and_field_names(build: s
     whole = _run(Engine(after, **hot), data, [])
     engine = Engine(before, **hot)
     head = _run(engine, data[:cut], [])
-    assert engine.reconfigure(after) == (16, 0)
+    assert engine.reconfigure(after) == (16, Counter())
     tail = _run(engine, data[cut:], [])
     assert tail == whole[len(whole) - len(tail):]
     assert b"a_f=true" in tail and b"user_s=" in tail and b"user_anomaly_score=" in head

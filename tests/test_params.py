@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import struct
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -313,7 +314,7 @@ def test_a_reload_gives_a_rules_series_the_new_settings() -> None:
     process_chunks(engine, [data], lambda _: None)
     old = sorted((s.rule.name, s.detector.learn, s.detector.suppress) for s in engine.series.values())
     assert old == [("a", 50, 400), ("a", 50, 400), ("b", 200, 400)]
-    assert engine.reconfigure(config.parse(text.format(w=80, p="params = { suppress = 3 }\n"))) == (2, 1)
+    assert engine.reconfigure(config.parse(text.format(w=80, p="params = { suppress = 3 }\n"))) == (2, Counter({Engine.CHANGED: 1}))
     kept = [s.detector for s in engine.series.values()]
     assert len(kept) == 2 and kept[0].cfg is kept[1].cfg and kept[0].learn == kept[0].cfg.learn == 80
     assert all(d.state_by_name()["n"] == 100 for d in kept)  # what they learned

@@ -410,7 +410,7 @@ def test_sighup_checkpoints_reloads_and_keeps_unchanged_models(tmp_path: Path, s
     assert proc.wait_stderr(lambda e: b"reloaded" in e, 30), proc.stderr
     assert proc.popen.poll() is None  # still running
     assert b"checkpoint written" in proc.stderr and state.is_file()
-    assert b"2 series keep their models, 2 start fresh" in proc.stderr
+    assert b"2 series keep their models; 2 start fresh because their rule or parameters changed\n" in proc.stderr
     inspect = run_cli(["state", "inspect", str(state)])
     assert b'"series": 4' in inspect.stdout  # the checkpoint taken at the SIGHUP
     proc.write(second)

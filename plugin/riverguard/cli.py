@@ -352,10 +352,10 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
         config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=old.state.path))
         if config.state.checkpoint_interval != old.state.checkpoint_interval:
             log.warn("received SIGHUP: a new [state] checkpoint_interval takes effect at the next start")
-        kept, fresh = engine.reconfigure(config)
+        kept, dropped = engine.reconfigure(config)
         log.info(
             f"received SIGHUP: config {config.source} reloaded, {len(config.rules)} rule(s); "
-            f"{kept} series keep their models, {fresh} start fresh because their rule changed"
+            f"{kept} series keep their models" + engine.dropped_counts(dropped)
         )
 
     return reload

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -497,6 +498,21 @@ class Engine:
     TO_METRIC = "to-metric"  # a field's series, whose field a scope = "metric" rule now takes into a metric's model
     NO_METRIC = "no-metric"  # a scope = "metric" model, whose metric no scope = "metric" rule takes any more
     UNMATCHED = "unmatched"  # a field's series that no scoring rule takes any more (none, or detector "off")
+    BARRED = "barred"  # a series' model barred by a field of the user's holding one of its added names (taken)
+    #: Why models were not kept (at a restore, at a reload), as the I! lines of both say it, in their order.
+    DROPPED = (
+        (CHANGED, "start fresh because their rule or parameters changed"),
+        (TO_METRIC, 'field models dropped: a scope = "metric" rule now takes their fields into a metric\'s model'),
+        (NO_METRIC, 'metric models dropped: no scope = "metric" rule takes their metric any more'),
+        (UNMATCHED, "no longer match a scoring rule"),
+        (BARRED, "dropped: a field of yours holds one of their added names with another type"),
+    )
+
+    @classmethod
+    def dropped_counts(cls, dropped: Counter[str]) -> str:
+        """``"; N reason"`` for each reason ``dropped`` counts (by :attr:`DROPPED`), for the I! lines of a
+        restore and a reload; ``""`` when none was dropped."""
+        return "".join(f"; {dropped[why]} {text}" for why, text in cls.DROPPED if dropped[why])
 
     def rule_for(self, key: bytes, fingerprint: str, cache: dict[Any, Any]) -> tuple[bytes, Rule | None, str]:
         """Series ``key``'s field key, the rule with ``fingerprint`` that may hold its model (a checkpoint's,
@@ -543,8 +559,9 @@ class Engine:
         held = next((r for r in rules if r.fingerprint == fingerprint), None)
         return field_key, held, "" if held is not None else why
 
-    def reconfigure(self, config: Config) -> tuple[int, int]:
-        """Use ``config`` from now on; return ``(kept, fresh)``.
+    def reconfigure(self, config: Config) -> tuple[int, Counter[str]]:
+        """Use ``config`` from now on; return how many series keep their models, and how many models are
+        dropped, by reason (:attr:`DROPPED`).
 
         A series keeps its model when the rule that now matches it has the same detector and
         parameters (its threshold and warm-up follow the new rule, the warm-up a detector
@@ -553,14 +570,14 @@ class Engine:
         """
         self._configure(config)
         kept: dict[bytes, Series] = {}
-        fresh = 0
+        dropped: Counter[str] = Counter()
         cache: dict[Any, Any] = {}
         for key, series in self.lru():
             if series.detector is None:
                 continue  # unscored: routed again at its next sample
-            field_key, rule, _ = self.rule_for(key, series.rule.fingerprint, cache)
+            field_key, rule, why = self.rule_for(key, series.rule.fingerprint, cache)
             if rule is None:
-                fresh += 1
+                dropped[why] += 1
                 continue
             if field_key == b"\n":
                 series.fields.clear()  # which fields join a metric's model is decided again
@@ -569,10 +586,10 @@ class Engine:
             series.binding = self.bound(rule, field_key)
             kept[key] = series
         self.adopt(kept)
-        fresh += self.drop_barred()  # (new suffixes or explanations may bar other fields)
+        dropped[self.BARRED] += self.drop_barred()  # (new suffixes or explanations may bar other fields)
         while len(self.series) > self.max_series:
             self._evict_oldest()
-        return len(kept), fresh
+        return len(kept) - dropped[self.BARRED], dropped
 
     def _score_metric(
         self, metric: Metric, prefix: bytes, together: dict[str, float], t: float | None, ob: bytearray

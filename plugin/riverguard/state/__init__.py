@@ -211,7 +211,7 @@ class StateStore:
             return 0
         log.info(
             f"restored {restored} series from {self.path} in {time.monotonic() - started:.2f}s"
-            + "".join(f"; {dropped[why]} {text}" for why, text in _DROPPED if dropped[why])
+            + engine.dropped_counts(dropped)
         )
         if over:
             log.info(
@@ -222,7 +222,7 @@ class StateStore:
 
     def _apply(self, records: list[list[Any]]) -> tuple[int, Counter[str]]:
         """Restore ``records`` into the engine; the number restored and the number of models not
-        restored, by reason (:data:`_DROPPED`)."""
+        restored, by reason (:attr:`Engine.DROPPED`)."""
         engine = self.engine
         series_map: dict[bytes, Any] = {}
         restored = unsaved = 0
@@ -251,7 +251,7 @@ class StateStore:
         engine.adopt(series_map)
         barred = engine.drop_barred()
         restored -= barred
-        dropped[_BARRED] += barred
+        dropped[engine.BARRED] += barred
         times = [s.last_time for s in series_map.values() if s.last_time is not None]
         if times:
             engine.now = max(times)
@@ -304,18 +304,6 @@ class StateStore:
             )
         self.log.debug(f"checkpoint: {len(scored)} series, {size} bytes in {self.last_seconds:.2f}s")
         return True
-
-
-#: A restored model barred by a field of the user's holding one of its added names (Engine.taken).
-_BARRED = "barred"
-#: Why models of a checkpoint were not restored, as the restore's I! line says it, in its order.
-_DROPPED = (
-    (Engine.CHANGED, "start fresh because their rule or parameters changed"),
-    (Engine.TO_METRIC, 'field models dropped: a scope = "metric" rule now takes their fields into a metric\'s model'),
-    (Engine.NO_METRIC, 'metric models dropped: no scope = "metric" rule takes their metric any more'),
-    (Engine.UNMATCHED, "no longer match a scoring rule"),
-    (_BARRED, "dropped: a field of yours holds one of their added names with another type"),
-)
 
 
 def _clock(header: dict[str, Any]) -> tuple[int | None, list[int]] | None:
