@@ -387,6 +387,10 @@ def test_every_usage_error_exits_2(tmp_path: Path, args: list[str], hidden: tupl
     assert result.returncode == 2, result.stderr
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+    # Every line with a Telegraf log prefix (README, Messages), the E! line saying what is wrong.
+    assert all(line.startswith(("E! [riverguard] ", "W! [riverguard] ", "I! [riverguard] "))
+               for line in result.stderr.splitlines()), result.stderr
+    assert any(line.startswith("E! [riverguard] ") and message in line for line in result.stderr.splitlines())
 
 
 def test_failures_while_running_exit_1_and_a_stop_130(tmp_path: Path) -> None:

@@ -202,6 +202,9 @@ def _provoke(fragment: str, tmp: Path) -> str:
     if fragment == "not a regular file or a folder":
         os.mkfifo(tmp / "state.msgpack")
         return run(["run", "--state", "state.msgpack"], "cpu v=1\n")
+    if fragment == "not a riverguard checkpoint":
+        (tmp / "state.msgpack").write_bytes(b"not a checkpoint")
+        return run(["state", "inspect", "state.msgpack"])
     if fragment == "ahead of the stream's clock":  # one line two days ahead
         t0 = 1_700_000_000 * 10**9
         lines = [f"cpu v=1 {t0 + i * 10**10 + (172800 * 10**9 if i == 5 else 0)}\n" for i in range(10)]
@@ -264,6 +267,7 @@ _FRAGMENTS = (
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evicted before they were scored", "--report needs", "would write", "not a regular file or a folder",
     "ahead of the stream's clock", "temporary checkpoint file(s)", "while writing the checkpoint",
+    "not a riverguard checkpoint",
 )
 
 

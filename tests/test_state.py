@@ -193,9 +193,15 @@ def test_inspect_fails_cleanly_on_a_bad_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.msgpack"
     bad.write_bytes(b"\x00garbage")
     report = inspect(bad)
-    assert report.returncode == 2
-    assert b"not a riverguard checkpoint" in report.stderr
-    assert inspect(tmp_path / "missing").returncode == 2
+    assert report.returncode == 2 and report.stdout == b""
+    assert report.stderr == b"E! [riverguard] %s: not a riverguard checkpoint (foreign format)\n" % bytes(bad)
+    missing = inspect(tmp_path / "missing")
+    assert missing.returncode == 2
+    assert missing.stderr == b"E! [riverguard] %s: no such file\n" % bytes(tmp_path / "missing")
+    # A folder is read as the checkpoint riverguard keeps in it: the message names that file.
+    empty = inspect(tmp_path)
+    assert empty.returncode == 2
+    assert empty.stderr == b"E! [riverguard] %s: no such file\n" % bytes(tmp_path / "riverguard.msgpack")
 
 
 def test_changed_rule_starts_fresh_and_says_so(tmp_path: Path) -> None:

@@ -285,11 +285,11 @@ def _state_inspect(path: str, series: str | None = None, with_state: bool = Fals
             rows = list(list_series(Path(path), series, with_state))
         else:
             summary = inspect(Path(path))
-    except FileNotFoundError:
-        print(f"{path}: no such file", file=sys.stderr)
+    except FileNotFoundError as err:  # (a folder: the checkpoint riverguard keeps in it, which it names)
+        Log("error").error(f"{err.filename or path}: no such file")
         return EXIT_CONFIG
     except (CheckpointError, OSError) as err:  # the file given is not a checkpoint it can read
-        print(f"{path}: {err}", file=sys.stderr)
+        Log("error").error(f"{path}: {err}")
         return EXIT_CONFIG
     if series is not None:
         sys.stdout.writelines(json.dumps(row) + "\n" for row in rows)
