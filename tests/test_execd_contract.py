@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LOG_PREFIXES, PYTHON_M, Proc, strip_added
+from conftest import LOG_PREFIXES, PYTHON_M, Proc, run_cli, strip_added
 
 ADDED = re.compile(rb",v_anomaly_score=(0\.0|1\.0|0\.[0-9]+|[0-9.]+e-[0-9]+),v_anomaly=(true|false)")
 
@@ -362,45 +362,42 @@ def test_a_users_field_named_like_an_added_one_of_another_type_is_never_written_
     assert all(len(kinds) == 1 for kinds in types.values()), types
 
 
-def test_a_users_metric_level_name_of_another_type_is_never_written_over(tmp_path: Path) -> None:
-    from conftest import run_cli
-
-    config = tmp_path / "riverguard.toml"
-    config.write_text('[[rule]]\nname = "hosts"\nmeasurement = "cpu"\nscope = "metric"\ndetector = "hst"\n')
-    data = b"cpu,host=a u=1,anomaly=1i 1\ncpu,host=a u=2 2\ncpu,host=b u=3 3\n"
-    proc = run_cli(["run", "--config", str(config)], input=data)
+def _run_with(tmp_path: Path, config: str, data: bytes) -> tuple[list[bytes], list[bytes]]:
+    """``riverguard run`` with ``config`` (a riverguard.toml's text) over ``data``: its output lines and its W! lines."""
+    path = tmp_path / "riverguard.toml"
+    path.write_text(config)
+    proc = run_cli(["run", "--config", str(path)], input=data)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == data  # never `anomaly=false` after the user's integer `anomaly`
-    assert b"W! [riverguard] measurement 'cpu': field 'anomaly' is an integer" in proc.stderr
-    assert b"no metric-level anomaly fields are written there" in proc.stderr
+    return proc.stdout.splitlines(), [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")]
+
+
+#: A rule scoring cpu's metrics whole (it writes only the metric-level anomaly_score and anomaly).
+METRIC_RULE = '[[rule]]\nname = "hosts"\nmeasurement = "cpu"\nscope = "metric"\ndetector = "hst"\n'
+
+
+def test_a_users_metric_level_name_of_another_type_is_never_written_over(tmp_path: Path) -> None:
+    data = b"cpu,host=a u=1,anomaly=1i 1\ncpu,host=a u=2 2\ncpu,host=b u=3 3\n"
+    out, warned = _run_with(tmp_path, METRIC_RULE, data)
+    assert out == data.splitlines()  # never `anomaly=false` after the user's integer `anomaly`
+    assert len(warned) == 1 and warned[0].startswith(b"W! [riverguard] measurement 'cpu': field 'anomaly' is an integer")
+    assert b"no metric-level anomaly fields are written there" in warned[0]
 
 
 def test_a_per_field_name_in_a_metric_scored_whole_is_no_clash(tmp_path: Path) -> None:
     # A scope = "metric" rule writes `anomaly_score` and `anomaly`, never `x_anomaly_score`: a user's string
     # `x_anomaly_score` or integer `y_anomaly` there clashes with nothing. No W!, and x goes on being scored.
-    from conftest import run_cli
-
-    config = tmp_path / "riverguard.toml"
-    config.write_text('[[rule]]\nname = "hosts"\nmeasurement = "cpu"\nscope = "metric"\ndetector = "hst"\n')
     data = b'cpu,host=a u=1,x=1,x_anomaly_score="hi" 1\ncpu,host=a u=2,y_anomaly=1i 2\ncpu,host=a u=3,x=3 3\n'
-    proc = run_cli(["run", "--config", str(config)], input=data)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [
+    assert _run_with(tmp_path, METRIC_RULE, data) == ([
         b'cpu,host=a u=1,x=1,x_anomaly_score="hi",anomaly_score=0.0,anomaly=false 1',
         b"cpu,host=a u=2,y_anomaly=1i,anomaly_score=0.0,anomaly=false 2",
         b"cpu,host=a u=3,x=3,anomaly_score=0.0,anomaly=false 3",
-    ]
-    assert b"W! " not in proc.stderr, proc.stderr
+    ], [])
     # Where another tag set scores x one by one, the clash is real there, and the W! says where x is still scored.
-    config.write_text(
-        '[[rule]]\nname = "hosts"\nmeasurement = "cpu"\ntags = {host = "a"}\nscope = "metric"\ndetector = "hst"\n'
-        '[[rule]]\nname = "rest"\n'
-    )
+    config = METRIC_RULE.replace('"cpu"\n', '"cpu"\ntags = {host = "a"}\n') + '[[rule]]\nname = "rest"\n'
     data = b'cpu,host=a u=1,x=1,x_anomaly_score="hi" 1\ncpu,host=b x=2 2\n'
-    proc = run_cli(["run", "--config", str(config)], input=data)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout == b'cpu,host=a u=1,x=1,x_anomaly_score="hi",anomaly_score=0.0,anomaly=false 1\ncpu,host=b x=2 2\n'
-    assert [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")] == [
+    out, warned = _run_with(tmp_path, config, data)
+    assert out == [b'cpu,host=a u=1,x=1,x_anomaly_score="hi",anomaly_score=0.0,anomaly=false 1', b"cpu,host=b x=2 2"]
+    assert warned == [
         b"W! [riverguard] measurement 'cpu': field 'x_anomaly_score' is a string, and riverguard would write a"
         b" float under that name: from now on field 'x' is scored there only in the metric models of"
         b' scope = "metric" rules (InfluxDB refuses a field whose type changes); rename the field or set'
@@ -411,34 +408,24 @@ def test_a_per_field_name_in_a_metric_scored_whole_is_no_clash(tmp_path: Path) -
 def test_an_explanation_name_is_no_clash_where_nothing_is_explained(tmp_path: Path) -> None:
     # With explain off riverguard writes no `w_anomaly_expected`: a user's string of that name clashes with
     # nothing. No W!, nothing noted, and w goes on being scored.
-    from conftest import run_cli
-
-    config = tmp_path / "riverguard.toml"
-    config.write_text('[[rule]]\nname = "all"\n')
     data = b'cpu w=1 1\ncpu w=2,w_anomaly_expected="x" 2\ncpu w=3 3\n'
-    proc = run_cli(["run", "--config", str(config)], input=data)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [
+    assert _run_with(tmp_path, '[[rule]]\nname = "all"\n', data) == ([
         b"cpu w=1,w_anomaly_score=0.0,w_anomaly=false 1",
         b'cpu w=2,w_anomaly_expected="x",w_anomaly_score=0.0,w_anomaly=false 2',
         b"cpu w=3,w_anomaly_score=0.0,w_anomaly=false 3",
-    ]
-    assert b"W! " not in proc.stderr, proc.stderr
+    ], [])
     # Where one rule explains w (host a) and another scores it without explaining (host b), the clash is real
     # under the first only: w is no longer scored there, and still scored under the second; the W! says so.
-    config.write_text(
-        '[[rule]]\nname = "explained"\ntags = {host = "a"}\nexplain = true\n[[rule]]\nname = "rest"\n'
-    )
+    config = '[[rule]]\nname = "explained"\ntags = {host = "a"}\nexplain = true\n[[rule]]\nname = "rest"\n'
     data = b'cpu,host=a w=1 1\ncpu,host=b w=2,w_anomaly_expected="x" 2\ncpu,host=a w=3 3\ncpu,host=b w=4 4\n'
-    proc = run_cli(["run", "--config", str(config)], input=data)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [
+    out, warned = _run_with(tmp_path, config, data)
+    assert out == [
         b"cpu,host=a w=1,w_anomaly_score=0.0,w_anomaly=false 1",
         b'cpu,host=b w=2,w_anomaly_expected="x",w_anomaly_score=0.0,w_anomaly=false 2',
         b"cpu,host=a w=3 3",
         b"cpu,host=b w=4,w_anomaly_score=0.0,w_anomaly=false 4",
     ]
-    assert [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")] == [
+    assert warned == [
         b"W! [riverguard] measurement 'cpu': field 'w_anomaly_expected' is a string, and riverguard would write a"
         b" float under that name: from now on field 'w' is not scored there by rules with explain = true"
         b" (InfluxDB refuses a field whose type changes); rename the field or set [output] flag_suffix",
@@ -449,20 +436,13 @@ def test_a_name_that_is_two_added_names_is_checked_as_each(tmp_path: Path) -> No
     # With score_suffix = "_lower", `w_anomaly_lower` is both w's explanation (a float) and the score of a field
     # `w_anomaly` (a float too): a user's string of that name clashes with w's band edge, written after the
     # warm-up on the metrics without it. W is no longer scored, and the W! says so.
-    from conftest import run_cli
-
-    config = tmp_path / "riverguard.toml"
-    config.write_text(
-        '[output]\nexplain = true\nscore_suffix = "_lower"\n'
-        '[[rule]]\nname = "w"\nfields = ["w"]\ndetector = "zscore"\nwarmup = 3\n'
-    )
+    config = '[output]\nexplain = true\nscore_suffix = "_lower"\n' \
+             '[[rule]]\nname = "w"\nfields = ["w"]\ndetector = "zscore"\nwarmup = 3\n'
     data = b"".join(b"cpu w=%d %d\n" % (i, i) for i in range(1, 6)) + b'cpu w=6,w_anomaly_lower="s" 6\ncpu w=7 7\n'
-    proc = run_cli(["run", "--config", str(config)], input=data)
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout.splitlines()
+    out, warned = _run_with(tmp_path, config, data)
     assert b",w_anomaly_lower=" in out[4]  # riverguard's float, after the warm-up
     assert out[5:] == [b'cpu w=6,w_anomaly_lower="s" 6', b"cpu w=7 7"]  # never a float under the user's string's name
-    assert [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")] == [
+    assert warned == [
         b"W! [riverguard] measurement 'cpu': field 'w_anomaly_lower' is a string, and riverguard would write a"
         b" float under that name: from now on field 'w' is not scored there (InfluxDB refuses a field whose type"
         b" changes); rename the field or set [output] flag_suffix",
