@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -162,3 +163,42 @@ def test_the_readme_documents_every_field_and_its_example_line_has_the_real_shap
     example = re.search(r"```\n(riverguard,.*)\n```", section).group(1).encode()
     tags, fields, _ = parse_monitor(example)
     assert list(fields) == [*COUNTERS, *GAUGES]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("", '[monitor]\ninterval = "0.2s"\n'), ('[monitor]\ninterval = "0.2s"\n', ""),
+     ('[monitor]\ninterval = "0.2s"\n', '[monitor]\ninterval = "1h"\n')],
+    ids=["added", "removed", "changed"],
+)
+def test_a_new_monitor_interval_on_sighup_says_it_waits_for_the_next_start(
+    start, tmp_path: Path, before: str, after: str
+) -> None:
+    """SIGHUP does not add, remove or re-time the health line: one W! line says so, as for a new
+    checkpoint_interval. (It said nothing: a [monitor] section added and reloaded gave no line, and no
+    message why.)"""
+    config = tmp_path / "rg.toml"
+    rule = '[[rule]]\nname = "all"\n'
+    config.write_text(before + rule, encoding="utf-8")
+    proc = start("run", "--config", str(config), "--log-level", "info", cwd=tmp_path)
+    proc.ready()
+    config.write_text(after + rule, encoding="utf-8")
+    proc.popen.send_signal(signal.SIGHUP)
+    assert proc.wait_stderr(lambda e: b"reloaded" in e, 30), proc.stderr
+    assert b"W! [riverguard] received SIGHUP: a new [monitor] interval takes effect at the next start" in proc.stderr
+    had = len(monitor_lines(proc.stdout))
+    time.sleep(0.6)
+    assert (len(monitor_lines(proc.stdout)) > had) == bool(before)  # the interval in force is the start's
+    proc.close_stdin()
+    assert proc.wait(10) == 0
+
+
+def test_an_unchanged_monitor_on_sighup_says_nothing(start, tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    proc = start("run", "--config", str(config), "--log-level", "info", cwd=tmp_path)
+    proc.ready()
+    proc.popen.send_signal(signal.SIGHUP)
+    assert proc.wait_stderr(lambda e: b"reloaded" in e, 30), proc.stderr
+    assert b"W! " not in proc.stderr, proc.stderr
+    proc.close_stdin()
+    assert proc.wait(10) == 0

@@ -352,6 +352,9 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
         config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=old.state.path))
         if config.state.checkpoint_interval != old.state.checkpoint_interval:
             log.warn("received SIGHUP: a new [state] checkpoint_interval takes effect at the next start")
+        if config.monitor != old.monitor:  # (the health line's timer is set at start, like the checkpoint's)
+            log.warn("received SIGHUP: a new [monitor] interval takes effect at the next start")
+            config = dataclasses.replace(config, monitor=old.monitor)
         kept, dropped = engine.reconfigure(config)
         log.info(
             f"received SIGHUP: config {config.source} reloaded, {len(config.rules)} rule(s); "
