@@ -61,3 +61,28 @@ def test_collect_flushes_each_interval() -> None:
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_a_cpu_whose_times_did_not_move_is_left_out_not_written_as_zeros() -> None:
+    """Between two samples closer than the kernel's tick (10 ms) a cpu's times may not move at all:
+    Telegraf's inputs.cpu leaves that cpu out of the batch. (collect wrote usage_idle=0 and every other
+    usage 0, a cpu 0 % idle and 0 % busy, into the stream: with --interval 2ms, 268 of 300 cpu lines.)"""
+    result = subprocess.run(
+        [RIVERGUARD, "collect", "--interval", "1ms", "--count", "60"], capture_output=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    metrics = [parse(line) for line in result.stdout.splitlines()]
+    assert sum(m.measurement == b"mem" for m in metrics) == 60
+    for m in metrics:
+        if m.measurement == b"cpu":
+            usage = sum(f.number for f in m.fields if f.key != b"usage_guest" and f.key != b"usage_guest_nice")
+            assert usage == pytest.approx(100.0, abs=0.01), m.raw
+
+
+def test_cpu_lines_skip_a_cpu_without_elapsed_time() -> None:
+    from riverguard.collect import cpu_lines
+
+    a = {"user": 10.0, "system": 5.0, "idle": 85.0}
+    b = {"user": 12.0, "system": 5.5, "idle": 87.5}
+    lines = cpu_lines([a, a], [b, a], ["cpu-total", "cpu0"], "h", 1)
+    assert [line.split(b" ")[0] for line in lines] == [b"cpu,cpu=cpu-total,host=h"]

@@ -9,6 +9,8 @@ written (and flushed) per interval, with nanosecond timestamps.
 cpu usage is computed like Telegraf: the change of each cpu time over the
 interval as a percentage of the change of the total (user + system + nice +
 iowait + irq + softirq + steal + idle; guest time is part of user time).
+A cpu whose times did not move since the last batch (two samples within one
+kernel tick) is left out of the batch, as Telegraf leaves it out.
 The first batch is written one interval after the start.
 
 Needs psutil: the ``collect`` extra (README, Install).
@@ -95,10 +97,12 @@ def cpu_lines(previous: list[dict[str, float]], current: list[dict[str, float]],
     out = []
     for prev, cur, name in zip(previous, current, names):
         total = sum(cur.get(k, 0.0) for k in _TOTAL_PARTS) - sum(prev.get(k, 0.0) for k in _TOTAL_PARTS)
+        if not total > 0:  # its times did not move (samples within one kernel tick): no usage to speak of
+            continue
         fields: dict[str, float | int] = {}
         for key in _CPU_FIELDS:
             delta = cur.get(key, 0.0) - prev.get(key, 0.0)
-            usage = 100.0 * delta / total if total > 0 else 0.0
+            usage = 100.0 * delta / total
             fields[f"usage_{key}"] = _float(min(max(usage, 0.0), 100.0))
         out.append(build_line("cpu", {"cpu": name, "host": host}, fields, ts))
     return out
