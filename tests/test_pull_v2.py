@@ -266,3 +266,45 @@ def test_annotated_csv_error_table_raises_flux_message() -> None:
     text = '#datatype,string,string\r\n#group,true,true\r\n#default,,\r\n,error,reference\r\n,"type error 3:4-3:9: undefined identifier x",897\r\n'
     with pytest.raises(ReadError, match="undefined identifier x"):
         list(read_annotated_csv(io.StringIO(text, newline="")))
+
+
+def test_v2_pull_keeps_tags_and_fields_named_result_and_table(influx2) -> None:
+    """Flux's CSV puts its own ``result`` and ``table`` columns first (after the annotation column) and the
+    table's columns after them under their own labels: a tag ``table`` (Telegraf's clickhouse_tables has
+    one) or a field ``result`` is a second column of that name. They are the point's, not annotations.
+    (Read by name, they were dropped: both tables' points were written back as one series
+    ``clickhouse_tables,database=db1`` without the field, the second overwriting the first.)"""
+    lines = [
+        f'clickhouse_tables,database=db1,table={table} rows={rows}i,result="{result}" {START + i * 10**9}'
+        for i in range(40)
+        for table, rows, result in (("events", 1000 + i, "ok"), ("users", 30 + i % 3, "slow"))
+    ]
+    influx2.store.write(("\n".join(lines) + "\n").encode())
+    proc = _pull(influx2)
+    assert proc.returncode == 0, proc.stderr
+    assert "pulled 80 point(s)" in proc.stderr, proc.stderr
+    written = {}
+    for p, _, body in influx2.requests:
+        if p.startswith("/api/v2/write"):
+            for record in _records(body):
+                head, fields, ts = raw_fields(record)
+                written[(head, ts)] = fields
+    assert len(written) == 80
+    for line in lines:
+        head, fields, ts = raw_fields(line.encode())
+        got = written[(head, ts)]
+        assert {k: v for k, v in got.items() if b"_anomaly" not in k} == fields
+        assert b"rows_anomaly_score" in got
+
+
+def test_annotated_csv_reads_columns_named_like_the_annotation_columns_as_the_points() -> None:
+    text = (
+        "#datatype,string,long,dateTime:RFC3339,dateTime:RFC3339,dateTime:RFC3339,string,string,string,double,string\r\n"
+        "#group,false,false,true,true,false,true,true,true,false,false\r\n"
+        "#default,_result,,,,,,,,,\r\n"
+        ",result,table,_start,_stop,_time,_measurement,result,table,rows,table_note\r\n"
+        ",,0,2023-11-14T22:00:00Z,2023-11-14T23:00:00Z,2023-11-14T22:13:20Z,t,pass,events,12.5,x\r\n"
+        "\r\n"
+    )
+    rows = list(read_annotated_csv(io.StringIO(text, newline="")))
+    assert [r.line for r in rows] == [b't,result=pass,table=events rows=12.5,table_note="x" 1700000000000000000\n']

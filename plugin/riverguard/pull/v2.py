@@ -34,7 +34,20 @@ __all__ = ["FluxSource", "flux_string", "read_annotated_csv"]
 _MIN_PAGE = 10**9  # 1 s
 _MAX_PAGE = 366 * 86400 * 10**9
 _FIRST_PAGE = 3600 * 10**9
-_META = {"", "result", "table", "_start", "_stop", "_measurement", "_time", "_field", "_value"}
+#: Flux's CSV opens every header with its own columns: the annotation column (no label), then
+#: ``result`` and ``table``. The table's columns follow under their own labels, so a tag or field
+#: named ``result`` or ``table`` is a second column of that name: these are known by position.
+_LEAD = ("", "result", "table")
+#: The table's columns that are not the point's tags or fields (found after the lead).
+_META = {"_start", "_stop", "_measurement", "_time", "_field", "_value"}
+
+
+def _lead(header: list[str]) -> int:
+    """How many of Flux's own columns (:data:`_LEAD`) open ``header``."""
+    n = 0
+    while n < len(_LEAD) and n < len(header) and header[n] == _LEAD[n]:
+        n += 1
+    return n
 
 
 def flux_string(text: str) -> str:
@@ -95,12 +108,15 @@ class _Table:
     def __init__(
         self, header: list[str], datatypes: list[str], groups: list[str], score_suffix: str, score_field: str = ""
     ) -> None:
-        if "_time" not in header or "_measurement" not in header:
+        lead = _lead(header)
+        own = header[lead:]
+        if "_time" not in own or "_measurement" not in own:
             raise ReadError(f"the answer has no _time or _measurement column (columns: {', '.join(header)[:200]})")
-        self.time = header.index("_time")
-        self.measurement = header.index("_measurement")
-        self.tags = [i for i, name in enumerate(header) if groups[i] == "true" and name not in _META]
-        self.fields = [i for i, name in enumerate(header) if groups[i] != "true" and name not in _META]
+        self.time = header.index("_time", lead)
+        self.measurement = header.index("_measurement", lead)
+        columns = [(i, name) for i, name in enumerate(header) if i >= lead and name not in _META]
+        self.tags = [i for i, name in columns if groups[i] == "true"]
+        self.fields = [i for i, name in columns if groups[i] != "true"]
         for i in self.fields:
             if datatypes[i] not in KINDS:
                 raise ReadError(f"field {header[i]!r} has a datatype riverguard cannot write: {datatypes[i]!r}")
