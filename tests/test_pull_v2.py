@@ -114,6 +114,16 @@ class _Handler(QuietHandler):
         start, stop = (int(x) for x in re.search(r"range\(start: time\(v: (-?\d+)\), stop: time\(v: (-?\d+)\)\)", query).groups())
         measurement = json.loads(re.search(r'r\._measurement == ("(?:[^"\\]|\\.)*")', query).group(1))
         if "first()" in query or "last()" in query:
+            kinds = {kind for (m, _, _), fields in server.store.points.items() if m == measurement  # type: ignore[attr-defined]
+                     for kind, _ in fields.values()}
+            grouped = query.split("group()")[0]
+            if len(kinds) > 1 and "group()" in query and 'keep(columns: ["_time"])' not in grouped:
+                # Flux's group() puts every table into one: their _value columns must have one type.
+                flux_type = {"double": "float", "long": "int", "unsignedLong": "uint", "boolean": "bool"}
+                a, b = sorted(flux_type.get(kind, kind) for kind in kinds)[:2]
+                error = f'schema collision detected: column ""_value"" is both of type {a} and {b}'
+                text = f'#datatype,string,string\r\n#group,true,true\r\n#default,,\r\n,error,reference\r\n,"{error}",\r\n\r\n'
+                return self.answer(200, text.encode(), "text/csv")
             times = [t for m, _, t in server.store.points if m == measurement and start <= t < stop]  # type: ignore[attr-defined]
             text = "#datatype,string,long,dateTime:RFC3339\r\n#group,false,false,false\r\n#default,_result,,\r\n,result,table,_time\r\n"
             pick = min if "first()" in query else max
@@ -308,3 +318,22 @@ def test_annotated_csv_reads_columns_named_like_the_annotation_columns_as_the_po
     )
     rows = list(read_annotated_csv(io.StringIO(text, newline="")))
     assert [r.line for r in rows] == [b't,result=pass,table=events rows=12.5,table_note="x" 1700000000000000000\n']
+
+
+def test_v2_pull_from_the_first_point_of_a_measurement_with_fields_of_several_types(influx2) -> None:
+    """Without --since a pull starts at the measurement's first point, which it asks Flux for with
+    first() of every field's table, group() and min(). Flux's group() refuses tables whose _value columns
+    differ in type ("schema collision"), and Telegraf's mem has integers and floats: only the times go
+    into the group. (The _value went along: the pull stopped on Flux's error, exit 1.)"""
+    influx2.store.write(b"".join(
+        b"mem,host=a used=%di,used_percent=%d.5 %d\n" % (1000 + i, 40 + i % 3, START + i * 10**9) for i in range(30)
+    ))
+    proc = run_cli(
+        ["pull", "--influx-url", influx2.url, "--bucket", "telegraf", "--org", "acme", "--token-env", "RG_TOKEN",
+         "--delay", "0s", "-m", "mem"],
+        text=True, timeout=120, env={**__import__("os").environ, "RG_TOKEN": "t"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "pulled 30 point(s)" in proc.stderr, proc.stderr
+    assert sum(1 for (m, _, _) in influx2.store.points if m == "mem") == 30
+    assert all(b"used_anomaly_score" in b for p, _, b in influx2.requests if p.startswith("/api/v2/write"))

@@ -278,7 +278,11 @@ class FluxSource(Source):
         stop = (hi + 1) if hi is not None else 2**62
         ends = []
         for pick, keep in (("first", "min"), ("last", "max")):
-            flux = self._from(measurement, start, stop) + f'  |> {pick}()\n  |> group()\n  |> {keep}(column: "_time")\n'
+            # Only the times go into one table: group() refuses _value columns of several types (a float
+            # field and an integer one: "schema collision").
+            flux = self._from(measurement, start, stop) + (
+                f'  |> {pick}()\n  |> keep(columns: ["_time"])\n  |> group()\n  |> {keep}(column: "_time")\n'
+            )
             times = [csv_time_ns(cell) for cell in self._column(flux, "_time")]
             if not times:
                 return None
