@@ -190,13 +190,9 @@ def test_v2_pull_requests_pages_and_writes_the_points_back_exactly(influx2) -> N
     assert len(pages) > 2 and all(a[1] == b[0] for a, b in zip(pages, pages[1:]))
     assert pages[0][0] <= START and pages[-1][1] > START + 399 * 10**9
     # Written back: every stored field as stored (types, doubles bit for bit), the score fields added.
-    writes = [(p, b) for p, _, b in influx2.requests if p.startswith("/api/v2/write")]
-    assert {p for p, _ in writes} == {"/api/v2/write?bucket=tele+graf&org=acme&precision=ns"}
-    written = {}
-    for _, body in writes:
-        for record in _records(body):
-            head, fields, ts = raw_fields(record)
-            written[(head, ts)] = fields
+    writes = {p for p, _, _ in influx2.requests if p.startswith("/api/v2/write")}
+    assert writes == {"/api/v2/write?bucket=tele+graf&org=acme&precision=ns"}
+    written = _written(influx2)
     assert len(written) == 800
     for line in lines:
         head, fields, ts = raw_fields(line.encode())
@@ -217,6 +213,17 @@ def test_v2_pull_requests_pages_and_writes_the_points_back_exactly(influx2) -> N
     assert again.returncode == 0, again.stderr
     assert "wrote 0, 800 already scored" in again.stderr
     assert not [p for p, _, _ in influx2.requests if p.startswith("/api/v2/write")]
+
+
+def _written(influx2) -> dict[tuple[bytes, bytes], dict[bytes, bytes]]:
+    """Every point the stand-in was sent to write: (series, timestamp) -> its raw fields."""
+    written = {}
+    for path, _, body in influx2.requests:
+        if path.startswith("/api/v2/write"):
+            for record in _records(body):
+                head, fields, ts = raw_fields(record)
+                written[(head, ts)] = fields
+    return written
 
 
 def _records(body: bytes) -> list[bytes]:
@@ -293,12 +300,7 @@ def test_v2_pull_keeps_tags_and_fields_named_result_and_table(influx2) -> None:
     proc = _pull(influx2)
     assert proc.returncode == 0, proc.stderr
     assert "pulled 80 point(s)" in proc.stderr, proc.stderr
-    written = {}
-    for p, _, body in influx2.requests:
-        if p.startswith("/api/v2/write"):
-            for record in _records(body):
-                head, fields, ts = raw_fields(record)
-                written[(head, ts)] = fields
+    written = _written(influx2)
     assert len(written) == 80
     for line in lines:
         head, fields, ts = raw_fields(line.encode())
