@@ -225,7 +225,14 @@ class Engine:
             b",%s=false" % escape_key(out.metric_flag_field),
         )
         self._metric_keys = (escape_key(out.metric_score_field), escape_key(out.metric_flag_field))
-        self._field_scopes: dict[tuple[bytes, bytes], tuple[bool, bool]] = {}
+        self._field_scopes: dict[tuple[bytes, bytes], tuple[bool, bool, bool]] = {}
+        #: Field name -> :meth:`_added_kinds` (looked up for every field of a metric :meth:`check_names` sees).
+        self._readings: dict[bytes, tuple[tuple[str, bytes, str, bool], ...]] = {}
+        #: (suffix, kind, ``[output]`` key, whether an explanation field) of every per-field added name.
+        self._suffixes = (
+            (self.score_suffix, "f", "score_suffix", False), (self.flag_suffix, "b", "flag_suffix", False),
+            *((suffix, kind, "flag_suffix", True) for suffix, kind in zip(self.explain_suffixes, "fffs")),
+        )
 
     # -- rules ---------------------------------------------------------------
 
@@ -622,25 +629,28 @@ class Engine:
     MAX_TAKEN = 4096
     _KINDS = {"f": "a float", "i": "an integer", "u": "an unsigned integer", "s": "a string", "b": "a boolean"}
 
-    def _added_kinds(self, key: bytes) -> list[tuple[str, bytes, str, bool]]:
+    def _added_kinds(self, key: bytes) -> tuple[tuple[str, bytes, str, bool], ...]:
         """Every added field riverguard may write under field name ``key``: its kind, what it adds it for
         (a field key, or ``"\\n"`` for a ``scope = "metric"`` model), the ``[output]`` key that names it and
         whether it is an explanation field (written only by rules with ``explain = true``). Empty for a name
         riverguard never writes; more than one where the names overlap (``score_suffix = "_lower"``: field
         ``w``'s ``w_anomaly_lower`` is also field ``w_anomaly``'s score)."""
+        readings = self._readings.get(key)
+        if readings is not None:
+            return readings
         found = []
         if self._metric_scope and key in self._metric_keys:
             if key == self._metric_keys[0]:
                 found.append(("f", b"\n", "metric_score_field", False))
             else:
                 found.append(("b", b"\n", "metric_flag_field", False))
-        for suffix, kind, setting, explanation in (
-            (self.score_suffix, "f", "score_suffix", False), (self.flag_suffix, "b", "flag_suffix", False),
-            *((suffix, kind, "flag_suffix", True) for suffix, kind in zip(self.explain_suffixes, "fffs")),
-        ):
+        for suffix, kind, setting, explanation in self._suffixes:
             if key.endswith(suffix) and len(key) > len(suffix):
                 found.append((kind, key[: -len(suffix)], setting, explanation))
-        return found
+        if len(self._readings) >= 65536:
+            self._readings.clear()
+        readings = self._readings[key] = tuple(found)
+        return readings
 
     def field_scopes(self, measurement: bytes, field_key: bytes) -> tuple[bool, bool, bool]:
         """Whether, on some tag set of ``measurement``, field ``field_key`` could be scored one by one by a
@@ -681,10 +691,16 @@ class Engine:
         suffixes overlap) is checked as each of them."""
         measurement = metric.measurement
         for key, kind, _ in metric.fields:
+            readings = self._added_kinds(key)
+            for added in readings:
+                if added[0] != kind:
+                    break
+            else:
+                continue  # not an added name, or of the type riverguard writes (the metric was scored upstream)
             names = self.taken.get(measurement)
             if names is not None and key in names:
                 continue
-            clashes = [(added, self._clash(measurement, added)) for added in self._added_kinds(key) if added[0] != kind]
+            clashes = [(added, self._clash(measurement, added)) for added in readings if added[0] != kind]
             clashes = [(added, what) for added, what in clashes if what]  # (same kind: the metric was scored upstream)
             if not clashes or sum(len(n) for n in self.taken.values()) >= self.MAX_TAKEN:
                 continue
