@@ -33,7 +33,7 @@ try:
 except ImportError:  # Cython is not installed: this runs as the plain Python it is
     from . import _compiled as cython  # noqa: F401 - what the compiled build reads of cython
 
-__all__ = ["BOOLEAN", "FLOAT", "MAX_FIELDS", "TIMESTAMP", "Plain", "fields", "number_value", "scan"]
+__all__ = ["BOOLEAN", "FLOAT", "MAX_FIELDS", "TIMESTAMP", "Plain", "fields", "integer", "number_value", "scan"]
 
 #: A line with more fields than this is left to the general parser.
 MAX_FIELDS = 64
@@ -194,22 +194,33 @@ def _decimal(b: bytes, i: int, end: int) -> float:
     return -v if negative else v
 
 
+def integer(text: bytes, digits: int) -> int | None:
+    """``int(text)`` of a sign and decimal digits, or None when it has more than ``digits`` significant digits.
+
+    Checked first because Python refuses to convert more than 4300 digits
+    (ValueError, which would stop the stream), and a 64-bit value has 20 at most.
+    Leading zeros do not count (Go's ParseInt, InfluxDB's, takes them).
+
+    >>> integer(b"-0042", 19), integer(b"9" * 5000, 19), integer(b"0" * 5000 + b"7", 19)
+    (-42, None, 7)
+    """
+    if len(text) <= digits:
+        return int(text)
+    sign = text[:1] if text[:1] in (b"+", b"-") else b""
+    significant = text[len(sign) :].lstrip(b"0")
+    if len(significant) > digits:
+        return None
+    return int(sign + (significant or b"0"))
+
+
 def _int64(b: bytes, i: int, end: int, line: Plain) -> bool:
     """``b[i:end]``: an optional ``-`` and one or more digits (:data:`TIMESTAMP`), nothing else, within int64;
     the value in ``line.value``. Uncompiled, the regular expression and ``int()``; compiled, this loop."""
     if not cython.compiled:
         if TIMESTAMP.fullmatch(b, i, end) is None:
             return False
-        text = b[i:end]
-        if end - i > 19:  # int() refuses more than 4300 digits (ValueError); leading zeros count there, not here
-            negative = text[:1] == b"-"
-            text = text[1:] if negative else text
-            text = text.lstrip(b"0")
-            if len(text) > 19:
-                return False
-            text = (b"-" if negative else b"") + (text or b"0")
-        value = int(text)
-        if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+        value = integer(b[i:end], 19)
+        if value is None or not -_INT64_MAX - 1 <= value <= _INT64_MAX:
             return False
         line.value = value
         return True

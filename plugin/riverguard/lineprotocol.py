@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ._plainline import FLOAT, TIMESTAMP, Plain, scan
+from ._plainline import FLOAT, TIMESTAMP, Plain, integer, scan
 from ._plainline import fields as plain_fields
 
 __all__ = [
@@ -174,7 +174,7 @@ def _parse_general(line: bytes) -> Metric:
         pos = s.end()
         ts = TIMESTAMP.match(line, pos)
         if ts is not None:
-            timestamp = _integer(ts.group(), 19)
+            timestamp = integer(ts.group(), 19)
             if timestamp is None or not _INT64_MIN <= timestamp <= _INT64_MAX:
                 raise ParseError("timestamp out of range", pos)
             pos = ts.end()
@@ -189,13 +189,13 @@ def _bare_field(key: bytes, token: bytes, pos: int) -> Field:
     last = token[-1]
     if last == 0x69:  # 'i'
         if _SIGNED.fullmatch(token):
-            value = _integer(token[:-1], 19)
+            value = integer(token[:-1], 19)
             if value is None or not _INT64_MIN <= value <= _INT64_MAX:
                 raise ParseError("integer out of range", pos)
             return Field(key, "i", float(value))
     elif last == 0x75:  # 'u'
         if _UNSIGNED.fullmatch(token):
-            value = _integer(token[:-1], 20)
+            value = integer(token[:-1], 20)
             if value is None or value > _UINT64_MAX:
                 raise ParseError("unsigned integer out of range", pos)
             return Field(key, "u", float(value))
@@ -208,25 +208,6 @@ def _bare_field(key: bytes, token: bytes, pos: int) -> Field:
         return Field(key, "b", None)
     shown = token[:40].decode("utf-8", "backslashreplace")
     raise ParseError(f'invalid field value "{shown}"', pos)
-
-
-def _integer(text: bytes, digits: int) -> int | None:
-    """``int(text)`` of a sign and decimal digits, or None when it has more than ``digits`` significant digits.
-
-    Checked first because Python refuses to convert more than 4300 digits
-    (ValueError, which would stop the stream), and a 64-bit value has 20 at most.
-    Leading zeros do not count (Go's ParseInt, InfluxDB's, takes them).
-
-    >>> _integer(b"-0042", 19), _integer(b"9" * 5000, 19), _integer(b"0" * 5000 + b"7", 19)
-    (-42, None, 7)
-    """
-    if len(text) <= digits:
-        return int(text)
-    sign = text[:1] if text[:1] in (b"+", b"-") else b""
-    significant = text[len(sign) :].lstrip(b"0")
-    if len(significant) > digits:
-        return None
-    return int(sign + (significant or b"0"))
 
 
 def insert_fields(metric: Metric, extra: bytes) -> bytes:
