@@ -506,6 +506,7 @@ class Engine:
     NO_METRIC = "no-metric"  # a scope = "metric" model, whose metric no scope = "metric" rule takes any more
     UNMATCHED = "unmatched"  # a field's series that no scoring rule takes any more (none, or detector "off")
     BARRED = "barred"  # a series' model barred by a field of the user's holding one of its added names (taken)
+    OVER = "over"  # a series beyond a lowered max_series (:meth:`shrink`)
     #: Why models were not kept (at a restore, at a reload), as the I! lines of both say it, in their order.
     DROPPED = (
         (CHANGED, "start fresh because their rule or parameters changed"),
@@ -513,13 +514,15 @@ class Engine:
         (NO_METRIC, 'metric models dropped: no scope = "metric" rule takes their metric any more'),
         (UNMATCHED, "no longer match a scoring rule"),
         (BARRED, "dropped: a field of yours holds one of their added names with another type"),
+        (OVER, "dropped to fit [state] max_series = {max_series} (stale ones first, then the least recently seen)"),
     )
 
-    @classmethod
-    def dropped_counts(cls, dropped: Counter[str]) -> str:
+    def dropped_counts(self, dropped: Counter[str]) -> str:
         """``"; N reason"`` for each reason ``dropped`` counts (by :attr:`DROPPED`), for the I! lines of a
         restore and a reload; ``""`` when none was dropped."""
-        return "".join(f"; {dropped[why]} {text}" for why, text in cls.DROPPED if dropped[why])
+        return "".join(
+            f"; {dropped[why]} {text.format(max_series=self.max_series)}" for why, text in self.DROPPED if dropped[why]
+        )
 
     def rule_for(self, key: bytes, fingerprint: str, cache: dict[Any, Any]) -> tuple[bytes, Rule | None, str]:
         """Series ``key``'s field key, the rule with ``fingerprint`` that may hold its model (a checkpoint's,
@@ -594,9 +597,8 @@ class Engine:
             kept[key] = series
         self.adopt(kept)
         dropped[self.BARRED] += self.drop_barred()  # (new suffixes or explanations may bar other fields)
-        while len(self.series) > self.max_series:
-            self._evict_oldest()
-        return len(kept) - dropped[self.BARRED], dropped
+        dropped[self.OVER] += self.shrink()  # a lowered max_series, as at a restore
+        return len(self.series), dropped
 
     def _score_metric(
         self, metric: Metric, prefix: bytes, together: dict[str, float], t: float | None, ob: bytearray

@@ -195,6 +195,7 @@ class StateStore:
                 engine.clock.load(*clock)
             over = engine.shrink()  # a lowered max_series applies to the restored series too
             restored -= over
+            dropped[engine.OVER] += over
             self.header = checkpoint.header
         except FileNotFoundError:
             log.info(f"no checkpoint at {self.path} yet: starting fresh")
@@ -213,11 +214,6 @@ class StateStore:
             f"restored {restored} series from {self.path} in {time.monotonic() - started:.2f}s"
             + engine.dropped_counts(dropped)
         )
-        if over:
-            log.info(
-                f"[state] max_series = {engine.max_series} holds fewer series than the checkpoint: kept the "
-                f"{len(engine.series)} most recently seen, dropped {over} (stale ones first, then the least recently seen)"
-            )
         return restored
 
     def _apply(self, records: list[list[Any]]) -> tuple[int, Counter[str]]:
