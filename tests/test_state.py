@@ -159,6 +159,29 @@ def test_a_state_path_ending_in_a_slash_is_a_folder_even_before_it_exists(tmp_pa
         assert f'"path": "{folder / "riverguard.msgpack"}"'.encode() in checked.stdout, checked.stdout
 
 
+def test_inspect_reads_a_path_ending_in_a_slash_as_run_writes_it(tmp_path: Path) -> None:
+    """``state inspect DIR/`` looks where ``run --state DIR/`` writes: DIR/riverguard.msgpack, DIR made or
+    not. (It said ``DIR: no such file`` for a folder not made yet, and read ``afile/`` as the file ``afile``,
+    which ``run --state afile/`` refuses.)"""
+    config = write_config(tmp_path)
+    nodir = tmp_path / "nodir"
+    missing = run(["state", "inspect", f"{nodir}/"])
+    assert missing.returncode == 2 and missing.stdout == b""
+    assert missing.stderr == b"E! [riverguard] %s: no such file\n" % bytes(nodir / "riverguard.msgpack")
+    assert run(["run", "--config", str(config), "--state", f"{nodir}/"], stream(50)).returncode == 0
+    for given in (f"{nodir}/", str(nodir)):
+        assert json.loads(run(["state", "inspect", given]).stdout)["series"] == 4
+        assert len(run(["state", "inspect", given, "--series"]).stdout.splitlines()) == 4
+    afile = tmp_path / "afile"
+    assert run(["run", "--config", str(config), "--state", str(afile)], stream(50)).returncode == 0
+    assert run(["run", "--config", str(config), "--state", f"{afile}/"], stream(50)).returncode == 2
+    for args in ((), ("--series",)):
+        refused = run(["state", "inspect", f"{afile}/", *args])
+        assert refused.returncode == 2 and refused.stdout == b"", refused.stdout[:200]
+        assert refused.stderr == b"E! [riverguard] %s: no such file: %s is a file, not a folder\n" % (
+            bytes(afile / "riverguard.msgpack"), bytes(afile))
+
+
 def test_inspect_gives_sample_times_to_the_nanosecond(tmp_path: Path) -> None:
     """The oldest and newest sample and each series' last are the timestamps as written, to the nanosecond
     (they went through a float: .123456789 came out as .123457)."""

@@ -276,20 +276,26 @@ def _check_config(path: str) -> int:
 
 
 def _state_inspect(path: str, series: str | None = None, with_state: bool = False) -> int:
-    from .state import CheckpointError, inspect, list_series
+    from .state import CheckpointError, inspect, list_series, state_file
 
     if with_state and series is None:
         series = "*"
+    # Where `run --state PATH` would write: a path ending with "/" is a folder, made or not (state_path);
+    # in a folder, the riverguard.msgpack it holds.
+    file = state_file(state_path(path, Path.cwd()))
     try:
         if series is not None:
-            rows = list(list_series(Path(path), series, with_state))
+            rows = list(list_series(file, series, with_state))
         else:
-            summary = inspect(Path(path))
+            summary = inspect(file)
     except FileNotFoundError as err:  # (a folder: the checkpoint riverguard keeps in it, which it names)
-        Log("error").error(f"{err.filename or path}: no such file")
+        Log("error").error(f"{err.filename or file}: no such file")
+        return EXIT_CONFIG
+    except NotADirectoryError:  # "afile/": run refuses it too (its lock file cannot be made there)
+        Log("error").error(f"{file}: no such file: {file.parent} is a file, not a folder")
         return EXIT_CONFIG
     except (CheckpointError, OSError) as err:  # the file given is not a checkpoint it can read
-        Log("error").error(f"{path}: {err}")
+        Log("error").error(f"{file}: {err}")
         return EXIT_CONFIG
     if series is not None:
         sys.stdout.writelines(json.dumps(row) + "\n" for row in rows)
