@@ -165,18 +165,28 @@ def test_the_readme_documents_every_field_and_its_example_line_has_the_real_shap
     assert list(fields) == [*COUNTERS, *GAUGES]
 
 
+WAITS = b"W! [riverguard] received SIGHUP: "
+MONITOR_WAITS = {
+    "added": WAITS + b'[monitor] interval = "0.2s" is new: no health line until the next start\n',
+    "removed": WAITS + b"[monitor] is off in the new config: the health line goes on every 0.2s until the next start\n",
+    "emptied": WAITS + b"[monitor] is off in the new config: the health line goes on every 0.2s until the next start\n",
+    "changed": WAITS + b'[monitor] interval = "1h" takes effect at the next start; "0.2s" stays in force until then\n',
+}
+
+
 @pytest.mark.parametrize(
     ("before", "after"),
     [("", '[monitor]\ninterval = "0.2s"\n'), ('[monitor]\ninterval = "0.2s"\n', ""),
+     ('[monitor]\ninterval = "0.2s"\n', "[monitor]\n"),
      ('[monitor]\ninterval = "0.2s"\n', '[monitor]\ninterval = "1h"\n')],
-    ids=["added", "removed", "changed"],
+    ids=list(MONITOR_WAITS),
 )
 def test_a_new_monitor_interval_on_sighup_says_it_waits_for_the_next_start(
-    start, tmp_path: Path, before: str, after: str
+    start, tmp_path: Path, before: str, after: str, request: pytest.FixtureRequest
 ) -> None:
     """SIGHUP does not add, remove or re-time the health line: one W! line says so, as for a new
-    checkpoint_interval. (It said nothing: a [monitor] section added and reloaded gave no line, and no
-    message why.)"""
+    checkpoint_interval, in words that fit the change (a section removed is not "a new interval"). (It
+    said nothing: a [monitor] section added and reloaded gave no line, and no message why.)"""
     config = tmp_path / "rg.toml"
     rule = '[[rule]]\nname = "all"\n'
     config.write_text(before + rule, encoding="utf-8")
@@ -185,7 +195,7 @@ def test_a_new_monitor_interval_on_sighup_says_it_waits_for_the_next_start(
     config.write_text(after + rule, encoding="utf-8")
     proc.popen.send_signal(signal.SIGHUP)
     assert proc.wait_stderr(lambda e: b"reloaded" in e, 30), proc.stderr
-    assert b"W! [riverguard] received SIGHUP: a new [monitor] interval takes effect at the next start" in proc.stderr
+    assert MONITOR_WAITS[request.node.callspec.id] in proc.stderr, proc.stderr
     had = len(monitor_lines(proc.stdout))
     time.sleep(0.6)
     assert (len(monitor_lines(proc.stdout)) > had) == bool(before)  # the interval in force is the start's
@@ -200,5 +210,48 @@ def test_an_unchanged_monitor_on_sighup_says_nothing(start, tmp_path: Path) -> N
     proc.popen.send_signal(signal.SIGHUP)
     assert proc.wait_stderr(lambda e: b"reloaded" in e, 30), proc.stderr
     assert b"W! " not in proc.stderr, proc.stderr
+    proc.close_stdin()
+    assert proc.wait(10) == 0
+
+
+def test_settings_that_wait_for_the_next_start_are_told_once_per_change(start, tmp_path: Path) -> None:
+    """A new [state] path, checkpoint_interval and [monitor] interval are each told once, at the SIGHUP that brings
+    them, and a later SIGHUP on the same config says nothing more; put back, an I! line says so. (A new
+    [monitor] was told at every SIGHUP, its old value put back in the config in force; a new
+    checkpoint_interval was told once and kept in that config while the start's timer ran, so putting it
+    back was told as a new value that waits; a new [state] path was told at every SIGHUP.)"""
+    config = tmp_path / "rg.toml"
+    rule = '[[rule]]\nname = "all"\n'
+    first = '[state]\npath = "s.msgpack"\ncheckpoint_interval = "60s"\n[monitor]\ninterval = "0.2s"\n'
+    config.write_text(first + rule, encoding="utf-8")
+    proc = start("run", "--config", str(config), "--log-level", "info", cwd=tmp_path)
+    proc.ready()
+
+    def sighup(n: int) -> list[bytes]:
+        proc.popen.send_signal(signal.SIGHUP)
+        assert proc.wait_stderr(lambda e: e.count(b"reloaded") >= n, 30), proc.stderr
+        told = proc.stderr.split(b"reloaded")[n - 1].splitlines()
+        return [line for line in told if b"next start" in line or b"in force" in line]
+
+    second = '[state]\npath = "t.msgpack"\ncheckpoint_interval = "30s"\n[monitor]\ninterval = "1h"\n'
+    config.write_text(second + rule, encoding="utf-8")
+    assert sighup(1) == [
+        b"W! [riverguard] received SIGHUP: [state] path = %s takes effect at the next start; checkpoints go to "
+        b"%s until then" % (bytes(tmp_path / "t.msgpack"), bytes(tmp_path / "s.msgpack")),
+        b'W! [riverguard] received SIGHUP: [state] checkpoint_interval = "30s" takes effect at the next start; '
+        b'"1m" stays in force until then',
+        b'W! [riverguard] received SIGHUP: [monitor] interval = "1h" takes effect at the next start; '
+        b'"0.2s" stays in force until then',
+    ]
+    assert sighup(2) == []  # told once
+    config.write_text(first + rule, encoding="utf-8")
+    assert sighup(3) == [
+        b"I! [riverguard] received SIGHUP: [state] path is back to the value in force; nothing waits for the next start",
+        b"I! [riverguard] received SIGHUP: [state] checkpoint_interval is back to the value in force; "
+        b"nothing waits for the next start",
+        b"I! [riverguard] received SIGHUP: [monitor] interval is back to the value in force; "
+        b"nothing waits for the next start",
+    ]
+    assert sighup(4) == []
     proc.close_stdin()
     assert proc.wait(10) == 0

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, BinaryIO, NoReturn
 from . import __version__
 from .config import Config, ConfigError, default_config, load, state_path
 from .config import warnings as config_warnings
-from .engine import Engine
+from .engine import Engine, _duration
 from .log import LEVELS, Log, Progress, printable
 
 if TYPE_CHECKING:
@@ -340,9 +340,49 @@ def _hot_path() -> str:
     return "compiled hot path" if ACCELERATED else "pure Python: no compiled hot path"
 
 
+def _every(seconds: float) -> str:
+    """An interval for a message: ``30s``, ``1h``."""
+    return _duration(round(seconds * 1e9))
+
+
+def _waiting(key: str, asked, in_force) -> str:  # type: ignore[no-untyped-def]
+    """The W! line for a setting a SIGHUP cannot change (``key``): ``asked`` waits for the next start,
+    ``in_force`` (the start's) stays until then."""
+    if key == "[monitor] interval":
+        if asked is None:  # the section removed, or left without an interval
+            return f"[monitor] is off in the new config: the health line goes on every {_every(in_force)} until the next start"
+        if in_force is None:
+            return f'[monitor] interval = "{_every(asked)}" is new: no health line until the next start'
+    if key == "[state] path":
+        return f"[state] path = {asked} takes effect at the next start; checkpoints go to {in_force} until then"
+    return f'{key} = "{_every(asked)}" takes effect at the next start; "{_every(in_force)}" stays in force until then'
+
+
 def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """What SIGHUP does: checkpoint, then read the config again; an invalid one changes nothing."""
+    """What SIGHUP does: checkpoint, then read the config again; an invalid one changes nothing.
+
+    The settings whose timers or files are set up at start (``[state] path``, ``checkpoint_interval``,
+    ``[monitor] interval``) keep the start's values in ``engine.config``, which says what is in force; a
+    new value is told once (``W!``), at the SIGHUP that brings it, not again at every later one, and a
+    value put back to the one in force is told too (``I!``)."""
     log = engine.log
+    start = engine.config
+    #: Each such setting: its value in force (the start's) and the one the last config loaded asked for.
+    waiting = {
+        "[state] path": (start.state.path, start.state.path),
+        "[state] checkpoint_interval": (start.state.checkpoint_interval, start.state.checkpoint_interval),
+        "[monitor] interval": (start.monitor.interval, start.monitor.interval),
+    }
+
+    def tell(key: str, asked) -> None:  # type: ignore[no-untyped-def]
+        in_force, before = waiting[key]
+        waiting[key] = in_force, asked
+        if asked == before:
+            return  # told at the SIGHUP that brought it (or nothing to tell)
+        if asked == in_force:
+            log.info(f"received SIGHUP: {key} is back to the value in force; nothing waits for the next start")
+        else:
+            log.warn(f"received SIGHUP: {_waiting(key, asked, in_force)}")
 
     def reload() -> None:
         if store is not None:
@@ -353,14 +393,14 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
         if config is None:
             log.error(f"received SIGHUP: {args.config} is refused (above); still running on the previous config")
             return
-        if not args.state and config.state.path != old.state.path:
-            log.warn(f"received SIGHUP: [state] path changed to {config.state.path}: it takes effect at the next start")
-        config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=old.state.path))
-        if config.state.checkpoint_interval != old.state.checkpoint_interval:
-            log.warn("received SIGHUP: a new [state] checkpoint_interval takes effect at the next start")
-        if config.monitor != old.monitor:  # (the health line's timer is set at start, like the checkpoint's)
-            log.warn("received SIGHUP: a new [monitor] interval takes effect at the next start")
-            config = dataclasses.replace(config, monitor=old.monitor)
+        if not args.state:  # (--state overrides the config's path, at every start too)
+            tell("[state] path", config.state.path)
+        tell("[state] checkpoint_interval", config.state.checkpoint_interval)
+        tell("[monitor] interval", config.monitor.interval)  # (the health line's timer is set at start)
+        state = dataclasses.replace(
+            config.state, path=old.state.path, checkpoint_interval=old.state.checkpoint_interval
+        )
+        config = dataclasses.replace(config, state=state, monitor=old.monitor)
         kept, dropped = engine.reconfigure(config)
         log.info(
             f"received SIGHUP: config {config.source} reloaded, {len(config.rules)} rule(s); "
