@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -413,3 +414,38 @@ def test_failures_while_running_exit_1_and_a_stop_130(tmp_path: Path) -> None:
     proc.stdin.close()  # type: ignore[union-attr]
     proc.stdout.close()  # type: ignore[union-attr]
     proc.stderr.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("follow", "sig", "code"),
+    [(False, signal.SIGINT, 130), (False, signal.SIGTERM, -signal.SIGTERM), (True, signal.SIGINT, 0),
+     (True, signal.SIGTERM, 0)],
+    ids=["once-SIGINT", "once-SIGTERM", "follow-SIGINT", "follow-SIGTERM"],
+)
+def test_a_pull_stopped_by_a_signal_exits_as_the_readme_says(tmp_path: Path, follow: bool, sig: int, code: int) -> None:
+    """README, "Exit codes": `pull --follow` stopped by SIGTERM or SIGINT is done (0); a one-off pull is
+    interrupted by SIGINT (130) and ended by SIGTERM's default action (143 in a shell), here while it
+    waits on a server that never answers."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        port = server.getsockname()[1]
+        args = ["pull", "--influx-url", f"http://127.0.0.1:{port}", "--db", "x", "-m", "cpu",
+                "--state", str(tmp_path / "s.msgpack"), "--log-level", "info"]
+        proc = subprocess.Popen([*RIVERGUARD, *args, *(["--follow", "--every", "1s"] if follow else [])],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            conn, _ = server.accept()  # it is waiting for the answer: the signal comes mid-request
+            with conn:
+                proc.send_signal(sig)
+                if follow:  # it stops after the pass: end the pass (the request fails) rather than wait its timeout
+                    time.sleep(0.5)
+                    conn.close()
+                _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == code, err
