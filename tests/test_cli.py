@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import signal
@@ -394,26 +395,49 @@ def test_every_usage_error_exits_2(tmp_path: Path, args: list[str], hidden: tupl
     assert any(line.startswith("E! [riverguard] ") and message in line for line in result.stderr.splitlines())
 
 
-def test_failures_while_running_exit_1_and_a_stop_130(tmp_path: Path) -> None:
-    """What was given was fine, and something failed while running: exit 1. Interrupted: 130."""
-    binary = tmp_path / "core.lp"
-    binary.write_bytes(b"cpu v=1 1\n" + bytes(range(256)))
-    result = subprocess.run([*RIVERGUARD, "replay", "-o", str(tmp_path / "out.lp"), str(binary)], capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 1 and "binary data" in result.stderr, result.stderr
+@pytest.mark.parametrize("failure", ["binary input", "broken gzip", "stdout closed"])
+def test_failures_while_running_exit_1(tmp_path: Path, failure: str) -> None:
+    """What was given was fine, and something failed while running: exit 1 (README, Exit codes)."""
+    good = b"".join(b"cpu,host=a v=%d %d\n" % (i % 7, i) for i in range(20_000))
+    stdout, message = subprocess.PIPE, None
+    if failure == "binary input":
+        (tmp_path / "in.lp").write_bytes(b"cpu v=1 1\n" + bytes(range(256)))
+        message = "binary data"
+    elif failure == "broken gzip":  # cut partway: the first half is read, then the rest is missing
+        whole = gzip.compress(good)
+        (tmp_path / "in.lp").write_bytes(whole[: len(whole) // 2])
+        message = "broken gzip data after"
+    else:  # the reader is gone before the first write (`riverguard replay in.lp | head`): nothing to say
+        (tmp_path / "in.lp").write_bytes(good)
+        read_end, stdout = os.pipe()
+        os.close(read_end)
+    args = ["replay", str(tmp_path / "in.lp")]
+    if message is not None:
+        args[1:1] = ["-o", str(tmp_path / "out.lp")]
+    try:
+        result = subprocess.run([*RIVERGUARD, *args], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        if stdout != subprocess.PIPE:
+            os.close(stdout)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    if message is None:
+        assert result.stderr == ""
+    else:
+        assert any(line.startswith("E! [riverguard] ") and message in line for line in result.stderr.splitlines()), (
+            result.stderr
+        )
+
+
+def test_a_stop_exits_130(start, tmp_path: Path) -> None:
+    """Interrupted (SIGINT) after a metric went through, with a checkpoint in use: 130, the metric written."""
     state = tmp_path / "s.msgpack"
-    config = tmp_path / "rg.toml"
-    config.write_text('[[rule]]\nname = "all"\n')
-    proc = subprocess.Popen([*RIVERGUARD, "replay", "--state", str(state), "-"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    proc.stdin.write(b"cpu v=1 1\n")  # type: ignore[union-attr]
-    proc.stdin.flush()  # type: ignore[union-attr]
-    assert proc.stdout.readline() == b"cpu v=1,v_anomaly_score=0.0,v_anomaly=false 1\n"  # type: ignore[union-attr]
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(30) == 130, proc.stderr.read()  # type: ignore[union-attr]
-    proc.stdin.close()  # type: ignore[union-attr]
-    proc.stdout.close()  # type: ignore[union-attr]
-    proc.stderr.close()  # type: ignore[union-attr]
+    proc = start("replay", "--state", str(state), "-")
+    proc.write(b"cpu v=1 1\n")
+    assert proc.wait_lines(1, 30), proc.stderr  # (a regression fails here after 30 s, it does not hang)
+    assert proc.stdout == b"cpu v=1,v_anomaly_score=0.0,v_anomaly=false 1\n"
+    proc.popen.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 130, proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -196,11 +196,24 @@ def test_a_new_monitor_interval_on_sighup_says_it_waits_for_the_next_start(
     proc.popen.send_signal(signal.SIGHUP)
     assert proc.wait_stderr(lambda e: b"reloaded" in e, 30), proc.stderr
     assert MONITOR_WAITS[request.node.callspec.id] in proc.stderr, proc.stderr
-    had = len(monitor_lines(proc.stdout))
-    time.sleep(0.6)
-    assert (len(monitor_lines(proc.stdout)) > had) == bool(before)  # the interval in force is the start's
+    # The lines after a metric sent once the reload is done were written after it (stdout is in order;
+    # a count taken when stderr says "reloaded" may miss earlier lines the stdout reader has yet to read).
+    proc.write(b"marker v=1\n")
+
+    def since_marker(d: bytes) -> list[bytes] | None:
+        _, marker, rest = (b"\n" + d).partition(b"\nmarker v=1")
+        return monitor_lines(rest.partition(b"\n")[2]) if marker else None
+
+    assert proc.out.wait_for(lambda d: since_marker(d) is not None, 30), proc.stderr
+
+    # The interval in force is the start's: 0.2 s lines go on (waited for, not slept for), or none come.
+    if before:
+        assert proc.out.wait_for(lambda d: len(since_marker(d)) >= 2, 30), proc.stdout
+    else:  # (absence cannot be waited for: 1 s is five 0.2 s intervals; a busy machine can only miss a line here)
+        assert not proc.out.wait_for(lambda d: bool(since_marker(d)), 1.0), proc.stdout
     proc.close_stdin()
     assert proc.wait(10) == 0
+    assert bool(monitor_lines(proc.stdout)) == bool(before)  # nor one at exit without a [monitor] at start
 
 
 def test_an_unchanged_monitor_on_sighup_says_nothing(start, tmp_path: Path) -> None:

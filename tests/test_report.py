@@ -265,10 +265,6 @@ def test_without_timestamps_the_axis_is_the_metric_number(tmp_path: Path) -> Non
     assert '"name":"DatetimeAxis"' not in page
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__]))
-
-
 def test_string_values_and_an_open_quote_do_not_hide_metrics_from_the_report(tmp_path: Path) -> None:
     """The report cut the output into metrics by counting quotes, ``\\"`` taken for an escaped quote: a
     string value ending in an escaped backslash (``path="C:\\\\temp\\\\"``) joined each of its metrics to the
@@ -301,3 +297,7 @@ def test_string_values_and_an_open_quote_do_not_hide_metrics_from_the_report(tmp
         assert int(summary[2]) == anomalies > 0, (name, summary)
         titles = re.findall(r'<div class="series-title" id="s\d+">([^&]+) &mdash; ([\d,]+) samples', page)
         assert sorted(titles) == [("dev,host=a v", "600"), ("dev,host=b v", "600")], (name, titles)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__]))
