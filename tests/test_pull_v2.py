@@ -192,12 +192,8 @@ def test_v2_pull_requests_pages_and_writes_the_points_back_exactly(influx2) -> N
     # Written back: every stored field as stored (types, doubles bit for bit), the score fields added.
     writes = {p for p, _, _ in influx2.requests if p.startswith("/api/v2/write")}
     assert writes == {"/api/v2/write?bucket=tele+graf&org=acme&precision=ns"}
-    written = _written(influx2)
-    assert len(written) == 800
-    for line in lines:
-        head, fields, ts = raw_fields(line.encode())
-        got = written[(head, ts)]
-        assert {k: v for k, v in got.items() if b"_anomaly" not in k} == fields
+    written, pairs = _written_back(influx2, lines, 800)
+    for fields, got in pairs:
         assert set(got) - set(fields) == {b"usage_anomaly_score", b"usage_anomaly", b"n_anomaly_score", b"n_anomaly",
                                           b"u_anomaly_score", b"u_anomaly", b"raw_anomaly_score", b"raw_anomaly"}
     # The injected anomaly is flagged; the scores are those replay gives for the same points.
@@ -224,6 +220,20 @@ def _written(influx2) -> dict[tuple[bytes, bytes], dict[bytes, bytes]]:
                 head, fields, ts = raw_fields(record)
                 written[(head, ts)] = fields
     return written
+
+
+def _written_back(influx2, lines: list[str], n: int) -> tuple[dict, list[tuple[dict[bytes, bytes], dict[bytes, bytes]]]]:
+    """The ``n`` points written, and for each line pulled (its fields, what was written for it): the
+    line's own fields came back unchanged."""
+    written = _written(influx2)
+    assert len(written) == n
+    pairs = []
+    for line in lines:
+        head, fields, ts = raw_fields(line.encode())
+        got = written[(head, ts)]
+        assert {k: v for k, v in got.items() if b"_anomaly" not in k} == fields
+        pairs.append((fields, got))
+    return written, pairs
 
 
 def _records(body: bytes) -> list[bytes]:
@@ -300,13 +310,8 @@ def test_v2_pull_keeps_tags_and_fields_named_result_and_table(influx2) -> None:
     proc = _pull(influx2)
     assert proc.returncode == 0, proc.stderr
     assert "pulled 80 point(s)" in proc.stderr, proc.stderr
-    written = _written(influx2)
-    assert len(written) == 80
-    for line in lines:
-        head, fields, ts = raw_fields(line.encode())
-        got = written[(head, ts)]
-        assert {k: v for k, v in got.items() if b"_anomaly" not in k} == fields
-        assert b"rows_anomaly_score" in got
+    _, pairs = _written_back(influx2, lines, 80)
+    assert all(b"rows_anomaly_score" in got for _, got in pairs)
 
 
 def test_annotated_csv_reads_columns_named_like_the_annotation_columns_as_the_points() -> None:

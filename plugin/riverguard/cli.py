@@ -66,10 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     state_option(replay, own_state)
     replay.add_argument("--output", "-o", metavar="PATH", help="write here instead of stdout ('-' is stdout)")
     replay.add_argument("files", nargs="+", metavar="FILE", help="line-protocol files ('-' is stdin)")
+    from .report import DEFAULT_TOP
+
     report = replay.add_argument_group("report (needs the report extra: pip install '/path/to/this/checkout[report]')")
     report.add_argument("--report", metavar="PATH", help="also write a self-contained HTML report of the replay here")
-    report.add_argument("--report-top", metavar="N", type=_count, default=None,  # None: not given (12)
-                        help="plot the N series with the most anomalies (default: 12)")
+    report.add_argument("--report-top", metavar="N", type=_count, default=None,  # None: not given (DEFAULT_TOP)
+                        help=f"plot the N series with the most anomalies (default: {DEFAULT_TOP})")
     report.add_argument("--report-series", metavar="GLOB", action="append", default=[],
                         help="also plot the series matching GLOB ('measurement,tags field'; repeatable)")
     from .influx import add_arguments as _influx_arguments
@@ -648,11 +650,11 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
 def _write_report(collector, args: argparse.Namespace, log: Log) -> int:  # type: ignore[no-untyped-def]
     import time
 
-    from .report import write
+    from .report import DEFAULT_TOP, write
 
     started = time.monotonic()
     try:
-        top = 12 if args.report_top is None else args.report_top
+        top = DEFAULT_TOP if args.report_top is None else args.report_top
         plotted = write(args.report, collector, top=top, globs=args.report_series, sources=args.files)
     except OSError as err:
         log.error(f"cannot write the report to {args.report}: {err}")

@@ -40,7 +40,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 
-from .lineprotocol import Splitter
+from .lineprotocol import metric_lines
 from .log import Log
 
 __all__ = [
@@ -271,12 +271,7 @@ class InfluxWriter:
         if self._failed:
             return
         pending = self._pending
-        if b'"' in data:  # a string value may hold a newline: cut at metric boundaries only
-            records, _, _ = Splitter().split(data, final=True)
-            lines = [r.data.rstrip(b"\n") for r in records]
-        else:
-            lines = data.split(b"\n")
-        for line in lines:
+        for line in metric_lines(data):  # (a string value may hold a newline)
             if line and line[:1] != b"#" and line.strip():
                 # a CRLF line ending: riverguard reads the line, InfluxDB refuses it ("bad timestamp")
                 pending.append(line[:-1] if line[-1:] == b"\r" else line)

@@ -37,6 +37,7 @@ __all__ = [
     "escape_key",
     "escape_measurement",
     "insert_fields",
+    "metric_lines",
     "parse",
     "raw_fields",
     "unescape",
@@ -265,11 +266,11 @@ def raw_fields(line: bytes) -> tuple[bytes, dict[bytes, bytes], int | None]:
     return h.group(1), fields, int(rest)
 
 
-def escape_key(text: str) -> bytes:
-    """Escape a tag or field key for line protocol."""
+def escape_key(text: str, errors: str = "strict") -> bytes:
+    """Escape a tag or field key for line protocol; ``errors`` as in :meth:`str.encode`."""
     return (
         text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-    ).encode()
+    ).encode("utf-8", errors)
 
 
 def build_line(
@@ -459,3 +460,32 @@ class Splitter:
                     continue
                 return False
             return Record(buf[start : nl + 1], metric, None)
+
+
+_split_one = Splitter().split
+
+
+def metric_lines(data: bytes) -> list[bytes]:
+    r"""The metrics of ``data``, all of it (nothing follows), each without its newline, cut as :class:`Splitter` cuts.
+
+    A string value may hold a newline, and a quote left open on a bad line must not swallow the metrics
+    after it. A string value opens at the quote after ``key=`` and, in a line without a backslash, closes
+    at the next quote: only a line whose last quote follows a ``=``, or with a backslash, can hold an open
+    one, and only such a line is read by the Splitter; any other line ends at its newline, as it would there.
+
+    >>> metric_lines(b'a v=1 1\nb s="x\ny" 2\nc s="open 3\nd v=2')
+    [b'a v=1 1', b'b s="x\ny" 2', b'c s="open 3', b'd v=2']
+    """
+    lines = []
+    pos, n = 0, len(data)
+    find, rfind = data.find, data.rfind
+    while pos < n:
+        nl = find(b"\n", pos)
+        end = n if nl < 0 else nl
+        quote = rfind(b'"', pos, end)
+        if quote > pos and (data[quote - 1] == 0x3D or find(b"\\", pos, end) >= 0):  # '='
+            _, consumed, _ = _split_one(data, final=True, start=pos, limit=1)
+            end = consumed - 1 if data[consumed - 1 : consumed] == b"\n" else consumed
+        lines.append(data[pos:end])
+        pos = end + 1
+    return lines

@@ -25,9 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .lineprotocol import ParseError, Splitter, raw_fields
+from .lineprotocol import ParseError, metric_lines, raw_fields
 
-__all__ = ["BUCKETS", "Collector", "MissingExtra", "SeriesData", "check_extra", "downsample", "write"]
+__all__ = ["BUCKETS", "DEFAULT_TOP", "Collector", "MissingExtra", "SeriesData", "check_extra", "downsample", "write"]
+
+#: How many series, most anomalies first, are plotted when ``--report-top`` is not given (and listed at least).
+DEFAULT_TOP = 12
 
 #: Samples of a series drawn at most: 2 per bucket (its lowest and highest).
 BUCKETS = 2000
@@ -71,7 +74,6 @@ class SeriesData:
         return len(self.flags)
 
 
-_split = Splitter().split
 _PAIR = re.compile(rb"([^,=]+)=([^,]*)").findall
 
 
@@ -108,22 +110,12 @@ class Collector:
     def feed(self, data: bytes) -> None:
         """Take whole output metrics (newline-terminated).
 
-        A line with a double quote is cut as the replay cut its input
-        (:class:`~riverguard.lineprotocol.Splitter`): a string value may hold
-        a newline (and ``\\"`` end it), and a quote left open on a bad line
-        that was passed through must not swallow the metrics after it.
+        They are cut as the replay cut its input (:func:`~riverguard.lineprotocol.metric_lines`):
+        a string value may hold a newline, and a quote left open on a bad line that was passed
+        through must not swallow the metrics after it.
         """
         score_suffix = self.score_suffix
-        pos, n = 0, len(data)
-        find = data.find
-        while pos < n:
-            nl = find(b"\n", pos)
-            end = n if nl < 0 else nl
-            if find(b'"', pos, end) >= 0:
-                _, consumed, _ = _split(data, final=True, start=pos, limit=1)
-                end = consumed - 1 if data[consumed - 1 : consumed] == b"\n" else consumed
-            line = data[pos:end]
-            pos = end + 1
+        for line in metric_lines(data):
             if not line or line[0] == 0x23:  # '#'
                 continue
             self.metrics += 1
@@ -388,7 +380,7 @@ def write(
     path: str | Path,
     collector: Collector,
     *,
-    top: int = 12,
+    top: int = DEFAULT_TOP,
     globs: list[str] | None = None,
     sources: list[str] | None = None,
     buckets: int = BUCKETS,
@@ -443,7 +435,7 @@ def write(
         f"<title>{html.escape(title)}</title>",
         f"<style>{_STYLE}</style>",
         "</head><body>",
-        _summary_html(collector, shown, title, sources or [], max(top, 12), notes),
+        _summary_html(collector, shown, title, sources or [], max(top, DEFAULT_TOP), notes),
         *sections,
         scripts,
         "</body></html>",

@@ -52,8 +52,7 @@ def _tag(name: str) -> bytes:
     >>> _tag("a b,c.csv"), _tag("new\nline.csv"), _tag("f\udcff.csv")
     (b'a\\ b\\,c.csv', b'new\\nline.csv', b'f\xff.csv')
     """
-    text = name.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-    return text.replace("\n", "\\n").replace("\r", "\\r").encode("utf-8", "surrogateescape")
+    return escape_key(name, "surrogateescape").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
 
 
 def to_line_protocol(f: NabFile, measurement: str = MEASUREMENT) -> bytes:
