@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import subprocess
@@ -125,6 +126,30 @@ def test_dockerfile_copies_existing_paths() -> None:
             sources = [s for s in line.split()[1:-1] if not s.startswith("--")]
             for source in sources:
                 assert (ROOT / source).exists(), line
+
+
+def test_dockerignore_keeps_local_artefacts_out_and_what_the_dockerfile_copies_in() -> None:
+    """The context is the repository root: without .dockerignore a checkout's .venv (hundreds of MB),
+    checkpoints in state/ and host-built .so files went to the builder with every build."""
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.startswith("#")]
+
+    def ignored(path: str) -> bool:  # Docker's rule: a pattern matches the path or a folder above it
+        parts = path.split("/")  # (`**/` is any number of folders, none included; fnmatch's * crosses "/")
+        return any(fnmatch.fnmatchcase("/".join(parts[:n]), form)
+                   for pattern in patterns for form in (pattern, pattern.replace("**/", ""))
+                   for n in range(1, len(parts) + 1))
+
+    for path in (".venv/bin/python", "state/riverguard.msgpack", ".git/HEAD", "build/lib/x.so",
+                 "plugin/riverguard/_hotpath.cpython-311-x86_64-linux-gnu.so", "plugin/riverguard/detectors/steps.c",
+                 "plugin/riverguard/__pycache__/cli.cpython-311.pyc", "plugin/riverguard.egg-info/PKG-INFO"):
+        assert ignored(path), path
+    copied = [source for line in _dockerfile().splitlines() if line.startswith("COPY ") and "--from=" not in line
+              for source in line.split()[1:-1] if not source.startswith("--")]
+    sources = [str(p.relative_to(ROOT)) for source in copied for p in [ROOT / source, *(ROOT / source).rglob("*")]
+               if p.is_file() and p.suffix not in (".so", ".c", ".pyc") and "egg-info" not in str(p)]
+    assert "plugin/riverguard/cli.py" in sources and "docker/telegraf.conf" in sources
+    assert [s for s in sources if ignored(s)] == []
 
 
 def test_dockerfile_builds_the_compiled_hot_path() -> None:
