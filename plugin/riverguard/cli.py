@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 from . import __version__
-from .config import Config, ConfigError, default_config, load, state_path
+from .config import Config, ConfigError, default_config, duration_text, load, state_path
 from .config import warnings as config_warnings
-from .engine import Engine, _duration
+from .engine import Engine
 from .log import LEVELS, Log, Progress, printable
 
 if TYPE_CHECKING:
@@ -342,22 +342,17 @@ def _hot_path() -> str:
     return "compiled hot path" if ACCELERATED else "pure Python: no compiled hot path"
 
 
-def _every(seconds: float) -> str:
-    """An interval for a message: ``30s``, ``1h``."""
-    return _duration(round(seconds * 1e9))
-
-
 def _waiting(key: str, asked, in_force) -> str:  # type: ignore[no-untyped-def]
     """The W! line for a setting a SIGHUP cannot change (``key``): ``asked`` waits for the next start,
     ``in_force`` (the start's) stays until then."""
     if key == "[monitor] interval":
         if asked is None:  # the section removed, or left without an interval
-            return f"[monitor] is off in the new config: the health line goes on every {_every(in_force)} until the next start"
+            return f"[monitor] is off in the new config: the health line goes on every {duration_text(in_force)} until the next start"
         if in_force is None:
-            return f'[monitor] interval = "{_every(asked)}" is new: no health line until the next start'
+            return f'[monitor] interval = "{duration_text(asked)}" is new: no health line until the next start'
     if key == "[state] path":
         return f"[state] path = {asked} takes effect at the next start; checkpoints go to {in_force} until then"
-    return f'{key} = "{_every(asked)}" takes effect at the next start; "{_every(in_force)}" stays in force until then'
+    return f'{key} = "{duration_text(asked)}" takes effect at the next start; "{duration_text(in_force)}" stays in force until then'
 
 
 def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[no-untyped-def]

@@ -230,6 +230,18 @@ _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
 
 
+def duration_text(seconds: float) -> str:
+    """A duration for a message, as a config would write it (:func:`parse_duration` reads it back).
+
+    >>> duration_text(86400.0), duration_text(5400.0), duration_text(45.0), duration_text(0.2)
+    ('24h', '90m', '45s', '0.2s')
+    """
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 def parse_duration(text: str) -> float:
     """Seconds in a Telegraf-style duration such as ``"60s"``, ``"100ms"`` or ``"1h30m"``.
 

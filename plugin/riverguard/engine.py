@@ -18,7 +18,7 @@ from typing import Any
 from . import _hotpath
 from ._compiled import is_compiled
 from ._hotpath import Series, checked_score, format_score
-from .config import Config, Rule
+from .config import Config, Rule, duration_text
 from .detectors import Detector
 from .lineprotocol import Metric, ParseError, Record, escape_key, parse, unescape
 from .log import Log, RateLimit, iso_ns
@@ -87,15 +87,6 @@ def _none_plain(engine: Engine, buf: bytes, pos: int, out: list[bytes]) -> int:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def _duration(ns: int) -> str:
-    """A duration for a message: ``24h``, ``90m``, ``45s``."""
-    seconds = ns / 1e9
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
 
 
 def _matcher(glob: str) -> Callable[[str], Any]:
@@ -897,7 +888,7 @@ class Engine:
             return
         self._next_clock_warning = now + 60.0
         self._ahead_reported, self._behind_reported = clock.ahead, clock.behind
-        ttl = _duration(self._ttl_ns)
+        ttl = duration_text(self._ttl_ns / 1e9)
         if ahead:
             self.log.warn(
                 f"{_count(ahead, 'metric')} with {'a timestamp' if ahead == 1 else 'timestamps'} more than "
