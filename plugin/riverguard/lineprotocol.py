@@ -476,6 +476,11 @@ def metric_lines(data: bytes) -> list[bytes]:
     >>> metric_lines(b'a v=1 1\nb s="x\ny" 2\nc s="open 3\nd v=2')
     [b'a v=1 1', b'b s="x\ny" 2', b'c s="open 3', b'd v=2']
     """
+    if b'"' not in data:  # no string value: every newline ends a metric
+        lines = data.split(b"\n")
+        if not lines[-1]:
+            lines.pop()  # (after the last newline: nothing)
+        return lines
     lines = []
     pos, n = 0, len(data)
     find, rfind = data.find, data.rfind
