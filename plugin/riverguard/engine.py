@@ -693,8 +693,9 @@ class Engine:
             names = self.taken.get(measurement)
             if names is not None and key in names:
                 continue
-            clashes = [(added, self._clash(measurement, added)) for added in readings if added[0] != kind]
-            clashes = [(added, what) for added, what in clashes if what]  # (same kind: the metric was scored upstream)
+            clashes = [
+                (added, what) for added in readings if added[0] != kind and (what := self._clash(measurement, added))
+            ]
             if not clashes or sum(len(n) for n in self.taken.values()) >= self.MAX_TAKEN:
                 continue
             self.taken.setdefault(measurement, set()).add(key)
