@@ -74,7 +74,7 @@ class HST(Detector):
     PARAMS = (
         Param("n_trees", 10, "Number of trees (each series builds them all at its first sample).", low=1, high=100),
         Param("height", 6, "Height of each tree: memory, and the time a new series takes to build its trees, grow "
-              "as n_trees * 2 ** height (10 trees of height 12: 18 MB and about a second per series).",
+              "as n_trees * 2 ** height (10 trees of height 12: 24 MB and 0.3 s per series).",
               low=1, high=12),
         Param("window_size", 100, "Samples per reference window.", low=1, high=MAX_COUNT),
         Param("seed", 42, "Seed of the trees' random split points.", low=-(2**63), high=2**63 - 1),
