@@ -328,7 +328,6 @@ def test_pad_is_not_spoiled_by_a_huge_finite_value(tmp_path) -> None:
     assert with_huge[200].startswith(b"m v=1e+308,v_anomaly_score=1.0,v_anomaly=true ")
     scores = [re.sub(rb" \d+$", b"", line).split(b",", 1)[1] for line in without[200:]]
     assert [re.sub(rb" \d+$", b"", line).split(b",", 1)[1] for line in with_huge[201:]] == scores
-    assert sum(b"v_anomaly=true" in line for line in with_huge[201:]) < 100
     alternating, err = _pad_replay(tmp_path, [1e308 * (-1) ** i for i in range(200)] + plain[:200], "alternating")
     assert b"failed" not in err, err
     assert all(b"v_anomaly_score=" in line for line in alternating)
