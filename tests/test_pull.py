@@ -572,6 +572,9 @@ def test_follow_stops_on_a_complete_answer_that_is_not_json(tmp_path: Path) -> N
         (["--db", "a", "--bucket", "b"], "exactly one of --db"),
         (["--db", "a", "--delay", "5"], '--delay: invalid duration "5"'),
         (["--db", "a", "--late-window", "5"], '--late-window: invalid duration "5"'),
+        # a value with a minus reaches the option's own check (argparse said "expected one argument")
+        (["--db", "a", "--delay", "-5s"], '--delay: invalid duration "-5s"'),
+        (["--db", "a", "--since", "-1h"], '--since: "-1h" is neither'),
         (["--db", "a", "--state", "s.msgpack", "--follow", "--every", "5"], '--every: invalid duration "5"'),
     ],
 )

@@ -7,13 +7,14 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import signal
 import stat
 import sys
 import traceback
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, NoReturn
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 from . import __version__
 from .config import Config, ConfigError, default_config, duration_text, load, state_path
@@ -32,7 +33,16 @@ EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
 
 class _ArgumentParser(argparse.ArgumentParser):
-    """Usage errors as one ``E! `` line (Telegraf reads stderr by level prefix), exit 2."""
+    """Usage errors as one ``E! `` line (Telegraf reads stderr by level prefix), exit 2.
+
+    A value that starts with a minus and a digit (``--delay -5s``, ``--since -1h``) is the option's
+    value, as a negative number is: argparse took it for an unknown option and said only "expected one
+    argument"; the option's own check now says what is wrong with it. No riverguard option looks so.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-[0-9.]")
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_CONFIG, f"E! [riverguard] {self.prog}: {printable(message)} (see {self.prog} --help)\n")
