@@ -527,7 +527,10 @@ def test_a_second_run_on_a_checkpoint_in_use_passes_every_metric_through(tmp_pat
     # only a holder of the lock may remove it, and the second never holds it. (No PID is that high.)
     writing = tmp_path / ".rg.msgpack.tmp-4194305"
     writing.write_bytes(b"x" * 3000)
-    second = start("run", "--config", str(config))
+    # The second copy's config asks for a health line too: it writes none (README, "Aggregators").
+    second_config = tmp_path / "second.toml"
+    second_config.write_text('[monitor]\ninterval = "0.1s"\n' + config.read_text())
+    second = start("run", "--config", str(second_config))
     second.write(b"".join(lines[:20]))  # while it waits for the lock: read, and not lost
     assert second.wait_stderr(lambda e: b"W! " in e, 60), second.stderr
     assert second.wait_lines(20, 30), second.stderr
@@ -537,7 +540,7 @@ def test_a_second_run_on_a_checkpoint_in_use_passes_every_metric_through(tmp_pat
     assert second.popen.poll() is None, second.stderr  # still running: nothing for Telegraf to restart
     second.close_stdin()
     assert second.wait(30) == 0, second.stderr
-    assert second.stdout == data  # every metric, as it came: unscored
+    assert second.stdout == data  # every metric, as it came, unscored; and no health line
     log = second.stderr.splitlines()
     warned = [line for line in log if line.startswith(b"W! ")]
     assert len(warned) == 1, second.stderr
