@@ -383,6 +383,18 @@ def test_a_users_metric_level_name_of_another_type_is_never_written_over(tmp_pat
     assert b"no metric-level anomaly fields are written there" in warned[0]
 
 
+def test_clashes_past_the_rate_limit_are_counted_not_lost(tmp_path: Path) -> None:
+    """Fifteen measurements, each with its own clash, in one burst: ten W! lines name theirs and one says how
+    many more were held back (the count was dropped before: nothing said there had been more)."""
+    data = b"".join(b'm%d,host=a x=1,x_anomaly_score="hi" %d\n' % (i, i + 1) for i in range(15))
+    out, warned = _run_with(tmp_path, '[[rule]]\nname = "all"\n', data)
+    assert out == data.splitlines()  # none of the 15 written over
+    named = [line for line in warned if b"field 'x_anomaly_score' is a string" in line]
+    assert len(named) == 10, warned
+    assert warned[-1] == b"W! [riverguard] 5 more fields that clash with an added name were not reported (rate limit)"
+    assert len(warned) == 11, warned
+
+
 def test_a_per_field_name_in_a_metric_scored_whole_is_no_clash(tmp_path: Path) -> None:
     # A scope = "metric" rule writes `anomaly_score` and `anomaly`, never `x_anomaly_score`: a user's string
     # `x_anomaly_score` or integer `y_anomaly` there clashes with nothing. No W!, and x goes on being scored.

@@ -185,13 +185,13 @@ class Engine:
         # value with a raw newline spans), and the lines read before the current input.
         self._extra_lines = 0
         self._line_origin = 0
-        self._error_limit = RateLimit(burst=10, period=1.0)
+        self._error_limit = RateLimit(burst=10, period=1.0, what="unparsable metrics")
         #: The names of added fields that the user's own fields hold with another type, by measurement
         #: (escaped, as in the line): the fields they belong to are not scored there (:meth:`check_names`).
         #: Kept across reloads and, in the checkpoint, across restarts.
         self.taken: dict[bytes, set[bytes]] = {}
-        self._taken_limit = RateLimit(burst=10, period=1.0)
-        self._failure_limit = RateLimit(burst=10, period=1.0)
+        self._taken_limit = RateLimit(burst=10, period=1.0, what="fields that clash with an added name")
+        self._failure_limit = RateLimit(burst=10, period=1.0, what="series whose detector failed")
 
     def _configure(self, config: Config) -> None:
         """What the engine derives from its config (at start, and again on SIGHUP)."""
@@ -700,7 +700,7 @@ class Engine:
                 continue
             self.taken.setdefault(measurement, set()).add(key)
             self.drop_barred(measurement)
-            if self._taken_limit.allow():
+            if self._taken_limit.allow(self.log):
                 added = clashes[0][0]
                 self.log.warn(
                     f"measurement {unescape(measurement)!r}: field {unescape(key)!r} is {self._KINDS[kind]}, "
@@ -832,11 +832,8 @@ class Engine:
         if series.failed:
             return
         series.failed = True
-        if not self._failure_limit.allow():
+        if not self._failure_limit.allow(self.log):
             return
-        held = self._failure_limit.take_suppressed()
-        if held:
-            self.log.warn(f"{held} more series whose detector failed were not reported (rate limit)")
         name = series.rule.detector if series.rule else "?"
         what = "the metric passes" if skey.endswith(b"\n") else "the field passes"
         self.log.warn(
@@ -845,11 +842,8 @@ class Engine:
         )
 
     def _report_parse_error(self, data: bytes, error: ParseError) -> None:
-        if not self._error_limit.allow():
+        if not self._error_limit.allow(self.log):
             return
-        held = self._error_limit.take_suppressed()
-        if held:
-            self.log.warn(f"{held} more unparsable metrics were not reported (rate limit)")
         snippet = data[:120].rstrip(b"\n").decode("utf-8", "backslashreplace")
         where = f"metric {self.metrics}" if self.source is None else f"{self.source}:{self.line()}"
         fate = "not sent to InfluxDB" if self.drop_unparsable else "passed through unchanged"
@@ -865,14 +859,10 @@ class Engine:
         return self.metrics + self._extra_lines - self._line_origin
 
     def flush_log(self) -> None:
-        """Report parse errors held back by the rate limit, evictions of unscored series, and timestamps far
-        from the stream's clock."""
-        held = self._error_limit.take_suppressed()
-        if held:
-            self.log.warn(f"{held} more unparsable metrics were not reported (rate limit)")
-        held = self._failure_limit.take_suppressed()
-        if held:
-            self.log.warn(f"{held} more series whose detector failed were not reported (rate limit)")
+        """Report what the rate limits held back (parse errors, failed detectors, name clashes), evictions of
+        unscored series, and timestamps far from the stream's clock."""
+        for limit in (self._error_limit, self._failure_limit, self._taken_limit):
+            limit.report_held(self.log)
         self._report_evictions()
         self._report_clock()
 

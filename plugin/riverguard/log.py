@@ -76,7 +76,9 @@ class Log:
 
 
 class RateLimit:
-    """Allow ``burst`` events per ``period`` seconds; count what was held back.
+    """Allow ``burst`` events per ``period`` seconds; count what was held back, and say it once.
+
+    ``what`` names the events in that line (``3 more unparsable metrics were not reported``).
 
     >>> clock = iter([0.0, 0.1, 0.2, 5.0]).__next__
     >>> rl = RateLimit(burst=2, period=1.0, clock=clock)
@@ -86,21 +88,25 @@ class RateLimit:
     (True, 1, 0)
     """
 
-    def __init__(self, burst: int = 10, period: float = 1.0, clock=time.monotonic) -> None:
+    def __init__(self, burst: int = 10, period: float = 1.0, clock=time.monotonic, what: str = "messages") -> None:
         self.burst = burst
         self.period = period
         self.clock = clock
+        self.what = what
         self._window_start = float("-inf")
         self._count = 0
         self.suppressed = 0
 
-    def allow(self) -> bool:
+    def allow(self, log: Log | None = None) -> bool:
+        """Whether this event may be reported; with ``log``, an allowed one first says what was held back."""
         now = self.clock()
         if now - self._window_start >= self.period:
             self._window_start = now
             self._count = 0
         if self._count < self.burst:
             self._count += 1
+            if log is not None:
+                self.report_held(log)
             return True
         self.suppressed += 1
         return False
@@ -109,6 +115,12 @@ class RateLimit:
         """Events suppressed since the last call (to report them once)."""
         n, self.suppressed = self.suppressed, 0
         return n
+
+    def report_held(self, log: Log) -> None:
+        """One ``W!`` line for the events held back since the last one, if any."""
+        held = self.take_suppressed()
+        if held:
+            log.warn(f"{held} more {self.what} were not reported (rate limit)")
 
 
 class Progress:
