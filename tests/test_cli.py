@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LOG_PREFIXES, RIVERGUARD, ROOT, strip_added
+from conftest import LOG_PREFIXES, RIVERGUARD, ROOT, run_cli, strip_added
 from riverguard import __version__, cli
 from riverguard.detectors import resolve
 
@@ -120,13 +120,13 @@ def test_replay_precision_is_the_unit_the_models_read_timestamps_in(tmp_path: Pa
     )
     assert proc.returncode == 0, proc.stderr
     assert f"demo.lp:{len(demo) + 1}: not line protocol: timestamp out of range at this --precision" in proc.stderr
-    fine = subprocess.run([*RIVERGUARD, "replay", "-"], input=b"".join(demo), capture_output=True, timeout=120)
+    fine = run_cli(["replay", "-"], input=b"".join(demo), timeout=120)
     out = (tmp_path / "out.lp").read_bytes().splitlines()
     assert out[-1] == b"m v=1 %d" % (2**63 // unit + 1)
     assert [line.rsplit(b" ", 1)[0] for line in out[:-1]] == [line.rsplit(b" ", 1)[0] for line in fine.stdout.splitlines()]
     assert [line.rsplit(b" ", 1)[1] for line in out[:-1]] == [line.rsplit(b" ", 1)[1].rstrip(b"\n") for line in coarse]
     newest = max(int(line.rsplit(b" ", 1)[1]) for line in demo) // unit * unit
-    inspected = subprocess.run([*RIVERGUARD, "state", "inspect", "st"], cwd=tmp_path, capture_output=True, text=True)
+    inspected = run_cli(["state", "inspect", "st"], cwd=tmp_path, text=True)
     from riverguard.log import iso_ns
 
     assert f'"newest": "{iso_ns(newest)}"' in inspected.stdout, inspected.stdout
@@ -235,34 +235,32 @@ def test_missing_extras_name_the_checkout_never_pypi(tmp_path: Path) -> None:
     fake = tmp_path / "site" / "psutil"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
-    result = subprocess.run([*RIVERGUARD, "collect", "--count", "1"], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    result = run_cli(["collect", "--count", "1"], text=True, timeout=60,
+                     env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
     pip = Path(sys.executable).with_name("pip")
     assert result.returncode == 2  # a missing extra, as for replay --report
     assert result.stderr == (
         f"E! [riverguard] collect needs the optional collect extra (psutil): {pip} install '{ROOT}[collect]'\n"
     )
-    usage = subprocess.run([*RIVERGUARD, "replay", "--help"], capture_output=True, text=True, timeout=60).stdout
+    usage = run_cli(["replay", "--help"], text=True, timeout=60).stdout
     assert "riverguard[" not in usage and "pip install '/path/to/this/checkout[report]'" in usage
     assert "pip install '/path/to/this/checkout[report,collect]'" in (ROOT / "README.md").read_text()
 
 
 def test_log_level_error_keeps_the_replay_summary_quiet(tmp_path: Path) -> None:
     (tmp_path / "in.lp").write_bytes(_stream(20))
-    quiet = subprocess.run([*RIVERGUARD, "replay", "--log-level", "error", "in.lp"], cwd=tmp_path,
-                           capture_output=True, timeout=60)
+    quiet = run_cli(["replay", "--log-level", "error", "in.lp"], cwd=tmp_path, timeout=60)
     assert quiet.returncode == 0
     (line,) = quiet.stderr.splitlines()  # the one bad line in the stream is an error: it stays
     assert line.startswith(b"E! [riverguard] in.lp:42: not line protocol")
-    told = subprocess.run([*RIVERGUARD, "replay", "in.lp"], cwd=tmp_path, capture_output=True, timeout=60)
+    told = run_cli(["replay", "in.lp"], cwd=tmp_path, timeout=60)
     assert b"I! [riverguard] metrics: 41 (1 unparsable)\n" in told.stderr and quiet.stdout == told.stdout
 
 
 def test_the_summary_says_how_many_series_with_anomalies_it_leaves_out(tmp_path: Path) -> None:
     """The summary lists the 5 series with the most anomalies; the demo flags 6, and the sixth
     (mem,host=web2 used_percent, the level shift) was left out without a word."""
-    demo = subprocess.run([*RIVERGUARD, "replay", "-o", str(tmp_path / "out.lp"), str(ROOT / "tests/data/demo.lp")],
-                          capture_output=True, text=True, timeout=120)
+    demo = run_cli(["replay", "-o", str(tmp_path / "out.lp"), str(ROOT / "tests/data/demo.lp")], text=True, timeout=120)
     assert demo.returncode == 0, demo.stderr
     lines = demo.stderr.splitlines()
     top = lines.index("I! [riverguard] top series by anomalies:")
@@ -271,7 +269,7 @@ def test_the_summary_says_how_many_series_with_anomalies_it_leaves_out(tmp_path:
     assert lines[top + 6 :] == ["I! [riverguard]      ...  and 1 more series"], demo.stderr
     # Five or fewer: all of them, and no such line.
     (tmp_path / "in.lp").write_bytes(_stream())
-    few = subprocess.run([*RIVERGUARD, "replay", "in.lp"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    few = run_cli(["replay", "in.lp"], cwd=tmp_path, text=True, timeout=60)
     assert few.returncode == 0 and "I! [riverguard]        1  cpu,host=a usage" in few.stderr, few.stderr
     assert "more series" not in few.stderr
 
@@ -279,7 +277,7 @@ def test_the_summary_says_how_many_series_with_anomalies_it_leaves_out(tmp_path:
 def test_state_help_says_what_each_command_does_with_the_config_path() -> None:
     """replay and pull never touch the config's [state] path; only run lets --state override it."""
     def state_help(command: str) -> str:
-        usage = subprocess.run([*RIVERGUARD, command, "--help"], capture_output=True, text=True, timeout=60).stdout
+        usage = run_cli([command, "--help"], text=True, timeout=60).stdout
         found = re.search(r"^  --state PATH\s+(.*?)(?:\n  -|\n\n|\Z)", usage, re.S | re.M)
         assert found, usage
         return " ".join(found.group(1).split())
@@ -300,12 +298,12 @@ def test_check_config_shows_whether_each_rule_explains(tmp_path: Path) -> None:
     data = b"".join(b"cpu,host=a v=%d %d\nmem,host=a v=%d %d\n" % (i % 7, i, i % 5, i) for i in range(30))
     for output, cpu, want in (("true", "false", (False, True)), ("false", "true", (True, False))):
         config.write_text(f"[output]\nexplain = {output}\n\n" + rules.format(cpu=cpu))
-        checked = subprocess.run([*RIVERGUARD, "check-config", str(config)], capture_output=True, timeout=60)
+        checked = run_cli(["check-config", str(config)], timeout=60)
         assert checked.returncode == 0, checked.stderr
         shown = [line for line in checked.stdout.splitlines() if line.startswith(b"rule ")]
         assert [b'"explain": true' in line for line in shown] == list(want), shown
         assert [b'"explain": false' in line for line in shown] == [not w for w in want], shown
-        ran = subprocess.run([*RIVERGUARD, "run", "--config", str(config)], input=data, capture_output=True, timeout=60)
+        ran = run_cli(["run", "--config", str(config)], input=data, timeout=60)
         out = ran.stdout.splitlines()
         assert [any(b"v_anomaly_expected=" in line for line in out if line.startswith(m)) for m in (b"cpu", b"mem")] == list(want)
 
@@ -313,16 +311,14 @@ def test_check_config_shows_whether_each_rule_explains(tmp_path: Path) -> None:
 def test_check_config_and_run_report_a_config_the_same_way(tmp_path: Path) -> None:
     config = tmp_path / "rg.toml"
     config.write_text('[[rule]]\nname = "a"\ndetector = "zscroe"\n\n[[rule]]\nname = "b"\nthreshold = 5\n')
-    checked = subprocess.run([*RIVERGUARD, "check-config", str(config)], capture_output=True, timeout=60)
-    ran = subprocess.run([*RIVERGUARD, "run", "--log-level", "warn", "--config", str(config)],
-                         capture_output=True, timeout=60)
+    checked = run_cli(["check-config", str(config)], timeout=60)
+    ran = run_cli(["run", "--log-level", "warn", "--config", str(config)], timeout=60)
     assert checked.returncode == ran.returncode == 2
     assert checked.stderr == ran.stderr and len(ran.stderr.splitlines()) == 2
     assert ran.stderr.startswith(f'E! [riverguard] {config}: rule 1 "a", key \'detector\': unknown detector'.encode())
     config.write_text('[[rule]]\nname = "all"\n\n[[rule]]\nname = "cpu"\nmeasurement = "cpu"\n')
-    checked = subprocess.run([*RIVERGUARD, "check-config", str(config)], capture_output=True, timeout=60)
-    ran = subprocess.run([*RIVERGUARD, "run", "--log-level", "warn", "--config", str(config)],
-                         capture_output=True, timeout=60)
+    checked = run_cli(["check-config", str(config)], timeout=60)
+    ran = run_cli(["run", "--log-level", "warn", "--config", str(config)], timeout=60)
     assert checked.returncode == ran.returncode == 0
     assert checked.stderr == ran.stderr == (
         f'W! [riverguard] {config}: rule 2 "cpu" is never used: rule 1 "all" before it matches every field\n'.encode()
@@ -384,8 +380,7 @@ def test_every_usage_error_exits_2(tmp_path: Path, args: list[str], hidden: tupl
         (tmp_path / "site" / name / "__init__.py").write_text(f"raise ImportError('{name} hidden by the test')\n")
         env["PYTHONPATH"] = str(tmp_path / "site")
     env.pop("RIVERGUARD_NAB", None)
-    result = subprocess.run([*RIVERGUARD, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env,
-                            input="")
+    result = run_cli([*args], cwd=tmp_path, text=True, timeout=60, env=env)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RIVERGUARD, ROOT
+from conftest import RIVERGUARD, ROOT, run_cli
 from riverguard import cli, config, detectors
 from riverguard.config import ConfigError, load, parse_duration
 
@@ -221,7 +221,7 @@ def test_a_huge_duration_or_integer_is_exit_2_naming_the_key(name: str, tmp_path
     text, fragments = HUGE[name]
     path = tmp_path / "huge.toml"
     path.write_text(text)
-    result = subprocess.run([*RIVERGUARD, "check-config", str(path)], capture_output=True, timeout=60, check=False)
+    result = run_cli(["check-config", str(path)], timeout=60)
     err = result.stderr.decode()
     assert result.returncode == 2, err
     assert err.startswith(f"E! [riverguard] {path}: ") and err.count("\n") == 1, err  # one line, no traceback
@@ -272,7 +272,7 @@ def test_check_config_on_the_sample(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_sample_config_command_prints_a_valid_config(tmp_path: Path) -> None:
-    result = subprocess.run([*RIVERGUARD, "sample-config"], capture_output=True, timeout=60, check=False)
+    result = run_cli(["sample-config"], timeout=60)
     assert result.returncode == 0 and result.stderr == b""
     assert result.stdout == SAMPLE.read_bytes()
     path = tmp_path / "riverguard.toml"
@@ -407,7 +407,7 @@ def _every_lines(path: Path) -> list[str]:
 
 
 def _check_config(path: Path) -> tuple[int, bytes, list[str]]:
-    proc = subprocess.run([*RIVERGUARD, "check-config", str(path)], capture_output=True, timeout=60, check=False)
+    proc = run_cli(["check-config", str(path)], timeout=60)
     return proc.returncode, proc.stdout, proc.stderr.decode().splitlines()
 
 
@@ -433,8 +433,7 @@ def test_an_unknown_top_level_key_hides_no_other_problem(tmp_path: Path) -> None
 def test_start_up_gives_every_problem_its_own_line(tmp_path: Path) -> None:
     path = tmp_path / "rg.toml"
     path.write_text(EVERY)
-    proc = subprocess.run([*RIVERGUARD, "run", "--config", str(path)], input=b"m v=1 1\n", capture_output=True,
-                          timeout=60, check=False)
+    proc = run_cli(["run", "--config", str(path)], input=b"m v=1 1\n", timeout=60)
     assert (proc.returncode, proc.stdout) == (2, b"")
     assert proc.stderr.decode().splitlines() == _every_lines(path)
 
