@@ -7,7 +7,10 @@ import math
 from river import anomaly, preprocessing, stats
 
 from .base import Detector, Explanation, flagged
-from .params import MAX_COUNT, Param
+from .params import Param
+from .river_spec import measured
+
+_N_TREES, _HEIGHT, _WINDOW = measured("anomaly.HalfSpaceTrees")
 
 __all__ = ["HST"]
 
@@ -72,11 +75,11 @@ class HST(Detector):
     multivariate = True
 
     PARAMS = (
-        Param("n_trees", 10, "Number of trees (each series builds them all at its first sample).", low=1, high=100),
-        Param("height", 6, "Height of each tree: memory, and the time a new series takes to build its trees, grow "
-              "as n_trees * 2 ** height (10 trees of height 12: 24 MB and 0.3 s per series).",
-              low=1, high=12),
-        Param("window_size", 100, "Samples per reference window.", low=1, high=MAX_COUNT),
+        # (The bounds of River's HalfSpaceTrees, as a river rule's model spec takes them; defaults of our own.)
+        _N_TREES.but(doc="Number of trees (each series builds them all at its first sample)."),
+        _HEIGHT.but(default=6, doc="Height of each tree: memory, and the time a new series takes to build its "
+                    "trees, grow as n_trees * 2 ** height (10 trees of height 12: 24 MB and 0.3 s per series)."),
+        _WINDOW.but(default=100, doc="Samples per reference window."),
         Param("seed", 42, "Seed of the trees' random split points.", low=-(2**63), high=2**63 - 1),
     )
     n_trees: int

@@ -8,6 +8,9 @@ from river import anomaly, time_series
 
 from .base import Detector, Explanation, flag_limit
 from .params import Param
+from .river_spec import measured
+
+_P, _D, _Q = measured("time_series.SNARIMAX")[:3]
 
 __all__ = ["FORECASTERS", "PAD"]
 
@@ -77,9 +80,10 @@ class PAD(Detector):
               choices=FORECASTERS),
         Param("alpha", 0.3, "Holt-Winters level smoothing.", low=0.0, high=1.0, low_open=True),
         Param("beta", 0.1, "Holt-Winters trend smoothing (0: no trend).", low=0.0, high=1.0),
-        Param("p", 2, "SNARIMAX auto-regressive order (the time per sample grows with p + q).", low=0, high=100),
-        Param("d", 1, "SNARIMAX differencing order.", low=0, high=10),
-        Param("q", 1, "SNARIMAX moving-average order.", low=0, high=100),
+        # (The bounds of River's SNARIMAX, as a river rule's model spec takes them.)
+        _P.but(doc="SNARIMAX auto-regressive order (the time per sample grows with p + q)."),
+        _D.but(doc="SNARIMAX differencing order."),
+        _Q.but(doc="SNARIMAX moving-average order."),
         Param("n_std", 3.0, "Standard deviations of the squared error above its mean that score 1.0.",
               low=0.0, low_open=True),
     )  # fmt: skip

@@ -13,7 +13,7 @@ from typing import Any
 from .base import Detector, Factory
 from .params import MAX_COUNT, Param
 
-__all__ = ["ParamError", "RiverModel", "build"]
+__all__ = ["ParamError", "RiverModel", "build", "measured"]
 
 #: River's subpackages a spec may name classes from (never an arbitrary import path).
 _PACKAGES = frozenset(
@@ -65,7 +65,8 @@ _BOUNDS: dict[str, tuple[Param, ...]] = {
               "0.6 s at the first sample; degree 8: 12869 features, 9 s)", low=1, high=5),
     ),
     "sketch.Histogram": (Param("max_bins", 256, "a series keeps up to max_bins bins", low=1, high=10_000),),
-    # (The pad detector's bounds: a forecaster only builds here, inside a refused PredictiveAnomalyDetection.)
+    # (The pad detector takes p, d and q with these bounds. In a river spec a forecaster only builds
+    # inside a PredictiveAnomalyDetection, which is refused at build.)
     "time_series.SNARIMAX": (
         Param("p", 2, "the time per sample grows with the orders", low=0, high=100),
         Param("d", 1, "the time to build grows fast with it (1000: 0.11 s; 100000: over 20 s)", low=0, high=10),
@@ -75,6 +76,18 @@ _BOUNDS: dict[str, tuple[Param, ...]] = {
         Param("sq", 0, "the time per sample grows with the orders", low=0, high=100),
     ),
 }  # fmt: skip
+
+
+def measured(name: str) -> tuple[Param, ...]:
+    """The measured bounds of River class ``name`` (``"anomaly.HalfSpaceTrees"``), with River's defaults.
+
+    riverguard's ``hst`` and ``pad`` detectors build those classes and take the same bounds.
+
+    >>> [(p.name, p.high) for p in measured("anomaly.HalfSpaceTrees")]
+    [('n_trees', 100), ('height', 12), ('window_size', 1000000000)]
+    """
+    return _BOUNDS[name]
+
 
 #: A River parameter that reads as a size or a count: for a class without measured bounds, an integer
 #: given to it may be at most ``_GENERAL_FACTOR`` times River's default (a positive integer).
