@@ -63,12 +63,23 @@ class InfluxError(Exception):
     reached, timed out, answered 5xx or 429); otherwise it never will (any
     other 4xx: bad credentials, no such database, a point refused).
     ``retry_after``: the server's ``Retry-After``, in seconds, if it sent one.
+    ``status`` and ``reason``: the HTTP status and InfluxDB's own message, when it answered.
     """
 
-    def __init__(self, message: str, retryable: bool = False, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        *,
+        status: int | None = None,
+        reason: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.status = status
+        self.reason = reason
 
 
 class WriteError(InfluxError):
@@ -407,10 +418,11 @@ def post(
     status = resp.status
     message = _message(payload, resp.reason)
     if retryable_status(status):
-        raise error(f"HTTP {status}: {message}", True, _retry_after(resp.getheader("Retry-After")))
+        wait = _retry_after(resp.getheader("Retry-After"))
+        raise error(f"HTTP {status}: {message}", True, wait, status=status, reason=message)
     if refused:
-        raise error(f"InfluxDB refused {refused} (HTTP {status}): {message}")
-    raise error(f"HTTP {status}: {message}")
+        raise error(f"InfluxDB refused {refused} (HTTP {status}): {message}", status=status, reason=message)
+    raise error(f"HTTP {status}: {message}", status=status, reason=message)
 
 
 def _message(raw: bytes, reason: str) -> str:
