@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from riverguard.detectors import resolve
+from riverguard.influx import MAX_REFUSED_PER_BATCH
 
 try:
     from tests.influx import InfluxServer, QuietHandler, free_port, influxdb, local_server  # noqa: F401  (fixture)
@@ -264,6 +265,145 @@ def test_backfill_shows_influxdbs_message_on_4xx(influxdb: InfluxServer, recordi
     assert "retry" not in stderr  # a 4xx is not retried
 
 
+# -- lines InfluxDB refuses but riverguard (as Telegraf) accepts ---------------------------------
+
+T0 = 1_700_000_000_000_000_000
+#: Each kind of line InfluxDB 1.x refuses alone, and a word of its reason. `m` holds `v` as a float
+#: already (stored before the backfill), so `v=1i` conflicts with it; a string field is not scored, so
+#: `time="x"` stays the point's only field (beside other fields, 1.x drops a field named time silently).
+REFUSED = [
+    (b"m v=+1 %d", "invalid boolean"),
+    (b"m,a=1,a=2 v=1 %d", "duplicate tags"),
+    (b'm time="x" %d', 'invalid field name: input field "time"'),
+    (b"m v=1i %d", "field type conflict"),
+]
+
+
+def _with_bad_lines(tmp_path: Path, good: int = 60) -> Path:
+    """``good`` cpu metrics (after a comment line) with each kind of refused line among them."""
+    lines = [b"cpu,host=a idle=%d.5 %d" % (90 + i % 3, T0 + i * 10**9) for i in range(good)]
+    for k, (template, _) in enumerate(REFUSED):
+        lines.insert(7 + 13 * k, template % (T0 + k))
+    path = tmp_path / "bad.lp"
+    path.write_bytes(b"# recorded\n" + b"\n".join(lines) + b"\n")
+    return path
+
+
+def _metric_numbers(path: Path, prefix: bytes) -> list[int]:
+    """The numbers (1-based, as --skip-metrics counts) of the metrics of replay's output starting with ``prefix``."""
+    out = _replay(str(path)).stdout.splitlines()
+    metrics = [line for line in out if line.strip() and not line.startswith(b"#")]
+    return [i + 1 for i, line in enumerate(metrics) if line.startswith(prefix)]
+
+
+def _refused_reports(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if ": InfluxDB refused it (HTTP " in line]
+
+
+def _held(stderr: str) -> int:
+    """Refusals the rate limit kept from stderr, as its W! lines count them."""
+    return sum(int(line.split()[2]) for line in stderr.splitlines() if "InfluxDB refused were not reported" in line)
+
+
+@pytest.mark.parametrize("batch_size", ["5000", "7"])
+def test_backfill_reports_each_refused_line_and_writes_every_other_one(
+    influxdb: InfluxServer, tmp_path: Path, batch_size: str
+) -> None:
+    """One line InfluxDB refuses in a batch used to stop the backfill there (and its resume hit it again):
+    now the batch is split until the refused lines are alone, each is reported once, the rest is written."""
+    db = f"rg_refused_{batch_size}"
+    influxdb.create_db(db)
+    # so that v=1i conflicts with what is stored (1.x keeps field types per shard: a week, here T0's)
+    assert influxdb.write(db, b"m v=1.0 %d\n" % (T0 - 10**9)).status == 204
+    path = _with_bad_lines(tmp_path)
+    proc = _replay("--influx-url", influxdb.url, "--db", db, "--batch-size", batch_size, str(path))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert influxdb.rows('SELECT count("idle") FROM "cpu"', db)[0][1] == 60  # every good line
+    assert influxdb.rows('SELECT count("idle_anomaly_score") FROM "cpu"', db)[0][1] == 60
+    assert [row[0] for row in influxdb.rows('SELECT * FROM "m"', db)] == [T0 - 10**9]  # only the point stored before
+    reports = _refused_reports(stderr)
+    numbers = _metric_numbers(path, b"m")
+    assert len(reports) == len(REFUSED) == len(numbers)
+    for report, number, (template, reason) in zip(reports, numbers, REFUSED):
+        assert report.startswith(f"E! [riverguard] metric {number}: InfluxDB refused it (HTTP 400): "), report
+        assert reason in report, report
+        assert f"; not written: {template.split(b' ')[0].decode()} " in report  # the line, after InfluxDB's reason
+    summary = [line for line in stderr.splitlines() if "wrote 60 metrics" in line]
+    assert len(summary) == 1 and summary[0].startswith("E! "), stderr
+    assert "InfluxDB refused 4 metric(s), not written" in summary[0]
+    assert "backfill stopped" not in stderr
+
+
+def test_backfill_without_refusals_exits_0_and_says_nothing_of_them(influxdb: InfluxServer, tmp_path: Path) -> None:
+    influxdb.create_db("rg_clean")
+    path = tmp_path / "clean.lp"
+    path.write_text("".join(f"cpu,host=a idle={90 + i % 3}.5 {T0 + i * 10**9}\n" for i in range(50)))
+    proc = _replay("--influx-url", influxdb.url, "--db", "rg_clean", "--batch-size", "7", str(path))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0, stderr
+    assert "I! [riverguard] wrote 50 metrics in 8 batch(es) to database 'rg_clean'" in stderr
+    assert "refused" not in stderr
+    assert influxdb.rows('SELECT count("idle") FROM "cpu"', "rg_clean")[0][1] == 50
+
+
+def test_backfill_stops_when_a_whole_batch_is_refused_and_resumes_after_the_refused_line(
+    influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    """A systematic refusal (here every `m` point conflicts with the stored type) is not bisected line by
+    line: the backfill stops, says why and where to resume; the batch before it, with its one refused
+    line, counts as done, so resuming neither sends that line again nor loses a good one."""
+    db = "rg_systematic"
+    influxdb.create_db(db)
+    assert influxdb.write(db, b"m v=1i %d\n" % (T0 - 10**9)).status == 204  # an integer: every m v=<float> conflicts
+    lines = [b"cpu,host=a idle=%d.5 %d" % (90 + i % 3, T0 + i * 10**9) for i in range(10)]
+    lines[4] = b"cpu,host=a idle=+1 %d" % (T0 + 4 * 10**9)  # refused alone in batch 1 (metrics 1-10)
+    lines += [b"m v=%d.5 %d" % (i, T0 + i * 10**9) for i in range(10)]  # batch 2 (metrics 11-20): all refused
+    lines += [b"cpu,host=b idle=%d.5 %d" % (80 + i % 3, T0 + i * 10**9) for i in range(5)]  # batch 3
+    path = tmp_path / "systematic.lp"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    args = ("--influx-url", influxdb.url, "--db", db, "--batch-size", "10")
+    proc = _replay(*args, str(path))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert "E! [riverguard] InfluxDB refused every one of the 10 metrics of the batch of metrics 11-20" in stderr
+    assert "field type conflict" in stderr.splitlines()[-2]
+    assert stderr.splitlines()[-1] == (
+        "E! [riverguard] backfill stopped: 10 metrics acknowledged by InfluxDB (1 refused, reported above);"
+        " to resume, run the same command with --skip-metrics 10"
+    )
+    assert len(_refused_reports(stderr)) + _held(stderr) == 1 + 10
+    assert influxdb.rows('SELECT count("idle") FROM "cpu"', db)[0][1] == 9
+    # The cause fixed (the conflicting measurement dropped), the resume writes the rest and nothing twice.
+    influxdb.query('DROP MEASUREMENT "m"', db)
+    resumed = _replay(*args, "--skip-metrics", "10", str(path))
+    stderr = resumed.stderr.decode()
+    assert resumed.returncode == 0, stderr
+    assert "wrote 15 metrics in 2 batch(es)" in stderr and "refused" not in stderr
+    assert influxdb.rows('SELECT count("idle") FROM "cpu"', db)[0][1] == 14
+    assert influxdb.rows('SELECT count("v") FROM "m"', db)[0][1] == 10
+
+
+def test_backfill_stops_when_too_many_lines_of_a_batch_are_refused(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """Past MAX_REFUSED_PER_BATCH refused metrics in one batch the refusal is taken as systematic: the
+    backfill stops after isolating that many (not one request per line of the batch)."""
+    db = "rg_bound"
+    influxdb.create_db(db)
+    assert influxdb.write(db, b"m v=1i %d\n" % (T0 - 10**9)).status == 204
+    path = tmp_path / "conflicts.lp"
+    path.write_text("".join(f"m v={i}.5 {T0 + i * 10**9}\n" for i in range(MAX_REFUSED_PER_BATCH * 3)))
+    proc = _replay("--influx-url", influxdb.url, "--db", db, str(path))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    n = MAX_REFUSED_PER_BATCH * 3
+    assert (
+        f"E! [riverguard] InfluxDB refused more than {MAX_REFUSED_PER_BATCH} of the {n} metrics of the batch"
+        f" of metrics 1-{n}" in stderr
+    )
+    assert stderr.splitlines()[-1].endswith("to resume, run the same command with --skip-metrics 0")
+    assert len(_refused_reports(stderr)) + _held(stderr) == MAX_REFUSED_PER_BATCH + 1
+
+
 class _Scripted(QuietHandler):
     """Answers each POST with the next status of ``server.statuses`` (then 204)."""
 
@@ -313,6 +453,58 @@ def test_backfill_v2_request(scripted, tmp_path: Path) -> None:
     assert body.startswith(b"cpu,host=a idle=90.5,idle_anomaly_score=0.0,idle_anomaly=false 1700000000000000000\n")
 
 
+class _RefusesWholeBatches(QuietHandler):
+    """As InfluxDB 2.x may: a body holding a line with ``bad`` is refused whole (``server.status``) and
+    nothing of it written; the lines of every other body are kept in ``server.written``."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.requests += 1  # type: ignore[attr-defined]
+        if b"bad" in body:
+            status = self.server.status  # type: ignore[attr-defined]
+            self.answer(status, b'{"code":"invalid","message":"failure writing points: bad line"}')
+        else:
+            self.server.written.extend(body.splitlines())  # type: ignore[attr-defined]
+            self.answer(204, b"")
+
+
+def test_backfill_v2_refusing_a_whole_batch_loses_none_of_its_good_lines(tmp_path: Path) -> None:
+    path = tmp_path / "v2.lp"
+    path.write_text("".join(
+        f"cpu,host={'bad' if i in (3, 17) else 'a'} idle={90 + i % 3}.5 {T0 + i}\n" for i in range(30)
+    ))
+    with local_server(_RefusesWholeBatches, requests=0, written=[], status=422) as server:
+        proc = _replay(
+            "--influx-url", server.url, "--bucket", "b", "--org", "o", "--token-env", "RG_TEST_TOKEN",
+            "--batch-size", "20", str(path), env={"RG_TEST_TOKEN": "t"},
+        )
+        written, requests = server.written, server.requests
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert len(written) == len(set(written)) == 28  # every good line, once
+    assert not any(b"host=bad" in line for line in written)
+    assert [line.split(": InfluxDB")[0] for line in _refused_reports(stderr)] == [
+        "E! [riverguard] metric 4", "E! [riverguard] metric 18"
+    ]
+    assert "(HTTP 422): failure writing points: bad line; not written: cpu,host=bad idle=" in stderr
+    assert "wrote 28 metrics in 2 batch(es) to bucket 'b'" in stderr and "InfluxDB refused 2 metric(s)" in stderr
+    assert requests > 2  # (how many is the splitting's business)
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 413])
+def test_backfill_does_not_split_a_batch_refused_for_something_else_than_its_lines(
+    scripted, tmp_path: Path, status: int
+) -> None:
+    """Bad credentials, no such database, too large a body: no line is at fault, the backfill stops at once."""
+    scripted.statuses = [status]
+    proc = _replay("--influx-url", scripted.url, "--db", "x", "--batch-size", "4", str(_small(tmp_path)))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert len(scripted.requests) == 1
+    assert f"(HTTP {status})" in stderr and "InfluxDB refused it" not in stderr
+    assert stderr.splitlines()[-1].endswith("to resume, run the same command with --skip-metrics 0")
+
+
 def test_backfill_gives_up_after_bounded_retries(scripted, tmp_path: Path) -> None:
     scripted.statuses = [500] * 10
     url = f"http://127.0.0.1:{scripted.server_address[1]}"
@@ -355,9 +547,11 @@ def _large(tmp_path: Path) -> Path:
         # the server answers 401 and closes before reading the body; its answer's own body never comes
         (b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 100\r\n\r\n", False,
          "E! [riverguard] InfluxDB refused the write to database 'x' (HTTP 401): Unauthorized"),
-        # it reads the body, answers 400 and closes halfway through its message: what came is said
+        # it reads the body, answers 400 and closes halfway through its message: what came is said (a 400
+        # refuses lines: the batch is split, each line refused alone is reported, until too many are)
         (b'HTTP/1.1 400 Bad Request\r\nContent-Length: 100\r\n\r\n{"error":"partial write: type conflict', True,
-         'E! [riverguard] InfluxDB refused the write to database \'x\' (HTTP 400): {"error":"partial write: type conflict'),
+         'E! [riverguard] metric 1: InfluxDB refused it (HTTP 400): {"error":"partial write: type conflict;'
+         ' not written: big,host=a v=0.5,note="xxx'),
     ],
 )
 def test_backfill_says_what_influxdb_answered_before_the_connection_broke(
@@ -368,7 +562,7 @@ def test_backfill_says_what_influxdb_answered_before_the_connection_broke(
         proc = _replay("--influx-url", server.url, "--db", "x", "--retries", "2", str(path))
     stderr = proc.stderr.decode()
     assert proc.returncode == 1, stderr
-    assert message in stderr.splitlines()
+    assert any(line.startswith(message) for line in stderr.splitlines()), stderr
     assert "retry" not in stderr and "connection error" not in stderr  # a 4xx answered is not retried
 
 

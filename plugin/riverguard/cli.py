@@ -229,7 +229,7 @@ def _configured(args: argparse.Namespace, signals: Signals | None = None) -> int
         from .influx import OptionError, WriteError, from_args
 
         try:
-            sink = from_args(args, log)
+            sink = from_args(args, log, isolate=True)
         except OptionError as err:
             log.error(str(err))
             return EXIT_CONFIG
@@ -249,7 +249,9 @@ def _configured(args: argparse.Namespace, signals: Signals | None = None) -> int
                 log.error(str(err))
                 return EXIT_CONFIG
         try:
-            return _replay(config, log, args.files, sink or args.output, args)
+            code = _replay(config, log, args.files, sink or args.output, args)
+            # metrics InfluxDB refused were reported one by one, and the rest written: the run failed all the same
+            return EXIT_FAIL if code == EXIT_OK and sink is not None and sink.refused else code
         except WriteError as err:
             log.error(str(err))
             if sink is not None:
