@@ -319,7 +319,7 @@ class InfluxWriter:
         self._done = 0  # metrics of the batches dealt with (written or refused), after those skipped
         self._refused_done = 0  # of which refused
         self._batch_refused = 0  # refused so far in the batch being sent
-        self._refusals = RateLimit(burst=10, period=1.0)
+        self._refusals = RateLimit(burst=10, period=1.0, what="metrics InfluxDB refused")
 
     # -- the sink --------------------------------------------------------------
 
@@ -350,7 +350,7 @@ class InfluxWriter:
             return
         self._closed = True
         self.flush()
-        self._report_held()
+        self._refusals.report_held(self.log)
         if not self._failed and self.batches:
             rate = self.lines / self.post_seconds if self.post_seconds > 0 else 0.0
             summary = (
@@ -437,8 +437,7 @@ class InfluxWriter:
         """``batch[i]``, posted alone, was refused for its data: say so (rate-limited) and count it."""
         self.refused += 1
         self._batch_refused += 1
-        if self._refusals.allow():
-            self._report_held()
+        if self._refusals.allow(self.log):
             line = batch[i].decode("utf-8", "backslashreplace")
             snippet = line if len(line) <= 120 else line[:120] + "..."
             self.log.error(
@@ -448,14 +447,9 @@ class InfluxWriter:
         if self._batch_refused > MAX_REFUSED_PER_BATCH:
             raise self._systematic(batch, f"more than {MAX_REFUSED_PER_BATCH} of the {len(batch)} metrics", err)
 
-    def _report_held(self) -> None:
-        held = self._refusals.take_suppressed()
-        if held:
-            self.log.warn(f"{held} more metrics InfluxDB refused were not reported (rate limit)")
-
     def _systematic(self, batch: list[bytes], how_many: str, err: WriteError) -> WriteError:
         """The error that stops a backfill whose refusals are no longer a line here and there."""
-        self._report_held()
+        self._refusals.report_held(self.log)
         first = self.acknowledged + 1
         return WriteError(
             f"InfluxDB refused {how_many} of the batch of metrics {first}-{first + len(batch) - 1}"
