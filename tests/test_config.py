@@ -488,3 +488,30 @@ def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     path.write_bytes(b"\xef\xbb\xbf" + b'[[rule]]\nname = 1\n')  # and its problems are told as without one
     code, _, lines = _check_config(path)
     assert code == 2 and lines == [f"E! [riverguard] {path}: rule 1, key 'name': expected a non-empty string, got 1"]
+
+
+def test_explain_on_a_rule_that_cannot_explain_is_a_warning(tmp_path: Path) -> None:
+    """A river rule writes only F_anomaly_reason of the explanation fields, a scope = "metric" rule none:
+    with explain on (here from [output]) check-config and run say so, once each; explain = false in the
+    rule silences it, and rules that explain get no word."""
+    model = 'params.model = [{class = "preprocessing.StandardScaler"}, {class = "anomaly.OneClassSVM"}]\n'
+    rules = (
+        '[[rule]]\nname = "m"\nmeasurement = "cpu"\nscope = "metric"\ndetector = "hst"\nOFF'
+        '[[rule]]\nname = "r"\nmeasurement = "mem"\ndetector = "river"\n' + model + "OFF"
+        '[[rule]]\nname = "rest"\n'
+    )
+    path = tmp_path / "rg.toml"
+    path.write_text("[output]\nexplain = true\n" + rules.replace("OFF", ""))
+    checked = run_cli(["check-config", str(path)], timeout=60)
+    ran = run_cli(["run", "--log-level", "warn", "--config", str(path)], timeout=60)
+    assert checked.returncode == ran.returncode == 0, checked.stderr
+    assert checked.stderr == ran.stderr == (
+        f'W! [riverguard] {path}: rule 1 "m": explain is on, but a scope = "metric" model writes no explanation'
+        ' (one score for the metric); explain = false in the rule says so\n'
+        f'W! [riverguard] {path}: rule 2 "r": explain is on, but detector "river" gives no expected value or band:'
+        ' of the explanation fields only F_anomaly_reason is written, "novelty", on flagged points; explain = false'
+        " in the rule says so\n"
+    ).encode()
+    path.write_text("[output]\nexplain = true\n" + rules.replace("OFF", "explain = false\n"))
+    checked = run_cli(["check-config", str(path)], timeout=60)
+    assert checked.returncode == 0 and checked.stderr == b"", checked.stderr

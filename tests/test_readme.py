@@ -250,6 +250,10 @@ def _provoke(fragment: str, tmp: Path) -> str:
         config.write_text('[state]\nmax_series = 2\n\n[[rule]]\nname = "all"\n')
         lines = "".join(f"cpu,host=h{h} v={i % 7} {1700000000000000000 + i * 10**10}\n" for i in range(50) for h in range(5))
         return run(["run", "--config", "riverguard.toml"], lines)
+    if fragment == "gives no expected value or band":
+        config.write_text('[output]\nexplain = true\n\n[[rule]]\nname = "cpu"\n\n[[rule]]\nname = "models"\n'
+                          'detector = "river"\nparams.model = {class = "anomaly.HalfSpaceTrees"}\n')
+        return run(["check-config", "riverguard.toml"])
     if fragment == "would write":
         return run(["run"], "cpu,host=a v=1,v_anomaly=0.5 1\n")
     if fragment == "--report needs":  # Bokeh cannot be imported
@@ -267,7 +271,7 @@ _FRAGMENTS = (
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evicted before they were scored", "--report needs", "would write", "not a regular file or a folder",
     "ahead of the stream's clock", "temporary checkpoint file(s)", "while writing the checkpoint",
-    "not a riverguard checkpoint",
+    "not a riverguard checkpoint", "gives no expected value or band",
 )
 
 

@@ -424,7 +424,8 @@ def parse(text: str, source: str = "<string>", base: Path | None = None) -> Conf
 
 
 def warnings(config: Config) -> list[str]:
-    """What is valid but probably not meant: no rule at all, rules an earlier catch-all hides."""
+    """What is valid but probably not meant: no rule at all, rules an earlier catch-all hides, explanations
+    asked of a rule that cannot give them."""
     found = []
     if not config.rules:
         found.append(
@@ -439,6 +440,20 @@ def warnings(config: Config) -> list[str]:
                 for later in config.rules[i + 1 :]
             )
             break
+    for rule in config.rules:
+        cls = rule.detector_class if rule.explain else None
+        if cls is None:
+            continue
+        where = f'{config.source}: rule {rule.index} "{rule.name}": explain is on'
+        if rule.scope == "metric":
+            found.append(f'{where}, but a scope = "metric" model writes no explanation (one score for the metric); '
+                         "explain = false in the rule says so")
+        elif cls.explain is detectors.Detector.explain:
+            found.append(
+                f'{where}, but detector "{rule.detector}" gives no expected value or band: of the explanation '
+                'fields only F_anomaly_reason is written, "novelty", on flagged points; explain = false in the '
+                "rule says so"
+            )
     return found
 
 
