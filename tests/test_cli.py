@@ -468,3 +468,12 @@ def test_a_pull_stopped_by_a_signal_exits_as_the_readme_says(tmp_path: Path, fol
                 proc.kill()
                 proc.wait()
     assert proc.returncode == code, err
+
+
+def test_help_does_not_call_every_model_a_river_model() -> None:
+    """`riverguard --help` said "one River model per series", but the default detector is riverguard's own."""
+    usage = run_cli(["--help"], text=True, timeout=60)
+    assert usage.returncode == 0, usage.stderr
+    text = " ".join(usage.stdout.split())
+    assert "River model per series" not in text
+    assert "one online model per series (riverguard's detectors or River's)" in text

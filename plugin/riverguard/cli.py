@@ -51,7 +51,7 @@ class _ArgumentParser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog="riverguard",
-        description="Online anomaly detection for Telegraf: one River model per series.",
+        description="Online anomaly detection for Telegraf: one online model per series (riverguard's detectors or River's).",
     )
     parser.add_argument("--version", action="version", version=f"riverguard {__version__} ({_hot_path()})")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
