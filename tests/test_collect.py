@@ -132,3 +132,24 @@ def test_cpu_lines_clamp_an_iowait_that_went_backwards() -> None:
     assert all(0.0 <= u <= 100.0 for u in usage.values())
     c = dict(a, iowait=2.0)  # a total that went backwards: no usage to speak of either
     assert cpu_lines([a], [c], ["cpu0"], "h", 1) == []
+
+
+def test_collect_exits_1_when_its_reader_goes_away() -> None:
+    """`riverguard collect | head -1` exited 0 while `run | head` and `replay -o - | head` exit 1
+    (README, Exit codes: stdout closed). A real pipe, closed after the first line."""
+    proc = subprocess.Popen(
+        [RIVERGUARD, "collect", "--interval", "50ms"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith(b"cpu,cpu=")
+        proc.stdout.close()  # as head does after its line: the next batch meets a closed pipe
+        code = proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    stderr = proc.stderr.read()
+    proc.stderr.close()
+    assert code == 1, stderr
+    assert stderr == b""  # nothing to say: the reader is gone

@@ -197,8 +197,9 @@ def main(args: argparse.Namespace) -> int:
             written += 1
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, and keep Python
-        # from complaining again when it flushes stdout at exit.
+        # from complaining again when it flushes stdout at exit. Exit 1, as run
+        # and replay do (README, Exit codes: stdout closed).
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 0
+        return 1
     return 0
