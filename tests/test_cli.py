@@ -348,6 +348,7 @@ USAGE_ERRORS = [
     (["replay", "--state", "fifo", "in.lp"], (), "not a regular file"),
     (["replay", "--influx-url", "http://127.0.0.1:1", "in.lp"], (), "--db"),
     (["pull", "--influx-url", "http://127.0.0.1:1", "--db", "a", "--since", "30"], (), "has no unit"),
+    (["pull", "--influx-url", "http://127.0.0.1:1", "--db", "a", "--every", "10s"], (), "--every goes with --follow"),
     (["collect", "--count", "1"], ("psutil",), "needs the optional collect extra"),
     (["collect", "--interval", "soon"], (), '--interval: invalid duration "soon"'),
     (["collect", "--count", "0"], (), "--count >= 1"),

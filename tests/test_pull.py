@@ -576,12 +576,33 @@ def test_follow_stops_on_a_complete_answer_that_is_not_json(tmp_path: Path) -> N
         (["--db", "a", "--delay", "-5s"], '--delay: invalid duration "-5s"'),
         (["--db", "a", "--since", "-1h"], '--since: "-1h" is neither'),
         (["--db", "a", "--state", "s.msgpack", "--follow", "--every", "5"], '--every: invalid duration "5"'),
+        # given and ignored (a one-off pull makes one pass; without --state there is no mark to look behind)
+        (["--db", "a", "--every", "10s"], "--every goes with --follow"),
+        (["--db", "a", "--state", "s.msgpack", "--every", "1m"], "--every goes with --follow"),
+        (["--db", "a", "--late-window", "5m"], "--late-window goes with --state"),
+        (["--db", "a", "--late-window", "0s"], "--late-window goes with --state"),
     ],
 )
-def test_pull_option_errors(args: list[str], message: str) -> None:
-    proc = _run("pull", "--influx-url", "http://127.0.0.1:1", *args)
+def test_pull_option_errors(args: list[str], message: str, tmp_path: Path) -> None:
+    # (in a folder of its own: a pull that took the options would leave s.msgpack there)
+    proc = run_cli(["pull", "--influx-url", "http://127.0.0.1:1", *args], cwd=tmp_path, timeout=120, text=True)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
+
+
+def test_a_one_off_pull_takes_the_options_it_uses(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """--every without --follow was accepted and ignored, and is refused now (above); what a one-off pull
+    does use is still taken: --late-window with --state (it looks behind the marks of the last pull), --delay."""
+    db, t0 = "rg_one_off_options", 1_700_000_000 * 10**9
+    _store(influxdb, db, "".join(f"m v={i % 5}.5 {t0 + i * 10**9}\n" for i in range(30)))
+    state = str(tmp_path / "s.msgpack")
+    args = ("--state", state, "--late-window", "5m", "--delay", "1s")
+    first = _pull(influxdb, db, *args)
+    assert first.returncode == 0, first.stderr
+    assert influxdb.write(db, b"m v=9.5 %d\n" % (t0 + 20 * 10**9 + 1)).status == 204  # behind the mark
+    second = _pull(influxdb, db, *args)
+    assert second.returncode == 0, second.stderr
+    assert "W! [riverguard] m: 1 point(s) written late" in second.stderr, second.stderr
 
 
 _FORMS = "a duration back from now (30d, 12h, 90s) nor an RFC 3339 time (2025-11-28T00:00:00Z)"

@@ -75,12 +75,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="leave points newer than now minus this for a later pass, so that metrics still on their way"
         " from slower agents are not late (default: 10s)",
     )
-    group.add_argument(
-        "--late-window", default="1m", metavar="DURATION",
-        help="look this far behind the mark for points written late, to count and report them (default: 1m; 0s: off)",
+    group.add_argument(  # None: not given (1m; refused without --state, where it would be ignored)
+        "--late-window", default=None, metavar="DURATION",
+        help="look this far behind the mark for points written late, to count and report them (needs --state;"
+        " default: 1m; 0s: off)",
     )
     group.add_argument("--follow", action="store_true", help="keep going: a pass every --every (needs --state)")
-    group.add_argument("--every", default="10s", metavar="DURATION", help="time between passes with --follow (default: 10s)")
+    group.add_argument(  # None: not given (10s with --follow; refused without it, where it would be ignored)
+        "--every", default=None, metavar="DURATION", help="time between passes with --follow (default: 10s)"
+    )
     group.add_argument(
         "--chunk-size", type=int, default=10000, metavar="N",
         help="points per chunk read (1.x chunk_size; 2.x pages hold about this many) (default: 10000)",
@@ -497,6 +500,10 @@ def _sources(args: argparse.Namespace, headers: dict[str, str], config: Config):
     return v2(args.bucket), (v2(args.to_bucket) if args.to_bucket else None)
 
 
+#: The durations' values when not given (``None``: refused where they would be ignored).
+_DEFAULTS = {"delay": "10s", "late_window": "1m", "every": "10s"}
+
+
 def _options(args: argparse.Namespace, config: Config, now: int) -> dict[str, Any]:
     if not args.influx_url:
         raise OptionError("pull needs --influx-url")
@@ -510,14 +517,21 @@ def _options(args: argparse.Namespace, config: Config, now: int) -> dict[str, An
         raise OptionError("--follow needs --state PATH: the state file keeps the high-water marks with the models")
     if args.follow and args.until:
         raise OptionError("--until and --follow exclude each other")
+    if args.every is not None and not args.follow:  # as --report-top without --report: not taken and ignored
+        raise OptionError("--every goes with --follow (the time between its passes); a pull without it makes one pass")
     out: dict[str, Any] = {}
     for name in ("delay", "late_window", "every"):
         try:
-            out[name] = parse_duration(getattr(args, name))
+            out[name] = parse_duration(_DEFAULTS[name] if getattr(args, name) is None else getattr(args, name))
         except ValueError as err:
             raise OptionError(f"--{name.replace('_', '-')}: {err}") from None
     if args.follow and out["every"] <= 0:
         raise OptionError("--every must be more than 0s")
+    if args.late_window is not None and config.state.path is None:  # no marks to look behind: ignored
+        raise OptionError(
+            "--late-window goes with --state: it looks behind the high-water marks the state file keeps,"
+            " and a pull without one has none"
+        )
     for name in ("since", "until"):
         value = getattr(args, name)
         try:
