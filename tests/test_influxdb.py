@@ -588,3 +588,26 @@ def test_backfill_option_errors(args: list[str], message: str, tmp_path: Path) -
     proc = _replay("--influx-url", "http://127.0.0.1:1", *args, str(_small(tmp_path)))
     assert proc.returncode == 2
     assert message in proc.stderr.decode()
+
+
+def test_backfill_says_when_skip_metrics_passes_the_end(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """`--skip-metrics 100000` on a 2-metric file sent nothing and exited 0 without a word."""
+    db = "rg_skip_past_end"
+    influxdb.create_db(db)
+    path = tmp_path / "two.lp"
+    path.write_bytes(b"# recorded\ncpu,host=a idle=90.5 %d\ncpu,host=a idle=91.5 %d\n" % (T0, T0 + 10**9))
+    proc = _replay("--influx-url", influxdb.url, "--db", db, "--skip-metrics", "100000", str(path))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0, stderr
+    assert stderr.splitlines()[-1] == (
+        f"W! [riverguard] --skip-metrics 100000 is more than the 2 metrics replayed: nothing was sent to"
+        f" database '{db}' at {influxdb.url}"
+    )
+    assert influxdb.query("SHOW MEASUREMENTS", db).get("series") is None  # nothing written
+    # Exactly as many as there are (a backfill resumed after its last batch): nothing to say.
+    proc = _replay("--influx-url", influxdb.url, "--db", db, "--skip-metrics", "2", str(path))
+    assert proc.returncode == 0 and b"W! " not in proc.stderr, proc.stderr.decode()
+    # Fewer: the rest is written, as before.
+    proc = _replay("--influx-url", influxdb.url, "--db", db, "--skip-metrics", "1", str(path))
+    assert proc.returncode == 0 and b"W! " not in proc.stderr, proc.stderr.decode()
+    assert influxdb.rows('SELECT count("idle") FROM "cpu"', db)[0][1] == 1

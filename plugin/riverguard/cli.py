@@ -250,6 +250,8 @@ def _configured(args: argparse.Namespace, signals: Signals | None = None) -> int
                 return EXIT_CONFIG
         try:
             code = _replay(config, log, args.files, sink or args.output, args)
+            if code == EXIT_OK and sink is not None and sink.skip:  # it ran out of metrics before the count
+                log.warn(sink.skipped_past_the_end())
             # metrics InfluxDB refused were reported one by one, and the rest written: the run failed all the same
             return EXIT_FAIL if code == EXIT_OK and sink is not None and sink.refused else code
         except WriteError as err:

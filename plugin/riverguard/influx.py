@@ -374,6 +374,13 @@ class InfluxWriter:
         """
         return self.skipped_total - self.skip + self._done
 
+    def skipped_past_the_end(self) -> str:
+        """What to say when ``--skip-metrics N`` asked to skip more metrics than there were: none was sent."""
+        return (
+            f"--skip-metrics {self.skipped_total} is more than the {self.skipped_total - self.skip} metrics replayed:"
+            f" nothing was sent to {self.target} at {self.url}"
+        )
+
     def resume_hint(self) -> str:
         """What to say when a backfill stops: how far it got and how to go on from there."""
         done = self.acknowledged
