@@ -257,12 +257,25 @@ def test_rescoring_a_period_keeps_what_the_new_run_does_not_write(influxdb: Infl
 
 
 def test_backfill_shows_influxdbs_message_on_4xx(influxdb: InfluxServer, recording) -> None:
+    """A database the server does not have: InfluxDB's message, then what to fix (README, Exit codes: the
+    E! line says whether to fix something given or run again). It said "to resume, run the same command
+    with --skip-metrics 0", a resume that changes nothing, and not what to fix."""
     path, _ = recording
-    proc = _replay("--influx-url", influxdb.url, "--db", "no_such_db", str(path))
+    args = ("--influx-url", influxdb.url, "--db", "rg_not_yet", str(path))
+    proc = _replay(*args)
     stderr = proc.stderr.decode()
     assert proc.returncode == 1, stderr
-    assert 'E! [riverguard] InfluxDB refused the write to database \'no_such_db\' (HTTP 404): database not found: "no_such_db"' in stderr
-    assert "retry" not in stderr  # a 4xx is not retried
+    assert stderr.splitlines()[-2:] == [
+        'E! [riverguard] InfluxDB refused the write to database \'rg_not_yet\' (HTTP 404): database not found: "rg_not_yet"',
+        'E! [riverguard] backfill stopped at its first batch: create the database (InfluxQL: CREATE DATABASE'
+        ' "rg_not_yet") or fix --db, then run the same command again',
+    ]
+    assert "retry" not in stderr and "--skip-metrics" not in stderr  # a 4xx is not retried; nothing to skip
+    # Fixed as it says, the same command does the whole backfill.
+    influxdb.create_db("rg_not_yet")
+    again = _replay(*args)
+    assert again.returncode == 0, again.stderr.decode()
+    assert influxdb.rows('SELECT count("usage_user") FROM "cpu"', "rg_not_yet")[0][1] == 6000
 
 
 # -- lines InfluxDB refuses but riverguard (as Telegraf) accepts ---------------------------------
@@ -400,7 +413,9 @@ def test_backfill_stops_when_too_many_lines_of_a_batch_are_refused(influxdb: Inf
         f"E! [riverguard] InfluxDB refused more than {MAX_REFUSED_PER_BATCH} of the {n} metrics of the batch"
         f" of metrics 1-{n}" in stderr
     )
-    assert stderr.splitlines()[-1].endswith("to resume, run the same command with --skip-metrics 0")
+    assert stderr.splitlines()[-1] == (
+        "E! [riverguard] backfill stopped at its first batch: fix this, then run the same command again"
+    )
     assert len(_refused_reports(stderr)) + _held(stderr) == MAX_REFUSED_PER_BATCH + 1
 
 
@@ -491,18 +506,69 @@ def test_backfill_v2_refusing_a_whole_batch_loses_none_of_its_good_lines(tmp_pat
     assert requests > 2  # (how many is the splitting's business)
 
 
-@pytest.mark.parametrize("status", [401, 403, 404, 413])
+#: What a backfill stopped at its first batch says to fix, by HTTP status and the credentials given.
+_NO_CREDENTIALS: tuple[str, ...] = ()
+_BASIC = ("--username", "rg", "--password-env", "RG_TEST_PASSWORD")
+_TOKEN = ("--token-env", "RG_TEST_TOKEN")
+FIXES = [
+    (401, _NO_CREDENTIALS,
+     "InfluxDB asks for credentials: give --username and --password-env (1.x) or --token-env"),
+    (401, _BASIC, "InfluxDB did not accept the credentials (--username rg --password-env RG_TEST_PASSWORD): fix them"),
+    (401, _TOKEN, "InfluxDB did not accept the credentials (--token-env RG_TEST_TOKEN): fix them"),
+    (403, _BASIC, "the credentials (--username rg --password-env RG_TEST_PASSWORD) may not write to database 'x':"
+     " give them write access to it, or other credentials"),
+    (404, _NO_CREDENTIALS, 'create the database (InfluxQL: CREATE DATABASE "x") or fix --db'),
+    (413, _NO_CREDENTIALS, "the batch was too large for InfluxDB: give a smaller --batch-size (this one: 4)"),
+]
+
+
+@pytest.mark.parametrize(("status", "credentials", "fix"), FIXES, ids=[
+    f"{status}-{'basic' if c is _BASIC else 'token' if c is _TOKEN else 'none'}" for status, c, _ in FIXES
+])
 def test_backfill_does_not_split_a_batch_refused_for_something_else_than_its_lines(
-    scripted, tmp_path: Path, status: int
+    scripted, tmp_path: Path, status: int, credentials: tuple[str, ...], fix: str
 ) -> None:
-    """Bad credentials, no such database, too large a body: no line is at fault, the backfill stops at once."""
+    """Bad credentials, no such database, too large a body: no line is at fault, the backfill stops at once,
+    and says what to fix. Nothing acknowledged: no --skip-metrics 0 to resume with (it said so), the same
+    command again."""
     scripted.statuses = [status]
-    proc = _replay("--influx-url", scripted.url, "--db", "x", "--batch-size", "4", str(_small(tmp_path)))
+    proc = _replay("--influx-url", scripted.url, "--db", "x", "--batch-size", "4", *credentials, str(_small(tmp_path)),
+                   env={"RG_TEST_PASSWORD": "s3cret", "RG_TEST_TOKEN": "t0ken"})
     stderr = proc.stderr.decode()
     assert proc.returncode == 1, stderr
     assert len(scripted.requests) == 1
     assert f"(HTTP {status})" in stderr and "InfluxDB refused it" not in stderr
-    assert stderr.splitlines()[-1].endswith("to resume, run the same command with --skip-metrics 0")
+    assert stderr.splitlines()[-1] == f"E! [riverguard] backfill stopped at its first batch: {fix}, then run the same command again"
+    assert "--skip-metrics" not in stderr and "s3cret" not in stderr and "t0ken" not in stderr
+
+
+def test_a_backfill_stopped_after_some_batches_says_what_to_fix_and_where_to_resume(scripted, tmp_path: Path) -> None:
+    """Some batches acknowledged, then a 404 (the database dropped meanwhile): the fix, and the resume."""
+    scripted.statuses = [204, 204, 404]
+    proc = _replay("--influx-url", scripted.url, "--db", "x", "--batch-size", "4", str(_small(tmp_path)))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert stderr.splitlines()[-1] == (
+        'E! [riverguard] backfill stopped: 8 metrics acknowledged by InfluxDB; create the database (InfluxQL: CREATE'
+        ' DATABASE "x") or fix --db; to resume, run the same command with --skip-metrics 8'
+    )
+    # Resumed with a --skip-metrics of its own, and stopped again before any batch: the same command again.
+    scripted.statuses = [404]
+    proc = _replay("--influx-url", scripted.url, "--db", "x", "--batch-size", "4", "--skip-metrics", "8",
+                   str(_small(tmp_path)))
+    assert proc.stderr.decode().splitlines()[-1] == (
+        "E! [riverguard] backfill stopped at its first batch (after the 8 metrics skipped with --skip-metrics):"
+        ' create the database (InfluxQL: CREATE DATABASE "x") or fix --db, then run the same command again'
+    )
+
+
+def test_a_backfill_that_could_not_reach_influxdb_says_to_run_it_again(tmp_path: Path) -> None:
+    """Nothing to fix in what was given (the server is down, or answered 5xx until the retries ran out)."""
+    proc = _replay("--influx-url", f"http://127.0.0.1:{free_port()}", "--db", "x", "--retries", "0", str(_small(tmp_path)))
+    assert proc.returncode == 1
+    assert proc.stderr.decode().splitlines()[-1] == (
+        "E! [riverguard] backfill stopped at its first batch: run the same command again"
+    )
 
 
 def test_backfill_gives_up_after_bounded_retries(scripted, tmp_path: Path) -> None:

@@ -257,7 +257,7 @@ def _configured(args: argparse.Namespace, signals: Signals | None = None) -> int
         except WriteError as err:
             log.error(str(err))
             if sink is not None:
-                log.error(sink.resume_hint())
+                log.error(sink.resume_hint(err))
             return EXIT_FAIL
     raise AssertionError(args.command)
 

@@ -221,6 +221,10 @@ def from_args(args: argparse.Namespace, log: Log, *, isolate: bool = False) -> I
         org=args.org,
         token=token,
         basic=basic,
+        credentials=(
+            f"--username {args.username} --password-env {args.password_env}" if basic
+            else f"--token-env {args.token_env}" if token else None
+        ),
         skip=getattr(args, "skip_metrics", 0),
         precision=getattr(args, "precision", "ns"),
         batch_size=args.batch_size,
@@ -266,6 +270,7 @@ class InfluxWriter:
         org: str | None = None,
         token: str | None = None,
         basic: tuple[str, str] | None = None,
+        credentials: str | None = None,
         skip: int = 0,
         precision: str = "ns",
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -289,6 +294,9 @@ class InfluxWriter:
             self.endpoint = f"{base}/write?{urllib.parse.urlencode(query)}"
             self.target = f"database {db!r}"
         self.url = base
+        self.db, self.bucket, self.org = db, bucket, org
+        #: the options the credentials came from, for a message (never the secret itself), or None
+        self.credentials = credentials
         self.headers = {"Content-Type": "text/plain; charset=utf-8", "User-Agent": "riverguard"}
         if token:
             self.headers["Authorization"] = f"Token {token}"
@@ -381,8 +389,21 @@ class InfluxWriter:
             f" nothing was sent to {self.target} at {self.url}"
         )
 
-    def resume_hint(self) -> str:
-        """What to say when a backfill stops: how far it got and how to go on from there."""
+    def resume_hint(self, err: InfluxError | None = None) -> str:
+        """What to say when a backfill stops on ``err``: what to fix, if riverguard can tell (a database or
+        bucket the server does not have, credentials refused, too large a batch), how far it got, and how to
+        go on from there. When no batch of this run was acknowledged, resuming is running the same command
+        again (its own ``--skip-metrics``, if any): no ``--skip-metrics N`` to copy."""
+        fix = self._fix(err)
+        if self._done == 0:
+            start = "backfill stopped at its first batch"
+            if self.skipped_total:
+                start += f" (after the {self.skipped_total} metrics skipped with --skip-metrics)"
+            if fix:
+                return f"{start}: {fix}, then run the same command again"
+            if err is not None and err.retryable:
+                return f"{start}: run the same command again"
+            return f"{start}: fix this, then run the same command again"
         done = self.acknowledged
         notes = []
         if self.skipped_total:
@@ -392,8 +413,29 @@ class InfluxWriter:
         return (
             f"backfill stopped: {done} metrics acknowledged by InfluxDB"
             + (f" ({'; '.join(notes)})" if notes else "")
+            + (f"; {fix}" if fix else "")
             + f"; to resume, run the same command with --skip-metrics {done}"
         )
+
+    def _fix(self, err: InfluxError | None) -> str | None:
+        """What to change, for a refusal no line is at fault for and no retry mends; None when unknown."""
+        status = err.status if err is not None else None
+        if status == 404:  # 1.x: database not found; 2.x: bucket or organization not found
+            if self.bucket is not None:
+                return f"create the bucket {self.bucket!r} in organization {self.org!r}, or fix --bucket or --org"
+            return f'create the database (InfluxQL: CREATE DATABASE "{self.db}") or fix --db'
+        if status == 401:
+            if self.credentials:
+                return f"InfluxDB did not accept the credentials ({self.credentials}): fix them"
+            return "InfluxDB asks for credentials: give --username and --password-env (1.x) or --token-env"
+        if status == 403:
+            if self.credentials:
+                return (f"the credentials ({self.credentials}) may not write to {self.target}: give them write"
+                        " access to it, or other credentials")
+            return f"InfluxDB does not let a client without credentials write to {self.target}: give credentials"
+        if status == 413:
+            return f"the batch was too large for InfluxDB: give a smaller --batch-size (this one: {self.batch_size})"
+        return None
 
     # -- posting ---------------------------------------------------------------
 
