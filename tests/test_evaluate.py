@@ -272,6 +272,35 @@ def test_cli_reports_a_missing_corpus(tmp_path: Path):
         load_corpus(tmp_path)
 
 
+@pytest.mark.parametrize("checkout", [False, True], ids=["installed", "from a checkout"])
+def test_cli_says_where_it_looked_for_the_corpus(tmp_path: Path, checkout: bool):
+    """Without --nab, $RIVERGUARD_NAB or a corpus found, `evaluate` said `E! /tmp/shared/nab: no NAB corpus
+    here`, one folder it never looked at alone: it searches every shared/nab in or above the current folder,
+    and above the checkout it runs from. riverguard runs from a copy of the package here (the checkout the
+    tests run from may have a corpus beside it); with a pyproject.toml above the copy, it is a checkout."""
+    site = tmp_path / "site"
+    package = Path(__import__("riverguard").__file__).parent
+    shutil.copytree(package, site / "riverguard", ignore=shutil.ignore_patterns("__pycache__", "*.c"))
+    if checkout:
+        (tmp_path / "pyproject.toml").write_text("")  # site/riverguard/evaluate/corpus.py -> tmp_path
+    cwd = tmp_path / "x"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "RIVERGUARD_NAB"} | {"PYTHONPATH": str(site)}
+    result = subprocess.run([sys.executable, "-m", "riverguard", "evaluate"], capture_output=True, text=True,
+                            timeout=60, env=env, cwd=cwd, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"E! [riverguard] no shared/nab with a data/ folder in or above {cwd}"
+        + (f" (nor in or above the checkout {tmp_path})" if checkout else "")
+        + "; give --nab PATH or set $RIVERGUARD_NAB\n"
+    )
+    # What it says is what it does: a corpus in one of the places named is found.
+    (tmp_path / "shared" / "nab" / "data").mkdir(parents=True)
+    found = subprocess.run([sys.executable, "-m", "riverguard", "evaluate"], capture_output=True, text=True,
+                           timeout=60, env=env, cwd=cwd, check=False)
+    assert f"{tmp_path / 'shared' / 'nab'}: no windows file" in found.stderr, found.stderr
+
+
 # -- the held-out tuning study (tests/benchmarks/nab_tuning.py) ---------------
 
 

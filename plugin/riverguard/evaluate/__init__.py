@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -44,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--nab",
         metavar="PATH",
         help="a folder in NAB's layout (data/<category>/*.csv and windows.json, or a NAB checkout with "
-        "labels/combined_windows.json); default: $RIVERGUARD_NAB, else shared/nab in or above the current folder",
+        "labels/combined_windows.json); default: $RIVERGUARD_NAB, else shared/nab in or above the current folder, "
+        "then the riverguard checkout",
     )
     source.add_argument(
         "--labels",
@@ -83,7 +85,18 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     from ..config import Config as _Config
     from ..config import Rule
     from . import nab
-    from .corpus import DataError, NabError, default_nab_path, load_corpus, load_labels, load_reference, resolve_reference
+    from .corpus import (
+        ENV_VAR,
+        DataError,
+        NabError,
+        default_nab_path,
+        find_corpus,
+        load_corpus,
+        load_labels,
+        load_reference,
+        resolve_reference,
+        search_starts,
+    )
     from .report import evaluate_events, evaluate_scores, format_tables
     from .runner import run_corpus
 
@@ -92,6 +105,15 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
                   + ("--detector" if args.detector else "--labels"))
         return EXIT_USAGE
     root = Path(args.nab) if args.nab else default_nab_path()
+    if not (args.nab or args.labels or os.environ.get(ENV_VAR) or find_corpus("nab")):
+        # searched, not one folder given: say where (default_nab_path's fallback was never looked at alone)
+        cwd, *checkout = search_starts()
+        log.error(
+            f"no shared/nab with a data/ folder in or above {cwd}"
+            + (f" (nor in or above the checkout {checkout[0]})" if checkout else "")
+            + f"; give --nab PATH or set ${ENV_VAR}"
+        )
+        return EXIT_USAGE
     profiles = list(dict.fromkeys(args.profile or PROFILE_NAMES))
     started = time.perf_counter()
     try:

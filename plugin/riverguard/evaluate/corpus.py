@@ -38,6 +38,8 @@ __all__ = [
     "NabError",
     "NabFile",
     "default_corpus_path",
+    "find_corpus",
+    "search_starts",
     "default_nab_path",
     "load_corpus",
     "load_labels",
@@ -235,27 +237,43 @@ def _find_upwards(start: Path, name: str) -> Iterator[Path]:
         yield base / "shared" / name
 
 
+def search_starts() -> list[Path]:
+    """The folders in or above which :func:`find_corpus` looks for ``shared/<name>``: the current
+    directory, then the source checkout riverguard runs from, if it runs from one (an editable
+    install or a run from the source tree; not an installed package)."""
+    starts = [Path.cwd()]
+    source = Path(__file__).resolve().parents[3]
+    if (source / "pyproject.toml").is_file():
+        starts.append(source)
+    return starts
+
+
+def find_corpus(name: str = "nab") -> Path | None:
+    """The first ``shared/<name>`` holding a ``data`` folder in or above one of :func:`search_starts`
+    (never inside an installed package or its virtual environment), or None."""
+    prefixes = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
+    for start in search_starts():
+        for path in _find_upwards(start, name):
+            resolved = path.resolve()
+            if any(resolved.is_relative_to(p) for p in prefixes if p != Path("/")):
+                continue
+            if (path / "data").is_dir():
+                return path
+    return None
+
+
 def default_corpus_path(name: str = "nab", env_var: str | None = None) -> Path:
     """Where a corpus under ``shared/<name>`` is looked for when no path is given.
 
-    ``$<env_var>`` if set; else the first ``shared/<name>`` holding a ``data``
-    folder beside the current directory or one of its parents, then beside
-    the source checkout riverguard runs from (never inside an installed
-    package or its virtual environment).
+    ``$<env_var>`` if set; else :func:`find_corpus`'s; else ``../shared/<name>``
+    beside the current directory, for a message.
     """
     if env_var and os.environ.get(env_var):
         return Path(os.environ[env_var])
+    found = find_corpus(name)
+    if found is not None:
+        return found
     candidates = list(_find_upwards(Path.cwd(), name))
-    source = Path(__file__).resolve().parents[3]
-    if (source / "pyproject.toml").is_file():  # an editable install or a run from the source tree
-        candidates += _find_upwards(source, name)
-    prefixes = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}
-    for path in candidates:
-        resolved = path.resolve()
-        if any(resolved.is_relative_to(p) for p in prefixes if p != Path("/")):
-            continue
-        if (path / "data").is_dir():
-            return path
     return candidates[1] if len(candidates) > 1 else candidates[0]  # ../shared/<name>, for the message
 
 
