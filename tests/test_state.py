@@ -196,6 +196,24 @@ def test_inspect_gives_sample_times_to_the_nanosecond(tmp_path: Path) -> None:
     assert [json.loads(line)["last"] for line in listed.stdout.splitlines()] == ["2023-11-14T22:13:22.123456789Z"]
 
 
+def test_inspect_oldest_and_newest_are_of_the_series_last_samples(tmp_path: Path) -> None:
+    """The README said "oldest and newest sample"; they are the oldest and the newest of the series' last
+    samples (a checkpoint keeps no first sample): the README says so now, and the keys stay."""
+    state = tmp_path / "s.msgpack"
+    lines = b"".join(b"m,host=b v=%d %d\n" % (i, T0 + i * 10**9) for i in range(6))
+    lines += b"".join(b"m,host=a v=%d %d\n" % (i, T0 + i * 10**9) for i in range(3))  # last seen at +2 s
+    result = run(["run", "--config", str(write_config(tmp_path)), "--state", str(state)], lines)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(inspect(state).stdout)
+    # T0 + 0 s, the oldest sample, is nowhere: oldest is host=a's last, newest host=b's.
+    assert (summary["oldest"], summary["newest"]) == ("2023-11-14T22:13:22Z", "2023-11-14T22:13:25Z")
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    inspect_item = readme[readme.index("- **Inspect.**"):readme.index("## Messages and troubleshooting")]
+    assert "oldest and newest sample" not in inspect_item
+    assert ("`oldest` and `newest`: not the first and the last sample learned, but the last sample of the series"
+            " seen least recently and of the one seen most recently") in inspect_item
+
+
 def test_missing_file_is_normal_and_inspect_reports(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     state = tmp_path / "s.msgpack"
