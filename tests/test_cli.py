@@ -343,6 +343,8 @@ USAGE_ERRORS = [
     (["replay", "dir"], (), "it is a folder"),
     (["replay", "-o", "dir", "in.lp"], (), "is a folder: give a file name"),
     (["replay", "-o", "in.lp", "in.lp"], (), "refusing to overwrite what is being read"),
+    (["replay", "--state", "in.lp", "in.lp"], (), "--state in.lp is the input file in.lp"),
+    (["replay", "-o", "r.html", "--report", "r.html", "in.lp"], (), "--report r.html is the --output file r.html"),
     (["replay", "--report", "-", "in.lp"], (), "the report is an HTML file"),
     (["replay", "--report", "r.html", "in.lp"], ("bokeh",), "needs the optional report extra"),
     (["replay", "--state", "fifo", "in.lp"], (), "not a regular file"),

@@ -209,6 +209,9 @@ def _provoke(fragment: str, tmp: Path) -> str:
         t0 = 1_700_000_000 * 10**9
         lines = [f"cpu v=1 {t0 + i * 10**10 + (172800 * 10**9 if i == 5 else 0)}\n" for i in range(10)]
         return run(["run"], "".join(lines))
+    if fragment == "is the --config file":
+        config.write_text('[[rule]]\nname = "all"\n')
+        return run(["run", "--config", "riverguard.toml", "--state", "riverguard.toml"], "cpu v=1\n")
     if fragment == "cannot create the lock file":
         (tmp / "a-file").write_text("")
         return run(["run", "--state", "a-file/state.msgpack"], "cpu v=1\n")
@@ -266,7 +269,8 @@ def _provoke(fragment: str, tmp: Path) -> str:
     raise AssertionError(f"no way to provoke this README message yet: add one to _provoke ({fragment!r})")
 
 
-_FRAGMENTS = (
+_FRAGMENTS = (  # (tried in this order: one naming a message that contains another comes first)
+    "is the --config file",
     "no [[rule]]", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evicted before they were scored", "--report needs", "would write", "not a regular file or a folder",

@@ -71,6 +71,59 @@ def test_replay_refuses_an_output_that_is_one_of_its_inputs(tmp_path: Path) -> N
         assert source.read_bytes() == data
 
 
+#: Two options naming one file (as given, in a folder holding rg.toml (a config), rec.lp (a recording),
+#: s.msgpack (a checkpoint), old.html (an earlier report), self.toml (a config whose [state] path is itself),
+#: folder/riverguard.msgpack (a checkpoint) and link.toml (a symlink to rg.toml)); the E! line's start, then
+#: what follows it.
+SAME_FILE = [
+    (["run", "--config", "rg.toml", "--state", "rg.toml"], "--state rg.toml is the --config file rg.toml"),
+    (["run", "--config", "rg.toml", "--state", "./rg.toml"], "--state ./rg.toml is the --config file rg.toml"),
+    (["run", "--config", "rg.toml", "--state", "link.toml"], "--state link.toml is the --config file rg.toml"),
+    (["run", "--config", "self.toml"], "self.toml: [state], key 'path': 'self.toml' is this config file"),
+    (["check-config", "self.toml"], "self.toml: [state], key 'path': 'self.toml' is this config file"),
+    (["replay", "--state", "rec.lp", "rec.lp"], "--state rec.lp is the input file rec.lp"),
+    (["replay", "--report", "old.html", "-o", "old.html", "rec.lp"], "--report old.html is the --output file old.html"),
+    (["replay", "--report", "new.html", "-o", "./new.html", "rec.lp"], "--report new.html is the --output file ./new.html"),
+    (["replay", "--state", "s.msgpack", "-o", "s.msgpack", "rec.lp"], "--output s.msgpack is the --state checkpoint s.msgpack"),
+    (["replay", "--state", "new.st", "--report", "new.st", "rec.lp"], "--report new.st is the --state checkpoint new.st"),
+    (["replay", "--state", "s.msgpack", "--report", "s.msgpack", "rec.lp"], "--report s.msgpack is the --state checkpoint"),
+    (["replay", "--state", "folder", "-o", "folder/riverguard.msgpack", "rec.lp"],
+     "--output folder/riverguard.msgpack is the --state checkpoint folder ("),
+    (["replay", "--config", "rg.toml", "--state", "rg.toml", "rec.lp"], "--state rg.toml is the --config file rg.toml"),
+    (["replay", "--config", "rg.toml", "rg.toml"], "input file rg.toml is the --config file rg.toml"),
+    (["pull", "--config", "rg.toml", "--state", "link.toml", "--influx-url", "http://127.0.0.1:9", "--db", "x",
+      "-m", "cpu"], "--state link.toml is the --config file rg.toml"),
+]
+
+
+@pytest.mark.parametrize("args, message", SAME_FILE, ids=[" ".join(a[:6]) for a, _ in SAME_FILE])
+def test_two_options_naming_one_file_are_refused_and_it_is_left_as_it_was(tmp_path: Path, args: list[str],
+                                                                           message: str) -> None:
+    """--state naming the config renamed it aside as a corrupt checkpoint and wrote a checkpoint in its place
+    (exit 0; Telegraf's next start failed on it, a restart loop); naming a replay input, it renamed the input
+    away, then failed with a traceback; --output, --report and --state naming one file wrote one over the
+    other. Now any two of --config, the checkpoint, an input, --output and --report that are one file (a
+    symlink, a ./ variant, the file in a --state folder) exit 2 with one E! line naming both, and no file
+    is renamed, created or written."""
+    (tmp_path / "rg.toml").write_text('[[rule]]\nname = "all"\n')
+    (tmp_path / "self.toml").write_text('[state]\npath = "self.toml"\n\n[[rule]]\nname = "all"\n')
+    (tmp_path / "rec.lp").write_bytes(stream(50))
+    (tmp_path / "old.html").write_text("<html>an earlier report</html>\n")
+    (tmp_path / "link.toml").symlink_to("rg.toml")
+    (tmp_path / "folder").mkdir()
+    for state in (tmp_path / "s.msgpack", tmp_path / "folder"):
+        made = run_cli(["run", "--state", str(state)], input=stream(300))
+        assert made.returncode == 0, made.stderr
+    before = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
+    result = run_cli(args, cwd=tmp_path, input=stream(5, start=300), text=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == b""
+    assert b"Traceback" not in result.stderr
+    errors = [line.decode() for line in result.stderr.splitlines() if line.startswith(b"E! ")]
+    assert len(errors) == 1 and errors[0].startswith("E! [riverguard] " + message), result.stderr
+    assert {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()} == before
+
+
 def test_an_interrupted_replay_leaves_the_old_output_in_place(tmp_path: Path) -> None:
     old = b"cpu v=1 1\n"
     out = tmp_path / "out.lp"

@@ -215,6 +215,11 @@ def _configured(args: argparse.Namespace, signals: Signals | None = None) -> int
         config = dataclasses.replace(
             config, state=dataclasses.replace(config.state, path=state_path(args.state, Path.cwd()))
         )
+    if args.command in ("run", "replay", "pull"):  # before the checkpoint or any output is touched
+        problem = _check_same_files(args, config)
+        if problem:
+            log.error(problem)
+            return EXIT_CONFIG
     if args.command == "evaluate":
         from .evaluate import main as _evaluate
 
@@ -496,25 +501,64 @@ def _check_inputs(files: list[str]) -> str | None:
     return None
 
 
-def _check_output(output: str, files: list[str], option: str = "--output") -> str | None:
-    """Why ``-o output`` (or ``--report``) must be refused, or None: a folder, a missing folder, or one of the inputs."""
+def _check_output(output: str, option: str = "--output") -> str | None:
+    """Why ``-o output`` (or ``--report``) must be refused, or None: a folder, a missing folder (one of the
+    inputs or another file named: :func:`_check_same_files`)."""
     target = Path(output)
     if target.is_dir():
         return f"{option} {output} is a folder: give a file name"
     if not target.parent.is_dir():
         return f"{option} {output}: the folder {target.parent} does not exist"
-    try:
-        out_stat = os.stat(target)
-    except OSError:
-        return None
-    for name in files:
-        try:
-            in_stat = os.fstat(0) if name == "-" else os.stat(name)
-        except OSError:
+    return None
+
+
+def _check_same_files(args: argparse.Namespace, config: Config) -> str | None:
+    """Why the files named must be refused, or None: two of them are one file (a symlink, a hard link or a
+    ``./`` variant too). Those named are ``--config``, the checkpoint (``--state``, or the config's
+    ``[state] path`` for ``run``; a folder: the file in it), each ``replay`` input (``-``: stdin, when it is
+    a file), ``--output`` and ``--report``. The checkpoint is replaced (and, unusable, renamed aside), the
+    output and the report are replaced: none may be another of them, nor a file that is read. Two inputs may
+    be one file (it is read twice)."""
+    from .config import checkpoint_file, file_identity
+
+    read = "refusing to overwrite what is being read"
+    # (option, as given, the file compared, what it is as the first of a pair, why a second one is refused)
+    named: list[tuple[str, str, str | Path, str, str]] = []
+    if args.config:
+        named.append(("--config", args.config, args.config, "the --config file", read))
+    for name in getattr(args, "files", None) or ():
+        named.append(("input file", name, name, "the input file", read))
+    if config.state.path is not None:
+        option = "--state" if getattr(args, "state", None) else "[state] path"
+        file = checkpoint_file(config.state.path)
+        given = getattr(args, "state", None) or str(config.state.path)
+        if Path(given).resolve() != file:  # a folder: the checkpoint in it
+            given += f" ({file})"
+        named.append((option, given, file, f"the {option} checkpoint",
+                      "refusing to overwrite the checkpoint"))
+    for option in ("--output", "--report"):
+        given = getattr(args, option[2:], None)
+        if given and given != "-":
+            named.append((option, given, given, f"the {option} file", "refusing to write both to one file"))
+    seen: list[tuple[tuple[Any, ...], str, str, str, str]] = []
+    for option, given, path, what, why in named:
+        if path == "-":  # stdin: compared when it is a file (`replay - < recording.lp`)
+            try:
+                st = os.fstat(0)
+            except OSError:
+                continue
+            identity = ("file", st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+            given = "stdin"
+        else:
+            identity = file_identity(path)
+        if identity is None:
             continue
-        if (in_stat.st_dev, in_stat.st_ino) == (out_stat.st_dev, out_stat.st_ino):
-            shown = "stdin" if name == "-" else name
-            return f"{option} {output} is the input file {shown}: refusing to overwrite what is being read"
+        for other, other_option, other_given, other_what, other_why in seen:
+            if other == identity and not option == other_option == "input file":
+                if option == "input file":  # (and --config: both only read)
+                    other_why = "a config is not line protocol"
+                return f"{option} {given} is {other_what} {other_given}: {other_why}"
+        seen.append((identity, option, given, what, why))
     return None
 
 
@@ -584,12 +628,12 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
     if output == "-":  # stdout, as '-' is stdin among the inputs
         output = None
     if isinstance(output, str):
-        problem = _check_output(output, files)
+        problem = _check_output(output)
         if problem:
             log.error(problem)
             return EXIT_CONFIG
     if args is not None and args.report:  # written at the end: refused now, not after the whole replay
-        problem = _check_output(args.report, files, "--report")
+        problem = _check_output(args.report, "--report")
         if problem:
             log.error(problem)
             return EXIT_CONFIG

@@ -13,7 +13,9 @@ import functools
 import hashlib
 import json
 import math
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,7 +269,7 @@ def load(path: str | Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read: {err}") from None
-    return parse(text, source=str(path), base=path.resolve().parent)
+    return parse(text, source=str(path), base=path.resolve().parent, file=path)
 
 
 _RULE_KEYS = {"name", "measurement", "tags", "fields", "detector", "threshold", "warmup", "params", "scope", "explain"}
@@ -373,8 +375,9 @@ class _Where:
         self.count += 1
 
 
-def parse(text: str, source: str = "<string>", base: Path | None = None) -> Config:
-    """Validate config ``text``; ``base`` is the folder relative paths resolve against.
+def parse(text: str, source: str = "<string>", base: Path | None = None, file: Path | None = None) -> Config:
+    """Validate config ``text``; ``base`` is the folder relative paths resolve against, ``file`` the file the
+    text was read from (its ``[state] path`` must not name it).
 
     Every problem found is reported (each section, each key of each rule, each rule's params once its detector
     is known), in file order: :class:`ConfigError`'s ``errors`` has one line for each.
@@ -399,7 +402,7 @@ def parse(text: str, source: str = "<string>", base: Path | None = None) -> Conf
         return _Where(problems, f"[{name}]", problems.block(name), doc.get(name))
 
     output = _parse_output(doc.get("output", {}), where("output"))
-    state = _parse_state(doc.get("state", {}), where("state"), base or Path.cwd())
+    state = _parse_state(doc.get("state", {}), where("state"), base or Path.cwd(), file)
     monitor = _parse_monitor(doc.get("monitor", {}), where("monitor"))
     explain = output.explain if output is not None else False  # a rule's own explain, else this
     parsed: list[Rule] = []
@@ -643,7 +646,27 @@ def state_path(raw: str, base: Path) -> Path:
     return path / STATE_FOLDER_FILE if raw.endswith("/") else path
 
 
-def _parse_state(raw: Any, where: _Where, base: Path) -> StateConfig | None:
+def checkpoint_file(path: Path) -> Path:
+    """The checkpoint file of a state path (as :func:`state_path` gives it): ``riverguard.msgpack`` inside it
+    when it is a folder (``riverguard.state.state_file``)."""
+    path = Path(path)
+    return path / STATE_FOLDER_FILE if path.is_dir() else path
+
+
+def file_identity(path: str | Path) -> tuple[Any, ...] | None:
+    """What tells whether two paths name one file: the device and inode of an existing regular file (a
+    symlink, a hard link or a ``./`` variant gives the same), the resolved path of one not made yet; None
+    for anything else (a folder, a device, a FIFO: never overwritten as a file is)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return ("path", str(Path(path).resolve()))
+    except OSError:
+        return None
+    return ("file", st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+def _parse_state(raw: Any, where: _Where, base: Path, file: Path | None = None) -> StateConfig | None:
     if not _check_keys(raw, {"path", "checkpoint_interval", "max_series", "series_ttl"}, where):
         return None
     values: dict[str, Any] = {}
@@ -652,6 +675,11 @@ def _parse_state(raw: Any, where: _Where, base: Path) -> StateConfig | None:
             where.add("path", f"expected a non-empty string, got {raw['path']!r}")
         else:
             values["path"] = state_path(raw["path"], base)
+            checkpoint = checkpoint_file(values["path"])
+            same = file is not None and file_identity(file)
+            if same and file_identity(checkpoint) == same:
+                where.add("path", f"{raw['path']!r} is this config file ({checkpoint}): the checkpoint would replace "
+                          'it; name another file, e.g. "riverguard.msgpack"')
     for key in ("checkpoint_interval", "series_ttl"):
         if key in raw:
             values[key] = _duration(raw[key], key, where)

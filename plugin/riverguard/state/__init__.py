@@ -28,6 +28,7 @@ from typing import Any
 from .. import __version__
 from ..detectors import Detector
 from ..config import STATE_FOLDER_FILE, Rule
+from ..config import checkpoint_file as state_file  # the checkpoint file for a state path (a folder: the file in it)
 from ..engine import Engine
 from ..lineprotocol import ParseError
 from ..log import iso_ns
@@ -60,12 +61,6 @@ class LockBusy(LockError):
         self.holder = holder
         self.lock_path = lock_path
         self.waited = waited
-
-
-def state_file(path: Path) -> Path:
-    """The checkpoint file for a state path: ``riverguard.msgpack`` inside it when it is a folder."""
-    path = Path(path)
-    return path / FOLDER_FILE if path.is_dir() else path
 
 
 class StateStore:
