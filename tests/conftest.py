@@ -166,6 +166,30 @@ def start() -> Iterator[Callable[..., Proc]]:
         proc.kill()
 
 
+def as_a_user(tmp_path: Path) -> list[str]:
+    """The command prefix under which a file's mode holds for riverguard, as it does for Telegraf's user
+    (``telegraf``): as root, without the capabilities that bypass it (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH;
+    ``setpriv``). Skips the test when a file of mode 0000 can still be read so."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        import shutil
+
+        if shutil.which("setpriv") is None:
+            pytest.skip("as root a file's mode holds only without CAP_DAC_OVERRIDE: needs setpriv (util-linux)")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    probe = tmp_path / ".probe"
+    probe.write_bytes(b"x")
+    probe.chmod(0)
+    try:
+        readable = subprocess.run([*prefix, sys.executable, "-c", f"open({str(probe)!r}, 'rb')"],
+                                  capture_output=True, timeout=60).returncode == 0
+    finally:
+        probe.unlink()
+    if readable:
+        pytest.skip("cannot make a file unreadable to riverguard here (mode 0000 is read all the same)")
+    return prefix
+
+
 def strip_added(
     data: bytes,
     score_suffix: bytes = b"_anomaly_score",

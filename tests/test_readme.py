@@ -209,6 +209,14 @@ def _provoke(fragment: str, tmp: Path) -> str:
         t0 = 1_700_000_000 * 10**9
         lines = [f"cpu v=1 {t0 + i * 10**10 + (172800 * 10**9 if i == 5 else 0)}\n" for i in range(10)]
         return run(["run"], "".join(lines))
+    if fragment in ("cannot read the checkpoint", "cannot open the lock file"):  # another user's file
+        from conftest import as_a_user
+
+        prefix = as_a_user(tmp)
+        run(["run", "--state", "state.msgpack"], "cpu v=1\n")
+        (tmp / ("state.msgpack" if fragment == "cannot read the checkpoint" else "state.msgpack.lock")).chmod(0)
+        return subprocess.run([*prefix, *rg, "run", "--state", "state.msgpack"], input="cpu v=1\n",
+                              capture_output=True, text=True, cwd=tmp, timeout=60).stderr
     if fragment == "is the --config file":
         config.write_text('[[rule]]\nname = "all"\n')
         return run(["run", "--config", "riverguard.toml", "--state", "riverguard.toml"], "cpu v=1\n")
@@ -270,7 +278,7 @@ def _provoke(fragment: str, tmp: Path) -> str:
 
 
 _FRAGMENTS = (  # (tried in this order: one naming a message that contains another comes first)
-    "is the --config file",
+    "cannot read the checkpoint", "cannot open the lock file", "is the --config file",
     "no [[rule]]", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evicted before they were scored", "--report needs", "would write", "not a regular file or a folder",

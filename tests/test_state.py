@@ -25,9 +25,9 @@ from riverguard.state import inspect as read_checkpoint
 from riverguard.state import store
 
 try:
-    from tests.conftest import strip_added
+    from tests.conftest import as_a_user, strip_added
 except ImportError:  # tests/ itself on sys.path
-    from conftest import strip_added  # type: ignore[no-redef]
+    from conftest import as_a_user, strip_added  # type: ignore[no-redef]
 
 RG = [sys.executable, "-m", "riverguard"]
 T0 = 1_700_000_000_000_000_000
@@ -1025,6 +1025,89 @@ def test_inspect_refuses_a_fifo_at_once(tmp_path: Path) -> None:
     state, _ = _special(tmp_path, "fifo")
     result = run(["state", "inspect", str(state)], timeout=20)
     assert result.returncode == 2 and b"not a regular file" in result.stderr, result.stderr
+
+
+# -- a checkpoint of another user's: riverguard run once as root on Telegraf's state path ----------------
+
+
+def _others_checkpoint(tmp_path: Path, which: str = "checkpoint") -> tuple[Path, dict[str, bytes], dict[str, int]]:
+    """A checkpoint of 4 series (and its lock file) that a run left, ``which`` of them then made unreadable
+    (mode 0000, as a root-owned 0600 file is to telegraf); the folder's files and modes, to compare."""
+    state = tmp_path / "rg.msgpack"
+    first = run(["run", "--state", str(state)], stream(300))
+    assert first.returncode == 0 and state.is_file(), first.stderr
+    files = {p.name: p.read_bytes() for p in sorted(tmp_path.iterdir())}
+    (state if which == "checkpoint" else state.with_name("rg.msgpack.lock")).chmod(0)
+    modes = {p.name: p.stat().st_mode for p in sorted(tmp_path.iterdir())}
+    return state, files, modes
+
+
+def _untouched(folder: Path, files: dict[str, bytes], modes: dict[str, int]) -> None:
+    """Nothing in ``folder`` renamed, created, written or changed mode (the files made readable again to compare)."""
+    assert {p.name: p.stat().st_mode for p in sorted(folder.iterdir())} == modes
+    for p in folder.iterdir():
+        p.chmod(0o600)
+    assert {p.name: p.read_bytes() for p in sorted(folder.iterdir())} == files
+
+
+@pytest.mark.parametrize("which", ["checkpoint", "lock file"])
+def test_a_run_that_cannot_read_its_checkpoint_passes_every_metric_through_and_keeps_it(
+        tmp_path: Path, start, which: str) -> None:
+    """A checkpoint this process may not read (another user's: riverguard run once as root, then by Telegraf as
+    telegraf) was taken for a corrupt one: renamed aside to .corrupt-*, every model dropped, and the next
+    checkpoint started the warm-up again. Now run says why in one E! line (owner, mode, the chown), passes
+    every metric through unscored, byte for byte, for its whole life (no exit: no restart loop under
+    Telegraf), and leaves the checkpoint as it is. The same for a lock file it may not open (which said
+    "cannot create the lock file", and exited 2)."""
+    prefix = as_a_user(tmp_path)
+    state, files, modes = _others_checkpoint(tmp_path, which)
+    data = stream(20, seed=5, start=300)
+    lines = data.splitlines(keepends=True)
+    proc = start("run", "--state", str(state), cmd=[*prefix, *RG])
+    proc.write(b"".join(lines[:20]))
+    assert proc.wait_lines(20, 60), proc.stderr
+    proc.popen.send_signal(signal.SIGHUP)
+    proc.write(b"".join(lines[20:]))
+    assert proc.wait_lines(40, 30), proc.stderr
+    assert proc.popen.poll() is None, proc.stderr  # still running: nothing for Telegraf to restart
+    proc.close_stdin()
+    assert proc.wait(30) == 0, proc.stderr
+    assert proc.stdout == data  # every metric, as it came, unscored
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(b"E! ")]
+    assert len(errors) == 1, proc.stderr
+    shown = state if which == "checkpoint" else state.with_name("rg.msgpack.lock")
+    action = b"read the checkpoint" if which == "checkpoint" else b"open the lock file"
+    assert errors[0].startswith(b"E! [riverguard] cannot " + action + f" {shown}: permission denied (owner ".encode())
+    assert b", mode 0000; riverguard runs as " in errors[0] and b"passing every metric through unscored" in errors[0]
+    assert b"chmod u+rw" in errors[0] or b"`chown " in errors[0], errors[0]
+    assert b"unusable" not in proc.stderr and b"starting fresh" not in proc.stderr and b"W! " not in proc.stderr
+    _untouched(tmp_path, files, modes)
+    # the owner fixed (_untouched did): the models are all there
+    after = run(["run", "--state", str(state)], data)
+    assert after.returncode == 0 and b"restored 4 series" in after.stderr, after.stderr
+
+
+@pytest.mark.parametrize("command", ["replay", "pull", "state inspect"])
+def test_a_checkpoint_that_cannot_be_read_stops_a_one_shot_command_untouched(tmp_path: Path, command: str) -> None:
+    """replay --state and pull renamed another user's checkpoint aside as corrupt and went on with fresh
+    models; state inspect printed Python's "[Errno 13]". Now each exits 2 (a checkpoint that cannot be used)
+    with the one E! line run gives, and the file is left as it is."""
+    prefix = as_a_user(tmp_path)
+    state, files, modes = _others_checkpoint(tmp_path)
+    args = {
+        "replay": ["replay", "--state", str(state), "-"],
+        # (no server there: the checkpoint is refused before any request)
+        "pull": ["pull", "--state", str(state), "--influx-url", "http://127.0.0.1:9", "--db", "x", "-m", "cpu"],
+        "state inspect": ["state", "inspect", str(state)],
+    }[command]
+    result = subprocess.run([*prefix, *RG, *args], input=stream(5, start=300), capture_output=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == b""
+    errors = [line for line in result.stderr.splitlines() if line.startswith(b"E! ")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(f"E! [riverguard] cannot read the checkpoint {state}: permission denied (owner ".encode())
+    assert b"Traceback" not in result.stderr and b"Errno" not in result.stderr
+    _untouched(tmp_path, files, modes)
 
 
 def test_ttl_drops_idle_series(tmp_path: Path) -> None:

@@ -297,7 +297,7 @@ def _check_config(path: str) -> int:
 
 
 def _state_inspect(path: str, series: str | None = None, with_state: bool = False) -> int:
-    from .state import CheckpointError, inspect, list_series, state_file
+    from .state import CheckpointError, denied, inspect, list_series, state_file
 
     if with_state and series is None:
         series = "*"
@@ -314,6 +314,9 @@ def _state_inspect(path: str, series: str | None = None, with_state: bool = Fals
         return EXIT_CONFIG
     except NotADirectoryError:  # "afile/": run refuses it too (its lock file cannot be made there)
         Log("error").error(f"{file}: no such file: {file.parent} is a file, not a folder")
+        return EXIT_CONFIG
+    except PermissionError as err:  # another user's file (EACCES, EPERM)
+        Log("error").error(denied(file, "read the checkpoint", err))
         return EXIT_CONFIG
     except (CheckpointError, OSError) as err:  # the file given is not a checkpoint it can read
         Log("error").error(f"{file}: {err}")
@@ -337,21 +340,28 @@ class _StateBusy(_StateUnavailable):
         self.busy = busy
 
 
+class _StateDenied(_StateUnavailable):
+    """The checkpoint or its lock file is another user's: this process may not open it (left as it is)."""
+
+
 def _state_store(engine: Engine, idle=None):  # type: ignore[no-untyped-def]
     """The engine's checkpoint store, locked and restored, or None when no state path is set.
     ``idle``: what to do between two tries at the lock (:meth:`~riverguard.state.StateStore.lock`)."""
     if engine.config.state.path is None:
         return None
-    from .state import LockBusy, LockError, StateStore
+    from .state import AccessDenied, LockBusy, LockError, StateStore
 
     store = StateStore(engine, engine.config.state.path)
     try:
         store.lock(idle=idle)
+        store.restore()
     except LockBusy as err:
         raise _StateBusy(err) from None
+    except AccessDenied as err:
+        store.unlock()
+        raise _StateDenied(str(err)) from None
     except LockError as err:
         raise _StateUnavailable(str(err)) from None
-    store.restore()
     return store
 
 
@@ -451,6 +461,12 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
             "process stops. Under Telegraf this is most likely the processor's second copy, after the aggregators: set "
             "[agent] skip_processors_after_aggregators = true in telegraf.conf, or give this copy its own --state"
         )
+        return passthrough(log, held)
+    except _StateDenied as err:
+        # Another user's checkpoint (riverguard run once as root on Telegraf's state path): exiting would
+        # crash-loop Telegraf and lose its metrics, scoring on fresh models would drop the learned ones at the
+        # next checkpoint. Every metric goes back unscored; the checkpoint is left as it is.
+        log.error(f"{err}; passing every metric through unscored until this process stops")
         return passthrough(log, held)
     except _StateUnavailable as err:
         log.error(str(err))

@@ -4,7 +4,8 @@
 checkpoint file and restores them at start. A series comes back only if the
 rule that now matches it has the same detector and parameters as when it was
 saved. A file that cannot be used is renamed aside and riverguard starts
-fresh: it never crash-loops under Telegraf. A state path that names a folder
+fresh: it never crash-loops under Telegraf. One this process may not read
+(another user's) is left as it is: :class:`AccessDenied`. A state path that names a folder
 means ``riverguard.msgpack`` inside it: a folder is never renamed or replaced.
 One process at a time uses a checkpoint: :meth:`StateStore.lock` takes an
 exclusive ``flock`` on ``<checkpoint>.lock`` beside it.
@@ -13,6 +14,7 @@ exclusive ``flock`` on ``<checkpoint>.lock`` beside it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import gc
 import math
@@ -37,8 +39,8 @@ from .codec import StateCodecError, decode, encode
 from .store import FORMAT, VERSION, CheckpointError, orphans, read, set_aside, write
 
 __all__ = [
-    "list_series", "FOLDER_FILE", "LOCK_WAIT", "CheckpointError", "LockBusy", "LockError", "StateStore", "inspect",
-    "state_file",
+    "list_series", "FOLDER_FILE", "LOCK_WAIT", "AccessDenied", "CheckpointError", "LockBusy", "LockError", "StateStore",
+    "denied", "inspect", "state_file",
 ]
 
 #: The checkpoint's name when the state path is a folder.
@@ -61,6 +63,44 @@ class LockBusy(LockError):
         self.holder = holder
         self.lock_path = lock_path
         self.waited = waited
+
+
+class AccessDenied(LockError):
+    """The checkpoint or its lock file exists and this process may not open it (EACCES, EPERM: another user's
+    file, such as one a riverguard run once as root left): the file is left as it is, never renamed aside."""
+
+
+def _user(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # (a user the system does not name)
+        return str(uid)
+
+
+def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = ()) -> str:
+    """The message for ``path`` that this process may not ``action`` (``err``): whose the file is, its mode,
+    and the ``chown`` that gives it to this process's user, with those of ``also`` that another user owns."""
+    reason = "permission denied" if err.errno == errno.EACCES else (err.strerror or str(err)).lower()
+    me = os.geteuid()
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"cannot {action} {path}: {reason}"
+    told = f"cannot {action} {path}: {reason} (owner {_user(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):04o}; " \
+        f"riverguard runs as {_user(me)}): run "
+    if st.st_uid == me:  # its own file, without the permission
+        return told + f"`chmod u+rw {path}`"
+    owned = " ".join(str(p) for p in (path, *(p for p in also if _owner(p) not in (None, me))))
+    return told + f"`chown {_user(me)} {owned}`, or run riverguard as {_user(st.st_uid)}"
+
+
+def _owner(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_uid
+    except OSError:
+        return None
 
 
 class StateStore:
@@ -96,16 +136,26 @@ class StateStore:
         with the process (``flock``), so a crashed holder never blocks a restart.
         A checkpoint or lock path that exists as anything but a regular file (a
         device, a FIFO, a socket, also through a symlink) is refused before it
-        is opened: it is never read, renamed aside or replaced.
+        is opened: it is never read, renamed aside or replaced. A checkpoint or lock file this process may not
+        open (another user's) is refused too (:class:`AccessDenied`), and left as it is.
         """
         _check_regular(self.path, "the checkpoint")
         lock_path = self.lock_path
+        try:  # another user's checkpoint: refused before the lock file or the temporary files are touched
+            os.close(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY))
+        except PermissionError as err:
+            if os.path.lexists(self.path):  # (else a folder on the way is closed to it: told at the lock file)
+                raise AccessDenied(denied(self.path, "read the checkpoint", err, also=(lock_path,))) from None
+        except OSError:
+            pass  # missing (normal), or not a checkpoint: told by restore
         try:
             lock_path.parent.mkdir(parents=True, exist_ok=True)
             _check_regular(lock_path, "the lock file")
             # (O_NONBLOCK: a FIFO put there since the check must not hang the open)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY, 0o600)
         except OSError as err:
+            if isinstance(err, PermissionError) and os.path.lexists(lock_path):  # another user's lock file
+                raise AccessDenied(denied(lock_path, "open the lock file", err, also=(self.path,))) from None
             # a file where a folder should be gives EEXIST or ENOTDIR: name the file, not the symptom
             blocker = next((p for p in lock_path.parents if p.exists()), None)
             reason = f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir() else err.strerror or err
@@ -148,6 +198,12 @@ class StateStore:
         self._lock_fd = fd
         self._remove_orphans()
 
+    def unlock(self) -> None:
+        """Let the lock go (a process that will not use the checkpoint after all)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
     def _remove_orphans(self) -> None:
         """Delete the temporary checkpoint files of processes killed while they wrote one (``.<name>.tmp-<pid>``).
 
@@ -171,7 +227,10 @@ class StateStore:
             )
 
     def restore(self) -> int:
-        """Load the checkpoint into the engine; return the number of series restored."""
+        """Load the checkpoint into the engine; return the number of series restored.
+
+        Raise :class:`AccessDenied` when this process may not read it (the file is left as it is); a file that
+        is not a usable checkpoint is renamed aside, and the engine starts fresh."""
         with _no_gc():
             restored = self._restore()
         gc.freeze()  # the restored models are long-lived: keep them out of every collection
@@ -195,6 +254,10 @@ class StateStore:
         except FileNotFoundError:
             log.info(f"no checkpoint at {self.path} yet: starting fresh")
             return 0
+        except PermissionError as err:  # (EACCES, EPERM) another user's file: it is theirs, not corrupt
+            engine.adopt({})
+            engine.taken.clear()
+            raise AccessDenied(denied(self.path, "read the checkpoint", err, also=(self.lock_path,))) from None
         except (CheckpointError, StateCodecError, OSError) as err:
             engine.adopt({})
             engine.taken.clear()
