@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -168,6 +170,33 @@ def test_multiline_string_metric_waits_while_its_bytes_keep_arriving(start) -> N
     )
     assert proc.wait_stderr(lambda e: b"unterminated string value" in e, timeout=5)
     check_log_lines(proc.stderr)
+
+
+def test_a_slow_reader_does_not_break_a_multiline_metric_larger_than_the_pipe() -> None:
+    """While its output waits for a slow reader (Telegraf's outputs behind), riverguard reads no input, and
+    the rest of a metric with a raw newline that is larger than the pipe waits with its writer. That time is
+    not the metric's: it comes back whole. (It counted against the 2 s an open quote waits at most: after
+    3 s of a reader away, one metric of 300 lines came back as 301 bad lines, each with an E! line.)"""
+    proc = subprocess.Popen([*PYTHON_M, "run"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=0)
+    try:
+        proc.stdin.write(b"# ready\n")
+        assert proc.stdout.read(8) == b"# ready\n"
+        # 250 KiB of output before it: written (and blocked on the full pipe) once the big metric has begun
+        before = b"".join(b"pipe,h=a v=%d %d\n" % (i % 10, i) for i in range(4500))
+        big = b'pipe,h=a msg="' + b"x" * 1000 + b"\n" + (b"y" * 1000 + b"\n") * 300 + b'",v=1 99999\n'
+        writer = threading.Thread(target=lambda: (proc.stdin.write(before + big), proc.stdin.close()))
+        writer.start()
+        time.sleep(3.0)  # the reader is away
+        out, err = proc.communicate(timeout=60)
+        writer.join(5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert b"E! " not in err, err[:300]
+    assert strip_added(out) == before + big
+    assert re.search(rb'\n",v=1' + ADDED.pattern + rb" 99999\n\Z", out), out[-200:]  # scored, as one metric
 
 
 def test_malformed_line_comes_back_unchanged_with_an_error_and_next_is_scored(shared) -> None:

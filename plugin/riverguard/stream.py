@@ -53,6 +53,18 @@ def _release(since: float | None, last: float) -> float | None:
     the wait began at most."""
     return None if since is None else min(last + QUOTE_GRACE, since + QUOTE_HOLD)
 
+
+def _resume(since: float | None, last: float, paused: float) -> tuple[float | None, float]:
+    """``(since, last)`` of a metric waiting for its closing quote, moved on by the time since ``paused`` that
+    riverguard spent on its own work (writing its output, a checkpoint, a reload): meanwhile it read no input,
+    and the rest of a metric larger than the pipe stayed with its writer, blocked on the full pipe. Only the
+    time riverguard was ready for more of it counts against :data:`QUOTE_GRACE` and :data:`QUOTE_HOLD`."""
+    if since is None:
+        return since, last
+    spent = time.monotonic() - paused
+    return since + spent, last + spent
+
+
 #: Output held back while more input is waiting, at most (then written, in one writev). With 4 MiB and a
 #: join of the chunks, the freed buffers that glibc kept after a burst of 100 000 series came to 96 B per
 #: series; 25 B now (docs/performance.md, "Where the bytes of a series go").
@@ -328,8 +340,10 @@ def serve(
             if signals.hangup:  # between batches: the engine holds no half-processed metric
                 signals.hangup = False
                 if reload is not None:
+                    paused = time.monotonic()
                     reload()
                     collector.collect()
+                    pending_since, pending_last = _resume(pending_since, pending_last, paused)
                 else:
                     log.info("received SIGHUP: nothing to reload")
             if signals.received is not None:
@@ -353,8 +367,8 @@ def serve(
                 if consumed:
                     buf = buf[consumed:]
                     pending_since = None
-                if pending and pending_since is None:
-                    pending_since = pending_last = now
+                if pending and pending_since is None:  # (from now: scoring the metrics before it took time too)
+                    pending_since = pending_last = time.monotonic()
                 for chunk in chunks:
                     out.append(chunk)
                     out_bytes += len(chunk)
@@ -363,15 +377,19 @@ def serve(
             if report:
                 out.append(monitor.line())  # type: ignore[union-attr]
             if out and (not more_waiting or out_bytes >= _BATCH_BYTES or report):
-                _write_chunks(outfd, out)
+                paused = time.monotonic()
+                _write_chunks(outfd, out)  # (blocks while the reader of the output is slow)
                 out, out_bytes = [], 0
                 engine.flush_log()
                 collector.step()
+                pending_since, pending_last = _resume(pending_since, pending_last, paused)
             if eof:
                 break
             if next_tick is not None and time.monotonic() >= next_tick:
+                paused = time.monotonic()
                 tick()  # type: ignore[misc]
                 collector.collect()
+                pending_since, pending_last = _resume(pending_since, pending_last, paused)
                 next_tick = time.monotonic() + tick_interval  # type: ignore[operator]
         # Finish: whatever is left (a signal mid-stream) goes out, processed or as it is.
         if buf:
