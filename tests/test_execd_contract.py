@@ -424,6 +424,24 @@ def test_clashes_past_the_rate_limit_are_counted_not_lost(tmp_path: Path) -> Non
     assert len(warned) == 11, warned
 
 
+def test_metric_level_names_where_no_metric_rule_applies_are_the_users_fields(tmp_path: Path) -> None:
+    # A scope = "metric" rule for cpu writes `anomaly_score` and `anomaly` in cpu only. In another
+    # measurement, a user's numeric fields of those names are fields like any other: scored, no W!. (They
+    # were never scored there, with a W! that no metric-level anomaly fields were written in `ml`.)
+    data = b"ml anomaly_score=0.3,anomaly=2 1\nml anomaly_score=0.4,anomaly=3 2\n"
+    out, warned = _run_with(tmp_path, METRIC_RULE + '[[rule]]\nname = "rest"\ndetector = "zscore"\nwarmup = 0\n', data)
+    assert warned == []
+    assert out == [
+        b"ml anomaly_score=0.3,anomaly=2,anomaly_score_anomaly_score=0.0,anomaly_score_anomaly=false,"
+        b"anomaly_anomaly_score=0.0,anomaly_anomaly=false 1",
+        b"ml anomaly_score=0.4,anomaly=3,anomaly_score_anomaly_score=1.0,anomaly_score_anomaly=true,"
+        b"anomaly_anomaly_score=1.0,anomaly_anomaly=true 2",
+    ]
+    # In cpu they are still riverguard's: an upstream score is not scored again, an integer `anomaly` clashes.
+    out, warned = _run_with(tmp_path, METRIC_RULE + '[[rule]]\nname = "rest"\n', b"cpu u=1,anomaly_score=0.5 1\n")
+    assert out == [b"cpu u=1,anomaly_score=0.5 1"] and warned == []
+
+
 def test_a_per_field_name_in_a_metric_scored_whole_is_no_clash(tmp_path: Path) -> None:
     # A scope = "metric" rule writes `anomaly_score` and `anomaly`, never `x_anomaly_score`: a user's string
     # `x_anomaly_score` or integer `y_anomaly` there clashes with nothing. No W!, and x goes on being scored.

@@ -736,7 +736,7 @@ def score(engine, metric) -> bytes:
             series = unscored.get(skey)
         if series is None:
             if engine._metric_scope:
-                if key in engine._metric_keys:
+                if key in engine._metric_keys and engine.metric_scope_in(metric.measurement):
                     continue  # a metric-level score or flag already there: never scored itself
                 if engine._joins_metric(metric, prefix, key):
                     if together is None:

@@ -222,6 +222,8 @@ class Engine:
         )
         self._metric_keys = (escape_key(out.metric_score_field), escape_key(out.metric_flag_field))
         self._field_scopes: dict[tuple[bytes, bytes], tuple[bool, bool, bool]] = {}
+        #: Measurement -> :meth:`metric_scope_in`.
+        self._metric_in: dict[bytes, bool] = {}
         #: Field name -> :meth:`_added_kinds` (looked up for every field of a metric :meth:`check_names` sees).
         self._readings: dict[bytes, tuple[tuple[str, bytes, str, bool], ...]] = {}
         #: (suffix, kind, ``[output]`` key, whether an explanation field) of every per-field added name.
@@ -686,6 +688,23 @@ class Engine:
             found = self._field_scopes[(measurement, field_key)] = (plain, explained, whole)
         return found
 
+    def metric_scope_in(self, measurement: bytes) -> bool:
+        """Whether a ``scope = "metric"`` rule may take metrics of ``measurement`` (whatever their tags and
+        fields): only there does riverguard write the metric-level fields, so only there is a field of that
+        name one it added upstream (never scored), or a clash when of another type."""
+        found = self._metric_in.get(measurement)
+        if found is None:
+            name = unescape(measurement)
+            found = any(
+                c.rule.scope == "metric" and c.rule.detector_class is not None
+                and (c.measurement is None or bool(c.measurement(name)))
+                for c in self._rules
+            )
+            if len(self._metric_in) >= 4096:
+                self._metric_in.clear()
+            self._metric_in[measurement] = found
+        return found
+
     def check_names(self, metric: Metric) -> None:
         """Note the fields of ``metric`` that hold an added field's name with another type (:attr:`taken`);
         the series they bar are dropped (made again, unscored, at their next sample).
@@ -728,7 +747,7 @@ class Engine:
         write that name there (no clash)."""
         _, field_key, _, explanation = added
         if field_key == b"\n":
-            return "no metric-level anomaly fields are written there"
+            return "no metric-level anomaly fields are written there" if self.metric_scope_in(measurement) else ""
         plain, explained, whole = self.field_scopes(measurement, field_key)
         field = unescape(field_key)
         if not (explained if explanation else plain or explained):
