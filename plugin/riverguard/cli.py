@@ -191,7 +191,7 @@ def _main(args: argparse.Namespace) -> int:
 
         # From start-up to exit (the restore and the final checkpoint included) a SIGTERM or SIGINT
         # only asks run to finish: the input already written comes back, the models are saved, exit 0.
-        # The handlers stay until the process exits (main is the command: it exits next).
+        # Then they are ignored until the process exits (main is the command: it exits next).
         signals = Signals()
         try:
             return _configured(args, signals)

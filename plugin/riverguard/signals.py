@@ -69,16 +69,17 @@ class Signals:
     def close(self, keep_handlers: bool = False) -> None:
         """Put back the wake-up fd and the handlers found at install.
 
-        ``keep_handlers``: leave these handlers in place (they only set flags), for a process about to
-        exit: a SIGTERM after the final checkpoint then has nothing to stop, rather than ending it with -15.
+        ``keep_handlers``: for a process about to exit, ignore these signals from now on instead: a SIGTERM
+        after the final checkpoint then has nothing to stop, rather than ending it with -15. (Not Python
+        handlers: the interpreter's finalization puts the defaults back for those, and a SIGTERM in that
+        last moment, 0.07 s after 100 000 series, ended the process with -15.)
         """
         if self._closed:
             return
         self._closed = True
         signal.set_wakeup_fd(self._old_fd)
-        if not keep_handlers:
-            for sig, handler in self._old.items():
-                signal.signal(sig, handler)
+        for sig, handler in self._old.items():
+            signal.signal(sig, signal.SIG_IGN if keep_handlers else handler)
         os.close(self._r)
         os.close(self._w)
 
