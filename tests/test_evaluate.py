@@ -299,6 +299,25 @@ def test_cli_says_where_it_looked_for_the_corpus(tmp_path: Path, checkout: bool)
     found = subprocess.run([sys.executable, "-m", "riverguard", "evaluate"], capture_output=True, text=True,
                            timeout=60, env=env, cwd=cwd, check=False)
     assert f"{tmp_path / 'shared' / 'nab'}: no windows file" in found.stderr, found.stderr
+    assert found.stderr.endswith("(found in or above the current folder; give --nab PATH or set $RIVERGUARD_NAB"
+                                 " for another)\n"), found.stderr
+
+
+@pytest.mark.parametrize("given", ["--nab", "$RIVERGUARD_NAB"])
+def test_a_folder_that_is_no_corpus_is_named_with_where_it_came_from(tmp_path: Path, given: str) -> None:
+    """It said "(set --nab or $RIVERGUARD_NAB)" whichever of the two named the folder."""
+    env = {k: v for k, v in os.environ.items() if k != "RIVERGUARD_NAB"}
+    args = [sys.executable, "-m", "riverguard", "evaluate"]
+    if given == "--nab":
+        args += ["--nab", str(tmp_path)]
+    else:
+        env["RIVERGUARD_NAB"] = str(tmp_path)
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"E! [riverguard] {tmp_path}: no NAB corpus here (expected {tmp_path / 'data'}/<category>/<file>.csv)"
+        f" ({given})\n"
+    )
 
 
 # -- the held-out tuning study (tests/benchmarks/nab_tuning.py) ---------------

@@ -121,8 +121,10 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     except DataError as err:
         log.error(str(err))
         return EXIT_USAGE
-    except NabError as err:
-        log.error(f"{err} (set --nab or $RIVERGUARD_NAB)")
+    except NabError as err:  # say where the folder came from, so the user knows what to change
+        where = ("--nab" if args.nab else f"${ENV_VAR}" if os.environ.get(ENV_VAR)
+                 else f"found in or above the current folder; give --nab PATH or set ${ENV_VAR} for another")
+        log.error(f"{err} ({where})")
         return EXIT_USAGE
     rows = sum(f.rows for f in files)
     what = "labelled files" if args.labels else f"{Path(root).resolve().name} (NAB layout)"
