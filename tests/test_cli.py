@@ -480,3 +480,16 @@ def test_help_does_not_call_every_model_a_river_model() -> None:
     text = " ".join(usage.stdout.split())
     assert "River model per series" not in text
     assert "one online model per series (riverguard's detectors or River's)" in text
+
+
+def test_run_called_in_process_gives_the_signal_handlers_back(tmp_path: Path) -> None:
+    """``run`` ignores SIGTERM, SIGINT and SIGHUP once it is done, when it is the process's own command (a
+    late SIGTERM then cannot end it with -15). Called as ``main(ARGS)`` by a program or a test, it left
+    SIGTERM ignored in the caller, and every child the caller started after it inherited that: the suite's
+    later subprocesses ignored SIGTERM. Here the caller's handlers come back, each as it was."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rule]]\nname = "a"\ndetector = "zscroe"\n')
+    watched = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    before = {sig: signal.getsignal(sig) for sig in watched}
+    assert cli.main(["run", "--config", str(bad)]) == 2
+    assert {sig: signal.getsignal(sig) for sig in watched} == before

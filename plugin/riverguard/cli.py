@@ -154,12 +154,15 @@ def _load(path: str | None, log: Log) -> Config | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``riverguard`` command; ``argv`` None: the process's own command line, and the process ends when
+    this returns (``run`` then ignores SIGTERM, SIGINT and SIGHUP to the end, instead of putting the handlers
+    it found back: a program or a test calling ``main(ARGS)`` gets them back)."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # told by the subcommand's parser, so the hint is `riverguard run --help`
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # type: ignore[attr-defined]
     try:
-        return _main(args)
+        return _main(args, exiting=argv is None)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `riverguard ... | head`: the reader is gone, nothing to say
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAIL
 
 
-def _main(args: argparse.Namespace) -> int:
+def _main(args: argparse.Namespace, exiting: bool = False) -> int:
     if args.command == "sample-config":
         sys.stdout.write(sample_config())
         return EXIT_OK
@@ -191,12 +194,12 @@ def _main(args: argparse.Namespace) -> int:
 
         # From start-up to exit (the restore and the final checkpoint included) a SIGTERM or SIGINT
         # only asks run to finish: the input already written comes back, the models are saved, exit 0.
-        # Then they are ignored until the process exits (main is the command: it exits next).
+        # Then, in the process's own command (``exiting``), they are ignored until it exits.
         signals = Signals()
         try:
             return _configured(args, signals)
         finally:
-            signals.close(keep_handlers=True)
+            signals.close(ignore=exiting)
     return _configured(args)
 
 

@@ -66,10 +66,10 @@ class Signals:
         except BlockingIOError:
             pass
 
-    def close(self, keep_handlers: bool = False) -> None:
+    def close(self, ignore: bool = False) -> None:
         """Put back the wake-up fd and the handlers found at install.
 
-        ``keep_handlers``: for a process about to exit, ignore these signals from now on instead: a SIGTERM
+        ``ignore``: for a process about to exit, ignore these signals from now on instead: a SIGTERM
         after the final checkpoint then has nothing to stop, rather than ending it with -15. (Not Python
         handlers: the interpreter's finalization puts the defaults back for those, and a SIGTERM in that
         last moment, 0.07 s after 100 000 series, ended the process with -15.)
@@ -79,7 +79,7 @@ class Signals:
         self._closed = True
         signal.set_wakeup_fd(self._old_fd)
         for sig, handler in self._old.items():
-            signal.signal(sig, signal.SIG_IGN if keep_handlers else handler)
+            signal.signal(sig, signal.SIG_IGN if ignore else handler)
         os.close(self._r)
         os.close(self._w)
 
