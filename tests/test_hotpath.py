@@ -279,9 +279,7 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
     a stale series (last seen ``ttl_ns`` before that clock) is dropped, the front one if it is stale, else
     all of them, and only without one the front series is evicted; every 4096 metrics the front series
     are dropped while they are stale; a stale series seen again starts fresh (expired too). The series
-    left (key, last time), least recently seen first; evicted; expired. The series of measurement ``quiet``
-    (detector = "off") are left out: they hold no model and take no series' place (up to 2026-12-02 they
-    did, and a restart, which keeps none of them, evicted other series than one process did)."""
+    left (key, last time), least recently seen first; evicted; expired."""
     series: dict[bytes, int | None] = {}
     window: list[int] = []
     now = None
@@ -302,8 +300,6 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
                 expired += 1
         for field in fields:
             key = prefix + field
-            if prefix.startswith(b"quiet"):
-                continue
             if key in series:
                 expired += stale(series[key])
                 series[key] = series.pop(key)

@@ -656,31 +656,6 @@ def test_a_lowered_max_series_applies_to_a_restored_checkpoint(tmp_path: Path, s
     assert b" 5 series evicted (max_series, 0 before they were scored)" in proc.stderr, proc.stderr
 
 
-def test_unscored_fields_take_no_models_place_and_a_restart_changes_nothing(tmp_path: Path) -> None:
-    """A field that no detector scores (here under detector = "off") holds no model, and a checkpoint keeps
-    none of them: it must not take a model's place under max_series either. (It did: with max_series = 3,
-    3 hosts of one scored and one unscored field each evicted 69 series in 60 metrics, and a restart, which
-    came back without the unscored ones, evicted others: the output differed from one process's.)"""
-    config = tmp_path / "rg.toml"
-    config.write_text(
-        '[state]\nmax_series = 3\n\n[[rule]]\nname = "counters"\nfields = ["u"]\ndetector = "off"\n\n'
-        '[[rule]]\nname = "rest"\ndetector = "zscore"\nwarmup = 2\n'
-    )
-    rng = random.Random(5)
-    lines = [
-        f"m,h={rng.choice('abc')} v={rng.gauss(0.0, 1.0):.6f},u={i}i {T0 + i * STEP}\n".encode() for i in range(60)
-    ]
-    whole = run(["run", "--config", str(config)], b"".join(lines))
-    assert whole.returncode == 0, whole.stderr
-    assert b": 6 series, " in whole.stderr and b" 0 series evicted " in whole.stderr, whole.stderr
-    for split in (10, 20, 45):
-        state = tmp_path / f"{split}.msgpack"
-        a = run(["run", "--config", str(config), "--state", str(state)], b"".join(lines[:split]))
-        b = run(["run", "--config", str(config), "--state", str(state)], b"".join(lines[split:]))
-        assert a.returncode == b.returncode == 0, (a.stderr, b.stderr)
-        assert a.stdout + b.stdout == whole.stdout, f"output differs after a restart at line {split}"
-
-
 def test_kill_9_at_any_moment_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     state = tmp_path / "s.msgpack"
     config = write_config(tmp_path, extra='[state]\ncheckpoint_interval = "100ms"')

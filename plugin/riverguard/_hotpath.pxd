@@ -135,7 +135,7 @@ cdef int _field(object engine, Series series, bytes skey, bytes kb, Py_ssize_t k
 @cython.locals(threshold=double, flag=bint, text=bytes, prefix=bytes, suffix=bytes)
 cpdef int verdict(Series series, double score, tuple names, bint with_flag, bytearray ob) except -1
 
-@cython.locals(score_suffix=bytes, flag_suffix=bytes, raw=bytes, fields=list, all_series=dict, unscored=dict, ob=bytearray,
+@cython.locals(score_suffix=bytes, flag_suffix=bytes, raw=bytes, fields=list, all_series=dict, ob=bytearray,
                series=Series, skey=bytes, key=bytes, with_flag=bint, scored=int, horizon="long long")
 cpdef bytes score(object engine, object metric)
 
@@ -146,7 +146,7 @@ cdef bint _distinct(bytes b, Plain line) except -1
 cdef bint _same(bytes b, Py_ssize_t i, Py_ssize_t j, Py_ssize_t n) except -1
 
 @cython.locals(line=Plain, n=Py_ssize_t, nl=Py_ssize_t, head=Py_ssize_t, k=Py_ssize_t, metrics="long long",
-               flags="long long", missing=bint, score_suffix=bytes, flag_suffix=bytes, all_series=dict, unscored=dict,
-               found=list, skeys=list, ob=bytearray, skey=bytes, series=Series, extra=bytes, scored=int,
+               flags="long long", missing=bint, score_suffix=bytes, flag_suffix=bytes, all_series=dict, found=list,
+               skeys=list, ob=bytearray, skey=bytes, series=Series, extra=bytes, scored=int,
                fields_scored="long long", stamp_ns="long long", clock=Clock, horizon="long long")
 cpdef Py_ssize_t run(object engine, bytes buf, Py_ssize_t pos, list out) except -1

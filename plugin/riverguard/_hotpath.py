@@ -718,7 +718,6 @@ def score(engine, metric) -> bytes:
     horizon = engine.clock.horizon  # (Engine.process moved the clock on)
     prefix = None
     all_series = engine.series
-    unscored = engine.unscored
     ob = bytearray()
     together = None  # the fields a scope = "metric" model takes, by name
     for key, _kind, number in fields:
@@ -733,8 +732,6 @@ def score(engine, metric) -> bytes:
         skey = prefix + key
         series = all_series.get(skey)
         if series is None:
-            series = unscored.get(skey)
-        if series is None:
             if engine._metric_scope:
                 if key in engine._metric_keys and engine.metric_scope_in(metric.measurement):
                     continue  # a metric-level score or flag already there: never scored itself
@@ -744,14 +741,9 @@ def score(engine, metric) -> bytes:
                     together[unescape(key)] = number
                     continue
             series = engine.new_series(metric, key)
-            if series.detector is None:  # unscored: never takes a model's place (Engine.unscored)
-                if len(unscored) >= engine.max_series:
-                    unscored.clear()
-                unscored[skey] = series
-            else:
-                all_series[skey] = series
-                if len(all_series) > engine.max_series:
-                    engine._evict_oldest()
+            all_series[skey] = series
+            if len(all_series) > engine.max_series:
+                engine._evict_oldest()
         with_flag = keys is None or key + flag_suffix not in keys
         scored = _field(engine, series, skey, key, 0, len(key), number, t, timestamp, horizon, ob, with_flag, keys)
         engine.anomalies += scored & 1
@@ -796,7 +788,6 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
     score_suffix = engine.score_suffix
     flag_suffix = engine.flag_suffix
     all_series = engine.series
-    unscored = engine.unscored
     found = [None] * MAX_FIELDS
     skeys = [None] * MAX_FIELDS
     ob = bytearray()
@@ -848,8 +839,6 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                 skey = _join(buf, pos, head, line.key[k], line.key_len[k])
                 skeys[k] = skey
                 series = all_series.get(skey)
-                if series is None:
-                    series = unscored.get(skey)
                 found[k] = series
                 if series is None:
                     missing = True

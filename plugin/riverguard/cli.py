@@ -494,7 +494,7 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
     if monitor is not None and code == EXIT_OK:  # the last line, after the last checkpoint
         code = write_line(1, monitor.line(), log)
     log.info(
-        f"stopped after {engine.metrics} metrics: {engine.held} series, {engine.anomalies} anomalies, "
+        f"stopped after {engine.metrics} metrics: {len(engine.series)} series, {engine.anomalies} anomalies, "
         f"{engine.evicted} series evicted (max_series, {engine.evicted_unscored} before they were scored), "
         f"{engine.expired} expired (series_ttl)"
     )
@@ -749,7 +749,7 @@ def _summary(engine: Engine) -> None:
     lines = [
         f"metrics: {engine.metrics} ({engine.parse_errors} unparsable"
         + (", not sent to InfluxDB)" if engine.drop_unparsable else ")"),
-        f"series: {engine.held} ({scored} scored)",
+        f"series: {len(engine.series)} ({scored} scored)",
         f"anomalies: {engine.anomalies}",
     ]
     if engine.evicted or engine.expired:

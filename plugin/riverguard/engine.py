@@ -148,11 +148,6 @@ class Engine:
         #: they were last seen: :meth:`lru`). Moving a series to the end at each sample would leave a dead
         #: entry each time, and CPython would keep a table twice as large.
         self.series: dict[bytes, Series] = {}
-        #: The series that no detector scores (no rule, ``detector = "off"``, barred), by key: apart from
-        #: :attr:`series`, so that they never take a model's place under ``max_series`` (nor one that a restart,
-        #: which keeps no such series, would give back). Cleared when it reaches ``max_series``, and at a reload:
-        #: each is routed again at its next sample, to the same outcome.
-        self.unscored: dict[bytes, Series] = {}
         #: Keys of series, least recently seen first as of stamp ``_queue_clock`` (None where taken); a series
         #: seen since (``used >= _queue_clock``) is skipped. Built when a series must be evicted or may expire.
         self._queue: list[bytes | None] = []
@@ -376,11 +371,6 @@ class Engine:
         if len(all_series) > self.max_series:
             self._evict_oldest()
 
-    @property
-    def held(self) -> int:
-        """How many series are held now, unscored ones included."""
-        return len(self.series) + len(self.unscored)
-
     def lru(self) -> list[tuple[bytes, Series]]:
         """The series, least recently seen first."""
         series = self.series
@@ -441,12 +431,10 @@ class Engine:
     def restart(self, series: Series) -> None:
         """Start ``series`` fresh, as a new series under its rule: it is stale (last seen before the clock's
         horizon: ``series_ttl`` without a sample). Whether a series starts fresh is decided at its next sample,
-        so it does not depend on when expiry (:meth:`expire`) ran, nor on a restart in between. An unscored
-        series (:attr:`unscored`) has nothing to start afresh, and is not counted."""
-        if series.detector is None:
-            return
+        so it does not depend on when expiry (:meth:`expire`) ran, nor on a restart in between."""
         self.expired += 1
-        series.detector = series.rule.new_detector()
+        if series.detector is not None:
+            series.detector = series.rule.new_detector()
         series.seen = 0
         series.anomalies = 0
         series.failed = False
@@ -584,7 +572,6 @@ class Engine:
         series whose rule changed starts fresh at its next sample.
         """
         self._configure(config)
-        self.unscored.clear()  # routed again at their next sample
         kept: dict[bytes, Series] = {}
         dropped: Counter[str] = Counter()
         cache: dict[Any, Any] = {}

@@ -37,7 +37,7 @@ _ENGINE_COUNTERS = ("metrics", "fields_scored", "anomalies", "parse_errors", "ev
 _STORE_COUNTERS = {"checkpoints": "checkpoints", "checkpoint_failures": "failures"}
 #: Gauges, read when the line is written: ints, but checkpoint_seconds (a float); then lag_seconds.
 _GAUGES: dict[str, Callable[[Engine, Any], int | float]] = {
-    "series": lambda engine, store: engine.held,
+    "series": lambda engine, store: len(engine.series),
     "checkpoint_seconds": lambda engine, store: float(store.last_seconds) if store else 0.0,
     "checkpoint_bytes": lambda engine, store: store.last_bytes if store else 0,
     "rss_bytes": lambda engine, store: rss_bytes(),
