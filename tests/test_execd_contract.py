@@ -440,6 +440,9 @@ def test_metric_level_names_where_no_metric_rule_applies_are_the_users_fields(tm
     # In cpu they are still riverguard's: an upstream score is not scored again, an integer `anomaly` clashes.
     out, warned = _run_with(tmp_path, METRIC_RULE + '[[rule]]\nname = "rest"\n', b"cpu u=1,anomaly_score=0.5 1\n")
     assert out == [b"cpu u=1,anomaly_score=0.5 1"] and warned == []
+    out, warned = _run_with(tmp_path, METRIC_RULE + '[[rule]]\nname = "rest"\n', b"cpu u=1,anomaly=1i 1\n")
+    assert out == [b"cpu u=1,anomaly=1i 1"]
+    assert len(warned) == 1 and warned[0].startswith(b"W! [riverguard] measurement 'cpu': field 'anomaly' is an integer")
 
 
 def test_a_per_field_name_in_a_metric_scored_whole_is_no_clash(tmp_path: Path) -> None:

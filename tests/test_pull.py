@@ -580,7 +580,6 @@ def test_follow_stops_on_a_complete_answer_that_is_not_json(tmp_path: Path) -> N
         (["--db", "a", "--every", "10s"], "--every goes with --follow"),
         (["--db", "a", "--state", "s.msgpack", "--every", "1m"], "--every goes with --follow"),
         (["--db", "a", "--late-window", "5m"], "--late-window goes with --state"),
-        (["--db", "a", "--late-window", "0s"], "--late-window goes with --state"),
     ],
 )
 def test_pull_option_errors(args: list[str], message: str, tmp_path: Path) -> None:
@@ -588,6 +587,14 @@ def test_pull_option_errors(args: list[str], message: str, tmp_path: Path) -> No
     proc = run_cli(["pull", "--influx-url", "http://127.0.0.1:1", *args], cwd=tmp_path, timeout=120, text=True)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
+
+
+def test_late_window_off_needs_no_state(tmp_path: Path) -> None:
+    """--late-window 0s (off) is what a pull without --state does anyway: not refused (a review found it was)."""
+    proc = run_cli(["pull", "--influx-url", "http://127.0.0.1:1", "--db", "a", "--late-window", "0s", "--retries", "0"],
+                   cwd=tmp_path, timeout=120, text=True)
+    assert "--late-window" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "cannot connect" in proc.stderr, proc.stderr  # it went on, to the server
 
 
 def test_a_one_off_pull_takes_the_options_it_uses(influxdb: InfluxServer, tmp_path: Path) -> None:

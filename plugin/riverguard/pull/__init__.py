@@ -527,7 +527,7 @@ def _options(args: argparse.Namespace, config: Config, now: int) -> dict[str, An
             raise OptionError(f"--{name.replace('_', '-')}: {err}") from None
     if args.follow and out["every"] <= 0:
         raise OptionError("--every must be more than 0s")
-    if args.late_window is not None and config.state.path is None:  # no marks to look behind: ignored
+    if args.late_window is not None and out["late_window"] > 0 and config.state.path is None:  # no marks: ignored
         raise OptionError(
             "--late-window goes with --state: it looks behind the high-water marks the state file keeps,"
             " and a pull without one has none"
