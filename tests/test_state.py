@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgpack
@@ -26,9 +27,9 @@ from riverguard.state import inspect as read_checkpoint
 from riverguard.state import store
 
 try:
-    from tests.conftest import as_a_user, strip_added
+    from tests.conftest import Proc, as_a_user, strip_added
 except ImportError:  # tests/ itself on sys.path
-    from conftest import as_a_user, strip_added  # type: ignore[no-redef]
+    from conftest import Proc, as_a_user, strip_added  # type: ignore[no-redef]
 
 RG = [sys.executable, "-m", "riverguard"]
 T0 = 1_700_000_000_000_000_000
@@ -529,6 +530,24 @@ def test_periodic_checkpoint_while_running(tmp_path: Path) -> None:
 # -- a checkpoint in use: Telegraf's second copy of the processor, after the aggregators ---------------
 
 
+def _passes_through_for_life(proc: Proc, data: bytes, meanwhile: Callable[[], bool] = lambda: True) -> None:
+    """A ``run`` that passes every metric through: half of ``data``'s lines before a SIGHUP (``meanwhile``
+    once they are written), half after, all of it back as it came; still running (nothing for Telegraf to
+    restart) until stdin closes, then exit 0."""
+    lines = data.splitlines(keepends=True)
+    half = len(lines) // 2
+    proc.write(b"".join(lines[:half]))
+    assert meanwhile(), proc.stderr
+    assert proc.wait_lines(half, 60), proc.stderr
+    proc.popen.send_signal(signal.SIGHUP)
+    proc.write(b"".join(lines[half:]))
+    assert proc.wait_lines(len(lines), 30), proc.stderr
+    assert proc.popen.poll() is None, proc.stderr
+    proc.close_stdin()
+    assert proc.wait(30) == 0, proc.stderr
+    assert proc.stdout == data  # every metric, as it came, unscored
+
+
 def test_a_second_run_on_a_checkpoint_in_use_passes_every_metric_through(tmp_path: Path, start) -> None:
     """With aggregators Telegraf starts a second copy of each processor, here on the same [state] path. It
     waited 10 s for the lock, then exited 2 without reading stdin: every metric sent to it was lost, and
@@ -541,7 +560,6 @@ def test_a_second_run_on_a_checkpoint_in_use_passes_every_metric_through(tmp_pat
     holder.write(stream(300))
     assert holder.wait_lines(600, 60), holder.stderr
     data = stream(20, seed=5, start=300)
-    lines = data.splitlines(keepends=True)
     # A temporary checkpoint beside the one in use (the holder's, being written, or one a killed process left):
     # only a holder of the lock may remove it, and the second never holds it. (No PID is that high.)
     writing = tmp_path / ".rg.msgpack.tmp-4194305"
@@ -550,16 +568,8 @@ def test_a_second_run_on_a_checkpoint_in_use_passes_every_metric_through(tmp_pat
     second_config = tmp_path / "second.toml"
     second_config.write_text('[monitor]\ninterval = "0.1s"\n' + config.read_text())
     second = start("run", "--config", str(second_config))
-    second.write(b"".join(lines[:20]))  # while it waits for the lock: read, and not lost
-    assert second.wait_stderr(lambda e: b"W! " in e, 60), second.stderr
-    assert second.wait_lines(20, 30), second.stderr
-    second.popen.send_signal(signal.SIGHUP)
-    second.write(b"".join(lines[20:]))
-    assert second.wait_lines(40, 30), second.stderr
-    assert second.popen.poll() is None, second.stderr  # still running: nothing for Telegraf to restart
-    second.close_stdin()
-    assert second.wait(30) == 0, second.stderr
-    assert second.stdout == data  # every metric, as it came, unscored; and no health line
+    # (the first half while it waits for the lock: read, and not lost)
+    _passes_through_for_life(second, data, lambda: second.wait_stderr(lambda e: b"W! " in e, 60))  # no health line
     log = second.stderr.splitlines()
     warned = [line for line in log if line.startswith(b"W! ")]
     assert len(warned) == 1, second.stderr
@@ -1088,17 +1098,8 @@ def test_a_run_that_cannot_read_its_checkpoint_passes_every_metric_through_and_k
     prefix = as_a_user(tmp_path)
     state, files, modes = _others_checkpoint(tmp_path, which)
     data = stream(20, seed=5, start=300)
-    lines = data.splitlines(keepends=True)
     proc = start("run", "--state", str(state), cmd=[*prefix, *RG])
-    proc.write(b"".join(lines[:20]))
-    assert proc.wait_lines(20, 60), proc.stderr
-    proc.popen.send_signal(signal.SIGHUP)
-    proc.write(b"".join(lines[20:]))
-    assert proc.wait_lines(40, 30), proc.stderr
-    assert proc.popen.poll() is None, proc.stderr  # still running: nothing for Telegraf to restart
-    proc.close_stdin()
-    assert proc.wait(30) == 0, proc.stderr
-    assert proc.stdout == data  # every metric, as it came, unscored
+    _passes_through_for_life(proc, data)
     errors = [line for line in proc.stderr.splitlines() if line.startswith(b"E! ")]
     assert len(errors) == 1, proc.stderr
     shown = state if which == "checkpoint" else state.with_name("rg.msgpack.lock")
