@@ -113,7 +113,7 @@ def test_aggregators_note_in_telegraf_d() -> None:
 def test_execd_command_is_the_installed_console_script() -> None:
     scripts = _pyproject()["project"]["scripts"]
     assert Path(EXEC_COMMAND[0]).name in scripts
-    assert scripts[Path(EXEC_COMMAND[0]).name] == "riverguard.cli:main"
+    assert scripts[Path(EXEC_COMMAND[0]).name] == "riverguard._entry:main"
     # The Dockerfile installs it where the command expects it.
     venv = str(Path(EXEC_COMMAND[0]).parent.parent)
     assert f"python3 -m venv {venv}" in _dockerfile()

@@ -1190,3 +1190,27 @@ def test_one_million_series_keep_memory_bounded(tmp_path: Path) -> None:
     assert json.loads(inspect(state).stdout)["series"] == 10_000
     print(f"\nRSS after 100k series: {rss[100_000] / 1024:.1f} MiB; after 1M: {rss[total] / 1024:.1f} MiB")
     assert rss[total] < rss[100_000] * 1.2 + 8 * 1024, rss
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_while_riverguard_loads_waits_for_its_handlers(tmp_path: Path, sig: signal.Signals) -> None:
+    """Loading riverguard takes Python about a tenth of a second; a signal then ended the process (-15, -2
+    with a traceback, -1), and the metrics Telegraf had written to its stdin were lost. The command blocks
+    the three signals before loading the rest (riverguard._entry), so here a signal sent right after that
+    point, before the handlers exist, waits for them: SIGTERM and SIGINT stop run as at any moment, every
+    metric back and exit 0; SIGHUP reloads the config it has just read."""
+    data = stream(20)
+    script = (
+        "import os, signal, sys\n"
+        "from riverguard import _entry\n"
+        "_entry.hold()\n"
+        f"os.kill(os.getpid(), {int(sig)})\n"
+        "sys.argv = ['riverguard', 'run']\n"
+        "sys.exit(_entry._command())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], input=data, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert strip_added(proc.stdout) == data and proc.stdout.count(b"usage_idle_anomaly_score=") == 40
+    assert b"Traceback" not in proc.stderr
+    if sig == signal.SIGHUP:
+        assert b"reload" in proc.stderr.lower(), proc.stderr

@@ -9,19 +9,32 @@ The public API is small: :func:`load_config`, :class:`ConfigError`,
 
 from __future__ import annotations
 
-from importlib import metadata
+from typing import Any
 
 from ._compiled import prefer_sources
 
 prefer_sources()  # RIVERGUARD_PURE_PYTHON=1: the modules below load from their .py files, never compiled
 
-from .config import ConfigError  # noqa: E402
-from .config import load as load_config  # noqa: E402
-from .engine import Engine  # noqa: E402
-
-try:
-    __version__ = metadata.version("riverguard")
-except metadata.PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0+src"
-
 __all__ = ["ConfigError", "Engine", "__version__", "load_config"]
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, loaded on first use: the ``riverguard`` command blocks its signals before it loads
+    the rest (``riverguard._entry``), and a package import that loaded it all would come first."""
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            value: Any = metadata.version("riverguard")
+        except metadata.PackageNotFoundError:  # running from a source tree
+            value = "0.0.0+src"
+    elif name in ("ConfigError", "load_config"):
+        from . import config
+
+        value = config.ConfigError if name == "ConfigError" else config.load
+    elif name == "Engine":
+        from .engine import Engine as value
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -178,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace, exiting: bool = False) -> int:
+    from ._entry import release
+
+    if args.command != "run":
+        release()  # (the command's own handlers, or Python's: a signal held since start-up acts now)
     if args.command == "sample-config":
         sys.stdout.write(sample_config())
         return EXIT_OK
@@ -196,6 +200,7 @@ def _main(args: argparse.Namespace, exiting: bool = False) -> int:
         # only asks run to finish: the input already written comes back, the models are saved, exit 0.
         # Then, in the process's own command (``exiting``), they are ignored until it exits.
         signals = Signals()
+        release()  # a signal held since start-up is taken now, as one during the run would be
         try:
             return _configured(args, signals)
         finally:
