@@ -305,13 +305,13 @@ def _check_config(path: str) -> int:
 
 
 def _state_inspect(path: str, series: str | None = None, with_state: bool = False) -> int:
-    from .state import CheckpointError, denied, inspect, list_series, state_file
+    from .state import CheckpointError, checkpoint_file, denied, inspect, list_series
 
     if with_state and series is None:
         series = "*"
     # Where `run --state PATH` would write: a path ending with "/" is a folder, made or not (state_path);
     # in a folder, the riverguard.msgpack it holds.
-    file = state_file(state_path(path, Path.cwd()))
+    file = checkpoint_file(state_path(path, Path.cwd()))
     try:
         if series is not None:
             rows = list(list_series(file, series, with_state))

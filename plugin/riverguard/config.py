@@ -648,7 +648,7 @@ def state_path(raw: str, base: Path) -> Path:
 
 def checkpoint_file(path: Path) -> Path:
     """The checkpoint file of a state path (as :func:`state_path` gives it): ``riverguard.msgpack`` inside it
-    when it is a folder (``riverguard.state.state_file``)."""
+    when it is a folder. The one place that says so: the state store, ``state inspect`` and the same-file check."""
     path = Path(path)
     return path / STATE_FOLDER_FILE if path.is_dir() else path
 

@@ -30,7 +30,7 @@ from typing import Any
 from .. import __version__
 from ..detectors import Detector
 from ..config import STATE_FOLDER_FILE, Rule
-from ..config import checkpoint_file as state_file  # the checkpoint file for a state path (a folder: the file in it)
+from ..config import checkpoint_file  # the checkpoint file for a state path (a folder: the file in it)
 from ..engine import Engine
 from ..lineprotocol import ParseError
 from ..log import iso_ns
@@ -40,7 +40,7 @@ from .store import FORMAT, VERSION, CheckpointError, orphans, read, set_aside, w
 
 __all__ = [
     "list_series", "FOLDER_FILE", "LOCK_WAIT", "AccessDenied", "CheckpointError", "LockBusy", "LockError", "StateStore",
-    "denied", "inspect", "state_file",
+    "checkpoint_file", "denied", "inspect",
 ]
 
 #: The checkpoint's name when the state path is a folder.
@@ -108,7 +108,7 @@ class StateStore:
 
     def __init__(self, engine: Engine, path: Path) -> None:
         self.engine = engine
-        self.path = state_file(path)
+        self.path = checkpoint_file(path)
         self.log = engine.log
         #: The restored checkpoint's header (empty until :meth:`restore` read one).
         self.header: dict[str, Any] = {}
@@ -462,7 +462,7 @@ def _decode_detector(data: Any, rule: Rule, key: bytes) -> Detector:
 
 def inspect(path: Path) -> dict[str, Any]:
     """Summary of a checkpoint (raises FileNotFoundError or CheckpointError)."""
-    checkpoint = read(state_file(Path(path)))
+    checkpoint = read(checkpoint_file(Path(path)))
     detectors = Counter(record[1] for record in checkpoint.records)
     times = [record[4] for record in checkpoint.records if record[4] is not None]
     for record in checkpoint.records:
@@ -493,7 +493,7 @@ def list_series(path: Path, glob: str = "*", with_state: bool = False) -> Iterat
     ``with_state``: each with its detector's learned state by name (:func:`_named`)."""
     import fnmatch
 
-    checkpoint = read(state_file(Path(path)))
+    checkpoint = read(checkpoint_file(Path(path)))
     layouts = checkpoint.header.get("layouts")
     layouts = layouts if isinstance(layouts, dict) else {}
     match = re.compile(fnmatch.translate(glob)).match
