@@ -492,14 +492,16 @@ class InfluxWriter:
                 f"not written: {snippet}"
             )
         if self._batch_refused > MAX_REFUSED_PER_BATCH:
-            raise self._systematic(batch, f"more than {MAX_REFUSED_PER_BATCH} of the {len(batch)} metrics", err)
+            raise self._systematic(batch, err)
 
-    def _systematic(self, batch: list[bytes], how_many: str, err: WriteError) -> WriteError:
-        """The error that stops a backfill whose refusals are no longer a line here and there."""
+    def _systematic(self, batch: list[bytes], err: WriteError) -> WriteError:
+        """The error that stops a backfill whose refusals are no longer a line here and there (more than
+        :data:`MAX_REFUSED_PER_BATCH` in ``batch``; ``err``: the last one)."""
         self._refusals.report_held(self.log)
         first = self.acknowledged + 1
         return WriteError(
-            f"InfluxDB refused {how_many} of the batch of metrics {first}-{first + len(batch) - 1}"
+            f"InfluxDB refused more than {MAX_REFUSED_PER_BATCH} of the {len(batch)} metrics of the batch of metrics"
+            f" {first}-{first + len(batch) - 1}"
             f" ({self.target} at {self.url}; the last answer: HTTP {err.status}: {err.reason}): such a refusal"
             " has a cause to fix first, such as a field stored with another type (rename it or write to another"
             " database), not a bad line here and there",
