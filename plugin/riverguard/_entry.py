@@ -12,11 +12,19 @@ from __future__ import annotations
 
 import signal
 
-__all__ = ["hold", "main", "release"]
+__all__ = ["hold", "is_process", "main", "release"]
 
 _SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 #: The signal mask before :func:`hold` (None: nothing held).
 _before: set[signal.Signals] | None = None
+#: Whether the command runs as the process's own (:func:`main`): it exits when the command returns.
+_process = False
+
+
+def is_process() -> bool:
+    """Whether the command is the process's own (``riverguard``, ``python -m riverguard``), which ends when
+    it returns; not a program or a test calling ``riverguard.cli.main``."""
+    return _process
 
 
 def hold() -> None:
@@ -36,6 +44,8 @@ def release() -> None:
 
 def main() -> int:
     """``riverguard`` (the console script and ``python -m riverguard``)."""
+    global _process
+    _process = True
     hold()
     return _command()
 

@@ -154,15 +154,15 @@ def _load(path: str | None, log: Log) -> Config | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``riverguard`` command; ``argv`` None: the process's own command line, and the process ends when
-    this returns (``run`` then ignores SIGTERM, SIGINT and SIGHUP to the end, instead of putting the handlers
-    it found back: a program or a test calling ``main(ARGS)`` gets them back)."""
+    """The ``riverguard`` command (``argv`` None: ``sys.argv``). As the process's own command
+    (:func:`riverguard._entry.is_process`), which ends when this returns, ``run`` then ignores SIGTERM,
+    SIGINT and SIGHUP to the end; a program or a test calling it gets the handlers it had back."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # told by the subcommand's parser, so the hint is `riverguard run --help`
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # type: ignore[attr-defined]
     try:
-        return _main(args, exiting=argv is None)
+        return _main(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `riverguard ... | head`: the reader is gone, nothing to say
@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAIL
 
 
-def _main(args: argparse.Namespace, exiting: bool = False) -> int:
-    from ._entry import release
+def _main(args: argparse.Namespace) -> int:
+    from ._entry import is_process, release
 
     if args.command != "run":
         release()  # (the command's own handlers, or Python's: a signal held since start-up acts now)
@@ -198,13 +198,13 @@ def _main(args: argparse.Namespace, exiting: bool = False) -> int:
 
         # From start-up to exit (the restore and the final checkpoint included) a SIGTERM or SIGINT
         # only asks run to finish: the input already written comes back, the models are saved, exit 0.
-        # Then, in the process's own command (``exiting``), they are ignored until it exits.
+        # Then, in the process's own command, they are ignored until it exits.
         signals = Signals()
         release()  # a signal held since start-up is taken now, as one during the run would be
         try:
             return _configured(args, signals)
         finally:
-            signals.close(ignore=exiting)
+            signals.close(ignore=is_process())
     return _configured(args)
 
 
