@@ -278,15 +278,21 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
     (the median of the latest 127 timestamps, from the third on, never going back): past ``max_series``
     a stale series (last seen ``ttl_ns`` before that clock) is dropped, the front one if it is stale, else
     all of them, and only without one the front series is evicted; every 4096 metrics the front series
-    are dropped while they are stale; a stale series seen again starts fresh (expired too). The series
-    left (key, last time), least recently seen first; evicted; expired."""
+    are dropped while they are stale; a stale series seen again starts fresh (expired too). Since
+    2026-12-02 only series with a model (not ``quiet``, whose rule is ``off``) count against
+    ``max_series``: series without one that come first are dropped on the way to the one evicted, a stale
+    one only counts as room when it had a model, and beyond ``max_series`` series without a model they
+    are all dropped. The series left (key, last time), least recently seen first; evicted; expired."""
     series: dict[bytes, int | None] = {}
     window: list[int] = []
     now = None
-    evicted = expired = 0
+    evicted = expired = passing = 0
 
     def stale(last: int | None) -> bool:
         return now is not None and last is not None and last < now - ttl_ns
+
+    def modelled(key: bytes) -> bool:
+        return not key.startswith(b"quiet,")
 
     for metrics, (prefix, fields, stamp) in enumerate(stream, 1):
         if stamp is not None:
@@ -296,6 +302,7 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
                 now = median if now is None else max(now, median)
         if not metrics & 0xFFF:
             while series and stale(series[next(iter(series))]):
+                passing -= not modelled(next(iter(series)))
                 del series[next(iter(series))]
                 expired += 1
         for field in fields:
@@ -305,16 +312,30 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
                 series[key] = series.pop(key)
             else:
                 series[key] = None
-                if len(series) > max_series:
-                    front = next(iter(series))
-                    gone = [front] if stale(series[front]) else [k for k, last in series.items() if stale(last)]
-                    expired += len(gone)
-                    if not gone:
-                        gone = [front]
-                        evicted += 1
-                    for k in gone:
-                        del series[k]
-            if stamp is not None:
+                if not modelled(key):
+                    passing += 1
+                    if passing > max_series:
+                        series = {k: last for k, last in series.items() if modelled(k)}
+                        passing = 0
+                elif len(series) - passing > max_series:
+                    while True:
+                        front = next(iter(series))
+                        if stale(series[front]) or not modelled(front):
+                            expired += stale(series.pop(front))
+                            passing -= not modelled(front)
+                            if modelled(front):
+                                break
+                            continue
+                        gone = [k for k, last in series.items() if stale(last)]
+                        expired += len(gone)
+                        passing -= sum(not modelled(k) for k in gone)
+                        if not any(modelled(k) for k in gone):
+                            gone.append(front)
+                            evicted += 1
+                        for k in gone:
+                            del series[k]
+                        break
+            if stamp is not None and key in series:  # (not when it was just dropped with every series without a model)
                 series[key] = stamp
     return list(series.items()), evicted, expired
 

@@ -742,7 +742,11 @@ def score(engine, metric) -> bytes:
                     continue
             series = engine.new_series(metric, key)
             all_series[skey] = series
-            if len(all_series) > engine.max_series:
+            if series.detector is None:  # no model: not counted against max_series, and bounded apart
+                engine.passing += 1
+                if engine.passing > engine.max_series:
+                    engine.forget_passing()
+            elif len(all_series) - engine.passing > engine.max_series:
                 engine._evict_oldest()
         with_flag = keys is None or key + flag_suffix not in keys
         scored = _field(engine, series, skey, key, 0, len(key), number, t, timestamp, horizon, ob, with_flag, keys)

@@ -148,6 +148,9 @@ class Engine:
         #: they were last seen: :meth:`lru`). Moving a series to the end at each sample would leave a dead
         #: entry each time, and CPython would keep a table twice as large.
         self.series: dict[bytes, Series] = {}
+        #: How many of :attr:`series` hold no model (no rule scores their field, which passes through): a
+        #: cache of the routing, not counted against ``max_series`` (:meth:`_evict_oldest`, :meth:`forget_passing`).
+        self.passing = 0
         #: Keys of series, least recently seen first as of stamp ``_queue_clock`` (None where taken); a series
         #: seen since (``used >= _queue_clock``) is skipped. Built when a series must be evicted or may expire.
         self._queue: list[bytes | None] = []
@@ -368,7 +371,7 @@ class Engine:
     def _add_series(self, skey: bytes, series: Series) -> None:
         all_series = self.series
         all_series[skey] = series
-        if len(all_series) > self.max_series:
+        if len(all_series) - self.passing > self.max_series:
             self._evict_oldest()
 
     def lru(self) -> list[tuple[bytes, Series]]:
@@ -382,6 +385,7 @@ class Engine:
         """Hold ``series`` (least recently seen first) instead of the series held."""
         self.series.clear()
         self.series.update(series)
+        self.passing = sum(1 for s in series.values() if s.detector is None)
         touch = self._hot.touch
         for s in series.values():  # (held first: the clock may renumber them as it goes)
             touch(s)
@@ -426,7 +430,22 @@ class Engine:
         """Drop series ``key``, which :meth:`_oldest` just gave."""
         self._queue[self._queue_at] = None
         self._queue_at += 1
-        return self.series.pop(key)
+        gone = self.series.pop(key)
+        if gone.detector is None:
+            self.passing -= 1
+        return gone
+
+    def _forget(self, keys: list[bytes]) -> None:
+        """Drop the series ``keys`` (held), wherever they are in the order (the queue skips keys no longer held)."""
+        series = self.series
+        for key in keys:
+            if series.pop(key).detector is None:
+                self.passing -= 1
+
+    def forget_passing(self) -> None:
+        """Drop every series that holds no model: more than ``max_series`` of them are held (a flood of field
+        keys no rule scores). Nothing is lost: each is routed again at its next sample."""
+        self._forget([key for key, s in self.series.items() if s.detector is None])
 
     def restart(self, series: Series) -> None:
         """Start ``series`` fresh, as a new series under its rule: it is stale (last seen before the clock's
@@ -440,25 +459,33 @@ class Engine:
         series.failed = False
 
     def _evict_oldest(self) -> None:
-        """Make room for one series: drop a stale one if there is one (it would start fresh anyway: nothing
-        it knows is lost), else evict the least recently seen one."""
-        found = self._oldest()
-        assert found is not None
+        """Make room for one model: drop a stale series that holds one if there is one (it would start fresh
+        anyway: nothing it knows is lost), else evict the least recently seen one. Series without a model
+        that come first (least recently seen) are dropped on the way: they only cache their field's routing."""
         horizon = self.clock.horizon
-        last = found[1].last_time
-        if last is not None and last < horizon:
-            self._drop_oldest(found[0])
-            self.expired += 1
-            return
+        while True:
+            found = self._oldest()
+            assert found is not None
+            key, series = found
+            last = series.last_time
+            if last is not None and last < horizon:
+                self._drop_oldest(key)
+                self.expired += 1
+                if series.detector is not None:
+                    return
+            elif series.detector is None:
+                self._drop_oldest(key)
+            else:
+                break
         if self.low is not None and self.low < horizon:  # a stale series further on?
-            stale = [key for key, s in self.series.items() if s.last_time is not None and s.last_time < horizon]
-            for key in stale:
-                del self.series[key]  # (the queue skips keys no longer held)
+            stale = [k for k, s in self.series.items() if s.last_time is not None and s.last_time < horizon]
+            modelled = any(self.series[k].detector is not None for k in stale)
+            self._forget(stale)
             self.expired += len(stale)
             self._check_low()
-            if stale:
+            if modelled:
                 return
-        gone = self._drop_oldest(found[0])
+        gone = self._drop_oldest(key)
         self.evicted += 1
         if gone.detector is not None and gone.seen <= gone.binding.warmup:
             self.evicted_unscored += 1
@@ -469,15 +496,15 @@ class Engine:
         first, else the least recently seen: :meth:`_evict_oldest`); return how many were dropped. For a
         restored checkpoint that holds more series than a lowered ``max_series``: they are not counted as
         evicted or expired by the stream (nor warned about as evicted before they were scored)."""
-        held = len(self.series)
+        held = len(self.series) - self.passing
         if held <= self.max_series:
             return 0
         counts = self.evicted, self.expired, self.evicted_unscored, self._unscored_unreported
-        while len(self.series) > self.max_series:
+        while len(self.series) - self.passing > self.max_series:
             self._evict_oldest()
         self.evicted, self.expired, self.evicted_unscored, self._unscored_unreported = counts
         self._check_low()
-        return held - len(self.series)
+        return held - (len(self.series) - self.passing)
 
     def _report_evictions(self) -> None:
         """A ``W!`` line, at most once a minute, while series are evicted before they could be scored."""
@@ -770,8 +797,7 @@ class Engine:
             m = measurement if heads is not None else _KEY_MEASUREMENT.match(prefix).group()  # type: ignore[union-attr]
             if self.barred(m, field_key, series.rule):
                 gone.append(skey)
-        for skey in gone:
-            del self.series[skey]
+        self._forget(gone)
         return len(gone)
 
     def taken_pairs(self) -> list[list[bytes]]:
