@@ -26,6 +26,7 @@ from conftest import RIVERGUARD, ROOT, run_cli
 
 from riverguard.detectors import resolve
 from riverguard.lineprotocol import raw_fields
+from riverguard.log import iso_ns
 
 try:
     from tests.data.injected import HOSTS, generate
@@ -193,6 +194,50 @@ def test_a_point_that_cannot_be_rebuilt_is_reported_and_skipped(influxdb: Influx
     assert "E! [riverguard] odd point at 1970-01-01T00:00:01Z cannot be rebuilt: tag host 'e\\\\\\\\,f'" in proc.stderr
     assert "wrote 5, 0 already scored, 0 written late (not scored), 1 skipped (cannot be rebuilt)" in proc.stderr
     assert influxdb.rows('SELECT count("v_anomaly_score") FROM "odd"', db)[0][1] == 5
+
+
+_CONFLICT = ('partial write: field type conflict: input field "v" on measurement "bad" is type float,'
+             " already exists as type integer dropped=1")
+
+
+def _conflicting_target(server: InfluxServer, src: str, dst: str, t0: int) -> None:
+    """``dst`` stores ``bad``'s field v as an integer: a float v written there is refused (HTTP 400)."""
+    server.create_db(src)
+    server.create_db(dst)
+    assert server.write(dst, f"bad,host=z v=1i {t0}\n".encode()).status == 204
+
+
+def test_one_off_pull_isolates_the_points_influxdb_refuses(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """A point InfluxDB refused (a field type conflict in the --to-db target) stopped pull at its first batch:
+    nothing committed, and running it again stopped there again. Now the writer isolates it as the backfill's
+    does: one E! line per refused point, every other point written, the marks past them, exit 1."""
+    src, dst, t0 = "rg_refused_src", "rg_refused_dst", 1_000_000_000_000_000_000
+    _conflicting_target(influxdb, src, dst, t0)
+    lines = [f"good,host=a v={i}.5 {t0 + i * 10**9}" for i in range(50)]
+    lines += [f"bad,host=a v={i}.5 {t0 + i * 10**9}" for i in (10, 30)]
+    lines.append(f"bad,host=a w=1.5 {t0 + 200 * 10**9}")  # the mark: the refused ones are out of the late window
+    _store(influxdb, src, "\n".join(lines) + "\n")
+    state = tmp_path / "pull.msgpack"
+    proc = _pull(influxdb, src, "--to-db", dst, "--state", str(state))
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
+    assert errors == [
+        f"E! [riverguard] bad point at 2001-09-09T01:{s}Z: InfluxDB refused it (HTTP 400): {_CONFLICT}; not"
+        f" written: bad,host=a v={i}.5,v_anomaly_score=0.0,v_anomaly=false {t0 + i * 10**9}"
+        for i, s in ((10, "46:50"), (30, "47:10"))
+    ] + [
+        "E! [riverguard] pulled 53 point(s) from database 'rg_refused_src': wrote 51, 0 already scored, 0 written"
+        " late (not scored), 0 skipped (cannot be rebuilt), 2 refused by InfluxDB (not written): the E! lines"
+        " above say which and why"
+    ], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert influxdb.rows('SELECT count("v_anomaly_score") FROM "good"', dst)[0][1] == 50
+    assert influxdb.rows('SELECT count("w_anomaly_score") FROM "bad"', dst)[0][1] == 1
+    # The marks are past them: pulling again sends nothing (they would be refused again).
+    again = _pull(influxdb, src, "--to-db", dst, "--state", str(state))
+    assert again.returncode == 0, again.stderr
+    assert "E! " not in again.stderr and "W! " not in again.stderr
+    assert "pulled 0 point(s) from database 'rg_refused_src': wrote 0," in again.stderr
 
 
 def _databases(server: InfluxServer) -> set[str]:
@@ -437,13 +482,13 @@ def _follow_stub(server: Any, tmp_path: Path, *more: str) -> list[str]:
     [
         ([(401, "authorization failed")], [], "E! [riverguard] pull stopped: HTTP 401: authorization failed;"),
         ([(404, "page not found")], [], "E! [riverguard] pull stopped: HTTP 404: page not found;"),
-        (
-            [], [(400, "partial write: field type conflict")],
-            "E! [riverguard] pull stopped: InfluxDB refused the write to database 'x' (HTTP 400):"
-            " partial write: field type conflict;",
+        (  # (a write refused for its points, 400, is split to find them: tests below)
+            [], [(404, 'database not found: "x"')],
+            "E! [riverguard] pull stopped: InfluxDB refused the write to database 'x' (HTTP 404):"
+            ' database not found: "x";',
         ),
     ],
-    ids=["read-401", "read-404", "write-400"],
+    ids=["read-401", "read-404", "write-404"],
 )
 def test_follow_stops_on_a_failure_retrying_cannot_mend(tmp_path: Path, reads, writes, message: str) -> None:
     with local_server(_Scripted, requests=[], writes=[], reads=reads, write_statuses=writes, forever=True) as server:
@@ -718,6 +763,45 @@ def test_follow_scores_each_point_exactly_once_across_a_restart(influxdb: Influx
                 got[(f"live,host={series['tags']['host']}".encode(), t, b"v_anomaly_score")] = score
     assert got == want
     assert os.path.getsize(state) > 0
+
+
+def test_follow_goes_on_past_a_point_influxdb_refuses(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """--follow stopped for good (exit 1) at a point InfluxDB refused. Now each refused point gets one E! line,
+    the others are written, the passes go on, and the next pass does not take a refused point behind the mark
+    for one written late; SIGTERM still ends it with exit 0, the summary counting the refused points."""
+    src, dst, t0 = "rg_follow_refused_src", "rg_follow_refused_dst", time.time_ns() - 30 * 10**9
+    _conflicting_target(influxdb, src, dst, t0)
+
+    def store(times: range, bad: int) -> None:
+        lines = [f"good,host=a v={i}.5 {t0 + i * 10**9}" for i in times] + [f"bad,host=a v=2.5 {t0 + bad * 10**9}"]
+        assert influxdb.write(src, ("\n".join(lines) + "\n").encode()).status == 204
+
+    def scored(n: int) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = influxdb.rows('SELECT count("v_anomaly_score") FROM "good"', dst)
+            if rows and rows[0][1] == n:
+                return
+            time.sleep(0.05)
+        raise AssertionError(log.read_text())
+
+    log = tmp_path / "pull.log"
+    store(range(5), bad=2)
+    puller = _Puller(["--influx-url", influxdb.url, "--db", src, "--to-db", dst, "-m", "good", "-m", "bad",
+                      "--follow", "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack")], log)
+    scored(5)
+    store(range(10, 15), bad=12)  # the passes go on past the refused point
+    scored(10)
+    time.sleep(0.5)  # more passes: each looks behind the marks for points written late
+    stderr = puller.stop()
+    refused = [line for line in stderr.splitlines() if line.startswith("E! ")]
+    assert [line.split(": InfluxDB refused it (HTTP 400): ")[0] for line in refused] == [
+        f"E! [riverguard] bad point at {iso_ns(t0 + s * 10**9)}" for s in (2, 12)
+    ], stderr
+    assert all(_CONFLICT in line for line in refused)
+    assert "written late" not in stderr.replace("0 written late", "") and "W! " not in stderr, stderr
+    assert "wrote 10, 0 already scored, 0 written late (not scored), 0 skipped (cannot be rebuilt), 2 refused by" \
+           " InfluxDB (not written)" in stderr.splitlines()[-1], stderr
 
 
 #: The demo recording's mem points: 2160 timestamps 10 s apart from 2025-11-28T00:00:00Z, three hosts.

@@ -242,7 +242,7 @@ def _configured(args: argparse.Namespace, signals: Signals | None = None) -> int
         from .influx import OptionError, WriteError, from_args
 
         try:
-            sink = from_args(args, log, isolate=True)
+            sink = from_args(args, log)
         except OptionError as err:
             log.error(str(err))
             return EXIT_CONFIG

@@ -1,7 +1,8 @@
 """Write line protocol to InfluxDB over HTTP, in batches, with bounded retries.
 
 Used by ``riverguard replay --influx-url URL`` to backfill or re-score
-recorded data. Standard library only (``urllib``).
+recorded data, and by ``riverguard pull`` to write its points back.
+Standard library only (``urllib``).
 
 - InfluxDB 1.x: ``--db NAME`` (and optionally ``--rp``) -> ``POST /write``;
   ``--username NAME --password-env VAR`` authenticate with HTTP Basic auth
@@ -14,10 +15,10 @@ Batches hold at most ``batch_size`` metrics (5000 by default, as Telegraf's
 influxdb outputs). A batch answered with 5xx or 429, or lost to a connection
 error or timeout, is retried with exponential backoff (``Retry-After`` is
 honoured, capped), at most ``retries`` times; any other 4xx stops at once
-with InfluxDB's own message, except (``isolate``, backfill) a batch refused
-for its data (400, 422: a line InfluxDB cannot parse, a field type conflict):
-it is split in halves, posted again, until each refused metric is alone; those
-are reported and counted, the others written, and the backfill goes on (unless
+with InfluxDB's own message, except a batch refused for its data (400, 422:
+a line InfluxDB cannot parse, a field type conflict): it is split in halves,
+posted again, until each refused metric is alone; those are reported and
+counted, the others written, and the backfill (or ``pull``) goes on (unless
 the refusal looks systematic: :data:`MAX_REFUSED_PER_BATCH`). Comment and
 blank lines are not sent. ``--skip-metrics N`` sends nothing for the first
 ``N`` metrics (they are still scored, so the models are the same): a backfill
@@ -56,10 +57,10 @@ __all__ = [
 DEFAULT_BATCH_SIZE = 5000
 DEFAULT_RETRIES = 5
 #: HTTP statuses of a write refused for what it holds (a line InfluxDB cannot parse, a field type
-#: conflict, a field named ``time``...): 1.x answers 400, 2.x 400 or 422. The backfill splits such a
+#: conflict, a field named ``time``...): 1.x answers 400, 2.x 400 or 422. The writer splits such a
 #: batch to find the lines at fault; 401, 403, 404, 413 say nothing against a line and still stop it.
 DATA_REFUSED = (400, 422)
-#: More metrics refused than this in one batch stop the backfill (exit 1, with the resume hint): so
+#: More metrics refused than this in one batch stop the writer (a backfill: exit 1, with the resume hint): so
 #: many refusals have one cause to fix (a field stored with another type, the wrong database), and
 #: isolating them costs about 2k*log2(n/k) more requests
 #: for k refused among n. Against a local InfluxDB 1.6, in a batch of 5 000 (about 30 ms clean): one
@@ -163,9 +164,11 @@ def add_arguments(
         )
 
 
-def from_args(args: argparse.Namespace, log: Log, *, isolate: bool = False) -> InfluxWriter | None:
-    """The writer the ``replay`` options ask for, or None without ``--influx-url``; ``isolate``: see
-    :class:`InfluxWriter`.
+def from_args(
+    args: argparse.Namespace, log: Log, *, on_refused: Callable[[bytes], str] | None = None
+) -> InfluxWriter | None:
+    """The writer the ``replay`` (or ``pull``) options ask for, or None without ``--influx-url``;
+    ``on_refused``: see :class:`InfluxWriter`.
 
     Raises :class:`OptionError` for inconsistent options.
     """
@@ -230,7 +233,7 @@ def from_args(args: argparse.Namespace, log: Log, *, isolate: bool = False) -> I
         batch_size=args.batch_size,
         retries=args.retries,
         log=log,
-        isolate=isolate,
+        on_refused=on_refused,
     )
 
 
@@ -240,11 +243,12 @@ class InfluxWriter:
     ``write`` must receive whole metrics (riverguard's replay always does);
     a metric whose string value spans lines is kept in one piece.
 
-    With ``isolate`` a batch refused for its data (:data:`DATA_REFUSED`) is
-    split until each refused metric is alone: it gets an ``E!`` line (its
-    number, as ``--skip-metrics`` counts, its start and InfluxDB's reason),
-    is counted in ``refused``, and the rest is written. Without it (``pull``)
-    the refusal stops the writer as any other 4xx.
+    A batch refused for its data (:data:`DATA_REFUSED`) is split until each
+    refused metric is alone: it gets an ``E!`` line (its name, its start and
+    InfluxDB's reason), is counted in ``refused``, and the rest is written.
+    Its name is its number, as ``--skip-metrics`` counts (the backfill), or
+    what ``on_refused`` returns, called with the line (from the thread that
+    writes: ``pull`` names the point, and notes it).
 
     >>> import io
     >>> def influx(body):  # refuses any body holding a "+1" value, as InfluxDB 1.x
@@ -252,7 +256,7 @@ class InfluxWriter:
     ...     if b"=+1" in body:
     ...         raise WriteError("refused", status=400, reason="unable to parse: invalid boolean")
     >>> calls, out = [], io.StringIO()
-    >>> w = InfluxWriter("http://x", db="d", batch_size=8, isolate=True, post=influx, log=Log("info", out))
+    >>> w = InfluxWriter("http://x", db="d", batch_size=8, post=influx, log=Log("info", out))
     >>> w.write(b"".join(b"m v=%s %d\\n" % (b"+1" if i == 5 else b"1", i) for i in range(8)))
     >>> calls, w.lines, w.refused, w.acknowledged
     ([8, 4, 4, 2, 1, 1, 2], 7, 1, 8)
@@ -280,7 +284,7 @@ class InfluxWriter:
         log: Log | None = None,
         post: Callable[[bytes], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        isolate: bool = False,
+        on_refused: Callable[[bytes], str] | None = None,
     ) -> None:
         base = url.rstrip("/")
         if bucket is not None:
@@ -312,7 +316,7 @@ class InfluxWriter:
         self.log = log or Log("error")
         self._post = post or self._http_post
         self._sleep = sleep
-        self.isolate = isolate
+        self.on_refused = on_refused
         self._pending: list[bytes] = []
         self._failed = False
         self._closed = False
@@ -358,7 +362,7 @@ class InfluxWriter:
             return
         self._closed = True
         self.flush()
-        self._refusals.report_held(self.log)
+        self.report_held()
         if not self._failed and self.batches:
             rate = self.lines / self.post_seconds if self.post_seconds > 0 else 0.0
             summary = (
@@ -372,6 +376,10 @@ class InfluxWriter:
                 )
             else:
                 self.log.info(summary)
+
+    def report_held(self) -> None:
+        """One ``W!`` line for the refused metrics the rate limit kept from their ``E!`` line, if any."""
+        self._refusals.report_held(self.log)
 
     @property
     def acknowledged(self) -> int:
@@ -440,12 +448,12 @@ class InfluxWriter:
     # -- posting ---------------------------------------------------------------
 
     def _send(self, batch: list[bytes]) -> None:
-        """Post one batch (split if refused for its data, with ``isolate``); a WriteError stops the writer."""
+        """Post one batch (split if refused for its data); a WriteError stops the writer."""
         try:
             try:
                 self._post_retrying(batch)
             except WriteError as err:
-                if not (self.isolate and err.status in DATA_REFUSED):
+                if err.status not in DATA_REFUSED:
                     raise
                 self._batch_refused = 0
                 self._split(batch, 0, len(batch), err)
@@ -484,20 +492,18 @@ class InfluxWriter:
         """``batch[i]``, posted alone, was refused for its data: say so (rate-limited) and count it."""
         self.refused += 1
         self._batch_refused += 1
+        name = self.on_refused(batch[i]) if self.on_refused else f"metric {self.acknowledged + i + 1}"
         if self._refusals.allow(self.log):
             line = batch[i].decode("utf-8", "backslashreplace")
             snippet = line if len(line) <= 120 else line[:120] + "..."
-            self.log.error(
-                f"metric {self.acknowledged + i + 1}: InfluxDB refused it (HTTP {err.status}): {err.reason}; "
-                f"not written: {snippet}"
-            )
+            self.log.error(f"{name}: InfluxDB refused it (HTTP {err.status}): {err.reason}; not written: {snippet}")
         if self._batch_refused > MAX_REFUSED_PER_BATCH:
             raise self._systematic(batch, err)
 
     def _systematic(self, batch: list[bytes], err: WriteError) -> WriteError:
-        """The error that stops a backfill whose refusals are no longer a line here and there (more than
+        """The error that stops a writer whose refusals are no longer a line here and there (more than
         :data:`MAX_REFUSED_PER_BATCH` in ``batch``; ``err``: the last one)."""
-        self._refusals.report_held(self.log)
+        self.report_held()
         first = self.acknowledged + 1
         return WriteError(
             f"InfluxDB refused more than {MAX_REFUSED_PER_BATCH} of the {len(batch)} metrics of the batch of metrics"

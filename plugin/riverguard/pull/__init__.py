@@ -18,6 +18,15 @@ only what is newer than the mark; a point that turns up older than the mark
 already carries a score field is never scored again. Without a mark (no
 ``--state``, or a measurement not read before) a pass starts at ``--since``,
 points at that very time included.
+
+A point InfluxDB refuses to take back (a field type conflict in the
+``--to-db`` target, say) is isolated by the writer as in a backfill: one
+``E!`` line names it, the other points are written, and the mark moves past
+it as past any point scored, so it is not sent again (it would be refused
+again) nor, by this process, reported as written late. A one-off pull then
+exits 1; a ``--follow`` goes on. More than
+:data:`~riverguard.influx.MAX_REFUSED_PER_BATCH` in one batch have a cause
+to fix: the pass fails as on any refused write.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ from typing import Any
 from ..config import Config, parse_duration
 from ..engine import Engine
 from ..influx import InfluxWriter, OptionError, WriteError, from_args, retry_wait
-from ..lineprotocol import ParseError, parse
+from ..lineprotocol import Metric, ParseError, parse
 from ..log import Log, Progress, iso_ns
 from ..stream import ManualGC, feed
 from .source import ReadError, Row
@@ -153,13 +162,14 @@ def _iso(ns: int | None) -> str:
 
 
 class Puller:
-    """Runs passes of ``source`` through ``engine``, writing with writers from ``new_writer``."""
+    """Runs passes of ``source`` through ``engine``, writing with writers from ``new_writer`` (given what
+    to call for each point InfluxDB refuses: :class:`~riverguard.influx.InfluxWriter`'s ``on_refused``)."""
 
     def __init__(
         self,
         engine: Engine,
         source: Any,
-        new_writer: Callable[[], InfluxWriter],
+        new_writer: Callable[[Callable[[bytes], str]], InfluxWriter],
         *,
         store: Any = None,
         measurements: list[str] | None = None,
@@ -193,7 +203,11 @@ class Puller:
         self.marks: dict[str, int] = {}
         self._pending: dict[str, int] = {}  # marks fed but not yet committed
         self._written_before = 0  # the writer's count at the last commit
-        self._late_seen: dict[bytes, int] = {}  # late points already reported (this process), by line
+        self._refused_before = 0  # the writer's count of refused points at the last commit
+        # Points already reported (this process), by identity (:func:`_identity`): written late, or refused by
+        # InfluxDB (those the writer's thread refused since the last commit wait in _refused_new).
+        self._late_seen: set[tuple[bytes, int]] = set()
+        self._refused_new: list[tuple[bytes, int]] = []
         self._missing_reported: set[str] = set()  # --measurement names said to be missing (this process)
         # Totals over the process's life.
         self.read = 0
@@ -201,6 +215,7 @@ class Puller:
         self.late = 0
         self.skipped = 0
         self.written = 0
+        self.refused = 0
         self._next_commit = 0.0
 
     # -- marks and commits -----------------------------------------------------
@@ -231,6 +246,11 @@ class Puller:
             self.writer.flush()
             self.written += self.writer.lines - self._written_before
             self._written_before = self.writer.lines
+            self.refused += self.writer.refused - self._refused_before
+            self._refused_before = self.writer.refused
+        # (the writer is idle after its flush: what it refused is all there)
+        self._late_seen.update(self._refused_new)
+        self._refused_new.clear()
         self.marks.update(self._pending)
         self._pending.clear()
         if self.store is not None:
@@ -242,6 +262,7 @@ class Puller:
         """After a failed write: back to the last commit (models and marks from the state file)."""
         self._pending.clear()
         self._close_writer()
+        self._refused_new.clear()  # (newer than the marks: read, scored and refused again)
         if self.store is not None:
             self.store.restore()
             self.load_marks()
@@ -260,8 +281,8 @@ class Puller:
         if self.until is not None:
             hi = min(hi, self.until)
         self._close_writer()
-        self.writer = _Pipelined(self.new_writer())
-        self._written_before = 0
+        self.writer = _Pipelined(self.new_writer(self._refused))
+        self._written_before = self._refused_before = 0
         self._next_commit = time.monotonic() + self.checkpoint_interval
         self.source.check()
         if self.dest is not None:  # --to-db / --to-bucket: a policy it lacks is refused as a 500, which is retried
@@ -366,15 +387,16 @@ class Puller:
         late: list[bytes] = []
         for batch in self.source.rows(name, lo, mark):
             for row in batch:
-                if row.line is None or row.scored or row.line in self._late_seen:
+                if row.line is None or row.scored:
                     continue
-                if scored_elsewhere is not None and _identity(row.line) in scored_elsewhere:
+                point = _identity(row.line)
+                if point in self._late_seen or (scored_elsewhere is not None and point in scored_elsewhere):
                     continue
                 if self._scorable(row.line):
                     late.append(row.line)
-                    self._late_seen[row.line] = row.time
+                    self._late_seen.add(point)
         # Forget what fell out of the window: the next checks cannot see it again.
-        self._late_seen = {line: t for line, t in self._late_seen.items() if t > lo}
+        self._late_seen = {point for point in self._late_seen if point[1] > lo}
         if late:
             self.late += len(late)
             examples = "; ".join(line.rstrip(b"\n").decode("utf-8", "backslashreplace")[:160] for line in late[:_REPORT])
@@ -382,6 +404,12 @@ class Puller:
                 f"{name}: {len(late)} point(s) written late (older than {_iso(mark)}, the newest point already"
                 f" scored) are not scored: {examples}"
             )
+
+    def _refused(self, line: bytes) -> str:
+        """Note a point InfluxDB refused (called from the writer's thread), and name it for its ``E!`` line."""
+        metric = parse(line)  # (riverguard wrote it from a point it parsed)
+        self._refused_new.append(_point(metric))
+        return f"{metric.measurement.decode('utf-8', 'backslashreplace')} point at {_iso(metric.timestamp)}"
 
     def _scorable(self, line: bytes) -> bool:
         """Whether a rule would score one of the point's numeric fields."""
@@ -403,7 +431,7 @@ class Puller:
         return (
             f"pulled {self.read} point(s) from {self.source.label}: wrote {self.written},"
             f" {self.already} already scored, {self.late} written late (not scored),"
-            f" {self.skipped} skipped (cannot be rebuilt)"
+            f" {self.skipped} skipped (cannot be rebuilt), {self.refused} refused by InfluxDB (not written)"
         )
 
     def where(self) -> str:
@@ -452,6 +480,10 @@ class _Pipelined:
     def lines(self) -> int:
         return self.writer.lines
 
+    @property
+    def refused(self) -> int:
+        return self.writer.refused
+
     def write(self, data: bytes) -> None:
         self._raise()
         self._queue.put(data)
@@ -463,14 +495,20 @@ class _Pipelined:
         self._raise()
 
     def close(self) -> None:
-        """Stop the thread (after what is queued); does not flush."""
+        """Stop the thread (after what is queued); does not flush. Says how many refused points the rate limit
+        kept from their E! line."""
         self._queue.put(None)
         self._thread.join()
+        self.writer.report_held()
 
 
 def _identity(line: bytes) -> tuple[bytes, int]:
     """A point's series (measurement and tags, as written) and time: what makes it one point in InfluxDB."""
-    metric = parse(line.rstrip(b"\n"))
+    return _point(parse(line.rstrip(b"\n")))
+
+
+def _point(metric: Metric) -> tuple[bytes, int]:
+    """:func:`_identity` of a metric parsed."""
     return Engine._prefix(metric), metric.timestamp or 0
 
 
@@ -560,7 +598,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     headers = {k: v for k, v in template.headers.items() if k == "Authorization"}
     engine = Engine(config, log)
     source, dest = _sources(args, headers, config)
-    from ..cli import _state_store, _StateUnavailable, _summary
+    from ..cli import _state_store, _StateUnavailable
 
     try:
         store = _state_store(engine)  # locked: one process per state file
@@ -568,8 +606,8 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         log.error(str(err))
         return EXIT_CONFIG
 
-    def new_writer() -> InfluxWriter:
-        writer = from_args(writer_args, log)
+    def new_writer(on_refused: Callable[[bytes], str]) -> InfluxWriter:
+        writer = from_args(writer_args, log, on_refused=on_refused)
         assert writer is not None
         return writer
 
@@ -590,6 +628,14 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     puller.load_marks()
     if args.follow:
         return _follow(puller, options["every"])
+    return _once(puller)
+
+
+def _once(puller: Puller) -> int:
+    """One pass (a one-off pull): the exit code."""
+    from ..cli import _summary
+
+    log = puller.log
     try:
         puller.run_pass()
     except (ReadError, WriteError) as err:
@@ -598,9 +644,12 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         log.error(f"pull stopped: {err}; {puller.where()}; {fix}run it again to resume from there")
         log.info(puller.summary())
         return EXIT_FAIL
-    log.info(puller.summary())
-    _summary(engine)
-    return EXIT_OK
+    if puller.refused:  # reported one by one (E!), the other points written: the pull failed all the same
+        log.error(puller.summary() + ": the E! lines above say which and why")
+    else:
+        log.info(puller.summary())
+    _summary(puller.engine)
+    return EXIT_FAIL if puller.refused else EXIT_OK
 
 
 def _salvage(puller: Puller, err: Exception) -> None:
@@ -619,7 +668,9 @@ def _follow(puller: Puller, every: float) -> int:
 
     A pass that failed for a passing reason (server down, 5xx, 429, timeout,
     the writer's retries spent) is tried again with backoff; one that cannot
-    succeed by retrying (401, 404, a write refused with 4xx) stops with exit 1.
+    succeed by retrying (401, 404, a write refused with another 4xx or for more
+    than MAX_REFUSED_PER_BATCH of a batch's points) stops with exit 1. A point InfluxDB refused, isolated and reported by the writer, fails no
+    pass: the stop by signal is exit 0 all the same, its summary counts them.
     """
     log, stop = puller.log, puller.stop
     old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
