@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from conftest import RIVERGUARD, ROOT, run_cli
+from conftest import RIVERGUARD, ROOT, as_a_user, run_cli
 
 from riverguard.detectors import resolve
 from riverguard.lineprotocol import raw_fields
@@ -681,6 +681,47 @@ def test_since_and_until_refuse_what_is_neither_a_duration_nor_a_time(option: st
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1, proc.stderr  # one line, and nothing read (the URL leads nowhere)
     assert proc.stderr.startswith(f'E! [riverguard] {option}: "{value}" {message}'), proc.stderr
+
+
+class _DeniesTheCheckpoint(_Scripted):
+    """As :class:`_Scripted`; at the first write, the checkpoint becomes unreadable (another user's, mode 0000)
+    and the write fails (503)."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        server: Any = self.server
+        if self.path.startswith("/write") and not server.denied:
+            server.denied = True
+            server.state.chmod(0)
+            server.write_statuses.append((503, "try later"))
+        super().do_POST()
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["one-off", "follow"])
+def test_a_checkpoint_unreadable_when_a_failed_write_goes_back_to_it_exits_2(tmp_path: Path, follow: bool) -> None:
+    """After a failed write, pull goes back to its last commit: it reads the checkpoint again. One that became
+    another user's meanwhile (chowned to root, mode 0000) ended pull with a traceback (AccessDenied): now it
+    says what failed and why it cannot go on, as pull does at start (exit 2), and leaves the file as it is."""
+    prefix = as_a_user(tmp_path)
+    state = tmp_path / "s.msgpack"
+    made = run_cli(["replay", "--state", str(state), "-"], input=b"m,host=a v=1.5 1\n")
+    assert made.returncode == 0 and state.exists(), made.stderr
+    saved = state.read_bytes()
+    with local_server(_DeniesTheCheckpoint, requests=[], writes=[], reads=[], write_statuses=[], forever=False,
+                      denied=False, state=state) as server:
+        args = [*prefix, *RIVERGUARD, "pull", "--influx-url", server.url, "--db", "x", "-m", "m", "--delay", "0s",
+                "--late-window", "0s", "--state", str(state), "--retries", "0"]
+        proc = subprocess.run([*args, "--follow"] if follow else args, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
+    assert len(errors) == 2, proc.stderr
+    assert errors[0] == (f"E! [riverguard] pull stopped: database 'x' at {server.url}: giving up after 1 attempt(s):"
+                         " HTTP 503: try later; nothing was committed")
+    assert errors[1].startswith(f"E! [riverguard] cannot read the checkpoint {state}: permission denied (owner ")
+    assert server.requests.count("write") == 1 and not server.writes  # the failed write, not tried again
+    assert state.stat().st_mode & 0o777 == 0
+    state.chmod(0o600)
+    assert state.read_bytes() == saved
 
 
 # -- --follow ----------------------------------------------------------------------

@@ -47,6 +47,7 @@ from ..engine import Engine
 from ..influx import InfluxWriter, OptionError, WriteError, from_args, retry_wait
 from ..lineprotocol import Metric, ParseError, parse
 from ..log import Log, Progress, iso_ns
+from ..state import AccessDenied
 from ..stream import ManualGC, feed
 from .source import ReadError, Row
 
@@ -626,9 +627,13 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         progress=sys.stderr.isatty() and not args.follow,
     )
     puller.load_marks()
-    if args.follow:
-        return _follow(puller, options["every"])
-    return _once(puller)
+    try:
+        if args.follow:
+            return _follow(puller, options["every"])
+        return _once(puller)
+    except AccessDenied as err:  # as at start: the checkpoint became another user's, left as it is
+        log.error(str(err))
+        return EXIT_CONFIG
 
 
 def _once(puller: Puller) -> int:
@@ -653,14 +658,21 @@ def _once(puller: Puller) -> int:
 
 
 def _salvage(puller: Puller, err: Exception) -> None:
-    """After a failed read, commit what was scored (the writes still work); after a failed write, recover."""
+    """After a failed read, commit what was scored (the writes still work); after a failed write, recover.
+
+    Raises :class:`~riverguard.state.AccessDenied` if the checkpoint to recover from became another user's,
+    having said what failed."""
     if isinstance(err, ReadError):
         try:
             puller.commit()
             return
         except WriteError as again:
             puller.log.warn(f"could not write what was scored before the failure: {again}")
-    puller.recover()
+    try:
+        puller.recover()
+    except AccessDenied:
+        puller.log.error(f"pull stopped: {err}; {puller.where()}")
+        raise
 
 
 def _follow(puller: Puller, every: float) -> int:
