@@ -494,6 +494,51 @@ def test_an_explanation_name_is_no_clash_where_nothing_is_explained(tmp_path: Pa
     ]
 
 
+def test_a_name_built_on_a_name_riverguard_never_scores_is_no_clash(tmp_path: Path) -> None:
+    # riverguard never scores a score field (`v_anomaly_score`), nor, in a measurement a scope = "metric" rule
+    # names, the metric-level `anomaly_score` and `anomaly`: it never writes `v_anomaly_score_anomaly`,
+    # `v_anomaly_score_anomaly_score` or `anomaly_anomaly` there. A user's field of such a name and another type
+    # clashes with nothing: no W! (one said `v_anomaly_score` was no longer scored), nothing noted, and the
+    # field is scored as any other, with or without `v` or `v_anomaly_score` beside it. `v_anomaly_anomaly`
+    # is another matter: a float `v_anomaly` is scored, and its flag would be written under that name.
+    config = METRIC_RULE.replace('"cpu"\n', '"cpu"\nfields = ["u"]\n') + \
+        '[[rule]]\nname = "rest"\ndetector = "zscore"\nwarmup = 0\n'
+    data = (
+        b"m v_anomaly_score_anomaly=1.5 1\n"
+        b"m v=1,v_anomaly_score_anomaly=2i 2\n"
+        b"m v=2,v_anomaly_score=0.5,v_anomaly_score_anomaly=1.5 3\n"  # v scored upstream: left alone
+        b"m v_anomaly_score_anomaly_score=3i 4\n"  # shaped like a score: never scored itself
+        b'cpu u=1,anomaly_score_anomaly=1.5,anomaly_anomaly=2i,anomaly_score_anomaly_score="s" 5\n'
+        b"n v_anomaly_anomaly=1.5 6\n"
+    )
+    out, warned = _run_with(tmp_path, config, data)
+    assert out == [
+        b"m v_anomaly_score_anomaly=1.5,"
+        b"v_anomaly_score_anomaly_anomaly_score=0.0,v_anomaly_score_anomaly_anomaly=false 1",
+        b"m v=1,v_anomaly_score_anomaly=2i,v_anomaly_score=0.0,v_anomaly=false,"
+        b"v_anomaly_score_anomaly_anomaly_score=1.0,v_anomaly_score_anomaly_anomaly=true 2",
+        b"m v=2,v_anomaly_score=0.5,v_anomaly_score_anomaly=1.5,"
+        b"v_anomaly_score_anomaly_anomaly_score=0.113597,v_anomaly_score_anomaly_anomaly=false 3",
+        b"m v_anomaly_score_anomaly_score=3i 4",
+        b'cpu u=1,anomaly_score_anomaly=1.5,anomaly_anomaly=2i,anomaly_score_anomaly_score="s",'
+        b"anomaly_score_anomaly_anomaly_score=0.0,anomaly_score_anomaly_anomaly=false,"
+        b"anomaly_anomaly_anomaly_score=0.0,anomaly_anomaly_anomaly=false,anomaly_score=0.0,anomaly=false 5",
+        b"n v_anomaly_anomaly=1.5,v_anomaly_anomaly_anomaly_score=0.0,v_anomaly_anomaly_anomaly=false 6",
+    ]
+    assert warned == [
+        b"W! [riverguard] measurement 'n': field 'v_anomaly_anomaly' is a float, and riverguard would write a"
+        b" boolean under that name: from now on field 'v_anomaly' is not scored there (InfluxDB refuses a field"
+        b" whose type changes); rename the field or set [output] flag_suffix",
+    ]
+    # Nor are explanation names built on a score field's name riverguard's, where rules explain.
+    data = b'm v=1,v_anomaly_score_anomaly_expected="s",v_anomaly_score_anomaly_lower=true 1\n'
+    out, warned = _run_with(tmp_path, '[[rule]]\nname = "all"\ndetector = "zscore"\nexplain = true\n', data)
+    assert (out, warned) == ([
+        b'm v=1,v_anomaly_score_anomaly_expected="s",v_anomaly_score_anomaly_lower=true,'
+        b"v_anomaly_score=0.0,v_anomaly=false 1",
+    ], [])
+
+
 def test_a_name_that_is_two_added_names_is_checked_as_each(tmp_path: Path) -> None:
     # With score_suffix = "_lower", `w_anomaly_lower` is both w's explanation (a float) and the score of a field
     # `w_anomaly` (a float too): a user's string of that name clashes with w's band edge, written after the

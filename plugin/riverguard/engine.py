@@ -762,6 +762,10 @@ class Engine:
         _, field_key, _, explanation = added
         if field_key == b"\n":
             return "no metric-level anomaly fields are written there" if self.metric_scope_in(measurement) else ""
+        if field_key.endswith(self.score_suffix) or (
+            field_key in self._metric_keys and self.metric_scope_in(measurement)
+        ):  # an added name itself (a score; there, a metric-level field): never scored, nothing is added for it
+            return ""
         plain, explained, whole = self.field_scopes(measurement, field_key)
         field = unescape(field_key)
         if not (explained if explanation else plain or explained):
