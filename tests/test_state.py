@@ -287,17 +287,24 @@ SCOPES_DROPPED = (
 )
 
 
+def _learned(tmp_path: Path, before_rules: str, after_rules: str, data: bytes) -> tuple[Path, Path, Path]:
+    """A checkpoint of the models ``run`` learned from ``data`` under ``before_rules`` (a config file's text), that
+    config file, and one holding ``after_rules``."""
+    state = tmp_path / "s.msgpack"
+    before = tmp_path / "before.toml"
+    before.write_text(before_rules)
+    after = tmp_path / "after.toml"
+    after.write_text(after_rules)
+    first = run(["run", "--config", str(before), "--state", str(state)], data)
+    assert first.returncode == 0, first.stderr
+    return state, before, after
+
+
 def test_a_changed_scope_drops_the_models_it_cannot_use_and_says_why(tmp_path: Path) -> None:
     """A rule whose scope changed between restarts cannot use the other scope's models (one field's model
     cannot score a metric's fields together, nor the reverse): they are dropped, each count with its own
     reason in the restore's I! line; the series whose rule is unchanged keep their models."""
-    state = tmp_path / "s.msgpack"
-    before = tmp_path / "before.toml"
-    before.write_text(SCOPES_BEFORE)
-    after = tmp_path / "after.toml"
-    after.write_text(SCOPES_AFTER)
-    first = run(["run", "--config", str(before), "--state", str(state)], SCOPES_DATA)
-    assert first.returncode == 0, first.stderr
+    state, before, after = _learned(tmp_path, SCOPES_BEFORE, SCOPES_AFTER, SCOPES_DATA)
     assert read_checkpoint(state)["series"] == 7  # cpu: 2 hosts x 2 fields; mem: 1 metric model; disk; net
     proc = run(["run", "--config", str(after), "--state", str(state)])
     assert proc.returncode == 0, proc.stderr
@@ -349,6 +356,65 @@ def test_a_reload_counts_each_reason_a_model_is_dropped_apart(tmp_path: Path, st
         b"1 series keep their models; 1 start fresh because their rule or parameters changed; " + SCOPES_DROPPED
         + b"; 1 dropped: a field of yours holds one of their added names with another type"
     ], proc.stderr
+
+
+#: A scope = "metric" rule for cpu, and a catch-all after it; and the same two the other way round (the catch-all
+#: first takes every field: the metric rule takes none, as if it were gone).
+_WHOLE_CPU = '[[rule]]\nname = "whole"\nmeasurement = "cpu"\nscope = "metric"\ndetector = "hst"\n'
+HIDDEN_BEFORE = _WHOLE_CPU + '[[rule]]\nname = "all"\n'
+HIDDEN_AFTER = '[[rule]]\nname = "all"\n' + _WHOLE_CPU
+HIDDEN_DATA = b"".join(
+    b"cpu,host=a u=%d,w=2 %d\ncpu,host=b u=%d %d\nmem,host=a v=%d %d\n" % ((i % 3, i) * 3) for i in range(1, 21)
+)
+
+
+def _series(state: Path) -> list[str]:
+    """The keys of the series a checkpoint holds (``state inspect --series``)."""
+    listed = run(["state", "inspect", str(state), "--series"])
+    assert listed.returncode == 0, listed.stderr
+    return [json.loads(line)["key"] for line in listed.stdout.splitlines()]
+
+
+def test_a_metric_rule_behind_a_catch_all_keeps_no_models(tmp_path: Path, start) -> None:
+    """A scope = "metric" rule that an earlier catch-all hides takes no field: its metric models are dropped at a
+    restore and at a reload, as those of a rule that is gone, with the same I! line (they were kept, checkpointed
+    and counted against max_series until series_ttl expired them)."""
+    state, _, after = _learned(tmp_path, HIDDEN_BEFORE, HIDDEN_AFTER, HIDDEN_DATA)
+    assert _series(state) == ["cpu,host=a ", "cpu,host=b ", "mem,host=a v"]
+    saved = state.read_bytes()
+    gone = tmp_path / "gone.toml"
+    gone.write_text('[[rule]]\nname = "all"\n')
+    for config in (after, gone):
+        state.write_bytes(saved)
+        proc = run(["run", "--config", str(config), "--state", str(state)], b"cpu,host=a u=1,w=2 21\n")
+        assert proc.returncode == 0, proc.stderr
+        info = [line for line in proc.stderr.splitlines() if b"restored" in line]
+        assert len(info) == 1 and info[0].partition(b"s; ")[2] == (
+            b'2 metric models dropped: no scope = "metric" rule takes their metric any more'
+        ), proc.stderr
+        assert info[0].startswith(b"I! [riverguard] restored 1 series from ")
+        assert _series(state) == ["cpu,host=a u", "cpu,host=a w", "mem,host=a v"], config
+    # A reload to rules where a catch-all for cpu alone comes first (no config W! names it: it hides the
+    # metric rule in cpu only) drops them too.
+    config = tmp_path / "rg.toml"
+    config.write_text(HIDDEN_BEFORE)
+    state.unlink()
+    proc = start("run", "--config", str(config), "--state", str(state))
+    proc.ready()
+    proc.write(HIDDEN_DATA)
+    assert proc.wait_lines(HIDDEN_DATA.count(b"\n"), 60), proc.stderr
+    config.write_text('[[rule]]\nname = "cpu"\nmeasurement = "cpu"\n' + HIDDEN_BEFORE)
+    proc.popen.send_signal(signal.SIGHUP)
+    assert proc.wait_stderr(lambda e: b"reloaded" in e, 30), proc.stderr
+    proc.close_stdin()
+    assert proc.wait(60) == 0
+    info = [line for line in proc.stderr.splitlines() if b"reloaded" in line]
+    assert len(info) == 1 and info[0].endswith(
+        b"reloaded, 3 rule(s); 1 series keep their models; "
+        b'2 metric models dropped: no scope = "metric" rule takes their metric any more'
+    ), proc.stderr
+    assert b"W! " not in proc.stderr
+    assert _series(state) == ["mem,host=a v"]
 
 
 DATA = Path(__file__).parent / "data"

@@ -552,8 +552,9 @@ class Engine:
         The rules that may hold it: for a field's series, the rule its field
         routes to, if that rule scores fields one by one; for a ``scope =
         "metric"`` model (field key ``"\\n"``), every metric-scope rule its
-        measurement and tags allow (which one made it depends on the fields
-        that came first: the fingerprint tells). A rule whose scope changed
+        measurement and tags allow, up to one that takes every field (which
+        one made it depends on the fields that came first: the fingerprint
+        tells; a rule after that one takes none). A rule whose scope changed
         holds none of the other scope's models: a field's model cannot score
         a metric's fields together, nor a metric's model one field. ``cache``
         is the caller's, for one pass over many keys: the rules each
@@ -577,7 +578,7 @@ class Engine:
         route = routes.get(field_key)
         if route is None:
             if field_key == b"\n":
-                rules = tuple(c.rule for c in allowed if c.rule.scope == "metric" and c.rule.detector_class)
+                rules = self._metric_rules(allowed)
                 why = self.CHANGED if rules else self.NO_METRIC
             else:
                 rule = self.route_field(allowed, field_key)
@@ -588,6 +589,18 @@ class Engine:
         rules, why = route
         held = next((r for r in rules if r.fingerprint == fingerprint), None)
         return field_key, held, "" if held is not None else why
+
+    @staticmethod
+    def _metric_rules(allowed: list[_CompiledRule]) -> tuple[Rule, ...]:
+        """The scoring ``scope = "metric"`` rules of ``allowed`` (:meth:`candidates`) that can take a field:
+        none after a rule that takes every field (``fields = ["*"]``), as no field gets past it."""
+        rules = []
+        for compiled in allowed:
+            if compiled.rule.scope == "metric" and compiled.rule.detector_class is not None:
+                rules.append(compiled.rule)
+            if compiled.fields is None:
+                break
+        return tuple(rules)
 
     def reconfigure(self, config: Config) -> tuple[int, Counter[str]]:
         """Use ``config`` from now on; return how many series keep their models, and how many models are
@@ -704,16 +717,20 @@ class Engine:
 
     def metric_scope_in(self, measurement: bytes) -> bool:
         """Whether a ``scope = "metric"`` rule may take metrics of ``measurement`` (whatever their tags and
-        fields): only there does riverguard write the metric-level fields, so only there is a field of that
-        name one it added upstream (never scored), or a clash when of another type."""
+        fields; none after a rule that takes every field there, whatever the tags): only there does
+        riverguard write the metric-level fields, so only there is a field of that name one it added
+        upstream (never scored), or a clash when of another type."""
         found = self._metric_in.get(measurement)
         if found is None:
-            name = unescape(measurement)
-            found = any(
-                c.rule.scope == "metric" and c.rule.detector_class is not None
-                and (c.measurement is None or bool(c.measurement(name)))
-                for c in self._rules
-            )
+            name, found = unescape(measurement), False
+            for c in self._rules:
+                if c.measurement is not None and not c.measurement(name):
+                    continue
+                if c.rule.scope == "metric" and c.rule.detector_class is not None:
+                    found = True
+                    break
+                if c.fields is None and not c.tags:
+                    break  # it takes every field of the measurement: no rule after it takes one
             if len(self._metric_in) >= 4096:
                 self._metric_in.clear()
             self._metric_in[measurement] = found
