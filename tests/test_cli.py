@@ -427,6 +427,46 @@ def test_failures_while_running_exit_1(tmp_path: Path, failure: str) -> None:
         )
 
 
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+@pytest.mark.parametrize("command", ["sample-config", "replay", "replay -o", "run", "evaluate"])
+def test_a_write_to_a_full_file_is_told_and_exits_1(tmp_path: Path, command: str, unbuffered: str) -> None:
+    """stdout (or --output) on a file that reaches the size limit (``ulimit -f``; a full disk alike): an E! line,
+    exit 1. Under PYTHONUNBUFFERED=1 (the Telegraf setup sets it) Python's stdout wrote what fit and dropped the
+    rest: ``sample-config > riverguard.toml`` and ``replay rec.lp > out.lp`` left a cut file and exited 0; without
+    it the commands stopped on a traceback. ``run`` still writes its final checkpoint."""
+    import resource
+
+    limit = 64 << 10  # bytes: the output is larger, the checkpoint of one series smaller
+    (tmp_path / "in.lp").write_bytes(b"".join(b"cpu,host=a v=%d %d\n" % (i % 7, i * 10**10) for i in range(5_000)))
+    (tmp_path / "lab.csv").write_text("timestamp,value,label\n" + "".join(
+        f"2026-01-{1 + i // 1440:02d} {i // 60 % 24:02d}:{i % 60:02d}:00,{i % 7},0\n" for i in range(5_000)))
+    args = {
+        "sample-config": ["sample-config"],
+        "replay": ["replay", "in.lp"],
+        "replay -o": ["replay", "-o", "out.lp", "in.lp"],
+        "run": ["run", "--state", "st/"],
+        "evaluate": ["evaluate", "--json", "--labels", "lab.csv"],
+    }[command]
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
+    if command in ("sample-config", "evaluate"):
+        limit = 1 << 10  # the sample config is 2.6 kB, the report some more
+    with open(tmp_path / "in.lp", "rb") as stdin, open(tmp_path / "stdout", "wb") as stdout:
+        result = subprocess.run(
+            [*RIVERGUARD, *args], stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+            env=env, timeout=120, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+        )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+    named = "out.lp" if command == "replay -o" else "stdout"
+    assert f"E! [riverguard] cannot write to {named} (File too large): stopping" in result.stderr.splitlines()
+    assert all(line.startswith(("E! [riverguard] ", "I! [riverguard] ")) for line in result.stderr.splitlines())
+    if command == "replay -o":  # the half-written output is not put in place
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.lp", "lab.csv", "stdout"]
+    if command == "run":  # the models are saved all the same
+        state = run_cli(["state", "inspect", str(tmp_path / "st")], text=True)
+        assert '"series": 1' in state.stdout, state.stderr
+
+
 def test_a_stop_exits_130(start, tmp_path: Path) -> None:
     """Interrupted (SIGINT) after a metric went through, with a checkpoint in use: 130, the metric written."""
     state = tmp_path / "s.msgpack"

@@ -52,5 +52,7 @@ def main() -> int:
 
 def _command() -> int:
     from .cli import main as command
+    from .output import install
 
+    install()  # every byte written to stdout, or an error that says so
     return command()

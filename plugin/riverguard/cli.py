@@ -21,8 +21,11 @@ from .config import Config, ConfigError, default_config, duration_text, load, st
 from .config import warnings as config_warnings
 from .engine import Engine
 from .log import LEVELS, Log, Progress, printable
+from .output import OutputError, stopped
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from .signals import Signals
 
 #: The exit codes (README, "Exit codes"): 2 when what was given is wrong and nothing was done (the command
@@ -162,10 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     if extra:  # told by the subcommand's parser, so the hint is `riverguard run --help`
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # type: ignore[attr-defined]
     try:
-        return _main(args)
+        code = _main(args)
+        if sys.stdout is not None:  # (None: started without a stdout)
+            sys.stdout.flush()  # a write that fails is told here, not by Python at exit
+        return code
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # `riverguard ... | head`: the reader is gone, nothing to say
+    except (BrokenPipeError, OutputError) as err:
+        # `riverguard ... | head`: the reader is gone, nothing to say; a full disk or a size limit is told
+        if isinstance(err, OutputError):
+            Log("error").error(stopped(err))
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAIL
@@ -608,12 +617,22 @@ class _OutputFile:
         self.file = open(self.tmp, "wb")  # noqa: SIM115
 
     def write(self, data: bytes) -> int:
-        return self.file.write(data)
+        with self._failing():
+            return self.file.write(data)
+
+    @contextlib.contextmanager
+    def _failing(self) -> Iterator[None]:
+        """A failed write (a full disk, a file size limit) raised as :class:`OutputError` naming the file."""
+        try:
+            yield
+        except OSError as err:
+            raise OutputError(err.errno, err.strerror or str(err), str(self.path)) from None
 
     def finish(self, ok: bool) -> None:
         """Close; on success put the new file in place, otherwise drop it."""
         try:
-            self.file.close()
+            with self._failing():
+                self.file.close()
         finally:
             if self.tmp is not None:
                 if ok:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from .engine import Engine
 from .lineprotocol import Splitter
+from .output import OutputError, stopped, write_all
 from .signals import Signals
 
 if TYPE_CHECKING:
@@ -69,7 +70,6 @@ def _resume(since: float | None, last: float, paused: float) -> tuple[float | No
 #: join of the chunks, the freed buffers that glibc kept after a burst of 100 000 series came to 96 B per
 #: series; 25 B now (docs/performance.md, "Where the bytes of a series go").
 _BATCH_BYTES = 256 << 10
-_IOV_MAX = 1024  # buffers per writev (Linux's IOV_MAX)
 _split = Splitter().split
 
 
@@ -138,31 +138,12 @@ class ManualGC:
         self._next = self.engine.metrics + self.every
 
 
-def _write_chunks(fd: int, chunks: list[bytes]) -> None:
-    """Write ``chunks`` to ``fd``, one after the other, without joining them first (a copy of the batch)."""
-    views = [memoryview(chunk) for chunk in chunks if chunk]
-    at = 0
-    while at < len(views):
-        try:
-            written = os.writev(fd, views[at : at + _IOV_MAX])
-        except InterruptedError:
-            continue
-        except BlockingIOError:
-            select.select([], [fd], [])
-            continue
-        while written and written >= len(views[at]):
-            written -= len(views[at])
-            at += 1
-        if written:
-            views[at] = views[at][written:]
-
-
 def write_line(fd: int, data: bytes, log) -> int:  # type: ignore[no-untyped-def]
     """Write ``data`` to ``fd`` outside the loop (the monitor's last line); the exit code."""
     try:
-        _write_chunks(fd, [data])
-    except BrokenPipeError:
-        log.error("stdout was closed: stopping")
+        write_all(fd, [data])
+    except (BrokenPipeError, OutputError) as err:
+        log.error(stopped(err))
         return 1
     return 0
 
@@ -252,7 +233,7 @@ def passthrough(log, held: Held, outfd: int = 1) -> int:  # type: ignore[no-unty
         while True:
             if data:
                 lines += data.count(b"\n")
-                _write_chunks(outfd, [data])
+                write_all(outfd, [data])
             if eof:
                 break
             if signals.received is not None:
@@ -274,8 +255,8 @@ def passthrough(log, held: Held, outfd: int = 1) -> int:  # type: ignore[no-unty
                 eof = True
         log.info(f"stopped after passing {lines} lines through unscored")
         return 0
-    except BrokenPipeError:
-        log.error("stdout was closed: stopping")
+    except (BrokenPipeError, OutputError) as err:
+        log.error(stopped(err))
         return 1
 
 
@@ -378,7 +359,7 @@ def serve(
                 out.append(monitor.line())  # type: ignore[union-attr]
             if out and (not more_waiting or out_bytes >= _BATCH_BYTES or report):
                 paused = time.monotonic()
-                _write_chunks(outfd, out)  # (blocks while the reader of the output is slow)
+                write_all(outfd, out)  # (blocks while the reader of the output is slow)
                 out, out_bytes = [], 0
                 engine.flush_log()
                 collector.step()
@@ -395,11 +376,11 @@ def serve(
         if buf:
             out.extend(feed(engine, buf, final=True)[0])
         if out:
-            _write_chunks(outfd, out)
+            write_all(outfd, out)
         engine.flush_log()
         return 0
-    except BrokenPipeError:
-        log.error("stdout was closed: stopping")
+    except (BrokenPipeError, OutputError) as err:
+        log.error(stopped(err))
         return 1
     finally:
         collector.__exit__()
