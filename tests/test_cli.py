@@ -467,6 +467,27 @@ def test_a_write_to_a_full_file_is_told_and_exits_1(tmp_path: Path, command: str
         assert '"series": 1' in state.stdout, state.stderr
 
 
+@pytest.mark.parametrize("closed", [0, 1, 2])
+def test_a_standard_descriptor_closed_at_start_is_held_by_the_null_device(tmp_path: Path, closed: int) -> None:
+    """Started with stdin, stdout or stderr closed, the next file riverguard opened took its number: run's own
+    signal pipe became its stdin (it waited there for good), sample-config with stdout closed stopped on a
+    traceback, and run --state with stderr closed stopped at its first message, every metric lost (exit 1)."""
+    data = b"".join(b"cpu,host=a v=%d %d\n" % (i % 7, i * 10**10) for i in range(50))
+    args = {0: ["run"], 1: ["sample-config"], 2: ["run", "--state", "st/"]}[closed]
+    result = subprocess.run([*RIVERGUARD, *args], input=data, capture_output=True, cwd=tmp_path, timeout=30,
+                            preexec_fn=lambda: os.close(closed))  # (after the pipes are in place)
+    if closed == 0:  # no input: at its end at once
+        assert result.returncode == 0 and result.stdout == b"", result.stderr
+        assert b"I! [riverguard] stopped after 0 metrics" in result.stderr
+    elif closed == 1:  # a write refused, as any failed write is told
+        assert result.returncode == 1
+        assert result.stderr == b"E! [riverguard] cannot write to stdout (Bad file descriptor): stopping\n"
+    else:  # the messages go nowhere; every metric comes back and the models are saved
+        assert result.returncode == 0 and result.stderr == b""
+        assert strip_added(result.stdout) == data
+        assert (tmp_path / "st" / "riverguard.msgpack").exists()
+
+
 def test_a_stop_exits_130(start, tmp_path: Path) -> None:
     """Interrupted (SIGINT) after a metric went through, with a checkpoint in use: 130, the metric written."""
     state = tmp_path / "s.msgpack"

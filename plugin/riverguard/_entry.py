@@ -47,7 +47,30 @@ def main() -> int:
     global _process
     _process = True
     hold()
+    _hold_standard_fds()
     return _command()
+
+
+def _hold_standard_fds() -> None:
+    """Put the null device on stdin, stdout or stderr when the process started with it closed
+    (``riverguard run <&-``): else the next file riverguard opens takes its number. ``run``'s own signal pipe
+    became its stdin (it waited there for good), and with stderr closed the first message stopped it, every
+    metric lost. Now stdin is at its end, stdout refuses writes (each command says so and exits 1, as for any
+    failed write) and the messages go nowhere."""
+    import os
+    import sys
+
+    for fd, name, flags, mode in ((0, "stdin", os.O_RDONLY, "r"), (1, "stdout", os.O_RDONLY, "w"),
+                                  (2, "stderr", os.O_WRONLY, "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            held = os.open(os.devnull, flags)  # the lowest free number: fd itself (those below are open)
+            if held != fd:
+                os.dup2(held, fd)
+                os.close(held)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115
 
 
 def _command() -> int:
