@@ -1213,6 +1213,32 @@ def test_a_run_that_cannot_read_its_checkpoint_passes_every_metric_through_and_k
     assert after.returncode == 0 and b"restored 4 series" in after.stderr, after.stderr
 
 
+@pytest.mark.parametrize("where", ["st/", "st/deeper/rg.msgpack"])
+def test_a_state_folder_this_user_may_not_write_passes_every_metric_through(tmp_path: Path, start,
+                                                                           where: str) -> None:
+    """A state folder Telegraf's user may not write (step 2 of the setup left out) stopped run at start, exit 2,
+    none of its input back: under Telegraf a restart every restart_delay, the metrics sent meanwhile lost. Now
+    it is handled as another user's checkpoint is: one E! line (the folder, owner, mode, the fix), every metric
+    through unscored, byte for byte, until stdin closes, exit 0. replay --state still exits 2, with that line."""
+    prefix = as_a_user(tmp_path)
+    folder = tmp_path / "st"
+    folder.mkdir(mode=0o555)
+    data = stream(20, seed=5, start=300)
+    proc = start("run", "--state", str(tmp_path / where), cmd=[*prefix, *RG])
+    _passes_through_for_life(proc, data)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(b"E! ")]
+    assert len(errors) == 1, proc.stderr
+    assert errors[0].startswith(b"E! [riverguard] cannot create the lock file "), errors[0]
+    assert f" in {folder}: permission denied (owner ".encode() in errors[0], errors[0]
+    assert f", mode 0555; riverguard runs as ".encode() in errors[0], errors[0]
+    assert f"`chmod u+rwx {folder}`; passing every metric through unscored".encode() in errors[0], errors[0]
+    assert list(folder.iterdir()) == []
+    replay = subprocess.run([*prefix, *RG, "replay", "--state", str(tmp_path / where), "-"], input=data,
+                            capture_output=True, timeout=60)
+    assert replay.returncode == 2 and replay.stdout == b"", replay.stderr
+    assert replay.stderr.startswith(b"E! [riverguard] cannot create the lock file "), replay.stderr
+
+
 @pytest.mark.parametrize("command", ["replay", "pull", "state inspect"])
 def test_a_checkpoint_that_cannot_be_read_stops_a_one_shot_command_untouched(tmp_path: Path, command: str) -> None:
     """replay --state and pull renamed another user's checkpoint aside as corrupt and went on with fresh

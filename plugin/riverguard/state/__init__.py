@@ -90,8 +90,8 @@ def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = ()) -
         return f"cannot {action} {path}: {reason}"
     told = f"cannot {action} {path}: {reason} (owner {_user(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):04o}; " \
         f"riverguard runs as {_user(me)}): run "
-    if st.st_uid == me:  # its own file, without the permission
-        return told + f"`chmod u+rw {path}`"
+    if st.st_uid == me:  # its own file (or folder), without the permission
+        return told + f"`chmod {'u+rwx' if stat.S_ISDIR(st.st_mode) else 'u+rw'} {path}`"
     owned = " ".join(str(p) for p in (path, *(p for p in also if _owner(p) not in (None, me))))
     return told + f"`chown {_user(me)} {owned}`, or run riverguard as {_user(st.st_uid)}"
 
@@ -158,6 +158,9 @@ class StateStore:
                 raise AccessDenied(denied(lock_path, "open the lock file", err, also=(self.path,))) from None
             # a file where a folder should be gives EEXIST or ENOTDIR: name the file, not the symptom
             blocker = next((p for p in lock_path.parents if p.exists()), None)
+            if isinstance(err, PermissionError) and blocker is not None and blocker.is_dir():
+                # a folder this process may not write (not given to Telegraf's user): as another user's file
+                raise AccessDenied(denied(blocker, f"create the lock file {lock_path} in", err)) from None
             reason = f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir() else err.strerror or err
             raise LockError(f"cannot create the lock file {lock_path}: {reason}") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
