@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tomllib
 from pathlib import Path
@@ -300,6 +301,26 @@ def test_relative_state_path_resolves_against_the_config_folder(
     absolute = tmp_path / "abs.msgpack"
     path.write_text(f'[state]\npath = "{absolute}"\n')
     assert load(path).state.path == absolute
+
+
+def test_a_state_path_from_home_is_in_that_home(tmp_path: Path) -> None:
+    """``path = "~/..."`` is in the home folder of the user riverguard runs as, as in a shell (it was a folder
+    named ``~`` beside the config, which ``check-config`` alone showed); ``--state ~/...`` quoted too."""
+    home = tmp_path / "home"
+    home.mkdir()
+    config = tmp_path / "etc" / "riverguard.toml"
+    config.parent.mkdir()
+    config.write_text('[state]\npath = "~/state/"\n\n[[rule]]\nname = "all"\ndetector = "zscore"\n')
+    env = {**os.environ, "HOME": str(home)}
+    shown = run_cli(["check-config", str(config)], env=env, text=True)
+    assert shown.returncode == 0, shown.stderr
+    state = json.loads(next(line for line in shown.stdout.splitlines() if line.startswith("state: ")).split(": ", 1)[1])
+    assert state["path"] == str(home / "state" / "riverguard.msgpack")
+    ran = run_cli(["run", "--config", str(config)], input=b"m v=1 1\n", env=env)
+    assert ran.returncode == 0 and ran.stdout.startswith(b"m v=1,"), ran.stderr
+    assert (home / "state" / "riverguard.msgpack").is_file() and not (config.parent / "~").exists()
+    ran = run_cli(["replay", "--state", "~/other.msgpack", "-"], input=b"m v=1 1\n", env=env, cwd=tmp_path)
+    assert ran.returncode == 0 and (home / "other.msgpack").is_file(), ran.stderr
 
 
 @pytest.mark.parametrize(

@@ -129,7 +129,13 @@ def test_gaps_repeated_timestamps_and_the_corpus_figures(tmp_path: Path, zscore:
         series(tmp_path / "inside.csv", spikes={301: 50.0}, labels={300, 301, 302}),
         series(tmp_path / "after.csv", spikes={306: 50.0, 607: 50.0}, labels={300, 301, 600, 601}),
     ]
-    data = report(gap, *others, config=zscore)
+    result = evaluate("--labels", *map(str, (gap, *others)), "--config", str(zscore), "--json")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    # said once, for that file: a column of dates without times comes down to one row a day
+    assert result.stderr.count("W! ") == 1 and f"W! [riverguard] {gap}: 2 of {ROWS + 2} rows repeat an earlier " \
+        f"row's timestamp, {ROWS} timestamps left (each keeps its last value and the union of its labels); " \
+        "are the timestamps whole?\n" in result.stderr, result.stderr
+    data = json.loads(result.stdout)
     files = per_file(data)
     assert data["per_file"][0]["rows"] == ROWS - 3  # three gaps; the two repeated timestamps are one sample each
     assert (files["gap.csv"]["events"], files["gap.csv"]["caught"], files["gap.csv"]["false_alarms"]) == (2, 2, 0)

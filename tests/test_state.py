@@ -198,6 +198,23 @@ def test_inspect_gives_sample_times_to_the_nanosecond(tmp_path: Path) -> None:
     assert [json.loads(line)["last"] for line in listed.stdout.splitlines()] == ["2023-11-14T22:13:22.123456789Z"]
 
 
+def test_inspect_series_matching_none_says_so(tmp_path: Path) -> None:
+    """A ``--series`` GLOB that matches no series gets a W! line with how many there are and how keys look
+    (a typo, or ``cpu`` for ``cpu,host=a usage_idle``, printed nothing, exit 0, as an empty checkpoint)."""
+    state = tmp_path / "s.msgpack"
+    lines = b"".join(b"cpu,host=a idle=%d,user=1 %d\n" % (i, T0 + i * STEP) for i in range(3))
+    assert run(["run", "--config", str(write_config(tmp_path)), "--state", str(state)], lines).returncode == 0
+    for glob in ("cpu", "["):
+        none = run(["state", "inspect", str(state), "--series", glob])
+        assert none.returncode == 0 and none.stdout == b"", none.stderr
+        assert none.stderr == (
+            b"W! [riverguard] --series '%s' matched none of the 2 series in %s (a series key is "
+            b"'measurement,tag=value field', as --series without a GLOB lists them)\n" % (glob.encode(), bytes(state))
+        )
+    some = run(["state", "inspect", str(state), "--series", "cpu*idle"])
+    assert len(some.stdout.splitlines()) == 1 and some.stderr == b"", some.stderr
+
+
 def test_inspect_oldest_and_newest_are_of_the_series_last_samples(tmp_path: Path) -> None:
     """The README said "oldest and newest sample"; they are the oldest and the newest of the series' last
     samples (a checkpoint keeps no first sample): the README says so now, and the keys stay."""

@@ -339,6 +339,12 @@ def _state_inspect(path: str, series: str | None = None, with_state: bool = Fals
         Log("error").error(f"{file}: {err}")
         return EXIT_CONFIG
     if series is not None:
+        if not rows:  # (a glob is never wrong: "[" is itself; a typo matches nothing)
+            held = sum(1 for _ in list_series(file))
+            Log("info").warn(
+                f"--series {series!r} matched none of the {held} series in {file} (a series key is "
+                "'measurement,tag=value field', as --series without a GLOB lists them)"
+            )
         sys.stdout.writelines(json.dumps(row) + "\n" for row in rows)
     else:
         print(json.dumps(summary, indent=2))

@@ -637,12 +637,15 @@ STATE_FOLDER_FILE = "riverguard.msgpack"
 def state_path(raw: str, base: Path) -> Path:
     """A state path as written (``[state] path``, ``--state``), resolved against ``base``. One that ends with
     a slash names a folder, also before it exists: the checkpoint is ``riverguard.msgpack`` in it (resolved, the
-    slash would be lost and a file would take the folder's name).
+    slash would be lost and a file would take the folder's name). A leading ``~`` or ``~user`` is that home
+    folder, as in a shell (a config's ``path = "~/rg.msgpack"`` was a folder named ``~`` beside the config).
 
     >>> str(state_path("state/", Path("/etc/riverguard"))), str(state_path("rg.msgpack", Path("/etc")))
     ('/etc/riverguard/state/riverguard.msgpack', '/etc/rg.msgpack')
+    >>> str(state_path("~root/rg.msgpack", Path("/etc"))) == str(Path("~root").expanduser() / "rg.msgpack")
+    True
     """
-    path = (base / raw).resolve()
+    path = (base / Path(raw).expanduser()).resolve()
     return path / STATE_FOLDER_FILE if raw.endswith("/") else path
 
 

@@ -117,7 +117,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     profiles = list(dict.fromkeys(args.profile or PROFILE_NAMES))
     started = time.perf_counter()
     try:
-        files = load_labels(args.labels) if args.labels else load_corpus(root)
+        files = load_labels(args.labels, log.warn) if args.labels else load_corpus(root)
     except DataError as err:
         log.error(str(err))
         return EXIT_USAGE

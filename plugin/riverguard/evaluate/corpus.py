@@ -24,7 +24,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -337,12 +337,15 @@ def _label(path: Path, lineno: int, text: str) -> bool:
     raise DataError(f"{path}:{lineno}: label {text!r} is not 0 or 1")
 
 
-def _read_labelled_csv(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
-    """Rows merged by timestamp, in time order: (timestamps, values with '' for gaps, labels, is_gap)."""
+def _read_labelled_csv(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, int]:
+    """Rows merged by timestamp, in time order: (timestamps, values with '' for gaps, labels, is_gap, how many
+    rows there were)."""
     rows = _rows(path)
     index = _header(path, rows, ("timestamp", "value", "label"))
     merged: dict[int, list] = {}  # timestamp -> [value text ('' = none yet), label]
+    count = 0
     for lineno, row in rows:
+        count += 1
         stamp_text, value, label_text = _cells(path, lineno, row, index)
         stamp = _timestamp(path, lineno, stamp_text)
         label = _label(path, lineno, label_text)
@@ -362,7 +365,7 @@ def _read_labelled_csv(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, n
     values = [merged[t][0] for t in order]
     labels = np.array([merged[t][1] for t in order], dtype=bool)
     gap = np.array([not v for v in values], dtype=bool)
-    return ts, values, labels, gap
+    return ts, values, labels, gap, count
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -408,8 +411,9 @@ def label_windows(samples: np.ndarray, events: list[tuple[int, int]]) -> list[tu
     return [(int(samples[lo]), int(samples[hi])) for lo, hi in spans if lo >= probation]
 
 
-def load_labels(paths: list[str | Path]) -> list[NabFile]:
-    """A user's labelled CSV files (``timestamp,value,label``), one series per file.
+def load_labels(paths: list[str | Path], warn: Callable[[str], None] | None = None) -> list[NabFile]:
+    """A user's labelled CSV files (``timestamp,value,label``), one series per file; ``warn`` is told of a
+    file whose rows repeat timestamps (merged: date-only timestamps, a timestamp column cut to the minute).
 
     Each run of labelled rows (a gap's label included) is an event; the NAB
     windows come from :func:`label_windows`. Keys are the paths as given; the
@@ -423,7 +427,12 @@ def load_labels(paths: list[str | Path]) -> list[NabFile]:
         if key in seen:
             continue
         seen.add(key)
-        ts, values, labels, gap = _read_labelled_csv(path)
+        ts, values, labels, gap, rows = _read_labelled_csv(path)
+        if warn is not None and rows > len(ts):
+            warn(
+                f"{path}: {rows - len(ts)} of {rows} rows repeat an earlier row's timestamp, {len(ts)} timestamps "
+                "left (each keeps its last value and the union of its labels); are the timestamps whole?"
+            )
         events = [(int(ts[a]), int(ts[b])) for a, b in _runs(labels)]
         samples = ts[~gap]
         if not len(samples):
