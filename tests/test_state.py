@@ -256,6 +256,14 @@ def test_inspect_fails_cleanly_on_a_bad_file(tmp_path: Path) -> None:
     report = inspect(bad)
     assert report.returncode == 2 and report.stdout == b""
     assert report.stderr == b"E! [riverguard] %s: not a riverguard checkpoint (foreign format)\n" % bytes(bad)
+    # A checkpoint cut inside its header (the first kilobyte or so) is said to be one, damaged
+    state = tmp_path / "cut.msgpack"
+    lines = b"".join(b"m,host=a v=%d %d\n" % (i, T0 + i * STEP) for i in range(3))
+    assert run(["run", "--config", str(write_config(tmp_path)), "--state", str(state)], lines).returncode == 0
+    state.write_bytes(state.read_bytes()[:100])
+    report = inspect(state)
+    assert report.returncode == 2 and report.stdout == b""
+    assert report.stderr.startswith(b"E! [riverguard] %s: a riverguard checkpoint damaged (unreadable header: " % bytes(state))
     missing = inspect(tmp_path / "missing")
     assert missing.returncode == 2
     assert missing.stderr == b"E! [riverguard] %s: no such file\n" % bytes(tmp_path / "missing")

@@ -178,6 +178,10 @@ def read(path: Path) -> Checkpoint:
         data.close()
 
 
+#: How every header :func:`write` makes begins, after the map's own first bytes.
+_FORMAT_MARK = msgpack.packb("format") + msgpack.packb(FORMAT)
+
+
 def _parse(data: mmap.mmap, size: int) -> Checkpoint:
     # The header is small: read it from the first bytes only.
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=True, max_buffer_size=1 << 21, **_HEADER_LIMITS)
@@ -185,7 +189,9 @@ def _parse(data: mmap.mmap, size: int) -> Checkpoint:
     try:
         header = next(unpacker)
     except (StopIteration, ValueError, msgpack.UnpackException, msgpack.ExtraData) as err:
-        raise CheckpointError(f"not a riverguard checkpoint (unreadable header: {err or 'truncated'})") from None
+        # A header that starts as riverguard writes it (the format first) is one of its checkpoints, cut short
+        what = "a riverguard checkpoint damaged" if _FORMAT_MARK in data[:64] else "not a riverguard checkpoint"
+        raise CheckpointError(f"{what} (unreadable header: {err or 'truncated'})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError("not a riverguard checkpoint (foreign format)")
     if header.get("version") != VERSION:
