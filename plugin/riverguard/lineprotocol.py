@@ -96,11 +96,10 @@ class Metric:
 
 
 _new_field = tuple.__new__
-_PLAIN = Plain()
 
 
 def parse(line: bytes) -> Metric:
-    """Parse one metric (without its newline). Raise :class:`ParseError`."""
+    """Parse one metric (without its newline), in any thread. Raise :class:`ParseError`."""
     # No backslash/quote test first: the compiled scan stops at the first one anyway, and the
     # test cost plain lines more than it saved the others (docs/performance.md).
     metric = _parse_plain(line)
@@ -115,7 +114,10 @@ def _parse_plain(line: bytes) -> Metric | None:
     The general parser then decides (and finds the error, if any). Both give
     the same result on every line this accepts.
     """
-    p = _PLAIN
+    # A scratch of its own per call, not one shared by the module: ``pull`` parses from its writer's thread
+    # too, and a shared one got the other thread's fields. Compiled, it costs ~35 ns a call, and ``parse``
+    # reads only the lines the hot path does not (1 800 of the 216 000 of a replay: unmeasurable).
+    p = Plain()
     if not scan(line, 0, len(line), p):
         return None
     items = line[: p.head_end].split(b",")
