@@ -6,6 +6,7 @@ for the same points: same engine, each point once, in time order per series.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -25,9 +26,14 @@ import pytest
 
 from conftest import RIVERGUARD, ROOT, as_a_user, run_cli
 
+from riverguard.config import parse as parse_config
 from riverguard.detectors import resolve
+from riverguard.engine import Engine
+from riverguard.influx import InfluxWriter
 from riverguard.lineprotocol import ParseError, parse, raw_fields
-from riverguard.log import iso_ns
+from riverguard.log import Log, iso_ns
+from riverguard.pull import Puller
+from riverguard.pull.v1 import InfluxQLSource
 
 try:
     from tests.data.injected import HOSTS, generate
@@ -844,6 +850,60 @@ def test_follow_goes_on_past_a_point_influxdb_refuses(influxdb: InfluxServer, tm
     assert "written late" not in stderr.replace("0 written late", "") and "W! " not in stderr, stderr
     assert "wrote 10, 0 already scored, 0 written late (not scored), 0 skipped (cannot be rebuilt), 2 refused by" \
            " InfluxDB (not written)" in stderr.splitlines()[-1], stderr
+
+
+def test_follow_reports_a_late_point_once_and_a_refused_one_never_with_another_measurement_ahead(
+    influxdb: InfluxServer, tmp_path: Path
+) -> None:
+    """What a late-point check had seen was one set for every measurement, and each check forgot what was older
+    than its own window: the check of zzz, 10 min ahead of aaa, forgot aaa's, so the point aaa refused and a
+    point written late into aaa were both reported as written late on every pass. Now once (the late one)."""
+    src, dst, now = "rg_late_once_src", "rg_late_once_dst", time.time_ns()
+    ta, tz = now - 600 * 10**9, now - 30 * 10**9
+    influxdb.create_db(src)
+    influxdb.create_db(dst)
+    assert influxdb.write(dst, f"aaa,host=z v=1i {ta - 100 * 10**9}\n".encode()).status == 204  # v: an integer
+    lines = [f"aaa,host=a w={i}.5 {ta - (10 - i) * 10**9}" for i in range(10)] + [f"aaa,host=a v=2.5 {ta}"]
+    lines += [f"zzz,host=a v={i}.5 {tz + i * 10**9}" for i in range(10)]
+    assert influxdb.write(src, ("\n".join(lines) + "\n").encode()).status == 204
+    log = tmp_path / "pull.log"
+    puller = _Puller(["--influx-url", influxdb.url, "--db", src, "--to-db", dst, "-m", "aaa", "-m", "zzz",
+                      "--follow", "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack")], log)
+    deadline = time.monotonic() + 30
+    while "E! [riverguard] aaa point at" not in log.read_text():  # the refused point, committed past
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    time.sleep(0.3)  # passes that check behind the marks
+    assert influxdb.write(src, f"aaa,host=b w=9.5 {ta - 5 * 10**9}\n".encode()).status == 204  # late: 5 s behind
+    while "written late (older than" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+    time.sleep(0.5)  # more passes
+    stderr = puller.stop()
+    late = [line for line in stderr.splitlines() if "written late (older than" in line]
+    assert len(late) == 1 and late[0].startswith("W! [riverguard] aaa: 1 point(s) written late"), stderr
+    assert late[0].endswith(f"are not scored: aaa,host=b w=9.5 {ta - 5 * 10**9}"), stderr
+    assert "1 written late (not scored)" in stderr.splitlines()[-1], stderr
+
+
+@pytest.mark.parametrize("late_window", [0, 60])
+def test_a_pull_keeps_no_refused_point_out_of_its_late_window(influxdb: InfluxServer, late_window: int) -> None:
+    """Each point InfluxDB refused was noted for the late-point checks, and only a check forgot it: with
+    --late-window 0s none runs, so a --follow kept every point refused in its life. Now nothing is noted
+    without a late window, and the commit forgets what is out of it (here: 200 s behind the mark)."""
+    src, dst, t0 = f"rg_noted_src_{late_window}", f"rg_noted_dst_{late_window}", 1_000_000_000_000_000_000
+    _conflicting_target(influxdb, src, dst, t0)
+    lines = [f"bad,host=a v={i}.5 {t0 + i * 10**9}" for i in range(5)] + [f"bad,host=a w=1.5 {t0 + 200 * 10**9}"]
+    _store(influxdb, src, "\n".join(lines) + "\n")
+
+    def new_writer(on_refused: Any) -> InfluxWriter:
+        return InfluxWriter(influxdb.url, db=dst, log=Log("error", io.StringIO()), on_refused=on_refused)
+
+    engine = Engine(parse_config(""), Log("error", io.StringIO()))
+    puller = Puller(engine, InfluxQLSource(influxdb.url, src), new_writer, late_ns=late_window * 10**9)
+    puller.run_pass()
+    assert (puller.refused, puller.written) == (5, 1)
+    assert not puller._late_seen
 
 
 def test_parse_gives_each_thread_its_own_fields() -> None:

@@ -49,6 +49,7 @@ from ..lineprotocol import Metric, ParseError, parse
 from ..log import Log, Progress, iso_ns
 from ..state import AccessDenied
 from ..stream import ManualGC, feed
+from .points import unescape_measurement
 from .source import ReadError, Row
 
 __all__ = ["MARKS_VERSION", "Puller", "add_arguments", "main", "parse_time"]
@@ -205,10 +206,11 @@ class Puller:
         self._pending: dict[str, int] = {}  # marks fed but not yet committed
         self._written_before = 0  # the writer's count at the last commit
         self._refused_before = 0  # the writer's count of refused points at the last commit
-        # Points already reported (this process), by identity (:func:`_identity`): written late, or refused by
-        # InfluxDB (those the writer's thread refused since the last commit wait in _refused_new).
-        self._late_seen: set[tuple[bytes, int]] = set()
-        self._refused_new: list[tuple[bytes, int]] = []
+        # Points already reported (this process), by identity (:func:`_identity`) per source key: written late,
+        # or refused by InfluxDB (those the writer's thread refused since the last commit wait in _refused_new,
+        # with their measurement as written). Only points a late-point check can still see are kept (_forget).
+        self._late_seen: dict[str, set[tuple[bytes, int]]] = {}
+        self._refused_new: list[tuple[bytes, tuple[bytes, int]]] = []
         self._missing_reported: set[str] = set()  # --measurement names said to be missing (this process)
         # Totals over the process's life.
         self.read = 0
@@ -250,14 +252,26 @@ class Puller:
             self.refused += self.writer.refused - self._refused_before
             self._refused_before = self.writer.refused
         # (the writer is idle after its flush: what it refused is all there)
-        self._late_seen.update(self._refused_new)
+        for measurement, point in self._refused_new:
+            self._late_seen.setdefault(self.source.key(unescape_measurement(measurement)), set()).add(point)
         self._refused_new.clear()
         self.marks.update(self._pending)
         self._pending.clear()
+        self._forget()
         if self.store is not None:
             self.store.extra["pull"] = {"version": MARKS_VERSION, "marks": dict(self.marks)}
             self.store.save()
         self._next_commit = time.monotonic() + self.checkpoint_interval
+
+    def _forget(self) -> None:
+        """Drop from :attr:`_late_seen` what fell out of its measurement's late window: no check sees it again
+        (a mark only moves on)."""
+        for key, seen in list(self._late_seen.items()):
+            mark = self.marks.get(key)
+            if mark is not None:
+                seen = self._late_seen[key] = {point for point in seen if point[1] > mark - self.late_ns}
+            if not seen:
+                del self._late_seen[key]
 
     def recover(self) -> None:
         """After a failed write: back to the last commit (models and marks from the state file)."""
@@ -386,18 +400,17 @@ class Puller:
                 if row.line is not None and row.scored
             }
         late: list[bytes] = []
+        seen = self._late_seen.setdefault(self.source.key(name), set())  # (commit forgets what falls out of the window)
         for batch in self.source.rows(name, lo, mark):
             for row in batch:
                 if row.line is None or row.scored:
                     continue
                 point = _identity(row.line)
-                if point in self._late_seen or (scored_elsewhere is not None and point in scored_elsewhere):
+                if point in seen or (scored_elsewhere is not None and point in scored_elsewhere):
                     continue
                 if self._scorable(row.line):
                     late.append(row.line)
-                    self._late_seen.add(point)
-        # Forget what fell out of the window: the next checks cannot see it again.
-        self._late_seen = {point for point in self._late_seen if point[1] > lo}
+                    seen.add(point)
         if late:
             self.late += len(late)
             examples = "; ".join(line.rstrip(b"\n").decode("utf-8", "backslashreplace")[:160] for line in late[:_REPORT])
@@ -408,8 +421,9 @@ class Puller:
 
     def _refused(self, line: bytes) -> str:
         """Note a point InfluxDB refused (called from the writer's thread), and name it for its ``E!`` line."""
-        metric = parse(line)  # (riverguard wrote it from a point it parsed)
-        self._refused_new.append(_point(metric))
+        metric = parse(line)  # (riverguard wrote it from a point it parsed; parse is safe in any thread)
+        if self.late_ns > 0:  # (without a late window, nothing looks behind the marks: nothing to note)
+            self._refused_new.append((metric.measurement, _point(metric)))
         return f"{metric.measurement.decode('utf-8', 'backslashreplace')} point at {_iso(metric.timestamp)}"
 
     def _scorable(self, line: bytes) -> bool:

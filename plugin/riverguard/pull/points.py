@@ -64,6 +64,19 @@ def escape_measurement(text: str) -> str:
     return text.replace(",", "\\,").replace(" ", "\\ ")
 
 
+def unescape_measurement(raw: bytes) -> str:
+    """The measurement :func:`escape_measurement` wrote as ``raw`` (what a line riverguard wrote from it holds).
+
+    Exact for every name it takes: it leaves any other backslash as it is, and refuses one before a comma or
+    a space.
+
+    >>> name = "a b,c\\\\d\\\\q"
+    >>> unescape_measurement(escape_measurement(name).encode()) == name
+    True
+    """
+    return raw.decode("utf-8", "surrogateescape").replace("\\,", ",").replace("\\ ", " ")
+
+
 def escape_name(text: str, what: str) -> str:
     """A tag key, tag value or field key, escaped for line protocol."""
     if "\\" in text or "\n" in text:
