@@ -462,6 +462,16 @@ def test_a_write_to_a_full_file_is_told_and_exits_1(tmp_path: Path, command: str
     assert all(line.startswith(("E! [riverguard] ", "I! [riverguard] ")) for line in result.stderr.splitlines())
     if command == "replay -o":  # the half-written output is not put in place
         assert sorted(p.name for p in tmp_path.iterdir()) == ["in.lp", "lab.csv", "stdout"]
+        # nor when only the last of it, flushed at the close, does not fit: the old file stays as it was
+        (tmp_path / "out.lp").write_bytes(b"old\n")
+        (tmp_path / "small.lp").write_bytes(b"".join(b"cpu,host=a v=%d %d\n" % (i, i) for i in range(40)))
+        small = subprocess.run(
+            [*RIVERGUARD, "replay", "-o", "out.lp", "small.lp"], capture_output=True, text=True, cwd=tmp_path,
+            env=env, timeout=60, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024)),
+        )
+        assert small.returncode == 1 and "cannot write to out.lp (File too large)" in small.stderr, small.stderr
+        assert (tmp_path / "out.lp").read_bytes() == b"old\n"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.lp", "lab.csv", "out.lp", "small.lp", "stdout"]
     if command == "run":  # the models are saved all the same
         state = run_cli(["state", "inspect", str(tmp_path / "st")], text=True)
         assert '"series": 1' in state.stdout, state.stderr

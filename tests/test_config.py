@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import tomllib
 from pathlib import Path
@@ -321,6 +322,37 @@ def test_a_state_path_from_home_is_in_that_home(tmp_path: Path) -> None:
     assert (home / "state" / "riverguard.msgpack").is_file() and not (config.parent / "~").exists()
     ran = run_cli(["replay", "--state", "~/other.msgpack", "-"], input=b"m v=1 1\n", env=env, cwd=tmp_path)
     assert ran.returncode == 0 and (home / "other.msgpack").is_file(), ran.stderr
+
+
+NO_HOME = "~no-such-user-riverguard"
+
+
+def test_a_state_path_from_an_unknown_home_is_refused_with_a_message(tmp_path: Path, start) -> None:
+    """``~user`` of a user the system does not know: exit 2 with what is wrong, and on SIGHUP the config is
+    refused and the process goes on with the one it had (a Python traceback, exit 1, stopped ``run``, lost
+    the metrics that followed the SIGHUP, and was a restart loop under Telegraf)."""
+    config = tmp_path / "rg.toml"
+    config.write_text(f'[state]\npath = "{NO_HOME}/rg.msgpack"\n')
+    why = f"'{NO_HOME}/rg.msgpack': no home folder for '{NO_HOME}' (no such user?)"
+    for args, said in (
+        (["check-config", str(config)], f"E! [riverguard] {config}: [state], key 'path': {why}\n"),
+        (["run", "--state", f"{NO_HOME}/rg.msgpack"], f"E! [riverguard] --state {why}\n"),
+        (["state", "inspect", f"{NO_HOME}/rg.msgpack"], f"E! [riverguard] {why}\n"),
+    ):
+        result = run_cli(args, input="m v=1 1\n", text=True)
+        assert (result.returncode, result.stdout, result.stderr) == (2, "", said), args
+    config.write_text('[state]\npath = "state/"\n\n[[rule]]\nname = "all"\ndetector = "zscore"\n')
+    proc = start("run", "--config", str(config))
+    proc.ready()
+    proc.write(b"m v=1 1\n")
+    assert proc.wait_lines(1, 30), proc.stderr
+    config.write_text(f'[state]\npath = "{NO_HOME}/"\n')
+    proc.popen.send_signal(signal.SIGHUP)
+    assert proc.wait_stderr(lambda e: b"still running on the previous config" in e, 30), proc.stderr
+    proc.write(b"m v=2 2\n")
+    proc.close_stdin()
+    assert proc.wait(30) == 0, proc.stderr
+    assert proc.stdout.count(b"\n") == 2 and b"Traceback" not in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize(

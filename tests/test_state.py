@@ -213,6 +213,11 @@ def test_inspect_series_matching_none_says_so(tmp_path: Path) -> None:
         )
     some = run(["state", "inspect", str(state), "--series", "cpu*idle"])
     assert len(some.stdout.splitlines()) == 1 and some.stderr == b"", some.stderr
+    empty = tmp_path / "empty.msgpack"  # a checkpoint without series: nothing to say, whatever was asked
+    assert run(["replay", "--state", str(empty), "-"], b"# no metric\n").returncode == 0
+    for args in (["--series"], ["--series", "cpu"], ["--with-state"]):
+        listed = run(["state", "inspect", str(empty), *args])
+        assert (listed.returncode, listed.stdout, listed.stderr) == (0, b"", b""), (args, listed.stderr)
 
 
 def test_inspect_oldest_and_newest_are_of_the_series_last_samples(tmp_path: Path) -> None:

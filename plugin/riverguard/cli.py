@@ -229,9 +229,12 @@ def _configured(args: argparse.Namespace, signals: Signals | None = None) -> int
         )
         config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=None))
     if getattr(args, "state", None):
-        config = dataclasses.replace(
-            config, state=dataclasses.replace(config.state, path=state_path(args.state, Path.cwd()))
-        )
+        try:
+            given = state_path(args.state, Path.cwd())
+        except ValueError as err:
+            log.error(f"--state {err}")
+            return EXIT_CONFIG
+        config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=given))
     if args.command in ("run", "replay", "pull"):  # before the checkpoint or any output is touched
         problem = _check_same_files(args, config)
         if problem:
@@ -320,7 +323,11 @@ def _state_inspect(path: str, series: str | None = None, with_state: bool = Fals
         series = "*"
     # Where `run --state PATH` would write: a path ending with "/" is a folder, made or not (state_path);
     # in a folder, the riverguard.msgpack it holds.
-    file = checkpoint_file(state_path(path, Path.cwd()))
+    try:
+        file = checkpoint_file(state_path(path, Path.cwd()))
+    except ValueError as err:
+        Log("error").error(str(err))
+        return EXIT_CONFIG
     try:
         if series is not None:
             rows = list(list_series(file, series, with_state))
@@ -339,8 +346,8 @@ def _state_inspect(path: str, series: str | None = None, with_state: bool = Fals
         Log("error").error(f"{file}: {err}")
         return EXIT_CONFIG
     if series is not None:
-        if not rows:  # (a glob is never wrong: "[" is itself; a typo matches nothing)
-            held = sum(1 for _ in list_series(file))
+        held = 0 if rows else sum(1 for _ in list_series(file))
+        if held:  # a GLOB that matches none of them (a glob is never wrong: "[" is itself; a typo matches nothing)
             Log("info").warn(
                 f"--series {series!r} matched none of the {held} series in {file} (a series key is "
                 "'measurement,tag=value field', as --series without a GLOB lists them)"
@@ -635,10 +642,14 @@ class _OutputFile:
             raise OutputError(err.errno, err.strerror or str(err), str(self.path)) from None
 
     def finish(self, ok: bool) -> None:
-        """Close; on success put the new file in place, otherwise drop it."""
+        """Close; on success put the new file in place, otherwise drop it (also when the close itself fails:
+        the last of the output, flushed there, did not fit)."""
         try:
             with self._failing():
                 self.file.close()
+        except BaseException:
+            ok = False
+            raise
         finally:
             if self.tmp is not None:
                 if ok:

@@ -644,8 +644,20 @@ def state_path(raw: str, base: Path) -> Path:
     ('/etc/riverguard/state/riverguard.msgpack', '/etc/rg.msgpack')
     >>> str(state_path("~root/rg.msgpack", Path("/etc"))) == str(Path("~root").expanduser() / "rg.msgpack")
     True
+
+    Raises ValueError when the home folder is unknown (``~nosuchuser``; ``~`` without ``$HOME`` for a user
+    the system does not know):
+
+    >>> state_path("~nosuchuser-x/rg.msgpack", Path("/etc"))
+    Traceback (most recent call last):
+    ValueError: '~nosuchuser-x/rg.msgpack': no home folder for '~nosuchuser-x' (no such user?)
     """
-    path = (base / Path(raw).expanduser()).resolve()
+    try:
+        given = Path(raw).expanduser()
+    except (RuntimeError, KeyError):  # (Python 3.11: RuntimeError)
+        home = raw.split("/", 1)[0]
+        raise ValueError(f"{raw!r}: no home folder for {home!r} (no such user?)") from None
+    path = (base / given).resolve()
     return path / STATE_FOLDER_FILE if raw.endswith("/") else path
 
 
@@ -677,7 +689,11 @@ def _parse_state(raw: Any, where: _Where, base: Path, file: Path | None = None) 
         if not isinstance(raw["path"], str) or not raw["path"]:
             where.add("path", f"expected a non-empty string, got {raw['path']!r}")
         else:
-            values["path"] = state_path(raw["path"], base)
+            try:
+                values["path"] = state_path(raw["path"], base)
+            except ValueError as err:
+                where.add("path", str(err))
+                return None
             checkpoint = checkpoint_file(values["path"])
             same = file is not None and file_identity(file)
             if same and file_identity(checkpoint) == same:
