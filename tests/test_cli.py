@@ -428,12 +428,13 @@ def test_failures_while_running_exit_1(tmp_path: Path, failure: str) -> None:
 
 
 @pytest.mark.parametrize("unbuffered", ["1", ""])
-@pytest.mark.parametrize("command", ["sample-config", "replay", "replay -o", "run", "evaluate"])
+@pytest.mark.parametrize("command", ["sample-config", "replay", "replay -o", "run", "evaluate", "replay --help"])
 def test_a_write_to_a_full_file_is_told_and_exits_1(tmp_path: Path, command: str, unbuffered: str) -> None:
     """stdout (or --output) on a file that reaches the size limit (``ulimit -f``; a full disk alike): an E! line,
     exit 1. Under PYTHONUNBUFFERED=1 (the Telegraf setup sets it) Python's stdout wrote what fit and dropped the
     rest: ``sample-config > riverguard.toml`` and ``replay rec.lp > out.lp`` left a cut file and exited 0; without
-    it the commands stopped on a traceback. ``run`` still writes its final checkpoint."""
+    it the commands stopped on a traceback. ``run`` still writes its final checkpoint. argparse's ``--help``
+    dropped the error of its own write: a cut help, exit 0 (unbuffered), or a traceback at exit (exit 120)."""
     import resource
 
     limit = 64 << 10  # bytes: the output is larger, the checkpoint of one series smaller
@@ -446,10 +447,11 @@ def test_a_write_to_a_full_file_is_told_and_exits_1(tmp_path: Path, command: str
         "replay -o": ["replay", "-o", "out.lp", "in.lp"],
         "run": ["run", "--state", "st/"],
         "evaluate": ["evaluate", "--json", "--labels", "lab.csv"],
+        "replay --help": ["replay", "--help"],
     }[command]
     env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}
-    if command in ("sample-config", "evaluate"):
-        limit = 1 << 10  # the sample config is 2.6 kB, the report some more
+    if command in ("sample-config", "evaluate", "replay --help"):
+        limit = 1 << 10  # the sample config is 2.6 kB, the report and the help some more
     with open(tmp_path / "in.lp", "rb") as stdin, open(tmp_path / "stdout", "wb") as stdout:
         result = subprocess.run(
             [*RIVERGUARD, *args], stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
@@ -496,6 +498,25 @@ def test_a_standard_descriptor_closed_at_start_is_held_by_the_null_device(tmp_pa
         assert result.returncode == 0 and result.stderr == b""
         assert strip_added(result.stdout) == data
         assert (tmp_path / "st" / "riverguard.msgpack").exists()
+
+
+@pytest.mark.parametrize("stdout", ["closed", "reader gone"])
+@pytest.mark.parametrize("option", ["--version", "--help"])
+def test_what_argparse_prints_is_handled_as_any_output(option: str, stdout: str) -> None:
+    """--version and --help, printed by argparse, were outside riverguard's stdout handling: with stdout
+    closed (held by the read-only null device) or its reader gone, a traceback through Python's exit flush
+    ("Exception ignored", exit 120). Now as for any output: a failed write told in one E! line, a reader
+    gone quiet; exit 1 either way."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([*RIVERGUARD, option], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                                timeout=60, preexec_fn=(lambda: os.close(1)) if stdout == "closed" else None)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 1, result.stderr
+    told = "E! [riverguard] cannot write to stdout (Bad file descriptor): stopping\n" if stdout == "closed" else ""
+    assert result.stderr == told
 
 
 def test_a_stop_exits_130(start, tmp_path: Path) -> None:

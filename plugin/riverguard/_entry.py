@@ -75,7 +75,13 @@ def _hold_standard_fds() -> None:
 
 def _command() -> int:
     from .cli import main as command
-    from .output import install
+    from .output import OutputError, flush, install, stop
 
     install()  # every byte written to stdout, or an error that says so
-    return command()
+    try:
+        try:
+            return command()
+        finally:  # also after argparse's SystemExit (--help, --version), which printed without a check
+            flush()
+    except (BrokenPipeError, OutputError) as err:
+        return stop(err)

@@ -21,7 +21,7 @@ from .config import Config, ConfigError, default_config, duration_text, load, st
 from .config import warnings as config_warnings
 from .engine import Engine
 from .log import LEVELS, Log, Progress, printable
-from .output import OutputError, stopped
+from .output import OutputError, flush, stop
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -166,18 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # type: ignore[attr-defined]
     try:
         code = _main(args)
-        if sys.stdout is not None:  # (None: started without a stdout)
-            sys.stdout.flush()  # a write that fails is told here, not by Python at exit
+        flush()  # a write that fails is told here, not by Python at exit
         return code
     except KeyboardInterrupt:
         return 130
     except (BrokenPipeError, OutputError) as err:
-        # `riverguard ... | head`: the reader is gone, nothing to say; a full disk or a size limit is told
-        if isinstance(err, OutputError):
-            Log("error").error(stopped(err))
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAIL
+        return stop(err)
     except Exception as err:  # noqa: BLE001 - a crash still speaks Telegraf's log format
         log = Log("error")
         log.error(f"riverguard stopped on an unexpected error: {type(err).__name__}: {err}")

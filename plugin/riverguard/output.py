@@ -6,19 +6,25 @@ unbuffered (``PYTHONUNBUFFERED=1``, which the Telegraf setup sets: ``sys.stdout.
 whose ``write`` may write less than it was given), so ``sample-config > riverguard.toml`` or ``replay rec.lp >
 out.lp`` could leave a file cut short and exit 0. :func:`write_all` writes until every byte is out or a write
 fails, and :func:`install` puts a ``sys.stdout`` built on it in place for the process's own command.
+
+A failed write is kept until :func:`flush` raises it: argparse (``--help``, ``--version``) drops the error of
+its own write, which left a cut ``--help`` with exit 0. :func:`stop` is what a command does then.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
 import select
 import sys
 
-__all__ = ["OutputError", "install", "stopped", "write_all"]
+__all__ = ["OutputError", "flush", "install", "stop", "stopped", "write_all"]
 
 _IOV_MAX = 1024  # buffers per writev (Linux's IOV_MAX)
+#: The first write to the installed stdout that failed since the last :func:`stop` (raised by :func:`flush`).
+_failed: OSError | None = None
 
 
 class OutputError(OSError):
@@ -60,6 +66,30 @@ def stopped(err: OSError) -> str:
     return f"cannot write to {err.filename or 'stdout'} ({err.strerror}): stopping"
 
 
+def flush() -> None:
+    """Flush ``sys.stdout``; raise :class:`BrokenPipeError` or :class:`OutputError` when a write to it failed,
+    now or before (one its caller let pass: argparse's)."""
+    if sys.stdout is not None:  # (None: started without a stdout)
+        sys.stdout.flush()
+    if _failed is not None:
+        raise _failed
+
+
+def stop(err: OSError) -> int:
+    """Stop the command on its failed stdout (``err``): say so (:func:`stopped`) unless the reader is gone
+    (``riverguard ... | head``: nothing to say), put the null device on stdout so that what is left in its
+    buffer goes nowhere at exit, and return the exit code (1)."""
+    global _failed
+    if isinstance(err, OutputError):
+        from .log import Log
+
+        Log("error").error(stopped(err))
+    _failed = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 1
+
+
 class _Whole(io.RawIOBase):
     """A raw stdout whose ``write`` writes every byte or raises (:func:`write_all`)."""
 
@@ -77,8 +107,13 @@ class _Whole(io.RawIOBase):
         return os.isatty(self._fd)
 
     def write(self, data) -> int:  # type: ignore[no-untyped-def,override]
+        global _failed
         view = memoryview(data).cast("B")
-        write_all(self._fd, [view])  # type: ignore[list-item]
+        try:
+            write_all(self._fd, [view])  # type: ignore[list-item]
+        except OSError as err:
+            _failed = _failed or err
+            raise
         return len(view)
 
     def close(self) -> None:  # stdout's descriptor stays open, as Python's own stdout leaves it
