@@ -217,12 +217,13 @@ def _provoke(fragment: str, tmp: Path) -> str:
         (tmp / ("state.msgpack" if fragment == "cannot read the checkpoint" else "state.msgpack.lock")).chmod(0)
         return subprocess.run([*prefix, *rg, "run", "--state", "state.msgpack"], input="cpu v=1\n",
                               capture_output=True, text=True, cwd=tmp, timeout=60).stderr
-    if fragment == "lock file PATH.lock in PATH":  # a state folder Telegraf's user may not write
-        from conftest import as_a_user
+    if fragment in ("lock file PATH.lock in PATH", "the state folder"):  # a state folder Telegraf's user may
+        from conftest import as_a_user  # not write, or one missing in a folder it may not write
 
         prefix = as_a_user(tmp)
         (tmp / "st").mkdir(mode=0o555)
-        return subprocess.run([*prefix, *rg, "run", "--state", "st/"], input="cpu v=1\n", capture_output=True,
+        state = "st/" if fragment == "lock file PATH.lock in PATH" else "st/missing/"
+        return subprocess.run([*prefix, *rg, "run", "--state", state], input="cpu v=1\n", capture_output=True,
                               text=True, cwd=tmp, timeout=60).stderr
     if fragment == "is the --config file":
         config.write_text('[[rule]]\nname = "all"\n')
@@ -285,7 +286,7 @@ def _provoke(fragment: str, tmp: Path) -> str:
 
 
 _FRAGMENTS = (  # (tried in this order: one naming a message that contains another comes first)
-    "lock file PATH.lock in PATH", "cannot read the checkpoint", "cannot open the lock file", "is the --config file",
+    "lock file PATH.lock in PATH", "the state folder", "cannot read the checkpoint", "cannot open the lock file", "is the --config file",
     "no [[rule]]", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evicted before they were scored", "--report needs", "would write", "not a regular file or a folder",

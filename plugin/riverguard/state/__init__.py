@@ -79,9 +79,11 @@ def _user(uid: int) -> str:
         return str(uid)
 
 
-def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = ()) -> str:
+def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = (), make: Path | None = None) -> str:
     """The message for ``path`` that this process may not ``action`` (``err``): whose the file is, its mode,
-    and the ``chown`` that gives it to this process's user, with those of ``also`` that another user owns."""
+    and the ``chown`` that gives it to this process's user, with those of ``also`` that another user owns; or,
+    for a folder ``make`` missing in ``path``, the ``install -d`` that makes it this user's (never ``path``'s
+    ``chown``: ``/var/lib`` is not riverguard's)."""
     reason = "permission denied" if err.errno == errno.EACCES else (err.strerror or str(err)).lower()
     me = os.geteuid()
     try:
@@ -90,6 +92,8 @@ def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = ()) -
         return f"cannot {action} {path}: {reason}"
     told = f"cannot {action} {path}: {reason} (owner {_user(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):04o}; " \
         f"riverguard runs as {_user(me)}): run "
+    if make is not None:
+        return told + f"`install -d -o {_user(me)} {make}`"
     if st.st_uid == me:  # its own file (or folder), without the permission
         return told + f"`chmod {'u+rwx' if stat.S_ISDIR(st.st_mode) else 'u+rw'} {path}`"
     owned = " ".join(str(p) for p in (path, *(p for p in also if _owner(p) not in (None, me))))
@@ -159,8 +163,12 @@ class StateStore:
             # a file where a folder should be gives EEXIST or ENOTDIR: name the file, not the symptom
             blocker = next((p for p in lock_path.parents if p.exists()), None)
             if isinstance(err, PermissionError) and blocker is not None and blocker.is_dir():
-                # a folder this process may not write (not given to Telegraf's user): as another user's file
-                raise AccessDenied(denied(blocker, f"create the lock file {lock_path} in", err)) from None
+                # a folder this process may not write (not given to Telegraf's user): as another user's file;
+                # the state folder missing (step 2 left out), its parent a system folder: make it, not chown that
+                folder = lock_path.parent
+                if blocker == folder:
+                    raise AccessDenied(denied(blocker, f"create the lock file {lock_path} in", err)) from None
+                raise AccessDenied(denied(blocker, f"create the state folder {folder} in", err, make=folder)) from None
             reason = f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir() else err.strerror or err
             raise LockError(f"cannot create the lock file {lock_path}: {reason}") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
