@@ -1243,7 +1243,7 @@ def test_a_run_that_cannot_read_its_checkpoint_passes_every_metric_through_and_k
     assert after.returncode == 0 and b"restored 4 series" in after.stderr, after.stderr
 
 
-@pytest.mark.parametrize("where", ["st/", "st/deeper/rg.msgpack", "st/missing/"])
+@pytest.mark.parametrize("where", ["st/", "st/deeper/rg.msgpack", "st/missing/", "shut/u/st/"])
 def test_a_state_folder_this_user_may_not_write_passes_every_metric_through(tmp_path: Path, start,
                                                                            where: str) -> None:
     """A state folder Telegraf's user may not write (step 2 of the setup left out) stopped run at start, exit 2,
@@ -1251,12 +1251,18 @@ def test_a_state_folder_this_user_may_not_write_passes_every_metric_through(tmp_
     it is handled as another user's checkpoint is: one E! line (the folder, owner, mode, the fix), every metric
     through unscored, byte for byte, until stdin closes, exit 0. replay --state still exits 2, with that line.
     A state folder that does not exist is to be made for that user (README step 2's ``install -d -o``): the
-    line told to chown the folder above it, /var/lib for /var/lib/riverguard."""
+    line told to chown the folder above it, /var/lib for /var/lib/riverguard. Under a folder it may not even
+    search (``shut``, mode 0600), run stopped on a traceback, exit 1."""
     import pwd
 
     prefix = as_a_user(tmp_path)
-    folder = tmp_path / "st"
+    folder = tmp_path / where.split("/")[0]
     folder.mkdir(mode=0o555)
+    mode = "0555"
+    if where.startswith("shut/"):
+        (folder / "u").mkdir()
+        folder.chmod(0o600)
+        mode = "0600"
     data = stream(20, seed=5, start=300)
     state = f"{tmp_path}/{where}"  # (a trailing / kept: a folder to make)
     proc = start("run", "--state", state, cmd=[*prefix, *RG])
@@ -1264,14 +1270,14 @@ def test_a_state_folder_this_user_may_not_write_passes_every_metric_through(tmp_
     errors = [line for line in proc.stderr.splitlines() if line.startswith(b"E! ")]
     assert len(errors) == 1, proc.stderr
     me = pwd.getpwuid(os.geteuid()).pw_name  # (the folder's owner too)
-    said = f"permission denied (owner {me}, mode 0555; riverguard runs as {me}): run "
+    said = f"permission denied (owner {me}, mode {mode}; riverguard runs as {me}): run "
     if where == "st/":
         told = f"cannot create the lock file {folder}/riverguard.msgpack.lock in {folder}: {said}`chmod u+rwx {folder}`"
     else:
         missing = tmp_path / where.rstrip("/") if where.endswith("/") else (tmp_path / where).parent
         told = f"cannot create the state folder {missing} in {folder}: {said}`install -d -o {me} {missing}`"
     assert errors[0] == f"E! [riverguard] {told}; passing every metric through unscored until this process stops".encode()
-    assert list(folder.iterdir()) == []
+    assert list(folder.iterdir()) == ([folder / "u"] if mode == "0600" else [])
     replay = subprocess.run([*prefix, *RG, "replay", "--state", state, "-"], input=data, capture_output=True,
                             timeout=60)
     assert replay.returncode == 2 and replay.stdout == b"", replay.stderr

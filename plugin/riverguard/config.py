@@ -665,7 +665,11 @@ def checkpoint_file(path: Path) -> Path:
     """The checkpoint file of a state path (as :func:`state_path` gives it): ``riverguard.msgpack`` inside it
     when it is a folder. The one place that says so: the state store, ``state inspect`` and the same-file check."""
     path = Path(path)
-    return path / STATE_FOLDER_FILE if path.is_dir() else path
+    try:
+        folder = path.is_dir()
+    except OSError:  # a folder on the way this process may not enter: said where the checkpoint is opened
+        folder = False
+    return path / STATE_FOLDER_FILE if folder else path
 
 
 def file_identity(path: str | Path) -> tuple[Any, ...] | None:

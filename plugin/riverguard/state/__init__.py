@@ -65,6 +65,18 @@ class LockBusy(LockError):
         self.waited = waited
 
 
+def _nearest(path: Path) -> Path | None:
+    """The nearest folder above ``path`` that this process sees exist (None: none): past the ones inside a
+    folder it may not search, whose ``stat`` is refused."""
+    for parent in path.parents:
+        try:
+            if parent.exists():
+                return parent
+        except PermissionError:
+            continue
+    return None
+
+
 class AccessDenied(LockError):
     """The checkpoint or its lock file exists and this process may not open it (EACCES, EPERM: another user's
     file, such as one a riverguard run once as root left): the file is left as it is, never renamed aside."""
@@ -161,7 +173,7 @@ class StateStore:
             if isinstance(err, PermissionError) and os.path.lexists(lock_path):  # another user's lock file
                 raise AccessDenied(denied(lock_path, "open the lock file", err, also=(self.path,))) from None
             # a file where a folder should be gives EEXIST or ENOTDIR: name the file, not the symptom
-            blocker = next((p for p in lock_path.parents if p.exists()), None)
+            blocker = _nearest(lock_path)
             if isinstance(err, PermissionError) and blocker is not None and blocker.is_dir():
                 # a folder this process may not write (not given to Telegraf's user): as another user's file;
                 # the state folder missing (step 2 left out), its parent a system folder: make it, not chown that
