@@ -182,6 +182,7 @@ def test_bad_config_check_config(name: str, tmp_path: Path, capsys: pytest.Captu
         ('[state]\ncheckpoint_interval = ""\n', ["[state]", "key 'checkpoint_interval'"]),
         ('[state]\nmax_series = 0\n', ["[state]", "key 'max_series'"]),
         ('[state]\npath = 5\n', ["[state]", "key 'path'"]),
+        ('[[rule]]\nname = "t"\ntags = { "" = "*" }\n', ['rule 1 "t"', "key 'tags'", "empty tag key"]),
         ("[[rule]\n", ["invalid TOML", "line 1"]),
         ('[[rule]]\nname = "a"\nname = "b"\n', ["invalid TOML", "line 3"]),
     ],

@@ -503,7 +503,9 @@ def _parse_rule(index: int, raw: Any, where: _Where, explain_default: bool = Fal
     if not isinstance(tags, dict):
         where.add("tags", "expected a table of tag key to glob")
     else:
-        tags = {str(k): v for k, v in tags.items() if _glob(v, f"tags.{k}", where)}
+        if "" in tags:  # (line protocol has no empty tag key: such a rule would never match)
+            where.add("tags", 'an empty tag key ("" = ...) is in no metric: the rule would never match')
+        tags = {str(k): v for k, v in tags.items() if k and _glob(v, f"tags.{k}", where)}
     fields = raw.get("fields", ["*"])
     if not isinstance(fields, list) or not fields:
         where.add("fields", f"expected a non-empty list of globs, got {fields!r}")
