@@ -569,3 +569,33 @@ def test_explain_on_a_rule_that_cannot_explain_is_a_warning(tmp_path: Path) -> N
     path.write_text("[output]\nexplain = true\n" + rules.replace("OFF", "explain = false\n"))
     checked = run_cli(["check-config", str(path)], timeout=60)
     assert checked.returncode == 0 and checked.stderr == b"", checked.stderr
+
+
+def test_rules_a_narrower_catch_all_hides_are_a_warning(tmp_path: Path) -> None:
+    """A rule with ``*`` among its fields takes every field of the metrics it matches: a later rule whose every
+    metric it matches (same or a broader measurement glob, tag conditions it meets) takes none, a scope = "metric"
+    rule as a field one. check-config and run said so only where the catch-all matched every measurement and no
+    tags; "cpu*" is broader than "cpu", and host "d*" than "db*": those rules are used."""
+    hst = 'scope = "metric"\ndetector = "hst"\n'
+    path = tmp_path / "rg.toml"
+    path.write_text(
+        '[[rule]]\nname = "cpu"\nmeasurement = "cpu"\nfields = ["usage_*", "*"]\n'
+        '[[rule]]\nname = "cpu-whole"\nmeasurement = "cpu"\n' + hst
+        + '[[rule]]\nname = "cpu-web"\nmeasurement = "cpu"\ntags = {host = "web*"}\nfields = ["usage_user"]\n'
+        '[[rule]]\nname = "cpus"\nmeasurement = "cpu*"\n' + hst
+        + '[[rule]]\nname = "db"\ntags = {host = "db*"}\ndetector = "off"\n'
+        '[[rule]]\nname = "db1-disk"\nmeasurement = "disk"\ntags = {host = "db1", dc = "*"}\n' + hst
+        + '[[rule]]\nname = "d-disk"\nmeasurement = "disk"\ntags = {host = "d*"}\n' + hst
+        + '[[rule]]\nname = "rest"\n'
+        '[[rule]]\nname = "late"\nmeasurement = "mem"\n'
+    )
+    checked = run_cli(["check-config", str(path)], timeout=60)
+    ran = run_cli(["run", "--log-level", "warn", "--config", str(path)], timeout=60)
+    assert checked.returncode == ran.returncode == 0, checked.stderr
+    hidden = f"W! [riverguard] {path}: rule %d \"%s\" is never used: rule %d \"%s\" before it matches every field"
+    assert checked.stderr.decode().splitlines() == ran.stderr.decode().splitlines() == [
+        hidden % (2, "cpu-whole", 1, "cpu") + " of every metric it matches",
+        hidden % (3, "cpu-web", 1, "cpu") + " of every metric it matches",
+        hidden % (6, "db1-disk", 5, "db") + " of every metric it matches",
+        hidden % (9, "late", 8, "rest"),
+    ]

@@ -444,13 +444,18 @@ def test_metric_level_names_where_no_metric_rule_applies_are_the_users_fields(tm
     assert out == [b"cpu u=1,anomaly=1i 1"]
     assert len(warned) == 1 and warned[0].startswith(b"W! [riverguard] measurement 'cpu': field 'anomaly' is an integer")
     # Nor are they riverguard's in cpu when a rule for all of cpu's fields comes before the metric rule: it takes
-    # none, and never writes them. (They were left unscored, and the integer `anomaly` got a W!.)
-    config = '[[rule]]\nname = "cpu"\nmeasurement = "cpu"\ndetector = "zscore"\nwarmup = 0\n' + METRIC_RULE
-    out, warned = _run_with(tmp_path, config, b"cpu u=1,anomaly=1i,anomaly_score=0.5 1\n")
-    assert (out, warned) == ([
-        b"cpu u=1,anomaly=1i,anomaly_score=0.5,u_anomaly_score=0.0,u_anomaly=false,anomaly_anomaly_score=0.0,"
-        b"anomaly_anomaly=false,anomaly_score_anomaly_score=0.0,anomaly_score_anomaly=false 1",
-    ], [])
+    # none, and never writes them (a W! says the rule is never used). They were left unscored, and the integer
+    # `anomaly` got a W!.
+    cpu = '[[rule]]\nname = "cpu"\nmeasurement = "cpu"\ndetector = "zscore"\nwarmup = 0\n'
+    for config in (cpu + METRIC_RULE,):
+        out, warned = _run_with(tmp_path, config, b"cpu,host=a u=1,anomaly=1i,anomaly_score=0.5 1\n")
+        assert (out, warned) == ([
+            b"cpu,host=a u=1,anomaly=1i,anomaly_score=0.5,u_anomaly_score=0.0,u_anomaly=false,"
+            b"anomaly_anomaly_score=0.0,anomaly_anomaly=false,anomaly_score_anomaly_score=0.0,anomaly_score_anomaly=false 1",
+        ], [
+            b'W! [riverguard] %s: rule 2 "hosts" is never used: rule 1 "cpu" before it matches every field of every '
+            b"metric it matches" % bytes(tmp_path / "riverguard.toml"),
+        ]), config
 
 
 def test_a_per_field_name_in_a_metric_scored_whole_is_no_clash(tmp_path: Path) -> None:

@@ -424,8 +424,8 @@ def test_a_metric_rule_behind_a_catch_all_keeps_no_models(tmp_path: Path, start)
         ), proc.stderr
         assert info[0].startswith(b"I! [riverguard] restored 1 series from ")
         assert _series(state) == ["cpu,host=a u", "cpu,host=a w", "mem,host=a v"], config
-    # A reload to rules where a catch-all for cpu alone comes first (no config W! names it: it hides the
-    # metric rule in cpu only) drops them too.
+    # A reload to rules where a catch-all for cpu alone comes first (it hides the metric rule in cpu only, and a
+    # W! now says so) drops them too.
     config = tmp_path / "rg.toml"
     config.write_text(HIDDEN_BEFORE)
     state.unlink()
@@ -443,7 +443,10 @@ def test_a_metric_rule_behind_a_catch_all_keeps_no_models(tmp_path: Path, start)
         b"reloaded, 3 rule(s); 1 series keep their models; "
         b'2 metric models dropped: no scope = "metric" rule takes their metric any more'
     ), proc.stderr
-    assert b"W! " not in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")] == [
+        b'W! [riverguard] %s: rule 2 "whole" is never used: rule 1 "cpu" before it matches every field of every '
+        b"metric it matches" % bytes(config),
+    ], proc.stderr
     assert _series(state) == ["mem,host=a v"]
 
 

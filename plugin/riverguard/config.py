@@ -151,6 +151,22 @@ class Rule:
             return identity(params)
         return params, getattr(cls, "STATE_LAYOUT", "")
 
+    @functools.cached_property
+    def every_field(self) -> bool:
+        """Whether the rule takes every field of the metrics it matches: a ``*`` among its ``fields``."""
+        return "*" in self.fields
+
+    def covers_tags(self, later: Rule) -> bool:
+        """Whether the rule's tag conditions hold for every tag set that ``later``'s hold for: each of its tag
+        keys is one of ``later``'s, with a glob that :func:`_covers` ``later``'s (so, as it, it may say no to
+        a rule it covers: never yes to one it does not)."""
+        return all(key in later.tags and _covers(glob, later.tags[key]) for key, glob in self.tags.items())
+
+    def hides(self, later: Rule) -> bool:
+        """Whether the rule, before ``later``, takes every field of every metric that ``later`` matches, so
+        that ``later`` takes none (False where the globs do not make that plain: :func:`_covers`)."""
+        return self.every_field and _covers(self.measurement, later.measurement) and self.covers_tags(later)
+
     def resolved(self) -> dict[str, Any]:
         """Everything the rule means, defaults filled in (for check-config and fingerprints)."""
         cls = self.detector_class
@@ -168,6 +184,21 @@ class Rule:
             "params": dict(sorted(params.items())),
             "explain": self.explain,
         }
+
+
+#: What makes a glob more than a plain name (fnmatch's ``*``, ``?`` and ``[...]``).
+_GLOB_SPECIAL = re.compile(r"[*?[]")
+
+
+def _covers(glob: str, other: str) -> bool:
+    """Whether glob ``glob`` matches every name that glob ``other`` matches, where that is simple to tell:
+    ``glob`` is ``*`` or ``other`` itself, or ``other`` is a plain name that ``glob`` matches. Otherwise
+    (``cpu*`` and ``cpu?``, say) no, even where it does: a rule hidden may go unnamed, none is named wrongly.
+
+    >>> _covers("*", "cpu?"), _covers("cpu*", "cpu0"), _covers("cpu*", "cpu?"), _covers("cpu", "cpu*")
+    (True, True, False, False)
+    """
+    return glob in ("*", other) or (_GLOB_SPECIAL.search(other) is None and fnmatch.fnmatchcase(other, glob))
 
 
 #: The explanation fields of a scored field F are F<flag_suffix><one of these>.
@@ -435,14 +466,18 @@ def warnings(config: Config) -> list[str]:
             f"{config.source}: no [[rule]]: this config scores nothing "
             "(without --config riverguard scores every numeric field with the default detector)"
         )
-    for i, rule in enumerate(config.rules):
-        if rule.measurement == "*" and not rule.tags and "*" in rule.fields:
-            found.extend(
+    catch_alls: list[Rule] = []  # (only a rule that takes every field can hide one)
+    for later in config.rules:
+        rule = next((rule for rule in catch_alls if rule.hides(later)), None)
+        if rule is not None:
+            everywhere = rule.measurement == "*" and not rule.tags
+            found.append(
                 f'{config.source}: rule {later.index} "{later.name}" is never used: '
                 f'rule {rule.index} "{rule.name}" before it matches every field'
-                for later in config.rules[i + 1 :]
+                + ("" if everywhere else " of every metric it matches")
             )
-            break
+        if later.every_field:
+            catch_alls.append(later)
     for rule in config.rules:
         cls = rule.detector_class if rule.explain else None
         if cls is None:

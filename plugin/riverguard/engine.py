@@ -101,7 +101,7 @@ class _CompiledRule:
         # None stands for "*": it matches everything without a regex call.
         self.measurement = None if rule.measurement == "*" else _matcher(rule.measurement)
         self.tags = [(key, _matcher(glob)) for key, glob in rule.tags.items()]
-        self.fields = None if "*" in rule.fields else [_matcher(glob) for glob in rule.fields]
+        self.fields = None if rule.every_field else [_matcher(glob) for glob in rule.fields]
 
     def matches_metric(self, measurement: str, tags: dict[str, str]) -> bool:
         if self.measurement is not None and not self.measurement(measurement):
@@ -593,7 +593,7 @@ class Engine:
     @staticmethod
     def _metric_rules(allowed: list[_CompiledRule]) -> tuple[Rule, ...]:
         """The scoring ``scope = "metric"`` rules of ``allowed`` (:meth:`candidates`) that can take a field:
-        none after a rule that takes every field (``fields = ["*"]``), as no field gets past it."""
+        none after a rule that takes every field (a ``*`` among its ``fields``), as no field gets past it."""
         rules = []
         for compiled in allowed:
             if compiled.rule.scope == "metric" and compiled.rule.detector_class is not None:
