@@ -445,9 +445,10 @@ def test_metric_level_names_where_no_metric_rule_applies_are_the_users_fields(tm
     assert len(warned) == 1 and warned[0].startswith(b"W! [riverguard] measurement 'cpu': field 'anomaly' is an integer")
     # Nor are they riverguard's in cpu when a rule for all of cpu's fields comes before the metric rule: it takes
     # none, and never writes them (a W! says the rule is never used). They were left unscored, and the integer
-    # `anomaly` got a W!.
+    # `anomaly` got a W!; so too where that rule and the metric rule had tags, the first's taking all the second's.
     cpu = '[[rule]]\nname = "cpu"\nmeasurement = "cpu"\ndetector = "zscore"\nwarmup = 0\n'
-    for config in (cpu + METRIC_RULE,):
+    tagged = METRIC_RULE.replace("\nscope", '\ntags = {host = "a*"}\nscope')
+    for config in (cpu + METRIC_RULE, cpu + 'tags = {host = "*"}\n' + tagged):
         out, warned = _run_with(tmp_path, config, b"cpu,host=a u=1,anomaly=1i,anomaly_score=0.5 1\n")
         assert (out, warned) == ([
             b"cpu,host=a u=1,anomaly=1i,anomaly_score=0.5,u_anomaly_score=0.0,u_anomaly=false,"

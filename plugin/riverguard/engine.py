@@ -717,20 +717,25 @@ class Engine:
 
     def metric_scope_in(self, measurement: bytes) -> bool:
         """Whether a ``scope = "metric"`` rule may take metrics of ``measurement`` (whatever their tags and
-        fields; none after a rule that takes every field there, whatever the tags): only there does
-        riverguard write the metric-level fields, so only there is a field of that name one it added
-        upstream (never scored), or a clash when of another type."""
+        fields): one that no earlier rule for every field there takes first on each tag set it matches
+        (:meth:`Rule.covers_tags`). Only there does riverguard write the metric-level fields, so only there
+        is a field of that name one it added upstream (never scored), or a clash when of another type. Where
+        the globs do not make that plain, a metric rule may take them: the names are then left unscored,
+        never riverguard's own scored again."""
         found = self._metric_in.get(measurement)
         if found is None:
             name, found = unescape(measurement), False
+            catch_alls: list[Rule] = []  # the rules for every field of the measurement so far
             for c in self._rules:
                 if c.measurement is not None and not c.measurement(name):
                     continue
-                if c.rule.scope == "metric" and c.rule.detector_class is not None:
-                    found = True
-                    break
-                if c.fields is None and not c.tags:
-                    break  # it takes every field of the measurement: no rule after it takes one
+                rule = c.rule
+                if rule.scope == "metric" and rule.detector_class is not None:
+                    if not any(earlier.covers_tags(rule) for earlier in catch_alls):
+                        found = True
+                        break
+                if c.fields is None:
+                    catch_alls.append(rule)
             if len(self._metric_in) >= 4096:
                 self._metric_in.clear()
             self._metric_in[measurement] = found
