@@ -75,13 +75,7 @@ def _hold_standard_fds() -> None:
 
 def _command() -> int:
     from .cli import main as command
-    from .output import OutputError, flush, install, stop
+    from .output import install
 
-    install()  # every byte written to stdout, or an error that says so
-    try:
-        try:
-            return command()
-        finally:  # also after argparse's SystemExit (--help, --version), which printed without a check
-            flush()
-    except (BrokenPipeError, OutputError) as err:
-        return stop(err)
+    install()  # every byte written to stdout, or an error that says so (cli.main tells it)
+    return command()

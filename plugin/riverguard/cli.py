@@ -160,14 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     """The ``riverguard`` command (``argv`` None: ``sys.argv``). As the process's own command
     (:func:`riverguard._entry.is_process`), which ends when this returns, ``run`` then ignores SIGTERM,
     SIGINT and SIGHUP to the end; a program or a test calling it gets the handlers it had back."""
-    parser = _parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:  # told by the subcommand's parser, so the hint is `riverguard run --help`
-        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # type: ignore[attr-defined]
     try:
-        code = _main(args)
-        flush()  # a write that fails is told here, not by Python at exit
-        return code
+        try:
+            return _main(_arguments(argv))
+        finally:  # also after argparse's SystemExit: --help and --version print without a check
+            flush()  # a write to stdout that failed is told here, not by Python at exit
     except KeyboardInterrupt:
         return 130
     except (BrokenPipeError, OutputError) as err:
@@ -178,6 +175,15 @@ def main(argv: list[str] | None = None) -> int:
         for line in traceback.format_exc().rstrip().splitlines():
             log.error(line)
         return EXIT_FAIL
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The command line parsed; a usage error, ``--help`` and ``--version`` raise SystemExit (argparse)."""
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # told by the subcommand's parser, so the hint is `riverguard run --help`
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # type: ignore[attr-defined]
+    return args
 
 
 def _main(args: argparse.Namespace) -> int:
