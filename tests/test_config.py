@@ -197,6 +197,47 @@ def test_more_bad_configs(text: str, fragments: list[str]) -> None:
         assert fragment in message
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("score_suffix", "_s\tx"), ("flag_suffix", "_f\x1b[31m"), ("metric_score_field", "score\r"),
+     ("metric_flag_field", "flag\x85")],
+)
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_an_output_name_with_a_control_character_is_refused(tmp_path: Path, key: str, value: str,
+                                                           command: str) -> None:
+    """A field key riverguard writes cannot hold a tab (line protocol has no escape for it: InfluxDB and
+    Telegraf read it as the separator after the fields), a carriage return or any other control character.
+    Only a newline was refused: ``score_suffix = "_s\\t"`` passed check-config and run wrote the tab as is."""
+    path = tmp_path / "out.toml"
+    path.write_text(f"[output]\n{key} = {json.dumps(value)}\n[[rule]]\nfields = [\"v\"]\n")  # (JSON's escapes are TOML's)
+    args = ["check-config", str(path)] if command == "check-config" else ["run", "--config", str(path)]
+    result = run_cli(args, input=b"cpu v=1 1\n", text=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == b""
+    (line,) = result.stderr.decode().splitlines()
+    assert line == (f"E! [riverguard] {path}: [output], key '{key}': must not hold a tab, newline or other control "
+                    f"character (a field key in line protocol cannot), got {value!r}"), line
+
+
+def test_output_names_that_need_escaping_are_escaped_and_read_back(tmp_path: Path) -> None:
+    """A comma, an equals sign, a space or a backslash in an [output] name is escaped in the field key, and
+    riverguard's own parser reads the key back as the name: a second pass takes the fields as already there."""
+    path = tmp_path / "out.toml"
+    path.write_text('[output]\nscore_suffix = " score,x=y"\nflag_suffix = "_f\\\\g"\n'
+                    '[[rule]]\nfields = ["v"]\ndetector = "zscore"\nwarmup = 2\n')
+    data = b"cpu v=1 1\ncpu v=2 2\ncpu v=1 3\ncpu v=9 4\n"
+    first = run_cli(["replay", "--config", str(path), "-"], input=data)
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[-1] == b"cpu v=9,v\\ score\\,x\\=y=1.0,v_f\\\\g=true 4", lines
+    from riverguard.lineprotocol import parse, unescape
+
+    assert [unescape(f.key) for f in parse(lines[-1]).fields] == ["v", "v score,x=y", "v_f\\g"]
+    again = run_cli(["replay", "--config", str(path), "-"], input=first.stdout)
+    assert again.returncode == 0 and again.stdout == first.stdout, again.stderr
+    assert b"series: 0 (0 scored)" in again.stderr  # (the fields are taken as riverguard's own, not scored again)
+
+
 #: Values that passed check-config and then crashed ``run`` (OverflowError from select, a traceback, exit 1),
 #: crashed check-config itself (a C long), or hung the first metric (hst's height): each is now exit 2 with one
 #: line naming the key and its range.

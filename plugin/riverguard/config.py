@@ -23,6 +23,7 @@ from typing import Any
 
 from . import detectors
 from .detectors.base import Factory
+from .log import printable
 
 __all__ = [
     "EXPLAIN_SUFFIXES",
@@ -647,8 +648,11 @@ def _parse_output(raw: Any, where: _Where) -> OutputConfig | None:
     for key in names:
         if key in raw:
             value = raw[key]
-            if not isinstance(value, str) or not value or "\n" in value:
-                where.add(key, f"expected a non-empty one-line string, got {value!r}")
+            if not isinstance(value, str) or not value:
+                where.add(key, f"expected a non-empty string, got {value!r}")
+            elif printable(value) != value:  # (printable escapes each control character)
+                where.add(key, "must not hold a tab, newline or other control character (a field key in line "
+                          f"protocol cannot), got {value!r}")
             else:
                 values[key] = value
     if "explain" in raw:
