@@ -225,6 +225,14 @@ def _provoke(fragment: str, tmp: Path) -> str:
         state = "st/" if fragment == "lock file PATH.lock in PATH" else "st/missing/"
         return subprocess.run([*prefix, *rg, "run", "--state", state], input="cpu v=1\n", capture_output=True,
                               text=True, cwd=tmp, timeout=60).stderr
+    if fragment == "reach the state folder":  # a state folder under a folder Telegraf's user may not search
+        from conftest import as_a_user
+
+        prefix = as_a_user(tmp)
+        (tmp / "shut" / "u").mkdir(parents=True)
+        (tmp / "shut").chmod(0o600)
+        return subprocess.run([*prefix, *rg, "run", "--state", "shut/u/st/"], input="cpu v=1\n", capture_output=True,
+                              text=True, cwd=tmp, timeout=60).stderr
     if fragment == "is the --config file":
         config.write_text('[[rule]]\nname = "all"\n')
         return run(["run", "--config", "riverguard.toml", "--state", "riverguard.toml"], "cpu v=1\n")
@@ -286,7 +294,7 @@ def _provoke(fragment: str, tmp: Path) -> str:
 
 
 _FRAGMENTS = (  # (tried in this order: one naming a message that contains another comes first)
-    "lock file PATH.lock in PATH", "the state folder", "cannot read the checkpoint", "cannot open the lock file", "is the --config file",
+    "lock file PATH.lock in PATH", "reach the state folder", "the state folder", "cannot read the checkpoint", "cannot open the lock file", "is the --config file",
     "no [[rule]]", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evicted before they were scored", "--report needs", "would write", "not a regular file or a folder",

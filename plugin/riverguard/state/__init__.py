@@ -65,16 +65,18 @@ class LockBusy(LockError):
         self.waited = waited
 
 
-def _nearest(path: Path) -> Path | None:
-    """The nearest folder above ``path`` that this process sees exist (None: none): past the ones inside a
-    folder it may not search, whose ``stat`` is refused."""
+def _nearest(path: Path) -> tuple[Path | None, bool]:
+    """The nearest folder above ``path`` that this process sees exist (None: none), past the ones inside a
+    folder it may not search, whose ``stat`` is refused; and whether it stepped past one: then that folder is
+    the nearest one on the way it may not search."""
+    shut = False
     for parent in path.parents:
         try:
             if parent.exists():
-                return parent
+                return parent, shut
         except PermissionError:
-            continue
-    return None
+            shut = True
+    return None, shut
 
 
 class AccessDenied(LockError):
@@ -91,11 +93,13 @@ def _user(uid: int) -> str:
         return str(uid)
 
 
-def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = (), make: Path | None = None) -> str:
+def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = (), make: Path | None = None,
+           enter: bool = False) -> str:
     """The message for ``path`` that this process may not ``action`` (``err``): whose the file is, its mode,
     and the ``chown`` that gives it to this process's user, with those of ``also`` that another user owns; or,
     for a folder ``make`` missing in ``path``, the ``install -d`` that makes it this user's (never ``path``'s
-    ``chown``: ``/var/lib`` is not riverguard's)."""
+    ``chown``: ``/var/lib`` is not riverguard's); or, with ``enter``, for a folder on the way that this process
+    may not search, the ``chmod`` that lets its user in (a ``make`` below would not get past it)."""
     reason = "permission denied" if err.errno == errno.EACCES else (err.strerror or str(err)).lower()
     me = os.geteuid()
     try:
@@ -103,7 +107,12 @@ def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = (), m
     except OSError:
         return f"cannot {action} {path}: {reason}"
     told = f"cannot {action} {path}: {reason} (owner {_user(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):04o}; " \
-        f"riverguard runs as {_user(me)}): run "
+        f"riverguard runs as {_user(me)}): "
+    if enter:
+        who = "u" if st.st_uid == me else "g" if st.st_gid in {os.getegid(), *os.getgroups()} else "o"
+        told += f"{path} must let {_user(me)} in: run `chmod {who}+x {path}`"
+        return told if st.st_uid == me else told + f", or run riverguard as {_user(st.st_uid)}"
+    told += "run "
     if make is not None:
         return told + f"`install -d -o {_user(me)} {make}`"
     if st.st_uid == me:  # its own file (or folder), without the permission
@@ -173,11 +182,14 @@ class StateStore:
             if isinstance(err, PermissionError) and os.path.lexists(lock_path):  # another user's lock file
                 raise AccessDenied(denied(lock_path, "open the lock file", err, also=(self.path,))) from None
             # a file where a folder should be gives EEXIST or ENOTDIR: name the file, not the symptom
-            blocker = _nearest(lock_path)
+            blocker, shut = _nearest(lock_path)
             if isinstance(err, PermissionError) and blocker is not None and blocker.is_dir():
                 # a folder this process may not write (not given to Telegraf's user): as another user's file;
                 # the state folder missing (step 2 left out), its parent a system folder: make it, not chown that
                 folder = lock_path.parent
+                if shut:  # a folder on the way it may not even search: that one must let it in first
+                    raise AccessDenied(denied(blocker, f"reach the state folder {folder} through", err,
+                                              enter=True)) from None
                 if blocker == folder:
                     raise AccessDenied(denied(blocker, f"create the lock file {lock_path} in", err)) from None
                 raise AccessDenied(denied(blocker, f"create the state folder {folder} in", err, make=folder)) from None
