@@ -127,6 +127,45 @@ def test_added_fields_are_float_and_boolean(influxdb: InfluxServer, stored: str)
     assert ("cpu", "state_anomaly") not in kinds
 
 
+#: Tabs around the spaces between the parts of a line, as a producer other than Telegraf may write them.
+TAB_LINES = [
+    b"tab,host=a \ttab=1 1",  # InfluxDB skips spaces and tabs after the space before the fields...
+    b"tab,host=b \t \tt=1,\tx=2 \t 2",  # ...(after a ',' the tab is the key's)...
+    b"tab,host=c v=1 \t",  # ...and after the one after them
+    b"tab,host=d\tv=1 4",  # refused: a tab in place of the space is part of the tag value
+    b"tab,host=e v=1\t5",  # the field value's
+    b"tab,host=f v=1 6\t",  # the timestamp's
+]
+
+
+def test_tabs_after_a_space_are_read_as_influxdb_reads_them(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """A line InfluxDB takes is scored with the fields InfluxDB reads (riverguard read ``m,host=a \\ttab=1 1``
+    as a field ``\\ttab`` and wrote ``\\ttab_anomaly_score``, beside InfluxDB's field ``tab``); a line it
+    refuses comes back unchanged, with an E! line."""
+    taken = []
+    for i, line in enumerate(TAB_LINES):
+        given, scored = f"rg_tab_given{i}", f"rg_tab_scored{i}"
+        influxdb.create_db(given)
+        influxdb.create_db(scored)
+        path = tmp_path / f"{i}.lp"
+        path.write_bytes(line + b"\n")
+        proc = _replay(str(path))
+        assert proc.returncode == 0, proc.stderr
+        if influxdb.write(given, line + b"\n").status != 204:
+            assert proc.stdout == line + b"\n" and proc.stderr.startswith(b"E! "), (line, proc.stdout, proc.stderr)
+            continue
+        assert influxdb.write(scored, proc.stdout).status == 204, proc.stdout
+        keys = [key for key, _ in influxdb.rows("SHOW FIELD KEYS", given)]
+        added = {f"{key}{suffix}" for key in keys for suffix in ("_anomaly_score", "_anomaly")}
+        assert {key for key, _ in influxdb.rows("SHOW FIELD KEYS", scored)} == {*keys, *added}, (line, proc.stdout)
+        assert b"E! " not in proc.stderr, proc.stderr
+        if not line.endswith(b"\t"):  # (without a timestamp, each write is stamped with its own time)
+            select = "SELECT " + ", ".join(f'"{key}"' for key in keys) + " FROM tab"
+            assert influxdb.rows(select, scored) == influxdb.rows(select, given) != []
+        taken.append(line)
+    assert taken == TAB_LINES[:3]
+
+
 def test_injected_anomalies_are_flagged_where_injected(influxdb: InfluxServer, stored: str, recording) -> None:
     _, injected = recording
     threshold = resolve("default").default_threshold

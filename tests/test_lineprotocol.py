@@ -379,6 +379,46 @@ def test_leading_spaces_and_tabs_are_skipped_as_influxdb_does() -> None:
     assert engine.series[b"cpu,host=a v"].seen == 3
 
 
+@pytest.mark.parametrize(
+    ("line", "fields", "timestamp"),
+    [
+        (b"m,host=a \ttab=1 1", {b"tab": b"1"}, 1),
+        (b"m,host=a \t \tt=1,\tx=2 \t 3", {b"t": b"1", b"\tx": b"2"}, 3),  # after a ',' a tab is the key's
+        (b"m,host=a tab=1 \t", {b"tab": b"1"}, None),
+        (b'm,host=a \ts="a\nb" 4', {b"s": b'"a\nb"'}, 4),
+    ],
+)
+def test_spaces_and_tabs_after_the_space_before_fields_or_timestamp_are_skipped_as_influxdb_does(
+    line: bytes, fields: dict[bytes, bytes], timestamp: int | None
+) -> None:
+    """InfluxDB 1.x skips spaces and tabs after the space that ends the tags and the one that ends the fields
+    (checked on influxd 1.6: ``m,host=a \\ttab=1 1`` is field ``tab``). riverguard read a field ``\\ttab``
+    and wrote ``\\ttab_anomaly_score``, a field of another name; ``tab=1 \\t1`` it refused."""
+    m = parse(line)
+    assert [f.key for f in m.fields] == list(fields)
+    assert m.timestamp == timestamp
+    assert raw_fields(line) == (b"m,host=a", fields, timestamp)
+    (record,) = split_all(line + b"\n")
+    out = Engine(default_config()).process(record)
+    numeric = [key for key, value in fields.items() if not value.startswith(b'"')]
+    assert re.findall(rb"[,\t ]([^,=]+)_anomaly_score=", out) == numeric, out
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b"m,host=a\ttab=1 1", "expected a space before the field set"),  # the tab is the tag value's
+        (b"m,host=a tab=1\t1", 'invalid field value "1\t1"'),  # the value's
+        (b"m,host=a tab=1 1\t", "unexpected data after the timestamp"),  # the timestamp's
+        (b"m,host=a \t", "invalid field (expected key=value)"),
+    ],
+)
+def test_a_tab_instead_of_the_space_is_refused_as_influxdb_refuses_it(line: bytes, reason: str) -> None:
+    with pytest.raises(ParseError) as info:
+        parse(line)
+    assert info.value.reason == reason
+
+
 def test_string_value_spanning_lines_is_one_metric() -> None:
     metric = b'log,host=a msg="line one\nline two\n\nline \\"four\\"",code=3i 1\n'
     data = b"m v=1 0\n" + metric + b"m v=2 2\n"
@@ -466,7 +506,7 @@ _OWN_VALUE = st.one_of(
 @given(
     measurement=_NAME.filter(lambda s: not s.startswith("#")),
     tags=st.dictionaries(_NAME, _NAME, max_size=3),
-    fields=st.dictionaries(_NAME, _OWN_VALUE, min_size=1, max_size=4),
+    fields=st.dictionaries(_NAME.filter(lambda s: not s.startswith("\t")), _OWN_VALUE, min_size=1, max_size=4),
     timestamp=st.one_of(st.none(), st.integers(0, 2**62)),
 )
 def test_build_line_reads_back_through_the_parser(measurement, tags, fields, timestamp) -> None:
@@ -500,6 +540,7 @@ def test_build_line_reads_back_through_the_parser(measurement, tags, fields, tim
         ("m", {"a\nb": "c"}, {"v": 1}, ValueError),
         ("m", {}, {"v\n": 1}, ValueError),
         ("m", {}, {"": 1}, ValueError),
+        ("m", {}, {"\tv": 1}, ValueError),  # read as field v
         ("m", {}, {"v": math.nan}, ValueError),
         ("m", {}, {"v": -math.inf}, ValueError),
         ("m", {}, {"v": 2**63}, ValueError),

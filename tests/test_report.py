@@ -282,6 +282,8 @@ def test_string_values_and_an_open_quote_do_not_hide_metrics_from_the_report(tmp
         "escaped-backslash": quoted,
         "open-quote": b'dev,host=c note="oops 1\n' + b"".join(plain),
         "multi-line": b'dev,host=c note="two\nlines",v=1 1\n' + b"".join(plain),
+        # a tab after the space before the fields (skipped, as InfluxDB skips it): the report read a field "\tv"
+        "tab": b"".join(line.replace(b" v=", b" \tv=") if b"host=a" in line else line for line in plain),
     }
     for name, data in cases.items():
         folder = tmp_path / name
@@ -290,7 +292,7 @@ def test_string_values_and_an_open_quote_do_not_hide_metrics_from_the_report(tmp
         report, stderr = replay_report(folder, files=[folder / "in.lp"])
         metrics = int(re.search(r"metrics: (\d+)", stderr).group(1))  # type: ignore[union-attr]
         anomalies = int(re.search(r"anomalies: (\d+)", stderr).group(1))  # type: ignore[union-attr]
-        assert metrics == 1201 if name != "escaped-backslash" else metrics == 1200, stderr
+        assert metrics == (1200 if name in ("escaped-backslash", "tab") else 1201), stderr
         page = report.read_text(encoding="utf-8")
         summary = re.findall(r'<td class="n">([\d,]+)</td>', page.split('id="top-series"', 1)[0])
         assert int(summary[0].replace(",", "")) == metrics, (name, summary)

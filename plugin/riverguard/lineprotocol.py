@@ -53,10 +53,12 @@ _TAG = re.compile(rb",(" + _KEY + rb")=(" + _KEY + rb")")
 _FIELD_KEY = re.compile(rb"(" + _KEY + rb")=")
 _STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)  # possessive: no backtracking over a long value
 _BARE = re.compile(rb'[^, \r\n"]+')
-_HEAD = re.compile(rb"((?:[^\\ \n]|\\[^\n])+) +")
+_HEAD = re.compile(rb"((?:[^\\ \n]|\\[^\n])+) [ \t]*")
 _SIGNED = re.compile(rb"[+-]?[0-9]+i")
 _UNSIGNED = re.compile(rb"\+?[0-9]+u")
-_SPACES = re.compile(rb" +")
+# Between measurement and fields, and fields and timestamp: a space, then any spaces and tabs (InfluxDB's
+# skipWhitespace; a tab in place of the first space belongs to the name or value before it).
+_GAP = re.compile(rb" [ \t]*")
 _TRAILER = re.compile(rb" *\r?")
 _BOOLEANS = {
     b"t": True, b"T": True, b"true": True, b"True": True, b"TRUE": True,
@@ -140,7 +142,7 @@ def _parse_general(line: bytes) -> Metric:
             raise ParseError("invalid tag (expected key=value)", pos + 1)
         tags.append((t.group(1), t.group(2)))
         pos = t.end()
-    s = _SPACES.match(line, pos)
+    s = _GAP.match(line, pos)
     if s is None:
         if pos < n and line[pos] == 0x5C:  # trailing backslash
             raise ParseError("backslash at end of name", pos)
@@ -171,7 +173,7 @@ def _parse_general(line: bytes) -> Metric:
     fields_end = pos
     timestamp = None
     if pos < n and line[pos:] != b"\r":  # CRLF line ending without a timestamp
-        s = _SPACES.match(line, pos)
+        s = _GAP.match(line, pos)
         if s is None:
             raise ParseError("expected ',' or a space after the field value", pos)
         pos = s.end()
@@ -260,7 +262,7 @@ def raw_fields(line: bytes) -> tuple[bytes, dict[bytes, bytes], int | None]:
             pos += 1
             continue
         break
-    rest = line[pos:].strip(b" \r")
+    rest = line[pos:].strip(b" \t\r")
     if not rest:
         return h.group(1), fields, None
     if not TIMESTAMP.fullmatch(rest):
@@ -294,8 +296,10 @@ def build_line(
       commas and spaces, so ``a\ b`` would end the measurement at the space);
     - ints are written with ``i``, bools as ``t``/``f``; an int subclass or a
       numpy number is converted first (the library would quote it as a string);
-    - NaN and infinities (InfluxDB refuses them), ints outside int64, newlines
-      and empty names raise ValueError; any other value type TypeError.
+    - NaN and infinities (InfluxDB refuses them), ints outside int64, newlines,
+      empty names and a field key starting with a tab (read without it, as
+      InfluxDB reads it, when the first) raise ValueError; any other value type
+      TypeError.
 
     >>> build_line("cpu", {"host": "a b", "cpu": "cpu0"}, {"idle": 97.123456789, "n": 3, "ok": True}, 1)
     b'cpu,cpu=cpu0,host=a\\ b idle=97.1235,n=3i,ok=t 1\n'
@@ -311,6 +315,8 @@ def build_line(
         if tags[key]:
             line.add_tag(_name(key, "tag key"), _name(tags[key], "tag value"))
     for key, value in fields.items():
+        if key.startswith("\t"):
+            raise ValueError(f"field key {key!r}: starts with a tab, which InfluxDB skips before a first field")
         line.add_value(_name(key, "field key"), _own_value(key, value))
     if timestamp is not None:
         line.with_timestamp(operator.index(timestamp))

@@ -127,7 +127,7 @@ class Collector:
 
     def _line(self, line: bytes) -> None:
         parts = line.split(b" ")
-        if len(parts) == 3 and b'"' not in line and b"\\" not in line:  # the common, plain metric
+        if len(parts) == 3 and b'"' not in line and b"\\" not in line and b"\t" not in line:  # the common, plain metric
             head = parts[0]
             fields = dict(_PAIR(parts[1]))
             ts: int | None = int(parts[2])
