@@ -32,6 +32,7 @@ from riverguard.engine import Engine
 from riverguard.influx import InfluxWriter
 from riverguard.lineprotocol import ParseError, parse, raw_fields
 from riverguard.log import Log, iso_ns
+from riverguard import pull
 from riverguard.pull import Puller
 from riverguard.pull.v1 import InfluxQLSource
 
@@ -852,6 +853,35 @@ def test_follow_goes_on_past_a_point_influxdb_refuses(influxdb: InfluxServer, tm
            " InfluxDB (not written)" in stderr.splitlines()[-1], stderr
 
 
+def test_follow_limits_the_refused_points_it_tells_over_its_whole_run(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """The E! lines of the points InfluxDB refused were limited per writer, and pull makes one for each pass:
+    a --follow meeting refused points pass after pass told every one of them. Now the limit spans the run
+    (REFUSED_TOLD a minute): the others are counted in one W! line."""
+    src, dst, t0 = "rg_follow_told_src", "rg_follow_told_dst", time.time_ns() - 60 * 10**9
+    _conflicting_target(influxdb, src, dst, t0)
+
+    def store(first: int) -> None:  # six points refused, then one written (once it is, all six were sent)
+        lines = [f"bad,host=a v={i}.5 {t0 + i * 10**9}" for i in range(first, first + 6)]
+        lines.append(f"bad,host=a w=1.5 {t0 + (first + 6) * 10**9}")
+        assert influxdb.write(src, ("\n".join(lines) + "\n").encode()).status == 204
+        deadline = time.monotonic() + 30
+        while influxdb.rows('SELECT count("w_anomaly_score") FROM "bad"', dst) != [[0, first // 10 + 1]]:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+
+    log = tmp_path / "pull.log"
+    puller = _Puller(["--influx-url", influxdb.url, "--db", src, "--to-db", dst, "-m", "bad", "--follow",
+                      "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack")], log)
+    store(0)
+    time.sleep(0.3)  # passes with nothing refused
+    store(10)
+    stderr = puller.stop()
+    refused = [line for line in stderr.splitlines() if "InfluxDB refused it" in line]
+    assert len(refused) == pull.REFUSED_TOLD == 10, stderr
+    assert "W! [riverguard] 2 more points InfluxDB refused were not reported (rate limit)" in stderr, stderr
+    assert "12 refused by InfluxDB (not written)" in stderr.splitlines()[-1], stderr
+
+
 def test_follow_reports_a_late_point_once_and_a_refused_one_never_with_another_measurement_ahead(
     influxdb: InfluxServer, tmp_path: Path
 ) -> None:
@@ -896,8 +926,9 @@ def test_a_pull_keeps_no_refused_point_out_of_its_late_window(influxdb: InfluxSe
     lines = [f"bad,host=a v={i}.5 {t0 + i * 10**9}" for i in range(5)] + [f"bad,host=a w=1.5 {t0 + 200 * 10**9}"]
     _store(influxdb, src, "\n".join(lines) + "\n")
 
-    def new_writer(on_refused: Any) -> InfluxWriter:
-        return InfluxWriter(influxdb.url, db=dst, log=Log("error", io.StringIO()), on_refused=on_refused)
+    def new_writer(on_refused: Any, refusals: Any) -> InfluxWriter:
+        return InfluxWriter(influxdb.url, db=dst, log=Log("error", io.StringIO()), on_refused=on_refused,
+                            refusals=refusals)
 
     engine = Engine(parse_config(""), Log("error", io.StringIO()))
     puller = Puller(engine, InfluxQLSource(influxdb.url, src), new_writer, late_ns=late_window * 10**9)

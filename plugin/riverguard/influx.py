@@ -165,10 +165,14 @@ def add_arguments(
 
 
 def from_args(
-    args: argparse.Namespace, log: Log, *, on_refused: Callable[[bytes], str] | None = None
+    args: argparse.Namespace,
+    log: Log,
+    *,
+    on_refused: Callable[[bytes], str] | None = None,
+    refusals: RateLimit | None = None,
 ) -> InfluxWriter | None:
     """The writer the ``replay`` (or ``pull``) options ask for, or None without ``--influx-url``;
-    ``on_refused``: see :class:`InfluxWriter`.
+    ``on_refused``, ``refusals``: see :class:`InfluxWriter`.
 
     Raises :class:`OptionError` for inconsistent options.
     """
@@ -234,6 +238,7 @@ def from_args(
         retries=args.retries,
         log=log,
         on_refused=on_refused,
+        refusals=refusals,
     )
 
 
@@ -248,7 +253,9 @@ class InfluxWriter:
     InfluxDB's reason), is counted in ``refused``, and the rest is written.
     Its name is its number, as ``--skip-metrics`` counts (the backfill), or
     what ``on_refused`` returns, called with the line (from the thread that
-    writes: ``pull`` names the point, and notes it).
+    writes: ``pull`` names the point, and notes it). Those ``E!`` lines are
+    rate-limited by ``refusals`` (default: 10 a second, this writer's own;
+    ``pull`` gives its writers one limit for its whole run).
 
     >>> import io
     >>> def influx(body):  # refuses any body holding a "+1" value, as InfluxDB 1.x
@@ -285,6 +292,7 @@ class InfluxWriter:
         post: Callable[[bytes], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         on_refused: Callable[[bytes], str] | None = None,
+        refusals: RateLimit | None = None,
     ) -> None:
         base = url.rstrip("/")
         if bucket is not None:
@@ -331,7 +339,7 @@ class InfluxWriter:
         self._done = 0  # metrics of the batches dealt with (written or refused), after those skipped
         self._refused_done = 0  # of which refused
         self._batch_refused = 0  # refused so far in the batch being sent
-        self._refusals = RateLimit(burst=10, period=1.0, what="metrics InfluxDB refused")
+        self._refusals = refusals or RateLimit(burst=10, period=1.0, what="metrics InfluxDB refused")
 
     # -- the sink --------------------------------------------------------------
 

@@ -21,10 +21,11 @@ points at that very time included.
 
 A point InfluxDB refuses to take back (a field type conflict in the
 ``--to-db`` target, say) is isolated by the writer as in a backfill: one
-``E!`` line names it, the other points are written, and the mark moves past
-it as past any point scored, so it is not sent again (it would be refused
-again) nor, by this process, reported as written late. A one-off pull then
-exits 1; a ``--follow`` goes on. More than
+``E!`` line names it (:data:`REFUSED_TOLD` a minute at most, over the
+whole run: a ``W!`` line counts the others), the other points are written,
+and the mark moves past it as past any point scored, so it is not sent
+again (it would be refused again) nor, by this process, reported as written
+late. A one-off pull then exits 1; a ``--follow`` goes on. More than
 :data:`~riverguard.influx.MAX_REFUSED_PER_BATCH` in one batch have a cause
 to fix: the pass fails as on any refused write.
 """
@@ -46,18 +47,20 @@ from ..config import Config, parse_duration
 from ..engine import Engine
 from ..influx import InfluxWriter, OptionError, WriteError, from_args, retry_wait
 from ..lineprotocol import Metric, ParseError, parse
-from ..log import Log, Progress, iso_ns
+from ..log import Log, Progress, RateLimit, iso_ns
 from ..state import AccessDenied
 from ..stream import ManualGC, feed
 from .points import unescape_measurement
 from .source import ReadError, Row
 
-__all__ = ["MARKS_VERSION", "Puller", "add_arguments", "main", "parse_time"]
+__all__ = ["MARKS_VERSION", "REFUSED_TOLD", "Puller", "add_arguments", "main", "parse_time"]
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 #: Version of the ``pull`` entry of the state file's header: ``{"version": 1, "marks": {source: ns}}``.
 MARKS_VERSION = 1
 _REPORT = 5  # unrebuildable / late points described one by one per pass; the rest are counted
+#: Points InfluxDB refused told one by one (``E!``) per minute, over the process's life (not each pass's).
+REFUSED_TOLD = 10
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -165,13 +168,14 @@ def _iso(ns: int | None) -> str:
 
 class Puller:
     """Runs passes of ``source`` through ``engine``, writing with writers from ``new_writer`` (given what
-    to call for each point InfluxDB refuses: :class:`~riverguard.influx.InfluxWriter`'s ``on_refused``)."""
+    to call for each point InfluxDB refuses and the rate limit of their ``E!`` lines:
+    :class:`~riverguard.influx.InfluxWriter`'s ``on_refused`` and ``refusals``)."""
 
     def __init__(
         self,
         engine: Engine,
         source: Any,
-        new_writer: Callable[[Callable[[bytes], str]], InfluxWriter],
+        new_writer: Callable[[Callable[[bytes], str], RateLimit], InfluxWriter],
         *,
         store: Any = None,
         measurements: list[str] | None = None,
@@ -203,6 +207,8 @@ class Puller:
         self.clock = clock
         #: High-water mark per source key: the time of the newest point scored and committed.
         self.marks: dict[str, int] = {}
+        #: The rate limit of the refused points' E! lines: one for every pass (a --follow's too).
+        self.refusals = RateLimit(burst=REFUSED_TOLD, period=60.0, what="points InfluxDB refused")
         self._pending: dict[str, int] = {}  # marks fed but not yet committed
         self._written_before = 0  # the writer's count at the last commit
         self._refused_before = 0  # the writer's count of refused points at the last commit
@@ -296,7 +302,7 @@ class Puller:
         if self.until is not None:
             hi = min(hi, self.until)
         self._close_writer()
-        self.writer = _Pipelined(self.new_writer(self._refused))
+        self.writer = _Pipelined(self.new_writer(self._refused, self.refusals))
         self._written_before = self._refused_before = 0
         self._next_commit = time.monotonic() + self.checkpoint_interval
         self.source.check()
@@ -449,6 +455,10 @@ class Puller:
             f" {self.skipped} skipped (cannot be rebuilt), {self.refused} refused by InfluxDB (not written)"
         )
 
+    def report_held(self) -> None:
+        """One ``W!`` line for the refused points the rate limit kept from their ``E!`` line, if any."""
+        self.refusals.report_held(self.log)
+
     def where(self) -> str:
         """How far the pull got, for a message on failure."""
         if not self.marks:
@@ -510,11 +520,9 @@ class _Pipelined:
         self._raise()
 
     def close(self) -> None:
-        """Stop the thread (after what is queued); does not flush. Says how many refused points the rate limit
-        kept from their E! line."""
+        """Stop the thread (after what is queued); does not flush."""
         self._queue.put(None)
         self._thread.join()
-        self.writer.report_held()
 
 
 def _identity(line: bytes) -> tuple[bytes, int]:
@@ -621,8 +629,8 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         log.error(str(err))
         return EXIT_CONFIG
 
-    def new_writer(on_refused: Callable[[bytes], str]) -> InfluxWriter:
-        writer = from_args(writer_args, log, on_refused=on_refused)
+    def new_writer(on_refused: Callable[[bytes], str], refusals: RateLimit) -> InfluxWriter:
+        writer = from_args(writer_args, log, on_refused=on_refused, refusals=refusals)
         assert writer is not None
         return writer
 
@@ -659,10 +667,12 @@ def _once(puller: Puller) -> int:
         puller.run_pass()
     except (ReadError, WriteError) as err:
         _salvage(puller, err)
+        puller.report_held()
         fix = "" if err.retryable else "fix this, then "
         log.error(f"pull stopped: {err}; {puller.where()}; {fix}run it again to resume from there")
         log.info(puller.summary())
         return EXIT_FAIL
+    puller.report_held()
     if puller.refused:  # reported one by one (E!), the other points written: the pull failed all the same
         log.error(puller.summary() + ": the E! lines above say which and why")
     else:
@@ -724,5 +734,6 @@ def _follow(puller: Puller, every: float) -> int:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+    puller.report_held()
     log.info("stopping: " + puller.summary())
     return code
