@@ -6,6 +6,7 @@ Every test drives the real ``riverguard`` process and real files.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import random
@@ -591,6 +592,91 @@ def _start(config: Path, state: Path, stderr: int = subprocess.PIPE) -> subproce
         [*RG, "run", "--config", str(config), "--state", str(state)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
     )
+
+
+def test_checkpoints_failing_in_a_row_are_told_once_a_minute_and_the_first_written_again(tmp_path: Path) -> None:
+    """Each failed checkpoint had its E! line (pull commits each pass: one every --every) and the first one
+    written again none. Now the first failure of a streak is told, then one a minute at most (how many, since
+    when), and always a save that asks to be told (a process's last); an I! line when one is written again."""
+    from riverguard.config import parse as parse_config
+    from riverguard.engine import Engine
+    from riverguard.log import Log
+    from riverguard.state import FAILURE_REPEAT, StateStore
+
+    lines = io.StringIO()
+    store = StateStore(Engine(parse_config(""), Log("info", lines)), tmp_path / "cp.msgpack")
+    now = [0.0]
+    store.clock = lambda: now[0]
+    store.path.mkdir()  # a folder where the checkpoint goes: it cannot replace it (as root too)
+
+    def save_at(t: float, tell: bool = False) -> list[str]:
+        now[0] = t
+        start = len(lines.getvalue())
+        assert store.save(tell) is not store.path.is_dir()
+        return lines.getvalue()[start:].splitlines()
+
+    first = save_at(0)
+    assert len(first) == 1 and first[0].startswith(f"E! [riverguard] checkpoint to {store.path} failed: [Errno 21]")
+    assert store.error and store.error.startswith("[Errno 21] Is a directory")
+    assert save_at(10) == save_at(FAILURE_REPEAT - 1) == []
+    again = save_at(FAILURE_REPEAT)
+    assert len(again) == 1
+    assert again[0].startswith(f"E! [riverguard] checkpoint to {store.path} failed again: [Errno 21]")
+    assert again[0].endswith(" (4 failed in a row; none written by this process yet)")
+    assert save_at(FAILURE_REPEAT + 10) == []
+    assert save_at(FAILURE_REPEAT + 20, tell=True)[0].endswith(" (6 failed in a row; none written by this process yet)")
+    store.path.rmdir()
+    assert save_at(100) == [f"I! [riverguard] checkpoint to {store.path} written again, after 6 failed attempt(s)"]
+    assert store.error is None and store.failures == 6 and store.checkpoints == 1
+    assert save_at(110) == []
+    store.path.unlink()
+    store.path.mkdir()
+    new = save_at(115)  # a new streak: told at once
+    assert len(new) == 1 and new[0].startswith(f"E! [riverguard] checkpoint to {store.path} failed: [Errno 21]")
+    assert save_at(116) == []
+    assert save_at(175)[0].endswith(" (3 failed in a row; the last one written 65s ago)")
+
+
+def test_run_tells_a_checkpoint_failing_in_a_row_once_and_when_it_is_written_again(tmp_path: Path) -> None:
+    """run checkpoints every checkpoint_interval: with its folder made read-only, an E! line each time; now one
+    (again once a minute at most), an I! line when one is written again, and the final one is always told."""
+    prefix = as_a_user(tmp_path)
+    folder = tmp_path / "state"
+    folder.mkdir()
+    state = folder / "s.msgpack"
+    config = write_config(tmp_path, extra='[state]\ncheckpoint_interval = "0.05s"')
+    proc = Proc(["run", "--config", str(config), "--state", str(state)], cmd=[*prefix, *RG])
+    try:
+        proc.write(stream(5))
+        assert proc.wait_lines(10, 30), proc.stderr
+        deadline = time.monotonic() + 30
+        while not state.exists():  # the first checkpoint
+            assert time.monotonic() < deadline, proc.stderr
+            time.sleep(0.02)
+        folder.chmod(0o555)
+        time.sleep(1.0)  # 20 checkpoints
+        told = proc.stderr.decode()
+        assert told.count("E! ") == 1 and f"E! [riverguard] checkpoint to {state} failed: [Errno 13]" in told, told
+        folder.chmod(0o755)
+        assert proc.wait_stderr(lambda err: b"written again" in err, 30), proc.stderr
+        again = proc.stderr.decode().splitlines()[-1]
+        assert again.startswith(f"I! [riverguard] checkpoint to {state} written again, after "), again
+        assert int(again.split("after ")[1].split(" ")[0]) >= 10, again
+        folder.chmod(0o555)
+        time.sleep(0.2)
+        proc.close_stdin()
+        assert proc.wait(30) == 1, proc.stderr
+    finally:
+        folder.chmod(0o755)
+        if proc.popen.poll() is None:
+            proc.popen.kill()
+            proc.wait(30)
+    last = proc.stderr.decode().split(again, 1)[1]
+    errors = [line for line in last.splitlines() if line.startswith("E! ")]
+    assert len(errors) == 3, last
+    assert errors[0].startswith(f"E! [riverguard] checkpoint to {state} failed: [Errno 13]")
+    assert errors[1].startswith(f"E! [riverguard] checkpoint to {state} failed again: [Errno 13]")  # the final one
+    assert errors[2] == "E! [riverguard] the final checkpoint failed: the models learned since the last one are lost"
 
 
 def test_sigterm_writes_a_checkpoint(tmp_path: Path) -> None:

@@ -442,7 +442,7 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
 
     def reload() -> None:
         if store is not None:
-            if store.save():
+            if store.save(tell=True):
                 log.info(f"received SIGHUP: checkpoint written to {store.path}")
         old = engine.config
         config = _load(args.config, log)
@@ -517,7 +517,7 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
         held=held,
     )
     # A SIGTERM now (Telegraf's, 5 s after it closed stdin) waits for this checkpoint: see signals.checkpointing.
-    saved = store.save() if store else True
+    saved = store.save(tell=True) if store else True
     if monitor is not None and code == EXIT_OK:  # the last line, after the last checkpoint
         code = write_line(1, monitor.line(), log)
     log.info(
@@ -753,7 +753,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
             else:
                 out.close()
             if ok and store:
-                store.save()
+                store.save(tell=True)
     _summary(engine)
     if collector is not None:
         return _write_report(collector, args, log)  # type: ignore[arg-type]

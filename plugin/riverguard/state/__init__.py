@@ -33,20 +33,22 @@ from ..config import STATE_FOLDER_FILE, Rule
 from ..config import checkpoint_file  # the checkpoint file for a state path (a folder: the file in it)
 from ..engine import Engine
 from ..lineprotocol import ParseError
-from ..log import iso_ns
+from ..log import RateLimit, iso_ns
 from ..signals import checkpointing
 from .codec import StateCodecError, decode, encode
 from .store import FORMAT, VERSION, CheckpointError, orphans, read, set_aside, write
 
 __all__ = [
-    "list_series", "FOLDER_FILE", "LOCK_WAIT", "AccessDenied", "CheckpointError", "LockBusy", "LockError", "StateStore",
-    "checkpoint_file", "denied", "inspect",
+    "list_series", "FAILURE_REPEAT", "FOLDER_FILE", "LOCK_WAIT", "AccessDenied", "CheckpointError", "LockBusy",
+    "LockError", "StateStore", "checkpoint_file", "denied", "inspect",
 ]
 
 #: The checkpoint's name when the state path is a folder.
 FOLDER_FILE = STATE_FOLDER_FILE
 #: How long a second process waits for the lock (a restart's overlap) before giving up.
 LOCK_WAIT = 10.0
+#: While checkpoints keep failing, how often (seconds) a failure after the first is told again (``E!``).
+FAILURE_REPEAT = 60.0
 
 
 class LockError(Exception):
@@ -145,6 +147,12 @@ class StateStore:
         self.failures = 0
         self.last_seconds = 0.0
         self.last_bytes = 0
+        #: Why the last checkpoint failed; None once one is written (or before any is tried).
+        self.error: str | None = None
+        self.clock: Callable[[], float] = time.monotonic  # (the repeat limit of the failures' E! lines)
+        self._streak = 0  # checkpoints failed in a row
+        self._written_at: float | None = None  # when the last one was written (clock)
+        self._repeats = RateLimit(burst=1, period=FAILURE_REPEAT)
 
     @property
     def lock_path(self) -> Path:
@@ -348,15 +356,43 @@ class StateStore:
             self.log.warn(f"{unsaved} series were checkpointed without their model (it could not be saved): they start fresh")
         return restored, dropped
 
-    def save(self) -> bool:
-        """Write a checkpoint; log and return False on failure (processing goes on).
+    def save(self, tell: bool = False) -> bool:
+        """Write a checkpoint; return False on failure (processing goes on: the next one tries again).
 
-        A SIGTERM or SIGINT waits until it is written (:func:`~riverguard.signals.checkpointing`).
+        The first failure is told (``E!``, the file and the reason); while they go on, one at most every
+        :data:`FAILURE_REPEAT` seconds (how many in a row, since when), and with ``tell`` always (the process's
+        last, one a SIGHUP asked for); the first written after them gets an ``I!`` line. :attr:`error` says
+        why the last one failed. A SIGTERM or SIGINT waits until it is written
+        (:func:`~riverguard.signals.checkpointing`).
         """
         with checkpointing(self.log, f"the checkpoint {self.path}"), _no_gc():
-            return self._save()
+            return self._save(tell)
 
-    def _save(self) -> bool:
+    def _written(self) -> None:
+        """Note a checkpoint written; say so if it ends failures in a row."""
+        if self._streak:
+            self.log.info(f"checkpoint to {self.path} written again, after {self._streak} failed attempt(s)")
+        self._streak = 0
+        self.error = None
+        self._written_at = self.clock()
+
+    def _failed(self, err: Exception, tell: bool) -> None:
+        """Count a failed checkpoint, and tell it (the first of a streak, then at most every FAILURE_REPEAT s)."""
+        self.failures += 1
+        self._streak += 1
+        self.error = str(err)
+        if self._streak == 1:  # a new streak: told at once, then limited from here
+            self._repeats = RateLimit(burst=1, period=FAILURE_REPEAT, clock=self.clock)
+        if not self._repeats.allow() and not tell:
+            return
+        if self._streak == 1:
+            self.log.error(f"checkpoint to {self.path} failed: {err}")
+            return
+        last = "none written by this process yet" if self._written_at is None else \
+            f"the last one written {self.clock() - self._written_at:.0f}s ago"
+        self.log.error(f"checkpoint to {self.path} failed again: {err} ({self._streak} failed in a row; {last})")
+
+    def _save(self, tell: bool) -> bool:
         engine = self.engine
         started = time.monotonic()
         engine.expire()
@@ -380,10 +416,10 @@ class StateStore:
             }
             size = write(self.path, header, records, len(scored))
         except (OSError, StateCodecError, ValueError, TypeError) as err:
-            self.failures += 1
-            self.log.error(f"checkpoint to {self.path} failed: {err}")
+            self._failed(err, tell)
             return False
         self.checkpoints += 1
+        self._written()
         self.last_seconds = time.monotonic() - started
         self.last_bytes = size
         if unsaved:
