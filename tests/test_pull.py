@@ -32,6 +32,7 @@ from riverguard.engine import Engine
 from riverguard.influx import InfluxWriter
 from riverguard.lineprotocol import ParseError, parse, raw_fields
 from riverguard.log import Log, iso_ns
+from riverguard.state import inspect as read_checkpoint
 from riverguard import pull
 from riverguard.pull import Puller
 from riverguard.pull.v1 import InfluxQLSource
@@ -732,25 +733,68 @@ def test_a_checkpoint_unreadable_when_a_failed_write_goes_back_to_it_exits_2(tmp
     assert state.read_bytes() == saved
 
 
+def test_a_one_off_pull_whose_checkpoint_cannot_be_saved_exits_1(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """A pull whose checkpoint could not be saved (its folder made read-only) logged one E! and exited 0: the
+    marks on disk behind the points it wrote, nothing said about it. Now it says where the checkpoint is left
+    and exits 1; the next pull resumes from there."""
+    prefix = as_a_user(tmp_path)
+    db, folder = "rg_unsaved_once", tmp_path / "state"
+    folder.mkdir()
+    state = folder / "pull.msgpack"
+    args = [*prefix, *RIVERGUARD, "pull", "--influx-url", influxdb.url, "--db", db, "--delay", "0s",
+            "--state", str(state)]
+    _store(influxdb, db, "".join(f"m,host=a v={i}.5 {i * 10**9}\n" for i in range(1, 11)))
+    first = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    _store(influxdb, db, "".join(f"m,host=a v={i}.5 {i * 10**9}\n" for i in range(11, 21)))
+    saved = state.read_bytes()
+    folder.chmod(0o555)  # (the lock file is there already: opened, not created)
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    finally:
+        folder.chmod(0o755)
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
+    assert len(errors) == 2, proc.stderr
+    assert errors[0].startswith(f"E! [riverguard] checkpoint to {state} failed: [Errno 13] Permission denied"), errors
+    assert errors[1] == (
+        f"E! [riverguard] the checkpoint {state} could not be saved (above): committed up to influxql:{db}//m"
+        " 1970-01-01T00:00:10Z; a pull started again resumes from there, and reads again what this one wrote after it"
+    )
+    assert "pulled 10 point(s)" in proc.stderr and "Traceback" not in proc.stderr
+    assert state.read_bytes() == saved
+    again = subprocess.run(args, capture_output=True, text=True, timeout=60)  # (the scores are there: not again)
+    assert again.returncode == 0, again.stderr
+    assert "pulled 10 point(s) from database 'rg_unsaved_once': wrote 0, 10 already scored" in again.stderr
+
+
 # -- --follow ----------------------------------------------------------------------
 
 
 class _Puller:
-    """``riverguard pull --follow`` in the background, its stderr in a file."""
+    """``riverguard pull --follow`` in the background (after the command ``prefix``), its stderr in a file."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, prefix: tuple[str, ...] = ()) -> None:
         self.log = log
         started = log.read_text().count("I! [riverguard] following") if log.exists() else 0
         with open(log, "ab") as err:
-            self.proc = subprocess.Popen([*RIVERGUARD, "pull", *args], stderr=err, stdout=subprocess.DEVNULL)
+            self.proc = subprocess.Popen([*prefix, *RIVERGUARD, "pull", *args], stderr=err, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 60  # ready: it handles SIGTERM from here on
         while log.read_text().count("I! [riverguard] following") == started and time.monotonic() < deadline:
             assert self.proc.poll() is None, log.read_text()
             time.sleep(0.05)
 
-    def stop(self) -> str:
+    def stop(self, code: int = 0) -> str:
         self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(30) == 0, self.log.read_text()
+        assert self.proc.wait(30) == code, self.log.read_text()
+        return self.log.read_text()
+
+    def wait_for(self, text: str, count: int = 1) -> str:
+        """The log once ``text`` is in it ``count`` times."""
+        deadline = time.monotonic() + 30
+        while self.log.read_text().count(text) < count:
+            assert time.monotonic() < deadline and self.proc.poll() is None, self.log.read_text()
+            time.sleep(0.05)
         return self.log.read_text()
 
 
@@ -851,6 +895,83 @@ def test_follow_goes_on_past_a_point_influxdb_refuses(influxdb: InfluxServer, tm
     assert "written late" not in stderr.replace("0 written late", "") and "W! " not in stderr, stderr
     assert "wrote 10, 0 already scored, 0 written late (not scored), 0 skipped (cannot be rebuilt), 2 refused by" \
            " InfluxDB (not written)" in stderr.splitlines()[-1], stderr
+
+
+def test_follow_tries_a_failed_checkpoint_again_at_each_commit_and_says_so(influxdb: InfluxServer,
+                                                                          tmp_path: Path) -> None:
+    """A --follow whose checkpoint could not be saved (its folder made read-only while it ran) logged an E! at
+    every commit, each pass, and nothing once saves worked again; stopped with saves failing, it exited 0, its
+    checkpoint behind the points it wrote. Now: one E! for the failures in a row (again at most once a minute),
+    an I! when one is saved again, and a stop whose last save fails tries once more, says so and exits 1."""
+    prefix = as_a_user(tmp_path)
+    db, folder = "rg_unsaved_follow", tmp_path / "state"
+    influxdb.create_db(db)
+    folder.mkdir()
+    state, log = folder / "pull.msgpack", tmp_path / "pull.log"
+    t0 = time.time_ns() - 60 * 10**9
+    count = 0
+
+    def store(n: int) -> None:  # n more points; back once they are scored
+        nonlocal count
+        lines = [f"m,host=a v={i % 7}.5 {t0 + i * 10**8}" for i in range(count, count + n)]
+        assert influxdb.write(db, ("\n".join(lines) + "\n").encode()).status == 204
+        count += n
+        deadline = time.monotonic() + 30
+        while influxdb.rows('SELECT count("v_anomaly_score") FROM "m"', db) != [[0, count]]:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+
+    def marks(want: int | None = None) -> dict[str, str]:  # (with ``want``: once the mark is the point's)
+        deadline = time.monotonic() + 30
+        while True:
+            got = read_checkpoint(state).get("pull_marks", {}) if state.exists() else {}
+            if want is None or got == {f"influxql:{db}//m": iso_ns(t0 + want * 10**8)}:
+                return got
+            assert time.monotonic() < deadline, (got, log.read_text())
+            time.sleep(0.05)
+
+    args = ["--influx-url", influxdb.url, "--db", db, "--follow", "--every", "0.1s", "--delay", "0s",
+            "--state", str(state)]
+    puller = _Puller(args, log, prefix)
+    try:
+        store(5)
+        marks(4)  # saved
+        folder.chmod(0o555)
+        for _ in range(5):  # passes that score points, and others that find none: each commit fails
+            store(5)
+            time.sleep(0.2)
+        failed = puller.wait_for("checkpoint to")
+        assert failed.count(f"E! [riverguard] checkpoint to {state} failed: [Errno 13] Permission denied") == 1, failed
+        assert "checkpoint to" not in failed.split("failed: [Errno 13]", 1)[1], failed
+        assert marks() == {f"influxql:{db}//m": iso_ns(t0 + 4 * 10**8)}
+        folder.chmod(0o755)
+        written = puller.wait_for("written again")
+        again = [line for line in written.splitlines() if "written again" in line]
+        assert len(again) == 1 and again[0].startswith(f"I! [riverguard] checkpoint to {state} written again, after ")
+        assert int(again[0].split("after ")[1].split(" ")[0]) >= 10, again  # (2 commits at least each 0.2 s)
+        marks(count - 1)
+        folder.chmod(0o555)
+        store(5)
+        time.sleep(0.3)
+        stderr = puller.stop(1)
+    finally:
+        folder.chmod(0o755)
+        if puller.proc.poll() is None:  # (a failed assertion)
+            puller.proc.kill()
+            puller.proc.wait()
+    after = stderr.split(again[0], 1)[1]
+    errors = [line for line in after.splitlines() if line.startswith("E! ")]
+    assert len(errors) == 3, after
+    assert errors[0].startswith(f"E! [riverguard] checkpoint to {state} failed: [Errno 13]"), after
+    assert errors[1].startswith(f"E! [riverguard] checkpoint to {state} failed again: [Errno 13]"), after
+    assert re.search(r" \(\d+ failed in a row; the last one written \d+s ago\)$", errors[1]), after
+    assert errors[2] == (
+        f"E! [riverguard] the checkpoint {state} could not be saved (above): committed up to influxql:{db}//m"
+        f" {iso_ns(t0 + (count - 6) * 10**8)}; a pull started again resumes from there, and reads again what this"
+        " one wrote after it"
+    ), after
+    assert after.splitlines()[-1].startswith(f"I! [riverguard] stopping: pulled {count} point(s)"), after
+    assert "Traceback" not in stderr
 
 
 def test_follow_limits_the_refused_points_it_tells_over_its_whole_run(influxdb: InfluxServer, tmp_path: Path) -> None:

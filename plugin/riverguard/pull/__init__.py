@@ -28,6 +28,13 @@ again (it would be refused again) nor, by this process, reported as written
 late. A one-off pull then exits 1; a ``--follow`` goes on. More than
 :data:`~riverguard.influx.MAX_REFUSED_PER_BATCH` in one batch have a cause
 to fix: the pass fails as on any refused write.
+
+A commit whose checkpoint cannot be saved (a full disk, a folder made
+read-only) moves the marks on in memory all the same (the points are
+written): the passes go on, each commit tries the save again
+(:meth:`~riverguard.state.StateStore.save` tells the failures, at a bounded
+rate, and the first save that works again). A pull whose last save failed
+leaves the checkpoint behind what it wrote: it says so and exits 1.
 """
 
 from __future__ import annotations
@@ -207,6 +214,7 @@ class Puller:
         self.clock = clock
         #: High-water mark per source key: the time of the newest point scored and committed.
         self.marks: dict[str, int] = {}
+        self.saved: dict[str, int] = {}  # the marks in the checkpoint (behind self.marks while saves fail)
         #: The rate limit of the refused points' E! lines: one for every pass (a --follow's too).
         self.refusals = RateLimit(burst=REFUSED_TOLD, period=60.0, what="points InfluxDB refused")
         self._pending: dict[str, int] = {}  # marks fed but not yet committed
@@ -231,7 +239,7 @@ class Puller:
 
     def load_marks(self) -> None:
         """The marks saved with the models (after the store restored them)."""
-        self.marks = {}
+        self.marks, self.saved = {}, {}
         if self.store is None:
             return
         entry = self.store.header.get("pull")
@@ -246,11 +254,15 @@ class Puller:
             self.log.warn(f"state file {self.store.path}: its pull marks are unreadable; starting from --since")
             return
         self.marks = dict(entry["marks"])
+        self.saved = dict(self.marks)
         for key, mark in sorted(self.marks.items()):
             self.log.info(f"resuming {key} after {_iso(mark)} (the newest point already scored)")
 
-    def commit(self) -> None:
-        """Flush the writes, then save the models and the marks together (raises WriteError)."""
+    def commit(self, final: bool = False) -> None:
+        """Flush the writes, then save the models and the marks together (raises WriteError).
+
+        A failed save is told by the store (always when ``final``: the last of the process) and tried again at
+        the next commit; the marks move on all the same (what they cover is written)."""
         if self.writer is not None:
             self.writer.flush()
             self.written += self.writer.lines - self._written_before
@@ -266,7 +278,8 @@ class Puller:
         self._forget()
         if self.store is not None:
             self.store.extra["pull"] = {"version": MARKS_VERSION, "marks": dict(self.marks)}
-            self.store.save()
+            if self.store.save(tell=final):
+                self.saved = dict(self.marks)
         self._next_commit = time.monotonic() + self.checkpoint_interval
 
     def _forget(self) -> None:
@@ -295,8 +308,8 @@ class Puller:
 
     # -- passes ----------------------------------------------------------------
 
-    def run_pass(self) -> None:
-        """Score everything newer than the marks in every measurement, then commit."""
+    def run_pass(self, final: bool = False) -> None:
+        """Score everything newer than the marks in every measurement, then commit (``final``: see :meth:`commit`)."""
         now = self.clock()
         hi = now - self.delay_ns
         if self.until is not None:
@@ -317,7 +330,7 @@ class Puller:
             if self.stop.is_set():
                 break
             self._measurement(name, hi)
-        self.commit()
+        self.commit(final)
         self._close_writer()
         self.engine.flush_log()
 
@@ -460,10 +473,21 @@ class Puller:
         self.refusals.report_held(self.log)
 
     def where(self) -> str:
-        """How far the pull got, for a message on failure."""
-        if not self.marks:
+        """How far the pull got (with a state file: as its checkpoint says), for a message on failure."""
+        marks = self.marks if self.store is None else self.saved
+        if not marks:
             return "nothing was committed"
-        return "committed up to " + ", ".join(f"{k} {_iso(v)}" for k, v in sorted(self.marks.items()))
+        return "committed up to " + ", ".join(f"{k} {_iso(v)}" for k, v in sorted(marks.items()))
+
+    def unsaved(self) -> bool:
+        """Whether the last save failed (the checkpoint is behind what was written); if so, say it (``E!``)."""
+        if self.store is None or self.store.error is None:
+            return False
+        self.log.error(
+            f"the checkpoint {self.store.path} could not be saved (above): {self.where()}; a pull started again"
+            " resumes from there, and reads again what this one wrote after it"
+        )
+        return True
 
 
 class _Pipelined:
@@ -664,31 +688,32 @@ def _once(puller: Puller) -> int:
 
     log = puller.log
     try:
-        puller.run_pass()
+        puller.run_pass(final=True)
     except (ReadError, WriteError) as err:
-        _salvage(puller, err)
+        _salvage(puller, err, final=True)
         puller.report_held()
         fix = "" if err.retryable else "fix this, then "
         log.error(f"pull stopped: {err}; {puller.where()}; {fix}run it again to resume from there")
         log.info(puller.summary())
         return EXIT_FAIL
     puller.report_held()
+    unsaved = puller.unsaved()
     if puller.refused:  # reported one by one (E!), the other points written: the pull failed all the same
         log.error(puller.summary() + ": the E! lines above say which and why")
     else:
         log.info(puller.summary())
     _summary(puller.engine)
-    return EXIT_FAIL if puller.refused else EXIT_OK
+    return EXIT_FAIL if puller.refused or unsaved else EXIT_OK
 
 
-def _salvage(puller: Puller, err: Exception) -> None:
+def _salvage(puller: Puller, err: Exception, final: bool = False) -> None:
     """After a failed read, commit what was scored (the writes still work); after a failed write, recover.
 
     Raises :class:`~riverguard.state.AccessDenied` if the checkpoint to recover from became another user's,
     having said what failed."""
     if isinstance(err, ReadError):
         try:
-            puller.commit()
+            puller.commit(final)
             return
         except WriteError as again:
             puller.log.warn(f"could not write what was scored before the failure: {again}")
@@ -734,6 +759,10 @@ def _follow(puller: Puller, every: float) -> int:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+    if puller.store is not None and puller.store.error is not None:  # the last save failed: one more try
+        puller.commit(final=True)
     puller.report_held()
+    if puller.unsaved():
+        code = EXIT_FAIL
     log.info("stopping: " + puller.summary())
     return code
