@@ -789,6 +789,12 @@ class _Puller:
         assert self.proc.wait(30) == code, self.log.read_text()
         return self.log.read_text()
 
+    def kill(self) -> None:
+        """End it if a failed assertion left it running."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def wait_for(self, text: str, count: int = 1) -> str:
         """The log once ``text`` is in it ``count`` times."""
         deadline = time.monotonic() + 30
@@ -956,9 +962,7 @@ def test_follow_tries_a_failed_checkpoint_again_at_each_commit_and_says_so(influ
         stderr = puller.stop(1)
     finally:
         folder.chmod(0o755)
-        if puller.proc.poll() is None:  # (a failed assertion)
-            puller.proc.kill()
-            puller.proc.wait()
+        puller.kill()
     after = stderr.split(again[0], 1)[1]
     errors = [line for line in after.splitlines() if line.startswith("E! ")]
     assert len(errors) == 3, after
@@ -993,10 +997,13 @@ def test_follow_limits_the_refused_points_it_tells_over_its_whole_run(influxdb: 
     log = tmp_path / "pull.log"
     puller = _Puller(["--influx-url", influxdb.url, "--db", src, "--to-db", dst, "-m", "bad", "--follow",
                       "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack")], log)
-    store(0)
-    time.sleep(0.3)  # passes with nothing refused
-    store(10)
-    stderr = puller.stop()
+    try:
+        store(0)
+        time.sleep(0.3)  # passes with nothing refused
+        store(10)
+        stderr = puller.stop()
+    finally:
+        puller.kill()
     refused = [line for line in stderr.splitlines() if "InfluxDB refused it" in line]
     assert len(refused) == pull.REFUSED_TOLD == 10, stderr
     assert "W! [riverguard] 2 more points InfluxDB refused were not reported (rate limit)" in stderr, stderr
