@@ -679,6 +679,38 @@ def test_run_tells_a_checkpoint_failing_in_a_row_once_and_when_it_is_written_aga
     assert errors[2] == "E! [riverguard] the final checkpoint failed: the models learned since the last one are lost"
 
 
+def test_replay_whose_final_checkpoint_fails_writes_its_output_and_exits_1(tmp_path: Path) -> None:
+    """replay --state did not look at its checkpoint's save: an E! line, then exit 0, the models it learned
+    lost. Now exit 1 as run's final checkpoint does, after the same E! line; the output is written all the
+    same (it is right: only the checkpoint is behind)."""
+    prefix = as_a_user(tmp_path)
+    folder = tmp_path / "state"
+    folder.mkdir()
+    state, config = folder / "s.msgpack", write_config(tmp_path)
+    lines = stream(300).splitlines(keepends=True)
+    first, rest, out = tmp_path / "first.lp", tmp_path / "rest.lp", tmp_path / "out.lp"
+    first.write_bytes(b"".join(lines[:300]))
+    rest.write_bytes(b"".join(lines[300:]))
+    whole = run(["replay", "--config", str(config), str(first), str(rest)])
+    a = run(["replay", "--config", str(config), "--state", str(state), str(first)])
+    assert whole.returncode == a.returncode == 0, (whole.stderr, a.stderr)
+    saved = state.read_bytes()
+    folder.chmod(0o555)  # (the lock file is there already: opened, not created)
+    try:
+        b = subprocess.run([*prefix, *RG, "replay", "--config", str(config), "--state", str(state), "-o", str(out),
+                            str(rest)], capture_output=True, timeout=120)
+    finally:
+        folder.chmod(0o755)
+    assert b.returncode == 1, b.stderr
+    errors = [line for line in b.stderr.decode().splitlines() if line.startswith("E! ")]
+    assert len(errors) == 2, b.stderr
+    assert errors[0].startswith(f"E! [riverguard] checkpoint to {state} failed: [Errno 13] Permission denied")
+    assert errors[1] == "E! [riverguard] the final checkpoint failed: the models learned since the last one are lost"
+    assert a.stdout + out.read_bytes() == whole.stdout
+    assert state.read_bytes() == saved
+    assert b"Traceback" not in b.stderr
+
+
 def test_sigterm_writes_a_checkpoint(tmp_path: Path) -> None:
     state = tmp_path / "s.msgpack"
     config = write_config(tmp_path)

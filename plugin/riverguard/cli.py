@@ -526,9 +526,14 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
         f"{engine.expired} expired (series_ttl)"
     )
     if not saved:
-        log.error("the final checkpoint failed: the models learned since the last one are lost")
+        _final_checkpoint_failed(log)
         return code or EXIT_FAIL
     return code
+
+
+def _final_checkpoint_failed(log: Log) -> None:
+    """Say that a process's last checkpoint failed (after the E! line that says why): ``run`` and ``replay``."""
+    log.error("the final checkpoint failed: the models learned since the last one are lost")
 
 
 def _check_inputs(files: list[str]) -> str | None:
@@ -725,6 +730,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
 
         collector = Collector(config.output.score_suffix, config.output.flag_suffix, unit)
     ok = False
+    saved = True
     for sig in (signal.SIGINT, signal.SIGTERM):  # stopped: the finally below drops a half-written output
         signal.signal(sig, signal.default_int_handler)
     # Once all the input is scored, a stop waits until the output is in place and the checkpoint written
@@ -753,11 +759,15 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
             else:
                 out.close()
             if ok and store:
-                store.save(tell=True)
+                saved = store.save(tell=True)
     _summary(engine)
+    code = EXIT_OK
     if collector is not None:
-        return _write_report(collector, args, log)  # type: ignore[arg-type]
-    return EXIT_OK
+        code = _write_report(collector, args, log)  # type: ignore[arg-type]
+    if not saved:  # the output is written all the same: only the models are behind
+        _final_checkpoint_failed(log)
+        return code or EXIT_FAIL
+    return code
 
 
 def _write_report(collector, args: argparse.Namespace, log: Log) -> int:  # type: ignore[no-untyped-def]
