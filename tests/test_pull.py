@@ -46,6 +46,28 @@ except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
 
 pytestmark = pytest.mark.influxdb
 
+#: The processes the running test started (:func:`_start`): a ``pull --follow`` runs until it is stopped.
+_STARTED: list[subprocess.Popen[Any]] = []
+
+
+def _start(cmd: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+    """``subprocess.Popen``, the process ended after the test if it is still running then."""
+    proc: subprocess.Popen[Any] = subprocess.Popen(cmd, **kwargs)
+    _STARTED.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _end_what_the_test_started() -> Any:
+    """Kill (by its PID) each process the test started that still runs: one whose test failed before it
+    stopped it (a failed assertion, a timeout) went on after pytest had ended."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
 def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return run_cli(list(args), timeout=timeout, text=True)
 
@@ -422,7 +444,7 @@ def _watchdog(proc: subprocess.Popen, seconds: float = 60.0) -> threading.Timer:
 
 
 def test_follow_with_the_server_down_retries_with_backoff(tmp_path: Path) -> None:
-    proc = subprocess.Popen(
+    proc = _start(
         [*RIVERGUARD, "pull", "--influx-url", f"http://127.0.0.1:{free_port()}", "--db", "x", "-m", "cpu",
          "--follow", "--every", "0.1s", "--state", str(tmp_path / "s.msgpack")],
         stderr=subprocess.PIPE, text=True,
@@ -515,7 +537,7 @@ def test_follow_retries_a_passing_failure_and_goes_on(tmp_path: Path) -> None:
     reads = [(503, "overloaded")]  # the first pass cannot read ...
     writes = [(503, "try later")]  # ... the second cannot write (--retries 0: the writer gives up at once)
     with local_server(_Scripted, requests=[], writes=[], reads=reads, write_statuses=writes, forever=False) as server:
-        proc = subprocess.Popen(_follow_stub(server, tmp_path, "--retries", "0"), stderr=subprocess.PIPE, text=True)
+        proc = _start(_follow_stub(server, tmp_path, "--retries", "0"), stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 60
             while not server.writes and time.monotonic() < deadline and proc.poll() is None:
@@ -574,7 +596,7 @@ class _NotJson(QuietHandler):
 
 def _follow_until_reported(server: Any, tmp_path: Path) -> tuple[int | None, str]:
     """Run ``pull --follow`` against ``server`` until it reports a failed pass or stops; (exit code, stderr)."""
-    proc = subprocess.Popen(_follow_stub(server, tmp_path), stderr=subprocess.PIPE, text=True)
+    proc = _start(_follow_stub(server, tmp_path), stderr=subprocess.PIPE, text=True)
     seen = []
     stopped = False  # it stopped by itself (an E! line): let it exit, no SIGTERM
     watchdog = _watchdog(proc)
@@ -778,7 +800,7 @@ class _Puller:
         self.log = log
         started = log.read_text().count("I! [riverguard] following") if log.exists() else 0
         with open(log, "ab") as err:
-            self.proc = subprocess.Popen([*prefix, *RIVERGUARD, "pull", *args], stderr=err, stdout=subprocess.DEVNULL)
+            self.proc = _start([*prefix, *RIVERGUARD, "pull", *args], stderr=err, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 60  # ready: it handles SIGTERM from here on
         while log.read_text().count("I! [riverguard] following") == started and time.monotonic() < deadline:
             assert self.proc.poll() is None, log.read_text()
@@ -789,12 +811,6 @@ class _Puller:
         assert self.proc.wait(30) == code, self.log.read_text()
         return self.log.read_text()
 
-    def kill(self) -> None:
-        """End it if a failed assertion left it running."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
     def wait_for(self, text: str, count: int = 1) -> str:
         """The log once ``text`` is in it ``count`` times."""
         deadline = time.monotonic() + 30
@@ -802,6 +818,34 @@ class _Puller:
             assert time.monotonic() < deadline and self.proc.poll() is None, self.log.read_text()
             time.sleep(0.05)
         return self.log.read_text()
+
+
+def test_a_failed_test_ends_the_pull_follow_it_started(tmp_path: Path) -> None:
+    """A --follow test that failed before it stopped its pull left the pull running after pytest had ended.
+    Here a test (with this module's fixtures, as they are) starts one and fails; the pull must be gone."""
+    pid_file, port = tmp_path / "pid", free_port()
+    (tmp_path / "test_fails.py").write_text(
+        "from pathlib import Path\n"
+        "from test_pull import _Puller\n"
+        "def test_it(tmp_path):\n"
+        f"    puller = _Puller(['--influx-url', 'http://127.0.0.1:{port}', '--db', 'x', '-m', 'cpu', '--follow',\n"
+        "                      '--state', str(tmp_path / 's.msgpack')], tmp_path / 'pull.log')\n"
+        f"    Path({str(pid_file)!r}).write_text(str(puller.proc.pid))\n"
+        "    assert False\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    inner = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "test_pull",
+                            "--rootdir", str(tmp_path), str(tmp_path / "test_fails.py")],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert "1 failed" in inner.stdout, inner.stdout + inner.stderr
+    pid = int(pid_file.read_text())
+    try:
+        left = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        left = []
+    if b"pull" in left and b"--follow" in left:  # (the test's own pull, still running: end it)
+        os.kill(pid, signal.SIGKILL)
+    assert b"--follow" not in left, f"the pull --follow of a failed test (PID {pid}) still runs after it"
 
 
 def test_follow_scores_each_point_exactly_once_across_a_restart(influxdb: InfluxServer, tmp_path: Path) -> None:
@@ -962,7 +1006,6 @@ def test_follow_tries_a_failed_checkpoint_again_at_each_commit_and_says_so(influ
         stderr = puller.stop(1)
     finally:
         folder.chmod(0o755)
-        puller.kill()
     after = stderr.split(again[0], 1)[1]
     errors = [line for line in after.splitlines() if line.startswith("E! ")]
     assert len(errors) == 3, after
@@ -997,13 +1040,10 @@ def test_follow_limits_the_refused_points_it_tells_over_its_whole_run(influxdb: 
     log = tmp_path / "pull.log"
     puller = _Puller(["--influx-url", influxdb.url, "--db", src, "--to-db", dst, "-m", "bad", "--follow",
                       "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack")], log)
-    try:
-        store(0)
-        time.sleep(0.3)  # passes with nothing refused
-        store(10)
-        stderr = puller.stop()
-    finally:
-        puller.kill()
+    store(0)
+    time.sleep(0.3)  # passes with nothing refused
+    store(10)
+    stderr = puller.stop()
     refused = [line for line in stderr.splitlines() if "InfluxDB refused it" in line]
     assert len(refused) == pull.REFUSED_TOLD == 10, stderr
     assert "W! [riverguard] 2 more points InfluxDB refused were not reported (rate limit)" in stderr, stderr
@@ -1235,7 +1275,7 @@ def test_progress_bar_on_a_terminal(influxdb: InfluxServer) -> None:
     db = "rg_progress"
     _store(influxdb, db, "".join(f"tty,host=a v={i % 5}.5 {1_600_000_000_000_000_000 + i * 10**9}\n" for i in range(3000)))
     master, slave = pty.openpty()
-    proc = subprocess.Popen(
+    proc = _start(
         [*RIVERGUARD, "pull", "--influx-url", influxdb.url, "--db", db, "--delay", "0s", "--chunk-size", "500"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
     )
