@@ -1084,6 +1084,33 @@ def test_follow_reports_a_late_point_once_and_a_refused_one_never_with_another_m
     assert "1 written late (not scored)" in stderr.splitlines()[-1], stderr
 
 
+def test_a_point_written_again_after_it_was_scored_is_reported_with_to_db(influxdb: InfluxServer,
+                                                                         tmp_path: Path) -> None:
+    """A point written again with another value after it was scored (here at the mark's very time, and before
+    it) kept the score of its old value in --to-db, and no pull said so: its copy there counted as scored. Now
+    the copy's values are compared, and one that differs is reported as written late, once a process. A new
+    point at the mark's time (another series) was and is reported as written late."""
+    src, dst, t = "rg_rewritten_src", "rg_rewritten_dst", time.time_ns() - 30 * 10**9
+    influxdb.create_db(dst)
+    _store(influxdb, src, f"cpu,host=a v=1.25 {t - 2 * 10**9}\ncpu,host=a v=4.25 {t}\n")
+    args = ["--to-db", dst, "--state", str(tmp_path / "pst.msgpack")]
+    first = _pull(influxdb, src, *args)
+    assert first.returncode == 0 and "wrote 2," in first.stderr, first.stderr
+    lines = [f"cpu,host=a v=0.75 {t}", f"cpu,host=a v=9.75 {t - 2 * 10**9}", f"cpu,host=b v=3.5 {t}"]
+    assert influxdb.write(src, ("\n".join(lines) + "\n").encode()).status == 204
+    again = _pull(influxdb, src, *args)
+    assert again.returncode == 0, again.stderr
+    warnings = [line for line in again.stderr.splitlines() if line.startswith("W! ")]
+    assert warnings == [
+        f"W! [riverguard] cpu: 1 point(s) written late (older than {iso_ns(t)}, the newest point already scored)"
+        f" are not scored: cpu,host=b v=3.5 {t}",
+        f"W! [riverguard] cpu: 2 point(s) overwritten after they were scored (their scores in database '{dst}' are"
+        f" of the values before) are not scored again: cpu,host=a v=9.75 {t - 2 * 10**9}; cpu,host=a v=0.75 {t}",
+    ], again.stderr
+    assert "wrote 0, 0 already scored, 3 written late (not scored)," in again.stderr, again.stderr
+    assert influxdb.rows(f'SELECT "v" FROM "cpu" WHERE time = {t}', dst) == [[t, 4.25]]  # (left as scored)
+
+
 @pytest.mark.parametrize("late_window", [0, 60])
 def test_a_pull_keeps_no_refused_point_out_of_its_late_window(influxdb: InfluxServer, late_window: int) -> None:
     """Each point InfluxDB refused was noted for the late-point checks, and only a check forgot it: with

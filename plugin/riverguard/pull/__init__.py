@@ -13,9 +13,13 @@ time of the newest point scored) moves on. A commit (writer flushed, then
 the models and the marks saved together in the state file) happens every
 ``checkpoint_interval`` and at the end of each pass, so a restart resumes
 from the last commit with the models of that moment. The next pass reads
-only what is newer than the mark; a point that turns up older than the mark
-(written late) is counted and reported, not scored, and a point that
-already carries a score field is never scored again. Without a mark (no
+only what is newer than the mark; a point that turns up older than the mark,
+or at its time in another series (written late), is counted and reported,
+not scored, and a point that already carries a score field is never scored
+again. One written again with other values after it was scored is not
+scored again either: with ``--to-db`` (its copy there holds the values
+scored) it is reported as written late; in place nothing tells it from a
+point scored as it is. Without a mark (no
 ``--state``, or a measurement not read before) a pass starts at ``--since``,
 points at that very time included.
 
@@ -53,7 +57,7 @@ from typing import Any
 from ..config import Config, parse_duration
 from ..engine import Engine
 from ..influx import InfluxWriter, OptionError, WriteError, from_args, retry_wait
-from ..lineprotocol import Metric, ParseError, parse
+from ..lineprotocol import Metric, ParseError, parse, raw_fields
 from ..log import Log, Progress, RateLimit, iso_ns
 from ..state import AccessDenied
 from ..stream import ManualGC, feed
@@ -410,32 +414,47 @@ class Puller:
             log.debug(f"{name}: read {count} point(s) {start}; {already} already scored")
 
     def _late_check(self, name: str, mark: int) -> None:
-        """Count points in the late window behind the mark that were never scored (written late)."""
+        """Count points in the late window behind the mark (the mark's own time included) that were never
+        scored (written late), and, with ``--to-db``, those written again with other values after they were
+        scored (overwritten: their copy there holds the values scored). In place an overwritten point keeps
+        its score field, and nothing tells it from one scored as it is."""
         lo = mark - self.late_ns
-        scored_elsewhere: set[tuple[bytes, int]] | None = None
-        if self.dest is not None:  # --to-db: the scores are in the other database
+        scored_elsewhere: dict[tuple[bytes, int], dict[bytes, bytes]] | None = None
+        if self.dest is not None:  # --to-db: the scores are in the other database, with the values scored
             scored_elsewhere = {
-                _identity(row.line) for batch in self.dest.rows(name, lo, mark) for row in batch
+                _identity(row.line): _values(row.line) for batch in self.dest.rows(name, lo, mark) for row in batch
                 if row.line is not None and row.scored
             }
         late: list[bytes] = []
+        overwritten: list[bytes] = []
         seen = self._late_seen.setdefault(self.source.key(name), set())  # (commit forgets what falls out of the window)
         for batch in self.source.rows(name, lo, mark):
             for row in batch:
                 if row.line is None or row.scored:
                     continue
                 point = _identity(row.line)
-                if point in seen or (scored_elsewhere is not None and point in scored_elsewhere):
+                if point in seen:
                     continue
-                if self._scorable(row.line):
+                if scored_elsewhere is not None and point in scored_elsewhere:
+                    if _values(row.line).items() <= scored_elsewhere[point].items():
+                        continue  # scored as it is
+                    overwritten.append(row.line)
+                    seen.add(point)
+                elif self._scorable(row.line):
                     late.append(row.line)
                     seen.add(point)
         if late:
             self.late += len(late)
-            examples = "; ".join(line.rstrip(b"\n").decode("utf-8", "backslashreplace")[:160] for line in late[:_REPORT])
             self.log.warn(
                 f"{name}: {len(late)} point(s) written late (older than {_iso(mark)}, the newest point already"
-                f" scored) are not scored: {examples}"
+                f" scored) are not scored: {_examples(late)}"
+            )
+        if overwritten:
+            assert self.dest is not None
+            self.late += len(overwritten)
+            self.log.warn(
+                f"{name}: {len(overwritten)} point(s) overwritten after they were scored (their scores in"
+                f" {self.dest.label} are of the values before) are not scored again: {_examples(overwritten)}"
             )
 
     def _refused(self, line: bytes) -> str:
@@ -547,6 +566,16 @@ class _Pipelined:
         """Stop the thread (after what is queued); does not flush."""
         self._queue.put(None)
         self._thread.join()
+
+
+def _examples(lines: list[bytes]) -> str:
+    """The first :data:`_REPORT` of ``lines``, for a ``W!`` line."""
+    return "; ".join(line.rstrip(b"\n").decode("utf-8", "backslashreplace")[:160] for line in lines[:_REPORT])
+
+
+def _values(line: bytes) -> dict[bytes, bytes]:
+    """A point's fields: each one's value as written, by key."""
+    return raw_fields(line.rstrip(b"\n"))[1]
 
 
 def _identity(line: bytes) -> tuple[bytes, int]:
