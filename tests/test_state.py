@@ -210,7 +210,8 @@ def test_inspect_series_matching_none_says_so(tmp_path: Path) -> None:
         assert none.returncode == 0 and none.stdout == b"", none.stderr
         assert none.stderr == (
             b"W! [riverguard] --series '%s' matched none of the 2 series in %s (a series key is "
-            b"'measurement,tag=value field', as --series without a GLOB lists them)\n" % (glob.encode(), bytes(state))
+            b"'measurement,tag=value field', or 'measurement,tag=value (metric)' for a scope = \"metric\" rule's "
+            b"model, as --series without a GLOB lists them)\n" % (glob.encode(), bytes(state))
         )
     some = run(["state", "inspect", str(state), "--series", "cpu*idle"])
     assert len(some.stdout.splitlines()) == 1 and some.stderr == b"", some.stderr
@@ -219,6 +220,27 @@ def test_inspect_series_matching_none_says_so(tmp_path: Path) -> None:
     for args in (["--series"], ["--series", "cpu"], ["--with-state"]):
         listed = run(["state", "inspect", str(empty), *args])
         assert (listed.returncode, listed.stdout, listed.stderr) == (0, b"", b""), (args, listed.stderr)
+
+
+def test_inspect_names_a_metric_model_as_the_replay_summary_does(tmp_path: Path) -> None:
+    """A scope = "metric" model's key was listed with a trailing space ("cpu,cpu=cpu-total,host=h0 "): neither
+    the summary's name ("... (metric)") nor the bare measurement and tags matched it as a --series GLOB.
+    Now it is listed under the summary's name, and a glob of it matches."""
+    state = tmp_path / "s.msgpack"
+    config = tmp_path / "rg.toml"
+    config.write_text('[[rule]]\nname = "m"\nmeasurement = "cpu"\nscope = "metric"\ndetector = "hst"\n')
+    replayed = run(["replay", "--config", str(config), "--state", str(state), "-o", str(tmp_path / "out.lp"), "-"],
+                   stream(600))
+    assert replayed.returncode == 0, replayed.stderr
+    summary = re.findall(rb"I! \[riverguard\] +\d+  (.+)", replayed.stderr)
+    assert summary == [b"cpu,cpu=cpu-total,host=h1 (metric)", b"cpu,cpu=cpu-total,host=h0 (metric)"], replayed.stderr
+    assert _series(state) == sorted(name.decode() for name in summary)
+    for glob in ("cpu,cpu=cpu-total,host=h1 (metric)", "*h1 (metric)", "cpu,*h1*"):
+        listed = run(["state", "inspect", str(state), "--series", glob])
+        assert listed.stderr == b"" and [json.loads(row)["key"] for row in listed.stdout.splitlines()] == [
+            "cpu,cpu=cpu-total,host=h1 (metric)"], (glob, listed.stderr)
+    none = run(["state", "inspect", str(state), "--series", "cpu,cpu=cpu-total,host=h1"])  # a key names its field
+    assert none.stdout == b"" and b"'measurement,tag=value (metric)'" in none.stderr, none.stderr
 
 
 def test_inspect_oldest_and_newest_are_of_the_series_last_samples(tmp_path: Path) -> None:
@@ -411,7 +433,7 @@ def test_a_metric_rule_behind_a_catch_all_keeps_no_models(tmp_path: Path, start)
     restore and at a reload, as those of a rule that is gone, with the same I! line (they were kept, checkpointed
     and counted against max_series until series_ttl expired them)."""
     state, _, after = _learned(tmp_path, HIDDEN_BEFORE, HIDDEN_AFTER, HIDDEN_DATA)
-    assert _series(state) == ["cpu,host=a ", "cpu,host=b ", "mem,host=a v"]
+    assert _series(state) == ["cpu,host=a (metric)", "cpu,host=b (metric)", "mem,host=a v"]
     saved = state.read_bytes()
     gone = tmp_path / "gone.toml"
     gone.write_text('[[rule]]\nname = "all"\n')

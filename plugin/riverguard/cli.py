@@ -350,7 +350,8 @@ def _state_inspect(path: str, series: str | None = None, with_state: bool = Fals
         if held:  # a GLOB that matches none of them (a glob is never wrong: "[" is itself; a typo matches nothing)
             Log("info").warn(
                 f"--series {series!r} matched none of the {held} series in {file} (a series key is "
-                "'measurement,tag=value field', as --series without a GLOB lists them)"
+                "'measurement,tag=value field', or 'measurement,tag=value (metric)' for a scope = \"metric\" "
+                "rule's model, as --series without a GLOB lists them)"
             )
         sys.stdout.writelines(json.dumps(row) + "\n" for row in rows)
     else:

@@ -24,8 +24,8 @@ from .lineprotocol import Metric, ParseError, Record, escape_key, parse, unescap
 from .log import Log, RateLimit, iso_ns
 
 __all__ = [
-    "ACCELERATED", "MONITOR_MEASUREMENT", "Engine", "MetricSeries", "Series", "checked_score", "format_score",
-    "series_key",
+    "ACCELERATED", "METRIC_FIELD", "MONITOR_MEASUREMENT", "Engine", "MetricSeries", "Series", "checked_score",
+    "format_score", "series_key", "series_name",
 ]
 
 
@@ -49,14 +49,21 @@ def series_key(metric: Metric, field_key: bytes) -> bytes:
     return Engine._prefix(metric) + field_key
 
 
+#: The field key of a ``scope = "metric"`` model's series (its key: measurement, tags, a space and this):
+#: no field key of a metric can hold a newline.
+METRIC_FIELD = b"\n"
+
+
 def series_name(skey: bytes) -> str:
     """A series key as text; a ``scope = "metric"`` model's key reads ``measurement,tags (metric)``.
+
+    The name the replay's summary, ``replay --report`` and ``state inspect --series`` give a series.
 
     >>> series_name(b"cpu,host=a idle"), series_name(b"cpu,host=a \\n")
     ('cpu,host=a idle', 'cpu,host=a (metric)')
     """
-    if skey.endswith(b" \n"):
-        skey = skey[:-1] + b"(metric)"
+    if skey.endswith(b" " + METRIC_FIELD):
+        skey = skey[: -len(METRIC_FIELD)] + b"(metric)"
     return skey.decode("utf-8", "backslashreplace")
 
 

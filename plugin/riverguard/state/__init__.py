@@ -31,7 +31,7 @@ from .. import __version__
 from ..detectors import Detector
 from ..config import STATE_FOLDER_FILE, Rule
 from ..config import checkpoint_file  # the checkpoint file for a state path (a folder: the file in it)
-from ..engine import Engine
+from ..engine import Engine, series_name
 from ..lineprotocol import ParseError
 from ..log import RateLimit, iso_ns
 from ..signals import checkpointing
@@ -570,7 +570,7 @@ def list_series(path: Path, glob: str = "*", with_state: bool = False) -> Iterat
     match = re.compile(fnmatch.translate(glob)).match
     rows = []
     for key, name, fingerprint, seen, last_time, anomalies, state in checkpoint.records:
-        text = key.decode("utf-8", "backslashreplace").replace("\n", "")
+        text = series_name(key)  # as the replay's summary names it ("cpu,host=a (metric)" for a metric's model)
         if match(text):
             row = {"key": text, "detector": name, "samples": seen, "last": None if last_time is None else iso_ns(last_time), "anomalies": anomalies}
             if with_state:
