@@ -179,6 +179,28 @@ def test_the_default_detector_on_a_labelled_file(tmp_path: Path):
     assert data["events"]["caught"] == 1 and data["profiles"]["standard"]["configured"]["hits"] == 1
 
 
+def test_a_metric_scope_rule_is_judged_by_its_metric_level_score(tmp_path: Path):
+    """A scope = "metric" rule writes the metric-level anomaly_score and anomaly (here with the names
+    [output] gives them), not value_anomaly_score: evaluate read only the latter, said "W! 1000 of 1000 rows
+    carried no score" and judged a detector that never fires. Now it reads the metric-level fields."""
+    import random
+
+    rng = random.Random(4)
+    spikes = {i: 10.0 + rng.gauss(0.0, 1.0) for i in range(ROWS)}
+    spikes.update({700 + k: 60.0 for k in range(3)})
+    f = series(tmp_path / "metric.csv", spikes=spikes, labels={700, 701, 702})
+    config = tmp_path / "metric.toml"
+    config.write_text('[output]\nmetric_score_field = "whole score"\nmetric_flag_field = "whole"\n'
+                      '[[rule]]\nname = "m"\nscope = "metric"\ndetector = "hst"\n')
+    result = evaluate("--labels", str(f), "--config", str(config), "--json")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    data = json.loads(result.stdout)
+    assert data["unscored_rows"] == 0 and data["configured_thresholds"] == [0.97]
+    swept = data["profiles"]["standard"]["swept"]
+    assert swept["threshold"] is not None and swept["candidates"] > 100  # the scores, not 0 for every row
+    assert data["events"]["caught"] == 1
+
+
 def test_a_file_in_the_working_folder_is_in_that_folders_category(tmp_path: Path, zscore: Path):
     folder = tmp_path / "disk-latency"
     folder.mkdir()

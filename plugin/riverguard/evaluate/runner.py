@@ -4,7 +4,9 @@ Each CSV becomes line protocol (``nab,category=<c>,file=<f> value=<v> <ns>``),
 goes through :class:`riverguard.engine.Engine` exactly as in ``riverguard
 run``/``replay`` (:func:`riverguard.stream.process_chunks`), and the score and
 flag of every row are read from the fields the engine added to the output
-lines (``value<score_suffix>`` and ``value<flag_suffix>``).
+lines (``value<score_suffix>`` and ``value<flag_suffix>``; under a ``scope =
+"metric"`` rule the metric-level ``[output] metric_score_field`` and
+``metric_flag_field``).
 
 >>> from riverguard.config import default_config
 >>> from riverguard.engine import Engine
@@ -13,6 +15,9 @@ lines (``value<score_suffix>`` and ``value<flag_suffix>``).
 b'nab,file=a value=1.5,value_anomaly_score=0.0,value_anomaly=false 1000\\n'
 >>> read_output(out, "_anomaly_score", "_anomaly")
 [OutputRow(series=b'nab,file=a', timestamp=1000, score=0.0, flag=False)]
+>>> read_output(b"nab,file=a value=9.0,anomaly_score=0.75,anomaly=true 2000\\n", "_anomaly_score", "_anomaly",
+...             metric=("anomaly_score", "anomaly"))
+[OutputRow(series=b'nab,file=a', timestamp=2000, score=0.75, flag=True)]
 """
 
 from __future__ import annotations
@@ -97,14 +102,18 @@ class OutputRow(NamedTuple):
     flag: bool | None
 
 
-def read_output(data: bytes, score_suffix: str, flag_suffix: str, field: str = FIELD) -> list[OutputRow]:
+def read_output(data: bytes, score_suffix: str, flag_suffix: str, field: str = FIELD,
+                metric: tuple[str, str] | None = None) -> list[OutputRow]:
     """Each output metric's series, timestamp, and the score and flag added for ``field``.
 
     The values are read from the text of the added fields (``<field><score_suffix>``
-    and ``<field><flag_suffix>``, keys escaped as the engine writes them).
+    and ``<field><flag_suffix>``, keys escaped as the engine writes them); for a metric
+    without them, from the metric-level fields named in ``metric`` (score, flag), which
+    a ``scope = "metric"`` rule that takes ``field`` writes instead.
     """
-    score_key = escape_key(field + score_suffix)
-    flag_key = escape_key(field + flag_suffix)
+    keys = [(escape_key(field + score_suffix), escape_key(field + flag_suffix))]
+    if metric is not None:
+        keys.append((escape_key(metric[0]), escape_key(metric[1])))
     rows = []
     for line in data.split(b"\n"):
         if not line or line.startswith(b"#"):
@@ -115,6 +124,7 @@ def read_output(data: bytes, score_suffix: str, flag_suffix: str, field: str = F
             raise ValueError(f"riverguard wrote a line that is not line protocol ({err}): {line[:120]!r}") from None
         score: float | None = None
         flag: bool | None = None
+        score_key, flag_key = next(((s, f) for s, f in keys if s in fields), keys[0])
         text = fields.get(score_key)
         if text is not None:
             if not FLOAT.fullmatch(text):
@@ -147,7 +157,9 @@ def run_file(config: Config, f: NabFile, log: Log | None = None) -> FileRun:
     """Run one file through a fresh engine; scores and flags come from the output lines."""
     engine = Engine(config, log or Log("error"))
     out = run_lines(engine, to_line_protocol(f))
-    rows = read_output(out, config.output.score_suffix, config.output.flag_suffix)
+    names = config.output
+    rows = read_output(out, names.score_suffix, names.flag_suffix,
+                       metric=(names.metric_score_field, names.metric_flag_field))
     if len(rows) != f.rows:
         raise ValueError(f"{f.key}: riverguard wrote {len(rows)} metrics for {f.rows} rows")
     series = _series(f)
