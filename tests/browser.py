@@ -62,18 +62,21 @@ CANVASES_JS = """(() => {
 })()""" % tuple(int(BAND_COLOR[i : i + 2], 16) for i in (1, 3, 5))
 
 
-def open_rendered(browser: Browser, path: Path, plots: int, timeout: float = 60.0) -> list[list[int]]:
-    """Load the report at ``path``, wait until ``2 * plots`` canvases (value and score) are painted
-    and no longer change; return those (Bokeh gives each plot a second canvas for overlays such as
-    a zoom box, empty until used)."""
+def open_rendered(browser: Browser, path: Path, plots: int, timeout: float = 60.0,
+                  metric: int = 0) -> list[list[int]]:
+    """Load the report at ``path``, wait until ``2 * plots`` canvases (value and score; one, the score,
+    for each of the ``metric`` plots among them of a metric-level series) are painted and no longer
+    change; return those (Bokeh gives each plot a second canvas for overlays such as a zoom box, empty
+    until used)."""
+    figures = 2 * plots - metric
     browser.open(Path(path).resolve().as_uri())
     deadline = time.monotonic() + timeout
     last = None
     while True:
         canvases = browser.evaluate(CANVASES_JS)
         painted = [c for c in canvases if c[2] > 500]
-        if len(painted) >= 2 * plots and canvases == last:
-            assert len(canvases) == 4 * plots, canvases
+        if len(painted) >= figures and canvases == last:
+            assert len(canvases) == 2 * figures, canvases
             return painted
         if time.monotonic() > deadline:
             raise BrowserError(f"not every plot was painted within {timeout}s: {canvases}")

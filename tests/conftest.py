@@ -32,6 +32,16 @@ PYTHON_M: list[str] = [sys.executable, "-m", "riverguard"]
 LOG_PREFIXES = (b"E! ", b"W! ", b"I! ", b"D! ")
 
 
+def readme_example(name: str) -> str:
+    """A config block of the README's "Bring your own River model" (``<!-- river-example: NAME. ... -->``)."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(rf"<!-- river-example: {name}\..*?-->\n```toml\n(.*?)```", readme, re.S)
+    assert block, f"the README lost its river example {name!r}"
+    return "\n" + block.group(1)
+
+
 def run_cli(args: list[str], *, input: bytes | None = None, cwd: Path | None = None, timeout: float = 30,
             env: dict[str, str] | None = None, text: bool = False) -> subprocess.CompletedProcess[Any]:
     """Run ``riverguard ARGS`` to completion and capture its output (as str with ``text``)."""

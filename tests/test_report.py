@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from browser import Browser, available, open_rendered
-from conftest import ROOT, run_cli, samples
+from conftest import ROOT, readme_example, run_cli, samples
 
 DEMO = ROOT / "tests" / "data" / "demo.lp"
 #: The flagged points the page holds (the marker sources carry a "score" column).
@@ -132,6 +132,41 @@ def test_band_fields_in_the_output_are_drawn_as_a_band(chromium, tmp_path: Path)
             assert browser.evaluate(FLAGGED_JS) == 3
             found[band] = max(c[3] for c in canvases)
     assert found[True] > 2000 and found[False] < 50, found
+
+
+def test_a_metric_scope_score_is_drawn_and_matched_by_report_series(chromium, tmp_path: Path) -> None:
+    """The README's "hosts" rule (scope = "metric": one hst model per cpu metric, writing anomaly_score and
+    anomaly) on the demo: the replay's summary counted 132 anomalies in 'cpu,cpu=cpu-total,host=web3 (metric)'
+    and two more such series, but the report read only F_anomaly_score fields: "0 series plotted", "The output
+    holds no scored field", and --report-series 'cpu*' matched nothing. Now each metric-level score is a
+    series named as in the summary, drawn as its score with its flags marked, and a glob matches it."""
+    config = tmp_path / "hosts.toml"
+    config.write_text(readme_example("hosts"), encoding="utf-8")
+    report, stderr = replay_report(tmp_path, "--report-top", "2", "--report-series", "cpu*",
+                                   "--report-series", "cpu,cpu=cpu-total,host=web1", config=config)
+    assert "report: 3 series plotted" in stderr, stderr
+    assert [line for line in stderr.splitlines() if line.startswith("W! ")] == [  # a name ends with its field
+        "W! [riverguard] --report-series 'cpu,cpu=cpu-total,host=web1' matched no scored series (a series is named"
+        " 'measurement,tags field' or, a scope = \"metric\" rule's score, 'measurement,tags (metric)', as in the"
+        " summary: 'cpu,cpu=cpu-total,host=web1 (metric)')"
+    ], stderr
+    top = re.findall(r"I! \[riverguard\] +(\d+)  (.+)", stderr)
+    assert [name for _, name in top] == [f"cpu,cpu=cpu-total,host={h} (metric)" for h in ("web3", "web1", "web2")]
+    anomalies = int(re.search(r"anomalies: (\d+)", stderr).group(1))  # type: ignore[union-attr]
+    assert anomalies == sum(int(n) for n, _ in top) > 0
+    page = report.read_text(encoding="utf-8")
+    titles = re.findall(r'<div class="series-title" id="s\d+">([^&]+) &mdash; [\d,]+ samples, (\d+) flagged', page)
+    assert titles == [(name, n) for n, name in top]  # the top 2, then the one 'cpu*' adds
+    assert "nothing to draw" not in page and "(metric) is the one score" in page
+    with Browser(width=1280, height=1000) as browser:
+        canvases = open_rendered(browser, report, 3, metric=3)
+        check_page(browser)
+        assert len(canvases) == 3, canvases  # one plot each: the score (a metric has no single value)
+        shot = browser.screenshot(report.with_name("metric-report.png"))
+        assert len(shot) > 20_000
+        summary = browser.evaluate("[...document.querySelectorAll('#summary td')].map(td => td.textContent)")
+        assert summary[1:3] == ["3", f"{anomalies:,}"]
+        assert browser.evaluate(FLAGGED_JS) == anomalies  # every flag of the three drawn
 
 
 def test_a_million_points_are_downsampled_but_every_flag_is_kept() -> None:

@@ -15,26 +15,16 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from conftest import run_cli
+from conftest import readme_example, run_cli
 from riverguard.state import store
 
 T0 = 1_700_000_000_000_000_000
 STEP = 10_000_000_000
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-
-
-def _readme_example(name: str) -> str:
-    """A config block of the README's "Bring your own River model": the tests below run them."""
-    block = re.search(rf"<!-- river-example: {name}\..*?-->\n```toml\n(.*?)```", README, re.S)
-    assert block, f"the README lost its river example {name!r}"
-    return "\n" + block.group(1)
-
-
 #: A River pipeline, a scaler then a one-class SVM, on each field of "sensor".
-SVM_RULE = _readme_example("svm")
+SVM_RULE = readme_example("svm")
 #: One half-space trees model per cpu metric over its usage_* fields.
-HST_METRIC_RULE = _readme_example("hosts")
+HST_METRIC_RULE = readme_example("hosts")
 
 
 def recorded(samples: int, seed: int = 1) -> bytes:

@@ -729,7 +729,9 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
     if args is not None and args.report:
         from .report import Collector
 
-        collector = Collector(config.output.score_suffix, config.output.flag_suffix, unit)
+        names = config.output
+        collector = Collector(names.score_suffix, names.flag_suffix, unit, metric_score_field=names.metric_score_field,
+                              metric_flag_field=names.metric_flag_field)
     ok = False
     saved = True
     for sig in (signal.SIGINT, signal.SIGTERM):  # stopped: the finally below drops a half-written output
@@ -789,9 +791,12 @@ def _write_report(collector, args: argparse.Namespace, log: Log) -> int:  # type
     unmatched = collector.unmatched(args.report_series)
     if unmatched:
         example = min(collector.series, default=None)
+        form = "'measurement,tags field'"
+        if any(s.metric for s in collector.series.values()):
+            form += " or, a scope = \"metric\" rule's score, 'measurement,tags (metric)'"
         log.warn(
             "--report-series " + ", ".join(repr(glob) for glob in unmatched) + " matched no scored series"
-            + (f" (a series is named 'measurement,tags field', as in the summary: {example!r})" if example else "")
+            + (f" (a series is named {form}, as in the summary: {example!r})" if example else "")
         )
     return EXIT_OK
 

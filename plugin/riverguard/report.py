@@ -8,6 +8,11 @@ where the output carries them, the band fields ``F<flag_suffix>_lower`` and
 renders the summary and the chosen series with Bokeh (the optional
 ``report`` extra), every script inline: the page needs no network.
 
+The metric-level score of a ``scope = "metric"`` rule (``[output]
+metric_score_field`` and ``metric_flag_field``) is a series of its own,
+named as the replay's summary names it (``cpu,host=a (metric)``); having no
+single value, it is drawn as its score with the flagged points marked.
+
 What is drawn is downsampled (per bucket of consecutive samples, the lowest
 and the highest value at their own times), the flagged points never are: each
 one is a marker at its own time and value.
@@ -25,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .lineprotocol import ParseError, metric_lines, raw_fields
+from .config import OutputConfig
+from .engine import METRIC_FIELD, series_name
+from .lineprotocol import ParseError, escape_key, metric_lines, raw_fields
 
 __all__ = ["BUCKETS", "DEFAULT_TOP", "Collector", "MissingExtra", "SeriesData", "check_extra", "downsample", "write"]
 
@@ -55,12 +62,13 @@ def check_extra() -> None:
 
 
 class SeriesData:
-    """One scored series as the output showed it."""
+    """One scored series as the output showed it (a metric-level one: ``metric``, its values its scores)."""
 
-    __slots__ = ("key", "times", "positions", "values", "scores", "flags", "lower", "upper")
+    __slots__ = ("key", "metric", "times", "positions", "values", "scores", "flags", "lower", "upper")
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, metric: bool = False) -> None:
         self.key = key
+        self.metric = metric
         self.times = array("q")  # event time (ns), _NO_TIME when the metric had none
         self.positions = array("q")  # the metric's number in the output (1-based)
         self.values = array("d")
@@ -92,12 +100,22 @@ class Collector:
     >>> s = c.series["cpu,host=a v"]
     >>> c.metrics, list(s.values), list(s.scores), list(s.flags), list(s.times)
     (2, [1.0, 9.0], [0.1, 0.9], [1], [10, 20])
+    >>> c.feed(b"cpu,host=b u=1,w=2,anomaly_score=0.8,anomaly=true 30\\n")
+    >>> s = c.series["cpu,host=b (metric)"]
+    >>> s.metric, list(s.scores), list(s.flags), c.anomalies
+    (True, [0.8], [0], 2)
     """
 
-    def __init__(self, score_suffix: str, flag_suffix: str, time_unit: int = 1) -> None:
+    def __init__(self, score_suffix: str, flag_suffix: str, time_unit: int = 1, *,
+                 metric_score_field: str = OutputConfig.metric_score_field,
+                 metric_flag_field: str = OutputConfig.metric_flag_field) -> None:
         self.time_unit = time_unit  # nanoseconds in one unit of the timestamps (replay --precision)
         self.score_suffix = score_suffix.encode()
         self.flag_suffix = flag_suffix.encode()
+        # a scope = "metric" rule's fields, as the engine writes them (escaped)
+        self.metric_score = escape_key(metric_score_field)
+        self.metric_flag = escape_key(metric_flag_field)
+        self._metric_probe = self.metric_score + b"="
         self.lower_suffix = self.flag_suffix + b"_lower"
         self.upper_suffix = self.flag_suffix + b"_upper"
         self.series: dict[str, SeriesData] = {}
@@ -114,12 +132,12 @@ class Collector:
         a string value may hold a newline, and a quote left open on a bad line that was passed
         through must not swallow the metrics after it.
         """
-        score_suffix = self.score_suffix
+        score_suffix, metric_probe = self.score_suffix, self._metric_probe
         for line in metric_lines(data):
             if not line or line[0] == 0x23:  # '#'
                 continue
             self.metrics += 1
-            if score_suffix in line:
+            if score_suffix in line or metric_probe in line:
                 try:
                     self._line(line)
                 except (ParseError, ValueError):
@@ -141,32 +159,50 @@ class Collector:
         for key in [k for k in fields if k.endswith(score_suffix)]:
             base = key[:-cut]
             value = fields.get(base)
-            if value is None or not base:
+            if value is None or not base or key == self.metric_score:  # (the metric-level name may end with it)
                 continue
             number = _number(value)
             score = float(fields[key])
             if not (math.isfinite(number) and math.isfinite(score)):
                 continue
             name = head + b" " + base
-            series = index.get(name)
-            if series is None:
-                series = index[name] = self.series[name.decode("utf-8", "backslashreplace")] = SeriesData(
-                    name.decode("utf-8", "backslashreplace"))
-            if fields.get(base + flag_suffix) == b"true":
-                series.flags.append(len(series.values))
-                self.anomalies += 1
+            series = index.get(name) or self._series(name)
             if band or series.lower is not None:
                 self._band(series, fields.get(base + self.lower_suffix), fields.get(base + self.upper_suffix))
-            series.times.append(_NO_TIME if ts is None else ts * self.time_unit)
-            series.positions.append(self.metrics)
-            series.values.append(number)
-            series.scores.append(score)
+            self._sample(series, ts, number, score, fields.get(base + flag_suffix))
             found = True
+        score_text, flag = fields.get(self.metric_score), fields.get(self.metric_flag)
+        if score_text is not None and flag is not None:  # riverguard writes both or neither
+            try:
+                score = float(score_text)
+            except ValueError:  # (not riverguard's: a string, an integer) not drawn, the fields above are
+                score = math.nan
+            if math.isfinite(score):
+                self._sample(self._series(head + b" " + METRIC_FIELD, True), ts, score, score, flag)
+                found = True
         if found:
             if ts is None:
                 self.untimed += 1
             else:
                 self.timed += 1
+
+    def _series(self, key: bytes, metric: bool = False) -> SeriesData:
+        """The series of ``key`` (measurement and tags as written, a space, the field key or
+        :data:`~riverguard.engine.METRIC_FIELD`), made at its first sample."""
+        series = self._index.get(key)
+        if series is None:
+            name = series_name(key)
+            series = self._index[key] = self.series[name] = SeriesData(name, metric)
+        return series
+
+    def _sample(self, series: SeriesData, ts: int | None, value: float, score: float, flag: bytes | None) -> None:
+        if flag == b"true":
+            series.flags.append(len(series.values))
+            self.anomalies += 1
+        series.times.append(_NO_TIME if ts is None else ts * self.time_unit)
+        series.positions.append(self.metrics)
+        series.values.append(value)
+        series.scores.append(score)
 
     @staticmethod
     def _band(series: SeriesData, lower: bytes | None, upper: bytes | None) -> None:
@@ -183,7 +219,8 @@ class Collector:
         return ranked[:n]
 
     def matching(self, globs: list[str]) -> list[SeriesData]:
-        """Series whose name (``measurement,tags field``) matches one of ``globs``, by name."""
+        """Series whose name (``measurement,tags field``; ``measurement,tags (metric)``) matches one of ``globs``,
+        by name."""
         if not globs:
             return []
         match = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)).match
@@ -332,6 +369,11 @@ def _summary_html(collector: Collector, shown: list[SeriesData], title: str, sou
             "in red, and the anomaly score beneath on the same time axis. Lines are downsampled to at most "
             f"{2 * BUCKETS:,} points per series (each bucket's lowest and highest); flagged points never are.</p>"
         )
+        if any(s.metric for s in shown):
+            parts.append(
+                '<p class="note">A series named &hellip; (metric) is the one score of a scope = "metric" rule for the '
+                "whole metric: it has no single value, and its plot is the score with the flagged points marked.</p>"
+            )
     return "\n".join(parts)
 
 
@@ -341,11 +383,26 @@ _LEFT = 90  # px left of both plots of a series, so their time axes line up what
 def _plot(d: Drawn, series: SeriesData, use_time: bool, x_range: Any) -> Any:
     """The value plot (band, line, flagged points) over the score plot, on one x range."""
     from bokeh.layouts import column
-    from bokeh.models import ColumnDataSource, DatetimeTickFormatter, HoverTool, Range1d
+    from bokeh.models import ColumnDataSource, HoverTool, Range1d
     from bokeh.plotting import figure
 
     kind = "datetime" if use_time else "linear"
     shared = {} if x_range is None else {"x_range": x_range}
+    where = [("time", "@x{%F %T}")] if use_time else [("metric", "@x")]
+    hover = {"formatters": {"@x": "datetime"}} if use_time else {}
+    if series.metric:  # one score for the whole metric, no single value: the score, flagged points marked
+        score = figure(height=230, sizing_mode="stretch_width", x_axis_type=kind, min_border_left=_LEFT,
+                       y_range=Range1d(-0.03, 1.05), tools="xpan,xwheel_zoom,box_zoom,reset,save",
+                       active_scroll="xwheel_zoom", toolbar_location="right", **shared)
+        score.yaxis.axis_label = "metric score"
+        score.line(d.score_x, d.score, line_color="#ff7f0e", line_width=1.0, legend_label="score")
+        flags = ColumnDataSource({"x": d.flag_x, "y": d.flag_score, "score": d.flag_score})
+        marks = score.scatter("x", "y", source=flags, size=7, fill_color="#d62728", line_color="white",
+                              legend_label=f"flagged ({series.anomalies:,})")
+        score.add_tools(HoverTool(renderers=[marks], tooltips=[("score", "@score{0.000}"), *where], **hover))
+        _legend(score)
+        _time_axis(score, use_time)
+        return column(score, sizing_mode="stretch_width")
     value = figure(height=230, sizing_mode="stretch_width", x_axis_type=kind, min_border_left=_LEFT,
                    tools="xpan,xwheel_zoom,box_zoom,reset,save", active_scroll="xwheel_zoom",
                    toolbar_location="right", **shared)
@@ -358,22 +415,32 @@ def _plot(d: Drawn, series: SeriesData, use_time: bool, x_range: Any) -> Any:
     flags = ColumnDataSource({"x": d.flag_x, "y": d.flag_y, "score": d.flag_score})
     marks = value.scatter("x", "y", source=flags, size=7, fill_color="#d62728", line_color="white",
                           legend_label=f"flagged ({series.anomalies:,})")
-    where = [("time", "@x{%F %T}")] if use_time else [("metric", "@x")]
     value.add_tools(HoverTool(renderers=[marks], tooltips=[("value", "@y"), ("score", "@score{0.000}"), *where],
-                              formatters={"@x": "datetime"} if use_time else {}))
-    value.add_layout(value.legend[0], "above")  # never over the data (a flag may sit in a corner)
-    value.legend.location = "top_left"
-    value.legend.orientation = "horizontal"
-    value.legend.background_fill_alpha = 0.6
-    value.legend.label_text_font_size = "11px"
+                              **hover))
+    _legend(value)
     score = figure(height=120, sizing_mode="stretch_width", x_axis_type=kind, x_range=value.x_range, min_border_left=_LEFT,
                    y_range=Range1d(-0.03, 1.05), tools="xpan,xwheel_zoom,reset", toolbar_location="right")
     score.yaxis.axis_label = "score"
     score.line(d.score_x, d.score, line_color="#ff7f0e", line_width=1.0)
     score.scatter(d.flag_x, d.flag_score, size=4, fill_color="#d62728", line_color=None)
-    if use_time:
-        score.xaxis.formatter = DatetimeTickFormatter(hours="%H:%M", days="%b %d", months="%b %Y")
+    _time_axis(score, use_time)
     return column(value, score, sizing_mode="stretch_width")
+
+
+def _legend(plot: Any) -> None:
+    """The legend above the plot, never over the data (a flag may sit in a corner)."""
+    plot.add_layout(plot.legend[0], "above")
+    plot.legend.location = "top_left"
+    plot.legend.orientation = "horizontal"
+    plot.legend.background_fill_alpha = 0.6
+    plot.legend.label_text_font_size = "11px"
+
+
+def _time_axis(plot: Any, use_time: bool) -> None:
+    if use_time:
+        from bokeh.models import DatetimeTickFormatter
+
+        plot.xaxis.formatter = DatetimeTickFormatter(hours="%H:%M", days="%b %d", months="%b %Y")
 
 
 def write(
