@@ -585,3 +585,16 @@ def test_run_called_in_process_gives_the_signal_handlers_back(tmp_path: Path) ->
     before = {sig: signal.getsignal(sig) for sig in watched}
     assert cli.main(["run", "--config", str(bad)]) == 2
     assert {sig: signal.getsignal(sig) for sig in watched} == before
+
+
+def test_a_count_of_one_takes_the_singular() -> None:
+    """The closing line said ``stopped after 1 metrics: 1 series, 1 anomalies`` and the rate limit ``1 more
+    unparsable metrics were not reported``: a count of one now takes the singular, others the plural."""
+    one = run_cli(["run"], input=b"cpu,host=a v=1 1\n", text=False)
+    assert one.returncode == 0, one.stderr
+    assert b"I! [riverguard] stopped after 1 metric: 1 series, 0 anomalies, " in one.stderr, one.stderr
+    # eleven bad lines at once: ten are told, the eleventh is counted
+    bad = run_cli(["run"], input=b"".join(b"not line protocol %d\n" % i for i in range(11)))
+    assert bad.returncode == 0, bad.stderr
+    assert b"W! [riverguard] 1 more unparsable metric was not reported (rate limit)\n" in bad.stderr, bad.stderr
+    assert b"I! [riverguard] stopped after 11 metrics: 0 series, 0 anomalies, " in bad.stderr, bad.stderr

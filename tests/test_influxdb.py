@@ -354,7 +354,7 @@ def _refused_reports(stderr: str) -> list[str]:
 
 def _held(stderr: str) -> int:
     """Refusals the rate limit kept from stderr, as its W! lines count them."""
-    return sum(int(line.split()[2]) for line in stderr.splitlines() if "InfluxDB refused were not reported" in line)
+    return sum(int(line.split()[2]) for line in stderr.splitlines() if "InfluxDB refused w" in line and "not reported" in line)
 
 
 @pytest.mark.parametrize("batch_size", ["5000", "7"])

@@ -312,7 +312,7 @@ def test_one_unsaveable_model_does_not_stop_the_checkpoint_of_the_others(tmp_pat
     again = Engine(load(config), Log("info", stream=errors))
     assert StateStore(again, tmp_path / "s.msgpack").restore() == 3
     assert b"sensor,room=a temp" not in again.series and b"sensor,room=b temp" in again.series
-    assert "1 series were checkpointed without their model" in errors.getvalue()
+    assert "1 series was checkpointed without its model (it could not be saved): it starts fresh" in errors.getvalue()
 
 
 def test_start_up_does_not_import_river_for_the_default_detector(tmp_path: Path) -> None:

@@ -335,8 +335,8 @@ SCOPES_DATA = b"".join(
 #: How the I! lines of a restore and a reload count the models the change drops.
 SCOPES_DROPPED = (
     b'4 field models dropped: a scope = "metric" rule now takes their fields into a metric\'s model; '
-    b'1 metric models dropped: no scope = "metric" rule takes their metric any more; '
-    b"1 no longer match a scoring rule"
+    b'1 metric model dropped: no scope = "metric" rule takes its metric any more; '
+    b"1 no longer matches a scoring rule"
 )
 
 
@@ -379,7 +379,7 @@ def test_a_changed_scope_drops_the_models_it_cannot_use_and_says_why(tmp_path: P
     proc = run(["run", "--config", str(after), "--state", str(state)])
     info = [line for line in proc.stderr.splitlines() if b"restored" in line]
     assert len(info) == 1 and info[0].split(b"s; ", 1)[1] == (
-        b"1 dropped: a field of yours holds one of their added names with another type"
+        b"1 dropped: a field of yours holds one of its added names with another type"
     ), proc.stderr
 
 
@@ -406,8 +406,8 @@ def test_a_reload_counts_each_reason_a_model_is_dropped_apart(tmp_path: Path, st
     info = [line for line in proc.stderr.splitlines() if b"reloaded" in line]
     assert info == [
         b"I! [riverguard] received SIGHUP: config " + str(config).encode() + b" reloaded, 7 rule(s); "
-        b"1 series keep their models; 1 start fresh because their rule or parameters changed; " + SCOPES_DROPPED
-        + b"; 1 dropped: a field of yours holds one of their added names with another type"
+        b"1 series keeps its model; 1 starts fresh because its rule or parameters changed; " + SCOPES_DROPPED
+        + b"; 1 dropped: a field of yours holds one of its added names with another type"
     ], proc.stderr
 
 
@@ -463,7 +463,7 @@ def test_a_metric_rule_behind_a_catch_all_keeps_no_models(tmp_path: Path, start)
     assert proc.wait(60) == 0
     info = [line for line in proc.stderr.splitlines() if b"reloaded" in line]
     assert len(info) == 1 and info[0].endswith(
-        b"reloaded, 3 rule(s); 1 series keep their models; "
+        b"reloaded, 3 rule(s); 1 series keeps its model; "
         b'2 metric models dropped: no scope = "metric" rule takes their metric any more'
     ), proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")] == [

@@ -20,7 +20,7 @@ from . import __version__
 from .config import Config, ConfigError, default_config, duration_text, load, state_path
 from .config import warnings as config_warnings
 from .engine import Engine
-from .log import LEVELS, Log, Progress, printable
+from .log import LEVELS, Log, Progress, plural, printable
 from .output import OutputError, flush, stop
 
 if TYPE_CHECKING:
@@ -461,7 +461,7 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
         kept, dropped = engine.reconfigure(config)
         log.info(
             f"received SIGHUP: config {config.source} reloaded, {len(config.rules)} rule(s); "
-            f"{kept} series keep their models" + engine.dropped_counts(dropped)
+            f"{kept} series {'keeps its model' if kept == 1 else 'keep their models'}" + engine.dropped_counts(dropped)
         )
 
     return reload
@@ -522,7 +522,8 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
     if monitor is not None and code == EXIT_OK:  # the last line, after the last checkpoint
         code = write_line(1, monitor.line(), log)
     log.info(
-        f"stopped after {engine.metrics} metrics: {len(engine.series)} series, {engine.anomalies} anomalies, "
+        f"stopped after {plural(engine.metrics, 'metric')}: {len(engine.series)} series, "
+        f"{plural(engine.anomalies, 'anomaly', 'anomalies')}, "
         f"{engine.evicted} series evicted (max_series, {engine.evicted_unscored} before they were scored), "
         f"{engine.expired} expired (series_ttl)"
     )

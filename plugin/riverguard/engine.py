@@ -21,7 +21,7 @@ from ._hotpath import Series, checked_score, format_score
 from .config import Config, Rule, duration_text
 from .detectors import Detector
 from .lineprotocol import Metric, ParseError, Record, escape_key, parse, unescape
-from .log import Log, RateLimit, iso_ns
+from .log import Log, RateLimit, iso_ns, plural
 
 __all__ = [
     "ACCELERATED", "METRIC_FIELD", "MONITOR_MEASUREMENT", "Engine", "MetricSeries", "Series", "checked_score",
@@ -90,10 +90,6 @@ def _split_key(key: bytes) -> tuple[bytes, bytes]:
 def _none_plain(engine: Engine, buf: bytes, pos: int, out: list[bytes]) -> int:
     """:attr:`Engine.run_plain` where timestamps are not nanoseconds: no metric taken (all go to ``process``)."""
     return pos
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _matcher(glob: str) -> Callable[[str], Any]:
@@ -195,13 +191,13 @@ class Engine:
         # value with a raw newline spans), and the lines read before the current input.
         self._extra_lines = 0
         self._line_origin = 0
-        self._error_limit = RateLimit(burst=10, period=1.0, what="unparsable metrics")
+        self._error_limit = RateLimit(burst=10, period=1.0, what=("unparsable metric", "unparsable metrics"))
         #: The names of added fields that the user's own fields hold with another type, by measurement
         #: (escaped, as in the line): the fields they belong to are not scored there (:meth:`check_names`).
         #: Kept across reloads and, in the checkpoint, across restarts.
         self.taken: dict[bytes, set[bytes]] = {}
-        self._taken_limit = RateLimit(burst=10, period=1.0, what="fields that clash with an added name")
-        self._failure_limit = RateLimit(burst=10, period=1.0, what="series whose detector failed")
+        self._taken_limit = RateLimit(burst=10, period=1.0, what=("field that clashes with an added name", "fields that clash with an added name"))
+        self._failure_limit = RateLimit(burst=10, period=1.0, what=("series whose detector failed",) * 2)
 
     def _configure(self, config: Config) -> None:
         """What the engine derives from its config (at start, and again on SIGHUP)."""
@@ -535,20 +531,26 @@ class Engine:
     BARRED = "barred"  # a series' model barred by a field of the user's holding one of its added names (taken)
     OVER = "over"  # a series beyond a lowered max_series (:meth:`shrink`)
     #: Why models were not kept (at a restore, at a reload), as the I! lines of both say it, in their order.
+    #: Each reason's words after the count: for one series, and for more.
     DROPPED = (
-        (CHANGED, "start fresh because their rule or parameters changed"),
-        (TO_METRIC, 'field models dropped: a scope = "metric" rule now takes their fields into a metric\'s model'),
-        (NO_METRIC, 'metric models dropped: no scope = "metric" rule takes their metric any more'),
-        (UNMATCHED, "no longer match a scoring rule"),
-        (BARRED, "dropped: a field of yours holds one of their added names with another type"),
-        (OVER, "dropped to fit [state] max_series = {max_series} (stale ones first, then the least recently seen)"),
+        (CHANGED, ("starts fresh because its rule or parameters changed",
+                   "start fresh because their rule or parameters changed")),
+        (TO_METRIC, ('field model dropped: a scope = "metric" rule now takes its field into a metric\'s model',
+                     'field models dropped: a scope = "metric" rule now takes their fields into a metric\'s model')),
+        (NO_METRIC, ('metric model dropped: no scope = "metric" rule takes its metric any more',
+                     'metric models dropped: no scope = "metric" rule takes their metric any more')),
+        (UNMATCHED, ("no longer matches a scoring rule", "no longer match a scoring rule")),
+        (BARRED, ("dropped: a field of yours holds one of its added names with another type",
+                  "dropped: a field of yours holds one of their added names with another type")),
+        (OVER, ("dropped to fit [state] max_series = {max_series} (stale ones first, then the least recently seen)",) * 2),
     )
 
     def dropped_counts(self, dropped: Counter[str]) -> str:
         """``"; N reason"`` for each reason ``dropped`` counts (by :attr:`DROPPED`), for the I! lines of a
         restore and a reload; ``""`` when none was dropped."""
         return "".join(
-            f"; {dropped[why]} {text.format(max_series=self.max_series)}" for why, text in self.DROPPED if dropped[why]
+            "; " + plural(dropped[why], *(text.format(max_series=self.max_series) for text in texts))
+            for why, texts in self.DROPPED if dropped[why]
         )
 
     def rule_for(self, key: bytes, fingerprint: str, cache: dict[Any, Any]) -> tuple[bytes, Rule | None, str]:
@@ -960,14 +962,14 @@ class Engine:
         ttl = duration_text(self._ttl_ns / 1e9)
         if ahead:
             self.log.warn(
-                f"{_count(ahead, 'metric')} with {'a timestamp' if ahead == 1 else 'timestamps'} more than "
+                f"{plural(ahead, 'metric')} with {'a timestamp' if ahead == 1 else 'timestamps'} more than "
                 f"series_ttl ({ttl}) ahead of the stream's clock (the latest: {iso_ns(clock.newest)}, when the "
                 f"clock was {iso_ns(clock.then)}): is a host's clock wrong? A few such timestamps do not move the "
                 "clock series expire by; the whole stream moving on does"
             )
         if behind:
             self.log.warn(
-                f"{_count(behind, 'metric')} with {'a timestamp' if behind == 1 else 'timestamps'} more than "
+                f"{plural(behind, 'metric')} with {'a timestamp' if behind == 1 else 'timestamps'} more than "
                 f"series_ttl ({ttl}) behind the stream's clock "
                 f"({iso_ns(clock.now)}): their series start fresh at each such sample; is a host's clock wrong?"
             )

@@ -46,7 +46,7 @@ import urllib.parse
 from collections.abc import Callable
 
 from .lineprotocol import metric_lines
-from .log import Log, RateLimit
+from .log import Log, RateLimit, plural
 
 __all__ = [
     "DATA_REFUSED", "DEFAULT_BATCH_SIZE", "MAX_BACKOFF", "MAX_REFUSED_PER_BATCH", "InfluxError", "InfluxWriter",
@@ -339,7 +339,7 @@ class InfluxWriter:
         self._done = 0  # metrics of the batches dealt with (written or refused), after those skipped
         self._refused_done = 0  # of which refused
         self._batch_refused = 0  # refused so far in the batch being sent
-        self._refusals = refusals or RateLimit(burst=10, period=1.0, what="metrics InfluxDB refused")
+        self._refusals = refusals or RateLimit(burst=10, period=1.0, what=("metric InfluxDB refused", "metrics InfluxDB refused"))
 
     # -- the sink --------------------------------------------------------------
 
@@ -374,7 +374,7 @@ class InfluxWriter:
         if not self._failed and self.batches:
             rate = self.lines / self.post_seconds if self.post_seconds > 0 else 0.0
             summary = (
-                f"wrote {self.lines} metrics in {self.batches} batch(es) to {self.target} at {self.url}"
+                f"wrote {plural(self.lines, 'metric')} in {self.batches} batch(es) to {self.target} at {self.url}"
                 f" ({self.retried} retried, {rate:,.0f} metrics/s while posting)"
             )
             if self.refused:
@@ -401,7 +401,7 @@ class InfluxWriter:
     def skipped_past_the_end(self) -> str:
         """What to say when ``--skip-metrics N`` asked to skip more metrics than there were: none was sent."""
         return (
-            f"--skip-metrics {self.skipped_total} is more than the {self.skipped_total - self.skip} metrics replayed:"
+            f"--skip-metrics {self.skipped_total} is more than the {plural(self.skipped_total - self.skip, 'metric')} replayed:"
             f" nothing was sent to {self.target} at {self.url}"
         )
 
@@ -414,7 +414,7 @@ class InfluxWriter:
         if self._done == 0:
             start = "backfill stopped at its first batch"
             if self.skipped_total:
-                start += f" (after the {self.skipped_total} metrics skipped with --skip-metrics)"
+                start += f" (after the {plural(self.skipped_total, 'metric')} skipped with --skip-metrics)"
             if fix:
                 return f"{start}: {fix}, then run the same command again"
             if err is not None and err.retryable:
@@ -427,7 +427,7 @@ class InfluxWriter:
         if self._refused_done:
             notes.append(f"{self._refused_done} refused, reported above")
         return (
-            f"backfill stopped: {done} metrics acknowledged by InfluxDB"
+            f"backfill stopped: {plural(done, 'metric')} acknowledged by InfluxDB"
             + (f" ({'; '.join(notes)})" if notes else "")
             + (f"; {fix}" if fix else "")
             + f"; to resume, run the same command with --skip-metrics {done}"

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TextIO
 
-__all__ = ["LEVELS", "Log", "Progress", "RateLimit", "iso_ns", "printable"]
+__all__ = ["LEVELS", "Log", "Progress", "RateLimit", "iso_ns", "plural", "printable"]
 
 LEVELS = {"error": 0, "warn": 1, "info": 2, "debug": 3}
 _PREFIX = {0: "E! ", 1: "W! ", 2: "I! ", 3: "D! "}
@@ -30,6 +30,16 @@ def iso_ns(ns: int) -> str:
     except (OverflowError, ValueError, OSError):
         return f"{ns} ns"
     return f"{stamp}.{rest:09d}Z".replace(".000000000Z", "Z")
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``n`` and the noun that goes with it, as every count in a message says it: ``one`` for 1, else ``many``
+    (by default ``one`` + "s").
+
+    >>> plural(1, "metric"), plural(0, "metric"), plural(2, "anomaly", "anomalies"), plural(1, "anomaly", "anomalies")
+    ('1 metric', '0 metrics', '2 anomalies', '1 anomaly')
+    """
+    return f"{n} {one}" if n == 1 else f"{n} {one + 's' if many is None else many}"
 
 
 def printable(text: str) -> str:
@@ -78,7 +88,8 @@ class Log:
 class RateLimit:
     """Allow ``burst`` events per ``period`` seconds; count what was held back, and say it once.
 
-    ``what`` names the events in that line (``3 more unparsable metrics were not reported``).
+    ``what`` names the events in that line, one and many (``("unparsable metric", "unparsable metrics")``: ``1 more
+    unparsable metric was not reported``, ``3 more unparsable metrics were not reported``).
 
     >>> clock = iter([0.0, 0.1, 0.2, 5.0]).__next__
     >>> rl = RateLimit(burst=2, period=1.0, clock=clock)
@@ -88,7 +99,8 @@ class RateLimit:
     (True, 1, 0)
     """
 
-    def __init__(self, burst: int = 10, period: float = 1.0, clock=time.monotonic, what: str = "messages") -> None:
+    def __init__(self, burst: int = 10, period: float = 1.0, clock=time.monotonic,
+                 what: tuple[str, str] = ("message", "messages")) -> None:
         self.burst = burst
         self.period = period
         self.clock = clock
@@ -120,7 +132,8 @@ class RateLimit:
         """One ``W!`` line for the events held back since the last one, if any."""
         held = self.take_suppressed()
         if held:
-            log.warn(f"{held} more {self.what} were not reported (rate limit)")
+            one, many = self.what
+            log.warn(f"{plural(held, 'more ' + one, 'more ' + many)} {'was' if held == 1 else 'were'} not reported (rate limit)")
 
 
 class Progress:

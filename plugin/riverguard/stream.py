@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from .engine import Engine
 from .lineprotocol import Splitter
+from .log import plural
 from .output import OutputError, stopped, write_all
 from .signals import Signals
 
@@ -253,7 +254,7 @@ def passthrough(log, held: Held, outfd: int = 1) -> int:  # type: ignore[no-unty
             data = _read(infd) if infd in ready else None
             if data == b"":
                 eof = True
-        log.info(f"stopped after passing {lines} lines through unscored")
+        log.info(f"stopped after passing {plural(lines, 'line')} through unscored")
         return 0
     except (BrokenPipeError, OutputError) as err:
         log.error(stopped(err))

@@ -220,7 +220,7 @@ class Puller:
         self.marks: dict[str, int] = {}
         self.saved: dict[str, int] = {}  # the marks in the checkpoint (behind self.marks while saves fail)
         #: The rate limit of the refused points' E! lines: one for every pass (a --follow's too).
-        self.refusals = RateLimit(burst=REFUSED_TOLD, period=60.0, what="points InfluxDB refused")
+        self.refusals = RateLimit(burst=REFUSED_TOLD, period=60.0, what=("point InfluxDB refused", "points InfluxDB refused"))
         self._pending: dict[str, int] = {}  # marks fed but not yet committed
         self._written_before = 0  # the writer's count at the last commit
         self._refused_before = 0  # the writer's count of refused points at the last commit

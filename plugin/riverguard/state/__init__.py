@@ -33,7 +33,7 @@ from ..config import STATE_FOLDER_FILE, Rule
 from ..config import checkpoint_file  # the checkpoint file for a state path (a folder: the file in it)
 from ..engine import Engine, series_name
 from ..lineprotocol import ParseError
-from ..log import RateLimit, iso_ns
+from ..log import RateLimit, iso_ns, plural
 from ..signals import checkpointing
 from .codec import StateCodecError, decode, encode
 from .store import FORMAT, VERSION, CheckpointError, orphans, read, set_aside, write
@@ -265,7 +265,7 @@ class StateStore:
             size += length
         if count:
             self.log.info(
-                f"removed {count} temporary checkpoint file(s) ({size} bytes) left in {self.path.parent} "
+                f"removed {count} temporary checkpoint file(s) ({plural(size, 'byte')}) left in {self.path.parent} "
                 "by processes killed while writing a checkpoint"
             )
 
@@ -353,7 +353,11 @@ class StateStore:
         if times:
             engine.now = max(times)
         if unsaved:
-            self.log.warn(f"{unsaved} series were checkpointed without their model (it could not be saved): they start fresh")
+            self.log.warn(
+                f"{unsaved} series " + ("was checkpointed without its model (it could not be saved): it starts fresh"
+                                        if unsaved == 1 else
+                                        "were checkpointed without their model (it could not be saved): they start fresh")
+            )
         return restored, dropped
 
     def save(self, tell: bool = False) -> bool:
