@@ -640,3 +640,21 @@ def test_rules_a_narrower_catch_all_hides_are_a_warning(tmp_path: Path) -> None:
         hidden % (6, "db1-disk", 5, "db") + " of every metric it matches",
         hidden % (9, "late", 8, "rest"),
     ]
+
+
+@pytest.mark.parametrize("command", [["run", "--config"], ["replay", "-", "--config"], ["check-config"]])
+def test_a_config_that_cannot_be_read_is_told_in_the_projects_words(tmp_path: Path, command: list[str]) -> None:
+    """A missing config said ``E! x.toml: cannot read: [Errno 2] No such file or directory: 'x.toml'``, where
+    every other file riverguard is given says ``PATH: no such file``; a folder, ``[Errno 21] Is a directory``.
+    Now they say it as ``evaluate --labels`` does for its files."""
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "latin1.toml").write_bytes(b'[[rule]]\nname = "caf\xe9"\n')
+    expected = {
+        "x.toml": "x.toml: no such file",
+        "conf.d": "conf.d: is a folder, not a config file",
+        "latin1.toml": "latin1.toml:2: not UTF-8 text",
+    }
+    for given, said in expected.items():
+        result = run_cli([*command, given], cwd=tmp_path, text=True)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == f"E! [riverguard] {said}\n", result.stderr

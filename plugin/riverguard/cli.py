@@ -20,7 +20,7 @@ from . import __version__
 from .config import Config, ConfigError, default_config, duration_text, load, state_path
 from .config import warnings as config_warnings
 from .engine import Engine
-from .log import LEVELS, Log, Progress, plural, printable
+from .log import LEVELS, Log, Progress, os_reason, plural, printable
 from .output import OutputError, flush, stop
 
 if TYPE_CHECKING:
@@ -549,8 +549,7 @@ def _check_inputs(files: list[str]) -> str | None:
             with open(name, "rb"):
                 pass
         except OSError as err:
-            reason = "no such file" if isinstance(err, FileNotFoundError) else (err.strerror or str(err))
-            return f"cannot read {name}: {reason}"
+            return f"cannot read {name}: {os_reason(err)}"
     return None
 
 

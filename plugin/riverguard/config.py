@@ -23,7 +23,7 @@ from typing import Any
 
 from . import detectors
 from .detectors.base import Factory
-from .log import printable
+from .log import Unreadable, printable, read_text
 
 __all__ = [
     "EXPLAIN_SUFFIXES",
@@ -298,9 +298,9 @@ def load(path: str | Path) -> Config:
     """Read and validate the config file at ``path``."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read: {err}") from None
+        text = read_text(path, "a config file")
+    except Unreadable as err:
+        raise ConfigError(str(err)) from None
     return parse(text, source=str(path), base=path.resolve().parent, file=path)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
-__all__ = ["LEVELS", "Log", "Progress", "RateLimit", "iso_ns", "plural", "printable"]
+__all__ = ["LEVELS", "Log", "Progress", "RateLimit", "Unreadable", "iso_ns", "os_reason", "plural", "printable", "read_text"]
 
 LEVELS = {"error": 0, "warn": 1, "info": 2, "debug": 3}
 _PREFIX = {0: "E! ", 1: "W! ", 2: "I! ", 3: "D! "}
@@ -40,6 +41,39 @@ def plural(n: int, one: str, many: str | None = None) -> str:
     ('1 metric', '0 metrics', '2 anomalies', '1 anomaly')
     """
     return f"{n} {one}" if n == 1 else f"{n} {one + 's' if many is None else many}"
+
+
+def os_reason(err: OSError) -> str:
+    """Why a file named could not be opened, as every message says it: ``no such file``, else the system's words.
+
+    >>> os_reason(FileNotFoundError(2, "No such file or directory")), os_reason(PermissionError(13, "Permission denied"))
+    ('no such file', 'Permission denied')
+    """
+    return "no such file" if isinstance(err, FileNotFoundError) else (err.strerror or str(err))
+
+
+class Unreadable(ValueError):
+    """A file that :func:`read_text` cannot read; the message says which and why."""
+
+
+def read_text(path: Path, kind: str) -> str:
+    """The UTF-8 text of the file at ``path`` (a byte order mark dropped), a ``kind`` of file (``"a CSV file"``).
+
+    Raises :class:`Unreadable` with the message every command gives: ``PATH: no such file``, ``PATH: is a
+    folder, not KIND``, ``PATH: cannot read: REASON``, ``PATH:LINE: not UTF-8 text``.
+    """
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise Unreadable(f"{path}: is a folder, not {kind}") from None
+    except OSError as err:
+        reason = os_reason(err)
+        raise Unreadable(f"{path}: {reason}" if reason == "no such file" else f"{path}: cannot read: {reason}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise Unreadable(f"{path}:{line}: not UTF-8 text") from None
 
 
 def printable(text: str) -> str:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..log import Unreadable, read_text
 from .nab import FileLabels, probation_length
 
 __all__ = [
@@ -120,18 +121,9 @@ class OutOfRange(ValueError):
 
 def _decode(path: Path) -> str:
     try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, not a CSV file") from None
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except OSError as err:
-        raise DataError(f"{path}: cannot read: {err.strerror or err}") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise DataError(f"{path}:{line}: not UTF-8 text") from None
+        return read_text(path, "a CSV file")
+    except Unreadable as err:
+        raise DataError(str(err)) from None
 
 
 def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
