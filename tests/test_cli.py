@@ -598,3 +598,21 @@ def test_a_count_of_one_takes_the_singular() -> None:
     assert bad.returncode == 0, bad.stderr
     assert b"W! [riverguard] 1 more unparsable metric was not reported (rate limit)\n" in bad.stderr, bad.stderr
     assert b"I! [riverguard] stopped after 11 metrics: 0 series, 0 anomalies, " in bad.stderr, bad.stderr
+
+
+def test_timestamps_behind_the_clock_name_the_way_out() -> None:
+    """A source whose timestamps lag more than series_ttl behind the rest is never scored (its series starts
+    fresh at each sample). The W! line only asked whether a host's clock was wrong; it now also names the way
+    out for a source that lags by design: a larger series_ttl, or an execd block of its own. One line."""
+    now = 1_700_000_000 * 10**9
+    data = b"".join(b"cpu,host=a v=%d %d\n" % (i % 5, now + i * 10**9) for i in range(300))
+    data += b"".join(b"cpu,host=late v=%d %d\n" % (i % 5, now - 2 * 86_400 * 10**9 + i * 10**9) for i in range(3))
+    result = run_cli(["run"], input=data)
+    assert result.returncode == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if line.startswith(b"W! ")]
+    assert warned == [
+        b"W! [riverguard] 3 metrics with timestamps more than series_ttl (24h) behind the stream's clock "
+        b"(2023-11-14T22:17:16Z): their series start fresh at each such sample, never scored; is a host's clock "
+        b"wrong? If a source lags by design, raise [state] series_ttl above its lag, or run it through a "
+        b"[[processors.execd]] block of its own"
+    ], result.stderr

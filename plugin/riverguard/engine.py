@@ -971,7 +971,9 @@ class Engine:
             self.log.warn(
                 f"{plural(behind, 'metric')} with {'a timestamp' if behind == 1 else 'timestamps'} more than "
                 f"series_ttl ({ttl}) behind the stream's clock "
-                f"({iso_ns(clock.now)}): their series start fresh at each such sample; is a host's clock wrong?"
+                f"({iso_ns(clock.now)}): their series start fresh at each such sample, never scored; is a host's "
+                f"clock wrong? If a source lags by design, raise [state] series_ttl above its lag, or run it through a "
+                "[[processors.execd]] block of its own"
             )
 
     def expire(self) -> int:
