@@ -616,3 +616,30 @@ def test_timestamps_behind_the_clock_name_the_way_out() -> None:
         b"wrong? If a source lags by design, raise [state] series_ttl above its lag, or run it through a "
         b"[[processors.execd]] block of its own"
     ], result.stderr
+
+
+def test_timestamps_in_seconds_read_as_nanoseconds_are_told_once(tmp_path: Path) -> None:
+    """Data stamped in seconds replayed without --precision s was read as 1970 + 1.7 s, scored differently, and
+    nothing said so. One W! line, once per process, now says what the first timestamps look like; nanosecond
+    data (after 2001) and a replay given --precision never get it."""
+    seconds = b"".join(b"cpu,host=a v=%d %d\n" % (i % 3, 1_700_000_000 + 10 * i) for i in range(600))
+    (tmp_path / "a.lp").write_bytes(seconds[: len(seconds) // 2])
+    (tmp_path / "b.lp").write_bytes(seconds[len(seconds) // 2:])
+    replayed = run_cli(["replay", "a.lp", "b.lp"], cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    warned = [line for line in replayed.stderr.splitlines() if line.startswith(b"W! ")]
+    assert len(warned) == 1 and re.fullmatch(  # (one of the first timestamps the clock still holds)
+        rb"W! \[riverguard\] the timestamps look like seconds, not nanoseconds: 17000\d{5} is 2023-11-14T22:\d\d:\d\dZ "
+        rb"in seconds, 1970-01-01T00:00:01\.70000\d+Z in nanoseconds; if they are, give --precision s", warned[0]
+    ), replayed.stderr
+    ran = run_cli(["run"], input=seconds[:200].rpartition(b"\n")[0] + b"\n")  # fewer than 16: told at the end
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr.count(b"W! ") == 1 and b"look like seconds" in ran.stderr and (
+        b"or replay them with riverguard replay --precision s\n") in ran.stderr, ran.stderr
+    millis = b"".join(b"cpu,host=a v=%d %d\n" % (i % 3, 1_700_000_000_000 + 10 * i) for i in range(100))
+    assert b"look like milliseconds" in run_cli(["run"], input=millis).stderr
+    for args, data in ((["replay", "--precision", "s", "-"], seconds),
+                       (["run"], b"".join(b"cpu v=%d %d\n" % (i % 3, (978_307_200 + i) * 10**9) for i in range(50)))):
+        quiet = run_cli(args, input=data)
+        assert quiet.returncode == 0 and b"W! " not in quiet.stderr, (args, quiet.stderr)
+

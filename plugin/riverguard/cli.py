@@ -502,6 +502,9 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
     except _StateUnavailable as err:
         log.error(str(err))
         return EXIT_CONFIG
+    if not engine.clock.known:  # (a restored clock: the models already took timestamps in their unit)
+        engine.unit_hint = ("if they are, send nanoseconds (as Telegraf's execd processor does), or replay them "
+                            "with riverguard replay --precision {unit}")
     monitor = None
     if config.monitor.interval is not None:
         from .monitor import Monitor
@@ -710,6 +713,8 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
     except _StateUnavailable as err:
         log.error(str(err))
         return EXIT_CONFIG
+    if unit == 1 and not engine.clock.known:  # (--precision given, or a restored clock: their unit is known)
+        engine.unit_hint = "if they are, give --precision {unit}"
     progress = None
     if sys.stderr.isatty() and "-" not in files:
         progress = Progress(sum(os.path.getsize(f) for f in files), "replay")

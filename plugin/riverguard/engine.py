@@ -92,6 +92,30 @@ def _none_plain(engine: Engine, buf: bytes, pos: int, out: list[bytes]) -> int:
     return pos
 
 
+#: The timestamps :meth:`Engine.check_units` looks at: the first ones of a stream that starts with no clock.
+UNIT_SAMPLE = 16
+#: Units a timestamp may have been written in by mistake, and their size in nanoseconds, for that check.
+_SMALLER_UNITS = (("s", 10**9), ("ms", 10**6), ("us", 10**3))
+
+
+def guess_unit(stamps: list[int]) -> str | None:
+    """The unit (``s``, ``ms``, ``us``) that every one of ``stamps`` (read as nanoseconds) was written in, by
+    the look of them, or None. They look like it when each, read in that unit, is a date from 2001-09-09 to
+    2286-11-20 (10**9 to 10**10 seconds): as nanoseconds they are then all within 1970's first 116 days,
+    and nanosecond timestamps from 1970-04-27 on (as any real data after 2001) never look so.
+
+    >>> guess_unit([1_700_000_000, 1_700_000_010]), guess_unit([1_700_000_000_000]), guess_unit([1_700_000_000_000_000])
+    ('s', 'ms', 'us')
+    >>> guess_unit([1_700_000_000 * 10**9]), guess_unit([1_700_000_000, 5]), guess_unit([])
+    (None, None, None)
+    """
+    for unit, size in _SMALLER_UNITS:
+        low = 10**18 // size  # 10**9 s, in that unit
+        if stamps and all(low <= t < 10 * low for t in stamps):
+            return unit
+    return None
+
+
 def _matcher(glob: str) -> Callable[[str], Any]:
     return re.compile(fnmatch.translate(glob)).match
 
@@ -172,6 +196,9 @@ class Engine:
         self._ahead_reported = 0
         self._behind_reported = 0
         self._next_clock_warning = 0.0
+        #: Whether the first timestamps of the stream are still to be looked at for their unit
+        #: (:meth:`check_units`); the command that reads them sets it, with how to give another unit.
+        self.unit_hint: str | None = None
         self.metrics = 0
         #: Field values that went through a detector (scored), since start.
         self.fields_scored = 0
@@ -938,13 +965,39 @@ class Engine:
         """The physical line of the current input where the last metric counted starts."""
         return self.metrics + self._extra_lines - self._line_origin
 
-    def flush_log(self) -> None:
+    def flush_log(self, final: bool = False) -> None:
         """Report what the rate limits held back (parse errors, failed detectors, name clashes), evictions of
-        unscored series, and timestamps far from the stream's clock."""
+        unscored series, timestamps far from the stream's clock, and (``final``: at the end of the input, the
+        first ones however few) timestamps that look like seconds (:meth:`check_units`)."""
         for limit in (self._error_limit, self._failure_limit, self._taken_limit):
             limit.report_held(self.log)
+        self.check_units(final)
         self._report_evictions()
         self._report_clock()
+
+    def check_units(self, final: bool = False) -> None:
+        """Once :data:`UNIT_SAMPLE` timestamps of the stream are in (``final``: however many came), one ``W!``
+        line if the oldest of the clock's window (the first :data:`UNIT_SAMPLE`, or, after a large read, the
+        first of the latest 127) all look like seconds, milliseconds or microseconds (:func:`guess_unit`) while
+        they are read as nanoseconds: every one of them would be early in 1970 and the scores would differ. Once per
+        process, only when :attr:`unit_hint` is set (a checkpoint restored with a clock: its timestamps were
+        taken in the unit the models know; checked no further)."""
+        if self.unit_hint is None:
+            return
+        clock = self.clock
+        if clock.count < UNIT_SAMPLE and not final:
+            return
+        hint, self.unit_hint = self.unit_hint, None
+        first = clock.window()[:UNIT_SAMPLE]  # (the oldest of the window: the first of the stream if it is not full)
+        unit = guess_unit(first)
+        if unit is None:
+            return
+        size = dict(_SMALLER_UNITS)[unit]
+        name = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}[unit]
+        self.log.warn(
+            f"the timestamps look like {name}, not nanoseconds: {first[0]} is {iso_ns(first[0] * size)} in {name}, "
+            f"{iso_ns(first[0])} in nanoseconds; {hint.format(unit=unit)}"
+        )
 
     def _report_clock(self) -> None:
         """A ``W!`` line, at most once a minute, while metrics come with timestamps more than ``series_ttl``

@@ -378,7 +378,7 @@ def serve(
             out.extend(feed(engine, buf, final=True)[0])
         if out:
             write_all(outfd, out)
-        engine.flush_log()
+        engine.flush_log(final=True)
         return 0
     except (BrokenPipeError, OutputError) as err:
         log.error(stopped(err))
@@ -431,8 +431,10 @@ def process_chunks(engine: Engine, chunks: Iterable[bytes], write: Callable[[byt
                 write(b"".join(out))
                 collector.step()
             buf = buf[consumed:]
+            engine.check_units()
         if buf:
             write(b"".join(feed(engine, buf, final=True)[0]))
+        engine.check_units()
 
 
 class InputError(Exception):
@@ -487,7 +489,7 @@ def replay(
         finally:
             if stream is not sys.stdin.buffer:
                 stream.close()
-    engine.flush_log()
+    engine.flush_log(final=True)
 
 
 def _counted(chunks: Iterable[bytes], progress: Callable[[int], None]) -> Iterator[bytes]:
