@@ -643,3 +643,28 @@ def test_timestamps_in_seconds_read_as_nanoseconds_are_told_once(tmp_path: Path)
         quiet = run_cli(args, input=data)
         assert quiet.returncode == 0 and b"W! " not in quiet.stderr, (args, quiet.stderr)
 
+
+def test_an_interrupted_replay_says_what_it_left(start, tmp_path: Path) -> None:
+    """An interrupted replay keeps the old -o file and writes no checkpoint, as it should, but it exited 130
+    without a word: one W! line now says what became of both."""
+    out, state = tmp_path / "out.lp", tmp_path / "s.msgpack"
+    out.write_bytes(b"the old output\n")
+    proc = start("replay", "--state", str(state), "-o", str(out), "-", cwd=tmp_path)
+    proc.write(b"cpu v=1 1\ncpu v=2 2\n")
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob(".out.lp.tmp-*")) and time.monotonic() < deadline:  # the replay has begun
+        time.sleep(0.05)
+    time.sleep(0.5)  # (reading its input)
+    proc.popen.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 130, proc.stderr
+    assert proc.stderr.endswith(
+        b"\nW! [riverguard] interrupted after 2 metrics: %s left as it was, no checkpoint written\n" % bytes(out)
+    ), proc.stderr
+    assert out.read_bytes() == b"the old output\n" and not state.exists()
+    # to stdout, with no checkpoint: the metrics written so far are there
+    proc = start("replay", "-", cwd=tmp_path)
+    proc.write(b"cpu v=1 1\n")
+    assert proc.wait_lines(1, 30), proc.stderr
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 130, proc.stderr
+    assert proc.stderr == b"W! [riverguard] interrupted after 1 metric: the output up to there went to stdout, no --state\n"

@@ -737,7 +737,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
         names = config.output
         collector = Collector(names.score_suffix, names.flag_suffix, unit, metric_score_field=names.metric_score_field,
                               metric_flag_field=names.metric_flag_field)
-    ok = False
+    ok = interrupted = False
     saved = True
     for sig in (signal.SIGINT, signal.SIGTERM):  # stopped: the finally below drops a half-written output
         signal.signal(sig, signal.default_int_handler)
@@ -755,17 +755,24 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
     except InputError as err:
         log.error(str(err))
         return EXIT_FAIL
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         with committing:
             if progress:
                 progress.close()
-            if isinstance(out, _OutputFile):
-                out.finish(ok)
-            elif out is sys.stdout.buffer:
-                with contextlib.suppress(BrokenPipeError):
-                    out.flush()
-            else:
-                out.close()
+            try:
+                if isinstance(out, _OutputFile):
+                    out.finish(ok)
+                elif out is sys.stdout.buffer:
+                    with contextlib.suppress(BrokenPipeError):
+                        out.flush()
+                else:
+                    out.close()
+            finally:
+                if interrupted:  # (exit 130)
+                    log.warn(_interrupted(engine, out, store))
             if ok and store:
                 saved = store.save(tell=True)
     _summary(engine)
@@ -776,6 +783,23 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
         _final_checkpoint_failed(log)
         return code or EXIT_FAIL
     return code
+
+
+def _interrupted(engine: Engine, out: Any, store: Any) -> str:
+    """The W! line of a replay stopped (SIGINT, SIGTERM) before its input was all scored: what became of the
+    output and the checkpoint (kept as they were: a replay's output never goes with other models)."""
+    if isinstance(out, _OutputFile) and out.tmp is not None:
+        output = f"{out.path} left as it was" if out.mode is not None else f"{out.path} not written"
+    elif isinstance(out, _OutputFile):  # a device or a FIFO, written directly
+        output = f"{out.path} has the output up to there"
+    elif out is sys.stdout.buffer:
+        output = "the output up to there went to stdout"
+    else:
+        output = f"what {out.target} at {out.url} acknowledged stays written"
+    checkpoint = "no --state"
+    if store is not None:
+        checkpoint = "no checkpoint written" + (f" ({store.path} keeps the models it had)" if store.path.exists() else "")
+    return f"interrupted after {plural(engine.metrics, 'metric')}: {output}, {checkpoint}"
 
 
 def _write_report(collector, args: argparse.Namespace, log: Log) -> int:  # type: ignore[no-untyped-def]
