@@ -252,7 +252,7 @@ def test_settings_that_wait_for_the_next_start_are_told_once_per_change(start, t
         b"W! [riverguard] received SIGHUP: [state] path = %s takes effect at the next start; checkpoints go to "
         b"%s until then" % (bytes(tmp_path / "t.msgpack"), bytes(tmp_path / "s.msgpack")),
         b'W! [riverguard] received SIGHUP: [state] checkpoint_interval = "30s" takes effect at the next start; '
-        b'"1m" stays in force until then',
+        b'"60s" stays in force until then',  # as the config says it (this said "1m")
         b'W! [riverguard] received SIGHUP: [monitor] interval = "1h" takes effect at the next start; '
         b'"0.2s" stays in force until then',
     ]

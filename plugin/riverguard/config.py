@@ -229,12 +229,16 @@ class StateConfig:
     checkpoint_interval: float = 60.0
     max_series: int = 100_000
     series_ttl: float = 24 * 3600.0
+    #: The durations as the config writes them, by key (for messages: :func:`written`).
+    texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class MonitorConfig:
     #: Seconds between two ``riverguard`` health lines on stdout; None: off.
     interval: float | None = None
+    #: The interval as the config writes it (for messages: :func:`written`).
+    texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -274,6 +278,29 @@ def duration_text(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{seconds / size:g}{unit}"
     return f"{seconds:g}s"
+
+
+def written(section: StateConfig | MonitorConfig, key: str) -> str:
+    """Duration ``key`` of ``section`` as the config wrote it (``"60s"`` stays ``"60s"``, not ``"1m"``); not in
+    the config, the default as the README and the sample config write it.
+
+    >>> written(StateConfig(checkpoint_interval=60.0, texts={"checkpoint_interval": "60s"}), "checkpoint_interval")
+    '60s'
+    >>> written(StateConfig(), "checkpoint_interval"), written(StateConfig(), "series_ttl")
+    ('60s', '24h')
+    >>> written(StateConfig(series_ttl=5400.0), "series_ttl")  # (not from a config)
+    '90m'
+    """
+    value = getattr(section, key)
+    if key in section.texts:
+        return section.texts[key]
+    if value == getattr(type(section)(), key) and key in _DEFAULT_TEXTS:
+        return _DEFAULT_TEXTS[key]
+    return duration_text(value)
+
+
+#: The default durations as the README and the sample config write them.
+_DEFAULT_TEXTS = {"checkpoint_interval": "60s", "series_ttl": "24h"}
 
 
 def parse_duration(text: str) -> float:
@@ -747,6 +774,7 @@ def _parse_state(raw: Any, where: _Where, base: Path, file: Path | None = None) 
     for key in ("checkpoint_interval", "series_ttl"):
         if key in raw:
             values[key] = _duration(raw[key], key, where)
+            values.setdefault("texts", {})[key] = raw[key]
     if "max_series" in raw:
         value = raw["max_series"]
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_COUNT:
@@ -781,4 +809,4 @@ def _parse_monitor(raw: Any, where: _Where) -> MonitorConfig | None:
     if "interval" not in raw:
         return MonitorConfig()
     interval = _duration(raw["interval"], "interval", where)
-    return None if interval is None else MonitorConfig(interval=interval)
+    return None if interval is None else MonitorConfig(interval=interval, texts={"interval": raw["interval"]})
