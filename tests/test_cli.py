@@ -668,3 +668,14 @@ def test_an_interrupted_replay_says_what_it_left(start, tmp_path: Path) -> None:
     proc.popen.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 130, proc.stderr
     assert proc.stderr == b"W! [riverguard] interrupted after 1 metric: the output up to there went to stdout, no --state\n"
+
+
+def test_the_debug_start_line_comes_first(tmp_path: Path) -> None:
+    """With --log-level debug, ``I! restored ...`` came before ``D! ... started``: the start line is now the
+    first, before what the checkpoint's restore says."""
+    for _ in range(2):  # no checkpoint yet, then one to restore
+        result = run_cli(["run", "--log-level", "debug", "--state", "st/"], input=b"cpu v=1 1\n", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        lines = result.stderr.splitlines()
+        assert lines[0].startswith(b"D! [riverguard] riverguard ") and b" started with 1 rule(s) from " in lines[0], lines
+    assert any(line.startswith(b"I! [riverguard] restored 1 series") for line in lines), lines

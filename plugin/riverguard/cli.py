@@ -486,6 +486,8 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
         with Signals() as own:
             return _run(config, log, args, own)
     engine = Engine(config, log)
+    # (the first line, before the lock and the restore say anything)
+    log.debug(f"riverguard {__version__} ({_hot_path()}) started with {len(config.rules)} rule(s) from {config.source}")
     # While it waits for the checkpoint's lock, the input is read into memory (Telegraf is not held up),
     # under the process's signals: a stop there waits Held.STOP_GRACE more for the lock, then ends the wait.
     held = Held(signals) if config.state.path is not None else None
@@ -521,7 +523,6 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
         from .monitor import Monitor
 
         monitor = Monitor(engine, config.monitor.interval, store)
-    log.debug(f"riverguard {__version__} ({_hot_path()}) started with {len(config.rules)} rule(s) from {config.source}")
     code = serve(
         engine,
         tick=store.save if store else None,
