@@ -415,3 +415,15 @@ def test_profile_takes_several_names_as_the_synopsis_shows(tmp_path: Path, zscor
     assert json.loads(repeated.stdout)["profiles"] == json.loads(several.stdout)["profiles"]
     bad = evaluate("--labels", str(f), "--profile", "standard", "nosuch")
     assert bad.returncode == 2 and "nosuch" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+
+def test_an_unknown_detector_is_told_before_any_file_is_looked_at(tmp_path: Path):
+    """``evaluate --detector nope`` first said what it found wrong with the NAB lookup, or read the --labels
+    files and printed their warnings, and only then ``unknown detector "nope"``. The name is checked first."""
+    repeated = series(tmp_path / "rep.csv", extra={500: ["10.0,0"]})  # a repeated timestamp: a W! line when read
+    env = {k: v for k, v in os.environ.items() if k != "RIVERGUARD_NAB"}
+    for args in (["--labels", str(repeated)], ["--labels", str(tmp_path / "missing.csv")], ["--nab", str(tmp_path)], []):
+        result = evaluate(*args, "--detector", "nope", cwd=tmp_path, env=env)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith('E! [riverguard] unknown detector "nope" (known: ') \
+            and result.stderr.count("\n") == 1, (args, result.stderr)

@@ -104,6 +104,20 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         log.error("--reference scores published outputs of a NAB-layout folder; it cannot be combined with "
                   + ("--detector" if args.detector else "--labels"))
         return EXIT_USAGE
+    if args.detector:  # (before any file is looked for or read: a wrong name is the first thing to hear)
+        if args.detector not in detectors.REGISTRY and args.detector != "default":
+            log.error(f'unknown detector "{args.detector}" (known: {", ".join(sorted(detectors.REGISTRY))})')
+            return EXIT_USAGE
+        rule = Rule(index=1, name=f"evaluate-{args.detector}", detector=args.detector, explain=config.output.explain)
+        try:
+            rule.new_detector()  # a detector with a required parameter (river's model) has no defaults to run
+        except (ValueError, TypeError) as err:
+            log.error(f"--detector {args.detector}: {err}; give the rule with --config instead")
+            return EXIT_USAGE
+        if config.source != "<default>" and config.rules:
+            log.warn(f"--detector {args.detector} scores every series instead of the {len(config.rules)} rule(s) "
+                     f"of {config.source}; only its [output] settings are used")
+        config = _Config(rules=(rule,), output=config.output, state=config.state, source=config.source)
     root = Path(args.nab) if args.nab else default_nab_path()
     if not (args.nab or args.labels or os.environ.get(ENV_VAR) or find_corpus("nab")):
         # searched, not one folder given: say where (default_nab_path's fallback was never looked at alone)
@@ -147,20 +161,6 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         flags = None
         event_flags, event_threshold = [s >= best.threshold for s in scores], best.threshold
     else:
-        if args.detector:
-            if args.detector not in detectors.REGISTRY and args.detector != "default":
-                log.error(f'unknown detector "{args.detector}" (known: {", ".join(sorted(detectors.REGISTRY))})')
-                return EXIT_USAGE
-            if config.source != "<default>" and config.rules:
-                log.warn(f"--detector {args.detector} scores every series instead of the {len(config.rules)} rule(s) "
-                         f"of {config.source}; only its [output] settings are used")
-            rule = Rule(index=1, name=f"evaluate-{args.detector}", detector=args.detector, explain=config.output.explain)
-            try:
-                rule.new_detector()  # a detector with a required parameter (river's model) has no defaults to run
-            except (ValueError, TypeError) as err:
-                log.error(f"--detector {args.detector}: {err}; give the rule with --config instead")
-                return EXIT_USAGE
-            config = _Config(rules=(rule,), output=config.output, state=config.state, source=config.source)
         progress = Progress(rows, "evaluate") if sys.stderr.isatty() else None
         try:
             runs = run_corpus(config, files, log, progress)
