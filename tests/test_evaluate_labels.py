@@ -132,8 +132,8 @@ def test_gaps_repeated_timestamps_and_the_corpus_figures(tmp_path: Path, zscore:
     result = evaluate("--labels", *map(str, (gap, *others)), "--config", str(zscore), "--json")
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     # said once, for that file: a column of dates without times comes down to one row a day
-    assert result.stderr.count("W! ") == 1 and f"W! [riverguard] {gap}: 2 of {ROWS + 2} rows repeat an earlier " \
-        f"row's timestamp, {ROWS} timestamps left (each keeps its last value and the union of its labels); " \
+    assert result.stderr.count("W! ") == 1 and f"W! [riverguard] {gap}: 2 of the {ROWS + 2} rows read repeat an " \
+        f"earlier row's timestamp: {ROWS} timestamps left (each keeps its last value and the union of its labels); " \
         "are the timestamps whole?\n" in result.stderr, result.stderr
     data = json.loads(result.stdout)
     files = per_file(data)
@@ -427,3 +427,19 @@ def test_an_unknown_detector_is_told_before_any_file_is_looked_at(tmp_path: Path
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith('E! [riverguard] unknown detector "nope" (known: ') \
             and result.stderr.count("\n") == 1, (args, result.stderr)
+
+
+def test_the_rows_read_and_the_samples_kept_are_told_apart(tmp_path: Path, zscore: Path):
+    """``(1 file, 595 rows)`` stood next to ``W! ... 1 of 601 rows repeat ...``: the title counted samples and
+    called them rows. It now gives the rows read, the samples kept and why they differ."""
+    f = series(tmp_path / "mine.csv", gaps={300, 301, 302, 303, 304}, extra={500: ["10.0,0"]}, rows=600)
+    result = evaluate("--labels", str(f), "--config", str(zscore))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        f"W! [riverguard] {f}: 1 of the 601 rows read repeats an earlier row's timestamp: 600 timestamps left "
+        "(each keeps its last value and the union of its labels); are the timestamps whole?\n"
+    )
+    assert result.stdout.splitlines()[0] == (
+        f"labelled files: riverguard, config {zscore} (1 file: 601 rows read, 595 samples kept: 1 row with a "
+        "repeated timestamp merged, 5 rows without a value)"
+    ), result.stdout

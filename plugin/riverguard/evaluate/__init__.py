@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..log import Progress
+from ..log import Progress, plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
@@ -90,6 +90,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         DataError,
         NabError,
         default_nab_path,
+        describe,
         find_corpus,
         load_corpus,
         load_labels,
@@ -155,7 +156,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
             log.error(str(err))
             return EXIT_USAGE
         report.update(source="reference", detector=ref.name)
-        report["title"] = f"{what}: published outputs of {ref.name} ({len(files)} files, {rows} rows)"
+        report["title"] = f"{what}: published outputs of {ref.name} ({describe(files)})"
         # the event-wise figures need flags: the standard profile's swept threshold
         best = nab.sweep([nab.prepare(f.labels()) for f in files], scores, nab.PROFILES["standard"])
         flags = None
@@ -182,10 +183,10 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         report["title"] = (
             f"{what}: riverguard, config {config.source}"
             + (f", detector {args.detector}" if args.detector else "")
-            + f" ({len(files)} file{'s' if len(files) != 1 else ''}, {rows} rows)"
+            + f" ({describe(files)})"
         )
         if unscored:
-            log.warn(f"{unscored} of {rows} rows carried no score (no rule matched, or the detector failed)")
+            log.warn(f"{unscored} of the {plural(rows, 'sample')} carried no score (no rule matched, or the detector failed)")
         event_flags, event_threshold = flags, (thresholds[0] if len(thresholds) == 1 else None)
     per_file: list[dict[str, Any]] = [
         {"file": f.key, "category": f.category, "rows": f.rows, "windows": len(f.windows)} for f in files

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..log import Unreadable, read_text
+from ..log import Unreadable, plural, read_text
 from .nab import FileLabels, probation_length
 
 __all__ = [
@@ -83,6 +83,10 @@ class NabFile:
     values: list[str]  # the CSV's value text, row by row
     windows: list[tuple[int, int]] = field(default_factory=list)  # inclusive, ns
     events: list[tuple[int, int]] | None = None  # inclusive, ns; None: the windows
+    #: Rows read from the file, and how many of them repeated an earlier row's timestamp (merged into it);
+    #: the others without a value are gaps. None: one sample per row (a NAB corpus file).
+    read: int | None = None
+    merged: int = 0
 
     @property
     def rows(self) -> int:
@@ -420,10 +424,12 @@ def load_labels(paths: list[str | Path], warn: Callable[[str], None] | None = No
             continue
         seen.add(key)
         ts, values, labels, gap, rows = _read_labelled_csv(path)
-        if warn is not None and rows > len(ts):
+        merged = rows - len(ts)
+        if warn is not None and merged:
             warn(
-                f"{path}: {rows - len(ts)} of {rows} rows repeat an earlier row's timestamp, {len(ts)} timestamps "
-                "left (each keeps its last value and the union of its labels); are the timestamps whole?"
+                f"{path}: {merged} of the {plural(rows, 'row')} read {'repeats' if merged == 1 else 'repeat'} an "
+                f"earlier row's timestamp: {plural(len(ts), 'timestamp')} left (each keeps its last value and the "
+                "union of its labels); are the timestamps whole?"
             )
         events = [(int(ts[a]), int(ts[b])) for a, b in _runs(labels)]
         samples = ts[~gap]
@@ -431,8 +437,27 @@ def load_labels(paths: list[str | Path], warn: Callable[[str], None] | None = No
             raise DataError(f"{path}: no values (every row is a gap)")
         kept = [v for v in values if v]
         category = path.absolute().parent.name or path.stem  # the folder's own name, even for "x.csv"
-        files.append(NabFile(key, category, path.name, path, samples, kept, label_windows(samples, events), events))
+        files.append(NabFile(key, category, path.name, path, samples, kept, label_windows(samples, events), events,
+                             read=rows, merged=merged))
     return files
+
+
+def describe(files: list[NabFile]) -> str:
+    """How many files, rows and samples ``files`` hold, for a report's title: the rows read and, when fewer
+    samples came of them, why (repeated timestamps merged, rows without a value).
+
+    >>> f = NabFile("a.csv", "c", "a.csv", Path("a.csv"), np.zeros(595), ["1"] * 595, read=601, merged=1)
+    >>> describe([f]), describe([NabFile("b.csv", "c", "b.csv", Path("b.csv"), np.zeros(1), ["1"])] * 2)
+    ('1 file: 601 rows read, 595 samples kept: 1 row with a repeated timestamp merged, 5 rows without a value', '2 files: 2 samples')
+    """
+    samples = sum(f.rows for f in files)
+    read = sum(f.rows if f.read is None else f.read for f in files)
+    merged = sum(f.merged for f in files)
+    gaps = read - merged - samples
+    text = f"{plural(len(files), 'file')}: " + (f"{plural(read, 'row')} read, " if read != samples else "")
+    why = [f"{plural(merged, 'row')} with a repeated timestamp merged"] if merged else []
+    why += [f"{plural(gaps, 'row')} without a value"] if gaps else []
+    return text + plural(samples, "sample") + (" kept: " + ", ".join(why) if why else "")
 
 
 def resolve_reference(root: str | Path, detector: str | Path) -> Path:
