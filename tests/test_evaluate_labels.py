@@ -440,6 +440,6 @@ def test_the_rows_read_and_the_samples_kept_are_told_apart(tmp_path: Path, zscor
         "(each keeps its last value and the union of its labels); are the timestamps whole?\n"
     )
     assert result.stdout.splitlines()[0] == (
-        f"labelled files: riverguard, config {zscore} (1 file: 601 rows read, 595 samples kept: 1 row with a "
+        f"labelled files: riverguard, config {zscore} (1 file, 601 rows read, 595 samples kept: 1 row with a "
         "repeated timestamp merged, 5 rows without a value)"
     ), result.stdout

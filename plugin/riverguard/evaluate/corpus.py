@@ -448,13 +448,13 @@ def describe(files: list[NabFile]) -> str:
 
     >>> f = NabFile("a.csv", "c", "a.csv", Path("a.csv"), np.zeros(595), ["1"] * 595, read=601, merged=1)
     >>> describe([f]), describe([NabFile("b.csv", "c", "b.csv", Path("b.csv"), np.zeros(1), ["1"])] * 2)
-    ('1 file: 601 rows read, 595 samples kept: 1 row with a repeated timestamp merged, 5 rows without a value', '2 files: 2 samples')
+    ('1 file, 601 rows read, 595 samples kept: 1 row with a repeated timestamp merged, 5 rows without a value', '2 files, 2 samples')
     """
     samples = sum(f.rows for f in files)
     read = sum(f.rows if f.read is None else f.read for f in files)
     merged = sum(f.merged for f in files)
     gaps = read - merged - samples
-    text = f"{plural(len(files), 'file')}: " + (f"{plural(read, 'row')} read, " if read != samples else "")
+    text = f"{plural(len(files), 'file')}, " + (f"{plural(read, 'row')} read, " if read != samples else "")
     why = [f"{plural(merged, 'row')} with a repeated timestamp merged"] if merged else []
     why += [f"{plural(gaps, 'row')} without a value"] if gaps else []
     return text + plural(samples, "sample") + (" kept: " + ", ".join(why) if why else "")
