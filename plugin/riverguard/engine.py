@@ -299,7 +299,7 @@ class Engine:
     def make_series(self, rule: Rule, detector: Detector, field_key: bytes) -> Series:
         """A series of field ``field_key`` scored by ``detector`` under ``rule`` (new or restored); with field
         key ``"\\n"``, a ``scope = "metric"`` model (:class:`MetricSeries`)."""
-        if field_key == b"\n":
+        if field_key == METRIC_FIELD:
             return MetricSeries(self.bound(rule, field_key), detector)
         return self._hot.Series(self.bound(rule, field_key), detector)
 
@@ -317,7 +317,7 @@ class Engine:
         if binding is None:
             if len(self._bindings) >= 65536:
                 self._bindings.clear()
-            if field_key == b"\n":  # a metric's model: a compiled or uncompiled MetricSeries whatever the hot path
+            if field_key == METRIC_FIELD:  # a metric's model: a compiled or uncompiled MetricSeries whatever the hot path
                 binding = _hotpath.Binding(rule)
             else:
                 binding = self._hot.Binding(rule, self.added_names(field_key), self._explain(rule, field_key))
@@ -326,7 +326,7 @@ class Engine:
 
     def _explain(self, rule: Rule, field_key: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:
         """The explanation-field prefixes of field ``field_key``'s series under ``rule``, or None."""
-        if rule.explain and field_key != b"\n":  # (a scope = "metric" model writes no explanation)
+        if rule.explain and field_key != METRIC_FIELD:  # (a scope = "metric" model writes no explanation)
             return self.explain_names(field_key)
         return None
 
@@ -380,7 +380,7 @@ class Engine:
 
     def _joins_metric(self, metric: Metric, prefix: bytes, key: bytes) -> bool:
         """Whether field ``key`` goes to its metric's model (creating that model on first use)."""
-        mseries = self.series.get(prefix + b"\n")
+        mseries = self.series.get(prefix + METRIC_FIELD)
         if mseries is not None:
             joins = mseries.fields.get(key)
             if joins is None:
@@ -391,11 +391,11 @@ class Engine:
         rule = self.route(metric, key)
         if rule is None or rule.scope != "metric":
             return False
-        if self.taken and self.barred(metric.measurement, b"\n", rule):
+        if self.taken and self.barred(metric.measurement, METRIC_FIELD, rule):
             return True  # the measurement's metric-level names are the user's: no model, the field passes unscored
-        mseries = self.make_series(rule, rule.new_detector(), b"\n")
+        mseries = self.make_series(rule, rule.new_detector(), METRIC_FIELD)
         mseries.fields[key] = True
-        self._add_series(prefix + b"\n", mseries)
+        self._add_series(prefix + METRIC_FIELD, mseries)
         return True
 
     def _add_series(self, skey: bytes, series: Series) -> None:
@@ -613,7 +613,7 @@ class Engine:
         allowed, routes = found
         route = routes.get(field_key)
         if route is None:
-            if field_key == b"\n":
+            if field_key == METRIC_FIELD:
                 rules = self._metric_rules(allowed)
                 why = self.CHANGED if rules else self.NO_METRIC
             else:
@@ -658,7 +658,7 @@ class Engine:
             if rule is None:
                 dropped[why] += 1
                 continue
-            if field_key == b"\n":
+            if field_key == METRIC_FIELD:
                 series.fields.clear()  # which fields join a metric's model is decided again
             if rule.detector_params != series.rule.detector_params:  # a detector that learns for the warm-up
                 series.detector = rule.new_detector.restore(series.detector.dump_state())
@@ -673,7 +673,7 @@ class Engine:
         self, metric: Metric, prefix: bytes, together: dict[str, float], t: float | None, ob: bytearray
     ) -> None:
         """Append the metric-level score and flag of the metric's model, fed ``together`` (sorted by name), to ``ob``."""
-        mkey = prefix + b"\n"
+        mkey = prefix + METRIC_FIELD
         series = self.series.get(mkey)
         if series is None:  # evicted by a field series created after it, in this same metric
             return
@@ -712,9 +712,9 @@ class Engine:
         found = []
         if self._metric_scope and key in self._metric_keys:
             if key == self._metric_keys[0]:
-                found.append(("f", b"\n", "metric_score_field", False))
+                found.append(("f", METRIC_FIELD, "metric_score_field", False))
             else:
-                found.append(("b", b"\n", "metric_flag_field", False))
+                found.append(("b", METRIC_FIELD, "metric_flag_field", False))
         for suffix, kind, setting, explanation in self._suffixes:
             if key.endswith(suffix) and len(key) > len(suffix):
                 found.append((kind, key[: -len(suffix)], setting, explanation))
@@ -818,7 +818,7 @@ class Engine:
         stops in ``measurement``, as :meth:`check_names` says it; ``""`` when the rules in force never
         write that name there (no clash)."""
         _, field_key, _, explanation = added
-        if field_key == b"\n":
+        if field_key == METRIC_FIELD:
             return "no metric-level anomaly fields are written there" if self.metric_scope_in(measurement) else ""
         if field_key.endswith(self.score_suffix) or (
             field_key in self._metric_keys and self.metric_scope_in(measurement)
@@ -840,7 +840,7 @@ class Engine:
         names = self.taken.get(measurement)
         if not names:
             return False
-        if field_key == b"\n":
+        if field_key == METRIC_FIELD:
             return self._metric_keys[0] in names or self._metric_keys[1] in names
         if field_key + self.score_suffix in names or field_key + self.flag_suffix in names:
             return True
@@ -942,7 +942,7 @@ class Engine:
         if not self._failure_limit.allow(self.log):
             return
         name = series.rule.detector if series.rule else "?"
-        what = "the metric passes" if skey.endswith(b"\n") else "the field passes"
+        what = "the metric passes" if skey.endswith(METRIC_FIELD) else "the field passes"
         self.log.warn(
             f"detector {name!r} failed on series {series_name(skey)}: {type(err).__name__}: {err}; "
             f"{what} unscored and the series starts fresh with a new model"
