@@ -8,6 +8,7 @@ is painted, and save a screenshot in the test's temporary folder.
 from __future__ import annotations
 
 import os
+import random
 import re
 import sys
 import time
@@ -167,6 +168,42 @@ def test_a_metric_scope_score_is_drawn_and_matched_by_report_series(chromium, tm
         summary = browser.evaluate("[...document.querySelectorAll('#summary td')].map(td => td.textContent)")
         assert summary[1:3] == ["3", f"{anomalies:,}"]
         assert browser.evaluate(FLAGGED_JS) == anomalies  # every flag of the three drawn
+
+
+@pytest.mark.parametrize("case", ["own-metric-fields", "a-field-named-like-them"])
+def test_metric_level_names_are_read_only_where_riverguard_writes_them(tmp_path: Path, case: str) -> None:
+    """The report read [output] metric_score_field and metric_flag_field (anomaly_score, anomaly) on every
+    metric, though riverguard writes them only where a scope = "metric" rule takes the measurement.
+    A user's own anomaly_score and anomaly fields, passed through, were drawn as 'm,host=a (metric)' first:
+    2 series with 8 flags, the page saying 9 anomalies while the replay said 1. With score_suffix = "_score",
+    a field rule's score of a field named "anomaly" (anomaly_score) was taken for the metric-level one: the
+    field's series was dropped (0 series plotted) and --report-series '*' drew a made-up '(metric)' one."""
+    rng = random.Random(5)
+    lines, config, extra = [], None, []
+    for i in range(400):
+        value = 10 + rng.gauss(0, 1) + (50 if i == 300 else 0)
+        ts = 1_700_000_000_000_000_000 + i * 10**10
+        if case == "own-metric-fields":
+            lines.append(f"m,host=a v={value:.3f},anomaly_score={rng.random():.3f},anomaly={str(i % 50 == 0).lower()}"
+                         f" {ts}\n")
+        else:
+            lines.append(f"m,host=a anomaly={value:.3f} {ts}\n")
+    if case == "a-field-named-like-them":
+        config = tmp_path / "sfx.toml"
+        config.write_text('[output]\nscore_suffix = "_score"\n\n[[rule]]\nname = "z"\nmeasurement = "m"\n'
+                          'detector = "zscore"\n', encoding="utf-8")
+        extra = ["--report-series", "*"]
+    data = tmp_path / "in.lp"
+    data.write_text("".join(lines), encoding="utf-8")
+    report, stderr = replay_report(tmp_path, *extra, files=[data], config=config)
+    field = "v" if case == "own-metric-fields" else "anomaly"
+    anomalies = int(re.search(r"anomalies: (\d+)", stderr).group(1))  # type: ignore[union-attr]
+    assert anomalies >= 1 and "report: 1 series plotted" in stderr, stderr
+    page = report.read_text(encoding="utf-8")
+    titles = re.findall(r'<div class="series-title" id="s\d+">([^&]+) &mdash; [\d,]+ samples, (\d+) flagged', page)
+    assert titles == [(f"m,host=a {field}", str(anomalies))], titles
+    summary = re.findall(r'<td class="n">([\d,]+)</td>', page.split('id="top-series"', 1)[0])
+    assert summary[2] == str(anomalies) and "(metric)" not in page, summary
 
 
 def test_a_million_points_are_downsampled_but_every_flag_is_kept() -> None:

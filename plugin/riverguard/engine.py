@@ -25,7 +25,7 @@ from .log import Log, RateLimit, iso_ns, plural
 
 __all__ = [
     "ACCELERATED", "METRIC_FIELD", "MONITOR_MEASUREMENT", "Engine", "MetricSeries", "Series", "checked_score",
-    "format_score", "series_key", "series_name",
+    "format_score", "key_measurement", "series_key", "series_name",
 ]
 
 
@@ -71,6 +71,15 @@ def series_name(skey: bytes) -> str:
 _KEY_PREFIX = re.compile(rb"(?:[^\\ ]|\\.)*", re.S)
 #: A series key's measurement: up to the first comma or space that no backslash escapes.
 _KEY_MEASUREMENT = re.compile(rb"(?:[^\\, ]|\\.)*", re.S)
+
+
+def key_measurement(key: bytes) -> bytes:
+    """The measurement (as written) of a series key, or of a metric's measurement and tags.
+
+    >>> key_measurement(rb"my\\,cpu\\ x,host=a idle"), key_measurement(b"cpu")
+    (b'my\\\\,cpu\\\\ x', b'cpu')
+    """
+    return _KEY_MEASUREMENT.match(key).group()  # type: ignore[union-attr]
 
 
 def _split_key(key: bytes) -> tuple[bytes, bytes]:
@@ -856,7 +865,7 @@ class Engine:
             if heads is not None and not skey.startswith(heads):
                 continue
             prefix, field_key = _split_key(skey)
-            m = measurement if heads is not None else _KEY_MEASUREMENT.match(prefix).group()  # type: ignore[union-attr]
+            m = measurement if heads is not None else key_measurement(prefix)
             if self.barred(m, field_key, series.rule):
                 gone.append(skey)
         self._forget(gone)

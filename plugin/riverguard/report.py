@@ -25,13 +25,13 @@ import html
 import math
 import re
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .config import OutputConfig
-from .engine import METRIC_FIELD, series_name
+from .engine import METRIC_FIELD, key_measurement, series_name
 from .lineprotocol import ParseError, escape_key, metric_lines, raw_fields
 
 __all__ = ["BUCKETS", "DEFAULT_TOP", "Collector", "MissingExtra", "SeriesData", "check_extra", "downsample", "write"]
@@ -94,7 +94,7 @@ def _number(raw: bytes) -> float:
 class Collector:
     """Reads scored line protocol (whole metrics per call) and keeps what the report draws.
 
-    >>> c = Collector("_anomaly_score", "_anomaly")
+    >>> c = Collector("_anomaly_score", "_anomaly", metric_scope_in=lambda measurement: measurement == b"cpu")
     >>> c.feed(b"cpu,host=a v=1,v_anomaly_score=0.1,v_anomaly=false 10\\n"
     ...        b"cpu,host=a v=9,v_anomaly_score=0.9,v_anomaly=true 20\\n")
     >>> s = c.series["cpu,host=a v"]
@@ -104,15 +104,22 @@ class Collector:
     >>> s = c.series["cpu,host=b (metric)"]
     >>> s.metric, list(s.scores), list(s.flags), c.anomalies
     (True, [0.8], [0], 2)
+    >>> c.feed(b"mem,host=b u=1,anomaly_score=0.8,anomaly=true 30\\n")  # no metric-level fields there: the user's own
+    >>> sorted(c.series), c.anomalies
+    (['cpu,host=a v', 'cpu,host=b (metric)'], 2)
     """
 
     def __init__(self, score_suffix: str, flag_suffix: str, time_unit: int = 1, *,
                  metric_score_field: str = OutputConfig.metric_score_field,
-                 metric_flag_field: str = OutputConfig.metric_flag_field) -> None:
+                 metric_flag_field: str = OutputConfig.metric_flag_field,
+                 metric_scope_in: Callable[[bytes], bool] | None = None) -> None:
         self.time_unit = time_unit  # nanoseconds in one unit of the timestamps (replay --precision)
         self.score_suffix = score_suffix.encode()
         self.flag_suffix = flag_suffix.encode()
-        # a scope = "metric" rule's fields, as the engine writes them (escaped)
+        # a scope = "metric" rule's fields, as the engine writes them (escaped), in the measurements (as written)
+        # where it writes them (Engine.metric_scope_in; None: nowhere): elsewhere, fields of those names are the
+        # user's own (a field "anomaly" scored as "anomaly_score" by a field rule, say)
+        self.metric_scope_in = metric_scope_in or (lambda measurement: False)
         self.metric_score = escape_key(metric_score_field)
         self.metric_flag = escape_key(metric_flag_field)
         self._metric_probe = self.metric_score + b"="
@@ -156,10 +163,12 @@ class Collector:
         band = self.lower_suffix in line or self.upper_suffix in line
         index = self._index
         found = False
+        metric_score = self.metric_score if self.metric_score in fields and self.metric_scope_in(
+            key_measurement(head)) else None
         for key in [k for k in fields if k.endswith(score_suffix)]:
             base = key[:-cut]
             value = fields.get(base)
-            if value is None or not base or key == self.metric_score:  # (the metric-level name may end with it)
+            if value is None or not base or key == metric_score:  # (the metric-level name may end with it)
                 continue
             number = _number(value)
             score = float(fields[key])
@@ -171,10 +180,10 @@ class Collector:
                 self._band(series, fields.get(base + self.lower_suffix), fields.get(base + self.upper_suffix))
             self._sample(series, ts, number, score, fields.get(base + flag_suffix))
             found = True
-        score_text, flag = fields.get(self.metric_score), fields.get(self.metric_flag)
-        if score_text is not None and flag is not None:  # riverguard writes both or neither
+        flag = fields.get(self.metric_flag)
+        if metric_score is not None and flag is not None:  # riverguard writes both or neither
             try:
-                score = float(score_text)
+                score = float(fields[metric_score])
             except ValueError:  # (not riverguard's: a string, an integer) not drawn, the fields above are
                 score = math.nan
             if math.isfinite(score):
