@@ -621,7 +621,7 @@ def test_timestamps_behind_the_clock_name_the_way_out() -> None:
 def test_timestamps_in_seconds_read_as_nanoseconds_are_told_once(tmp_path: Path) -> None:
     """Data stamped in seconds replayed without --precision s was read as 1970 + 1.7 s, scored differently, and
     nothing said so. One W! line, once per process, now says what the first timestamps look like; nanosecond
-    data (after 2001) and a replay given --precision never get it."""
+    data (after 1970's first 21 days) and a replay given --precision never get it."""
     seconds = b"".join(b"cpu,host=a v=%d %d\n" % (i % 3, 1_700_000_000 + 10 * i) for i in range(600))
     (tmp_path / "a.lp").write_bytes(seconds[: len(seconds) // 2])
     (tmp_path / "b.lp").write_bytes(seconds[len(seconds) // 2:])
@@ -638,8 +638,12 @@ def test_timestamps_in_seconds_read_as_nanoseconds_are_told_once(tmp_path: Path)
         b"or replay them with riverguard replay --precision s\n") in ran.stderr, ran.stderr
     millis = b"".join(b"cpu,host=a v=%d %d\n" % (i % 3, 1_700_000_000_000 + 10 * i) for i in range(100))
     assert b"look like milliseconds" in run_cli(["run"], input=millis).stderr
-    for args, data in ((["replay", "--precision", "s", "-"], seconds),
-                       (["run"], b"".join(b"cpu v=%d %d\n" % (i % 3, (978_307_200 + i) * 10**9) for i in range(50)))):
+    # Nor do nanoseconds from 1970-02-01 (test data: they read as 2054 in microseconds, told before), nor a
+    # replay given --precision ns (told before: ns is the default unit).
+    test_data = b"".join(b"cpu,host=a v=%d %d\n" % (i % 3, (31 * 86400 + 60 * i) * 10**9) for i in range(20))
+    for args, data in ((["replay", "--precision", "s", "-"], seconds), (["replay", "--precision", "ns", "-"], seconds),
+                       (["run"], b"".join(b"cpu v=%d %d\n" % (i % 3, (978_307_200 + i) * 10**9) for i in range(50))),
+                       (["run"], test_data)):
         quiet = run_cli(args, input=data)
         assert quiet.returncode == 0 and b"W! " not in quiet.stderr, (args, quiet.stderr)
 

@@ -718,14 +718,15 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
         if problem:
             log.error(problem)
             return EXIT_CONFIG
-    unit = _UNITS[getattr(args, "precision", None) or "ns"]
+    precision = getattr(args, "precision", None)
+    unit = _UNITS[precision or "ns"]
     engine = Engine(config, log, time_unit=unit)
     try:
         store = _state_store(engine)
     except _StateUnavailable as err:
         log.error(str(err))
         return EXIT_CONFIG
-    if unit == 1 and not engine.clock.known:  # (--precision given, or a restored clock: their unit is known)
+    if precision is None and not engine.clock.known:  # (--precision given, or a restored clock: the unit is known)
         engine.unit_hint = "if they are, give --precision {unit}"
     progress = None
     if sys.stderr.isatty() and "-" not in files:

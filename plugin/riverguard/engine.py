@@ -107,20 +107,25 @@ UNIT_SAMPLE = 16
 _SMALLER_UNITS = (("s", 10**9), ("ms", 10**6), ("us", 10**3))
 
 
-def guess_unit(stamps: list[int]) -> str | None:
+def guess_unit(stamps: list[int], now: float | None = None) -> str | None:
     """The unit (``s``, ``ms``, ``us``) that every one of ``stamps`` (read as nanoseconds) was written in, by
-    the look of them, or None. They look like it when each, read in that unit, is a date from 2001-09-09 to
-    2286-11-20 (10**9 to 10**10 seconds): as nanoseconds they are then all within 1970's first 116 days,
-    and nanosecond timestamps from 1970-04-27 on (as any real data after 2001) never look so.
+    the look of them, or None. They look like it when each, read in that unit, is a date from 2001-09-09
+    (10**9 seconds) to a year after ``now`` (the wall clock's seconds by default): as nanoseconds they are then
+    all within 1970's first 1.8 seconds, 30 minutes or 21 days (in 2026), where no real data is, though
+    nanosecond test data from later in 1970 is (1970-02-01 would read as 2054 in microseconds).
 
     >>> guess_unit([1_700_000_000, 1_700_000_010]), guess_unit([1_700_000_000_000]), guess_unit([1_700_000_000_000_000])
     ('s', 'ms', 'us')
     >>> guess_unit([1_700_000_000 * 10**9]), guess_unit([1_700_000_000, 5]), guess_unit([])
     (None, None, None)
+    >>> guess_unit([31 * 86400 * 10**9]), guess_unit([2_000_000_000], now=1_900_000_000)  # 2054 in us; 2033 in s
+    (None, None)
     """
+    latest = int((time.time() if now is None else now) + 366 * 86400)  # seconds
     for unit, size in _SMALLER_UNITS:
-        low = 10**18 // size  # 10**9 s, in that unit
-        if stamps and all(low <= t < 10 * low for t in stamps):
+        per_second = 10**9 // size
+        low, high = 10**9 * per_second, latest * per_second
+        if stamps and all(low <= t < high for t in stamps):
             return unit
     return None
 

@@ -159,7 +159,7 @@ def add_arguments(
     )
     if replay:
         group.add_argument(
-            "--precision", choices=["ns", "us", "ms", "s"], default="ns",
+            "--precision", choices=["ns", "us", "ms", "s"], default=None,  # (None: not given, ns; the unit check)
             help="the unit of the input's timestamps, for the models' event time and for InfluxDB (default: ns)",
         )
 
@@ -233,7 +233,7 @@ def from_args(
             else f"--token-env {args.token_env}" if token else None
         ),
         skip=getattr(args, "skip_metrics", 0),
-        precision=getattr(args, "precision", "ns"),
+        precision=getattr(args, "precision", None) or "ns",
         batch_size=args.batch_size,
         retries=args.retries,
         log=log,
