@@ -601,8 +601,8 @@ def test_a_count_of_one_takes_the_singular() -> None:
 
 
 def test_timestamps_behind_the_clock_name_the_way_out() -> None:
-    """A source whose timestamps lag more than series_ttl behind the rest is never scored (its series starts
-    fresh at each sample). The W! line only asked whether a host's clock was wrong; it now also names the way
+    """A source whose timestamps lag more than series_ttl behind the rest never gets past its warm-up (its series
+    starts fresh at each sample). The W! line only asked whether a host's clock was wrong; it now also names the way
     out for a source that lags by design: a larger series_ttl, or an execd block of its own. One line."""
     now = 1_700_000_000 * 10**9
     data = b"".join(b"cpu,host=a v=%d %d\n" % (i % 5, now + i * 10**9) for i in range(300))
@@ -612,10 +612,20 @@ def test_timestamps_behind_the_clock_name_the_way_out() -> None:
     warned = [line for line in result.stderr.splitlines() if line.startswith(b"W! ")]
     assert warned == [
         b"W! [riverguard] 3 metrics with timestamps more than series_ttl (24h) behind the stream's clock "
-        b"(2023-11-14T22:17:16Z): their series start fresh at each such sample, never scored; is a host's clock "
-        b"wrong? If a source lags by design, raise [state] series_ttl above its lag, or run it through a "
-        b"[[processors.execd]] block of its own"
+        b"(2023-11-14T22:17:16Z): their series start fresh at each such sample, never past their warm-up (scored 0, "
+        b"never flagged); is a host's clock wrong? If a source lags by design, raise [state] series_ttl above its "
+        b"lag, or run it through a [[processors.execd]] block of its own"
     ], result.stderr
+    # Those samples carry score fields (0.0, false): the line said "never scored". One such metric is "its".
+    late = [line for line in result.stdout.splitlines() if line.startswith(b"cpu,host=late ")]
+    assert len(late) == 3 and all(b",v_anomaly_score=0.0,v_anomaly=false " in line for line in late), late
+    one = run_cli(["run"], input=data[: data.index(b"cpu,host=late")] + late[0] + b"\n")
+    assert [line for line in one.stderr.splitlines() if line.startswith(b"W! ")] == [
+        b"W! [riverguard] 1 metric with a timestamp more than series_ttl (24h) behind the stream's clock "
+        b"(2023-11-14T22:17:16Z): its series starts fresh at that sample, never past its warm-up (scored 0, never "
+        b"flagged); is a host's clock wrong? If a source lags by design, raise [state] series_ttl above its lag, or "
+        b"run it through a [[processors.execd]] block of its own"
+    ], one.stderr
 
 
 def test_timestamps_in_seconds_read_as_nanoseconds_are_told_once(tmp_path: Path) -> None:

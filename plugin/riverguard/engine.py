@@ -1035,11 +1035,12 @@ class Engine:
                 "clock series expire by; the whole stream moving on does"
             )
         if behind:
+            its = "its series starts fresh at that sample, never past its" if behind == 1 else (
+                "their series start fresh at each such sample, never past their")
             self.log.warn(
                 f"{plural(behind, 'metric')} with {'a timestamp' if behind == 1 else 'timestamps'} more than "
-                f"series_ttl ({ttl}) behind the stream's clock "
-                f"({iso_ns(clock.now)}): their series start fresh at each such sample, never scored; is a host's "
-                f"clock wrong? If a source lags by design, raise [state] series_ttl above its lag, or run it through a "
+                f"series_ttl ({ttl}) behind the stream's clock ({iso_ns(clock.now)}): {its} warm-up (scored 0, "
+                f"never flagged); is a host's clock wrong? If a source lags by design, raise [state] series_ttl above its lag, or run it through a "
                 "[[processors.execd]] block of its own"
             )
 
