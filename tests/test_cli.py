@@ -600,6 +600,22 @@ def test_a_count_of_one_takes_the_singular() -> None:
     assert b"I! [riverguard] stopped after 11 metrics: 0 series, 0 anomalies, " in bad.stderr, bad.stderr
 
 
+def test_a_count_of_one_evicted_series_or_byte_takes_the_singular(tmp_path: Path) -> None:
+    """``1 series evicted (max_series, 1 before they were scored)``, ``1 series evicted before they were
+    scored`` and ``broken gzip data after 1 bytes``: one now takes the singular."""
+    (tmp_path / "ev.toml").write_text('[state]\nmax_series = 1\n\n[[rule]]\nname = "all"\n', encoding="utf-8")
+    evicted = run_cli(["run", "--config", "ev.toml"], cwd=tmp_path,
+                      input=b"cpu,host=a v=1 1700000000000000000\ncpu,host=b v=1 1700000001000000000\n")
+    assert evicted.returncode == 0, evicted.stderr
+    assert b"W! [riverguard] 1 series evicted before it was scored (1 since start): max_series = 1" in evicted.stderr
+    assert b", 1 series evicted (max_series, 1 before it was scored), " in evicted.stderr, evicted.stderr
+    # a gzip member of one byte, then a member cut short: broken after the first byte
+    (tmp_path / "in.lp.gz").write_bytes(gzip.compress(b"x") + gzip.compress(b"cpu v=1 1\n" * 1000)[:30])
+    broken = run_cli(["replay", "-o", str(tmp_path / "out.lp"), "in.lp.gz"], cwd=tmp_path)
+    assert broken.returncode == 1 and (
+        b"E! [riverguard] in.lp.gz: broken gzip data after 1 byte (Compressed file ended") in broken.stderr, broken.stderr
+
+
 def test_timestamps_behind_the_clock_name_the_way_out() -> None:
     """A source whose timestamps lag more than series_ttl behind the rest never gets past its warm-up (its series
     starts fresh at each sample). The W! line only asked whether a host's clock was wrong; it now also names the way

@@ -539,7 +539,8 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
     log.info(
         f"stopped after {plural(engine.metrics, 'metric')}: {len(engine.series)} series, "
         f"{plural(engine.anomalies, 'anomaly', 'anomalies')}, "
-        f"{engine.evicted} series evicted (max_series, {engine.evicted_unscored} before they were scored), "
+        f"{engine.evicted} series evicted (max_series, "
+        f"{plural(engine.evicted_unscored, 'before it was scored', 'before they were scored')}), "
         f"{engine.expired} expired (series_ttl)"
     )
     if not saved:

@@ -560,7 +560,8 @@ class Engine:
         self._next_eviction_warning = now + 60.0
         count, self._unscored_unreported = self._unscored_unreported, 0
         self.log.warn(
-            f"{count} series evicted before they were scored ({self.evicted_unscored} since start): "
+            f"{plural(count, 'series evicted before it was scored', 'series evicted before they were scored')} "
+            f"({self.evicted_unscored} since start): "
             f"max_series = {self.max_series} is too small for the series coming in; raise [state] max_series"
         )
 

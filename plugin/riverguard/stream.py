@@ -464,7 +464,7 @@ def _text_chunks(name: str, stream: BinaryIO) -> Iterator[bytes]:
             offset += len(chunk)
             yield chunk
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-        raise InputError(f"{name}: broken gzip data after {offset} bytes ({err or 'truncated'}): stopped") from None
+        raise InputError(f"{name}: broken gzip data after {plural(offset, 'byte')} ({err or 'truncated'}): stopped") from None
 
 
 def replay(
