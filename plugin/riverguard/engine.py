@@ -238,7 +238,7 @@ class Engine:
         #: Kept across reloads and, in the checkpoint, across restarts.
         self.taken: dict[bytes, set[bytes]] = {}
         self._taken_limit = RateLimit(burst=10, period=1.0, what=("field that clashes with an added name", "fields that clash with an added name"))
-        self._failure_limit = RateLimit(burst=10, period=1.0, what=("series whose detector failed",) * 2)
+        self._failure_limit = RateLimit(burst=10, period=1.0, what="series whose detector failed")
 
     def _configure(self, config: Config) -> None:
         """What the engine derives from its config (at start, and again on SIGHUP)."""

@@ -123,7 +123,7 @@ class RateLimit:
     """Allow ``burst`` events per ``period`` seconds; count what was held back, and say it once.
 
     ``what`` names the events in that line, one and many (``("unparsable metric", "unparsable metrics")``: ``1 more
-    unparsable metric was not reported``, ``3 more unparsable metrics were not reported``).
+    unparsable metric was not reported``, ``3 more unparsable metrics were not reported``); a plain string is both.
 
     >>> clock = iter([0.0, 0.1, 0.2, 5.0]).__next__
     >>> rl = RateLimit(burst=2, period=1.0, clock=clock)
@@ -131,14 +131,19 @@ class RateLimit:
     ([True, True, False], 1)
     >>> rl.allow(), rl.take_suppressed(), rl.suppressed
     (True, 1, 0)
+    >>> import sys
+    >>> rl = RateLimit(burst=0, what="series whose detector failed")
+    >>> rl.allow(), rl.allow(), rl.report_held(Log("info", sys.stdout))
+    W! [riverguard] 2 more series whose detector failed were not reported (rate limit)
+    (False, False, None)
     """
 
     def __init__(self, burst: int = 10, period: float = 1.0, clock=time.monotonic,
-                 what: tuple[str, str] = ("message", "messages")) -> None:
+                 what: str | tuple[str, str] = ("message", "messages")) -> None:
         self.burst = burst
         self.period = period
         self.clock = clock
-        self.what = what
+        self.what = (what, what) if isinstance(what, str) else what
         self._window_start = float("-inf")
         self._count = 0
         self.suppressed = 0
