@@ -698,6 +698,14 @@ def test_an_interrupted_replay_says_what_it_left(start, tmp_path: Path) -> None:
     proc.popen.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 130, proc.stderr
     assert proc.stderr == b"W! [riverguard] interrupted after 1 metric: the output up to there went to stdout, no --state\n"
+    # with --report, written only at the end: the line says it was not
+    proc = start("replay", "--report", "r.html", "-", cwd=tmp_path)
+    proc.write(b"cpu v=1 1\n")
+    assert proc.wait_lines(1, 30), proc.stderr
+    proc.popen.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 130, proc.stderr
+    assert proc.stderr == (b"W! [riverguard] interrupted after 1 metric: the output up to there went to stdout, no --state, "
+                           b"--report r.html not written\n") and not (tmp_path / "r.html").exists()
 
 
 def test_the_debug_start_line_comes_first(tmp_path: Path) -> None:

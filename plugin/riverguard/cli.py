@@ -786,7 +786,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
                     out.close()
             finally:
                 if interrupted:  # (exit 130)
-                    log.warn(_interrupted(engine, out, store))
+                    log.warn(_interrupted(engine, out, store, args.report if args is not None else None))
             if ok and store:
                 saved = store.save(tell=True)
     _summary(engine)
@@ -799,9 +799,10 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
     return code
 
 
-def _interrupted(engine: Engine, out: Any, store: Any) -> str:
+def _interrupted(engine: Engine, out: Any, store: Any, report: str | None = None) -> str:
     """The W! line of a replay stopped (SIGINT, SIGTERM) before its input was all scored: what became of the
-    output and the checkpoint (kept as they were: a replay's output never goes with other models)."""
+    output, the checkpoint (kept as they were: a replay's output never goes with other models) and the
+    ``--report`` (written only at the end)."""
     if isinstance(out, _OutputFile) and out.tmp is not None:
         output = f"{out.path} left as it was" if out.mode is not None else f"{out.path} not written"
     elif isinstance(out, _OutputFile):  # a device or a FIFO, written directly
@@ -813,6 +814,8 @@ def _interrupted(engine: Engine, out: Any, store: Any) -> str:
     checkpoint = "no --state"
     if store is not None:
         checkpoint = "no checkpoint written" + (f" ({store.path} keeps the models it had)" if store.path.exists() else "")
+    if report:
+        checkpoint += f", --report {report} " + ("left as it was" if os.path.exists(report) else "not written")
     return f"interrupted after {plural(engine.metrics, 'metric')}: {output}, {checkpoint}"
 
 
