@@ -315,6 +315,28 @@ def test_one_unsaveable_model_does_not_stop_the_checkpoint_of_the_others(tmp_pat
     assert "1 series was checkpointed without its model (it could not be saved): it starts fresh" in errors.getvalue()
 
 
+def test_an_unsaveable_metric_model_is_named_as_the_summary_names_it(tmp_path: Path) -> None:
+    """The W! for a model the checkpoint could not save named a scope = "metric" one by its raw key,
+    'sensor,room=a \\n': it now names it as the replay's summary does, 'sensor,room=a (metric)'."""
+    import io
+
+    from riverguard.config import load
+    from riverguard.engine import METRIC_FIELD, Engine
+    from riverguard.log import Log
+    from riverguard.state import StateStore
+    from riverguard.stream import feed
+
+    rule = SVM_RULE.replace("[rule.params]", 'scope = "metric"\n[rule.params]')
+    config = _config(tmp_path, rule + f'[state]\npath = "{tmp_path / "s.msgpack"}"\n')
+    errors = io.StringIO()
+    engine = Engine(load(config), Log("info", stream=errors))
+    feed(engine, b"sensor,room=a temp=1.5,hum=2.5 1\nsensor,room=b temp=1.5,hum=2.5 1\n", final=True)
+    engine.series[b"sensor,room=a " + METRIC_FIELD].detector._model["StandardScaler"].oddity = object()
+    assert StateStore(engine, tmp_path / "s.msgpack").save()
+    assert "could not be saved and will start fresh after a restart (the others are saved); first: " \
+           "'sensor,room=a (metric)': " in errors.getvalue(), errors.getvalue()
+
+
 def test_start_up_does_not_import_river_for_the_default_detector(tmp_path: Path) -> None:
     """``riverguard run`` with the default detector (and a checkpoint) never imports River or scipy."""
     state = tmp_path / "s.msgpack"

@@ -514,7 +514,7 @@ def _encode_detector(detector: Detector, key: bytes, unsaved: list[str]) -> Any:
         compact = detector.dump_state()
         return [compact] if compact is not None else encode(detector)
     except (StateCodecError, ValueError, TypeError) as err:
-        unsaved.append(f"{key.decode('utf-8', 'backslashreplace')!r}: {err}")
+        unsaved.append(f"{series_name(key)!r}: {err}")
         return None
 
 
