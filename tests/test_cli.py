@@ -519,6 +519,43 @@ def test_what_argparse_prints_is_handled_as_any_output(option: str, stdout: str)
     assert result.stderr == told
 
 
+@pytest.mark.parametrize("stdout", ["reader gone", "full disk"])
+def test_a_crash_is_told_when_stdout_fails_too(tmp_path: Path, stdout: str) -> None:
+    """An unexpected error (here put in by a script: nothing provokes one) with output still buffered for a
+    stdout that fails: the flush after the crash raised its own error in place of the crash's, so the E! line
+    and the traceback were never logged (reader gone: exit 1 and nothing on stderr). Now the crash is told
+    first, then the failed stdout as for any command."""
+    script = tmp_path / "crash.py"
+    script.write_text(
+        "import sys\n"
+        "import riverguard.cli\n"
+        "from riverguard import _entry\n"
+        "def crash(args):\n"
+        "    sys.stdout.write('kept in the buffer\\n')\n"
+        "    raise RuntimeError('kaboom')\n"
+        "riverguard.cli._main = crash\n"
+        "sys.argv = ['riverguard', 'sample-config']\n"
+        "sys.exit(_entry._command())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # (buffered: the flush fails)
+    if stdout == "full disk":
+        out = os.open("/dev/full", os.O_WRONLY)
+    else:
+        read_end, out = os.pipe()
+        os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, str(script)], stdout=out, stderr=subprocess.PIPE, text=True,
+                                env=env, timeout=60)
+    finally:
+        os.close(out)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == "E! [riverguard] riverguard stopped on an unexpected error: RuntimeError: kaboom", lines
+    assert "E! [riverguard] RuntimeError: kaboom" in lines and "Exception ignored" not in result.stderr
+    told = ["E! [riverguard] cannot write to stdout (No space left on device): stopping"] * (stdout == "full disk")
+    assert lines[lines.index("E! [riverguard] RuntimeError: kaboom") + 1:] == told
+
+
 def test_a_stop_exits_130(start, tmp_path: Path) -> None:
     """Interrupted (SIGINT) after a metric went through, with a checkpoint in use: 130, the metric written."""
     state = tmp_path / "s.msgpack"

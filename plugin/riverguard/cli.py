@@ -162,9 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     SIGINT and SIGHUP to the end; a program or a test calling it gets the handlers it had back."""
     try:
         try:
-            return _main(_arguments(argv))
-        finally:  # also after argparse's SystemExit: --help and --version print without a check
-            flush()  # a write to stdout that failed is told here, not by Python at exit
+            code = _main(_arguments(argv))
+        except (SystemExit, KeyboardInterrupt):  # (SystemExit: argparse's --help and --version, printed unchecked)
+            flush()
+            raise
+        flush()  # a write to stdout that failed is told here, not by Python at exit
+        return code
     except KeyboardInterrupt:
         return 130
     except (BrokenPipeError, OutputError) as err:
@@ -174,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         log.error(f"riverguard stopped on an unexpected error: {type(err).__name__}: {err}")
         for line in traceback.format_exc().rstrip().splitlines():
             log.error(line)
+        try:  # only now: a stdout that fails too must not hide the crash
+            flush()
+        except (BrokenPipeError, OutputError) as failed:
+            stop(failed)
         return EXIT_FAIL
 
 
