@@ -419,6 +419,35 @@ def test_a_tab_instead_of_the_space_is_refused_as_influxdb_refuses_it(line: byte
     assert info.value.reason == reason
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"m v=1 6\t",  # influxd: bad timestamp
+        b'm v="s"\t6',
+        b"m v=1\t \t",
+        b"m v=1\t1 6",
+        b"m v=1 6 7",
+        b"m v=1 99999999999999999999",
+        b"m v=1 6 \r",  # taken: a trailer of spaces and a CR
+        b"m v=1 \t6",
+        b"m v=1 ",
+        b"m v=1\r",
+    ],
+)
+def test_raw_fields_takes_and_refuses_what_parse_does(line: bytes) -> None:
+    """raw_fields (evaluate, report and pull read riverguard's and InfluxDB's lines with it) took what followed
+    the fields once spaces, tabs and CRs were stripped from both ends: lines parse() and influxd refuse, such
+    as a tab after the timestamp, passed. Now the same grammar, so the same verdict at the same column."""
+    try:
+        expected = parse(line).timestamp
+    except ParseError as err:
+        with pytest.raises(ParseError) as info:
+            raw_fields(line)
+        assert (info.value.reason, info.value.pos) == (err.reason, err.pos)
+    else:
+        assert raw_fields(line)[2] == expected
+
+
 def test_string_value_spanning_lines_is_one_metric() -> None:
     metric = b'log,host=a msg="line one\nline two\n\nline \\"four\\"",code=3i 1\n'
     data = b"m v=1 0\n" + metric + b"m v=2 2\n"

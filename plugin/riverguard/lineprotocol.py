@@ -170,7 +170,13 @@ def _parse_general(line: bytes) -> Metric:
             pos += 1
             continue
         break
-    fields_end = pos
+    return Metric(line, measurement, tags, fields, pos, _timestamp_after(line, pos))
+
+
+def _timestamp_after(line: bytes, pos: int) -> int | None:
+    """The timestamp of ``line`` whose field set ends at ``pos`` (None: none): the gap, the timestamp, the
+    trailer (spaces, a CR), nothing else."""
+    n = len(line)
     timestamp = None
     if pos < n and line[pos:] != b"\r":  # CRLF line ending without a timestamp
         s = _GAP.match(line, pos)
@@ -187,7 +193,7 @@ def _parse_general(line: bytes) -> Metric:
         pos = trailer.end() if trailer else pos
         if pos < n:
             raise ParseError("unexpected data after the timestamp", pos)
-    return Metric(line, measurement, tags, fields, fields_end, timestamp)
+    return timestamp
 
 
 def _bare_field(key: bytes, token: bytes, pos: int) -> Field:
@@ -237,7 +243,8 @@ def raw_fields(line: bytes) -> tuple[bytes, dict[bytes, bytes], int | None]:
     """Measurement and tags as written, each field's raw value text by raw key, and the timestamp.
 
     For readers of riverguard's own output (``riverguard evaluate``), which need
-    the text of boolean fields that :func:`parse` does not keep.
+    the text of boolean fields that :func:`parse` does not keep. A line :func:`parse`
+    refuses after the measurement and tags is refused alike (same reason, same column).
 
     >>> raw_fields(b'm,t=1 a=1.5,b=true,s="x y" 7')
     (b'm,t=1', {b'a': b'1.5', b'b': b'true', b's': b'"x y"'}, 7)
@@ -253,21 +260,19 @@ def raw_fields(line: bytes) -> tuple[bytes, dict[bytes, bytes], int | None]:
         if k is None:
             raise ParseError("invalid field (expected key=value)", pos)
         pos = k.end()
-        v = (_STRING if line[pos : pos + 1] == b'"' else _BARE).match(line, pos)
+        quoted = line[pos : pos + 1] == b'"'
+        v = (_STRING if quoted else _BARE).match(line, pos)
         if v is None:
             raise ParseError("missing field value", pos)
+        if not quoted:
+            _bare_field(k.group(1), v.group(), pos)  # a value parse() refuses (as influxd does) is refused too
         fields[k.group(1)] = v.group()
         pos = v.end()
         if pos < n and line[pos] == 0x2C:  # ','
             pos += 1
             continue
         break
-    rest = line[pos:].strip(b" \t\r")
-    if not rest:
-        return h.group(1), fields, None
-    if not TIMESTAMP.fullmatch(rest):
-        raise ParseError("unexpected data after the field set", pos)
-    return h.group(1), fields, int(rest)
+    return h.group(1), fields, _timestamp_after(line, pos)
 
 
 def escape_key(text: str, errors: str = "strict") -> bytes:
