@@ -132,6 +132,16 @@ def test_replay_precision_is_the_unit_the_models_read_timestamps_in(tmp_path: Pa
     assert f'"newest": "{iso_ns(newest)}"' in inspected.stdout, inspected.stdout
 
 
+@pytest.mark.parametrize("line", [b"m v=1 \t99999999999999", b"m v=1 99999999999999  ", b'm v="a b" 99999999999999'])
+def test_a_timestamp_out_of_range_at_the_precision_is_pointed_at(line: bytes) -> None:
+    """The column of "timestamp out of range at this --precision" was the last space's: the tab before the
+    timestamp (column 7), or a space after it (column 23). It is the timestamp's."""
+    proc = run_cli(["replay", "--precision", "s", "-"], input=line + b"\n", text=False)
+    assert proc.returncode == 0 and proc.stdout == line + b"\n", proc.stderr
+    column = line.index(b"9") + 1
+    assert b"timestamp out of range at this --precision at column %d;" % column in proc.stderr, proc.stderr
+
+
 def test_replay_report_dash_is_refused(tmp_path: Path) -> None:
     """The HTML report goes to a file; '--report -' wrote a file named '-'."""
     (tmp_path / "in.lp").write_bytes(b"m v=1 1\n")

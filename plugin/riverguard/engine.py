@@ -20,7 +20,7 @@ from ._compiled import is_compiled
 from ._hotpath import Series, checked_score, format_score
 from .config import Config, Rule, written
 from .detectors import Detector
-from .lineprotocol import Metric, ParseError, Record, escape_key, parse, unescape
+from .lineprotocol import Metric, ParseError, Record, escape_key, parse, timestamp_at, unescape
 from .log import Log, RateLimit, iso_ns, plural
 
 __all__ = [
@@ -368,8 +368,8 @@ class Engine:
             timestamp *= self.time_unit
             if not -(2**63) <= timestamp < 2**63:
                 self.parse_errors += 1
-                at = metric.raw.rfind(b" ") + 1
-                self._report_parse_error(record.data, ParseError("timestamp out of range at this --precision", at))
+                error = ParseError("timestamp out of range at this --precision", timestamp_at(metric))
+                self._report_parse_error(record.data, error)
                 return b"" if self.drop_unparsable else data
             metric.timestamp = timestamp
         if timestamp is not None and metric.measurement != _MONITOR:  # (its own: stamped with the wall clock)

@@ -40,6 +40,7 @@ __all__ = [
     "metric_lines",
     "parse",
     "raw_fields",
+    "timestamp_at",
     "unescape",
 ]
 
@@ -219,6 +220,13 @@ def _bare_field(key: bytes, token: bytes, pos: int) -> Field:
         return Field(key, "b", None)
     shown = token[:40].decode("utf-8", "backslashreplace")
     raise ParseError(f'invalid field value "{shown}"', pos)
+
+
+def timestamp_at(metric: Metric) -> int:
+    """Where the timestamp of ``metric`` (one that has a timestamp) starts in its raw bytes: after the gap
+    that follows the fields (spaces and tabs), not at the last space (a trailer may hold spaces)."""
+    gap = _GAP.match(metric.raw, metric.fields_end)
+    return gap.end() if gap else metric.fields_end
 
 
 def insert_fields(metric: Metric, extra: bytes) -> bytes:
