@@ -197,17 +197,25 @@ def test_more_bad_configs(text: str, fragments: list[str]) -> None:
         assert fragment in message
 
 
+CONTROL = "must not hold a tab, newline or other control character (a field key in line protocol cannot)"
+BACKSLASH = ("must not hold a backslash (InfluxDB 1.x keeps it escaped, doubled, in the field key: the name there"
+             " would differ)")
+
+
 @pytest.mark.parametrize(
-    ("key", "value"),
-    [("score_suffix", "_s\tx"), ("flag_suffix", "_f\x1b[31m"), ("metric_score_field", "score\r"),
-     ("metric_flag_field", "flag\x85")],
+    ("key", "value", "refusal"),
+    [("score_suffix", "_s\tx", CONTROL), ("flag_suffix", "_f\x1b[31m", CONTROL),
+     ("metric_score_field", "score\r", CONTROL), ("metric_flag_field", "flag\x85", CONTROL),
+     *((key, "_f\\g", BACKSLASH) for key in ("score_suffix", "flag_suffix", "metric_score_field", "metric_flag_field"))],
 )
 @pytest.mark.parametrize("command", ["check-config", "run"])
-def test_an_output_name_with_a_control_character_is_refused(tmp_path: Path, key: str, value: str,
-                                                           command: str) -> None:
+def test_an_output_name_with_a_control_character_or_a_backslash_is_refused(tmp_path: Path, key: str, value: str,
+                                                                           refusal: str, command: str) -> None:
     """A field key riverguard writes cannot hold a tab (line protocol has no escape for it: InfluxDB and
     Telegraf read it as the separator after the fields), a carriage return or any other control character.
-    Only a newline was refused: ``score_suffix = "_s\\t"`` passed check-config and run wrote the tab as is."""
+    Only a newline was refused: ``score_suffix = "_s\\t"`` passed check-config and run wrote the tab as is.
+    A backslash was taken and written escaped (``_f\\g`` as ``v_f\\\\g``), but InfluxDB 1.x unescapes only
+    ``\\,``, ``\\=`` and ``\\ `` in a field key: it stored two backslashes, a name other than the config's."""
     path = tmp_path / "out.toml"
     path.write_text(f"[output]\n{key} = {json.dumps(value)}\n[[rule]]\nfields = [\"v\"]\n")  # (JSON's escapes are TOML's)
     args = ["check-config", str(path)] if command == "check-config" else ["run", "--config", str(path)]
@@ -215,24 +223,23 @@ def test_an_output_name_with_a_control_character_is_refused(tmp_path: Path, key:
     assert result.returncode == 2, result.stderr
     assert result.stdout == b""
     (line,) = result.stderr.decode().splitlines()
-    assert line == (f"E! [riverguard] {path}: [output], key '{key}': must not hold a tab, newline or other control "
-                    f"character (a field key in line protocol cannot), got {value!r}"), line
+    assert line == f"E! [riverguard] {path}: [output], key '{key}': {refusal}, got {value!r}", line
 
 
 def test_output_names_that_need_escaping_are_escaped_and_read_back(tmp_path: Path) -> None:
-    """A comma, an equals sign, a space or a backslash in an [output] name is escaped in the field key, and
-    riverguard's own parser reads the key back as the name: a second pass takes the fields as already there."""
+    """A comma, an equals sign or a space in an [output] name is escaped in the field key, and riverguard's own
+    parser reads the key back as the name: a second pass takes the fields as already there."""
     path = tmp_path / "out.toml"
-    path.write_text('[output]\nscore_suffix = " score,x=y"\nflag_suffix = "_f\\\\g"\n'
+    path.write_text('[output]\nscore_suffix = " score,x=y"\nflag_suffix = "_f=g h"\n'
                     '[[rule]]\nfields = ["v"]\ndetector = "zscore"\nwarmup = 2\n')
     data = b"cpu v=1 1\ncpu v=2 2\ncpu v=1 3\ncpu v=9 4\n"
     first = run_cli(["replay", "--config", str(path), "-"], input=data)
     assert first.returncode == 0, first.stderr
     lines = first.stdout.splitlines()
-    assert lines[-1] == b"cpu v=9,v\\ score\\,x\\=y=1.0,v_f\\\\g=true 4", lines
+    assert lines[-1] == b"cpu v=9,v\\ score\\,x\\=y=1.0,v_f\\=g\\ h=true 4", lines
     from riverguard.lineprotocol import parse, unescape
 
-    assert [unescape(f.key) for f in parse(lines[-1]).fields] == ["v", "v score,x=y", "v_f\\g"]
+    assert [unescape(f.key) for f in parse(lines[-1]).fields] == ["v", "v score,x=y", "v_f=g h"]
     again = run_cli(["replay", "--config", str(path), "-"], input=first.stdout)
     assert again.returncode == 0 and again.stdout == first.stdout, again.stderr
     assert b"series: 0 (0 scored)" in again.stderr  # (the fields are taken as riverguard's own, not scored again)

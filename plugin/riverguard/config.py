@@ -680,6 +680,9 @@ def _parse_output(raw: Any, where: _Where) -> OutputConfig | None:
             elif printable(value) != value:  # (printable escapes each control character)
                 where.add(key, "must not hold a tab, newline or other control character (a field key in line "
                           f"protocol cannot), got {value!r}")
+            elif "\\" in value:
+                where.add(key, "must not hold a backslash (InfluxDB 1.x keeps it escaped, doubled, in the field key: "
+                          f"the name there would differ), got {value!r}")
             else:
                 values[key] = value
     if "explain" in raw:
