@@ -1417,7 +1417,8 @@ def test_a_run_that_cannot_read_its_checkpoint_passes_every_metric_through_and_k
     assert after.returncode == 0 and b"restored 4 series" in after.stderr, after.stderr
 
 
-@pytest.mark.parametrize("where", ["st/", "st/deeper/rg.msgpack", "st/missing/", "shut/u/st/", "others/u/st/"])
+@pytest.mark.parametrize("where", ["st/", "st/deeper/rg.msgpack", "st/missing/", "shut/u/st/", "others/u/st/",
+                                   "group/u/st/"])
 def test_a_state_folder_this_user_may_not_write_passes_every_metric_through(tmp_path: Path, start,
                                                                            where: str) -> None:
     """A state folder Telegraf's user may not write (step 2 of the setup left out) stopped run at start, exit 2,
@@ -1426,9 +1427,10 @@ def test_a_state_folder_this_user_may_not_write_passes_every_metric_through(tmp_
     through unscored, byte for byte, until stdin closes, exit 0. replay --state still exits 2, with that line.
     A state folder that does not exist is to be made for that user (README step 2's ``install -d -o``): the
     line told to chown the folder above it, /var/lib for /var/lib/riverguard. Under a folder it may not even
-    search (``shut``, its own, mode 0600; ``others``, another user's, mode 0700), run stopped on a traceback,
-    exit 1; then the line told to make the state folder, which that folder does not let it reach: it names
-    that folder and the chmod that lets this user in."""
+    search (``shut``, its own, mode 0600; ``others``, another user's, mode 0700; ``group``, another user's of
+    its group, mode 0700), run stopped on a traceback, exit 1; then the line told to make the state folder,
+    which that folder does not let it reach: it names that folder and the chmod that lets this user in. For
+    another user's folder (root's, say) it told to run riverguard as that user: now a state path outside it."""
     import pwd
 
     prefix = as_a_user(tmp_path)
@@ -1436,14 +1438,14 @@ def test_a_state_folder_this_user_may_not_write_passes_every_metric_through(tmp_
     folder.mkdir(mode=0o555)
     mode = "0555"
     owner = me = pwd.getpwuid(os.geteuid()).pw_name
-    if where.startswith(("shut/", "others/")):
+    if where.startswith(("shut/", "others/", "group/")):
         (folder / "u").mkdir()
         folder.chmod(0o600 if where.startswith("shut/") else 0o700)
         mode = f"{stat.S_IMODE(folder.stat().st_mode):04o}"
-    if where.startswith("others/"):
+    if where.startswith(("others/", "group/")):
         if os.geteuid() != 0:
             pytest.skip("a folder of another user's needs root to make")
-        os.chown(folder, 65534, 65534)  # (nobody: not root's group either)
+        os.chown(folder, 65534, 65534 if where.startswith("others/") else os.getegid())  # (nobody's)
         owner = pwd.getpwuid(65534).pw_name
     data = stream(20, seed=5, start=300)
     state = f"{tmp_path}/{where}"  # (a trailing / kept: a folder to make)
@@ -1454,10 +1456,14 @@ def test_a_state_folder_this_user_may_not_write_passes_every_metric_through(tmp_
     said = f"permission denied (owner {owner}, mode {mode}; riverguard runs as {me}): "
     if where == "st/":
         told = f"cannot create the lock file {folder}/riverguard.msgpack.lock in {folder}: {said}run `chmod u+rwx {folder}`"
-    elif folder.name in ("shut", "others"):
-        who, besides = ("u", "") if owner == me else ("o", f", or run riverguard as {owner}")
+    elif folder.name in ("shut", "others", "group"):
+        advice = {  # (for another user's folder, not: run riverguard as that user, root say)
+            "shut": f"run `chmod u+x {folder}`",
+            "others": f"use a state path outside it, or have {owner} run `chmod o+x {folder}`",
+            "group": f"run `chmod g+x {folder}`, or use a state path outside it",
+        }[folder.name]
         told = f"cannot reach the state folder {tmp_path / where.rstrip('/')} through {folder}: {said}" \
-            f"{folder} must let {me} in: run `chmod {who}+x {folder}`{besides}"
+            f"{folder} must let {me} in: {advice}"
     else:
         missing = tmp_path / where.rstrip("/") if where.endswith("/") else (tmp_path / where).parent
         told = f"cannot create the state folder {missing} in {folder}: {said}run `install -d -o {me} {missing}`"

@@ -101,7 +101,8 @@ def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = (), m
     and the ``chown`` that gives it to this process's user, with those of ``also`` that another user owns; or,
     for a folder ``make`` missing in ``path``, the ``install -d`` that makes it this user's (never ``path``'s
     ``chown``: ``/var/lib`` is not riverguard's); or, with ``enter``, for a folder on the way that this process
-    may not search, the ``chmod`` that lets its user in (a ``make`` below would not get past it)."""
+    may not search, the ``chmod`` that lets its user in (a ``make`` below would not get past it), or, for
+    another user's folder, a state path outside it first."""
     reason = "permission denied" if err.errno == errno.EACCES else (err.strerror or str(err)).lower()
     me = os.geteuid()
     try:
@@ -110,10 +111,13 @@ def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = (), m
         return f"cannot {action} {path}: {reason}"
     told = f"cannot {action} {path}: {reason} (owner {_user(st.st_uid)}, mode {stat.S_IMODE(st.st_mode):04o}; " \
         f"riverguard runs as {_user(me)}): "
-    if enter:
-        who = "u" if st.st_uid == me else "g" if st.st_gid in {os.getegid(), *os.getgroups()} else "o"
-        told += f"{path} must let {_user(me)} in: run `chmod {who}+x {path}`"
-        return told if st.st_uid == me else told + f", or run riverguard as {_user(st.st_uid)}"
+    if enter:  # (another user's, root's /tmp/sh say: not for riverguard to open, nor to run as root)
+        told += f"{path} must let {_user(me)} in: "
+        if st.st_uid == me:
+            return told + f"run `chmod u+x {path}`"
+        if st.st_gid in {os.getegid(), *os.getgroups()}:
+            return told + f"run `chmod g+x {path}`, or use a state path outside it"
+        return told + f"use a state path outside it, or have {_user(st.st_uid)} run `chmod o+x {path}`"
     told += "run "
     if make is not None:
         return told + f"`install -d -o {_user(me)} {make}`"
