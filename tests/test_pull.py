@@ -788,6 +788,17 @@ def test_a_one_off_pull_whose_checkpoint_cannot_be_saved_exits_1(influxdb: Influ
     again = subprocess.run(args, capture_output=True, text=True, timeout=60)  # (the scores are there: not again)
     assert again.returncode == 0, again.stderr
     assert "pulled 10 point(s) from database 'rg_unsaved_once': wrote 0, 10 already scored" in again.stderr
+    # nothing new, the folder read-only again: the save fails all the same, but nothing is read again
+    folder.chmod(0o555)
+    try:
+        idle = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    finally:
+        folder.chmod(0o755)
+    assert idle.returncode == 1, idle.stderr
+    assert "wrote 0," in idle.stderr
+    errors = [line for line in idle.stderr.splitlines() if line.startswith("E! ")]
+    assert errors[-1].startswith(f"E! [riverguard] the checkpoint {state} could not be saved (above): committed up to")
+    assert errors[-1].endswith("; a pull started again resumes from there (this one wrote nothing)"), errors
 
 
 # -- --follow ----------------------------------------------------------------------

@@ -502,9 +502,10 @@ class Puller:
         """Whether the last save failed (the checkpoint is behind what was written); if so, say it (``E!``)."""
         if self.store is None or self.store.error is None:
             return False
+        again = ", and reads again what this one wrote after it" if self.written else " (this one wrote nothing)"
         self.log.error(
             f"the checkpoint {self.store.path} could not be saved (above): {self.where()}; a pull started again"
-            " resumes from there, and reads again what this one wrote after it"
+            f" resumes from there{again}"
         )
         return True
 
