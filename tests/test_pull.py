@@ -1009,7 +1009,9 @@ def test_follow_tries_a_failed_checkpoint_again_at_each_commit_and_says_so(influ
         written = puller.wait_for("written again")
         again = [line for line in written.splitlines() if "written again" in line]
         assert len(again) == 1 and again[0].startswith(f"I! [riverguard] checkpoint to {state} written again, after ")
-        assert int(again[0].split("after ")[1].split(" ")[0]) >= 10, again  # (2 commits at least each 0.2 s)
+        # (each store(5) waited for a pass to score its points, and each such pass commits: 5 at least; on an
+        # idle machine the passes between, every 0.1 s, fail too, but a loaded one may run none of them)
+        assert int(again[0].split("after ")[1].split(" ")[0]) >= 5, again
         marks(count - 1)
         folder.chmod(0o555)
         store(5)

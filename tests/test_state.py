@@ -676,14 +676,15 @@ def test_run_tells_a_checkpoint_failing_in_a_row_once_and_when_it_is_written_aga
             assert time.monotonic() < deadline, proc.stderr
             time.sleep(0.02)
         folder.chmod(0o555)
-        time.sleep(1.0)  # 20 checkpoints
+        assert proc.wait_stderr(lambda err: b"E! " in err, 30), proc.stderr  # the first that fails
+        time.sleep(1.0)  # 20 more checkpoints on an idle machine; on a loaded one, fewer (2 are asserted)
         told = proc.stderr.decode()
         assert told.count("E! ") == 1 and f"E! [riverguard] checkpoint to {state} failed: [Errno 13]" in told, told
         folder.chmod(0o755)
         assert proc.wait_stderr(lambda err: b"written again" in err, 30), proc.stderr
         again = proc.stderr.decode().splitlines()[-1]
         assert again.startswith(f"I! [riverguard] checkpoint to {state} written again, after "), again
-        assert int(again.split("after ")[1].split(" ")[0]) >= 10, again
+        assert int(again.split("after ")[1].split(" ")[0]) >= 2, again  # (all but the first told by no line)
         folder.chmod(0o555)
         time.sleep(0.2)
         proc.close_stdin()
