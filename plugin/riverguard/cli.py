@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 from . import __version__
 from .config import Config, ConfigError, default_config, load, state_path, written
 from .config import warnings as config_warnings
-from .engine import Engine
+from .engine import UNITS, Engine
 from .log import LEVELS, Log, Progress, os_reason, plural, printable
 from .output import OutputError, flush, stop
 
@@ -337,7 +337,7 @@ def _state_inspect(path: str, series: str | None = None, with_state: bool = Fals
         return EXIT_CONFIG
     try:
         if series is not None:
-            rows = list(list_series(file, series, with_state))
+            rows, held = list_series(file, series, with_state)
         else:
             summary = inspect(file)
     except FileNotFoundError as err:  # (a folder: the checkpoint riverguard keeps in it, which it names)
@@ -353,8 +353,7 @@ def _state_inspect(path: str, series: str | None = None, with_state: bool = Fals
         Log("error").error(f"{file}: {err}")
         return EXIT_CONFIG
     if series is not None:
-        held = 0 if rows else sum(1 for _ in list_series(file))
-        if held:  # a GLOB that matches none of them (a glob is never wrong: "[" is itself; a typo matches nothing)
+        if held and not rows:  # a GLOB that matches none of them (a glob is never wrong: "[" is itself; a typo matches nothing)
             Log("info").warn(
                 f"--series {series!r} matched none of the {held} series in {file} (a series key is "
                 "'measurement,tag=value field', or 'measurement,tag=value (metric)' for a scope = \"metric\" "
@@ -479,7 +478,7 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
         kept, dropped = engine.reconfigure(config)
         log.info(
             f"received SIGHUP: config {config.source} reloaded, {len(config.rules)} rule(s); "
-            f"{kept} series {'keeps its model' if kept == 1 else 'keep their models'}" + engine.dropped_counts(dropped)
+            + plural(kept, "series keeps its model", "series keep their models") + engine.dropped_counts(dropped)
         )
 
     return reload
@@ -701,10 +700,6 @@ class _Tee:
         self.collector.feed(data)
 
 
-#: Nanoseconds in one unit of ``replay --precision``.
-_UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9}
-
-
 def _replay(config: Config, log: Log, files: list[str], output: str | None,
             args: argparse.Namespace | None = None) -> int:
     from .signals import checkpointing
@@ -727,7 +722,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
             log.error(problem)
             return EXIT_CONFIG
     precision = getattr(args, "precision", None)
-    unit = _UNITS[precision or "ns"]
+    unit = UNITS[precision or "ns"]
     engine = Engine(config, log, time_unit=unit)
     try:
         store = _state_store(engine)

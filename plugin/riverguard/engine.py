@@ -25,7 +25,7 @@ from .log import Log, RateLimit, iso_ns, plural
 
 __all__ = [
     "ACCELERATED", "METRIC_FIELD", "MONITOR_MEASUREMENT", "Engine", "MetricSeries", "Series", "checked_score",
-    "format_score", "key_measurement", "series_key", "series_name",
+    "UNITS", "format_score", "key_measurement", "series_key", "series_name",
 ]
 
 
@@ -103,8 +103,11 @@ def _none_plain(engine: Engine, buf: bytes, pos: int, out: list[bytes]) -> int:
 
 #: The timestamps :meth:`Engine.check_units` looks at: the first ones of a stream that starts with no clock.
 UNIT_SAMPLE = 16
-#: Units a timestamp may have been written in by mistake, and their size in nanoseconds, for that check.
-_SMALLER_UNITS = (("s", 10**9), ("ms", 10**6), ("us", 10**3))
+#: Nanoseconds in one unit of the timestamps (``replay --precision``), and each unit's name.
+UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9}
+_UNIT_NAMES = {"ns": "nanoseconds", "us": "microseconds", "ms": "milliseconds", "s": "seconds"}
+#: Units a timestamp may have been written in by mistake, largest first, for that check.
+_SMALLER_UNITS = ("s", "ms", "us")
 
 
 def guess_unit(stamps: list[int], now: float | None = None) -> str | None:
@@ -122,8 +125,8 @@ def guess_unit(stamps: list[int], now: float | None = None) -> str | None:
     (None, None)
     """
     latest = int((time.time() if now is None else now) + 366 * 86400)  # seconds
-    for unit, size in _SMALLER_UNITS:
-        per_second = 10**9 // size
+    for unit in _SMALLER_UNITS:
+        per_second = 10**9 // UNITS[unit]
         low, high = 10**9 * per_second, latest * per_second
         if stamps and all(low <= t < high for t in stamps):
             return unit
@@ -1007,8 +1010,7 @@ class Engine:
         unit = guess_unit(first)
         if unit is None:
             return
-        size = dict(_SMALLER_UNITS)[unit]
-        name = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}[unit]
+        size, name = UNITS[unit], _UNIT_NAMES[unit]
         self.log.warn(
             f"the timestamps look like {name}, not nanoseconds: {first[0]} is {iso_ns(first[0] * size)} in {name}, "
             f"{iso_ns(first[0])} in nanoseconds; {hint.format(unit=unit)}"

@@ -434,7 +434,6 @@ def process_chunks(engine: Engine, chunks: Iterable[bytes], write: Callable[[byt
             engine.check_units()
         if buf:
             write(b"".join(feed(engine, buf, final=True)[0]))
-        engine.check_units()
 
 
 class InputError(Exception):

@@ -419,10 +419,10 @@ class Puller:
         scored (overwritten: their copy there holds the values scored). In place an overwritten point keeps
         its score field, and nothing tells it from one scored as it is."""
         lo = mark - self.late_ns
-        scored_elsewhere: dict[tuple[bytes, int], dict[bytes, bytes]] | None = None
+        scored_elsewhere: dict[tuple[bytes, int], bytes] | None = None
         if self.dest is not None:  # --to-db: the scores are in the other database, with the values scored
-            scored_elsewhere = {
-                _identity(row.line): _values(row.line) for batch in self.dest.rows(name, lo, mark) for row in batch
+            scored_elsewhere = {  # (each point's line there: its values are read only for a point met here)
+                _identity(row.line): row.line for batch in self.dest.rows(name, lo, mark) for row in batch
                 if row.line is not None and row.scored
             }
         late: list[bytes] = []
@@ -436,7 +436,7 @@ class Puller:
                 if point in seen:
                     continue
                 if scored_elsewhere is not None and point in scored_elsewhere:
-                    if _values(row.line).items() <= scored_elsewhere[point].items():
+                    if _values(row.line).items() <= _values(scored_elsewhere[point]).items():
                         continue  # scored as it is
                     overwritten.append(row.line)
                     seen.add(point)

@@ -156,7 +156,7 @@ class StateStore:
         self.clock: Callable[[], float] = time.monotonic  # (the repeat limit of the failures' E! lines)
         self._streak = 0  # checkpoints failed in a row
         self._written_at: float | None = None  # when the last one was written (clock)
-        self._repeats = RateLimit(burst=1, period=FAILURE_REPEAT)
+        self._repeats = RateLimit(burst=1, period=FAILURE_REPEAT)  # (made again at each streak's first failure)
 
     @property
     def lock_path(self) -> Path:
@@ -357,11 +357,8 @@ class StateStore:
         if times:
             engine.now = max(times)
         if unsaved:
-            self.log.warn(
-                f"{unsaved} series " + ("was checkpointed without its model (it could not be saved): it starts fresh"
-                                        if unsaved == 1 else
-                                        "were checkpointed without their model (it could not be saved): they start fresh")
-            )
+            self.log.warn(plural(unsaved, "series was checkpointed without its model (it could not be saved): it starts fresh",
+                                 "series were checkpointed without their model (it could not be saved): they start fresh"))
         return restored, dropped
 
     def save(self, tell: bool = False) -> bool:
@@ -567,9 +564,10 @@ def inspect(path: Path) -> dict[str, Any]:
     return summary
 
 
-def list_series(path: Path, glob: str = "*", with_state: bool = False) -> Iterator[dict[str, Any]]:
+def list_series(path: Path, glob: str = "*", with_state: bool = False) -> tuple[list[dict[str, Any]], int]:
     """The series of a checkpoint whose key matches ``glob``, sorted by key (raises as :func:`inspect`);
-    ``with_state``: each with its detector's learned state by name (:func:`_named`)."""
+    ``with_state``: each with its detector's learned state by name (:func:`_named`); and how many series the
+    checkpoint holds in all."""
     import fnmatch
 
     checkpoint = read(checkpoint_file(Path(path)))
@@ -585,7 +583,7 @@ def list_series(path: Path, glob: str = "*", with_state: bool = False) -> Iterat
                 row["state"] = _named(state, layouts.get(fingerprint))
             rows.append(row)
     rows.sort(key=lambda row: row["key"])
-    yield from rows
+    return rows, len(checkpoint.records)
 
 
 def _named(state: Any, layout: Any) -> Any:
