@@ -137,8 +137,8 @@ def test_band_fields_in_the_output_are_drawn_as_a_band(chromium, tmp_path: Path)
 
 def test_a_metric_scope_score_is_drawn_and_matched_by_report_series(chromium, tmp_path: Path) -> None:
     """The README's "hosts" rule (scope = "metric": one hst model per cpu metric, writing anomaly_score and
-    anomaly) on the demo: the replay's summary counted 132 anomalies in 'cpu,cpu=cpu-total,host=web3 (metric)'
-    and two more such series, but the report read only F_anomaly_score fields: "0 series plotted", "The output
+    anomaly) on the demo: the replay's summary counted 132 anomalies in three series such as
+    'cpu,cpu=cpu-total,host=web3 (metric)' (46 of them), but the report read only F_anomaly_score fields: "0 series plotted", "The output
     holds no scored field", and --report-series 'cpu*' matched nothing. Now each metric-level score is a
     series named as in the summary, drawn as its score with its flags marked, and a glob matches it."""
     config = tmp_path / "hosts.toml"

@@ -686,7 +686,8 @@ def test_run_tells_a_checkpoint_failing_in_a_row_once_and_when_it_is_written_aga
         assert again.startswith(f"I! [riverguard] checkpoint to {state} written again, after "), again
         assert int(again.split("after ")[1].split(" ")[0]) >= 2, again  # (all but the first told by no line)
         folder.chmod(0o555)
-        time.sleep(0.2)
+        # the first of the new streak before the end, so that the final one is "failed again" however loaded
+        assert proc.wait_stderr(lambda err: err.count(b"E! ") >= 2, 30), proc.stderr
         proc.close_stdin()
         assert proc.wait(30) == 1, proc.stderr
     finally:

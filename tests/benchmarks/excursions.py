@@ -10,7 +10,7 @@ run of such values, each counting one sample interval); the run is flagged
 once, when it has lasted, at most once every 6 hours. These flags are or'd
 with the default detector's flags at its shipped threshold and scored on both
 corpora, NAB's standard profile and event-wise, as ``riverguard evaluate``
-does. About 2 minutes for both corpora (the robust statistics dominate).
+does. About 75 seconds for both corpora (the robust statistics dominate).
 """
 
 from __future__ import annotations
