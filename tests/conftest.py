@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,61 @@ class _Reader(threading.Thread):
             return True
 
 
+#: The processes the running test started (:func:`spawn`, the ``start`` fixture): ended after it if still running.
+_STARTED: list[subprocess.Popen[Any]] = []
+
+
+def spawn(cmd: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+    """``subprocess.Popen(cmd, **kwargs)``, the process ended after the test (:func:`end`) if it still runs then:
+    a ``run`` or a ``pull --follow`` runs until it is stopped, and one whose test failed first outlived pytest."""
+    proc: subprocess.Popen[Any] = subprocess.Popen(cmd, **kwargs)
+    _STARTED.append(proc)
+    return proc
+
+
+def end(proc: subprocess.Popen[Any]) -> None:
+    """Kill ``proc`` (by its PID) if it still runs, and close the pipes the test held to it."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(5)
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        try:
+            if pipe is not None:
+                pipe.close()
+        except OSError:
+            pass
+
+
+@pytest.fixture(autouse=True)
+def _end_what_the_test_started() -> Iterator[None]:
+    """After each test, :func:`end` every process it started (:func:`spawn`)."""
+    yield
+    while _STARTED:
+        end(_STARTED.pop())
+
+
+def wait_until(predicate: Callable[[], object], timeout: float) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds have passed (what it says then)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
+@contextmanager
+def reader_gone() -> Iterator[int]:
+    """The write end of a pipe whose reader is gone (``riverguard ... | head`` once head exited): a write to
+    it fails with EPIPE. Closed on leaving."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        yield write_end
+    finally:
+        os.close(write_end)
+
+
 class Proc:
     """A running ``riverguard`` with unbuffered stdin/stdout/stderr pipes."""
 
@@ -150,30 +206,20 @@ class Proc:
             del self.out.data[:]
 
     def kill(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait(5)
-        for pipe in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
-            try:
-                pipe.close()
-            except OSError:
-                pass
+        end(self.popen)
 
 
 @pytest.fixture
-def start() -> Iterator[Callable[..., Proc]]:
-    """Start ``riverguard ARGS``; every process started is killed at teardown if still alive."""
-    procs: list[Proc] = []
+def start() -> Callable[..., Proc]:
+    """Start ``riverguard ARGS``; every process started is killed at teardown if still alive (:func:`spawn`)."""
 
     def _start(*args: str, cmd: list[str] | None = None, cwd: Path | None = None,
                env: dict[str, str] | None = None) -> Proc:
         proc = Proc(list(args), cmd=cmd, cwd=cwd, env=env)
-        procs.append(proc)
+        _STARTED.append(proc.popen)
         return proc
 
-    yield _start
-    for proc in procs:
-        proc.kill()
+    return _start
 
 
 def as_a_user(tmp_path: Path) -> list[str]:

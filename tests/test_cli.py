@@ -9,11 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
 
-from conftest import LOG_PREFIXES, RIVERGUARD, ROOT, run_cli, strip_added
+from conftest import LOG_PREFIXES, RIVERGUARD, ROOT, reader_gone, run_cli, strip_added
 from riverguard import __version__, cli
 from riverguard.detectors import resolve
 
@@ -407,7 +408,7 @@ def test_every_usage_error_exits_2(tmp_path: Path, args: list[str], hidden: tupl
 def test_failures_while_running_exit_1(tmp_path: Path, failure: str) -> None:
     """What was given was fine, and something failed while running: exit 1 (README, Exit codes)."""
     good = b"".join(b"cpu,host=a v=%d %d\n" % (i % 7, i) for i in range(20_000))
-    stdout, message = subprocess.PIPE, None
+    message = None
     if failure == "binary input":
         (tmp_path / "in.lp").write_bytes(b"cpu v=1 1\n" + bytes(range(256)))
         message = "binary data"
@@ -417,16 +418,11 @@ def test_failures_while_running_exit_1(tmp_path: Path, failure: str) -> None:
         message = "broken gzip data after"
     else:  # the reader is gone before the first write (`riverguard replay in.lp | head`): nothing to say
         (tmp_path / "in.lp").write_bytes(good)
-        read_end, stdout = os.pipe()
-        os.close(read_end)
     args = ["replay", str(tmp_path / "in.lp")]
     if message is not None:
         args[1:1] = ["-o", str(tmp_path / "out.lp")]
-    try:
+    with reader_gone() if failure == "stdout closed" else nullcontext(subprocess.PIPE) as stdout:
         result = subprocess.run([*RIVERGUARD, *args], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=60)
-    finally:
-        if stdout != subprocess.PIPE:
-            os.close(stdout)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     if message is None:
@@ -517,13 +513,9 @@ def test_what_argparse_prints_is_handled_as_any_output(option: str, stdout: str)
     closed (held by the read-only null device) or its reader gone, a traceback through Python's exit flush
     ("Exception ignored", exit 120). Now as for any output: a failed write told in one E! line, a reader
     gone quiet; exit 1 either way."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
+    with reader_gone() as write_end:
         result = subprocess.run([*RIVERGUARD, option], stdout=write_end, stderr=subprocess.PIPE, text=True,
                                 timeout=60, preexec_fn=(lambda: os.close(1)) if stdout == "closed" else None)
-    finally:
-        os.close(write_end)
     assert result.returncode == 1, result.stderr
     told = "E! [riverguard] cannot write to stdout (Bad file descriptor): stopping\n" if stdout == "closed" else ""
     assert result.stderr == told
@@ -548,16 +540,9 @@ def test_a_crash_is_told_when_stdout_fails_too(tmp_path: Path, stdout: str) -> N
         "sys.exit(_entry._command())\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # (buffered: the flush fails)
-    if stdout == "full disk":
-        out = os.open("/dev/full", os.O_WRONLY)
-    else:
-        read_end, out = os.pipe()
-        os.close(read_end)
-    try:
+    with open("/dev/full", "wb") if stdout == "full disk" else reader_gone() as out:
         result = subprocess.run([sys.executable, str(script)], stdout=out, stderr=subprocess.PIPE, text=True,
                                 env=env, timeout=60)
-    finally:
-        os.close(out)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.splitlines()
     assert lines[0] == "E! [riverguard] riverguard stopped on an unexpected error: RuntimeError: kaboom", lines

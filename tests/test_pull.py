@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from conftest import RIVERGUARD, ROOT, as_a_user, run_cli
+from conftest import RIVERGUARD, ROOT, as_a_user, run_cli, spawn, wait_until
 
 from riverguard.config import parse as parse_config
 from riverguard.detectors import resolve
@@ -46,27 +46,6 @@ except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
 
 pytestmark = pytest.mark.influxdb
 
-#: The processes the running test started (:func:`_start`): a ``pull --follow`` runs until it is stopped.
-_STARTED: list[subprocess.Popen[Any]] = []
-
-
-def _start(cmd: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
-    """``subprocess.Popen``, the process ended after the test if it is still running then."""
-    proc: subprocess.Popen[Any] = subprocess.Popen(cmd, **kwargs)
-    _STARTED.append(proc)
-    return proc
-
-
-@pytest.fixture(autouse=True)
-def _end_what_the_test_started() -> Any:
-    """Kill (by its PID) each process the test started that still runs: one whose test failed before it
-    stopped it (a failed assertion, a timeout) went on after pytest had ended."""
-    yield
-    while _STARTED:
-        proc = _STARTED.pop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return run_cli(list(args), timeout=timeout, text=True)
@@ -82,6 +61,18 @@ def _store(server: InfluxServer, db: str, text: str, batch: int = 5000) -> None:
     for i in range(0, len(lines), batch):
         r = server.write(db, ("\n".join(lines[i : i + batch]) + "\n").encode())
         assert r.status == 204, r.body
+
+
+def _scored(server: InfluxServer, db: str, measurement: str, field: str = "v") -> int:
+    """How many points of ``measurement`` in ``db`` carry ``field``'s score."""
+    rows = server.rows(f'SELECT count("{field}_anomaly_score") FROM "{measurement}"', db)
+    return rows[0][1] if rows else 0
+
+
+def _wait_scored(server: InfluxServer, db: str, measurement: str, n: int, log: Path, field: str = "v") -> None:
+    """Wait (30 s at most) until ``n`` points of ``measurement`` in ``db`` carry ``field``'s score (a --follow,
+    its stderr in ``log``, scored them)."""
+    assert wait_until(lambda: _scored(server, db, measurement, field) == n, 30), log.read_text()
 
 
 def _field_types(server: InfluxServer, db: str, measurement: str) -> dict[str, str]:
@@ -413,12 +404,10 @@ def test_a_measurement_not_in_the_database_is_warned_about_once(influxdb: Influx
     # --follow says it once, not at every pass, and reads the measurement once it is written.
     log = tmp_path / "pull.log"
     puller = _Puller(["--influx-url", influxdb.url, "--db", db, "-m", "later", "--follow", "--every", "0.1s",
-                      "--delay", "0s", "--state", str(tmp_path / "s.msgpack")], log)
-    time.sleep(1)  # several passes
+                      "--delay", "0s", "--state", str(tmp_path / "s.msgpack"), "--log-level", "debug"], log)
+    puller.passes(3)  # several passes
     assert influxdb.write(db, b"later,host=a v=1.5 1000000000\n").status == 204
-    deadline = time.monotonic() + 30
-    while not influxdb.rows('SELECT count("v_anomaly_score") FROM "later"', db) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: _scored(influxdb, db, "later") > 0, 30)
     stderr = puller.stop()
     assert stderr.count("W! ") == 1 and "measurement 'later' not found" in stderr, stderr
     assert influxdb.rows('SELECT count("v_anomaly_score") FROM "later"', db)[0][1] == 1
@@ -444,7 +433,7 @@ def _watchdog(proc: subprocess.Popen, seconds: float = 60.0) -> threading.Timer:
 
 
 def test_follow_with_the_server_down_retries_with_backoff(tmp_path: Path) -> None:
-    proc = _start(
+    proc = spawn(
         [*RIVERGUARD, "pull", "--influx-url", f"http://127.0.0.1:{free_port()}", "--db", "x", "-m", "cpu",
          "--follow", "--every", "0.1s", "--state", str(tmp_path / "s.msgpack")],
         stderr=subprocess.PIPE, text=True,
@@ -537,7 +526,7 @@ def test_follow_retries_a_passing_failure_and_goes_on(tmp_path: Path) -> None:
     reads = [(503, "overloaded")]  # the first pass cannot read ...
     writes = [(503, "try later")]  # ... the second cannot write (--retries 0: the writer gives up at once)
     with local_server(_Scripted, requests=[], writes=[], reads=reads, write_statuses=writes, forever=False) as server:
-        proc = _start(_follow_stub(server, tmp_path, "--retries", "0"), stderr=subprocess.PIPE, text=True)
+        proc = spawn(_follow_stub(server, tmp_path, "--retries", "0"), stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 60
             while not server.writes and time.monotonic() < deadline and proc.poll() is None:
@@ -596,7 +585,7 @@ class _NotJson(QuietHandler):
 
 def _follow_until_reported(server: Any, tmp_path: Path) -> tuple[int | None, str]:
     """Run ``pull --follow`` against ``server`` until it reports a failed pass or stops; (exit code, stderr)."""
-    proc = _start(_follow_stub(server, tmp_path), stderr=subprocess.PIPE, text=True)
+    proc = spawn(_follow_stub(server, tmp_path), stderr=subprocess.PIPE, text=True)
     seen = []
     stopped = False  # it stopped by itself (an E! line): let it exit, no SIGTERM
     watchdog = _watchdog(proc)
@@ -808,27 +797,32 @@ class _Puller:
     """``riverguard pull --follow`` in the background (after the command ``prefix``), its stderr in a file."""
 
     def __init__(self, args: list[str], log: Path, prefix: tuple[str, ...] = ()) -> None:
-        self.log = log
+        self.log, self.args = log, args
         started = log.read_text().count("I! [riverguard] following") if log.exists() else 0
         with open(log, "ab") as err:
-            self.proc = _start([*prefix, *RIVERGUARD, "pull", *args], stderr=err, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60  # ready: it handles SIGTERM from here on
-        while log.read_text().count("I! [riverguard] following") == started and time.monotonic() < deadline:
-            assert self.proc.poll() is None, log.read_text()
-            time.sleep(0.05)
+            self.proc = spawn([*prefix, *RIVERGUARD, "pull", *args], stderr=err, stdout=subprocess.DEVNULL)
+        self.wait_for("I! [riverguard] following", started + 1, 60)  # ready: it handles SIGTERM from here on
 
     def stop(self, code: int = 0) -> str:
         self.proc.send_signal(signal.SIGTERM)
         assert self.proc.wait(30) == code, self.log.read_text()
         return self.log.read_text()
 
-    def wait_for(self, text: str, count: int = 1) -> str:
-        """The log once ``text`` is in it ``count`` times."""
-        deadline = time.monotonic() + 30
-        while self.log.read_text().count(text) < count:
-            assert time.monotonic() < deadline and self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.05)
+    def wait_for(self, text: str, count: int = 1, timeout: float = 30) -> str:
+        """The log once ``text`` is in it ``count`` times (the pull still running)."""
+
+        def seen() -> bool:
+            return self.log.read_text().count(text) >= count
+
+        assert wait_until(lambda: seen() or self.proc.poll() is not None, timeout) and seen(), self.log.read_text()
         return self.log.read_text()
+
+    def passes(self, n: int) -> str:
+        """The log once ``n`` more passes have ended: each ends in a commit, whose checkpoint ``--log-level
+        debug`` tells (one pass may have been under way: ``n - 1`` of them, at least, ran whole from now)."""
+        assert "debug" in self.args, "passes are told at --log-level debug"
+        told = "D! [riverguard] checkpoint: "
+        return self.wait_for(told, self.log.read_text().count(told) + n)
 
 
 def test_follow_scores_each_point_exactly_once_across_a_restart(influxdb: InfluxServer, tmp_path: Path) -> None:
@@ -836,7 +830,7 @@ def test_follow_scores_each_point_exactly_once_across_a_restart(influxdb: Influx
     influxdb.create_db(db)
     state, log = tmp_path / "pull.msgpack", tmp_path / "pull.log"
     args = ["--influx-url", influxdb.url, "--db", db, "-m", "live", "--follow", "--every", "0.2s",
-            "--delay", "1s", "--state", str(state)]
+            "--delay", "1s", "--state", str(state), "--log-level", "debug"]
     rng = random.Random(5)
     written: list[str] = []
 
@@ -856,25 +850,17 @@ def test_follow_scores_each_point_exactly_once_across_a_restart(influxdb: Influx
     puller = _Puller(args, log)
     write_for(2.5)
 
-    def scored() -> int:
-        rows = influxdb.rows('SELECT count("v_anomaly_score") FROM "live"', db)
-        return rows[0][1] if rows else 0
-
-    deadline = time.monotonic() + 60
-    while scored() < len(written) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert scored() == len(written)
+    wait_until(lambda: _scored(influxdb, db, "live") >= len(written), 60)
+    assert _scored(influxdb, db, "live") == len(written)
     # A point written late (older than the newest point scored) is counted and reported, not scored.
     newest = max(int(line.rsplit(" ", 1)[1]) for line in written)
     assert influxdb.write(db, f"live,host=h0 v=50.5 {newest - 5 * 10**8}\n".encode()).status == 204
-    deadline = time.monotonic() + 30
-    while "written late" not in log.read_text() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1)  # a few more passes: reported once, not again
+    puller.wait_for("written late")
+    puller.passes(3)  # a few more passes: reported once, not again
     stderr = puller.stop()
     assert stderr.count("point(s) written late") == 1, stderr
     assert f"v=50.5 {newest - 5 * 10**8}" in stderr
-    assert scored() == len(written)
+    assert _scored(influxdb, db, "live") == len(written)
     # Each point was written back once over the two runs ...
     assert "resuming influxql:rg_follow//live after" in stderr
     totals = [int(line.split(": wrote ")[1].split(",")[0]) for line in stderr.splitlines() if "stopping: pulled" in line]
@@ -900,25 +886,17 @@ def test_follow_goes_on_past_a_point_influxdb_refuses(influxdb: InfluxServer, tm
 
     def store(times: range, bad: int) -> None:
         lines = [f"good,host=a v={i}.5 {t0 + i * 10**9}" for i in times] + [f"bad,host=a v=2.5 {t0 + bad * 10**9}"]
-        assert influxdb.write(src, ("\n".join(lines) + "\n").encode()).status == 204
-
-    def scored(n: int) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            rows = influxdb.rows('SELECT count("v_anomaly_score") FROM "good"', dst)
-            if rows and rows[0][1] == n:
-                return
-            time.sleep(0.05)
-        raise AssertionError(log.read_text())
+        _store(influxdb, src, "\n".join(lines))
 
     log = tmp_path / "pull.log"
     store(range(5), bad=2)
     puller = _Puller(["--influx-url", influxdb.url, "--db", src, "--to-db", dst, "-m", "good", "-m", "bad",
-                      "--follow", "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack")], log)
-    scored(5)
+                      "--follow", "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack"),
+                      "--log-level", "debug"], log)
+    _wait_scored(influxdb, dst, "good", 5, log)
     store(range(10, 15), bad=12)  # the passes go on past the refused point
-    scored(10)
-    time.sleep(0.5)  # more passes: each looks behind the marks for points written late
+    _wait_scored(influxdb, dst, "good", 10, log)
+    puller.passes(3)  # more passes: each looks behind the marks for points written late
     stderr = puller.stop()
     refused = [line for line in stderr.splitlines() if line.startswith("E! ")]
     assert [line.split(": InfluxDB refused it (HTTP 400): ")[0] for line in refused] == [
@@ -946,13 +924,9 @@ def test_follow_tries_a_failed_checkpoint_again_at_each_commit_and_says_so(influ
 
     def store(n: int) -> None:  # n more points; back once they are scored
         nonlocal count
-        lines = [f"m,host=a v={i % 7}.5 {t0 + i * 10**8}" for i in range(count, count + n)]
-        assert influxdb.write(db, ("\n".join(lines) + "\n").encode()).status == 204
+        _store(influxdb, db, "\n".join(f"m,host=a v={i % 7}.5 {t0 + i * 10**8}" for i in range(count, count + n)))
         count += n
-        deadline = time.monotonic() + 30
-        while influxdb.rows('SELECT count("v_anomaly_score") FROM "m"', db) != [[0, count]]:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+        _wait_scored(influxdb, db, "m", count, log)
 
     def marks(want: int | None = None) -> dict[str, str]:  # (with ``want``: once the mark is the point's)
         deadline = time.monotonic() + 30
@@ -1015,18 +989,15 @@ def test_follow_limits_the_refused_points_it_tells_over_its_whole_run(influxdb: 
 
     def store(first: int) -> None:  # six points refused, then one written (once it is, all six were sent)
         lines = [f"bad,host=a v={i}.5 {t0 + i * 10**9}" for i in range(first, first + 6)]
-        lines.append(f"bad,host=a w=1.5 {t0 + (first + 6) * 10**9}")
-        assert influxdb.write(src, ("\n".join(lines) + "\n").encode()).status == 204
-        deadline = time.monotonic() + 30
-        while influxdb.rows('SELECT count("w_anomaly_score") FROM "bad"', dst) != [[0, first // 10 + 1]]:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+        _store(influxdb, src, "\n".join([*lines, f"bad,host=a w=1.5 {t0 + (first + 6) * 10**9}"]))
+        _wait_scored(influxdb, dst, "bad", first // 10 + 1, log, field="w")
 
     log = tmp_path / "pull.log"
     puller = _Puller(["--influx-url", influxdb.url, "--db", src, "--to-db", dst, "-m", "bad", "--follow",
-                      "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack")], log)
+                      "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack"),
+                      "--log-level", "debug"], log)
     store(0)
-    time.sleep(0.3)  # passes with nothing refused
+    puller.passes(3)  # passes with nothing refused
     store(10)
     stderr = puller.stop()
     refused = [line for line in stderr.splitlines() if "InfluxDB refused it" in line]
@@ -1051,17 +1022,13 @@ def test_follow_reports_a_late_point_once_and_a_refused_one_never_with_another_m
     assert influxdb.write(src, ("\n".join(lines) + "\n").encode()).status == 204
     log = tmp_path / "pull.log"
     puller = _Puller(["--influx-url", influxdb.url, "--db", src, "--to-db", dst, "-m", "aaa", "-m", "zzz",
-                      "--follow", "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack")], log)
-    deadline = time.monotonic() + 30
-    while "E! [riverguard] aaa point at" not in log.read_text():  # the refused point, committed past
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)
-    time.sleep(0.3)  # passes that check behind the marks
+                      "--follow", "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack"),
+                      "--log-level", "debug"], log)
+    puller.wait_for("E! [riverguard] aaa point at")  # the refused point ...
+    puller.passes(3)  # ... committed past, then passes that check behind the marks
     assert influxdb.write(src, f"aaa,host=b w=9.5 {ta - 5 * 10**9}\n".encode()).status == 204  # late: 5 s behind
-    while "written late (older than" not in log.read_text():
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)
-    time.sleep(0.5)  # more passes
+    puller.wait_for("written late (older than")
+    puller.passes(3)  # more passes: none tells either point again
     stderr = puller.stop()
     late = [line for line in stderr.splitlines() if "written late (older than" in line]
     assert len(late) == 1 and late[0].startswith("W! [riverguard] aaa: 1 point(s) written late"), stderr
@@ -1120,31 +1087,37 @@ def test_a_pull_keeps_no_refused_point_out_of_its_late_window(influxdb: InfluxSe
 def test_parse_gives_each_thread_its_own_fields() -> None:
     """pull parses on its writer's thread (a refused point's name; the metrics of a batch), the main thread
     parsing at the same time; parse kept its scratch in one object of the module, and a thread got the other's
-    fields (about 50 in 300 000 parses). Here with the threads switching far more often than by default."""
+    fields (about 50 in 300 000 parses). Here with the threads switching far more often than by default, each
+    parsing until both have parsed ``least`` times, so each thread's share is parsed while the other runs."""
     lines = [b"cpu,host=a usage_idle=97.5,procs=201i 1700000000000000000",
              b"bad,host=zz,region=eu v=2.5,v_anomaly_score=0.0,v_anomaly=false 1000000010000000000"]
     want = [(m.measurement, m.tags, m.fields, m.fields_end, m.timestamp) for m in map(parse, lines)]
-    wrong = [0, 0]
+    wrong, done, least = [0, 0], [0, 0], 100_000
+    both = threading.Barrier(2)
+    deadline = time.monotonic() + 120  # (a thread that stops early fails the test: it does not hang it)
 
-    def parse_for(which: int, seconds: float) -> None:
-        line, expected, end = lines[which], want[which], time.monotonic() + seconds
-        while time.monotonic() < end:
+    def parse_both(which: int) -> None:
+        line, expected = lines[which], want[which]
+        both.wait(60)  # the two start together ...
+        while min(done) < least and time.monotonic() < deadline:  # ... and go on until both did their share
             for _ in range(200):
                 try:
                     m = parse(line)
                     wrong[which] += (m.measurement, m.tags, m.fields, m.fields_end, m.timestamp) != expected
                 except ParseError:
                     wrong[which] += 1
+            done[which] += 200
 
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
-        other = threading.Thread(target=parse_for, args=(1, 0.5))
+        other = threading.Thread(target=parse_both, args=(1,))
         other.start()
-        parse_for(0, 0.5)
+        parse_both(0)
         other.join()
     finally:
         sys.setswitchinterval(interval)
+    assert min(done) >= least, done
     assert wrong == [0, 0]
 
 
@@ -1217,18 +1190,12 @@ def test_follow_starts_at_since_included_then_goes_on_after_its_marks(influxdb: 
     influxdb.create_db(dst)
     log = tmp_path / "pull.log"
     puller = _Puller(["--influx-url", influxdb.url, "--db", src, "-m", "mem", "--since", "2025-11-28", "--to-db", dst,
-                      "--follow", "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack")], log)
-
-    def scored() -> int:
-        rows = influxdb.rows('SELECT count("used_anomaly_score") FROM "mem"', dst)
-        return rows[0][1] if rows else 0
-
-    deadline = time.monotonic() + 20
-    while scored() < 6480 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)  # a few more passes, which read nothing
+                      "--follow", "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack"),
+                      "--log-level", "debug"], log)
+    wait_until(lambda: _scored(influxdb, dst, "mem", "used") >= 6480, 20)
+    puller.passes(3)  # a few more passes, which read nothing
     stderr = puller.stop()
-    assert scored() == 6480, stderr
+    assert _scored(influxdb, dst, "mem", "used") == 6480, stderr
     assert "stopping: pulled 6480 point(s) from database 'rg_since_follow_src': wrote 6480," in stderr
     assert influxdb.rows(f'SELECT "used_anomaly_score" FROM "mem" WHERE time = {_T0}', dst)[0][0] == _T0
 
@@ -1287,7 +1254,7 @@ def test_progress_bar_on_a_terminal(influxdb: InfluxServer) -> None:
     db = "rg_progress"
     _store(influxdb, db, "".join(f"tty,host=a v={i % 5}.5 {1_600_000_000_000_000_000 + i * 10**9}\n" for i in range(3000)))
     master, slave = pty.openpty()
-    proc = _start(
+    proc = spawn(
         [*RIVERGUARD, "pull", "--influx-url", influxdb.url, "--db", db, "--delay", "0s", "--chunk-size", "500"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
     )

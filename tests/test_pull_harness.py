@@ -19,7 +19,8 @@ except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
 
 def test_a_failed_test_ends_the_pull_follow_it_started(tmp_path: Path) -> None:
     """A --follow test that failed before it stopped its pull left the pull running after pytest had ended.
-    Here a test (with this module's fixtures, as they are) starts one and fails; the pull must be gone."""
+    Here a test (with the fixtures it runs under, as they are: conftest's and test_pull's) starts one and fails;
+    the pull must be gone."""
     pid_file, port = tmp_path / "pid", free_port()
     (tmp_path / "test_fails.py").write_text(
         "from pathlib import Path\n"
@@ -31,8 +32,8 @@ def test_a_failed_test_ends_the_pull_follow_it_started(tmp_path: Path) -> None:
         "    assert False\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
-    inner = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "test_pull",
-                            "--rootdir", str(tmp_path), str(tmp_path / "test_fails.py")],
+    inner = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest",
+                            "-p", "test_pull", "--rootdir", str(tmp_path), str(tmp_path / "test_fails.py")],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert "1 failed" in inner.stdout, inner.stdout + inner.stderr
     pid = int(pid_file.read_text())

@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 try:
-    from tests.conftest import RIVERGUARD, Proc, run_cli, strip_added
+    from tests.conftest import RIVERGUARD, Proc, run_cli, strip_added, wait_until
     from tests.influx import InfluxServer, influxdb  # noqa: F401  (fixture)
 except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
-    from conftest import RIVERGUARD, Proc, run_cli, strip_added  # type: ignore[no-redef]
+    from conftest import RIVERGUARD, Proc, run_cli, strip_added, wait_until  # type: ignore[no-redef]
     from influx import InfluxServer, influxdb  # type: ignore[no-redef]  # noqa: F401
 
 T0 = 1_700_000_000_000_000_000
@@ -44,15 +44,6 @@ def config(folder: Path, text: str = "", name: str = "riverguard.toml") -> Path:
     path = folder / name
     path.write_text(text + '\n[[rule]]\nname = "all"\n')
     return path
-
-
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 # -- 1. replay never destroys its input or an old output -------------------------------
@@ -135,7 +126,7 @@ def test_an_interrupted_replay_leaves_the_old_output_in_place(tmp_path: Path) ->
         proc.stdin.write(stream(2000))
         proc.stdin.flush()
         # Writing has begun (a temporary file beside the output, or, before the fix, the output itself).
-        assert wait_for(lambda: out.read_bytes() != old or any(tmp_path.glob(".out.lp.tmp-*")), 60)
+        assert wait_until(lambda: out.read_bytes() != old or any(tmp_path.glob(".out.lp.tmp-*")), 60)
         proc.send_signal(signal.SIGTERM)  # as a supervisor stops it
         proc.wait(30)
     finally:
@@ -546,7 +537,7 @@ def test_a_failing_checkpoint_is_an_error_at_once_and_a_failed_exit(tmp_path: Pa
     proc = start("run", "--config", str(conf))
     proc.ready()
     proc.write(stream(50))
-    assert wait_for(state.is_file, 30)
+    assert wait_until(state.is_file, 30)
     state.unlink()
     state.mkdir()  # the next checkpoint cannot be renamed into place
     assert proc.wait_stderr(lambda e: b"E! [riverguard] checkpoint to" in e, 10), proc.stderr
