@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LOG_PREFIXES, RIVERGUARD, ROOT, reader_gone, run_cli, strip_added
+from conftest import LOG_PREFIXES, RIVERGUARD, ROOT, reader_gone, run_cli, sensor_lines, strip_added
 from riverguard import __version__, cli
 from riverguard.detectors import resolve
 
@@ -625,6 +625,13 @@ def test_a_count_of_one_takes_the_singular() -> None:
     one = run_cli(["run"], input=b"cpu,host=a v=1 1\n", text=False)
     assert one.returncode == 0, one.stderr
     assert b"I! [riverguard] stopped after 1 metric: 1 series, 0 anomalies, " in one.stderr, one.stderr
+    # one spike after the warm-up: exactly one anomaly flagged, and counted so
+    xs = [10.0 + i % 3 for i in range(300)]
+    xs[295] = 500.0
+    spike = run_cli(["run"], input=sensor_lines(xs))
+    assert spike.returncode == 0, spike.stderr
+    assert spike.stdout.count(b"temp_anomaly=true") == 1, spike.stdout
+    assert b"I! [riverguard] stopped after 300 metrics: 1 series, 1 anomaly, " in spike.stderr, spike.stderr
     # eleven bad lines at once: ten are told, the eleventh is counted
     bad = run_cli(["run"], input=b"".join(b"not line protocol %d\n" % i for i in range(11)))
     assert bad.returncode == 0, bad.stderr

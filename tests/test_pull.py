@@ -1067,21 +1067,46 @@ def test_a_point_written_again_after_it_was_scored_is_reported_with_to_db(influx
 def test_a_pull_keeps_no_refused_point_out_of_its_late_window(influxdb: InfluxServer, late_window: int) -> None:
     """Each point InfluxDB refused was noted for the late-point checks, and only a check forgot it: with
     --late-window 0s none runs, so a --follow kept every point refused in its life. Now nothing is noted
-    without a late window, and the commit forgets what is out of it (here: 200 s behind the mark)."""
+    without a late window, and the commit forgets what is out of it (here: 100 s and more behind the mark).
+    What the user sees of those points all the while: an E! line each, REFUSED_TOLD a minute over the passes
+    (one W! line counts the others), and none of them ever reported as written late."""
     src, dst, t0 = f"rg_noted_src_{late_window}", f"rg_noted_dst_{late_window}", 1_000_000_000_000_000_000
     _conflicting_target(influxdb, src, dst, t0)
-    lines = [f"bad,host=a v={i}.5 {t0 + i * 10**9}" for i in range(5)] + [f"bad,host=a w=1.5 {t0 + 200 * 10**9}"]
-    _store(influxdb, src, "\n".join(lines) + "\n")
+    stderr, minute = io.StringIO(), [0.0]
+    log = Log("info", stderr)  # (as pull's own: one log for the engine and the writers)
 
     def new_writer(on_refused: Any, refusals: Any) -> InfluxWriter:
-        return InfluxWriter(influxdb.url, db=dst, log=Log("error", io.StringIO()), on_refused=on_refused,
-                            refusals=refusals)
+        return InfluxWriter(influxdb.url, db=dst, log=log, on_refused=on_refused, refusals=refusals)
 
-    engine = Engine(parse_config(""), Log("error", io.StringIO()))
-    puller = Puller(engine, InfluxQLSource(influxdb.url, src), new_writer, late_ns=late_window * 10**9)
-    puller.run_pass()
-    assert (puller.refused, puller.written) == (5, 1)
-    assert not puller._late_seen
+    puller = Puller(Engine(parse_config(""), log), InfluxQLSource(influxdb.url, src), new_writer,
+                    late_ns=late_window * 10**9)
+    puller.refusals.clock = lambda: minute[0]  # (its limit as pull sets it; the minute as the test says)
+
+    def one_pass(refused: range, written: int) -> list[str]:
+        """A pass over the points ``refused`` (v, seconds after t0) and one written (w): the lines it told."""
+        lines = [f"bad,host=a v={s}.5 {t0 + s * 10**9}" for s in refused] + [f"bad,host=a w=1.5 {t0 + written * 10**9}"]
+        _store(influxdb, src, "\n".join(lines))
+        told = stderr.tell()
+        puller.run_pass()
+        puller.report_held()
+        assert not puller._late_seen  # every point refused is 100 s and more behind the mark: none kept
+        return stderr.getvalue()[told:].splitlines()
+
+    def refused_lines(refused: range) -> list[str]:
+        return [f"E! [riverguard] bad point at {iso_ns(t0 + s * 10**9)}: InfluxDB refused it (HTTP 400): {_CONFLICT};"
+                f" not written: bad,host=a v={s}.5 {t0 + s * 10**9}" for s in refused]  # (no rule: not scored)
+
+    def held(n: int) -> str:
+        return f"W! [riverguard] {n} more points InfluxDB refused were not reported (rate limit)"
+
+    assert pull.REFUSED_TOLD == 10
+    # 12 refused: the first 10 told one by one, the other 2 counted
+    assert one_pass(range(12), written=200) == [*refused_lines(range(10)), held(2)]
+    minute[0] = 30.0  # the same minute, another pass (and writer): nothing more told one by one
+    assert one_pass(range(300, 303), written=400) == [held(3)]
+    minute[0] = 60.0  # the next minute: told again
+    assert one_pass(range(500, 502), written=600) == refused_lines(range(500, 502))
+    assert (puller.refused, puller.written) == (17, 3)
 
 
 def test_parse_gives_each_thread_its_own_fields() -> None:
