@@ -634,7 +634,7 @@ def test_the_metric_models_of_a_rule_share_one_binding_new_and_restored(tmp_path
     engine = Engine(config)
     _run(engine, data, [])
     assert len(bindings(engine)) == 1
-    StateStore(engine, tmp_path).save()
+    StateStore(engine, tmp_path / "rg.msgpack").save()
     restored = Engine(config)
-    assert StateStore(restored, tmp_path).restore() == 3
+    assert StateStore(restored, tmp_path / "rg.msgpack").restore() == 3
     assert len(bindings(restored)) == 1

@@ -202,6 +202,9 @@ def _provoke(fragment: str, tmp: Path) -> str:
     if fragment == "not a regular file or a folder":
         os.mkfifo(tmp / "state.msgpack")
         return run(["run", "--state", "state.msgpack"], "cpu v=1\n")
+    if fragment == "is a folder, where the file should be":  # --state st, st/riverguard.msgpack a folder
+        (tmp / "st" / "riverguard.msgpack").mkdir(parents=True)
+        return run(["run", "--state", "st"], "cpu v=1\n")
     if fragment == "not a riverguard checkpoint":
         (tmp / "state.msgpack").write_bytes(b"not a checkpoint")
         return run(["state", "inspect", "state.msgpack"])
@@ -303,6 +306,7 @@ _FRAGMENTS = (  # (tried in this order: one naming a message that contains anoth
     "no [[rule]]", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evicted before they were scored", "--report needs", "would write", "not a regular file or a folder",
+    "is a folder, where the file should be",
     "ahead of the stream's clock", "behind the stream's clock", "temporary checkpoint file(s)", "while writing the checkpoint",
     "not a riverguard checkpoint", "gives no expected value or band",
 )

@@ -1339,11 +1339,13 @@ def test_inspect_refuses_a_fifo_at_once(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ["run", "replay"])
 @pytest.mark.parametrize("given", ["st/", "st"])
-def test_a_folder_where_the_checkpoint_file_goes_is_never_renamed(tmp_path: Path, command: str, given: str) -> None:
-    """A folder named as the checkpoint file (st/riverguard.msgpack): a folder is never renamed or replaced
-    (docs/operations.md), even where a checkpoint that cannot be read is set aside. ``st/`` names the file
-    st/riverguard.msgpack, a folder: the checkpoint goes in it. ``st`` (a folder) means the same file: it
-    cannot be read or written, so it is kept as it is and the final checkpoint fails (exit 1)."""
+def test_a_folder_where_the_checkpoint_file_goes_is_refused_at_start(tmp_path: Path, command: str, given: str) -> None:
+    """A folder named as the checkpoint file (st/riverguard.msgpack): ``st/`` and ``st`` both name that file.
+    ``st/`` had riverguard.msgpack added twice (the checkpoint went to st/riverguard.msgpack/riverguard.msgpack,
+    exit 0); ``st`` took the folder for an unusable checkpoint ("not a regular file", "could not rename it"),
+    scored the whole input, and failed every checkpoint ("[Errno 21] Is a directory"), exit 1. Now both are
+    refused at start as a FIFO there is: one E! line naming the folder where the file should be, exit 2,
+    nothing read, created or renamed (a folder is never renamed or replaced)."""
     folder = tmp_path / "st" / "riverguard.msgpack"
     folder.mkdir(parents=True)
     (folder / "keep.txt").write_text("mine")
@@ -1352,20 +1354,14 @@ def test_a_folder_where_the_checkpoint_file_goes_is_never_renamed(tmp_path: Path
     state = f"{tmp_path}/{given}"
     args = ["run", "--state", state] if command == "run" else ["replay", "--state", state, str(lp)]
     result = run(args, lp.read_bytes() if command == "run" else b"")
-    assert b"Traceback" not in result.stderr
-    assert sorted(p.name for p in (tmp_path / "st").iterdir()) == ["riverguard.msgpack"] + (
-        [] if given == "st/" else ["riverguard.msgpack.lock"]), result.stderr
-    assert folder.is_dir() and (folder / "keep.txt").read_text() == "mine"
-    assert strip_added(result.stdout) == lp.read_bytes()
-    if given == "st/":
-        assert result.returncode == 0, result.stderr
-        assert read_checkpoint(folder / "riverguard.msgpack")["series"] == 4
-        return
-    assert result.returncode == 1, result.stderr
-    assert f"W! [riverguard] checkpoint {folder} is unusable (not a regular file); could not rename it: {folder} is" \
-           " a folder; starting fresh".encode() in result.stderr, result.stderr
-    assert f"E! [riverguard] checkpoint to {folder} failed: [Errno 21] Is a directory".encode() in result.stderr
-    assert result.stderr.splitlines()[-1].startswith(b"E! [riverguard] the final checkpoint")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"E! [riverguard] the checkpoint {folder} is a folder, where the file should be: refusing to use, rename "
+        "or replace it; move that folder away, or give --state (or [state] path) another file or folder\n"
+    ).encode()
+    assert result.stdout == b""
+    assert [p.name for p in (tmp_path / "st").iterdir()] == ["riverguard.msgpack"]
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"] and (folder / "keep.txt").read_text() == "mine"
 
 
 # -- a checkpoint of another user's: riverguard run once as root on Telegraf's state path ----------------

@@ -324,14 +324,14 @@ def _check_config(path: str) -> int:
 
 
 def _state_inspect(path: str, series: str | None = None, with_state: bool = False) -> int:
-    from .state import CheckpointError, checkpoint_file, denied, inspect, list_series
+    from .state import CheckpointError, denied, inspect, list_series
 
     if with_state and series is None:
         series = "*"
-    # Where `run --state PATH` would write: a path ending with "/" is a folder, made or not (state_path);
-    # in a folder, the riverguard.msgpack it holds.
+    # Where `run --state PATH` would write (state_path): in a folder, or a path ending with "/" (a folder, made
+    # or not), the riverguard.msgpack it holds.
     try:
-        file = checkpoint_file(state_path(path, Path.cwd()))
+        file = state_path(path, Path.cwd())
     except ValueError as err:
         Log("error").error(str(err))
         return EXIT_CONFIG
@@ -593,7 +593,7 @@ def _check_same_files(args: argparse.Namespace, config: Config) -> str | None:
     a file), ``--output`` and ``--report``. The checkpoint is replaced (and, unusable, renamed aside), the
     output and the report are replaced: none may be another of them, nor a file that is read. Two inputs may
     be one file (it is read twice)."""
-    from .config import checkpoint_file, file_identity
+    from .config import file_identity
 
     read = "refusing to overwrite what is being read"
     # (option, as given, the file compared, what it is as the first of a pair, why a second one is refused)
@@ -604,7 +604,7 @@ def _check_same_files(args: argparse.Namespace, config: Config) -> str | None:
         named.append(("input file", name, name, "the input file", read))
     if config.state.path is not None:
         option = "--state" if getattr(args, "state", None) else "[state] path"
-        file = checkpoint_file(config.state.path)
+        file = config.state.path  # (a folder given: the checkpoint file in it)
         given = getattr(args, "state", None) or str(config.state.path)
         if Path(given).resolve() != file:  # a folder: the checkpoint in it
             given += f" ({file})"

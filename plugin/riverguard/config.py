@@ -225,6 +225,7 @@ class OutputConfig:
 
 @dataclass(frozen=True)
 class StateConfig:
+    #: The checkpoint file (:func:`state_path`: a folder given is already the file in it); None: nothing kept.
     path: Path | None = None
     checkpoint_interval: float = 60.0
     max_series: int = 100_000
@@ -706,10 +707,14 @@ STATE_FOLDER_FILE = "riverguard.msgpack"
 
 
 def state_path(raw: str, base: Path) -> Path:
-    """A state path as written (``[state] path``, ``--state``), resolved against ``base``. One that ends with
-    a slash names a folder, also before it exists: the checkpoint is ``riverguard.msgpack`` in it (resolved, the
-    slash would be lost and a file would take the folder's name). A leading ``~`` or ``~user`` is that home
-    folder, as in a shell (a config's ``path = "~/rg.msgpack"`` was a folder named ``~`` beside the config).
+    """The checkpoint file of a state path as written (``[state] path``, ``--state``, ``state inspect PATH``),
+    resolved against ``base``. One that ends with a slash names a folder, also before it exists: the checkpoint
+    is ``riverguard.msgpack`` in it (resolved, the slash would be lost and a file would take the folder's name);
+    so is one that is a folder (:func:`checkpoint_file`). That is decided once, here: what it gives is the
+    file, even when a folder sits there (``st/`` and ``st`` both give ``st/riverguard.msgpack``, never
+    ``st/riverguard.msgpack/riverguard.msgpack``: the store refuses that folder). A leading ``~`` or ``~user``
+    is that home folder, as in a shell (a config's ``path = "~/rg.msgpack"`` was a folder named ``~`` beside
+    the config).
 
     >>> str(state_path("state/", Path("/etc/riverguard"))), str(state_path("rg.msgpack", Path("/etc")))
     ('/etc/riverguard/state/riverguard.msgpack', '/etc/rg.msgpack')
@@ -729,12 +734,12 @@ def state_path(raw: str, base: Path) -> Path:
         home = raw.split("/", 1)[0]
         raise ValueError(f"{raw!r}: no home folder for {home!r} (no such user?)") from None
     path = (base / given).resolve()
-    return path / STATE_FOLDER_FILE if raw.endswith("/") else path
+    return path / STATE_FOLDER_FILE if raw.endswith("/") else checkpoint_file(path)
 
 
 def checkpoint_file(path: Path) -> Path:
-    """The checkpoint file of a state path (as :func:`state_path` gives it): ``riverguard.msgpack`` inside it
-    when it is a folder. The one place that says so: the state store, ``state inspect`` and the same-file check."""
+    """The checkpoint file of a state path: ``riverguard.msgpack`` inside it when it is a folder (through
+    :func:`state_path`, which gives the file: never applied twice)."""
     path = Path(path)
     try:
         folder = path.is_dir()
@@ -769,7 +774,7 @@ def _parse_state(raw: Any, where: _Where, base: Path, file: Path | None = None) 
             except ValueError as err:
                 where.add("path", str(err))
                 return None
-            checkpoint = checkpoint_file(values["path"])
+            checkpoint = values["path"]
             same = file is not None and file_identity(file)
             if same and file_identity(checkpoint) == same:
                 where.add("path", f"{raw['path']!r} is this config file ({checkpoint}): the checkpoint would replace "

@@ -6,7 +6,8 @@ rule that now matches it has the same detector and parameters as when it was
 saved. A file that cannot be used is renamed aside and riverguard starts
 fresh: it never crash-loops under Telegraf. One this process may not read
 (another user's) is left as it is: :class:`AccessDenied`. A state path that names a folder
-means ``riverguard.msgpack`` inside it: a folder is never renamed or replaced.
+means ``riverguard.msgpack`` inside it (:func:`~riverguard.config.state_path` says so, once: the store is
+given the file); a folder is never renamed or replaced, and one where the checkpoint file goes is refused.
 One process at a time uses a checkpoint: :meth:`StateStore.lock` takes an
 exclusive ``flock`` on ``<checkpoint>.lock`` beside it.
 """
@@ -135,11 +136,12 @@ def _owner(path: Path) -> int | None:
 
 
 class StateStore:
-    """Checkpoints ``engine`` to ``path`` (a file, or a folder to hold ``riverguard.msgpack``)."""
+    """Checkpoints ``engine`` to the checkpoint file ``path`` (a state path that names a folder, as written:
+    :func:`~riverguard.config.state_path` gives the file in it)."""
 
     def __init__(self, engine: Engine, path: Path) -> None:
         self.engine = engine
-        self.path = checkpoint_file(path)
+        self.path = Path(path)
         self.log = engine.log
         #: The restored checkpoint's header (empty until :meth:`restore` read one).
         self.header: dict[str, Any] = {}
@@ -172,7 +174,7 @@ class StateStore:
         The lock file holds the PID of the process that has it; the lock goes
         with the process (``flock``), so a crashed holder never blocks a restart.
         A checkpoint or lock path that exists as anything but a regular file (a
-        device, a FIFO, a socket, also through a symlink) is refused before it
+        folder, a device, a FIFO, a socket, also through a symlink) is refused before it
         is opened: it is never read, renamed aside or replaced. A checkpoint or lock file this process may not
         open (another user's) is refused too (:class:`AccessDenied`), and left as it is.
         """
@@ -473,13 +475,19 @@ def _kind(mode: int) -> str:
 
 def _check_regular(path: Path, what: str) -> None:
     """Raise :class:`LockError` when ``path`` exists (a symlink: where it points) as anything but a regular
-    file or a folder; a missing path, or one that cannot be looked at, is left to the caller."""
+    file; a missing path, or one that cannot be looked at, is left to the caller. (A state path that is a
+    folder is the file in it already: a folder here sits where the file should be.)"""
     try:
         mode = os.stat(path).st_mode
     except OSError:
         return
-    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+    if stat.S_ISREG(mode):
         return
+    if stat.S_ISDIR(mode):
+        raise LockError(
+            f"{what} {path} is a folder, where the file should be: refusing to use, rename or replace it; "
+            "move that folder away, or give --state (or [state] path) another file or folder"
+        )
     raise LockError(
         f"{what} {path} is {_kind(mode)}, not a regular file or a folder: refusing to read, rename or replace it; "
         "give --state (or [state] path) a file or a folder"
@@ -537,8 +545,8 @@ def _decode_detector(data: Any, rule: Rule, key: bytes) -> Detector:
 
 
 def inspect(path: Path) -> dict[str, Any]:
-    """Summary of a checkpoint (raises FileNotFoundError or CheckpointError)."""
-    checkpoint = read(checkpoint_file(Path(path)))
+    """Summary of the checkpoint file ``path`` (raises FileNotFoundError or CheckpointError)."""
+    checkpoint = read(Path(path))
     detectors = Counter(record[1] for record in checkpoint.records)
     times = [record[4] for record in checkpoint.records if record[4] is not None]
     for record in checkpoint.records:
@@ -570,7 +578,7 @@ def list_series(path: Path, glob: str = "*", with_state: bool = False) -> tuple[
     checkpoint holds in all."""
     import fnmatch
 
-    checkpoint = read(checkpoint_file(Path(path)))
+    checkpoint = read(Path(path))
     layouts = checkpoint.header.get("layouts")
     layouts = layouts if isinstance(layouts, dict) else {}
     match = re.compile(fnmatch.translate(glob)).match
