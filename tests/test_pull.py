@@ -745,29 +745,32 @@ def test_a_checkpoint_unreadable_when_a_failed_write_goes_back_to_it_exits_2(tmp
 
 
 def test_a_one_off_pull_whose_checkpoint_cannot_be_saved_exits_1(influxdb: InfluxServer, tmp_path: Path) -> None:
-    """A pull whose checkpoint could not be saved (its folder made read-only) logged one E! and exited 0: the
-    marks on disk behind the points it wrote, nothing said about it. Now it says where the checkpoint is left
-    and exits 1; the next pull resumes from there."""
-    prefix = as_a_user(tmp_path)
+    """A pull whose checkpoint could not be saved (a full disk: here a file size limit below its size) logged
+    one E! and exited 0: the marks on disk behind the points it wrote, nothing said about it. Now it says
+    where the checkpoint is left and exits 1; the next pull resumes from there. (A state folder read-only
+    from the start is refused then, exit 2, as replay --state's is: test_state.)"""
+    import resource
+
     db, folder = "rg_unsaved_once", tmp_path / "state"
     folder.mkdir()
     state = folder / "pull.msgpack"
-    args = [*prefix, *RIVERGUARD, "pull", "--influx-url", influxdb.url, "--db", db, "--delay", "0s",
+    args = [*RIVERGUARD, "pull", "--influx-url", influxdb.url, "--db", db, "--delay", "0s",
             "--state", str(state)]
     _store(influxdb, db, "".join(f"m,host=a v={i}.5 {i * 10**9}\n" for i in range(1, 11)))
     first = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
     _store(influxdb, db, "".join(f"m,host=a v={i}.5 {i * 10**9}\n" for i in range(11, 21)))
     saved = state.read_bytes()
-    folder.chmod(0o555)  # (the lock file is there already: opened, not created)
-    try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
-    finally:
-        folder.chmod(0o755)
+    limit = len(saved) // 2
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60, preexec_fn=limited)
     assert proc.returncode == 1, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
     assert len(errors) == 2, proc.stderr
-    assert errors[0].startswith(f"E! [riverguard] checkpoint to {state} failed: [Errno 13] Permission denied"), errors
+    assert errors[0].startswith(f"E! [riverguard] checkpoint to {state} failed: [Errno 27] File too large"), errors
     assert errors[1] == (
         f"E! [riverguard] the checkpoint {state} could not be saved (above): committed up to influxql:{db}//m"
         " 1970-01-01T00:00:10Z; a pull started again resumes from there, and reads again what this one wrote after it"
@@ -777,12 +780,8 @@ def test_a_one_off_pull_whose_checkpoint_cannot_be_saved_exits_1(influxdb: Influ
     again = subprocess.run(args, capture_output=True, text=True, timeout=60)  # (the scores are there: not again)
     assert again.returncode == 0, again.stderr
     assert "pulled 10 point(s) from database 'rg_unsaved_once': wrote 0, 10 already scored" in again.stderr
-    # nothing new, the folder read-only again: the save fails all the same, but nothing is read again
-    folder.chmod(0o555)
-    try:
-        idle = subprocess.run(args, capture_output=True, text=True, timeout=60)
-    finally:
-        folder.chmod(0o755)
+    # nothing new, the limit again: the save fails all the same, but nothing is read again
+    idle = subprocess.run(args, capture_output=True, text=True, timeout=60, preexec_fn=limited)
     assert idle.returncode == 1, idle.stderr
     assert "wrote 0," in idle.stderr
     errors = [line for line in idle.stderr.splitlines() if line.startswith("E! ")]

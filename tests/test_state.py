@@ -706,32 +706,33 @@ def test_run_tells_a_checkpoint_failing_in_a_row_once_and_when_it_is_written_aga
 def test_replay_whose_final_checkpoint_fails_writes_its_output_and_exits_1(tmp_path: Path) -> None:
     """replay --state did not look at its checkpoint's save: an E! line, then exit 0, the models it learned
     lost. Now exit 1 as run's final checkpoint does, after the same E! line; the output is written all the
-    same (it is right: only the checkpoint is behind)."""
-    prefix = as_a_user(tmp_path)
+    same (it is right: only the checkpoint is behind). (A file size limit below the checkpoint's size, as a
+    full disk: unlike a read-only folder, refused at start, nothing says so before the checkpoint is written.)"""
+    import resource
+
     folder = tmp_path / "state"
     folder.mkdir()
     state, config = folder / "s.msgpack", write_config(tmp_path)
     lines = stream(300).splitlines(keepends=True)
-    first, rest, out = tmp_path / "first.lp", tmp_path / "rest.lp", tmp_path / "out.lp"
+    first, rest = tmp_path / "first.lp", tmp_path / "rest.lp"
     first.write_bytes(b"".join(lines[:300]))
     rest.write_bytes(b"".join(lines[300:]))
     whole = run(["replay", "--config", str(config), str(first), str(rest)])
     a = run(["replay", "--config", str(config), "--state", str(state), str(first)])
     assert whole.returncode == a.returncode == 0, (whole.stderr, a.stderr)
     saved = state.read_bytes()
-    folder.chmod(0o555)  # (the lock file is there already: opened, not created)
-    try:
-        b = subprocess.run([*prefix, *RG, "replay", "--config", str(config), "--state", str(state), "-o", str(out),
-                            str(rest)], capture_output=True, timeout=120)
-    finally:
-        folder.chmod(0o755)
+    limit = len(saved) // 2  # (stdout, a pipe, has no such limit)
+    b = subprocess.run([*RG, "replay", "--config", str(config), "--state", str(state), str(rest)],
+                       capture_output=True, timeout=120,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
     assert b.returncode == 1, b.stderr
     errors = [line for line in b.stderr.decode().splitlines() if line.startswith("E! ")]
     assert len(errors) == 2, b.stderr
-    assert errors[0].startswith(f"E! [riverguard] checkpoint to {state} failed: [Errno 13] Permission denied")
+    assert errors[0].startswith(f"E! [riverguard] checkpoint to {state} failed: [Errno 27] File too large")
     assert errors[1] == "E! [riverguard] the final checkpoint failed: the models learned since the last one are lost"
-    assert a.stdout + out.read_bytes() == whole.stdout
+    assert a.stdout + b.stdout == whole.stdout
     assert state.read_bytes() == saved
+    assert sorted(p.name for p in folder.iterdir()) == ["s.msgpack", "s.msgpack.lock"]
     assert b"Traceback" not in b.stderr
 
 
@@ -1362,6 +1363,50 @@ def test_a_folder_where_the_checkpoint_file_goes_is_refused_at_start(tmp_path: P
     assert result.stdout == b""
     assert [p.name for p in (tmp_path / "st").iterdir()] == ["riverguard.msgpack"]
     assert [p.name for p in folder.iterdir()] == ["keep.txt"] and (folder / "keep.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("case", ["read-only folder", "folder at the checkpoint", "folder it cannot make"])
+def test_replay_refuses_a_checkpoint_it_cannot_write_before_reading_its_input(tmp_path: Path, case: str) -> None:
+    """replay --state with a checkpoint it could not write (its folder made read-only after a first replay
+    left the checkpoint and its lock file; a folder at the checkpoint file's path) read and scored all its
+    input, then exited 1 on the final checkpoint: the work was lost. Now it refuses at start, before it reads
+    a byte (its stdin here stays open and unwritten: reading it would block), with the E! line run gives for
+    the same state path, exit 2, nothing written. (A state folder it cannot make was refused at start
+    already.)"""
+    prefix = as_a_user(tmp_path)
+    folder = tmp_path / "state"
+    folder.mkdir()
+    state = folder / "s.msgpack"
+    if case == "read-only folder":
+        first = run(["replay", "--state", str(state), "-"], stream(5))
+        assert first.returncode == 0 and state.is_file(), first.stderr
+    elif case == "folder at the checkpoint":
+        state = folder
+        (folder / "riverguard.msgpack").mkdir()
+    else:
+        state = folder / "missing" / "s.msgpack"
+    if case != "folder at the checkpoint":
+        folder.chmod(0o555)
+    before = sorted(p.name for p in folder.iterdir())
+    try:
+        by_run = subprocess.run([*prefix, *RG, "run", "--state", str(state)], input=stream(5), capture_output=True,
+                                timeout=60)
+        replay = subprocess.Popen([*prefix, *RG, "replay", "--state", str(state), "-"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = replay.communicate(timeout=30)  # (stdin left open: never written, never closed)
+        except subprocess.TimeoutExpired:
+            replay.kill()
+            out, err = replay.communicate()
+            pytest.fail(f"replay waited for its input instead of refusing its checkpoint: {err!r}")
+    finally:
+        folder.chmod(0o755)
+    told = [line for line in by_run.stderr.splitlines() if line.startswith(b"E! ")]
+    assert len(told) == 1, by_run.stderr
+    told[0] = told[0].removesuffix(b"; passing every metric through unscored until this process stops")
+    assert replay.returncode == 2, err
+    assert err.splitlines() == told and out == b""
+    assert sorted(p.name for p in folder.iterdir()) == before
 
 
 # -- a checkpoint of another user's: riverguard run once as root on Telegraf's state path ----------------

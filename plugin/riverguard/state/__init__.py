@@ -37,7 +37,7 @@ from ..lineprotocol import ParseError
 from ..log import RateLimit, iso_ns, plural
 from ..signals import checkpointing
 from .codec import StateCodecError, decode, encode
-from .store import FORMAT, VERSION, CheckpointError, orphans, read, set_aside, write
+from .store import FORMAT, VERSION, CheckpointError, orphans, read, set_aside, temp_path, write
 
 __all__ = [
     "list_series", "FAILURE_REPEAT", "FOLDER_FILE", "LOCK_WAIT", "AccessDenied", "CheckpointError", "LockBusy",
@@ -176,7 +176,9 @@ class StateStore:
         A checkpoint or lock path that exists as anything but a regular file (a
         folder, a device, a FIFO, a socket, also through a symlink) is refused before it
         is opened: it is never read, renamed aside or replaced. A checkpoint or lock file this process may not
-        open (another user's) is refused too (:class:`AccessDenied`), and left as it is.
+        open (another user's) is refused too (:class:`AccessDenied`), and left as it is; so is a state folder
+        it may not write the checkpoint in (the lock file there already), before it waits for the lock: a
+        refusal that would otherwise come at the first checkpoint, the last one for ``replay``.
         """
         _check_regular(self.path, "the checkpoint")
         lock_path = self.lock_path
@@ -212,6 +214,11 @@ class StateStore:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             _check_regular(lock_path, "the lock file")
+        try:
+            self._check_writable()
+        except AccessDenied:
+            os.close(fd)
+            raise
         started = time.monotonic()
         deadline = started + wait
         told = stop = False
@@ -246,6 +253,21 @@ class StateStore:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
         self._remove_orphans()
+
+    def _check_writable(self) -> None:
+        """Raise :class:`AccessDenied` when this process may not create the checkpoint's temporary file in
+        its folder (a folder made read-only, another user's), which every checkpoint needs: tried for real,
+        as a write would (its ACLs, a read-only mount, the capabilities of root), and removed at once. Anything
+        else (a full disk, say) may pass before the first checkpoint: left to it."""
+        tmp = temp_path(self.path)
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOCTTY, 0o600))
+        except PermissionError as err:  # (EACCES, EPERM)
+            folder = self.path.parent
+            raise AccessDenied(denied(folder, f"write the checkpoint {self.path} in", err)) from None
+        except OSError:
+            return
+        tmp.unlink(missing_ok=True)
 
     def unlock(self) -> None:
         """Let the lock go (a process that will not use the checkpoint after all)."""
