@@ -1409,6 +1409,27 @@ def test_replay_refuses_a_checkpoint_it_cannot_write_before_reading_its_input(tm
     assert sorted(p.name for p in folder.iterdir()) == before
 
 
+def test_denied_never_advises_running_riverguard_as_root(tmp_path: Path) -> None:
+    """For a folder (or file) of another user's, the E! line ended "or run riverguard as <owner>": for root's,
+    run a processor fed by the network as root. The chown stays; that other way is told only for another
+    owner than root. (/etc: root's, and riverguard may not create its lock file there.)"""
+    import pwd
+
+    if os.geteuid() == 0:
+        pytest.skip("running as root: root's /etc is riverguard's own folder then (the chmod advice, not the chown)")
+    if os.stat("/etc").st_uid != 0 or os.access("/etc", os.W_OK):
+        pytest.skip("/etc here is not a root-owned folder closed to this user")
+    state = Path("/etc") / f"riverguard-test-{os.getpid()}.msgpack"
+    result = run(["replay", "--state", str(state), "-"], timeout=60)
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    mode = f"{stat.S_IMODE(os.stat('/etc').st_mode):04o}"
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"E! [riverguard] cannot create the lock file {state}.lock in /etc: permission denied (owner root, mode "
+        f"{mode}; riverguard runs as {me}): run `chown {me} /etc`\n"
+    ).encode()
+
+
 # -- a checkpoint of another user's: riverguard run once as root on Telegraf's state path ----------------
 
 

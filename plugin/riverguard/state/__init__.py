@@ -103,7 +103,8 @@ def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = (), m
     for a folder ``make`` missing in ``path``, the ``install -d`` that makes it this user's (never ``path``'s
     ``chown``: ``/var/lib`` is not riverguard's); or, with ``enter``, for a folder on the way that this process
     may not search, the ``chmod`` that lets its user in (a ``make`` below would not get past it), or, for
-    another user's folder, a state path outside it first."""
+    another user's folder, a state path outside it first. Running riverguard as the owner is told as the other
+    way only for an owner other than root."""
     reason = "permission denied" if err.errno == errno.EACCES else (err.strerror or str(err)).lower()
     me = os.geteuid()
     try:
@@ -125,7 +126,9 @@ def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = (), m
     if st.st_uid == me:  # its own file (or folder), without the permission
         return told + f"`chmod {'u+rwx' if stat.S_ISDIR(st.st_mode) else 'u+rw'} {path}`"
     owned = " ".join(str(p) for p in (path, *(p for p in also if _owner(p) not in (None, me))))
-    return told + f"`chown {_user(me)} {owned}`, or run riverguard as {_user(st.st_uid)}"
+    told += f"`chown {_user(me)} {owned}`"
+    # (never: run riverguard as root, a processor fed by the network that needs no privilege)
+    return told if st.st_uid == 0 else told + f", or run riverguard as {_user(st.st_uid)}"
 
 
 def _owner(path: Path) -> int | None:
