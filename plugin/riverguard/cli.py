@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 from . import __version__
-from .config import Config, ConfigError, default_config, load, state_path, written
+from .config import Config, ConfigError, default_config, duration_text, load, state_path
 from .config import warnings as config_warnings
 from .engine import UNITS, Engine
 from .log import LEVELS, Log, Progress, os_reason, plural, printable
@@ -408,28 +408,28 @@ def _hot_path() -> str:
     return "compiled hot path" if ACCELERATED else "pure Python: no compiled hot path"
 
 
-def _setting(config: Config, key: str) -> tuple[Any, str | None]:
-    """A setting a SIGHUP cannot change (``key``) in ``config``: its value, and how a message shows it (a
-    duration as the config wrote it, ``"60s"`` and not ``"1m"``; None when off)."""
+def _setting(config: Config, key: str) -> Any:
+    """A setting a SIGHUP cannot change (``key``) in ``config`` (None when off)."""
     if key == "[state] path":
-        return config.state.path, str(config.state.path)
+        return config.state.path
     if key == "[state] checkpoint_interval":
-        return config.state.checkpoint_interval, written(config.state, "checkpoint_interval")
-    interval = config.monitor.interval
-    return interval, None if interval is None else written(config.monitor, "interval")
+        return config.state.checkpoint_interval
+    return config.monitor.interval
 
 
-def _waiting(key: str, asked: str | None, in_force: str | None) -> str:
+def _waiting(key: str, asked: Any, in_force: Any) -> str:
     """The W! line for a setting a SIGHUP cannot change (``key``): ``asked`` waits for the next start,
-    ``in_force`` (the start's) stays until then (as :func:`_setting` shows them)."""
-    if key == "[monitor] interval":
-        if asked is None:  # the section removed, or left without an interval
-            return f"[monitor] is off in the new config: the health line goes on every {in_force} until the next start"
-        if in_force is None:
-            return f'[monitor] interval = "{asked}" is new: no health line until the next start'
+    ``in_force`` (the start's) stays until then (values of :func:`_setting`)."""
     if key == "[state] path":
         return f"[state] path = {asked} takes effect at the next start; checkpoints go to {in_force} until then"
-    return f'{key} = "{asked}" takes effect at the next start; "{in_force}" stays in force until then'
+    if key == "[monitor] interval":
+        if asked is None:  # the section removed, or left without an interval
+            return (f"[monitor] is off in the new config: the health line goes on every {duration_text(in_force)} "
+                    "until the next start")
+        if in_force is None:
+            return f'[monitor] interval = "{duration_text(asked)}" is new: no health line until the next start'
+    return (f'{key} = "{duration_text(asked)}" takes effect at the next start; "{duration_text(in_force)}" stays in '
+            "force until then")
 
 
 def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -449,12 +449,12 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
         in_force, before = waiting[key]
         asked = _setting(config, key)
         waiting[key] = in_force, asked
-        if asked[0] == before[0]:
+        if asked == before:
             return  # told at the SIGHUP that brought it (or nothing to tell)
-        if asked[0] == in_force[0]:
+        if asked == in_force:
             log.info(f"received SIGHUP: {key} is back to the value in force; nothing waits for the next start")
         else:
-            log.warn(f"received SIGHUP: {_waiting(key, asked[1], in_force[1])}")
+            log.warn(f"received SIGHUP: {_waiting(key, asked, in_force)}")
 
     def reload() -> None:
         if store is not None:
@@ -469,11 +469,7 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
             tell("[state] path", config)
         tell("[state] checkpoint_interval", config)
         tell("[monitor] interval", config)  # (the health line's timer is set at start)
-        texts = {k: v for k, v in config.state.texts.items() if k != "checkpoint_interval"}
-        texts.update((k, v) for k, v in old.state.texts.items() if k == "checkpoint_interval")
-        state = dataclasses.replace(
-            config.state, path=old.state.path, checkpoint_interval=old.state.checkpoint_interval, texts=texts
-        )
+        state = dataclasses.replace(config.state, path=old.state.path, checkpoint_interval=old.state.checkpoint_interval)
         config = dataclasses.replace(config, state=state, monitor=old.monitor)
         kept, dropped = engine.reconfigure(config)
         log.info(

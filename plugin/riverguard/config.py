@@ -230,16 +230,12 @@ class StateConfig:
     checkpoint_interval: float = 60.0
     max_series: int = 100_000
     series_ttl: float = 24 * 3600.0
-    #: The durations as the config writes them, by key (for messages: :func:`written`).
-    texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class MonitorConfig:
     #: Seconds between two ``riverguard`` health lines on stdout; None: off.
     interval: float | None = None
-    #: The interval as the config writes it (for messages: :func:`written`).
-    texts: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -270,38 +266,18 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)
 
 
 def duration_text(seconds: float) -> str:
-    """A duration for a message, as a config would write it (:func:`parse_duration` reads it back).
+    """A duration for a message, as a Telegraf config usually writes it (:func:`parse_duration` reads it
+    back): up to a minute in seconds (``"60s"``, not ``"1m"``), else in whole hours or whole minutes if it is
+    one, else in seconds.
 
-    >>> duration_text(86400.0), duration_text(5400.0), duration_text(45.0), duration_text(0.2)
-    ('24h', '90m', '45s', '0.2s')
+    >>> [duration_text(s) for s in (86400.0, 3600.0, 5400.0, 120.0, 90.0, 60.0, 45.0, 0.2)]
+    ['24h', '1h', '90m', '2m', '90s', '60s', '45s', '0.2s']
     """
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
+    if seconds > 60:
+        for unit, size in (("h", 3600), ("m", 60)):
+            if seconds % size == 0:
+                return f"{seconds / size:g}{unit}"
     return f"{seconds:g}s"
-
-
-def written(section: StateConfig | MonitorConfig, key: str) -> str:
-    """Duration ``key`` of ``section`` as the config wrote it (``"60s"`` stays ``"60s"``, not ``"1m"``); not in
-    the config, the default as the README and the sample config write it.
-
-    >>> written(StateConfig(checkpoint_interval=60.0, texts={"checkpoint_interval": "60s"}), "checkpoint_interval")
-    '60s'
-    >>> written(StateConfig(), "checkpoint_interval"), written(StateConfig(), "series_ttl")
-    ('60s', '24h')
-    >>> written(StateConfig(series_ttl=5400.0), "series_ttl")  # (not from a config)
-    '90m'
-    """
-    value = getattr(section, key)
-    if key in section.texts:
-        return section.texts[key]
-    if value == getattr(type(section)(), key) and key in _DEFAULT_TEXTS:
-        return _DEFAULT_TEXTS[key]
-    return duration_text(value)
-
-
-#: The default durations as the README and the sample config write them.
-_DEFAULT_TEXTS = {"checkpoint_interval": "60s", "series_ttl": "24h"}
 
 
 def parse_duration(text: str) -> float:
@@ -782,7 +758,6 @@ def _parse_state(raw: Any, where: _Where, base: Path, file: Path | None = None) 
     for key in ("checkpoint_interval", "series_ttl"):
         if key in raw:
             values[key] = _duration(raw[key], key, where)
-            values.setdefault("texts", {})[key] = raw[key]
     if "max_series" in raw:
         value = raw["max_series"]
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_COUNT:
@@ -817,4 +792,4 @@ def _parse_monitor(raw: Any, where: _Where) -> MonitorConfig | None:
     if "interval" not in raw:
         return MonitorConfig()
     interval = _duration(raw["interval"], "interval", where)
-    return None if interval is None else MonitorConfig(interval=interval, texts={"interval": raw["interval"]})
+    return None if interval is None else MonitorConfig(interval=interval)

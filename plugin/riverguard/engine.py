@@ -18,7 +18,7 @@ from typing import Any
 from . import _hotpath
 from ._compiled import is_compiled
 from ._hotpath import Series, checked_score, format_score
-from .config import Config, Rule, written
+from .config import Config, Rule, duration_text
 from .detectors import Detector
 from .lineprotocol import Metric, ParseError, Record, escape_key, parse, timestamp_at, unescape
 from .log import Log, RateLimit, iso_ns, plural
@@ -1029,7 +1029,7 @@ class Engine:
             return
         self._next_clock_warning = now + 60.0
         self._ahead_reported, self._behind_reported = clock.ahead, clock.behind
-        ttl = written(self.config.state, "series_ttl")
+        ttl = duration_text(self.config.state.series_ttl)
         if ahead:
             self.log.warn(
                 f"{plural(ahead, 'metric')} with {'a timestamp' if ahead == 1 else 'timestamps'} more than "
