@@ -390,50 +390,47 @@ _LEFT = 90  # px left of both plots of a series, so their time axes line up what
 
 
 def _plot(d: Drawn, series: SeriesData, use_time: bool, x_range: Any) -> Any:
-    """The value plot (band, line, flagged points) over the score plot, on one x range."""
+    """The value plot (band, line, flagged points) over the score plot, on one x range; for a metric-level
+    series (one score for the whole metric, no single value) only the score, flagged points marked."""
     from bokeh.layouts import column
     from bokeh.models import ColumnDataSource, HoverTool, Range1d
     from bokeh.plotting import figure
 
     kind = "datetime" if use_time else "linear"
     shared = {} if x_range is None else {"x_range": x_range}
+    score_range = {"y_range": Range1d(-0.03, 1.05)}
+    main = figure(height=230, sizing_mode="stretch_width", x_axis_type=kind, min_border_left=_LEFT,
+                  tools="xpan,xwheel_zoom,box_zoom,reset,save", active_scroll="xwheel_zoom",
+                  toolbar_location="right", **shared, **(score_range if series.metric else {}))
+    if series.metric:
+        main.yaxis.axis_label = "metric score"
+        main.line(d.score_x, d.score, line_color="#ff7f0e", line_width=1.0, legend_label="score")
+        flag_y, tips = d.flag_score, [("score", "@score{0.000}")]
+    else:
+        main.yaxis.axis_label = "value"
+        if d.band_x is not None:
+            main.varea(x=d.band_x, y1=d.band_lower, y2=d.band_upper, fill_color=BAND_COLOR, fill_alpha=0.5,
+                       legend_label="band (not flagged)")
+        main.line(d.x, d.y, line_color="#1f77b4", line_width=1.2, legend_label="value")
+        flag_y, tips = d.flag_y, [("value", "@y"), ("score", "@score{0.000}")]
+    flags = ColumnDataSource({"x": d.flag_x, "y": flag_y, "score": d.flag_score})
+    marks = main.scatter("x", "y", source=flags, size=7, fill_color="#d62728", line_color="white",
+                         legend_label=f"flagged ({series.anomalies:,})")
     where = [("time", "@x{%F %T}")] if use_time else [("metric", "@x")]
     hover = {"formatters": {"@x": "datetime"}} if use_time else {}
-    if series.metric:  # one score for the whole metric, no single value: the score, flagged points marked
-        score = figure(height=230, sizing_mode="stretch_width", x_axis_type=kind, min_border_left=_LEFT,
-                       y_range=Range1d(-0.03, 1.05), tools="xpan,xwheel_zoom,box_zoom,reset,save",
-                       active_scroll="xwheel_zoom", toolbar_location="right", **shared)
-        score.yaxis.axis_label = "metric score"
-        score.line(d.score_x, d.score, line_color="#ff7f0e", line_width=1.0, legend_label="score")
-        flags = ColumnDataSource({"x": d.flag_x, "y": d.flag_score, "score": d.flag_score})
-        marks = score.scatter("x", "y", source=flags, size=7, fill_color="#d62728", line_color="white",
-                              legend_label=f"flagged ({series.anomalies:,})")
-        score.add_tools(HoverTool(renderers=[marks], tooltips=[("score", "@score{0.000}"), *where], **hover))
-        _legend(score)
-        _time_axis(score, use_time)
-        return column(score, sizing_mode="stretch_width")
-    value = figure(height=230, sizing_mode="stretch_width", x_axis_type=kind, min_border_left=_LEFT,
-                   tools="xpan,xwheel_zoom,box_zoom,reset,save", active_scroll="xwheel_zoom",
-                   toolbar_location="right", **shared)
-    value.xaxis.visible = False
-    value.yaxis.axis_label = "value"
-    if d.band_x is not None:
-        value.varea(x=d.band_x, y1=d.band_lower, y2=d.band_upper, fill_color=BAND_COLOR, fill_alpha=0.5,
-                    legend_label="band (not flagged)")
-    value.line(d.x, d.y, line_color="#1f77b4", line_width=1.2, legend_label="value")
-    flags = ColumnDataSource({"x": d.flag_x, "y": d.flag_y, "score": d.flag_score})
-    marks = value.scatter("x", "y", source=flags, size=7, fill_color="#d62728", line_color="white",
-                          legend_label=f"flagged ({series.anomalies:,})")
-    value.add_tools(HoverTool(renderers=[marks], tooltips=[("value", "@y"), ("score", "@score{0.000}"), *where],
-                              **hover))
-    _legend(value)
-    score = figure(height=120, sizing_mode="stretch_width", x_axis_type=kind, x_range=value.x_range, min_border_left=_LEFT,
-                   y_range=Range1d(-0.03, 1.05), tools="xpan,xwheel_zoom,reset", toolbar_location="right")
+    main.add_tools(HoverTool(renderers=[marks], tooltips=[*tips, *where], **hover))
+    _legend(main)
+    if series.metric:
+        _time_axis(main, use_time)
+        return column(main, sizing_mode="stretch_width")
+    main.xaxis.visible = False
+    score = figure(height=120, sizing_mode="stretch_width", x_axis_type=kind, x_range=main.x_range, min_border_left=_LEFT,
+                   tools="xpan,xwheel_zoom,reset", toolbar_location="right", **score_range)
     score.yaxis.axis_label = "score"
     score.line(d.score_x, d.score, line_color="#ff7f0e", line_width=1.0)
     score.scatter(d.flag_x, d.flag_score, size=4, fill_color="#d62728", line_color=None)
     _time_axis(score, use_time)
-    return column(value, score, sizing_mode="stretch_width")
+    return column(main, score, sizing_mode="stretch_width")
 
 
 def _legend(plot: Any) -> None:
