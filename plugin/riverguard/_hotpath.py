@@ -706,7 +706,7 @@ def score(engine, metric) -> bytes:
     fields = metric.fields
     # Only a metric that mentions a suffix can hold an added field already.
     keys = {f[0] for f in fields} if score_suffix in raw or flag_suffix in raw else None
-    if keys is not None or engine._metric_scope:
+    if keys is not None or engine.metric_scope:
         engine.check_names(metric)  # a name riverguard adds, of another type: the user's, not scored for
     if len(fields) > 1:
         distinct = keys if keys is not None else {f[0] for f in fields}
@@ -732,7 +732,7 @@ def score(engine, metric) -> bytes:
         skey = prefix + key
         series = all_series.get(skey)
         if series is None:
-            if engine._metric_scope:
+            if engine.metric_scope:
                 if key in engine._metric_keys and engine.metric_scope_in(metric.measurement):
                     continue  # a metric-level score or flag already there: never scored itself
                 if engine._joins_metric(metric, prefix, key):

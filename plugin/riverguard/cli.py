@@ -748,7 +748,8 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
 
         names = config.output
         collector = Collector(names.score_suffix, names.flag_suffix, unit, metric_score_field=names.metric_score_field,
-                              metric_flag_field=names.metric_flag_field, metric_scope_in=engine.metric_scope_in)
+                              metric_flag_field=names.metric_flag_field,
+                              metric_scope_in=engine.metric_scope_in if engine.metric_scope else None)
     ok = interrupted = False
     saved = True
     for sig in (signal.SIGINT, signal.SIGTERM):  # stopped: the finally below drops a half-written output

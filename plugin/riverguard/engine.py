@@ -258,7 +258,7 @@ class Engine:
         self._names: dict[bytes, tuple[bytes, bytes, bytes]] = {}
         self._bindings: dict[tuple[int, bytes], Any] = {}
         #: Whether any rule has ``scope = "metric"`` (a field without a series may then belong to a metric's model).
-        self._metric_scope = any(rule.scope == "metric" for rule in config.rules)
+        self.metric_scope = any(rule.scope == "metric" for rule in config.rules)
         out = config.output
         self._metric_names = (
             b",%s=" % escape_key(out.metric_score_field),
@@ -728,7 +728,7 @@ class Engine:
         if readings is not None:
             return readings
         found = []
-        if self._metric_scope and key in self._metric_keys:
+        if self.metric_scope and key in self._metric_keys:
             if key == self._metric_keys[0]:
                 found.append(("f", METRIC_FIELD, "metric_score_field", False))
             else:

@@ -117,12 +117,13 @@ class Collector:
         self.score_suffix = score_suffix.encode()
         self.flag_suffix = flag_suffix.encode()
         # a scope = "metric" rule's fields, as the engine writes them (escaped), in the measurements (as written)
-        # where it writes them (Engine.metric_scope_in; None: nowhere): elsewhere, fields of those names are the
-        # user's own (a field "anomaly" scored as "anomaly_score" by a field rule, say)
-        self.metric_scope_in = metric_scope_in or (lambda measurement: False)
+        # where it writes them (Engine.metric_scope_in; None: nowhere, and no line is searched for them):
+        # elsewhere, fields of those names are the user's own (a field "anomaly" scored as "anomaly_score" by a
+        # field rule, say)
+        self.metric_scope_in = metric_scope_in
         self.metric_score = escape_key(metric_score_field)
         self.metric_flag = escape_key(metric_flag_field)
-        self._metric_probe = self.metric_score + b"="
+        self._metric_probe = None if metric_scope_in is None else self.metric_score + b"="
         self.lower_suffix = self.flag_suffix + b"_lower"
         self.upper_suffix = self.flag_suffix + b"_upper"
         self.series: dict[str, SeriesData] = {}
@@ -144,7 +145,7 @@ class Collector:
             if not line or line[0] == 0x23:  # '#'
                 continue
             self.metrics += 1
-            if score_suffix in line or metric_probe in line:
+            if score_suffix in line or (metric_probe is not None and metric_probe in line):
                 try:
                     self._line(line)
                 except (ParseError, ValueError):
@@ -163,7 +164,8 @@ class Collector:
         band = self.lower_suffix in line or self.upper_suffix in line
         index = self._index
         found = False
-        metric_score = self.metric_score if self.metric_score in fields and self.metric_scope_in(
+        scope_in = self.metric_scope_in
+        metric_score = self.metric_score if scope_in is not None and self.metric_score in fields and scope_in(
             key_measurement(head)) else None
         for key in [k for k in fields if k.endswith(score_suffix)]:
             base = key[:-cut]
@@ -180,8 +182,8 @@ class Collector:
                 self._band(series, fields.get(base + self.lower_suffix), fields.get(base + self.upper_suffix))
             self._sample(series, ts, number, score, fields.get(base + flag_suffix))
             found = True
-        flag = fields.get(self.metric_flag)
-        if metric_score is not None and flag is not None:  # riverguard writes both or neither
+        flag = None if metric_score is None else fields.get(self.metric_flag)
+        if flag is not None:  # riverguard writes both or neither
             try:
                 score = float(fields[metric_score])
             except ValueError:  # (not riverguard's: a string, an integer) not drawn, the fields above are
