@@ -430,21 +430,29 @@ def test_a_tab_instead_of_the_space_is_refused_as_influxdb_refuses_it(line: byte
         b"m v=1 \t6",
         b"m v=1 ",
         b"m v=1\r",
+        b"m,t v=1",  # the head: a tag without '=' (raw_fields took everything up to the first space)
+        b",t=1 v=1",  # no measurement
+        b"m,a=b=c v=1",
+        b"m\\",
+        b'm v="open',  # unterminated (raw_fields: "missing field value")
+        b"",
     ],
 )
 def test_raw_fields_takes_and_refuses_what_parse_does(line: bytes) -> None:
     """raw_fields (evaluate, report and pull read riverguard's and InfluxDB's lines with it) took what followed
     the fields once spaces, tabs and CRs were stripped from both ends: lines parse() and influxd refuse, such
-    as a tab after the timestamp, passed. Now the same grammar, so the same verdict at the same column (the
-    values' text is not checked again: its callers read lines riverguard wrote or parse() took)."""
+    as a tab after the timestamp, passed. It also read the measurement and tags as anything up to the first
+    space, with a pattern of its own. Now the same code as parse(), so the same verdict at the same column
+    (the values' text is not checked again: its callers read lines riverguard wrote or parse() took)."""
     try:
-        expected = parse(line).timestamp
+        metric = parse(line)
     except ParseError as err:
         with pytest.raises(ParseError) as info:
             raw_fields(line)
         assert (info.value.reason, info.value.pos) == (err.reason, err.pos)
     else:
-        assert raw_fields(line)[2] == expected
+        _, fields, timestamp = raw_fields(line)
+        assert (list(fields), timestamp) == ([f.key for f in metric.fields], metric.timestamp)
 
 
 def test_string_value_spanning_lines_is_one_metric() -> None:

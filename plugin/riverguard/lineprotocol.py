@@ -21,7 +21,7 @@ import math
 import operator
 import re
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from ._plainline import FLOAT, TIMESTAMP, Plain, integer, scan
 from ._plainline import fields as plain_fields
@@ -47,19 +47,26 @@ __all__ = [
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _UINT64_MAX = 2**64 - 1
 
-# A name may hold any byte but its delimiters; a backslash escapes the next byte.
-_MEASUREMENT = re.compile(rb"(?:[^\\, \n]|\\[^\n])+")
-_KEY = rb"(?:[^\\,= \n]|\\[^\n])+"
-_TAG = re.compile(rb",(" + _KEY + rb")=(" + _KEY + rb")")
-_FIELD_KEY = re.compile(rb"(" + _KEY + rb")=")
-_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)  # possessive: no backtracking over a long value
-_BARE = re.compile(rb'[^, \r\n"]+')
-_HEAD = re.compile(rb"((?:[^\\ \n]|\\[^\n])+) [ \t]*")
-_SIGNED = re.compile(rb"[+-]?[0-9]+i")
-_UNSIGNED = re.compile(rb"\+?[0-9]+u")
+# A name may hold any byte but its delimiters; a backslash escapes the next byte. Possessive (`++`): a
+# name ends at its first delimiter, so giving bytes back can never make a match.
+_MEASUREMENT = rb"(?:[^\\, \n]|\\[^\n])++"
+_KEY = rb"(?:[^\\,= \n]|\\[^\n])++"
+_TAG = rb",(" + _KEY + rb")=(" + _KEY + rb")"
 # Between measurement and fields, and fields and timestamp: a space, then any spaces and tabs (InfluxDB's
 # skipWhitespace; a tab in place of the first space belongs to the name or value before it).
 _GAP = re.compile(rb" [ \t]*")
+# The measurement and tags (group 1; the measurement alone: group 2) and the gap after them.
+_NAMES = rb"((" + _MEASUREMENT + rb")(?:" + _TAG + rb")*+)"
+_HEAD = re.compile(_NAMES + _GAP.pattern)
+_NAMES_ONLY = re.compile(_NAMES)
+_TAGS = re.compile(_TAG)
+_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"', re.S)  # possessive: no backtracking over a long value
+_BARE = rb'[^, \r\n"]++'
+# One field: key (group 1) and value as written (group 2), a quoted string or a bare token.
+_FIELD = re.compile(rb"(" + _KEY + rb")=(" + _STRING.pattern + rb"|" + _BARE + rb")", re.S)
+_FIELD_KEY = re.compile(rb"(" + _KEY + rb")=")
+_SIGNED = re.compile(rb"[+-]?[0-9]+i")
+_UNSIGNED = re.compile(rb"\+?[0-9]+u")
 _TRAILER = re.compile(rb" *\r?")
 _BOOLEANS = {
     b"t": True, b"T": True, b"true": True, b"True": True, b"TRUE": True,
@@ -130,48 +137,57 @@ def _parse_plain(line: bytes) -> Metric | None:
 
 
 def _parse_general(line: bytes) -> Metric:
-    n = len(line)
-    m = _MEASUREMENT.match(line, 0)
-    if m is None:
-        raise ParseError("missing measurement name", 0)
-    measurement = m.group()
-    pos = m.end()
-    tags: list[tuple[bytes, bytes]] = []
-    while pos < n and line[pos] == 0x2C:  # ','
-        t = _TAG.match(line, pos)
-        if t is None:
-            raise ParseError("invalid tag (expected key=value)", pos + 1)
-        tags.append((t.group(1), t.group(2)))
-        pos = t.end()
-    s = _GAP.match(line, pos)
-    if s is None:
-        if pos < n and line[pos] == 0x5C:  # trailing backslash
-            raise ParseError("backslash at end of name", pos)
-        raise ParseError("expected a space before the field set", pos)
-    pos = s.end()
-    fields: list[Field] = []
+    head, found, end = _read(line)
+    fields = [
+        Field(f[1], "s", None) if line[f.start(2)] == 0x22 else _bare_field(f[1], f[2], f.start(2))  # '"': a string
+        for f in found
+    ]
+    tags = _TAGS.findall(line, head.end(2), head.end(1))
+    return Metric(line, head[2], tags, fields, end, _timestamp_after(line, end))
+
+
+def _read(line: bytes) -> tuple[re.Match[bytes], list[re.Match[bytes]], int]:
+    """The grammar of a metric up to its fields, for :func:`parse` and :func:`raw_fields`: the match of
+    :data:`_HEAD`, each field's match of :data:`_FIELD`, and where the field set ends."""
+    head = _HEAD.match(line)
+    if head is None:
+        _head_error(line)
+    pos, n = head.end(), len(line)
+    found = []
     while True:
-        k = _FIELD_KEY.match(line, pos)
-        if k is None:
-            raise ParseError("invalid field (expected key=value)", pos)
-        key = k.group(1)
-        pos = k.end()
-        if pos < n and line[pos] == 0x22:  # '"'
-            v = _STRING.match(line, pos)
-            if v is None:
-                raise ParseError("unterminated string value", pos, open_quote=True)
-            fields.append(Field(key, "s", None))
-        else:
-            v = _BARE.match(line, pos)
-            if v is None:
-                raise ParseError("missing field value", pos)
-            fields.append(_bare_field(key, v.group(), pos))
-        pos = v.end()
-        if pos < n and line[pos] == 0x2C:
+        f = _FIELD.match(line, pos)
+        if f is None:
+            _field_error(line, pos)
+        found.append(f)
+        pos = f.end()
+        if pos < n and line[pos] == 0x2C:  # ','
             pos += 1
             continue
-        break
-    return Metric(line, measurement, tags, fields, pos, _timestamp_after(line, pos))
+        return head, found, pos
+
+
+def _head_error(line: bytes) -> NoReturn:
+    """Raise the error of a line whose measurement, tags and the gap after them do not match :data:`_HEAD`."""
+    m = _NAMES_ONLY.match(line)
+    if m is None:
+        raise ParseError("missing measurement name", 0)
+    pos = m.end()
+    if line[pos : pos + 1] == b",":
+        raise ParseError("invalid tag (expected key=value)", pos + 1)
+    if line[pos : pos + 1] == b"\\":  # trailing backslash
+        raise ParseError("backslash at end of name", pos)
+    raise ParseError("expected a space before the field set", pos)
+
+
+def _field_error(line: bytes, pos: int) -> NoReturn:
+    """Raise the error of a field at ``pos`` that does not match :data:`_FIELD`."""
+    k = _FIELD_KEY.match(line, pos)
+    if k is None:
+        raise ParseError("invalid field (expected key=value)", pos)
+    pos = k.end()
+    if line[pos : pos + 1] == b'"':
+        raise ParseError("unterminated string value", pos, open_quote=True)
+    raise ParseError("missing field value", pos)
 
 
 def _timestamp_after(line: bytes, pos: int) -> int | None:
@@ -252,10 +268,10 @@ def raw_fields(line: bytes) -> tuple[bytes, dict[bytes, bytes], int | None]:
 
     For readers of lines riverguard wrote or :func:`parse` took (``riverguard
     evaluate``, the report, pull), which need the text of boolean fields that
-    :func:`parse` does not keep. What follows the fields is read with :func:`parse`'s
-    grammar (same reason, same column when refused); the values' text is taken as
-    written, not checked again: checking it made ``evaluate`` 30 % slower and the
-    report of string-valued lines 57 % slower, for lines already checked.
+    :func:`parse` does not keep. The line is read with :func:`parse`'s grammar
+    (the same code: same reason, same column when refused); the values' text is
+    taken as written, not checked again: checking it made ``evaluate`` 30 % slower
+    and the report of string-valued lines 57 % slower, for lines already checked.
 
     >>> raw_fields(b'm,t=1 a=1.5,b=true,s="x y" 7')
     (b'm,t=1', {b'a': b'1.5', b'b': b'true', b's': b'"x y"'}, 7)
@@ -263,28 +279,8 @@ def raw_fields(line: bytes) -> tuple[bytes, dict[bytes, bytes], int | None]:
     Traceback (most recent call last):
     riverguard.lineprotocol.ParseError: unexpected data after the timestamp at column 8
     """
-    h = _HEAD.match(line)
-    if h is None:
-        raise ParseError("expected a space before the field set", 0)
-    pos = h.end()
-    n = len(line)
-    fields: dict[bytes, bytes] = {}
-    while True:
-        k = _FIELD_KEY.match(line, pos)
-        if k is None:
-            raise ParseError("invalid field (expected key=value)", pos)
-        pos = k.end()
-        quoted = line[pos : pos + 1] == b'"'
-        v = (_STRING if quoted else _BARE).match(line, pos)
-        if v is None:
-            raise ParseError("missing field value", pos)
-        fields[k.group(1)] = v.group()
-        pos = v.end()
-        if pos < n and line[pos] == 0x2C:  # ','
-            pos += 1
-            continue
-        break
-    return h.group(1), fields, _timestamp_after(line, pos)
+    head, found, end = _read(line)
+    return head[1], dict(map(re.Match.groups, found)), _timestamp_after(line, end)
 
 
 def escape_key(text: str, errors: str = "strict") -> bytes:
