@@ -386,6 +386,9 @@ def test_leading_spaces_and_tabs_are_skipped_as_influxdb_does() -> None:
         (b"m,host=a \t \tt=1,\tx=2 \t 3", {b"t": b"1", b"\tx": b"2"}, 3),  # after a ',' a tab is the key's
         (b"m,host=a tab=1 \t", {b"tab": b"1"}, None),
         (b'm,host=a \ts="a\nb" 4', {b"s": b'"a\nb"'}, 4),
+        (b"m,host=a \x00nul=1 1", {b"nul": b"1"}, 1),  # a NUL as a tab (influxd 1.6: field "nul")
+        (b"m,host=a \x00 \t\x00t=1,\x00x=2 \x00\t 3", {b"t": b"1", b"\x00x": b"2"}, 3),
+        (b"m,host=a nul=1 \x00", {b"nul": b"1"}, None),
     ],
 )
 def test_spaces_and_tabs_after_the_space_before_fields_or_timestamp_are_skipped_as_influxdb_does(
@@ -393,7 +396,8 @@ def test_spaces_and_tabs_after_the_space_before_fields_or_timestamp_are_skipped_
 ) -> None:
     """InfluxDB 1.x skips spaces and tabs after the space that ends the tags and the one that ends the fields
     (checked on influxd 1.6: ``m,host=a \\ttab=1 1`` is field ``tab``). riverguard read a field ``\\ttab``
-    and wrote ``\\ttab_anomaly_score``, a field of another name; ``tab=1 \\t1`` it refused."""
+    and wrote ``\\ttab_anomaly_score``, a field of another name; ``tab=1 \\t1`` it refused. A NUL there is
+    skipped the same way (influxd 1.6 again), and was read as part of the key the same way."""
     m = parse(line)
     assert [f.key for f in m.fields] == list(fields)
     assert m.timestamp == timestamp
@@ -411,6 +415,10 @@ def test_spaces_and_tabs_after_the_space_before_fields_or_timestamp_are_skipped_
         (b"m,host=a tab=1\t1", 'invalid field value "1\t1"'),  # the value's
         (b"m,host=a tab=1 1\t", "unexpected data after the timestamp"),  # the timestamp's
         (b"m,host=a \t", "invalid field (expected key=value)"),
+        (b"m,host=a\x00nul=1 1", "expected a space before the field set"),  # a NUL as a tab
+        (b"m,host=a nul=1\x001", 'invalid field value "1\x001"'),
+        (b"m,host=a nul=1 1\x00", "unexpected data after the timestamp"),
+        (b"m,host=a \x00", "invalid field (expected key=value)"),
     ],
 )
 def test_a_tab_instead_of_the_space_is_refused_as_influxdb_refuses_it(line: bytes, reason: str) -> None:
@@ -577,6 +585,7 @@ def test_build_line_reads_back_through_the_parser(measurement, tags, fields, tim
         ("m", {}, {"v\n": 1}, ValueError),
         ("m", {}, {"": 1}, ValueError),
         ("m", {}, {"\tv": 1}, ValueError),  # read as field v
+        ("m", {}, {"\x00v": 1}, ValueError),  # so is this
         ("m", {}, {"v": math.nan}, ValueError),
         ("m", {}, {"v": -math.inf}, ValueError),
         ("m", {}, {"v": 2**63}, ValueError),

@@ -52,9 +52,12 @@ _UINT64_MAX = 2**64 - 1
 _MEASUREMENT = rb"(?:[^\\, \n]|\\[^\n])++"
 _KEY = rb"(?:[^\\,= \n]|\\[^\n])++"
 _TAG = rb",(" + _KEY + rb")=(" + _KEY + rb")"
-# Between measurement and fields, and fields and timestamp: a space, then any spaces and tabs (InfluxDB's
-# skipWhitespace; a tab in place of the first space belongs to the name or value before it).
-_GAP = re.compile(rb" [ \t]*")
+# What InfluxDB 1.x skips after the space that ends the tags or the fields, besides more spaces (its
+# skipWhitespace; checked on influxd 1.6): a tab or a NUL in place of that space belongs to the name or value
+# before it.
+_SKIPPED = "\t\x00"
+# Between measurement and fields, and fields and timestamp: a space, then any spaces and _SKIPPED bytes.
+_GAP = re.compile(rb" [ " + _SKIPPED.encode() + rb"]*")
 # The measurement and tags (group 1; the measurement alone: group 2) and the gap after them.
 _NAMES = rb"((" + _MEASUREMENT + rb")(?:" + _TAG + rb")*+)"
 _HEAD = re.compile(_NAMES + _GAP.pattern)
@@ -310,9 +313,9 @@ def build_line(
     - ints are written with ``i``, bools as ``t``/``f``; an int subclass or a
       numpy number is converted first (the library would quote it as a string);
     - NaN and infinities (InfluxDB refuses them), ints outside int64, newlines,
-      empty names and a field key starting with a tab (read without it, as
-      InfluxDB reads it, when the first) raise ValueError; any other value type
-      TypeError.
+      empty names and a field key starting with a tab or a NUL (read without
+      it, as InfluxDB reads it, when the first) raise ValueError; any other
+      value type TypeError.
 
     >>> build_line("cpu", {"host": "a b", "cpu": "cpu0"}, {"idle": 97.123456789, "n": 3, "ok": True}, 1)
     b'cpu,cpu=cpu0,host=a\\ b idle=97.1235,n=3i,ok=t 1\n'
@@ -328,8 +331,8 @@ def build_line(
         if tags[key]:
             line.add_tag(_name(key, "tag key"), _name(tags[key], "tag value"))
     for key, value in fields.items():
-        if key.startswith("\t"):
-            raise ValueError(f"field key {key!r}: starts with a tab, which InfluxDB skips before a first field")
+        if key.startswith(tuple(_SKIPPED)):
+            raise ValueError(f"field key {key!r}: starts with a byte InfluxDB skips before a first field")
         line.add_value(_name(key, "field key"), _own_value(key, value))
     if timestamp is not None:
         line.with_timestamp(operator.index(timestamp))
