@@ -9,7 +9,7 @@ from libc.stdint cimport int64_t
 cdef double _SQRT1_2, _DAY, _NAN, _INF
 cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE, _WHY_SHIFT, _WHY_SPREAD, _WHY_BURST
 cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY, _SHIFT_LONG, _SHIFT_FLOOR, _REPORTED
-cdef double _FAR_COUNT, _FAR_END, _FAR_AFTER, _FAR_YOUTH, _LONG_MEMORY
+cdef double _FAR_COUNT, _FAR_END, _FAR_AFTER, _FAR_YOUTH, _LONG_MEMORY, _LONG_CLIP
 cdef int64_t _COUNTER_RISES
 cdef int _RUN_FLOOR, _RUN_CEILING, _RECORD_FLOOR, _RECORD_CEILING
 cdef double _COUNTER_SAMPLES
@@ -186,7 +186,7 @@ cdef class Extremes(Step):
 
     cdef void first(self, double x) noexcept
     @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, side=int, lam=double,
-                   dl=double, far=bint, need=double, last=double, calm=double, inner=double, back=bint)
+                   dl=double, far=bint, need=double, last=double, calm=double, inner=double, back=bint, beyond=double)
     cdef bint observe(self, double x, int64_t n, double span, double slack, bint counter, double level) except -1
     cdef void report(self, int side) noexcept
     cdef void settle(self) noexcept

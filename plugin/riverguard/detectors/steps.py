@@ -143,6 +143,10 @@ _EPISODE_COST = _LONG_MEMORY
 _EPISODE_DEBT = 2.0 * _EPISODE_COST
 #: ... and the recent level is back once inside the range before the episode by this fraction of it, each side
 _EPISODE_INNER = 0.25
+#: the new-extremes step: a value further than this many widths of the range before it from the long-run mean
+#: moves the long-run mean and variance as one this far would (once the series has learned): a lone wild value
+#: (a sensor's error code) does not blind the step for days; a lasting change is in the range after one value
+_LONG_CLIP = 10.0
 #: the stuck step: a series seldom repeats if fewer than this share of the steps from a new value start a run;
 #: how many times the longest run before it a freeze at a reading inside the range must last to be forgiven in
 #: a series that repeats more often; the longest run it counts (its lengths are C ints)
@@ -997,6 +1001,11 @@ class Extremes(Step):
         from either end; a level that stays away is learned), was an episode,
         not the range: the range is that again, so that a like episode later
         is reported again (the sensor that misbehaves every hour or so at 1 s).
+        So is one reported although too short to be a new extreme (a lone
+        value that is also a spike, :meth:`Pipeline.process`): a sensor's
+        lone error value (``9999``, ``1e12``) leaves the range as it was, and
+        moves the long-run mean and variance as a value ``_LONG_CLIP`` widths
+        of the range away would, so that it does not hide what comes after.
         While the level is back in the middle, a value beyond that range keeps
         the episode going (where an excursion outlasts its first value back
         inside: ``extreme_time`` more than half the usual interval), so that
@@ -1052,7 +1061,8 @@ class Extremes(Step):
                 calm = 0.0  # a value beyond the range before a reported episode, around a level back: it goes on
             if _lasts(calm, last, slack):
                 # a reported episode is over, the level back: not learned (see above)
-                if (back and self._run - self._calm >= _EPISODE * (slack + slack)
+                beyond = self._run - self._calm
+                if (back and (beyond >= _EPISODE * (slack + slack) or not _lasts(beyond, last, slack))
                         and _forgives(self._owe)):
                     self._lo = self._olo
                     self._hi = self._ohi
@@ -1074,6 +1084,8 @@ class Extremes(Step):
         far = False
         if ext > 0.0:
             far = dl * dl > self.cfg.extreme_sd_sq * self._lvar
+        if n >= self.cfg.learn and fabs(dl) > _LONG_CLIP * (hi - lo) > 0.0:  # (one wild value: as one so far)
+            dl = copysign(_LONG_CLIP * (hi - lo), dl)
         self._lmean += lam * dl
         self._lvar = (1.0 - lam) * (self._lvar + lam * dl * dl)
         self.held = 0
