@@ -296,3 +296,21 @@ def test_a_lone_glitch_leaves_the_range_as_it_was(tmp_path: Path, glitch: float,
     got = flags(run(tmp_path, lines(xs, 10)))
     assert AT in got and dip in got, got
     assert len(got) <= len(clean) + 1, (got, clean)
+
+
+def test_values_near_the_float_limit_are_flagged_and_never_learned(tmp_path: Path) -> None:
+    """``1.7976931348623157e308`` then its negative (a program's error, not a measurement) are flagged, and
+    the model goes on as without them: they used to overflow the steps' means and variances into inf and
+    NaN, leaving a series that never flagged again (no fresh start, no message)."""
+    rng = random.Random(4)
+    xs = [round(10.0 + rng.gauss(0.0, 1.0), 3) for _ in range(AT + 3010)]
+    dip = AT + 3000
+    xs[dip] = -15.0
+    times = [10 * i for i in range(len(xs))]
+    xs[AT], xs[AT + 1] = 1.7976931348623157e308, -1.7976931348623157e308
+    got = run(tmp_path, stamped(xs, times))
+    assert {AT, AT + 1, dip} <= set(flags(got)), flags(got)
+    assert b'cpu_anomaly_reason="spike"' in got[AT] and b'cpu_anomaly_reason="dip"' in got[AT + 1], got[AT : AT + 2]
+    # the model went on as if they had not come: each later line as without them, explanations included
+    without = run(tmp_path, stamped(xs[:AT] + xs[AT + 2 :], times[:AT] + times[AT + 2 :]))
+    assert got[AT + 2 :] == without[AT:]

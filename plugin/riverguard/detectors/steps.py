@@ -147,6 +147,9 @@ _EPISODE_INNER = 0.25
 #: moves the long-run mean and variance as one this far would (once the series has learned): a lone wild value
 #: (a sensor's error code) does not blind the step for days; a lasting change is in the range after one value
 _LONG_CLIP = 10.0
+#: a value beyond this size is no measurement (a sensor's or a program's error: its square, a variance's step,
+#: would overflow a double): flagged, never learned
+_HUGE = 1e150
 #: the stuck step: a series seldom repeats if fewer than this share of the steps from a new value start a run;
 #: how many times the longest run before it a freeze at a reading inside the range must last to be forgiven in
 #: a series that repeats more often; the longest run it counts (its lengths are C ints)
@@ -2194,6 +2197,9 @@ class Pipeline:
         """Score ``x`` (event time ``t`` in seconds, or None), then learn it."""
         x = float(x)  # (an integer field's value: compiled, x is a C double already)
         n = self._n
+        if fabs(x) > _HUGE:  # no measurement: flagged (past the learning), never learned (it would overflow)
+            self.suppression._why = _WHY_EXTREME
+            return 0.0 if n == 0 or self._warming(n, _NAN if t is None else t, self._t0) else 1.0
         self._n = n + 1
         now = _NAN if t is None else t
         if self._t0 == _INF and now == now:  # the first event time seen
