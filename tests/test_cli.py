@@ -624,19 +624,19 @@ def test_a_count_of_one_takes_the_singular() -> None:
     unparsable metrics were not reported``: a count of one now takes the singular, others the plural."""
     one = run_cli(["run"], input=b"cpu,host=a v=1 1\n", text=False)
     assert one.returncode == 0, one.stderr
-    assert b"I! [riverguard] stopped after 1 metric: 1 series, 0 anomalies, " in one.stderr, one.stderr
+    assert b"I! [riverguard] stopped after 1 metric: 1 series held, 0 anomalies, " in one.stderr, one.stderr
     # one spike after the warm-up: exactly one anomaly flagged, and counted so
     xs = [10.0 + i % 3 for i in range(300)]
     xs[295] = 500.0
     spike = run_cli(["run"], input=sensor_lines(xs))
     assert spike.returncode == 0, spike.stderr
     assert spike.stdout.count(b"temp_anomaly=true") == 1, spike.stdout
-    assert b"I! [riverguard] stopped after 300 metrics: 1 series, 1 anomaly, " in spike.stderr, spike.stderr
+    assert b"I! [riverguard] stopped after 300 metrics: 1 series held, 1 anomaly, " in spike.stderr, spike.stderr
     # eleven bad lines at once: ten are told, the eleventh is counted
     bad = run_cli(["run"], input=b"".join(b"not line protocol %d\n" % i for i in range(11)))
     assert bad.returncode == 0, bad.stderr
     assert b"W! [riverguard] 1 more unparsable metric was not reported (rate limit)\n" in bad.stderr, bad.stderr
-    assert b"I! [riverguard] stopped after 11 metrics: 0 series, 0 anomalies, " in bad.stderr, bad.stderr
+    assert b"I! [riverguard] stopped after 11 metrics: 0 series held, 0 anomalies, " in bad.stderr, bad.stderr
 
 
 def test_a_count_of_one_evicted_series_or_byte_takes_the_singular(tmp_path: Path) -> None:

@@ -1639,3 +1639,42 @@ def test_a_signal_while_riverguard_loads_waits_for_its_handlers(tmp_path: Path, 
     assert b"Traceback" not in proc.stderr
     if sig == signal.SIGHUP:
         assert b"reload" in proc.stderr.lower(), proc.stderr
+
+
+def _summary_lines(stderr: bytes) -> list[str]:
+    """The end-of-run summary of a replay (its I! lines from ``metrics:`` on), without the prefix."""
+    lines = [line.removeprefix("I! [riverguard] ") for line in stderr.decode().splitlines()]
+    return lines[next(i for i, line in enumerate(lines) if line.startswith("metrics: ")):]
+
+
+def test_the_summary_after_a_restored_checkpoint_gives_this_runs_figures(tmp_path: Path) -> None:
+    """A replay that restored a checkpoint said ``anomalies: 0``, then listed the top series by anomalies with
+    the counts of the runs before (kept in the checkpoint), and ``series: 18 (18 scored)`` after ``metrics:
+    0``. Now every figure is this run's, and the series held, the checkpoint's included, say so."""
+    demo = (Path(__file__).parent / "data" / "demo.lp").read_bytes().splitlines(keepends=True)
+    (tmp_path / "first.lp").write_bytes(b"".join(demo[:10000]))  # 2 anomalies: web1's cpu
+    (tmp_path / "second.lp").write_bytes(b"".join(demo[10000:]))  # 4 more, each in another series
+    (tmp_path / "none.lp").write_bytes(b"")
+    state = str(tmp_path / "state")
+
+    def replay(name: str) -> list[str]:
+        proc = run(["replay", "--state", state, "-o", str(tmp_path / "out.lp"), str(tmp_path / name)])
+        assert proc.returncode == 0, proc.stderr
+        return _summary_lines(proc.stderr)
+
+    first = replay("first.lp")
+    assert first[1:3] == ["series: 18 (18 scored)", "anomalies: 2"], first  # (nothing restored: as before)
+    second = replay("second.lp")
+    assert second[1:4] == [
+        "series: 18 in this run (18 scored); 18 held, the checkpoint's included (18 scored)",
+        "anomalies: 4",
+        "top series by anomalies:",
+    ], second
+    top = [line.split(None, 1) for line in second[4:]]
+    assert len(top) == 4 and all(count == "1" for count, _ in top), second  # each this run's one
+    assert not any("host=web1 usage" in key for _, key in top), second  # the first run's
+    assert replay("none.lp") == [
+        "metrics: 0 (0 unparsable)",
+        "series: 0 in this run (0 scored); 18 held, the checkpoint's included (18 scored)",
+        "anomalies: 0",
+    ]

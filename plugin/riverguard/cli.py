@@ -539,7 +539,7 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
     if monitor is not None and code == EXIT_OK:  # the last line, after the last checkpoint
         code = write_line(1, monitor.line(), log)
     log.info(
-        f"stopped after {plural(engine.metrics, 'metric')}: {len(engine.series)} series, "
+        f"stopped after {plural(engine.metrics, 'metric')}: {len(engine.series)} series held, "
         f"{plural(engine.anomalies, 'anomaly', 'anomalies')}, "
         f"{engine.evicted} series evicted (max_series, "
         f"{plural(engine.evicted_unscored, 'before it was scored', 'before they were scored')}), "
@@ -847,11 +847,19 @@ def _write_report(collector, args: argparse.Namespace, log: Log) -> int:  # type
 
 
 def _summary(engine: Engine) -> None:
-    scored = sum(1 for s in engine.series.values() if s.detector is not None)
+    """The I! lines a replay and a one-off pull end with: every figure this run's, the series held with
+    those a checkpoint brought labelled as such."""
+    held = engine.series.values()
+    scored = sum(1 for s in held if s.detector is not None)
+    series = f"{len(held)} ({scored} scored)"
+    if engine.restored:
+        seen = [s for s in held if engine.seen_in_run(s)]
+        series = (f"{len(seen)} in this run ({sum(1 for s in seen if s.detector is not None)} scored); "
+                  f"{len(held)} held, the checkpoint's included ({scored} scored)")
     lines = [
         f"metrics: {engine.metrics} ({engine.parse_errors} unparsable"
         + (", not sent to InfluxDB)" if engine.drop_unparsable else ")"),
-        f"series: {len(engine.series)} ({scored} scored)",
+        f"series: {series}",
         f"anomalies: {engine.anomalies}",
     ]
     if engine.evicted or engine.expired:
@@ -860,7 +868,7 @@ def _summary(engine: Engine) -> None:
     if top:
         lines.append("top series by anomalies:")
         lines.extend(f"  {count:>6}  {key}" for key, count in top)
-        more = sum(1 for s in engine.series.values() if s.anomalies) - len(top)
+        more = len(engine.run_anomalies()) - len(top)
         if more:
             lines.append(f"  {'...':>6}  and {more} more series")
     for line in lines:

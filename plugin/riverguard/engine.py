@@ -227,6 +227,15 @@ class Engine:
         self.evicted_unscored = 0
         self._unscored_unreported = 0
         self._next_eviction_warning = 0.0
+        #: How many series the run began with, restored from a checkpoint (:meth:`begin_run`); the summary
+        #: then tells this run's series and anomalies apart from what the checkpoint brought.
+        self.restored = 0
+        #: A series seen in this run has a ``used`` stamp at least this (:meth:`seen_in_run`).
+        self._run_stamp = 0
+        #: What to take off a series' ``anomalies`` (a count since its model started, kept across
+        #: restarts) for this run's: the count restored, less this run's before the series started fresh
+        #: (:meth:`restart`). Only series with such a count are in it, dropped with them.
+        self._anomalies_before: dict[Series, int] = {}
         #: Unparsable metrics are dropped from the output instead of passed through (backfill to InfluxDB).
         self.drop_unparsable = False
         #: The input a bad line is reported in (``NAME:LINE``; :meth:`start_input`); None: ``metric N``.
@@ -432,6 +441,9 @@ class Engine:
         """Hold ``series`` (least recently seen first) instead of the series held."""
         self.series.clear()
         self.series.update(series)
+        if self._anomalies_before:  # (the series kept: reconfigure keeps their objects)
+            held = {id(s) for s in series.values()}
+            self._anomalies_before = {s: n for s, n in self._anomalies_before.items() if id(s) in held}
         self.passing = sum(1 for s in series.values() if s.detector is None)
         touch = self._hot.touch
         for s in series.values():  # (held first: the clock may renumber them as it goes)
@@ -442,6 +454,7 @@ class Engine:
     def renumber(self) -> int:
         """Stamp the series 0, 1, ... least recently seen first (the stamp clock is at its end); how many."""
         held = self.lru()
+        self._run_stamp = next((i for i, (_, s) in enumerate(held) if s.used >= self._run_stamp), len(held))
         for i, (_, s) in enumerate(held):
             s.used = i
         self._queue = []
@@ -480,14 +493,19 @@ class Engine:
         gone = self.series.pop(key)
         if gone.detector is None:
             self.passing -= 1
+        if self._anomalies_before:
+            self._anomalies_before.pop(gone, None)
         return gone
 
     def _forget(self, keys: list[bytes]) -> None:
         """Drop the series ``keys`` (held), wherever they are in the order (the queue skips keys no longer held)."""
-        series = self.series
+        series, before = self.series, self._anomalies_before
         for key in keys:
-            if series.pop(key).detector is None:
+            gone = series.pop(key)
+            if gone.detector is None:
                 self.passing -= 1
+            if before:
+                before.pop(gone, None)
 
     def forget_passing(self) -> None:
         """Drop every series that holds no model: more than ``max_series`` of them are held (a flood of field
@@ -502,6 +520,8 @@ class Engine:
         if series.detector is not None:
             series.detector = series.rule.new_detector()
         series.seen = 0
+        if series.anomalies:  # (this run's stay this run's: see run_anomalies)
+            self._anomalies_before[series] = self._anomalies_before.get(series, 0) - series.anomalies
         series.anomalies = 0
         series.failed = False
 
@@ -1073,13 +1093,25 @@ class Engine:
                 self._queue = []  # not needed until a series must be evicted or may expire
         return dropped
 
+    def begin_run(self) -> None:
+        """The series held now were restored from a checkpoint: from here on is this run."""
+        self.restored = len(self.series)
+        self._run_stamp = self._hot.clock()
+        self._anomalies_before = {s: s.anomalies for s in self.series.values() if s.anomalies}
+
+    def seen_in_run(self, series: Series) -> bool:
+        """Whether ``series`` had a sample in this run (a series restored from a checkpoint may have none)."""
+        return series.used >= self._run_stamp
+
+    def run_anomalies(self) -> list[tuple[int, bytes]]:
+        """(anomalies in this run, key) of each series held that had any, most first."""
+        before = self._anomalies_before
+        counts = ((s.anomalies - before.get(s, 0), k) for k, s in self.series.items())
+        return sorted(((a, k) for a, k in counts if a > 0), key=lambda item: (-item[0], item[1]))
+
     def top_series(self, n: int = 5) -> list[tuple[str, int]]:
-        """The ``n`` series with the most anomalies, most first."""
-        ranked = sorted(
-            ((s.anomalies, k) for k, s in self.series.items() if s.anomalies),
-            key=lambda item: (-item[0], item[1]),
-        )
-        return [(series_name(k), a) for a, k in ranked[:n]]
+        """The ``n`` series with the most anomalies in this run, most first."""
+        return [(series_name(k), a) for a, k in self.run_anomalies()[:n]]
 
 
 class MetricSeries(Series):  # type: ignore[valid-type,misc]

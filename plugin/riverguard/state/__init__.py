@@ -324,6 +324,7 @@ class StateStore:
             over = engine.shrink()  # a lowered max_series applies to the restored series too
             restored -= over
             dropped[engine.OVER] += over
+            engine.begin_run()
             self.header = checkpoint.header
         except FileNotFoundError:
             log.info(f"no checkpoint at {self.path} yet: starting fresh")
