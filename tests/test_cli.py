@@ -641,13 +641,14 @@ def test_a_count_of_one_takes_the_singular() -> None:
 
 def test_a_count_of_one_evicted_series_or_byte_takes_the_singular(tmp_path: Path) -> None:
     """``1 series evicted (max_series, 1 before they were scored)``, ``1 series evicted before they were
-    scored`` and ``broken gzip data after 1 bytes``: one now takes the singular."""
+    scored`` and ``broken gzip data after 1 bytes``: one now takes the singular. (The evictions are counted,
+    not the series: ``1 eviction``.)"""
     (tmp_path / "ev.toml").write_text('[state]\nmax_series = 1\n\n[[rule]]\nname = "all"\n', encoding="utf-8")
     evicted = run_cli(["run", "--config", "ev.toml"], cwd=tmp_path,
                       input=b"cpu,host=a v=1 1700000000000000000\ncpu,host=b v=1 1700000001000000000\n")
     assert evicted.returncode == 0, evicted.stderr
-    assert b"W! [riverguard] 1 series evicted before it was scored (1 since start): max_series = 1" in evicted.stderr
-    assert b", 1 series evicted (max_series, 1 before it was scored), " in evicted.stderr, evicted.stderr
+    assert b"W! [riverguard] 1 eviction of a series not yet scored (1 since start): max_series = 1" in evicted.stderr
+    assert b", 1 eviction (max_series, 1 of a series not yet scored), 0 expiries " in evicted.stderr, evicted.stderr
     # a gzip member of one byte, then a member cut short: broken after the first byte
     (tmp_path / "in.lp.gz").write_bytes(gzip.compress(b"x") + gzip.compress(b"cpu v=1 1\n" * 1000)[:30])
     broken = run_cli(["replay", "-o", str(tmp_path / "out.lp"), "in.lp.gz"], cwd=tmp_path)

@@ -52,7 +52,7 @@ def test_one_timestamp_days_ahead_does_not_blind_every_series(env: dict[str, str
     clean = run_cli(["run"], input=b"".join(_hosts({})), env=env).stdout.splitlines()
     others = [o for o in out if not o.startswith(b"cpu,host=h9 ")]  # (h9's model saw the odd time: its own)
     assert others == [c for c in clean if not c.startswith(b"cpu,host=h9 ")]
-    assert b" 0 expired (series_ttl)" in result.stderr, result.stderr
+    assert b" 0 expiries (series_ttl)" in result.stderr, result.stderr
     warned = _warnings(result.stderr)
     assert len(warned) == 1 and b"1 metric with a timestamp more than series_ttl (24h) ahead" in warned[0], warned
 
@@ -67,7 +67,7 @@ def test_a_host_days_ahead_for_good_leaves_the_other_hosts_alone(env: dict[str, 
     alone = run_cli(["run"], input=without, env=env).stdout
     assert b"".join(o + b"\n" for o in result.stdout.splitlines() if not o.startswith(b"cpu,host=h9 ")) == alone
     assert result.stdout.splitlines()[-1].endswith(b"v_anomaly=true %d" % (T + 3000 * 10 * S))
-    assert b" 0 expired (series_ttl)" in result.stderr, result.stderr
+    assert b" 0 expiries (series_ttl)" in result.stderr, result.stderr
     assert len(_warnings(result.stderr)) == 1, result.stderr
 
 
@@ -178,7 +178,7 @@ def test_riverguards_own_health_metrics_do_not_move_the_clock(env: dict[str, str
     assert out[300:500] == [health.rstrip(b"\n")] * 200
     plain = run_cli(["run"], input=b"".join(lines + later), env=env).stdout.splitlines()
     assert out[:300] + out[500:] == plain  # the clock stayed with the data: no series started fresh
-    assert b" 0 expired (series_ttl)" in result.stderr, result.stderr
+    assert b" 0 expiries (series_ttl)" in result.stderr, result.stderr
 
 
 def _iso(ns: int) -> bytes:

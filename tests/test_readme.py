@@ -281,7 +281,7 @@ def _provoke(fragment: str, tmp: Path) -> str:
                 time.sleep(0.01)
             proc.wait(30)
         return err.read_text()
-    if fragment == "evicted before they were scored":
+    if fragment == "evictions of a series not yet scored":
         config.write_text('[state]\nmax_series = 2\n\n[[rule]]\nname = "all"\n')
         lines = "".join(f"cpu,host=h{h} v={i % 7} {1700000000000000000 + i * 10**10}\n" for i in range(50) for h in range(5))
         return run(["run", "--config", "riverguard.toml"], lines)
@@ -305,7 +305,7 @@ _FRAGMENTS = (  # (tried in this order: one naming a message that contains anoth
     "lock file PATH.lock in PATH", "reach the state folder", "the state folder", "cannot read the checkpoint", "cannot open the lock file", "is the --config file",
     "no [[rule]]", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
-    "evicted before they were scored", "--report needs", "would write", "not a regular file or a folder",
+    "evictions of a series not yet scored", "--report needs", "would write", "not a regular file or a folder",
     "is a folder, where the file should be",
     "ahead of the stream's clock", "behind the stream's clock", "temporary checkpoint file(s)", "while writing the checkpoint",
     "not a riverguard checkpoint", "gives no expected value or band",

@@ -524,11 +524,12 @@ def test_evictions_of_unscored_series_warn_while_running(tmp_path: Path, start) 
     assert proc.wait_lines(600, 30)
     warnings = [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")]
     assert len(warnings) == 1, warnings  # at most once a minute
-    assert re.search(rb"W! \[riverguard\] [0-9]+ series evicted before they were scored", warnings[0])
+    assert re.search(rb"W! \[riverguard\] [0-9]+ evictions of a series not yet scored", warnings[0])
     assert b"max_series = 5" in warnings[0]
     proc.close_stdin()
     assert proc.wait(30) == 0
-    assert b"595 series evicted (max_series, 595 before they were scored)" in proc.stderr
+    # 20 series, each evicted again and again: the evictions are counted (the wording says so), not the series
+    assert b"595 evictions (max_series, 595 of a series not yet scored)" in proc.stderr
 
 
 def test_a_failing_checkpoint_is_an_error_at_once_and_a_failed_exit(tmp_path: Path, start) -> None:

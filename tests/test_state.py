@@ -905,7 +905,7 @@ def test_a_lowered_max_series_applies_to_a_restored_checkpoint(tmp_path: Path, s
     proc.close_stdin()
     assert proc.wait(60) == 0, proc.stderr
     assert proc.stdout == a.stdout + b.stdout
-    assert b" 5 series evicted (max_series, 0 before they were scored)" in proc.stderr, proc.stderr
+    assert b" 5 evictions (max_series, 0 of a series not yet scored)" in proc.stderr, proc.stderr
 
 
 def test_fields_no_rule_scores_take_no_room_from_the_models(tmp_path: Path) -> None:
@@ -926,7 +926,7 @@ def test_fields_no_rule_scores_take_no_room_from_the_models(tmp_path: Path) -> N
     state = tmp_path / "rg.msgpack"
     whole = run(["run", "--config", str(config), "--state", str(state)], b"".join(rounds))
     assert whole.returncode == 0, whole.stderr
-    assert b" 0 series evicted (max_series, 0 before they were scored)" in whole.stderr, whole.stderr
+    assert b" 0 evictions (max_series, 0 of a series not yet scored)" in whole.stderr, whole.stderr
     listed = [json.loads(row) for row in run(["state", "inspect", str(state), "--series"]).stdout.splitlines()]
     assert sorted((row["key"], row["samples"]) for row in listed) == [(f"z,host=h{h} v", 40) for h in range(3)]
     out = whole.stdout.splitlines(keepends=True)
@@ -1611,7 +1611,7 @@ def test_one_million_series_keep_memory_bounded(tmp_path: Path) -> None:
     reader.join()
     stderr = proc.stderr.read().decode()
     assert out_lines == total
-    assert "990000 series evicted" in stderr, stderr
+    assert "990000 evictions" in stderr, stderr
     assert json.loads(inspect(state).stdout)["series"] == 10_000
     print(f"\nRSS after 100k series: {rss[100_000] / 1024:.1f} MiB; after 1M: {rss[total] / 1024:.1f} MiB")
     assert rss[total] < rss[100_000] * 1.2 + 8 * 1024, rss

@@ -540,10 +540,7 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
         code = write_line(1, monitor.line(), log)
     log.info(
         f"stopped after {plural(engine.metrics, 'metric')}: {len(engine.series)} series held, "
-        f"{plural(engine.anomalies, 'anomaly', 'anomalies')}, "
-        f"{engine.evicted} series evicted (max_series, "
-        f"{plural(engine.evicted_unscored, 'before it was scored', 'before they were scored')}), "
-        f"{engine.expired} expired (series_ttl)"
+        f"{plural(engine.anomalies, 'anomaly', 'anomalies')}, {_dropped(engine)}"
     )
     if not saved:
         _final_checkpoint_failed(log)
@@ -846,6 +843,16 @@ def _write_report(collector, args: argparse.Namespace, log: Log) -> int:  # type
     return EXIT_OK
 
 
+def _dropped(engine: Engine) -> str:
+    """The evictions and expiries of this run: events, not distinct series (one series may be evicted, come
+    back and be evicted again; counting series would mean remembering every key ever evicted)."""
+    return (
+        f"{plural(engine.evicted, 'eviction')} (max_series, "
+        f"{engine.evicted_unscored} of a series not yet scored), "
+        f"{plural(engine.expired, 'expiry', 'expiries')} (series_ttl)"
+    )
+
+
 def _summary(engine: Engine) -> None:
     """The I! lines a replay and a one-off pull end with: every figure this run's, the series held with
     those a checkpoint brought labelled as such."""
@@ -863,7 +870,7 @@ def _summary(engine: Engine) -> None:
         f"anomalies: {engine.anomalies}",
     ]
     if engine.evicted or engine.expired:
-        lines.append(f"series dropped: {engine.evicted} evicted (max_series), {engine.expired} expired (series_ttl)")
+        lines.append(f"series dropped: {_dropped(engine)}")
     top = engine.top_series()
     if top:
         lines.append("top series by anomalies:")

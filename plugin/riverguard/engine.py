@@ -583,8 +583,7 @@ class Engine:
         self._next_eviction_warning = now + 60.0
         count, self._unscored_unreported = self._unscored_unreported, 0
         self.log.warn(
-            f"{plural(count, 'series evicted before it was scored', 'series evicted before they were scored')} "
-            f"({self.evicted_unscored} since start): "
+            f"{plural(count, 'eviction')} of a series not yet scored ({self.evicted_unscored} since start): "
             f"max_series = {self.max_series} is too small for the series coming in; raise [state] max_series"
         )
 
