@@ -54,7 +54,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..config import Config, parse_duration
+from ..config import Config, duration_text, parse_duration
 from ..engine import Engine
 from ..influx import InfluxWriter, OptionError, WriteError, from_args, retry_wait
 from ..lineprotocol import Metric, ParseError, parse, raw_fields
@@ -483,9 +483,18 @@ class Puller:
     def summary(self) -> str:
         return (
             f"pulled {self.read} point(s) from {self.source.label}: wrote {self.written},"
-            f" {self.already} already scored, {self.late} written late (not scored),"
+            f" {self.already} already scored, {self._late_count()},"
             f" {self.skipped} skipped (cannot be rebuilt), {self.refused} refused by InfluxDB (not written)"
         )
+
+    def _late_count(self) -> str:
+        """The points written late, for the summary: only those within the late window behind the marks are
+        seen (an older one is not, nor any without a mark to look behind), and the count says so."""
+        if self.store is None:
+            return "points written late not looked for (no --state)"
+        if self.late_ns <= 0:
+            return "points written late not looked for (--late-window 0s)"
+        return f"{self.late} written late within --late-window {duration_text(self.late_ns / 1e9)} (not scored)"
 
     def report_held(self) -> None:
         """One ``W!`` line for the refused points the rate limit kept from their ``E!`` line, if any."""
