@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -209,6 +210,7 @@ def test_cli_tables_and_json_on_a_subset(subset: Path, tmp_path: Path):
         assert text in out, text
     assert "\r" not in result.stderr  # no progress bar when stderr is not a terminal
     assert out.startswith("nab (NAB layout): riverguard, config <default> (2 files, ")  # the folder's name
+    assert re.fullmatch(r"done in [0-9]+\.[0-9] s", out.splitlines()[-1]), out  # (a bare "3.4 s" was)
 
     result = evaluate_cli("--nab", str(subset), "--json", "--profile", "standard", "--profile", "reward_low_FN_rate")
     assert result.returncode == 0, result.stderr

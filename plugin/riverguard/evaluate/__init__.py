@@ -200,6 +200,6 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_tables(report))
-        sys.stdout.write(f"\n{report['seconds']:.1f} s\n")
+        sys.stdout.write(f"\ndone in {report['seconds']:.1f} s\n")
     sys.stdout.flush()
     return EXIT_OK
