@@ -195,9 +195,12 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(["--version"])
     assert info.value.code == 0
+    from riverguard._compiled import PURE_PYTHON, built
     from riverguard.engine import ACCELERATED
 
     hot_path = "compiled hot path" if ACCELERATED else "pure Python: no compiled hot path"
+    if PURE_PYTHON and built("_hotpath"):
+        hot_path = "pure Python: the compiled hot path is switched off by RIVERGUARD_PURE_PYTHON"
     assert capsys.readouterr().out.strip() == f"riverguard {__version__} ({hot_path})"
 
 

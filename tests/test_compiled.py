@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from conftest import run_cli
 from test_property import SETTINGS
 from riverguard import detectors
-from riverguard._compiled import PURE_PYTHON
+from riverguard._compiled import PURE_PYTHON, built
 from riverguard.detectors import COMPILED_MODULES, is_compiled, uncompiled
 
 COMPILED = {name: detectors.REGISTRY[name] for name in ("sentinel", "context")}
@@ -446,6 +446,19 @@ def test_runs_without_cython_installed() -> None:
     assert proc.returncode == 0, proc.stderr
     det = COMPILED["sentinel"]()
     assert float(proc.stdout) == sum(det.process(float(i % 17), 60.0 * i) for i in range(500))
+
+
+def test_version_says_the_variable_switched_the_compiled_hot_path_off() -> None:
+    """``RIVERGUARD_PURE_PYTHON=1 riverguard --version`` said ``pure Python: no compiled hot path`` with the
+    compiled hot path installed, only switched off by the variable: it now says so."""
+    if not built("_hotpath"):
+        pytest.skip("the hot path is not compiled here")
+    proc = run_cli(["--version"], env={**os.environ, "RIVERGUARD_PURE_PYTHON": "1"}, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith(
+        " (pure Python: the compiled hot path is switched off by RIVERGUARD_PURE_PYTHON)"), proc.stdout
+    proc = run_cli(["--version"], env={**os.environ, "RIVERGUARD_PURE_PYTHON": "0"}, text=True)
+    assert proc.stdout.strip().endswith(" (compiled hot path)"), proc.stdout
 
 
 @pytest.mark.parametrize("value", [None, "", "0", "1", "yes"])

@@ -26,7 +26,9 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-__all__ = ["PURE_PYTHON", "cast", "cclass", "compiled", "is_compiled", "no_gc", "prefer_sources", "uncompiled"]
+__all__ = [
+    "PURE_PYTHON", "built", "cast", "cclass", "compiled", "is_compiled", "no_gc", "prefer_sources", "uncompiled",
+]
 
 #: Uncompiled: this module stands in for ``cython`` only when Cython is not there.
 compiled = False
@@ -51,6 +53,13 @@ PURE_PYTHON = os.environ.get("RIVERGUARD_PURE_PYTHON", "") not in ("", "0")
 def is_compiled(module: ModuleType) -> bool:
     """Whether ``module`` was loaded from a compiled extension."""
     return isinstance(getattr(module, "__loader__", None), importlib.machinery.ExtensionFileLoader)
+
+
+def built(name: str) -> bool:
+    """Whether ``riverguard.<name>`` has a compiled extension installed beside its source, in use or not
+    (RIVERGUARD_PURE_PYTHON switches it off)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return any(os.path.isfile(os.path.join(here, name + suffix)) for suffix in importlib.machinery.EXTENSION_SUFFIXES)
 
 
 class _SourceFinder(importlib.abc.MetaPathFinder):

@@ -51,12 +51,23 @@ class _ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_CONFIG, f"E! [riverguard] {self.prog}: {printable(message)} (see {self.prog} --help)\n")
 
 
+class _Version(argparse.Action):
+    """``--version``: one line on stdout, never wrapped at the terminal's width as argparse's own is."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> NoReturn:
+        sys.stdout.write(f"riverguard {__version__} ({_hot_path()})\n")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(
         prog="riverguard",
         description="Online anomaly detection for Telegraf: one online model per series (riverguard's detectors or River's).",
     )
-    parser.add_argument("--version", action="version", version=f"riverguard {__version__} ({_hot_path()})")
+    parser.add_argument("--version", action=_Version, help="show the version and which hot path runs, and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -403,9 +414,14 @@ def _state_store(engine: Engine, idle=None):  # type: ignore[no-untyped-def]
 
 
 def _hot_path() -> str:
+    from ._compiled import PURE_PYTHON, built
     from .engine import ACCELERATED
 
-    return "compiled hot path" if ACCELERATED else "pure Python: no compiled hot path"
+    if ACCELERATED:
+        return "compiled hot path"
+    if PURE_PYTHON and built("_hotpath"):
+        return "pure Python: the compiled hot path is switched off by RIVERGUARD_PURE_PYTHON"
+    return "pure Python: no compiled hot path"
 
 
 def _setting(config: Config, key: str) -> Any:
