@@ -762,3 +762,26 @@ def test_the_debug_start_line_comes_first(tmp_path: Path) -> None:
         lines = result.stderr.splitlines()
         assert lines[0].startswith(b"D! [riverguard] riverguard ") and b" started with 1 rule(s) from " in lines[0], lines
     assert any(line.startswith(b"I! [riverguard] restored 1 series") for line in lines), lines
+
+
+def test_replay_skips_a_byte_order_mark_at_the_start_of_a_file(tmp_path: Path) -> None:
+    """A UTF-8 byte order mark at the very start of a replayed file (an editor's) became part of the first
+    measurement's name: a series of its own, ``\\ufeffm``. replay now drops it, gzipped or from stdin too,
+    and says so once per file; ``run`` (Telegraf's stdin) reads its input as it comes."""
+    body = b"m v=1 1\nm v=2 2\n"
+    (tmp_path / "bom.lp").write_bytes(b"\xef\xbb\xbf" + body)
+    (tmp_path / "bom.lp.gz").write_bytes(gzip.compress(b"\xef\xbb\xbf" + body))
+    (tmp_path / "plain.lp").write_bytes(b"m v=3 3\n")
+    plain = run_cli(["replay", "-o", "-", "plain.lp"], cwd=tmp_path)
+    replay = run_cli(["replay", "-o", "-", "bom.lp", "bom.lp.gz", "plain.lp"], cwd=tmp_path)
+    assert replay.returncode == 0, replay.stderr
+    assert b"\xef\xbb\xbf" not in replay.stdout and replay.stdout.endswith(plain.stdout), replay.stdout
+    assert strip_added(replay.stdout) == body + body + b"m v=3 3\n"
+    notes = [line for line in replay.stderr.splitlines() if b"byte order mark" in line]
+    assert notes == [b"I! [riverguard] bom.lp: skipped the UTF-8 byte order mark at its start",
+                     b"I! [riverguard] bom.lp.gz: skipped the UTF-8 byte order mark at its start"], replay.stderr
+    assert b"I! [riverguard] series: 1 (1 scored)" in replay.stderr, replay.stderr  # m v: one series
+    piped = run_cli(["replay", "-o", "-", "-"], input=b"\xef\xbb\xbf" + body)
+    assert strip_added(piped.stdout) == body and b"stdin: skipped the UTF-8 byte order mark" in piped.stderr
+    run = run_cli(["run"], input=b"\xef\xbb\xbf" + body)
+    assert run.stdout.startswith(b"\xef\xbb\xbfm v=1,") and b"byte order mark" not in run.stderr, run.stderr

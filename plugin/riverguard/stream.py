@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from .engine import Engine
 from .lineprotocol import Splitter
-from .log import plural
+from .log import Log, plural
 from .output import OutputError, stopped, write_all
 from .signals import Signals
 
@@ -466,13 +466,35 @@ def _text_chunks(name: str, stream: BinaryIO) -> Iterator[bytes]:
         raise InputError(f"{name}: broken gzip data after {plural(offset, 'byte')} ({err or 'truncated'}): stopped") from None
 
 
+#: A UTF-8 byte order mark, which some editors (Windows Notepad) put at the start of a text file.
+_BOM = b"\xef\xbb\xbf"
+
+
+def _without_bom(name: str, chunks: Iterable[bytes], log: Log) -> Iterator[bytes]:
+    """The chunks of one input, a UTF-8 byte order mark at its very start dropped, with an ``I!`` line: kept,
+    it would become part of the first measurement's name (a series of its own). One anywhere else is data."""
+    head = b""
+    rest = iter(chunks)
+    for chunk in rest:
+        head += chunk
+        if len(head) >= len(_BOM) or not _BOM.startswith(head):
+            break
+    if head.startswith(_BOM):
+        log.info(f"{name}: skipped the UTF-8 byte order mark at its start")
+        head = head[len(_BOM):]
+    if head:
+        yield head
+    yield from rest
+
+
 def replay(
     engine: Engine,
     inputs: list[str],
     output: BinaryIO,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Replay recorded line-protocol files (``-`` is stdin; gzip is read as such) through ``engine``.
+    """Replay recorded line-protocol files (``-`` is stdin; gzip is read as such) through ``engine``, a
+    byte order mark at the start of each dropped (:func:`_without_bom`; ``run`` reads its stdin as it comes).
 
     Raise :class:`InputError` on an input that is binary data.
     """
@@ -484,7 +506,7 @@ def replay(
             chunks: Iterable[bytes] = _text_chunks(shown, stream)
             if progress is not None:
                 chunks = _counted(chunks, progress)
-            process_chunks(engine, chunks, output.write)
+            process_chunks(engine, _without_bom(shown, chunks, engine.log), output.write)
         finally:
             if stream is not sys.stdin.buffer:
                 stream.close()
