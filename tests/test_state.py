@@ -1678,3 +1678,32 @@ def test_the_summary_after_a_restored_checkpoint_gives_this_runs_figures(tmp_pat
         "series: 0 in this run (0 scored); 18 held, the checkpoint's included (18 scored)",
         "anomalies: 0",
     ]
+
+
+def test_the_top_series_keep_this_runs_anomalies_of_a_series_that_started_fresh(tmp_path: Path) -> None:
+    """A series that starts fresh (series_ttl without a sample) begins its count since its model started at 0
+    (``state inspect`` shows that count); the summary's top series took it, and lost the anomalies the
+    series had earlier in the run: ``anomalies: 2`` over ``1  m v``. They are this run's, and count."""
+    lines, t = [], T0
+    for _ in range(2):
+        for i in range(300):
+            t += STEP
+            lines.append(f"m v={1 + i % 2} {t}\n")
+        t += STEP
+        lines.append(f"m v=1000 {t}\n")  # flagged
+        t += 3 * 86400 * 10**9
+        for i in range(200):  # another series moves the stream's clock on: m is stale at its next sample
+            t += STEP
+            lines.append(f"n w={1 + i % 2} {t}\n")
+    (tmp_path / "in.lp").write_text("".join(lines), encoding="utf-8")
+    (tmp_path / "rg.toml").write_text('[state]\nseries_ttl = "1h"\n[[rule]]\nfields = ["v"]\ndetector = "zscore"\n'
+                                      'warmup = 30\n', encoding="utf-8")
+    proc = run(["replay", "--config", str(tmp_path / "rg.toml"), "-o", str(tmp_path / "out.lp"), str(tmp_path / "in.lp")])
+    assert proc.returncode == 0, proc.stderr
+    summary = _summary_lines(proc.stderr)
+    assert summary[2:] == [
+        "anomalies: 2",
+        "series dropped: 0 evictions (max_series, 0 of a series not yet scored), 1 expiry (series_ttl)",
+        "top series by anomalies:",
+        "       2  m v",
+    ], summary
