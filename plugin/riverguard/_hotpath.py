@@ -283,14 +283,20 @@ def touch(series: Series) -> None:
 def arrive(engine, series: Series, timestamp: object, horizon: int) -> None:
     """``series`` has a sample, at ``timestamp`` (ns, or None): stale (last seen before ``horizon``, the
     engine's ``Clock.horizon``), it starts fresh first (``Engine.restart``); it is now the most recently
-    seen of its engine (:func:`touch`), last seen at ``timestamp``."""
-    if series.last_time is not None:
-        last_ns = series.last_time
+    seen of its engine (:func:`touch`), last seen at ``timestamp``. The one place a series' last time is
+    set, so the one place ``Engine.low`` (no last time is older) is lowered."""
+    last = series.last_time
+    if last is not None:
+        last_ns = last
         if last_ns < horizon:
             engine.restart(series)
     touch(series)
     if timestamp is not None:
         series.last_time = timestamp
+        if last is None or timestamp < last:  # (else low <= last <= timestamp already)
+            low = engine.low
+            if low is None or timestamp < low:
+                engine.low = timestamp
 
 
 def _renumber() -> None:
@@ -822,9 +828,6 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                     stamp_ns = line.ts
                     stamp = stamp_ns
                     stamp_s = stamp_ns / 1e9
-                    low = engine.low
-                    if low is None or stamp < low:
-                        engine.low = stamp
                 timestamp = stamp
                 now = engine.now
                 if now is None or timestamp > now:

@@ -200,7 +200,8 @@ class Engine:
         self._queue: list[bytes | None] = []
         self._queue_at = 0
         self._queue_clock = 0
-        #: No series' ``last_time`` is older (None: none has one); checked again when expiry might drop one.
+        #: No series' ``last_time`` is older (None: none has one): lowered where a last time is set
+        #: (``_hotpath.arrive``), checked again when expiry might drop one.
         self.low: int | None = None
         self._low_checked = 0
         hotpath.ENGINES.add(self)  # (its series are numbered again when the stamp clock reaches its end)
@@ -387,8 +388,6 @@ class Engine:
         if timestamp is not None and metric.measurement != _MONITOR:  # (its own: stamped with the wall clock)
             if self.now is None or timestamp > self.now:
                 self.now = timestamp
-            if self.low is None or timestamp < self.low:
-                self.low = timestamp
             self.clock.advance(timestamp)
         if not self.metrics & 0xFFF:
             self.expire()
