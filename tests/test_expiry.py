@@ -122,6 +122,18 @@ def test_a_stale_series_is_dropped_before_a_live_one_is_evicted(tmp_path: Path, 
     assert whole.splitlines()[-1] == b"m a=50,a_anomaly_score=1.0,a_anomaly=true %d" % (now + 2)
 
 
+def test_a_stale_series_restarted_by_a_sample_without_a_timestamp_starts_fresh_once(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """w is last seen days behind the stream: its next sample, without a timestamp, starts it fresh, and the
+    one after is scored. (The restart kept w's old last time: the next timestamped sample started it fresh
+    again in one run, while a run restarted in between, whose checkpoint had dropped w, scored it.)"""
+    config = '[output]\nexplain = true\n[[rule]]\nname = "z"\ndetector = "zscore"\nwarmup = 1\n[rule.params]\nmin_std = 1.0\n'
+    lines = [b"m v=1 %d\n" % T] * 3 + [b"m w=5 1000\n", b"m v=1 %d\n" % T, b"m w=7\n", b"m w=9 2000\n"]
+    whole = _restarted(tmp_path, env, config, lines, [5])
+    assert whole.splitlines()[-1].startswith(b"m w=9,w_anomaly_score=0.9545,w_anomaly=false,"), whole
+
+
 def _lagging(seed: int, n: int = 20_000, hosts: int = 20) -> list[bytes]:
     """``hosts`` hosts every ~24 s on the stream's clock, and 5 % of lines from ten others 4-48 h behind it;
     1 % of lines without a timestamp."""

@@ -278,7 +278,8 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
     (the median of the latest 127 timestamps, from the third on, never going back): past ``max_series``
     a stale series (last seen ``ttl_ns`` before that clock) is dropped, the front one if it is stale, else
     all of them, and only without one the front series is evicted; every 4096 metrics the front series
-    are dropped while they are stale; a stale series seen again starts fresh (expired too). Since
+    are dropped while they are stale; a stale series seen again starts fresh (expired too), its last time
+    forgotten (kept up to 2026-12-02: a sample without a timestamp left it, see test_expiry). Since
     2026-12-02 only series with a model (not ``quiet``, whose rule is ``off``) count against
     ``max_series``: series without one that come first are dropped on the way to the one evicted, a stale
     one only counts as room when it had a model, and beyond ``max_series`` series without a model they
@@ -308,8 +309,9 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
         for field in fields:
             key = prefix + field
             if key in series:
-                expired += stale(series[key])
-                series[key] = series.pop(key)
+                last = series.pop(key)
+                expired += stale(last)
+                series[key] = None if stale(last) else last  # (a restart forgets the last time)
             else:
                 series[key] = None
                 if not modelled(key):

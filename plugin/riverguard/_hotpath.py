@@ -289,7 +289,8 @@ def arrive(engine, series: Series, timestamp: object, horizon: int) -> None:
     if last is not None:
         last_ns = last
         if last_ns < horizon:
-            engine.restart(series)
+            engine.restart(series)  # (which forgets its last time)
+            last = None
     touch(series)
     if timestamp is not None:
         series.last_time = timestamp

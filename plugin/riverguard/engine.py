@@ -523,6 +523,7 @@ class Engine:
             self._anomalies_before[series] = self._anomalies_before.get(series, 0) - series.anomalies
         series.anomalies = 0
         series.failed = False
+        series.last_time = None  # as a dropped series': a sample without a timestamp must not leave the old one
 
     def _evict_oldest(self) -> None:
         """Make room for one model: drop a stale series that holds one if there is one (it would start fresh
