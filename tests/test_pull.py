@@ -249,7 +249,7 @@ def test_one_off_pull_isolates_the_points_influxdb_refuses(influxdb: InfluxServe
         for i, s in ((10, "46:50"), (30, "47:10"))
     ] + [
         "E! [riverguard] pulled 53 point(s) from database 'rg_refused_src': wrote 51, 0 already scored, 0 written"
-        " late within --late-window 1m (not scored), 0 skipped (cannot be rebuilt), 2 refused by InfluxDB (not written): the E! lines"
+        " late within --late-window 60s (not scored), 0 skipped (cannot be rebuilt), 2 refused by InfluxDB (not written): the E! lines"
         " above say which and why"
     ], proc.stderr
     assert "Traceback" not in proc.stderr
@@ -903,7 +903,7 @@ def test_follow_goes_on_past_a_point_influxdb_refuses(influxdb: InfluxServer, tm
     ], stderr
     assert all(_CONFLICT in line for line in refused)
     assert "written late" not in stderr.replace("0 written late within", "") and "W! " not in stderr, stderr
-    assert "wrote 10, 0 already scored, 0 written late within --late-window 1m (not scored), 0 skipped (cannot be" \
+    assert "wrote 10, 0 already scored, 0 written late within --late-window 60s (not scored), 0 skipped (cannot be" \
            " rebuilt), 2 refused by" \
            " InfluxDB (not written)" in stderr.splitlines()[-1], stderr
 
@@ -1033,7 +1033,7 @@ def test_follow_reports_a_late_point_once_and_a_refused_one_never_with_another_m
     late = [line for line in stderr.splitlines() if "written late (older than" in line]
     assert len(late) == 1 and late[0].startswith("W! [riverguard] aaa: 1 point(s) written late"), stderr
     assert late[0].endswith(f"are not scored: aaa,host=b w=9.5 {ta - 5 * 10**9}"), stderr
-    assert "1 written late within --late-window 1m (not scored)" in stderr.splitlines()[-1], stderr
+    assert "1 written late within --late-window 60s (not scored)" in stderr.splitlines()[-1], stderr
 
 
 def test_a_point_written_again_after_it_was_scored_is_reported_with_to_db(influxdb: InfluxServer,
@@ -1059,7 +1059,7 @@ def test_a_point_written_again_after_it_was_scored_is_reported_with_to_db(influx
         f"W! [riverguard] cpu: 2 point(s) overwritten after they were scored (their scores in database '{dst}' are"
         f" of the values before) are not scored again: cpu,host=a v=9.75 {t - 2 * 10**9}; cpu,host=a v=0.75 {t}",
     ], again.stderr
-    assert "wrote 0, 0 already scored, 3 written late within --late-window 1m (not scored)," in again.stderr, again.stderr
+    assert "wrote 0, 0 already scored, 3 written late within --late-window 60s (not scored)," in again.stderr, again.stderr
     assert influxdb.rows(f'SELECT "v" FROM "cpu" WHERE time = {t}', dst) == [[t, 4.25]]  # (left as scored)
 
 
@@ -1075,7 +1075,7 @@ def test_the_summary_counts_points_written_late_only_within_the_late_window(infl
     assert influxdb.write(db, f"m,host=b v=9.5 {t - 1000 * 10**9}\n".encode()).status == 204  # beyond 1m
     beyond = _pull(influxdb, db, *args)
     assert beyond.returncode == 0 and "W! " not in beyond.stderr, beyond.stderr
-    assert "wrote 0, 0 already scored, 0 written late within --late-window 1m (not scored)," in beyond.stderr
+    assert "wrote 0, 0 already scored, 0 written late within --late-window 60s (not scored)," in beyond.stderr
     wide = _pull(influxdb, db, *args, "--late-window", "1h")
     assert "wrote 0, 0 already scored, 1 written late within --late-window 1h (not scored)," in wide.stderr, wide.stderr
     off = _pull(influxdb, db, *args, "--late-window", "0s")

@@ -270,14 +270,14 @@ def duration_text(seconds: float) -> str:
     back): up to a minute in seconds (``"60s"``, not ``"1m"``), else in whole hours or whole minutes if it is
     one, else in seconds.
 
-    >>> [duration_text(s) for s in (86400.0, 3600.0, 5400.0, 120.0, 90.0, 60.0, 45.0, 0.2)]
-    ['24h', '1h', '90m', '2m', '90s', '60s', '45s', '0.2s']
+    >>> [duration_text(s) for s in (86400.0, 3600.0, 5400.0, 120.0, 90.0, 60.0, 45.0, 0.2, 1000001.0)]
+    ['24h', '1h', '90m', '2m', '90s', '60s', '45s', '0.2s', '1000001s']
     """
     if seconds > 60:
         for unit, size in (("h", 3600), ("m", 60)):
             if seconds % size == 0:
-                return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
+                return f"{seconds / size:.15g}{unit}"
+    return f"{seconds:.15g}s"
 
 
 def parse_duration(text: str) -> float:
