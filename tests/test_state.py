@@ -1411,22 +1411,31 @@ def test_replay_refuses_a_checkpoint_it_cannot_write_before_reading_its_input(tm
 
 def test_denied_never_advises_running_riverguard_as_root(tmp_path: Path) -> None:
     """For a folder (or file) of another user's, the E! line ended "or run riverguard as <owner>": for root's,
-    run a processor fed by the network as root. The chown stays; that other way is told only for another
-    owner than root. (/etc: root's, and riverguard may not create its lock file there.)"""
+    run a processor fed by the network as root; and it said to ``chown`` root's /etc to riverguard's user. For
+    a folder of root's not made for riverguard, it names a folder of riverguard's own in it instead. (/etc:
+    root's, and riverguard may not create its lock file there.)"""
     import pwd
+    import shutil
 
-    if os.geteuid() == 0:
-        pytest.skip("running as root: root's /etc is riverguard's own folder then (the chmod advice, not the chown)")
-    if os.stat("/etc").st_uid != 0 or os.access("/etc", os.W_OK):
+    as_user: list[str] = []
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    if os.geteuid() == 0:  # as nobody (reading the checkout wherever it is), as Telegraf's user would run it
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: root's /etc is riverguard's own folder then")
+        as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                   "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+        me = pwd.getpwuid(65534).pw_name
+    elif os.stat("/etc").st_uid != 0 or os.access("/etc", os.W_OK):
         pytest.skip("/etc here is not a root-owned folder closed to this user")
     state = Path("/etc") / f"riverguard-test-{os.getpid()}.msgpack"
-    result = run(["replay", "--state", str(state), "-"], timeout=60)
-    me = pwd.getpwuid(os.geteuid()).pw_name
+    result = subprocess.run([*as_user, *RG, "replay", "--state", str(state), "-"], input=b"", capture_output=True,
+                            timeout=60, check=False)
     mode = f"{stat.S_IMODE(os.stat('/etc').st_mode):04o}"
     assert result.returncode == 2, result.stderr
     assert result.stderr == (
         f"E! [riverguard] cannot create the lock file {state}.lock in /etc: permission denied (owner root, mode "
-        f"{mode}; riverguard runs as {me}): run `chown {me} /etc`\n"
+        f"{mode}; riverguard runs as {me}): run `install -d -o {me} /etc/riverguard` and give --state (or [state] "
+        f"path) /etc/riverguard/\n"
     ).encode()
 
 

@@ -104,7 +104,8 @@ def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = (), m
     ``chown``: ``/var/lib`` is not riverguard's); or, with ``enter``, for a folder on the way that this process
     may not search, the ``chmod`` that lets its user in (a ``make`` below would not get past it), or, for
     another user's folder, a state path outside it first. Running riverguard as the owner is told as the other
-    way only for an owner other than root."""
+    way only for an owner other than root; for a folder of root's not named for riverguard (``/etc``), a
+    folder of riverguard's own in it, never its ``chown``."""
     reason = "permission denied" if err.errno == errno.EACCES else (err.strerror or str(err)).lower()
     me = os.geteuid()
     try:
@@ -125,6 +126,10 @@ def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = (), m
         return told + f"`install -d -o {_user(me)} {make}`"
     if st.st_uid == me:  # its own file (or folder), without the permission
         return told + f"`chmod {'u+rwx' if stat.S_ISDIR(st.st_mode) else 'u+rw'} {path}`"
+    if st.st_uid == 0 and stat.S_ISDIR(st.st_mode) and "riverguard" not in path.name:
+        # (root's folder, not one made for riverguard: /etc, /var/lib are not riverguard's to take)
+        own = path / "riverguard"
+        return told + f"`install -d -o {_user(me)} {own}` and give --state (or [state] path) {own}/"
     owned = " ".join(str(p) for p in (path, *(p for p in also if _owner(p) not in (None, me))))
     told += f"`chown {_user(me)} {owned}`"
     # (never: run riverguard as root, a processor fed by the network that needs no privilege)
