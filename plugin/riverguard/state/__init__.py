@@ -185,8 +185,8 @@ class StateStore:
         folder, a device, a FIFO, a socket, also through a symlink) is refused before it
         is opened: it is never read, renamed aside or replaced. A checkpoint or lock file this process may not
         open (another user's) is refused too (:class:`AccessDenied`), and left as it is; so is a state folder
-        it may not write the checkpoint in (the lock file there already), before it waits for the lock: a
-        refusal that would otherwise come at the first checkpoint, the last one for ``replay``.
+        it may not write the checkpoint in (the lock file there already), once it has the lock: a refusal
+        that would otherwise come at the first checkpoint, the last one for ``replay``.
         """
         _check_regular(self.path, "the checkpoint")
         lock_path = self.lock_path
@@ -222,11 +222,6 @@ class StateStore:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             _check_regular(lock_path, "the lock file")
-        try:
-            self._check_writable()
-        except AccessDenied:
-            os.close(fd)
-            raise
         started = time.monotonic()
         deadline = started + wait
         told = stop = False
@@ -257,6 +252,11 @@ class StateStore:
             except OSError as err:
                 os.close(fd)
                 raise LockError(f"cannot lock {lock_path}: {err.strerror or err}") from None
+        try:  # (with the lock held: no other process writes or removes temporary files here meanwhile)
+            self._check_writable()
+        except AccessDenied:
+            os.close(fd)
+            raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
@@ -265,8 +265,9 @@ class StateStore:
     def _check_writable(self) -> None:
         """Raise :class:`AccessDenied` when this process may not create the checkpoint's temporary file in
         its folder (a folder made read-only, another user's), which every checkpoint needs: tried for real,
-        as a write would (its ACLs, a read-only mount, the capabilities of root), and removed at once. Anything
-        else (a full disk, say) may pass before the first checkpoint: left to it."""
+        as a write would (its ACLs, the capabilities of root), and removed at once; called with the lock held.
+        Anything else (a full disk, say; a read-only mount is refused at the lock file) may pass before the
+        first checkpoint: left to it."""
         tmp = temp_path(self.path)
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOCTTY, 0o600))
