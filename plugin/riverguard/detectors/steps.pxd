@@ -186,7 +186,7 @@ cdef class Extremes(Step):
 
     cdef void first(self, double x) noexcept
     @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, side=int, lam=double,
-                   dl=double, far=bint, need=double, last=double, calm=double, inner=double, back=bint, beyond=double)
+                   dl=double, far=bint, need=double, last=double, calm=double, inner=double, back=bint, beyond=double, width=double, wild=bint)
     cdef bint observe(self, double x, int64_t n, double span, double slack, bint counter, double level) except -1
     cdef void report(self, int side) noexcept
     cdef void settle(self) noexcept

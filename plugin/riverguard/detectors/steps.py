@@ -1005,10 +1005,12 @@ class Extremes(Step):
         not the range: the range is that again, so that a like episode later
         is reported again (the sensor that misbehaves every hour or so at 1 s).
         So is one reported although too short to be a new extreme (a lone
-        value that is also a spike, :meth:`Pipeline.process`): a sensor's
-        lone error value (``9999``, ``1e12``) leaves the range as it was, and
-        moves the long-run mean and variance as a value ``_LONG_CLIP`` widths
-        of the range away would, so that it does not hide what comes after.
+        value that is also a spike, :meth:`Pipeline.process`), and a lone
+        value more than ``_LONG_CLIP`` widths of the range beyond it at any
+        sampling: a sensor's lone error value (``9999``, ``1e12``) leaves the
+        range as it was, and moves the long-run mean and variance as a value
+        ``_LONG_CLIP`` widths of the range away would, so that it does not
+        hide what comes after.
         While the level is back in the middle, a value beyond that range keeps
         the episode going (where an excursion outlasts its first value back
         inside: ``extreme_time`` more than half the usual interval), so that
@@ -1064,8 +1066,11 @@ class Extremes(Step):
                 calm = 0.0  # a value beyond the range before a reported episode, around a level back: it goes on
             if _lasts(calm, last, slack):
                 # a reported episode is over, the level back: not learned (see above)
-                beyond = self._run - self._calm
-                if (back and (beyond >= _EPISODE * (slack + slack) or not _lasts(beyond, last, slack))
+                beyond = self._run - self._calm  # (the time its values were beyond the range)
+                width = self._ohi - self._olo
+                wild = beyond <= 3.0 * slack and (self._hi > self._ohi + _LONG_CLIP * width
+                                                  or self._lo < self._olo - _LONG_CLIP * width)
+                if (back and (beyond >= _EPISODE * (slack + slack) or not _lasts(beyond, last, slack) or wild)
                         and _forgives(self._owe)):
                     self._lo = self._olo
                     self._hi = self._ohi
