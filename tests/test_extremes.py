@@ -279,14 +279,15 @@ def test_a_tampered_excursion_is_refused(field: str, value: float) -> None:
         fresh.load_state([struct.pack(fmt, *scalars), *record[1:]])
 
 
-@pytest.mark.parametrize("glitch", [1000.0, 1e12, 9999.0])
-@pytest.mark.parametrize(("step", "later"), [(10, 3000), (10, 30000), (300, 3000)])
+@pytest.mark.parametrize("glitch", [1000.0, 1e12, 9999.0, 3.4028235e38])
+@pytest.mark.parametrize(("step", "later"), [(10, 100), (10, 3000), (10, 30000), (300, 3000)])
 def test_a_lone_glitch_leaves_the_range_as_it_was(tmp_path: Path, glitch: float, step: int, later: int) -> None:
-    """A sensor's lone error value (a thousand times the noise, or a code such as ``1e12``) is flagged at
-    once, and the range, the long-run mean and variance stay as they were: a dip of 25 robust deviations
-    ``later`` samples on (8 hours, or 3.5 days at 10 s; 10 days at 5 minutes, where one value is a new
-    extreme by itself) is flagged as it is without the glitch (the range set by the glitch, its margin 50
-    times the noise's, used to hide it for good; its variance, for days)."""
+    """A sensor's lone error value (a thousand times the noise, or a code such as ``1e12`` or float32's
+    largest) is flagged at once, and the range, the long-run mean and variance and the spike step's scale
+    stay as they were: a dip of 25 robust deviations ``later`` samples on (17 minutes, 8 hours, or 3.5 days
+    at 10 s; 10 days at 5 minutes, where one value is a new extreme by itself) is flagged as it is without
+    the glitch (the range set by the glitch, its margin 50 times the noise's, used to hide it for good; its
+    variance, for days; the spike step's scale, for hundreds to thousands of samples)."""
     rng = random.Random(3)
     xs = [round(10.0 + rng.gauss(0.0, 1.0), 3) for _ in range(AT + later + 10)]
     dip = AT + later

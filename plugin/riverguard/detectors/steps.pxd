@@ -238,7 +238,7 @@ cdef class Spike(Step):
     cdef bint far_out(self, double z, double span, bint old) noexcept
     @cython.locals(mean=double, mad=double, d=double, ad=double, z=double, out=double, a=double, top=double,
                    run=double, unit=double)
-    cdef double score(self, double x, bint counting, bint repeat, double span, bint old) noexcept
+    cdef double score(self, double x, bint counting, bint repeat, double span, bint old, double learnt) noexcept
 
 
 cdef class Level(Step):
@@ -326,7 +326,7 @@ cdef class Pipeline:
                    z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double,
                    t1=double, dt=double, span=double, slack=double, gap=double, lmean=double,
                    shifts=Shift, shift=double, spreads=Spread, spread=double,
-                   surprise=Surprise, counter=Counter, counts=bint, burst=double, out=double)
+                   surprise=Surprise, counter=Counter, counts=bint, burst=double, out=double, learnt=double)
     cpdef double process(self, double x, object t=*) except? -1.0
     @cython.locals(g=double)
     cdef inline double span(self, double dt) noexcept

@@ -1504,8 +1504,8 @@ class Spike(Step):
         """The smallest deviation (in mads) that is a spike now: ``spike``, or ``spike_record`` of the largest seen."""
         return _reach(self.cfg.spike, self.cfg.spike_record, self._top)
 
-    def score(self, x, counting, repeat, span, old):
-        """Learn ``x``; ``spike_score`` if it is a spike, else 0.0. ``counting``: spikes count (and the largest is
+    def score(self, x, counting, repeat, span, old, learnt):
+        """Learn ``x`` (as ``learnt``: the pipeline's bound on a wild value); ``spike_score`` if it is a spike, else 0.0. ``counting``: spikes count (and the largest is
         kept); ``repeat``: ``x`` repeats the previous value exactly (the stuck step's verdict); ``span``: the
         event time ``x`` stands for (:meth:`Pipeline.span`; NaN: unknown); ``old``: the series is old enough
         for a burst of far-out values to be reported (:meth:`far_out`: its samples times its usual interval
@@ -1538,6 +1538,9 @@ class Spike(Step):
         else:
             self._run = 0.0
         a = self.cfg.spike_fading
+        if learnt != x:  # (a wild value is learned as the bound: it does not blow the scale up for hours)
+            d = learnt - mean
+            ad = abs(d)
         mean += a * d
         if not repeat:  # (a repeat leaves the scale as it is)
             mad += a * (ad - mad)
@@ -2281,7 +2284,13 @@ class Pipeline:
             tod = False
             why = _WHY_STUCK
         if spikes is not None:  # 4b. a spike that lasts (on in sentinel, opt-in in context)
-            spike = spikes.score(x, n >= self.cfg.learn_quarter, self.stuck._rep, span, self._grown(n, gap))
+            learnt = x  # (past the learning, a value beyond _LONG_CLIP widths of the range is learned as that far)
+            if n >= self.cfg.learn and width > 0.0:
+                if x > lo + width + _LONG_CLIP * width:
+                    learnt = lo + width + _LONG_CLIP * width
+                elif x < lo - _LONG_CLIP * width:
+                    learnt = lo - _LONG_CLIP * width
+            spike = spikes.score(x, n >= self.cfg.learn_quarter, self.stuck._rep, span, self._grown(n, gap), learnt)
             if spike > score:
                 score = spike
                 tod = False
