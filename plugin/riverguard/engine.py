@@ -105,7 +105,7 @@ def _none_plain(engine: Engine, buf: bytes, pos: int, out: list[bytes]) -> int:
 UNIT_SAMPLE = 16
 #: Nanoseconds in one unit of the timestamps (``replay --precision``), and each unit's name.
 UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9}
-_UNIT_NAMES = {"ns": "nanoseconds", "us": "microseconds", "ms": "milliseconds", "s": "seconds"}
+_UNIT_NAMES = {"us": "microseconds", "ms": "milliseconds", "s": "seconds"}
 #: Units a timestamp may have been written in by mistake, largest first, for that check.
 _SMALLER_UNITS = ("s", "ms", "us")
 
@@ -441,8 +441,8 @@ class Engine:
         self.series.clear()
         self.series.update(series)
         if self._anomalies_before:  # (the series kept: reconfigure keeps their objects)
-            held = {id(s) for s in series.values()}
-            self._anomalies_before = {s: n for s, n in self._anomalies_before.items() if id(s) in held}
+            held = set(series.values())
+            self._anomalies_before = {s: n for s, n in self._anomalies_before.items() if s in held}
         self.passing = sum(1 for s in series.values() if s.detector is None)
         touch = self._hot.touch
         for s in series.values():  # (held first: the clock may renumber them as it goes)
@@ -489,6 +489,10 @@ class Engine:
         """Drop series ``key``, which :meth:`_oldest` just gave."""
         self._queue[self._queue_at] = None
         self._queue_at += 1
+        return self._let_go(key)
+
+    def _let_go(self, key: bytes) -> Series:
+        """Stop holding series ``key``: what the engine counts or keeps for it goes with it."""
         gone = self.series.pop(key)
         if gone.detector is None:
             self.passing -= 1
@@ -498,13 +502,8 @@ class Engine:
 
     def _forget(self, keys: list[bytes]) -> None:
         """Drop the series ``keys`` (held), wherever they are in the order (the queue skips keys no longer held)."""
-        series, before = self.series, self._anomalies_before
         for key in keys:
-            gone = series.pop(key)
-            if gone.detector is None:
-                self.passing -= 1
-            if before:
-                before.pop(gone, None)
+            self._let_go(key)
 
     def forget_passing(self) -> None:
         """Drop every series that holds no model: more than ``max_series`` of them are held (a flood of field

@@ -31,7 +31,6 @@ from typing import Any
 from .. import __version__
 from ..detectors import Detector
 from ..config import STATE_FOLDER_FILE, Rule
-from ..config import checkpoint_file  # the checkpoint file for a state path (a folder: the file in it)
 from ..engine import Engine, series_name
 from ..lineprotocol import ParseError
 from ..log import RateLimit, iso_ns, plural
@@ -41,7 +40,7 @@ from .store import FORMAT, VERSION, CheckpointError, orphans, read, set_aside, t
 
 __all__ = [
     "list_series", "FAILURE_REPEAT", "FOLDER_FILE", "LOCK_WAIT", "AccessDenied", "CheckpointError", "LockBusy",
-    "LockError", "StateStore", "checkpoint_file", "denied", "inspect",
+    "LockError", "StateStore", "denied", "inspect",
 ]
 
 #: The checkpoint's name when the state path is a folder.
