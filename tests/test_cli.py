@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LOG_PREFIXES, RIVERGUARD, ROOT, reader_gone, run_cli, sensor_lines, strip_added
+from conftest import LOG_PREFIXES, RIVERGUARD, ROOT, reader_gone, run_cli, sensor_lines, strip_added, wait_until
 from riverguard import __version__, cli
 from riverguard.detectors import resolve
 
@@ -724,12 +724,8 @@ def test_an_interrupted_replay_says_what_it_left(start, tmp_path: Path) -> None:
     out.write_bytes(b"the old output\n")
     proc = start("replay", "--state", str(state), "-o", str(out), "-", cwd=tmp_path)
     proc.write(b"cpu v=1 1\ncpu v=2 2\n")
-    deadline = time.monotonic() + 30
-    while not list(tmp_path.glob(".out.lp.tmp-*")):  # the replay has begun
-        assert time.monotonic() < deadline, proc.stderr
-        time.sleep(0.05)
-    time.sleep(0.5)  # (reading its input: on a loaded machine it may not have read both lines yet)
-    proc.popen.send_signal(signal.SIGINT)
+    assert wait_until(lambda: list(tmp_path.glob(".out.lp.tmp-*")), 30), proc.stderr  # the replay has begun
+    proc.popen.send_signal(signal.SIGINT)  # (however many of the two lines it has read: the W! says)
     assert proc.wait(30) == 130, proc.stderr
     assert re.search(
         rb"\nW! \[riverguard\] interrupted after (0 metrics|1 metric|2 metrics): %s left as it was, "
