@@ -1505,11 +1505,11 @@ class Spike(Step):
         return _reach(self.cfg.spike, self.cfg.spike_record, self._top)
 
     def score(self, x, counting, repeat, span, old, learnt):
-        """Learn ``x`` (as ``learnt``: the pipeline's bound on a wild value); ``spike_score`` if it is a spike, else 0.0. ``counting``: spikes count (and the largest is
-        kept); ``repeat``: ``x`` repeats the previous value exactly (the stuck step's verdict); ``span``: the
-        event time ``x`` stands for (:meth:`Pipeline.span`; NaN: unknown); ``old``: the series is old enough
-        for a burst of far-out values to be reported (:meth:`far_out`: its samples times its usual interval
-        make an hour)."""
+        """Learn ``x`` (as ``learnt``: the pipeline's bound on a wild value); ``spike_score`` if it is a spike,
+        else 0.0. ``counting``: spikes count (and the largest is kept); ``repeat``: ``x`` repeats the previous
+        value exactly (the stuck step's verdict); ``span``: the event time ``x`` stands for
+        (:meth:`Pipeline.span`; NaN: unknown); ``old``: the series is old enough for a burst of far-out values
+        to be reported (:meth:`far_out`: its samples times its usual interval make an hour)."""
         mean = self._mean
         mad = self._mad
         d = x - mean
