@@ -190,17 +190,43 @@ def test_tabs_after_a_space_are_read_as_influxdb_reads_them(influxdb: InfluxServ
 NUL_LINES = [line.replace(b"\t", b"\x00").replace(b"tab", b"nul") for line in TAB_LINES]
 
 
+def _run(line: bytes) -> tuple[bytes, bytes]:
+    """riverguard's output and log for ``line`` through ``run`` (a pipe, as Telegraf writes): ``replay``
+    refuses a file with a NUL as binary data."""
+    proc = subprocess.run([RIVERGUARD, "run"], input=line + b"\n", capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout, proc.stderr
+
+
 def test_nuls_after_a_space_are_read_as_influxdb_reads_them(influxdb: InfluxServer) -> None:
     """``m,host=a \\x00nul=1 1`` is field ``nul`` in InfluxDB; riverguard read a field ``\\x00nul`` and wrote
-    ``\\x00nul_anomaly_score``. Through ``run`` (a pipe, as Telegraf writes): ``replay`` refuses a file with
-    a NUL as binary data."""
+    ``\\x00nul_anomaly_score``."""
+    assert _read_as_influxdb_reads_them(influxdb, "nul", NUL_LINES, _run) == NUL_LINES[:3]
 
-    def run(line: bytes) -> tuple[bytes, bytes]:
-        proc = subprocess.run([RIVERGUARD, "run"], input=line + b"\n", capture_output=True, timeout=60)
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout, proc.stderr
 
-    assert _read_as_influxdb_reads_them(influxdb, "nul", NUL_LINES, run) == NUL_LINES[:3]
+#: NULs before a metric, among spaces and tabs: influxd 1.6 skips them all, as before a comment.
+LEAD_LINES = [b"\x00lead,host=a v=1 1", b"\x00\x00lead,host=b v=1 2", b"\x00 \tlead,host=c v=1 3", b" \x00lead,host=d v=1 4"]
+
+
+def test_nuls_before_a_metric_are_skipped_as_influxdb_skips_them(influxdb: InfluxServer) -> None:
+    """influxd reads ``\\x00lead v=1`` as measurement ``lead``: riverguard read ``\\x00lead``, a series apart
+    from ``lead``'s, and refused ``\\x00 lead v=1`` (passed through unscored), ``\\x00# note`` and ``\\x00``."""
+    assert _read_as_influxdb_reads_them(influxdb, "lead", LEAD_LINES, _run) == LEAD_LINES
+    skipped = [b"\x00# note", b"\x00", b"\t\x00 "]
+    for line in skipped:
+        influxdb.create_db("rg_lead_skipped")
+        assert influxdb.write("rg_lead_skipped", line + b"\n").status == 204
+    assert influxdb.query("SHOW MEASUREMENTS", "rg_lead_skipped").get("series") is None  # nothing stored
+    given = b"".join(line + b"\n" for line in [b"lead v=1 1", *LEAD_LINES, *skipped, b"lead v=2 9"])
+    stdout, stderr = _run(given[:-1])
+    assert stdout.split(b"\n") == [
+        *(line.replace(b"v=1 ", b"v=1,v_anomaly_score=0.0,v_anomaly=false ") for line in [b"lead v=1 1", *LEAD_LINES]),
+        *skipped,
+        stdout.split(b"\n")[-2],
+        b"",
+    ], stdout  # one output line for each line given, in order
+    assert stdout.split(b"\n")[-2].startswith(b"lead v=2,v_anomaly_score="), stdout
+    assert b"E! " not in stderr and b"stopped after 6 metrics: 5 series held" in stderr, stderr
 
 
 def test_injected_anomalies_are_flagged_where_injected(influxdb: InfluxServer, stored: str, recording) -> None:

@@ -379,6 +379,29 @@ def test_leading_spaces_and_tabs_are_skipped_as_influxdb_does() -> None:
     assert engine.series[b"cpu,host=a v"].seen == 3
 
 
+def test_leading_nuls_are_skipped_as_influxdb_skips_them() -> None:
+    """influxd 1.6 skips NULs before a metric or a comment as it skips spaces and tabs there (its
+    skipWhitespace; tests/test_influxdb.py checks it on a real one). riverguard read ``\\x00cpu`` as the
+    measurement (a series of its own), and refused ``\\x00 cpu v=1``, ``\\x00# note`` and ``\\x00``."""
+    data = b"\x00cpu,host=a v=1 1\n\x00 \tcpu,host=a v=2 2\n\t\x00\x00# note\n\x00\n \x00log s=\"a\nb\",v=3 3\n"
+    records = split_all(data)
+    assert [r.data for r in records] == [
+        b"\x00cpu,host=a v=1 1\n", b"\x00 \tcpu,host=a v=2 2\n", b"\t\x00\x00# note\n", b"\x00\n", b' \x00log s="a\nb",v=3 3\n'
+    ]
+    assert [r.metric.measurement if r.metric else None for r in records] == [b"cpu", b"cpu", None, None, b"log"]
+    assert all(r.error is None for r in records)
+    engine = Engine(default_config())
+    out = [engine.process(r) for r in records]
+    assert out == [
+        b"\x00cpu,host=a v=1,v_anomaly_score=0.0,v_anomaly=false 1\n",
+        b"\x00 \tcpu,host=a v=2,v_anomaly_score=0.0,v_anomaly=false 2\n",
+        b"\t\x00\x00# note\n",
+        b"\x00\n",
+        b' \x00log s="a\nb",v=3,v_anomaly_score=0.0,v_anomaly=false 3\n',
+    ]
+    assert sorted(engine.series) == [b"cpu,host=a v", b"log v"] and engine.parse_errors == 0
+
+
 @pytest.mark.parametrize(
     ("line", "fields", "timestamp"),
     [

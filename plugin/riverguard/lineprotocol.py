@@ -58,6 +58,8 @@ _TAG = rb",(" + _KEY + rb")=(" + _KEY + rb")"
 _SKIPPED = "\t\x00"
 # Between measurement and fields, and fields and timestamp: a space, then any spaces and _SKIPPED bytes.
 _GAP = re.compile(rb" [ " + _SKIPPED.encode() + rb"]*")
+# What InfluxDB 1.x skips before a metric or a comment (the same skipWhitespace): spaces and _SKIPPED bytes.
+_LEAD = b" " + _SKIPPED.encode()
 # The measurement and tags (group 1; the measurement alone: group 2) and the gap after them.
 _NAMES = rb"((" + _MEASUREMENT + rb")(?:" + _TAG + rb")*+)"
 _HEAD = re.compile(_NAMES + _GAP.pattern)
@@ -421,8 +423,8 @@ class Splitter:
             line = buf[pos:nl]
             first = line[:1]
             lead = 0
-            if first == b" " or first == b"\t":  # InfluxDB skips leading spaces and tabs
-                lead = len(line) - len(line.lstrip(b" \t"))
+            if first in _LEAD:  # InfluxDB skips leading spaces, tabs and NULs (checked on influxd 1.6)
+                lead = len(line) - len(line.lstrip(_LEAD))
                 first = line[lead : lead + 1]
             if first in (b"#", b"") or not line.strip():
                 records.append(Record(buf[pos : nl + 1], None, None))
