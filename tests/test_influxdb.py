@@ -204,6 +204,22 @@ def test_nuls_after_a_space_are_read_as_influxdb_reads_them(influxdb: InfluxServ
     assert _read_as_influxdb_reads_them(influxdb, "nul", NUL_LINES, _run) == NUL_LINES[:3]
 
 
+#: A tag key given twice, as written or escaped; influxd 1.6 refuses each ("duplicate tags") but the last.
+DUPLICATE_LINES = [
+    b"dup,a=1,a=2 v=1 1", b"dup,a=2,a=1 v=1 2", b"dup,a=1,a=1 v=1 3", b"dup,a=1,b=1,a=2 v=1 4",
+    rb"dup,a\ b=1,a\ b=2 v=1 5", b'dup,a=1,a=2 s="x",v=1 6', b"dup,a=1,b=1 v=1 7",
+]
+
+
+def test_a_tag_key_given_twice_is_refused_as_influxdb_refuses_it(influxdb: InfluxServer) -> None:
+    """riverguard scored ``dup,a=1,a=2 v=1`` in a series ``dup,a=1,a=2`` that InfluxDB never holds (it
+    refuses the line): now it passes the line through unchanged with an ``E!`` line, as any it cannot read."""
+    assert _read_as_influxdb_reads_them(influxdb, "dup", DUPLICATE_LINES, _run) == DUPLICATE_LINES[-1:]
+    _, stderr = _run(DUPLICATE_LINES[0])
+    assert stderr.startswith(b'E! [riverguard] stdin:1: not line protocol: duplicate tags (key "a" given twice) at '
+                             b"column 9; passed through unchanged: dup,a=1,a=2 v=1 1\n"), stderr
+
+
 #: NULs before a metric, among spaces and tabs: influxd 1.6 skips them all, as before a comment.
 LEAD_LINES = [b"\x00lead,host=a v=1 1", b"\x00\x00lead,host=b v=1 2", b"\x00 \tlead,host=c v=1 3", b" \x00lead,host=d v=1 4"]
 
@@ -383,12 +399,12 @@ def test_backfill_shows_influxdbs_message_on_4xx(influxdb: InfluxServer, recordi
 # -- lines InfluxDB refuses but riverguard (as Telegraf) accepts ---------------------------------
 
 T0 = 1_700_000_000_000_000_000
-#: Each kind of line InfluxDB 1.x refuses alone, and a word of its reason. `m` holds `v` as a float
+#: Each kind of line InfluxDB 1.x refuses alone, and a word of its reason (a tag key given twice, riverguard
+#: refuses itself: test_a_tag_key_given_twice_is_refused_as_influxdb_refuses_it). `m` holds `v` as a float
 #: already (stored before the backfill), so `v=1i` conflicts with it; a string field is not scored, so
 #: `time="x"` stays the point's only field (beside other fields, 1.x drops a field named time silently).
 REFUSED = [
     (b"m v=+1 %d", "invalid boolean"),
-    (b"m,a=1,a=2 v=1 %d", "duplicate tags"),
     (b'm time="x" %d', 'invalid field name: input field "time"'),
     (b"m v=1i %d", "field type conflict"),
 ]
@@ -446,7 +462,7 @@ def test_backfill_reports_each_refused_line_and_writes_every_other_one(
         assert f"; not written: {template.split(b' ')[0].decode()} " in report  # the line, after InfluxDB's reason
     summary = [line for line in stderr.splitlines() if "wrote 60 metrics" in line]
     assert len(summary) == 1 and summary[0].startswith("E! "), stderr
-    assert "InfluxDB refused 4 metric(s), not written" in summary[0]
+    assert f"InfluxDB refused {len(REFUSED)} metric(s), not written" in summary[0]
     assert "backfill stopped" not in stderr
 
 

@@ -486,6 +486,26 @@ def test_raw_fields_takes_and_refuses_what_parse_does(line: bytes) -> None:
         assert (list(fields), timestamp) == ([f.key for f in metric.fields], metric.timestamp)
 
 
+@pytest.mark.parametrize(
+    ("line", "column"),
+    [
+        (b"m,a=1,a=2 v=1 1", 7),  # sorted (the plain scan's lines)
+        (b"m,a=2,a=1 v=1 1", 7),
+        (b"m,a=1,a=1 v=1 1", 7),
+        (b"m,a=1,b=1,a=2 v=1 1", 11),
+        (rb"m,a\ b=1,c=1,a\ b=2 v=1 1", 14),  # escaped: compared as written, as influxd compares them
+        (b'm,a=1,a=2 s="x" 1', 7),
+    ],
+)
+def test_a_tag_key_given_twice_is_refused_as_influxdb_refuses_it(line: bytes, column: int) -> None:
+    """influxd 1.6 refuses a line with a tag key twice ("duplicate tags"; tests/test_influxdb.py asks a real
+    one). riverguard took it and scored it in a series (``m,a=1,a=2``) InfluxDB never holds."""
+    with pytest.raises(ParseError) as info:
+        parse(line)
+    key = "a" if b",a=" in line else "a\\ b"  # as written
+    assert str(info.value) == f'duplicate tags (key "{key}" given twice) at column {column}'
+
+
 def test_string_value_spanning_lines_is_one_metric() -> None:
     metric = b'log,host=a msg="line one\nline two\n\nline \\"four\\"",code=3i 1\n'
     data = b"m v=1 0\n" + metric + b"m v=2 2\n"

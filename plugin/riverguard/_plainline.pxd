@@ -55,7 +55,7 @@ cdef Py_ssize_t _item(bytes b, Py_ssize_t i, Py_ssize_t end, Plain line) except 
 cdef inline Py_ssize_t _ordinary(bytes b, Py_ssize_t i, Py_ssize_t end) noexcept
 
 @cython.locals(sp1=Py_ssize_t, i=Py_ssize_t,
-               item=Py_ssize_t, eq=Py_ssize_t, key_len=Py_ssize_t, value_len=Py_ssize_t, prev_key=Py_ssize_t,
-               prev_key_len=Py_ssize_t, prev_value=Py_ssize_t, prev_value_len=Py_ssize_t, order=int, nf=Py_ssize_t,
+               item=Py_ssize_t, eq=Py_ssize_t, key_len=Py_ssize_t, prev_key=Py_ssize_t,
+               prev_key_len=Py_ssize_t, nf=Py_ssize_t,
                last=uchar, number=double)
 cpdef bint scan(bytes b, Py_ssize_t start, Py_ssize_t end, Plain line) except -1

@@ -2,9 +2,9 @@
 """The line-protocol codec's parser for plain metrics: one source, compiled when a C compiler is there.
 
 A metric is *plain* when it is one physical line with no backslash, no
-double quote and no control byte; a measurement, tags sorted as Telegraf
-writes them, numeric or boolean fields, an optional timestamp; single
-spaces. That is nearly every metric Telegraf writes. :func:`scan` reads
+double quote and no control byte; a measurement, tags sorted by key as
+Telegraf writes them (each key once), numeric or boolean fields, an
+optional timestamp; single spaces. That is nearly every metric Telegraf writes. :func:`scan` reads
 such a line into a :class:`Plain` record (offsets into the buffer, values
 as doubles) and says False for anything else, which the general parser in
 :mod:`riverguard.lineprotocol` then reads (and reports, if it is wrong).
@@ -357,8 +357,6 @@ def scan(b: bytes, start: int, end: int, line: Plain) -> bool:
         return False  # empty measurement, a byte that is not plain, or no field set
     prev_key = -1
     prev_key_len = 0
-    prev_value = 0
-    prev_value_len = 0
     while b[i] == 44:  # at a ','
         item = i + 1
         i = _item(b, item, end, line)
@@ -366,17 +364,10 @@ def scan(b: bytes, start: int, end: int, line: Plain) -> bool:
         if i < 0 or i == end or eq <= item or eq + 1 >= i:
             return False  # not plain, no field set, no '=', an empty key or an empty value
         key_len = eq - item
-        value_len = i - eq - 1
-        if prev_key >= 0:
-            order = _compare(b, prev_key, prev_key_len, item, key_len)
-            if order == 0:
-                order = _compare(b, prev_value, prev_value_len, eq + 1, value_len)
-            if order > 0:
-                return False  # unsorted tags: the general parser's metric is sorted by the engine
+        if prev_key >= 0 and _compare(b, prev_key, prev_key_len, item, key_len) >= 0:
+            return False  # unsorted tags (the general parser's metric is sorted by the engine), or a key twice
         prev_key = item
         prev_key_len = key_len
-        prev_value = eq + 1
-        prev_value_len = value_len
     sp1 = i
     # fields: key=value items split by ',' up to a space or the end
     nf = 0

@@ -148,6 +148,8 @@ def _parse_general(line: bytes) -> Metric:
         for f in found
     ]
     tags = _TAGS.findall(line, head.end(2), head.end(1))
+    if len(tags) > 1 and len(dict(tags)) < len(tags):
+        _duplicate_tag(line, head.end(2), head.end(1))
     return Metric(line, head[2], tags, fields, end, _timestamp_after(line, end))
 
 
@@ -182,6 +184,18 @@ def _head_error(line: bytes) -> NoReturn:
     if line[pos : pos + 1] == b"\\":  # trailing backslash
         raise ParseError("backslash at end of name", pos)
     raise ParseError("expected a space before the field set", pos)
+
+
+def _duplicate_tag(line: bytes, pos: int, end: int) -> NoReturn:
+    """Raise the error of a line whose tags (``line[pos:end]``) give a key twice (InfluxDB 1.x refuses it: "duplicate
+    tags"), at the second. Keys compare as written, as there."""
+    seen = set()
+    for tag in _TAGS.finditer(line, pos, end):
+        if tag[1] in seen:
+            shown = tag[1][:40].decode("utf-8", "backslashreplace")
+            raise ParseError(f'duplicate tags (key "{shown}" given twice)', tag.start(1))
+        seen.add(tag[1])
+    raise AssertionError("no tag key twice")  # pragma: no cover - called only when there is one
 
 
 def _field_error(line: bytes, pos: int) -> NoReturn:
@@ -274,9 +288,10 @@ def raw_fields(line: bytes) -> tuple[bytes, dict[bytes, bytes], int | None]:
     For readers of lines riverguard wrote or :func:`parse` took (``riverguard
     evaluate``, the report, pull), which need the text of boolean fields that
     :func:`parse` does not keep. The line is read with :func:`parse`'s grammar
-    (the same code: same reason, same column when refused); the values' text is
-    taken as written, not checked again: checking it made ``evaluate`` 30 % slower
-    and the report of string-valued lines 57 % slower, for lines already checked.
+    (the same code: same reason, same column when refused); the values' text
+    (and whether a tag key is given twice) is taken as written, not checked
+    again: checking it made ``evaluate`` 30 % slower and the report of
+    string-valued lines 57 % slower, for lines already checked.
 
     >>> raw_fields(b'm,t=1 a=1.5,b=true,s="x y" 7')
     (b'm,t=1', {b'a': b'1.5', b'b': b'true', b's': b'"x y"'}, 7)
