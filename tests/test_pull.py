@@ -218,6 +218,30 @@ def test_a_point_that_cannot_be_rebuilt_is_reported_and_skipped(influxdb: Influx
     assert influxdb.rows('SELECT count("v_anomaly_score") FROM "odd"', db)[0][1] == 5
 
 
+def test_names_starting_with_a_tab_are_rebuilt_as_influxdb_reads_them(influxdb: InfluxServer) -> None:
+    """A field key starting with a tab (``v=1,\\tx=2``: after a ',' the tab is the key's) comes first in SHOW
+    FIELD KEYS: pull wrote it first, where InfluxDB (and riverguard) skip the tab, so the point came back with
+    a field ``x`` and a score ``x_anomaly_score``. A measurement starting with a tab (made by SELECT INTO) was
+    written as a line starting with a tab: measurement ``m``. Now such a field is written after the others,
+    and a point that has no other, or such a measurement, is reported and skipped as cannot be rebuilt."""
+    src, dst = "rg_tab_src", "rg_tab_dst"
+    _store(influxdb, src, "".join(f"tabs,host=a v={i % 3},\tx={i % 5} {(i + 1) * 10**9}\n" for i in range(30)))
+    influxdb.query('SELECT * INTO "\tm" FROM "tabs" GROUP BY *', src)
+    influxdb.query('SELECT "\tx" INTO "tab_only" FROM "tabs" GROUP BY *', src)
+    influxdb.create_db(dst)
+    proc = _pull(influxdb, src, "--to-db", dst)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 30, 0 already scored, points written late not looked for (no --state), 60 skipped" in proc.stderr
+    assert "E! [riverguard] \\tm point at 1970-01-01T00:00:01Z cannot be rebuilt: measurement '\\tm' cannot" in proc.stderr
+    assert "cannot be rebuilt: field '\\tx': a first field cannot start with a tab" in proc.stderr
+    assert [row[0] for row in influxdb.rows("SHOW MEASUREMENTS", dst)] == ["tabs"]
+    assert _field_types(influxdb, dst, "tabs").keys() == {
+        "v", "\tx", "v_anomaly_score", "v_anomaly", "\tx_anomaly_score", "\tx_anomaly"
+    }
+    q = 'SELECT "v", "\tx" FROM "tabs" GROUP BY *'
+    assert _raw_json(influxdb, q, dst) == _raw_json(influxdb, q, src)
+
+
 _CONFLICT = ('partial write: field type conflict: input field "v" on measurement "bad" is type float,'
              " already exists as type integer dropped=1")
 

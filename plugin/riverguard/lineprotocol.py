@@ -32,6 +32,7 @@ __all__ = [
     "Metric",
     "ParseError",
     "Record",
+    "SKIPPED",
     "Splitter",
     "build_line",
     "escape_key",
@@ -52,14 +53,14 @@ _UINT64_MAX = 2**64 - 1
 _MEASUREMENT = rb"(?:[^\\, \n]|\\[^\n])++"
 _KEY = rb"(?:[^\\,= \n]|\\[^\n])++"
 _TAG = rb",(" + _KEY + rb")=(" + _KEY + rb")"
-# What InfluxDB 1.x skips after the space that ends the tags or the fields, besides more spaces (its
-# skipWhitespace; checked on influxd 1.6): a tab or a NUL in place of that space belongs to the name or value
-# before it.
-_SKIPPED = "\t\x00"
-# Between measurement and fields, and fields and timestamp: a space, then any spaces and _SKIPPED bytes.
-_GAP = re.compile(rb" [ " + _SKIPPED.encode() + rb"]*")
-# What InfluxDB 1.x skips before a metric or a comment (the same skipWhitespace): spaces and _SKIPPED bytes.
-_LEAD = b" " + _SKIPPED.encode()
+#: What InfluxDB 1.x skips after the space that ends the tags or the fields, besides more spaces, and before a
+#: metric (its skipWhitespace; checked on influxd 1.6): a tab or a NUL in place of that space belongs to the name
+#: or value before it. So a name starting with one cannot come first in a line, nor right after such a space.
+SKIPPED = "\t\x00"
+# Between measurement and fields, and fields and timestamp: a space, then any spaces and SKIPPED bytes.
+_GAP = re.compile(rb" [ " + SKIPPED.encode() + rb"]*")
+# What InfluxDB 1.x skips before a metric or a comment (the same skipWhitespace): spaces and SKIPPED bytes.
+_LEAD = b" " + SKIPPED.encode()
 # The measurement and tags (group 1; the measurement alone: group 2) and the gap after them.
 _NAMES = rb"((" + _MEASUREMENT + rb")(?:" + _TAG + rb")*+)"
 _HEAD = re.compile(_NAMES + _GAP.pattern)
@@ -348,7 +349,7 @@ def build_line(
         if tags[key]:
             line.add_tag(_name(key, "tag key"), _name(tags[key], "tag value"))
     for key, value in fields.items():
-        if key.startswith(tuple(_SKIPPED)):
+        if key.startswith(tuple(SKIPPED)):
             raise ValueError(f"field key {key!r}: starts with a byte InfluxDB skips before a first field")
         line.add_value(_name(key, "field key"), _own_value(key, value))
     if timestamp is not None:

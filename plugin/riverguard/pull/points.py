@@ -31,6 +31,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..lineprotocol import SKIPPED
+
 __all__ = ["KINDS", "Layout", "RebuildError"]
 
 #: InfluxDB 1.x field types (SHOW FIELD KEYS) and 2.x annotated-CSV datatypes, as line-protocol kinds.
@@ -59,7 +61,7 @@ def _check_name(text: str, what: str) -> None:
 
 def escape_measurement(text: str) -> str:
     _check_name(text, "measurement")
-    if not text or text.startswith("#"):
+    if not text or text.startswith(("#", *SKIPPED)):  # a comment, or read without its first byte
         raise RebuildError(f"measurement {text!r} cannot start a line of line protocol")
     return text.replace(",", "\\,").replace(" ", "\\ ")
 
@@ -165,9 +167,15 @@ class Layout:
         #: Field keys in column order (a key stored with several types is one column).
         self.field_keys = list(types)
         self._fields = slice(offset + len(tags), offset + len(tags) + len(types))
+        # A key starting with a byte InfluxDB skips after the space before the fields (SHOW FIELD KEYS sorts
+        # it first) would be read without it there: such fields are written after the others.
+        late = [key.startswith(tuple(SKIPPED)) for key in self.field_keys]
+        order = sorted(range(len(types)), key=late.__getitem__)
+        self._order = order if order != sorted(order) else None
+        self._late = any(late)
         self._field_columns = [
             (name(key, "field key") + "=", _FORMAT[next(iter(codes))] if len(codes) == 1 else _ambiguous(key, codes), key)
-            for key, codes in types.items()
+            for key, codes in ((self.field_keys[j], types[self.field_keys[j]]) for j in order)
         ]
         #: Columns of fields that are riverguard's own scores (``F<score_suffix>``, or a whole metric's ``score_field``).
         self.score_columns = [
@@ -202,7 +210,10 @@ class Layout:
         if head is None:
             head = self._head(values)
         out = []
-        for (prefix, fmt, key), value in zip(self._field_columns, row[self._fields]):
+        values = row[self._fields]
+        if self._order is not None:
+            values = [values[j] for j in self._order]
+        for (prefix, fmt, key), value in zip(self._field_columns, values):
             if value is None:
                 continue
             if fmt is _float and type(value) is float:  # the common case, without a call
@@ -214,6 +225,9 @@ class Layout:
                 raise RebuildError(f"field {key}: unexpected value {value!r} for its type") from None
         if not out:
             raise RebuildError("no field value")
+        if self._late and out[0][0] in SKIPPED:
+            key = next(key for (_, _, key), value in zip(self._field_columns, values) if value is not None)
+            raise RebuildError(f"field {key!r}: a first field cannot start with a tab or a NUL in line protocol")
         try:
             return f"{head}{','.join(out)} {time}\n".encode()
         except UnicodeEncodeError as err:
