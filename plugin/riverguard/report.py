@@ -32,7 +32,7 @@ from typing import Any
 
 from .config import OutputConfig
 from .engine import METRIC_FIELD, key_measurement, series_name
-from .lineprotocol import ParseError, escape_key, metric_lines, raw_fields
+from .lineprotocol import SKIPPED, ParseError, escape_key, metric_lines, raw_fields
 
 __all__ = ["BUCKETS", "DEFAULT_TOP", "Collector", "MissingExtra", "SeriesData", "check_extra", "downsample", "write"]
 
@@ -83,6 +83,9 @@ class SeriesData:
 
 
 _PAIR = re.compile(rb"([^,=]+)=([^,]*)").findall
+#: Bytes that keep a line from being cut at its spaces (:meth:`Collector._line`): a quote or a backslash (a
+#: space in a string value, an escaped one), and what the codec skips after a space (a tab, a NUL).
+_UNCUT = re.compile(rb'["\\' + SKIPPED.encode() + rb"]").search
 
 
 def _number(raw: bytes) -> float:
@@ -153,7 +156,7 @@ class Collector:
 
     def _line(self, line: bytes) -> None:
         parts = line.split(b" ")
-        if len(parts) == 3 and b'"' not in line and b"\\" not in line and b"\t" not in line:  # the common, plain metric
+        if len(parts) == 3 and _UNCUT(line) is None:  # the common, plain metric
             head = parts[0]
             fields = dict(_PAIR(parts[1]))
             ts: int | None = int(parts[2])
