@@ -246,6 +246,44 @@ def as_a_user(tmp_path: Path) -> list[str]:
     return prefix
 
 
+#: The user :func:`as_nobody` runs riverguard as (``nobody``), as Telegraf runs it as ``telegraf``.
+NOBODY = 65534
+
+
+def as_nobody(why: str) -> list[str]:
+    """The command prefix that runs riverguard as another user than root, as Telegraf's user would: as root,
+    ``nobody`` through ``setpriv``, with no capability but CAP_DAC_READ_SEARCH (to read the checkout and the
+    test's folders wherever they are); as any other user, none. Skips the test, saying ``why`` root needs it,
+    without ``setpriv``."""
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip(f"running as root without setpriv (util-linux): {why}")
+    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+            "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+
+
+def sticky_checkpoint(tmp_path: Path) -> tuple[list[str], Path]:
+    """A checkpoint of root's in a sticky folder (``tmp_path/tmp``, mode 1777, as ``/tmp``), made readable
+    (mode 0644) and without its lock file (root's: refused at start already), which only root may replace
+    there; and the prefix that runs riverguard as another user (:func:`as_nobody`). Skips unless root."""
+    if os.geteuid() != 0:
+        pytest.skip("leaving a checkpoint of another user's takes root")
+    prefix = as_nobody("root may replace any file in a sticky folder")
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    folder.chmod(0o1777)
+    state = folder / "rg.msgpack"
+    first = subprocess.run([*RIVERGUARD, "run", "--state", str(state)], input=b"cpu v=1 1\ncpu v=2 2\n",
+                           capture_output=True, timeout=60, check=False)
+    assert first.returncode == 0 and state.is_file(), first.stderr
+    state.chmod(0o644)  # readable to riverguard's user: only replacing it is refused
+    state.with_name(state.name + ".lock").unlink()
+    return prefix, state
+
+
 def strip_added(
     data: bytes,
     score_suffix: bytes = b"_anomaly_score",

@@ -225,6 +225,12 @@ def _provoke(fragment: str, tmp: Path) -> str:
         (tmp / ("state.msgpack" if fragment == "cannot read the checkpoint" else "state.msgpack.lock")).chmod(0)
         return subprocess.run([*prefix, *rg, "run", "--state", "state.msgpack"], input="cpu v=1\n",
                               capture_output=True, text=True, cwd=tmp, timeout=60).stderr
+    if fragment == "cannot replace the checkpoint":  # root's checkpoint in a sticky folder (/tmp)
+        from conftest import sticky_checkpoint
+
+        prefix, state = sticky_checkpoint(tmp)
+        return subprocess.run([*prefix, *rg, "run", "--state", str(state)], input="cpu v=1\n",
+                              capture_output=True, text=True, cwd=tmp, timeout=60).stderr
     if fragment in ("lock file PATH.lock in PATH", "the state folder"):  # a state folder Telegraf's user may
         from conftest import as_a_user  # not write, or one missing in a folder it may not write
 
@@ -302,7 +308,8 @@ def _provoke(fragment: str, tmp: Path) -> str:
 
 
 _FRAGMENTS = (  # (tried in this order: one naming a message that contains another comes first)
-    "lock file PATH.lock in PATH", "reach the state folder", "the state folder", "cannot read the checkpoint", "cannot open the lock file", "is the --config file",
+    "lock file PATH.lock in PATH", "reach the state folder", "the state folder", "cannot read the checkpoint", "cannot open the lock file",
+    "cannot replace the checkpoint", "is the --config file",
     "no [[rule]]", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evictions of a series not yet scored", "--report needs", "would write", "not a regular file or a folder",

@@ -28,9 +28,9 @@ from riverguard.state import inspect as read_checkpoint
 from riverguard.state import store
 
 try:
-    from tests.conftest import Proc, as_a_user, strip_added
+    from tests.conftest import NOBODY, Proc, as_a_user, as_nobody, sticky_checkpoint, strip_added
 except ImportError:  # tests/ itself on sys.path
-    from conftest import Proc, as_a_user, strip_added  # type: ignore[no-redef]
+    from conftest import NOBODY, Proc, as_a_user, as_nobody, sticky_checkpoint, strip_added  # type: ignore[no-redef]
 
 RG = [sys.executable, "-m", "riverguard"]
 T0 = 1_700_000_000_000_000_000
@@ -1415,17 +1415,10 @@ def test_denied_never_advises_running_riverguard_as_root(tmp_path: Path) -> None
     a folder of root's not made for riverguard, it names a folder of riverguard's own in it instead. (/etc:
     root's, and riverguard may not create its lock file there.)"""
     import pwd
-    import shutil
 
-    as_user: list[str] = []
-    me = pwd.getpwuid(os.geteuid()).pw_name
-    if os.geteuid() == 0:  # as nobody (reading the checkout wherever it is), as Telegraf's user would run it
-        if shutil.which("setpriv") is None:
-            pytest.skip("running as root without setpriv: root's /etc is riverguard's own folder then")
-        as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                   "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
-        me = pwd.getpwuid(65534).pw_name
-    elif os.stat("/etc").st_uid != 0 or os.access("/etc", os.W_OK):
+    as_user = as_nobody("root's /etc is riverguard's own folder then")
+    me = pwd.getpwuid(NOBODY if as_user else os.geteuid()).pw_name
+    if not as_user and (os.stat("/etc").st_uid != 0 or os.access("/etc", os.W_OK)):
         pytest.skip("/etc here is not a root-owned folder closed to this user")
     state = Path("/etc") / f"riverguard-test-{os.getpid()}.msgpack"
     result = subprocess.run([*as_user, *RG, "replay", "--state", str(state), "-"], input=b"", capture_output=True,
@@ -1437,6 +1430,38 @@ def test_denied_never_advises_running_riverguard_as_root(tmp_path: Path) -> None
         f"{mode}; riverguard runs as {me}): run `install -d -o {me} /etc/riverguard` and give --state (or [state] "
         f"path) /etc/riverguard/\n"
     ).encode()
+
+
+@pytest.mark.parametrize("command", ["run", "replay"])
+def test_another_users_checkpoint_in_a_sticky_folder_is_refused_at_start(tmp_path: Path, command: str) -> None:
+    """In a sticky folder (/tmp, mode 1777) only a file's owner (or the folder's) may replace it. Another
+    user's checkpoint there that riverguard could read and lock was used all the same: every checkpoint's
+    rename over it failed (EPERM), so both scored all their input, failed every checkpoint and exited 1 at
+    the final one. Now both refuse it at start, with the E! line that names the file, its owner, the
+    folder's mode and the chown (run: then passing every metric through unscored; replay: exit 2, no output),
+    the checkpoint left as it is."""
+    import pwd
+
+    prefix, state = sticky_checkpoint(tmp_path)
+    folder = state.parent
+    before = state.read_bytes()
+    data = stream(5, start=300)
+    args = ["run", "--state", str(state)] if command == "run" else ["replay", "--state", str(state), "-"]
+    result = subprocess.run([*prefix, *RG, *args], input=data, capture_output=True, timeout=60, check=False)
+    me = pwd.getpwuid(NOBODY).pw_name
+    told = (f"E! [riverguard] cannot replace the checkpoint {state}: its folder {folder} is sticky (mode 1777): "
+            f"only the file's owner may replace it (owner root, mode 0644; riverguard runs as {me}): run "
+            f"`chown {me} {state}`")
+    if command == "run":
+        assert result.returncode == 0, result.stderr
+        assert [line for line in result.stderr.splitlines() if not line.startswith(b"I! ")] == [
+            f"{told}; passing every metric through unscored until this process stops".encode()]
+        assert result.stdout == data
+    else:
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == f"{told}\n".encode() and result.stdout == b""
+    assert state.read_bytes() == before and stat.S_IMODE(state.stat().st_mode) == 0o644
+    assert sorted(p.name for p in folder.iterdir()) == ["rg.msgpack", "rg.msgpack.lock"]
 
 
 # -- a checkpoint of another user's: riverguard run once as root on Telegraf's state path ----------------

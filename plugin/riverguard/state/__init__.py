@@ -96,7 +96,7 @@ def _user(uid: int) -> str:
 
 
 def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = (), make: Path | None = None,
-           enter: bool = False) -> str:
+           enter: bool = False, reason: str | None = None) -> str:
     """The message for ``path`` that this process may not ``action`` (``err``): whose the file is, its mode,
     and the ``chown`` that gives it to this process's user, with those of ``also`` that another user owns; or,
     for a folder ``make`` missing in ``path``, the ``install -d`` that makes it this user's (never ``path``'s
@@ -104,8 +104,9 @@ def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = (), m
     may not search, the ``chmod`` that lets its user in (a ``make`` below would not get past it), or, for
     another user's folder, a state path outside it first. Running riverguard as the owner is told as the other
     way only for an owner other than root; for a folder of root's not named for riverguard (``/etc``), a
-    folder of riverguard's own in it, never its ``chown``."""
-    reason = "permission denied" if err.errno == errno.EACCES else (err.strerror or str(err)).lower()
+    folder of riverguard's own in it, never its ``chown``. ``reason``: why, when ``err`` alone does not say it."""
+    if reason is None:
+        reason = "permission denied" if err.errno == errno.EACCES else (err.strerror or str(err)).lower()
     me = os.geteuid()
     try:
         st = os.stat(path)
@@ -133,6 +134,19 @@ def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = (), m
     told += f"`chown {_user(me)} {owned}`"
     # (never: run riverguard as root, a processor fed by the network that needs no privilege)
     return told if st.st_uid == 0 else told + f", or run riverguard as {_user(st.st_uid)}"
+
+
+def _may_fowner() -> bool:
+    """Whether this process has CAP_FOWNER (root's, unless dropped): it may replace another user's file in a
+    sticky folder. Read from ``/proc/self/status``; without it, whether it runs as root."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> 3 & 1)  # (CAP_FOWNER is capability 3)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
 
 
 def _owner(path: Path) -> int | None:
@@ -184,8 +198,9 @@ class StateStore:
         folder, a device, a FIFO, a socket, also through a symlink) is refused before it
         is opened: it is never read, renamed aside or replaced. A checkpoint or lock file this process may not
         open (another user's) is refused too (:class:`AccessDenied`), and left as it is; so is a state folder
-        it may not write the checkpoint in (the lock file there already), once it has the lock: a refusal
-        that would otherwise come at the first checkpoint, the last one for ``replay``.
+        it may not write the checkpoint in (the lock file there already), or another user's checkpoint in a
+        sticky folder (``/tmp``) that it may not replace, once it has the lock: a refusal that would otherwise
+        come at the first checkpoint, the last one for ``replay``.
         """
         _check_regular(self.path, "the checkpoint")
         lock_path = self.lock_path
@@ -276,6 +291,24 @@ class StateStore:
         except OSError:
             return
         tmp.unlink(missing_ok=True)
+        self._check_replaceable()
+
+    def _check_replaceable(self) -> None:
+        """Raise :class:`AccessDenied` when the checkpoint is another user's in a sticky folder (``/tmp``, mode
+        1777): there only the file's owner, the folder's, or a process with CAP_FOWNER may replace it, so every
+        checkpoint's rename over it would fail (EPERM), though the temporary file is made and the lock taken."""
+        folder = self.path.parent
+        try:
+            st = os.lstat(self.path)  # (a symlink: the link is what the rename replaces)
+            fst = os.stat(folder)
+        except OSError:
+            return
+        me = os.geteuid()
+        if not fst.st_mode & stat.S_ISVTX or me in (st.st_uid, fst.st_uid) or _may_fowner():
+            return
+        why = f"its folder {folder} is sticky (mode {stat.S_IMODE(fst.st_mode):04o}): only the file's owner may replace it"
+        err = PermissionError(errno.EPERM, os.strerror(errno.EPERM))  # (what the rename would give)
+        raise AccessDenied(denied(self.path, "replace the checkpoint", err, also=(self.lock_path,), reason=why))
 
     def unlock(self) -> None:
         """Let the lock go (a process that will not use the checkpoint after all)."""
