@@ -185,6 +185,27 @@ def test_inspect_reads_a_path_ending_in_a_slash_as_run_writes_it(tmp_path: Path)
             bytes(afile / "riverguard.msgpack"), bytes(afile))
 
 
+@pytest.mark.parametrize("given", ["st/", "st"])
+def test_inspect_of_a_folder_at_the_checkpoint_says_what_to_do(tmp_path: Path, given: str) -> None:
+    """``state inspect st`` (or ``st/``) with a folder at st/riverguard.msgpack said only ``E! ...: not a
+    regular file``. Now it names the folder where the file should be and what to do, as ``run --state st``
+    refusing it does (which the test compares), exit 2, the folder left as it is."""
+    folder = tmp_path / "st" / "riverguard.msgpack"
+    folder.mkdir(parents=True)
+    by_run = run(["run", "--state", f"{tmp_path}/{given}"], stream(3))
+    (told,) = [line for line in by_run.stderr.splitlines() if line.startswith(b"E! ")]
+    for args in ((), ("--series",)):
+        refused = run(["state", "inspect", f"{tmp_path}/{given}", *args])
+        assert refused.returncode == 2 and refused.stdout == b"", refused.stderr
+        assert refused.stderr == (
+            f"E! [riverguard] the checkpoint {folder} is a folder, where the file should be: refusing to read it; "
+            "move that folder away, or give state inspect another file or folder\n"
+        ).encode()
+        same = b"the checkpoint %s is a folder, where the file should be: refusing to " % bytes(folder)
+        assert same in told and b"move that folder away, or give " in told
+    assert [p.name for p in (tmp_path / "st").iterdir()] == ["riverguard.msgpack"] and not any(folder.iterdir())
+
+
 def test_inspect_gives_sample_times_to_the_nanosecond(tmp_path: Path) -> None:
     """The oldest and newest sample and each series' last are the timestamps as written, to the nanosecond
     (they went through a float: .123456789 came out as .123457)."""

@@ -335,7 +335,7 @@ def _check_config(path: str) -> int:
 
 
 def _state_inspect(path: str, series: str | None = None, with_state: bool = False) -> int:
-    from .state import CheckpointError, denied, inspect, list_series
+    from .state import CheckpointError, LockError, check_regular, denied, inspect, list_series
 
     if with_state and series is None:
         series = "*"
@@ -344,6 +344,11 @@ def _state_inspect(path: str, series: str | None = None, with_state: bool = Fals
     try:
         file = state_path(path, Path.cwd())
     except ValueError as err:
+        Log("error").error(str(err))
+        return EXIT_CONFIG
+    try:  # (a folder where the file should be, a FIFO: said as run says it, with what to give instead)
+        check_regular(file, "the checkpoint", reader="state inspect")
+    except LockError as err:
         Log("error").error(str(err))
         return EXIT_CONFIG
     try:

@@ -40,7 +40,7 @@ from .store import FORMAT, VERSION, CheckpointError, orphans, read, set_aside, t
 
 __all__ = [
     "list_series", "FAILURE_REPEAT", "FOLDER_FILE", "LOCK_WAIT", "AccessDenied", "CheckpointError", "LockBusy",
-    "LockError", "StateStore", "denied", "inspect",
+    "LockError", "StateStore", "check_regular", "denied", "inspect",
 ]
 
 #: The checkpoint's name when the state path is a folder.
@@ -202,7 +202,7 @@ class StateStore:
         sticky folder (``/tmp``) that it may not replace, once it has the lock: a refusal that would otherwise
         come at the first checkpoint, the last one for ``replay``.
         """
-        _check_regular(self.path, "the checkpoint")
+        check_regular(self.path, "the checkpoint")
         lock_path = self.lock_path
         try:  # another user's checkpoint: refused before the lock file or the temporary files are touched
             os.close(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY))
@@ -213,7 +213,7 @@ class StateStore:
             pass  # missing (normal), or not a checkpoint: told by restore
         try:
             lock_path.parent.mkdir(parents=True, exist_ok=True)
-            _check_regular(lock_path, "the lock file")
+            check_regular(lock_path, "the lock file")
             # (O_NONBLOCK: a FIFO put there since the check must not hang the open)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY, 0o600)
         except OSError as err:
@@ -235,7 +235,7 @@ class StateStore:
             raise LockError(f"cannot create the lock file {lock_path}: {reason}") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
-            _check_regular(lock_path, "the lock file")
+            check_regular(lock_path, "the lock file")
         started = time.monotonic()
         deadline = started + wait
         told = stop = False
@@ -306,7 +306,8 @@ class StateStore:
         me = os.geteuid()
         if not fst.st_mode & stat.S_ISVTX or me in (st.st_uid, fst.st_uid) or _may_fowner():
             return
-        why = f"its folder {folder} is sticky (mode {stat.S_IMODE(fst.st_mode):04o}): only the file's owner may replace it"
+        why = f"its folder {folder} is sticky (mode {stat.S_IMODE(fst.st_mode):04o}): only the file's owner may " \
+            "replace it"
         err = PermissionError(errno.EPERM, os.strerror(errno.EPERM))  # (what the rename would give)
         raise AccessDenied(denied(self.path, "replace the checkpoint", err, also=(self.lock_path,), reason=why))
 
@@ -537,25 +538,26 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _check_regular(path: Path, what: str) -> None:
+def check_regular(path: Path, what: str, reader: str | None = None) -> None:
     """Raise :class:`LockError` when ``path`` exists (a symlink: where it points) as anything but a regular
     file; a missing path, or one that cannot be looked at, is left to the caller. (A state path that is a
-    folder is the file in it already: a folder here sits where the file should be.)"""
+    folder is the file in it already: a folder here sits where the file should be.) The message says what to
+    give instead: a state path (``--state``, ``[state] path``), or to ``reader``, the command that only reads
+    the file it was given (``state inspect``)."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
         return
     if stat.S_ISREG(mode):
         return
+    give = reader or "--state (or [state] path)"
     if stat.S_ISDIR(mode):
-        raise LockError(
-            f"{what} {path} is a folder, where the file should be: refusing to use, rename or replace it; "
-            "move that folder away, or give --state (or [state] path) another file or folder"
-        )
-    raise LockError(
-        f"{what} {path} is {_kind(mode)}, not a regular file or a folder: refusing to read, rename or replace it; "
-        "give --state (or [state] path) a file or a folder"
-    )
+        act = "read" if reader else "use, rename or replace"
+        raise LockError(f"{what} {path} is a folder, where the file should be: refusing to {act} it; "
+                        f"move that folder away, or give {give} another file or folder")
+    act = "read" if reader else "read, rename or replace"
+    raise LockError(f"{what} {path} is {_kind(mode)}, not a regular file or a folder: refusing to {act} it; "
+                    f"give {give} a file or a folder")
 
 
 def _holder(fd: int) -> str:
