@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import random
 import re
 import struct
+import subprocess
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from conftest import strip_added
+from conftest import RIVERGUARD, strip_added
 from riverguard import config as rg_config
 from riverguard.detectors import REGISTRY, Detector
 from riverguard.detectors.base import REASONS, flagged
@@ -751,6 +753,45 @@ def test_band_text_is_what_percent_g_writes() -> None:
         assert _hotpath.format_band(v) == want(v)
 
     same()
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["compiled", "pure"])
+@pytest.mark.parametrize("name", ["context", "pad"])
+def test_a_narrow_band_around_1e14_is_written_with_distinct_edges(tmp_path, name: str, pure: bool) -> None:  # noqa: ANN001
+    """Around 1e14 two floats are 1/64 apart: a band a few of them wide was written at 12 significant
+    digits as ``lower=1e+14`` and ``upper=1e+14``, though they differed (and a value outside it read as
+    flagged inside its own band). Now a band whose values 12 digits do not tell apart is written with each
+    value's shortest repr, which reads back as that float: lower < upper, the expected value between them,
+    from either hot path (a real ``replay``). A band at an everyday scale keeps 12 digits at most."""
+    rng = random.Random(5)
+    lines = []
+    for i in range(400):
+        t = (1_700_000_000 + 10 * i) * 10**9
+        lines.append(b"big v=%r %d\n" % (1e14 + rng.randrange(8) / 64, t))
+        lines.append(b"small v=%r %d\n" % (50.0 + rng.gauss(0.0, 1.0) / 3, t))
+    given = tmp_path / "in.lp"
+    given.write_bytes(b"".join(lines))
+    config = tmp_path / "riverguard.toml"
+    config.write_text(f'[output]\nexplain = true\n[[rule]]\nname = "all"\ndetector = "{name}"\n')
+    env = {**os.environ, "RIVERGUARD_PURE_PYTHON": "1"} if pure else {k: v for k, v in os.environ.items()
+                                                                       if k != "RIVERGUARD_PURE_PYTHON"}
+    result = subprocess.run([*RIVERGUARD, "replay", "--config", str(config), str(given)], capture_output=True,
+                            timeout=120, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    banded = Counter()
+    for line in result.stdout.splitlines():
+        fields = {m.group(2).decode(): m.group(3) for m in FIELD.finditer(line)}
+        if "lower" not in fields or "upper" not in fields:
+            continue
+        lower, expected, upper = (float(fields[k]) for k in ("lower", "expected", "upper"))
+        if line.startswith(b"big "):
+            assert fields["lower"] != fields["upper"] and lower < expected < upper, line
+            assert all(abs(float(fields[k]) - 1e14) < 1.0 for k in ("lower", "expected", "upper")), line
+        else:  # (no 13th digit: %.12g's text)
+            assert all(fields[k] == b"%.12g" % float(fields[k]) or fields[k] == b"%.12g.0" % float(fields[k])
+                       for k in ("lower", "expected", "upper")), line
+        banded[line.split(b" ", 1)[0]] += 1
+    assert banded[b"big"] >= 150 and banded[b"small"] >= 150, banded
 
 
 def test_pipeline_explain_off_is_todays_output() -> None:

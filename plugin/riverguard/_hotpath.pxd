@@ -118,7 +118,12 @@ cdef int _put_g(bytearray ob, double value, int digits) except -1
 
 cdef double _value(object value) except? -1.0
 
-@cython.locals(j=Py_ssize_t, v=double, name=bytes, why=bytes, band=object)
+@cython.locals(m=double, d=double)
+cdef bint _alike(double a, double b) except -1
+
+cdef int _band_digits(double e0, double e1, double e2) except -1
+
+@cython.locals(j=Py_ssize_t, v=double, name=bytes, why=bytes, band=object, digits=int)
 cdef int _explained(object engine, tuple names, int has, double e0, double e1, double e2, object detector, double x,
                     bint flag, bint warm, object keys, bytearray ob) except -1
 

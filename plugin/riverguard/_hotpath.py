@@ -420,9 +420,11 @@ def format_band(value: float) -> bytes:
 
 
 def _format(value: float, digits: int) -> bytes:
-    """``b"%.<digits>g" % value``, with ``.0`` added when it has neither a point nor an exponent."""
+    """``b"%.<digits>g" % value``, with ``.0`` added when it has neither a point nor an exponent; with
+    ``digits`` 0, ``repr(value)``: the fewest digits that read back as ``value``."""
     if cython.compiled:  # one bytes object, ".0" included (no concatenation: a score of 0 has no point)
-        s = PyOS_double_to_string(value, 103, digits, 0, cython.NULL)  # what b"%.<digits>g" calls ('g')
+        # what b"%.<digits>g" calls ('g'), or repr ('r')
+        s = PyOS_double_to_string(value, 103 if digits else 114, digits, 0, cython.NULL)
         n = strlen(s)
         bare = memchr(s, 46, n) == cython.NULL and memchr(s, 101, n) == cython.NULL  # no "." and no "e"
         try:
@@ -433,7 +435,7 @@ def _format(value: float, digits: int) -> bytes:
         if bare:
             memcpy(PyBytes_AS_STRING(text) + n, b".0", 2)
         return text
-    text = b"%.*g" % (digits, value)
+    text = b"%.*g" % (digits, value) if digits else repr(value).encode()
     n = len(text)
     if _find_byte(text, 46, 0, n) < 0 and _find_byte(text, 101, 0, n) < 0:  # no "." and no "e"
         text += b".0"
@@ -464,7 +466,7 @@ def _quick_g(value: float, digits: int, buf: bytearray) -> int:
     ``%g`` does: fixed for exponents from -4 to ``digits - 1``, else with one.
     """
     av = -value if value < 0.0 else value
-    if not 1e-4 <= av < 1e15 or digits > 15:
+    if not 1e-4 <= av < 1e15 or digits > 15 or digits < 1:
         return 0
     e = (_ilogb(av) * 1233) >> 12  # floor(log10(2 ** ilogb)): the decimal exponent, or one below it
     top = cython.cast(cython.longlong, _P10[digits])
@@ -537,8 +539,8 @@ def _put_g(ob: bytearray, value: float, digits: int) -> None:
     """Append what :func:`_format` gives to ``ob`` (a finite value), without making a bytes object of it."""
     if cython.compiled:
         size = _quick_g(value, digits, buf)
-        if not size:  # the general conversion (at most 25 characters for up to 17 digits)
-            s = PyOS_double_to_string(value, 103, digits, 0, cython.NULL)
+        if not size:  # the general conversion (at most 25 characters for up to 17 digits), or repr's
+            s = PyOS_double_to_string(value, 103 if digits else 114, digits, 0, cython.NULL)
             size = strlen(s)
             memcpy(buf, s, size)
             PyMem_Free(s)
@@ -666,6 +668,29 @@ def _value(value: object) -> float:
     return _NAN if value is None else float(value)
 
 
+def _alike(a: float, b: float) -> bool:
+    """Whether two different finite values are written alike at 12 significant digits (as a band's are)."""
+    if a == b or a - a != 0.0 or b - b != 0.0:  # the same value, or one that is not written (NaN, infinite)
+        return False
+    m = a if a > -a else -a
+    if b > m or -b > m:
+        m = b if b > -b else -b
+    d = a - b
+    if d > 2e-11 * m or -d > 2e-11 * m:  # too far apart to round to one 12-digit value (the common case)
+        return False
+    return _format(a, 12) == _format(b, 12)
+
+
+def _band_digits(e0: float, e1: float, e2: float) -> int:
+    """The significant digits a band's values are written with: 12 (a band a user reads, without the noise
+    of the last bits), or 0 (each value's shortest repr, which tells any two floats apart) when two
+    different ones would be written alike at 12: around 1e14, a band narrower than about 0.001 had its
+    lower and upper edges written equal."""
+    if _alike(e0, e1) or _alike(e0, e2) or _alike(e1, e2):
+        return 0
+    return 12
+
+
 def _explained(engine, names: tuple, has: int, e0: float, e1: float, e2: float, detector: object, x: float,
                flag: bool, warm: bool, keys: object, ob: bytearray) -> None:
     """Append the explanation fields of one scored value to ``ob``.
@@ -674,10 +699,12 @@ def _explained(engine, names: tuple, has: int, e0: float, e1: float, e2: float, 
     the detector gave before it learned ``x`` (``has``: 0 when it gave
     nothing); NaN stands for none. The expected value is written when it is
     finite; the band only after the warm-up (nothing is flagged before) and
-    each edge only when finite; the reason only when ``flag``. A name the
+    each edge only when finite, all with as many digits as tell them apart
+    (:func:`_band_digits`); the reason only when ``flag``. A name the
     metric already has (``keys``) is not added.
     """
     if has:
+        digits = 12 if warm else _band_digits(e0, e1, e2)
         for j in range(1 if warm else 3):  # in the warm-up, the expected value only
             v = e0 if j == 0 else (e1 if j == 1 else e2)
             if v - v != 0.0:  # none, NaN or an infinity: left out
@@ -686,7 +713,7 @@ def _explained(engine, names: tuple, has: int, e0: float, e1: float, e2: float, 
             if keys is not None and name[1:len(name) - 1] in keys:
                 continue
             _put(ob, name, 0, len(name))
-            _put_g(ob, v, 12)
+            _put_g(ob, v, digits)
     if flag:
         name = names[3]
         if keys is None or name[1:len(name) - 2] not in keys:
