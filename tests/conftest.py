@@ -13,6 +13,7 @@ import math
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -120,6 +121,13 @@ def _end_what_the_test_started() -> Iterator[None]:
     yield
     while _STARTED:
         end(_STARTED.pop())
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], object], timeout: float) -> bool:

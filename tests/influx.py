@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -34,20 +33,15 @@ from typing import Any
 
 import pytest
 
-__all__ = ["InfluxServer", "QuietHandler", "free_port", "influxdb", "local_server"]
+from conftest import free_port
+
+__all__ = ["InfluxServer", "QuietHandler", "influxdb", "local_server"]
 
 INSTALL_HINT = (
     "influxd (InfluxDB 1.x) is not installed: `sudo apt-get install influxdb` "
     "(Debian/Ubuntu; .ci/run does it), or set INFLUXD=/path/to/influxd"
 )
 _START_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _config(root: Path, http_port: int, rpc_port: int) -> str:

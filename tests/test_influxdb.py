@@ -14,14 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from riverguard.detectors import resolve
 from riverguard.influx import MAX_REFUSED_PER_BATCH
 
 try:
-    from tests.influx import InfluxServer, QuietHandler, free_port, influxdb, local_server  # noqa: F401  (fixture)
+    from tests.influx import InfluxServer, QuietHandler, influxdb, local_server  # noqa: F401  (fixture)
     from tests.data.injected import HOSTS, generate
 except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
-    from influx import InfluxServer, QuietHandler, free_port, influxdb, local_server  # type: ignore[no-redef]  # noqa: F401
+    from influx import InfluxServer, QuietHandler, influxdb, local_server  # type: ignore[no-redef]  # noqa: F401
     from data.injected import HOSTS, generate  # type: ignore[no-redef]
 
 pytestmark = pytest.mark.influxdb

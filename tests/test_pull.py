@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from conftest import RIVERGUARD, ROOT, as_a_user, run_cli, spawn, wait_until
+from conftest import RIVERGUARD, ROOT, as_a_user, free_port, run_cli, spawn, wait_until
 
 from riverguard.config import parse as parse_config
 from riverguard.detectors import resolve
@@ -39,10 +39,10 @@ from riverguard.pull.v1 import InfluxQLSource
 
 try:
     from tests.data.injected import HOSTS, generate
-    from tests.influx import InfluxServer, QuietHandler, free_port, influxdb, local_server  # noqa: F401  (fixture)
+    from tests.influx import InfluxServer, QuietHandler, influxdb, local_server  # noqa: F401  (fixture)
 except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
     from data.injected import HOSTS, generate  # type: ignore[no-redef]
-    from influx import InfluxServer, QuietHandler, free_port, influxdb, local_server  # type: ignore[no-redef]  # noqa: F401
+    from influx import InfluxServer, QuietHandler, influxdb, local_server  # type: ignore[no-redef]  # noqa: F401
 
 pytestmark = pytest.mark.influxdb
 
@@ -69,10 +69,12 @@ def _scored(server: InfluxServer, db: str, measurement: str, field: str = "v") -
     return rows[0][1] if rows else 0
 
 
-def _wait_scored(server: InfluxServer, db: str, measurement: str, n: int, log: Path, field: str = "v") -> None:
-    """Wait (30 s at most) until ``n`` points of ``measurement`` in ``db`` carry ``field``'s score (a --follow,
-    its stderr in ``log``, scored them)."""
-    assert wait_until(lambda: _scored(server, db, measurement, field) == n, 30), log.read_text()
+def _wait_scored(server: InfluxServer, db: str, measurement: str, n: int, log: Path, field: str = "v",
+                 timeout: float = 30) -> None:
+    """Wait (``timeout`` s at most) until ``n`` points of ``measurement`` in ``db`` carry ``field``'s score (a
+    --follow, its stderr in ``log``, scored them); fail at once when more than ``n`` do."""
+    assert wait_until(lambda: _scored(server, db, measurement, field) >= n, timeout), log.read_text()
+    assert _scored(server, db, measurement, field) == n, log.read_text()
 
 
 def _field_types(server: InfluxServer, db: str, measurement: str) -> dict[str, str]:
@@ -431,10 +433,10 @@ def test_a_measurement_not_in_the_database_is_warned_about_once(influxdb: Influx
                       "--delay", "0s", "--state", str(tmp_path / "s.msgpack"), "--log-level", "debug"], log)
     puller.passes(3)  # several passes
     assert influxdb.write(db, b"later,host=a v=1.5 1000000000\n").status == 204
-    wait_until(lambda: _scored(influxdb, db, "later") > 0, 30)
+    _wait_scored(influxdb, db, "later", 1, log)
     stderr = puller.stop()
     assert stderr.count("W! ") == 1 and "measurement 'later' not found" in stderr, stderr
-    assert influxdb.rows('SELECT count("v_anomaly_score") FROM "later"', db)[0][1] == 1
+    assert _scored(influxdb, db, "later") == 1
 
 
 def test_one_off_pull_with_the_server_down_exits_1_saying_how_far_it_got(tmp_path: Path) -> None:
@@ -873,8 +875,7 @@ def test_follow_scores_each_point_exactly_once_across_a_restart(influxdb: Influx
     puller = _Puller(args, log)
     write_for(2.5)
 
-    wait_until(lambda: _scored(influxdb, db, "live") >= len(written), 60)
-    assert _scored(influxdb, db, "live") == len(written)
+    _wait_scored(influxdb, db, "live", len(written), log, timeout=60)
     # A point written late (older than the newest point scored) is counted and reported, not scored.
     newest = max(int(line.rsplit(" ", 1)[1]) for line in written)
     assert influxdb.write(db, f"live,host=h0 v=50.5 {newest - 5 * 10**8}\n".encode()).status == 204
@@ -1260,7 +1261,7 @@ def test_follow_starts_at_since_included_then_goes_on_after_its_marks(influxdb: 
     puller = _Puller(["--influx-url", influxdb.url, "--db", src, "-m", "mem", "--since", "2025-11-28", "--to-db", dst,
                       "--follow", "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack"),
                       "--log-level", "debug"], log)
-    wait_until(lambda: _scored(influxdb, dst, "mem", "used") >= 6480, 20)
+    _wait_scored(influxdb, dst, "mem", 6480, log, field="used", timeout=20)
     puller.passes(3)  # a few more passes, which read nothing
     stderr = puller.stop()
     assert _scored(influxdb, dst, "mem", "used") == 6480, stderr

@@ -9,12 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
-
-try:
-    from tests.influx import free_port
-except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
-    from influx import free_port  # type: ignore[no-redef]
+from conftest import ROOT, free_port
 
 
 def test_a_failed_test_ends_the_pull_follow_it_started(tmp_path: Path) -> None:
