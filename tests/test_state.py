@@ -28,9 +28,9 @@ from riverguard.state import inspect as read_checkpoint
 from riverguard.state import store
 
 try:
-    from tests.conftest import NOBODY, Proc, as_a_user, as_nobody, sticky_checkpoint, strip_added
+    from tests.conftest import NOBODY, Proc, as_a_user, as_nobody, sticky_checkpoint, strip_added, wait_until
 except ImportError:  # tests/ itself on sys.path
-    from conftest import NOBODY, Proc, as_a_user, as_nobody, sticky_checkpoint, strip_added  # type: ignore[no-redef]
+    from conftest import NOBODY, Proc, as_a_user, as_nobody, sticky_checkpoint, strip_added, wait_until  # type: ignore[no-redef]
 
 RG = [sys.executable, "-m", "riverguard"]
 T0 = 1_700_000_000_000_000_000
@@ -687,18 +687,22 @@ def test_run_tells_a_checkpoint_failing_in_a_row_once_and_when_it_is_written_aga
     folder = tmp_path / "state"
     folder.mkdir()
     state = folder / "s.msgpack"
-    config = write_config(tmp_path, extra='[state]\ncheckpoint_interval = "0.05s"')
+    # (the health line, every 0.05 s while idle, counts the checkpoints that failed, told or not)
+    config = write_config(tmp_path, extra='[state]\ncheckpoint_interval = "0.05s"\n[monitor]\ninterval = "0.05s"')
     proc = Proc(["run", "--config", str(config), "--state", str(state)], cmd=[*prefix, *RG])
+
+    def failed() -> int:
+        counts = re.findall(rb"^riverguard,.*[ ,]checkpoint_failures=([0-9]+)i", proc.stdout, re.M)
+        return int(counts[-1]) if counts else 0
+
     try:
         proc.write(stream(5))
-        assert proc.wait_lines(10, 30), proc.stderr
-        deadline = time.monotonic() + 30
-        while not state.exists():  # the first checkpoint
-            assert time.monotonic() < deadline, proc.stderr
-            time.sleep(0.02)
+        assert wait_until(lambda: proc.stdout.count(b"\ncpu,") + proc.stdout.startswith(b"cpu,") >= 10, 30), \
+            proc.stderr
+        assert wait_until(state.exists, 30), proc.stderr  # the first checkpoint
         folder.chmod(0o555)
         assert proc.wait_stderr(lambda err: b"E! " in err, 30), proc.stderr  # the first that fails
-        time.sleep(1.0)  # 20 more checkpoints on an idle machine; on a loaded one, fewer (2 are asserted)
+        assert wait_until(lambda: failed() >= 2, 30), proc.stdout[-2000:]  # and one more, told by no line
         told = proc.stderr.decode()
         assert told.count("E! ") == 1 and f"E! [riverguard] checkpoint to {state} failed: [Errno 13]" in told, told
         folder.chmod(0o755)
