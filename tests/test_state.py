@@ -1766,3 +1766,34 @@ def test_the_top_series_keep_this_runs_anomalies_of_a_series_that_started_fresh(
         "top series by anomalies:",
         "       2  m v",
     ], summary
+
+
+def test_a_reload_does_not_make_every_restored_series_seen_in_this_run(tmp_path: Path) -> None:
+    """The summary's ``series: N in this run`` took a series as seen when its last-seen stamp was newer than
+    the restore; a reload (SIGHUP: :meth:`Engine.reconfigure`) stamps every series it keeps again, and all 18
+    were then seen. Now a series is seen in this run when a sample of it arrives, whatever came after."""
+    from riverguard.cli import _summary
+    from riverguard.config import default_config
+    from riverguard.engine import Engine
+    from riverguard.lineprotocol import Splitter
+    from riverguard.log import Log
+    from riverguard.state import StateStore
+
+    demo = (Path(__file__).parent / "data" / "demo.lp").read_bytes().splitlines(keepends=True)
+    path = tmp_path / "cp.msgpack"
+
+    def feed(engine: Engine, data: bytes) -> None:
+        for record in Splitter().split(data)[0]:
+            engine.process(record)
+
+    first = Engine(default_config())
+    feed(first, b"".join(demo[:2000]))
+    assert StateStore(first, path).save()
+    lines = io.StringIO()
+    engine = Engine(default_config(), Log("info", lines))
+    StateStore(engine, path).restore()
+    feed(engine, demo[2000])  # one metric: one series of the 18 (its string field is not one)
+    engine.reconfigure(default_config())
+    _summary(engine)
+    assert "I! [riverguard] series: 1 in this run (1 scored); 18 held, the checkpoint's included (18 scored)\n" in (
+        lines.getvalue()), lines.getvalue()

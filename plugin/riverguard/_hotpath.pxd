@@ -33,12 +33,13 @@ cdef class Binding:
 
 @cython.no_gc
 cdef class Series:
-    # 64 B: a header, 3 pointers, 2 counts, and failed and used (in the padding after failed)
+    # 64 B: a header, 3 pointers, 2 counts, used, and failed and run_seen (one byte each: two C ints would
+    # make it 72 B, an 80-byte block)
     cdef public Binding binding
     cdef public object detector, last_time
     cdef public long long seen, anomalies
-    cdef public bint failed
     cdef public unsigned int used
+    cdef public signed char failed, run_seen
 
 cdef int WINDOW  # (the size of Clock's arrays)
 cdef long long NO_HORIZON

@@ -86,7 +86,7 @@ class Series:
     """What riverguard keeps for one series: its model, counts and last time, and its :class:`Binding`."""
 
     if not cython.compiled:  # compiled, the attributes are C fields (_hotpath.pxd)
-        __slots__ = ("binding", "detector", "seen", "last_time", "anomalies", "failed", "used")
+        __slots__ = ("binding", "detector", "seen", "last_time", "anomalies", "failed", "used", "run_seen")
 
     def __init__(self, binding, detector) -> None:
         #: When the series was last seen: a stamp of :func:`clock`, the engine's order of eviction and expiry.
@@ -98,6 +98,9 @@ class Series:
         self.last_time = None
         self.anomalies = 0
         self.failed = False
+        #: Whether a sample of it arrived in this process (:func:`arrive`): not checkpointed, so False for a
+        #: series restored until its next sample (the summary of a replay or a one-off pull tells them apart).
+        self.run_seen = False
 
     @property
     def rule(self):
@@ -283,8 +286,8 @@ def touch(series: Series) -> None:
 def arrive(engine, series: Series, timestamp: object, horizon: int) -> None:
     """``series`` has a sample, at ``timestamp`` (ns, or None): stale (last seen before ``horizon``, the
     engine's ``Clock.horizon``), it starts fresh first (``Engine.restart``); it is now the most recently
-    seen of its engine (:func:`touch`), last seen at ``timestamp``. The one place a series' last time is
-    set, so the one place ``Engine.low`` (no last time is older) is lowered."""
+    seen of its engine (:func:`touch`) and seen in this run (``run_seen``), last seen at ``timestamp``. The
+    one place a series' last time is set, so the one place ``Engine.low`` (no last time is older) is lowered."""
     last = series.last_time
     if last is not None:
         last_ns = last
@@ -292,6 +295,7 @@ def arrive(engine, series: Series, timestamp: object, horizon: int) -> None:
             engine.restart(series)  # (which forgets its last time)
             last = None
     touch(series)
+    series.run_seen = True
     if timestamp is not None:
         series.last_time = timestamp
         if last is None or timestamp < last:  # (else low <= last <= timestamp already)

@@ -881,7 +881,7 @@ def _summary(engine: Engine) -> None:
     scored = sum(1 for s in held if s.detector is not None)
     series = f"{len(held)} ({scored} scored)"
     if engine.restored:
-        seen = [s for s in held if engine.seen_in_run(s)]
+        seen = [s for s in held if s.run_seen]
         series = (f"{len(seen)} in this run ({sum(1 for s in seen if s.detector is not None)} scored); "
                   f"{len(held)} held, the checkpoint's included ({scored} scored)")
     lines = [

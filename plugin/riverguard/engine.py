@@ -229,10 +229,9 @@ class Engine:
         self._unscored_unreported = 0
         self._next_eviction_warning = 0.0
         #: How many series the run began with, restored from a checkpoint (:meth:`begin_run`); the summary
-        #: then tells this run's series and anomalies apart from what the checkpoint brought.
+        #: then tells this run's series (``Series.run_seen``) and anomalies apart from what the checkpoint
+        #: brought.
         self.restored = 0
-        #: A series seen in this run has a ``used`` stamp at least this (:meth:`seen_in_run`).
-        self._run_stamp = 0
         #: What to take off a series' ``anomalies`` (a count since its model started, kept across
         #: restarts) for this run's: the count restored, less this run's before the series started fresh
         #: (:meth:`restart`). Only series with such a count are in it, dropped with them.
@@ -453,7 +452,6 @@ class Engine:
     def renumber(self) -> int:
         """Stamp the series 0, 1, ... least recently seen first (the stamp clock is at its end); how many."""
         held = self.lru()
-        self._run_stamp = next((i for i, (_, s) in enumerate(held) if s.used >= self._run_stamp), len(held))
         for i, (_, s) in enumerate(held):
             s.used = i
         self._queue = []
@@ -1094,12 +1092,7 @@ class Engine:
     def begin_run(self) -> None:
         """The series held now were restored from a checkpoint: from here on is this run."""
         self.restored = len(self.series)
-        self._run_stamp = self._hot.clock()
         self._anomalies_before = {s: s.anomalies for s in self.series.values() if s.anomalies}
-
-    def seen_in_run(self, series: Series) -> bool:
-        """Whether ``series`` had a sample in this run (a series restored from a checkpoint may have none)."""
-        return series.used >= self._run_stamp
 
     def run_anomalies(self) -> list[tuple[int, bytes]]:
         """(anomalies in this run, key) of each series held that had any, most first."""
