@@ -243,3 +243,27 @@ def _iso(ns: int) -> bytes:
     from riverguard.log import iso_ns
 
     return iso_ns(ns).encode()
+
+
+def test_only_the_expiries_of_series_with_a_model_are_counted(tmp_path: Path, env: dict[str, str]) -> None:
+    """Field ``w`` is not scored (no rule takes it): riverguard only remembers its routing. It was counted
+    as an expiry each time it started fresh or was dropped stale beside ``v`` (``4 expiries`` where two
+    models expired: ``a``'s started fresh, ``b``'s dropped by the sweep at metric 4 096)."""
+    (tmp_path / "rg.toml").write_text('[state]\nseries_ttl = "1h"\n[[rule]]\nfields = ["v"]\n', encoding="utf-8")
+    lines, t = [], T
+    for i in range(300):
+        t += 10 * S
+        lines += [b"m,host=a v=%d,w=%d %d\n" % (1 + i % 2, i, t), b"m,host=b v=%d,w=%d %d\n" % (1 + i % 2, i, t)]
+    t += 3 * 86400 * S
+    for i in range(200):  # another series moves the stream's clock on: a and b are stale
+        t += S // 10
+        lines.append(b"n x=%d %d\n" % (i, t))
+    lines.append(b"m,host=a v=1,w=1 %d\n" % t)  # a's v and w start fresh
+    for i in range(4000):  # on past metric 4 096: the sweep drops b's v and w
+        t += S // 10
+        lines.append(b"n x=%d %d\n" % (i, t))
+    result = run_cli(["run", "--config", str(tmp_path / "rg.toml")], input=b"".join(lines), env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(b"w_anomaly") == 0 and result.stdout.count(b"v_anomaly_score") == 601
+    assert b", 0 evictions (max_series, 0 of a series not yet scored), 2 expiries (series_ttl)\n" in result.stderr, (
+        result.stderr)

@@ -283,7 +283,9 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
     2026-12-02 only series with a model (not ``quiet``, whose rule is ``off``) count against
     ``max_series``: series without one that come first are dropped on the way to the one evicted, a stale
     one only counts as room when it had a model, and beyond ``max_series`` series without a model they
-    are all dropped. The series left (key, last time), least recently seen first; evicted; expired."""
+    are all dropped. Since 2026-12-02 too, only the expiries of series with a model are counted (one
+    without a model only cached its field's routing). The series left (key, last time), least recently
+    seen first; evicted; expired."""
     series: dict[bytes, int | None] = {}
     window: list[int] = []
     now = None
@@ -304,13 +306,13 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
         if not metrics & 0xFFF:
             while series and stale(series[next(iter(series))]):
                 passing -= not modelled(next(iter(series)))
+                expired += modelled(next(iter(series)))
                 del series[next(iter(series))]
-                expired += 1
         for field in fields:
             key = prefix + field
             if key in series:
                 last = series.pop(key)
-                expired += stale(last)
+                expired += stale(last) and modelled(key)
                 series[key] = None if stale(last) else last  # (a restart forgets the last time)
             else:
                 series[key] = None
@@ -323,13 +325,13 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
                     while True:
                         front = next(iter(series))
                         if stale(series[front]) or not modelled(front):
-                            expired += stale(series.pop(front))
+                            expired += stale(series.pop(front)) and modelled(front)
                             passing -= not modelled(front)
                             if modelled(front):
                                 break
                             continue
                         gone = [k for k, last in series.items() if stale(last)]
-                        expired += len(gone)
+                        expired += sum(modelled(k) for k in gone)
                         passing -= sum(not modelled(k) for k in gone)
                         if not any(modelled(k) for k in gone):
                             gone.append(front)

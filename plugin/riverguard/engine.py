@@ -511,10 +511,11 @@ class Engine:
     def restart(self, series: Series) -> None:
         """Start ``series`` fresh, as a new series under its rule: it is stale (last seen before the clock's
         horizon: ``series_ttl`` without a sample). Whether a series starts fresh is decided at its next sample,
-        so it does not depend on when expiry (:meth:`expire`) ran, nor on a restart in between."""
-        self.expired += 1
+        so it does not depend on when expiry (:meth:`expire`) ran, nor on a restart in between. A series
+        without a model has nothing to start afresh: only the expiry of one with a model is counted."""
         if series.detector is not None:
             series.detector = series.rule.new_detector()
+            self.expired += 1
         series.seen = 0
         if series.anomalies:  # (this run's stay this run's: see run_anomalies)
             self._anomalies_before[series] = self._anomalies_before.get(series, 0) - series.anomalies
@@ -534,8 +535,8 @@ class Engine:
             last = series.last_time
             if last is not None and last < horizon:
                 self._drop_oldest(key)
-                self.expired += 1
                 if series.detector is not None:
+                    self.expired += 1
                     return
             elif series.detector is None:
                 self._drop_oldest(key)
@@ -543,9 +544,9 @@ class Engine:
                 break
         if self.low is not None and self.low < horizon:  # a stale series further on?
             stale = [k for k, s in self.series.items() if s.last_time is not None and s.last_time < horizon]
-            modelled = any(self.series[k].detector is not None for k in stale)
+            modelled = sum(1 for k in stale if self.series[k].detector is not None)
             self._forget(stale)
-            self.expired += len(stale)
+            self.expired += modelled
             self._check_low()
             if modelled:
                 return
@@ -1065,8 +1066,8 @@ class Engine:
 
     def expire(self) -> int:
         """Drop the least recently seen series while they are stale (no sample for ``series_ttl`` on the
-        stream's clock, :attr:`clock`); return how many. Only memory: a stale series starts fresh at its
-        next sample whether it was dropped or not (:meth:`restart`)."""
+        stream's clock, :attr:`clock`); return how many (:attr:`expired` counts those with a model). Only
+        memory: a stale series starts fresh at its next sample whether it was dropped or not (:meth:`restart`)."""
         if not self.clock.known:
             return 0
         horizon = self.clock.horizon
@@ -1082,7 +1083,8 @@ class Engine:
                 break
             self._drop_oldest(found[0])
             dropped += 1
-        self.expired += dropped
+            if found[1].detector is not None:
+                self.expired += 1
         if dropped or self.metrics - self._low_checked >= len(self.series):  # (a scan per series at most)
             self._check_low()
             if self.low is None or self.low >= horizon:
