@@ -1366,3 +1366,30 @@ def test_pull_reads_and_writes_with_the_same_credentials(tmp_path: Path) -> None
     basic = "Basic YWRhOnMzY3JldA=="  # base64("ada:s3cret")
     assert {path for path, _ in seen} == {"/query", "/write"}
     assert {auth for _, auth in seen} == {basic}
+
+
+def test_follow_tells_the_evictions_since_its_last_warning_when_it_stops(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """Evictions of series not yet scored get a W! line at most once a minute: those of the passes after it
+    were not told when --follow stopped (a run's exit line gives the total; a pull's summary does not)."""
+    db = "rg_follow_evictions"
+
+    def points(t: int) -> str:
+        return "".join(f"cpu,host=h{h} v={h}.5 {t}\n" for h in range(20))
+
+    _store(influxdb, db, points(1_000_000_000))
+    (tmp_path / "rg.toml").write_text('[state]\nmax_series = 5\n\n[[rule]]\nname = "all"\n', encoding="utf-8")
+    log = tmp_path / "pull.log"
+    puller = _Puller(["--config", str(tmp_path / "rg.toml"), "--influx-url", influxdb.url, "--db", db, "-m", "cpu",
+                      "--follow", "--every", "0.1s", "--delay", "0s", "--state", str(tmp_path / "s.msgpack"),
+                      "--log-level", "debug"], log)
+    _wait_scored(influxdb, db, "cpu", 20, log)
+    puller.wait_for("W! [riverguard] ")
+    assert influxdb.write(db, points(2_000_000_000).encode()).status == 204
+    _wait_scored(influxdb, db, "cpu", 40, log)
+    puller.passes(2)
+    stderr = puller.stop()
+    told = re.findall(r"^W! \[riverguard\] ([0-9]+) evictions? of a series not yet scored \(([0-9]+) since start\)",
+                      stderr, re.M)
+    assert len(told) == 2 == stderr.count("W! "), stderr
+    (first, _), (second, total) = told
+    assert int(first) > 0 and int(second) > 0 and int(first) + int(second) == int(total), stderr

@@ -510,6 +510,8 @@ def test_sighup_reload_warns_and_refuses_as_start_up_does(tmp_path: Path, start)
 
 
 def test_evictions_of_unscored_series_warn_while_running(tmp_path: Path, start) -> None:
+    """One W! line a minute at most while it runs, and the evictions since the last one at exit. (Those were
+    lost: the exit line's total said more than the W! lines did.)"""
     conf = config(tmp_path, "[state]\nmax_series = 5\n")
     proc = start("run", "--config", str(conf))
     proc.ready()
@@ -526,10 +528,15 @@ def test_evictions_of_unscored_series_warn_while_running(tmp_path: Path, start) 
     assert len(warnings) == 1, warnings  # at most once a minute
     assert re.search(rb"W! \[riverguard\] [0-9]+ evictions of a series not yet scored", warnings[0])
     assert b"max_series = 5" in warnings[0]
+    first = int(warnings[0].split()[2])
     proc.close_stdin()
     assert proc.wait(30) == 0
     # 20 series, each evicted again and again: the evictions are counted (the wording says so), not the series
     assert b"595 evictions (max_series, 595 of a series not yet scored)" in proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")]
+    assert len(warnings) == 2 and 0 < first < 595, warnings
+    assert warnings[1].startswith(b"W! [riverguard] %d evictions of a series not yet scored (595 since start): "
+                                  % (595 - first)), warnings
 
 
 def test_a_failing_checkpoint_is_an_error_at_once_and_a_failed_exit(tmp_path: Path, start) -> None:

@@ -571,12 +571,13 @@ class Engine:
         self._check_low()
         return held - (len(self.series) - self.passing)
 
-    def _report_evictions(self) -> None:
-        """A ``W!`` line, at most once a minute, while series are evicted before they could be scored."""
+    def _report_evictions(self, final: bool = False) -> None:
+        """A ``W!`` line, at most once a minute (``final``: at the end, whenever the last was), while series
+        are evicted before they could be scored."""
         if not self._unscored_unreported:
             return
         now = time.monotonic()
-        if now < self._next_eviction_warning:
+        if now < self._next_eviction_warning and not final:
             return
         self._next_eviction_warning = now + 60.0
         count, self._unscored_unreported = self._unscored_unreported, 0
@@ -1003,12 +1004,13 @@ class Engine:
     def flush_log(self, final: bool = False) -> None:
         """Report what the rate limits held back (parse errors, failed detectors, name clashes), evictions of
         unscored series, timestamps far from the stream's clock, and (``final``: at the end of the input, the
-        first ones however few) timestamps that look like seconds (:meth:`check_units`)."""
+        first ones however few) timestamps that look like seconds (:meth:`check_units`). ``final`` also reports
+        the evictions and the timestamps that came since the last line about them, however recent it was."""
         for limit in (self._error_limit, self._failure_limit, self._taken_limit):
             limit.report_held(self.log)
         self.check_units(final)
-        self._report_evictions()
-        self._report_clock()
+        self._report_evictions(final)
+        self._report_clock(final)
 
     def check_units(self, final: bool = False) -> None:
         """Once :data:`UNIT_SAMPLE` timestamps of the stream are in (``final``: however many came), one ``W!``
@@ -1033,16 +1035,17 @@ class Engine:
             f"{iso_ns(first[0])} in nanoseconds; {hint.format(unit=unit)}"
         )
 
-    def _report_clock(self) -> None:
-        """A ``W!`` line, at most once a minute, while metrics come with timestamps more than ``series_ttl``
-        ahead of (or behind) the stream's clock: a host's clock is wrong."""
+    def _report_clock(self, final: bool = False) -> None:
+        """A ``W!`` line, at most once a minute (``final``: at the end, whenever the last was), while metrics
+        come with timestamps more than ``series_ttl`` ahead of (or behind) the stream's clock: a host's clock
+        is wrong."""
         clock = self.clock
         ahead = clock.ahead - self._ahead_reported
         behind = clock.behind - self._behind_reported
         if not ahead and not behind:
             return
         now = time.monotonic()
-        if now < self._next_clock_warning:
+        if now < self._next_clock_warning and not final:
             return
         self._next_clock_warning = now + 60.0
         self._ahead_reported, self._behind_reported = clock.ahead, clock.behind

@@ -497,8 +497,10 @@ class Puller:
         return f"{self.late} written late within --late-window {duration_text(self.late_ns / 1e9)} (not scored)"
 
     def report_held(self) -> None:
-        """One ``W!`` line for the refused points the rate limit kept from their ``E!`` line, if any."""
+        """At the end: one ``W!`` line for the refused points the rate limit kept from their ``E!`` line, if
+        any, and what the engine has left to say (:meth:`Engine.flush_log`)."""
         self.refusals.report_held(self.log)
+        self.engine.flush_log(final=True)
 
     def where(self) -> str:
         """How far the pull got (with a state file: as its checkpoint says), for a message on failure."""
