@@ -262,6 +262,13 @@ def _provoke(fragment: str, tmp: Path) -> str:
         shutil.rmtree(tmp / "gone")
         (tmp / "gone").write_text("")
         return proc.communicate("cpu v=1\n", timeout=30)[1]
+    if fragment == "was removed while riverguard ran":  # the state folder removed (rm -rf) while riverguard runs
+        proc = subprocess.Popen(rg + ["run", "--state", "gone/"], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp, text=True)
+        while not (tmp / "gone" / "riverguard.msgpack.lock").exists():
+            time.sleep(0.05)
+        shutil.rmtree(tmp / "gone")
+        return proc.communicate("cpu v=1\n", timeout=30)[1]
     if fragment == "temporary checkpoint file(s)":  # left by processes killed while writing a checkpoint
         (tmp / ".state.msgpack.tmp-111").write_bytes(b"x" * 3000)
         (tmp / ".state.msgpack.tmp-222").write_bytes(b"x" * 1500)
@@ -308,7 +315,7 @@ def _provoke(fragment: str, tmp: Path) -> str:
 
 
 _FRAGMENTS = (  # (tried in this order: one naming a message that contains another comes first)
-    "lock file PATH.lock in PATH", "reach the state folder", "the state folder", "cannot read the checkpoint", "cannot open the lock file",
+    "was removed while riverguard ran", "lock file PATH.lock in PATH", "reach the state folder", "the state folder", "cannot read the checkpoint", "cannot open the lock file",
     "cannot replace the checkpoint", "is the --config file",
     "no [[rule]]", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",

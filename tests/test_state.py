@@ -11,6 +11,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -879,6 +880,69 @@ def test_sigterm_while_waiting_for_the_lock_gives_back_what_was_read(tmp_path: P
     assert b"passing every metric through unscored" in second.stderr
     holder.close_stdin()
     assert holder.wait(30) == 0
+
+
+def test_a_state_folder_removed_while_running_is_made_again_with_its_lock(tmp_path: Path, start) -> None:
+    """The state folder removed while ``run`` ran (``rm -rf``): at its next checkpoint it wrote the checkpoint
+    again but not its lock file, and a second riverguard on the same checkpoint started at once, without
+    waiting, and both wrote it. Now the checkpoint makes the folder and the lock file again and locks it, with
+    one W! line naming the folder: a second riverguard waits for it as for any holder."""
+    config = write_config(tmp_path, extra='[state]\npath = "gone/"\ncheckpoint_interval = "1s"\n')
+    folder = tmp_path / "gone"
+    first = start("run", "--config", str(config))
+    first.ready()
+    first.write(stream(20))
+    assert first.wait_lines(40, 30) and wait_until((folder / "riverguard.msgpack").exists, 10), first.stderr
+    shutil.rmtree(folder)
+    assert first.wait_stderr(lambda e: b"W! " in e, 10), first.stderr
+    assert [line for line in first.stderr.splitlines() if not line.startswith(b"I! ")] == [
+        b"W! [riverguard] the state folder %s was removed while riverguard ran: re-created it and its lock" % bytes(folder)
+    ]
+    assert wait_until((folder / "riverguard.msgpack").exists, 10)
+    assert (folder / "riverguard.msgpack.lock").read_text() == f"{first.popen.pid}\n"
+    second = start("run", "--config", str(config))
+    second.write(stream(20, seed=2, start=20))
+    assert second.wait_stderr(lambda e: f"is in use by PID {first.popen.pid}".encode() in e, 30), second.stderr
+    first.write(stream(10, start=40))
+    first.close_stdin()
+    assert first.wait(30) == 0, first.stderr
+    assert first.stderr.count(b"W! ") == 1 and b"E! " not in first.stderr, first.stderr
+    assert first.stdout.count(b"\n") == 60  # nothing lost
+    second.close_stdin()  # it had the models the first saved at its end
+    assert second.wait(30) == 0, second.stderr
+    assert b"restored 4 series" in second.stderr and second.stdout.count(b"usage_idle_anomaly_score=") == 40
+
+
+def test_a_checkpoint_another_process_took_after_its_folder_was_removed_is_not_overwritten(tmp_path: Path,
+                                                                                           start) -> None:
+    """The state folder removed while ``run`` ran, and a second riverguard started on the checkpoint before
+    the first's next checkpoint: that one holds the new lock, and the first must not write the checkpoint it
+    owns. The first says so (E!), passes every metric on and exits 1 (its final checkpoint failed)."""
+    config = write_config(tmp_path, extra='[state]\npath = "gone/"\n')
+    folder = tmp_path / "gone"
+    first = start("run", "--config", str(config))
+    first.ready()
+    first.write(stream(20))
+    assert first.wait_lines(40, 30), first.stderr
+    first.popen.send_signal(signal.SIGHUP)  # (a checkpoint now)
+    assert wait_until((folder / "riverguard.msgpack").exists, 30), first.stderr
+    shutil.rmtree(folder)
+    second = start("run", "--config", str(config))
+    second.ready()
+    assert wait_until((folder / "riverguard.msgpack.lock").exists, 30), second.stderr
+    first.close_stdin()
+    assert first.wait(30) == 1, first.stderr
+    assert first.stdout.count(b"\n") == 40
+    failed = [line for line in first.stderr.splitlines() if line.startswith(b"E! ")][0]
+    assert failed == (
+        b"E! [riverguard] checkpoint to %s failed: the lock file %s was replaced while riverguard ran, and another "
+        b"riverguard (PID %d) has locked the checkpoint since: not overwriting it (this process's models are not "
+        b"saved; stop one of the two)" % (bytes(folder / "riverguard.msgpack"), bytes(folder / "riverguard.msgpack.lock"),
+                                          second.popen.pid)
+    )
+    assert not (folder / "riverguard.msgpack").exists()  # (the second has written none yet)
+    second.close_stdin()
+    assert second.wait(30) == 0, second.stderr
 
 
 def _hosts(hosts: range, samples: range) -> bytes:

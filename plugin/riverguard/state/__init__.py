@@ -311,6 +311,38 @@ class StateStore:
         err = PermissionError(errno.EPERM, os.strerror(errno.EPERM))  # (what the rename would give)
         raise AccessDenied(denied(self.path, "replace the checkpoint", err, also=(self.lock_path,), reason=why))
 
+    def _keep_lock(self) -> None:
+        """Before a checkpoint: make sure this process still holds the lock of the file it writes. The state
+        folder or the lock file removed while it ran (``rm -rf``, a cleanup) left it holding the lock of a
+        file no longer there, and a second process would start on the checkpoint without waiting: the folder
+        and the lock file are made again and locked (one ``W!``). Raise :class:`LockError` when another process
+        has taken the new lock meanwhile: its checkpoint is never overwritten."""
+        fd = self._lock_fd
+        if fd is None:  # (a store that never took the lock)
+            return
+        held = os.fstat(fd)
+        try:
+            there = os.stat(self.lock_path)
+            if (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino):
+                return
+            what, done = f"the lock file {self.lock_path} was replaced", "locked the new one"
+        except FileNotFoundError:
+            folder = self.path.parent
+            what, done = (f"the lock file {self.lock_path} was removed", "re-created it") if folder.is_dir() else \
+                (f"the state folder {folder} was removed", "re-created it and its lock")
+        except OSError:  # (cannot be looked at: left to the write, which says why)
+            return
+        try:
+            self.lock(wait=0)
+        except LockBusy as err:
+            raise LockError(f"{what} while riverguard ran, and another riverguard (PID {err.holder}) has locked "
+                            "the checkpoint since: not overwriting it (this process's models are not saved; "
+                            "stop one of the two)") from None
+        except LockError as err:
+            raise LockError(f"{what} while riverguard ran, and it could not be locked again: {err}") from None
+        os.close(fd)  # (the lock of the file removed)
+        self.log.warn(f"{what} while riverguard ran: {done}")
+
     def unlock(self) -> None:
         """Let the lock go (a process that will not use the checkpoint after all)."""
         if self._lock_fd is not None:
@@ -486,8 +518,9 @@ class StateStore:
                 # the stream's clock, which decides when a series is stale: [now or nil, latest timestamps]
                 "clock": engine.clock.dump(),
             }
+            self._keep_lock()
             size = write(self.path, header, records, len(scored))
-        except (OSError, StateCodecError, ValueError, TypeError) as err:
+        except (OSError, LockError, StateCodecError, ValueError, TypeError) as err:
             self._failed(err, tell)
             return False
         self.checkpoints += 1
