@@ -177,7 +177,7 @@ def test_bad_config_check_config(name: str, tmp_path: Path, capsys: pytest.Captu
         ('[output]\nscore_suffix = ""\n', ["[output]", "key 'score_suffix'"]),
         ('[output]\nprefix = "a"\n', ["[output]", "key 'prefix'"]),
         ('[state]\nseries_ttl = "1d"\n', ["[state]", "key 'series_ttl'", "1d"]),
-        ('[state]\nseries_ttl = "0s"\n', ["[state]", "key 'series_ttl'", "greater than zero"]),
+        ('[state]\nseries_ttl = "0s"\n', ["[state]", "key 'series_ttl'", 'must be at least "1s", got "0s"']),
         ('[state]\ncheckpoint_interval = 60\n', ["[state]", "key 'checkpoint_interval'"]),
         ('[state]\ncheckpoint_interval = ""\n', ["[state]", "key 'checkpoint_interval'"]),
         ('[state]\nmax_series = 0\n', ["[state]", "key 'max_series'"]),
@@ -430,8 +430,27 @@ def test_bad_durations(text: str) -> None:
 
 
 def test_state_durations_are_seconds() -> None:
-    cfg = config.parse('[state]\ncheckpoint_interval = "100ms"\nseries_ttl = "1h30m"\nmax_series = 7\n')
-    assert (cfg.state.checkpoint_interval, cfg.state.series_ttl, cfg.state.max_series) == (0.1, 5400.0, 7)
+    cfg = config.parse('[state]\ncheckpoint_interval = "1500ms"\nseries_ttl = "1h30m"\nmax_series = 7\n')
+    assert (cfg.state.checkpoint_interval, cfg.state.series_ttl, cfg.state.max_series) == (1.5, 5400.0, 7)
+
+
+@pytest.mark.parametrize(("section", "key"), [("state", "checkpoint_interval"), ("state", "series_ttl"),
+                                              ("monitor", "interval")])
+@pytest.mark.parametrize("short", ["1ns", "999ms"])
+def test_a_duration_under_a_second_is_exit_2_naming_the_key(tmp_path: Path, section: str, key: str, short: str) -> None:
+    """Every duration setting has a least value, 1 s, as it has a most. None had: check-config passed
+    [monitor] interval = "1ms" (1610 health lines in 2 s; 44 826 with "1ns") and checkpoint_interval = "1ms"
+    (753 checkpoints written in 2 s)."""
+    path = tmp_path / "short.toml"
+    path.write_text(f'[{section}]\n{key} = "{short}"\n[[rule]]\nname = "all"\n')
+    for args in (["check-config", str(path)], ["run", "--config", str(path)]):
+        result = run_cli(args, input=b"m v=1 1\n", timeout=60)
+        assert result.returncode == 2 and result.stdout == b"", result.stderr
+        assert result.stderr.decode() == (
+            f'E! [riverguard] {path}: [{section}], key \'{key}\': must be at least "1s", got "{short}"\n'
+        )
+    path.write_text(f'[{section}]\n{key} = "1s"\n[[rule]]\nname = "all"\n')  # the least itself is taken
+    assert run_cli(["check-config", str(path)]).returncode == 0
 
 
 def test_defaults_without_rules_score_nothing() -> None:

@@ -44,10 +44,10 @@ def monitor_lines(out: bytes) -> list[bytes]:
     return [line for line in out.splitlines() if line.startswith(b"riverguard,")]
 
 
-def _config(tmp_path: Path, monitor: str = 'interval = "0.2s"') -> Path:
+def _config(tmp_path: Path, monitor: str = 'interval = "1s"') -> Path:
     path = tmp_path / "rg.toml"
     path.write_text(
-        f'[monitor]\n{monitor}\n[state]\npath = "state.msgpack"\ncheckpoint_interval = "0.3s"\n'
+        f'[monitor]\n{monitor}\n[state]\npath = "state.msgpack"\ncheckpoint_interval = "1s"\n'
         '[[rule]]\nname = "all"\nwarmup = 0\nthreshold = 0.3\ndetector = "zscore"\n',
         encoding="utf-8",
     )
@@ -152,7 +152,7 @@ def test_a_bad_interval_is_refused_with_a_clear_message(tmp_path: Path, value: s
 def test_check_config_shows_the_interval(tmp_path: Path) -> None:
     result = run_cli(["check-config", str(_config(tmp_path))])
     assert result.returncode == 0, result.stderr
-    assert b'monitor: {"interval_s": 0.2}' in result.stdout
+    assert b'monitor: {"interval_s": 1.0}' in result.stdout
 
 
 def test_the_readme_documents_every_field_and_its_example_line_has_the_real_shape() -> None:
@@ -167,18 +167,18 @@ def test_the_readme_documents_every_field_and_its_example_line_has_the_real_shap
 
 WAITS = b"W! [riverguard] received SIGHUP: "
 MONITOR_WAITS = {
-    "added": WAITS + b'[monitor] interval = "0.2s" is new: no health line until the next start\n',
-    "removed": WAITS + b"[monitor] is off in the new config: the health line goes on every 0.2s until the next start\n",
-    "emptied": WAITS + b"[monitor] is off in the new config: the health line goes on every 0.2s until the next start\n",
-    "changed": WAITS + b'[monitor] interval = "1h" takes effect at the next start; "0.2s" stays in force until then\n',
+    "added": WAITS + b'[monitor] interval = "1s" is new: no health line until the next start\n',
+    "removed": WAITS + b"[monitor] is off in the new config: the health line goes on every 1s until the next start\n",
+    "emptied": WAITS + b"[monitor] is off in the new config: the health line goes on every 1s until the next start\n",
+    "changed": WAITS + b'[monitor] interval = "1h" takes effect at the next start; "1s" stays in force until then\n',
 }
 
 
 @pytest.mark.parametrize(
     ("before", "after"),
-    [("", '[monitor]\ninterval = "0.2s"\n'), ('[monitor]\ninterval = "0.2s"\n', ""),
-     ('[monitor]\ninterval = "0.2s"\n', "[monitor]\n"),
-     ('[monitor]\ninterval = "0.2s"\n', '[monitor]\ninterval = "1h"\n')],
+    [("", '[monitor]\ninterval = "1s"\n'), ('[monitor]\ninterval = "1s"\n', ""),
+     ('[monitor]\ninterval = "1s"\n', "[monitor]\n"),
+     ('[monitor]\ninterval = "1s"\n', '[monitor]\ninterval = "1h"\n')],
     ids=list(MONITOR_WAITS),
 )
 def test_a_new_monitor_interval_on_sighup_says_it_waits_for_the_next_start(
@@ -206,11 +206,11 @@ def test_a_new_monitor_interval_on_sighup_says_it_waits_for_the_next_start(
 
     assert proc.out.wait_for(lambda d: since_marker(d) is not None, 30), proc.stderr
 
-    # The interval in force is the start's: 0.2 s lines go on (waited for, not slept for), or none come.
+    # The interval in force is the start's: 1 s lines go on (waited for, not slept for), or none come.
     if before:
         assert proc.out.wait_for(lambda d: len(since_marker(d)) >= 2, 30), proc.stdout
-    else:  # (absence cannot be waited for: 1 s is five 0.2 s intervals; a busy machine can only miss a line here)
-        assert not proc.out.wait_for(lambda d: bool(since_marker(d)), 1.0), proc.stdout
+    else:  # (absence cannot be waited for: 2.5 s is more than two 1 s intervals; a busy machine can only miss a line)
+        assert not proc.out.wait_for(lambda d: bool(since_marker(d)), 2.5), proc.stdout
     proc.close_stdin()
     assert proc.wait(10) == 0
     assert bool(monitor_lines(proc.stdout)) == bool(before)  # nor one at exit without a [monitor] at start
@@ -235,7 +235,7 @@ def test_settings_that_wait_for_the_next_start_are_told_once_per_change(start, t
     back was told as a new value that waits; a new [state] path was told at every SIGHUP.)"""
     config = tmp_path / "rg.toml"
     rule = '[[rule]]\nname = "all"\n'
-    first = '[state]\npath = "s.msgpack"\ncheckpoint_interval = "60s"\n[monitor]\ninterval = "0.2s"\n'
+    first = '[state]\npath = "s.msgpack"\ncheckpoint_interval = "60s"\n[monitor]\ninterval = "1s"\n'
     config.write_text(first + rule, encoding="utf-8")
     proc = start("run", "--config", str(config), "--log-level", "info", cwd=tmp_path)
     proc.ready()
@@ -254,7 +254,7 @@ def test_settings_that_wait_for_the_next_start_are_told_once_per_change(start, t
         b'W! [riverguard] received SIGHUP: [state] checkpoint_interval = "30s" takes effect at the next start; '
         b'"60s" stays in force until then',  # as the config says it (this said "1m")
         b'W! [riverguard] received SIGHUP: [monitor] interval = "1h" takes effect at the next start; '
-        b'"0.2s" stays in force until then',
+        b'"1s" stays in force until then',
     ]
     assert sighup(2) == []  # told once
     config.write_text(first + rule, encoding="utf-8")

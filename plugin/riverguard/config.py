@@ -12,7 +12,6 @@ import fnmatch
 import functools
 import hashlib
 import json
-import math
 import os
 import re
 import stat
@@ -258,6 +257,9 @@ def default_config() -> Config:
 #: The longest duration a setting takes: 10 years. Longer ones (a typo, or a stand-in for "never") would
 #: overflow the time arithmetic of the stream's wait (select) and of the series' clock.
 _MAX_DURATION = 87600 * 3600.0
+#: The shortest: one second. Shorter ones make no sense for any of them (a health line or a checkpoint
+#: every millisecond floods the output or the disk; a series idle for less than that starts fresh each sample).
+_MIN_DURATION = 1.0
 #: The most samples or series an integer setting counts (a billion).
 _MAX_COUNT = detectors.params.MAX_COUNT
 
@@ -768,7 +770,7 @@ def _parse_state(raw: Any, where: _Where, base: Path, file: Path | None = None) 
 
 
 def _duration(value: Any, key: str, where: _Where) -> float | None:
-    """A positive duration string (``"60s"``) in seconds; None (noted) if it is not one."""
+    """A duration string (``"60s"``) in seconds, from ``"1s"`` to ``"87600h"``; None (noted) if it is not one."""
     if not isinstance(value, str):
         where.add(key, f'expected a duration string such as "60s", got {value!r}')
         return None
@@ -777,10 +779,10 @@ def _duration(value: Any, key: str, where: _Where) -> float | None:
     except ValueError as err:
         where.add(key, str(err))
         return None
-    if seconds <= 0 or not math.isfinite(seconds):
-        where.add(key, "must be greater than zero")
+    if seconds < _MIN_DURATION:
+        where.add(key, f'must be at least "{duration_text(_MIN_DURATION)}", got "{value}"')
         return None
-    if seconds > _MAX_DURATION:
+    if not seconds <= _MAX_DURATION:  # (inf too)
         where.add(key, f'must be at most "87600h" (10 years), got "{value}"')
         return None
     return seconds
