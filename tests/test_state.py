@@ -306,14 +306,22 @@ def test_inspect_fails_cleanly_on_a_bad_file(tmp_path: Path) -> None:
     report = inspect(bad)
     assert report.returncode == 2 and report.stdout == b""
     assert report.stderr == b"E! [riverguard] %s: not a riverguard checkpoint (foreign format)\n" % bytes(bad)
-    # A checkpoint cut inside its header (the first kilobyte or so) is said to be one, damaged
+    # A checkpoint cut inside its header (the first kilobyte or so) is said to be one, damaged; in words that
+    # read as one sentence, parentheses never nested (it said "is unusable (a riverguard checkpoint damaged
+    # (unreadable header: No more data to unpack.)); ...")
     state = tmp_path / "cut.msgpack"
     lines = b"".join(b"m,host=a v=%d %d\n" % (i, T0 + i * STEP) for i in range(3))
     assert run(["run", "--config", str(write_config(tmp_path)), "--state", str(state)], lines).returncode == 0
     state.write_bytes(state.read_bytes()[:100])
+    damaged = b"a damaged riverguard checkpoint (unreadable header: no more data to unpack)"
     report = inspect(state)
     assert report.returncode == 2 and report.stdout == b""
-    assert report.stderr.startswith(b"E! [riverguard] %s: a riverguard checkpoint damaged (unreadable header: " % bytes(state))
+    assert report.stderr == b"E! [riverguard] %s: %s\n" % (bytes(state), damaged)
+    restart = run(["run", "--state", str(state)], lines)
+    assert restart.returncode == 0, restart.stderr
+    (aside,) = tmp_path.glob("cut.msgpack.corrupt-*")
+    assert restart.stderr.splitlines()[0] == b"W! [riverguard] checkpoint %s is unusable: %s; renamed to %s; starting fresh" % (
+        bytes(state), damaged, aside.name.encode())
     missing = inspect(tmp_path / "missing")
     assert missing.returncode == 2
     assert missing.stderr == b"E! [riverguard] %s: no such file\n" % bytes(tmp_path / "missing")

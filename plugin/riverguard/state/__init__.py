@@ -412,7 +412,7 @@ class StateStore:
                 where = f"renamed to {aside.name}"
             except OSError as move_err:
                 where = f"could not rename it: {move_err}"
-            log.warn(f"checkpoint {self.path} is unusable ({err}); {where}; starting fresh")
+            log.warn(f"checkpoint {self.path} is unusable: {err}; {where}; starting fresh")
             return 0
         log.info(
             f"restored {restored} series from {self.path} in {time.monotonic() - started:.2f}s"

@@ -178,6 +178,18 @@ def read(path: Path) -> Checkpoint:
         data.close()
 
 
+def _reason(err: Exception, otherwise: str) -> str:
+    """msgpack's error as the end of a message: no capital, no full stop (``otherwise`` when it says nothing).
+
+    >>> _reason(ValueError("No more data to unpack."), "truncated"), _reason(ValueError(), "truncated")
+    ('no more data to unpack', 'truncated')
+    """
+    text = str(err).strip().rstrip(".")
+    if text[:1].isupper() and text[1:2].islower():  # (not an acronym: "EOF")
+        text = text[0].lower() + text[1:]
+    return text or otherwise
+
+
 #: How every header :func:`write` makes begins, after the map's own first bytes.
 _FORMAT_MARK = msgpack.packb("format") + msgpack.packb(FORMAT)
 
@@ -190,8 +202,8 @@ def _parse(data: mmap.mmap, size: int) -> Checkpoint:
         header = next(unpacker)
     except (StopIteration, ValueError, msgpack.UnpackException, msgpack.ExtraData) as err:
         # A header that starts as riverguard writes it (the format first) is one of its checkpoints, cut short
-        what = "a riverguard checkpoint damaged" if _FORMAT_MARK in data[:64] else "not a riverguard checkpoint"
-        raise CheckpointError(f"{what} (unreadable header: {err or 'truncated'})") from None
+        what = "a damaged riverguard checkpoint" if _FORMAT_MARK in data[:64] else "not a riverguard checkpoint"
+        raise CheckpointError(f"{what} (unreadable header: {_reason(err, 'truncated')})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError("not a riverguard checkpoint (foreign format)")
     if header.get("version") != VERSION:
@@ -211,7 +223,7 @@ def _parse(data: mmap.mmap, size: int) -> Checkpoint:
     except msgpack.ExtraData:
         raise CheckpointError("the file is corrupt (data after the end)") from None
     except (ValueError, msgpack.UnpackException) as err:
-        raise CheckpointError(f"the file is truncated or corrupt ({err or 'missing trailer'})") from None
+        raise CheckpointError(f"the file is truncated or corrupt ({_reason(err, 'missing trailer')})") from None
     if not isinstance(trailer, dict):
         raise CheckpointError("the file is corrupt (unexpected layout)")
     if "header_sha256" in trailer and trailer["header_sha256"] != hashlib.sha256(data[:pos]).hexdigest():
@@ -222,7 +234,7 @@ def _parse(data: mmap.mmap, size: int) -> Checkpoint:
         try:
             records = msgpack.unpackb(body, raw=False, strict_map_key=False, **_BODY_LIMITS)
         except (ValueError, msgpack.UnpackException, TypeError) as err:
-            raise CheckpointError(f"the file is corrupt (body: {err})") from None
+            raise CheckpointError(f"the file is corrupt (body: {_reason(err, 'unreadable')})") from None
     if not isinstance(records, list) or len(records) != header.get("series"):
         raise CheckpointError("the file is corrupt (record count does not match the header)")
     for record in records:
