@@ -519,11 +519,13 @@ def _every_lines(path: Path) -> list[str]:
         f"E! [riverguard] {path}: [state], key 'max_series': expected an integer in [1, 1000000000], got -1",
         f"E! [riverguard] {path}: [state], key 'series_ttl': invalid duration \"1 day\" "
         '(expected e.g. "60s", "100ms", "24h")',
-        f"E! [riverguard] {path}: rule 1 \"a\", key 'measurment': unknown key (allowed: {RULE_KEYS})",
-        f"E! [riverguard] {path}: rule 1 \"a\", key 'treshold': unknown key (allowed: {RULE_KEYS})",
+        f"E! [riverguard] {path}: rule 1 \"a\", key 'measurment': unknown key, did you mean 'measurement'? "
+        f"(allowed: {RULE_KEYS})",
+        f"E! [riverguard] {path}: rule 1 \"a\", key 'treshold': unknown key, did you mean 'threshold'? "
+        f"(allowed: {RULE_KEYS})",
         f"E! [riverguard] {path}: rule 1 \"a\", key 'warmup': expected an integer in [0, 1000000000], got '10'",
-        f"E! [riverguard] {path}: rule 1 \"a\", key 'params.fadng': unknown parameter for detector \"sentinel\" "
-        f"(known: {_sentinel_params()})",
+        f"E! [riverguard] {path}: rule 1 \"a\", key 'params.fadng': unknown parameter for detector \"sentinel\", "
+        f"did you mean 'fading'? (known: {_sentinel_params()})",
     ]
 
 
@@ -548,7 +550,36 @@ def test_an_unknown_top_level_key_hides_no_other_problem(tmp_path: Path) -> None
     code, out, lines = _check_config(path)
     assert (code, out) == (2, b"")
     allowed = "monitor, output, rule, state"
-    assert lines == [*_every_lines(path), f"E! [riverguard] {path}: top level, key 'outptu': unknown key (allowed: {allowed})"]
+    assert lines == [*_every_lines(path),
+                     f"E! [riverguard] {path}: top level, key 'outptu': unknown key, did you mean 'output'? (allowed: {allowed})"]
+
+
+@pytest.mark.parametrize(
+    ("text", "told"),
+    [
+        ('[[rule]]\nname = "a"\ndetector = "zscroe"\n',
+         'rule 1 "a", key \'detector\': unknown detector "zscroe", did you mean "zscore"? (known: default, off, '),
+        ('[[rule]]\nname = "a"\ndetector = "HST"\n', 'unknown detector "HST", did you mean "hst"? (known: '),
+        ('[[rule]]\nname = "a"\ndetector = "isolation"\n', 'unknown detector "isolation" (known: '),
+        ('[[rule]]\nname = "a"\ndetector = "zscore"\nparams = { min_sdt = 1 }\n',
+         "key 'params.min_sdt': unknown parameter for detector \"zscore\", did you mean 'min_std'? (known: "),
+        ('[[rule]]\nname = "a"\ndetector = "zscore"\nparams = { colour = 1 }\n',
+         "key 'params.colour': unknown parameter for detector \"zscore\" (known: "),
+        ('[state]\ncheckpoint_intervall = "5s"\n',
+         "[state], key 'checkpoint_intervall': unknown key, did you mean 'checkpoint_interval'? (allowed: "),
+        ('[monitor]\nintervals = "5s"\n', "[monitor], key 'intervals': unknown key, did you mean 'interval'? (allowed: "),
+        ('[output]\nexplian = true\n', "[output], key 'explian': unknown key, did you mean 'explain'? (allowed: "),
+        ("[[rules]]\n", "top level, key 'rules': unknown key, did you mean 'rule'? (allowed: "),
+        ('[[rule]]\nname = "a"\ncolour = "red"\n', "rule 1 \"a\", key 'colour': unknown key (allowed: "),
+    ],
+)
+def test_a_mistyped_name_gets_the_close_one_it_may_mean(text: str, told: str) -> None:
+    """A key, a detector or a parameter that is not known, but close to one that is (difflib), is told with
+    it: "did you mean ...?"; nothing is guessed when none is close."""
+    with pytest.raises(ConfigError) as info:
+        config.parse(text, source="my.toml")
+    message = str(info.value)
+    assert message.startswith("my.toml: ") and "\n" not in message and told in message, message
 
 
 def test_start_up_gives_every_problem_its_own_line(tmp_path: Path) -> None:

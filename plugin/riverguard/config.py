@@ -8,6 +8,7 @@ and name) and the key.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import functools
 import hashlib
@@ -16,6 +17,7 @@ import os
 import re
 import stat
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -428,9 +430,7 @@ def parse(text: str, source: str = "<string>", base: Path | None = None, file: P
     problems = _Problems(source, text, doc)
     for key in doc:
         if key not in _TOP_KEYS:
-            _Where(problems, "top level", problems.block(key), None).add(
-                key, f"unknown key (allowed: {', '.join(sorted(_TOP_KEYS))})"
-            )
+            _Where(problems, "top level", problems.block(key), None).add(key, _unknown_key(key, _TOP_KEYS))
     raw_rules = doc.get("rule", [])
     if not isinstance(raw_rules, list):
         _Where(problems, "top level", problems.block("rule"), None).add("rule", "must be an array of tables ([[rule]])")
@@ -502,6 +502,23 @@ def warnings(config: Config) -> list[str]:
     return found
 
 
+def _close(word: str, known: Iterable[str], quote: str = "'") -> str:
+    """``, did you mean 'X'?`` for the one of ``known`` closest to a mistyped ``word`` (difflib, whatever the
+    case), if one is close enough; else nothing.
+
+    >>> _close("treshold", _RULE_KEYS), _close("HST", ["hst", "zscore"], '"'), _close("colour", _RULE_KEYS)
+    (", did you mean 'threshold'?", ', did you mean "hst"?', '')
+    """
+    lowered = {name.lower(): name for name in sorted(known, reverse=True)}  # (the first name of those alike)
+    close = difflib.get_close_matches(word.lower(), sorted(lowered), n=1)
+    return f", did you mean {quote}{lowered[close[0]]}{quote}?" if close else ""
+
+
+def _unknown_key(key: str, allowed: Iterable[str]) -> str:
+    """The message for ``key``, not one of ``allowed``."""
+    return f"unknown key{_close(key, allowed)} (allowed: {', '.join(sorted(allowed))})"
+
+
 def _check_keys(table: Any, allowed: set[str], where: _Where) -> bool:
     """Note each unknown key of ``table``; False (noted) if it is not a table at all."""
     if not isinstance(table, dict):
@@ -509,7 +526,7 @@ def _check_keys(table: Any, allowed: set[str], where: _Where) -> bool:
         return False
     for key in table:
         if key not in allowed:
-            where.add(key, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+            where.add(key, _unknown_key(key, allowed))
     return True
 
 
@@ -558,8 +575,9 @@ def _parse_rule(index: int, raw: Any, where: _Where, explain_default: bool = Fal
     if not isinstance(detector, str):
         where.add("detector", f"expected a string, got {detector!r}")
     elif detector not in ("default", "off") and detector not in detectors.REGISTRY:
-        known = ", ".join(["default", "off", *sorted(detectors.REGISTRY)])
-        where.add("detector", f'unknown detector "{detector}" (known: {known})')
+        known = ["default", "off", *sorted(detectors.REGISTRY)]
+        hint = _close(detector, known, quote='"')
+        where.add("detector", f'unknown detector "{detector}"{hint} (known: {", ".join(known)})')
     else:
         known_detector = True
     threshold = raw.get("threshold")
@@ -625,7 +643,7 @@ def _check_params(detector: str, params: dict[str, Any] | None, scope: str | Non
         elif param is None:
             where.add(
                 f"params.{key}",
-                f'unknown parameter for detector "{cls.name}" (known: {", ".join(sorted(declared))})',
+                f'unknown parameter for detector "{cls.name}"{_close(key, declared)} (known: {", ".join(sorted(declared))})',
             )
         else:
             try:
