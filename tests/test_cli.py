@@ -419,21 +419,44 @@ def test_failures_while_running_exit_1(tmp_path: Path, failure: str) -> None:
         whole = gzip.compress(good)
         (tmp_path / "in.lp").write_bytes(whole[: len(whole) // 2])
         message = "broken gzip data after"
-    else:  # the reader is gone before the first write (`riverguard replay in.lp | head`): nothing to say
+    else:  # the reader is gone before the first write (`riverguard replay -o - in.lp | head`): said as run says it
         (tmp_path / "in.lp").write_bytes(good)
-    args = ["replay", str(tmp_path / "in.lp")]
-    if message is not None:
-        args[1:1] = ["-o", str(tmp_path / "out.lp")]
+        message = "stdout was closed: stopping"
+    args = ["replay", "-o", str(tmp_path / "out.lp") if failure != "stdout closed" else "-", str(tmp_path / "in.lp")]
     with reader_gone() if failure == "stdout closed" else nullcontext(subprocess.PIPE) as stdout:
         result = subprocess.run([*RIVERGUARD, *args], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=60)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
-    if message is None:
-        assert result.stderr == ""
-    else:
-        assert any(line.startswith("E! [riverguard] ") and message in line for line in result.stderr.splitlines()), (
-            result.stderr
-        )
+    assert any(line.startswith("E! [riverguard] ") and message in line for line in result.stderr.splitlines()), (
+        result.stderr
+    )
+
+
+@pytest.mark.parametrize("command", ["run", "replay -o -", "replay"])
+def test_a_reader_gone_midway_is_told_as_run_tells_it(tmp_path: Path, command: str) -> None:
+    """`riverguard replay -o - in.lp | head -1` exited 1 with nothing on stderr, while `run` says `E! [riverguard]
+    stdout was closed: stopping` (README, Exit codes: the E! line says what). A real pipe, closed by its reader
+    after the first line, as head does; the same E! line from each."""
+    path = tmp_path / "in.lp"
+    path.write_bytes(b"".join(b"cpu,host=a v=%d %d\n" % (i % 7, i) for i in range(200_000)))  # beyond a pipe's buffer
+    args = {"run": ["run"], "replay -o -": ["replay", "-o", "-", str(path)], "replay": ["replay", str(path)]}[command]
+    with open(path, "rb") as stdin:
+        proc = subprocess.Popen([*RIVERGUARD, *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().startswith(b"cpu,host=a v=0")
+        proc.stdout.close()  # head exits after its line
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert code == 1, stderr
+    assert "Traceback" not in stderr
+    assert [line for line in stderr.splitlines() if line.startswith("E! ")] == [
+        "E! [riverguard] stdout was closed: stopping"
+    ], stderr
 
 
 @pytest.mark.parametrize("unbuffered", ["1", ""])
@@ -514,14 +537,14 @@ def test_a_standard_descriptor_closed_at_start_is_held_by_the_null_device(tmp_pa
 def test_what_argparse_prints_is_handled_as_any_output(option: str, stdout: str) -> None:
     """--version and --help, printed by argparse, were outside riverguard's stdout handling: with stdout
     closed (held by the read-only null device) or its reader gone, a traceback through Python's exit flush
-    ("Exception ignored", exit 120). Now as for any output: a failed write told in one E! line, a reader
-    gone quiet; exit 1 either way."""
+    ("Exception ignored", exit 120). Now as for any output: a failed write, the reader gone too, told in one
+    E! line (as run tells it); exit 1 either way."""
     with reader_gone() as write_end:
         result = subprocess.run([*RIVERGUARD, option], stdout=write_end, stderr=subprocess.PIPE, text=True,
                                 timeout=60, preexec_fn=(lambda: os.close(1)) if stdout == "closed" else None)
     assert result.returncode == 1, result.stderr
-    told = "E! [riverguard] cannot write to stdout (Bad file descriptor): stopping\n" if stdout == "closed" else ""
-    assert result.stderr == told
+    told = "cannot write to stdout (Bad file descriptor)" if stdout == "closed" else "stdout was closed"
+    assert result.stderr == f"E! [riverguard] {told}: stopping\n"
 
 
 @pytest.mark.parametrize("stdout", ["reader gone", "full disk"])
@@ -550,7 +573,8 @@ def test_a_crash_is_told_when_stdout_fails_too(tmp_path: Path, stdout: str) -> N
     lines = result.stderr.splitlines()
     assert lines[0] == "E! [riverguard] riverguard stopped on an unexpected error: RuntimeError: kaboom", lines
     assert "E! [riverguard] RuntimeError: kaboom" in lines and "Exception ignored" not in result.stderr
-    told = ["E! [riverguard] cannot write to stdout (No space left on device): stopping"] * (stdout == "full disk")
+    told = "cannot write to stdout (No space left on device)" if stdout == "full disk" else "stdout was closed"
+    told = [f"E! [riverguard] {told}: stopping"]
     assert lines[lines.index("E! [riverguard] RuntimeError: kaboom") + 1:] == told
 
 

@@ -152,4 +152,4 @@ def test_collect_exits_1_when_its_reader_goes_away() -> None:
     stderr = proc.stderr.read()
     proc.stderr.close()
     assert code == 1, stderr
-    assert stderr == b""  # nothing to say: the reader is gone
+    assert stderr == b"E! [riverguard] stdout was closed: stopping\n"  # as run says it

@@ -781,8 +781,6 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
         if store is not None and (isinstance(out, _OutputFile) or out is sys.stdout.buffer):
             committing.enter_context(checkpointing(log, f"the output and the checkpoint {store.path}"))
         ok = True
-    except BrokenPipeError:
-        return EXIT_FAIL
     except InputError as err:
         log.error(str(err))
         return EXIT_FAIL

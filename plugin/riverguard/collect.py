@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import socket
 import sys
 import time
@@ -181,25 +180,18 @@ def main(args: argparse.Namespace) -> int:
     previous, names = sample()
     next_at = time.monotonic() + interval
     written = 0
-    try:
-        while args.count is None or written < args.count:
-            time.sleep(max(0.0, next_at - time.monotonic()))
-            next_at += interval
-            if next_at < time.monotonic():  # fell behind (suspend, slow pipe): skip ahead
-                next_at = time.monotonic() + interval
-            ts = time.time_ns()
-            current, cur_names = sample()
-            lines = cpu_lines(previous, current, cur_names, host, ts) if cur_names == names else []
-            previous, names = current, cur_names
-            lines.append(mem_line(host, ts))
-            out.write(b"".join(lines))
-            out.flush()
-            written += 1
-    except BrokenPipeError:
-        # The reader went away (e.g. `| head`): stop quietly, and keep Python
-        # from complaining again when it flushes stdout at exit. Exit 1, as run
-        # and replay do (README, Exit codes: stdout closed).
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 1
+    # A reader gone (`| head`) or a failed write raises to cli.main, which says so and exits 1 (output.stop).
+    while args.count is None or written < args.count:
+        time.sleep(max(0.0, next_at - time.monotonic()))
+        next_at += interval
+        if next_at < time.monotonic():  # fell behind (suspend, slow pipe): skip ahead
+            next_at = time.monotonic() + interval
+        ts = time.time_ns()
+        current, cur_names = sample()
+        lines = cpu_lines(previous, current, cur_names, host, ts) if cur_names == names else []
+        previous, names = current, cur_names
+        lines.append(mem_line(host, ts))
+        out.write(b"".join(lines))
+        out.flush()
+        written += 1
     return 0

@@ -76,14 +76,13 @@ def flush() -> None:
 
 
 def stop(err: OSError) -> int:
-    """Stop the command on its failed stdout (``err``): say so (:func:`stopped`) unless the reader is gone
-    (``riverguard ... | head``: nothing to say), put the null device on stdout so that what is left in its
-    buffer goes nowhere at exit, and return the exit code (1)."""
+    """Stop the command on its failed stdout (``err``): say so (:func:`stopped`; a reader gone too, as ``run``
+    says it: ``riverguard ... | head`` exits 1, and the exit code's E! line says why), put the null device on
+    stdout so that what is left in its buffer goes nowhere at exit, and return the exit code (1)."""
     global _failed
-    if isinstance(err, OutputError):
-        from .log import Log
+    from .log import Log
 
-        Log("error").error(stopped(err))
+    Log("error").error(stopped(err))
     _failed = None
     with contextlib.suppress(OSError, ValueError, AttributeError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
