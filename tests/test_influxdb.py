@@ -651,6 +651,50 @@ def test_backfill_does_not_split_a_batch_refused_for_something_else_than_its_lin
     assert "--skip-metrics" not in stderr and "s3cret" not in stderr and "t0ken" not in stderr
 
 
+def test_a_backfill_to_bucket_on_influxdb_1x_says_it_is_not_2x(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """--bucket/--org/--token-env against InfluxDB 1.6, which has no /api/v2/write: its plain-text 404 (`404 page
+    not found`) was taken for 2.x's bucket not found, and the backfill said to create the bucket. It now says
+    the server does not look like InfluxDB 2.x and to give --db for 1.x; fixed so, the same data is written."""
+    path = _small(tmp_path)
+    proc = _replay("--influx-url", influxdb.url, "--bucket", "telegraf", "--org", "acme", "--token-env",
+                   "RG_TEST_TOKEN", str(path), env={"RG_TEST_TOKEN": "abc"})
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert stderr.splitlines()[-2:] == [
+        "E! [riverguard] InfluxDB refused the write to bucket 'telegraf' (HTTP 404): 404 page not found",
+        f"E! [riverguard] backfill stopped at its first batch: {influxdb.url} does not look like InfluxDB 2.x (its"
+        " 404 is not 2.x's JSON error): for InfluxDB 1.x give --db (and --username/--password-env) instead of"
+        " --bucket, --org and --token-env, or fix --influx-url, then run the same command again",
+    ]
+    assert "create the bucket" not in stderr
+    influxdb.create_db("rg_was_bucket")
+    again = _replay("--influx-url", influxdb.url, "--db", "rg_was_bucket", str(path))
+    assert again.returncode == 0, again.stderr.decode()
+    assert influxdb.rows('SELECT count("idle") FROM "cpu"', "rg_was_bucket")[0][1] == 10
+
+
+class _NoBucket(QuietHandler):
+    """InfluxDB 2.x's answer to a write to a bucket it does not have (a stand-in: no 2.x server here)."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.answer(404, b'{"code":"not found","message":"bucket \\"telegraf\\" not found"}')
+
+
+def test_a_backfill_to_a_bucket_influxdb_2x_does_not_have_says_to_create_it(tmp_path: Path) -> None:
+    """2.x's own JSON 404 keeps the bucket advice (the plain-text 404 above does not get it)."""
+    with local_server(_NoBucket) as server:
+        proc = _replay("--influx-url", server.url, "--bucket", "telegraf", "--org", "acme", "--token-env",
+                       "RG_TEST_TOKEN", str(_small(tmp_path)), env={"RG_TEST_TOKEN": "abc"})
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert stderr.splitlines()[-2:] == [
+        "E! [riverguard] InfluxDB refused the write to bucket 'telegraf' (HTTP 404): bucket \"telegraf\" not found",
+        "E! [riverguard] backfill stopped at its first batch: create the bucket 'telegraf' in organization 'acme',"
+        " or fix --bucket or --org, then run the same command again",
+    ]
+
+
 def test_a_backfill_stopped_after_some_batches_says_what_to_fix_and_where_to_resume(scripted, tmp_path: Path) -> None:
     """Some batches acknowledged, then a 404 (the database dropped meanwhile): the fix, and the resume."""
     scripted.statuses = [204, 204, 404]

@@ -80,6 +80,8 @@ class InfluxError(Exception):
     other 4xx: bad credentials, no such database, a point refused).
     ``retry_after``: the server's ``Retry-After``, in seconds, if it sent one.
     ``status`` and ``reason``: the HTTP status and InfluxDB's own message, when it answered.
+    ``influx2``: the answer was InfluxDB 2.x's JSON error (``{"code": ..., "message": ...}``); a server
+    without 2.x's API (InfluxDB 1.x: a plain ``404 page not found``) does not send one.
     """
 
     def __init__(
@@ -90,12 +92,14 @@ class InfluxError(Exception):
         *,
         status: int | None = None,
         reason: str | None = None,
+        influx2: bool = False,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.status = status
         self.reason = reason
+        self.influx2 = influx2
 
 
 class WriteError(InfluxError):
@@ -437,6 +441,10 @@ class InfluxWriter:
         """What to change, for a refusal no line is at fault for and no retry mends; None when unknown."""
         status = err.status if err is not None else None
         if status == 404:  # 1.x: database not found; 2.x: bucket or organization not found
+            if self.bucket is not None and not err.influx2:  # (no /api/v2/write: InfluxDB 1.x, or not InfluxDB)
+                return (f"{self.url} does not look like InfluxDB 2.x (its 404 is not 2.x's JSON error): for"
+                        " InfluxDB 1.x give --db (and --username/--password-env) instead of --bucket, --org and"
+                        " --token-env, or fix --influx-url")
             if self.bucket is not None:
                 return f"create the bucket {self.bucket!r} in organization {self.org!r}, or fix --bucket or --org"
             return f'create the database (InfluxQL: CREATE DATABASE "{self.db}") or fix --db'
@@ -608,29 +616,39 @@ def post(
         raise
     conn.close()
     status = resp.status
-    message = _message(payload, resp.reason)
+    message, influx2 = _message(payload, resp.reason)
     if retryable_status(status):
         wait = _retry_after(resp.getheader("Retry-After"))
-        raise error(f"HTTP {status}: {message}", True, wait, status=status, reason=message)
+        raise error(f"HTTP {status}: {message}", True, wait, status=status, reason=message, influx2=influx2)
     if refused:
-        raise error(f"InfluxDB refused {refused} (HTTP {status}): {message}", status=status, reason=message)
-    raise error(f"HTTP {status}: {message}", status=status, reason=message)
+        raise error(f"InfluxDB refused {refused} (HTTP {status}): {message}", status=status, reason=message,
+                    influx2=influx2)
+    raise error(f"HTTP {status}: {message}", status=status, reason=message, influx2=influx2)
 
 
-def _message(raw: bytes, reason: str) -> str:
-    """InfluxDB's own error message: ``{"error": ...}`` (1.x) or ``{"message": ...}`` (2.x)."""
+def _message(raw: bytes, reason: str) -> tuple[str, bool]:
+    """InfluxDB's own error message, ``{"error": ...}`` (1.x) or ``{"message": ...}`` (2.x), and whether the
+    answer was InfluxDB 2.x's JSON error (a ``code`` and a ``message``).
+
+    >>> _message(b'{"code":"not found","message":"bucket \\"b\\" not found"}', "Not Found")
+    ('bucket "b" not found', True)
+    >>> _message(b'{"error":"database not found: \\"x\\""}', "Not Found"), _message(b"404 page not found\\n", "")
+    (('database not found: "x"', False), ('404 page not found', False))
+    """
     text = raw.decode("utf-8", "replace").strip()
     try:
         doc = json.loads(text)
     except ValueError:
         doc = None
+    influx2 = False
     if isinstance(doc, dict):
+        influx2 = isinstance(doc.get("code"), str) and isinstance(doc.get("message"), str)
         for key in ("error", "message"):
             if isinstance(doc.get(key), str):
                 text = doc[key]
                 break
     text = text or reason or "no message"
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."
+    return (text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "..."), influx2
 
 
 def _retry_after(value: str | None) -> float | None:
