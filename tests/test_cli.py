@@ -355,6 +355,8 @@ USAGE_ERRORS = [
     (["run", "--state", "fifo"], (), "not a regular file"),
     (["replay", "missing.lp"], (), "cannot read missing.lp: no such file"),
     (["replay", "dir"], (), "it is a folder"),
+    (["replay", "in.lp", "bad.toml"], (), "bad.toml is a .toml file, not line protocol: did you mean --config bad.toml?"),
+    (["replay", "rg.conf"], (), "rg.conf reads as TOML (a config?), not line protocol: did you mean --config rg.conf?"),
     (["replay", "-o", "dir", "in.lp"], (), "is a folder: give a file name"),
     (["replay", "-o", "in.lp", "in.lp"], (), "refusing to overwrite what is being read"),
     (["replay", "--state", "in.lp", "in.lp"], (), "--state in.lp is the input file in.lp"),
@@ -388,6 +390,7 @@ def test_every_usage_error_exits_2(tmp_path: Path, args: list[str], hidden: tupl
     (tmp_path / "good.csv").write_text("timestamp,value,label\n" + "".join(
         f"2024-01-01 00:{i:02d}:00,{i % 3}.5,0\n" for i in range(30)))
     (tmp_path / "bad.toml").write_text('[[rule]]\nname = "a"\ndetector = "zscroe"\n')
+    (tmp_path / "rg.conf").write_text('# a config under another name\n[[rule]]\nname = "a"\n')
     (tmp_path / "garbage.msgpack").write_bytes(b"\x00garbage")
     (tmp_path / "dir").mkdir()
     os.mkfifo(tmp_path / "fifo")
@@ -405,6 +408,24 @@ def test_every_usage_error_exits_2(tmp_path: Path, args: list[str], hidden: tupl
     assert all(line.startswith(("E! [riverguard] ", "W! [riverguard] ", "I! [riverguard] "))
                for line in result.stderr.splitlines()), result.stderr
     assert any(line.startswith("E! [riverguard] ") and message in line for line in result.stderr.splitlines())
+
+
+def test_a_replay_input_that_is_no_config_is_replayed_and_a_pipe_is_not_read_twice(tmp_path: Path) -> None:
+    """Inputs are looked at for a config given in place of --config (test_every_usage_error_exits_2): a
+    recording with only comments is none, and an input that is a pipe (`replay <(zcat x.gz)`) is not read
+    for it, so every line still reaches the replay."""
+    (tmp_path / "notes.lp").write_text("# nothing recorded yet\n")
+    data = b"".join(b"cpu,host=a v=%d %d\n" % (i, i) for i in range(5))
+    read_end, write_end = os.pipe()  # as the shell gives `<(cmd)`: /dev/fd/N, a pipe the process inherits
+    os.write(write_end, data)
+    os.close(write_end)
+    try:
+        result = subprocess.run([*RIVERGUARD, "replay", "notes.lp", f"/dev/fd/{read_end}"], cwd=tmp_path,
+                                capture_output=True, timeout=60, pass_fds=(read_end,))
+    finally:
+        os.close(read_end)
+    assert result.returncode == 0, result.stderr
+    assert strip_added(result.stdout) == b"# nothing recorded yet\n" + data
 
 
 @pytest.mark.parametrize("failure", ["binary input", "broken gzip", "stdout closed"])

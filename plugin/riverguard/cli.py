@@ -574,19 +574,45 @@ def _final_checkpoint_failed(log: Log) -> None:
     log.error("the final checkpoint failed: the models learned since the last one are lost")
 
 
+#: A replay input up to this size is read once before the replay to see whether it is a TOML config.
+_TOML_PROBE = 1 << 20
+
+
 def _check_inputs(files: list[str]) -> str | None:
-    """Why an input cannot be read, or None."""
+    """Why an input cannot be read, or None. A config given as an input (``riverguard replay riverguard.toml``,
+    ``--config`` forgotten) is refused too: a ``.toml`` file, or a small file that reads as TOML with a key in
+    it (no line-protocol metric is valid TOML, so none of its lines could be scored)."""
     for name in files:
         if name == "-":
             continue
         if os.path.isdir(name):
             return f"cannot read {name}: it is a folder (give the files in it, e.g. {name.rstrip('/')}/*.lp)"
         try:
-            with open(name, "rb"):
-                pass
+            with open(name, "rb") as f:  # (a pipe, `<(cmd)`, is not read here: what it holds is the replay's)
+                head = f.read(_TOML_PROBE + 1) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
         except OSError as err:
             return f"cannot read {name}: {os_reason(err)}"
+        if name.lower().endswith(".toml"):
+            return f"{name} is a .toml file, not line protocol: did you mean --config {name}?"
+        if head is not None and len(head) <= _TOML_PROBE and _reads_as_toml(head):
+            return f"{name} reads as TOML (a config?), not line protocol: did you mean --config {name}?"
     return None
+
+
+def _reads_as_toml(data: bytes) -> bool:
+    """Whether ``data`` is a TOML document holding at least one key (comments and blank lines alone are not).
+
+    >>> _reads_as_toml(b'[[rule]]\\nname = "a"\\n'), _reads_as_toml(b"# only a comment\\n")
+    (True, False)
+    >>> _reads_as_toml(b"cpu,host=a v=1 1\\n"), _reads_as_toml(b"m v=1\\n"), _reads_as_toml(b"\\x1f\\x8b\\x08")
+    (False, False, False)
+    """
+    import tomllib
+
+    try:
+        return bool(tomllib.loads(data.decode("utf-8-sig")))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
 
 
 def _check_output(output: str, option: str = "--output") -> str | None:
