@@ -443,3 +443,24 @@ def test_the_rows_read_and_the_samples_kept_are_told_apart(tmp_path: Path, zscor
         f"labelled files: riverguard, config {zscore} (1 file, 601 rows read, 595 samples kept: 1 row with a "
         "repeated timestamp merged, 5 rows without a value)"
     ), result.stdout
+
+
+def test_samples_no_rule_scored_are_told_with_what_a_rule_must_match(tmp_path: Path):
+    """A config written for the user's own metrics (`measurement = "cpu"`) scores none of evaluate's: the W! line
+    said only "no rule matched"; it now says what evaluate's metrics are, so the rule can be written."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    f = series(folder / "host 1.csv", spikes={500: 50.0}, labels={500})
+    config = tmp_path / "cpuonly.toml"
+    config.write_text('[[rule]]\nname = "cpu"\nmeasurement = "cpu"\nfields = ["usage_*"]\ndetector = "zscore"\n')
+    result = evaluate("--labels", str(f), "--config", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (
+        f"W! [riverguard] {ROWS} of the {ROWS} samples carried no score (no rule matched, or the detector failed):"
+        " evaluate scores each row as a metric of measurement 'nab', tags category (the folder) and file, and one"
+        " field 'value' (nab,category=disk,file=host\\ 1.csv value=...), so a rule must match measurement \"nab\""
+        ' and field "value"\n'
+    )
+    # Written so, the rule scores every sample.
+    config.write_text('[[rule]]\nname = "nab"\nmeasurement = "nab"\nfields = ["value"]\ndetector = "zscore"\n')
+    assert report(f, config=config)["unscored_rows"] == 0
