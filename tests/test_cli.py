@@ -375,6 +375,7 @@ USAGE_ERRORS = [
     (["evaluate", "--reference", "numenta", "--labels", "good.csv"], (), "cannot be combined with --labels"),
     (["evaluate", "--nab", "dir"], (), "no NAB corpus here"),
     (["evaluate", "--labels", "missing.csv"], (), "missing.csv: no such file"),
+    (["evaluate", "--labels", "dir"], (), "dir: a folder with no *.csv file in it"),
     (["evaluate", "--labels", "in.lp"], (), "in.lp"),
     (["state", "inspect", "missing.msgpack"], (), "no such file"),
     (["state", "inspect", "garbage.msgpack"], (), "not a riverguard checkpoint"),

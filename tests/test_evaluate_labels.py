@@ -271,10 +271,15 @@ def test_a_bad_row_says_file_and_line(tmp_path: Path, content: str, message: str
 def test_binary_missing_and_folder_inputs(tmp_path: Path):
     binary = tmp_path / "bin.csv"
     binary.write_bytes(HEADER.encode() + GOOD.encode() + b"2024-01-01 00:01:00,\xff\xfe,0\n")
+    (tmp_path / "none").mkdir()
+    (tmp_path / "none" / "notes.txt").write_text("not a csv\n")
+    (tmp_path / "none" / "sub.csv").mkdir()  # a folder, not a CSV file
     cases = {
         str(binary): f"{binary}:3: not UTF-8 text",
         str(tmp_path / "missing.csv"): f"{tmp_path / 'missing.csv'}: no such file",
-        str(tmp_path): f"{tmp_path}: is a folder, not a CSV file",
+        str(tmp_path): f"{binary}:3: not UTF-8 text",  # a folder: its CSV files
+        str(tmp_path / "none"): f"{tmp_path / 'none'}: a folder with no *.csv file in it: give the CSV files, or a"
+        " folder holding them",
     }
     for arg, message in cases.items():
         result = evaluate("--labels", arg)
@@ -464,3 +469,25 @@ def test_samples_no_rule_scored_are_told_with_what_a_rule_must_match(tmp_path: P
     # Written so, the rule scores every sample.
     config.write_text('[[rule]]\nname = "nab"\nmeasurement = "nab"\nfields = ["value"]\ndetector = "zscore"\n')
     assert report(f, config=config)["unscored_rows"] == 0
+
+
+def test_a_folder_is_every_csv_file_in_it_in_sorted_order(tmp_path: Path, zscore: Path):
+    """`evaluate --labels FOLDER` was refused (`is a folder, not a CSV file`): it takes every *.csv in the
+    folder, sorted by name, as if they were given one by one (not its subfolders, nor other files)."""
+    folder = tmp_path / "disk-latency"
+    folder.mkdir()
+    for name, at in (("host2.csv", 400), ("host1.csv", 500), ("host10.csv", 600)):
+        series(folder / name, spikes={at: 50.0}, labels={at})
+    (folder / "README.txt").write_text("not a series\n")
+    (folder / "old").mkdir()
+    series(folder / "old" / "host0.csv")
+    named = [str(folder / name) for name in ("host1.csv", "host10.csv", "host2.csv")]
+    whole = evaluate("--labels", str(folder), "--config", str(zscore), "--json")
+    one_by_one = evaluate("--labels", *named, "--config", str(zscore), "--json")
+    assert whole.returncode == 0 and whole.stderr == "", whole.stderr
+    data = json.loads(whole.stdout)
+    assert data["labels"] == named and data["files"] == 3
+    assert [row["category"] for row in data["per_file"]] == ["disk-latency"] * 3
+    assert data["events"]["caught"] == 3
+    data.pop("seconds")
+    assert data == {k: v for k, v in json.loads(one_by_one.stdout).items() if k != "seconds"}

@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--labels",
         nargs="+",
         metavar="FILE.csv",
-        help="your own labelled series: CSV files with timestamp,value,label (label 0/1), one series per file",
+        help="your own labelled series: CSV files with timestamp,value,label (label 0/1), one series per file; "
+        "a folder: every *.csv in it, in sorted order",
     )
     parser.add_argument(
         "--profile",

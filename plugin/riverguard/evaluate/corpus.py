@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..log import Unreadable, plural, read_text
+from ..log import Unreadable, os_reason, plural, read_text
 from .nab import FileLabels, probation_length
 
 __all__ = [
@@ -412,12 +412,13 @@ def load_labels(paths: list[str | Path], warn: Callable[[str], None] | None = No
     file whose rows repeat timestamps (merged: date-only timestamps, a timestamp column cut to the minute).
 
     Each run of labelled rows (a gap's label included) is an event; the NAB
-    windows come from :func:`label_windows`. Keys are the paths as given; the
-    category is the name of the file's folder (the file's stem in ``/``).
+    windows come from :func:`label_windows`. A folder stands for every ``*.csv`` file in it, in sorted order
+    (:func:`labelled_files`). Keys are the paths as given (a folder's files: the folder joined with each
+    name); the category is the name of the file's folder (the file's stem in ``/``).
     """
     files = []
     seen: set[str] = set()
-    for given in paths:
+    for given in labelled_files(paths):
         path = Path(given)
         key = str(given)
         if key in seen:
@@ -440,6 +441,26 @@ def load_labels(paths: list[str | Path], warn: Callable[[str], None] | None = No
         files.append(NabFile(key, category, path.name, path, samples, kept, label_windows(samples, events), events,
                              read=rows, merged=merged))
     return files
+
+
+def labelled_files(paths: list[str | Path]) -> list[str | Path]:
+    """``paths`` with each folder replaced by the ``*.csv`` files directly in it, sorted by name (not its
+    subfolders: a NAB-layout corpus is ``--nab``'s). A folder with none, or one that cannot be listed, is a
+    :class:`DataError`."""
+    out: list[str | Path] = []
+    for given in paths:
+        if not os.path.isdir(given):
+            out.append(given)
+            continue
+        try:
+            with os.scandir(given) as entries:
+                names = sorted(e.name for e in entries if e.name.endswith(".csv") and not e.is_dir())
+        except OSError as err:
+            raise DataError(f"{given}: cannot read: {os_reason(err)}") from None
+        if not names:
+            raise DataError(f"{given}: a folder with no *.csv file in it: give the CSV files, or a folder holding them")
+        out.extend(os.path.join(given, name) for name in names)
+    return out
 
 
 def describe(files: list[NabFile]) -> str:
