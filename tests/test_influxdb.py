@@ -651,15 +651,20 @@ def test_backfill_does_not_split_a_batch_refused_for_something_else_than_its_lin
     assert "--skip-metrics" not in stderr and "s3cret" not in stderr and "t0ken" not in stderr
 
 
+def _to_bucket(url: str, path: Path) -> tuple[int, str]:
+    """A 2.x backfill of ``path`` to bucket telegraf of organization acme at ``url``: exit code and stderr."""
+    proc = _replay("--influx-url", url, "--bucket", "telegraf", "--org", "acme", "--token-env", "RG_TEST_TOKEN",
+                   str(path), env={"RG_TEST_TOKEN": "abc"})
+    return proc.returncode, proc.stderr.decode()
+
+
 def test_a_backfill_to_bucket_on_influxdb_1x_says_it_is_not_2x(influxdb: InfluxServer, tmp_path: Path) -> None:
     """--bucket/--org/--token-env against InfluxDB 1.6, which has no /api/v2/write: its plain-text 404 (`404 page
     not found`) was taken for 2.x's bucket not found, and the backfill said to create the bucket. It now says
     the server does not look like InfluxDB 2.x and to give --db for 1.x; fixed so, the same data is written."""
     path = _small(tmp_path)
-    proc = _replay("--influx-url", influxdb.url, "--bucket", "telegraf", "--org", "acme", "--token-env",
-                   "RG_TEST_TOKEN", str(path), env={"RG_TEST_TOKEN": "abc"})
-    stderr = proc.stderr.decode()
-    assert proc.returncode == 1, stderr
+    code, stderr = _to_bucket(influxdb.url, path)
+    assert code == 1, stderr
     assert stderr.splitlines()[-2:] == [
         "E! [riverguard] InfluxDB refused the write to bucket 'telegraf' (HTTP 404): 404 page not found",
         f"E! [riverguard] backfill stopped at its first batch: {influxdb.url} does not look like InfluxDB 2.x (its"
@@ -684,10 +689,8 @@ class _NoBucket(QuietHandler):
 def test_a_backfill_to_a_bucket_influxdb_2x_does_not_have_says_to_create_it(tmp_path: Path) -> None:
     """2.x's own JSON 404 keeps the bucket advice (the plain-text 404 above does not get it)."""
     with local_server(_NoBucket) as server:
-        proc = _replay("--influx-url", server.url, "--bucket", "telegraf", "--org", "acme", "--token-env",
-                       "RG_TEST_TOKEN", str(_small(tmp_path)), env={"RG_TEST_TOKEN": "abc"})
-    stderr = proc.stderr.decode()
-    assert proc.returncode == 1, stderr
+        code, stderr = _to_bucket(server.url, _small(tmp_path))
+    assert code == 1, stderr
     assert stderr.splitlines()[-2:] == [
         "E! [riverguard] InfluxDB refused the write to bucket 'telegraf' (HTTP 404): bucket \"telegraf\" not found",
         "E! [riverguard] backfill stopped at its first batch: create the bucket 'telegraf' in organization 'acme',"

@@ -627,12 +627,12 @@ def post(
 
 
 def _message(raw: bytes, reason: str) -> tuple[str, bool]:
-    """InfluxDB's own error message, ``{"error": ...}`` (1.x) or ``{"message": ...}`` (2.x), and whether the
+    r"""InfluxDB's own error message, ``{"error": ...}`` (1.x) or ``{"message": ...}`` (2.x), and whether the
     answer was InfluxDB 2.x's JSON error (a ``code`` and a ``message``).
 
     >>> _message(b'{"code":"not found","message":"bucket \\"b\\" not found"}', "Not Found")
     ('bucket "b" not found', True)
-    >>> _message(b'{"error":"database not found: \\"x\\""}', "Not Found"), _message(b"404 page not found\\n", "")
+    >>> _message(b'{"error":"database not found: \\"x\\""}', "Not Found"), _message(b"404 page not found\n", "")
     (('database not found: "x"', False), ('404 page not found', False))
     """
     text = raw.decode("utf-8", "replace").strip()
