@@ -300,6 +300,35 @@ def test_a_lone_glitch_leaves_the_range_as_it_was(tmp_path: Path, glitch: float,
     assert len(got) <= len(clean) + 1, (got, clean)
 
 
+def test_a_lone_glitch_leaves_a_constant_range_as_it_was(tmp_path: Path) -> None:
+    """At 5 minutes, where one value is a new extreme by itself, a lone ``9999`` in a series that has been 0
+    (a range of width 0: any value beyond it is wild) is flagged and the range stays 0 .. 0, so a move to 5
+    three days later is flagged as it is without the glitch."""
+    xs = [0.0] * 3010
+    xs[AT + 1000] = 5.0
+    assert AT + 1000 in flags(run(tmp_path, lines(xs, 300)))
+    xs[AT] = 9999.0
+    got = flags(run(tmp_path, lines(xs, 300)))
+    assert AT in got and AT + 1000 in got, got
+
+
+@pytest.mark.parametrize("glitch", [9999.0, -9999.0, 3.4028235e38])
+def test_a_wild_value_is_learned_as_one_bound_by_the_range(glitch: float) -> None:
+    """What a wild value is learned as has one definition (``steps._bound``): the long-run mean and the spike
+    step's mean both learn it as the value 10 widths of the range beyond that range (the long-run mean used to
+    clip it at 10 widths from itself instead, so the two steps learned one glitch as two different values)."""
+    rng = random.Random(3)
+    det = REGISTRY["sentinel"]()
+    for i in range(AT):
+        det.process(round(10.0 + rng.gauss(0.0, 1.0), 3), T0 + 10.0 * i)
+    lo, hi = det.extremes._lo, det.extremes._hi
+    bound = hi + 10.0 * (hi - lo) if glitch > 0.0 else lo - 10.0 * (hi - lo)
+    lmean, smean = det.extremes._lmean, det.spikes._mean
+    det.process(glitch, T0 + 10.0 * AT)
+    assert (det.extremes._lmean - lmean) / det.cfg.values["value_long"] == pytest.approx(bound - lmean, rel=1e-6)
+    assert (det.spikes._mean - smean) / det.cfg.values["spike_fading"] == pytest.approx(bound - smean, rel=1e-6)
+
+
 def test_values_near_the_float_limit_are_flagged_and_never_learned(tmp_path: Path) -> None:
     """``1.7976931348623157e308`` then its negative (a program's error, not a measurement) are flagged, and
     the model goes on as without them: they used to overflow the steps' means and variances into inf and

@@ -42,6 +42,8 @@ cdef inline double _window(Settings cfg, double gap) noexcept
 cdef inline double _long_weight(Settings cfg, int64_t n) noexcept
 cdef inline double _running(double lam, int64_t n) noexcept
 cdef inline bint _hides(double score, bint on, bint through, bint hour, double day_score) noexcept
+@cython.locals(w=double)
+cdef inline double _bound(double x, double lo, double hi) noexcept
 @cython.locals(r=double)
 cdef inline double _reach(double k, double record, double top) noexcept
 @cython.locals(q=double)
@@ -186,8 +188,9 @@ cdef class Extremes(Step):
 
     cdef void first(self, double x) noexcept
     @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, side=int, lam=double,
-                   dl=double, far=bint, need=double, last=double, calm=double, inner=double, back=bint, beyond=double, width=double, wild=bint)
-    cdef bint observe(self, double x, int64_t n, double span, double slack, bint counter, double level) except -1
+                   dl=double, far=bint, need=double, last=double, calm=double, inner=double, back=bint, beyond=double, wild=bint)
+    cdef bint observe(self, double x, int64_t n, double span, double slack, bint counter, double level,
+                      double learnt) except -1
     cdef void report(self, int side) noexcept
     cdef void settle(self) noexcept
     cdef bint _fits(self) except -1

@@ -143,9 +143,9 @@ _EPISODE_COST = _LONG_MEMORY
 _EPISODE_DEBT = 2.0 * _EPISODE_COST
 #: ... and the recent level is back once inside the range before the episode by this fraction of it, each side
 _EPISODE_INNER = 0.25
-#: the new-extremes step: a value further than this many widths of the range before it from the long-run mean
-#: moves the long-run mean and variance as one this far would (once the series has learned): a lone wild value
-#: (a sensor's error code) does not blind the step for days; a lasting change is in the range after one value
+#: a wild value: one further than this many widths of the range before it beyond that range, once the series has
+#: learned; it is learned as one this far beyond (:func:`_bound`), so that a lone one (a sensor's error code)
+#: does not blind the steps for days; a lasting change is in the range after one value
 _LONG_CLIP = 10.0
 #: a value beyond this size is no measurement (a sensor's or a program's error: its square, a variance's step,
 #: would overflow a double): flagged, never learned
@@ -649,6 +649,19 @@ def _hides(score, on, through, hour, day_score):
     return not on and through and score > day_score and hour
 
 
+def _bound(x, lo, hi):
+    """``x``, or, if it is wild (further than ``_LONG_CLIP`` widths of the range ``lo .. hi`` before it beyond
+    that range: any value beyond a range of width 0), the value that far beyond. The one definition of a wild
+    value: what the pipeline learns it as (:meth:`Pipeline.process`), and a lone one's excursion is an
+    episode (:meth:`Extremes.observe`)."""
+    w = _LONG_CLIP * (hi - lo)
+    if x > hi + w:
+        return hi + w
+    if x < lo - w:
+        return lo - w
+    return x
+
+
 def _reach(k, record, top):
     """The smallest deviation (in a step's scale) that counts now: ``k``, or ``record`` of the largest seen."""
     r = record * top
@@ -976,8 +989,9 @@ class Extremes(Step):
     def first(self, x):
         self._lo = self._hi = self._rlo = self._rhi = self._lmean = x
 
-    def observe(self, x, n, span, slack, counter, level):
-        """Learn ``x`` (n >= 1 samples before it, ``span`` the event time it stands for and ``slack`` half the
+    def observe(self, x, n, span, slack, counter, level, learnt):
+        """Learn ``x`` (as ``learnt`` in the long-run mean and variance: the pipeline's bound on a wild value,
+        :func:`_bound`; n >= 1 samples before it, ``span`` the event time it stands for and ``slack`` half the
         usual interval: see :meth:`Pipeline.span`; ``counter``: the series is a cumulative counter,
         :class:`Counter`; ``level``: the recent level before it); True if it is a new extreme (else ``held`` is the side
         of a new extreme that its excursion has not lasted long enough for, 0 if none: :meth:`report`
@@ -1006,11 +1020,10 @@ class Extremes(Step):
         is reported again (the sensor that misbehaves every hour or so at 1 s).
         So is one reported although too short to be a new extreme (a lone
         value that is also a spike, :meth:`Pipeline.process`), and a lone
-        value more than ``_LONG_CLIP`` widths of the range beyond it at any
-        sampling: a sensor's lone error value (``9999``, ``1e12``) leaves the
-        range as it was, and moves the long-run mean and variance as a value
-        ``_LONG_CLIP`` widths of the range away would, so that it does not
-        hide what comes after.
+        wild value (:func:`_bound`) at any sampling: a sensor's lone error
+        value (``9999``, ``1e12``) leaves the range as it was, and moves the
+        long-run mean and variance as ``learnt`` (``_LONG_CLIP`` widths of the
+        range beyond it) would, so that it does not hide what comes after.
         While the level is back in the middle, a value beyond that range keeps
         the episode going (where an excursion outlasts its first value back
         inside: ``extreme_time`` more than half the usual interval), so that
@@ -1067,9 +1080,8 @@ class Extremes(Step):
             if _lasts(calm, last, slack):
                 # a reported episode is over, the level back: not learned (see above)
                 beyond = self._run - self._calm  # (the time its values were beyond the range)
-                width = self._ohi - self._olo
-                wild = beyond <= 3.0 * slack and (self._hi > self._ohi + _LONG_CLIP * width
-                                                  or self._lo < self._olo - _LONG_CLIP * width)
+                wild = beyond <= 3.0 * slack and (_bound(self._hi, self._olo, self._ohi) != self._hi
+                                                  or _bound(self._lo, self._olo, self._ohi) != self._lo)
                 if (back and (beyond >= _EPISODE * (slack + slack) or not _lasts(beyond, last, slack) or wild)
                         and _forgives(self._owe)):
                     self._lo = self._olo
@@ -1092,8 +1104,8 @@ class Extremes(Step):
         far = False
         if ext > 0.0:
             far = dl * dl > self.cfg.extreme_sd_sq * self._lvar
-        if n >= self.cfg.learn and fabs(dl) > _LONG_CLIP * (hi - lo) > 0.0:  # (one wild value: as one so far)
-            dl = copysign(_LONG_CLIP * (hi - lo), dl)
+        if learnt != x:  # (a wild value: as one _LONG_CLIP widths of the range beyond it)
+            dl = learnt - self._lmean
         self._lmean += lam * dl
         self._lvar = (1.0 - lam) * (self._lvar + lam * dl * dl)
         self.held = 0
@@ -2246,8 +2258,12 @@ class Pipeline:
         if counter is not None:  # 4e. a counter, and a burst of its increase
             counts = span > 0.0 and counter.counts(gap)  # (without event times the step is not used)
             burst = counter.observe(x, n, n >= self.cfg.learn_quarter, span, gap, counts)
+        learnt = x  # past the learning, a wild value is learned as one _LONG_CLIP widths of the range beyond it
+        if n >= self.cfg.learn and width > 0.0:  # (a series that was constant learns its first change as it is)
+            learnt = _bound(x, lo, extremes._hi)
         # 3. new extremes (an episode is over where the recent level is back: the level shift step's, else x)
-        new_extreme = extremes.observe(x, n, span, slack, counts, x if self.shifts is None else self.shifts._mean)
+        new_extreme = extremes.observe(x, n, span, slack, counts, x if self.shifts is None else self.shifts._mean,
+                                       learnt)
         if extremes.held and spikes is not None and n >= self.cfg.learn_quarter and spikes.sharp(x):
             extremes.report(extremes.held)  # too short an excursion, but a spike: at once
             new_extreme = True
@@ -2284,12 +2300,6 @@ class Pipeline:
             tod = False
             why = _WHY_STUCK
         if spikes is not None:  # 4b. a spike that lasts (on in sentinel, opt-in in context)
-            learnt = x  # (past the learning, a value beyond _LONG_CLIP widths of the range is learned as that far)
-            if n >= self.cfg.learn and width > 0.0:
-                if x > lo + width + _LONG_CLIP * width:
-                    learnt = lo + width + _LONG_CLIP * width
-                elif x < lo - _LONG_CLIP * width:
-                    learnt = lo - _LONG_CLIP * width
             spike = spikes.score(x, n >= self.cfg.learn_quarter, self.stuck._rep, span, self._grown(n, gap), learnt)
             if spike > score:
                 score = spike
