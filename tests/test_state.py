@@ -413,6 +413,33 @@ def test_a_changed_scope_drops_the_models_it_cannot_use_and_says_why(tmp_path: P
     ), proc.stderr
 
 
+def test_a_series_key_the_parser_now_refuses_drops_that_series_only(tmp_path: Path) -> None:
+    """A checkpoint of an earlier version that took a tag key given twice (``m,a=1,a=2 v``: refused now, as
+    InfluxDB refuses it) restores every other series: that one is dropped, with its reason in the restore's
+    I! line. (It was the whole checkpoint: set aside as unusable, every model lost.)"""
+    config = write_config(tmp_path)
+    state = tmp_path / "s.msgpack"
+    data = b"cpu,host=a v=1 1\nm,a=1,b=2 v=1 3\n"
+    assert run(["run", "--config", str(config), "--state", str(state)], data).returncode == 0
+    checkpoint = store.read(state)
+    records = [list(r) for r in checkpoint.records]
+    assert sorted(r[0] for r in records) == [b"cpu,host=a v", b"m,a=1,b=2 v"]
+    for record in records:
+        if record[0].startswith(b"m,"):
+            record[0] = b"m,a=1,a=2 v"  # as the earlier version checkpointed it
+    store.write(state, checkpoint.header, records)
+    proc = run(["run", "--config", str(config), "--state", str(state)], b"cpu,host=a v=2 5\n")
+    assert proc.returncode == 0, proc.stderr
+    info = [line for line in proc.stderr.splitlines() if b"restored" in line]
+    assert len(info) == 1 and info[0].startswith(b"I! [riverguard] restored 1 series from "), proc.stderr
+    assert info[0].split(b"s; ", 1)[1] == (
+        b"1 dropped: its series key is not valid line protocol any more (a tag key given twice?)"
+    ), info
+    assert b"unusable" not in proc.stderr and not list(tmp_path.glob("s.msgpack.corrupt-*"))
+    kept = [json.loads(line) for line in run(["state", "inspect", str(state), "--series"]).stdout.splitlines()]
+    assert [(s["key"], s["samples"]) for s in kept] == [("cpu,host=a v", 2)]
+
+
 def test_a_reload_counts_each_reason_a_model_is_dropped_apart(tmp_path: Path, start) -> None:
     """SIGHUP's I! line gives the same reasons as a restore's (one table for both): the scope changes, a rule
     turned off, another detector (io), and a model barred by a field of the user's (gpu: host b's rule now

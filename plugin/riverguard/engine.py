@@ -593,6 +593,7 @@ class Engine:
     UNMATCHED = "unmatched"  # a field's series that no scoring rule takes any more (none, or detector "off")
     BARRED = "barred"  # a series' model barred by a field of the user's holding one of its added names (taken)
     OVER = "over"  # a series beyond a lowered max_series (:meth:`shrink`)
+    REFUSED = "refused"  # a checkpointed series whose key the parser refuses now (a tag key given twice)
     #: Why models were not kept (at a restore, at a reload), as the I! lines of both say it, in their order.
     #: Each reason's words after the count: for one series, and for more.
     DROPPED = (
@@ -605,6 +606,8 @@ class Engine:
         (UNMATCHED, ("no longer matches a scoring rule", "no longer match a scoring rule")),
         (BARRED, ("dropped: a field of yours holds one of its added names with another type",
                   "dropped: a field of yours holds one of their added names with another type")),
+        (REFUSED, ("dropped: its series key is not valid line protocol any more (a tag key given twice?)",
+                     "dropped: their series keys are not valid line protocol any more (a tag key given twice?)")),
         (OVER, ("dropped to fit [state] max_series = {max_series} (stale ones first, then the least recently seen)",) * 2),
     )
 
@@ -619,7 +622,7 @@ class Engine:
     def rule_for(self, key: bytes, fingerprint: str, cache: dict[Any, Any]) -> tuple[bytes, Rule | None, str]:
         """Series ``key``'s field key, the rule with ``fingerprint`` that may hold its model (a checkpoint's,
         or one kept across a reload) or None, and, when None, why (:attr:`CHANGED`, :attr:`TO_METRIC`,
-        :attr:`NO_METRIC` or :attr:`UNMATCHED`; ``""`` with a rule).
+        :attr:`NO_METRIC`, :attr:`UNMATCHED` or :attr:`REFUSED`; ``""`` with a rule).
 
         The rules that may hold it: for a field's series, the rule its field
         routes to, if that rule scores fields one by one; for a ``scope =
@@ -631,16 +634,20 @@ class Engine:
         a metric's fields together, nor a metric's model one field. ``cache``
         is the caller's, for one pass over many keys: the rules each
         measurement + tag set allows, and each field key's route through them
-        (shared by the tag sets that allow the same rules). :class:`ParseError`
-        for a key whose measurement and tags do not parse; for a key without a
-        field key, ``(b"", None, UNMATCHED)``.
+        (shared by the tag sets that allow the same rules). For a key whose
+        measurement and tags do not parse (a checkpoint of an earlier version
+        that took a tag key given twice), ``(field_key, None, REFUSED)``; for
+        a key without a field key, ``(b"", None, UNMATCHED)``.
         """
         prefix, field_key = _split_key(key)
         if not field_key:
             return field_key, None, self.UNMATCHED
         found = cache.get(prefix)
         if found is None:
-            allowed = self.candidates(parse(prefix + b"x=0"))
+            try:
+                allowed = self.candidates(parse(prefix + b"x=0"))
+            except ParseError:
+                return field_key, None, self.REFUSED
             indices = tuple(c.rule.index for c in allowed)
             routes = cache.get(indices)
             if routes is None:

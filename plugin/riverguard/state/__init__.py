@@ -32,7 +32,6 @@ from .. import __version__
 from ..detectors import Detector
 from ..config import STATE_FOLDER_FILE, Rule
 from ..engine import Engine, series_name
-from ..lineprotocol import ParseError
 from ..log import RateLimit, iso_ns, plural
 from ..signals import checkpointing
 from .codec import StateCodecError, decode, encode
@@ -429,10 +428,7 @@ class StateStore:
         dropped: Counter[str] = Counter()
         cache: dict[Any, Any] = {}
         for key, _name, fingerprint, seen, last_time, anomalies, state in records:
-            try:
-                field_key, rule, why = engine.rule_for(key, fingerprint, cache)
-            except ParseError as err:
-                raise CheckpointError(f"bad series key {key[:80]!r}: {err}") from None
+            field_key, rule, why = engine.rule_for(key, fingerprint, cache)
             if not field_key:
                 raise CheckpointError(f"bad series key {key[:80]!r}: no field")
             if rule is None:
