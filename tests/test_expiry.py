@@ -291,3 +291,37 @@ def test_timestamps_ahead_after_the_last_warning_are_told_at_exit(env: dict[str,
     assert all(w.startswith(b"W! [riverguard] 1 metric with a timestamp more than series_ttl (24h) ahead of the "
                             b"stream's clock (the latest: %s," % _iso(T + DAYS_2 + first * S))
                for w, first in zip(warned, (0, 200))), warned
+
+
+def test_a_restore_into_a_running_engine_starts_the_clocks_reports_again(tmp_path: Path) -> None:
+    """``pull --follow`` recovers from a failed write by restoring its last checkpoint into the same engine:
+    the clock's counts of far timestamps started again from 0, the engine's count of those already reported
+    did not, and the next report said ``W! -1 metrics with timestamps ...`` and hid the next one."""
+    import io
+
+    from riverguard.config import parse as parse_config
+    from riverguard.engine import Engine
+    from riverguard.lineprotocol import Splitter
+    from riverguard.log import Log
+    from riverguard.state import StateStore
+
+    lines = io.StringIO()
+    engine = Engine(parse_config(""), Log("info", lines))
+    store = StateStore(engine, tmp_path / "cp.msgpack")
+
+    def feed(data: bytes) -> list[str]:
+        start = len(lines.getvalue())
+        for record in Splitter().split(data)[0]:
+            engine.process(record)
+        engine.flush_log(final=True)
+        return [line for line in lines.getvalue()[start:].splitlines() if line.startswith("W! ")]
+
+    assert feed(b"".join(b"cpu,host=a v=%d %d\n" % (i % 7, T + i * 10 * S) for i in range(300))) == []
+    assert store.save()
+    ahead = b"cpu,host=a v=1 %d\n" % (T + DAYS_2)
+    told = feed(ahead)
+    assert len(told) == 1 and "1 metric with a timestamp more than series_ttl (24h) ahead" in told[0], told
+    store.restore()  # as Puller.recover() does
+    assert feed(b"") == []
+    told = feed(ahead)
+    assert len(told) == 1 and "1 metric with a timestamp more than series_ttl (24h) ahead" in told[0], told

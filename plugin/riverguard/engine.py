@@ -1042,6 +1042,12 @@ class Engine:
             f"{iso_ns(first[0])} in nanoseconds; {hint.format(unit=unit)}"
         )
 
+    def load_clock(self, now: int | None, window: list[int]) -> None:
+        """Set the stream's clock to a checkpoint's ``[now, window]`` (:meth:`Clock.dump`): its counts of
+        timestamps far from it start again, and so do those already reported (:meth:`_report_clock`)."""
+        self.clock.load(now, window)
+        self._ahead_reported = self._behind_reported = 0
+
     def _report_clock(self, final: bool = False) -> None:
         """A ``W!`` line, at most once a minute (``final``: at the end, whenever the last was), while metrics
         come with timestamps more than ``series_ttl`` ahead of (or behind) the stream's clock: a host's clock

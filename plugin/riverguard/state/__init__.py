@@ -390,7 +390,7 @@ class StateStore:
             engine.take_pairs(checkpoint.header.get("taken"))  # before the series: it bars some of them
             restored, dropped = self._apply(checkpoint.records)
             if clock is not None:
-                engine.clock.load(*clock)
+                engine.load_clock(*clock)
             over = engine.shrink()  # a lowered max_series applies to the restored series too
             restored -= over
             dropped[engine.OVER] += over
