@@ -222,6 +222,20 @@ def test_the_report_reads_a_nul_after_a_space_as_the_codec_reads_it() -> None:
         assert list(collector.series["m v"].times) == [5, 6] and collector.anomalies == 1, gap
 
 
+def test_the_bytes_a_metric_line_starts_with_and_the_codec_skips_are_skipped() -> None:
+    """``run`` and ``replay`` write a line back with the spaces, tabs and NULs it started with (InfluxDB skips
+    them, and so does the codec): the report took them as the measurement's (``\tm v``), did not draw a
+    line starting with a space, and counted a comment after one as a metric."""
+    from riverguard.report import Collector
+
+    collector = Collector("_anomaly_score", "_anomaly")
+    collector.feed(b" m v=1,v_anomaly_score=0.5,v_anomaly=false 5\n\tm v=2,v_anomaly_score=0.6,v_anomaly=true 6\n"
+                   b"\x00 m v=3,v_anomaly_score=0.1,v_anomaly=false 7\n # c\n\t#m v=1\n")
+    assert list(collector.series) == ["m v"]
+    assert list(collector.series["m v"].times) == [5, 6, 7] and collector.anomalies == 1
+    assert collector.metrics == 3
+
+
 def test_a_million_points_are_downsampled_but_every_flag_is_kept() -> None:
     """In process: one series of 1 000 000 samples with 700 flags (some adjacent) and extremes."""
     import numpy as np

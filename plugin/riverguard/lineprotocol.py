@@ -32,6 +32,7 @@ __all__ = [
     "Metric",
     "ParseError",
     "Record",
+    "LEAD",
     "SKIPPED",
     "Splitter",
     "build_line",
@@ -56,11 +57,11 @@ _TAG = rb",(" + _KEY + rb")=(" + _KEY + rb")"
 #: What InfluxDB 1.x skips after the space that ends the tags or the fields, besides more spaces, and before a
 #: metric (its skipWhitespace; checked on influxd 1.6): a tab or a NUL in place of that space belongs to the name
 #: or value before it. So a name starting with one cannot come first in a line, nor right after such a space.
-SKIPPED = "\t\x00"
+SKIPPED = ("\t", "\x00")
+#: What InfluxDB 1.x skips before a metric or a comment (the same skipWhitespace): spaces and SKIPPED bytes.
+LEAD = b" " + "".join(SKIPPED).encode()
 # Between measurement and fields, and fields and timestamp: a space, then any spaces and SKIPPED bytes.
-_GAP = re.compile(rb" [ " + SKIPPED.encode() + rb"]*")
-# What InfluxDB 1.x skips before a metric or a comment (the same skipWhitespace): spaces and SKIPPED bytes.
-_LEAD = b" " + SKIPPED.encode()
+_GAP = re.compile(rb" [" + LEAD + rb"]*")
 # The measurement and tags (group 1; the measurement alone: group 2) and the gap after them.
 _NAMES = rb"((" + _MEASUREMENT + rb")(?:" + _TAG + rb")*+)"
 _HEAD = re.compile(_NAMES + _GAP.pattern)
@@ -349,7 +350,7 @@ def build_line(
         if tags[key]:
             line.add_tag(_name(key, "tag key"), _name(tags[key], "tag value"))
     for key, value in fields.items():
-        if key.startswith(tuple(SKIPPED)):
+        if key.startswith(SKIPPED):
             raise ValueError(f"field key {key!r}: starts with a byte InfluxDB skips before a first field")
         line.add_value(_name(key, "field key"), _own_value(key, value))
     if timestamp is not None:
@@ -439,8 +440,8 @@ class Splitter:
             line = buf[pos:nl]
             first = line[:1]
             lead = 0
-            if first in _LEAD:  # InfluxDB skips leading spaces, tabs and NULs (checked on influxd 1.6)
-                lead = len(line) - len(line.lstrip(_LEAD))
+            if first in LEAD:  # InfluxDB skips leading spaces, tabs and NULs (checked on influxd 1.6)
+                lead = len(line) - len(line.lstrip(LEAD))
                 first = line[lead : lead + 1]
             if first in (b"#", b"") or not line.strip():
                 records.append(Record(buf[pos : nl + 1], None, None))

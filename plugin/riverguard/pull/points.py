@@ -169,7 +169,7 @@ class Layout:
         self._fields = slice(offset + len(tags), offset + len(tags) + len(types))
         # A key starting with a byte InfluxDB skips after the space before the fields (SHOW FIELD KEYS sorts
         # it first) would be read without it there: such fields are written after the others.
-        late = [key.startswith(tuple(SKIPPED)) for key in self.field_keys]
+        late = [key.startswith(SKIPPED) for key in self.field_keys]
         order = sorted(range(len(types)), key=late.__getitem__)
         self._order = order if order != sorted(order) else None
         self._late = any(late)
