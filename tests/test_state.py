@@ -1585,7 +1585,7 @@ def test_another_users_checkpoint_in_a_sticky_folder_is_refused_at_start(tmp_pat
     result = subprocess.run([*prefix, *RG, *args], input=data, capture_output=True, timeout=60, check=False)
     me = pwd.getpwuid(NOBODY).pw_name
     told = (f"E! [riverguard] cannot replace the checkpoint {state}: its folder {folder} is sticky (mode 1777): "
-            f"only the file's owner may replace it (owner root, mode 0644; riverguard runs as {me}): run "
+            f"only the file's owner (or the folder's) may replace it (owner root, mode 0644; riverguard runs as {me}): run "
             f"`chown {me} {state}`")
     if command == "run":
         assert result.returncode == 0, result.stderr
@@ -1600,6 +1600,20 @@ def test_another_users_checkpoint_in_a_sticky_folder_is_refused_at_start(tmp_pat
 
 
 # -- a checkpoint of another user's: riverguard run once as root on Telegraf's state path ----------------
+
+
+def test_the_sticky_folder_is_checked_when_the_temporary_files_trial_fails_otherwise(tmp_path: Path) -> None:
+    """Whether another user's checkpoint in a sticky folder may be replaced was checked only when the trial of
+    the temporary file beside it succeeded; any other error of the trial (here: the checkpoint's name leaves
+    no room for the temporary file's, ENAMETOOLONG) skipped it, and ``replay --state`` scored its input to
+    fail at the final checkpoint (exit 1). It is refused at start."""
+    prefix, state = sticky_checkpoint(tmp_path)
+    long = state.rename(state.with_name("r" * 250))  # its lock file's name (+ ".lock"): 255 bytes, the most
+    result = subprocess.run([*prefix, *RG, "replay", "--state", str(long), "-"], input=stream(5, start=300),
+                            capture_output=True, timeout=60, check=False)
+    assert result.returncode == 2 and result.stdout == b"", result.stderr
+    assert result.stderr.startswith(f"E! [riverguard] cannot replace the checkpoint {long}: its folder ".encode())
+    assert b"is sticky (mode 1777): only the file's owner (or the folder's) may replace it" in result.stderr
 
 
 def _others_checkpoint(tmp_path: Path, which: str = "checkpoint") -> tuple[Path, dict[str, bytes], dict[str, int]]:

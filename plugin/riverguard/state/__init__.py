@@ -280,7 +280,7 @@ class StateStore:
         its folder (a folder made read-only, another user's), which every checkpoint needs: tried for real,
         as a write would (its ACLs, the capabilities of root), and removed at once; called with the lock held.
         Anything else (a full disk, say; a read-only mount is refused at the lock file) may pass before the
-        first checkpoint: left to it."""
+        first checkpoint: left to it. Whether the checkpoint may be replaced is checked either way."""
         tmp = temp_path(self.path)
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOCTTY, 0o600))
@@ -288,8 +288,9 @@ class StateStore:
             folder = self.path.parent
             raise AccessDenied(denied(folder, f"write the checkpoint {self.path} in", err)) from None
         except OSError:
-            return
-        tmp.unlink(missing_ok=True)
+            pass
+        else:
+            tmp.unlink(missing_ok=True)
         self._check_replaceable()
 
     def _check_replaceable(self) -> None:
@@ -305,8 +306,8 @@ class StateStore:
         me = os.geteuid()
         if not fst.st_mode & stat.S_ISVTX or me in (st.st_uid, fst.st_uid) or _may_fowner():
             return
-        why = f"its folder {folder} is sticky (mode {stat.S_IMODE(fst.st_mode):04o}): only the file's owner may " \
-            "replace it"
+        why = f"its folder {folder} is sticky (mode {stat.S_IMODE(fst.st_mode):04o}): only the file's owner (or " \
+            "the folder's) may replace it"
         err = PermissionError(errno.EPERM, os.strerror(errno.EPERM))  # (what the rename would give)
         raise AccessDenied(denied(self.path, "replace the checkpoint", err, also=(self.lock_path,), reason=why))
 
