@@ -213,7 +213,8 @@ class Engine:
         self.now: int | None = None
         self._ahead_reported = 0
         self._behind_reported = 0
-        self._next_clock_warning = 0.0
+        #: When each W! line told at most once a minute may come again (:meth:`_due`), by what it tells.
+        self._next_warning = {"clock": 0.0, "eviction": 0.0}
         #: Whether the first timestamps of the stream are still to be looked at for their unit
         #: (:meth:`check_units`); the command that reads them sets it, with how to give another unit.
         self.unit_hint: str | None = None
@@ -227,7 +228,6 @@ class Engine:
         #: Series evicted while still warming up (never scored): ``max_series`` is too small.
         self.evicted_unscored = 0
         self._unscored_unreported = 0
-        self._next_eviction_warning = 0.0
         #: How many series the run began with, restored from a checkpoint (:meth:`begin_run`); the summary
         #: then tells this run's series (``Series.run_seen``) and anomalies apart from what the checkpoint
         #: brought.
@@ -513,9 +513,8 @@ class Engine:
         horizon: ``series_ttl`` without a sample). Whether a series starts fresh is decided at its next sample,
         so it does not depend on when expiry (:meth:`expire`) ran, nor on a restart in between. A series
         without a model has nothing to start afresh: only the expiry of one with a model is counted."""
-        if series.detector is not None:
+        if self._count_expiry(series):
             series.detector = series.rule.new_detector()
-            self.expired += 1
         series.seen = 0
         if series.anomalies:  # (this run's stay this run's: see run_anomalies)
             self._anomalies_before[series] = self._anomalies_before.get(series, 0) - series.anomalies
@@ -535,8 +534,7 @@ class Engine:
             last = series.last_time
             if last is not None and last < horizon:
                 self._drop_oldest(key)
-                if series.detector is not None:
-                    self.expired += 1
+                if self._count_expiry(series):
                     return
             elif series.detector is None:
                 self._drop_oldest(key)
@@ -571,15 +569,27 @@ class Engine:
         self._check_low()
         return held - (len(self.series) - self.passing)
 
+    def _count_expiry(self, series: Series) -> bool:
+        """Count the expiry of stale ``series`` (:attr:`expired`) if it holds a model; whether it does."""
+        if series.detector is None:
+            return False
+        self.expired += 1
+        return True
+
+    def _due(self, what: str, final: bool) -> bool:
+        """Whether the ``W!`` line about ``what`` may be written now: at most once a minute (``final``: at
+        the end, whenever the last was); if so, the next one waits a minute."""
+        now = time.monotonic()
+        if now < self._next_warning[what] and not final:
+            return False
+        self._next_warning[what] = now + 60.0
+        return True
+
     def _report_evictions(self, final: bool = False) -> None:
         """A ``W!`` line, at most once a minute (``final``: at the end, whenever the last was), while series
         are evicted before they could be scored."""
-        if not self._unscored_unreported:
+        if not self._unscored_unreported or not self._due("eviction", final):
             return
-        now = time.monotonic()
-        if now < self._next_eviction_warning and not final:
-            return
-        self._next_eviction_warning = now + 60.0
         count, self._unscored_unreported = self._unscored_unreported, 0
         self.log.warn(
             f"{plural(count, 'eviction')} of a series not yet scored ({self.evicted_unscored} since start): "
@@ -1055,12 +1065,8 @@ class Engine:
         clock = self.clock
         ahead = clock.ahead - self._ahead_reported
         behind = clock.behind - self._behind_reported
-        if not ahead and not behind:
+        if not ahead and not behind or not self._due("clock", final):
             return
-        now = time.monotonic()
-        if now < self._next_clock_warning and not final:
-            return
-        self._next_clock_warning = now + 60.0
         self._ahead_reported, self._behind_reported = clock.ahead, clock.behind
         ttl = duration_text(self.config.state.series_ttl)
         if ahead:
@@ -1099,8 +1105,7 @@ class Engine:
                 break
             self._drop_oldest(found[0])
             dropped += 1
-            if found[1].detector is not None:
-                self.expired += 1
+            self._count_expiry(found[1])
         if dropped or self.metrics - self._low_checked >= len(self.series):  # (a scan per series at most)
             self._check_low()
             if self.low is None or self.low >= horizon:
