@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
@@ -427,6 +428,34 @@ def test_a_replay_input_that_is_no_config_is_replayed_and_a_pipe_is_not_read_twi
         os.close(read_end)
     assert result.returncode == 0, result.stderr
     assert strip_added(result.stdout) == b"# nothing recorded yet\n" + data
+
+
+def test_a_named_pipe_given_to_replay_is_opened_once(tmp_path: Path) -> None:
+    """The inputs' check opened each input and closed it before the replay: a writer into a named pipe
+    (``mkfifo``) went on with that first reader, its data lost when it closed, and the replay then waited for
+    a writer that never came (or read what was left). The check no longer opens a pipe: it is read once."""
+    import threading
+
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    data = b"".join(b"cpu,host=a v=%d %d\n" % (i % 7, i) for i in range(2000))
+
+    def write() -> None:
+        with open(fifo, "wb") as f:  # (waits for a reader)
+            f.write(data)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        result = subprocess.run([*RIVERGUARD, "replay", str(fifo)], capture_output=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the replay waited for a writer into the named pipe: the check had opened it before")
+    finally:
+        with contextlib.suppress(OSError):  # a writer still waiting for a reader: let it go
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        writer.join(5)
+    assert result.returncode == 0, result.stderr
+    assert strip_added(result.stdout) == data
 
 
 @pytest.mark.parametrize("failure", ["binary input", "broken gzip", "stdout closed"])

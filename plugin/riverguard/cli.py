@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import re
@@ -588,8 +589,12 @@ def _check_inputs(files: list[str]) -> str | None:
         if os.path.isdir(name):
             return f"cannot read {name}: it is a folder (give the files in it, e.g. {name.rstrip('/')}/*.lp)"
         try:
-            with open(name, "rb") as f:  # (a pipe, `<(cmd)`, is not read here: what it holds is the replay's)
-                head = f.read(_TOML_PROBE + 1) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
+            head = None
+            if stat.S_ISREG(os.stat(name).st_mode):
+                with open(name, "rb") as f:
+                    head = f.read(_TOML_PROBE + 1)
+            elif not os.access(name, os.R_OK):  # a pipe (`<(cmd)`, a named one) or a device: not even opened here,
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))  # what it holds is the replay's
         except OSError as err:
             return f"cannot read {name}: {os_reason(err)}"
         if name.lower().endswith(".toml"):
