@@ -626,6 +626,9 @@ def _sources(args: argparse.Namespace, headers: dict[str, str], config: Config):
     return v2(args.bucket), (v2(args.to_bucket) if args.to_bucket else None)
 
 
+#: The least --every (s): a pass as often as that, at most (tests follow at 0.1s).
+MIN_EVERY = 0.1
+
 #: The durations' values when not given (``None``: refused where they would be ignored).
 _DEFAULTS = {"delay": "10s", "late_window": "1m", "every": "10s"}
 
@@ -651,8 +654,8 @@ def _options(args: argparse.Namespace, config: Config, now: int) -> dict[str, An
             out[name] = parse_duration(_DEFAULTS[name] if getattr(args, name) is None else getattr(args, name))
         except ValueError as err:
             raise OptionError(f"--{name.replace('_', '-')}: {err}") from None
-    if args.follow and out["every"] <= 0:
-        raise OptionError("--every must be more than 0s")
+    if args.follow and out["every"] < MIN_EVERY:  # (1ns was taken: a pass after another, the server hammered)
+        raise OptionError(f'--every must be at least {duration_text(MIN_EVERY)}, got "{args.every}"')
     if args.late_window is not None and out["late_window"] > 0 and config.state.path is None:  # no marks: ignored
         raise OptionError(
             "--late-window goes with --state: it looks behind the high-water marks the state file keeps,"
