@@ -177,7 +177,7 @@ def test_bad_config_check_config(name: str, tmp_path: Path, capsys: pytest.Captu
         ('[output]\nscore_suffix = ""\n', ["[output]", "key 'score_suffix'"]),
         ('[output]\nprefix = "a"\n', ["[output]", "key 'prefix'"]),
         ('[state]\nseries_ttl = "1d"\n', ["[state]", "key 'series_ttl'", "1d"]),
-        ('[state]\nseries_ttl = "0s"\n', ["[state]", "key 'series_ttl'", 'must be at least "1s", got "0s"']),
+        ('[state]\nseries_ttl = "0s"\n', ["[state]", "key 'series_ttl'", "must be greater than zero"]),
         ('[state]\ncheckpoint_interval = 60\n', ["[state]", "key 'checkpoint_interval'"]),
         ('[state]\ncheckpoint_interval = ""\n', ["[state]", "key 'checkpoint_interval'"]),
         ('[state]\nmax_series = 0\n', ["[state]", "key 'max_series'"]),
@@ -437,20 +437,49 @@ def test_state_durations_are_seconds() -> None:
 @pytest.mark.parametrize(("section", "key"), [("state", "checkpoint_interval"), ("state", "series_ttl"),
                                               ("monitor", "interval")])
 @pytest.mark.parametrize("short", ["1ns", "999ms"])
-def test_a_duration_under_a_second_is_exit_2_naming_the_key(tmp_path: Path, section: str, key: str, short: str) -> None:
+def test_a_duration_under_a_second_is_taken_as_one_with_a_warning(tmp_path: Path, section: str, key: str,
+                                                                  short: str) -> None:
     """Every duration setting has a least value, 1 s, as it has a most. None had: check-config passed
     [monitor] interval = "1ms" (1610 health lines in 2 s; 44 826 with "1ns") and checkpoint_interval = "1ms"
-    (753 checkpoints written in 2 s)."""
+    (753 checkpoints written in 2 s). Such a config loaded before, so it is taken with "1s" and a warning, not
+    refused (under Telegraf's execd a refusal restarts riverguard into a loop after an upgrade)."""
     path = tmp_path / "short.toml"
     path.write_text(f'[{section}]\n{key} = "{short}"\n[[rule]]\nname = "all"\n')
-    for args in (["check-config", str(path)], ["run", "--config", str(path)]):
-        result = run_cli(args, input=b"m v=1 1\n", timeout=60)
-        assert result.returncode == 2 and result.stdout == b"", result.stderr
-        assert result.stderr.decode() == (
-            f'E! [riverguard] {path}: [{section}], key \'{key}\': must be at least "1s", got "{short}"\n'
-        )
-    path.write_text(f'[{section}]\n{key} = "1s"\n[[rule]]\nname = "all"\n')  # the least itself is taken
-    assert run_cli(["check-config", str(path)]).returncode == 0
+    said = f'W! [riverguard] {path}: [{section}], key \'{key}\': "{short}" is under the least, "1s": using "1s"\n'
+    checked = run_cli(["check-config", str(path)], timeout=60)
+    assert checked.returncode == 0 and checked.stderr.decode() == said, checked.stderr
+    taken = json.loads(next(line for line in checked.stdout.decode().splitlines() if line.startswith(f"{section}: "))
+                       .split(": ", 1)[1])
+    assert taken[f"{key}_s"] == 1.0
+    result = run_cli(["run", "--config", str(path)], input=b"m v=1 1\n", timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith(b"m v=1"), result.stderr
+    assert result.stderr.decode().startswith(said), result.stderr
+    path.write_text(f'[{section}]\n{key} = "1s"\n[[rule]]\nname = "all"\n')  # the least itself: no warning
+    assert run_cli(["check-config", str(path)]).stderr == b""
+
+
+def test_a_duration_under_a_second_warns_at_a_sighup_reload(tmp_path: Path, start) -> None:
+    path = tmp_path / "rg.toml"
+    path.write_text('[[rule]]\nname = "all"\ndetector = "zscore"\n')
+    proc = start("run", "--config", str(path))
+    proc.ready()
+    path.write_text('[monitor]\ninterval = "500ms"\n[[rule]]\nname = "all"\ndetector = "zscore"\n')
+    proc.popen.send_signal(signal.SIGHUP)
+    said = f'W! [riverguard] {path}: [monitor], key \'interval\': "500ms" is under the least, "1s": using "1s"'
+    assert proc.wait_stderr(lambda e: said.encode() in e, 30), proc.stderr
+    proc.write(b"m v=1 1\n")
+    proc.close_stdin()
+    assert proc.wait(30) == 0, proc.stderr
+    assert b"E! " not in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(("section", "key"), [("state", "checkpoint_interval"), ("monitor", "interval")])
+def test_a_zero_duration_is_exit_2_naming_the_key(tmp_path: Path, section: str, key: str) -> None:
+    path = tmp_path / "zero.toml"
+    path.write_text(f'[{section}]\n{key} = "0s"\n[[rule]]\nname = "all"\n')
+    result = run_cli(["check-config", str(path)], timeout=60)
+    assert (result.returncode, result.stdout, result.stderr.decode()) == (
+        2, b"", f"E! [riverguard] {path}: [{section}], key '{key}': must be greater than zero\n")
 
 
 def test_defaults_without_rules_score_nothing() -> None:

@@ -182,6 +182,9 @@ def _provoke(fragment: str, tmp: Path) -> str:
         return run(["check-config", "riverguard.toml"])
     if fragment == "unrecognized arguments":
         return run(["run", "--bogus"])
+    if fragment == "is under the least":
+        config.write_text('[monitor]\ninterval = "500ms"\n\n[[rule]]\nname = "all"\n')
+        return run(["check-config", "riverguard.toml"])
     if fragment == "no checkpoint at":
         return run(["run", "--state", "state.msgpack"], "cpu v=1\n")
     if fragment == "is unusable":
@@ -317,7 +320,7 @@ def _provoke(fragment: str, tmp: Path) -> str:
 _FRAGMENTS = (  # (tried in this order: one naming a message that contains another comes first)
     "was removed while riverguard ran", "lock file PATH.lock in PATH", "reach the state folder", "the state folder", "cannot read the checkpoint", "cannot open the lock file",
     "cannot replace the checkpoint", "is the --config file",
-    "no [[rule]]", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
+    "no [[rule]]", "is under the least", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evictions of a series not yet scored", "--report needs", "would write", "not a regular file or a folder",
     "is a folder, where the file should be",

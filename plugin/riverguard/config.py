@@ -246,6 +246,8 @@ class Config:
     state: StateConfig = StateConfig()
     monitor: MonitorConfig = MonitorConfig()
     source: str = "<default>"
+    #: What the config said that was taken otherwise (a duration under the least): logged as warnings.
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
 
 DEFAULT_RULE = Rule(index=0, name="default")
@@ -260,7 +262,9 @@ def default_config() -> Config:
 #: overflow the time arithmetic of the stream's wait (select) and of the series' clock.
 _MAX_DURATION = 87600 * 3600.0
 #: The shortest: one second. Shorter ones make no sense for any of them (a health line or a checkpoint
-#: every millisecond floods the output or the disk; a series idle for less than that starts fresh each sample).
+#: every millisecond floods the output or the disk; a series idle for less than that starts fresh each sample);
+#: a positive one under it is taken as it, with a warning (such configs loaded before there was a least, and a
+#: refusal would put riverguard under Telegraf's execd into a restart loop after an upgrade).
 _MIN_DURATION = 1.0
 #: The most samples or series an integer setting counts (a billion).
 _MAX_COUNT = detectors.params.MAX_COUNT
@@ -357,6 +361,7 @@ class _Problems:
     def __init__(self, source: str, text: str, doc: dict[str, Any]) -> None:
         self.source = source
         self.found: list[tuple[tuple[Any, ...], int, str]] = []
+        self.notes: list[str] = []  # warnings: what is taken otherwise than written
         self._doc_order = {key: i for i, key in enumerate(doc)}
         rules = doc.get("rule")
         self._lines: dict[Any, int] = {}  # the header that opens each block: its index among the headers
@@ -406,13 +411,18 @@ class _Where:
         self.table = table
         self.count = 0  # problems noted here
 
+    def _where(self, key: str | None) -> str:
+        where = f"{self.problems.source}: {self.section}"
+        return where if key is None else f"{where}, key '{key}'"
+
     def add(self, key: str | None, message: str, *, at: str | None = None) -> None:
         """A problem with ``key`` (None: the whole section); ``at``: a key to place it by, not named."""
-        where = f"{self.problems.source}: {self.section}"
-        if key is not None:
-            where += f", key '{key}'"
-        self.problems.add((self.block, _place_in(self.table, key or at)), f"{where}: {message}")
+        self.problems.add((self.block, _place_in(self.table, key or at)), f"{self._where(key)}: {message}")
         self.count += 1
+
+    def note(self, key: str, message: str) -> None:
+        """Something about ``key`` taken otherwise than written: a warning, not a problem."""
+        self.problems.notes.append(f"{self._where(key)}: {message}")
 
 
 def parse(text: str, source: str = "<string>", base: Path | None = None, file: Path | None = None) -> Config:
@@ -461,13 +471,14 @@ def parse(text: str, source: str = "<string>", base: Path | None = None, file: P
     if errors:
         raise ConfigError("\n".join(errors), errors)
     assert output is not None and state is not None and monitor is not None
-    return Config(rules=tuple(parsed), output=output, state=state, monitor=monitor, source=source)
+    return Config(rules=tuple(parsed), output=output, state=state, monitor=monitor, source=source,
+                  notes=tuple(problems.notes))
 
 
 def warnings(config: Config) -> list[str]:
     """What is valid but probably not meant: no rule at all, rules an earlier catch-all hides, explanations
     asked of a rule that cannot give them."""
-    found = []
+    found = list(config.notes)
     if not config.rules:
         found.append(
             f"{config.source}: no [[rule]]: this config scores nothing "
@@ -788,7 +799,8 @@ def _parse_state(raw: Any, where: _Where, base: Path, file: Path | None = None) 
 
 
 def _duration(value: Any, key: str, where: _Where) -> float | None:
-    """A duration string (``"60s"``) in seconds, from ``"1s"`` to ``"87600h"``; None (noted) if it is not one."""
+    """A duration string (``"60s"``) in seconds, up to ``"87600h"``, a positive one under ``"1s"`` taken as that
+    (a warning noted); None (noted) if it is not one."""
     if not isinstance(value, str):
         where.add(key, f'expected a duration string such as "60s", got {value!r}')
         return None
@@ -797,9 +809,13 @@ def _duration(value: Any, key: str, where: _Where) -> float | None:
     except ValueError as err:
         where.add(key, str(err))
         return None
-    if seconds < _MIN_DURATION:
-        where.add(key, f'must be at least "{duration_text(_MIN_DURATION)}", got "{value}"')
+    if seconds <= 0:
+        where.add(key, "must be greater than zero")
         return None
+    if seconds < _MIN_DURATION:
+        least = duration_text(_MIN_DURATION)
+        where.note(key, f'"{value}" is under the least, "{least}": using "{least}"')
+        return _MIN_DURATION
     if not seconds <= _MAX_DURATION:  # (inf too)
         where.add(key, f'must be at most "87600h" (10 years), got "{value}"')
         return None
