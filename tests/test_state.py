@@ -948,11 +948,9 @@ def test_a_state_folder_removed_while_running_is_made_again_with_its_lock(tmp_pa
     assert b"restored 4 series" in second.stderr and second.stdout.count(b"usage_idle_anomaly_score=") == 40
 
 
-def test_a_checkpoint_another_process_took_after_its_folder_was_removed_is_not_overwritten(tmp_path: Path,
-                                                                                           start) -> None:
-    """The state folder removed while ``run`` ran, and a second riverguard started on the checkpoint before
-    the first's next checkpoint: that one holds the new lock, and the first must not write the checkpoint it
-    owns. The first says so (E!), passes every metric on and exits 1 (its final checkpoint failed)."""
+def _checkpointed_then_folder_removed(tmp_path: Path, start) -> tuple[Path, Path, Proc]:
+    """A ``run`` on state folder ``gone/`` that has written a checkpoint of 20 metrics there, the folder then
+    removed: its config, the folder and the process."""
     config = write_config(tmp_path, extra='[state]\npath = "gone/"\n')
     folder = tmp_path / "gone"
     first = start("run", "--config", str(config))
@@ -962,6 +960,37 @@ def test_a_checkpoint_another_process_took_after_its_folder_was_removed_is_not_o
     first.popen.send_signal(signal.SIGHUP)  # (a checkpoint now)
     assert wait_until((folder / "riverguard.msgpack").exists, 30), first.stderr
     shutil.rmtree(folder)
+    return config, folder, first
+
+
+def test_a_state_folder_replaced_by_a_file_while_running_is_said_so_and_the_file_kept(tmp_path: Path,
+                                                                                      start) -> None:
+    """The state folder replaced by a file while ``run`` ran: each checkpoint failed with ``[Errno 17] File
+    exists`` (the lock's folder made again over the file). Now the E! line says the folder is a file; the
+    file is left as it is, and once it is a folder again the checkpoint is written there."""
+    config, folder, first = _checkpointed_then_folder_removed(tmp_path, start)
+    folder.write_text("the user's\n")
+    first.popen.send_signal(signal.SIGHUP)
+    assert first.wait_stderr(lambda e: b"E! " in e, 30), first.stderr
+    assert [line for line in first.stderr.splitlines() if line.startswith(b"E! ")] == [
+        b"E! [riverguard] checkpoint to %s failed: the state folder %s was replaced by a file while riverguard "
+        b"ran: the checkpoint is written again once it is a folder (the file is left as it is)"
+        % (bytes(folder / "riverguard.msgpack"), bytes(folder))
+    ]
+    assert folder.read_text() == "the user's\n"
+    folder.unlink()
+    first.close_stdin()
+    assert first.wait(30) == 0, first.stderr  # (the final checkpoint: the folder made again)
+    assert (folder / "riverguard.msgpack").exists() and b"Errno" not in first.stderr, first.stderr
+    assert first.stdout.count(b"\n") == 40
+
+
+def test_a_checkpoint_another_process_took_after_its_folder_was_removed_is_not_overwritten(tmp_path: Path,
+                                                                                           start) -> None:
+    """The state folder removed while ``run`` ran, and a second riverguard started on the checkpoint before
+    the first's next checkpoint: that one holds the new lock, and the first must not write the checkpoint it
+    owns. The first says so (E!), passes every metric on and exits 1 (its final checkpoint failed)."""
+    config, folder, first = _checkpointed_then_folder_removed(tmp_path, start)
     second = start("run", "--config", str(config))
     second.ready()
     assert wait_until((folder / "riverguard.msgpack.lock").exists, 30), second.stderr
