@@ -450,25 +450,43 @@ def test_the_rows_read_and_the_samples_kept_are_told_apart(tmp_path: Path, zscor
     ), result.stdout
 
 
+def _unscored_told(tmp_path: Path, names: tuple[str, ...], rule: str) -> tuple[str, Path]:
+    """What evaluate says on stderr for a folder ``disk`` of labelled files ``names`` and a config of one
+    zscore rule, with lines ``rule`` (``measurement = ...``); and the config."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    for name in names:
+        series(folder / name, spikes={500: 50.0}, labels={500})
+    config = tmp_path / "rule.toml"
+    config.write_text(f'[[rule]]\nname = "r"\n{rule}detector = "zscore"\n')
+    result = evaluate("--labels", str(folder), "--config", str(config), "--json")
+    assert result.returncode == 0, result.stderr
+    return result.stderr, config
+
+
 def test_samples_no_rule_scored_are_told_with_what_a_rule_must_match(tmp_path: Path):
     """A config written for the user's own metrics (`measurement = "cpu"`) scores none of evaluate's: the W! line
     said only "no rule matched"; it now says what evaluate's metrics are, so the rule can be written."""
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    f = series(folder / "host 1.csv", spikes={500: 50.0}, labels={500})
-    config = tmp_path / "cpuonly.toml"
-    config.write_text('[[rule]]\nname = "cpu"\nmeasurement = "cpu"\nfields = ["usage_*"]\ndetector = "zscore"\n')
-    result = evaluate("--labels", str(f), "--config", str(config), "--json")
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == (
+    told, config = _unscored_told(tmp_path, ("host 1.csv",), 'measurement = "cpu"\nfields = ["usage_*"]\n')
+    assert told == (
         f"W! [riverguard] {ROWS} of the {ROWS} samples carried no score (no rule matched, or the detector failed):"
-        " evaluate scores each row as a metric of measurement 'nab', tags category (the folder) and file, and one"
-        " field 'value' (nab,category=disk,file=host\\ 1.csv value=...), so a rule must match measurement \"nab\""
+        ' evaluate scores each row as a metric of measurement "nab", tags category (the folder) and file, and one'
+        ' field "value" (nab,category=disk,file=host\\ 1.csv value=...), so a rule must match measurement "nab"'
         ' and field "value"\n'
     )
     # Written so, the rule scores every sample.
     config.write_text('[[rule]]\nname = "nab"\nmeasurement = "nab"\nfields = ["value"]\ndetector = "zscore"\n')
-    assert report(f, config=config)["unscored_rows"] == 0
+    assert report(tmp_path / "disk" / "host 1.csv", config=config)["unscored_rows"] == 0
+
+
+def test_samples_left_unscored_while_others_were_scored_get_no_hint_on_what_a_rule_must_match(tmp_path: Path):
+    """The hint on what a rule must match was added to every count of unscored samples, also where the rules
+    did match evaluate's metrics (some scored, or a detector failed): it is for when none was scored."""
+    told, _ = _unscored_told(tmp_path, ("a.csv", "b.csv"), 'measurement = "nab"\ntags = { file = "a.csv" }\n')
+    assert told == (
+        f"W! [riverguard] {ROWS} of the {2 * ROWS} samples carried no score (no rule matched, or the detector"
+        " failed)\n"
+    )
 
 
 def test_a_folder_is_every_csv_file_in_it_in_sorted_order(tmp_path: Path, zscore: Path):

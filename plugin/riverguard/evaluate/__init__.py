@@ -79,13 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _what_rules_see(files: list[Any]) -> str:
-    """What evaluate's metrics look like to a config's rules, for the W! line of samples no rule scored: the
+    """What evaluate's metrics look like to a config's rules, for the W! line when no sample was scored: the
     rule a user wrote for their own metrics (``measurement = "cpu"``) matches none of them."""
     from .runner import FIELD, MEASUREMENT, _series
 
     example = _series(files[0]).decode("utf-8", "backslashreplace")
-    return (f": evaluate scores each row as a metric of measurement {MEASUREMENT!r}, tags category (the folder) and"
-            f" file, and one field {FIELD!r} ({example} {FIELD}=...), so a rule must match measurement"
+    return (f': evaluate scores each row as a metric of measurement "{MEASUREMENT}", tags category (the folder) and'
+            f' file, and one field "{FIELD}" ({example} {FIELD}=...), so a rule must match measurement'
             f' "{MEASUREMENT}" and field "{FIELD}"')
 
 
@@ -199,7 +199,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         )
         if unscored:
             log.warn(f"{unscored} of the {plural(rows, 'sample')} carried no score (no rule matched, or the detector failed)"
-                     + _what_rules_see(files))
+                     + (_what_rules_see(files) if unscored == rows else ""))  # (some scored: the rules see them)
         event_flags, event_threshold = flags, (thresholds[0] if len(thresholds) == 1 else None)
     per_file: list[dict[str, Any]] = [
         {"file": f.key, "category": f.category, "rows": f.rows, "windows": len(f.windows)} for f in files
