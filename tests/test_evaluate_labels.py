@@ -509,3 +509,33 @@ def test_a_folder_is_every_csv_file_in_it_in_sorted_order(tmp_path: Path, zscore
     assert data["events"]["caught"] == 3
     data.pop("seconds")
     assert data == {k: v for k, v in json.loads(one_by_one.stdout).items() if k != "seconds"}
+
+
+def test_a_folder_takes_a_csv_file_whatever_the_case_of_its_suffix(tmp_path: Path, zscore: Path):
+    """`--labels FOLDER` took `a.csv` and not `B.CSV` (a file exported on Windows): the suffix is matched
+    whatever its case."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    series(folder / "a.csv", spikes={400: 50.0}, labels={400})
+    series(folder / "B.CSV", spikes={500: 50.0}, labels={500})
+    data = report(folder, config=zscore)
+    assert data["labels"] == [str(folder / "B.CSV"), str(folder / "a.csv")] and data["files"] == 2
+
+
+def test_a_folder_in_nab_layout_given_to_labels_is_pointed_to_nab(tmp_path: Path):
+    """A folder whose CSV files are in its subfolders (NAB's layout) was told only "a folder with no *.csv
+    file in it"; it is now told that this is --nab's, with the folder to give it where there is one."""
+    (tmp_path / "corpus" / "data" / "disk").mkdir(parents=True)
+    series(tmp_path / "corpus" / "data" / "disk" / "host1.csv")
+    (tmp_path / "other" / "disk").mkdir(parents=True)
+    series(tmp_path / "other" / "disk" / "host1.csv")
+    no_csv = "a folder with no *.csv file in it: its subfolders hold some, as in NAB's layout"
+    corpus = tmp_path / "corpus"
+    for given, message in (
+        (corpus, f"{corpus}: {no_csv}: give --nab {corpus}"),
+        (corpus / "data", f"{corpus / 'data'}: {no_csv}: give --nab {corpus}"),
+        (tmp_path / "other", f"{tmp_path / 'other'}: {no_csv}: put them in data/<category>/*.csv under the folder"
+                             " given to --nab"),
+    ):
+        result = evaluate("--labels", str(given))
+        assert (result.returncode, result.stdout, result.stderr) == (2, "", f"E! [riverguard] {message}\n")

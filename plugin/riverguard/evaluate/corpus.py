@@ -444,23 +444,47 @@ def load_labels(paths: list[str | Path], warn: Callable[[str], None] | None = No
 
 
 def labelled_files(paths: list[str | Path]) -> list[str | Path]:
-    """``paths`` with each folder replaced by the ``*.csv`` files directly in it, sorted by name (not its
-    subfolders: a NAB-layout corpus is ``--nab``'s). A folder with none, or one that cannot be listed, is a
-    :class:`DataError`."""
+    """``paths`` with each folder replaced by the ``*.csv`` files directly in it (``.CSV`` too), sorted by name
+    (not its subfolders: a NAB-layout corpus is ``--nab``'s). A folder with none, or one that cannot be listed,
+    is a :class:`DataError` (one whose subfolders hold some says ``--nab``)."""
     out: list[str | Path] = []
     for given in paths:
         if not os.path.isdir(given):
             out.append(given)
             continue
         try:
-            with os.scandir(given) as entries:
-                names = sorted(e.name for e in entries if e.name.endswith(".csv") and not e.is_dir())
+            names = _csv_names(given)
         except OSError as err:
             raise DataError(f"{given}: cannot read: {os_reason(err)}") from None
         if not names:
-            raise DataError(f"{given}: a folder with no *.csv file in it: give the CSV files, or a folder holding them")
+            nab = _nab_hint(given)
+            raise DataError(f"{given}: a folder with no *.csv file in it: "
+                            + (f"its subfolders hold some, as in NAB's layout: {nab}" if nab
+                               else "give the CSV files, or a folder holding them"))
         out.extend(os.path.join(given, name) for name in names)
     return out
+
+
+def _csv_names(folder: str | Path) -> list[str]:
+    """The names of the CSV files directly in ``folder`` (``.csv`` whatever its case), sorted."""
+    with os.scandir(folder) as entries:
+        return sorted(e.name for e in entries if e.name.lower().endswith(".csv") and not e.is_dir())
+
+
+def _nab_hint(folder: str | Path) -> str | None:
+    """For a folder whose subfolders, not itself, hold CSV files (NAB's layout: ``data/<category>/*.csv``): the
+    ``--nab`` it may have meant; None if none of its subfolders (nor of its ``data``) holds any."""
+    path = Path(folder)
+    for top, root in ((path / "data", path), (path, path.parent if path.name == "data" else None)):
+        try:
+            with os.scandir(top) as entries:
+                subs = [e.path for e in entries if e.is_dir()]
+            if any(_csv_names(sub) for sub in subs):
+                return f"give --nab {root}" if root is not None else \
+                    "put them in data/<category>/*.csv under the folder given to --nab"
+        except OSError:
+            continue
+    return None
 
 
 def describe(files: list[NabFile]) -> str:
