@@ -590,9 +590,12 @@ def _check_inputs(files: list[str]) -> str | None:
             return f"cannot read {name}: it is a folder (give the files in it, e.g. {name.rstrip('/')}/*.lp)"
         try:
             head = None
-            if stat.S_ISREG(os.stat(name).st_mode):
-                with open(name, "rb") as f:
-                    head = f.read(_TOML_PROBE + 1)
+            st = os.stat(name)
+            if stat.S_ISREG(st.st_mode):
+                with open(name, "rb") as f:  # (opened even when not read: a file this process may not read is told)
+                    # a larger file is not read (st_size can be short of a file still written, or 0 in /proc:
+                    # the length read decides)
+                    head = f.read(_TOML_PROBE + 1) if st.st_size <= _TOML_PROBE else None
             elif not os.access(name, os.R_OK):  # a pipe (`<(cmd)`, a named one) or a device: not even opened here,
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))  # what it holds is the replay's
         except OSError as err:
