@@ -586,11 +586,11 @@ def _check_inputs(files: list[str]) -> str | None:
     for name in files:
         if name == "-":
             continue
-        if os.path.isdir(name):
-            return f"cannot read {name}: it is a folder (give the files in it, e.g. {name.rstrip('/')}/*.lp)"
         try:
             head = None
             st = os.stat(name)
+            if stat.S_ISDIR(st.st_mode):
+                return f"cannot read {name}: it is a folder (give the files in it, e.g. {name.rstrip('/')}/*.lp)"
             if stat.S_ISREG(st.st_mode):
                 with open(name, "rb") as f:  # (opened even when not read: a file this process may not read is told)
                     # a larger file is not read (st_size can be short of a file still written, or 0 in /proc:
