@@ -542,9 +542,8 @@ class Engine:
                 break
         if self.low is not None and self.low < horizon:  # a stale series further on?
             stale = [k for k, s in self.series.items() if s.last_time is not None and s.last_time < horizon]
-            modelled = sum(1 for k in stale if self.series[k].detector is not None)
+            modelled = sum(self._count_expiry(self.series[k]) for k in stale)
             self._forget(stale)
-            self.expired += modelled
             self._check_low()
             if modelled:
                 return
