@@ -440,7 +440,7 @@ class Splitter:
             line = buf[pos:nl]
             first = line[:1]
             lead = 0
-            if first in LEAD:  # InfluxDB skips leading spaces, tabs and NULs (checked on influxd 1.6)
+            if first and first in LEAD:  # InfluxDB skips leading spaces, tabs and NULs (checked on influxd 1.6)
                 lead = len(line) - len(line.lstrip(LEAD))
                 first = line[lead : lead + 1]
             if first in (b"#", b"") or not line.strip():

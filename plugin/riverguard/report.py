@@ -32,7 +32,7 @@ from typing import Any
 
 from .config import OutputConfig
 from .engine import METRIC_FIELD, key_measurement, series_name
-from .lineprotocol import LEAD, ParseError, escape_key, metric_lines, raw_fields
+from .lineprotocol import LEAD, SKIPPED, ParseError, escape_key, metric_lines, raw_fields
 
 __all__ = ["BUCKETS", "DEFAULT_TOP", "Collector", "MissingExtra", "SeriesData", "check_extra", "downsample", "write"]
 
@@ -85,7 +85,7 @@ class SeriesData:
 _PAIR = re.compile(rb"([^,=]+)=([^,]*)").findall
 #: Bytes that keep a line from being cut at its spaces (:meth:`Collector._line`): a quote or a backslash (a
 #: space in a string value, an escaped one), and what the codec skips after a space (a tab, a NUL).
-_UNCUT = re.compile(rb'["\\' + LEAD.lstrip(b" ") + rb"]").search
+_UNCUT = re.compile(rb'["\\' + "".join(SKIPPED).encode() + rb"]").search
 
 
 def _number(raw: bytes) -> float:
