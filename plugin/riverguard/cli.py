@@ -382,11 +382,11 @@ def _state_inspect(path: str, series: str | None = None, with_state: bool = Fals
     return EXIT_OK
 
 
-class _StateUnavailable(Exception):
+class StateUnavailable(Exception):
     """The checkpoint cannot be used by this process (locked by another, or no lock file possible)."""
 
 
-class _StateBusy(_StateUnavailable):
+class _StateBusy(StateUnavailable):
     """The checkpoint is in use by another live process: ``busy`` is the :class:`~riverguard.state.LockBusy`."""
 
     def __init__(self, busy) -> None:  # type: ignore[no-untyped-def]
@@ -394,11 +394,11 @@ class _StateBusy(_StateUnavailable):
         self.busy = busy
 
 
-class _StateDenied(_StateUnavailable):
+class _StateDenied(StateUnavailable):
     """The checkpoint or its lock file is another user's: this process may not open it (left as it is)."""
 
 
-def _state_store(engine: Engine, idle=None):  # type: ignore[no-untyped-def]
+def state_store(engine: Engine, idle=None):  # type: ignore[no-untyped-def]
     """The engine's checkpoint store, locked and restored, or None when no state path is set.
     ``idle``: what to do between two tries at the lock (:meth:`~riverguard.state.StateStore.lock`)."""
     if engine.config.state.path is None:
@@ -415,7 +415,7 @@ def _state_store(engine: Engine, idle=None):  # type: ignore[no-untyped-def]
         store.unlock()
         raise _StateDenied(str(err)) from None
     except LockError as err:
-        raise _StateUnavailable(str(err)) from None
+        raise StateUnavailable(str(err)) from None
     return store
 
 
@@ -516,7 +516,7 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
     # under the process's signals: a stop there waits Held.STOP_GRACE more for the lock, then ends the wait.
     held = Held(signals) if config.state.path is not None else None
     try:
-        store = _state_store(engine, idle=held.wait if held else None)
+        store = state_store(engine, idle=held.wait if held else None)
     except _StateBusy as err:
         # Under Telegraf, most likely the processor's second copy, after the aggregators: exiting would
         # lose every metric sent to it and crash-loop; scoring on throwaway models would change the output
@@ -536,7 +536,7 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
         # next checkpoint. Every metric goes back unscored; the checkpoint is left as it is.
         log.error(f"{err}; passing every metric through unscored until this process stops")
         return passthrough(log, held)
-    except _StateUnavailable as err:
+    except StateUnavailable as err:
         log.error(str(err))
         return EXIT_CONFIG
     if not engine.clock.known:  # (a restored clock: the models already took timestamps in their unit)
@@ -773,8 +773,8 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
     unit = UNITS[precision or "ns"]
     engine = Engine(config, log, time_unit=unit)
     try:
-        store = _state_store(engine)
-    except _StateUnavailable as err:
+        store = state_store(engine)
+    except StateUnavailable as err:
         log.error(str(err))
         return EXIT_CONFIG
     if precision is None and not engine.clock.known:  # (--precision given, or a restored clock: the unit is known)
@@ -838,7 +838,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
                     log.warn(_interrupted(engine, out, store, args.report if args is not None else None))
             if ok and store:
                 saved = store.save(tell=True)
-    _summary(engine)
+    log_summary(engine)
     code = EXIT_OK
     if collector is not None:
         code = _write_report(collector, args, log)  # type: ignore[arg-type]
@@ -906,7 +906,7 @@ def _dropped(engine: Engine) -> str:
     )
 
 
-def _summary(engine: Engine) -> None:
+def log_summary(engine: Engine) -> None:
     """The I! lines a replay and a one-off pull end with: every figure this run's, the series held with
     those a checkpoint brought labelled as such."""
     held = engine.series.values()

@@ -26,6 +26,7 @@ from .log import Log, RateLimit, iso_ns, plural
 __all__ = [
     "ACCELERATED", "METRIC_FIELD", "MONITOR_MEASUREMENT", "Engine", "MetricSeries", "Series", "checked_score",
     "UNITS", "format_score", "key_measurement", "series_key", "series_name",
+    "series_prefix",
 ]
 
 
@@ -39,6 +40,19 @@ _MONITOR = MONITOR_MEASUREMENT.encode()
 ACCELERATED = is_compiled(_hotpath)
 
 
+def series_prefix(metric: Metric) -> bytes:
+    """Measurement and canonical (sorted) tags: the series key without the field."""
+    tags = metric.tags
+    if len(tags) > 1:
+        for i in range(1, len(tags)):
+            if tags[i - 1] > tags[i]:
+                tags = sorted(tags)
+                break
+    if not tags:
+        return metric.measurement + b" "
+    return b"%s,%s " % (metric.measurement, b",".join([k + b"=" + v for k, v in tags]))
+
+
 def series_key(metric: Metric, field_key: bytes) -> bytes:
     """Measurement, sorted tags and field key, as one byte string (escaping kept).
 
@@ -46,7 +60,7 @@ def series_key(metric: Metric, field_key: bytes) -> bytes:
     >>> series_key(parse(b"cpu,z=1,a=2 v=1"), b"v") == series_key(parse(b"cpu,a=2,z=1 v=1"), b"v")
     True
     """
-    return Engine._prefix(metric) + field_key
+    return series_prefix(metric) + field_key
 
 
 #: The field key of a ``scope = "metric"`` model's series (its key: measurement, tags, a space and this):
@@ -967,18 +981,7 @@ class Engine:
             names = self._names[key] = (b",%s%s=" % (key, self.score_suffix), flag + b"true", flag + b"false")
         return names
 
-    @staticmethod
-    def _prefix(metric: Metric) -> bytes:
-        """Measurement and canonical (sorted) tags: the series key without the field."""
-        tags = metric.tags
-        if len(tags) > 1:
-            for i in range(1, len(tags)):
-                if tags[i - 1] > tags[i]:
-                    tags = sorted(tags)
-                    break
-        if not tags:
-            return metric.measurement + b" "
-        return b"%s,%s " % (metric.measurement, b",".join([k + b"=" + v for k, v in tags]))
+    _prefix = staticmethod(series_prefix)  # (for the hot path, which cannot import this module)
 
     def _detector_failed(self, series: Series, skey: bytes, err: Exception) -> None:
         """A detector raised (or scored NaN): the sample passes unscored and the series starts fresh with a

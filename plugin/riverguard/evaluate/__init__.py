@@ -81,9 +81,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _what_rules_see(files: list[Any]) -> str:
     """What evaluate's metrics look like to a config's rules, for the W! line when no sample was scored: the
     rule a user wrote for their own metrics (``measurement = "cpu"``) matches none of them."""
-    from .runner import FIELD, MEASUREMENT, _series
+    from .runner import FIELD, MEASUREMENT, file_series
 
-    example = _series(files[0]).decode("utf-8", "backslashreplace")
+    example = file_series(files[0]).decode("utf-8", "backslashreplace")
     return (f': evaluate scores each row as a metric of measurement "{MEASUREMENT}", tags category (the folder) and'
             f' file, and one field "{FIELD}" ({example} {FIELD}=...), so a rule must match measurement'
             f' "{MEASUREMENT}" and field "{FIELD}"')

@@ -34,7 +34,10 @@ from ..log import Log
 from ..stream import process_chunks
 from .corpus import NabFile, parse_value
 
-__all__ = ["FIELD", "MEASUREMENT", "FileRun", "OutputRow", "read_output", "run_file", "run_lines", "to_line_protocol"]
+__all__ = [
+    "FIELD", "MEASUREMENT", "FileRun", "OutputRow", "file_series", "read_output", "run_file", "run_lines",
+    "to_line_protocol",
+]
 
 MEASUREMENT = "nab"
 FIELD = "value"
@@ -44,7 +47,7 @@ _TRUE = {b"t", b"T", b"true", b"True", b"TRUE"}
 _FALSE = {b"f", b"F", b"false", b"False", b"FALSE"}
 
 
-def _series(f: NabFile, measurement: str = MEASUREMENT) -> bytes:
+def file_series(f: NabFile, measurement: str = MEASUREMENT) -> bytes:
     """Measurement and tags of the file's metrics, escaped."""
     return escape_measurement(measurement) + b",category=" + _tag(f.category) + b",file=" + _tag(f.name)
 
@@ -70,7 +73,7 @@ def to_line_protocol(f: NabFile, measurement: str = MEASUREMENT) -> bytes:
     nab,category=c,file=x\\ y.csv value=1.0 0
     nab,category=c,file=x\\ y.csv value=2.5 300000000000
     """
-    head = _series(f, measurement) + b" " + escape_key(FIELD) + b"="
+    head = file_series(f, measurement) + b" " + escape_key(FIELD) + b"="
     lines = []
     for i, (text, ts) in enumerate(zip(f.values, f.timestamps.tolist(), strict=True)):
         try:
@@ -162,7 +165,7 @@ def run_file(config: Config, f: NabFile, log: Log | None = None) -> FileRun:
                        metric=(names.metric_score_field, names.metric_flag_field))
     if len(rows) != f.rows:
         raise ValueError(f"{f.key}: riverguard wrote {len(rows)} metrics for {f.rows} rows")
-    series = _series(f)
+    series = file_series(f)
     scores = np.zeros(f.rows)
     flags = np.zeros(f.rows, dtype=bool)
     unscored = 0

@@ -55,7 +55,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Config, duration_text, parse_duration
-from ..engine import Engine
+from ..engine import Engine, series_prefix
 from ..influx import InfluxWriter, OptionError, WriteError, from_args, retry_wait
 from ..lineprotocol import Metric, ParseError, parse, raw_fields
 from ..log import Log, Progress, RateLimit, iso_ns
@@ -597,7 +597,7 @@ def _identity(line: bytes) -> tuple[bytes, int]:
 
 def _point(metric: Metric) -> tuple[bytes, int]:
     """:func:`_identity` of a metric parsed."""
-    return Engine._prefix(metric), metric.timestamp or 0
+    return series_prefix(metric), metric.timestamp or 0
 
 
 # -- the command ---------------------------------------------------------------
@@ -689,11 +689,11 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     headers = {k: v for k, v in template.headers.items() if k == "Authorization"}
     engine = Engine(config, log)
     source, dest = _sources(args, headers, config)
-    from ..cli import _state_store, _StateUnavailable
+    from ..cli import StateUnavailable, state_store
 
     try:
-        store = _state_store(engine)  # locked: one process per state file
-    except _StateUnavailable as err:
+        store = state_store(engine)  # locked: one process per state file
+    except StateUnavailable as err:
         log.error(str(err))
         return EXIT_CONFIG
 
@@ -728,7 +728,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
 
 def _once(puller: Puller) -> int:
     """One pass (a one-off pull): the exit code."""
-    from ..cli import _summary
+    from ..cli import log_summary
 
     log = puller.log
     try:
@@ -746,7 +746,7 @@ def _once(puller: Puller) -> int:
         log.error(puller.summary() + ": the E! lines above say which and why")
     else:
         log.info(puller.summary())
-    _summary(puller.engine)
+    log_summary(puller.engine)
     return EXIT_FAIL if puller.refused or unsaved else EXIT_OK
 
 
