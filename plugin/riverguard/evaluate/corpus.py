@@ -475,16 +475,23 @@ def _nab_hint(folder: str | Path) -> str | None:
     """For a folder whose subfolders, not itself, hold CSV files (NAB's layout: ``data/<category>/*.csv``): the
     ``--nab`` it may have meant; None if none of its subfolders (nor of its ``data``) holds any."""
     path = Path(folder)
-    for top, root in ((path / "data", path), (path, path.parent if path.name == "data" else None)):
-        try:
-            with os.scandir(top) as entries:
-                subs = [e.path for e in entries if e.is_dir()]
-            if any(_csv_names(sub) for sub in subs):
-                return f"give --nab {root}" if root is not None else \
-                    "put them in data/<category>/*.csv under the folder given to --nab"
-        except OSError:
-            continue
-    return None
+    if _csv_in_subfolders(path / "data"):
+        return f"give --nab {path}"
+    if not _csv_in_subfolders(path):
+        return None
+    if path.name == "data":
+        return f"give --nab {path.parent}"
+    return "put them in data/<category>/*.csv under the folder given to --nab"
+
+
+def _csv_in_subfolders(folder: Path) -> bool:
+    """Whether a subfolder of ``folder`` holds CSV files (False on an error reading them)."""
+    try:
+        with os.scandir(folder) as entries:
+            subs = [e.path for e in entries if e.is_dir()]
+        return any(_csv_names(sub) for sub in subs)
+    except OSError:
+        return False
 
 
 def describe(files: list[NabFile]) -> str:
