@@ -617,13 +617,10 @@ def post(
     conn.close()
     status = resp.status
     message, influx2 = _message(payload, resp.reason)
-    if retryable_status(status):
-        wait = _retry_after(resp.getheader("Retry-After"))
-        raise error(f"HTTP {status}: {message}", True, wait, status=status, reason=message, influx2=influx2)
-    if refused:
-        raise error(f"InfluxDB refused {refused} (HTTP {status}): {message}", status=status, reason=message,
-                    influx2=influx2)
-    raise error(f"HTTP {status}: {message}", status=status, reason=message, influx2=influx2)
+    retryable = retryable_status(status)
+    wait = _retry_after(resp.getheader("Retry-After")) if retryable else None
+    said = f"InfluxDB refused {refused} (HTTP {status})" if refused and not retryable else f"HTTP {status}"
+    raise error(f"{said}: {message}", retryable, wait, status=status, reason=message, influx2=influx2)
 
 
 def _message(raw: bytes, reason: str) -> tuple[str, bool]:
