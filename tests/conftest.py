@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -236,8 +237,6 @@ def as_a_user(tmp_path: Path) -> list[str]:
     ``setpriv``). Skips the test when a file of mode 0000 can still be read so."""
     prefix: list[str] = []
     if os.geteuid() == 0:
-        import shutil
-
         if shutil.which("setpriv") is None:
             pytest.skip("as root a file's mode holds only without CAP_DAC_OVERRIDE: needs setpriv (util-linux)")
         prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
@@ -265,8 +264,6 @@ def as_nobody(why: str) -> list[str]:
     without ``setpriv``."""
     if os.geteuid() != 0:
         return []
-    import shutil
-
     if shutil.which("setpriv") is None:
         pytest.skip(f"running as root without setpriv (util-linux): {why}")
     return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
