@@ -298,7 +298,7 @@ class StateStore:
         1777): there only the file's owner, the folder's, or a process with CAP_FOWNER may replace it, so every
         checkpoint's rename over it would fail (EPERM), though the temporary file is made and the lock taken."""
         folder = self.path.parent
-        try:
+        try:  # (not check_regular's stat: that one follows a symlink, and came before the lock, maybe a wait)
             st = os.lstat(self.path)  # (a symlink: the link is what the rename replaces)
             fst = os.stat(folder)
         except OSError:
