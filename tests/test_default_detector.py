@@ -39,15 +39,6 @@ def test_is_the_registered_default():
     assert set(Sentinel.defaults()) >= {"bins", "suppress", "margin", "pmin"}
 
 
-def test_integer_values_dump_floats():
-    det = Sentinel()
-    for i in range(100):
-        det.process(i % 7)
-    restored = Sentinel()
-    restored.load_state(det.dump_state())
-    assert restored.process(3) == det.process(3)
-
-
 @pytest.mark.parametrize(
     "bad",
     [None, [], [1, 2], {}, {"n": 1}, {"n": -1, **{k: {} for k in ("surprise", "error", "day", "likelihood", "extremes", "stuck", "suppression")}}],

@@ -259,6 +259,16 @@ def test_compact_state_restores_invisibly(name: str, cut: int) -> None:
 
 
 @pytest.mark.parametrize("name", COMPACT)
+def test_integer_values_dump_floats(name: str) -> None:
+    det = REGISTRY[name]()
+    for i in range(300):
+        det.process(i % 7)
+    restored = REGISTRY[name]()
+    restored.load_state(det.dump_state())
+    assert restored.process(3) == det.process(3)
+
+
+@pytest.mark.parametrize("name", COMPACT)
 def test_compact_state_is_small_plain_data(name: str) -> None:
     det = REGISTRY[name]()
     for x, t in realistic_series(5000):
