@@ -16,9 +16,9 @@ from .params import MAX_COUNT, Param
 from .steps import Pipeline, Settings, Surprise, compose
 
 if cython.compiled:
-    from cython.cimports.riverguard.detectors.steps import _bytes, _bytes_io, _free
+    from cython.cimports.riverguard.detectors.steps import bytes_io, free_buffer, zeroed_bytes
 else:
-    from .steps import _bytes, _bytes_io, _free
+    from .steps import bytes_io, free_buffer, zeroed_bytes
 
 __all__ = ["Context", "ContextSettings", "Patterns"]
 
@@ -81,10 +81,10 @@ class Patterns(Surprise):
     def __init__(self, cfg):
         self.cfg = cfg
         self._hist = 0
-        self._table = _bytes(cfg.size)
+        self._table = zeroed_bytes(cfg.size)
 
     def __dealloc__(self):
-        _free(self._table)
+        free_buffer(self._table)
 
     def raw(self, q, n):
         hist = ((self._hist << 4) | q) & self.cfg.hmask
@@ -131,7 +131,7 @@ class Patterns(Surprise):
         return levels
 
     def _buffer(self, name, data):
-        return _bytes_io(self._table, self.cfg.size, data)
+        return bytes_io(self._table, self.cfg.size, data)
 
     def _fits(self):
         return self._hist <= self.cfg.hmask

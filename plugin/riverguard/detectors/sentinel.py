@@ -15,9 +15,9 @@ from .steps import Pipeline, Settings, Surprise, compose
 
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
-    from cython.cimports.riverguard.detectors.steps import _bytes, _bytes_io, _free
+    from cython.cimports.riverguard.detectors.steps import bytes_io, free_buffer, zeroed_bytes
 else:
-    from .steps import _bytes, _bytes_io, _free
+    from .steps import bytes_io, free_buffer, zeroed_bytes
 
 __all__ = ["Sentinel", "SentinelSettings", "Transitions"]
 
@@ -97,10 +97,10 @@ class Transitions(Surprise):
         bins = cfg.bins
         self._b1 = 0
         self._b2 = 0
-        self._counts = _bytes(bins * bins * bins)
+        self._counts = zeroed_bytes(bins * bins * bins)
 
     def __dealloc__(self):
-        _free(self._counts)
+        free_buffer(self._counts)
 
     def raw(self, b, n):
         bins = self.cfg.bins
@@ -136,7 +136,7 @@ class Transitions(Surprise):
     def _buffer(self, name, data):
         bins = self.cfg.bins
         if name == "counts":
-            return _bytes_io(self._counts, bins * bins * bins, data)
+            return bytes_io(self._counts, bins * bins * bins, data)
         # "totals" (loaded after "counts"): the total of each context's counts, saved as when it was kept
         # (the same records and fingerprints). Every total ever kept was that sum: it started at 0 with
         # the counts, grew by 1 with one of them, and a halving set it to the sum of the halved counts.

@@ -19,9 +19,9 @@ cdef double *_BAND
 cdef bint _LITTLE
 cdef int64_t _MAX_COUNT, _MAX_SIGNED
 
-cdef unsigned char *_bytes(Py_ssize_t n) except NULL
-cdef double *_doubles(Py_ssize_t n) except NULL
-cdef void _free(void *p) noexcept
+cdef unsigned char *zeroed_bytes(Py_ssize_t n) except NULL
+cdef double *zeroed_doubles(Py_ssize_t n) except NULL
+cdef void free_buffer(void *p) noexcept
 cdef int _cut(double *cuts, int m, double a, double b) noexcept
 cdef inline bint _duration(double v) noexcept
 cdef inline bint _lasts(double run, double need, double slack) noexcept
@@ -48,9 +48,9 @@ cdef inline double _bound(double x, double lo, double hi) noexcept
 cdef inline double _reach(double k, double record, double top) noexcept
 @cython.locals(q=double)
 cdef inline int _level(double x, double lo, double span, int levels) noexcept
-cdef object _bytes_io(unsigned char *buf, Py_ssize_t n, object data)
+cdef object bytes_io(unsigned char *buf, Py_ssize_t n, object data)
 @cython.locals(out=bytes)
-cdef object _doubles_io(double *buf, Py_ssize_t n, object data)
+cdef object doubles_io(double *buf, Py_ssize_t n, object data)
 
 
 cdef dict _RECORDS

@@ -165,9 +165,10 @@ _RECORD_CEILING = 8
 
 
 # -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
+# (zeroed_bytes, bytes_io and free_buffer serve context.py and sentinel.py too, cimported through steps.pxd)
 
 
-def _bytes(n):
+def zeroed_bytes(n):
     """A zeroed buffer of ``n`` bytes.
 
     Compiled, exactly ``n`` (a byte more costs 16 with the allocator's
@@ -181,8 +182,8 @@ def _bytes(n):
     return bytearray(n)
 
 
-def _doubles(n):
-    """A zeroed buffer of ``n`` doubles (compiled, exactly ``n``, at least 1: see :func:`_bytes`)."""
+def zeroed_doubles(n):
+    """A zeroed buffer of ``n`` doubles (compiled, exactly ``n``, at least 1: see :func:`zeroed_bytes`)."""
     if cython.compiled:
         p = PyMem_Calloc(n if n else 1, 8)
         if not p:
@@ -202,12 +203,12 @@ def _cut(cuts, m, a, b):
     return m
 
 
-def _free(p):
+def free_buffer(p):
     if cython.compiled:
         PyMem_Free(p)
 
 
-def _bytes_io(buf, n, data):
+def bytes_io(buf, n, data):
     """Save or restore ``buf``, ``n`` bytes: with ``data`` None, ``buf`` as bytes; else copy ``data`` into
     ``buf`` if it is ``n`` bytes, and whether it was."""
     if data is None:
@@ -223,7 +224,7 @@ def _bytes_io(buf, n, data):
     return True
 
 
-def _doubles_io(buf, n, data):
+def doubles_io(buf, n, data):
     """Save or restore ``buf``, ``n`` doubles, as little-endian bytes: with ``data`` None, ``buf`` as bytes;
     else copy ``data`` into ``buf`` if it is ``n`` doubles, and whether it was."""
     if data is None:
@@ -250,9 +251,9 @@ def _swapped(data):
 
 # scratch space of Pipeline.explain_into: the surprise of each level, and the band's cut points (10 pairs and the
 # inner edges of at most 16 levels: 35); and its answer for Pipeline.explain (the expected value and the band's edges)
-_LEVELS = _doubles(16)
-_CUTS = _doubles(40)
-_BAND = _doubles(3)
+_LEVELS = zeroed_doubles(16)
+_CUTS = zeroed_doubles(40)
+_BAND = zeroed_doubles(3)
 
 # -- what a threshold implies (explanations) ---------------------------------------------------------
 
@@ -461,7 +462,7 @@ class Step:
 
     def _buffer(self, name, data):
         """The buffer ``name`` (one of ``BUFFERS``) as bytes (``data`` None), or ``data`` restored into it and
-        whether it fit: :func:`_bytes_io` or :func:`_doubles_io` of the array that ``name`` is, and its size."""
+        whether it fit: :func:`bytes_io` or :func:`doubles_io` of the array that ``name`` is, and its size."""
         raise KeyError(name)
 
     def _fits(self):
@@ -771,17 +772,17 @@ class TimeOfDay(Step):
         slots = cfg.slots
         if cython.compiled:  # one block (lo, hi, stat, visits): one allocation's overhead per series, not four
             n = cython.cast(cython.Py_ssize_t, slots)
-            lo = _doubles(4 * n + (n + 7) // 8)
+            lo = zeroed_doubles(4 * n + (n + 7) // 8)
             self._lo = lo
             self._stat = lo + 2 * n
             self._visits = cython.cast(cython.p_uchar, lo + 4 * n)
         else:
-            self._lo = _doubles(2 * slots)
-            self._visits = _bytes(slots)
-            self._stat = _doubles(2 * slots)
+            self._lo = zeroed_doubles(2 * slots)
+            self._visits = zeroed_bytes(slots)
+            self._stat = zeroed_doubles(2 * slots)
 
     def __dealloc__(self):
-        _free(self._lo)  # (the whole block)
+        free_buffer(self._lo)  # (the whole block)
 
     def slot_at(self, t):
         """The slot of event time ``t`` (seconds, or None), or -1 when there is none (no time, or the step is off)."""
@@ -864,13 +865,13 @@ class TimeOfDay(Step):
     def _buffer(self, name, data):
         slots = self.cfg.slots
         if name == "visits":
-            return _bytes_io(self._visits, slots, data)
+            return bytes_io(self._visits, slots, data)
         if name == "stat":
-            return _doubles_io(self._stat, 2 * slots, data)
+            return doubles_io(self._stat, 2 * slots, data)
         at = 0 if name == "lo" else slots  # the highs follow the lows
         if cython.compiled:
-            return _doubles_io(self._lo + at, slots, data)
-        return _doubles_io(memoryview(self._lo)[at : at + slots], slots, data)
+            return doubles_io(self._lo + at, slots, data)
+        return doubles_io(memoryview(self._lo)[at : at + slots], slots, data)
 
     def _fits(self):
         return self._slot < self.cfg.slots
