@@ -371,6 +371,8 @@ USAGE_ERRORS = [
     (["collect", "--count", "1"], ("psutil",), "needs the optional collect extra"),
     (["collect", "--interval", "soon"], (), '--interval: invalid duration "soon"'),
     (["collect", "--count", "0"], (), "--count >= 1"),
+    (["collect", "--interval", "1ns"], (), '--interval must be at least 0.01s (one kernel tick, the unit of cpu time), got "1ns"'),
+    (["collect", "--interval", "9ms", "--count", "1"], (), '--interval must be at least 0.01s'),
     (["evaluate", "--detector", "nosuch", "--labels", "good.csv"], (), 'unknown detector "nosuch"'),
     (["evaluate", "--config", "bad.toml", "--labels", "good.csv"], (), 'unknown detector "zscroe"'),
     (["evaluate", "--reference", "numenta", "--labels", "good.csv"], (), "cannot be combined with --labels"),
