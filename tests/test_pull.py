@@ -1395,3 +1395,25 @@ def test_follow_tells_the_evictions_since_its_last_warning_when_it_stops(influxd
     assert len(told) == 2 == stderr.count("W! "), stderr
     (first, _), (second, total) = told
     assert int(first) > 0 and int(second) > 0 and int(first) + int(second) == int(total), stderr
+
+
+
+def test_a_pull_from_a_bucket_on_influxdb_1x_says_it_is_not_2x(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """--bucket/--org/--token-env against InfluxDB 1.6, which has no /api/v2/query: the pull stopped on `HTTP 404:
+    404 page not found` alone, where a backfill (test_influxdb) says the server is not 2.x and to give --db. The
+    same advice now, one-off and --follow (which stops: retrying cannot help)."""
+    advice = (f"HTTP 404: 404 page not found; {influxdb.url} does not look like InfluxDB 2.x (its 404 is not 2.x's"
+              " JSON error): for InfluxDB 1.x give --db (and --username/--password-env) instead of --bucket, --org"
+              " and --token-env, or fix --influx-url; ")
+    bucket = ["pull", "--influx-url", influxdb.url, "--bucket", "telegraf", "--org", "acme", "--token-env",
+              "RG_TEST_TOKEN", "--delay", "0s"]
+    env = {**os.environ, "RG_TEST_TOKEN": "abc"}
+    once = run_cli(bucket, timeout=60, text=True, env=env)
+    assert once.returncode == 1, once.stderr
+    assert (f"E! [riverguard] pull stopped: {advice}nothing was committed; fix this, then run it again to resume"
+            " from there") in once.stderr.splitlines(), once.stderr
+    follow = run_cli([*bucket, "--follow", "--state", str(tmp_path / "s")], timeout=60, text=True, env=env)
+    assert follow.returncode == 1, follow.stderr
+    assert any(line.startswith(f"E! [riverguard] pull stopped: {advice}") and line.endswith("retrying cannot help:"
+               " fix this and start again") for line in follow.stderr.splitlines()), follow.stderr
+    assert "Traceback" not in once.stderr + follow.stderr

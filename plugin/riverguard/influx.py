@@ -51,7 +51,7 @@ from .log import Log, RateLimit, plural
 __all__ = [
     "DATA_REFUSED", "DEFAULT_BATCH_SIZE", "MAX_BACKOFF", "MAX_REFUSED_PER_BATCH", "InfluxError", "InfluxWriter",
     "OptionError", "WriteError",
-    "add_arguments", "from_args", "post", "retry_wait", "retryable_status",
+    "add_arguments", "from_args", "not_influx2", "post", "retry_wait", "retryable_status",
 ]
 
 DEFAULT_BATCH_SIZE = 5000
@@ -100,6 +100,16 @@ class InfluxError(Exception):
         self.status = status
         self.reason = reason
         self.influx2 = influx2
+
+
+def not_influx2(url: str, err: InfluxError | None) -> str | None:
+    """What to do when a request to InfluxDB 2.x's API (``--bucket``: a backfill's write, a pull's query) got a 404
+    that is not 2.x's JSON error: the server at ``url`` has no such API (InfluxDB 1.x, or not InfluxDB). None for
+    any other outcome."""
+    if err is None or err.status != 404 or err.influx2:
+        return None
+    return (f"{url} does not look like InfluxDB 2.x (its 404 is not 2.x's JSON error): for InfluxDB 1.x give --db"
+            " (and --username/--password-env) instead of --bucket, --org and --token-env, or fix --influx-url")
 
 
 class WriteError(InfluxError):
@@ -441,10 +451,8 @@ class InfluxWriter:
         """What to change, for a refusal no line is at fault for and no retry mends; None when unknown."""
         status = err.status if err is not None else None
         if status == 404:  # 1.x: database not found; 2.x: bucket or organization not found
-            if self.bucket is not None and not err.influx2:  # (no /api/v2/write: InfluxDB 1.x, or not InfluxDB)
-                return (f"{self.url} does not look like InfluxDB 2.x (its 404 is not 2.x's JSON error): for"
-                        " InfluxDB 1.x give --db (and --username/--password-env) instead of --bucket, --org and"
-                        " --token-env, or fix --influx-url")
+            if self.bucket is not None and (advice := not_influx2(self.url, err)):
+                return advice
             if self.bucket is not None:
                 return f"create the bucket {self.bucket!r} in organization {self.org!r}, or fix --bucket or --org"
             return f'create the database (InfluxQL: CREATE DATABASE "{self.db}") or fix --db'

@@ -21,11 +21,13 @@ from __future__ import annotations
 import calendar
 import codecs
 import csv
+import http.client
 import json
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ..influx import not_influx2
 from .points import KINDS, Layout, RebuildError
 from .source import ReadError, Row, Source, complete_batches, read_line
 
@@ -209,6 +211,17 @@ class FluxSource(Source):
         self.label = f"bucket {bucket!r}"
         #: Page length (ns) for the next query; it adapts to the data's density.
         self.page = _FIRST_PAGE
+
+    def request(self, url: str, body: bytes) -> http.client.HTTPResponse:
+        """As :meth:`Source.request`; a 404 from a server without 2.x's API says so (as a backfill's write does)."""
+        try:
+            return super().request(url, body)
+        except ReadError as err:
+            advice = not_influx2(self.url, err)
+            if advice is None:
+                raise
+            raise ReadError(f"{err}; {advice}", err.retryable, err.retry_after, status=err.status,
+                            reason=err.reason, influx2=err.influx2) from None
 
     def key(self, measurement: str) -> str:
         return f"flux:{self.org}/{self.bucket}/{measurement}"
