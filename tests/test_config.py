@@ -611,6 +611,28 @@ def test_a_mistyped_name_gets_the_close_one_it_may_mean(text: str, told: str) ->
     assert message.startswith("my.toml: ") and "\n" not in message and told in message, message
 
 
+def test_a_key_in_the_wrong_section_is_told_where_it_belongs(tmp_path: Path) -> None:
+    """A key another section takes was only "unknown key" (with a did-you-mean for close spellings alone):
+    `threshold` before any header, `checkpoint_interval` after a [[rule]] (TOML puts it in that rule), `explain`
+    in [state] (two sections take it). A misspelling close only to another section's key says which."""
+    path = tmp_path / "rg.toml"
+    path.write_text('threshold = 0.9\n[state]\nexplain = true\n[[rule]]\nname = "cpu"\ncheckpoint_interval = "30s"\n'
+                    'intervall = "5s"\n')
+    code, out, lines = _check_config(path)
+    assert (code, out) == (2, b"")
+    state = "checkpoint_interval, max_series, path, series_ttl"
+    assert lines == [
+        f"E! [riverguard] {path}: top level, key 'threshold': unknown key, it belongs in a [[rule]] (allowed: monitor, "
+        "output, rule, state)",
+        f"E! [riverguard] {path}: [state], key 'explain': unknown key, it belongs in a [[rule]] or in [output] "
+        f"(allowed: {state})",
+        f"E! [riverguard] {path}: rule 1 \"cpu\", key 'checkpoint_interval': unknown key, it belongs in [state] "
+        f"(allowed: {RULE_KEYS})",
+        f"E! [riverguard] {path}: rule 1 \"cpu\", key 'intervall': unknown key, did you mean 'interval' (in "
+        f"[monitor])? (allowed: {RULE_KEYS})",
+    ]
+
+
 def test_start_up_gives_every_problem_its_own_line(tmp_path: Path) -> None:
     path = tmp_path / "rg.toml"
     path.write_text(EVERY)

@@ -318,6 +318,18 @@ def load(path: str | Path) -> Config:
 
 _RULE_KEYS = {"name", "measurement", "tags", "fields", "detector", "threshold", "warmup", "params", "scope", "explain"}
 _TOP_KEYS = {"rule", "output", "state", "monitor"}
+_OUTPUT_STRINGS = ("score_suffix", "flag_suffix", "metric_score_field", "metric_flag_field")
+_OUTPUT_KEYS = {*_OUTPUT_STRINGS, "explain"}
+_STATE_KEYS = {"path", "checkpoint_interval", "max_series", "series_ttl"}
+_MONITOR_KEYS = {"interval"}
+#: Where each section's keys go, as a message says it: a key written in another section is told where it belongs.
+_SECTIONS = {
+    "at the top level": _TOP_KEYS,
+    "in a [[rule]]": _RULE_KEYS,
+    "in [output]": _OUTPUT_KEYS,
+    "in [state]": _STATE_KEYS,
+    "in [monitor]": _MONITOR_KEYS,
+}
 
 #: A table header line: ``[name...]`` or ``[[name...]]``, with the first part of its key.
 _HEADER = re.compile(r"""\s*\[(\[?)\s*("[^"\n]*"|'[^'\n]*'|[A-Za-z0-9_-]+)\s*(\]?)""")
@@ -513,21 +525,54 @@ def warnings(config: Config) -> list[str]:
     return found
 
 
-def _close(word: str, known: Iterable[str], quote: str = "'") -> str:
-    """``, did you mean 'X'?`` for the one of ``known`` closest to a mistyped ``word`` (difflib, whatever the
-    case), if one is close enough; else nothing.
+def _closest(word: str, known: Iterable[str]) -> str | None:
+    """The one of ``known`` closest to a mistyped ``word`` (difflib, whatever the case), if one is close enough.
 
-    >>> _close("treshold", _RULE_KEYS), _close("HST", ["hst", "zscore"], '"'), _close("colour", _RULE_KEYS)
-    (", did you mean 'threshold'?", ', did you mean "hst"?', '')
+    >>> _closest("treshold", _RULE_KEYS), _closest("HST", ["hst", "zscore"]), _closest("colour", _RULE_KEYS)
+    ('threshold', 'hst', None)
     """
     lowered = {name.lower(): name for name in sorted(known, reverse=True)}  # (the first name of those alike)
     close = difflib.get_close_matches(word.lower(), sorted(lowered), n=1)
-    return f", did you mean {quote}{lowered[close[0]]}{quote}?" if close else ""
+    return lowered[close[0]] if close else None
+
+
+def _unknown(what: str, word: str, known: list[str], *, listed: str = "known", quote: str = "'",
+             hint: str | None = None) -> str:
+    """The one wording of a name that is not known (a key, a detector, a parameter): ``unknown WHAT, did you
+    mean 'X'? (LISTED: KNOWN...)``, with the one of ``known`` closest to ``word`` if any (or ``hint``, said in
+    its place).
+
+    >>> _unknown('detector "HST"', "HST", ["hst", "zscore"], quote='"')
+    'unknown detector "HST", did you mean "hst"? (known: hst, zscore)'
+    """
+    if hint is None:
+        close = _closest(word, known)
+        hint = "" if close is None else f"did you mean {quote}{close}{quote}?"
+    return f"unknown {what}{', ' + hint if hint else ''} ({listed}: {', '.join(known)})"
 
 
 def _unknown_key(key: str, allowed: Iterable[str]) -> str:
-    """The message for ``key``, not one of ``allowed``."""
-    return f"unknown key{_close(key, allowed)} (allowed: {', '.join(sorted(allowed))})"
+    """The message for ``key``, not one of ``allowed``: where it belongs when another section takes it (else
+    the allowed key closest to it, else another section's).
+
+    >>> _unknown_key("threshold", _TOP_KEYS)
+    'unknown key, it belongs in a [[rule]] (allowed: monitor, output, rule, state)'
+    >>> for key in ("explain", "intervall", "pth"):
+    ...     print(_unknown_key(key, _STATE_KEYS).split(" (allowed")[0])
+    unknown key, it belongs in a [[rule]] or in [output]
+    unknown key, did you mean 'interval' (in [monitor])?
+    unknown key, did you mean 'path'?
+    """
+    hint = None
+    places = [place for place, keys in _SECTIONS.items() if key in keys]  # (never the section ``allowed`` is)
+    if places:
+        hint = f"it belongs {' or '.join(places)}"
+    elif _closest(key, allowed) is None:
+        elsewhere = {name: place for place, keys in _SECTIONS.items() for name in keys if name not in allowed}
+        close = _closest(key, elsewhere)
+        if close is not None:
+            hint = f"did you mean '{close}' ({elsewhere[close]})?"
+    return _unknown("key", key, sorted(allowed), listed="allowed", hint=hint)
 
 
 def _check_keys(table: Any, allowed: set[str], where: _Where) -> bool:
@@ -587,8 +632,7 @@ def _parse_rule(index: int, raw: Any, where: _Where, explain_default: bool = Fal
         where.add("detector", f"expected a string, got {detector!r}")
     elif detector not in ("default", "off") and detector not in detectors.REGISTRY:
         known = ["default", "off", *sorted(detectors.REGISTRY)]
-        hint = _close(detector, known, quote='"')
-        where.add("detector", f'unknown detector "{detector}"{hint} (known: {", ".join(known)})')
+        where.add("detector", _unknown(f'detector "{detector}"', detector, known, quote='"'))
     else:
         known_detector = True
     threshold = raw.get("threshold")
@@ -652,10 +696,7 @@ def _check_params(detector: str, params: dict[str, Any] | None, scope: str | Non
                 f'"{cls.name}" learns for that long)',
             )
         elif param is None:
-            where.add(
-                f"params.{key}",
-                f'unknown parameter for detector "{cls.name}"{_close(key, declared)} (known: {", ".join(sorted(declared))})',
-            )
+            where.add(f"params.{key}", _unknown(f'parameter for detector "{cls.name}"', key, sorted(declared)))
         else:
             try:
                 checked[key] = param.check(value)  # (a TOML array becomes the tuple a list parameter holds)
@@ -676,8 +717,8 @@ def _check_params(detector: str, params: dict[str, Any] | None, scope: str | Non
 
 
 def _parse_output(raw: Any, where: _Where) -> OutputConfig | None:
-    names = ("score_suffix", "flag_suffix", "metric_score_field", "metric_flag_field")
-    if not _check_keys(raw, {*names, "explain"}, where):
+    names = _OUTPUT_STRINGS
+    if not _check_keys(raw, _OUTPUT_KEYS, where):
         return None
     values: dict[str, Any] = {}
     for key in names:
@@ -769,7 +810,7 @@ def file_identity(path: str | Path) -> tuple[Any, ...] | None:
 
 
 def _parse_state(raw: Any, where: _Where, base: Path, file: Path | None = None) -> StateConfig | None:
-    if not _check_keys(raw, {"path", "checkpoint_interval", "max_series", "series_ttl"}, where):
+    if not _check_keys(raw, _STATE_KEYS, where):
         return None
     values: dict[str, Any] = {}
     if "path" in raw:
@@ -823,7 +864,7 @@ def _duration(value: Any, key: str, where: _Where) -> float | None:
 
 
 def _parse_monitor(raw: Any, where: _Where) -> MonitorConfig | None:
-    if not _check_keys(raw, {"interval"}, where):
+    if not _check_keys(raw, _MONITOR_KEYS, where):
         return None
     if "interval" not in raw:
         return MonitorConfig()
