@@ -432,6 +432,30 @@ def test_a_replay_input_that_is_no_config_is_replayed_and_a_pipe_is_not_read_twi
     assert strip_added(result.stdout) == b"# nothing recorded yet\n" + data
 
 
+def test_a_config_redirected_to_replays_stdin_is_refused(tmp_path: Path) -> None:
+    """`replay riverguard.toml` is refused (did you mean --config?), but `replay - < riverguard.toml` was not
+    looked at: every line of the config was an E! "not line protocol", passed through to the output, exit 0. A
+    stdin that is a regular file now gets the files' check, read without moving its offset; line protocol
+    whose first line starts with "[" (a measurement may: `[agent],host=a v=1`) is replayed as before."""
+    config = tmp_path / "rg.conf"
+    config.write_text('# a config under another name\n[agent]\ninterval = "10s"\n[[rule]]\nname = "a"\n')
+    named = tmp_path / "riverguard.toml"
+    named.write_text("")  # (a .toml file is refused whatever it holds, as a file input is)
+    for path, told in ((config, "reads as TOML (a config?)"), (named, "is a .toml file")):
+        with open(path, "rb") as stdin:
+            result = subprocess.run([*RIVERGUARD, "replay", "-"], stdin=stdin, capture_output=True, timeout=60)
+        assert (result.returncode, result.stdout) == (2, b""), result.stderr
+        assert result.stderr.decode() == (f"E! [riverguard] stdin ({path}) {told}, not line protocol: did you mean"
+                                          f" --config {path}?\n")
+    recording = tmp_path / "in.lp"
+    recording.write_bytes(b"[agent],host=a v=1 1\n[[rule]] v=2 2\nname v=3 3\n")
+    with open(recording, "rb") as stdin:
+        result = subprocess.run([*RIVERGUARD, "replay", "-"], stdin=stdin, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert strip_added(result.stdout) == recording.read_bytes()
+    assert b"E!" not in result.stderr
+
+
 def test_a_named_pipe_given_to_replay_is_opened_once(tmp_path: Path) -> None:
     """The inputs' check opened each input and closed it before the replay: a writer into a named pipe
     (``mkfifo``) went on with that first reader, its data lost when it closed, and the replay then waited for

@@ -582,29 +582,52 @@ _TOML_PROBE = 1 << 20
 def _check_inputs(files: list[str]) -> str | None:
     """Why an input cannot be read, or None. A config given as an input (``riverguard replay riverguard.toml``,
     ``--config`` forgotten) is refused too: a ``.toml`` file, or a small file that reads as TOML with a key in
-    it (no line-protocol metric is valid TOML, so none of its lines could be scored)."""
+    it (no line-protocol metric is valid TOML, so none of its lines could be scored). So is stdin (``-``) when
+    it is such a file (``replay - < riverguard.toml``), read where it stands without moving its offset; a pipe
+    is not looked at (it could be told only by reading ahead, what it holds is the replay's)."""
     for name in files:
-        if name == "-":
-            continue
         try:
-            head = None
-            st = os.stat(name)
+            head, path = None, name
+            if name == "-":
+                st = os.fstat(0)
+                path = _stdin_file(st)
+            else:
+                st = os.stat(name)
             if stat.S_ISDIR(st.st_mode):
                 return f"cannot read {name}: it is a folder (give the files in it, e.g. {name.rstrip('/')}/*.lp)"
             if stat.S_ISREG(st.st_mode):
-                with open(name, "rb") as f:  # (opened even when not read: a file this process may not read is told)
-                    # a larger file is not read (st_size can be short of a file still written, or 0 in /proc:
-                    # the length read decides)
-                    head = f.read(_TOML_PROBE + 1) if st.st_size <= _TOML_PROBE else None
-            elif not os.access(name, os.R_OK):  # a pipe (`<(cmd)`, a named one) or a device: not even opened here,
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))  # what it holds is the replay's
+                # a larger file is not read (st_size can be short of a file still written, or 0 in /proc:
+                # the length read decides)
+                if name == "-":
+                    at = os.lseek(0, 0, os.SEEK_CUR)  # (pread: stdin's offset stays where the replay starts)
+                    head = os.pread(0, _TOML_PROBE + 1, at) if st.st_size - at <= _TOML_PROBE else None
+                else:
+                    with open(name, "rb") as f:  # (opened even when not read: a file this process may not read is told)
+                        head = f.read(_TOML_PROBE + 1) if st.st_size <= _TOML_PROBE else None
+            elif name != "-" and not os.access(name, os.R_OK):  # a pipe (`<(cmd)`, a named one) or a device: not
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))  # opened here, what it holds is the replay's
         except OSError as err:
-            return f"cannot read {name}: {os_reason(err)}"
-        if name.lower().endswith(".toml"):
-            return f"{name} is a .toml file, not line protocol: did you mean --config {name}?"
+            return f"cannot read {'stdin' if name == '-' else name}: {os_reason(err)}"
+        shown = name if name != "-" else "stdin" + (f" ({path})" if path else "")
+        hint = f"did you mean --config {path or 'FILE'}?"
+        if path and path.lower().endswith(".toml"):
+            return f"{shown} is a .toml file, not line protocol: {hint}"
         if head is not None and len(head) <= _TOML_PROBE and _reads_as_toml(head):
-            return f"{name} reads as TOML (a config?), not line protocol: did you mean --config {name}?"
+            return f"{shown} reads as TOML (a config?), not line protocol: {hint}"
     return None
+
+
+def _stdin_file(st: os.stat_result) -> str | None:
+    """The path of the regular file stdin was redirected from (``< FILE``), as Linux's /proc names it; None
+    when not known (not a regular file, no /proc, the file removed since)."""
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    try:
+        path = os.readlink("/proc/self/fd/0")
+        same = os.stat(path)
+    except OSError:
+        return None
+    return path if (same.st_dev, same.st_ino) == (st.st_dev, st.st_ino) else None
 
 
 def _reads_as_toml(data: bytes) -> bool:
