@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 try:
-    from tests.conftest import RIVERGUARD, Proc, run_cli, strip_added, wait_until
+    from tests.conftest import RIVERGUARD, Proc, as_nobody, run_cli, strip_added, wait_until
     from tests.influx import InfluxServer, influxdb  # noqa: F401  (fixture)
 except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
-    from conftest import RIVERGUARD, Proc, run_cli, strip_added, wait_until  # type: ignore[no-redef]
+    from conftest import RIVERGUARD, Proc, as_nobody, run_cli, strip_added, wait_until  # type: ignore[no-redef]
     from influx import InfluxServer, influxdb  # type: ignore[no-redef]  # noqa: F401
 
 T0 = 1_700_000_000_000_000_000
@@ -566,6 +566,44 @@ def test_a_state_path_under_a_file_says_that_file_is_not_a_folder(tmp_path: Path
             f"E! [riverguard] cannot create the lock file {tmp_path / state}.lock: "
             f"{tmp_path / 'a-file'} is a file, not a folder\n"
         )
+
+
+def test_check_config_refuses_a_state_path_no_riverguard_could_use(tmp_path: Path) -> None:
+    """check-config said OK to a [state] path a start refuses whoever runs it (exit 2): the checkpoint or its
+    lock file a FIFO, a file where a folder on the way should be. It now gives the start's E! line, exit 2,
+    and makes nothing (no folder, no lock file)."""
+    (tmp_path / "a-file").write_text("")
+    os.mkfifo(tmp_path / "fifo")
+    os.mkfifo(tmp_path / "locked.msgpack.lock")
+    for state in ("fifo", "a-file/x.msgpack", "a-file/deeper/x.msgpack", "locked.msgpack"):
+        conf = tmp_path / "rg.toml"
+        conf.write_text(f'[[rule]]\nname = "a"\n[state]\npath = "{state}"\n')
+        before = sorted(tmp_path.rglob("*"))
+        checked = run_cli(["check-config", str(conf)], cwd=tmp_path)
+        assert (checked.returncode, checked.stdout) == (2, b""), checked.stderr
+        assert sorted(tmp_path.rglob("*")) == before
+        started = run_cli(["run", "--config", str(conf)], input=stream(5), cwd=tmp_path)
+        assert started.returncode == 2
+        assert checked.stderr == started.stderr and checked.stderr.startswith(b"E! [riverguard] "), checked.stderr
+
+
+def test_check_config_leaves_the_state_folders_permissions_to_the_start(tmp_path: Path) -> None:
+    """Whether the state folder may be written depends on the user riverguard runs as, and check-config is
+    run as another (README, Run with Telegraf: the admin checks the config, the folder is telegraf's, mode
+    0750): it does not refuse a folder it may not write itself (its advice, a chown to its own user, would be
+    wrong there); the start, as Telegraf's user, says so (and passes the metrics through unscored)."""
+    prefix = as_nobody("root may write any folder")
+    folder = tmp_path / "state"
+    folder.mkdir(mode=0o750)
+    conf = tmp_path / "rg.toml"
+    conf.write_text(f'[[rule]]\nname = "a"\n[state]\npath = "{folder}/"\n')
+    checked = subprocess.run([*prefix, *RIVERGUARD, "check-config", str(conf)], capture_output=True, timeout=60)
+    assert checked.returncode == 0 and checked.stderr == b"", checked.stderr
+    started = subprocess.run([*prefix, *RIVERGUARD, "run", "--config", str(conf)], input=stream(5),
+                             capture_output=True, timeout=60)
+    assert started.returncode == 0 and started.stderr.startswith(b"E! [riverguard] cannot create the lock file "), \
+        started.stderr
+    assert b"passing every metric through unscored" in started.stderr
 
 
 def test_an_unwritable_state_path_fails_at_start(tmp_path: Path) -> None:

@@ -315,6 +315,14 @@ def _check_config(path: str) -> int:
     config = _load(path, Log())
     if config is None:
         return EXIT_CONFIG
+    if config.state.path is not None:  # (what fails for every user; a start checks the permissions: check_place)
+        from .state import LockError, check_place
+
+        try:
+            check_place(config.state.path)
+        except LockError as err:
+            Log().error(str(err))
+            return EXIT_CONFIG
     print(f"{config.source}: OK, {len(config.rules)} rule(s)")
     for rule in config.rules:
         print(f"rule {rule.index}: {json.dumps(rule.resolved())}")

@@ -39,7 +39,7 @@ from .store import FORMAT, VERSION, CheckpointError, orphans, read, set_aside, t
 
 __all__ = [
     "list_series", "FAILURE_REPEAT", "FOLDER_FILE", "LOCK_WAIT", "AccessDenied", "CheckpointError", "LockBusy",
-    "LockError", "StateStore", "check_regular", "denied", "inspect",
+    "LockError", "StateStore", "check_place", "check_regular", "denied", "inspect",
 ]
 
 #: The checkpoint's name when the state path is a folder.
@@ -182,7 +182,7 @@ class StateStore:
 
     @property
     def lock_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".lock")
+        return _lock_path(self.path)
 
     def lock(self, wait: float = LOCK_WAIT, idle: Callable[[float], bool] | None = None) -> None:
         """Take the exclusive lock on the checkpoint, waiting up to ``wait`` seconds; raise :class:`LockError`
@@ -201,7 +201,7 @@ class StateStore:
         sticky folder (``/tmp``) that it may not replace, once it has the lock: a refusal that would otherwise
         come at the first checkpoint, the last one for ``replay``.
         """
-        check_regular(self.path, "the checkpoint")
+        check_place(self.path)
         lock_path = self.lock_path
         try:  # another user's checkpoint: refused before the lock file or the temporary files are touched
             os.close(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY))
@@ -230,8 +230,8 @@ class StateStore:
                 if blocker == folder:
                     raise AccessDenied(denied(blocker, f"create the lock file {lock_path} in", err)) from None
                 raise AccessDenied(denied(blocker, f"create the state folder {folder} in", err, make=folder)) from None
-            reason = f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir() else err.strerror or err
-            raise LockError(f"cannot create the lock file {lock_path}: {reason}") from None
+            reason = _not_a_folder(blocker) if blocker and not blocker.is_dir() else err.strerror or err
+            raise LockError(_no_lock_file(lock_path, reason)) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             check_regular(lock_path, "the lock file")
@@ -578,6 +578,32 @@ def _kind(mode: int) -> str:
         if test(mode):
             return name
     return "not a regular file"
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def _no_lock_file(lock_path: Path, reason: object) -> str:
+    return f"cannot create the lock file {lock_path}: {reason}"
+
+
+def _not_a_folder(blocker: Path) -> str:
+    return f"{blocker} is a file, not a folder"
+
+
+def check_place(path: Path) -> None:
+    """Raise :class:`LockError` when no riverguard could keep its checkpoint at ``path``, whatever user it
+    runs as, with the message a start gives (:meth:`StateStore.lock` checks this first): the checkpoint or
+    its lock file there as something else than a regular file, or a file where a folder on the way should
+    be. Nothing is made or opened. ``check-config`` checks this, not what depends on the user (may it write
+    the folder?): it is run as another user than Telegraf's (README: the state folder Telegraf's, mode 0750)."""
+    check_regular(path, "the checkpoint")
+    lock_path = _lock_path(path)
+    check_regular(lock_path, "the lock file")
+    blocker, _ = _nearest(lock_path)
+    if blocker is not None and not blocker.is_dir():
+        raise LockError(_no_lock_file(lock_path, _not_a_folder(blocker)))
 
 
 def check_regular(path: Path, what: str, reader: str | None = None) -> None:
