@@ -33,6 +33,7 @@ from riverguard.influx import InfluxWriter
 from riverguard.lineprotocol import ParseError, parse, raw_fields
 from riverguard.log import Log, iso_ns
 from riverguard.state import inspect as read_checkpoint
+from riverguard.state import list_series
 from riverguard import pull
 from riverguard.pull import Puller
 from riverguard.pull.v1 import InfluxQLSource
@@ -1269,6 +1270,62 @@ def test_follow_starts_at_since_included_then_goes_on_after_its_marks(influxdb: 
     assert _scored(influxdb, dst, "mem", "used") == 6480, stderr
     assert "stopping: pulled 6480 point(s) from database 'rg_since_follow_src': wrote 6480," in stderr
     assert influxdb.rows(f'SELECT "used_anomaly_score" FROM "mem" WHERE time = {_T0}', dst)[0][0] == _T0
+
+
+def _steady_cpu(n: int = 400, seed: int = 3) -> list[str]:
+    """``n`` points of cpu,host=web1 usage_user=20±1, every 10 s, up to 10 s ago."""
+    rng = random.Random(seed)
+    t0 = time.time_ns() - n * 10**10
+    return [f"cpu,host=web1 usage_user={20 + rng.uniform(-1, 1):.4f} {t0 + i * 10**10}" for i in range(n)]
+
+
+def test_follow_after_a_pull_without_state_learns_the_points_it_scored(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """The README's pull (no --state), then its --follow with a new state: the follow's first pass read the 400
+    points the pull had scored and skipped them without learning, so its models started untrained and a spike
+    written after scored 0, not flagged (`wrote 1, 400 already scored`). They are learned now, not written
+    again: the spike is flagged, with the score one replay of every point gives it."""
+    db = "rg_learn_scored"
+    lines = _steady_cpu()
+    _store(influxdb, db, "\n".join(lines))
+    first = _pull(influxdb, db, "--since", "2h")
+    assert first.returncode == 0 and "wrote 400, 0 already scored" in first.stderr, first.stderr
+    log, state = tmp_path / "pull.log", tmp_path / "s.msgpack"
+    puller = _Puller(["--influx-url", influxdb.url, "--db", db, "--follow", "--every", "0.1s", "--delay", "0s",
+                      "--state", str(state), "--log-level", "debug"], log)
+    told = puller.passes(2)
+    assert ("D! [riverguard] cpu: read 400 point(s) from the beginning; 400 already scored (400 of them not seen by"
+            " the models: learned, not written again)") in told, told
+    spike = time.time_ns() + 10**9
+    lines.append(f"cpu,host=web1 usage_user=95.0 {spike}")
+    assert influxdb.write(db, (lines[-1] + "\n").encode()).status == 204
+    _wait_scored(influxdb, db, "cpu", 401, log, field="usage_user")
+    stderr = puller.stop()
+    assert "stopping: pulled 401 point(s) from database 'rg_learn_scored': wrote 1, 400 already scored" in stderr
+    [[_, score, flag]] = influxdb.rows(
+        f'SELECT "usage_user_anomaly_score", "usage_user_anomaly" FROM "cpu" WHERE time = {spike}', db)
+    assert flag is True, stderr
+    assert score == _replay_scores("".join(line + "\n" for line in lines))[(b"cpu,host=web1", spike,
+                                                                              b"usage_user_anomaly_score")]
+    [series] = list_series(state)[0]
+    assert series["samples"] == 401  # each point learned once
+
+
+def test_a_scored_point_the_models_have_seen_is_not_learned_again(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """A state whose models learned the points already (scored from another database into this one; so with a
+    state Telegraf's riverguard run keeps, the points it scored): read again without a mark, they are not
+    learned twice."""
+    src, dst = "rg_learned_src", "rg_learned_dst"
+    _store(influxdb, src, "\n".join(_steady_cpu(seed=4)))
+    influxdb.create_db(dst)
+    state = tmp_path / "s.msgpack"
+    first = _pull(influxdb, src, "--to-db", dst, "--state", str(state), "--late-window", "0s")
+    assert first.returncode == 0 and "wrote 400, 0 already scored" in first.stderr, first.stderr
+    again = _pull(influxdb, dst, "--state", str(state), "--late-window", "0s", "--log-level", "debug")
+    assert again.returncode == 0, again.stderr
+    assert "D! [riverguard] cpu: read 400 point(s) from the beginning; 400 already scored\n" in again.stderr
+    assert "wrote 0, 400 already scored" in again.stderr
+    [series] = list_series(state)[0]
+    assert series["samples"] == 400
 
 
 class _Breaks(QuietHandler):

@@ -20,7 +20,7 @@ from ._compiled import is_compiled
 from ._hotpath import Series, checked_score, format_score
 from .config import Config, Rule, duration_text
 from .detectors import Detector
-from .lineprotocol import Metric, ParseError, Record, escape_key, parse, timestamp_at, unescape
+from .lineprotocol import Metric, ParseError, Record, escape_key, parse, raw_fields, timestamp_at, unescape
 from .log import Log, RateLimit, iso_ns, plural
 
 __all__ = [
@@ -980,6 +980,46 @@ class Engine:
             flag = b",%s%s=" % (key, self.flag_suffix)
             names = self._names[key] = (b",%s%s=" % (key, self.score_suffix), flag + b"true", flag + b"false")
         return names
+
+    def unlearned(self, line: bytes) -> bytes | None:
+        """A line riverguard scored (it carries ``F_anomaly_score`` or the metric's score field), as it was
+        before: without the fields riverguard added for what it scored, to be learned from when the models
+        have not seen it. None when one of the series it may go to was last seen at its time or later
+        (learned already: a point is never learned twice; :func:`_hotpath.arrive` itself takes a time
+        going back), or when the line cannot be read or would keep no field.
+
+        >>> from riverguard.config import default_config
+        >>> engine = Engine(default_config())
+        >>> engine.unlearned(b"cpu,h=a u=2.5,u_anomaly=false,u_anomaly_score=0.0,x_anomaly=true 7")
+        b'cpu,h=a u=2.5,x_anomaly=true 7\\n'
+        >>> from riverguard.stream import feed
+        >>> _ = feed(engine, b"cpu,h=a u=2.5 7\\n", final=True)
+        >>> engine.unlearned(b"cpu,h=a u=2.5,u_anomaly_score=0.0 7"), engine.unlearned(b"cpu,h=a u=3.5,u_anomaly_score=0.0 8")
+        (None, b'cpu,h=a u=3.5 8\\n')
+        """
+        try:
+            metric = parse(line)
+            head, fields, timestamp = raw_fields(line)
+        except ParseError:
+            return None
+        scored = [key[: -len(self.score_suffix)] for key in fields if key.endswith(self.score_suffix)]
+        added = {
+            key + suffix for key in scored if key in fields
+            for suffix in (self.score_suffix, self.flag_suffix, *self.explain_suffixes)
+        }
+        if self._metric_keys[0] in fields:  # a scope = "metric" model's
+            added.update(self._metric_keys)
+        kept = [key for key in fields if key not in added]
+        if not kept:
+            return None
+        prefix = series_prefix(metric)
+        for key in (*kept, METRIC_FIELD):  # (every series the point may go to, not only those it was scored in)
+            series = self.series.get(prefix + key)
+            if series is not None and series.last_time is not None and timestamp is not None \
+                    and series.last_time >= timestamp:
+                return None
+        text = b",".join([key + b"=" + fields[key] for key in kept])
+        return head + b" " + text + (b"" if timestamp is None else b" %d" % timestamp) + b"\n"
 
     _prefix = staticmethod(series_prefix)  # (for the hot path, which cannot import this module)
 

@@ -16,7 +16,11 @@ from the last commit with the models of that moment. The next pass reads
 only what is newer than the mark; a point that turns up older than the mark,
 or at its time in another series (written late), is counted and reported,
 not scored, and a point that already carries a score field is never scored
-again. One written again with other values after it was scored is not
+or written again; the models learn from it when they have not seen it
+(:meth:`Engine.unlearned`: each series it was scored in was last seen before
+its time), in time order with the points scored, so they end as one pass
+over the same points would leave them: after a pull without ``--state``, or
+a restart from a checkpoint older than what a pull wrote in place. One written again with other values after it was scored is not
 scored again either: with ``--to-db`` (its copy there holds the values
 scored) it is reported as written late; in place nothing tells it from a
 point scored as it is. Without a mark (no
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import queue
 import re
 import signal
@@ -52,6 +57,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from ..config import Config, duration_text, parse_duration
@@ -373,11 +379,11 @@ class Puller:
             bar = Progress(max(ends[1] - done, 1), f"pull {name}")
         engine, writer, log = self.engine, self.writer, self.log
         assert writer is not None
-        reported = skipped = already = count = 0
+        reported = skipped = already = learned = count = 0
         try:
             with ManualGC(engine) as collector:
                 for batch in self.source.rows(name, lo, hi):
-                    lines = []
+                    lines: list[tuple[bytes, bool]] = []  # (line, whether its scores are written), in time order
                     for row in batch:
                         if row.line is None:
                             skipped += 1
@@ -386,12 +392,18 @@ class Puller:
                                 log.error(f"{name} point at {_iso(row.time)} cannot be rebuilt: {row.error}; skipped")
                         elif row.scored:
                             already += 1
+                            before = engine.unlearned(row.line.rstrip(b"\n"))
+                            if before is not None:  # learned as a single run would have, not written again
+                                learned += 1
+                                lines.append((before, False))
                         else:
-                            lines.append(row.line)
+                            lines.append((row.line, True))
                     count += len(batch)
                     if lines:
-                        out, _, _ = feed(engine, b"".join(lines), final=True)
-                        writer.write(b"".join(out))
+                        for write, run in itertools.groupby(lines, key=itemgetter(1)):
+                            out, _, _ = feed(engine, b"".join(line for line, _ in run), final=True)
+                            if write:
+                                writer.write(b"".join(out))
                         collector.step()
                     last = batch[-1].time
                     self._pending[key] = last
@@ -411,7 +423,8 @@ class Puller:
         if skipped > reported:
             log.error(f"{name}: {skipped} point(s) in all could not be rebuilt as line protocol and were skipped")
         if count:
-            log.debug(f"{name}: read {count} point(s) {start}; {already} already scored")
+            learnt = f" ({learned} of them not seen by the models: learned, not written again)" if learned else ""
+            log.debug(f"{name}: read {count} point(s) {start}; {already} already scored{learnt}")
 
     def _late_check(self, name: str, mark: int) -> None:
         """Count points in the late window behind the mark (the mark's own time included) that were never
