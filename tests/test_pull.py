@@ -302,10 +302,28 @@ def test_one_off_pull_from_a_missing_database_exits_1_naming_it(influxdb: Influx
     assert proc.returncode == 1, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
     assert len(errors) == 1, proc.stderr
-    assert errors[0].startswith("E! [riverguard] pull stopped: database not found: rg_typo_reel;"), proc.stderr
+    assert errors[0].startswith(
+        'E! [riverguard] pull stopped: database not found: rg_typo_reel: create the database (InfluxQL: CREATE'
+        ' DATABASE "rg_typo_reel") or fix --db; nothing was committed;'), proc.stderr
     assert "fix this, then run it again" in errors[0]
     assert "Traceback" not in proc.stderr
     assert "rg_typo_reel" not in _databases(influxdb)  # nothing written (a write would not create it either)
+
+
+def test_one_off_pull_to_a_missing_database_says_to_create_it_or_fix_to_db(influxdb: InfluxServer) -> None:
+    """A --to-db the server does not have stopped the pull with `database not found: scored` and no more; a
+    backfill says what to do (`create the database (InfluxQL: CREATE DATABASE "scored") or fix --db`): pull says
+    it too, naming --to-db."""
+    _store(influxdb, "rg_to_missing_src", "cpu,host=a v=1 1000000000\n")
+    proc = _pull(influxdb, "rg_to_missing_src", "--to-db", "rg_to_missing")
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("E! ")]
+    assert errors == [
+        'E! [riverguard] pull stopped: database not found: rg_to_missing: create the database (InfluxQL: CREATE'
+        ' DATABASE "rg_to_missing") or fix --to-db; nothing was committed; fix this, then run it again to resume'
+        ' from there'
+    ], proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def _follow_stops(influxdb: InfluxServer, tmp_path: Path, *args: str) -> tuple[str, str]:
@@ -326,7 +344,8 @@ def test_follow_on_a_missing_database_stops_with_exit_1(influxdb: InfluxServer, 
     """README: --follow stops (exit 1) on what retrying cannot mend, such as a missing database
     (before, it passed every --every, reading nothing, for ever)."""
     error, stderr = _follow_stops(influxdb, tmp_path, "--db", "rg_follow_typo")
-    assert error.startswith("E! [riverguard] pull stopped: database not found: rg_follow_typo;"), stderr
+    assert error.startswith("E! [riverguard] pull stopped: database not found: rg_follow_typo: create the database"
+                            ' (InfluxQL: CREATE DATABASE "rg_follow_typo") or fix --db;'), stderr
     assert error.endswith("retrying cannot help: fix this and start again")
     assert "pass failed" not in stderr
 

@@ -51,7 +51,7 @@ from .log import Log, RateLimit, plural
 __all__ = [
     "DATA_REFUSED", "DEFAULT_BATCH_SIZE", "MAX_BACKOFF", "MAX_REFUSED_PER_BATCH", "InfluxError", "InfluxWriter",
     "OptionError", "WriteError",
-    "add_arguments", "from_args", "not_influx2", "post", "retry_wait", "retryable_status",
+    "add_arguments", "create_database", "from_args", "not_influx2", "post", "retry_wait", "retryable_status",
 ]
 
 DEFAULT_BATCH_SIZE = 5000
@@ -132,6 +132,15 @@ def retry_wait(backoff: float, retry_after: float | None) -> float:
     (2.0, 7.0, 2.0, 60.0)
     """
     return min(max(backoff, retry_after or 0.0), MAX_BACKOFF)
+
+
+def create_database(db: str, option: str = "--db") -> str:
+    """What to do about an InfluxDB 1.x database the server does not have, given with ``option``.
+
+    >>> create_database("scored", "--to-db")
+    'create the database (InfluxQL: CREATE DATABASE "scored") or fix --to-db'
+    """
+    return f'create the database (InfluxQL: CREATE DATABASE "{db}") or fix {option}'
 
 
 class OptionError(Exception):
@@ -455,7 +464,7 @@ class InfluxWriter:
                 return advice
             if self.bucket is not None:
                 return f"create the bucket {self.bucket!r} in organization {self.org!r}, or fix --bucket or --org"
-            return f'create the database (InfluxQL: CREATE DATABASE "{self.db}") or fix --db'
+            return create_database(self.db)
         if status == 401:
             if self.credentials:
                 return f"InfluxDB did not accept the credentials ({self.credentials}): fix them"

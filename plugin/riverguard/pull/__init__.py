@@ -627,10 +627,10 @@ def _sources(args: argparse.Namespace, headers: dict[str, str], config: Config):
     if args.db:
         from .v1 import InfluxQLSource
 
-        def v1(db: str) -> InfluxQLSource:
-            return InfluxQLSource(args.influx_url, db, args.rp, **options)
+        def v1(db: str, option: str) -> InfluxQLSource:
+            return InfluxQLSource(args.influx_url, db, args.rp, option, **options)
 
-        return v1(args.db), (v1(args.to_db) if args.to_db else None)
+        return v1(args.db, "--db"), (v1(args.to_db, "--to-db") if args.to_db else None)
     from .v2 import FluxSource
 
     def v2(bucket: str) -> FluxSource:

@@ -15,6 +15,7 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
+from ..influx import create_database
 from .points import KINDS, Layout, RebuildError
 from .source import ReadError, Row, Source, complete_batches, json_document, read_line
 
@@ -44,14 +45,16 @@ def _busy(error: object) -> bool:
 
 
 class InfluxQLSource(Source):
-    """Points of database ``db`` (retention policy ``rp``) at ``url``."""
+    """Points of database ``db`` (retention policy ``rp``) at ``url``; ``option`` names ``db`` in messages
+    (``--db``, or ``--to-db`` for the target of the scores)."""
 
     request_headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
 
-    def __init__(self, url: str, db: str, rp: str | None = None, **options: Any) -> None:
+    def __init__(self, url: str, db: str, rp: str | None = None, option: str = "--db", **options: Any) -> None:
         super().__init__(url, **options)
         self.db = db
         self.rp = rp
+        self.option = option
         self.label = f"database {db!r}" + (f" (retention policy {rp!r})" if rp else "")
 
     def key(self, measurement: str) -> str:
@@ -110,7 +113,7 @@ class InfluxQLSource(Source):
         so one of a database with no points yet would read nothing for ever.
         """
         if self.db not in {row[0] for row in self._values("SHOW DATABASES")}:
-            raise ReadError(f"database not found: {self.db}")
+            raise ReadError(f"database not found: {self.db}: {create_database(self.db, self.option)}")
         if self.rp:
             policies = [row[0] for row in self._values(f"SHOW RETENTION POLICIES ON {quote_ident(self.db)}")]
             if self.rp not in policies:
