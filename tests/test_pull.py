@@ -751,6 +751,20 @@ def test_since_and_until_refuse_what_is_neither_a_duration_nor_a_time(option: st
     assert proc.stderr.startswith(f'E! [riverguard] {option}: "{value}" {message}'), proc.stderr
 
 
+def test_a_since_in_the_future_is_warned_about(influxdb: InfluxServer) -> None:
+    """``--since 2030-01-01T00:00:00Z`` printed `pulled 0 point(s)` and exited 0 without a word."""
+    _store(influxdb, "rg_since_future", "cpu,host=a v=1 1000000000\n")
+    proc = _pull(influxdb, "rg_since_future", "--since", "2030-01-01T00:00:00Z")
+    assert proc.returncode == 0, proc.stderr
+    [warning] = [line for line in proc.stderr.splitlines() if line.startswith("W! ")]
+    assert re.fullmatch(
+        r"W! \[riverguard\] --since 2030-01-01T00:00:00Z is in the future \(by this machine's clock, now"
+        r" 20[0-9-]+T[0-9:.]+Z\): nothing is pulled from a measurement without a mark until then", warning), warning
+    assert "pulled 0 point(s)" in proc.stderr
+    past = _pull(influxdb, "rg_since_future", "--since", "2000-01-01T00:00:00Z")
+    assert past.returncode == 0 and "W! " not in past.stderr, past.stderr
+
+
 class _DeniesTheCheckpoint(_Scripted):
     """As :class:`_Scripted`; at the first write, the checkpoint becomes unreadable (another user's, mode 0000)
     and the write fails (503)."""

@@ -699,6 +699,11 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         log.error(str(err))
         return EXIT_CONFIG
     assert template is not None
+    if options["since"] is not None and options["since"] > now:
+        log.warn(
+            f"--since {args.since} is in the future (by this machine's clock, now {iso_ns(now)}):"
+            " nothing is pulled from a measurement without a mark until then"
+        )
     headers = {k: v for k, v in template.headers.items() if k == "Authorization"}
     engine = Engine(config, log)
     source, dest = _sources(args, headers, config)
