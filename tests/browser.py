@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from riverguard.report import BAND_COLOR
+from riverguard.report import BAND_COLOR, VALUE_COLOR
 
 CHROMIUM = os.environ.get("RIVERGUARD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [
@@ -37,9 +37,8 @@ FLAGS = [
 ]
 
 
-#: Per canvas (through shadow roots, where Bokeh draws): its size, how many pixels are painted
-#: (not white once composited over the white page) and how many have the report's band colour.
-CANVASES_JS = """(() => {
+#: The plots' canvases (through shadow roots, where Bokeh draws), as ``canvases``.
+_FIND_CANVASES = """
   const found = [], stack = [document];
   while (stack.length) {
     const root = stack.pop();
@@ -48,8 +47,19 @@ CANVASES_JS = """(() => {
       if (el.tagName === 'CANVAS') found.push(el);
     }
   }
+  const canvases = found.filter(c => c.width >= 100 && c.height >= 60);
+"""
+
+
+def _rgb(colour: str) -> tuple[int, ...]:
+    return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+
+
+#: Per canvas: its size, how many pixels are painted (not white once composited over the white page)
+#: and how many have the report's band colour.
+CANVASES_JS = """(() => {%s
   const band = [%d, %d, %d].map(c => Math.round(c * 0.5 + 255 * 0.5));  // drawn at alpha 0.5 over white
-  return found.filter(c => c.width >= 100 && c.height >= 60).map(c => {
+  return canvases.map(c => {
     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
     let painted = 0, banded = 0;
     for (let i = 0; i < d.length; i += 4) {
@@ -59,7 +69,22 @@ CANVASES_JS = """(() => {
     }
     return [c.width, c.height, painted, banded];
   });
-})()""" % tuple(int(BAND_COLOR[i : i + 2], 16) for i in (1, 3, 5))
+})()""" % (_FIND_CANVASES, *_rgb(BAND_COLOR))
+
+#: Per canvas: its width and in how many of its pixel columns the value's line colour is drawn (as seen
+#: on white, each channel within 40 of it: the middle of an anti-aliased line).
+LINE_COLUMNS_JS = """(() => {%s
+  const line = [%d, %d, %d];
+  return canvases.map(c => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data, columns = new Set();
+    for (let i = 0; i < d.length; i += 4) {
+      const a = d[i + 3] / 255;
+      if (a > 0 && [0, 1, 2].every(k => Math.abs(d[i + k] * a + 255 * (1 - a) - line[k]) < 40))
+        columns.add((i / 4) %% c.width);
+    }
+    return [c.width, columns.size];
+  });
+})()""" % (_FIND_CANVASES, *_rgb(VALUE_COLOR))
 
 
 def open_rendered(browser: Browser, path: Path, plots: int, timeout: float = 60.0,

@@ -7,17 +7,19 @@ is painted, and save a screenshot in the test's temporary folder.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from browser import Browser, available, open_rendered
+from browser import LINE_COLUMNS_JS, Browser, available, open_rendered
 from conftest import ROOT, readme_example, run_cli, samples
 
 DEMO = ROOT / "tests" / "data" / "demo.lp"
@@ -28,6 +30,17 @@ FLAGGED_JS = """(() => {
     for (const m of doc.all_models)
       if (m.type === 'ColumnDataSource' && 'score' in m.data) n += m.data.x.length;
   return n;
+})()"""
+#: Per plot (value or score): its x range's id, start and end as drawn, and the first and last x of its data.
+X_RANGES_JS = """(() => {
+  const found = [];
+  for (const doc of Bokeh.documents)
+    for (const m of doc.all_models)
+      if (m.type === 'Figure') {
+        const xs = m.renderers.flatMap(r => r.data_source ? Array.from(r.data_source.data.x ?? []) : []);
+        found.push([m.x_range.id, m.x_range.start, m.x_range.end, Math.min(...xs), Math.max(...xs)]);
+      }
+  return found;
 })()"""
 
 
@@ -88,6 +101,40 @@ def test_demo_report_renders_every_plot_offline_without_errors(chromium, demo_re
         top = re.findall(r"I! \[riverguard\] +(\d+)  (.+)", stderr)
         assert [(r[0], r[2]) for r in rows[: len(top)]] == top
         assert browser.evaluate(FLAGGED_JS) == sum(int(r[0]) for r in rows[:plotted])
+        ranges = {p[0] for p in browser.evaluate(X_RANGES_JS)}
+        assert len(ranges) == 1, ranges  # every series spans the demo's 6 hours: they zoom and pan together
+
+
+@pytest.mark.parametrize("axis", ["time", "metric-number"])
+def test_series_over_different_spans_each_get_their_own_x_range(chromium, tmp_path: Path, axis: str) -> None:
+    """``replay --report A.lp B.lp``, a day of cpu at 10 s and 60 days of an hourly business metric ending
+    with it: every plot was linked to the first one's x range, which spans them all, so the day of cpu was
+    drawn in the last 1/60 of its plot. Now a series shares a range only with series over (nearly) the same
+    span; without timestamps (the x axis is the metric's number) the same holds of the numbers' span."""
+    day = 1_764_288_000  # the cpu day: the last of the business metric's 60
+    timed = axis == "time"
+
+    def wave(period: int) -> Callable[[int, bytes, Callable[[float], float]], float]:
+        return lambda i, _host, gauss: 50 + 20 * math.sin(i * 2 * math.pi / period) + gauss(1.0)
+
+    files = {"cpu.lp": ([day + 10 * i for i in range(8640)], wave(8640), b"cpu", b"usage"),
+             "business.lp": ([day + 86_400 - 3600 * (1440 - i) for i in range(1440)], wave(24), b"shop", b"orders")}
+    for name, (times, value, series, field) in files.items():
+        (tmp_path / name).write_bytes(samples(times if timed else [None] * len(times), value, series=series,
+                                              field=field))
+    report, stderr = replay_report(tmp_path, "--report-series", "*", files=[tmp_path / name for name in files])
+    assert "report: 2 series plotted" in stderr, stderr
+    with Browser(width=1100, height=1100) as browser:
+        canvases = open_rendered(browser, report, 2)
+        check_page(browser)
+        browser.screenshot(tmp_path / "report.png")
+        assert len(canvases) == 4, canvases
+        plots = browser.evaluate(X_RANGES_JS)
+        lines = [c for c in browser.evaluate(LINE_COLUMNS_JS) if c[1]]  # the value plots
+    assert len(plots) == 4 and len({p[0] for p in plots}) == 2, plots  # a range per series, for both its plots
+    for _, start, end, first, last in plots:  # each drawn over its own span (Bokeh pads it by 10 %)
+        assert start <= first < last <= end and end - start < 1.2 * (last - first), plots
+    assert len(lines) == 2 and all(columns > 0.5 * width for width, columns in lines), lines
 
 
 def _explained(path: Path, suffix: str, band: bool) -> Path:

@@ -34,7 +34,8 @@ from .config import OutputConfig
 from .engine import METRIC_FIELD, key_measurement, series_name
 from .lineprotocol import LEAD, SKIPPED, ParseError, escape_key, metric_lines, raw_fields
 
-__all__ = ["BUCKETS", "DEFAULT_TOP", "Collector", "MissingExtra", "SeriesData", "check_extra", "downsample", "write"]
+__all__ = ["BUCKETS", "DEFAULT_TOP", "SAME_SPAN", "Collector", "MissingExtra", "SeriesData", "check_extra", "downsample",
+           "same_span", "write"]
 
 #: How many series, most anomalies first, are plotted when ``--report-top`` is not given (and listed at least).
 DEFAULT_TOP = 12
@@ -45,6 +46,11 @@ _NO_TIME = -(1 << 63)
 #: The band's fill (drawn at alpha 0.5): a green that no blend of the blue line, the red markers or
 #: the orange score with the white background comes near (the browser test looks for it).
 BAND_COLOR = "#a1d99b"
+#: The value's line (the browser test looks for it too).
+VALUE_COLOR = "#1f77b4"
+#: Two plotted series share one x axis (zoom and pan together) when each one's span covers at least this
+#: share of the other's (:func:`same_span`).
+SAME_SPAN = 0.9
 
 
 class MissingExtra(Exception):
@@ -261,6 +267,21 @@ class Drawn:
     band_x: Any = None
     band_lower: Any = None
     band_upper: Any = None
+    span: tuple[int, int] | None = None  # the first and last x (ms or metric number), None: nothing drawn
+
+
+def same_span(a: tuple[int, int] | None, b: tuple[int, int] | None) -> bool:
+    """Whether the spans ``a`` and ``b`` (first and last x) overlap on at least :data:`SAME_SPAN` of each.
+
+    >>> same_span((0, 100), (5, 100)), same_span((0, 100), (0, 80)), same_span((0, 1), (0, 60))
+    (True, False, False)
+    >>> same_span((7, 7), (7, 7)), same_span((7, 7), (8, 8)), same_span(None, None)
+    (True, False, False)
+    """
+    if a is None or b is None or a[0] > b[1] or b[0] > a[1]:
+        return False
+    overlap = min(a[1], b[1]) - max(a[0], b[0])
+    return overlap >= SAME_SPAN * (a[1] - a[0]) and overlap >= SAME_SPAN * (b[1] - b[0])
 
 
 def downsample(x: Any, y: Any, buckets: int = BUCKETS) -> tuple[Any, Any]:
@@ -327,6 +348,9 @@ def prepare(series: SeriesData, use_time: bool, buckets: int = BUCKETS) -> Drawn
     x, y = downsample(x_all, values, buckets)
     score_x, score = downsample(x_all, scores, buckets)
     drawn = Drawn(x, y, score_x, score, x_all[flagged], values[flagged], scores[flagged])
+    if len(x_all):
+        ends = x_all.astype(np.int64)
+        drawn.span = (int(ends.min()), int(ends.max()))
     if series.lower is not None and series.upper is not None:
         lower = np.frombuffer(series.lower)[keep]
         upper = np.frombuffer(series.upper)[keep]
@@ -381,7 +405,9 @@ def _summary_html(collector: Collector, shown: list[SeriesData], title: str, sou
         parts.append(
             f"<h2>{len(shown)} series</h2><p class=\"note\">Value (blue line; the green band is the range the "
             "detector would not have flagged, when the output carries it) with every flagged point marked "
-            "in red, and the anomaly score beneath on the same time axis. Lines are downsampled to at most "
+            "in red, and the anomaly score beneath on the same axis. Each plot spans its own series; series "
+            f"over the same span (each covering {SAME_SPAN:.0%} of the other) share the axis and zoom and pan "
+            "together. Lines are downsampled to at most "
             f"{2 * BUCKETS:,} points per series (each bucket's lowest and highest); flagged points never are.</p>"
         )
         if any(s.metric for s in shown):
@@ -417,7 +443,7 @@ def _plot(d: Drawn, series: SeriesData, use_time: bool, x_range: Any) -> Any:
         if d.band_x is not None:
             main.varea(x=d.band_x, y1=d.band_lower, y2=d.band_upper, fill_color=BAND_COLOR, fill_alpha=0.5,
                        legend_label="band (not flagged)")
-        main.line(d.x, d.y, line_color="#1f77b4", line_width=1.2, legend_label="value")
+        main.line(d.x, d.y, line_color=VALUE_COLOR, line_width=1.2, legend_label="value")
         flag_y, tips = d.flag_y, [("value", "@y"), ("score", "@score{0.000}")]
     flags = ColumnDataSource({"x": d.flag_x, "y": flag_y, "score": d.flag_score})
     marks = main.scatter("x", "y", source=flags, size=7, fill_color="#d62728", line_color="white",
@@ -485,11 +511,14 @@ def write(
     elif not shown:
         notes.append("No series was flagged and none matched --report-series: nothing to draw.")
 
-    x_range = None
     plots: dict[str, Any] = {}
+    axes: list[tuple[tuple[int, int] | None, Any]] = []  # per x range: the span of its first series, the range
     for i, series in enumerate(shown):
-        plots[f"s{i}"] = _plot(prepare(series, use_time, buckets), series, use_time, x_range)
-        x_range = x_range or plots[f"s{i}"].children[0].x_range
+        drawn = prepare(series, use_time, buckets)
+        x_range = next((shared for span, shared in axes if same_span(span, drawn.span)), None)
+        plots[f"s{i}"] = _plot(drawn, series, use_time, x_range)
+        if x_range is None:
+            axes.append((drawn.span, plots[f"s{i}"].children[0].x_range))
 
     sections = []
     scripts = ""
