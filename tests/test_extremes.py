@@ -312,6 +312,27 @@ def test_a_lone_glitch_leaves_a_constant_range_as_it_was(tmp_path: Path) -> None
     assert AT in got and AT + 1000 in got, got
 
 
+@pytest.mark.parametrize("base", [0.0, 20.0])
+@pytest.mark.parametrize(("step", "hold"), [(10, 1), (10, 30), (60, 1), (300, 1)])
+def test_a_lone_glitch_leaves_a_constant_series_as_it_was(tmp_path: Path, base: float, step: int,
+                                                          hold: int) -> None:
+    """A lone ``9999`` in a series that has been exactly ``base`` is flagged, and a move of +5 a thousand
+    samples later (2.8 hours at 10 s), alone or for five minutes, is flagged as it is without the glitch. At
+    20.0 the range used to become 20 .. 9999 at any sampling (the level shift step's recent level, which says
+    the episode is over, never comes back to exactly 20). At 0.0 the range came back, but the long-run
+    variance and the spike step's scale kept the 9999 (a constant range bounds nothing in the learning, and
+    a repeat leaves the spike scale as it is): at 10 s or 60 s, where a lone value is flagged only as a spike,
+    the move was missed (at 5 minutes only the time-of-day step still caught it)."""
+    xs = [base] * 3100
+    move = AT + 1000
+    for k in range(hold):
+        xs[move + k] = base + 5.0
+    assert move in flags(run(tmp_path, lines(xs, step)))
+    xs[AT] = 9999.0
+    got = flags(run(tmp_path, lines(xs, step)))
+    assert AT in got and move in got, got
+
+
 @pytest.mark.parametrize("glitch", [9999.0, -9999.0, 3.4028235e38])
 def test_a_wild_value_is_learned_as_one_bound_by_the_range(glitch: float) -> None:
     """What a wild value is learned as has one definition (``steps._bound``): the long-run mean and the spike
@@ -345,3 +366,4 @@ def test_values_near_the_float_limit_are_flagged_and_never_learned(tmp_path: Pat
     # the model went on as if they had not come: each later line as without them, explanations included
     without = run(tmp_path, stamped(xs[:AT] + xs[AT + 2 :], times[:AT] + times[AT + 2 :]))
     assert got[AT + 2 :] == without[AT:]
+

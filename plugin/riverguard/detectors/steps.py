@@ -1025,6 +1025,11 @@ class Extremes(Step):
         value (``9999``, ``1e12``) leaves the range as it was, and moves the
         long-run mean and variance as ``learnt`` (``_LONG_CLIP`` widths of the
         range beyond it) would, so that it does not hide what comes after.
+        A range of width 0 (a series that had been one constant) has no middle
+        that the level comes back to but by a rounding error: its episode is
+        back when the value that ends it is that constant, and then the
+        long-run mean and variance are the constant's again (and the spike
+        step's, :meth:`Pipeline.process`), as before the episode.
         While the level is back in the middle, a value beyond that range keeps
         the episode going (where an excursion outlasts its first value back
         inside: ``extreme_time`` more than half the usual interval), so that
@@ -1075,7 +1080,10 @@ class Extremes(Step):
             back = False
             if self._olo < _INF:
                 inner = _EPISODE_INNER * (self._ohi - self._olo)
-                back = self._olo + inner <= level <= self._ohi - inner
+                if inner > 0.0:
+                    back = self._olo + inner <= level <= self._ohi - inner
+                else:  # (a series that had been one constant: the value back at it)
+                    back = x == self._olo
             if back and (x > self._ohi or x < self._olo):
                 calm = 0.0  # a value beyond the range before a reported episode, around a level back: it goes on
             if _lasts(calm, last, slack):
@@ -1088,6 +1096,9 @@ class Extremes(Step):
                     self._lo = self._olo
                     self._hi = self._ohi
                     self._owe += _EPISODE_COST
+                    if self._olo == self._ohi:  # a series that has been one constant: its mean, its variance 0
+                        self._lmean = self._olo
+                        self._lvar = 0.0
                 self._olo = _INF
                 self._ohi = -_INF
                 self._run = 0.0
@@ -2265,6 +2276,11 @@ class Pipeline:
         # 3. new extremes (an episode is over where the recent level is back: the level shift step's, else x)
         new_extreme = extremes.observe(x, n, span, slack, counts, x if self.shifts is None else self.shifts._mean,
                                        learnt)
+        if width > 0.0 and extremes._hi == extremes._lo and spikes is not None:
+            # an episode in a series that had been one constant is over (Extremes.observe): the spike step's mean
+            # and scale are that constant's again, as they were before it (as the long-run mean and variance are)
+            spikes._mean = extremes._lo
+            spikes._mad = 0.0
         if extremes.held and spikes is not None and n >= self.cfg.learn_quarter and spikes.sharp(x):
             extremes.report(extremes.held)  # too short an excursion, but a spike: at once
             new_extreme = True
