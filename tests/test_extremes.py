@@ -367,3 +367,29 @@ def test_values_near_the_float_limit_are_flagged_and_never_learned(tmp_path: Pat
     without = run(tmp_path, stamped(xs[:AT] + xs[AT + 2 :], times[:AT] + times[AT + 2 :]))
     assert got[AT + 2 :] == without[AT:]
 
+
+@pytest.mark.parametrize("step", [10, 300])
+def test_a_value_stuck_near_the_float_limit_is_flagged_once(tmp_path: Path, step: int) -> None:
+    """A sensor stuck at ``1.7976931348623157e308`` (its error value) for 500 samples is flagged at the first
+    of them, as a run of repeats is, not at each (it was: 500 flags), and still never learned: the lines after
+    the run are those without it, a dip 100 samples after it is flagged, the same value again after it is
+    flagged again, and a restart inside the run changes no byte of the output."""
+    rng = random.Random(4)
+    xs = [round(10.0 + rng.gauss(0.0, 1.0), 3) for _ in range(AT + 700)]
+    xs[AT + 600] = -15.0
+    times = [step * i for i in range(len(xs))]
+    stuck = list(range(AT, AT + 500))
+    for i in stuck:
+        xs[i] = 1.7976931348623157e308
+    xs[AT + 650] = 1.7976931348623157e308
+    data = stamped(xs, times)
+    got = run(tmp_path, data)
+    assert [i for i in flags(got) if i in stuck] == [AT], flags(got)
+    assert {AT + 600, AT + 650} <= set(flags(got)), flags(got)
+    rest = [i for i in range(len(xs)) if i not in stuck and i != AT + 650]
+    without = run(tmp_path, stamped([xs[i] for i in rest], [times[i] for i in rest]))
+    assert [got[i] for i in rest[AT:]] == without[AT:]
+    parts = data.splitlines(keepends=True)
+    state = tmp_path / "stuck.msgpack"
+    cut = AT + 200
+    assert run(tmp_path, b"".join(parts[:cut]), state=state) + run(tmp_path, b"".join(parts[cut:]), state=state) == got

@@ -2231,7 +2231,14 @@ class Pipeline:
         n = self._n
         if fabs(x) > _HUGE:  # no measurement: flagged (past the learning), never learned (it would overflow)
             self.suppression._why = _WHY_EXTREME
-            return 0.0 if n == 0 or self._warming(n, _NAN if t is None else t, self._t0) else 1.0
+            if n == 0 or self._warming(n, _NAN if t is None else t, self._t0):
+                return 0.0
+            # a sensor stuck at it (the same value again) is flagged once, as a run of repeats is: the stuck
+            # step's previous value, which only equality reads, is what tells (a value that is not a repeat)
+            if x == self.stuck._prev:
+                return 0.0
+            self.stuck._prev = x
+            return 1.0
         self._n = n + 1
         now = _NAN if t is None else t
         if self._t0 == _INF and now == now:  # the first event time seen
