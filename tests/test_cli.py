@@ -289,6 +289,116 @@ def test_the_summary_says_how_many_series_with_anomalies_it_leaves_out(tmp_path:
     assert "more series" not in few.stderr
 
 
+def _flagged(out: Path) -> dict[str, int]:
+    """The anomalies in a replay's output, by series as the summary names them (``m,tags field``)."""
+    from riverguard.lineprotocol import raw_fields
+
+    counts: dict[str, int] = {}
+    for line in out.read_bytes().splitlines():
+        head, fields, _ = raw_fields(line)
+        for key, value in fields.items():
+            if key.endswith(b"_anomaly") and value == b"true":
+                name = f"{head.decode()} {key[: -len('_anomaly')].decode()}"
+                counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _summary_of(stderr: str) -> list[str]:
+    return [line.removeprefix("I! [riverguard] ") for line in stderr.splitlines()
+            if line.startswith("I! [riverguard] ") and not line.startswith("I! [riverguard] no checkpoint")]
+
+
+def test_the_summary_counts_a_series_that_expired_during_the_run(tmp_path: Path) -> None:
+    """A newcomer's trial: series ``a`` (a spike at its 300th sample), then three days later ``b`` alone. ``a``
+    expired (series_ttl) and the summary dropped it: ``series: 1 (1 scored)``, ``anomalies: 1`` and no top
+    series, while the output held a's one anomaly. The summary is of all of this run."""
+    rng = __import__("random").Random(1)
+    lines, t = [], 1_700_000_000 * 10**9
+    for i in range(400):
+        t += 60 * 10**9
+        lines.append("m,s=a v=%.3f %d\n" % (80 if i == 300 else 10 + rng.uniform(-1, 1), t))
+    t += 3 * 86400 * 10**9
+    for _ in range(5000):
+        t += 60 * 10**9
+        lines.append("m,s=b v=%.3f %d\n" % (10 + rng.uniform(-1, 1), t))
+    (tmp_path / "expire.lp").write_text("".join(lines), encoding="utf-8")
+    proc = run_cli(["replay", "-o", "out.lp", "expire.lp"], cwd=tmp_path, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert _flagged(tmp_path / "out.lp") == {"m,s=a v": 1}
+    assert _summary_of(proc.stderr) == [
+        "metrics: 5400 (0 unparsable)",
+        "series: 2 (2 scored)",
+        "anomalies: 1",
+        "series dropped: 0 evictions (max_series, 0 of a series not yet scored), 1 expiry (series_ttl)",
+        "top series by anomalies:",
+        "       1  m,s=a v",
+    ], proc.stderr
+
+
+def test_the_summary_counts_each_evicted_series_once_with_all_its_anomalies(tmp_path: Path) -> None:
+    """Eight series in turn, 200 samples each with a spike, twice over, through ``max_series = 2``: each is
+    evicted, comes back (starting fresh) and is evicted again. The summary listed only the two held at the end;
+    it counts each of the eight once (not once a stay), with the anomalies of both its stays, as the output."""
+    (tmp_path / "rg.toml").write_text('[state]\nmax_series = 2\n[[rule]]\nfields = ["v"]\ndetector = "zscore"\n'
+                                      "warmup = 30\n", encoding="utf-8")
+    lines, t = [], 1_700_000_000 * 10**9
+    for _ in range(2):
+        for host in range(8):
+            for i in range(200):
+                t += 10**9
+                value = 1000 * (host + 1) if i in (100, 150)[: 1 + host % 2] else 10 + i % 3
+                lines.append(f"m,host=h{host} v={value} {t}\n")
+    (tmp_path / "in.lp").write_text("".join(lines), encoding="utf-8")
+    proc = run_cli(["replay", "--config", "rg.toml", "-o", "out.lp", "in.lp"], cwd=tmp_path, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    flagged = _flagged(tmp_path / "out.lp")
+    assert sorted(flagged.values()) == [2, 2, 2, 2, 4, 4, 4, 4], flagged  # 1 or 2 a stay, two stays each
+    top = sorted(flagged.items(), key=lambda item: (-item[1], item[0]))[:5]
+    assert _summary_of(proc.stderr) == [
+        "metrics: 3200 (0 unparsable)",
+        "series: 8 (8 scored)",
+        f"anomalies: {sum(flagged.values())}",
+        "series dropped: 14 evictions (max_series, 0 of a series not yet scored), 0 expiries (series_ttl)",
+        "top series by anomalies:",
+        *(f"  {count:>6}  {name}" for name, count in top),
+        "     ...  and 3 more series",
+    ], proc.stderr
+
+
+def test_the_summary_of_a_run_through_more_series_than_it_remembers_is_an_estimate(tmp_path: Path) -> None:
+    """Past the series let go that it remembers by key (riverguard.tally.EXACT: 50 000), the summary estimates
+    how many series the run had (its memory stays bounded whatever their number), and says so."""
+    from riverguard import tally
+
+    n = tally.EXACT + 10_000
+    (tmp_path / "rg.toml").write_text("[state]\nmax_series = 100\n[[rule]]\nfields = [\"v\"]\n", encoding="utf-8")
+    data = b"".join(b"m,id=%d v=1 %d\n" % (i, 10**9 * (i + 1)) for i in range(n))
+    (tmp_path / "in.lp").write_bytes(data)
+    proc = run_cli(["replay", "--config", "rg.toml", "-o", "out.lp", "in.lp"], cwd=tmp_path, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    found = re.search(r"^I! \[riverguard\] series: about (\d+) \(about (\d+) scored\)$", proc.stderr, re.M)
+    assert found, proc.stderr
+    assert abs(int(found[1]) - n) < 0.03 * n and found[1] == found[2], proc.stderr
+
+
+def test_the_summarys_memory_of_the_series_let_go_is_bounded() -> None:
+    """A run through millions of short-lived series: what the summary keeps of them stays bounded (exact
+    keys up to EXACT, then 3 x 16 KiB of registers; the anomaly counts of at most 2 x KEEP series), and the
+    top series are still those with the most."""
+    from riverguard import tally
+
+    gone = tally.RunTally()
+    n = 3 * tally.EXACT
+    for i in range(n):
+        gone.add(b"m,id=%d v" % i, i % 2 == 0, 1000 + i if i % 97 == 0 else 1 if i % 3 == 0 else 0)
+        assert len(gone.anomalies) <= 2 * tally.KEEP
+    assert gone._flags is None and gone._registers is not None
+    figures = gone.figures([(b"m,id=0 v", True, 5)], 2)
+    assert not figures.exact and abs(figures.series - n) < 0.03 * n and abs(figures.scored - n / 2) < 0.03 * n
+    last = (n - 1) // 97 * 97
+    assert figures.top == [(1000 + last, b"m,id=%d v" % last), (1000 + last - 97, b"m,id=%d v" % (last - 97))]
+
+
 def test_state_help_says_what_each_command_does_with_the_config_path() -> None:
     """replay and pull never touch the config's [state] path; only run lets --state override it."""
     def state_help(command: str) -> str:

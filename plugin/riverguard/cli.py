@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 from . import __version__
 from .config import Config, ConfigError, default_config, duration_text, load, state_path
 from .config import warnings as config_warnings
-from .engine import UNITS, Engine
+from .engine import UNITS, Engine, series_name
 from .log import LEVELS, Log, Progress, os_reason, plural, printable
 from .output import OutputError, flush, stop
 
@@ -938,14 +938,15 @@ def _dropped(engine: Engine) -> str:
 
 
 def log_summary(engine: Engine) -> None:
-    """The I! lines a replay and a one-off pull end with: every figure this run's, the series held with
-    those a checkpoint brought labelled as such."""
-    held = engine.series.values()
-    scored = sum(1 for s in held if s.detector is not None)
-    series = f"{len(held)} ({scored} scored)"
+    """The I! lines a replay and a one-off pull end with: every figure this run's, the series it let go
+    (expired, evicted) included, the series held with those a checkpoint brought labelled as such."""
+    run = engine.run_figures()
+    about = "" if run.exact else "about "  # (past the series let go that are remembered: engine.gone)
+    series = f"{about}{run.series} ({about}{run.scored} scored)"
     if engine.restored:
-        seen = [s for s in held if s.run_seen]
-        series = (f"{len(seen)} in this run ({sum(1 for s in seen if s.detector is not None)} scored); "
+        held = engine.series.values()
+        scored = sum(1 for s in held if s.detector is not None)
+        series = (f"{about}{run.series} in this run ({about}{run.scored} scored); "
                   f"{len(held)} held, the checkpoint's included ({scored} scored)")
     lines = [
         f"metrics: {engine.metrics} ({engine.parse_errors} unparsable"
@@ -955,13 +956,12 @@ def log_summary(engine: Engine) -> None:
     ]
     if engine.evicted or engine.expired:
         lines.append(f"series dropped: {_dropped(engine)}")
-    top = engine.top_series()
-    if top:
+    if run.top:
         lines.append("top series by anomalies:")
-        lines.extend(f"  {count:>6}  {key}" for key, count in top)
-        more = len(engine.run_anomalies()) - len(top)
-        if more:
-            lines.append(f"  {'...':>6}  and {more} more series")
+        lines.extend(f"  {count:>6}  {series_name(key)}" for count, key in run.top)
+        more = run.anomalous - len(run.top)
+        if more > 0:
+            lines.append(f"  {'...':>6}  and {about}{more} more series")
     for line in lines:
         engine.log.info(line)
 

@@ -22,6 +22,7 @@ from .config import Config, Rule, duration_text
 from .detectors import Detector
 from .lineprotocol import Metric, ParseError, Record, escape_key, parse, raw_fields, timestamp_at, unescape
 from .log import Log, RateLimit, iso_ns, plural
+from .tally import Figures, RunTally
 
 __all__ = [
     "ACCELERATED", "METRIC_FIELD", "MONITOR_MEASUREMENT", "Engine", "MetricSeries", "Series", "checked_score",
@@ -250,6 +251,8 @@ class Engine:
         #: restarts) for this run's: the count restored, less this run's before the series started fresh
         #: (:meth:`restart`). Only series with such a count are in it, dropped with them.
         self._anomalies_before: dict[Series, int] = {}
+        #: The series of this run let go (expired, evicted): the summary counts them with those held.
+        self.gone = RunTally()
         #: Unparsable metrics are dropped from the output instead of passed through (backfill to InfluxDB).
         self.drop_unparsable = False
         #: The input a bad line is reported in (``NAME:LINE``; :meth:`start_input`); None: ``metric N``.
@@ -508,6 +511,8 @@ class Engine:
         gone = self.series.pop(key)
         if gone.detector is None:
             self.passing -= 1
+        if gone.run_seen:
+            self.gone.add(key, gone.detector is not None, self._run_anomalies(gone))
         if self._anomalies_before:
             self._anomalies_before.pop(gone, None)
         return gone
@@ -1157,17 +1162,17 @@ class Engine:
     def begin_run(self) -> None:
         """The series held now were restored from a checkpoint: from here on is this run."""
         self.restored = len(self.series)
+        self.gone = RunTally()
         self._anomalies_before = {s: s.anomalies for s in self.series.values() if s.anomalies}
 
-    def run_anomalies(self) -> list[tuple[int, bytes]]:
-        """(anomalies in this run, key) of each series held that had any, most first."""
-        before = self._anomalies_before
-        counts = ((s.anomalies - before.get(s, 0), k) for k, s in self.series.items())
-        return sorted(((a, k) for a, k in counts if a > 0), key=lambda item: (-item[0], item[1]))
+    def _run_anomalies(self, series: Series) -> int:
+        """The anomalies of ``series`` in this run."""
+        return series.anomalies - self._anomalies_before.get(series, 0) if self._anomalies_before else series.anomalies
 
-    def top_series(self, n: int = 5) -> list[tuple[str, int]]:
-        """The ``n`` series with the most anomalies in this run, most first."""
-        return [(series_name(k), a) for a, k in self.run_anomalies()[:n]]
+    def run_figures(self, n: int = 5) -> Figures:
+        """This run's series, held (seen in this run) or let go, and the ``n`` with the most anomalies."""
+        held = ((k, s.detector is not None, self._run_anomalies(s)) for k, s in self.series.items() if s.run_seen)
+        return self.gone.figures(held, n)
 
 
 class MetricSeries(Series):  # type: ignore[valid-type,misc]

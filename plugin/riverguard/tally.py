@@ -1,0 +1,119 @@
+"""What the summary of a replay or a one-off pull needs of the series a run let go (expired after
+``series_ttl`` without a sample, evicted past ``max_series``): they are of this run all the same.
+
+Bounded, whatever the number of series a run goes through: the distinct series are known exactly up to
+:data:`EXACT` let go, estimated past that (HyperLogLog, 2**14 registers a count: 16 KiB, about 0.8 %
+off); the anomalies of at most :data:`KEEP` (up to twice that between prunes) let-go series are kept,
+those with the most.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+from typing import NamedTuple
+
+#: Distinct series let go that are remembered by key (exact counts); past that, estimated.
+EXACT = 50_000
+#: Let-go series whose anomaly counts are kept for the top of the summary: those with the most.
+KEEP = 1_000
+
+SCORED, ANOMALOUS = 1, 2
+_BITS = 14  # HyperLogLog: 2**14 registers
+_M = 1 << _BITS
+_REST = 64 - _BITS
+
+
+class Figures(NamedTuple):
+    """A run's series (held or let go): how many, how many scored, how many had an anomaly, whether these
+    three are exact (else estimated), and the ``n`` with the most anomalies, (count, key) most first."""
+
+    series: int
+    scored: int
+    anomalous: int
+    exact: bool
+    top: list[tuple[int, bytes]]
+
+
+class RunTally:
+    """The series a run let go, each once however often it went: whether it was scored, had an anomaly,
+    and (for those with the most) how many."""
+
+    def __init__(self) -> None:
+        #: Key -> SCORED | ANOMALOUS, while at most EXACT series were let go (None past that).
+        self._flags: dict[bytes, int] | None = {}
+        #: HyperLogLog registers of the series, the scored, those with an anomaly (past EXACT).
+        self._registers: list[bytearray] | None = None
+        #: Key -> anomalies in this run, of let-go series that had some (the most, at most 2 * KEEP).
+        self.anomalies: dict[bytes, int] = {}
+
+    def add(self, key: bytes, scored: bool, anomalies: int) -> None:
+        """Series ``key`` is let go, with a model or not (``scored``), after ``anomalies`` in this run."""
+        flags = (SCORED if scored else 0) | (ANOMALOUS if anomalies > 0 else 0)
+        if self._flags is not None:
+            self._flags[key] = self._flags.get(key, 0) | flags
+            if len(self._flags) > EXACT:
+                self._registers = [bytearray(_M) for _ in range(3)]
+                for known, bits in self._flags.items():
+                    _register(self._registers, known, bits)
+                self._flags = None
+        else:
+            assert self._registers is not None
+            _register(self._registers, key, flags)
+        if anomalies > 0:
+            self.anomalies[key] = self.anomalies.get(key, 0) + anomalies
+            if len(self.anomalies) > 2 * KEEP:
+                self.anomalies = {k: c for c, k in _most(self.anomalies.items(), KEEP)}
+
+    def figures(self, held: Iterable[tuple[bytes, bool, int]], n: int) -> Figures:
+        """This run's figures: the series let go with ``held`` (key, scored, anomalies in this run: those
+        seen in this run), a series let go and held again counted once."""
+        anomalies = dict(self.anomalies)
+        if self._flags is not None:
+            flags = dict(self._flags)
+            for key, scored, count in held:
+                flags[key] = flags.get(key, 0) | (SCORED if scored else 0) | (ANOMALOUS if count > 0 else 0)
+                if count > 0:
+                    anomalies[key] = anomalies.get(key, 0) + count
+            values = flags.values()
+            series, scored_n, anomalous = len(flags), _having(values, SCORED), _having(values, ANOMALOUS)
+            exact = True
+        else:
+            assert self._registers is not None
+            registers = [bytearray(r) for r in self._registers]
+            for key, scored, count in held:
+                _register(registers, key, (SCORED if scored else 0) | (ANOMALOUS if count > 0 else 0))
+                if count > 0:
+                    anomalies[key] = anomalies.get(key, 0) + count
+            series, scored_n, anomalous = (_estimate(r) for r in registers)
+            exact = False
+        return Figures(series, scored_n, anomalous, exact, _most(anomalies.items(), n))
+
+
+def _most(counts: Iterable[tuple[bytes, int]], n: int) -> list[tuple[int, bytes]]:
+    """The ``n`` (count, key) with the most, most first, then by key: the same order every run."""
+    return sorted(((c, k) for k, c in counts), key=lambda item: (-item[0], item[1]))[:n]
+
+
+def _having(values: Iterable[int], flag: int) -> int:
+    return sum(1 for v in values if v & flag)
+
+
+def _register(registers: list[bytearray], key: bytes, flags: int) -> None:
+    """Add ``key`` to the series' registers, and to the scored' and anomalous' as ``flags`` says."""
+    h = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+    index = h >> _REST
+    rank = _REST - (h & ((1 << _REST) - 1)).bit_length() + 1
+    for i, wanted in enumerate((True, flags & SCORED, flags & ANOMALOUS)):
+        if wanted and registers[i][index] < rank:
+            registers[i][index] = rank
+
+
+def _estimate(registers: bytearray) -> int:
+    """HyperLogLog's count of the keys in ``registers`` (linear counting while many are empty)."""
+    empty = registers.count(0)
+    raw = 0.7213 / (1 + 1.079 / _M) * _M * _M / sum(2.0**-r for r in registers)
+    if raw <= 2.5 * _M and empty:
+        return round(_M * math.log(_M / empty))
+    return round(raw)
