@@ -528,6 +528,40 @@ def test_backfill_stops_when_too_many_lines_of_a_batch_are_refused(influxdb: Inf
     assert len(_refused_reports(stderr)) + _held(stderr) == MAX_REFUSED_PER_BATCH + 1
 
 
+def test_backfill_to_influxdb_1x_writes_unsigned_integers_as_signed(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """A newcomer's trial: Telegraf's ``mem`` metrics recorded with unsigned fields (``free=123u``), backfilled
+    to InfluxDB 1.x, which has no unsigned type: every metric was refused ("invalid number") and past 100 the
+    backfill stopped, suggesting "a field stored with another type". They are written as signed integers, as
+    Telegraf's influxdb output does (influx_uint_support = false); one above the signed range is written as its
+    most, as Telegraf does, with a warning. A string value ending in ``u`` and a tag stay as they are."""
+    db = "rg_unsigned"
+    influxdb.create_db(db)
+    lines = [f'mem,host=a,id=7u free={8_000_000_000 + i % 5}u,used={2**40 + i}u,note="{i}u" {T0 + i * 10**9}\n'
+             for i in range(300)]
+    lines.append(f"mem,host=a,id=7u free=18446744073709551615u,used=1u {T0 + 300 * 10**9}\n")
+    path = tmp_path / "mem.lp"
+    path.write_text("".join(lines))
+    proc = _replay("--influx-url", influxdb.url, "--db", db, str(path))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0, stderr
+    assert "refused" not in stderr, stderr
+    assert (
+        "W! [riverguard] 602 unsigned integer values (123u) written as signed (123i): InfluxDB 1.x has no unsigned"
+        " type; Telegraf's influxdb output does the same (influx_uint_support = false); 1 of them above"
+        " 9223372036854775807, written as 9223372036854775807i, as Telegraf does\n"
+    ) in stderr, stderr
+    types = dict(influxdb.rows("SHOW FIELD KEYS FROM mem", db))
+    assert types["free"] == types["used"] == "integer" and types["note"] == "string", types
+    rows = influxdb.rows('SELECT "free", "used", "note", "id" FROM "mem"', db)
+    assert [row[1:] for row in rows[:2]] == [[8_000_000_000, 2**40, "0u", "7u"], [8_000_000_001, 2**40 + 1, "1u", "7u"]]
+    assert rows[-1][1:3] == [2**63 - 1, 1] and len(rows) == 301
+    # Within the signed range: told as information (nothing was cut).
+    path.write_text("".join(lines[:3]))
+    proc = _replay("--influx-url", influxdb.url, "--db", db, str(path))
+    assert proc.returncode == 0 and "I! [riverguard] 6 unsigned integer values (123u) written as signed" in (
+        proc.stderr.decode()), proc.stderr
+
+
 class _Scripted(QuietHandler):
     """Answers each POST with the next status of ``server.statuses`` (then 204)."""
 

@@ -45,7 +45,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 
-from .lineprotocol import metric_lines
+from .lineprotocol import MAY_BE_UNSIGNED, metric_lines, signed_unsigned
 from .log import Log, RateLimit, plural
 
 __all__ = [
@@ -330,6 +330,11 @@ class InfluxWriter:
             self.target = f"database {db!r}"
         self.url = base
         self.db, self.bucket, self.org = db, bucket, org
+        #: InfluxDB 1.x (``--db``) has no unsigned integers ("invalid number"): write them as signed ones, as
+        #: Telegraf's influxdb output does (``influx_uint_support = false``); how many, and how many were cut
+        #: to the most a signed one holds.
+        self.signed = bucket is None
+        self.unsigned = self.unsigned_cut = 0
         #: the options the credentials came from, for a message (never the secret itself), or None
         self.credentials = credentials
         self.headers = {"Content-Type": "text/plain; charset=utf-8", "User-Agent": "riverguard"}
@@ -370,10 +375,16 @@ class InfluxWriter:
         if self._failed:
             return
         pending = self._pending
+        signed = self.signed and MAY_BE_UNSIGNED.search(data) is not None
         for line in metric_lines(data):  # (a string value may hold a newline)
             if line and line[:1] != b"#" and line.strip():
                 # a CRLF line ending: riverguard reads the line, InfluxDB refuses it ("bad timestamp")
-                pending.append(line[:-1] if line[-1:] == b"\r" else line)
+                line = line[:-1] if line[-1:] == b"\r" else line
+                if signed and MAY_BE_UNSIGNED.search(line):
+                    line, rewritten, cut = signed_unsigned(line)
+                    self.unsigned += rewritten
+                    self.unsigned_cut += cut
+                pending.append(line)
         if self.skip:
             dropped = min(self.skip, len(pending))
             del pending[:dropped]
@@ -394,6 +405,14 @@ class InfluxWriter:
         self._closed = True
         self.flush()
         self.report_held()
+        if self.unsigned:
+            told = (f"{plural(self.unsigned, 'unsigned integer value')} (123u) written as signed (123i): InfluxDB 1.x"
+                    " has no unsigned type; Telegraf's influxdb output does the same (influx_uint_support = false)")
+            if self.unsigned_cut:
+                self.log.warn(f"{told}; {self.unsigned_cut} of them above 9223372036854775807, written as"
+                              " 9223372036854775807i, as Telegraf does")
+            else:
+                self.log.info(told)
         if not self._failed and self.batches:
             rate = self.lines / self.post_seconds if self.post_seconds > 0 else 0.0
             summary = (

@@ -42,6 +42,7 @@ __all__ = [
     "metric_lines",
     "parse",
     "raw_fields",
+    "signed_unsigned",
     "timestamp_at",
     "unescape",
 ]
@@ -303,6 +304,46 @@ def raw_fields(line: bytes) -> tuple[bytes, dict[bytes, bytes], int | None]:
     """
     head, found, end = _read(line)
     return head[1], dict(map(re.Match.groups, found)), _timestamp_after(line, end)
+
+
+#: Whether data may hold an unsigned integer value (``=123u``): the quick test before :func:`signed_unsigned`.
+MAY_BE_UNSIGNED = re.compile(rb"=\+?[0-9]+u")
+# An unsigned value (group 1) in the field set of a line without quotes or backslashes.
+_PLAIN_UNSIGNED = re.compile(rb"=(\+?[0-9]+u)(?![^,])")
+
+
+def signed_unsigned(line: bytes) -> tuple[bytes, int, int]:
+    """``line`` with each unsigned integer value (``123u``) written as a signed one (``123i``), as Telegraf's
+    influxdb output does for InfluxDB 1.x (``influx_uint_support = false``; 1.x has no unsigned type): one
+    above the signed range is written as its most (9223372036854775807i), as Telegraf does. Also how many
+    values were rewritten, and how many of them were cut so. A line :func:`parse` refuses is left as it is.
+
+    >>> signed_unsigned(b'm,t=9u free=123u,s="4u",big=18446744073709551615u 7')
+    (b'm,t=9u free=123i,s="4u",big=9223372036854775807i 7', 2, 1)
+    """
+    if b'"' not in line and b"\\" not in line:  # plain: the field set ends at the first space after the head
+        head = _HEAD.match(line)
+        if head is None:
+            return line, 0, 0
+        start = head.end()
+        end = line.find(b" ", start)
+        spans = [m.span(1) for m in _PLAIN_UNSIGNED.finditer(line, start, len(line) if end < 0 else end)]
+    else:
+        try:
+            spans = [f.span(2) for f in _read(line)[1] if _UNSIGNED.fullmatch(f[2])]
+        except ParseError:
+            return line, 0, 0
+    if not spans:
+        return line, 0, 0
+    parts, pos, cut = [], 0, 0
+    for a, b in spans:
+        value = int(line[a : b - 1])
+        if value > _INT64_MAX:
+            value, cut = _INT64_MAX, cut + 1
+        parts += [line[pos:a], b"%di" % value]
+        pos = b
+    parts.append(line[pos:])
+    return b"".join(parts), len(spans), cut
 
 
 def escape_key(text: str, errors: str = "strict") -> bytes:
