@@ -398,6 +398,21 @@ def sensor_lines(xs: Sequence[float], t0: int = 19674 * 86400, step: int = 1) ->
                    field=b"temp")  # fmt: skip
 
 
+def expiring_series() -> str:
+    """A newcomer's trial of the summary: series ``m,s=a v`` (400 samples a minute apart, 10 ± 1 but one 80 at
+    the 300th), then, three days later, 5 000 of ``m,s=b v`` alone: ``a`` expires (series_ttl) during the run."""
+    rng = random.Random(1)
+    lines, t = [], 1_700_000_000 * 10**9
+    for i in range(400):
+        t += 60 * 10**9
+        lines.append("m,s=a v=%.3f %d\n" % (80 if i == 300 else 10 + rng.uniform(-1, 1), t))
+    t += 3 * 86400 * 10**9
+    for _ in range(5000):
+        t += 60 * 10**9
+        lines.append("m,s=b v=%.3f %d\n" % (10 + rng.uniform(-1, 1), t))
+    return "".join(lines)
+
+
 def flag_reasons(out: list[bytes]) -> list[tuple[int, str]]:
     """``(line, reason)`` of each flagged ``temp`` in the output lines of a run with explanations on."""
     got = []

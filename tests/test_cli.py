@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LOG_PREFIXES, RIVERGUARD, ROOT, reader_gone, run_cli, sensor_lines, strip_added, wait_until
+from conftest import LOG_PREFIXES, RIVERGUARD, ROOT, expiring_series, reader_gone, run_cli, sensor_lines, strip_added, wait_until
 from riverguard import __version__, cli
 from riverguard.detectors import resolve
 
@@ -312,16 +312,7 @@ def test_the_summary_counts_a_series_that_expired_during_the_run(tmp_path: Path)
     """A newcomer's trial: series ``a`` (a spike at its 300th sample), then three days later ``b`` alone. ``a``
     expired (series_ttl) and the summary dropped it: ``series: 1 (1 scored)``, ``anomalies: 1`` and no top
     series, while the output held a's one anomaly. The summary is of all of this run."""
-    rng = __import__("random").Random(1)
-    lines, t = [], 1_700_000_000 * 10**9
-    for i in range(400):
-        t += 60 * 10**9
-        lines.append("m,s=a v=%.3f %d\n" % (80 if i == 300 else 10 + rng.uniform(-1, 1), t))
-    t += 3 * 86400 * 10**9
-    for _ in range(5000):
-        t += 60 * 10**9
-        lines.append("m,s=b v=%.3f %d\n" % (10 + rng.uniform(-1, 1), t))
-    (tmp_path / "expire.lp").write_text("".join(lines), encoding="utf-8")
+    (tmp_path / "expire.lp").write_text(expiring_series(), encoding="utf-8")
     proc = run_cli(["replay", "-o", "out.lp", "expire.lp"], cwd=tmp_path, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert _flagged(tmp_path / "out.lp") == {"m,s=a v": 1}

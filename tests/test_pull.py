@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from conftest import RIVERGUARD, ROOT, as_a_user, free_port, run_cli, spawn, wait_until
+from conftest import RIVERGUARD, ROOT, as_a_user, expiring_series, free_port, run_cli, spawn, wait_until
 
 from riverguard.config import parse as parse_config
 from riverguard.detectors import resolve
@@ -150,6 +150,22 @@ def test_one_off_pull_scores_stored_points_like_replay(influxdb: InfluxServer) -
     again = _pull(influxdb, db)
     assert again.returncode == 0, again.stderr
     assert "pulled 12000 point(s) from database 'rg_pull_raw': wrote 0, 12000 already scored" in again.stderr
+
+
+def test_a_one_off_pulls_summary_counts_a_series_that_expired_during_the_run(influxdb: InfluxServer) -> None:
+    """pull ends with replay's summary: series ``a``, which expired as ``b`` went on three days later, was left out
+    of it (``series: 1 (1 scored)``, no top series) though its anomaly was written back."""
+    db = "rg_pull_expiry"
+    _store(influxdb, db, expiring_series())
+    proc = _pull(influxdb, db)
+    assert proc.returncode == 0, proc.stderr
+    assert influxdb.rows('SELECT count("v") FROM "m" WHERE "v_anomaly" = true', db)[0][1] == 1
+    summary = [line for line in proc.stderr.splitlines() if line.startswith("I! ") and "series" in line]
+    assert summary == [
+        "I! [riverguard] series: 2 (2 scored)",
+        "I! [riverguard] series dropped: 0 evictions (max_series, 0 of a series not yet scored), 1 expiry (series_ttl)",
+        "I! [riverguard] top series by anomalies:",
+    ] and "I! [riverguard]        1  m,s=a v\n" in proc.stderr, proc.stderr
 
 
 def _exact_values(n: int = 300, seed: int = 11) -> list[float]:
