@@ -1349,7 +1349,7 @@ def test_follow_after_a_pull_without_state_learns_the_points_it_scored(influxdb:
     assert influxdb.write(db, (lines[-1] + "\n").encode()).status == 204
     _wait_scored(influxdb, db, "cpu", 401, log, field="usage_user")
     stderr = puller.stop()
-    assert "stopping: pulled 401 point(s) from database 'rg_learn_scored': wrote 1, 400 already scored" in stderr
+    assert "stopping: pulled 401 point(s) from database 'rg_learn_scored': wrote 1, 400 already scored (400 learned by the models)," in stderr
     [[_, score, flag]] = influxdb.rows(
         f'SELECT "usage_user_anomaly_score", "usage_user_anomaly" FROM "cpu" WHERE time = {spike}', db)
     assert flag is True, stderr

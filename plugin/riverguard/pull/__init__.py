@@ -239,6 +239,7 @@ class Puller:
         # Totals over the process's life.
         self.read = 0
         self.already = 0
+        self.learned = 0  # of those already scored: learned by the models, which had not seen them
         self.late = 0
         self.skipped = 0
         self.written = 0
@@ -419,6 +420,7 @@ class Puller:
                 bar.close()
             self.read += count
             self.already += already
+            self.learned += learned
             self.skipped += skipped
         if skipped > reported:
             log.error(f"{name}: {skipped} point(s) in all could not be rebuilt as line protocol and were skipped")
@@ -496,7 +498,8 @@ class Puller:
     def summary(self) -> str:
         return (
             f"pulled {self.read} point(s) from {self.source.label}: wrote {self.written},"
-            f" {self.already} already scored, {self._late_count()},"
+            f" {self.already} already scored{f' ({self.learned} learned by the models)' if self.learned else ''},"
+            f" {self._late_count()},"
             f" {self.skipped} skipped (cannot be rebuilt), {self.refused} refused by InfluxDB (not written)"
         )
 
