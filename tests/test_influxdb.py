@@ -562,6 +562,22 @@ def test_backfill_to_influxdb_1x_writes_unsigned_integers_as_signed(influxdb: In
         proc.stderr.decode()), proc.stderr
 
 
+def test_backfill_to_influxdb_1x_writes_unsigned_as_signed_after_leading_spaces(influxdb: InfluxServer,
+                                                                                tmp_path: Path) -> None:
+    """A line indented with spaces (riverguard reads it and InfluxDB skips them, as tabs) kept its
+    ``123u``: InfluxDB refused it (``invalid number``) while the same line unindented was written as ``123i``."""
+    db = "rg_unsigned_lead"
+    influxdb.create_db(db)
+    path = tmp_path / "mem.lp"
+    path.write_text("".join(f"{lead}mem,host=a free={i}u {T0 + i * 10**9}\n"
+                            for i, lead in enumerate(["  ", " \t", "\t", ""])))
+    proc = _replay("--influx-url", influxdb.url, "--db", db, str(path))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0 and "refused" not in stderr, stderr
+    assert "I! [riverguard] 4 unsigned integer values (123u) written as signed (123i)" in stderr, stderr
+    assert [row[1] for row in influxdb.rows('SELECT "free" FROM "mem"', db)] == [0, 1, 2, 3]
+
+
 class _Scripted(QuietHandler):
     """Answers each POST with the next status of ``server.statuses`` (then 204)."""
 

@@ -316,13 +316,17 @@ def signed_unsigned(line: bytes) -> tuple[bytes, int, int]:
     """``line`` with each unsigned integer value (``123u``) written as a signed one (``123i``), as Telegraf's
     influxdb output does for InfluxDB 1.x (``influx_uint_support = false``; 1.x has no unsigned type): one
     above the signed range is written as its most (9223372036854775807i), as Telegraf does. Also how many
-    values were rewritten, and how many of them were cut so. A line :func:`parse` refuses is left as it is.
+    values were rewritten, and how many of them were cut so. A line :func:`parse` refuses is left as it is;
+    the bytes InfluxDB skips before a line (:data:`LEAD`) are kept, and the line after them is read.
 
     >>> signed_unsigned(b'm,t=9u free=123u,s="4u",big=18446744073709551615u 7')
     (b'm,t=9u free=123i,s="4u",big=9223372036854775807i 7', 2, 1)
+    >>> signed_unsigned(b'  m free=1u 7')
+    (b'  m free=1i 7', 1, 0)
     """
+    lead = len(line) - len(line.lstrip(LEAD)) if line[:1] in LEAD else 0
     if b'"' not in line and b"\\" not in line:  # plain: the field set ends at the first space after the head
-        head = _HEAD.match(line)
+        head = _HEAD.match(line, lead)
         if head is None:
             return line, 0, 0
         start = head.end()
@@ -330,7 +334,8 @@ def signed_unsigned(line: bytes) -> tuple[bytes, int, int]:
         spans = [m.span(1) for m in _PLAIN_UNSIGNED.finditer(line, start, len(line) if end < 0 else end)]
     else:
         try:
-            spans = [f.span(2) for f in _read(line)[1] if _UNSIGNED.fullmatch(f[2])]
+            spans = [(a + lead, b + lead) for a, b in
+                     (f.span(2) for f in _read(line[lead:])[1] if _UNSIGNED.fullmatch(f[2]))]
         except ParseError:
             return line, 0, 0
     if not spans:
