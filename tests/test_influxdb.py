@@ -562,6 +562,22 @@ def test_backfill_to_influxdb_1x_writes_unsigned_integers_as_signed(influxdb: In
         proc.stderr.decode()), proc.stderr
 
 
+def test_a_resumed_backfill_counts_only_the_unsigned_values_it_writes(influxdb: InfluxServer, tmp_path: Path) -> None:
+    """``--skip-metrics 2`` (a backfill resumed) wrote 1 metric of 3 and said ``3 unsigned integer values ...
+    written as signed``, with a W! for the value above the signed range in a metric it did not write."""
+    db = "rg_unsigned_skip"
+    influxdb.create_db(db)
+    path = tmp_path / "mem.lp"
+    path.write_text(f"mem,host=a free=18446744073709551615u {T0}\nmem,host=a free=6u,used=7u {T0 + 10**9}\n"
+                    f"mem,host=a free=8u {T0 + 2 * 10**9}\n")
+    proc = _replay("--influx-url", influxdb.url, "--db", db, "--skip-metrics", "2", str(path))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0, stderr
+    assert "I! [riverguard] 1 unsigned integer value (123u) written as signed (123i)" in stderr, stderr
+    assert "W! " not in stderr, stderr
+    assert [row[1] for row in influxdb.rows('SELECT "free" FROM "mem"', db)] == [8]
+
+
 def test_backfill_to_influxdb_1x_writes_unsigned_as_signed_after_leading_spaces(influxdb: InfluxServer,
                                                                                 tmp_path: Path) -> None:
     """A line indented with spaces (riverguard reads it and InfluxDB skips them, as tabs) kept its

@@ -378,6 +378,9 @@ class InfluxWriter:
         signed = self.signed and MAY_BE_UNSIGNED.search(data) is not None
         for line in metric_lines(data):  # (a string value may hold a newline)
             if line and line[:1] != b"#" and line.strip():
+                if self.skip:  # (--skip-metrics: not sent, so not rewritten nor counted either)
+                    self.skip -= 1
+                    continue
                 # a CRLF line ending: riverguard reads the line, InfluxDB refuses it ("bad timestamp")
                 line = line[:-1] if line[-1:] == b"\r" else line
                 if signed and MAY_BE_UNSIGNED.search(line):
@@ -385,10 +388,6 @@ class InfluxWriter:
                     self.unsigned += rewritten
                     self.unsigned_cut += cut
                 pending.append(line)
-        if self.skip:
-            dropped = min(self.skip, len(pending))
-            del pending[:dropped]
-            self.skip -= dropped
         while len(pending) >= self.batch_size:
             batch = pending[: self.batch_size]
             del pending[: self.batch_size]
