@@ -50,7 +50,7 @@ class RunTally:
 
     def add(self, key: bytes, scored: bool, anomalies: int) -> None:
         """Series ``key`` is let go, with a model or not (``scored``), after ``anomalies`` in this run."""
-        flags = (SCORED if scored else 0) | (ANOMALOUS if anomalies > 0 else 0)
+        flags = _flags_of(scored, anomalies)
         if self._flags is not None:
             self._flags[key] = self._flags.get(key, 0) | flags
             if len(self._flags) > EXACT:
@@ -70,30 +70,33 @@ class RunTally:
         """This run's figures: the series let go with ``held`` (key, scored, anomalies in this run: those
         seen in this run), a series let go and held again counted once."""
         anomalies = dict(self.anomalies)
-        if self._flags is not None:
-            flags = dict(self._flags)
-            for key, scored, count in held:
-                flags[key] = flags.get(key, 0) | (SCORED if scored else 0) | (ANOMALOUS if count > 0 else 0)
-                if count > 0:
-                    anomalies[key] = anomalies.get(key, 0) + count
+        flags = dict(self._flags) if self._flags is not None else None
+        registers = None if flags is not None else [bytearray(r) for r in self._registers or ()]
+        for key, scored, count in held:
+            if flags is not None:
+                flags[key] = flags.get(key, 0) | _flags_of(scored, count)
+            else:
+                assert registers is not None
+                _register(registers, key, _flags_of(scored, count))
+            if count > 0:
+                anomalies[key] = anomalies.get(key, 0) + count
+        if flags is not None:
             values = flags.values()
             series, scored_n, anomalous = len(flags), _having(values, SCORED), _having(values, ANOMALOUS)
-            exact = True
         else:
-            assert self._registers is not None
-            registers = [bytearray(r) for r in self._registers]
-            for key, scored, count in held:
-                _register(registers, key, (SCORED if scored else 0) | (ANOMALOUS if count > 0 else 0))
-                if count > 0:
-                    anomalies[key] = anomalies.get(key, 0) + count
+            assert registers is not None
             series, scored_n, anomalous = (_estimate(r) for r in registers)
-            exact = False
-        return Figures(series, scored_n, anomalous, exact, _most(anomalies.items(), n))
+        return Figures(series, scored_n, anomalous, flags is not None, _most(anomalies.items(), n))
 
 
 def _most(counts: Iterable[tuple[bytes, int]], n: int) -> list[tuple[int, bytes]]:
     """The ``n`` (count, key) with the most, most first, then by key: the same order every run."""
     return sorted(((c, k) for k, c in counts), key=lambda item: (-item[0], item[1]))[:n]
+
+
+def _flags_of(scored: bool, anomalies: int) -> int:
+    """A series' flags: SCORED when it held a model, ANOMALOUS when it had an anomaly in this run."""
+    return (SCORED if scored else 0) | (ANOMALOUS if anomalies > 0 else 0)
 
 
 def _having(values: Iterable[int], flag: int) -> int:
