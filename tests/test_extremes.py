@@ -393,3 +393,24 @@ def test_a_value_stuck_near_the_float_limit_is_flagged_once(tmp_path: Path, step
     state = tmp_path / "stuck.msgpack"
     cut = AT + 200
     assert run(tmp_path, b"".join(parts[:cut]), state=state) + run(tmp_path, b"".join(parts[cut:]), state=state) == got
+
+
+@pytest.mark.parametrize("step", [10, 300])
+def test_a_wild_value_in_a_series_that_holds_its_values_leaves_the_lines_after_it_as_they_were(
+        tmp_path: Path, step: int) -> None:
+    """A lone ``1.7976931348623157e308`` in a series that holds each reading for a while (an integer gauge)
+    is flagged, and every other line is as without it. The stuck step's previous value used to take the wild
+    value (so that the same one again would not be flagged again): the reading after it was then no repeat,
+    the run it was in ended there, and its length became the record (with ``step`` 10, 25 lines differed)."""
+    rng = random.Random(7)
+    xs, v = [], 5.0
+    for _ in range(AT + 1000):
+        if rng.random() < 0.05:
+            v = float(rng.randint(3, 8))
+        xs.append(v)
+    times = [step * i for i in range(len(xs))]
+    without = run(tmp_path, stamped(xs, times))
+    got = run(tmp_path, stamped(xs[:AT] + [1.7976931348623157e308] + xs[AT:],
+                                times[:AT] + [step * AT - step // 2] + times[AT:]))
+    assert AT in flags(got), flags(got)
+    assert got[:AT] + got[AT + 1 :] == without

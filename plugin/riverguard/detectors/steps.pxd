@@ -11,7 +11,7 @@ cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SP
 cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY, _SHIFT_LONG, _SHIFT_FLOOR, _REPORTED
 cdef double _FAR_COUNT, _FAR_END, _FAR_AFTER, _FAR_YOUTH, _LONG_MEMORY, _LONG_CLIP, _HUGE
 cdef int64_t _COUNTER_RISES
-cdef int _RUN_FLOOR, _RUN_CEILING, _RECORD_FLOOR, _RECORD_CEILING
+cdef int _RUN_FLOOR, _RUN_CEILING, _RECORD_FLOOR, _RECORD_CEILING, _WILD_HIGH, _WILD_LOW
 cdef double _COUNTER_SAMPLES
 cdef double *_LEVELS
 cdef double *_CUTS
@@ -329,7 +329,8 @@ cdef class Pipeline:
                    z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double,
                    t1=double, dt=double, span=double, slack=double, gap=double, lmean=double,
                    shifts=Shift, shift=double, spreads=Spread, spread=double,
-                   surprise=Surprise, counter=Counter, counts=bint, burst=double, out=double, learnt=double)
+                   surprise=Surprise, counter=Counter, counts=bint, burst=double, out=double, learnt=double,
+                   wild=int, rests=int)
     cpdef double process(self, double x, object t=*) except? -1.0
     @cython.locals(g=double)
     cdef inline double span(self, double dt) noexcept

@@ -162,6 +162,10 @@ _RUN_FLOOR = 1
 _RUN_CEILING = 2
 _RECORD_FLOOR = 4
 _RECORD_CEILING = 8
+#: ... and that the latest sample was a value beyond +_HUGE, beyond -_HUGE (no measurement, never learned: a
+#: run of them is flagged once, at its first, as a run of repeats is; the next ordinary sample clears them)
+_WILD_HIGH = 16
+_WILD_LOW = 32
 
 
 # -- buffers: C arrays when compiled, bytearray / array('d') when not (indexed alike) ---------------
@@ -1201,7 +1205,7 @@ class Stuck(Step):
         self._rests = 3  # (the first value is the floor and the ceiling)
 
     def _fits(self):
-        return _owing(self._owe) and 0 <= self._rests <= 15
+        return _owing(self._owe) and 0 <= self._rests <= 63
 
     def score(self, x, scoring, span, lo, hi, gap):
         """Learn ``x``; the score of the run of repeats it continues (0.0 if none). ``scoring``: a new run may be
@@ -1227,7 +1231,7 @@ class Stuck(Step):
         v = self._prev
         rep = x == v
         self._prev = x
-        rests = self._rests
+        rests = self._rests & ~(_WILD_HIGH | _WILD_LOW)  # (an ordinary sample: a run of wild values is over)
         if x < lo:  # a new low: neither the current run nor the record's is at the floor any more
             rests &= ~(_RUN_FLOOR | _RECORD_FLOOR)
         elif x > hi:
@@ -2233,11 +2237,14 @@ class Pipeline:
             self.suppression._why = _WHY_EXTREME
             if n == 0 or self._warming(n, _NAN if t is None else t, self._t0):
                 return 0.0
-            # a sensor stuck at it (the same value again) is flagged once, as a run of repeats is: the stuck
-            # step's previous value, which only equality reads, is what tells (a value that is not a repeat)
-            if x == self.stuck._prev:
+            # a sensor stuck at it is flagged once, as a run of repeats is: the stuck step's rests bits tell
+            # that the sample before was one too, on the same side (the rest of its state, its previous value
+            # included, is left as it was: the lines after the run are those without it)
+            wild = _WILD_HIGH if x > 0.0 else _WILD_LOW
+            rests = self.stuck._rests
+            if rests & wild:
                 return 0.0
-            self.stuck._prev = x
+            self.stuck._rests = (rests & ~(_WILD_HIGH | _WILD_LOW)) | wild
             return 1.0
         self._n = n + 1
         now = _NAN if t is None else t
