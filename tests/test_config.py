@@ -633,6 +633,24 @@ def test_a_key_in_the_wrong_section_is_told_where_it_belongs(tmp_path: Path) -> 
     ]
 
 
+def test_a_detector_parameter_outside_params_is_told_where_it_belongs(tmp_path: Path) -> None:
+    """A detector's parameter written in the [[rule]] itself (``spike = 3`` under ``[[rule]]``, not under
+    ``[rule.params]``) got "did you mean 'scope'?", a key it has nothing to do with; a rule's own key written in
+    [rule.params] (``threshold``) got the detector's parameter list alone."""
+    path = tmp_path / "rg.toml"
+    path.write_text('[[rule]]\nname = "cpu"\nspike = 3.0\nextrem_time = "5m"\n[rule.params]\nthreshold = 0.9\n')
+    code, out, lines = _check_config(path)
+    assert (code, out) == (2, b"")
+    assert lines == [
+        f"E! [riverguard] {path}: rule 1 \"cpu\", key 'spike': unknown key, it belongs in [rule.params] "
+        f"(allowed: {RULE_KEYS})",
+        f"E! [riverguard] {path}: rule 1 \"cpu\", key 'extrem_time': unknown key, did you mean 'extreme_time' (in "
+        f"[rule.params])? (allowed: {RULE_KEYS})",
+        f"E! [riverguard] {path}: rule 1 \"cpu\", key 'params.threshold': unknown parameter for detector "
+        f"\"sentinel\", it belongs in a [[rule]] (known: {_sentinel_params()})",
+    ]
+
+
 def test_start_up_gives_every_problem_its_own_line(tmp_path: Path) -> None:
     path = tmp_path / "rg.toml"
     path.write_text(EVERY)

@@ -564,15 +564,26 @@ def _unknown_key(key: str, allowed: Iterable[str]) -> str:
     unknown key, did you mean 'path'?
     """
     hint = None
-    places = [place for place, keys in _SECTIONS.items() if key in keys]  # (never the section ``allowed`` is)
+    sections = {**_SECTIONS, "in [rule.params]": _detector_params()}
+    places = [place for place, keys in sections.items() if key in keys]  # (never the section ``allowed`` is)
     if places:
         hint = f"it belongs {' or '.join(places)}"
     elif _closest(key, allowed) is None:
-        elsewhere = {name: place for place, keys in _SECTIONS.items() for name in keys if name not in allowed}
+        elsewhere = {name: place for place, keys in sections.items() for name in keys if name not in allowed}
         close = _closest(key, elsewhere)
         if close is not None:
             hint = f"did you mean '{close}' ({elsewhere[close]})?"
     return _unknown("key", key, sorted(allowed), listed="allowed", hint=hint)
+
+
+def _detector_params() -> set[str]:
+    """The parameters a rule may set in ``[rule.params]`` for one detector or another (not those its warmup
+    sets): where :func:`_unknown_key` tells such a key written in another section to go."""
+    names = set()
+    for name in detectors.REGISTRY:
+        cls = detectors.REGISTRY[name]
+        names.update(p.name for p in cls.PARAMS if p.name != getattr(cls, "WARMUP_PARAM", None))
+    return names
 
 
 def _check_keys(table: Any, allowed: set[str], where: _Where) -> bool:
@@ -696,7 +707,9 @@ def _check_params(detector: str, params: dict[str, Any] | None, scope: str | Non
                 f'"{cls.name}" learns for that long)',
             )
         elif param is None:
-            where.add(f"params.{key}", _unknown(f'parameter for detector "{cls.name}"', key, sorted(declared)))
+            hint = "it belongs in a [[rule]]" if key in _RULE_KEYS else None  # (threshold, warmup: the rule's)
+            where.add(f"params.{key}", _unknown(f'parameter for detector "{cls.name}"', key, sorted(declared),
+                                                hint=hint))
         else:
             try:
                 checked[key] = param.check(value)  # (a TOML array becomes the tuple a list parameter holds)
