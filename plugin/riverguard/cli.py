@@ -802,7 +802,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
             return EXIT_CONFIG
     precision = getattr(args, "precision", None)
     unit = UNITS[precision or "ns"]
-    engine = Engine(config, log, time_unit=unit)
+    engine = Engine(config, log, time_unit=unit, summary=True)
     try:
         store = state_store(engine)
     except StateUnavailable as err:

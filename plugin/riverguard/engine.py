@@ -192,7 +192,8 @@ class Engine:
     """
 
     def __init__(
-        self, config: Config, log: Log | None = None, *, hotpath: ModuleType = _hotpath, time_unit: int = 1
+        self, config: Config, log: Log | None = None, *, hotpath: ModuleType = _hotpath, time_unit: int = 1,
+        summary: bool = False,
     ) -> None:
         #: The per-field scoring loop: :mod:`riverguard._hotpath` (tests pass its uncompiled build).
         self._hot = hotpath
@@ -251,8 +252,9 @@ class Engine:
         #: restarts) for this run's: the count restored, less this run's before the series started fresh
         #: (:meth:`restart`). Only series with such a count are in it, dropped with them.
         self._anomalies_before: dict[Series, int] = {}
-        #: The series of this run let go (expired, evicted): the summary counts them with those held.
-        self.gone = RunTally()
+        #: The series of this run let go (expired, evicted): the summary counts them with those held. None
+        #: where no summary is written (``run``, ``pull --follow``): nothing kept for it.
+        self.gone = RunTally() if summary else None
         #: Unparsable metrics are dropped from the output instead of passed through (backfill to InfluxDB).
         self.drop_unparsable = False
         #: The input a bad line is reported in (``NAME:LINE``; :meth:`start_input`); None: ``metric N``.
@@ -511,7 +513,7 @@ class Engine:
         gone = self.series.pop(key)
         if gone.detector is None:
             self.passing -= 1
-        if gone.run_seen:
+        if gone.run_seen and self.gone is not None:
             self.gone.add(key, gone.detector is not None, self._run_anomalies(gone))
         if self._anomalies_before:
             self._anomalies_before.pop(gone, None)
@@ -1162,7 +1164,8 @@ class Engine:
     def begin_run(self) -> None:
         """The series held now were restored from a checkpoint: from here on is this run."""
         self.restored = len(self.series)
-        self.gone = RunTally()
+        if self.gone is not None:
+            self.gone = RunTally()
         self._anomalies_before = {s: s.anomalies for s in self.series.values() if s.anomalies}
 
     def _run_anomalies(self, series: Series) -> int:
@@ -1172,7 +1175,7 @@ class Engine:
     def run_figures(self, n: int = 5) -> Figures:
         """This run's series, held (seen in this run) or let go, and the ``n`` with the most anomalies."""
         held = ((k, s.detector is not None, self._run_anomalies(s)) for k, s in self.series.items() if s.run_seen)
-        return self.gone.figures(held, n)
+        return (self.gone if self.gone is not None else RunTally()).figures(held, n)
 
 
 class MetricSeries(Series):  # type: ignore[valid-type,misc]

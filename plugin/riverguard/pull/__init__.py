@@ -708,7 +708,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
             " nothing is pulled from a measurement without a mark until then"
         )
     headers = {k: v for k, v in template.headers.items() if k == "Authorization"}
-    engine = Engine(config, log)
+    engine = Engine(config, log, summary=not args.follow)  # (--follow writes no summary)
     source, dest = _sources(args, headers, config)
     from ..cli import StateUnavailable, state_store
 
