@@ -472,8 +472,8 @@ USAGE_ERRORS = [
     (["collect", "--count", "1"], ("psutil",), "needs the optional collect extra"),
     (["collect", "--interval", "soon"], (), '--interval: invalid duration "soon"'),
     (["collect", "--count", "0"], (), "--count >= 1"),
-    (["collect", "--interval", "1ns"], (), '--interval must be at least 0.01s (one kernel tick, the unit of cpu time), got "1ns"'),
-    (["collect", "--interval", "9ms", "--count", "1"], (), '--interval must be at least 0.01s'),
+    (["collect", "--interval", "1ns"], (), '--interval must be at least 10ms (one kernel tick, the unit of cpu time), got "1ns"'),
+    (["collect", "--interval", "9ms", "--count", "1"], (), '--interval must be at least 10ms'),
     (["evaluate", "--detector", "nosuch", "--labels", "good.csv"], (), 'unknown detector "nosuch"'),
     (["evaluate", "--config", "bad.toml", "--labels", "good.csv"], (), 'unknown detector "zscroe"'),
     (["evaluate", "--reference", "numenta", "--labels", "good.csv"], (), "cannot be combined with --labels"),
@@ -513,6 +513,17 @@ def test_every_usage_error_exits_2(tmp_path: Path, args: list[str], hidden: tupl
     assert all(line.startswith(("E! [riverguard] ", "W! [riverguard] ", "I! [riverguard] "))
                for line in result.stderr.splitlines()), result.stderr
     assert any(line.startswith("E! [riverguard] ") and message in line for line in result.stderr.splitlines())
+
+
+def test_collect_help_and_refusal_write_the_least_interval_as_the_readme() -> None:
+    """--help and the README said "10ms" while the refusal said "0.01s": one duration, written as a user
+    writes it, in all three."""
+    usage = " ".join(run_cli(["collect", "--help"], text=True, timeout=60).stdout.split())
+    refused = run_cli(["collect", "--interval", "1ns"], text=True, timeout=60)
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert 'at least "10ms"' in usage, usage
+    assert "--interval must be at least 10ms " in refused.stderr, refused.stderr
+    assert "`--interval` at least `10ms`" in readme
 
 
 def test_a_replay_input_that_is_no_config_is_replayed_and_a_pipe_is_not_read_twice(tmp_path: Path) -> None:

@@ -703,8 +703,8 @@ def test_follow_stops_on_a_complete_answer_that_is_not_json(tmp_path: Path) -> N
         (["--db", "a", "--delay", "-5s"], '--delay: invalid duration "-5s"'),
         (["--db", "a", "--since", "-1h"], '--since: "-1h" is neither'),
         (["--db", "a", "--state", "s.msgpack", "--follow", "--every", "5"], '--every: invalid duration "5"'),
-        (["--db", "a", "--state", "s.msgpack", "--follow", "--every", "1ns"], '--every must be at least 0.1s, got "1ns"'),
-        (["--db", "a", "--state", "s.msgpack", "--follow", "--every", "0s"], '--every must be at least 0.1s, got "0s"'),
+        (["--db", "a", "--state", "s.msgpack", "--follow", "--every", "1ns"], '--every must be at least 100ms, got "1ns"'),
+        (["--db", "a", "--state", "s.msgpack", "--follow", "--every", "0s"], '--every must be at least 100ms, got "0s"'),
         # given and ignored (a one-off pull makes one pass; without --state there is no mark to look behind)
         (["--db", "a", "--every", "10s"], "--every goes with --follow"),
         (["--db", "a", "--state", "s.msgpack", "--every", "1m"], "--every goes with --follow"),

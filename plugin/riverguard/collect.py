@@ -76,7 +76,7 @@ MIN_INTERVAL = 0.01
 def add_parser(sub: Any) -> None:
     """Add the ``collect`` subcommand to the CLI's subparsers."""
     p = sub.add_parser("collect", help="print this host's cpu and mem metrics as line protocol (needs psutil)")
-    p.add_argument("--interval", default="1s", metavar="DURATION", help='time between batches, at least "10ms" (default: "1s")')
+    p.add_argument("--interval", default="1s", metavar="DURATION", help=f'time between batches, at least "{duration_text(MIN_INTERVAL)}" (default: "1s")')
     p.add_argument("--count", type=int, default=None, metavar="N", help="stop after N batches (default: run until killed)")
     p.add_argument("--host", default=None, metavar="NAME", help="value of the host tag (default: this host's name)")
 

@@ -276,14 +276,21 @@ _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)
 def duration_text(seconds: float) -> str:
     """A duration for a message, as a Telegraf config usually writes it (:func:`parse_duration` reads it
     back): up to a minute in seconds (``"60s"``, not ``"1m"``), else in whole hours or whole minutes if it is
-    one, else in seconds.
+    one, else in seconds; under a second in milliseconds (``"10ms"``, not ``"0.01s"``), or in micro- or
+    nanoseconds under a millisecond.
 
-    >>> [duration_text(s) for s in (86400.0, 3600.0, 5400.0, 120.0, 90.0, 60.0, 45.0, 0.2, 1000001.0)]
-    ['24h', '1h', '90m', '2m', '90s', '60s', '45s', '0.2s', '1000001s']
+    >>> [duration_text(s) for s in (86400.0, 3600.0, 5400.0, 120.0, 90.0, 60.0, 45.0, 1.5, 1000001.0)]
+    ['24h', '1h', '90m', '2m', '90s', '60s', '45s', '1.5s', '1000001s']
+    >>> [duration_text(s) for s in (0.2, 0.1, 0.01, 0.007, 0.0005, 1e-9, 0.0)]
+    ['200ms', '100ms', '10ms', '7ms', '500us', '1ns', '0s']
     """
     if seconds > 60:
         for unit, size in (("h", 3600), ("m", 60)):
             if seconds % size == 0:
+                return f"{seconds / size:.15g}{unit}"
+    if 0 < seconds < 1:
+        for unit, size in (("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
+            if seconds >= size or unit == "ns":
                 return f"{seconds / size:.15g}{unit}"
     return f"{seconds:.15g}s"
 
