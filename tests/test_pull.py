@@ -781,6 +781,22 @@ def test_a_since_in_the_future_is_warned_about(influxdb: InfluxServer) -> None:
     assert past.returncode == 0 and "W! " not in past.stderr, past.stderr
 
 
+def test_a_since_within_the_delay_is_warned_about(influxdb: InfluxServer) -> None:
+    """A one-off ``--since 5s`` with the default ``--delay 10s`` reads up to 10 s ago, before its --since: it
+    printed `pulled 0 point(s)` and exited 0 without a word (the W! only came for a --since later than now)."""
+    _store(influxdb, "rg_since_delay", f"cpu,host=a v=1 {time.time_ns() - 2_000_000_000}\n")
+    proc = _run("pull", "--influx-url", influxdb.url, "--db", "rg_since_delay", "--since", "5s")
+    assert proc.returncode == 0, proc.stderr
+    [warning] = [line for line in proc.stderr.splitlines() if line.startswith("W! ")]
+    assert re.fullmatch(
+        r"W! \[riverguard\] --since 5s is later than now minus --delay 10s \(by this machine's clock, now"
+        r" 20[0-9-]+T[0-9:.]+Z\): nothing newer than 10s ago is read, so nothing is pulled from a measurement"
+        r" without a mark until 10s after --since", warning), warning
+    assert "pulled 0 point(s)" in proc.stderr
+    read = _pull(influxdb, "rg_since_delay", "--since", "5s")  # (--delay 0s)
+    assert read.returncode == 0 and "W! " not in read.stderr and "pulled 1 point(s)" in read.stderr, read.stderr
+
+
 class _DeniesTheCheckpoint(_Scripted):
     """As :class:`_Scripted`; at the first write, the checkpoint becomes unreadable (another user's, mode 0000)
     and the write fails (503)."""

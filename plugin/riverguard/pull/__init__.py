@@ -702,11 +702,17 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         log.error(str(err))
         return EXIT_CONFIG
     assert template is not None
-    if options["since"] is not None and options["since"] > now:
-        log.warn(
-            f"--since {args.since} is in the future (by this machine's clock, now {iso_ns(now)}):"
-            " nothing is pulled from a measurement without a mark until then"
-        )
+    delay_ns = int(options["delay"] * 1e9)
+    if options["since"] is not None and options["since"] > now - delay_ns:  # (what a pass reads up to: run_pass)
+        clock = f"(by this machine's clock, now {iso_ns(now)})"
+        if options["since"] > now:
+            log.warn(f"--since {args.since} is in the future {clock}: nothing is pulled from a measurement"
+                     " without a mark until then")
+        else:
+            delay = duration_text(options["delay"])
+            log.warn(f"--since {args.since} is later than now minus --delay {delay} {clock}: nothing newer than"
+                     f" {delay} ago is read, so nothing is pulled from a measurement without a mark until {delay}"
+                     " after --since")
     headers = {k: v for k, v in template.headers.items() if k == "Authorization"}
     engine = Engine(config, log, summary=not args.follow)  # (--follow writes no summary)
     source, dest = _sources(args, headers, config)
@@ -731,7 +737,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         measurements=args.measurement,
         since=options["since"],
         until=options["until"],
-        delay_ns=int(options["delay"] * 1e9),
+        delay_ns=delay_ns,
         late_ns=int(options["late_window"] * 1e9),
         checkpoint_interval=config.state.checkpoint_interval,
         dest=dest,
