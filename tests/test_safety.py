@@ -587,6 +587,29 @@ def test_check_config_refuses_a_state_path_no_riverguard_could_use(tmp_path: Pat
         assert checked.stderr == started.stderr and checked.stderr.startswith(b"E! [riverguard] "), checked.stderr
 
 
+def test_check_config_refuses_a_state_path_on_a_read_only_filesystem(tmp_path: Path) -> None:
+    """A [state] path on a read-only mount passed check-config, and a start refused it (exit 2) whatever
+    user it ran as. check-config now gives the start's E! line. The mount is a read-only tmpfs in a mount
+    namespace of the test's own (``unshare``): this machine has no read-only mount of its own to use
+    (/proc and /sys are mounted read-write here)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    prefix = ["unshare", "--map-root-user", "--mount", "sh", "-c", 'mount -t tmpfs -o ro none "$0" && exec "$@"',
+              str(ro)]
+    probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=60)
+    if probe.returncode != 0:
+        pytest.skip(f"no read-only mount to test with: unshare/mount refused here ({probe.stderr.decode().strip()})")
+    for state in ("rg.msgpack", "deeper/rg.msgpack"):
+        conf = tmp_path / "rg.toml"
+        conf.write_text(f'[[rule]]\nname = "a"\n[state]\npath = "{ro / state}"\n')
+        checked = subprocess.run([*prefix, *RIVERGUARD, "check-config", str(conf)], capture_output=True, timeout=60)
+        started = subprocess.run([*prefix, *RIVERGUARD, "run", "--config", str(conf)], input=stream(5),
+                                 capture_output=True, timeout=60)
+        assert (checked.returncode, checked.stdout, started.returncode) == (2, b"", 2), checked.stderr
+        assert checked.stderr == started.stderr == (
+            f"E! [riverguard] cannot create the lock file {ro / state}.lock: Read-only file system\n").encode()
+
+
 def test_check_config_leaves_the_state_folders_permissions_to_the_start(tmp_path: Path) -> None:
     """Whether the state folder may be written depends on the user riverguard runs as, and check-config is
     run as another (README, Run with Telegraf: the admin checks the config, the folder is telegraf's, mode

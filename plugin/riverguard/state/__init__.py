@@ -595,8 +595,8 @@ def _not_a_folder(blocker: Path) -> str:
 def check_place(path: Path) -> None:
     """Raise :class:`LockError` when no riverguard could keep its checkpoint at ``path``, whatever user it
     runs as, with the message a start gives (:meth:`StateStore.lock` checks this first): the checkpoint or
-    its lock file there as something else than a regular file, or a file where a folder on the way should
-    be. Nothing is made or opened. ``check-config`` checks this, not what depends on the user (may it write
+    its lock file there as something else than a regular file, a file where a folder on the way should
+    be, or the nearest folder on a read-only filesystem (EROFS, root's too). Nothing is made or opened. ``check-config`` checks this, not what depends on the user (may it write
     the folder?): it is run as another user than Telegraf's (README: the state folder Telegraf's, mode 0750)."""
     check_regular(path, "the checkpoint")
     lock_path = _lock_path(path)
@@ -604,6 +604,16 @@ def check_place(path: Path) -> None:
     blocker, _ = _nearest(lock_path)
     if blocker is not None and not blocker.is_dir():
         raise LockError(_no_lock_file(lock_path, _not_a_folder(blocker)))
+    if blocker is not None and _read_only(blocker):
+        raise LockError(_no_lock_file(lock_path, os.strerror(errno.EROFS)))
+
+
+def _read_only(folder: Path) -> bool:
+    """Whether ``folder`` is on a filesystem mounted read-only (False when that cannot be told)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def check_regular(path: Path, what: str, reader: str | None = None) -> None:
