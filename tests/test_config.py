@@ -651,6 +651,27 @@ def test_a_detector_parameter_outside_params_is_told_where_it_belongs(tmp_path: 
     ]
 
 
+def test_a_parameter_of_another_detector_is_not_told_to_go_in_params(tmp_path: Path) -> None:
+    """``spike = 3.0`` in a rule with ``detector = "zscore"`` was told "it belongs in [rule.params]", where it
+    was then refused as an unknown parameter of zscore. [rule.params] is named only when the rule's detector
+    (sentinel when none is given) takes the parameter; else the message says whose parameter it is."""
+    path = tmp_path / "rg.toml"
+    path.write_text('[[rule]]\nname = "z"\ndetector = "zscore"\nspike = 3.0\nmin_std = 0.1\n'
+                    '[[rule]]\nname = "s"\nmin_std = 0.1\n')
+    code, out, lines = _check_config(path)
+    assert (code, out) == (2, b"")
+    owners = " or ".join(f'"{name}"' for name in sorted(detectors.REGISTRY)
+                         if "spike" in {p.name for p in detectors.REGISTRY[name].PARAMS})
+    assert lines == [
+        f"E! [riverguard] {path}: rule 1 \"z\", key 'spike': unknown key, a parameter of detector {owners}, not "
+        f"of this rule's \"zscore\" (allowed: {RULE_KEYS})",
+        f"E! [riverguard] {path}: rule 1 \"z\", key 'min_std': unknown key, it belongs in [rule.params] "
+        f"(allowed: {RULE_KEYS})",
+        f"E! [riverguard] {path}: rule 2 \"s\", key 'min_std': unknown key, a parameter of detector \"zscore\", "
+        f"not of this rule's \"sentinel\" (allowed: {RULE_KEYS})",
+    ]
+
+
 def test_start_up_gives_every_problem_its_own_line(tmp_path: Path) -> None:
     path = tmp_path / "rg.toml"
     path.write_text(EVERY)

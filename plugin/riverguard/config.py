@@ -558,9 +558,10 @@ def _unknown(what: str, word: str, known: list[str], *, listed: str = "known", q
     return f"unknown {what}{', ' + hint if hint else ''} ({listed}: {', '.join(known)})"
 
 
-def _unknown_key(key: str, allowed: Iterable[str]) -> str:
+def _unknown_key(key: str, allowed: Iterable[str], detector: str | None = None) -> str:
     """The message for ``key``, not one of ``allowed``: where it belongs when another section takes it (else
-    the allowed key closest to it, else another section's).
+    the allowed key closest to it, else another section's). In a rule whose ``detector`` is known,
+    [rule.params] is named for that detector's parameters only: another detector's is said to be its.
 
     >>> _unknown_key("threshold", _TOP_KEYS)
     'unknown key, it belongs in a [[rule]] (allowed: monitor, output, rule, state)'
@@ -571,10 +572,15 @@ def _unknown_key(key: str, allowed: Iterable[str]) -> str:
     unknown key, did you mean 'path'?
     """
     hint = None
-    sections = {**_SECTIONS, "in [rule.params]": _detector_params()}
+    owners = _param_owners()
+    params = {name for name, takers in owners.items() if detector is None or detector in takers}
+    sections = {**_SECTIONS, "in [rule.params]": params}
     places = [place for place, keys in sections.items() if key in keys]  # (never the section ``allowed`` is)
     if places:
         hint = f"it belongs {' or '.join(places)}"
+    elif key in owners:  # (another detector's parameter: in [rule.params] it would be refused too)
+        takers = " or ".join(f'"{name}"' for name in owners[key])
+        hint = f'a parameter of detector {takers}, not of this rule\'s "{detector}"'
     elif _closest(key, allowed) is None:
         elsewhere = {name: place for place, keys in sections.items() for name in keys if name not in allowed}
         close = _closest(key, elsewhere)
@@ -583,24 +589,28 @@ def _unknown_key(key: str, allowed: Iterable[str]) -> str:
     return _unknown("key", key, sorted(allowed), listed="allowed", hint=hint)
 
 
-def _detector_params() -> set[str]:
-    """The parameters a rule may set in ``[rule.params]`` for one detector or another (not those its warmup
-    sets): where :func:`_unknown_key` tells such a key written in another section to go."""
-    names = set()
-    for name in detectors.REGISTRY:
+def _param_owners() -> dict[str, list[str]]:
+    """Each parameter a rule may set in ``[rule.params]`` for one detector or another (not those its warmup
+    sets), with the detectors that take it (sorted): where :func:`_unknown_key` tells such a key written in
+    another section to go."""
+    owners: dict[str, list[str]] = {}
+    for name in sorted(detectors.REGISTRY):
         cls = detectors.REGISTRY[name]
-        names.update(p.name for p in cls.PARAMS if p.name != getattr(cls, "WARMUP_PARAM", None))
-    return names
+        for param in cls.PARAMS:
+            if param.name != getattr(cls, "WARMUP_PARAM", None):
+                owners.setdefault(param.name, []).append(name)
+    return owners
 
 
-def _check_keys(table: Any, allowed: set[str], where: _Where) -> bool:
-    """Note each unknown key of ``table``; False (noted) if it is not a table at all."""
+def _check_keys(table: Any, allowed: set[str], where: _Where, detector: str | None = None) -> bool:
+    """Note each unknown key of ``table`` (a rule's, whose ``detector`` is known: see :func:`_unknown_key`);
+    False (noted) if it is not a table at all."""
     if not isinstance(table, dict):
         where.add(None, "must be a table")
         return False
     for key in table:
         if key not in allowed:
-            where.add(key, _unknown_key(key, allowed))
+            where.add(key, _unknown_key(key, allowed, detector))
     return True
 
 
@@ -623,7 +633,12 @@ def _glob(value: Any, key: str, where: _Where) -> bool:
 def _parse_rule(index: int, raw: Any, where: _Where, explain_default: bool = False) -> Rule | None:
     """The rule, or None once its problems are noted: every key is checked, each on its own; the params
     once the detector is known, and the detector built from them once each of them is valid."""
-    if not _check_keys(raw, _RULE_KEYS, where):
+    named = raw.get("detector", "default") if isinstance(raw, dict) else None
+    if named == "default":
+        named = detectors.DEFAULT
+    elif not isinstance(named, str) or named != "off" and named not in detectors.REGISTRY:
+        named = None  # (not known: told below; a key is placed as for any detector)
+    if not _check_keys(raw, _RULE_KEYS, where, named):
         return None
     name = raw.get("name")
     if name is None:
