@@ -781,6 +781,7 @@ class _Tee:
 
 def _replay(config: Config, log: Log, files: list[str], output: str | None,
             args: argparse.Namespace | None = None) -> int:
+    from ._entry import hold, release
     from .signals import checkpointing
     from .stream import InputError, replay
 
@@ -813,18 +814,6 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
     progress = None
     if sys.stderr.isatty() and "-" not in files:
         progress = Progress(sum(os.path.getsize(f) for f in files), "replay")
-    out: BinaryIO | _OutputFile
-    if output is not None and not isinstance(output, str):
-        out = output  # a sink such as riverguard.influx.InfluxWriter (--influx-url)
-        engine.drop_unparsable = True  # InfluxDB would refuse the whole batch: never send them
-    elif output:
-        try:
-            out = _OutputFile(output)
-        except OSError as err:
-            log.error(f"cannot write --output {output}: {err.strerror or err}")
-            return EXIT_CONFIG
-    else:
-        out = sys.stdout.buffer
     collector = None
     if args is not None and args.report:
         from .report import Collector
@@ -835,13 +824,30 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
                               metric_scope_in=engine.metric_scope_in if engine.metric_scope else None)
     ok = interrupted = False
     saved = True
+    # A stop from here to the try below waits, pending (_entry.hold): the temporary output file is made in
+    # between, and only that try's finally drops it (a SIGINT in between left it behind, exit 130, no word).
+    hold()
     for sig in (signal.SIGINT, signal.SIGTERM):  # stopped: the finally below drops a half-written output
         signal.signal(sig, signal.default_int_handler)
+    out: BinaryIO | _OutputFile
+    if output is not None and not isinstance(output, str):
+        out = output  # a sink such as riverguard.influx.InfluxWriter (--influx-url)
+        engine.drop_unparsable = True  # InfluxDB would refuse the whole batch: never send them
+    elif output:
+        try:
+            out = _OutputFile(output)
+        except OSError as err:
+            release()
+            log.error(f"cannot write --output {output}: {err.strerror or err}")
+            return EXIT_CONFIG
+    else:
+        out = sys.stdout.buffer
     # Once all the input is scored, a stop waits until the output is in place and the checkpoint written
     # (then exits 130): the new output never goes with the old models. Not over a sink's last batch,
     # which may take its retries; the checkpoint after it is held back all the same (StateStore.save).
     committing = contextlib.ExitStack()
     try:
+        release()  # (a stop held since hold() is taken here, where the finally below drops the temporary file)
         replay(engine, files, _Tee(out, collector) if collector else out, progress)  # type: ignore[arg-type]
         if store is not None and (isinstance(out, _OutputFile) or out is sys.stdout.buffer):
             committing.enter_context(checkpointing(log, f"the output and the checkpoint {store.path}"))
