@@ -209,6 +209,8 @@ cdef class Stuck(Step):
     cdef double score(self, double x, bint scoring, double span, double lo, double hi, double gap) except? -1.0
     @cython.locals(at_rest=bint)
     cdef bint _forgiven(self, double v, double lo, double hi, int rests) noexcept
+    @cython.locals(side=int, rests=int)
+    cdef bint wild(self, double x) noexcept
     @cython.locals(lam=double)
     cdef double _keep(self, double gap) noexcept
     @cython.locals(added=double, steps=int64_t)
@@ -220,6 +222,7 @@ cdef class Spike(Step):
     cdef public double _mean, _mad, _top, _run, _count, _peak, _crec, _owe
 
     cdef void first(self, double x) noexcept
+    cdef void constant(self, double c) noexcept
     cdef inline bint lasting(self, double span) noexcept
     cdef bint _fits(self) except -1
     @cython.locals(unit=double)
@@ -329,8 +332,7 @@ cdef class Pipeline:
                    z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double,
                    t1=double, dt=double, span=double, slack=double, gap=double, lmean=double,
                    shifts=Shift, shift=double, spreads=Spread, spread=double,
-                   surprise=Surprise, counter=Counter, counts=bint, burst=double, out=double, learnt=double,
-                   wild=int, rests=int)
+                   surprise=Surprise, counter=Counter, counts=bint, burst=double, out=double, learnt=double)
     cpdef double process(self, double x, object t=*) except? -1.0
     @cython.locals(g=double)
     cdef inline double span(self, double dt) noexcept

@@ -1204,6 +1204,15 @@ class Stuck(Step):
         self._prev = x
         self._rests = 3  # (the first value is the floor and the ceiling)
 
+    def wild(self, x):
+        """A value beyond +-_HUGE (no measurement, never learned): whether it starts a run of them on its side
+        (flagged once, at its first, as a run of repeats is). The rest of the state, the previous value included,
+        is left as it was: the lines after the run are those without it; the next ordinary sample ends it."""
+        side = _WILD_HIGH if x > 0.0 else _WILD_LOW
+        rests = self._rests
+        self._rests = (rests & ~(_WILD_HIGH | _WILD_LOW)) | side
+        return not rests & side
+
     def _fits(self):
         return _owing(self._owe) and 0 <= self._rests <= 63
 
@@ -1429,6 +1438,12 @@ class Spike(Step):
 
     def first(self, x):
         self._mean = x
+
+    def constant(self, c):
+        """The series had been ``c`` only, and a glitch it did not learn is over: the mean and scale are ``c``'s
+        again (every value learned was ``c``)."""
+        self._mean = c
+        self._mad = 0.0
 
     def _fits(self):
         return (_duration(self._run) and fabs(self._count) < _INF and -_INF < self._peak < _INF
@@ -2237,15 +2252,7 @@ class Pipeline:
             self.suppression._why = _WHY_EXTREME
             if n == 0 or self._warming(n, _NAN if t is None else t, self._t0):
                 return 0.0
-            # a sensor stuck at it is flagged once, as a run of repeats is: the stuck step's rests bits tell
-            # that the sample before was one too, on the same side (the rest of its state, its previous value
-            # included, is left as it was: the lines after the run are those without it)
-            wild = _WILD_HIGH if x > 0.0 else _WILD_LOW
-            rests = self.stuck._rests
-            if rests & wild:
-                return 0.0
-            self.stuck._rests = (rests & ~(_WILD_HIGH | _WILD_LOW)) | wild
-            return 1.0
+            return 1.0 if self.stuck.wild(x) else 0.0  # (a sensor stuck at it: flagged once, Stuck.wild)
         self._n = n + 1
         now = _NAN if t is None else t
         if self._t0 == _INF and now == now:  # the first event time seen
@@ -2293,8 +2300,7 @@ class Pipeline:
         if width > 0.0 and extremes._hi == extremes._lo and spikes is not None:
             # an episode in a series that had been one constant is over (Extremes.observe): the spike step's mean
             # and scale are that constant's again, as they were before it (as the long-run mean and variance are)
-            spikes._mean = extremes._lo
-            spikes._mad = 0.0
+            spikes.constant(extremes._lo)
         if extremes.held and spikes is not None and n >= self.cfg.learn_quarter and spikes.sharp(x):
             extremes.report(extremes.held)  # too short an excursion, but a spike: at once
             new_extreme = True
