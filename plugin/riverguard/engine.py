@@ -1163,9 +1163,7 @@ class Engine:
 
     def begin_run(self) -> None:
         """The series held now were restored from a checkpoint: from here on is this run."""
-        self.restored = len(self.series)
-        if self.gone is not None:
-            self.gone = RunTally()
+        self.restored = len(self.series)  # (self.gone is still empty: a restored series is not of this run)
         self._anomalies_before = {s: s.anomalies for s in self.series.values() if s.anomalies}
 
     def _run_anomalies(self, series: Series) -> int:
