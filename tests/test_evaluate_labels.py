@@ -531,11 +531,31 @@ def test_a_folder_in_nab_layout_given_to_labels_is_pointed_to_nab(tmp_path: Path
     series(tmp_path / "other" / "disk" / "host1.csv")
     no_csv = "a folder with no *.csv file in it: its subfolders hold some, as in NAB's layout"
     corpus = tmp_path / "corpus"
+    windows = f"once its windows are in {corpus / 'windows.json'}"
     for given, message in (
-        (corpus, f"{corpus}: {no_csv}: give --nab {corpus}"),
-        (corpus / "data", f"{corpus / 'data'}: {no_csv}: give --nab {corpus}"),
+        (corpus, f"{corpus}: {no_csv}: give --nab {corpus} {windows}"),
+        (corpus / "data", f"{corpus / 'data'}: {no_csv}: give --nab {corpus} {windows}"),
         (tmp_path / "other", f"{tmp_path / 'other'}: {no_csv}: put them in data/<category>/*.csv under the folder"
                              " given to --nab"),
     ):
         result = evaluate("--labels", str(given))
         assert (result.returncode, result.stdout, result.stderr) == (2, "", f"E! [riverguard] {message}\n")
+    (corpus / "windows.json").write_text(json.dumps({"disk/host1.csv": []}))  # --nab now takes it: said plainly
+    for given in (corpus, corpus / "data"):
+        result = evaluate("--labels", str(given))
+        assert result.stderr == f"E! [riverguard] {given}: {no_csv}: give --nab {corpus}\n"
+        assert evaluate("--nab", str(corpus)).returncode == 0
+
+
+def test_a_nab_layout_takes_csv_files_whatever_the_case_of_their_suffix(tmp_path: Path):
+    """`--labels` takes `B.CSV` and pointed a NAB layout holding one to `--nab`, which then said "no CSV
+    files": both read the suffix whatever its case."""
+    root = tmp_path / "corpus"
+    (root / "data" / "disk").mkdir(parents=True)
+    rows = [f"{stamp(i)},{10 + i % 7}" for i in range(400)]
+    (root / "data" / "disk" / "B.CSV").write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    (root / "data" / "disk" / "a.csv").write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    (root / "windows.json").write_text(json.dumps({"disk/B.CSV": [[stamp(300), stamp(310)]], "disk/a.csv": []}))
+    result = evaluate("--nab", str(root), "--json")
+    assert result.returncode == 0, result.stderr
+    assert [f["file"] for f in json.loads(result.stdout)["per_file"]] == ["disk/B.CSV", "disk/a.csv"]

@@ -301,7 +301,7 @@ def load_corpus(root: str | Path) -> list[NabFile]:
     if not isinstance(windows, dict):
         raise NabError(f"{windows_path}: expected an object of file -> windows")
     files = []
-    for path in sorted(data.glob("*/*.csv")):
+    for path in _nab_csv_files(data):
         key = f"{path.parent.name}/{path.name}"
         if key not in windows:
             raise NabError(f"{windows_path}: no entry for {key}")
@@ -475,23 +475,34 @@ def _nab_hint(folder: str | Path) -> str | None:
     """For a folder whose subfolders, not itself, hold CSV files (NAB's layout: ``data/<category>/*.csv``): the
     ``--nab`` it may have meant; None if none of its subfolders (nor of its ``data``) holds any."""
     path = Path(folder)
-    if _csv_in_subfolders(path / "data"):
-        return f"give --nab {path}"
-    if not _csv_in_subfolders(path):
+    if _nab_csv_files(path / "data"):
+        root = path
+    elif not _nab_csv_files(path):
         return None
-    if path.name == "data":
-        return f"give --nab {path.parent}"
-    return "put them in data/<category>/*.csv under the folder given to --nab"
+    elif path.name == "data":
+        root = path.parent
+    else:
+        return "put them in data/<category>/*.csv under the folder given to --nab"
+    if any((root / name).is_file() for name in WINDOWS_FILES):
+        return f"give --nab {root}"
+    return f"give --nab {root} once its windows are in {root / WINDOWS_FILES[0]}"
 
 
-def _csv_in_subfolders(folder: Path) -> bool:
-    """Whether a subfolder of ``folder`` holds CSV files (False on an error reading them)."""
+def _nab_csv_files(data: Path) -> list[Path]:
+    """The CSV files of NAB's layout under ``data`` (``<category>/<file>.csv``, ``.csv`` whatever its case, as
+    ``--labels`` takes them), sorted by category, then name; an unreadable ``data`` or category holds none."""
     try:
-        with os.scandir(folder) as entries:
-            subs = [e.path for e in entries if e.is_dir()]
-        return any(_csv_names(sub) for sub in subs)
+        with os.scandir(data) as entries:
+            categories = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
     except OSError:
-        return False
+        return []
+    files = []
+    for category in categories:
+        try:
+            files.extend(data / category / name for name in _csv_names(data / category) if not name.startswith("."))
+        except OSError:
+            pass
+    return files
 
 
 def describe(files: list[NabFile]) -> str:
