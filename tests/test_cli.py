@@ -388,6 +388,19 @@ def test_the_summarys_memory_of_the_series_let_go_is_bounded() -> None:
     assert not figures.exact and abs(figures.series - n) < 0.03 * n and abs(figures.scored - n / 2) < 0.03 * n
     last = (n - 1) // 97 * 97
     assert figures.top == [(1000 + last, b"m,id=%d v" % last), (1000 + last - 97, b"m,id=%d v" % (last - 97))]
+    assert gone.figures([(b"m,id=0 v", True, 5)], 2) == figures  # (the tally is left as it was)
+
+
+def test_the_summary_counts_a_series_let_go_and_held_again_once() -> None:
+    from riverguard import tally
+
+    gone = tally.RunTally()
+    gone.add(b"a", True, 2)
+    gone.add(b"b", False, 0)
+    held = [(b"a", True, 1), (b"c", True, 0)]
+    figures = gone.figures(held, 5)
+    assert figures == tally.Figures(3, 2, 1, True, [(3, b"a")])
+    assert gone.figures(held, 5) == figures and gone._flags == {b"a": 3, b"b": 0}
 
 
 def test_state_help_says_what_each_command_does_with_the_config_path() -> None:

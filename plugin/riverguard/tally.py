@@ -50,7 +50,14 @@ class RunTally:
 
     def add(self, key: bytes, scored: bool, anomalies: int) -> None:
         """Series ``key`` is let go, with a model or not (``scored``), after ``anomalies`` in this run."""
-        flags = _flags_of(scored, anomalies)
+        self._mark(key, _flags_of(scored, anomalies))
+        if anomalies > 0:
+            self.anomalies[key] = self.anomalies.get(key, 0) + anomalies
+            if len(self.anomalies) > 2 * KEEP:
+                self.anomalies = {k: c for c, k in _most(self.anomalies.items(), KEEP)}
+
+    def _mark(self, key: bytes, flags: int) -> None:
+        """Count series ``key`` with ``flags``: by key up to EXACT series, in the registers past that."""
         if self._flags is not None:
             self._flags[key] = self._flags.get(key, 0) | flags
             if len(self._flags) > EXACT:
@@ -61,32 +68,25 @@ class RunTally:
         else:
             assert self._registers is not None
             _register(self._registers, key, flags)
-        if anomalies > 0:
-            self.anomalies[key] = self.anomalies.get(key, 0) + anomalies
-            if len(self.anomalies) > 2 * KEEP:
-                self.anomalies = {k: c for c, k in _most(self.anomalies.items(), KEEP)}
 
     def figures(self, held: Iterable[tuple[bytes, bool, int]], n: int) -> Figures:
         """This run's figures: the series let go with ``held`` (key, scored, anomalies in this run: those
-        seen in this run), a series let go and held again counted once."""
+        seen in this run), a series let go and held again counted once. The tally itself is left as it was."""
+        run = RunTally()
+        run._flags = None if self._flags is None else dict(self._flags)
+        run._registers = None if self._registers is None else [bytearray(r) for r in self._registers]
         anomalies = dict(self.anomalies)
-        flags = dict(self._flags) if self._flags is not None else None
-        registers = None if flags is not None else [bytearray(r) for r in self._registers or ()]
         for key, scored, count in held:
-            if flags is not None:
-                flags[key] = flags.get(key, 0) | _flags_of(scored, count)
-            else:
-                assert registers is not None
-                _register(registers, key, _flags_of(scored, count))
+            run._mark(key, _flags_of(scored, count))
             if count > 0:
                 anomalies[key] = anomalies.get(key, 0) + count
-        if flags is not None:
-            values = flags.values()
-            series, scored_n, anomalous = len(flags), _having(values, SCORED), _having(values, ANOMALOUS)
+        if run._flags is not None:
+            values = run._flags.values()
+            series, scored_n, anomalous = len(run._flags), _having(values, SCORED), _having(values, ANOMALOUS)
         else:
-            assert registers is not None
-            series, scored_n, anomalous = (_estimate(r) for r in registers)
-        return Figures(series, scored_n, anomalous, flags is not None, _most(anomalies.items(), n))
+            assert run._registers is not None
+            series, scored_n, anomalous = (_estimate(r) for r in run._registers)
+        return Figures(series, scored_n, anomalous, run._flags is not None, _most(anomalies.items(), n))
 
 
 def _most(counts: Iterable[tuple[bytes, int]], n: int) -> list[tuple[int, bytes]]:
