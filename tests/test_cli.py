@@ -92,6 +92,17 @@ def test_replay_to_stdout(tmp_path: Path, capsysbinary: pytest.CaptureFixture[by
     assert "I! [riverguard] metrics: 3 (1 unparsable)" in err
 
 
+def test_an_error_column_counts_the_bytes_skipped_before_a_line() -> None:
+    """A line after spaces or tabs (which InfluxDB skips, as riverguard does) is written back with them,
+    and its error's column is in that line as written: it counted from after them (column 5 for column 8)."""
+    proc = run_cli(["replay", "-"], input=b'   m v=1x 5\n\t m v="a 5\nm v=1x 5\n', text=False)
+    assert proc.returncode == 0 and proc.stdout == b'   m v=1x 5\n\t m v="a 5\nm v=1x 5\n'
+    assert [line.split(b": not line protocol: ")[1].split(b";")[0] for line in proc.stderr.splitlines()[:3]] == [
+        b'invalid field value "1x" at column 8', b"unterminated string value at column 7",
+        b'invalid field value "1x" at column 5',
+    ], proc.stderr
+
+
 @pytest.mark.parametrize("option", ["-o", "--output"])
 def test_replay_output_dash_is_stdout(tmp_path: Path, option: str) -> None:
     """'-' is stdin among replay's inputs and stdout for --output (it wrote a file named '-')."""

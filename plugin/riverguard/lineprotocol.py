@@ -312,6 +312,11 @@ MAY_BE_UNSIGNED = re.compile(rb"=\+?[0-9]+u")
 _PLAIN_UNSIGNED = re.compile(rb"=(\+?[0-9]+u)(?![^,])")
 
 
+def _in_line(err: ParseError, lead: int) -> ParseError:
+    """``err`` of a line read after ``lead`` skipped bytes, its column in the line as written (them included)."""
+    return ParseError(err.reason, err.pos + lead, open_quote=err.open_quote) if lead else err
+
+
 def signed_unsigned(line: bytes) -> tuple[bytes, int, int]:
     """``line`` with each unsigned integer value (``123u``) written as a signed one (``123i``), as Telegraf's
     influxdb output does for InfluxDB 1.x (``influx_uint_support = false``; 1.x has no unsigned type): one
@@ -502,7 +507,7 @@ class Splitter:
                 continue
             except ParseError as err:
                 if not err.open_quote:
-                    records.append(Record(buf[pos : nl + 1], None, err))
+                    records.append(Record(buf[pos : nl + 1], None, _in_line(err, lead)))
                     pos = nl + 1
                     continue
                 error = err  # `err` is unbound after the except block
@@ -516,7 +521,7 @@ class Splitter:
                 records.append(outcome)
                 pos += len(outcome.data)
             else:
-                records.append(Record(buf[pos : nl + 1], None, error))
+                records.append(Record(buf[pos : nl + 1], None, _in_line(error, lead)))
                 pos = nl + 1
         return records, pos, False
 
