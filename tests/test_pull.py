@@ -152,6 +152,58 @@ def test_one_off_pull_scores_stored_points_like_replay(influxdb: InfluxServer) -
     assert "pulled 12000 point(s) from database 'rg_pull_raw': wrote 0, 12000 already scored" in again.stderr
 
 
+def _two_measurements(days: int = 3, step: int = 300) -> str:
+    """``env`` and ``counter`` over more than ``series_ttl`` (24 h), each with a spike on its last day, one line
+    per point in time order (as Telegraf sent them)."""
+    rng = random.Random(5)
+    t0 = 1_700_000_000 // step * step
+    lines = []
+    for i in range(days * 86400 // step):
+        t = (t0 + i * step) * 10**9
+        spike = 40.0 if i == days * 86400 // step - 30 else 0.0
+        lines.append(f"counter,dev=c1 pulses={20 + rng.gauss(0, 1) + spike:.3f} {t}")
+        lines.append(f"env,dev=s1 temp={10 + rng.gauss(0, 0.5) + spike:.3f} {t}")
+    return "".join(line + "\n" for line in lines)
+
+
+def _stored_scores(server: InfluxServer, db: str) -> dict[tuple[bytes, int, bytes], float]:
+    got = {}
+    for m, f in (("counter", "pulses"), ("env", "temp")):
+        for series in server.query(f'SELECT "{f}_anomaly_score" FROM "{m}" GROUP BY *', db)["series"]:
+            tags = ",".join(f"{k}={v}" for k, v in sorted(series["tags"].items()))
+            for row in series["values"]:
+                got[(f"{m},{tags}".encode(), row[0], f"{f}_anomaly_score".encode())] = row[1]
+    return got
+
+
+def test_a_pull_of_several_measurements_over_days_scores_them_as_one_stream(influxdb: InfluxServer,
+                                                                           tmp_path: Path) -> None:
+    """A newcomer's backfill of a year (the README's `--measurement cpu --measurement mem --since 30d`): read one
+    measurement after the other, every point of the second was more than series_ttl behind the clock the
+    first left, so its series started fresh at each sample: scored 0 for months, its incidents missed. The
+    measurements are now read together, a window of time at a time: the scores are those of one replay of
+    the points in time order, and a pull stopped and resumed from its state gives the same."""
+    text = _two_measurements()
+    want = _replay_scores(text)
+    db = "rg_pull_two"
+    _store(influxdb, db, text)
+    proc = _pull(influxdb, db, "--measurement", "env", "--measurement", "counter")
+    assert proc.returncode == 0, proc.stderr
+    assert "behind the stream's clock" not in proc.stderr and "expir" not in proc.stderr, proc.stderr
+    got = _stored_scores(influxdb, db)
+    assert len(got) == len(want) == 2 * 864 and got == want
+    assert max(v for k, v in got.items() if k[0].startswith(b"counter")) >= 0.5  # its spike is flagged
+    # Stopped part-way (--until) and resumed from its state: the same scores.
+    db = "rg_pull_two_resumed"
+    _store(influxdb, db, text)
+    state = tmp_path / "pull.msgpack"
+    middle = iso_ns(int(text.splitlines()[900].split()[-1]) + 7 * 10**9)
+    for until in (("--until", middle), ()):
+        proc = _pull(influxdb, db, "--state", str(state), *until)
+        assert proc.returncode == 0, proc.stderr
+    assert _stored_scores(influxdb, db) == want
+
+
 def test_a_one_off_pulls_summary_counts_a_series_that_expired_during_the_run(influxdb: InfluxServer) -> None:
     """pull ends with replay's summary: series ``a``, which expired as ``b`` went on three days later, was left out
     of it (``series: 1 (1 scored)``, no top series) though its anomaly was written back."""

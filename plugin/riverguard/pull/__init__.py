@@ -1,7 +1,8 @@
 """``riverguard pull``: score points already stored in InfluxDB and write them back.
 
 The same engine, rules, state and added fields as ``riverguard run``; the
-input is a query instead of stdin. Each measurement is read in time order
+input is a query instead of stdin. Each measurement is read in time order,
+several together a window of time at a time (:meth:`Puller._together`)
 (InfluxDB 1.x: :mod:`.v1`, InfluxQL streamed with ``chunked=true``; 2.x:
 :mod:`.v2`, Flux paged by time), every point rebuilt as the line protocol it
 was stored as (:mod:`.points`), fed to the engine in batches that end on a
@@ -337,10 +338,32 @@ class Puller:
             self._warn_missing()
         else:
             names = self.source.measurements()
+        readings: list[_Reading] = []
         for name in names:
             if self.stop.is_set():
                 break
-            self._measurement(name, hi)
+            reading = self._begin(name, hi)
+            if reading is not None:
+                readings.append(reading)
+        together = len(readings) > 1
+        if together:  # (where each one's points start: the windows skip what none holds)
+            readings = [r for r in readings if self._find_next(r, hi)]
+        bar = None
+        if self.progress and readings:  # a bar over the time span to read
+            ends = [e for e in (self.source.time_range(r.name, r.lo, hi) for r in readings) if e is not None]
+            if ends:
+                label = f"pull {readings[0].name}" if len(readings) == 1 else f"pull {len(readings)} measurements"
+                bar = _TimeBar(min(e[0] for e in ends), max(e[1] for e in ends), label)
+        try:
+            if together:
+                self._together(readings, hi, bar)
+            elif readings and (bar is not None or not self.progress):
+                self._read(readings[0], hi, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        for reading in readings:
+            self._told(reading)
         self.commit(final)
         self._close_writer()
         self.engine.flush_log()
@@ -355,9 +378,10 @@ class Puller:
                     " (check --measurement; it is read once it has points)"
                 )
 
-    def _measurement(self, name: str, hi: int) -> None:
-        key = self.source.key(name)
-        mark = self.marks.get(key)
+    def _begin(self, name: str, hi: int) -> _Reading | None:
+        """Measurement ``name``'s part of a pass: from its mark (its late points counted first), else from
+        --since; None when there is nothing to read up to ``hi``."""
+        mark = self.marks.get(self.source.key(name))
         # Sources read (lo, hi]. A mark is the newest point already scored: what is newer. --since is where to
         # start, so its own points are read too (Telegraf's times are round: a round --since is a point's time).
         if mark is not None:
@@ -369,21 +393,57 @@ class Puller:
         if mark is not None and self.late_ns > 0:
             self._late_check(name, mark)
         if lo is not None and lo >= hi:
-            return
-        bar = None
-        done = 0
-        if self.progress:  # a bar over the time span to read
-            ends = self.source.time_range(name, lo, hi)
-            if ends is None:
-                return
-            done = ends[0] - 1
-            bar = Progress(max(ends[1] - done, 1), f"pull {name}")
+            return None
+        return _Reading(name, self.source.key(name), lo, start)
+
+    def _find_next(self, reading: _Reading, hi: int) -> bool:
+        """Set when ``reading``'s next point after where it is comes; False when none comes up to ``hi``."""
+        ends = self.source.time_range(reading.name, reading.lo, hi)
+        if ends is None:
+            return False
+        reading.next = ends[0]
+        return True
+
+    def _together(self, readings: list[_Reading], hi: int, bar: _TimeBar | None) -> None:
+        """Read several measurements as one stream in time, a window of time at a time across them.
+
+        One after the other, each measurement's points would come more than ``series_ttl`` behind the clock
+        the one before left (a backfill of a year): its series would start fresh at every sample, scored 0.
+        A window is half of ``series_ttl`` (at least a second), so within one the points of one measurement
+        are never that far behind those of the one before; the windows lie on a fixed grid of time, so a pull
+        resumed from its marks reads the points in the same order as one that was never stopped. A
+        measurement that has nothing in a window is asked where its next point is, so gaps cost nothing."""
+        window = max(int(self.engine.config.state.series_ttl * 1e9) // 2, 10**9)
+        active = readings
+        while active and not self.stop.is_set():
+            first = min(r.next for r in active)
+            edge = min(hi, -(-first // window) * window)  # the end of the window of the grid that holds it
+            for reading in active:
+                if reading.next > edge:
+                    continue
+                if not self._read(reading, edge, bar):
+                    reading.lo = edge
+                    if not self._find_next(reading, hi):
+                        reading.next = None
+                else:
+                    reading.lo, reading.next = edge, edge + 1  # (more may come right after it)
+                if self.stop.is_set():
+                    return
+            active = [r for r in active if r.next is not None and r.lo < hi]
+            if bar is not None:
+                bar.to(edge)
+
+    def _read(self, reading: _Reading, hi: int, bar: _TimeBar | None) -> bool:
+        """Score ``reading``'s points in (where it is, ``hi``]; whether there were any."""
+        name, key = reading.name, reading.key
         engine, writer, log = self.engine, self.writer, self.log
         assert writer is not None
-        reported = skipped = already = learned = count = 0
+        reported, skipped, already, learned, count = (
+            reading.reported, reading.skipped, reading.already, reading.learned, reading.count)
+        before_count = count
         try:
             with ManualGC(engine) as collector:
-                for batch in self.source.rows(name, lo, hi):
+                for batch in self.source.rows(name, reading.lo, hi):
                     lines: list[tuple[bytes, bool]] = []  # (line, whether its scores are written), in time order
                     for row in batch:
                         if row.line is None:
@@ -409,24 +469,29 @@ class Puller:
                     last = batch[-1].time
                     self._pending[key] = last
                     if bar is not None:
-                        bar(last - done)
-                        done = last
+                        bar.to(last)
                     if time.monotonic() >= self._next_commit:
                         self.commit()
                     if self.stop.is_set():
                         break
         finally:
-            if bar is not None:
-                bar.close()
-            self.read += count
-            self.already += already
-            self.learned += learned
-            self.skipped += skipped
-        if skipped > reported:
-            log.error(f"{name}: {skipped} point(s) in all could not be rebuilt as line protocol and were skipped")
-        if count:
-            learnt = f" ({learned} of them not seen by the models: learned, not written again)" if learned else ""
-            log.debug(f"{name}: read {count} point(s) {start}; {already} already scored{learnt}")
+            self.read += count - reading.count
+            self.already += already - reading.already
+            self.learned += learned - reading.learned
+            self.skipped += skipped - reading.skipped
+            reading.reported, reading.skipped, reading.already, reading.learned, reading.count = (
+                reported, skipped, already, learned, count)
+        return count > before_count
+
+    def _told(self, reading: _Reading) -> None:
+        """What a pass read of a measurement, at its end."""
+        name, log = reading.name, self.log
+        if reading.skipped > reading.reported:
+            log.error(f"{name}: {reading.skipped} point(s) in all could not be rebuilt as line protocol and were skipped")
+        if reading.count:
+            learnt = (f" ({reading.learned} of them not seen by the models: learned, not written again)"
+                      if reading.learned else "")
+            log.debug(f"{name}: read {reading.count} point(s) {reading.start}; {reading.already} already scored{learnt}")
 
     def _late_check(self, name: str, mark: int) -> None:
         """Count points in the late window behind the mark (the mark's own time included) that were never
@@ -594,6 +659,34 @@ class _Pipelined:
         """Stop the thread (after what is queued); does not flush."""
         self._queue.put(None)
         self._thread.join()
+
+
+class _Reading:
+    """One measurement's part of a pass: where it is read from (``lo``: what is newer; ``next``: when its
+    next point comes, where known), and what was read of it."""
+
+    __slots__ = ("already", "count", "key", "learned", "lo", "name", "next", "reported", "skipped", "start")
+
+    def __init__(self, name: str, key: str, lo: int | None, start: str) -> None:
+        self.name, self.key, self.lo, self.start = name, key, lo, start
+        self.next: int | None = None
+        self.count = self.already = self.learned = self.skipped = self.reported = 0
+
+
+class _TimeBar:
+    """A progress bar over the time from ``first`` to ``last`` (ns), moved on to a time read (never back)."""
+
+    def __init__(self, first: int, last: int, label: str) -> None:
+        self.done = first - 1
+        self.bar = Progress(max(last - self.done, 1), label)
+
+    def to(self, t: int) -> None:
+        if t > self.done:
+            self.bar(t - self.done)
+            self.done = t
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _examples(lines: list[bytes]) -> str:

@@ -54,6 +54,9 @@ class InfluxQLSource(Source):
         super().__init__(url, **options)
         self.db = db
         self.rp = rp
+        #: Layouts read in this pass (:meth:`check` starts a pass): a measurement read a window of time at a
+        #: time asks once, as one read through its whole range did.
+        self._layouts: dict[str, Layout | None] = {}
         self.option = option
         self.label = f"database {db!r}" + (f" (retention policy {rp!r})" if rp else "")
 
@@ -112,6 +115,7 @@ class InfluxQLSource(Source):
         ``rp`` is refused only by a query of a measurement's points or fields,
         so one of a database with no points yet would read nothing for ever.
         """
+        self._layouts.clear()
         if self.db not in {row[0] for row in self._values("SHOW DATABASES")}:
             raise ReadError(f"database not found: {self.db}: {create_database(self.db, self.option)}")
         if self.rp:
@@ -130,7 +134,13 @@ class InfluxQLSource(Source):
         return [name for name in names if name not in known]
 
     def layout(self, measurement: str) -> Layout | None:
-        """The measurement's tags and typed fields, or None when it has no field."""
+        """The measurement's tags and typed fields, or None when it has no field (asked once a pass)."""
+        if measurement in self._layouts:
+            return self._layouts[measurement]
+        layout = self._layouts[measurement] = self._layout(measurement)
+        return layout
+
+    def _layout(self, measurement: str) -> Layout | None:
         source = self._from(measurement)
         tags = [row[0] for row in self._values(f"SHOW TAG KEYS FROM {source}")]
         fields = [(row[0], row[1]) for row in self._values(f"SHOW FIELD KEYS FROM {source}")]
