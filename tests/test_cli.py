@@ -924,6 +924,27 @@ def test_timestamps_behind_the_clock_name_the_way_out() -> None:
     ], one.stderr
 
 
+def test_files_of_the_same_time_replayed_one_after_another_are_told_what_to_do(tmp_path: Path) -> None:
+    """A newcomer replayed a file per measurement over days (`replay env.lp counter.lp`): the second's series
+    started fresh at each sample (scored 0) and the line asked about a host's clock. It now says that files are
+    one stream in the order given, and what to do."""
+    now = 1_700_000_000 * 10**9
+    for name in ("env", "counter"):
+        (tmp_path / f"{name}.lp").write_bytes(b"".join(
+            b"%s v=%d %d\n" % (name.encode(), i % 5, now + i * 300 * 10**9) for i in range(600)))
+    result = run_cli(["replay", "-o", "out.lp", "env.lp", "counter.lp"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith(b"W! ")] == [
+        b"W! [riverguard] 248 metrics with timestamps more than series_ttl (24h) behind the stream's clock "
+        b"(2023-11-16T18:53:20Z): their series start fresh at each such sample, never past their warm-up (scored 0, "
+        b"never flagged); is a host's clock wrong? Files are replayed as one stream, in the order given: give files "
+        b"of the same time (one per measurement, say) to a replay each, with a --state each, or merge them in time "
+        b"order"
+    ], result.stderr
+    alone = run_cli(["replay", "counter.lp"], cwd=tmp_path)  # (each on its own: scored)
+    assert alone.returncode == 0 and b"W! " not in alone.stderr and b"v_anomaly_score=0.0," not in alone.stdout[-2000:]
+
+
 def test_timestamps_in_seconds_read_as_nanoseconds_are_told_once(tmp_path: Path) -> None:
     """Data stamped in seconds replayed without --precision s was read as 1970 + 1.7 s, scored differently, and
     nothing said so. One W! line, once per process, now says what the first timestamps look like; nanosecond

@@ -234,6 +234,9 @@ class Engine:
         #: Whether the first timestamps of the stream are still to be looked at for their unit
         #: (:meth:`check_units`); the command that reads them sets it, with how to give another unit.
         self.unit_hint: str | None = None
+        #: What to do about timestamps far behind the stream's clock, in the command's terms (:meth:`_report_clock`).
+        self.behind_hint = ("If a source lags by design, raise [state] series_ttl above its lag, or run it through a "
+                            "[[processors.execd]] block of its own")
         self.metrics = 0
         #: Field values that went through a detector (scored), since start.
         self.fields_scored = 0
@@ -1131,8 +1134,7 @@ class Engine:
             self.log.warn(
                 f"{plural(behind, 'metric')} with {'a timestamp' if behind == 1 else 'timestamps'} more than "
                 f"series_ttl ({ttl}) behind the stream's clock ({iso_ns(clock.now)}): {its} warm-up (scored 0, "
-                f"never flagged); is a host's clock wrong? If a source lags by design, raise [state] series_ttl above its lag, or run it through a "
-                "[[processors.execd]] block of its own"
+                f"never flagged); is a host's clock wrong? {self.behind_hint}"
             )
 
     def expire(self) -> int:
