@@ -256,8 +256,10 @@ def test_a_field_given_twice_is_scored_once() -> None:
 # -- what a newcomer trying the README met ------------------------------------------
 
 
-def test_missing_extras_name_the_checkout_never_pypi(tmp_path: Path) -> None:
-    """riverguard comes from a checkout: `pip install 'riverguard[collect]'` would fetch PyPI's namesake."""
+def test_missing_extras_name_their_packages_never_pypis_riverguard(tmp_path: Path) -> None:
+    """riverguard comes from a checkout: `pip install 'riverguard[collect]'` would fetch PyPI's namesake. The
+    message named the checkout with the extra, which builds and compiles riverguard again (minutes), where the
+    README says to install the extra's package alone: it now names that package, with its version."""
     fake = tmp_path / "site" / "psutil"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('hidden by the test')\n")
@@ -266,7 +268,7 @@ def test_missing_extras_name_the_checkout_never_pypi(tmp_path: Path) -> None:
     pip = Path(sys.executable).with_name("pip")
     assert result.returncode == 2  # a missing extra, as for replay --report
     assert result.stderr == (
-        f"E! [riverguard] collect needs the optional collect extra (psutil): {pip} install '{ROOT}[collect]'\n"
+        f"E! [riverguard] collect needs the optional collect extra (psutil): {pip} install 'psutil>=5.9'\n"
     )
     usage = run_cli(["replay", "--help"], text=True, timeout=60).stdout
     assert "riverguard[" not in usage and "pip install '/path/to/this/checkout[report]'" in usage

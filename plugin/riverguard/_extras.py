@@ -1,8 +1,8 @@
 """The command that installs one of riverguard's optional extras (``report``, ``collect``).
 
 riverguard is installed from a checkout (README, Install), and PyPI's
-``riverguard`` is not this project: the command names the checkout, as the
-README does, never ``pip install 'riverguard[...]'``.
+``riverguard`` is not this project: the command names the extra's own
+packages (or the checkout), as the README does, never ``pip install 'riverguard[...]'``.
 """
 
 from __future__ import annotations
@@ -20,12 +20,20 @@ PLACEHOLDER = "/path/to/this/checkout"
 
 
 def install_command(extra: str) -> str:
-    """``<this environment's pip> install '<checkout>[extra]'``; the checkout pip recorded, else the placeholder."""
+    """``<this environment's pip> install 'package>=version'`` for the packages the extra adds, as the README
+    advises (installing the checkout again with the extra builds and compiles riverguard again: minutes);
+    without that metadata, ``install '<checkout>[extra]'`` (the checkout pip recorded, else the placeholder)."""
     source = PLACEHOLDER
+    packages: list[str] = []
     try:
         from importlib.metadata import distribution
 
-        origin = json.loads(distribution("riverguard").read_text("direct_url.json") or "{}")
+        dist = distribution("riverguard")
+        for requirement in dist.requires or ():
+            name, _, marker = requirement.partition(";")
+            if marker.strip().replace("'", '"') == f'extra == "{extra}"':
+                packages.append(name.strip())
+        origin = json.loads(dist.read_text("direct_url.json") or "{}")
         url = urlsplit(origin.get("url", ""))
         if url.scheme == "file" and "dir_info" in origin:
             source = unquote(url.path)
@@ -33,4 +41,4 @@ def install_command(extra: str) -> str:
         pass
     pip = Path(sys.executable).with_name("pip")
     command = shlex.quote(str(pip)) if pip.exists() else f"{shlex.quote(sys.executable)} -m pip"
-    return f"{command} install {shlex.quote(f'{source}[{extra}]')}"
+    return f"{command} install {' '.join(map(shlex.quote, packages or [f'{source}[{extra}]']))}"
