@@ -201,7 +201,7 @@ class StateStore:
         sticky folder (``/tmp``) that it may not replace, once it has the lock: a refusal that would otherwise
         come at the first checkpoint, the last one for ``replay``.
         """
-        check_place(self.path)
+        blocker, shut = check_place(self.path)  # (its walk up to the nearest folder: told below if need be)
         lock_path = self.lock_path
         try:  # another user's checkpoint: refused before the lock file or the temporary files are touched
             os.close(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY))
@@ -212,14 +212,14 @@ class StateStore:
             pass  # missing (normal), or not a checkpoint: told by restore
         try:
             lock_path.parent.mkdir(parents=True, exist_ok=True)
-            check_regular(lock_path, "the lock file")
             # (O_NONBLOCK: a FIFO put there since the check must not hang the open)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY, 0o600)
         except OSError as err:
             if isinstance(err, PermissionError) and os.path.lexists(lock_path):  # another user's lock file
                 raise AccessDenied(denied(lock_path, "open the lock file", err, also=(self.path,))) from None
             # a file where a folder should be gives EEXIST or ENOTDIR: name the file, not the symptom
-            blocker, shut = _nearest(lock_path)
+            if blocker != lock_path.parent:  # (the walk came before mkdir, which may have made folders since)
+                blocker, shut = _nearest(lock_path)
             if isinstance(err, PermissionError) and blocker is not None and blocker.is_dir():
                 # a folder this process may not write (not given to Telegraf's user): as another user's file;
                 # the state folder missing (step 2 left out), its parent a system folder: make it, not chown that
@@ -592,20 +592,23 @@ def _not_a_folder(blocker: Path) -> str:
     return f"{blocker} is a file, not a folder"
 
 
-def check_place(path: Path) -> None:
+def check_place(path: Path) -> tuple[Path | None, bool]:
     """Raise :class:`LockError` when no riverguard could keep its checkpoint at ``path``, whatever user it
     runs as, with the message a start gives (:meth:`StateStore.lock` checks this first): the checkpoint or
     its lock file there as something else than a regular file, a file where a folder on the way should
     be, or the nearest folder on a read-only filesystem (EROFS, root's too). Nothing is made or opened. ``check-config`` checks this, not what depends on the user (may it write
-    the folder?): it is run as another user than Telegraf's (README: the state folder Telegraf's, mode 0750)."""
+    the folder?): it is run as another user than Telegraf's (README: the state folder Telegraf's, mode 0750).
+    Return the lock file's nearest folder as :func:`_nearest` finds it (the start tells why it cannot make
+    the lock file from it)."""
     check_regular(path, "the checkpoint")
     lock_path = _lock_path(path)
     check_regular(lock_path, "the lock file")
-    blocker, _ = _nearest(lock_path)
+    blocker, shut = _nearest(lock_path)
     if blocker is not None and not blocker.is_dir():
         raise LockError(_no_lock_file(lock_path, _not_a_folder(blocker)))
     if blocker is not None and _read_only(blocker):
         raise LockError(_no_lock_file(lock_path, os.strerror(errno.EROFS)))
+    return blocker, shut
 
 
 def _read_only(folder: Path) -> bool:
