@@ -331,7 +331,7 @@ class StateStore:
             what, done = (f"the lock file {self.lock_path} was removed", "re-created it") if folder.is_dir() else \
                 (f"the state folder {folder} was removed", "re-created it and its lock")
         except NotADirectoryError:  # (not made again: the file is the user's)
-            raise LockError(f"{_replaced_by_file(self.path.parent)} while riverguard ran: the checkpoint is written "
+            raise LockError(f"{_replaced_by_file(self.path)} while riverguard ran: the checkpoint is written "
                             "again once it is a folder (the file is left as it is)") from None
         except OSError:  # (cannot be looked at: left to the write, which says why)
             return
@@ -536,12 +536,12 @@ class StateStore:
         return True
 
 
-def _replaced_by_file(folder: Path) -> str:
-    """What of the way to state folder ``folder`` is a file now (a path under which one is a file)."""
-    at = folder
-    while not at.exists() and at != at.parent:  # (a path under a file does not exist: the file does)
-        at = at.parent
-    return f"the state folder {at} was replaced by a file" if at == folder else \
+def _replaced_by_file(path: Path) -> str:
+    """What of the way to the state folder of checkpoint ``path`` is a file now (a path under which one is a
+    file): the nearest of its folders that exists (a path under a file does not exist: the file does)."""
+    folder = path.parent
+    at, _ = _nearest(path)
+    return f"the state folder {folder} was replaced by a file" if at in (folder, None) else \
         f"{at}, on the way to the state folder {folder}, was replaced by a file"
 
 
