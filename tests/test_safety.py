@@ -610,6 +610,28 @@ def test_check_config_refuses_a_state_path_on_a_read_only_filesystem(tmp_path: P
             f"E! [riverguard] cannot create the lock file {ro / state}.lock: Read-only file system\n").encode()
 
 
+def test_check_config_refuses_a_state_path_on_the_kernels_filesystems(tmp_path: Path) -> None:
+    """A [state] path under /proc passed check-config, and every start refused it (exit 2, "No such file or
+    directory"); under /sys a start told root to ``chmod u+rwx /sys``. No file can be made there: check-config
+    and the start now give the same E! line, from one rule, naming the filesystem."""
+    if not os.path.ismount("/proc") or not os.path.ismount("/sys"):
+        pytest.skip("no /proc or /sys mounted here")
+    conf = tmp_path / "rg.toml"
+    for state, folder, kind in (("/proc/riverguard", "/proc", "proc"), ("/proc/deeper/rg.msgpack", "/proc", "proc"),
+                                ("/proc/self/riverguard", "/proc/PID", "proc"), ("/sys/riverguard", "/sys", "sysfs")):
+        conf.write_text(f'[[rule]]\nname = "a"\n[state]\npath = "{state}"\n')
+        checked = run_cli(["check-config", str(conf)])
+        started = run_cli(["run", "--config", str(conf)], input=stream(5))
+        assert (checked.returncode, checked.stdout, started.returncode, started.stdout) == (2, b"", 2, b""), \
+            (checked.stderr, started.stderr)
+        # (/proc/self is each process's own: the state path names the PID of the one that read the config)
+        told = [re.sub(rb"/proc/\d+", b"/proc/PID", proc.stderr) for proc in (checked, started)]
+        lock = state.replace("/proc/self", "/proc/PID") + ".lock"
+        assert told[0] == told[1] == (
+            f"E! [riverguard] cannot create the lock file {lock}: {folder} is on the kernel's {kind} filesystem, "
+            "where no file can be made: give --state (or [state] path) a folder elsewhere\n").encode()
+
+
 def test_check_config_leaves_the_state_folders_permissions_to_the_start(tmp_path: Path) -> None:
     """Whether the state folder may be written depends on the user riverguard runs as, and check-config is
     run as another (README, Run with Telegraf: the admin checks the config, the folder is telegraf's, mode

@@ -596,7 +596,8 @@ def check_place(path: Path) -> tuple[Path | None, bool]:
     """Raise :class:`LockError` when no riverguard could keep its checkpoint at ``path``, whatever user it
     runs as, with the message a start gives (:meth:`StateStore.lock` checks this first): the checkpoint or
     its lock file there as something else than a regular file, a file where a folder on the way should
-    be, or the nearest folder on a read-only filesystem (EROFS, root's too). Nothing is made or opened. ``check-config`` checks this, not what depends on the user (may it write
+    be, or the nearest folder on a read-only filesystem (EROFS, root's too) or on the kernel's (``/proc``,
+    ``/sys``: :data:`_KERNEL_FILESYSTEMS`). Nothing is made or opened. ``check-config`` checks this, not what depends on the user (may it write
     the folder?): it is run as another user than Telegraf's (README: the state folder Telegraf's, mode 0750).
     Return the lock file's nearest folder as :func:`_nearest` finds it (the start tells why it cannot make
     the lock file from it)."""
@@ -606,9 +607,35 @@ def check_place(path: Path) -> tuple[Path | None, bool]:
     blocker, shut = _nearest(lock_path)
     if blocker is not None and not blocker.is_dir():
         raise LockError(_no_lock_file(lock_path, _not_a_folder(blocker)))
+    kernel = _kernel_filesystem(blocker) if blocker is not None else None
+    if kernel is not None:
+        raise LockError(_no_lock_file(lock_path, f"{blocker} is on the kernel's {kernel} filesystem, where no file can "
+                                      "be made: give --state (or [state] path) a folder elsewhere"))
     if blocker is not None and _read_only(blocker):
         raise LockError(_no_lock_file(lock_path, os.strerror(errno.EROFS)))
     return blocker, shut
+
+
+#: The kernel's filesystems (``/proc``, ``/sys``), whose folders hold no file a process makes: creating
+#: one fails (ENOENT in /proc, EACCES in /sys, root's too).
+_KERNEL_FILESYSTEMS = ("proc", "sysfs")
+
+
+def _kernel_filesystem(folder: Path) -> str | None:
+    """The type of :data:`_KERNEL_FILESYSTEMS` ``folder`` is on (its device's mount in
+    ``/proc/self/mountinfo``), or None (also when that cannot be told)."""
+    try:
+        device = os.stat(folder).st_dev
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:  # ("22 27 0:21 / /proc rw,relatime - proc proc rw": major:minor, then the type after -)
+                fields = line.split()
+                major, minor = fields[2].split(":")
+                if os.makedev(int(major), int(minor)) == device:
+                    kind = fields[fields.index("-") + 1]
+                    return kind if kind in _KERNEL_FILESYSTEMS else None
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _read_only(folder: Path) -> bool:
