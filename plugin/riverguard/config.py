@@ -594,11 +594,9 @@ def _param_owners() -> dict[str, list[str]]:
     sets), with the detectors that take it (sorted): where :func:`_unknown_key` tells such a key written in
     another section to go."""
     owners: dict[str, list[str]] = {}
-    for name in sorted(detectors.REGISTRY):
-        cls = detectors.REGISTRY[name]
-        for param in cls.PARAMS:
-            if param.name != getattr(cls, "WARMUP_PARAM", None):
-                owners.setdefault(param.name, []).append(name)
+    for name, params in sorted(detectors.REGISTRY.rule_params().items()):  # (imports no detector: River's take 1 s)
+        for param in params:
+            owners.setdefault(param, []).append(name)
     return owners
 
 
@@ -717,7 +715,7 @@ def _check_params(detector: str, params: dict[str, Any] | None, scope: str | Non
     if params is None:
         return None
     learns_by = getattr(cls, "WARMUP_PARAM", None)
-    declared = {p.name: p for p in cls.PARAMS if p.name != learns_by}  # (a rule sets that one by its warmup)
+    declared = {p.name: p for p in detectors.rule_params(cls)}  # (a rule sets learns_by by its warmup)
     checked: dict[str, Any] = {}
     before = where.count
     for key, value in params.items():

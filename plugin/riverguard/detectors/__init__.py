@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 import types
 from collections.abc import Iterator, MutableMapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from .._compiled import is_compiled
 from .._compiled import uncompiled as _uncompiled
@@ -38,34 +38,55 @@ def uncompiled(module: str) -> types.ModuleType:
 from . import context as _context_module, sentinel as _sentinel_module
 from .base import Detector
 from .context import Context
+from .params import Param
 from .sentinel import Sentinel
 
 __all__ = [
     "COMPILED", "COMPILED_MODULES", "DEFAULT", "REGISTRY", "Context", "Detector", "HST", "PAD", "RiverModel",
-    "Sentinel", "ZScore", "is_compiled", "resolve", "steps_of", "uncompiled",
+    "Sentinel", "ZScore", "is_compiled", "resolve", "rule_params", "steps_of", "uncompiled",
 ]  # fmt: skip
 
-#: Detectors whose module imports River: loaded on first use (name -> module, class, and the class's
-#: ``multivariate``, so that listing the detectors ``scope = "metric"`` takes imports nothing; a test
-#: holds it equal to the class's).
+
+class _Lazy(NamedTuple):
+    """A detector whose module imports River, and what the config asks of its class without importing it
+    (a test holds them equal to the class's)."""
+
+    module: str
+    attr: str
+    #: The class's ``multivariate``: listing the detectors ``scope = "metric"`` takes imports nothing.
+    multivariate: bool
+    #: The names of its :func:`rule_params`: telling where a misplaced key belongs imports nothing.
+    params: tuple[str, ...]
+
+
+#: Detectors whose module imports River: loaded on first use.
 _LAZY = {
-    "zscore": ("zscore", "ZScore", False), "hst": ("hst", "HST", True), "pad": ("pad", "PAD", False),
-    "river": ("river_spec", "RiverModel", True),
+    "zscore": _Lazy("zscore", "ZScore", False, ("fading_factor", "min_std")),
+    "hst": _Lazy("hst", "HST", True, ("n_trees", "height", "window_size", "seed")),
+    "pad": _Lazy("pad", "PAD", False, ("forecaster", "alpha", "beta", "p", "d", "q", "n_std")),
+    "river": _Lazy("river_spec", "RiverModel", True, ("model", "window")),
 }  # fmt: skip
+
+
+def rule_params(cls: type) -> tuple[Param, ...]:
+    """The parameters of detector ``cls`` a rule may set in ``[rule.params]``: all but the one its warmup
+    sets (``WARMUP_PARAM``)."""
+    learns_by = getattr(cls, "WARMUP_PARAM", None)
+    return tuple(p for p in cls.PARAMS if p.name != learns_by)
 
 
 class _Registry(MutableMapping[str, "type[Detector]"]):
     """Detector classes by name; a River-based one is imported when it is first looked up."""
 
-    def __init__(self, loaded: dict[str, type[Detector]], lazy: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, loaded: dict[str, type[Detector]], lazy: dict[str, _Lazy]) -> None:
         self._loaded = loaded
         self._lazy = dict(lazy)
 
     def __getitem__(self, name: str) -> type[Detector]:
         cls = self._loaded.get(name)
         if cls is None:
-            module, attr, _ = self._lazy[name]  # KeyError for an unknown name
-            cls = self._loaded[name] = getattr(importlib.import_module(f".{module}", __name__), attr)
+            lazy = self._lazy[name]  # KeyError for an unknown name
+            cls = self._loaded[name] = getattr(importlib.import_module(f".{lazy.module}", __name__), lazy.attr)
         return cls
 
     def __setitem__(self, name: str, cls: type[Detector]) -> None:
@@ -89,8 +110,14 @@ class _Registry(MutableMapping[str, "type[Detector]"]):
     def multivariate(self) -> list[str]:
         """The names of the detectors that take several features (``scope = "metric"``), sorted; imports none."""
         names = {name for name, cls in self._loaded.items() if getattr(cls, "multivariate", False)}
-        names.update(name for name, (_, _, several) in self._lazy.items() if several and name not in self._loaded)
+        names.update(name for name, lazy in self._lazy.items() if lazy.multivariate and name not in self._loaded)
         return sorted(names)
+
+    def rule_params(self) -> dict[str, tuple[str, ...]]:
+        """The names of each detector's :func:`rule_params`, by detector name; imports none."""
+        names = {name: tuple(p.name for p in rule_params(cls)) for name, cls in self._loaded.items()}
+        names.update((name, lazy.params) for name, lazy in self._lazy.items() if name not in self._loaded)
+        return names
 
 
 REGISTRY: _Registry = _Registry({cls.name: cls for cls in (Sentinel, Context)}, _LAZY)
@@ -114,9 +141,9 @@ def resolve(name: str) -> type[Detector]:
 
 def __getattr__(name: str) -> Any:
     """``detectors.HST`` and the other River-based classes, imported on first use."""
-    for module, attr, _ in _LAZY.values():
-        if attr == name:
-            return getattr(importlib.import_module(f".{module}", __name__), attr)
+    for lazy in _LAZY.values():
+        if lazy.attr == name:
+            return getattr(importlib.import_module(f".{lazy.module}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
