@@ -631,11 +631,10 @@ def _glob(value: Any, key: str, where: _Where) -> bool:
 def _parse_rule(index: int, raw: Any, where: _Where, explain_default: bool = False) -> Rule | None:
     """The rule, or None once its problems are noted: every key is checked, each on its own; the params
     once the detector is known, and the detector built from them once each of them is valid."""
-    named = raw.get("detector", "default") if isinstance(raw, dict) else None
-    if named == "default":
-        named = detectors.DEFAULT
-    elif not isinstance(named, str) or named != "off" and named not in detectors.REGISTRY:
-        named = None  # (not known: told below; a key is placed as for any detector)
+    detector = raw.get("detector", "default") if isinstance(raw, dict) else None
+    known_detector = isinstance(detector, str) and (detector in ("default", "off") or detector in detectors.REGISTRY)
+    # (one not known is told below; till then a key is placed as for any detector)
+    named = (detectors.DEFAULT if detector == "default" else detector) if known_detector else None
     if not _check_keys(raw, _RULE_KEYS, where, named):
         return None
     name = raw.get("name")
@@ -657,15 +656,11 @@ def _parse_rule(index: int, raw: Any, where: _Where, explain_default: bool = Fal
         where.add("fields", f"expected a non-empty list of globs, got {fields!r}")
     else:
         fields = tuple(f for f in fields if _glob(f, "fields", where))
-    detector = raw.get("detector", "default")
-    known_detector = False
     if not isinstance(detector, str):
         where.add("detector", f"expected a string, got {detector!r}")
-    elif detector not in ("default", "off") and detector not in detectors.REGISTRY:
+    elif not known_detector:
         known = ["default", "off", *sorted(detectors.REGISTRY)]
         where.add("detector", _unknown(f'detector "{detector}"', detector, known, quote='"'))
-    else:
-        known_detector = True
     threshold = raw.get("threshold")
     if threshold is not None:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
