@@ -698,6 +698,27 @@ def test_a_parameter_of_another_detector_is_not_told_to_go_in_params(tmp_path: P
     ]
 
 
+def test_a_key_in_params_is_told_where_it_belongs_as_in_any_section(tmp_path: Path) -> None:
+    """[rule.params] had a hint of its own, narrower than every other section's: ``explain`` was told to go in
+    a [[rule]] alone (not [output]), ``interval`` and ``max_series`` got no place, another detector's
+    parameter was not said to be its. The one rule of the other sections now places them."""
+    path = tmp_path / "rg.toml"
+    path.write_text('[[rule]]\nname = "z"\ndetector = "zscore"\n[rule.params]\nexplain = true\ninterval = "5s"\n'
+                    'max_series = 5\nn_trees = 3\nthreshold = 0.9\nmin_sdt = 1\n')
+    code, out, lines = _check_config(path)
+    assert (code, out) == (2, b"")
+    told = f"E! [riverguard] {path}: rule 1 \"z\", key 'params.%s': unknown parameter for detector \"zscore\", %s " \
+        "(known: fading_factor, min_std)"
+    assert lines == [told % pair for pair in (
+        ("explain", "it belongs in a [[rule]] or in [output]"),
+        ("interval", "it belongs in [monitor]"),
+        ("max_series", "it belongs in [state]"),
+        ("n_trees", 'a parameter of detector "hst", not of this rule\'s "zscore"'),
+        ("threshold", "it belongs in a [[rule]]"),
+        ("min_sdt", "did you mean 'min_std'?"),
+    )]
+
+
 def test_start_up_gives_every_problem_its_own_line(tmp_path: Path) -> None:
     path = tmp_path / "rg.toml"
     path.write_text(EVERY)

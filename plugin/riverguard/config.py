@@ -559,9 +559,7 @@ def _unknown(what: str, word: str, known: list[str], *, listed: str = "known", q
 
 
 def _unknown_key(key: str, allowed: Iterable[str], detector: str | None = None) -> str:
-    """The message for ``key``, not one of ``allowed``: where it belongs when another section takes it (else
-    the allowed key closest to it, else another section's). In a rule whose ``detector`` is known,
-    [rule.params] is named for that detector's parameters only: another detector's is said to be its.
+    """The message for ``key``, not one of ``allowed``, with :func:`_placed`'s hint.
 
     >>> _unknown_key("threshold", _TOP_KEYS)
     'unknown key, it belongs in a [[rule]] (allowed: monitor, output, rule, state)'
@@ -571,6 +569,14 @@ def _unknown_key(key: str, allowed: Iterable[str], detector: str | None = None) 
     unknown key, did you mean 'interval' (in [monitor])?
     unknown key, did you mean 'path'?
     """
+    return _unknown("key", key, sorted(allowed), listed="allowed", hint=_placed(key, allowed, detector))
+
+
+def _placed(key: str, allowed: Iterable[str], detector: str | None = None) -> str | None:
+    """Where ``key``, not one of ``allowed`` (a section's keys, or a detector's parameters), belongs when
+    another section takes it; else None, when an allowed key is close to it (:func:`_unknown` names that
+    one), else another section's close key, with that section. In a rule whose ``detector`` is known,
+    [rule.params] is named for that detector's parameters only: another detector's is said to be its."""
     hint = None
     owners = _param_owners()
     params = {name for name, takers in owners.items() if detector is None or detector in takers}
@@ -586,7 +592,7 @@ def _unknown_key(key: str, allowed: Iterable[str], detector: str | None = None) 
         close = _closest(key, elsewhere)
         if close is not None:
             hint = f"did you mean '{close}' ({elsewhere[close]})?"
-    return _unknown("key", key, sorted(allowed), listed="allowed", hint=hint)
+    return hint
 
 
 def _param_owners() -> dict[str, list[str]]:
@@ -721,10 +727,9 @@ def _check_params(detector: str, params: dict[str, Any] | None, scope: str | Non
                 f"set the rule's warmup instead (samples before a series may be scored or flagged; "
                 f'"{cls.name}" learns for that long)',
             )
-        elif param is None:
-            hint = "it belongs in a [[rule]]" if key in _RULE_KEYS else None  # (threshold, warmup: the rule's)
+        elif param is None:  # (placed as a key of any other section is: threshold in a [[rule]], ...)
             where.add(f"params.{key}", _unknown(f'parameter for detector "{cls.name}"', key, sorted(declared),
-                                                hint=hint))
+                                                hint=_placed(key, declared, cls.name)))
         else:
             try:
                 checked[key] = param.check(value)  # (a TOML array becomes the tuple a list parameter holds)
