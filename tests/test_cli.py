@@ -6,6 +6,7 @@ import contextlib
 import gzip
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -592,6 +593,25 @@ def test_a_config_redirected_to_replays_stdin_is_refused(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     assert strip_added(result.stdout) == recording.read_bytes()
     assert b"E!" not in result.stderr
+
+
+def test_the_config_hint_quotes_a_path_as_the_shell_reads_it(tmp_path: Path) -> None:
+    """`did you mean --config my rg.toml?` could not be pasted: the shell made two words of it. The path is now
+    quoted as a shell reads it (shlex.quote), given as an input or redirected to stdin; a plain one is left as
+    it is."""
+    folder = tmp_path / "my configs"
+    folder.mkdir()
+    spaced = folder / "rg's.toml"
+    spaced.write_text('[[rule]]\nname = "a"\n')
+    result = run_cli(["replay", "my configs/rg's.toml"], cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (2, b""), result.stderr
+    assert result.stderr.decode() == ("E! [riverguard] my configs/rg's.toml is a .toml file, not line protocol: "
+                                      "did you mean --config 'my configs/rg'\"'\"'s.toml'?\n")
+    with open(spaced, "rb") as stdin:
+        result = subprocess.run([*RIVERGUARD, "replay", "-"], stdin=stdin, capture_output=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.decode().endswith(f"did you mean --config '{folder}/rg'\"'\"'s.toml'?\n"), result.stderr
+    assert shlex.split(result.stderr.decode().rsplit("--config ", 1)[1].rstrip("?\n")) == [str(spaced)]
 
 
 def test_a_named_pipe_given_to_replay_is_opened_once(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import re
+import shlex
 import signal
 import stat
 import sys
@@ -617,7 +618,7 @@ def _check_inputs(files: list[str]) -> str | None:
         except OSError as err:
             return f"cannot read {'stdin' if name == '-' else name}: {os_reason(err)}"
         shown = name if name != "-" else "stdin" + (f" ({path})" if path else "")
-        hint = f"did you mean --config {path or 'FILE'}?"
+        hint = f"did you mean --config {shlex.quote(path) if path else 'FILE'}?"  # (to paste: quoted as the shell reads it)
         if path and path.lower().endswith(".toml"):
             return f"{shown} is a .toml file, not line protocol: {hint}"
         if head is not None and len(head) <= _TOML_PROBE and _reads_as_toml(head):
