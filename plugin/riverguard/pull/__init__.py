@@ -345,7 +345,9 @@ class Puller:
             reading = self._begin(name, hi)
             if reading is not None:
                 readings.append(reading)
-        together = len(readings) > 1
+        window = max(int(self.engine.config.state.series_ttl * 1e9) // 2, 10**9)
+        # (a --follow's pass reads less than a window: one measurement after the other is one window's order)
+        together = len(readings) > 1 and any(r.lo is None or hi - r.lo > window for r in readings)
         if together:  # (where each one's points start: the windows skip what none holds)
             readings = [r for r in readings if self._find_next(r, hi)]
         bar = None
@@ -356,9 +358,12 @@ class Puller:
                 bar = _TimeBar(min(e[0] for e in ends), max(e[1] for e in ends), label)
         try:
             if together:
-                self._together(readings, hi, bar)
-            elif readings and (bar is not None or not self.progress):
-                self._read(readings[0], hi, bar)
+                self._together(readings, hi, window, bar)
+            elif bar is not None or not self.progress:
+                for reading in readings:
+                    if self.stop.is_set():
+                        break
+                    self._read(reading, hi, bar)
         finally:
             if bar is not None:
                 bar.close()
@@ -404,7 +409,7 @@ class Puller:
         reading.next = ends[0]
         return True
 
-    def _together(self, readings: list[_Reading], hi: int, bar: _TimeBar | None) -> None:
+    def _together(self, readings: list[_Reading], hi: int, window: int, bar: _TimeBar | None) -> None:
         """Read several measurements as one stream in time, a window of time at a time across them.
 
         One after the other, each measurement's points would come more than ``series_ttl`` behind the clock
@@ -413,7 +418,6 @@ class Puller:
         are never that far behind those of the one before; the windows lie on a fixed grid of time, so a pull
         resumed from its marks reads the points in the same order as one that was never stopped. A
         measurement that has nothing in a window is asked where its next point is, so gaps cost nothing."""
-        window = max(int(self.engine.config.state.series_ttl * 1e9) // 2, 10**9)
         active = readings
         while active and not self.stop.is_set():
             first = min(r.next for r in active)
