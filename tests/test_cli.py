@@ -1029,6 +1029,31 @@ def test_an_interrupted_replay_says_what_it_left(start, tmp_path: Path) -> None:
                            b"--report r.html not written\n") and not (tmp_path / "r.html").exists()
 
 
+def test_a_stop_while_replay_goes_back_to_read_a_pipe_ends_it() -> None:
+    """A SIGINT that landed after one read of a pipe returned and before the next began was handled only once
+    that read returned: with nothing more coming, replay waited for good (10 of 150 stops here, on a busy
+    machine). Each read now waits in select() on the pipe and on a wake-up pipe the signals write to."""
+    hangs = 0
+    for i in range(40):
+        proc = subprocess.Popen([*RIVERGUARD, "replay", "-"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"cpu v=1 1\n" * 50)
+        proc.stdin.flush()
+        os.read(proc.stdout.fileno(), 10)  # scored: it goes back to read
+        time.sleep((i % 7) * 0.0003)
+        proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.wait(10) == 130
+        except subprocess.TimeoutExpired:
+            hangs += 1
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            pipe.close()  # type: ignore[union-attr]
+    assert hangs == 0
+
+
 def test_a_stop_as_the_output_file_is_made_leaves_nothing_behind(start, tmp_path: Path) -> None:
     """A SIGINT the moment replay's temporary output file appeared (before the replay's try, which drops it)
     exited 130 without a word and left ``.out.lp.tmp-N`` behind (with ``--report``, 1 to 2 tries in 3 here).

@@ -533,8 +533,10 @@ def test_a_folder_in_nab_layout_given_to_labels_is_pointed_to_nab(tmp_path: Path
     corpus = tmp_path / "corpus"
     windows = f"once its windows are in {corpus / 'windows.json'}"
     for given, message in (
-        (corpus, f"{corpus}: {no_csv}: give --nab {corpus} {windows}"),
-        (corpus / "data", f"{corpus / 'data'}: {no_csv}: give --nab {corpus} {windows}"),
+        (corpus, f"{corpus}: {no_csv}: give --labels {corpus}/*/ for the files in its subfolders, or --nab {corpus} "
+                 f"{windows}"),
+        (corpus / "data", f"{corpus / 'data'}: {no_csv}: give --labels {corpus}/data/*/ for the files in its "
+                          f"subfolders, or --nab {corpus} {windows}"),
         (tmp_path / "other", f"{tmp_path / 'other'}: {no_csv}: put them in data/<category>/*.csv under the folder"
                              " given to --nab"),
     ):

@@ -14,15 +14,17 @@ and the process exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import gzip
 import os
-import zlib
 import select
 import signal
+import stat
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -487,6 +489,63 @@ def _without_bom(name: str, chunks: Iterable[bytes], log: Log) -> Iterator[bytes
     yield from rest
 
 
+class _Waking:
+    """A replay input that is not a regular file (stdin from a pipe or a terminal, a named pipe), read so that
+    a stop always ends a wait for more: each read waits in ``select()`` on it and on a wake-up pipe that the
+    signals write to (``signal.set_wakeup_fd``), then reads once. A plain read could miss the stop: a signal
+    that lands after one read returns and before the next begins leaves that one waiting for input that may
+    never come (Python runs its handler only once the read returns). Main thread only (the wake-up fd is
+    set there); :meth:`close` puts back the one before."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._held = b""  # what peek read and nothing took yet
+        self._r, self._w = os.pipe()
+        for end in (self._r, self._w):
+            os.set_blocking(end, False)
+        self._before = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+
+    def _once(self, size: int) -> bytes:
+        while True:
+            ready = select.select([self._fd, self._r], [], [])[0]
+            if self._r in ready:  # a signal: its handler has run (a stop raised); another goes on waiting
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self._r, 512):
+                        pass
+            if self._fd in ready:
+                return os.read(self._fd, size)
+
+    def peek(self, size: int = 1) -> bytes:
+        if not self._held:
+            self._held = self._once(max(size, _READ_SIZE))
+        return self._held
+
+    def read1(self, size: int = -1) -> bytes:
+        if size < 0:
+            size = _READ_SIZE
+        if self._held:
+            data, self._held = self._held[:size], self._held[size:]
+            return data
+        return self._once(size)
+
+    read = read1  # (GzipFile's reads: one at a time, as they come)
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self._before)
+        os.close(self._r)
+        os.close(self._w)
+
+
+def _waking(stream: BinaryIO) -> _Waking | None:
+    """``stream`` read as :class:`_Waking` when it is not a regular file and this is the main thread, else None."""
+    try:
+        if stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            return None
+        return _Waking(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # (ValueError: not the main thread; no fileno: a test's stream)
+        return None
+
+
 def replay(
     engine: Engine,
     inputs: list[str],
@@ -502,12 +561,15 @@ def replay(
         stream = sys.stdin.buffer if name == "-" else open(name, "rb")  # noqa: SIM115
         shown = "stdin" if name == "-" else name
         engine.start_input(shown)
+        waking = _waking(stream)
         try:
-            chunks: Iterable[bytes] = _text_chunks(shown, stream)
+            chunks: Iterable[bytes] = _text_chunks(shown, stream if waking is None else waking)  # type: ignore[arg-type]
             if progress is not None:
                 chunks = _counted(chunks, progress)
             process_chunks(engine, _without_bom(shown, chunks, engine.log), output.write)
         finally:
+            if waking is not None:
+                waking.close()
             if stream is not sys.stdin.buffer:
                 stream.close()
     engine.flush_log(final=True)

@@ -485,7 +485,8 @@ def _nab_hint(folder: str | Path) -> str | None:
         return "put them in data/<category>/*.csv under the folder given to --nab"
     if any((root / name).is_file() for name in WINDOWS_FILES):
         return f"give --nab {root}"
-    return f"give --nab {root} once its windows are in {root / WINDOWS_FILES[0]}"
+    return (f"give --labels {os.path.join(path, '*', '')} for the files in its subfolders, or --nab {root} once "
+            f"its windows are in {root / WINDOWS_FILES[0]}")
 
 
 def _nab_csv_files(data: Path) -> list[Path]:
