@@ -1925,7 +1925,6 @@ def test_a_reload_does_not_make_every_restored_series_seen_in_this_run(tmp_path:
     """The summary's ``series: N in this run`` took a series as seen when its last-seen stamp was newer than
     the restore; a reload (SIGHUP: :meth:`Engine.reconfigure`) stamps every series it keeps again, and all 18
     were then seen. Now a series is seen in this run when a sample of it arrives, whatever came after."""
-    from riverguard.cli import log_summary
     from riverguard.config import default_config
     from riverguard.engine import Engine
     from riverguard.lineprotocol import Splitter
@@ -1947,6 +1946,6 @@ def test_a_reload_does_not_make_every_restored_series_seen_in_this_run(tmp_path:
     StateStore(engine, path).restore()
     feed(engine, demo[2000])  # one metric: one series of the 18 (its string field is not one)
     engine.reconfigure(default_config())
-    log_summary(engine)
+    engine.log_summary()
     assert "I! [riverguard] series: 1 in this run (1 scored); 18 held, the checkpoint's included (18 scored)\n" in (
         lines.getvalue()), lines.getvalue()

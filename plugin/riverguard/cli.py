@@ -391,43 +391,6 @@ def _state_inspect(path: str, series: str | None = None, with_state: bool = Fals
     return EXIT_OK
 
 
-class StateUnavailable(Exception):
-    """The checkpoint cannot be used by this process (locked by another, or no lock file possible)."""
-
-
-class _StateBusy(StateUnavailable):
-    """The checkpoint is in use by another live process: ``busy`` is the :class:`~riverguard.state.LockBusy`."""
-
-    def __init__(self, busy) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(str(busy))
-        self.busy = busy
-
-
-class _StateDenied(StateUnavailable):
-    """The checkpoint or its lock file is another user's: this process may not open it (left as it is)."""
-
-
-def state_store(engine: Engine, idle=None):  # type: ignore[no-untyped-def]
-    """The engine's checkpoint store, locked and restored, or None when no state path is set.
-    ``idle``: what to do between two tries at the lock (:meth:`~riverguard.state.StateStore.lock`)."""
-    if engine.config.state.path is None:
-        return None
-    from .state import AccessDenied, LockBusy, LockError, StateStore
-
-    store = StateStore(engine, engine.config.state.path)
-    try:
-        store.lock(idle=idle)
-        store.restore()
-    except LockBusy as err:
-        raise _StateBusy(err) from None
-    except AccessDenied as err:
-        store.unlock()
-        raise _StateDenied(str(err)) from None
-    except LockError as err:
-        raise StateUnavailable(str(err)) from None
-    return store
-
-
 def _hot_path() -> str:
     from ._compiled import PURE_PYTHON, built
     from .engine import ACCELERATED
@@ -524,30 +487,34 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
     # While it waits for the checkpoint's lock, the input is read into memory (Telegraf is not held up),
     # under the process's signals: a stop there waits Held.STOP_GRACE more for the lock, then ends the wait.
     held = Held(signals) if config.state.path is not None else None
-    try:
-        store = state_store(engine, idle=held.wait if held else None)
-    except _StateBusy as err:
-        # Under Telegraf, most likely the processor's second copy, after the aggregators: exiting would
-        # lose every metric sent to it and crash-loop; scoring on throwaway models would change the output
-        # from one start to the next. Every metric goes back unscored, as it came. Without the lock it
-        # touches no file of the checkpoint's (the holder's temporary ones included).
-        busy = err.busy
-        log.warn(
-            f"checkpoint {busy.path} is in use by another riverguard (PID {busy.holder}, lock "
-            f"{busy.lock_path}); waited {busy.waited:.0f}s: passing every metric through unscored until this "
-            "process stops. Under Telegraf this is most likely the processor's second copy, after the aggregators: set "
-            "[agent] skip_processors_after_aggregators = true in telegraf.conf, or give this copy its own --state"
-        )
-        return passthrough(log, held)
-    except _StateDenied as err:
-        # Another user's checkpoint (riverguard run once as root on Telegraf's state path): exiting would
-        # crash-loop Telegraf and lose its metrics, scoring on fresh models would drop the learned ones at the
-        # next checkpoint. Every metric goes back unscored; the checkpoint is left as it is.
-        log.error(f"{err}; passing every metric through unscored until this process stops")
-        return passthrough(log, held)
-    except StateUnavailable as err:
-        log.error(str(err))
-        return EXIT_CONFIG
+    store = None
+    if config.state.path is not None:  # (riverguard.state, msgpack with it, is loaded only for a checkpoint)
+        from .state import AccessDenied, LockBusy, LockError, open_store
+
+        try:
+            store = open_store(engine, idle=held.wait if held else None)
+        except LockBusy as busy:
+            # Under Telegraf, most likely the processor's second copy, after the aggregators: exiting would
+            # lose every metric sent to it and crash-loop; scoring on throwaway models would change the output
+            # from one start to the next. Every metric goes back unscored, as it came. Without the lock it
+            # touches no file of the checkpoint's (the holder's temporary ones included).
+            log.warn(
+                f"checkpoint {busy.path} is in use by another riverguard (PID {busy.holder}, lock "
+                f"{busy.lock_path}); waited {busy.waited:.0f}s: passing every metric through unscored until this "
+                "process stops. Under Telegraf this is most likely the processor's second copy, after the "
+                "aggregators: set [agent] skip_processors_after_aggregators = true in telegraf.conf, or give this "
+                "copy its own --state"
+            )
+            return passthrough(log, held)
+        except AccessDenied as err:
+            # Another user's checkpoint (riverguard run once as root on Telegraf's state path): exiting would
+            # crash-loop Telegraf and lose its metrics, scoring on fresh models would drop the learned ones at the
+            # next checkpoint. Every metric goes back unscored; the checkpoint is left as it is.
+            log.error(f"{err}; passing every metric through unscored until this process stops")
+            return passthrough(log, held)
+        except LockError as err:
+            log.error(str(err))
+            return EXIT_CONFIG
     if not engine.clock.known:  # (a restored clock: the models already took timestamps in their unit)
         engine.unit_hint = ("if they are, send nanoseconds (as Telegraf's execd processor does), or replay them "
                             "with riverguard replay --precision {unit}")
@@ -571,7 +538,7 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
         code = write_line(1, monitor.line(), log)
     log.info(
         f"stopped after {plural(engine.metrics, 'metric')}: {len(engine.series)} series held, "
-        f"{plural(engine.anomalies, 'anomaly', 'anomalies')}, {_dropped(engine)}"
+        f"{plural(engine.anomalies, 'anomaly', 'anomalies')}, {engine.dropped_in_run()}"
     )
     if not saved:
         _final_checkpoint_failed(log)
@@ -805,11 +772,15 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
     precision = getattr(args, "precision", None)
     unit = UNITS[precision or "ns"]
     engine = Engine(config, log, time_unit=unit, summary=True)
-    try:
-        store = state_store(engine)
-    except StateUnavailable as err:
-        log.error(str(err))
-        return EXIT_CONFIG
+    store = None
+    if config.state.path is not None:  # (riverguard.state, msgpack with it, is loaded only for a checkpoint)
+        from .state import LockError, open_store
+
+        try:
+            store = open_store(engine)
+        except LockError as err:
+            log.error(str(err))
+            return EXIT_CONFIG
     if precision is None and not engine.clock.known:  # (--precision given, or a restored clock: the unit is known)
         engine.unit_hint = "if they are, give --precision {unit}"
     if len(files) > 1:
@@ -880,7 +851,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
                     log.warn(_interrupted(engine, out, store, args.report if args is not None else None))
             if ok and store:
                 saved = store.save(tell=True)
-    log_summary(engine)
+    engine.log_summary()
     code = EXIT_OK
     if collector is not None:
         code = _write_report(collector, args, log)  # type: ignore[arg-type]
@@ -936,45 +907,6 @@ def _write_report(collector, args: argparse.Namespace, log: Log) -> int:  # type
             + (f" (a series is named {form}, as in the summary: {example!r})" if example else "")
         )
     return EXIT_OK
-
-
-def _dropped(engine: Engine) -> str:
-    """The evictions and expiries of this run: events, not distinct series (one series may be evicted, come
-    back and be evicted again; counting series would mean remembering every key ever evicted)."""
-    return (
-        f"{plural(engine.evicted, 'eviction')} (max_series, "
-        f"{engine.evicted_unscored} of a series not yet scored), "
-        f"{plural(engine.expired, 'expiry', 'expiries')} (series_ttl)"
-    )
-
-
-def log_summary(engine: Engine) -> None:
-    """The I! lines a replay and a one-off pull end with: every figure this run's, the series it let go
-    (expired, evicted) included, the series held with those a checkpoint brought labelled as such."""
-    run = engine.run_figures()
-    about = "" if run.exact else "about "  # (past the series let go that are remembered: engine.gone)
-    series = f"{about}{run.series} ({about}{run.scored} scored)"
-    if engine.restored:
-        held = engine.series.values()
-        scored = sum(1 for s in held if s.detector is not None)
-        series = (f"{about}{run.series} in this run ({about}{run.scored} scored); "
-                  f"{len(held)} held, the checkpoint's included ({scored} scored)")
-    lines = [
-        f"metrics: {engine.metrics} ({engine.parse_errors} unparsable"
-        + (", not sent to InfluxDB)" if engine.drop_unparsable else ")"),
-        f"series: {series}",
-        f"anomalies: {engine.anomalies}",
-    ]
-    if engine.evicted or engine.expired:
-        lines.append(f"series dropped: {_dropped(engine)}")
-    if run.top:
-        lines.append("top series by anomalies:")
-        lines.extend(f"  {count:>6}  {series_name(key)}" for count, key in run.top)
-        more = run.anomalous - len(run.top)
-        if more > 0:
-            lines.append(f"  {'...':>6}  and {about}{more} more series")
-    for line in lines:
-        engine.log.info(line)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1177,6 +1177,43 @@ class Engine:
         held = ((k, s.detector is not None, self._run_anomalies(s)) for k, s in self.series.items() if s.run_seen)
         return (self.gone if self.gone is not None else RunTally()).figures(held, n)
 
+    def dropped_in_run(self) -> str:
+        """The evictions and expiries of this run: events, not distinct series (one series may be evicted, come
+        back and be evicted again; counting series would mean remembering every key ever evicted)."""
+        return (
+            f"{plural(self.evicted, 'eviction')} (max_series, "
+            f"{self.evicted_unscored} of a series not yet scored), "
+            f"{plural(self.expired, 'expiry', 'expiries')} (series_ttl)"
+        )
+
+    def log_summary(self) -> None:
+        """The I! lines a replay and a one-off pull end with: every figure this run's, the series it let go
+        (expired, evicted) included, the series held with those a checkpoint brought labelled as such."""
+        run = self.run_figures()
+        about = "" if run.exact else "about "  # (past the series let go that are remembered: self.gone)
+        series = f"{about}{run.series} ({about}{run.scored} scored)"
+        if self.restored:
+            held = self.series.values()
+            scored = sum(1 for s in held if s.detector is not None)
+            series = (f"{about}{run.series} in this run ({about}{run.scored} scored); "
+                      f"{len(held)} held, the checkpoint's included ({scored} scored)")
+        lines = [
+            f"metrics: {self.metrics} ({self.parse_errors} unparsable"
+            + (", not sent to InfluxDB)" if self.drop_unparsable else ")"),
+            f"series: {series}",
+            f"anomalies: {self.anomalies}",
+        ]
+        if self.evicted or self.expired:
+            lines.append(f"series dropped: {self.dropped_in_run()}")
+        if run.top:
+            lines.append("top series by anomalies:")
+            lines.extend(f"  {count:>6}  {series_name(key)}" for count, key in run.top)
+            more = run.anomalous - len(run.top)
+            if more > 0:
+                lines.append(f"  {'...':>6}  and {about}{more} more series")
+        for line in lines:
+            self.log.info(line)
+
 
 class MetricSeries(Series):  # type: ignore[valid-type,misc]
     """The series of a ``scope = "metric"`` model: one per measurement + tag set."""

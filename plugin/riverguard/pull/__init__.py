@@ -66,7 +66,7 @@ from ..engine import Engine, series_prefix
 from ..influx import InfluxWriter, OptionError, WriteError, from_args, retry_wait
 from ..lineprotocol import Metric, ParseError, parse, raw_fields
 from ..log import Log, Progress, RateLimit, iso_ns
-from ..state import AccessDenied
+from ..state import AccessDenied, LockError, open_store
 from ..stream import ManualGC, feed
 from .points import unescape_measurement
 from .source import ReadError, Row
@@ -813,11 +813,9 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     headers = {k: v for k, v in template.headers.items() if k == "Authorization"}
     engine = Engine(config, log, summary=not args.follow)  # (--follow writes no summary)
     source, dest = _sources(args, headers, config)
-    from ..cli import StateUnavailable, state_store
-
     try:
-        store = state_store(engine)  # locked: one process per state file
-    except StateUnavailable as err:
+        store = open_store(engine)  # locked: one process per state file
+    except LockError as err:
         log.error(str(err))
         return EXIT_CONFIG
 
@@ -852,8 +850,6 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
 
 def _once(puller: Puller) -> int:
     """One pass (a one-off pull): the exit code."""
-    from ..cli import log_summary
-
     log = puller.log
     try:
         puller.run_pass(final=True)
@@ -870,7 +866,7 @@ def _once(puller: Puller) -> int:
         log.error(puller.summary() + ": the E! lines above say which and why")
     else:
         log.info(puller.summary())
-    log_summary(puller.engine)
+    puller.engine.log_summary()
     return EXIT_FAIL if puller.refused or unsaved else EXIT_OK
 
 

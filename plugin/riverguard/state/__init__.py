@@ -39,7 +39,7 @@ from .store import FORMAT, VERSION, CheckpointError, orphans, read, set_aside, t
 
 __all__ = [
     "list_series", "FAILURE_REPEAT", "FOLDER_FILE", "LOCK_WAIT", "AccessDenied", "CheckpointError", "LockBusy",
-    "LockError", "StateStore", "check_place", "check_regular", "denied", "inspect",
+    "LockError", "StateStore", "check_place", "check_regular", "denied", "inspect", "open_store",
 ]
 
 #: The checkpoint's name when the state path is a folder.
@@ -534,6 +534,24 @@ class StateStore:
             )
         self.log.debug(f"checkpoint: {len(scored)} series, {size} bytes in {self.last_seconds:.2f}s")
         return True
+
+
+def open_store(engine: Engine, idle: Callable[[float], bool] | None = None) -> StateStore | None:
+    """The engine's checkpoint store, locked and restored, or None when no state path is set (``run``,
+    ``replay``, ``pull``). ``idle``: what to do between two tries at the lock (:meth:`StateStore.lock`).
+
+    Raise :class:`LockBusy` (another live process holds it), :class:`AccessDenied` (another user's checkpoint
+    or lock file: the lock let go, the file left as it is) or :class:`LockError` (no lock file possible)."""
+    if engine.config.state.path is None:
+        return None
+    store = StateStore(engine, engine.config.state.path)
+    store.lock(idle=idle)
+    try:
+        store.restore()
+    except AccessDenied:
+        store.unlock()
+        raise
+    return store
 
 
 def _replaced_by_file(path: Path) -> str:
