@@ -562,29 +562,29 @@ def _check_inputs(files: list[str]) -> str | None:
     it is such a file (``replay - < riverguard.toml``), read where it stands without moving its offset; a pipe
     is not looked at (it could be told only by reading ahead, what it holds is the replay's)."""
     for name in files:
+        stdin = name == "-"
+        shown = "stdin" if stdin else name
         try:
-            head, path = None, name
-            if name == "-":
-                st = os.fstat(0)
-                path = _stdin_file(st)
-            else:
-                st = os.stat(name)
+            head = None
+            st = os.fstat(0) if stdin else os.stat(name)
+            path = _stdin_file(st) if stdin else name
             if stat.S_ISDIR(st.st_mode):
                 return f"cannot read {name}: it is a folder (give the files in it, e.g. {name.rstrip('/')}/*.lp)"
             if stat.S_ISREG(st.st_mode):
                 # a larger file is not read (st_size can be short of a file still written, or 0 in /proc:
                 # the length read decides)
-                if name == "-":
+                if stdin:
                     at = os.lseek(0, 0, os.SEEK_CUR)  # (pread: stdin's offset stays where the replay starts)
                     head = os.pread(0, _TOML_PROBE + 1, at) if st.st_size - at <= _TOML_PROBE else None
                 else:
                     with open(name, "rb") as f:  # (opened even when not read: a file this process may not read is told)
                         head = f.read(_TOML_PROBE + 1) if st.st_size <= _TOML_PROBE else None
-            elif name != "-" and not os.access(name, os.R_OK):  # a pipe (`<(cmd)`, a named one) or a device: not
+            elif not stdin and not os.access(name, os.R_OK):  # a pipe (`<(cmd)`, a named one) or a device: not
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))  # opened here, what it holds is the replay's
         except OSError as err:
-            return f"cannot read {'stdin' if name == '-' else name}: {os_reason(err)}"
-        shown = name if name != "-" else "stdin" + (f" ({path})" if path else "")
+            return f"cannot read {shown}: {os_reason(err)}"
+        if path and stdin:
+            shown += f" ({path})"
         hint = f"did you mean --config {shlex.quote(path) if path else 'FILE'}?"  # (to paste: quoted as the shell reads it)
         if path and path.lower().endswith(".toml"):
             return f"{shown} is a .toml file, not line protocol: {hint}"
