@@ -1057,7 +1057,7 @@ def test_a_stop_while_replay_goes_back_to_read_a_pipe_ends_it() -> None:
 def test_a_stop_as_the_output_file_is_made_leaves_nothing_behind(start, tmp_path: Path) -> None:
     """A SIGINT the moment replay's temporary output file appeared (before the replay's try, which drops it)
     exited 130 without a word and left ``.out.lp.tmp-N`` behind (with ``--report``, 1 to 2 tries in 3 here).
-    The stop now waits, pending, until that try, and is told as any other."""
+    The file is now made inside that try, and the stop is told as any other."""
     out = tmp_path / "out.lp"
     for _ in range(20):  # (a race: at 1 in 3, 20 tries all miss it once in about 3 000 runs)
         out.write_bytes(b"the old output\n")
@@ -1069,6 +1069,24 @@ def test_a_stop_as_the_output_file_is_made_leaves_nothing_behind(start, tmp_path
         assert re.search(rb"^W! \[riverguard\] interrupted after (0 metrics|1 metric): %s left as it was, no --state, "
                          rb"--report r.html not written\n$" % re.escape(bytes(out)), proc.stderr), proc.stderr
         assert out.read_bytes() == b"the old output\n" and not list(tmp_path.glob(".out.lp.tmp-*"))
+
+
+def test_a_stop_while_a_fifo_output_waits_for_its_reader_ends_the_replay(start, tmp_path: Path) -> None:
+    """``replay -o FIFO`` opens the FIFO, which waits for a reader. SIGINT and SIGTERM were held (blocked)
+    from just before that open until the replay began: with no reader, neither stopped it, only SIGKILL did.
+    The output is now opened inside the replay's try, whose finally drops a temporary file whatever stops it,
+    with nothing held: the stop ends the wait, told as any other."""
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "in.lp").write_bytes(b"cpu v=1 1\n")
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        proc = start("replay", "-o", str(fifo), "in.lp", cwd=tmp_path)
+        wchan = Path(f"/proc/{proc.popen.pid}/wchan")
+        assert wait_until(lambda: wchan.read_text() == "wait_for_partner", 30), proc.stderr  # in the FIFO's open
+        proc.popen.send_signal(sig)
+        assert proc.wait(10) == 130, proc.stderr
+        assert proc.stderr == (b"W! [riverguard] interrupted after 0 metrics: %s has the output up to there, "
+                               b"no --state\n" % bytes(fifo)), proc.stderr
 
 
 def test_the_debug_start_line_comes_first(tmp_path: Path) -> None:

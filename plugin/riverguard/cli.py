@@ -693,18 +693,22 @@ class _OutputFile:
         self.path = Path(path)
         self.tmp: Path | None = None
         self.mode: int | None = None
+        self.file: BinaryIO | None = None  # (:meth:`open`)
         try:
             st = os.stat(self.path)
-        except FileNotFoundError:
+        except OSError:  # missing; or not to be looked at (a folder closed to it): the open says why
             st = None
-        if st is not None and not stat.S_ISREG(st.st_mode):
-            self.file = open(self.path, "wb")  # noqa: SIM115
-            return
-        self.mode = stat.S_IMODE(st.st_mode) if st is not None else None
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        self.file = open(self.tmp, "wb")  # noqa: SIM115
+        if st is None or stat.S_ISREG(st.st_mode):
+            self.mode = stat.S_IMODE(st.st_mode) if st is not None else None
+            self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+
+    def open(self) -> None:
+        """Make the temporary file (a device or a FIFO: open it, which waits for a FIFO's reader). Called
+        where :meth:`finish` follows whatever happens: a stop the moment the file is made cannot leave it."""
+        self.file = open(self.tmp or self.path, "wb")  # noqa: SIM115
 
     def write(self, data: bytes) -> int:
+        assert self.file is not None
         with self._failing():
             return self.file.write(data)
 
@@ -720,8 +724,9 @@ class _OutputFile:
         """Close; on success put the new file in place, otherwise drop it (also when the close itself fails:
         the last of the output, flushed there, did not fit)."""
         try:
-            with self._failing():
-                self.file.close()
+            if self.file is not None:  # (None: not opened, or stopped as it was; the temporary file may exist)
+                with self._failing():
+                    self.file.close()
         except BaseException:
             ok = False
             raise
@@ -749,7 +754,6 @@ class _Tee:
 
 def _replay(config: Config, log: Log, files: list[str], output: str | None,
             args: argparse.Namespace | None = None) -> int:
-    from ._entry import hold, release
     from .signals import checkpointing
     from .stream import InputError, replay
 
@@ -800,9 +804,6 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
                               metric_scope_in=engine.metric_scope_in if engine.metric_scope else None)
     ok = interrupted = False
     saved = True
-    # A stop from here to the try below waits, pending (_entry.hold): the temporary output file is made in
-    # between, and only that try's finally drops it (a SIGINT in between left it behind, exit 130, no word).
-    hold()
     for sig in (signal.SIGINT, signal.SIGTERM):  # stopped: the finally below drops a half-written output
         signal.signal(sig, signal.default_int_handler)
     out: BinaryIO | _OutputFile
@@ -810,12 +811,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
         out = output  # a sink such as riverguard.influx.InfluxWriter (--influx-url)
         engine.drop_unparsable = True  # InfluxDB would refuse the whole batch: never send them
     elif output:
-        try:
-            out = _OutputFile(output)
-        except OSError as err:
-            release()
-            log.error(f"cannot write --output {output}: {err.strerror or err}")
-            return EXIT_CONFIG
+        out = _OutputFile(output)  # (made in the try below, whose finally drops it)
     else:
         out = sys.stdout.buffer
     # Once all the input is scored, a stop waits until the output is in place and the checkpoint written
@@ -823,7 +819,12 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
     # which may take its retries; the checkpoint after it is held back all the same (StateStore.save).
     committing = contextlib.ExitStack()
     try:
-        release()  # (a stop held since hold() is taken here, where the finally below drops the temporary file)
+        if isinstance(out, _OutputFile):
+            try:
+                out.open()
+            except OSError as err:
+                log.error(f"cannot write --output {output}: {err.strerror or err}")
+                return EXIT_CONFIG
         replay(engine, files, _Tee(out, collector) if collector else out, progress)  # type: ignore[arg-type]
         if store is not None and (isinstance(out, _OutputFile) or out is sys.stdout.buffer):
             committing.enter_context(checkpointing(log, f"the output and the checkpoint {store.path}"))
