@@ -767,6 +767,20 @@ def test_a_standard_descriptor_closed_at_start_is_held_by_the_null_device(tmp_pa
         assert (tmp_path / "st" / "riverguard.msgpack").exists()
 
 
+@pytest.mark.parametrize("inputs", [["-"], ["in.lp", "-"]])
+def test_replay_of_a_closed_stdin_is_refused(tmp_path: Path, inputs: list[str]) -> None:
+    """``replay -`` started with stdin closed (``0<&-``) read the null device put there at start: an empty
+    input, exit 0 without a word. Closed stdin is now refused as any input that cannot be read, before
+    anything is replayed (exit 2); an empty stdin is still replayed as such."""
+    (tmp_path / "in.lp").write_bytes(b"cpu v=1 1\n")
+    command = " ".join(shlex.quote(arg) for arg in [*RIVERGUARD, "replay", *inputs])
+    closed = subprocess.run(["sh", "-c", command + " 0<&-"], capture_output=True, cwd=tmp_path, timeout=30)
+    assert (closed.returncode, closed.stdout) == (2, b""), closed.stderr
+    assert closed.stderr == b"E! [riverguard] cannot read stdin: it is closed\n"
+    empty = subprocess.run(["sh", "-c", "true | " + command], capture_output=True, cwd=tmp_path, timeout=30)
+    assert empty.returncode == 0 and b"E! " not in empty.stderr, empty.stderr
+
+
 @pytest.mark.parametrize("stdout", ["closed", "reader gone"])
 @pytest.mark.parametrize("option", ["--version", "--help"])
 def test_what_argparse_prints_is_handled_as_any_output(option: str, stdout: str) -> None:

@@ -12,19 +12,26 @@ from __future__ import annotations
 
 import signal
 
-__all__ = ["hold", "is_process", "main", "release"]
+__all__ = ["closed_at_start", "hold", "is_process", "main", "release"]
 
 _SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 #: The signal mask before :func:`hold` (None: nothing held).
 _before: set[signal.Signals] | None = None
 #: Whether the command runs as the process's own (:func:`main`): it exits when the command returns.
 _process = False
+#: The standard descriptors (0, 1, 2) the process started with closed (:func:`_hold_standard_fds`).
+_closed: set[int] = set()
 
 
 def is_process() -> bool:
     """Whether the command is the process's own (``riverguard``, ``python -m riverguard``), which ends when
     it returns; not a program or a test calling ``riverguard.cli.main``."""
     return _process
+
+
+def closed_at_start(fd: int) -> bool:
+    """Whether the process started with the standard descriptor ``fd`` closed: the null device holds it since."""
+    return fd in _closed
 
 
 def hold() -> None:
@@ -55,8 +62,8 @@ def _hold_standard_fds() -> None:
     """Put the null device on stdin, stdout or stderr when the process started with it closed
     (``riverguard run <&-``): else the next file riverguard opens takes its number. ``run``'s own signal pipe
     became its stdin (it waited there for good), and with stderr closed the first message stopped it, every
-    metric lost. Now stdin is at its end, stdout refuses writes (each command says so and exits 1, as for any
-    failed write) and the messages go nowhere."""
+    metric lost. Now stdin is at its end (``replay -`` refuses it: :func:`closed_at_start`), stdout refuses
+    writes (each command says so and exits 1, as for any failed write) and the messages go nowhere."""
     import os
     import sys
 
@@ -65,6 +72,7 @@ def _hold_standard_fds() -> None:
         try:
             os.fstat(fd)
         except OSError:
+            _closed.add(fd)
             held = os.open(os.devnull, flags)  # the lowest free number: fd itself (those below are open)
             if held != fd:
                 os.dup2(held, fd)

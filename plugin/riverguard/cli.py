@@ -560,12 +560,17 @@ def _check_inputs(files: list[str]) -> str | None:
     ``--config`` forgotten) is refused too: a ``.toml`` file, or a small file that reads as TOML with a key in
     it (no line-protocol metric is valid TOML, so none of its lines could be scored). So is stdin (``-``) when
     it is such a file (``replay - < riverguard.toml``), read where it stands without moving its offset; a pipe
-    is not looked at (it could be told only by reading ahead, what it holds is the replay's)."""
+    is not looked at (it could be told only by reading ahead, what it holds is the replay's). A stdin closed
+    at start (``0<&-``, the null device put there since) is refused as closed, not replayed as empty."""
+    from ._entry import closed_at_start
+
     for name in files:
         stdin = name == "-"
         shown = "stdin" if stdin else name
         try:
             head = None
+            if stdin and closed_at_start(0):
+                raise OSError(errno.EBADF, os.strerror(errno.EBADF))
             st = os.fstat(0) if stdin else os.stat(name)
             path = _stdin_file(st) if stdin else name
             if stat.S_ISDIR(st.st_mode):
@@ -582,7 +587,7 @@ def _check_inputs(files: list[str]) -> str | None:
             elif not stdin and not os.access(name, os.R_OK):  # a pipe (`<(cmd)`, a named one) or a device: not
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))  # opened here, what it holds is the replay's
         except OSError as err:
-            return f"cannot read {shown}: {os_reason(err)}"
+            return f"cannot read {shown}: {'it is closed' if err.errno == errno.EBADF else os_reason(err)}"
         if path and stdin:
             shown += f" ({path})"
         hint = f"did you mean --config {shlex.quote(path) if path else 'FILE'}?"  # (to paste: quoted as the shell reads it)
