@@ -394,6 +394,35 @@ def test_one_off_pull_to_a_missing_database_says_to_create_it_or_fix_to_db(influ
     assert "Traceback" not in proc.stderr
 
 
+def test_a_to_db_dropped_during_the_pull_is_named_as_to_db(influxdb: InfluxServer) -> None:
+    """A --to-db dropped while the pull wrote to it (after the pass's check that it exists): each write then
+    got a 404 and the pull stopped on `database not found` without saying what to do, where the check at the
+    pass's start says to create it or fix --to-db (and a backfill, whose writer it is, fix --db: the source,
+    here). It now says so, naming --to-db."""
+    src, dst = "rg_dropped_src", "rg_dropped_dst"
+    _store(influxdb, src, "".join(f"cpu,host=h{i % 20} v={i % 17} {10**18 + i * 10**10}\n" for i in range(100_000)))
+    influxdb.create_db(dst)
+    proc = subprocess.Popen([*RIVERGUARD, "pull", "--influx-url", influxdb.url, "--db", src, "--to-db", dst,
+                             "--delay", "0s", "--batch-size", "500", "--chunk-size", "500"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: _scored(influxdb, dst, "cpu") > 0 or proc.poll() is not None, 60)
+        assert proc.poll() is None, proc.communicate()[1]  # (still writing: 1 000 of 100 000 points at most)
+        influxdb.query(f'DROP DATABASE "{dst}"')
+        stderr = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("E! ")]
+    assert errors == [
+        f'E! [riverguard] pull stopped: InfluxDB refused the write to database {dst!r} (HTTP 404): database not'
+        f' found: "{dst}": create the database (InfluxQL: CREATE DATABASE "{dst}") or fix --to-db; nothing was'
+        " committed; fix this, then run it again to resume from there"
+    ], stderr
+
+
 def _follow_stops(influxdb: InfluxServer, tmp_path: Path, *args: str) -> tuple[str, str]:
     """Run ``pull --follow`` (passes every 0.1 s) that must stop with exit 1 and one E! line: (that line, stderr)."""
     proc = subprocess.run(
@@ -619,7 +648,7 @@ def _follow_stub(server: Any, tmp_path: Path, *more: str) -> list[str]:
         (  # (a write refused for its points, 400, is split to find them: tests below)
             [], [(404, 'database not found: "x"')],
             "E! [riverguard] pull stopped: InfluxDB refused the write to database 'x' (HTTP 404):"
-            ' database not found: "x";',
+            ' database not found: "x": create the database (InfluxQL: CREATE DATABASE "x") or fix --db;',
         ),
     ],
     ids=["read-401", "read-404", "write-404"],

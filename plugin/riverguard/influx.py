@@ -82,6 +82,7 @@ class InfluxError(Exception):
     ``status`` and ``reason``: the HTTP status and InfluxDB's own message, when it answered.
     ``influx2``: the answer was InfluxDB 2.x's JSON error (``{"code": ..., "message": ...}``); a server
     without 2.x's API (InfluxDB 1.x: a plain ``404 page not found``) does not send one.
+    ``fix``: what to change, when the writer that gave up can tell (:class:`InfluxWriter`); else None.
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class InfluxError(Exception):
         self.status = status
         self.reason = reason
         self.influx2 = influx2
+        self.fix: str | None = None
 
 
 def not_influx2(url: str, err: InfluxError | None) -> str | None:
@@ -193,9 +195,10 @@ def from_args(
     *,
     on_refused: Callable[[bytes], str] | None = None,
     refusals: RateLimit | None = None,
+    option: str | None = None,
 ) -> InfluxWriter | None:
     """The writer the ``replay`` (or ``pull``) options ask for, or None without ``--influx-url``;
-    ``on_refused``, ``refusals``: see :class:`InfluxWriter`.
+    ``on_refused``, ``refusals``, ``option``: see :class:`InfluxWriter`.
 
     Raises :class:`OptionError` for inconsistent options.
     """
@@ -262,6 +265,7 @@ def from_args(
         log=log,
         on_refused=on_refused,
         refusals=refusals,
+        option=option,
     )
 
 
@@ -316,6 +320,7 @@ class InfluxWriter:
         sleep: Callable[[float], None] = time.sleep,
         on_refused: Callable[[bytes], str] | None = None,
         refusals: RateLimit | None = None,
+        option: str | None = None,
     ) -> None:
         base = url.rstrip("/")
         if bucket is not None:
@@ -337,6 +342,9 @@ class InfluxWriter:
         self.unsigned = self.unsigned_cut = 0
         #: the options the credentials came from, for a message (never the secret itself), or None
         self.credentials = credentials
+        #: the option that named the database or bucket written, for a message: ``--db`` or ``--bucket``
+        #: unless given (``pull``'s ``--to-db``, ``--to-bucket``)
+        self.option = option or ("--bucket" if bucket is not None else "--db")
         self.headers = {"Content-Type": "text/plain; charset=utf-8", "User-Agent": "riverguard"}
         if token:
             self.headers["Authorization"] = f"Token {token}"
@@ -481,8 +489,8 @@ class InfluxWriter:
             if self.bucket is not None and (advice := not_influx2(self.url, err)):
                 return advice
             if self.bucket is not None:
-                return f"create the bucket {self.bucket!r} in organization {self.org!r}, or fix --bucket or --org"
-            return create_database(self.db)
+                return f"create the bucket {self.bucket!r} in organization {self.org!r}, or fix {self.option} or --org"
+            return create_database(self.db, self.option)
         if status == 401:
             if self.credentials:
                 return f"InfluxDB did not accept the credentials ({self.credentials}): fix them"
@@ -580,6 +588,7 @@ class InfluxWriter:
             except WriteError as err:
                 self.post_seconds += time.monotonic() - started
                 if not err.retryable:
+                    err.fix = self._fix(err)
                     raise
                 if attempt >= self.retries:
                     raise WriteError(

@@ -788,13 +788,14 @@ def _options(args: argparse.Namespace, config: Config, now: int) -> dict[str, An
 def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     now = time.time_ns()
     writer_args = argparse.Namespace(**vars(args))
+    target = None  # (the option naming what is written, for a message: --db, --bucket unless another)
     if args.to_db:
-        writer_args.db = args.to_db
+        writer_args.db, target = args.to_db, "--to-db"
     if args.to_bucket:
-        writer_args.bucket = args.to_bucket
+        writer_args.bucket, target = args.to_bucket, "--to-bucket"
     try:
         options = _options(args, config, now)
-        template = from_args(writer_args, log)
+        template = from_args(writer_args, log, option=target)
     except OptionError as err:
         log.error(str(err))
         return EXIT_CONFIG
@@ -820,7 +821,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         return EXIT_CONFIG
 
     def new_writer(on_refused: Callable[[bytes], str], refusals: RateLimit) -> InfluxWriter:
-        writer = from_args(writer_args, log, on_refused=on_refused, refusals=refusals)
+        writer = from_args(writer_args, log, on_refused=on_refused, refusals=refusals, option=target)
         assert writer is not None
         return writer
 
@@ -857,7 +858,7 @@ def _once(puller: Puller) -> int:
         _salvage(puller, err, final=True)
         puller.report_held()
         fix = "" if err.retryable else "fix this, then "
-        log.error(f"pull stopped: {err}; {puller.where()}; {fix}run it again to resume from there")
+        log.error(f"pull stopped: {_why(err)}; {puller.where()}; {fix}run it again to resume from there")
         log.info(puller.summary())
         return EXIT_FAIL
     puller.report_held()
@@ -870,7 +871,14 @@ def _once(puller: Puller) -> int:
     return EXIT_FAIL if puller.refused or unsaved else EXIT_OK
 
 
-def _salvage(puller: Puller, err: Exception, final: bool = False) -> None:
+def _why(err: ReadError | WriteError) -> str:
+    """Why a pass failed, for the ``E!`` line that stops the pull: what to change too, when the writer that
+    gave up can tell (a database the server does not have: ``--db`` or ``--to-db``, as the pass's first
+    check says of one missing then)."""
+    return f"{err}: {err.fix}" if err.fix else str(err)
+
+
+def _salvage(puller: Puller, err: ReadError | WriteError, final: bool = False) -> None:
     """After a failed read, commit what was scored (the writes still work); after a failed write, recover.
 
     Raises :class:`~riverguard.state.AccessDenied` if the checkpoint to recover from became another user's,
@@ -884,7 +892,7 @@ def _salvage(puller: Puller, err: Exception, final: bool = False) -> None:
     try:
         puller.recover()
     except AccessDenied:
-        puller.log.error(f"pull stopped: {err}; {puller.where()}")
+        puller.log.error(f"pull stopped: {_why(err)}; {puller.where()}")
         raise
 
 
@@ -911,7 +919,8 @@ def _follow(puller: Puller, every: float) -> int:
             except (ReadError, WriteError) as err:
                 _salvage(puller, err)
                 if not err.retryable:
-                    log.error(f"pull stopped: {err}; {puller.where()}; retrying cannot help: fix this and start again")
+                    log.error(f"pull stopped: {_why(err)}; {puller.where()}; retrying cannot help: fix this and start"
+                              " again")
                     code = EXIT_FAIL
                     break
                 wait = retry_wait(backoff, err.retry_after)
