@@ -214,6 +214,14 @@ def test_explanation_values_added_upstream_are_not_scored() -> None:
     assert not engine.series
 
 
+def test_a_flag_or_reason_added_upstream_is_not_scored_whatever_its_type() -> None:
+    """Next to its field's score, a field named as riverguard's flag or reason is riverguard's by its name,
+    as for the explanation values: not scored (as ``pull`` does not learn from it), even as a number."""
+    engine = Engine(_config("zscore", rule="warmup = 0\n"))
+    line = b"m v=1.5,v_anomaly_score=0.1,v_anomaly=1i,v_anomaly_reason=2 1\n"
+    assert _run(engine, line) == line
+    assert not engine.series
+
 @pytest.mark.parametrize(
     ("text", "where"),
     [

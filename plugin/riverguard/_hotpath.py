@@ -761,10 +761,8 @@ def score(engine, metric) -> bytes:
     for key, _kind, number in fields:
         if number is None:
             continue
-        if keys is not None and (
-            key + score_suffix in keys or key.endswith(score_suffix) or engine.added_upstream(key, keys)
-        ):
-            continue  # already scored upstream, or a score or an explanation value added upstream
+        if keys is not None and (key + score_suffix in keys or engine.added_upstream(key, keys)):
+            continue  # already scored upstream, or a field riverguard added upstream (a score, an explanation)
         if prefix is None:
             prefix = engine._prefix(metric)
         skey = prefix + key

@@ -11,7 +11,7 @@ import fnmatch
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from types import ModuleType
 from typing import Any
 
@@ -282,6 +282,8 @@ class Engine:
         self.flag_suffix = escape_key(config.output.flag_suffix)
         #: The explanation fields' suffixes: expected, lower, upper (floats) and reason (string).
         self.explain_suffixes = tuple(escape_key(s) for s in config.output.explain_suffixes)
+        #: The suffixes of the names riverguard adds for a field it scored, besides the score's (:meth:`added_upstream`).
+        self._upstream_suffixes = (self.flag_suffix, *self.explain_suffixes)
         self._explain_names: dict[bytes, tuple[bytes, bytes, bytes, bytes]] = {}
         self.max_series = config.state.max_series
         self._ttl_ns = min(int(config.state.series_ttl * 1e9), 2**63 - 1)
@@ -960,10 +962,22 @@ class Engine:
         except Exception:  # noqa: BLE001 - no detector error may reach the stream
             return Detector.reason(detector, x, band).encode()
 
-    def added_upstream(self, key: bytes, keys: set[bytes]) -> bool:
-        """Whether field ``key`` is an explanation value riverguard added upstream (never scored)."""
-        for suffix in self.explain_suffixes[:3]:
-            if key.endswith(suffix) and key[: -len(suffix)] + self.score_suffix in keys:
+    def added_upstream(self, key: bytes, keys: Container[bytes]) -> bool:
+        """Whether field ``key`` of a metric whose field keys are ``keys`` is one riverguard added for what it
+        scored (upstream: never scored, nor learned from): a score (``K_anomaly_score``), or the flag or an
+        explanation field (``K_anomaly``, ``K_anomaly_expected``, ``K_anomaly_reason``...) of a field ``K``
+        whose score is among ``keys``. The one rule of the hot path and of :meth:`unlearned`.
+
+        >>> from riverguard.config import default_config
+        >>> engine, keys = Engine(default_config()), {b"u", b"u_anomaly_score", b"u_anomaly_reason", b"w_anomaly"}
+        >>> [key for key in sorted(keys) if engine.added_upstream(key, keys)]
+        [b'u_anomaly_reason', b'u_anomaly_score']
+        """
+        score_suffix = self.score_suffix
+        if key.endswith(score_suffix):
+            return True
+        for suffix in self._upstream_suffixes:
+            if key.endswith(suffix) and key[: -len(suffix)] + score_suffix in keys:
                 return True
         return False
 
@@ -1012,14 +1026,11 @@ class Engine:
             head, fields, timestamp = raw_fields(line)
         except ParseError:
             return None
-        scored = [key[: -len(self.score_suffix)] for key in fields if key.endswith(self.score_suffix)]
-        added = {
-            key + suffix for key in scored if key in fields
-            for suffix in (self.score_suffix, self.flag_suffix, *self.explain_suffixes)
-        }
-        if self._metric_keys[0] in fields:  # a scope = "metric" model's
-            added.update(self._metric_keys)
-        kept = [key for key in fields if key not in added]
+        metric_scored = self._metric_keys[0] in fields  # by a scope = "metric" model: its two fields are added
+        kept = [
+            key for key in fields
+            if not self.added_upstream(key, fields) and not (metric_scored and key in self._metric_keys)
+        ]
         if not kept:
             return None
         prefix = series_prefix(metric)
