@@ -192,6 +192,25 @@ def test_explanations_survive_a_restart(tmp_path) -> None:  # noqa: ANN001 - pyt
     assert head + _run(second, data[cut:]) == whole
 
 
+@pytest.mark.parametrize("accelerate", [False, True])
+def test_points_scored_with_explanations_are_learned_as_scoring_them(accelerate: bool) -> None:
+    """``pull`` learns a point scored already (:meth:`Engine.unlearned`, then :meth:`Engine.learn`, which neither
+    writes nor explains): the models end as those that scored the points, and score what follows alike."""
+    config = _config("sentinel", rule="warmup = 5\n")
+    data = _stream(400)
+    cut = data.index(b"\n", len(data) // 2) + 1
+    whole = _run(_engine(config, accelerate), data)
+    scored = _run(_engine(config, accelerate), data[:cut])
+    assert whole.startswith(scored) and b"_reason=" in scored and b"_upper=" in scored
+    learner = _engine(config, accelerate)
+    for line in scored.splitlines():
+        point = learner.unlearned(line)
+        assert point is not None
+        learner.learn(point)
+    assert learner.unlearned(scored.splitlines()[-1]) is None  # (seen: never learned twice)
+    assert learner.metrics == scored.count(b"\n")
+    assert _run(learner, data[cut:]) == whole[len(scored):]
+
 def test_no_added_name_duplicates_a_field() -> None:
     config = _config("zscore", rule="warmup = 0\n")
     engine = Engine(config)

@@ -143,7 +143,7 @@ cpdef int verdict(Series series, double score, tuple names, bint with_flag, byte
 
 @cython.locals(score_suffix=bytes, flag_suffix=bytes, raw=bytes, fields=list, all_series=dict, ob=bytearray,
                series=Series, skey=bytes, key=bytes, with_flag=bint, scored=int, horizon="long long")
-cpdef bytes score(object engine, object metric)
+cpdef bytes score(object engine, object metric, bint write=*)
 
 @cython.locals(i=Py_ssize_t, j=Py_ssize_t)
 cdef bint _distinct(bytes b, Plain line) except -1

@@ -586,8 +586,9 @@ def _process(detector: object, x: float, t: object) -> float:
 
 def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: int, number: float, t: object,
            timestamp: object, horizon: int, ob: bytearray, with_flag: bool, keys: object) -> int:
-    """Score ``number`` in ``series`` and append its added fields to ``ob``; 3 if it is flagged, 2 if it
-    is scored and not flagged, 0 if it is not scored (no detector, or the detector failed).
+    """Score ``number`` in ``series`` and append its added fields to ``ob`` (None: it only learns, nothing is
+    explained); 3 if it is flagged, 2 if it is scored and not flagged, 0 if it is not scored (no detector,
+    or the detector failed).
 
     The field key is ``kb[key:key + key_len]``; ``with_flag`` is False when
     the metric already holds the flag field (only the score is added);
@@ -599,7 +600,8 @@ def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: in
     detector = series.detector
     if detector is None:
         return 0
-    explain = series.binding.explain  # (series.binding.x: compiled, no reference taken to the shared binding)
+    # (series.binding.x: compiled, no reference taken to the shared binding)
+    explain = series.binding.explain if ob is not None else None
     has = 0
     e0 = e1 = e2 = _NAN
     if explain is not None:  # what the detector expected, before it learns the value
@@ -635,7 +637,7 @@ def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: in
 
 def verdict(series: Series, score: float, names: tuple, with_flag: bool, ob: bytearray) -> int:
     """Count one scored sample of ``series``; append its score field, and its flag field when ``with_flag``,
-    to ``ob``. Return 1 if it is flagged, else 0.
+    to ``ob`` (None: nothing written). Return 1 if it is flagged, else 0.
 
     ``names`` is ``(",K_score=", ",K_flag=true", ",K_flag=false")``. In the
     warm-up the score is written as 0.0 and nothing is flagged; after it,
@@ -644,10 +646,10 @@ def verdict(series: Series, score: float, names: tuple, with_flag: bool, ob: byt
     """
     series.seen += 1
     flag = False
+    text = None
     if series.seen <= series.binding.warmup:
         text = b"0.0"
     else:
-        text = format_score(score)
         threshold = series.binding.threshold
         # The flag follows the written score; compare the text only near the threshold.
         if score < threshold - 1e-5:
@@ -655,9 +657,14 @@ def verdict(series: Series, score: float, names: tuple, with_flag: bool, ob: byt
         elif score > threshold + 1e-5:
             flag = True
         else:
+            text = format_score(score)
             flag = float(text) >= threshold
         if flag:
             series.anomalies += 1
+    if ob is None:
+        return 1 if flag else 0
+    if text is None:
+        text = format_score(score)
     prefix = names[0]
     _put(ob, prefix, 0, len(prefix))
     _put(ob, text, 0, len(text))
@@ -731,8 +738,9 @@ def _explained(engine, names: tuple, has: int, e0: float, e1: float, e2: float, 
             _put(ob, b'"', 0, 1)
 
 
-def score(engine, metric) -> bytes:
+def score(engine, metric, write: bool = True) -> bytes:
     """The fields to add to ``metric`` (``,K_score=...,K_flag=...`` for each numeric field); its series learn.
+    Not ``write``: they only learn (and count), nothing is formatted or explained, and the result is empty.
 
     A field key given twice is scored once, at its last occurrence (the
     value InfluxDB keeps); a field that is itself an added field, or whose
@@ -756,7 +764,7 @@ def score(engine, metric) -> bytes:
     horizon = engine.clock.horizon  # (Engine.process moved the clock on)
     prefix = None
     all_series = engine.series
-    ob = bytearray()
+    ob = bytearray() if write else None
     together = None  # the fields a scope = "metric" model takes, by name
     for key, _kind, number in fields:
         if number is None:
@@ -790,7 +798,7 @@ def score(engine, metric) -> bytes:
         engine.fields_scored += scored >> 1
     if together is not None:
         engine._score_metric(metric, prefix, together, t, ob)
-    return bytes(ob)
+    return b"" if ob is None else bytes(ob)
 
 
 def _distinct(b: bytes, line: Plain) -> bool:

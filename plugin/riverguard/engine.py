@@ -20,7 +20,7 @@ from ._compiled import is_compiled
 from ._hotpath import Series, checked_score, format_score
 from .config import Config, Rule, duration_text
 from .detectors import Detector
-from .lineprotocol import Metric, ParseError, Record, escape_key, parse, raw_fields, timestamp_at, unescape
+from .lineprotocol import Metric, ParseError, Record, escape_key, parse, timestamp_at, unescape
 from .log import Log, RateLimit, iso_ns, plural
 from .tally import Figures, RunTally
 
@@ -284,6 +284,7 @@ class Engine:
         self.explain_suffixes = tuple(escape_key(s) for s in config.output.explain_suffixes)
         #: The suffixes of the names riverguard adds for a field it scored, besides the score's (:meth:`added_upstream`).
         self._upstream_suffixes = (self.flag_suffix, *self.explain_suffixes)
+        self._added_suffixes = (self.score_suffix, *self._upstream_suffixes)
         self._explain_names: dict[bytes, tuple[bytes, bytes, bytes, bytes]] = {}
         self.max_series = config.state.max_series
         self._ttl_ns = min(int(config.state.series_ttl * 1e9), 2**63 - 1)
@@ -396,6 +397,19 @@ class Engine:
             self.parse_errors += 1
             self._report_parse_error(record.data, record.error)
             return b"" if self.drop_unparsable else data
+        extra = self.take(metric, record.data)
+        if extra is None:
+            return b"" if self.drop_unparsable else data
+        if not extra:
+            return data
+        # insert_fields on the record's own bytes (metric.raw and its newline): one copy fewer.
+        at = metric.fields_end
+        return data[:at] + extra + data[at:]
+
+    def take(self, metric: Metric, data: bytes, write: bool = True) -> bytes | None:
+        """Count ``metric`` (read from ``data``), move the clock on and score it: the fields to add (none
+        made, not ``write``: :meth:`learn`). None when its timestamp is out of range at this ``--precision``
+        (reported as a bad line)."""
         if b"\n" in metric.raw:  # a string value holding a newline: one metric, several lines
             self._extra_lines += metric.raw.count(b"\n")
         self.metrics += 1
@@ -405,8 +419,8 @@ class Engine:
             if not -(2**63) <= timestamp < 2**63:
                 self.parse_errors += 1
                 error = ParseError("timestamp out of range at this --precision", timestamp_at(metric))
-                self._report_parse_error(record.data, error)
-                return b"" if self.drop_unparsable else data
+                self._report_parse_error(data, error)
+                return None
             metric.timestamp = timestamp
         if timestamp is not None and metric.measurement != _MONITOR:  # (its own: stamped with the wall clock)
             if self.now is None or timestamp > self.now:
@@ -414,12 +428,7 @@ class Engine:
             self.clock.advance(timestamp)
         if not self.metrics & 0xFFF:
             self.expire()
-        extra = self._hot.score(self, metric)
-        if not extra:
-            return data
-        # insert_fields on the record's own bytes (metric.raw and its newline): one copy fewer.
-        at = metric.fields_end
-        return data[:at] + extra + data[at:]
+        return self._hot.score(self, metric, write)
 
     # -- scope = "metric" ----------------------------------------------------
     # A metric model's series key is the metric's prefix and a newline (no field key can hold
@@ -748,9 +757,10 @@ class Engine:
         return len(self.series), dropped
 
     def _score_metric(
-        self, metric: Metric, prefix: bytes, together: dict[str, float], t: float | None, ob: bytearray
+        self, metric: Metric, prefix: bytes, together: dict[str, float], t: float | None, ob: bytearray | None
     ) -> None:
-        """Append the metric-level score and flag of the metric's model, fed ``together`` (sorted by name), to ``ob``."""
+        """Append the metric-level score and flag of the metric's model, fed ``together`` (sorted by name), to
+        ``ob`` (None: it only learns)."""
         mkey = prefix + METRIC_FIELD
         series = self.series.get(mkey)
         if series is None:  # evicted by a field series created after it, in this same metric
@@ -973,6 +983,8 @@ class Engine:
         >>> [key for key in sorted(keys) if engine.added_upstream(key, keys)]
         [b'u_anomaly_reason', b'u_anomaly_score']
         """
+        if not key.endswith(self._added_suffixes):  # (most keys: one test)
+            return False
         score_suffix = self.score_suffix
         if key.endswith(score_suffix):
             return True
@@ -1005,42 +1017,50 @@ class Engine:
             names = self._names[key] = (b",%s%s=" % (key, self.score_suffix), flag + b"true", flag + b"false")
         return names
 
-    def unlearned(self, line: bytes) -> bytes | None:
-        """A line riverguard scored (it carries ``F_anomaly_score`` or the metric's score field), as it was
-        before: without the fields riverguard added for what it scored, to be learned from when the models
-        have not seen it. None when one of the series it may go to was last seen at its time or later
-        (learned already: a point is never learned twice; :func:`_hotpath.arrive` itself takes a time
-        going back), or when the line cannot be read or would keep no field.
+    def unlearned(self, line: bytes) -> Metric | None:
+        """The metric of a line riverguard scored (it carries ``F_anomaly_score`` or the metric's score
+        field) as it was before, without the fields riverguard added for what it scored (:meth:`added_upstream`),
+        for :meth:`learn` when the models have not seen it. None when one of the series it may go to was
+        last seen at its time or later (learned already: a point is never learned twice;
+        :func:`_hotpath.arrive` itself takes a time going back), or when the line cannot be read or would
+        keep no field.
 
         >>> from riverguard.config import default_config
         >>> engine = Engine(default_config())
-        >>> engine.unlearned(b"cpu,h=a u=2.5,u_anomaly=false,u_anomaly_score=0.0,x_anomaly=true 7")
-        b'cpu,h=a u=2.5,x_anomaly=true 7\\n'
+        >>> engine.unlearned(b"cpu,h=a u=2.5,u_anomaly=false,u_anomaly_score=0.0,x_anomaly=true 7").fields
+        [Field(key=b'u', kind='f', number=2.5), Field(key=b'x_anomaly', kind='b', number=None)]
         >>> from riverguard.stream import feed
         >>> _ = feed(engine, b"cpu,h=a u=2.5 7\\n", final=True)
-        >>> engine.unlearned(b"cpu,h=a u=2.5,u_anomaly_score=0.0 7"), engine.unlearned(b"cpu,h=a u=3.5,u_anomaly_score=0.0 8")
-        (None, b'cpu,h=a u=3.5 8\\n')
+        >>> learned = engine.unlearned(b"cpu,h=a u=2.5,u_anomaly_score=0.0 7")
+        >>> learned, engine.unlearned(b"cpu,h=a u=3.5,u_anomaly_score=0.0 8").fields
+        (None, [Field(key=b'u', kind='f', number=3.5)])
         """
         try:
             metric = parse(line)
-            head, fields, timestamp = raw_fields(line)
         except ParseError:
             return None
-        metric_scored = self._metric_keys[0] in fields  # by a scope = "metric" model: its two fields are added
+        keys = {field[0] for field in metric.fields}
+        metric_scored = self._metric_keys[0] in keys  # by a scope = "metric" model: its two fields are added
         kept = [
-            key for key in fields
-            if not self.added_upstream(key, fields) and not (metric_scored and key in self._metric_keys)
+            field for field in metric.fields
+            if not self.added_upstream(field[0], keys) and not (metric_scored and field[0] in self._metric_keys)
         ]
         if not kept:
             return None
-        prefix = series_prefix(metric)
-        for key in (*kept, METRIC_FIELD):  # (every series the point may go to, not only those it was scored in)
-            series = self.series.get(prefix + key)
-            if series is not None and series.last_time is not None and timestamp is not None \
-                    and series.last_time >= timestamp:
-                return None
-        text = b",".join([key + b"=" + fields[key] for key in kept])
-        return head + b" " + text + (b"" if timestamp is None else b" %d" % timestamp) + b"\n"
+        timestamp = metric.timestamp
+        if timestamp is not None:
+            prefix = series_prefix(metric)
+            for key in (*(field[0] for field in kept), METRIC_FIELD):  # (every series the point may go to)
+                series = self.series.get(prefix + key)
+                if series is not None and series.last_time is not None and series.last_time >= timestamp:
+                    return None
+        metric.fields = kept
+        return metric
+
+    def learn(self, metric: Metric) -> None:
+        """Take ``metric`` (:meth:`unlearned`'s) as :meth:`process` takes a line: it is counted, moves the
+        clock on and its series learn it; nothing is formatted nor explained."""
+        self.take(metric, metric.raw, write=False)
 
     _prefix = staticmethod(series_prefix)  # (for the hot path, which cannot import this module)
 

@@ -448,7 +448,8 @@ class Puller:
         try:
             with ManualGC(engine) as collector:
                 for batch in self.source.rows(name, reading.lo, hi):
-                    lines: list[tuple[bytes, bool]] = []  # (line, whether its scores are written), in time order
+                    # (a line to score and write, True; or a point scored already to learn, False), in time order
+                    lines: list[tuple[bytes | Metric, bool]] = []
                     for row in batch:
                         if row.line is None:
                             skipped += 1
@@ -457,18 +458,22 @@ class Puller:
                                 log.error(f"{name} point at {_iso(row.time)} cannot be rebuilt: {row.error}; skipped")
                         elif row.scored:
                             already += 1
-                            before = engine.unlearned(row.line.rstrip(b"\n"))
-                            if before is not None:  # learned as a single run would have, not written again
+                            point = engine.unlearned(row.line.rstrip(b"\n"))
+                            if point is not None:  # learned as a single run would have, not written again
                                 learned += 1
-                                lines.append((before, False))
+                                lines.append((point, False))
                         else:
                             lines.append((row.line, True))
                     count += len(batch)
                     if lines:
                         for write, run in itertools.groupby(lines, key=itemgetter(1)):
-                            out, _, _ = feed(engine, b"".join(line for line, _ in run), final=True)
                             if write:
+                                text = b"".join(line for line, _ in run)  # type: ignore[misc]
+                                out, _, _ = feed(engine, text, final=True)
                                 writer.write(b"".join(out))
+                            else:
+                                for point, _ in run:
+                                    engine.learn(point)  # type: ignore[arg-type]
                         collector.step()
                     last = batch[-1].time
                     self._pending[key] = last
