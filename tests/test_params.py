@@ -30,6 +30,14 @@ def test_docs_table_is_in_sync() -> None:
     )
 
 
+def test_docs_name_the_rules_warmup_not_the_internal_setting_it_fills() -> None:
+    # a rule's `warmup` fills the detectors' internal `learn` (WARMUP_PARAM), which no user sets by that name
+    text = markdown([REGISTRY[name] for name in NAMES], steps_of)
+    internal = {REGISTRY[name].WARMUP_PARAM for name in NAMES if getattr(REGISTRY[name], "WARMUP_PARAM", None)}
+    assert internal == {"learn"}
+    assert not re.findall(r"(?<![`_])\blearn\b(?![_`])", text), "docs/parameters.md says learn for the rule's warmup"
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_every_parameter_is_declared_once_with_a_valid_default(name: str) -> None:
     cls = REGISTRY[name]

@@ -2146,7 +2146,8 @@ class Pipeline:
                   high=MAX_COUNT)
     WARMUP_PARAM = "learn"
     LEARN_TIME = Param("learn_time", 0.0, "Seconds of event time after the first sample after which scoring may "
-                       "start before learn samples, once learn // 4 have been seen (0: samples only).", low=0.0)
+                       "start before the rule's warmup samples, once a quarter of them have been seen "
+                       "(0: samples only).", low=0.0)
     PARAMS = ()
 
     # what makes a rule's detectors, and the defaults: Detector's own (a compiled class cannot inherit from it)
