@@ -118,6 +118,45 @@ def test_probation_flags_and_events_are_not_judged(tmp_path: Path, zscore: Path)
     assert ev["recall"] == 0.0 and ev["median_delay_s"] is None
 
 
+PROBATION_NOTE = ("the probation (as in NAB, the first min(0.15 × samples, 750) samples of each series, not judged) "
+                  "holds {held}, not counted in the figures: {where}\n")
+
+
+def test_events_and_flags_in_the_probation_are_told_and_counted_apart(tmp_path: Path, zscore: Path):
+    # two labelled incidents, one in the first 150 rows; two flags there: the figures leave them out, and say so
+    f = series(tmp_path / "probation.csv", spikes={100: 50.0, 120: 50.0}, labels={100, 101, 400})
+    note = PROBATION_NOTE.format(held="1 of 2 labelled events and 2 flags",
+                                 where=f"{f} (first 150 samples: 1 event, 2 flags)")
+    for args in (("--json",), ()):
+        result = evaluate("--labels", str(f), "--config", str(zscore), *args)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == "W! [riverguard] " + note
+    data = json.loads(evaluate("--labels", str(f), "--config", str(zscore), "--json").stdout)
+    ev = data["events"]
+    assert (ev["events"], ev["probation_events"], ev["probation_flags"]) == (1, 1, 2)
+    assert data["events"]["categories"][tmp_path.name]["probation_flags"] == 2
+    mine = data["per_file"][0]["events"]
+    assert (mine["probation_events"], mine["probation_flags"], mine["probation_samples"]) == (1, 2, 150)
+    # flags alone there: told as information; nothing there: nothing told
+    flags = series(tmp_path / "flags.csv", spikes={100: 50.0}, labels={400})
+    result = evaluate("--labels", str(flags), "--config", str(zscore))
+    assert result.stderr == "I! [riverguard] " + PROBATION_NOTE.format(
+        held="1 flag", where=f"{flags} (first 150 samples: 1 flag)")
+    quiet = series(tmp_path / "quiet.csv", spikes={400: 50.0}, labels={400})
+    assert evaluate("--labels", str(quiet), "--config", str(zscore)).stderr == ""
+
+
+def test_the_probation_line_names_a_few_files_those_with_events_first(tmp_path: Path, zscore: Path):
+    names = [series(tmp_path / f"f{i}.csv", spikes={100: 50.0}) for i in range(4)]
+    late = series(tmp_path / "g.csv", labels={50})
+    result = evaluate("--labels", str(tmp_path), "--config", str(zscore))
+    assert result.returncode == 0, result.stderr
+    where = "; ".join([f"{late} (first 150 samples: 1 event)", *(f"{f} (first 150 samples: 1 flag)" for f in names[:2]),
+                       "2 more files (--json: per_file events)"])
+    assert result.stderr == "W! [riverguard] " + PROBATION_NOTE.format(
+        held="1 of 1 labelled event and 4 flags", where=where)
+
+
 def test_gaps_repeated_timestamps_and_the_corpus_figures(tmp_path: Path, zscore: Path):
     # rows 300-302 are gaps labelled as an incident; the flag just after catches it
     gap = series(tmp_path / "gap.csv", spikes={303: 50.0}, labels={300, 301, 302}, gaps={300, 301, 302},

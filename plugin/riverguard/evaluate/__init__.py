@@ -89,6 +89,32 @@ def _what_rules_see(files: list[Any]) -> str:
             f' "{MEASUREMENT}" and field "{FIELD}"')
 
 
+def _tell_probation(per_file: list[dict[str, Any]], log: Log, shown: int = 3) -> None:
+    """One line for the events and flags in the series' probations, which no figure counts: a ``W!`` line when
+    labelled events are left out, else an ``I!`` line for the flags."""
+    events = sum(f["events"]["probation_events"] for f in per_file)
+    flags = sum(f["events"]["probation_flags"] for f in per_file)
+    if not events and not flags:
+        return
+    total = events + sum(f["events"]["events"] for f in per_file)
+    held = [f"{events} of {plural(total, 'labelled event')}"] if events else []
+    held += [plural(flags, "flag")] if flags else []
+    files = sorted((f for f in per_file if f["events"]["probation_events"] or f["events"]["probation_flags"]),
+                   key=lambda f: not f["events"]["probation_events"])  # (stable: those with events first)
+    where = []
+    for f in files[:shown]:
+        ev = f["events"]
+        counts = [plural(ev["probation_events"], "event")] if ev["probation_events"] else []
+        counts += [plural(ev["probation_flags"], "flag")] if ev["probation_flags"] else []
+        where.append(f"{f['file']} (first {plural(ev['probation_samples'], 'sample')}: {', '.join(counts)})")
+    if len(files) > shown:
+        where.append(f"{len(files) - shown} more files (--json: per_file events)")
+    (log.warn if events else log.info)(
+        "the probation (as in NAB, the first min(0.15 × samples, 750) samples of each series, not judged) holds "
+        + " and ".join(held) + ", not counted in the figures: " + "; ".join(where)
+    )
+
+
 def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     """Run ``riverguard evaluate``; return the exit code."""
     from pathlib import Path
@@ -208,6 +234,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     report["events"] = {"threshold": event_threshold, **evaluate_events(files, event_flags, per_file)}
     report["per_file"] = per_file
     report["seconds"] = round(time.perf_counter() - started, 3)
+    _tell_probation(per_file, log)
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")

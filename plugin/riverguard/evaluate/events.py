@@ -17,7 +17,8 @@ noticed, how many alerts were raised for nothing, how long it took. The rules
   (consecutive flagged samples); a run counts one false alarm, plus one more
   for each further ``T`` it lasts: ``1 + floor((last - first) / T)``.
 - **Probation**: as in NAB, the first ``min(floor(0.15 * rows), 750)`` samples
-  are not judged: flags there are ignored, and so are events that end there.
+  are not judged: flags there are ignored, and so are events that end there
+  (both are counted apart, ``probation_flags`` and ``probation_events``).
 - **recall** = caught / events, **precision** = caught / (caught + false
   alarms), **F1** their harmonic mean, **false alarms per series-day** = false
   alarms / days of judged time summed over the series, **median delay** over
@@ -61,6 +62,8 @@ class EventScore:
     false_alarms: int = 0
     days: float = 0.0  # judged time, in days
     delays: list[float] = field(default_factory=list)  # seconds, one per caught event
+    probation_events: int = 0  # events that end in the probation: not judged
+    probation_flags: int = 0  # flagged samples in the probation: not judged
 
     def __add__(self, other: EventScore) -> EventScore:
         return EventScore(
@@ -69,6 +72,8 @@ class EventScore:
             self.false_alarms + other.false_alarms,
             self.days + other.days,
             self.delays + other.delays,
+            self.probation_events + other.probation_events,
+            self.probation_flags + other.probation_flags,
         )
 
 
@@ -93,11 +98,11 @@ def score_series(
         raise ValueError(f"{len(flags)} flags for {len(ts)} samples")
     n = len(ts)
     probation = probation_length(n)
-    if probation >= n:
-        return EventScore()
+    spans = sorted((int(a), int(b)) for a, b in events)
+    if probation >= n:  # no sample (probation_length(n) < n otherwise): nothing is judged
+        return EventScore(probation_events=len(spans))
     start_time = int(ts[probation])
     span = tolerance * interval(ts)
-    spans = sorted((int(a), int(b)) for a, b in events)
     counted = [end >= start_time for _, end in spans]
     starts = np.array([a for a, _ in spans], dtype=np.int64)
     first_flag: list[int | None] = [None] * len(spans)
@@ -119,7 +124,8 @@ def score_series(
         if ok and first is not None
     ]
     false_alarms = sum(1 + (last - first) // span for first, last, _ in runs) if span > 0 else len(runs)
-    return EventScore(sum(counted), len(delays), int(false_alarms), (int(ts[-1]) - start_time) / _DAY_NS, delays)
+    return EventScore(sum(counted), len(delays), int(false_alarms), (int(ts[-1]) - start_time) / _DAY_NS, delays,
+                      len(spans) - sum(counted), int(flags[:probation].sum()))
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -149,4 +155,6 @@ def summary(score: EventScore) -> dict[str, Any]:
         "series_days": rounded(score.days, 3),
         "false_alarms_per_day": rounded(per_day),
         "median_delay_s": rounded(delay, 3),
+        "probation_events": score.probation_events,
+        "probation_flags": score.probation_flags,
     }

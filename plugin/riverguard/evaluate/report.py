@@ -74,7 +74,8 @@ def evaluate_scores(
 def evaluate_events(
     files: Sequence[NabFile], flags: Sequence[np.ndarray], per_file: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """Event-wise figures (:mod:`.events`) for the corpus and per category; each file's into ``per_file``."""
+    """Event-wise figures (:mod:`.events`) for the corpus and per category; each file's into ``per_file``, with
+    its probation's length in samples."""
     total = events.EventScore()
     by_cat: dict[str, events.EventScore] = {}
     for i, (f, flagged) in enumerate(zip(files, flags, strict=True)):
@@ -82,7 +83,7 @@ def evaluate_events(
         total = total + s
         by_cat[f.category] = by_cat.get(f.category, events.EventScore()) + s
         if per_file is not None:
-            per_file[i]["events"] = events.summary(s)
+            per_file[i]["events"] = {**events.summary(s), "probation_samples": nab.probation_length(f.rows)}
     out = events.summary(total)
     out["tolerance_intervals"] = events.TOLERANCE
     out["categories"] = {cat: events.summary(s) for cat, s in sorted(by_cat.items())}
