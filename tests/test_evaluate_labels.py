@@ -157,6 +157,36 @@ def test_the_probation_line_names_a_few_files_those_with_events_first(tmp_path: 
         held="1 of 1 labelled event and 4 flags", where=where)
 
 
+def test_json_gives_each_event_its_times_and_whether_a_flag_caught_it(tmp_path: Path, zscore: Path):
+    # caught 6 minutes in (within the tolerance), missed (the flag at 607 is past it), one in the probation
+    f = series(tmp_path / "after.csv", spikes={306: 50.0, 607: 50.0}, labels={100, 300, 301, 600, 601})
+    detail = report(f, config=zscore)["per_file"][0]["events"]["detail"]
+    iso = {i: stamp(i, "T") + "Z" for i in (100, 300, 301, 306, 600, 601)}
+    assert detail == [
+        {"start": iso[100], "end": iso[100], "judged": False, "caught": None, "first_flag": None, "delay_s": None},
+        {"start": iso[300], "end": iso[301], "judged": True, "caught": True, "first_flag": iso[306], "delay_s": 360.0},
+        {"start": iso[600], "end": iso[601], "judged": True, "caught": False, "first_flag": None, "delay_s": None},
+    ]
+
+
+def test_missed_lists_the_events_missed_or_not_judged(tmp_path: Path, zscore: Path):
+    f = series(tmp_path / "after.csv", spikes={306: 50.0, 607: 50.0}, labels={100, 300, 301, 600, 601})
+    caught = series(tmp_path / "inside.csv", spikes={301: 50.0}, labels={300, 301, 302})
+    plain = evaluate("--labels", str(f), str(caught), "--config", str(zscore))
+    listed = evaluate("--labels", str(f), str(caught), "--config", str(zscore), "--missed")
+    assert plain.returncode == listed.returncode == 0, listed.stderr
+    assert "missed or not judged" not in plain.stdout
+    tables, block = listed.stdout.split("\n\nevents missed or not judged (start .. end)\n")
+    assert tables == plain.stdout.split("\ndone in")[0].rstrip("\n")
+    assert block.split("\ndone in")[0] == (
+        f"{f}: 1 of 3 events missed, 1 not judged\n"
+        f"  not judged  {stamp(100, 'T')}Z .. {stamp(100, 'T')}Z  (ends in the probation, the first 150 samples)\n"
+        f"  missed      {stamp(600, 'T')}Z .. {stamp(601, 'T')}Z\n"
+    )
+    none = evaluate("--labels", str(caught), "--config", str(zscore), "--missed")
+    assert "\nevents missed or not judged (start .. end)\nnone\n" in none.stdout
+
+
 def test_gaps_repeated_timestamps_and_the_corpus_figures(tmp_path: Path, zscore: Path):
     # rows 300-302 are gaps labelled as an incident; the flag just after catches it
     gap = series(tmp_path / "gap.csv", spikes={303: 50.0}, labels={300, 301, 302}, gaps={300, 301, 302},

@@ -67,6 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
+        "--missed",
+        action="store_true",
+        help="also list each file's events that were missed or not judged (text output; --json always has every "
+        "event under per_file)",
+    )
+    parser.add_argument(
         "--detector",
         metavar="NAME",
         help="score with this registered detector (default parameters) instead of the config's rules",
@@ -239,7 +245,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(format_tables(report))
+        sys.stdout.write(format_tables(report, missed=args.missed))
         sys.stdout.write(f"\ndone in {report['seconds']:.1f} s\n")
     sys.stdout.flush()
     return EXIT_OK

@@ -31,6 +31,10 @@ noticed, how many alerts were raised for nothing, how long it took. The rules
 >>> s = score_series(ts, [(298 * minute, 301 * minute), (600 * minute, 610 * minute)], flags)
 >>> s.events, s.caught, s.false_alarms, s.delays
 (2, 1, 3, [120.0])
+>>> s.outcomes[0]
+EventOutcome(start=17880000000000, end=18060000000000, judged=True, first_flag=18000000000000)
+>>> s.outcomes[1].first_flag is None
+True
 """
 
 from __future__ import annotations
@@ -38,19 +42,30 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..log import iso_ns
 from .nab import probation_length
 
-__all__ = ["TOLERANCE", "EventScore", "score_series", "summary"]
+__all__ = ["TOLERANCE", "EventOutcome", "EventScore", "outcomes", "score_series", "summary"]
 
 #: Sample intervals after an event in which a flag still catches it; also the stretch
 #: of a run of flags that counts one more false alarm.
 TOLERANCE = 5
 
 _DAY_NS = 86400 * 10**9
+
+
+class EventOutcome(NamedTuple):
+    """One labelled event: its inclusive span (ns), whether it was judged (it ends after the probation), and
+    the time of the first flag that caught it (None: missed, or not judged)."""
+
+    start: int
+    end: int
+    judged: bool
+    first_flag: int | None
 
 
 @dataclass
@@ -64,6 +79,7 @@ class EventScore:
     delays: list[float] = field(default_factory=list)  # seconds, one per caught event
     probation_events: int = 0  # events that end in the probation: not judged
     probation_flags: int = 0  # flagged samples in the probation: not judged
+    outcomes: list[EventOutcome] = field(default_factory=list)  # every event, in time order
 
     def __add__(self, other: EventScore) -> EventScore:
         return EventScore(
@@ -74,6 +90,7 @@ class EventScore:
             self.delays + other.delays,
             self.probation_events + other.probation_events,
             self.probation_flags + other.probation_flags,
+            self.outcomes + other.outcomes,
         )
 
 
@@ -100,7 +117,7 @@ def score_series(
     probation = probation_length(n)
     spans = sorted((int(a), int(b)) for a, b in events)
     if probation >= n:  # no sample (probation_length(n) < n otherwise): nothing is judged
-        return EventScore(probation_events=len(spans))
+        return EventScore(probation_events=len(spans), outcomes=[EventOutcome(a, b, False, None) for a, b in spans])
     start_time = int(ts[probation])
     span = tolerance * interval(ts)
     counted = [end >= start_time for _, end in spans]
@@ -118,14 +135,44 @@ def score_series(
             runs[-1][1], runs[-1][2] = t, int(i)
         else:
             runs.append([t, t, int(i)])
-    delays = [
-        (first - start) / 1e9
-        for (start, _), first, ok in zip(spans, first_flag, counted, strict=True)
-        if ok and first is not None
-    ]
     false_alarms = sum(1 + (last - first) // span for first, last, _ in runs) if span > 0 else len(runs)
+    judged = [
+        EventOutcome(start, end, ok, first if ok else None)
+        for (start, end), first, ok in zip(spans, first_flag, counted, strict=True)
+    ]
+    delays = [d for d in map(_delay, judged) if d is not None]
     return EventScore(sum(counted), len(delays), int(false_alarms), (int(ts[-1]) - start_time) / _DAY_NS, delays,
-                      len(spans) - sum(counted), int(flags[:probation].sum()))
+                      len(spans) - sum(counted), int(flags[:probation].sum()), judged)
+
+
+def _delay(o: EventOutcome) -> float | None:
+    """Seconds from the event's start to the first flag that caught it (None: not caught)."""
+    return None if o.first_flag is None else (o.first_flag - o.start) / 1e9
+
+
+def outcomes(score: EventScore) -> list[dict[str, Any]]:
+    """Each event of an :class:`EventScore` as plain data: its start and end (RFC 3339, UTC), whether it was
+    judged and caught (None when not judged), the first flag that caught it and the delay (None when missed).
+
+    >>> minute = 60 * 10**9
+    >>> outcomes(EventScore(outcomes=[EventOutcome(0, minute, True, 2 * minute), EventOutcome(0, 0, False, None)]))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [{'start': '1970-01-01T00:00:00Z', 'end': '1970-01-01T00:01:00Z', 'judged': True, 'caught': True,
+      'first_flag': '1970-01-01T00:02:00Z', 'delay_s': 120.0},
+     {'start': '1970-01-01T00:00:00Z', 'end': '1970-01-01T00:00:00Z', 'judged': False, 'caught': None,
+      'first_flag': None, 'delay_s': None}]
+    """
+    return [
+        {
+            "start": iso_ns(o.start),
+            "end": iso_ns(o.end),
+            "judged": o.judged,
+            "caught": (o.first_flag is not None) if o.judged else None,
+            "first_flag": None if o.first_flag is None else iso_ns(o.first_flag),
+            "delay_s": _delay(o),
+        }
+        for o in score.outcomes
+    ]
 
 
 def _ratio(num: float, den: float) -> float | None:

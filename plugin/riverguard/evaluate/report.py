@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..log import plural
 from . import events, nab
 from .corpus import NabFile
 
@@ -75,7 +76,7 @@ def evaluate_events(
     files: Sequence[NabFile], flags: Sequence[np.ndarray], per_file: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     """Event-wise figures (:mod:`.events`) for the corpus and per category; each file's into ``per_file``, with
-    its probation's length in samples."""
+    its probation's length in samples and each of its events (:func:`.events.outcomes`) under ``"detail"``."""
     total = events.EventScore()
     by_cat: dict[str, events.EventScore] = {}
     for i, (f, flagged) in enumerate(zip(files, flags, strict=True)):
@@ -83,7 +84,8 @@ def evaluate_events(
         total = total + s
         by_cat[f.category] = by_cat.get(f.category, events.EventScore()) + s
         if per_file is not None:
-            per_file[i]["events"] = {**events.summary(s), "probation_samples": nab.probation_length(f.rows)}
+            per_file[i]["events"] = {**events.summary(s), "probation_samples": nab.probation_length(f.rows),
+                                     "detail": events.outcomes(s)}
     out = events.summary(total)
     out["tolerance_intervals"] = events.TOLERANCE
     out["categories"] = {cat: events.summary(s) for cat, s in sorted(by_cat.items())}
@@ -140,8 +142,29 @@ def _event_table(report: dict[str, Any], width: int) -> list[str]:
     return lines
 
 
-def format_tables(report: dict[str, Any]) -> str:
-    """The human-readable tables of :func:`evaluate_scores` (and :func:`evaluate_events`) output in a report."""
+def _missed_list(report: dict[str, Any]) -> list[str]:
+    """Each file's events that were missed or not judged (in the probation), one line each, from ``per_file``."""
+    lines = ["", "events missed or not judged (start .. end)"]
+    for f in report["per_file"]:
+        ev = f["events"]
+        rows = [
+            ("missed    " if o["judged"] else "not judged") + f"  {o['start']} .. {o['end']}"
+            + ("" if o["judged"] else f"  (ends in the probation, the first {ev['probation_samples']} samples)")
+            for o in ev["detail"] if not o["caught"]
+        ]
+        if rows:
+            unjudged = sum(not o["judged"] for o in ev["detail"])
+            lines.append(f"{f['file']}: {len(rows) - unjudged} of {plural(len(ev['detail']), 'event')} missed"
+                         + (f", {unjudged} not judged" if unjudged else ""))
+            lines.extend("  " + row for row in rows)
+    if len(lines) == 2:
+        lines.append("none")
+    return lines
+
+
+def format_tables(report: dict[str, Any], missed: bool = False) -> str:
+    """The human-readable tables of :func:`evaluate_scores` (and :func:`evaluate_events`) output in a report;
+    with ``missed``, then each file's events that were missed or not judged."""
     lines = []
     head = report.get("title")
     if head:
@@ -180,4 +203,6 @@ def format_tables(report: dict[str, Any]) -> str:
             lines.append(row.rstrip())
     if "events" in report:
         lines.extend(_event_table(report, width))
+    if missed:
+        lines.extend(_missed_list(report))
     return "\n".join(lines) + "\n"
