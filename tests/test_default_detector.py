@@ -106,31 +106,34 @@ def cmd_report(cmd_root: Path) -> dict:
 
 
 def test_nab_quality_measured(nab_report):
-    """Regression floor at the measured scores (78.48 / 78.48 / 71.27 / 82.94 when written, with a reported
+    """Regression floor at the measured scores (79.57 / 79.57 / 72.37 / 84.06 when written, with new extremes
+    far from the mean of their hour: ``machine_temperature_system_failure``'s first window caught, no false
+    alarm more; 78.48 / 78.48 / 71.27 / 82.94 with a reported
     stuck run leaving the repeat statistics: two windows of ``rogue_agent_key_hold`` caught earlier, one more
     false alarm there; 77.99 / 77.99 / 70.85 / 82.62 with the likelihood
     kept under the threshold in a suppression; 77.93 / 77.93 / 70.72 / 82.57 with bursts of change; 77.00 / 77.00 / 69.79 / 81.57 with level shifts; 76.04 / 76.04 / 68.96 / 80.54 with spikes that last; 75.06 / 68.11 / 79.50 before; issue 12 asks
     for >= 74 standard at the shipped threshold), and the false alarms per series-day no higher than when
     issue 12 was filed (0.074; 0.0637 when written, 0.0632 before, 0.0621 before level shifts)."""
     std, low_fp = nab_report["standard"], nab_report["reward_low_FP_rate"]
-    assert std["swept"]["score"] >= 78.47
-    assert std["configured"]["score"] >= 78.47
-    assert low_fp["swept"]["score"] >= 71.26
-    assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 82.93
+    assert std["swept"]["score"] >= 79.56
+    assert std["configured"]["score"] >= 79.56
+    assert low_fp["swept"]["score"] >= 72.36
+    assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 84.05
     assert nab_report["events"]["false_alarms_per_day"] <= 0.0638
     assert nab_report["events"]["f1"] >= 0.560
 
 
 def test_cloud_monitoring_quality_measured(cmd_report):
-    """Regression floor on the second corpus (44.74 / 42.77 / 46.96 at 0.5 when written, with bursts of
+    """Regression floor on the second corpus (45.76 / 43.96 / 47.95 at 0.5 when written, with new extremes far
+    from the mean of their hour: 2 more windows, one false alarm fewer; 44.74 / 42.77 / 46.96 with bursts of
     change: 5 more false alarms, no window, for 9 more of 112 incidents in the long sensor runs at 1 s and
     one more NAB window; 44.85 / 43.00 / 47.04 with level shifts; 43.51 / 41.71 / 45.52 with ``long_time``; 43.32 / 41.47 / 45.39 with spikes that last; 39.22 / 37.42 /
     41.10 before, 38.85 / 36.67 / 40.86 before the sparse-slot and climb rules, 31.40 / 29.24 / 33.09 before
     suppress_time and learn_time); false alarms per series-day no higher than when issue 12 was filed
     (0.043; 0.0417 when written, 0.0388 before bursts of change, 0.0377 before level shifts)."""
-    assert cmd_report["standard"]["configured"]["score"] >= 44.74
-    assert cmd_report["reward_low_FP_rate"]["configured"]["score"] >= 42.76
-    assert cmd_report["reward_low_FN_rate"]["configured"]["score"] >= 46.96
+    assert cmd_report["standard"]["configured"]["score"] >= 45.75
+    assert cmd_report["reward_low_FP_rate"]["configured"]["score"] >= 43.95
+    assert cmd_report["reward_low_FN_rate"]["configured"]["score"] >= 47.94
     assert cmd_report["events"]["false_alarms_per_day"] <= 0.0417
     assert cmd_report["events"]["f1"] >= 0.5528
 
@@ -318,7 +321,10 @@ def test_time_of_day_extreme_gets_through_another_suppression():
             det.process(value(i), t0 + 300.0 * i)
         i = 288 * 14 + 200  # Monday 16:40, normally high
         got[through] = (spike, det.process(20.0, t0 + 300.0 * i), int(det.suppression._qday))
-        got[through] += (det.process(-19.0, t0 + 300.0 * (i + 12)),)  # the next hour's slot, lower still
+        # the next hour's slot, lower still, but inside the range seen so far by its margin (-19 was a new extreme
+        # too once it could be far from the mean of its hour, about 60 below it: docs/detection.md "An outage
+        # at one sample a minute")
+        got[through] += (det.process(10.0, t0 + 300.0 * (i + 12)),)
     assert got[True][:3] == (1.0, Sentinel().day_score, 1)
     assert got[False][:3] == (1.0, Sentinel().day_score * Sentinel().damp, 0)
     # damped: the suppression running now was started by a time-of-day extreme

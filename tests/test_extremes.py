@@ -15,6 +15,7 @@ even with uneven intervals, changes no byte of the output.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -414,3 +415,27 @@ def test_a_wild_value_in_a_series_that_holds_its_values_leaves_the_lines_after_i
                                 times[:AT] + [step * AT - step // 2] + times[AT:]))
     assert AT in flags(got), flags(got)
     assert got[:AT] + got[AT + 1 :] == without
+
+
+def outage_day(days: int = 6, at: float = 3.3, minutes: int = 10) -> tuple[list[float], int]:
+    """A request rate at one sample a minute (seeded): 500 +- 300 over the day (lowest at midnight UTC) plus
+    noise of sd 25, falling to about 3 req/s for ``minutes`` from day ``at``; the values and where it falls."""
+    rng = random.Random(26)
+    n = days * 1440
+    xs = [max(0.0, 500.0 - 300.0 * math.cos(2.0 * math.pi * i / 1440.0) + rng.gauss(0.0, 25.0)) for i in range(n)]
+    start = int(at * 1440)
+    for i in range(start, start + minutes):
+        xs[i] = rng.uniform(0.5, 6.0)
+    return [round(x, 2) for x in xs], start
+
+
+def test_an_outage_of_a_daily_rate_at_one_sample_a_minute_is_flagged(tmp_path: Path) -> None:
+    """A rate with a strong daily cycle falls to almost nothing for 10 minutes on day 3.3, at one sample a
+    minute: far below the range seen so far, but not 3 long-run standard deviations from the long-run mean
+    (the daily swing spreads them: 172 around 406, so -110 would be needed), so before it was never flagged.
+    It is far from the mean of its hour, which three earlier days have shown (about 20 of that hour's
+    standard deviations): a new extreme once it has lasted its two samples, and nothing else is flagged."""
+    xs, start = outage_day()
+    out = run(tmp_path, lines(xs, 60))
+    assert flags(out) == [start + 1], flags(out)
+    assert b",cpu_anomaly_score=1.0,cpu_anomaly=true," in out[start + 1], out[start + 1]

@@ -207,7 +207,13 @@ class Sentinel(Pipeline):
        maximum or below the minimum, and more than ``extreme_sd`` long-run
        standard deviations from the long-run mean, scores ``extreme`` (the
        second condition keeps a noisy series whose range is still growing with
-       a slow drift from firing). The range is taken as it was when the current
+       a slow drift from firing); or, instead of the second, more than
+       ``extreme_sd`` of its time-of-day slot's standard deviations and
+       ``day_margin`` of the range from the slot's mean, once the slot has
+       seen as many samples as its mean remembers (``1 / day_fading``) on
+       two days or more (a rate that falls to zero, where a daily swing
+       spreads the long-run variance so that zero is not 3 of its standard
+       deviations away). The range is taken as it was when the current
        excursion beyond it began, so a slow slide to a new low is measured from
        where it left the range rather than step by step; after a detection, or
        once the excursion is over, the reference catches up with the range.

@@ -143,6 +143,12 @@ cdef class TimeOfDay(Step):
     @cython.locals(width=double, tt=double, day=double, slot=int64_t, per_day=int)
     cdef int64_t slot_at(self, object t) except? -2
     cdef inline bint _known(self, int vis, double dlo, double dhi, double span) noexcept
+    @cython.locals(slot=int64_t, vis=int)
+    cdef int64_t settled(self, object t, double gap) except? -2
+    @cython.locals(h=double, m=double)
+    cdef double reach(self, int64_t slot, double span) noexcept
+    @cython.locals(slot=int64_t, v=double)
+    cdef bint far(self, double x, double lmean, object t, double gap, double span) except -1
     @cython.locals(slot=int64_t, v=double, vis=int, i=Py_ssize_t, ds=double,
                    dvar=double, zs=double, a=double, dlo=double, dhi=double, known=bint)
     cdef double observe(self, double x, double lmean, object t, double span, double var, double z_scale,
@@ -190,7 +196,7 @@ cdef class Extremes(Step):
     @cython.locals(lo=double, hi=double, rlo=double, rhi=double, ext=double, side=int, lam=double,
                    dl=double, far=bint, need=double, last=double, calm=double, inner=double, back=bint, beyond=double, wild=bint)
     cdef bint observe(self, double x, int64_t n, double span, double slack, bint counter, double level,
-                      double learnt) except -1
+                      double learnt, TimeOfDay day, object t) except -1
     cdef void report(self, int side) noexcept
     cdef void settle(self) noexcept
     cdef bint _fits(self) except -1
@@ -347,9 +353,9 @@ cdef class Pipeline:
                    lmean=double, cuts="double *", m=int, u=double, rmax=double, lik=Likelihood, sd=double,
                    zl=double, zu=double, nb=int, zh=double, b=int64_t, sl=double, su=double, tl=double, tu=double,
                    day=TimeOfDay, slot=int64_t, lam=double, shrink=double, base=double, vis=int, dvar=double,
-                   c=double, h=double, dm=double, xl=double, xu=double, far=double, mx=double, d=double,
+                   c=double, h=double, dm=double, xl=double, xu=double, fl=double, fu=double, hs=int64_t, mx=double, d=double,
                    i=int, j=int, v=double, best=double, start=double, end=double, inside=bint, k=int,
-                   left=double, right=double, x=double, ok=bint, dl=double, dist=double, bad=bint,
+                   left=double, right=double, x=double, ok=bint, dist=double, bad=bint,
                    xon=bint, lower=double, upper=double, hole=bint, up=double, down=double, pl=double, pu=double, cfg=Settings,
                    spon=bint, mask=bint, spk=Spike, w=double, wf=double, sp=double, slack=double, ql=double, qu=double, width=double,
                    hl=double, hu=double, hon=bint, hmask=bint, shf=Shift, unit=double, a=double, r=double,

@@ -813,6 +813,37 @@ class TimeOfDay(Step):
         more than ``day_width`` of the range (width 0: whatever their spread)."""
         return vis >= self.cfg.day_visits and (not self.cfg.day_width or dhi - dlo > self.cfg.day_width * span)
 
+    def settled(self, t, gap):
+        """The slot of event time ``t`` if its mean and variance say what is far for the hour, else -1: the series
+        has passed through it on an earlier day, and (``gap`` the usual interval) the slot has seen as many samples
+        as its mean and variance remember (``1 / day_fading``: two passes at one sample a minute, five at 5
+        minutes, 50 hourly). Used for new extremes (:meth:`far`), not for the slot's own checks."""
+        slot = self.slot_at(t)
+        if slot < 0 or not self.cfg.day_fading:
+            return -1
+        vis = self._visits[slot]
+        if vis >= 2 and vis * self.cfg.width * self.cfg.day_fading >= gap:
+            return slot
+        return -1
+
+    def reach(self, slot, span):
+        """How far from the mean of ``slot`` (:meth:`settled`) a value is far for the hour: ``extreme_sd`` of the
+        slot's standard deviations, and ``day_margin`` of the range seen so far (``span``), so that a series
+        whose hours vary little, such as a slow drift, is not far for every wiggle."""
+        h = self.cfg.extreme_sd * sqrt(self._stat[2 * slot + 1])
+        m = self.cfg.day_margin * span
+        return h if h > m else m
+
+    def far(self, x, lmean, t, gap, span):
+        """Whether ``x`` (event time ``t``; ``lmean`` the long-run mean, ``gap`` the usual interval and ``span``
+        the range seen so far, before ``x``) is far from the mean of its slot, one that says (:meth:`settled`):
+        more than :meth:`reach` from it."""
+        slot = self.settled(t, gap)
+        if slot < 0:
+            return False
+        v = x - lmean if self.cfg.day_detrend else x
+        return fabs(v - self._stat[2 * slot]) > self.reach(slot, span)
+
     def observe(self, x, lmean, t, span, var, z_scale, z):
         """Learn ``x`` in its slot (event time ``t``); return the larger of ``z`` and the error against the slot.
 
@@ -953,7 +984,9 @@ class Extremes(Step):
     PARAMS = (
         Param("margin", 0.05, "Fraction of the range seen so far beyond which a new extreme is flagged.", low=0.0),
         Param("extreme", 1.0, "The score of a new extreme.", low=0.0, high=1.0),
-        Param("extreme_sd", 3.0, "Long-run standard deviations from the long-run mean a new extreme needs.", low=0.0),
+        Param("extreme_sd", 3.0, "Long-run standard deviations from the long-run mean a new extreme needs (or as "
+              "many of its time-of-day slot's from the slot's mean, once the slot has seen as many samples as it "
+              "remembers, on two days or more).", low=0.0),
         Param("value_long", 0.002, "Weight of the newest value in the long-run mean and variance of the values.",
               low=0.0, high=1.0, low_open=True, high_open=True),
         Param("extreme_time", 0.0, "Seconds of event time an excursion beyond the range must have lasted for a "
@@ -994,18 +1027,21 @@ class Extremes(Step):
     def first(self, x):
         self._lo = self._hi = self._rlo = self._rhi = self._lmean = x
 
-    def observe(self, x, n, span, slack, counter, level, learnt):
+    def observe(self, x, n, span, slack, counter, level, learnt, day, t):
         """Learn ``x`` (as ``learnt`` in the long-run mean and variance: the pipeline's bound on a wild value,
         :func:`_bound`; n >= 1 samples before it, ``span`` the event time it stands for and ``slack`` half the
         usual interval: see :meth:`Pipeline.span`; ``counter``: the series is a cumulative counter,
-        :class:`Counter`; ``level``: the recent level before it); True if it is a new extreme (else ``held`` is the side
+        :class:`Counter`; ``level``: the recent level before it; ``day`` the time-of-day step and ``t`` the event
+        time); True if it is a new extreme (else ``held`` is the side
         of a new extreme that its excursion has not lasted long enough for, 0 if none: :meth:`report`
         reports it).
 
         A new extreme is beyond the range as it was when the current excursion
         began (a slow slide to a new low is measured from where it left the
         range) by more than ``margin`` of that range, and far from the
-        long-run mean, once the excursion has lasted ``extreme_time`` and two
+        long-run mean (``extreme_sd`` long-run standard deviations) or from
+        the mean of its hour (:meth:`TimeOfDay.far`: a rate that drops to
+        zero where its daily swing spreads the long-run variance), once the excursion has lasted ``extreme_time`` and two
         usual intervals, up to twice ``extreme_time`` (:func:`_lone`: at one
         sample a minute a lone value is learned as at 10 s; one that stands
         for two minutes or more is enough); the
@@ -1118,14 +1154,14 @@ class Extremes(Step):
         lam = _long_weight(self.cfg, n)
         dl = x - self._lmean
         far = False
-        if ext > 0.0:
-            far = dl * dl > self.cfg.extreme_sd_sq * self._lvar
+        if ext > 0.0 and ext > self.cfg.margin * (rhi - rlo):  # far from the long-run mean, or from the hour's
+            far = dl * dl > self.cfg.extreme_sd_sq * self._lvar or day.far(x, self._lmean, t, slack + slack, hi - lo)
         if learnt != x:  # (a wild value: as one _LONG_CLIP widths of the range beyond it)
             dl = learnt - self._lmean
         self._lmean += lam * dl
         self._lvar = (1.0 - lam) * (self._lvar + lam * dl * dl)
         self.held = 0
-        if ext > self.cfg.margin * (rhi - rlo) and far:
+        if far:
             if _lasts(self._run, last, slack):
                 self.report(side)
                 return True
@@ -2297,7 +2333,7 @@ class Pipeline:
             learnt = _bound(x, lo, extremes._hi)
         # 3. new extremes (an episode is over where the recent level is back: the level shift step's, else x)
         new_extreme = extremes.observe(x, n, span, slack, counts, x if self.shifts is None else self.shifts._mean,
-                                       learnt)
+                                       learnt, self.day, t)
         if width > 0.0 and extremes._hi == extremes._lo and spikes is not None:
             # an episode in a series that had been one constant is over (Extremes.observe): the spike step's mean
             # and scale are that constant's again, as they were before it (as the long-run mean and variance are)
@@ -2607,6 +2643,8 @@ class Pipeline:
         hole = False
         spk = self.spikes
         slack = 0.5 * self._gap
+        fl = lmean  # fl <= x <= fu: not far from the long-run mean nor from the hour's (Extremes.observe)
+        fu = lmean
         ql = _INF  # an excursion that has not lasted yet: a new extreme only if also a spike (x <= ql, x >= qu)
         qu = -_INF
         # a new extreme not flagged (damped) still hides a time-of-day extreme that would get through a
@@ -2637,19 +2675,32 @@ class Pipeline:
             if counts:  # a counter's new high is how it counts
                 xu = _INF
             d = self.cfg.extreme_sd * sqrt(ext._lvar)
+            fl = lmean - d
+            fu = lmean + d
+            hs = day.settled(t, self._gap)
+            if hs >= 0:
+                h = day.reach(hs, width)
+                c = base + day._stat[2 * hs]
+                if c - h > fl:
+                    fl = c - h
+                if c + h < fu:
+                    fu = c + h
+                if fl > fu:  # every value is far
+                    fl = _INF
+                    fu = -_INF
         if xon:
-            # above xu, the values within d of the long-run mean are not flagged
-            if lmean + d <= xu:
+            # above xu, the values in fl..fu are not flagged
+            if fu <= xu:
                 up = xu
-            elif lmean - d <= xu:
-                up = lmean + d
+            elif fl <= xu:
+                up = fu
             else:
                 up = _NAN
                 hole = True
-            if lmean - d >= xl:
+            if fl >= xl:
                 down = xl
-            elif lmean + d >= xl:
-                down = lmean - d
+            elif fu >= xl:
+                down = fl
             else:
                 down = _NAN
                 hole = True
@@ -2759,7 +2810,7 @@ class Pipeline:
         m = _cut(cuts, _cut(cuts, m, zl, zu), sl, su)
         m = _cut(cuts, _cut(cuts, m, tl, tu), xl, xu)
         if xon or xmask:
-            m = _cut(cuts, m, lmean - d, lmean + d)
+            m = _cut(cuts, m, fl, fu)
         m = _cut(cuts, m, pl, pu)
         m = _cut(cuts, _cut(cuts, _cut(cuts, m, hl, hu), gl, gu), cu, _INF)
         if ymask:
@@ -2775,7 +2826,6 @@ class Pipeline:
                 cuts[j + 1] = cuts[j]
                 j -= 1
             cuts[j + 1] = v
-        far = d * d
         best = _INF
         start = _NAN
         inside = False
@@ -2788,11 +2838,10 @@ class Pipeline:
                 x = left + 1.0 + abs(left)
             else:
                 x = 0.5 * (left + right)
-            dl = x - lmean
             ok = left <= right and zl < x < zu and sl < x < su and (
                 tl <= x <= tu or (mask and not pl < x < pu) or (hmask and not hl < x < hu) or (gmask and not gl < x < gu)
                 or (cmask and x > cu)
-                or (xmask and (x > xu or x < xl) and dl * dl > far)
+                or (xmask and (x > xu or x < xl) and not fl <= x <= fu)
                 or (ymask and not (yl < x < yu and vl < x < vu and (
                     not nb or _LEVELS[_level(x, lo, width, nb)] < rday
                 )))
@@ -2806,7 +2855,7 @@ class Pipeline:
             if ok and con:
                 ok = x <= cu
             if ok and xon and (x > xu or x < xl):
-                ok = dl * dl <= far
+                ok = fl <= x <= fu
             if ok and nb:
                 ok = _LEVELS[_level(x, lo, width, nb)] < rmax  # x's level, as the surprise step sees it
             if ok and not inside:
