@@ -204,6 +204,21 @@ def test_a_pull_of_several_measurements_over_days_scores_them_as_one_stream(infl
     assert _stored_scores(influxdb, db) == want
 
 
+def test_measurements_that_start_in_different_windows_are_pulled_without_since(influxdb: InfluxServer,
+                                                                               tmp_path: Path) -> None:
+    """A reviewer: without --since (or a mark) a measurement whose first point lies in a later window kept no
+    starting point, and the pull stopped on a TypeError traceback, every run (a --follow crash-looped)."""
+    db = "rg_pull_later"
+    _store(influxdb, db, "a v=1 1000000000000000000\na v=2 1000000060000000000\nb w=1 1000200000000000000\n")
+    proc = _pull(influxdb, db, "--state", str(tmp_path / "s.msgpack"))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "pulled 3 point(s)" in proc.stderr, proc.stderr
+    influxdb.write(db, b"a v=3 1000000120000000000\nb w=2 1000200060000000000\nc x=1 1000400000000000000\n")
+    proc = _pull(influxdb, db, "--state", str(tmp_path / "s.msgpack"))
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "pulled 3 point(s)" in proc.stderr, proc.stderr
+
+
 def test_a_one_off_pulls_summary_counts_a_series_that_expired_during_the_run(influxdb: InfluxServer) -> None:
     """pull ends with replay's summary: series ``a``, which expired as ``b`` went on three days later, was left out
     of it (``series: 1 (1 scored)``, no top series) though its anomaly was written back."""

@@ -403,11 +403,8 @@ class Puller:
 
     def _find_next(self, reading: _Reading, hi: int) -> bool:
         """Set when ``reading``'s next point after where it is comes; False when none comes up to ``hi``."""
-        ends = self.source.time_range(reading.name, reading.lo, hi)
-        if ends is None:
-            return False
-        reading.next = ends[0]
-        return True
+        reading.next = self.source.end_time(reading.name, reading.lo, hi, last=False)
+        return reading.next is not None
 
     def _together(self, readings: list[_Reading], hi: int, window: int, bar: _TimeBar | None) -> None:
         """Read several measurements as one stream in time, a window of time at a time across them.
@@ -417,7 +414,11 @@ class Puller:
         A window is half of ``series_ttl`` (at least a second), so within one the points of one measurement
         are never that far behind those of the one before; the windows lie on a fixed grid of time, so a pull
         resumed from its marks reads the points in the same order as one that was never stopped. A
-        measurement that has nothing in a window is asked where its next point is, so gaps cost nothing."""
+        measurement that has nothing in a window is asked where its next point is, so gaps cost one query.
+        Not quite one stream in time order: within a window the clock may run up to a window ahead of a
+        measurement's points, so a series whose samples are further apart than half ``series_ttl`` can be
+        found stale where in time order it would not (a merge of the measurements' rows would be exact; it
+        holds a chunk of each open at once)."""
         active = readings
         while active and not self.stop.is_set():
             first = min(r.next for r in active)
@@ -433,7 +434,7 @@ class Puller:
                     reading.lo, reading.next = edge, edge + 1  # (more may come right after it)
                 if self.stop.is_set():
                     return
-            active = [r for r in active if r.next is not None and r.lo < hi]
+            active = [r for r in active if r.next is not None and (r.lo is None or r.lo < hi)]
             if bar is not None:
                 bar.to(edge)
 

@@ -80,7 +80,16 @@ class Source:
         """Which of ``names`` the source holds no measurement of (none known: a source that cannot tell)."""
         return []
 
-    def time_range(self, measurement: str, lo: int | None, hi: int | None) -> tuple[int, int] | None:  # pragma: no cover
+    def time_range(self, measurement: str, lo: int | None, hi: int | None) -> tuple[int, int] | None:
+        """The times of the measurement's first and last points in ``(lo, hi]``, or None."""
+        first = self.end_time(measurement, lo, hi, last=False)
+        if first is None:
+            return None
+        last = self.end_time(measurement, lo, hi, last=True)
+        return None if last is None else (first, last)
+
+    def end_time(self, measurement: str, lo: int | None, hi: int | None, last: bool) -> int | None:  # pragma: no cover
+        """The time of the measurement's first (or ``last``) point in ``(lo, hi]``, or None: one query."""
         raise NotImplementedError
 
     def rows(self, measurement: str, lo: int | None, hi: int | None) -> Iterator[list[Row]]:  # pragma: no cover

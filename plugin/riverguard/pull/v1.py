@@ -160,12 +160,10 @@ class InfluxQLSource(Source):
             terms.append(f"time <= {hi}")
         return (" WHERE " + " AND ".join(terms)) if terms else ""
 
-    def time_range(self, measurement: str, lo: int | None, hi: int | None) -> tuple[int, int] | None:
-        """The times of the measurement's first and last points in ``(lo, hi]``, or None."""
+    def end_time(self, measurement: str, lo: int | None, hi: int | None, last: bool) -> int | None:
         where = f"SELECT * FROM {self._from(measurement)}{self._where(lo, hi)} ORDER BY time"
-        first = self._values(f"{where} ASC LIMIT 1")
-        last = self._values(f"{where} DESC LIMIT 1")
-        return (first[0][0], last[0][0]) if first and last else None
+        found = self._values(f"{where} {'DESC' if last else 'ASC'} LIMIT 1")
+        return found[0][0] if found else None
 
     def rows(self, measurement: str, lo: int | None, hi: int | None) -> Iterator[list[Row]]:
         """The measurement's points in ``(lo, hi]`` (ns; None: unbounded), batched on complete timestamps."""

@@ -285,22 +285,17 @@ class FluxSource(Source):
         flux = f'import "influxdata/influxdb/schema"\nschema.measurements(bucket: {flux_string(self.bucket)})\n'
         return self._column(flux, "_value")
 
-    def time_range(self, measurement: str, lo: int | None, hi: int | None) -> tuple[int, int] | None:
-        """The times of the measurement's first and last points in ``(lo, hi]``, or None."""
+    def end_time(self, measurement: str, lo: int | None, hi: int | None, last: bool) -> int | None:
         start = 0 if lo is None else lo + 1
         stop = (hi + 1) if hi is not None else 2**62
-        ends = []
-        for pick, keep in (("first", "min"), ("last", "max")):
-            # Only the times go into one table: group() refuses _value columns of several types (a float
-            # field and an integer one: "schema collision").
-            flux = self._from(measurement, start, stop) + (
-                f'  |> {pick}()\n  |> keep(columns: ["_time"])\n  |> group()\n  |> {keep}(column: "_time")\n'
-            )
-            times = [csv_time_ns(cell) for cell in self._column(flux, "_time")]
-            if not times:
-                return None
-            ends.append(min(times) if pick == "first" else max(times))
-        return ends[0], ends[1]
+        pick, keep = ("last", "max") if last else ("first", "min")
+        # Only the times go into one table: group() refuses _value columns of several types (a float
+        # field and an integer one: "schema collision").
+        flux = self._from(measurement, start, stop) + (
+            f'  |> {pick}()\n  |> keep(columns: ["_time"])\n  |> group()\n  |> {keep}(column: "_time")\n'
+        )
+        times = [csv_time_ns(cell) for cell in self._column(flux, "_time")]
+        return (max(times) if last else min(times)) if times else None
 
     def rows(self, measurement: str, lo: int | None, hi: int | None) -> Iterator[list[Row]]:
         """The measurement's points in ``(lo, hi]`` (ns), batched on complete timestamps."""
@@ -308,10 +303,10 @@ class FluxSource(Source):
 
     def _pages(self, measurement: str, lo: int | None, hi: int | None) -> Iterator[Row]:
         if lo is None:
-            ends = self.time_range(measurement, None, hi)
-            if ends is None:
+            first = self.end_time(measurement, None, hi, last=False)
+            if first is None:
                 return
-            lo = ends[0] - 1
+            lo = first - 1
         if hi is None:
             raise ValueError("a 2.x pull needs an upper bound")
         start = lo + 1  # range() includes its start, excludes its stop: (lo, hi] is [lo + 1, hi + 1)
