@@ -501,9 +501,14 @@ class _Waking:
         self._fd = fd
         self._held = b""  # what peek read and nothing took yet
         self._r, self._w = os.pipe()
-        for end in (self._r, self._w):
-            os.set_blocking(end, False)
-        self._before = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+        try:
+            for end in (self._r, self._w):
+                os.set_blocking(end, False)
+            self._before = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+        except BaseException:  # (ValueError: not the main thread)
+            os.close(self._r)
+            os.close(self._w)
+            raise
 
     def _once(self, size: int) -> bytes:
         while True:
