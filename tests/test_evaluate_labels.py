@@ -602,15 +602,16 @@ def test_a_folder_in_nab_layout_given_to_labels_is_pointed_to_nab(tmp_path: Path
     corpus = tmp_path / "corpus"
     windows = f"once its windows are in {corpus / 'windows.json'}"
     for given, message in (
-        (corpus, f"{corpus}: {no_csv}: give --labels {corpus}/*/ for the files in its subfolders, or --nab {corpus} "
-                 f"{windows}"),
+        (corpus, f"{corpus}: {no_csv}: give --labels {corpus}/data/*/ for the files in its subfolders, or --nab "
+                 f"{corpus} {windows}"),
         (corpus / "data", f"{corpus / 'data'}: {no_csv}: give --labels {corpus}/data/*/ for the files in its "
                           f"subfolders, or --nab {corpus} {windows}"),
-        (tmp_path / "other", f"{tmp_path / 'other'}: {no_csv}: put them in data/<category>/*.csv under the folder"
-                             " given to --nab"),
+        (tmp_path / "other", f"{tmp_path / 'other'}: {no_csv}: give --labels {tmp_path / 'other'}/*/ for the files "
+                             "in its subfolders, or put them in data/<category>/*.csv under the folder given to --nab"),
     ):
         result = evaluate("--labels", str(given))
         assert (result.returncode, result.stdout, result.stderr) == (2, "", f"E! [riverguard] {message}\n")
+    assert evaluate("--labels", str(corpus / "data" / "disk")).returncode == 0  # (the hint's glob, expanded)
     (corpus / "windows.json").write_text(json.dumps({"disk/host1.csv": []}))  # --nab now takes it: said plainly
     for given in (corpus, corpus / "data"):
         result = evaluate("--labels", str(given))

@@ -476,17 +476,18 @@ def _nab_hint(folder: str | Path) -> str | None:
     ``--nab`` it may have meant; None if none of its subfolders (nor of its ``data``) holds any."""
     path = Path(folder)
     if _nab_csv_files(path / "data"):
-        root = path
+        root, categories = path, path / "data"
     elif not _nab_csv_files(path):
         return None
     elif path.name == "data":
-        root = path.parent
+        root, categories = path.parent, path
     else:
-        return "put them in data/<category>/*.csv under the folder given to --nab"
+        return (f"give --labels {os.path.join(path, '*', '')} for the files in its subfolders, or put them in "
+                "data/<category>/*.csv under the folder given to --nab")
     if any((root / name).is_file() for name in WINDOWS_FILES):
         return f"give --nab {root}"
-    return (f"give --labels {os.path.join(path, '*', '')} for the files in its subfolders, or --nab {root} once "
-            f"its windows are in {root / WINDOWS_FILES[0]}")
+    return (f"give --labels {os.path.join(categories, '*', '')} for the files in its subfolders, or --nab {root} "
+            f"once its windows are in {root / WINDOWS_FILES[0]}")
 
 
 def _nab_csv_files(data: Path) -> list[Path]:
