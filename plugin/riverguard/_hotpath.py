@@ -766,10 +766,11 @@ def score(engine, metric, write: bool = True) -> bytes:
     all_series = engine.series
     ob = bytearray() if write else None
     together = None  # the fields a scope = "metric" model takes, by name
+    scores = None if keys is None else {f[0] for f in fields if f[2] is not None}  # (riverguard's scores are numbers)
     for key, _kind, number in fields:
         if number is None:
             continue
-        if keys is not None and (key + score_suffix in keys or engine.added_upstream(key, keys)):
+        if keys is not None and (key + score_suffix in keys or engine.added_upstream(key, scores)):
             continue  # already scored upstream, or a field riverguard added upstream (a score, an explanation)
         if prefix is None:
             prefix = engine._prefix(metric)

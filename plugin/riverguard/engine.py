@@ -972,11 +972,12 @@ class Engine:
         except Exception:  # noqa: BLE001 - no detector error may reach the stream
             return Detector.reason(detector, x, band).encode()
 
-    def added_upstream(self, key: bytes, keys: Container[bytes]) -> bool:
-        """Whether field ``key`` of a metric whose field keys are ``keys`` is one riverguard added for what it
-        scored (upstream: never scored, nor learned from): a score (``K_anomaly_score``), or the flag or an
-        explanation field (``K_anomaly``, ``K_anomaly_expected``, ``K_anomaly_reason``...) of a field ``K``
-        whose score is among ``keys``. The one rule of the hot path and of :meth:`unlearned`.
+    def added_upstream(self, key: bytes, scores: Container[bytes]) -> bool:
+        """Whether field ``key`` of a metric whose numeric fields are ``scores`` is one riverguard added for
+        what it scored (upstream: never scored, nor learned from): a score (``K_anomaly_score``), or the flag
+        or an explanation field (``K_anomaly``, ``K_anomaly_expected``, ``K_anomaly_reason``...) of a field
+        ``K`` whose score is among them (riverguard writes a score as a number: beside a string of that
+        name, a field so named is the user's). The one rule of the hot path and of :meth:`unlearned`.
 
         >>> from riverguard.config import default_config
         >>> engine, keys = Engine(default_config()), {b"u", b"u_anomaly_score", b"u_anomaly_reason", b"w_anomaly"}
@@ -989,7 +990,7 @@ class Engine:
         if key.endswith(score_suffix):
             return True
         for suffix in self._upstream_suffixes:
-            if key.endswith(suffix) and key[: -len(suffix)] + score_suffix in keys:
+            if key.endswith(suffix) and key[: -len(suffix)] + score_suffix in scores:
                 return True
         return False
 
@@ -1040,10 +1041,11 @@ class Engine:
         except ParseError:
             return None
         keys = {field[0] for field in metric.fields}
+        scores = {field[0] for field in metric.fields if field[2] is not None}
         metric_scored = self._metric_keys[0] in keys  # by a scope = "metric" model: its two fields are added
         kept = [
             field for field in metric.fields
-            if not self.added_upstream(field[0], keys) and not (metric_scored and field[0] in self._metric_keys)
+            if not self.added_upstream(field[0], scores) and not (metric_scored and field[0] in self._metric_keys)
         ]
         if not kept:
             return None
