@@ -30,10 +30,38 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .log import Log
 
-__all__ = ["STOP_SIGNALS", "Signals", "checkpointing"]
+__all__ = ["STOP_SIGNALS", "Signals", "WakePipe", "checkpointing"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _holding = False  # a checkpointing() block is running
+
+
+class WakePipe:
+    """A pipe the signals write to (``signal.set_wakeup_fd``): its read end (:attr:`fd`) is readable in
+    ``select()`` once a signal came, so a wait there never misses one. Main thread only (ValueError elsewhere,
+    nothing left open); :meth:`close` puts back the wake-up fd found."""
+
+    def __init__(self) -> None:
+        self.fd, self._w = os.pipe()
+        try:
+            for end in (self.fd, self._w):
+                os.set_blocking(end, False)
+            self._before = signal.set_wakeup_fd(self._w)
+        except BaseException:
+            os.close(self.fd)
+            os.close(self._w)
+            raise
+
+    def drain(self) -> None:
+        """Read what the signals wrote."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.fd, 512):
+                pass
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self._before)
+        os.close(self.fd)
+        os.close(self._w)
 
 
 class Signals:
@@ -42,10 +70,7 @@ class Signals:
     def __init__(self) -> None:
         self.received: int | None = None
         self.hangup = False
-        self._r, self._w = os.pipe()
-        os.set_blocking(self._r, False)
-        os.set_blocking(self._w, False)
-        self._old_fd = signal.set_wakeup_fd(self._w)
+        self._wake = WakePipe()
         self._old = {sig: signal.signal(sig, self._handle) for sig in (*STOP_SIGNALS, signal.SIGHUP)}
         self._closed = False
 
@@ -57,14 +82,10 @@ class Signals:
 
     @property
     def fd(self) -> int:
-        return self._r
+        return self._wake.fd
 
     def drain(self) -> None:
-        try:
-            while os.read(self._r, 512):
-                pass
-        except BlockingIOError:
-            pass
+        self._wake.drain()
 
     def close(self, ignore: bool = False) -> None:
         """Put back the wake-up fd and the handlers found at install.
@@ -77,11 +98,9 @@ class Signals:
         if self._closed:
             return
         self._closed = True
-        signal.set_wakeup_fd(self._old_fd)
         for sig, handler in self._old.items():
             signal.signal(sig, signal.SIG_IGN if ignore else handler)
-        os.close(self._r)
-        os.close(self._w)
+        self._wake.close()
 
     def __enter__(self) -> Signals:
         return self

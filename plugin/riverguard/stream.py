@@ -14,7 +14,6 @@ and the process exits 0.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import gc
 import gzip
@@ -32,7 +31,7 @@ from .engine import Engine
 from .lineprotocol import Splitter
 from .log import Log, plural
 from .output import OutputError, stopped, write_all
-from .signals import Signals
+from .signals import Signals, WakePipe
 
 if TYPE_CHECKING:
     from .monitor import Monitor
@@ -500,23 +499,13 @@ class _Waking:
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._held = b""  # what peek read and nothing took yet
-        self._r, self._w = os.pipe()
-        try:
-            for end in (self._r, self._w):
-                os.set_blocking(end, False)
-            self._before = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
-        except BaseException:  # (ValueError: not the main thread)
-            os.close(self._r)
-            os.close(self._w)
-            raise
+        self._wake = WakePipe()  # (ValueError: not the main thread)
 
     def _once(self, size: int) -> bytes:
         while True:
-            ready = select.select([self._fd, self._r], [], [])[0]
-            if self._r in ready:  # a signal: its handler has run (a stop raised); another goes on waiting
-                with contextlib.suppress(BlockingIOError):
-                    while os.read(self._r, 512):
-                        pass
+            ready = select.select([self._fd, self._wake.fd], [], [])[0]
+            if self._wake.fd in ready:  # a signal: its handler has run (a stop raised); another goes on waiting
+                self._wake.drain()
             if self._fd in ready:
                 return os.read(self._fd, size)
 
@@ -536,9 +525,7 @@ class _Waking:
     read = read1  # (GzipFile's reads: one at a time, as they come)
 
     def close(self) -> None:
-        signal.set_wakeup_fd(self._before)
-        os.close(self._r)
-        os.close(self._w)
+        self._wake.close()
 
 
 def _waking(stream: BinaryIO) -> _Waking | None:
