@@ -443,9 +443,7 @@ class Puller:
         name, key = reading.name, reading.key
         engine, writer, log = self.engine, self.writer, self.log
         assert writer is not None
-        reported, skipped, already, learned, count = (
-            reading.reported, reading.skipped, reading.already, reading.learned, reading.count)
-        before_count = count
+        before = (reading.count, reading.already, reading.learned, reading.skipped)
         try:
             with ManualGC(engine) as collector:
                 for batch in self.source.rows(name, reading.lo, hi):
@@ -453,19 +451,19 @@ class Puller:
                     lines: list[tuple[bytes | Metric, bool]] = []
                     for row in batch:
                         if row.line is None:
-                            skipped += 1
-                            if reported < _REPORT:
-                                reported += 1
+                            reading.skipped += 1
+                            if reading.reported < _REPORT:
+                                reading.reported += 1
                                 log.error(f"{name} point at {_iso(row.time)} cannot be rebuilt: {row.error}; skipped")
                         elif row.scored:
-                            already += 1
+                            reading.already += 1
                             point = engine.unlearned(row.line.rstrip(b"\n"))
                             if point is not None:  # learned as a single run would have, not written again
-                                learned += 1
+                                reading.learned += 1
                                 lines.append((point, False))
                         else:
                             lines.append((row.line, True))
-                    count += len(batch)
+                    reading.count += len(batch)
                     if lines:
                         for write, run in itertools.groupby(lines, key=itemgetter(1)):
                             if write:
@@ -485,13 +483,11 @@ class Puller:
                     if self.stop.is_set():
                         break
         finally:
-            self.read += count - reading.count
-            self.already += already - reading.already
-            self.learned += learned - reading.learned
-            self.skipped += skipped - reading.skipped
-            reading.reported, reading.skipped, reading.already, reading.learned, reading.count = (
-                reported, skipped, already, learned, count)
-        return count > before_count
+            self.read += reading.count - before[0]
+            self.already += reading.already - before[1]
+            self.learned += reading.learned - before[2]
+            self.skipped += reading.skipped - before[3]
+        return reading.count > before[0]
 
     def _told(self, reading: _Reading) -> None:
         """What a pass read of a measurement, at its end."""
