@@ -110,28 +110,35 @@ def test_expiry_gives_the_same_bytes_wherever_a_restart_falls(tmp_path: Path, en
     assert whole.splitlines()[5010].endswith(b"v_anomaly_score=0.0,v_anomaly=false %d" % (5010 * S))
 
 
-def test_a_stale_series_is_dropped_before_a_live_one_is_evicted(tmp_path: Path, env: dict[str, str]) -> None:
-    """max_series = 2: c comes hours late and new (b, staler, makes room for it); d, new, must then drop c
-    (stale) and keep a. (The bound on the oldest last-seen time was taken while c had none yet: it hid c,
-    one run evicted a instead and scored its spike 0.0, a run restarted before d dropped c.)"""
-    config = CONFIG.replace("[state]\n", "[state]\nmax_series = 2\n") + "[rule.params]\nmin_std = 1.0\n"
-    now, late = T + 36_000 * S, T + 7_200 * S
-    lines = [b"m a=%d %d\n" % (v, now) for v in (11, 12, 13)]
-    lines += [b"m b=1 %d\n" % late, b"m c=1 %d\n" % (late + 3_600 * S), b"m d=1 %d\n" % now]
-    lines += [b"m a=12 %d\n" % (now + 1), b"m a=50 %d\n" % (now + 2)]
-    whole = _restarted(tmp_path, env, config, lines, [5])
-    assert whole.splitlines()[-1] == b"m a=50,a_anomaly_score=1.0,a_anomaly=true %d" % (now + 2)
+def test_a_late_series_is_scored_and_a_stale_one_makes_room(tmp_path: Path, env: dict[str, str]) -> None:
+    """max_series = 3: b is seen once, then the stream's clock moves on 10 h with a; c comes 3 h behind the
+    clock and keeps coming: it is scored as any series (its spike flagged), not started fresh at each
+    sample; d, new, drops b (stale: not seen while the clock moved on) and keeps a, whose spike is flagged.
+    (c started fresh at each sample, its spike in its warm-up, while its timestamps lagged the clock.)"""
+    config = CONFIG.replace("[state]\n", "[state]\nmax_series = 3\n") + "[rule.params]\nmin_std = 1.0\n"
+    now, late = T + 36_000 * S, T + 25_200 * S
+    lines = [b"m b=1 %d\n" % T]
+    lines += [b"m a=%d %d\n" % (11 + i % 3, now + i * S) for i in range(80)]
+    lines += [b"m c=%d %d\n" % (1 + i % 2, late + i * S) for i in range(4)]
+    lines += [b"m d=1 %d\n" % (now + 100 * S), b"m c=40 %d\n" % (late + 4 * S), b"m a=50 %d\n" % (now + 101 * S)]
+    whole = _restarted(tmp_path, env, config, lines, [5, 82, 86])
+    out = whole.splitlines()
+    assert out[-2] == b"m c=40,c_anomaly_score=1.0,c_anomaly=true %d" % (late + 4 * S), out[-2]
+    assert out[-1] == b"m a=50,a_anomaly_score=1.0,a_anomaly=true %d" % (now + 101 * S), out[-1]
 
 
 def test_a_stale_series_restarted_by_a_sample_without_a_timestamp_starts_fresh_once(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
-    """w is last seen days behind the stream: its next sample, without a timestamp, starts it fresh, and the
-    one after is scored. (The restart kept w's old last time: the next timestamped sample started it fresh
-    again in one run, while a run restarted in between, whose checkpoint had dropped w, scored it.)"""
+    """w is seen, then the stream's clock moves on 25 h (past the 24 h ttl): its next sample, without a
+    timestamp, starts it fresh, and the one after is scored. (The restart kept w's old last time: the next
+    timestamped sample started it fresh again in one run, while a run restarted in between, whose
+    checkpoint had dropped w, scored it.)"""
     config = '[output]\nexplain = true\n[[rule]]\nname = "z"\ndetector = "zscore"\nwarmup = 1\n[rule.params]\nmin_std = 1.0\n'
-    lines = [b"m v=1 %d\n" % T] * 3 + [b"m w=5 1000\n", b"m v=1 %d\n" % T, b"m w=7\n", b"m w=9 2000\n"]
-    whole = _restarted(tmp_path, env, config, lines, [5])
+    later = T + 90_000 * S
+    lines = [b"m v=1 %d\n" % T] * 3 + [b"m w=5 %d\n" % T] + [b"m v=1 %d\n" % (later + i) for i in range(70)]
+    lines += [b"m w=7\n", b"m w=9 %d\n" % later]
+    whole = _restarted(tmp_path, env, config, lines, [5, 74])
     assert whole.splitlines()[-1].startswith(b"m w=9,w_anomaly_score=0.9545,w_anomaly=false,"), whole
 
 

@@ -276,23 +276,26 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
     """The engine's eviction and expiry written out with its series dict as the LRU order (each sample moves
     its series to the end), as it was up to 2026-11-30, with series_ttl measured on the stream's clock since
     (the median of the latest 127 timestamps, from the third on, never going back): past ``max_series``
-    a stale series (last seen ``ttl_ns`` before that clock) is dropped, the front one if it is stale, else
-    all of them, and only without one the front series is evicted; every 4096 metrics the front series
-    are dropped while they are stale; a stale series seen again starts fresh (expired too), its last time
-    forgotten (kept up to 2026-12-02: a sample without a timestamp left it, see test_expiry). Since
-    2026-12-02 only series with a model (not ``quiet``, whose rule is ``off``) count against
-    ``max_series``: series without one that come first are dropped on the way to the one evicted, a stale
-    one only counts as room when it had a model, and beyond ``max_series`` series without a model they
-    are all dropped. Since 2026-12-02 too, only the expiries of series with a model are counted (one
-    without a model only cached its field's routing). The series left (key, last time), least recently
-    seen first; evicted; expired."""
-    series: dict[bytes, int | None] = {}
+    a stale series is dropped, the front one if it is stale, else all of them, and only without one the
+    front series is evicted; every 4096 metrics the front series are dropped while they are stale; a stale
+    series seen again starts fresh (expired too), its last time forgotten. Stale: seen before ``ttl_ns``
+    before that clock, where a series is seen at the clock's time at its sample or the sample's timestamp if
+    later (the timestamp alone before the clock is known; at its time, once known, for a sample without
+    one), or, at its next sample, whose own timestamps jump on more than ``ttl_ns`` to a time not more than
+    ``ttl_ns`` ahead of the clock; its last time is its latest timestamp. (Up to 2026-12-03: its last
+    timestamp before ``ttl_ns`` before the clock, so that a series lagging the clock was stale at each
+    sample, and its last time the one of its last sample.) Only series with a model (not ``quiet``, whose
+    rule is ``off``) count against ``max_series``: series without one that come first are dropped on the
+    way to the one evicted, a stale one only counts as room when it had a model, and beyond ``max_series``
+    series without a model they are all dropped. Only the expiries of series with a model are counted. The
+    series left (key, last time), least recently seen first; evicted; expired."""
+    series: dict[bytes, list[int | None]] = {}  # key: [last time, seen at (None: not yet)]
     window: list[int] = []
     now = None
     evicted = expired = passing = 0
 
-    def stale(last: int | None) -> bool:
-        return now is not None and last is not None and last < now - ttl_ns
+    def stale(entry: list[int | None]) -> bool:
+        return now is not None and entry[1] is not None and entry[1] < now - ttl_ns
 
     def modelled(key: bytes) -> bool:
         return not key.startswith(b"quiet,")
@@ -302,6 +305,9 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
             window = [*window, stamp][-127:]
             if len(window) >= 3:
                 median = sorted(window)[(len(window) - 1) // 2]
+                if now is None:  # (known now: a series seen without a timestamp is seen at its time)
+                    for entry in series.values():
+                        entry[1] = median if entry[1] is None else entry[1]
                 now = median if now is None else max(now, median)
         if not metrics & 0xFFF:
             while series and stale(series[next(iter(series))]):
@@ -311,15 +317,20 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
         for field in fields:
             key = prefix + field
             if key in series:
-                last = series.pop(key)
-                expired += stale(last) and modelled(key)
-                series[key] = None if stale(last) else last  # (a restart forgets the last time)
+                entry = series.pop(key)
+                last = entry[0]
+                gone = stale(entry) or (
+                    now is not None and last is not None and stamp is not None and stamp - last > ttl_ns
+                    and not stamp - now > ttl_ns
+                )
+                expired += gone and modelled(key)
+                series[key] = [None if gone else last, entry[1]]  # (a restart forgets the last time)
             else:
-                series[key] = None
+                series[key] = [None, None]
                 if not modelled(key):
                     passing += 1
                     if passing > max_series:
-                        series = {k: last for k, last in series.items() if modelled(k)}
+                        series = {k: e for k, e in series.items() if modelled(k)}
                         passing = 0
                 elif len(series) - passing > max_series:
                     while True:
@@ -330,18 +341,24 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
                             if modelled(front):
                                 break
                             continue
-                        gone = [k for k, last in series.items() if stale(last)]
-                        expired += sum(modelled(k) for k in gone)
-                        passing -= sum(not modelled(k) for k in gone)
-                        if not any(modelled(k) for k in gone):
-                            gone.append(front)
+                        gone_ = [k for k, e in series.items() if stale(e)]
+                        expired += sum(modelled(k) for k in gone_)
+                        passing -= sum(not modelled(k) for k in gone_)
+                        if not any(modelled(k) for k in gone_):
+                            gone_.append(front)
                             evicted += 1
-                        for k in gone:
+                        for k in gone_:
                             del series[k]
                         break
-            if stamp is not None and key in series:  # (not when it was just dropped with every series without a model)
-                series[key] = stamp
-    return list(series.items()), evicted, expired
+            if key in series:  # (not when it was just dropped with every series without a model)
+                entry = series[key]
+                if stamp is None:
+                    entry[1] = now
+                else:
+                    entry[1] = stamp if now is None else max(now, stamp)
+                    if entry[0] is None or stamp > entry[0]:
+                        entry[0] = stamp
+    return [(k, e[0]) for k, e in series.items()], evicted, expired
 
 
 @pytest.mark.parametrize("shape", ["rising", "jumbled", "batches"])

@@ -215,11 +215,6 @@ def _provoke(fragment: str, tmp: Path) -> str:
         t0 = 1_700_000_000 * 10**9
         lines = [f"cpu v=1 {t0 + i * 10**10 + (172800 * 10**9 if i == 5 else 0)}\n" for i in range(10)]
         return run(["run"], "".join(lines))
-    if fragment == "behind the stream's clock":  # a source two days late, after the stream's clock is set
-        t0 = 1_700_000_000 * 10**9
-        lines = [f"cpu v={i % 5} {t0 + i * 10**9}\n" for i in range(200)]
-        lines += [f"cpu,host=late v=1 {t0 - 172800 * 10**9 + i * 10**9}\n" for i in range(19)]
-        return run(["run"], "".join(lines))
     if fragment in ("cannot read the checkpoint", "cannot open the lock file"):  # another user's file
         from conftest import as_a_user
 
@@ -324,7 +319,7 @@ _FRAGMENTS = (  # (tried in this order: one naming a message that contains anoth
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evictions of a series not yet scored", "--report needs", "would write", "not a regular file or a folder",
     "is a folder, where the file should be",
-    "ahead of the stream's clock", "behind the stream's clock", "temporary checkpoint file(s)", "while writing the checkpoint",
+    "ahead of the stream's clock", "temporary checkpoint file(s)", "while writing the checkpoint",
     "not a riverguard checkpoint", "gives no expected value or band",
 )
 

@@ -1409,6 +1409,69 @@ def test_a_checkpoint_without_a_header_checksum_is_still_read(tmp_path: Path) ->
     assert b"W! " not in result.stderr and b"I! [riverguard] restored " in result.stderr, result.stderr
 
 
+def _lagging_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
+    """A checkpoint of series a, in time with the stream, and b, two hours behind it (series_ttl 1h)."""
+    config = write_config(tmp_path, detector="zscore", extra='[state]\nseries_ttl = "1h"',
+                          params="warmup = 2\n[rule.params]\nmin_std = 1.0")
+    state = tmp_path / "s.msgpack"
+    lines = b"".join(b"m a=%d %d\nm b=%d %d\n" % (i % 2, T0 + i * 10**9, 1 + i % 2, T0 - 7200 * 10**9 + i * 10**9)
+                     for i in range(20))
+    assert run(["run", "--config", str(config), "--state", str(state)], lines).returncode == 0
+    return config, state
+
+
+def test_a_series_behind_the_clock_goes_on_across_a_restart(tmp_path: Path) -> None:
+    """The checkpoint keeps when each series was seen on the stream's clock (``seen_at``, in the header, as
+    long as the records; the records keep their seven fields, so that an older riverguard reads them): b,
+    two hours behind the clock, goes on after the restart and its spike is flagged."""
+    config, state = _lagging_checkpoint(tmp_path)
+    checkpoint = store.read(state)
+    assert len(checkpoint.header["seen_at"]) == len(checkpoint.records) == 2
+    assert all(len(record) == 7 for record in checkpoint.records)
+    result = run(["run", "--config", str(config), "--state", str(state)], b"m b=50 %d\n" % (T0 - 7180 * 10**9))
+    assert result.returncode == 0 and b"W! " not in result.stderr, result.stderr
+    assert result.stdout.startswith(b"m b=50,b_anomaly_score=1.0,b_anomaly=true "), result.stdout
+
+
+def test_a_checkpoint_without_seen_at_is_read_as_the_rule_was(tmp_path: Path) -> None:
+    """A checkpoint written before ``seen_at`` was kept: each series was seen at its last timestamp, as the
+    rule was then, so b (two hours behind the clock) starts fresh at its next sample once, and a goes on."""
+    config, state = _lagging_checkpoint(tmp_path)
+    checkpoint = store.read(state)
+    header = {k: v for k, v in checkpoint.header.items() if k not in ("seen_at", "format", "version", "created", "series")}
+    store.write(state, header, checkpoint.records, len(checkpoint.records))
+    data = b"m b=50 %d\nm a=40 %d\n" % (T0 - 7180 * 10**9, T0 + 20 * 10**9)
+    result = run(["run", "--config", str(config), "--state", str(state)], data)
+    assert result.returncode == 0 and b"W! " not in result.stderr and b"restored 2 series" in result.stderr, result.stderr
+    assert result.stdout.splitlines() == [
+        b"m b=50,b_anomaly_score=0.0,b_anomaly=false %d" % (T0 - 7180 * 10**9),
+        b"m a=40,a_anomaly_score=1.0,a_anomaly=true %d" % (T0 + 20 * 10**9),
+    ], result.stdout
+
+
+@pytest.mark.parametrize("seen_at", [[1], "x", [1, 2**63]])
+def test_a_malformed_seen_at_sets_the_file_aside(tmp_path: Path, seen_at: object) -> None:
+    config, state = _lagging_checkpoint(tmp_path)
+    checkpoint = store.read(state)
+    header = {k: v for k, v in checkpoint.header.items() if k not in ("format", "version", "created", "series")}
+    store.write(state, {**header, "seen_at": seen_at}, checkpoint.records, len(checkpoint.records))
+    _expect_set_aside(tmp_path, config, state)
+
+
+def test_counts_beyond_32_bits_stop_at_their_end(tmp_path: Path) -> None:
+    """A series' sample and anomaly counts are 32 bits (a compiled series stays 64 bytes): a checkpoint's
+    larger count is read as 4 294 967 295, and the series is scored and counted on."""
+    config, state = _lagging_checkpoint(tmp_path)
+    checkpoint = store.read(state)
+    header = {k: v for k, v in checkpoint.header.items() if k not in ("format", "version", "created", "series")}
+    records = [[*r[:3], 2**40, r[4], 2**40, r[6]] for r in checkpoint.records]
+    store.write(state, header, records, len(records))
+    result = run(["run", "--config", str(config), "--state", str(state)], b"m a=40 %d\n" % (T0 + 20 * 10**9))
+    assert result.returncode == 0 and b"a_anomaly=true" in result.stdout, result.stderr
+    saved = store.read(state)
+    assert sorted((r[3], r[5]) for r in saved.records) == [(2**32 - 1, 2**32 - 1)] * 2
+
+
 def test_a_context_total_that_disagrees_with_its_counts_sets_the_file_aside(tmp_path: Path) -> None:
     """Sentinel saves the total of each context's counts (``surprise.totals``) but works it out from the
     counts: a saved total that is not their sum can only come from an edited file, refused as any other

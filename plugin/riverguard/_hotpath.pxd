@@ -33,11 +33,12 @@ cdef class Binding:
 
 @cython.no_gc
 cdef class Series:
-    # 64 B: a header, 3 pointers, 2 counts, used, and failed and run_seen (one byte each: two C ints would
-    # make it 72 B, an 80-byte block)
+    # 64 B: a header, 3 pointers, seen_at, 2 counts of 32 bits, used, and failed and run_seen (one byte each:
+    # two C ints would make it 72 B, an 80-byte block)
     cdef public Binding binding
     cdef public object detector, last_time
-    cdef public long long seen, anomalies
+    cdef public long long seen_at
+    cdef public unsigned int seen, anomalies
     cdef public unsigned int used
     cdef public signed char failed, run_seen
 
@@ -51,7 +52,7 @@ cdef class Clock:
     cdef public int count, at
     cdef public bint known
     cdef public long long now, ttl, horizon, newest, then
-    cdef public long long ahead, behind
+    cdef public long long ahead
     cpdef void set_ttl(self, long long ttl)
     cdef void _set(self, long long now)
     @cython.locals(n=int, i=int, j=int, median="long long", prev="long long")
@@ -71,8 +72,16 @@ cpdef void set_clock(unsigned int value)
 
 cpdef void touch(Series series)
 
-@cython.locals(last_ns="long long")
-cpdef void arrive(object engine, Series series, object timestamp, long long horizon)
+@cython.locals(last_ns="long long", ts_ns="long long", stale=bint)
+cpdef void arrive(object engine, Series series, object timestamp, Clock clock)
+
+cdef long long NOT_SEEN
+cdef unsigned int COUNT_END
+
+@cython.locals(series=Series)
+cpdef void clock_known(object held, long long now)
+
+cpdef void restore(Series series, unsigned long long seen, object last_time, object seen_at, unsigned long long anomalies)
 
 @cython.locals(top=Py_ssize_t)
 cdef void _renumber()
@@ -136,7 +145,7 @@ cdef double _process(object detector, double x, object t) except? -1.0
 @cython.locals(score=double, flag=int, names=tuple, has=int, e0=double, e1=double, e2=double,
                pipeline=CompiledPipeline, band=object, answer="double[3]")
 cdef int _field(object engine, Series series, bytes skey, bytes kb, Py_ssize_t key, Py_ssize_t key_len, double number,
-                object t, object timestamp, long long horizon, bytearray ob, bint with_flag, object keys) except -1
+                object t, object timestamp, Clock clock, bytearray ob, bint with_flag, object keys) except -1
 
 @cython.locals(threshold=double, flag=bint, text=bytes, prefix=bytes, suffix=bytes)
 cpdef int verdict(Series series, double score, tuple names, bint with_flag, bytearray ob) except -1

@@ -86,7 +86,7 @@ class Series:
     """What riverguard keeps for one series: its model, counts and last time, and its :class:`Binding`."""
 
     if not cython.compiled:  # compiled, the attributes are C fields (_hotpath.pxd)
-        __slots__ = ("binding", "detector", "seen", "last_time", "anomalies", "failed", "used", "run_seen")
+        __slots__ = ("binding", "detector", "seen", "last_time", "seen_at", "anomalies", "failed", "used", "run_seen")
 
     def __init__(self, binding, detector) -> None:
         #: When the series was last seen: a stamp of :func:`clock`, the engine's order of eviction and expiry.
@@ -94,8 +94,15 @@ class Series:
         #: Its rule and field's :class:`Binding` (None: :data:`UNBOUND`), set again when a new config keeps its model.
         self.binding = UNBOUND if binding is None else binding
         self.detector = detector
+        #: Samples since its model started, and anomalies flagged by it: 32-bit counts that stop at
+        #: :data:`COUNT_END` (136 years of samples at one a second).
         self.seen = 0
+        #: Its last timestamp (ns; None: none yet, or its samples have none).
         self.last_time = None
+        #: When it was last seen: the stream's clock (``Clock.now``) at its last sample, or that sample's
+        #: timestamp if later (:data:`NO_HORIZON`: seen without one before the clock was known,
+        #: :func:`clock_known`; :data:`NOT_SEEN` before its first sample). Stale before ``Clock.horizon``.
+        self.seen_at = NOT_SEEN
         self.anomalies = 0
         self.failed = False
         #: Whether a sample of it arrived in this process (:func:`arrive`): not checkpointed, so False for a
@@ -112,6 +119,10 @@ class Series:
 WINDOW = 127
 #: ``Clock.horizon`` before the clock is known: no series is stale.
 NO_HORIZON = -(2**63)
+#: ``Series.seen_at`` of a series made for a sample that has not arrived yet: it is not stale.
+NOT_SEEN = 2**63 - 1
+#: Where a series' ``seen`` and ``anomalies`` stop counting (32 bits each, to keep a compiled series 64 B).
+COUNT_END = 0xFFFFFFFF
 
 
 @cython.cclass
@@ -122,16 +133,15 @@ class Clock:
     A few timestamps far ahead (a host whose clock runs days ahead, one
     mistyped line) do not move it; the whole stream moving on does, within
     about half a window. ``horizon`` is ``now - ttl``: a series last seen
-    before it is stale. ``ahead`` and ``behind`` count the timestamps more
-    than ``ttl`` ahead of or behind it, ``newest`` is the latest one ahead
-    and ``then`` the clock when it came (for the engine's warning). The window and ``now`` go into the
+    (``Series.seen_at``) before it is stale. ``ahead`` counts the timestamps
+    more than ``ttl`` ahead of it, ``newest`` is the latest of them and
+    ``then`` the clock when it came (for the engine's warning). The window and ``now`` go into the
     checkpoint (:meth:`dump`, :meth:`load`): the clock is a function of the
     metrics seen, wherever a restart falls.
     """
 
     if not cython.compiled:  # compiled, the attributes are C fields and the window two C arrays (_hotpath.pxd)
-        __slots__ = ("ring", "order", "count", "at", "known", "now", "ttl", "horizon", "ahead", "behind", "newest",
-                     "then")
+        __slots__ = ("ring", "order", "count", "at", "known", "now", "ttl", "horizon", "ahead", "newest", "then")
 
     def __init__(self, ttl: int) -> None:
         if not cython.compiled:
@@ -144,7 +154,6 @@ class Clock:
         self.ttl = ttl
         self.horizon = NO_HORIZON
         self.ahead = 0
-        self.behind = 0
         self.newest = 0
         self.then = 0
 
@@ -172,8 +181,6 @@ class Clock:
                     self.newest = t
                     self.then = self.now
                 self.ahead += 1
-            elif t < self.now and _gap(self.now, t) > self.ttl:
-                self.behind += 1
         n = self.count
         if cython.compiled:  # one move of the timestamps between where the oldest leaves and where t goes
             i = _bisect(self.order, n, t, True)  # (after equal ones)
@@ -229,7 +236,6 @@ class Clock:
         self.known = now is not None
         self._set(0 if now is None else now)
         self.ahead = 0
-        self.behind = 0
 
 
 def _gap(a: int, b: int) -> int:
@@ -283,25 +289,60 @@ def touch(series: Series) -> None:
     _clock += 1
 
 
-def arrive(engine, series: Series, timestamp: object, horizon: int) -> None:
-    """``series`` has a sample, at ``timestamp`` (ns, or None): stale (last seen before ``horizon``, the
-    engine's ``Clock.horizon``), it starts fresh first (``Engine.restart``); it is now the most recently
-    seen of its engine (:func:`touch`) and seen in this run (``run_seen``), last seen at ``timestamp``. The
-    one place a series' last time is set, so the one place ``Engine.low`` (no last time is older) is lowered."""
+def arrive(engine, series: Series, timestamp: object, clock: Clock) -> None:
+    """``series`` has a sample, at ``timestamp`` (ns, or None), and the stream's ``clock`` has taken it.
+
+    The series starts fresh first (``Engine.restart``) when it is stale:
+    the clock moved on more than its ttl since the series was last seen
+    (``seen_at`` before ``Clock.horizon``: what expiry drops, so a series
+    starts fresh whether it was dropped or not), or its own timestamps
+    jump on more than the ttl to a time the clock has reached (a gap in a
+    series read after another, as in a file exported series by series; a
+    timestamp far ahead of the clock is a host's wrong clock, not a gap).
+    A series whose timestamps lag the clock, but which keeps coming, is
+    not stale. It is now the most recently seen of its engine
+    (:func:`touch`), seen in this run (``run_seen``), at ``clock.now`` or
+    its timestamp if later; its last time is its latest timestamp.
+    """
     last = series.last_time
+    last_ns = 0
+    ts_ns = 0
+    if timestamp is not None:
+        ts_ns = timestamp
+    stale = series.seen_at < clock.horizon
     if last is not None:
         last_ns = last
-        if last_ns < horizon:
-            engine.restart(series)  # (which forgets its last time)
-            last = None
+        if not stale and timestamp is not None and clock.known:
+            stale = ts_ns > last_ns and _gap(ts_ns, last_ns) > clock.ttl and not (
+                ts_ns > clock.now and _gap(ts_ns, clock.now) > clock.ttl)
+    if stale:
+        engine.restart(series)  # (which forgets its last time)
+        last = None
     touch(series)
     series.run_seen = True
-    if timestamp is not None:
-        series.last_time = timestamp
-        if last is None or timestamp < last:  # (else low <= last <= timestamp already)
-            low = engine.low
-            if low is None or timestamp < low:
-                engine.low = timestamp
+    if timestamp is None:
+        series.seen_at = clock.now if clock.known else NO_HORIZON
+    else:
+        series.seen_at = ts_ns if not clock.known or ts_ns > clock.now else clock.now
+        if last is None or ts_ns > last_ns:
+            series.last_time = timestamp
+
+
+def clock_known(held, now: int) -> None:
+    """The stream's clock has just become known, at ``now``: the series ``held`` last seen before it by a
+    sample without a timestamp (``seen_at`` is :data:`NO_HORIZON`) are seen at ``now``."""
+    for series in held:
+        if series.seen_at == NO_HORIZON:
+            series.seen_at = now
+
+
+def restore(series: Series, seen: int, last_time: object, seen_at: object, anomalies: int) -> None:
+    """Set what a checkpoint holds of ``series`` (``seen_at`` None: seen before the clock was known); the
+    counts stop at :data:`COUNT_END`."""
+    series.seen = min(seen, COUNT_END)
+    series.last_time = last_time
+    series.seen_at = NO_HORIZON if seen_at is None else seen_at
+    series.anomalies = min(anomalies, COUNT_END)
 
 
 def _renumber() -> None:
@@ -585,7 +626,7 @@ def _process(detector: object, x: float, t: object) -> float:
 
 
 def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: int, number: float, t: object,
-           timestamp: object, horizon: int, ob: bytearray, with_flag: bool, keys: object) -> int:
+           timestamp: object, clock: Clock, ob: bytearray, with_flag: bool, keys: object) -> int:
     """Score ``number`` in ``series`` and append its added fields to ``ob`` (None: it only learns, nothing is
     explained); 3 if it is flagged, 2 if it is scored and not flagged, 0 if it is not scored (no detector,
     or the detector failed).
@@ -594,9 +635,9 @@ def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: in
     the metric already holds the flag field (only the score is added);
     ``keys`` the metric's field keys when it may hold added names (else None).
     The series is now the most recently seen of its engine (:func:`touch`).
-    A series last seen before ``horizon`` starts fresh first (:func:`arrive`).
+    A stale series starts fresh first (:func:`arrive`, on the stream's ``clock``).
     """
-    arrive(engine, series, timestamp, horizon)
+    arrive(engine, series, timestamp, clock)
     detector = series.detector
     if detector is None:
         return 0
@@ -644,7 +685,8 @@ def verdict(series: Series, score: float, names: tuple, with_flag: bool, ob: byt
     the flag follows the written score. A field's series (:func:`_field`)
     and a metric's model (``Engine._score_metric``) both end here.
     """
-    series.seen += 1
+    if series.seen < COUNT_END:
+        series.seen += 1
     flag = False
     text = None
     if series.seen <= series.binding.warmup:
@@ -659,7 +701,7 @@ def verdict(series: Series, score: float, names: tuple, with_flag: bool, ob: byt
         else:
             text = format_score(score)
             flag = float(text) >= threshold
-        if flag:
+        if flag and series.anomalies < COUNT_END:
             series.anomalies += 1
     if ob is None:
         return 1 if flag else 0
@@ -761,7 +803,7 @@ def score(engine, metric, write: bool = True) -> bytes:
             fields = [f for i, f in enumerate(fields) if last[f[0]] == i]
     timestamp = metric.timestamp
     t = None if timestamp is None else timestamp / 1e9
-    horizon = engine.clock.horizon  # (Engine.process moved the clock on)
+    clock = engine.clock  # (Engine.process moved it on)
     prefix = None
     all_series = engine.series
     ob = bytearray() if write else None
@@ -794,7 +836,7 @@ def score(engine, metric, write: bool = True) -> bytes:
             elif len(all_series) - engine.passing > engine.max_series:
                 engine._evict_oldest()
         with_flag = keys is None or key + flag_suffix not in keys
-        scored = _field(engine, series, skey, key, 0, len(key), number, t, timestamp, horizon, ob, with_flag, keys)
+        scored = _field(engine, series, skey, key, 0, len(key), number, t, timestamp, clock, ob, with_flag, keys)
         engine.anomalies += scored & 1
         engine.fields_scored += scored >> 1
     if together is not None:
@@ -847,7 +889,6 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
     stamp_ns = 0
     stamp_s = None
     clock = engine.clock
-    horizon = clock.horizon
     try:
         while pos < n:
             nl = _find_byte(buf, 10, pos, n)  # the newline
@@ -872,8 +913,12 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                 if now is None or timestamp > now:
                     engine.now = timestamp
                 t = stamp_s
-                clock.advance(stamp_ns)
-                horizon = clock.horizon
+                if clock.known:
+                    clock.advance(stamp_ns)
+                else:
+                    clock.advance(stamp_ns)
+                    if clock.known:
+                        engine.clock_known()
             if not metrics & 0xFFF:
                 engine.expire()
             # -- the series keys; a new series sends the line to score() (the rules live in the engine)
@@ -900,7 +945,7 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                     skey = skeys[k]
                     series = found[k]
                     scored = _field(engine, series, skey, buf, line.key[k], line.key_len[k], line.number[k], t,
-                                    timestamp, horizon, ob, True, None)
+                                    timestamp, clock, ob, True, None)
                     flags += scored & 1
                     fields_scored += scored >> 1
                 if flags:

@@ -792,10 +792,6 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
             return EXIT_CONFIG
     if precision is None and not engine.clock.known:  # (--precision given, or a restored clock: the unit is known)
         engine.unit_hint = "if they are, give --precision {unit}"
-    if len(files) > 1:
-        engine.behind_hint = ("Files are replayed as one stream, in the order given: give files of the same time "
-                              "(one per measurement, say) to a replay each, with a --state each, or merge them in "
-                              "time order")
     progress = None
     if sys.stderr.isatty() and "-" not in files:
         progress = Progress(sum(os.path.getsize(f) for f in files), "replay")

@@ -216,27 +216,23 @@ class Engine:
         self._queue: list[bytes | None] = []
         self._queue_at = 0
         self._queue_clock = 0
-        #: No series' ``last_time`` is older (None: none has one): lowered where a last time is set
-        #: (``_hotpath.arrive``), checked again when expiry might drop one.
+        #: No series was seen earlier (``Series.seen_at``), nor is the stream's clock earlier (None: not
+        #: known): checked again when expiry might drop one. (An arrival is seen at the clock's time or later.)
         self.low: int | None = None
         self._low_checked = 0
         hotpath.ENGINES.add(self)  # (its series are numbered again when the stamp clock reaches its end)
         #: The stream's clock (:class:`~riverguard._hotpath.Clock`, a median of the latest timestamps): a
-        #: series last seen ``series_ttl`` before it is stale, and starts fresh at its next sample.
+        #: series not seen while it moved on ``series_ttl`` is stale, and starts fresh at its next sample.
         self.clock = hotpath.Clock(0)
         self._configure(config)
         #: The latest event time seen (ns), for the monitor's lag.
         self.now: int | None = None
         self._ahead_reported = 0
-        self._behind_reported = 0
         #: When each W! line told at most once a minute may come again (:meth:`_due`), by what it tells.
         self._next_warning = {"clock": 0.0, "eviction": 0.0}
         #: Whether the first timestamps of the stream are still to be looked at for their unit
         #: (:meth:`check_units`); the command that reads them sets it, with how to give another unit.
         self.unit_hint: str | None = None
-        #: What to do about timestamps far behind the stream's clock, in the command's terms (:meth:`_report_clock`).
-        self.behind_hint = ("If a source lags by design, raise [state] series_ttl above its lag, or run it through a "
-                            "[[processors.execd]] block of its own")
         self.metrics = 0
         #: Field values that went through a detector (scored), since start.
         self.fields_scored = 0
@@ -425,7 +421,12 @@ class Engine:
         if timestamp is not None and metric.measurement != _MONITOR:  # (its own: stamped with the wall clock)
             if self.now is None or timestamp > self.now:
                 self.now = timestamp
-            self.clock.advance(timestamp)
+            if self.clock.known:
+                self.clock.advance(timestamp)
+            else:
+                self.clock.advance(timestamp)
+                if self.clock.known:
+                    self.clock_known()
         if not self.metrics & 0xFFF:
             self.expire()
         return self._hot.score(self, metric, write)
@@ -491,10 +492,23 @@ class Engine:
         return len(held)
 
     def _check_low(self) -> None:
-        """Set ``low`` to the least last timestamp of a series (None: none has one)."""
-        times = [s.last_time for s in self.series.values() if s.last_time is not None]
-        self.low = min(times) if times else None
+        """Set ``low`` to the earliest a series was seen (``Series.seen_at``), or the stream's clock if earlier
+        (an arrival is seen at its time or later); None while the clock is not known."""
+        clock = self.clock
+        self.low = min(min((s.seen_at for s in self.series.values()), default=clock.now), clock.now) if clock.known \
+            else None
         self._low_checked = self.metrics
+
+    def restore(self, series: Series, seen: int, last_time: int | None, seen_at: int | None, anomalies: int) -> None:
+        """Give a series made for a checkpoint's record (:meth:`make_series`) what the record says of it:
+        ``seen_at`` None if it was seen before the stream's clock was known."""
+        self._hot.restore(series, seen, last_time, seen_at, anomalies)
+
+    def clock_known(self) -> None:
+        """The stream's clock has just become known (its third timestamp): the series seen before it without
+        a timestamp are seen at its time (``_hotpath.clock_known``)."""
+        self._hot.clock_known(self.series.values(), self.clock.now)
+        self._check_low()
 
     def _oldest(self) -> tuple[bytes, Series] | None:
         """The least recently seen series (key, series), or None if there is none."""
@@ -544,8 +558,9 @@ class Engine:
         self._forget([key for key, s in self.series.items() if s.detector is None])
 
     def restart(self, series: Series) -> None:
-        """Start ``series`` fresh, as a new series under its rule: it is stale (last seen before the clock's
-        horizon: ``series_ttl`` without a sample). Whether a series starts fresh is decided at its next sample,
+        """Start ``series`` fresh, as a new series under its rule: it is stale (``_hotpath.arrive``: not seen
+        while the stream's clock moved on ``series_ttl``, or a gap of its own). Whether a series starts fresh
+        is decided at its next sample,
         so it does not depend on when expiry (:meth:`expire`) ran, nor on a restart in between. A series
         without a model has nothing to start afresh: only the expiry of one with a model is counted."""
         if self._count_expiry(series):
@@ -566,8 +581,7 @@ class Engine:
             found = self._oldest()
             assert found is not None
             key, series = found
-            last = series.last_time
-            if last is not None and last < horizon:
+            if series.seen_at < horizon:
                 self._drop_oldest(key)
                 if self._count_expiry(series):
                     return
@@ -576,7 +590,7 @@ class Engine:
             else:
                 break
         if self.low is not None and self.low < horizon:  # a stale series further on?
-            stale = [k for k, s in self.series.items() if s.last_time is not None and s.last_time < horizon]
+            stale = [k for k, s in self.series.items() if s.seen_at < horizon]
             modelled = sum(self._count_expiry(self.series[k]) for k in stale)
             self._forget(stale)
             self._check_low()
@@ -765,7 +779,7 @@ class Engine:
         series = self.series.get(mkey)
         if series is None:  # evicted by a field series created after it, in this same metric
             return
-        self._hot.arrive(self, series, metric.timestamp, self.clock.horizon)
+        self._hot.arrive(self, series, metric.timestamp, self.clock)
         keys = {f[0] for f in metric.fields}
         if self._metric_keys[0] in keys:
             return  # already scored upstream
@@ -1141,51 +1155,41 @@ class Engine:
         """Set the stream's clock to a checkpoint's ``[now, window]`` (:meth:`Clock.dump`): its counts of
         timestamps far from it start again, and so do those already reported (:meth:`_report_clock`)."""
         self.clock.load(now, window)
-        self._ahead_reported = self._behind_reported = 0
+        self._ahead_reported = 0
+        self._check_low()
 
     def _report_clock(self, final: bool = False) -> None:
         """A ``W!`` line, at most once a minute (``final``: at the end, whenever the last was), while metrics
-        come with timestamps more than ``series_ttl`` ahead of (or behind) the stream's clock: a host's clock
-        is wrong."""
+        come with timestamps more than ``series_ttl`` ahead of the stream's clock: a host's clock is wrong.
+        (Timestamps behind it are scored as any: a series is stale only when the clock moves on without it.)"""
         clock = self.clock
         ahead = clock.ahead - self._ahead_reported
-        behind = clock.behind - self._behind_reported
-        if not ahead and not behind or not self._due("clock", final):
+        if not ahead or not self._due("clock", final):
             return
-        self._ahead_reported, self._behind_reported = clock.ahead, clock.behind
+        self._ahead_reported = clock.ahead
         ttl = duration_text(self.config.state.series_ttl)
-        if ahead:
-            self.log.warn(
-                f"{plural(ahead, 'metric')} with {'a timestamp' if ahead == 1 else 'timestamps'} more than "
-                f"series_ttl ({ttl}) ahead of the stream's clock (the latest: {iso_ns(clock.newest)}, when the "
-                f"clock was {iso_ns(clock.then)}): is a host's clock wrong? A few such timestamps do not move the "
-                "clock series expire by; the whole stream moving on does"
-            )
-        if behind:
-            its = "its series starts fresh at that sample, never past its" if behind == 1 else (
-                "their series start fresh at each such sample, never past their")
-            self.log.warn(
-                f"{plural(behind, 'metric')} with {'a timestamp' if behind == 1 else 'timestamps'} more than "
-                f"series_ttl ({ttl}) behind the stream's clock ({iso_ns(clock.now)}): {its} warm-up (scored 0, "
-                f"never flagged); is a host's clock wrong? {self.behind_hint}"
-            )
+        self.log.warn(
+            f"{plural(ahead, 'metric')} with {'a timestamp' if ahead == 1 else 'timestamps'} more than "
+            f"series_ttl ({ttl}) ahead of the stream's clock (the latest: {iso_ns(clock.newest)}, when the "
+            f"clock was {iso_ns(clock.then)}): is a host's clock wrong? A few such timestamps do not move the "
+            "clock series expire by; the whole stream moving on does"
+        )
 
     def expire(self) -> int:
-        """Drop the least recently seen series while they are stale (no sample for ``series_ttl`` on the
-        stream's clock, :attr:`clock`); return how many (:attr:`expired` counts those with a model). Only
+        """Drop the least recently seen series while they are stale (not seen while the stream's clock,
+        :attr:`clock`, moved on ``series_ttl``: ``Series.seen_at``); return how many (:attr:`expired` counts those with a model). Only
         memory: a stale series starts fresh at its next sample whether it was dropped or not (:meth:`restart`)."""
         if not self.clock.known:
             return 0
         horizon = self.clock.horizon
         if self.low is None or self.low >= horizon:
-            return 0  # no series was last seen before the horizon
+            return 0  # no series was seen before the horizon
         dropped = 0
         while True:
             found = self._oldest()
             if found is None:
                 break
-            last = found[1].last_time
-            if last is None or last >= horizon:
+            if found[1].seen_at >= horizon:
                 break
             self._drop_oldest(found[0])
             dropped += 1

@@ -391,8 +391,9 @@ class StateStore:
             self.header = {}
             checkpoint = read(self.path)
             clock = _clock(checkpoint.header)
+            seen_at = _seen_at(checkpoint.header, len(checkpoint.records))
             engine.take_pairs(checkpoint.header.get("taken"))  # before the series: it bars some of them
-            restored, dropped = self._apply(checkpoint.records)
+            restored, dropped = self._apply(checkpoint.records, seen_at, None if clock is None else clock[0])
             if clock is not None:
                 engine.load_clock(*clock)
             over = engine.shrink()  # a lowered max_series applies to the restored series too
@@ -423,15 +424,17 @@ class StateStore:
         )
         return restored
 
-    def _apply(self, records: list[list[Any]]) -> tuple[int, Counter[str]]:
-        """Restore ``records`` into the engine; the number restored and the number of models not
-        restored, by reason (:attr:`Engine.DROPPED`)."""
+    def _apply(self, records: list[list[Any]], seen_at: list[int] | None, now: int | None) -> tuple[int, Counter[str]]:
+        """Restore ``records`` into the engine, seen at ``seen_at`` (:func:`_seen_at`; None, in a checkpoint
+        written before it was kept: at its last time, else the clock's time ``now``, None if not known); the
+        number restored and the number of models not restored, by reason (:attr:`Engine.DROPPED`)."""
         engine = self.engine
         series_map: dict[bytes, Any] = {}
         restored = unsaved = 0
         dropped: Counter[str] = Counter()
         cache: dict[Any, Any] = {}
-        for key, _name, fingerprint, seen, last_time, anomalies, state in records:
+        restore = engine.restore
+        for i, (key, _name, fingerprint, seen, last_time, anomalies, state) in enumerate(records):
             field_key, rule, why = engine.rule_for(key, fingerprint, cache)
             if not field_key:
                 raise CheckpointError(f"bad series key {key[:80]!r}: no field")
@@ -443,9 +446,8 @@ class StateStore:
                 continue
             detector = _decode_detector(state, rule, key)
             series = engine.make_series(rule, detector, field_key)
-            series.seen = seen
-            series.last_time = last_time
-            series.anomalies = anomalies
+            restore(series, seen, last_time, seen_at[i] if seen_at is not None else now if last_time is None else last_time,
+                    anomalies)
             series_map[key] = series
             restored += 1
         engine.adopt(series_map)
@@ -517,6 +519,9 @@ class StateStore:
                 "taken": engine.taken_pairs(),
                 # the stream's clock, which decides when a series is stale: [now or nil, latest timestamps]
                 "clock": engine.clock.dump(),
+                # when each series was last seen on that clock, as the records (Series.seen_at; a list beside
+                # them, not in them, so that an older riverguard still reads the records)
+                "seen_at": [s.seen_at for _, s in scored],
             }
             self._keep_lock()
             size = write(self.path, header, records, len(scored))
@@ -583,6 +588,19 @@ def _clock(header: dict[str, Any]) -> tuple[int | None, list[int]] | None:
     ):
         raise CheckpointError("the file is corrupt (malformed clock in the header)")
     return clock[0], clock[1]
+
+
+def _seen_at(header: dict[str, Any], count: int) -> list[int] | None:
+    """When each of a checkpoint's ``count`` series was last seen (``Series.seen_at``), or None in one
+    written before they were kept. :class:`CheckpointError` when malformed."""
+    seen_at = header.get("seen_at")
+    if seen_at is None:
+        return None
+    if type(seen_at) is not list or len(seen_at) != count or not all(
+        type(t) is int and -(2**63) <= t < 2**63 for t in seen_at
+    ):
+        raise CheckpointError("the file is corrupt (malformed seen_at in the header)")
+    return seen_at
 
 
 def _kind(mode: int) -> str:
