@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 try:
-    from tests.conftest import RIVERGUARD, Proc, as_nobody, run_cli, strip_added, wait_until
+    from tests.conftest import RIVERGUARD, Proc, as_nobody, readme_example, run_cli, strip_added, wait_until
     from tests.influx import InfluxServer, influxdb  # noqa: F401  (fixture)
 except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
-    from conftest import RIVERGUARD, Proc, as_nobody, run_cli, strip_added, wait_until  # type: ignore[no-redef]
+    from conftest import RIVERGUARD, Proc, as_nobody, readme_example, run_cli, strip_added, wait_until  # type: ignore[no-redef]
     from influx import InfluxServer, influxdb  # type: ignore[no-redef]  # noqa: F401
 
 T0 = 1_700_000_000_000_000_000
@@ -410,6 +410,46 @@ def test_bad_lines_are_reported_by_file_and_line(tmp_path: Path) -> None:
         proc = run_cli(args, input=LINES + b"\n" + LINES)
         assert proc.returncode == 0, proc.stderr
         assert _bad_lines(proc.stderr) == ["stdin:7", "stdin:9", "stdin:17", "stdin:19"], args
+
+
+def test_the_rate_limits_hold_in_a_live_stream(tmp_path: Path, start) -> None:
+    """Telegraf writes a little at a time, and run answers each write: the line counting what a rate limit held
+    back was written after every answer, unlimited (bad lines at 2000 a second, half of them: 4841 lines in 5 s,
+    all but 50 of them `W! ... 2 more unparsable metrics were not reported`). For 3 s, twenty writes a second,
+    each with 10 bad lines, a field clashing with an added name and a series whose detector fails: each limit
+    tells at most 10 a second one by one and one line a second counting the rest, the last count at the end,
+    and every event is told or counted."""
+    config = tmp_path / "rg.toml"
+    config.write_text(readme_example("svm") + '[[rule]]\nname = "all"\n')
+    proc = start("run", "--config", str(config))
+    proc.ready()
+    writes, began = 0, time.monotonic()
+    while time.monotonic() - began < 3.0:
+        lines = [f"cpu,host=a v=bad{writes} {T0}" for _ in range(10)]
+        lines.append(f'm{writes},host=a x=1,x_anomaly_score="hi" {T0}')  # a clash, in a measurement of its own
+        lines += [f"sensor,room=r{writes} temp={v!r} {T0 + i * STEP}" for i, v in enumerate([0.0, 1.0, 1e308, 0.0])]
+        proc.write(("\n".join(lines) + "\n").encode())
+        writes += 1
+        assert proc.wait_lines(writes * len(lines), 30), proc.stderr  # answered: the next write comes after it
+        time.sleep(max(0.0, began + writes * 0.05 - time.monotonic()))
+    seconds = time.monotonic() - began
+    proc.close_stdin()
+    assert proc.wait(30) == 0, proc.stderr
+    stderr = proc.stderr.decode()
+    periods = int(seconds) + 1  # the one-second windows the stream spanned
+    for told, held, each in (
+        (r"^E! \[riverguard\] stdin:\d+: not line protocol: ", "unparsable metrics?", 10),
+        (r"^W! \[riverguard\] measurement 'm\d+': field 'x_anomaly_score' is a string",
+         "fields? that clash(?:es)? with an added name", 1),
+        (r"^W! \[riverguard\] detector 'river' failed on series sensor,room=r\d+ temp: ", "series whose detector failed", 1),
+    ):
+        one_by_one = len(re.findall(told, stderr, re.M))
+        counts = [int(n) for n in re.findall(rf"^W! \[riverguard\] (\d+) more {held} (?:was|were) not reported "
+                                             r"\(rate limit\)$", stderr, re.M)]
+        assert one_by_one + sum(counts) == writes * each, (held, one_by_one, counts, writes)  # none lost
+        assert one_by_one <= 10 * periods, (held, one_by_one, periods)
+        assert 2 <= len(counts) <= periods + 1, (held, counts, periods)  # once a second at most, and at the end
+    assert "Traceback" not in stderr
 
 
 def test_binary_input_stops_replay_with_one_message(tmp_path: Path) -> None:

@@ -1123,7 +1123,7 @@ class Engine:
         first ones however few) timestamps that look like seconds (:meth:`check_units`). ``final`` also reports
         the evictions and the timestamps that came since the last line about them, however recent it was."""
         for limit in (self._error_limit, self._failure_limit, self._taken_limit):
-            limit.report_held(self.log)
+            limit.report_held(self.log, final)
         self.check_units(final)
         self._report_evictions(final)
         self._report_clock(final)

@@ -435,8 +435,8 @@ class InfluxWriter:
                 self.log.info(summary)
 
     def report_held(self) -> None:
-        """One ``W!`` line for the refused metrics the rate limit kept from their ``E!`` line, if any."""
-        self._refusals.report_held(self.log)
+        """At the end: one ``W!`` line for the refused metrics the rate limit kept from their ``E!`` line, if any."""
+        self._refusals.report_held(self.log, final=True)
 
     @property
     def acknowledged(self) -> int:

@@ -120,7 +120,8 @@ class Log:
 
 
 class RateLimit:
-    """Allow ``burst`` events per ``period`` seconds; count what was held back, and say it once.
+    """Allow ``burst`` events per ``period`` seconds; count what was held back, and say it in one line, at
+    most one such line per ``period`` (:meth:`report_held`) and a last one at the end (``final``).
 
     ``what`` names the events in that line, one and many (``("unparsable metric", "unparsable metrics")``: ``1 more
     unparsable metric was not reported``, ``3 more unparsable metrics were not reported``); a plain string is both.
@@ -136,6 +137,19 @@ class RateLimit:
     >>> rl.allow(), rl.allow(), rl.report_held(Log("info", sys.stdout))
     W! [riverguard] 2 more series whose detector failed were not reported (rate limit)
     (False, False, None)
+
+    The line that counts them is limited too: within a period of the last one, the count waits (for the
+    next period, or the end):
+
+    >>> clock = iter([0.0, 0.5, 0.6, 0.9, 1.6, 1.7, 1.8]).__next__
+    >>> rl, log = RateLimit(burst=0, clock=clock, what="message"), Log("info", sys.stdout)
+    >>> rl.allow(), rl.report_held(log), rl.allow(), rl.report_held(log), rl.report_held(log)
+    W! [riverguard] 1 more message was not reported (rate limit)
+    W! [riverguard] 1 more message was not reported (rate limit)
+    (False, None, False, None, None)
+    >>> rl.allow(), rl.report_held(log, final=True)
+    W! [riverguard] 1 more message was not reported (rate limit)
+    (False, None)
     """
 
     def __init__(self, burst: int = 10, period: float = 1.0, clock=time.monotonic,
@@ -146,6 +160,7 @@ class RateLimit:
         self.what = (what, what) if isinstance(what, str) else what
         self._window_start = float("-inf")
         self._count = 0
+        self._told_at = float("-inf")  # when the last line about the events held back was written
         self.suppressed = 0
 
     def allow(self, log: Log | None = None) -> bool:
@@ -167,12 +182,18 @@ class RateLimit:
         n, self.suppressed = self.suppressed, 0
         return n
 
-    def report_held(self, log: Log) -> None:
-        """One ``W!`` line for the events held back since the last one, if any."""
+    def report_held(self, log: Log, final: bool = False) -> None:
+        """One ``W!`` line for the events held back since the last one, if any, and if that one is a
+        ``period`` old (``final``: however recent it was; at the end, so that no count is lost)."""
+        if not self.suppressed:
+            return
+        now = self.clock()
+        if not final and now - self._told_at < self.period:
+            return
+        self._told_at = now
         held = self.take_suppressed()
-        if held:
-            one, many = self.what
-            log.warn(f"{plural(held, 'more ' + one, 'more ' + many)} {'was' if held == 1 else 'were'} not reported (rate limit)")
+        one, many = self.what
+        log.warn(f"{plural(held, 'more ' + one, 'more ' + many)} {'was' if held == 1 else 'were'} not reported (rate limit)")
 
 
 class Progress:

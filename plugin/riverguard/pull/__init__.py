@@ -586,7 +586,7 @@ class Puller:
     def report_held(self) -> None:
         """At the end: one ``W!`` line for the refused points the rate limit kept from their ``E!`` line, if
         any, and what the engine has left to say (:meth:`Engine.flush_log`)."""
-        self.refusals.report_held(self.log)
+        self.refusals.report_held(self.log, final=True)
         self.engine.flush_log(final=True)
 
     def where(self) -> str:
