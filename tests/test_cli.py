@@ -14,6 +14,7 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -668,6 +669,23 @@ def test_failures_while_running_exit_1(tmp_path: Path, failure: str) -> None:
     )
 
 
+def _head_1(args: list[str], stdin: Any = None) -> tuple[bytes, int, str]:
+    """``riverguard ARGS | head -1``: a real pipe, closed by its reader after the first line, as head does.
+    That line, the exit code and stderr."""
+    proc = subprocess.Popen([*RIVERGUARD, *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = proc.stdout.readline()
+        proc.stdout.close()  # head exits after its line
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    stderr = proc.stderr.read().decode()
+    proc.stderr.close()
+    return first, code, stderr
+
+
 @pytest.mark.parametrize("command", ["run", "replay -o -", "replay"])
 def test_a_reader_gone_midway_is_told_as_run_tells_it(tmp_path: Path, command: str) -> None:
     """`riverguard replay -o - in.lp | head -1` exited 1 with nothing on stderr, while `run` says `E! [riverguard]
@@ -677,17 +695,8 @@ def test_a_reader_gone_midway_is_told_as_run_tells_it(tmp_path: Path, command: s
     path.write_bytes(b"".join(b"cpu,host=a v=%d %d\n" % (i % 7, i) for i in range(200_000)))  # beyond a pipe's buffer
     args = {"run": ["run"], "replay -o -": ["replay", "-o", "-", str(path)], "replay": ["replay", str(path)]}[command]
     with open(path, "rb") as stdin:
-        proc = subprocess.Popen([*RIVERGUARD, *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        assert proc.stdout.readline().startswith(b"cpu,host=a v=0")
-        proc.stdout.close()  # head exits after its line
-        code = proc.wait(60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    stderr = proc.stderr.read().decode()
-    proc.stderr.close()
+        first, code, stderr = _head_1(args, stdin)
+    assert first.startswith(b"cpu,host=a v=0"), stderr
     assert code == 1, stderr
     assert "Traceback" not in stderr
     assert [line for line in stderr.splitlines() if line.startswith("E! ")] == [
@@ -787,14 +796,50 @@ def test_replay_of_a_closed_stdin_is_refused(tmp_path: Path, inputs: list[str]) 
 def test_what_argparse_prints_is_handled_as_any_output(option: str, stdout: str) -> None:
     """--version and --help, printed by argparse, were outside riverguard's stdout handling: with stdout
     closed (held by the read-only null device) or its reader gone, a traceback through Python's exit flush
-    ("Exception ignored", exit 120). Now as for any output: a failed write, the reader gone too, told in one
-    E! line (as run tells it); exit 1 either way."""
+    ("Exception ignored", exit 120). Now as for any output: a failed write told in one E! line, exit 1; the
+    reader gone, as for every command that prints something to read, quiet, exit 0."""
     with reader_gone() as write_end:
         result = subprocess.run([*RIVERGUARD, option], stdout=write_end, stderr=subprocess.PIPE, text=True,
                                 timeout=60, preexec_fn=(lambda: os.close(1)) if stdout == "closed" else None)
+    if stdout == "reader gone":
+        assert (result.returncode, result.stderr) == (0, "")
+        return
     assert result.returncode == 1, result.stderr
-    told = "cannot write to stdout (Bad file descriptor)" if stdout == "closed" else "stdout was closed"
-    assert result.stderr == f"E! [riverguard] {told}: stopping\n"
+    assert result.stderr == "E! [riverguard] cannot write to stdout (Bad file descriptor): stopping\n"
+
+
+@pytest.mark.parametrize("command", ["state inspect --series", "state inspect", "check-config", "sample-config",
+                                     "evaluate"])
+def test_a_reader_that_stops_reading_what_to_read_stops_it_quietly(tmp_path: Path, command: str) -> None:
+    """`riverguard state inspect X --series | head -2` (and `check-config ... | head -1`, a large config) said
+    `E! [riverguard] stdout was closed: stopping` and exited 1: a reader that has what it wanted is the
+    ordinary use of head on a command that only prints something to read. It now stops without a word, exit 0,
+    as cat, ls or git log do for a person, and in a script under `set -o pipefail` (which a death by SIGPIPE,
+    141, would fail). A real pipe, closed by its reader after the first line, as head does; a reader gone
+    before the first write for the commands whose output a pipe's buffer holds whole. (`run`, `replay` and
+    `collect` still say it, exit 1: their metrics are lost; test_a_reader_gone_midway_is_told_as_run_tells_it.)"""
+    state, config = tmp_path / "st.msgpack", tmp_path / "rg.toml"
+    if command.startswith("state"):  # 3000 series: a listing well beyond a pipe's buffer
+        data = b"".join(b"cpu,host=h%04d v=%d.5 %d\n" % (h, h % 7, 10**18 + i * 10**10) for i in range(3) for h in range(3000))
+        assert run_cli(["run", "--state", str(state)], input=data, timeout=120).returncode == 0
+    config.write_text("".join(f'[[rule]]\nname = "r{i}"\nmeasurement = "m{i}"\n' for i in range(3000)))
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "s.csv").write_text("timestamp,value,label\n" + "".join(f"2024-05-01 {i // 60:02d}:{i % 60:02d}:00,{i % 5},0\n" for i in range(50)))
+    args = {"state inspect --series": ["state", "inspect", str(state), "--series"],
+            "state inspect": ["state", "inspect", str(state)],
+            "check-config": ["check-config", str(config)], "sample-config": ["sample-config"],
+            "evaluate": ["evaluate", "--labels", str(labels)]}[command]
+    if command in ("state inspect --series", "check-config"):
+        first, code, stderr = _head_1(args)
+        assert first, stderr
+    else:
+        with reader_gone() as write_end:
+            result = subprocess.run([*RIVERGUARD, *args], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                                    timeout=120)
+        code, stderr = result.returncode, result.stderr
+    assert code == 0, stderr
+    assert "E! " not in stderr and "Traceback" not in stderr, stderr
 
 
 @pytest.mark.parametrize("stdout", ["reader gone", "full disk"])

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 #: something failed while running (a write, a server, a broken pipe, a bad input found midway, the final
 #: checkpoint, an unexpected error), 130 when interrupted (SIGINT; a replay stopped by SIGTERM).
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+#: The commands whose stdout is a stream of metrics: one its reader no longer takes is lost, said (``E!``) and
+#: exit 1. The others print something to read (``state inspect``, ``check-config``, ``--help``), which a reader
+#: may stop reading when it has what it wants (``| head``): they stop quietly (:func:`riverguard.output.stop`).
+STREAMS = frozenset({"run", "replay", "collect"})
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -173,9 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     """The ``riverguard`` command (``argv`` None: ``sys.argv``). As the process's own command
     (:func:`riverguard._entry.is_process`), which ends when this returns, ``run`` then ignores SIGTERM,
     SIGINT and SIGHUP to the end; a program or a test calling it gets the handlers it had back."""
+    args = None
     try:
         try:
-            code = _main(_arguments(argv))
+            args = _arguments(argv)
+            code = _main(args)
         except (SystemExit, KeyboardInterrupt):  # (SystemExit: argparse's --help and --version, printed unchecked)
             flush()
             raise
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (BrokenPipeError, OutputError) as err:
-        return stop(err)
+        return stop(err, reading=args is None or args.command not in STREAMS)
     except Exception as err:  # noqa: BLE001 - a crash still speaks Telegraf's log format
         log = Log("error")
         log.error(f"riverguard stopped on an unexpected error: {type(err).__name__}: {err}")

@@ -75,18 +75,24 @@ def flush() -> None:
         raise _failed
 
 
-def stop(err: OSError) -> int:
-    """Stop the command on its failed stdout (``err``): say so (:func:`stopped`; a reader gone too, as ``run``
-    says it: ``riverguard ... | head`` exits 1, and the exit code's E! line says why), put the null device on
-    stdout so that what is left in its buffer goes nowhere at exit, and return the exit code (1)."""
+def stop(err: OSError, reading: bool = False) -> int:
+    """Stop the command on its failed stdout (``err``), put the null device on stdout so that what is left in
+    its buffer goes nowhere at exit, and return the exit code.
+
+    A failed write is said (:func:`stopped`), exit 1; a reader gone too (``riverguard run ... | head``: the
+    metrics it no longer reads are lost, and the exit code's E! line says why), unless the command prints
+    something to read (``reading``: ``state inspect ... | head -2``), whose reader stopped because it had what
+    it wanted, as from ``cat``, ``git log`` or ``ls``: then without a word, exit 0."""
     global _failed
     from .log import Log
 
-    Log("error").error(stopped(err))
+    quiet = reading and isinstance(err, BrokenPipeError)
+    if not quiet:
+        Log("error").error(stopped(err))
     _failed = None
     with contextlib.suppress(OSError, ValueError, AttributeError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 1
+    return 0 if quiet else 1
 
 
 class _Whole(io.RawIOBase):
