@@ -8,6 +8,7 @@ as log lines Telegraf understands; stopping (EOF or SIGTERM) exits 0.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -258,6 +259,48 @@ def test_sigterm_mid_stream_exits_zero_and_returns_everything_written(start) -> 
     assert strip_added(proc.stdout) == data
     assert b"SIGTERM" in proc.stderr
     check_log_lines(proc.stderr)
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "EOF"])
+@pytest.mark.parametrize("mode", ["scoring", "passing through"])
+def test_a_stop_with_stdin_open_drops_a_last_line_not_yet_ended(start, tmp_path: Path, stop: str, mode: str) -> None:
+    """A SIGTERM that came while stdin was still open (an operator's kill; Telegraf closes stdin first) scored
+    the bytes after the last newline as a whole metric: of ``v=123 T`` half-written, ``v=12`` went out without
+    its timestamp (stored at "now") and was learned; a fragment ``m`` went out as a line passed through
+    unchanged. Now those bytes are dropped with one W! line saying how many: not scored, learned or written,
+    also by a run that passes every metric through (here: a state folder it may not write). At EOF
+    (Telegraf's stop) a last line without a newline is still a whole metric, as before."""
+    from conftest import RIVERGUARD, as_a_user
+
+    state = tmp_path / "st"
+    prefix: list[str] = []
+    if mode == "passing through":
+        prefix = as_a_user(tmp_path)
+        state.mkdir(mode=0o555)
+    proc = start("run", "--state", f"{state}/", cmd=[*prefix, *RIVERGUARD])
+    proc.ready()
+    whole, unfinished = b"cpu,host=a v=1 1764288000000000000\n", b"cpu,host=a v=12"  # (the rest: "3 17642880...")
+    proc.write(whole + unfinished)  # one write, one read: the first line back, the second was read too
+    assert proc.wait_lines(1, 10), proc.stderr
+    if stop == "SIGTERM":
+        proc.terminate()
+        assert proc.wait(10) == 0, proc.stderr
+    else:
+        proc.close_stdin()
+        assert proc.wait(10) == 0, proc.stderr
+    sent = whole if stop == "SIGTERM" else whole + unfinished + (b"\n" if mode == "scoring" else b"")
+    assert (strip_added(proc.stdout) if mode == "scoring" else proc.stdout) == sent
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")]
+    if stop == "SIGTERM":
+        assert warnings == [b"W! [riverguard] stopped with stdin still open: dropped the last 15 bytes, a metric not "
+                            b"yet ended by a newline (its rest not written yet): not scored, learned or written"]
+    else:
+        assert warnings == [], proc.stderr
+    check_log_lines(proc.stderr)
+    if mode == "scoring":  # learned: the whole metric only (at EOF, both)
+        series = run_cli(["state", "inspect", str(state / "riverguard.msgpack"), "--series"])
+        assert series.returncode == 0, series.stderr
+        assert [json.loads(line)["samples"] for line in series.stdout.splitlines()] == [1 if stop == "SIGTERM" else 2]
 
 
 def test_flood_of_bad_lines_is_rate_limited_on_stderr(start) -> None:

@@ -9,7 +9,9 @@ metric, and flushes the output as soon as no more input is waiting, so a
 single metric comes back within milliseconds while a burst is written in
 large batches. EOF, SIGTERM and SIGINT all end the loop the same way: the
 metrics read so far are written, the exit hook runs (the state checkpoint),
-and the process exits 0.
+and the process exits 0. Only a last line without a newline differs: at EOF
+it is a whole metric, at a signal while stdin is still open the rest of it
+was not written yet, and it is dropped (:func:`_at_stop`).
 """
 
 from __future__ import annotations
@@ -230,17 +232,23 @@ def passthrough(log, held: Held, outfd: int = 1) -> int:  # type: ignore[no-unty
     infd, signals = held.infd, held.signals
     lines = 0
     eof = held.eof
+    rest = b""  # the bytes after the last newline written, until their line ends (a stop may drop them)
     try:
         data = held.take()
         while True:
-            if data:
-                lines += data.count(b"\n")
-                write_all(outfd, [data])
+            if data or (eof and rest):
+                data = rest + data if rest else data
+                cut = len(data) if eof else data.rfind(b"\n") + 1
+                rest = data[cut:]
+                if cut:
+                    lines += data.count(b"\n", 0, cut)
+                    write_all(outfd, [data[:cut] if rest else data])
             if eof:
                 break
             if signals.received is not None:
                 log.info(f"received {signal.Signals(signals.received).name}: finishing")
-                data = _drain(infd, b"")  # what was already written to us still comes back
+                data = _at_stop(log, infd, rest)  # what was already written to us still comes back
+                rest = b""
                 eof = True
                 continue
             try:
@@ -332,7 +340,7 @@ def serve(
             if signals.received is not None:
                 log.info(f"received {signal.Signals(signals.received).name}: finishing")
                 if not eof:  # metrics already written to us still come back
-                    buf = _drain(infd, buf)
+                    buf = _at_stop(log, infd, buf)
                 break
             if infd in ready and not eof:
                 data = _read(infd)
@@ -390,8 +398,9 @@ def serve(
             signals.close()
 
 
-def _drain(fd: int, buf: bytes, limit: int = 64 * _READ_SIZE) -> bytes:
-    """Append what ``fd`` holds right now (without waiting, at most ``limit`` bytes) to ``buf``."""
+def _drain(fd: int, buf: bytes, limit: int = 64 * _READ_SIZE) -> tuple[bytes, bool]:
+    """Append what ``fd`` holds right now (without waiting, at most ``limit`` bytes) to ``buf``; and whether
+    that reached its end (its writer closed it)."""
     parts, total = [buf], 0
     while total < limit and _readable(fd):
         try:
@@ -399,10 +408,26 @@ def _drain(fd: int, buf: bytes, limit: int = 64 * _READ_SIZE) -> bytes:
         except (BlockingIOError, OSError):
             break
         if not data:
-            break
+            return b"".join(parts), True
         parts.append(data)
         total += len(data)
-    return b"".join(parts)
+    return b"".join(parts), False
+
+
+def _at_stop(log: Log, infd: int, buf: bytes) -> bytes:
+    """``buf`` with what ``infd`` holds at a stop (SIGTERM, SIGINT; :func:`_drain`), up to its last newline.
+
+    With stdin still open, the bytes after that newline are a metric whose writer has not sent the rest
+    yet (``v=12`` of ``v=123``): scored, it would be a wrong value without its timestamp (stored at "now")
+    and learned. They are dropped, one ``W!`` line says how many. At EOF (Telegraf closed stdin) a last
+    line without a newline is a whole metric, and is kept.
+    """
+    buf, eof = _drain(infd, buf)
+    cut = len(buf) if eof else buf.rfind(b"\n") + 1
+    if cut < len(buf):
+        log.warn(f"stopped with stdin still open: dropped the last {plural(len(buf) - cut, 'byte')}, a metric "
+                 "not yet ended by a newline (its rest not written yet): not scored, learned or written")
+    return buf[:cut]
 
 
 def _readable(fd: int) -> bool:
