@@ -223,6 +223,15 @@ def _provoke(fragment: str, tmp: Path) -> str:
         (tmp / ("state.msgpack" if fragment == "cannot read the checkpoint" else "state.msgpack.lock")).chmod(0)
         return subprocess.run([*prefix, *rg, "run", "--state", "state.msgpack"], input="cpu v=1\n",
                               capture_output=True, text=True, cwd=tmp, timeout=60).stderr
+    if fragment == "cannot write the checkpoint":  # a run as root made the state folder and its files root's
+        from conftest import as_nobody
+
+        if os.geteuid() != 0:
+            pytest.skip("leaving a state folder of another user's takes root")
+        prefix = as_nobody("root's files are then another user's")
+        run(["run", "--state", "st/"], "cpu v=1\n")
+        return subprocess.run([*prefix, *rg, "run", "--state", "st/"], input="cpu v=1\n", capture_output=True,
+                              text=True, cwd=tmp, timeout=60).stderr
     if fragment == "cannot replace the checkpoint":  # root's checkpoint in a sticky folder (/tmp)
         from conftest import sticky_checkpoint
 
@@ -314,7 +323,7 @@ def _provoke(fragment: str, tmp: Path) -> str:
 
 _FRAGMENTS = (  # (tried in this order: one naming a message that contains another comes first)
     "was removed while riverguard ran", "lock file PATH.lock in PATH", "reach the state folder", "the state folder", "cannot read the checkpoint", "cannot open the lock file",
-    "cannot replace the checkpoint", "is the --config file",
+    "cannot write the checkpoint", "cannot replace the checkpoint", "is the --config file",
     "no [[rule]]", "is under the least", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evictions of a series not yet scored", "--report needs", "would write", "not a regular file or a folder",

@@ -1756,6 +1756,59 @@ def test_a_run_that_cannot_read_its_checkpoint_passes_every_metric_through_and_k
     assert after.returncode == 0 and b"restored 4 series" in after.stderr, after.stderr
 
 
+@pytest.mark.parametrize("folder", ["riverguard's", "not riverguard's", "its own"])
+def test_another_users_checkpoint_and_folder_are_fixed_by_one_line_that_keeps_the_models(tmp_path: Path,
+                                                                                       folder: str) -> None:
+    """riverguard run once as root with --state st/ left st/, its checkpoint and lock file root's. Run as
+    Telegraf's user, it said to chown the two files; that done, the next start said st may not be written: make
+    st/riverguard and give that as --state, leaving the checkpoint and its models behind. Now the first line
+    names the folder, and what it says to run (done here, as it is written) brings every model back at the
+    next start: one chown of the folder, the checkpoint and the lock file; for a folder not riverguard's
+    (other files in it, as /var/lib), a folder of its own with the checkpoint moved in; for a folder of the
+    user's own it may not write, its chmod and the files' chown."""
+    import pwd
+    import shlex
+
+    if os.geteuid() != 0:
+        pytest.skip("leaving a checkpoint and a folder of another user's takes root")
+    prefix = as_nobody("a checkpoint of root's is then another user's")
+    me = pwd.getpwuid(NOBODY).pw_name
+    state = f"{tmp_path}/st/" if folder != "not riverguard's" else f"{tmp_path}/lib/rg.msgpack"
+    if folder == "not riverguard's":
+        (tmp_path / "lib").mkdir()
+        (tmp_path / "lib" / "other").write_bytes(b"")
+    first = run(["run", "--state", state], stream(300))  # (as root)
+    assert first.returncode == 0, first.stderr
+    checkpoint = Path(state) / "riverguard.msgpack" if state.endswith("/") else Path(state)
+    where = checkpoint.parent
+    if folder == "its own":
+        os.chown(where, NOBODY, NOBODY)
+        where.chmod(0o555)
+    data = stream(5, seed=5, start=300)
+    by_nobody = subprocess.run([*prefix, *RG, "run", "--state", state], input=data, capture_output=True, timeout=60)
+    assert by_nobody.returncode == 0 and by_nobody.stdout == data, by_nobody.stderr
+    mode = f"{stat.S_IMODE(where.stat().st_mode):04o}"
+    files = f"{checkpoint} {checkpoint}.lock"
+    fix = {
+        "riverguard's": f"`chown {me} {where} {files}`",
+        "not riverguard's": f"`install -d -o {me} {where}/riverguard`, `mv {checkpoint} {where}/riverguard/riverguard"
+                            f".msgpack`, `chown {me} {where}/riverguard/riverguard.msgpack` and give --state (or "
+                            f"[state] path) {where}/riverguard/",
+        "its own": f"`chmod u+rwx {where}` and `chown {me} {files}`",
+    }[folder]
+    owner = me if folder == "its own" else "root"
+    assert [line for line in by_nobody.stderr.splitlines() if not line.startswith(b"I! ")] == [
+        f"E! [riverguard] cannot write the checkpoint {checkpoint} in {where}: permission denied (owner {owner}, "
+        f"mode {mode}; riverguard runs as {me}): run {fix}; passing every metric through unscored until this "
+        "process stops".encode()]
+    for command in re.findall(r"`([^`]*)`", fix):  # (as root, as the admin would)
+        subprocess.run(shlex.split(command), check=True, timeout=60)
+    state = fix.rsplit(" ", 1)[1] if "give --state" in fix else state
+    after = subprocess.run([*prefix, *RG, "run", "--state", state], input=data, capture_output=True, timeout=60)
+    assert after.returncode == 0, after.stderr
+    assert b"restored 4 series" in after.stderr and b"E! " not in after.stderr, after.stderr
+
+
 @pytest.mark.parametrize("where", ["st/", "st/deeper/rg.msgpack", "st/missing/", "shut/u/st/", "others/u/st/",
                                    "group/u/st/"])
 def test_a_state_folder_this_user_may_not_write_passes_every_metric_through(tmp_path: Path, start,

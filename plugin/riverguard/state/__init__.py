@@ -95,15 +95,18 @@ def _user(uid: int) -> str:
 
 
 def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = (), make: Path | None = None,
-           enter: bool = False, reason: str | None = None) -> str:
+           enter: bool = False, reason: str | None = None, checkpoint: Path | None = None) -> str:
     """The message for ``path`` that this process may not ``action`` (``err``): whose the file is, its mode,
-    and the ``chown`` that gives it to this process's user, with those of ``also`` that another user owns; or,
+    and the ``chown`` that gives it to this process's user, with those of ``also`` that another user owns (for
+    a state folder ``path``, its ``checkpoint`` too: one command keeps the models; a folder of its own, its
+    ``chmod`` and their ``chown``); or,
     for a folder ``make`` missing in ``path``, the ``install -d`` that makes it this user's (never ``path``'s
     ``chown``: ``/var/lib`` is not riverguard's); or, with ``enter``, for a folder on the way that this process
     may not search, the ``chmod`` that lets its user in (a ``make`` below would not get past it), or, for
     another user's folder, a state path outside it first. Running riverguard as the owner is told as the other
     way only for an owner other than root; for a folder of root's not named for riverguard (``/etc``), a
-    folder of riverguard's own in it, never its ``chown``. ``reason``: why, when ``err`` alone does not say it."""
+    folder of riverguard's own in it, never its ``chown`` (:func:`_riverguards`), and the checkpoint moved
+    there. ``reason``: why, when ``err`` alone does not say it."""
     if reason is None:
         reason = "permission denied" if err.errno == errno.EACCES else (err.strerror or str(err)).lower()
     me = os.geteuid()
@@ -123,16 +126,56 @@ def denied(path: Path, action: str, err: OSError, also: tuple[Path, ...] = (), m
     told += "run "
     if make is not None:
         return told + f"`install -d -o {_user(me)} {make}`"
+    files = (path, *((checkpoint,) if checkpoint is not None else ()), *also)
+    others = " ".join(str(p) for p in files[1:] if _owner(p) not in (None, me))
     if st.st_uid == me:  # its own file (or folder), without the permission
-        return told + f"`chmod {'u+rwx' if stat.S_ISDIR(st.st_mode) else 'u+rw'} {path}`"
-    if st.st_uid == 0 and stat.S_ISDIR(st.st_mode) and "riverguard" not in path.name:
+        told += f"`chmod {'u+rwx' if stat.S_ISDIR(st.st_mode) else 'u+rw'} {path}`"
+        return told + f" and `chown {_user(me)} {others}`" if others else told
+    if st.st_uid == 0 and stat.S_ISDIR(st.st_mode) and not _riverguards(path, checkpoint):
         # (root's folder, not one made for riverguard: /etc, /var/lib are not riverguard's to take)
         own = path / "riverguard"
-        return told + f"`install -d -o {_user(me)} {own}` and give --state (or [state] path) {own}/"
-    owned = " ".join(str(p) for p in (path, *(p for p in also if _owner(p) not in (None, me))))
-    told += f"`chown {_user(me)} {owned}`"
+        told += f"`install -d -o {_user(me)} {own}`"
+        if checkpoint is not None and os.path.lexists(checkpoint):  # (moved there, its models are kept)
+            moved = own / STATE_FOLDER_FILE
+            told += f", `mv {checkpoint} {moved}`"
+            if _owner(checkpoint) != me:
+                told += f", `chown {_user(me)} {moved}`"
+        return told + f" and give --state (or [state] path) {own}/"
+    told += f"`chown {_user(me)} {' '.join((str(path), others)) if others else path}`"
     # (never: run riverguard as root, a processor fed by the network that needs no privilege)
     return told if st.st_uid == 0 else told + f", or run riverguard as {_user(st.st_uid)}"
+
+
+def _riverguards(folder: Path, checkpoint: Path | None) -> bool:
+    """Whether ``folder`` is riverguard's own, to give to its user: named for it, or holding ``checkpoint``
+    and nothing but its files (its lock file, temporary files, checkpoints set aside): a state folder a
+    riverguard made (``--state st/``, run once as root), not ``/etc`` or ``/var/lib``."""
+    if "riverguard" in folder.name:
+        return True
+    if checkpoint is None or checkpoint.parent != folder:
+        return False
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return False
+    name = checkpoint.name
+    return name in names and all(n == name or n.startswith((f"{name}.", f".{name}.tmp-")) for n in names)
+
+
+def _uncreatable(path: Path) -> PermissionError | None:
+    """Why this process may not create the checkpoint ``path``'s temporary file beside it (its folder made
+    read-only, another user's), which every checkpoint needs; None when it may. Tried for real, as a write
+    would (its ACLs, the capabilities of root), and removed at once. Anything else (a full disk, say; a
+    read-only mount is refused at the lock file) may pass before the first checkpoint: left to it (None)."""
+    tmp = temp_path(path)
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOCTTY, 0o600))
+    except PermissionError as err:  # (EACCES, EPERM)
+        return err
+    except OSError:
+        return None
+    tmp.unlink(missing_ok=True)
+    return None
 
 
 def _may_fowner() -> bool:
@@ -207,7 +250,7 @@ class StateStore:
             os.close(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY))
         except PermissionError as err:
             if os.path.lexists(self.path):  # (else a folder on the way is closed to it: told at the lock file)
-                raise AccessDenied(denied(self.path, "read the checkpoint", err, also=(lock_path,))) from None
+                raise self._denied(self.path, "read the checkpoint", err, also=(lock_path,)) from None
         except OSError:
             pass  # missing (normal), or not a checkpoint: told by restore
         try:
@@ -216,7 +259,7 @@ class StateStore:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY, 0o600)
         except OSError as err:
             if isinstance(err, PermissionError) and os.path.lexists(lock_path):  # another user's lock file
-                raise AccessDenied(denied(lock_path, "open the lock file", err, also=(self.path,))) from None
+                raise self._denied(lock_path, "open the lock file", err, also=(self.path,)) from None
             # a file where a folder should be gives EEXIST or ENOTDIR: name the file, not the symptom
             if blocker != lock_path.parent:  # (the walk came before mkdir, which may have made folders since)
                 blocker, shut = _nearest(lock_path)
@@ -228,7 +271,8 @@ class StateStore:
                     raise AccessDenied(denied(blocker, f"reach the state folder {folder} through", err,
                                               enter=True)) from None
                 if blocker == folder:
-                    raise AccessDenied(denied(blocker, f"create the lock file {lock_path} in", err)) from None
+                    raise AccessDenied(denied(blocker, f"create the lock file {lock_path} in", err,
+                                              checkpoint=self.path)) from None
                 raise AccessDenied(denied(blocker, f"create the state folder {folder} in", err, make=folder)) from None
             reason = _not_a_folder(blocker) if blocker and not blocker.is_dir() else err.strerror or err
             raise LockError(_no_lock_file(lock_path, reason)) from None
@@ -277,21 +321,27 @@ class StateStore:
 
     def _check_writable(self) -> None:
         """Raise :class:`AccessDenied` when this process may not create the checkpoint's temporary file in
-        its folder (a folder made read-only, another user's), which every checkpoint needs: tried for real,
-        as a write would (its ACLs, the capabilities of root), and removed at once; called with the lock held.
-        Anything else (a full disk, say; a read-only mount is refused at the lock file) may pass before the
-        first checkpoint: left to it. Whether the checkpoint may be replaced is checked either way."""
-        tmp = temp_path(self.path)
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOCTTY, 0o600))
-        except PermissionError as err:  # (EACCES, EPERM)
-            folder = self.path.parent
-            raise AccessDenied(denied(folder, f"write the checkpoint {self.path} in", err)) from None
-        except OSError:
-            pass
-        else:
-            tmp.unlink(missing_ok=True)
+        its folder (:func:`_uncreatable`); called with the lock held. Whether the checkpoint may be replaced
+        is checked either way."""
+        err = _uncreatable(self.path)
+        if err is not None:
+            raise self._folder_denied(err)
         self._check_replaceable()
+
+    def _folder_denied(self, err: PermissionError) -> AccessDenied:
+        """The checkpoint's folder may not be written (``err``): its message, whose ``chown`` covers the
+        checkpoint and its lock file when another user's too (a riverguard run once as root made all three)."""
+        return AccessDenied(denied(self.path.parent, f"write the checkpoint {self.path} in", err,
+                                   checkpoint=self.path, also=(self.lock_path,)))
+
+    def _denied(self, path: Path, action: str, err: PermissionError, also: tuple[Path, ...]) -> AccessDenied:
+        """The checkpoint or its lock file ``path`` may not be opened (``err``): its message; or the folder's,
+        when that may not be written either. Told the file's alone, the ``chown`` it gave left the folder to
+        the next start, which then told to make a new one, leaving the models behind."""
+        folder_err = _uncreatable(self.path)
+        if folder_err is not None:
+            return self._folder_denied(folder_err)
+        return AccessDenied(denied(path, action, err, also=also))
 
     def _check_replaceable(self) -> None:
         """Raise :class:`AccessDenied` when the checkpoint is another user's in a sticky folder (``/tmp``, mode
