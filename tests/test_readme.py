@@ -232,6 +232,16 @@ def _provoke(fragment: str, tmp: Path) -> str:
         run(["run", "--state", "st/"], "cpu v=1\n")
         return subprocess.run([*prefix, *rg, "run", "--state", "st/"], input="cpu v=1\n", capture_output=True,
                               text=True, cwd=tmp, timeout=60).stderr
+    if fragment == "stopped with stdin still open":  # a stop by hand while the last metric is half-written
+        proc = subprocess.Popen(rg + ["run"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                cwd=tmp)
+        proc.stdin.write(b"cpu,host=a v=1 1\ncpu,host=a v=12")  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+        proc.stdout.readline()  # type: ignore[union-attr]  (the first metric back: the second was read with it)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        proc.stdin.close()  # type: ignore[union-attr]
+        return proc.stderr.read().decode()  # type: ignore[union-attr]
     if fragment == "cannot replace the checkpoint":  # root's checkpoint in a sticky folder (/tmp)
         from conftest import sticky_checkpoint
 
@@ -323,7 +333,7 @@ def _provoke(fragment: str, tmp: Path) -> str:
 
 _FRAGMENTS = (  # (tried in this order: one naming a message that contains another comes first)
     "was removed while riverguard ran", "lock file PATH.lock in PATH", "reach the state folder", "the state folder", "cannot read the checkpoint", "cannot open the lock file",
-    "cannot write the checkpoint", "cannot replace the checkpoint", "is the --config file",
+    "cannot write the checkpoint", "cannot replace the checkpoint", "stopped with stdin still open", "is the --config file",
     "no [[rule]]", "is under the least", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evictions of a series not yet scored", "--report needs", "would write", "not a regular file or a folder",
