@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +92,9 @@ def _raw_json(server: InfluxServer, q: str, db: str) -> list[dict]:
     return doc["results"][0].get("series", [])
 
 
-def _replay_scores(text: str) -> dict[tuple[bytes, int, bytes], float]:
-    """What ``riverguard replay`` scores for ``text``: (series, time, field) -> score."""
-    proc = run_cli(["replay", "-"], input=text.encode(), timeout=120)
+def _replay_scores(text: str, *args: str) -> dict[tuple[bytes, int, bytes], float]:
+    """What ``riverguard replay [args] -`` scores for ``text``: (series, time, field) -> score."""
+    proc = run_cli(["replay", *args, "-"], input=text.encode(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     scores = {}
     for line in proc.stdout.splitlines():
@@ -166,9 +167,11 @@ def _two_measurements(days: int = 3, step: int = 300) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _stored_scores(server: InfluxServer, db: str) -> dict[tuple[bytes, int, bytes], float]:
+def _stored_scores(server: InfluxServer, db: str, fields: tuple[tuple[str, str], ...] = (("counter", "pulses"), ("env", "temp"))
+                   ) -> dict[tuple[bytes, int, bytes], float]:
+    """The scores stored in ``db`` for (measurement, field) ``fields``: (series, time, field) -> score."""
     got = {}
-    for m, f in (("counter", "pulses"), ("env", "temp")):
+    for m, f in fields:
         for series in server.query(f'SELECT "{f}_anomaly_score" FROM "{m}" GROUP BY *', db)["series"]:
             tags = ",".join(f"{k}={v}" for k, v in sorted(series["tags"].items()))
             for row in series["values"]:
@@ -180,9 +183,11 @@ def test_a_pull_of_several_measurements_over_days_scores_them_as_one_stream(infl
                                                                            tmp_path: Path) -> None:
     """A newcomer's backfill of a year (the README's `--measurement cpu --measurement mem --since 30d`): read one
     measurement after the other, every point of the second was more than series_ttl behind the clock the
-    first left, so its series started fresh at each sample: scored 0 for months, its incidents missed. The
-    measurements are now read together, a window of time at a time: the scores are those of one replay of
-    the points in time order, and a pull stopped and resumed from its state gives the same."""
+    first left, so its series started fresh at each sample: scored 0 for months, its incidents missed. Their
+    points are now merged by time: the scores are those of one replay of the points in time order, and a pull
+    stopped and resumed from its state gives the same (one measurement after the other, the resumed pass's
+    first measurement moved the clock on 1.5 days, and the second's series, seen before, started fresh: 413
+    scores differed)."""
     text = _two_measurements()
     want = _replay_scores(text)
     db = "rg_pull_two"
@@ -204,10 +209,69 @@ def test_a_pull_of_several_measurements_over_days_scores_them_as_one_stream(infl
     assert _stored_scores(influxdb, db) == want
 
 
-def test_measurements_that_start_in_different_windows_are_pulled_without_since(influxdb: InfluxServer,
-                                                                               tmp_path: Path) -> None:
-    """A reviewer: without --since (or a mark) a measurement whose first point lies in a later window kept no
-    starting point, and the pull stopped on a TypeError traceback, every run (a --follow crash-looped)."""
+def _sparse_beside_dense(gap_h: int = 20, samples: int = 40, pause_h: int = 30) -> str:
+    """``beacon``, one series sampled every ``gap_h`` hours (more than half series_ttl, 24 h, and less than it)
+    with a spike at its 31st sample, and ``dense`` every 5 min over the same time, in time order; both stop
+    for ``pause_h`` hours half-way (the whole collection down longer than series_ttl)."""
+    rng = random.Random(gap_h)
+    t0 = 1_700_000_000 // 3600 * 3600
+    end = t0 + samples * gap_h * 3600
+    down = range(t0 + samples // 2 * gap_h * 3600, t0 + (samples // 2 * gap_h + pause_h) * 3600)
+    points = [(t, f"dense,h=d1 w={20 + rng.gauss(0, 1):.3f} {t * 10**9}") for t in range(t0, end, 300)]
+    points += [(t, f"beacon,h=s1 v={5 + rng.gauss(0, 1) + (9 if j == 30 else 0):.3f} {t * 10**9}")
+               for j, t in enumerate(range(t0 + 1234, end, gap_h * 3600))]
+    points.sort(key=itemgetter(0))
+    return "".join(line + "\n" for t, line in points if t not in down)
+
+
+def test_a_series_sampled_apart_beside_a_denser_measurement_is_scored_as_in_time_order(influxdb: InfluxServer,
+                                                                                       tmp_path: Path) -> None:
+    """A series sampled further apart than half series_ttl (20 h; 24 h) beside a denser measurement, both
+    stopped for longer than series_ttl: pulled in either order of the measurements, every score is the one a
+    replay of the points in time order gives. Read together a window of half series_ttl at a time, the
+    clock could run up to a window ahead of the sparse series' points: after the stop 17 of its 38 scores
+    differed (it started fresh where the stream in time order, whose clock the stop left behind, kept it)."""
+    text = _sparse_beside_dense()
+    config = tmp_path / "rg.toml"
+    config.write_text('[[rule]]\nname = "b"\nmeasurement = "beacon"\ndetector = "zscore"\nwarmup = 2\n'
+                      '[rule.params]\nmin_std = 1.0\n[[rule]]\nname = "rest"\ndetector = "default"\n')
+    want = _replay_scores(text, "--config", str(config))
+    assert sum(1 for k, v in want.items() if k[0].startswith(b"beacon") and v > 0) >= 30  # past its warm-up
+    for db, order in (("rg_pull_sparse1", ("dense", "beacon")), ("rg_pull_sparse2", ("beacon", "dense"))):
+        _store(influxdb, db, text)
+        proc = _pull(influxdb, db, "--config", str(config), *(f"--measurement={m}" for m in order))
+        assert proc.returncode == 0, proc.stderr
+        got = _stored_scores(influxdb, db, (("beacon", "v"), ("dense", "w")))
+        assert len(got) == len(want) and [k for k in want if got[k] != want[k]] == [], order
+
+
+def _queries(server: InfluxServer) -> int:
+    """How many queries the server has answered."""
+    stats = server.query("SHOW STATS FOR 'httpd'")["series"][0]
+    return stats["values"][0][stats["columns"].index("queryReq")]
+
+
+def test_a_pull_of_several_measurements_asks_a_few_queries_whatever_series_ttl(influxdb: InfluxServer,
+                                                                             tmp_path: Path) -> None:
+    """Three days of two measurements with series_ttl 1h: read together a window of half series_ttl at a time,
+    the pull asked a query or two a measurement a window (302); merged, one query each for its points, and
+    the few a pass asks anyway (the database, the measurements, each one's tags and fields)."""
+    db = "rg_pull_queries"
+    _store(influxdb, db, _two_measurements())
+    config = tmp_path / "rg.toml"
+    config.write_text('[state]\nseries_ttl = "1h"\n')
+    before = _queries(influxdb)
+    proc = _pull(influxdb, db, "--config", str(config), "--measurement", "env", "--measurement", "counter")
+    asked = _queries(influxdb) - before - 1  # (less the SHOW STATS)
+    assert proc.returncode == 0 and "pulled 1728 point(s)" in proc.stderr, proc.stderr
+    assert asked <= 10, asked
+
+
+def test_measurements_that_start_at_different_times_are_pulled_without_since(influxdb: InfluxServer,
+                                                                             tmp_path: Path) -> None:
+    """A reviewer: without --since (or a mark) a measurement whose first point lay in a later window (when
+    measurements were read together) kept no starting point, and the pull stopped on a TypeError traceback,
+    every run (a --follow crash-looped)."""
     db = "rg_pull_later"
     _store(influxdb, db, "a v=1 1000000000000000000\na v=2 1000000060000000000\nb w=1 1000200000000000000\n")
     proc = _pull(influxdb, db, "--state", str(tmp_path / "s.msgpack"))

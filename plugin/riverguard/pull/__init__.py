@@ -1,12 +1,12 @@
 """``riverguard pull``: score points already stored in InfluxDB and write them back.
 
 The same engine, rules, state and added fields as ``riverguard run``; the
-input is a query instead of stdin. Each measurement is read in time order,
-several together a window of time at a time (:meth:`Puller._together`)
+input is a query instead of stdin. Each measurement is read in time order
 (InfluxDB 1.x: :mod:`.v1`, InfluxQL streamed with ``chunked=true``; 2.x:
-:mod:`.v2`, Flux paged by time), every point rebuilt as the line protocol it
-was stored as (:mod:`.points`), fed to the engine in batches that end on a
-complete timestamp, and written back with the backfill writer
+:mod:`.v2`, Flux paged by time), the measurements' rows merged by time into
+one stream (:meth:`Puller._read`), every point rebuilt as the line protocol it
+was stored as (:mod:`.points`), fed to the engine in batches that hold all
+of a measurement's points of a time or none, and written back with the backfill writer
 (:class:`riverguard.influx.InfluxWriter`: batches, retries with backoff).
 
 Exactly once: after every batch the measurement's *high-water mark* (the
@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import heapq
 import itertools
 import queue
 import re
@@ -57,7 +58,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from operator import itemgetter
 from typing import Any
 
@@ -345,25 +346,17 @@ class Puller:
             reading = self._begin(name, hi)
             if reading is not None:
                 readings.append(reading)
-        window = max(int(self.engine.config.state.series_ttl * 1e9) // 2, 10**9)
-        # (a --follow's pass reads less than a window: one measurement after the other is one window's order)
-        together = len(readings) > 1 and any(r.lo is None or hi - r.lo > window for r in readings)
-        if together:  # (where each one's points start: the windows skip what none holds)
-            readings = [r for r in readings if self._find_next(r, hi)]
         bar = None
         if self.progress and readings:  # a bar over the time span to read
             ends = [e for e in (self.source.time_range(r.name, r.lo, hi) for r in readings) if e is not None]
-            if ends:
+            if not ends:
+                readings = []
+            else:
                 label = f"pull {readings[0].name}" if len(readings) == 1 else f"pull {len(readings)} measurements"
                 bar = _TimeBar(min(e[0] for e in ends), max(e[1] for e in ends), label)
         try:
-            if together:
-                self._together(readings, hi, window, bar)
-            elif bar is not None or not self.progress:
-                for reading in readings:
-                    if self.stop.is_set():
-                        break
-                    self._read(reading, hi, bar)
+            if readings:
+                self._read(readings, hi, bar)
         finally:
             if bar is not None:
                 bar.close()
@@ -401,60 +394,30 @@ class Puller:
             return None
         return _Reading(name, self.source.key(name), lo, start)
 
-    def _find_next(self, reading: _Reading, hi: int) -> bool:
-        """Set when ``reading``'s next point after where it is comes; False when none comes up to ``hi``."""
-        reading.next = self.source.end_time(reading.name, reading.lo, hi, last=False)
-        return reading.next is not None
+    def _read(self, readings: list[_Reading], hi: int, bar: _TimeBar | None) -> None:
+        """Score the points of ``readings`` in (where each is, ``hi``] as one stream in time order.
 
-    def _together(self, readings: list[_Reading], hi: int, window: int, bar: _TimeBar | None) -> None:
-        """Read several measurements as one stream in time, a window of time at a time across them.
-
-        One after the other, each measurement's points would come more than ``series_ttl`` behind the clock
-        the one before left (a backfill of a year): its series would start fresh at every sample, scored 0.
-        A window is half of ``series_ttl`` (at least a second), so within one the points of one measurement
-        are never that far behind those of the one before; the windows lie on a fixed grid of time, so a pull
-        resumed from its marks reads the points in the same order as one that was never stopped. A
-        measurement that has nothing in a window is asked where its next point is, so gaps cost one query.
-        Not quite one stream in time order: within a window the clock may run up to a window ahead of a
-        measurement's points, so a series whose samples are further apart than half ``series_ttl`` can be
-        found stale where in time order it would not (a merge of the measurements' rows would be exact; it
-        holds a chunk of each open at once)."""
-        active = readings
-        while active and not self.stop.is_set():
-            first = min(r.next for r in active)
-            edge = min(hi, -(-first // window) * window)  # the end of the window of the grid that holds it
-            for reading in active:
-                if reading.next > edge:
-                    continue
-                if not self._read(reading, edge, bar):
-                    reading.lo = edge
-                    if not self._find_next(reading, hi):
-                        reading.next = None
-                else:
-                    reading.lo, reading.next = edge, edge + 1  # (more may come right after it)
-                if self.stop.is_set():
-                    return
-            active = [r for r in active if r.next is not None and (r.lo is None or r.lo < hi)]
-            if bar is not None:
-                bar.to(edge)
-
-    def _read(self, reading: _Reading, hi: int, bar: _TimeBar | None) -> bool:
-        """Score ``reading``'s points in (where it is, ``hi``]; whether there were any."""
-        name, key = reading.name, reading.key
+        Each measurement is read in time order by one query; their rows are merged by time (at one time, in
+        the order of ``readings``), so every point comes to the engine as in one stream of them all, as
+        Telegraf sent them: one measurement after the other, a series of the second, seen before this pass,
+        would find the clock moved on by the first, and start fresh. No measurement's points of one time are
+        split between batches, so a pull resumed from its marks goes on in the same order."""
         engine, writer, log = self.engine, self.writer, self.log
         assert writer is not None
-        before = (reading.count, reading.already, reading.learned, reading.skipped)
         try:
             with ManualGC(engine) as collector:
-                for batch in self.source.rows(name, reading.lo, hi):
+                for batch in _merged([self._rows(i, reading, hi) for i, reading in enumerate(readings)]):
                     # (a line to score and write, True; or a point scored already to learn, False), in time order
                     lines: list[tuple[bytes | Metric, bool]] = []
-                    for row in batch:
+                    for t, i, row, _ in batch:
+                        reading = readings[i]
+                        reading.count += 1
+                        self._pending[reading.key] = t
                         if row.line is None:
                             reading.skipped += 1
                             if reading.reported < _REPORT:
                                 reading.reported += 1
-                                log.error(f"{name} point at {_iso(row.time)} cannot be rebuilt: {row.error}; skipped")
+                                log.error(f"{reading.name} point at {_iso(t)} cannot be rebuilt: {row.error}; skipped")
                         elif row.scored:
                             reading.already += 1
                             point = engine.unlearned(row.line.rstrip(b"\n"))
@@ -463,7 +426,6 @@ class Puller:
                                 lines.append((point, False))
                         else:
                             lines.append((row.line, True))
-                    reading.count += len(batch)
                     if lines:
                         for write, run in itertools.groupby(lines, key=itemgetter(1)):
                             if write:
@@ -474,20 +436,26 @@ class Puller:
                                 for point, _ in run:
                                     engine.learn(point)  # type: ignore[arg-type]
                         collector.step()
-                    last = batch[-1].time
-                    self._pending[key] = last
                     if bar is not None:
-                        bar.to(last)
+                        bar.to(batch[-1][0])
                     if time.monotonic() >= self._next_commit:
                         self.commit()
                     if self.stop.is_set():
                         break
-        finally:
-            self.read += reading.count - before[0]
-            self.already += reading.already - before[1]
-            self.learned += reading.learned - before[2]
-            self.skipped += reading.skipped - before[3]
-        return reading.count > before[0]
+        finally:  # (each reading is a pass's: what it counts, it counted in this pass)
+            for reading in readings:
+                self.read += reading.count
+                self.already += reading.already
+                self.learned += reading.learned
+                self.skipped += reading.skipped
+
+    def _rows(self, i: int, reading: _Reading, hi: int) -> Iterator[tuple[int, int, Row, bool]]:
+        """``(time, i, row, whether it ends a batch)`` for each of ``reading``'s rows up to ``hi``, in time order
+        (for :func:`_merged`)."""
+        for batch in self.source.rows(reading.name, reading.lo, hi):
+            end = len(batch) - 1
+            for k, row in enumerate(batch):
+                yield row.time, i, row, k == end
 
     def _told(self, reading: _Reading) -> None:
         """What a pass read of a measurement, at its end."""
@@ -668,14 +636,12 @@ class _Pipelined:
 
 
 class _Reading:
-    """One measurement's part of a pass: where it is read from (``lo``: what is newer; ``next``: when its
-    next point comes, where known), and what was read of it."""
+    """One measurement's part of a pass: where it is read from (``lo``: what is newer), and what was read of it."""
 
-    __slots__ = ("already", "count", "key", "learned", "lo", "name", "next", "reported", "skipped", "start")
+    __slots__ = ("already", "count", "key", "learned", "lo", "name", "reported", "skipped", "start")
 
     def __init__(self, name: str, key: str, lo: int | None, start: str) -> None:
         self.name, self.key, self.lo, self.start = name, key, lo, start
-        self.next: int | None = None
         self.count = self.already = self.learned = self.skipped = self.reported = 0
 
 
@@ -693,6 +659,19 @@ class _TimeBar:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def _merged(streams: list[Iterator[tuple[int, int, Row, bool]]]) -> Iterator[list[tuple[int, int, Row, bool]]]:
+    """The rows of ``streams`` (each in time order, from :meth:`Puller._rows`) merged by time, at one time in
+    the order of the streams, cut where a stream's batch ends (before it is asked for more: a batch read is
+    scored even if the next cannot be read). No measurement's points of one time are cut apart: those of the
+    streams before it came first, those after it come next."""
+    batch: list[tuple[int, int, Row, bool]] = []
+    for item in heapq.merge(*streams):
+        batch.append(item)
+        if item[3]:
+            yield batch
+            batch = []
 
 
 def _examples(lines: list[bytes]) -> str:

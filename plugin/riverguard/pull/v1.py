@@ -54,8 +54,8 @@ class InfluxQLSource(Source):
         super().__init__(url, **options)
         self.db = db
         self.rp = rp
-        #: Layouts read in this pass (:meth:`check` starts a pass): a measurement read a window of time at a
-        #: time asks once, as one read through its whole range did.
+        #: Layouts read in this pass (:meth:`check` starts a pass): the late check and the read of a
+        #: measurement ask once.
         self._layouts: dict[str, Layout | None] = {}
         self.option = option
         self.label = f"database {db!r}" + (f" (retention policy {rp!r})" if rp else "")
