@@ -243,6 +243,26 @@ def _records(body: bytes) -> list[bytes]:
     return [r.data.rstrip(b"\n") for r in records if r.metric is not None]
 
 
+def test_v2_pull_merges_its_measurements_by_time(influx2, tmp_path) -> None:
+    """Two measurements over 3 days (more than series_ttl), read from 2.x in pages: every score written is the
+    one a replay of the points in time order gives, and so with a pull stopped part-way (--until) and resumed
+    from its state (as test_pull checks for 1.x)."""
+    from test_pull import _replay_scores, _two_measurements
+
+    text = _two_measurements()
+    want = _replay_scores(text)
+    middle = "2023-11-16T11:40:07Z"  # (half-way)
+    for runs in (([],), (["--state", str(tmp_path / "s.msgpack"), "--until", middle], ["--state", str(tmp_path / "s.msgpack")])):
+        influx2.store, influx2.requests[:] = Store(), []
+        influx2.store.write(text.encode())
+        for args in runs:
+            proc = _pull(influx2, "-m", "env", "-m", "counter", "--chunk-size", "100", *args)
+            assert proc.returncode == 0, proc.stderr
+        got = {(head, int(ts), key): float(value) for (head, ts), fields in _written(influx2).items()
+               for key, value in fields.items() if key.endswith(b"_anomaly_score")}
+        assert got == want and len(got) == 2 * 864, runs
+
+
 def test_v2_to_bucket_writes_only_there(influx2) -> None:
     influx2.store.write(b"mem,host=a used=1.5 1700000000000000000\nmem,host=a used=2.5 1700000010000000000\n")
     proc = _pull(influx2, "--to-bucket", "scored")
