@@ -7,6 +7,7 @@ Every test drives the real ``riverguard`` process, compiled and pure Python.
 from __future__ import annotations
 
 import os
+import re
 import random
 from pathlib import Path
 
@@ -332,3 +333,70 @@ def test_a_restore_into_a_running_engine_starts_the_clocks_reports_again(tmp_pat
     assert feed(b"") == []
     told = feed(ahead)
     assert len(told) == 1 and "1 metric with a timestamp more than series_ttl (24h) ahead" in told[0], told
+
+
+# -- what a series let go is told as: evictions (max_series) ------------------------------------------------
+
+
+def wide(max_series: int) -> bytes:
+    """cpu v for 300 samples (past the warm-up), then one metric with a field more than ``max_series``, then
+    cpu v for 100 samples and a spike."""
+    rng = random.Random(1)
+    lines = [b"cpu,host=a v=%.3f %d\n" % (50 + rng.gauss(0, 1), T + i * 10 * S) for i in range(300)]
+    lines.append(b"json,host=a %s %d\n" % (b",".join(b"f%d=1" % k for k in range(max_series + 1)), T + 3000 * S))
+    lines += [b"cpu,host=a v=%.3f %d\n" % (50 + rng.gauss(0, 1), T + i * 10 * S) for i in range(301, 401)]
+    return b"".join(lines) + b"cpu,host=a v=90 %d\n" % (T + 4010 * S)
+
+
+def test_a_trained_model_evicted_is_told(tmp_path: Path, env: dict[str, str]) -> None:
+    """A metric with more fields than max_series evicts cpu v's trained model: the spike after it scores 0.0
+    in a new warm-up. Only "2 evictions of a series not yet scored" (the wide metric's own) was told, nothing
+    of the trained model lost. Now its own W! line: seen within the last second (it still reports, so
+    series_ttl is no cure: not named), raise max_series."""
+    (tmp_path / "rg.toml").write_text('[state]\nmax_series = 500\n\n[[rule]]\nname = "all"\n')
+    result = run_cli(["run", "--config", "rg.toml"], input=wide(500), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith(b"v=90,v_anomaly_score=0.0,v_anomaly=false %d\n" % (T + 4010 * S))
+    assert _warnings(result.stderr) == [
+        b"W! [riverguard] 1 eviction of a trained model (1 since start): some seen in the last second; a model "
+        b"evicted starts its warm-up again when its series comes back; max_series = 500 is too small for the "
+        b"series coming in; raise [state] max_series",
+        b"W! [riverguard] 2 evictions of a series not yet scored (2 since start): some seen in the last second; "
+        b"max_series = 500 is too small for the series coming in; raise [state] max_series",
+    ], result.stderr
+    assert b", 3 evictions (max_series, 2 of a series not yet scored), " in result.stderr
+
+
+def churn(minutes: int, per_minute: int, life: int = 60, every: int = 10) -> bytes:
+    """Containers that live ``life`` s, each sampled every ``every`` s, ``per_minute`` new ones a minute."""
+    gap = 60 * S // per_minute
+    events = sorted((c * gap + k * every * S, c) for c in range(minutes * per_minute) for k in range(life // every))
+    return b"".join(b"docker,container=c%d v=%d %d\n" % (c, c % 7, T + t) for t, c in events)
+
+
+def test_evictions_of_series_gone_for_good_name_series_ttl(tmp_path: Path, env: dict[str, str]) -> None:
+    """Containers that live a minute, 40 new ones a minute, max_series = 200: each series evicted is a
+    container gone for minutes. The W! line said only "raise [state] max_series", which would hold more
+    dead containers. It now says that none was seen in the last N s and that a series_ttl under that drops
+    them first; with that series_ttl, nothing is evicted, nothing told, the same output."""
+    config = tmp_path / "rg.toml"
+    config.write_text('[state]\nmax_series = 200\n\n[[rule]]\nname = "all"\n')
+    data = churn(30, 40)
+    result = run_cli(["run", "--config", str(config)], input=data, env=env)
+    assert result.returncode == 0, result.stderr
+    warned = _warnings(result.stderr)
+    assert warned and all(b"evictions of a series not yet scored" in w for w in warned), result.stderr
+    told = re.fullmatch(
+        rb"W! \[riverguard\] [0-9]+ evictions of a series not yet scored \(1000 since start\): none seen in the "
+        rb"last ([0-9]+)s; max_series = 200 is too small for the series coming in; raise \[state\] max_series, "
+        rb"or, if those series are gone for good \(containers that came and went\), set \[state\] series_ttl "
+        rb"\(now 24h\) under ([0-9]+)s, and over the longest interval a series reports at, so that they expire "
+        rb"before they are evicted", warned[-1])
+    assert told and told[1] == told[2], warned[-1]
+    idle = int(told[1])
+    assert 200 < idle < 250, idle  # (gone 4 min 10 s, on a clock that trails the newest timestamps)
+    config.write_text(f'[state]\nmax_series = 200\nseries_ttl = "{idle - 10}s"\n\n[[rule]]\nname = "all"\n')
+    again = run_cli(["run", "--config", str(config)], input=data, env=env)
+    assert again.returncode == 0 and not _warnings(again.stderr), again.stderr
+    assert b" 0 evictions (max_series, " in again.stderr, again.stderr
+    assert again.stdout == result.stdout

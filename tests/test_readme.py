@@ -311,10 +311,16 @@ def _provoke(fragment: str, tmp: Path) -> str:
                 time.sleep(0.01)
             proc.wait(30)
         return err.read_text()
-    if fragment == "evictions of a series not yet scored":
-        config.write_text('[state]\nmax_series = 2\n\n[[rule]]\nname = "all"\n')
-        lines = "".join(f"cpu,host=h{h} v={i % 7} {1700000000000000000 + i * 10**10}\n" for i in range(50) for h in range(5))
-        return run(["run", "--config", "riverguard.toml"], lines)
+    if fragment == "evictions of a series not yet scored":  # containers living a minute, 40 new ones a minute
+        from test_expiry import churn
+
+        config.write_text('[state]\nmax_series = 200\n\n[[rule]]\nname = "all"\n')
+        return run(["run", "--config", "riverguard.toml"], churn(30, 40).decode())
+    if fragment == "eviction of a trained model":  # one metric with more fields than max_series, then cpu again
+        from test_expiry import wide
+
+        config.write_text('[state]\nmax_series = 500\n\n[[rule]]\nname = "all"\n')
+        return run(["run", "--config", "riverguard.toml"], wide(500).decode())
     if fragment == "gives no expected value or band":
         config.write_text('[output]\nexplain = true\n\n[[rule]]\nname = "cpu"\n\n[[rule]]\nname = "models"\n'
                           'detector = "river"\nparams.model = {class = "anomaly.HalfSpaceTrees"}\n')
@@ -336,7 +342,8 @@ _FRAGMENTS = (  # (tried in this order: one naming a message that contains anoth
     "cannot write the checkpoint", "cannot replace the checkpoint", "stopped with stdin still open", "is the --config file",
     "no [[rule]]", "is under the least", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
-    "evictions of a series not yet scored", "--report needs", "would write", "not a regular file or a folder",
+    "evictions of a series not yet scored", "eviction of a trained model",
+    "--report needs", "would write", "not a regular file or a folder",
     "is a folder, where the file should be",
     "ahead of the stream's clock", "temporary checkpoint file(s)", "while writing the checkpoint",
     "not a riverguard checkpoint", "gives no expected value or band",

@@ -828,13 +828,7 @@ def score(engine, metric, write: bool = True) -> bytes:
                     together[unescape(key)] = number
                     continue
             series = engine.new_series(metric, key)
-            all_series[skey] = series
-            if series.detector is None:  # no model: not counted against max_series, and bounded apart
-                engine.passing += 1
-                if engine.passing > engine.max_series:
-                    engine.forget_passing()
-            elif len(all_series) - engine.passing > engine.max_series:
-                engine._evict_oldest()
+            engine.add_series(skey, series)  # (which may evict another)
         with_flag = keys is None or key + flag_suffix not in keys
         scored = _field(engine, series, skey, key, 0, len(key), number, t, timestamp, clock, ob, with_flag, keys)
         engine.anomalies += scored & 1

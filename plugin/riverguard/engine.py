@@ -240,9 +240,12 @@ class Engine:
         self.anomalies = 0
         self.evicted = 0
         self.expired = 0
-        #: Series evicted while still warming up (never scored): ``max_series`` is too small.
+        #: Series evicted while still warming up (never scored); the others held a trained model.
         self.evicted_unscored = 0
-        self._unscored_unreported = 0
+        #: Evictions not told yet (:meth:`_report_evictions`), of a trained model (True) and of a series not
+        #: yet scored (False): how many, and the least time (ns, on the stream's clock) one of them had not
+        #: been seen (None: not known).
+        self._untold: dict[bool, list[Any]] = {True: [0, None], False: [0, None]}
         #: How many series the run began with, restored from a checkpoint (:meth:`begin_run`); the summary
         #: then tells this run's series (``Series.run_seen``) and anomalies apart from what the checkpoint
         #: brought.
@@ -453,14 +456,23 @@ class Engine:
             return True  # the measurement's metric-level names are the user's: no model, the field passes unscored
         mseries = self.make_series(rule, rule.new_detector(), METRIC_FIELD)
         mseries.fields[key] = True
-        self._add_series(prefix + METRIC_FIELD, mseries)
+        self.add_series(prefix + METRIC_FIELD, mseries)
         return True
 
-    def _add_series(self, skey: bytes, series: Series) -> None:
+    def add_series(self, skey: bytes, series: Series) -> None:
+        """Hold new series ``skey``: make room for its model (:meth:`_evict_oldest`), or, without one,
+        forget the routing of every such series when more than ``max_series`` are held."""
         all_series = self.series
         all_series[skey] = series
+        if series.detector is None:  # no model: not counted against max_series, and bounded apart
+            self.passing += 1
+            if self.passing > self.max_series:
+                self.forget_passing()
+            return
         if len(all_series) - self.passing > self.max_series:
-            self._evict_oldest()
+            gone = self._evict_oldest()
+            if gone is not None:
+                self._count_eviction(gone)
 
     def lru(self) -> list[tuple[bytes, Series]]:
         """The series, least recently seen first."""
@@ -572,10 +584,11 @@ class Engine:
         series.failed = False
         series.last_time = None  # as a dropped series': a sample without a timestamp must not leave the old one
 
-    def _evict_oldest(self) -> None:
+    def _evict_oldest(self) -> Series | None:
         """Make room for one model: drop a stale series that holds one if there is one (it would start fresh
-        anyway: nothing it knows is lost), else evict the least recently seen one. Series without a model
-        that come first (least recently seen) are dropped on the way: they only cache their field's routing."""
+        anyway: nothing it knows is lost), else evict the least recently seen one and return it (the caller
+        counts it: :meth:`_count_eviction`). Series without a model that come first (least recently seen)
+        are dropped on the way: they only cache their field's routing."""
         horizon = self.clock.horizon
         while True:
             found = self._oldest()
@@ -584,7 +597,7 @@ class Engine:
             if series.seen_at < horizon:
                 self._drop_oldest(key)
                 if self._count_expiry(series):
-                    return
+                    return None
             elif series.detector is None:
                 self._drop_oldest(key)
             else:
@@ -595,25 +608,35 @@ class Engine:
             self._forget(stale)
             self._check_low()
             if modelled:
-                return
-        gone = self._drop_oldest(key)
+                return None
+        return self._drop_oldest(key)
+
+    def _count_eviction(self, gone: Series) -> None:
+        """Count the eviction of ``gone`` (:attr:`evicted`), to be told by :meth:`_report_evictions`."""
         self.evicted += 1
-        if gone.detector is not None and gone.seen <= gone.binding.warmup:
+        trained = gone.seen > gone.binding.warmup
+        if not trained:
             self.evicted_unscored += 1
-            self._unscored_unreported += 1
+        untold = self._untold[trained]
+        untold[0] += 1
+        clock = self.clock
+        if clock.known and gone.seen_at >= clock.horizon:  # (as an evicted series is: not stale)
+            idle = max(clock.now - gone.seen_at, 0)
+            if untold[1] is None or idle < untold[1]:
+                untold[1] = idle
 
     def shrink(self) -> int:
         """Drop series until at most ``max_series`` are held, the way a new series makes room (a stale one
         first, else the least recently seen: :meth:`_evict_oldest`); return how many were dropped. For a
         restored checkpoint that holds more series than a lowered ``max_series``: they are not counted as
-        evicted or expired by the stream (nor warned about as evicted before they were scored)."""
+        evicted or expired by the stream (nor warned about as evicted)."""
         held = len(self.series) - self.passing
         if held <= self.max_series:
             return 0
-        counts = self.evicted, self.expired, self.evicted_unscored, self._unscored_unreported
+        expired = self.expired
         while len(self.series) - self.passing > self.max_series:
             self._evict_oldest()
-        self.evicted, self.expired, self.evicted_unscored, self._unscored_unreported = counts
+        self.expired = expired
         self._check_low()
         return held - (len(self.series) - self.passing)
 
@@ -634,15 +657,37 @@ class Engine:
         return True
 
     def _report_evictions(self, final: bool = False) -> None:
-        """A ``W!`` line, at most once a minute (``final``: at the end, whenever the last was), while series
-        are evicted before they could be scored."""
-        if not self._unscored_unreported or not self._due("eviction", final):
+        """``W!`` lines, at most once a minute (``final``: at the end, whenever the last was), while series
+        are evicted: one for trained models (lost), one for series not yet scored. Each says how long the
+        evicted had not been seen at least: a while, and series_ttl can drop them first, if they are gone."""
+        untold = self._untold
+        if not (untold[True][0] or untold[False][0]) or not self._due("eviction", final):
             return
-        count, self._unscored_unreported = self._unscored_unreported, 0
-        self.log.warn(
-            f"{plural(count, 'eviction')} of a series not yet scored ({self.evicted_unscored} since start): "
-            f"max_series = {self.max_series} is too small for the series coming in; raise [state] max_series"
-        )
+        for trained in (True, False):
+            count, idle = untold[trained]
+            if not count:
+                continue
+            untold[trained] = [0, None]
+            total = self.evicted - self.evicted_unscored if trained else self.evicted_unscored
+            what = "a trained model" if trained else "a series not yet scored"
+            seconds = None if idle is None else idle // 10**9
+            told = [f"{plural(count, 'eviction')} of {what} ({total} since start): "]
+            if seconds is not None:
+                told.append("some seen in the last second; " if seconds < 1 else
+                            f"none seen in the last {duration_text(seconds)}; ")
+            if trained:
+                told.append("a model evicted starts its warm-up again when its series comes back; ")
+            told.append(f"max_series = {self.max_series} is too small for the series coming in; raise [state] "
+                        "max_series")
+            if seconds is not None and seconds >= 1:  # (series_ttl is 1s or more)
+                told.append(f", or, if those series are gone for good (containers that came and went), set [state] "
+                            f"series_ttl (now {self._ttl_text()}) under {duration_text(seconds)}, and over the "
+                            "longest interval a series reports at, so that they expire before they are evicted")
+            self.log.warn("".join(told))
+
+    def _ttl_text(self) -> str:
+        """``series_ttl`` as a message gives it."""
+        return duration_text(self.config.state.series_ttl)
 
     #: Why :meth:`rule_for` found no rule to hold a series' model.
     CHANGED = "changed"  # a rule of the series' scope takes it, with another detector or other parameters
@@ -1118,10 +1163,10 @@ class Engine:
         return self.metrics + self._extra_lines - self._line_origin
 
     def flush_log(self, final: bool = False) -> None:
-        """Report what the rate limits held back (parse errors, failed detectors, name clashes), evictions of
-        unscored series, timestamps far from the stream's clock, and (``final``: at the end of the input, the
-        first ones however few) timestamps that look like seconds (:meth:`check_units`). ``final`` also reports
-        the evictions and the timestamps that came since the last line about them, however recent it was."""
+        """Report what the rate limits held back (parse errors, failed detectors, name clashes), evictions,
+        timestamps far from the stream's clock, and (``final``: at the end of the input, the first ones
+        however few) timestamps that look like seconds (:meth:`check_units`). ``final`` also reports the
+        evictions and the timestamps that came since the last line about them, however recent it was."""
         for limit in (self._error_limit, self._failure_limit, self._taken_limit):
             limit.report_held(self.log, final)
         self.check_units(final)
@@ -1167,11 +1212,10 @@ class Engine:
         if not ahead or not self._due("clock", final):
             return
         self._ahead_reported = clock.ahead
-        ttl = duration_text(self.config.state.series_ttl)
         self.log.warn(
             f"{plural(ahead, 'metric')} with {'a timestamp' if ahead == 1 else 'timestamps'} more than "
-            f"series_ttl ({ttl}) ahead of the stream's clock (the latest: {iso_ns(clock.newest)}, when the "
-            f"clock was {iso_ns(clock.then)}): is a host's clock wrong? A few such timestamps do not move the "
+            f"series_ttl ({self._ttl_text()}) ahead of the stream's clock (the latest: {iso_ns(clock.newest)}, "
+            f"when the clock was {iso_ns(clock.then)}): is a host's clock wrong? A few such timestamps do not move the "
             "clock series expire by; the whole stream moving on does"
         )
 
