@@ -335,7 +335,7 @@ def test_a_restore_into_a_running_engine_starts_the_clocks_reports_again(tmp_pat
     assert len(told) == 1 and "1 metric with a timestamp more than series_ttl (24h) ahead" in told[0], told
 
 
-# -- what a series let go is told as: evictions (max_series) ------------------------------------------------
+# -- what a series let go is told as: evictions (max_series) and returns after an expiry (series_ttl) --------
 
 
 def wide(max_series: int) -> bytes:
@@ -400,3 +400,40 @@ def test_evictions_of_series_gone_for_good_name_series_ttl(tmp_path: Path, env: 
     assert again.returncode == 0 and not _warnings(again.stderr), again.stderr
     assert b" 0 evictions (max_series, " in again.stderr, again.stderr
     assert again.stdout == result.stdout
+
+
+def slow(hosts: int, minutes: int = 60, down: range = range(0)) -> bytes:
+    """``hosts`` hosts' cpu every 10 s (host h0 silent in the minutes ``down``), and one backup series every
+    10 minutes."""
+    rng = random.Random(3)
+    lines = []
+    for i in range(minutes * 6):
+        t = T + i * 10 * S
+        lines += [b"cpu,host=h%d v=%.3f %d\n" % (h, 50 + rng.gauss(0, 1), t) for h in range(hosts)
+                  if h or i // 6 not in down]
+        if i % 60 == 0:
+            lines.append(b"backup,host=a v=%.3f %d\n" % (50 + rng.gauss(0, 1), t))
+    return b"".join(lines)
+
+
+@pytest.mark.parametrize("hosts", [10, 150])
+def test_a_series_sampled_less_often_than_series_ttl_is_told(tmp_path: Path, env: dict[str, str], hosts: int) -> None:
+    """series_ttl = "5m" and a backup series every 10 minutes: it expires between its samples, starts fresh
+    at each and is never scored; only the exit line's count of expiries said anything. Now a W! line says
+    it, with the series. With 10 hosts the backup series is still held when it comes back (3 600 metrics: no
+    expiry sweep); with 150, sweeps drop it in between (it is new at each sample). Host h0, silent for 20
+    minutes, expires too and comes back, but after many samples: not told."""
+    (tmp_path / "rg.toml").write_text('[state]\nseries_ttl = "5m"\n\n[[rule]]\nname = "all"\n')
+    result = run_cli(["run", "--config", "rg.toml"], input=slow(hosts, down=range(20, 40)), cwd=tmp_path,
+                     env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    backups = [line for line in result.stdout.splitlines() if line.startswith(b"backup,")]
+    assert len(backups) == 6 and all(b"v_anomaly_score=0.0," in line for line in backups)
+    warned = _warnings(result.stderr)
+    assert warned, result.stderr
+    pattern = (rb"W! \[riverguard\] ([0-9]+) returns? of a series that expired after a single sample \(([0-9]+) "
+               rb"since start; the latest: backup,host=a v\): it reports less often than series_ttl \(5m\), so "
+               rb"it starts fresh at every sample and is never scored; raise \[state\] series_ttl above its interval")
+    told = [re.fullmatch(pattern, w) for w in warned]
+    assert all(told), warned
+    assert sum(int(m[1]) for m in told) == int(told[-1][2]) == 5, warned  # (the samples after the first)

@@ -321,6 +321,11 @@ def _provoke(fragment: str, tmp: Path) -> str:
 
         config.write_text('[state]\nmax_series = 500\n\n[[rule]]\nname = "all"\n')
         return run(["run", "--config", "riverguard.toml"], wide(500).decode())
+    if fragment == "return of a series that expired":  # a backup series every 10 minutes, series_ttl = "5m"
+        from test_expiry import slow
+
+        config.write_text('[state]\nseries_ttl = "5m"\n\n[[rule]]\nname = "all"\n')
+        return run(["run", "--config", "riverguard.toml"], slow(10, minutes=20).decode())
     if fragment == "gives no expected value or band":
         config.write_text('[output]\nexplain = true\n\n[[rule]]\nname = "cpu"\n\n[[rule]]\nname = "models"\n'
                           'detector = "river"\nparams.model = {class = "anomaly.HalfSpaceTrees"}\n')
@@ -342,7 +347,7 @@ _FRAGMENTS = (  # (tried in this order: one naming a message that contains anoth
     "cannot write the checkpoint", "cannot replace the checkpoint", "stopped with stdin still open", "is the --config file",
     "no [[rule]]", "is under the least", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
-    "evictions of a series not yet scored", "eviction of a trained model",
+    "evictions of a series not yet scored", "eviction of a trained model", "return of a series that expired",
     "--report needs", "would write", "not a regular file or a folder",
     "is a folder, where the file should be",
     "ahead of the stream's clock", "temporary checkpoint file(s)", "while writing the checkpoint",

@@ -73,7 +73,7 @@ cpdef void set_clock(unsigned int value)
 cpdef void touch(Series series)
 
 @cython.locals(last_ns="long long", ts_ns="long long", stale=bint)
-cpdef void arrive(object engine, Series series, object timestamp, Clock clock)
+cpdef void arrive(object engine, Series series, bytes skey, object timestamp, Clock clock)
 
 cdef long long NOT_SEEN
 cdef unsigned int COUNT_END

@@ -289,8 +289,9 @@ def touch(series: Series) -> None:
     _clock += 1
 
 
-def arrive(engine, series: Series, timestamp: object, clock: Clock) -> None:
-    """``series`` has a sample, at ``timestamp`` (ns, or None), and the stream's ``clock`` has taken it.
+def arrive(engine, series: Series, skey: bytes, timestamp: object, clock: Clock) -> None:
+    """``series`` (key ``skey``) has a sample, at ``timestamp`` (ns, or None), and the stream's ``clock`` has
+    taken it.
 
     The series starts fresh first (``Engine.restart``) when it is stale:
     the clock moved on more than its ttl since the series was last seen
@@ -316,7 +317,7 @@ def arrive(engine, series: Series, timestamp: object, clock: Clock) -> None:
             stale = ts_ns > last_ns and _gap(ts_ns, last_ns) > clock.ttl and not (
                 ts_ns > clock.now and _gap(ts_ns, clock.now) > clock.ttl)
     if stale:
-        engine.restart(series)  # (which forgets its last time)
+        engine.restart(series, skey)  # (which forgets its last time)
         last = None
     touch(series)
     series.run_seen = True
@@ -637,7 +638,7 @@ def _field(engine, series: Series, skey: bytes, kb: bytes, key: int, key_len: in
     The series is now the most recently seen of its engine (:func:`touch`).
     A stale series starts fresh first (:func:`arrive`, on the stream's ``clock``).
     """
-    arrive(engine, series, timestamp, clock)
+    arrive(engine, series, skey, timestamp, clock)
     detector = series.detector
     if detector is None:
         return 0

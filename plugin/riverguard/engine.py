@@ -22,7 +22,7 @@ from .config import Config, Rule, duration_text
 from .detectors import Detector
 from .lineprotocol import Metric, ParseError, Record, escape_key, parse, timestamp_at, unescape
 from .log import Log, RateLimit, iso_ns, plural
-from .tally import Figures, RunTally
+from .tally import Figures, Recent, RunTally
 
 __all__ = [
     "ACCELERATED", "METRIC_FIELD", "MONITOR_MEASUREMENT", "Engine", "MetricSeries", "Series", "checked_score",
@@ -229,7 +229,7 @@ class Engine:
         self.now: int | None = None
         self._ahead_reported = 0
         #: When each W! line told at most once a minute may come again (:meth:`_due`), by what it tells.
-        self._next_warning = {"clock": 0.0, "eviction": 0.0}
+        self._next_warning = {"clock": 0.0, "eviction": 0.0, "return": 0.0}
         #: Whether the first timestamps of the stream are still to be looked at for their unit
         #: (:meth:`check_units`); the command that reads them sets it, with how to give another unit.
         self.unit_hint: str | None = None
@@ -246,6 +246,13 @@ class Engine:
         #: yet scored (False): how many, and the least time (ns, on the stream's clock) one of them had not
         #: been seen (None: not known).
         self._untold: dict[bool, list[Any]] = {True: [0, None], False: [0, None]}
+        #: Returns of a series that had expired after a single sample (:meth:`_came_back`): since start,
+        #: not told yet (:meth:`_report_returns`), and the latest one's key.
+        self.returns = 0
+        self._returns_untold = 0
+        self._return_key = b""
+        #: The keys of series dropped as stale after a single sample, lately: their return is told.
+        self._lone = Recent()
         #: How many series the run began with, restored from a checkpoint (:meth:`begin_run`); the summary
         #: then tells this run's series (``Series.run_seen``) and anomalies apart from what the checkpoint
         #: brought.
@@ -469,6 +476,8 @@ class Engine:
             if self.passing > self.max_series:
                 self.forget_passing()
             return
+        if self._lone.take(skey):
+            self._came_back(skey)
         if len(all_series) - self.passing > self.max_series:
             gone = self._evict_oldest()
             if gone is not None:
@@ -569,12 +578,15 @@ class Engine:
         keys no rule scores). Nothing is lost: each is routed again at its next sample."""
         self._forget([key for key, s in self.series.items() if s.detector is None])
 
-    def restart(self, series: Series) -> None:
-        """Start ``series`` fresh, as a new series under its rule: it is stale (``_hotpath.arrive``: not seen
-        while the stream's clock moved on ``series_ttl``, or a gap of its own). Whether a series starts fresh
-        is decided at its next sample,
+    def restart(self, series: Series, key: bytes) -> None:
+        """Start series ``key`` fresh, as a new series under its rule: it is stale (``_hotpath.arrive``: not
+        seen while the stream's clock moved on ``series_ttl``, or a gap of its own). Whether a series starts
+        fresh is decided at its next sample,
         so it does not depend on when expiry (:meth:`expire`) ran, nor on a restart in between. A series
-        without a model has nothing to start afresh: only the expiry of one with a model is counted."""
+        without a model has nothing to start afresh: only the expiry of one with a model is counted, and
+        told (:meth:`_came_back`) when it had a single sample."""
+        if series.seen == 1 and series.detector is not None:
+            self._came_back(key)
         if self._count_expiry(series):
             series.detector = series.rule.new_detector()
         series.seen = 0
@@ -596,7 +608,7 @@ class Engine:
             key, series = found
             if series.seen_at < horizon:
                 self._drop_oldest(key)
-                if self._count_expiry(series):
+                if self._count_expiry(series, key):
                     return None
             elif series.detector is None:
                 self._drop_oldest(key)
@@ -604,7 +616,7 @@ class Engine:
                 break
         if self.low is not None and self.low < horizon:  # a stale series further on?
             stale = [k for k, s in self.series.items() if s.seen_at < horizon]
-            modelled = sum(self._count_expiry(self.series[k]) for k in stale)
+            modelled = sum(self._count_expiry(self.series[k], k) for k in stale)
             self._forget(stale)
             self._check_low()
             if modelled:
@@ -640,12 +652,23 @@ class Engine:
         self._check_low()
         return held - (len(self.series) - self.passing)
 
-    def _count_expiry(self, series: Series) -> bool:
-        """Count the expiry of stale ``series`` (:attr:`expired`) if it holds a model; whether it does."""
+    def _count_expiry(self, series: Series, key: bytes | None = None) -> bool:
+        """Count the expiry of stale ``series`` (:attr:`expired`) if it holds a model; whether it does. With
+        its ``key``: it is dropped, and remembered if it had a single sample (its return is told then)."""
         if series.detector is None:
             return False
         self.expired += 1
+        if key is not None and series.seen == 1:
+            self._lone.put(key)
         return True
+
+    def _came_back(self, key: bytes) -> None:
+        """Series ``key`` is back after it expired with a single sample: its samples come further apart than
+        ``series_ttl`` (it starts fresh at each, and is never scored). Counted, to be told by
+        :meth:`_report_returns`."""
+        self.returns += 1
+        self._returns_untold += 1
+        self._return_key = key
 
     def _due(self, what: str, final: bool) -> bool:
         """Whether the ``W!`` line about ``what`` may be written now: at most once a minute (``final``: at
@@ -684,6 +707,20 @@ class Engine:
                             f"series_ttl (now {self._ttl_text()}) under {duration_text(seconds)}, and over the "
                             "longest interval a series reports at, so that they expire before they are evicted")
             self.log.warn("".join(told))
+
+    def _report_returns(self, final: bool = False) -> None:
+        """A ``W!`` line, at most once a minute (``final``: at the end, whenever the last was), while series
+        come back after they expired with a single sample (:meth:`_came_back`): ``series_ttl`` is shorter
+        than their interval."""
+        if not self._returns_untold or not self._due("return", final):
+            return
+        count, self._returns_untold = self._returns_untold, 0
+        self.log.warn(
+            f"{plural(count, 'return')} of a series that expired after a single sample ({self.returns} since "
+            f"start; the latest: {series_name(self._return_key)}): it reports less often than series_ttl "
+            f"({self._ttl_text()}), so it starts fresh at every sample and is never scored; raise [state] "
+            "series_ttl above its interval"
+        )
 
     def _ttl_text(self) -> str:
         """``series_ttl`` as a message gives it."""
@@ -824,7 +861,7 @@ class Engine:
         series = self.series.get(mkey)
         if series is None:  # evicted by a field series created after it, in this same metric
             return
-        self._hot.arrive(self, series, metric.timestamp, self.clock)
+        self._hot.arrive(self, series, mkey, metric.timestamp, self.clock)
         keys = {f[0] for f in metric.fields}
         if self._metric_keys[0] in keys:
             return  # already scored upstream
@@ -1164,13 +1201,15 @@ class Engine:
 
     def flush_log(self, final: bool = False) -> None:
         """Report what the rate limits held back (parse errors, failed detectors, name clashes), evictions,
-        timestamps far from the stream's clock, and (``final``: at the end of the input, the first ones
-        however few) timestamps that look like seconds (:meth:`check_units`). ``final`` also reports the
-        evictions and the timestamps that came since the last line about them, however recent it was."""
+        returns of series that expired after a single sample, timestamps far from the stream's clock, and
+        (``final``: at the end of the input, the first ones however few) timestamps that look like seconds
+        (:meth:`check_units`). ``final`` also reports the evictions, returns and timestamps that came since
+        the last line about them, however recent it was."""
         for limit in (self._error_limit, self._failure_limit, self._taken_limit):
             limit.report_held(self.log, final)
         self.check_units(final)
         self._report_evictions(final)
+        self._report_returns(final)
         self._report_clock(final)
 
     def check_units(self, final: bool = False) -> None:
@@ -1237,7 +1276,7 @@ class Engine:
                 break
             self._drop_oldest(found[0])
             dropped += 1
-            self._count_expiry(found[1])
+            self._count_expiry(found[1], found[0])
         if dropped or self.metrics - self._low_checked >= len(self.series):  # (a scan per series at most)
             self._check_low()
             if self.low is None or self.low >= horizon:

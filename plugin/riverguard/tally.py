@@ -5,12 +5,16 @@ Bounded, whatever the number of series a run goes through: the distinct series a
 :data:`EXACT` let go, estimated past that (HyperLogLog, 2**14 registers a count: 16 KiB, about 0.8 %
 off); the anomalies of at most :data:`KEEP` (up to twice that between prunes) let-go series are kept,
 those with the most.
+
+And :class:`Recent`, a fixed table of keys lately put in (the engine's series that expired after a single
+sample, to tell when they come back).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from array import array
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -103,9 +107,14 @@ def _having(values: Iterable[int], flag: int) -> int:
     return sum(1 for v in values if v & flag)
 
 
+def fingerprint(key: bytes) -> int:
+    """``key``'s 64-bit fingerprint, the same in every process (Python's hash of bytes is not)."""
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+
+
 def _register(registers: list[bytearray], key: bytes, flags: int) -> None:
     """Add ``key`` to the series' registers, and to the scored' and anomalous' as ``flags`` says."""
-    h = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+    h = fingerprint(key)
     index = h >> _REST
     rank = _REST - (h & ((1 << _REST) - 1)).bit_length() + 1
     for i, wanted in enumerate((True, flags & SCORED, flags & ANOMALOUS)):
@@ -120,3 +129,32 @@ def _estimate(registers: bytearray) -> int:
     if raw <= 2.5 * _M and empty:
         return round(_M * math.log(_M / empty))
     return round(raw)
+
+
+#: Slots of a :class:`Recent` (a power of two): 32 KiB of fingerprints.
+RECENT = 4096
+
+
+class Recent:
+    """Keys lately put in, by fingerprint, one per slot of :data:`RECENT` (made at the first put: 32 KiB,
+    whatever the number of keys put in): a key put in is found by :meth:`take` until a later key of the
+    same slot takes its place. Deterministic (:func:`fingerprint`); not in the checkpoint."""
+
+    def __init__(self) -> None:
+        self._slots: array[int] | None = None
+
+    def put(self, key: bytes) -> None:
+        if self._slots is None:
+            self._slots = array("Q", bytes(8 * RECENT))
+        h = fingerprint(key) or 1  # (0: an empty slot)
+        self._slots[h & (RECENT - 1)] = h
+
+    def take(self, key: bytes) -> bool:
+        """Whether ``key`` is in; it is not any more."""
+        if self._slots is None:
+            return False
+        h = fingerprint(key) or 1
+        if self._slots[h & (RECENT - 1)] != h:
+            return False
+        self._slots[h & (RECENT - 1)] = 0
+        return True
