@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -19,15 +21,17 @@ INT_FIELDS = {*COUNTERS, "series", "checkpoint_bytes", "rss_bytes"}
 FLOAT_FIELDS = {"checkpoint_seconds", "lag_seconds"}
 #: Whether the install built the compiled hot path (the suite itself may run uncompiled).
 _HOT_PATH_BUILT = any((Path(riverguard.__file__).parent).glob("_hotpath.*.so"))
-LINE = re.compile(rb"^riverguard,mode=(compiled|pure),version=(\S+) (\S+) ([0-9]+)$")
+LINE = re.compile(rb"^riverguard,(\S+) (\S+) ([0-9]+)$")
 
 
 def parse_monitor(line: bytes) -> tuple[dict[str, str], dict[str, int | float], int]:
     """Tags, fields and timestamp of one ``riverguard`` line; asserts the types the README promises."""
     m = LINE.match(line)
     assert m, line
+    tags = dict(item.decode().split("=", 1) for item in m.group(1).split(b","))
+    assert list(tags) == sorted(tags) and tags["mode"] in ("compiled", "pure"), line  # (as Telegraf sorts them)
     fields: dict[str, int | float] = {}
-    for item in m.group(3).split(b","):
+    for item in m.group(2).split(b","):
         name, _, value = item.decode().partition("=")
         if name in INT_FIELDS:
             assert re.fullmatch(r"-?[0-9]+i", value), item
@@ -37,7 +41,7 @@ def parse_monitor(line: bytes) -> tuple[dict[str, str], dict[str, int | float], 
             assert re.fullmatch(r"-?[0-9]+(\.[0-9]+)?(e[-+][0-9]+)?", value), item  # %g: a float in line protocol
             fields[name] = float(value)
     assert set(fields) >= set(COUNTERS) | (set(GAUGES) - {"lag_seconds"}), fields
-    return {"mode": m.group(1).decode(), "version": m.group(2).decode()}, fields, int(m.group(4))
+    return tags, fields, int(m.group(3))
 
 
 def monitor_lines(out: bytes) -> list[bytes]:
@@ -67,7 +71,9 @@ def test_a_line_each_interval_between_whole_metrics_and_one_at_exit(start, tmp_p
     # Before any timestamped metric: lines come while stdin is idle, without lag_seconds.
     assert _wait_monitor(proc, 2), proc.stderr
     tags, fields, _ = parse_monitor(monitor_lines(proc.stdout)[0])
-    assert tags == {"mode": "compiled" if not pure and _HOT_PATH_BUILT else "pure", "version": __version__}
+    # host: this machine's name, as Telegraf's own host tag (it adds none to a processor's new metrics)
+    mode = "compiled" if not pure and _HOT_PATH_BUILT else "pure"
+    assert tags == {"host": socket.gethostname(), "mode": mode, "version": __version__}
     assert "lag_seconds" not in fields and fields["metrics"] == 0
     now = time.time_ns()
     sent = [b"load,host=a v=%d %d\n" % (i % 5, now + i) for i in range(40)]
@@ -149,10 +155,85 @@ def test_a_bad_interval_is_refused_with_a_clear_message(tmp_path: Path, value: s
     assert b"Traceback" not in result.stderr
 
 
-def test_check_config_shows_the_interval(tmp_path: Path) -> None:
+def test_check_config_shows_the_interval_and_tags(tmp_path: Path) -> None:
     result = run_cli(["check-config", str(_config(tmp_path))])
     assert result.returncode == 0, result.stderr
-    assert b'monitor: {"interval_s": 1.0}' in result.stdout
+    host = json.dumps(socket.gethostname()).encode()
+    assert b'monitor: {"interval_s": 1.0, "tags": {"host": %s}}\n' % host in result.stdout
+    tagged = _config(tmp_path, 'interval = "1s"\ntags = { host = "", dc = "eu" }')
+    result = run_cli(["check-config", str(tagged)])
+    assert b'monitor: {"interval_s": 1.0, "tags": {"dc": "eu"}}\n' in result.stdout, result.stdout
+
+
+def _health_tags(out: bytes) -> list[dict[str, str]]:
+    """The tags of each health line in ``out`` but riverguard's own (mode, version)."""
+    return [{k: v for k, v in parse_monitor(line)[0].items() if k not in ("mode", "version")}
+            for line in monitor_lines(out)]
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [('{ host = "web-7", dc = "eu-1" }', {"dc": "eu-1", "host": "web-7"}),
+     ('{ dc = "eu-1" }', {"dc": "eu-1", "host": socket.gethostname()}),
+     ('{ host = "" }', {})],
+    ids=["host-set", "added", "host-left-out"],
+)
+def test_monitor_tags_set_or_add_to_the_host_tag(tmp_path: Path, tags: str, expected: dict[str, str]) -> None:
+    """Telegraf adds neither host nor [global_tags] to a processor's new metrics: across a fleet every
+    host's health lines were one series. The line carries host (this machine's name) by default, and
+    [monitor] tags sets it (for an [agent] hostname that differs), adds to it, or leaves it out ("")."""
+    config = _config(tmp_path, f'interval = "1h"\ntags = {tags}')
+    result = run_cli(["run", "--config", str(config)], input=b"cpu v=1\n", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert _health_tags(result.stdout) == [expected]
+
+
+@pytest.mark.parametrize(
+    ("tags", "said"),
+    [('"web1"', "key 'tags': expected a table of tag key to value, such as { host = \"web1\", dc = \"eu\" }, got 'web1'"),
+     ('{ mode = "fast" }', "key 'tags.mode': riverguard sets this tag itself (compiled or pure): give yours another name"),
+     ('{ version = "2" }', "key 'tags.version': riverguard sets this tag itself"),
+     ("{ rack = 3 }", "key 'tags.rack': expected a string (an empty one, \"\", leaves the tag out), got 3"),
+     ('{ rack = "r\\\\1" }', "key 'tags.rack': must not hold a backslash (InfluxDB 1.x keeps it escaped, doubled, in the "
+                           "tag value"),
+     ('{ "r\\t1" = "a" }', "key 'tags.r\\t1': must not hold a tab, newline or other control character (a tag key"),
+     ('{ "" = "a" }', "key 'tags.': an empty tag key (\"\" = ...) cannot be written: line protocol has none")],
+    ids=["not-a-table", "mode", "version", "not-a-string", "backslash", "control", "empty-key"],
+)
+def test_bad_monitor_tags_are_refused_with_a_clear_message(tmp_path: Path, tags: str, said: str) -> None:
+    config = _config(tmp_path, f'interval = "1s"\ntags = {tags}')
+    result = run_cli(["run", "--config", str(config)], input=b"")
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith(f"E! [riverguard] {config}: [monitor], {said}"), result.stderr
+    assert b"Traceback" not in result.stderr
+
+
+def test_monitor_tags_without_an_interval_are_warned_of(tmp_path: Path) -> None:
+    config = tmp_path / "rg.toml"
+    config.write_text('[monitor]\ntags = { dc = "eu" }\n[[rule]]\nname = "all"\n', encoding="utf-8")
+    result = run_cli(["run", "--config", str(config)], input=b"cpu v=1\n")
+    assert result.returncode == 0 and not monitor_lines(result.stdout)
+    assert (f'W! [riverguard] {config}: [monitor] has tags but no interval: no health line is written '
+            '(interval = "60s" writes one a minute)\n').encode() in result.stderr, result.stderr
+
+
+def test_new_monitor_tags_on_sighup_tag_the_next_lines(start, tmp_path: Path) -> None:
+    """Unlike the interval (a timer set at start), the tags take effect at the reload: the next line has them."""
+    config = _config(tmp_path)
+    proc = start("run", "--config", str(config), "--log-level", "info", cwd=tmp_path)
+    proc.ready()
+    assert _wait_monitor(proc, 1), proc.stderr
+    _config(tmp_path, 'interval = "1s"\ntags = { host = "renamed", dc = "eu" }')
+    proc.popen.send_signal(signal.SIGHUP)
+    assert proc.wait_stderr(lambda e: b"reloaded" in e, 30), proc.stderr
+    proc.write(b"marker v=1\n")
+    assert proc.out.wait_for(lambda d: b"marker v=1" in d and monitor_lines(d.partition(b"marker v=1")[2]), 30)
+    proc.close_stdin()
+    assert proc.wait(10) == 0
+    assert b"W! " not in proc.stderr, proc.stderr  # nothing waits for the next start
+    before, _, after = proc.stdout.partition(b"marker v=1")
+    assert _health_tags(before)[0] == {"host": socket.gethostname()}
+    assert {tuple(tags.items()) for tags in _health_tags(after)} == {(("dc", "eu"), ("host", "renamed"))}
 
 
 def test_the_readme_documents_every_field_and_its_example_line_has_the_real_shape() -> None:

@@ -346,7 +346,7 @@ def _check_config(path: str) -> int:
             }
         )
     )
-    print(f"monitor: {json.dumps({'interval_s': config.monitor.interval})}")
+    print(f"monitor: {json.dumps({'interval_s': config.monitor.interval, 'tags': config.monitor.line_tags()})}")
     return EXIT_OK
 
 
@@ -470,7 +470,9 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
         tell("[state] checkpoint_interval", config)
         tell("[monitor] interval", config)  # (the health line's timer is set at start)
         state = dataclasses.replace(config.state, path=old.state.path, checkpoint_interval=old.state.checkpoint_interval)
-        config = dataclasses.replace(config, state=state, monitor=old.monitor)
+        # (the health line's new [monitor] tags are its tags from now on)
+        monitor = dataclasses.replace(config.monitor, interval=old.monitor.interval)
+        config = dataclasses.replace(config, state=state, monitor=monitor)
         kept, dropped = engine.reconfigure(config)
         log.info(
             f"received SIGHUP: config {config.source} reloaded, {len(config.rules)} rule(s); "

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import socket
 import sys
 import time
 from typing import Any
 
 from .config import duration_text, parse_duration
-from .lineprotocol import build_line
+from .lineprotocol import build_line, host_name
 from .log import printable
 
 __all__ = ["add_parser", "cpu_lines", "main", "mem_line"]
@@ -174,7 +173,7 @@ def main(args: argparse.Namespace) -> int:
         sys.stderr.write(f'E! [riverguard] --interval must be at least {duration_text(MIN_INTERVAL)} (one kernel tick, '
                          f'the unit of cpu time), got "{printable(args.interval)}"\n')
         return 2
-    host = args.host or socket.gethostname() or "localhost"
+    host = args.host or host_name()
     try:
         build_line("cpu", {"host": host}, {"usage_idle": 0.0})
     except ValueError as err:

@@ -24,6 +24,7 @@ from typing import Any
 
 from . import detectors
 from .detectors.base import Factory
+from .lineprotocol import host_name
 from .log import Unreadable, printable, read_text
 
 __all__ = [
@@ -233,10 +234,23 @@ class StateConfig:
     series_ttl: float = 24 * 3600.0
 
 
+#: The health line's tags riverguard sets itself (:mod:`riverguard.monitor`): ``[monitor] tags`` cannot set them.
+MONITOR_OWN_TAGS = {"mode": "compiled or pure", "version": "riverguard's version"}
+
+
 @dataclass(frozen=True)
 class MonitorConfig:
     #: Seconds between two ``riverguard`` health lines on stdout; None: off.
     interval: float | None = None
+    #: ``[monitor] tags`` as written (key -> value): added to the health line's, over its default ``host``
+    #: (this machine's name); an empty value leaves that tag out.
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def line_tags(self) -> dict[str, str]:
+        """The health line's tags a user decides, by key: ``host`` (this machine's name) unless ``tags`` sets
+        it, and ``tags``; those with an empty value left out."""
+        tags = {"host": host_name(), **self.tags}
+        return {key: tags[key] for key in sorted(tags) if tags[key]}
 
 
 @dataclass(frozen=True)
@@ -328,7 +342,7 @@ _TOP_KEYS = {"rule", "output", "state", "monitor"}
 _OUTPUT_STRINGS = ("score_suffix", "flag_suffix", "metric_score_field", "metric_flag_field")
 _OUTPUT_KEYS = {*_OUTPUT_STRINGS, "explain"}
 _STATE_KEYS = {"path", "checkpoint_interval", "max_series", "series_ttl"}
-_MONITOR_KEYS = {"interval"}
+_MONITOR_KEYS = {"interval", "tags"}
 #: Where each section's keys go, as a message says it: a key written in another section is told where it belongs.
 _SECTIONS = {
     "at the top level": _TOP_KEYS,
@@ -503,6 +517,9 @@ def warnings(config: Config) -> list[str]:
             f"{config.source}: no [[rule]]: this config scores nothing "
             "(without --config riverguard scores every numeric field with the default detector)"
         )
+    if config.monitor.tags and config.monitor.interval is None:
+        found.append(f'{config.source}: [monitor] has tags but no interval: no health line is written '
+                     '(interval = "60s" writes one a minute)')
     catch_alls: list[Rule] = []  # (only a rule that takes every field can hide one)
     for later in config.rules:
         rule = next((rule for rule in catch_alls if rule.hides(later)), None)
@@ -759,12 +776,8 @@ def _parse_output(raw: Any, where: _Where) -> OutputConfig | None:
             value = raw[key]
             if not isinstance(value, str) or not value:
                 where.add(key, f"expected a non-empty string, got {value!r}")
-            elif printable(value) != value:  # (printable escapes each control character)
-                where.add(key, "must not hold a tab, newline or other control character (a field key in line "
-                          f"protocol cannot), got {value!r}")
-            elif "\\" in value:
-                where.add(key, "must not hold a backslash (InfluxDB 1.x keeps it escaped, doubled, in the field key: "
-                          f"the name there would differ), got {value!r}")
+            elif (problem := _unwritable(value, "field key")) is not None:
+                where.add(key, problem)
             else:
                 values[key] = value
     if "explain" in raw:
@@ -896,10 +909,40 @@ def _duration(value: Any, key: str, where: _Where) -> float | None:
     return seconds
 
 
+def _unwritable(name: str, what: str) -> str | None:
+    """Why ``name``, a ``what`` ("field key", "tag key", "tag value") riverguard writes into line protocol as it
+    is given, cannot be one; None if it can.
+
+    >>> _unwritable("eu-1", "tag value"), _unwritable("eu\\\\1", "tag value").split(" (")[0]
+    (None, 'must not hold a backslash')
+    """
+    if printable(name) != name:  # (printable escapes each control character)
+        return f"must not hold a tab, newline or other control character (a {what} in line protocol cannot), got {name!r}"
+    if "\\" in name:
+        return (f"must not hold a backslash (InfluxDB 1.x keeps it escaped, doubled, in the {what}: the name there would "
+                f"differ), got {name!r}")
+    return None
+
+
 def _parse_monitor(raw: Any, where: _Where) -> MonitorConfig | None:
     if not _check_keys(raw, _MONITOR_KEYS, where):
         return None
-    if "interval" not in raw:
-        return MonitorConfig()
-    interval = _duration(raw["interval"], "interval", where)
-    return None if interval is None else MonitorConfig(interval=interval)
+    interval = _duration(raw["interval"], "interval", where) if "interval" in raw else None
+    tags: dict[str, str] = {}
+    raw_tags = raw.get("tags", {})
+    if not isinstance(raw_tags, dict):
+        where.add("tags", f'expected a table of tag key to value, such as {{ host = "web1", dc = "eu" }}, got {raw_tags!r}')
+    else:
+        for key, value in raw_tags.items():
+            if key in MONITOR_OWN_TAGS:
+                where.add(f"tags.{key}", f"riverguard sets this tag itself ({MONITOR_OWN_TAGS[key]}): give yours "
+                          "another name")
+            elif (problem := _unwritable(key, "tag key") if key else 'an empty tag key ("" = ...) cannot be written: line protocol has none') is not None:
+                where.add(f"tags.{key}", problem)
+            elif not isinstance(value, str):
+                where.add(f"tags.{key}", f'expected a string (an empty one, "", leaves the tag out), got {value!r}')
+            elif (problem := _unwritable(value, "tag value")) is not None:
+                where.add(f"tags.{key}", problem)
+            else:
+                tags[key] = value
+    return None if where.count else MonitorConfig(interval=interval, tags=tags)

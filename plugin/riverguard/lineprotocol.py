@@ -38,6 +38,7 @@ __all__ = [
     "build_line",
     "escape_key",
     "escape_measurement",
+    "host_name",
     "insert_fields",
     "metric_lines",
     "parse",
@@ -361,6 +362,14 @@ def escape_key(text: str, errors: str = "strict") -> bytes:
     return (
         text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
     ).encode("utf-8", errors)
+
+
+def host_name() -> str:
+    """The ``host`` tag of riverguard's own lines (``collect``, the health line) unless told otherwise: this
+    machine's name, as Telegraf's default ``host`` tag (Go's ``os.Hostname``, the kernel's node name)."""
+    import socket
+
+    return socket.gethostname() or "localhost"
 
 
 def build_line(

@@ -3,10 +3,13 @@
 With ``[monitor] interval = "60s"`` the stream loop writes, between two
 metrics and flushed, a line such as::
 
-    riverguard,mode=compiled,version=0.1.0 metrics=1200i,fields_scored=3600i,anomalies=3i,...,lag_seconds=0.41 1764288000000000000
+    riverguard,host=web1,mode=compiled,version=0.1.0 metrics=1200i,fields_scored=3600i,anomalies=3i,...,lag_seconds=0.41 1764288000000000000
 
 Telegraf forwards it with everything else (the way ``inputs.internal``
-reports Telegraf's own health). Counters count since the process started;
+reports Telegraf's own health), but adds no ``host`` tag nor ``[global_tags]``
+to it (it does so for an input's metrics, not for a processor's new ones):
+the line carries ``host``, this machine's name as Telegraf's default, and
+``[monitor] tags``, which may set another or leave it out. Counters count since the process started;
 gauges are read when the line is written. ``lag_seconds`` (wall clock minus
 the newest event time seen) is left out until a timestamped metric arrived:
 there is no lag to speak of before, and a made-up 0 would read as "on time".
@@ -63,7 +66,7 @@ class Monitor:
     >>> from riverguard.config import default_config
     >>> monitor = Monitor(Engine(default_config()), interval=60.0, clock=lambda: 2.5)
     >>> line = monitor.line(wall_ns=3_000_000_000)
-    >>> line.startswith(b"riverguard,mode="), line.split(b" ")[1][:40], line.split(b" ")[2]
+    >>> line.startswith(b"riverguard,host="), line.split(b" ")[1][:40], line.split(b" ")[2]
     (True, b'metrics=0i,fields_scored=0i,anomalies=0i', b'3000000000\n')
     """
 
@@ -72,7 +75,7 @@ class Monitor:
         self.store = store
         self.interval = interval
         self.clock = clock
-        self._tags = {"mode": "compiled" if is_compiled(engine._hot) else "pure", "version": __version__}
+        self._own = {"mode": "compiled" if is_compiled(engine._hot) else "pure", "version": __version__}
         #: When the next line is due (``clock`` seconds).
         self.deadline = clock() + interval
 
@@ -98,4 +101,9 @@ class Monitor:
         if wall_ns is None:
             wall_ns = time.time_ns()
         self.deadline = self.clock() + self.interval
-        return build_line(MONITOR_MEASUREMENT, self._tags, self.fields(wall_ns), wall_ns)
+        return build_line(MONITOR_MEASUREMENT, self.tags(), self.fields(wall_ns), wall_ns)
+
+    def tags(self) -> dict[str, str]:
+        """The line's tags: ``host`` and ``[monitor] tags`` of the config in force (a SIGHUP's new ones at
+        once), then riverguard's own (``config.MONITOR_OWN_TAGS``)."""
+        return {**self.engine.config.monitor.line_tags(), **self._own}
