@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import RIVERGUARD, as_a_user, run_cli
 import riverguard
 from riverguard import __version__
+from riverguard.config import MONITOR_OWN_TAGS
 from riverguard.monitor import COUNTERS, GAUGES
 
 INT_FIELDS = {*COUNTERS, "series", "checkpoint_bytes", "rss_bytes"}
@@ -73,7 +74,7 @@ def test_a_line_each_interval_between_whole_metrics_and_one_at_exit(start, tmp_p
     tags, fields, _ = parse_monitor(monitor_lines(proc.stdout)[0])
     # host: this machine's name, as Telegraf's own host tag (it adds none to a processor's new metrics)
     mode = "compiled" if not pure and _HOT_PATH_BUILT else "pure"
-    assert tags == {"host": socket.gethostname(), "mode": mode, "version": __version__}
+    assert tags == {"host": socket.gethostname(), "mode": mode, "status": "scoring", "version": __version__}
     assert "lag_seconds" not in fields and fields["metrics"] == 0
     now = time.time_ns()
     sent = [b"load,host=a v=%d %d\n" % (i % 5, now + i) for i in range(40)]
@@ -166,8 +167,8 @@ def test_check_config_shows_the_interval_and_tags(tmp_path: Path) -> None:
 
 
 def _health_tags(out: bytes) -> list[dict[str, str]]:
-    """The tags of each health line in ``out`` but riverguard's own (mode, version)."""
-    return [{k: v for k, v in parse_monitor(line)[0].items() if k not in ("mode", "version")}
+    """The tags of each health line in ``out`` but riverguard's own (mode, status, version)."""
+    return [{k: v for k, v in parse_monitor(line)[0].items() if k not in MONITOR_OWN_TAGS}
             for line in monitor_lines(out)]
 
 
@@ -193,12 +194,13 @@ def test_monitor_tags_set_or_add_to_the_host_tag(tmp_path: Path, tags: str, expe
     [('"web1"', "key 'tags': expected a table of tag key to value, such as { host = \"web1\", dc = \"eu\" }, got 'web1'"),
      ('{ mode = "fast" }', "key 'tags.mode': riverguard sets this tag itself (compiled or pure): give yours another name"),
      ('{ version = "2" }', "key 'tags.version': riverguard sets this tag itself"),
+     ('{ status = "ok" }', "key 'tags.status': riverguard sets this tag itself (scoring or passthrough)"),
      ("{ rack = 3 }", "key 'tags.rack': expected a string (an empty one, \"\", leaves the tag out), got 3"),
      ('{ rack = "r\\\\1" }', "key 'tags.rack': must not hold a backslash (InfluxDB 1.x keeps it escaped, doubled, in the "
                            "tag value"),
      ('{ "r\\t1" = "a" }', "key 'tags.r\\t1': must not hold a tab, newline or other control character (a tag key"),
      ('{ "" = "a" }', "key 'tags.': an empty tag key (\"\" = ...) cannot be written: line protocol has none")],
-    ids=["not-a-table", "mode", "version", "not-a-string", "backslash", "control", "empty-key"],
+    ids=["not-a-table", "mode", "version", "status", "not-a-string", "backslash", "control", "empty-key"],
 )
 def test_bad_monitor_tags_are_refused_with_a_clear_message(tmp_path: Path, tags: str, said: str) -> None:
     config = _config(tmp_path, f'interval = "1s"\ntags = {tags}')
@@ -349,3 +351,36 @@ def test_settings_that_wait_for_the_next_start_are_told_once_per_change(start, t
     assert sighup(4) == []
     proc.close_stdin()
     assert proc.wait(10) == 0
+
+
+def test_a_run_that_passes_metrics_through_says_so_in_its_health_line(start, tmp_path: Path) -> None:
+    """A state folder riverguard may not write (or another user's checkpoint): nothing scores on this host,
+    every metric passes through unscored, and no health line was written: the host that stopped scoring
+    was invisible. Its lines now say status=passthrough (metrics: the lines passed through), each between
+    whole metrics: never inside one written in part, nor inside a string value across lines."""
+    prefix = as_a_user(tmp_path)
+    (tmp_path / "st").mkdir(mode=0o555)
+    config = tmp_path / "rg.toml"
+    config.write_text('[monitor]\ninterval = "1s"\n[state]\npath = "st/"\n[[rule]]\nname = "all"\n', encoding="utf-8")
+    proc = start("run", "--config", str(config), cmd=[*prefix, *RIVERGUARD], cwd=tmp_path)
+    assert _wait_monitor(proc, 1), proc.stderr  # (idle: no input yet)
+    # Half a metric, then an open quote, each followed by silence for more than an interval: the lines due
+    # meanwhile wait for their ends, and go out then; the last metric comes without its newline.
+    parts = [b"cpu v=1 1\nhalf v=", b"2 2\n", b'log,host=a msg="x\n', b'y" 3\n', b"last v=4 4"]
+    for part in parts:
+        proc.write(part)
+        time.sleep(1.6)
+    proc.close_stdin()
+    assert proc.wait(10) == 0, proc.stderr
+    out = proc.stdout
+    sent = b"".join(parts)
+    passed = b"".join(line for line in out.splitlines(keepends=True) if not line.startswith(b"riverguard,"))
+    assert passed == sent + b"\n"  # every byte as it came; the last metric ended before the exit line
+    assert b"half v=2 2\n" in out and b'msg="x\ny" 3\n' in out
+    health = [parse_monitor(line) for line in monitor_lines(out)]
+    assert len(health) >= 4 and out.endswith(monitor_lines(out)[-1] + b"\n")
+    assert {tags["status"] for tags, _, _ in health} == {"passthrough"}
+    assert health[0][0]["host"] == socket.gethostname()
+    _, last, _ = health[-1]
+    assert last["metrics"] == sent.count(b"\n") and last["fields_scored"] == 0 and "lag_seconds" not in last
+    assert [line[:3] for line in proc.stderr.splitlines() if not line.startswith(b"I! ")] == [b"E! "], proc.stderr

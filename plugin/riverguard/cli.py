@@ -484,7 +484,7 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
 
 def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | None = None) -> int:
     from .signals import Signals
-    from .stream import Held, passthrough, serve, write_line
+    from .stream import Held, passthrough, serve
 
     if signals is None:  # (called on its own: the handlers are put back at the end)
         with Signals() as own:
@@ -519,18 +519,17 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
             # crash-loop Telegraf and lose its metrics, scoring on fresh models would drop the learned ones at the
             # next checkpoint. Every metric goes back unscored; the checkpoint is left as it is.
             log.error(f"{err}; passing every metric through unscored until this process stops")
-            return passthrough(log, held)
+            # (nothing scores on this host: the health line, status=passthrough, tells it; a busy lock's holder
+            # scores, and its line is the host's)
+            monitor = _monitor(engine, config, None, status="passthrough")
+            return _last_line(monitor, passthrough(log, held, monitor=monitor), log)
         except LockError as err:
             log.error(str(err))
             return EXIT_CONFIG
     if not engine.clock.known:  # (a restored clock: the models already took timestamps in their unit)
         engine.unit_hint = ("if they are, send nanoseconds (as Telegraf's execd processor does), or replay them "
                             "with riverguard replay --precision {unit}")
-    monitor = None
-    if config.monitor.interval is not None:
-        from .monitor import Monitor
-
-        monitor = Monitor(engine, config.monitor.interval, store)
+    monitor = _monitor(engine, config, store)
     code = serve(
         engine,
         tick=store.save if store else None,
@@ -542,8 +541,7 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
     )
     # A SIGTERM now (Telegraf's, 5 s after it closed stdin) waits for this checkpoint: see signals.checkpointing.
     saved = store.save(tell=True) if store else True
-    if monitor is not None and code == EXIT_OK:  # the last line, after the last checkpoint
-        code = write_line(1, monitor.line(), log)
+    code = _last_line(monitor, code, log)  # (after the last checkpoint)
     log.info(
         f"stopped after {plural(engine.metrics, 'metric')}: {len(engine.series)} series held, "
         f"{plural(engine.anomalies, 'anomaly', 'anomalies')}, {engine.dropped_in_run()}"
@@ -551,6 +549,24 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
     if not saved:
         _final_checkpoint_failed(log)
         return code or EXIT_FAIL
+    return code
+
+
+def _monitor(engine: Engine, config: Config, store, status: str = "scoring"):  # type: ignore[no-untyped-def]
+    """The health line's :class:`~riverguard.monitor.Monitor` of a ``run``, None without ``[monitor] interval``."""
+    if config.monitor.interval is None:
+        return None
+    from .monitor import Monitor
+
+    return Monitor(engine, config.monitor.interval, store, status=status)
+
+
+def _last_line(monitor, code: int, log: Log) -> int:  # type: ignore[no-untyped-def]
+    """Write ``monitor``'s last line at the end of a ``run`` that ends with ``code`` (none after a failure)."""
+    from .stream import write_line
+
+    if monitor is not None and code == EXIT_OK:
+        code = write_line(1, monitor.line(), log)
     return code
 
 

@@ -235,7 +235,8 @@ class StateConfig:
 
 
 #: The health line's tags riverguard sets itself (:mod:`riverguard.monitor`): ``[monitor] tags`` cannot set them.
-MONITOR_OWN_TAGS = {"mode": "compiled or pure", "version": "riverguard's version"}
+MONITOR_OWN_TAGS = {"mode": "compiled or pure", "status": "scoring or passthrough",
+                    "version": "riverguard's version"}
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 With ``[monitor] interval = "60s"`` the stream loop writes, between two
 metrics and flushed, a line such as::
 
-    riverguard,host=web1,mode=compiled,version=0.1.0 metrics=1200i,fields_scored=3600i,anomalies=3i,...,lag_seconds=0.41 1764288000000000000
+    riverguard,host=web1,mode=compiled,status=scoring,version=0.1.0 metrics=1200i,fields_scored=3600i,anomalies=3i,...,lag_seconds=0.41 1764288000000000000
 
 Telegraf forwards it with everything else (the way ``inputs.internal``
 reports Telegraf's own health), but adds no ``host`` tag nor ``[global_tags]``
@@ -70,12 +70,15 @@ class Monitor:
     (True, b'metrics=0i,fields_scored=0i,anomalies=0i', b'3000000000\n')
     """
 
-    def __init__(self, engine: Engine, interval: float, store: Any = None, clock=time.monotonic) -> None:
+    def __init__(self, engine: Engine, interval: float, store: Any = None, clock=time.monotonic,
+                 status: str = "scoring") -> None:
         self.engine = engine
         self.store = store
         self.interval = interval
         self.clock = clock
-        self._own = {"mode": "compiled" if is_compiled(engine._hot) else "pure", "version": __version__}
+        #: status: "scoring", or "passthrough" (``run`` passes every metric through unscored: stream.passthrough)
+        self._own = {"mode": "compiled" if is_compiled(engine._hot) else "pure", "status": status,
+                     "version": __version__}
         #: When the next line is due (``clock`` seconds).
         self.deadline = clock() + interval
 

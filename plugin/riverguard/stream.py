@@ -221,18 +221,33 @@ def _read(fd: int) -> bytes | None:
         return b""
 
 
-def passthrough(log, held: Held, outfd: int = 1) -> int:  # type: ignore[no-untyped-def]
+def _unfinished(buf: bytes) -> bytes:
+    """What of ``buf`` (which starts with a metric) follows its last whole metric: ``b""`` when it ends with one.
+
+    >>> _unfinished(b"a v=1\\nb v=2"), _unfinished(b'a v=1\\nb s="x\\ny"\\n'), _unfinished(b'b s="x\\n')
+    (b'b v=2', b'', b'b s="x\\n')
+    """
+    if b'"' not in buf:  # (only a quoted string value holds a newline that does not end its metric)
+        return buf[buf.rfind(b"\n") + 1 :]
+    return buf[_split(buf)[1] :]
+
+
+def passthrough(log, held: Held, outfd: int = 1, monitor: Monitor | None = None) -> int:  # type: ignore[no-untyped-def]
     """Copy the input to the output as it is, unscored, until EOF or SIGTERM/SIGINT; return the exit code.
 
     For a ``run`` that cannot have the models (their checkpoint is in use by another riverguard): every
     metric still comes back, byte for byte, so Telegraf loses none. SIGHUP changes nothing. The signals are
     the process's (``held.signals``): ``run`` put them in place at start and leaves them until it exits.
     This process does not hold the checkpoint's lock, so it touches no file beside the checkpoint.
+    ``monitor``'s line (its ``metrics``: the lines passed through) goes out when due once the output ends with
+    a whole metric (a metric written in part holds it back till its end); a last metric without its newline
+    gets one before the line at exit, as :func:`serve` gives it.
     """
     infd, signals = held.infd, held.signals
     lines = 0
     eof = held.eof
     rest = b""  # the bytes after the last newline written, until their line ends (a stop may drop them)
+    tail = b""  # (with a monitor) what was written after the last whole metric
     try:
         data = held.take()
         while True:
@@ -241,9 +256,17 @@ def passthrough(log, held: Held, outfd: int = 1) -> int:  # type: ignore[no-unty
                 cut = len(data) if eof else data.rfind(b"\n") + 1
                 rest = data[cut:]
                 if cut:
+                    out = data[:cut] if rest else data
                     lines += data.count(b"\n", 0, cut)
-                    write_all(outfd, [data[:cut] if rest else data])
+                    write_all(outfd, [out])
+                    if monitor is not None:
+                        monitor.engine.metrics = lines
+                        tail = _unfinished(tail + out)
+            if monitor is not None and not tail and monitor.due():
+                write_all(outfd, [monitor.line()])
             if eof:
+                if monitor is not None and tail:
+                    write_all(outfd, [b"\n"])
                 break
             if signals.received is not None:
                 log.info(f"received {signal.Signals(signals.received).name}: finishing")
@@ -251,8 +274,9 @@ def passthrough(log, held: Held, outfd: int = 1) -> int:  # type: ignore[no-unty
                 rest = b""
                 eof = True
                 continue
+            timeout = None if monitor is None or tail else max(0.0, monitor.deadline - monitor.clock())
             try:
-                ready, _, _ = select.select([infd, signals.fd], [], [])
+                ready, _, _ = select.select([infd, signals.fd], [], [], timeout)
             except InterruptedError:
                 ready = []
             if signals.fd in ready:
