@@ -918,10 +918,11 @@ def _unwritable(name: str, what: str) -> str | None:
     (None, 'must not hold a backslash')
     """
     if printable(name) != name:  # (printable escapes each control character)
-        return f"must not hold a tab, newline or other control character (a {what} in line protocol cannot), got {name!r}"
+        return (f"must not hold a tab, newline or other control character (a {what} in line protocol cannot), "
+                f"got {name!r}")
     if "\\" in name:
-        return (f"must not hold a backslash (InfluxDB 1.x keeps it escaped, doubled, in the {what}: the name there would "
-                f"differ), got {name!r}")
+        return (f"must not hold a backslash (InfluxDB 1.x keeps it escaped, doubled, in the {what}: the name there "
+                f"would differ), got {name!r}")
     return None
 
 
@@ -932,13 +933,16 @@ def _parse_monitor(raw: Any, where: _Where) -> MonitorConfig | None:
     tags: dict[str, str] = {}
     raw_tags = raw.get("tags", {})
     if not isinstance(raw_tags, dict):
-        where.add("tags", f'expected a table of tag key to value, such as {{ host = "web1", dc = "eu" }}, got {raw_tags!r}')
+        where.add("tags", 'expected a table of tag key to value, such as { host = "web1", dc = "eu" }, '
+                  f"got {raw_tags!r}")
     else:
         for key, value in raw_tags.items():
             if key in MONITOR_OWN_TAGS:
                 where.add(f"tags.{key}", f"riverguard sets this tag itself ({MONITOR_OWN_TAGS[key]}): give yours "
                           "another name")
-            elif (problem := _unwritable(key, "tag key") if key else 'an empty tag key ("" = ...) cannot be written: line protocol has none') is not None:
+            elif not key:
+                where.add("tags.", 'an empty tag key ("" = ...) cannot be written: line protocol has none')
+            elif (problem := _unwritable(key, "tag key")) is not None:
                 where.add(f"tags.{key}", problem)
             elif not isinstance(value, str):
                 where.add(f"tags.{key}", f'expected a string (an empty one, "", leaves the tag out), got {value!r}')

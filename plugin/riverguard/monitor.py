@@ -9,8 +9,10 @@ Telegraf forwards it with everything else (the way ``inputs.internal``
 reports Telegraf's own health), but adds no ``host`` tag nor ``[global_tags]``
 to it (it does so for an input's metrics, not for a processor's new ones):
 the line carries ``host``, this machine's name as Telegraf's default, and
-``[monitor] tags``, which may set another or leave it out. Counters count since the process started;
-gauges are read when the line is written. ``lag_seconds`` (wall clock minus
+``[monitor] tags``, which may set another or leave it out; ``status`` says
+whether this process scores (``passthrough``: see :func:`stream.passthrough`).
+Counters count since the process started; gauges are read when the line is
+written. ``lag_seconds`` (wall clock minus
 the newest event time seen) is left out until a timestamped metric arrived:
 there is no lag to speak of before, and a made-up 0 would read as "on time".
 Metrics of measurement ``riverguard`` are never scored, so feeding
