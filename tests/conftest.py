@@ -231,6 +231,19 @@ def start() -> Callable[..., Proc]:
     return _start
 
 
+def without_a_compiler(tmp_path: Path) -> dict[str, str]:
+    """The environment of a ``python -m riverguard`` installed without a C compiler: a copy of the package
+    with no compiled module (on PYTHONPATH, before the installed one), RIVERGUARD_PURE_PYTHON unset."""
+    import riverguard
+
+    copy = tmp_path / "no-compiler"
+    shutil.copytree(Path(riverguard.__file__).parent, copy / "riverguard",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    env.pop("RIVERGUARD_PURE_PYTHON", None)
+    return env
+
+
 def as_a_user(tmp_path: Path) -> list[str]:
     """The command prefix under which a file's mode holds for riverguard, as it does for Telegraf's user
     (``telegraf``): as root, without the capabilities that bypass it (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH;

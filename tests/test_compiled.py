@@ -23,9 +23,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import run_cli
+from conftest import run_cli, without_a_compiler
 from test_property import SETTINGS
-from riverguard import detectors
+from riverguard import __version__, detectors
 from riverguard._compiled import PURE_PYTHON, built
 from riverguard.detectors import COMPILED_MODULES, is_compiled, uncompiled
 
@@ -459,6 +459,29 @@ def test_version_says_the_variable_switched_the_compiled_hot_path_off() -> None:
         " (pure Python: the compiled hot path is switched off by RIVERGUARD_PURE_PYTHON)"), proc.stdout
     proc = run_cli(["--version"], env={**os.environ, "RIVERGUARD_PURE_PYTHON": "0"}, text=True)
     assert proc.stdout.strip().endswith(" (compiled hot path)"), proc.stdout
+
+
+NOT_COMPILED = ("W! [riverguard] riverguard %s: the hot path was not compiled at install (no C compiler?): it runs "
+                "in pure Python, about 25 to 30 times slower; install gcc and python3-dev (Debian) and install "
+                "riverguard again" % __version__)
+
+
+def test_a_run_without_the_compiled_hot_path_warns_at_start(tmp_path) -> None:
+    """Installed without a C compiler riverguard runs 25 to 30 times slower, and a run said nothing of it
+    (only --version, or a D! line): a W! line now says it first. Compiled, or switched off on purpose
+    (RIVERGUARD_PURE_PYTHON), there is none."""
+    import subprocess
+
+    env = without_a_compiler(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "riverguard", "run"], input=b"cpu v=1\n", capture_output=True,
+                          env=env, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith(b"cpu v=1,v_anomaly_score="), proc.stderr
+    assert proc.stderr.decode().splitlines()[0] == NOT_COMPILED, proc.stderr
+    if not built("_hotpath"):
+        pytest.skip("the hot path is not compiled here")
+    for pure in ("0", "1"):
+        proc = run_cli(["run"], input=b"cpu v=1\n", env={**os.environ, "RIVERGUARD_PURE_PYTHON": pure})
+        assert proc.returncode == 0 and b"W! " not in proc.stderr, proc.stderr
 
 
 @pytest.mark.parametrize("value", [None, "", "0", "1", "yes"])

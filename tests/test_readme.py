@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import without_a_compiler
+
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
 
 
@@ -172,6 +174,9 @@ def _provoke(fragment: str, tmp: Path) -> str:
         return subprocess.run(rg + args, input=stdin, capture_output=True, text=True, cwd=tmp, timeout=60).stderr
 
     config = tmp / "riverguard.toml"
+    if fragment == "was not compiled at install":
+        return subprocess.run(rg + ["run"], input="cpu v=1\n", capture_output=True, text=True, cwd=tmp, timeout=60,
+                              env=without_a_compiler(tmp)).stderr
     if fragment == "no [[rule]]":
         config.write_text("[state]\nmax_series = 100\n")
         return run(["run", "--config", "riverguard.toml"], "cpu v=1\n")
@@ -351,7 +356,7 @@ _FRAGMENTS = (  # (tried in this order: one naming a message that contains anoth
     "--report needs", "would write", "not a regular file or a folder",
     "is a folder, where the file should be",
     "ahead of the stream's clock", "temporary checkpoint file(s)", "while writing the checkpoint",
-    "not a riverguard checkpoint", "gives no expected value or band",
+    "not a riverguard checkpoint", "gives no expected value or band", "was not compiled at install",
 )
 
 

@@ -397,6 +397,9 @@ def _state_inspect(path: str, series: str | None = None, with_state: bool = Fals
     return EXIT_OK
 
 
+_NOT_BUILT = "pure Python: no compiled hot path"
+
+
 def _hot_path() -> str:
     from ._compiled import PURE_PYTHON, built
     from .engine import ACCELERATED
@@ -405,7 +408,7 @@ def _hot_path() -> str:
         return "compiled hot path"
     if PURE_PYTHON and built("_hotpath"):
         return "pure Python: the compiled hot path is switched off by RIVERGUARD_PURE_PYTHON"
-    return "pure Python: no compiled hot path"
+    return _NOT_BUILT
 
 
 def _setting(config: Config, key: str) -> Any:
@@ -491,7 +494,12 @@ def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | 
             return _run(config, log, args, own)
     engine = Engine(config, log)
     # (the first line, before the lock and the restore say anything)
-    log.debug(f"riverguard {__version__} ({_hot_path()}) started with {len(config.rules)} rule(s) from {config.source}")
+    hot_path = _hot_path()
+    log.debug(f"riverguard {__version__} ({hot_path}) started with {len(config.rules)} rule(s) from {config.source}")
+    if hot_path == _NOT_BUILT:  # (not when RIVERGUARD_PURE_PYTHON switched it off: that is asked for)
+        log.warn(f"riverguard {__version__}: the hot path was not compiled at install (no C compiler?): it runs in "
+                 "pure Python, about 25 to 30 times slower; install gcc and python3-dev (Debian) and install "
+                 "riverguard again")
     # While it waits for the checkpoint's lock, the input is read into memory (Telegraf is not held up),
     # under the process's signals: a stop there waits Held.STOP_GRACE more for the lock, then ends the wait.
     held = Held(signals) if config.state.path is not None else None
