@@ -369,7 +369,7 @@ def test_a_run_that_passes_metrics_through_says_so_in_its_health_line(start, tmp
     parts = [b"cpu v=1 1\nhalf v=", b"2 2\n", b'log,host=a msg="x\n', b'y" 3\n', b"last v=4 4"]
     for part in parts:
         proc.write(part)
-        time.sleep(1.6)
+        time.sleep(1.3)  # (more than the interval, less than QUOTE_HOLD, 2 s: the open quote is waited for)
     proc.close_stdin()
     assert proc.wait(10) == 0, proc.stderr
     out = proc.stdout
@@ -384,3 +384,28 @@ def test_a_run_that_passes_metrics_through_says_so_in_its_health_line(start, tmp
     _, last, _ = health[-1]
     assert last["metrics"] == sent.count(b"\n") and last["fields_scored"] == 0 and "lag_seconds" not in last
     assert [line[:3] for line in proc.stderr.splitlines() if not line.startswith(b"I! ")] == [b"E! "], proc.stderr
+
+
+def test_a_bad_open_quote_holds_the_passthrough_health_line_back_at_most_quote_hold(start, tmp_path: Path) -> None:
+    """A bad line with an open quote, then steady input: the health line waits for the quote's end at most
+    QUOTE_HOLD (2 s), then goes on every interval; every byte passes as it came, and none is added. (It
+    waited for 8 MiB of input, parsing all of it again at each write, and added a newline at exit.)"""
+    prefix = as_a_user(tmp_path)
+    (tmp_path / "st").mkdir(mode=0o555)
+    config = tmp_path / "rg.toml"
+    config.write_text('[monitor]\ninterval = "1s"\n[state]\npath = "st/"\n[[rule]]\nname = "all"\n', encoding="utf-8")
+    proc = start("run", "--config", str(config), cmd=[*prefix, *RIVERGUARD], cwd=tmp_path)
+    sent = [b'bad s="oops\n']
+    proc.write(sent[0])
+    for i in range(60):  # 6 s of steady input
+        sent.append(b"cpu v=%d %d\n" % (i, i + 1))
+        proc.write(sent[-1])
+        time.sleep(0.1)
+    proc.close_stdin()
+    assert proc.wait(10) == 0, proc.stderr
+    out = proc.stdout
+    passed = b"".join(line for line in out.splitlines(keepends=True) if not line.startswith(b"riverguard,"))
+    assert passed == b"".join(sent)
+    health = monitor_lines(out)
+    assert len(health) >= 4, out  # (about 6 due: 2 s held back at most, then one a second, and the exit's)
+    assert out.index(health[1]) < out.index(b"cpu v=50 51\n")

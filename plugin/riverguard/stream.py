@@ -240,14 +240,19 @@ def passthrough(log, held: Held, outfd: int = 1, monitor: Monitor | None = None)
     the process's (``held.signals``): ``run`` put them in place at start and leaves them until it exits.
     This process does not hold the checkpoint's lock, so it touches no file beside the checkpoint.
     ``monitor``'s line (its ``metrics``: the lines passed through) goes out when due once the output ends with
-    a whole metric (a metric written in part holds it back till its end); a last metric without its newline
-    gets one before the line at exit, as :func:`serve` gives it.
+    a whole metric (a metric written in part holds it back till its end, a string value open across lines
+    for :data:`QUOTE_HOLD` at most: then it is a bad line); a last metric without its newline gets one before
+    the line at exit, as :func:`serve` gives it.
     """
     infd, signals = held.infd, held.signals
     lines = 0
     eof = held.eof
     rest = b""  # the bytes after the last newline written, until their line ends (a stop may drop them)
-    tail = b""  # (with a monitor) what was written after the last whole metric
+    # (with a monitor) what was written after the last whole metric: a string value open across lines, waited
+    # for at most QUOTE_HOLD from when it began (``tail_since``; then it is a bad line, as serve gives it up)
+    tail = b""
+    tail_since = 0.0
+    ends_line = True  # whether what was written ends with a newline
     try:
         data = held.take()
         while True:
@@ -259,13 +264,19 @@ def passthrough(log, held: Held, outfd: int = 1, monitor: Monitor | None = None)
                     out = data[:cut] if rest else data
                     lines += data.count(b"\n", 0, cut)
                     write_all(outfd, [out])
+                    ends_line = out.endswith(b"\n")
                     if monitor is not None:
                         monitor.engine.metrics = lines
-                        tail = _unfinished(tail + out)
+                        if tail or b'"' in out:  # (only a quote can leave a metric open across lines)
+                            if not tail:
+                                tail_since = monitor.clock()
+                            tail = _unfinished(tail + out)
+            if tail and monitor.clock() - tail_since >= QUOTE_HOLD:
+                tail = b""
             if monitor is not None and not tail and monitor.due():
                 write_all(outfd, [monitor.line()])
             if eof:
-                if monitor is not None and tail:
+                if monitor is not None and not ends_line:
                     write_all(outfd, [b"\n"])
                 break
             if signals.received is not None:
@@ -274,7 +285,8 @@ def passthrough(log, held: Held, outfd: int = 1, monitor: Monitor | None = None)
                 rest = b""
                 eof = True
                 continue
-            timeout = None if monitor is None or tail else max(0.0, monitor.deadline - monitor.clock())
+            timeout = None if monitor is None else max(
+                0.0, (tail_since + QUOTE_HOLD if tail else monitor.deadline) - monitor.clock())
             try:
                 ready, _, _ = select.select([infd, signals.fd], [], [], timeout)
             except InterruptedError:
