@@ -151,7 +151,7 @@ cdef int _field(object engine, Series series, bytes skey, bytes kb, Py_ssize_t k
 cpdef int verdict(Series series, double score, tuple names, bint with_flag, bytearray ob) except -1
 
 @cython.locals(score_suffix=bytes, flag_suffix=bytes, raw=bytes, fields=list, all_series=dict, ob=bytearray,
-               series=Series, skey=bytes, key=bytes, with_flag=bint, scored=int, horizon="long long")
+               series=Series, skey=bytes, key=bytes, with_flag=bint, scored=int)
 cpdef bytes score(object engine, object metric, bint write=*)
 
 @cython.locals(i=Py_ssize_t, j=Py_ssize_t)
@@ -163,5 +163,5 @@ cdef bint _same(bytes b, Py_ssize_t i, Py_ssize_t j, Py_ssize_t n) except -1
 @cython.locals(line=Plain, n=Py_ssize_t, nl=Py_ssize_t, head=Py_ssize_t, k=Py_ssize_t, metrics="long long",
                flags="long long", missing=bint, score_suffix=bytes, flag_suffix=bytes, all_series=dict, found=list,
                skeys=list, ob=bytearray, skey=bytes, series=Series, extra=bytes, scored=int,
-               fields_scored="long long", stamp_ns="long long", clock=Clock, horizon="long long")
+               fields_scored="long long", stamp_ns="long long", clock=Clock, known=bint)
 cpdef Py_ssize_t run(object engine, bytes buf, Py_ssize_t pos, list out) except -1

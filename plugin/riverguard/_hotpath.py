@@ -303,7 +303,10 @@ def arrive(engine, series: Series, skey: bytes, timestamp: object, clock: Clock)
     A series whose timestamps lag the clock, but which keeps coming, is
     not stale. It is now the most recently seen of its engine
     (:func:`touch`), seen in this run (``run_seen``), at ``clock.now`` or
-    its timestamp if later; its last time is its latest timestamp.
+    its timestamp if later; its last time is its latest timestamp (so one
+    mistyped timestamp far ahead stays its last time, and its own gaps are
+    not seen until its samples pass it; a timestamp far behind changes
+    nothing).
     """
     last = series.last_time
     last_ns = 0
@@ -908,12 +911,10 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                 if now is None or timestamp > now:
                     engine.now = timestamp
                 t = stamp_s
-                if clock.known:
-                    clock.advance(stamp_ns)
-                else:
-                    clock.advance(stamp_ns)
-                    if clock.known:
-                        engine.clock_known()
+                known = clock.known
+                clock.advance(stamp_ns)
+                if not known and clock.known:
+                    engine.clock_known()
             if not metrics & 0xFFF:
                 engine.expire()
             # -- the series keys; a new series sends the line to score() (the rules live in the engine)

@@ -431,12 +431,10 @@ class Engine:
         if timestamp is not None and metric.measurement != _MONITOR:  # (its own: stamped with the wall clock)
             if self.now is None or timestamp > self.now:
                 self.now = timestamp
-            if self.clock.known:
-                self.clock.advance(timestamp)
-            else:
-                self.clock.advance(timestamp)
-                if self.clock.known:
-                    self.clock_known()
+            known = self.clock.known
+            self.clock.advance(timestamp)
+            if not known and self.clock.known:
+                self.clock_known()
         if not self.metrics & 0xFFF:
             self.expire()
         return self._hot.score(self, metric, write)
