@@ -293,7 +293,7 @@ def test_missing_file_is_normal_and_inspect_reports(tmp_path: Path) -> None:
     report = inspect(state)
     assert report.returncode == 0, report.stderr
     summary = json.loads(report.stdout)
-    assert summary["format"] == "riverguard-state" and summary["version"] == 1
+    assert summary["format"] == "riverguard-state" and summary["version"] == 2
     assert summary["series"] == 4
     assert summary["detectors"] == {resolve("default").name: 4}
     assert summary["oldest"] == summary["newest"] == "2023-11-14T22:29:50Z"
@@ -1421,25 +1421,37 @@ def _lagging_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_a_series_behind_the_clock_goes_on_across_a_restart(tmp_path: Path) -> None:
-    """The checkpoint keeps when each series was seen on the stream's clock (``seen_at``, in the header, as
-    long as the records; the records keep their seven fields, so that an older riverguard reads them): b,
-    two hours behind the clock, goes on after the restart and its spike is flagged."""
+    """The checkpoint keeps when each series was seen on the stream's clock (``seen_at``, the records' eighth
+    field, version 2): b, two hours behind the clock, goes on after the restart and its spike is flagged."""
     config, state = _lagging_checkpoint(tmp_path)
     checkpoint = store.read(state)
-    assert len(checkpoint.header["seen_at"]) == len(checkpoint.records) == 2
-    assert all(len(record) == 7 for record in checkpoint.records)
+    assert checkpoint.header["version"] == 2 and "seen_at" not in checkpoint.header
+    assert all(len(record) == 8 and type(record[7]) is int for record in checkpoint.records)
     result = run(["run", "--config", str(config), "--state", str(state)], b"m b=50 %d\n" % (T0 - 7180 * 10**9))
     assert result.returncode == 0 and b"W! " not in result.stderr, result.stderr
     assert result.stdout.startswith(b"m b=50,b_anomaly_score=1.0,b_anomaly=true "), result.stdout
 
 
-def test_a_checkpoint_without_seen_at_is_read_as_the_rule_was(tmp_path: Path) -> None:
-    """A checkpoint written before ``seen_at`` was kept: each series was seen at its last timestamp, as the
-    rule was then, so b (two hours behind the clock) starts fresh at its next sample once, and a goes on."""
+def test_a_checkpoint_of_more_series_than_a_header_array_holds_is_restored(tmp_path: Path) -> None:
+    """70 000 series: when ``seen_at`` was a list in the header, a checkpoint of more than 65 536 series was
+    refused by the header's limits (set aside, every model lost at the restart)."""
+    config = write_config(tmp_path, detector="zscore")
+    state = tmp_path / "s.msgpack"
+    fields = ",".join(f"f{k}=1" for k in range(100))
+    lines = b"".join(f"m,h=h{h} {fields} {T0 + h}\n".encode() for h in range(700))
+    assert run(["run", "--config", str(config), "--state", str(state)], lines).returncode == 0
+    result = run(["run", "--config", str(config), "--state", str(state)], b"")
+    assert result.returncode == 0 and b"restored 70000 series" in result.stderr, result.stderr
+
+
+def test_a_version_1_checkpoint_is_read_as_the_rule_was(tmp_path: Path) -> None:
+    """A checkpoint written before ``seen_at`` was kept (version 1, records of seven fields): each series was
+    seen at its last timestamp, as the rule was then, so b (two hours behind the clock) starts fresh at its
+    next sample once, and a goes on."""
     config, state = _lagging_checkpoint(tmp_path)
     checkpoint = store.read(state)
-    header = {k: v for k, v in checkpoint.header.items() if k not in ("seen_at", "format", "version", "created", "series")}
-    store.write(state, header, checkpoint.records, len(checkpoint.records))
+    header = {k: v for k, v in checkpoint.header.items() if k not in ("format", "created", "series")}
+    store.write(state, {**header, "version": 1}, [r[:7] for r in checkpoint.records], len(checkpoint.records))
     data = b"m b=50 %d\nm a=40 %d\n" % (T0 - 7180 * 10**9, T0 + 20 * 10**9)
     result = run(["run", "--config", str(config), "--state", str(state)], data)
     assert result.returncode == 0 and b"W! " not in result.stderr and b"restored 2 series" in result.stderr, result.stderr
@@ -1449,12 +1461,13 @@ def test_a_checkpoint_without_seen_at_is_read_as_the_rule_was(tmp_path: Path) ->
     ], result.stdout
 
 
-@pytest.mark.parametrize("seen_at", [[1], "x", [1, 2**63]])
+@pytest.mark.parametrize("seen_at", ["x", 2**63, 1.5])
 def test_a_malformed_seen_at_sets_the_file_aside(tmp_path: Path, seen_at: object) -> None:
     config, state = _lagging_checkpoint(tmp_path)
     checkpoint = store.read(state)
     header = {k: v for k, v in checkpoint.header.items() if k not in ("format", "version", "created", "series")}
-    store.write(state, {**header, "seen_at": seen_at}, checkpoint.records, len(checkpoint.records))
+    records = [[*r[:7], seen_at] for r in checkpoint.records]
+    store.write(state, header, records, len(records))
     _expect_set_aside(tmp_path, config, state)
 
 
@@ -1464,7 +1477,7 @@ def test_counts_beyond_32_bits_stop_at_their_end(tmp_path: Path) -> None:
     config, state = _lagging_checkpoint(tmp_path)
     checkpoint = store.read(state)
     header = {k: v for k, v in checkpoint.header.items() if k not in ("format", "version", "created", "series")}
-    records = [[*r[:3], 2**40, r[4], 2**40, r[6]] for r in checkpoint.records]
+    records = [[*r[:3], 2**40, r[4], 2**40, *r[6:]] for r in checkpoint.records]
     store.write(state, header, records, len(records))
     result = run(["run", "--config", str(config), "--state", str(state)], b"m a=40 %d\n" % (T0 + 20 * 10**9))
     assert result.returncode == 0 and b"a_anomaly=true" in result.stdout, result.stderr

@@ -441,9 +441,8 @@ class StateStore:
             self.header = {}
             checkpoint = read(self.path)
             clock = _clock(checkpoint.header)
-            seen_at = _seen_at(checkpoint.header, len(checkpoint.records))
             engine.take_pairs(checkpoint.header.get("taken"))  # before the series: it bars some of them
-            restored, dropped = self._apply(checkpoint.records, seen_at, None if clock is None else clock[0])
+            restored, dropped = self._apply(checkpoint.records, None if clock is None else clock[0])
             if clock is not None:
                 engine.load_clock(*clock)
             over = engine.shrink()  # a lowered max_series applies to the restored series too
@@ -474,17 +473,17 @@ class StateStore:
         )
         return restored
 
-    def _apply(self, records: list[list[Any]], seen_at: list[int] | None, now: int | None) -> tuple[int, Counter[str]]:
-        """Restore ``records`` into the engine, seen at ``seen_at`` (:func:`_seen_at`; None, in a checkpoint
-        written before it was kept: at its last time, else the clock's time ``now``, None if not known); the
-        number restored and the number of models not restored, by reason (:attr:`Engine.DROPPED`)."""
+    def _apply(self, records: list[list[Any]], now: int | None) -> tuple[int, Counter[str]]:
+        """Restore ``records`` into the engine (a record of a version 1 checkpoint, without when its series
+        was seen: seen at its latest timestamp, else the clock's time ``now``, None if not known); the number
+        restored and the number of models not restored, by reason (:attr:`Engine.DROPPED`)."""
         engine = self.engine
         series_map: dict[bytes, Any] = {}
         restored = unsaved = 0
         dropped: Counter[str] = Counter()
         cache: dict[Any, Any] = {}
         restore = engine.restore
-        for i, (key, _name, fingerprint, seen, last_time, anomalies, state) in enumerate(records):
+        for key, _name, fingerprint, seen, last_time, anomalies, state, seen_at in records:
             field_key, rule, why = engine.rule_for(key, fingerprint, cache)
             if not field_key:
                 raise CheckpointError(f"bad series key {key[:80]!r}: no field")
@@ -496,8 +495,9 @@ class StateStore:
                 continue
             detector = _decode_detector(state, rule, key)
             series = engine.make_series(rule, detector, field_key)
-            restore(series, seen, last_time, seen_at[i] if seen_at is not None else now if last_time is None else last_time,
-                    anomalies)
+            if seen_at is None:
+                seen_at = now if last_time is None else last_time
+            restore(series, seen, last_time, seen_at, anomalies)
             series_map[key] = series
             restored += 1
         engine.adopt(series_map)
@@ -556,7 +556,7 @@ class StateStore:
             scored = [(key, s) for key, s in engine.lru() if s.detector is not None]
             unsaved: list[str] = []
             records = (  # encoded one at a time, as they are packed
-                [key, s.rule.detector_class.name, s.rule.fingerprint, s.seen, s.last_time, s.anomalies, _encode_detector(s.detector, key, unsaved)]  # type: ignore[union-attr]
+                [key, s.rule.detector_class.name, s.rule.fingerprint, s.seen, s.last_time, s.anomalies, _encode_detector(s.detector, key, unsaved), s.seen_at]  # type: ignore[union-attr]
                 for key, s in scored
             )
             header = {
@@ -569,9 +569,6 @@ class StateStore:
                 "taken": engine.taken_pairs(),
                 # the stream's clock, which decides when a series is stale: [now or nil, latest timestamps]
                 "clock": engine.clock.dump(),
-                # when each series was last seen on that clock, as the records (Series.seen_at; a list beside
-                # them, not in them, so that an older riverguard still reads the records)
-                "seen_at": [s.seen_at for _, s in scored],
             }
             self._keep_lock()
             size = write(self.path, header, records, len(scored))
@@ -638,19 +635,6 @@ def _clock(header: dict[str, Any]) -> tuple[int | None, list[int]] | None:
     ):
         raise CheckpointError("the file is corrupt (malformed clock in the header)")
     return clock[0], clock[1]
-
-
-def _seen_at(header: dict[str, Any], count: int) -> list[int] | None:
-    """When each of a checkpoint's ``count`` series was last seen (``Series.seen_at``), or None in one
-    written before they were kept. :class:`CheckpointError` when malformed."""
-    seen_at = header.get("seen_at")
-    if seen_at is None:
-        return None
-    if type(seen_at) is not list or len(seen_at) != count or not all(
-        type(t) is int and -(2**63) <= t < 2**63 for t in seen_at
-    ):
-        raise CheckpointError("the file is corrupt (malformed seen_at in the header)")
-    return seen_at
 
 
 def _kind(mode: int) -> str:
@@ -843,7 +827,7 @@ def list_series(path: Path, glob: str = "*", with_state: bool = False) -> tuple[
     layouts = layouts if isinstance(layouts, dict) else {}
     match = re.compile(fnmatch.translate(glob)).match
     rows = []
-    for key, name, fingerprint, seen, last_time, anomalies, state in checkpoint.records:
+    for key, name, fingerprint, seen, last_time, anomalies, state, _seen_at in checkpoint.records:
         text = series_name(key)  # as the replay's summary names it ("cpu,host=a (metric)" for a metric's model)
         if match(text):
             row = {"key": text, "detector": name, "samples": seen, "last": None if last_time is None else iso_ns(last_time), "anomalies": anomalies}

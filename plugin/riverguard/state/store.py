@@ -7,8 +7,9 @@ A checkpoint is three msgpack objects in a row:
    ``taken`` (``[measurement, field name]`` pairs: added-field names the
    user's own fields hold with another type), ``series`` (the record count);
 2. the body, a byte string holding one msgpack array of records
-   ``[series key, detector name, rule fingerprint, samples seen, last
-   timestamp (ns or nil), anomalies, detector state]``;
+   ``[series key, detector name, rule fingerprint, samples seen, latest
+   timestamp (ns or nil), anomalies, detector state, seen at (ns)]`` (version
+   2; version 1's records have no "seen at": :func:`read` gives them nil);
 3. a trailer map with the body's SHA-256 and the header's (``header_sha256``;
    checkpoints written before it have none, and are read without it), so
    truncation and corruption are caught before anything is decoded.
@@ -31,7 +32,9 @@ import msgpack
 __all__ = ["FORMAT", "VERSION", "Checkpoint", "CheckpointError", "orphans", "read", "set_aside", "temp_path", "write"]
 
 FORMAT = "riverguard-state"
-VERSION = 1
+VERSION = 2
+#: The versions :func:`read` reads (1: records without "seen at").
+_READS = (1, 2)
 
 _HEADER_LIMITS = dict(max_str_len=1 << 16, max_bin_len=1 << 16, max_array_len=1 << 16, max_map_len=1 << 16, max_ext_len=0)
 _BODY_LIMITS = dict(
@@ -206,8 +209,9 @@ def _parse(data: mmap.mmap, size: int) -> Checkpoint:
         raise CheckpointError(f"{what} (unreadable header: {_reason(err, 'truncated')})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError("not a riverguard checkpoint (foreign format)")
-    if header.get("version") != VERSION:
-        raise CheckpointError(f"unsupported checkpoint version {header.get('version')!r} (this riverguard reads {VERSION})")
+    if header.get("version") not in _READS:
+        raise CheckpointError(f"unsupported checkpoint version {header.get('version')!r} (this riverguard reads "
+                              f"{' and '.join(map(str, _READS))})")
     # The body is a msgpack bin: used in place (a view), never copied.
     pos = unpacker.tell()
     widths = {0xC4: 1, 0xC5: 2, 0xC6: 4}
@@ -238,15 +242,18 @@ def _parse(data: mmap.mmap, size: int) -> Checkpoint:
     if not isinstance(records, list) or len(records) != header.get("series"):
         raise CheckpointError("the file is corrupt (record count does not match the header)")
     for record in records:
-        if type(record) is not list or len(record) != 7:
+        if type(record) is not list or len(record) not in (7, 8):
             raise CheckpointError("the file is corrupt (malformed series record)")
-        key, name, fingerprint, seen, last, anomalies, _state = record
+        if len(record) == 7:
+            record.append(None)  # (version 1: when it was seen is not known)
+        key, name, fingerprint, seen, last, anomalies, _state, seen_at = record
         if (
             type(key) is not bytes
             or type(name) is not str
             or type(fingerprint) is not str
             or type(seen) is not int
             or (last is not None and type(last) is not int)
+            or (seen_at is not None and (type(seen_at) is not int or not -(1 << 63) <= seen_at < 1 << 63))
             or type(anomalies) is not int
             or not 0 <= seen < 1 << 63
             or not 0 <= anomalies < 1 << 63
