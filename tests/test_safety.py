@@ -13,6 +13,7 @@ import random
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -547,6 +548,25 @@ def test_sighup_reload_warns_and_refuses_as_start_up_does(tmp_path: Path, start)
     assert len(errors) == 1 + 1 + 6 + 1, errors  # each problem, then what riverguard did
     proc.close_stdin()
     assert proc.wait(30) == 0
+
+
+def test_a_flood_of_signals_writes_no_traceback_to_stderr() -> None:
+    """The signals' wake-up pipe holds 64 KiB: a signal that finds it full (many, while one long write or
+    checkpoint keeps the loop from draining it) was a five-line Python traceback on stderr each, which Telegraf
+    logs as errors. A full pipe already says "a signal came": nothing is written, the signal still counts."""
+    script = (
+        "import os, signal\n"
+        "from riverguard.signals import Signals\n"
+        "s = Signals()\n"
+        "for _ in range(70_000):\n"
+        "    os.kill(os.getpid(), signal.SIGHUP)\n"
+        "print(s.hangup)\n"
+        "s.close()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"True\n"
+    assert done.stderr == b"", done.stderr[:400]
 
 
 def test_evictions_of_unscored_series_warn_while_running(tmp_path: Path, start) -> None:

@@ -46,7 +46,9 @@ class WakePipe:
         try:
             for end in (self.fd, self._w):
                 os.set_blocking(end, False)
-            self._before = signal.set_wakeup_fd(self._w)
+            # (a full pipe already says "a signal came": the bytes that do not fit are not worth a traceback
+            # on stderr, which Telegraf would log as errors, one per signal)
+            self._before = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
         except BaseException:
             os.close(self.fd)
             os.close(self._w)
@@ -59,7 +61,7 @@ class WakePipe:
                 pass
 
     def close(self) -> None:
-        signal.set_wakeup_fd(self._before)
+        signal.set_wakeup_fd(self._before, warn_on_full_buffer=False)
         os.close(self.fd)
         os.close(self._w)
 
