@@ -56,6 +56,7 @@ def test_one_timestamp_days_ahead_does_not_blind_every_series(env: dict[str, str
     assert b" 0 expiries (series_ttl)" in result.stderr, result.stderr
     warned = _warnings(result.stderr)
     assert len(warned) == 1 and b"1 metric with a timestamp more than series_ttl (24h) ahead" in warned[0], warned
+    assert b" from cpu,host=h9, when " in warned[0], warned  # (which host's clock to look at, in a fleet)
 
 
 def test_a_host_days_ahead_for_good_leaves_the_other_hosts_alone(env: dict[str, str]) -> None:
@@ -71,6 +72,7 @@ def test_a_host_days_ahead_for_good_leaves_the_other_hosts_alone(env: dict[str, 
     assert b" 0 expiries (series_ttl)" in result.stderr, result.stderr
     warned = _warnings(result.stderr)
     assert len(warned) <= 2 and sum(int(w.split()[2]) for w in warned) == 3000, result.stderr  # (one: all in one batch)
+    assert all(b" from cpu,host=h9, when " in w for w in warned), warned
 
 
 CONFIG = '[state]\nseries_ttl = "1h"\n[[rule]]\nname = "z"\ndetector = "zscore"\nwarmup = 2\n'
@@ -225,8 +227,8 @@ def test_the_warning_gives_the_clock_as_it_was_when_the_timestamp_came(env: dict
     warned = _warnings(result.stderr)
     assert len(warned) == 1, warned
     assert (
-        b"1 metric with a timestamp more than series_ttl (24h) ahead of the stream's clock (the latest: %s, when"
-        b" the clock was %s): is a host's clock wrong? A few such timestamps do not move the clock series expire"
+        b"1 metric with a timestamp more than series_ttl (24h) ahead of the stream's clock (the latest: %s from"
+        b" cpu,host=a, when the clock was %s): is a host's clock wrong? A few such timestamps do not move the clock series expire"
         b" by; the whole stream moving on does" % (_iso(T + DAYS_2), _iso(T + 236 * 10 * S))
     ) in warned[0], warned
 
@@ -297,8 +299,8 @@ def test_timestamps_ahead_after_the_last_warning_are_told_at_exit(env: dict[str,
     warned = _warnings(proc.stderr)
     assert len(warned) == 2, warned
     assert all(w.startswith(b"W! [riverguard] 1 metric with a timestamp more than series_ttl (24h) ahead of the "
-                            b"stream's clock (the latest: %s," % _iso(T + DAYS_2 + first * S))
-               for w, first in zip(warned, (0, 200))), warned
+                            b"stream's clock (the latest: %s from cpu,host=%s," % (_iso(T + DAYS_2 + first * S), host))
+               for w, first, host in zip(warned, (0, 200), (b"b", b"c"))), warned
 
 
 def test_a_restore_into_a_running_engine_starts_the_clocks_reports_again(tmp_path: Path) -> None:

@@ -55,8 +55,8 @@ cdef class Clock:
     cdef public long long ahead
     cpdef void set_ttl(self, long long ttl)
     cdef void _set(self, long long now)
-    @cython.locals(n=int, i=int, j=int, median="long long", prev="long long")
-    cpdef void advance(self, long long t)
+    @cython.locals(n=int, i=int, j=int, median="long long", prev="long long", newest=bint)
+    cpdef bint advance(self, long long t)
 
 cdef unsigned long long _gap(long long a, long long b) noexcept
 

@@ -171,8 +171,10 @@ class Clock:
         else:
             self.horizon = NO_HORIZON
 
-    def advance(self, t: int) -> None:
-        """Take a metric's timestamp ``t`` (ns) into the window, and move ``now`` on to the median if it is later."""
+    def advance(self, t: int) -> bool:
+        """Take a metric's timestamp ``t`` (ns) into the window, and move ``now`` on to the median if it is later;
+        True when ``t`` is ahead and the latest such (``newest``: the caller notes whose it is)."""
+        newest = False
         if self.known:
             prev = self.ring[self.at - 1 if self.at > 0 else WINDOW - 1] if self.count else t
             # (ahead: far beyond the clock and a jump from the metric before, not a sparse stream the median trails)
@@ -180,6 +182,7 @@ class Clock:
                 if self.ahead == 0 or t > self.newest:
                     self.newest = t
                     self.then = self.now
+                    newest = True
                 self.ahead += 1
         n = self.count
         if cython.compiled:  # one move of the timestamps between where the oldest leaves and where t goes
@@ -212,6 +215,7 @@ class Clock:
             if not self.known or median > self.now:
                 self.known = True
                 self._set(median)
+        return newest
 
     def window(self) -> list:
         """The window's timestamps, oldest first."""
@@ -912,7 +916,8 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                     engine.now = timestamp
                 t = stamp_s
                 known = clock.known
-                clock.advance(stamp_ns)
+                if clock.advance(stamp_ns):  # (the latest timestamp far ahead: whose, for the warning)
+                    engine.ahead_from = buf[pos:line.head_end]
                 if not known and clock.known:
                     engine.clock_known()
             if not metrics & 0xFFF:

@@ -228,6 +228,9 @@ class Engine:
         #: The latest event time seen (ns), for the monitor's lag.
         self.now: int | None = None
         self._ahead_reported = 0
+        #: The measurement and tags (as written) of the metric with the latest timestamp far ahead of the
+        #: stream's clock (``Clock.newest``), for the warning: which host's clock is wrong.
+        self.ahead_from = b""
         #: When each W! line told at most once a minute may come again (:meth:`_due`), by what it tells.
         self._next_warning = {"clock": 0.0, "eviction": 0.0, "return": 0.0}
         #: Whether the first timestamps of the stream are still to be looked at for their unit
@@ -432,7 +435,8 @@ class Engine:
             if self.now is None or timestamp > self.now:
                 self.now = timestamp
             known = self.clock.known
-            self.clock.advance(timestamp)
+            if self.clock.advance(timestamp):  # (the latest timestamp far ahead: whose, for the warning)
+                self.ahead_from = _KEY_PREFIX.match(metric.raw).group()  # type: ignore[union-attr]
             if not known and self.clock.known:
                 self.clock_known()
         if not self.metrics & 0xFFF:
@@ -1251,8 +1255,8 @@ class Engine:
         self._ahead_reported = clock.ahead
         self.log.warn(
             f"{plural(ahead, 'metric')} with {'a timestamp' if ahead == 1 else 'timestamps'} more than "
-            f"series_ttl ({self._ttl_text()}) ahead of the stream's clock (the latest: {iso_ns(clock.newest)}, "
-            f"when the clock was {iso_ns(clock.then)}): is a host's clock wrong? A few such timestamps do not move the "
+            f"series_ttl ({self._ttl_text()}) ahead of the stream's clock (the latest: {iso_ns(clock.newest)} from "
+            f"{series_name(self.ahead_from)}, when the clock was {iso_ns(clock.then)}): is a host's clock wrong? A few such timestamps do not move the "
             "clock series expire by; the whole stream moving on does"
         )
 
