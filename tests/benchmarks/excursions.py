@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -67,8 +68,17 @@ def excursion_flags(z: np.ndarray, rank: np.ndarray, times: Sequence[float], k: 
     return out
 
 
-def score(files: Sequence[NabFile], flags: Sequence[np.ndarray]) -> str:
+class Figures(NamedTuple):
     """NAB standard score and event-wise figures of one corpus."""
+
+    standard: float
+    caught: int
+    events: int
+    false_alarms: int
+    days: float  # judged series-days
+
+
+def figures(files: Sequence[NabFile], flags: Sequence[np.ndarray]) -> Figures:
     profile = nab.PROFILES["standard"]
     raw, windows, total, caught, alarms, days = 0.0, 0, 0, 0, 0, 0.0
     for f, det in zip(files, flags, strict=True):
@@ -76,8 +86,17 @@ def score(files: Sequence[NabFile], flags: Sequence[np.ndarray]) -> str:
         raw, windows = raw + s.raw, windows + s.windows
         e = events.score_series(f.timestamps, f.incidents(), det)
         total, caught, alarms, days = total + e.events, caught + e.caught, alarms + e.false_alarms, days + e.days
-    return (f"{nab.normalise(raw, windows, profile):6.2f}  {caught:3d}/{total}  "
-            f"{alarms:4d} FA  {alarms / days:.3f}/series-day")
+    return Figures(nab.normalise(raw, windows, profile), caught, total, alarms, days)
+
+
+def show(x: Figures) -> str:
+    per_day = x.false_alarms / x.days
+    return f"{x.standard:6.2f}  {x.caught:3d}/{x.events}  {x.false_alarms:4d} FA  {per_day:.3f}/series-day"
+
+
+def score(files: Sequence[NabFile], flags: Sequence[np.ndarray]) -> str:
+    """NAB standard score and event-wise figures of one corpus, as a table's cell."""
+    return show(figures(files, flags))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
