@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -43,6 +44,27 @@ def readme_example(name: str) -> str:
     block = re.search(rf"<!-- river-example: {name}\..*?-->\n```toml\n(.*?)```", readme, re.S)
     assert block, f"the README lost its river example {name!r}"
     return "\n" + block.group(1)
+
+
+def refused_line(config: str | Path) -> str:
+    """The ``E!`` line ``run`` adds after the problems of a refused ``config`` (as ``--config`` gave it)."""
+    return (f"E! [riverguard] {config} is refused (above): passing every metric through unscored until this process "
+            f"stops; fix it (riverguard check-config {shlex.quote(str(config))} says what is wrong), then restart "
+            "Telegraf")
+
+
+@contextmanager
+def stdin_from(path: Path, data: bytes = b"") -> Iterator[None]:
+    """fd 0 read from ``path`` (written with ``data``) for an in-process ``run``, then the test's own back."""
+    path.write_bytes(data)
+    saved = os.dup(0)
+    try:
+        with open(path, "rb") as file:
+            os.dup2(file.fileno(), 0)
+        yield
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
 
 
 def run_cli(args: list[str], *, input: bytes | None = None, cwd: Path | None = None, timeout: float = 30,

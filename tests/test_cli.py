@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from conftest import LOG_PREFIXES, RIVERGUARD, ROOT, expiring_series, reader_gone, run_cli, sensor_lines, strip_added, wait_until
+from conftest import (LOG_PREFIXES, RIVERGUARD, ROOT, expiring_series, reader_gone, refused_line, run_cli, sensor_lines,
+                      stdin_from, strip_added, wait_until)
 from riverguard import __version__, cli
 from riverguard.detectors import resolve
 
@@ -458,8 +459,8 @@ def test_check_config_and_run_report_a_config_the_same_way(tmp_path: Path) -> No
     config.write_text('[[rule]]\nname = "a"\ndetector = "zscroe"\n\n[[rule]]\nname = "b"\nthreshold = 5\n')
     checked = run_cli(["check-config", str(config)], timeout=60)
     ran = run_cli(["run", "--log-level", "warn", "--config", str(config)], timeout=60)
-    assert checked.returncode == ran.returncode == 2
-    assert checked.stderr == ran.stderr and len(ran.stderr.splitlines()) == 2
+    assert (checked.returncode, ran.returncode) == (2, 0)  # (run: passes every metric through, below)
+    assert ran.stderr == checked.stderr + refused_line(config).encode() + b"\n" and len(checked.stderr.splitlines()) == 2
     assert ran.stderr.startswith(f'E! [riverguard] {config}: rule 1 "a", key \'detector\': unknown detector'.encode())
     config.write_text('[[rule]]\nname = "all"\n\n[[rule]]\nname = "cpu"\nmeasurement = "cpu"\n')
     checked = run_cli(["check-config", str(config)], timeout=60)
@@ -468,6 +469,53 @@ def test_check_config_and_run_report_a_config_the_same_way(tmp_path: Path) -> No
     assert checked.stderr == ran.stderr == (
         f'W! [riverguard] {config}: rule 2 "cpu" is never used: rule 1 "all" before it matches every field\n'.encode()
     )
+
+
+#: Three metrics as Telegraf writes them, one with a string value across lines, the last without its newline.
+_THREE = b'cpu,host=a usage=1 1\nlog,host=a msg="two\nlines",n=1i 2\nmem,host=a used=3i 3'
+
+
+@pytest.mark.parametrize("config", ["bad.toml", "missing.toml", "syntax.toml"])
+def test_run_with_a_refused_config_passes_every_metric_through(tmp_path: Path, config: str) -> None:
+    """Under Telegraf's execd a process that exits is restarted, and every metric written to it meanwhile
+    is lost: ``run`` with a config ``check-config`` refuses exited 2, into the same refusal at every
+    restart, forever. It says the same lines and one more, at once (before any input), and gives every
+    metric back as it came, exit 0 at EOF; the config's checkpoint is never made nor opened."""
+    (tmp_path / "bad.toml").write_text('[state]\npath = "st/"\n\n[[rule]]\nname = "a"\ndetector = "zscroe"\n')
+    (tmp_path / "syntax.toml").write_text('[state]\npath = "st/"\n\n[[rule]\nname = "a"\n')
+    checked = run_cli(["check-config", config], cwd=tmp_path)
+    assert checked.returncode == 2 and checked.stderr.startswith(b"E! "), checked.stderr
+    ran = run_cli(["run", "--config", config], input=_THREE, cwd=tmp_path)
+    assert (ran.returncode, ran.stdout) == (0, _THREE), ran.stderr
+    assert ran.stderr.decode() == (
+        checked.stderr.decode() + refused_line(config) + "\nI! [riverguard] stopped after passing 3 lines through unscored\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"bad.toml", "syntax.toml"})  # no st/, no lock
+
+
+def test_run_with_a_refused_config_says_so_before_any_input(tmp_path: Path, start) -> None:
+    """A human at a terminal sees the refusal at once, not at EOF; a SIGHUP reads the config again and says
+    whether it is valid now (scoring takes a restart); the metrics keep coming back unscored meanwhile."""
+    config = tmp_path / "rg.toml"
+    config.write_text('[[rule]]\nname = "a"\ndetector = "zscroe"\n')
+    proc = start("run", "--config", str(config))
+    said = refused_line(config).encode()
+    assert proc.wait_stderr(lambda e: said in e, 30), proc.stderr
+    proc.write(b"cpu v=1 1\n")
+    assert proc.wait_lines(1, 30), proc.stderr
+    proc.popen.send_signal(signal.SIGHUP)
+    still = f"E! [riverguard] received SIGHUP: {config} is still refused (above): passing every metric through unscored"
+    assert proc.wait_stderr(lambda e: still.encode() in e, 30), proc.stderr
+    config.write_text('[[rule]]\nname = "a"\ndetector = "zscore"\n')
+    proc.popen.send_signal(signal.SIGHUP)
+    valid = (f"W! [riverguard] received SIGHUP: {config} is valid now, but this process goes on passing every metric "
+             "through unscored: restart Telegraf to score with it")
+    assert proc.wait_stderr(lambda e: valid.encode() in e, 30), proc.stderr
+    proc.write(b"cpu v=2 2\n")
+    proc.close_stdin()
+    assert proc.wait(30) == 0, proc.stderr
+    assert proc.stdout == b"cpu v=1 1\ncpu v=2 2\n"
+    assert proc.stderr.count(b"E! [riverguard] " + str(config).encode() + b": rule 1") == 2  # at start, at the first SIGHUP
 
 
 # -- exit codes (README, "Exit codes") ---------------------------------------------
@@ -481,9 +529,10 @@ USAGE_ERRORS = [
     (["run", "--bogus"], (), "unrecognized arguments: --bogus"),
     (["replay", "--precision", "h", "in.lp"], (), "invalid choice"),
     (["check-config", "bad.toml"], (), 'unknown detector "zscroe"'),
-    (["run", "--config", "bad.toml"], (), 'unknown detector "zscroe"'),
-    (["run", "--config", "missing.toml"], (), "missing.toml"),
+    (["run", "--config", "bad.toml", "--bogus"], (), "unrecognized arguments: --bogus"),  # (not passed through)
     (["run", "--state", "fifo"], (), "not a regular file"),
+    (["replay", "--config", "bad.toml", "in.lp"], (), 'unknown detector "zscroe"'),  # (only run passes through)
+    (["replay", "--config", "missing.toml", "in.lp"], (), "missing.toml: no such file"),
     (["replay", "missing.lp"], (), "cannot read missing.lp: no such file"),
     (["replay", "dir"], (), "it is a folder"),
     (["replay", "in.lp", "bad.toml"], (), "bad.toml is a .toml file, not line protocol: did you mean --config bad.toml?"),
@@ -496,6 +545,7 @@ USAGE_ERRORS = [
     (["replay", "--report", "r.html", "in.lp"], ("bokeh",), "needs the optional report extra"),
     (["replay", "--state", "fifo", "in.lp"], (), "not a regular file"),
     (["replay", "--influx-url", "http://127.0.0.1:1", "in.lp"], (), "--db"),
+    (["pull", "--config", "bad.toml", "--influx-url", "http://127.0.0.1:1", "--db", "a"], (), 'unknown detector "zscroe"'),
     (["pull", "--influx-url", "http://127.0.0.1:1", "--db", "a", "--since", "30"], (), "has no unit"),
     (["pull", "--influx-url", "http://127.0.0.1:1", "--db", "a", "--every", "10s"], (), "--every goes with --follow"),
     (["collect", "--count", "1"], ("psutil",), "needs the optional collect extra"),
@@ -937,7 +987,8 @@ def test_run_called_in_process_gives_the_signal_handlers_back(tmp_path: Path) ->
     bad.write_text('[[rule]]\nname = "a"\ndetector = "zscroe"\n')
     watched = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     before = {sig: signal.getsignal(sig) for sig in watched}
-    assert cli.main(["run", "--config", str(bad)]) == 2
+    with stdin_from(tmp_path / "empty.lp"):  # (a refused config: the input passes through, none here)
+        assert cli.main(["run", "--config", str(bad)]) == 0
     assert {sig: signal.getsignal(sig) for sig in watched} == before
 
 

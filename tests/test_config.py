@@ -1,4 +1,5 @@
-"""Configuration: a bad file stops riverguard at once with one message saying where and why."""
+"""Configuration: a bad file is refused at once with one message saying where and why (``run`` then passes
+every metric through unscored; the other commands stop, exit 2)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RIVERGUARD, ROOT, run_cli
+from conftest import RIVERGUARD, ROOT, refused_line, run_cli, stdin_from
 from riverguard import cli, config, detectors
 from riverguard.config import ConfigError, load, parse_duration
 
@@ -71,7 +72,7 @@ def bad_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
             path,
             subprocess.Popen(
                 [*RIVERGUARD, "run", "--config", str(path)],
-                stdin=subprocess.PIPE,  # never written nor closed: riverguard must not wait for input
+                stdin=subprocess.PIPE,  # not closed before the refusal is said (below)
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
             ),
@@ -79,8 +80,9 @@ def bad_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
     results = {}
     try:
         for name, (path, proc) in procs.items():
-            code = proc.wait(60)
-            results[name] = (path, code, proc.stdout.read(), proc.stderr.read())
+            said = proc.stderr.readline() + proc.stderr.readline()  # said before any input came
+            out, err = proc.communicate(_PASSED, timeout=60)
+            results[name] = (path, proc.returncode, out, said + err)
     finally:
         for _, proc in procs.values():
             if proc.poll() is None:
@@ -91,15 +93,17 @@ def bad_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
 
 
 SUBPROCESS = ["unknown-detector", "bad-duration", "invalid-toml"]
+_PASSED = b'm v=1 1\nm s="a\nb" 2\n'  # (what run passes through, as it came, with a refused config)
+_STOPPED = "I! [riverguard] stopped after passing 3 lines through unscored"
 
 
 @pytest.mark.parametrize("name", SUBPROCESS)
-def test_bad_config_stops_run_with_exit_2_and_one_message(name: str, bad_runs) -> None:
+def test_bad_config_under_run_is_one_message_then_metrics_pass_through(name: str, bad_runs) -> None:
     path, code, out, err = bad_runs[name]
-    assert code == 2
-    assert out == b""
+    assert code == 0
+    assert out == _PASSED
     lines = err.decode().splitlines()
-    assert len(lines) == 1, lines
+    assert lines[1:] == [refused_line(path), _STOPPED], lines
     assert lines[0].startswith("E! ")
     assert str(path) in lines[0]
     for fragment in BAD[name][1]:
@@ -119,13 +123,16 @@ def test_bad_config_run_and_replay_in_process(
     def no_input(*args: object, **kwargs: object) -> None:
         raise AssertionError("input was read before the config was validated")
 
-    monkeypatch.setattr("riverguard.stream.serve", no_input)
+    monkeypatch.setattr("riverguard.stream.serve", no_input)  # (run's input passes through: none given here)
     monkeypatch.setattr("riverguard.stream.replay", no_input)
     args = ["run", "--config", str(path)] if command == "run" else ["replay", "--config", str(path), str(data)]
-    assert cli.main(args) == 2
+    with stdin_from(tmp_path / "empty.lp"):
+        assert cli.main(args) == (0 if command == "run" else 2)
     captured = capsys.readouterr()
     assert captured.out == ""
-    (line,) = captured.err.splitlines()
+    line, *passed = captured.err.splitlines()
+    assert passed == ([refused_line(path), "I! [riverguard] stopped after passing 0 lines through unscored"]
+                      if command == "run" else [])
     assert line.startswith(f"E! [riverguard] {path}: ")
     for fragment in BAD[name][1]:
         assert fragment in line
@@ -220,9 +227,10 @@ def test_an_output_name_with_a_control_character_or_a_backslash_is_refused(tmp_p
     path.write_text(f"[output]\n{key} = {json.dumps(value)}\n[[rule]]\nfields = [\"v\"]\n")  # (JSON's escapes are TOML's)
     args = ["check-config", str(path)] if command == "check-config" else ["run", "--config", str(path)]
     result = run_cli(args, input=b"cpu v=1 1\n", text=False)
-    assert result.returncode == 2, result.stderr
-    assert result.stdout == b""
-    (line,) = result.stderr.decode().splitlines()
+    run = command == "run"  # (passes the metrics through)
+    assert (result.returncode, result.stdout) == ((0, b"cpu v=1 1\n") if run else (2, b"")), result.stderr
+    line, *passed = result.stderr.decode().splitlines()
+    assert passed[:1] == ([refused_line(path)] if run else [])
     assert line == f"E! [riverguard] {path}: [output], key '{key}': {refusal}, got {value!r}", line
 
 
@@ -721,9 +729,12 @@ def test_a_key_in_params_is_told_where_it_belongs_as_in_any_section(tmp_path: Pa
 def test_start_up_gives_every_problem_its_own_line(tmp_path: Path) -> None:
     path = tmp_path / "rg.toml"
     path.write_text(EVERY)
+    checked = run_cli(["check-config", str(path)], timeout=60)
+    assert (checked.returncode, checked.stdout) == (2, b"")
+    assert checked.stderr.decode().splitlines() == _every_lines(path)
     proc = run_cli(["run", "--config", str(path)], input=b"m v=1 1\n", timeout=60)
-    assert (proc.returncode, proc.stdout) == (2, b"")
-    assert proc.stderr.decode().splitlines() == _every_lines(path)
+    assert (proc.returncode, proc.stdout) == (0, b"m v=1 1\n")  # (passed through)
+    assert proc.stderr.decode().splitlines()[:-2] == _every_lines(path)
 
 
 def test_problems_come_in_file_order_across_interleaved_sections(tmp_path: Path) -> None:
@@ -849,5 +860,6 @@ def test_a_config_that_cannot_be_read_is_told_in_the_projects_words(tmp_path: Pa
     }
     for given, said in expected.items():
         result = run_cli([*command, given], cwd=tmp_path, text=True)
-        assert result.returncode == 2, result.stderr
-        assert result.stderr == f"E! [riverguard] {said}\n", result.stderr
+        run = command[0] == "run"  # (passes the metrics through)
+        assert result.returncode == (0 if run else 2), result.stderr
+        assert result.stderr.startswith(f"E! [riverguard] {said}\n" + (refused_line(given) if run else "")), result.stderr

@@ -246,8 +246,8 @@ def _main(args: argparse.Namespace) -> int:
 def _configured(args: argparse.Namespace, signals: Signals | None = None) -> int:
     log = Log(args.log_level)
     config = _load(args.config, log)
-    if config is None:
-        return EXIT_CONFIG
+    if config is None:  # (run passes the metrics through: exiting, under Telegraf, loses them in a restart loop)
+        return _run(None, log, args, signals) if args.command == "run" else EXIT_CONFIG
     if args.command in ("replay", "pull") and not args.state and config.state.path is not None:
         # The config may be the one a running Telegraf uses: its models are not replay's to touch.
         log.info(
@@ -485,13 +485,41 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
     return reload
 
 
-def _run(config: Config, log: Log, args: argparse.Namespace, signals: Signals | None = None) -> int:
+def _refused(log: Log, args: argparse.Namespace, signals: Signals) -> int:
+    """``run`` with a config that is refused, its problems told (``E!``, as ``check-config`` tells them): every
+    metric passes through unscored, byte for byte, until EOF or SIGTERM/SIGINT (exit 0). Exiting (2, as the
+    other commands do) lost every metric under Telegraf's execd, which restarts it into the same refusal.
+
+    Nothing of the config is used: no checkpoint is opened (``[state] path`` or ``--state``: no file touched),
+    no health line (``[monitor]`` is the refused config's; its absence tells that nothing scores). A SIGHUP
+    reads the config again and says whether it is valid now; scoring takes a restart (of Telegraf), which
+    starts with the checkpoint's lock and models as any start does."""
+    from .stream import Held, passthrough
+
+    path = args.config
+    log.error(f"{path} is refused (above): passing every metric through unscored until this process stops; fix it "
+              f"(riverguard check-config {shlex.quote(path)} says what is wrong), then restart Telegraf")
+
+    def hangup() -> None:
+        if _load(path, log) is None:
+            log.error(f"received SIGHUP: {path} is still refused (above): passing every metric through unscored")
+        else:
+            log.warn(f"received SIGHUP: {path} is valid now, but this process goes on passing every metric through "
+                     "unscored: restart Telegraf to score with it")
+
+    return passthrough(log, Held(signals), hangup=hangup)
+
+
+def _run(config: Config | None, log: Log, args: argparse.Namespace, signals: Signals | None = None) -> int:
+    """``run`` on ``config``; None: the config was refused (:func:`_refused`)."""
     from .signals import Signals
     from .stream import Held, passthrough, serve
 
     if signals is None:  # (called on its own: the handlers are put back at the end)
         with Signals() as own:
             return _run(config, log, args, own)
+    if config is None:
+        return _refused(log, args, signals)
     engine = Engine(config, log)
     # (the first line, before the lock and the restore say anything)
     hot_path = _hot_path()

@@ -232,11 +232,14 @@ def _unfinished(buf: bytes) -> bytes:
     return buf[_split(buf)[1] :]
 
 
-def passthrough(log, held: Held, outfd: int = 1, monitor: Monitor | None = None) -> int:  # type: ignore[no-untyped-def]
+def passthrough(log, held: Held, outfd: int = 1, monitor: Monitor | None = None,  # type: ignore[no-untyped-def]
+                hangup: Callable[[], None] | None = None) -> int:
     """Copy the input to the output as it is, unscored, until EOF or SIGTERM/SIGINT; return the exit code.
 
-    For a ``run`` that cannot have the models (their checkpoint is in use by another riverguard): every
-    metric still comes back, byte for byte, so Telegraf loses none. SIGHUP changes nothing. The signals are
+    For a ``run`` that cannot score (its checkpoint is in use by another riverguard or another user's, or
+    its config is refused): every metric still comes back, byte for byte, so Telegraf loses none. SIGHUP
+    changes nothing: it calls ``hangup`` (a refused config is read again, to say whether it is valid now),
+    or without one says there is nothing to reload. The signals are
     the process's (``held.signals``): ``run`` put them in place at start and leaves them until it exits.
     This process does not hold the checkpoint's lock, so it touches no file beside the checkpoint.
     ``monitor``'s line (its ``metrics``: the lines passed through) goes out when due once the output ends with
@@ -295,7 +298,10 @@ def passthrough(log, held: Held, outfd: int = 1, monitor: Monitor | None = None)
                 signals.drain()
             if signals.hangup:
                 signals.hangup = False
-                log.info("received SIGHUP: nothing to reload: this riverguard passes metrics through unscored")
+                if hangup is not None:
+                    hangup()
+                else:
+                    log.info("received SIGHUP: nothing to reload: this riverguard passes metrics through unscored")
             data = _read(infd) if infd in ready else None
             if data == b"":
                 eof = True
