@@ -182,8 +182,10 @@ def _provoke(fragment: str, tmp: Path) -> str:
         return run(["run", "--config", "riverguard.toml"], "cpu v=1\n")
     if fragment == "not line protocol":
         return run(["run"], "cpu,host=a usage_idle=97.2 1700000000000000000\nthis is not lp\n")
-    if fragment == "unknown detector":
+    if fragment in ("unknown detector", "is refused (above)"):  # (run: then passes the metric through)
         config.write_text('[[rule]]\nname = "a"\ndetector = "zscroe"\n')
+        if fragment == "is refused (above)":
+            return run(["run", "--config", "riverguard.toml"], "cpu v=1\n")
         return run(["check-config", "riverguard.toml"])
     if fragment == "unrecognized arguments":
         return run(["run", "--bogus"])
@@ -350,7 +352,7 @@ def _provoke(fragment: str, tmp: Path) -> str:
 _FRAGMENTS = (  # (tried in this order: one naming a message that contains another comes first)
     "was removed while riverguard ran", "lock file PATH.lock in PATH", "reach the state folder", "the state folder", "cannot read the checkpoint", "cannot open the lock file",
     "cannot write the checkpoint", "cannot replace the checkpoint", "stopped with stdin still open", "is the --config file",
-    "no [[rule]]", "is under the least", "not line protocol", "unknown detector", "unrecognized arguments", "no checkpoint at",
+    "no [[rule]]", "is under the least", "not line protocol", "is refused (above)", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evictions of a series not yet scored", "eviction of a trained model", "return of a series that expired",
     "--report needs", "would write", "not a regular file or a folder",
