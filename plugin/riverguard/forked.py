@@ -1,0 +1,169 @@
+"""Work done in a forked child, on the process's memory as it was at the fork (copy-on-write).
+
+:meth:`Forked.start` forks; the child runs the work, sends its result (msgpack, a few hundred bytes at most)
+back through a pipe and leaves with ``os._exit``: it never returns into the parent's code, so none of its
+``finally`` blocks, ``atexit`` hooks or stdio flushes run there, and it writes nothing to stdout (Telegraf
+reads the parent's stdout as metrics: the child's fd 1 is made its stderr). SIGTERM, SIGINT and SIGHUP are
+ignored in the child (blocked across the fork, so none reaches a handler of the parent's copied there): a
+stop meant for the process, or its group, is the parent's to act on; and the signals' wake-up fd is let go.
+
+The parent goes on at once: :attr:`Forked.fd` becomes readable in ``select()`` once the child has sent its
+result and exits; :meth:`Forked.poll` reaps it without waiting, :meth:`Forked.wait` waits for it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+__all__ = ["Forked", "ForkedError"]
+
+#: The signals ignored in the child (a stop or a reload is the parent's).
+_IGNORED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class ForkedError(Exception):
+    """The child did not give a result: it raised (the exception in words) or was killed (by what)."""
+
+
+class Forked:
+    """A forked child at work (:meth:`start`), and once it has exited (:meth:`poll`, :meth:`wait`), its
+    result (:meth:`result`)."""
+
+    def __init__(self, pid: int, fd: int) -> None:
+        self.pid = pid
+        self._fd: int | None = fd
+        self._data = bytearray()
+        self._status: int | None = None
+
+    @classmethod
+    def start(cls, work: Callable[[], Any]) -> Forked:
+        """Fork; the child runs ``work()`` (whose value msgpack packs) and exits. Raise OSError when the
+        process cannot fork (no ``os.fork`` on this platform: ENOSYS)."""
+        if not hasattr(os, "fork"):
+            raise OSError(38, "fork is not available on this platform")  # (ENOSYS)
+        main = threading.current_thread() is threading.main_thread()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _IGNORED) if main else None
+        try:
+            r, w = os.pipe()
+            try:
+                pid = os.fork()
+            except BaseException:
+                os.close(r)
+                os.close(w)
+                raise
+            if pid == 0:  # (the child: never returns)
+                _child(work, r, w, main)
+        finally:
+            if mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        os.close(w)
+        os.set_blocking(r, False)
+        return cls(pid, r)
+
+    @property
+    def fd(self) -> int | None:
+        """The pipe's end to watch in ``select()`` (readable once the child sent its result or exited);
+        None once it was reaped."""
+        return self._fd
+
+    @property
+    def done(self) -> bool:
+        return self._status is not None
+
+    def poll(self) -> bool:
+        """Read what the child sent; reap it if it has exited, without waiting (at the pipe's end, it is
+        exiting: then waited for). True once it is reaped."""
+        if self._status is not None:
+            return True
+        if self._read():
+            return self._reap(0)
+        return self._reap(os.WNOHANG)
+
+    def wait(self) -> None:
+        """Wait for the child to exit (reading what it sends meanwhile), and reap it."""
+        if self._status is None:
+            assert self._fd is not None
+            os.set_blocking(self._fd, True)
+            self._read()
+            self._reap(0)
+
+    def result(self) -> Any:
+        """The value ``work()`` returned (once reaped); raise :class:`ForkedError` when there is none."""
+        assert self._status is not None
+        status = self._status
+        if os.WIFSIGNALED(status):
+            raise ForkedError(f"the process writing it (PID {self.pid}) was killed by "
+                              f"{_signal_name(os.WTERMSIG(status))}")
+        try:
+            ok, value = msgpack.unpackb(bytes(self._data), raw=False)
+        except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData):
+            raise ForkedError(f"the process writing it (PID {self.pid}) exited with code "
+                              f"{os.waitstatus_to_exitcode(status)} without a result") from None
+        if not ok:
+            raise ForkedError(value)
+        return value
+
+    def _read(self) -> bool:
+        """Read what the pipe holds; True at its end (the child closed it: it is exiting)."""
+        assert self._fd is not None
+        while True:
+            try:
+                chunk = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return False
+            except InterruptedError:
+                continue
+            if not chunk:
+                return True
+            self._data += chunk
+
+    def _reap(self, flags: int) -> bool:
+        pid, status = os.waitpid(self.pid, flags)
+        if pid == 0:
+            return False
+        self._status = status
+        if self._fd is not None:
+            self._read()  # (all of it: the child has exited)
+            os.close(self._fd)
+            self._fd = None
+        return True
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _child(work: Callable[[], Any], r: int, w: int, main: bool) -> None:
+    """The child's whole life: ``work()``, its result (or why there is none) sent on ``w``, ``os._exit``."""
+    code = 1
+    try:
+        os.close(r)
+        os.dup2(2, 1)  # (nothing it writes by mistake may reach Telegraf as metrics)
+        if main:
+            signal.set_wakeup_fd(-1)  # (the parent's wake-up pipe is the parent's)
+            for sig in _IGNORED:
+                signal.signal(sig, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _IGNORED)  # (those pending: ignored now)
+        try:
+            data = msgpack.packb([True, work()], use_bin_type=True)
+            code = 0
+        except BaseException as err:  # (anything: said in words, never a traceback)
+            text = str(err).strip()
+            data = msgpack.packb([False, f"{type(err).__name__}: {text}" if text else type(err).__name__],
+                                 use_bin_type=True)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(w, view) :]
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
