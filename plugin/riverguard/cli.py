@@ -568,8 +568,9 @@ def _run(config: Config | None, log: Log, args: argparse.Namespace, signals: Sig
     monitor = _monitor(engine, config, store)
     code = serve(
         engine,
-        tick=store.save if store else None,
+        tick=store.tick if store else None,  # (in the background: see StateStore.tick)
         tick_interval=config.state.checkpoint_interval if store else None,
+        child=store,
         reload=_reloader(engine, store, args),
         monitor=monitor,
         signals=signals,

@@ -27,7 +27,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from .engine import Engine
 from .lineprotocol import Splitter
@@ -104,6 +104,17 @@ def feed(engine: Engine, buf: bytes, *, final: bool = False, force: bool = False
             return out, consumed, pending
         pos = consumed
     return out, pos, False
+
+
+class Child(Protocol):
+    """Work a tick left running in the background (:meth:`riverguard.state.StateStore.tick`)."""
+
+    @property
+    def fd(self) -> int | None:
+        """Readable in ``select()`` when the work is done; None when none runs."""
+
+    def poll(self) -> bool:
+        """Reap the work if it is done, without waiting; True when none runs any more."""
 
 
 class ManualGC:
@@ -323,11 +334,15 @@ def serve(
     monitor: Monitor | None = None,
     signals: Signals | None = None,
     held: Held | None = None,
+    child: Child | None = None,
 ) -> int:
     """Run execd mode until EOF or a signal; return the exit code.
 
     ``tick`` (the periodic checkpoint) runs every ``tick_interval`` seconds of
-    wall clock, between batches, never in the middle of one. ``monitor``'s
+    wall clock, between batches, never in the middle of one. ``child``: what
+    the tick left running in the background (a checkpoint written by a forked
+    process), watched in ``select()`` (its ``fd``, when not None) and reaped
+    (its ``poll()``) as soon as it is done, without waiting for it. ``monitor``'s
     line goes out, flushed, after the complete metrics processed when it is due.
     ``signals`` are the process's (``riverguard run`` installs them at start, so a
     stop requested before the loop began ends it at once, the input already
@@ -364,12 +379,16 @@ def serve(
             if out or first or signals.received is not None:
                 timeout = 0.0
                 first = False
+            background = child.fd if child is not None else None
             try:
-                ready, _, _ = select.select([infd, signals.fd], [], [], timeout)
+                ready, _, _ = select.select([infd, signals.fd, *(() if background is None else (background,))], [],
+                                            [], timeout)
             except InterruptedError:
                 ready = []
             if signals.fd in ready:
                 signals.drain()
+            if background is not None and background in ready:
+                child.poll()  # type: ignore[union-attr]
             if signals.hangup:  # between batches: the engine holds no half-processed metric
                 signals.hangup = False
                 if reload is not None:
@@ -421,7 +440,8 @@ def serve(
             if next_tick is not None and time.monotonic() >= next_tick:
                 paused = time.monotonic()
                 tick()  # type: ignore[misc]
-                collector.collect()
+                if child is None or child.fd is None:  # (not while a child writes it from this memory: a
+                    collector.collect()                  # collection would copy every page the models are on)
                 pending_since, pending_last = _resume(pending_since, pending_last, paused)
                 next_tick = time.monotonic() + tick_interval  # type: ignore[operator]
         # Finish: whatever is left (a signal mid-stream) goes out, processed or as it is.

@@ -32,6 +32,7 @@ from .. import __version__
 from ..detectors import Detector
 from ..config import STATE_FOLDER_FILE, Rule
 from ..engine import Engine, series_name
+from ..forked import Forked, ForkedError
 from ..log import RateLimit, iso_ns, plural
 from ..signals import checkpointing
 from .codec import StateCodecError, decode, encode
@@ -64,6 +65,10 @@ class LockBusy(LockError):
         self.holder = holder
         self.lock_path = lock_path
         self.waited = waited
+
+
+#: What makes a checkpoint fail (told, and processing goes on) rather than stop the process.
+SAVE_ERRORS = (OSError, LockError, StateCodecError, ValueError, TypeError)
 
 
 def _nearest(path: Path) -> tuple[Path | None, bool]:
@@ -222,6 +227,10 @@ class StateStore:
         self._streak = 0  # checkpoints failed in a row
         self._written_at: float | None = None  # when the last one was written (clock)
         self._repeats = RateLimit(burst=1, period=FAILURE_REPEAT)  # (made again at each streak's first failure)
+        self._child: Forked | None = None  # a checkpoint being written in the background (tick)
+        self._child_started = 0.0
+        self._no_fork = False  # fork failed once: checkpoints are written in this process
+        self._told_skip = False
 
     @property
     def lock_path(self) -> Path:
@@ -519,10 +528,95 @@ class StateStore:
         :data:`FAILURE_REPEAT` seconds (how many in a row, since when), and with ``tell`` always (the process's
         last, one a SIGHUP asked for); the first written after them gets an ``I!`` line. :attr:`error` says
         why the last one failed. A SIGTERM or SIGINT waits until it is written
-        (:func:`~riverguard.signals.checkpointing`).
+        (:func:`~riverguard.signals.checkpointing`), and this one until one written in the background
+        (:meth:`tick`) is.
         """
         with checkpointing(self.log, f"the checkpoint {self.path}"), _no_gc():
-            return self._save(tell)
+            self.wait()
+            started = time.monotonic()
+            try:
+                self._prepare()
+                self._finished(*self._write(), started)
+            except SAVE_ERRORS as err:
+                self._failed(err, tell)
+                return False
+            return True
+
+    def tick(self) -> None:
+        """A periodic checkpoint (``run``'s), written in the background: a forked child (:mod:`~riverguard.forked`)
+        writes the models as they are now, while this process goes on scoring; :meth:`poll` reaps it and
+        tells its outcome as :meth:`save` would. While one is being written the next tick is skipped (one
+        ``W!`` the first time). Where the process cannot fork, the checkpoint is written here (one ``W!``)."""
+        if self._child is not None and not self.poll():
+            if not self._told_skip:
+                self._told_skip = True
+                self.log.warn(f"checkpoint to {self.path}: the one before is still being written after "
+                              "[state] checkpoint_interval; skipping this one (and the next ones while that lasts)")
+            return
+        if self._no_fork:
+            self.save()
+            return
+        started = time.monotonic()
+        try:
+            with _no_gc():
+                self._prepare()
+        except SAVE_ERRORS as err:
+            self._failed(err, False)
+            return
+        try:
+            self._child = Forked.start(self._write_in_child)
+        except OSError as err:
+            self._no_fork = True
+            self.log.warn(f"cannot start a process to write checkpoints in the background ({err.strerror or err}): "
+                          "writing them in this one, which reads no input meanwhile")
+            self.save()
+            return
+        self._child_started = started
+
+    @property
+    def fd(self) -> int | None:
+        """While a checkpoint is written in the background (:meth:`tick`): what becomes readable in ``select()``
+        when it is done (then call :meth:`poll`); else None."""
+        return self._child.fd if self._child is not None else None
+
+    def poll(self) -> bool:
+        """Reap the background checkpoint if it is done (never waiting), and tell its outcome as :meth:`save`
+        would; True when none is being written (any more)."""
+        if self._child is None:
+            return True
+        if not self._child.poll():
+            return False
+        self._reaped()
+        return True
+
+    def wait(self) -> None:
+        """Wait for the background checkpoint being written, if any, and tell its outcome."""
+        if self._child is not None:
+            self._child.wait()
+            self._reaped()
+
+    def _reaped(self) -> None:
+        child, self._child = self._child, None
+        assert child is not None
+        try:
+            outcome = child.result()
+        except ForkedError as err:  # (raised, or killed: its temporary file may be left behind)
+            temp_path(self.path, child.pid).unlink(missing_ok=True)
+            self._failed(err, False)
+            return
+        if "error" in outcome:
+            self._failed(outcome["error"], False)
+            return
+        self._finished(outcome["count"], outcome["size"], outcome["unsaved"], self._child_started, outcome["done"])
+
+    def _write_in_child(self) -> dict[str, Any]:
+        """:meth:`_write`, in the child of :meth:`tick`: its outcome as a map (a failure's reason in words)."""
+        gc.disable()  # (it exits once written: a collection there would only copy pages for nothing)
+        try:
+            count, size, unsaved = self._write()
+        except SAVE_ERRORS as err:
+            return {"error": str(err)}
+        return {"count": count, "size": size, "unsaved": unsaved, "done": time.monotonic()}
 
     def _written(self) -> None:
         """Note a checkpoint written; say so if it ends failures in a row."""
@@ -532,7 +626,7 @@ class StateStore:
         self.error = None
         self._written_at = self.clock()
 
-    def _failed(self, err: Exception, tell: bool) -> None:
+    def _failed(self, err: object, tell: bool) -> None:
         """Count a failed checkpoint, and tell it (the first of a streak, then at most every FAILURE_REPEAT s)."""
         self.failures += 1
         self._streak += 1
@@ -548,44 +642,49 @@ class StateStore:
             f"the last one written {self.clock() - self._written_at:.0f}s ago"
         self.log.error(f"checkpoint to {self.path} failed again: {err} ({self._streak} failed in a row; {last})")
 
-    def _save(self, tell: bool) -> bool:
+    def _prepare(self) -> None:
+        """What a checkpoint does to this process before it is written: the stale series dropped (the models
+        saved are those kept), the lock checked (:meth:`_keep_lock`)."""
+        self.engine.expire()
+        self._keep_lock()
+
+    def _write(self) -> tuple[int, int, list[Any]]:
+        """Write the engine's series; return how many, the file's size, and the series whose models could not
+        be saved: ``[how many, the first in words]`` (``[0, ""]``: none)."""
         engine = self.engine
-        started = time.monotonic()
-        engine.expire()
-        try:
-            scored = [(key, s) for key, s in engine.lru() if s.detector is not None]
-            unsaved: list[str] = []
-            records = (  # encoded one at a time, as they are packed
-                [key, s.rule.detector_class.name, s.rule.fingerprint, s.seen, s.last_time, s.anomalies, _encode_detector(s.detector, key, unsaved), s.seen_at]  # type: ignore[union-attr]
-                for key, s in scored
-            )
-            header = {
-                **self.extra,
-                "riverguard": __version__,
-                "rules": {str(r.index): r.fingerprint for r in engine.config.rules if r.detector != "off"},
-                # how each rule's detector states are laid out (state inspect --series --with-state reads them by name)
-                "layouts": {r.fingerprint: r.state_layout for r in engine.config.rules if r.state_layout},
-                # names of added fields the user's fields hold with another type, by measurement (Engine.taken)
-                "taken": engine.taken_pairs(),
-                # the stream's clock, which decides when a series is stale: [now or nil, latest timestamps]
-                "clock": engine.clock.dump(),
-            }
-            self._keep_lock()
-            size = write(self.path, header, records, len(scored))
-        except (OSError, LockError, StateCodecError, ValueError, TypeError) as err:
-            self._failed(err, tell)
-            return False
+        scored = [(key, s) for key, s in engine.lru() if s.detector is not None]
+        unsaved: list[str] = []
+        records = (  # encoded one at a time, as they are packed
+            [key, s.rule.detector_class.name, s.rule.fingerprint, s.seen, s.last_time, s.anomalies, _encode_detector(s.detector, key, unsaved), s.seen_at]  # type: ignore[union-attr]
+            for key, s in scored
+        )
+        header = {
+            **self.extra,
+            "riverguard": __version__,
+            "rules": {str(r.index): r.fingerprint for r in engine.config.rules if r.detector != "off"},
+            # how each rule's detector states are laid out (state inspect --series --with-state reads them by name)
+            "layouts": {r.fingerprint: r.state_layout for r in engine.config.rules if r.state_layout},
+            # names of added fields the user's fields hold with another type, by measurement (Engine.taken)
+            "taken": engine.taken_pairs(),
+            # the stream's clock, which decides when a series is stale: [now or nil, latest timestamps]
+            "clock": engine.clock.dump(),
+        }
+        size = write(self.path, header, records, len(scored))
+        return len(scored), size, [len(unsaved), unsaved[0][:2000] if unsaved else ""]
+
+    def _finished(self, count: int, size: int, unsaved: list[Any], started: float, done: float | None = None) -> None:
+        """Note a checkpoint of ``count`` series and ``size`` bytes written, begun at ``started`` and done at
+        ``done`` (now), and say so (``unsaved``: as :meth:`_write` gives it)."""
         self.checkpoints += 1
         self._written()
-        self.last_seconds = time.monotonic() - started
+        self.last_seconds = (time.monotonic() if done is None else done) - started
         self.last_bytes = size
-        if unsaved:
+        if unsaved[0]:
             self.log.warn(
-                f"checkpoint: the models of {len(unsaved)} series could not be saved and will start fresh"
-                f" after a restart (the others are saved); first: {unsaved[0]}"
+                f"checkpoint: the models of {unsaved[0]} series could not be saved and will start fresh"
+                f" after a restart (the others are saved); first: {unsaved[1]}"
             )
-        self.log.debug(f"checkpoint: {len(scored)} series, {size} bytes in {self.last_seconds:.2f}s")
-        return True
+        self.log.debug(f"checkpoint: {count} series, {size} bytes in {self.last_seconds:.2f}s")
 
 
 def open_store(engine: Engine, idle: Callable[[float], bool] | None = None) -> StateStore | None:
