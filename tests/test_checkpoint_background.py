@@ -1,0 +1,173 @@
+"""``run``'s periodic checkpoint is written by a forked child while the process goes on scoring.
+
+Every test drives the real ``riverguard run`` through pipes, with real files. The child is caught as it
+writes (``/proc/<pid>/task/*/children``) and stopped with SIGSTOP: what the parent does meanwhile is seen
+without any timing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+try:
+    from tests.conftest import Proc, as_a_user, wait_until
+    from tests.test_state import RG, T0, inspect, series_lines, stream, write_config
+except ImportError:  # tests/ itself on sys.path
+    from conftest import Proc, as_a_user, wait_until  # type: ignore[no-redef]
+    from test_state import RG, T0, inspect, series_lines, stream, write_config  # type: ignore[no-redef]
+
+#: Enough series that the child takes a while to write them (about 0.3 s): it is caught at work.
+SERIES = 20_000
+CONFIG = f'[state]\ncheckpoint_interval = "1s"\nmax_series = {SERIES * 2}'
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _state(pid: int) -> str | None:
+    """A process's state letter (``T``: stopped, ``Z``: exited, not yet reaped); None once reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _stop_the_writer(proc: Proc, timeout: float = 60) -> int:
+    """SIGSTOP the child writing a periodic checkpoint, caught while it works (tick after tick until one is);
+    its PID."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in _children(proc.popen.pid):
+            try:
+                os.kill(child, signal.SIGSTOP)
+            except ProcessLookupError:
+                continue
+            wait_until(lambda child=child: _state(child) in ("T", "t", "Z", None), 5)
+            if _state(child) in ("T", "t"):
+                return child
+        time.sleep(0.001)
+    raise AssertionError(f"no child writing a checkpoint caught in {timeout:g}s: {proc.stderr[-2000:]!r}")
+
+
+def _lines(proc: Proc) -> int:
+    return proc.stdout.count(b"\n")
+
+
+def _more(start: int, n: int) -> bytes:
+    """A second sample on the first ``n`` series of :func:`series_lines`, ``start`` seconds later."""
+    return b"".join(b"cpu,host=h%d v=%d %d\n" % (i, (i + 3) % 10, T0 + start * 10**9 + i) for i in range(n))
+
+
+def test_metrics_come_back_while_a_checkpoint_is_written_and_it_restores(tmp_path: Path) -> None:
+    """A periodic checkpoint stopped the stream for its whole write (1.2 to 2 s with 100 000 series: Telegraf
+    waits meanwhile). Now a forked child writes it: with that child stopped, metrics still come back, and the
+    next tick is skipped (said once); let go, its checkpoint is in place and complete. The final checkpoint at
+    EOF is then the parent's, and a restart from it gives what one process gives over the whole input."""
+    config = write_config(tmp_path, extra=CONFIG)
+    state = tmp_path / "s.msgpack"
+    first, later, rest = series_lines(SERIES), _more(100, 500), _more(200, 500)
+    whole = subprocess.run([*RG, "run", "--config", str(config)], input=first + later + rest, capture_output=True,
+                           timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    proc = Proc(["run", "--config", str(config), "--state", str(state)], cmd=RG)
+    try:
+        proc.write(first)
+        assert wait_until(lambda: _lines(proc) >= SERIES, 120), proc.stderr
+        child = _stop_the_writer(proc)
+        assert child != proc.popen.pid
+        proc.write(later)  # scored and written back while the child is stopped
+        assert wait_until(lambda: _lines(proc) >= SERIES + 500, 60), proc.stderr
+        assert _state(child) in ("T", "t")
+        assert proc.wait_stderr(lambda err: b"still being written" in err, 30), proc.stderr
+        before = state.stat().st_ino if state.exists() else None
+        os.kill(child, signal.SIGCONT)
+        assert wait_until(lambda: _state(child) is None, 60), proc.stderr  # reaped by the parent
+        assert state.stat().st_ino != before  # (its rename put a new file in place)
+        assert not (tmp_path / f".s.msgpack.tmp-{child}").exists()  # (renamed into place)
+        proc.close_stdin()
+        assert proc.wait(120) == 0, proc.stderr
+    finally:
+        if proc.popen.poll() is None:
+            os.kill(proc.popen.pid, signal.SIGKILL)
+            proc.wait(30)
+    assert b"E! " not in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count(b"still being written") == 1, proc.stderr
+    import json
+
+    assert json.loads(inspect(state).stdout)["series"] == SERIES
+    b = subprocess.run([*RG, "run", "--config", str(config), "--state", str(state)], input=rest, capture_output=True,
+                       timeout=300)
+    assert b.returncode == 0, b.stderr
+    assert f"restored {SERIES} series".encode() in b.stderr, b.stderr
+    assert proc.stdout + b.stdout == whole.stdout
+
+
+def test_a_checkpoint_the_child_cannot_write_is_told_as_before_and_scoring_goes_on(tmp_path: Path) -> None:
+    """The child's failure (its folder made read-only after start) is told by the parent as a synchronous one
+    was: the same E! line, naming the child's temporary file; metrics keep coming back."""
+    prefix = as_a_user(tmp_path)
+    folder = tmp_path / "state"
+    folder.mkdir()
+    state = folder / "s.msgpack"
+    config = write_config(tmp_path, extra='[state]\ncheckpoint_interval = "1s"')
+    proc = Proc(["run", "--config", str(config), "--state", str(state)], cmd=[*prefix, *RG])
+    try:
+        proc.write(stream(5))
+        assert wait_until(lambda: _lines(proc) >= 10, 30), proc.stderr
+        assert wait_until(state.exists, 30), proc.stderr  # the first checkpoint
+        folder.chmod(0o555)
+        assert proc.wait_stderr(lambda err: b"E! " in err, 30), proc.stderr
+        proc.write(stream(5, start=5))
+        assert wait_until(lambda: _lines(proc) >= 20, 30), proc.stderr
+    finally:
+        folder.chmod(0o755)
+        if proc.popen.poll() is None:
+            proc.close_stdin()
+            proc.wait(60)
+    error = next(line for line in proc.stderr.decode().splitlines() if line.startswith("E! "))
+    found = re.fullmatch(rf"E! \[riverguard\] checkpoint to {re.escape(str(state))} failed: \[Errno 13\] Permission "
+                         rf"denied: '{re.escape(str(folder))}/\.s\.msgpack\.tmp-([0-9]+)'", error)
+    assert found, error
+    assert int(found[1]) != proc.popen.pid  # (written by a child)
+    assert proc.popen.returncode == 0, proc.stderr
+    assert b"Traceback" not in proc.stderr
+
+
+def test_a_child_killed_while_it_writes_is_a_failed_checkpoint_and_scoring_goes_on(tmp_path: Path) -> None:
+    """A child killed as it writes (the OOM killer, say) is a checkpoint that failed: told with what killed
+    it, its temporary file removed; the parent goes on scoring, and the next tick writes one again."""
+    config = write_config(tmp_path, extra=CONFIG)
+    state = tmp_path / "s.msgpack"
+    proc = Proc(["run", "--config", str(config), "--state", str(state)], cmd=RG)
+    try:
+        proc.write(series_lines(SERIES))
+        assert wait_until(lambda: _lines(proc) >= SERIES, 120), proc.stderr
+        child = _stop_the_writer(proc)
+        os.kill(child, signal.SIGKILL)
+        told = f"E! [riverguard] checkpoint to {state} failed: the process writing it (PID {child}) was killed by " \
+            "SIGKILL"
+        assert proc.wait_stderr(lambda err: told.encode() in err, 30), proc.stderr
+        assert not (tmp_path / f".s.msgpack.tmp-{child}").exists()
+        proc.write(_more(100, 10))
+        assert wait_until(lambda: _lines(proc) >= SERIES + 10, 30), proc.stderr
+        assert proc.wait_stderr(lambda err: b"written again, after 1 failed attempt(s)" in err, 60), proc.stderr
+        proc.close_stdin()
+        assert proc.wait(120) == 0, proc.stderr
+    finally:
+        if proc.popen.poll() is None:
+            os.kill(proc.popen.pid, signal.SIGKILL)
+            proc.wait(30)
+    assert b"Traceback" not in proc.stderr
