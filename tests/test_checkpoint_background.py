@@ -62,6 +62,18 @@ def _stop_the_writer(proc: Proc, timeout: float = 60) -> int:
     raise AssertionError(f"no child writing a checkpoint caught in {timeout:g}s: {proc.stderr[-2000:]!r}")
 
 
+def _end(proc: Proc, kill: bool = False) -> None:
+    """Close ``proc``'s stdin and check it exits 0; with ``kill``, SIGKILL it if it still runs (a test failed)."""
+    if proc.popen.poll() is not None:
+        return
+    if kill:
+        os.kill(proc.popen.pid, signal.SIGKILL)
+        proc.wait(30)
+        return
+    proc.close_stdin()
+    assert proc.wait(120) == 0, proc.stderr
+
+
 def _lines(proc: Proc) -> int:
     return proc.stdout.count(b"\n")
 
@@ -97,12 +109,9 @@ def test_metrics_come_back_while_a_checkpoint_is_written_and_it_restores(tmp_pat
         assert wait_until(lambda: _state(child) is None, 60), proc.stderr  # reaped by the parent
         assert state.stat().st_ino != before  # (its rename put a new file in place)
         assert not (tmp_path / f".s.msgpack.tmp-{child}").exists()  # (renamed into place)
-        proc.close_stdin()
-        assert proc.wait(120) == 0, proc.stderr
+        _end(proc)
     finally:
-        if proc.popen.poll() is None:
-            os.kill(proc.popen.pid, signal.SIGKILL)
-            proc.wait(30)
+        _end(proc, kill=True)
     assert b"E! " not in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.count(b"still being written") == 1, proc.stderr
     import json
@@ -164,10 +173,7 @@ def test_a_child_killed_while_it_writes_is_a_failed_checkpoint_and_scoring_goes_
         proc.write(_more(100, 10))
         assert wait_until(lambda: _lines(proc) >= SERIES + 10, 30), proc.stderr
         assert proc.wait_stderr(lambda err: b"written again, after 1 failed attempt(s)" in err, 60), proc.stderr
-        proc.close_stdin()
-        assert proc.wait(120) == 0, proc.stderr
+        _end(proc)
     finally:
-        if proc.popen.poll() is None:
-            os.kill(proc.popen.pid, signal.SIGKILL)
-            proc.wait(30)
+        _end(proc, kill=True)
     assert b"Traceback" not in proc.stderr
