@@ -33,9 +33,11 @@ from typing import Any
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, wait_until
 
-__all__ = ["InfluxServer", "QuietHandler", "influxdb", "local_server"]
+__all__ = [
+    "HeldWrites", "InfluxServer", "QuietHandler", "held_writes", "influxdb", "local_server", "stopped_while_held",
+]
 
 INSTALL_HINT = (
     "influxd (InfluxDB 1.x) is not installed: `sudo apt-get install influxdb` "
@@ -261,3 +263,57 @@ def local_server(handler: type[http.server.BaseHTTPRequestHandler], **attributes
     finally:
         server.shutdown()
         server.server_close()
+
+
+class HeldWrites(QuietHandler):
+    """A proxy to InfluxDB (``server.target``) that passes every request on, and holds each write after the
+    first ``server.allow`` until ``server.gate`` (an Event) is set: ``server.held`` is set once one waits.
+
+    A process writing through it is then, for sure, in the middle of its work, waiting on InfluxDB's answer
+    to a write, while the test does something (a SIGTERM) there; setting the gate lets it go on."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        server: Any = self.server
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.startswith("/write"):
+            with server.lock:
+                server.allow -= 1
+                hold = server.allow < 0
+            if hold:
+                server.held.set()
+                server.gate.wait(60)
+        req = urllib.request.Request(server.target + self.path, data=body, method="POST",
+                                     headers={"Content-Type": self.headers.get("Content-Type", "text/plain")})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                status, payload, kind = resp.status, resp.read(), resp.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as err:
+            status, payload, kind = err.code, err.read(), err.headers.get("Content-Type", "")
+        with contextlib.suppress(OSError):  # (the client may have gone: stopped while it waited)
+            self.answer(status, payload, kind)
+
+
+@contextlib.contextmanager
+def held_writes(target: str, allow: int) -> Iterator[Any]:
+    """A :class:`HeldWrites` proxy to ``target`` (a URL) letting ``allow`` writes through before it holds them."""
+    with local_server(HeldWrites, target=target, allow=allow, lock=threading.Lock(), held=threading.Event(),
+                      gate=threading.Event()) as proxy:
+        try:
+            yield proxy
+        finally:
+            proxy.gate.set()
+
+
+def stopped_while_held(proxy: Any, proc: subprocess.Popen[str], sig: int) -> str:
+    """Send ``sig`` to ``proc`` once ``proxy`` (:func:`held_writes`) holds one of its writes, let the writes go
+    on, and return ``proc``'s stderr at its end (killed if still running when this fails)."""
+    try:
+        assert wait_until(proxy.held.is_set, 60), "no write was held"
+        proc.send_signal(sig)
+        time.sleep(0.2)  # (not needed for the outcome: the signal lands while the write is held, as a rule)
+        proxy.gate.set()
+        return proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1138,14 +1138,14 @@ def test_an_interrupted_replay_says_what_it_left(start, tmp_path: Path) -> None:
     proc.write(b"cpu v=1 1\n")
     assert proc.wait_lines(1, 30), proc.stderr
     proc.popen.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 130, proc.stderr
+    assert proc.wait(30) == 143, proc.stderr
     assert proc.stderr == b"W! [riverguard] interrupted after 1 metric: the output up to there went to stdout, no --state\n"
     # with --report, written only at the end: the line says it was not
     proc = start("replay", "--report", "r.html", "-", cwd=tmp_path)
     proc.write(b"cpu v=1 1\n")
     assert proc.wait_lines(1, 30), proc.stderr
     proc.popen.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 130, proc.stderr
+    assert proc.wait(30) == 143, proc.stderr
     assert proc.stderr == (b"W! [riverguard] interrupted after 1 metric: the output up to there went to stdout, no --state, "
                            b"--report r.html not written\n") and not (tmp_path / "r.html").exists()
 
@@ -1205,7 +1205,7 @@ def test_a_stop_while_a_fifo_output_waits_for_its_reader_ends_the_replay(start, 
         wchan = Path(f"/proc/{proc.popen.pid}/wchan")
         assert wait_until(lambda: wchan.read_text() == "wait_for_partner", 30), proc.stderr  # in the FIFO's open
         proc.popen.send_signal(sig)
-        assert proc.wait(10) == 130, proc.stderr
+        assert proc.wait(10) == 128 + sig, proc.stderr
         assert proc.stderr == (b"W! [riverguard] interrupted after 0 metrics: %s has the output up to there, "
                                b"no --state\n" % bytes(fifo)), proc.stderr
 

@@ -23,10 +23,10 @@ import pytest
 
 try:
     from tests.conftest import RIVERGUARD, Proc, as_nobody, readme_example, run_cli, strip_added, wait_until
-    from tests.influx import InfluxServer, influxdb  # noqa: F401  (fixture)
+    from tests.influx import InfluxServer, held_writes, influxdb, stopped_while_held  # noqa: F401  (fixture)
 except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
     from conftest import RIVERGUARD, Proc, as_nobody, readme_example, run_cli, strip_added, wait_until  # type: ignore[no-redef]
-    from influx import InfluxServer, influxdb  # type: ignore[no-redef]  # noqa: F401
+    from influx import InfluxServer, held_writes, influxdb, stopped_while_held  # type: ignore[no-redef]  # noqa: F401
 
 T0 = 1_700_000_000_000_000_000
 STEP = 10_000_000_000
@@ -314,6 +314,47 @@ def test_a_stopped_backfill_says_how_to_resume_and_resuming_completes_it(influxd
     whole = influxdb.query(query, "rg_whole")
     assert len([v for s in whole["series"] for v in s["values"]]) == 600
     assert influxdb.query(query, "rg_resumed") == whole  # the same points, the same scores
+
+
+@pytest.mark.parametrize("with_state", [False, True], ids=["no-state", "state"])
+def test_a_backfill_stopped_by_sigterm_gives_the_skip_metrics_that_resumes_it(influxdb: InfluxServer, tmp_path: Path,
+                                                                            with_state: bool) -> None:
+    """A newcomer's backfill stopped by SIGTERM said `I! wrote 207273 metrics` and `W! interrupted after 212273
+    metrics: ... no --state`, while InfluxDB held 212 273 (the batch in flight, cut by the stop, was counted
+    nowhere and never sent again), and no line said the `--skip-metrics N` to resume with. The batch in flight
+    is now sent again at the stop; one number, what InfluxDB acknowledged, is in both lines, and resuming with
+    it gives what an uninterrupted backfill gives. With --state the checkpoint is left as it was, so the same
+    command with that --skip-metrics scores from the same models. Exit 143 (SIGTERM), as a shell shows it.
+
+    The stop lands mid-backfill for sure: a proxy holds its third write until the signal is sent."""
+    path = tmp_path / "rec.lp"
+    path.write_bytes(stream(30000))  # 60 000 metrics: 3 reads of 1 MiB, the first stopped in its third batch
+    state = ["--state", str(tmp_path / "s.msgpack")] if with_state else []
+    whole, resumed = f"rg_whole_{with_state}", f"rg_stopped_{with_state}"
+    for db in (whole, resumed):
+        influxdb.create_db(db)
+    args = ["--batch-size", "1000", *state, str(path)]
+    assert _backfill(influxdb.url, whole, "--batch-size", "1000", str(path)).returncode == 0
+    with held_writes(influxdb.url, allow=2) as proxy:
+        proc = subprocess.Popen([*RIVERGUARD, "replay", "--influx-url", proxy.url, "--db", resumed, *args],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stderr = stopped_while_held(proxy, proc, signal.SIGTERM)
+    assert proc.returncode == 143, stderr
+    checkpoint = "no checkpoint written" if with_state else "no --state"
+    told = re.search(rf"^W! \[riverguard\] interrupted: database '{resumed}' at {re.escape(proxy.url)} acknowledged"
+                     rf" (\d+) metrics \(they stay written\), {checkpoint}; to resume, run the same command with"
+                     r" --skip-metrics (\d+)$", stderr, re.M)
+    assert told and told[1] == told[2], stderr
+    n = int(told[1])
+    assert 2000 <= n < 60000, stderr  # stopped part-way, after the two batches let through
+    assert f"I! [riverguard] wrote {n} metrics in " in stderr  # one number
+    count = 'SELECT count("usage_idle_anomaly_score") FROM "cpu"'
+    assert influxdb.rows(count, resumed)[0][1] == n  # what InfluxDB holds
+    again = _backfill(influxdb.url, resumed, "--skip-metrics", str(n), *args)
+    assert again.returncode == 0, again.stderr
+    assert f"wrote {60000 - n} metrics" in again.stderr.decode()
+    query = 'SELECT "usage_idle", "usage_idle_anomaly_score", "usage_idle_anomaly" FROM "cpu" GROUP BY "host"'
+    assert influxdb.query(query, resumed) == influxdb.query(query, whole)  # 0 differences
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):

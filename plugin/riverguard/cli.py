@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 #: The exit codes (README, "Exit codes"): 2 when what was given is wrong and nothing was done (the command
 #: line, the config, a file or folder named, a checkpoint that cannot be used, a missing extra), 1 when
 #: something failed while running (a write, a server, a broken pipe, a bad input found midway, the final
-#: checkpoint, an unexpected error), 130 when interrupted (SIGINT; a replay stopped by SIGTERM).
+#: checkpoint, an unexpected error), 128 + the signal when interrupted: 130 (SIGINT), 143 (SIGTERM: ``replay``
+#: and a one-off ``pull``, which stop cleanly; the others end by its default action, which a shell shows so).
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 #: The commands whose stdout is a stream of metrics: one its reader no longer takes is lost, said (``E!``) and
 #: exit 1. The others print something to read (``state inspect``, ``check-config``, ``--help``), which a reader
@@ -187,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         flush()  # a write to stdout that failed is told here, not by Python at exit
         return code
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as err:  # 130 for SIGINT, 143 for SIGTERM (replay: signals.interrupt)
+        from .signals import exit_code
+
+        return exit_code(err)
     except (BrokenPipeError, OutputError) as err:
         return stop(err, reading=args is None or args.command not in STREAMS)
     except Exception as err:  # noqa: BLE001 - a crash still speaks Telegraf's log format
@@ -820,7 +823,7 @@ class _Tee:
 
 def _replay(config: Config, log: Log, files: list[str], output: str | None,
             args: argparse.Namespace | None = None) -> int:
-    from .signals import checkpointing
+    from .signals import checkpointing, interrupt
     from .stream import InputError, replay
 
     problem = _check_inputs(files)
@@ -867,7 +870,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
     ok = interrupted = False
     saved = True
     for sig in (signal.SIGINT, signal.SIGTERM):  # stopped: the finally below drops a half-written output
-        signal.signal(sig, signal.default_int_handler)
+        signal.signal(sig, interrupt)
     out: BinaryIO | _OutputFile
     if output is not None and not isinstance(output, str):
         out = output  # a sink such as riverguard.influx.InfluxWriter (--influx-url)
@@ -877,7 +880,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
     else:
         out = sys.stdout.buffer
     # Once all the input is scored, a stop waits until the output is in place and the checkpoint written
-    # (then exits 130): the new output never goes with the old models. Not over a sink's last batch,
+    # (then exits 130 or 143): the new output never goes with the old models. Not over a sink's last batch,
     # which may take its retries; the checkpoint after it is held back all the same (StateStore.save).
     committing = contextlib.ExitStack()
     try:
@@ -910,7 +913,7 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
                 else:
                     out.close()
             finally:
-                if interrupted:  # (exit 130)
+                if interrupted:  # (exit 130 for SIGINT, 143 for SIGTERM)
                     log.warn(_interrupted(engine, out, store, args.report if args is not None else None))
             if ok and store:
                 saved = store.save(tell=True)
@@ -934,13 +937,20 @@ def _interrupted(engine: Engine, out: Any, store: Any, report: str | None = None
         output = f"{out.path} has the output up to there"
     elif out is sys.stdout.buffer:
         output = "the output up to there went to stdout"
-    else:
-        output = f"what {out.target} at {out.url} acknowledged stays written"
+    else:  # a backfill: one number, what InfluxDB acknowledged (the batch in flight was sent again at close)
+        output = None
     checkpoint = "no --state"
     if store is not None:
         checkpoint = "no checkpoint written" + (f" ({store.path} keeps the models it had)" if store.path.exists() else "")
     if report:
         checkpoint += f", --report {report} " + ("left as it was" if os.path.exists(report) else "not written")
+    if output is None:
+        # The replay scores its input from the start again (the checkpoint, if any, is as it was): the same
+        # command with --skip-metrics N writes from metric N+1 on, the same as an uninterrupted backfill.
+        n = out.resume_from
+        again = f"with --skip-metrics {n}" if n else "again"
+        return (f"interrupted: {out.target} at {out.url} acknowledged {plural(out.acknowledged, 'metric')} (they stay"
+                f" written), {checkpoint}; to resume, run the same command {again}")
     return f"interrupted after {plural(engine.metrics, 'metric')}: {output}, {checkpoint}"
 
 

@@ -396,14 +396,18 @@ class InfluxWriter:
                     self.unsigned += rewritten
                     self.unsigned_cut += cut
                 pending.append(line)
-        while len(pending) >= self.batch_size:
-            batch = pending[: self.batch_size]
-            del pending[: self.batch_size]
-            self._send(batch)
+        self._send_pending(self.batch_size)
 
     def flush(self) -> None:
-        if self._pending and not self._failed:
-            batch, self._pending = self._pending, []
+        self._send_pending(1)
+
+    def _send_pending(self, least: int) -> None:
+        """Send what is pending in batches of at most ``batch_size`` while ``least`` metrics at least are (a
+        batch a stop cut short goes back there, in front of the next ones: :meth:`_send`)."""
+        pending = self._pending
+        while len(pending) >= least and not self._failed:
+            batch = pending[: self.batch_size]
+            del pending[: self.batch_size]
             self._send(batch)
 
     def close(self) -> None:
@@ -446,6 +450,12 @@ class InfluxWriter:
         InfluxDB did write are the same points again, which changes nothing).
         """
         return self.skipped_total - self.skip + self._done
+
+    @property
+    def resume_from(self) -> int:
+        """The ``--skip-metrics`` a run stopped now resumes with: :attr:`acknowledged`, or, before any batch of
+        this run was, the run's own (those not yet skipped are skipped again)."""
+        return self.acknowledged if self._done else self.skipped_total
 
     def skipped_past_the_end(self) -> str:
         """What to say when ``--skip-metrics N`` asked to skip more metrics than there were: none was sent."""
@@ -507,7 +517,14 @@ class InfluxWriter:
     # -- posting ---------------------------------------------------------------
 
     def _send(self, batch: list[bytes]) -> None:
-        """Post one batch (split if refused for its data); a WriteError stops the writer."""
+        """Post one batch (split if refused for its data); a WriteError stops the writer.
+
+        A stop (KeyboardInterrupt: ``replay`` stopped) while it is sent leaves it unknown whether InfluxDB
+        took it: it is not counted, and goes back to the front of what is pending, for :meth:`close` to send
+        again (the same points again change nothing). So :attr:`lines` and :attr:`acknowledged` count what
+        InfluxDB answered for, and every metric written before the stop is: no batch is lost between them.
+        """
+        done, counts = self._done, (self.lines, self.refused, self.batches)
         try:
             try:
                 self._post_retrying(batch)
@@ -518,12 +535,16 @@ class InfluxWriter:
                 self._split(batch, 0, len(batch), err)
             else:
                 self.lines += len(batch)
+            self._refused_done = self.refused
+            self.batches, self._done = counts[2] + 1, done + len(batch)  # (one statement: counted, or not)
         except WriteError:
             self._failed = True
             raise
-        self.batches += 1
-        self._done += len(batch)
-        self._refused_done = self.refused
+        except BaseException:
+            if self._done == done:
+                self.lines, self.refused, self.batches = counts
+                self._pending[:0] = batch
+            raise
 
     def _split(self, batch: list[bytes], lo: int, hi: int, err: WriteError) -> None:
         """``batch[lo:hi]`` was refused for its data (``err``): post each half again, down to single metrics.

@@ -15,6 +15,12 @@ written, in every command: the checkpoint completes (or fails as a whole)
 and the signal then takes effect as it would have, so a stop never leaves a
 half-written temporary file behind or output whose models were not saved.
 SIGKILL stays the hard limit.
+
+:class:`Interrupted` is the ``KeyboardInterrupt`` that ``replay`` (and a
+second stop of a one-off ``pull``) raises on SIGINT *or* SIGTERM, knowing
+which: the command then exits ``128 +`` the signal's number (:func:`exit_code`),
+130 for SIGINT and 143 for SIGTERM, as a shell reports a program that signal
+ended.
 """
 
 from __future__ import annotations
@@ -25,15 +31,40 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from .log import Log
 
-__all__ = ["STOP_SIGNALS", "Signals", "WakePipe", "checkpointing"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "Signals", "WakePipe", "checkpointing", "exit_code", "interrupt"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _holding = False  # a checkpointing() block is running
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop by ``signum`` (SIGINT or SIGTERM), raised where the command was (:func:`interrupt`)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def interrupt(signum: int, frame: object) -> NoReturn:
+    """A signal handler: raise :class:`Interrupted` (for SIGTERM too, which Python's own handler does not take)."""
+    raise Interrupted(signum)
+
+
+def exit_code(stop: BaseException | int) -> int:
+    """The exit code of a command stopped by a signal (a number, or the KeyboardInterrupt it raised): 128 + its
+    number, as a shell shows for a program the signal ended (a plain KeyboardInterrupt is SIGINT's: 130).
+
+    >>> exit_code(Interrupted(signal.SIGTERM)), exit_code(KeyboardInterrupt()), exit_code(signal.SIGINT)
+    (143, 130, 130)
+    """
+    if isinstance(stop, BaseException):
+        stop = getattr(stop, "signum", signal.SIGINT)
+    return 128 + int(stop)
 
 
 class WakePipe:
