@@ -41,10 +41,14 @@ from riverguard.pull.v1 import InfluxQLSource
 
 try:
     from tests.data.injected import HOSTS, generate
-    from tests.influx import InfluxServer, QuietHandler, influxdb, local_server  # noqa: F401  (fixture)
+    from tests.influx import (  # noqa: F401  (fixture)
+        InfluxServer, QuietHandler, held_writes, influxdb, local_server, stopped_while_held,
+    )
 except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
     from data.injected import HOSTS, generate  # type: ignore[no-redef]
-    from influx import InfluxServer, QuietHandler, influxdb, local_server  # type: ignore[no-redef]  # noqa: F401
+    from influx import (  # type: ignore[no-redef]  # noqa: F401
+        InfluxServer, QuietHandler, held_writes, influxdb, local_server, stopped_while_held,
+    )
 
 pytestmark = pytest.mark.influxdb
 
@@ -207,6 +211,43 @@ def test_a_pull_of_several_measurements_over_days_scores_them_as_one_stream(infl
         proc = _pull(influxdb, db, "--state", str(state), *until)
         assert proc.returncode == 0, proc.stderr
     assert _stored_scores(influxdb, db) == want
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_one_off_pull_stopped_by_a_signal_checkpoints_and_resumes_exactly(influxdb: InfluxServer, tmp_path: Path,
+                                                                          sig: int, code: int) -> None:
+    """A newcomer stopped a year's one-off pull (`--measurement cpu --measurement mem --since 400d --state C`)
+    with SIGTERM after 325 000 points were written back: exit 143 without a word, no checkpoint (SIGINT: 130,
+    silent, none either), and the next run said "no checkpoint ... starting fresh". The README says a
+    checkpoint is written on SIGTERM/SIGINT. It now stops as `--follow` does: the batch in flight is written,
+    the models and marks are committed together, a W! line says where and how to go on, and it exits 128 + the
+    signal; the same command resumes from the checkpoint (nothing redone) with the scores of one pull.
+
+    The stop lands mid-pull for sure: a proxy holds the pull's third write until the signal is sent."""
+    text = _two_measurements()
+    want = _replay_scores(text)
+    db = f"rg_pull_stopped_{sig}"
+    _store(influxdb, db, text)
+    state = tmp_path / "C.msgpack"
+    args = ["--db", db, "--delay", "0s", "--measurement", "env", "--measurement", "counter", "--state", str(state),
+            "--chunk-size", "50", "--batch-size", "100"]
+    with held_writes(influxdb.url, allow=2) as proxy:
+        proc = spawn([*RIVERGUARD, "pull", "--influx-url", proxy.url, *args], stderr=subprocess.PIPE, text=True)
+        stderr = stopped_while_held(proxy, proc, sig)
+    name = signal.Signals(sig).name
+    assert proc.returncode == code, stderr
+    assert re.search(rf"^W! \[riverguard\] stopped by {name}: committed up to influxql:{db}//counter \S+,"
+                     rf" influxql:{db}//env \S+, in the checkpoint {re.escape(str(state))}; run the same command again"
+                     r" to resume from there$", stderr, re.M), stderr
+    assert "Traceback" not in stderr and state.exists()
+    written = _scored(influxdb, db, "env", "temp") + _scored(influxdb, db, "counter", "pulses")
+    assert 0 < written < 2 * 864, stderr  # stopped part-way
+    assert f"wrote {written}, 0 already scored" in stderr  # every point written is committed, none beyond
+    resumed = _run("pull", "--influx-url", influxdb.url, *args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "starting fresh" not in resumed.stderr and f"resuming influxql:{db}//env after" in resumed.stderr
+    assert f"wrote {2 * 864 - written}, 0 already scored" in resumed.stderr  # from the checkpoint: nothing redone
+    assert _stored_scores(influxdb, db) == want  # the scores of one uninterrupted pull (= replay's)
 
 
 def _sparse_beside_dense(gap_h: int = 20, samples: int = 40, pause_h: int = 30) -> str:

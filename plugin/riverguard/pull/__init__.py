@@ -67,6 +67,7 @@ from ..engine import Engine, series_prefix
 from ..influx import InfluxWriter, OptionError, WriteError, from_args, retry_wait
 from ..lineprotocol import Metric, ParseError, parse, raw_fields
 from ..log import Log, Progress, RateLimit, iso_ns
+from ..signals import STOP_SIGNALS, exit_code, interrupt
 from ..state import AccessDenied, LockError, open_store
 from ..stream import ManualGC, feed
 from .points import unescape_measurement
@@ -407,6 +408,8 @@ class Puller:
         try:
             with ManualGC(engine) as collector:
                 for batch in _merged([self._rows(i, reading, hi) for i, reading in enumerate(readings)]):
+                    if self.stop.is_set():  # (before a batch: a stop before the first, from the start, scores none)
+                        break
                     # (a line to score and write, True; or a point scored already to learn, False), in time order
                     lines: list[tuple[bytes | Metric, bool]] = []
                     for t, i, row, _ in batch:
@@ -440,8 +443,6 @@ class Puller:
                         bar.to(batch[-1][0])
                     if time.monotonic() >= self._next_commit:
                         self.commit()
-                    if self.stop.is_set():
-                        break
         finally:  # (each reading is a pass's: what it counts, it counted in this pass)
             for reading in readings:
                 self.read += reading.count
@@ -831,25 +832,66 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
 
 
 def _once(puller: Puller) -> int:
-    """One pass (a one-off pull): the exit code."""
-    log = puller.log
+    """One pass (a one-off pull): the exit code.
+
+    SIGTERM or SIGINT stops it as it stops a ``--follow``: the batch in flight is scored and written, then
+    the pass commits (InfluxDB acknowledges every write, then the models and the marks are saved together),
+    as at a ``checkpoint_interval``, so the same command resumes from there with the scores of an
+    uninterrupted pull. One ``W!`` line says where it stopped; the exit code is 128 + the signal (130, 143),
+    as a stopped ``replay``'s. A second one ends it at once (a read or write waiting on a server), from the
+    last commit on disk: a restart from there is exact too (what was written after it is found scored).
+    """
+    log, stop = puller.log, puller.stop
+    received: list[int] = []
+
+    def stopping(signum: int, frame: object) -> None:
+        if received:
+            interrupt(signum, frame)
+        received.append(signum)
+        stop.set()
+
+    old = {sig: signal.signal(sig, stopping) for sig in STOP_SIGNALS}
     try:
-        puller.run_pass(final=True)
-    except (ReadError, WriteError) as err:
-        _salvage(puller, err, final=True)
-        puller.report_held()
-        fix = "" if err.retryable else "fix this, then "
-        log.error(f"pull stopped: {_why(err)}; {puller.where()}; {fix}run it again to resume from there")
-        log.info(puller.summary())
-        return EXIT_FAIL
+        try:
+            puller.run_pass(final=True)
+        except (ReadError, WriteError) as err:
+            _salvage(puller, err, final=True)
+            puller.report_held()
+            fix = "" if err.retryable else "fix this, then "
+            log.error(f"pull stopped: {_why(err)}; {puller.where()}; {fix}run it again to resume from there")
+            log.info(puller.summary())
+            return EXIT_FAIL
+        except KeyboardInterrupt as err:  # the second stop
+            log.warn(f"stopped at once by a second {signal.Signals(getattr(err, 'signum', signal.SIGINT)).name}:"
+                     f" {_resume(puller)}")
+            raise
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     puller.report_held()
     unsaved = puller.unsaved()
+    if received:
+        log.warn(f"stopped by {signal.Signals(received[0]).name}: {_resume(puller)}")
     if puller.refused:  # reported one by one (E!), the other points written: the pull failed all the same
         log.error(puller.summary() + ": the E! lines above say which and why")
     else:
         log.info(puller.summary())
     puller.engine.log_summary()
-    return EXIT_FAIL if puller.refused or unsaved else EXIT_OK
+    if unsaved:
+        return EXIT_FAIL
+    if received:
+        return exit_code(received[0])
+    return EXIT_FAIL if puller.refused else EXIT_OK
+
+
+def _resume(puller: Puller) -> str:
+    """How a one-off pull stopped by a signal goes on: where it got (:meth:`Puller.where`), and what the same
+    command does then."""
+    where = puller.where()
+    if puller.store is None:
+        return (f"{where} (no --state: no checkpoint); run the same command again to go on: the points written back"
+                " are found already scored, learned by the models and not written again")
+    return f"{where}, in the checkpoint {puller.store.path}; run the same command again to resume from there"
 
 
 def _why(err: ReadError | WriteError) -> str:
