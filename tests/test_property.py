@@ -20,7 +20,7 @@ from conftest import Proc
 from riverguard.config import default_config
 from riverguard.detectors import resolve
 from riverguard.engine import Engine
-from riverguard.lineprotocol import Metric, Splitter
+from riverguard.lineprotocol import Metric, Splitter, whole_end
 
 SETTINGS = dict(
     derandomize=True,
@@ -193,3 +193,30 @@ def test_real_process_matches_in_process_engine(units: list[bytes]) -> None:
         proc.kill()
     assert proc.stdout == expected
     assert data.count(b"\n") <= proc.stdout.count(b"\n")
+
+
+
+#: A string value open across lines amid other metrics: it closes at a quote of a later line, or never.
+ACROSS = st.builds(
+    lambda before, m, k, lines, after: [*before, m + b" " + k + b'="' + b"\n".join(lines), *after],
+    st.lists(UNIT, max_size=4), MEASUREMENT, KEY,
+    st.lists(st.binary(max_size=8).map(lambda b: b.replace(b'"', b"")), min_size=1, max_size=6), st.lists(UNIT, max_size=6),
+)
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(units=ACROSS, at=st.lists(st.integers(0, 1000), min_size=2, max_size=2))
+def test_a_metric_still_pending_by_its_new_bytes_alone_is_pending_when_parsed_again(units: list[bytes], at: list[int]) -> None:
+    """The stream loops' shortcuts say what :meth:`Splitter.split` would say: ``whole_end`` (where the whole
+    metrics end, parsing only lines that may hold an open quote) and ``Splitter.still_pending`` (so that a string
+    value open across lines is not parsed again at every read): the metric it left pending, with the bytes
+    that came after, is pending still, the whole metrics before it as they were."""
+    data = b"".join(u + b"\n" for u in units)
+    a, b = sorted(i * len(data) // 1000 for i in at)  # (per mille of the stream)
+    split = Splitter().split
+    _, consumed, pending = split(data[:a])
+    assert whole_end(data[:a]) == consumed  # (parsing only the lines that may hold an open quote)
+    waiting, more = data[consumed:a], data[a:b]
+    if pending and Splitter.still_pending(waiting, more):
+        assert split(waiting + more) == ([], 0, True)
+        assert split(data[:b])[1:] == (consumed, True)

@@ -415,6 +415,11 @@ class Engine:
         at = metric.fields_end
         return data[:at] + extra + data[at:]
 
+    def count_passed(self, lines: int) -> None:
+        """Count ``lines`` passed through unscored (``stream.passthrough``: a ``run`` that cannot score): they are
+        the health line's ``metrics`` there."""
+        self.metrics += lines
+
     def take(self, metric: Metric, data: bytes, write: bool = True) -> bytes | None:
         """Count ``metric`` (read from ``data``), move the clock on and score it: the fields to add (none
         made, not ``write``: :meth:`learn`). None when its timestamp is out of range at this ``--precision``

@@ -46,6 +46,7 @@ __all__ = [
     "signed_unsigned",
     "timestamp_at",
     "unescape",
+    "whole_end",
 ]
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -535,6 +536,19 @@ class Splitter:
         return records, pos, False
 
     @staticmethod
+    def still_pending(waiting: bytes, more: bytes) -> bool:
+        r"""Whether a metric that :meth:`split` left ``pending`` (``waiting``: its bytes, from its start) is
+        pending still with ``more`` after it, told without parsing it again. Its string value can close only
+        at a quote: with none in ``more``, none after the last newline of ``waiting`` (a quote closed there
+        waits for the newline after it) and within :data:`MAX_MULTILINE`, it waits on. False: parse it.
+
+        >>> Splitter.still_pending(b's v="x\n', b"y\n"), Splitter.still_pending(b's v="x\n', b'y" 1\n')
+        (True, False)
+        """
+        return (b'"' not in more and b'"' not in waiting[waiting.rfind(b"\n") + 1 :]
+                and len(waiting) + len(more) <= MAX_MULTILINE)
+
+    @staticmethod
     def _multiline(buf: bytes, start: int, err: ParseError, final: bool) -> Record | bool | None:
         """Try to read a metric whose string value spans lines.
 
@@ -568,6 +582,38 @@ class Splitter:
 _split_one = Splitter().split
 
 
+def _may_open(data: bytes, start: int, end: int) -> bool:
+    """Whether the line ``data[start:end]`` may hold a string value open at its end (:func:`metric_lines`): its
+    last quote follows a ``=``, or it has a backslash. Any other line is a metric of its own."""
+    quote = data.rfind(b'"', start, end)
+    return quote > start and (data[quote - 1] == 0x3D or data.find(b"\\", start, end) >= 0)  # '='
+
+
+def whole_end(data: bytes) -> int:
+    r"""Where the last whole metric of ``data`` (which starts with a metric) ends, as :meth:`Splitter.split`
+    cuts while more may come: what follows is a line without its newline, or a metric waiting for its closing
+    quote. Only a line that may hold an open quote (:func:`_may_open`) is parsed.
+
+    >>> whole_end(b'a v=1\nb v=2'), whole_end(b'a s="x\ny" 1\n'), whole_end(b'a v=1\nb s="x\n')
+    (6, 12, 6)
+    """
+    pos = 0
+    find, rfind = data.find, data.rfind
+    while (quote := find(b'"', pos)) >= 0:
+        start = rfind(b"\n", pos, quote) + 1 or pos
+        end = find(b"\n", quote)
+        if end < 0:
+            return start
+        if not _may_open(data, start, end):
+            pos = end + 1
+            continue
+        _, consumed, pending = _split_one(data, start=start, limit=1)
+        if pending or consumed == start:
+            return start
+        pos = consumed
+    return rfind(b"\n", pos) + 1 or pos
+
+
 def metric_lines(data: bytes) -> list[bytes]:
     r"""The metrics of ``data``, all of it (nothing follows), each without its newline, cut as :class:`Splitter` cuts.
 
@@ -586,12 +632,11 @@ def metric_lines(data: bytes) -> list[bytes]:
         return lines
     lines = []
     pos, n = 0, len(data)
-    find, rfind = data.find, data.rfind
+    find = data.find
     while pos < n:
         nl = find(b"\n", pos)
         end = n if nl < 0 else nl
-        quote = rfind(b'"', pos, end)
-        if quote > pos and (data[quote - 1] == 0x3D or find(b"\\", pos, end) >= 0):  # '='
+        if _may_open(data, pos, end):
             _, consumed, _ = _split_one(data, final=True, start=pos, limit=1)
             end = consumed - 1 if data[consumed - 1 : consumed] == b"\n" else consumed
         lines.append(data[pos:end])
