@@ -303,6 +303,53 @@ def test_a_stop_with_stdin_open_drops_a_last_line_not_yet_ended(start, tmp_path:
         assert [json.loads(line)["samples"] for line in series.stdout.splitlines()] == [1 if stop == "SIGTERM" else 2]
 
 
+def test_passing_through_parses_a_string_value_open_across_lines_not_again_at_each_read(monkeypatch) -> None:
+    """Passing through with a health line, a string value open across lines was parsed again from its start
+    at each read, for up to 2 s (quadratic in its length). Now a read that cannot close it (no quote) is not
+    parsed: counted here in-process (real pipes, one read per line) instead of timed."""
+    import io
+
+    from riverguard import stream
+    from riverguard.config import default_config
+    from riverguard.engine import Engine
+    from riverguard.log import Log
+    from riverguard.monitor import Monitor
+    from riverguard.signals import Signals
+
+    parses = []
+    split = stream._split
+    monkeypatch.setattr(stream, "_split", lambda buf, **kw: parses.append(len(buf)) or split(buf, **kw))
+    infd, writer = os.pipe()
+    outfd, out_writer = os.pipe()
+    lines = [b'log,host=a msg="begins\n', *[b"line %d\n" % i for i in range(40)], b'ends" 1\n', b"cpu v=1 2\n"]
+
+    def write() -> None:
+        for line in lines:
+            os.write(writer, line)
+            time.sleep(0.005)  # (less than QUOTE_GRACE: one metric, waited for)
+        os.close(writer)
+
+    received = []
+    reader = threading.Thread(target=lambda: received.append(b"".join(iter(lambda: os.read(outfd, 1 << 16), b""))))
+    reader.start()
+    thread = threading.Thread(target=write)
+    signals = Signals()
+    try:
+        thread.start()
+        monitor = Monitor(Engine(default_config()), interval=3600.0)
+        assert stream.passthrough(Log("error", io.StringIO()), stream.Held(signals, infd), out_writer, monitor) == 0
+    finally:
+        signals.close()
+        thread.join()
+        os.close(out_writer)
+        reader.join()
+        os.close(infd)
+        os.close(outfd)
+    assert received == [b"".join(lines)]
+    assert monitor.engine.metrics == len(lines)  # (lines passed through)
+    assert len(parses) <= 3, parses  # (the first line, the one that closes it, maybe one read of both)
+
+
 def test_flood_of_bad_lines_is_rate_limited_on_stderr(start) -> None:
     proc = start("run")
     proc.ready()

@@ -364,19 +364,23 @@ def test_a_run_that_passes_metrics_through_says_so_in_its_health_line(start, tmp
     config.write_text('[monitor]\ninterval = "1s"\n[state]\npath = "st/"\n[[rule]]\nname = "all"\n', encoding="utf-8")
     proc = start("run", "--config", str(config), cmd=[*prefix, *RIVERGUARD], cwd=tmp_path)
     assert _wait_monitor(proc, 1), proc.stderr  # (idle: no input yet)
-    # Half a metric, then an open quote, each followed by silence for more than an interval: the lines due
-    # meanwhile wait for their ends, and go out then; the last metric comes without its newline.
-    parts = [b"cpu v=1 1\nhalf v=", b"2 2\n", b'log,host=a msg="x\n', b'y" 3\n', b"last v=4 4"]
-    for part in parts:
+    # Half a metric followed by silence, then an open quote whose lines keep coming, each for more than an
+    # interval: the lines due meanwhile wait for their ends, and go out then; the last metric comes without
+    # its newline. (The open quote is waited for as serve waits: less than QUOTE_GRACE, 0.25 s, between its
+    # bytes, less than QUOTE_HOLD, 2 s, in all.)
+    quoted = [b'log,host=a msg="x\n', *[b"more\n"] * 7, b'y" 3\n']
+    parts = [(b"cpu v=1 1\nhalf v=", 1.3), (b"2 2\n", 1.3), *[(part, 0.2) for part in quoted[:-1]],
+             (quoted[-1], 1.3), (b"last v=4 4", 1.3)]
+    for part, pause in parts:
         proc.write(part)
-        time.sleep(1.3)  # (more than the interval, less than QUOTE_HOLD, 2 s: the open quote is waited for)
+        time.sleep(pause)
     proc.close_stdin()
     assert proc.wait(10) == 0, proc.stderr
     out = proc.stdout
-    sent = b"".join(parts)
+    sent = b"".join(part for part, _ in parts)
     passed = b"".join(line for line in out.splitlines(keepends=True) if not line.startswith(b"riverguard,"))
     assert passed == sent + b"\n"  # every byte as it came; the last metric ended before the exit line
-    assert b"half v=2 2\n" in out and b'msg="x\ny" 3\n' in out
+    assert b"half v=2 2\n" in out and b"".join(quoted) in out
     health = [parse_monitor(line) for line in monitor_lines(out)]
     assert len(health) >= 4 and out.endswith(monitor_lines(out)[-1] + b"\n")
     assert {tags["status"] for tags, _, _ in health} == {"passthrough"}

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from .engine import Engine
-from .lineprotocol import Splitter
+from .lineprotocol import Splitter, whole_end
 from .log import Log, plural
 from .output import OutputError, stopped, write_all
 from .signals import Signals, WakePipe
@@ -52,22 +52,56 @@ QUOTE_HOLD = 2.0
 _READ_SIZE = 1 << 20
 
 
-def _release(since: float | None, last: float) -> float | None:
-    """When a metric waiting for its closing quote since ``since`` (None: none waits), its bytes last
-    arriving at ``last``, is given up on: :data:`QUOTE_GRACE` after its last bytes, :data:`QUOTE_HOLD` after
-    the wait began at most."""
-    return None if since is None else min(last + QUOTE_GRACE, since + QUOTE_HOLD)
+class _OpenQuote:
+    """The wait of a metric whose string value is open across lines, at the front of the input not yet
+    processed, for its closing quote: one rule for :func:`serve` (when the metric is given up: its first line is
+    a bad line) and :func:`passthrough` (when its lines are written and the health line may follow).
 
+    It is given up :data:`QUOTE_GRACE` after its last bytes came, :data:`QUOTE_HOLD` after the wait began at
+    most; the time riverguard spent on its own work meanwhile does not count (:meth:`resume`).
+    """
 
-def _resume(since: float | None, last: float, paused: float) -> tuple[float | None, float]:
-    """``(since, last)`` of a metric waiting for its closing quote, moved on by the time since ``paused`` that
-    riverguard spent on its own work (writing its output, a checkpoint, a reload): meanwhile it read no input,
-    and the rest of a metric larger than the pipe stayed with its writer, blocked on the full pipe. Only the
-    time riverguard was ready for more of it counts against :data:`QUOTE_GRACE` and :data:`QUOTE_HOLD`."""
-    if since is None:
-        return since, last
-    spent = time.monotonic() - paused
-    return since + spent, last + spent
+    __slots__ = ("since", "last")
+
+    def __init__(self) -> None:
+        #: Since when a metric waits (None: none waits), and when its last bytes came (``time.monotonic``).
+        self.since: float | None = None
+        self.last = 0.0
+
+    def after(self, consumed: int, pending: bool) -> None:
+        """Take the outcome of a cut of the input: ``consumed`` bytes of whole metrics, then (``pending``) a
+        metric that waits, from now if it is not the one that waited before."""
+        if consumed:
+            self.since = None
+        if pending and self.since is None:  # (from now: processing the metrics before it took time too)
+            self.since = self.last = time.monotonic()
+
+    def more(self, waiting: bytes, data: bytes) -> bool:
+        """``data`` came after ``waiting`` (the input not yet processed): when a metric waits, its wait starts
+        again. True when that metric is still open after it for sure (:meth:`Splitter.still_pending`): no need
+        to cut the input again."""
+        if self.since is None:
+            return False
+        self.last = time.monotonic()
+        return Splitter.still_pending(waiting, data)
+
+    def release(self) -> float | None:
+        """When the waiting metric is given up (None: none waits)."""
+        return None if self.since is None else min(self.last + QUOTE_GRACE, self.since + QUOTE_HOLD)
+
+    def given_up(self) -> bool:
+        release = self.release()
+        return release is not None and time.monotonic() >= release
+
+    def resume(self, paused: float) -> None:
+        """Move the wait on by the time since ``paused`` that riverguard spent on its own work (writing its
+        output, a checkpoint, a reload): meanwhile it read no input, and the rest of a metric larger than the
+        pipe stayed with its writer, blocked on the full pipe. Only the time riverguard was ready for more of it
+        counts against :data:`QUOTE_GRACE` and :data:`QUOTE_HOLD`."""
+        if self.since is not None:
+            spent = time.monotonic() - paused
+            self.since += spent
+            self.last += spent
 
 
 #: Output held back while more input is waiting, at most (then written, in one writev). With 4 MiB and a
@@ -232,17 +266,6 @@ def _read(fd: int) -> bytes | None:
         return b""
 
 
-def _unfinished(buf: bytes) -> bytes:
-    """What of ``buf`` (which starts with a metric) follows its last whole metric: ``b""`` when it ends with one.
-
-    >>> _unfinished(b"a v=1\\nb v=2"), _unfinished(b'a v=1\\nb s="x\\ny"\\n'), _unfinished(b'b s="x\\n')
-    (b'b v=2', b'', b'b s="x\\n')
-    """
-    if b'"' not in buf:  # (only a quoted string value holds a newline that does not end its metric)
-        return buf[buf.rfind(b"\n") + 1 :]
-    return buf[_split(buf)[1] :]
-
-
 def passthrough(log, held: Held, outfd: int = 1, monitor: Monitor | None = None,  # type: ignore[no-untyped-def]
                 hangup: Callable[[], None] | None = None) -> int:
     """Copy the input to the output as it is, unscored, until EOF or SIGTERM/SIGINT; return the exit code.
@@ -253,45 +276,55 @@ def passthrough(log, held: Held, outfd: int = 1, monitor: Monitor | None = None,
     or without one says there is nothing to reload. The signals are
     the process's (``held.signals``): ``run`` put them in place at start and leaves them until it exits.
     This process does not hold the checkpoint's lock, so it touches no file beside the checkpoint.
-    ``monitor``'s line (its ``metrics``: the lines passed through) goes out when due once the output ends with
-    a whole metric (a metric written in part holds it back till its end, a string value open across lines
-    for :data:`QUOTE_HOLD` at most: then it is a bad line); a last metric without its newline gets one before
-    the line at exit, as :func:`serve` gives it.
+    What it writes ends with a whole metric: a metric written in part waits for the rest of its line, one
+    with a string value open across lines for its closing quote, as :func:`serve` waits for it
+    (:class:`_OpenQuote`; given up, its lines go as they came).
+    ``monitor``'s line (its ``metrics``: the lines passed through) goes out when due; a last metric without
+    its newline gets one before the line at exit, as :func:`serve` gives it.
     """
     infd, signals = held.infd, held.signals
     lines = 0
     eof = held.eof
-    rest = b""  # the bytes after the last newline written, until their line ends (a stop may drop them)
-    # (with a monitor) what was written after the last whole metric: a string value open across lines, waited
-    # for at most QUOTE_HOLD from when it began (``tail_since``; then it is a bad line, as serve gives it up)
-    tail = b""
-    tail_since = 0.0
+    # The bytes read and not written: after the last whole metric, or after the last newline once the metric
+    # open across lines there is given up. ``still``: that metric is open still for sure (no need to cut again).
+    rest = b""
+    quote = _OpenQuote()
+    still = False
     ends_line = True  # whether what was written ends with a newline
     try:
         data = held.take()
         while True:
-            if data or (eof and rest):
-                data = rest + data if rest else data
-                cut = len(data) if eof else data.rfind(b"\n") + 1
-                rest = data[cut:]
+            if data:
+                still = quote.more(rest, data)
+                rest = rest + data if rest else data
+            given_up = quote.given_up()
+            if rest and (eof or given_up or (data and not still)):
+                if eof:
+                    cut = len(rest)
+                elif given_up:  # (its first line is a bad line, as serve gives it up)
+                    cut = rest.rfind(b"\n") + 1
+                else:
+                    cut = whole_end(rest)
+                quote.after(cut, not eof and not given_up and rest.find(b"\n", cut) >= 0)
+                still = quote.since is not None
                 if cut:
-                    out = data[:cut] if rest else data
-                    lines += data.count(b"\n", 0, cut)
+                    out = rest[:cut] if cut < len(rest) else rest
+                    rest = rest[cut:]
+                    passed = out.count(b"\n")
+                    lines += passed
+                    paused = time.monotonic()
                     write_all(outfd, [out])
+                    quote.resume(paused)
                     ends_line = out.endswith(b"\n")
                     if monitor is not None:
-                        monitor.engine.metrics = lines
-                        if tail or b'"' in out:  # (only a quote can leave a metric open across lines)
-                            if not tail:
-                                tail_since = monitor.clock()
-                            tail = _unfinished(tail + out)
-            if tail and monitor.clock() - tail_since >= QUOTE_HOLD:
-                tail = b""
-            if monitor is not None and not tail and monitor.due():
+                        monitor.engine.count_passed(passed)
+            if eof and monitor is not None and not ends_line:
+                write_all(outfd, [b"\n"])
+            if monitor is not None and quote.since is None and monitor.due():
+                paused = time.monotonic()
                 write_all(outfd, [monitor.line()])
+                quote.resume(paused)
             if eof:
-                if monitor is not None and not ends_line:
-                    write_all(outfd, [b"\n"])
                 break
             if signals.received is not None:
                 log.info(f"received {signal.Signals(signals.received).name}: finishing")
@@ -299,8 +332,11 @@ def passthrough(log, held: Held, outfd: int = 1, monitor: Monitor | None = None,
                 rest = b""
                 eof = True
                 continue
-            timeout = None if monitor is None else max(
-                0.0, (tail_since + QUOTE_HOLD if tail else monitor.deadline) - monitor.clock())
+            release = quote.release()
+            if release is not None:
+                timeout: float | None = max(0.0, release - time.monotonic())
+            else:
+                timeout = None if monitor is None else max(0.0, monitor.deadline - monitor.clock())
             try:
                 ready, _, _ = select.select([infd, signals.fd], [], [], timeout)
             except InterruptedError:
@@ -362,16 +398,17 @@ def serve(
     out_bytes = 0
     eof = held.eof if held is not None else False
     first = bool(buf) or eof
-    # A metric at the front of ``buf`` waits for its closing quote: since when, and when its last bytes came.
-    pending_since: float | None = None
-    pending_last = 0.0
+    # A metric at the front of ``buf`` that waits for its closing quote; ``still``: it is open still for sure
+    # (no need to cut ``buf`` again).
+    quote = _OpenQuote()
+    still = False
     next_tick = time.monotonic() + tick_interval if tick and tick_interval else None
     collector = ManualGC(engine)
     try:
         collector.__enter__()
         while True:
             now = time.monotonic()
-            deadlines = [d for d in (next_tick, _release(pending_since, pending_last)) if d]
+            deadlines = [d for d in (next_tick, quote.release()) if d]
             if monitor is not None:
                 deadlines.append(monitor.deadline)
             timeout = max(0.0, min(deadlines) - now) if deadlines else None
@@ -395,7 +432,7 @@ def serve(
                     paused = time.monotonic()
                     reload()
                     collector.collect()
-                    pending_since, pending_last = _resume(pending_since, pending_last, paused)
+                    quote.resume(paused)
                 else:
                     log.info("received SIGHUP: nothing to reload")
             if signals.received is not None:
@@ -408,19 +445,15 @@ def serve(
                 if data == b"":
                     eof = True
                 elif data:
+                    still = quote.more(buf, data)
                     buf = buf + data if buf else data
-                    if pending_since is not None:  # more of the waiting metric, maybe: its wait starts again
-                        pending_last = time.monotonic()
-            if buf:
-                now = time.monotonic()
-                release = _release(pending_since, pending_last)
-                force = release is not None and now >= release
+            force = quote.given_up()
+            if buf and (eof or force or not still):
                 chunks, consumed, pending = feed(engine, buf, final=eof, force=force)
                 if consumed:
                     buf = buf[consumed:]
-                    pending_since = None
-                if pending and pending_since is None:  # (from now: scoring the metrics before it took time too)
-                    pending_since = pending_last = time.monotonic()
+                quote.after(consumed, pending)
+                still = pending
                 for chunk in chunks:
                     out.append(chunk)
                     out_bytes += len(chunk)
@@ -434,7 +467,7 @@ def serve(
                 out, out_bytes = [], 0
                 engine.flush_log()
                 collector.step()
-                pending_since, pending_last = _resume(pending_since, pending_last, paused)
+                quote.resume(paused)
             if eof:
                 break
             if next_tick is not None and time.monotonic() >= next_tick:
@@ -442,7 +475,7 @@ def serve(
                 tick()  # type: ignore[misc]
                 if child is None or child.fd is None:  # (not while a child writes it from this memory: a
                     collector.collect()                  # collection would copy every page the models are on)
-                pending_since, pending_last = _resume(pending_since, pending_last, paused)
+                quote.resume(paused)
                 next_tick = time.monotonic() + tick_interval  # type: ignore[operator]
         # Finish: whatever is left (a signal mid-stream) goes out, processed or as it is.
         if buf:
