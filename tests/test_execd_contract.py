@@ -303,6 +303,56 @@ def test_a_stop_with_stdin_open_drops_a_last_line_not_yet_ended(start, tmp_path:
         assert [json.loads(line)["samples"] for line in series.stdout.splitlines()] == [1 if stop == "SIGTERM" else 2]
 
 
+@pytest.mark.parametrize("case", ["open", "given up"])
+@pytest.mark.parametrize("mode", ["scoring", "passing through"])
+def test_a_stop_with_stdin_open_drops_a_string_value_open_across_lines_whole(
+    start, tmp_path: Path, case: str, mode: str
+) -> None:
+    """A SIGTERM with stdin still open while a string value was open across lines (its closing quote not
+    written yet) cut the input at the last newline: the metric's first lines were scored as bad lines (E!
+    lines, parse_errors) or passed through as half a metric. Now the metric is dropped whole, with the W! line
+    of a metric not yet ended. A quote never closed is not waited for longer than serve waits for it
+    (QUOTE_GRACE after its last bytes): given up, it is a bad line, and the metrics after it come back."""
+    from conftest import RIVERGUARD, as_a_user
+
+    state = tmp_path / "st"
+    prefix: list[str] = []
+    if mode == "passing through":
+        prefix = as_a_user(tmp_path)
+        state.mkdir(mode=0o555)
+    proc = start("run", "--state", f"{state}/", cmd=[*prefix, *RIVERGUARD])
+    proc.ready()
+    whole = b"cpu,host=a v=1 1764288000000000000\n"
+    proc.write(whole)
+    assert proc.wait_lines(1, 10), proc.stderr
+    if case == "open":  # its lines keep coming (less than QUOTE_GRACE apart), the stop comes right after one
+        kept = whole
+        dropped = [b'log,host=a msg="first line\n', *[b"line %d\n" % i for i in range(5)]]
+        for piece in dropped:
+            proc.write(piece)
+            time.sleep(0.05)
+        time.sleep(0.05)
+        assert proc.stdout.count(b"\n") == 1, proc.stdout  # (it waits for its closing quote)
+    else:  # a bad line, given up after QUOTE_GRACE: it comes back, and the metric after it
+        bad, good, dropped = b'bad,host=a msg="oops\n', b"cpu,host=a v=2 1764288001000000000\n", [b"cpu,host=a v=12"]
+        kept = whole + bad + good
+        proc.write(bad)
+        assert proc.wait_lines(2, 10), proc.stderr
+        proc.write(good + dropped[0])
+        assert proc.wait_lines(3, 10), proc.stderr
+    proc.terminate()
+    assert proc.wait(10) == 0, proc.stderr
+    assert (strip_added(proc.stdout) if mode == "scoring" else proc.stdout) == kept
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")]
+    assert warnings == [b"W! [riverguard] stopped with stdin still open: dropped the last %d bytes, a metric not "
+                        b"yet ended by a newline (its rest not written yet): not scored, learned or written"
+                        % len(b"".join(dropped))]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith(b"E! ")]
+    if mode == "scoring":  # the given-up quote is the one bad line
+        assert len(errors) == (case == "given up"), proc.stderr
+    check_log_lines(proc.stderr)
+
+
 def test_passing_through_parses_a_string_value_open_across_lines_not_again_at_each_read(monkeypatch) -> None:
     """Passing through with a health line, a string value open across lines was parsed again from its start
     at each read, for up to 2 s (quadratic in its length). Now a read that cannot close it (no quote) is not

@@ -55,7 +55,8 @@ _READ_SIZE = 1 << 20
 class _OpenQuote:
     """The wait of a metric whose string value is open across lines, at the front of the input not yet
     processed, for its closing quote: one rule for :func:`serve` (when the metric is given up: its first line is
-    a bad line) and :func:`passthrough` (when its lines are written and the health line may follow).
+    a bad line) and :func:`passthrough` (when its lines are written and the health line may follow), and for
+    the cut at a stop (:func:`_at_stop`).
 
     It is given up :data:`QUOTE_GRACE` after its last bytes came, :data:`QUOTE_HOLD` after the wait began at
     most; the time riverguard spent on its own work meanwhile does not count (:meth:`resume`).
@@ -278,7 +279,7 @@ def passthrough(log, held: Held, outfd: int = 1, monitor: Monitor | None = None,
     This process does not hold the checkpoint's lock, so it touches no file beside the checkpoint.
     What it writes ends with a whole metric: a metric written in part waits for the rest of its line, one
     with a string value open across lines for its closing quote, as :func:`serve` waits for it
-    (:class:`_OpenQuote`; given up, its lines go as they came).
+    (:class:`_OpenQuote`; given up, its lines go as they came), so a stop drops it whole (:func:`_at_stop`).
     ``monitor``'s line (its ``metrics``: the lines passed through) goes out when due; a last metric without
     its newline gets one before the line at exit, as :func:`serve` gives it.
     """
@@ -328,7 +329,7 @@ def passthrough(log, held: Held, outfd: int = 1, monitor: Monitor | None = None,
                 break
             if signals.received is not None:
                 log.info(f"received {signal.Signals(signals.received).name}: finishing")
-                data = _at_stop(log, infd, rest)  # what was already written to us still comes back
+                data = _at_stop(log, infd, rest, quote)  # what was already written to us still comes back
                 rest = b""
                 eof = True
                 continue
@@ -438,7 +439,7 @@ def serve(
             if signals.received is not None:
                 log.info(f"received {signal.Signals(signals.received).name}: finishing")
                 if not eof:  # metrics already written to us still come back
-                    buf = _at_stop(log, infd, buf)
+                    buf = _at_stop(log, infd, buf, quote)
                 break
             if infd in ready and not eof:
                 data = _read(infd)
@@ -509,16 +510,28 @@ def _drain(fd: int, buf: bytes, limit: int = 64 * _READ_SIZE) -> tuple[bytes, bo
     return b"".join(parts), False
 
 
-def _at_stop(log: Log, infd: int, buf: bytes) -> bytes:
-    """``buf`` with what ``infd`` holds at a stop (SIGTERM, SIGINT; :func:`_drain`), up to its last newline.
+def _at_stop(log: Log, infd: int, buf: bytes, quote: _OpenQuote) -> bytes:
+    """``buf`` (the input not yet processed or passed on) with what ``infd`` holds at a stop (SIGTERM, SIGINT;
+    :func:`_drain`), up to its last whole metric.
 
-    With stdin still open, the bytes after that newline are a metric whose writer has not sent the rest
-    yet (``v=12`` of ``v=123``): scored, it would be a wrong value without its timestamp (stored at "now")
-    and learned. They are dropped, one ``W!`` line says how many. At EOF (Telegraf closed stdin) a last
-    line without a newline is a whole metric, and is kept.
+    With stdin still open, the bytes after it are a metric whose writer has not sent the rest yet: ``v=12`` of
+    ``v=123`` (scored, a wrong value without its timestamp, stored at "now" and learned), or the first lines
+    of a string value open across lines (scored, bad lines; passed through, half a metric). They are dropped,
+    one ``W!`` line says how many. Only a metric open across lines that was given up already (``quote``: its
+    closing quote did not come within :data:`QUOTE_GRACE`, a bad line) is not: its lines are cut as bad lines
+    are, so that a quote never closed drops no metric after it; then the cut is at the last newline. At EOF
+    (Telegraf closed stdin) a last line without a newline is a whole metric, and is kept.
     """
+    held = len(buf)
     buf, eof = _drain(infd, buf)
-    cut = len(buf) if eof else buf.rfind(b"\n") + 1
+    if eof:
+        return buf
+    if len(buf) > held:
+        quote.more(buf[:held], buf[held:])
+    cut = buf.rfind(b"\n") + 1
+    whole = whole_end(buf)
+    if whole < cut and (whole or not quote.given_up()):  # (whole: a metric began after the one that waited)
+        cut = whole
     if cut < len(buf):
         log.warn(f"stopped with stdin still open: dropped the last {plural(len(buf) - cut, 'byte')}, a metric "
                  "not yet ended by a newline (its rest not written yet): not scored, learned or written")
