@@ -261,15 +261,9 @@ def test_sigterm_mid_stream_exits_zero_and_returns_everything_written(start) -> 
     check_log_lines(proc.stderr)
 
 
-@pytest.mark.parametrize("stop", ["SIGTERM", "EOF"])
-@pytest.mark.parametrize("mode", ["scoring", "passing through"])
-def test_a_stop_with_stdin_open_drops_a_last_line_not_yet_ended(start, tmp_path: Path, stop: str, mode: str) -> None:
-    """A SIGTERM that came while stdin was still open (an operator's kill; Telegraf closes stdin first) scored
-    the bytes after the last newline as a whole metric: of ``v=123 T`` half-written, ``v=12`` went out without
-    its timestamp (stored at "now") and was learned; a fragment ``m`` went out as a line passed through
-    unchanged. Now those bytes are dropped with one W! line saying how many: not scored, learned or written,
-    also by a run that passes every metric through (here: a state folder it may not write). At EOF
-    (Telegraf's stop) a last line without a newline is still a whole metric, as before."""
+def _run_in_mode(start, tmp_path: Path, mode: str) -> tuple[Proc, Path]:  # type: ignore[no-untyped-def]
+    """A ready ``riverguard run`` with its state folder (``st``): scoring, or "passing through" (a state
+    folder it may not write)."""
     from conftest import RIVERGUARD, as_a_user
 
     state = tmp_path / "st"
@@ -279,6 +273,25 @@ def test_a_stop_with_stdin_open_drops_a_last_line_not_yet_ended(start, tmp_path:
         state.mkdir(mode=0o555)
     proc = start("run", "--state", f"{state}/", cmd=[*prefix, *RIVERGUARD])
     proc.ready()
+    return proc, state
+
+
+def _dropped_at_stop(size: int) -> bytes:
+    """The W! line of a stop with stdin open that dropped ``size`` bytes of a metric not yet ended."""
+    return (b"W! [riverguard] stopped with stdin still open: dropped the last %d bytes, a metric not yet ended by "
+            b"a newline (its rest not written yet): not scored, learned or written" % size)
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "EOF"])
+@pytest.mark.parametrize("mode", ["scoring", "passing through"])
+def test_a_stop_with_stdin_open_drops_a_last_line_not_yet_ended(start, tmp_path: Path, stop: str, mode: str) -> None:
+    """A SIGTERM that came while stdin was still open (an operator's kill; Telegraf closes stdin first) scored
+    the bytes after the last newline as a whole metric: of ``v=123 T`` half-written, ``v=12`` went out without
+    its timestamp (stored at "now") and was learned; a fragment ``m`` went out as a line passed through
+    unchanged. Now those bytes are dropped with one W! line saying how many: not scored, learned or written,
+    also by a run that passes every metric through (here: a state folder it may not write). At EOF
+    (Telegraf's stop) a last line without a newline is still a whole metric, as before."""
+    proc, state = _run_in_mode(start, tmp_path, mode)
     whole, unfinished = b"cpu,host=a v=1 1764288000000000000\n", b"cpu,host=a v=12"  # (the rest: "3 17642880...")
     proc.write(whole + unfinished)  # one write, one read: the first line back, the second was read too
     assert proc.wait_lines(1, 10), proc.stderr
@@ -292,8 +305,7 @@ def test_a_stop_with_stdin_open_drops_a_last_line_not_yet_ended(start, tmp_path:
     assert (strip_added(proc.stdout) if mode == "scoring" else proc.stdout) == sent
     warnings = [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")]
     if stop == "SIGTERM":
-        assert warnings == [b"W! [riverguard] stopped with stdin still open: dropped the last 15 bytes, a metric not "
-                            b"yet ended by a newline (its rest not written yet): not scored, learned or written"]
+        assert warnings == [_dropped_at_stop(15)]
     else:
         assert warnings == [], proc.stderr
     check_log_lines(proc.stderr)
@@ -313,15 +325,7 @@ def test_a_stop_with_stdin_open_drops_a_string_value_open_across_lines_whole(
     lines, parse_errors) or passed through as half a metric. Now the metric is dropped whole, with the W! line
     of a metric not yet ended. A quote never closed is not waited for longer than serve waits for it
     (QUOTE_GRACE after its last bytes): given up, it is a bad line, and the metrics after it come back."""
-    from conftest import RIVERGUARD, as_a_user
-
-    state = tmp_path / "st"
-    prefix: list[str] = []
-    if mode == "passing through":
-        prefix = as_a_user(tmp_path)
-        state.mkdir(mode=0o555)
-    proc = start("run", "--state", f"{state}/", cmd=[*prefix, *RIVERGUARD])
-    proc.ready()
+    proc, _ = _run_in_mode(start, tmp_path, mode)
     whole = b"cpu,host=a v=1 1764288000000000000\n"
     proc.write(whole)
     assert proc.wait_lines(1, 10), proc.stderr
@@ -344,9 +348,7 @@ def test_a_stop_with_stdin_open_drops_a_string_value_open_across_lines_whole(
     assert proc.wait(10) == 0, proc.stderr
     assert (strip_added(proc.stdout) if mode == "scoring" else proc.stdout) == kept
     warnings = [line for line in proc.stderr.splitlines() if line.startswith(b"W! ")]
-    assert warnings == [b"W! [riverguard] stopped with stdin still open: dropped the last %d bytes, a metric not "
-                        b"yet ended by a newline (its rest not written yet): not scored, learned or written"
-                        % len(b"".join(dropped))]
+    assert warnings == [_dropped_at_stop(len(b"".join(dropped)))]
     errors = [line for line in proc.stderr.splitlines() if line.startswith(b"E! ")]
     if mode == "scoring":  # the given-up quote is the one bad line
         assert len(errors) == (case == "given up"), proc.stderr
