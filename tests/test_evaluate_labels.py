@@ -519,38 +519,116 @@ def test_the_rows_read_and_the_samples_kept_are_told_apart(tmp_path: Path, zscor
     ), result.stdout
 
 
-def _unscored_told(tmp_path: Path, names: tuple[str, ...], rule: str) -> tuple[str, Path]:
+def _unscored_told(tmp_path: Path, names: tuple[str, ...], rule: str, *args: str,
+                   code: int = 0) -> tuple[str, Path]:
     """What evaluate says on stderr for a folder ``disk`` of labelled files ``names`` and a config of one
-    zscore rule, with lines ``rule`` (``measurement = ...``); and the config."""
+    zscore rule, with lines ``rule`` (``measurement = ...``) and options ``args``; and the config. It exits
+    with ``code``, and prints nothing on stdout when that is not 0."""
     folder = tmp_path / "disk"
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     for name in names:
         series(folder / name, spikes={500: 50.0}, labels={500})
     config = tmp_path / "rule.toml"
     config.write_text(f'[[rule]]\nname = "r"\n{rule}detector = "zscore"\n')
-    result = evaluate("--labels", str(folder), "--config", str(config), "--json")
-    assert result.returncode == 0, result.stderr
+    result = evaluate("--labels", str(folder), "--config", str(config), "--json", *args)
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr and (code == 0 or result.stdout == ""), result.stdout
     return result.stderr, config
 
 
-def test_samples_no_rule_scored_are_told_with_what_a_rule_must_match(tmp_path: Path):
-    """A config written for the user's own metrics (`measurement = "cpu"`) scores none of evaluate's: the W! line
-    said only "no rule matched"; it now says what evaluate's metrics are, so the rule can be written."""
-    told, config = _unscored_told(tmp_path, ("host 1.csv",), 'measurement = "cpu"\nfields = ["usage_*"]\n')
+def test_a_config_that_scores_no_sample_is_an_error_that_says_what_a_rule_must_match(tmp_path: Path):
+    """A config written for the user's own metrics (`measurement = "cpu"`) scores none of evaluate's: it printed a
+    W! line and tables of windows never hit at a threshold swept to "never", and exited 0. Figures of a run
+    that scored nothing mean nothing: it is a config that does not fit, E! and exit 2, saying what the
+    metrics are and how to make the rules see them."""
+    told, config = _unscored_told(tmp_path, ("host 1.csv",), 'measurement = "cpu"\nfields = ["usage_*"]\n', code=2)
     assert told == (
-        f"W! [riverguard] {ROWS} of the {ROWS} samples carried no score (no rule matched, or the detector failed):"
-        ' evaluate scores each row as a metric of measurement "nab", tags category (the folder) and file, and one'
-        ' field "value" (nab,category=disk,file=host\\ 1.csv value=...), so a rule must match measurement "nab"'
-        ' and field "value"\n'
+        f"E! [riverguard] none of the {ROWS} samples carried a score (no rule of {config} matched, or the detector"
+        ' failed): evaluate scores each row as a metric of measurement "nab", tags category (the folder) and file,'
+        ' and one field "value" (nab,category=disk,file=host\\ 1.csv value=...): give --measurement, --field (and'
+        ' --tag KEY=VALUE) as the series your rules select has them, or a rule for measurement "nab" and field'
+        ' "value"\n'
     )
     # Written so, the rule scores every sample.
     config.write_text('[[rule]]\nname = "nab"\nmeasurement = "nab"\nfields = ["value"]\ndetector = "zscore"\n')
     assert report(tmp_path / "disk" / "host 1.csv", config=config)["unscored_rows"] == 0
 
 
+PRODUCTION = 'measurement = "cpu"\nfields = ["usage_*"]\ntags = { host = "web1" }\n'
+
+
+def test_measurement_field_and_tag_feed_the_files_as_the_series_the_production_rules_select(tmp_path: Path):
+    """To tune the rule of a production config (`measurement = "cpu"`, a host's usage fields), the rule had to
+    be rewritten for measurement "nab" and field "value". --measurement, --field and --tag feed each file as
+    that series (the file's category and file tags kept): the production rule scores every sample, with the
+    figures of the same rule rewritten for evaluate's own metrics."""
+    shaped = ("--measurement", "cpu", "--field", "usage_idle", "--tag", "host=web1")
+    told, config = _unscored_told(tmp_path, ("a.csv", "b.csv"), PRODUCTION, *shaped)
+    assert told == ""
+    result = evaluate("--labels", str(tmp_path / "disk"), "--config", str(config), "--json", *shaped)
+    production = json.loads(result.stdout)
+    rewritten = tmp_path / "nab.toml"
+    rewritten.write_text('[[rule]]\nname = "r"\nmeasurement = "nab"\nfields = ["value"]\ndetector = "zscore"\n')
+    own = report(tmp_path / "disk", config=rewritten)
+    assert production["unscored_rows"] == 0 and production["configured_thresholds"] == [0.999]
+    for key in ("profiles", "events", "per_file", "labels"):
+        assert production[key] == own[key], key
+    assert production["events"]["caught"] == 2
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (("--tag", "host"), "argument --tag: 'host' is not KEY=VALUE"),
+    (("--tag", "host="), "argument --tag: give a name of UTF-8 text, not empty, without control characters"),
+    (("--tag", "file=a.csv"), "argument --tag: file is the tag evaluate gives each file itself: give another key"),
+    (("--measurement", ""), "argument --measurement: give a name of UTF-8 text, not empty, without control "
+     "characters"),
+    (("--field", "a\nb"), "argument --field: give a name of UTF-8 text, not empty, without control characters"),
+])
+def test_a_bad_measurement_field_or_tag_is_a_usage_error(tmp_path: Path, option: tuple[str, str], message: str):
+    result = evaluate("--labels", str(series(tmp_path / "a.csv")), *option)
+    assert (result.returncode, result.stdout) == (2, "") and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"E! [riverguard] riverguard evaluate: {message} (see "), result.stderr
+
+
+def test_measurement_and_field_feed_a_nab_layout_folder_too_and_not_published_outputs(tmp_path: Path):
+    root = tmp_path / "corpus"
+    (root / "data" / "cat").mkdir(parents=True)
+    rows = [f"{stamp(i)},{50.0 if i == 300 else 10.0}" for i in range(400)]
+    (root / "data" / "cat" / "a.csv").write_text("timestamp,value\n" + "\n".join(rows) + "\n")
+    (root / "windows.json").write_text(json.dumps({"cat/a.csv": [[stamp(295), stamp(305)]]}))
+    config = tmp_path / "cpu.toml"
+    config.write_text('[[rule]]\nmeasurement = "cpu"\nfields = ["usage_idle"]\ndetector = "zscore"\nwarmup = 10\n')
+    result = evaluate("--nab", str(root), "--config", str(config), "--json", "--measurement", "cpu", "--field",
+                      "usage_idle")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    data = json.loads(result.stdout)
+    assert data["unscored_rows"] == 0 and data["events"]["caught"] == 1
+    result = evaluate("--nab", str(root), "--config", str(config))
+    assert result.returncode == 2 and result.stderr.startswith("E! [riverguard] none of the 400 samples"), result.stderr
+    (root / "reference" / "x").mkdir(parents=True)
+    result = evaluate("--nab", str(root), "--reference", "x", "--tag", "host=a")
+    assert (result.returncode, result.stdout) == (2, "") and result.stderr == (
+        "E! [riverguard] --reference scores published outputs of a NAB-layout folder; it cannot be combined with"
+        " --tag\n"
+    )
+
+
+def test_a_config_that_misses_the_shape_given_is_told_with_that_shape(tmp_path: Path):
+    told, config = _unscored_told(tmp_path, ("a.csv",), PRODUCTION, "--measurement", "cpu", "--field",
+                                  "usage_idle", "--tag", "host=db1", "--tag", "dc=eu", code=2)
+    assert told == (
+        f"E! [riverguard] none of the {ROWS} samples carried a score (no rule of {config} matched, or the detector"
+        ' failed): evaluate scores each row as a metric of measurement "cpu", tags category (the folder), dc, file'
+        ' and host, and one field "usage_idle" (cpu,category=disk,dc=eu,file=a.csv,host=db1 usage_idle=...): give'
+        ' --measurement, --field (and --tag KEY=VALUE) as the series your rules select has them, or a rule for'
+        ' measurement "cpu" and field "usage_idle"\n'
+    )
+
+
 def test_samples_left_unscored_while_others_were_scored_get_no_hint_on_what_a_rule_must_match(tmp_path: Path):
     """The hint on what a rule must match was added to every count of unscored samples, also where the rules
-    did match evaluate's metrics (some scored, or a detector failed): it is for when none was scored."""
+    did match evaluate's metrics (some scored, or a detector failed): it is for when none was scored, and then
+    it is an error; a partial miss stays a W! line."""
     told, _ = _unscored_told(tmp_path, ("a.csv", "b.csv"), 'measurement = "nab"\ntags = { file = "a.csv" }\n')
     assert told == (
         f"W! [riverguard] {ROWS} of the {2 * ROWS} samples carried no score (no rule matched, or the detector"

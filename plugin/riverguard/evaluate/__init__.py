@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..log import Progress, plural
+from ..log import Progress, plural, printable
+from .shape import FIELD, FILE_TAGS, MEASUREMENT, Shape
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Config
@@ -75,7 +76,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detector",
         metavar="NAME",
-        help="score with this registered detector (default parameters) instead of the config's rules",
+        help="score with this registered detector (default parameters) instead of the config's rules (with "
+        "--config, only its [output] settings are used: a W! line says so)",
+    )
+    shape = parser.add_argument_group(
+        "the metric each row becomes (so that the rules written for a series score a file as that series)"
+    )
+    shape.add_argument("--measurement", metavar="NAME", type=_name, default=MEASUREMENT,
+                       help=f"the measurement (default: {MEASUREMENT})")
+    shape.add_argument("--field", metavar="NAME", type=_name, default=FIELD,
+                       help=f"the field that holds the value (default: {FIELD})")
+    shape.add_argument(
+        "--tag", metavar="KEY=VALUE", type=_tag_option, action="append", default=[],
+        help=f"a tag besides {' and '.join(FILE_TAGS)} (the file's folder and name, which tell the files apart); "
+        "repeatable",
     )
     parser.add_argument(
         "--reference",
@@ -84,15 +98,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _what_rules_see(files: list[Any]) -> str:
-    """What evaluate's metrics look like to a config's rules, for the W! line when no sample was scored: the
-    rule a user wrote for their own metrics (``measurement = "cpu"``) matches none of them."""
-    from .runner import FIELD, MEASUREMENT, file_series
+def _name(text: str) -> str:
+    """A measurement, field, tag key or tag value given on the command line: UTF-8 text, not empty, without
+    control characters."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = ""
+    if not text or printable(text) != text:
+        raise argparse.ArgumentTypeError("give a name of UTF-8 text, not empty, without control characters")
+    return text
 
-    example = file_series(files[0]).decode("utf-8", "backslashreplace")
-    return (f': evaluate scores each row as a metric of measurement "{MEASUREMENT}", tags category (the folder) and'
-            f' file, and one field "{FIELD}" ({example} {FIELD}=...), so a rule must match measurement'
-            f' "{MEASUREMENT}" and field "{FIELD}"')
+
+def _tag_option(text: str) -> tuple[str, str]:
+    """``--tag KEY=VALUE``: neither empty, the key not one of :data:`FILE_TAGS`."""
+    key, equals, value = text.partition("=")
+    if not equals:
+        raise argparse.ArgumentTypeError(f"{printable(text)!r} is not KEY=VALUE")
+    if key in FILE_TAGS:
+        raise argparse.ArgumentTypeError(f"{key} is the tag evaluate gives each file itself: give another key")
+    return _name(key), _name(value)
+
+
+def _what_rules_see(files: list[Any], shape: Shape) -> str:
+    """What evaluate's metrics look like to a config's rules, for the E! line when no sample was scored: the
+    rule a user wrote for their own metrics (``measurement = "cpu"``) matches none of them."""
+    from .runner import file_series
+
+    example = file_series(files[0], shape).decode("utf-8", "backslashreplace")
+    keys = sorted([*FILE_TAGS, *(k for k, _ in shape.tags)])
+    tags = ", ".join(f"{k} (the folder)" if k == "category" else k for k in keys[:-1]) + f" and {keys[-1]}"
+    return (f'evaluate scores each row as a metric of measurement "{shape.measurement}", tags {tags}, and one'
+            f' field "{shape.field}" ({example} {shape.field}=...): give --measurement, --field (and --tag'
+            f' KEY=VALUE) as the series your rules select has them, or a rule for measurement "{shape.measurement}"'
+            f' and field "{shape.field}"')
 
 
 def _tell_probation(per_file: list[dict[str, Any]], log: Log, shown: int = 3) -> None:
@@ -145,9 +184,12 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     from .report import evaluate_events, evaluate_scores, format_tables
     from .runner import run_corpus
 
-    if args.reference and (args.detector or args.labels):
+    shape = Shape(args.measurement, args.field, tuple(dict(args.tag).items()))
+    reshaped = [o for o, given in (("--measurement", shape.measurement != MEASUREMENT),
+                                   ("--field", shape.field != FIELD), ("--tag", shape.tags)) if given]
+    if args.reference and (args.detector or args.labels or reshaped):
         log.error("--reference scores published outputs of a NAB-layout folder; it cannot be combined with "
-                  + ("--detector" if args.detector else "--labels"))
+                  + ("--detector" if args.detector else "--labels" if args.labels else reshaped[0]))
         return EXIT_USAGE
     if args.detector:  # (before any file is looked for or read: a wrong name is the first thing to hear)
         if args.detector not in detectors.REGISTRY and args.detector != "default":
@@ -208,7 +250,7 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
     else:
         progress = Progress(rows, "evaluate") if sys.stderr.isatty() else None
         try:
-            runs = run_corpus(config, files, log, progress)
+            runs = run_corpus(config, files, log, progress, shape)
         finally:
             if progress:
                 progress.close()
@@ -229,9 +271,13 @@ def main(args: argparse.Namespace, config: Config, log: Log) -> int:
             + (f", detector {args.detector}" if args.detector else "")
             + f" ({describe(files)})"
         )
-        if unscored:
-            log.warn(f"{unscored} of the {plural(rows, 'sample')} carried no score (no rule matched, or the detector failed)"
-                     + (_what_rules_see(files) if unscored == rows else ""))  # (some scored: the rules see them)
+        if unscored == rows:  # a config that does not fit the metrics: no figure means anything
+            log.error(f"none of the {plural(rows, 'sample')} carried a score (no rule of {config.source} matched, or"
+                      f" the detector failed): {_what_rules_see(files, shape)}")
+            return EXIT_USAGE
+        if unscored:  # (some scored: the rules see the metrics)
+            log.warn(f"{unscored} of the {plural(rows, 'sample')} carried no score (no rule matched, or the detector"
+                     " failed)")
         event_flags, event_threshold = flags, (thresholds[0] if len(thresholds) == 1 else None)
     per_file: list[dict[str, Any]] = [
         {"file": f.key, "category": f.category, "rows": f.rows, "windows": len(f.windows)} for f in files

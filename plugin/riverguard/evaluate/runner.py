@@ -1,7 +1,7 @@
 """Run NAB files through riverguard's engine and read the scores back from its output.
 
-Each CSV becomes line protocol (``nab,category=<c>,file=<f> value=<v> <ns>``),
-goes through :class:`riverguard.engine.Engine` exactly as in ``riverguard
+Each CSV becomes line protocol (``nab,category=<c>,file=<f> value=<v> <ns>``;
+another measurement, field and more tags with a :class:`Shape`), goes through :class:`riverguard.engine.Engine` exactly as in ``riverguard
 run``/``replay`` (:func:`riverguard.stream.process_chunks`), and the score and
 flag of every row are read from the fields the engine added to the output
 lines (``value<score_suffix>`` and ``value<flag_suffix>``; under a ``scope =
@@ -33,23 +33,31 @@ from ..lineprotocol import FLOAT, ParseError, escape_key, escape_measurement, ra
 from ..log import Log
 from ..stream import process_chunks
 from .corpus import NabFile, parse_value
+from .shape import FIELD, FILE_TAGS, MEASUREMENT, Shape
 
 __all__ = [
-    "FIELD", "MEASUREMENT", "FileRun", "OutputRow", "file_series", "read_output", "run_file", "run_lines",
-    "to_line_protocol",
+    "FIELD", "MEASUREMENT", "FILE_TAGS", "FileRun", "OutputRow", "Shape", "file_series", "read_output", "run_file",
+    "run_lines", "to_line_protocol",
 ]
 
-MEASUREMENT = "nab"
-FIELD = "value"
 _CHUNK = 1 << 16
 
 _TRUE = {b"t", b"T", b"true", b"True", b"TRUE"}
 _FALSE = {b"f", b"F", b"false", b"False", b"FALSE"}
 
 
-def file_series(f: NabFile, measurement: str = MEASUREMENT) -> bytes:
-    """Measurement and tags of the file's metrics, escaped."""
-    return escape_measurement(measurement) + b",category=" + _tag(f.category) + b",file=" + _tag(f.name)
+def file_series(f: NabFile, shape: Shape = Shape()) -> bytes:
+    """Measurement and tags of the file's metrics, escaped, the tags in key order as Telegraf writes them.
+
+    >>> from pathlib import Path
+    >>> f = NabFile("c/x.csv", "c", "x.csv", Path("x"), np.array([0]), ["1"])
+    >>> print(file_series(f).decode(), file_series(f, Shape("cpu", "usage_idle", (("host", "web 1"),))).decode())
+    nab,category=c,file=x.csv cpu,category=c,file=x.csv,host=web\\ 1
+    """
+    tags = sorted([*zip(FILE_TAGS, (f.category, f.name), strict=True), *shape.tags])
+    return escape_measurement(shape.measurement) + b"".join(
+        b"," + escape_key(key) + b"=" + _tag(value) for key, value in tags
+    )
 
 
 def _tag(name: str) -> bytes:
@@ -63,7 +71,7 @@ def _tag(name: str) -> bytes:
     return escape_key(name, "surrogateescape").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
 
 
-def to_line_protocol(f: NabFile, measurement: str = MEASUREMENT) -> bytes:
+def to_line_protocol(f: NabFile, shape: Shape = Shape()) -> bytes:
     """The file as line protocol, one metric per row, nanosecond timestamps.
 
     >>> import numpy as np
@@ -73,7 +81,7 @@ def to_line_protocol(f: NabFile, measurement: str = MEASUREMENT) -> bytes:
     nab,category=c,file=x\\ y.csv value=1.0 0
     nab,category=c,file=x\\ y.csv value=2.5 300000000000
     """
-    head = file_series(f, measurement) + b" " + escape_key(FIELD) + b"="
+    head = file_series(f, shape) + b" " + escape_key(shape.field) + b"="
     lines = []
     for i, (text, ts) in enumerate(zip(f.values, f.timestamps.tolist(), strict=True)):
         try:
@@ -156,16 +164,17 @@ class FileRun(NamedTuple):
     thresholds: frozenset[float]  # the thresholds of the rules that scored the file
 
 
-def run_file(config: Config, f: NabFile, log: Log | None = None) -> FileRun:
-    """Run one file through a fresh engine; scores and flags come from the output lines."""
+def run_file(config: Config, f: NabFile, log: Log | None = None, shape: Shape = Shape()) -> FileRun:
+    """Run one file, as metrics of ``shape``, through a fresh engine; scores and flags come from the output
+    lines."""
     engine = Engine(config, log or Log("error"))
-    out = run_lines(engine, to_line_protocol(f))
+    out = run_lines(engine, to_line_protocol(f, shape))
     names = config.output
-    rows = read_output(out, names.score_suffix, names.flag_suffix,
+    rows = read_output(out, names.score_suffix, names.flag_suffix, shape.field,
                        metric=(names.metric_score_field, names.metric_flag_field))
     if len(rows) != f.rows:
         raise ValueError(f"{f.key}: riverguard wrote {len(rows)} metrics for {f.rows} rows")
-    series = file_series(f)
+    series = file_series(f, shape)
     scores = np.zeros(f.rows)
     flags = np.zeros(f.rows, dtype=bool)
     unscored = 0
@@ -188,11 +197,12 @@ def run_corpus(
     files: list[NabFile],
     log: Log | None = None,
     progress: Callable[[int], None] | None = None,
+    shape: Shape = Shape(),
 ) -> list[FileRun]:
     """:func:`run_file` for each file; ``progress`` is called with each file's row count."""
     runs = []
     for f in files:
-        runs.append(run_file(config, f, log))
+        runs.append(run_file(config, f, log, shape))
         if progress:
             progress(f.rows)
     return runs
