@@ -422,3 +422,47 @@ def test_every_link_in_the_readme_and_docs_leads_somewhere() -> None:
             elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
                 broken.append(f"{page.name}: {target} (no such heading)")
     assert not broken, "\n".join(broken)
+
+
+def _help(command: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "riverguard", *command.split(), "--help"],
+                            capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _commands_table() -> dict[str, set[str]]:
+    """The options each command's rows of the README's Commands table name, by command (``state inspect``)."""
+    section = README.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, set[str]] = {}
+    for cell in re.findall(r"^\| `riverguard ([^`]+)` \|", section, re.M):
+        words = cell.split()
+        command = " ".join(words[:2]) if words[0] == "state" else words[0]
+        rows.setdefault(command, set()).update(re.findall(r"--[a-z][a-z-]*", cell))
+    return rows
+
+
+def test_the_commands_table_names_every_option_of_each_commands_help() -> None:
+    """The Commands table left out options its commands' --help lists (`pull --until`, `--chunk-size`,
+    `--measurement`, `--config`, `--state`, 2.x's options; `replay --precision`) and wrote `evaluate ...`: the
+    rows of each command together name what its --help does, no more (`--log-level`: the line below the table),
+    and each argument of a --help says what it is (`check-config PATH` did not)."""
+    table = _commands_table()
+    help_commands = set(re.findall(r"^    ([a-z-]+)", _help(""), re.M))
+    assert set(table) == help_commands - {"state"} | {"state inspect"}, sorted(table)
+    logged = re.search(r"^((?:`\w+`(?:, | and ))+`\w+`) also take `--log-level error\|warn\|info\|debug`", README,
+                       re.M)
+    assert logged, "the README lost the line on --log-level below the Commands table"
+    with_log_level = set(re.findall(r"`(\w+)`", logged.group(1)))
+    undescribed = []
+    for command, named in table.items():
+        text = _help(command)
+        usage = text.split("\n\n", 1)[0]
+        options = set(re.findall(r"(?:\[|\| )(--[a-z][a-z-]*)", usage)) - {"--log-level"}
+        assert named == options, (command, "only in --help:", options - named, "only in the README:", named - options)
+        assert ("--log-level" in usage) == (command in with_log_level), command
+        # an argument's line: its name, then its description on that line or the next, indented
+        for m in re.finditer(r"^  (-[^\n]*?|[A-Z][A-Z_.]*(?: \[[^\n]*\])?)(?:  +\S.*)?\n(?=(\s{3,}\S)?)", text, re.M):
+            if not re.search(r"\S  +\S", m.group(0).strip()) and not m.group(2):
+                undescribed.append(f"{command} {m.group(1).strip()}")
+    assert not undescribed, undescribed

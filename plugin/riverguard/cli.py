@@ -117,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     _pull_arguments(pull)
 
     check = sub.add_parser("check-config", help="validate a config and print the resolved rules")
-    check.add_argument("path", metavar="PATH")
+    check.add_argument("path", metavar="PATH", help="the riverguard TOML config to check")
 
     sub.add_parser("sample-config", help="print the documented sample config")
     from .collect import add_parser as _collect_parser
@@ -133,7 +133,7 @@ def _parser() -> argparse.ArgumentParser:
     state = sub.add_parser("state", help="work with checkpoint files")
     state_sub = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     inspect = state_sub.add_parser("inspect", help="print a summary of a checkpoint as JSON")
-    inspect.add_argument("path", metavar="PATH")
+    inspect.add_argument("path", metavar="PATH", help="the checkpoint file (msgpack) to read")
     inspect.add_argument(
         "--series", nargs="?", const="*", metavar="GLOB",
         help="list the series (matching GLOB) instead, one JSON object per line: key, detector, samples, "
