@@ -709,3 +709,20 @@ def test_a_nab_layout_takes_csv_files_whatever_the_case_of_their_suffix(tmp_path
     result = evaluate("--nab", str(root), "--json")
     assert result.returncode == 0, result.stderr
     assert [f["file"] for f in json.loads(result.stdout)["per_file"]] == ["disk/B.CSV", "disk/a.csv"]
+
+
+def test_the_tables_say_why_nab_fp_and_event_wise_false_alarms_differ(tmp_path: Path, zscore: Path):
+    """A run printed `FP 3` in the profile tables and `false alarms 1` event-wise without a word on why: a line
+    under the event-wise header now says how each counts (runs of flags; NAB: flagged samples)."""
+    f = series(tmp_path / "a.csv", spikes={500: 50.0, 800: 50.0, 801: 50.0, 802: 50.0}, labels={500})
+    result = evaluate("--labels", str(f), "--config", str(zscore), "--profile", "standard")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert re.fullmatch(r"corpus +[0-9.]+ +1/1 +3 .*", lines[6]), lines[6]  # the configured threshold's FP
+    at = lines.index("event-wise (configured threshold 0.999; caught: a flag inside the event or within 5 sample "
+                     "intervals after it)")
+    assert lines[at + 1] == (
+        "(false alarms: runs of flags outside events and tolerance, one per run and per further 5 intervals it lasts;"
+        " NAB's FP: flagged samples outside its wider windows)"
+    )
+    assert re.fullmatch(r"corpus +1 +1 +1\.000 +1 .*", lines[at + 4]), lines[at + 4]

@@ -125,6 +125,8 @@ def _event_table(report: dict[str, Any], width: int) -> list[str]:
         "",
         f"event-wise ({basis}{'' if th is None else f' {th:g}'}; caught: a flag inside the event or within "
         f"{ev['tolerance_intervals']} sample intervals after it)",
+        f"(false alarms: runs of flags outside events and tolerance, one per run and per further "
+        f"{ev['tolerance_intervals']} intervals it lasts; NAB's FP: flagged samples outside its wider windows)",
     ]
     head = ("events", "caught", "recall", "false alarms", "precision", "F1", "FA/series-day", "median delay")
     lines.append((f"{'category':<{width}}" + "".join(f"  {h:>{max(len(h), 7)}}" for h in head)).rstrip())
