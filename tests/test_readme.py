@@ -466,3 +466,27 @@ def test_the_commands_table_names_every_option_of_each_commands_help() -> None:
             if not re.search(r"\S  +\S", m.group(0).strip()) and not m.group(2):
                 undescribed.append(f"{command} {m.group(1).strip()}")
     assert not undescribed, undescribed
+
+
+def test_the_epoch_conversion_gives_a_labelled_file_evaluate_takes(tmp_path: Path) -> None:
+    """`--labels` refuses epoch timestamps, and the README did not say how to convert a file that has them: the
+    one-line conversion it now gives makes a file evaluate reads as the same series written in ISO 8601."""
+    line = re.search(r"`(python3 -c '[^`]+') <epoch\.csv >labelled\.csv`", README)
+    assert line, "the README lost the conversion of epoch timestamps"
+    start = 1_767_225_600  # 2026-01-01 00:00:00 UTC
+    rows = [(start + 60 * i, 50.0 if i == 400 else 10.0, int(i == 400)) for i in range(600)]
+    (tmp_path / "epoch.csv").write_text("timestamp,value,label\n" + "".join(f"{t},{v},{x}\n" for t, v, x in rows))
+    iso = tmp_path / "iso.csv"
+    iso.write_text("timestamp,value,label\n" + "".join(
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(t))},{v},{x}\n" for t, v, x in rows))
+    evaluate = [sys.executable, "-m", "riverguard", "evaluate", "--json", "--labels"]
+    refused = subprocess.run([*evaluate, "epoch.csv"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert refused.returncode == 2 and "is not ISO 8601" in refused.stderr, refused.stderr
+    subprocess.run(f"{line.group(1)} <epoch.csv >labelled.csv", shell=True, check=True, cwd=tmp_path, timeout=60)
+    figures = []
+    for name in ("labelled.csv", "iso.csv"):
+        result = subprocess.run([*evaluate, name], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        figures.append((data["profiles"], data["events"], data["rows"]))
+    assert figures[0] == figures[1] and figures[0][2] == 600
