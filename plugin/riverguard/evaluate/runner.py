@@ -1,10 +1,11 @@
 """Run NAB files through riverguard's engine and read the scores back from its output.
 
 Each CSV becomes line protocol (``nab,category=<c>,file=<f> value=<v> <ns>``;
-another measurement, field and more tags with a :class:`Shape`), goes through :class:`riverguard.engine.Engine` exactly as in ``riverguard
-run``/``replay`` (:func:`riverguard.stream.process_chunks`), and the score and
-flag of every row are read from the fields the engine added to the output
-lines (``value<score_suffix>`` and ``value<flag_suffix>``; under a ``scope =
+another measurement, field and more tags with a :class:`Shape`), goes through
+:class:`riverguard.engine.Engine` exactly as in ``riverguard run``/``replay``
+(:func:`riverguard.stream.process_chunks`), and the score and flag of every
+row are read from the fields the engine added to the output lines
+(``<field><score_suffix>`` and ``<field><flag_suffix>``; under a ``scope =
 "metric"`` rule the metric-level ``[output] metric_score_field`` and
 ``metric_flag_field``).
 
