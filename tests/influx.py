@@ -33,7 +33,10 @@ from typing import Any
 
 import pytest
 
-from conftest import free_port, wait_until
+try:
+    from tests.conftest import free_port, wait_until
+except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
+    from conftest import free_port, wait_until  # type: ignore[no-redef]
 
 __all__ = [
     "HeldWrites", "InfluxServer", "QuietHandler", "held_writes", "influxdb", "local_server", "stopped_while_held",
