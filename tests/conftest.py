@@ -53,6 +53,20 @@ def refused_line(config: str | Path) -> str:
             "Telegraf")
 
 
+#: What ``run`` adds to the E! line of a state path it cannot use (the line replay and check-config give),
+#: before it passes every metric through unscored.
+UNUSABLE = "; passing every metric through unscored until this process stops; fix that, then restart Telegraf"
+
+
+def passed_through(told: bytes, lines: int) -> bytes:
+    """``run``'s whole stderr (default log level) for a state path refused with the stderr ``told`` (one E!
+    line, as replay and check-config give it), after it passed ``lines`` lines through unscored."""
+    from riverguard.log import plural
+
+    return told.removesuffix(b"\n") + (f"{UNUSABLE}\nI! [riverguard] stopped after passing {plural(lines, 'line')} "
+                                       "through unscored\n").encode()
+
+
 @contextmanager
 def stdin_from(path: Path, data: bytes = b"") -> Iterator[None]:
     """fd 0 read from ``path`` (written with ``data``) for an in-process ``run``, then the test's own back."""

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from conftest import (LOG_PREFIXES, RIVERGUARD, ROOT, expiring_series, reader_gone, refused_line, run_cli, sensor_lines,
-                      stdin_from, strip_added, wait_until)
+from conftest import (LOG_PREFIXES, RIVERGUARD, ROOT, UNUSABLE, expiring_series, reader_gone, refused_line, run_cli,
+                      sensor_lines, stdin_from, strip_added, wait_until)
 from riverguard import __version__, cli
 from riverguard.detectors import resolve
 
@@ -518,6 +518,50 @@ def test_run_with_a_refused_config_says_so_before_any_input(tmp_path: Path, star
     assert proc.stderr.count(b"E! [riverguard] " + str(config).encode() + b": rule 1") == 2  # at start, at the first SIGHUP
 
 
+#: A state path no riverguard can use, whatever user it runs as (--state given in the folder the test runs in,
+#: holding rg.toml): made by the test, what the E! line says.
+_UNUSABLE_STATES = {
+    "fifo": ("fifo", "not a regular file or a folder"),
+    "folder at the checkpoint": ("st/", "is a folder, where the file should be"),
+    "under a file": ("a-file/rg.msgpack", "a-file is a file, not a folder"),
+    "/proc": ("/proc/riverguard-test/rg.msgpack", "on the kernel's proc filesystem"),
+    "the config": ("rg.toml", "--state rg.toml is the --config file rg.toml: refusing to overwrite what is being read"),
+}
+
+
+@pytest.mark.parametrize("case", list(_UNUSABLE_STATES))
+def test_run_with_a_state_path_it_cannot_use_passes_every_metric_through(tmp_path: Path, case: str) -> None:
+    """A state path no user can use (a FIFO, a folder where the checkpoint file goes, a file where a folder
+    should be, /proc, the config file itself) made run exit 2: under Telegraf's execd every metric written to
+    it was lost, and the restart met the same path, for ever. It now says the E! line replay gives (which
+    still exits 2), and what it does and what to do, then gives every metric back as it came, the health line
+    last (status=passthrough), exit 0 at EOF; no file is made, renamed or changed."""
+    state, says = _UNUSABLE_STATES[case]
+    (tmp_path / "rg.toml").write_text('[monitor]\ninterval = "1h"\n\n[[rule]]\nname = "all"\n')
+    if case == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+    elif case == "folder at the checkpoint":
+        (tmp_path / "st" / "riverguard.msgpack").mkdir(parents=True)
+    elif case == "under a file":
+        (tmp_path / "a-file").write_text("mine")
+
+    def files() -> dict[Path, tuple[int, bytes | None]]:
+        return {p: (p.lstat().st_mode, p.read_bytes() if p.is_file() else None) for p in sorted(tmp_path.rglob("*"))}
+
+    before = files()
+    ran = run_cli(["run", "--config", "rg.toml", "--state", state], input=_THREE, cwd=tmp_path)
+    replayed = run_cli(["replay", "--config", "rg.toml", "--state", state, "-"], input=_THREE, cwd=tmp_path)
+    assert files() == before
+    assert (replayed.returncode, replayed.stdout) == (2, b""), replayed.stderr
+    (told,) = replayed.stderr.decode().splitlines()
+    assert told.startswith("E! [riverguard] ") and says in told, told
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stderr.decode() == f"{told}{UNUSABLE}\nI! [riverguard] stopped after passing 3 lines through unscored\n"
+    health = ran.stdout.removeprefix(_THREE + b"\n")  # (the last metric ended before the health line)
+    assert health.startswith(b"riverguard,") and health.count(b"\n") == 1, ran.stdout
+    assert b",status=passthrough" in health.split(b" ")[0] and b"metrics=3i" in health, health
+
+
 # -- exit codes (README, "Exit codes") ---------------------------------------------
 
 #: Every usage error of every command: what was given is wrong (command line, config, a file or folder named,
@@ -530,7 +574,6 @@ USAGE_ERRORS = [
     (["replay", "--precision", "h", "in.lp"], (), "invalid choice"),
     (["check-config", "bad.toml"], (), 'unknown detector "zscroe"'),
     (["run", "--config", "bad.toml", "--bogus"], (), "unrecognized arguments: --bogus"),  # (not passed through)
-    (["run", "--state", "fifo"], (), "not a regular file"),
     (["replay", "--config", "bad.toml", "in.lp"], (), 'unknown detector "zscroe"'),  # (only run passes through)
     (["replay", "--config", "missing.toml", "in.lp"], (), "missing.toml: no such file"),
     (["replay", "missing.lp"], (), "cannot read missing.lp: no such file"),

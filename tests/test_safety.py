@@ -22,10 +22,12 @@ from pathlib import Path
 import pytest
 
 try:
-    from tests.conftest import RIVERGUARD, Proc, as_nobody, readme_example, run_cli, strip_added, wait_until
+    from tests.conftest import (RIVERGUARD, Proc, as_nobody, passed_through, readme_example, run_cli, strip_added,
+                                wait_until)
     from tests.influx import InfluxServer, held_writes, influxdb, stopped_while_held  # noqa: F401  (fixture)
 except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
-    from conftest import RIVERGUARD, Proc, as_nobody, readme_example, run_cli, strip_added, wait_until  # type: ignore[no-redef]
+    from conftest import (RIVERGUARD, Proc, as_nobody, passed_through, readme_example,  # type: ignore[no-redef]
+                          run_cli, strip_added, wait_until)
     from influx import InfluxServer, held_writes, influxdb, stopped_while_held  # type: ignore[no-redef]  # noqa: F401
 
 T0 = 1_700_000_000_000_000_000
@@ -96,7 +98,8 @@ def test_two_options_naming_one_file_are_refused_and_it_is_left_as_it_was(tmp_pa
     away, then failed with a traceback; --output, --report and --state naming one file wrote one over the
     other. Now any two of --config, the checkpoint, an input, --output and --report that are one file (a
     symlink, a ./ variant, the file in a --state folder) exit 2 with one E! line naming both, and no file
-    is renamed, created or written."""
+    is renamed, created or written; but run, which passes every metric through unscored (exit 0 at EOF)
+    after that line: exiting lost them under Telegraf's execd, and restarted into the same refusal."""
     (tmp_path / "rg.toml").write_text('[[rule]]\nname = "all"\n')
     (tmp_path / "self.toml").write_text('[state]\npath = "self.toml"\n\n[[rule]]\nname = "all"\n')
     (tmp_path / "rec.lp").write_bytes(stream(50))
@@ -108,13 +111,16 @@ def test_two_options_naming_one_file_are_refused_and_it_is_left_as_it_was(tmp_pa
         assert made.returncode == 0, made.stderr
     before = {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()}
     result = run_cli(args, cwd=tmp_path, input=stream(5, start=300), text=False)
-    # (a config check-config refuses: run passes the metrics through, tests/test_cli.py; the file is left all the same)
+    # (run passes the metrics through, the file left all the same; a config check-config refuses: tests/test_cli.py)
     refused = args == ["run", "--config", "self.toml"]
-    assert result.returncode == (0 if refused else 2), result.stderr
-    assert result.stdout == (stream(5, start=300) if refused else b"")
+    assert (result.returncode, result.stdout) == ((0, stream(5, start=300)) if args[0] == "run" else (2, b"")), \
+        result.stderr
     assert b"Traceback" not in result.stderr
     errors = [line.decode() for line in result.stderr.splitlines() if line.startswith(b"E! ")]
     assert len(errors) == 1 + refused and errors[0].startswith("E! [riverguard] " + message), result.stderr
+    if args[0] == "run" and not refused:
+        assert result.stderr == passed_through(f"E! [riverguard] {message}: refusing to overwrite what is being read"
+                                               .encode(), 10)
     assert {p: p.read_bytes() for p in sorted(tmp_path.rglob("*")) if p.is_file()} == before
 
 
@@ -661,20 +667,23 @@ def test_a_failing_checkpoint_is_an_error_at_once_and_a_failed_exit(tmp_path: Pa
 
 
 def test_a_state_path_under_a_file_says_that_file_is_not_a_folder(tmp_path: Path) -> None:
+    """run passes every metric through unscored after the line (it exited 2: under Telegraf's execd, every
+    metric lost, and a restart into the same refusal); the file is left as it is, nothing made."""
     (tmp_path / "a-file").write_text("")
     for state in ("a-file/x.msgpack", "a-file/deeper/x.msgpack"):
         proc = run_cli(["run", "--state", state], input=stream(5), cwd=tmp_path)
-        assert proc.returncode == 2 and proc.stdout == b""
-        assert proc.stderr.decode() == (
+        assert (proc.returncode, proc.stdout) == (0, stream(5)), proc.stderr
+        assert proc.stderr == passed_through((
             f"E! [riverguard] cannot create the lock file {tmp_path / state}.lock: "
-            f"{tmp_path / 'a-file'} is a file, not a folder\n"
-        )
+            f"{tmp_path / 'a-file'} is a file, not a folder"
+        ).encode(), 10)
+        assert [p.name for p in tmp_path.iterdir()] == ["a-file"] and (tmp_path / "a-file").read_text() == ""
 
 
 def test_check_config_refuses_a_state_path_no_riverguard_could_use(tmp_path: Path) -> None:
-    """check-config said OK to a [state] path a start refuses whoever runs it (exit 2): the checkpoint or its
+    """check-config said OK to a [state] path a start refuses whoever runs it: the checkpoint or its
     lock file a FIFO, a file where a folder on the way should be. It now gives the start's E! line, exit 2,
-    and makes nothing (no folder, no lock file)."""
+    and makes nothing (no folder, no lock file); the start passes every metric through unscored after it."""
     (tmp_path / "a-file").write_text("")
     os.mkfifo(tmp_path / "fifo")
     os.mkfifo(tmp_path / "locked.msgpack.lock")
@@ -686,13 +695,14 @@ def test_check_config_refuses_a_state_path_no_riverguard_could_use(tmp_path: Pat
         assert (checked.returncode, checked.stdout) == (2, b""), checked.stderr
         assert sorted(tmp_path.rglob("*")) == before
         started = run_cli(["run", "--config", str(conf)], input=stream(5), cwd=tmp_path)
-        assert started.returncode == 2
-        assert checked.stderr == started.stderr and checked.stderr.startswith(b"E! [riverguard] "), checked.stderr
+        assert (started.returncode, started.stdout) == (0, stream(5)), started.stderr
+        assert started.stderr == passed_through(checked.stderr, 10) and checked.stderr.startswith(b"E! [riverguard] ")
+        assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_check_config_refuses_a_state_path_on_a_read_only_filesystem(tmp_path: Path) -> None:
-    """A [state] path on a read-only mount passed check-config, and a start refused it (exit 2) whatever
-    user it ran as. check-config now gives the start's E! line. The mount is a read-only tmpfs in a mount
+    """A [state] path on a read-only mount passed check-config, and a start refused it whatever user it ran
+    as. check-config now gives the start's E! line (exit 2); the start passes every metric through after it. The mount is a read-only tmpfs in a mount
     namespace of the test's own (``unshare``): this machine has no read-only mount of its own to use
     (/proc and /sys are mounted read-write here)."""
     ro = tmp_path / "ro"
@@ -708,15 +718,18 @@ def test_check_config_refuses_a_state_path_on_a_read_only_filesystem(tmp_path: P
         checked = subprocess.run([*prefix, *RIVERGUARD, "check-config", str(conf)], capture_output=True, timeout=60)
         started = subprocess.run([*prefix, *RIVERGUARD, "run", "--config", str(conf)], input=stream(5),
                                  capture_output=True, timeout=60)
-        assert (checked.returncode, checked.stdout, started.returncode) == (2, b"", 2), checked.stderr
-        assert checked.stderr == started.stderr == (
+        assert (checked.returncode, checked.stdout, started.returncode, started.stdout) == (2, b"", 0, stream(5)), \
+            (checked.stderr, started.stderr)
+        assert checked.stderr == (
             f"E! [riverguard] cannot create the lock file {ro / state}.lock: Read-only file system\n").encode()
+        assert started.stderr == passed_through(checked.stderr, 10)
 
 
 def test_check_config_refuses_a_state_path_on_the_kernels_filesystems(tmp_path: Path) -> None:
     """A [state] path under /proc passed check-config, and every start refused it (exit 2, "No such file or
     directory"); under /sys a start told root to ``chmod u+rwx /sys``. No file can be made there: check-config
-    and the start now give the same E! line, from one rule, naming the filesystem."""
+    (exit 2) and the start (which then passes every metric through unscored, exit 0) now give the same E!
+    line, from one rule, naming the filesystem."""
     if not os.path.ismount("/proc") or not os.path.ismount("/sys"):
         pytest.skip("no /proc or /sys mounted here")
     conf = tmp_path / "rg.toml"
@@ -725,14 +738,15 @@ def test_check_config_refuses_a_state_path_on_the_kernels_filesystems(tmp_path: 
         conf.write_text(f'[[rule]]\nname = "a"\n[state]\npath = "{state}"\n')
         checked = run_cli(["check-config", str(conf)])
         started = run_cli(["run", "--config", str(conf)], input=stream(5))
-        assert (checked.returncode, checked.stdout, started.returncode, started.stdout) == (2, b"", 2, b""), \
+        assert (checked.returncode, checked.stdout, started.returncode, started.stdout) == (2, b"", 0, stream(5)), \
             (checked.stderr, started.stderr)
         # (/proc/self is each process's own: the state path names the PID of the one that read the config)
         told = [re.sub(rb"/proc/\d+", b"/proc/PID", proc.stderr) for proc in (checked, started)]
         lock = state.replace("/proc/self", "/proc/PID") + ".lock"
-        assert told[0] == told[1] == (
+        assert told[0] == (
             f"E! [riverguard] cannot create the lock file {lock}: {folder} is on the kernel's {kind} filesystem, "
             "where no file can be made: give --state (or [state] path) a folder elsewhere\n").encode()
+        assert told[1] == passed_through(told[0], 10)
 
 
 def test_check_config_leaves_the_state_folders_permissions_to_the_start(tmp_path: Path) -> None:
@@ -754,11 +768,15 @@ def test_check_config_leaves_the_state_folders_permissions_to_the_start(tmp_path
     assert b"passing every metric through unscored" in started.stderr
 
 
-def test_an_unwritable_state_path_fails_at_start(tmp_path: Path) -> None:
+def test_an_unwritable_state_path_is_told_at_start(tmp_path: Path) -> None:
+    """run passes every metric through unscored after the E! line (it exited 2, every metric lost under
+    Telegraf's execd); replay exits 2."""
     proc = run_cli(["run", "--state", "/proc/riverguard-test/state.msgpack"], input=stream(5))
-    assert proc.returncode == 2
+    assert (proc.returncode, proc.stdout) == (0, stream(5)), proc.stderr
     assert b"E! [riverguard] cannot create the lock file /proc/riverguard-test/state.msgpack.lock" in proc.stderr
-    assert proc.stdout == b""
+    replay = run_cli(["replay", "--state", "/proc/riverguard-test/state.msgpack", "-"], input=stream(5))
+    assert (replay.returncode, replay.stdout) == (2, b""), replay.stderr
+    assert proc.stderr == passed_through(replay.stderr, 10)
 
 
 # -- rough edges -----------------------------------------------------------------------

@@ -29,9 +29,11 @@ from riverguard.state import inspect as read_checkpoint
 from riverguard.state import store
 
 try:
-    from tests.conftest import NOBODY, Proc, as_a_user, as_nobody, sticky_checkpoint, strip_added, wait_until
+    from tests.conftest import (NOBODY, UNUSABLE, Proc, as_a_user, as_nobody, passed_through, sticky_checkpoint, strip_added,
+                                wait_until)
 except ImportError:  # tests/ itself on sys.path
-    from conftest import NOBODY, Proc, as_a_user, as_nobody, sticky_checkpoint, strip_added, wait_until  # type: ignore[no-redef]
+    from conftest import (NOBODY, UNUSABLE, Proc, as_a_user, as_nobody, passed_through,  # type: ignore[no-redef]
+                          sticky_checkpoint, strip_added, wait_until)
 
 RG = [sys.executable, "-m", "riverguard"]
 T0 = 1_700_000_000_000_000_000
@@ -178,12 +180,18 @@ def test_inspect_reads_a_path_ending_in_a_slash_as_run_writes_it(tmp_path: Path)
         assert len(run(["state", "inspect", given, "--series"]).stdout.splitlines()) == 4
     afile = tmp_path / "afile"
     assert run(["run", "--config", str(config), "--state", str(afile)], stream(50)).returncode == 0
-    assert run(["run", "--config", str(config), "--state", f"{afile}/"], stream(50)).returncode == 2
+    before = afile.read_bytes()
+    by_run = run(["run", "--config", str(config), "--state", f"{afile}/"], stream(50))  # (passed through)
+    assert (by_run.returncode, by_run.stdout) == (0, stream(50)), by_run.stderr
+    assert by_run.stderr == passed_through(b"E! [riverguard] cannot create the lock file %s.lock: %s is a file, not a "
+                                           b"folder" % (bytes(afile / "riverguard.msgpack"), bytes(afile)), 100)
     for args in ((), ("--series",)):
         refused = run(["state", "inspect", f"{afile}/", *args])
         assert refused.returncode == 2 and refused.stdout == b"", refused.stdout[:200]
         assert refused.stderr == b"E! [riverguard] %s: no such file: %s is a file, not a folder\n" % (
             bytes(afile / "riverguard.msgpack"), bytes(afile))
+    assert afile.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [
+        "afile", "afile.lock", "nodir", "riverguard.toml"]
 
 
 @pytest.mark.parametrize("given", ["st/", "st"])
@@ -1547,9 +1555,11 @@ def _special(tmp_path: Path, kind: str) -> tuple[Path, Path]:
 @pytest.mark.parametrize("kind", ["fifo", "device", "symlink", "fifo in the folder"])
 @pytest.mark.parametrize("command", ["run", "replay"])
 def test_a_state_path_that_is_not_a_regular_file_is_refused_untouched(tmp_path: Path, kind: str, command: str) -> None:
-    """A device or a FIFO as the checkpoint: exit 2 with one E! line naming it, at once; it is never opened,
-    renamed aside or replaced. (It was: a device was renamed to ``.corrupt-*`` and a regular file written in
-    its place, which as root did that to the real /dev/null; a FIFO blocked the start for ever.)"""
+    """A device or a FIFO as the checkpoint: one E! line naming it, at once; it is never opened, renamed aside
+    or replaced. (It was: a device was renamed to ``.corrupt-*`` and a regular file written in its place,
+    which as root did that to the real /dev/null; a FIFO blocked the start for ever.) replay exits 2; run
+    passes every metric through unscored, exit 0 at EOF (it exited 2: under Telegraf's execd, every metric
+    lost and a restart into the same refusal, for ever)."""
     state, node = _special(tmp_path, kind)
     before = sorted(p.name for p in tmp_path.iterdir())
     modes = os.lstat(node).st_mode
@@ -1561,11 +1571,11 @@ def test_a_state_path_that_is_not_a_regular_file_is_refused_untouched(tmp_path: 
         before.sort()
     args = ["run", "--state", str(state)] if command == "run" else ["replay", "--state", str(state), str(lp)]
     result = run(args, data if command == "run" else b"", timeout=20)
-    assert result.returncode == 2, result.stderr
+    assert (result.returncode, result.stdout) == ((0, data) if command == "run" else (2, b"")), result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith(b"E! ")]
     assert len(errors) == 1 and b"not a regular file or a folder" in errors[0], result.stderr
     assert (b"character device" if kind == "device" or (kind == "symlink" and os.geteuid() == 0) else b"FIFO") in errors[0]
-    assert result.stdout == b""
+    assert errors[0].endswith(UNUSABLE.encode()) == (command == "run")
     assert sorted(p.name for p in tmp_path.iterdir()) == before, "nothing renamed, created or replaced"
     assert os.lstat(node).st_mode == modes
     if kind == "symlink":
@@ -1585,8 +1595,9 @@ def test_a_folder_where_the_checkpoint_file_goes_is_refused_at_start(tmp_path: P
     ``st/`` had riverguard.msgpack added twice (the checkpoint went to st/riverguard.msgpack/riverguard.msgpack,
     exit 0); ``st`` took the folder for an unusable checkpoint ("not a regular file", "could not rename it"),
     scored the whole input, and failed every checkpoint ("[Errno 21] Is a directory"), exit 1. Now both are
-    refused at start as a FIFO there is: one E! line naming the folder where the file should be, exit 2,
-    nothing read, created or renamed (a folder is never renamed or replaced)."""
+    refused at start as a FIFO there is: one E! line naming the folder where the file should be, nothing
+    created or renamed (a folder is never renamed or replaced); replay exits 2, nothing read, and run passes
+    every metric through unscored, exit 0 at EOF (it exited 2: under Telegraf, every metric lost)."""
     folder = tmp_path / "st" / "riverguard.msgpack"
     folder.mkdir(parents=True)
     (folder / "keep.txt").write_text("mine")
@@ -1595,12 +1606,15 @@ def test_a_folder_where_the_checkpoint_file_goes_is_refused_at_start(tmp_path: P
     state = f"{tmp_path}/{given}"
     args = ["run", "--state", state] if command == "run" else ["replay", "--state", state, str(lp)]
     result = run(args, lp.read_bytes() if command == "run" else b"")
-    assert result.returncode == 2, result.stderr
-    assert result.stderr == (
-        f"E! [riverguard] the checkpoint {folder} is a folder, where the file should be: refusing to use, rename "
-        "or replace it; move that folder away, or give --state (or [state] path) another file or folder\n"
-    ).encode()
-    assert result.stdout == b""
+    told = (f"E! [riverguard] the checkpoint {folder} is a folder, where the file should be: refusing to use, "
+            "rename or replace it; move that folder away, or give --state (or [state] path) another file or folder\n"
+            ).encode()
+    if command == "run":
+        assert (result.returncode, result.stdout) == (0, lp.read_bytes()), result.stderr
+        assert result.stderr == passed_through(told, 6)
+    else:
+        assert (result.returncode, result.stdout) == (2, b""), result.stderr
+        assert result.stderr == told
     assert [p.name for p in (tmp_path / "st").iterdir()] == ["riverguard.msgpack"]
     assert [p.name for p in folder.iterdir()] == ["keep.txt"] and (folder / "keep.txt").read_text() == "mine"
 
@@ -1643,7 +1657,7 @@ def test_replay_refuses_a_checkpoint_it_cannot_write_before_reading_its_input(tm
         folder.chmod(0o755)
     told = [line for line in by_run.stderr.splitlines() if line.startswith(b"E! ")]
     assert len(told) == 1, by_run.stderr
-    told[0] = told[0].removesuffix(b"; passing every metric through unscored until this process stops")
+    told[0] = told[0].removesuffix(UNUSABLE.encode())
     assert replay.returncode == 2, err
     assert err.splitlines() == told and out == b""
     assert sorted(p.name for p in folder.iterdir()) == before
@@ -1695,7 +1709,7 @@ def test_another_users_checkpoint_in_a_sticky_folder_is_refused_at_start(tmp_pat
     if command == "run":
         assert result.returncode == 0, result.stderr
         assert [line for line in result.stderr.splitlines() if not line.startswith(b"I! ")] == [
-            f"{told}; passing every metric through unscored until this process stops".encode()]
+            f"{told}{UNUSABLE}".encode()]
         assert result.stdout == data
     else:
         assert result.returncode == 2, result.stderr
@@ -1812,8 +1826,7 @@ def test_another_users_checkpoint_and_folder_are_fixed_by_one_line_that_keeps_th
     owner = me if folder == "its own" else "root"
     assert [line for line in by_nobody.stderr.splitlines() if not line.startswith(b"I! ")] == [
         f"E! [riverguard] cannot write the checkpoint {checkpoint} in {where}: permission denied (owner {owner}, "
-        f"mode {mode}; riverguard runs as {me}): run {fix}; passing every metric through unscored until this "
-        "process stops".encode()]
+        f"mode {mode}; riverguard runs as {me}): run {fix}{UNUSABLE}".encode()]
     for command in re.findall(r"`([^`]*)`", fix):  # (as root, as the admin would)
         subprocess.run(shlex.split(command), check=True, timeout=60)
     state = fix.rsplit(" ", 1)[1] if "give --state" in fix else state
@@ -1872,7 +1885,7 @@ def test_a_state_folder_this_user_may_not_write_passes_every_metric_through(tmp_
     else:
         missing = tmp_path / where.rstrip("/") if where.endswith("/") else (tmp_path / where).parent
         told = f"cannot create the state folder {missing} in {folder}: {said}run `install -d -o {me} {missing}`"
-    assert errors[0] == f"E! [riverguard] {told}; passing every metric through unscored until this process stops".encode()
+    assert errors[0] == f"E! [riverguard] {told}{UNUSABLE}".encode()
     assert list(folder.iterdir()) == ([folder / "u"] if mode != "0555" else [])
     replay = subprocess.run([*prefix, *RG, "replay", "--state", state, "-"], input=data, capture_output=True,
                             timeout=60)

@@ -264,7 +264,7 @@ def _configured(args: argparse.Namespace, signals: Signals | None = None) -> int
             log.error(f"--state {err}")
             return EXIT_CONFIG
         config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=given))
-    if args.command in ("run", "replay", "pull"):  # before the checkpoint or any output is touched
+    if args.command in ("replay", "pull"):  # before the checkpoint or any output is touched (run's: _run)
         problem = _check_same_files(args, config)
         if problem:
             log.error(problem)
@@ -536,9 +536,12 @@ def _run(config: Config | None, log: Log, args: argparse.Namespace, signals: Sig
     held = Held(signals) if config.state.path is not None else None
     store = None
     if config.state.path is not None:  # (riverguard.state, msgpack with it, is loaded only for a checkpoint)
-        from .state import AccessDenied, LockBusy, LockError, open_store
+        from .state import LockBusy, LockError, open_store
 
         try:
+            same = _check_same_files(args, config)  # (run's: the checkpoint is the --config file)
+            if same:
+                raise LockError(same)
             store = open_store(engine, idle=held.wait if held else None)
         except LockBusy as busy:
             # Under Telegraf, most likely the processor's second copy, after the aggregators: exiting would
@@ -553,18 +556,18 @@ def _run(config: Config | None, log: Log, args: argparse.Namespace, signals: Sig
                 "copy its own --state"
             )
             return passthrough(log, held)
-        except AccessDenied as err:
-            # Another user's checkpoint (riverguard run once as root on Telegraf's state path): exiting would
-            # crash-loop Telegraf and lose its metrics, scoring on fresh models would drop the learned ones at the
-            # next checkpoint. Every metric goes back unscored; the checkpoint is left as it is.
-            log.error(f"{err}; passing every metric through unscored until this process stops")
+        except LockError as err:
+            # A state path it cannot use: another user's checkpoint (riverguard run once as root on Telegraf's
+            # state path), a FIFO or a folder where the file should be, a read-only filesystem, the config file
+            # itself. Exiting lost every metric under Telegraf's execd, which restarts it into the same refusal;
+            # scoring on fresh models would drop the learned ones at the next checkpoint. Every metric goes back
+            # unscored, the checkpoint left as it is.
+            log.error(f"{err}; passing every metric through unscored until this process stops; fix that, then "
+                      "restart Telegraf")
             # (nothing scores on this host: the health line, status=passthrough, tells it; a busy lock's holder
             # scores, and its line is the host's)
             monitor = _monitor(engine, config, None, status="passthrough")
             return _last_line(monitor, passthrough(log, held, monitor=monitor), log)
-        except LockError as err:
-            log.error(str(err))
-            return EXIT_CONFIG
     if not engine.clock.known:  # (a restored clock: the models already took timestamps in their unit)
         engine.unit_hint = ("if they are, send nanoseconds (as Telegraf's execd processor does), or replay them "
                             "with riverguard replay --precision {unit}")

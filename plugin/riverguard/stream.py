@@ -271,8 +271,8 @@ def passthrough(log, held: Held, outfd: int = 1, monitor: Monitor | None = None,
                 hangup: Callable[[], None] | None = None) -> int:
     """Copy the input to the output as it is, unscored, until EOF or SIGTERM/SIGINT; return the exit code.
 
-    For a ``run`` that cannot score (its checkpoint is in use by another riverguard or another user's, or
-    its config is refused): every metric still comes back, byte for byte, so Telegraf loses none. SIGHUP
+    For a ``run`` that cannot score (its checkpoint is in use by another riverguard, another user's or at a
+    state path it cannot use, or its config is refused): every metric still comes back, byte for byte, so Telegraf loses none. SIGHUP
     changes nothing: it calls ``hangup`` (a refused config is read again, to say whether it is valid now),
     or without one says there is nothing to reload. The signals are
     the process's (``held.signals``): ``run`` put them in place at start and leaves them until it exits.
