@@ -272,10 +272,10 @@ def passthrough(log, held: Held, outfd: int = 1, monitor: Monitor | None = None,
     """Copy the input to the output as it is, unscored, until EOF or SIGTERM/SIGINT; return the exit code.
 
     For a ``run`` that cannot score (its checkpoint is in use by another riverguard, another user's or at a
-    state path it cannot use, or its config is refused): every metric still comes back, byte for byte, so Telegraf loses none. SIGHUP
-    changes nothing: it calls ``hangup`` (a refused config is read again, to say whether it is valid now),
-    or without one says there is nothing to reload. The signals are
-    the process's (``held.signals``): ``run`` put them in place at start and leaves them until it exits.
+    state path it cannot use, or its config is refused): every metric still comes back, byte for byte, so
+    Telegraf loses none. SIGHUP changes nothing: it calls ``hangup`` (a refused config is read again, to say
+    whether it is valid now), or without one says there is nothing to reload. The signals are the process's
+    (``held.signals``): ``run`` put them in place at start and leaves them until it exits.
     This process does not hold the checkpoint's lock, so it touches no file beside the checkpoint.
     What it writes ends with a whole metric: a metric written in part waits for the rest of its line, one
     with a string value open across lines for its closing quote, as :func:`serve` waits for it
