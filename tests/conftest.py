@@ -53,6 +53,23 @@ def refused_line(config: str | Path) -> str:
             "Telegraf")
 
 
+def refusal(args: list[str], runner: Callable[[list[str]], subprocess.CompletedProcess[bytes]] | None = None
+            ) -> subprocess.CompletedProcess[bytes]:
+    """``riverguard ARGS`` (by ``runner``, :func:`run_cli` by default) given a ``--config`` it refuses: every
+    command exits 2, but ``run``, which passes its input through (exit 0) with :func:`refused_line` last on
+    stderr (before its count of the lines passed); the result, those lines taken off ``run``'s stderr (the
+    problems, as ``check-config`` gives them)."""
+    result = (runner or run_cli)(args)
+    if args[0] != "run":
+        assert result.returncode == 2, result.stderr
+        return result
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines(keepends=True)
+             if not line.startswith(b"I! [riverguard] stopped after passing ")]  # (said when lines came)
+    assert lines and lines[-1].rstrip(b"\n").decode() == refused_line(args[args.index("--config") + 1]), lines
+    return subprocess.CompletedProcess(result.args, result.returncode, result.stdout, b"".join(lines[:-1]))
+
+
 #: What ``run`` adds to the E! line of a state path it cannot use (the line replay and check-config give),
 #: before it passes every metric through unscored.
 UNUSABLE = "; passing every metric through unscored until this process stops; fix that, then restart Telegraf"

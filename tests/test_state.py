@@ -1248,7 +1248,7 @@ def test_sigterm_during_start_up_and_restore_still_returns_the_input_and_saves_i
 
 def test_sigterm_during_a_replays_final_checkpoint_leaves_output_and_checkpoint_together(tmp_path: Path) -> None:
     # replay puts its --output in place, then checkpoints: a stop in between used to leave the new output with
-    # the old models (the checkpoint given up). It now waits for the checkpoint; the exit code stays 130.
+    # the old models (the checkpoint given up). It now waits for the checkpoint; the exit code is SIGTERM's 143.
     config = write_config(tmp_path, extra=MANY_SERIES)
     source, out, state = tmp_path / "in.lp", tmp_path / "out.lp", tmp_path / "s.msgpack"
     source.write_bytes(series_lines(6000))  # a checkpoint of half a second or so
@@ -1265,7 +1265,7 @@ def test_sigterm_during_a_replays_final_checkpoint_leaves_output_and_checkpoint_
         proc.kill()
         proc.wait()
         proc.stderr.close()  # type: ignore[union-attr]
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 143, stderr
     assert out.read_bytes().count(b"\n") == 6000
     assert read_checkpoint(state)["series"] == 6000, stderr
     assert stderr.count(b"I! [riverguard] received SIGTERM while writing the output and the checkpoint") == 1, stderr
