@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import os
 import re
+import resource
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 try:
-    from tests.conftest import Proc, as_a_user, wait_until
+    from tests.conftest import Proc, as_a_user, as_nobody, wait_until
     from tests.test_state import RG, T0, inspect, series_lines, stream, write_config
 except ImportError:  # tests/ itself on sys.path
-    from conftest import Proc, as_a_user, wait_until  # type: ignore[no-redef]
+    from conftest import Proc, as_a_user, as_nobody, wait_until  # type: ignore[no-redef]
     from test_state import RG, T0, inspect, series_lines, stream, write_config  # type: ignore[no-redef]
 
 #: Enough series that the child takes a while to write them (about 0.3 s): it is caught at work.
@@ -45,12 +49,16 @@ def _state(pid: int) -> str | None:
         return None
 
 
-def _stop_the_writer(proc: Proc, timeout: float = 60) -> int:
+def _stop_the_writer(proc: Proc, timeout: float = 60, writing: Path | None = None) -> int:
     """SIGSTOP the child writing a periodic checkpoint, caught while it works (tick after tick until one is);
-    its PID."""
+    its PID. ``writing`` (the checkpoint): only once its temporary file is there (past the child's set-up)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for child in _children(proc.popen.pid):
+            if writing is not None and not wait_until(
+                    lambda child=child: writing.with_name(f".{writing.name}.tmp-{child}").exists() or _state(child)
+                    in ("Z", None), 5) or _state(child) in ("Z", None):
+                continue
             try:
                 os.kill(child, signal.SIGSTOP)
             except ProcessLookupError:
@@ -177,3 +185,71 @@ def test_a_child_killed_while_it_writes_is_a_failed_checkpoint_and_scoring_goes_
     finally:
         _end(proc, kill=True)
     assert b"Traceback" not in proc.stderr
+
+
+def test_a_parent_killed_while_its_child_writes_takes_the_child_with_it(tmp_path: Path) -> None:
+    """``run`` SIGKILLed (the OOM killer, Telegraf's last resort) while its child writes a checkpoint: the
+    child kept the lock it inherited until it finished, so the restarted ``run`` waited for it, named the dead
+    parent as the holder, and past its 10 s passed every metric through unscored until the next restart. The
+    child now dies with its parent: the restart finds the lock free, restores the checkpoint before (the
+    child's write is given up, as the parent's own would have been) and removes the child's temporary file."""
+    config = write_config(tmp_path, extra=CONFIG)
+    state = tmp_path / "s.msgpack"
+    first = series_lines(SERIES)
+    done = subprocess.run([*RG, "run", "--config", str(config), "--state", str(state)], input=first[: first.index(
+        b"cpu,host=h100 ")], capture_output=True, timeout=300)  # (a checkpoint of the first 100 series)
+    assert done.returncode == 0, done.stderr
+    proc = Proc(["run", "--config", str(config), "--state", str(state)], cmd=RG)
+    try:
+        proc.write(first)
+        assert wait_until(lambda: _lines(proc) >= SERIES, 120), proc.stderr
+        child = _stop_the_writer(proc, writing=state)
+        os.kill(proc.popen.pid, signal.SIGKILL)
+        proc.wait(30)
+        assert wait_until(lambda: _state(child) in ("Z", None), 30), _state(child)  # (gone: reaped or a zombie)
+    finally:
+        _end(proc, kill=True)
+    assert (tmp_path / f".s.msgpack.tmp-{child}").exists()  # (what it was writing, given up)
+    again = subprocess.run([*RG, "run", "--config", str(config), "--state", str(state), "--log-level", "debug"],
+                           input=_more(100, 10), capture_output=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert b"in use by" not in again.stderr and b"unscored" not in again.stderr, again.stderr
+    assert b"restored 100 series" in again.stderr, again.stderr
+    assert again.stdout.count(b"_anomaly_score=") == 10
+    assert not list(tmp_path.glob(".s.msgpack.tmp-*"))
+
+
+def test_a_fork_refused_for_a_while_is_tried_again_at_the_next_checkpoint(tmp_path: Path) -> None:
+    """A fork refused once (EAGAIN: the user's process limit; ENOMEM) made every later periodic checkpoint
+    synchronous for the rest of the process's life: Telegraf's inputs waited at each again. Now that tick's
+    checkpoint is written by ``run`` itself (one ``W!`` for the streak) and the next tick forks again."""
+    if os.geteuid() != 0 or shutil.which("prlimit") is None:
+        pytest.skip("a process limit that the test can raise again while riverguard runs takes root and prlimit")
+    prefix = as_nobody("root's processes are not held to RLIMIT_NPROC")
+    hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]  # (riverguard's, inherited)
+    hard = "unlimited" if hard == resource.RLIM_INFINITY else hard
+    folder = tmp_path / "state"
+    folder.mkdir()
+    os.chown(folder, 65534, 65534)
+    state = folder / "s.msgpack"
+    config = write_config(tmp_path, extra='[state]\ncheckpoint_interval = "1s"')
+    proc = Proc(["run", "--config", str(config), "--state", str(state), "--log-level", "info"],
+                cmd=[*prefix, "prlimit", "--nproc=1:", *RG])  # (its own process is all its user may have)
+    try:
+        proc.write(series_lines(200))
+        assert wait_until(lambda: _lines(proc) >= 200, 60), proc.stderr
+        refused = b"W! [riverguard] cannot start a process to write the checkpoint in the background"
+        assert proc.wait_stderr(lambda err: refused in err, 30), proc.stderr
+        assert wait_until(lambda: state.exists() and b"trying again at the next checkpoint" in proc.stderr, 30)
+        time.sleep(2.5)  # (two more ticks, each refused: still one W! line)
+        assert proc.stderr.count(refused) == 1, proc.stderr
+        # (its user may raise it again, up to the hard limit: as that user, as root may lack CAP_SYS_RESOURCE)
+        subprocess.run([*prefix, "prlimit", "--pid", str(proc.popen.pid), f"--nproc={hard}:"], check=True, timeout=30)
+        assert proc.wait_stderr(lambda err: b"checkpoints are written in the background again" in err, 30), \
+            proc.stderr
+        proc.write(_more(100, 10))
+        assert wait_until(lambda: _lines(proc) >= 210, 30), proc.stderr
+        _end(proc)
+    finally:
+        _end(proc, kill=True)
+    assert b"E! " not in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr

@@ -6,6 +6,9 @@ back through a pipe and leaves with ``os._exit``: it never returns into the pare
 reads the parent's stdout as metrics: the child's fd 1 is made its stderr). SIGTERM, SIGINT and SIGHUP are
 ignored in the child (blocked across the fork, so none reaches a handler of the parent's copied there): a
 stop meant for the process, or its group, is the parent's to act on; and the signals' wake-up fd is let go.
+On Linux the child dies with the parent (``PR_SET_PDEATHSIG``): a parent killed (SIGKILL, the OOM killer)
+leaves no orphan holding what it inherited, such as a lock, for a restarted process to wait on; what the
+child was writing is given up, as the parent's own work would have been.
 
 The parent goes on at once: :attr:`Forked.fd` becomes readable in ``select()`` once the child has sent its
 result and exits; :meth:`Forked.poll` reaps it without waiting, :meth:`Forked.wait` waits for it.
@@ -48,6 +51,8 @@ class Forked:
         if not hasattr(os, "fork"):
             raise OSError(38, "fork is not available on this platform")  # (ENOSYS)
         main = threading.current_thread() is threading.main_thread()
+        parent = os.getpid()
+        die = _death_signal()  # (looked up here: the child imports nothing)
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _IGNORED) if main else None
         try:
             r, w = os.pipe()
@@ -58,7 +63,7 @@ class Forked:
                 os.close(w)
                 raise
             if pid == 0:  # (the child: never returns)
-                _child(work, r, w, main)
+                _child(work, r, w, main, parent, die)
         finally:
             if mask is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -142,10 +147,32 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _child(work: Callable[[], Any], r: int, w: int, main: bool) -> None:
+def _death_signal() -> Callable[[], int] | None:
+    """A call that makes the calling process receive SIGKILL when its parent dies (Linux's ``prctl``
+    ``PR_SET_PDEATHSIG``; 0 when done), or None where there is none."""
+    global _PRCTL
+    if _PRCTL is None:
+        try:
+            import ctypes
+
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+            _PRCTL = lambda: prctl(1, int(signal.SIGKILL), 0, 0, 0)  # noqa: E731  (PR_SET_PDEATHSIG = 1)
+        except (OSError, AttributeError, ImportError):  # (not Linux)
+            _PRCTL = False
+    return _PRCTL or None
+
+
+_PRCTL: Any = None
+
+
+def _child(work: Callable[[], Any], r: int, w: int, main: bool, parent: int, die: Callable[[], int] | None) -> None:
     """The child's whole life: ``work()``, its result (or why there is none) sent on ``w``, ``os._exit``."""
     code = 1
     try:
+        if die is not None:
+            die()
+        if os.getppid() != parent:  # (the parent died before prctl took: nothing to write for)
+            os._exit(1)
         os.close(r)
         os.dup2(2, 1)  # (nothing it writes by mistake may reach Telegraf as metrics)
         if main:

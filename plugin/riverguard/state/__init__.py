@@ -229,7 +229,8 @@ class StateStore:
         self._repeats = RateLimit(burst=1, period=FAILURE_REPEAT)  # (made again at each streak's first failure)
         self._child: Forked | None = None  # a checkpoint being written in the background (tick)
         self._child_started = 0.0
-        self._no_fork = False  # fork failed once: checkpoints are written in this process
+        self._no_fork = False  # this platform cannot fork: checkpoints are written in this process
+        self._fork_failed = False  # the last tick could not fork (told once a streak): it tries again
         self._told_skip = False
 
     @property
@@ -546,7 +547,8 @@ class StateStore:
         """A periodic checkpoint (``run``'s), written in the background: a forked child (:mod:`~riverguard.forked`)
         writes the models as they are now, while this process goes on scoring; :meth:`poll` reaps it and
         tells its outcome as :meth:`save` would. While one is being written the next tick is skipped (one
-        ``W!`` the first time). Where the process cannot fork, the checkpoint is written here (one ``W!``)."""
+        ``W!`` the first time). When the process cannot fork, the checkpoint is written here (one ``W!``); the next
+        tick tries again (a fork refused for a moment, ``EAGAIN`` or ``ENOMEM``), unless the platform has none."""
         if self._child is not None and not self.poll():
             if not self._told_skip:
                 self._told_skip = True
@@ -566,11 +568,17 @@ class StateStore:
         try:
             self._child = Forked.start(self._write_in_child)
         except OSError as err:
-            self._no_fork = True
-            self.log.warn(f"cannot start a process to write checkpoints in the background ({err.strerror or err}): "
-                          "writing them in this one, which reads no input meanwhile")
+            self._no_fork = err.errno == errno.ENOSYS
+            if not self._fork_failed:
+                self._fork_failed = True
+                self.log.warn(f"cannot start a process to write the checkpoint in the background ({err.strerror or err}):"
+                              " writing it in this one, which reads no input meanwhile"
+                              + ("" if self._no_fork else "; trying again at the next checkpoint"))
             self.save()
             return
+        if self._fork_failed:
+            self._fork_failed = False
+            self.log.info("checkpoints are written in the background again")
         self._child_started = started
 
     @property
