@@ -14,7 +14,9 @@ pass-through of a ``run`` whose checkpoint is in use by another riverguard
 written, in every command: the checkpoint completes (or fails as a whole)
 and the signal then takes effect as it would have, so a stop never leaves a
 half-written temporary file behind or output whose models were not saved.
-SIGKILL stays the hard limit.
+SIGKILL stays the hard limit. :func:`deferred` holds them back, without a
+word, across a few statements that must all run or none (a backfill's
+batch counted and taken off what is pending).
 
 :class:`Interrupted` is the ``KeyboardInterrupt`` that ``replay`` (and a
 second stop of a one-off ``pull``) raises on SIGINT *or* SIGTERM, knowing
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from .log import Log
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "Signals", "WakePipe", "checkpointing", "exit_code", "interrupt"]
+__all__ = ["STOP_SIGNALS", "Interrupted", "Signals", "WakePipe", "checkpointing", "deferred", "exit_code", "interrupt"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _holding = False  # a checkpointing() block is running
@@ -178,3 +180,19 @@ def checkpointing(log: Log, what: str) -> Iterator[None]:
             log.info(f"received {names} while writing {what}: completed it first ({time.monotonic() - started:.1f}s)")
             for sig in held:
                 signal.raise_signal(sig)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Block SIGTERM/SIGINT across the body, a few statements that must all run or none: a stop signal that
+    comes meanwhile waits, and is delivered as the body ends (its handler runs there: ``replay``'s
+    :class:`Interrupted` is raised right after the body). Says nothing, unlike :func:`checkpointing`, for
+    long blocks. Outside the main thread, where no Python handler runs, nothing is blocked."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)  # (a signal pending: its handler runs here)
