@@ -16,19 +16,23 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 try:
     from tests.conftest import (RIVERGUARD, Proc, as_nobody, passed_through, readme_example, run_cli, strip_added,
                                 wait_until)
-    from tests.influx import InfluxServer, held_writes, influxdb, stopped_while_held  # noqa: F401  (fixture)
+    from tests.influx import (InfluxServer, QuietHandler, held_writes, influxdb,  # noqa: F401  (fixture)
+                              local_server, stopped_while_held)
 except ImportError:  # tests/ itself on sys.path (rootdir-less import mode)
     from conftest import (RIVERGUARD, Proc, as_nobody, passed_through, readme_example,  # type: ignore[no-redef]
                           run_cli, strip_added, wait_until)
-    from influx import InfluxServer, held_writes, influxdb, stopped_while_held  # type: ignore[no-redef]  # noqa: F401
+    from influx import (InfluxServer, QuietHandler, held_writes, influxdb,  # type: ignore[no-redef]  # noqa: F401
+                        local_server, stopped_while_held)
 
 T0 = 1_700_000_000_000_000_000
 STEP = 10_000_000_000
@@ -361,6 +365,98 @@ def test_a_backfill_stopped_by_sigterm_gives_the_skip_metrics_that_resumes_it(in
     assert f"wrote {60000 - n} metrics" in again.stderr.decode()
     query = 'SELECT "usage_idle", "usage_idle_anomaly_score", "usage_idle_anomaly" FROM "cpu" GROUP BY "host"'
     assert influxdb.query(query, resumed) == influxdb.query(query, whole)  # 0 differences
+
+
+class _Written(QuietHandler):
+    """InfluxDB 1.x's ``/write`` as the writer sees it: 204, or 400 for a body holding a ``bad`` line; every
+    body it got (written or refused) goes into ``server.got``, by database (one a run)."""
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        db = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)["db"][0]
+        self.server.got.setdefault(db, []).append(body)  # type: ignore[attr-defined]
+        if b"bad" in body:
+            self.answer(400, b'{"error":"unable to parse: bad"}')
+        else:
+            self.answer(204, b"")
+
+
+def _backfill_stopped_at(k: int, url: str, chunks: list[bytes], refuse: bool) -> tuple[Any, int, bool]:
+    """A backfill's writer (``--skip-metrics 2``, batches of 3) given ``chunks`` as ``replay`` gives its output,
+    stopped by a real SIGTERM (``replay``'s handler: :class:`Interrupted` is raised) at the ``k``-th line run
+    in riverguard/influx.py under ``_send_pending`` (``_send``, ``post``...: a signal is handled between
+    bytecodes, at a line start as anywhere), then closed, as ``replay`` closes it at a stop. The writer, the
+    metrics given to it, and whether the signal came."""
+    from riverguard import influx
+    from riverguard.signals import interrupt
+
+    writer = influx.InfluxWriter(url, db=f"run{k}{refuse}", skip=2, batch_size=3, retries=0)
+    lines = 0
+
+    def line(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal lines
+        if event == "line":
+            lines += 1
+            if lines == k:  # (blocked, it waits as a real one does: delivered when unblocked)
+                signal.raise_signal(signal.SIGTERM)
+        return line
+
+    def call(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename != influx.__file__:
+            return None
+        caller = frame
+        while caller is not None and caller.f_code.co_name != "_send_pending":
+            caller = caller.f_back
+        return line if caller is not None else None
+
+    given = 0
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        try:
+            for chunk in chunks:
+                given += sum(1 for m in chunk.splitlines() if not m.startswith(b"#"))
+                sys.settrace(call)
+                try:
+                    writer.write(chunk)
+                finally:
+                    sys.settrace(None)
+        except KeyboardInterrupt:
+            stopped = True
+        else:
+            stopped = False
+        writer.close()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    return writer, given, stopped
+
+
+@pytest.mark.parametrize("refuse", [False, True], ids=["accepted", "one-refused"])
+def test_a_backfill_stopped_at_any_line_of_a_send_loses_no_batch_and_counts_none_unsent(refuse: bool) -> None:
+    """A batch was taken off what is pending before the ``try:`` that puts it back at a stop: a SIGTERM
+    there lost it, ``close()`` sent the later ones, and ``--skip-metrics N`` skipped metrics never written.
+    Stopped at every line of a send in turn, until one runs to the end: the first ``resume_from`` (and
+    ``acknowledged``) metrics all reached InfluxDB, in order (again, maybe), and what is counted written or
+    refused is what InfluxDB answered for, once each."""
+    metrics = [b"cpu,host=h0 v=%d %d" % (i, T0 + i) for i in range(12)]
+    if refuse:
+        metrics[6] = b"cpu,host=bad v=6 %d" % (T0 + 6)
+    data = [b"\n".join(metrics[a:b]) + b"\n" for a, b in ((0, 5), (5, 9), (9, 12))]
+    chunks = [b"# recorded\n" + data[0], *data[1:]]
+    with local_server(_Written, got={}) as server:
+        for k in range(1, 10_000):
+            writer, given, stopped = _backfill_stopped_at(k, server.url, chunks, refuse)
+            seen: list[bytes] = []  # what InfluxDB got, each metric once, in order
+            for body in server.got.get(f"run{k}{refuse}", []):
+                seen.extend(m for m in body.splitlines() if m not in seen)
+            for n in (writer.resume_from, writer.acknowledged):
+                assert seen[: n - 2] == metrics[2:n], (k, n, seen)
+            assert writer.acknowledged == given  # (close sent what was pending)
+            answered = metrics[2:given]
+            assert (writer.lines, writer.refused) == (sum(b"bad" not in m for m in answered),
+                                                      sum(b"bad" in m for m in answered)), k
+            if not stopped:
+                break
+    assert k > 50 and given == 12  # (stopped at each line of 3 sends, then ran to the end)
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):

@@ -47,6 +47,7 @@ from collections.abc import Callable
 
 from .lineprotocol import MAY_BE_UNSIGNED, metric_lines, signed_unsigned
 from .log import Log, RateLimit, plural
+from .signals import deferred
 
 __all__ = [
     "DATA_REFUSED", "DEFAULT_BATCH_SIZE", "MAX_BACKOFF", "MAX_REFUSED_PER_BATCH", "InfluxError", "InfluxWriter",
@@ -374,7 +375,7 @@ class InfluxWriter:
         self.split_requests = 0
         self._done = 0  # metrics of the batches dealt with (written or refused), after those skipped
         self._refused_done = 0  # of which refused
-        self._batch_refused = 0  # refused so far in the batch being sent
+        self._batch_refused = 0  # refused so far in the batch being sent (counted in refused once it is done)
         self._refusals = refusals or RateLimit(burst=10, period=1.0, what=("metric InfluxDB refused", "metrics InfluxDB refused"))
 
     # -- the sink --------------------------------------------------------------
@@ -403,12 +404,11 @@ class InfluxWriter:
 
     def _send_pending(self, least: int) -> None:
         """Send what is pending in batches of at most ``batch_size`` while ``least`` metrics at least are (a
-        batch a stop cut short goes back there, in front of the next ones: :meth:`_send`)."""
+        batch leaves it once InfluxDB answered for it, counted in the same step; one a stop cut short stays
+        there, in front of the next ones: :meth:`_send`)."""
         pending = self._pending
         while len(pending) >= least and not self._failed:
-            batch = pending[: self.batch_size]
-            del pending[: self.batch_size]
-            self._send(batch)
+            self._send(pending[: self.batch_size])
 
     def close(self) -> None:
         if self._closed:
@@ -517,34 +517,35 @@ class InfluxWriter:
     # -- posting ---------------------------------------------------------------
 
     def _send(self, batch: list[bytes]) -> None:
-        """Post one batch (split if refused for its data); a WriteError stops the writer.
+        """Post one batch, the front of what is pending (split if refused for its data); a WriteError stops
+        the writer.
 
-        A stop (KeyboardInterrupt: ``replay`` stopped) while it is sent leaves it unknown whether InfluxDB
-        took it: it is not counted, and goes back to the front of what is pending, for :meth:`close` to send
-        again (the same points again change nothing). So :attr:`lines` and :attr:`acknowledged` count what
-        InfluxDB answered for, and every metric written before the stop is: no batch is lost between them.
+        Once InfluxDB answered for all of it, the batch is counted and taken off what is pending in one
+        step, SIGTERM and SIGINT held off across it (:func:`~riverguard.signals.deferred`). A stop
+        (KeyboardInterrupt: ``replay`` stopped) before that leaves it unknown whether InfluxDB took it: it is
+        not counted, and stays in front of what is pending, for :meth:`close` to send again (the same points
+        again change nothing). So :attr:`lines` and :attr:`acknowledged` count what InfluxDB answered for,
+        and every metric written before the stop is: no batch is lost between them.
         """
-        done, counts = self._done, (self.lines, self.refused, self.batches)
+        self._batch_refused = 0
         try:
             try:
                 self._post_retrying(batch)
             except WriteError as err:
                 if err.status not in DATA_REFUSED:
                     raise
-                self._batch_refused = 0
                 self._split(batch, 0, len(batch), err)
-            else:
-                self.lines += len(batch)
-            self._refused_done = self.refused
-            self.batches, self._done = counts[2] + 1, done + len(batch)  # (one statement: counted, or not)
         except WriteError:
             self._failed = True
+            self.refused += self._batch_refused  # (reported: a failed writer's count says them too)
             raise
-        except BaseException:
-            if self._done == done:
-                self.lines, self.refused, self.batches = counts
-                self._pending[:0] = batch
-            raise
+        with deferred():
+            del self._pending[: len(batch)]
+            self.lines += len(batch) - self._batch_refused
+            self.refused += self._batch_refused
+            self._refused_done = self.refused
+            self.batches += 1
+            self._done += len(batch)
 
     def _split(self, batch: list[bytes], lo: int, hi: int, err: WriteError) -> None:
         """``batch[lo:hi]`` was refused for its data (``err``): post each half again, down to single metrics.
@@ -565,12 +566,10 @@ class InfluxWriter:
                 if sub.status not in DATA_REFUSED:
                     raise
                 self._split(batch, a, b, sub)
-            else:
-                self.lines += b - a
 
     def _refuse(self, batch: list[bytes], i: int, err: WriteError) -> None:
-        """``batch[i]``, posted alone, was refused for its data: say so (rate-limited) and count it."""
-        self.refused += 1
+        """``batch[i]``, posted alone, was refused for its data: say so (rate-limited) and count it (in
+        :attr:`refused` once the batch is done: :meth:`_send`)."""
         self._batch_refused += 1
         name = self.on_refused(batch[i]) if self.on_refused else f"metric {self.acknowledged + i + 1}"
         if self._refusals.allow(self.log):
