@@ -311,6 +311,8 @@ GOOD = "2024-01-01 00:00:00,1.5,0\n"
         (HEADER + GOOD + "2024-01-01 00:01:00,nan,0\n", ":3: value 'nan' is not finite"),
         (HEADER + GOOD + "2024-01-01 00:01:00,inf,0\n", ":3: value 'inf' is not finite"),
         (HEADER + GOOD + "yesterday,1,0\n", ":3: timestamp 'yesterday' is not ISO 8601"),
+        (HEADER + GOOD + "1767225900,1,0\n", ":3: timestamp '1767225900' is not ISO 8601 (e.g. 2024-05-01 12:00:00); "
+         "epoch numbers are refused: export with rfc3339 timestamps or convert them (README, Detection quality)"),
         (HEADER + GOOD + "2024-13-01 00:00:00,1,0\n", ":3: timestamp '2024-13-01 00:00:00' is not ISO 8601"),
         (HEADER + GOOD + ",1,0\n", ":3: empty timestamp"),
         # beyond int64 nanoseconds: a traceback (OverflowError, exit 1) before

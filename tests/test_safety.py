@@ -367,6 +367,33 @@ def test_a_backfill_stopped_by_sigterm_gives_the_skip_metrics_that_resumes_it(in
     assert influxdb.query(query, resumed) == influxdb.query(query, whole)  # 0 differences
 
 
+def test_a_backfill_stopped_in_its_last_write_still_says_how_to_resume(influxdb: InfluxServer,
+                                                                        tmp_path: Path) -> None:
+    """All its input scored, a backfill sends what is left as it closes: a SIGTERM there exited 143 without the
+    `W!` line giving the `--skip-metrics N` to resume with. The proxy holds the ninth write, the first after
+    the input's end (60 000 metrics, batches of 7 000: 8 full ones while replaying, 4 000 at the close)."""
+    path = tmp_path / "rec.lp"
+    path.write_bytes(stream(30000))
+    whole, resumed = "rg_whole_last", "rg_stopped_last"
+    for db in (whole, resumed):
+        influxdb.create_db(db)
+    args = ["--batch-size", "7000", str(path)]
+    assert _backfill(influxdb.url, whole, *args).returncode == 0
+    with held_writes(influxdb.url, allow=8) as proxy:
+        proc = subprocess.Popen([*RIVERGUARD, "replay", "--influx-url", proxy.url, "--db", resumed, *args],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stderr = stopped_while_held(proxy, proc, signal.SIGTERM)
+    assert proc.returncode == 143, stderr
+    told = re.search(rf"^W! \[riverguard\] interrupted: database '{resumed}' at {re.escape(proxy.url)} acknowledged"
+                     r" 56000 metrics \(they stay written\), no --state; to resume, run the same command with"
+                     r" --skip-metrics 56000$", stderr, re.M)
+    assert told, stderr
+    again = _backfill(influxdb.url, resumed, "--skip-metrics", "56000", *args)
+    assert again.returncode == 0, again.stderr
+    query = 'SELECT "usage_idle", "usage_idle_anomaly_score", "usage_idle_anomaly" FROM "cpu" GROUP BY "host"'
+    assert influxdb.query(query, resumed) == influxdb.query(query, whole)  # 0 differences
+
+
 class _Written(QuietHandler):
     """InfluxDB 1.x's ``/write`` as the writer sees it: 204, or 400 for a body holding a ``bad`` line; every
     body it got (written or refused) goes into ``server.got``, by database (one a run)."""

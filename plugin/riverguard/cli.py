@@ -914,7 +914,11 @@ def _replay(config: Config, log: Log, files: list[str], output: str | None,
                     with contextlib.suppress(BrokenPipeError):
                         out.flush()
                 else:
-                    out.close()
+                    try:
+                        out.close()  # (a sink's last batches: a stop there is a stop too, said as any)
+                    except KeyboardInterrupt:
+                        interrupted = True
+                        raise
             finally:
                 if interrupted:  # (exit 130 for SIGINT, 143 for SIGTERM)
                     log.warn(_interrupted(engine, out, store, args.report if args is not None else None))

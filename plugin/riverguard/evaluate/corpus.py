@@ -197,7 +197,11 @@ def _timestamp(path: Path, lineno: int, text: str) -> int:
     except OutOfRange as err:
         raise DataError(f"{path}:{lineno}: {err}") from None
     except ValueError:
-        raise DataError(f"{path}:{lineno}: timestamp {text!r} is not ISO 8601 (e.g. 2024-05-01 12:00:00)") from None
+        # (a number: an export's epoch seconds or nanoseconds, refused as ambiguous; the README says how to convert)
+        epoch = ("; epoch numbers are refused: export with rfc3339 timestamps or convert them (README, "
+                 "Detection quality)") if text.lstrip("-").replace(".", "", 1).isdigit() else ""
+        raise DataError(f"{path}:{lineno}: timestamp {text!r} is not ISO 8601 (e.g. 2024-05-01 12:00:00){epoch}") \
+            from None
 
 
 def _read_nab_csv(path: Path) -> tuple[np.ndarray, list[str]]:
