@@ -24,6 +24,8 @@ from typing import Any
 
 import msgpack
 
+from .signals import deferred
+
 __all__ = ["Forked", "ForkedError"]
 
 #: The signals ignored in the child (a stop or a reload is the parent's).
@@ -53,8 +55,7 @@ class Forked:
         main = threading.current_thread() is threading.main_thread()
         parent = os.getpid()
         die = _death_signal()  # (looked up here: the child imports nothing)
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _IGNORED) if main else None
-        try:
+        with deferred(_IGNORED):  # (until the child ignores them: none reaches the parent's handlers there)
             r, w = os.pipe()
             try:
                 pid = os.fork()
@@ -64,9 +65,6 @@ class Forked:
                 raise
             if pid == 0:  # (the child: never returns)
                 _child(work, r, w, main, parent, die)
-        finally:
-            if mask is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(w)
         os.set_blocking(r, False)
         return cls(pid, r)

@@ -32,7 +32,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
@@ -183,15 +183,15 @@ def checkpointing(log: Log, what: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def deferred() -> Iterator[None]:
-    """Block SIGTERM/SIGINT across the body, a few statements that must all run or none: a stop signal that
-    comes meanwhile waits, and is delivered as the body ends (its handler runs there: ``replay``'s
+def deferred(signals: Iterable[int] = STOP_SIGNALS) -> Iterator[None]:
+    """Block ``signals`` (SIGTERM/SIGINT) across the body, a few statements that must all run or none: a signal
+    that comes meanwhile waits, and is delivered as the body ends (its handler runs there: ``replay``'s
     :class:`Interrupted` is raised right after the body). Says nothing, unlike :func:`checkpointing`, for
     long blocks. Outside the main thread, where no Python handler runs, nothing is blocked."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:
         yield
     finally:
