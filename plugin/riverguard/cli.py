@@ -488,6 +488,10 @@ def _reloader(engine: Engine, store, args: argparse.Namespace):  # type: ignore[
     return reload
 
 
+#: What ``run`` does when it cannot score (a refused config, a checkpoint it cannot have): said in its line.
+_PASSING = "passing every metric through unscored until this process stops"
+
+
 def _refused(log: Log, args: argparse.Namespace, signals: Signals) -> int:
     """``run`` with a config that is refused, its problems told (``E!``, as ``check-config`` tells them): every
     metric passes through unscored, byte for byte, until EOF or SIGTERM/SIGINT (exit 0). Exiting (2, as the
@@ -500,7 +504,7 @@ def _refused(log: Log, args: argparse.Namespace, signals: Signals) -> int:
     from .stream import Held, passthrough
 
     path = args.config
-    log.error(f"{path} is refused (above): passing every metric through unscored until this process stops; fix it "
+    log.error(f"{path} is refused (above): {_PASSING}; fix it "
               f"(riverguard check-config {shlex.quote(path)} says what is wrong), then restart Telegraf")
 
     def hangup() -> None:
@@ -550,8 +554,8 @@ def _run(config: Config | None, log: Log, args: argparse.Namespace, signals: Sig
             # touches no file of the checkpoint's (the holder's temporary ones included).
             log.warn(
                 f"checkpoint {busy.path} is in use by another riverguard (PID {busy.holder}, lock "
-                f"{busy.lock_path}); waited {busy.waited:.0f}s: passing every metric through unscored until this "
-                "process stops. Under Telegraf this is most likely the processor's second copy, after the "
+                f"{busy.lock_path}); waited {busy.waited:.0f}s: {_PASSING}. Under Telegraf this is most likely the "
+                "processor's second copy, after the "
                 "aggregators: set [agent] skip_processors_after_aggregators = true in telegraf.conf, or give this "
                 "copy its own --state"
             )
@@ -562,7 +566,7 @@ def _run(config: Config | None, log: Log, args: argparse.Namespace, signals: Sig
             # itself. Exiting lost every metric under Telegraf's execd, which restarts it into the same refusal;
             # scoring on fresh models would drop the learned ones at the next checkpoint. Every metric goes back
             # unscored, the checkpoint left as it is.
-            log.error(f"{err}; passing every metric through unscored until this process stops; fix that, then "
+            log.error(f"{err}; {_PASSING}; fix that, then "
                       "restart Telegraf")
             # (nothing scores on this host: the health line, status=passthrough, tells it; a busy lock's holder
             # scores, and its line is the host's)
