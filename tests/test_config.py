@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RIVERGUARD, ROOT, refused_line, run_cli, stdin_from
+from conftest import RIVERGUARD, ROOT, passed_through, refused_line, run_cli, stdin_from
 from riverguard import cli, config, detectors
 from riverguard.config import ConfigError, load, parse_duration
 
@@ -385,19 +385,23 @@ NO_HOME = "~no-such-user-riverguard"
 
 
 def test_a_state_path_from_an_unknown_home_is_refused_with_a_message(tmp_path: Path, start) -> None:
-    """``~user`` of a user the system does not know: exit 2 with what is wrong, and on SIGHUP the config is
-    refused and the process goes on with the one it had (a Python traceback, exit 1, stopped ``run``, lost
-    the metrics that followed the SIGHUP, and was a restart loop under Telegraf)."""
+    """``~user`` of a user the system does not know: exit 2 with what is wrong (``run --state``: the same
+    ``E!`` line, and every metric passed through, as for any state path it cannot use: exit 2 was a restart
+    loop under Telegraf), and on SIGHUP the config is refused and the process goes on with the one it had (a
+    Python traceback, exit 1, stopped ``run``, lost the metrics that followed the SIGHUP)."""
     config = tmp_path / "rg.toml"
     config.write_text(f'[state]\npath = "{NO_HOME}/rg.msgpack"\n')
     why = f"'{NO_HOME}/rg.msgpack': no home folder for '{NO_HOME}' (no such user?)"
     for args, said in (
         (["check-config", str(config)], f"E! [riverguard] {config}: [state], key 'path': {why}\n"),
-        (["run", "--state", f"{NO_HOME}/rg.msgpack"], f"E! [riverguard] --state {why}\n"),
+        (["replay", "--state", f"{NO_HOME}/rg.msgpack", "-"], f"E! [riverguard] --state {why}\n"),
         (["state", "inspect", f"{NO_HOME}/rg.msgpack"], f"E! [riverguard] {why}\n"),
     ):
         result = run_cli(args, input="m v=1 1\n", text=True)
         assert (result.returncode, result.stdout, result.stderr) == (2, "", said), args
+    result = run_cli(["run", "--state", f"{NO_HOME}/rg.msgpack"], input=b"m v=1 1\nm v=2 2\n")
+    told = f"E! [riverguard] --state {why}\n".encode()
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"m v=1 1\nm v=2 2\n", passed_through(told, 2))
     config.write_text('[state]\npath = "state/"\n\n[[rule]]\nname = "all"\ndetector = "zscore"\n')
     proc = start("run", "--config", str(config))
     proc.ready()

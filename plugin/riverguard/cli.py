@@ -261,8 +261,11 @@ def _configured(args: argparse.Namespace, signals: Signals | None = None) -> int
         try:
             given = state_path(args.state, Path.cwd())
         except ValueError as err:
-            log.error(f"--state {err}")
-            return EXIT_CONFIG
+            if args.command != "run":
+                log.error(f"--state {err}")
+                return EXIT_CONFIG
+            # (run: as a state path it cannot use, below; exiting was a restart loop under Telegraf)
+            return _run(config, log, args, signals, unusable=f"--state {err}")
         config = dataclasses.replace(config, state=dataclasses.replace(config.state, path=given))
     if args.command in ("replay", "pull"):  # before the checkpoint or any output is touched (run's: _run)
         problem = _check_same_files(args, config)
@@ -517,17 +520,34 @@ def _refused(log: Log, args: argparse.Namespace, signals: Signals) -> int:
     return passthrough(log, Held(signals), hangup=hangup)
 
 
-def _run(config: Config | None, log: Log, args: argparse.Namespace, signals: Signals | None = None) -> int:
-    """``run`` on ``config``; None: the config was refused (:func:`_refused`)."""
+def _run(config: Config | None, log: Log, args: argparse.Namespace, signals: Signals | None = None,
+         unusable: str | None = None) -> int:
+    """``run`` on ``config``; None: the config was refused (:func:`_refused`); ``unusable``: why the state
+    path given cannot be used (passed through as for a :class:`~riverguard.state.LockError`)."""
     from .signals import Signals
     from .stream import Held, passthrough, serve
 
     if signals is None:  # (called on its own: the handlers are put back at the end)
         with Signals() as own:
-            return _run(config, log, args, own)
+            return _run(config, log, args, own, unusable)
     if config is None:
         return _refused(log, args, signals)
     engine = Engine(config, log)
+
+    def cannot_use(why: str, held: Held | None = None) -> int:
+        # A state path it cannot use: another user's checkpoint (riverguard run once as root on Telegraf's
+        # state path), a FIFO or a folder where the file should be, a read-only filesystem, the config file
+        # itself, a home folder of no user. Exiting lost every metric under Telegraf's execd, which restarts
+        # it into the same refusal; scoring on fresh models would drop the learned ones at the next
+        # checkpoint. Every metric goes back unscored, the checkpoint left as it is.
+        log.error(f"{why}; {_PASSING}; fix that, then restart Telegraf")
+        # (nothing scores on this host: the health line, status=passthrough, tells it; a busy lock's holder
+        # scores, and its line is the host's)
+        monitor = _monitor(engine, config, None, status="passthrough")
+        return _last_line(monitor, passthrough(log, held or Held(signals), monitor=monitor), log)
+
+    if unusable is not None:
+        return cannot_use(unusable)
     # (the first line, before the lock and the restore say anything)
     hot_path = _hot_path()
     log.debug(f"riverguard {__version__} ({hot_path}) started with {len(config.rules)} rule(s) from {config.source}")
@@ -561,17 +581,7 @@ def _run(config: Config | None, log: Log, args: argparse.Namespace, signals: Sig
             )
             return passthrough(log, held)
         except LockError as err:
-            # A state path it cannot use: another user's checkpoint (riverguard run once as root on Telegraf's
-            # state path), a FIFO or a folder where the file should be, a read-only filesystem, the config file
-            # itself. Exiting lost every metric under Telegraf's execd, which restarts it into the same refusal;
-            # scoring on fresh models would drop the learned ones at the next checkpoint. Every metric goes back
-            # unscored, the checkpoint left as it is.
-            log.error(f"{err}; {_PASSING}; fix that, then "
-                      "restart Telegraf")
-            # (nothing scores on this host: the health line, status=passthrough, tells it; a busy lock's holder
-            # scores, and its line is the host's)
-            monitor = _monitor(engine, config, None, status="passthrough")
-            return _last_line(monitor, passthrough(log, held, monitor=monitor), log)
+            return cannot_use(str(err), held)
     if not engine.clock.known:  # (a restored clock: the models already took timestamps in their unit)
         engine.unit_hint = ("if they are, send nanoseconds (as Telegraf's execd processor does), or replay them "
                             "with riverguard replay --precision {unit}")
