@@ -24,12 +24,12 @@ from typing import Any
 
 import msgpack
 
-from .signals import deferred
+from .signals import COMMAND_SIGNALS, deferred
 
 __all__ = ["Forked", "ForkedError"]
 
 #: The signals ignored in the child (a stop or a reload is the parent's).
-_IGNORED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_IGNORED = COMMAND_SIGNALS  # (those the parent takes)
 
 
 class ForkedError(Exception):

@@ -32,15 +32,18 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from .log import Log
 
-__all__ = ["STOP_SIGNALS", "Interrupted", "Signals", "WakePipe", "checkpointing", "deferred", "exit_code", "interrupt"]
+__all__ = ["COMMAND_SIGNALS", "STOP_SIGNALS", "Interrupted", "Signals", "WakePipe", "checkpointing", "deferred",
+           "exit_code", "interrupt", "start_thread"]
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: The signals the commands take (stop, and SIGHUP: reload).
+COMMAND_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _holding = False  # a checkpointing() block is running
 
 
@@ -196,3 +199,15 @@ def deferred(signals: Iterable[int] = STOP_SIGNALS) -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, before)  # (a signal pending: its handler runs here)
+
+
+def start_thread(target: Callable[[], object], name: str) -> threading.Thread:
+    """Start a daemon thread that takes none of :data:`COMMAND_SIGNALS`: it starts with them blocked, so the
+    kernel delivers them to the main thread, the only one where Python runs a handler. One delivered to
+    another thread left the main thread blocked in what it waited on (a read from a server that does not
+    answer: until its timeout, 60 s), and two signals meanwhile were taken as one (a one-off ``pull``'s
+    second SIGTERM did not end it at once)."""
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    with deferred(COMMAND_SIGNALS):  # (the new thread inherits the mask; the main thread's is put back)
+        thread.start()
+    return thread

@@ -67,7 +67,7 @@ from ..engine import Engine, series_prefix
 from ..influx import InfluxWriter, OptionError, WriteError, from_args, retry_wait
 from ..lineprotocol import Metric, ParseError, parse, raw_fields
 from ..log import Log, Progress, RateLimit, iso_ns
-from ..signals import STOP_SIGNALS, exit_code, interrupt
+from ..signals import STOP_SIGNALS, exit_code, interrupt, start_thread
 from ..state import AccessDenied, LockError, open_store
 from ..stream import ManualGC, feed
 from .points import unescape_measurement
@@ -588,8 +588,7 @@ class _Pipelined:
         self.writer = writer
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="riverguard-writer", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, "riverguard-writer")
 
     def _run(self) -> None:
         while True:
