@@ -1,6 +1,6 @@
-"""``python -m tests.benchmarks.evidence_union``: the default detector's flags, or'd with four more kinds of evidence.
+"""``python -m tests.benchmarks.evidence_union``: the default detector's flags, or'd with five more kinds of evidence.
 
-A probe for issue 12's CMD target (twenty-eighth session), modelled on
+A probe for issue 12's CMD target (twenty-eighth session; ``peak`` the twenty-ninth), modelled on
 ``excursions``: each candidate below is computed online and causally, with
 a state per series of a few floats (the seasonal residual excepted: it needs
 the values of a day or a week), and gives a score per sample; a run of
@@ -29,14 +29,17 @@ candidates:
   the last ``tau`` of level, flagged on the next sample when that one is back
   under half the threshold (a lone value, one sample late); ``tau`` ``1f``:
   an hour, and only in series sampled once a minute or more often (NAB has
-  none: its 5-minute series are left to the default).
+  none: its 5-minute series are left to the default);
+- ``peak``: the excursion above a level, in units of the typical day's
+  largest excursion (the median over the last ``days`` days): a peak
+  several times the size of the series' usual daily peaks.
 
 Prints a table, then for each candidate's best rows (the best CMD score, the
 best with NAB within its budget of false alarms per series-day, 0.074, and
 the best within both budgets, CMD's 0.043 too: at most 135 and 76 false
 alarms) the extra catches by category
 and the extra false alarms by file (the 8 files with the most); last, a few
-pairs of rows or'd together with the default. About 40 seconds for both
+pairs of rows or'd together with the default. About 100 seconds for both
 corpora.
 """
 
@@ -163,6 +166,42 @@ def lone_scores(x: np.ndarray, t: Sequence[float], tau: float) -> Callable[[floa
     return at
 
 
+def peak_scores(x: np.ndarray, t: Sequence[float], days: int) -> np.ndarray:
+    """The excursion above an EW level (a day; it follows a fall at once, a rise at a quarter of that rate), in units
+    of the median of the largest excursion of each of the last ``days`` UTC days (scored from the fourth day; the
+    unit at least 5 % of the mean magnitude, and 1 while every value so far is a whole number: a count's one
+    more is not a peak). The state is ``days`` floats and five more.
+
+    A day of the same two peaks (level 10, peaks of 13), then a peak of 25 at hour 100:
+
+    >>> t = [3600.0 * i for i in range(120)]
+    >>> x = np.array([10.0] * 120); x[3::12] = 13.0; x[100] = 25.0
+    >>> s = peak_scores(x, t, 14)
+    >>> float(s[:72].max()), round(float(s[99]), 2), round(float(s[100]), 2)
+    (0.0, 1.0, 5.06)
+    """
+    out = np.zeros(len(x))
+    maxima: list[float] = []  # the last ``days`` completed days' largest excursion
+    day, top = int(t[0] // DAY), -math.inf
+    level, mag, whole = float(x[0]), abs(float(x[0])), True
+    for i in range(len(x)):
+        v = float(x[i])
+        whole = whole and v == round(v)
+        if int(t[i] // DAY) != day:
+            if top > -math.inf:
+                maxima = [*maxima, top][-days:]
+            day, top = int(t[i] // DAY), -math.inf
+        if i:
+            mag += _alpha(t[i] - t[i - 1], 7 * DAY, i + 1) * (abs(v) - mag)
+        excursion = v - level
+        if len(maxima) >= 3:
+            out[i] = excursion / max(float(np.median(maxima)), 0.05 * mag, 1.0 if whole else 1e-12)
+        top = max(top, excursion)
+        if i:
+            level += _alpha(t[i] - t[i - 1], DAY, i + 1) * excursion * (1.0 if excursion < 0 else 0.25)
+    return out
+
+
 class Candidate(NamedTuple):
     name: str
     param: str  # the name of the parameter of the state (before the scores), whose values are
@@ -193,6 +232,7 @@ CANDIDATES = (
     Candidate("cusum", "drift", ("0.5", "1"), (20.0, 40.0, 80.0, 160.0), LASTING,
               lambda x, t, p: cusum_scores(x, t, float(p))),
     Candidate("lone", "tau h", ("1", "24", "1f"), (6.0, 10.0, 20.0, 40.0), (0.0,), _lone),
+    Candidate("peak", "days", ("14", "28"), (3.0, 4.0, 6.0), LASTING, lambda x, t, p: peak_scores(x, t, int(p))),
 )
 
 
@@ -242,6 +282,8 @@ PAIRS = (
     (("seasonal", "1+7", 10.0, 3600.0), ("lone", "1f", 6.0, 0.0)),
     (("seasonal", "7", 20.0, 3600.0), ("lone", "1f", 6.0, 0.0)),
     (("seasonal", "1+7", 20.0, 3600.0), ("lone", "1f", 10.0, 0.0)),
+    (("peak", "14", 3.0, 3600.0), ("lone", "1f", 10.0, 0.0)),
+    (("peak", "14", 6.0, 3600.0), ("lone", "1f", 10.0, 0.0)),
 )
 
 
