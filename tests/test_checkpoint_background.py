@@ -132,6 +132,39 @@ def test_metrics_come_back_while_a_checkpoint_is_written_and_it_restores(tmp_pat
     assert proc.stdout + b.stdout == whole.stdout
 
 
+def test_the_last_checkpoint_stops_a_child_still_writing_instead_of_waiting_for_it(tmp_path: Path) -> None:
+    """At stdin's end ``run`` waited for the child still writing a periodic checkpoint, then wrote its own: the
+    child's work was thrown away all the same, and the wait (3.1 s more from EOF to exit, medians, 100 000 series)
+    is taken from the 5 s Telegraf gives before its SIGTERM. Now the child is stopped (here a child that would
+    never finish: SIGSTOPped mid-write): ``run`` exits at once with its final checkpoint written, told as no
+    failure, the child reaped and its temporary file removed; a restart from it gives what one process gives."""
+    config = write_config(tmp_path, extra=CONFIG)
+    state = tmp_path / "s.msgpack"
+    first, later, rest = series_lines(SERIES), _more(100, 500), _more(200, 500)
+    whole = subprocess.run([*RG, "run", "--config", str(config)], input=first + later + rest, capture_output=True,
+                           timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    proc = Proc(["run", "--config", str(config), "--state", str(state)], cmd=RG)
+    try:
+        proc.write(first)
+        assert wait_until(lambda: _lines(proc) >= SERIES, 120), proc.stderr
+        child = _stop_the_writer(proc, writing=state)
+        proc.write(later)  # (in the final checkpoint, not in the child's)
+        assert wait_until(lambda: _lines(proc) >= SERIES + 500, 60), proc.stderr
+        proc.close_stdin()
+        assert proc.wait(30) == 0, proc.stderr
+    finally:
+        _end(proc, kill=True)
+    assert _state(child) is None  # (reaped)
+    assert not list(tmp_path.glob(".s.msgpack.tmp-*"))
+    assert b"E! " not in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr
+    b = subprocess.run([*RG, "run", "--config", str(config), "--state", str(state)], input=rest, capture_output=True,
+                       timeout=300)
+    assert b.returncode == 0, b.stderr
+    assert f"restored {SERIES} series".encode() in b.stderr, b.stderr
+    assert proc.stdout + b.stdout == whole.stdout
+
+
 def test_a_checkpoint_the_child_cannot_write_is_told_as_before_and_scoring_goes_on(tmp_path: Path) -> None:
     """The child's failure (its folder made read-only after start) is told by the parent as a synchronous one
     was: the same E! line, naming the child's temporary file; metrics keep coming back."""

@@ -11,7 +11,8 @@ leaves no orphan holding what it inherited, such as a lock, for a restarted proc
 child was writing is given up, as the parent's own work would have been.
 
 The parent goes on at once: :attr:`Forked.fd` becomes readable in ``select()`` once the child has sent its
-result and exits; :meth:`Forked.poll` reaps it without waiting, :meth:`Forked.wait` waits for it.
+result and exits; :meth:`Forked.poll` reaps it without waiting, :meth:`Forked.wait` waits for it, and
+:meth:`Forked.kill` stops it (its work no longer wanted) and reaps it.
 """
 
 from __future__ import annotations
@@ -96,21 +97,38 @@ class Forked:
             self._read()
             self._reap(0)
 
+    def kill(self) -> bool:
+        """Stop the child at once (SIGKILL, which a stopped child gets too) and reap it; False when it had
+        sent its result already (:meth:`result` gives it), True when its work was given up."""
+        if self._status is None:
+            os.kill(self.pid, signal.SIGKILL)  # (an unreaped child is still there to kill, exited or not)
+            self.wait()
+        return self._sent() is None
+
     def result(self) -> Any:
-        """The value ``work()`` returned (once reaped); raise :class:`ForkedError` when there is none."""
+        """The value ``work()`` returned (once reaped); raise :class:`ForkedError` when there is none. A child
+        killed after it sent its result did its work: the result is given."""
         assert self._status is not None
         status = self._status
-        if os.WIFSIGNALED(status):
-            raise ForkedError(f"the process writing it (PID {self.pid}) was killed by "
-                              f"{_signal_name(os.WTERMSIG(status))}")
-        try:
-            ok, value = msgpack.unpackb(bytes(self._data), raw=False)
-        except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData):
+        sent = self._sent()
+        if sent is None:
+            if os.WIFSIGNALED(status):
+                raise ForkedError(f"the process writing it (PID {self.pid}) was killed by "
+                                  f"{_signal_name(os.WTERMSIG(status))}")
             raise ForkedError(f"the process writing it (PID {self.pid}) exited with code "
-                              f"{os.waitstatus_to_exitcode(status)} without a result") from None
+                              f"{os.waitstatus_to_exitcode(status)} without a result")
+        ok, value = sent
         if not ok:
             raise ForkedError(value)
         return value
+
+    def _sent(self) -> tuple[bool, Any] | None:
+        """What the child sent, ``[ok, value]``, once whole; None before (or if it is not one)."""
+        try:
+            ok, value = msgpack.unpackb(bytes(self._data), raw=False)
+        except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData):
+            return None
+        return bool(ok), value
 
     def _read(self) -> bool:
         """Read what the pipe holds; True at its end (the child closed it: it is exiting)."""

@@ -529,11 +529,12 @@ class StateStore:
         :data:`FAILURE_REPEAT` seconds (how many in a row, since when), and with ``tell`` always (the process's
         last, one a SIGHUP asked for); the first written after them gets an ``I!`` line. :attr:`error` says
         why the last one failed. A SIGTERM or SIGINT waits until it is written
-        (:func:`~riverguard.signals.checkpointing`), and this one until one written in the background
-        (:meth:`tick`) is.
+        (:func:`~riverguard.signals.checkpointing`). One still being written in the background (:meth:`tick`)
+        is older than this one: its child is stopped (its temporary file removed, nothing told), not waited
+        for; one already written is told as :meth:`poll` tells it.
         """
         with checkpointing(self.log, f"the checkpoint {self.path}"), _no_gc():
-            self.wait()
+            self._supersede()
             started = time.monotonic()
             try:
                 self._prepare()
@@ -603,14 +604,26 @@ class StateStore:
             self._child.wait()
             self._reaped()
 
-    def _reaped(self) -> None:
+    def _supersede(self) -> None:
+        """Stop the background checkpoint still being written, if any (one about to be written here is newer):
+        its child is killed and reaped, its temporary file removed, and that told as no failure. One that
+        was written (or failed) before it could be stopped is told as :meth:`poll` tells it."""
+        if self._child is None or self.poll():
+            return
+        self._reaped(superseded=self._child.kill())
+
+    def _reaped(self, superseded: bool = False) -> None:
         child, self._child = self._child, None
         assert child is not None
         try:
             outcome = child.result()
         except ForkedError as err:  # (raised, or killed: its temporary file may be left behind)
             temp_path(self.path, child.pid).unlink(missing_ok=True)
-            self._failed(err, False)
+            if superseded:
+                self.log.debug(f"checkpoint: the one being written in the background (PID {child.pid}) was "
+                               "stopped, as a newer one is written now")
+            else:
+                self._failed(err, False)
             return
         if "error" in outcome:
             self._failed(outcome["error"], False)
