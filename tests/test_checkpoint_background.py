@@ -70,6 +70,62 @@ def _stop_the_writer(proc: Proc, timeout: float = 60, writing: Path | None = Non
     raise AssertionError(f"no child writing a checkpoint caught in {timeout:g}s: {proc.stderr[-2000:]!r}")
 
 
+SKIPPED = b"still being written"
+REFUSED = b"W! [riverguard] cannot start a process to write the checkpoint in the background"
+AGAIN = b"I! [riverguard] checkpoints are written in the background again"
+
+
+def a_tick_skipped(tmp_path: Path) -> bytes:
+    """The stderr of a ``run`` whose periodic checkpoint's child is stopped as it writes, until the next tick
+    is skipped (:data:`SKIPPED`); then let go, and ``run`` ended at EOF."""
+    config = write_config(tmp_path, extra=CONFIG)
+    proc = Proc(["run", "--config", str(config), "--state", str(tmp_path / "s.msgpack")], cmd=RG)
+    try:
+        proc.write(series_lines(SERIES))
+        assert wait_until(lambda: _lines(proc) >= SERIES, 120), proc.stderr
+        child = _stop_the_writer(proc)
+        assert proc.wait_stderr(lambda err: SKIPPED in err, 30), proc.stderr
+        os.kill(child, signal.SIGCONT)
+        _end(proc)
+    finally:
+        _end(proc, kill=True)
+    return proc.stderr
+
+
+def a_fork_refused_for_a_while(tmp_path: Path, refused_for: float = 0.0) -> tuple[bytes, int]:
+    """A ``run`` whose forks are refused (as nobody, held to its own process: ``prlimit --nproc=1``) for
+    ``refused_for`` s more once one was (:data:`REFUSED`), then let fork again (:data:`AGAIN`), then ended at
+    EOF: its stderr, and how many :data:`REFUSED` lines it said while refused. Skips without root and prlimit."""
+    if os.geteuid() != 0 or shutil.which("prlimit") is None:
+        pytest.skip("a process limit that the test can raise again while riverguard runs takes root and prlimit")
+    prefix = as_nobody("root's processes are not held to RLIMIT_NPROC")
+    hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]  # (riverguard's, inherited)
+    hard = "unlimited" if hard == resource.RLIM_INFINITY else hard
+    folder = tmp_path / "state"
+    folder.mkdir()
+    os.chown(folder, 65534, 65534)
+    state = folder / "s.msgpack"
+    config = write_config(tmp_path, extra='[state]\ncheckpoint_interval = "1s"')
+    proc = Proc(["run", "--config", str(config), "--state", str(state), "--log-level", "info"],
+                cmd=[*prefix, "prlimit", "--nproc=1:", *RG])  # (its own process is all its user may have)
+    try:
+        proc.write(series_lines(200))
+        assert wait_until(lambda: _lines(proc) >= 200, 60), proc.stderr
+        assert proc.wait_stderr(lambda err: REFUSED in err, 30), proc.stderr
+        assert wait_until(lambda: state.exists() and b"trying again at the next checkpoint" in proc.stderr, 30)
+        time.sleep(refused_for)
+        refused = proc.stderr.count(REFUSED)
+        # (its user may raise it again, up to the hard limit: as that user, as root may lack CAP_SYS_RESOURCE)
+        subprocess.run([*prefix, "prlimit", "--pid", str(proc.popen.pid), f"--nproc={hard}:"], check=True, timeout=30)
+        assert proc.wait_stderr(lambda err: AGAIN in err, 30), proc.stderr
+        proc.write(_more(100, 10))
+        assert wait_until(lambda: _lines(proc) >= 210, 30), proc.stderr
+        _end(proc)
+    finally:
+        _end(proc, kill=True)
+    return proc.stderr, refused
+
+
 def _end(proc: Proc, kill: bool = False) -> None:
     """Close ``proc``'s stdin and check it exits 0; with ``kill``, SIGKILL it if it still runs (a test failed)."""
     if proc.popen.poll() is not None:
@@ -111,7 +167,7 @@ def test_metrics_come_back_while_a_checkpoint_is_written_and_it_restores(tmp_pat
         proc.write(later)  # scored and written back while the child is stopped
         assert wait_until(lambda: _lines(proc) >= SERIES + 500, 60), proc.stderr
         assert _state(child) in ("T", "t")
-        assert proc.wait_stderr(lambda err: b"still being written" in err, 30), proc.stderr
+        assert proc.wait_stderr(lambda err: SKIPPED in err, 30), proc.stderr
         before = state.stat().st_ino if state.exists() else None
         os.kill(child, signal.SIGCONT)
         assert wait_until(lambda: _state(child) is None, 60), proc.stderr  # reaped by the parent
@@ -256,33 +312,6 @@ def test_a_fork_refused_for_a_while_is_tried_again_at_the_next_checkpoint(tmp_pa
     """A fork refused once (EAGAIN: the user's process limit; ENOMEM) made every later periodic checkpoint
     synchronous for the rest of the process's life: Telegraf's inputs waited at each again. Now that tick's
     checkpoint is written by ``run`` itself (one ``W!`` for the streak) and the next tick forks again."""
-    if os.geteuid() != 0 or shutil.which("prlimit") is None:
-        pytest.skip("a process limit that the test can raise again while riverguard runs takes root and prlimit")
-    prefix = as_nobody("root's processes are not held to RLIMIT_NPROC")
-    hard = resource.getrlimit(resource.RLIMIT_NPROC)[1]  # (riverguard's, inherited)
-    hard = "unlimited" if hard == resource.RLIM_INFINITY else hard
-    folder = tmp_path / "state"
-    folder.mkdir()
-    os.chown(folder, 65534, 65534)
-    state = folder / "s.msgpack"
-    config = write_config(tmp_path, extra='[state]\ncheckpoint_interval = "1s"')
-    proc = Proc(["run", "--config", str(config), "--state", str(state), "--log-level", "info"],
-                cmd=[*prefix, "prlimit", "--nproc=1:", *RG])  # (its own process is all its user may have)
-    try:
-        proc.write(series_lines(200))
-        assert wait_until(lambda: _lines(proc) >= 200, 60), proc.stderr
-        refused = b"W! [riverguard] cannot start a process to write the checkpoint in the background"
-        assert proc.wait_stderr(lambda err: refused in err, 30), proc.stderr
-        assert wait_until(lambda: state.exists() and b"trying again at the next checkpoint" in proc.stderr, 30)
-        time.sleep(2.5)  # (two more ticks, each refused: still one W! line)
-        assert proc.stderr.count(refused) == 1, proc.stderr
-        # (its user may raise it again, up to the hard limit: as that user, as root may lack CAP_SYS_RESOURCE)
-        subprocess.run([*prefix, "prlimit", "--pid", str(proc.popen.pid), f"--nproc={hard}:"], check=True, timeout=30)
-        assert proc.wait_stderr(lambda err: b"checkpoints are written in the background again" in err, 30), \
-            proc.stderr
-        proc.write(_more(100, 10))
-        assert wait_until(lambda: _lines(proc) >= 210, 30), proc.stderr
-        _end(proc)
-    finally:
-        _end(proc, kill=True)
-    assert b"E! " not in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr
+    stderr, refused = a_fork_refused_for_a_while(tmp_path, refused_for=2.5)  # (two more ticks, each refused)
+    assert refused == 1, stderr
+    assert b"E! " not in stderr and b"Traceback" not in stderr, stderr

@@ -337,6 +337,14 @@ def _provoke(fragment: str, tmp: Path) -> str:
         config.write_text('[output]\nexplain = true\n\n[[rule]]\nname = "cpu"\n\n[[rule]]\nname = "models"\n'
                           'detector = "river"\nparams.model = {class = "anomaly.HalfSpaceTrees"}\n')
         return run(["check-config", "riverguard.toml"])
+    if fragment == "still being written":  # a periodic checkpoint's child slower than checkpoint_interval
+        from test_checkpoint_background import a_tick_skipped
+
+        return a_tick_skipped(tmp).decode()
+    if fragment in ("cannot start a process", "in the background again"):  # a fork refused, then not
+        from test_checkpoint_background import a_fork_refused_for_a_while
+
+        return a_fork_refused_for_a_while(tmp)[0].decode()
     if fragment == "would write":
         return run(["run"], "cpu,host=a v=1,v_anomaly=0.5 1\n")
     if fragment == "--report needs":  # Bokeh cannot be imported
@@ -351,7 +359,8 @@ def _provoke(fragment: str, tmp: Path) -> str:
 
 _FRAGMENTS = (  # (tried in this order: one naming a message that contains another comes first)
     "was removed while riverguard ran", "lock file PATH.lock in PATH", "reach the state folder", "the state folder", "cannot read the checkpoint", "cannot open the lock file",
-    "cannot write the checkpoint", "cannot replace the checkpoint", "stopped with stdin still open", "is the --config file",
+    "cannot write the checkpoint", "cannot replace the checkpoint", "still being written", "cannot start a process",
+    "in the background again", "stopped with stdin still open", "is the --config file",
     "no [[rule]]", "is under the least", "not line protocol", "is refused (above)", "unknown detector", "unrecognized arguments", "no checkpoint at",
     "is unusable", "passing every metric through unscored", "is in use by another riverguard", "cannot create the lock file", "checkpoint to",
     "evictions of a series not yet scored", "eviction of a trained model", "return of a series that expired",
