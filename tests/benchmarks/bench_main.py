@@ -411,6 +411,12 @@ def bench_checkpoint(n: int, tmp: Path, say: Any) -> dict[str, Any]:
         assert store.error is None, store.error
         writes.append(store.last_seconds)
     tick_s, child_s = statistics.median(stalls), statistics.median(writes)
+    # the child's own memory while it writes (copy-on-write): with the parent idle, then scoring the same
+    # series at full speed (each page either writes is copied)
+    parent_rss = _status_bytes("/proc/self/status", "VmRSS")
+    idle = _child_memory(store)
+    rounds = min(40, max(4, math.ceil(2 * child_s * 1e6 / n)))  # (enough to score until the child is done)
+    busy = _child_memory(store, stream.generate(rounds), lambda chunk: process_chunks(engine, [chunk], lambda b: None))
     del engine
     gc.collect()
     fresh = Engine(default_config(), log)
@@ -421,10 +427,71 @@ def bench_checkpoint(n: int, tmp: Path, say: Any) -> dict[str, Any]:
     say(f"  checkpoint: {n:,} series, save {save_s:.2f} s, load {load_s:.2f} s, {size / 2**20:.1f} MiB; periodic "
         f"(forked) stall {tick_s * 1000:.1f} ms (max {max(stalls) * 1000:.1f}), child writes in {child_s:.2f} s, "
         f"{save_s / tick_s:.0f}x shorter a stall than the synchronous save")
+    say(f"  checkpoint child's memory (peak of /proc/<child>/smaps_rollup), parent RSS {parent_rss / 2**20:.0f} MiB: "
+        f"parent idle: Private_Dirty {idle['private_dirty'] / 2**20:.0f} MiB, Pss {idle['pss'] / 2**20:.0f} MiB; "
+        f"parent scoring ({busy['samples_during']:,} samples while the child wrote, {busy['samples_per_s_during']:,} "
+        f"a second; {busy['samples_per_s_after'] or 0:,} a second after{', input ran out' if busy['ran_out'] else ''}): "
+        f"Private_Dirty {busy['private_dirty'] / 2**20:.0f} MiB, Pss {busy['pss'] / 2**20:.0f} MiB")
     return {"series": n, "save_s": round(save_s, 3), "load_s": round(load_s, 3), "bytes": size,
             "bytes_per_series": round(size / n), "tick_stall_s": round(tick_s, 4),
             "tick_stall_max_s": round(max(stalls), 4), "tick_child_s": round(child_s, 3),
-            "tick_stall_ratio": round(save_s / tick_s, 1)}
+            "tick_stall_ratio": round(save_s / tick_s, 1), "parent_rss_bytes": parent_rss,
+            "child_memory_idle": idle, "child_memory_scoring": busy}
+
+
+def _status_bytes(path: str, key: str) -> int:
+    """A ``key: N kB`` entry of a /proc status-like file (status, smaps_rollup), in bytes."""
+    with open(path) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def _child_memory(store: Any, data: bytes = b"", score: Any = None) -> dict[str, Any]:
+    """One periodic checkpoint (``store.tick()``): the peaks of its child's Private_Dirty and Pss (bytes, from
+    /proc/<child>/smaps_rollup, read every 5 ms by a thread) while it writes; the parent meanwhile idle, or
+    scoring ``data`` (``score(chunk)``, 64 KiB at a time) until the child is done, then the rest with no child
+    (the samples per second of both: what copy-on-write costs the parent)."""
+    store.tick()
+    assert store.fd is not None, "the periodic checkpoint was not written in the background"
+    (child,) = [int(pid) for task in Path("/proc/self/task").iterdir()
+                for pid in (task / "children").read_text().split()]
+    smaps = f"/proc/{child}/smaps_rollup"
+    peak = {"private_dirty": 0, "pss": 0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            try:
+                peak["private_dirty"] = max(peak["private_dirty"], _status_bytes(smaps, "Private_Dirty"))
+                peak["pss"] = max(peak["pss"], _status_bytes(smaps, "Pss"))
+            except (OSError, KeyError):  # (it has exited)
+                return
+            done.wait(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    at, rates, started = 0, [], time.perf_counter()
+    for forked in (True, False):
+        begun, samples = time.perf_counter(), 0
+        while at < len(data) and (not forked or not store.poll()):
+            end = data.find(b"\n", at + (1 << 16)) + 1 or len(data)
+            score(data[at:end])
+            samples += numeric_fields(data[at:end])
+            at = end
+        rates.append((samples, time.perf_counter() - begun))
+        while forked and not store.poll():
+            time.sleep(0.005)
+    done.set()
+    sampler.join()
+    assert store.error is None, store.error
+    out: dict[str, Any] = {**peak, "child_s": round(store.last_seconds, 3)}
+    if score is not None:
+        (during, took), (after, took_after) = rates
+        out.update(samples_during=during, samples_per_s_during=round(during / took),
+                   samples_per_s_after=round(after / took_after) if after else None, ran_out=after == 0)
+    return out
 
 
 class _EwmaZ:
@@ -591,6 +658,11 @@ def table(results: dict[str, Any]) -> tuple[list[list[str]], dict[str, dict[str,
                      target("checkpoint_tick_stall_s", cp["tick_stall_s"])])
         rows.append([f"checkpoint load, {cp['series']:,} series", f"{cp['load_s']:.2f} s", "", "",
                      target("checkpoint_load_s", cp["load_s"])])
+        busy = cp.get("child_memory_scoring")
+        if busy:
+            rows.append([f"periodic checkpoint's child, private memory while it writes, {cp['series']:,} series",
+                         f"{busy['private_dirty'] / 2**20:.0f} MiB (Pss {busy['pss'] / 2**20:.0f} MiB)",
+                         f"{cp['parent_rss_bytes'] / 2**20:.0f} MiB (parent RSS)", "", ""])
         rows.append(["checkpoint file size", f"{cp['bytes'] / 2**20:.1f} MiB ({cp['bytes_per_series']:,} B/series)",
                      "", "", ""])
     det = results.get("detectors")
