@@ -147,17 +147,32 @@ def _more(start: int, n: int) -> bytes:
     return b"".join(b"cpu,host=h%d v=%d %d\n" % (i, (i + 3) % 10, T0 + start * 10**9 + i) for i in range(n))
 
 
+def _three_parts(tmp_path: Path) -> tuple[Path, Path, tuple[bytes, bytes, bytes], bytes]:
+    """The config, the checkpoint's path, an input in three parts (:data:`SERIES` series, then a sample on
+    500 of them twice) and what one ``run`` without a checkpoint gives for the whole of it."""
+    config = write_config(tmp_path, extra=CONFIG)
+    parts = series_lines(SERIES), _more(100, 500), _more(200, 500)
+    whole = subprocess.run([*RG, "run", "--config", str(config)], input=b"".join(parts), capture_output=True,
+                           timeout=300)
+    assert whole.returncode == 0, whole.stderr
+    return config, tmp_path / "s.msgpack", parts, whole.stdout
+
+
+def _restarted(config: Path, state: Path, rest: bytes) -> bytes:
+    """What a ``run`` restarted from the checkpoint ``state`` (of :data:`SERIES` series) gives for ``rest``."""
+    b = subprocess.run([*RG, "run", "--config", str(config), "--state", str(state)], input=rest, capture_output=True,
+                       timeout=300)
+    assert b.returncode == 0, b.stderr
+    assert f"restored {SERIES} series".encode() in b.stderr, b.stderr
+    return b.stdout
+
+
 def test_metrics_come_back_while_a_checkpoint_is_written_and_it_restores(tmp_path: Path) -> None:
     """A periodic checkpoint stopped the stream for its whole write (1.2 to 2 s with 100 000 series: Telegraf
     waits meanwhile). Now a forked child writes it: with that child stopped, metrics still come back, and the
     next tick is skipped (said once); let go, its checkpoint is in place and complete. The final checkpoint at
     EOF is then the parent's, and a restart from it gives what one process gives over the whole input."""
-    config = write_config(tmp_path, extra=CONFIG)
-    state = tmp_path / "s.msgpack"
-    first, later, rest = series_lines(SERIES), _more(100, 500), _more(200, 500)
-    whole = subprocess.run([*RG, "run", "--config", str(config)], input=first + later + rest, capture_output=True,
-                           timeout=300)
-    assert whole.returncode == 0, whole.stderr
+    config, state, (first, later, rest), whole = _three_parts(tmp_path)
     proc = Proc(["run", "--config", str(config), "--state", str(state)], cmd=RG)
     try:
         proc.write(first)
@@ -181,11 +196,7 @@ def test_metrics_come_back_while_a_checkpoint_is_written_and_it_restores(tmp_pat
     import json
 
     assert json.loads(inspect(state).stdout)["series"] == SERIES
-    b = subprocess.run([*RG, "run", "--config", str(config), "--state", str(state)], input=rest, capture_output=True,
-                       timeout=300)
-    assert b.returncode == 0, b.stderr
-    assert f"restored {SERIES} series".encode() in b.stderr, b.stderr
-    assert proc.stdout + b.stdout == whole.stdout
+    assert proc.stdout + _restarted(config, state, rest) == whole
 
 
 def test_the_last_checkpoint_stops_a_child_still_writing_instead_of_waiting_for_it(tmp_path: Path) -> None:
@@ -194,12 +205,7 @@ def test_the_last_checkpoint_stops_a_child_still_writing_instead_of_waiting_for_
     is taken from the 5 s Telegraf gives before its SIGTERM. Now the child is stopped (here a child that would
     never finish: SIGSTOPped mid-write): ``run`` exits at once with its final checkpoint written, told as no
     failure, the child reaped and its temporary file removed; a restart from it gives what one process gives."""
-    config = write_config(tmp_path, extra=CONFIG)
-    state = tmp_path / "s.msgpack"
-    first, later, rest = series_lines(SERIES), _more(100, 500), _more(200, 500)
-    whole = subprocess.run([*RG, "run", "--config", str(config)], input=first + later + rest, capture_output=True,
-                           timeout=300)
-    assert whole.returncode == 0, whole.stderr
+    config, state, (first, later, rest), whole = _three_parts(tmp_path)
     proc = Proc(["run", "--config", str(config), "--state", str(state)], cmd=RG)
     try:
         proc.write(first)
@@ -214,11 +220,7 @@ def test_the_last_checkpoint_stops_a_child_still_writing_instead_of_waiting_for_
     assert _state(child) is None  # (reaped)
     assert not list(tmp_path.glob(".s.msgpack.tmp-*"))
     assert b"E! " not in proc.stderr and b"Traceback" not in proc.stderr, proc.stderr
-    b = subprocess.run([*RG, "run", "--config", str(config), "--state", str(state)], input=rest, capture_output=True,
-                       timeout=300)
-    assert b.returncode == 0, b.stderr
-    assert f"restored {SERIES} series".encode() in b.stderr, b.stderr
-    assert proc.stdout + b.stdout == whole.stdout
+    assert proc.stdout + _restarted(config, state, rest) == whole
 
 
 def test_a_checkpoint_the_child_cannot_write_is_told_as_before_and_scoring_goes_on(tmp_path: Path) -> None:
