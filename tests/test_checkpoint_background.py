@@ -179,6 +179,9 @@ def test_metrics_come_back_while_a_checkpoint_is_written_and_it_restores(tmp_pat
         assert wait_until(lambda: _lines(proc) >= SERIES, 120), proc.stderr
         child = _stop_the_writer(proc)
         assert child != proc.popen.pid
+        # (short of memory, the OOM killer takes the child, which may need as much again, not run)
+        assert Path(f"/proc/{child}/oom_score_adj").read_text().strip() == "1000"
+        assert Path(f"/proc/{proc.popen.pid}/oom_score_adj").read_text().strip() != "1000"
         proc.write(later)  # scored and written back while the child is stopped
         assert wait_until(lambda: _lines(proc) >= SERIES + 500, 60), proc.stderr
         assert _state(child) in ("T", "t")

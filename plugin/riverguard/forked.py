@@ -8,7 +8,8 @@ ignored in the child (blocked across the fork, so none reaches a handler of the 
 stop meant for the process, or its group, is the parent's to act on; and the signals' wake-up fd is let go.
 On Linux the child dies with the parent (``PR_SET_PDEATHSIG``): a parent killed (SIGKILL, the OOM killer)
 leaves no orphan holding what it inherited, such as a lock, for a restarted process to wait on; what the
-child was writing is given up, as the parent's own work would have been.
+child was writing is given up, as the parent's own work would have been. And short of memory, the OOM
+killer takes the child first (``oom_score_adj`` 1000, as Redis does for its saving child).
 
 The parent goes on at once: :attr:`Forked.fd` becomes readable in ``select()`` once the child has sent its
 result and exits; :meth:`Forked.poll` reaps it without waiting, :meth:`Forked.wait` waits for it, and
@@ -180,6 +181,26 @@ def _death_signal() -> Callable[[], int] | None:
 
 _PRCTL: Any = None
 
+#: The child's ``oom_score_adj``: the most, so that short of memory the OOM killer takes it before the
+#: parent (a failed checkpoint, tried again at the next tick) rather than the parent (every metric in
+#: flight lost, and a restart). It may need as much memory again as the parent: the pages it touches are
+#: copied (docs/performance.md).
+OOM_SCORE_ADJ = 1000
+
+
+def _first_to_go() -> None:
+    """Make the calling process the OOM killer's first choice (Linux; raising one's own is always allowed)."""
+    try:
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+    except OSError:  # (not Linux, no /proc)
+        return
+    try:
+        os.write(fd, str(OOM_SCORE_ADJ).encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
 
 def _child(work: Callable[[], Any], r: int, w: int, main: bool, parent: int, die: Callable[[], int] | None) -> None:
     """The child's whole life: ``work()``, its result (or why there is none) sent on ``w``, ``os._exit``."""
@@ -189,6 +210,7 @@ def _child(work: Callable[[], Any], r: int, w: int, main: bool, parent: int, die
             die()
         if os.getppid() != parent:  # (the parent died before prctl took: nothing to write for)
             os._exit(1)
+        _first_to_go()
         os.close(r)
         os.dup2(2, 1)  # (nothing it writes by mistake may reach Telegraf as metrics)
         if main:
