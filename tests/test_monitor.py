@@ -413,3 +413,31 @@ def test_a_bad_open_quote_holds_the_passthrough_health_line_back_at_most_quote_h
     health = monitor_lines(out)
     assert len(health) >= 4, out  # (about 6 due: 2 s held back at most, then one a second, and the exit's)
     assert out.index(health[1]) < out.index(b"cpu v=50 51\n")
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["compiled", "pure"])
+def test_a_timestamp_a_year_ahead_leaves_the_lag_as_it_was_across_a_restart(tmp_path: Path, pure: bool) -> None:
+    # An IoT site: one device's clock a year ahead after a battery fault, for a few samples among many
+    # devices on time. It gets the W! line; the stream's lag must still read the stream's, before and after
+    # a restart on the same state (not -31 536 000 s for good, which would hide a stalled stream).
+    env = {**os.environ, "RIVERGUARD_PURE_PYTHON": "1" if pure else "0"}
+    config = _config(tmp_path, 'interval = "60s"')
+    now = time.time_ns()
+    year = 365 * 86400 * 10**9
+
+    def feed(start: int, n: int, ahead: range = range(0)) -> bytes:
+        lines = []
+        for i in range(start, start + n):
+            device = i % 5
+            stamp = now - (start + n - i) * 10**6 + (year if device == 3 and i in ahead else 0)
+            lines.append(b"flow,sensor_id=F-%d value=%d.5 %d\n" % (device, i % 7, stamp))
+        return b"".join(lines)
+
+    first = run_cli(["run", "--config", str(config)], input=feed(0, 300, range(150, 170)), cwd=tmp_path, env=env)
+    assert first.returncode == 0 and b"ahead of the stream's clock" in first.stderr, first.stderr
+    second = run_cli(["run", "--config", str(config)], input=feed(300, 100), cwd=tmp_path, env=env)
+    assert second.returncode == 0 and b"restored 5 series" in second.stderr, second.stderr
+    for out, sent in ((first.stdout, 300), (second.stdout, 100)):
+        _, last, _ = parse_monitor(monitor_lines(out)[-1])
+        assert last["metrics"] == sent
+        assert -1.0 < last["lag_seconds"] < 60.0, last  # wall clock minus the newest timestamp on time

@@ -163,5 +163,6 @@ cdef bint _same(bytes b, Py_ssize_t i, Py_ssize_t j, Py_ssize_t n) except -1
 @cython.locals(line=Plain, n=Py_ssize_t, nl=Py_ssize_t, head=Py_ssize_t, k=Py_ssize_t, metrics="long long",
                flags="long long", missing=bint, score_suffix=bytes, flag_suffix=bytes, all_series=dict, found=list,
                skeys=list, ob=bytearray, skey=bytes, series=Series, extra=bytes, scored=int,
-               fields_scored="long long", stamp_ns="long long", clock=Clock, known=bint)
+               fields_scored="long long", stamp_ns="long long", clock=Clock, known=bint,
+               ahead="long long")
 cpdef Py_ssize_t run(object engine, bytes buf, Py_ssize_t pos, list out) except -1

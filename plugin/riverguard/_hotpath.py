@@ -911,13 +911,15 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                     stamp = stamp_ns
                     stamp_s = stamp_ns / 1e9
                 timestamp = stamp
-                now = engine.now
-                if now is None or timestamp > now:
-                    engine.now = timestamp
                 t = stamp_s
                 known = clock.known
+                ahead = clock.ahead
                 if clock.advance(stamp_ns):  # (the latest timestamp far ahead: whose, for the warning)
                     engine.ahead_from = buf[pos:line.head_end]
+                if clock.ahead == ahead:  # (one far ahead, a host's clock wrong, is no newest event time)
+                    now = engine.now
+                    if now is None or timestamp > now:
+                        engine.now = timestamp
                 if not known and clock.known:
                     engine.clock_known()
             if not metrics & 0xFFF:

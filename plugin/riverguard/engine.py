@@ -225,7 +225,8 @@ class Engine:
         #: series not seen while it moved on ``series_ttl`` is stale, and starts fresh at its next sample.
         self.clock = hotpath.Clock(0)
         self._configure(config)
-        #: The latest event time seen (ns), for the monitor's lag.
+        #: The latest event time seen (ns), for the monitor's lag, leaving out timestamps far ahead of the
+        #: stream's clock (``Clock.ahead`` counts them: a host's clock wrong would hide the lag for good).
         self.now: int | None = None
         self._ahead_reported = 0
         #: The measurement and tags (as written) of the metric with the latest timestamp far ahead of the
@@ -437,11 +438,11 @@ class Engine:
                 return None
             metric.timestamp = timestamp
         if timestamp is not None and metric.measurement != _MONITOR:  # (its own: stamped with the wall clock)
-            if self.now is None or timestamp > self.now:
-                self.now = timestamp
-            known = self.clock.known
+            known, ahead = self.clock.known, self.clock.ahead
             if self.clock.advance(timestamp):  # (the latest timestamp far ahead: whose, for the warning)
                 self.ahead_from = _KEY_PREFIX.match(metric.raw).group()  # type: ignore[union-attr]
+            if self.clock.ahead == ahead and (self.now is None or timestamp > self.now):
+                self.now = timestamp  # (one far ahead, a host's clock wrong, is no newest event time)
             if not known and self.clock.known:
                 self.clock_known()
         if not self.metrics & 0xFFF:

@@ -13,7 +13,7 @@ the line carries ``host``, this machine's name as Telegraf's default, and
 whether this process scores (``passthrough``: see :func:`stream.passthrough`).
 Counters count since the process started; gauges are read when the line is
 written. ``lag_seconds`` (wall clock minus
-the newest event time seen) is left out until a timestamped metric arrived:
+the newest event time seen, leaving out timestamps far ahead of the stream's clock) is left out until a timestamped metric arrived:
 there is no lag to speak of before, and a made-up 0 would read as "on time".
 Metrics of measurement ``riverguard`` are never scored, so feeding
 riverguard's output back into riverguard scores none of these fields.

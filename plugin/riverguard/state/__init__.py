@@ -51,6 +51,19 @@ LOCK_WAIT = 10.0
 FAILURE_REPEAT = 60.0
 
 
+def _newest_on_time(times: list[int], now: int | None, ttl: int) -> int:
+    """The latest of the series' last timestamps ``times`` (ns), for the monitor's lag: as a run tells them,
+    those far ahead are left out, more than ``ttl`` past both the stream's clock ``now`` (None: not known)
+    and the one before them (a host's clock a year ahead would otherwise hide the lag after every restart)."""
+    times = sorted(times)
+    newest = times[0]
+    for t in times[1:]:
+        if now is not None and t - now > ttl and t - newest > ttl:
+            break
+        newest = t
+    return newest
+
+
 class LockError(Exception):
     """The checkpoint is in use by another process, or its lock file cannot be created."""
 
@@ -516,7 +529,7 @@ class StateStore:
         dropped[engine.BARRED] += barred
         times = [s.last_time for s in series_map.values() if s.last_time is not None]
         if times:
-            engine.now = max(times)
+            engine.now = _newest_on_time(times, now, engine.clock.ttl)
         if unsaved:
             self.log.warn(plural(unsaved, "series was checkpointed without its model (it could not be saved): it starts fresh",
                                  "series were checkpointed without their model (it could not be saved): they start fresh"))
