@@ -850,6 +850,32 @@ def test_rules_a_narrower_catch_all_hides_are_a_warning(tmp_path: Path) -> None:
     ]
 
 
+def test_rules_whose_fields_an_earlier_rule_names_are_a_warning(tmp_path: Path) -> None:
+    """An IoT site's config: raw ADC counts off everywhere, then a rule to score the temperature sensors' raw
+    counts. The first rule takes "raw" in every measurement, so the second scores nothing, and neither
+    check-config nor run said so (only a ``*`` among an earlier rule's fields was looked at). A rule hidden only
+    by several together ("line5") goes unnamed, as the README says; one with a broader measurement glob is used."""
+    path = tmp_path / "rg.toml"
+    path.write_text(
+        '[[rule]]\nname = "raw-off"\nfields = ["raw", "adc_*"]\ndetector = "off"\n'
+        '[[rule]]\nname = "raw-temp"\nmeasurement = "temperature"\nfields = ["raw"]\n'
+        '[[rule]]\nname = "flow"\nmeasurement = "flow"\nfields = ["value"]\n'
+        '[[rule]]\nname = "line5"\nmeasurement = "flow"\ntags = {line = "L5"}\nfields = ["value", "raw"]\n'
+        '[[rule]]\nname = "flow-l1"\nmeasurement = "flow"\ntags = {line = "L1"}\nfields = ["value"]\n'
+        '[[rule]]\nname = "flows"\nmeasurement = "flow*"\nfields = ["value"]\n'
+    )
+    checked = run_cli(["check-config", str(path)], timeout=60)
+    metrics = b'temperature,line=L1 raw=1i 1\nflow,line=L1 value=1.5,adc_3=4i,raw=2i 2\nflows,line=L1 value=1.5 3\n'
+    ran = run_cli(["run", "--log-level", "warn", "--config", str(path)], input=metrics, timeout=60)
+    assert checked.returncode == ran.returncode == 0, checked.stderr
+    assert ran.stdout.count(b"_anomaly_score=") == 2  # flow's value and flows': the hidden rules score nothing
+    hidden = f"W! [riverguard] {path}: rule %d \"%s\" is never used: rule %d \"%s\" before it matches every field"
+    assert checked.stderr.decode().splitlines() == ran.stderr.decode().splitlines() == [
+        hidden % (2, "raw-temp", 1, "raw-off") + ' it names ("raw")',
+        hidden % (5, "flow-l1", 3, "flow") + ' it names ("value") of every metric it matches',
+    ]
+
+
 @pytest.mark.parametrize("command", [["run", "--config"], ["replay", "-", "--config"], ["check-config"]])
 def test_a_config_that_cannot_be_read_is_told_in_the_projects_words(tmp_path: Path, command: list[str]) -> None:
     """A missing config said ``E! x.toml: cannot read: [Errno 2] No such file or directory: 'x.toml'``, where

@@ -166,9 +166,11 @@ class Rule:
         return all(key in later.tags and _covers(glob, later.tags[key]) for key, glob in self.tags.items())
 
     def hides(self, later: Rule) -> bool:
-        """Whether the rule, before ``later``, takes every field of every metric that ``later`` matches, so
-        that ``later`` takes none (False where the globs do not make that plain: :func:`_covers`)."""
-        return self.every_field and _covers(self.measurement, later.measurement) and self.covers_tags(later)
+        """Whether the rule, before ``later``, takes every field that ``later`` names (all of them: a ``*``
+        among its ``fields``; or a glob of its own covers each of ``later``'s) of every metric that ``later``
+        matches, so that ``later`` takes none (False where the globs do not make that plain: :func:`_covers`)."""
+        names = self.every_field or all(any(_covers(mine, theirs) for mine in self.fields) for theirs in later.fields)
+        return names and _covers(self.measurement, later.measurement) and self.covers_tags(later)
 
     def resolved(self) -> dict[str, Any]:
         """Everything the rule means, defaults filled in (for check-config and fingerprints)."""
@@ -521,18 +523,17 @@ def warnings(config: Config) -> list[str]:
     if config.monitor.tags and config.monitor.interval is None:
         found.append(f'{config.source}: [monitor] has tags but no interval: no health line is written '
                      '(interval = "60s" writes one a minute)')
-    catch_alls: list[Rule] = []  # (only a rule that takes every field can hide one)
-    for later in config.rules:
-        rule = next((rule for rule in catch_alls if rule.hides(later)), None)
+    for at, later in enumerate(config.rules):
+        rule = next((rule for rule in config.rules[:at] if rule.hides(later)), None)
         if rule is not None:
             everywhere = rule.measurement == "*" and not rule.tags
+            names = ", ".join(f'"{glob}"' for glob in later.fields)
             found.append(
                 f'{config.source}: rule {later.index} "{later.name}" is never used: '
                 f'rule {rule.index} "{rule.name}" before it matches every field'
+                + ("" if rule.every_field else f" it names ({names})")
                 + ("" if everywhere else " of every metric it matches")
             )
-        if later.every_field:
-            catch_alls.append(later)
     for rule in config.rules:
         cls = rule.detector_class if rule.explain else None
         if cls is None:
