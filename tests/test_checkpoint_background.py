@@ -179,9 +179,6 @@ def test_metrics_come_back_while_a_checkpoint_is_written_and_it_restores(tmp_pat
         assert wait_until(lambda: _lines(proc) >= SERIES, 120), proc.stderr
         child = _stop_the_writer(proc)
         assert child != proc.popen.pid
-        # (short of memory, the OOM killer takes the child, which may need as much again, not run)
-        assert Path(f"/proc/{child}/oom_score_adj").read_text().strip() == "1000"
-        assert Path(f"/proc/{proc.popen.pid}/oom_score_adj").read_text().strip() != "1000"
         proc.write(later)  # scored and written back while the child is stopped
         assert wait_until(lambda: _lines(proc) >= SERIES + 500, 60), proc.stderr
         assert _state(child) in ("T", "t")
@@ -214,6 +211,10 @@ def test_the_last_checkpoint_stops_a_child_still_writing_instead_of_waiting_for_
         proc.write(first)
         assert wait_until(lambda: _lines(proc) >= SERIES, 120), proc.stderr
         child = _stop_the_writer(proc, writing=state)
+        # (short of memory the OOM killer takes the child, which may need much memory of its own, not run; set
+        # before it writes, so read once its temporary file is there)
+        assert Path(f"/proc/{child}/oom_score_adj").read_text().strip() == "1000"
+        assert Path(f"/proc/{proc.popen.pid}/oom_score_adj").read_text().strip() != "1000"
         proc.write(later)  # (in the final checkpoint, not in the child's)
         assert wait_until(lambda: _lines(proc) >= SERIES + 500, 60), proc.stderr
         proc.close_stdin()
