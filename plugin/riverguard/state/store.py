@@ -18,6 +18,7 @@ A checkpoint is three msgpack objects in a row:
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hashlib
 import mmap
 import os
@@ -103,40 +104,36 @@ def orphans(path: Path) -> list[Path]:
     return sorted(found)
 
 
-def write(path: Path, header: dict[str, Any], records: Iterable[list[Any]], count: int | None = None) -> int:
+#: How much of a checkpoint's body :func:`write` packs before it writes that out: what writing one costs in
+#: memory beyond the records it packs (at least 64 KiB: see :func:`write`).
+CHUNK = 1 << 21
+
+
+def write(path: Path, header: dict[str, Any], records: Iterable[list[Any]], count: int | None = None,
+          chunk: int = CHUNK) -> int:
     """Write a checkpoint atomically (temporary file, fsync, rename, fsync folder); return its size.
 
     ``records`` may be a generator of ``count`` records: each is packed as it comes, so the
-    records never all exist at once. The body is packed once and written as it is.
+    records never all exist at once. Nor does the body: it is written out and hashed ``chunk`` bytes
+    at a time as it is packed (:func:`_write_body`).
     """
+    if chunk < 1 << 16:
+        raise ValueError(f"a chunk of {chunk} bytes: 65536 at least")
     if count is None:
         records = list(records)
         count = len(records)
-    # Packed into the packer's own buffer and used through a view: never copied into a new
-    # 200 MB object (on this kind of machine first-touching that much memory costs ~0.5 s).
-    packer = msgpack.Packer(use_bin_type=True, autoreset=False)
-    packer.pack_array_header(count)
-    packed = 0
-    for record in records:
-        packer.pack(record)
-        packed += 1
-    if packed != count:
-        raise ValueError(f"{packed} records for a count of {count}")
-    body = packer.getbuffer()
     head = msgpack.packb({"format": FORMAT, "version": VERSION, "created": _now(), **header, "series": count},
                          use_bin_type=True)
-    trailer = {"sha256": hashlib.sha256(body).hexdigest(), "header_sha256": hashlib.sha256(head).hexdigest()}
-    parts = [head, _bin_header(len(body)), body, msgpack.packb(trailer, use_bin_type=True)]
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)
-        for part in parts:
-            view = memoryview(part)
-            while view:
-                view = view[os.write(fd, view) :]
+        body, digest = _write_body(fd, head, records, count, chunk)
+        trailer = msgpack.packb({"sha256": digest, "header_sha256": hashlib.sha256(head).hexdigest()},
+                                use_bin_type=True)
+        _write_all(fd, trailer)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
@@ -153,7 +150,57 @@ def write(path: Path, header: dict[str, Any], records: Iterable[list[Any]], coun
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return sum(len(part) for part in parts)
+    return len(head) + len(_bin_header(body)) + body + len(trailer)
+
+
+def _write_body(fd: int, head: bytes, records: Iterable[list[Any]], count: int, chunk: int) -> tuple[int, str]:
+    """Write ``head``, then the ``count`` records packed as one msgpack bin (:func:`write`), to ``fd``; return
+    the body's length and its SHA-256 (hex).
+
+    The records are packed into the packer's own buffer, written out (and hashed) each time it holds
+    ``chunk`` bytes, and the buffer reused. A body that never fills one is written at the end with the
+    smallest bin header, as ``packb`` would; a longer one has a bin 32 header (0xC6) whose length is
+    filled in once known: the same bytes, since a body of 64 KiB or more (``chunk`` is never less) takes
+    bin 32 anyway.
+    """
+    digest = hashlib.sha256()
+    packer = msgpack.Packer(use_bin_type=True, autoreset=False)
+    packer.pack_array_header(count)
+    written = packed = 0
+    for record in records:
+        packer.pack(record)
+        packed += 1
+        with packer.getbuffer() as view:
+            if len(view) < chunk:
+                continue
+            if not written:
+                _write_all(fd, head + b"\xc6\0\0\0\0")  # (the length: below, once known)
+            digest.update(view)
+            _write_all(fd, view)
+            written += len(view)
+        packer.reset()
+    if packed != count:
+        raise ValueError(f"{packed} records for a count of {count}")
+    with packer.getbuffer() as view:
+        digest.update(view)
+        if written:
+            _write_all(fd, view)
+            written += len(view)
+            length = _bin_header(written)
+            if os.pwrite(fd, length, len(head)) != len(length):
+                raise OSError(errno.EIO, "short write of the checkpoint body's length")
+        else:
+            written = len(view)
+            _write_all(fd, head + _bin_header(written))
+            _write_all(fd, view)
+    return written, digest.hexdigest()
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """``os.write`` until all of ``data`` is written."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def read(path: Path) -> Checkpoint:
