@@ -441,3 +441,28 @@ def test_a_timestamp_a_year_ahead_leaves_the_lag_as_it_was_across_a_restart(tmp_
         _, last, _ = parse_monitor(monitor_lines(out)[-1])
         assert last["metrics"] == sent
         assert -1.0 < last["lag_seconds"] < 60.0, last  # wall clock minus the newest timestamp on time
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["compiled", "pure"])
+@pytest.mark.parametrize("ahead", ["batch", "first"])
+def test_a_batch_of_timestamps_a_year_ahead_leaves_the_lag_as_it_was(tmp_path: Path, pure: bool, ahead: str) -> None:
+    # The device a year ahead sends its samples together (a batch of 10 lines, one after another), or its line
+    # comes first, before the stream's clock is known: only the first of a batch, and none of the stream's
+    # first lines, was left out of the newest event time, and lag_seconds read -31 536 000 for good.
+    env = {**os.environ, "RIVERGUARD_PURE_PYTHON": "1" if pure else "0"}
+    config = _config(tmp_path, 'interval = "60s"')
+    now = time.time_ns()
+    year = 365 * 86400 * 10**9
+    bad = range(150, 160) if ahead == "batch" else range(1)
+    lines = []
+    for i in range(300):
+        stamp = now - (300 - i) * 10**6
+        if i in bad:
+            lines.append(b"flow,sensor_id=F-9 value=%d.5 %d\n" % (i % 7, stamp + year))
+        else:
+            lines.append(b"flow,sensor_id=F-%d value=%d.5 %d\n" % (i % 5, i % 7, stamp))
+    ran = run_cli(["run", "--config", str(config)], input=b"".join(lines), cwd=tmp_path, env=env)
+    assert ran.returncode == 0, ran.stderr
+    _, last, _ = parse_monitor(monitor_lines(ran.stdout)[-1])
+    assert last["metrics"] == 300
+    assert -1.0 < last["lag_seconds"] < 60.0, last  # wall clock minus the newest timestamp on time

@@ -164,5 +164,5 @@ cdef bint _same(bytes b, Py_ssize_t i, Py_ssize_t j, Py_ssize_t n) except -1
                flags="long long", missing=bint, score_suffix=bytes, flag_suffix=bytes, all_series=dict, found=list,
                skeys=list, ob=bytearray, skey=bytes, series=Series, extra=bytes, scored=int,
                fields_scored="long long", stamp_ns="long long", clock=Clock, known=bint,
-               ahead="long long")
+               newest="long long")
 cpdef Py_ssize_t run(object engine, bytes buf, Py_ssize_t pos, list out) except -1

@@ -913,12 +913,15 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                 timestamp = stamp
                 t = stamp_s
                 known = clock.known
-                ahead = clock.ahead
                 if clock.advance(stamp_ns):  # (the latest timestamp far ahead: whose, for the warning)
                     engine.ahead_from = buf[pos:line.head_end]
-                if clock.ahead == ahead:  # (one far ahead, a host's clock wrong, is no newest event time)
-                    now = engine.now
-                    if now is None or timestamp > now:
+                now = engine.now  # (as Engine.process: one far ahead of the clock and the newest on time is left out)
+                if now is None:
+                    engine.now = timestamp
+                elif timestamp > now:
+                    newest = now
+                    if (not clock.known or stamp_ns <= clock.now or _gap(stamp_ns, clock.now) <= clock.ttl
+                            or _gap(stamp_ns, newest) <= clock.ttl):
                         engine.now = timestamp
                 if not known and clock.known:
                     engine.clock_known()

@@ -152,6 +152,20 @@ def _matcher(glob: str) -> Callable[[str], Any]:
     return re.compile(fnmatch.translate(glob)).match
 
 
+def newest_on_time(times: list[int], now: int | None, ttl: int) -> int:
+    """The latest of the timestamps ``times`` (ns), for the monitor's lag (:attr:`Engine.now`), leaving out
+    those far ahead: more than ``ttl`` past both the stream's clock ``now`` (None: not known) and the newest
+    kept before them (a host's clock a year ahead would otherwise hide the lag for good, live or after a
+    restart, where ``times`` are the series' last timestamps)."""
+    times = sorted(times)
+    newest = times[0]
+    for t in times[1:]:
+        if now is not None and t - now > ttl and t - newest > ttl:
+            break
+        newest = t
+    return newest
+
+
 class _CompiledRule:
     __slots__ = ("rule", "measurement", "tags", "fields")
 
@@ -226,7 +240,8 @@ class Engine:
         self.clock = hotpath.Clock(0)
         self._configure(config)
         #: The latest event time seen (ns), for the monitor's lag, leaving out timestamps far ahead of the
-        #: stream's clock (``Clock.ahead`` counts them: a host's clock wrong would hide the lag for good).
+        #: stream's clock and of the newest kept (:func:`newest_on_time`: a host's clock wrong would hide the lag
+        #: for good).
         self.now: int | None = None
         self._ahead_reported = 0
         #: The measurement and tags (as written) of the metric with the latest timestamp far ahead of the
@@ -438,11 +453,16 @@ class Engine:
                 return None
             metric.timestamp = timestamp
         if timestamp is not None and metric.measurement != _MONITOR:  # (its own: stamped with the wall clock)
-            known, ahead = self.clock.known, self.clock.ahead
-            if self.clock.advance(timestamp):  # (the latest timestamp far ahead: whose, for the warning)
+            clock = self.clock
+            known = clock.known
+            if clock.advance(timestamp):  # (the latest timestamp far ahead: whose, for the warning)
                 self.ahead_from = _KEY_PREFIX.match(metric.raw).group()  # type: ignore[union-attr]
-            if self.clock.ahead == ahead and (self.now is None or timestamp > self.now):
-                self.now = timestamp  # (one far ahead, a host's clock wrong, is no newest event time)
+            now = self.now
+            # (far ahead of the clock and of the newest on time, a host's clock wrong, is no newest event time:
+            # as newest_on_time, for each one of a batch of them too)
+            if now is None or (timestamp > now and (not clock.known or timestamp - clock.now <= clock.ttl
+                                                    or timestamp - now <= clock.ttl)):
+                self.now = timestamp
             if not known and self.clock.known:
                 self.clock_known()
         if not self.metrics & 0xFFF:
@@ -537,6 +557,8 @@ class Engine:
         """The stream's clock has just become known (its third timestamp): the series seen before it without
         a timestamp are seen at its time (``_hotpath.clock_known``)."""
         self._hot.clock_known(self.series.values(), self.clock.now)
+        if self.now is not None:  # (taken before the clock could tell one far ahead: the stream's first lines)
+            self.now = newest_on_time(self.clock.window(), self.clock.now, self.clock.ttl)
         self._check_low()
 
     def _oldest(self) -> tuple[bytes, Series] | None:

@@ -31,7 +31,7 @@ from typing import Any
 from .. import __version__
 from ..detectors import Detector
 from ..config import STATE_FOLDER_FILE, Rule
-from ..engine import Engine, series_name
+from ..engine import Engine, newest_on_time, series_name
 from ..forked import Forked, ForkedError
 from ..log import RateLimit, iso_ns, plural
 from ..signals import checkpointing
@@ -49,19 +49,6 @@ FOLDER_FILE = STATE_FOLDER_FILE
 LOCK_WAIT = 10.0
 #: While checkpoints keep failing, how often (seconds) a failure after the first is told again (``E!``).
 FAILURE_REPEAT = 60.0
-
-
-def _newest_on_time(times: list[int], now: int | None, ttl: int) -> int:
-    """The latest of the series' last timestamps ``times`` (ns), for the monitor's lag: as a run tells them,
-    those far ahead are left out, more than ``ttl`` past both the stream's clock ``now`` (None: not known)
-    and the one before them (a host's clock a year ahead would otherwise hide the lag after every restart)."""
-    times = sorted(times)
-    newest = times[0]
-    for t in times[1:]:
-        if now is not None and t - now > ttl and t - newest > ttl:
-            break
-        newest = t
-    return newest
 
 
 class LockError(Exception):
@@ -529,7 +516,7 @@ class StateStore:
         dropped[engine.BARRED] += barred
         times = [s.last_time for s in series_map.values() if s.last_time is not None]
         if times:
-            engine.now = _newest_on_time(times, now, engine.clock.ttl)
+            engine.now = newest_on_time(times, now, engine.clock.ttl)
         if unsaved:
             self.log.warn(plural(unsaved, "series was checkpointed without its model (it could not be saved): it starts fresh",
                                  "series were checkpointed without their model (it could not be saved): they start fresh"))
