@@ -466,3 +466,28 @@ def test_a_batch_of_timestamps_a_year_ahead_leaves_the_lag_as_it_was(tmp_path: P
     _, last, _ = parse_monitor(monitor_lines(ran.stdout)[-1])
     assert last["metrics"] == 300
     assert -1.0 < last["lag_seconds"] < 60.0, last  # wall clock minus the newest timestamp on time
+
+
+def test_a_restart_whose_only_scored_series_is_a_year_ahead_keeps_the_streams_lag(tmp_path: Path) -> None:
+    # Only "flow" is scored, and its one series is the device a year ahead; the rest of the stream (cpu, on
+    # time) is not. The restart took the newest event time from the scored series' last timestamps alone:
+    # a year ahead, and the metrics on time after it never moved it back (lag_seconds -31 536 000 for good).
+    config = tmp_path / "rg.toml"
+    config.write_text('[monitor]\ninterval = "60s"\n[state]\npath = "state.msgpack"\n'
+                      '[[rule]]\nname = "flow"\nmeasurement = "flow"\nwarmup = 0\ndetector = "zscore"\n')
+    now = time.time_ns()
+    year = 365 * 86400 * 10**9
+
+    def feed(start: int, n: int, ahead: range = range(0)) -> bytes:
+        return b"".join(
+            b"flow,sensor_id=F-9 value=%d.5 %d\n" % (i % 7, now - (start + n - i) * 10**6 + year) if i in ahead
+            else b"cpu,host=h%d usage=%d.5 %d\n" % (i % 5, i % 7, now - (start + n - i) * 10**6)
+            for i in range(start, start + n)
+        )
+
+    for given in (feed(0, 300, range(150, 153)), feed(300, 100)):
+        ran = run_cli(["run", "--config", str(config)], input=given, cwd=tmp_path)
+        assert ran.returncode == 0, ran.stderr
+        _, last, _ = parse_monitor(monitor_lines(ran.stdout)[-1])
+        assert -1.0 < last["lag_seconds"] < 60.0, last
+    assert b"restored 1 series" in ran.stderr, ran.stderr

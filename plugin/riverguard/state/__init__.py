@@ -452,7 +452,7 @@ class StateStore:
             checkpoint = read(self.path)
             clock = _clock(checkpoint.header)
             engine.take_pairs(checkpoint.header.get("taken"))  # before the series: it bars some of them
-            restored, dropped = self._apply(checkpoint.records, None if clock is None else clock[0])
+            restored, dropped = self._apply(checkpoint.records, *(clock or (None, [])))
             if clock is not None:
                 engine.load_clock(*clock)
             over = engine.shrink()  # a lowered max_series applies to the restored series too
@@ -483,10 +483,11 @@ class StateStore:
         )
         return restored
 
-    def _apply(self, records: list[list[Any]], now: int | None) -> tuple[int, Counter[str]]:
+    def _apply(self, records: list[list[Any]], now: int | None, window: list[int]) -> tuple[int, Counter[str]]:
         """Restore ``records`` into the engine (a record of a version 1 checkpoint, without when its series
         was seen: seen at its latest timestamp, else the clock's time ``now``, None if not known); the number
-        restored and the number of models not restored, by reason (:attr:`Engine.DROPPED`)."""
+        restored and the number of models not restored, by reason (:attr:`Engine.DROPPED`). The newest event
+        time (the lag's) is that of the series' last timestamps and the clock's ``window`` that is on time."""
         engine = self.engine
         series_map: dict[bytes, Any] = {}
         restored = unsaved = 0
@@ -515,8 +516,8 @@ class StateStore:
         restored -= barred
         dropped[engine.BARRED] += barred
         times = [s.last_time for s in series_map.values() if s.last_time is not None]
-        if times:
-            engine.now = newest_on_time(times, now, engine.clock.ttl)
+        if times:  # (with the window: the series may all be of the metrics far ahead, the others unscored)
+            engine.now = newest_on_time(times + window, now, engine.clock.ttl)
         if unsaved:
             self.log.warn(plural(unsaved, "series was checkpointed without its model (it could not be saved): it starts fresh",
                                  "series were checkpointed without their model (it could not be saved): they start fresh"))
