@@ -54,6 +54,7 @@ cdef class Clock:
     cdef public long long now, ttl, horizon, newest, then
     cdef public long long ahead
     cpdef void set_ttl(self, long long ttl)
+    cpdef bint on_time(self, long long t, long long newest)
     cdef void _set(self, long long now)
     @cython.locals(n=int, i=int, j=int, median="long long", prev="long long", newest=bint)
     cpdef bint advance(self, long long t)
@@ -163,6 +164,5 @@ cdef bint _same(bytes b, Py_ssize_t i, Py_ssize_t j, Py_ssize_t n) except -1
 @cython.locals(line=Plain, n=Py_ssize_t, nl=Py_ssize_t, head=Py_ssize_t, k=Py_ssize_t, metrics="long long",
                flags="long long", missing=bint, score_suffix=bytes, flag_suffix=bytes, all_series=dict, found=list,
                skeys=list, ob=bytearray, skey=bytes, series=Series, extra=bytes, scored=int,
-               fields_scored="long long", stamp_ns="long long", clock=Clock, known=bint,
-               newest="long long")
+               fields_scored="long long", stamp_ns="long long", clock=Clock, known=bint)
 cpdef Py_ssize_t run(object engine, bytes buf, Py_ssize_t pos, list out) except -1

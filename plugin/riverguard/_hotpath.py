@@ -171,6 +171,13 @@ class Clock:
         else:
             self.horizon = NO_HORIZON
 
+    def on_time(self, t: int, newest: int) -> bool:
+        """Whether ``t`` (ns) may be the stream's newest event time after ``newest`` (the monitor's lag): not more
+        than ``ttl`` past both this clock and ``newest`` (a host's clock far ahead, each of a batch of its
+        timestamps too, is not; before the clock is known, any is)."""
+        return (not self.known or t <= self.now or _gap(t, self.now) <= self.ttl or t <= newest
+                or _gap(t, newest) <= self.ttl)
+
     def advance(self, t: int) -> bool:
         """Take a metric's timestamp ``t`` (ns) into the window, and move ``now`` on to the median if it is later;
         True when ``t`` is ahead and the latest such (``newest``: the caller notes whose it is)."""
@@ -916,13 +923,8 @@ def run(engine, buf: bytes, pos: int, out: list) -> int:
                 if clock.advance(stamp_ns):  # (the latest timestamp far ahead: whose, for the warning)
                     engine.ahead_from = buf[pos:line.head_end]
                 now = engine.now  # (as Engine.process: one far ahead of the clock and the newest on time is left out)
-                if now is None:
+                if now is None or (timestamp > now and clock.on_time(stamp_ns, now)):
                     engine.now = timestamp
-                elif timestamp > now:
-                    newest = now
-                    if (not clock.known or stamp_ns <= clock.now or _gap(stamp_ns, clock.now) <= clock.ttl
-                            or _gap(stamp_ns, newest) <= clock.ttl):
-                        engine.now = timestamp
                 if not known and clock.known:
                     engine.clock_known()
             if not metrics & 0xFFF:

@@ -457,11 +457,8 @@ class Engine:
             known = clock.known
             if clock.advance(timestamp):  # (the latest timestamp far ahead: whose, for the warning)
                 self.ahead_from = _KEY_PREFIX.match(metric.raw).group()  # type: ignore[union-attr]
-            now = self.now
-            # (far ahead of the clock and of the newest on time, a host's clock wrong, is no newest event time:
-            # as newest_on_time, for each one of a batch of them too)
-            if now is None or (timestamp > now and (not clock.known or timestamp - clock.now <= clock.ttl
-                                                    or timestamp - now <= clock.ttl)):
+            now = self.now  # (a host's clock far ahead is no newest event time: Clock.on_time)
+            if now is None or (timestamp > now and clock.on_time(timestamp, now)):
                 self.now = timestamp
             if not known and self.clock.known:
                 self.clock_known()
