@@ -415,6 +415,18 @@ def test_a_bad_open_quote_holds_the_passthrough_health_line_back_at_most_quote_h
     assert out.index(health[1]) < out.index(b"cpu v=50 51\n")
 
 
+#: A host's clock a year ahead (a battery fault), in ns.
+YEAR = 365 * 86400 * 10**9
+
+
+def _assert_lag_on_time(out: bytes, sent: int | None = None) -> None:
+    """The last health line of ``out`` reads the lag of the timestamps on time (wall clock minus the newest of
+    them: under a minute here), not -31 536 000 s; ``sent``: and it counted that many metrics."""
+    _, last, _ = parse_monitor(monitor_lines(out)[-1])
+    assert sent is None or last["metrics"] == sent, last
+    assert -1.0 < last["lag_seconds"] < 60.0, last
+
+
 @pytest.mark.parametrize("pure", [False, True], ids=["compiled", "pure"])
 def test_a_timestamp_a_year_ahead_leaves_the_lag_as_it_was_across_a_restart(tmp_path: Path, pure: bool) -> None:
     # An IoT site: one device's clock a year ahead after a battery fault, for a few samples among many
@@ -423,13 +435,12 @@ def test_a_timestamp_a_year_ahead_leaves_the_lag_as_it_was_across_a_restart(tmp_
     env = {**os.environ, "RIVERGUARD_PURE_PYTHON": "1" if pure else "0"}
     config = _config(tmp_path, 'interval = "60s"')
     now = time.time_ns()
-    year = 365 * 86400 * 10**9
 
     def feed(start: int, n: int, ahead: range = range(0)) -> bytes:
         lines = []
         for i in range(start, start + n):
             device = i % 5
-            stamp = now - (start + n - i) * 10**6 + (year if device == 3 and i in ahead else 0)
+            stamp = now - (start + n - i) * 10**6 + (YEAR if device == 3 and i in ahead else 0)
             lines.append(b"flow,sensor_id=F-%d value=%d.5 %d\n" % (device, i % 7, stamp))
         return b"".join(lines)
 
@@ -438,9 +449,7 @@ def test_a_timestamp_a_year_ahead_leaves_the_lag_as_it_was_across_a_restart(tmp_
     second = run_cli(["run", "--config", str(config)], input=feed(300, 100), cwd=tmp_path, env=env)
     assert second.returncode == 0 and b"restored 5 series" in second.stderr, second.stderr
     for out, sent in ((first.stdout, 300), (second.stdout, 100)):
-        _, last, _ = parse_monitor(monitor_lines(out)[-1])
-        assert last["metrics"] == sent
-        assert -1.0 < last["lag_seconds"] < 60.0, last  # wall clock minus the newest timestamp on time
+        _assert_lag_on_time(out, sent)
 
 
 @pytest.mark.parametrize("pure", [False, True], ids=["compiled", "pure"])
@@ -452,20 +461,17 @@ def test_a_batch_of_timestamps_a_year_ahead_leaves_the_lag_as_it_was(tmp_path: P
     env = {**os.environ, "RIVERGUARD_PURE_PYTHON": "1" if pure else "0"}
     config = _config(tmp_path, 'interval = "60s"')
     now = time.time_ns()
-    year = 365 * 86400 * 10**9
     bad = range(150, 160) if ahead == "batch" else range(1)
     lines = []
     for i in range(300):
         stamp = now - (300 - i) * 10**6
         if i in bad:
-            lines.append(b"flow,sensor_id=F-9 value=%d.5 %d\n" % (i % 7, stamp + year))
+            lines.append(b"flow,sensor_id=F-9 value=%d.5 %d\n" % (i % 7, stamp + YEAR))
         else:
             lines.append(b"flow,sensor_id=F-%d value=%d.5 %d\n" % (i % 5, i % 7, stamp))
     ran = run_cli(["run", "--config", str(config)], input=b"".join(lines), cwd=tmp_path, env=env)
     assert ran.returncode == 0, ran.stderr
-    _, last, _ = parse_monitor(monitor_lines(ran.stdout)[-1])
-    assert last["metrics"] == 300
-    assert -1.0 < last["lag_seconds"] < 60.0, last  # wall clock minus the newest timestamp on time
+    _assert_lag_on_time(ran.stdout, 300)
 
 
 def test_a_restart_whose_only_scored_series_is_a_year_ahead_keeps_the_streams_lag(tmp_path: Path) -> None:
@@ -476,11 +482,10 @@ def test_a_restart_whose_only_scored_series_is_a_year_ahead_keeps_the_streams_la
     config.write_text('[monitor]\ninterval = "60s"\n[state]\npath = "state.msgpack"\n'
                       '[[rule]]\nname = "flow"\nmeasurement = "flow"\nwarmup = 0\ndetector = "zscore"\n')
     now = time.time_ns()
-    year = 365 * 86400 * 10**9
 
     def feed(start: int, n: int, ahead: range = range(0)) -> bytes:
         return b"".join(
-            b"flow,sensor_id=F-9 value=%d.5 %d\n" % (i % 7, now - (start + n - i) * 10**6 + year) if i in ahead
+            b"flow,sensor_id=F-9 value=%d.5 %d\n" % (i % 7, now - (start + n - i) * 10**6 + YEAR) if i in ahead
             else b"cpu,host=h%d usage=%d.5 %d\n" % (i % 5, i % 7, now - (start + n - i) * 10**6)
             for i in range(start, start + n)
         )
@@ -488,6 +493,5 @@ def test_a_restart_whose_only_scored_series_is_a_year_ahead_keeps_the_streams_la
     for given in (feed(0, 300, range(150, 153)), feed(300, 100)):
         ran = run_cli(["run", "--config", str(config)], input=given, cwd=tmp_path)
         assert ran.returncode == 0, ran.stderr
-        _, last, _ = parse_monitor(monitor_lines(ran.stdout)[-1])
-        assert -1.0 < last["lag_seconds"] < 60.0, last
+        _assert_lag_on_time(ran.stdout)
     assert b"restored 1 series" in ran.stderr, ran.stderr

@@ -599,12 +599,6 @@ class StateStore:
         self._reaped()
         return True
 
-    def wait(self) -> None:
-        """Wait for the background checkpoint being written, if any, and tell its outcome."""
-        if self._child is not None:
-            self._child.wait()
-            self._reaped()
-
     def _supersede(self) -> None:
         """Stop the background checkpoint still being written, if any (one about to be written here is newer):
         its child is killed and reaped, its temporary file removed, and that told as no failure. One that
