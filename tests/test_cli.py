@@ -1021,7 +1021,7 @@ def test_a_pull_stopped_by_a_signal_exits_as_the_readme_says(tmp_path: Path, fol
 def test_a_pulls_writer_thread_leaves_the_stop_signals_to_the_main_thread(tmp_path: Path) -> None:
     """A signal the kernel gave pull's writer thread left the main thread waiting on a server that does not
     answer until its 60 s timeout, and two SIGTERMs meanwhile were one (the test above failed about 1 run in
-    15 under load: exit 1 after 60 s). Every thread but the main one blocks SIGTERM, SIGINT and SIGHUP."""
+    17 under load: exit 1 after 60 s). Every thread but the main one blocks SIGTERM, SIGINT and SIGHUP."""
     import socket
 
     with socket.socket() as server:
