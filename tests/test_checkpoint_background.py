@@ -167,6 +167,35 @@ def _restarted(config: Path, state: Path, rest: bytes) -> bytes:
     return b.stdout
 
 
+def test_every_skipped_checkpoint_is_counted_in_the_health_line(tmp_path: Path) -> None:
+    """The skipped-tick ``W!`` is said once per process: a second streak of slow checkpoints an hour later went
+    untold. The health line counts every skip (``checkpoints_skipped``), so a dashboard sees it grow."""
+    try:
+        from tests.test_monitor import monitor_lines, parse_monitor
+    except ImportError:  # tests/ itself on sys.path
+        from test_monitor import monitor_lines, parse_monitor  # type: ignore[no-redef]
+
+    config = write_config(tmp_path, extra=CONFIG + '\n[monitor]\ninterval = "1s"')
+    proc = Proc(["run", "--config", str(config), "--state", str(tmp_path / "s.msgpack")], cmd=RG)
+
+    def skipped() -> list[int]:
+        return [int(parse_monitor(line)[1]["checkpoints_skipped"]) for line in monitor_lines(proc.stdout)]
+
+    try:
+        proc.write(series_lines(SERIES))
+        assert wait_until(lambda: _lines(proc) >= SERIES, 120), proc.stderr
+        child = _stop_the_writer(proc)
+        assert proc.wait_stderr(lambda err: SKIPPED in err, 30), proc.stderr
+        assert wait_until(lambda: max(skipped(), default=0) >= 3, 30), (skipped(), proc.stderr)
+        os.kill(child, signal.SIGCONT)
+        _end(proc)
+    finally:
+        _end(proc, kill=True)
+    counts = skipped()
+    assert counts == sorted(counts) and counts[-1] >= 3, counts  # a counter
+    assert proc.stderr.count(SKIPPED) == 1, proc.stderr  # (told once)
+
+
 def test_metrics_come_back_while_a_checkpoint_is_written_and_it_restores(tmp_path: Path) -> None:
     """A periodic checkpoint stopped the stream for its whole write (1.2 to 2 s with 100 000 series: Telegraf
     waits meanwhile). Now a forked child writes it: with that child stopped, metrics still come back, and the

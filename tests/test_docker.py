@@ -229,7 +229,8 @@ def test_health_monitor_is_on_in_docker_and_in_the_sample_and_plotted() -> None:
     queries = [q["query"] for chart in dashboard["spec"]["charts"] for q in chart["queries"]]
     health = [q for q in queries if 'r._measurement == "riverguard"' in q]
     plotted = {name for q in health for name in re.findall(r'r\._field == "([a-z_]+)"', q)}
-    assert {"metrics", "anomalies", "lag_seconds", "rss_bytes", "series", "checkpoint_failures"} <= plotted
+    assert {"metrics", "anomalies", "lag_seconds", "rss_bytes", "series", "checkpoint_failures",
+            "checkpoints_skipped"} <= plotted
     assert plotted <= set(COUNTERS) | set(GAUGES), plotted - set(COUNTERS) - set(GAUGES)
     # charts do not overlap on the dashboard's grid
     cells = [(x, y) for c in dashboard["spec"]["charts"]

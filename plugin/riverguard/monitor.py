@@ -39,7 +39,7 @@ __all__ = ["COUNTERS", "GAUGES", "Monitor", "rss_bytes"]
 #: Integer counters since start: the engine's attributes of these names ...
 _ENGINE_COUNTERS = ("metrics", "fields_scored", "anomalies", "parse_errors", "evicted", "expired")
 #: ... then the checkpoint store's (0 without one): field name -> the store's attribute.
-_STORE_COUNTERS = {"checkpoints": "checkpoints", "checkpoint_failures": "failures"}
+_STORE_COUNTERS = {"checkpoints": "checkpoints", "checkpoint_failures": "failures", "checkpoints_skipped": "skipped"}
 #: Gauges, read when the line is written: ints, but checkpoint_seconds (a float); then lag_seconds.
 _GAUGES: dict[str, Callable[[Engine, Any], int | float]] = {
     "series": lambda engine, store: len(engine.series),

@@ -216,9 +216,11 @@ class StateStore:
         #: More header entries to save with the models (``riverguard pull`` keeps its high-water marks here).
         self.extra: dict[str, Any] = {}
         self._lock_fd: int | None = None
-        #: Checkpoints written and failed since start; the last one's duration (s) and size (bytes).
+        #: Checkpoints written, failed and skipped (:meth:`tick`) since start; the last one's duration (s) and
+        #: size (bytes).
         self.checkpoints = 0
         self.failures = 0
+        self.skipped = 0
         self.last_seconds = 0.0
         self.last_bytes = 0
         #: Why the last checkpoint failed; None once one is written (or before any is tried).
@@ -231,7 +233,6 @@ class StateStore:
         self._child_started = 0.0
         self._no_fork = False  # this platform cannot fork: checkpoints are written in this process
         self._fork_failed = False  # the last tick could not fork (told once a streak): it tries again
-        self._told_skip = False
 
     @property
     def lock_path(self) -> Path:
@@ -548,14 +549,15 @@ class StateStore:
     def tick(self) -> None:
         """A periodic checkpoint (``run``'s), written in the background: a forked child (:mod:`~riverguard.forked`)
         writes the models as they are now, while this process goes on scoring; :meth:`poll` reaps it and
-        tells its outcome as :meth:`save` would. While one is being written the next tick is skipped (one
-        ``W!`` the first time). When the process cannot fork, the checkpoint is written here (one ``W!``); the next
+        tells its outcome as :meth:`save` would. While one is being written the next tick is skipped
+        (:attr:`skipped` counts them; one ``W!`` the first time). When the process cannot fork, the checkpoint is written here (one ``W!``); the next
         tick tries again (a fork refused for a moment, ``EAGAIN`` or ``ENOMEM``), unless the platform has none."""
         if self._child is not None and not self.poll():
-            if not self._told_skip:
-                self._told_skip = True
+            self.skipped += 1
+            if self.skipped == 1:
                 self.log.warn(f"checkpoint to {self.path}: the one before is still being written after "
-                              "[state] checkpoint_interval; skipping this one (and the next ones while that lasts)")
+                              "[state] checkpoint_interval; skipping this one (and the next ones while that lasts;"
+                              " the health line's checkpoints_skipped counts them)")
             return
         if self._no_fork:
             self.save()
