@@ -1,12 +1,14 @@
 """``python -m tests.benchmarks.evidence_union``: the default detector's flags, or'd with five more kinds of evidence.
 
-A probe for issue 12's CMD target (twenty-eighth session; ``peak`` the twenty-ninth), modelled on
+A probe for issue 12's CMD target (twenty-eighth session; ``peak`` the
+twenty-ninth, its stricter forms the thirtieth), modelled on
 ``excursions``: each candidate below is computed online and causally, with
 a state per series of a few floats (the seasonal residual excepted: it needs
 the values of a day or a week), and gives a score per sample; a run of
 scores at or above a threshold is flagged once, when it has lasted
 ``lasting`` (0 or an hour of sample time), at most once every 6 hours
-(``excursions.excursion_flags`` with no rank). The flags are or'd with the
+(``excursions.excursion_flags`` with no rank; a parameter's word ``qH``:
+every ``H`` hours, ``quiet``). The flags are or'd with the
 default detector's at its shipped threshold and scored on both corpora,
 NAB's standard profile and event-wise, as ``riverguard evaluate`` does. The
 candidates:
@@ -32,15 +34,24 @@ candidates:
   none: its 5-minute series are left to the default);
 - ``peak``: the excursion above a level, in units of the typical day's
   largest excursion (the median over the last ``days`` days): a peak
-  several times the size of the series' usual daily peaks.
+  several times the size of the series' usual daily peaks. Stricter forms
+  (the parameter ``DAYS [max] [newR] [qH]``, ``_peak``): ``newR``, only
+  above every one of the last ``R`` days' largest excursions too (a new
+  record); ``max``, the largest of the ``DAYS`` days' peaks as the unit
+  rather than their median; ``q24``, 24 hours between two flags.
 
 Prints a table, then for each candidate's best rows (the best CMD score, the
 best with NAB within its budget of false alarms per series-day, 0.074, and
 the best within both budgets, CMD's 0.043 too: at most 135 and 76 false
 alarms) the extra catches by category
 and the extra false alarms by file (the 8 files with the most); last, a few
-pairs of rows or'd together with the default. About 100 seconds for both
-corpora.
+pairs of rows or'd together with the default. About 4 minutes for both
+corpora; ``--only NAME`` runs one candidate's rows and the pairs with it
+(``peak``: about 2.5 minutes). ``--server`` counts instead the alarms
+that each of ``SERVER_ROWS`` adds to the default's on ``noise_alarms``'
+quiet server (14 days at 60 s; about 100 seconds): the default detector's
+parameters are all that ``noise_alarms`` takes, so a candidate cannot be
+plugged in there.
 """
 
 from __future__ import annotations
@@ -57,11 +68,14 @@ from typing import NamedTuple
 import numpy as np
 
 from riverguard.config import default_config
+from riverguard.detectors import REGISTRY
 from riverguard.evaluate import events
 from riverguard.evaluate.corpus import NabFile, default_corpus_path, load_corpus
 from riverguard.evaluate.runner import run_corpus
 
+from . import noise_alarms
 from .excursions import excursion_flags, figures, show
+from .label_bound import HOLD
 
 DAY = 86400.0
 BUDGET = {"nab": 0.074, "cmd": 0.043}  # false alarms per series-day, issue 12
@@ -166,20 +180,29 @@ def lone_scores(x: np.ndarray, t: Sequence[float], tau: float) -> Callable[[floa
     return at
 
 
-def peak_scores(x: np.ndarray, t: Sequence[float], days: int) -> np.ndarray:
+def peak_scores(x: np.ndarray, t: Sequence[float], days: int, by_max: bool = False, record: int = 0) -> np.ndarray:
     """The excursion above an EW level (a day; it follows a fall at once, a rise at a quarter of that rate), in units
-    of the median of the largest excursion of each of the last ``days`` UTC days (scored from the fourth day; the
-    unit at least 5 % of the mean magnitude, and 1 while every value so far is a whole number: a count's one
-    more is not a peak). The state is ``days`` floats and five more.
+    of the median (``by_max``: the largest) of the largest excursion of each of the last ``days`` UTC days (scored
+    from the fourth day; the unit at least 5 % of the mean magnitude, and 1 while every value so far is a whole
+    number: a count's one more is not a peak); ``record`` days (at most ``days``): 0 unless the excursion is also
+    above each of the last ``record`` days' largest, a new record. The state is ``days`` floats and five more.
 
-    A day of the same two peaks (level 10, peaks of 13), then a peak of 25 at hour 100:
+    A day of the same two peaks (level 10, peaks of 13), then peaks of 25 at hours 100 and 130:
 
-    >>> t = [3600.0 * i for i in range(120)]
-    >>> x = np.array([10.0] * 120); x[3::12] = 13.0; x[100] = 25.0
+    >>> t = [3600.0 * i for i in range(150)]
+    >>> x = np.array([10.0] * 150); x[3::12] = 13.0; x[[100, 130]] = 25.0
     >>> s = peak_scores(x, t, 14)
-    >>> float(s[:72].max()), round(float(s[99]), 2), round(float(s[100]), 2)
-    (0.0, 1.0, 5.06)
+    >>> float(s[:72].max()), round(float(s[99]), 2), round(float(s[100]), 2), round(float(s[130]), 2)
+    (0.0, 1.0, 5.06, 5.05)
+
+    As a record of the last 7 days, only the first peak of 25 scores (not the usual peaks, not the second):
+
+    >>> s = peak_scores(x, t, 14, record=7)
+    >>> np.flatnonzero(s).tolist(), round(float(s[100]), 2)
+    ([100], 5.06)
     """
+    if record > days:
+        raise ValueError(f"a record over {record} days needs {record} days' maxima, not {days}")
     out = np.zeros(len(x))
     maxima: list[float] = []  # the last ``days`` completed days' largest excursion
     day, top = int(t[0] // DAY), -math.inf
@@ -194,8 +217,9 @@ def peak_scores(x: np.ndarray, t: Sequence[float], days: int) -> np.ndarray:
         if i:
             mag += _alpha(t[i] - t[i - 1], 7 * DAY, i + 1) * (abs(v) - mag)
         excursion = v - level
-        if len(maxima) >= 3:
-            out[i] = excursion / max(float(np.median(maxima)), 0.05 * mag, 1.0 if whole else 1e-12)
+        if len(maxima) >= 3 and (not record or excursion > max(maxima[-record:])):
+            usual = max(maxima) if by_max else float(np.median(maxima))
+            out[i] = excursion / max(usual, 0.05 * mag, 1.0 if whole else 1e-12)
         top = max(top, excursion)
         if i:
             level += _alpha(t[i] - t[i - 1], DAY, i + 1) * excursion * (1.0 if excursion < 0 else 0.25)
@@ -223,6 +247,19 @@ def _lone(x: np.ndarray, t: Sequence[float], tau: str) -> Callable[[float], np.n
     return lone_scores(x, t, float(tau.removesuffix("f")) * 3600)
 
 
+def _peak(x: np.ndarray, t: Sequence[float], spec: str) -> np.ndarray:
+    """``peak_scores`` for a parameter ``DAYS [max] [newR] [qH]``: the median of ``DAYS`` days' peaks as the unit
+    (``max``: the largest), a record over ``R`` days (``newR``); ``qH`` is the quiet time (``quiet``)."""
+    days, *words = spec.split()
+    record = next((int(w.removeprefix("new")) for w in words if w.startswith("new")), 0)
+    return peak_scores(x, t, int(days), "max" in words, record)
+
+
+def quiet(spec: str) -> float:
+    """The least time between two flags of a series in s: ``qH`` in a parameter, ``H`` hours; else 6 h."""
+    return next((float(w.removeprefix("q")) * 3600 for w in spec.split() if w.startswith("q")), HOLD)
+
+
 LASTING = (0.0, 3600.0)
 FEATURED = ("", " with NAB within its budget", " within both budgets")  # the rows whose differences are shown
 CANDIDATES = (
@@ -232,7 +269,13 @@ CANDIDATES = (
     Candidate("cusum", "drift", ("0.5", "1"), (20.0, 40.0, 80.0, 160.0), LASTING,
               lambda x, t, p: cusum_scores(x, t, float(p))),
     Candidate("lone", "tau h", ("1", "24", "1f"), (6.0, 10.0, 20.0, 40.0), (0.0,), _lone),
-    Candidate("peak", "days", ("14", "28"), (3.0, 4.0, 6.0), LASTING, lambda x, t, p: peak_scores(x, t, int(p))),
+    Candidate("peak", "days", ("14", "28"), (3.0, 4.0, 6.0), LASTING, _peak),
+    # the thirtieth session's stricter forms of the best row (14, 3, 1 h): a record over 7 or 14 days, a quiet
+    # time of 24 h, the largest day's peak as the unit; then a record with the quiet time, and the quiet time at 6
+    Candidate("peak", "days", ("14 new7", "14 new14", "14 q24"), (3.0,), (3600.0,), _peak),
+    Candidate("peak", "days", ("14 max",), (1.2, 1.5), (3600.0,), _peak),
+    Candidate("peak", "days", ("14 new7 q24",), (3.0,), (3600.0,), _peak),
+    Candidate("peak", "days", ("14 q24",), (6.0,), (3600.0,), _peak),
 )
 
 
@@ -269,14 +312,14 @@ def difference(c: Corpus, flags: Sequence[np.ndarray]) -> str:
 
 
 def flagged(scores: np.ndarray | Callable[[float], np.ndarray], t: Sequence[float], k: float,
-            lasting: float) -> np.ndarray:
-    """A candidate's flags at threshold ``k``: one a run that has lasted ``lasting`` s, 6 h apart at least."""
+            lasting: float, hold: float = HOLD) -> np.ndarray:
+    """A candidate's flags at threshold ``k``: one a run that has lasted ``lasting`` s, ``hold`` s apart at least."""
     s = scores(k) if callable(scores) else scores
-    return excursion_flags(s, np.ones(len(s)), t, k, 0.0, lasting)
+    return excursion_flags(s, np.ones(len(s)), t, k, 0.0, lasting, hold)
 
 
-#: Pairs of the rows above, both or'd with the default: the best of ``seasonal`` with NAB within its budget
-#: and ``lone`` at one sample a minute (candidate, parameter, threshold, lasting).
+#: Pairs of the rows above, both or'd with the default: the best of ``seasonal`` with NAB within its budget,
+#: then ``peak``'s rows, with ``lone`` at one sample a minute (candidate, parameter, threshold, lasting).
 PAIRS = (
     (("seasonal", "7", 10.0, 3600.0), ("lone", "1f", 6.0, 0.0)),
     (("seasonal", "1+7", 10.0, 3600.0), ("lone", "1f", 6.0, 0.0)),
@@ -284,42 +327,97 @@ PAIRS = (
     (("seasonal", "1+7", 20.0, 3600.0), ("lone", "1f", 10.0, 0.0)),
     (("peak", "14", 3.0, 3600.0), ("lone", "1f", 10.0, 0.0)),
     (("peak", "14", 6.0, 3600.0), ("lone", "1f", 10.0, 0.0)),
+    (("peak", "14 q24", 3.0, 3600.0), ("lone", "1f", 10.0, 0.0)),
+    (("peak", "14 new14", 3.0, 3600.0), ("lone", "1f", 10.0, 0.0)),
+    (("peak", "14 max", 1.5, 3600.0), ("lone", "1f", 10.0, 0.0)),
+    (("peak", "14 new7 q24", 3.0, 3600.0), ("lone", "1f", 10.0, 0.0)),
+    (("peak", "14 q24", 6.0, 3600.0), ("lone", "1f", 10.0, 0.0)),
 )
 
 
-def pairs(corpora: dict[str, Corpus]) -> None:
+def pairs(corpora: dict[str, Corpus], only: str | None) -> None:
     by_name = {c.name: c for c in CANDIDATES}
     print("pairs, or'd with the default:")
     for pair in PAIRS:
+        if only and only not in {name for name, *_ in pair}:
+            continue
         cells = []
         for c in corpora.values():
             union = list(c.default)
             for name, p, k, lasting in pair:
-                union = [u | flagged(by_name[name].scores(x, t, p), t, k, lasting)
+                union = [u | flagged(by_name[name].scores(x, t, p), t, k, lasting, quiet(p))
                          for u, (x, t) in zip(union, c.series, strict=True)]
             cells.append(figures(c.files, union))
         label = " + ".join(f"{name} {p} {k:g} {lasting / 3600:g} h" for name, p, k, lasting in pair)
-        print(f"  {label:<39} | " + " | ".join(map(show, cells)), flush=True)
+        print(f"  {label:<47} | " + " | ".join(map(show, cells)), flush=True)
+
+
+#: Rows measured on the quiet server by ``--server``: ``peak``'s best row, and its two within both budgets.
+SERVER_ROWS = (("peak", "14", 3.0, 3600.0), ("peak", "14 new14", 3.0, 3600.0), ("peak", "14 max", 1.5, 3600.0))
+
+
+def server(step: int = 60, days: float = 14.0, per_family: int = 8) -> None:
+    """The alarms (``noise_alarms.alarm_starts``) that each of ``SERVER_ROWS`` adds to the default detector's on
+    ``noise_alarms``' quiet server, where every flag is a false alarm, per series-day."""
+    by_name = {c.name: c for c in CANDIDATES}
+    cls = REGISTRY["sentinel"]
+    n = int(days * DAY / step)
+    t = [1.7e9 + step * i for i in range(n)]
+
+    def alarms(flags: np.ndarray) -> int:
+        return sum(noise_alarms.alarm_starts([t[i] for i in np.flatnonzero(flags)]))
+
+    base = 0
+    added: dict[tuple[str, str, float, float], Counter[str]] = {row: Counter() for row in SERVER_ROWS}
+    for family in noise_alarms.SERVER:
+        for seed in range(per_family):
+            x = np.asarray(noise_alarms.series(family, n, step, f"{family}/{seed}"), dtype=float)
+            det = cls()
+            default = np.array([det.process(v, u) >= cls.default_threshold for v, u in zip(x.tolist(), t)])
+            base += alarms(default)
+            for row in SERVER_ROWS:
+                name, p, k, lasting = row
+                union = default | flagged(by_name[name].scores(x, t, p), t, k, lasting, quiet(p))
+                added[row][family] += alarms(union) - alarms(default)
+    series_days = per_family * days
+    total = series_days * len(noise_alarms.SERVER)
+    print(f"quiet server (noise_alarms --families server), one sample every {step} s for {days:g} days, "
+          f"{per_family} series a family: the default's alarms {base}, {base / total:.3f} per series-day; "
+          "what each row adds, per series-day, in all and in each family it adds to")
+    for row, c in added.items():
+        label = " ".join(f"{v:g}" if isinstance(v, float) else v for v in (*row[:3], row[3] / 3600)) + " h"
+        print(f"  {label:<24} +{c.total()}, {c.total() / total:.3f}  "
+              + ", ".join(f"{f} {k / series_days:.3f}" for f, k in sorted(c.items()) if k))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argparse.ArgumentParser(prog="python -m tests.benchmarks.evidence_union",
-                            description=__doc__.split("\n")[0]).parse_args(argv)
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.evidence_union",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=sorted({c.name for c in CANDIDATES}),
+                        help="one candidate's rows, and the pairs with it")
+    parser.add_argument("--server", action="store_true",
+                        help="instead, the alarms SERVER_ROWS add on noise_alarms' quiet server")
+    args = parser.parse_args(argv)
+    if args.server:
+        server()
+        return 0
     corpora = {"nab": load("nab", "RIVERGUARD_NAB"), "cmd": load("cmd", "RIVERGUARD_CMD")}
-    print("candidate param     k    lasting | NAB: standard, events caught, false alarms | CMD: the same")
-    print("default alone                | " + " | ".join(show(figures(c.files, c.default)) for c in corpora.values()),
-          flush=True)
+    print("candidate param         k    lasting | NAB: standard, events caught, false alarms | CMD: the same")
+    print("default alone                    | "
+          + " | ".join(show(figures(c.files, c.default)) for c in corpora.values()), flush=True)
     for cand in CANDIDATES:
+        if args.only and cand.name != args.only:
+            continue
         best: dict[str, tuple[tuple[float, int], str, dict[str, list[np.ndarray]]]] = {}  # by FEATURED
         for p in cand.values:
             made = {name: [cand.scores(x, t, p) for x, t in c.series] for name, c in corpora.items()}
             for k, lasting in itertools.product(cand.thresholds, cand.lasting):
                 union, cells = {}, []
                 for name, c in corpora.items():
-                    union[name] = [d | flagged(s, t, k, lasting)
+                    union[name] = [d | flagged(s, t, k, lasting, quiet(p))
                                    for d, s, (_, t) in zip(c.default, made[name], c.series, strict=True)]
                     cells.append(figures(c.files, union[name]))
-                label = f"{cand.name:<9} {cand.param} {p:<4} {k:<4g} {lasting / 3600:g} h"
+                label = f"{cand.name:<9} {cand.param} {p:<8} {k:<4g} {lasting / 3600:g} h"
                 print(f"{label} | " + " | ".join(map(show, cells)), flush=True)
                 within = [cell.false_alarms <= BUDGET[n] * cell.days for cell, n in zip(cells, corpora)]
                 rank = (cells[1].standard, -cells[0].false_alarms - cells[1].false_alarms)  # then fewer false alarms
@@ -332,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shown.add(label)
                 print(f"  best CMD score{kind}, {' '.join(label.split())}: "
                       + " | ".join(f"{n.upper()}: {difference(c, union[n])}" for n, c in corpora.items()), flush=True)
-    pairs(corpora)
+    pairs(corpora, args.only)
     return 0
 
 

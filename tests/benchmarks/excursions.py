@@ -35,8 +35,9 @@ LASTING = (0.0, 3600.0, 7200.0)
 
 
 def excursion_flags(z: np.ndarray, rank: np.ndarray, times: Sequence[float], k: float, r: float,
-                    lasting: float) -> np.ndarray:
-    """One flag per run of values above ``k`` and rank ``r`` once it has lasted ``lasting`` s (6 h apart at least).
+                    lasting: float, hold: float = HOLD) -> np.ndarray:
+    """One flag per run of values above ``k`` and rank ``r`` once it has lasted ``lasting`` s (``hold`` s apart at
+    least, 6 h by default).
 
     Hourly samples; a run of three from 02:00, then one lone value at 05:00 and a run of two from 09:00:
 
@@ -62,7 +63,7 @@ def excursion_flags(z: np.ndarray, rank: np.ndarray, times: Sequence[float], k: 
         if done or run * step < lasting:
             continue
         done = True
-        if times[i] - last >= HOLD:
+        if times[i] - last >= hold:
             out[i] = True
             last = times[i]
     return out
