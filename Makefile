@@ -26,9 +26,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) tests/data/demo.py
 
+# One pytest worker per CPU (at most 4), each test file on one worker (its module fixtures made once):
+# on 2 CPUs the suite took 1660 s in one process, 965 s in two.
 test: $(STAMP)
 	$(PYC)
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs -n auto --maxprocesses 4 --dist loadfile
 
 bench: $(STAMP)
 	$(PYC)
