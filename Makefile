@@ -26,8 +26,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) tests/data/demo.py
 
-# One pytest worker per CPU (at most 4), each test file on one worker (its module fixtures made once):
-# on 2 CPUs the suite took 1660 s in one process, 965 s in two.
+# One pytest worker per CPU core (at most 4), each test file on one worker (its module fixtures made once):
+# on 2 CPUs the suite took 1660 s in one process, 965 s in two. (-n auto counts physical cores, psutil being
+# installed: not hyperthreads, nor a container's CPU limit; PYTEST_XDIST_AUTO_NUM_WORKERS=N sets the count.)
 test: $(STAMP)
 	$(PYC)
 	$(PY) -m pytest -q -rs -n auto --maxprocesses 4 --dist loadfile
