@@ -26,12 +26,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) tests/data/demo.py
 
-# One pytest worker per CPU core (at most 4), each test file on one worker (its module fixtures made once):
-# on 2 CPUs the suite took 1660 s in one process, 965 s in two. (-n auto counts physical cores, psutil being
-# installed: not hyperthreads, nor a container's CPU limit; PYTEST_XDIST_AUTO_NUM_WORKERS=N sets the count.)
+# One pytest worker per CPU this process may use (nproc: its affinity; at most 4), each test file on one worker
+# (its module fixtures made once): on 2 CPUs the suite took 1660 s in one process, 965 s in two. Not -n auto:
+# with psutil installed it counts physical cores, 1 on a VM of 2 vCPUs as hyperthreads. WORKERS=N sets it.
+WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ "$$n" -gt 4 ] && n=4; echo $$n)
 test: $(STAMP)
 	$(PYC)
-	$(PY) -m pytest -q -rs -n auto --maxprocesses 4 --dist loadfile
+	$(PY) -m pytest -q -rs -n $(WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(PYC)
