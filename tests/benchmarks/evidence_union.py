@@ -318,6 +318,9 @@ def flagged(scores: np.ndarray | Callable[[float], np.ndarray], t: Sequence[floa
     return excursion_flags(s, np.ones(len(s)), t, k, 0.0, lasting, hold)
 
 
+#: Each candidate's scores by name (the several ``peak`` rows share ``_peak``).
+SCORES = {c.name: c.scores for c in CANDIDATES}
+
 #: Pairs of the rows above, both or'd with the default: the best of ``seasonal`` with NAB within its budget,
 #: then ``peak``'s rows, with ``lone`` at one sample a minute (candidate, parameter, threshold, lasting).
 PAIRS = (
@@ -336,7 +339,6 @@ PAIRS = (
 
 
 def pairs(corpora: dict[str, Corpus], only: str | None) -> None:
-    by_name = {c.name: c for c in CANDIDATES}
     print("pairs, or'd with the default:")
     for pair in PAIRS:
         if only and only not in {name for name, *_ in pair}:
@@ -345,7 +347,7 @@ def pairs(corpora: dict[str, Corpus], only: str | None) -> None:
         for c in corpora.values():
             union = list(c.default)
             for name, p, k, lasting in pair:
-                union = [u | flagged(by_name[name].scores(x, t, p), t, k, lasting, quiet(p))
+                union = [u | flagged(SCORES[name](x, t, p), t, k, lasting, quiet(p))
                          for u, (x, t) in zip(union, c.series, strict=True)]
             cells.append(figures(c.files, union))
         label = " + ".join(f"{name} {p} {k:g} {lasting / 3600:g} h" for name, p, k, lasting in pair)
@@ -359,7 +361,6 @@ SERVER_ROWS = (("peak", "14", 3.0, 3600.0), ("peak", "14 new14", 3.0, 3600.0), (
 def server(step: int = 60, days: float = 14.0, per_family: int = 8) -> None:
     """The alarms (``noise_alarms.alarm_starts``) that each of ``SERVER_ROWS`` adds to the default detector's on
     ``noise_alarms``' quiet server, where every flag is a false alarm, per series-day."""
-    by_name = {c.name: c for c in CANDIDATES}
     cls = REGISTRY["sentinel"]
     n = int(days * DAY / step)
     t = [1.7e9 + step * i for i in range(n)]
@@ -377,7 +378,7 @@ def server(step: int = 60, days: float = 14.0, per_family: int = 8) -> None:
             base += alarms(default)
             for row in SERVER_ROWS:
                 name, p, k, lasting = row
-                union = default | flagged(by_name[name].scores(x, t, p), t, k, lasting, quiet(p))
+                union = default | flagged(SCORES[name](x, t, p), t, k, lasting, quiet(p))
                 added[row][family] += alarms(union) - alarms(default)
     series_days = per_family * days
     total = series_days * len(noise_alarms.SERVER)

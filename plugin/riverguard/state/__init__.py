@@ -550,8 +550,9 @@ class StateStore:
         """A periodic checkpoint (``run``'s), written in the background: a forked child (:mod:`~riverguard.forked`)
         writes the models as they are now, while this process goes on scoring; :meth:`poll` reaps it and
         tells its outcome as :meth:`save` would. While one is being written the next tick is skipped
-        (:attr:`skipped` counts them; one ``W!`` the first time). When the process cannot fork, the checkpoint is written here (one ``W!``); the next
-        tick tries again (a fork refused for a moment, ``EAGAIN`` or ``ENOMEM``), unless the platform has none."""
+        (:attr:`skipped` counts them; one ``W!`` the first time). When the process cannot fork, the checkpoint
+        is written here (one ``W!``); the next tick tries again (a fork refused for a moment, ``EAGAIN`` or
+        ``ENOMEM``), unless the platform has none."""
         if self._child is not None and not self.poll():
             self.skipped += 1
             if self.skipped == 1:
