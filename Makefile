@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # Reinstall (and rebuild the compiled hot path) whenever the build inputs change.
 # The compiled modules: every .pyx, and every .py with a .pxd beside it (Cython pure-Python mode).
 PXDS := $(wildcard plugin/riverguard/*.pxd plugin/riverguard/*/*.pxd)
-BUILD_INPUTS := pyproject.toml setup.py $(wildcard plugin/riverguard/*.pyx plugin/riverguard/*/*.pyx) $(PXDS) $(wildcard $(PXDS:.pxd=.py))
+BUILD_INPUTS := pyproject.toml setup.py plugin/riverguard/_version.py $(wildcard plugin/riverguard/*.pyx plugin/riverguard/*/*.pyx) $(PXDS) $(wildcard $(PXDS:.pxd=.py))
 STAMP := $(VENV)/.installed-$(shell cat $(BUILD_INPUTS) | cksum | cut -d' ' -f1)
 # Python reads compiled bytecode (__pycache__) even where PYTHONDONTWRITEBYTECODE keeps it from writing any,
 # as here (and, by its timings, on CI): without it each riverguard process the tests start compiles its modules again

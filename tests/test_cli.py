@@ -220,6 +220,42 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"riverguard {__version__} ({hot_path})"
 
 
+def test_the_version_is_the_installed_one() -> None:
+    """``riverguard --version`` reads plugin/riverguard/_version.py, which the build reads too (pyproject's
+    dynamic version): what pip says is installed is what riverguard says it is."""
+    from importlib import metadata
+
+    proc = run_cli(["--version"], text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[:2] == ["riverguard", metadata.version("riverguard")]
+
+
+def _imported(proc: subprocess.CompletedProcess[str]) -> set[str]:
+    """The modules a process started with PYTHONPROFILEIMPORTTIME=1 imported (its stderr's listing)."""
+    return {line.split("|")[2].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")} - {
+        "imported package"}
+
+
+def test_run_starts_without_what_only_other_commands_need() -> None:
+    """Telegraf starts ``riverguard run`` (at every start and after every crash); it imported InfluxDB's HTTP
+    client, ``pull``, the HTML report (for other subcommands' options), ``importlib.metadata`` (for the
+    version) and ``importlib.abc`` (with ``importlib.resources`` and ``tempfile``): 0.33 s to start and score
+    one metric, 0.21 s without them (docs/performance.md, "Start-up")."""
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    proc = run_cli(["run"], input="cpu,host=a usage_idle=1 1\n", env=env, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("cpu,host=a usage_idle=1")
+    imported = _imported(proc)
+    assert {"riverguard.engine", "riverguard.stream"} <= imported  # the listing is read
+    assert not imported & {"riverguard.influx", "riverguard.pull", "riverguard.report", "http.client",
+                           "importlib.metadata", "importlib.abc", "importlib.resources", "tempfile"}
+    # the commands that need them still have their options
+    replay = run_cli(["replay", "--help"], env=env, text=True)
+    assert "--report-top" in replay.stdout and "--influx-url" in replay.stdout
+    assert {"riverguard.influx", "riverguard.report"} <= _imported(replay)
+    assert "--influx-url" in run_cli(["pull", "--help"], text=True).stdout
+
+
 @pytest.mark.parametrize(
     "argv",
     [[], ["frobnicate"], ["run", "--log-level", "loud"], ["replay"], ["check-config"], ["run", "extra"]],

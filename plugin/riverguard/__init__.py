@@ -22,12 +22,7 @@ def __getattr__(name: str) -> Any:
     """The public names, loaded on first use: the ``riverguard`` command blocks its signals before it loads
     the rest (``riverguard._entry``), and a package import that loaded it all would come first."""
     if name == "__version__":
-        from importlib import metadata
-
-        try:
-            value: Any = metadata.version("riverguard")
-        except metadata.PackageNotFoundError:  # running from a source tree
-            value = "0.0.0+src"
+        from ._version import __version__ as value
     elif name in ("ConfigError", "load_config"):
         from . import config
 

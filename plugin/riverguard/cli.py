@@ -14,7 +14,6 @@ import signal
 import stat
 import sys
 import traceback
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
@@ -69,7 +68,10 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser. Every subcommand is there with its help line; the options that take a
+    module to describe (the report's, InfluxDB's HTTP client, pull's) are added for ``command`` alone:
+    importing them all cost tens of milliseconds at every start of a ``run``, which needs none of them."""
     parser = _ArgumentParser(
         prog="riverguard",
         description="Online anomaly detection for Telegraf: one online model per series (riverguard's detectors or River's).",
@@ -97,24 +99,16 @@ def _parser() -> argparse.ArgumentParser:
     state_option(replay, own_state)
     replay.add_argument("--output", "-o", metavar="PATH", help="write here instead of stdout ('-' is stdout)")
     replay.add_argument("files", nargs="+", metavar="FILE", help="line-protocol files ('-' is stdin)")
-    from .report import DEFAULT_TOP
-
-    report = replay.add_argument_group("report (needs the report extra: pip install '/path/to/this/checkout[report]')")
-    report.add_argument("--report", metavar="PATH", help="also write a self-contained HTML report of the replay here")
-    report.add_argument("--report-top", metavar="N", type=_count, default=None,  # None: not given (DEFAULT_TOP)
-                        help=f"plot the N series with the most anomalies (default: {DEFAULT_TOP})")
-    report.add_argument("--report-series", metavar="GLOB", action="append", default=[],
-                        help="also plot the series matching GLOB ('measurement,tags field'; repeatable)")
-    from .influx import add_arguments as _influx_arguments
-
-    _influx_arguments(replay)
+    if command == "replay":
+        _replay_arguments(replay)
 
     pull = sub.add_parser("pull", help="score points stored in InfluxDB and write them back (once, or --follow)")
     common(pull)
     state_option(pull, own_state)
-    from .pull import add_arguments as _pull_arguments
+    if command == "pull":
+        from .pull import add_arguments as _pull_arguments
 
-    _pull_arguments(pull)
+        _pull_arguments(pull)
 
     check = sub.add_parser("check-config", help="validate a config and print the resolved rules")
     check.add_argument("path", metavar="PATH", help="the riverguard TOML config to check")
@@ -146,6 +140,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.commands = {**sub.choices, "state": inspect}  # type: ignore[attr-defined]  # for usage errors
     return parser
+
+
+def _replay_arguments(replay: argparse.ArgumentParser) -> None:
+    """``replay``'s options for its HTML report and for writing to InfluxDB."""
+    from .influx import add_arguments as _influx_arguments
+    from .report import DEFAULT_TOP
+
+    report = replay.add_argument_group("report (needs the report extra: pip install '/path/to/this/checkout[report]')")
+    report.add_argument("--report", metavar="PATH", help="also write a self-contained HTML report of the replay here")
+    report.add_argument("--report-top", metavar="N", type=_count, default=None,  # None: not given (DEFAULT_TOP)
+                        help=f"plot the N series with the most anomalies (default: {DEFAULT_TOP})")
+    report.add_argument("--report-series", metavar="GLOB", action="append", default=[],
+                        help="also plot the series matching GLOB ('measurement,tags field'; repeatable)")
+    _influx_arguments(replay)
 
 
 def _count(text: str) -> int:
@@ -208,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     """The command line parsed; a usage error, ``--help`` and ``--version`` raise SystemExit (argparse)."""
-    parser = _parser()
+    words = sys.argv[1:] if argv is None else argv
+    # the subcommand is the first word that is not an option: riverguard's own options (-h, --version) take no value
+    parser = _parser(next((word for word in words if not word.startswith("-")), None))
     args, extra = parser.parse_known_args(argv)
     if extra:  # told by the subcommand's parser, so the hint is `riverguard run --help`
         parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")  # type: ignore[attr-defined]
@@ -321,6 +331,8 @@ def _configured(args: argparse.Namespace, signals: Signals | None = None) -> int
 
 def sample_config() -> str:
     """The documented sample configuration shipped with the package."""
+    from importlib import resources
+
     return resources.files("riverguard").joinpath("sample.toml").read_text(encoding="utf-8")
 
 
