@@ -61,6 +61,8 @@ cdef class Clock:
 
 cdef unsigned long long _gap(long long a, long long b) noexcept
 
+cpdef bint far_ahead(long long t, long long now, long long newest, long long ttl) noexcept
+
 @cython.locals(lo=int, hi=int, mid=int)
 cdef int _bisect(long long *order, int n, long long t, bint right) noexcept
 

@@ -175,8 +175,7 @@ class Clock:
         """Whether ``t`` (ns) may be the stream's newest event time after ``newest`` (the monitor's lag): not more
         than ``ttl`` past both this clock and ``newest`` (a host's clock far ahead, each of a batch of its
         timestamps too, is not; before the clock is known, any is)."""
-        return (not self.known or t <= self.now or _gap(t, self.now) <= self.ttl or t <= newest
-                or _gap(t, newest) <= self.ttl)
+        return not self.known or not far_ahead(t, self.now, newest, self.ttl)
 
     def advance(self, t: int) -> bool:
         """Take a metric's timestamp ``t`` (ns) into the window, and move ``now`` on to the median if it is later;
@@ -185,7 +184,7 @@ class Clock:
         if self.known:
             prev = self.ring[self.at - 1 if self.at > 0 else WINDOW - 1] if self.count else t
             # (ahead: far beyond the clock and a jump from the metric before, not a sparse stream the median trails)
-            if t > self.now and _gap(t, self.now) > self.ttl and t > prev and _gap(t, prev) > self.ttl:
+            if far_ahead(t, self.now, prev, self.ttl):
                 if self.ahead == 0 or t > self.newest:
                     self.newest = t
                     self.then = self.now
@@ -254,6 +253,17 @@ def _gap(a: int, b: int) -> int:
     if cython.compiled:
         return cython.cast(cython.ulonglong, a) - cython.cast(cython.ulonglong, b)
     return a - b
+
+
+def far_ahead(t: int, now: int, newest: int, ttl: int) -> bool:
+    """Whether the timestamp ``t`` (ns) is more than ``ttl`` past both the stream's clock ``now`` and ``newest``
+    (the newest taken before it): a host's clock far ahead, not the stream's newest event time. The rule's one
+    statement (:meth:`Clock.on_time`, :meth:`Clock.advance`, :func:`riverguard.engine.newest_on_time`).
+
+    >>> far_ahead(10, 0, 0, 5), far_ahead(10, 0, 8, 5), far_ahead(10, 8, 0, 5)
+    (True, False, False)
+    """
+    return t > now and _gap(t, now) > ttl and t > newest and _gap(t, newest) > ttl
 
 
 def _bisect(order, n: int, t: int, right: bool) -> int:

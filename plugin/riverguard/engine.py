@@ -160,7 +160,7 @@ def newest_on_time(times: list[int], now: int | None, ttl: int) -> int:
     times = sorted(times)
     newest = times[0]
     for t in times[1:]:
-        if now is not None and t - now > ttl and t - newest > ttl:
+        if now is not None and _hotpath.far_ahead(t, now, newest, ttl):
             break
         newest = t
     return newest
