@@ -578,6 +578,26 @@ def test_a_resumed_backfill_counts_only_the_unsigned_values_it_writes(influxdb: 
     assert [row[1] for row in influxdb.rows('SELECT "free" FROM "mem"', db)] == [8]
 
 
+def test_a_backfill_refused_at_its_first_batch_says_no_unsigned_value_was_written(influxdb: InfluxServer,
+                                                                                  tmp_path: Path) -> None:
+    """A newcomer's first backfill of Telegraf's ``disk`` metrics, before ``CREATE DATABASE``: InfluxDB wrote
+    nothing (404), yet riverguard said ``3 unsigned integer values (123u) written as signed (123i)``. Only the
+    values of the batches InfluxDB answered for are counted: none here, so no such line."""
+    path = tmp_path / "disk.lp"
+    path.write_text(f"disk,host=a,path=/ free=5u,used=6u {T0}\ndisk,host=a,path=/ free=7u {T0 + 10**9}\n")
+    proc = _replay("--influx-url", influxdb.url, "--db", "rg_not_created", "--batch-size", "1", str(path))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 1, stderr
+    assert "backfill stopped at its first batch: create the database" in stderr, stderr
+    assert "unsigned" not in stderr, stderr
+    # Once the database exists, the same command says how many it wrote as signed.
+    influxdb.create_db("rg_not_created")
+    proc = _replay("--influx-url", influxdb.url, "--db", "rg_not_created", "--batch-size", "1", str(path))
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 0, stderr
+    assert "I! [riverguard] 3 unsigned integer values (123u) written as signed (123i)" in stderr, stderr
+
+
 def test_backfill_to_influxdb_1x_writes_unsigned_as_signed_after_leading_spaces(influxdb: InfluxServer,
                                                                                 tmp_path: Path) -> None:
     """A line indented with spaces (riverguard reads it and InfluxDB skips them, as tabs) kept its

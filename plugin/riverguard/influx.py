@@ -341,6 +341,8 @@ class InfluxWriter:
         #: to the most a signed one holds.
         self.signed = bucket is None
         self.unsigned = self.unsigned_cut = 0
+        #: the values rewritten in each metric still pending, by its number (:attr:`_done` counts from 0)
+        self._unsigned_pending: dict[int, tuple[int, int]] = {}
         #: the options the credentials came from, for a message (never the secret itself), or None
         self.credentials = credentials
         #: the option that named the database or bucket written, for a message: ``--db`` or ``--bucket``
@@ -394,8 +396,8 @@ class InfluxWriter:
                 line = line[:-1] if line[-1:] == b"\r" else line
                 if signed and MAY_BE_UNSIGNED.search(line):
                     line, rewritten, cut = signed_unsigned(line)
-                    self.unsigned += rewritten
-                    self.unsigned_cut += cut
+                    if rewritten:  # counted once InfluxDB answered for its batch (:meth:`_send`)
+                        self._unsigned_pending[self._done + len(pending)] = (rewritten, cut)
                 pending.append(line)
         self._send_pending(self.batch_size)
 
@@ -545,6 +547,11 @@ class InfluxWriter:
             self.refused += self._batch_refused
             self._refused_done = self.refused
             self.batches += 1
+            if self._unsigned_pending:
+                for number in range(self._done, self._done + len(batch)):
+                    rewritten, cut = self._unsigned_pending.pop(number, (0, 0))
+                    self.unsigned += rewritten
+                    self.unsigned_cut += cut
             self._done += len(batch)
 
     def _split(self, batch: list[bytes], lo: int, hi: int, err: WriteError) -> None:
