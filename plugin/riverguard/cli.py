@@ -580,16 +580,18 @@ def _run(config: Config | None, log: Log, args: argparse.Namespace, signals: Sig
                 raise LockError(same)
             store = open_store(engine, idle=held.wait if held else None)
         except LockBusy as busy:
-            # Under Telegraf, most likely the processor's second copy, after the aggregators: exiting would
-            # lose every metric sent to it and crash-loop; scoring on throwaway models would change the output
-            # from one start to the next. Every metric goes back unscored, as it came. Without the lock it
-            # touches no file of the checkpoint's (the holder's temporary ones included).
+            # Under Telegraf, most likely one of the processor's two copies with aggregators, which race for
+            # the lock at start (this may be the copy before them: then no metric of the inputs is scored):
+            # exiting would lose every metric sent to it and crash-loop; scoring on throwaway models would
+            # change the output from one start to the next. Every metric goes back unscored, as it came.
+            # Without the lock it touches no file of the checkpoint's (the holder's temporary ones included).
             log.warn(
                 f"checkpoint {busy.path} is in use by another riverguard (PID {busy.holder}, lock "
-                f"{busy.lock_path}); waited {busy.waited:.0f}s: {_PASSING}. Under Telegraf this is most likely the "
-                "processor's second copy, after the "
-                "aggregators: set [agent] skip_processors_after_aggregators = true in telegraf.conf, or give this "
-                "copy its own --state"
+                f"{busy.lock_path}); waited {busy.waited:.0f}s: {_PASSING}. Under Telegraf with aggregators this "
+                "is most likely one of the processor's two copies, which race for the checkpoint at start: if "
+                "this is the copy before the aggregators, no metric of the inputs is scored; set [agent] "
+                "skip_processors_after_aggregators = true in telegraf.conf (else give each riverguard process its "
+                "own --state)"
             )
             return passthrough(log, held)
         except LockError as err:
