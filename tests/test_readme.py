@@ -201,7 +201,11 @@ def _provoke(fragment: str, tmp: Path) -> str:
         holder = subprocess.Popen(rg + ["run", "--state", "held.msgpack"], stdin=subprocess.PIPE,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp)
         try:
-            while not (tmp / "held.msgpack.lock").exists():
+            assert holder.stdin is not None
+            holder.stdin.write(b"cpu v=1\n")  # it takes the lock at its first metric
+            holder.stdin.flush()
+            lock = tmp / "held.msgpack.lock"
+            while not (lock.exists() and lock.read_text().strip() == str(holder.pid)):
                 time.sleep(0.05)
             if fragment == "passing every metric through unscored":  # a second run: its metrics pass through
                 return run(["run", "--state", "held.msgpack"], "cpu v=1\n")

@@ -220,9 +220,9 @@ def test_a_restart_overlapping_the_old_process_gets_its_models(tmp_path: Path, s
     old.write(stream(300))
     assert old.wait_lines(600, 60)
     new = start("run", "--state", str(state))
-    assert new.wait_stderr(lambda e: b"is in use by PID" in e, 30), new.stderr
     more = stream(20, seed=3, start=300)
-    new.write(more)  # sent while it waits: scored once it has the models
+    new.write(more)  # (it takes the lock at its first metric) sent while it waits: scored once it has the models
+    assert new.wait_stderr(lambda e: b"is in use by PID" in e, 30), new.stderr
     old.close_stdin()  # the old one checkpoints and exits; the new one then takes over
     assert old.wait(30) == 0
     assert new.wait_stderr(lambda e: b"restored 2 series" in e, 30), new.stderr

@@ -567,7 +567,8 @@ def _run(config: Config | None, log: Log, args: argparse.Namespace, signals: Sig
         log.warn(f"riverguard {__version__}: the hot path was not compiled at install (no C compiler?): it runs in "
                  "pure Python, about 25 to 30 times slower; install gcc and python3-dev (Debian) and install "
                  "riverguard again")
-    # While it waits for the checkpoint's lock, the input is read into memory (Telegraf is not held up),
+    # The checkpoint's lock is taken at the first input (Held.first: which of Telegraf's two copies with
+    # aggregators scores). While it waits for the lock, the input is read into memory (Telegraf is not held up),
     # under the process's signals: a stop there waits Held.STOP_GRACE more for the lock, then ends the wait.
     held = Held(signals) if config.state.path is not None else None
     store = None
@@ -578,20 +579,19 @@ def _run(config: Config | None, log: Log, args: argparse.Namespace, signals: Sig
             same = _check_same_files(args, config)  # (run's: the checkpoint is the --config file)
             if same:
                 raise LockError(same)
-            store = open_store(engine, idle=held.wait if held else None)
+            store = open_store(engine, idle=held.wait if held else None, first=held.first if held else None)
         except LockBusy as busy:
-            # Under Telegraf, most likely one of the processor's two copies with aggregators, which race for
-            # the lock at start (this may be the copy before them: then no metric of the inputs is scored):
-            # exiting would lose every metric sent to it and crash-loop; scoring on throwaway models would
-            # change the output from one start to the next. Every metric goes back unscored, as it came.
-            # Without the lock it touches no file of the checkpoint's (the holder's temporary ones included).
+            # Under Telegraf, most likely the processor's copy after the aggregators: the copy sent a metric
+            # first has the lock (Held.first), usually the inputs'. Exiting would lose every metric sent to it
+            # and crash-loop; scoring on throwaway models would change the output from one start to the next.
+            # Every metric goes back unscored, as it came. Without the lock it touches no file of the
+            # checkpoint's (the holder's temporary ones included).
             log.warn(
                 f"checkpoint {busy.path} is in use by another riverguard (PID {busy.holder}, lock "
                 f"{busy.lock_path}); waited {busy.waited:.0f}s: {_PASSING}. Under Telegraf with aggregators this "
-                "is most likely one of the processor's two copies, which race for the checkpoint at start: if "
-                "this is the copy before the aggregators, no metric of the inputs is scored; set [agent] "
-                "skip_processors_after_aggregators = true in telegraf.conf (else give each riverguard process its "
-                "own --state)"
+                "is most likely one of the processor's two copies: the one sent a metric first scores, usually "
+                "the one before the aggregators; set [agent] skip_processors_after_aggregators = true in "
+                "telegraf.conf (else give each riverguard process its own --state)"
             )
             return passthrough(log, held)
         except LockError as err:

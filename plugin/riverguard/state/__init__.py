@@ -238,12 +238,15 @@ class StateStore:
     def lock_path(self) -> Path:
         return _lock_path(self.path)
 
-    def lock(self, wait: float = LOCK_WAIT, idle: Callable[[float], bool] | None = None) -> None:
+    def lock(self, wait: float = LOCK_WAIT, idle: Callable[[float], bool] | None = None,
+             first: Callable[[], None] | None = None) -> None:
         """Take the exclusive lock on the checkpoint, waiting up to ``wait`` seconds; raise :class:`LockError`
         (:class:`LockBusy` when another process holds it).
 
         ``idle(seconds)`` is called between two tries instead of sleeping (``run`` reads its input
-        meanwhile); when it returns True the wait ends at once (:class:`LockBusy`).
+        meanwhile); when it returns True the wait ends at once (:class:`LockBusy`). ``first()``, once every
+        check of the files is done and before the first try, waits for what must come before it (``run``: its
+        first input, :meth:`riverguard.stream.Held.first`).
 
         The lock file holds the PID of the process that has it; the lock goes
         with the process (``flock``), so a crashed holder never blocks a restart.
@@ -290,6 +293,8 @@ class StateStore:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             check_regular(lock_path, "the lock file")
+        if first is not None:
+            first()
         started = time.monotonic()
         deadline = started + wait
         told = stop = False
@@ -706,16 +711,18 @@ class StateStore:
         self.log.debug(f"checkpoint: {count} series, {size} bytes in {self.last_seconds:.2f}s")
 
 
-def open_store(engine: Engine, idle: Callable[[float], bool] | None = None) -> StateStore | None:
+def open_store(engine: Engine, idle: Callable[[float], bool] | None = None,
+               first: Callable[[], None] | None = None) -> StateStore | None:
     """The engine's checkpoint store, locked and restored, or None when no state path is set (``run``,
-    ``replay``, ``pull``). ``idle``: what to do between two tries at the lock (:meth:`StateStore.lock`).
+    ``replay``, ``pull``). ``idle``: what to do between two tries at the lock, ``first``: what to wait for
+    before the first (:meth:`StateStore.lock`).
 
     Raise :class:`LockBusy` (another live process holds it), :class:`AccessDenied` (another user's checkpoint
     or lock file: the lock let go, the file left as it is) or :class:`LockError` (no lock file possible)."""
     if engine.config.state.path is None:
         return None
     store = StateStore(engine, engine.config.state.path)
-    store.lock(idle=idle)
+    store.lock(idle=idle, first=first)
     try:
         store.restore()
     except AccessDenied:
