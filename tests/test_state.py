@@ -29,11 +29,11 @@ from riverguard.state import inspect as read_checkpoint
 from riverguard.state import store
 
 try:
-    from tests.conftest import (NOBODY, UNUSABLE, Proc, as_a_user, as_nobody, passed_through, sticky_checkpoint, strip_added,
-                                wait_until)
+    from tests.conftest import (NOBODY, UNUSABLE, Proc, as_a_user, as_nobody, passed_through, spawn, sticky_checkpoint,
+                                strip_added, wait_until)
 except ImportError:  # tests/ itself on sys.path
     from conftest import (NOBODY, UNUSABLE, Proc, as_a_user, as_nobody, passed_through,  # type: ignore[no-redef]
-                          sticky_checkpoint, strip_added, wait_until)
+                          spawn, sticky_checkpoint, strip_added, wait_until)
 
 RG = [sys.executable, "-m", "riverguard"]
 T0 = 1_700_000_000_000_000_000
@@ -939,6 +939,11 @@ def test_a_second_run_on_a_checkpoint_in_use_passes_every_metric_through(tmp_pat
     # The second copy's config asks for a health line too: it writes none (README, "Aggregators").
     second_config = tmp_path / "second.toml"
     second_config.write_text('[monitor]\ninterval = "1s"\n' + config.read_text())
+    # replay waits for the lock as long as the second copy (10 s) before it fails: both wait at once
+    recording = tmp_path / "more.lp"
+    recording.write_bytes(data)
+    replay = spawn([*RG, "replay", "--config", str(config), "--state", str(tmp_path / "rg.msgpack"), str(recording)],
+                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     second = start("run", "--config", str(second_config))
     # (the first half while it waits for the lock: read, and not lost)
     _passes_through_for_life(second, data, lambda: second.wait_stderr(lambda e: b"W! " in e, 60))  # no health line
@@ -953,11 +958,9 @@ def test_a_second_run_on_a_checkpoint_in_use_passes_every_metric_through(tmp_pat
     assert not any(line.startswith(b"E! ") for line in log), second.stderr
     assert writing.read_bytes() == b"x" * 3000 and b"temporary checkpoint" not in second.stderr
 
-    recording = tmp_path / "more.lp"
-    recording.write_bytes(data)
-    replayed = run(["replay", "--config", str(config), "--state", str(tmp_path / "rg.msgpack"), str(recording)])
-    assert replayed.returncode == 2 and replayed.stdout == b"", replayed.stderr
-    assert b"E! [riverguard] checkpoint" in replayed.stderr and b"in use by another riverguard" in replayed.stderr
+    replayed_out, replayed_err = replay.communicate(timeout=120)
+    assert replay.returncode == 2 and replayed_out == b"", replayed_err
+    assert b"E! [riverguard] checkpoint" in replayed_err and b"in use by another riverguard" in replayed_err
 
     holder.close_stdin()  # the holder's models were never touched by the others
     assert holder.wait(30) == 0, holder.stderr
