@@ -272,7 +272,8 @@ def _lru_stream(seed: int, n: int) -> list[tuple[bytes, list[bytes], int | None]
     return out
 
 
-def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: int, ttl_ns: int) -> tuple[list[tuple[bytes, int | None]], int, int]:
+def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: int, ttl_ns: int, every: int
+             ) -> list[tuple[list[tuple[bytes, int | None]], int, int]]:
     """The engine's eviction and expiry written out with its series dict as the LRU order (each sample moves
     its series to the end), as it was up to 2026-11-30, with series_ttl measured on the stream's clock since
     (the median of the latest 127 timestamps, from the third on, never going back): past ``max_series``
@@ -288,11 +289,13 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
     rule is ``off``) count against ``max_series``: series without one that come first are dropped on the
     way to the one evicted, a stale one only counts as room when it had a model, and beyond ``max_series``
     series without a model they are all dropped. Only the expiries of series with a model are counted. The
-    series left (key, last time), least recently seen first; evicted; expired."""
+    series left (key, last time), least recently seen first; evicted; expired: after each ``every`` metrics
+    and at the end (one pass: each prefix of the stream is not run again from its start)."""
     series: dict[bytes, list[int | None]] = {}  # key: [last time, seen at (None: not yet)]
     window: list[int] = []
     now = None
     evicted = expired = passing = 0
+    after: list[tuple[list[tuple[bytes, int | None]], int, int]] = []
 
     def stale(entry: list[int | None]) -> bool:
         return now is not None and entry[1] is not None and entry[1] < now - ttl_ns
@@ -358,7 +361,9 @@ def _old_lru(stream: list[tuple[bytes, list[bytes], int | None]], max_series: in
                     entry[1] = stamp if now is None else max(now, stamp)
                     if entry[0] is None or stamp > entry[0]:
                         entry[0] = stamp
-    return [(k, e[0]) for k, e in series.items()], evicted, expired
+        if not metrics % every or metrics == len(stream):
+            after.append(([(k, e[0]) for k, e in series.items()], evicted, expired))
+    return after
 
 
 @pytest.mark.parametrize("shape", ["rising", "jumbled", "batches"])
@@ -417,11 +422,12 @@ def test_evicts_and_expires_as_an_lru_dict_did(build: str, seed: int, max_series
     )
     step = 20_000 // 8
     lines = data.splitlines(keepends=True)
+    old = _old_lru(stream, max_series, int(rg_config.parse_duration(ttl) * 1e9), step)
     for k in range(0, len(lines), step):  # in pieces, each checked against the old engine's
         if wrap:
             engine._hot.set_clock(2**32 - 1 - 3000)  # about 5 000 samples a piece: the end comes in this one
         _run(engine, b"".join(lines[k : k + step]), [1000, 5000])
-        kept, evicted, expired = _old_lru(stream[: k + step], max_series, int(rg_config.parse_duration(ttl) * 1e9))
+        kept, evicted, expired = old[k // step]
         assert [(key, s.last_time) for key, s in engine.lru()] == kept
         assert (engine.evicted, engine.expired) == (evicted, expired)
     assert engine.evicted + engine.expired > 1000 and (engine.expired > 50) == (ttl != "1h")
