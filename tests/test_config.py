@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import tomllib
@@ -893,3 +894,29 @@ def test_a_config_that_cannot_be_read_is_told_in_the_projects_words(tmp_path: Pa
         run = command[0] == "run"  # (passes the metrics through)
         assert result.returncode == (0 if run else 2), result.stderr
         assert result.stderr.startswith(f"E! [riverguard] {said}\n" + (refused_line(given) if run else "")), result.stderr
+
+
+def test_each_hidden_rule_is_named_with_the_first_earlier_rule_that_hides_it() -> None:
+    """``warnings`` tries on a later rule only the earlier ones that may cover its measurement (a plain name
+    covers only itself): every earlier rule was tried on every later one, and a config of 3 000 rules of one
+    measurement each took 13 s to check, at every start of ``run`` too. On random configs of plain and glob
+    measurements, tags and fields it names the same rules, each with the same earlier one, as that did."""
+    rng = random.Random(12)
+    measurements = ["cpu", "cpu0", "mem", "disk", "*", "cpu*", "c?u", "m[ae]m"]
+    for _ in range(300):
+        text = ""
+        for i in range(rng.randint(1, 12)):
+            text += f'[[rule]]\nname = "r{i}"\nmeasurement = "{rng.choice(measurements)}"\n'
+            if rng.random() < 0.3:
+                text += f'tags = {{ host = "{rng.choice(["web1", "web*", "*"])}" }}\n'
+            if rng.random() < 0.5:
+                text += f'fields = ["{rng.choice(["usage_*", "usage_idle", "*", "free"])}"]\n'
+        parsed = config.parse(text, source="r.toml")
+        expected = []  # every earlier rule tried, in order
+        for at, later in enumerate(parsed.rules):
+            rule = next((rule for rule in parsed.rules[:at] if rule.hides(later)), None)
+            if rule is not None:
+                expected.append(f'rule {later.index} "{later.name}" is never used: rule {rule.index} "{rule.name}" ')
+        said = [line.removeprefix("r.toml: ") for line in config.warnings(parsed) if "is never used" in line]
+        assert len(said) == len(expected), text
+        assert all(line.startswith(start) for line, start in zip(said, expected)), text

@@ -12,12 +12,13 @@ import difflib
 import fnmatch
 import functools
 import hashlib
+import heapq
 import json
 import os
 import re
 import stat
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -523,8 +524,7 @@ def warnings(config: Config) -> list[str]:
     if config.monitor.tags and config.monitor.interval is None:
         found.append(f'{config.source}: [monitor] has tags but no interval: no health line is written '
                      '(interval = "60s" writes one a minute)')
-    for at, later in enumerate(config.rules):
-        rule = next((rule for rule in config.rules[:at] if rule.hides(later)), None)
+    for later, rule in _hidden(config.rules):
         if rule is not None:
             everywhere = rule.measurement == "*" and not rule.tags
             names = ", ".join(f'"{glob}"' for glob in later.fields)
@@ -549,6 +549,25 @@ def warnings(config: Config) -> list[str]:
                 "rule says so"
             )
     return found
+
+
+def _hidden(rules: list[Rule]) -> Iterator[tuple[Rule, Rule | None]]:
+    """Each rule with the first earlier one that hides it (:meth:`Rule.hides`), or None.
+
+    An earlier rule whose measurement is a plain name covers only a later rule of that very measurement
+    (:func:`_covers`): those are looked up by name, and only the earlier rules with a glob are tried on
+    every later one. Trying every earlier rule took 10 s at every start for a config of 3 000 rules of one
+    measurement each.
+    """
+    plain: dict[str, list[int]] = {}  # (the positions of the earlier rules of each plain measurement)
+    globs: list[int] = []  # (and of those whose measurement is a glob)
+    for at, later in enumerate(rules):
+        earlier = heapq.merge(globs, plain.get(later.measurement, ()))
+        yield later, next((rules[i] for i in earlier if rules[i].hides(later)), None)
+        if _GLOB_SPECIAL.search(later.measurement) is None:
+            plain.setdefault(later.measurement, []).append(at)
+        else:
+            globs.append(at)
 
 
 def _closest(word: str, known: Iterable[str]) -> str | None:
