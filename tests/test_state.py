@@ -1960,6 +1960,25 @@ def test_a_state_folder_this_user_may_not_write_passes_every_metric_through(tmp_
     assert replay.stderr.startswith(f"E! [riverguard] {told}".encode()), replay.stderr
 
 
+def test_a_read_only_state_folder_with_its_lock_file_is_told_before_any_input(tmp_path: Path, start) -> None:
+    """A state folder made read-only with its lock file there (README, "cannot write the checkpoint ... in"):
+    "found at start, before any input is read". Once run took the checkpoint's lock at its first metric, the
+    E! line came only then (a run whose inputs send nothing yet, or the copy after the aggregators, said
+    nothing, and its health line said nothing either). It comes at start again; every metric still passes
+    through."""
+    prefix = as_a_user(tmp_path)
+    folder = tmp_path / "st"
+    folder.mkdir()
+    (folder / "riverguard.msgpack.lock").write_bytes(b"")
+    folder.chmod(0o555)
+    proc = start("run", "--state", f"{folder}/", cmd=[*prefix, *RG])
+    told = f"E! [riverguard] cannot write the checkpoint {folder}/riverguard.msgpack in {folder}: ".encode()
+    assert proc.wait_stderr(lambda e: told in e, 30), proc.stderr  # no input sent yet
+    data = stream(4, seed=5)
+    _passes_through_for_life(proc, data)
+    assert sorted(folder.iterdir()) == [folder / "riverguard.msgpack.lock"]
+
+
 @pytest.mark.parametrize("command", ["replay", "pull", "state inspect"])
 def test_a_checkpoint_that_cannot_be_read_stops_a_one_shot_command_untouched(tmp_path: Path, command: str) -> None:
     """replay --state and pull renamed another user's checkpoint aside as corrupt and went on with fresh

@@ -294,6 +294,14 @@ class StateStore:
             os.close(fd)
             check_regular(lock_path, "the lock file")
         if first is not None:
+            # (``run``: a folder it may not write is told at start, not at its first metric, which may be long
+            # after; its probe file is this process's own, so the lock is not needed for it. Checked again below,
+            # with the lock: the folder may change meanwhile.)
+            try:
+                self._check_writable()
+            except AccessDenied:
+                os.close(fd)
+                raise
             first()
         started = time.monotonic()
         deadline = started + wait
