@@ -920,6 +920,28 @@ def test_of_two_copies_on_one_checkpoint_the_one_sent_metrics_first_scores(tmp_p
     assert b"restored 4 series" in after.stderr and after.stdout.count(b"usage_idle_anomaly_score=") == 10
 
 
+@pytest.mark.parametrize("stop", ["eof", "sigterm"])
+def test_a_run_stopped_before_any_input_leaves_the_checkpoint_alone(tmp_path: Path, start, stop: str) -> None:
+    """A ``run`` stopped before its first metric (Telegraf's copy after the aggregators, stopped before their
+    first period) loaded the checkpoint and wrote it again, the same models: seconds of Telegraf's 10 s
+    shutdown for a large one, and a SIGKILL mid-write on busy cores. With nothing read it now takes neither
+    the lock nor the checkpoint: the file is left as it was."""
+    state = tmp_path / "rg.msgpack"
+    assert run(["run", "--state", str(state)], stream(20)).returncode == 0
+    before = state.stat()
+    proc = start("run", "--state", str(state))
+    if stop == "eof":
+        proc.close_stdin()
+    else:
+        time.sleep(1.0)  # (past Python's start: riverguard's handlers are in place)
+        proc.terminate()
+    assert proc.wait(30) == 0, proc.stderr
+    after = state.stat()
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size)
+    assert b"restored" not in proc.stderr and b"checkpoint" not in proc.stderr, proc.stderr
+    assert proc.stdout == b""
+
+
 def test_a_second_run_on_a_checkpoint_in_use_passes_every_metric_through(tmp_path: Path, start) -> None:
     """With aggregators Telegraf starts a second copy of each processor, here on the same [state] path. It
     waited 10 s for the lock, then exited 2 without reading stdin: every metric sent to it was lost, and

@@ -239,14 +239,15 @@ class StateStore:
         return _lock_path(self.path)
 
     def lock(self, wait: float = LOCK_WAIT, idle: Callable[[float], bool] | None = None,
-             first: Callable[[], None] | None = None) -> None:
+             first: Callable[[], bool] | None = None) -> bool:
         """Take the exclusive lock on the checkpoint, waiting up to ``wait`` seconds; raise :class:`LockError`
         (:class:`LockBusy` when another process holds it).
 
         ``idle(seconds)`` is called between two tries instead of sleeping (``run`` reads its input
         meanwhile); when it returns True the wait ends at once (:class:`LockBusy`). ``first()``, once every
         check of the files is done and before the first try, waits for what must come before it (``run``: its
-        first input, :meth:`riverguard.stream.Held.first`).
+        first input, :meth:`riverguard.stream.Held.first`); when it returns False the lock is not taken, and
+        this returns False (else True).
 
         The lock file holds the PID of the process that has it; the lock goes
         with the process (``flock``), so a crashed holder never blocks a restart.
@@ -302,7 +303,9 @@ class StateStore:
             except AccessDenied:
                 os.close(fd)
                 raise
-            first()
+            if not first():
+                os.close(fd)
+                return False
         started = time.monotonic()
         deadline = started + wait
         told = stop = False
@@ -342,6 +345,7 @@ class StateStore:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
         self._remove_orphans()
+        return True
 
     def _check_writable(self) -> None:
         """Raise :class:`AccessDenied` when this process may not create the checkpoint's temporary file in
@@ -720,17 +724,18 @@ class StateStore:
 
 
 def open_store(engine: Engine, idle: Callable[[float], bool] | None = None,
-               first: Callable[[], None] | None = None) -> StateStore | None:
+               first: Callable[[], bool] | None = None) -> StateStore | None:
     """The engine's checkpoint store, locked and restored, or None when no state path is set (``run``,
-    ``replay``, ``pull``). ``idle``: what to do between two tries at the lock, ``first``: what to wait for
-    before the first (:meth:`StateStore.lock`).
+    ``replay``, ``pull``) or ``first`` said not to take it. ``idle``: what to do between two tries at the
+    lock, ``first``: what to wait for before the first (:meth:`StateStore.lock`).
 
     Raise :class:`LockBusy` (another live process holds it), :class:`AccessDenied` (another user's checkpoint
     or lock file: the lock let go, the file left as it is) or :class:`LockError` (no lock file possible)."""
     if engine.config.state.path is None:
         return None
     store = StateStore(engine, engine.config.state.path)
-    store.lock(idle=idle, first=first)
+    if not store.lock(idle=idle, first=first):
+        return None
     try:
         store.restore()
     except AccessDenied:
