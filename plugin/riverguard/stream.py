@@ -251,11 +251,13 @@ class Held:
     def first(self) -> bool:
         """Wait for the first input (or its end, or SIGTERM or SIGINT), reading it: ``run`` takes the checkpoint's
         lock then; False when none came (at the end or the stop: nothing to score or learn, so ``run`` neither
-        loads the checkpoint nor writes it, which took seconds of Telegraf's shutdown for a large one). With aggregators Telegraf starts two copies of the processor on one checkpoint, the one after
-        them first; the one before them has the inputs' metrics at their first gather, the other nothing until
-        the aggregators' first period: the copy that gets a metric first scores, and that is the inputs' copy
-        (README, "Aggregators"). Locked at start, the copy after the aggregators usually had it, and no
-        metric of the inputs was scored."""
+        loads the checkpoint nor writes it, which took seconds of Telegraf's shutdown for a large one).
+
+        With aggregators Telegraf starts two copies of the processor on one checkpoint, the one after them
+        first; the one before them has the inputs' metrics at their first gather, the other nothing until the
+        aggregators' first period: the copy that gets a metric first scores, and that is the inputs' copy
+        (README, "Aggregators"). Locked at start, the copy after the aggregators usually had it, and no metric
+        of the inputs was scored."""
         while not self.chunks and not self.eof and self.signals.received is None:
             self.wait(1.0)
         return bool(self.chunks)
