@@ -36,6 +36,8 @@ except ImportError:  # tests/ itself on sys.path
                           spawn, sticky_checkpoint, strip_added, wait_until)
 
 RG = [sys.executable, "-m", "riverguard"]
+#: An input of one comment line: ``run`` loads its checkpoint at its first input (with none, it leaves it alone).
+FIRST = b"# a first input\n"
 T0 = 1_700_000_000_000_000_000
 STEP = 10_000_000_000  # 10 s
 
@@ -397,7 +399,7 @@ def test_a_changed_scope_drops_the_models_it_cannot_use_and_says_why(tmp_path: P
     reason in the restore's I! line; the series whose rule is unchanged keep their models."""
     state, before, after = _learned(tmp_path, SCOPES_BEFORE, SCOPES_AFTER, SCOPES_DATA)
     assert read_checkpoint(state)["series"] == 7  # cpu: 2 hosts x 2 fields; mem: 1 metric model; disk; net
-    proc = run(["run", "--config", str(after), "--state", str(state)])
+    proc = run(["run", "--config", str(after), "--state", str(state)], FIRST)
     assert proc.returncode == 0, proc.stderr
     info = [line for line in proc.stderr.splitlines() if b"restored" in line]
     assert len(info) == 1 and info[0].startswith(b"I! [riverguard] restored 1 series from "), proc.stderr
@@ -414,7 +416,7 @@ def test_a_changed_scope_drops_the_models_it_cannot_use_and_says_why(tmp_path: P
     first = run(["run", "--config", str(before), "--state", str(state)],
                 b'cpu,host=b w=1 1\ncpu,host=a w=2,w_anomaly_expected="x" 2\n')
     assert first.returncode == 0 and read_checkpoint(state)["series"] == 1, first.stderr
-    proc = run(["run", "--config", str(after), "--state", str(state)])
+    proc = run(["run", "--config", str(after), "--state", str(state)], FIRST)
     info = [line for line in proc.stderr.splitlines() if b"restored" in line]
     assert len(info) == 1 and info[0].split(b"s; ", 1)[1] == (
         b"1 dropped: a field of yours holds one of its added names with another type"
@@ -1537,7 +1539,7 @@ def test_a_checkpoint_of_more_series_than_a_header_array_holds_is_restored(tmp_p
     fields = ",".join(f"f{k}=1" for k in range(100))
     lines = b"".join(f"m,h=h{h} {fields} {T0 + h}\n".encode() for h in range(700))
     assert run(["run", "--config", str(config), "--state", str(state)], lines).returncode == 0
-    result = run(["run", "--config", str(config), "--state", str(state)], b"")
+    result = run(["run", "--config", str(config), "--state", str(state)], FIRST)
     assert result.returncode == 0 and b"restored 70000 series" in result.stderr, result.stderr
 
 
