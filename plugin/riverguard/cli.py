@@ -570,16 +570,17 @@ def _run(config: Config | None, log: Log, args: argparse.Namespace, signals: Sig
     # The checkpoint's lock is taken at the first input (Held.first: which of Telegraf's two copies with
     # aggregators scores). While it waits for the lock, the input is read into memory (Telegraf is not held up),
     # under the process's signals: a stop there waits Held.STOP_GRACE more for the lock, then ends the wait.
-    held = Held(signals) if config.state.path is not None else None
+    held = None
     store = None
     if config.state.path is not None:  # (riverguard.state, msgpack with it, is loaded only for a checkpoint)
         from .state import LockBusy, LockError, open_store
 
+        held = Held(signals)
         try:
             same = _check_same_files(args, config)  # (run's: the checkpoint is the --config file)
             if same:
                 raise LockError(same)
-            store = open_store(engine, idle=held.wait if held else None, first=held.first if held else None)
+            store = open_store(engine, idle=held.wait, first=held.first)
         except LockBusy as busy:
             # Under Telegraf, most likely the processor's copy after the aggregators: the copy sent a metric
             # first has the lock (Held.first), usually the inputs'. Exiting would lose every metric sent to it

@@ -556,8 +556,8 @@ def _hidden(rules: list[Rule]) -> Iterator[tuple[Rule, Rule | None]]:
 
     An earlier rule whose measurement is a plain name covers only a later rule of that very measurement
     (:func:`_covers`): those are looked up by name, and only the earlier rules with a glob are tried on
-    every later one. Trying every earlier rule took 10 s at every start for a config of 3 000 rules of one
-    measurement each.
+    every later one. Trying every earlier rule, ``check-config`` took 13.1 s on a config of 3 000 rules of
+    one measurement each (1.5 s so), and ``run`` as long at every start.
     """
     plain: dict[str, list[int]] = {}  # (the positions of the earlier rules of each plain measurement)
     globs: list[int] = []  # (and of those whose measurement is a glob)
