@@ -52,6 +52,21 @@ that each of ``SERVER_ROWS`` adds to the default's on ``noise_alarms``'
 quiet server (14 days at 60 s; about 100 seconds): the default detector's
 parameters are all that ``noise_alarms`` takes, so a candidate cannot be
 plugged in there.
+
+``--corroborate`` (thirty-second session; about 50 seconds): the default's
+flags kept only where a second view agrees, and a candidate that needs two
+views at once. The views are ``peak`` (14 days, ``P``), ``mult`` (a week,
+``M``) and ``seasonal`` (7 days, ``S7``). A flag of the default whose
+evidence (its ``_why``) is a time-of-day extreme (``hour``), or that or a
+new extreme (``hour+extreme``: the most false alarms on both corpora), or
+any flag (``all``), is kept only if one of the views is at ``g`` or more in size,
+up or down (a gate); or'd with that: ``P`` at 3 and a second view at its
+threshold at the same sample (lasting 1 h, 24 h apart), and ``lone`` 1f at
+10. First what each kind of the default's evidence catches (its flags left
+out), then every row of the grid, then the held-out choice: the row best on one
+corpus within its budget, and what it gives on the other. ``--server``
+also counts what four of these rows (``SERVER_CORROBORATED``) add to the
+default's alarms on the quiet server, or take from them.
 """
 
 from __future__ import annotations
@@ -370,12 +385,21 @@ def server(step: int = 60, days: float = 14.0, per_family: int = 8) -> None:
 
     base = 0
     added: dict[tuple[str, str, float, float], Counter[str]] = {row: Counter() for row in SERVER_ROWS}
+    corroborated_added: dict[tuple, Counter[str]] = {row: Counter() for row in SERVER_CORROBORATED}
     for family in noise_alarms.SERVER:
         for seed in range(per_family):
             x = np.asarray(noise_alarms.series(family, n, step, f"{family}/{seed}"), dtype=float)
-            det = cls()
-            default = np.array([det.process(v, u) >= cls.default_threshold for v, u in zip(x.tolist(), t)])
+            det, why = cls(), np.zeros(n, dtype=int)
+            default = np.zeros(n, dtype=bool)
+            for i, (v, u) in enumerate(zip(x.tolist(), t)):
+                default[i] = det.process(v, u) >= cls.default_threshold
+                why[i] = det._why
             base += alarms(default)
+            views = {v: f(x, t) for v, f in VIEWS.items()}
+            lone = _lone(x, t, "1f")(10.0)
+            for kinds, gate, g, both, with_lone in SERVER_CORROBORATED:
+                flags = corroborated(default, t, why, views, lone if with_lone else None, kinds, gate, g, both)
+                corroborated_added[kinds, gate, g, both, with_lone][family] += alarms(flags) - alarms(default)
             for row in SERVER_ROWS:
                 name, p, k, lasting = row
                 union = default | flagged(SCORES[name](x, t, p), t, k, lasting, quiet(p))
@@ -389,6 +413,96 @@ def server(step: int = 60, days: float = 14.0, per_family: int = 8) -> None:
         label = " ".join(f"{v:g}" if isinstance(v, float) else v for v in (*row[:3], row[3] / 3600)) + " h"
         print(f"  {label:<24} +{c.total()}, {c.total() / total:.3f}  "
               + ", ".join(f"{f} {k / series_days:.3f}" for f, k in sorted(c.items()) if k))
+    for (kinds, gate, g, both, with_lone), c in corroborated_added.items():
+        label = (f"{kinds} {'|'.join(gate)} >= {g:g} | " + (f"P 3 & {both[0]} {both[1]:g}" if both else "none")
+                 + f" | lone {'yes' if with_lone else 'no'}")
+        print(f"  {label:<44} {c.total():+d}, {c.total() / total:+.3f}  "
+              + ", ".join(f"{f} {k / series_days:+.3f}" for f, k in sorted(c.items()) if k))
+
+
+def reasons(c: Corpus) -> list[np.ndarray]:
+    """The evidence (``_why`` code) of each of the default detector's scores, per file (its flags are the same as
+    ``run_corpus``'s: checked)."""
+    cls, out = REGISTRY["sentinel"], []
+    for d, (x, t) in zip(c.default, c.series, strict=True):
+        det = cls()
+        why, flags = np.zeros(len(x), dtype=int), np.zeros(len(x), dtype=bool)
+        for i, (v, u) in enumerate(zip(x.tolist(), t)):
+            flags[i] = det.process(v, u) >= cls.default_threshold
+            why[i] = det._why
+        if not np.array_equal(flags, d):
+            raise AssertionError("the detector's defaults are not the default config's")
+        out.append(why)
+    return out
+
+
+#: The ``_why`` codes of a time-of-day extreme, of one and a new extreme (``riverguard.detectors.steps``), and every code.
+GATED = {"hour": (3,), "hour+extreme": (3, 4), "all": tuple(range(1, 10))}
+VIEWS = {"P": lambda x, t: peak_scores(x, t, 14), "M": lambda x, t: mult_scores(x, t, 7 * DAY),
+         "S7": lambda x, t: seasonal_scores(x, t, 7 * DAY)}
+#: The second view of the candidate that needs two, and its threshold (``P`` at 3 being the first).
+BOTH = (None, ("M", 2.0), ("M", 3.0), ("S7", 3.0))
+
+
+def corroborated(default: np.ndarray, t: Sequence[float], why: np.ndarray, views: dict[str, np.ndarray],
+                 lone: np.ndarray | None, kinds: str | None, gate: Sequence[str], g: float,
+                 both: tuple[str, float] | None) -> np.ndarray:
+    """One series' flags for a row of ``--corroborate``: the default's flags of evidence ``GATED[kinds]`` kept where
+    a view of ``gate`` is ``g`` or more in size; or'd with ``P`` at 3 and ``both``'s view at its threshold (lasting
+    1 h, 24 h apart), and with ``lone``'s scores (``lone`` 1f) at 10."""
+    flags = default
+    if kinds:
+        agree = np.logical_or.reduce([np.abs(views[v]) >= g for v in gate])
+        flags = flags & (agree | ~np.isin(why, GATED[kinds]))
+    if both:
+        second, k = both
+        flags = flags | flagged(np.minimum(views["P"] / 3.0, views[second] / k), t, 1.0, 3600.0, 24 * 3600.0)
+    if lone is not None:
+        flags = flags | flagged(lone, t, 10.0, 0.0)
+    return flags
+
+
+#: Rows of ``--corroborate`` measured on the quiet server too (``--server``): the held-out choices and the best
+#: within both budgets (kinds, gate, size, both views, lone).
+SERVER_CORROBORATED = (("hour", ("P", "S7", "M"), 3.0, None, False),
+                       ("hour+extreme", ("P", "S7", "M"), 2.0, None, False),
+                       ("all", ("P", "M"), 1.5, ("M", 2.0), True),
+                       ("all", ("P", "S7", "M"), 2.0, ("M", 2.0), True))
+
+
+def corroborate(corpora: dict[str, Corpus]) -> None:
+    views = {(n, v): [f(x, t) for x, t in c.series] for n, c in corpora.items() for v, f in VIEWS.items()}
+    lone = {n: [_lone(x, t, "1f")(10.0) for x, t in c.series] for n, c in corpora.items()}
+    why = {n: reasons(c) for n, c in corpora.items()}
+    print("the default's flags of one kind of evidence left out (what that kind catches and costs):")
+    for code, name in enumerate(("surprise", "error", "hour", "extreme", "stuck", "spike", "shift", "spread",
+                                 "burst"), start=1):
+        print(f"  without {name:<9} | " + " | ".join(
+            show(figures(c.files, [d & (w != code) for d, w in zip(c.default, why[n], strict=True)]))
+            for n, c in corpora.items()), flush=True)
+    rows = []
+    grid = [(None, (), 0.0)] + [(kinds, gate, g) for kinds in GATED for gate in (("P", "M"), ("P", "S7", "M"))
+                                for g in (1.5, 2.0, 3.0)]
+    print("gate (kinds, views, size) | both views | lone | NAB | CMD")
+    for (kinds, gate, g), both, with_lone in itertools.product(grid, BOTH, (False, True)):
+        cells = []
+        for n, c in corpora.items():
+            union = [corroborated(d, t, why[n][i], {v: views[n, v][i] for v in VIEWS}, lone[n][i] if with_lone else None,
+                                  kinds, gate, g, both)
+                     for i, (d, (_, t)) in enumerate(zip(c.default, c.series, strict=True))]
+            cells.append(figures(c.files, union))
+        label = (f"{kinds} {'|'.join(gate)} >= {g:g}" if kinds else "no gate") + " | " + \
+            (f"P 3 & {both[0]} {both[1]:g}" if both else "none") + f" | {'yes' if with_lone else 'no'}"
+        within = [cell.false_alarms <= BUDGET[n] * cell.days for cell, n in zip(cells, corpora)]
+        rows.append((label, cells, within))
+        print(f"  {label:<44} | " + " | ".join(map(show, cells)) + (" (both budgets)" if all(within) else ""),
+              flush=True)
+    print("held out: the best row on one corpus within its budget, and what it gives on the other")
+    for j, name in enumerate(corpora):
+        label, cells, _ = max((r for r in rows if r[2][j]), key=lambda r: r[1][j].standard)
+        print(f"  tuned on {name.upper()}: {label} | " + " | ".join(map(show, cells)))
+    label, cells, _ = max((r for r in rows if all(r[2]) and r[1][0].standard >= 74.0), key=lambda r: r[1][1].standard)
+    print(f"  best CMD within both budgets, NAB at 74 or more: {label} | " + " | ".join(map(show, cells)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -398,11 +512,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="one candidate's rows, and the pairs with it")
     parser.add_argument("--server", action="store_true",
                         help="instead, the alarms SERVER_ROWS add on noise_alarms' quiet server")
+    parser.add_argument("--corroborate", action="store_true",
+                        help="instead, the default's flags kept where a second view agrees (see above)")
     args = parser.parse_args(argv)
     if args.server:
         server()
         return 0
     corpora = {"nab": load("nab", "RIVERGUARD_NAB"), "cmd": load("cmd", "RIVERGUARD_CMD")}
+    if args.corroborate:
+        corroborate(corpora)
+        return 0
     print("candidate param         k    lasting | NAB: standard, events caught, false alarms | CMD: the same")
     print("default alone                    | "
           + " | ".join(show(figures(c.files, c.default)) for c in corpora.values()), flush=True)
