@@ -436,7 +436,7 @@ def reasons(c: Corpus) -> list[np.ndarray]:
     return out
 
 
-#: The ``_why`` codes of a time-of-day extreme, of one and a new extreme (``riverguard.detectors.steps``), and every code.
+#: The ``_why`` codes (``riverguard.detectors.steps``) of a time-of-day extreme, of one and a new extreme, and all.
 GATED = {"hour": (3,), "hour+extreme": (3, 4), "all": tuple(range(1, 10))}
 VIEWS = {"P": lambda x, t: peak_scores(x, t, 14), "M": lambda x, t: mult_scores(x, t, 7 * DAY),
          "S7": lambda x, t: seasonal_scores(x, t, 7 * DAY)}
@@ -487,8 +487,8 @@ def corroborate(corpora: dict[str, Corpus]) -> None:
     for (kinds, gate, g), both, with_lone in itertools.product(grid, BOTH, (False, True)):
         cells = []
         for n, c in corpora.items():
-            union = [corroborated(d, t, why[n][i], {v: views[n, v][i] for v in VIEWS}, lone[n][i] if with_lone else None,
-                                  kinds, gate, g, both)
+            union = [corroborated(d, t, why[n][i], {v: views[n, v][i] for v in VIEWS},
+                                  lone[n][i] if with_lone else None, kinds, gate, g, both)
                      for i, (d, (_, t)) in enumerate(zip(c.default, c.series, strict=True))]
             cells.append(figures(c.files, union))
         label = (f"{kinds} {'|'.join(gate)} >= {g:g}" if kinds else "no gate") + " | " + \
@@ -511,7 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", choices=sorted({c.name for c in CANDIDATES}),
                         help="one candidate's rows, and the pairs with it")
     parser.add_argument("--server", action="store_true",
-                        help="instead, the alarms SERVER_ROWS add on noise_alarms' quiet server")
+                        help="instead, the alarms that SERVER_ROWS and SERVER_CORROBORATED add on the quiet "
+                             "server")
     parser.add_argument("--corroborate", action="store_true",
                         help="instead, the default's flags kept where a second view agrees (see above)")
     args = parser.parse_args(argv)
