@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,33 @@ def test_is_the_registered_default():
 def test_bad_state_is_rejected(bad):
     with pytest.raises(ValueError):
         Sentinel().load_state(bad)
+
+
+def test_a_checkpoint_with_slot_values_beyond_a_float_restores_them_bounded():
+    """The time-of-day step keeps its slots' range, mean and variance as 4-byte floats and saves them as
+    doubles, as it did when they were doubles: a checkpoint written then, with a slot at 1e39 (beyond a float),
+    restores as the largest float, never as infinity, and the series goes on scoring in [0, 1]."""
+    t0 = 1_700_000_000.0
+    det = Sentinel()
+    for i in range(400):  # hourly, 16 days: every slot visited
+        det.process(10.0 + 3.0 * math.sin(2 * math.pi * i / 24) + (i % 5) * 0.1, t0 + 3600 * i)
+    state = det.dump_state()
+    names = [b.rsplit(":", 1)[0] for b in det.STATE_LAYOUT.partition(" | ")[2].split()]
+    for name, value in (("day.lo", -1e39), ("day.hi", 1e39), ("day.stat", 1e39)):
+        i = 1 + names.index(name)
+        wide = list(struct.unpack(f"<{len(state[i]) // 8}d", state[i]))
+        wide[3] = value
+        state[i] = struct.pack(f"<{len(wide)}d", *wide)
+    det.load_state(state)
+    kept = det.state_by_name()["day"]
+    largest = 3.4028234663852886e38
+    for name in ("lo", "hi", "stat"):
+        values = struct.unpack(f"<{len(kept[name]) // 8}d", kept[name])
+        assert all(math.isfinite(v) and abs(v) <= largest for v in values), name
+    assert struct.unpack_from("<d", kept["hi"], 3 * 8)[0] == largest
+    assert struct.unpack_from("<d", kept["lo"], 3 * 8)[0] == -largest
+    scores = [det.process(10.0 + (i % 5) * 0.1, t0 + 3600 * (400 + i)) for i in range(48)]
+    assert all(0.0 <= s <= 1.0 for s in scores)
 
 
 def test_top_scores_stay_distinct():

@@ -17,10 +17,12 @@ cdef double *_LEVELS
 cdef double *_CUTS
 cdef double *_BAND
 cdef bint _LITTLE
+cdef double _FLT_MAX
 cdef int64_t _MAX_COUNT, _MAX_SIGNED
 
 cdef unsigned char *zeroed_bytes(Py_ssize_t n) except NULL
 cdef double *zeroed_doubles(Py_ssize_t n) except NULL
+cdef float *zeroed_floats(Py_ssize_t n) except NULL
 cdef void free_buffer(void *p) noexcept
 cdef int _cut(double *cuts, int m, double a, double b) noexcept
 cdef inline bint _duration(double v) noexcept
@@ -51,6 +53,9 @@ cdef inline int _level(double x, double lo, double span, int levels) noexcept
 cdef object bytes_io(unsigned char *buf, Py_ssize_t n, object data)
 @cython.locals(out=bytes)
 cdef object doubles_io(double *buf, Py_ssize_t n, object data)
+@cython.locals(out=bytes, i=Py_ssize_t, wide="double *")
+cdef object floats_io(float *buf, Py_ssize_t n, object data)
+cdef inline float _f32(double x) noexcept
 
 
 cdef dict _RECORDS
@@ -136,9 +141,9 @@ cdef class TimeOfDay(Step):
     # _slot an int beside hit: the step fits 64 bytes; _lo holds every slot's low, then every slot's high
     cdef bint hit
     cdef public int _slot
-    cdef double *_lo
+    cdef float *_lo
     cdef unsigned char *_visits
-    cdef double *_stat
+    cdef float *_stat
 
     @cython.locals(width=double, tt=double, day=double, slot=int64_t, per_day=int)
     cdef int64_t slot_at(self, object t) except? -2

@@ -76,6 +76,8 @@ _DAY = 86400.0
 _NAN = float("nan")  # "no event time" (never saved in the state, where infinity stands for it)
 _INF = float("inf")
 _LITTLE = sys.byteorder == "little"  # buffers are saved little-endian
+#: the largest 4-byte float: what a slot of the time-of-day step keeps is bounded by it (:func:`_f32`)
+_FLT_MAX = 3.4028234663852886e38
 _MAX_COUNT = 1 << 62  # no real series counts this far: a larger count comes from a tampered file
 _MAX_SIGNED = 1 << 31  # a SIGNED int in a step's STATE is an index or a side (a C int)
 
@@ -245,6 +247,52 @@ def doubles_io(buf, n, data):
         memcpy(buf, PyBytes_AS_STRING(data), 8 * n)
     else:
         buf[:] = array("d", data)
+    return True
+
+
+def zeroed_floats(n):
+    """A zeroed buffer of ``n`` 4-byte floats (compiled, exactly ``n``, at least 1: see :func:`zeroed_bytes`)."""
+    if cython.compiled:
+        p = PyMem_Calloc(n if n else 1, 4)
+        if not p:
+            raise MemoryError()
+        return cython.cast(cython.p_float, p)
+    return array("f", bytes(4 * n))
+
+
+def _f32(x):
+    """``x`` bounded by the largest 4-byte float (NaN stays NaN): what a float buffer may keep without becoming
+    infinite where a double would not."""
+    if x > _FLT_MAX:
+        return _FLT_MAX
+    if x < -_FLT_MAX:
+        return -_FLT_MAX
+    return x
+
+
+def floats_io(buf, n, data):
+    """Save or restore ``buf``, ``n`` 4-byte floats, as :func:`doubles_io` saves ``n`` doubles: a float buffer is
+    saved as the doubles it holds, exactly, so a checkpoint reads the same either way (and one written when
+    these were doubles is read, each value rounded to a float and bounded by :func:`_f32`)."""
+    if data is None:
+        if cython.compiled:
+            out = PyBytes_FromStringAndSize(cython.NULL, 8 * n)
+            wide = cython.cast(cython.p_double, PyBytes_AS_STRING(out))
+            for i in range(n):
+                wide[i] = buf[i]
+        else:
+            out = array("d", buf).tobytes()
+        return out if _LITTLE else _swapped(out)
+    if type(data) is not bytes or len(data) != 8 * n:
+        return False
+    if not _LITTLE:
+        data = _swapped(data)
+    if cython.compiled:
+        wide = cython.cast(cython.p_double, PyBytes_AS_STRING(data))
+        for i in range(n):
+            buf[i] = _f32(wide[i])
+    else:
+        buf[:] = array("f", [_f32(v) for v in array("d", data)])
     return True
 
 
@@ -772,18 +820,20 @@ class TimeOfDay(Step):
         self._slot = -1  # the previous sample's slot (-1: none yet)
         self.hit = False
         # per slot: the range seen (_lo: every slot's low, then every slot's high), the passes through it
-        # (<= 255), and the mean and variance (interleaved)
+        # (<= 255), and the mean and variance (interleaved); the range, mean and variance as 4-byte floats, each
+        # bounded by _f32 when stored (768 B a series less than doubles with 48 slots, and the same flags on both
+        # corpora: docs/performance.md)
         slots = cfg.slots
         if cython.compiled:  # one block (lo, hi, stat, visits): one allocation's overhead per series, not four
             n = cython.cast(cython.Py_ssize_t, slots)
-            lo = zeroed_doubles(4 * n + (n + 7) // 8)
+            lo = zeroed_floats(4 * n + (n + 3) // 4)
             self._lo = lo
             self._stat = lo + 2 * n
             self._visits = cython.cast(cython.p_uchar, lo + 4 * n)
         else:
-            self._lo = zeroed_doubles(2 * slots)
+            self._lo = zeroed_floats(2 * slots)
             self._visits = zeroed_bytes(slots)
-            self._stat = zeroed_doubles(2 * slots)
+            self._stat = zeroed_floats(2 * slots)
 
     def __dealloc__(self):
         free_buffer(self._lo)  # (the whole block)
@@ -869,11 +919,11 @@ class TimeOfDay(Step):
                     if zs > z:
                         z = zs if zs < 1.0 else 1.0
                 a = self.cfg.day_fading
-                self._stat[i] += a * ds
-                self._stat[i + 1] = self.cfg.day_fading_keep * (dvar + a * ds * ds)
+                self._stat[i] = _f32(self._stat[i] + a * ds)
+                self._stat[i + 1] = _f32(self.cfg.day_fading_keep * (dvar + a * ds * ds))
             else:  # a slot starts at the value, with the variance of the recent values
-                self._stat[i] = v
-                self._stat[i + 1] = var
+                self._stat[i] = _f32(v)
+                self._stat[i + 1] = _f32(var)
         # new extremes for the time of day: beyond the range seen in this slot on earlier days, once
         # the slot has been visited day_visits times and its values spread over day_width of the
         # range (a slot that has only seen one value, such as the zeros of a sparse count, says
@@ -884,13 +934,13 @@ class TimeOfDay(Step):
             known = self._known(vis, dlo, dhi, span)
             if v < dlo:
                 self.hit = known and dlo - v > self.cfg.day_margin * span
-                self._lo[slot] = v
+                self._lo[slot] = _f32(v)
             elif v > dhi:
                 self.hit = known and v - dhi > self.cfg.day_margin * span
-                self._lo[self.cfg.slots + slot] = v
+                self._lo[self.cfg.slots + slot] = _f32(v)
         else:
-            self._lo[slot] = v
-            self._lo[self.cfg.slots + slot] = v
+            self._lo[slot] = _f32(v)
+            self._lo[self.cfg.slots + slot] = _f32(v)
         if slot != self._slot:
             self._slot = slot
             if vis < 255:
@@ -902,11 +952,11 @@ class TimeOfDay(Step):
         if name == "visits":
             return bytes_io(self._visits, slots, data)
         if name == "stat":
-            return doubles_io(self._stat, 2 * slots, data)
+            return floats_io(self._stat, 2 * slots, data)
         at = 0 if name == "lo" else slots  # the highs follow the lows
         if cython.compiled:
-            return doubles_io(self._lo + at, slots, data)
-        return doubles_io(memoryview(self._lo)[at : at + slots], slots, data)
+            return floats_io(self._lo + at, slots, data)
+        return floats_io(memoryview(self._lo)[at : at + slots], slots, data)
 
     def _fits(self):
         return self._slot < self.cfg.slots
