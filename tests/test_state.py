@@ -944,6 +944,82 @@ def test_a_run_stopped_before_any_input_leaves_the_checkpoint_alone(tmp_path: Pa
     assert proc.stdout == b""
 
 
+def _settled(pid: int, timeout: float) -> bool:
+    """Wait until process ``pid`` has used no CPU for 0.5 s (its start and what it does before any input done)."""
+    def cpu() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime (ticks)
+
+    deadline = time.monotonic() + timeout
+    last, since = cpu(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = cpu()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= 0.5:
+            return True
+    return False
+
+
+def test_the_first_metric_after_a_start_does_not_wait_for_the_checkpoint_to_load(tmp_path: Path, start) -> None:
+    """``run`` takes the checkpoint's lock at its first metric, and loaded the checkpoint only then: the
+    first metric after a start waited for the whole load (0.68 to 1.12 s for 20 000 series), and every
+    input of Telegraf's single-threaded processor chain with it. The checkpoint is now read and decoded
+    while ``run`` waits for its first metric: that metric comes back in a fraction of a load's time. The
+    thread that read it is gone by then (checkpoints are written by a forked child)."""
+    from riverguard.config import load
+    from riverguard.engine import Engine
+    from riverguard.state import StateStore
+
+    config, state = write_config(tmp_path), tmp_path / "rg.msgpack"
+    series = 20_000
+    data = b"".join(b"m,h=h%d v=%d %d\n" % (i, i % 7, T0 + i) for i in range(series))
+    assert run(["run", "--config", str(config), "--state", str(state)], data).returncode == 0
+    began = time.monotonic()  # a load of the checkpoint, here and now
+    assert StateStore(Engine(load(config)), state).restore() == series
+    cold = time.monotonic() - began
+    proc = start("run", "--config", str(config), "--state", str(state))
+    assert _settled(proc.popen.pid, 30), proc.stderr
+    began = time.monotonic()
+    proc.write(b"m,h=h1 v=3 %d\n" % (T0 + series))
+    assert proc.wait_lines(1, 60), proc.stderr
+    waited = time.monotonic() - began
+    assert waited < cold / 2, (waited, cold, proc.stderr)
+    assert os.listdir(f"/proc/{proc.popen.pid}/task") == [str(proc.popen.pid)]  # no thread but the main one
+    proc.close_stdin()
+    assert proc.wait(60) == 0, proc.stderr
+    assert b"restored %d series" % series in proc.stderr and proc.stdout.count(b"\n") == 1
+
+
+@pytest.mark.parametrize("meanwhile", ["replaced", "created"])
+def test_a_checkpoint_written_between_start_and_first_metric_is_the_one_restored(tmp_path: Path, start,
+                                                                                   meanwhile: str) -> None:
+    """``run`` reads the checkpoint while it waits for its first metric, before it has the lock; another
+    process may write one meanwhile (the holder of a restart's overlap, at its final checkpoint): at the lock
+    ``run`` restores the file there then, whether it replaced the one read or came where there was none.
+    Its output is that of a ``run`` that found that checkpoint at start."""
+    config, state = write_config(tmp_path), tmp_path / "rg.msgpack"
+    if meanwhile == "replaced":
+        assert run(["run", "--config", str(config), "--state", str(state)], stream(20)).returncode == 0  # 4 series
+    written = tmp_path / "written"
+    written.mkdir()
+    assert run(["run", "--config", str(config), "--state", str(written / "rg.msgpack")],
+               stream(30, hosts=3, seed=2)).returncode == 0  # 6 series
+    shutil.copy(written / "rg.msgpack", tmp_path / "copy.msgpack")
+    proc = start("run", "--config", str(config), "--state", str(state))
+    assert _settled(proc.popen.pid, 30), proc.stderr
+    os.replace(written / "rg.msgpack", state)
+    data = stream(10, hosts=3, seed=3, start=30)
+    proc.write(data)
+    proc.close_stdin()
+    assert proc.wait(60) == 0, proc.stderr
+    assert b"restored 6 series" in proc.stderr, proc.stderr
+    expected = run(["run", "--config", str(config), "--state", str(tmp_path / "copy.msgpack")], data)
+    assert expected.returncode == 0 and b"restored 6 series" in expected.stderr
+    assert proc.stdout == expected.stdout
+
+
 def test_a_second_run_on_a_checkpoint_in_use_passes_every_metric_through(tmp_path: Path, start) -> None:
     """With aggregators Telegraf starts a second copy of each processor, here on the same [state] path. It
     waited 10 s for the lock, then exited 2 without reading stdin: every metric sent to it was lost, and

@@ -570,6 +570,8 @@ def _run(config: Config | None, log: Log, args: argparse.Namespace, signals: Sig
     # The checkpoint's lock is taken at the first input (Held.first: which of Telegraf's two copies with
     # aggregators scores). While it waits for the lock, the input is read into memory (Telegraf is not held up),
     # under the process's signals: a stop there waits Held.STOP_GRACE more for the lock, then ends the wait.
+    # Before the first input the checkpoint is read in a thread (StateStore.preload), restored at the lock
+    # unless written since: the first metric does not wait for the whole load.
     held = None
     store = None
     if config.state.path is not None:  # (riverguard.state, msgpack with it, is loaded only for a checkpoint)

@@ -251,7 +251,8 @@ class Held:
     def first(self) -> bool:
         """Wait for the first input (or its end, or SIGTERM or SIGINT), reading it: ``run`` takes the checkpoint's
         lock then; False when none came (at the end or the stop: nothing to score or learn, so ``run`` neither
-        loads the checkpoint nor writes it, which took seconds of Telegraf's shutdown for a large one).
+        loads the checkpoint nor writes it, which took seconds of Telegraf's shutdown for a large one; what it
+        read of it meanwhile, :meth:`~riverguard.state.StateStore.preload`, is let go unfinished).
 
         With aggregators Telegraf starts two copies of the processor on one checkpoint, the one after them
         first; the one before them has the inputs' metrics at their first gather, the other nothing until the

@@ -30,7 +30,8 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["FORMAT", "VERSION", "Checkpoint", "CheckpointError", "orphans", "read", "set_aside", "temp_path", "write"]
+__all__ = ["FORMAT", "VERSION", "Checkpoint", "CheckpointError", "identity", "orphans", "read", "set_aside", "temp_path",
+           "write"]
 
 FORMAT = "riverguard-state"
 VERSION = 2
@@ -59,6 +60,14 @@ class Checkpoint:
         self.header = header
         self.records = records
         self.size = size
+        #: The file read, as :func:`identity` tells it (set by :func:`read`).
+        self.identity: tuple[int, ...] | None = None
+
+
+def identity(st: os.stat_result) -> tuple[int, ...]:
+    """What tells a checkpoint file from the one a write put there since (a new file renamed over it, or one
+    written in place): its device, inode, size, modification and change times (ns)."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _now() -> str:
@@ -223,9 +232,11 @@ def read(path: Path) -> Checkpoint:
         # Mapped, not read into a new 200 MB object; the records are decoded out of it.
         data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     try:
-        return _parse(data, size)
+        checkpoint = _parse(data, size)
     finally:
         data.close()
+    checkpoint.identity = identity(st)
+    return checkpoint
 
 
 def _reason(err: Exception, otherwise: str) -> str:
