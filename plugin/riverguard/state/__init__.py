@@ -471,7 +471,10 @@ class StateStore:
         exits before it is done does not wait for it. :meth:`restore` waits for it, so no thread runs when
         a checkpoint is forked; :meth:`drop_preload` lets it go."""
         if self._preload is None:
-            self._preload = _Preload(self.engine, self.path)
+            try:
+                self._preload = _Preload(self.engine, self.path)
+            except RuntimeError:  # (no thread to be had: the user's process limit; the read at the lock, as before)
+                self._preload = None
 
     def drop_preload(self) -> None:
         """Let what :meth:`preload` read go (this process will not restore it: no lock), without waiting."""
