@@ -20,6 +20,7 @@ cdef bint _LITTLE
 cdef double _FLT_MAX
 cdef int64_t _MAX_COUNT, _MAX_SIGNED
 
+cdef void *_calloc(Py_ssize_t n, size_t size) except NULL
 cdef unsigned char *zeroed_bytes(Py_ssize_t n) except NULL
 cdef double *zeroed_doubles(Py_ssize_t n) except NULL
 cdef float *zeroed_floats(Py_ssize_t n) except NULL
@@ -53,7 +54,7 @@ cdef inline int _level(double x, double lo, double span, int levels) noexcept
 cdef object bytes_io(unsigned char *buf, Py_ssize_t n, object data)
 @cython.locals(out=bytes)
 cdef object doubles_io(double *buf, Py_ssize_t n, object data)
-@cython.locals(out=bytes, i=Py_ssize_t, wide="double *")
+@cython.locals(i=Py_ssize_t, wide="double *")
 cdef object floats_io(float *buf, Py_ssize_t n, object data)
 cdef inline float _f32(double x) noexcept
 

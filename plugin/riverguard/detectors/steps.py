@@ -174,27 +174,26 @@ _WILD_LOW = 32
 # (zeroed_bytes, bytes_io and free_buffer serve context.py and sentinel.py too, cimported through steps.pxd)
 
 
-def zeroed_bytes(n):
-    """A zeroed buffer of ``n`` bytes.
+def _calloc(n, size):
+    """Compiled: ``n`` zeroed items of ``size`` bytes, exactly (an item more costs 16 B with the allocator's
+    rounding, per buffer and series); at least one, so that 0 is not NULL."""
+    p = PyMem_Calloc(n if n else 1, size)
+    if not p:
+        raise MemoryError()
+    return p
 
-    Compiled, exactly ``n`` (a byte more costs 16 with the allocator's
-    rounding, per buffer and series); at least 1, so that 0 is not NULL.
-    """
+
+def zeroed_bytes(n):
+    """A zeroed buffer of ``n`` bytes (compiled: :func:`_calloc`)."""
     if cython.compiled:
-        p = PyMem_Calloc(n if n else 1, 1)
-        if not p:
-            raise MemoryError()
-        return cython.cast(cython.p_uchar, p)
+        return cython.cast(cython.p_uchar, _calloc(n, 1))
     return bytearray(n)
 
 
 def zeroed_doubles(n):
-    """A zeroed buffer of ``n`` doubles (compiled, exactly ``n``, at least 1: see :func:`zeroed_bytes`)."""
+    """A zeroed buffer of ``n`` doubles (compiled: :func:`_calloc`)."""
     if cython.compiled:
-        p = PyMem_Calloc(n if n else 1, 8)
-        if not p:
-            raise MemoryError()
-        return cython.cast(cython.p_double, p)
+        return cython.cast(cython.p_double, _calloc(n, 8))
     return array("d", bytes(8 * n))
 
 
@@ -251,12 +250,9 @@ def doubles_io(buf, n, data):
 
 
 def zeroed_floats(n):
-    """A zeroed buffer of ``n`` 4-byte floats (compiled, exactly ``n``, at least 1: see :func:`zeroed_bytes`)."""
+    """A zeroed buffer of ``n`` 4-byte floats (compiled: :func:`_calloc`)."""
     if cython.compiled:
-        p = PyMem_Calloc(n if n else 1, 4)
-        if not p:
-            raise MemoryError()
-        return cython.cast(cython.p_float, p)
+        return cython.cast(cython.p_float, _calloc(n, 4))
     return array("f", bytes(4 * n))
 
 
@@ -271,29 +267,22 @@ def _f32(x):
 
 
 def floats_io(buf, n, data):
-    """Save or restore ``buf``, ``n`` 4-byte floats, as :func:`doubles_io` saves ``n`` doubles: a float buffer is
-    saved as the doubles it holds, exactly, so a checkpoint reads the same either way (and one written when
-    these were doubles is read, each value rounded to a float and bounded by :func:`_f32`)."""
-    if data is None:
-        if cython.compiled:
-            out = PyBytes_FromStringAndSize(cython.NULL, 8 * n)
-            wide = cython.cast(cython.p_double, PyBytes_AS_STRING(out))
+    """Save or restore ``buf``, ``n`` 4-byte floats, as the ``n`` doubles they are (:func:`doubles_io`), so a
+    checkpoint reads the same either way; one written when they were doubles is read each value rounded to a
+    float and bounded by :func:`_f32`."""
+    wide = zeroed_doubles(n)
+    try:
+        if data is None:
             for i in range(n):
                 wide[i] = buf[i]
-        else:
-            out = array("d", buf).tobytes()
-        return out if _LITTLE else _swapped(out)
-    if type(data) is not bytes or len(data) != 8 * n:
-        return False
-    if not _LITTLE:
-        data = _swapped(data)
-    if cython.compiled:
-        wide = cython.cast(cython.p_double, PyBytes_AS_STRING(data))
+            return doubles_io(wide, n, None)
+        if not doubles_io(wide, n, data):
+            return False
         for i in range(n):
             buf[i] = _f32(wide[i])
-    else:
-        buf[:] = array("f", [_f32(v) for v in array("d", data)])
-    return True
+        return True
+    finally:
+        free_buffer(wide)
 
 
 def _swapped(data):
