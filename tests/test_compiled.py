@@ -288,8 +288,9 @@ def test_sentinel_saves_each_context_total_and_refuses_a_tampered_one(build: str
     the same record and fingerprint as when they were kept beside the counts), now the sum of each
     context's counts: after contexts seen thousands of times (their counts halved again and again) they
     are, and a state restores and saves back byte for byte; the checkpoint fixture too, but for the
-    time-of-day slots, which it saved as doubles and which are 4-byte floats now (rounded to them when read,
-    then saved as they are). A saved total that
+    time-of-day slots, which it saved as doubles and which are 4-byte floats now (rounded to them when read:
+    a range's low down, its high up, the mean and variance to the nearest; then saved as they are). A saved
+    total that
     is not its context's sum, or counts changed under their totals, can only come from a tampered file:
     refused, as the other impossible states are."""
     from riverguard.detectors.steps import read_record
@@ -325,16 +326,24 @@ def test_sentinel_saves_each_context_total_and_refuses_a_tampered_one(build: str
     det = Detector(spike=0.0, shift=0.0, spread=0.0, counter_time=0.0)  # the fixture's rule (tests/test_state.py)
     det.load_state(old)
     names = [b.rsplit(":", 1)[0] for b in Detector.state_identity(det.params())[1].partition(" | ")[2].split()]
-    floats = {1 + names.index(name) for name in ("day.lo", "day.hi", "day.stat")}
+    sides = {1 + names.index(name): side for name, side in (("day.lo", -1), ("day.hi", 1), ("day.stat", 0))}
+    floats = set(sides)
 
-    def as_floats(wide: bytes) -> bytes:  # each double rounded to a 4-byte float, saved as a double again
-        n = len(wide) // 8
-        return struct.pack(f"<{n}d", *struct.unpack(f"<{n}f", struct.pack(f"<{n}f", *struct.unpack(f"<{n}d", wide))))
+    def as_floats(wide: bytes, side: int) -> bytes:  # each double rounded to a 4-byte float, saved as a double again
+        import numpy as np
+
+        exact = np.frombuffer(wide, "<f8")
+        near = exact.astype(np.float32)
+        if side < 0:
+            near = np.where(near > exact, np.nextafter(near, np.float32(-np.inf)), near)
+        elif side > 0:
+            near = np.where(near < exact, np.nextafter(near, np.float32(np.inf)), near)
+        return near.astype("<f8").tobytes()
 
     again = det.dump_state()
     assert [part for i, part in enumerate(again) if i not in floats] == [part for i, part in enumerate(old)
                                                                           if i not in floats]
-    assert all(again[i] == as_floats(old[i]) != old[i] for i in floats)  # (the fixture's doubles are not floats)
+    assert all(again[i] == as_floats(old[i], sides[i]) != old[i] for i in floats)  # (the fixture's doubles are not floats)
     det.load_state(again)
     assert packed(det.dump_state()) == packed(again)
 

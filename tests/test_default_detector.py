@@ -76,6 +76,27 @@ def test_a_checkpoint_with_slot_values_beyond_a_float_restores_them_bounded():
     assert all(0.0 <= s <= 1.0 for s in scores)
 
 
+def test_a_series_far_from_zero_kept_as_values_is_not_flagged_for_the_rounding_of_its_slots(tmp_path: Path):
+    """With ``day_detrend = false`` the time-of-day slots keep the values themselves; as 4-byte floats, a slot's
+    range rounded to the nearest float held a low above (or a high below) values it had seen: at 1e9 the floats
+    are 64 apart, more than the margin of a series that swings by 60, and a value seen again on a later day was
+    a time-of-day extreme (2 flags in 20 days of this series, none with the doubles kept before). The range is
+    rounded outward: it holds every value seen, and the series is not flagged."""
+    rng = random.Random(1)
+    t0 = 1_700_000_000
+    lines = []
+    for i in range(60 * 24 * 20):  # a minute apart, 20 days
+        x = 1e9 + 30.0 * (math.sin(2 * math.pi * i / 1440) + 0.3 * rng.gauss(0, 1))
+        lines.append(b"m v=%r %d\n" % (x, (t0 + 60 * i) * 10**9))
+    data, config = tmp_path / "m.lp", tmp_path / "rg.toml"
+    data.write_bytes(b"".join(lines))
+    config.write_text('[[rule]]\nname = "all"\ndetector = "default"\n[rule.params]\nday_detrend = false\n')
+    proc = run_cli(["replay", "--config", str(config), str(data)], timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(b"\n") == len(lines)
+    assert b"v_anomaly=true" not in proc.stdout, [line for line in proc.stdout.splitlines() if b"=true" in line]
+
+
 def test_top_scores_stay_distinct():
     """Log-scaled likelihood: the strongest scores are told apart after rounding to 6 decimals.
 

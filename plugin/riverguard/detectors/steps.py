@@ -51,7 +51,7 @@ from .params import MAX_COUNT, Param
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
     from cython.cimports.cpython.mem import PyMem_Calloc, PyMem_Free
-    from cython.cimports.libc.math import copysign, erfc, exp, fabs, log
+    from cython.cimports.libc.math import copysign, erfc, exp, fabs, log, nextafterf
     from cython.cimports.libc.string import memcpy
     from cython.cimports.riverguard.detectors._pyfloat import floordiv, int_within, log10, sqrt, to_int
 else:
@@ -78,6 +78,8 @@ _INF = float("inf")
 _LITTLE = sys.byteorder == "little"  # buffers are saved little-endian
 #: the largest 4-byte float: what a slot of the time-of-day step keeps is bounded by it (:func:`_f32`)
 _FLT_MAX = 3.4028234663852886e38
+_F32 = Struct("<f")  # (the plain build's rounding to a 4-byte float, and its neighbours: _f32_out)
+_U32 = Struct("<I")
 _MAX_COUNT = 1 << 62  # no real series counts this far: a larger count comes from a tampered file
 _MAX_SIGNED = 1 << 31  # a SIGNED int in a step's STATE is an index or a side (a C int)
 
@@ -266,10 +268,36 @@ def _f32(x):
     return x
 
 
-def floats_io(buf, n, data):
+def _f32_out(x, side):
+    """``x`` bounded by :func:`_f32` and rounded to a 4-byte float: to the nearest (``side`` 0), else to the one
+    at or below it (``side`` < 0: a range's low) or at or above it (> 0: its high), so that a range kept as floats
+    holds every value it saw; rounded to the nearest, a value seen again could fall beyond a slot's range and be
+    flagged (a series far from 0, kept as values: ``day_detrend`` false)."""
+    b = x
+    if b > _FLT_MAX:
+        b = _FLT_MAX
+    elif b < -_FLT_MAX:
+        b = -_FLT_MAX
+    if cython.compiled:
+        f = cython.cast(cython.float, b)
+        if side > 0 and f < b:
+            f = nextafterf(f, _FLT_MAX)
+        elif side < 0 and f > b:
+            f = nextafterf(f, -_FLT_MAX)
+        return f
+    f = _F32.unpack(_F32.pack(b))[0]
+    if (side > 0 and f < b) or (side < 0 and f > b):
+        if f == 0.0:
+            return 1.401298464324817e-45 if side > 0 else -1.401298464324817e-45  # (the smallest float)
+        bits = _U32.unpack(_F32.pack(f))[0]
+        f = _F32.unpack(_U32.pack(bits + 1 if (f > 0.0) == (side > 0) else bits - 1))[0]
+    return f
+
+
+def floats_io(buf, n, data, side):
     """Save or restore ``buf``, ``n`` 4-byte floats, as the ``n`` doubles they are (:func:`doubles_io`), so a
-    checkpoint reads the same either way; one written when they were doubles is read each value rounded to a
-    float and bounded by :func:`_f32`."""
+    checkpoint reads the same either way; one written when they were doubles is read each value bounded and
+    rounded to a float by :func:`_f32_out` toward ``side`` (a range's low, down; its high, up)."""
     wide = zeroed_doubles(n)
     try:
         if data is None:
@@ -279,7 +307,7 @@ def floats_io(buf, n, data):
         if not doubles_io(wide, n, data):
             return False
         for i in range(n):
-            buf[i] = _f32(wide[i])
+            buf[i] = _f32_out(wide[i], side)
         return True
     finally:
         free_buffer(wide)
@@ -923,13 +951,13 @@ class TimeOfDay(Step):
             known = self._known(vis, dlo, dhi, span)
             if v < dlo:
                 self.hit = known and dlo - v > self.cfg.day_margin * span
-                self._lo[slot] = _f32(v)
+                self._lo[slot] = _f32_out(v, -1)
             elif v > dhi:
                 self.hit = known and v - dhi > self.cfg.day_margin * span
-                self._lo[self.cfg.slots + slot] = _f32(v)
-        else:
-            self._lo[slot] = _f32(v)
-            self._lo[self.cfg.slots + slot] = _f32(v)
+                self._lo[self.cfg.slots + slot] = _f32_out(v, 1)
+        else:  # (the low rounded down, the high up: the range holds v)
+            self._lo[slot] = _f32_out(v, -1)
+            self._lo[self.cfg.slots + slot] = _f32_out(v, 1)
         if slot != self._slot:
             self._slot = slot
             if vis < 255:
@@ -941,11 +969,12 @@ class TimeOfDay(Step):
         if name == "visits":
             return bytes_io(self._visits, slots, data)
         if name == "stat":
-            return floats_io(self._stat, 2 * slots, data)
+            return floats_io(self._stat, 2 * slots, data, 0)
         at = 0 if name == "lo" else slots  # the highs follow the lows
+        side = -1 if name == "lo" else 1
         if cython.compiled:
-            return floats_io(self._lo + at, slots, data)
-        return floats_io(memoryview(self._lo)[at : at + slots], slots, data)
+            return floats_io(self._lo + at, slots, data, side)
+        return floats_io(memoryview(self._lo)[at : at + slots], slots, data, side)
 
     def _fits(self):
         return self._slot < self.cfg.slots
