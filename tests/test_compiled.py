@@ -348,6 +348,46 @@ def test_sentinel_saves_each_context_total_and_refuses_a_tampered_one(build: str
     assert packed(det.dump_state()) == packed(again)
 
 
+def test_the_time_of_day_ranges_hold_what_they_saw_alike_in_both_builds() -> None:
+    """The time-of-day slots' ranges are 4-byte floats: a checkpoint's doubles (one written when they were
+    doubles) are read rounded outward, the low down and the high up, bounded by the largest float (NaN stays
+    NaN), so that a range holds every value it saw; and the compiled and the plain build keep the same bits,
+    subnormals, signed zeros and the bound included."""
+    import math
+    import random
+
+    largest = 3.4028234663852886e38
+    rng = random.Random(3)
+    values = [0.0, -0.0, 1e-46, -1e-46, 1e-45, 3e-45, -1e-40, 1.17549435e-38, largest, -largest, 3.40282356e38,
+              1e39, -1e300, math.inf, -math.inf, math.nan, 1e9 + 1, 1e9 - 1, 0.1, -0.1, 16777217.0, -16777217.0]
+    values += [rng.uniform(-1, 1) * 10 ** rng.uniform(-50, 50) for _ in range(650)]
+    kept = {}
+    for build, detectors_ in (("pure", PURE), ("compiled", COMPILED)):
+        Detector = detectors_["sentinel"]
+        det = Detector()
+        for i in range(200):
+            det.process(float(i % 7), 1.7e9 + 3600 * i)
+        state = det.dump_state()
+        names = [b.rsplit(":", 1)[0] for b in Detector.STATE_LAYOUT.partition(" | ")[2].split()]
+        lo, hi = 1 + names.index("day.lo"), 1 + names.index("day.hi")
+        kept[build] = []
+        for at in range(0, len(values), 48):
+            part = (values[at : at + 48] + [0.0] * 48)[:48]
+            state[lo] = state[hi] = struct.pack("<48d", *part)
+            restored = Detector()
+            restored.load_state(state)
+            again = restored.dump_state()
+            kept[build].append((again[lo], again[hi]))
+            for v, low, high in zip(part, struct.unpack("<48d", again[lo]), struct.unpack("<48d", again[hi])):
+                if math.isnan(v):
+                    assert math.isnan(low) and math.isnan(high)
+                    continue
+                bounded = min(max(v, -largest), largest)
+                assert low <= bounded <= high, (build, v, low, high)
+                assert struct.unpack("<f", struct.pack("<f", low)) == (low,) and abs(low) <= largest
+    assert kept["pure"] == kept["compiled"]
+
+
 @pytest.mark.parametrize("name", ["sentinel", "context"])
 def test_a_value_far_beyond_a_tiny_range_is_scored(name: str) -> None:
     """Its level is the last one, not an int(inf) error: the quantisation clamps before converting.
