@@ -17,26 +17,24 @@ beside the same gate with ``S7``. About 90 seconds (the plain build is slow).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+from collections.abc import Sequence
+from typing import Any
 
-os.environ["RIVERGUARD_PURE_PYTHON"] = "1"  # (before riverguard is imported: the build whose steps can be wrapped)
+import numpy as np
 
-import math  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from riverguard.detectors import REGISTRY, steps  # noqa: E402
-
-from . import evidence_union as eu  # noqa: E402
-from .excursions import figures, show  # noqa: E402
+# riverguard is imported in the functions below, not here: run as a script this module sets
+# RIVERGUARD_PURE_PYTHON first; imported (pytest collects the doctests of tests/), it must change nothing.
 
 
-def slot_distances(c: eu.Corpus) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def slot_distances(c: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per file, each sample's distance from its time-of-day slot's mean in the slot's standard deviations (0
     until the slot has been visited ``day_visits`` times), and the evidence of each score (``_why``); the
     detector's flags are checked to be the corpus' default ones."""
+    from riverguard.detectors import REGISTRY, steps
+
     seen: list[float] = []
     observe = steps.TimeOfDay.observe
 
@@ -80,6 +78,11 @@ ROWS: Sequence[tuple[tuple[str, ...], float | None, bool]] = (
 
 
 def main() -> int:
+    from riverguard.detectors import steps
+
+    from . import evidence_union as eu
+    from .excursions import figures, show
+
     if steps.cython.compiled:
         raise SystemExit("riverguard was imported compiled: run this as python -m tests.benchmarks.slot_view")
     corpora = {"nab": eu.load("nab", "RIVERGUARD_NAB"), "cmd": eu.load("cmd", "RIVERGUARD_CMD")}
@@ -107,4 +110,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    os.environ["RIVERGUARD_PURE_PYTHON"] = "1"  # (before riverguard is imported: the build whose steps can be wrapped)
     sys.exit(main())
