@@ -56,7 +56,7 @@ cdef object bytes_io(unsigned char *buf, Py_ssize_t n, object data)
 cdef object doubles_io(double *buf, Py_ssize_t n, object data)
 @cython.locals(i=Py_ssize_t, wide="double *")
 cdef object floats_io(float *buf, Py_ssize_t n, object data, int side)
-cdef inline float _f32(double x) noexcept
+cdef inline double _f32(double x) noexcept
 @cython.locals(b=double, f=float)
 cdef inline float _f32_out(double x, int side) noexcept
 

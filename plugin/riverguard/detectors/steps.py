@@ -260,7 +260,8 @@ def zeroed_floats(n):
 
 def _f32(x):
     """``x`` bounded by the largest 4-byte float (NaN stays NaN): what a float buffer may keep without becoming
-    infinite where a double would not."""
+    infinite where a double would not (still a double: a store rounds it to the nearest float; :func:`_f32_out`
+    rounds toward a side)."""
     if x > _FLT_MAX:
         return _FLT_MAX
     if x < -_FLT_MAX:
@@ -273,11 +274,7 @@ def _f32_out(x, side):
     at or below it (``side`` < 0: a range's low) or at or above it (> 0: its high), so that a range kept as floats
     holds every value it saw; rounded to the nearest, a value seen again could fall beyond a slot's range and be
     flagged (a series far from 0, kept as values: ``day_detrend`` false)."""
-    b = x
-    if b > _FLT_MAX:
-        b = _FLT_MAX
-    elif b < -_FLT_MAX:
-        b = -_FLT_MAX
+    b = _f32(x)
     if cython.compiled:
         f = cython.cast(cython.float, b)
         if side > 0 and f < b:

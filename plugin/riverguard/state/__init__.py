@@ -835,7 +835,6 @@ class _Preload:
     def __init__(self, engine: Engine, path: Path) -> None:
         import threading  # (only ``run`` with a checkpoint starts one)
 
-        self._done = threading.Event()
         self._guard = threading.Lock()
         self._dropped = False
         self._result: _Preloaded | None = None
@@ -848,7 +847,6 @@ class _Preload:
             dropped = self._dropped
             if not dropped:
                 self._result = result
-        self._done.set()
         if dropped and result is not None:
             del result
             _release()
@@ -867,7 +865,6 @@ class _Preload:
 
     def result(self) -> _Preloaded | None:
         """What was read, once the thread is done (waited for): None if it failed."""
-        self._done.wait()
         self._thread.join()
         with self._guard:
             result, self._result = self._result, None
