@@ -78,7 +78,7 @@ import math
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -420,20 +420,25 @@ def server(step: int = 60, days: float = 14.0, per_family: int = 8) -> None:
               + ", ".join(f"{f} {k / series_days:+.3f}" for f, k in sorted(c.items()) if k))
 
 
-def reasons(c: Corpus) -> list[np.ndarray]:
-    """The evidence (``_why`` code) of each of the default detector's scores, per file (its flags are the same as
-    ``run_corpus``'s: checked)."""
+def per_sample(c: Corpus, *record: Callable[[Any], float]) -> list[np.ndarray]:
+    """The default detector run over each file of ``c`` (its flags checked to be ``run_corpus``'s): per file, an
+    array of ``record``'s values of the detector after each sample (a row a sample, a column a function)."""
     cls, out = REGISTRY["sentinel"], []
     for d, (x, t) in zip(c.default, c.series, strict=True):
         det = cls()
-        why, flags = np.zeros(len(x), dtype=int), np.zeros(len(x), dtype=bool)
+        values, flags = np.zeros((len(x), len(record))), np.zeros(len(x), dtype=bool)
         for i, (v, u) in enumerate(zip(x.tolist(), t)):
             flags[i] = det.process(v, u) >= cls.default_threshold
-            why[i] = det._why
+            values[i] = [f(det) for f in record]
         if not np.array_equal(flags, d):
             raise AssertionError("the detector's defaults are not the default config's")
-        out.append(why)
+        out.append(values)
     return out
+
+
+def reasons(c: Corpus) -> list[np.ndarray]:
+    """The evidence (``_why`` code) of each of the default detector's scores, per file."""
+    return [values[:, 0].astype(int) for values in per_sample(c, lambda det: det._why)]
 
 
 #: The ``_why`` codes (``riverguard.detectors.steps``) of a time-of-day extreme, of one and a new extreme, and all.

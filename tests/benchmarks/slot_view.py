@@ -31,9 +31,11 @@ import numpy as np
 
 def slot_distances(c: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per file, each sample's distance from its time-of-day slot's mean in the slot's standard deviations (0
-    until the slot has been visited ``day_visits`` times), and the evidence of each score (``_why``); the
-    detector's flags are checked to be the corpus' default ones."""
-    from riverguard.detectors import REGISTRY, steps
+    until the slot has been visited ``day_visits`` times), and the evidence of each score (``_why``), from one run
+    of the detector (``evidence_union.per_sample``)."""
+    from riverguard.detectors import steps
+
+    from . import evidence_union as eu
 
     seen: list[float] = []
     observe = steps.TimeOfDay.observe
@@ -49,21 +51,11 @@ def slot_distances(c: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
         return observe(self, x, lmean, t, span, var, z_scale, z)
 
     steps.TimeOfDay.observe = wrapped
-    cls, distances, why = REGISTRY["sentinel"], [], []
-    try:
-        for d, (x, t) in zip(c.default, c.series, strict=True):
-            det = cls()
-            out, codes, flags = np.zeros(len(x)), np.zeros(len(x), dtype=int), np.zeros(len(x), dtype=bool)
-            for i, (v, u) in enumerate(zip(x.tolist(), t)):
-                seen.clear()
-                flags[i] = det.process(v, u) >= cls.default_threshold
-                out[i], codes[i] = (seen[0] if seen else 0.0), det._why
-            if not np.array_equal(flags, d):
-                raise AssertionError("the plain build's flags are not the default's")
-            distances.append(out)
-            why.append(codes)
+    try:  # (observe runs once a sample at most: none for the first, nor for a wild value)
+        runs = eu.per_sample(c, lambda det: seen.pop() if seen else 0.0, lambda det: det._why)
     finally:
         steps.TimeOfDay.observe = observe
+    distances, why = [values[:, 0] for values in runs], [values[:, 1].astype(int) for values in runs]
     return distances, why
 
 
