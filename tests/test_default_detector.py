@@ -158,36 +158,40 @@ def cmd_report(cmd_root: Path) -> dict:
 
 
 def test_nab_quality_measured(nab_report):
-    """Regression floor at the measured scores (79.57 / 79.57 / 72.37 / 84.06 when written, with new extremes
+    """Regression floor at the measured scores (79.35 / 79.35 / 71.73 / 83.91 when written, with the views step:
+    no window lost, 7 false alarms more, each within NAB's budget; 79.57 / 79.57 / 72.37 / 84.06 with new extremes
     far from the mean of their hour: ``machine_temperature_system_failure``'s first window caught, no false
     alarm more; 78.48 / 78.48 / 71.27 / 82.94 with a reported
     stuck run leaving the repeat statistics: two windows of ``rogue_agent_key_hold`` caught earlier, one more
     false alarm there; 77.99 / 77.99 / 70.85 / 82.62 with the likelihood
     kept under the threshold in a suppression; 77.93 / 77.93 / 70.72 / 82.57 with bursts of change; 77.00 / 77.00 / 69.79 / 81.57 with level shifts; 76.04 / 76.04 / 68.96 / 80.54 with spikes that last; 75.06 / 68.11 / 79.50 before; issue 12 asks
     for >= 74 standard at the shipped threshold), and the false alarms per series-day no higher than when
-    issue 12 was filed (0.074; 0.0637 when written, 0.0632 before, 0.0621 before level shifts)."""
+    issue 12 was filed (0.074; 0.0675 when written, 0.0637 before the views step, 0.0632 before, 0.0621 before
+    level shifts)."""
     std, low_fp = nab_report["standard"], nab_report["reward_low_FP_rate"]
-    assert std["swept"]["score"] >= 79.56
-    assert std["configured"]["score"] >= 79.56
-    assert low_fp["swept"]["score"] >= 72.36
-    assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 84.05
-    assert nab_report["events"]["false_alarms_per_day"] <= 0.0638
-    assert nab_report["events"]["f1"] >= 0.560
+    assert std["swept"]["score"] >= 79.34
+    assert std["configured"]["score"] >= 79.34
+    assert low_fp["swept"]["score"] >= 71.72
+    assert nab_report["reward_low_FN_rate"]["swept"]["score"] >= 83.90
+    assert nab_report["events"]["false_alarms_per_day"] <= 0.0676
+    assert nab_report["events"]["f1"] >= 0.551
 
 
 def test_cloud_monitoring_quality_measured(cmd_report):
-    """Regression floor on the second corpus (45.76 / 43.96 / 47.95 at 0.5 when written, with new extremes far
+    """Regression floor on the second corpus (56.70 / 54.66 / 58.99 at 0.5 when written, with the views step: 25
+    more windows, 9 more false alarms, 0.0428 per series-day; 45.76 / 43.96 / 47.95 with new extremes far
     from the mean of their hour: 2 more windows, one false alarm fewer; 44.74 / 42.77 / 46.96 with bursts of
     change: 5 more false alarms, no window, for 9 more of 112 incidents in the long sensor runs at 1 s and
     one more NAB window; 44.85 / 43.00 / 47.04 with level shifts; 43.51 / 41.71 / 45.52 with ``long_time``; 43.32 / 41.47 / 45.39 with spikes that last; 39.22 / 37.42 /
     41.10 before, 38.85 / 36.67 / 40.86 before the sparse-slot and climb rules, 31.40 / 29.24 / 33.09 before
     suppress_time and learn_time); false alarms per series-day no higher than when issue 12 was filed
-    (0.043; 0.0417 when written, 0.0388 before bursts of change, 0.0377 before level shifts)."""
-    assert cmd_report["standard"]["configured"]["score"] >= 45.75
-    assert cmd_report["reward_low_FP_rate"]["configured"]["score"] >= 43.95
-    assert cmd_report["reward_low_FN_rate"]["configured"]["score"] >= 47.94
-    assert cmd_report["events"]["false_alarms_per_day"] <= 0.0417
-    assert cmd_report["events"]["f1"] >= 0.5528
+    (0.043; 0.0428 when written, 0.0377 before the views step, 0.0417 before new extremes far from the mean of
+    their hour, 0.0388 before bursts of change, 0.0377 before level shifts)."""
+    assert cmd_report["standard"]["configured"]["score"] >= 56.69
+    assert cmd_report["reward_low_FP_rate"]["configured"]["score"] >= 54.65
+    assert cmd_report["reward_low_FN_rate"]["configured"]["score"] >= 58.98
+    assert cmd_report["events"]["false_alarms_per_day"] <= 0.0429
+    assert cmd_report["events"]["f1"] >= 0.644
 
 
 def test_readme_detection_table_is_what_evaluate_prints(nab_report, cmd_report):
@@ -216,12 +220,14 @@ def _hourly(days: int, incidents: dict[int, float], seed: int = 2) -> list[tuple
 def test_a_distinct_incident_after_a_detection_is_reported():
     """Hourly data: 400 samples of suppression are 16 days. It ends after suppress_time (3 days) of
     event time, so a second incident 5 days after the first is reported at full score (two dips at
-    the busiest hour, inside the series' range: time-of-day extremes)."""
+    the busiest hour, inside the series' range: time-of-day extremes). The views step is off (``peak = 0``): no
+    view backs these dips yet, so they would not count at all (tests/test_views.py has distinct incidents that
+    a view backs)."""
     first, second = 24 * 9 + 6, 24 * 14 + 5  # a Wednesday 06:00 and the Monday after, 05:00
     data = _hourly(30, {first: -15.0, second: -15.0})
     scores = {}
     for suppress_time in (259200.0, 0.0):  # 0: samples only, as before
-        det = Sentinel(suppress_time=suppress_time)
+        det = Sentinel(suppress_time=suppress_time, peak=0.0)
         out = [det.process(x, t) for x, t in data]
         scores[suppress_time] = (out[first], out[second])
     assert scores[259200.0][0] >= 0.5 and scores[259200.0][1] >= 0.5
@@ -339,12 +345,13 @@ def test_time_of_day_extreme():
 
 def test_time_of_day_follows_a_trend():
     """A daily cycle on a steady rise: the slots keep deviations from the long-run mean, so the
-    rise does not make a new record for the hour each day (it does with ``day_detrend=False``)."""
+    rise does not make a new record for the hour each day (it does with ``day_detrend=False``; the views step
+    off, as no view backs that record either)."""
     t0 = 19674 * 86400.0  # Monday 2023-11-13, 00:00 UTC
     flags = {}
     for detrend in (True, False):
         rng = random.Random(3)
-        det = Sentinel(day_detrend=detrend, day_margin=0.1)
+        det = Sentinel(day_detrend=detrend, day_margin=0.1, peak=0.0)
         scores = [
             det.process(100.0 + 2.0 * i / 288 + 20.0 * math.sin(2 * math.pi * i / 288) + rng.gauss(0.0, 1.0),
                         t0 + 300.0 * i)

@@ -616,9 +616,11 @@ def test_pipeline_band_is_exact_where_a_new_extreme_hides_an_hour() -> None:
     a spike or a level shift does (before it knew, the review's probe at every sample of these 16 days found
     173 wrong bands; this test fails at sample 18 012 then). ``extreme_time`` 30 s: a lone value is a new
     extreme at one sample a minute, as it was by default when the review found this (by default now an
-    excursion must span two samples, and the lone record at 10:18 that starts the suppression is learned)."""
+    excursion must span two samples, and the lone record at 10:18 that starts the suppression is learned).
+    ``peak = 0``: the views step off, as when the review found this (with it, no view backs these hours, so
+    neither the hour nor the new extreme counts: ``test_pipeline_band_is_exact_with_views``)."""
     rng = random.Random(0)
-    det = REGISTRY["sentinel"](extreme_time=30.0)
+    det = REGISTRY["sentinel"](extreme_time=30.0, peak=0.0)
     ar = 0.0
     checked = 0
     for i in range(16 * 1440):
@@ -918,3 +920,39 @@ def test_pipeline_band_is_exact_with_other_damping(damp: float, fire: float) -> 
                 checked += 1
         det.process(1.0 if i < 900 else (3.0 if i < 1000 else round(2.0 + rng.gauss(0.0, 0.3), 3)), t)
     assert checked >= 500, checked
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_pipeline_band_is_exact_with_views(threshold: float) -> None:
+    """The views step (docs/detection.md, "Views that agree, built") in the band: a daily wave at 5 minutes for
+    24 days, with peaks 4 to 8 times the usual daily one for 1 to 3 hours now and then. Where a time-of-day
+    extreme or a new extreme counts only if a view agrees, and where a peak with a rise completes its hour, the
+    band's edge is the views' own (``agree`` from the peak, the rise or the slot; ``peak`` from the peak and the
+    rise), and just inside it is not flagged, just outside it is. It fails with the views left out of the
+    band (the views' edges are then never an edge, and a gated value beyond the range is probed as flagged)."""
+    rng = random.Random(4)
+    det = REGISTRY["sentinel"]()
+    views = det.views
+    assert views is not None  # (on by default)
+    checked = edges = peaks = 0
+    bump = 0
+    for i in range(24 * 288):
+        t = 1_700_000_000.0 + 300.0 * i
+        if i > 8 * 288 and bump == 0 and rng.random() < 0.004:
+            bump = rng.randint(12, 36)
+        x = 100.0 + 20.0 * math.sin(2 * math.pi * i / 288) + rng.gauss(0.0, 2.0)
+        if bump:
+            x += rng.uniform(4.0, 8.0) * 25.0
+            bump -= 1
+        band = det.explain(threshold, t)
+        if band is not None and (band[1] is not None or band[2] is not None):
+            _probe_band(det, band, threshold, t, i)
+            checked += 1
+            state = det.state_by_name()["views"]
+            unit = max(state["usual"], 0.05 * state["mag"])
+            near = [state["level"] + k * unit for k in (-views.agree, views.agree, views.peak)]
+            edges += any(e is not None and any(abs(e - v) <= 1e-9 * abs(v) for v in near) for e in band[1:])
+        peaks += det.process(x, t) >= threshold and det.reason(x) != "stuck" and det._why == 10
+    assert checked > 4000
+    assert edges > 50, edges  # (the peak's own edges, a view's agreement among them)
+    assert peaks >= 3, peaks

@@ -294,7 +294,8 @@ def test_a_setting_reads_back_under_its_own_name_from_the_detector_and_its_step(
     """River's idiom: ``det.spike``, and ``det.spikes.spike`` on the step that uses it (the switched steps on), with the type declared;
     a step has no other step's settings."""
     cls = REGISTRY[name]
-    given = {"spike": 12.0, "shift": 8.0, "spread": 9.0, "counter_time": 600.0, "suppress": 7, "weekend_slots": False}
+    given = {"spike": 12.0, "shift": 8.0, "spread": 9.0, "counter_time": 600.0, "peak": 4.0, "suppress": 7,
+             "weekend_slots": False}
     det = cls(**given)
     values = {**cls.defaults(), **given}  # (not det.params(): the detector's own reads come from the same dict)
     for attr, step_cls in cls.STEPS:
@@ -308,6 +309,7 @@ def test_a_setting_reads_back_under_its_own_name_from_the_detector_and_its_step(
     assert (det.shift, det.shifts.shift) == (8.0, 8.0)
     assert (det.spread, det.spreads.spread) == (9.0, 9.0)
     assert (det.counter_time, det.counter.counter_time, det.counter.counter_burst) == (600.0, 600.0, 4.0)
+    assert (det.peak, det.views.peak, det.views.agree) == (4.0, 4.0, 2.0)
     with pytest.raises(AttributeError):
         det.error.spike  # noqa: B018  (the spike step's, not the prediction error's)
 

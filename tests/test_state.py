@@ -566,10 +566,10 @@ def test_checkpoint_with_positional_states_starts_fresh_and_says_so(tmp_path: Pa
 
 
 #: The rules the checkpoint-*-state.msgpack files were written with (a context and a sentinel series).
-# (the models in the fixtures were saved before the spike, shift, spread and counter steps were part of sentinel:
-# spike = 0, shift = 0, spread = 0 and counter_time = 0 is that rule, with that rule's fingerprint and state layout)
+# (the models in the fixtures were saved before the spike, shift, spread, counter and views steps were part of sentinel:
+# spike = 0, shift = 0, spread = 0, counter_time = 0 and peak = 0 is that rule, with that rule's fingerprint and state layout)
 FIXTURE_RULES = ('[[rule]]\nname = "w"\nfields = ["w"]\ndetector = "context"\nwarmup = 50\n\n'
-                 '[[rule]]\nname = "rest"\nwarmup = 50\nparams = { spike = 0.0, shift = 0.0, spread = 0.0, counter_time = 0.0 }\n')
+                 '[[rule]]\nname = "rest"\nwarmup = 50\nparams = { spike = 0.0, shift = 0.0, spread = 0.0, counter_time = 0.0, peak = 0.0 }\n')
 
 
 def test_checkpoint_with_states_by_name_from_0c40294_starts_fresh_and_says_so(tmp_path: Path) -> None:

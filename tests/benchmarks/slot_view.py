@@ -40,7 +40,7 @@ def slot_distances(c: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
     seen: list[float] = []
     observe = steps.TimeOfDay.observe
 
-    def wrapped(self, x, lmean, t, span, var, z_scale, z):  # type: ignore[no-untyped-def]
+    def wrapped(self, x, lmean, t, span, var, z_scale, z, gap):  # type: ignore[no-untyped-def]
         slot, distance = self.slot_at(t), 0.0
         if slot >= 0:
             v = x - lmean if self.cfg.day_detrend else x
@@ -48,7 +48,7 @@ def slot_distances(c: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
             if self._visits[slot] >= self.cfg.day_visits and self._stat[i + 1] > 0.0:
                 distance = abs(v - self._stat[i]) / math.sqrt(self._stat[i + 1])
         seen.append(distance)
-        return observe(self, x, lmean, t, span, var, z_scale, z)
+        return observe(self, x, lmean, t, span, var, z_scale, z, gap)
 
     steps.TimeOfDay.observe = wrapped
     try:  # (observe runs once a sample at most: none for the first, nor for a wild value)

@@ -158,12 +158,14 @@ class Transitions(Surprise):
 # so is a burst of change, again and again: docs/detection.md "Bursts of change"; a cumulative counter's
 # new highs are not news, a burst of its increase is: docs/detection.md "Counters"; a burst of sparse spikes
 # far beyond the series' own clusters of them is reported: docs/detection.md "Bursts beyond the clusters"; a
-# sparse count at fine sampling is not flagged for chance pairs: docs/detection.md "Sparse counts at fine sampling".
+# sparse count at fine sampling is not flagged for chance pairs: docs/detection.md "Sparse counts at fine sampling"; a
+# time-of-day extreme or a new extreme needs a second view that agrees, and a peak several times the usual daily
+# one is reported: docs/detection.md "Views that agree, built".
 _STEPS, _SETTINGS, _PARAMS, _LAYOUT = compose(
     Transitions, SentinelSettings,
     day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True, spike=12.0,
     long_time=172800.0, extreme_time=60.0, shift=8.0, spread=10.0, counter_time=86400.0, far=6.0,
-    fine_time=300.0,
+    fine_time=300.0, peak=3.0,
 )
 
 
@@ -172,7 +174,7 @@ _STEPS, _SETTINGS, _PARAMS, _LAYOUT = compose(
 class Sentinel(Pipeline):
     """riverguard's default detector: anomaly likelihood of recent surprise, new extremes, spikes, stuck values.
 
-    Each sample goes through six cheap steps, all strictly online:
+    Each sample goes through seven cheap steps, all strictly online:
 
     1. **Surprise.** Two raw scores in [0, 1], the larger is kept:
 
@@ -325,6 +327,19 @@ class Sentinel(Pipeline):
        does not damp a time-of-day extreme: it is a different kind of
        evidence (a daily pattern broken), reported and followed by a
        suppression of its own, during which time-of-day extremes are damped.
+
+    7. **Views that agree.** Two more views of the series
+       (:class:`~riverguard.detectors.steps.Views`): the *peak*, the
+       excursion above a day's level in units of the median of the last 14
+       days' largest excursions, and the *rise*, the logarithm of the value
+       against its level of the last week in mean absolute deviations. A
+       time-of-day extreme or a new extreme is reported only where one of
+       them is ``agree`` (2) or more in size, or the value is ``z_scale`` of
+       its slot's standard deviations from the slot's mean (a view not
+       ready yet does not object); and a peak ``peak`` (3) times the usual
+       one with a rise of ``rise`` (2), lasting an hour, scores ``extreme``
+       (a day apart at least, outside the suppression). With ``peak = 0``
+       the step is left out.
 
     Without event times the time-of-day step is skipped and everything else
     counts samples. The detector keeps about 2.9 KiB of state per series (the

@@ -8,6 +8,10 @@ from libc.stdint cimport int64_t
 
 cdef double _SQRT1_2, _DAY, _NAN, _INF
 cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE, _WHY_SHIFT, _WHY_SPREAD, _WHY_BURST
+cdef int _WHY_PEAK
+cdef int _PEAK_DAYS, _PEAK_FEW
+cdef int64_t _VIEW_WARM
+cdef double _WEEK, _PEAK_TIME, _PEAK_QUIET
 cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY, _SHIFT_LONG, _SHIFT_FLOOR, _REPORTED
 cdef double _FAR_COUNT, _FAR_END, _FAR_AFTER, _FAR_YOUTH, _LONG_MEMORY, _LONG_CLIP, _HUGE
 cdef int64_t _COUNTER_RISES
@@ -42,6 +46,11 @@ cdef inline double _scale(double s, double level) noexcept
 cdef inline double _share(double part, double whole, int64_t n) noexcept
 @cython.locals(w=double)
 cdef inline double _window(Settings cfg, double gap) noexcept
+cdef inline double _clip(double x, double c) noexcept
+@cython.locals(i=int, j=int, below=int, same=int, v=double)
+cdef double _kth(double *values, int n, int k) noexcept
+@cython.locals(a=double, b=double)
+cdef inline double _ew(double gap, double tau, int64_t n) noexcept
 cdef inline double _long_weight(Settings cfg, int64_t n) noexcept
 cdef inline double _running(double lam, int64_t n) noexcept
 cdef inline bint _hides(double score, bint on, bint through, bint hour, double day_score) noexcept
@@ -106,6 +115,8 @@ cdef class Settings:
     cdef public double shift, shift_time, shift_samples, shift_record, shift_forget, shift_score, shift_time_last
     # Spread
     cdef public double spread
+    # Views
+    cdef public double peak, rise, agree
     # Suppression
     cdef public double fire, damp, suppress_time
     cdef public int64_t suppress
@@ -141,8 +152,9 @@ cdef class PredictionError(Step):
 
 cdef class TimeOfDay(Step):
     cdef readonly Settings cfg
-    # _slot an int beside hit: the step fits 64 bytes; _lo holds every slot's low, then every slot's high
-    cdef bint hit
+    # _slot an int beside hit, far_mean and ready (one byte each): the step fits 64 bytes; _lo holds every slot's
+    # low, then every slot's high
+    cdef signed char hit, far_mean, ready
     cdef public int _slot
     cdef float *_lo
     cdef unsigned char *_visits
@@ -160,7 +172,7 @@ cdef class TimeOfDay(Step):
     @cython.locals(slot=int64_t, v=double, vis=int, i=Py_ssize_t, ds=double,
                    dvar=double, zs=double, a=double, dlo=double, dhi=double, known=bint)
     cdef double observe(self, double x, double lmean, object t, double span, double var, double z_scale,
-                        double z) except? -1.0
+                        double z, double gap) except? -1.0
     @cython.locals(slots=Py_ssize_t, at=Py_ssize_t)
     cdef object _buffer(self, str name, object data)
     cdef bint _fits(self) except -1
@@ -311,6 +323,31 @@ cdef class Spread(Level):
     cdef double observe(self, double x, int64_t n, bint counting, double span, double gap) noexcept
 
 
+cdef class Views(Step):
+    cdef readonly Settings cfg
+    cdef public double _mag, _level, _day, _top, _usual, _wlevel, _wdev, _run, _tpeak
+    cdef public int _days
+    cdef public bint _whole, _done
+    cdef readonly bint agrees
+    cdef double *_peaks
+    cdef object _buffer(self, str name, object data)
+    cdef bint _fits(self) except -1
+    cdef inline double _log(self, double x) noexcept
+    cdef void first(self, double x, double now) noexcept
+    @cython.locals(peaks="double *", days=int, i=int, half=int)
+    cdef void _push(self, double top) noexcept
+    @cython.locals(d=double)
+    cdef void roll(self, double now) noexcept
+    @cython.locals(unit=double, f=double, least=double)
+    cdef double unit(self) noexcept
+    cdef inline double scale(self) noexcept
+    @cython.locals(base=double, s=double, up=double, down=double)
+    cdef tuple rise_edge(self, double k)
+    cdef inline bint ready(self, int64_t n, double now, double t0) noexcept
+    @cython.locals(cfg=Settings, excursion=double, p=double, scale=double, dw=double, warm=bint, m=double, k=double,
+                   a=double)
+    cdef int observe(self, double x, int64_t n, double now, double dt, double t0, double span, bint far_mean,
+                     bint day_ready) noexcept
 cdef class Suppression(Step):
     cdef readonly Settings cfg
     cdef public int64_t _quiet
@@ -320,6 +357,8 @@ cdef class Suppression(Step):
     cdef readonly int _why
     # the pipeline's counter step (not state: Pipeline.counter), in the padding after _why: the pipeline stays 144 B
     cdef readonly Counter counter
+    # the pipeline's views step (not state: Pipeline.views), in the padding after counter: the pipeline stays 144 B
+    cdef readonly Views views
 
     cdef bint active(self, double now) noexcept
     @cython.locals(quiet=int64_t)
@@ -346,7 +385,8 @@ cdef class Pipeline:
                    z0=double, z=double, score=double, tod=bint, now=double, why=int, spikes=Spike, spike=double,
                    t1=double, dt=double, span=double, slack=double, gap=double, lmean=double,
                    shifts=Shift, shift=double, spreads=Spread, spread=double,
-                   surprise=Surprise, counter=Counter, counts=bint, burst=double, out=double, learnt=double)
+                   surprise=Surprise, counter=Counter, counts=bint, burst=double, out=double, learnt=double,
+                   views=Views, own=int, warming=bint, agrees=bint)
     cpdef double process(self, double x, object t=*) except? -1.0
     @cython.locals(g=double)
     cdef inline double span(self, double dt) noexcept
@@ -369,7 +409,8 @@ cdef class Pipeline:
                    hl=double, hu=double, hon=bint, hmask=bint, shf=Shift, unit=double, a=double, r=double,
                    xmask=bint, hour=bint, rday=double, ry=double, yall=bint, yl=double, yu=double,
                    yh=double, vl=double, vu=double, ymask=bint, gl=double, gu=double, gon=bint, gmask=bint, spr=Spread, ymin=double,
-                   son=bint, smask=bint, ctr=Counter, counts=bint, cu=double, con=bint, cmask=bint, need=double)
+                   son=bint, smask=bint, ctr=Counter, counts=bint, cu=double, con=bint, cmask=bint, need=double,
+                   vw=Views, gate=bint, al=double, ad=double, pk=double, ka=double, dready=bint)
     cdef int explain_into(self, double threshold, object t, double *out) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)

@@ -51,12 +51,12 @@ from .params import MAX_COUNT, Param
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
     from cython.cimports.cpython.mem import PyMem_Calloc, PyMem_Free
-    from cython.cimports.libc.math import copysign, erfc, exp, fabs, log, nextafterf
+    from cython.cimports.libc.math import copysign, erfc, exp, fabs, floor, log, nextafterf
     from cython.cimports.libc.string import memcpy
     from cython.cimports.riverguard.detectors._pyfloat import floordiv, int_within, log10, sqrt, to_int
 else:
     from array import array
-    from math import copysign, erfc, exp, fabs, log, log10, sqrt
+    from math import copysign, erfc, exp, fabs, floor, log, log10, sqrt
     from operator import floordiv
 
     to_int = int_within = int
@@ -68,7 +68,7 @@ from struct import error as StructError
 
 __all__ = [
     "Counter", "Extremes", "Likelihood", "Pipeline", "PredictionError", "Spike", "Step", "Stuck", "Suppression", "Surprise",
-    "TimeOfDay", "read_record",
+    "TimeOfDay", "Views", "read_record",
 ]  # fmt: skip
 
 _SQRT1_2 = 0.7071067811865476  # math.sqrt(0.5)
@@ -94,11 +94,12 @@ _WHY_SPIKE = 6
 _WHY_SHIFT = 7
 _WHY_SPREAD = 8
 _WHY_BURST = 9
+_WHY_PEAK = 10
 #: the evidence of each of those codes, by name (for reports and benchmarks: the codes are C ints when compiled)
 EVIDENCE = {
     _WHY_SURPRISE: "likelihood (surprise)", _WHY_ERROR: "likelihood (error)", _WHY_HOUR: "hour",
     _WHY_EXTREME: "extreme", _WHY_STUCK: "stuck", _WHY_SPIKE: "spike", _WHY_SHIFT: "shift",
-    _WHY_SPREAD: "spread", _WHY_BURST: "burst",
+    _WHY_SPREAD: "spread", _WHY_BURST: "burst", _WHY_PEAK: "peak",
 }  # fmt: skip
 #: weight of the newest interval in the usual interval of a series (Pipeline.span)
 _RHYTHM = 0.1
@@ -135,6 +136,15 @@ _SHIFT_HOLD = 0.1
 #: ... and a shift that was reported may be reported again once the distance has fallen under this share of the
 #: bar (a lasting change, held near the bar, does not cross it again and again)
 _SHIFT_REARM = 0.75
+#: the views step: days of daily peaks kept (their median is the usual peak), and the fewest that make it; the
+#: samples before its rise scores (its means average them first); its time constants; a peak with a rise lasts
+#: _PEAK_TIME of event time before it is reported, two are _PEAK_QUIET apart at least
+_PEAK_DAYS = 14
+_PEAK_FEW = 3
+_VIEW_WARM = 30
+_WEEK = 7.0 * _DAY
+_PEAK_TIME = 3600.0
+_PEAK_QUIET = _DAY
 #: the counter step: the fewest rises that make a counter (a series that has not fallen for counter_time)
 _COUNTER_RISES = 3
 _COUNTER_SAMPLES = 20.0
@@ -315,8 +325,8 @@ def _swapped(data):
     return b"".join([data[i : i + 8][::-1] for i in range(0, len(data), 8)])
 
 
-# scratch space of Pipeline.explain_into: the surprise of each level, and the band's cut points (10 pairs and the
-# inner edges of at most 16 levels: 35); and its answer for Pipeline.explain (the expected value and the band's edges)
+# scratch space of Pipeline.explain_into: the surprise of each level, and the band's cut points (11 pairs, one more
+# and the inner edges of at most 16 levels: 38); and its answer for Pipeline.explain (the expected value and the band's edges)
 _LEVELS = zeroed_doubles(16)
 _CUTS = zeroed_doubles(40)
 _BAND = zeroed_doubles(3)
@@ -833,6 +843,8 @@ class TimeOfDay(Step):
         self.cfg = cfg
         self._slot = -1  # the previous sample's slot (-1: none yet)
         self.hit = False
+        self.ready = False
+        self.far_mean = False  # the last value was z_scale of its slot's deviations from the slot's mean (Views)
         # per slot: the range seen (_lo: every slot's low, then every slot's high), the passes through it
         # (<= 255), and the mean and variance (interleaved); the range, mean and variance as 4-byte floats, each
         # bounded by _f32 when stored (768 B a series less than doubles with 48 slots, and the same flags on both
@@ -908,13 +920,19 @@ class TimeOfDay(Step):
         v = x - lmean if self.cfg.day_detrend else x
         return fabs(v - self._stat[2 * slot]) > self.reach(slot, span)
 
-    def observe(self, x, lmean, t, span, var, z_scale, z):
+    def observe(self, x, lmean, t, span, var, z_scale, z, gap):
         """Learn ``x`` in its slot (event time ``t``); return the larger of ``z`` and the error against the slot.
 
         ``lmean`` is the long-run mean, ``span`` the range before ``x``, ``var``
-        the variance of the values (PredictionError's, before ``x``).
+        the variance of the values (PredictionError's, before ``x``), ``gap`` the
+        usual interval. Sets :attr:`hit` (beyond the slot's range), and, where
+        the slot has been visited ``day_visits`` times or is :meth:`settled`
+        (``ready``), :attr:`far_mean`: ``x`` is ``z_scale`` of the slot's
+        standard deviations from its mean (the views step's third view).
         """
         self.hit = False
+        self.far_mean = False
+        self.ready = False
         slot = self.slot_at(t)
         if slot < 0:
             return z
@@ -928,6 +946,10 @@ class TimeOfDay(Step):
             if vis:
                 ds = v - self._stat[i]
                 dvar = self._stat[i + 1]
+                if dvar > 0.0 and (vis >= self.cfg.day_visits or (vis >= 2 and vis * self.cfg.width
+                                                                     * self.cfg.day_fading >= gap)):  # (or settled)
+                    self.ready = True
+                    self.far_mean = abs(ds) >= z_scale * sqrt(dvar)
                 if vis >= self.cfg.day_visits and dvar > 0.0:
                     zs = abs(ds) / (sqrt(dvar) * z_scale)
                     if zs > z:
@@ -2164,6 +2186,234 @@ class Counter(Step):
         return out
 
 
+def _clip(x, c):
+    """``x`` within ``-c .. c`` (``c`` >= 0)."""
+    if x > c:
+        return c
+    if x < -c:
+        return -c
+    return x
+
+
+def _ew(gap, tau, n):
+    """The weight of the newest of ``n`` >= 1 samples in an exponentially weighted mean of time constant ``tau``
+    seconds, the sample ``gap`` seconds after the one before: ``1 - exp(-gap / tau)``, at least ``1 / n`` (the
+    first samples make a plain mean, not the first value's echo)."""
+    a = 1.0 - exp(-gap / tau) if gap > 0.0 else 0.0
+    b = 1.0 / n
+    return a if a > b else b
+
+
+def _kth(values, n, k):
+    """The ``k``-th smallest (from 0) of the first ``n`` of ``values`` (n * n steps: 14 days' peaks, once a day)."""
+    for i in range(n):
+        v = values[i]
+        below = 0
+        same = 0
+        for j in range(n):
+            if values[j] < v:
+                below += 1
+            elif values[j] == v:
+                same += 1
+        if below <= k < below + same:
+            return v
+    return 0.0
+
+
+@cython.no_gc
+@cython.cclass
+class Views(Step):
+    """Step 7, off when ``peak`` is 0: two more views of the series, which back the hour's and the range's reports and add one kind.
+
+    *Peak*: the excursion of the value above a level (an exponentially
+    weighted mean over a day that follows a fall at once and a rise at a
+    quarter of that rate), in units of the series' usual daily peak: the
+    median of the largest excursion of each of the last 14 UTC days (from
+    the fourth day on; the unit at least 5 % of the mean magnitude, and 1
+    while every value so far is a whole number, as a count's one more is no
+    peak). *Rise*: the logarithm of the value (plus a tenth of the mean
+    magnitude) against its exponentially weighted level of the last week,
+    in units of the mean absolute deviation of the logarithm (at least 0.05,
+    5 %), from a week after the first sample on. Both measure the value
+    against the state before it, so each is linear or monotonic in the
+    value and the band of :meth:`Pipeline.explain` stays exact.
+
+    - **Agreement.** A time-of-day extreme or a new extreme (step 3) counts
+      only where one of the views agrees: the peak or the rise is ``agree``
+      (2) or more in size, up or down, or the value is ``z_scale`` of its
+      time-of-day slot's standard deviations from the slot's mean.
+      Otherwise the score is what the other evidence gives: a daily
+      pattern broken, or a new record, that nothing else shows is the
+      commonest false alarm on both corpora. A view that cannot see yet
+      does not object: before the peak has three days behind it, the rise
+      a week and the slot its ``day_visits``, those reports count as they
+      did without this step.
+    - **Peaks.** A peak ``peak`` (3) times the usual one, with a rise of
+      ``rise`` (2) or more at the same sample, lasting an hour of event
+      time, scores ``extreme``, once a run and a day apart at least: a
+      crash rate or a request rate several times its usual daily peak. It
+      neither starts nor is damped by a suppression (step 6).
+
+    Without event times the step says nothing. See docs/detection.md
+    ("Views that agree, built").
+    """
+
+    PARAMS = (
+        Param("peak", 0.0, "A peak this many times the usual daily peak, with a rise (rise) at the same sample, "
+              "lasting an hour, is reported (0: the views step is off).", low=0.0),
+        Param("rise", 2.0, "Deviations of the logarithm above its level of the last week that, with a peak, "
+              "are reported.", low=0.0, low_open=True),
+        Param("agree", 2.0, "A time-of-day extreme or a new extreme counts only where the peak or the rise is "
+              "this large, up or down, or the value is z_scale of its slot's deviations from the slot's mean "
+              "(0: always).", low=0.0),
+    )  # fmt: skip
+    # the mean magnitude (a week); every value a whole number; the peak's level; the UTC day and the largest
+    # excursion of it so far; the days' largest excursions kept (in peaks, oldest first) and their median; the
+    # logarithm's level and mean absolute deviation over a week; the time the peak and rise have lasted, whether
+    # the run was reported, and the time of the last report
+    STATE = ("mag", "whole", "level", "day", "top", "days", "usual", "wlevel", "wdev", "run", "done", "tpeak")
+    SMALL = ("days",)
+    BUFFERS = ("peaks",)
+    SWITCH = "peak"
+    USES = ("z_scale", "extreme")
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self._mag = 0.0
+        self._whole = True
+        self._level = 0.0
+        self._day = -_INF
+        self._top = -_INF
+        self._days = 0
+        self._usual = 0.0
+        self._wlevel = 0.0
+        self._wdev = 0.0
+        self._run = 0.0
+        self._done = False
+        self._tpeak = -_INF
+        self.agrees = True
+        self._peaks = zeroed_doubles(_PEAK_DAYS)
+
+    def __dealloc__(self):
+        free_buffer(self._peaks)
+
+    def _buffer(self, name, data):
+        return doubles_io(self._peaks, _PEAK_DAYS, data)
+
+    def _fits(self):
+        return (0 <= self._days <= _PEAK_DAYS and 0.0 <= self._mag < _INF and 0.0 <= self._usual < _INF
+                and 0.0 <= self._wdev < _INF and self._wlevel == self._wlevel and self._level == self._level)
+
+    def _log(self, x):
+        """The logarithm the rise measures: of the value (0 if below), plus a tenth of the mean magnitude."""
+        return log((x if x > 0.0 else 0.0) + 0.1 * self._mag + 1e-12)
+
+    def first(self, x, now):
+        self._mag = fabs(x)
+        self._whole = x == floor(x)
+        self._level = x
+        self._wlevel = self._log(x)
+        if now == now:
+            self._day = floor(now / _DAY) + 0.0  # (a float, never -0.0: the same state in both builds)
+            self._top = 0.0
+
+    def _push(self, top):
+        """Keep ``top``, the largest excursion of a day just over, with the last ``_PEAK_DAYS`` days', and their
+        median."""
+        peaks = self._peaks
+        days = self._days
+        if days < _PEAK_DAYS:
+            peaks[days] = top
+            days += 1
+            self._days = days
+        else:
+            for i in range(_PEAK_DAYS - 1):
+                peaks[i] = peaks[i + 1]
+            peaks[_PEAK_DAYS - 1] = top
+        half = days // 2
+        self._usual = _kth(peaks, days, half) if days % 2 else 0.5 * (_kth(peaks, days, half - 1) + _kth(peaks, days, half))
+
+    def roll(self, now):
+        """Start the UTC day of event time ``now`` if it is a new one (a late sample belongs to the day it came in),
+        keeping the largest excursion of the day that ended."""
+        d = floor(now / _DAY) + 0.0
+        if d > self._day:
+            if self._top > -_INF:
+                self._push(self._top)
+            self._day = d
+            self._top = -_INF
+
+    def unit(self):
+        """The peak's unit: the usual daily peak, at least 5 % of the mean magnitude (and 1 for whole numbers)."""
+        unit = self._usual
+        f = 0.05 * self._mag
+        if f > unit:
+            unit = f
+        least = 1.0 if self._whole else 1e-12
+        return unit if unit > least else least
+
+    def scale(self):
+        """The rise's unit: the logarithm's mean absolute deviation over a week, at least 0.05."""
+        return self._wdev if self._wdev > 0.05 else 0.05
+
+    def rise_edge(self, k):
+        """The least value whose rise is ``k`` (> 0) or more, and the greatest whose rise is ``-k`` or less
+        (-inf: none); the inverse of :meth:`_log`."""
+        base = 0.1 * self._mag + 1e-12
+        s = k * self.scale()
+        up = exp(self._wlevel + s) - base
+        down = exp(self._wlevel - s) - base
+        return (up if up > 0.0 else -_INF), (down if down >= 0.0 else -_INF)
+
+    def ready(self, n, now, t0):
+        """Whether the peak (three days' peaks) or the rise (a week and ``_VIEW_WARM`` samples) can see, for a sample
+        after ``n`` others at event time ``now`` (the first at ``t0``)."""
+        return self._days >= _PEAK_FEW or (n >= _VIEW_WARM and now - t0 >= _WEEK)
+
+    def observe(self, x, n, now, dt, t0, span, far_mean, day_ready):
+        """Learn ``x``, sample ``n`` + 1 (``n`` >= 1; event time ``now``, ``dt`` seconds after the latest one, the
+        first at ``t0``, standing for ``span``; ``far_mean``: ``z_scale`` of its slot's deviations from its slot's
+        mean, ``day_ready``: that slot can say so); set :attr:`agrees`, and return ``_WHY_PEAK`` for a report of
+        its own, else 0."""
+        self.agrees = True
+        if not now == now:  # (no event time: nothing to say)
+            return 0
+        cfg = self.cfg
+        self.roll(now)
+        # the views, against the state before x
+        excursion = x - self._level
+        p = excursion / self.unit() if self._days >= _PEAK_FEW else 0.0
+        scale = self.scale()
+        dw = self._log(x) - self._wlevel
+        warm = n >= _VIEW_WARM
+        m = dw / scale if warm and now - t0 >= _WEEK else 0.0
+        k = cfg.agree
+        self.agrees = (not k or not (self.ready(n, now, t0) or day_ready) or fabs(p) >= k or fabs(m) >= k
+                       or far_mean)  # (a view that cannot see yet does not object)
+        # then learn x
+        if self._whole and x != floor(x):
+            self._whole = False
+        self._mag += _ew(dt, _WEEK, n + 1) * (fabs(x) - self._mag)
+        if excursion > self._top:
+            self._top = excursion
+        self._level += _ew(dt, _DAY, n + 1) * excursion * (1.0 if excursion < 0.0 else 0.25)
+        self._wlevel += _ew(dt, _WEEK, n + 1) * (_clip(dw, 3.0 * scale) if warm else dw)
+        a = fabs(dw)
+        self._wdev += _ew(dt, _WEEK, n) * ((a if a < 5.0 * scale or not warm else 5.0 * scale) - self._wdev)
+        # a peak that lasts an hour, with a rise
+        if p >= cfg.peak and m >= cfg.rise:
+            self._run += span
+            if not self._done and self._run >= _PEAK_TIME:
+                self._done = True
+                if now - self._tpeak >= _PEAK_QUIET:
+                    self._tpeak = now
+                    return _WHY_PEAK
+        else:
+            self._run = 0.0
+            self._done = False
+        return 0
+
+
 @cython.no_gc
 @cython.cclass
 class Suppression(Step):
@@ -2197,6 +2447,7 @@ class Suppression(Step):
         self._tfire = _INF
         self._why = 0  # the pipeline's evidence of its last score (not state: see Pipeline._why)
         self.counter = None  # the pipeline's counter step (not this step's state: see Pipeline.counter)
+        self.views = None  # the pipeline's views step (not this step's state: see Pipeline.views)
 
     def active(self, now):
         """True while a suppression lasts at event time ``now`` (NaN: none)."""
@@ -2282,6 +2533,7 @@ class Pipeline:
         self.spreads = Spread(cfg) if cfg.spread else None
         self.suppression = Suppression(cfg)
         self.suppression.counter = Counter(cfg) if cfg.counter_time else None  # (see counter)
+        self.suppression.views = Views(cfg) if cfg.peak else None  # (see views)
 
     @property
     def counter(self):
@@ -2289,6 +2541,12 @@ class Pipeline:
         object's padding, as it holds ``_why``: the pipeline is 144 B, one 144 B block, and one more reference
         would take a 160 B block."""
         return self.suppression.counter
+
+    @property
+    def views(self):
+        """The views step (:class:`Views`; None while it is off), held by the suppression step as the counter
+        step is (:attr:`counter`)."""
+        return self.suppression.views
 
     def __getattr__(self, name):
         """A setting, read under its own name (``det.pmin``) from the rule's settings."""
@@ -2381,6 +2639,8 @@ class Pipeline:
                 self.spreads.first(x)
             if self.suppression.counter is not None:
                 self.suppression.counter.first(x)
+            if self.suppression.views is not None:
+                self.suppression.views.first(x, now)
             return 0.0
         stuck = self.stuck.score(x, n > self.cfg.learn, span, extremes._lo, extremes._hi, gap)  # 4. a run of repeats
         lo = extremes._lo  # the range before x
@@ -2414,7 +2674,7 @@ class Pipeline:
         var = error._var
         z0 = error.score(x)  # 1b. prediction error, for the series and for the time of day
         day = self.day
-        z = day.observe(x, extremes._lmean, t, width, var, self.cfg.z_scale, z0)
+        z = day.observe(x, extremes._lmean, t, width, var, self.cfg.z_scale, z0, gap)
         # which evidence the score comes from (for the reason of a flag)
         why = _WHY_SURPRISE if raw >= z else (_WHY_HOUR if z > z0 else _WHY_ERROR)
         if z > raw:
@@ -2422,15 +2682,21 @@ class Pipeline:
         elif raw < 0.0:
             raw = 0.0
         error.learn(x)
+        views = self.suppression.views
+        own = 0  # 7. the views step's own report (its evidence), if any
+        agrees = True  # a time-of-day extreme or a new extreme counts (7: a view agrees)
+        if views is not None:
+            own = views.observe(x, n, now, dt, self._t0, span, day.far_mean, day.ready)
+            agrees = views.agrees
         score = self.likelihood.score(raw, n, dt, gap)  # 2. likelihood
         if score > self.cfg.quiet_cap and self.suppression.active(now):
             score = self.cfg.quiet_cap  # damped, it stays under fire: before another step may outscore it
         tod = False  # the score is a time-of-day extreme
-        if day.hit and self.cfg.day_score > score:
+        if day.hit and agrees and self.cfg.day_score > score:
             score = self.cfg.day_score
             tod = True
             why = _WHY_HOUR
-        if new_extreme and self.cfg.extreme >= score:  # (a tie: the extreme, which gets through a suppression)
+        if new_extreme and agrees and self.cfg.extreme >= score:  # (a tie: the extreme, which gets through a suppression)
             score = self.cfg.extreme
             tod = False
             why = _WHY_EXTREME
@@ -2463,12 +2729,16 @@ class Pipeline:
             tod = False
             why = _WHY_BURST
         self.suppression._why = why
-        if self._warming(n, now, self._t0):  # 5. minimum history
+        warming = self._warming(n, now, self._t0)
+        if warming:  # 5. minimum history
             score = 0.0
             extremes.settle()  # (no excursion outlives the learning: see Extremes.settle)
         out = self.suppression.apply(score, tod, now)  # 6. suppression
         if out >= self.cfg.fire and spikes is not None:  # (a cluster of far-out values while reported: see Spike)
             spikes.reported()
+        if own and not warming and self.cfg.extreme > out:  # (neither damped by a suppression nor starting one)
+            out = self.cfg.extreme
+            self.suppression._why = own
         return out
 
     def span(self, dt):
@@ -2860,7 +3130,52 @@ class Pipeline:
             if gu < upper:
                 upper = gu
         hole = hole or hmask or gmask or cmask
-        if not nb and not hole and not ymask:  # every constraint is an interval: the band is where they overlap
+        # 7. the views step: a time-of-day extreme or a new extreme counts only where a view agrees (agree: x >= al
+        # or x <= ad; everywhere while gate is off), and a peak with a rise that completes its hour scores extreme
+        # (x >= pk; inf: none). Its day is rolled here as the sample will roll it (the same event time, next).
+        vw = self.suppression.views
+        gate = False
+        al = _INF
+        ad = -_INF
+        pk = _INF
+        if vw is not None and now == now:
+            vw.roll(now)
+            ka = self.cfg.agree
+            dready = False
+            if slot >= 0 and self.cfg.day_fading and (day._visits[slot] >= self.cfg.day_visits
+                                                      or day.settled(t, self._gap) >= 0):
+                dvar = day._stat[2 * slot + 1]
+                if dvar > 0.0:
+                    dready = True  # the value is z_scale of the slot's deviations from its mean (TimeOfDay.far_mean)
+                    h = self.cfg.z_scale * sqrt(dvar)
+                    c = day._stat[2 * slot]
+                    if shrink > 0.0:
+                        al = base + (c + h) / shrink
+                        ad = base + (c - h) / shrink
+                    elif fabs(c) >= h:  # (the slot keeps 0 whatever the value)
+                        al = -_INF
+            if ka and (dready or vw.ready(n, now, t0)):
+                gate = True
+                if vw._days >= _PEAK_FEW:
+                    unit = vw.unit()
+                    if vw._level + ka * unit < al:
+                        al = vw._level + ka * unit
+                    if vw._level - ka * unit > ad:
+                        ad = vw._level - ka * unit
+                if n >= _VIEW_WARM and now - t0 >= _WEEK:
+                    up, down = vw.rise_edge(ka)
+                    if up < al:
+                        al = up
+                    if down > ad:
+                        ad = down
+            if (vw._days >= _PEAK_FEW and n >= _VIEW_WARM and now - t0 >= _WEEK and not vw._done
+                    and vw._run + sp >= _PEAK_TIME and now - vw._tpeak >= _PEAK_QUIET and self.cfg.extreme >= eff):
+                pk = vw._level + self.cfg.peak * vw.unit()
+                up, down = vw.rise_edge(self.cfg.rise)
+                if up > pk:
+                    pk = up
+        if not nb and not hole and not ymask and not gate and pk == _INF:
+            # every constraint is an interval: the band is where they overlap
             if lower > upper:
                 out[1] = mean  # every value would be flagged
                 out[2] = mean
@@ -2878,6 +3193,9 @@ class Pipeline:
             m = _cut(cuts, m, fl, fu)
         m = _cut(cuts, m, pl, pu)
         m = _cut(cuts, _cut(cuts, _cut(cuts, m, hl, hu), gl, gu), cu, _INF)
+        if gate:
+            m = _cut(cuts, m, ad, al)
+        m = _cut(cuts, m, pk, _INF)
         if ymask:
             m = _cut(cuts, _cut(cuts, m, yl, yu), vl, vu)
         if nb:
@@ -2904,7 +3222,7 @@ class Pipeline:
             else:
                 x = 0.5 * (left + right)
             ok = left <= right and zl < x < zu and sl < x < su and (
-                tl <= x <= tu or (mask and not pl < x < pu) or (hmask and not hl < x < hu) or (gmask and not gl < x < gu)
+                tl <= x <= tu or (gate and ad < x < al) or (mask and not pl < x < pu) or (hmask and not hl < x < hu) or (gmask and not gl < x < gu)
                 or (cmask and x > cu)
                 or (xmask and (x > xu or x < xl) and not fl <= x <= fu)
                 or (ymask and not (yl < x < yu and vl < x < vu and (
@@ -2919,8 +3237,10 @@ class Pipeline:
                 ok = gl < x < gu
             if ok and con:
                 ok = x <= cu
-            if ok and xon and (x > xu or x < xl):
+            if ok and xon and (x > xu or x < xl) and not (gate and ad < x < al):
                 ok = fl <= x <= fu
+            if ok and x >= pk:
+                ok = False
             if ok and nb:
                 ok = _LEVELS[_level(x, lo, width, nb)] < rmax  # x's level, as the surprise step sees it
             if ok and not inside:
@@ -3058,6 +3378,7 @@ def compose(surprise, settings, **defaults):
         ("shifts", Shift),
         ("spreads", Spread),
         ("counter", Counter),
+        ("views", Views),
         ("suppression", Suppression),
     )
     params = [p for _, step in steps for p in step.PARAMS] + [Pipeline.LEARN, Pipeline.LEARN_TIME]
