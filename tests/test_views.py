@@ -1,0 +1,118 @@
+"""The views step of ``sentinel`` (docs/detection.md, "Views that agree, built"; issue 12).
+
+A time-of-day extreme or a new extreme counts only where a second view
+agrees (the peak, the rise or the slot's mean), once a view can see; a peak
+several times the usual daily one, with a rise, lasting an hour, is
+reported, and again days later. ``peak = 0`` leaves the step out: the
+detector as it was before.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+from riverguard.detectors import Sentinel
+from riverguard.detectors.steps import EVIDENCE
+
+T0 = 19674 * 86400.0  # Monday 2023-11-13, 00:00 UTC
+FIVE = 300.0
+PEAK = 10  # the views step's evidence (steps._WHY_PEAK)
+
+
+def _noise(days: float, seed: int = 5) -> list[float]:
+    rng = random.Random(seed)
+    return [100.0 + rng.gauss(0.0, 3.0) for _ in range(int(days * 288))]
+
+
+def _flags(xs: list[float], **params: float) -> list[tuple[int, float, int]]:
+    """(sample, score, evidence) of each flag of a 5-minute series ``xs`` under ``params``."""
+    det = Sentinel(**params)
+    out = []
+    for i, x in enumerate(xs):
+        score = det.process(x, T0 + FIVE * i)
+        if score >= det.default_threshold:
+            out.append((i, score, det._why))
+    return out
+
+
+def test_the_peak_evidence_has_a_name() -> None:
+    assert EVIDENCE[PEAK] == "peak"
+
+
+def _hourly(days: int, dips: dict[int, float]) -> list[tuple[float, float]]:
+    """An hourly daily cycle (10 on 50, noise 1; tests/test_default_detector.py's) with ``dips`` set at hours."""
+    rng = random.Random(2)
+    return [(dips.get(i, 50.0 + 10.0 * math.sin(2 * math.pi * i / 24) + rng.gauss(0.0, 1.0)), T0 + 3600.0 * i)
+            for i in range(24 * days)]
+
+
+def test_a_time_of_day_extreme_that_no_view_backs_is_not_reported() -> None:
+    """Hourly, day 9 at 06:00 (the busiest hour, 60 as a rule): a dip to 45, inside the range. Without the step
+    a time-of-day extreme (0.6); with it, not: 45 is at the day's level (peak 0), 0.7 of the logarithm's
+    deviations under its week's level, and the hour's slot, 7 passes old, still holds the spread of its first
+    value (about 2 of its deviations). A dip to 2 at the same hour is far under the week's level (the rise,
+    about -17): reported with the step too."""
+    at = 24 * 9 + 6
+    for value, without, with_views in ((45.0, True, False), (2.0, True, True)):
+        data = _hourly(12, {at: value})
+        for params, expected in (({"peak": 0.0}, without), ({}, with_views)):
+            det = Sentinel(**params)
+            scores = [det.process(x, t) for x, t in data]
+            assert (scores[at] >= det.default_threshold) is expected, (value, params, scores[at])
+
+
+def test_a_view_that_cannot_see_yet_does_not_object() -> None:
+    """The same modest record on the second day, once the detector scores (200 samples): the peak has no three
+    days of peaks, the rise no week, the hour's slot no second pass: the record is reported as without the
+    step."""
+    xs = _noise(2.0)
+    at = 300
+    top = max(xs[:at])
+    xs[at] = top + 0.25 * (top - min(xs[:at]))
+    assert (at, 1.0, 4) in _flags(xs)
+    assert _flags(xs) == _flags(xs, peak=0.0)
+
+
+def _rate(days: int, peaks: list[int], seed: int = 7) -> list[float]:
+    """A request rate at 5 minutes with a daily cycle (20 on 100, noise 3), and peaks of 2 hours from each of
+    ``peaks`` (a sample): 150 more, 5 to 6 times the usual daily peak."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(days * 288):
+        x = 100.0 + 20.0 * math.sin(2 * math.pi * i / 288) + rng.gauss(0.0, 3.0)
+        if any(p <= i < p + 24 for p in peaks):
+            x += 150.0
+        out.append(x)
+    return out
+
+
+def test_a_peak_several_times_the_usual_daily_one_is_reported_and_again_days_later() -> None:
+    """A peak of 2 hours, 5 to 6 times the usual daily peak, on day 9 and again on day 14 (the same size: the
+    range already holds it, so the second is no new extreme): the views step reports each once, an hour in
+    (12 samples), at 1.0; without the step the second one is reported only by what else sees it."""
+    first, second = 9 * 288 + 120, 14 * 288 + 150
+    xs = _rate(16, [first, second])
+    views = [(i, s) for i, s, why in _flags(xs) if why == PEAK]
+    assert views == [(first + 11, 1.0), (second + 11, 1.0)], views
+    assert not [i for i, _, why in _flags(xs, peak=0.0) if why == PEAK]
+    # (a day apart at least: a third peak 12 hours after the second is the same incident's, not reported again)
+    xs = _rate(16, [first, second, second + 144])
+    assert [i for i, _, why in _flags(xs) if why == PEAK] == [first + 11, second + 11]
+
+
+def test_the_views_step_is_saved_and_restored() -> None:
+    """A restart in the middle of the second peak's hour gives the same scores as no restart (the run of the peak
+    and the days' peaks are in the saved state)."""
+    first, second = 9 * 288 + 120, 14 * 288 + 150
+    xs = _rate(16, [first, second])
+    whole = Sentinel()
+    scores = [whole.process(x, T0 + FIVE * i) for i, x in enumerate(xs)]
+    det = Sentinel()
+    cut = second + 5
+    for i, x in enumerate(xs[:cut]):
+        det.process(x, T0 + FIVE * i)
+    again = Sentinel()
+    again.load_state(det.dump_state())
+    assert [again.process(x, T0 + FIVE * (cut + i)) for i, x in enumerate(xs[cut:])] == scores[cut:]
+    assert again.state_by_name()["views"]["days"] == 14
