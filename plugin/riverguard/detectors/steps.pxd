@@ -49,8 +49,9 @@ cdef inline double _window(Settings cfg, double gap) noexcept
 cdef inline double _clip(double x, double c) noexcept
 @cython.locals(i=int, j=int, below=int, same=int, v=double)
 cdef double _kth(double *values, int n, int k) noexcept
-@cython.locals(a=double, b=double)
-cdef inline double _ew(double gap, double tau, int64_t n) noexcept
+cdef inline double _decay(double gap, double tau) noexcept
+@cython.locals(b=double)
+cdef inline double _ew(double a, int64_t n) noexcept
 cdef inline double _long_weight(Settings cfg, int64_t n) noexcept
 cdef inline double _running(double lam, int64_t n) noexcept
 cdef inline bint _hides(double score, bint on, bint through, bint hour, double day_score) noexcept
@@ -345,7 +346,7 @@ cdef class Views(Step):
     cdef tuple rise_edge(self, double k)
     cdef inline bint ready(self, int64_t n, double now, double t0) noexcept
     @cython.locals(cfg=Settings, excursion=double, p=double, scale=double, dw=double, warm=bint, m=double, k=double,
-                   a=double)
+                   a=double, week=double)
     cdef int observe(self, double x, int64_t n, double now, double dt, double t0, double span, bint far_mean,
                      bint day_ready) noexcept
 cdef class Suppression(Step):

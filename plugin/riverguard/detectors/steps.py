@@ -2195,11 +2195,15 @@ def _clip(x, c):
     return x
 
 
-def _ew(gap, tau, n):
-    """The weight of the newest of ``n`` >= 1 samples in an exponentially weighted mean of time constant ``tau``
-    seconds, the sample ``gap`` seconds after the one before: ``1 - exp(-gap / tau)``, at least ``1 / n`` (the
-    first samples make a plain mean, not the first value's echo)."""
-    a = 1.0 - exp(-gap / tau) if gap > 0.0 else 0.0
+def _decay(gap, tau):
+    """The weight of a sample ``gap`` seconds after the one before in an exponentially weighted mean of time
+    constant ``tau`` seconds: ``1 - exp(-gap / tau)`` (0 for a late sample, or none before)."""
+    return 1.0 - exp(-gap / tau) if gap > 0.0 else 0.0
+
+
+def _ew(a, n):
+    """The weight ``a`` (:func:`_decay`) of the newest of ``n`` >= 1 samples, at least ``1 / n`` (the first
+    samples make a plain mean, not the first value's echo)."""
     b = 1.0 / n
     return a if a > b else b
 
@@ -2393,13 +2397,14 @@ class Views(Step):
         # then learn x
         if self._whole and x != floor(x):
             self._whole = False
-        self._mag += _ew(dt, _WEEK, n + 1) * (fabs(x) - self._mag)
+        week = _decay(dt, _WEEK)
+        self._mag += _ew(week, n + 1) * (fabs(x) - self._mag)
         if excursion > self._top:
             self._top = excursion
-        self._level += _ew(dt, _DAY, n + 1) * excursion * (1.0 if excursion < 0.0 else 0.25)
-        self._wlevel += _ew(dt, _WEEK, n + 1) * (_clip(dw, 3.0 * scale) if warm else dw)
+        self._level += _ew(_decay(dt, _DAY), n + 1) * excursion * (1.0 if excursion < 0.0 else 0.25)
+        self._wlevel += _ew(week, n + 1) * (_clip(dw, 3.0 * scale) if warm else dw)
         a = fabs(dw)
-        self._wdev += _ew(dt, _WEEK, n) * ((a if a < 5.0 * scale or not warm else 5.0 * scale) - self._wdev)
+        self._wdev += _ew(week, n) * ((a if a < 5.0 * scale or not warm else 5.0 * scale) - self._wdev)
         # a peak that lasts an hour, with a rise
         if p >= cfg.peak and m >= cfg.rise:
             self._run += span
