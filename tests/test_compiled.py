@@ -565,3 +565,81 @@ def test_only_a_set_pure_python_selects_the_sources(value: str | None) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(value in (None, "", "0"))
+
+
+def _views_series(n: int = 12 * 288) -> list[tuple[float, float]]:
+    """A 5-minute daily wave for 12 days (the views step sees from the fourth day), a peak on day 9."""
+    import math
+    import random
+
+    rng = random.Random(11)
+    return [(100.0 + 20.0 * math.sin(2 * math.pi * i / 288) + rng.gauss(0.0, 3.0) + (150.0 if 2700 <= i < 2724 else 0.0),
+             1.7e9 + 300.0 * i) for i in range(n)]
+
+
+@pytest.mark.parametrize("build", ["pure", "compiled"])
+def test_explaining_changes_no_state_of_the_views_step(build: str) -> None:
+    """A review's find: the band rolled the views step's day itself, so a sample that the pipeline then leaves
+    unlearned (beyond 1e150: no measurement) left a day rolled early, and with it the days' peaks. The band is
+    worked out from the state as it is now: explain on or off, the same states and scores, such a sample at a
+    later day included (it fails with the roll in the band: 11 days' peaks against 10)."""
+    if build == "compiled" and not BUILT:
+        pytest.skip("detector modules not compiled")
+    Detector = (PURE if build == "pure" else COMPILED)["sentinel"]
+    data = _views_series()
+    data.insert(2000, (1e200, data[1999][1] + 2 * 86400.0))  # (2 days ahead, and never learned)
+    runs = []
+    for explain in (False, True):
+        det = Detector()
+        scores = []
+        for x, t in data:
+            if explain:
+                det.explain(0.5, t)
+            scores.append(det.process(x, t))
+        runs.append((scores, packed(det.dump_state())))
+    assert runs[0] == runs[1]
+    assert det.state_by_name()["views"]["days"] == 12  # (the 13 UTC days the samples span, less the last)
+
+
+@pytest.mark.parametrize("build", ["pure", "compiled"])
+def test_the_views_step_takes_any_timestamp(build: str) -> None:
+    """A review's find: ``floor`` of an infinite timestamp raised in the plain build (Python's ``math.floor``
+    gives an int), not in the compiled one. A timestamp that is not finite is no event time for the step."""
+    if build == "compiled" and not BUILT:
+        pytest.skip("detector modules not compiled")
+    det = (PURE if build == "pure" else COMPILED)["sentinel"]()
+    scores = [det.process(1.0 + i % 3, t) for i, t in enumerate([float("inf"), 1.7e9, float("inf"), -float("inf"), 1.7e9 + 60])]
+    assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+@pytest.mark.parametrize("build", ["pure", "compiled"])
+def test_a_tampered_views_state_is_refused(build: str) -> None:
+    """A review's find: the views step restored NaN or infinite times, levels and peaks, which switch it off
+    silently (a peak never again reported, the days' peaks frozen). Each is refused, as the other steps'
+    impossible states are."""
+    from riverguard.detectors.steps import read_record
+
+    if build == "compiled" and not BUILT:
+        pytest.skip("detector modules not compiled")
+    Detector = (PURE if build == "pure" else COMPILED)["sentinel"]
+    det = Detector()
+    for x, t in _views_series(5 * 288):
+        det.process(x, t)
+    record = det.dump_state()
+    head, _, tail = Detector.STATE_LAYOUT.partition(" | ")
+    fields = [f.rsplit(":", 1) for f in head.partition(": ")[2].split()]
+    form = struct.Struct("<" + "".join("d" if code == "d" else "q" for _, code in fields))
+    names = [name for name, _ in fields]
+    peaks = 1 + [b.rsplit(":", 1)[0] for b in tail.split()].index("views.peaks")
+    Detector().load_state(record)  # (as saved: fine)
+    for name, value in [("views.tpeak", float("nan")), ("views.level", float("inf")), ("views.day", float("nan")),
+                        ("views.wlevel", float("-inf")), ("views.run", -1.0), ("views.top", float("inf"))]:
+        values = list(form.unpack(record[0]))
+        values[names.index(name)] = value
+        with pytest.raises(ValueError, match="views"):
+            Detector().load_state([form.pack(*values), *record[1:]])
+    damaged = list(record)
+    damaged[peaks] = struct.pack("<d", float("inf")) + record[peaks][8:]
+    with pytest.raises(ValueError, match="views"):
+        Detector().load_state(damaged)
+    assert read_record(Detector.STATE_LAYOUT, record)["views"]["days"] == 5

@@ -47,8 +47,10 @@ cdef inline double _share(double part, double whole, int64_t n) noexcept
 @cython.locals(w=double)
 cdef inline double _window(Settings cfg, double gap) noexcept
 cdef inline double _clip(double x, double c) noexcept
-@cython.locals(i=int, j=int, below=int, same=int, v=double)
-cdef double _kth(double *values, int n, int k) noexcept
+@cython.locals(i=int, j=int, below=int, same=int, v=double, w=double, last=int)
+cdef double _kth(double *values, int first, int n, double extra, int k) noexcept
+@cython.locals(m=int, half=int)
+cdef double _median(double *values, int first, int n, double extra) noexcept
 cdef inline double _decay(double gap, double tau) noexcept
 @cython.locals(b=double)
 cdef inline double _ew(double a, int64_t n) noexcept
@@ -331,24 +333,26 @@ cdef class Views(Step):
     cdef public bint _whole, _done
     cdef readonly bint agrees
     cdef double *_peaks
+    @cython.locals(i=int)
     cdef object _buffer(self, str name, object data)
     cdef bint _fits(self) except -1
     cdef inline double _log(self, double x) noexcept
     cdef void first(self, double x, double now) noexcept
-    @cython.locals(peaks="double *", days=int, i=int, half=int)
-    cdef void _push(self, double top) noexcept
-    @cython.locals(d=double)
+    cdef inline bint rolls(self, double now) noexcept
+    @cython.locals(days=int, first=int)
+    cdef tuple rolled(self)
+    @cython.locals(d=double, peaks="double *", days=int, i=int)
     cdef void roll(self, double now) noexcept
     @cython.locals(unit=double, f=double, least=double)
-    cdef double unit(self) noexcept
+    cdef double unit(self, double usual) noexcept
     cdef inline double scale(self) noexcept
     @cython.locals(base=double, s=double, up=double, down=double)
     cdef tuple rise_edge(self, double k)
-    cdef inline bint ready(self, int64_t n, double now, double t0) noexcept
+    cdef inline bint ready(self, int days, int64_t n, double now, double t0) noexcept
     @cython.locals(cfg=Settings, excursion=double, p=double, scale=double, dw=double, warm=bint, m=double, k=double,
                    a=double, week=double)
-    cdef int observe(self, double x, int64_t n, double now, double dt, double t0, double span, bint far_mean,
-                     bint day_ready) noexcept
+    cdef int observe(self, double x, int64_t n, double now, double dt, double t0, double span,
+                     bint far_mean, bint day_ready) noexcept
 cdef class Suppression(Step):
     cdef readonly Settings cfg
     cdef public int64_t _quiet
@@ -411,7 +415,7 @@ cdef class Pipeline:
                    xmask=bint, hour=bint, rday=double, ry=double, yall=bint, yl=double, yu=double,
                    yh=double, vl=double, vu=double, ymask=bint, gl=double, gu=double, gon=bint, gmask=bint, spr=Spread, ymin=double,
                    son=bint, smask=bint, ctr=Counter, counts=bint, cu=double, con=bint, cmask=bint, need=double,
-                   vw=Views, gate=bint, al=double, ad=double, pk=double, ka=double, dready=bint)
+                   vw=Views, gate=bint, al=double, ad=double, pk=double, ka=double, vdays=int, usual=double, dready=bint)
     cdef int explain_into(self, double threshold, object t, double *out) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)

@@ -325,8 +325,8 @@ def _swapped(data):
     return b"".join([data[i : i + 8][::-1] for i in range(0, len(data), 8)])
 
 
-# scratch space of Pipeline.explain_into: the surprise of each level, and the band's cut points (11 pairs, one more
-# and the inner edges of at most 16 levels: 38); and its answer for Pipeline.explain (the expected value and the band's edges)
+# scratch space of Pipeline.explain_into: the surprise of each level, and the band's cut points (11 pairs, two
+# singles and the inner edges of at most 16 levels: 39); and its answer for Pipeline.explain (the expected value and the band's edges)
 _LEVELS = zeroed_doubles(16)
 _CUTS = zeroed_doubles(40)
 _BAND = zeroed_doubles(3)
@@ -843,7 +843,7 @@ class TimeOfDay(Step):
         self.cfg = cfg
         self._slot = -1  # the previous sample's slot (-1: none yet)
         self.hit = False
-        self.ready = False
+        self.ready = False  # the last value's slot could say whether it was far from the slot's mean (Views)
         self.far_mean = False  # the last value was z_scale of its slot's deviations from the slot's mean (Views)
         # per slot: the range seen (_lo: every slot's low, then every slot's high), the passes through it
         # (<= 255), and the mean and variance (interleaved); the range, mean and variance as 4-byte floats, each
@@ -2208,20 +2208,32 @@ def _ew(a, n):
     return a if a > b else b
 
 
-def _kth(values, n, k):
-    """The ``k``-th smallest (from 0) of the first ``n`` of ``values`` (n * n steps: 14 days' peaks, once a day)."""
-    for i in range(n):
-        v = values[i]
+def _kth(values, first, n, extra, k):
+    """The ``k``-th smallest (from 0) of ``values[first:n]`` and ``extra`` (NaN: none) (quadratic: 15 values
+    at most, a day's peaks, once a day)."""
+    last = n if extra != extra else n + 1
+    for i in range(first, last):
+        v = values[i] if i < n else extra
         below = 0
         same = 0
-        for j in range(n):
-            if values[j] < v:
+        for j in range(first, last):
+            w = values[j] if j < n else extra
+            if w < v:
                 below += 1
-            elif values[j] == v:
+            elif w == v:
                 same += 1
         if below <= k < below + same:
             return v
     return 0.0
+
+
+def _median(values, first, n, extra):
+    """The median of ``values[first:n]`` and ``extra`` (NaN: none), of one value at least."""
+    m = n - first + (0 if extra != extra else 1)
+    half = m // 2
+    if m % 2:
+        return _kth(values, first, n, extra, half)
+    return 0.5 * (_kth(values, first, n, extra, half - 1) + _kth(values, first, n, extra, half))
 
 
 @cython.no_gc
@@ -2249,9 +2261,14 @@ class Views(Step):
       Otherwise the score is what the other evidence gives: a daily
       pattern broken, or a new record, that nothing else shows is the
       commonest false alarm on both corpora. A view that cannot see yet
-      does not object: before the peak has three days behind it, the rise
-      a week and the slot its ``day_visits``, those reports count as they
-      did without this step.
+      does not object: the agreement is asked once the peak has three
+      days' peaks behind it, the rise a week (and 30 samples), or the
+      slot its ``day_visits`` passes or is settled (at one sample a minute
+      and finer, the second day; its mean follows a lasting excursion
+      within a few samples, so there a lasting record on the second or
+      third day may go unbacked). A new extreme that no view backs is
+      still taken by the new-extremes step for one reported (its range and
+      episodes go on as after a report).
     - **Peaks.** A peak ``peak`` (3) times the usual one, with a rise of
       ``rise`` (2) or more at the same sample, lasting an hour of event
       time, scores ``extreme``, once a run and a day apart at least: a
@@ -2302,11 +2319,20 @@ class Views(Step):
         free_buffer(self._peaks)
 
     def _buffer(self, name, data):
-        return doubles_io(self._peaks, _PEAK_DAYS, data)
+        if not doubles_io(self._peaks, _PEAK_DAYS, data):
+            return False
+        if data is not None:  # (restored: every day's peak a finite number, as a series can set only those)
+            for i in range(_PEAK_DAYS):
+                if not -_INF < self._peaks[i] < _INF:
+                    return False
+            return True
+        return doubles_io(self._peaks, _PEAK_DAYS, None)
 
     def _fits(self):
         return (0 <= self._days <= _PEAK_DAYS and 0.0 <= self._mag < _INF and 0.0 <= self._usual < _INF
-                and 0.0 <= self._wdev < _INF and self._wlevel == self._wlevel and self._level == self._level)
+                and 0.0 <= self._wdev < _INF and -_INF < self._wlevel < _INF and -_INF < self._level < _INF
+                and (self._day == -_INF or -_INF < self._day < _INF) and self._top < _INF and self._top == self._top
+                and 0.0 <= self._run < _INF and self._tpeak < _INF and self._tpeak == self._tpeak)
 
     def _log(self, x):
         """The logarithm the rise measures: of the value (0 if below), plus a tenth of the mean magnitude."""
@@ -2317,39 +2343,45 @@ class Views(Step):
         self._whole = x == floor(x)
         self._level = x
         self._wlevel = self._log(x)
-        if now == now:
+        if -_INF < now < _INF:
             self._day = floor(now / _DAY) + 0.0  # (a float, never -0.0: the same state in both builds)
             self._top = 0.0
 
-    def _push(self, top):
-        """Keep ``top``, the largest excursion of a day just over, with the last ``_PEAK_DAYS`` days', and their
-        median."""
-        peaks = self._peaks
+    def rolls(self, now):
+        """Whether event time ``now`` (finite) begins a new UTC day whose predecessor's largest excursion is kept
+        (a late sample belongs to the day it came in)."""
+        return floor(now / _DAY) + 0.0 > self._day and self._top > -_INF
+
+    def rolled(self):
+        """``(days, usual)``: the days' peaks kept and their median once the current day is over (:meth:`roll`),
+        for the band, which must not change the state."""
         days = self._days
-        if days < _PEAK_DAYS:
-            peaks[days] = top
-            days += 1
-            self._days = days
-        else:
-            for i in range(_PEAK_DAYS - 1):
-                peaks[i] = peaks[i + 1]
-            peaks[_PEAK_DAYS - 1] = top
-        half = days // 2
-        self._usual = _kth(peaks, days, half) if days % 2 else 0.5 * (_kth(peaks, days, half - 1) + _kth(peaks, days, half))
+        first = 1 if days == _PEAK_DAYS else 0
+        return days - first + 1, _median(self._peaks, first, days, self._top)
 
     def roll(self, now):
-        """Start the UTC day of event time ``now`` if it is a new one (a late sample belongs to the day it came in),
-        keeping the largest excursion of the day that ended."""
+        """Start the UTC day of event time ``now`` (finite) if it is a new one, keeping the largest excursion of
+        the day that ended with the last ``_PEAK_DAYS`` days', and their median."""
         d = floor(now / _DAY) + 0.0
         if d > self._day:
             if self._top > -_INF:
-                self._push(self._top)
+                peaks = self._peaks
+                days = self._days
+                if days < _PEAK_DAYS:
+                    peaks[days] = self._top
+                    self._days = days + 1
+                else:
+                    for i in range(_PEAK_DAYS - 1):
+                        peaks[i] = peaks[i + 1]
+                    peaks[_PEAK_DAYS - 1] = self._top
+                self._usual = _median(peaks, 0, self._days, _NAN)
             self._day = d
             self._top = -_INF
 
-    def unit(self):
-        """The peak's unit: the usual daily peak, at least 5 % of the mean magnitude (and 1 for whole numbers)."""
-        unit = self._usual
+    def unit(self, usual):
+        """The peak's unit for the usual daily peak ``usual``: at least 5 % of the mean magnitude (and 1 for whole
+        numbers)."""
+        unit = usual
         f = 0.05 * self._mag
         if f > unit:
             unit = f
@@ -2369,10 +2401,10 @@ class Views(Step):
         down = exp(self._wlevel - s) - base
         return (up if up > 0.0 else -_INF), (down if down >= 0.0 else -_INF)
 
-    def ready(self, n, now, t0):
-        """Whether the peak (three days' peaks) or the rise (a week and ``_VIEW_WARM`` samples) can see, for a sample
-        after ``n`` others at event time ``now`` (the first at ``t0``)."""
-        return self._days >= _PEAK_FEW or (n >= _VIEW_WARM and now - t0 >= _WEEK)
+    def ready(self, days, n, now, t0):
+        """Whether the peak (``days`` >= three days' peaks) or the rise (a week and ``_VIEW_WARM`` samples) can see,
+        for a sample after ``n`` others at event time ``now`` (the first at ``t0``)."""
+        return days >= _PEAK_FEW or (n >= _VIEW_WARM and now - t0 >= _WEEK)
 
     def observe(self, x, n, now, dt, t0, span, far_mean, day_ready):
         """Learn ``x``, sample ``n`` + 1 (``n`` >= 1; event time ``now``, ``dt`` seconds after the latest one, the
@@ -2380,20 +2412,20 @@ class Views(Step):
         mean, ``day_ready``: that slot can say so); set :attr:`agrees`, and return ``_WHY_PEAK`` for a report of
         its own, else 0."""
         self.agrees = True
-        if not now == now:  # (no event time: nothing to say)
+        if not -_INF < now < _INF:  # (no event time: nothing to say)
             return 0
         cfg = self.cfg
         self.roll(now)
         # the views, against the state before x
         excursion = x - self._level
-        p = excursion / self.unit() if self._days >= _PEAK_FEW else 0.0
+        p = excursion / self.unit(self._usual) if self._days >= _PEAK_FEW else 0.0
         scale = self.scale()
         dw = self._log(x) - self._wlevel
         warm = n >= _VIEW_WARM
         m = dw / scale if warm and now - t0 >= _WEEK else 0.0
         k = cfg.agree
-        self.agrees = (not k or not (self.ready(n, now, t0) or day_ready) or fabs(p) >= k or fabs(m) >= k
-                       or far_mean)  # (a view that cannot see yet does not object)
+        self.agrees = (not k or not (day_ready or self.ready(self._days, n, now, t0)) or fabs(p) >= k
+                       or fabs(m) >= k or far_mean)  # (views that cannot see yet do not object)
         # then learn x
         if self._whole and x != floor(x):
             self._whole = False
@@ -3143,15 +3175,18 @@ class Pipeline:
         al = _INF
         ad = -_INF
         pk = _INF
-        if vw is not None and now == now:
-            vw.roll(now)
+        if vw is not None and -_INF < now < _INF:
+            vdays = vw._days
+            usual = vw._usual
+            if vw.rolls(now):  # (the sample will start a new day: its peaks as they will be, the state unchanged)
+                vdays, usual = vw.rolled()
             ka = self.cfg.agree
-            dready = False
+            dready = False  # the slot can say whether the value is far from its mean (TimeOfDay.ready)
             if slot >= 0 and self.cfg.day_fading and (day._visits[slot] >= self.cfg.day_visits
                                                       or day.settled(t, self._gap) >= 0):
                 dvar = day._stat[2 * slot + 1]
-                if dvar > 0.0:
-                    dready = True  # the value is z_scale of the slot's deviations from its mean (TimeOfDay.far_mean)
+                if dvar > 0.0:  # the value is z_scale of the slot's deviations from its mean (TimeOfDay.far_mean)
+                    dready = True
                     h = self.cfg.z_scale * sqrt(dvar)
                     c = day._stat[2 * slot]
                     if shrink > 0.0:
@@ -3159,10 +3194,10 @@ class Pipeline:
                         ad = base + (c - h) / shrink
                     elif fabs(c) >= h:  # (the slot keeps 0 whatever the value)
                         al = -_INF
-            if ka and (dready or vw.ready(n, now, t0)):
+            if ka and (dready or vw.ready(vdays, n, now, t0)):
                 gate = True
-                if vw._days >= _PEAK_FEW:
-                    unit = vw.unit()
+                if vdays >= _PEAK_FEW:
+                    unit = vw.unit(usual)
                     if vw._level + ka * unit < al:
                         al = vw._level + ka * unit
                     if vw._level - ka * unit > ad:
@@ -3173,9 +3208,9 @@ class Pipeline:
                         al = up
                     if down > ad:
                         ad = down
-            if (vw._days >= _PEAK_FEW and n >= _VIEW_WARM and now - t0 >= _WEEK and not vw._done
+            if (vdays >= _PEAK_FEW and n >= _VIEW_WARM and now - t0 >= _WEEK and not vw._done
                     and vw._run + sp >= _PEAK_TIME and now - vw._tpeak >= _PEAK_QUIET and self.cfg.extreme >= eff):
-                pk = vw._level + self.cfg.peak * vw.unit()
+                pk = vw._level + self.cfg.peak * vw.unit(usual)
                 up, down = vw.rise_edge(self.cfg.rise)
                 if up > pk:
                     pk = up
