@@ -268,15 +268,20 @@ def zeroed_floats(n):
     return array("f", bytes(4 * n))
 
 
+def _clip(x, c):
+    """``x`` within ``-c .. c`` (``c`` >= 0; NaN stays NaN)."""
+    if x > c:
+        return c
+    if x < -c:
+        return -c
+    return x
+
+
 def _f32(x):
     """``x`` bounded by the largest 4-byte float (NaN stays NaN): what a float buffer may keep without becoming
     infinite where a double would not (still a double: a store rounds it to the nearest float; :func:`_f32_out`
     rounds toward a side)."""
-    if x > _FLT_MAX:
-        return _FLT_MAX
-    if x < -_FLT_MAX:
-        return -_FLT_MAX
-    return x
+    return _clip(x, _FLT_MAX)
 
 
 def _f32_out(x, side):
@@ -2184,15 +2189,6 @@ class Counter(Step):
             # that keeps rising is judged against the peaks before it, not against itself)
             self._top = prev
         return out
-
-
-def _clip(x, c):
-    """``x`` within ``-c .. c`` (``c`` >= 0)."""
-    if x > c:
-        return c
-    if x < -c:
-        return -c
-    return x
 
 
 def _decay(gap, tau):
