@@ -2315,14 +2315,14 @@ class Views(Step):
         free_buffer(self._peaks)
 
     def _buffer(self, name, data):
+        if data is None:
+            return doubles_io(self._peaks, _PEAK_DAYS, None)
         if not doubles_io(self._peaks, _PEAK_DAYS, data):
             return False
-        if data is not None:  # (restored: every day's peak a finite number, as a series can set only those)
-            for i in range(_PEAK_DAYS):
-                if not -_INF < self._peaks[i] < _INF:
-                    return False
-            return True
-        return doubles_io(self._peaks, _PEAK_DAYS, None)
+        for i in range(_PEAK_DAYS):  # (restored: every day's peak a finite number, as a series sets only those)
+            if not -_INF < self._peaks[i] < _INF:
+                return False
+        return True
 
     def _fits(self):
         return (0 <= self._days <= _PEAK_DAYS and 0.0 <= self._mag < _INF and 0.0 <= self._usual < _INF
@@ -2435,7 +2435,8 @@ class Views(Step):
         self._wdev += _ew(week, n) * ((a if a < 5.0 * scale or not warm else 5.0 * scale) - self._wdev)
         # a peak that lasts an hour, with a rise
         if p >= cfg.peak and m >= cfg.rise:
-            self._run += span
+            if span > 0.0:  # (NaN: the sample before had no event time; it stands for none)
+                self._run += span
             if not self._done and self._run >= _PEAK_TIME:
                 self._done = True
                 if now - self._tpeak >= _PEAK_QUIET:
