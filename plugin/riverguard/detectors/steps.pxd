@@ -166,8 +166,10 @@ cdef class TimeOfDay(Step):
     @cython.locals(width=double, tt=double, day=double, slot=int64_t, per_day=int)
     cdef int64_t slot_at(self, object t) except? -2
     cdef inline bint _known(self, int vis, double dlo, double dhi, double span) noexcept
-    @cython.locals(slot=int64_t, vis=int)
+    @cython.locals(slot=int64_t)
     cdef int64_t settled(self, object t, double gap) except? -2
+    cdef inline bint _remembers(self, int vis, double gap) noexcept
+    cdef inline bint says_far(self, int vis, double dvar, double gap) noexcept
     @cython.locals(h=double, m=double)
     cdef double reach(self, int64_t slot, double span) noexcept
     @cython.locals(slot=int64_t, v=double)

@@ -902,10 +902,18 @@ class TimeOfDay(Step):
         slot = self.slot_at(t)
         if slot < 0 or not self.cfg.day_fading:
             return -1
-        vis = self._visits[slot]
-        if vis >= 2 and vis * self.cfg.width * self.cfg.day_fading >= gap:
-            return slot
-        return -1
+        return slot if self._remembers(self._visits[slot], gap) else -1
+
+    def _remembers(self, vis, gap):
+        """Whether a slot passed through ``vis`` times has seen as many samples as its mean and variance remember
+        (``gap`` the usual interval; with ``day_fading``): :meth:`settled`'s rule."""
+        return vis >= 2 and vis * self.cfg.width * self.cfg.day_fading >= gap
+
+    def says_far(self, vis, dvar, gap):
+        """Whether a slot passed through ``vis`` times, of variance ``dvar``, says whether a value is far from its
+        mean (:attr:`ready`, the views step's third view): a variance, and ``day_visits`` passes or
+        :meth:`settled`'s rule (with ``day_fading``)."""
+        return dvar > 0.0 and (vis >= self.cfg.day_visits or self._remembers(vis, gap))
 
     def reach(self, slot, span):
         """How far from the mean of ``slot`` (:meth:`settled`) a value is far for the hour: ``extreme_sd`` of the
@@ -951,8 +959,7 @@ class TimeOfDay(Step):
             if vis:
                 ds = v - self._stat[i]
                 dvar = self._stat[i + 1]
-                if dvar > 0.0 and (vis >= self.cfg.day_visits or (vis >= 2 and vis * self.cfg.width
-                                                                     * self.cfg.day_fading >= gap)):  # (or settled)
+                if self.says_far(vis, dvar, gap):
                     self.ready = True
                     self.far_mean = abs(ds) >= z_scale * sqrt(dvar)
                 if vis >= self.cfg.day_visits and dvar > 0.0:
@@ -3179,10 +3186,9 @@ class Pipeline:
                 vdays, usual = vw.rolled()
             ka = self.cfg.agree
             dready = False  # the slot can say whether the value is far from its mean (TimeOfDay.ready)
-            if slot >= 0 and self.cfg.day_fading and (day._visits[slot] >= self.cfg.day_visits
-                                                      or day.settled(t, self._gap) >= 0):
+            if slot >= 0 and self.cfg.day_fading:
                 dvar = day._stat[2 * slot + 1]
-                if dvar > 0.0:  # the value is z_scale of the slot's deviations from its mean (TimeOfDay.far_mean)
+                if day.says_far(day._visits[slot], dvar, self._gap):  # (z_scale of its deviations: far_mean)
                     dready = True
                     h = self.cfg.z_scale * sqrt(dvar)
                     c = day._stat[2 * slot]
