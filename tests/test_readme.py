@@ -57,10 +57,11 @@ def test_explain_example_is_real_output(tmp_path: Path, name: str) -> None:
     _check_diff(name, ["--config", str(path)])
 
 
-def test_spike_example_config_flags_a_one_minute_spike_the_default_leaves(tmp_path: Path) -> None:
+def test_spike_example_config_flags_a_one_minute_spike_at_once(tmp_path: Path) -> None:
     """"Spikes": the README's rule (``spike_time = 0``), on crash rates a minute apart whose one-minute spike
-    and dip stay inside the range seen, flags them (score 0.9); the same rule without its params (the
-    default, ``spike_time`` half an hour) does not."""
+    and dip stay inside the range seen, flags them at once (score 0.9); the same rule without its params (the
+    default, ``spike_time`` half an hour) does not: it flags the spike on the next minute, as a lone value
+    (1.0), and not the dip."""
     from test_spike import MINUTE, spiky
 
     config = re.search(r"<!-- example-spike-config:.*?-->\n```toml\n(.*?)```", README, re.S)
@@ -79,7 +80,10 @@ def test_spike_example_config_flags_a_one_minute_spike_the_default_leaves(tmp_pa
         assert b",rate_anomaly_score=0.9,rate_anomaly=true " in on[i], on[i]
         assert b",rate_anomaly=false " in off[i], off[i]
     flags = [{i for i, line in enumerate(lines) if b"rate_anomaly=true" in line} for lines in (on, off)]
-    assert flags[0] == flags[1] | {spike, spike + 1}  # (both flag the early burst and drop that set the range)
+    # (both flag the early burst and drop that set the range; the default flags host a's spike on its next
+    # minute, two lines on, as a lone value: the step that reports it at once with the rule leaves it then)
+    assert b",rate_anomaly_score=1.0,rate_anomaly=true " in off[spike + 2]
+    assert flags[0] | {spike + 2} == flags[1] | {spike, spike + 1}
 
 
 def test_quickstart_commands_run_as_written(tmp_path: Path) -> None:
@@ -503,3 +507,21 @@ def test_the_epoch_conversion_gives_a_labelled_file_evaluate_takes(tmp_path: Pat
         data = json.loads(result.stdout)
         figures.append((data["profiles"], data["events"], data["rows"]))
     assert figures[0] == figures[1] and figures[0][2] == 600
+
+
+def test_lone_value_example_is_real_output() -> None:
+    """"A second view that agrees": the three lines around a lone minute of three days of a request rate (the
+    series of tests/test_views.py's lone values, whole numbers) replayed through ``riverguard run``."""
+    from test_views import T0, _minutes
+
+    block = re.search(r"<!-- example-lone:.*?-->\n```diff\n(.*?)```", README, re.S)
+    assert block, "the README lost its example-lone block"
+    before = [line[2:] for line in block.group(1).splitlines() if line.startswith("- ")]
+    after = [line[2:] for line in block.group(1).splitlines() if line.startswith("+ ")]
+    at = 2 * 1440 - 10
+    lines = [f"requests,host=db rps={round(x)} {int(T0 + 60 * i) * 10**9}"
+             for i, x in enumerate(_minutes(3, {at: 3.0}))]
+    assert lines[at - 1 : at + 2] == before
+    result = subprocess.run([sys.executable, "-m", "riverguard", "run"], input="".join(line + "\n" for line in lines),
+                            capture_output=True, check=True, text=True)
+    assert result.stdout.splitlines()[at - 1 : at + 2] == after

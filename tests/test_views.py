@@ -116,3 +116,76 @@ def test_the_views_step_is_saved_and_restored() -> None:
     again.load_state(det.dump_state())
     assert [again.process(x, T0 + FIVE * (cut + i)) for i, x in enumerate(xs[cut:])] == scores[cut:]
     assert again.state_by_name()["views"]["days"] == 14
+
+
+LONE = 11  # the views step's evidence for a lone value (steps._WHY_LONE)
+
+
+def _minutes(days: float, spikes: dict[int, float], step: float = 60.0, seed: int = 8) -> list[float]:
+    """A request rate every ``step`` seconds, 400 at night and 1 500 at noon (noise 20; CMD's
+    mongodb-machine-rps in shape), with ``spikes``: a sample at that many times its value."""
+    rng = random.Random(seed)
+    return [(400.0 + 1100.0 * max(0.0, math.sin(2 * math.pi * (i * step / 86400.0 - 1 / 6))) ** 2
+             + rng.gauss(0.0, 20.0)) * spikes.get(i, 1.0) for i in range(int(days * 86400 / step))]
+
+
+def _lone_flags(xs: list[float], step: float = 60.0, **params: float) -> list[tuple[int, int]]:
+    det = Sentinel(**params)
+    out = []
+    for i, x in enumerate(xs):
+        if det.process(x, T0 + step * i) >= det.default_threshold:
+            out.append((i, det._why))
+    return out
+
+
+def test_a_lone_minute_is_reported_on_the_next_one() -> None:
+    """CMD's mongodb-machine-rps in small: a minute at 3 times the minutes around it, at 23:50 on days 2 and 4,
+    each reported on the next minute (a lone value is known to be one then) as ``lone``, with the reason
+    ``spike``; with ``lone = 0`` neither is. The hour's slot agrees (the value is far from its mean)."""
+    at = [2 * 1440 - 10, 4 * 1440 - 10]
+    xs = _minutes(5, {i: 3.0 for i in at})
+    assert EVIDENCE[LONE] == "lone"
+    flags = _lone_flags(xs)
+    assert [(i, why) for i, why in flags if why == LONE] == [(i + 1, LONE) for i in at]
+    assert not [i for i, _ in _lone_flags(xs, lone=0.0) if i - 1 in at or i in at]
+    det = Sentinel()
+    for i, x in enumerate(xs[: at[0] + 2]):
+        det.process(x, T0 + 60.0 * i)
+    assert det.reason(xs[at[0] + 1]) == "spike"
+
+
+def test_routine_lone_minutes_are_not_reported_again_and_again() -> None:
+    """A minute at 2.5 times the level every 3 hours: each stands out from nothing in the last 12 hours (the one
+    3 hours before is as large), so none is reported as lone, where a single one is
+    (``test_a_lone_minute_is_reported_on_the_next_one``). A value that stays up (the level doubled for an hour)
+    is no lone value either: the next value is not back under half."""
+    every = {i: 2.5 for i in range(700, 6 * 1440, 180)}
+    assert not [i for i, why in _lone_flags(_minutes(6, every)) if why == LONE]
+    lasting = {i: 2.0 for i in range(2 * 1440 - 10, 2 * 1440 + 50)}
+    assert not [i for i, why in _lone_flags(_minutes(3, lasting)) if why == LONE]
+
+
+def test_lone_values_are_looked_for_at_a_minute_or_finer() -> None:
+    """The same lone value in a 5-minute series is not a lone value (one sample stands for 5 minutes there, and
+    the spike step judges it); at 10 s it is."""
+    at = 2 * 288 - 2
+    assert not [i for i, why in _lone_flags(_minutes(5, {at: 3.0}, 300.0), 300.0) if why == LONE]
+    at = 2 * 8640 - 60
+    assert [i for i, why in _lone_flags(_minutes(2.5, {at: 3.0}, 10.0), 10.0) if why == LONE] == [at + 1]
+
+
+def test_a_restart_between_a_lone_value_and_the_next_keeps_the_report() -> None:
+    """The latest value's candidacy (``pend``) and the hours' largest deviations (``tops``) are saved: a restart
+    right after the lone minute gives the same scores as none."""
+    at = 2 * 1440 - 10
+    xs = _minutes(3, {at: 3.0})
+    whole = Sentinel()
+    scores = [whole.process(x, T0 + 60.0 * i) for i, x in enumerate(xs)]
+    det = Sentinel()
+    for i, x in enumerate(xs[: at + 1]):
+        det.process(x, T0 + 60.0 * i)
+    assert det.state_by_name()["views"]["pend"]
+    again = Sentinel()
+    again.load_state(det.dump_state())
+    assert [again.process(x, T0 + 60.0 * (at + 1 + i)) for i, x in enumerate(xs[at + 1:])] == scores[at + 1:]
+    assert scores[at + 1] >= 0.5

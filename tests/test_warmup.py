@@ -105,18 +105,19 @@ def test_checkpoints_of_the_default_rule_keep_matching() -> None:
     far-out values had to beat the series' own clusters of them and ``far`` became 6 in sentinel (``spikes.peak``,
     ``crec``, ``owe`` for ``nfar``, ``tfar``, ``prev``, ``said``; the setting ``far_record`` for ``far_p``), and when
     the views step became part of sentinel (``peak = 0`` is the rule as it was before; ``context``, where it is
-    off, keeps its fingerprint). Not
+    off, keeps its fingerprint), and when the views step looked for lone values (``views.hlevel``, ``hdev``,
+    ``hour``, ``pend``, ``tlone`` and the buffer ``tops``; ``peak = 0`` still is the rule before the views step). Not
     when the likelihood's floor grew at fine sampling (``fine_time``): it changes how a sample is scored, not
     what the state holds, and is no part of a fingerprint, at any value."""
     from riverguard.config import Rule
 
-    assert Rule(index=1, name="all").fingerprint == "8f76129728089fbc"
+    assert Rule(index=1, name="all").fingerprint == "e7a22b71783a8cd6"
     assert Rule(index=1, name="all", params={"peak": 0.0}).fingerprint == "f08c5f1428989562"
     assert Rule(index=1, name="all", params={"counter_time": 0.0, "peak": 0.0}).fingerprint == "57b0aef4f9d678e6"
     assert Rule(index=1, name="all", params={"spread": 0.0, "counter_time": 0.0, "peak": 0.0}).fingerprint == "adc1f1237b57c1bd"
     assert Rule(index=1, name="all", params={"spike": 0.0, "spread": 0.0, "counter_time": 0.0, "peak": 0.0}).fingerprint == "12b64d08a93bb45b"
     assert Rule(index=1, name="all", params={"shift": 0.0, "spread": 0.0, "counter_time": 0.0, "peak": 0.0}).fingerprint == "e7f21cb7a361603d"
     assert Rule(index=1, name="all", detector="context").fingerprint == "553c4b84308c5224"
-    assert Rule(index=1, name="all", warmup=10).fingerprint == "8f76129728089fbc"
+    assert Rule(index=1, name="all", warmup=10).fingerprint == "e7a22b71783a8cd6"
     for fine_time in (0.0, 60.0, 300.0):
-        assert Rule(index=1, name="all", params={"fine_time": fine_time}).fingerprint == "8f76129728089fbc"
+        assert Rule(index=1, name="all", params={"fine_time": fine_time}).fingerprint == "e7a22b71783a8cd6"

@@ -54,7 +54,7 @@ CONTINUOUS = {
     "value_long": (2e-4, 0.02), "day_margin": (0.02, 0.3), "day_score": (0.5, 1.0),
     "spike": (4.0, 40.0), "spike_time": (60.0, 7200.0), "spike_record": (0.1, 1.0),
     "shift": (2.0, 30.0), "shift_samples": (2.0, 100.0), "shift_record": (0.0, 1.0), "spread": (2.0, 30.0),
-    "peak": (1.5, 12.0), "rise": (0.5, 8.0), "agree": (0.5, 6.0),
+    "peak": (1.5, 12.0), "rise": (0.5, 8.0), "agree": (0.5, 6.0), "lone": (2.0, 30.0),
 }  # fmt: skip
 ADDITIVE = {"margin", "damp", "day_score"}
 INTEGER = {"bins": (4, 15), "suppress": (100, 900), "learn": (60, 500), "day_visits": (2, 20)}

@@ -160,7 +160,8 @@ class Transitions(Surprise):
 # far beyond the series' own clusters of them is reported: docs/detection.md "Bursts beyond the clusters"; a
 # sparse count at fine sampling is not flagged for chance pairs: docs/detection.md "Sparse counts at fine sampling"; a
 # time-of-day extreme or a new extreme needs a second view that agrees, and a peak several times the usual daily
-# one is reported: docs/detection.md "Views that agree, built".
+# one is reported: docs/detection.md "Views that agree, built"; so is a lone minute that stands out from the
+# last 12 hours: docs/detection.md "Lone values".
 _STEPS, _SETTINGS, _PARAMS, _LAYOUT = compose(
     Transitions, SentinelSettings,
     day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True, spike=12.0,
@@ -338,8 +339,12 @@ class Sentinel(Pipeline):
        its slot's standard deviations from the slot's mean (a view not
        ready yet does not object); and a peak ``peak`` (3) times the usual
        one with a rise of ``rise`` (2), lasting an hour, scores ``extreme``
-       (a day apart at least, outside the suppression). With ``peak = 0``
-       the step is left out.
+       (a day apart at least, outside the suppression). At one sample a
+       minute or finer, a *lone value* (one sample ``lone`` (6) deviations
+       above the logarithm's level of the last hour, twice as far as any
+       of the last 12 hours, the next back under half) is reported on the
+       next sample, 6 hours apart at least. With ``peak = 0`` the step is
+       left out.
 
     Without event times the time-of-day step is skipped and everything else
     counts samples. The detector keeps about 3.3 KiB per series (3 381 B of memory at 100 000 series; the

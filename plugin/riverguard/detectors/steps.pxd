@@ -8,10 +8,10 @@ from libc.stdint cimport int64_t
 
 cdef double _SQRT1_2, _DAY, _NAN, _INF
 cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE, _WHY_SHIFT, _WHY_SPREAD, _WHY_BURST
-cdef int _WHY_PEAK
-cdef int _PEAK_DAYS, _PEAK_FEW
+cdef int _WHY_PEAK, _WHY_LONE
+cdef int _PEAK_DAYS, _PEAK_FEW, _LONE_HOURS
 cdef int64_t _VIEW_WARM
-cdef double _WEEK, _PEAK_TIME, _PEAK_QUIET
+cdef double _WEEK, _PEAK_TIME, _PEAK_QUIET, _LONE_TIME, _LONE_STANDOUT, _LONE_FINE, _LONE_QUIET
 cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY, _SHIFT_LONG, _SHIFT_FLOOR, _REPORTED
 cdef double _FAR_COUNT, _FAR_END, _FAR_AFTER, _FAR_YOUTH, _LONG_MEMORY, _LONG_CLIP, _HUGE
 cdef int64_t _COUNTER_RISES
@@ -86,6 +86,8 @@ cdef class Settings:
     cdef readonly double width, scale
     # explain_into's limits for the last threshold explained (limits)
     cdef readonly double xthr, xeff, xu, xud, xday, xdayq
+    # the views step's decays for an interval (Views.observe)
+    cdef readonly double vdt, vday, vweek, vhour
     # 1 - fading, 1 - day_fading, 1 - short, extreme_sd ** 2, 1 - repeat_decay, 1 - spike_forget, 1 - shift_forget,
     # learn // 4
     cdef readonly double fading_keep, day_fading_keep, short_keep, extreme_sd_sq, spike_forget_keep
@@ -119,7 +121,7 @@ cdef class Settings:
     # Spread
     cdef public double spread
     # Views
-    cdef public double peak, rise, agree
+    cdef public double peak, rise, agree, lone
     # Suppression
     cdef public double fire, damp, suppress_time
     cdef public int64_t suppress
@@ -330,12 +332,13 @@ cdef class Spread(Level):
 
 cdef class Views(Step):
     cdef readonly Settings cfg
-    cdef public double _mag, _level, _day, _top, _usual, _wlevel, _wdev, _run, _tpeak
+    cdef public double _mag, _level, _day, _top, _usual, _wlevel, _wdev, _run, _tpeak, _hlevel, _hdev, _hour, _tlone
     cdef public int _days
-    cdef public bint _whole, _done
+    cdef public bint _whole, _done, _pend
     cdef readonly bint agrees
     cdef double *_peaks
-    @cython.locals(i=int)
+    cdef double *_tops
+    @cython.locals(i=int, n=int, buf="double *")
     cdef object _buffer(self, str name, object data)
     cdef bint _fits(self) except -1
     cdef inline double _log(self, double x) noexcept
@@ -348,12 +351,24 @@ cdef class Views(Step):
     @cython.locals(unit=double, f=double, least=double)
     cdef double unit(self, double usual) noexcept
     cdef inline double scale(self) noexcept
-    @cython.locals(base=double, s=double, up=double, down=double)
+    @cython.locals(s=double, up=double, down=double)
     cdef tuple rise_edge(self, double k)
+    cdef inline double _edge(self, double y) noexcept
+    cdef inline double hscale(self) noexcept
+    @cython.locals(c=double)
+    cdef inline double counted(self) noexcept
+    cdef inline bint hwarm(self, int64_t n, double now, double t0) noexcept
+    @cython.locals(e=double)
+    cdef double lone_edge(self, int64_t n, double now, double t0) noexcept
+    @cython.locals(m=double, i=int)
+    cdef double _tops_max(self) noexcept
+    cdef inline int _slot(self, double hour) noexcept
+    @cython.locals(h=double, last=double, k=double, i=int)
+    cdef void roll_hours(self, double now) noexcept
     cdef inline bint ready(self, int days, int64_t n, double now, double t0) noexcept
     @cython.locals(cfg=Settings, excursion=double, p=double, scale=double, dw=double, warm=bint, m=double, k=double,
-                   a=double, week=double)
-    cdef int observe(self, double x, int64_t n, double now, double dt, double t0, double span,
+                   a=double, week=double, lone=int, hscale=double, dh=double, s=double, i=int, ad=double, y=double)
+    cdef int observe(self, double x, int64_t n, double now, double dt, double t0, double span, double gap,
                      bint far_mean, bint day_ready) noexcept
 cdef class Suppression(Step):
     cdef readonly Settings cfg
@@ -417,7 +432,7 @@ cdef class Pipeline:
                    xmask=bint, hour=bint, rday=double, ry=double, yall=bint, yl=double, yu=double,
                    yh=double, vl=double, vu=double, ymask=bint, gl=double, gu=double, gon=bint, gmask=bint, spr=Spread, ymin=double,
                    son=bint, smask=bint, ctr=Counter, counts=bint, cu=double, con=bint, cmask=bint, need=double,
-                   vw=Views, gate=bint, al=double, ad=double, pk=double, ka=double, vdays=int, usual=double, dready=bint)
+                   vw=Views, gate=bint, al=double, ad=double, pk=double, ka=double, vdays=int, usual=double, dready=bint, le=double)
     cdef int explain_into(self, double threshold, object t, double *out) except -1
     @cython.locals(why=int, expected=double, ext=Extremes, moved=double)
     cpdef str reason(self, double x, object explanation=*)

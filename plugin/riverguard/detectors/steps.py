@@ -51,12 +51,12 @@ from .params import MAX_COUNT, Param
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
     from cython.cimports.cpython.mem import PyMem_Calloc, PyMem_Free
-    from cython.cimports.libc.math import copysign, erfc, exp, fabs, floor, log, nextafterf
+    from cython.cimports.libc.math import copysign, erfc, exp, fabs, floor, log, log1p, nextafterf
     from cython.cimports.libc.string import memcpy
     from cython.cimports.riverguard.detectors._pyfloat import floordiv, int_within, log10, sqrt, to_int
 else:
     from array import array
-    from math import copysign, erfc, exp, fabs, floor, log, log10, sqrt
+    from math import copysign, erfc, exp, fabs, floor, log, log1p, log10, sqrt
     from operator import floordiv
 
     to_int = int_within = int
@@ -95,11 +95,12 @@ _WHY_SHIFT = 7
 _WHY_SPREAD = 8
 _WHY_BURST = 9
 _WHY_PEAK = 10
+_WHY_LONE = 11
 #: the evidence of each of those codes, by name (for reports and benchmarks: the codes are C ints when compiled)
 EVIDENCE = {
     _WHY_SURPRISE: "likelihood (surprise)", _WHY_ERROR: "likelihood (error)", _WHY_HOUR: "hour",
     _WHY_EXTREME: "extreme", _WHY_STUCK: "stuck", _WHY_SPIKE: "spike", _WHY_SHIFT: "shift",
-    _WHY_SPREAD: "spread", _WHY_BURST: "burst", _WHY_PEAK: "peak",
+    _WHY_SPREAD: "spread", _WHY_BURST: "burst", _WHY_PEAK: "peak", _WHY_LONE: "lone",
 }  # fmt: skip
 #: weight of the newest interval in the usual interval of a series (Pipeline.span)
 _RHYTHM = 0.1
@@ -145,6 +146,14 @@ _VIEW_WARM = 30
 _WEEK = 7.0 * _DAY
 _PEAK_TIME = 3600.0
 _PEAK_QUIET = _DAY
+#: ... its lone values: the time constant of their level and deviation, the hours whose largest deviations they
+#: stand out from, by this factor, the usual interval they are looked for at (a minute or finer), and the least
+#: time between two reports
+_LONE_TIME = 3600.0
+_LONE_HOURS = 12
+_LONE_STANDOUT = 2.0
+_LONE_FINE = 60.0
+_LONE_QUIET = 6.0 * 3600.0
 #: the counter step: the fewest rises that make a counter (a series that has not fallen for counter_time)
 _COUNTER_RISES = 3
 _COUNTER_SAMPLES = 20.0
@@ -330,8 +339,8 @@ def _swapped(data):
     return b"".join([data[i : i + 8][::-1] for i in range(0, len(data), 8)])
 
 
-# scratch space of Pipeline.explain_into: the surprise of each level, and the band's cut points (11 pairs, two
-# singles and the inner edges of at most 16 levels: 39); and its answer for Pipeline.explain (the expected value and the band's edges)
+# scratch space of Pipeline.explain_into: the surprise of each level, and the band's cut points (11 pairs, three
+# singles and the inner edges of at most 16 levels: 40); and its answer for Pipeline.explain (the expected value and the band's edges)
 _LEVELS = zeroed_doubles(16)
 _CUTS = zeroed_doubles(40)
 _BAND = zeroed_doubles(3)
@@ -480,6 +489,12 @@ class Settings:
         # smallest score flagged at it, and the smallest standardised short average the likelihood flags, without
         # and with the damping (_limits_for); and the smallest one whose likelihood score, undamped, outscores a
         # time-of-day extreme (day_score; the same at any threshold)
+        # the views step's decays over a day, a week and an hour for an interval of vdt seconds (NaN: none yet;
+        # Views.observe works them out again for another interval: the series of a rule share theirs)
+        self.vdt = _NAN
+        self.vday = 0.0
+        self.vweek = 0.0
+        self.vhour = 0.0
         self.xthr = _NAN
         self.xeff = _INF
         self.xu = _INF
@@ -2277,9 +2292,26 @@ class Views(Step):
       time, scores ``extreme``, once a run and a day apart at least: a
       crash rate or a request rate several times its usual daily peak. It
       neither starts nor is damped by a suppression (step 6).
+    - **Lone values.** In a series sampled once a minute or more often, a
+      value ``lone`` (6) or more deviations above its level of the last
+      hour (the rise's measure over an hour: the logarithm against its
+      exponentially weighted level, in its mean absolute deviations), and
+      twice as far as the largest of each of the last 12 hours, is a lone
+      value if the next sample is back under half that: that next sample
+      scores ``extreme`` (a lone value is known to be one only then), 6
+      hours apart at least. The hour's slot must agree, as above (the
+      value ``z_scale`` of its deviations from its mean, once it can
+      tell), and in a series of whole numbers the value must be ``lone``
+      times the step to one count more above the level (a count's one
+      more is no lone value). A single minute at several times the minutes
+      around it, unlike anything of the last half day: a job's burst of
+      requests, a sensor's glitch. Routine single-sample bursts (a load
+      average, a latency) are as large as each other and do not stand
+      out. It neither starts nor is damped by a suppression, and a value
+      flagged already (at ``fire``) is not reported again on the next.
 
     Without event times the step says nothing. See docs/detection.md
-    ("Views that agree, built").
+    ("Views that agree, built", "Lone values").
     """
 
     PARAMS = (
@@ -2290,14 +2322,21 @@ class Views(Step):
         Param("agree", 2.0, "A time-of-day extreme or a new extreme counts only where the peak or the rise is "
               "this large, up or down, or the value is z_scale of its slot's deviations from the slot's mean "
               "(0: always).", low=0.0),
+        Param("lone", 6.0, "Deviations of the logarithm above its level of the last hour of a lone value (one "
+              "sample, twice as far as the largest of each of the last 12 hours, the next back under half), "
+              "reported at one sample a minute or finer (0: not looked for).", low=0.0),
     )  # fmt: skip
     # the mean magnitude (a week); every value a whole number; the peak's level; the UTC day and the largest
     # excursion of it so far; the days' largest excursions kept (in peaks, oldest first) and their median; the
     # logarithm's level and mean absolute deviation over a week; the time the peak and rise have lasted, whether
-    # the run was reported, and the time of the last report
-    STATE = ("mag", "whole", "level", "day", "top", "days", "usual", "wlevel", "wdev", "run", "done", "tpeak")
+    # the run was reported, and the time of the last report; the logarithm's level and mean absolute deviation
+    # over an hour, the hour (of event time) of the newest of the last _LONE_HOURS hours' largest deviations from
+    # them (in tops, by the hour's number modulo _LONE_HOURS), whether the latest value may be a lone one, and the
+    # time of the last lone value reported
+    STATE = ("mag", "whole", "level", "day", "top", "days", "usual", "wlevel", "wdev", "run", "done", "tpeak",
+             "hlevel", "hdev", "hour", "pend", "tlone")
     SMALL = ("days",)
-    BUFFERS = ("peaks",)
+    BUFFERS = ("peaks", "tops")
     SWITCH = "peak"
     USES = ("z_scale", "extreme")
 
@@ -2315,19 +2354,33 @@ class Views(Step):
         self._run = 0.0
         self._done = False
         self._tpeak = -_INF
+        self._hlevel = 0.0
+        self._hdev = 0.0
+        self._hour = -_INF
+        self._pend = False
+        self._tlone = -_INF
         self.agrees = True
         self._peaks = zeroed_doubles(_PEAK_DAYS)
+        self._tops = zeroed_doubles(_LONE_HOURS)
 
     def __dealloc__(self):
         free_buffer(self._peaks)
+        free_buffer(self._tops)
 
     def _buffer(self, name, data):
+        buf = self._peaks
+        n = _PEAK_DAYS
+        if name == "tops":
+            buf = self._tops
+            n = _LONE_HOURS
         if data is None:
-            return doubles_io(self._peaks, _PEAK_DAYS, None)
-        if not doubles_io(self._peaks, _PEAK_DAYS, data):
+            return doubles_io(buf, n, None)
+        if not doubles_io(buf, n, data):
             return False
-        for i in range(_PEAK_DAYS):  # (restored: every day's peak a finite number, as a series sets only those)
-            if not -_INF < self._peaks[i] < _INF:
+        for i in range(n):  # (restored: every day's peak and every hour's deviation a finite number, as a
+            if not -_INF < buf[i] < _INF:  # series sets only those; the deviations 0 or more)
+                return False
+            if name == "tops" and buf[i] < 0.0:
                 return False
         return True
 
@@ -2335,7 +2388,9 @@ class Views(Step):
         return (0 <= self._days <= _PEAK_DAYS and 0.0 <= self._mag < _INF and 0.0 <= self._usual < _INF
                 and 0.0 <= self._wdev < _INF and -_INF < self._wlevel < _INF and -_INF < self._level < _INF
                 and (self._day == -_INF or -_INF < self._day < _INF) and self._top < _INF and self._top == self._top
-                and 0.0 <= self._run < _INF and self._tpeak < _INF and self._tpeak == self._tpeak)
+                and 0.0 <= self._run < _INF and self._tpeak < _INF and self._tpeak == self._tpeak
+                and -_INF < self._hlevel < _INF and 0.0 <= self._hdev < _INF and self._hour < _INF
+                and self._hour == self._hour and self._tlone < _INF and self._tlone == self._tlone)
 
     def _log(self, x):
         """The logarithm the rise measures: of the value (0 if below), plus a tenth of the mean magnitude."""
@@ -2346,9 +2401,11 @@ class Views(Step):
         self._whole = x == floor(x)
         self._level = x
         self._wlevel = self._log(x)
+        self._hlevel = self._wlevel
         if -_INF < now < _INF:
             self._day = floor(now / _DAY) + 0.0  # (a float, never -0.0: the same state in both builds)
             self._top = 0.0
+            self._hour = floor(now / _LONE_TIME) + 0.0
 
     def rolls(self, now):
         """Whether event time ``now`` (finite) begins a new UTC day whose predecessor's largest excursion is kept
@@ -2398,22 +2455,80 @@ class Views(Step):
     def rise_edge(self, k):
         """The least value whose rise is ``k`` (> 0) or more, and the greatest whose rise is ``-k`` or less
         (-inf: none); the inverse of :meth:`_log`."""
-        base = 0.1 * self._mag + 1e-12
         s = k * self.scale()
-        up = exp(self._wlevel + s) - base
-        down = exp(self._wlevel - s) - base
+        up = self._edge(self._wlevel + s)
+        down = self._edge(self._wlevel - s)
         return (up if up > 0.0 else -_INF), (down if down >= 0.0 else -_INF)
+
+    def _edge(self, y):
+        """The value whose logarithm (:meth:`_log`) is ``y``: negative where no value's is (every value's is above)."""
+        return exp(y) - (0.1 * self._mag + 1e-12)
+
+    def hscale(self):
+        """The lone values' unit: the logarithm's mean absolute deviation over an hour, at least 0.05."""
+        return self._hdev if self._hdev > 0.05 else 0.05
+
+    def counted(self):
+        """The lone values' least unit where every value so far is a whole number: the logarithm's step from the
+        hour's level to one count more (a count's one more is no lone value), else 0.0."""
+        if not self._whole:
+            return 0.0
+        c = -self._hlevel  # (log(1 + e ** c): c itself beyond 30, the same to 13 digits, and no overflow)
+        return c if c > 30.0 else log1p(exp(c))
+
+    def hwarm(self, n, now, t0):
+        """Whether a sample after ``n`` others at event time ``now`` (the first at ``t0``) is measured against the
+        hour's level: ``_VIEW_WARM`` samples and an hour."""
+        return n >= _VIEW_WARM and now - t0 >= _LONE_TIME
+
+    def lone_edge(self, n, now, t0):
+        """While the latest value may be a lone one (:attr:`_pend`) and a report is due: the value under which the
+        next one (after ``n`` others, at event time ``now``) reports it (inf: every value; -inf: none), else
+        -inf. Its deviation is under half of ``lone`` there."""
+        if not self._pend or now - self._tlone < _LONE_QUIET:
+            return -_INF
+        if not self.hwarm(n, now, t0):
+            return _INF
+        e = self._edge(self._hlevel + 0.5 * self.cfg.lone * self.hscale())
+        return e if e > 0.0 else -_INF
+
+    def _tops_max(self):
+        """The largest deviation of the last ``_LONE_HOURS`` hours (0.0: none above it)."""
+        m = 0.0
+        for i in range(_LONE_HOURS):
+            if self._tops[i] > m:
+                m = self._tops[i]
+        return m
+
+    def _slot(self, hour):
+        """The index in tops of the hour numbered ``hour`` (a whole float)."""
+        return int(hour - _LONE_HOURS * floor(hour / _LONE_HOURS))
 
     def ready(self, days, n, now, t0):
         """Whether the peak (``days`` >= three days' peaks) or the rise (a week and ``_VIEW_WARM`` samples) can see,
         for a sample after ``n`` others at event time ``now`` (the first at ``t0``)."""
         return days >= _PEAK_FEW or (n >= _VIEW_WARM and now - t0 >= _WEEK)
 
-    def observe(self, x, n, now, dt, t0, span, far_mean, day_ready):
+    def roll_hours(self, now):
+        """Start the hour of event time ``now`` (finite) in tops if it is a new one (the hours between at 0)."""
+        h = floor(now / _LONE_TIME) + 0.0
+        last = self._hour
+        if h > last:
+            if h - last >= _LONE_HOURS:
+                for i in range(_LONE_HOURS):
+                    self._tops[i] = 0.0
+            else:
+                k = last + 1.0
+                while k <= h:
+                    self._tops[self._slot(k)] = 0.0
+                    k += 1.0
+            self._hour = h
+
+    def observe(self, x, n, now, dt, t0, span, gap, far_mean, day_ready):
         """Learn ``x``, sample ``n`` + 1 (``n`` >= 1; event time ``now``, ``dt`` seconds after the latest one, the
-        first at ``t0``, standing for ``span``; ``far_mean``: ``z_scale`` of its slot's deviations from its slot's
-        mean, ``day_ready``: that slot can say so); set :attr:`agrees`, and return ``_WHY_PEAK`` for a report of
-        its own, else 0."""
+        first at ``t0``, standing for ``span``; ``gap``: the series' usual interval; ``far_mean``: ``z_scale`` of
+        its slot's deviations from its slot's mean, ``day_ready``: that slot can say so); set :attr:`agrees`, and
+        return ``_WHY_PEAK`` or ``_WHY_LONE`` for a report of its own, else 0."""
         self.agrees = True
         if not -_INF < now < _INF:  # (no event time: nothing to say)
             return 0
@@ -2423,20 +2538,44 @@ class Views(Step):
         excursion = x - self._level
         p = excursion / self.unit(self._usual) if self._days >= _PEAK_FEW else 0.0
         scale = self.scale()
-        dw = self._log(x) - self._wlevel
+        y = self._log(x)
+        dw = y - self._wlevel
+        if dt != cfg.vdt:  # (the decays of an interval, kept per rule: the series of a rule share theirs)
+            cfg.vdt = dt
+            cfg.vday = _decay(dt, _DAY)
+            cfg.vweek = _decay(dt, _WEEK)
+            cfg.vhour = _decay(dt, _LONE_TIME)
         warm = n >= _VIEW_WARM
         m = dw / scale if warm and now - t0 >= _WEEK else 0.0
         k = cfg.agree
         self.agrees = (not k or not (day_ready or self.ready(self._days, n, now, t0)) or fabs(p) >= k
                        or fabs(m) >= k or far_mean)  # (views that cannot see yet do not object)
+        # a lone value: the latest value may be one (pend), and it is if this one is back under half of lone
+        lone = 0
+        if cfg.lone:
+            hscale = self.hscale()
+            dh = y - self._hlevel
+            s = dh / hscale if self.hwarm(n, now, t0) else 0.0
+            if self._pend and now - self._tlone >= _LONE_QUIET and s < 0.5 * cfg.lone:
+                lone = _WHY_LONE
+            self.roll_hours(now)
+            self._pend = (s >= cfg.lone and gap <= _LONE_FINE and (far_mean or not day_ready)
+                          and dh >= cfg.lone * self.counted() and s >= _LONE_STANDOUT * self._tops_max())
+            i = self._slot(self._hour)
+            if s > self._tops[i]:
+                self._tops[i] = s
+            a = cfg.vhour
+            self._hlevel += _ew(a, n + 1) * (_clip(dh, 3.0 * hscale) if warm else dh)
+            ad = fabs(dh)
+            self._hdev += _ew(a, n) * ((ad if ad < 5.0 * hscale or not warm else 5.0 * hscale) - self._hdev)
         # then learn x
         if self._whole and x != floor(x):
             self._whole = False
-        week = _decay(dt, _WEEK)
+        week = cfg.vweek
         self._mag += _ew(week, n + 1) * (fabs(x) - self._mag)
         if excursion > self._top:
             self._top = excursion
-        self._level += _ew(_decay(dt, _DAY), n + 1) * excursion * (1.0 if excursion < 0.0 else 0.25)
+        self._level += _ew(cfg.vday, n + 1) * excursion * (1.0 if excursion < 0.0 else 0.25)
         self._wlevel += _ew(week, n + 1) * (_clip(dw, 3.0 * scale) if warm else dw)
         a = fabs(dw)
         self._wdev += _ew(week, n) * ((a if a < 5.0 * scale or not warm else 5.0 * scale) - self._wdev)
@@ -2452,7 +2591,9 @@ class Views(Step):
         else:
             self._run = 0.0
             self._done = False
-        return 0
+        if lone:
+            self._tlone = now
+        return lone
 
 
 @cython.no_gc
@@ -2727,7 +2868,7 @@ class Pipeline:
         own = 0  # 7. the views step's own report (its evidence), if any
         agrees = True  # a time-of-day extreme or a new extreme counts (7: a view agrees)
         if views is not None:
-            own = views.observe(x, n, now, dt, self._t0, span, day.far_mean, day.ready)
+            own = views.observe(x, n, now, dt, self._t0, span, gap, day.far_mean, day.ready)
             agrees = views.agrees
         score = self.likelihood.score(raw, n, dt, gap)  # 2. likelihood
         if score > self.cfg.quiet_cap and self.suppression.active(now):
@@ -2780,6 +2921,8 @@ class Pipeline:
         if own and not warming and self.cfg.extreme > out:  # (neither damped by a suppression nor starting one)
             out = self.cfg.extreme
             self.suppression._why = own
+        if out >= self.cfg.fire and views is not None:  # (a value reported already is not reported again as lone)
+            views._pend = False
         return out
 
     def span(self, dt):
@@ -2845,7 +2988,8 @@ class Pipeline:
         ``stuck`` (a run of repeats), ``time_of_day`` (beyond the range of the
         slot, or far from the slot's mean), ``novelty`` (an unusual sequence of
         levels or pattern); ``spike`` or ``dip`` for a spike (step 4b: one
-        sample, never a level shift); ``level_shift`` for a level shift (4c),
+        sample, never a level shift; ``spike`` too for a lone value, step 7,
+        which is reported on the sample after it); ``level_shift`` for a level shift (4c),
         ``volatility`` for a burst of change (4d), ``burst`` for a burst of a
         counter's increase (4e); for a new extreme or the likelihood of prediction
         errors, ``level_shift`` when the recent level (the expected value) had
@@ -2866,6 +3010,8 @@ class Pipeline:
             expected = explanation[0]
         if why == _WHY_SPIKE:
             return "spike" if x >= expected else "dip"
+        if why == _WHY_LONE:  # (the lone value was the sample before x)
+            return "spike"
         if why == _WHY_SHIFT:
             return "level_shift"
         if why == _WHY_SPREAD:
@@ -3172,13 +3318,15 @@ class Pipeline:
                 upper = gu
         hole = hole or hmask or gmask or cmask
         # 7. the views step: a time-of-day extreme or a new extreme counts only where a view agrees (agree: x >= al
-        # or x <= ad; everywhere while gate is off), and a peak with a rise that completes its hour scores extreme
-        # (x >= pk; inf: none). Its day is rolled here as the sample will roll it (the same event time, next).
+        # or x <= ad; everywhere while gate is off), a peak with a rise that completes its hour scores extreme
+        # (x >= pk; inf: none), and so does a value back under half of lone after a lone one (x < le; -inf: none).
+        # Its day is rolled here as the sample will roll it (the same event time, next).
         vw = self.suppression.views
         gate = False
         al = _INF
         ad = -_INF
         pk = _INF
+        le = -_INF
         if vw is not None and -_INF < now < _INF:
             vdays = vw._days
             usual = vw._usual
@@ -3217,7 +3365,9 @@ class Pipeline:
                 up, down = vw.rise_edge(self.cfg.rise)
                 if up > pk:
                     pk = up
-        if not nb and not hole and not ymask and not gate and pk == _INF:
+            if self.cfg.lone and self.cfg.extreme >= eff:  # a lone value before: reported where x < le
+                le = vw.lone_edge(n, now, t0)
+        if not nb and not hole and not ymask and not gate and pk == _INF and le == -_INF:
             # every constraint is an interval: the band is where they overlap
             if lower > upper:
                 out[1] = mean  # every value would be flagged
@@ -3238,7 +3388,7 @@ class Pipeline:
         m = _cut(cuts, _cut(cuts, _cut(cuts, m, hl, hu), gl, gu), cu, _INF)
         if gate:
             m = _cut(cuts, m, ad, al)
-        m = _cut(cuts, m, pk, _INF)
+        m = _cut(cuts, _cut(cuts, m, pk, _INF), le, _INF)
         if ymask:
             m = _cut(cuts, _cut(cuts, m, yl, yu), vl, vu)
         if nb:
@@ -3282,7 +3432,7 @@ class Pipeline:
                 ok = x <= cu
             if ok and xon and (x > xu or x < xl) and not (gate and ad < x < al):
                 ok = fl <= x <= fu
-            if ok and x >= pk:
+            if ok and (x >= pk or x < le):
                 ok = False
             if ok and nb:
                 ok = _LEVELS[_level(x, lo, width, nb)] < rmax  # x's level, as the surprise step sees it
