@@ -189,3 +189,44 @@ def test_a_restart_between_a_lone_value_and_the_next_keeps_the_report() -> None:
     again.load_state(det.dump_state())
     assert [again.process(x, T0 + 60.0 * (at + 1 + i)) for i, x in enumerate(xs[at + 1:])] == scores[at + 1:]
     assert scores[at + 1] >= 0.5
+
+
+def test_a_daily_job_is_reported_the_first_day_only() -> None:
+    """A review's find: a quiet gauge (50, noise 1, once a minute) with one minute at 3 times it at 06:00 every
+    day (a backup, a log rotation) was reported as lone every day, for as long as it ran: the last 12 hours
+    never hold yesterday's job. A lone value must also stand out from the same hours a day before: no lone
+    report at all here, and the flags are the detector's without lone values (the new-extremes step reports
+    the job while it is new: days 0, 1, 3, 4 and 7, then it is routine)."""
+    rng = random.Random(4)
+    xs = [50.0 + rng.gauss(0.0, 1.0) for _ in range(21 * 1440)]
+    for day in range(21):
+        xs[day * 1440 + 360] *= 3.0
+    flags = _lone_flags(xs)
+    assert not [i for i, why in flags if why == LONE]
+    assert flags == _lone_flags(xs, lone=0.0)
+    assert [i // 1440 for i, _ in flags] == [0, 1, 3, 4, 7]
+
+
+def test_lone_values_survive_a_gap_and_jittered_timestamps() -> None:
+    """A review's find: the usual interval of a 60 s series, an average of its intervals, settled a hair above
+    60.0 after one gap or with milliseconds of jitter, and lone values were no longer looked for (a minute or
+    finer meant ``<= 60``). A minute give or take half is a minute: the lone minute is reported either way."""
+    at = 2 * 1440 - 10
+    xs = _minutes(3, {at: 3.0})
+    rng = random.Random(1)
+    for times in ([T0 + 60.0 * i + (360.0 if i > 600 else 0.0) for i in range(len(xs))],  # a 6-minute gap
+                  [T0 + 60.0 * i + rng.uniform(0.0, 0.005) for i in range(len(xs))]):  # up to 5 ms late
+        det = Sentinel()
+        lone = [i for i, (x, t) in enumerate(zip(xs, times)) if det.process(x, t) >= 0.5 and det._why == LONE]
+        assert lone == [at + 1]
+
+
+def test_huge_timestamps_neither_hang_nor_crash() -> None:
+    """A review's find: past 2 ** 53 hours a float hour counter stopped advancing (the hours' roll looped for
+    ever), and at 1e300 s the ring's index went out of range. Both builds, through the pipeline."""
+    for t0, step in ((3.3e19, 40000.0), (1e300, 1e290), (-1e300, 1e290)):
+        det = Sentinel()
+        scores = [det.process(100.0 + (i % 7), t0 + step * i) for i in range(300)]
+        assert all(0.0 <= s <= 1.0 for s in scores)
+        again = Sentinel()
+        again.load_state(det.dump_state())

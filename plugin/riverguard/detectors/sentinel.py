@@ -161,7 +161,7 @@ class Transitions(Surprise):
 # sparse count at fine sampling is not flagged for chance pairs: docs/detection.md "Sparse counts at fine sampling"; a
 # time-of-day extreme or a new extreme needs a second view that agrees, and a peak several times the usual daily
 # one is reported: docs/detection.md "Views that agree, built"; so is a lone minute that stands out from the
-# last 12 hours: docs/detection.md "Lone values".
+# last 12 hours and the same hours a day before: docs/detection.md "Lone values".
 _STEPS, _SETTINGS, _PARAMS, _LAYOUT = compose(
     Transitions, SentinelSettings,
     day_margin=0.18, suppress_time=259200.0, learn_time=259200.0, day_width=0.05, extreme_once=True, spike=12.0,
@@ -341,13 +341,14 @@ class Sentinel(Pipeline):
        one with a rise of ``rise`` (2), lasting an hour, scores ``extreme``
        (a day apart at least, outside the suppression). At one sample a
        minute or finer, a *lone value* (one sample ``lone`` (6) deviations
-       above the logarithm's level of the last hour, twice as far as any
-       of the last 12 hours, the next back under half) is reported on the
-       next sample, 6 hours apart at least. With ``peak = 0`` the step is
+       above the logarithm's level of the last hour, 1.5 times as far as
+       any of the last 12 hours and of the same hours a day before, the
+       next back under half) is reported on the next sample, 6 hours apart
+       at least. With ``peak = 0`` the step is
        left out.
 
     Without event times the time-of-day step is skipped and everything else
-    counts samples. The detector keeps about 3.3 KiB per series (3 381 B of memory at 100 000 series; the
+    counts samples. The detector keeps about 3.6 KiB per series (3 640 B of memory at 100 000 series; the
     count table, the slot ranges, means and variances are C arrays when
     compiled, a ``bytearray`` and ``array`` objects when not) and uses no
     randomness, so it is deterministic.

@@ -9,7 +9,7 @@ from libc.stdint cimport int64_t
 cdef double _SQRT1_2, _DAY, _NAN, _INF
 cdef int _WHY_SURPRISE, _WHY_ERROR, _WHY_HOUR, _WHY_EXTREME, _WHY_STUCK, _WHY_SPIKE, _WHY_SHIFT, _WHY_SPREAD, _WHY_BURST
 cdef int _WHY_PEAK, _WHY_LONE
-cdef int _PEAK_DAYS, _PEAK_FEW, _LONE_HOURS
+cdef int _PEAK_DAYS, _PEAK_FEW, _LONE_HOURS, _LONE_RING, _LONE_DAY
 cdef int64_t _VIEW_WARM
 cdef double _WEEK, _PEAK_TIME, _PEAK_QUIET, _LONE_TIME, _LONE_STANDOUT, _LONE_FINE, _LONE_QUIET
 cdef double _RHYTHM, _ROUNDING, _SHIFT_DEV_CLIP, _SHIFT_MEMORY, _SHIFT_LONG, _SHIFT_FLOOR, _REPORTED
@@ -360,10 +360,11 @@ cdef class Views(Step):
     cdef inline bint hwarm(self, int64_t n, double now, double t0) noexcept
     @cython.locals(e=double)
     cdef double lone_edge(self, int64_t n, double now, double t0) noexcept
-    @cython.locals(m=double, i=int)
+    @cython.locals(m=double, i=int, j=int, v=double)
     cdef double _tops_max(self) noexcept
+    @cython.locals(r=double)
     cdef inline int _slot(self, double hour) noexcept
-    @cython.locals(h=double, last=double, k=double, i=int)
+    @cython.locals(h=double, last=double, i=int)
     cdef void roll_hours(self, double now) noexcept
     cdef inline bint ready(self, int days, int64_t n, double now, double t0) noexcept
     @cython.locals(cfg=Settings, excursion=double, p=double, scale=double, dw=double, warm=bint, m=double, k=double,

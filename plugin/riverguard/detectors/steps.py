@@ -51,12 +51,12 @@ from .params import MAX_COUNT, Param
 if cython.compiled:
     from cython.cimports.cpython.bytes import PyBytes_AS_STRING, PyBytes_FromStringAndSize
     from cython.cimports.cpython.mem import PyMem_Calloc, PyMem_Free
-    from cython.cimports.libc.math import copysign, erfc, exp, fabs, floor, log, log1p, nextafterf
+    from cython.cimports.libc.math import copysign, erfc, exp, fabs, floor, fmod, log, log1p, nextafterf
     from cython.cimports.libc.string import memcpy
     from cython.cimports.riverguard.detectors._pyfloat import floordiv, int_within, log10, sqrt, to_int
 else:
     from array import array
-    from math import copysign, erfc, exp, fabs, floor, log, log1p, log10, sqrt
+    from math import copysign, erfc, exp, fabs, floor, fmod, log, log1p, log10, sqrt
     from operator import floordiv
 
     to_int = int_within = int
@@ -146,13 +146,16 @@ _VIEW_WARM = 30
 _WEEK = 7.0 * _DAY
 _PEAK_TIME = 3600.0
 _PEAK_QUIET = _DAY
-#: ... its lone values: the time constant of their level and deviation, the hours whose largest deviations they
-#: stand out from, by this factor, the usual interval they are looked for at (a minute or finer), and the least
-#: time between two reports
+#: ... its lone values: the time constant of their level and deviation; the hours whose largest deviations are
+#: kept (the current one and the 25 before it), those a lone value stands out from (the last _LONE_HOURS, and
+#: from _LONE_DAY - 1 to _LONE_DAY + 1 hours back: the same hours a day before), by this factor; the usual
+#: interval they are looked for at (a minute or finer, give or take half); the least time between two reports
 _LONE_TIME = 3600.0
+_LONE_RING = 26
 _LONE_HOURS = 12
-_LONE_STANDOUT = 2.0
-_LONE_FINE = 60.0
+_LONE_DAY = 24
+_LONE_STANDOUT = 1.5
+_LONE_FINE = 90.0
 _LONE_QUIET = 6.0 * 3600.0
 #: the counter step: the fewest rises that make a counter (a series that has not fallen for counter_time)
 _COUNTER_RISES = 3
@@ -2296,8 +2299,10 @@ class Views(Step):
       value ``lone`` (6) or more deviations above its level of the last
       hour (the rise's measure over an hour: the logarithm against its
       exponentially weighted level, in its mean absolute deviations), and
-      twice as far as the largest of each of the last 12 hours, is a lone
-      value if the next sample is back under half that: that next sample
+      1.5 times as far as the largest of each of the last 12 hours and of
+      the same hours a day before (so a daily job's minute is reported the
+      first day, not every day), is a lone value if the next sample is
+      back under half that: that next sample
       scores ``extreme`` (a lone value is known to be one only then), 6
       hours apart at least. The hour's slot must agree, as above (the
       value ``z_scale`` of its deviations from its mean, once it can
@@ -2323,15 +2328,15 @@ class Views(Step):
               "this large, up or down, or the value is z_scale of its slot's deviations from the slot's mean "
               "(0: always).", low=0.0),
         Param("lone", 6.0, "Deviations of the logarithm above its level of the last hour of a lone value (one "
-              "sample, twice as far as the largest of each of the last 12 hours, the next back under half), "
-              "reported at one sample a minute or finer (0: not looked for).", low=0.0),
+              "sample, 1.5 times as far as the largest of the last 12 hours and of the same hours a day before, "
+              "the next back under half), reported at one sample a minute or finer (0: not looked for).", low=0.0),
     )  # fmt: skip
     # the mean magnitude (a week); every value a whole number; the peak's level; the UTC day and the largest
     # excursion of it so far; the days' largest excursions kept (in peaks, oldest first) and their median; the
     # logarithm's level and mean absolute deviation over a week; the time the peak and rise have lasted, whether
     # the run was reported, and the time of the last report; the logarithm's level and mean absolute deviation
-    # over an hour, the hour (of event time) of the newest of the last _LONE_HOURS hours' largest deviations from
-    # them (in tops, by the hour's number modulo _LONE_HOURS), whether the latest value may be a lone one, and the
+    # over an hour, the hour (of event time) of the newest of the last _LONE_RING hours' largest deviations from
+    # them (in tops, by the hour's number modulo _LONE_RING), whether the latest value may be a lone one, and the
     # time of the last lone value reported
     STATE = ("mag", "whole", "level", "day", "top", "days", "usual", "wlevel", "wdev", "run", "done", "tpeak",
              "hlevel", "hdev", "hour", "pend", "tlone")
@@ -2361,7 +2366,7 @@ class Views(Step):
         self._tlone = -_INF
         self.agrees = True
         self._peaks = zeroed_doubles(_PEAK_DAYS)
-        self._tops = zeroed_doubles(_LONE_HOURS)
+        self._tops = zeroed_doubles(_LONE_RING)
 
     def __dealloc__(self):
         free_buffer(self._peaks)
@@ -2372,7 +2377,7 @@ class Views(Step):
         n = _PEAK_DAYS
         if name == "tops":
             buf = self._tops
-            n = _LONE_HOURS
+            n = _LONE_RING
         if data is None:
             return doubles_io(buf, n, None)
         if not doubles_io(buf, n, data):
@@ -2493,16 +2498,23 @@ class Views(Step):
         return e if e > 0.0 else -_INF
 
     def _tops_max(self):
-        """The largest deviation of the last ``_LONE_HOURS`` hours (0.0: none above it)."""
+        """The largest deviation of the last ``_LONE_HOURS`` hours and of the same hours a day before (0.0: none
+        above it)."""
         m = 0.0
-        for i in range(_LONE_HOURS):
-            if self._tops[i] > m:
-                m = self._tops[i]
+        i = self._slot(self._hour)
+        for j in range(_LONE_RING):
+            if j < _LONE_HOURS or _LONE_DAY - 1 <= j <= _LONE_DAY + 1:
+                v = self._tops[(i - j + _LONE_RING) % _LONE_RING]
+                if v > m:
+                    m = v
         return m
 
     def _slot(self, hour):
-        """The index in tops of the hour numbered ``hour`` (a whole float)."""
-        return int(hour - _LONE_HOURS * floor(hour / _LONE_HOURS))
+        """The index in tops of the hour numbered ``hour`` (a whole float; exact at any size)."""
+        r = fmod(hour, _LONE_RING)
+        if r < 0.0:
+            r += _LONE_RING
+        return int(r) % _LONE_RING
 
     def ready(self, days, n, now, t0):
         """Whether the peak (``days`` >= three days' peaks) or the rise (a week and ``_VIEW_WARM`` samples) can see,
@@ -2514,14 +2526,14 @@ class Views(Step):
         h = floor(now / _LONE_TIME) + 0.0
         last = self._hour
         if h > last:
-            if h - last >= _LONE_HOURS:
-                for i in range(_LONE_HOURS):
+            if h - last >= _LONE_RING:
+                for i in range(_LONE_RING):
                     self._tops[i] = 0.0
             else:
-                k = last + 1.0
-                while k <= h:
-                    self._tops[self._slot(k)] = 0.0
-                    k += 1.0
+                i = self._slot(last)
+                for _ in range(int(h - last)):
+                    i = (i + 1) % _LONE_RING
+                    self._tops[i] = 0.0
             self._hour = h
 
     def observe(self, x, n, now, dt, t0, span, gap, far_mean, day_ready):
@@ -2559,8 +2571,8 @@ class Views(Step):
             if self._pend and now - self._tlone >= _LONE_QUIET and s < 0.5 * cfg.lone:
                 lone = _WHY_LONE
             self.roll_hours(now)
-            self._pend = (s >= cfg.lone and gap <= _LONE_FINE and (far_mean or not day_ready)
-                          and dh >= cfg.lone * self.counted() and s >= _LONE_STANDOUT * self._tops_max())
+            self._pend = (s >= cfg.lone and gap <= _LONE_FINE and dh >= cfg.lone * self.counted()
+                          and s >= _LONE_STANDOUT * self._tops_max())
             i = self._slot(self._hour)
             if s > self._tops[i]:
                 self._tops[i] = s
