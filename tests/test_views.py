@@ -141,7 +141,8 @@ def _lone_flags(xs: list[float], step: float = 60.0, **params: float) -> list[tu
 def test_a_lone_minute_is_reported_on_the_next_one() -> None:
     """CMD's mongodb-machine-rps in small: a minute at 3 times the minutes around it, at 23:50 on days 2 and 4,
     each reported on the next minute (a lone value is known to be one then) as ``lone``, with the reason
-    ``spike``; with ``lone = 0`` neither is. The hour's slot agrees (the value is far from its mean)."""
+    ``spike``; with ``lone = 0`` neither is. Two days apart, neither is in the other's bar (the last 12 hours
+    and the same hours a day before)."""
     at = [2 * 1440 - 10, 4 * 1440 - 10]
     xs = _minutes(5, {i: 3.0 for i in at})
     assert EVIDENCE[LONE] == "lone"

@@ -2304,11 +2304,10 @@ class Views(Step):
       first day, not every day), is a lone value if the next sample is
       back under half that: that next sample
       scores ``extreme`` (a lone value is known to be one only then), 6
-      hours apart at least. The hour's slot must agree, as above (the
-      value ``z_scale`` of its deviations from its mean, once it can
-      tell), and in a series of whole numbers the value must be ``lone``
-      times the step to one count more above the level (a count's one
-      more is no lone value). A single minute at several times the minutes
+      hours apart at least. In a series of whole numbers the value must
+      be ``lone`` times the step to one count more above the level (a
+      count's one more is no lone value). A job that comes back on
+      another period (every other day, weekly) is reported at each run. A single minute at several times the minutes
       around it, unlike anything of the last half day: a job's burst of
       requests, a sensor's glitch. Routine single-sample bursts (a load
       average, a latency) are as large as each other and do not stand
@@ -2498,8 +2497,8 @@ class Views(Step):
         return e if e > 0.0 else -_INF
 
     def _tops_max(self):
-        """The largest deviation of the last ``_LONE_HOURS`` hours and of the same hours a day before (0.0: none
-        above it)."""
+        """The largest deviation of the last ``_LONE_HOURS`` hours (the current one, as far as it has gone, and
+        the 11 before it) and of the same hours a day before (0.0: none above it)."""
         m = 0.0
         i = self._slot(self._hour)
         for j in range(_LONE_RING):
