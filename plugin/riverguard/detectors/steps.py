@@ -2389,7 +2389,7 @@ class Views(Step):
         return True
 
     def _fits(self):
-        return (0 <= self._days <= _PEAK_DAYS and 0.0 <= self._mag < _INF and 0.0 <= self._usual < _INF
+        return (0 <= self._days <= _PEAK_DAYS and 0.0 <= self._mag < _INF and -_INF < self._usual < _INF
                 and 0.0 <= self._wdev < _INF and -_INF < self._wlevel < _INF and -_INF < self._level < _INF
                 and (self._day == -_INF or -_INF < self._day < _INF) and self._top < _INF and self._top == self._top
                 and 0.0 <= self._run < _INF and self._tpeak < _INF and self._tpeak == self._tpeak
