@@ -2500,12 +2500,15 @@ class Views(Step):
         """The largest deviation of the last ``_LONE_HOURS`` hours (the current one, as far as it has gone, and
         the 11 before it) and of the same hours a day before (0.0: none above it)."""
         m = 0.0
-        i = self._slot(self._hour)
-        for j in range(_LONE_RING):
-            if j < _LONE_HOURS or _LONE_DAY - 1 <= j <= _LONE_DAY + 1:
-                v = self._tops[(i - j + _LONE_RING) % _LONE_RING]
-                if v > m:
-                    m = v
+        i = self._slot(self._hour) + _LONE_RING
+        for j in range(_LONE_HOURS):
+            v = self._tops[(i - j) % _LONE_RING]
+            if v > m:
+                m = v
+        for j in range(_LONE_DAY - 1, _LONE_DAY + 2):
+            v = self._tops[(i - j) % _LONE_RING]
+            if v > m:
+                m = v
         return m
 
     def _slot(self, hour):
